@@ -1,0 +1,118 @@
+"""Reading and writing RWKV-7 weights: official `.pth`, safetensors, fla HF folders, our own folders.
+
+Every format is converted to the official key layout, which is also the model's own parameter
+naming, then checked against the model so that a wrong file fails with the offending keys named.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import RWKV7Config
+from .model import RWKV7
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model; the message names every offending key."""
+
+
+def _resolve(path: str | Path) -> Path:
+    path = Path(path)
+    if path.exists():
+        return path
+    for suffix in (".pth", ".safetensors"):  # official tools name models without the suffix
+        candidate = path.with_name(path.name + suffix)
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"no checkpoint at {path} (also tried .pth and .safetensors)")
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Reads any supported checkpoint into an official-layout state dict (tensors as stored)."""
+    path = _resolve(path)
+    if path.is_dir():
+        if (path / WEIGHTS_NAME).exists() and not _is_fla(path):
+            return load_file(str(path / WEIGHTS_NAME))
+        if _is_fla(path):
+            from .fla_format import load_fla_folder
+
+            return load_fla_folder(path)
+        raise CheckpointError(f"{path}: folder holds neither {WEIGHTS_NAME} nor an fla-format RWKV-7 model")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # pickle and zip errors come in many types
+        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({exc})") from exc
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict)")
+    return dict(loaded)
+
+
+def _is_fla(path: Path) -> bool:
+    from .fla_format import is_fla_folder
+
+    return is_fla_folder(path)
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: RWKV7) -> dict[str, torch.Tensor]:
+    """Returns the tensors the model uses; raises CheckpointError naming missing, unexpected or
+    mis-shaped keys. Layer 0's value-residual LoRA (v0/v1/v2) is unused and silently dropped."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ignorable = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected) - ignorable)
+    mis_shaped = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {expected[k]}"
+        for k in set(expected) & set(state_dict)
+        if tuple(state_dict[k].shape) != expected[k]
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if mis_shaped:
+        problems.append(f"mis-shaped keys {mis_shaped}")
+    if problems:
+        raise CheckpointError("checkpoint does not match the RWKV-7 model: " + "; ".join(problems))
+    return {k: state_dict[k] for k in expected}
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> RWKV7:
+    """Builds an RWKV-7 model from any supported checkpoint, sized from the checkpoint's shapes."""
+    state_dict = load_state_dict(path)
+    config = RWKV7Config.from_state_dict(state_dict)
+    with torch.device("meta"):
+        model = RWKV7(config)
+    tensors = check_state_dict(state_dict, model)
+    tensors = {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
+    model.load_state_dict(tensors, assign=True)
+    log.info("loaded RWKV-7 %s from %s (%.1fM parameters)", config, path, sum(t.numel() for t in tensors.values()) / 1e6)
+    return model.eval()
+
+
+def save_model(model: RWKV7, path: str | Path) -> None:
+    """Writes a folder with config.json and model.safetensors (official key names)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = folder / (WEIGHTS_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": "rwkv7"})
+    tmp.replace(folder / WEIGHTS_NAME)
+    model.config.save(folder / CONFIG_NAME)

@@ -1,0 +1,54 @@
+"""WKV kernels: one contract, three implementations, chosen per call.
+
+`wkv7(r, log_w, k, v, a, b, state)` with r, log_w, k, v, a, b of shape [B, T, H, N] and the state
+[B, H, N(value), N(key)] in fp32 returns (o [B, T, H, N], new state). log_w is the log of the decay
+(negative). a and b are the official kernel's arguments: a = -kk, b = kk * (learning rate).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from .chunked import wkv7_chunked
+from .fla import fla_available, wkv7_fla
+from .recurrent import wkv7_recurrent
+
+Impl = Literal["auto", "recurrent", "chunked", "fla"]
+IMPLEMENTATIONS = ("auto", "recurrent", "chunked", "fla")
+
+# Below this many tokens the per-token loop beats the chunked form's fixed cost on CPU.
+CHUNKED_MIN_TOKENS = 8
+
+
+def select_impl(device: torch.device, seq_len: int) -> str:
+    if device.type == "cuda" and fla_available():
+        return "fla"
+    return "recurrent" if seq_len < CHUNKED_MIN_TOKENS else "chunked"
+
+
+def wkv7(
+    r: torch.Tensor,
+    log_w: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    state: torch.Tensor,
+    impl: Impl = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if impl == "auto":
+        impl = select_impl(r.device, r.shape[1])
+    if impl == "recurrent":
+        return wkv7_recurrent(r, log_w, k, v, a, b, state)
+    if impl == "chunked":
+        return wkv7_chunked(r, log_w, k, v, a, b, state)
+    if impl == "fla":
+        if r.device.type != "cuda":
+            raise ValueError("the 'fla' WKV implementation runs on CUDA tensors only")
+        return wkv7_fla(r, log_w, k, v, a, b, state)
+    raise ValueError(f"unknown WKV implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
+
+
+__all__ = ["IMPLEMENTATIONS", "wkv7", "wkv7_chunked", "wkv7_recurrent", "wkv7_fla", "fla_available", "select_impl"]

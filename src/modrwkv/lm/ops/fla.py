@@ -1,0 +1,61 @@
+"""flash-linear-attention's Triton RWKV-7 kernels (CUDA only), behind modrwkv's WKV contract.
+
+fla is imported lazily: it cannot even be imported without a GPU. fla keeps the state as
+[B, H, K, V] (key-major), the transpose of ours, and its keyword for the log-decay changed across
+releases (`w` in most, `log_w` where `w` means the raw decay logit), so the call is adapted here.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+import torch
+
+
+@functools.cache
+def _kernels() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    from fla.ops.rwkv7 import chunk_rwkv7, fused_recurrent_rwkv7
+
+    return chunk_rwkv7, fused_recurrent_rwkv7
+
+
+def fla_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        _kernels()
+    except Exception:  # any import-time failure (no triton, driver mismatch) means "not usable"
+        return False
+    return True
+
+
+def _decay_keyword(kernel: Callable[..., Any]) -> str:
+    return "log_w" if "log_w" in inspect.signature(kernel).parameters else "w"
+
+
+def wkv7_fla(
+    r: torch.Tensor,
+    log_w: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    state: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as `wkv7_recurrent`: [B, T, H, N] inputs, state [B, H, N(value), N(key)] fp32."""
+    chunk, recurrent = _kernels()
+    kernel = recurrent if r.shape[1] == 1 else chunk
+    o, final = kernel(
+        r=r,
+        k=k,
+        v=v,
+        a=a,
+        b=b,
+        scale=1.0,
+        initial_state=state.transpose(-1, -2).contiguous(),
+        output_final_state=True,
+        **{_decay_keyword(kernel): log_w},
+    )
+    return o, final.transpose(-1, -2).float()

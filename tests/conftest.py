@@ -1,0 +1,27 @@
+import os
+import warnings
+
+# The official `rwkv` package reads these at import time; it is the numerical oracle of the tests.
+os.environ.setdefault("RWKV_V7_ON", "1")
+os.environ.setdefault("RWKV_CUDA_ON", "0")
+os.environ.setdefault("RWKV_JIT_ON", "1")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from modrwkv.lm import RWKV7, RWKV7Config  # noqa: E402
+from modrwkv.lm.random_weights import random_official_state_dict  # noqa: E402
+
+TINY = RWKV7Config(n_layer=3, n_embd=128, vocab_size=1024, head_size=64, dim_w=32, dim_a=32, dim_v=32, dim_g=64)
+
+
+def make_model(config: RWKV7Config = TINY, seed: int = 0, dtype: torch.dtype = torch.float32) -> RWKV7:
+    model = RWKV7(config)
+    model.load_state_dict(random_official_state_dict(config, seed, layer0_value_lora=False))
+    return model.to(dtype).eval()
+
+
+@pytest.fixture
+def tiny_model() -> RWKV7:
+    return make_model()
