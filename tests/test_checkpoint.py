@@ -1,0 +1,82 @@
+"""Checkpoint formats: official .pth, safetensors, folders; errors that name the offending keys."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import TINY, make_model
+from modrwkv.lm import CheckpointError, load_model, save_model
+from modrwkv.lm.random_weights import random_official_state_dict
+
+
+@torch.no_grad()
+def test_pth_safetensors_and_folder_load_identically(tmp_path):
+    sd = random_official_state_dict(TINY, seed=3)
+    torch.save(sd, tmp_path / "m.pth")
+    save_file(sd, str(tmp_path / "m.safetensors"))
+    tokens = torch.tensor([[1, 2, 3, 500, 7]])
+    ref = load_model(tmp_path / "m.pth")(tokens).logits
+    assert torch.equal(load_model(tmp_path / "m.safetensors")(tokens).logits, ref)
+    assert torch.equal(load_model(tmp_path / "m")(tokens).logits, ref)  # official suffix-less name
+    save_model(load_model(tmp_path / "m.pth"), tmp_path / "folder")
+    reloaded = load_model(tmp_path / "folder")
+    assert torch.equal(reloaded(tokens).logits, ref)
+    assert reloaded.config == TINY
+
+
+def test_layer0_value_lora_is_accepted_and_ignored(tmp_path):
+    sd = random_official_state_dict(TINY, seed=1, layer0_value_lora=True)
+    torch.save(sd, tmp_path / "m.pth")
+    assert "blocks.0.att.v0" not in load_model(tmp_path / "m.pth").state_dict()
+
+
+def test_bf16_checkpoint_loads_in_requested_dtype(tmp_path):
+    torch.save({k: v.bfloat16() for k, v in random_official_state_dict(TINY).items()}, tmp_path / "m.pth")
+    assert load_model(tmp_path / "m.pth").dtype == torch.float32
+    assert load_model(tmp_path / "m.pth", dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_errors_name_missing_unexpected_and_misshaped_keys(tmp_path):
+    sd = random_official_state_dict(TINY)
+    del sd["blocks.1.att.k_k"]
+    sd["blocks.1.att.surprise"] = torch.zeros(3)
+    sd["blocks.2.ffn.x_k"] = torch.zeros(1, 1, 5)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_model(tmp_path / "bad.pth")
+    message = str(err.value)
+    assert "blocks.1.att.k_k" in message and "blocks.1.att.surprise" in message and "blocks.2.ffn.x_k" in message
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_model(tmp_path / "absent.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(tmp_path / "junk.pth")
+    torch.save({"emb.weight": torch.zeros(4, 4)}, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match="missing key"):
+        load_model(tmp_path / "partial.pth")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(CheckpointError, match="neither"):
+        load_model(tmp_path / "empty_dir")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only loading: a checkpoint that smuggles objects is an error, not executed."""
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"emb.weight": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "evil.pth")
+
+
+def test_save_model_round_trips_a_trained_model(tmp_path):
+    model = make_model()
+    save_model(model, tmp_path / "out")
+    again = load_model(tmp_path / "out")
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name

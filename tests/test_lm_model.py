@@ -1,0 +1,185 @@
+"""Behaviour of the RWKV-7 model API: batching, padding, state, embeddings input, training switches."""
+
+import pytest
+import torch
+
+from conftest import TINY, make_model
+from modrwkv.lm import RWKV7, RWKV7Config, RWKV7State
+
+
+def ids(n, seed=0, vocab=TINY.vocab_size):
+    return torch.randint(1, vocab, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def test_inputs_embeds_equal_token_ids(tiny_model):
+    tokens = ids(20)[None]
+    by_ids = tiny_model(tokens)
+    by_embeds = tiny_model(inputs_embeds=tiny_model.embed(tokens))
+    torch.testing.assert_close(by_embeds.logits, by_ids.logits, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_batch_rows_are_independent(tiny_model):
+    a, b = ids(30, 1), ids(30, 2)
+    batched = tiny_model(torch.stack([a, b]))
+    for row, seq in enumerate((a, b)):
+        single = tiny_model(seq[None])
+        torch.testing.assert_close(batched.logits[row], single.logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(batched.state.wkv[:, row], single.state.wkv[:, 0], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("side", ["left", "right", "middle"])
+def test_padding_never_changes_state(tiny_model, side):
+    """Rows of different lengths padded anywhere give the same logits and state as run alone."""
+    seqs = [ids(n, seed=n) for n in (5, 40, 17)]
+    T = 48
+    batch = torch.zeros(len(seqs), T, dtype=torch.long)
+    mask = torch.zeros(len(seqs), T, dtype=torch.bool)
+    positions = []
+    for row, seq in enumerate(seqs):
+        n = len(seq)
+        if side == "left":
+            pos = torch.arange(T - n, T)
+        elif side == "right":
+            pos = torch.arange(n)
+        else:  # scattered holes, e.g. removed tokens inside a sequence
+            pos = torch.linspace(0, T - 1, n).round().long()
+        batch[row, pos] = seq
+        mask[row, pos] = True
+        positions.append(pos)
+    start = tiny_model(ids(9, 99)[None].expand(3, -1)).state  # a non-zero carried state
+    out = tiny_model(batch, attention_mask=mask, state=start)
+    last = tiny_model(batch, attention_mask=mask, state=start, logits="last")
+    for row, seq in enumerate(seqs):
+        alone = tiny_model(seq[None], state=start.select([row]))
+        torch.testing.assert_close(out.logits[row, positions[row]], alone.logits[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(last.logits[row], alone.logits[0, -1], atol=1e-4, rtol=1e-4)
+        for have, want in zip(
+            (out.state.att_shift, out.state.wkv, out.state.ffn_shift),
+            (alone.state.att_shift, alone.state.wkv, alone.state.ffn_shift),
+        ):
+            torch.testing.assert_close(have[:, row], want[:, 0], atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_fully_padded_row_keeps_its_state(tiny_model):
+    start = tiny_model(ids(6)[None].expand(2, -1)).state
+    mask = torch.tensor([[True] * 4, [False] * 4])
+    out = tiny_model(ids(4, 5)[None].expand(2, -1), state=start, attention_mask=mask)
+    torch.testing.assert_close(out.state.wkv[:, 1], start.wkv[:, 1], rtol=0, atol=0)
+    torch.testing.assert_close(out.state.att_shift[:, 1], start.att_shift[:, 1], rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_chunked_and_recurrent_model_paths_agree(tiny_model):
+    tokens = ids(70)[None]
+    tiny_model.wkv_impl = "recurrent"
+    slow = tiny_model(tokens)
+    tiny_model.wkv_impl = "chunked"
+    fast = tiny_model(tokens)
+    torch.testing.assert_close(fast.logits, slow.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_model_gradients_chunked_equal_recurrent():
+    model = make_model().double().train()
+    tokens = ids(40)[None]
+    grads = {}
+    for impl in ("recurrent", "chunked"):
+        model.zero_grad()
+        model.wkv_impl = impl
+        model(tokens).logits.logsumexp(-1).mean().backward()
+        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for name, g in grads["recurrent"].items():
+        torch.testing.assert_close(grads["chunked"][name], g, rtol=1e-7, atol=1e-9, msg=name)
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    model = make_model().train()
+    tokens = ids(33)[None]
+    results = []
+    for enabled in (False, True):
+        model.zero_grad()
+        model.gradient_checkpointing = enabled
+        model(tokens).logits.logsumexp(-1).mean().backward()
+        results.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, g in results[0].items():
+        torch.testing.assert_close(results[1][name], g, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fresh_model_initialisation_trains():
+    """RWKV-LM-style init: finite outputs and a loss that falls on a memorisation task."""
+    torch.manual_seed(0)
+    model = RWKV7(RWKV7Config(n_layer=2, n_embd=64, vocab_size=50, dim_w=32, dim_a=32, dim_v=32, dim_g=32))
+    data = torch.randint(1, 50, (4, 24))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        logits = model(data[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 50), data[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@torch.no_grad()
+def test_bf16_weights_keep_fp32_state():
+    model = make_model(dtype=torch.bfloat16)
+    out = model(ids(20)[None])
+    assert out.logits.dtype == torch.bfloat16
+    assert out.state.wkv.dtype == torch.float32 and out.state.att_shift.dtype == torch.bfloat16
+    ref = make_model()(ids(20)[None]).logits
+    assert (out.logits.float() - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+@torch.no_grad()
+def test_state_save_load_clone_select_cat(tiny_model, tmp_path):
+    state = tiny_model(torch.stack([ids(10, 1), ids(10, 2)])).state
+    path = tmp_path / "s.safetensors"
+    state.save(path)
+    loaded = RWKV7State.load(path, TINY)
+    for a, b in zip((state.att_shift, state.wkv, state.ffn_shift), (loaded.att_shift, loaded.wkv, loaded.ffn_shift)):
+        assert torch.equal(a, b)
+    clone = state.clone()
+    clone.wkv.zero_()
+    assert state.wkv.abs().sum() > 0
+    joined = RWKV7State.cat([state.select([1]), state.select([0])])
+    assert torch.equal(joined.wkv[:, 0], state.wkv[:, 1]) and torch.equal(joined.wkv[:, 1], state.wkv[:, 0])
+    assert state.select([0]).expand(3).batch_size == 3
+    assert state.nbytes() == 2 * 4 * TINY.state_numel()
+    other = RWKV7Config(n_layer=2, n_embd=128)
+    with pytest.raises(ValueError, match="needs"):
+        RWKV7State.load(path, other)
+
+
+@torch.no_grad()
+def test_input_errors_are_clear(tiny_model):
+    with pytest.raises(ValueError, match="exactly one"):
+        tiny_model()
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 1024\)"):
+        tiny_model(torch.tensor([[5, 1024]]))
+    with pytest.raises(ValueError, match="inputs_embeds must be"):
+        tiny_model(inputs_embeds=torch.zeros(1, 3, 7))
+    with pytest.raises(ValueError, match="state has batch size 1"):
+        tiny_model(torch.tensor([[1], [2]]), state=tiny_model.init_state(1))
+    with pytest.raises(ValueError, match="attention_mask must have shape"):
+        tiny_model(torch.tensor([[1, 2]]), attention_mask=torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="logits must be"):
+        tiny_model(torch.tensor([[1]]), logits="first")
+    with pytest.raises(ValueError, match="empty sequence"):
+        tiny_model(torch.zeros(1, 0, dtype=torch.long))
+
+
+def test_config_from_state_dict_reads_every_size():
+    from modrwkv.lm.random_weights import random_official_state_dict
+
+    cfg = RWKV7Config(n_layer=2, n_embd=192, vocab_size=300, head_size=64, dim_w=64, dim_a=96, dim_v=32, dim_g=128, dim_ffn=500)
+    assert RWKV7Config.from_state_dict(random_official_state_dict(cfg)) == cfg
+    assert RWKV7Config(n_layer=12, n_embd=768).dim_w == 64  # RWKV-LM's default LoRA widths for 0.1B
+    assert RWKV7Config(n_layer=24, n_embd=2048).dim_g == 256
+    with pytest.raises(ValueError, match="missing key"):
+        RWKV7Config.from_state_dict({"emb.weight": torch.zeros(2, 2)})
