@@ -80,3 +80,16 @@ def test_save_model_round_trips_a_trained_model(tmp_path):
     again = load_model(tmp_path / "out")
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+@torch.no_grad()
+def test_fla_folder_loads_to_the_same_model(tmp_path):
+    from modrwkv.lm.fla_format import official_to_fla, save_fla_folder
+
+    sd = random_official_state_dict(TINY, seed=5, layer0_value_lora=False)
+    torch.save(sd, tmp_path / "m.pth")
+    save_fla_folder(sd, tmp_path / "fla")
+    fla_sd, config = official_to_fla(sd)
+    assert "model.layers.1.attn.w_lora.lora.0.weight" in fla_sd and config["model_type"] == "rwkv7"
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    assert torch.equal(load_model(tmp_path / "fla")(tokens).logits, load_model(tmp_path / "m.pth")(tokens).logits)

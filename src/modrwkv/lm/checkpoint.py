@@ -14,16 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import RWKV7Config
+from .errors import CheckpointError
+from .fla_format import is_fla_folder, load_fla_folder
 from .model import RWKV7
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model; the message names every offending key."""
 
 
 def _resolve(path: str | Path) -> Path:
@@ -41,12 +39,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads any supported checkpoint into an official-layout state dict (tensors as stored)."""
     path = _resolve(path)
     if path.is_dir():
-        if (path / WEIGHTS_NAME).exists() and not _is_fla(path):
-            return load_file(str(path / WEIGHTS_NAME))
-        if _is_fla(path):
-            from .fla_format import load_fla_folder
-
+        if is_fla_folder(path):
             return load_fla_folder(path)
+        if (path / WEIGHTS_NAME).exists():
+            return load_file(str(path / WEIGHTS_NAME))
         raise CheckpointError(f"{path}: folder holds neither {WEIGHTS_NAME} nor an fla-format RWKV-7 model")
     if path.suffix == ".safetensors":
         return load_file(str(path))
@@ -57,12 +53,6 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict)")
     return dict(loaded)
-
-
-def _is_fla(path: Path) -> bool:
-    from .fla_format import is_fla_folder
-
-    return is_fla_folder(path)
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: RWKV7) -> dict[str, torch.Tensor]:
