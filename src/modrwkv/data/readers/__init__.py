@@ -1,0 +1,39 @@
+"""Readers that turn training/evaluation files into `Sample`s, lazily, with one error policy.
+
+    reader = LlavaReader("llava_v1_5_mix665k.json", image_folder="data/", on_error="skip")
+    for sample in reader:
+        ...
+    print(reader.report.summary())   # kept / skipped per reason, first examples in .examples
+
+Formats: LLaVA JSON/JSONL (`LlavaReader`), OpenAI chat messages (`OpenAIChatReader`), ASR manifests
+(`AsrManifestReader`), time series from CSV/NPZ (`TimeSeriesReader`, with `format_forecast` /
+`parse_forecast`), and in-memory records or HF datasets (`from_records`). The single-record
+converters (`llava_to_sample`, `openai_to_sample`, `asr_to_sample`) raise `DataError` and suit
+callers that handle one record at a time, such as a server.
+"""
+
+from .asr import DEFAULT_ASR_PROMPT, AsrManifestReader, asr_to_sample
+from .base import REASONS, DataError, Reader, ReadReport
+from .llava import LlavaReader, llava_to_sample
+from .openai_chat import OpenAIChatReader, openai_to_sample
+from .records import RecordsReader, from_records
+from .series import TimeSeriesReader, format_forecast, parse_forecast
+
+__all__ = [
+    "DEFAULT_ASR_PROMPT",
+    "REASONS",
+    "AsrManifestReader",
+    "DataError",
+    "LlavaReader",
+    "OpenAIChatReader",
+    "ReadReport",
+    "Reader",
+    "RecordsReader",
+    "TimeSeriesReader",
+    "asr_to_sample",
+    "format_forecast",
+    "from_records",
+    "llava_to_sample",
+    "openai_to_sample",
+    "parse_forecast",
+]

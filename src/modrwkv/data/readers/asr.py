@@ -1,0 +1,102 @@
+"""ASR manifests (JSONL), as written by NeMo, ESPnet and most LibriSpeech/Aishell preparation
+scripts: one utterance per line with an audio path and its transcript,
+
+    {"audio_filepath": "train-clean-100/19/198/19-198-0001.flac", "text": "...", "duration": 14.2}
+
+The audio key may be `audio`, `audio_filepath`, `path` or `wav`; the transcript `text`,
+`transcript` or `sentence`. Each line becomes user "<audio>\\n{prompt}", assistant = transcript, the
+layout of the official ModRWKV ASR training.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..sample import MARKERS, Message, Sample
+from .base import (
+    DataError,
+    OnError,
+    PathLike,
+    Reader,
+    as_paths,
+    check_media,
+    first_key,
+    json_records,
+    media_item,
+    require,
+)
+
+AUDIO_KEYS = ("audio", "audio_filepath", "path", "wav")
+TEXT_KEYS = ("text", "transcript", "sentence")
+DEFAULT_ASR_PROMPT = "Transcribe the audio."
+
+
+def asr_to_sample(
+    record: Any,
+    *,
+    source: str = "",
+    audio_root: PathLike | None = None,
+    prompt: str = DEFAULT_ASR_PROMPT,
+    verify_media: bool = False,
+) -> Sample:
+    """Converts one manifest entry; raises `DataError`. The audio may be a path (relative to
+    `audio_root`, must exist) or what HF `datasets` yields for an Audio column. `meta` keeps "id"
+    and "duration" when present (duration lets a sampler bucket by length without opening files)."""
+    require(record, dict, "record", source)
+    audio_key, text_key = first_key(record, AUDIO_KEYS), first_key(record, TEXT_KEYS)
+    if audio_key is None:
+        raise DataError(source, "missing_field", f"no audio field (one of {', '.join(AUDIO_KEYS)})")
+    if text_key is None:
+        raise DataError(source, "missing_field", f"no transcript field (one of {', '.join(TEXT_KEYS)})")
+    transcript = require(record[text_key], str, f"'{text_key}'", source)
+    audio = media_item(record[audio_key], "audio", Path(audio_root) if audio_root is not None else None, source)
+    if verify_media:
+        check_media(audio, "audio", source)
+    meta: dict[str, Any] = {}
+    if record.get("id") is not None:
+        meta["id"] = record["id"]
+    if record.get("duration") is not None:
+        duration = record["duration"]
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise DataError(source, "wrong_type", f"'duration' must be a number, got {type(duration).__name__}")
+        meta["duration"] = float(duration)
+    messages = [Message("user", f"{MARKERS['audio']}\n{prompt}"), Message("assistant", transcript)]
+    return Sample(messages=messages, audios=[audio], source=source, meta=meta)
+
+
+class AsrManifestReader(Reader):
+    """Reads ASR manifests lazily; `reader.report` after a pass. Audio paths are relative to
+    `audio_root` (default: each manifest's folder)."""
+
+    def __init__(
+        self,
+        paths: PathLike | Sequence[PathLike],
+        *,
+        audio_root: PathLike | None = None,
+        prompt: str = DEFAULT_ASR_PROMPT,
+        verify_media: bool = False,
+        on_error: OnError = "skip",
+        max_examples: int = 5,
+        log_limit: int = 20,
+    ) -> None:
+        self.paths = as_paths(paths)
+        self.audio_root = Path(audio_root) if audio_root is not None else None
+        self.prompt = prompt
+        self.verify_media = verify_media
+        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+
+    @property
+    def name(self) -> str:
+        return ", ".join(map(str, self.paths))
+
+    def _candidates(self) -> Iterator[Callable[[], Sample]]:
+        for path in self.paths:
+            root = self.audio_root if self.audio_root is not None else path.parent
+            for source, load in json_records(path):
+                yield functools.partial(self._build, load, source, root)
+
+    def _build(self, load: Callable[[], Any], source: str, root: Path) -> Sample:
+        return asr_to_sample(load(), source=source, audio_root=root, prompt=self.prompt, verify_media=self.verify_media)

@@ -1,0 +1,313 @@
+"""What every reader shares: the error type, the skip report, the lazy iteration with its error
+policy, JSON/JSONL record access, and the cheap media checks.
+
+Real datasets always contain some broken records (LLaVA-665K references images that are not in the
+download, scraped JSONL has truncated lines). Stopping a multi-hour run on the first one is as bad as
+dropping them unnoticed, so every reader takes `on_error`: "raise" stops with a `DataError` naming
+the file, the line and the problem; "skip" logs it and counts it in the reader's `ReadReport`.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..sample import MARKERS, Sample
+
+logger = logging.getLogger("modrwkv.data.readers")
+
+OnError = Literal["skip", "raise"]
+PathLike = str | Path
+# The set of `DataError.reason` values, so that reports can be aggregated and tests can match them.
+REASONS = (
+    "bad_json",  # a JSONL line that does not parse
+    "wrong_type",  # a field of the wrong JSON type (e.g. a number where text is expected)
+    "missing_field",  # a required key is absent
+    "empty_conversation",  # no messages at all
+    "unknown_role",  # a speaker other than system/user/assistant (or their aliases)
+    "marker_mismatch",  # number of <image>/<audio>/<series> markers != number of items
+    "marker_in_text",  # a literal marker inside an OpenAI text part (it would steal a media slot)
+    "unsupported_part",  # an OpenAI content part type that is not text/image/audio
+    "missing_media",  # a referenced media file does not exist
+    "unreadable_media",  # with verify_media=True: the file exists but does not decode
+    "bad_media_data",  # a data URI or base64 payload that does not decode
+    "remote_url",  # an http(s) URL while allow_remote=False
+    "local_path_refused",  # a local path while allow_local_paths=False
+    "unsupported_url",  # a URL scheme we do not handle (ftp:, s3:, ...)
+    "too_short",  # a time series shorter than lookback + horizon
+    "non_finite",  # a time-series window with NaN/inf (e.g. empty CSV cells)
+    "invalid_sample",  # anything `Sample.validate` rejects that the checks above did not name
+    "unreadable_file",  # the file itself cannot be used (always raised: there is nothing to skip to)
+)
+
+
+class DataError(ValueError):
+    """A record (or file) that cannot become a `Sample`.
+
+    `source` is "path:line" (or "path:[index]", "dataset[index]"), `reason` one of `REASONS`, and
+    `detail` the human explanation; `str(err)` is "source: detail".
+    """
+
+    def __init__(self, source: str, reason: str, detail: str) -> None:
+        super().__init__(f"{source}: {detail}" if source else detail)
+        self.source = source
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[DataError], tuple[str, str, str]]:
+        # Rebuilt from all three fields, so the error survives the trip out of a DataLoader worker.
+        return DataError, (self.source, self.reason, self.detail)
+
+
+@dataclasses.dataclass
+class ReadReport:
+    """What one pass of a reader did: how many records it saw, kept and skipped (per reason), with
+    the first few errors kept whole so that the caller can show them or decide to abort."""
+
+    name: str = ""
+    total: int = 0
+    kept: int = 0
+    skipped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    examples: list[DataError] = dataclasses.field(default_factory=list)
+    max_examples: int = 5
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def add_skip(self, error: DataError) -> None:
+        self.skipped[error.reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(error)
+
+    def summary(self) -> str:
+        """One line for logs, e.g. "train.jsonl: kept 98 of 100 records; skipped 2 (missing_media: 2)"."""
+        head = f"{self.name}: " if self.name else ""
+        text = f"{head}kept {self.kept} of {self.total} records"
+        if self.skipped:
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in self.skipped.most_common())
+            text += f"; skipped {self.num_skipped} ({reasons})"
+        return text
+
+
+class Reader(abc.ABC, Iterable[Sample]):
+    """Base class: iterating yields `Sample`s lazily and applies the error policy.
+
+    Every pass starts a fresh `self.report`, so after `for s in reader: ...` the report describes
+    that pass. Each skipped record is logged at WARNING (the first `log_limit` of a pass; later ones
+    at DEBUG so that a dataset with thousands of missing images does not bury the training log) and a
+    WARNING summary closes any pass that skipped something. Problems with a whole file (missing,
+    not JSON at all, no such column) raise `DataError` whatever `on_error` says: no record is left.
+    """
+
+    def __init__(self, *, on_error: OnError = "skip", max_examples: int = 5, log_limit: int = 20) -> None:
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.on_error = on_error
+        self.max_examples = max_examples
+        self.log_limit = log_limit
+        self.report = ReadReport(name=self.name, max_examples=max_examples)
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """What the reader reads, for the report (a path, several paths, a dataset name)."""
+
+    @abc.abstractmethod
+    def _candidates(self) -> Iterator[Callable[[], Sample]]:
+        """Yields one `build` per record; `build()` makes the sample or raises `DataError` naming
+        the record's source. Building is deferred so that the error policy covers decoding the
+        record itself (a broken JSONL line is one bad record, not a crashed pass)."""
+
+    def __iter__(self) -> Iterator[Sample]:
+        report = ReadReport(name=self.name, max_examples=self.max_examples)
+        self.report = report
+        for build in self._candidates():
+            report.total += 1
+            try:
+                sample = build()
+                _check_sample(sample)
+            except DataError as err:
+                if self.on_error == "raise":
+                    raise
+                report.add_skip(err)
+                level = logging.WARNING if report.num_skipped <= self.log_limit else logging.DEBUG
+                logger.log(level, "skipping %s [%s]", err, err.reason)
+                if report.num_skipped == self.log_limit + 1:
+                    logger.warning("%s: further skipped records are logged at DEBUG level", self.name)
+                continue
+            report.kept += 1
+            yield sample
+        if report.skipped:
+            logger.warning("%s", report.summary())
+
+
+def _check_sample(sample: Sample) -> None:
+    """Backstop for readers: `Sample.validate`'s complaints become DataErrors of this source."""
+    try:
+        sample.validate()
+    except ValueError as err:
+        reason = "marker_mismatch" if "marker" in str(err) else "invalid_sample"
+        raise DataError(sample.source, reason, str(err).removeprefix(f"{sample.source}: ")) from None
+
+
+def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
+    """One path or several (a LLaVA mix is often split over files)."""
+    if isinstance(paths, (str, Path)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Yields (source, load) per record of a JSON array ("path:[i]") or JSONL file ("path:line",
+    1-based; blank lines are not records). The format is told by the first non-blank character
+    ('[' = JSON array), not the extension, because LLaVA-style `.json` files are often JSONL.
+
+    A JSONL line is decoded by `load()`, so a broken line is one bad record; a broken JSON array
+    cannot be split into records and raises `DataError` at once.
+    """
+    try:
+        handle = path.open("r", encoding="utf-8-sig")
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+    with handle:
+        first = ""
+        while not first:
+            char = handle.read(1)
+            if not char:
+                return
+            first = char.strip()
+        handle.seek(0)
+        if first == "[":
+            try:
+                records = json.load(handle)
+            except json.JSONDecodeError as err:
+                raise DataError(str(path), "unreadable_file", f"invalid JSON array: {err}") from err
+            for index, record in enumerate(records):
+                yield f"{path}:[{index}]", _constant(record)
+            return
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield f"{path}:{number}", _json_line_loader(line, f"{path}:{number}")
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _json_line_loader(line: str, source: str) -> Callable[[], Any]:
+    def load() -> Any:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(source, "bad_json", f"invalid JSON: {err}") from None
+
+    return load
+
+
+def require(record: Any, kind: type | tuple[type, ...], what: str, source: str) -> Any:
+    """Type check with an error that names the field and what was found instead."""
+    if not isinstance(record, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DataError(source, "wrong_type", f"{what} must be {names}, got {type(record).__name__}")
+    return record
+
+
+def as_rows(value: Any) -> Any:
+    """A list of dicts from HF `datasets`' columnar form of it: a `Sequence({...})` feature yields
+    {"from": [...], "value": [...]} instead of [{"from", "value"}, ...]. Anything else is returned
+    unchanged for the caller's type check."""
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        lengths = {len(v) for v in value.values()}
+        if len(lengths) == 1:
+            return [dict(zip(value, row, strict=True)) for row in zip(*value.values(), strict=True)]
+    return value
+
+
+def first_key(record: dict[str, Any], keys: Sequence[str]) -> str | None:
+    """The first of `keys` present with a non-None value (datasets spell the same field many ways)."""
+    return next((k for k in keys if record.get(k) is not None), None)
+
+
+def count_markers(texts: Iterable[str]) -> dict[str, int]:
+    texts = list(texts)
+    return {modality: sum(t.count(marker) for t in texts) for modality, marker in MARKERS.items()}
+
+
+def is_pil_image(value: Any) -> bool:
+    """True for a PIL image, without importing Pillow (no PIL image can exist unless it is loaded)."""
+    module = sys.modules.get("PIL.Image")
+    return module is not None and isinstance(value, module.Image)
+
+
+def resolve_local(path: str, folder: Path | None, source: str) -> str:
+    """Absolute path of a media file relative to `folder`; a missing file is a bad record (checked
+    here because a stat is cheap, whereas finding out in a dataloader worker hours later is not)."""
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute() and folder is not None:
+        resolved = folder / resolved
+    if not resolved.is_file():
+        raise DataError(source, "missing_media", f"media file not found: {resolved}")
+    return str(resolved)
+
+
+def media_item(value: Any, modality: str, folder: Path | None, source: str) -> Any:
+    """Normalises one media reference to a `Sample` item: a path string (resolved, must exist),
+    bytes, a PIL image or array (images), a (waveform, sample_rate) pair (audio). Also accepts what
+    HF `datasets` yields: `{"bytes", "path"}` dicts (undecoded Image/Audio features) and
+    `{"array", "sampling_rate"}` dicts (decoded Audio)."""
+    if isinstance(value, str):
+        return resolve_local(value, folder, source)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return bytes(require(value["bytes"], (bytes, bytearray), f"{modality} 'bytes'", source))
+        if modality == "audio" and value.get("array") is not None and value.get("sampling_rate") is not None:
+            return np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
+        if value.get("path") is not None:
+            return resolve_local(require(value["path"], str, f"{modality} 'path'", source), folder, source)
+        raise DataError(source, "wrong_type", f"{modality} dict needs 'bytes' or 'path' (keys: {sorted(value)})")
+    if modality == "image" and (is_pil_image(value) or isinstance(value, np.ndarray)):
+        return value
+    if modality == "audio" and isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        return np.asarray(value[0], dtype=np.float32), value[1]
+    raise DataError(source, "wrong_type", f"unsupported {modality} value of type {type(value).__name__}")
+
+
+def check_media(item: Any, modality: str, source: str) -> None:
+    """Decodes a path/bytes item fully (opt-in: it costs as much as training's own decoding).
+    Remote URLs (kept only with allow_remote) are left alone: fetching is the caller's job."""
+    if isinstance(item, str) and item.startswith(("http://", "https://")):
+        return
+    if isinstance(item, (str, bytes)):
+        (_verify_image if modality == "image" else _verify_audio)(item, source)
+
+
+def _verify_image(item: str | bytes, source: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(item if isinstance(item, str) else io.BytesIO(item)) as image:
+            image.load()
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise DataError(source, "unreadable_media", f"image does not decode: {err}") from None
+
+
+def _verify_audio(item: str | bytes, source: str) -> None:
+    import soundfile
+
+    try:
+        soundfile.info(item if isinstance(item, str) else io.BytesIO(item))
+    except (RuntimeError, OSError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
+        raise DataError(source, "unreadable_media", f"audio does not decode: {err}") from None

@@ -1,0 +1,147 @@
+"""LLaVA conversation data (JSON array or JSONL), the format of LLaVA-595K/665K and most open
+vision-instruction sets:
+
+    {"id": "000123", "image": "coco/train2017/000123.jpg",          # or "images": [..] for several
+     "conversations": [{"from": "human", "value": "<image>\\nWhat is shown?"},
+                       {"from": "gpt", "value": "A cat."}]}
+
+Roles "human"/"user", "gpt"/"assistant" and "system" are accepted (any case), and ShareGPT-style
+"role"/"content" keys as well as "from"/"value". A record with images but no `<image>` marker gets
+one `<image>\\n` per image at the start of its first user turn, which is where LLaVA's own loader puts
+the image. Records without images are text-only samples.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..sample import MARKERS, Message, Sample
+from .base import (
+    DataError,
+    OnError,
+    PathLike,
+    Reader,
+    as_paths,
+    as_rows,
+    check_media,
+    count_markers,
+    first_key,
+    is_pil_image,
+    json_records,
+    media_item,
+    require,
+)
+
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def llava_to_sample(
+    record: Any,
+    *,
+    source: str = "",
+    image_folder: PathLike | None = None,
+    verify_media: bool = False,
+) -> Sample:
+    """Converts one LLaVA record; raises `DataError` (with `source`) for a bad one.
+
+    Relative image paths are resolved against `image_folder` (as-is when None) and must exist;
+    PIL images, bytes and HF `{"bytes", "path"}` dicts pass through. `verify_media` also decodes
+    each image file, which catches truncated downloads at the cost of a full decode.
+    """
+    require(record, dict, "record", source)
+    conversations = as_rows(record.get("conversations"))
+    if conversations is None:
+        raise DataError(source, "missing_field", "no 'conversations' list")
+    require(conversations, list, "'conversations'", source)
+    if not conversations:
+        raise DataError(source, "empty_conversation", "'conversations' is empty")
+    messages = [_message(turn, index, source) for index, turn in enumerate(conversations)]
+
+    references = _image_references(record, source)
+    markers = count_markers(m.content for m in messages)["image"]
+    if references and markers == 0:
+        _insert_markers(messages, len(references), source)
+    elif markers != len(references):
+        raise DataError(
+            source, "marker_mismatch", f"{markers} <image> marker(s) in the text but {len(references)} image(s)"
+        )
+
+    folder = Path(image_folder) if image_folder is not None else None
+    images = [media_item(ref, "image", folder, source) for ref in references]
+    if verify_media:
+        for image in images:
+            check_media(image, "image", source)
+    meta = {"id": record["id"]} if record.get("id") is not None else {}
+    return Sample(messages=messages, images=images, source=source, meta=meta)
+
+
+def _message(turn: Any, index: int, source: str) -> Message:
+    require(turn, dict, f"conversations[{index}]", source)
+    role_key, value_key = first_key(turn, ("from", "role")), first_key(turn, ("value", "content"))
+    if role_key is None or value_key is None:
+        raise DataError(source, "missing_field", f"conversations[{index}] needs 'from' and 'value'")
+    speaker = require(turn[role_key], str, f"conversations[{index}].{role_key}", source)
+    role = ROLES.get(speaker.lower())
+    if role is None:
+        raise DataError(
+            source, "unknown_role", f"conversations[{index}] has unknown role {speaker!r} (expected {sorted(ROLES)})"
+        )
+    content = require(turn[value_key], str, f"conversations[{index}].{value_key}", source)
+    return Message(role, content)
+
+
+def _image_references(record: dict[str, Any], source: str) -> list[Any]:
+    """The record's images as a list, from "image" (one or a list) or "images" (a list or one)."""
+    present = [key for key in ("image", "images") if record.get(key) is not None]
+    if len(present) == 2:
+        raise DataError(source, "wrong_type", "record has both 'image' and 'images'; use one")
+    if not present:
+        return []
+    value = record[present[0]]
+    if isinstance(value, (str, bytes, dict)) or is_pil_image(value):
+        return [value]
+    return list(require(value, (list, tuple), f"'{present[0]}'", source))
+
+
+def _insert_markers(messages: list[Message], count: int, source: str) -> None:
+    user = next((m for m in messages if m.role == "user"), None)
+    if user is None:
+        raise DataError(source, "marker_mismatch", f"{count} image(s) but no marker and no user turn to put one in")
+    user.content = (MARKERS["image"] + "\n") * count + user.content
+
+
+class LlavaReader(Reader):
+    """Reads LLaVA JSON/JSONL files lazily: `for sample in LlavaReader("llava_v1_5_mix665k.json",
+    image_folder="data/"): ...`, then `reader.report`. Without `image_folder`, image paths are
+    relative to each data file's folder. Sources are "path:[i]" (JSON array) or "path:line" (JSONL)."""
+
+    def __init__(
+        self,
+        paths: PathLike | Sequence[PathLike],
+        *,
+        image_folder: PathLike | None = None,
+        verify_media: bool = False,
+        on_error: OnError = "skip",
+        max_examples: int = 5,
+        log_limit: int = 20,
+    ) -> None:
+        self.paths = as_paths(paths)
+        self.image_folder = Path(image_folder) if image_folder is not None else None
+        self.verify_media = verify_media
+        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+
+    @property
+    def name(self) -> str:
+        return ", ".join(map(str, self.paths))
+
+    def _candidates(self) -> Iterator[Callable[[], Sample]]:
+        for path in self.paths:
+            folder = self.image_folder if self.image_folder is not None else path.parent
+            for source, load in json_records(path):
+                yield functools.partial(self._build, load, source, folder)
+
+    def _build(self, load: Callable[[], Any], source: str, folder: Path) -> Sample:
+        return llava_to_sample(load(), source=source, image_folder=folder, verify_media=self.verify_media)

@@ -1,0 +1,249 @@
+"""OpenAI chat messages (JSONL, one conversation per line), the format of OpenAI fine-tuning files
+and of `/v1/chat/completions` requests:
+
+    {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR..."}},
+        {"type": "text", "text": "What is shown?"}]},
+      {"role": "assistant", "content": "A cat."}]}
+
+A line may also be the bare list of messages. Content is a string or a list of parts; the parts of
+one message are joined with "\\n", media parts becoming their marker in place (so the example's user
+text is "<image>\\nWhat is shown?", LLaVA's layout). Media parts:
+  - `image_url` / `audio_url`: `{"url": ...}` or the URL string. `data:` URIs become raw bytes;
+    `http(s)://` URLs are refused unless `allow_remote` (then the URL string is the item, for the
+    caller to fetch — readers never touch the network); `file:///abs/path` and bare paths (relative
+    to `media_folder`) only with `allow_local_paths`, which a server must turn off.
+  - `input_audio`: `{"data": base64, "format": "wav" | "mp3" | ...}` becomes raw bytes (decoders
+    sniff the container, so the format name is not needed later).
+  - `image` / `audio` (HF/TRL convention): the payload under the same key, or, without one, the next
+    item of the record's top-level "images" / "audios" list.
+Text may not contain a literal `<image>`/`<audio>`/`<series>`: in this format media come only from
+parts, so a marker in text is an injected media slot and is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..sample import MARKERS, Message, Sample
+from .base import (
+    DataError,
+    OnError,
+    PathLike,
+    Reader,
+    as_paths,
+    as_rows,
+    check_media,
+    json_records,
+    media_item,
+    require,
+)
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_URL_PARTS = {"image_url": "image", "audio_url": "audio"}
+_ITEM_PARTS = {"image": "image", "audio": "audio"}
+
+
+def openai_to_sample(
+    record: Any,
+    *,
+    source: str = "",
+    media_folder: PathLike | None = None,
+    allow_remote: bool = False,
+    allow_local_paths: bool = True,
+    verify_media: bool = False,
+) -> Sample:
+    """Converts one conversation (`{"messages": [...]}` or the bare list); raises `DataError`.
+
+    This is the function a server should call on a request body, with `allow_local_paths=False`
+    (a client must not make the server read its files) and `on_error` semantics of its own.
+    """
+    parser = _Parser(source, Path(media_folder) if media_folder is not None else None, allow_remote, allow_local_paths)
+    if isinstance(record, dict):
+        messages = as_rows(record.get("messages"))
+        if messages is None:
+            raise DataError(source, "missing_field", "no 'messages' list")
+        for modality in _ITEM_PARTS.values():
+            pool = record.get(modality + "s")
+            parser.pools[modality] = list(require(pool, list, f"'{modality}s'", source)) if pool is not None else []
+    else:
+        messages = record
+    require(messages, list, "'messages'", source)
+    if not messages:
+        raise DataError(source, "empty_conversation", "'messages' is empty")
+    converted = [parser.message(message, index) for index, message in enumerate(messages)]
+    for modality, pool in parser.pools.items():
+        if pool:
+            raise DataError(
+                source,
+                "marker_mismatch",
+                f"{len(pool)} {modality}(s) of the record's '{modality}s' list are not referenced",
+            )
+    if verify_media:
+        for modality in ("image", "audio"):
+            for item in parser.items[modality]:
+                check_media(item, modality, source)
+    meta = {"id": record["id"]} if isinstance(record, dict) and record.get("id") is not None else {}
+    return Sample(
+        messages=converted, images=parser.items["image"], audios=parser.items["audio"], source=source, meta=meta
+    )
+
+
+class _Parser:
+    """State of one conversion: the options, the media collected so far (in marker order) and the
+    record-level item lists that payload-less `image`/`audio` parts draw from."""
+
+    def __init__(self, source: str, folder: Path | None, allow_remote: bool, allow_local_paths: bool) -> None:
+        self.source = source
+        self.folder = folder
+        self.allow_remote = allow_remote
+        self.allow_local_paths = allow_local_paths
+        self.items: dict[str, list[Any]] = {"image": [], "audio": []}
+        self.pools: dict[str, list[Any]] = {}
+
+    def message(self, message: Any, index: int) -> Message:
+        where = f"messages[{index}]"
+        require(message, dict, where, self.source)
+        speaker = message.get("role")
+        if speaker is None:
+            raise DataError(self.source, "missing_field", f"{where} has no 'role'")
+        require(speaker, str, f"{where}.role", self.source)
+        role = ROLES.get(speaker)
+        if role is None:
+            raise DataError(
+                self.source, "unknown_role", f"{where} has unknown role {speaker!r} (expected {sorted(ROLES)})"
+            )
+        content = message.get("content")
+        if isinstance(content, str):
+            return Message(role, self.text(content, where))
+        parts = require(as_rows(content), list, f"{where}.content", self.source)
+        return Message(role, "\n".join(self.part(part, f"{where}.content[{i}]") for i, part in enumerate(parts)))
+
+    def text(self, text: str, where: str) -> str:
+        for marker in MARKERS.values():
+            if marker in text:
+                raise DataError(
+                    self.source, "marker_in_text", f"{where} contains the literal {marker}; send media as content parts"
+                )
+        return text
+
+    def part(self, part: Any, where: str) -> str:
+        """The text a content part stands for: its text, or the marker of the media it adds."""
+        require(part, dict, where, self.source)
+        kind = part.get("type")
+        if kind == "text":
+            return self.text(require(part.get("text"), str, f"{where}.text", self.source), where)
+        if kind in _URL_PARTS:
+            payload = part.get(kind)
+            url = payload.get("url") if isinstance(payload, dict) else payload
+            modality = _URL_PARTS[kind]
+            return self.add(modality, self.url(require(url, str, f"{where}.{kind}.url", self.source), modality))
+        if kind == "input_audio":
+            payload = require(part.get("input_audio"), dict, f"{where}.input_audio", self.source)
+            data = require(payload.get("data"), str, f"{where}.input_audio.data", self.source)
+            return self.add("audio", self.base64(data, where))
+        if kind in _ITEM_PARTS:
+            modality = _ITEM_PARTS[kind]
+            value = part.get(kind)
+            if value is None:
+                pool = self.pools.get(modality)
+                if not pool:
+                    raise DataError(
+                        self.source,
+                        "marker_mismatch",
+                        f"{where} is a {kind} part without payload and no '{kind}s' remain",
+                    )
+                value = pool.pop(0)
+            return self.add(
+                modality, self.url(value, modality) if isinstance(value, str) else self.local(value, modality)
+            )
+        raise DataError(self.source, "unsupported_part", f"{where} has unsupported type {kind!r}")
+
+    def add(self, modality: str, item: Any) -> str:
+        self.items[modality].append(item)
+        return MARKERS[modality]
+
+    def url(self, url: str, modality: str) -> Any:
+        """An item from a URL: bytes (data URI), the URL itself (remote, if allowed) or a path."""
+        if url.startswith("data:"):
+            header, comma, data = url.partition(",")
+            if not comma:
+                raise DataError(self.source, "bad_media_data", "data URI without ','")
+            if header.endswith(";base64"):
+                return self.base64(data, "data URI")
+            return urllib.parse.unquote_to_bytes(data)
+        parsed = urllib.parse.urlparse(url)
+        scheme = parsed.scheme.lower()
+        if scheme in ("http", "https"):
+            if not self.allow_remote:
+                raise DataError(self.source, "remote_url", f"remote URL refused (allow_remote=False): {url[:200]}")
+            return url
+        if scheme == "file":
+            if parsed.netloc not in ("", "localhost"):
+                raise DataError(self.source, "unsupported_url", f"file URL on another host: {url[:200]}")
+            return self.local(urllib.parse.unquote(parsed.path), modality)
+        if len(scheme) > 1:  # one letter is a Windows drive, i.e. a path
+            raise DataError(self.source, "unsupported_url", f"unsupported URL scheme {scheme!r}")
+        return self.local(url, modality)
+
+    def local(self, value: Any, modality: str) -> Any:
+        """A local path (checked to exist) or an in-memory item (PIL image, bytes, HF dict)."""
+        in_memory = isinstance(value, dict) and (value.get("bytes") is not None or value.get("array") is not None)
+        is_path = isinstance(value, str) or (isinstance(value, dict) and not in_memory)
+        if is_path and not self.allow_local_paths:
+            raise DataError(self.source, "local_path_refused", "local file paths are not allowed here")
+        return media_item(value, modality, self.folder, self.source)
+
+    def base64(self, data: str, where: str) -> bytes:
+        try:
+            decoded = base64.b64decode("".join(data.split()), validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise DataError(self.source, "bad_media_data", f"{where}: invalid base64: {err}") from None
+        if not decoded:
+            raise DataError(self.source, "bad_media_data", f"{where}: empty base64 payload")
+        return decoded
+
+
+class OpenAIChatReader(Reader):
+    """Reads OpenAI-messages JSONL files lazily; `reader.report` after a pass. Relative paths in
+    parts are resolved against `media_folder` (default: each data file's folder)."""
+
+    def __init__(
+        self,
+        paths: PathLike | Sequence[PathLike],
+        *,
+        media_folder: PathLike | None = None,
+        allow_remote: bool = False,
+        allow_local_paths: bool = True,
+        verify_media: bool = False,
+        on_error: OnError = "skip",
+        max_examples: int = 5,
+        log_limit: int = 20,
+    ) -> None:
+        self.paths = as_paths(paths)
+        self.media_folder = Path(media_folder) if media_folder is not None else None
+        self.options = {
+            "allow_remote": allow_remote,
+            "allow_local_paths": allow_local_paths,
+            "verify_media": verify_media,
+        }
+        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+
+    @property
+    def name(self) -> str:
+        return ", ".join(map(str, self.paths))
+
+    def _candidates(self) -> Iterator[Callable[[], Sample]]:
+        for path in self.paths:
+            folder = self.media_folder if self.media_folder is not None else path.parent
+            for source, load in json_records(path):
+                yield functools.partial(self._build, load, source, folder)
+
+    def _build(self, load: Callable[[], Any], source: str, folder: Path) -> Sample:
+        return openai_to_sample(load(), source=source, media_folder=folder, **self.options)

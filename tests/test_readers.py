@@ -1,0 +1,609 @@
+"""Readers: exact outputs per format, the skip/raise error policy, and the time-series helpers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from modrwkv.data.readers import (
+    DEFAULT_ASR_PROMPT,
+    REASONS,
+    AsrManifestReader,
+    DataError,
+    LlavaReader,
+    OpenAIChatReader,
+    TimeSeriesReader,
+    format_forecast,
+    from_records,
+    openai_to_sample,
+    parse_forecast,
+)
+from modrwkv.data.sample import Message, Sample
+
+LOGGER = "modrwkv.data.readers"
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    """A folder with two real images, a corrupt one and a real wav."""
+    folder = tmp_path / "media"
+    (folder / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 6), (255, 0, 0)).save(folder / "red.png")
+    Image.new("RGB", (5, 5), (0, 0, 255)).save(folder / "sub" / "blue.jpg")
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    wave = 0.1 * np.sin(2 * np.pi * 440 * np.arange(1600) / 16000)
+    soundfile.write(folder / "tone.wav", wave.astype(np.float32), 16000)
+    (folder / "broken.wav").write_bytes(b"RIFF garbage")
+    return folder
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    """One record per line; a str record is written verbatim (to plant broken lines)."""
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def strip_source(samples: list[Sample]) -> list[Sample]:
+    return [Sample(s.messages, s.images, s.audios, s.series, "", s.meta) for s in samples]
+
+
+def conv(*turns: tuple[str, str]) -> list[dict]:
+    return [{"from": who, "value": text} for who, text in turns]
+
+
+LLAVA_GOOD = [
+    {"id": "one", "image": "red.png", "conversations": conv(("human", "<image>\nWhat colour?"), ("gpt", "Red."))},
+    {
+        "id": "two",
+        "images": ["red.png", "sub/blue.jpg"],
+        "conversations": conv(("human", "<image> vs <image>: differences?"), ("gpt", "Colour.")),
+    },
+    {"id": "three", "image": "sub/blue.jpg", "conversations": conv(("human", "Describe."), ("gpt", "Blue."))},
+    {"id": "four", "conversations": conv(("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello"))},
+]
+
+
+# ------------------------------------------------------------------------------------------- LLaVA
+def test_llava_jsonl_exact(media: Path, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "llava.jsonl", LLAVA_GOOD)
+    reader = LlavaReader(path, image_folder=media)
+    samples = list(reader)
+    red, blue = str(media / "red.png"), str(media / "sub" / "blue.jpg")
+    assert samples == [
+        Sample(
+            [Message("user", "<image>\nWhat colour?"), Message("assistant", "Red.")],
+            images=[red],
+            source=f"{path}:1",
+            meta={"id": "one"},
+        ),
+        Sample(
+            [Message("user", "<image> vs <image>: differences?"), Message("assistant", "Colour.")],
+            images=[red, blue],
+            source=f"{path}:2",
+            meta={"id": "two"},
+        ),
+        Sample(  # markers inserted at the start of the first user turn (LLaVA's convention)
+            [Message("user", "<image>\nDescribe."), Message("assistant", "Blue.")],
+            images=[blue],
+            source=f"{path}:3",
+            meta={"id": "three"},
+        ),
+        Sample(
+            [Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello")],
+            source=f"{path}:4",
+            meta={"id": "four"},
+        ),
+    ]
+    assert (reader.report.total, reader.report.kept, reader.report.num_skipped) == (4, 4, 0)
+
+
+def test_llava_json_equals_jsonl(media: Path, tmp_path: Path) -> None:
+    jsonl = write_jsonl(tmp_path / "a.jsonl", LLAVA_GOOD)
+    array = tmp_path / "a.json"
+    array.write_text(json.dumps(LLAVA_GOOD, indent=2))
+    from_jsonl = list(LlavaReader(jsonl, image_folder=media))
+    from_json = list(LlavaReader(array, image_folder=media))
+    assert strip_source(from_json) == strip_source(from_jsonl)
+    assert [s.source for s in from_json] == [f"{array}:[{i}]" for i in range(4)]
+
+
+def test_llava_default_folder_is_data_file_folder(media: Path) -> None:
+    path = write_jsonl(media / "data.jsonl", LLAVA_GOOD[:1])
+    (sample,) = LlavaReader(path)
+    assert sample.images == [str(media / "red.png")]
+
+
+def test_llava_several_files_and_multiple_image_marker_insertion(media: Path, tmp_path: Path) -> None:
+    first = write_jsonl(tmp_path / "1.jsonl", LLAVA_GOOD[:1])
+    record = {"images": ["red.png", "red.png"], "conversations": conv(("gpt", "hi"), ("human", "Compare."))}
+    second = write_jsonl(tmp_path / "2.jsonl", [record])
+    samples = list(LlavaReader([first, second], image_folder=media))
+    assert [s.source for s in samples] == [f"{first}:1", f"{second}:1"]
+    assert samples[1].messages[1].content == "<image>\n<image>\nCompare."
+
+
+def test_llava_verify_media_decodes_only_when_asked(media: Path, tmp_path: Path) -> None:
+    record = {"image": "broken.png", "conversations": conv(("human", "<image>"), ("gpt", "?"))}
+    path = write_jsonl(tmp_path / "d.jsonl", [record, LLAVA_GOOD[0]])
+    assert len(list(LlavaReader(path, image_folder=media))) == 2  # existence only: cheap
+    reader = LlavaReader(path, image_folder=media, verify_media=True)
+    assert [s.meta["id"] for s in reader] == ["one"]
+    assert reader.report.skipped == {"unreadable_media": 1}
+
+
+BAD_LLAVA = {
+    "missing_media": {"image": "nope.png", "conversations": conv(("human", "<image>"), ("gpt", "x"))},
+    "bad_json": '{"conversations": [',
+    "empty_conversation": {"conversations": []},
+    "missing_field": {"image": "red.png"},
+    "wrong_type": {"conversations": conv(("human", 42), ("gpt", "x"))},
+    "marker_mismatch": {"image": "red.png", "conversations": conv(("human", "<image><image>"), ("gpt", "x"))},
+    "unknown_role": {"conversations": conv(("robot", "beep"), ("gpt", "x"))},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_LLAVA))
+def test_llava_bad_record_skip(reason: str, media: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_jsonl(tmp_path / "bad.jsonl", [LLAVA_GOOD[0], BAD_LLAVA[reason], LLAVA_GOOD[3]])
+    reader = LlavaReader(path, image_folder=media)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        samples = list(reader)
+    assert [s.meta["id"] for s in samples] == ["one", "four"]
+    report = reader.report
+    assert (report.total, report.kept, report.skipped) == (3, 2, {reason: 1})
+    assert [(e.source, e.reason) for e in report.examples] == [(f"{path}:2", reason)]
+    skip_logs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
+    assert len(skip_logs) == 1 and f"{path}:2" in skip_logs[0] and reason in skip_logs[0]
+    assert "kept 2 of 3 records" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_LLAVA))
+def test_llava_bad_record_raise(reason: str, media: Path, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "bad.jsonl", [LLAVA_GOOD[0], BAD_LLAVA[reason]])
+    reader = iter(LlavaReader(path, image_folder=media, on_error="raise"))
+    assert next(reader).meta["id"] == "one"
+    with pytest.raises(DataError, match=f"^{path}:2: ") as info:
+        next(reader)
+    assert (info.value.source, info.value.reason) == (f"{path}:2", reason)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot open") as info:
+        list(LlavaReader(tmp_path / "absent.json"))
+    assert info.value.reason == "unreadable_file"
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"conversations": []},')
+    with pytest.raises(DataError, match="invalid JSON array"):
+        list(LlavaReader(broken))
+
+
+def test_report_is_fresh_per_pass_and_examples_are_capped(
+    media: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = {"image": "nope.png", "conversations": conv(("human", "x"), ("gpt", "y"))}
+    path = write_jsonl(tmp_path / "many.jsonl", [bad] * 6 + [LLAVA_GOOD[0]])
+    reader = LlavaReader(path, image_folder=media, max_examples=2, log_limit=3)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert len(list(reader)) == 1
+    first = reader.report
+    assert (first.total, first.kept, first.num_skipped, len(first.examples)) == (7, 1, 6, 2)
+    assert first.summary() == f"{path}: kept 1 of 7 records; skipped 6 (missing_media: 6)"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("skipping") for m in warnings) == 3  # the rest went to DEBUG
+    assert any("further skipped records" in m for m in warnings)
+    assert len(list(reader)) == 1 and reader.report is not first and reader.report.total == 7
+    with pytest.raises(ValueError, match="on_error"):
+        LlavaReader(path, on_error="ignore")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------ OpenAI
+def data_uri(payload: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(payload).decode()
+
+
+def test_openai_exact(media: Path, tmp_path: Path) -> None:
+    png, wav = (media / "red.png").read_bytes(), (media / "tone.wav").read_bytes()
+    lines = [
+        {
+            "id": "c1",
+            "messages": [
+                {"role": "system", "content": "You see images."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": data_uri(png)}},
+                        {"type": "text", "text": "What is this?"},
+                        {
+                            "type": "input_audio",
+                            "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"},
+                        },
+                    ],
+                },
+                {"role": "assistant", "content": "A red square."},
+            ],
+        },
+        [  # a bare list; file URL, relative path and the string form of image_url
+            {"role": "developer", "content": "Terse."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Left:"},
+                    {"type": "image_url", "image_url": (media / "sub" / "blue.jpg").as_uri()},
+                    {"type": "text", "text": "Right:"},
+                    {"type": "image_url", "image_url": {"url": "red.png"}},
+                ],
+            },
+        ],
+    ]
+    path = write_jsonl(tmp_path / "chat.jsonl", lines)
+    first, second = OpenAIChatReader(path, media_folder=media)
+    assert first == Sample(
+        [
+            Message("system", "You see images."),
+            Message("user", "<image>\nWhat is this?\n<audio>"),
+            Message("assistant", "A red square."),
+        ],
+        images=[png],
+        audios=[wav],
+        source=f"{path}:1",
+        meta={"id": "c1"},
+    )
+    assert first.images[0] == png and first.audios[0] == wav  # data URI / base64 give the original bytes
+    assert second == Sample(
+        [Message("system", "Terse."), Message("user", "Left:\n<image>\nRight:\n<image>")],
+        images=[str(media / "sub" / "blue.jpg"), str(media / "red.png")],
+        source=f"{path}:2",
+    )
+
+
+def test_openai_remote_urls(tmp_path: Path) -> None:
+    url = "https://example.com/cat.png"
+    record = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}
+    with pytest.raises(DataError, match="remote URL refused") as info:
+        openai_to_sample(record, source="req")
+    assert info.value.reason == "remote_url"
+    assert openai_to_sample(record, source="req", allow_remote=True).images == [url]  # kept for the caller to fetch
+
+
+def test_openai_local_paths_can_be_refused(media: Path) -> None:
+    for url in [(media / "red.png").as_uri(), str(media / "red.png")]:
+        record = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+        assert openai_to_sample(record).images == [str(media / "red.png")]
+        with pytest.raises(DataError) as info:
+            openai_to_sample(record, allow_local_paths=False)
+        assert info.value.reason == "local_path_refused"
+    inline = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_uri(b"xy")}}]}]
+    assert openai_to_sample(inline, allow_local_paths=False).images == [b"xy"]
+    sound = [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": data_uri(b"RIFF", "audio/wav")}}]}]
+    assert openai_to_sample(sound, allow_local_paths=False).audios == [b"RIFF"]
+
+
+def test_openai_hf_style_payloadless_parts(media: Path) -> None:
+    picture = Image.new("RGB", (2, 2))
+    record = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}, {"type": "image"}]}
+        ],
+        "images": [picture, "red.png"],
+    }
+    sample = openai_to_sample(record, media_folder=media)
+    assert sample.messages[0].content == "<image>\n?\n<image>"
+    assert sample.images == [picture, str(media / "red.png")]
+    record["images"].append("red.png")
+    with pytest.raises(DataError, match="not referenced"):
+        openai_to_sample(record, media_folder=media)
+
+
+def user_parts(*parts: dict) -> dict:
+    return {"messages": [{"role": "user", "content": list(parts)}, {"role": "assistant", "content": "ok"}]}
+
+
+BAD_OPENAI = {
+    "bad_json": "[{",
+    "empty_conversation": {"messages": []},
+    "missing_field": {"conversations": []},
+    "wrong_type": {"messages": [{"role": "user", "content": None}]},
+    "unknown_role": {"messages": [{"role": "tool", "content": "42"}]},
+    "unsupported_part": user_parts({"type": "video_url", "video_url": {"url": "x.mp4"}}),
+    "marker_in_text": user_parts({"type": "text", "text": "look: <image>"}),
+    "bad_media_data": user_parts({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}),
+    "remote_url": user_parts({"type": "image_url", "image_url": {"url": "http://x.org/a.png"}}),
+    "unsupported_url": user_parts({"type": "image_url", "image_url": {"url": "s3://bucket/a.png"}}),
+    "missing_media": user_parts({"type": "image_url", "image_url": {"url": "gone.png"}}),
+    "marker_mismatch": {"messages": [{"role": "user", "content": [{"type": "image"}]}]},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_OPENAI))
+def test_openai_bad_record_skip_and_raise(
+    reason: str, media: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = user_parts({"type": "text", "text": "hi"})
+    path = write_jsonl(tmp_path / "bad.jsonl", [good, BAD_OPENAI[reason], good])
+    reader = OpenAIChatReader(path, media_folder=media)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert [s.source for s in reader] == [f"{path}:1", f"{path}:3"]
+    assert reader.report.skipped == {reason: 1}
+    assert any(f"{path}:2" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    with pytest.raises(DataError, match=f"^{path}:2: ") as info:
+        list(OpenAIChatReader(path, media_folder=media, on_error="raise"))
+    assert info.value.reason == reason
+
+
+# --------------------------------------------------------------------------------------------- ASR
+def test_asr_manifest_exact(media: Path, tmp_path: Path) -> None:
+    manifest = write_jsonl(
+        tmp_path / "asr.jsonl",
+        [
+            {"audio_filepath": "tone.wav", "text": "a tone", "duration": 0.1},
+            {"wav": str(media / "tone.wav"), "transcript": "again", "id": "u2"},
+            {"path": "tone.wav", "sentence": "third"},
+            {"audio": "tone.wav", "text": "custom"},
+        ],
+    )
+    samples = list(AsrManifestReader(manifest, audio_root=media))
+    wav = str(media / "tone.wav")
+    expected = [("a tone", {"duration": 0.1}), ("again", {"id": "u2"}), ("third", {}), ("custom", {})]
+    assert samples == [
+        Sample(
+            [Message("user", f"<audio>\n{DEFAULT_ASR_PROMPT}"), Message("assistant", text)],
+            audios=[wav],
+            source=f"{manifest}:{line}",
+            meta=meta,
+        )
+        for line, (text, meta) in enumerate(expected, start=1)
+    ]
+    (custom,) = AsrManifestReader(write_jsonl(media / "m.jsonl", [{"audio": "tone.wav", "text": "t"}]), prompt="P")
+    assert custom.messages[0].content == "<audio>\nP" and custom.audios == [wav]
+
+
+BAD_ASR = {
+    "missing_field": {"audio": "tone.wav"},
+    "missing_media": {"audio": "none.wav", "text": "x"},
+    "wrong_type": {"audio": "tone.wav", "text": 3},
+    "unreadable_media": {"audio": "broken.wav", "text": "x"},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_ASR))
+def test_asr_bad_record_skip_and_raise(reason: str, media: Path, tmp_path: Path) -> None:
+    good = {"audio": "tone.wav", "text": "ok"}
+    path = write_jsonl(tmp_path / "bad.jsonl", [good, BAD_ASR[reason], good])
+    reader = AsrManifestReader(path, audio_root=media, verify_media=True)
+    assert [s.source for s in reader] == [f"{path}:1", f"{path}:3"]
+    assert reader.report.skipped == {reason: 1}
+    with pytest.raises(DataError, match=f"^{path}:2: ") as info:
+        list(AsrManifestReader(path, audio_root=media, verify_media=True, on_error="raise"))
+    assert info.value.reason == reason
+
+
+# ------------------------------------------------------------------------------------- time series
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    path.write_text("\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+    return path
+
+
+@pytest.fixture
+def series_csv(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    T = 23
+    values = np.stack([np.arange(T) * 0.5, np.sin(np.arange(T)) * 10], axis=1)
+    rows = [[f"2020-01-{i + 1:02d}", repr(float(a)), repr(float(b)), "label"] for i, (a, b) in enumerate(values)]
+    return write_csv(tmp_path / "series.csv", ["date", "load", "temp", "kind"], rows), values
+
+
+@pytest.mark.parametrize("lookback,horizon,stride", [(5, 3, 1), (6, 4, 3), (10, 13, 7), (20, 3, 2)])
+def test_csv_windows_count_and_targets(lookback: int, horizon: int, stride: int, series_csv) -> None:
+    path, values = series_csv
+    reader = TimeSeriesReader(path, lookback=lookback, horizon=horizon, stride=stride, decimals=2)
+    samples = list(reader)
+    per_column = (23 - lookback - horizon) // stride + 1
+    assert len(samples) == 2 * per_column == 2 * reader.num_windows(23)
+    for k, sample in enumerate(samples):
+        column = k // per_column
+        start = (k % per_column) * stride
+        name = ["load", "temp"][column]
+        source = values[:, column].astype(np.float32)
+        assert sample.source == f"{path}:{start + 2}:{name}"
+        np.testing.assert_array_equal(sample.series[0], source[start : start + lookback])
+        target = source[start + lookback : start + lookback + horizon]
+        np.testing.assert_array_equal(sample.meta["target"], target)
+        assert sample.series[0].dtype == np.float32 and sample.meta["target"].dtype == np.float32
+        assert sample.meta["columns"] == [name] and sample.meta["start"] == start
+        assert (sample.meta["lookback"], sample.meta["horizon"]) == (lookback, horizon)
+        assert sample.messages == [
+            Message("user", f"<series>\nPredict the next {horizon} values of this series, separated by commas."),
+            Message("assistant", ", ".join(f"{v:.2f}" for v in target).replace("-0.00", "0.00")),
+        ]
+        sample.validate()
+
+
+def test_csv_multivariate_and_custom_prompt(series_csv) -> None:
+    path, values = series_csv
+    reader = TimeSeriesReader(
+        path,
+        lookback=4,
+        horizon=2,
+        stride=10,
+        columns=["temp", "load"],
+        multivariate=True,
+        prompt="{horizon}x{channels}",
+    )
+    samples = list(reader)
+    assert [s.source for s in samples] == [f"{path}:2", f"{path}:12"]  # (23 - 6) // 10 + 1 windows
+    second = samples[1]
+    expected = values[:, ::-1].astype(np.float32)
+    np.testing.assert_array_equal(second.series[0], expected[10:14])
+    np.testing.assert_array_equal(second.meta["target"], expected[14:16])
+    assert second.meta["columns"] == ["temp", "load"]
+    assert second.messages[0].content == "<series>\n2x2"
+    np.testing.assert_allclose(parse_forecast(second.messages[1].content, 2, channels=2), expected[14:16], atol=5e-4)
+
+
+def test_csv_gaps_short_series_and_file_errors(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "gaps.csv", ["t", "x"], [[i, "" if i == 7 else i] for i in range(12)])
+    reader = TimeSeriesReader(path, lookback=3, horizon=2)  # "t" is numeric: kept as a series too
+    samples = list(reader)
+    assert reader.report.total == 2 * 8 and reader.report.skipped == {"non_finite": 5}
+    assert all(not (s.meta["start"] <= 7 < s.meta["start"] + 5) for s in samples if s.meta["columns"] == ["x"])
+    with pytest.raises(DataError, match=f"^{path}:5:x: ") as info:
+        list(TimeSeriesReader(path, lookback=3, horizon=2, columns=["x"], on_error="raise"))
+    assert info.value.reason == "non_finite"
+
+    short = TimeSeriesReader(path, lookback=10, horizon=5, columns=["x"])
+    assert list(short) == [] and short.report.skipped == {"too_short": 1}
+
+    with pytest.raises(DataError, match="no column 'y'"):
+        list(TimeSeriesReader(path, lookback=3, horizon=2, columns=["y"]))
+    text = write_csv(tmp_path / "text.csv", ["date", "x"], [["d", "1"], ["d", "oops"]])
+    with pytest.raises(DataError, match=f"^{text}:3: column 'x': 'oops'"):
+        list(TimeSeriesReader(text, lookback=1, horizon=1, columns=["x"]))
+    with pytest.raises(ValueError, match="lookback"):
+        TimeSeriesReader(path, lookback=0, horizon=1)
+
+
+def test_npz_series(tmp_path: Path) -> None:
+    path = tmp_path / "s.npz"
+    one = np.arange(10, dtype=np.float64)
+    two = np.arange(16, dtype=np.float32).reshape(8, 2)
+    np.savez(path, one=one, two=two, names=np.array(["a", "b"]))
+    samples = list(TimeSeriesReader(path, lookback=4, horizon=2, stride=2))
+    assert [s.source for s in samples] == [
+        *(f"{path}:one[{s}]" for s in (0, 2, 4)),
+        *(f"{path}:two[{s}, {c}]" for c in (0, 1) for s in (0, 2)),
+    ]
+    np.testing.assert_array_equal(samples[6].series[0], two[2:6, 1])
+    np.testing.assert_array_equal(samples[6].meta["target"], two[6:8, 1])
+    assert samples[6].meta["columns"] == ["two[1]"]
+    (joint,) = TimeSeriesReader(path, lookback=6, horizon=2, columns=["two"], multivariate=True)
+    assert joint.source == f"{path}:two[0]" and joint.series[0].shape == (6, 2)
+    np.testing.assert_array_equal(joint.meta["target"], two[6:8])
+
+
+def test_format_and_parse_forecast() -> None:
+    values = np.array([1.23456, -0.00001, 42.0, -7.5])
+    text = format_forecast(values, decimals=3)
+    assert text == "1.235, 0.000, 42.000, -7.500"
+    np.testing.assert_allclose(parse_forecast(text, 4), values, atol=5e-4)
+    assert parse_forecast("  1.5 ,2\n 3e-1,, -4 ", 4).tolist() == [1.5, 2.0, 0.3, -4.0]
+    grid = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    assert format_forecast(grid, 1) == "1.0, 2.0\n3.0, 4.0\n5.0, 6.0"
+    np.testing.assert_array_equal(parse_forecast(format_forecast(grid, 1) + "\n\n", 3, channels=2), grid)
+    with pytest.raises(ValueError, match="not a number: 'abc'"):
+        parse_forecast("1, abc, 3", 3)
+    with pytest.raises(ValueError, match="expected 3 value"):
+        parse_forecast("1, 2", 3)
+    with pytest.raises(ValueError, match="not a number: 'nan'"):
+        parse_forecast("1, nan", 2)
+    with pytest.raises(ValueError, match="expected 3 lines"):
+        parse_forecast("1, 2\n3, 4", 3, channels=2)
+
+
+# ------------------------------------------------------------------------------------ from_records
+def test_from_records_matches_file_readers(media: Path, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "llava.jsonl", LLAVA_GOOD + [BAD_LLAVA["unknown_role"]])
+    from_file = list(LlavaReader(path, image_folder=media))
+    reader = from_records(LLAVA_GOOD + [BAD_LLAVA["unknown_role"]], "llava", image_folder=media, name="mix")
+    from_memory = list(reader)
+    assert strip_source(from_memory) == strip_source(from_file)
+    assert [s.source for s in from_memory] == [f"mix[{i}]" for i in range(4)]
+    assert reader.report.skipped == {"unknown_role": 1}
+    assert reader.report.examples[0].source == "mix[4]"
+
+    chat = [user_parts({"type": "text", "text": "hi"})]
+    (sample,) = from_records(chat, "openai")
+    assert sample.source == "dataset[0]" and sample.messages[0] == Message("user", "hi")
+    (asr,) = from_records([{"audio": {"array": [0.0, 0.5], "sampling_rate": 8000}, "text": "t"}], "asr")
+    np.testing.assert_array_equal(asr.audios[0][0], np.array([0.0, 0.5], dtype=np.float32))
+    assert asr.audios[0][1] == 8000
+    with pytest.raises(TypeError):
+        from_records(chat, "openai", image_folder=media)
+    with pytest.raises(ValueError, match="format"):
+        from_records(chat, "vqa")  # type: ignore[arg-type]
+
+
+def test_from_records_passes_pil_images_through() -> None:
+    picture = Image.new("RGB", (3, 3), (0, 255, 0))
+    records = [{"image": picture, "conversations": conv(("human", "What?"), ("gpt", "Green."))}]
+    (sample,) = from_records(records, "llava")
+    assert sample.images == [picture] and sample.messages[0].content == "<image>\nWhat?"
+
+
+def test_from_records_on_hf_dataset() -> None:
+    datasets = pytest.importorskip("datasets", reason="HF datasets not installed")
+    picture = Image.new("RGB", (4, 4), (0, 0, 255))
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "conversations": [{"from": datasets.Value("string"), "value": datasets.Value("string")}],
+        }
+    )
+    data = datasets.Dataset.from_list(
+        [
+            {"id": "a", "image": picture, "conversations": conv(("human", "<image>\nColour?"), ("gpt", "Blue."))},
+            {"id": "b", "image": None, "conversations": conv(("human", "Hi"), ("gpt", "Hello"))},
+            {"id": "c", "image": None, "conversations": []},
+        ],
+        features=features,
+    )
+    reader = from_records(data, "llava", name="hf")
+    first, second = reader
+    assert first.source == "hf[0]" and first.meta == {"id": "a"}
+    assert first.images[0].size == (4, 4) and first.images[0].getpixel((0, 0)) == (0, 0, 255)
+    assert second.images == [] and second.messages[1] == Message("assistant", "Hello")
+    assert reader.report.skipped == {"empty_conversation": 1}
+
+
+def test_from_records_on_hf_columnar_and_openai_datasets() -> None:
+    datasets = pytest.importorskip("datasets", reason="HF datasets not installed")
+    turns = datasets.Sequence({"from": datasets.Value("string"), "value": datasets.Value("string")})
+    columnar = datasets.Dataset.from_list(  # Sequence({...}) yields a dict of lists per row
+        [{"conversations": {"from": ["human", "gpt"], "value": ["Hi", "Hello"]}}],
+        features=datasets.Features({"conversations": turns}),
+    )
+    (sample,) = from_records(columnar, "llava")
+    assert sample.messages == [Message("user", "Hi"), Message("assistant", "Hello")]
+
+    picture = Image.new("RGB", (2, 2), (9, 9, 9))
+    part = {"type": datasets.Value("string"), "text": datasets.Value("string")}
+    message = {"role": datasets.Value("string"), "content": datasets.List(part)}
+    trl_style = datasets.Dataset.from_list(  # TRL's vision SFT layout: payload-less parts + an images column
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "Grey."}]},
+                ],
+                "images": [picture],
+            }
+        ],
+        features=datasets.Features({"messages": datasets.List(message), "images": datasets.List(datasets.Image())}),
+    )
+    (chat,) = from_records(trl_style, "openai", allow_local_paths=False)
+    assert chat.messages == [Message("user", "<image>\nColour?"), Message("assistant", "Grey.")]
+    assert chat.images[0].getpixel((0, 0)) == (9, 9, 9)
+
+
+def test_data_error_pickles_with_its_fields() -> None:
+    error = pickle.loads(pickle.dumps(DataError("f.jsonl:3", "bad_json", "invalid JSON")))
+    assert (error.source, error.reason, error.detail, str(error)) == (
+        "f.jsonl:3",
+        "bad_json",
+        "invalid JSON",
+        "f.jsonl:3: invalid JSON",
+    )
+
+
+def test_every_tested_reason_is_documented() -> None:
+    assert set(BAD_LLAVA) | set(BAD_OPENAI) | set(BAD_ASR) <= set(REASONS)
