@@ -1,6 +1,5 @@
-"""Data: the canonical `Sample`, readers for common formats, and the batch collator."""
+"""Data: the canonical `Sample` and readers for common formats (see `readers`)."""
 
-from .collator import Batch, Collator
 from .sample import MARKERS, MODALITIES, Message, Sample
 
-__all__ = ["MARKERS", "MODALITIES", "Batch", "Collator", "Message", "Sample"]
+__all__ = ["MARKERS", "MODALITIES", "Message", "Sample"]

@@ -20,12 +20,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..adapters import AdapterConfig, build_adapter
-from ..data.collator import Batch, Collator
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..lm import RWKV7, RWKV7Config, RWKV7State
 from ..lm.checkpoint import CheckpointError, check_state_dict, load_state_dict
-from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, ModRWKVProcessor, get_template
+from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKVProcessor, get_template
 from ..tokenizer import WorldTokenizer
 
 log = logging.getLogger(__name__)

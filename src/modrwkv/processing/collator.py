@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 
 from ..encoders.base import ModalityEncoder
-from ..processing.processor import IGNORE_INDEX, ProcessedSample
+from .processor import IGNORE_INDEX, ProcessedSample
 
 
 @dataclasses.dataclass
