@@ -1,0 +1,103 @@
+"""Modality encoders and their registry.
+
+| name | modality | weights | tokens per item | default |
+|---|---|---|---|---|
+| `siglip2` | image | HF (SigLIP arch. for fixed-res, `Siglip2VisionModel` for NaFlex) | (size/patch)^2, e.g. 576; NaFlex: valid patches | frozen |
+| `siglip` | image | HF `SiglipVisionModel` | (size/patch)^2 | frozen |
+| `clip` | image | HF `CLIPVisionModel` | (size/patch)^2 + 1 (CLS), e.g. 577 | frozen |
+| `tiny` | image | built-in CNN, trained here | grid^2 (64 by default) | trainable |
+| `whisper` | audio | HF Whisper encoder | per 30 s window: min(mel_frames//2 + 1, 1500) | frozen |
+| `wavlm` | audio | HF `WavLMModel` | per window: conv-stack length (~50/s) | frozen |
+| `wavenet` | series | built-in, trained here | ceil(T / patch_len) | trainable |
+
+`build_encoder(**encoder.config_dict(), weights=folder)` rebuilds an encoder saved with
+`encoder.save_pretrained(folder)` exactly; without `weights`, pretrained encoders reload from their
+`source` (an HF id or folder). Every registered class has a `build(*, source, config, trainable,
+weights, **options)` classmethod, which is what `build_encoder` calls.
+
+Optional dependencies, imported on first use: Pillow (images), soundfile + scipy (audio files and
+resampling), transformers (the HF towers). The built-in encoders need only torch (and Pillow for
+`tiny`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from .audio import WavLMAudioEncoder, WhisperAudioEncoder
+from .base import EncoderOutput, ModalityEncoder, Prepared
+from .media import load_audio, load_image
+from .series import WaveNetConfig, WaveNetSeriesEncoder
+from .tiny_vision import TinyVisionConfig, TinyVisionEncoder
+from .vision import CLIPEncoder, SigLIP2Encoder, SigLIPEncoder
+
+ENCODERS: dict[str, type] = {
+    cls.name: cls
+    for cls in (
+        SigLIP2Encoder,
+        SigLIPEncoder,
+        CLIPEncoder,
+        TinyVisionEncoder,
+        WhisperAudioEncoder,
+        WavLMAudioEncoder,
+        WaveNetSeriesEncoder,
+    )
+}
+
+
+def build_encoder(
+    name: str,
+    *,
+    source: str | Path | None = None,
+    config: dict[str, Any] | None = None,
+    trainable: bool | None = None,
+    weights: str | Path | None = None,
+    **options: Any,
+) -> ModalityEncoder:
+    """Builds a registered encoder.
+
+    `source`: an HF hub id or local folder with pretrained weights (HF encoders only; offline this
+    needs a local folder or the HF cache). `config`: a dict to build a randomly initialised model
+    (HF encoders: the model's config; built-in encoders: their hyper-parameters). `weights`: a folder
+    written by `save_pretrained`, which takes precedence over both. `trainable=None` keeps the
+    encoder's default (pretrained towers frozen, built-in encoders trainable). `options` are the
+    encoder's own keyword options (e.g. `dtype`, `window_seconds`, `patch_len`).
+    """
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}")
+    builder = ENCODERS[name].build
+    parameters = inspect.signature(builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        accepted = sorted(set(parameters) - {"source", "config", "trainable", "weights"})
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for the {name} encoder; it accepts {accepted}")
+    return builder(
+        source=None if source is None else str(source),
+        config=config,
+        trainable=trainable,
+        weights=weights,
+        **options,
+    )
+
+
+__all__ = [
+    "ENCODERS",
+    "CLIPEncoder",
+    "EncoderOutput",
+    "ModalityEncoder",
+    "Prepared",
+    "SigLIP2Encoder",
+    "SigLIPEncoder",
+    "TinyVisionConfig",
+    "TinyVisionEncoder",
+    "WavLMAudioEncoder",
+    "WaveNetConfig",
+    "WaveNetSeriesEncoder",
+    "WhisperAudioEncoder",
+    "build_encoder",
+    "load_audio",
+    "load_image",
+]

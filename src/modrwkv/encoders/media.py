@@ -1,0 +1,257 @@
+"""Turns raw media items (paths, bytes, decoded objects) into the one in-memory form each encoder
+expects: an RGB `PIL.Image` for images, a float32 mono waveform at a fixed rate for audio.
+
+Encoders never see the many ways an image or a clip can arrive, and every unreadable item fails
+here with a `ValueError` that names the item, so a bad sample in a million-line dataset can be
+found. Optional libraries (Pillow, soundfile, scipy) are imported on first use: the LM and the
+series encoder work without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# Modes whose alpha channel must be composited away (Pillow's convert("RGB") would drop it and
+# reveal whatever colour the transparent pixels happen to hold, often black).
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+def describe(item: Any) -> str:
+    """A short, log-safe name for an item, used in every error message."""
+    if isinstance(item, (str, os.PathLike)):
+        text = os.fspath(item)
+        if text.startswith("data:"):
+            return f"<data URI, {len(text)} chars>"
+        return repr(text)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"<{len(item)} bytes>"
+    if isinstance(item, np.ndarray):
+        return f"<array {item.dtype} {tuple(item.shape)}>"
+    if isinstance(item, Mapping):
+        if item.get("path"):
+            return repr(str(item["path"]))
+        return f"<dict with keys {sorted(map(str, item))}>"
+    if isinstance(item, tuple):
+        return f"<tuple of {len(item)}>"
+    return f"<{type(item).__name__}>"
+
+
+def _read_bytes_or_path(item: Any) -> tuple[Any, str]:
+    """Resolves data URIs, byte buffers and paths to something a decoder can open."""
+    where = describe(item)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        if len(item) == 0:
+            raise ValueError(f"empty byte string {where}")
+        return io.BytesIO(bytes(item)), where
+    text = os.fspath(item)
+    if text.startswith("data:"):
+        header, _, payload = text.partition(",")
+        if ";base64" not in header:
+            raise ValueError(f"only base64 data URIs are supported, got {header!r}")
+        try:
+            raw = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"invalid base64 in data URI {where}: {exc}") from exc
+        if not raw:
+            raise ValueError(f"empty data URI {where}")
+        return io.BytesIO(raw), where
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"file not found: {where}")
+    return path, where
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+def load_image(item: Any) -> Image.Image:
+    """Any supported image item -> an RGB `PIL.Image` with its EXIF orientation applied.
+
+    Accepts a path, a base64 `data:` URI, encoded bytes, a `PIL.Image`, or a numpy array (uint8
+    HxW / HxWx1 / HxWx3 / HxWx4, or float in [0, 1]). Transparency is composited onto white (the
+    usual convention for documents and icons, and what pretrained encoders were mostly shown);
+    16-bit and float greyscale are scaled to 8 bits rather than clipped.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    where = describe(item)
+    if isinstance(item, Image.Image):
+        image = item
+    elif isinstance(item, np.ndarray):
+        image = _image_from_array(item, where)
+    elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        source, where = _read_bytes_or_path(item)
+        try:
+            image = Image.open(source)
+            image.load()  # decode now so truncated or corrupt files fail here, with the item's name
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"cannot decode image {where}: {exc}") from exc
+    else:
+        raise ValueError(f"unsupported image item {where}: expected a path, bytes, a PIL image or a numpy array")
+    try:
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot convert image {where} (mode {image.mode}) to RGB: {exc}") from exc
+
+
+def _image_from_array(array: np.ndarray, where: str) -> Image.Image:
+    from PIL import Image
+
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"image array {where} must be HxW, HxWx1, HxWx3 or HxWx4")
+    if array.size == 0:
+        raise ValueError(f"empty image array {where}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            raise ValueError(f"float image array {where} must hold finite values in [0, 1]")
+        array = np.round(array * 255.0).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        raise ValueError(f"image array {where} must be uint8 (or float in [0, 1]), got {array.dtype}")
+    return Image.fromarray(np.ascontiguousarray(array))  # 2-D -> "L", 3 channels -> "RGB", 4 -> "RGBA"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode == "PA" or (mode == "P" and ("transparency" in image.info or image.palette.mode == "RGBA")):
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_wide_to_uint8(image), mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def _wide_to_uint8(image: Image.Image) -> np.ndarray:
+    """16/32-bit integer or float greyscale -> 8 bits by scaling (Pillow would clip at 255)."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.size and values.max() <= 1.0 else 255.0
+    elif image.mode.startswith("I;16") or (values.size and values.max() > 255):
+        top = 65535.0  # 16-bit data, also when Pillow reports a 16-bit PNG as mode "I"
+    else:
+        top = 255.0
+    return np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------- audio
+
+
+def load_audio(item: Any, sample_rate: int = 16000) -> np.ndarray:
+    """Any supported audio item -> float32 mono waveform at `sample_rate`, shape [N].
+
+    Accepts a path or encoded bytes (anything libsndfile reads: wav, flac, ogg/vorbis, mp3, ...),
+    a base64 `data:` URI, a `(waveform, sample_rate)` tuple, or a Hugging Face `datasets` audio dict
+    (`{"array", "sampling_rate"}` or `{"bytes"|"path"}`). Channels are averaged. For 2-D arrays the
+    shorter axis is taken as channels, so both [N, C] (soundfile) and [C, N] (torchaudio) work.
+    Integer PCM is scaled to [-1, 1]. Resampling is polyphase with an anti-aliasing filter.
+    """
+    where = describe(item)
+    if isinstance(item, Mapping):
+        if item.get("array") is not None:
+            item = (item["array"], item.get("sampling_rate"))
+        elif item.get("bytes"):
+            item = item["bytes"]
+        elif item.get("path"):
+            item = item["path"]
+        else:
+            raise ValueError(f"audio dict {where} needs 'array' and 'sampling_rate', 'bytes' or 'path'")
+    if isinstance(item, tuple):
+        if len(item) != 2:
+            raise ValueError(f"audio tuple {where} must be (waveform, sample_rate)")
+        waveform, rate = item
+        waveform = _as_numpy(waveform, where)
+        if rate is None or isinstance(rate, bool) or not float(rate).is_integer() or rate <= 0:
+            raise ValueError(f"audio {where} has an invalid sample rate {rate!r}")
+        rate = int(rate)
+    elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        waveform, rate, where = _decode_audio(item)
+    else:
+        raise ValueError(f"unsupported audio item {where}: expected a path, bytes, a (waveform, rate) tuple or a dict")
+    mono = _to_mono(waveform, where)
+    if rate != sample_rate:
+        mono = resample(mono, rate, sample_rate)
+    return mono
+
+
+def _as_numpy(waveform: Any, where: str) -> np.ndarray:
+    if hasattr(waveform, "detach"):  # torch tensor, without importing torch here
+        waveform = waveform.detach().cpu().numpy()
+    array = np.asarray(waveform)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"audio waveform {where} must be numeric, got {array.dtype}")
+    return array
+
+
+def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
+    import soundfile
+
+    source, where = _read_bytes_or_path(item)
+    try:
+        waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot decode audio {where}: {exc}") from exc
+    return waveform, int(rate), where
+
+
+def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:
+    if waveform.size == 0:
+        raise ValueError(f"empty audio {where}")
+    if waveform.ndim == 2:
+        channel_axis = 1 if waveform.shape[1] <= waveform.shape[0] else 0
+        if np.issubdtype(waveform.dtype, np.integer):
+            waveform = _int_to_float(waveform)
+        waveform = waveform.astype(np.float64).mean(axis=channel_axis)
+    elif waveform.ndim != 1:
+        raise ValueError(f"audio waveform {where} must be [N] or [N, channels], got shape {tuple(waveform.shape)}")
+    if np.issubdtype(waveform.dtype, np.integer):
+        waveform = _int_to_float(waveform)
+    if not np.isfinite(waveform).all():
+        raise ValueError(f"audio {where} contains NaN or infinite samples")
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def _int_to_float(waveform: np.ndarray) -> np.ndarray:
+    info = np.iinfo(waveform.dtype)
+    if info.min == 0:  # unsigned PCM (8-bit wav) is centred on the middle code
+        return (waveform.astype(np.float64) - (info.max + 1) / 2) / ((info.max + 1) / 2)
+    return waveform.astype(np.float64) / float(-info.min)
+
+
+def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Polyphase resampling (scipy's `resample_poly`, Kaiser-windowed anti-aliasing low-pass).
+
+    The output has exactly `ceil(N * target_rate / rate)` samples, so durations are preserved.
+    """
+    from scipy.signal import resample_poly
+
+    g = math.gcd(rate, target_rate)
+    up, down = target_rate // g, rate // g
+    out = resample_poly(waveform.astype(np.float64), up, down)
+    logger.debug("resampled %d samples from %d Hz to %d Hz", waveform.size, rate, target_rate)
+    return np.ascontiguousarray(out, dtype=np.float32)

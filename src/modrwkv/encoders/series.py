@@ -1,0 +1,145 @@
+"""`wavenet`: the paper's time-series encoder, a WaveNet-style stack trained from scratch.
+
+- Each series is normalised per channel, `z = (x - mean) / sqrt(var + eps)` (RevIN-style). The
+  mean and scale go to `Prepared.extras` so that forecasts can be mapped back with `denormalize`.
+  Missing values (NaN) become 0 after normalisation, i.e. the series mean.
+- Optional patching: `patch_len` consecutive steps (all channels) form one token, so a series of T
+  steps gives `ceil(T / patch_len)` tokens; when T is not a multiple, the series is left-padded
+  with the mean (the latest steps stay aligned with the last token). Default: one token per step.
+- The network is causal over tokens: dilated causal 1-D convolutions (dilations 1, 2, 4, ...)
+  with gated activations `tanh(f) * sigmoid(g)`, residual and skip connections; token t never
+  sees later tokens, so it can serve autoregressive forecasting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import EncoderOutput, Prepared
+from .tiny_vision import NativeEncoder
+
+
+@dataclasses.dataclass
+class WaveNetConfig:
+    in_channels: int = 1  # variables of a multivariate series
+    patch_len: int = 1  # steps per token
+    residual_channels: int = 64
+    skip_channels: int = 128
+    output_dim: int = 256
+    kernel_size: int = 2
+    layers: int = 10  # per stack; dilation doubles each layer
+    stacks: int = 1
+    eps: float = 1e-5  # variance floor of the normalisation
+
+    def __post_init__(self) -> None:
+        for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"wavenet {field} must be >= 1, got {getattr(self, field)}")
+
+    @property
+    def receptive_field(self) -> int:
+        """Tokens that token t can see, t included."""
+        return 1 + self.stacks * (self.kernel_size - 1) * (2**self.layers - 1)
+
+
+class _GatedLayer(nn.Module):
+    """Causal dilated conv -> tanh * sigmoid gate -> (residual output, skip output). The last layer
+    has no residual branch: only its skip output is used."""
+
+    def __init__(self, residual: int, skip: int, kernel_size: int, dilation: int, last: bool) -> None:
+        super().__init__()
+        self.left_pad = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(residual, 2 * residual, kernel_size, dilation=dilation)
+        self.residual = None if last else nn.Conv1d(residual, residual, 1)
+        self.skip = nn.Conv1d(residual, skip, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        filt, gate = self.conv(nn.functional.pad(x, (self.left_pad, 0))).chunk(2, dim=1)
+        z = torch.tanh(filt) * torch.sigmoid(gate)
+        if self.residual is not None:
+            x = (x + self.residual(z)) * math.sqrt(0.5)
+        return x, self.skip(z)
+
+
+class WaveNetSeriesEncoder(NativeEncoder):
+    modality = "series"
+    name = "wavenet"
+    config_class = WaveNetConfig
+
+    def __init__(self, config: WaveNetConfig, trainable: bool = True) -> None:
+        super().__init__(config, trainable)
+        c = config
+        self.input = nn.Linear(c.patch_len * c.in_channels, c.residual_channels)
+        dilations = [2**i for _ in range(c.stacks) for i in range(c.layers)]
+        self.layers = nn.ModuleList(
+            _GatedLayer(c.residual_channels, c.skip_channels, c.kernel_size, d, last=n == len(dilations) - 1)
+            for n, d in enumerate(dilations)
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1), nn.ReLU(), nn.Conv1d(c.skip_channels, c.output_dim, 1)
+        )
+        self._finish_init()
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.output_dim
+
+    def prepare(self, item: Any) -> Prepared:
+        """[T] or [T, channels] (numpy, list or tensor) -> normalised patches [tokens, patch_len * channels]."""
+        if hasattr(item, "detach"):
+            item = item.detach().cpu().numpy()
+        try:
+            values = np.asarray(item, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"series must be numeric [T] or [T, channels]: {exc}") from exc
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2:
+            raise ValueError(f"series must be [T] or [T, channels], got shape {values.shape}")
+        steps, channels = values.shape
+        if steps == 0:
+            raise ValueError("empty series")
+        if channels != self.config.in_channels:
+            raise ValueError(f"series has {channels} channel(s) but the wavenet encoder takes {self.config.in_channels}")
+        if np.isinf(values).any():
+            raise ValueError("series contains infinite values")
+        observed = ~np.isnan(values)
+        if not observed.any(axis=0).all():
+            raise ValueError("series has a channel with no observed (non-NaN) values")
+        mean = np.nanmean(values, axis=0)
+        scale = np.sqrt(np.nanvar(values, axis=0) + self.config.eps)
+        normalised = np.where(observed, (values - mean) / scale, 0.0)
+        pad = (-steps) % self.config.patch_len
+        normalised = np.concatenate([np.zeros((pad, channels)), normalised])
+        patches = torch.from_numpy(normalised.reshape(-1, self.config.patch_len * channels).astype(np.float32))
+        extras = {
+            "mean": torch.from_numpy(mean.astype(np.float32)),
+            "scale": torch.from_numpy(scale.astype(np.float32)),
+            "pad": pad,
+            "steps": steps,
+        }
+        return Prepared({"patches": patches}, patches.shape[0], extras)
+
+    @staticmethod
+    def denormalize(values: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """Maps normalised values [..., channels] (e.g. a forecast) back to the series' units."""
+        mean = extras["mean"].to(values.device, values.dtype)
+        scale = extras["scale"].to(values.device, values.dtype)
+        return values * scale + mean
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            patches = batch["patches"].to(device=self.device, dtype=self.input.weight.dtype)
+            x = self.input(patches).transpose(1, 2)  # [B, residual, tokens]
+            skips = torch.zeros((), dtype=x.dtype, device=x.device)
+            for layer in self.layers:
+                x, skip = layer(x)
+                skips = skips + skip
+            features = self.head(skips).transpose(1, 2)  # [B, tokens, output_dim]
+        return EncoderOutput(features, batch["num_features"].to(features.device))

@@ -1,0 +1,182 @@
+"""`tiny`: a small trainable CNN vision encoder for offline use (the quickstart, tests, CPU demos),
+where no pretrained tower can be downloaded. Also `NativeEncoder`, the base for encoders defined in
+this package (weights in one safetensors file, config a plain dict).
+
+Design: an RGB image (default 64x64) plus two coordinate channels (CoordConv, so convolutions can
+tell *where* something is, not only *what*) goes through 4 conv stages; the first
+`log2(image_size / grid)` halve the resolution. The final `grid x grid` map becomes `grid**2`
+tokens in row-major order, each with a learned 2-D position embedding, then LayerNorm. That is
+enough to learn the colour, shape, count and position of simple shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import EncoderOutput, ModalityEncoder, Prepared
+from .media import load_image
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "encoder.json"
+
+
+class NativeEncoder(ModalityEncoder):
+    """An encoder implemented here: `config` is a dataclass of its hyper-parameters, `build` takes
+    them as a dict and/or keyword options (options win), and `save_pretrained` writes
+    `encoder.json` + `model.safetensors`. Trainable by default; a frozen one stays in eval mode."""
+
+    config_class: ClassVar[type]
+    default_trainable: ClassVar[bool] = True
+
+    def __init__(self, config: Any, trainable: bool) -> None:
+        super().__init__(trainable=trainable)
+        self.config = config
+
+    def _finish_init(self) -> None:
+        """Freezes after the subclass has created its layers."""
+        if not self.trainable:
+            self.requires_grad_(False)
+            self.eval()
+
+    def train(self, mode: bool = True) -> NativeEncoder:
+        return super().train(mode and self.trainable)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        source: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        trainable: bool | None = None,
+        weights: str | Path | None = None,
+        **options: Any,
+    ) -> NativeEncoder:
+        """A fresh (randomly initialised) encoder, or the one saved in `weights`."""
+        if source is not None:
+            raise ValueError(f"the {cls.name} encoder has no pretrained source; pass weights=<saved folder> instead")
+        values = dict(config or {})
+        if weights is not None:
+            saved = json.loads((Path(weights) / CONFIG_FILE).read_text())
+            values = dict(saved["config"])
+        values.update(options)
+        field_names = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(values) - field_names)
+        if unknown:
+            raise ValueError(f"unknown {cls.name} option(s) {unknown}; known: {sorted(field_names)}")
+        encoder = cls(cls.config_class(**values), trainable=cls.default_trainable if trainable is None else trainable)
+        if weights is not None:
+            from safetensors.torch import load_file
+
+            encoder.load_state_dict(load_file(str(Path(weights) / WEIGHTS_FILE)), strict=True)
+        return encoder
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": None, "config": dataclasses.asdict(self.config), "trainable": self.trainable}
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=2))
+
+
+@dataclasses.dataclass
+class TinyVisionConfig:
+    image_size: int = 64
+    grid: int = 8  # tokens = grid**2
+    width: int = 128  # output_dim
+    mean: float = 0.5
+    std: float = 0.5
+
+    def __post_init__(self) -> None:
+        ratio = self.image_size / self.grid
+        if self.image_size % self.grid or ratio < 1 or not float(math.log2(ratio)).is_integer() or ratio > 16:
+            raise ValueError(f"image_size / grid must be 1, 2, 4, 8 or 16, got {self.image_size} / {self.grid}")
+        if self.width % 32:  # the first stage has width/4 channels in 8 GroupNorm groups
+            raise ValueError(f"width must be a multiple of 32, got {self.width}")
+
+
+class _Stage(nn.Module):
+    """Residual block: a full 3x3 conv (strided where the stage downsamples), then a cheap
+    depthwise-separable 3x3 conv, GroupNorm and GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.norm1 = nn.GroupNorm(8, c_out)
+        self.depthwise = nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out)
+        self.pointwise = nn.Conv2d(c_out, c_out, 1)
+        self.norm2 = nn.GroupNorm(8, c_out)
+        self.skip = nn.Conv2d(c_in, c_out, 1, stride=stride) if (c_in != c_out or stride != 1) else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.gelu(self.norm1(self.conv1(x)))
+        y = self.norm2(self.pointwise(self.depthwise(y)))
+        return nn.functional.gelu(y + self.skip(x))
+
+
+class TinyVisionEncoder(NativeEncoder):
+    modality = "image"
+    name = "tiny"
+    config_class = TinyVisionConfig
+
+    def __init__(self, config: TinyVisionConfig, trainable: bool = True) -> None:
+        super().__init__(config, trainable)
+        downsamples = int(math.log2(config.image_size // config.grid))
+        stages = max(4, downsamples)
+        widths = [config.width // 4, config.width // 2] + [config.width] * (stages - 2)
+        strides = [2] * downsamples + [1] * (stages - downsamples)
+        layers, c_in = [], 5  # RGB + (x, y) coordinates
+        for c_out, stride in zip(widths, strides):
+            layers.append(_Stage(c_in, c_out, stride))
+            c_in = c_out
+        self.stages = nn.Sequential(*layers)
+        self.position = nn.Parameter(torch.randn(config.grid * config.grid, config.width) * 0.02)
+        self.norm = nn.LayerNorm(config.width)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, config.image_size), torch.linspace(-1, 1, config.image_size), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys]), persistent=False)
+        self._finish_init()
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.width
+
+    @property
+    def num_tokens(self) -> int:
+        return self.config.grid * self.config.grid
+
+    def prepare(self, item: Any) -> Prepared:
+        from PIL import Image
+
+        image = load_image(item)
+        size = self.config.image_size
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        pixels = (pixels - self.config.mean) / self.config.std
+        return Prepared({"pixel_values": pixels.contiguous()}, self.num_tokens)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            pixels = batch["pixel_values"].to(device=self.device, dtype=self.position.dtype)
+            coords = self.coords.to(pixels.dtype).expand(pixels.shape[0], -1, -1, -1)
+            grid = self.stages(torch.cat([pixels, coords], dim=1))  # [B, width, grid, grid]
+            tokens = grid.flatten(2).transpose(1, 2) + self.position
+            features = self.norm(tokens)
+        lengths = torch.full((features.shape[0],), self.num_tokens, dtype=torch.long, device=features.device)
+        return EncoderOutput(features, lengths)

@@ -1,0 +1,231 @@
+"""Choosing the next token: ChatRWKV-style penalties, bans, top-k / top-p and temperature.
+
+Order of operations (the one ChatRWKV and the `rwkv` package use, so that RWKV users' settings
+carry over): penalties and bans change the logits; top-k and top-p then choose the candidate set
+from the *untempered* distribution; temperature finally reshapes the probabilities inside that set.
+A temperature of 0 means greedy decoding (argmax after penalties and bans).
+
+Every function works on a batch of rows with per-row settings, so that sequences with different
+parameters can be decoded together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import torch
+
+from modrwkv.tokenizer import END_OF_TEXT
+
+# Top-p tries a partial sort of this many tokens before falling back to sorting the vocabulary.
+NUCLEUS_CANDIDATES = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens and when to stop, for one sequence.
+
+    The defaults sample from the model's own distribution (temperature 1, no top-k/top-p, no
+    penalties) and ban token 0 (end of text / padding), which RWKV World models must never emit.
+
+    Attributes:
+        max_new_tokens: stop ("length") after this many generated tokens.
+        temperature: 0 for greedy decoding; otherwise probabilities are raised to 1/temperature.
+        top_p: keep the smallest set of most probable tokens whose probability reaches top_p (1 = off).
+        top_k: keep only the k most probable tokens (0 = off).
+        presence_penalty: subtracted from the logit of every token already generated.
+        frequency_penalty: subtracted once per (decayed) occurrence of a generated token.
+        penalty_decay: occurrence counts are multiplied by this each step, so old repeats fade.
+        stop_tokens: generation stops ("stop") when one of these is sampled; it is not part of the text.
+        stop_strings: generation stops when the text contains one; the text is cut before it.
+        banned_tokens: never sampled.
+        seed: seeds a private random generator, so the same seed gives the same output.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_decay: float = 0.996
+    stop_tokens: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
+    banned_tokens: tuple[int, ...] = (END_OF_TEXT,)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # Lists are accepted for convenience but stored as tuples so the params stay hashable.
+        for name in ("stop_tokens", "stop_strings", "banned_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"{name} must be a sequence, not a single {type(value).__name__}")
+            object.__setattr__(self, name, tuple(value))
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "penalty_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 <= self.penalty_decay <= 1:
+            raise ValueError(f"penalty_decay must lie in [0, 1], got {self.penalty_decay}")
+        if any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise ValueError(f"stop_strings must be non-empty strings, got {self.stop_strings!r}")
+        for name in ("stop_tokens", "banned_tokens"):
+            if any(not isinstance(t, int) or t < 0 for t in getattr(self, name)):
+                raise ValueError(f"{name} must be non-negative token ids, got {getattr(self, name)!r}")
+        both = set(self.stop_tokens) & set(self.banned_tokens)
+        if both:
+            raise ValueError(f"token(s) {sorted(both)} are both stop and banned tokens, so they could never stop")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def apply_penalties(
+    logits: torch.Tensor,
+    occurrence: torch.Tensor,
+    seen: torch.Tensor,
+    presence: torch.Tensor,
+    frequency: torch.Tensor,
+) -> torch.Tensor:
+    """ChatRWKV's repetition penalty: logits[t] -= presence + occurrence[t] * frequency for every
+    token t generated so far (`seen`). All tensors are [B, V] except presence/frequency ([B, 1])."""
+    return logits - presence * seen - frequency * occurrence
+
+
+def candidate_mask(sorted_probs: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Which of the descending-sorted probabilities [B, n] survive top-k ([B], 0 = off) and top-p
+    ([B]): the smallest prefix whose mass reaches top_p, cut to k. The best token always survives,
+    so a row can never end up with nothing to sample."""
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    keep = mass_before < top_p.unsqueeze(-1)
+    rank = torch.arange(sorted_probs.shape[-1], device=sorted_probs.device)
+    k = torch.where(top_k > 0, top_k, sorted_probs.shape[-1])
+    keep &= rank < k.unsqueeze(-1)
+    keep[:, 0] = True
+    return keep
+
+
+class BatchSampler:
+    """Samples one token per row and keeps each row's penalty counts and random generator.
+
+    Rows can be dropped with `select` when their sequences finish, so the sampler always matches
+    the active batch of the decode loop.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[SamplingParams],
+        vocab_size: int,
+        device: torch.device | str = "cpu",
+        banned_tokens: Sequence[int] = (),
+    ) -> None:
+        """`banned_tokens` are banned for every row in addition to each row's own, e.g. ids that the
+        tokenizer cannot decode."""
+        B, V = len(params), vocab_size
+        self.vocab_size = V
+
+        def column(name: str) -> torch.Tensor:
+            return torch.tensor([float(getattr(p, name)) for p in params], device=device)
+
+        self.temperature = column("temperature")
+        self.top_p = column("top_p")
+        self.top_k = torch.tensor([p.top_k for p in params], device=device, dtype=torch.long)
+        self.presence = column("presence_penalty").unsqueeze(-1)
+        self.frequency = column("frequency_penalty").unsqueeze(-1)
+        self.decay = column("penalty_decay").unsqueeze(-1)
+        self.banned = torch.zeros(B, V, dtype=torch.bool, device=device)
+        for row, p in enumerate(params):
+            ids = [t for t in (*p.banned_tokens, *banned_tokens) if t < V]
+            self.banned[row, ids] = True
+        if bool(self.banned.all(dim=-1).any()):
+            raise ValueError("every token of the vocabulary is banned for some sequence")
+        self.occurrence = torch.zeros(B, V, device=device)
+        self.seen = torch.zeros(B, V, dtype=torch.bool, device=device)
+        self.generators = [
+            None if p.seed is None else torch.Generator().manual_seed(p.seed) for p in params
+        ]
+        self.penalized = any(p.presence_penalty or p.frequency_penalty for p in params)
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keeps only the given rows, in that order."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.temperature.device)
+        per_row = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "banned", "occurrence", "seen")
+        for name in per_row:
+            setattr(self, name, getattr(self, name).index_select(0, index))
+        self.generators = [self.generators[r] for r in rows]
+
+    def _uniforms(self, rows: Sequence[int]) -> torch.Tensor:
+        """One U[0, 1) draw per row from that row's generator (the global one when unseeded), drawn
+        on the CPU so that a seed gives the same tokens on every device and batch composition."""
+        draws = [torch.rand((), generator=self.generators[r]) for r in rows]
+        return torch.stack(draws).to(self.temperature.device)
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Picks the next token of every row from logits [B, V'] (V' >= vocab_size: extra columns
+        are ignored) and records it for the penalties. Returns [B] token ids."""
+        logits = logits[:, : self.vocab_size].float()
+        if self.penalized:
+            logits = apply_penalties(logits, self.occurrence, self.seen, self.presence, self.frequency)
+        logits = logits.masked_fill(self.banned, -math.inf)
+        tokens = logits.argmax(dim=-1)
+        stochastic = (self.temperature > 0).nonzero().squeeze(-1)
+        if stochastic.numel():
+            tokens[stochastic] = self._sample_rows(logits[stochastic], stochastic)
+        self._record(tokens)
+        return tokens
+
+    def _sample_rows(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Draws tokens for the given (non-greedy) rows from their penalised, banned logits."""
+        temperature = self.temperature[rows].unsqueeze(-1)
+        top_k, top_p = self.top_k[rows], self.top_p[rows]
+        uniforms = self._uniforms(rows.tolist())
+        if not bool(((top_k > 0) | (top_p < 1)).any()):  # no filter: no sort needed
+            return _inverse_cdf((logits / temperature).softmax(dim=-1), uniforms)
+        probs, ids = _sorted_candidates(logits.softmax(dim=-1), top_k, top_p)
+        keep = candidate_mask(probs, top_k, top_p)
+        weights = (logits.gather(-1, ids) / temperature).masked_fill(~keep, -math.inf).softmax(dim=-1)
+        return ids.gather(-1, _inverse_cdf(weights, uniforms).unsqueeze(-1)).squeeze(-1)
+
+    def _record(self, tokens: torch.Tensor) -> None:
+        if not self.penalized:
+            return
+        rows = torch.arange(tokens.shape[0], device=tokens.device)
+        self.occurrence.mul_(self.decay)
+        self.occurrence[rows, tokens] += 1
+        self.seen[rows, tokens] = True
+
+
+def _sorted_candidates(
+    probs: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most probable tokens in descending order (probabilities, ids), as many as the filters
+    can keep. A full sort of a 65536-token vocabulary costs milliseconds per step on a CPU; top-k
+    bounds the count, and for top-p a partial sort usually already holds the whole nucleus."""
+    V = probs.shape[-1]
+    if bool((top_k > 0).all()):
+        n = min(int(top_k.max()), V)
+        return probs.topk(n, dim=-1) if n < V else probs.sort(dim=-1, descending=True)
+    if bool((top_p < 1).all()) and V > NUCLEUS_CANDIDATES:
+        values, ids = probs.topk(NUCLEUS_CANDIDATES, dim=-1)
+        # Past a prefix holding top_p of the mass, nothing survives `candidate_mask`.
+        if bool((values.sum(dim=-1) >= top_p).all()):
+            return values, ids
+    return probs.sort(dim=-1, descending=True)
+
+
+def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Index drawn from each row of probs [B, n] given U[0, 1) draws [B]. The left search never
+    lands on a zero-probability entry (banned or filtered tokens)."""
+    cdf = probs.cumsum(dim=-1)
+    target = uniforms.unsqueeze(-1) * cdf[:, -1:]
+    return torch.searchsorted(cdf, target).squeeze(-1).clamp_(max=probs.shape[-1] - 1)

@@ -1,0 +1,103 @@
+"""The `modrwkv` command line, on a tiny random checkpoint with the World vocabulary."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from modrwkv import __version__
+from modrwkv.cli import main
+from modrwkv.generation import SamplingParams, generate
+from modrwkv.lm import RWKV7Config, RWKV7State, load_model
+from modrwkv.lm.random_weights import random_official_state_dict
+from modrwkv.tokenizer import WorldTokenizer
+
+CONFIG = RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, head_size=64, dim_w=32, dim_a=32, dim_v=32, dim_g=32)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "tiny-world.pth"
+    torch.save(random_official_state_dict(CONFIG, seed=1), path)
+    return str(path)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "modrwkv.cli", *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_generate_subprocess_prints_the_completion_and_saves_state(checkpoint, tmp_path):
+    state_path = tmp_path / "after.safetensors"
+    proc = run_cli("generate", "--model", checkpoint, "--prompt", "User: hi\\n\\nAssistant:",
+                   "--max-new-tokens", "6", "--temperature", "0", "--save-state", str(state_path))
+    assert proc.returncode == 0, proc.stderr
+    model = load_model(checkpoint)
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    expected = generate(model, WorldTokenizer(), "User: hi\n\nAssistant:", params)
+    assert proc.stdout == expected.text + "\n"
+    saved = RWKV7State.load(state_path, CONFIG)
+    torch.testing.assert_close(saved.wkv, expected.state.wkv, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_subprocess_missing_model_is_one_line_exit_2(tmp_path):
+    proc = run_cli("generate", "--model", str(tmp_path / "nope.pth"), "--prompt", "hi")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "no checkpoint" in proc.stderr
+
+
+def test_stream_from_loaded_state_in_process(checkpoint, tmp_path, capsys):
+    model, tokenizer = load_model(checkpoint), WorldTokenizer()
+    start = generate(model, tokenizer, "Once upon", SamplingParams(temperature=0, max_new_tokens=3)).state
+    start.save(tmp_path / "start.safetensors")
+    params = SamplingParams(seed=7, top_p=0.8, max_new_tokens=8, stop_strings=("\n\n",))
+    expected = generate(model, tokenizer, " a time", params, state=start)
+
+    code = main([
+        "generate", "--model", checkpoint, "--prompt", " a time", "--stream", "--seed", "7", "--top-p", "0.8",
+        "--max-new-tokens", "8", "--stop", "\\n\\n", "--load-state", str(tmp_path / "start.safetensors"),
+    ])
+    assert code == 0
+    assert capsys.readouterr().out == expected.text + "\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--top-p", "2"], "top_p must lie in (0, 1]"),
+        (["--max-new-tokens", "0"], "max_new_tokens"),
+        (["--load-state", "/nonexistent/state.safetensors"], "No such file"),
+        (["--stop", "\\x1"], "bad backslash escape"),
+    ],
+)
+def test_bad_values_are_one_line_errors(checkpoint, capsys, args, message):
+    assert main(["generate", "--model", checkpoint, "--prompt", "hi", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--prompt", "hi"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and err.count("\n") == 1
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"modrwkv {__version__}"
+
+
+def test_quickstart_says_weights_are_random(capsys):
+    assert main(["quickstart"]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM weights" in out and "multimodal quickstart" in out
+    assert "tokens generated" in out

@@ -1,0 +1,251 @@
+"""Raw media -> RGB images and 16 kHz mono waveforms: every input form, every awkward mode, clear errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+
+import PIL
+import soundfile as sf
+import scipy  # noqa: F401
+
+from PIL import Image  # noqa: E402
+
+from modrwkv.encoders.media import load_audio, load_image  # noqa: E402
+
+WHITE = (255, 255, 255)
+
+
+def png_bytes(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **kwargs)
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------------------- images
+
+
+def test_rgba_is_composited_onto_white() -> None:
+    pixels = np.zeros((2, 3, 4), dtype=np.uint8)
+    pixels[0, 0] = (0, 0, 0, 0)  # transparent black -> white, not black
+    pixels[0, 1] = (255, 0, 0, 255)  # opaque red stays red
+    pixels[0, 2] = (255, 0, 0, 128)  # half-transparent red -> pink
+    image = load_image(Image.fromarray(pixels, mode="RGBA"))
+    assert image.mode == "RGB" and image.size == (3, 2)
+    assert image.getpixel((0, 0)) == WHITE
+    assert image.getpixel((1, 0)) == (255, 0, 0)
+    r, g, b = image.getpixel((2, 0))
+    assert r == 255 and 120 <= g <= 135 and g == b
+
+
+def test_rgba_numpy_array_and_png_file_agree(tmp_path) -> None:
+    pixels = np.zeros((4, 4, 4), dtype=np.uint8)
+    pixels[..., 3] = 0
+    path = tmp_path / "transparent.png"
+    Image.fromarray(pixels, mode="RGBA").save(path)
+    for item in (pixels, path, str(path), path.read_bytes()):
+        assert np.all(np.asarray(load_image(item)) == 255), type(item)
+
+
+def test_la_is_composited_onto_white() -> None:
+    image = Image.new("LA", (2, 1), (0, 0))
+    image.putpixel((1, 0), (50, 255))
+    rgb = load_image(image)
+    assert rgb.getpixel((0, 0)) == WHITE
+    assert rgb.getpixel((1, 0)) == (50, 50, 50)
+
+
+def test_palette_with_transparency_index() -> None:
+    image = Image.new("P", (2, 1))
+    image.putpalette([0, 0, 0, 0, 255, 0] + [0] * (256 * 3 - 6))
+    image.putpixel((0, 0), 0)
+    image.putpixel((1, 0), 1)
+    image.info["transparency"] = 0  # palette entry 0 (black) is transparent
+    reloaded = Image.open(io.BytesIO(png_bytes(image, transparency=0)))
+    assert reloaded.mode == "P"
+    rgb = load_image(reloaded)
+    assert rgb.getpixel((0, 0)) == WHITE
+    assert rgb.getpixel((1, 0)) == (0, 255, 0)
+
+
+def test_palette_without_transparency() -> None:
+    image = Image.new("P", (1, 1))
+    image.putpalette([10, 20, 30] + [0] * (256 * 3 - 3))
+    assert load_image(image).getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_greyscale_l() -> None:
+    rgb = load_image(np.full((2, 2), 77, dtype=np.uint8))
+    assert rgb.mode == "RGB" and rgb.getpixel((1, 1)) == (77, 77, 77)
+    assert load_image(np.full((2, 2, 1), 9, dtype=np.uint8)).getpixel((0, 0)) == (9, 9, 9)
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path) -> None:
+    values = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode.startswith("I;16")
+    expected = [(0, 0, 0), (100, 100, 100), WHITE]
+    assert [load_image(image).getpixel((x, 0)) for x in range(3)] == expected
+    path = tmp_path / "deep.png"
+    image.save(path)  # a 16-bit PNG reopens as "I;16" or "I" depending on the Pillow version
+    assert [load_image(path).getpixel((x, 0)) for x in range(3)] == expected
+
+
+def test_float_greyscale_mode_f() -> None:
+    image = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), mode="F")
+    assert [load_image(image).getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+
+
+def test_cmyk() -> None:
+    image = Image.new("CMYK", (1, 1), (0, 255, 255, 0))  # no cyan, full magenta + yellow = red
+    assert load_image(image).getpixel((0, 0)) == (255, 0, 0)
+    buffer = io.BytesIO()
+    Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(buffer, format="JPEG", quality=95)
+    r, g, b = load_image(buffer.getvalue()).getpixel((4, 4))
+    assert min(r, g, b) > 245  # CMYK white
+
+
+def _left_red_right_blue(width: int = 32, height: int = 16) -> Image.Image:
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[:, : width // 2] = (255, 0, 0)
+    pixels[:, width // 2 :] = (0, 0, 255)
+    return Image.fromarray(pixels)
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = _left_red_right_blue()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    rgb = load_image(buffer.getvalue())
+    assert rgb.size == (16, 32)  # width and height swapped
+    top, bottom = np.asarray(rgb)[4, 8], np.asarray(rgb)[28, 8]
+    assert top[0] > 200 and top[2] < 60  # the left (red) half is now on top
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_plain_rgb_and_data_uri() -> None:
+    image = _left_red_right_blue(4, 2)
+    assert np.array_equal(np.asarray(load_image(image)), np.asarray(image))
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
+    assert np.array_equal(np.asarray(load_image(uri)), np.asarray(image))
+
+
+def test_float_array_in_unit_range() -> None:
+    rgb = load_image(np.ones((2, 2, 3), dtype=np.float32))
+    assert rgb.getpixel((0, 0)) == WHITE
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("/no/such/image.png", "file not found"),
+        (b"definitely not an image", "cannot decode image"),
+        (b"", "empty"),
+        (np.zeros((2, 2, 2), dtype=np.uint8), "HxW"),
+        (np.zeros((2, 2), dtype=np.int32), "uint8"),
+        (np.full((2, 2), 3.0), "[0, 1]"),
+        (12345, "unsupported image item"),
+        ("data:image/png;base64,@@@", "base64"),
+    ],
+)
+def test_image_errors_name_the_problem(item, message) -> None:
+    with pytest.raises(ValueError) as info:
+        load_image(item)
+    assert message in str(info.value)
+
+
+def test_truncated_image_file_names_the_path(tmp_path) -> None:
+    path = tmp_path / "cut.png"
+    path.write_bytes(png_bytes(_left_red_right_blue(64, 64))[:100])
+    with pytest.raises(ValueError, match="cut.png"):
+        load_image(path)
+
+
+# ------------------------------------------------------------------------------------------ audio
+
+
+def dominant_frequency(wave: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(wave.size)))
+    return float(np.fft.rfftfreq(wave.size, 1.0 / rate)[np.argmax(spectrum)])
+
+
+def sine(freq: float, rate: int, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.sin(2 * np.pi * freq * t)
+
+
+def test_stereo_44k_to_mono_16k_keeps_frequency_and_duration() -> None:
+    left, right = 0.5 * sine(1000, 44100), 0.3 * sine(1000, 44100)
+    stereo = np.stack([left, right], axis=1).astype(np.float32)  # [N, 2], soundfile layout
+    out = load_audio((stereo, 44100))
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert out.shape[0] == 16000
+    assert abs(dominant_frequency(out, 16000) - 1000) <= 1.0
+    middle = out[1000:-1000]
+    assert abs(np.abs(middle).max() - 0.4) < 0.01  # the channel mean, not the sum or one channel
+    channels_first = load_audio((stereo.T.copy(), 44100))  # [2, N], torchaudio layout
+    np.testing.assert_allclose(channels_first, out, atol=1e-6)
+
+
+def test_resampling_is_anti_aliased() -> None:
+    # 10 kHz is above the 8 kHz Nyquist limit of 16 kHz audio: plain decimation would fold it to
+    # 6 kHz at full strength; a proper resampler removes it.
+    out = load_audio((sine(10000, 48000).astype(np.float32), 48000))
+    assert out.shape[0] == 16000
+    assert np.sqrt(np.mean(out[500:-500] ** 2)) < 0.01
+
+
+def test_integer_pcm_and_tensors_and_hf_dicts() -> None:
+    import torch
+    wave = (0.25 * sine(440, 16000)).astype(np.float32)
+    pcm = np.round(wave * 32768).astype(np.int16)
+    np.testing.assert_allclose(load_audio((pcm, 16000)), wave, atol=1e-4)
+    np.testing.assert_allclose(load_audio((torch.from_numpy(wave), 16000)), wave)
+    np.testing.assert_allclose(load_audio({"array": wave, "sampling_rate": 16000}), wave)
+    unsigned = (np.round(wave * 127) + 128).astype(np.uint8)
+    np.testing.assert_allclose(load_audio((unsigned, 16000)), wave, atol=0.01)
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "tolerance"), [("WAV", "PCM_16", 1e-4), ("FLAC", "PCM_16", 1e-4), ("OGG", "VORBIS", None)])
+def test_files_and_bytes_written_by_soundfile(tmp_path, fmt, subtype, tolerance) -> None:
+    rate = 22050
+    wave = (0.5 * sine(600, rate, 0.5)).astype(np.float32)
+    stereo = np.stack([wave, wave], axis=1)
+    path = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(path, stereo, rate, format=fmt, subtype=subtype)
+    from_path = load_audio(path)
+    from_bytes = load_audio(path.read_bytes())
+    assert np.array_equal(load_audio({"path": str(path)}), from_path)
+    np.testing.assert_array_equal(from_path, from_bytes)
+    assert from_path.shape[0] == 8000
+    assert abs(dominant_frequency(from_path, 16000) - 600) <= 2.0
+    if tolerance is not None:
+        np.testing.assert_allclose(load_audio(path, sample_rate=rate), wave, atol=tolerance)
+
+
+def test_audio_errors_name_the_problem(tmp_path) -> None:
+    with pytest.raises(ValueError, match="file not found: '.*missing.wav'"):
+        load_audio(tmp_path / "missing.wav")
+    with pytest.raises(ValueError, match="cannot decode audio <23 bytes>"):
+        load_audio(b"RIFF this is not a wave")
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"fLaC" + bytes(100))
+    with pytest.raises(ValueError, match="bad.flac"):
+        load_audio(bad)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1), dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="empty audio"):
+        load_audio(empty)
+    with pytest.raises(ValueError, match="empty audio"):
+        load_audio((np.zeros(0, dtype=np.float32), 16000))
+    with pytest.raises(ValueError, match="NaN"):
+        load_audio((np.array([0.0, np.nan]), 16000))
+    with pytest.raises(ValueError, match="sample rate"):
+        load_audio((np.zeros(10), 0))
+    with pytest.raises(ValueError, match="unsupported audio item"):
+        load_audio(3.5)
