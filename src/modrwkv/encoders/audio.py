@@ -26,8 +26,15 @@ import numpy as np
 import torch
 
 from .base import EncoderOutput, Prepared
+from .hf import (
+    DTYPES,
+    HFEncoder,
+    load_checked,
+    parse_dtype,
+    quiet_transformers,
+    read_hf_config,
+)
 from .media import load_audio
-from .vision import DTYPES, HFEncoder, load_checked, parse_dtype, quiet_transformers, read_hf_config
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .base import EncoderOutput, Prepared
-from .tiny_vision import NativeEncoder
+from .native import NativeEncoder
 
 
 @dataclasses.dataclass

@@ -1,0 +1,81 @@
+"""`NativeEncoder`: the base for encoders defined in this package (not wrappers of HF models):
+hyper-parameters in a dataclass, weights in one safetensors file, trainable by default."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .base import ModalityEncoder
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "encoder.json"
+
+
+class NativeEncoder(ModalityEncoder):
+    """An encoder implemented here: `config` is a dataclass of its hyper-parameters, `build` takes
+    them as a dict and/or keyword options (options win), and `save_pretrained` writes
+    `encoder.json` + `model.safetensors`. Trainable by default; a frozen one stays in eval mode."""
+
+    config_class: ClassVar[type]
+    default_trainable: ClassVar[bool] = True
+
+    def __init__(self, config: Any, trainable: bool) -> None:
+        super().__init__(trainable=trainable)
+        self.config = config
+
+    def _finish_init(self) -> None:
+        """Freezes after the subclass has created its layers."""
+        if not self.trainable:
+            self.requires_grad_(False)
+            self.eval()
+
+    def train(self, mode: bool = True) -> NativeEncoder:
+        return super().train(mode and self.trainable)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        source: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        trainable: bool | None = None,
+        weights: str | Path | None = None,
+        **options: Any,
+    ) -> NativeEncoder:
+        """A fresh (randomly initialised) encoder, or the one saved in `weights`."""
+        if source is not None:
+            raise ValueError(f"the {cls.name} encoder has no pretrained source; pass weights=<saved folder> instead")
+        values = dict(config or {})
+        if weights is not None:
+            saved = json.loads((Path(weights) / CONFIG_FILE).read_text())
+            values = dict(saved["config"])
+        values.update(options)
+        field_names = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(values) - field_names)
+        if unknown:
+            raise ValueError(f"unknown {cls.name} option(s) {unknown}; known: {sorted(field_names)}")
+        encoder = cls(cls.config_class(**values), trainable=cls.default_trainable if trainable is None else trainable)
+        if weights is not None:
+            from safetensors.torch import load_file
+
+            encoder.load_state_dict(load_file(str(Path(weights) / WEIGHTS_FILE)), strict=True)
+        return encoder
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": None, "config": dataclasses.asdict(self.config), "trainable": self.trainable}
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=2))
