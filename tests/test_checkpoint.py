@@ -57,6 +57,9 @@ def test_unreadable_and_missing_files(tmp_path):
     torch.save({"emb.weight": torch.zeros(4, 4)}, tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="missing key"):
         load_model(tmp_path / "partial.pth")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+    with pytest.raises(CheckpointError, match="cannot read as safetensors"):
+        load_model(tmp_path / "junk.safetensors")
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(CheckpointError, match="neither"):
         load_model(tmp_path / "empty_dir")

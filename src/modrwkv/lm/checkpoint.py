@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import RWKV7Config
@@ -42,10 +43,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if is_fla_folder(path):
             return load_fla_folder(path)
         if (path / WEIGHTS_NAME).exists():
-            return load_file(str(path / WEIGHTS_NAME))
+            return _load_safetensors(path / WEIGHTS_NAME)
         raise CheckpointError(f"{path}: folder holds neither {WEIGHTS_NAME} nor an fla-format RWKV-7 model")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return _load_safetensors(path)
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # pickle and zip errors come in many types
@@ -53,6 +54,13 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict)")
     return dict(loaded)
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from exc
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: RWKV7) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import RWKV7Config
@@ -101,7 +102,10 @@ class RWKV7State:
         cls, path: str | Path, config: RWKV7Config | None = None, device: torch.device | str | None = None
     ) -> RWKV7State:
         """Reads a state saved by `save`; with `config`, checks that it fits that model."""
-        tensors = load_file(str(path), device=str(device) if device is not None else "cpu")
+        try:
+            tensors = load_file(str(path), device=str(device) if device is not None else "cpu")
+        except SafetensorError as exc:
+            raise ValueError(f"{path}: not a readable state file ({exc})") from exc
         missing = [k for k in ("att_shift", "wkv", "ffn_shift") if k not in tensors]
         if missing:
             raise ValueError(f"{path}: not an RWKV-7 state file, missing tensor(s) {missing}")
