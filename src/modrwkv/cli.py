@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import codecs
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 from safetensors import SafetensorError
@@ -25,6 +27,9 @@ from modrwkv.generation import SamplingParams, generate, stream
 from modrwkv.lm import RWKV7, RWKV7Config, RWKV7State, load_model
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
+
+if TYPE_CHECKING:  # chat and serve import these lazily, keeping the other commands' start-up light
+    from modrwkv.inference import ChatSession, ModRWKVPipeline
 
 log = logging.getLogger("modrwkv.cli")
 
@@ -185,6 +190,253 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train / merge-lora ---------------------------------------------------------------------
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train ModRWKV from a YAML config (stage 1, stage 2 or LoRA)",
+        description="Train as CONFIG.yaml says (see configs/). Any config key can be overridden with "
+        "--dotted.key value, e.g. --train.lr 2e-5 --output.dir runs/x. --resume continues from the newest "
+        "checkpoint in output.dir. Multi-GPU/multi-node: set runtime.devices / runtime.num_nodes / "
+        "runtime.strategy and launch with torchrun or srun as for any Lightning script.",
+    )
+    p.add_argument("config", help="YAML training config")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output.dir")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--key value",
+                   help="config overrides with dotted keys")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from modrwkv.training import load_config, train
+
+    logging.getLogger("lightning.pytorch").propagate = False  # it prints through its own handler
+    overrides = [token for token in args.overrides if token != "--resume"]
+    resume = args.resume or len(overrides) != len(args.overrides)
+    result = train(load_config(args.config, overrides), resume=resume)
+    m = result.metrics
+    if not result.history:
+        print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}")
+    elif result.final_dir is not None:
+        print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
+              f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}")
+    else:
+        print(f"stopped at step {m['steps']} of {m['total_steps']}; continue with --resume")
+    if any(m["dropped"].values()):
+        print(f"dropped samples: {m['dropped']}")
+    return 0
+
+
+def _add_merge_lora(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "merge-lora",
+        help="fold the LoRA weights of a LoRA run into a plain model folder",
+        description="Reads a LoRA run folder (its final/) or a LoRA checkpoint folder and writes a "
+        "model folder whose LM weights include the LoRA updates (W + alpha/rank * B A).",
+    )
+    p.add_argument("source", help="LoRA run folder or checkpoint folder (holds lora.json)")
+    p.add_argument("output", help="folder for the merged model")
+    p.set_defaults(handler=_run_merge_lora)
+
+
+def _run_merge_lora(args: argparse.Namespace) -> int:
+    from modrwkv.training import merge_lora_folder
+
+    print(f"merged model written to {merge_lora_folder(args.source, args.output)}")
+    return 0
+
+
+# --- chat / serve ---------------------------------------------------------------------------
+
+# ChatRWKV's chat defaults: a narrow nucleus plus repetition penalties keep small models on topic.
+CHAT_DEFAULTS = {"temperature": 1.0, "top_p": 0.3, "presence_penalty": 0.5, "frequency_penalty": 0.5}
+CHAT_COMMANDS = """commands:
+  /image PATH       attach an image to your next message
+  /audio PATH       attach an audio file to your next message
+  /reset            start the conversation over
+  /save-state PATH  save the conversation (one fixed-size RNN state)
+  /load-state PATH  continue a saved conversation
+  /exit             quit (also Ctrl-D)"""
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="ModRWKV folder, plain RWKV-7 checkpoint (text only), or a released single-file "
+                   "ModRWKV checkpoint (then also --encoder)")
+    p.add_argument("--encoder", metavar="NAME", help="encoder of a released checkpoint, e.g. siglip2, clip, whisper")
+    p.add_argument("--encoder-source", metavar="HF_ID_OR_DIR", help="where that encoder's weights are")
+    p.add_argument("--template", choices=("rwkv", "classic"), help="chat format (default: the model's own)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="LM precision")
+
+
+def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> ModRWKVPipeline:
+    from modrwkv.inference import ModRWKVPipeline
+
+    if args.encoder_source and not args.encoder:
+        raise CLIError("--encoder-source needs --encoder NAME")
+    return ModRWKVPipeline.from_pretrained(
+        args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+        device=_device(args.device), dtype=DTYPES[args.dtype], prefix_cache_bytes=int(prefix_cache_mb * 2**20),
+    )
+
+
+def _add_chat(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "chat",
+        help="interactive multi-turn chat with images and audio in the terminal",
+        description="Chat with a model; each turn feeds only its new tokens into the carried RNN state, so "
+        "a long conversation costs no more per turn than a short one. Replies stream to stdout; "
+        "notices go to stderr, so the command also works with piped input.\n\n" + CHAT_COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_options(p)
+    p.add_argument("--image", action="append", default=[], metavar="PATH", help="image for the first message (repeatable)")
+    p.add_argument("--audio", action="append", default=[], metavar="PATH", help="audio for the first message (repeatable)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="token budget per reply")
+    p.add_argument("--temperature", type=float, default=CHAT_DEFAULTS["temperature"], help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=CHAT_DEFAULTS["top_p"], help="nucleus sampling mass, in (0, 1]")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--presence-penalty", type=float, default=CHAT_DEFAULTS["presence_penalty"])
+    p.add_argument("--frequency-penalty", type=float, default=CHAT_DEFAULTS["frequency_penalty"])
+    p.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
+    p.set_defaults(handler=_run_chat)
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    pipeline = _load_pipeline(args)
+    session = pipeline.session(
+        system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        top_k=args.top_k, presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
+        seed=args.seed,
+    )
+    pending: dict[str, list[str]] = {"image": [], "audio": []}
+    for modality, paths in (("image", args.image), ("audio", args.audio)):
+        for path in paths:
+            _attach(pipeline, pending, modality, path)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"modrwkv chat: {args.model} (accepts {', '.join(sorted(pipeline.model.encoders)) or 'text only'})\n"
+              f"{CHAT_COMMANDS}\n", file=sys.stderr)
+    while True:
+        try:
+            line = input("You: " if interactive else "").strip()
+        except EOFError:
+            return 0
+        if not line:
+            continue
+        if line.startswith("/"):
+            command, _, argument = line.partition(" ")
+            if command in ("/exit", "/quit"):
+                return 0
+            try:
+                _chat_command(pipeline, session, pending, command, argument.strip())
+            except (CLIError, ValueError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        images, audio = pending["image"], pending["audio"]
+        pending = {"image": [], "audio": []}
+        try:
+            pieces = session.stream(line, images=images, audio=audio)
+            sys.stdout.write("Assistant: ")
+            _print_stream(pieces)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("\n[interrupted: this turn is discarded]", file=sys.stderr)
+
+
+def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
+    if modality not in pipeline.model.encoders:
+        raise CLIError(f"this model has no {modality} encoder (it accepts {sorted(pipeline.model.encoders) or 'text only'})")
+    if not Path(path).is_file():
+        raise CLIError(f"no such file: {path}")
+    pending[modality].append(path)
+
+
+def _chat_command(pipeline: ModRWKVPipeline, session: ChatSession, pending: dict[str, list[str]], command: str, argument: str) -> None:
+    """Runs one slash command of `modrwkv chat`; raises on bad input."""
+    if command in ("/image", "/audio", "/save-state", "/load-state") and not argument:
+        raise CLIError(f"{command} needs a PATH")
+    if command in ("/image", "/audio"):
+        _attach(pipeline, pending, command[1:], argument)
+        print(f"[{command[1:]} attached to your next message: {argument}]", file=sys.stderr)
+    elif command == "/reset":
+        session.reset()
+        print("[conversation reset]", file=sys.stderr)
+    elif command == "/save-state":
+        session.save_state(argument)
+        print(f"[state after {session.num_tokens} tokens saved to {argument}]", file=sys.stderr)
+    elif command == "/load-state":
+        session.load_state(argument)
+        print(f"[conversation loaded from {argument}]", file=sys.stderr)
+    elif command == "/help":
+        print(CHAT_COMMANDS, file=sys.stderr)
+    else:
+        raise CLIError(f"unknown command {command}\n{CHAT_COMMANDS}")
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    from modrwkv.serving.limits import ServerLimits
+
+    limits = ServerLimits()
+    p = subparsers.add_parser(
+        "serve",
+        help="OpenAI-compatible HTTP server with continuous batching and a web chat page",
+        description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url data URIs, input_audio; "
+        "streaming), GET /v1/models, GET /health, and a chat page at /. Concurrent requests are decoded "
+        "together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes (or set MODRWKV_API_KEY)")
+    p.add_argument("--model-name", help="model id clients send; None = the model file or folder name")
+    p.add_argument("--max-batch-size", type=int, default=32, help="requests decoded together")
+    p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
+    p.add_argument("--max-body-mb", type=float, default=limits.max_body_bytes / 2**20, help="request size limit")
+    p.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels, help="largest width x height")
+    p.add_argument("--max-audio-seconds", type=float, default=limits.max_audio_seconds, help="longest audio clip")
+    p.add_argument("--max-media-items", type=int, default=limits.max_media_items, help="images + audio per request")
+    p.add_argument("--max-tokens", type=int, default=limits.max_tokens, help="largest max_tokens a request may ask")
+    p.add_argument("--default-max-tokens", type=int, default=limits.default_max_tokens,
+                   help="max_tokens of requests that do not say")
+    p.add_argument("--max-prompt-tokens", type=int, default=limits.max_prompt_tokens, help="media positions included")
+    p.add_argument("--prefix-cache-mb", type=float, default=256, help="memory for cached prefix states (0 = off)")
+    p.add_argument("--allow-remote-media", action="store_true",
+                   help="fetch http(s) image/audio URLs (off: the server never makes requests for its clients)")
+    p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
+    p.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from modrwkv.serving import ServerLimits, create_app
+
+    limits = ServerLimits(
+        max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
+        max_audio_seconds=args.max_audio_seconds, max_media_items=args.max_media_items, max_tokens=args.max_tokens,
+        default_max_tokens=args.default_max_tokens, max_prompt_tokens=args.max_prompt_tokens,
+        allow_remote_media=args.allow_remote_media,
+        local_media_dir=Path(args.allow_local_media) if args.allow_local_media else None,
+    )
+    api_key = args.api_key or os.environ.get("MODRWKV_API_KEY") or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        log.warning("listening on %s without an API key: anyone who can reach it can use it", args.host)
+    pipeline = _load_pipeline(args, args.prefix_cache_mb)
+    name = args.model_name or Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors")
+    app = create_app(pipeline, model_name=name, limits=limits, max_batch=args.max_batch_size,
+                     max_queue=args.max_queue, api_key=api_key)
+    print(f"serving {name!r} on http://{args.host}:{args.port} (chat page at /, API at /v1)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -195,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     _add_generate(subparsers)
     _add_quickstart(subparsers)
+    _add_train(subparsers)
+    _add_merge_lora(subparsers)
+    _add_chat(subparsers)
+    _add_serve(subparsers)
     return parser
 
 

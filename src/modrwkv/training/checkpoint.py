@@ -1,0 +1,183 @@
+"""Checkpoints a user can load as they are, and resume from exactly.
+
+Layout of a run's output folder:
+
+    config.yaml                      the resolved training config
+    checkpoints/step-00001000/       config.json + model.safetensors (+ encoders/, lora.*):
+                                     a `ModRWKV.from_pretrained` folder, plus
+                                     training_state.ckpt (Lightning: optimizer, scheduler, loop
+                                     progress, RNG states; no weights, they are in the folder)
+    checkpoints/latest               name of the newest complete checkpoint
+    final/                           the trained model (from_pretrained format; LoRA runs: the base
+                                     model + lora.safetensors, see `modrwkv merge-lora`)
+    logs/                            metrics.csv (+ TensorBoard events)
+
+Every folder is written under a temporary name and renamed when complete, and `latest` is
+replaced atomically, so a run killed at any moment leaves only complete checkpoints behind. The
+data position needs no saving: the batch order is a function of the seed, and the resumed run
+skips `global_step * accumulation` micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from ..multimodal import ModRWKV
+from .config import LoRAConfig
+from .lora import lora_unwrapped, save_lora
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+TRAINING_STATE = "training_state.ckpt"
+FINAL = "final"
+
+
+def export_model(model: ModRWKV, folder: str | Path, lora: LoRAConfig | None) -> None:
+    """The `save_pretrained` folder of `model`; with LoRA layers, the base model plus the LoRA files."""
+    with lora_unwrapped(model.lm):
+        model.save_pretrained(folder)
+    if lora is not None:
+        save_lora(model.lm, lora, folder)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    pointer = Path(output_dir) / CHECKPOINTS / LATEST
+    if not pointer.exists():
+        return None
+    folder = pointer.parent / pointer.read_text().strip()
+    return folder if (folder / TRAINING_STATE).exists() else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator[None]:
+    """Makes the full (unsharded) weights visible on rank 0 under FSDP and DeepSpeed ZeRO-3; a
+    no-op for other strategies. Every rank must enter it."""
+    strategy = trainer.strategy
+    if type(strategy).__name__ == "FSDPStrategy":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        with FullyShardedDataParallel.summon_full_params(strategy.model, writeback=False, rank0_only=True,
+                                                         offload_to_cpu=True):
+            yield
+    elif getattr(strategy, "zero_stage_3", False):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            yield
+    else:
+        yield
+
+
+def _rng_state() -> dict[str, Any]:
+    """Plain types and tensors only, so the checkpoint loads with torch.load(weights_only=True)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class PretrainedCheckpoint(pl.Callback):
+    """Saves every `save_every` optimizer steps and at the end, keeping the `keep_last` newest
+    step checkpoints; writes the final model when the run completes."""
+
+    def __init__(self, output_dir: str | Path, *, save_every: int, keep_last: int, total_steps: int,
+                 lora: LoRAConfig | None) -> None:
+        self.output_dir = Path(output_dir)
+        self.save_every = save_every
+        self.keep_last = keep_last
+        self.total_steps = total_steps
+        self.lora = lora
+        self._pending_rng: dict[str, Any] | None = None
+        self._last_saved = -1
+
+    # The RNG state travels in this callback's slot of the Lightning checkpoint. It is restored at
+    # train start, after the data-loader iterator (which draws a seed) was created, as it was when
+    # the state was captured mid-run.
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_rng = state_dict.get("rng")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_saved = trainer.global_step
+        if self._pending_rng is not None:
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.save_every and step != self._last_saved and step % self.save_every == 0 and step < self.total_steps:
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._last_saved:
+            self.save(trainer, pl_module)
+        if trainer.global_step >= self.total_steps:
+            final = self.output_dir / FINAL
+            tmp = self.output_dir / f".{FINAL}.tmp"
+            with full_parameters(trainer, pl_module):
+                if trainer.is_global_zero:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    export_model(pl_module.model, tmp, self.lora)
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.replace(tmp, final)
+                    log.info("saved the trained model to %s", final)
+            trainer.strategy.barrier()
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
+        step = trainer.global_step
+        root = self.output_dir / CHECKPOINTS
+        name = f"step-{step:08d}"
+        tmp, folder = root / f".{name}.tmp", root / name
+        if trainer.is_global_zero:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        trainer.strategy.barrier()
+        with full_parameters(trainer, pl_module):
+            if trainer.is_global_zero:
+                export_model(pl_module.model, tmp, self.lora)
+        trainer.save_checkpoint(tmp / TRAINING_STATE, weights_only=False)
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+            _write_atomic(root / LATEST, name)
+            kept = sorted(p for p in root.glob("step-*") if p.is_dir())
+            for old in kept[: -self.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+            log.info("checkpoint %s", folder)
+        trainer.strategy.barrier()
+        self._last_saved = step
+        return folder

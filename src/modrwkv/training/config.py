@@ -1,0 +1,353 @@
+"""Training configuration: a tree of dataclasses, read from YAML with strict validation.
+
+A config file mirrors the tree (`model`, `data`, `train`, `runtime`, `output`); every key is
+checked, so a typo fails at once with the dotted path of the key and the keys that exist there,
+instead of being silently ignored hours into a run. `--dotted.key value` overrides from the command
+line are parsed as YAML scalars (`--train.lr 2e-5`, `--data.train '[a.json, b.json]'`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Stage = Literal["1", "2", "lora"]
+Schedule = Literal["cosine", "wsd", "constant"]
+Precision = Literal["32", "bf16-mixed"]
+Strategy = Literal["auto", "ddp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]
+DataFormat = Literal["llava", "openai", "asr", "series"]
+DEFAULT_LORA_TARGETS = ("att.receptance", "att.key", "att.value", "att.output", "ffn.key", "ffn.value")
+LORA_TARGETS = (*DEFAULT_LORA_TARGETS, "head")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the dotted key."""
+
+
+@dataclasses.dataclass
+class EncoderSpec:
+    """Arguments of `build_encoder`: `name` from the registry, `source` (HF id or folder) for
+    pretrained towers, `config` for a freshly initialised one, `options` for the encoder's own
+    keyword options. `trainable: null` keeps the encoder's default (towers frozen, built-ins trained)."""
+
+    name: str = ""
+    source: str | None = None
+    config: dict[str, Any] | None = None
+    trainable: bool | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class AdapterSpec:
+    kind: Literal["mlp", "speech"] | None = None  # None: "speech" for audio, "mlp" otherwise
+    hidden_mult: int = 4
+    compression: list[int] | None = None  # [kernel, stride] of the optional Conv1d
+
+
+@dataclasses.dataclass
+class LMSpec:
+    """Exactly one of `checkpoint` (official .pth, safetensors or fla folder) or `config` (sizes of
+    a fresh RWKV-7, initialised as RWKV-LM does)."""
+
+    checkpoint: str | None = None
+    config: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Either `init_from` (a folder written by `save_pretrained`, e.g. the stage-1 output: LM,
+    encoders and trained adapters all come from it) or `lm` + `encoders` + `adapters`."""
+
+    init_from: str | None = None
+    lm: LMSpec = dataclasses.field(default_factory=LMSpec)
+    encoders: dict[str, EncoderSpec] = dataclasses.field(default_factory=dict)
+    adapters: dict[str, AdapterSpec] = dataclasses.field(default_factory=dict)
+    template: str = "rwkv"
+    splice: Literal["placeholder", "prefix"] = "placeholder"
+    ctx_len: int = 2048
+    feature_cache: str | None = None  # folder for cached features of frozen encoders
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """`train`: data files of `format`; `media_folder`: where relative media paths point (images
+    for llava, media for openai, audio for asr); `options`: the reader's other keyword options
+    (e.g. `lookback`/`horizon` for series, `prompt` for asr)."""
+
+    format: DataFormat = "llava"
+    train: list[str] = dataclasses.field(default_factory=list)
+    media_folder: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    on_error: Literal["skip", "raise"] = "skip"
+    truncation: Literal["drop", "shorten"] = "drop"
+    shuffle: bool = True
+    group_by_length: bool = False
+    num_workers: int = 0
+
+
+@dataclasses.dataclass
+class LoRAConfig:
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    targets: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """`batch_size` is the global batch (samples per optimizer step over all devices and
+    accumulation); `micro_batch_size` what one device runs at once. Accumulation follows from them."""
+
+    stage: Stage = "1"
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs
+    batch_size: int = 256
+    micro_batch_size: int = 8
+    lr: float = 1e-3
+    lr_final: float = 0.0
+    schedule: Schedule = "cosine"
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2  # wsd: the last fraction of steps decays linearly to lr_final
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # decoupled, on weight matrices only
+    grad_clip: float | None = 1.0
+    gradient_checkpointing: bool = False
+    seed: int = 42
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: Strategy = "auto"
+    precision: Precision = "bf16-mixed"
+    wkv_impl: str = "auto"
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    dir: str = "runs/modrwkv"
+    save_every: int = 1000  # steps; 0 = only at the end
+    keep_last: int = 2  # step checkpoints kept (the final model is always kept)
+    log_every: int = 10
+    progress_bar: bool = True
+    tensorboard: bool = True  # when tensorboard is installed
+    wandb_project: str | None = None  # W&B logging when set and wandb is installed
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self, *, needs_data: bool = True, needs_model: bool = True) -> None:
+        """Cross-field checks (types were checked on loading). `needs_data` / `needs_model`: false
+        when the caller supplies samples / a model itself."""
+        m, d, t, o = self.model, self.data, self.train, self.output
+        if needs_model:
+            self._validate_model()
+        if m.ctx_len < 1:
+            raise ConfigError("model.ctx_len must be >= 1")
+        if needs_data and not d.train:
+            raise ConfigError("data.train: no training files given")
+        if d.num_workers < 0:
+            raise ConfigError("data.num_workers must be >= 0")
+        positive = {"train.batch_size": t.batch_size, "train.micro_batch_size": t.micro_batch_size,
+                    "output.log_every": o.log_every, "train.lora.rank": t.lora.rank}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+        if t.batch_size % t.micro_batch_size:
+            raise ConfigError(f"train.batch_size ({t.batch_size}) must be a multiple of "
+                              f"train.micro_batch_size ({t.micro_batch_size})")
+        if t.max_steps is not None and t.max_steps < 1:
+            raise ConfigError("train.max_steps must be >= 1")
+        if t.max_steps is None and not (t.epochs > 0 and math.isfinite(t.epochs)):
+            raise ConfigError("train.epochs must be > 0 (or set train.max_steps)")
+        if not (t.lr > 0 and 0 <= t.lr_final <= t.lr):
+            raise ConfigError(f"need train.lr > 0 and 0 <= train.lr_final <= train.lr, got {t.lr}, {t.lr_final}")
+        if t.warmup_steps < 0 or not 0 < t.decay_fraction <= 1:
+            raise ConfigError("train.warmup_steps must be >= 0 and train.decay_fraction in (0, 1]")
+        if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas) or t.eps <= 0 or t.weight_decay < 0:
+            raise ConfigError(f"bad Adam settings: betas {t.betas}, eps {t.eps}, weight_decay {t.weight_decay}")
+        if t.grad_clip is not None and t.grad_clip <= 0:
+            raise ConfigError("train.grad_clip must be > 0 or null")
+        if not 0 <= t.lora.dropout < 1 or t.lora.alpha <= 0:
+            raise ConfigError("train.lora: need 0 <= dropout < 1 and alpha > 0")
+        bad_targets = sorted(set(t.lora.targets) - set(LORA_TARGETS))
+        if bad_targets or not t.lora.targets:
+            raise ConfigError(f"train.lora.targets: unknown {bad_targets}; choose from {list(LORA_TARGETS)}")
+        if o.save_every < 0 or o.keep_last < 1:
+            raise ConfigError("output.save_every must be >= 0 and output.keep_last >= 1")
+        if self.runtime.num_nodes < 1:
+            raise ConfigError("runtime.num_nodes must be >= 1")
+
+    def _validate_model(self) -> None:
+        m = self.model
+        if m.init_from is None:
+            if (m.lm.checkpoint is None) == (m.lm.config is None):
+                raise ConfigError("model.lm: give exactly one of checkpoint or config (or model.init_from)")
+            if not m.encoders:
+                raise ConfigError("model.encoders: at least one encoder is needed (or model.init_from)")
+        elif m.lm.checkpoint or m.lm.config or m.encoders or m.adapters:
+            raise ConfigError("model.init_from takes LM, encoders and adapters from the folder; "
+                              "remove model.lm / model.encoders / model.adapters")
+        for modality, spec in m.encoders.items():
+            if modality not in ("image", "audio", "series"):
+                raise ConfigError(f"model.encoders: unknown modality {modality!r} (image, audio or series)")
+            if not spec.name:
+                raise ConfigError(f"model.encoders.{modality}.name is required")
+        unknown_adapters = sorted(set(m.adapters) - set(m.encoders))
+        if unknown_adapters:
+            raise ConfigError(f"model.adapters: {unknown_adapters} have no encoder")
+        for modality, spec in m.adapters.items():
+            if spec.compression is not None and len(spec.compression) != 2:
+                raise ConfigError(f"model.adapters.{modality}.compression must be [kernel, stride]")
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    """Checks (and mildly coerces: int -> float, scalar -> str for str fields) one value."""
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} is not {_type_name(kind)}")
+    if origin is Literal:
+        text = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if text not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+        return text
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if kind is Any:
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if isinstance(value, (list, dict)) or value is None:
+            raise ConfigError(f"{key}: expected text, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {kind}")
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        where = f"{key}." if key else ""
+        known = f"known keys of {key}" if key else "known keys"
+        raise ConfigError(f"unknown key(s) {[where + k for k in unknown]}; {known}: {sorted(fields)}")
+    values = {name: _convert(value, hints[name], f"{key}.{name}" if key else name) for name, value in data.items()}
+    return cls(**values)
+
+
+def config_from_dict(data: Mapping[str, Any], *, needs_data: bool = True, needs_model: bool = True) -> TrainConfig:
+    """Builds and validates a config from a nested dict (what a YAML file holds)."""
+    config = _build(TrainConfig, data, "")
+    config.validate(needs_data=needs_data, needs_model=needs_model)
+    return config
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Applies `["--train.lr", "2e-5", "--output.dir=runs/x", ...]` to a nested dict (in place)."""
+    items: list[tuple[str, str]] = []
+    tokens = list(overrides)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("--") or len(token) == 2:
+            raise ConfigError(f"override {token!r}: expected --dotted.key value")
+        name, sep, value = token[2:].partition("=")
+        if not sep:
+            if not tokens:
+                raise ConfigError(f"override --{name} has no value")
+            value = tokens.pop(0)
+        items.append((name, value))
+    for name, text in items:
+        *parents, leaf = name.split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override --{name}: {part} is not a section")
+            node = child
+        node[leaf] = yaml.safe_load(text) if text != "" else ""
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *,
+                needs_data: bool = True) -> TrainConfig:
+    """Reads a YAML config (relative data/model paths stay relative to the working directory),
+    applies command-line overrides and validates the result."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    try:
+        return config_from_dict(apply_overrides(data, overrides), needs_data=needs_data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def dump_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

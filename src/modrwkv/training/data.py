@@ -1,0 +1,211 @@
+"""Training data: readers -> samples -> processed batches, in a deterministic, resumable order.
+
+- `read_samples` reads the configured files with the reader of their format (the reader's report
+  says what was skipped and why).
+- `ProcessedDataset` runs the processor per sample (tokens, labels, media preparation) in the
+  data-loader workers. A sample that does not fit `ctx_len` or whose media do not decode is dropped
+  from its batch and counted (`TrainBatch.dropped`), never silently.
+- `StepBatchSampler` yields every micro-batch of the whole run (as many passes over the data as
+  the step count needs), so Lightning sees one epoch and a resumed run only has to skip the
+  micro-batches already consumed. The order depends only on the seed and the pass number, and each
+  global micro-batch is split across ranks, so N processes see exactly what one process with an
+  N-times larger micro-batch sees.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob
+import logging
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..data.readers import AsrManifestReader, DataError, LlavaReader, OpenAIChatReader, Reader, TimeSeriesReader
+from ..data.sample import MODALITIES, Sample
+from ..processing import Batch, Collator, ModRWKVProcessor, ProcessedSample, SampleTooLong
+from .config import ConfigError, DataConfig
+
+log = logging.getLogger(__name__)
+
+_READERS: dict[str, tuple[type[Reader], str]] = {
+    "llava": (LlavaReader, "image_folder"),
+    "openai": (OpenAIChatReader, "media_folder"),
+    "asr": (AsrManifestReader, "audio_root"),
+    "series": (TimeSeriesReader, ""),
+}
+
+
+def expand_paths(patterns: Sequence[str]) -> list[str]:
+    """Data files, with shell-style wildcards expanded (sorted, so the order is reproducible)."""
+    paths = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"data.train: no file matches {pattern!r}")
+            paths.extend(matches)
+        else:
+            paths.append(pattern)
+    return paths
+
+
+def build_reader(config: DataConfig) -> Reader:
+    reader_cls, folder_option = _READERS[config.format]
+    options = dict(config.options)
+    if config.media_folder is not None:
+        if not folder_option:
+            raise ConfigError(f"data.media_folder does not apply to the {config.format} format")
+        options[folder_option] = config.media_folder
+    try:
+        return reader_cls(expand_paths(config.train), on_error=config.on_error, **options)
+    except TypeError as exc:
+        raise ConfigError(f"data.options: {exc}") from None
+
+
+def read_samples(config: DataConfig) -> list[Sample]:
+    """All samples of the configured files; skipped records are logged by the reader."""
+    reader = build_reader(config)
+    samples = list(reader)
+    log.info("%s", reader.report.summary())
+    if not samples:
+        raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()})")
+    return samples
+
+
+@dataclasses.dataclass
+class TrainBatch:
+    """A collated micro-batch (None when every sample of it was dropped) and the drop counts."""
+
+    batch: Batch | None
+    dropped: collections.Counter[str]
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        return TrainBatch(None if self.batch is None else self.batch.to(device), self.dropped)
+
+
+class ProcessedDataset(Dataset):
+    """Processes samples on access; returns (ProcessedSample or None, drop reason or "")."""
+
+    def __init__(self, samples: Sequence[Sample], processor: ModRWKVProcessor) -> None:
+        self.samples = samples
+        self.processor = processor
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[ProcessedSample | None, str]:
+        sample = self.samples[index]
+        try:
+            return self.processor(sample), ""
+        except SampleTooLong as exc:
+            log.warning("dropping a sample: %s", exc)
+            return None, "too_long"
+        except (ValueError, OSError) as exc:  # media that do not decode
+            log.warning("dropping a sample: %s", exc)
+            return None, "bad_media"
+
+
+class DroppingCollator:
+    """Collates what processing kept and counts what it dropped."""
+
+    def __init__(self, collator: Collator) -> None:
+        self.collator = collator
+
+    def __call__(self, items: Sequence[tuple[ProcessedSample | None, str]]) -> TrainBatch:
+        kept = [s for s, _ in items if s is not None]
+        dropped = collections.Counter(reason for s, reason in items if s is None)
+        return TrainBatch(self.collator(kept) if kept else None, dropped)
+
+
+def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> list[int]:
+    """Cheap token-count estimates for length grouping: text characters / 4, plus per media item
+    the token count of the first item of its modality (exact for fixed-size images); audio with a
+    known `meta["duration"]` counts 25 tokens per second (50 encoder frames/s, halved by the adapter)."""
+    per_item: dict[str, int] = {}
+    for modality in MODALITIES:
+        first = next((s for s in samples if s.media(modality)), None)
+        if first is not None and modality in processor.encoders:
+            prepared = processor.encoders[modality].prepare(first.media(modality)[0])
+            per_item[modality] = int(processor.token_counts[modality](prepared.num_features))
+    lengths = []
+    for sample in samples:
+        n = sum(len(m.content) for m in sample.messages) // 4
+        for modality, count in per_item.items():
+            items = sample.media(modality)
+            if modality == "audio" and "duration" in sample.meta:
+                n += int(sample.meta["duration"] * 25) * len(items)
+            else:
+                n += count * len(items)
+        lengths.append(n)
+    return lengths
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Index lists for every micro-batch of the run, on one rank.
+
+    A pass over the data is cut into global micro-batches of `micro_batch_size * world_size`
+    indices (the remainder is dropped), shuffled by `seed + pass`; with `lengths`, indices are
+    sorted by length within chunks of `group_chunk` global micro-batches before cutting, so that
+    padding stays small while the batch order stays random. Rank r takes slice r of each global
+    micro-batch. `skip(n)` makes the next iteration start after n micro-batches (resuming).
+    """
+
+    def __init__(self, num_samples: int, *, micro_batch_size: int, world_size: int, rank: int, total: int,
+                 seed: int, shuffle: bool = True, lengths: Sequence[int] | None = None, group_chunk: int = 64) -> None:
+        super().__init__()
+        self.global_micro = micro_batch_size * world_size
+        if num_samples < self.global_micro:
+            raise ValueError(f"{num_samples} samples are fewer than one global micro-batch ({self.global_micro})")
+        self.micro_batch_size = micro_batch_size
+        self.rank = rank
+        self.num_samples = num_samples
+        self.per_pass = num_samples // self.global_micro
+        self.total = total
+        self.seed = seed
+        self.shuffle = shuffle
+        self.lengths = None if lengths is None else torch.as_tensor(list(lengths))
+        self.group_chunk = group_chunk
+        self._skip = 0
+
+    def skip(self, consumed: int) -> None:
+        self._skip = consumed
+
+    def __len__(self) -> int:
+        return self.total
+
+    def pass_batches(self, pass_index: int) -> list[torch.Tensor]:
+        """The global micro-batches of one pass over the data."""
+        generator = torch.Generator().manual_seed(self.seed + pass_index)
+        n = self.num_samples
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self.lengths is not None:
+            chunk = self.group_chunk * self.global_micro
+            parts = []
+            for start in range(0, n, chunk):
+                part = order[start:start + chunk]
+                parts.append(part[torch.argsort(self.lengths[part], descending=True, stable=True)])
+            order = torch.cat(parts)
+        batches = list(order[: self.per_pass * self.global_micro].view(self.per_pass, self.global_micro))
+        if self.lengths is not None and self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        consumed = self._skip
+        self._skip = 0
+        pass_index, offset = divmod(consumed, self.per_pass)
+        while consumed < self.total:
+            for batch in self.pass_batches(pass_index)[offset:]:
+                if consumed >= self.total:
+                    return
+                start = self.rank * self.micro_batch_size
+                yield batch[start:start + self.micro_batch_size].tolist()
+                consumed += 1
+            pass_index, offset = pass_index + 1, 0
+
+
+def modalities_used(samples: Sequence[Sample]) -> set[str]:
+    return {m for s in samples for m in MODALITIES if s.media(m)}

@@ -1,0 +1,160 @@
+"""The Lightning side of training: which weights train in each stage, the loss, the optimizer.
+
+Loss: the mean cross-entropy over every supervised token of the global micro-batch (all ranks),
+not a mean of per-rank means. Each rank scales its token-sum by world_size / global_tokens, so
+the gradient average that DDP/FSDP/DeepSpeed perform yields exactly the global token mean, and N
+processes match one process with the same global batch. Accumulated micro-batches are averaged
+(Lightning divides by the accumulation count).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from ..multimodal import ModRWKV
+from ..processing import IGNORE_INDEX
+from .config import LoRAConfig, OptimConfig
+from .data import TrainBatch
+from .lora import apply_lora, lora_layers
+from .schedules import lr_multiplier
+
+log = logging.getLogger(__name__)
+
+
+def set_stage(model: ModRWKV, stage: str, lora: LoRAConfig | None = None) -> None:
+    """Freezes and unfreezes for a training stage: "1" adapters; "2" adapters + LM; "lora" adapters
+    + LoRA layers on the LM (added here unless already loaded). Trainable encoders (WaveNet, tiny)
+    train in every stage; frozen towers never do."""
+    model.requires_grad_(False)
+    model.adapters.requires_grad_(True)
+    for encoder in model.encoders.values():
+        if encoder.trainable:
+            encoder.requires_grad_(True)
+    if stage == "2":
+        model.lm.requires_grad_(True)
+    elif stage == "lora":
+        if not lora_layers(model.lm):
+            if lora is None:
+                raise ValueError("stage 'lora' needs a LoRA config")
+            names = apply_lora(model.lm, lora)
+            log.info("LoRA rank %d on %d linear layers", lora.rank, len(names))
+        for layer in lora_layers(model.lm).values():
+            layer.lora_a.requires_grad_(True)
+            layer.lora_b.requires_grad_(True)
+    elif stage != "1":
+        raise ValueError(f"unknown stage {stage!r}")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters; decoupled weight decay on matrices only (not on norms, biases, the
+    per-channel mixing vectors or LoRA's zero-initialised B, which would bias it towards zero)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and weight_decay > 0 and not name.endswith("lora_b") else no_decay).append(p)
+    groups = [{"params": no_decay, "weight_decay": 0.0}]
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    return [g for g in groups if g["params"]]
+
+
+class ModRWKVModule(pl.LightningModule):
+    def __init__(self, model: ModRWKV, optim: OptimConfig, total_steps: int, touch_unused: bool = True) -> None:
+        """`touch_unused`: join every trainable weight to each step's graph (needed by DDP; off
+        for sharded strategies, which do not require it)."""
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.total_steps = total_steps
+        self.touch_unused = touch_unused
+        self._lr = optim.lr
+        self.dropped: collections.Counter[str] = collections.Counter()  # this rank
+        self.dropped_total: dict[str, int] = {}  # all ranks, set at the end
+        self.history: list[dict[str, float]] = []  # one row per optimizer step, on every rank
+        self._window = {"tokens": 0.0, "loss_sum": 0.0, "labels": 0.0}
+        self._clock = time.perf_counter()
+        # Weights live in the save_pretrained folder of each checkpoint; the Lightning state file
+        # holds optimizer, scheduler and loop state only (see on_save_checkpoint).
+        self.strict_loading = False
+
+    def _touch_trainable(self) -> torch.Tensor:
+        """0 * sum of all trainable weights: every parameter joins the graph even when a batch has
+        no media of some modality (or nothing at all), which DDP's gradient reduction requires."""
+        return sum((p.sum() * 0.0 for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device))
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        self.dropped.update(batch.dropped)
+        if batch.batch is None:  # every sample dropped: a label-free token keeps all ranks in step
+            ids = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+            loss_sum = self.model(ids, labels=torch.full_like(ids, IGNORE_INDEX)).loss
+            n_labels, n_tokens = 0, 0
+        else:
+            out = self.model.forward_batch(batch.batch)
+            n_labels = out.num_label_tokens
+            n_tokens = int(batch.batch.attention_mask.sum())
+            loss_sum = out.loss.float() * n_labels
+        stats = torch.tensor([loss_sum.detach().item(), float(n_labels), float(n_tokens)], device=self.device)
+        stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        global_labels = float(stats[1])
+        loss = loss_sum * (self.trainer.world_size / max(global_labels, 1.0))
+        if self.touch_unused:
+            loss = loss + self._touch_trainable()
+        for key, value in zip(("loss_sum", "labels", "tokens"), stats.tolist(), strict=True):
+            self._window[key] += value
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: TrainBatch, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
+            return
+        now = time.perf_counter()
+        w = self._window
+        loss = w["loss_sum"] / max(w["labels"], 1.0)
+        row = {
+            "step": float(self.global_step),
+            "loss": loss,
+            "lr": self._lr,
+            "tokens": w["tokens"],
+            "tokens_per_s": w["tokens"] / max(now - self._clock, 1e-9),
+        }
+        self.history.append(row)
+        self.log("loss", loss, prog_bar=True, batch_size=1)
+        self.log("tok/s", row["tokens_per_s"], prog_bar=True, batch_size=1)
+        self.log("lr", row["lr"], batch_size=1)
+        self.log("tokens", w["tokens"], batch_size=1, reduce_fx="sum")
+        self._window = {"tokens": 0.0, "loss_sum": 0.0, "labels": 0.0}
+        self._clock = now
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self._lr = optimizer.param_groups[0]["lr"]
+
+    def on_train_start(self) -> None:
+        self._clock = time.perf_counter()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.optim
+        optimizer = torch.optim.AdamW(parameter_groups(self.model, o.weight_decay), lr=o.lr,
+                                      betas=(o.betas[0], o.betas[1]), eps=o.eps)
+        factor = lr_multiplier(schedule=o.schedule, lr=o.lr, lr_final=o.lr_final, total_steps=self.total_steps,
+                               warmup_steps=o.warmup_steps, decay_fraction=o.decay_fraction)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {}
+
+    def on_train_end(self) -> None:
+        """Sums the drop counts of all ranks (of this run attempt) and logs them."""
+        reasons = ("too_long", "bad_media")
+        counts = torch.tensor([float(self.dropped[r]) for r in reasons], device=self.device)
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        self.dropped_total = {r: int(n) for r, n in zip(reasons, counts.tolist(), strict=True)}
+        if any(self.dropped_total.values()):
+            log.warning("dropped samples in this run: %s", self.dropped_total)

@@ -1,0 +1,272 @@
+"""The training recipe, start to end: config -> model -> data -> Lightning trainer -> fit -> result.
+
+    from modrwkv.training import load_config, train
+    result = train(load_config("configs/vision-stage1.yaml", ["--train.lr", "5e-4"]))
+    result.model, result.metrics, result.final_dir
+
+`train` also takes ready-made `samples` and/or a ready-made `model` (what the quickstart does),
+in which case `data` / `model` of the config are not read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from torch.utils.data import DataLoader
+
+from ..data.sample import Sample
+from ..encoders import build_encoder
+from ..lm import RWKV7, RWKV7Config, load_model
+from ..lm.model import Block
+from ..multimodal import CachedEncoder, ModRWKV
+from ..tokenizer import WorldTokenizer
+from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
+from .config import ConfigError, ModelConfig, TrainConfig, config_from_dict, dump_config
+from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
+from .lora import load_lora, read_lora_config
+from .module import ModRWKVModule, set_stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: ModRWKV  # as trained (LoRA layers still separate in a LoRA run; see merge_lora)
+    output_dir: Path
+    final_dir: Path | None  # None when the run stopped before its last step
+    history: list[dict[str, float]]  # per optimizer step: step, loss, lr, tokens, tokens_per_s
+    metrics: dict[str, Any]
+
+
+def build_model(config: ModelConfig, seed: int) -> ModRWKV:
+    """A new ModRWKV from the `model` section: from a `save_pretrained` folder (`init_from`, which
+    keeps its trained adapters and its template/splicing), or LM + encoders + fresh adapters."""
+    if config.init_from is not None:
+        if read_lora_config(config.init_from) is not None:
+            raise ConfigError(f"model.init_from={config.init_from} holds a LoRA run; merge it first "
+                              "(modrwkv merge-lora) and start from the merged folder")
+        model = ModRWKV.from_pretrained(config.init_from)
+        model.ctx_len = config.ctx_len
+        return model
+    torch.manual_seed(seed)
+    if config.lm.checkpoint is not None:
+        lm = load_model(config.lm.checkpoint)
+    else:
+        try:
+            lm = RWKV7(RWKV7Config.from_dict(config.lm.config or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.lm.config: {exc}") from None
+    encoders = {}
+    for modality, spec in config.encoders.items():
+        encoder = build_encoder(spec.name, source=spec.source, config=spec.config, trainable=spec.trainable,
+                                **spec.options)
+        if encoder.modality != modality:
+            raise ConfigError(f"model.encoders.{modality}: {spec.name} is a {encoder.modality} encoder")
+        encoders[modality] = encoder
+    adapter_options = {}
+    for modality, spec in config.adapters.items():
+        options: dict[str, Any] = {"hidden_mult": spec.hidden_mult}
+        if spec.kind is not None:
+            options["kind"] = spec.kind
+        if spec.compression is not None:
+            options["compression"] = tuple(spec.compression)
+        adapter_options[modality] = options
+    return ModRWKV.build(lm, encoders, adapter_options, template=config.template, splice=config.splice,
+                         ctx_len=config.ctx_len)
+
+
+def build_strategy(name: str) -> Strategy | str:
+    if name.startswith("deepspeed"):
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(f"runtime.strategy={name} needs DeepSpeed, which is not installed: "
+                              "pip install deepspeed (on a machine with CUDA), or use ddp / fsdp")
+        return name
+    if name == "fsdp":
+        return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full")
+    if name == "ddp":
+        return DDPStrategy(find_unused_parameters=False)
+    return "auto"
+
+
+def build_loggers(config: TrainConfig) -> list[Logger]:
+    output = Path(config.output.dir)
+    loggers: list[Logger] = [CSVLogger(output, name="logs")]
+    tensorboard = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    if config.output.tensorboard and tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(output, name="logs", default_hp_metric=False))
+    if config.output.wandb_project:
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("output.wandb_project is set but wandb is not installed (pip install wandb)")
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(project=config.output.wandb_project, save_dir=str(output)))
+    return loggers
+
+
+class TrainData(pl.LightningDataModule):
+    """The training loader; its sampler is built once the trainer knows the world size and rank,
+    and skips what a resumed run has already consumed."""
+
+    def __init__(self, dataset: ProcessedDataset, collate: DroppingCollator, *, micro_batch_size: int,
+                 total_micro_batches: int, seed: int, shuffle: bool, lengths: Sequence[int] | None,
+                 num_workers: int) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.collate = collate
+        self.micro_batch_size = micro_batch_size
+        self.total_micro_batches = total_micro_batches
+        self.seed = seed
+        self.shuffle = shuffle
+        self.lengths = lengths
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        sampler = StepBatchSampler(len(self.dataset), micro_batch_size=self.micro_batch_size,
+                                   world_size=trainer.world_size, rank=trainer.global_rank,
+                                   total=self.total_micro_batches, seed=self.seed, shuffle=self.shuffle,
+                                   lengths=self.lengths)
+        sampler.skip(trainer.global_step * trainer.accumulate_grad_batches)
+        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
+                          persistent_workers=False)
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any],
+    *,
+    samples: Sequence[Sample] | None = None,
+    model: ModRWKV | None = None,
+    resume: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
+) -> TrainResult:
+    """Trains as the config says and returns the trained model, the loss history and metrics.
+
+    `samples` replace `data.train` files; `model` replaces the `model` section (it is trained in
+    place). `resume` continues from the newest checkpoint in `output.dir` (weights, optimizer,
+    scheduler, data position and RNG state). `callbacks` are extra Lightning callbacks.
+    """
+    if not isinstance(config, TrainConfig):
+        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
+    else:
+        config.validate(needs_data=samples is None, needs_model=model is None)
+    opt, out = config.train, Path(config.output.dir)
+    started = time.perf_counter()
+    pl.seed_everything(opt.seed, workers=True, verbose=False)
+
+    resume_from = None
+    if resume:
+        resume_from = latest_checkpoint(out)
+        if resume_from is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+        if model is not None:
+            raise ValueError("resume rebuilds the model from its checkpoint; do not pass a model")
+        model = ModRWKV.from_pretrained(resume_from)
+        if read_lora_config(resume_from) is not None:
+            load_lora(model.lm, resume_from)
+        log.info("resuming from %s", resume_from)
+    elif model is None:
+        model = build_model(config.model, opt.seed)
+    if config.model.feature_cache:
+        for modality, encoder in list(model.encoders.items()):
+            if not encoder.trainable and not isinstance(encoder, CachedEncoder):
+                model.encoders[modality] = CachedEncoder(encoder, Path(config.model.feature_cache) / modality)
+    set_stage(model, opt.stage, opt.lora)
+    model.lm.gradient_checkpointing = opt.gradient_checkpointing
+    model.lm.wkv_impl = config.runtime.wkv_impl
+
+    if samples is None:
+        samples = read_samples(config.data)
+    missing = sorted(modalities_used(samples) - set(model.encoders))
+    if missing:
+        raise ConfigError(f"the data has {missing} inputs but the model has encoders only for {sorted(model.encoders)}")
+    processor = model.processor(WorldTokenizer(), truncation=config.data.truncation)
+    dataset = ProcessedDataset(samples, processor)
+    lengths = estimate_lengths(samples, processor) if config.data.group_by_length else None
+
+    trainer = pl.Trainer(
+        accelerator=config.runtime.accelerator,
+        devices=config.runtime.devices,
+        num_nodes=config.runtime.num_nodes,
+        strategy=build_strategy(config.runtime.strategy),
+        precision=config.runtime.precision,
+        max_epochs=1,  # one Lightning epoch = the whole run; the sampler makes the data passes
+        gradient_clip_val=opt.grad_clip,
+        logger=build_loggers(config),
+        log_every_n_steps=config.output.log_every,
+        enable_progress_bar=config.output.progress_bar,
+        enable_checkpointing=False,  # PretrainedCheckpoint below does it
+        enable_model_summary=False,
+        use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
+        num_sanity_val_steps=0,
+        default_root_dir=out,
+    )
+    if config.model.feature_cache and config.data.num_workers and not isinstance(trainer.accelerator, CPUAccelerator):
+        raise ConfigError("model.feature_cache computes features in the data-loader workers, which cannot use "
+                          "the GPU: set data.num_workers to 0 (the cache makes later passes cheap anyway)")
+    world = trainer.world_size
+    if opt.batch_size % (opt.micro_batch_size * world):
+        raise ConfigError(f"train.batch_size {opt.batch_size} is not a multiple of micro_batch_size "
+                          f"{opt.micro_batch_size} x {world} processes")
+    accumulation = opt.batch_size // (opt.micro_batch_size * world)
+    trainer.accumulate_grad_batches = accumulation
+    global_micro_batches_per_pass = len(samples) // (opt.micro_batch_size * world)
+    if global_micro_batches_per_pass < accumulation:
+        raise ConfigError(f"{len(samples)} samples do not fill one batch of {opt.batch_size}")
+    total_steps = opt.max_steps or max(1, math.floor(opt.epochs * global_micro_batches_per_pass / accumulation))
+    trainer.fit_loop.epoch_loop.max_steps = total_steps
+    if resume_from is None and out.exists() and latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
+
+    sharded = config.runtime.strategy in ("fsdp", "deepspeed_stage_3")
+    module = ModRWKVModule(model, opt, total_steps, touch_unused=not sharded)
+    data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
+                     total_micro_batches=total_steps * accumulation, seed=opt.seed, shuffle=config.data.shuffle,
+                     lengths=lengths, num_workers=config.data.num_workers)
+    checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
+                                        total_steps=total_steps, lora=opt.lora if opt.stage == "lora" else None)
+    trainer.callbacks.extend([checkpointer, *callbacks])
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(config, out / "config.yaml")
+    log.info("training stage %s: %d samples, %d steps of %d samples (%d x %d processes x %d accumulation)",
+             opt.stage, len(samples), total_steps, opt.batch_size, opt.micro_batch_size, world, accumulation)
+    with warnings.catch_warnings():
+        # The sampler resumes mid-epoch by itself (from the global step), which Lightning cannot see.
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        # Frozen encoders stay in eval mode on purpose (no dropout, fixed normalisation statistics).
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
+        # Lightning 2.6 calling a torch pytree API that torch 2.13 deprecated; nothing for users to do.
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else resume_from / TRAINING_STATE)
+
+    for modality, encoder in list(model.encoders.items()):
+        if isinstance(encoder, CachedEncoder):
+            model.encoders[modality] = encoder.inner
+    history = module.history
+    final_dir = out / "final" if trainer.global_step >= total_steps else None
+    metrics = {
+        "steps": trainer.global_step,
+        "total_steps": total_steps,
+        "samples": len(samples),
+        "first_loss": history[0]["loss"] if history else math.nan,
+        "final_loss": history[-1]["loss"] if history else math.nan,
+        "tokens_per_s": sum(r["tokens_per_s"] for r in history) / len(history) if history else math.nan,
+        "dropped": module.dropped_total,
+        "seconds": time.perf_counter() - started,
+    }
+    return TrainResult(model, out, final_dir, history, metrics)

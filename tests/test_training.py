@@ -1,0 +1,381 @@
+"""Training recipe on tiny models (World vocabulary, real tokenizer, width 64, one layer): config,
+schedules, stages, loss, checkpoints and resume, LoRA merge, DDP on CPU, strategies, the CLI."""
+
+import copy
+import csv
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from modrwkv.cli import main
+from modrwkv.data.sample import Message, Sample
+from modrwkv.lm import RWKV7Config
+from modrwkv.lm.random_weights import random_official_state_dict
+from modrwkv.multimodal import ModRWKV
+from modrwkv.training import ConfigError, build_model, config_from_dict, latest_checkpoint, load_config, lr_at, train
+from modrwkv.training.data import StepBatchSampler
+from modrwkv.training.lora import load_lora, merge_lora
+from modrwkv.training.merge import merge_lora_folder
+from modrwkv.training.recipe import build_strategy
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
+
+
+def image(colour: str) -> np.ndarray:
+    return np.zeros((16, 16, 3), np.uint8) + np.array(COLOURS[colour], np.uint8)
+
+
+def colour_samples(n: int, seed: int = 0, varied: bool = True) -> list[Sample]:
+    """"What colour?" about a plain image; `varied`: answers of different lengths, so ranks and
+    micro-batches hold different numbers of supervised tokens."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        colour = list(COLOURS)[rng.integers(len(COLOURS))]
+        answer = colour if i % 2 or not varied else f"It is {colour}."
+        samples.append(Sample([Message("user", "<image>\nWhat colour is it?"), Message("assistant", answer)],
+                              images=[image(colour)], source=f"colours[{i}]"))
+    return samples
+
+
+def config(tmp_path: Path, name: str, **train_options) -> dict:
+    """configs/tiny-cpu.yaml (stage 2, 30 steps of 8 samples) with `train_options` and its own output."""
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["train"].update(train_options)
+    cfg["output"]["dir"] = str(tmp_path / name)
+    return cfg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads slow these tiny
+    steps down by 10x or more whenever another process is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_unknown_keys_and_bad_values_are_named():
+    with pytest.raises(ConfigError, match=r"train\.lerning_rate"):
+        config_from_dict({"train": {"lerning_rate": 1e-3}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match=r"train\.stage: 3 is not one of"):
+        config_from_dict({"train": {"stage": 3}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match=r"train\.batch_size: expected an integer"):
+        config_from_dict({"train": {"batch_size": "big"}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match="exactly one of checkpoint or config"):
+        config_from_dict({"model": {"encoders": {"image": {"name": "tiny"}}}}, needs_data=False)
+    with pytest.raises(ConfigError, match="lora.targets"):
+        config_from_dict({"train": {"lora": {"targets": ["att.query"]}}}, needs_data=False, needs_model=False)
+
+
+def test_yaml_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  init_from: some/folder\ndata:\n  train: [a.json]\ntrain:\n  lr: 1e-3\n")
+    cfg = load_config(path, ["--train.lr", "2e-5", "--data.train=[b.json, c.json]", "--train.stage", "lora",
+                             "--runtime.precision", "32"])
+    assert cfg.train.lr == 2e-5 and cfg.data.train == ["b.json", "c.json"] and cfg.train.stage == "lora"
+    assert cfg.runtime.precision == "32"
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key\(s\) \['train\.lr_max'\]"):
+        load_config(path, ["--train.lr_max", "1"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.train.betas == [0.9, 0.99] and cfg.train.eps == 1e-8
+
+
+def test_paper_hyper_parameters_in_vision_configs():
+    stage1, stage2 = load_config(REPO / "configs/vision-stage1.yaml"), load_config(REPO / "configs/vision-stage2.yaml")
+    assert (stage1.train.stage, stage1.train.batch_size, stage1.train.lr) == ("1", 256, 1e-3)
+    assert (stage2.train.stage, stage2.train.batch_size, stage2.train.lr) == ("2", 128, 2e-5)
+    for cfg in (stage1, stage2):
+        assert (cfg.train.warmup_steps, cfg.train.schedule, cfg.train.weight_decay) == (100, "cosine", 0.0)
+        assert cfg.model.ctx_len == 2048 and cfg.runtime.precision == "bf16-mixed"
+    assert stage2.model.init_from is not None
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+def test_cosine_schedule_values():
+    kw = dict(schedule="cosine", lr=1e-3, lr_final=1e-4, total_steps=110, warmup_steps=10)
+    assert lr_at(0, **kw) == pytest.approx(1e-4)
+    assert lr_at(4, **kw) == pytest.approx(5e-4)
+    assert lr_at(9, **kw) == pytest.approx(1e-3)
+    assert lr_at(10, **kw) == pytest.approx(1e-3)
+    assert lr_at(60, **kw) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half way: cos = 0
+    assert lr_at(35, **kw) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(110, **kw) == pytest.approx(1e-4)
+
+
+def test_warmup_stable_decay_values():
+    kw = dict(schedule="wsd", lr=1e-3, lr_final=0.0, total_steps=100, warmup_steps=10, decay_fraction=0.2)
+    assert lr_at(0, **kw) == pytest.approx(1e-4)
+    assert all(lr_at(s, **kw) == pytest.approx(1e-3) for s in range(9, 80))
+    assert lr_at(80, **kw) == pytest.approx(1e-3 * 19 / 20)
+    assert lr_at(89, **kw) == pytest.approx(1e-3 * 10 / 20)
+    assert lr_at(99, **kw) == pytest.approx(0.0)
+
+
+# --- data order ---------------------------------------------------------------------------------
+
+
+def test_sampler_shards_global_batches_and_resumes():
+    kw = dict(micro_batch_size=2, total=7, seed=3)
+    single = list(StepBatchSampler(10, world_size=1, rank=0, **{**kw, "micro_batch_size": 4}))
+    rank0 = list(StepBatchSampler(10, world_size=2, rank=0, **kw))
+    rank1 = list(StepBatchSampler(10, world_size=2, rank=1, **kw))
+    assert len(single) == 7 and [a + b for a, b in zip(rank0, rank1, strict=True)] == single
+    assert len({i for batch in single[:2] for i in batch}) == 8  # one pass: no repeats
+    resumed = StepBatchSampler(10, world_size=2, rank=1, **kw)
+    resumed.skip(3)
+    assert list(resumed) == rank1[3:]
+
+
+def test_length_grouping_keeps_similar_lengths_together():
+    lengths = list(np.random.default_rng(0).integers(1, 1000, 256))
+    sampler = StepBatchSampler(256, micro_batch_size=8, world_size=1, rank=0, total=32, seed=0, lengths=lengths)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(256))
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches])
+    assert spread < 150  # random batches of 8 spread over ~780
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_loss_falls_well_below_its_start(tmp_path):
+    result = train(config(tmp_path, "run"), samples=colour_samples(64))
+    losses = [row["loss"] for row in result.history]
+    assert len(losses) == 30 and all(map(math.isfinite, losses))
+    assert np.mean(losses[-5:]) < 0.5 * losses[0]
+    assert result.final_dir is not None and (result.final_dir / "model.safetensors").exists()
+    rows = list(csv.DictReader(open(next((tmp_path / "run" / "logs").rglob("metrics.csv")))))
+    assert any(row.get("loss") for row in rows) and any(row.get("tok/s") for row in rows)
+
+
+@pytest.fixture(scope="module")
+def lm_checkpoint(tmp_path_factory) -> str:
+    """A "pretrained" LM: random weights everywhere (a fresh RWKV-LM init mixes nothing across time,
+    so a frozen one would pass no gradient from the answer back to the image)."""
+    path = tmp_path_factory.mktemp("lm") / "tiny-world.pth"
+    sizes = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())["model"]["lm"]["config"]
+    torch.save(random_official_state_dict(RWKV7Config(**sizes), seed=1), path)
+    return str(path)
+
+
+def test_stage1_changes_only_adapter_weights_and_stage2_keeps_them(tmp_path, lm_checkpoint):
+    cfg = config(tmp_path, "stage1", stage="1", max_steps=5)
+    cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}
+    cfg["model"]["encoders"]["image"]["trainable"] = False
+    model = build_model(config_from_dict(cfg, needs_data=False).model, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train(cfg, samples=colour_samples(16), model=model)
+    after = result.model.state_dict()
+    assert set(after) == set(before)
+    for key, value in after.items():
+        if key.startswith("adapters."):
+            continue
+        assert torch.equal(value, before[key]), key
+    adapter_weights = [k for k in before if k.startswith("adapters.") and k.endswith("weight")]
+    assert adapter_weights and all(not torch.equal(after[k], before[k]) for k in adapter_weights)
+
+    stage2 = {**config(tmp_path, "stage2", max_steps=2), "model": {"init_from": str(result.final_dir), "ctx_len": 64}}
+    resumed_model = build_model(config_from_dict(stage2, needs_data=False).model, seed=1)
+    for key, value in resumed_model.adapters.state_dict().items():
+        assert torch.equal(value, after[f"adapters.{key}"]), key
+    train(stage2, samples=colour_samples(16))
+
+
+def test_gradient_accumulation_matches_one_big_micro_batch(tmp_path):
+    """Accumulated micro-batches are averaged with equal weights: exact when they hold equally many
+    supervised tokens (one-token colour names here)."""
+    samples = colour_samples(16, varied=False)
+    big = train(config(tmp_path, "big", max_steps=3), samples=samples)
+    accumulated = train(config(tmp_path, "acc", max_steps=3, micro_batch_size=2), samples=samples)
+    assert [r["loss"] for r in accumulated.history] == pytest.approx([r["loss"] for r in big.history], rel=1e-5)
+    for (name, a), b in zip(big.model.state_dict().items(), accumulated.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_too_long_samples_are_dropped_and_counted_with_workers_grouping_bf16(tmp_path):
+    samples = colour_samples(16)
+    samples[3].messages[1].content = "red " * 200
+    samples[9].messages[0].content = "<image>\n" + "what " * 200
+    cfg = config(tmp_path, "long", max_steps=2, schedule="wsd", gradient_checkpointing=True)
+    cfg["data"].update(num_workers=2, group_by_length=True)
+    cfg["runtime"]["precision"] = "bf16-mixed"
+    result = train(cfg, samples=samples)
+    assert result.metrics["dropped"] == {"too_long": 2, "bad_media": 0}
+    assert all(math.isfinite(row["loss"]) for row in result.history)
+
+
+def test_frozen_encoder_features_are_cached(tmp_path, lm_checkpoint):
+    cfg = config(tmp_path, "cached", stage="1", max_steps=2)
+    cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}
+    cfg["model"]["encoders"]["image"]["trainable"] = False
+    cfg["model"]["feature_cache"] = str(tmp_path / "cache")
+    result = train(cfg, samples=colour_samples(8))
+    assert len(list((tmp_path / "cache" / "image").rglob("*.safetensors"))) == 4  # one per distinct image
+    assert type(result.model.encoders["image"]).__name__ == "TinyVisionEncoder"  # unwrapped again
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, lm_checkpoint):
+    """An uninterrupted 12-step LoRA run (with dropout, so the RNG state matters), saving every 4."""
+    tmp_path = tmp_path_factory.mktemp("lora")
+    cfg = config(tmp_path, "full", stage="lora", max_steps=12, lora={"rank": 4, "alpha": 8.0, "dropout": 0.1,
+                                                                      "targets": ["att.key", "att.value", "ffn.key"]})
+    cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}
+    cfg["output"]["save_every"] = 4
+    return cfg, train(cfg, samples=colour_samples(32))
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAt(pl.Callback):
+    """Kills the run after optimizer step `step` (no teardown of ours runs, as after a SIGKILL)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise _Crash()
+
+
+def test_killed_and_resumed_run_matches_the_uninterrupted_one(lora_run, tmp_path):
+    cfg, full = lora_run
+    cfg = copy.deepcopy(cfg)
+    cfg["output"]["dir"] = str(tmp_path / "killed")
+    with pytest.raises(_Crash):
+        train(cfg, samples=colour_samples(32), callbacks=[_CrashAt(6)])
+    assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000004"
+    resumed = train(cfg, samples=colour_samples(32), resume=True)
+    assert [row["step"] for row in resumed.history] == list(range(5, 13))
+    expected = [row["loss"] for row in full.history[4:]]
+    assert [row["loss"] for row in resumed.history] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    a, b = load_file(str(full.final_dir / "model.safetensors")), load_file(str(resumed.final_dir / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_merged_lora_model_gives_the_same_outputs(lora_run, tmp_path):
+    _, full = lora_run
+    unmerged = ModRWKV.from_pretrained(full.final_dir)
+    load_lora(unmerged.lm, full.final_dir)
+    assert any(p.abs().sum() > 0 for n, p in unmerged.lm.named_parameters() if n.endswith("lora_b"))
+    assert main(["merge-lora", str(full.output_dir), str(tmp_path / "merged")]) == 0
+    merged = ModRWKV.from_pretrained(tmp_path / "merged")
+    assert not (tmp_path / "merged" / "lora.json").exists()
+    processor = unmerged.processor()
+    batch = unmerged.collator()([processor(s) for s in colour_samples(4, seed=5)])
+    expected = unmerged(batch.input_ids, batch.media, attention_mask=batch.attention_mask).logits
+    actual = merged(batch.input_ids, batch.media, attention_mask=batch.attention_mask).logits
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+    merge_lora(unmerged.lm)  # in memory, the same
+    torch.testing.assert_close(unmerged(batch.input_ids, batch.media, attention_mask=batch.attention_mask).logits,
+                               expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="not the output of a LoRA run"):
+        merge_lora_folder(tmp_path / "merged", tmp_path / "again")
+
+
+# --- distributed, strategies, CLI ----------------------------------------------------------------
+
+
+def write_llava(folder: Path, samples: list[Sample]) -> Path:
+    """The samples as a LLaVA JSON file with PNG images, as the CLI reads them."""
+    records = []
+    for i, sample in enumerate(samples):
+        Image.fromarray(sample.images[0]).save(folder / f"{i}.png")
+        records.append({"id": str(i), "image": f"{i}.png", "conversations": [
+            {"from": "human", "value": sample.messages[0].content},
+            {"from": "gpt", "value": sample.messages[1].content}]})
+    path = folder / "train.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    data = write_llava(tmp_path, colour_samples(16))
+    cfg = config(tmp_path, "unused", max_steps=4, batch_size=4, micro_batch_size=2)
+    cfg["data"] = {"format": "llava", "train": [str(data)]}
+    cfg["runtime"].update(devices=2, strategy="ddp")
+    cfg["output"]["dir"] = str(tmp_path / "ddp")
+    (tmp_path / "ddp.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "modrwkv.cli", "train", str(tmp_path / "ddp.yaml")]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model saved to" in proc.stdout
+
+    single = load_config(tmp_path / "ddp.yaml", ["--runtime.devices", "1", "--runtime.strategy", "auto",
+                                                 "--train.micro_batch_size", "4", "--output.dir",
+                                                 str(tmp_path / "one")])
+    result = train(single)
+    rows = [r for r in csv.DictReader(open(next((tmp_path / "ddp" / "logs").rglob("metrics.csv")))) if r.get("loss")]
+    assert [float(r["loss"]) for r in rows] == pytest.approx([r["loss"] for r in result.history], rel=1e-4)
+    a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
+    b = load_file(str(result.final_dir / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_strategy_constructs():
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from modrwkv.lm.model import Block
+
+    strategy = build_strategy("fsdp")
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}  # one FSDP unit per RWKV block
+    with pytest.raises(ValueError, match="requires a GPU"):  # Lightning runs FSDP on GPUs only
+        pl.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_deepspeed_without_deepspeed_is_a_clear_error(stage):
+    with pytest.raises(ConfigError, match="needs DeepSpeed, which is not installed: pip install deepspeed"):
+        build_strategy(f"deepspeed_stage_{stage}")
+
+
+def test_wandb_without_wandb_is_a_clear_error(tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    cfg = config(tmp_path, "wandb")
+    cfg["output"]["wandb_project"] = "modrwkv"
+    with pytest.raises(ConfigError, match="wandb is not installed"):
+        train(cfg, samples=colour_samples(8))
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  stage: 1\n  max_step: 10\n")
+    assert main(["train", str(path)]) == 2
+    assert "unknown key(s) ['train.max_step']" in capsys.readouterr().err
