@@ -1,5 +1,6 @@
 """The `modrwkv` command line, on a tiny random checkpoint with the World vocabulary."""
 
+import json
 import os
 import subprocess
 import sys
@@ -96,8 +97,18 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"modrwkv {__version__}"
 
 
-def test_quickstart_says_weights_are_random(capsys):
-    assert main(["quickstart"]) == 0
+def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
+    """The real recipe at toy scale: both stages, evaluation, examples, a loadable saved model."""
+    args = ["quickstart", "--output", str(tmp_path / "qs"), "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "3",
+            "--train-samples", "64", "--test-samples", "24", "--no-progress"]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "RANDOM weights" in out and "multimodal quickstart" in out
-    assert "tokens generated" in out
+    assert "image/colour" in out and "text-only best" in out and "model saved to" in out
+    report = json.loads((tmp_path / "qs" / "report.json").read_text())
+    assert [report["training"][f"stage{i}"]["steps"] for i in range(3)] == [2, 2, 3]
+    assert sum(report["count"].values()) == 24
+    from modrwkv.multimodal import ModRWKV
+
+    assert set(ModRWKV.from_pretrained(tmp_path / "qs" / "model").encoders) == {"image", "series"}
+    assert main(args) == 2  # refuses to overwrite a finished run
+    assert "already exists" in capsys.readouterr().err
