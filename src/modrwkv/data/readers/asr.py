@@ -10,21 +10,18 @@ layout of the official ModRWKV ASR training.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..sample import MARKERS, Message, Sample
 from .base import (
     DataError,
+    JsonRecordsReader,
     OnError,
     PathLike,
-    Reader,
-    as_paths,
     check_media,
     first_key,
-    json_records,
     media_item,
     require,
 )
@@ -67,7 +64,7 @@ def asr_to_sample(
     return Sample(messages=messages, audios=[audio], source=source, meta=meta)
 
 
-class AsrManifestReader(Reader):
+class AsrManifestReader(JsonRecordsReader):
     """Reads ASR manifests lazily; `reader.report` after a pass. Audio paths are relative to
     `audio_root` (default: each manifest's folder)."""
 
@@ -82,21 +79,9 @@ class AsrManifestReader(Reader):
         max_examples: int = 5,
         log_limit: int = 20,
     ) -> None:
-        self.paths = as_paths(paths)
-        self.audio_root = Path(audio_root) if audio_root is not None else None
         self.prompt = prompt
         self.verify_media = verify_media
-        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+        super().__init__(paths, audio_root, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
-    @property
-    def name(self) -> str:
-        return ", ".join(map(str, self.paths))
-
-    def _candidates(self) -> Iterator[Callable[[], Sample]]:
-        for path in self.paths:
-            root = self.audio_root if self.audio_root is not None else path.parent
-            for source, load in json_records(path):
-                yield functools.partial(self._build, load, source, root)
-
-    def _build(self, load: Callable[[], Any], source: str, root: Path) -> Sample:
-        return asr_to_sample(load(), source=source, audio_root=root, prompt=self.prompt, verify_media=self.verify_media)
+    def _convert(self, record: Any, source: str, folder: Path) -> Sample:
+        return asr_to_sample(record, source=source, audio_root=folder, prompt=self.prompt, verify_media=self.verify_media)

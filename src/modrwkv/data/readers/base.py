@@ -311,3 +311,35 @@ def _verify_audio(item: str | bytes, source: str) -> None:
         soundfile.info(item if isinstance(item, str) else io.BytesIO(item))
     except (RuntimeError, OSError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
         raise DataError(source, "unreadable_media", f"audio does not decode: {err}") from None
+
+
+class JsonRecordsReader(Reader):
+    """A reader over JSON / JSONL files whose records convert one by one into samples, with media
+    paths relative to `media_folder` (default: each data file's folder)."""
+
+    def __init__(
+        self,
+        paths: PathLike | Sequence[PathLike],
+        media_folder: PathLike | None,
+        *,
+        on_error: OnError,
+        max_examples: int,
+        log_limit: int,
+    ) -> None:
+        self.paths = as_paths(paths)
+        self.media_folder = Path(media_folder) if media_folder is not None else None
+        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+
+    @property
+    def name(self) -> str:
+        return ", ".join(map(str, self.paths))
+
+    def _candidates(self) -> Iterator[Callable[[], Sample]]:
+        for path in self.paths:
+            folder = self.media_folder if self.media_folder is not None else path.parent
+            for source, load in json_records(path):
+                yield lambda load=load, source=source, folder=folder: self._convert(load(), source, folder)
+
+    @abc.abstractmethod
+    def _convert(self, record: Any, source: str, folder: Path) -> Sample:
+        """One record -> a Sample; raises DataError for a bad record."""

@@ -13,24 +13,21 @@ the image. Records without images are text-only samples.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..sample import MARKERS, Message, Sample
 from .base import (
     DataError,
+    JsonRecordsReader,
     OnError,
     PathLike,
-    Reader,
-    as_paths,
     as_rows,
     check_media,
     count_markers,
     first_key,
     is_pil_image,
-    json_records,
     media_item,
     require,
 )
@@ -113,7 +110,7 @@ def _insert_markers(messages: list[Message], count: int, source: str) -> None:
     user.content = (MARKERS["image"] + "\n") * count + user.content
 
 
-class LlavaReader(Reader):
+class LlavaReader(JsonRecordsReader):
     """Reads LLaVA JSON/JSONL files lazily: `for sample in LlavaReader("llava_v1_5_mix665k.json",
     image_folder="data/"): ...`, then `reader.report`. Without `image_folder`, image paths are
     relative to each data file's folder. Sources are "path:[i]" (JSON array) or "path:line" (JSONL)."""
@@ -128,20 +125,8 @@ class LlavaReader(Reader):
         max_examples: int = 5,
         log_limit: int = 20,
     ) -> None:
-        self.paths = as_paths(paths)
-        self.image_folder = Path(image_folder) if image_folder is not None else None
         self.verify_media = verify_media
-        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+        super().__init__(paths, image_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
-    @property
-    def name(self) -> str:
-        return ", ".join(map(str, self.paths))
-
-    def _candidates(self) -> Iterator[Callable[[], Sample]]:
-        for path in self.paths:
-            folder = self.image_folder if self.image_folder is not None else path.parent
-            for source, load in json_records(path):
-                yield functools.partial(self._build, load, source, folder)
-
-    def _build(self, load: Callable[[], Any], source: str, folder: Path) -> Sample:
-        return llava_to_sample(load(), source=source, image_folder=folder, verify_media=self.verify_media)
+    def _convert(self, record: Any, source: str, folder: Path) -> Sample:
+        return llava_to_sample(record, source=source, image_folder=folder, verify_media=self.verify_media)

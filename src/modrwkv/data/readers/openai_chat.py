@@ -25,22 +25,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..sample import MARKERS, Message, Sample
 from .base import (
     DataError,
+    JsonRecordsReader,
     OnError,
     PathLike,
-    Reader,
-    as_paths,
     as_rows,
     check_media,
-    json_records,
     media_item,
     require,
 )
@@ -210,7 +207,7 @@ class _Parser:
         return decoded
 
 
-class OpenAIChatReader(Reader):
+class OpenAIChatReader(JsonRecordsReader):
     """Reads OpenAI-messages JSONL files lazily; `reader.report` after a pass. Relative paths in
     parts are resolved against `media_folder` (default: each data file's folder)."""
 
@@ -226,24 +223,12 @@ class OpenAIChatReader(Reader):
         max_examples: int = 5,
         log_limit: int = 20,
     ) -> None:
-        self.paths = as_paths(paths)
-        self.media_folder = Path(media_folder) if media_folder is not None else None
         self.options = {
             "allow_remote": allow_remote,
             "allow_local_paths": allow_local_paths,
             "verify_media": verify_media,
         }
-        super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+        super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
-    @property
-    def name(self) -> str:
-        return ", ".join(map(str, self.paths))
-
-    def _candidates(self) -> Iterator[Callable[[], Sample]]:
-        for path in self.paths:
-            folder = self.media_folder if self.media_folder is not None else path.parent
-            for source, load in json_records(path):
-                yield functools.partial(self._build, load, source, folder)
-
-    def _build(self, load: Callable[[], Any], source: str, folder: Path) -> Sample:
-        return openai_to_sample(load(), source=source, media_folder=folder, **self.options)
+    def _convert(self, record: Any, source: str, folder: Path) -> Sample:
+        return openai_to_sample(record, source=source, media_folder=folder, **self.options)
