@@ -22,6 +22,7 @@ def test_pth_safetensors_and_folder_load_identically(tmp_path):
     reloaded = load_model(tmp_path / "folder")
     assert torch.equal(reloaded(tokens).logits, ref)
     assert reloaded.config == TINY
+    assert reloaded.head.weight.stride() == (1, TINY.vocab_size)  # column-major head: faster decoding
 
 
 def test_layer0_value_lora_is_accepted_and_ignored(tmp_path):

@@ -101,6 +101,7 @@ def load_model(
     tensors = check_state_dict(state_dict, model)
     tensors = {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
     model.load_state_dict(tensors, assign=True)
+    model.use_fast_head_layout()
     log.info("loaded RWKV-7 %s from %s (%.1fM parameters)", config, path, sum(t.numel() for t in tensors.values()) / 1e6)
     return model.eval()
 
