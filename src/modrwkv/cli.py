@@ -303,8 +303,10 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=CHAT_DEFAULTS["temperature"], help="0 = greedy")
     p.add_argument("--top-p", type=float, default=CHAT_DEFAULTS["top_p"], help="nucleus sampling mass, in (0, 1]")
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--presence-penalty", type=float, default=CHAT_DEFAULTS["presence_penalty"])
-    p.add_argument("--frequency-penalty", type=float, default=CHAT_DEFAULTS["frequency_penalty"])
+    p.add_argument("--presence-penalty", type=float, default=CHAT_DEFAULTS["presence_penalty"],
+                   help="subtracted from the logit of every token already in the reply")
+    p.add_argument("--frequency-penalty", type=float, default=CHAT_DEFAULTS["frequency_penalty"],
+                   help="subtracted per (decayed) occurrence of a token in the reply")
     p.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
     p.set_defaults(handler=_run_chat)
 

@@ -1,0 +1,24 @@
+"""Inference: the chat pipeline, multi-turn sessions with a carried RNN state, the prefix-state
+cache and the continuous-batching decode engine that the server builds on."""
+
+from .cache import PrefixStateCache
+from .engine import ChatResult, DecodeBatch, InferenceEngine, Prefilled, Row
+from .pipeline import ChatRequest, ModRWKVPipeline
+from .prompt import EncodedPrompt, MediaSpan, build_sample, encode_sample
+from .session import ChatSession
+
+__all__ = [
+    "ChatRequest",
+    "ChatResult",
+    "ChatSession",
+    "DecodeBatch",
+    "EncodedPrompt",
+    "InferenceEngine",
+    "MediaSpan",
+    "ModRWKVPipeline",
+    "Prefilled",
+    "PrefixStateCache",
+    "Row",
+    "build_sample",
+    "encode_sample",
+]

@@ -1,0 +1,218 @@
+"""`ModRWKVPipeline`: chat with a ModRWKV (or plain RWKV-7) model from Python in one call.
+
+    pipe = ModRWKVPipeline.from_pretrained("my-modrwkv")
+    pipe.chat("What is in the picture?", images=["cat.jpg"], temperature=0)
+    for piece in pipe.chat_stream([{"role": "user", "content": "Tell me more"}]): print(piece, end="")
+    session = pipe.session(system="You are terse.")   # multi-turn, constant memory
+
+The pipeline owns the model, the tokenizer, the processor (template and token counts) and a
+prefix-state cache, so that repeated questions about the same media skip re-reading them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.sample import Sample
+from ..encoders import build_encoder
+from ..encoders.base import ModalityEncoder
+from ..generation import SamplingParams, TextStream
+from ..lm import RWKV7State, load_model
+from ..lm.checkpoint import load_state_dict
+from ..multimodal import ModRWKV
+from ..multimodal.model import CONFIG_NAME, FORMAT
+from ..processing import get_template
+from ..tokenizer import WorldTokenizer
+from .cache import PrefixStateCache
+from .engine import ChatResult, DecodeBatch, InferenceEngine, Row
+from .prompt import EncodedPrompt, Messages, build_sample, encode_sample
+from .session import ChatSession
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX_CACHE_BYTES = 256 * 2**20
+
+
+@dataclasses.dataclass
+class ChatRequest:
+    """One conversation for `generate_batch`; `sampling` holds `SamplingParams` fields."""
+
+    messages: Messages
+    images: Any = None
+    audio: Any = None
+    series: Any = None
+    sampling: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class ModRWKVPipeline:
+    """Chat, streaming, batched generation and sessions over one model."""
+
+    def __init__(
+        self,
+        model: ModRWKV,
+        tokenizer: WorldTokenizer | None = None,
+        *,
+        template: str | None = None,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+    ) -> None:
+        """`template` overrides the model's chat template ("rwkv" or "classic");
+        `prefix_cache_bytes=0` turns the prefix-state cache off."""
+        self.model = model.eval()
+        self.tokenizer = tokenizer or WorldTokenizer()
+        if model.lm.config.vocab_size < self.tokenizer.vocab_size:
+            raise ValueError(
+                f"the model has {model.lm.config.vocab_size} token rows but the World tokenizer needs "
+                f"{self.tokenizer.vocab_size}"
+            )
+        # Inference never truncates: an RNN reads any length; limits belong to the caller (the server).
+        self.processor = model.processor(self.tokenizer, ctx_len=None)
+        if template is not None:
+            self.processor.template = get_template(template)
+        self.template = self.processor.template
+        self.cache = PrefixStateCache(prefix_cache_bytes)
+        self.engine = InferenceEngine(model, self.tokenizer, self.template.content_prefix, self.cache)
+
+    # ------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        encoder: ModalityEncoder | str | None = None,
+        encoder_source: str | None = None,
+        template: str | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+    ) -> ModRWKVPipeline:
+        """Loads a ModRWKV folder (`save_pretrained`), a plain RWKV-7 checkpoint (official `.pth`,
+        `.safetensors`, fla or modrwkv LM folder: text-only chat, "classic" template unless told),
+        or the authors' released single-file ModRWKV checkpoint, whose encoder is not in the file:
+        pass `encoder` (a built encoder, or a registry name such as "siglip2" with
+        `encoder_source`, an HF id or folder)."""
+        path = Path(path)
+        if encoder is not None and not isinstance(encoder, ModalityEncoder):
+            encoder = build_encoder(encoder, source=encoder_source)
+        elif encoder_source is not None:
+            raise ValueError("encoder_source needs encoder=NAME (e.g. 'siglip2')")
+        config = path / CONFIG_NAME
+        if path.is_dir() and config.exists() and json.loads(config.read_text()).get("format") == FORMAT:
+            if encoder is not None:
+                raise ValueError(f"{path} is a ModRWKV folder with its own encoders; do not pass encoder=")
+            model = ModRWKV.from_pretrained(path, device=device, dtype=dtype)
+        elif encoder is not None:
+            model = ModRWKV.from_released_checkpoint(path, encoder, dtype=dtype).to(device)
+        else:
+            if path.is_file() and any(k.startswith(("llm.", "proj.")) for k in load_state_dict(path)):
+                raise ValueError(
+                    f"{path} is a released ModRWKV checkpoint (llm.* and proj.* keys); its encoder is "
+                    "not in the file: pass encoder= (e.g. encoder='siglip2', encoder_source='google/siglip2-base-patch16-384')"
+                )
+            lm = load_model(path, device=device, dtype=dtype)
+            model = ModRWKV(lm, {}, {}, template="classic", ctx_len=None)
+        log.info("loaded %s (template %s, encoders %s)", path, template or model.template_name, sorted(model.encoders))
+        return cls(model, template=template, prefix_cache_bytes=prefix_cache_bytes)
+
+    # ------------------------------------------------------------------------------ prompts
+
+    def sampling_params(self, **sampling: Any) -> SamplingParams:
+        """`SamplingParams` from keyword fields, with the template's stop tokens and strings added
+        (a reply ends where the chat format ends a turn)."""
+        params = SamplingParams(**sampling)
+        return dataclasses.replace(
+            params,
+            stop_tokens=tuple(dict.fromkeys((*params.stop_tokens, *self.template.stop_token_ids))),
+            stop_strings=tuple(dict.fromkeys((*params.stop_strings, *self.template.stop_strings))),
+        )
+
+    def encode(
+        self,
+        messages: Messages | Sample,
+        *,
+        images: Any = None,
+        audio: Any = None,
+        series: Any = None,
+        add_generation_prompt: bool = True,
+    ) -> EncodedPrompt:
+        """The prompt ids and media of a conversation (see `build_sample` for accepted forms)."""
+        if isinstance(messages, Sample):
+            if images is not None or audio is not None or series is not None:
+                raise ValueError("a Sample carries its own media; do not pass images=/audio=/series=")
+            sample = messages
+        else:
+            sample = build_sample(messages, images=images, audio=audio, series=series)
+        return encode_sample(self.processor, sample, add_generation_prompt)
+
+    # ------------------------------------------------------------------------------ generation
+
+    def chat(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
+             **sampling: Any) -> str:
+        """The assistant's reply to a conversation. `sampling`: `SamplingParams` fields, e.g.
+        `temperature=0` (greedy), `max_new_tokens`, `top_p`, `seed`, `stop_strings`."""
+        stream = self.chat_stream(messages, images=images, audio=audio, series=series, **sampling)
+        for _ in stream:
+            pass
+        return stream.result.text
+
+    def chat_stream(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
+                    **sampling: Any) -> TextStream[ChatResult]:
+        """Like `chat`, but yields the reply's text as it is generated; `.result` afterwards holds
+        the `ChatResult` (ids, finish reason, token counts). Inputs are checked at once."""
+        prompt = self.encode(messages, images=images, audio=audio, series=series)
+        return TextStream(self.run(prompt, self.sampling_params(**sampling)))
+
+    def run(
+        self, prompt: EncodedPrompt, params: SamplingParams, state: RWKV7State | None = None, keep_state: bool = False
+    ) -> Generator[str, None, ChatResult]:
+        """Generates one reply to an encoded prompt, from `state` or zeros (then using the prefix
+        cache); yields text pieces, returns the `ChatResult` (with its final state if `keep_state`)."""
+        row = Row(self.engine, prompt, params, keep_state=keep_state)
+        prefilled = self.engine.prefill(prompt, state)
+        row.cached_tokens = prefilled.cached_tokens
+        batch = DecodeBatch(self.engine)
+        batch.join(row, prefilled)
+        while batch.rows:
+            pieces, _ = batch.step()
+            for _, piece in pieces:
+                yield piece
+        assert row.result is not None
+        return row.result
+
+    def generate_batch(self, requests: Sequence[ChatRequest | Mapping[str, Any]]) -> list[ChatResult]:
+        """Replies to several conversations, decoded together in one batch (each with its own
+        state and sampling); a request is a `ChatRequest` or a dict of its fields."""
+        if isinstance(requests, (str, Mapping)) or not requests:
+            raise ValueError("requests must be a non-empty list of ChatRequest or dicts")
+        prepared = []
+        for index, request in enumerate(requests):
+            if isinstance(request, Mapping):
+                unknown = set(request) - {f.name for f in dataclasses.fields(ChatRequest)}
+                if unknown:
+                    raise ValueError(f"requests[{index}] has unknown field(s) {sorted(unknown)}")
+                request = ChatRequest(**request)
+            prompt = self.encode(request.messages, images=request.images, audio=request.audio, series=request.series)
+            prepared.append((prompt, self.sampling_params(**request.sampling)))
+        batch = DecodeBatch(self.engine)
+        rows = []
+        for prompt, params in prepared:
+            row = Row(self.engine, prompt, params)
+            prefilled = self.engine.prefill(prompt)
+            row.cached_tokens = prefilled.cached_tokens
+            batch.join(row, prefilled)
+            rows.append(row)
+        while batch.rows:
+            batch.step()
+        return [row.result for row in rows if row.result is not None]
+
+    def session(self, system: str | None = None, **sampling: Any) -> ChatSession:
+        """A multi-turn conversation that carries the RNN state between turns; `sampling` sets the
+        defaults of its turns."""
+        return ChatSession(self, system=system, **sampling)

@@ -1,0 +1,247 @@
+"""The FastAPI app: an OpenAI-compatible chat-completions API, health, and the web page at `/`.
+
+Request handling is split so that the event loop never runs model code: parsing and media
+decoding (images, audio, preprocessing) run in a worker thread, the model runs in the scheduler's
+thread, and the handler only moves events from the scheduler to the client. A client that goes
+away (closed stream or abandoned request) cancels its ticket, which frees its batch slot at the
+next decode step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import importlib.resources
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from ..data.readers import DataError, openai_to_sample
+from ..inference import ChatResult, EncodedPrompt, ModRWKVPipeline
+from . import protocol
+from .limits import APIError, ServerLimits, check_media
+from .scheduler import QueueFull, Scheduler, Ticket
+
+log = logging.getLogger(__name__)
+
+# How often a waiting handler checks whether its client is still connected.
+DISCONNECT_POLL_SECONDS = 0.25
+# Requests whose media are decoded and preprocessed at the same time.
+PREPARE_THREADS = 4
+
+_READER_HINTS = {
+    "remote_url": (
+        "remote media URLs are disabled on this server (the operator can enable them with --allow-remote-media)",
+        "remote_media_disabled",
+    ),
+    "local_path_refused": (
+        "local file paths are disabled on this server (the operator can allow a folder with --allow-local-media DIR)",
+        "local_media_disabled",
+    ),
+    "missing_media": ("media file not found, or outside the server's media folder", "local_media_refused"),
+}
+
+
+def create_app(
+    pipeline: ModRWKVPipeline,
+    *,
+    model_name: str = "modrwkv",
+    limits: ServerLimits | None = None,
+    max_batch: int = 32,
+    max_queue: int = 64,
+    api_key: str | None = None,
+) -> FastAPI:
+    """An app serving `pipeline`. With `api_key`, every /v1 route needs `Authorization: Bearer KEY`
+    (the page and /health stay open: they reveal nothing and the page asks for the key)."""
+    limits = limits or ServerLimits()
+    scheduler = Scheduler(pipeline, max_batch=max_batch, max_queue=max_queue)
+    created = int(time.time())
+    # Media decoding runs in worker threads; a few at a time leaves the CPU to the decode thread.
+    preparing = anyio.CapacityLimiter(PREPARE_THREADS)
+    page = importlib.resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
+
+    app = FastAPI(title="modrwkv", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.scheduler = scheduler
+    app.state.pipeline = pipeline
+    app.state.limits = limits
+
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # logged by the server too
+        return JSONResponse(APIError(500, f"internal error: {exc}", type="server_error").body(), status_code=500)
+
+    def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise APIError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
+                           type="authentication_error", code="invalid_api_key")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model_name, **scheduler.snapshot()}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        authorize(request)
+        modalities = sorted(pipeline.model.encoders)
+        return {"object": "list", "data": [
+            {"id": model_name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities},
+        ]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        authorize(request)
+        body = await _read_body(request, limits.max_body_bytes)
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise APIError(400, f"the request body is not valid JSON: {exc}") from None
+        parsed = protocol.parse_request(data, limits, model_name)
+        if scheduler.full():  # refuse before decoding any media: an overloaded server has no time to waste
+            raise _queue_full()
+        prompt = await anyio.to_thread.run_sync(_prepare_prompt, pipeline, parsed.messages, limits,
+                                                limiter=preparing)
+        try:
+            params = pipeline.sampling_params(**parsed.sampling)
+        except ValueError as exc:
+            raise APIError(400, str(exc)) from None
+        try:
+            ticket = scheduler.submit(prompt, params, stream=parsed.stream)
+        except QueueFull:
+            raise _queue_full() from None
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        now = int(time.time())
+        if parsed.stream:
+            events = _stream_events(ticket, request, request_id, now, model_name, parsed.include_usage)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        result = await _wait_for_result(ticket, request)
+        return JSONResponse(protocol.completion(request_id, now, model_name, result))
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body has {declared} bytes; this server accepts at most {limit}",
+                       code="body_too_large")
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise APIError(413, f"the request body exceeds {limit} bytes", code="body_too_large")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: ServerLimits) -> EncodedPrompt:
+    """Request messages -> model input (runs in a worker thread: decoding media is slow)."""
+    try:
+        sample = openai_to_sample(
+            {"messages": messages},
+            allow_remote=limits.allow_remote_media,
+            allow_local_paths=limits.local_media_dir is not None,
+            media_folder=limits.local_media_dir,
+        )
+    except DataError as exc:
+        message, code = _READER_HINTS.get(exc.reason, (str(exc), exc.reason))
+        raise APIError(400, message, code=code, param="messages") from None
+    check_media(sample, limits)
+    try:
+        prompt = pipeline.encode(sample)
+    except ValueError as exc:
+        raise APIError(400, str(exc), param="messages") from None
+    if len(prompt) > limits.max_prompt_tokens:
+        raise APIError(400, f"the prompt has {len(prompt)} tokens (media included); this server accepts at most "
+                       f"{limits.max_prompt_tokens}", code="context_length_exceeded", param="messages")
+    return prompt
+
+
+def _queue_full() -> APIError:
+    return APIError(429, "the server is busy: too many requests are waiting; retry later", type="rate_limit_error",
+                    code="queue_full")
+
+
+def _failure(exc: BaseException) -> APIError:
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ValueError):
+        return APIError(400, str(exc))
+    return APIError(500, f"generation failed: {exc}", type="server_error")
+
+
+async def _events(ticket: Ticket, request: Request) -> AsyncIterator[tuple[str, Any]]:
+    """The ticket's events until the client disconnects (checked every DISCONNECT_POLL_SECONDS,
+    also while events keep coming, since a stream that is being written never times out)."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    while True:
+        try:
+            event = await asyncio.wait_for(ticket.events.get(), DISCONNECT_POLL_SECONDS)
+        except asyncio.TimeoutError:
+            event = None
+        if loop.time() - checked >= DISCONNECT_POLL_SECONDS:
+            checked = loop.time()
+            if await request.is_disconnected():
+                return
+        if event is not None:
+            yield event
+
+
+async def _wait_for_result(ticket: Ticket, request: Request) -> ChatResult:
+    try:
+        async for kind, value in _events(ticket, request):
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise _failure(value)
+        raise APIError(499, "the client closed the request")
+    finally:
+        ticket.cancel()  # no-op once done; frees the slot if the client left or the handler was cancelled
+
+
+async def _stream_events(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
+                         include_usage: bool) -> AsyncIterator[str]:
+    try:
+        yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""})
+        async for kind, value in _events(ticket, request):
+            if kind == "text":
+                yield protocol.chunk(request_id, created, model, {"content": value})
+            elif kind == "error":
+                yield f"data: {json.dumps(_failure(value).body())}\n\n"
+                return
+            elif kind == "done":
+                yield protocol.chunk(request_id, created, model, {}, value.finish_reason)
+                if include_usage:
+                    yield protocol.chunk(request_id, created, model, {}, usage_block=protocol.usage(value))
+                yield protocol.DONE
+                return
+        log.info("%s: client disconnected mid-stream", request_id)
+    finally:
+        ticket.cancel()

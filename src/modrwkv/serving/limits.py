@@ -1,0 +1,158 @@
+"""What a request may ask of the server, and the checks that enforce it before any model work.
+
+Every refusal is an `APIError` with an HTTP status and an OpenAI-style error body, so that clients
+see *why* (413 body too large, 400 image too large / audio too long / remote URL refused, 429 queue
+full) instead of a timeout or a 500. Remote URLs and local paths are off by default: a public
+server must neither fetch arbitrary URLs for its callers (server-side request forgery) nor read
+its own files on their behalf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ..data.sample import Sample
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """A refused request: HTTP `status` and the fields of OpenAI's error object."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerLimits:
+    """Per-request bounds. `local_media_dir`: local paths (and file:// URLs) are accepted only
+    inside this folder; None refuses them all."""
+
+    max_body_bytes: int = 32 * 2**20
+    max_image_pixels: int = 4096 * 4096
+    max_audio_seconds: float = 600.0
+    max_media_items: int = 64
+    max_tokens: int = 4096
+    default_max_tokens: int = 512
+    max_prompt_tokens: int = 65536
+    allow_remote_media: bool = False
+    local_media_dir: Path | None = None
+    remote_timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_image_pixels", "max_media_items", "max_tokens", "default_max_tokens",
+                     "max_prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_audio_seconds <= 0 or self.remote_timeout_seconds <= 0:
+            raise ValueError("max_audio_seconds and remote_timeout_seconds must be positive")
+        if self.default_max_tokens > self.max_tokens:
+            raise ValueError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})")
+        if self.local_media_dir is not None:
+            folder = Path(self.local_media_dir).resolve()
+            if not folder.is_dir():
+                raise ValueError(f"local media folder {self.local_media_dir} does not exist")
+            object.__setattr__(self, "local_media_dir", folder)
+
+
+def check_media(sample: Sample, limits: ServerLimits) -> None:
+    """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
+    limits; replaces the sample's items by what the encoders should read. Raises `APIError`."""
+    count = len(sample.images) + len(sample.audios)
+    if count > limits.max_media_items:
+        raise APIError(400, f"the request has {count} media items; this server accepts at most {limits.max_media_items}",
+                       code="too_many_media_items")
+    sample.images[:] = [_check_image(_resolve(item, "image", limits), i, limits) for i, item in enumerate(sample.images)]
+    sample.audios[:] = [_check_audio(_resolve(item, "audio", limits), i, limits) for i, item in enumerate(sample.audios)]
+
+
+def _resolve(item: Any, modality: str, limits: ServerLimits) -> Any:
+    """Bytes for remote URLs (fetched here, if allowed), a confined path for local files."""
+    if not isinstance(item, str):
+        return item
+    if item.startswith(("http://", "https://")):
+        if not limits.allow_remote_media:  # the reader refuses them first; this guards other callers
+            raise APIError(400, "remote media URLs are disabled on this server", code="remote_media_disabled")
+        return _fetch(item, limits)
+    if limits.local_media_dir is None:
+        raise APIError(400, "local file paths are disabled on this server", code="local_media_disabled")
+    path = Path(item).resolve()
+    if not path.is_relative_to(limits.local_media_dir):
+        raise APIError(400, f"{modality} path is outside the server's media folder", code="local_media_refused")
+    return str(path)
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only to http(s), so a remote URL cannot bounce to another scheme."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if urllib.parse.urlparse(newurl).scheme not in ("http", "https"):
+            raise APIError(400, "remote media redirected to a non-http(s) URL", code="bad_remote_media")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(url: str, limits: ServerLimits) -> bytes:
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    try:
+        with opener.open(urllib.request.Request(url, headers={"User-Agent": "modrwkv"}),
+                         timeout=limits.remote_timeout_seconds) as response:
+            data = response.read(limits.max_body_bytes + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise APIError(400, f"cannot fetch remote media {url[:200]}: {exc}", code="bad_remote_media") from None
+    if len(data) > limits.max_body_bytes:
+        raise APIError(413, f"remote media {url[:200]} exceeds {limits.max_body_bytes} bytes", code="media_too_large")
+    log.info("fetched %d bytes of remote media from %s", len(data), url[:200])
+    return data
+
+
+def _check_image(item: Any, index: int, limits: ServerLimits) -> Any:
+    if not isinstance(item, (bytes, str)):
+        return item
+    from PIL import Image, UnidentifiedImageError
+
+    try:  # opening reads only the header: the size is known before any pixel is decoded
+        with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise APIError(400, f"image {index} cannot be decoded: {exc}", code="bad_image") from None
+    if width * height > limits.max_image_pixels:
+        raise APIError(400, f"image {index} has {width}x{height} = {width * height} pixels; this server accepts at "
+                       f"most {limits.max_image_pixels}", code="image_too_large")
+    return item
+
+
+def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
+    if isinstance(item, tuple):
+        waveform, rate = item
+        seconds = len(waveform) / float(rate)
+    elif isinstance(item, (bytes, str)):
+        import soundfile
+
+        try:
+            info = soundfile.info(io.BytesIO(item) if isinstance(item, bytes) else item)
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise APIError(400, f"audio {index} cannot be decoded (wav, flac, ogg and mp3 are supported): {exc}",
+                           code="bad_audio") from None
+        seconds = info.frames / float(info.samplerate)
+    else:
+        return item
+    if seconds > limits.max_audio_seconds:
+        raise APIError(400, f"audio {index} lasts {seconds:.1f} s; this server accepts at most "
+                       f"{limits.max_audio_seconds:g} s", code="audio_too_long")
+    return item

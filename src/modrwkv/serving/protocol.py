@@ -1,0 +1,151 @@
+"""The OpenAI chat-completions wire format: validating a request body into sampling settings, and
+shaping results into `chat.completion` objects and `chat.completion.chunk` SSE events.
+
+Fields are checked one by one with messages that name the field, because a client library's
+"400 Bad Request" is only useful when the body says what was wrong. Unknown fields are ignored (as
+OpenAI-compatible servers commonly do); fields that ask for features this server does not have
+(tools, several choices, log-probabilities) are refused rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from ..inference import ChatResult
+from .limits import APIError, ServerLimits
+
+MAX_STOP_SEQUENCES = 16
+_UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
+
+
+@dataclasses.dataclass
+class CompletionRequest:
+    messages: list[Any]
+    sampling: dict[str, Any]  # SamplingParams fields
+    stream: bool
+    include_usage: bool
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise APIError(400, f"'{name}' must be a number, got {json.dumps(value)[:50]}", param=name)
+    if not low <= value <= high:
+        raise APIError(400, f"'{name}' must lie in [{low:g}, {high:g}], got {value}", param=name)
+    return float(value)
+
+
+def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise APIError(400, f"'{name}' must be an integer, got {json.dumps(value)[:50]}", param=name)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise APIError(400, f"'{name}' must be {bound}, got {value}", param=name,
+                       code="max_tokens_exceeded" if high is not None and value > high else None)
+    return value
+
+
+def parse_request(body: Any, limits: ServerLimits, model_name: str) -> CompletionRequest:
+    """Checks a decoded request body; raises `APIError` naming the first bad field."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "'model' is required", param="model")
+    if model != model_name:
+        raise APIError(404, f"model {model!r} does not exist; this server serves {model_name!r}",
+                       code="model_not_found", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "'messages' must be a non-empty list", param="messages")
+    for name in _UNSUPPORTED:
+        if body.get(name):
+            raise APIError(400, f"'{name}' is not supported by this server (no tool calling)", param=name)
+    for name in ("logprobs", "logit_bias"):
+        if body.get(name):
+            raise APIError(400, f"'{name}' is not supported by this server", param=name)
+    if _integer(body, "n", 1) not in (None, 1):
+        raise APIError(400, "'n' must be 1: this server returns one choice per request", param="n")
+    response_format = body.get("response_format")
+    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
+        raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
+
+    max_tokens = _integer(body, "max_completion_tokens", 1, limits.max_tokens)
+    if max_tokens is None:
+        max_tokens = _integer(body, "max_tokens", 1, limits.max_tokens)
+    sampling: dict[str, Any] = {
+        "max_new_tokens": max_tokens or limits.default_max_tokens,
+        "temperature": _number(body, "temperature", 0.0, 2.0, 1.0),
+        "top_p": _number(body, "top_p", 0.0, 1.0, 1.0),
+        "presence_penalty": _number(body, "presence_penalty", -2.0, 2.0, 0.0),
+        "frequency_penalty": _number(body, "frequency_penalty", -2.0, 2.0, 0.0),
+        "top_k": _integer(body, "top_k", 0) or 0,
+        "seed": _integer(body, "seed", -(2**63)),
+    }
+    if sampling["top_p"] == 0.0:
+        raise APIError(400, "'top_p' must be greater than 0", param="top_p")
+    if sampling["seed"] is not None:
+        sampling["seed"] %= 2**63  # torch generators take non-negative seeds; OpenAI allows any int64
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            raise APIError(400, "'stop' must be a non-empty string or a list of them", param="stop")
+        if len(stop) > MAX_STOP_SEQUENCES:
+            raise APIError(400, f"'stop' may hold at most {MAX_STOP_SEQUENCES} sequences", param="stop")
+        sampling["stop_strings"] = tuple(stop)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise APIError(400, "'stream' must be true or false", param="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise APIError(400, "'stream_options' must be an object", param="stream_options")
+    return CompletionRequest(messages, sampling, stream, bool(options.get("include_usage")))
+
+
+def usage(result: ChatResult) -> dict[str, Any]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+    }
+
+
+def completion(request_id: str, created: int, model: str, result: ChatResult) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": result.text},
+            "finish_reason": result.finish_reason,
+            "logprobs": None,
+        }],
+        "usage": usage(result),
+    }
+
+
+def chunk(request_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None,
+          usage_block: dict[str, Any] | None = None) -> str:
+    """One SSE event. The usage-only chunk (stream_options.include_usage) has no choices."""
+    body: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    if usage_block is not None:
+        body["choices"], body["usage"] = [], usage_block
+    else:
+        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+DONE = "data: [DONE]\n\n"

@@ -1,0 +1,233 @@
+"""Continuous batching: one thread owns the model and decodes all running requests together.
+
+Requests wait in a bounded queue (full -> `QueueFull`, which the server answers with 429). Between
+two decode steps the thread admits waiting requests into free slots, reads up to a chunk of
+admitted prompts (each into its request's own state, through the prefix-state cache), and drops
+requests whose client went away; each step then samples one token for every running request and feeds them
+in a single batched model call. Reading long prompts a chunk at a time keeps everyone else's
+stream flowing while an image-heavy request joins. An RNN state is a few MB of fixed size, so
+slots are cheap: memory grows with the number of running requests, never with their length.
+
+The HTTP side talks to the thread through `Ticket`s: the thread posts ("text", piece) (streaming
+requests only), ("done", ChatResult) and ("error", exception) onto the ticket's asyncio queue, in
+the server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import torch
+
+from ..generation import SamplingParams
+from ..inference import DecodeBatch, EncodedPrompt, ModRWKVPipeline, Prefilled, Row
+from ..inference.engine import PREFILL_CHUNK_TOKENS
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """No room in the waiting queue."""
+
+
+class Ticket:
+    """One submitted request, as seen by both sides."""
+
+    def __init__(self, scheduler: Scheduler, prompt: EncodedPrompt, params: SamplingParams, stream: bool,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.prompt = prompt
+        self.params = params
+        self.stream = stream  # whether the client wants ("text", piece) events
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.cancelled = False
+        self._scheduler = scheduler
+        self._loop = loop
+
+    def post(self, kind: str, value: Any) -> None:
+        """Called from the scheduler thread."""
+        try:
+            self._loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            self.cancelled = True
+
+    def cancel(self) -> None:
+        """Frees the request's slot at the next step (called when the client disconnects)."""
+        if not self.cancelled:
+            self.cancelled = True
+            self._scheduler.wake()
+
+
+class Scheduler:
+    """Owns the decode thread. `max_batch` requests run at once; `max_queue` more may wait."""
+
+    def __init__(self, pipeline: ModRWKVPipeline, max_batch: int = 32, max_queue: int = 64) -> None:
+        if max_batch < 1 or max_queue < 0:
+            raise ValueError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch}, {max_queue}")
+        self.pipeline = pipeline
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._pending: collections.deque[Ticket] = collections.deque()
+        self._cond = threading.Condition()
+        self._batch = DecodeBatch(pipeline.engine)
+        # Admitted requests whose prompts are being read, oldest first: (ticket, row, prefill steps).
+        self._prefilling: list[tuple[Ticket, Row, Generator[int, None, Prefilled]]] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.stats = collections.Counter(steps=0, peak_batch=0, joined_running=0, completed=0, cancelled=0, failed=0)
+
+    # ----------------------------------------------------------------------------- HTTP side
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="modrwkv-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def full(self) -> bool:
+        """Whether a request submitted now would be refused."""
+        with self._cond:
+            return self._full()
+
+    def _full(self) -> bool:
+        waiting = sum(1 for t in self._pending if not t.cancelled)
+        return waiting >= self.max_queue and self._occupied() + waiting >= self.max_batch
+
+    def _occupied(self) -> int:
+        return len(self._batch) + len(self._prefilling)
+
+    def submit(self, prompt: EncodedPrompt, params: SamplingParams, stream: bool = False) -> Ticket:
+        """Queues a request; must be called from the event loop that will read its events."""
+        ticket = Ticket(self, prompt, params, stream, asyncio.get_running_loop())
+        with self._cond:
+            if self._full():
+                raise QueueFull(f"{len(self._pending)} requests are waiting (the limit is {self.max_queue})")
+            self._pending.append(ticket)
+            self._cond.notify_all()
+        return ticket
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def snapshot(self) -> dict[str, int]:
+        """Load and counters, for /health."""
+        with self._cond:
+            queued = sum(1 for t in self._pending if not t.cancelled)
+        return {"running": self._occupied(), "prefilling": len(self._prefilling), "queued": queued,
+                "slots": self.max_batch, **self.stats}
+
+    # ----------------------------------------------------------------------------- decode thread
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        batch = self._batch
+        while True:
+            with self._cond:
+                while not self._stopping and not self._pending and not self._prefilling and not batch.rows:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                admitted = []
+                while self._pending and self._occupied() + len(admitted) < self.max_batch:
+                    ticket = self._pending.popleft()
+                    if ticket.cancelled:  # its client left while it waited
+                        self.stats["cancelled"] += 1
+                    else:
+                        admitted.append(ticket)
+            for ticket in admitted:
+                self._admit(ticket)
+            self._drop_cancelled()
+            self._advance_prefill()
+            if batch.rows:
+                self._decode()
+        self._shutdown()
+
+    def _admit(self, ticket: Ticket) -> None:
+        """Gives the request a slot; its prompt is then read a chunk at a time."""
+        engine = self.pipeline.engine
+        try:
+            row = Row(engine, ticket.prompt, ticket.params, tag=ticket)
+        except ValueError as exc:
+            self._fail(ticket, exc)
+            return
+        self._prefilling.append((ticket, row, engine.prefill_steps(ticket.prompt)))
+
+    def _fail(self, ticket: Ticket, exc: Exception) -> None:
+        log.warning("request failed before decoding: %s", exc)
+        self.stats["failed"] += 1
+        ticket.post("error", exc)
+
+    def _drop_cancelled(self) -> None:
+        gone = [row for row in self._batch.rows if row.tag.cancelled]
+        if gone:
+            self._batch.drop(gone)
+        reading = [entry for entry in self._prefilling if entry[0].cancelled]
+        if reading:
+            self._prefilling = [entry for entry in self._prefilling if not entry[0].cancelled]
+        if gone or reading:
+            self.stats["cancelled"] += len(gone) + len(reading)
+            log.info("dropped %d request(s) whose client went away", len(gone) + len(reading))
+
+    def _advance_prefill(self) -> None:
+        """Reads waiting prompts, oldest first, until PREFILL_CHUNK_TOKENS positions have been read
+        (a short prompt then costs the running requests one short pause, a long one several) or,
+        when nobody is decoding and so nobody would wait, until a request is ready to decode."""
+        budget = PREFILL_CHUNK_TOKENS
+        while self._prefilling and (budget > 0 or not self._batch.rows):
+            ticket, row, steps = self._prefilling[0]
+            try:
+                budget -= next(steps)
+                continue
+            except StopIteration as done:
+                prefilled: Prefilled = done.value
+            except Exception as exc:  # a bad prompt fails its own request only
+                self._prefilling.pop(0)
+                self._fail(ticket, exc)
+                continue
+            self._prefilling.pop(0)
+            row.cached_tokens = prefilled.cached_tokens
+            if self._batch.rows:
+                self.stats["joined_running"] += 1
+            self._batch.join(row, prefilled)
+
+    def _decode(self) -> None:
+        batch = self._batch
+        self.stats["peak_batch"] = max(self.stats["peak_batch"], len(batch))
+        try:
+            pieces, finished = batch.step()
+        except Exception as exc:  # a failed step must not take the server down with it
+            log.exception("decode step failed; failing its %d request(s)", len(batch))
+            for row in batch.rows:
+                row.tag.post("error", exc)
+            self.stats["failed"] += len(batch)
+            batch.drop(list(batch.rows))
+            return
+        self.stats["steps"] += 1
+        for row, piece in pieces:
+            if row.tag.stream:
+                row.tag.post("text", piece)
+        for row in finished:
+            row.tag.post("done", row.result)
+            self.stats["completed"] += 1
+
+    def _shutdown(self) -> None:
+        error = RuntimeError("the server is shutting down")
+        with self._cond:
+            waiting, self._pending = list(self._pending), collections.deque()
+        for ticket in [*waiting, *(entry[0] for entry in self._prefilling), *(row.tag for row in self._batch.rows)]:
+            ticket.post("error", error)
+        self._prefilling = []
+        self._batch.drop(list(self._batch.rows))

@@ -1,0 +1,364 @@
+"""The OpenAI-compatible server, driven by the official `openai` client over real HTTP on 127.0.0.1:
+text, image and audio requests, streaming, limits and errors, continuous batching, disconnects."""
+
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+import uvicorn
+from conftest import make_model
+from test_pipeline import png_bytes, single_torch_thread, tiny_pipeline, wav_bytes  # noqa: F401
+
+from modrwkv.lm import save_model
+from modrwkv.serving import ServerLimits, create_app
+
+KEY = "test-key"
+LIMITS = ServerLimits(max_body_bytes=1_000_000, max_image_pixels=40_000, max_audio_seconds=3, max_tokens=64,
+                      default_max_tokens=16)
+
+
+@dataclasses.dataclass
+class Live:
+    url: str
+    app: object
+
+    def client(self, key: str = KEY, **options) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60, **options)
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/health", timeout=10) as response:
+            return json.load(response)
+
+    def wait_for(self, condition, timeout: float = 15.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            health = self.health()
+            if condition(health):
+                return health
+            assert time.monotonic() < deadline, f"condition not reached; /health says {health}"
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def live_server(**options):
+    """The app under uvicorn in a background thread, on a free port of 127.0.0.1."""
+    app = create_app(tiny_pipeline(), model_name="tiny", **options)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield Live(f"http://127.0.0.1:{sock.getsockname()[1]}", app)
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def live():
+    with live_server(limits=LIMITS, api_key=KEY, max_batch=8, max_queue=16) as server:
+        yield server
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def image_part(seed: int = 0, size=(48, 64)) -> dict:
+    return {"type": "image_url", "image_url": {"url": data_uri(png_bytes(seed, size))}}
+
+
+def audio_part(seconds: float = 1.0, seed: int = 0) -> dict:
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes(seconds, seed)).decode(),
+                                                   "format": "wav"}}
+
+
+def ask(client: openai.OpenAI, messages, model: str = "tiny", **options):
+    options = {"temperature": 0, "max_tokens": 8, **options}
+    return client.chat.completions.create(model=model, messages=messages, **options)
+
+
+def expected(messages, max_tokens: int = 8, **sampling) -> str:
+    return tiny_pipeline().chat(messages, **{"temperature": 0, "max_new_tokens": max_tokens, **sampling})
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def test_text_image_and_audio_requests(live):
+    client = live.client()
+    conversations = [
+        [{"role": "user", "content": "Hello there"}],
+        [{"role": "user", "content": [image_part(1), {"type": "text", "text": "What is this?"}]}],
+        [{"role": "system", "content": "Compare things."},
+         {"role": "user", "content": [image_part(2), {"type": "text", "text": "and"}, image_part(3),
+                                      audio_part(1.0), {"type": "text", "text": "What do you see and hear?"}]}],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+         {"role": "user", "content": [audio_part(0.5, seed=1), {"type": "text", "text": "Transcribe"}]}],
+    ]
+    for messages in conversations:
+        response = ask(client, messages)
+        choice = response.choices[0]
+        assert choice.message.role == "assistant" and choice.message.content == expected(messages)
+        assert choice.finish_reason in ("stop", "length")
+        prompt = tiny_pipeline().encode(messages)
+        assert response.usage.prompt_tokens == len(prompt)
+        assert 1 <= response.usage.completion_tokens <= 8
+        assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+        assert response.model == "tiny" and response.id.startswith("chatcmpl-")
+    # Sampling options reach the sampler: a seed reproduces, a stop string cuts.
+    sampled = [ask(client, conversations[0], temperature=1.0, top_p=0.9, seed=5).choices[0].message.content
+               for _ in range(2)]
+    assert sampled[0] == sampled[1] == expected(conversations[0], temperature=1.0, top_p=0.9, seed=5)
+    full = ask(client, conversations[0], max_tokens=16).choices[0].message.content
+    cut = ask(client, conversations[0], max_tokens=16, stop=[full[3:5]])
+    assert cut.choices[0].message.content == full[: full.index(full[3:5])]
+    assert cut.choices[0].finish_reason == "stop"
+    default_length = ask(client, conversations[0], max_tokens=None)
+    assert default_length.usage.completion_tokens <= LIMITS.default_max_tokens
+
+
+def test_streaming_sends_sse_chunks_then_done(live):
+    client = live.client()
+    messages = [{"role": "user", "content": [image_part(4), {"type": "text", "text": "Describe it."}]}]
+    chunks = list(ask(client, messages, max_tokens=12, stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ask(client, messages, max_tokens=12).choices[0].message.content
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2  # streamed, not one block
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishing) == 1 and finishing[0].choices[0].finish_reason in ("stop", "length")
+    assert chunks[-1].usage.prompt_tokens == len(tiny_pipeline().encode(messages)) and not chunks[-1].choices
+    # On the wire: only "data: " events, ending with [DONE].
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "stream": True,
+                       "max_tokens": 4, "temperature": 0}).encode()
+    request = urllib.request.Request(f"{live.url}/v1/chat/completions", body, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = [e for e in response.read().decode().split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+
+
+def test_models_health_and_api_key(live):
+    models = live.client().models.list()
+    assert [m.id for m in models.data] == ["tiny"]
+    assert live.health()["status"] == "ok"  # open, for load balancers
+    with urllib.request.urlopen(f"{live.url}/", timeout=10) as response:
+        assert b"<title>modrwkv chat</title>" in response.read()
+    with pytest.raises(openai.AuthenticationError, match="API key"):
+        ask(live.client(key="wrong"), [{"role": "user", "content": "hi"}])
+    for headers in ({}, {"Authorization": f"Basic {KEY}"}):  # no key at all; the key in the wrong scheme
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(urllib.request.Request(f"{live.url}/v1/models", headers=headers), timeout=10)
+        assert raised.value.code == 401
+
+
+# --- limits and errors --------------------------------------------------------------------------
+
+USER = {"role": "user", "content": "hi"}
+BAD_REQUESTS = [
+    ({"model": "gpt-4"}, openai.NotFoundError, "does not exist"),
+    ({"messages": []}, openai.BadRequestError, "non-empty list"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, openai.BadRequestError, "unknown role"),
+    ({"messages": [{"role": "user", "content": "look: <image>"}]}, openai.BadRequestError, "<image>"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+     openai.BadRequestError, "cannot be decoded"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]},
+     openai.BadRequestError, "--allow-remote-media"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/hostname"}}]}]},
+     openai.BadRequestError, "--allow-local-media"),
+    ({"messages": [{"role": "user", "content": [image_part(0, size=(300, 300))]}]}, openai.BadRequestError,
+     "90000 pixels"),
+    ({"messages": [{"role": "user", "content": [audio_part(4.0)]}]}, openai.BadRequestError, "lasts 4.0 s"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "bm90IGF1ZGlv"}}]}]},
+     openai.BadRequestError, "audio 0 cannot be decoded"),
+    ({"max_tokens": 65}, openai.BadRequestError, "max_tokens"),
+    ({"max_tokens": 0}, openai.BadRequestError, "max_tokens"),
+    ({"temperature": 3}, openai.BadRequestError, "temperature"),
+    ({"top_p": 0}, openai.BadRequestError, "top_p"),
+    ({"n": 2}, openai.BadRequestError, "'n' must be 1"),
+    ({"stop": [""]}, openai.BadRequestError, "stop"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, openai.BadRequestError, "tools"),
+    ({"messages": [{"role": "user", "content": "x" * 1_100_000}]}, openai.APIStatusError, "at most 1000000"),
+]
+
+
+@pytest.mark.parametrize("override,error,message", BAD_REQUESTS, ids=[m for _, _, m in BAD_REQUESTS])
+def test_bad_requests_get_clear_errors(live, override, error, message):
+    request = {"model": "tiny", "messages": [USER], **override}
+    with pytest.raises(error) as raised:
+        live.client().chat.completions.create(**request)
+    assert message in raised.value.message
+    assert raised.value.status_code == (413 if "at most 1000000" in message else 404 if "exist" in message else 400)
+
+
+def test_malformed_json_is_a_400(live):
+    request = urllib.request.Request(f"{live.url}/v1/chat/completions", b"{not json", method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=10)
+    assert raised.value.code == 400 and "not valid JSON" in json.load(raised.value)["error"]["message"]
+
+
+def test_local_and_remote_media_only_when_enabled(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "a.png").write_bytes(png_bytes(9))
+    (tmp_path / "secret.png").write_bytes(png_bytes(9))
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(media)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    reference = [{"role": "user", "content": [image_part(9), {"type": "text", "text": "What?"}]}]
+    limits = ServerLimits(allow_remote_media=True, local_media_dir=media)
+    try:
+        with live_server(limits=limits) as server:
+            client = server.client()
+            for url in (f"file://{media / 'a.png'}", f"http://127.0.0.1:{files.server_address[1]}/a.png"):
+                messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                         {"type": "text", "text": "What?"}]}]
+                assert ask(client, messages).choices[0].message.content == expected(reference)
+            for url in (f"file://{tmp_path / 'secret.png'}", f"{media}/../secret.png"):
+                outside = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+                with pytest.raises(openai.BadRequestError, match="outside the server's media folder"):
+                    ask(client, outside)
+            missing = [{"role": "user", "content": [{"type": "image_url", "image_url": {
+                "url": f"http://127.0.0.1:{files.server_address[1]}/missing.png"}}]}]
+            with pytest.raises(openai.BadRequestError, match="cannot fetch remote media"):
+                ask(client, missing)
+    finally:
+        files.shutdown()
+
+
+# --- continuous batching ------------------------------------------------------------------------
+
+
+def test_concurrent_conversations_are_batched_and_match_running_alone(live):
+    """Different conversations arrive at staggered times, are decoded together (joining and leaving
+    the running batch between steps; a long prompt is read a chunk at a time in between), and each
+    gets exactly what it gets alone (greedy)."""
+    conversations = [
+        ([{"role": "user", "content": "Tell me a story"}], dict(max_tokens=40)),
+        ([{"role": "user", "content": [image_part(11), {"type": "text", "text": "What is it?"}]}], dict(max_tokens=25)),
+        ([{"role": "user", "content": [audio_part(0.7, seed=2), {"type": "text", "text": "Transcribe"}]}],
+         dict(max_tokens=30, stream=True)),
+        ([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Count to ten"},
+          {"role": "assistant", "content": "1 2 3"}, {"role": "user", "content": "Go on"}], dict(max_tokens=50)),
+        ([{"role": "user", "content": "Sample something"}], dict(max_tokens=35)),
+        ([{"role": "user", "content": "lorem ipsum " * 700 + "Summarise."}], dict(max_tokens=20)),  # read in chunks
+        ([{"role": "user", "content": [image_part(12), image_part(13), {"type": "text", "text": "Differences?"}]}],
+         dict(max_tokens=45, stream=True)),
+    ]
+    client = live.client()
+
+    def run(index: int) -> str:
+        time.sleep(0.04 * index)
+        messages, options = conversations[index]
+        if options.get("stream"):
+            options = {k: v for k, v in options.items() if k != "stream"}
+            chunks = ask(client, messages, stream=True, **options)
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        return ask(client, messages, **options).choices[0].message.content
+
+    before = dict(live.health())
+    with concurrent.futures.ThreadPoolExecutor(len(conversations)) as pool:
+        together = list(pool.map(run, range(len(conversations))))
+    after = live.health()
+    assert after["peak_batch"] >= 3 and after["joined_running"] > before["joined_running"]
+    alone = []
+    for messages, options in conversations:
+        options = {k: v for k, v in options.items() if k != "stream"}
+        alone.append(ask(client, messages, **options).choices[0].message.content)
+    assert together == alone
+    assert len(set(together)) == len(together)  # no cross-talk between rows
+
+
+def open_request(url: str, body: dict) -> socket.socket:
+    """Sends a request on a raw socket and returns it unread, so the test can hang up mid-request."""
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    return sock
+
+
+def test_full_queue_is_429_and_disconnects_free_their_slots():
+    limits = ServerLimits(max_tokens=100_000)
+    long_request = {"model": "tiny", "messages": [USER], "max_tokens": 100_000, "temperature": 0}
+    with live_server(limits=limits, max_batch=1, max_queue=1) as server:
+        client = server.client()
+        stream = ask(client, [USER], max_tokens=100_000, stream=True)  # takes the only slot
+        assert next(iter(stream)).choices[0].delta.role == "assistant"
+        waiting = open_request(server.url, long_request)  # takes the only queue place
+        server.wait_for(lambda h: h["running"] == 1 and h["queued"] == 1)
+        with pytest.raises(openai.RateLimitError, match="busy"):
+            ask(client, [USER])
+        stream.close()  # a streaming client hangs up: its slot goes to the waiting request
+        server.wait_for(lambda h: h["cancelled"] == 1 and h["running"] == 1 and h["queued"] == 0)
+        waiting.close()  # a non-streaming client hangs up too
+        health = server.wait_for(lambda h: h["cancelled"] == 2 and h["running"] == 0)
+        assert health["completed"] == 0
+        assert ask(client, [USER], max_tokens=3).usage.completion_tokens <= 3  # the slot is free again
+
+
+# --- modrwkv serve ------------------------------------------------------------------------------
+
+
+def test_serve_command_with_a_plain_lm_checkpoint(tmp_path):
+    """`modrwkv serve` end to end in its own process; a text-only RWKV-7 checkpoint is served with
+    the classic template."""
+    from test_pipeline import LM
+
+    save_model(make_model(LM, seed=4), tmp_path / "rwkv7-tiny")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modrwkv.cli", "serve", "--model", str(tmp_path / "rwkv7-tiny"), "--port", str(port),
+         "--max-batch-size", "4"],
+        env={**os.environ, "MODRWKV_API_KEY": "env-key", "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        server = Live(f"http://127.0.0.1:{port}", None)
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                assert server.health()["model"] == "rwkv7-tiny"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "modrwkv serve did not come up"
+                time.sleep(0.1)
+        models = server.client(key="env-key").models.list()
+        assert models.data[0].id == "rwkv7-tiny" and models.data[0].modalities == []
+        reply = server.client(key="env-key").chat.completions.create(
+            model="rwkv7-tiny", messages=[USER], temperature=0, max_tokens=5)
+        assert reply.usage.completion_tokens <= 5
+        with pytest.raises(openai.BadRequestError, match="no image encoder"):
+            ask(server.client(key="env-key"), [{"role": "user", "content": [image_part()]}], model="rwkv7-tiny")
+    finally:
+        process.terminate()
+        process.wait(20)
