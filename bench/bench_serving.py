@@ -5,6 +5,8 @@ modrwkv against a Transformer of the same width and depth (HF `LlamaForCausalLM`
     python bench/bench_serving.py                 # full run (several minutes on 2 cores)
     python bench/bench_serving.py --quick         # smoke run of the script itself (tiny models)
     python bench/bench_serving.py --json out.json # also save every number
+    python bench/bench_serving.py --only throughput --serve-model runs/quickstart/model
+                                                  # throughput of a saved model (e.g. the quickstart's)
 
 Models have random weights (speed and memory do not depend on the values): an RWKV-7 of the 0.1B
 shape (12 x 768, vocab 65536) with the built-in `tiny` vision encoder, and a Llama with the same
@@ -356,10 +358,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models and few requests (checks the script)")
     parser.add_argument("--json", metavar="PATH", help="write all results to this file")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    parser.add_argument("--serve-model", type=Path, metavar="DIR",
+                        help="measure throughput on this saved model (e.g. runs/quickstart/model) instead of the random 0.1B-shape one")
     parser.add_argument("--child", choices=("modrwkv", "llama"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--turns", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_model and not args.serve_model.is_dir():
+        parser.error(f"--serve-model {args.serve_model}: no such model folder (run `modrwkv quickstart` first?)")
     s = sizes(args.quick)
     if args.child:
         image_turn, followup_turn = map(int, args.turns.split(","))
@@ -377,7 +383,8 @@ def main() -> int:
         if "throughput" in sections:
             print("throughput (modrwkv serve): text chat, then one image + a question per request", flush=True)
             with OtherLoad() as load["throughput"]:
-                results["throughput"] = throughput(small, s)
+                results["throughput"] = throughput(args.serve_model or small, s)
+            results["throughput_model"] = str(args.serve_model or "random 0.1B shape, tiny encoder (64 positions per image)")
         if "prefix_cache" in sections:
             print("prefix-state cache", flush=True)
             with OtherLoad() as load["prefix_cache"]:

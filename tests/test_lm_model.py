@@ -186,3 +186,98 @@ def test_config_from_state_dict_reads_every_size():
     assert RWKV7Config(n_layer=24, n_embd=2048).dim_g == 256
     with pytest.raises(ValueError, match="missing key"):
         RWKV7Config.from_state_dict({"emb.weight": torch.zeros(2, 2)})
+
+
+def linear_weights(model):
+    return {n: m.weight for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def test_weight_layouts_change_memory_order_only(tiny_model):
+    """"decode" stores every linear weight as a contiguous [in, out] matrix, "training" row-major;
+    state_dict keys and values never change, and both layouts compute the same logits."""
+    tokens = ids(12)[None]
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    for layout in ("training", "decode", "training"):
+        tiny_model.use_weight_layout(layout)
+        for name, w in linear_weights(tiny_model).items():
+            assert (w.t() if layout == "decode" else w).is_contiguous(), (layout, name)
+        after = tiny_model.state_dict()
+        assert list(after) == list(before)
+        for key, value in before.items():
+            assert torch.equal(after[key], value), key
+    with torch.no_grad():
+        want = tiny_model(tokens).logits  # training layout
+        tiny_model.use_weight_layout("decode")
+        got = tiny_model(tokens).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown weight layout 'fast'"):
+        tiny_model.use_weight_layout("fast")
+
+
+def test_training_layout_restores_row_major_gradients():
+    """Switching back for training: same gradients, laid out row-major like the weights."""
+    model = make_model().train()
+    tokens = ids(20)[None]
+    grads = {}
+    for layout in ("decode", "training"):
+        model.use_weight_layout(layout)
+        model.zero_grad(set_to_none=True)
+        model(tokens).logits.logsumexp(-1).mean().backward()
+        grads[layout] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for name, w in linear_weights(model).items():
+        assert w.grad.is_contiguous(), name
+    for name, g in grads["training"].items():
+        torch.testing.assert_close(grads["decode"][name], g, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("splits", [2, 4])
+def test_split_linear_equals_the_layer(splits):
+    from modrwkv.lm.model import linear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 96, bias=False)
+    x = torch.randn(3, 1, 64)
+    want = x @ layer.weight.detach().t()
+    # row-major weight: the layer itself runs (no split)
+    assert torch.equal(linear(layer, x, splits), layer(x))
+    layer.weight.data = layer.weight.data.t().contiguous().t()  # the "decode" layout
+    got = linear(layer, x, splits)
+    assert got.shape == (3, 1, 96)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # a non-contiguous input (every other row) still gives the right rows
+    xs = torch.randn(6, 1, 64)
+    torch.testing.assert_close(linear(layer, xs[::2], splits), xs[::2] @ layer.weight.detach().t(), rtol=1e-5, atol=1e-6)
+    # layers that must be called as they are: a bias, an input size the splits do not divide
+    biased = torch.nn.Linear(64, 8)
+    assert torch.equal(linear(biased, x, splits), biased(x))
+    odd = torch.nn.Linear(66, 8, bias=False)
+    odd.weight.data = odd.weight.data.t().contiguous().t()
+    x66 = torch.randn(2, 1, 66)
+    torch.testing.assert_close(linear(odd, x66, 4), x66 @ odd.weight.detach().t())
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("threads", [1, 4])
+def test_decode_steps_equal_one_pass(monkeypatch, threads):
+    """Token-by-token decoding (split products when there are threads, WKV state written in place
+    without autograd) gives the logits and final state of one pass over the sequence, and never
+    modifies the state it was given."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # the model splits by this count
+    model = make_model()
+    rows = torch.stack([ids(9, 1), ids(9, 2)])
+    want = model(rows)
+    state, logits = model.init_state(2), []
+    for t in range(rows.shape[1]):
+        start = state.clone()
+        out = model(rows[:, t : t + 1], state=state, logits="last")
+        for have, before in zip((state.att_shift, state.wkv, state.ffn_shift), (start.att_shift, start.wkv, start.ffn_shift)):
+            assert torch.equal(have, before)
+        state = out.state
+        logits.append(out.logits)
+    torch.testing.assert_close(torch.stack(logits, 1), want.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state.wkv, want.state.wkv, rtol=1e-4, atol=1e-5)
+    with torch.enable_grad():  # the autograd path gathers the states instead of writing them in place
+        step = model(rows[:, :1], state=want.state, logits="last")
+    no_grad = model(rows[:, :1], state=want.state, logits="last")
+    assert torch.equal(step.state.wkv.detach(), no_grad.state.wkv)
+    assert torch.equal(step.logits.detach(), no_grad.logits)

@@ -442,6 +442,74 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- eval -----------------------------------------------------------------------------------
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    from modrwkv.evaluation.tasks import TASKS
+
+    p = subparsers.add_parser(
+        "eval",
+        help="score a model on a benchmark (VQAv2, GQA, ..., LibriSpeech, ETTh1, ...) as its official scripts do",
+        description="Reads the benchmark's released files from --data (layouts: docs/evaluation.md), asks every "
+        "question with LLaVA-1.5's prompts, decodes greedily in batches, and writes predictions.jsonl, "
+        "summary.json and report.md (our numbers beside the paper's) to --output. Rerunning with the same "
+        "--output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
+        "--output, and the last shard to finish (or --merge) writes the summary.",
+    )
+    _add_model_options(p)
+    p.add_argument("--task", required=True, choices=tuple(TASKS), help="benchmark")
+    p.add_argument("--data", required=True, help="the benchmark's folder (or file), as docs/evaluation.md lays it out")
+    p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
+    p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
+    p.add_argument("--max-new-tokens", type=int, help="reply budget (default: per task)")
+    p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
+    p.add_argument("--num-shards", type=int, default=1, help="split the samples over this many processes (default 1)")
+    p.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0-based)")
+    p.add_argument("--merge", action="store_true", help="only merge finished shards and summarise; generate nothing")
+    p.add_argument("--submission", metavar="PATH",
+                   help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
+    from modrwkv.evaluation.submission import SUBMISSIONS
+
+    task = get_task(args.task)
+    split = task.check_split(args.split)
+    if args.num_shards < 1:
+        raise CLIError(f"--num-shards must be at least 1, got {args.num_shards}")
+    if args.encoder_source and not args.encoder:
+        raise CLIError("--encoder-source needs --encoder NAME")
+    if args.submission and SUBMISSIONS.get(task.name) != split:
+        raise CLIError(f"--submission: {task.name} {split} is scored here; submission files exist for "
+                       + ", ".join(f"{name} --split {s}" for name, s in SUBMISSIONS.items()))
+    output = Path(args.output or f"runs/eval/{task.name}-{split}")
+    model = ModelSpec(args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+                      dtype=args.dtype)
+    result = run_eval(
+        task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args),
+        split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+        num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge,
+    )
+    if result.summary is None:
+        print(f"shard {args.shard_index} of {args.num_shards} done ({result.generated} generated); {result.done} of "
+              f"{result.total} samples have predictions: run the other shards (or --merge when they are done)")
+        return 0
+    headline = result.summary["headline"]
+    if result.summary["server_scored"]:
+        hint = "" if args.submission else " (no public answers: export them with --submission)"
+        print(f"{task.title} {split}: {result.total} predictions in {output}{hint}")
+    else:
+        print(f"{task.title} {split}: {headline['label']} {headline['value']:.4g} over {result.total} samples "
+              f"({result.generated} generated now); report: {output / 'report.md'}")
+    if args.submission:
+        print(f"submission written to {export_submission(task, output, Path(args.data), Path(args.submission))}")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -456,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_merge_lora(subparsers)
     _add_chat(subparsers)
     _add_serve(subparsers)
+    _add_eval(subparsers)
     return parser
 
 

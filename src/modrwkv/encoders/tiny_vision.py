@@ -35,8 +35,8 @@ class TinyVisionConfig:
 
     def __post_init__(self) -> None:
         ratio = self.image_size / self.grid
-        if self.image_size % self.grid or ratio < 1 or not float(math.log2(ratio)).is_integer() or ratio > 16:
-            raise ValueError(f"image_size / grid must be 1, 2, 4, 8 or 16, got {self.image_size} / {self.grid}")
+        if self.image_size % self.grid or ratio < 1 or not float(math.log2(ratio)).is_integer() or ratio > 32:
+            raise ValueError(f"image_size / grid must be 1, 2, 4, 8, 16 or 32, got {self.image_size} / {self.grid}")
         if self.width % 32:  # the first stage has width/4 channels in 8 GroupNorm groups
             raise ValueError(f"width must be a multiple of 32, got {self.width}")
 

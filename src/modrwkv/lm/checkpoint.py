@@ -99,9 +99,11 @@ def load_model(
     with torch.device("meta"):
         model = RWKV7(config)
     tensors = check_state_dict(state_dict, model)
-    tensors = {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
+    # Each tensor is converted straight into the memory layout the (meta) model holds, the "decode"
+    # weight layout: one copy, where converting and then re-laying out would briefly hold two.
+    layout = model.state_dict()
+    tensors = {k: torch.empty_like(layout[k], device=device, dtype=dtype).copy_(v) for k, v in tensors.items()}
     model.load_state_dict(tensors, assign=True)
-    model.use_fast_head_layout()
     log.info("loaded RWKV-7 %s from %s (%.1fM parameters)", config, path, sum(t.numel() for t in tensors.values()) / 1e6)
     return model.eval()
 

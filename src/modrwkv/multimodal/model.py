@@ -234,7 +234,7 @@ class ModRWKV(nn.Module):
         tensors = load_file(str(folder / WEIGHTS_NAME))
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm.load_state_dict({k: v.to(dtype) for k, v in check_state_dict(lm_sd, lm).items()}, assign=True)
-        lm.use_fast_head_layout()
+        lm.use_weight_layout("decode")
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         return model.to(device=device).to_lm_dtype(dtype).eval()
@@ -272,7 +272,7 @@ class ModRWKV(nn.Module):
         with torch.device("meta"):
             lm = RWKV7(lm_config)
         lm.load_state_dict({k: v.to(dtype) for k, v in check_state_dict(lm_sd, lm).items()}, assign=True)
-        lm.use_fast_head_layout()
+        lm.use_weight_layout("decode")
         if "mlp.0.weight" not in proj or "mlp.2.weight" not in proj:
             raise CheckpointError(f"{path}: adapter keys proj.mlp.0.weight / proj.mlp.2.weight missing (have {sorted(proj)})")
         hidden, in_dim = proj["mlp.0.weight"].shape

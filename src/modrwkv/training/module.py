@@ -12,9 +12,11 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.plugins.precision import MixedPrecision
 import torch
 from torch import nn
 
@@ -66,10 +68,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [g for g in groups if g["params"]]
 
 
+def fused_adam_supported(params: Iterable[torch.Tensor]) -> bool:
+    """Whether AdamW's fused kernel can update these parameters: one kernel per step instead of a
+    dozen tensor ops per parameter, the same update up to float rounding. On CPU it is ~9x faster
+    for the 65536-row embedding and head, which otherwise take a sixth of a small model's step."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
 class ModRWKVModule(pl.LightningModule):
     def __init__(self, model: ModRWKV, optim: OptimConfig, total_steps: int, touch_unused: bool = True) -> None:
         """`touch_unused`: join every trainable weight to each step's graph (needed by DDP; off
-        for sharded strategies, which do not require it)."""
+        for one device and for sharded strategies, which do not require it: on a small model the
+        zero gradients it writes into every weight cost a tenth of the step)."""
         super().__init__()
         self.model = model
         self.optim = optim
@@ -140,8 +150,11 @@ class ModRWKVModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
-        optimizer = torch.optim.AdamW(parameter_groups(self.model, o.weight_decay), lr=o.lr,
-                                      betas=(o.betas[0], o.betas[1]), eps=o.eps)
+        groups = parameter_groups(self.model, o.weight_decay)
+        # Lightning's mixed-precision plugin cannot clip the gradients of a fused optimizer.
+        mixed = isinstance(self.trainer.precision_plugin, MixedPrecision)
+        fused = not (mixed and o.grad_clip) and fused_adam_supported(p for g in groups for p in g["params"])
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, fused=fused)
         factor = lr_multiplier(schedule=o.schedule, lr=o.lr, lr_final=o.lr_final, total_steps=self.total_steps,
                                warmup_steps=o.warmup_steps, decay_fraction=o.decay_fraction)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -24,7 +24,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import CSVLogger, Logger
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
 from torch.utils.data import DataLoader
 
 from ..data.sample import Sample
@@ -233,7 +233,8 @@ def train(
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
 
     sharded = config.runtime.strategy in ("fsdp", "deepspeed_stage_3")
-    module = ModRWKVModule(model, opt, total_steps, touch_unused=not sharded)
+    single = isinstance(trainer.strategy, SingleDeviceStrategy)
+    module = ModRWKVModule(model, opt, total_steps, touch_unused=not (sharded or single))
     data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
                      total_micro_batches=total_steps * accumulation, seed=opt.seed, shuffle=config.data.shuffle,
                      lengths=lengths, num_workers=config.data.num_workers)
@@ -252,7 +253,11 @@ def train(
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
         # Lightning 2.6 calling a torch pytree API that torch 2.13 deprecated; nothing for users to do.
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-        trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else resume_from / TRAINING_STATE)
+        model.lm.use_weight_layout("training")  # row-major: no transposed gradient copies, fused AdamW
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else resume_from / TRAINING_STATE)
+        finally:
+            model.lm.use_weight_layout("decode")
 
     for modality, encoder in list(model.encoders.items()):
         if isinstance(encoder, CachedEncoder):

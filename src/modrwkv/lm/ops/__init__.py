@@ -37,18 +37,22 @@ def wkv7(
     b: torch.Tensor,
     state: torch.Tensor,
     impl: Impl = "auto",
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`out` (optional, inference only: no autograd) receives the new state, which is returned."""
     if impl == "auto":
         impl = select_impl(r.device, r.shape[1])
     if impl == "recurrent":
-        return wkv7_recurrent(r, log_w, k, v, a, b, state)
+        return wkv7_recurrent(r, log_w, k, v, a, b, state, out)
     if impl == "chunked":
-        return wkv7_chunked(r, log_w, k, v, a, b, state)
-    if impl == "fla":
+        o, new_state = wkv7_chunked(r, log_w, k, v, a, b, state)
+    elif impl == "fla":
         if r.device.type != "cuda":
             raise ValueError("the 'fla' WKV implementation runs on CUDA tensors only")
-        return wkv7_fla(r, log_w, k, v, a, b, state)
-    raise ValueError(f"unknown WKV implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
+        o, new_state = wkv7_fla(r, log_w, k, v, a, b, state)
+    else:
+        raise ValueError(f"unknown WKV implementation {impl!r}; choose one of {IMPLEMENTATIONS}")
+    return o, new_state if out is None else out.copy_(new_state)
 
 
 __all__ = ["IMPLEMENTATIONS", "wkv7", "wkv7_chunked", "wkv7_recurrent", "wkv7_fla", "fla_available", "select_impl"]

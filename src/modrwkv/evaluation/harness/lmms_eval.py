@@ -1,0 +1,122 @@
+"""An lmms-eval model for modrwkv: `generate_until` (batched, per-request generation settings) and
+`loglikelihood`, over a `ModRWKVPipeline`.
+
+lmms-eval hands the model `Instance`s whose `args` are
+`(context, gen_kwargs, doc_to_visual, doc_id, task, split)` for generation and
+`(context, continuation, doc_to_visual, doc_id, task, split)` for log-likelihoods; the visuals come
+from `doc_to_visual(self.task_dict[task][split][doc_id])` (PIL images, or audio dicts with "array"
+and "sampling_rate"). `ModRWKVLmmsCore` implements that without importing lmms-eval;
+`harness/models/modrwkv.py` mixes it into lmms-eval's `lmms` base class, and lmms-eval finds it
+through its plugin variable:
+
+    LMMS_EVAL_PLUGINS=modrwkv.evaluation.harness python -m lmms_eval --model modrwkv \\
+        --model_args pretrained=runs/quickstart/model,device=cuda,dtype=bf16 --tasks pope --batch_size 8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+_AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+def _split_visuals(visuals: Any) -> tuple[list[Any], list[Any]]:
+    """lmms-eval visuals -> (images, audio): PIL images and image paths, audio dicts and paths."""
+    if visuals is None:
+        return [], []
+    images, audio = [], []
+    for visual in visuals if isinstance(visuals, (list, tuple)) else [visuals]:
+        is_path = isinstance(visual, str)
+        if (isinstance(visual, dict) and "array" in visual) or (is_path and visual.lower().endswith(_AUDIO_SUFFIXES)):
+            audio.append(visual)
+        elif is_path and not visual.lower().endswith(_IMAGE_SUFFIXES):
+            raise ValueError(f"unsupported visual {visual!r}: modrwkv reads images and audio, not video")
+        else:
+            images.append(visual)
+    return images, audio
+
+
+class ModRWKVLmmsCore:
+    """What lmms-eval's `lmms` subclass needs, on a `ModRWKVPipeline` (see the module docstring)."""
+
+    def __init__(self, pretrained: str | None = None, device: str = "cpu", dtype: str = "fp32",
+                 batch_size: int | str = 1, max_new_tokens: int | str = 1024, encoder: str | None = None,
+                 encoder_source: str | None = None, template: str | None = None, pipeline: Any = None,
+                 **unused: Any) -> None:
+        """Arguments arrive as strings from `--model_args key=value,...`; `pipeline` (Python only)
+        wraps a ready pipeline instead of loading `pretrained`."""
+        super().__init__()
+        if unused:
+            raise ValueError(f"unknown modrwkv model_args {sorted(unused)}")
+        if pipeline is None:
+            if pretrained is None:
+                raise ValueError("the modrwkv lmms-eval model needs pretrained=MODEL_DIR")
+            from ...inference import ModRWKVPipeline
+
+            dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+            pipeline = ModRWKVPipeline.from_pretrained(pretrained, encoder=encoder, encoder_source=encoder_source,
+                                                       template=template, device=device, dtype=dtypes[dtype])
+        self.pipeline = pipeline
+        self.batch_size_per_gpu = int(batch_size)
+        self.max_new_tokens = int(max_new_tokens)
+        self.task_dict: dict[str, Any] = getattr(self, "task_dict", {})
+
+    def _inputs(self, request: Any) -> tuple[str, Any, list[Any], list[Any]]:
+        context, second, doc_to_visual, doc_id, task, split = request.args
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual is not None else None
+        images, audio = _split_visuals(visuals)
+        return context, second, images, audio
+
+    def _sampling(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
+        until = gen_kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        temperature = float(gen_kwargs.get("temperature") or 0.0)
+        if not gen_kwargs.get("do_sample", temperature > 0):
+            temperature = 0.0
+        return {"max_new_tokens": int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens),
+                "temperature": temperature, "top_p": float(gen_kwargs.get("top_p") or 1.0),
+                "stop_strings": [s for s in until if s]}
+
+    def generate_until(self, requests: Sequence[Any]) -> list[str]:
+        """Replies to `requests`, decoded `batch_size` at a time; each keeps its own `until`,
+        `max_new_tokens`, `temperature` and `top_p` (greedy unless sampling is asked for)."""
+        from ...inference import ChatRequest
+
+        replies = []
+        for start in range(0, len(requests), self.batch_size_per_gpu):
+            batch = []
+            for request in requests[start : start + self.batch_size_per_gpu]:
+                context, gen_kwargs, images, audio = self._inputs(request)
+                batch.append(ChatRequest(context, images=images, audio=audio, sampling=self._sampling(dict(gen_kwargs))))
+            replies.extend(result.text for result in self.pipeline.generate_batch(batch))
+        return replies
+
+    @torch.no_grad()
+    def loglikelihood(self, requests: Sequence[Any]) -> list[tuple[float, bool]]:
+        """(log P(continuation | context), whether greedy decoding would produce it), the
+        continuation being the assistant's reply to the context (with its media)."""
+        pipeline = self.pipeline
+        results = []
+        for request in requests:
+            context, continuation, images, audio = self._inputs(request)
+            prompt = pipeline.encode(context, images=images, audio=audio)
+            reply = pipeline.tokenizer.encode(pipeline.template.content_prefix + continuation.lstrip())
+            prefilled = pipeline.engine.prefill(prompt)
+            logits = prefilled.logits.reshape(1, -1)
+            if len(reply) > 1:
+                ids = torch.tensor([reply[:-1]], device=pipeline.engine.device)
+                rest = pipeline.model.lm(ids, state=prefilled.state, logits="all").logits[0]
+                logits = torch.cat([logits, rest.reshape(len(reply) - 1, -1)])
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            target = torch.tensor(reply, device=logprobs.device)
+            total = float(logprobs.gather(1, target[:, None]).sum())
+            results.append((total, bool((logprobs.argmax(-1) == target).all())))
+        return results
+
+    def generate_until_multi_round(self, requests: Sequence[Any]) -> list[str]:
+        raise NotImplementedError("multi-round generation is not supported by the modrwkv lmms-eval model")
+

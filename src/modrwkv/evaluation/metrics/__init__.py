@@ -1,0 +1,76 @@
+"""Benchmark metrics that reproduce the official scoring scripts on the same predictions.
+
+vqa: VQAv2 (official `vqaEval.py`) and TextVQA (LLaVA / MMF EvalAI processor) accuracy.
+exact: GQA exact match (LLaVA conversion + GQA `eval.py`).
+choice: option letters (ScienceQA / MMBench), MMBench CircularEval, MMMU parsing and scoring.
+pope: POPE yes/no parsing and accuracy / precision / recall / F1 / yes-ratio.
+speech: LibriSpeech WER (Whisper English normaliser) and Aishell-1 CER, via jiwer.
+series: long-horizon forecasting borders, train-only standardisation, windows, MSE / MAE.
+
+Every aggregate score is in percent (0-100) except MSE / MAE; see each module for its sources.
+"""
+
+from .choice import (
+    circular_eval,
+    eval_mmmu_open,
+    extract_choice,
+    mmmu_accuracy,
+    option_letters,
+    parse_mmmu_multi_choice,
+    parse_mmmu_open,
+    scienceqa_choice,
+    vanilla_accuracy,
+)
+from .exact import gqa_accuracy, gqa_score, normalize_short_answer
+from .pope import parse_yes_no, pope_metrics, pope_split_metrics
+from .series import (
+    StandardStats,
+    apply_standard,
+    fit_standard,
+    forecast_windows,
+    long_horizon_split,
+    mae,
+    mse,
+)
+from .speech import cer, normalize_chinese, normalize_english, wer
+from .vqa import (
+    normalize_textvqa_answer,
+    normalize_vqa_answer,
+    textvqa_accuracy,
+    vqa_accuracy,
+    vqa_score,
+)
+
+__all__ = [
+    "StandardStats",
+    "apply_standard",
+    "cer",
+    "circular_eval",
+    "eval_mmmu_open",
+    "extract_choice",
+    "fit_standard",
+    "forecast_windows",
+    "gqa_accuracy",
+    "gqa_score",
+    "long_horizon_split",
+    "mae",
+    "mmmu_accuracy",
+    "mse",
+    "normalize_chinese",
+    "normalize_english",
+    "normalize_short_answer",
+    "normalize_textvqa_answer",
+    "normalize_vqa_answer",
+    "option_letters",
+    "parse_mmmu_multi_choice",
+    "parse_mmmu_open",
+    "parse_yes_no",
+    "pope_metrics",
+    "pope_split_metrics",
+    "scienceqa_choice",
+    "textvqa_accuracy",
+    "vanilla_accuracy",
+    "vqa_accuracy",
+    "vqa_score",
+    "wer",
+]

@@ -1,0 +1,147 @@
+"""Long-horizon forecasting protocol: borders, train-only standardisation, windows, MSE/MAE.
+
+The borders are those of the Autoformer / Time-Series-Library data loaders
+(`data_provider/data_loader.py`, `Dataset_ETT_hour`, `Dataset_ETT_minute`, `Dataset_Custom`):
+
+* ETTh1/ETTh2: train [0, 8640), val [8640 - L, 11520), test [11520 - L, 14400) with lookback L
+  (12/4/4 months of 30 days x 24 h); rows past 14400 are unused.
+* ETTm1/ETTm2: the same times 4 (15-minute data).
+* custom (ECL/electricity, Weather, Traffic, any other CSV): n_train = int(0.7 n),
+  n_test = int(0.2 n), n_val = n - n_train - n_test; train [0, n_train),
+  val [n_train - L, n_train + n_val), test [n - n_test - L, n).
+
+A split's range includes the L rows of look-back in front of its first target, so every split
+yields (end - start) - L - H + 1 windows at stride 1. The scaler is fitted on the train range
+only (sklearn's `StandardScaler`: population std, a zero std treated as 1) and applied to all
+rows; MSE/MAE are reported on the standardised values. The current Time-Series-Library keeps the
+last, incomplete test batch (`drop_last=False`), i.e. all windows count, as here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "StandardStats",
+    "apply_standard",
+    "fit_standard",
+    "forecast_windows",
+    "long_horizon_split",
+    "mae",
+    "mse",
+]
+
+_HOURS_PER_MONTH = 30 * 24
+# name (lower case) -> rows per hour for the fixed ETT borders
+_ETT_ROWS_PER_HOUR = {"etth1": 1, "etth2": 1, "ettm1": 4, "ettm2": 4}
+_CUSTOM_NAMES = frozenset({"custom", "ecl", "electricity", "weather", "traffic"})
+
+
+def _pair(pred: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    pred_arr = np.asarray(pred, dtype=np.float64)
+    target_arr = np.asarray(target, dtype=np.float64)
+    if pred_arr.shape != target_arr.shape:
+        raise ValueError(f"prediction shape {pred_arr.shape} != target shape {target_arr.shape}")
+    if pred_arr.size == 0:
+        raise ValueError("empty prediction and target")
+    return pred_arr, target_arr
+
+
+def mse(pred: ArrayLike, target: ArrayLike) -> float:
+    """Mean squared error over all elements (windows x horizon x channels), in float64."""
+    pred_arr, target_arr = _pair(pred, target)
+    return float(np.mean((pred_arr - target_arr) ** 2))
+
+
+def mae(pred: ArrayLike, target: ArrayLike) -> float:
+    """Mean absolute error over all elements, in float64."""
+    pred_arr, target_arr = _pair(pred, target)
+    return float(np.mean(np.abs(pred_arr - target_arr)))
+
+
+class StandardStats(NamedTuple):
+    """Per-channel mean and standard deviation fitted on the training rows."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def fit_standard(train: ArrayLike) -> StandardStats:
+    """Per-channel mean and population std of `train` (rows x channels), like sklearn's
+    `StandardScaler.fit`; a channel with zero variance gets std 1 so it is only centred."""
+    data = np.asarray(train, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"train must be a non-empty 2-D array (rows x channels), got {data.shape}")
+    mean = data.mean(axis=0)
+    std = data.std(axis=0)
+    std[std == 0] = 1.0
+    return StandardStats(mean=mean, std=std)
+
+
+def apply_standard(data: ArrayLike, mean: ArrayLike, std: ArrayLike) -> np.ndarray:
+    """(data - mean) / std, broadcast over the last (channel) axis."""
+    return (np.asarray(data, dtype=np.float64) - np.asarray(mean)) / np.asarray(std)
+
+
+def long_horizon_split(name: str, n_rows: int, lookback: int) -> dict[str, tuple[int, int]]:
+    """Row ranges [start, end) of train / val / test for a long-horizon benchmark file.
+
+    Args:
+        name: ETTh1, ETTh2, ETTm1, ETTm2 (fixed borders) or ECL / electricity / Weather / Traffic /
+            custom (70/10/20 split); case-insensitive.
+        n_rows: number of data rows in the file (header excluded).
+        lookback: input length L; val and test start L rows before their first target.
+    """
+    key = name.lower()
+    if lookback < 1:
+        raise ValueError(f"lookback must be >= 1, got {lookback}")
+    if key in _ETT_ROWS_PER_HOUR:
+        month = _HOURS_PER_MONTH * _ETT_ROWS_PER_HOUR[key]
+        train_end, val_end, test_end = 12 * month, 16 * month, 20 * month
+        if n_rows < test_end:
+            raise ValueError(f"{name} needs at least {test_end} rows for its borders, got {n_rows}")
+        test_start = val_end - lookback
+    elif key in _CUSTOM_NAMES:
+        train_end = int(n_rows * 0.7)
+        n_test = int(n_rows * 0.2)
+        val_end = n_rows - n_test
+        test_end = n_rows
+        test_start = n_rows - n_test - lookback
+    else:
+        known = sorted(_ETT_ROWS_PER_HOUR) + sorted(_CUSTOM_NAMES)
+        raise ValueError(f"unknown long-horizon data set {name!r}; known (any case): {known}")
+    val_start = train_end - lookback
+    if val_start < 0:
+        raise ValueError(
+            f"lookback {lookback} is longer than the {train_end} training rows of {name} "
+            f"({n_rows} rows)"
+        )
+    return {"train": (0, train_end), "val": (val_start, val_end), "test": (test_start, test_end)}
+
+
+def forecast_windows(
+    data: ArrayLike, start: int, end: int, lookback: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All stride-1 (input, target) windows inside rows [start, end) of `data` (rows x channels).
+
+    Returns read-only views of shapes (n, lookback, channels) and (n, horizon, channels) with
+    n = (end - start) - lookback - horizon + 1; window i reads rows start + i ... and its target
+    is the `horizon` rows right after its input.
+    """
+    array = np.asarray(data)
+    if array.ndim != 2:
+        raise ValueError(f"data must be 2-D (rows x channels), got shape {array.shape}")
+    if not 0 <= start < end <= array.shape[0]:
+        raise ValueError(f"bad row range [{start}, {end}) for {array.shape[0]} rows")
+    count = (end - start) - lookback - horizon + 1
+    if lookback < 1 or horizon < 1 or count < 1:
+        raise ValueError(
+            f"rows [{start}, {end}) hold no window of lookback {lookback} + horizon {horizon}"
+        )
+    segment = array[start:end]
+    views = np.lib.stride_tricks.sliding_window_view(segment, lookback + horizon, axis=0)
+    views = views.transpose(0, 2, 1)  # (n, lookback + horizon, channels)
+    return views[:, :lookback], views[:, lookback:]

@@ -1,0 +1,56 @@
+"""`report.md`: our numbers beside the published ones (spec section 3), one row per benchmark run.
+
+`format_report` takes one or more `summary.json` contents, so the reports of several runs can be
+combined into one table (`format_report([json.load(open(p)) for p in paths])`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _ours(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "–"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
+
+
+def _published(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
+def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown document: a table with a row per run and a column per published model, then
+    each run's other metrics and notes."""
+    if not summaries:
+        raise ValueError("no summaries to report")
+    models: list[str] = []
+    for summary in summaries:
+        for result in summary["paper"]:
+            if result["model"] not in models:
+                models.append(result["model"])
+    lines = ["# modrwkv eval", "",
+             "| benchmark | split | samples | metric | this model | " + " | ".join(models) + " |",
+             "|---|---|---:|---|---:|" + "---:|" * len(models)]
+    for s in summaries:
+        paper = {r["model"]: r["value"] for r in s["paper"]}
+        ours = "server-scored: export with --submission" if s["server_scored"] else _ours(s["headline"]["value"])
+        samples = f"{s['samples']}" + (f" of {s['samples_in_split']}" if s["samples"] != s["samples_in_split"] else "")
+        lines.append(f"| {s['title']} | {s['split']} | {samples} | {s['headline']['label']} | {ours} | "
+                     + " | ".join(_published(paper.get(m)) for m in models) + " |")
+    lines.append("")
+    for s in summaries:
+        lines.append(f"## {s['title']} ({s['split']})")
+        lines.append("")
+        lines.append(f"- model: `{s['model']}`; data: `{s['data']}`; max_new_tokens {s['max_new_tokens']}, greedy")
+        if s["samples"] != s["samples_in_split"]:
+            lines.append(f"- only the first {s['samples']} of {s['samples_in_split']} samples (--limit): "
+                         "not comparable with the published numbers")
+        if s["paper_note"]:
+            lines.append(f"- note: {s['paper_note']}")
+        for key, value in s["metrics"].items():
+            if key != s["headline"]["metric"] and not isinstance(value, Mapping):
+                lines.append(f"- {key}: {_ours(value) if isinstance(value, float) else value}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,339 @@
+"""`modrwkv eval`'s engine: batched greedy generation over a benchmark, written as it goes, resumable,
+shardable, and summarised from the predictions file alone.
+
+Output folder:
+    run.json            what the predictions belong to (task, split, data and model fingerprints);
+                        a rerun with anything else there is refused
+    predictions.jsonl   one line per sample: id, prompt, prediction, reference, score
+    summary.json        metrics, counts, model, task, data, limit, time
+    report.md           our numbers beside the paper's
+    shards/             with --num-shards: one predictions log per shard
+
+Lines are appended and flushed per completed batch, so an interrupted run loses at most one batch;
+a rerun reads what is there (a truncated last line from a kill is dropped and redone) and
+generates only the rest. Greedy decoding of a batch gives the same text as one sample at a time,
+so batch size, interruptions and shards never change a prediction; when every selected sample has
+one, `predictions.jsonl` is rewritten in benchmark order and the summary computed from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .report import format_report
+from .tasks import EvalSample, Task
+
+if TYPE_CHECKING:
+    from ..inference import ModRWKVPipeline
+
+log = logging.getLogger(__name__)
+
+FORMAT = "modrwkv-eval/1"
+RUN_FILE, PREDICTIONS_FILE, SUMMARY_FILE, REPORT_FILE, SHARDS_DIR = (
+    "run.json", "predictions.jsonl", "summary.json", "report.md", "shards")
+_SAMPLED_BYTES = 1 << 20  # bytes read from each end of a weight file for the model fingerprint
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How the model is loaded: what makes two runs' predictions comparable (weights, encoder,
+    template, precision). The device is left out: a run may be resumed on another machine."""
+
+    path: str
+    encoder: str | None = None
+    encoder_source: str | None = None
+    template: str | None = None
+    dtype: str = "fp32"
+
+    def identity(self) -> dict[str, Any]:
+        return {"fingerprint": model_fingerprint(Path(self.path)), "encoder": self.encoder,
+                "encoder_source": self.encoder_source, "template": self.template, "dtype": self.dtype}
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """What a call of `run_eval` did; `summary` is None while other shards are still missing."""
+
+    output: Path
+    total: int  # samples selected (after --limit)
+    done: int  # of those, with a prediction (from any shard)
+    generated: int  # predictions made by this call
+    summary: dict[str, Any] | None
+
+
+def model_fingerprint(path: Path) -> str:
+    """A content fingerprint of a checkpoint file or folder, cheap for multi-GB weights: every
+    file's relative name, size, and its first and last MiB. Paths themselves are left out, so a run
+    copied to another machine still resumes."""
+    if not path.exists():
+        raise ValueError(f"no such model file or folder: {path}")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{size}".encode())
+        with file.open("rb") as handle:
+            digest.update(handle.read(_SAMPLED_BYTES))
+            if size > 2 * _SAMPLED_BYTES:
+                handle.seek(size - _SAMPLED_BYTES)
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def data_fingerprint(samples: Sequence[EvalSample]) -> str:
+    """Hashes every sample's id, prompt and reference (arrays by their bytes), not media paths:
+    the same benchmark in another folder or on another machine is the same data."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, np.ndarray):
+            digest.update(f"array{value.shape}{value.dtype}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        elif isinstance(value, Mapping):
+            for key in sorted(value):
+                digest.update(f"\x00{key}\x01".encode())
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"\x02{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(json.dumps(value).encode())
+
+    for sample in samples:
+        feed([sample.id, sample.prompt, sample.reference])
+    return digest.hexdigest()
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=_to_json)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Writes through a temporary file and a rename: a reader (or a concurrent shard finishing at
+    the same moment) never sees half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def read_predictions(path: Path, repair: bool = False) -> dict[str, dict[str, Any]]:
+    """The records of a predictions log by id. A last line without its newline is what a kill
+    mid-write leaves: it is dropped (and with `repair`, cut from the file so appending continues
+    cleanly). Any other malformed line is an error naming the file and line."""
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]  # tail is b"" when the file ends with a newline
+    records: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: corrupt predictions line ({exc}); remove the line to redo it") from None
+        if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
+            raise ValueError(f"{path}:{number}: not a predictions record (needs 'id' and 'prediction')")
+        records[str(record["id"])] = record
+    if tail.strip():
+        log.warning("%s: dropping an incomplete last line (an interrupted write); it will be redone", path)
+        if repair:
+            with path.open("r+b") as handle:
+                handle.truncate(len(raw) - len(tail))
+    return records
+
+
+def _chunks(items: Sequence[EvalSample], size: int) -> Iterator[Sequence[EvalSample]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _check_identity(output: Path, identity: dict[str, Any]) -> None:
+    path = output / RUN_FILE
+    if not path.exists():
+        _write_atomic(path, json.dumps(identity, indent=2) + "\n")
+        return
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc}); remove {output} or choose another --output") from None
+    differing = [key for key in identity if existing.get(key) != identity[key]]
+    if differing:
+        shown = {"task", "split", "max_new_tokens", "format"}
+        described = ", ".join(f"{key} ({existing.get(key)!r} there, {identity[key]!r} now)" if key in shown
+                              else {"data": "benchmark data", "model": "model (weights or loading options)"}[key]
+                              for key in differing)
+        raise ValueError(f"{output} holds predictions of a different run: {described}; choose another --output, "
+                         "or remove the folder to start over")
+
+
+def missing_media(samples: Sequence[EvalSample], limit: int = 5) -> list[Path]:
+    missing = []
+    for sample in samples:
+        for path in sample.media_paths():
+            if not path.is_file():
+                missing.append(path)
+                if len(missing) >= limit:
+                    return missing
+    return missing
+
+
+def run_eval(
+    task: Task,
+    data: str | Path,
+    output: str | Path,
+    *,
+    model: ModelSpec,
+    load_pipeline: Callable[[], ModRWKVPipeline],
+    split: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    merge_only: bool = False,
+) -> EvalResult:
+    """Evaluates a model on one benchmark (see the module docstring for the output folder).
+
+    `load_pipeline` is called only if something is left to generate, so a finished run re-scores
+    (or merges, or exports) without loading the model. With `num_shards` > 1 this process takes
+    every `num_shards`-th selected sample starting at `shard_index`; the process that completes the
+    set (or a later call with `merge_only`) writes the merged predictions and the summary.
+    """
+    data, output = Path(data), Path(output)
+    split = task.check_split(split)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must lie in [0, {num_shards}), got {shard_index}")
+    max_new_tokens = max_new_tokens or task.max_new_tokens
+    samples = task.load(data, split)
+    if not samples:
+        raise ValueError(f"{data}: the {task.name} {split} split has no samples")
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{data}: duplicate sample ids in the {task.name} {split} split")
+    selected = samples[:limit] if limit else samples
+    identity = {"format": FORMAT, "task": task.name, "split": split, "max_new_tokens": max_new_tokens,
+                "data": data_fingerprint(samples), "model": model.identity()}
+    output.mkdir(parents=True, exist_ok=True)
+    _check_identity(output, identity)
+
+    sharded = num_shards > 1
+    log_path = output / SHARDS_DIR / f"shard-{shard_index}-of-{num_shards}.jsonl" if sharded else output / PREDICTIONS_FILE
+    known = set(ids)
+    done: dict[str, dict[str, Any]] = {}
+    for path in [output / PREDICTIONS_FILE, *sorted((output / SHARDS_DIR).glob("*.jsonl"))]:
+        for key, record in read_predictions(path, repair=path == log_path and not merge_only).items():
+            if key in known:
+                done[key] = record
+    mine = selected[shard_index::num_shards]
+    todo = [s for s in mine if s.id not in done]
+    generated, seconds = 0, 0.0
+    if todo and not merge_only:
+        missing = missing_media(todo)
+        if missing:
+            raise ValueError(f"missing media file(s) for {task.name}: {', '.join(map(str, missing))}. "
+                             f"Expected layout:\n{task.layout}")
+        log.info("%s %s: %d of %d selected samples to generate (batch %d)", task.name, split, len(todo), len(mine),
+                 batch_size)
+        started = time.monotonic()
+        generated = _generate(task, todo, load_pipeline(), log_path, batch_size, max_new_tokens, done)
+        seconds = time.monotonic() - started
+    remaining = [s.id for s in selected if s.id not in done]
+    if remaining:
+        if merge_only or not sharded:
+            raise ValueError(f"{output}: {len(remaining)} of {len(selected)} samples have no prediction yet "
+                             f"(first: {remaining[0]}); run the missing shard(s) first")
+        log.info("shard %d of %d is complete; %d samples wait for other shards", shard_index, num_shards, len(remaining))
+        return EvalResult(output, len(selected), len(selected) - len(remaining), generated, None)
+    summary = _finish(task, data, output, split, selected, len(samples), done, model, limit, batch_size, max_new_tokens,
+                      generated, seconds)
+    return EvalResult(output, len(selected), len(selected), generated, summary)
+
+
+def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline, log_path: Path, batch_size: int,
+              max_new_tokens: int, done: dict[str, dict[str, Any]]) -> int:
+    from ..inference import ChatRequest
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
+    started, count = time.monotonic(), 0
+    with log_path.open("a", encoding="utf-8") as handle:
+        for batch in _chunks(todo, batch_size):
+            requests = [ChatRequest(s.prompt, images=list(s.images), audio=list(s.audio), series=list(s.series),
+                                    sampling=sampling) for s in batch]
+            try:
+                results = pipeline.generate_batch(requests)
+            except ValueError as exc:
+                raise ValueError(f"{task.name} samples {', '.join(s.id for s in batch)}: {exc}") from exc
+            lines = []
+            for sample, result in zip(batch, results, strict=True):
+                record = {"id": sample.id, "prompt": sample.prompt, "prediction": result.text.strip(),
+                          "finish_reason": result.finish_reason, "reference": sample.reference}
+                record = json.loads(dumps(record))  # exactly what a rerun will read back
+                record["score"] = task.score(record)
+                lines.append(dumps(record))
+                done[sample.id] = record
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+            count += len(batch)
+            log.info("%s: %d/%d generated (%.1f samples/s)", task.name, count, len(todo),
+                     count / max(time.monotonic() - started, 1e-9))
+    return count
+
+
+def _finish(task: Task, data: Path, output: Path, split: str, selected: Sequence[EvalSample], total: int,
+            done: dict[str, dict[str, Any]], model: ModelSpec, limit: int | None, batch_size: int,
+            max_new_tokens: int, generated: int, seconds: float) -> dict[str, Any]:
+    """Writes the ordered predictions, the summary and the report."""
+    records = [done[s.id] for s in selected]
+    _write_atomic(output / PREDICTIONS_FILE, "".join(dumps(r) + "\n" for r in records))
+    metrics = task.summarize(records)
+    summary = {
+        "task": task.name,
+        "title": task.title,
+        "split": split,
+        "data": str(data),
+        "model": model.path,
+        "limit": limit,
+        "samples": len(records),
+        "samples_in_split": total,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "metrics": metrics,
+        "headline": {"metric": task.headline, "label": task.headline_label, "value": metrics.get(task.headline)},
+        "paper": [dataclasses.asdict(p) for p in task.paper_results(split)],
+        "paper_note": task.paper_note,
+        "server_scored": not metrics,
+        "generated_this_run": generated,
+        "generation_seconds": round(seconds, 3),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_atomic(output / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    _write_atomic(output / REPORT_FILE, format_report([summary]))
+    return summary

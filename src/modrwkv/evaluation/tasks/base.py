@@ -1,0 +1,182 @@
+"""What every benchmark task shares: the sample it yields, the interface the runner drives, and
+the file helpers that turn a missing or malformed benchmark file into one clear error.
+
+A task reads a benchmark's standard released files from a local folder into `EvalSample`s (prompt
+text with media markers, the media items, and the reference the metric needs), scores one
+prediction for the per-sample line of `predictions.jsonl`, and computes the benchmark's metrics
+from those lines, so that the summary is always a function of the predictions file alone.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ...data.sample import MARKERS
+
+# The suffix LLaVA-1.5's evaluation appends to short-answer questions (VQAv2, GQA, TextVQA, POPE).
+SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
+# ... and to multiple-choice questions (ScienceQA, MMBench, MMMU).
+CHOICE_PROMPT = "Answer with the option's letter from the given choices directly."
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class BenchmarkFileError(ValueError):
+    """A benchmark file that is missing or not what the benchmark releases; the message names the
+    file and what was expected, so the user knows what to download or where to put it."""
+
+
+@dataclasses.dataclass
+class EvalSample:
+    """One question of a benchmark.
+
+    `prompt` is the user message (with `<image>` / `<audio>` / `<series>` markers where the media
+    go); `reference` holds everything scoring needs (answers, label, options, category, ...) and is
+    written to `predictions.jsonl`, so it must be JSON-serialisable. Media items stay unread
+    (paths, bytes, data URIs, arrays) until the batch that needs them.
+    """
+
+    id: str
+    prompt: str
+    reference: dict[str, Any]
+    images: list[Any] = dataclasses.field(default_factory=list)
+    audio: list[Any] = dataclasses.field(default_factory=list)
+    series: list[Any] = dataclasses.field(default_factory=list)
+
+    def media_paths(self) -> Iterator[Path]:
+        """The media items that are local files (checked before a run starts)."""
+        for item in (*self.images, *self.audio):
+            if isinstance(item, Path):
+                yield item
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperResult:
+    """A published number for the Markdown report (spec section 3)."""
+
+    model: str
+    value: float
+
+
+class Task(abc.ABC):
+    """One benchmark: how to read it, prompt it, score it and summarise it."""
+
+    name: str
+    title: str  # as the paper's table names it
+    splits: tuple[str, ...]
+    default_split: str
+    max_new_tokens: int
+    headline: str  # the metrics key the paper reports (and the report table shows)
+    headline_label: str  # what that number is, e.g. "accuracy (%)"
+    layout: str  # the expected folder layout, shown in errors and docs
+    paper_note: str = ""  # how the published numbers relate to this split, for the report
+
+    def paper_results(self, split: str) -> list[PaperResult]:
+        """Published numbers for this benchmark and split (none by default)."""
+        return []
+
+    @abc.abstractmethod
+    def load(self, data: Path, split: str) -> list[EvalSample]:
+        """All samples of `split`, in the benchmark's own order (the order `--limit` cuts)."""
+
+    @abc.abstractmethod
+    def score(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The per-sample score written beside the prediction (e.g. {"accuracy": 0.6}), from a
+        record with "id", "prediction" and "reference"; {} where the split has no answers."""
+
+    @abc.abstractmethod
+    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The benchmark's metrics from `predictions.jsonl` records ({"id", "prediction",
+        "reference"}), or {} when the split has no public answers (server-scored)."""
+
+    def check_split(self, split: str | None) -> str:
+        split = split or self.default_split
+        if split not in self.splits:
+            raise ValueError(f"{self.name}: unknown split {split!r}; choose from {', '.join(self.splits)}")
+        return split
+
+
+# ------------------------------------------------------------------------------ file helpers
+
+
+def expect_dir(path: Path, what: str, layout: str) -> Path:
+    if not path.is_dir():
+        raise BenchmarkFileError(f"{path}: expected a folder with {what}. Expected layout:\n{layout}")
+    return path
+
+
+def expect_file(folder: Path, names: Sequence[str], what: str, layout: str) -> Path:
+    """The first of `names` that exists in `folder`, or an error listing them all."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    wanted = " or ".join(repr(n) for n in names)
+    raise BenchmarkFileError(f"{folder}: no {wanted} ({what}). Expected layout:\n{layout}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise BenchmarkFileError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise BenchmarkFileError(f"{path}: cannot read ({exc})") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise BenchmarkFileError(f"{path}:{number}: not a JSON line ({exc})") from None
+                if not isinstance(record, dict):
+                    raise BenchmarkFileError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+                records.append(record)
+    except OSError as exc:
+        raise BenchmarkFileError(f"{path}: cannot read ({exc})") from None
+    return records
+
+
+def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """`record[key]`, which must exist and be of `kind`; the error names the file and entry."""
+    if not isinstance(record, dict):
+        raise BenchmarkFileError(f"{where}: expected an object, got {type(record).__name__}")
+    if key not in record:
+        raise BenchmarkFileError(f"{where}: missing field {key!r} (fields: {sorted(record)})")
+    value = record[key]
+    allowed = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join(k.__name__ for k in allowed)
+        raise BenchmarkFileError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def image_prompt(text: str) -> str:
+    """LLaVA's layout: the image first, then the text."""
+    return f"{MARKERS['image']}\n{text}"
+
+
+def short_answer_prompt(question: str) -> str:
+    return image_prompt(f"{question}\n{SHORT_ANSWER_PROMPT}")
+
+
+def choice_prompt(question: str, options: Sequence[str], context: str = "") -> str:
+    """LLaVA-1.5's multiple-choice text (ScienceQA, MMBench): the context line if any, the question,
+    the options as "A. first" lines, then the instruction to answer with the letter."""
+    lead = f"{context}\n" if context else ""
+    listed = "\n".join(f"{OPTION_LETTERS[i]}. {option}" for i, option in enumerate(options))
+    return f"{lead}{question}\n{listed}\n{CHOICE_PROMPT}"
+
+
+def percent_mean(values: Sequence[float]) -> float:
+    return 100.0 * sum(values) / len(values) if values else 0.0

@@ -1,0 +1,125 @@
+"""Speech recognition: LibriSpeech (WER after Whisper's English text normalisation) and Aishell-1
+(CER), read from the corpora as released, with the ASR prompt modrwkv's ASR data uses.
+
+The metric is corpus-level (total edits over total reference words or characters), as the papers
+report it; the per-sample line carries the utterance's own WER/CER for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ...data.readers.asr import DEFAULT_ASR_PROMPT
+from ...data.sample import MARKERS
+from ..metrics import cer, wer
+from .base import (
+    BenchmarkFileError,
+    EvalSample,
+    PaperResult,
+    Task,
+    expect_dir,
+    expect_file,
+)
+from .paper import AISHELL, ASR_ENCODERS, LIBRISPEECH
+
+log = logging.getLogger(__name__)
+
+ASR_PROMPT = f"{MARKERS['audio']}\n{DEFAULT_ASR_PROMPT}"
+
+
+def _asr_paper(table: dict[str, tuple[float, ...]], split: str) -> list[PaperResult]:
+    if split not in table:
+        return []
+    return [PaperResult(f"ModRWKV RWKV7-0.4B + {encoder} (paper)", value)
+            for encoder, value in zip(ASR_ENCODERS, table[split])]
+
+
+class LibriSpeech(Task):
+    name = "librispeech"
+    title = "LibriSpeech"
+    splits = ("test-clean", "test-other", "dev-clean", "dev-other")
+    default_split = "test-clean"
+    max_new_tokens = 256
+    headline = "wer"
+    headline_label = "WER (%)"
+    layout = """LibriSpeech/                   (or the split folder itself)
+  test-clean/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
+  test-clean/<speaker>/<chapter>/<speaker>-<chapter>-0000.flac ..."""
+
+    def paper_results(self, split: str) -> list[PaperResult]:
+        return _asr_paper(LIBRISPEECH, split)
+
+    def load(self, data: Path, split: str) -> list[EvalSample]:
+        expect_dir(data, "the LibriSpeech corpus", self.layout)
+        folder = data / split if (data / split).is_dir() else data
+        transcripts = sorted(folder.glob("*/*/*.trans.txt"))
+        if not transcripts:
+            raise BenchmarkFileError(f"{folder}: no <speaker>/<chapter>/*.trans.txt transcripts. "
+                                     f"Expected layout:\n{self.layout}")
+        samples = []
+        for path in transcripts:
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                utterance, _, text = line.strip().partition(" ")
+                if not text:
+                    raise BenchmarkFileError(f"{path}:{number}: expected '<utterance-id> <TRANSCRIPT>', got {line!r}")
+                audio = path.parent / f"{utterance}.flac"
+                samples.append(EvalSample(utterance, ASR_PROMPT, {"text": text}, audio=[audio]))
+        return samples
+
+    def score(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"wer": wer([record["reference"]["text"]], [record["prediction"]])}
+
+    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {"wer": wer([r["reference"]["text"] for r in records], [r["prediction"] for r in records]),
+                "utterances": len(records)}
+
+
+class Aishell(Task):
+    name = "aishell"
+    title = "Aishell-1"
+    splits = ("test", "dev")
+    default_split = "test"
+    max_new_tokens = 128
+    headline = "cer"
+    headline_label = "CER (%)"
+    layout = """data_aishell/
+  transcript/aishell_transcript_v0.8.txt     ('<utterance-id> <words separated by spaces>')
+  wav/test/<speaker>/<utterance-id>.wav ...  (the per-speaker archives in wav/ extracted)
+  wav/dev/<speaker>/<utterance-id>.wav ..."""
+
+    def paper_results(self, split: str) -> list[PaperResult]:
+        return _asr_paper(AISHELL, split)
+
+    def load(self, data: Path, split: str) -> list[EvalSample]:
+        expect_dir(data, "the Aishell-1 corpus", self.layout)
+        folder = data / "transcript" if (data / "transcript").is_dir() else data
+        path = expect_file(folder, ["aishell_transcript_v0.8.txt"], "the transcripts", self.layout)
+        transcripts = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                utterance, _, text = line.strip().partition(" ")
+                if not text:
+                    raise BenchmarkFileError(f"{path}:{number}: expected '<utterance-id> <transcript>', got {line!r}")
+                transcripts[utterance] = text
+        wavs = sorted((data / "wav" / split).glob("*/*.wav"))
+        if not wavs:
+            raise BenchmarkFileError(f"{data / 'wav' / split}: no <speaker>/*.wav files (extract the per-speaker "
+                                     f"archives first). Expected layout:\n{self.layout}")
+        samples = [EvalSample(wav.stem, ASR_PROMPT, {"text": transcripts[wav.stem]}, audio=[wav])
+                   for wav in wavs if wav.stem in transcripts]
+        if len(samples) < len(wavs):
+            # The release has a few recordings without a transcript; Kaldi's and ESPnet's recipes drop them too.
+            log.info("aishell %s: %d recordings have no transcript and are left out", split, len(wavs) - len(samples))
+        return samples
+
+    def score(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"cer": cer([record["reference"]["text"]], [record["prediction"]])}
+
+    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {"cer": cer([r["reference"]["text"] for r in records], [r["prediction"] for r in records]),
+                "utterances": len(records)}

@@ -1,0 +1,241 @@
+"""Tiny copies of every benchmark's released file layout, written by the eval tests into tmp_path.
+
+Each writer lays its files out exactly as the benchmark releases them (names, JSON shapes, TSV
+columns, parquet columns, transcripts and audio formats) with a handful of samples, and returns the
+folder to pass as `--data`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MMMU_SUBJECTS_WITH_ROWS = ("Accounting", "Art")
+
+
+def picture(seed: int, size: int = 32) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+def save_picture(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture(seed).save(path, format="PNG" if path.suffix == ".png" else "JPEG")
+
+
+def jpeg_base64(seed: int) -> str:
+    buffer = io.BytesIO()
+    picture(seed).save(buffer, format="JPEG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_vqav2(root: Path) -> Path:
+    """val2014 (3 questions, 10 answers each) and test-dev (LLaVA's question files)."""
+    folder = root / "vqav2"
+    folder.mkdir(parents=True)
+    questions = [(11, 42, "What color is the cat?"), (12, 42, "How many dogs?"), (13, 77, "Is it sunny?")]
+    answers = {
+        11: ["black"] * 6 + ["dark", "black cat", "grey", "black"],
+        12: ["2", "two", "2", "2", "3", "2", "2", "two", "2", "2"],
+        13: ["yes"] * 10,
+    }
+    (folder / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps(
+        {"questions": [{"image_id": i, "question": q, "question_id": qid} for qid, i, q in questions]}))
+    (folder / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": [
+        {"question_id": qid, "image_id": i, "answer_type": "yes/no" if qid == 13 else "other",
+         "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1} for k, a in enumerate(answers[qid])]}
+        for qid, i, _ in questions]}))
+    for image_id in (42, 77):
+        save_picture(folder / "val2014" / f"COCO_val2014_{image_id:012d}.jpg", image_id)
+    test_dev = [(101, 5, "What is this?"), (102, 6, "Where is it?")]
+    with (folder / "llava_vqav2_mscoco_test-dev2015.jsonl").open("w") as handle:
+        for qid, image_id, question in test_dev:
+            handle.write(json.dumps({"question_id": qid, "image": f"COCO_test2015_{image_id:012d}.jpg",
+                                     "text": f"{question}\nAnswer the question using a single word or phrase.",
+                                     "category": "default"}) + "\n")
+            save_picture(folder / "test2015" / f"COCO_test2015_{image_id:012d}.jpg", image_id)
+    with (folder / "llava_vqav2_mscoco_test2015.jsonl").open("w") as handle:
+        for qid in (100, 101, 102, 103):
+            handle.write(json.dumps({"question_id": qid, "image": "x.jpg", "text": "q", "category": "default"}) + "\n")
+    return folder
+
+
+def write_gqa(root: Path, items: list[tuple[str, str, Image.Image | int]] | None = None) -> Path:
+    """`items`: (question, answer, image or seed); three default questions."""
+    folder = root / "gqa"
+    (folder / "images").mkdir(parents=True)
+    items = items or [("What color is the car?", "red", 1), ("Is there a dog?", "no", 2), ("Which side?", "left", 3)]
+    questions = {}
+    for k, (question, answer, image) in enumerate(items):
+        image_id = f"n{1000 + k}"
+        if isinstance(image, int):
+            save_picture(folder / "images" / f"{image_id}.jpg", image)
+        else:
+            image.save(folder / "images" / f"{image_id}.jpg", format="PNG")  # lossless; PIL reads by content
+        questions[f"{2000 + k}"] = {"imageId": image_id, "question": question, "answer": answer,
+                                    "fullAnswer": f"The answer is {answer}.", "types": {"structural": "query"}}
+    (folder / "testdev_balanced_questions.json").write_text(json.dumps(questions))
+    return folder
+
+
+def write_textvqa(root: Path) -> Path:
+    folder = root / "textvqa"
+    folder.mkdir(parents=True)
+    data = [{"question_id": 34602, "question": "what is the brand?", "image_id": "003a8ae2ef43b901",
+             "answers": ["nous les gosses"] * 3 + ["dakota"] * 7},
+            {"question_id": 34603, "question": "what does the sign say?", "image_id": "00685bc495504d61",
+             "answers": ["Stop"] * 10}]
+    (folder / "TextVQA_0.5.1_val.json").write_text(json.dumps({"dataset_type": "val", "data": data}))
+    for k, entry in enumerate(data):
+        save_picture(folder / "train_images" / f"{entry['image_id']}.jpg", 10 + k)
+    return folder
+
+
+def write_scienceqa(root: Path) -> Path:
+    """Test problems 1 and 3 have images (the IMG subset); problem 2 has none."""
+    folder = root / "scienceqa"
+    folder.mkdir(parents=True)
+    problems = {
+        "1": {"question": "Which is a mammal?", "choices": ["frog", "whale", "shark"], "answer": 1, "hint": "",
+              "image": "image.png", "split": "test", "subject": "natural science"},
+        "2": {"question": "Which word is a noun?", "choices": ["run", "cat"], "answer": 1, "hint": "",
+              "image": None, "split": "test", "subject": "language science"},
+        "3": {"question": "Which state is farthest north?", "choices": ["Ohio", "Maine"], "answer": 1,
+              "hint": "Look at the map.", "image": "image.png", "split": "test", "subject": "social science"},
+        "4": {"question": "Val question?", "choices": ["a", "b"], "answer": 0, "hint": "", "image": "image.png",
+              "split": "val", "subject": "x"},
+    }
+    (folder / "problems.json").write_text(json.dumps(problems))
+    (folder / "pid_splits.json").write_text(json.dumps({"train": [], "val": ["4"], "test": ["1", "2", "3"],
+                                                         "minival": ["4"]}))
+    for pid, split in (("1", "test"), ("3", "test"), ("4", "val")):
+        save_picture(folder / "images" / split / pid / "image.png", int(pid))
+    return folder
+
+
+def write_pope(root: Path) -> Path:
+    folder = root / "pope"
+    folder.mkdir(parents=True)
+    for s, split in enumerate(("random", "popular", "adversarial")):
+        with (folder / f"coco_pope_{split}.json").open("w") as handle:
+            for qid, (obj, label) in enumerate((("dog", "yes"), ("car", "no")), 1):
+                image = f"COCO_val2014_{s * 10 + qid:012d}.jpg"
+                handle.write(json.dumps({"question_id": qid, "image": image, "text": f"Is there a {obj} in the image?",
+                                         "label": label}) + "\n")
+                save_picture(folder / "val2014" / image, s * 10 + qid)
+    return folder
+
+
+def write_mmbench(root: Path, with_answers: bool = True) -> Path:
+    """Two questions; the first has two circular variants (index + 1e6, + 2e6) as in the release."""
+    import pandas
+
+    folder = root / "mmbench"
+    folder.mkdir(parents=True)
+    rows = [
+        {"index": 0, "question": "What is shown?", "hint": "A photo.", "A": "cat", "B": "dog", "C": "bird",
+         "answer": "A", "category": "object", "l2-category": "perception", "source": "x", "split": "dev", "image": 0},
+        {"index": 1000000, "question": "What is shown?", "hint": "A photo.", "A": "dog", "B": "bird", "C": "cat",
+         "answer": "C", "category": "object", "l2-category": "perception", "source": "x", "split": "dev", "image": 0},
+        {"index": 2000000, "question": "What is shown?", "hint": "A photo.", "A": "bird", "B": "cat", "C": "dog",
+         "answer": "B", "category": "object", "l2-category": "perception", "source": "x", "split": "dev", "image": 0},
+        {"index": 1, "question": "Which colour?", "hint": None, "A": "red", "B": "blue", "C": None,
+         "answer": "B", "category": "attribute", "l2-category": "perception", "source": "x", "split": "dev", "image": 1},
+    ]
+    for row in rows:
+        row["image"] = jpeg_base64(row["image"])
+        if not with_answers:
+            del row["answer"]
+    name = "MMBench_DEV_EN.tsv" if with_answers else "MMBench_TEST_EN.tsv"
+    pandas.DataFrame(rows).to_csv(folder / name, sep="\t", index=False)
+    return folder
+
+
+def write_mmmu(root: Path) -> Path:
+    """All 30 subject folders (the loader requires them); two hold questions, the rest are empty."""
+    import pandas
+
+    from modrwkv.evaluation.tasks.choice import MMMU_SUBJECTS
+
+    folder = root / "mmmu"
+    columns = ["id", "question", "options", "explanation", "image_1", "image_2", "img_type", "answer",
+               "topic_difficulty", "question_type", "subfield"]
+    png = io.BytesIO()
+    picture(5).save(png, format="PNG")
+    for subject in MMMU_SUBJECTS:
+        rows = []
+        if subject in MMMU_SUBJECTS_WITH_ROWS:
+            rows = [
+                {"id": f"validation_{subject}_1", "question": "<image 1> Which is it?", "options": "['cat', 'dog', 'cow']",
+                 "explanation": "", "image_1": {"bytes": png.getvalue(), "path": "a.png"}, "image_2": None,
+                 "img_type": "['Photos']", "answer": "B", "topic_difficulty": "Easy", "question_type": "multiple-choice",
+                 "subfield": "x"},
+                {"id": f"validation_{subject}_2", "question": "How many legs does <image 1> show?", "options": "[]",
+                 "explanation": "", "image_1": {"bytes": png.getvalue(), "path": "b.png"}, "image_2": None,
+                 "img_type": "['Photos']", "answer": "['4', 'four']", "topic_difficulty": "Easy",
+                 "question_type": "open", "subfield": "x"},
+            ]
+        (folder / subject).mkdir(parents=True)
+        frame = pandas.DataFrame(rows, columns=columns)
+        frame.to_parquet(folder / subject / "validation-00000-of-00001.parquet")
+    return folder
+
+
+def _tone(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
+
+
+def write_librispeech(root: Path) -> Path:
+    import soundfile
+
+    folder = root / "LibriSpeech"
+    utterances = {("84", "121123"): ["GO DO YOU HEAR", "BUT IN LESS THAN FIVE MINUTES"], ("174", "50561"): ["HELLO WORLD"]}
+    for (speaker, chapter), texts in utterances.items():
+        chapter_dir = folder / "test-clean" / speaker / chapter
+        chapter_dir.mkdir(parents=True)
+        lines = []
+        for k, text in enumerate(texts):
+            utterance = f"{speaker}-{chapter}-{k:04d}"
+            soundfile.write(chapter_dir / f"{utterance}.flac", _tone(0.4, k), 16000, format="FLAC")
+            lines.append(f"{utterance} {text}")
+        (chapter_dir / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def write_aishell(root: Path) -> Path:
+    """Two test utterances with transcripts, and one recording without (left out, as recipes do)."""
+    import soundfile
+
+    folder = root / "data_aishell"
+    (folder / "transcript").mkdir(parents=True)
+    (folder / "transcript" / "aishell_transcript_v0.8.txt").write_text(
+        "BAC009S0764W0121 甚至 出现 交易 几乎 停滞 的 情况\nBAC009S0764W0122 一二线 城市 虽然 也 处于 调整 中\n")
+    speaker = folder / "wav" / "test" / "S0764"
+    speaker.mkdir(parents=True)
+    for k, utterance in enumerate(("BAC009S0764W0121", "BAC009S0764W0122", "BAC009S0764W0999")):
+        soundfile.write(speaker / f"{utterance}.wav", _tone(0.4, k), 16000, subtype="PCM_16")
+    return folder
+
+
+def write_etth1(root: Path, rows: int = 14400) -> Path:
+    """An ETTh1-shaped CSV (date + 2 channels), exactly long enough for the ETT borders."""
+    folder = root / "ETT-small"
+    folder.mkdir(parents=True)
+    t = np.arange(rows)
+    a = 10 + 3 * np.sin(2 * np.pi * t / 24) + 0.001 * t
+    b = 5 + np.cos(2 * np.pi * t / 12) - 0.0005 * t
+    lines = ["date,HUFL,OT"] + [f"2016-07-01 {i % 24:02d}:00:00,{x:.3f},{y:.3f}" for i, (x, y) in enumerate(zip(a, b))]
+    (folder / "ETTh1.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+WRITERS = {
+    "vqav2": write_vqav2, "gqa": write_gqa, "textvqa": write_textvqa, "scienceqa": write_scienceqa,
+    "pope": write_pope, "mmbench": write_mmbench, "mmmu": write_mmmu, "librispeech": write_librispeech,
+    "aishell": write_aishell, "etth1": write_etth1,
+}

@@ -1,0 +1,451 @@
+"""Benchmark metrics against hand-computed values and the official scripts' documented quirks."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import jiwer
+import numpy as np
+import pytest
+
+from modrwkv.evaluation.metrics import (
+    apply_standard,
+    cer,
+    circular_eval,
+    eval_mmmu_open,
+    extract_choice,
+    fit_standard,
+    forecast_windows,
+    gqa_accuracy,
+    gqa_score,
+    long_horizon_split,
+    mae,
+    mmmu_accuracy,
+    mse,
+    normalize_chinese,
+    normalize_english,
+    normalize_textvqa_answer,
+    normalize_vqa_answer,
+    parse_mmmu_multi_choice,
+    parse_mmmu_open,
+    parse_yes_no,
+    pope_metrics,
+    pope_split_metrics,
+    scienceqa_choice,
+    textvqa_accuracy,
+    vanilla_accuracy,
+    vqa_accuracy,
+    vqa_score,
+    wer,
+)
+
+# ------------------------------------------------------------------------------------------ VQA
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("two", "2"),
+        ("Two", "2"),
+        ("none", "0"),
+        ("a dog", "dog"),
+        ("The Dog", "dog"),
+        ("yes.", "yes"),
+        ("Yes", "yes"),
+        ("dont", "don't"),
+        ("don't", "don't"),
+        ("1,000", "1000"),
+        ("3.5", "3.5"),
+        ("5.", "5"),
+        ("e.g.", "eg"),
+        ("t-shirt", "t shirt"),
+        ("hi - there", "hi there"),  # a mark touching a space is deleted
+        ("red,blue", "red blue"),  # otherwise it becomes a space
+        ("1,000 t-shirt", "1000 tshirt"),  # a digit,digit anywhere deletes every mark
+        ("  yes\n", "yes"),
+        ("what's\tup?", "what's up"),
+    ],
+)
+def test_normalize_vqa_answer_official_cases(raw, expected):
+    assert normalize_vqa_answer(raw) == expected
+
+
+def test_normalize_vqa_answer_removes_at_most_32_periods():
+    # The official script passes re.UNICODE (= 32) as `count` to re.sub.
+    assert normalize_vqa_answer("x" + "." * 40) == "x" + "." * 8
+
+
+@pytest.mark.parametrize(
+    ("matches", "expected"),
+    [
+        # 10 answers, k equal to the prediction. Leaving out one of the k matching answers leaves
+        # k-1 matches, leaving out one of the 10-k others leaves k:
+        #   acc = [k * min(1, (k-1)/3) + (10-k) * min(1, k/3)] / 10
+        (0, 0.0),  # [0 + 10*0] / 10
+        (1, 0.3),  # [1*0 + 9*(1/3)] / 10 = 3/10
+        (2, 0.6),  # [2*(1/3) + 8*(2/3)] / 10 = (2/3 + 16/3) / 10 = 6/10
+        (3, 0.9),  # [3*(2/3) + 7*1] / 10 = 9/10
+        (4, 1.0),  # [4*1 + 6*1] / 10
+        (10, 1.0),
+    ],
+)
+def test_vqa_accuracy_leave_one_out(matches, expected):
+    answers = ["dog"] * matches + ["cat", "cow", "pig"] * 4
+    answers = answers[:10]
+    assert vqa_accuracy("dog", answers) == pytest.approx(expected)
+
+
+def test_vqa_accuracy_normalises_the_prediction():
+    answers = ["2"] * 3 + ["3"] * 7
+    assert vqa_accuracy("Two.", answers) == pytest.approx(0.9)
+    assert vqa_accuracy("a dog", ["dog"] * 4 + ["cat"] * 6) == pytest.approx(1.0)
+
+
+def test_vqa_accuracy_reproduces_identical_answer_quirk():
+    # Ten identical human answers are compared unprocessed: "t-shirt" never matches the
+    # normalised prediction "t shirt" ...
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0
+    # ... while one different answer makes the script process them all.
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 9 + ["shirt"]) == pytest.approx(1.0)
+    # Human answers are never lower-cased by the official script.
+    assert vqa_accuracy("Yes", ["Yes"] * 6 + ["no"] * 4) == 0.0
+
+
+def test_vqa_accuracy_any_number_of_answers():
+    assert vqa_accuracy("dog", ["dog", "dog", "dog", "cat"]) == pytest.approx(
+        (3 * (2 / 3) + 1 * 1) / 4
+    )
+    assert vqa_accuracy("dog", ["dog"]) == 0.0  # leave-one-out leaves nothing to match
+    with pytest.raises(ValueError, match="at least one"):
+        vqa_accuracy("dog", [])
+    with pytest.raises(TypeError, match="not one string"):
+        vqa_accuracy("dog", "dog")
+
+
+def test_vqa_score_is_mean_percent():
+    predictions = ["dog", "cat"]
+    answer_lists = [["dog"] * 10, ["cat"] + ["dog"] * 9]
+    assert vqa_score(predictions, answer_lists) == pytest.approx((1.0 + 0.3) / 2 * 100)
+    with pytest.raises(ValueError, match="pair up"):
+        vqa_score(predictions, answer_lists[:1])
+    with pytest.raises(ValueError, match="unknown VQA scoring style"):
+        vqa_score(predictions, answer_lists, style="gqa")
+
+
+def test_textvqa_processor_differs_from_vqa():
+    assert normalize_textvqa_answer("Coca-Cola's") == "coca cola 's"
+    assert normalize_vqa_answer("Coca-Cola's") == "coca cola's"
+    assert normalize_textvqa_answer("1,5") == "15"  # commas are deleted before anything else
+    # TextVQA processes identical human answers too, so the t-shirt quirk does not apply.
+    assert textvqa_accuracy("t-shirt", ["t-shirt"] * 10) == pytest.approx(1.0)
+    assert textvqa_accuracy("STOP", ["stop"] * 2 + ["go"] * 8) == pytest.approx(0.6)
+    assert vqa_score(["t-shirt"], [["t-shirt"] * 10], style="textvqa") == pytest.approx(100.0)
+
+
+# ------------------------------------------------------------------------------------------ GQA
+
+
+def test_gqa_exact_match():
+    assert gqa_accuracy("Yes.", "yes")
+    assert gqa_accuracy(" table.\n", "table")
+    assert gqa_accuracy("Red", "red")
+    assert not gqa_accuracy("two", "2")
+    assert not gqa_accuracy("the table", "table")  # no article removal in GQA
+    assert not gqa_accuracy("yes", "Yes")  # gold is compared as written
+    assert gqa_score(["Yes.", "no", "cat"], ["yes", "no", "dog"]) == pytest.approx(200 / 3)
+
+
+# ------------------------------------------------------------------------------ ScienceQA/MMBench
+
+
+@pytest.mark.parametrize(
+    ("text", "n_choices", "expected"),
+    [
+        ("B", 3, "B"),
+        (" C ", 3, "C"),
+        ("B. cat", 3, "B"),
+        ("B\nBecause cats purr.", 3, "B"),  # newline -> ". "
+        ("The answer is C.", 3, "C"),
+        ("So, The answer is A because", 2, "A"),
+        ("E", 4, None),  # a letter beyond the options fails
+        ("B.", 3, None),  # LLaVA's script is strict
+        ("(B)", 3, None),
+        ("the answer is B", 3, None),  # case-sensitive
+        ("AB", 3, None),
+    ],
+)
+def test_scienceqa_choice_matches_llava_rules(text, n_choices, expected):
+    assert scienceqa_choice(text, n_choices) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("B", "B"),
+        ("B.", "B"),
+        ("b", "B"),
+        ("(B)", "B"),
+        ("The answer is B.", "B"),
+        ("B. cat", "B"),
+        ("Answer: C", "C"),
+        ("dog", "B"),  # option text, no letter
+        ("It is a fish", "C"),  # the article "A" is lower case here, the text matches "fish"
+        ("A or B", None),  # two letters
+        ("a cat or a dog", None),  # two option texts
+        ("I cannot tell", None),
+        ("Cannot determine the answer", None),  # VLMEvalKit refusal
+    ],
+)
+def test_extract_choice_variants(text, expected):
+    assert extract_choice(text, ["cat", "dog", "fish"]) == expected
+
+
+def _records(group, answers, predictions, category):
+    return [
+        {"index": group + k * 1_000_000, "answer": a, "prediction": p, "category": category}
+        for k, (a, p) in enumerate(zip(answers, predictions))
+    ]
+
+
+def test_circular_eval_needs_every_rotation_right():
+    records = (
+        _records(1, "ABCD", "ABCD", "ocr")  # all four rotations right
+        + _records(2, "BCDA", "BCDB", "ocr")  # last rotation wrong -> question wrong
+        + _records(3, "CA", "CA", "count")  # two options, two rotations, both right
+        + _records(4, "AB", [None, "B"], "count")  # unparsed prediction -> wrong
+    )
+    result = circular_eval(records)
+    assert result["accuracy"] == pytest.approx(50.0)
+    assert (result["correct"], result["total"], result["skipped"]) == (2, 4, 0)
+    assert result["per_category"] == {"count": 50.0, "ocr": 50.0}
+    vanilla = vanilla_accuracy(records)  # 4 + 3 + 2 + 1 right of 12 records
+    assert vanilla["accuracy"] == pytest.approx(100 * 10 / 12)
+    assert vanilla["per_category"]["ocr"] == pytest.approx(100 * 7 / 8)
+
+
+def test_circular_eval_skips_groups_without_main_record():
+    records = _records(1, "AB", "AB", "x") + [
+        {"index": 1_000_005, "answer": "A", "prediction": "A"}
+    ]
+    result = circular_eval(records)
+    assert (result["total"], result["skipped"], result["accuracy"]) == (1, 1, 100.0)
+    with pytest.raises(TypeError, match="integer 'index'"):
+        circular_eval([{"index": "1", "answer": "A", "prediction": "A"}])
+
+
+# ------------------------------------------------------------------------------------------ MMMU
+
+CHOICES = ["A", "B", "C", "D"]
+INDEX2ANS = {"A": "apple", "B": "banana", "C": "cherry pie", "D": "12"}
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("I think the answer is C", "C"),
+        ("Not (A); the answer is (C).", "C"),  # several bracketed letters: the last one wins
+        ("The fruit in the picture is clearly a banana", "B"),  # > 5 words: option text
+        ("banana", "D"),  # <= 5 words, no letter: random fallback, seed 0 -> "D" (see below)
+    ],
+)
+def test_parse_mmmu_multi_choice(response, expected):
+    assert parse_mmmu_multi_choice(response, CHOICES, INDEX2ANS, seed=0) == expected
+
+
+def test_parse_mmmu_multi_choice_fallback_is_seeded():
+    import random
+
+    assert random.Random(0).choice(CHOICES) == "D"  # the value the case above relies on
+    draws = {
+        parse_mmmu_multi_choice("no idea", CHOICES, INDEX2ANS, seed=f"q{i}") for i in range(40)
+    }
+    assert draws == set(CHOICES)  # really random across questions ...
+    again = {parse_mmmu_multi_choice("no idea", CHOICES, INDEX2ANS, seed="q7") for _ in range(5)}
+    assert len(again) == 1  # ... but fixed per question
+
+
+def test_parse_mmmu_open_numbers_and_units():
+    parsed = parse_mmmu_open("The total is 1,000 meters.")
+    assert "1,000 meters" in parsed and 1000.0 in parsed
+    assert 0.0 in parsed  # official quirk: the simple-number pattern also reads the "000"
+    assert eval_mmmu_open("1000", parsed)
+    assert eval_mmmu_open("1,000", parsed)
+    assert eval_mmmu_open("meters", parsed)  # string answers match as substrings
+    assert not eval_mmmu_open("100", parsed)
+    speed = parse_mmmu_open("First we integrate.\nSo the speed is 3.5 m/s")
+    assert 3.5 in speed
+    assert eval_mmmu_open("3.50", speed)  # numbers compare rounded to 2 decimals
+    assert eval_mmmu_open(["7", "3.5"], speed)
+    # official quirk: besides 2.5e3 the simple-number pattern also reads "2" and the "3"
+    assert parse_mmmu_open("x = 2.5e3") == [2500.0, 2.0, 3.0]
+    assert not eval_mmmu_open("x", parse_mmmu_open("the max"))  # single letters need a space
+
+
+def test_mmmu_accuracy_records():
+    records = [
+        {"id": "v_Art_1", "subject": "Art", "question_type": "multiple-choice", "answer": "B",
+         "response": "(B) banana", "options": "['apple', 'banana', 'cherry']"},
+        {"id": "v_Art_2", "subject": "Art", "question_type": "multiple-choice", "answer": "A",
+         "response": "(C)", "options": ["apple", "banana", "cherry"]},
+        {"id": "v_Math_1", "subject": "Math", "question_type": "open", "answer": "42",
+         "response": "Therefore the result is 42."},
+        {"id": "v_Math_2", "subject": "Math", "question_type": "open", "answer": "7",
+         "parsed_pred": [7.0]},
+    ]  # fmt: skip
+    result = mmmu_accuracy(records)
+    assert result["accuracy"] == pytest.approx(75.0)
+    assert result["per_subject"] == {"Art": 50.0, "Math": 100.0}
+    with pytest.raises(ValueError, match="question_type"):
+        mmmu_accuracy([{"id": 1, "question_type": "essay", "answer": "x", "response": "x"}])
+
+
+# ------------------------------------------------------------------------------------------ POPE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Yes, there is a dog in the image.", "yes"),
+        ("No, there is no dog.", "no"),
+        ("There is not a cat in the image", "no"),
+        ("Yes. No dog is visible.", "yes"),  # only the first sentence counts
+        ("no", "no"),
+        ("Nope", "yes"),
+        ("NO", "yes"),  # official quirk: only "No", "no", "not" are negations
+    ],
+)
+def test_parse_yes_no(text, expected):
+    assert parse_yes_no(text) == expected
+
+
+def test_pope_metrics_on_a_confusion_matrix():
+    # TP=3, FP=1, TN=4, FN=2
+    labels = ["yes"] * 3 + ["no"] + ["no"] * 4 + ["yes"] * 2
+    predictions = ["Yes."] * 3 + ["yes"] + ["No."] * 4 + ["There is no such object."] * 2
+    m = pope_metrics(predictions, labels)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (3, 1, 4, 2)
+    assert m["accuracy"] == pytest.approx(70.0)  # 7 / 10
+    assert m["precision"] == pytest.approx(75.0)  # 3 / 4
+    assert m["recall"] == pytest.approx(60.0)  # 3 / 5
+    assert m["f1"] == pytest.approx(100 * 2 * 0.75 * 0.6 / 1.35)  # 66.67
+    assert m["yes_ratio"] == pytest.approx(40.0)  # 4 / 10
+    with pytest.raises(ValueError, match="'yes' or 'no'"):
+        pope_metrics(["yes"], ["maybe"])
+
+
+def test_pope_split_metrics_mean():
+    predictions = ["yes", "no", "yes", "yes"]
+    labels = ["yes", "no", "no", "yes"]
+    splits = ["random", "random", "adversarial", "adversarial"]
+    result = pope_split_metrics(predictions, labels, splits)
+    assert result["random"]["accuracy"] == 100.0
+    assert result["adversarial"]["accuracy"] == 50.0
+    assert result["mean"]["accuracy"] == pytest.approx(75.0)
+    assert result["mean"]["yes_ratio"] == pytest.approx((50.0 + 100.0) / 2)
+
+
+# ---------------------------------------------------------------------------------------- speech
+
+
+def test_whisper_spelling_map_is_packaged():
+    data = resources.files("modrwkv.evaluation.metrics").joinpath("data")
+    spelling = json.loads(data.joinpath("whisper_english_spelling.json").read_text("utf-8"))
+    assert spelling["colour"] == "color" and len(spelling) > 1500
+    assert "MIT License" in data.joinpath("WHISPER_LICENSE").read_text("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mr. Smith", "mister smith"),
+        ("The colour of the theatre", "the color of the theater"),
+        ("twenty five apples", "25 apples"),
+        ("one hundred and two", "102"),
+        ("It costs $3.50!", "it costs $3.50"),
+        ("Um, I won't go [noise]", "i will not go"),
+    ],
+)
+def test_normalize_english_like_whisper(text, expected):
+    assert normalize_english(text) == expected
+
+
+def test_wer_is_corpus_level_after_whisper_normalisation():
+    references = ["Mr. Smith likes the colour red.", "I have twenty five apples"]
+    hypotheses = ["mister smith likes the color red", "i have 25 apple"]
+    # normalised: 6 + 4 reference words, one substitution (apples -> apple)
+    assert wer(references, hypotheses) == pytest.approx(10.0)
+    assert jiwer.wer(["i have 25 apples"], ["i have 25 apple"]) == pytest.approx(0.25)  # per utt.
+    # corpus level, not the mean of utterance rates: (0 + 1) / (2 + 1) words, not (0 + 1) / 2
+    assert wer(["hello world", "yes"], ["hello world", "no"]) == pytest.approx(100 / 3)
+    with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
+        wer(["a", "b"], ["a"])
+
+
+def test_cer_chinese_ignores_spaces_and_punctuation():
+    assert normalize_chinese("我 爱 北京，天安门。Ab") == "我爱北京天安门AB"
+    assert cer(["我爱北京天安门"], ["我爱北京，天安门。"]) == 0.0
+    assert cer(["我 爱 北京 天安门"], ["我爱南京天安门！"]) == pytest.approx(100 / 7)
+    # corpus level: 1 substitution + 1 deletion over 7 + 3 reference characters
+    assert cer(["我爱北京天安门", "你好吗"], ["我爱南京天安门", "你好"]) == pytest.approx(20.0)
+    assert cer(["abc"], ["ABC"]) == 0.0
+
+
+# ---------------------------------------------------------------------------------- time series
+
+
+def test_mse_mae_over_all_elements():
+    pred = np.array([[1.0, 2.0], [3.0, 4.0]])
+    target = np.ones((2, 2))
+    assert mse(pred, target) == pytest.approx((0 + 1 + 4 + 9) / 4)
+    assert mae(pred, target) == pytest.approx((0 + 1 + 2 + 3) / 4)
+    with pytest.raises(ValueError, match="shape"):
+        mse(pred, target[:1])
+
+
+def test_standardisation_fitted_on_train_only():
+    train = np.array([[1.0, 10.0], [3.0, 10.0]])
+    stats = fit_standard(train)
+    np.testing.assert_allclose(stats.mean, [2.0, 10.0])
+    np.testing.assert_allclose(stats.std, [1.0, 1.0])  # population std; zero std -> 1
+    test = np.array([[5.0, 12.0]])
+    np.testing.assert_allclose(apply_standard(test, *stats), [[3.0, 2.0]])
+
+
+def test_long_horizon_borders():
+    assert long_horizon_split("ETTh1", 17420, 720) == {
+        "train": (0, 8640),  # 12 * 30 * 24
+        "val": (7920, 11520),  # 8640 - 720, 8640 + 4 * 30 * 24
+        "test": (10800, 14400),  # 11520 - 720, 11520 + 2880
+    }
+    assert long_horizon_split("ettm1", 69680, 720) == {
+        "train": (0, 34560),
+        "val": (33840, 46080),
+        "test": (45360, 57600),
+    }
+    # custom: n_train = int(0.7 * 1000) = 700, n_test = 200, n_val = 100
+    assert long_horizon_split("Weather", 1000, 96) == {
+        "train": (0, 700),
+        "val": (604, 800),
+        "test": (704, 1000),
+    }
+    start, end = long_horizon_split("ETTh2", 17420, 720)["test"]
+    assert (end - start) - 720 - 96 + 1 == 2785  # the well-known ETTh test-window count
+    with pytest.raises(ValueError, match="unknown long-horizon"):
+        long_horizon_split("M4", 1000, 96)
+    with pytest.raises(ValueError, match="at least 14400 rows"):
+        long_horizon_split("ETTh1", 10000, 96)
+
+
+def test_forecast_windows_stride_one():
+    data = np.arange(20, dtype=float).reshape(10, 2)
+    inputs, targets = forecast_windows(data, 0, 10, lookback=3, horizon=2)
+    assert inputs.shape == (6, 3, 2) and targets.shape == (6, 2, 2)
+    np.testing.assert_array_equal(inputs[0, :, 0], [0, 2, 4])
+    np.testing.assert_array_equal(targets[0, :, 0], [6, 8])
+    np.testing.assert_array_equal(inputs[5, :, 1], [11, 13, 15])
+    np.testing.assert_array_equal(targets[5, :, 1], [17, 19])
+    with pytest.raises(ValueError, match="no window"):
+        forecast_windows(data, 0, 4, lookback=3, horizon=2)

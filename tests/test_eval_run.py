@@ -1,0 +1,355 @@
+"""`modrwkv eval` end to end: a quickstart-architecture model (built-in CNN vision encoder, WaveNet
+series encoder, 2-layer RWKV-7, plus a tiny Whisper audio encoder), briefly trained on GQA-style
+questions about quickstart images, evaluated through the CLI on a small copy of every benchmark
+format. The summary must equal the metric recomputed from predictions.jsonl with the metric
+functions; an interrupted run resumed, and sharded runs merged, must equal one uninterrupted run;
+the harness adapters must answer as the pipeline does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from eval_fixtures import WRITERS, write_gqa
+
+from modrwkv.cli import main
+from modrwkv.data.sample import Message, Sample
+from modrwkv.encoders import build_encoder
+from modrwkv.evaluation.harness.lmms_eval import ModRWKVLmmsCore
+from modrwkv.evaluation.harness.vlmevalkit import ModRWKVVLM
+from modrwkv.evaluation.metrics import (
+    cer,
+    circular_eval,
+    extract_choice,
+    gqa_score,
+    mmmu_accuracy,
+    mse,
+    pope_split_metrics,
+    scienceqa_choice,
+    vqa_score,
+    wer,
+)
+from modrwkv.evaluation.tasks.base import short_answer_prompt
+from modrwkv.evaluation.tasks.series import forecast_values
+from modrwkv.inference import ModRWKVPipeline
+from modrwkv.multimodal import ModRWKV
+from modrwkv.processing import IGNORE_INDEX
+from modrwkv.quickstart.data import generate_samples
+from modrwkv.quickstart.run import QuickstartSettings, build_model, evaluate
+from modrwkv.tokenizer import WorldTokenizer
+
+WHISPER = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+           "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "num_mel_bins": 80,
+           "max_source_positions": 1500}
+MAX_NEW_TOKENS = 6
+
+
+@dataclasses.dataclass
+class Trained:
+    folder: Path
+    samples: list[Sample]  # the GQA-format conversations it was trained (and is checked) on
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Trained:
+    """Quickstart architecture (narrower, for speed) trained 20 steps on 8 GQA-style questions."""
+    torch.manual_seed(0)
+    quickstart = build_model(QuickstartSettings(n_embd=64, encoder_width=32))
+    model = ModRWKV.build(quickstart.lm, {**quickstart.encoders, "audio": build_encoder("whisper", config=WHISPER)},
+                          template="rwkv", ctx_len=None)
+    samples = [Sample([Message("user", short_answer_prompt(s.messages[0].content.split("\n")[0])),
+                       Message("assistant", s.meta["answer"])], images=s.images, meta=s.meta)
+               for s in generate_samples(8, seed=5, series_fraction=0.0)]
+    processor, collator = model.processor(WorldTokenizer()), model.collator()
+    batch = collator([processor(s) for s in samples])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(20):
+        loss = model.forward_batch(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    folder = tmp_path_factory.mktemp("eval-model") / "model"
+    model.eval().save_pretrained(folder)
+    return Trained(folder, samples)
+
+
+@pytest.fixture(scope="module")
+def pipeline(trained) -> ModRWKVPipeline:
+    return ModRWKVPipeline.from_pretrained(trained.folder)
+
+
+def cli_eval(model: Path, task: str, data: Path, output: Path, *extra: str) -> int:
+    return main(["eval", "--model", str(model), "--task", task, "--data", str(data), "--output", str(output),
+                 "--max-new-tokens", str(MAX_NEW_TOKENS), "--batch-size", "3", *extra])
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def recompute(task: str, records: list[dict]) -> float:
+    """The headline metric from the predictions file, straight from the metric functions."""
+    predictions = [r["prediction"] for r in records]
+    refs = [r["reference"] for r in records]
+    if task == "vqav2":
+        return vqa_score(predictions, [x["answers"] for x in refs])
+    if task == "textvqa":
+        return vqa_score(predictions, [x["answers"] for x in refs], style="textvqa")
+    if task == "gqa":
+        return gqa_score(predictions, [x["answer"] for x in refs])
+    if task == "scienceqa":
+        return 100 * np.mean([scienceqa_choice(p, len(x["choices"])) == x["answer"] for p, x in zip(predictions, refs)])
+    if task == "pope":
+        return pope_split_metrics(predictions, [x["label"] for x in refs], [x["category"] for x in refs])["mean"]["f1"]
+    if task == "mmbench":
+        return circular_eval([{"index": x["index"], "prediction": extract_choice(p, x["choices"]), "answer": x["answer"]}
+                              for p, x in zip(predictions, refs)])["accuracy"]
+    if task == "mmmu":
+        return mmmu_accuracy([{"id": r["id"], "question_type": r["reference"]["question_type"], "response": r["prediction"],
+                               "answer": r["reference"]["answer"], "options": r["reference"].get("choices")}
+                              for r in records])["accuracy"]
+    if task == "librispeech":
+        return wer([x["text"] for x in refs], predictions)
+    if task == "aishell":
+        return cer([x["text"] for x in refs], predictions)
+    if task == "etth1":
+        return mse(np.stack([forecast_values(p, 96)[0] for p in predictions]), [x["target"] for x in refs])
+    raise AssertionError(task)
+
+
+@pytest.mark.parametrize("task", list(WRITERS))
+def test_eval_runs_every_benchmark_format_and_summarises_its_predictions(trained, tmp_path, task, capsys):
+    data = WRITERS[task](tmp_path / "data")
+    output = tmp_path / "out"
+    assert cli_eval(trained.folder, task, data, output, "--limit", "4") == 0
+    assert "report: " in capsys.readouterr().out
+    records = read_lines(output / "predictions.jsonl")
+    summary = json.loads((output / "summary.json").read_text())
+    assert len(records) == summary["samples"] == min(4, summary["samples_in_split"])
+    assert all(set(r) == {"id", "prompt", "prediction", "finish_reason", "reference", "score"} for r in records)
+    assert summary["headline"]["value"] == pytest.approx(recompute(task, records), abs=1e-9)
+    assert summary["task"] == task and summary["limit"] == 4 and summary["model"] == str(trained.folder)
+    assert "| benchmark |" in (output / "report.md").read_text()
+
+
+def test_batched_predictions_equal_one_at_a_time_chat(trained, pipeline, tmp_path):
+    for task in ("gqa", "librispeech", "etth1"):
+        data, output = WRITERS[task](tmp_path / task), tmp_path / f"out-{task}"
+        assert cli_eval(trained.folder, task, data, output, "--limit", "3") == 0
+        from modrwkv.evaluation import get_task
+
+        samples = get_task(task).load(data, get_task(task).default_split)[:3]
+        for sample, record in zip(samples, read_lines(output / "predictions.jsonl")):
+            alone = pipeline.chat(sample.prompt, images=sample.images, audio=sample.audio, series=sample.series,
+                                  temperature=0, max_new_tokens=MAX_NEW_TOKENS)
+            assert record["prediction"] == alone.strip()
+
+
+def test_gqa_accuracy_equals_teacher_forced_exact_match(trained, tmp_path):
+    """For greedy decoding, "the reply equals the answer" and "the argmax at every answer position
+    (and the end of turn) is the reference token" are the same criterion: quickstart's evaluate()
+    and `modrwkv eval --task gqa` must agree sample by sample."""
+    model = ModRWKV.from_pretrained(trained.folder)
+    teacher_forced = [ok for oks in evaluate(model, trained.samples, WorldTokenizer()).values() for ok in oks]
+    items = [(s.messages[0].content.split("\n")[1], s.meta["answer"], s.images[0]) for s in trained.samples]
+    assert [s.messages[0].content for s in trained.samples] == [short_answer_prompt(q) for q, _, _ in items]
+    data = write_gqa(tmp_path, items)
+    assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--max-new-tokens", "8") == 0
+    accuracy = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]["accuracy"]
+    assert 0 < accuracy
+    assert accuracy == pytest.approx(100 * sum(teacher_forced) / len(teacher_forced))
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(trained, tmp_path, monkeypatch):
+    data = WRITERS["pope"](tmp_path / "data")
+    assert cli_eval(trained.folder, "pope", data, tmp_path / "whole") == 0
+    original = ModRWKVPipeline.generate_batch
+    calls = []
+
+    def interrupted(self, requests):
+        calls.append(len(requests))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, requests)
+
+    monkeypatch.setattr(ModRWKVPipeline, "generate_batch", interrupted)
+    assert cli_eval(trained.folder, "pope", data, tmp_path / "resumed") == 130
+    assert len(read_lines(tmp_path / "resumed" / "predictions.jsonl")) == 3  # the first batch was kept
+    monkeypatch.setattr(ModRWKVPipeline, "generate_batch", original)
+    assert cli_eval(trained.folder, "pope", data, tmp_path / "resumed") == 0
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert (resumed / "predictions.jsonl").read_bytes() == (whole / "predictions.jsonl").read_bytes()
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (whole, resumed)]
+    assert summaries[0]["metrics"] == summaries[1]["metrics"] and summaries[1]["generated_this_run"] == 3
+
+
+def test_shards_merge_to_the_single_process_result(trained, tmp_path, capsys):
+    data = WRITERS["mmbench"](tmp_path / "data")
+    assert cli_eval(trained.folder, "mmbench", data, tmp_path / "single") == 0
+    for index in (1, 0):
+        assert cli_eval(trained.folder, "mmbench", data, tmp_path / "sharded", "--num-shards", "2",
+                        "--shard-index", str(index)) == 0
+    assert "run the other shards" in capsys.readouterr().out  # the first shard to finish waits
+    assert cli_eval(trained.folder, "mmbench", data, tmp_path / "sharded", "--num-shards", "2", "--merge") == 0
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert (sharded / "predictions.jsonl").read_bytes() == (single / "predictions.jsonl").read_bytes()
+    metrics = [json.loads((folder / "summary.json").read_text())["metrics"] for folder in (single, sharded)]
+    assert metrics[0] == metrics[1]
+
+
+def test_cli_refuses_another_model_and_bad_data_in_one_line(trained, tmp_path, capsys):
+    data = WRITERS["gqa"](tmp_path / "data")
+    assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--limit", "1") == 0
+    other = tmp_path / "other-model"
+    shutil.copytree(trained.folder, other)
+    weights = next(p for p in sorted(other.rglob("*.safetensors")))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x00\x01")
+    capsys.readouterr()
+    assert cli_eval(other, "gqa", data, tmp_path / "out") == 2
+    error = capsys.readouterr().err
+    assert "holds predictions of a different run: model" in error and error.count("\n") == 1
+    assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--submission", str(tmp_path / "x.json")) == 2
+    assert "submission files exist for vqav2 --split test-dev, mmbench --split test" in capsys.readouterr().err
+    (data / "testdev_balanced_questions.json").unlink()
+    assert cli_eval(trained.folder, "gqa", data, tmp_path / "fresh") == 2
+    assert "testdev_balanced_questions.json" in capsys.readouterr().err
+
+
+# --- harness adapters ---------------------------------------------------------------------------
+
+
+def test_vlmevalkit_model_answers_as_the_pipeline(pipeline, tmp_path):
+    from eval_fixtures import save_picture
+
+    image = tmp_path / "a.jpg"
+    save_picture(image, 3)
+    vlm = ModRWKVVLM(pipeline=pipeline, max_new_tokens=MAX_NEW_TOKENS)
+    expected = pipeline.chat("<image>\nWhat is it?", images=[str(image)], temperature=0, max_new_tokens=MAX_NEW_TOKENS)
+    message = [{"type": "image", "value": str(image)}, {"type": "text", "value": "What is it?"}]
+    assert vlm.generate_inner(message, dataset="MME") == expected.strip()
+    assert vlm.generate([str(image), "What is it?"]) == expected.strip()  # VLMEvalKit's list-of-strings form
+    vlm.set_dump_image(lambda line: [str(image)])
+    line = {"index": 0, "question": "What is shown?", "hint": float("nan"), "A": "cat", "B": "dog", "C": float("nan")}
+    assert vlm.use_custom_prompt("MMBench_DEV_EN") and not vlm.use_custom_prompt("MathVista_MINI")
+    assert vlm.build_prompt(line, dataset="MMBench_DEV_EN") == [
+        {"type": "image", "value": str(image)},
+        {"type": "text", "value": "What is shown?\nA. cat\nB. dog\nAnswer with the option's letter from the given choices directly."},
+    ]
+    with pytest.raises(ValueError, match="unsupported message part type 'video'"):
+        vlm.generate_inner([{"type": "video", "value": "x.mp4"}])
+
+
+@dataclasses.dataclass
+class Instance:
+    """The fields of lmms-eval's `Instance` the model reads."""
+
+    args: tuple
+
+
+def test_lmms_eval_model_generates_and_scores_like_the_pipeline(pipeline):
+    from eval_fixtures import picture
+
+    docs = {"pope": {"test": [{"image": picture(1)}, {"image": picture(2)}]}}
+    lmms = ModRWKVLmmsCore(pipeline=pipeline, batch_size=2)
+    lmms.task_dict = docs
+
+    def visual(doc):
+        return [doc["image"]]
+
+    requests = [Instance(("Is there a dog?", {"until": ["\n\n"], "max_new_tokens": MAX_NEW_TOKENS}, visual, i, "pope", "test"))
+                for i in (0, 1)]
+    replies = lmms.generate_until(requests)
+    assert replies == [pipeline.chat("Is there a dog?", images=[d["image"]], temperature=0, max_new_tokens=MAX_NEW_TOKENS,
+                                     stop_strings=["\n\n"]) for d in docs["pope"]["test"]]
+    # Log-likelihood of the greedy reply, checked against one full-sequence forward pass.
+    greedy = pipeline.chat("Is there a dog?", images=[docs["pope"]["test"][0]["image"]], temperature=0, max_new_tokens=3)
+    [(logprob, is_greedy), (other, other_greedy)] = lmms.loglikelihood(
+        [Instance(("Is there a dog?", greedy, visual, 0, "pope", "test")),
+         Instance(("Is there a dog?", greedy + " zebra", visual, 0, "pope", "test"))])
+    sample = Sample([Message("user", "<image>\nIs there a dog?"), Message("assistant", greedy)],
+                    images=[docs["pope"]["test"][0]["image"]])
+    processed = pipeline.processor(sample)
+    batch = pipeline.model.collator()([processed])
+    with torch.no_grad():
+        logits = pipeline.model(batch.input_ids, batch.media, logits="all").logits[0, :-1].float()
+    targets = batch.labels[0, 1:]
+    positions = (targets != IGNORE_INDEX).nonzero().flatten()[:-1]  # the reply, without the end of turn
+    expected = torch.log_softmax(logits[positions], -1).gather(1, targets[positions, None]).sum()
+    assert logprob == pytest.approx(float(expected), abs=1e-3)
+    assert is_greedy and not other_greedy and other < logprob
+
+
+def test_vlmevalkit_launcher_registers_the_model_for_run_py(trained, tmp_path, monkeypatch, capsys):
+    """`python -m modrwkv.evaluation.harness.vlmevalkit ... --run run.py -- ARGS` puts the model in
+    VLMEvalKit's `supported_VLM` and runs run.py with ARGS (VLMEvalKit itself faked here)."""
+    import types
+
+    from modrwkv.evaluation.harness import vlmevalkit
+
+    config = types.ModuleType("vlmeval.config")
+    config.supported_VLM = {}
+    monkeypatch.setitem(sys.modules, "vlmeval", types.ModuleType("vlmeval"))
+    monkeypatch.setitem(sys.modules, "vlmeval.config", config)
+    run_py = tmp_path / "run.py"
+    run_py.write_text("import sys\nfrom vlmeval.config import supported_VLM\n"
+                      "model = supported_VLM[sys.argv[sys.argv.index('--model') + 1]]()\n"
+                      "print(type(model).__name__, model.max_new_tokens, sys.argv[1:])\n")
+    monkeypatch.setattr(sys, "argv", sys.argv[:])
+    vlmevalkit.main(["--model-path", str(trained.folder), "--device", "cpu", "--dtype", "fp32", "--max-new-tokens", "5",
+                     "--run", str(run_py), "--", "--data", "POPE", "--model", "modrwkv"])
+    assert capsys.readouterr().out == "ModRWKVVLM 5 ['--data', 'POPE', '--model', 'modrwkv']\n"
+
+
+def test_lmms_eval_plugin_resolves_to_a_model_on_the_lmms_base(trained, monkeypatch):
+    """lmms-eval's plugin hook imports `<plugin>.models`, reads AVAILABLE_MODELS and loads
+    `<plugin>.models.<name>.<class>`; the class must subclass lmms-eval's `lmms` (faked here)."""
+    import abc
+    import importlib
+    import types
+
+    class lmms(abc.ABC):  # lmms-eval's class name
+        def __init__(self) -> None:
+            self._rank, self._world_size, self.task_dict = 0, 1, {}
+
+        @abc.abstractmethod
+        def generate_until(self, requests): ...
+
+        @abc.abstractmethod
+        def loglikelihood(self, requests): ...
+
+        @abc.abstractmethod
+        def generate_until_multi_round(self, requests): ...
+
+    registered = {}
+    api, model_module, registry = (types.ModuleType(n) for n in ("lmms_eval.api", "lmms_eval.api.model", "lmms_eval.api.registry"))
+    model_module.lmms = lmms
+    registry.register_model = lambda name: lambda cls: registered.setdefault(name, cls)
+    for name, module in (("lmms_eval", types.ModuleType("lmms_eval")), ("lmms_eval.api", api),
+                         ("lmms_eval.api.model", model_module), ("lmms_eval.api.registry", registry)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "modrwkv.evaluation.harness.models.modrwkv", raising=False)
+    plugin = "modrwkv.evaluation.harness"
+    [(name, class_name)] = importlib.import_module(f"{plugin}.models").AVAILABLE_MODELS.items()
+    cls = getattr(importlib.import_module(f"{plugin}.models.{name}"), class_name)
+    model = cls(pretrained=str(trained.folder), batch_size="2", max_new_tokens="3")
+    assert isinstance(model, lmms) and registered == {"modrwkv": cls}
+    assert (model._world_size, model.batch_size_per_gpu, model.max_new_tokens) == (1, 2, 3)
+    with pytest.raises(NotImplementedError, match="multi-round"):
+        model.generate_until_multi_round([])
+    with pytest.raises(ValueError, match="unknown modrwkv model_args \\['temprature'\\]"):
+        cls(pretrained=str(trained.folder), temprature="0")

@@ -1,0 +1,306 @@
+"""`modrwkv eval`'s benchmark readers, prompts, per-task scoring, runner bookkeeping (resume, shards,
+refusals), submission files and report, on tiny copies of each benchmark's released files. The
+model is a stand-in whose reply is a function of the prompt, so these tests need no weights; the
+end-to-end runs with a real model are in test_eval_run.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eval_fixtures import (
+    WRITERS,
+    write_etth1,
+    write_mmbench,
+    write_mmmu,
+    write_scienceqa,
+    write_vqav2,
+)
+
+from modrwkv.evaluation import (
+    BenchmarkFileError,
+    ModelSpec,
+    export_submission,
+    get_task,
+    run_eval,
+)
+from modrwkv.evaluation.runner import read_predictions
+from modrwkv.evaluation.tasks.series import forecast_values
+
+SUFFIX = "\nAnswer the question using a single word or phrase."
+CHOICE = "\nAnswer with the option's letter from the given choices directly."
+
+
+def records(task, samples, predictions):
+    """What predictions.jsonl holds for these replies (references as JSON gives them back)."""
+    return [{"id": s.id, "prediction": p, "reference": json.loads(json.dumps(s.reference, default=np.ndarray.tolist))}
+            for s, p in zip(samples, predictions)]
+
+
+# --- readers and prompts --------------------------------------------------------------------
+
+
+def test_vqav2_val_and_test_dev_read_the_official_and_llava_files(tmp_path):
+    folder = write_vqav2(tmp_path)
+    task = get_task("vqav2")
+    val = task.load(folder, "val")
+    assert [s.id for s in val] == ["11", "12", "13"]
+    assert val[0].prompt == "<image>\nWhat color is the cat?" + SUFFIX
+    assert val[0].images == [folder / "val2014" / "COCO_val2014_000000000042.jpg"]
+    assert val[1].reference["answers"] == ["2", "two", "2", "2", "3", "2", "2", "two", "2", "2"]
+    test_dev = task.load(folder, "test-dev")
+    assert [s.id for s in test_dev] == ["101", "102"]
+    assert test_dev[0].prompt == "<image>\nWhat is this?" + SUFFIX  # LLaVA's text, suffix included
+    assert test_dev[0].images == [folder / "test2015" / "COCO_test2015_000000000005.jpg"]
+    assert task.summarize(records(task, test_dev, ["a", "b"])) == {}  # server-scored
+
+
+def test_vqav2_scores_with_the_official_normalisation(tmp_path):
+    task = get_task("vqav2")
+    samples = task.load(write_vqav2(tmp_path), "val")
+    # "Black." -> "black" (7 of 10 humans); "two" -> "2" (7 humans wrote "2"); "no" vs ten "yes".
+    summary = task.summarize(records(task, samples, ["Black.", "two", "no"]))
+    assert summary["accuracy"] == pytest.approx(200 / 3)
+    assert summary["per_answer_type"] == {"other": 100.0, "yes/no": 0.0}
+    # 2 humans said "two" literally, but the prediction is normalised to "2" and only the 7 "2" count:
+    # min(1, 7/3) in every leave-one-out subset.
+    assert task.score(records(task, samples, ["Black.", "two", "no"])[1]) == {"accuracy": 1.0}
+
+
+def test_scienceqa_keeps_the_image_questions_with_llava_prompts(tmp_path):
+    task = get_task("scienceqa")
+    folder = write_scienceqa(tmp_path)
+    samples = task.load(folder, "test")
+    assert [s.id for s in samples] == ["1", "3"]  # problem 2 has no image
+    assert samples[1].prompt == "<image>\nContext: Look at the map.\nWhich state is farthest north?\nA. Ohio\nB. Maine" + CHOICE
+    assert samples[0].images == [folder / "images" / "test" / "1" / "image.png"]
+    assert [s.id for s in task.load(folder, "minival")] == ["4"]
+    summary = task.summarize(records(task, samples, ["B", "The answer is A."]))
+    assert summary == {"accuracy": 50.0, "unparsed": 0}
+    assert task.summarize(records(task, samples, ["whale", "B. Maine"])) == {"accuracy": 50.0, "unparsed": 1}
+
+
+def test_mmbench_reads_circular_variants_and_scores_circular_eval(tmp_path):
+    task = get_task("mmbench")
+    samples = task.load(write_mmbench(tmp_path), "dev")
+    assert [s.id for s in samples] == ["0", "1000000", "2000000", "1"]
+    assert samples[0].prompt == "<image>\nA photo.\nWhat is shown?\nA. cat\nB. dog\nC. bird" + CHOICE
+    assert samples[3].prompt == "<image>\nWhich colour?\nA. red\nB. blue" + CHOICE  # no hint, no option C
+    assert samples[0].images[0].startswith("data:image/jpeg;base64,")
+    # Question 0: all three variants right; question 1: wrong -> circular 50 %, vanilla 3/4.
+    summary = task.summarize(records(task, samples, ["A", "C.", "(B)", "A"]))
+    assert summary["circular_accuracy"] == 50.0 and summary["vanilla_accuracy"] == 75.0
+    assert summary["circular_per_category"] == {"attribute": 0.0, "object": 100.0}
+    # One wrong variant sinks the whole question.
+    assert task.summarize(records(task, samples, ["A", "C", "A", "B"]))["circular_accuracy"] == 50.0
+    test = task.load(write_mmbench(tmp_path / "t", with_answers=False), "test")
+    assert task.summarize(records(task, test, ["A"] * 4)) == {}
+
+
+def test_mmmu_reads_parquet_subjects_with_mmmu_llava_prompts(tmp_path):
+    task = get_task("mmmu")
+    samples = task.load(write_mmmu(tmp_path), "validation")
+    assert [s.id for s in samples] == ["validation_Accounting_1", "validation_Accounting_2",
+                                       "validation_Art_1", "validation_Art_2"]
+    assert samples[0].prompt == ("<image>\n<image 1> Which is it?\n(A) cat\n(B) dog\n(C) cow\n\n"
+                                 "Answer with the option's letter from the given choices directly.")
+    assert samples[1].prompt == "<image>\nHow many legs does <image 1> show?" + SUFFIX
+    assert samples[1].reference["answer"] == ["4", "four"]
+    assert isinstance(samples[0].images[0], bytes)
+    summary = task.summarize(records(task, samples, ["(B)", "It has 4 legs", "A", "four"]))
+    assert summary["accuracy"] == 75.0
+    assert summary["per_subject"] == {"Accounting": 100.0, "Art": 50.0}
+
+
+def test_speech_corpora_pair_audio_with_transcripts(tmp_path):
+    libri = get_task("librispeech").load(WRITERS["librispeech"](tmp_path), "test-clean")
+    assert [s.id for s in libri] == ["174-50561-0000", "84-121123-0000", "84-121123-0001"]
+    assert libri[1].reference == {"text": "GO DO YOU HEAR"} and libri[1].prompt == "<audio>\nTranscribe the audio."
+    assert all(path.is_file() for s in libri for path in s.media_paths())
+    aishell = get_task("aishell").load(WRITERS["aishell"](tmp_path), "test")
+    assert [s.id for s in aishell] == ["BAC009S0764W0121", "BAC009S0764W0122"]  # W0999 has no transcript
+
+
+def test_forecast_windows_follow_the_long_horizon_protocol(tmp_path):
+    folder = write_etth1(tmp_path)
+    task = get_task("etth1")
+    samples = task.load(folder, "test")
+    # ETTh1 borders: test rows [12*30*24 + 4*30*24 - 720, 20*30*24) = [10800, 14400): 3600 - 720 - 96 + 1
+    # windows per channel, two channels, window-major order.
+    assert len(samples) == 2 * 2785
+    assert [s.id for s in samples[:3]] == ["HUFL/10800", "OT/10800", "HUFL/10801"]
+    raw = np.loadtxt(folder / "ETTh1.csv", delimiter=",", skiprows=1, usecols=(1, 2))
+    mean, std = raw[:8640].mean(axis=0), raw[:8640].std(axis=0)  # fitted on the 12 training months only
+    last = samples[-1]
+    assert last.id == "OT/13584"
+    np.testing.assert_allclose(last.series[0], (raw[13584:14304, 1] - mean[1]) / std[1])
+    np.testing.assert_allclose(last.reference["target"], (raw[14304:14400, 1] - mean[1]) / std[1])
+    target = samples[0].reference["target"]
+    text = ", ".join(f"{v:.3f}" for v in target)
+    summary = task.summarize(records(task, samples[:2], [text, "1.0, 2.0"]))
+    padded = np.array([1.0, 2.0] + [2.0] * 94)  # too short: padded with the last number
+    expected_mse = (np.mean((np.round(target, 3) - target) ** 2) + np.mean((padded - samples[1].reference["target"]) ** 2)) / 2
+    assert summary["mse"] == pytest.approx(expected_mse) and summary["unparsed"] == 1
+    assert forecast_values("no numbers", 3)[0].tolist() == [0.0, 0.0, 0.0]
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def test_missing_and_malformed_files_are_named(tmp_path):
+    with pytest.raises(BenchmarkFileError, match="v2_mscoco_val2014_annotations.json"):
+        folder = write_vqav2(tmp_path / "a")
+        (folder / "v2_mscoco_val2014_annotations.json").unlink()
+        get_task("vqav2").load(folder, "val")
+    folder = write_vqav2(tmp_path / "b")
+    (folder / "v2_OpenEnded_mscoco_val2014_questions.json").write_text('{"questions": [{"question_id": 11}]}')
+    with pytest.raises(BenchmarkFileError, match=r"questions\[0\]: missing field 'image_id'"):
+        get_task("vqav2").load(folder, "val")
+    (folder / "v2_OpenEnded_mscoco_val2014_questions.json").write_text("{not json")
+    with pytest.raises(BenchmarkFileError, match="not valid JSON"):
+        get_task("vqav2").load(folder, "val")
+    with pytest.raises(BenchmarkFileError, match="expected a folder"):
+        get_task("gqa").load(tmp_path / "nowhere", "testdev-balanced")
+    mmmu = write_mmmu(tmp_path / "c")
+    for parquet in (mmmu / "Physics").glob("*.parquet"):
+        parquet.unlink()
+    with pytest.raises(BenchmarkFileError, match="subject.*Physics"):
+        get_task("mmmu").load(mmmu, "validation")
+    tsv = write_mmbench(tmp_path / "d") / "MMBench_DEV_EN.tsv"
+    tsv.write_text("index\tquestion\n0\tq\n")
+    with pytest.raises(BenchmarkFileError, match="missing column"):
+        get_task("mmbench").load(tsv.parent, "dev")
+    short = write_etth1(tmp_path / "e", rows=14000)
+    with pytest.raises(BenchmarkFileError, match="ETTh1.csv.*14400 rows"):
+        get_task("etth1").load(short, "test")
+    with pytest.raises(ValueError, match="unknown split 'train'"):
+        get_task("pope").check_split("train")
+
+
+# --- runner bookkeeping -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Reply:
+    text: str
+    finish_reason: str = "stop"
+
+
+class EchoPipeline:
+    """Replies with the last word of the question; counts the samples it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def generate_batch(self, requests):
+        self.asked.extend(r.messages for r in requests)
+        return [Reply(r.messages.split("\n")[1].split()[-1].rstrip("?")) for r in requests]
+
+
+@pytest.fixture
+def weights(tmp_path) -> ModelSpec:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"weights-1")
+    return ModelSpec(str(path))
+
+
+def test_resume_redoes_only_what_is_missing_and_drops_a_torn_line(tmp_path, weights):
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+    complete = run_eval(task, data, tmp_path / "full", model=weights, load_pipeline=EchoPipeline, batch_size=4)
+    assert complete.generated == 6 and complete.summary["samples"] == 6
+    # A run killed mid-batch: two complete lines and a torn third.
+    lines = (tmp_path / "full" / "predictions.jsonl").read_text().splitlines()
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "run.json").write_text((tmp_path / "full" / "run.json").read_text())
+    (partial / "predictions.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])
+    echo = EchoPipeline()
+    resumed = run_eval(task, data, partial, model=weights, load_pipeline=lambda: echo, batch_size=4)
+    assert resumed.generated == 4 and len(echo.asked) == 4
+    assert (partial / "predictions.jsonl").read_bytes() == (tmp_path / "full" / "predictions.jsonl").read_bytes()
+    assert resumed.summary["metrics"] == complete.summary["metrics"]
+    # Finished: a rerun loads no model at all.
+    again = run_eval(task, data, partial, model=weights, load_pipeline=lambda: pytest.fail("model loaded"))
+    assert again.generated == 0 and again.summary["metrics"] == complete.summary["metrics"]
+
+
+def test_a_different_model_or_task_in_the_output_is_refused(tmp_path, weights):
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+    run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)
+    Path(weights.path).write_bytes(b"weights-2")
+    with pytest.raises(ValueError, match="different run: model"):
+        run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline)
+    Path(weights.path).write_bytes(b"weights-1")
+    with pytest.raises(ValueError, match="different run: split"):
+        run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, split="random")
+    with pytest.raises(ValueError, match="different run: task"):
+        run_eval(get_task("gqa"), WRITERS["gqa"](tmp_path), tmp_path / "out", model=weights, load_pipeline=EchoPipeline)
+    (tmp_path / "out" / "predictions.jsonl").write_text('{"id": "random/1"}\n{"id": 2, "prediction": "x"}\n')
+    with pytest.raises(ValueError, match=r"predictions.jsonl:1: not a predictions record"):
+        run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline)
+
+
+def test_shards_merge_into_the_single_process_result(tmp_path, weights):
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+    single = run_eval(task, data, tmp_path / "single", model=weights, load_pipeline=EchoPipeline, batch_size=2)
+    first = run_eval(task, data, tmp_path / "sharded", model=weights, load_pipeline=EchoPipeline, num_shards=3, shard_index=0)
+    assert first.summary is None and first.done == 2
+    with pytest.raises(ValueError, match="4 of 6 samples have no prediction"):
+        run_eval(task, data, tmp_path / "sharded", model=weights, load_pipeline=EchoPipeline, num_shards=3, merge_only=True)
+    run_eval(task, data, tmp_path / "sharded", model=weights, load_pipeline=EchoPipeline, num_shards=3, shard_index=2)
+    last = run_eval(task, data, tmp_path / "sharded", model=weights, load_pipeline=EchoPipeline, num_shards=3, shard_index=1)
+    assert last.summary["metrics"] == single.summary["metrics"]
+    assert (tmp_path / "sharded" / "predictions.jsonl").read_bytes() == (tmp_path / "single" / "predictions.jsonl").read_bytes()
+
+
+def test_missing_media_is_reported_before_generating(tmp_path, weights):
+    data = WRITERS["gqa"](tmp_path)
+    (data / "images" / "n1001.jpg").unlink()
+    with pytest.raises(ValueError, match=r"missing media file\(s\) for gqa: .*n1001.jpg"):
+        run_eval(get_task("gqa"), data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline)
+
+
+# --- submissions and report -------------------------------------------------------------------
+
+
+def test_vqav2_submission_follows_llavas_conversion(tmp_path, weights):
+    data = write_vqav2(tmp_path)
+
+    class Shouting(EchoPipeline):
+        def generate_batch(self, requests):
+            return [Reply("Two Dogs." if "What is" in r.messages else "NO") for r in requests]
+
+    task = get_task("vqav2")
+    result = run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=Shouting, split="test-dev")
+    assert result.summary["server_scored"] and "server-scored" in (tmp_path / "out" / "report.md").read_text()
+    path = export_submission(task, tmp_path / "out", data, tmp_path / "answers.json")
+    # Every test2015 question, test-dev ones answered through the EvalAI processor, the rest "".
+    assert json.loads(path.read_text()) == [{"question_id": 100, "answer": ""}, {"question_id": 101, "answer": "2 dogs"},
+                                            {"question_id": 102, "answer": "no"}, {"question_id": 103, "answer": ""}]
+
+
+def test_mmbench_submission_table_has_the_raw_predictions(tmp_path, weights):
+    import pandas
+
+    data = write_mmbench(tmp_path, with_answers=False)
+    task = get_task("mmbench")
+    run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, split="test")
+    path = export_submission(task, tmp_path / "out", data, tmp_path / "mmbench.tsv")
+    table = pandas.read_csv(path, sep="\t")
+    assert list(table.columns) == ["index", "question", "A", "B", "C", "prediction", "split"]
+    assert table["prediction"].tolist() == ["photo.", "photo.", "photo.", "colour"]
+    with pytest.raises(ValueError, match="scored locally"):
+        export_submission(get_task("gqa"), tmp_path / "out", data, tmp_path / "x.json")
+
+
+def test_report_puts_the_paper_numbers_beside_ours(tmp_path, weights):
+    run_eval(get_task("pope"), WRITERS["pope"](tmp_path), tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=4)
+    report = (tmp_path / "out" / "report.md").read_text()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "| benchmark | split | samples | metric | this model | ModRWKV RWKV7-3B (paper) | LLaVA-1.5-7B (paper) |" in report
+    assert f"| POPE | all | 4 of 6 | F1 (%), mean of the splits | {summary['metrics']['f1']:.2f} | 87.1 | 86.5 |" in report
+    assert "not comparable with the published numbers" in report
+    assert read_predictions(tmp_path / "out" / "predictions.jsonl").keys() == {"random/1", "random/2", "popular/1", "popular/2"}
