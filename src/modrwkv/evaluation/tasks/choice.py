@@ -41,12 +41,7 @@ from .base import (
     percent_mean,
     read_json,
 )
-from .paper import LLAVA_7B, MODRWKV_3B, VISION
-
-
-def _vision_paper(name: str) -> list[PaperResult]:
-    ours, llava = VISION[name]
-    return [PaperResult(MODRWKV_3B, ours)] + ([PaperResult(LLAVA_7B, llava)] if llava is not None else [])
+from .paper import vision_paper
 
 
 def _pandas() -> Any:
@@ -74,7 +69,7 @@ class ScienceQA(Task):
   images/test/<pid>/image.png ...                (images/<split>/<pid>/image.png)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
-        return _vision_paper(self.name)
+        return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the ScienceQA files", self.layout)
@@ -140,7 +135,7 @@ class MMBench(Task):
   MMBench_TEST_EN.tsv      (split test: no answers; export the submission with --submission)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
-        return _vision_paper(self.name)
+        return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         pandas = _pandas()
@@ -237,7 +232,7 @@ class MMMU(Task):
   ... one folder per subject, all 30 (dev-*.parquet for split dev)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
-        return _vision_paper(self.name)
+        return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         pandas = _pandas()

@@ -6,6 +6,8 @@ quotes it). ASR: RWKV7-0.4B with each audio encoder. Time series: zero-shot MSE,
 
 from __future__ import annotations
 
+from .base import PaperResult
+
 MODRWKV_3B = "ModRWKV RWKV7-3B (paper)"
 LLAVA_7B = "LLaVA-1.5-7B (paper)"
 
@@ -35,3 +37,9 @@ SERIES = {
     "weather": (0.203, 0.123),
     "traffic": (0.342, 0.327),
 }
+
+
+def vision_paper(name: str) -> list[PaperResult]:
+    """The paper's ModRWKV number for a vision benchmark, and LLaVA-1.5-7B's where the paper quotes one."""
+    ours, llava = VISION[name]
+    return [PaperResult(MODRWKV_3B, ours)] + ([PaperResult(LLAVA_7B, llava)] if llava is not None else [])

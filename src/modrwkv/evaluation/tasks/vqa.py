@@ -28,12 +28,7 @@ from .base import (
     read_jsonl,
     short_answer_prompt,
 )
-from .paper import LLAVA_7B, MODRWKV_3B, VISION
-
-
-def _vision_paper(name: str) -> list[PaperResult]:
-    ours, llava = VISION[name]
-    return [PaperResult(MODRWKV_3B, ours)] + ([PaperResult(LLAVA_7B, llava)] if llava is not None else [])
+from .paper import vision_paper
 
 
 class VQAv2(Task):
@@ -56,7 +51,7 @@ class VQAv2(Task):
     paper_note = "the published VQAv2 numbers are on test-dev (scored by the EvalAI server)"
 
     def paper_results(self, split: str) -> list[PaperResult]:
-        return _vision_paper(self.name)
+        return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the VQAv2 files", self.layout)
@@ -136,7 +131,7 @@ class TextVQA(Task):
                                                    used when present, as LLaVA-1.5 evaluated)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
-        return _vision_paper(self.name)
+        return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the TextVQA files", self.layout)
@@ -180,7 +175,7 @@ class GQA(Task):
   images/<imageId>.jpg ..."""
 
     def paper_results(self, split: str) -> list[PaperResult]:
-        return _vision_paper(self.name)
+        return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the GQA files", self.layout)
