@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 
 from modrwkv import __version__
 from modrwkv.generation import SamplingParams, generate, stream
-from modrwkv.lm import RWKV7State, load_model
+from modrwkv.lm import DTYPES, RWKV7State, load_model
 from modrwkv.tokenizer import WorldTokenizer
 
 if TYPE_CHECKING:  # chat and serve import these lazily, keeping the other commands' start-up light
@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # chat and serve import these lazily, keeping the other comma
 
 log = logging.getLogger("modrwkv.cli")
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 USAGE_ERROR = 2
 
 

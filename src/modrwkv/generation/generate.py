@@ -59,20 +59,20 @@ class GenerationResult:
     stop: int | str | None = None  # the stop token or stop string that ended generation, if any
 
 
-class _Sequence:
-    """Bookkeeping of one prompt during generation: its tokens, text and stop conditions."""
+class ReplyTracker:
+    """One reply as it is sampled: its tokens, its text, and the stop condition that ended it
+    (a stop token, a stop string or the token budget). Shared by `generate` and the inference engine."""
 
-    def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer: Tokenizer) -> None:
-        self.prompt_ids = prompt_ids
+    def __init__(self, params: SamplingParams, token_bytes: Callable[[int], bytes]) -> None:
         self.params = params
         self.stop_tokens = frozenset(params.stop_tokens)
-        self.detokenizer = IncrementalDetokenizer(tokenizer.token_bytes, params.stop_strings)
+        self.detokenizer = IncrementalDetokenizer(token_bytes, params.stop_strings)
         self.token_ids: list[int] = []
         self.finish_reason: FinishReason | None = None
         self.stop: int | str | None = None
 
     def accept(self, token: int) -> str:
-        """Records a sampled token, decides whether the sequence is done, returns the text released."""
+        """Records a sampled token, decides whether the reply is done, returns the text released."""
         self.token_ids.append(token)
         if token in self.stop_tokens:
             self.finish_reason, self.stop = "stop", token
@@ -85,6 +85,14 @@ class _Sequence:
         if self.detokenizer.stop_string is not None:
             self.finish_reason, self.stop = "stop", self.detokenizer.stop_string
         return piece
+
+
+class _Sequence(ReplyTracker):
+    """A reply of `generate`, with the prompt it continues."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer: Tokenizer) -> None:
+        super().__init__(params, tokenizer.token_bytes)
+        self.prompt_ids = prompt_ids
 
     def result(self, state: RWKV7State) -> GenerationResult:
         assert self.finish_reason is not None

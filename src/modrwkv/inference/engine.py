@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..generation import BatchSampler, IncrementalDetokenizer, SamplingParams
-from ..generation.generate import FinishReason
+from ..generation import BatchSampler, SamplingParams
+from ..generation.generate import FinishReason, ReplyTracker
 from ..lm import RWKV7State
 from ..multimodal import ModRWKV
 from ..tokenizer import WorldTokenizer
@@ -68,7 +68,7 @@ class Prefilled:
     cached_tokens: int
 
 
-class Row:
+class Row(ReplyTracker):
     """One sequence being decoded: its sampler, text decoding and stop conditions.
 
     Created before the prompt is read, so that bad sampling settings fail before any model work.
@@ -85,36 +85,19 @@ class Row:
         keep_state: bool = False,
         tag: Any = None,
     ) -> None:
+        super().__init__(params, engine.tokenizer.token_bytes)
         self.prompt = prompt
-        self.params = params
         self.cached_tokens = 0  # set from the prefill, for the usage report
         self.keep_state = keep_state
         self.tag = tag
         self.sampler = BatchSampler([params], engine.vocab_size, engine.device, engine.banned_tokens)
-        self.detokenizer = IncrementalDetokenizer(engine.tokenizer.token_bytes, params.stop_strings)
-        self.stop_tokens = frozenset(params.stop_tokens)
-        self.token_ids: list[int] = []
-        self.finish_reason: FinishReason | None = None
-        self.stop: int | str | None = None
         self.result: ChatResult | None = None
         self._content_prefix = engine.content_prefix  # dropped from the start of the reply, if there
         self._lead = engine.content_prefix  # what of it may still be ahead in the stream
         self._held = ""
 
     def accept(self, token: int) -> str:
-        """Records a sampled token and decides whether the row is done; returns the text released."""
-        self.token_ids.append(token)
-        if token in self.stop_tokens:
-            self.finish_reason, self.stop = "stop", token
-            piece = self.detokenizer.finish()
-        else:
-            piece = self.detokenizer.push(token)
-            if self.detokenizer.stop_string is None and len(self.token_ids) >= self.params.max_new_tokens:
-                self.finish_reason = "length"
-                piece += self.detokenizer.finish()
-        if self.detokenizer.stop_string is not None:
-            self.finish_reason, self.stop = "stop", self.detokenizer.stop_string
-        return self._strip_lead(piece)
+        return self._strip_lead(super().accept(token))
 
     def _strip_lead(self, piece: str) -> str:
         """Withholds text until it is known whether the reply starts with the template's content

@@ -1,13 +1,14 @@
 """The RWKV-7 language model: configuration, model, recurrent state, checkpoints, WKV kernels."""
 
-from .checkpoint import CheckpointError, load_model, load_state_dict, save_model
+from .checkpoint import DTYPES, CheckpointError, load_model, load_state_dict, save_model
 from .config import RWKV7Config
 from .model import RWKV7, RWKV7Output
 from .state import RWKV7State
 
 __all__ = [
-    "CheckpointError",
+    "DTYPES",
     "RWKV7",
+    "CheckpointError",
     "RWKV7Config",
     "RWKV7Output",
     "RWKV7State",

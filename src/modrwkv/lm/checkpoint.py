@@ -21,6 +21,9 @@ from .model import RWKV7
 
 log = logging.getLogger(__name__)
 
+# The LM precisions a user names on the command line or in a harness's model arguments.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 

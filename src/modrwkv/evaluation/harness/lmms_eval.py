@@ -56,10 +56,10 @@ class ModRWKVLmmsCore:
             if pretrained is None:
                 raise ValueError("the modrwkv lmms-eval model needs pretrained=MODEL_DIR")
             from ...inference import ModRWKVPipeline
+            from ...lm import DTYPES
 
-            dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
             pipeline = ModRWKVPipeline.from_pretrained(pretrained, encoder=encoder, encoder_source=encoder_source,
-                                                       template=template, device=device, dtype=dtypes[dtype])
+                                                       template=template, device=device, dtype=DTYPES[dtype])
         self.pipeline = pipeline
         self.batch_size_per_gpu = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)

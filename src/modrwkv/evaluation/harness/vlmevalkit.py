@@ -51,13 +51,11 @@ class ModRWKVVLM:
         if pipeline is None:
             if model_path is None:
                 raise ValueError("ModRWKVVLM needs model_path (or a pipeline)")
-            import torch
-
             from ...inference import ModRWKVPipeline
+            from ...lm import DTYPES
 
-            dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
             pipeline = ModRWKVPipeline.from_pretrained(model_path, encoder=encoder, encoder_source=encoder_source,
-                                                       template=template, device=device, dtype=dtypes[dtype])
+                                                       template=template, device=device, dtype=DTYPES[dtype])
         self.pipeline = pipeline
         self.max_new_tokens = max_new_tokens
         self.dump_image_func: Callable[[Any], Any] | None = None
