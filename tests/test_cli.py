@@ -99,13 +99,14 @@ def test_version(capsys):
 
 def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
     """The real recipe at toy scale: both stages, evaluation, examples, a loadable saved model."""
-    args = ["quickstart", "--output", str(tmp_path / "qs"), "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "3",
+    args = ["quickstart", "--output", str(tmp_path / "qs"), "--encoder-steps", "2", "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "3",
             "--train-samples", "64", "--test-samples", "24", "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "image/colour" in out and "text-only best" in out and "model saved to" in out
     report = json.loads((tmp_path / "qs" / "report.json").read_text())
     assert [report["training"][f"stage{i}"]["steps"] for i in range(3)] == [2, 2, 3]
+    assert report["training"]["vision_encoder"]["steps"] == 2 and "per-cell accuracy" in out
     assert sum(report["count"].values()) == 24
     from modrwkv.multimodal import ModRWKV
 

@@ -83,6 +83,10 @@ def test_unknown_keys_and_bad_values_are_named():
         config_from_dict({"model": {"encoders": {"image": {"name": "tiny"}}}}, needs_data=False)
     with pytest.raises(ConfigError, match="lora.targets"):
         config_from_dict({"train": {"lora": {"targets": ["att.query"]}}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match=r"encoder_lr_scale: unknown modality 'video'"):
+        config_from_dict({"train": {"encoder_lr_scale": {"video": 0.1}}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match=r"encoder_lr_scale\.image must be > 0, got 0.0"):
+        config_from_dict({"train": {"encoder_lr_scale": {"image": 0}}}, needs_data=False, needs_model=False)
 
 
 def test_yaml_overrides(tmp_path):
@@ -203,6 +207,32 @@ def test_stage1_changes_only_adapter_weights_and_stage2_keeps_them(tmp_path, lm_
     for key, value in resumed_model.adapters.state_dict().items():
         assert torch.equal(value, after[f"adapters.{key}"]), key
     train(stage2, samples=colour_samples(16))
+
+
+def test_encoder_lr_scale_scales_only_that_encoders_updates(tmp_path, lm_checkpoint):
+    """Adam's first update is lr * g / (|g| + eps), about lr * sign(g): with the image encoder at a
+    tenth of the rate, its weights move a tenth as far and every other weight moves the same."""
+    samples = colour_samples(8)
+
+    def cfg(name: str, **options) -> dict:
+        c = config(tmp_path, name, max_steps=1, warmup_steps=0, **options)
+        c["model"]["lm"] = {"checkpoint": lm_checkpoint}  # mixes across time, so the image gets a gradient
+        return c
+
+    init = build_model(config_from_dict(cfg("init"), needs_data=False).model, seed=0)
+    before = {k: v.clone() for k, v in init.state_dict().items()}
+
+    def one_step(name: str, **options) -> dict[str, torch.Tensor]:
+        result = train(cfg(name, **options), samples=samples, model=copy.deepcopy(init))
+        return {k: v - before[k] for k, v in result.model.state_dict().items()}
+
+    full = one_step("full")
+    scaled = one_step("scaled", encoder_lr_scale={"image": 0.1})
+    encoder_keys = [k for k in full if k.startswith("encoders.image.")]
+    assert encoder_keys and any(full[k].abs().max() > 1e-3 for k in encoder_keys)
+    for key in full:
+        expected = 0.1 * full[key] if key.startswith("encoders.image.") else full[key]
+        torch.testing.assert_close(scaled[key], expected, rtol=1e-3, atol=1e-7, msg=key)
 
 
 def test_gradient_accumulation_matches_one_big_micro_batch(tmp_path):

@@ -119,6 +119,9 @@ class OptimConfig:
     betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-8
     weight_decay: float = 0.0  # decoupled, on weight matrices only
+    # per modality: a trainable encoder learns at this multiple of lr (1 when not listed); lower it
+    # to fine-tune a pretrained encoder gently
+    encoder_lr_scale: dict[str, float] = dataclasses.field(default_factory=dict)
     grad_clip: float | None = 1.0
     gradient_checkpointing: bool = False
     seed: int = 42
@@ -186,6 +189,12 @@ class TrainConfig:
             raise ConfigError("train.warmup_steps must be >= 0 and train.decay_fraction in (0, 1]")
         if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas) or t.eps <= 0 or t.weight_decay < 0:
             raise ConfigError(f"bad Adam settings: betas {t.betas}, eps {t.eps}, weight_decay {t.weight_decay}")
+        for modality, scale in t.encoder_lr_scale.items():
+            if modality not in ("image", "audio", "series"):
+                raise ConfigError(f"train.encoder_lr_scale: unknown modality {modality!r} (image, audio or series)")
+            if not (scale > 0 and math.isfinite(scale)):
+                raise ConfigError(f"train.encoder_lr_scale.{modality} must be > 0, got {scale} "
+                                  "(to keep an encoder fixed, set trainable: false on it)")
         if t.grad_clip is not None and t.grad_clip <= 0:
             raise ConfigError("train.grad_clip must be > 0 or null")
         if not 0 <= t.lora.dropout < 1 or t.lora.alpha <= 0:

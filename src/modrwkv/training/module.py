@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -54,18 +54,25 @@ def set_stage(model: ModRWKV, stage: str, lora: LoRAConfig | None = None) -> Non
         raise ValueError(f"unknown stage {stage!r}")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(model: ModRWKV, weight_decay: float, lr: float,
+                     encoder_lr_scale: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Trainable parameters; decoupled weight decay on matrices only (not on norms, biases, the
-    per-channel mixing vectors or LoRA's zero-initialised B, which would bias it towards zero)."""
-    decay, no_decay = [], []
+    per-channel mixing vectors or LoRA's zero-initialised B, which would bias it towards zero).
+    The encoder of modality m learns at `encoder_lr_scale[m]` x `lr`: a pretrained encoder
+    fine-tuned at the full rate forgets what it knew while the LM is still learning to read it.
+    Groups at the full rate come first."""
+    scales = encoder_lr_scale or {}
+    encoder_rate = {id(p): lr * scales.get(modality, 1.0)
+                    for modality, encoder in model.encoders.items() for p in encoder.parameters()}
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 and weight_decay > 0 and not name.endswith("lora_b") else no_decay).append(p)
-    groups = [{"params": no_decay, "weight_decay": 0.0}]
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    return [g for g in groups if g["params"]]
+        decays = p.ndim >= 2 and weight_decay > 0 and not name.endswith("lora_b")
+        rate = encoder_rate.get(id(p), lr)
+        groups.setdefault((rate, weight_decay if decays else 0.0), []).append(p)
+    order = sorted(groups, key=lambda key: (key[0] != lr, key[1]))
+    return [{"params": groups[key], "lr": key[0], "weight_decay": key[1]} for key in order]
 
 
 def fused_adam_supported(params: Iterable[torch.Tensor]) -> bool:
@@ -150,7 +157,7 @@ class ModRWKVModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
-        groups = parameter_groups(self.model, o.weight_decay)
+        groups = parameter_groups(self.model, o.weight_decay, o.lr, o.encoder_lr_scale)
         # Lightning's mixed-precision plugin cannot clip the gradients of a fused optimizer.
         mixed = isinstance(self.trainer.precision_plugin, MixedPrecision)
         fused = not (mixed and o.grad_clip) and fused_adam_supported(p for g in groups for p in g["params"])

@@ -1,0 +1,80 @@
+"""The quickstart's own pieces: the procedural data and the vision encoder's pretraining. (The
+whole `modrwkv quickstart` command runs end to end in test_cli.py.)"""
+
+import numpy as np
+import pytest
+import torch
+
+from modrwkv.encoders import build_encoder
+from modrwkv.quickstart.data import COLOURS, POSITIONS, SHAPES, Shape, generate_samples
+from modrwkv.quickstart.encoder_pretraining import cell_labels, pretrain_vision_encoder
+
+
+def test_cell_labels_name_the_object_of_each_cells_quadrant():
+    shapes = [Shape("circle", "red", "top right"), Shape("triangle", "orange", "bottom left")]
+    # colours: red = 1, orange = 6; shapes: circle = 1, triangle = 3; 0 = empty
+    assert cell_labels(shapes, 2) == ([0, 1, 6, 0], [0, 1, 3, 0])
+    colours, kinds = cell_labels(shapes, 4)
+    assert colours == [0, 0, 1, 1,
+                       0, 0, 1, 1,
+                       6, 6, 0, 0,
+                       6, 6, 0, 0]
+    assert kinds == [0 if c == 0 else (1 if c == 1 else 3) for c in colours]
+    with pytest.raises(ValueError, match="even image grid"):
+        cell_labels(shapes, 3)
+
+
+def test_pretraining_teaches_the_encoder_to_see_and_is_refused_on_a_frozen_one():
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        encoder = build_encoder("tiny", image_size=64, grid=2, width=32)
+        result = pretrain_vision_encoder(encoder, 300, batch_size=16, seed=0, held_out=128, progress_bar=False)
+    finally:
+        torch.set_num_threads(threads)
+    # about half the cells are empty, so always answering "empty" scores ~50%; chance is lower
+    assert result.colour_accuracy > 0.9 and result.shape_accuracy > 0.9
+    assert sum(result.losses[-10:]) / 10 < 0.2 * result.losses[0]
+    frozen = build_encoder("tiny", image_size=64, grid=2, width=32, trainable=False)
+    with pytest.raises(ValueError, match="frozen"):
+        pretrain_vision_encoder(frozen, 1)
+
+
+def _quadrants(image) -> dict[str, tuple[float, ...] | None]:
+    """Mean colour of the drawn (non-background) pixels of each quadrant, None when it is empty."""
+    pixels = np.asarray(image, dtype=np.float32)
+    result = {}
+    for index, name in enumerate(POSITIONS):
+        row, col = divmod(index, 2)
+        cell = pixels[row * 32:(row + 1) * 32, col * 32:(col + 1) * 32].reshape(-1, 3)
+        drawn = cell[cell.min(axis=1) < 200]  # backgrounds are 225-255 in every channel
+        result[name] = tuple(drawn.mean(axis=0)) if len(drawn) > 20 else None
+    return result
+
+
+def _nearest_colour(rgb: tuple[float, ...]) -> str:
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(rgb, COLOURS[name])))
+
+
+def test_generated_answers_agree_with_the_drawn_pixels():
+    """Counts and colours checked against the images themselves; same seed, same data; every
+    question type and answer value occurs."""
+    samples = list(generate_samples(300, seed=3, series_fraction=0.0))
+    answers = set()
+    for sample in samples:
+        quadrants = _quadrants(sample.images[0])
+        question, answer = sample.messages[0].content.split("\n")[0], sample.meta["answer"]
+        answers.add(answer)
+        if sample.meta["type"] == "count":
+            assert int(answer) == sum(q is not None for q in quadrants.values())
+        elif question.startswith("What colour is the shape in the "):
+            position = question.removeprefix("What colour is the shape in the ").rstrip("?")
+            assert _nearest_colour(quadrants[position]) == answer
+        elif sample.meta["type"] == "position":
+            assert quadrants[answer] is not None and _nearest_colour(quadrants[answer]) == question.split()[3]
+    assert {s.meta["type"] for s in samples} == {"count", "colour", "shape", "position"}
+    assert set(COLOURS) | set(SHAPES) | set(POSITIONS) | {"1", "2", "3"} <= answers
+    again = list(generate_samples(20, seed=3, series_fraction=0.0))
+    assert [s.messages for s in again] == [s.messages for s in samples[:20]]
+    assert all(np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0])) for a, b in zip(again, samples))
