@@ -188,7 +188,11 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     if output.exists() and any(output.iterdir()):
         raise CLIError(f"{output} already exists and is not empty; choose another --output or remove it")
     print(f"modrwkv quickstart: training a tiny ModRWKV on generated images and time series (output: {output})")
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    import lightning.pytorch  # noqa: F401 -- importing it sets its logger to INFO; quieten it afterwards
+
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.setLevel(logging.WARNING)
+    lightning_log.propagate = False  # warnings print once, through its own handler
     report = run_quickstart(output, settings, progress_bar=not args.no_progress)
     print(format_report(report))
     return 0
