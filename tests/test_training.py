@@ -388,6 +388,19 @@ def test_fsdp_strategy_constructs():
         pl.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_deepspeed_strategies_construct(stage):
+    """Each ZeRO stage builds its strategy. Lightning trains with DeepSpeed on CUDA only, so the
+    training steps are in tests/test_gpu.py."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    trainer = pl.Trainer(accelerator="cpu", devices=1, strategy=build_strategy(f"deepspeed_stage_{stage}"),
+                         logger=False)
+    assert isinstance(trainer.strategy, DeepSpeedStrategy)
+    assert trainer.strategy.config["zero_optimization"]["stage"] == stage
+
+
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deepspeed_without_deepspeed_is_a_clear_error(stage):
