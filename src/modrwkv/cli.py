@@ -155,7 +155,8 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
         help="train a tiny multimodal ModRWKV on CPU from generated data, evaluate it, save it",
         description="Offline, no arguments needed: generates images of coloured shapes and time "
         "series with questions, pretrains a small CNN vision encoder, trains a tiny ModRWKV (that "
-        "encoder + WaveNet series encoder + small RWKV-7) through stage 1 and stage 2, prints held-out accuracy per question type beside "
+        "encoder + WaveNet series encoder + small RWKV-7) through stage 1 and stage 2, prints held-out "
+        "accuracy per question type beside "
         "the best a text-only model could do, and saves a model for `modrwkv chat` / `modrwkv serve`.",
     )
     p.add_argument("--output", default="runs/quickstart", help="folder for the run and the trained model")
@@ -177,7 +178,8 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
     settings = QuickstartSettings(seed=args.seed)
-    overrides = {"encoder_pretrain_steps": args.encoder_steps, "stage0_steps": args.stage0_steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.steps,
+    overrides = {"encoder_pretrain_steps": args.encoder_steps, "stage0_steps": args.stage0_steps,
+                 "stage1_steps": args.stage1_steps, "stage2_steps": args.steps,
                  "train_samples": args.train_samples, "test_samples": args.test_samples}
     for field, value in overrides.items():
         if value is not None:

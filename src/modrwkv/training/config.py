@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from ..data.sample import MODALITIES
+
 Stage = Literal["1", "2", "lora"]
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["32", "bf16-mixed"]
@@ -190,7 +192,7 @@ class TrainConfig:
         if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas) or t.eps <= 0 or t.weight_decay < 0:
             raise ConfigError(f"bad Adam settings: betas {t.betas}, eps {t.eps}, weight_decay {t.weight_decay}")
         for modality, scale in t.encoder_lr_scale.items():
-            if modality not in ("image", "audio", "series"):
+            if modality not in MODALITIES:
                 raise ConfigError(f"train.encoder_lr_scale: unknown modality {modality!r} (image, audio or series)")
             if not (scale > 0 and math.isfinite(scale)):
                 raise ConfigError(f"train.encoder_lr_scale.{modality} must be > 0, got {scale} "
@@ -218,7 +220,7 @@ class TrainConfig:
             raise ConfigError("model.init_from takes LM, encoders and adapters from the folder; "
                               "remove model.lm / model.encoders / model.adapters")
         for modality, spec in m.encoders.items():
-            if modality not in ("image", "audio", "series"):
+            if modality not in MODALITIES:
                 raise ConfigError(f"model.encoders: unknown modality {modality!r} (image, audio or series)")
             if not spec.name:
                 raise ConfigError(f"model.encoders.{modality}.name is required")

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from . import load_pipeline
+
 _AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -55,11 +57,8 @@ class ModRWKVLmmsCore:
         if pipeline is None:
             if pretrained is None:
                 raise ValueError("the modrwkv lmms-eval model needs pretrained=MODEL_DIR")
-            from ...inference import ModRWKVPipeline
-            from ...lm import DTYPES
-
-            pipeline = ModRWKVPipeline.from_pretrained(pretrained, encoder=encoder, encoder_source=encoder_source,
-                                                       template=template, device=device, dtype=DTYPES[dtype])
+            pipeline = load_pipeline(pretrained, device=device, dtype=dtype, encoder=encoder,
+                                     encoder_source=encoder_source, template=template)
         self.pipeline = pipeline
         self.batch_size_per_gpu = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)

@@ -28,6 +28,7 @@ from typing import Any
 
 from ...data.sample import MARKERS
 from ..tasks.base import OPTION_LETTERS, SHORT_ANSWER_PROMPT, choice_prompt
+from . import load_pipeline
 
 MULTIPLE_CHOICE_DATASETS = ("MMBench", "ScienceQA", "SEEDBench")
 SHORT_ANSWER_DATASETS = ("POPE", "GQA", "TextVQA", "VQAv2")
@@ -51,11 +52,8 @@ class ModRWKVVLM:
         if pipeline is None:
             if model_path is None:
                 raise ValueError("ModRWKVVLM needs model_path (or a pipeline)")
-            from ...inference import ModRWKVPipeline
-            from ...lm import DTYPES
-
-            pipeline = ModRWKVPipeline.from_pretrained(model_path, encoder=encoder, encoder_source=encoder_source,
-                                                       template=template, device=device, dtype=DTYPES[dtype])
+            pipeline = load_pipeline(model_path, device=device, dtype=dtype, encoder=encoder,
+                                     encoder_source=encoder_source, template=template)
         self.pipeline = pipeline
         self.max_new_tokens = max_new_tokens
         self.dump_image_func: Callable[[Any], Any] | None = None
