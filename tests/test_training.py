@@ -372,8 +372,10 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert [float(r["loss"]) for r in rows] == pytest.approx([r["loss"] for r in result.history], rel=1e-4)
     a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
     b = load_file(str(result.final_dir / "model.safetensors"))
+    # Two micro-batches of 2 and one of 4 sum in different orders; Adam's normalised update can turn
+    # a 1e-7 gradient difference on a near-zero entry into ~1e-5 after 4 steps (seen with 2 threads).
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=5e-5)
 
 
 def test_fsdp_strategy_constructs():
