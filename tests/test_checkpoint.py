@@ -62,7 +62,7 @@ def test_unreadable_and_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match="cannot read as safetensors"):
         load_model(tmp_path / "junk.safetensors")
     (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(CheckpointError, match="neither"):
+    with pytest.raises(CheckpointError, match="empty_dir is not a model folder: it has neither config.json nor model.safetensors"):
         load_model(tmp_path / "empty_dir")
 
 
@@ -97,3 +97,70 @@ def test_fla_folder_loads_to_the_same_model(tmp_path):
     assert "model.layers.1.attn.w_lora.lora.0.weight" in fla_sd and config["model_type"] == "rwkv7"
     tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
     assert torch.equal(load_model(tmp_path / "fla")(tokens).logits, load_model(tmp_path / "m.pth")(tokens).logits)
+
+
+@torch.no_grad()
+def test_legacy_non_zip_pth_loads(tmp_path):
+    """Checkpoints written before torch 1.6 (or with the legacy flag) cannot be memory-mapped."""
+    sd = random_official_state_dict(TINY, seed=6)
+    torch.save(sd, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save(sd, tmp_path / "zip.pth")
+    tokens = torch.tensor([[5, 6, 7]])
+    assert torch.equal(load_model(tmp_path / "legacy.pth")(tokens).logits, load_model(tmp_path / "zip.pth")(tokens).logits)
+
+
+@pytest.mark.parametrize("fmt", ["pth", "safetensors", "fla"])
+def test_nan_or_inf_weights_are_refused_naming_the_tensors(tmp_path, fmt):
+    from modrwkv.lm.fla_format import save_fla_folder
+
+    sd = random_official_state_dict(TINY, seed=2, layer0_value_lora=False)
+    sd["blocks.1.att.key.weight"][3, 4] = float("nan")
+    sd["head.weight"][0, 0] = float("inf")
+    path = tmp_path / f"m.{fmt}"
+    {"pth": lambda: torch.save(sd, path), "safetensors": lambda: save_file(sd, str(path)),
+     "fla": lambda: save_fla_folder(sd, path)}[fmt]()
+    with pytest.raises(CheckpointError, match="NaN or infinity") as err:
+        load_model(path)
+    if fmt != "fla":
+        assert "'blocks.1.att.key.weight', 'head.weight'" in str(err.value) and str(path) in str(err.value)
+    else:
+        assert "model.layers.1.attn.k_proj.weight" in str(err.value) and "lm_head.weight" in str(err.value)
+
+
+def test_corrupt_safetensors_inside_folders_name_the_file(tmp_path):
+    from modrwkv.lm.fla_format import save_fla_folder
+
+    save_fla_folder(random_official_state_dict(TINY, seed=1, layer0_value_lora=False), tmp_path / "fla")
+    save_model(make_model(), tmp_path / "ours")
+    for folder in ("fla", "ours"):
+        (tmp_path / folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+        with pytest.raises(CheckpointError, match=f"{folder}/model.safetensors: cannot read as safetensors"):
+            load_model(tmp_path / folder)
+
+
+def test_config_json_that_is_not_an_object_or_not_json(tmp_path):
+    save_model(make_model(), tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="config.json must hold a JSON object, got a JSON array"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text('{"n_layer": 3,\n "n_embd": }')
+    with pytest.raises(CheckpointError, match="config.json: invalid JSON at line 2, column 12"):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_layer": "two"}, "n_layer must be an integer, got 'two'"),
+    ({"n_embd": 12.5}, "n_embd must be an integer"),
+    ({"dim_w": True}, "dim_w must be an integer or null, got True"),
+    ({"vocab_size": 0}, "vocab_size must be positive"),
+    ({"surprise": 1}, "unknown field"),
+])
+def test_config_values_of_the_wrong_type_are_named(change, message):
+    from modrwkv.lm import RWKV7Config
+
+    with pytest.raises(ValueError, match=message):
+        RWKV7Config.from_dict({**TINY.to_dict(), **change})
+    with pytest.raises(ValueError, match="missing field"):
+        RWKV7Config.from_dict({"n_embd": 128})
+    with pytest.raises(ValueError, match="expected an object of sizes, got list"):
+        RWKV7Config.from_dict([3, 128])

@@ -72,7 +72,7 @@ def test_stream_from_loaded_state_in_process(checkpoint, tmp_path, capsys):
     [
         (["--top-p", "2"], "top_p must lie in (0, 1]"),
         (["--max-new-tokens", "0"], "max_new_tokens"),
-        (["--load-state", "/nonexistent/state.safetensors"], "No such file"),
+        (["--load-state", "/nonexistent/state.safetensors"], "no such file"),
         (["--stop", "\\x1"], "bad backslash escape"),
     ],
 )

@@ -1,6 +1,7 @@
 """Generation: sampling rules, streaming text, stop conditions, batched decoding, resuming from states."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -358,6 +359,40 @@ def test_resume_from_saved_state(tiny_model, world, tmp_path):
     continued = generate(tiny_model, world, follow_up, GREEDY, state=direct.state)
     from_scratch = generate(tiny_model, world, prompt + direct.token_ids + follow_up, GREEDY)
     assert continued.token_ids == from_scratch.token_ids
+
+
+def test_bad_state_files_are_clear_errors(tiny_model, world, tmp_path):
+    from safetensors.torch import save_file
+
+    good = tiny_model.init_state(1)
+    cases = {
+        "rank": ({"att_shift": torch.zeros(3), "wkv": good.wkv, "ffn_shift": good.ffn_shift},
+                 "not an RWKV-7 state: att_shift has shape (3,), expected 3 dimensions"),
+        "rows": ({"att_shift": good.att_shift, "wkv": tiny_model.init_state(2).wkv, "ffn_shift": good.ffn_shift},
+                 "disagree on (layers, batch rows)"),
+        "ints": ({"att_shift": good.att_shift.long(), "wkv": good.wkv, "ffn_shift": good.ffn_shift},
+                 "att_shift is torch.int64, expected floating point"),
+        "nan": ({"att_shift": good.att_shift, "wkv": good.wkv.clone().fill_(float("nan")), "ffn_shift": good.ffn_shift},
+                "holding NaN or infinity: ['wkv']"),
+        "missing": ({"att_shift": good.att_shift}, "missing tensor(s) ['wkv', 'ffn_shift']"),
+    }
+    for name, (tensors, message) in cases.items():
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / f"{name}.state"))
+        with pytest.raises(ValueError, match=re.escape(f"{name}.state: ") + ".*" + re.escape(message)):
+            RWKV7State.load(tmp_path / f"{name}.state", tiny_model.config)
+    with pytest.raises(ValueError, match="is a folder, not a file"):
+        RWKV7State.load(tmp_path, tiny_model.config)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        RWKV7State.load(tmp_path / "absent.state", tiny_model.config)
+    RWKV7State.zeros(RWKV7Config(n_layer=1, n_embd=64, vocab_size=1024)).save(tmp_path / "other.state")
+    with pytest.raises(ValueError, match="state tensor att_shift has shape \\(1, 1, 64\\), but this model needs"):
+        RWKV7State.load(tmp_path / "other.state", tiny_model.config)
+    tiny_model.init_state(2).save(tmp_path / "two.state")
+    two = RWKV7State.load(tmp_path / "two.state", tiny_model.config)
+    with pytest.raises(ValueError, match="the start state has 2 rows; 1 prompt\\(s\\) need 1 row$"):
+        generate(tiny_model, world, [1, 2], GREEDY, state=two)
+    with pytest.raises(ValueError, match="has 2 rows; 3 prompt\\(s\\) need 1 row \\(shared\\) or 3 rows"):
+        generate_batch(tiny_model, world, [[1], [2], [3]], GREEDY, states=two)
 
 
 def test_shared_start_state_for_a_batch(tiny_model, world):

@@ -1,6 +1,7 @@
 """ModRWKV end to end on tiny random encoders: token counts, splicing, gradients, persistence."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -175,6 +176,55 @@ def test_save_and_from_pretrained_round_trip(tmp_path, tok):
         outs.append(m.forward_batch(batch, logits="all"))
     assert torch.equal(outs[0].logits, outs[1].logits)
     assert again.processor(tok).template.name == "classic"
+
+
+CONFIG_DAMAGE = [
+    (lambda c: [c], "config.json must hold a JSON object, got a JSON array"),
+    (lambda c: {k: v for k, v in c.items() if k != "lm"}, "missing field(s) ['lm']"),
+    (lambda c: {**c, "lm": {**c["lm"], "n_layer": "two"}}, "'lm': RWKV7Config: n_layer must be an integer, got 'two'"),
+    (lambda c: {**c, "lm": [2, 64]}, "'lm' must be a JSON object, got [2, 64]"),
+    (lambda c: {**c, "encoders": {**c["encoders"], "image": 3}}, "every encoder needs an adapter"),
+    (lambda c: {**c, "adapters": {"series": {**c["adapters"]["series"], "kind": "bogus"}}},
+     "adapters.series: adapter kind must be 'mlp' or 'speech'"),
+    (lambda c: {**c, "adapters": {"series": {**c["adapters"]["series"], "extra": 1}}}, "adapters.series:"),
+    (lambda c: {**c, "encoders": {"series": {"layers": 2}}}, "encoders.series must be an object with a 'name'"),
+    (lambda c: {**c, "ctx_len": "long"}, "'ctx_len' must be a positive integer or null"),
+    (lambda c: {**c, "format": "other"}, "not a ModRWKV config (format='other')"),
+]
+
+
+@pytest.mark.parametrize("damage, message", CONFIG_DAMAGE, ids=[m[:30] for _, m in CONFIG_DAMAGE])
+def test_damaged_config_json_is_a_clear_error(tmp_path, damage, message):
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.lm import CheckpointError
+
+    ModRWKV.build(lm(), {"series": build_encoder("wavenet", **ENCODER_CASES["wavenet"])}).save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps(damage(config)))
+    with pytest.raises(CheckpointError) as err:
+        ModRWKV.from_pretrained(tmp_path / "m")
+    assert str(err.value).startswith(str(tmp_path / "m" / "config.json")) and message in str(err.value)
+    if "format=" in message:  # not a ModRWKV folder, as far as the pipeline can tell: the LM readers say why
+        message = "has a config.json that does not describe a ModRWKV model (format='other'), but its"
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        ModRWKVPipeline.from_pretrained(tmp_path / "m")
+
+
+def test_folder_problems_are_described(tmp_path):
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.lm import CheckpointError
+
+    ModRWKV.build(lm(), {"series": build_encoder("wavenet", **ENCODER_CASES["wavenet"])}).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").rename(tmp_path / "config.json.bak")
+    with pytest.raises(CheckpointError, match="m has no config.json, but its model.safetensors holds ModRWKV weights"):
+        ModRWKVPipeline.from_pretrained(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="no config.json; not a ModRWKV model folder"):
+        ModRWKV.from_pretrained(tmp_path / "m")
+    (tmp_path / "config.json.bak").rename(tmp_path / "m" / "config.json")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+    for load in (ModRWKV.from_pretrained, ModRWKVPipeline.from_pretrained):
+        with pytest.raises(CheckpointError, match="m/model.safetensors: cannot read as safetensors"):
+            load(tmp_path / "m")
 
 
 @torch.no_grad()

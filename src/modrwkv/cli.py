@@ -129,10 +129,10 @@ def _run_generate(args: argparse.Namespace) -> int:
         )
     state = None
     if args.load_state:
-        try:
-            state = RWKV7State.load(args.load_state, model.config, device)
-        except SafetensorError as exc:
-            raise CLIError(f"{args.load_state}: not a state file ({exc})") from None
+        state = RWKV7State.load(args.load_state, model.config, device)
+        if state.batch_size != 1:
+            raise CLIError(f"{args.load_state} holds a batch of {state.batch_size} states; generate continues one "
+                           "prompt from one state (save one with --save-state)")
     if args.stream:
         pieces = stream(model, tokenizer, prompt, params, state=state)
         _print_stream(pieces)
@@ -348,6 +348,10 @@ def _run_chat(args: argparse.Namespace) -> int:
                 _chat_command(pipeline, session, pending, command, argument.strip())
             except (CLIError, ValueError, OSError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - a failed command must never end the conversation
+                log.debug("command %s failed", command, exc_info=True)
+                print(f"error: {command} failed ({type(exc).__name__}: {exc}); the conversation is unchanged",
+                      file=sys.stderr)
             continue
         images, audio = pending["image"], pending["audio"]
         pending = {"image": [], "audio": []}

@@ -135,7 +135,8 @@ def _start_state(model: RWKV7, states: StartStates, batch_size: int) -> RWKV7Sta
         if states.batch_size == 1:
             states = states.expand(batch_size)
         elif states.batch_size != batch_size:
-            raise ValueError(f"start state has batch size {states.batch_size}, expected 1 or {batch_size}")
+            allowed = "1 row" if batch_size == 1 else f"1 row (shared) or {batch_size} rows (one per prompt)"
+            raise ValueError(f"the start state has {states.batch_size} rows; {batch_size} prompt(s) need {allowed}")
         return states.to(model.device, model.dtype)
     if len(states) != batch_size:
         raise ValueError(f"got {len(states)} start states for {batch_size} prompts")

@@ -12,7 +12,6 @@ prefix-state cache, so that repeated questions about the same media skip re-read
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..generation import SamplingParams, TextStream
 from ..lm import RWKV7State, load_model
 from ..lm.checkpoint import load_state_dict
 from ..multimodal import ModRWKV
-from ..multimodal.model import CONFIG_NAME, FORMAT
+from ..multimodal.model import is_modrwkv_folder
 from ..processing import get_template
 from ..tokenizer import WorldTokenizer
 from .cache import PrefixStateCache
@@ -103,8 +102,7 @@ class ModRWKVPipeline:
             encoder = build_encoder(encoder, source=encoder_source)
         elif encoder_source is not None:
             raise ValueError("encoder_source needs encoder=NAME (e.g. 'siglip2')")
-        config = path / CONFIG_NAME
-        if path.is_dir() and config.exists() and json.loads(config.read_text()).get("format") == FORMAT:
+        if is_modrwkv_folder(path):
             if encoder is not None:
                 raise ValueError(f"{path} is a ModRWKV folder with its own encoders; do not pass encoder=")
             model = ModRWKV.from_pretrained(path, device=device, dtype=dtype)

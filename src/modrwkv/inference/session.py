@@ -118,11 +118,18 @@ class ChatSession:
                 meta = f.metadata() or {}
         except SafetensorError as exc:
             raise ValueError(f"{path}: not a readable state file ({exc})") from exc
+        counts = {}
+        for name in ("num_tokens", "turns"):
+            try:
+                counts[name] = int(meta.get(name, 0))
+            except ValueError:
+                raise ValueError(f"{path}: metadata {name}={meta[name]!r} is not a number") from None
         if meta.get("kind") == STATE_KIND and meta.get("template") != self.pipeline.template.name:
             log.warning("%s was saved with the %r template; this session uses %r", path, meta.get("template"),
                         self.pipeline.template.name)
+        # Everything was checked above: the conversation only changes once the new one is complete.
         self.state = state.to(lm.device, lm.dtype)
-        self.num_tokens = int(meta.get("num_tokens", 0))
-        self.turns = int(meta.get("turns", 0))
+        self.num_tokens = counts["num_tokens"]
+        self.turns = counts["turns"]
         self.last_result = None
         self._version += 1

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from .config import RWKV7Config
 from .errors import CheckpointError
+from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch
 from .fla_format import is_fla_folder, load_fla_folder
 from .model import RWKV7
 
@@ -40,30 +41,50 @@ def _resolve(path: str | Path) -> Path:
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Reads any supported checkpoint into an official-layout state dict (tensors as stored)."""
+    """Reads any supported checkpoint into an official-layout state dict (tensors as stored).
+
+    A ModRWKV folder (`ModRWKV.save_pretrained`) gives its LM's weights, for text-only use."""
     path = _resolve(path)
     if path.is_dir():
-        if is_fla_folder(path):
-            return load_fla_folder(path)
-        if (path / WEIGHTS_NAME).exists():
-            return _load_safetensors(path / WEIGHTS_NAME)
-        raise CheckpointError(f"{path}: folder holds neither {WEIGHTS_NAME} nor an fla-format RWKV-7 model")
+        return _load_folder(path)
     if path.suffix == ".safetensors":
-        return _load_safetensors(path)
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # pickle and zip errors come in many types
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({exc})") from exc
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict)")
-    return dict(loaded)
+        return read_safetensors(path)
+    return read_torch(path)
 
 
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _load_folder(folder: Path) -> dict[str, torch.Tensor]:
+    weights = folder / WEIGHTS_NAME
+    config = read_json_object(folder / CONFIG_NAME) if (folder / CONFIG_NAME).exists() else None
+    if config is not None and config.get("format") == MODRWKV_FORMAT:
+        tensors = read_safetensors(weights)
+        lm = {k.removeprefix("lm."): v for k, v in tensors.items() if k.startswith("lm.")}
+        if not lm:
+            raise CheckpointError(f"{weights} holds no LM weights (no lm.* tensors)")
+        log.info("reading the LM of the ModRWKV folder %s (its encoders and adapters are not used)", folder)
+        return lm
+    if config is not None and is_fla_folder(folder):
+        return load_fla_folder(folder)
+    if not weights.exists():
+        raise CheckpointError(
+            f"{folder} is not a model folder: it has "
+            + (f"{CONFIG_NAME} but no {WEIGHTS_NAME}" if config is not None else f"neither {CONFIG_NAME} nor {WEIGHTS_NAME}")
+            + " (modrwkv and flash-linear-attention folders hold both; an official checkpoint is a single .pth file)"
+        )
+    if any(k.startswith(("lm.", "adapters.")) for k in safetensors_keys(weights)):
+        problem = f"has no {CONFIG_NAME}" if config is None else (
+            f"has a {CONFIG_NAME} that does not describe a ModRWKV model (format={config.get('format')!r})")
+        raise CheckpointError(f"{folder} {problem}, but its {WEIGHTS_NAME} holds ModRWKV weights (lm.*, adapters.*), "
+                              f"which cannot be loaded without the {CONFIG_NAME} saved beside them")
+    return read_safetensors(weights)
+
+
+def safetensors_keys(path: Path) -> set[str]:
+    """The tensor names of a safetensors file, read from its header only."""
     try:
-        return load_file(str(path))
-    except SafetensorError as exc:
-        raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from exc
+        with safe_open(str(path), framework="pt") as handle:
+            return set(handle.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from None
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: RWKV7) -> dict[str, torch.Tensor]:

@@ -37,8 +37,16 @@ class RWKV7Config:
     dim_ffn: int | None = None  # None -> 4 * n_embd
 
     def __post_init__(self) -> None:
-        if self.n_layer < 1 or self.n_embd < 1 or self.vocab_size < 1:
-            raise ValueError(f"RWKV7Config: sizes must be positive, got {self}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            optional = field.default is None
+            if (value is None and not optional) or (
+                value is not None and (isinstance(value, bool) or not isinstance(value, int))
+            ):
+                kind = "an integer or null" if optional else "an integer"
+                raise ValueError(f"RWKV7Config: {field.name} must be {kind}, got {value!r}")
+            if value is not None and value < 1:
+                raise ValueError(f"RWKV7Config: {field.name} must be positive, got {value}")
         if self.n_embd % self.head_size:
             raise ValueError(
                 f"RWKV7Config: n_embd={self.n_embd} is not a multiple of head_size={self.head_size}"
@@ -73,10 +81,16 @@ class RWKV7Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RWKV7Config:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"RWKV7Config: expected an object of sizes, got {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
             raise ValueError(f"RWKV7Config: unknown field(s) {unknown}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in data)
+        if missing:
+            raise ValueError(f"RWKV7Config: missing field(s) {missing}")
         return cls(**data)
 
     def save(self, path: str | Path) -> None:

@@ -71,9 +71,10 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .errors import CheckpointError
+from .files import read_json_object, read_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -564,19 +565,6 @@ def fla_to_official(
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
-    path = folder / CONFIG_NAME
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder} has no {CONFIG_NAME}") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read {path}: {err}") from err
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
-    return config
-
-
 def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
     """The safetensors files to read, and the index's weight map when the folder is sharded."""
     index_path = folder / WEIGHTS_INDEX_NAME
@@ -606,7 +594,7 @@ def is_fla_folder(path: str | Path) -> bool:
     try:
         if not folder.is_dir():
             return False
-        config = _read_config(folder)
+        config = read_json_object(folder / CONFIG_NAME)
         architectures = config.get("architectures") or []
         if config.get("model_type") not in _ACCEPTED_MODEL_TYPES and not (
             set(architectures) & _ACCEPTED_ARCHITECTURES
@@ -636,13 +624,13 @@ def _file_keys(file: Path) -> set[str]:
 def load_fla_folder(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads an fla RWKV-7 folder (single or sharded safetensors) into the official layout."""
     folder = Path(path)
-    config = _read_config(folder)
+    config = read_json_object(folder / CONFIG_NAME)
     files, weight_map = _weight_files(folder)
     tensors: dict[str, torch.Tensor] = {}
     location: dict[str, str] = {}
     duplicates: list[str] = []
     for file in files:
-        part = load_file(str(file))
+        part = read_safetensors(file)
         duplicates += [k for k in part if k in tensors]
         tensors.update(part)
         location.update((k, file.name) for k in part)

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import RWKV7Config
+from .errors import CheckpointError
+from .files import read_safetensors
 
 
 @dataclasses.dataclass
@@ -93,7 +94,7 @@ class RWKV7State:
         path = Path(path)
         meta = {"format": "modrwkv-rwkv7-state", **(metadata or {})}
         tmp = path.with_name(path.name + ".tmp")
-        tensors = dict(zip(("att_shift", "wkv", "ffn_shift"), (t.detach().contiguous().cpu() for t in self._tensors())))
+        tensors = dict(zip(_NAMES, (t.detach().contiguous().cpu() for t in self._tensors())))
         save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(path)
 
@@ -101,21 +102,35 @@ class RWKV7State:
     def load(
         cls, path: str | Path, config: RWKV7Config | None = None, device: torch.device | str | None = None
     ) -> RWKV7State:
-        """Reads a state saved by `save`; with `config`, checks that it fits that model."""
+        """Reads a state saved by `save`; with `config`, checks that it fits that model. Raises
+        ValueError naming the file and the problem (not a state file, wrong ranks or shapes, NaN)."""
         try:
-            tensors = load_file(str(path), device=str(device) if device is not None else "cpu")
-        except SafetensorError as exc:
-            raise ValueError(f"{path}: not a readable state file ({exc})") from exc
-        missing = [k for k in ("att_shift", "wkv", "ffn_shift") if k not in tensors]
+            tensors = read_safetensors(path, device=str(device) if device is not None else "cpu")
+        except CheckpointError as exc:
+            raise ValueError(f"cannot load a state: {exc}") from None
+        missing = [k for k in _NAMES if k not in tensors]
         if missing:
             raise ValueError(f"{path}: not an RWKV-7 state file, missing tensor(s) {missing}")
+        ranks = {"att_shift": 3, "wkv": 5, "ffn_shift": 3}  # [L, B, C] and [L, B, H, N, N]
+        wrong = [f"{k} has shape {tuple(tensors[k].shape)}, expected {ranks[k]} dimensions"
+                 for k in _NAMES if tensors[k].dim() != ranks[k]]
+        wrong += [f"{k} is {tensors[k].dtype}, expected floating point" for k in _NAMES
+                  if not tensors[k].is_floating_point()]
+        if wrong:
+            raise ValueError(f"{path}: not an RWKV-7 state: " + "; ".join(wrong))
+        layers_rows = {k: tuple(tensors[k].shape[:2]) for k in _NAMES}
+        if len(set(layers_rows.values())) != 1:
+            raise ValueError(f"{path}: the state tensors disagree on (layers, batch rows): {layers_rows}")
         state = cls(tensors["att_shift"], tensors["wkv"], tensors["ffn_shift"])
         if config is not None:
             expected = cls.zeros(config, state.batch_size, device="meta")
-            for name, have, want in zip(("att_shift", "wkv", "ffn_shift"), state._tensors(), expected._tensors()):
+            for name, have, want in zip(_NAMES, state._tensors(), expected._tensors()):
                 if have.shape != want.shape:
                     raise ValueError(
                         f"{path}: state tensor {name} has shape {tuple(have.shape)}, but this model "
                         f"needs {tuple(want.shape)} ({json.dumps(config.to_dict())})"
                     )
         return state
+
+
+_NAMES = ("att_shift", "wkv", "ffn_shift")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..adapters import AdapterConfig, build_adapter
@@ -24,6 +24,7 @@ from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..lm import RWKV7, RWKV7Config, RWKV7State
 from ..lm.checkpoint import CheckpointError, check_state_dict, load_state_dict
+from ..lm.files import MODRWKV_FORMAT, read_json_object, read_safetensors
 from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKVProcessor, get_template
 from ..tokenizer import WorldTokenizer
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT = "modrwkv"
+FORMAT = MODRWKV_FORMAT
 FORMAT_VERSION = 1
 
 
@@ -214,24 +215,22 @@ class ModRWKV(nn.Module):
         cls, folder: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
     ) -> ModRWKV:
         folder = Path(folder)
+        config = read_config(folder)
         config_path = folder / CONFIG_NAME
-        if not config_path.exists():
-            raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; not a ModRWKV model folder")
-        config = json.loads(config_path.read_text())
-        if config.get("format") != FORMAT:
-            raise CheckpointError(f"{config_path}: not a ModRWKV config (format={config.get('format')!r})")
-        if config.get("placeholder_ids", PLACEHOLDER_IDS) != PLACEHOLDER_IDS:
-            raise CheckpointError(f"{config_path}: placeholder ids {config['placeholder_ids']} differ from this version's")
+        lm_config = RWKV7Config.from_dict(config["lm"])  # checked by read_config
+        adapters = {m: build_adapter(AdapterConfig.from_dict(c)) for m, c in config["adapters"].items()}
         encoders = {}
         for modality, enc_cfg in config["encoders"].items():
             enc_cfg = dict(enc_cfg)
             saved = enc_cfg.pop("saved", None)
-            encoders[modality] = build_encoder(**enc_cfg, weights=folder / saved if saved else None)
-        adapters = {m: build_adapter(AdapterConfig.from_dict(c)) for m, c in config["adapters"].items()}
+            try:
+                encoders[modality] = build_encoder(**enc_cfg, weights=folder / saved if saved else None)
+            except TypeError as exc:  # options this version's encoder does not take
+                raise CheckpointError(f"{config_path}: encoders.{modality}: {exc}") from None
         with torch.device("meta"):
-            lm = RWKV7(RWKV7Config.from_dict(config["lm"]))
+            lm = RWKV7(lm_config)
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"])
-        tensors = load_file(str(folder / WEIGHTS_NAME))
+        tensors = read_safetensors(folder / WEIGHTS_NAME)
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm.load_state_dict({k: v.to(dtype) for k, v in check_state_dict(lm_sd, lm).items()}, assign=True)
         lm.use_weight_layout("decode")
@@ -288,6 +287,58 @@ class ModRWKV(nn.Module):
         _load_strict(adapter, proj, Path(path))
         model = cls(lm, {encoder.modality: encoder}, {encoder.modality: adapter}, template, splice, ctx_len)
         return model.to_lm_dtype(dtype).eval()
+
+
+def is_modrwkv_folder(path: str | Path) -> bool:
+    """Whether `path` is a folder whose config.json says it is a ModRWKV model. A config.json that
+    cannot be read or is not a JSON object raises CheckpointError (every model folder's config is one)."""
+    path = Path(path)
+    if not (path.is_dir() and (path / CONFIG_NAME).exists()):
+        return False
+    return read_json_object(path / CONFIG_NAME).get("format") == FORMAT
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """The config.json of a ModRWKV folder, checked field by field before anything is built, so
+    that a damaged or hand-edited config fails with the file and the field named."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; not a ModRWKV model folder")
+    config = read_json_object(path)
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a ModRWKV config (format={config.get('format')!r})")
+    if config.get("placeholder_ids", PLACEHOLDER_IDS) != PLACEHOLDER_IDS:
+        raise CheckpointError(f"{path}: placeholder ids {config['placeholder_ids']} differ from this version's")
+    fields = {"lm": dict, "encoders": dict, "adapters": dict, "template": str, "splice": str}
+    missing = sorted(name for name in (*fields, "ctx_len") if name not in config)
+    if missing:
+        raise CheckpointError(f"{path}: missing field(s) {missing}")
+    for name, kind in fields.items():
+        if not isinstance(config[name], kind):
+            raise CheckpointError(f"{path}: '{name}' must be a JSON {'object' if kind is dict else 'string'}, "
+                                  f"got {json.dumps(config[name])[:60]}")
+    ctx_len = config["ctx_len"]
+    if ctx_len is not None and (isinstance(ctx_len, bool) or not isinstance(ctx_len, int) or ctx_len < 1):
+        raise CheckpointError(f"{path}: 'ctx_len' must be a positive integer or null, got {json.dumps(ctx_len)[:60]}")
+    try:
+        RWKV7Config.from_dict(config["lm"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: 'lm': {exc}") from None
+    if set(config["encoders"]) != set(config["adapters"]):
+        raise CheckpointError(f"{path}: every encoder needs an adapter: encoders {sorted(config['encoders'])}, "
+                              f"adapters {sorted(config['adapters'])}")
+    for modality in config["encoders"]:
+        encoder, adapter = config["encoders"][modality], config["adapters"][modality]
+        if not isinstance(encoder, dict) or not isinstance(encoder.get("name"), str):
+            raise CheckpointError(f"{path}: encoders.{modality} must be an object with a 'name'")
+        if not isinstance(adapter, dict):
+            raise CheckpointError(f"{path}: adapters.{modality} must be an object")
+        try:
+            AdapterConfig.from_dict(adapter)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: adapters.{modality}: {exc}") from None
+    return config
 
 
 def _needs_own_weights(encoder: ModalityEncoder) -> bool:

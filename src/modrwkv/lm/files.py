@@ -1,0 +1,107 @@
+"""Opening the files a checkpoint is made of: safetensors, PyTorch `.pth` and JSON configs.
+
+Every checkpoint reader (LM, fla folders, ModRWKV folders, released files, saved states) opens its
+files here, so that each failure names the file and what is wrong with it (never a bare library
+error, never an object address), and so that weights holding NaN or infinity are refused when they
+are read rather than turning every later output into NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+# The "format" field of the config.json that ModRWKV.save_pretrained writes.
+MODRWKV_FORMAT = "modrwkv"
+
+
+def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; raises CheckpointError naming the file when it is missing,
+    a folder, unreadable, or holds non-finite values."""
+    path = Path(path)
+    _check_is_file(path)
+    try:
+        tensors = load_file(str(path), device=device)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from None
+    check_finite(tensors, path)
+    return tensors
+
+
+def read_torch(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat dict of tensors from a PyTorch checkpoint (weights only, never arbitrary pickles).
+
+    Zip-format files (torch >= 1.6) are memory-mapped, so a large checkpoint is not read twice;
+    the legacy format cannot be mapped and is read normally.
+    """
+    path = Path(path)
+    _check_is_file(path)
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as exc:  # pickle, zip and torch errors come in many types
+        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({exc})") from None
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict), got "
+                              f"{type(loaded).__name__}")
+    tensors = dict(loaded)
+    check_finite(tensors, path)
+    return tensors
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None:
+    """Raises CheckpointError naming every floating-point tensor that holds NaN or infinity."""
+    bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+    if bad:
+        shown = bad[:10] + ([f"... {len(bad) - 10} more"] if len(bad) > 10 else [])
+        raise CheckpointError(f"{where}: tensor(s) holding NaN or infinity: {shown}; the file is damaged "
+                              "(or was saved after training diverged)")
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (a config); raises CheckpointError naming the file and,
+    for a syntax error, the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.parent} has no {path.name}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got a JSON {_json_kind(data)}")
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "boolean" if isinstance(value, bool) else "number"
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a file")
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
