@@ -82,6 +82,31 @@ def test_bad_values_are_one_line_errors(checkpoint, capsys, args, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_generate_from_a_modrwkv_folder_uses_its_lm(tmp_path, capsys):
+    """The README's promise: `generate --model` takes a folder written by modrwkv, including a
+    ModRWKV one (text-only generation with its LM)."""
+    from conftest import make_model
+
+    from modrwkv.encoders import build_encoder
+    from modrwkv.multimodal import ModRWKV
+
+    model = ModRWKV.build(make_model(CONFIG, seed=3), {"series": build_encoder("wavenet", layers=2, output_dim=24)})
+    model.save_pretrained(tmp_path / "mm")
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    expected = generate(model.lm, WorldTokenizer(), "User: hi", params)
+    assert main(["generate", "--model", str(tmp_path / "mm"), "--prompt", "User: hi", "--temperature", "0",
+                 "--max-new-tokens", "6"]) == 0
+    assert capsys.readouterr().out == expected.text + "\n"
+
+
+def test_generate_refuses_a_batch_state(checkpoint, tmp_path, capsys):
+    load_model(checkpoint).init_state(2).save(tmp_path / "two.state")
+    assert main(["generate", "--model", checkpoint, "--prompt", "hi", "--load-state", str(tmp_path / "two.state")]) == 2
+    err = capsys.readouterr().err
+    assert "two.state holds a batch of 2 states; generate continues one prompt from one state" in err
+    assert err.count("\n") == 1
+
+
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--prompt", "hi"])

@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import make_model
 from PIL import Image
+from safetensors.torch import save_file
 
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
@@ -305,6 +306,7 @@ def test_chat_command_with_piped_input(pipe, tmp_path):
     (tmp_path / "cat.png").write_bytes(png_bytes(8))
     (tmp_path / "hello.wav").write_bytes(wav_bytes(0.5))
     state = tmp_path / "chat.state"
+    save_file({"att_shift": torch.zeros(3), "wkv": torch.zeros(3), "ffn_shift": torch.zeros(3)}, str(tmp_path / "rank.state"))
     script = "\n".join([
         "Hello!",
         f"/image {tmp_path / 'cat.png'}",
@@ -317,6 +319,10 @@ def test_chat_command_with_piped_input(pipe, tmp_path):
         "Tell me more.",
         "/image /no/such/file.png",
         "/frobnicate",
+        f"/load-state {tmp_path / 'rank.state'}",  # wrong ranks: an error, and the conversation goes on
+        f"/load-state {tmp_path}",
+        f"/load-state {tmp_path / 'cat.png'}",
+        "Tell me more.",
         "/exit",
     ]) + "\n"
     run = subprocess.run(
@@ -332,7 +338,10 @@ def test_chat_command_with_piped_input(pipe, tmp_path):
                 session.send("What do you see and hear?", images=[str(tmp_path / "cat.png")],
                              audio=[str(tmp_path / "hello.wav")])]
     more = session.send("Tell me more.")
-    expected += [more, more]
+    expected += [more, more, session.send("Tell me more.")]
     assert stdout == "".join(f"Assistant: {reply}\n" for reply in expected)
     assert "no such file: /no/such/file.png" in stderr and "unknown command /frobnicate" in stderr
+    assert "rank.state: not an RWKV-7 state: att_shift has shape (3,), expected 3 dimensions" in stderr
+    assert f"{tmp_path} is a folder, not a file" in stderr and "cat.png: cannot read as safetensors" in stderr
+    assert "Traceback" not in stderr
     assert state.exists()
