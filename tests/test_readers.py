@@ -188,6 +188,31 @@ def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: P
         list(LlavaReader(broken))
 
 
+def test_non_utf8_line_is_skipped_and_counted_by_a_training_run(media: Path, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """One bad byte in one line costs that line only, with `data.on_error: skip` (the training
+    default); the skip is logged with file and line, and counted in the report."""
+    from modrwkv.training.config import DataConfig
+    from modrwkv.training.data import read_samples
+
+    path = tmp_path / "mixed.jsonl"
+    good = [json.dumps(r).encode() for r in LLAVA_GOOD]
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join([good[0], good[1][:20] + b"\xff\xfe" + good[1][20:], good[3]]) + b"\n")
+    config = DataConfig(format="llava", train=[str(path)], media_folder=str(media), on_error="skip")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        samples = read_samples(config)
+    assert [s.meta["id"] for s in samples] == ["one", "four"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"skipping {path}:2: not UTF-8 text: byte 0xff at position 21 of the line [bad_json]" in messages
+    assert f"{path}: kept 2 of 3 records; skipped 1 (bad_json: 1)" in messages
+    with pytest.raises(DataError, match=f"^{path}:2: not UTF-8 text"):
+        read_samples(DataConfig(format="llava", train=[str(path)], media_folder=str(media), on_error="raise"))
+    array = tmp_path / "array.json"
+    array.write_bytes(b'[{"conversations": "\xff"}]')
+    with pytest.raises(DataError, match="array.json: not UTF-8 text: byte 0xff at offset 20"):
+        list(LlavaReader(array))
+
+
 def test_report_is_fresh_per_pass_and_examples_are_capped(
     media: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -173,44 +173,62 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     1-based; blank lines are not records). The format is told by the first non-blank character
     ('[' = JSON array), not the extension, because LLaVA-style `.json` files are often JSONL.
 
-    A JSONL line is decoded by `load()`, so a broken line is one bad record; a broken JSON array
-    cannot be split into records and raises `DataError` at once.
+    A JSONL line is decoded (UTF-8, then JSON) by `load()`, so a broken line, including one with
+    bytes that are not UTF-8, is one bad record; a broken JSON array cannot be split into records
+    and raises `DataError` at once.
     """
     try:
-        handle = path.open("r", encoding="utf-8-sig")
+        handle = path.open("rb")
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
     with handle:
-        first = ""
-        while not first:
-            char = handle.read(1)
-            if not char:
+        head = handle.read(4096).removeprefix(_UTF8_BOM).lstrip()
+        while not head:
+            chunk = handle.read(4096)
+            if not chunk:
                 return
-            first = char.strip()
+            head = chunk.lstrip()
         handle.seek(0)
-        if first == "[":
+        if head.startswith(b"["):
             try:
-                records = json.load(handle)
-            except json.JSONDecodeError as err:
-                raise DataError(str(path), "unreadable_file", f"invalid JSON array: {err}") from err
+                records = json.loads(handle.read().decode("utf-8-sig"))
+            except UnicodeDecodeError as err:
+                raise DataError(str(path), "unreadable_file",
+                                f"not UTF-8 text: byte {err.object[err.start]:#04x} at offset {err.start}") from None
+            except (json.JSONDecodeError, RecursionError) as err:
+                raise DataError(str(path), "unreadable_file", f"invalid JSON array: {_json_error(err)}") from None
             for index, record in enumerate(records):
                 yield f"{path}:[{index}]", _constant(record)
             return
         for number, line in enumerate(handle, start=1):
+            if number == 1:
+                line = line.removeprefix(_UTF8_BOM)
             if line.strip():
                 yield f"{path}:{number}", _json_line_loader(line, f"{path}:{number}")
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-def _json_line_loader(line: str, source: str) -> Callable[[], Any]:
+def _json_error(err: Exception) -> str:
+    return "nested too deeply" if isinstance(err, RecursionError) else str(err)
+
+
+def _json_line_loader(line: bytes, source: str) -> Callable[[], Any]:
     def load() -> Any:
         try:
-            return json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(source, "bad_json", f"invalid JSON: {err}") from None
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(source, "bad_json", f"not UTF-8 text: byte {err.object[err.start]:#04x} at "
+                            f"position {err.start + 1} of the line") from None
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise DataError(source, "bad_json", f"invalid JSON: {_json_error(err)}") from None
 
     return load
 

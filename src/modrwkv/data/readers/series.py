@@ -20,8 +20,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import io
 import logging
 import re
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -164,8 +167,9 @@ class TimeSeriesReader(Reader):
     def _window(self, series: _Series, start: int) -> Sample:
         source = series.where(start)
         cut = start + self.lookback
-        window = series.values[start:cut].astype(np.float32)
-        target = series.values[cut : cut + self.horizon].astype(np.float32)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+            window = series.values[start:cut].astype(np.float32)
+            target = series.values[cut : cut + self.horizon].astype(np.float32)
         if not (np.isfinite(window).all() and np.isfinite(target).all()):
             raise DataError(source, "non_finite", f"window of {series.label!r} contains NaN or inf (empty cells?)")
         channels = window.shape[1] if window.ndim == 2 else 1
@@ -194,16 +198,25 @@ class TimeSeriesReader(Reader):
     def _load_csv(self, path: Path) -> list[_Series]:
         delimiter = "\t" if path.suffix.lower() == ".tsv" and self.delimiter == "," else self.delimiter
         try:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.reader(handle, delimiter=delimiter)
-                header = next(reader, None)
-                rows, lines = [], []
-                for row in reader:
-                    if any(cell.strip() for cell in row):
-                        rows.append(row)
-                        lines.append(reader.line_num)
+            raw = path.read_bytes()
         except OSError as err:
             raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            raise DataError(f"{path}:{line}", "unreadable_file",
+                            f"not UTF-8 text: byte {raw[err.start]:#04x}") from None
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows, lines = [], []
+        try:
+            header = next(reader, None)
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
+        except csv.Error as err:  # e.g. a NUL byte, or a quoted field that never ends
+            raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not CSV: {err}") from None
         if header is None:
             raise DataError(str(path), "unreadable_file", "empty CSV file (a header row is required)")
         for row, line in zip(rows, lines, strict=True):
@@ -234,8 +247,10 @@ class TimeSeriesReader(Reader):
     def _load_npz(self, path: Path) -> list[_Series]:
         try:
             archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataError(str(path), "unreadable_file", f"cannot read NPZ: {err}") from err
+        except _NPZ_ERRORS as err:
+            raise DataError(str(path), "unreadable_file", f"cannot read NPZ: {err}") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(str(path), "unreadable_file", "holds a single .npy array, not an NPZ archive of named arrays")
         with archive:
             available = list(archive.files)
             if self.columns is not None:
@@ -245,7 +260,10 @@ class TimeSeriesReader(Reader):
             names = self.columns if self.columns is not None else available
             series = []
             for name in names:
-                values = archive[name]
+                try:
+                    values = archive[name]
+                except _NPZ_ERRORS as err:
+                    raise DataError(str(path), "unreadable_file", f"cannot read array {name!r}: {err}") from None
                 if not (np.issubdtype(values.dtype, np.number) and values.ndim in (1, 2)):
                     if self.columns is not None:
                         raise DataError(
@@ -269,6 +287,11 @@ class TimeSeriesReader(Reader):
             )
             for c in range(values.shape[1])
         ]
+
+
+# What numpy and zipfile raise for a damaged archive: bad zip structure, bad compression data, a
+# flipped flag that claims encryption or an unknown compression method (RuntimeError), bad .npy header.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
 
 
 def _csv_source(path: Path, lines: list[int], column: str, start: int) -> str:
