@@ -322,6 +322,30 @@ def test_full_queue_is_429_and_disconnects_free_their_slots():
         assert ask(client, [USER], max_tokens=3).usage.completion_tokens <= 3  # the slot is free again
 
 
+def test_queue_limit_counts_only_requests_beyond_the_free_slots():
+    """A burst fills the free slots first, then the queue: with 4 slots and 4 queue places, 8
+    requests submitted at once are all accepted (the 9th is refused), also while some still wait
+    to be admitted."""
+    import asyncio
+
+    from modrwkv.serving.scheduler import QueueFull, Scheduler
+
+    pipe = tiny_pipeline()
+    prompt = pipe.encode([USER])
+    params = pipe.sampling_params(max_new_tokens=1)
+
+    async def burst() -> None:
+        scheduler = Scheduler(pipe, max_batch=4, max_queue=4)  # not started: nothing is admitted yet
+        tickets = [scheduler.submit(prompt, params) for _ in range(8)]
+        assert scheduler.full()
+        with pytest.raises(QueueFull, match="every slot is taken and 4 requests are waiting"):
+            scheduler.submit(prompt, params)
+        tickets[0].cancel()  # a client that left frees its place
+        scheduler.submit(prompt, params)
+
+    asyncio.run(burst())
+
+
 # --- modrwkv serve ------------------------------------------------------------------------------
 
 

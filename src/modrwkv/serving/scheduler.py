@@ -76,6 +76,7 @@ class Scheduler:
         self._batch = DecodeBatch(pipeline.engine)
         # Admitted requests whose prompts are being read, oldest first: (ticket, row, prefill steps).
         self._prefilling: list[tuple[Ticket, Row, Generator[int, None, Prefilled]]] = []
+        self._admitting = 0  # taken from the queue, not yet in _prefilling (slots they hold)
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.stats = collections.Counter(steps=0, peak_batch=0, joined_running=0, completed=0, cancelled=0, failed=0)
@@ -102,18 +103,21 @@ class Scheduler:
             return self._full()
 
     def _full(self) -> bool:
-        waiting = sum(1 for t in self._pending if not t.cancelled)
-        return waiting >= self.max_queue and self._occupied() + waiting >= self.max_batch
+        # Submitted requests that free slots will take at the next step are not waiting: only those
+        # beyond the free slots count against max_queue (a burst fills the slots, then the queue).
+        submitted = sum(1 for t in self._pending if not t.cancelled)
+        free_slots = max(0, self.max_batch - self._occupied())
+        return submitted - free_slots >= self.max_queue
 
     def _occupied(self) -> int:
-        return len(self._batch) + len(self._prefilling)
+        return len(self._batch) + len(self._prefilling) + self._admitting
 
     def submit(self, prompt: EncodedPrompt, params: SamplingParams, stream: bool = False) -> Ticket:
         """Queues a request; must be called from the event loop that will read its events."""
         ticket = Ticket(self, prompt, params, stream, asyncio.get_running_loop())
         with self._cond:
             if self._full():
-                raise QueueFull(f"{len(self._pending)} requests are waiting (the limit is {self.max_queue})")
+                raise QueueFull(f"every slot is taken and {self.max_queue} requests are waiting")
             self._pending.append(ticket)
             self._cond.notify_all()
         return ticket
@@ -141,14 +145,17 @@ class Scheduler:
                 if self._stopping:
                     break
                 admitted = []
-                while self._pending and self._occupied() + len(admitted) < self.max_batch:
+                while self._pending and self._occupied() < self.max_batch:
                     ticket = self._pending.popleft()
                     if ticket.cancelled:  # its client left while it waited
                         self.stats["cancelled"] += 1
                     else:
                         admitted.append(ticket)
+                        self._admitting += 1
             for ticket in admitted:
                 self._admit(ticket)
+                with self._cond:
+                    self._admitting -= 1
             self._drop_cancelled()
             self._advance_prefill()
             if batch.rows:
