@@ -213,12 +213,49 @@ def test_bad_requests_get_clear_errors(live, override, error, message):
     assert raised.value.status_code == (413 if "at most 1000000" in message else 404 if "exist" in message else 400)
 
 
-def test_malformed_json_is_a_400(live):
-    request = urllib.request.Request(f"{live.url}/v1/chat/completions", b"{not json", method="POST",
-                                     headers={"Authorization": f"Bearer {KEY}"})
-    with pytest.raises(urllib.error.HTTPError) as raised:
-        urllib.request.urlopen(request, timeout=10)
-    assert raised.value.code == 400 and "not valid JSON" in json.load(raised.value)["error"]["message"]
+def post_raw(live, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{live.url}/v1/chat/completions", body, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00\x00x", "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nests deeper than 32 levels"),
+    (json.dumps({"model": "tiny", "messages": [USER], "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})
+     .encode(), "nests deeper than 32 levels"),
+])
+def test_malformed_json_is_a_400(live, body, message):
+    status, reply = post_raw(live, body)
+    assert status == 400 and message in reply["error"]["message"] and reply["error"]["code"] == "invalid_json"
+    assert live.health()["status"] == "ok"
+
+
+def truncated_png() -> bytes:
+    data = png_bytes(3)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("part, message, code", [
+    ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}}, "image file is truncated", "bad_image"),
+    ({"type": "image_url", "image_url": {"url": data_uri(b"GIF89a" + bytes(40))}}, "cannot be decoded", "bad_image"),
+    ({"type": "image_url", "image_url": {"url": data_uri(b"\x00" * 64)}},
+     "image 0 cannot be decoded: not a recognised image format", "bad_image"),
+    ({"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes(0.5)[:30]).decode(), "format": "wav"}},
+     "cannot be decoded", "bad_audio"),
+    ({"type": "input_audio", "input_audio": {"data": base64.b64encode(b"\x00" * 64).decode(), "format": "wav"}},
+     "audio 0 cannot be decoded", "bad_audio"),
+])
+def test_damaged_media_errors_have_a_code_and_no_object_addresses(live, part, message, code):
+    status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": [{"role": "user", "content": [part]}]}).encode())
+    error = reply["error"]
+    assert status == 400 and message in error["message"] and error["code"] == code, error
+    assert " at 0x" not in error["message"] and "object at" not in error["message"]
 
 
 def test_local_and_remote_media_only_when_enabled(tmp_path):

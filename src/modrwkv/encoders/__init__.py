@@ -28,7 +28,7 @@ from typing import Any
 
 from .audio import WavLMAudioEncoder, WhisperAudioEncoder
 from .base import EncoderOutput, ModalityEncoder, Prepared
-from .media import load_audio, load_image
+from .media import MediaError, load_audio, load_image
 from .series import WaveNetConfig, WaveNetSeriesEncoder
 from .tiny_vision import TinyVisionConfig, TinyVisionEncoder
 from .vision import CLIPEncoder, SigLIP2Encoder, SigLIPEncoder
@@ -87,6 +87,7 @@ __all__ = [
     "ENCODERS",
     "CLIPEncoder",
     "EncoderOutput",
+    "MediaError",
     "ModalityEncoder",
     "Prepared",
     "SigLIP2Encoder",

@@ -15,6 +15,8 @@ import io
 import logging
 import math
 import os
+import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,26 @@ def describe(item: Any) -> str:
     return f"<{type(item).__name__}>"
 
 
+class MediaError(ValueError):
+    """An image or audio item that cannot be read; `modality` is "image" or "audio"."""
+
+    def __init__(self, modality: str, message: str) -> None:
+        super().__init__(message)
+        self.modality = modality
+
+
+def decoder_message(exc: BaseException, where: str) -> str:
+    """A decoder's complaint, with the object reprs that Pillow and soundfile put in their messages
+    (`<_io.BytesIO object at 0x7f...>`, meaningless to whoever sent the file) replaced by `where`."""
+    pil = sys.modules.get("PIL")  # no PIL error can exist unless Pillow was imported
+    if pil is not None and isinstance(exc, pil.UnidentifiedImageError):
+        return "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+    return _OBJECT_REPR.sub(where, str(exc))
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def _read_bytes_or_path(item: Any) -> tuple[Any, str]:
     """Resolves data URIs, byte buffers and paths to something a decoder can open."""
     where = describe(item)
@@ -80,13 +102,23 @@ def _read_bytes_or_path(item: Any) -> tuple[Any, str]:
 
 
 def load_image(item: Any) -> Image.Image:
-    """Any supported image item -> an RGB `PIL.Image` with its EXIF orientation applied.
+    """Any supported image item -> an RGB `PIL.Image` with its EXIF orientation applied; raises
+    `MediaError` naming the item.
 
     Accepts a path, a base64 `data:` URI, encoded bytes, a `PIL.Image`, or a numpy array (uint8
     HxW / HxWx1 / HxWx3 / HxWx4, or float in [0, 1]). Transparency is composited onto white (the
     usual convention for documents and icons, and what pretrained encoders were mostly shown);
     16-bit and float greyscale are scaled to 8 bits rather than clipped.
     """
+    try:
+        return _load_image(item)
+    except MediaError:
+        raise
+    except ValueError as exc:
+        raise MediaError("image", str(exc)) from exc
+
+
+def _load_image(item: Any) -> Image.Image:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     where = describe(item)
@@ -100,14 +132,15 @@ def load_image(item: Any) -> Image.Image:
             image = Image.open(source)
             image.load()  # decode now so truncated or corrupt files fail here, with the item's name
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"cannot decode image {where}: {exc}") from exc
+            raise MediaError("image", f"cannot decode image {where}: {decoder_message(exc, where)}") from exc
     else:
         raise ValueError(f"unsupported image item {where}: expected a path, bytes, a PIL image or a numpy array")
     try:
         image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot convert image {where} (mode {image.mode}) to RGB: {exc}") from exc
+        raise MediaError("image", f"cannot convert image {where} (mode {image.mode}) to RGB: "
+                         f"{decoder_message(exc, where)}") from exc
 
 
 def _image_from_array(array: np.ndarray, where: str) -> Image.Image:
@@ -163,7 +196,8 @@ def _wide_to_uint8(image: Image.Image) -> np.ndarray:
 
 
 def load_audio(item: Any, sample_rate: int = 16000) -> np.ndarray:
-    """Any supported audio item -> float32 mono waveform at `sample_rate`, shape [N].
+    """Any supported audio item -> float32 mono waveform at `sample_rate`, shape [N]; raises
+    `MediaError` naming the item.
 
     Accepts a path or encoded bytes (anything libsndfile reads: wav, flac, ogg/vorbis, mp3, ...),
     a base64 `data:` URI, a `(waveform, sample_rate)` tuple, or a Hugging Face `datasets` audio dict
@@ -171,6 +205,15 @@ def load_audio(item: Any, sample_rate: int = 16000) -> np.ndarray:
     shorter axis is taken as channels, so both [N, C] (soundfile) and [C, N] (torchaudio) work.
     Integer PCM is scaled to [-1, 1]. Resampling is polyphase with an anti-aliasing filter.
     """
+    try:
+        return _load_audio(item, sample_rate)
+    except MediaError:
+        raise
+    except ValueError as exc:
+        raise MediaError("audio", str(exc)) from exc
+
+
+def _load_audio(item: Any, sample_rate: int) -> np.ndarray:
     where = describe(item)
     if isinstance(item, Mapping):
         if item.get("array") is not None:
@@ -215,7 +258,7 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     try:
         waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"cannot decode audio {where}: {exc}") from exc
+        raise MediaError("audio", f"cannot decode audio {where}: {decoder_message(exc, where)}") from exc
     return waveform, int(rate), where
 
 

@@ -18,6 +18,7 @@ import torch
 
 from ..data.sample import MARKERS, Sample
 from ..encoders.base import ModalityEncoder, Prepared
+from ..encoders.media import MediaError
 from ..tokenizer import WorldTokenizer
 from .template import ChatTemplate
 
@@ -98,6 +99,8 @@ class ModRWKVProcessor:
                     raise ValueError(f"{where}the sample has {piece.modality} input but the model has no {piece.modality} encoder")
                 try:
                     prepared = self.encoders[piece.modality].prepare(piece.item)
+                except MediaError as exc:  # keeps its type: a server tells bad images from bad audio
+                    raise MediaError(exc.modality, f"{where}{exc}") from exc
                 except ValueError as exc:
                     raise ValueError(f"{where}{exc}") from exc
                 count = int(self.token_counts[piece.modality](prepared.num_features))

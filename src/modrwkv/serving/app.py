@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from ..data.readers import DataError, openai_to_sample
+from ..encoders.media import MediaError
 from ..inference import ChatResult, EncodedPrompt, ModRWKVPipeline
 from . import protocol
 from .limits import APIError, ServerLimits, check_media
@@ -117,11 +118,7 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         authorize(request)
         body = await _read_body(request, limits.max_body_bytes)
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"the request body is not valid JSON: {exc}") from None
-        parsed = protocol.parse_request(data, limits, model_name)
+        parsed = protocol.parse_request(protocol.decode_body(body), limits, model_name)
         if scheduler.full():  # refuse before decoding any media: an overloaded server has no time to waste
             raise _queue_full()
         prompt = await anyio.to_thread.run_sync(_prepare_prompt, pipeline, parsed.messages, limits,
@@ -175,6 +172,8 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
     check_media(sample, limits)
     try:
         prompt = pipeline.encode(sample)
+    except MediaError as exc:  # e.g. a truncated file, whose header looked fine to check_media
+        raise APIError(400, str(exc), code=f"bad_{exc.modality}", param="messages") from None
     except ValueError as exc:
         raise APIError(400, str(exc), param="messages") from None
     if len(prompt) > limits.max_prompt_tokens:

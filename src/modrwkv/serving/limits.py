@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sample import Sample
+from ..encoders.media import decoder_message
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ def _check_image(item: Any, index: int, limits: ServerLimits) -> Any:
         with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as image:
             width, height = image.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise APIError(400, f"image {index} cannot be decoded: {exc}", code="bad_image") from None
+        raise APIError(400, f"image {index} cannot be decoded: {decoder_message(exc, 'the image')}",
+                       code="bad_image") from None
     if width * height > limits.max_image_pixels:
         raise APIError(400, f"image {index} has {width}x{height} = {width * height} pixels; this server accepts at "
                        f"most {limits.max_image_pixels}", code="image_too_large")
@@ -147,8 +149,8 @@ def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
         try:
             info = soundfile.info(io.BytesIO(item) if isinstance(item, bytes) else item)
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise APIError(400, f"audio {index} cannot be decoded (wav, flac, ogg and mp3 are supported): {exc}",
-                           code="bad_audio") from None
+            raise APIError(400, f"audio {index} cannot be decoded (wav, flac, ogg and mp3 are supported): "
+                           f"{decoder_message(exc, 'the audio')}", code="bad_audio") from None
         seconds = info.frames / float(info.samplerate)
     else:
         return item

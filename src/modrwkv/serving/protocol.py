@@ -18,6 +18,8 @@ from ..inference import ChatResult
 from .limits import APIError, ServerLimits
 
 MAX_STOP_SEQUENCES = 16
+# Deepest JSON nesting a request may have; a chat request with media needs 6 levels.
+MAX_JSON_DEPTH = 32
 _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
 
 
@@ -51,6 +53,33 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None)
         raise APIError(400, f"'{name}' must be {bound}, got {value}", param=name,
                        code="max_tokens_exceeded" if high is not None and value > high else None)
     return value
+
+
+def decode_body(body: bytes) -> Any:
+    """The request body as JSON (UTF-8, -16 or -32); raises a 400 `APIError` for anything else,
+    including nesting deeper than MAX_JSON_DEPTH (which would otherwise exhaust the stack)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels",
+                       code="invalid_json") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise APIError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+    return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def parse_request(body: Any, limits: ServerLimits, model_name: str) -> CompletionRequest:

@@ -315,20 +315,24 @@ def check_media(item: Any, modality: str, source: str) -> None:
 def _verify_image(item: str | bytes, source: str) -> None:
     from PIL import Image, UnidentifiedImageError
 
+    from ...encoders.media import decoder_message
+
     try:
         with Image.open(item if isinstance(item, str) else io.BytesIO(item)) as image:
             image.load()
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise DataError(source, "unreadable_media", f"image does not decode: {err}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(source, "unreadable_media", f"image does not decode: {decoder_message(err, 'the image')}") from None
 
 
 def _verify_audio(item: str | bytes, source: str) -> None:
     import soundfile
 
+    from ...encoders.media import decoder_message
+
     try:
         soundfile.info(item if isinstance(item, str) else io.BytesIO(item))
     except (RuntimeError, OSError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
-        raise DataError(source, "unreadable_media", f"audio does not decode: {err}") from None
+        raise DataError(source, "unreadable_media", f"audio does not decode: {decoder_message(err, 'the audio')}") from None
 
 
 class JsonRecordsReader(Reader):
