@@ -221,10 +221,14 @@ def test_folder_problems_are_described(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json; not a ModRWKV model folder"):
         ModRWKV.from_pretrained(tmp_path / "m")
     (tmp_path / "config.json.bak").rename(tmp_path / "m" / "config.json")
-    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
-    for load in (ModRWKV.from_pretrained, ModRWKVPipeline.from_pretrained):
-        with pytest.raises(CheckpointError, match="m/model.safetensors: cannot read as safetensors"):
-            load(tmp_path / "m")
+    weights = sorted((tmp_path / "m").rglob("*.safetensors"))
+    assert [p.relative_to(tmp_path / "m").as_posix() for p in weights] == ["encoders/series/model.safetensors",
+                                                                            "model.safetensors"]
+    for damaged in reversed(weights):  # the LM's and adapters' weights, then (read first) the encoder's
+        damaged.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+        for load in (ModRWKV.from_pretrained, ModRWKVPipeline.from_pretrained):
+            with pytest.raises(CheckpointError, match=f"{damaged}: cannot read as safetensors"):
+                load(tmp_path / "m")
 
 
 @torch.no_grad()

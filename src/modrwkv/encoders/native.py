@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..lm.errors import CheckpointError
+from ..lm.files import read_json_object, read_safetensors
 from .base import ModalityEncoder
 
 logger = logging.getLogger(__name__)
@@ -54,7 +56,9 @@ class NativeEncoder(ModalityEncoder):
             raise ValueError(f"the {cls.name} encoder has no pretrained source; pass weights=<saved folder> instead")
         values = dict(config or {})
         if weights is not None:
-            saved = json.loads((Path(weights) / CONFIG_FILE).read_text())
+            saved = read_json_object(Path(weights) / CONFIG_FILE)
+            if not isinstance(saved.get("config"), dict):
+                raise CheckpointError(f"{Path(weights) / CONFIG_FILE}: 'config' must be a JSON object")
             values = dict(saved["config"])
         values.update(options)
         field_names = {f.name for f in dataclasses.fields(cls.config_class)}
@@ -63,9 +67,11 @@ class NativeEncoder(ModalityEncoder):
             raise ValueError(f"unknown {cls.name} option(s) {unknown}; known: {sorted(field_names)}")
         encoder = cls(cls.config_class(**values), trainable=cls.default_trainable if trainable is None else trainable)
         if weights is not None:
-            from safetensors.torch import load_file
-
-            encoder.load_state_dict(load_file(str(Path(weights) / WEIGHTS_FILE)), strict=True)
+            path = Path(weights) / WEIGHTS_FILE
+            try:
+                encoder.load_state_dict(read_safetensors(path), strict=True)
+            except RuntimeError as exc:  # missing, unexpected or mis-shaped keys
+                raise CheckpointError(f"{path}: {exc}") from None
         return encoder
 
     def config_dict(self) -> dict[str, Any]:
