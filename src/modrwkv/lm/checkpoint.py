@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import RWKV7Config
 from .errors import CheckpointError
-from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch
+from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
 from .fla_format import is_fla_folder, load_fla_folder
 from .model import RWKV7
 
@@ -76,15 +75,6 @@ def _load_folder(folder: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{folder} {problem}, but its {WEIGHTS_NAME} holds ModRWKV weights (lm.*, adapters.*), "
                               f"which cannot be loaded without the {CONFIG_NAME} saved beside them")
     return read_safetensors(weights)
-
-
-def safetensors_keys(path: Path) -> set[str]:
-    """The tensor names of a safetensors file, read from its header only."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return set(handle.keys())
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from None
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: RWKV7) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from .errors import CheckpointError
@@ -38,6 +38,15 @@ def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.T
         raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from None
     check_finite(tensors, path)
     return tensors
+
+
+def safetensors_keys(path: str | Path) -> set[str]:
+    """The tensor names of a safetensors file, read from its header only."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return set(handle.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read as safetensors ({exc})") from None
 
 
 def read_torch(path: str | Path) -> dict[str, torch.Tensor]:

@@ -70,11 +70,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import CheckpointError
-from .files import read_json_object, read_safetensors
+from .files import read_json_object, read_safetensors, safetensors_keys
 
 logger = logging.getLogger(__name__)
 
@@ -606,19 +605,13 @@ def is_fla_folder(path: str | Path) -> bool:
         else:
             keys = set()
             for file in files:
-                keys |= _file_keys(file)
+                keys |= safetensors_keys(file)
         return "model.embeddings.weight" in keys and any(
             k.startswith("model.layers.") and ".attn." in k for k in keys
         )
     except Exception:  # noqa: BLE001 - a probe: anything unreadable is "not an fla folder"
         logger.debug("is_fla_folder(%s): not readable as an fla folder", folder, exc_info=True)
         return False
-
-
-def _file_keys(file: Path) -> set[str]:
-    """The tensor names in a safetensors file, read from its header only."""
-    with safe_open(str(file), framework="pt") as handle:
-        return set(handle.keys())
 
 
 def load_fla_folder(path: str | Path) -> dict[str, torch.Tensor]:
