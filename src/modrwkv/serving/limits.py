@@ -46,7 +46,7 @@ class ServerLimits:
     inside this folder; None refuses them all."""
 
     max_body_bytes: int = 32 * 2**20
-    max_image_pixels: int = 4096 * 4096
+    max_image_pixels: int = 2048 * 2048  # larger images cost seconds and hundreds of MB each: docs/serving.md
     max_audio_seconds: float = 600.0
     max_media_items: int = 64
     max_tokens: int = 4096
