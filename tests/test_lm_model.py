@@ -152,7 +152,7 @@ def test_state_save_load_clone_select_cat(tiny_model, tmp_path):
     assert state.select([0]).expand(3).batch_size == 3
     assert state.nbytes() == 2 * 4 * TINY.state_numel()
     (tmp_path / "junk").write_bytes(b"not a state")
-    with pytest.raises(ValueError, match="not a readable state file"):
+    with pytest.raises(ValueError, match="junk: cannot read as safetensors"):
         RWKV7State.load(tmp_path / "junk")
     other = RWKV7Config(n_layer=2, n_embd=128)
     with pytest.raises(ValueError, match="needs"):
