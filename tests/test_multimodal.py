@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -193,12 +194,19 @@ CONFIG_DAMAGE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def saved_series_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved") / "m"
+    ModRWKV.build(lm(), {"series": build_encoder("wavenet", **ENCODER_CASES["wavenet"])}).save_pretrained(folder)
+    return folder
+
+
 @pytest.mark.parametrize("damage, message", CONFIG_DAMAGE, ids=[m[:30] for _, m in CONFIG_DAMAGE])
-def test_damaged_config_json_is_a_clear_error(tmp_path, damage, message):
+def test_damaged_config_json_is_a_clear_error(tmp_path, saved_series_model, damage, message):
     from modrwkv.inference import ModRWKVPipeline
     from modrwkv.lm import CheckpointError
 
-    ModRWKV.build(lm(), {"series": build_encoder("wavenet", **ENCODER_CASES["wavenet"])}).save_pretrained(tmp_path / "m")
+    shutil.copytree(saved_series_model, tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps(damage(config)))
     with pytest.raises(CheckpointError) as err:
@@ -210,11 +218,11 @@ def test_damaged_config_json_is_a_clear_error(tmp_path, damage, message):
         ModRWKVPipeline.from_pretrained(tmp_path / "m")
 
 
-def test_folder_problems_are_described(tmp_path):
+def test_folder_problems_are_described(tmp_path, saved_series_model):
     from modrwkv.inference import ModRWKVPipeline
     from modrwkv.lm import CheckpointError
 
-    ModRWKV.build(lm(), {"series": build_encoder("wavenet", **ENCODER_CASES["wavenet"])}).save_pretrained(tmp_path / "m")
+    shutil.copytree(saved_series_model, tmp_path / "m")
     (tmp_path / "m" / "config.json").rename(tmp_path / "config.json.bak")
     with pytest.raises(CheckpointError, match="m has no config.json, but its model.safetensors holds ModRWKV weights"):
         ModRWKVPipeline.from_pretrained(tmp_path / "m")
