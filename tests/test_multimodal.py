@@ -262,7 +262,7 @@ def test_released_checkpoint_layout(tmp_path, tok):
     assert adapter.output_length(577) == 288 and adapter.output_length(576) == 287
     assert torch.equal(adapter.mlp[0].weight, released["proj.mlp.0.weight"])
     assert torch.equal(model.lm.blocks[1].att.w1, released["llm.blocks.1.att.w1"])
-    processed = model.processor(tok)(sample_for("image"))
+    processed = model.processor()(sample_for("image"))
     assert processed.input_ids.tolist().count(PLACEHOLDER_IDS["image"]) == 287  # 576 SigLIP tokens
     del released["proj.pre_norm.bias"]
     torch.save(released, tmp_path / "broken.pth")

@@ -258,6 +258,34 @@ def _run_merge_lora(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_import_released(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "import-released",
+        help="turn the authors' released single-file checkpoint into a model folder (to fine-tune it)",
+        description="Reads a WorldRWKV release (current or paper era, told from its keys) with its encoder and "
+        "writes a save_pretrained folder that keeps the release's prompt layout; train.yaml's "
+        "model.init_from can start from it. See docs/authors-checkpoints.md.",
+    )
+    p.add_argument("model", help="the released .pth")
+    p.add_argument("output", help="folder to write")
+    p.add_argument("--encoder", metavar="NAME", required=True, help="its encoder, e.g. siglip2, whisper, wavlm")
+    p.add_argument("--encoder-source", metavar="HF_ID_OR_DIR", required=True, help="where that encoder's weights are")
+    p.add_argument("--released-format", choices=("auto", "current", "paper"), default="auto",
+                   help="prompt layout (default: read from the file's keys)")
+    p.set_defaults(handler=_run_import_released)
+
+
+def _run_import_released(args: argparse.Namespace) -> int:
+    from modrwkv.encoders import build_encoder
+    from modrwkv.multimodal import ModRWKV
+
+    encoder = build_encoder(args.encoder, source=args.encoder_source)
+    model = ModRWKV.from_released_checkpoint(args.model, encoder, prompt_format=args.released_format)
+    model.save_pretrained(args.output)
+    print(f"{args.output}: template {model.template_name}, splice {model.splice}, encoder {args.encoder}")
+    return 0
+
+
 # --- chat / serve ---------------------------------------------------------------------------
 
 # ChatRWKV's chat defaults: a narrow nucleus plus repetition penalties keep small models on topic.
@@ -277,7 +305,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "ModRWKV checkpoint (then also --encoder)")
     p.add_argument("--encoder", metavar="NAME", help="encoder of a released checkpoint, e.g. siglip2, clip, whisper")
     p.add_argument("--encoder-source", metavar="HF_ID_OR_DIR", help="where that encoder's weights are")
-    p.add_argument("--template", choices=("rwkv", "classic"), help="chat format (default: the model's own)")
+    p.add_argument("--template", choices=("worldrwkv", "rwkv", "classic"), help="chat format (default: the model's own)")
+    p.add_argument("--released-format", choices=("auto", "current", "paper"), default="auto",
+                   help="prompt layout of a released checkpoint: the current WorldRWKV release or the paper's "
+                   "(default: read from the file's keys); see docs/authors-checkpoints.md")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="LM precision")
 
@@ -287,9 +318,11 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> Mo
 
     if args.encoder_source and not args.encoder:
         raise CLIError("--encoder-source needs --encoder NAME")
+    if args.released_format != "auto" and not args.encoder:
+        raise CLIError("--released-format applies to released checkpoints, which need --encoder NAME")
     return ModRWKVPipeline.from_pretrained(
         args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
-        device=_device(args.device), dtype=DTYPES[args.dtype], prefix_cache_bytes=int(prefix_cache_mb * 2**20),
+        prompt_format=args.released_format, device=_device(args.device), dtype=DTYPES[args.dtype], prefix_cache_bytes=int(prefix_cache_mb * 2**20),
     )
 
 
@@ -499,7 +532,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                        + ", ".join(f"{name} --split {s}" for name, s in SUBMISSIONS.items()))
     output = Path(args.output or f"runs/eval/{task.name}-{split}")
     model = ModelSpec(args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
-                      dtype=args.dtype)
+                      dtype=args.dtype, prompt_format=args.released_format)
     result = run_eval(
         task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args),
         split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
@@ -533,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quickstart(subparsers)
     _add_train(subparsers)
     _add_merge_lora(subparsers)
+    _add_import_released(subparsers)
     _add_chat(subparsers)
     _add_serve(subparsers)
     _add_eval(subparsers)

@@ -55,10 +55,14 @@ class ModelSpec:
     encoder_source: str | None = None
     template: str | None = None
     dtype: str = "fp32"
+    prompt_format: str = "auto"  # of a released checkpoint
 
     def identity(self) -> dict[str, Any]:
-        return {"fingerprint": model_fingerprint(Path(self.path)), "encoder": self.encoder,
-                "encoder_source": self.encoder_source, "template": self.template, "dtype": self.dtype}
+        identity = {"fingerprint": model_fingerprint(Path(self.path)), "encoder": self.encoder,
+                    "encoder_source": self.encoder_source, "template": self.template, "dtype": self.dtype}
+        if self.prompt_format != "auto":  # absent otherwise, so that earlier runs still resume
+            identity["prompt_format"] = self.prompt_format
+        return identity
 
 
 @dataclasses.dataclass
@@ -275,6 +279,13 @@ def run_eval(
     return EvalResult(output, len(selected), len(selected), generated, summary)
 
 
+def _model_prompt(prompt: str, pipeline: ModRWKVPipeline) -> str:
+    """ASR samples are asked the way the model was trained to transcribe (see `asr_prompt`)."""
+    from .tasks.speech import ASR_PROMPT, asr_prompt
+
+    return asr_prompt(pipeline.model.asr_prompt) if prompt == ASR_PROMPT else prompt
+
+
 def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline, log_path: Path, batch_size: int,
               max_new_tokens: int, done: dict[str, dict[str, Any]]) -> int:
     from ..inference import ChatRequest
@@ -284,15 +295,16 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
     started, count = time.monotonic(), 0
     with log_path.open("a", encoding="utf-8") as handle:
         for batch in _chunks(todo, batch_size):
-            requests = [ChatRequest(s.prompt, images=list(s.images), audio=list(s.audio), series=list(s.series),
-                                    sampling=sampling) for s in batch]
+            prompts = [_model_prompt(s.prompt, pipeline) for s in batch]
+            requests = [ChatRequest(p, images=list(s.images), audio=list(s.audio), series=list(s.series),
+                                    sampling=sampling) for p, s in zip(prompts, batch)]
             try:
                 results = pipeline.generate_batch(requests)
             except ValueError as exc:
                 raise ValueError(f"{task.name} samples {', '.join(s.id for s in batch)}: {exc}") from exc
             lines = []
-            for sample, result in zip(batch, results, strict=True):
-                record = {"id": sample.id, "prompt": sample.prompt, "prediction": result.text.strip(),
+            for sample, prompt, result in zip(batch, prompts, results, strict=True):
+                record = {"id": sample.id, "prompt": prompt, "prediction": result.text.strip(),
                           "finish_reason": result.finish_reason, "reference": sample.reference}
                 record = json.loads(dumps(record))  # exactly what a rerun will read back
                 record["score"] = task.score(record)

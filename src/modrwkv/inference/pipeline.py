@@ -27,6 +27,7 @@ from ..lm import RWKV7State, load_model
 from ..lm.checkpoint import load_state_dict
 from ..multimodal import ModRWKV
 from ..multimodal.model import is_modrwkv_folder
+from ..multimodal.released import PromptFormat, is_released
 from ..processing import get_template
 from ..tokenizer import WorldTokenizer
 from .cache import PrefixStateCache
@@ -61,10 +62,10 @@ class ModRWKVPipeline:
         template: str | None = None,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> None:
-        """`template` overrides the model's chat template ("rwkv" or "classic");
+        """`template` overrides the model's chat template (see `processing.TEMPLATES`);
         `prefix_cache_bytes=0` turns the prefix-state cache off."""
         self.model = model.eval()
-        self.tokenizer = tokenizer or WorldTokenizer()
+        self.tokenizer = tokenizer or model.tokenizer()
         if model.lm.config.vocab_size < self.tokenizer.vocab_size:
             raise ValueError(
                 f"the model has {model.lm.config.vocab_size} token rows but the World tokenizer needs "
@@ -88,6 +89,7 @@ class ModRWKVPipeline:
         encoder: ModalityEncoder | str | None = None,
         encoder_source: str | None = None,
         template: str | None = None,
+        prompt_format: PromptFormat = "auto",
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
@@ -96,7 +98,8 @@ class ModRWKVPipeline:
         `.safetensors`, fla or modrwkv LM folder: text-only chat, "classic" template unless told),
         or the authors' released single-file ModRWKV checkpoint, whose encoder is not in the file:
         pass `encoder` (a built encoder, or a registry name such as "siglip2" with
-        `encoder_source`, an HF id or folder)."""
+        `encoder_source`, an HF id or folder). A release's prompt layout (current or paper era) is
+        read from its keys; `prompt_format` ("current" / "paper") overrides it."""
         path = Path(path)
         if encoder is not None and not isinstance(encoder, ModalityEncoder):
             encoder = build_encoder(encoder, source=encoder_source)
@@ -107,11 +110,12 @@ class ModRWKVPipeline:
                 raise ValueError(f"{path} is a ModRWKV folder with its own encoders; do not pass encoder=")
             model = ModRWKV.from_pretrained(path, device=device, dtype=dtype)
         elif encoder is not None:
-            model = ModRWKV.from_released_checkpoint(path, encoder, dtype=dtype).to(device)
+            model = ModRWKV.from_released_checkpoint(path, encoder, prompt_format=prompt_format, device=device,
+                                                     dtype=dtype)
         else:
-            if path.is_file() and any(k.startswith(("llm.", "proj.")) for k in load_state_dict(path)):
+            if path.is_file() and is_released(set(load_state_dict(path))):
                 raise ValueError(
-                    f"{path} is a released ModRWKV checkpoint (llm.* and proj.* keys); its encoder is "
+                    f"{path} is a released ModRWKV checkpoint (it holds adapter weights); its encoder is "
                     "not in the file: pass encoder= (e.g. encoder='siglip2', encoder_source='google/siglip2-base-patch16-384')"
                 )
             lm = load_model(path, device=device, dtype=dtype)

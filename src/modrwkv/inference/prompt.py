@@ -1,9 +1,9 @@
 """From a conversation to an `EncodedPrompt`: token ids, the media spans they contain, and the
 message boundaries where a prefix state may be cached.
 
-Messages are processed one by one and their ids concatenated. With placeholder splicing this gives
-exactly the ids of processing the whole conversation at once (the processor tokenises every piece
-on its own), and it tells where each message starts, which is what lets a multi-turn session feed
+Messages are processed one by one and their ids concatenated. With placeholder and turn-start
+splicing this gives exactly the ids of processing the whole conversation at once (the processor
+tokenises every turn on its own), and it tells where each message starts, which is what lets a multi-turn session feed
 only a new turn, and the prefix-state cache recognise a conversation it has seen before.
 """
 
@@ -20,7 +20,7 @@ import torch
 from ..data.readers import openai_to_sample
 from ..data.sample import MARKERS, MODALITIES, Message, Sample
 from ..encoders.base import Prepared
-from ..processing import PLACEHOLDER_IDS, ModRWKVProcessor
+from ..processing import ModRWKVProcessor
 
 MessageLike = Message | Mapping[str, Any]
 Messages = str | Sequence[MessageLike]
@@ -206,7 +206,7 @@ def _spans(ids: list[int], media: Mapping[str, list[Prepared]], processor: ModRW
     array = np.asarray(ids)
     spans = []
     for modality, items in media.items():
-        positions = np.flatnonzero(array == PLACEHOLDER_IDS[modality]).tolist()
+        positions = np.flatnonzero(array == processor.placeholder_ids[modality]).tolist()
         cursor = 0
         for prepared in items:
             count = int(processor.token_counts[modality](prepared.num_features))

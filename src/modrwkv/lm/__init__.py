@@ -1,6 +1,6 @@
 """The RWKV-7 language model: configuration, model, recurrent state, checkpoints, WKV kernels."""
 
-from .checkpoint import DTYPES, CheckpointError, load_model, load_state_dict, save_model
+from .checkpoint import DTYPES, CheckpointError, build_lm, load_model, load_state_dict, save_model
 from .config import RWKV7Config
 from .model import RWKV7, RWKV7Output
 from .state import RWKV7State
@@ -12,6 +12,7 @@ __all__ = [
     "RWKV7Config",
     "RWKV7Output",
     "RWKV7State",
+    "build_lm",
     "load_model",
     "load_state_dict",
     "save_model",

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from .config import RWKV7Config
-from .errors import CheckpointError
+from .errors import CheckpointError, check_keys
 from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
 from .fla_format import is_fla_folder, load_fla_folder
 from .model import RWKV7
@@ -77,28 +77,45 @@ def _load_folder(folder: Path) -> dict[str, torch.Tensor]:
     return read_safetensors(weights)
 
 
-def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: RWKV7) -> dict[str, torch.Tensor]:
+# Top-level keys of the authors' released ModRWKV files (LM + adapter [+ encoder]).
+_MULTIMODAL_PREFIXES = ("llm.", "proj.", "modality.", "encoder.")
+
+# Layer 0's value-residual LoRA is unused (layer 0 takes v_first itself); official files carry it.
+_UNUSED_KEYS = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
+
+
+def check_state_dict(
+    state_dict: Mapping[str, torch.Tensor], model: RWKV7, where: str | Path = "checkpoint"
+) -> dict[str, torch.Tensor]:
     """Returns the tensors the model uses; raises CheckpointError naming missing, unexpected or
     mis-shaped keys. Layer 0's value-residual LoRA (v0/v1/v2) is unused and silently dropped."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    ignorable = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected) - ignorable)
-    mis_shaped = sorted(
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {expected[k]}"
-        for k in set(expected) & set(state_dict)
-        if tuple(state_dict[k].shape) != expected[k]
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if mis_shaped:
-        problems.append(f"mis-shaped keys {mis_shaped}")
-    if problems:
-        raise CheckpointError("checkpoint does not match the RWKV-7 model: " + "; ".join(problems))
+    check_keys(state_dict, expected, f"{where} does not match the RWKV-7 model", ignore=_UNUSED_KEYS)
     return {k: state_dict[k] for k in expected}
+
+
+def build_lm(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    config: RWKV7Config | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    where: str | Path = "checkpoint",
+) -> RWKV7:
+    """The one way every format becomes a model: an official-layout state dict (from any reader)
+    -> an RWKV-7 sized from its shapes (or `config`), with every key checked. Each tensor is
+    converted straight into the memory layout the (meta) model holds, the "decode" weight layout:
+    one copy, where converting and then re-laying out would briefly hold two."""
+    config = config or RWKV7Config.from_state_dict(state_dict)
+    with torch.device("meta"):
+        model = RWKV7(config)
+    tensors = check_state_dict(state_dict, model, where)
+    layout = model.state_dict()
+    tensors = {k: torch.empty_like(layout[k], device=device, dtype=dtype).copy_(v) for k, v in tensors.items()}
+    model.load_state_dict(tensors, assign=True)
+    log.info("loaded RWKV-7 %s from %s (%.1fM parameters)", config, where,
+             sum(t.numel() for t in tensors.values()) / 1e6)
+    return model.eval()
 
 
 def load_model(
@@ -109,17 +126,14 @@ def load_model(
 ) -> RWKV7:
     """Builds an RWKV-7 model from any supported checkpoint, sized from the checkpoint's shapes."""
     state_dict = load_state_dict(path)
-    config = RWKV7Config.from_state_dict(state_dict)
-    with torch.device("meta"):
-        model = RWKV7(config)
-    tensors = check_state_dict(state_dict, model)
-    # Each tensor is converted straight into the memory layout the (meta) model holds, the "decode"
-    # weight layout: one copy, where converting and then re-laying out would briefly hold two.
-    layout = model.state_dict()
-    tensors = {k: torch.empty_like(layout[k], device=device, dtype=dtype).copy_(v) for k, v in tensors.items()}
-    model.load_state_dict(tensors, assign=True)
-    log.info("loaded RWKV-7 %s from %s (%.1fM parameters)", config, path, sum(t.numel() for t in tensors.values()) / 1e6)
-    return model.eval()
+    multimodal = sorted({k.split(".")[0] + ".*" for k in state_dict if k.startswith(_MULTIMODAL_PREFIXES)})
+    if multimodal:
+        raise CheckpointError(
+            f"{path} is a ModRWKV checkpoint (it holds {', '.join(multimodal)} keys), not a plain RWKV-7 LM: load "
+            "it with its encoder (modrwkv chat --model ... --encoder NAME, or ModRWKVPipeline.from_pretrained(..., "
+            "encoder=...)); see docs/authors-checkpoints.md"
+        )
+    return build_lm(state_dict, device=device, dtype=dtype, where=path)
 
 
 def save_model(model: RWKV7, path: str | Path) -> None:

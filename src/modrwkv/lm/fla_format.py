@@ -72,7 +72,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .errors import CheckpointError
+from .errors import CheckpointError, check_keys
 from .files import read_json_object, read_safetensors, safetensors_keys
 
 logger = logging.getLogger(__name__)
@@ -211,35 +211,6 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(s) for s in t.shape)
 
 
-def _check(
-    state_dict: Mapping[str, torch.Tensor],
-    expected: Mapping[str, tuple[int, ...]],
-    what: str,
-    ignore: Iterable[str] = (),
-) -> None:
-    """Raises one CheckpointError listing every unexpected, missing and mis-shaped key."""
-    ignored = set(ignore)
-    unexpected = sorted(k for k in state_dict if k not in expected and k not in ignored)
-    missing = sorted(k for k in expected if k not in state_dict)
-    not_tensors = sorted(k for k in state_dict if not isinstance(state_dict[k], torch.Tensor))
-    bad_shapes = [
-        f"{k}: got {list(_shape(state_dict[k]))}, expected {list(shape)}"
-        for k, shape in expected.items()
-        if isinstance(state_dict.get(k), torch.Tensor) and _shape(state_dict[k]) != shape
-    ]
-    problems = []
-    if unexpected:
-        problems.append(f"key(s) that cannot be mapped: {unexpected}")
-    if missing:
-        problems.append(f"missing key(s): {missing}")
-    if bad_shapes:
-        problems.append(f"shape mismatch(es): {bad_shapes}")
-    if not_tensors:
-        problems.append(f"value(s) that are not tensors: {not_tensors}")
-    if problems:
-        raise CheckpointError(f"{what}: " + "; ".join(problems))
-
-
 _BLOCK_RE = re.compile(r"blocks\.(\d+)\.")
 _LAYER_RE = re.compile(r"model\.layers\.(\d+)\.")
 
@@ -355,8 +326,8 @@ def official_to_fla(
     dims = _official_dims(state_dict)
     layout = _layout(dims)
     layer0_unused = [f"blocks.0.att.{p}" for p in _OFFICIAL_LAYER0_UNUSED]
-    _check(state_dict, {e.official: e.official_shape for e in layout},
-           "official RWKV-7 state dict", ignore=layer0_unused)
+    check_keys(state_dict, {e.official: e.official_shape for e in layout},
+               "official RWKV-7 state dict", ignore=layer0_unused)
     dropped = [k for k in layer0_unused if k in state_dict]
     if dropped:
         logger.info("dropping %s: fla's RWKV-7 has no value LoRA in layer 0", dropped)
@@ -555,7 +526,7 @@ def fla_to_official(
     sd = _upgrade_legacy(state_dict, cfg, int(width) if width is not None else None)
     dims = _fla_dims(sd, cfg)
     layout = _layout(dims)
-    _check(sd, {e.fla: e.fla_shape for e in layout}, "fla RWKV-7 state dict")
+    check_keys(sd, {e.fla: e.fla_shape for e in layout}, "fla RWKV-7 state dict")
     return {e.official: _to_official_tensor(sd[e.fla], e) for e in layout}
 
 

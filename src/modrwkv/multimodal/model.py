@@ -20,13 +20,17 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..adapters import AdapterConfig, build_adapter
+from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..lm import RWKV7, RWKV7Config, RWKV7State
-from ..lm.checkpoint import CheckpointError, check_state_dict, load_state_dict
+from ..lm.checkpoint import CheckpointError, build_lm, load_state_dict
+from ..lm.errors import check_keys
 from ..lm.files import MODRWKV_FORMAT, read_json_object, read_safetensors
 from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKVProcessor, get_template
+from ..processing.processor import SPLICE_MODES
 from ..tokenizer import WorldTokenizer
+from .released import PROMPT_FORMATS, PromptFormat, load_encoder_weights, prompt_settings, split_released
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,15 @@ class ModRWKV(nn.Module):
         template: str = "rwkv",
         splice: str = "placeholder",
         ctx_len: int | None = 2048,
+        placeholder_ids: Mapping[str, int] | None = None,
+        special_tokens: Mapping[str, int] | None = None,
+        asr_prompt: str | None = DEFAULT_ASR_PROMPT,
     ) -> None:
+        """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
+        `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
+        (default: the template's, e.g. WorldRWKV's `<|vision_start|>` ...); `asr_prompt`: the user text that asked for a
+        transcript in training (None: the audio alone, the authors' layout). All are saved in the
+        model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -67,7 +79,19 @@ class ModRWKV(nn.Module):
                     f"{modality} adapter maps {adapter_cfg.in_dim} -> {adapter_cfg.out_dim} but the encoder gives "
                     f"{encoder.output_dim} and the LM width is {lm.config.n_embd}"
                 )
-        get_template(template)  # validates the name
+        chat_template = get_template(template)  # validates the name
+        if splice not in SPLICE_MODES:
+            raise ValueError(f"splice must be one of {', '.join(SPLICE_MODES)}, got {splice!r}")
+        self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
+        self.special_tokens = dict(chat_template.special_tokens if special_tokens is None else special_tokens)
+        self.asr_prompt = asr_prompt
+        for modality in encoders:
+            if modality not in self.placeholder_ids:
+                raise ValueError(f"no placeholder id for {modality} (have {self.placeholder_ids})")
+            for text in (chat_template.media_open.get(modality), chat_template.media_close.get(modality)):
+                if text is not None and text not in self.special_tokens:
+                    raise ValueError(f"the {template!r} template wraps {modality} in {text!r}, which is not among "
+                                     f"the model's special tokens {sorted(self.special_tokens) or '(none)'}")
         self.lm = lm
         self.encoders = nn.ModuleDict(dict(encoders))
         self.adapters = nn.ModuleDict(dict(adapters))
@@ -96,11 +120,16 @@ class ModRWKV(nn.Module):
 
     # ---------------------------------------------------------------- processing
 
+    def tokenizer(self) -> WorldTokenizer:
+        """The World tokenizer with this model's special tokens."""
+        return WorldTokenizer(special_tokens=self.special_tokens)
+
     def processor(self, tokenizer: WorldTokenizer | None = None, **overrides: Any) -> ModRWKVProcessor:
-        """The processor that matches this model's template, splicing and token counts."""
-        options = {"splice": self.splice, "ctx_len": self.ctx_len, **overrides}
+        """The processor that matches this model's template, splicing, placeholder ids and token
+        counts; `overrides` are `ModRWKVProcessor` options (e.g. `supervise_prefix`, `truncation`)."""
+        options = {"splice": self.splice, "ctx_len": self.ctx_len, "placeholder_ids": self.placeholder_ids, **overrides}
         return ModRWKVProcessor(
-            tokenizer or WorldTokenizer(),
+            tokenizer or self.tokenizer(),
             get_template(self.template_name),
             dict(self.encoders.items()),
             {m: self.adapters[m].output_length for m in self.adapters},
@@ -124,11 +153,11 @@ class ModRWKV(nn.Module):
     def embed(self, input_ids: torch.Tensor, media: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> torch.Tensor:
         """Token embeddings with every placeholder position replaced by its media embedding."""
         placeholder = torch.zeros_like(input_ids, dtype=torch.bool)
-        for pid in PLACEHOLDER_IDS.values():
+        for pid in self.placeholder_ids.values():
             placeholder |= input_ids == pid
         embeds = self.lm.embed(input_ids.masked_fill(placeholder, 0))
         media = media or {}
-        for modality, pid in PLACEHOLDER_IDS.items():
+        for modality, pid in self.placeholder_ids.items():
             positions = input_ids == pid
             n_positions = int(positions.sum())
             if modality not in media:
@@ -189,7 +218,9 @@ class ModRWKV(nn.Module):
             "template": self.template_name,
             "splice": self.splice,
             "ctx_len": self.ctx_len,
-            "placeholder_ids": PLACEHOLDER_IDS,
+            "placeholder_ids": self.placeholder_ids,
+            "special_tokens": self.special_tokens,
+            "asr_prompt": self.asr_prompt,
         }
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -227,13 +258,13 @@ class ModRWKV(nn.Module):
                 encoders[modality] = build_encoder(**enc_cfg, weights=folder / saved if saved else None)
             except TypeError as exc:  # options this version's encoder does not take
                 raise CheckpointError(f"{config_path}: encoders.{modality}: {exc}") from None
-        with torch.device("meta"):
-            lm = RWKV7(lm_config)
-        model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"])
         tensors = read_safetensors(folder / WEIGHTS_NAME)
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
-        lm.load_state_dict({k: v.to(dtype) for k, v in check_state_dict(lm_sd, lm).items()}, assign=True)
-        lm.use_weight_layout("decode")
+        lm = build_lm(lm_sd, config=lm_config, dtype=dtype, where=folder / WEIGHTS_NAME)
+        # Folders written before placeholder ids were recorded used today's defaults.
+        model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
+                    config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
+                    config.get("asr_prompt", DEFAULT_ASR_PROMPT))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         return model.to(device=device).to_lm_dtype(dtype).eval()
@@ -250,43 +281,34 @@ class ModRWKV(nn.Module):
         path: str | Path,
         encoder: ModalityEncoder,
         *,
-        template: str = "rwkv",
-        splice: str = "placeholder",
+        prompt_format: PromptFormat = "auto",
         ctx_len: int | None = 2048,
         compression_stride: int = 2,
+        device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> ModRWKV:
-        """Loads the authors' single-file release (`proj.*` = adapter, `llm.*` = LM in the official
-        layout); the encoder is built separately from its HF id. Sizes are read from the shapes."""
-        tensors = load_state_dict(path)
-        lm_sd = {k[4:]: v for k, v in tensors.items() if k.startswith("llm.")}
-        proj = {k[5:]: v for k, v in tensors.items() if k.startswith("proj.")}
-        other = sorted(k for k in tensors if not k.startswith(("llm.", "proj.")))
-        if not lm_sd or not proj or other:
-            raise CheckpointError(
-                f"{path}: expected only llm.* and proj.* keys; found {len(lm_sd)} llm.*, {len(proj)} proj.*, "
-                f"other keys {other[:10]}"
-            )
-        lm_config = RWKV7Config.from_state_dict(lm_sd)
-        with torch.device("meta"):
-            lm = RWKV7(lm_config)
-        lm.load_state_dict({k: v.to(dtype) for k, v in check_state_dict(lm_sd, lm).items()}, assign=True)
-        lm.use_weight_layout("decode")
-        if "mlp.0.weight" not in proj or "mlp.2.weight" not in proj:
-            raise CheckpointError(f"{path}: adapter keys proj.mlp.0.weight / proj.mlp.2.weight missing (have {sorted(proj)})")
-        hidden, in_dim = proj["mlp.0.weight"].shape
-        out_dim = proj["mlp.2.weight"].shape[0]
-        if "pre_norm.weight" in proj:
-            compression = None
-            if "conv.weight" in proj:
-                compression = (proj["conv.weight"].shape[-1], compression_stride)
-            adapter_cfg = AdapterConfig("mlp", in_dim, out_dim, hidden // out_dim, compression)
-        else:
-            adapter_cfg = AdapterConfig("speech", proj["conv.weight"].shape[1], out_dim)
-        adapter = build_adapter(adapter_cfg)
-        _load_strict(adapter, proj, Path(path))
-        model = cls(lm, {encoder.modality: encoder}, {encoder.modality: adapter}, template, splice, ctx_len)
-        return model.to_lm_dtype(dtype).eval()
+        """Loads the authors' (WorldRWKV) single-file release, current or paper-era (see
+        `released.py`); the encoder is built separately (e.g. from its HF id) and receives the
+        file's encoder weights if it has any. Sizes are read from the shapes. `prompt_format`
+        "auto" takes the prompt layout the release was trained with from its keys; "current" or
+        "paper" overrides it."""
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
+        released = split_released(load_state_dict(path), str(path), compression_stride)
+        lm = build_lm(released.lm, dtype=dtype, where=path)
+        adapter = build_adapter(released.adapter_config)
+        _load_strict(adapter, released.adapter, Path(path))
+        if released.encoder:
+            load_encoder_weights(encoder, released.encoder, str(path))
+        settings = released.prompt if prompt_format == "auto" else prompt_settings(prompt_format)
+        log.info("%s: %s-era release (%s adapter), prompt format %s", path, released.era,
+                 released.adapter_config.kind, settings.template)
+        model = cls(
+            lm, {encoder.modality: encoder}, {encoder.modality: adapter}, settings.template, settings.splice, ctx_len,
+            special_tokens=settings.special_tokens,
+            asr_prompt=None if released.adapter_config.kind == "speech" else DEFAULT_ASR_PROMPT,
+        )
+        return model.to(device=device).to_lm_dtype(dtype).eval()
 
 
 def is_modrwkv_folder(path: str | Path) -> bool:
@@ -308,8 +330,16 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     config = read_json_object(path)
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ModRWKV config (format={config.get('format')!r})")
-    if config.get("placeholder_ids", PLACEHOLDER_IDS) != PLACEHOLDER_IDS:
-        raise CheckpointError(f"{path}: placeholder ids {config['placeholder_ids']} differ from this version's")
+    for name in ("placeholder_ids", "special_tokens"):  # {modality or text: id}
+        value = config.get(name, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 65536
+            for k, v in value.items()
+        ):
+            raise CheckpointError(f"{path}: '{name}' must be a JSON object of ids in [0, 65536), "
+                                  f"got {json.dumps(value)[:60]}")
+    if not isinstance(config.get("asr_prompt", ""), (str, type(None))):
+        raise CheckpointError(f"{path}: 'asr_prompt' must be a string or null, got {json.dumps(config['asr_prompt'])[:60]}")
     fields = {"lm": dict, "encoders": dict, "adapters": dict, "template": str, "splice": str}
     missing = sorted(name for name in (*fields, "ctx_len") if name not in config)
     if missing:
@@ -347,11 +377,5 @@ def _needs_own_weights(encoder: ModalityEncoder) -> bool:
 
 def _load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], where: Path) -> None:
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mis_shaped = sorted(k for k in set(expected) & set(state_dict) if tuple(state_dict[k].shape) != expected[k])
-    if missing or unexpected or mis_shaped:
-        raise CheckpointError(
-            f"{where}: adapter weights do not match: missing {missing}, unexpected {unexpected}, mis-shaped {mis_shaped}"
-        )
+    check_keys(state_dict, expected, f"{where}: adapter weights do not match")
     module.load_state_dict(dict(state_dict))

@@ -1,9 +1,12 @@
 """Turns a `Sample` (conversation + media) into token ids with modality placeholders and labels.
 
 The processor owns every convention that training and inference must share: the chat template,
-where media go (`placeholder` in place of their markers, or `prefix`: all media before the text, as
-in the paper), how many positions each item takes (asked of its encoder and adapter, never assumed),
-which positions are supervised, and truncation that never cuts a media block.
+where media go (`placeholder` in place of their markers; `prefix`: all media before the text, as
+in the paper; `turn_start`: each turn's media at the start of that turn, as in WorldRWKV's current
+release), how many positions each item takes (asked of its encoder and adapter, never assumed),
+which positions are supervised, and truncation that never cuts a media block. With `prefix`, a user
+message that holds nothing but media markers adds no turn text at all: the paper's ASR layout
+(audio, then "\\x16Assistant: transcript\\x17").
 """
 
 from __future__ import annotations
@@ -16,20 +19,25 @@ from typing import Any, Literal
 
 import torch
 
-from ..data.sample import MARKERS, Sample
+from ..data.sample import MARKERS, Role, Sample
 from ..encoders.base import ModalityEncoder, Prepared
 from ..encoders.media import MediaError
 from ..tokenizer import WorldTokenizer
 from .template import ChatTemplate
 
 IGNORE_INDEX = -100
-# Rows above the World vocabulary's 65529 entries are free; one sentinel id per modality marks the
-# positions whose embeddings the model replaces. They are never looked up in the embedding table.
+# The default placeholder ids of new models: rows above the World vocabulary's 65529 entries are
+# free; one id per modality marks the positions whose embeddings the model replaces (they are never
+# looked up in the embedding table). Each model records its own in its config; 65532 is also
+# WorldRWKV's "<|image_pad|>".
 PLACEHOLDER_IDS = {"image": 65532, "audio": 65533, "series": 65534}
 _MARKER_RE = re.compile("|".join(re.escape(m) for m in MARKERS.values()))  # no groups: split() keeps text only
 _MODALITY_OF = {marker: modality for modality, marker in MARKERS.items()}
 
-SpliceMode = Literal["placeholder", "prefix"]
+# placeholder: media where their markers are; prefix: all media before all text (the paper);
+# turn_start: each turn's media at the start of that turn's content (WorldRWKV's current release).
+SpliceMode = Literal["placeholder", "prefix", "turn_start"]
+SPLICE_MODES = ("placeholder", "prefix", "turn_start")
 Truncation = Literal["drop", "shorten"]
 
 
@@ -39,7 +47,7 @@ class SampleTooLong(ValueError):
 
 @dataclasses.dataclass
 class ProcessedSample:
-    input_ids: torch.Tensor  # [T] long, PLACEHOLDER_IDS at media positions
+    input_ids: torch.Tensor  # [T] long, placeholder ids at media positions
     labels: torch.Tensor  # [T] long, IGNORE_INDEX where not supervised (targets are not yet shifted)
     media: dict[str, list[Prepared]]  # per modality, in the order of their positions
     source: str = ""
@@ -54,7 +62,7 @@ class _Piece:
     text: str | None = None
     modality: str | None = None
     item: Any = None
-    supervised: bool = False
+    supervised_from: int | None = None  # labels start at this character of `text`; None: no labels
 
 
 class ModRWKVProcessor:
@@ -70,9 +78,14 @@ class ModRWKVProcessor:
         splice: SpliceMode = "placeholder",
         ctx_len: int | None = None,
         truncation: Truncation = "drop",
+        placeholder_ids: Mapping[str, int] | None = None,
+        supervise_prefix: bool | None = None,
     ) -> None:
-        if splice not in ("placeholder", "prefix"):
-            raise ValueError(f"splice must be 'placeholder' or 'prefix', got {splice!r}")
+        """`placeholder_ids`: the model's (default `PLACEHOLDER_IDS`). `supervise_prefix`: also
+        label the assistant's role prefix ("\\x16Assistant:"), as the authors' training does;
+        None takes the template's default (True for "worldrwkv", False otherwise)."""
+        if splice not in SPLICE_MODES:
+            raise ValueError(f"splice must be one of {', '.join(SPLICE_MODES)}, got {splice!r}")
         if truncation not in ("drop", "shorten"):
             raise ValueError(f"truncation must be 'drop' or 'shorten', got {truncation!r}")
         self.tokenizer = tokenizer
@@ -82,6 +95,9 @@ class ModRWKVProcessor:
         self.splice = splice
         self.ctx_len = ctx_len
         self.truncation = truncation
+        self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
+        self.supervise_prefix = template.supervise_prefix if supervise_prefix is None else supervise_prefix
+        self._check_media_text()
         self.stats: collections.Counter[str] = collections.Counter()
         self._text_cache: dict[str, list[int]] = {}
 
@@ -107,13 +123,13 @@ class ModRWKVProcessor:
                 if count < 1:
                     raise ValueError(f"{where}{piece.modality} item yields no tokens ({prepared.num_features} features)")
                 media[piece.modality].append(prepared)
-                ids.extend([PLACEHOLDER_IDS[piece.modality]] * count)
+                ids.extend([self.placeholder_ids[piece.modality]] * count)
                 labels.extend([IGNORE_INDEX] * count)
                 blocks_end = len(ids)
             elif piece.text:
                 tokens = self._encode(piece.text)
                 ids.extend(tokens)
-                labels.extend(tokens if piece.supervised else [IGNORE_INDEX] * len(tokens))
+                labels.extend(self._labels(piece, tokens))
         ids, labels = self._truncate(ids, labels, blocks_end, where)
         self.stats["samples"] += 1
         return ProcessedSample(
@@ -133,6 +149,41 @@ class ModRWKVProcessor:
                 self._text_cache[text] = cached
         return cached
 
+    def _labels(self, piece: _Piece, tokens: list[int]) -> list[int]:
+        """Tokens that start at or after `supervised_from` are labels (a token that straddles the
+        role prefix and the content carries content, so it is labelled too)."""
+        if piece.supervised_from is None:
+            return [IGNORE_INDEX] * len(tokens)
+        if piece.supervised_from == 0:
+            return list(tokens)
+        unlabelled = len(piece.text[: piece.supervised_from].encode("utf-8"))  # type: ignore[index]
+        labels, offset = [], 0
+        for token in tokens:
+            end = offset + len(self.tokenizer.token_bytes(token))
+            labels.append(token if end > unlabelled else IGNORE_INDEX)
+            offset = end
+        return labels
+
+    def _check_media_text(self) -> None:
+        """Text around media blocks must be special tokens: ordinary text would be tokenised into
+        pieces that no released model was trained on."""
+        special = self.tokenizer.special_tokens
+        for modality, text in [*self.template.media_open.items(), *self.template.media_close.items()]:
+            if modality in self.encoders and text not in special:
+                raise ValueError(
+                    f"the {self.template.name!r} template wraps {modality} in {text!r}, which this tokenizer "
+                    f"does not know as a special token (it has {sorted(special) or 'none'}); load the model's "
+                    "own tokenizer (model.tokenizer())"
+                )
+
+    def _clean(self, content: str) -> str:
+        """The template's cleaning, and no special token's text: user text must not forge
+        placeholder or block tokens."""
+        content = self.template.clean(content)
+        for text in self.tokenizer.special_tokens:
+            content = content.replace(text, "")
+        return content
+
     def _pieces(self, sample: Sample, add_generation_prompt: bool) -> list[_Piece]:
         counters: collections.Counter[str] = collections.Counter()
         media_pieces: list[_Piece] = []
@@ -144,24 +195,54 @@ class ModRWKVProcessor:
             return _Piece(modality=modality, item=sample.media(modality)[counters[modality] - 1])
 
         for message in sample.messages:
-            supervised = message.role == "assistant"
-            text_pieces.append(_Piece(text=self.template.prefix(message.role)))
-            content = self.template.clean(message.content)
-            if self.splice == "prefix":
-                media_pieces.extend(media_piece(m.group()) for m in _MARKER_RE.finditer(content))
+            content = self._clean(message.content)
+            turn: list[str | _Piece] = []  # the turn's content: text and media, in order
+            if self.splice in ("prefix", "turn_start"):
+                items = [media_piece(m.group()) for m in _MARKER_RE.finditer(content)]
                 # A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
                 content = re.sub(f"(?:{_MARKER_RE.pattern})\n?", "", content)
-            parts = _MARKER_RE.split(content)
-            markers = _MARKER_RE.findall(content)
-            if content:
-                text_pieces.append(_Piece(text=self.template.content_prefix + parts[0], supervised=supervised))
-            for marker, text in zip(markers, parts[1:]):
-                text_pieces.append(media_piece(marker))
-                text_pieces.append(_Piece(text=text, supervised=supervised))
-            text_pieces.append(_Piece(text=self.template.turn_end, supervised=supervised))
+                if self.splice == "prefix":
+                    media_pieces.extend(items)
+                    if items and message.role == "user" and not content.strip():
+                        # The paper's ASR layout: media alone stand for the user's turn.
+                        continue
+                else:
+                    turn.extend(items)
+                if content:
+                    turn.append(content)
+            else:
+                parts = _MARKER_RE.split(content)
+                if content:
+                    turn.append(parts[0])
+                for marker, text in zip(_MARKER_RE.findall(content), parts[1:]):
+                    turn.extend([media_piece(marker), text])
+            text_pieces.extend(self._turn(message.role, turn))
         if add_generation_prompt:
             text_pieces.append(_Piece(text=self.template.generation_prompt()))
         return media_pieces + text_pieces
+
+    def _turn(self, role: Role, content: list[str | _Piece]) -> list[_Piece]:
+        """One turn as pieces: role prefix, content (its first text after the template's content
+        prefix, media wrapped in the template's block text), turn end. With `whole_turns`, each
+        run of text between media is one piece, tokenised as one string."""
+        template = self.template
+        assistant = role == "assistant"
+        labelled_prefix = assistant and self.supervise_prefix
+        pieces = [_Piece(text=template.prefix(role), supervised_from=0 if labelled_prefix else None)]
+        first_text = True
+        for part in content:
+            if isinstance(part, _Piece):
+                if part.modality in template.media_open:
+                    pieces.append(_Piece(text=template.media_open[part.modality]))
+                pieces.append(part)
+                if part.modality in template.media_close:
+                    pieces.append(_Piece(text=template.media_close[part.modality]))
+                continue
+            text = template.content_prefix + part if first_text else part
+            first_text = False
+            pieces.append(_Piece(text=text, supervised_from=0 if assistant else None))
+        pieces.append(_Piece(text=template.turn_end, supervised_from=0 if assistant else None))
+        return _merge_text(pieces) if template.whole_turns else pieces
 
     def _truncate(self, ids: list[int], labels: list[int], blocks_end: int, where: str) -> tuple[list[int], list[int]]:
         if self.ctx_len is None or len(ids) <= self.ctx_len:
@@ -176,3 +257,18 @@ class ModRWKVProcessor:
             f"{where}sample has {len(ids)} tokens, more than ctx_len={self.ctx_len}, and cannot be "
             f"shortened without cutting a media block or every supervised token (truncation={self.truncation!r})"
         )
+
+
+def _merge_text(pieces: list[_Piece]) -> list[_Piece]:
+    """Joins adjacent text pieces; the joined piece is labelled from the first labelled part on
+    (labels never stop within a turn: only its leading scaffolding goes unlabelled)."""
+    merged: list[_Piece] = []
+    for piece in pieces:
+        last = merged[-1] if merged else None
+        if piece.text is None or last is None or last.text is None:
+            merged.append(dataclasses.replace(piece))
+            continue
+        if last.supervised_from is None and piece.supervised_from is not None:
+            last.supervised_from = len(last.text) + piece.supervised_from
+        last.text += piece.text
+    return merged

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from ast import literal_eval
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -265,12 +265,18 @@ class WorldTokenizer:
         backend: ``"fast"`` (Rust ``pyrwkv_tokenizer``; ``ImportError`` if it
             is not installed), ``"reference"`` (pure Python) or ``"auto"``
             (fast when importable, else reference).
+        special_tokens: extra entries ``{text: id}`` at ids the vocabulary
+            leaves free (e.g. WorldRWKV's ``"<|image_pad|>": 65532``).  They
+            are ordinary entries of the longest-match trie, as in the authors'
+            ``wr_vocab_v20230424``: text spelling one encodes to its id, and
+            the id decodes to that text.
     """
 
     def __init__(
         self,
         vocab_path: str | os.PathLike[str] | None = None,
         backend: Backend = "auto",
+        special_tokens: Mapping[str, int] | None = None,
     ) -> None:
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
@@ -291,12 +297,47 @@ class WorldTokenizer:
         # Encoding backends are built on first use (see _encoder).
         self._encode_one: _EncodeOne | None = None
         self._encode_many: _EncodeMany | None = None
+        self._special = self._check_special(dict(special_tokens or {}))
+        self._special_vocab: _Vocab | None = None
+        self._special_trie: _ByteTrie | None = None
+
+    def _check_special(self, special: dict[str, int]) -> dict[str, int]:
+        taken = self._vocab.id_to_bytes
+        for text, idx in special.items():
+            if not isinstance(text, str) or not text or isinstance(idx, bool) or not isinstance(idx, int):
+                raise ValueError(f"special token {text!r}: {idx!r} must map non-empty text to an integer id")
+            if idx in taken:
+                raise ValueError(f"special token {text!r} wants id {idx}, which the vocabulary already uses")
+            if idx >= VOCAB_SIZE:
+                raise ValueError(f"special token {text!r} wants id {idx}; ids must be below {VOCAB_SIZE}")
+        if len(set(special.values())) != len(special):
+            raise ValueError(f"special tokens share ids: {special}")
+        return special
 
     # -- lazily built, process-wide shared state ---------------------------
 
     @property
     def _vocab(self) -> _Vocab:
         return _cached("vocab", self._path, _parse_vocab)
+
+    @property
+    def _table(self) -> dict[int, bytes]:
+        """id -> bytes for decoding: the vocabulary plus the special tokens."""
+        if not self._special:
+            return self._vocab.id_to_bytes
+        return self._with_special().id_to_bytes
+
+    def _with_special(self) -> _Vocab:
+        if self._special_vocab is None:
+            base = self._vocab
+            table = {**base.id_to_bytes, **{i: t.encode("utf-8") for t, i in self._special.items()}}
+            self._special_vocab = _Vocab(table, base.num_entries + len(self._special), max(table))
+        return self._special_vocab
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """The extra ``{text: id}`` entries this tokenizer knows (empty for plain World)."""
+        return dict(self._special)
 
     def _encoders(self) -> tuple[_EncodeOne, _EncodeMany]:
         if self._encode_one is None or self._encode_many is None:
@@ -333,7 +374,7 @@ class WorldTokenizer:
         65536 for the World vocab, whose file has 65529 entries (ids 1..65529)
         plus id 0; ids 65530..65535 are free for special tokens.
         """
-        rows = self._vocab.max_id + 1
+        rows = (self._with_special() if self._special else self._vocab).max_id + 1
         return -(-rows // _EMBEDDING_ROW_MULTIPLE) * _EMBEDDING_ROW_MULTIPLE
 
     @property
@@ -346,7 +387,8 @@ class WorldTokenizer:
         return self.vocab_size
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(vocab_path={self._path!r}, backend={self._backend!r})"
+        special = f", special_tokens={self._special!r}" if self._special else ""
+        return f"{type(self).__name__}(vocab_path={self._path!r}, backend={self._backend!r}{special})"
 
     # -- encoding ----------------------------------------------------------
 
@@ -362,7 +404,18 @@ class WorldTokenizer:
                 f"WorldTokenizer.encode() expects str, got {type(text).__name__}"
                 + (" (decode bytes to str first)" if isinstance(text, (bytes, bytearray)) else "")
             )
+        if self._special and any(t in text for t in self._special):
+            return self._encode_with_special(text)
+        # Without a special token's full text present, no added entry can match anywhere, so the
+        # plain vocabulary gives the identical greedy result.
         return self._encoders()[0](text)
+
+    def _encode_with_special(self, text: str) -> list[int]:
+        if self._special_trie is None:
+            # Shared by every tokenizer with the same vocabulary and special tokens (~0.3 s to build).
+            kind = "trie+" + repr(sorted(self._special.items()))
+            self._special_trie = _cached(kind, self._path, lambda _: _ByteTrie(self._with_special()))
+        return self._special_trie.encode(text.encode("utf-8"))
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode several texts; the fast backend does so in parallel."""
@@ -377,6 +430,8 @@ class WorldTokenizer:
                     "WorldTokenizer.encode_batch() expects str items, "
                     f"item {i} is {type(text).__name__}"
                 )
+        if self._special and any(t in text for text in batch for t in self._special):
+            return [self.encode(text) for text in batch]
         return self._encoders()[1](batch)
 
     # -- decoding (backend independent) ------------------------------------
@@ -384,7 +439,7 @@ class WorldTokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         """The exact bytes of one token (may be a partial UTF-8 character)."""
         try:
-            return self._vocab.id_to_bytes[token_id]
+            return self._table[token_id]
         except (KeyError, TypeError):
             raise ValueError(f"token id {token_id!r} is not in the vocabulary") from None
 
@@ -397,7 +452,7 @@ class WorldTokenizer:
         """
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        table = self._vocab.id_to_bytes
+        table = self._table
         try:
             return b"".join([table[i] for i in ids])
         except (KeyError, TypeError):

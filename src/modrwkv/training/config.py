@@ -72,7 +72,7 @@ class ModelConfig:
     encoders: dict[str, EncoderSpec] = dataclasses.field(default_factory=dict)
     adapters: dict[str, AdapterSpec] = dataclasses.field(default_factory=dict)
     template: str = "rwkv"
-    splice: Literal["placeholder", "prefix"] = "placeholder"
+    splice: Literal["placeholder", "prefix", "turn_start"] = "placeholder"
     ctx_len: int = 2048
     feature_cache: str | None = None  # folder for cached features of frozen encoders
 
@@ -81,7 +81,8 @@ class ModelConfig:
 class DataConfig:
     """`train`: data files of `format`; `media_folder`: where relative media paths point (images
     for llava, media for openai, audio for asr); `options`: the reader's other keyword options
-    (e.g. `lookback`/`horizon` for series, `prompt` for asr)."""
+    (e.g. `lookback`/`horizon` for series, `prompt` for asr: null gives the authors' ASR layout,
+    audio then the assistant's transcript with no user turn, for splice "prefix")."""
 
     format: DataFormat = "llava"
     train: list[str] = dataclasses.field(default_factory=list)
@@ -89,6 +90,9 @@ class DataConfig:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     on_error: Literal["skip", "raise"] = "skip"
     truncation: Literal["drop", "shorten"] = "drop"
+    # label the assistant's role prefix too, as the authors' training does; null: the template's
+    # default (true for "worldrwkv", false for "rwkv" and "classic")
+    supervise_prefix: bool | None = None
     shuffle: bool = True
     group_by_length: bool = False
     num_workers: int = 0

@@ -27,12 +27,12 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
 from torch.utils.data import DataLoader
 
+from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
-from ..tokenizer import WorldTokenizer
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
 from .config import ConfigError, ModelConfig, TrainConfig, config_from_dict, dump_config
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
@@ -194,7 +194,9 @@ def train(
     missing = sorted(modalities_used(samples) - set(model.encoders))
     if missing:
         raise ConfigError(f"the data has {missing} inputs but the model has encoders only for {sorted(model.encoders)}")
-    processor = model.processor(WorldTokenizer(), truncation=config.data.truncation)
+    if config.data.format == "asr":  # recorded with the model, so that evaluation asks the same way
+        model.asr_prompt = config.data.options.get("prompt", DEFAULT_ASR_PROMPT)
+    processor = model.processor(truncation=config.data.truncation, supervise_prefix=config.data.supervise_prefix)
     dataset = ProcessedDataset(samples, processor)
     lengths = estimate_lengths(samples, processor) if config.data.group_by_length else None
 

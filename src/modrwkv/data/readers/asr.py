@@ -4,8 +4,9 @@ scripts: one utterance per line with an audio path and its transcript,
     {"audio_filepath": "train-clean-100/19/198/19-198-0001.flac", "text": "...", "duration": 14.2}
 
 The audio key may be `audio`, `audio_filepath`, `path` or `wav`; the transcript `text`,
-`transcript` or `sentence`. Each line becomes user "<audio>\\n{prompt}", assistant = transcript, the
-layout of the official ModRWKV ASR training.
+`transcript` or `sentence`. Each line becomes user "<audio>\\n{prompt}", assistant = transcript; with
+`prompt=None`, user "<audio>" alone, which with prefix splicing is the authors' ASR layout (audio,
+then "\\x16Assistant: {transcript}\\x17", no user turn).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def asr_to_sample(
     *,
     source: str = "",
     audio_root: PathLike | None = None,
-    prompt: str = DEFAULT_ASR_PROMPT,
+    prompt: str | None = DEFAULT_ASR_PROMPT,
     verify_media: bool = False,
 ) -> Sample:
     """Converts one manifest entry; raises `DataError`. The audio may be a path (relative to
@@ -60,7 +61,8 @@ def asr_to_sample(
         if isinstance(duration, bool) or not isinstance(duration, (int, float)):
             raise DataError(source, "wrong_type", f"'duration' must be a number, got {type(duration).__name__}")
         meta["duration"] = float(duration)
-    messages = [Message("user", f"{MARKERS['audio']}\n{prompt}"), Message("assistant", transcript)]
+    user = MARKERS["audio"] if prompt is None else f"{MARKERS['audio']}\n{prompt}"
+    messages = [Message("user", user), Message("assistant", transcript)]
     return Sample(messages=messages, audios=[audio], source=source, meta=meta)
 
 
@@ -73,7 +75,7 @@ class AsrManifestReader(JsonRecordsReader):
         paths: PathLike | Sequence[PathLike],
         *,
         audio_root: PathLike | None = None,
-        prompt: str = DEFAULT_ASR_PROMPT,
+        prompt: str | None = DEFAULT_ASR_PROMPT,
         verify_media: bool = False,
         on_error: OnError = "skip",
         max_examples: int = 5,

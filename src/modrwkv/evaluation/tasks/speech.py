@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 ASR_PROMPT = f"{MARKERS['audio']}\n{DEFAULT_ASR_PROMPT}"
 
 
+def asr_prompt(model_prompt: str | None) -> str:
+    """The user message a model was trained to transcribe from: its ASR prompt after the audio,
+    or the audio alone (the authors' layout: with prefix splicing, no user turn at all)."""
+    return MARKERS["audio"] if model_prompt is None else f"{MARKERS['audio']}\n{model_prompt}"
+
+
 def _asr_paper(table: dict[str, tuple[float, ...]], split: str) -> list[PaperResult]:
     if split not in table:
         return []
