@@ -10,6 +10,12 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Without CUDA no Triton kernel can run compiled; run them in Triton's interpreter instead, so that
+# tests/test_fla_interpreted.py can check fla's kernels on CPU. Triton reads this when it is imported
+# (Lightning imports it), hence here, first. See tests/triton_interpreter.py.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from modrwkv.lm import RWKV7, RWKV7Config  # noqa: E402
 from modrwkv.lm.random_weights import random_official_state_dict  # noqa: E402
 

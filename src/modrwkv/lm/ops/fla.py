@@ -46,7 +46,10 @@ def wkv7_fla(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as `wkv7_recurrent`: [B, T, H, N] inputs, state [B, H, N(value), N(key)] fp32."""
     chunk, recurrent = _kernels()
-    kernel = recurrent if r.shape[1] == 1 else chunk
+    # fla's fused-recurrent kernel is inference-only (its backward raises NotImplementedError), so a
+    # one-token step that autograd will differentiate (e.g. a one-token micro-batch) takes the chunk one.
+    needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (r, log_w, k, v, a, b, state))
+    kernel = recurrent if r.shape[1] == 1 and not needs_grad else chunk
     o, final = kernel(
         r=r,
         k=k,

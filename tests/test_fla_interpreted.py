@@ -1,0 +1,125 @@
+"""flash-linear-attention's RWKV-7 kernels on CPU, through Triton's interpreter, against our chunked form.
+
+Why these exist: CI has no GPU, and tests/test_gpu.py (the same comparisons on CUDA) runs only where
+one is lent. These run fla's real `chunk_rwkv7` and `fused_recurrent_rwkv7` kernel code, interpreted
+(tests/triton_interpreter.py holds the patches the interpreter needs), through our adapter
+`wkv7_fla`, so argument order, signs, the state's layout, dtypes, the backward and the kernel
+selection are checked on every CI run. Tiny shapes: the interpreter runs each program instance in
+NumPy. Selected with `pytest -m fla_interpreted`. Skipped where CUDA exists: the interpreter would
+replace fla's compiled kernels for the whole process, and tests/test_gpu.py checks those for real.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import pytest
+import torch
+
+from modrwkv.lm.ops import fla as fla_ops
+from modrwkv.lm.ops import wkv7_chunked, wkv7_fla
+
+from test_wkv_ops import random_inputs
+
+pytestmark = [
+    pytest.mark.fla_interpreted,
+    pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: tests/test_gpu.py runs fla's compiled kernels"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("fla") is None or importlib.util.find_spec("triton") is None,
+        reason="flash-linear-attention / triton not installed (pip install -e .[test])",
+    ),
+]
+
+NAMES = ("r", "log_w", "k", "v", "a", "b", "state")
+
+
+@pytest.fixture(scope="module")
+def used_kernels():
+    """Enables the interpreter once; yields the names of the fla kernels `wkv7_fla` called since."""
+    import triton_interpreter
+
+    rwkv7 = triton_interpreter.enable()
+    calls: list[str] = []
+
+    def spy(kernel):
+        @functools.wraps(kernel)  # keeps the signature: the adapter reads the kernel's keywords
+        def call(**kwargs):
+            calls.append(kernel.__name__)
+            return kernel(**kwargs)
+
+        return call
+
+    fla_ops._kernels.cache_clear()
+    original = fla_ops._kernels
+    fla_ops._kernels = lambda: (spy(rwkv7.chunk_rwkv7), spy(rwkv7.fused_recurrent_rwkv7))
+    yield calls
+    fla_ops._kernels = original
+
+
+def inputs(T: int, seed: int = 0, grad: bool = False) -> list[torch.Tensor]:
+    tensors = [x.float().requires_grad_(grad) for x in random_inputs(2, T, 2, 64, seed=seed)]
+    tensors[-1] = (0.2 * tensors[-1]).detach().requires_grad_(grad)  # a state of a plausible size
+    return tensors
+
+
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float, what: str) -> None:
+    """Max error relative to the expected tensor's largest entry (fp32 vs fp32, different order of sums)."""
+    error = (actual.float() - expected.float()).abs().max().item()
+    assert error <= rel * expected.abs().max().item(), f"{what}: max error {error:.3g}, scale {expected.abs().max().item():.3g}"
+
+
+@pytest.mark.parametrize("length", [1, 17, 64])
+def test_fla_forward_and_final_state_match_the_chunked_form(used_kernels, length):
+    """One token: `fused_recurrent_rwkv7`; prompts: `chunk_rwkv7` (one chunk, a partial one, several)."""
+    used_kernels.clear()
+    x = inputs(length, seed=length)
+    with torch.no_grad():
+        o, state = wkv7_fla(*x)
+        o_ref, state_ref = wkv7_chunked(*x)
+    assert used_kernels == ["fused_recurrent_rwkv7" if length == 1 else "chunk_rwkv7"]
+    assert o.shape == o_ref.shape and state.shape == state_ref.shape and state.dtype == torch.float32
+    assert_close_scaled(o, o_ref, 1e-5, "output")
+    assert_close_scaled(state, state_ref, 1e-5, "final state")
+
+
+def backward(fn, x: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients of every input, with incoming gradients on both the output and the final state."""
+    o, state = fn(*x)
+    g = torch.Generator().manual_seed(7)
+    loss = (o * torch.randn(o.shape, generator=g)).sum() + (state * torch.randn(state.shape, generator=g)).sum()
+    return list(torch.autograd.grad(loss, x))
+
+
+@pytest.mark.parametrize("length", [1, 40])
+def test_fla_gradients_match_the_chunked_form(used_kernels, length):
+    """With gradients on, every length takes `chunk_rwkv7`, one token included (a one-token micro-batch)."""
+    used_kernels.clear()
+    x = inputs(length, seed=100 + length, grad=True)
+    grads = backward(wkv7_fla, x)
+    assert used_kernels == ["chunk_rwkv7"]
+    for name, grad, expected in zip(NAMES, grads, backward(wkv7_chunked, x), strict=True):
+        assert_close_scaled(grad, expected, 1e-5, f"gradient of {name}")
+
+
+def test_fla_fused_recurrent_has_no_backward(used_kernels):
+    """Why the selection above matters: fla's one-token kernel cannot be differentiated."""
+    import fla.ops.rwkv7
+
+    r, log_w, k, v, a, b, state = inputs(1, grad=True)
+    o, _ = fla.ops.rwkv7.fused_recurrent_rwkv7(r=r, w=log_w, k=k, v=v, a=a, b=b, scale=1.0, initial_state=state)
+    with pytest.raises(NotImplementedError):
+        o.sum().backward()
+
+
+def test_fla_takes_the_models_bf16_inputs(used_kernels):
+    """As a bf16 model calls it: bf16 r, k, v, a, b; fp32 log-decay and state. Output bf16, state fp32."""
+    r, log_w, k, v, a, b, state = inputs(33, seed=5)
+    half = [t.bfloat16() for t in (r, k, v, a, b)]
+    with torch.no_grad():
+        o, new_state = wkv7_fla(half[0], log_w, *half[1:], state)
+        o_ref, state_ref = wkv7_chunked(half[0].float(), log_w, *(t.float() for t in half[1:]), state)
+    assert o.dtype == torch.bfloat16 and new_state.dtype == torch.float32
+    # fla rounds its intermediates (decay-scaled q, k, a, b, the WY factors) to bf16: ~1% of the scale
+    assert_close_scaled(o, o_ref, 2e-2, "bf16 output")
+    assert_close_scaled(new_state, state_ref, 2e-2, "final state")
