@@ -136,6 +136,22 @@ def test_bf16_weights_keep_fp32_state():
     assert (out.logits.float() - ref).abs().max() < 0.1 * ref.abs().max()
 
 
+def test_bf16_autocast_trains_like_fp32():
+    """Lightning's "bf16-mixed" runs the fp32 model under autocast: linear outputs turn bf16 while
+    parameters stay fp32, so every op mixing them must accept both (torch.lerp did not)."""
+    model = make_model()
+    model.use_weight_layout("training")
+    model.requires_grad_(True)
+    tokens = ids(40).view(2, 20)
+    reference = model(tokens).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(tokens).logits
+    logits.float().logsumexp(-1).mean().backward()
+    assert logits.dtype == torch.bfloat16
+    assert (logits.float() - reference).abs().max() < 0.1 * reference.abs().max()  # as for bf16 weights
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 @torch.no_grad()
 def test_state_save_load_clone_select_cat(tiny_model, tmp_path):
     state = tiny_model(torch.stack([ids(10, 1), ids(10, 2)])).state

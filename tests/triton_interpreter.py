@@ -3,7 +3,7 @@
 CI has no GPU, yet the fla integration (argument order, signs, state layout, dtypes, the backward)
 must be checked there. Triton's interpreter (`TRITON_INTERPRET=1`) executes `@triton.jit` kernels
 with NumPy, one program instance at a time. fla 0.6.0 on triton 3.7.1 (the triton CUDA torch 2.13.0
-pins) needs three patches to run under it; they live here, never in the library:
+pins) needs five patches to run under it; they live here, never in the library:
 
 1. The autotuner asks the active GPU driver for a benchmarker; there is none. Timing is meaningless
    in the interpreter anyway, so every config "takes" zero time and the first one is used.
@@ -22,6 +22,7 @@ pins) needs three patches to run under it; they live here, never in the library:
    and `tl.dot` compute on those integers (3.7.1 and 3.9.0 alike): fla's bf16 outputs come out ~1e11.
    bf16 operands are widened to fp32 and results rounded back to bf16 (nearest even), as the GPU
    does; `tl.dot` keeps its fp32 accumulator (exact products, fp32 sums, like the bf16 MMA).
+   Reductions (`tl.sum`) and `tl.clamp` over bf16 are not widened: fla's RWKV-7 kernels reduce fp32.
 
 `triton.jit` decides when a function is decorated whether it is compiled or interpreted, and triton's
 own helpers (`tl.sum`, `tl.cdiv`, ...) are decorated when triton is imported, which Lightning and
@@ -134,18 +135,18 @@ def enable() -> ModuleType:
             "triton was imported before TRITON_INTERPRET=1 was set, so its own @triton.jit helpers are "
             "compiled ones; set it before anything imports triton (tests/conftest.py does on machines without CUDA)"
         )
-    autotuner.Autotuner.do_bench = property(lambda self: _no_timing)
+    autotuner.Autotuner.do_bench = property(lambda self: _no_timing)  # patch 1
     if not hasattr(interpreter.InterpreterBuilder, "get_bf16"):  # patch 4 (triton < 3.9)
         interpreter.InterpreterBuilder.get_bf16 = _bf16_constant
     if not getattr(interpreter.InterpreterBuilder, "bf16_arithmetic", False):  # patch 5
         _bf16_arithmetic(interpreter.InterpreterBuilder)
-    if not isinstance(interpreter.FunctionRewriter.ast_transformer, LoopIndexAsTensor):
+    if not isinstance(interpreter.FunctionRewriter.ast_transformer, LoopIndexAsTensor):  # patch 3
         rewriter = type("InterpreterRewriter", (LoopIndexAsTensor, interpreter.ASTTransformer), {})
         interpreter.FunctionRewriter.ast_transformer = rewriter()
 
     import fla.ops.rwkv7
 
-    for name, module in list(sys.modules.items()):
+    for name, module in list(sys.modules.items()):  # patch 2
         if name.startswith("fla.") and getattr(module, "gather", None) is tl.gather:
             module.gather = gather
     return fla.ops.rwkv7

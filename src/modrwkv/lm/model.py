@@ -156,7 +156,7 @@ class TimeMix(nn.Module):
         if self.layer_id == 0:
             v_first = v
         else:
-            v = torch.lerp(v, v_first, torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2))
+            v = torch.lerp(v, v_first, torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2).to(v.dtype))
 
         removal, replacement = -kk, kk * a
         if plan is not None:  # padding: decay 1, nothing written, nothing removed
