@@ -150,12 +150,17 @@ class ModRWKV(nn.Module):
         keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
         return tokens[keep]
 
-    def embed(self, input_ids: torch.Tensor, media: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> torch.Tensor:
-        """Token embeddings with every placeholder position replaced by its media embedding."""
+    def embed(self, input_ids: torch.Tensor, media: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+              zero_media: bool = False) -> torch.Tensor:
+        """Token embeddings with every placeholder position replaced by its media embedding, or
+        by zeros with `zero_media` (the encoders do not run): what the model predicts without its
+        media, which measures how much it relies on them."""
         placeholder = torch.zeros_like(input_ids, dtype=torch.bool)
         for pid in self.placeholder_ids.values():
             placeholder |= input_ids == pid
         embeds = self.lm.embed(input_ids.masked_fill(placeholder, 0))
+        if zero_media:
+            return embeds.masked_fill(placeholder.unsqueeze(-1), 0.0)
         media = media or {}
         for modality, pid in self.placeholder_ids.items():
             positions = input_ids == pid
@@ -184,11 +189,12 @@ class ModRWKV(nn.Module):
         attention_mask: torch.Tensor | None = None,
         state: RWKV7State | None = None,
         logits: str | None = None,
+        zero_media: bool = False,
     ) -> ModRWKVOutput:
         """With `labels`, returns the mean next-token loss over supervised positions, computing
         the vocabulary head only there (for small LMs the head dominates the step otherwise).
-        `logits` defaults to "none" with labels and "all" without."""
-        embeds = self.embed(input_ids, media)
+        `logits` defaults to "none" with labels and "all" without. `zero_media`: see `embed`."""
+        embeds = self.embed(input_ids, media, zero_media=zero_media)
         out = self.lm(inputs_embeds=embeds, state=state, attention_mask=attention_mask,
                       logits=logits or ("none" if labels is not None else "all"))
         loss, n = None, 0
