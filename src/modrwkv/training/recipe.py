@@ -38,6 +38,7 @@ from .config import ConfigError, ModelConfig, TrainConfig, config_from_dict, dum
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
 from .lora import load_lora, read_lora_config
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
+from .schedules import warmup_problem
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,8 @@ def train(
         raise ConfigError(f"{len(samples)} samples do not fill one batch of {opt.batch_size}")
     total_steps = opt.max_steps or max(1, math.floor(opt.epochs * global_micro_batches_per_pass / accumulation))
     trainer.fit_loop.epoch_loop.max_steps = total_steps
+    if problem := warmup_problem(total_steps=total_steps, warmup_steps=opt.warmup_steps, lr=opt.lr):
+        log.warning(problem)
     if resume_from is None and out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
 
