@@ -106,7 +106,9 @@ class WhisperAudioEncoder(HFEncoder):
         folder = weights if weights is not None else source
         if folder is not None and is_ctranslate2_folder(folder):
             model = whisper_encoder_from_ctranslate2(folder, DTYPES[dtype])
-            feature_extractor = _whisper_feature_extractor(folder, model.config)
+            # faster-whisper folders may carry HF's preprocessor config (e.g. 128 mel bins); CTranslate2's own do not
+            has_preprocessor = (Path(folder) / "preprocessor_config.json").exists()
+            feature_extractor = _whisper_feature_extractor(folder if has_preprocessor else None, model.config)
         elif folder is not None:
             raw = read_hf_config(folder)
             if raw.get("model_type") != "whisper":

@@ -102,6 +102,8 @@ def whisper_encoder_from_ctranslate2(folder: str | Path, dtype: torch.dtype = to
 
     layer_ids = {int(k.split("/")[1][len("layer_"):]) for k in v
                  if k.startswith("encoder/layer_") and k.split("/")[1][len("layer_"):].isdigit()}
+    if not layer_ids:
+        raise CTranslate2FormatError(f"{folder / 'model.bin'}: no encoder layers")
     layers = 1 + max(layer_ids)
     config = transformers.WhisperConfig(
         d_model=v["encoder/conv1/weight"].shape[0],

@@ -235,7 +235,9 @@ def format_audio_report(report: dict[str, Any]) -> str:
     for voice, value in report["wer_by_voice"].items():
         lines.append(f"  {voice:<22}{report['clips_by_voice'][voice]:>4} clips {value:>7.2f}%")
     reliance = ", ".join(f"stage {k[-1]} {v:.2f}" for k, v in report["media_reliance"].items() if v is not None)
-    lines += ["", f"media reliance at the end of training (nats per token): {reliance}", "", "examples:"]
+    lines += ["", f"media reliance at the end of each stage (loss without the audio - loss with it, nats per token): "
+              f"{reliance}", "  (a frozen LM that was only warmed up on text may not yet carry the audio across the "
+              "prompt: then stage 1 stays near 0 and stage 2, which trains the LM, does the work)", "", "examples:"]
     for ex in report["examples"]:
         mark = "ok" if ex["modrwkv"] == ex["reference"] else "WRONG"
         lines.append(f"  [{ex['voice']}, {ex['speed']} wpm, pitch {ex['pitch']}] {ex['reference']!r}")
