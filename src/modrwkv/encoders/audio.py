@@ -10,9 +10,9 @@ Token counts (known at prepare time):
   window's unpadded length in 10 ms hops: 10 s -> 501, a full window -> 1500. With
   `clip_length=True` a window is encoded at its own length instead (the positional embeddings
   sliced to it, as whisper.cpp's `audio_ctx` does): `ceil(mel_frames / 2)` frames, and a 2 s clip
-  costs a tenth of a padded pass on CPU (bench/bench_whisper_clip_length.py). Its features differ from the padded ones (the encoder attends
-  over no silence), so a model must be trained and used with the same choice; released ModRWKV
-  checkpoints were trained padded, which stays the default.
+  costs a tenth of a padded pass on CPU (bench/bench_whisper_clip_length.py). Its features differ
+  from the padded ones (the encoder attends over no silence), so a model must be trained and used
+  with the same choice; released ModRWKV checkpoints were trained padded, which stays the default.
 - WavLM: the exact output length of the conv feature extractor, `L <- floor((L - kernel) / stride) + 1`
   per conv layer (1 s -> 49, 30 s -> 1499). Windows of equal length are batched together and never
   padded, so batching cannot change the features (WavLM base models use GroupNorm over time).
