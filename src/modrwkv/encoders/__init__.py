@@ -23,6 +23,7 @@ resampling), transformers (the HF towers). The built-in encoders need only torch
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,27 @@ ENCODERS: dict[str, type] = {
         WaveNetSeriesEncoder,
     )
 }
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def resolve_source(source: str | Path) -> str:
+    """An encoder `source` as it should be stored: an existing local folder becomes its absolute
+    path (a saved model then loads from any working directory); an HF hub id ("org/name") stays
+    an id. A path that does not exist fails here, naming it, instead of after a minute of hub
+    retries: absolute or ./-relative paths, more than one "/", or a first component that exists
+    locally (e.g. "models/whisper" when ./models/ exists) are never hub ids."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    first = Path(text).parts[0] if Path(text).parts else ""
+    if isinstance(source, Path) or not _HUB_ID.match(text) or ".." in text or Path(first).is_dir():
+        raise FileNotFoundError(
+            f"encoder source {text!r}: no such file or folder (looked for {path.resolve()}); a local source must "
+            "exist, and a hub id has the form 'org/name'")
+    return text
 
 
 def build_encoder(
@@ -75,7 +97,8 @@ def build_encoder(
         if unknown:
             raise ValueError(f"unknown option(s) {unknown} for the {name} encoder; it accepts {accepted}")
     return builder(
-        source=None if source is None else str(source),
+        # With saved weights the source is only a record (it may not exist on this machine).
+        source=None if source is None else str(source) if weights is not None else resolve_source(source),
         config=config,
         trainable=trainable,
         weights=weights,

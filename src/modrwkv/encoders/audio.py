@@ -7,7 +7,12 @@ encoded on its own and the features are concatenated, so the token count grows w
 Token counts (known at prepare time):
 - Whisper: every window is padded to 30 s of log-mel (as Whisper was trained) and its output trimmed
   to `min(valid_mel_frames // 2 + 1, max_source_positions)` frames, `valid_mel_frames` being the
-  window's unpadded length in 10 ms hops: 10 s -> 501, a full window -> 1500.
+  window's unpadded length in 10 ms hops: 10 s -> 501, a full window -> 1500. With
+  `clip_length=True` a window is encoded at its own length instead (the positional embeddings
+  sliced to it, as whisper.cpp's `audio_ctx` does): `ceil(mel_frames / 2)` frames, and a 2 s clip
+  costs a tenth of a padded pass on CPU (bench/bench_whisper_clip_length.py). Its features differ
+  from the padded ones (the encoder attends over no silence), so a model must be trained and used
+  with the same choice; released ModRWKV checkpoints were trained padded, which stays the default.
 - WavLM: the exact output length of the conv feature extractor, `L <- floor((L - kernel) / stride) + 1`
   per conv layer (1 s -> 49, 30 s -> 1499). Windows of equal length are batched together and never
   padded, so batching cannot change the features (WavLM base models use GroupNorm over time).
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 from .base import EncoderOutput, Prepared
+from .ctranslate2 import is_ctranslate2_folder, whisper_encoder_from_ctranslate2
 from .hf import (
     DTYPES,
     HFEncoder,
@@ -44,7 +50,8 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 class WhisperAudioEncoder(HFEncoder):
-    """Whisper's encoder (the decoder is dropped at load time)."""
+    """Whisper's encoder (the decoder is dropped at load time). `source` may be an HF id or folder,
+    or a CTranslate2 / faster-whisper model folder (`model.bin`), read without ctranslate2."""
 
     modality = "audio"
     name = "whisper"
@@ -59,10 +66,12 @@ class WhisperAudioEncoder(HFEncoder):
         trainable: bool,
         dtype: str,
         batch_windows: int,
+        clip_length: bool = False,
     ) -> None:
         super().__init__(model, source=source, config=config, trainable=trainable, dtype=dtype)
         self.feature_extractor = feature_extractor
         self.batch_windows = int(batch_windows)
+        self.clip_length = bool(clip_length)
         self.max_positions = int(model.config.max_source_positions)
         if feature_extractor.feature_size != model.config.num_mel_bins:
             raise ValueError(
@@ -85,15 +94,22 @@ class WhisperAudioEncoder(HFEncoder):
         weights: str | Path | None = None,
         dtype: str | torch.dtype = "float32",
         batch_windows: int = 8,
+        clip_length: bool = False,
     ) -> WhisperAudioEncoder:
         """From saved `weights`, else a pretrained `source`, else a random model from `config`.
-        `batch_windows` bounds how many 30 s windows go through the encoder at once."""
+        `batch_windows` bounds how many windows go through the encoder at once; `clip_length`
+        encodes each window at its own length instead of padded to 30 s (see the module doc)."""
         import transformers
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         dtype = parse_dtype(dtype)
         folder = weights if weights is not None else source
-        if folder is not None:
+        if folder is not None and is_ctranslate2_folder(folder):
+            model = whisper_encoder_from_ctranslate2(folder, DTYPES[dtype])
+            # faster-whisper folders may carry HF's preprocessor config (e.g. 128 mel bins); CTranslate2's own do not
+            has_preprocessor = (Path(folder) / "preprocessor_config.json").exists()
+            feature_extractor = _whisper_feature_extractor(folder if has_preprocessor else None, model.config)
+        elif folder is not None:
             raw = read_hf_config(folder)
             if raw.get("model_type") != "whisper":
                 raise ValueError(f"{str(folder)!r} holds a {raw.get('model_type')!r} model, not Whisper")
@@ -116,10 +132,11 @@ class WhisperAudioEncoder(HFEncoder):
             trainable=bool(trainable),
             dtype=dtype,
             batch_windows=batch_windows,
+            clip_length=clip_length,
         )
 
     def options(self) -> dict[str, Any]:
-        return {"dtype": self.dtype_name, "batch_windows": self.batch_windows}
+        return {"dtype": self.dtype_name, "batch_windows": self.batch_windows, "clip_length": self.clip_length}
 
     @property
     def output_dim(self) -> int:
@@ -133,6 +150,12 @@ class WhisperAudioEncoder(HFEncoder):
         wave = load_audio(item, self.sample_rate)
         step = int(self.feature_extractor.n_samples)
         windows = [wave[start : start + step] for start in range(0, wave.shape[0], step)]
+        if self.clip_length:
+            mels = [self._mel(window) for window in windows]
+            frames = torch.tensor([m.shape[-1] for m in mels], dtype=torch.long)
+            tokens = (frames + 1) // 2  # conv2 (kernel 3, stride 2, padding 1)
+            return Prepared({"input_features": torch.cat(mels, dim=-1), "window_frames": frames,
+                             "window_tokens": tokens}, int(tokens.sum()))
         out = self.feature_extractor(
             windows,
             sampling_rate=self.sample_rate,
@@ -147,30 +170,76 @@ class WhisperAudioEncoder(HFEncoder):
             int(tokens.sum()),
         )
 
+    def _mel(self, window: np.ndarray) -> torch.Tensor:
+        """Log-mel of one window at its own length [mel_bins, frames] (at least 2 frames)."""
+        if window.shape[0] < 2 * self.feature_extractor.hop_length:
+            window = np.pad(window, (0, 2 * self.feature_extractor.hop_length - window.shape[0]))
+        out = self.feature_extractor(window, sampling_rate=self.sample_rate, padding="longest",
+                                     return_tensors="pt")
+        return out["input_features"][0].float()
+
     def collate(self, prepared: Sequence[Prepared]) -> dict[str, torch.Tensor]:
-        """Windows of all items are concatenated (not padded per item): every window is a full
-        30 s log-mel, so they batch with no waste whatever the items' durations."""
-        return {
-            "input_features": torch.cat([p.tensors["input_features"] for p in prepared]),
+        """Windows of all items are concatenated (not padded per item): padded windows are all 30 s
+        of log-mel, and clip-length windows are concatenated along time with their frame counts, so
+        they batch with no waste whatever the items' durations."""
+        batch = {
             "window_tokens": torch.cat([p.tensors["window_tokens"] for p in prepared]),
             "windows": torch.tensor([p.tensors["window_tokens"].shape[0] for p in prepared], dtype=torch.long),
             "num_features": torch.tensor([p.num_features for p in prepared], dtype=torch.long),
         }
+        if self.clip_length:
+            batch["input_features"] = torch.cat([p.tensors["input_features"] for p in prepared], dim=-1)
+            batch["window_frames"] = torch.cat([p.tensors["window_frames"] for p in prepared])
+        else:
+            batch["input_features"] = torch.cat([p.tensors["input_features"] for p in prepared])
+        return batch
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         with self._grad_context():
             features = batch["input_features"].to(device=self.device, dtype=self.dtype)
-            hidden = torch.cat(
-                [self.model(chunk).last_hidden_state for chunk in torch.split(features, self.batch_windows)]
-            )
+            if self.clip_length:
+                hidden = self._encode_own_lengths(features, batch["window_frames"].tolist())
+            else:
+                hidden = torch.cat(
+                    [self.model(chunk).last_hidden_state for chunk in torch.split(features, self.batch_windows)]
+                )
         tokens = batch["window_tokens"].tolist()
-        trimmed = [hidden[w, :t] for w, t in enumerate(tokens)]
+        trimmed = [hidden[w][:t] for w, t in enumerate(tokens)]
         per_item, start = [], 0
         for count in batch["windows"].tolist():
             per_item.append(torch.cat(trimmed[start : start + count]))
             start += count
-        lengths = torch.tensor([x.shape[0] for x in per_item], dtype=torch.long, device=hidden.device)
+        lengths = torch.tensor([x.shape[0] for x in per_item], dtype=torch.long, device=features.device)
         return EncoderOutput(torch.nn.utils.rnn.pad_sequence(per_item, batch_first=True), lengths)
+
+    def _encode_own_lengths(self, mel: torch.Tensor, frames: list[int]) -> list[torch.Tensor]:
+        """Each window [mel_bins, frames] (concatenated along time) through the encoder at its own
+        length; windows of equal length are batched (nothing is padded, so nothing changes)."""
+        windows = torch.split(mel, frames, dim=-1)
+        groups: dict[int, list[int]] = collections.defaultdict(list)
+        for index, count in enumerate(frames):
+            groups[count].append(index)
+        hidden: list[torch.Tensor | None] = [None] * len(frames)
+        for members in groups.values():
+            for chunk in _chunks(members, self.batch_windows):
+                out = self._encoder_at_length(torch.stack([windows[i] for i in chunk]))
+                for row, index in enumerate(chunk):
+                    hidden[index] = out[row]
+        return hidden  # type: ignore[return-value]
+
+    def _encoder_at_length(self, mel: torch.Tensor) -> torch.Tensor:
+        """`WhisperEncoder.forward` with the positional embeddings sliced to the input's length
+        (HF's forward insists on exactly 30 s)."""
+        m = self.model
+        x = torch.nn.functional.gelu(m.conv1(mel))
+        x = torch.nn.functional.gelu(m.conv2(x)).permute(0, 2, 1)
+        if x.shape[1] > self.max_positions:
+            raise ValueError(f"a window of {mel.shape[-1]} mel frames is longer than Whisper's {self.max_positions} positions")
+        x = x + m.embed_positions.weight[: x.shape[1]]
+        for layer in m.layers:
+            x = layer(x, None)
+            x = x[0] if isinstance(x, tuple) else x  # transformers < 5 returned (hidden, attention)
+        return m.layer_norm(x)
 
     def _save_preprocessing(self, folder: Path) -> None:
         self.feature_extractor.save_pretrained(str(folder))

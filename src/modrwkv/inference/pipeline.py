@@ -25,7 +25,7 @@ from ..encoders.base import ModalityEncoder
 from ..generation import SamplingParams, TextStream
 from ..lm import RWKV7State, load_model
 from ..lm.checkpoint import load_state_dict
-from ..multimodal import ModRWKV
+from ..multimodal import CachedEncoder, ModRWKV
 from ..multimodal.model import is_modrwkv_folder
 from ..multimodal.released import PromptFormat, is_released
 from ..processing import get_template
@@ -93,8 +93,12 @@ class ModRWKVPipeline:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+        feature_cache: str | Path | None = None,
     ) -> ModRWKVPipeline:
-        """Loads a ModRWKV folder (`save_pretrained`), a plain RWKV-7 checkpoint (official `.pth`,
+        """`feature_cache`: a folder where the frozen encoders' features are kept (the training
+        feature cache's format, so features computed in training are reused).
+
+        Loads a ModRWKV folder (`save_pretrained`), a plain RWKV-7 checkpoint (official `.pth`,
         `.safetensors`, fla or modrwkv LM folder: text-only chat, "classic" template unless told),
         or the authors' released single-file ModRWKV checkpoint, whose encoder is not in the file:
         pass `encoder` (a built encoder, or a registry name such as "siglip2" with
@@ -120,6 +124,10 @@ class ModRWKVPipeline:
                 )
             lm = load_model(path, device=device, dtype=dtype)
             model = ModRWKV(lm, {}, {}, template="classic", ctx_len=None)
+        if feature_cache is not None:
+            for modality, inner in list(model.encoders.items()):
+                if not inner.trainable and not isinstance(inner, CachedEncoder):
+                    model.encoders[modality] = CachedEncoder(inner, Path(feature_cache) / modality)
         log.info("loaded %s (template %s, encoders %s)", path, template or model.template_name, sorted(model.encoders))
         return cls(model, template=template, prefix_cache_bytes=prefix_cache_bytes)
 

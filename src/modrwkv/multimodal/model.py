@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = MODRWKV_FORMAT
 FORMAT_VERSION = 1
+EncoderSources = Literal["reference", "copy", "link"]
 
 
 @dataclasses.dataclass
@@ -150,12 +151,17 @@ class ModRWKV(nn.Module):
         keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
         return tokens[keep]
 
-    def embed(self, input_ids: torch.Tensor, media: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> torch.Tensor:
-        """Token embeddings with every placeholder position replaced by its media embedding."""
+    def embed(self, input_ids: torch.Tensor, media: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+              zero_media: bool = False) -> torch.Tensor:
+        """Token embeddings with every placeholder position replaced by its media embedding, or
+        by zeros with `zero_media` (the encoders do not run): what the model predicts without its
+        media, which measures how much it relies on them."""
         placeholder = torch.zeros_like(input_ids, dtype=torch.bool)
         for pid in self.placeholder_ids.values():
             placeholder |= input_ids == pid
         embeds = self.lm.embed(input_ids.masked_fill(placeholder, 0))
+        if zero_media:
+            return embeds.masked_fill(placeholder.unsqueeze(-1), 0.0)
         media = media or {}
         for modality, pid in self.placeholder_ids.items():
             positions = input_ids == pid
@@ -184,11 +190,12 @@ class ModRWKV(nn.Module):
         attention_mask: torch.Tensor | None = None,
         state: RWKV7State | None = None,
         logits: str | None = None,
+        zero_media: bool = False,
     ) -> ModRWKVOutput:
         """With `labels`, returns the mean next-token loss over supervised positions, computing
         the vocabulary head only there (for small LMs the head dominates the step otherwise).
-        `logits` defaults to "none" with labels and "all" without."""
-        embeds = self.embed(input_ids, media)
+        `logits` defaults to "none" with labels and "all" without. `zero_media`: see `embed`."""
+        embeds = self.embed(input_ids, media, zero_media=zero_media)
         out = self.lm(inputs_embeds=embeds, state=state, attention_mask=attention_mask,
                       logits=logits or ("none" if labels is not None else "all"))
         loss, n = None, 0
@@ -223,9 +230,16 @@ class ModRWKV(nn.Module):
             "asr_prompt": self.asr_prompt,
         }
 
-    def save_pretrained(self, folder: str | Path) -> None:
+    def save_pretrained(self, folder: str | Path, encoder_sources: EncoderSources = "reference") -> None:
         """config.json + model.safetensors (LM and adapters); an encoder's own weights go to
-        encoders/<modality>/ when it was trained or has no pretrained source to reload from."""
+        encoders/<modality>/ when it was trained or has no pretrained source to reload from.
+
+        A frozen pretrained encoder is reloaded from its source, stored as `encoder_sources` says:
+        "reference" (its hub id, or the absolute path of a local folder), "copy" (its weights
+        saved into encoders/<modality>/: the folder is self-contained, at the cost of the
+        encoder's size) or "link" (a symbolic link encoders/<modality>-source to a local source)."""
+        if encoder_sources not in ("reference", "copy", "link"):
+            raise ValueError(f"encoder_sources must be 'reference', 'copy' or 'link', got {encoder_sources!r}")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"lm.{k}": v for k, v in self.lm.state_dict().items()}
@@ -233,9 +247,18 @@ class ModRWKV(nn.Module):
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         config = self.config_dict()
         for modality, encoder in self.encoders.items():
-            if _needs_own_weights(encoder):
+            source = config["encoders"][modality].get("source")
+            local = source is not None and Path(source).is_absolute() and Path(source).exists()
+            if _needs_own_weights(encoder) or encoder_sources == "copy":
                 encoder.save_pretrained(folder / "encoders" / modality)
                 config["encoders"][modality]["saved"] = f"encoders/{modality}"
+            elif encoder_sources == "link" and local:
+                link = folder / "encoders" / f"{modality}-source"
+                link.parent.mkdir(exist_ok=True)
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                link.symlink_to(source, target_is_directory=True)
+                config["encoders"][modality]["source"] = f"encoders/{modality}-source"
         tmp = folder / (WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
         tmp.replace(folder / WEIGHTS_NAME)
@@ -254,6 +277,8 @@ class ModRWKV(nn.Module):
         for modality, enc_cfg in config["encoders"].items():
             enc_cfg = dict(enc_cfg)
             saved = enc_cfg.pop("saved", None)
+            if isinstance(enc_cfg.get("source"), str) and (folder / enc_cfg["source"]).exists():  # linked in the folder
+                enc_cfg["source"] = str(folder / enc_cfg["source"])
             try:
                 encoders[modality] = build_encoder(**enc_cfg, weights=folder / saved if saved else None)
             except TypeError as exc:  # options this version's encoder does not take

@@ -149,6 +149,7 @@ class OutputConfig:
     save_every: int = 1000  # steps; 0 = only at the end
     keep_last: int = 2  # step checkpoints kept (the final model is always kept)
     log_every: int = 10
+    media_reliance_every: int = 50  # steps between media-reliance measurements (0: never); see training/module.py
     progress_bar: bool = True
     tensorboard: bool = True  # when tensorboard is installed
     wandb_project: str | None = None  # W&B logging when set and wandb is installed
@@ -185,6 +186,8 @@ class TrainConfig:
         if t.batch_size % t.micro_batch_size:
             raise ConfigError(f"train.batch_size ({t.batch_size}) must be a multiple of "
                               f"train.micro_batch_size ({t.micro_batch_size})")
+        if o.media_reliance_every < 0:
+            raise ConfigError(f"output.media_reliance_every must be >= 0, got {o.media_reliance_every}")
         if t.max_steps is not None and t.max_steps < 1:
             raise ConfigError("train.max_steps must be >= 1")
         if t.max_steps is None and not (t.epochs > 0 and math.isfinite(t.epochs)):

@@ -5,6 +5,13 @@ not a mean of per-rank means. Each rank scales its token-sum by world_size / glo
 the gradient average that DDP/FSDP/DeepSpeed perform yields exactly the global token mean, and N
 processes match one process with the same global batch. Accumulated micro-batches are averaged
 (Lightning divides by the accumulation count).
+
+Media reliance: every `media_reliance_every` optimizer steps, the first micro-batch of the step is
+also run with its media embeddings zeroed (no gradients). The loss without the media minus the loss
+with them (nats per supervised token, over all ranks) is logged as `media_reliance`: how much the
+model uses its images, audio or series. Near zero, the model answers from the text alone; a warning
+says so when that lasts (a fresh LM frozen in stage 1, too few steps, a learning rate that never
+warmed up, features that carry nothing...).
 """
 
 from __future__ import annotations
@@ -54,6 +61,17 @@ def set_stage(model: ModRWKV, stage: str, lora: LoRAConfig | None = None) -> Non
         raise ValueError(f"unknown stage {stage!r}")
 
 
+def warn_if_lm_frozen_untrained(stage: str) -> None:
+    """Stage 1 (and LoRA) on a freshly initialised LM: the LM cannot learn to write, so the media
+    cannot teach it anything; the run is almost certainly a mistake, but it is the user's to make."""
+    if stage != "2":
+        log.warning(
+            "stage %s on a freshly initialised LM (model.lm.config, no checkpoint): the LM is %s, so it cannot "
+            "learn to write text and the adapters cannot learn what to tell it. Start from a pretrained LM "
+            "(model.lm.checkpoint), or train the LM first (stage 2, or on text alone).",
+            stage, "frozen" if stage == "1" else "frozen except for its LoRA layers")
+
+
 def parameter_groups(model: ModRWKV, weight_decay: float, lr: float,
                      encoder_lr_scale: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Trainable parameters; decoupled weight decay on matrices only (not on norms, biases, the
@@ -82,16 +100,28 @@ def fused_adam_supported(params: Iterable[torch.Tensor]) -> bool:
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
+# Media reliance below this many nats per token counts as "near zero"; a warning follows when that
+# holds for RELIANCE_PATIENCE measurements in a row after RELIANCE_GRACE of the run.
+RELIANCE_FLOOR = 0.02
+RELIANCE_PATIENCE = 3
+RELIANCE_GRACE = 0.25
+
+
 class ModRWKVModule(pl.LightningModule):
-    def __init__(self, model: ModRWKV, optim: OptimConfig, total_steps: int, touch_unused: bool = True) -> None:
+    def __init__(self, model: ModRWKV, optim: OptimConfig, total_steps: int, touch_unused: bool = True,
+                 media_reliance_every: int = 0) -> None:
         """`touch_unused`: join every trainable weight to each step's graph (needed by DDP; off
         for one device and for sharded strategies, which do not require it: on a small model the
-        zero gradients it writes into every weight cost a tenth of the step)."""
+        zero gradients it writes into every weight cost a tenth of the step).
+        `media_reliance_every`: optimizer steps between media-reliance measurements (0: never)."""
         super().__init__()
         self.model = model
         self.optim = optim
         self.total_steps = total_steps
         self.touch_unused = touch_unused
+        self.media_reliance_every = media_reliance_every
+        self.media_reliance: list[tuple[int, float]] = []  # (step, nats per token), all ranks
+        self._reliance_warned = False
         self._lr = optim.lr
         self.dropped: collections.Counter[str] = collections.Counter()  # this rank
         self.dropped_total: dict[str, int] = {}  # all ranks, set at the end
@@ -118,15 +148,48 @@ class ModRWKVModule(pl.LightningModule):
             n_labels = out.num_label_tokens
             n_tokens = int(batch.batch.attention_mask.sum())
             loss_sum = out.loss.float() * n_labels
-        stats = torch.tensor([loss_sum.detach().item(), float(n_labels), float(n_tokens)], device=self.device)
+        measure = self._reliance_due(batch_idx)
+        blind_sum, media_labels = 0.0, 0.0
+        if measure and batch.batch is not None and batch.batch.media and n_labels:
+            with torch.no_grad():
+                blind = self.model.forward_batch(batch.batch, zero_media=True).loss.float() * n_labels
+            blind_sum, media_labels = blind.item() - loss_sum.detach().item(), float(n_labels)
+        stats = torch.tensor([loss_sum.detach().item(), float(n_labels), float(n_tokens), blind_sum, media_labels],
+                             device=self.device)
         stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        if measure and float(stats[4]) > 0:
+            self._record_reliance(float(stats[3]) / float(stats[4]))
         global_labels = float(stats[1])
         loss = loss_sum * (self.trainer.world_size / max(global_labels, 1.0))
         if self.touch_unused:
             loss = loss + self._touch_trainable()
-        for key, value in zip(("loss_sum", "labels", "tokens"), stats.tolist(), strict=True):
+        for key, value in zip(("loss_sum", "labels", "tokens"), stats.tolist()[:3], strict=True):
             self._window[key] += value
         return loss
+
+    def _reliance_due(self, batch_idx: int) -> bool:
+        """The first micro-batch of every `media_reliance_every`-th optimizer step, and of the last
+        step (the same answer on every rank, so that the reduction stays collective)."""
+        every = self.media_reliance_every
+        if not every or batch_idx % self.trainer.accumulate_grad_batches:
+            return False
+        step = self.global_step
+        return step % every == 0 or step == self.total_steps - 1
+
+    def _record_reliance(self, value: float) -> None:
+        self.media_reliance.append((self.global_step, value))
+        self.log("media_reliance", value, prog_bar=True, batch_size=1)
+        recent = [v for _, v in self.media_reliance[-RELIANCE_PATIENCE:]]
+        late = self.global_step >= RELIANCE_GRACE * self.total_steps
+        if (not self._reliance_warned and late and len(recent) == RELIANCE_PATIENCE
+                and all(v < RELIANCE_FLOOR for v in recent)):
+            self._reliance_warned = True
+            log.warning(
+                "media reliance is near zero (%s nats per token over the last %d checks, at step %d of %d): the "
+                "loss is the same with the media embeddings zeroed, so the model ignores its media and answers "
+                "from the text alone. Check that the LM can learn in this stage (stage 1 freezes it: a freshly "
+                "initialised LM cannot), the learning rate and warm-up against the number of steps, and the data.",
+                ", ".join(f"{v:.3f}" for v in recent), RELIANCE_PATIENCE, self.global_step, self.total_steps)
 
     def on_train_batch_end(self, outputs: Any, batch: TrainBatch, batch_idx: int) -> None:
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches:

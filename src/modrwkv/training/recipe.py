@@ -37,7 +37,8 @@ from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
 from .config import ConfigError, ModelConfig, TrainConfig, config_from_dict, dump_config
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
 from .lora import load_lora, read_lora_config
-from .module import ModRWKVModule, set_stage
+from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
+from .schedules import warmup_problem
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ def train(
         log.info("resuming from %s", resume_from)
     elif model is None:
         model = build_model(config.model, opt.seed)
+        if config.model.init_from is None and config.model.lm.checkpoint is None:
+            warn_if_lm_frozen_untrained(opt.stage)
     if config.model.feature_cache:
         for modality, encoder in list(model.encoders.items()):
             if not encoder.trainable and not isinstance(encoder, CachedEncoder):
@@ -231,12 +234,15 @@ def train(
         raise ConfigError(f"{len(samples)} samples do not fill one batch of {opt.batch_size}")
     total_steps = opt.max_steps or max(1, math.floor(opt.epochs * global_micro_batches_per_pass / accumulation))
     trainer.fit_loop.epoch_loop.max_steps = total_steps
+    if problem := warmup_problem(total_steps=total_steps, warmup_steps=opt.warmup_steps, lr=opt.lr):
+        log.warning(problem)
     if resume_from is None and out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
 
     sharded = config.runtime.strategy in ("fsdp", "deepspeed_stage_3")
     single = isinstance(trainer.strategy, SingleDeviceStrategy)
-    module = ModRWKVModule(model, opt, total_steps, touch_unused=not (sharded or single))
+    module = ModRWKVModule(model, opt, total_steps, touch_unused=not (sharded or single),
+                           media_reliance_every=config.output.media_reliance_every)
     data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
                      total_micro_batches=total_steps * accumulation, seed=opt.seed, shuffle=config.data.shuffle,
                      lengths=lengths, num_workers=config.data.num_workers)
@@ -274,6 +280,7 @@ def train(
         "final_loss": history[-1]["loss"] if history else math.nan,
         "tokens_per_s": sum(r["tokens_per_s"] for r in history) / len(history) if history else math.nan,
         "dropped": module.dropped_total,
+        "media_reliance": module.media_reliance[-1][1] if module.media_reliance else None,
         "seconds": time.perf_counter() - started,
     }
     return TrainResult(model, out, final_dir, history, metrics)

@@ -45,3 +45,16 @@ def lr_multiplier(*, schedule: Schedule, lr: float, lr_final: float, total_steps
                      warmup_steps=warmup_steps, decay_fraction=decay_fraction) / lr
 
     return factor
+
+
+def warmup_problem(*, total_steps: int, warmup_steps: int, lr: float) -> str | None:
+    """What is wrong with a warm-up that does not end well before the run does, or None. A run of
+    fewer steps than its warm-up never trains at its learning rate: with the default batch of 256
+    and warm-up of 100, 1000 samples make 3 steps at 1-3% of `lr`, and the model learns nothing."""
+    if warmup_steps and warmup_steps >= total_steps:
+        peak = lr_at(total_steps - 1, schedule="constant", lr=lr, lr_final=lr, total_steps=total_steps,
+                     warmup_steps=warmup_steps)
+        return (f"train.warmup_steps ({warmup_steps}) is not shorter than the run ({total_steps} steps): the learning "
+                f"rate never gets past {peak:.3g} (train.lr is {lr:g}). Lower train.warmup_steps (a tenth of the run "
+                "is usual), or train longer (train.epochs / train.max_steps, or a smaller train.batch_size)")
+    return None
