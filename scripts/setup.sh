@@ -4,8 +4,9 @@
 #   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle) and
 #                                  # Chromium for the web-page test (apt-get, when run as root)
 #   bash scripts/setup.sh --audio  # plus what `modrwkv quickstart --modality audio` needs (Whisper tiny.en)
-# The options combine. As root on a Debian/Ubuntu machine it also installs espeak-ng (the speech
-# synthesiser of the audio quickstart and its test) with apt-get; elsewhere, install it yourself.
+# The options combine. With --test or --audio, as root on a Debian/Ubuntu machine, it also installs
+# espeak-ng (the speech synthesiser of the audio quickstart and its test) with apt-get; elsewhere,
+# install it yourself.
 # TORCH_SPEC chooses the torch build (default torch==2.13.0, the CPU build this project is tested
 # with); GPU users may set e.g. TORCH_SPEC="torch>=2.4" or install torch themselves first.
 set -euo pipefail
@@ -34,12 +35,15 @@ for arg in "$@"; do
         --test)
             extras+=(test)
             install_package chromium chromium "the web-page test, tests/test_web.py"
+            install_package espeak-ng espeak-ng "the audio quickstart's test"
             ;;
-        --audio) extras+=(quickstart-audio) ;;
+        --audio)
+            extras+=(quickstart-audio)
+            install_package espeak-ng espeak-ng "modrwkv quickstart --modality audio"
+            ;;
         *) echo "setup.sh: unknown option $arg (use --test and/or --audio)" >&2; exit 2 ;;
     esac
 done
-install_package espeak-ng espeak-ng "modrwkv quickstart --modality audio"
 spec=""
 [ ${#extras[@]} -gt 0 ] && spec="[$(IFS=,; echo "${extras[*]}")]"
 [ -x .venv/bin/python ] || python3 -m venv .venv
