@@ -36,7 +36,6 @@ from modrwkv.evaluation.metrics import (
     wer,
 )
 from modrwkv.evaluation.tasks.base import short_answer_prompt
-from modrwkv.evaluation.tasks.series import forecast_values
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing import IGNORE_INDEX
@@ -128,7 +127,7 @@ def recompute(task: str, records: list[dict]) -> float:
     if task == "aishell":
         return cer([x["text"] for x in refs], predictions)
     if task == "etth1":
-        return mse(np.stack([forecast_values(p, 96)[0] for p in predictions]), [x["target"] for x in refs])
+        return mse(np.stack([r["forecast"] for r in records]), [x["target"] for x in refs])
     raise AssertionError(task)
 
 
@@ -141,7 +140,8 @@ def test_eval_runs_every_benchmark_format_and_summarises_its_predictions(trained
     records = read_lines(output / "predictions.jsonl")
     summary = json.loads((output / "summary.json").read_text())
     assert len(records) == summary["samples"] == min(4, summary["samples_in_split"])
-    assert all(set(r) == {"id", "prompt", "prediction", "finish_reason", "reference", "score"} for r in records)
+    fields = {"id", "prompt", "prediction", "finish_reason", "reference", "score"}
+    assert all(set(r) == fields | ({"forecast", "complete"} if task == "etth1" else set()) for r in records)
     assert summary["headline"]["value"] == pytest.approx(recompute(task, records), abs=1e-9)
     assert summary["task"] == task and summary["limit"] == 4 and summary["model"] == str(trained.folder)
     assert "| benchmark |" in (output / "report.md").read_text()
@@ -155,6 +155,10 @@ def test_batched_predictions_equal_one_at_a_time_chat(trained, pipeline, tmp_pat
 
         samples = get_task(task).load(data, get_task(task).default_split)[:3]
         for sample, record in zip(samples, read_lines(output / "predictions.jsonl")):
+            if task == "etth1":
+                alone = pipeline.forecast(sample.series[0], 96)
+                assert record["prediction"] == alone.text and record["forecast"] == alone.values.tolist()
+                continue
             alone = pipeline.chat(sample.prompt, images=sample.images, audio=sample.audio, series=sample.series,
                                   temperature=0, max_new_tokens=MAX_NEW_TOKENS)
             assert record["prediction"] == alone.strip()

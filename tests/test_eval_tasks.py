@@ -28,7 +28,7 @@ from modrwkv.evaluation import (
     run_eval,
 )
 from modrwkv.evaluation.runner import read_predictions
-from modrwkv.evaluation.tasks.series import forecast_values
+from modrwkv.data.readers import TimeSeriesReader
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 CHOICE = "\nAnswer with the option's letter from the given choices directly."
@@ -139,12 +139,89 @@ def test_forecast_windows_follow_the_long_horizon_protocol(tmp_path):
     np.testing.assert_allclose(last.series[0], (raw[13584:14304, 1] - mean[1]) / std[1])
     np.testing.assert_allclose(last.reference["target"], (raw[14304:14400, 1] - mean[1]) / std[1])
     target = samples[0].reference["target"]
-    text = ", ".join(f"{v:.3f}" for v in target)
-    summary = task.summarize(records(task, samples[:2], [text, "1.0, 2.0"]))
-    padded = np.array([1.0, 2.0] + [2.0] * 94)  # too short: padded with the last number
-    expected_mse = (np.mean((np.round(target, 3) - target) ** 2) + np.mean((padded - samples[1].reference["target"]) ** 2)) / 2
+    predictions = records(task, samples[:2], ["", ""])
+    predictions[0].update(forecast=(target + 0.5).tolist(), complete=True)
+    predictions[1].update(forecast=[1.0] * 96, complete=False)  # a reply cut short, padded
+    summary = task.summarize(predictions)
+    expected_mse = (0.25 + np.mean((1.0 - samples[1].reference["target"]) ** 2)) / 2
     assert summary["mse"] == pytest.approx(expected_mse) and summary["unparsed"] == 1
-    assert forecast_values("no numbers", 3)[0].tolist() == [0.0, 0.0, 0.0]
+    assert task.score(predictions[0]) == {"mse": pytest.approx(0.25), "mae": pytest.approx(0.5), "parsed": True}
+    assert task.paper_results("test") and task.options == {"lookback": 720, "horizon": 96}
+
+
+def test_forecast_options_change_the_windows_and_drop_the_paper_numbers(tmp_path):
+    folder = write_etth1(tmp_path)
+    task = get_task("etth1").configure(lookback=96, horizon=24)
+    samples = task.load(folder, "test")
+    # test rows [11520 - 96, 14400): 2976 - 96 - 24 + 1 windows per channel
+    assert len(samples) == 2 * 2857 and samples[0].id == "HUFL/11424" and samples[0].series[0].shape == (96,)
+    assert samples[0].prompt == "<series>\nPredict the next 24 values of this series."
+    assert task.paper_results("test") == [] and "no published numbers" in task.paper_note
+    assert task.max_new_tokens >= 24 * 6 + 1  # the constrained reply always fits
+    with pytest.raises(ValueError, match="no option"):
+        get_task("etth1").configure(targets=["OT"])
+
+
+def write_custom_csv(path: Path, rows: int = 200) -> tuple[Path, np.ndarray]:
+    """A 'ds' date column, two series, and empty cells early on (in the training rows)."""
+    t = np.arange(rows)
+    values = np.stack([100 + 10 * np.sin(2 * np.pi * t / 12) + 0.1 * t, np.cos(t / 5.0)], axis=1)
+    lines = ["ds,load,temp"]
+    for i, (a, b) in enumerate(values):
+        lines.append(f"2020-01-{i:04d},{'' if i in (3, 4) else repr(float(a))},{repr(float(b))}")
+    path.write_text("\n".join(lines) + "\n")
+    values[[3, 4], 0] = np.nan
+    return path, values
+
+
+def test_custom_series_reads_any_csv_as_the_training_reader_does(tmp_path):
+    path, values = write_custom_csv(tmp_path / "mine.csv")
+    task = get_task("custom-series").configure(lookback=24, horizon=6, targets=["load"])
+    samples = task.load(path, "test")
+    # 70/10/20 borders: test rows [200 - 40 - 24, 200), standardised with the first 140 rows' statistics
+    train = values[:140, 0]
+    mean, std = np.nanmean(train), np.nanstd(train)
+    assert [s.id for s in samples[:2]] == ["load/136", "load/137"] and len(samples) == 64 - 24 - 6 + 1
+    np.testing.assert_allclose(samples[0].series[0], (values[136:160, 0] - mean) / std, rtol=1e-5)
+    np.testing.assert_allclose(samples[-1].reference["target"], (values[194:200, 0] - mean) / std, rtol=1e-5)
+    reader = TimeSeriesReader(path, lookback=24, horizon=6, columns=["load"], split="test", standardize=True)
+    assert [s.meta["start"] for s in reader] == [s.reference["start"] for s in samples]
+    assert task.paper_results("test") == []
+    every = get_task("custom-series").configure(lookback=24, horizon=6).load(path, "test")
+    assert {s.reference["channel"] for s in every} == {"load", "temp"}  # the ds column is not a series
+    with pytest.raises(BenchmarkFileError, match="no column 'nope'"):
+        get_task("custom-series").configure(targets=["nope"]).load(path, "test")
+    with pytest.raises(BenchmarkFileError, match="no usable test window.*too_short"):
+        get_task("custom-series").configure(horizon=100).load(path, "test")
+    with pytest.raises(BenchmarkFileError, match="lookback 150 is longer than the 140 training rows"):
+        get_task("custom-series").configure(lookback=150).load(path, "test")
+
+
+class ForecastPipeline:
+    """Forecasts the last value of each window (repeat-last), as `ModRWKVPipeline.forecast_batch` returns it."""
+
+    def forecast_batch(self, windows, horizon, max_new_tokens=None):
+        from modrwkv.inference import SeriesForecast
+
+        return [SeriesForecast(np.full(horizon, float(w[-1])), "0 " * (horizon - 1) + "0", True) for w in windows]
+
+
+def test_custom_series_eval_scores_the_pipeline_forecasts_and_reports_them_alone(tmp_path, weights):
+    path, _ = write_custom_csv(tmp_path / "mine.csv")
+    task = get_task("custom-series").configure(lookback=24, horizon=6)
+    result = run_eval(task, path, tmp_path / "out", model=weights, load_pipeline=ForecastPipeline, batch_size=16)
+    samples = task.load(path, "test")
+    inputs = np.array([s.series[0][-1] for s in samples])[:, None]
+    targets = np.array([s.reference["target"] for s in samples])
+    assert result.summary["metrics"]["mse"] == pytest.approx(np.mean((inputs - targets) ** 2))
+    assert result.summary["paper"] == [] and result.summary["metrics"]["unparsed"] == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| custom series | test | 70 | MSE (standardised) |" in report and "paper" not in report.split("##")[0]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["task_options"] == {"lookback": 24, "horizon": 6, "targets": None}
+    with pytest.raises(ValueError, match="task_options"):  # the same folder with other settings is refused
+        run_eval(get_task("custom-series").configure(lookback=12, horizon=6), path, tmp_path / "out", model=weights,
+                 load_pipeline=ForecastPipeline)
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import soundfile
 from PIL import Image
 
@@ -26,7 +27,9 @@ from modrwkv.data.readers import (
     openai_to_sample,
     parse_forecast,
 )
+from modrwkv.data.readers.series import instance_stats, read_forecast
 from modrwkv.data.sample import Message, Sample
+from modrwkv.encoders import build_encoder
 
 LOGGER = "modrwkv.data.readers"
 
@@ -430,7 +433,7 @@ def series_csv(tmp_path: Path) -> tuple[Path, np.ndarray]:
 @pytest.mark.parametrize("lookback,horizon,stride", [(5, 3, 1), (6, 4, 3), (10, 13, 7), (20, 3, 2)])
 def test_csv_windows_count_and_targets(lookback: int, horizon: int, stride: int, series_csv) -> None:
     path, values = series_csv
-    reader = TimeSeriesReader(path, lookback=lookback, horizon=horizon, stride=stride, decimals=2)
+    reader = TimeSeriesReader(path, lookback=lookback, horizon=horizon, stride=stride)
     samples = list(reader)
     per_column = (23 - lookback - horizon) // stride + 1
     assert len(samples) == 2 * per_column == 2 * reader.num_windows(23)
@@ -446,10 +449,14 @@ def test_csv_windows_count_and_targets(lookback: int, horizon: int, stride: int,
         assert sample.series[0].dtype == np.float32 and sample.meta["target"].dtype == np.float32
         assert sample.meta["columns"] == [name] and sample.meta["start"] == start
         assert (sample.meta["lookback"], sample.meta["horizon"]) == (lookback, horizon)
+        window = source[start : start + lookback].astype(np.float64)
+        mean, scale = window.mean(), np.sqrt(window.var() + 1e-5)  # RevIN: the window's own statistics
+        hundredths = [int(np.rint((v - mean) / scale * 100)) for v in target.astype(np.float64)]
         assert sample.messages == [
-            Message("user", f"<series>\nPredict the next {horizon} values of this series, separated by commas."),
-            Message("assistant", ", ".join(f"{v:.2f}" for v in target).replace("-0.00", "0.00")),
+            Message("user", f"<series>\nPredict the next {horizon} values of this series."),
+            Message("assistant", " ".join(str(max(-9999, min(9999, h))) for h in hundredths)),
         ]
+        assert sample.meta["mean"] == pytest.approx(mean) and sample.meta["scale"] == pytest.approx(scale)
         sample.validate()
 
 
@@ -472,7 +479,9 @@ def test_csv_multivariate_and_custom_prompt(series_csv) -> None:
     np.testing.assert_array_equal(second.meta["target"], expected[14:16])
     assert second.meta["columns"] == ["temp", "load"]
     assert second.messages[0].content == "<series>\n2x2"
-    np.testing.assert_allclose(parse_forecast(second.messages[1].content, 2, channels=2), expected[14:16], atol=5e-4)
+    mean, scale = expected[10:14].mean(0), np.sqrt(expected[10:14].var(0) + 1e-5)
+    normalised = parse_forecast(second.messages[1].content, 2, channels=2)
+    np.testing.assert_allclose(normalised * scale + mean, expected[14:16], atol=0.005 * scale.max())
 
 
 def test_csv_gaps_short_series_and_file_errors(tmp_path: Path) -> None:
@@ -516,22 +525,75 @@ def test_npz_series(tmp_path: Path) -> None:
 
 
 def test_format_and_parse_forecast() -> None:
-    values = np.array([1.23456, -0.00001, 42.0, -7.5])
-    text = format_forecast(values, decimals=3)
-    assert text == "1.235, 0.000, 42.000, -7.500"
-    np.testing.assert_allclose(parse_forecast(text, 4), values, atol=5e-4)
-    assert parse_forecast("  1.5 ,2\n 3e-1,, -4 ", 4).tolist() == [1.5, 2.0, 0.3, -4.0]
+    values = np.array([1.23456, -0.001, 42.0, -7.5, 250.0])
+    text = format_forecast(values)
+    assert text == "123 0 4200 -750 9999"  # hundredths, clipped to 4 digits
+    np.testing.assert_allclose(parse_forecast(text, 5), [1.23, 0.0, 42.0, -7.5, 99.99])
+    assert parse_forecast("  150 ,2\n 3e1,, -4 ", 4).tolist() == [1.5, 0.02, 0.3, -0.04]
     grid = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-    assert format_forecast(grid, 1) == "1.0, 2.0\n3.0, 4.0\n5.0, 6.0"
-    np.testing.assert_array_equal(parse_forecast(format_forecast(grid, 1) + "\n\n", 3, channels=2), grid)
+    assert format_forecast(grid, 1) == "10 20\n30 40\n50 60"
+    np.testing.assert_array_equal(parse_forecast(format_forecast(grid, 1) + "\n\n", 3, channels=2, decimals=1), grid)
     with pytest.raises(ValueError, match="not a number: 'abc'"):
         parse_forecast("1, abc, 3", 3)
     with pytest.raises(ValueError, match="expected 3 value"):
-        parse_forecast("1, 2", 3)
+        parse_forecast("1 2", 3)
     with pytest.raises(ValueError, match="not a number: 'nan'"):
-        parse_forecast("1, nan", 2)
+        parse_forecast("1 nan", 2)
     with pytest.raises(ValueError, match="expected 3 lines"):
-        parse_forecast("1, 2\n3, 4", 3, channels=2)
+        parse_forecast("1 2\n3 4", 3, channels=2)
+    values, complete = read_forecast("12 -5 x", 4)  # cut short: padded with the last number
+    assert values.tolist() == [0.12, -0.05, -0.05, -0.05] and not complete
+    values, complete = read_forecast("nothing", 2)
+    assert values.tolist() == [0.0, 0.0] and not complete
+    values, complete = read_forecast("1 2 3", 3)
+    assert values.tolist() == [0.01, 0.02, 0.03] and complete
+
+
+def test_forecast_text_is_compact() -> None:
+    """96 standard-normal values: about 1.8 World tokens each (the former "-1.234, " form took ~5.5)."""
+    from modrwkv.tokenizer import WorldTokenizer
+
+    values = np.random.default_rng(0).standard_normal(96)
+    assert len(WorldTokenizer().encode(" " + format_forecast(values))) < 200
+
+
+def test_targets_are_the_normalised_future_and_map_back_with_the_encoders_statistics(tmp_path: Path) -> None:
+    """The training text, read back and de-normalised with the statistics the encoder computes for
+    the window (what the pipeline does), is the future in file units; `3x + 5` gives the same text."""
+    t = np.arange(80)
+    x = 50 + 20 * np.sin(t / 4) + 0.3 * t
+    rows = [[i, repr(float(v)), repr(float(3 * v + 5))] for i, v in enumerate(x)]
+    path = write_csv(tmp_path / "scaled.csv", ["date", "x", "y"], rows)
+    encoder = build_encoder("wavenet", layers=1)
+    samples = list(TimeSeriesReader(path, lookback=24, horizon=8, stride=10))
+    by_column = {c: [s for s in samples if s.meta["columns"] == [c]] for c in ("x", "y")}
+    for plain, scaled in zip(by_column["x"], by_column["y"], strict=True):
+        assert plain.messages[1].content == scaled.messages[1].content
+        for sample in (plain, scaled):
+            extras = encoder.prepare(sample.series[0]).extras
+            normalised = torch.from_numpy(parse_forecast(sample.messages[1].content, 8))[:, None]
+            back = encoder.denormalize(normalised, extras)[:, 0].numpy()
+            np.testing.assert_allclose(back, sample.meta["target"], atol=0.005 * float(extras["scale"]) + 1e-4)
+    mean, scale = instance_stats(np.array([1.0, np.nan, 3.0]))
+    assert mean.tolist() == [2.0] and scale.tolist() == [pytest.approx(np.sqrt(1 + 1e-5))]
+
+
+def test_split_and_standardize_use_the_long_horizon_borders(tmp_path: Path) -> None:
+    t = np.arange(100)
+    x = 10 + t * 0.5
+    rows = [[f"d{i}", "" if i == 2 else repr(float(v)), i] for i, v in enumerate(x)]
+    path = write_csv(tmp_path / "any.csv", ["ds", "x", "n"], rows)
+    reader = TimeSeriesReader(path, lookback=10, horizon=5, columns=["x"], split="test", standardize=True)
+    samples = list(reader)
+    # 70/10/20: test rows [100 - 20 - 10, 100) -> 30 - 15 + 1 windows; scaler from rows [0, 70), gap ignored
+    train = np.delete(x[:70], 2)
+    assert [s.meta["start"] for s in samples] == list(range(70, 86))
+    np.testing.assert_allclose(samples[0].series[0], (x[70:80] - train.mean()) / train.std(), rtol=1e-5)
+    train_windows = list(TimeSeriesReader(path, lookback=10, horizon=5, columns=["x"], split="train"))
+    assert [s.meta["start"] for s in train_windows] == list(range(3, 56))  # windows touching row 2 skipped
+    assert {s.meta["columns"][0] for s in TimeSeriesReader(path, lookback=10, horizon=5)} == {"x", "n"}  # no ds
+    with pytest.raises(ValueError, match="split must be"):
+        TimeSeriesReader(path, lookback=10, horizon=5, split="dev")
 
 
 # ------------------------------------------------------------------------------------ from_records

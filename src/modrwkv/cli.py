@@ -551,6 +551,11 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="reply budget (default: per task)")
     p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
+    p.add_argument("--lookback", type=int, help="forecasting tasks: steps the model reads (default 720; custom-series 96)")
+    p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series 24)")
+    p.add_argument("--target", action="append", metavar="COLUMN",
+                   help="custom-series: a column to forecast (repeat for several; default: every numeric column)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--num-shards", type=int, default=1, help="split the samples over this many processes (default 1)")
     p.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0-based)")
     p.add_argument("--merge", action="store_true", help="only merge finished shards and summarise; generate nothing")
@@ -567,6 +572,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     from modrwkv.evaluation.submission import SUBMISSIONS
 
     task = get_task(args.task)
+    options = {k: v for k, v in (("lookback", args.lookback), ("horizon", args.horizon), ("targets", args.target))
+               if v is not None}
+    if options:
+        if not hasattr(task, "configure"):
+            flags = ", ".join("--" + ("target" if k == "targets" else k) for k in options)
+            raise CLIError(f"{flags}: {task.name} takes no such option (forecasting tasks do)")
+        task = task.configure(**options)
     split = task.check_split(args.split)
     if args.num_shards < 1:
         raise CLIError(f"--num-shards must be at least 1, got {args.num_shards}")
@@ -581,7 +593,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     result = run_eval(
         task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args),
         split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-        num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge,
+        num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge, progress=not args.no_progress,
     )
     if result.summary is None:
         print(f"shard {args.shard_index} of {args.num_shards} done ({result.generated} generated); {result.done} of "

@@ -1,7 +1,8 @@
 """`wavenet`: the paper's time-series encoder, a WaveNet-style stack trained from scratch.
 
-- Each series is normalised per channel, `z = (x - mean) / sqrt(var + eps)` (RevIN-style). The
-  mean and scale go to `Prepared.extras` so that forecasts can be mapped back with `denormalize`.
+- Each series is normalised per channel, `z = (x - mean) / sqrt(var + eps)` (RevIN-style, with
+  `instance_stats`, the statistics the time-series reader normalises its targets with). The mean
+  and scale go to `Prepared.extras` so that forecasts can be mapped back with `denormalize`.
   Missing values (NaN) become 0 after normalisation, i.e. the series mean.
 - Optional patching: `patch_len` consecutive steps (all channels) form one token, so a series of T
   steps gives `ceil(T / patch_len)` tokens; when T is not a multiple, the series is left-padded
@@ -9,6 +10,9 @@
 - The network is causal over tokens: dilated causal 1-D convolutions (dilations 1, 2, 4, ...)
   with gated activations `tanh(f) * sigmoid(g)`, residual and skip connections; token t never
   sees later tokens, so it can serve autoregressive forecasting.
+- `pass_patches`: each token's features are followed by the patch's normalised values themselves,
+  `[WaveNet(z)_t ; z_t]`, so the adapter reads exact levels beside the learnt features (what made
+  small forecasters trained from scratch keep the last values right).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.readers.series import SERIES_EPS, instance_stats
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
 
@@ -35,7 +40,8 @@ class WaveNetConfig:
     kernel_size: int = 2
     layers: int = 10  # per stack; dilation doubles each layer
     stacks: int = 1
-    eps: float = 1e-5  # variance floor of the normalisation
+    eps: float = SERIES_EPS  # variance floor of the normalisation
+    pass_patches: bool = False  # append each patch's normalised values to its features
 
     def __post_init__(self) -> None:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
@@ -88,7 +94,8 @@ class WaveNetSeriesEncoder(NativeEncoder):
 
     @property
     def output_dim(self) -> int:
-        return self.config.output_dim
+        c = self.config
+        return c.output_dim + (c.patch_len * c.in_channels if c.pass_patches else 0)
 
     def prepare(self, item: Any) -> Prepared:
         """[T] or [T, channels] (numpy, list or tensor) -> normalised patches [tokens, patch_len * channels]."""
@@ -112,8 +119,7 @@ class WaveNetSeriesEncoder(NativeEncoder):
         observed = ~np.isnan(values)
         if not observed.any(axis=0).all():
             raise ValueError("series has a channel with no observed (non-NaN) values")
-        mean = np.nanmean(values, axis=0)
-        scale = np.sqrt(np.nanvar(values, axis=0) + self.config.eps)
+        mean, scale = instance_stats(values, self.config.eps)
         normalised = np.where(observed, (values - mean) / scale, 0.0)
         pad = (-steps) % self.config.patch_len
         normalised = np.concatenate([np.zeros((pad, channels)), normalised])
@@ -142,4 +148,6 @@ class WaveNetSeriesEncoder(NativeEncoder):
                 x, skip = layer(x)
                 skips = skips + skip
             features = self.head(skips).transpose(1, 2)  # [B, tokens, output_dim]
+            if self.config.pass_patches:
+                features = torch.cat([features, patches], dim=-1)
         return EncoderOutput(features, batch["num_features"].to(features.device))

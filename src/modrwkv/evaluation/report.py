@@ -22,24 +22,32 @@ def _published(value: float | None) -> str:
 
 def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown document: a table with a row per run and a column per published model, then
-    each run's other metrics and notes."""
+    each run's other metrics and notes. Runs with no published numbers (custom data sets, other
+    settings) get a table of their own, never a row beside the paper's numbers."""
     if not summaries:
         raise ValueError("no summaries to report")
+    published = [s for s in summaries if s["paper"]]
+    own = [s for s in summaries if not s["paper"]]
     models: list[str] = []
-    for summary in summaries:
+    for summary in published:
         for result in summary["paper"]:
             if result["model"] not in models:
                 models.append(result["model"])
-    lines = ["# modrwkv eval", "",
-             "| benchmark | split | samples | metric | this model | " + " | ".join(models) + " |",
-             "|---|---|---:|---|---:|" + "---:|" * len(models)]
-    for s in summaries:
-        paper = {r["model"]: r["value"] for r in s["paper"]}
-        ours = "server-scored: export with --submission" if s["server_scored"] else _ours(s["headline"]["value"])
-        samples = f"{s['samples']}" + (f" of {s['samples_in_split']}" if s["samples"] != s["samples_in_split"] else "")
-        lines.append(f"| {s['title']} | {s['split']} | {samples} | {s['headline']['label']} | {ours} | "
-                     + " | ".join(_published(paper.get(m)) for m in models) + " |")
-    lines.append("")
+    lines = ["# modrwkv eval", ""]
+    for group, columns in ((published, models), (own, [])):
+        if not group:
+            continue
+        if group is own and published:
+            lines += ["Runs without published numbers to compare with:", ""]
+        lines += [("| benchmark | split | samples | metric | this model | " + "".join(f"{m} | " for m in columns)).rstrip(),
+                  "|---|---|---:|---|---:|" + "---:|" * len(columns)]
+        for s in group:
+            paper = {r["model"]: r["value"] for r in s["paper"]}
+            ours = "server-scored: export with --submission" if s["server_scored"] else _ours(s["headline"]["value"])
+            samples = f"{s['samples']}" + (f" of {s['samples_in_split']}" if s["samples"] != s["samples_in_split"] else "")
+            lines.append((f"| {s['title']} | {s['split']} | {samples} | {s['headline']['label']} | {ours} | "
+                          + "".join(f"{_published(paper.get(m))} | " for m in columns)).rstrip())
+        lines.append("")
     for s in summaries:
         lines.append(f"## {s['title']} ({s['split']})")
         lines.append("")

@@ -9,6 +9,7 @@ Output folder:
     report.md           our numbers beside the paper's
     shards/             with --num-shards: one predictions log per shard
 
+A progress bar (tqdm, on stderr) shows samples done, speed and time left; `progress=False` hides it.
 Lines are appended and flushed per completed batch, so an interrupted run loses at most one batch;
 a rerun reads what is there (a truncated last line from a kill is dropped and redone) and
 generates only the rest. Greedy decoding of a batch gives the same text as one sample at a time,
@@ -184,7 +185,7 @@ def _check_identity(output: Path, identity: dict[str, Any]) -> None:
         raise ValueError(f"{path}: unreadable ({exc}); remove {output} or choose another --output") from None
     differing = [key for key in identity if existing.get(key) != identity[key]]
     if differing:
-        shown = {"task", "split", "max_new_tokens", "format"}
+        shown = {"task", "split", "max_new_tokens", "format", "task_options"}
         described = ", ".join(f"{key} ({existing.get(key)!r} there, {identity[key]!r} now)" if key in shown
                               else {"data": "benchmark data", "model": "model (weights or loading options)"}[key]
                               for key in differing)
@@ -217,6 +218,7 @@ def run_eval(
     num_shards: int = 1,
     shard_index: int = 0,
     merge_only: bool = False,
+    progress: bool = True,
 ) -> EvalResult:
     """Evaluates a model on one benchmark (see the module docstring for the output folder).
 
@@ -243,6 +245,8 @@ def run_eval(
     selected = samples[:limit] if limit else samples
     identity = {"format": FORMAT, "task": task.name, "split": split, "max_new_tokens": max_new_tokens,
                 "data": data_fingerprint(samples), "model": model.identity()}
+    if task.options:
+        identity["task_options"] = task.options
     output.mkdir(parents=True, exist_ok=True)
     _check_identity(output, identity)
 
@@ -265,7 +269,7 @@ def run_eval(
         log.info("%s %s: %d of %d selected samples to generate (batch %d)", task.name, split, len(todo), len(mine),
                  batch_size)
         started = time.monotonic()
-        generated = _generate(task, todo, load_pipeline(), log_path, batch_size, max_new_tokens, done)
+        generated = _generate(task, todo, load_pipeline(), log_path, batch_size, max_new_tokens, done, progress)
         seconds = time.monotonic() - started
     remaining = [s.id for s in selected if s.id not in done]
     if remaining:
@@ -287,25 +291,22 @@ def _model_prompt(prompt: str, pipeline: ModRWKVPipeline) -> str:
 
 
 def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline, log_path: Path, batch_size: int,
-              max_new_tokens: int, done: dict[str, dict[str, Any]]) -> int:
-    from ..inference import ChatRequest
+              max_new_tokens: int, done: dict[str, dict[str, Any]], progress: bool = True) -> int:
+    from tqdm.auto import tqdm
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
     started, count = time.monotonic(), 0
-    with log_path.open("a", encoding="utf-8") as handle:
+    with log_path.open("a", encoding="utf-8") as handle, \
+            tqdm(total=len(todo), desc=f"{task.name}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for batch in _chunks(todo, batch_size):
-            prompts = [_model_prompt(s.prompt, pipeline) for s in batch]
-            requests = [ChatRequest(p, images=list(s.images), audio=list(s.audio), series=list(s.series),
-                                    sampling=sampling) for p, s in zip(prompts, batch)]
+            batch = [dataclasses.replace(s, prompt=_model_prompt(s.prompt, pipeline)) for s in batch]
             try:
-                results = pipeline.generate_batch(requests)
+                answers = task.generate(pipeline, batch, max_new_tokens)
             except ValueError as exc:
                 raise ValueError(f"{task.name} samples {', '.join(s.id for s in batch)}: {exc}") from exc
             lines = []
-            for sample, prompt, result in zip(batch, prompts, results, strict=True):
-                record = {"id": sample.id, "prompt": prompt, "prediction": result.text.strip(),
-                          "finish_reason": result.finish_reason, "reference": sample.reference}
+            for sample, answer in zip(batch, answers, strict=True):
+                record = {"id": sample.id, "prompt": sample.prompt, **answer, "reference": sample.reference}
                 record = json.loads(dumps(record))  # exactly what a rerun will read back
                 record["score"] = task.score(record)
                 lines.append(dumps(record))
@@ -314,6 +315,7 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
             handle.flush()
             os.fsync(handle.fileno())
             count += len(batch)
+            bar.update(len(batch))
             log.info("%s: %d/%d generated (%.1f samples/s)", task.name, count, len(todo),
                      count / max(time.monotonic() - started, 1e-9))
     return count

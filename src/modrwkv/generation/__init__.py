@@ -1,5 +1,6 @@
 """Text generation with RWKV-7: sampling, batched decoding, streaming and resuming from states."""
 
+from .constraints import NumberListConstraint, mask_logits
 from .generate import (
     BatchGeneration,
     GenerationResult,
@@ -17,6 +18,7 @@ __all__ = [
     "BatchSampler",
     "GenerationResult",
     "IncrementalDetokenizer",
+    "NumberListConstraint",
     "SamplingParams",
     "TextStream",
     "Tokenizer",
@@ -24,6 +26,7 @@ __all__ = [
     "candidate_mask",
     "generate",
     "generate_batch",
+    "mask_logits",
     "prefill",
     "stream",
 ]

@@ -3,12 +3,13 @@ cache and the continuous-batching decode engine that the server builds on."""
 
 from .cache import PrefixStateCache
 from .engine import ChatResult, DecodeBatch, InferenceEngine, Prefilled, Row
-from .pipeline import ChatRequest, ModRWKVPipeline
+from .pipeline import ChatRequest, ModRWKVPipeline, SeriesForecast
 from .prompt import EncodedPrompt, MediaSpan, build_sample, encode_sample
 from .session import ChatSession
 
 __all__ = [
     "ChatRequest",
+    "SeriesForecast",
     "ChatResult",
     "ChatSession",
     "DecodeBatch",

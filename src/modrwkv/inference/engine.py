@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..generation import BatchSampler, SamplingParams
+from ..generation import BatchSampler, NumberListConstraint, SamplingParams, mask_logits
 from ..generation.generate import FinishReason, ReplyTracker
 from ..lm import RWKV7State
 from ..multimodal import ModRWKV
@@ -72,8 +72,9 @@ class Row(ReplyTracker):
     """One sequence being decoded: its sampler, text decoding and stop conditions.
 
     Created before the prompt is read, so that bad sampling settings fail before any model work.
-    `tag` is the caller's handle (the server keeps its request there). `result` is set once the
-    row finishes.
+    `tag` is the caller's handle (the server keeps its request there). `constraint`, if any,
+    limits each step to the tokens it allows (see `generation.constraints`). `result` is set once
+    the row finishes.
     """
 
     def __init__(
@@ -84,8 +85,10 @@ class Row(ReplyTracker):
         *,
         keep_state: bool = False,
         tag: Any = None,
+        constraint: NumberListConstraint | None = None,
     ) -> None:
         super().__init__(params, engine.tokenizer.token_bytes)
+        self.constraint = constraint
         self.prompt = prompt
         self.cached_tokens = 0  # set from the prefill, for the usage report
         self.keep_state = keep_state
@@ -253,12 +256,17 @@ class DecodeBatch:
         self._state = self._state.select(keep)
         self._logits = self._logits.index_select(0, index)
 
+    def _row_logits(self, j: int, row: Row) -> torch.Tensor:
+        assert self._logits is not None
+        logits = self._logits[j : j + 1]
+        return logits if row.constraint is None else mask_logits(logits, row.constraint.allowed(row.token_ids))
+
     @torch.inference_mode()
     def step(self) -> tuple[list[tuple[Row, str]], list[Row]]:
         """Samples and feeds one token for every row. Returns the text pieces released and the rows
         that finished (they leave the batch; their `result` is set)."""
         assert self._state is not None and self._logits is not None
-        tokens = torch.cat([row.sampler.sample(self._logits[j : j + 1]) for j, row in enumerate(self.rows)])
+        tokens = torch.cat([row.sampler.sample(self._row_logits(j, row)) for j, row in enumerate(self.rows)])
         pieces, keep, done = [], [], []
         for j, (row, token) in enumerate(zip(self.rows, tokens.tolist())):
             piece = row.accept(token)

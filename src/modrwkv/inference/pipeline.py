@@ -17,12 +17,21 @@ from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
-from ..data.sample import Sample
+from ..data.readers.series import (
+    DEFAULT_MULTIVARIATE_PROMPT,
+    DEFAULT_PROMPT,
+    FORECAST_DECIMALS,
+    FORECAST_MAX_DIGITS,
+    read_forecast,
+)
+from ..data.sample import MARKERS, Sample
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
-from ..generation import SamplingParams, TextStream
+from ..generation import NumberListConstraint, SamplingParams, TextStream
 from ..lm import RWKV7State, load_model
 from ..lm.checkpoint import load_state_dict
 from ..multimodal import CachedEncoder, ModRWKV
@@ -42,13 +51,30 @@ DEFAULT_PREFIX_CACHE_BYTES = 256 * 2**20
 
 @dataclasses.dataclass
 class ChatRequest:
-    """One conversation for `generate_batch`; `sampling` holds `SamplingParams` fields."""
+    """One conversation for `generate_batch`; `sampling` holds `SamplingParams` fields and
+    `constraint` (one per request) limits the reply's tokens."""
 
     messages: Messages
     images: Any = None
     audio: Any = None
     series: Any = None
     sampling: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    constraint: NumberListConstraint | None = None
+
+
+@dataclasses.dataclass
+class SeriesForecast:
+    """A forecast in the units of the series it continues.
+
+    `values` is [horizon] ([horizon, channels] for a multivariate window); `text` is the model's
+    reply, the forecast on the window's normalised scale in `format_forecast`'s form; `complete`
+    says the reply was exactly the horizon's numbers (always, unless `max_new_tokens` cut it short:
+    then the numbers read are padded with the last one).
+    """
+
+    values: np.ndarray
+    text: str
+    complete: bool
 
 
 class ModRWKVPipeline:
@@ -209,11 +235,16 @@ class ModRWKVPipeline:
                     raise ValueError(f"requests[{index}] has unknown field(s) {sorted(unknown)}")
                 request = ChatRequest(**request)
             prompt = self.encode(request.messages, images=request.images, audio=request.audio, series=request.series)
-            prepared.append((prompt, self.sampling_params(**request.sampling)))
+            prepared.append((prompt, self.sampling_params(**request.sampling), request.constraint))
+        return self._decode(prepared)
+
+    def _decode(
+        self, prepared: Sequence[tuple[EncodedPrompt, SamplingParams, NumberListConstraint | None]]
+    ) -> list[ChatResult]:
         batch = DecodeBatch(self.engine)
         rows = []
-        for prompt, params in prepared:
-            row = Row(self.engine, prompt, params)
+        for prompt, params, constraint in prepared:
+            row = Row(self.engine, prompt, params, constraint=constraint)
             prefilled = self.engine.prefill(prompt)
             row.cached_tokens = prefilled.cached_tokens
             batch.join(row, prefilled)
@@ -221,6 +252,48 @@ class ModRWKVPipeline:
         while batch.rows:
             batch.step()
         return [row.result for row in rows if row.result is not None]
+
+    def forecast(self, series: ArrayLike, horizon: int, *, prompt: str | None = None,
+                 max_new_tokens: int | None = None) -> SeriesForecast:
+        """The next `horizon` steps of a series [T] or [T, channels], in its own units (see
+        `forecast_batch`)."""
+        return self.forecast_batch([series], horizon, prompt=prompt, max_new_tokens=max_new_tokens)[0]
+
+    def forecast_batch(self, windows: Sequence[ArrayLike], horizon: int, *, prompt: str | None = None,
+                       max_new_tokens: int | None = None) -> list[SeriesForecast]:
+        """Forecasts of several look-back windows, decoded greedily together.
+
+        The model reads each window normalised with its own statistics and writes the normalised
+        future (as the time-series reader trains it to), decoding constrained to exactly
+        `horizon` numbers per channel; the numbers are then mapped back with the window's mean and
+        scale, so a forecast moves with its input (`3x + 5` -> `3 forecast(x) + 5`). `prompt`
+        (default: the reader's) may use {horizon} and {channels}.
+        """
+        encoder = self.model.encoders["series"] if "series" in self.model.encoders else None
+        if encoder is None:
+            raise ValueError(f"this model has no series encoder (it has {sorted(self.model.encoders)})")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        prepared, shapes = [], []
+        for window in windows:
+            channels = int(np.shape(window)[1]) if np.ndim(window) == 2 else 1
+            text = prompt or (DEFAULT_PROMPT if np.ndim(window) < 2 else DEFAULT_MULTIVARIATE_PROMPT)
+            encoded = self.encode(f"{MARKERS['series']}\n{text.format(horizon=horizon, channels=channels)}",
+                                  series=[window])
+            constraint = NumberListConstraint(
+                self.tokenizer.token_bytes, self.model.lm.config.vocab_size, count=horizon * channels,
+                per_line=channels if np.ndim(window) == 2 else 0, max_digits=FORECAST_MAX_DIGITS,
+                prefix=self.template.content_prefix, end_tokens=self.template.stop_token_ids)
+            params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens or constraint.max_tokens)
+            prepared.append((encoded, params, constraint))
+            extras = next(s.prepared.extras for s in encoded.spans if s.modality == "series")
+            shapes.append((channels if np.ndim(window) == 2 else None, extras))
+        forecasts = []
+        for result, (channels, extras) in zip(self._decode(prepared), shapes, strict=True):
+            normalised, complete = read_forecast(result.text, horizon, channels, FORECAST_DECIMALS)
+            values = encoder.denormalize(torch.from_numpy(normalised.reshape(horizon, channels or 1)), extras)
+            forecasts.append(SeriesForecast(values.numpy().reshape(normalised.shape), result.text, complete))
+        return forecasts
 
     def session(self, system: str | None = None, **sampling: Any) -> ChatSession:
         """A multi-turn conversation that carries the RNN state between turns; `sampling` sets the

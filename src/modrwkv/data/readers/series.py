@@ -1,14 +1,22 @@
 """Time-series forecasting samples cut from CSV or NPZ files with a sliding window.
 
 Each window of `lookback` + `horizon` steps becomes user "<series>\\n{prompt}" with the lookback
-part as the series item, and assistant = the horizon part as text (`format_forecast`). The numeric
-target also goes into `meta`, so evaluation computes MSE on exact numbers and only the model's
-output needs `parse_forecast`.
+part as the series item, and assistant = the horizon part as text. The model never sees the
+window's level and scale (RevIN-style instance normalisation): the encoder reads the lookback as
+`z = (x - mean) / scale` with the lookback's own statistics (`instance_stats`), and the assistant
+text is the future on that same scale, `(future - mean) / scale`, in `format_forecast`'s compact
+form. A forecast is mapped back to series units with the window's statistics
+(`ModRWKVPipeline.forecast` does it), so it moves with the input: forecasting `3x + 5` gives
+`3 * forecast(x) + 5`. The numeric target in series units also goes into `meta` (with the
+window's `mean` and `scale`), so evaluation computes MSE on exact numbers.
 
 Per file, a window starting at row `s` exists for s = 0, stride, 2*stride, ... while
-s + lookback + horizon <= T, i.e. floor((T - lookback - horizon) / stride) + 1 windows. Values are
-used as they are in the file (normalise beforehand if the benchmark asks for it); series items and
-targets are float32.
+s + lookback + horizon <= T, i.e. floor((T - lookback - horizon) / stride) + 1 windows. With
+`split` ("train", "val" or "test") only the rows of that split of the usual long-horizon layout
+are used (the ETT borders for files named ETTh1/ETTh2/ETTm1/ETTm2, else 70/10/20, as
+`modrwkv eval` cuts them); with `standardize` every column is standardised with the mean and
+standard deviation of its training rows (the protocol's scaler), so nobody has to cut and scale
+files by hand and training sees exactly what `modrwkv eval --task custom-series` scores.
 
 Columns (CSV) or arrays (NPZ) are forecast one by one by default (`multivariate=False`, the
 channel-independent setting of the zero-shot benchmarks); `multivariate=True` keeps them together
@@ -27,6 +35,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -36,45 +45,79 @@ from .base import DataError, OnError, PathLike, Reader, as_paths
 logger = logging.getLogger(__name__)
 
 DATE_COLUMN_NAMES = {"date", "datetime", "time", "timestamp", "ds"}
-DEFAULT_PROMPT = "Predict the next {horizon} values of this series, separated by commas."
-DEFAULT_MULTIVARIATE_PROMPT = (
-    "Predict the next {horizon} steps of these {channels} series, one line per step with values separated by commas."
-)
+DEFAULT_PROMPT = "Predict the next {horizon} values of this series."
+DEFAULT_MULTIVARIATE_PROMPT = "Predict the next {horizon} steps of these {channels} series, one line per step."
+SERIES_EPS = 1e-5  # variance floor of the instance normalisation (the wavenet encoder's default)
+FORECAST_DECIMALS = 2  # forecasts are written in hundredths of the window's scale ...
+FORECAST_MAX_DIGITS = 4  # ... with at most 4 digits: |value| <= 99.99 scales (larger is clipped)
+Split = Literal["train", "val", "test"]
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SEPARATORS = re.compile(r"[,\s]+")
 
 
-def format_forecast(values: np.ndarray, decimals: int = 3) -> str:
-    """Renders [horizon] values as "v1, v2, ..." and [horizon, channels] as one such line per step,
-    each with a fixed number of decimals (fixed width keeps the token pattern regular for the LM)."""
-    values = np.asarray(values)
-    if values.ndim == 1:
-        return ", ".join(_format_number(v, decimals) for v in values)
-    if values.ndim == 2:
-        return "\n".join(", ".join(_format_number(v, decimals) for v in row) for row in values)
-    raise ValueError(f"forecast values must be 1-D or 2-D, got shape {values.shape}")
+def instance_stats(values: np.ndarray, eps: float = SERIES_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and scale `sqrt(var + eps)` of a window [T] or [T, C], ignoring NaN (RevIN's
+    statistics). The encoder normalises its input with them and the reader its targets."""
+    values = np.asarray(values, dtype=np.float64)
+    columns = values[:, None] if values.ndim == 1 else values
+    mean = np.nanmean(columns, axis=0)
+    scale = np.sqrt(np.nanvar(columns, axis=0) + eps)
+    return mean, scale
 
 
-def _format_number(value: float, decimals: int) -> str:
-    text = f"{value:.{decimals}f}"
-    return text.lstrip("-") if float(text) == 0 else text  # no "-0.000"
+def format_forecast(values: np.ndarray, decimals: int = FORECAST_DECIMALS) -> str:
+    """Renders (normalised) values as whole numbers of 10^-decimals, separated by spaces:
+    [0.13, -1.5, 2.0] -> "13 -150 200"; [horizon, channels] gives one such line per step.
+
+    Whole numbers with spaces are about 1.8 World tokens per value (2-digit numbers and " 2"-style
+    pieces are single tokens), against ~5.5 for "-1.234, "; 0.01 of the window's scale is far
+    below any forecast's error. Values are clipped to FORECAST_MAX_DIGITS digits."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim not in (1, 2):
+        raise ValueError(f"forecast values must be 1-D or 2-D, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("forecast values must be finite")
+    limit = 10**FORECAST_MAX_DIGITS - 1
+    units = np.clip(np.rint(values * 10**decimals), -limit, limit).astype(np.int64)
+    if units.ndim == 1:
+        return " ".join(map(str, units.tolist()))
+    return "\n".join(" ".join(map(str, row)) for row in units.tolist())
 
 
-def parse_forecast(text: str, horizon: int, channels: int | None = None) -> np.ndarray:
-    """Turns `format_forecast` text (or a model's imitation of it) back into numbers.
+def parse_forecast(
+    text: str, horizon: int, channels: int | None = None, decimals: int = FORECAST_DECIMALS
+) -> np.ndarray:
+    """Turns `format_forecast` text (or a model's imitation of it) back into numbers (divided by
+    10^decimals).
 
-    Univariate (`channels=None`): numbers separated by commas and/or whitespace, exactly `horizon`
+    Univariate (`channels=None`): numbers separated by whitespace and/or commas, exactly `horizon`
     of them -> float64 [horizon]. Multivariate: exactly `horizon` non-blank lines of `channels`
     numbers each -> [horizon, channels]. Raises ValueError naming the offending token or count, so
-    an evaluator can score an unparsable answer as it sees fit instead of getting a silent NaN.
+    a caller can treat an unparsable answer as it sees fit instead of getting a silent NaN.
     """
     if channels is None:
-        return np.array(_numbers(text, horizon, "value"), dtype=np.float64)
+        return np.array(_numbers(text, horizon, "value"), dtype=np.float64) / 10**decimals
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) != horizon:
         raise ValueError(f"expected {horizon} lines of {channels} values, got {len(lines)} lines")
     rows = [_numbers(line, channels, f"value on line {i + 1}") for i, line in enumerate(lines)]
-    return np.array(rows, dtype=np.float64).reshape(horizon, channels)
+    return np.array(rows, dtype=np.float64).reshape(horizon, channels) / 10**decimals
+
+
+def read_forecast(
+    text: str, horizon: int, channels: int | None = None, decimals: int = FORECAST_DECIMALS
+) -> tuple[np.ndarray, bool]:
+    """The forecast a reply states, and whether it was well-formed (`parse_forecast` accepts it).
+    Otherwise the numbers found are read in order, cut or padded with the last one (0, the
+    window's mean, when there is none), so that an incomplete reply can still be scored."""
+    try:
+        return parse_forecast(text, horizon, channels, decimals), True
+    except ValueError:
+        size = horizon * (channels or 1)
+        found = [float(n) for n in _NUMBER.findall(text)][:size]
+        fill = found[-1] if found else 0.0
+        values = np.array(found + [fill] * (size - len(found)), dtype=np.float64) / 10**decimals
+        return (values if channels is None else values.reshape(horizon, channels)), False
 
 
 def _numbers(text: str, expected: int, what: str) -> list[float]:
@@ -85,6 +128,19 @@ def _numbers(text: str, expected: int, what: str) -> list[float]:
     if len(tokens) != expected:
         raise ValueError(f"expected {expected} {what}(s), got {len(tokens)}")
     return [float(t) for t in tokens]
+
+
+def split_rows(path: Path, n_rows: int, lookback: int, split: Split) -> tuple[int, int]:
+    """Rows [start, end) of a split of a long-horizon file (lookback rows in front included), with
+    the borders `modrwkv eval` uses: ETT files by name, any other file 70/10/20."""
+    from ...evaluation.metrics.series import long_horizon_split  # evaluation imports this module
+
+    stem = path.stem.lower()
+    name = stem if stem in ("etth1", "etth2", "ettm1", "ettm2") else "custom"
+    try:
+        return long_horizon_split(name, n_rows, lookback)[split]
+    except ValueError as exc:
+        raise DataError(str(path), "unreadable_file", str(exc)) from None
 
 
 @dataclasses.dataclass
@@ -101,13 +157,14 @@ class _Series:
 class TimeSeriesReader(Reader):
     """Sliding-window forecasting samples from CSV (header row) or NPZ files.
 
-    `columns` picks CSV columns or NPZ arrays (default: every numeric one, leaving out a first CSV
-    column named like a date/time or holding non-numbers). Empty CSV cells read as NaN and windows
-    touching them are bad records ("non_finite"); a series shorter than one window is one bad record
-    ("too_short"). Sources are "path:line:column" (CSV line of the window's first row, header = line
-    1; "path:line" when multivariate), "path:array[start]" or "path:array[start, channel]" (NPZ).
-    Unusable files (missing, no such column, non-numeric cell in a chosen column) raise `DataError`
-    whatever `on_error` says: there is no record to skip.
+    `columns` picks CSV columns or NPZ arrays (default: every numeric one, leaving out columns
+    named like a date or time — date, datetime, time, timestamp, ds — and columns holding
+    non-numbers). Empty CSV cells read as NaN and windows touching them are bad records
+    ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
+    and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
+    window's first row, header = line 1; "path:line" when multivariate), "path:array[start]" or
+    "path:array[start, channel]" (NPZ). Unusable files (missing, no such column, non-numeric cell
+    in a chosen column) raise `DataError` whatever `on_error` says: there is no record to skip.
     """
 
     def __init__(
@@ -119,8 +176,10 @@ class TimeSeriesReader(Reader):
         stride: int = 1,
         columns: Sequence[str] | None = None,
         multivariate: bool = False,
+        split: Split | None = None,
+        standardize: bool = False,
         prompt: str | None = None,
-        decimals: int = 3,
+        decimals: int = FORECAST_DECIMALS,
         delimiter: str = ",",
         on_error: OnError = "skip",
         max_examples: int = 5,
@@ -131,10 +190,13 @@ class TimeSeriesReader(Reader):
                 raise ValueError(f"{label} must be >= 1, got {value}")
         if decimals < 0:
             raise ValueError(f"decimals must be >= 0, got {decimals}")
+        if split not in (None, "train", "val", "test"):
+            raise ValueError(f"split must be train, val, test or None (all rows), got {split!r}")
         self.paths = as_paths(paths)
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
         self.columns = list(columns) if columns is not None else None
         self.multivariate = multivariate
+        self.split, self.standardize = split, standardize
         self.prompt = prompt if prompt is not None else DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT
         self.decimals = decimals
         self.delimiter = delimiter
@@ -152,17 +214,18 @@ class TimeSeriesReader(Reader):
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             for series in self._load(path):
-                count = self.num_windows(len(series.values))
+                first, end = (0, len(series.values)) if self.split is None else \
+                    split_rows(path, len(series.values), self.lookback, self.split)
+                count = self.num_windows(end - first)
                 if count == 0:
-                    yield functools.partial(self._too_short, path, series)
-                for start in range(0, count * self.stride, self.stride):
+                    yield functools.partial(self._too_short, path, series, end - first)
+                for start in range(first, first + count * self.stride, self.stride):
                     yield functools.partial(self._window, series, start)
 
-    def _too_short(self, path: Path, series: _Series) -> Sample:
+    def _too_short(self, path: Path, series: _Series, steps: int) -> Sample:
         span = self.lookback + self.horizon
-        raise DataError(
-            str(path), "too_short", f"series {series.label!r} has {len(series.values)} steps, fewer than {span}"
-        )
+        rows = "" if self.split is None else f" in its {self.split} rows"
+        raise DataError(str(path), "too_short", f"series {series.label!r} has {steps} steps{rows}, fewer than {span}")
 
     def _window(self, series: _Series, start: int) -> Sample:
         source = series.where(start)
@@ -174,12 +237,16 @@ class TimeSeriesReader(Reader):
             raise DataError(source, "non_finite", f"window of {series.label!r} contains NaN or inf (empty cells?)")
         channels = window.shape[1] if window.ndim == 2 else 1
         prompt = self.prompt.format(horizon=self.horizon, channels=channels)
+        mean, scale = instance_stats(window)
+        normalised = (target.astype(np.float64).reshape(self.horizon, channels) - mean) / scale
         messages = [
             Message("user", f"{MARKERS['series']}\n{prompt}"),
-            Message("assistant", format_forecast(target, self.decimals)),
+            Message("assistant", format_forecast(normalised if window.ndim == 2 else normalised[:, 0], self.decimals)),
         ]
         meta = {
             "target": target,
+            "mean": mean.astype(np.float32),
+            "scale": scale.astype(np.float32),
             "columns": list(series.columns),
             "start": start,
             "lookback": self.lookback,
@@ -188,6 +255,18 @@ class TimeSeriesReader(Reader):
         return Sample(messages=messages, series=[window], source=source, meta=meta)
 
     def _load(self, path: Path) -> list[_Series]:
+        series = self._load_file(path)
+        if self.standardize:
+            from ...evaluation.metrics.series import fit_standard  # evaluation imports this module
+
+            for item in series:
+                columns = item.values[:, None] if item.values.ndim == 1 else item.values
+                train_end = split_rows(path, len(columns), self.lookback, "train")[1]
+                stats = fit_standard(columns[:train_end])
+                item.values = ((columns - stats.mean) / stats.std).reshape(item.values.shape)
+        return series
+
+    def _load_file(self, path: Path) -> list[_Series]:
         suffix = path.suffix.lower()
         if suffix == ".npz":
             return self._load_npz(path)
@@ -314,11 +393,11 @@ def _to_float(cell: str) -> float | None:
 
 
 def _numeric_columns(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Default columns: those whose cells are all numbers or empty (and not all empty), except a
-    first column named like a date (an epoch-seconds time column is numeric but not a series)."""
+    """Default columns: those whose cells are all numbers or empty (and not all empty), except
+    columns named like a date (an epoch-seconds time column is numeric but not a series)."""
     names = []
     for index, name in enumerate(header):
-        if index == 0 and name.strip().lower() in DATE_COLUMN_NAMES:
+        if name.strip().lower() in DATE_COLUMN_NAMES:
             continue
         values = [_to_float(row[index]) for row in rows]
         if values and all(v is not None for v in values) and not all(np.isnan(v) for v in values):

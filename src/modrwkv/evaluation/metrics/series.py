@@ -71,12 +71,15 @@ class StandardStats(NamedTuple):
 
 def fit_standard(train: ArrayLike) -> StandardStats:
     """Per-channel mean and population std of `train` (rows x channels), like sklearn's
-    `StandardScaler.fit`; a channel with zero variance gets std 1 so it is only centred."""
+    `StandardScaler.fit` (which also ignores NaN, i.e. empty cells); a channel with zero variance
+    gets std 1 so it is only centred."""
     data = np.asarray(train, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] == 0:
         raise ValueError(f"train must be a non-empty 2-D array (rows x channels), got {data.shape}")
-    mean = data.mean(axis=0)
-    std = data.std(axis=0)
+    if np.isnan(data).all(axis=0).any():
+        raise ValueError("a channel has no value (only empty cells) in its training rows")
+    mean = np.nanmean(data, axis=0)
+    std = np.nanstd(data, axis=0)
     std[std == 0] = 1.0
     return StandardStats(mean=mean, std=std)
 

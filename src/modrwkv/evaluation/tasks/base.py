@@ -14,9 +14,12 @@ import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...data.sample import MARKERS
+
+if TYPE_CHECKING:
+    from ...inference import ModRWKVPipeline
 
 # The suffix LLaVA-1.5's evaluation appends to short-answer questions (VQAv2, GQA, TextVQA, POPE).
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
@@ -78,6 +81,22 @@ class Task(abc.ABC):
     def paper_results(self, split: str) -> list[PaperResult]:
         """Published numbers for this benchmark and split (none by default)."""
         return []
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Settings that change the samples or their scoring (e.g. a forecast's lookback); they
+        belong to a run's identity. None by default."""
+        return {}
+
+    def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
+        """The model's answers to a batch of samples, decoded greedily together: per sample the
+        record fields "prediction" (the reply's text), "finish_reason" and any task-specific ones."""
+        from ...inference import ChatRequest
+
+        sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
+        requests = [ChatRequest(s.prompt, images=list(s.images), audio=list(s.audio), series=list(s.series),
+                                sampling=sampling) for s in samples]
+        return [{"prediction": r.text.strip(), "finish_reason": r.finish_reason} for r in pipeline.generate_batch(requests)]
 
     @abc.abstractmethod
     def load(self, data: Path, split: str) -> list[EvalSample]:

@@ -1,25 +1,38 @@
-"""Long-horizon forecasting (ETTh1/2, ETTm1/2, ECL, Weather, Traffic), zero-shot, as the usual
-protocol runs it: lookback 720, horizon 96, every channel forecast on its own
-(channel-independent), the test windows at stride 1 inside the Time-Series-Library borders, values
-standardised with a scaler fitted on the training rows only, MSE and MAE on standardised values.
+"""Forecasting tasks.
 
-The model reads the look-back window as a series item and answers with the forecast as text
-(`format_forecast`'s "v1, v2, ..."). A reply that is not exactly `horizon` numbers is still scored:
-its numbers are read leniently, cut or padded with the last number read (0, the training mean,
-if there is none), and counted as "unparsed" in the summary.
+The long-horizon benchmarks (ETTh1/2, ETTm1/2, ECL, Weather, Traffic) run zero-shot as the usual
+protocol does: lookback 720, horizon 96, every channel forecast on its own (channel-independent),
+the test windows at stride 1 inside the Time-Series-Library borders, values standardised with a
+scaler fitted on the training rows only, MSE and MAE on standardised values. `--lookback` and
+`--horizon` change the window; the paper's numbers are then left out of the report, as they are
+for `custom-series`, which runs the same protocol on any CSV (70/10/20 borders, columns chosen
+with `targets`, read by the training reader itself, so training and evaluation see the same rows,
+empty cells, date columns and scaling).
+
+The model reads the look-back window normalised with its own statistics and writes the
+normalised forecast, constrained to exactly `horizon` numbers; `ModRWKVPipeline.forecast_batch`
+maps it back with the window's mean and scale. A record keeps the model's text as "prediction"
+and the de-normalised numbers as "forecast", which is what is scored; "complete" is false when
+the reply was cut short (then padded with its last number) and counted as "unparsed".
 """
 
 from __future__ import annotations
 
 import csv
-import re
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...data.readers.series import DEFAULT_PROMPT, parse_forecast
+from ...data.readers.base import DataError
+from ...data.readers.series import (
+    DATE_COLUMN_NAMES,
+    DEFAULT_PROMPT,
+    FORECAST_MAX_DIGITS,
+    TimeSeriesReader,
+)
 from ...data.sample import MARKERS
 from ..metrics import (
     apply_standard,
@@ -39,24 +52,18 @@ from .base import (
 )
 from .paper import SERIES
 
+if TYPE_CHECKING:
+    from ...inference import ModRWKVPipeline
+
+log = logging.getLogger(__name__)
+
 LOOKBACK = 720
 HORIZON = 96
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-
-
-def forecast_values(text: str, horizon: int) -> tuple[np.ndarray, bool]:
-    """The forecast a reply states, and whether it was exactly `horizon` numbers; otherwise the
-    numbers found are cut or padded with the last one (0.0 when there is none)."""
-    try:
-        return parse_forecast(text, horizon), True
-    except ValueError:
-        found = [float(n) for n in _NUMBER.findall(text)][:horizon]
-        fill = found[-1] if found else 0.0
-        return np.array(found + [fill] * (horizon - len(found)), dtype=np.float64), False
 
 
 def read_table(path: Path) -> tuple[list[str], np.ndarray]:
-    """The numeric columns of a benchmark CSV (the leading date column left out) as [rows, channels]."""
+    """The numeric columns of a benchmark CSV (date columns left out) as [rows, channels]; a
+    benchmark file must be complete (the custom task skips windows with empty cells instead)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -65,36 +72,113 @@ def read_table(path: Path) -> tuple[list[str], np.ndarray]:
     if len(rows) < 2:
         raise BenchmarkFileError(f"{path}: expected a header row and data rows")
     header, body = rows[0], rows[1:]
-    first = 1 if header[0].strip().lower() in ("date", "datetime", "time", "timestamp") else 0
-    table = np.empty((len(body), len(header) - first), dtype=np.float64)
+    keep = [i for i, name in enumerate(header) if name.strip().lower() not in DATE_COLUMN_NAMES]
+    table = np.empty((len(body), len(keep)), dtype=np.float64)
     for i, row in enumerate(body):
         if len(row) != len(header):
             raise BenchmarkFileError(f"{path}:{i + 2}: {len(row)} fields, the header has {len(header)}")
         try:
-            table[i] = [float(cell) for cell in row[first:]]
+            table[i] = [float(row[j]) for j in keep]
         except ValueError:
-            raise BenchmarkFileError(f"{path}:{i + 2}: a value is not a number: {row[first:]}") from None
+            raise BenchmarkFileError(f"{path}:{i + 2}: a value is empty or not a number: "
+                                     f"{[row[j] for j in keep]}") from None
     if not np.isfinite(table).all():
         raise BenchmarkFileError(f"{path}: contains NaN or infinite values")
-    return header[first:], table
+    return [header[j] for j in keep], table
 
 
-class Forecast(Task):
-    """One long-horizon data set; `name` and the file it reads differ per data set."""
+class _Forecasting(Task):
+    """What the forecasting tasks share: the window settings, constrained forecasts, scoring."""
 
     splits = ("test",)
     default_split = "test"
-    max_new_tokens = HORIZON * 8  # "-1.234, " is up to ~7 tokens per value
     headline = "mse"
     headline_label = "MSE (standardised)"
-    paper_note = "the published numbers are zero-shot MSE with lookback 720, horizon 96"
 
-    def __init__(self, name: str, title: str, files: Sequence[str]) -> None:
+    def __init__(self, lookback: int, horizon: int) -> None:
+        for label, value in (("lookback", lookback), ("horizon", horizon)):
+            if value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+        self.lookback, self.horizon = lookback, horizon
+
+    def configure(self, **options: Any) -> _Forecasting:
+        """A copy with other settings (`lookback`, `horizon`, and `targets` for custom-series)."""
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; it takes {sorted(self.options)}")
+        return type(self)(**{**self._init_args(), **options})
+
+    def _init_args(self) -> dict[str, Any]:
+        return {"lookback": self.lookback, "horizon": self.horizon}
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self._init_args()
+
+    @property
+    def max_new_tokens(self) -> int:  # type: ignore[override]
+        """The longest reply the forecast grammar allows: the content prefix, `horizon` numbers
+        of up to FORECAST_MAX_DIGITS digits with sign and separator, the end of turn."""
+        return self.horizon * (FORECAST_MAX_DIGITS + 2) + 2
+
+    def prompt(self) -> str:
+        return f"{MARKERS['series']}\n{DEFAULT_PROMPT.format(horizon=self.horizon)}"
+
+    def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
+        forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon,
+                                            max_new_tokens=max_new_tokens)
+        return [{"prediction": f.text, "finish_reason": "stop" if f.complete else "length",
+                 "forecast": f.values.tolist(), "complete": f.complete} for f in forecasts]
+
+    def _forecast(self, record: dict[str, Any]) -> np.ndarray:
+        if "forecast" not in record:
+            raise ValueError(f"prediction {record.get('id')!r} has no 'forecast' (written by an older modrwkv?); "
+                             "remove the run folder to redo it")
+        return np.asarray(record["forecast"], dtype=np.float64)
+
+    def score(self, record: dict[str, Any]) -> dict[str, Any]:
+        values, target = self._forecast(record), record["reference"]["target"]
+        return {"mse": mse(values, target), "mae": mae(values, target), "parsed": bool(record.get("complete", True))}
+
+    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        predicted = np.stack([self._forecast(r) for r in records])
+        target = np.array([r["reference"]["target"] for r in records], dtype=np.float64)
+        return {"mse": mse(predicted, target), "mae": mae(predicted, target), "windows": len(records),
+                "unparsed": sum(not r.get("complete", True) for r in records),
+                "lookback": self.lookback, "horizon": self.horizon}
+
+
+class Forecast(_Forecasting):
+    """One long-horizon data set; `name` and the file it reads differ per data set."""
+
+    def __init__(self, name: str, title: str, files: Sequence[str], lookback: int = LOOKBACK,
+                 horizon: int = HORIZON) -> None:
+        super().__init__(lookback, horizon)
         self.name, self.title, self.files = name, title, tuple(files)
         self.layout = f"""{name}/                       (or the CSV file itself)
   {files[0]}                 (header row: date, then one column per channel)"""
 
+    def _init_args(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "files": self.files, **super()._init_args()}
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"lookback": self.lookback, "horizon": self.horizon}
+
+    @property
+    def paper_setting(self) -> bool:
+        return (self.lookback, self.horizon) == (LOOKBACK, HORIZON)
+
+    @property
+    def paper_note(self) -> str:  # type: ignore[override]
+        if self.paper_setting:
+            return "the published numbers are zero-shot MSE with lookback 720, horizon 96"
+        return (f"lookback {self.lookback}, horizon {self.horizon}: not the published setting (720, 96), "
+                "so no published numbers are shown")
+
     def paper_results(self, split: str) -> list[PaperResult]:
+        if not self.paper_setting:
+            return []
         ours, timesfm = SERIES[self.name]
         return [PaperResult("ModRWKV (paper, 100% GIFT-Eval)", ours), PaperResult("TimesFM (paper)", timesfm)]
 
@@ -103,32 +187,61 @@ class Forecast(Task):
                                                        self.files, f"the {self.title} data", self.layout)
         columns, table = read_table(path)
         try:
-            borders = long_horizon_split(self.name, len(table), LOOKBACK)
+            borders = long_horizon_split(self.name, len(table), self.lookback)
         except ValueError as exc:
             raise BenchmarkFileError(f"{path}: {exc}") from None
         stats = fit_standard(table[slice(*borders["train"])])
         values = apply_standard(table, stats.mean, stats.std)
         start, end = borders["test"]
-        inputs, targets = forecast_windows(values, start, end, LOOKBACK, HORIZON)
-        prompt = f"{MARKERS['series']}\n{DEFAULT_PROMPT.format(horizon=HORIZON)}"
+        try:
+            inputs, targets = forecast_windows(values, start, end, self.lookback, self.horizon)
+        except ValueError as exc:
+            raise BenchmarkFileError(f"{path}: {exc}") from None
         return [
-            EvalSample(f"{column}/{start + i}", prompt,
+            EvalSample(f"{column}/{start + i}", self.prompt(),
                        {"channel": column, "start": start + i, "target": targets[i, :, c]},
                        series=[inputs[i, :, c]])
             for i in range(len(inputs)) for c, column in enumerate(columns)
         ]
 
-    def score(self, record: dict[str, Any]) -> dict[str, Any]:
-        values, parsed = forecast_values(record["prediction"], HORIZON)
-        target = record["reference"]["target"]
-        return {"mse": mse(values, target), "mae": mae(values, target), "parsed": parsed}
 
-    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        forecasts = [forecast_values(r["prediction"], HORIZON) for r in records]
-        predicted = np.stack([values for values, _ in forecasts])
-        target = np.array([r["reference"]["target"] for r in records], dtype=np.float64)
-        return {"mse": mse(predicted, target), "mae": mae(predicted, target), "windows": len(records),
-                "unparsed": sum(not parsed for _, parsed in forecasts)}
+class CustomSeries(_Forecasting):
+    """Any CSV (a header row; date columns optional; empty cells skip the windows they touch),
+    forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler."""
+
+    name = "custom-series"
+    title = "custom series"
+    paper_note = "a custom data set: there are no published numbers to compare with"
+    layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
+            one numeric column per series: empty cells allowed)"""
+
+    def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None) -> None:
+        super().__init__(lookback, horizon)
+        self.targets = list(targets) if targets else None
+
+    def _init_args(self) -> dict[str, Any]:
+        return {**super()._init_args(), "targets": self.targets}
+
+    def load(self, data: Path, split: str) -> list[EvalSample]:
+        if not data.is_file():
+            raise BenchmarkFileError(f"{data}: expected a CSV file. Expected layout:\n{self.layout}")
+        reader = TimeSeriesReader(data, lookback=self.lookback, horizon=self.horizon, columns=self.targets,
+                                  split="test", standardize=True)
+        try:
+            samples = list(reader)
+        except DataError as exc:
+            raise BenchmarkFileError(str(exc)) from None
+        if not samples:
+            raise BenchmarkFileError(f"{data}: no usable test window of lookback {self.lookback} + horizon "
+                                     f"{self.horizon} ({reader.report.summary()})")
+        if reader.report.skipped:
+            log.warning("%s: %s", data, reader.report.summary())
+        return [
+            EvalSample(f"{s.meta['columns'][0]}/{s.meta['start']}", self.prompt(),
+                       {"channel": s.meta["columns"][0], "start": s.meta["start"], "target": s.meta["target"]},
+                       series=list(s.series))
+            for s in samples
+        ]
 
 
 SERIES_TASKS = (
@@ -139,4 +252,5 @@ SERIES_TASKS = (
     Forecast("ecl", "ECL", ["electricity.csv", "ECL.csv"]),
     Forecast("weather", "Weather", ["weather.csv"]),
     Forecast("traffic", "Traffic", ["traffic.csv"]),
+    CustomSeries(),
 )

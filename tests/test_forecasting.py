@@ -1,0 +1,94 @@
+"""Forecasting end to end: the number-list constraint, and `ModRWKVPipeline.forecast` keeping level
+and scale (RevIN), with the tiny random-weight model of test_pipeline (its forecasts are arbitrary;
+what is tested is what must hold whatever the weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_pipeline import series, tiny_pipeline
+
+from modrwkv.data.readers import parse_forecast
+from modrwkv.generation import NumberListConstraint, mask_logits
+from modrwkv.tokenizer import WorldTokenizer
+
+END = 24  # the rwkv template's end of turn
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> WorldTokenizer:
+    return WorldTokenizer()
+
+
+def constraint(tokenizer: WorldTokenizer, count: int, **options) -> NumberListConstraint:
+    return NumberListConstraint(tokenizer.token_bytes, 65536, count=count, end_tokens=[END], prefix=" ", **options)
+
+
+def walk(tokenizer: WorldTokenizer, rule: NumberListConstraint, seed: int) -> list[int]:
+    """Decodes with random logits under the constraint until it allows nothing more."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens: list[int] = []
+    while True:
+        allowed = rule.allowed(tokens)
+        if allowed.numel() == 0:
+            return tokens
+        logits = mask_logits(torch.randn(1, 65536, generator=generator) * 3, allowed)
+        tokens.append(int(logits.argmax()))
+        assert len(tokens) <= rule.max_tokens
+
+
+@pytest.mark.parametrize("count,per_line", [(1, 0), (7, 0), (24, 0), (6, 3)])
+def test_constrained_replies_are_exactly_count_numbers(tokenizer, count, per_line) -> None:
+    for seed in range(8):
+        rule = constraint(tokenizer, count, per_line=per_line)
+        tokens = walk(tokenizer, rule, seed)
+        assert tokens[-1] == END
+        text = tokenizer.decode(tokens[:-1])
+        assert text.startswith(" ") and not text.startswith("  ")
+        channels = per_line or None
+        values = parse_forecast(text, count // (per_line or 1), channels)
+        assert values.size == count and np.all(np.abs(values) <= 99.99)
+
+
+def test_constraint_follows_any_tokenisation_and_refuses_others(tokenizer) -> None:
+    rule = constraint(tokenizer, 3)
+    ids = tokenizer.encode(" 13 -1307 5")
+    assert END not in rule.allowed(ids[:-1]).tolist()  # two numbers so far: not the end yet
+    assert END in rule.allowed(ids).tolist()  # three: may end ...
+    assert tokenizer.encode(" ")[0] not in rule.allowed(ids).tolist()  # ... but no fourth number
+    assert rule.allowed([*ids, END]).numel() == 0
+    five_digits = tokenizer.encode("1")[0]
+    assert five_digits not in constraint(tokenizer, 3).allowed(tokenizer.encode(" 1234")).tolist()
+    with pytest.raises(ValueError, match="breaks the number list"):
+        constraint(tokenizer, 3).allowed(tokenizer.encode(" 12 abc"))
+    masked = mask_logits(torch.zeros(1, 8), torch.tensor([2, 5]))
+    assert torch.isfinite(masked).nonzero()[:, 1].tolist() == [2, 5]
+
+
+def test_forecast_moves_with_the_series_level_and_scale() -> None:
+    """RevIN done right: the model sees the same normalised window for x and 3x + 5, writes the same
+    text, and the pipeline maps it back with each window's own statistics."""
+    pipe = tiny_pipeline()
+    x = series(3).astype(np.float64)
+    base = pipe.forecast(x, 12)
+    assert base.complete and base.values.shape == (12,)
+    assert base.values.tolist() == pytest.approx(parse_forecast(base.text, 12) * np.sqrt(x.var() + 1e-5) + x.mean(),
+                                                 rel=1e-5)
+    for a, b in [(3.0, 5.0), (0.5, -40.0), (1000.0, 1e4)]:  # scales well above the variance floor (eps)
+        moved = pipe.forecast(a * x + b, 12)
+        assert moved.text == base.text
+        np.testing.assert_allclose(moved.values, a * base.values + b, rtol=1e-5, atol=1e-5 * abs(b))
+
+
+def test_forecast_batch_equals_one_at_a_time_and_marks_cut_replies() -> None:
+    pipe = tiny_pipeline()
+    windows = [series(seed)[: 20 + 3 * seed] for seed in range(3)]
+    together = pipe.forecast_batch(windows, 8)
+    alone = [pipe.forecast(w, 8) for w in windows]
+    assert [f.text for f in together] == [f.text for f in alone]
+    assert all(f.complete and len(parse_forecast(f.text, 8)) == 8 for f in together)
+    short = pipe.forecast(windows[0], 8, max_new_tokens=3)  # cut short: still 8 values, marked incomplete
+    assert not short.complete and short.values.shape == (8,)
+    with pytest.raises(ValueError, match="horizon"):
+        pipe.forecast(windows[0], 0)
