@@ -156,7 +156,7 @@ def test_batched_predictions_equal_one_at_a_time_chat(trained, pipeline, tmp_pat
         samples = get_task(task).load(data, get_task(task).default_split)[:3]
         for sample, record in zip(samples, read_lines(output / "predictions.jsonl")):
             if task == "etth1":
-                alone = pipeline.forecast(sample.series[0], 96)
+                alone = pipeline.forecast(sample.series[0], 96, max_new_tokens=MAX_NEW_TOKENS)
                 assert record["prediction"] == alone.text and record["forecast"] == alone.values.tolist()
                 continue
             alone = pipeline.chat(sample.prompt, images=sample.images, audio=sample.audio, series=sample.series,
