@@ -159,7 +159,8 @@ class TimeSeriesReader(Reader):
 
     `columns` picks CSV columns or NPZ arrays (default: every numeric one, leaving out columns
     named like a date or time — date, datetime, time, timestamp, ds — and columns holding
-    non-numbers). Empty CSV cells read as NaN and windows touching them are bad records
+    non-numbers). Empty CSV cells read as NaN: in a look-back they are gaps (the encoder reads
+    them as the window's mean), in a forecast target they make the window a bad record
     ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
     and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
     window's first row, header = line 1; "path:line" when multivariate), "path:array[start]" or
@@ -233,8 +234,10 @@ class TimeSeriesReader(Reader):
         with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
             window = series.values[start:cut].astype(np.float32)
             target = series.values[cut : cut + self.horizon].astype(np.float32)
-        if not (np.isfinite(window).all() and np.isfinite(target).all()):
-            raise DataError(source, "non_finite", f"window of {series.label!r} contains NaN or inf (empty cells?)")
+        if not np.isfinite(target).all():
+            raise DataError(source, "non_finite", f"forecast target of {series.label!r} contains NaN or inf (empty cells?)")
+        if np.isinf(window).any() or np.isnan(window).all(axis=0).any():
+            raise DataError(source, "non_finite", f"look-back of {series.label!r} has infinite or no observed values")
         channels = window.shape[1] if window.ndim == 2 else 1
         prompt = self.prompt.format(horizon=self.horizon, channels=channels)
         mean, scale = instance_stats(window)

@@ -63,7 +63,7 @@ HORIZON = 96
 
 def read_table(path: Path) -> tuple[list[str], np.ndarray]:
     """The numeric columns of a benchmark CSV (date columns left out) as [rows, channels]; a
-    benchmark file must be complete (the custom task skips windows with empty cells instead)."""
+    benchmark file must be complete (custom-series accepts gaps)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -206,14 +206,15 @@ class Forecast(_Forecasting):
 
 
 class CustomSeries(_Forecasting):
-    """Any CSV (a header row; date columns optional; empty cells skip the windows they touch),
+    """Any CSV (a header row; date columns optional; empty cells are gaps in a look-back and leave
+    out the windows whose target they fall in),
     forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler."""
 
     name = "custom-series"
     title = "custom series"
     paper_note = "a custom data set: there are no published numbers to compare with"
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
-            one numeric column per series: empty cells allowed)"""
+            one numeric column per series; empty cells allowed)"""
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None) -> None:
         super().__init__(lookback, horizon)
