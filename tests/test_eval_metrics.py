@@ -16,6 +16,7 @@ from modrwkv.evaluation.metrics import (
     eval_mmmu_open,
     extract_choice,
     fit_standard,
+    forecast_baselines,
     forecast_windows,
     gqa_accuracy,
     gqa_score,
@@ -449,3 +450,14 @@ def test_forecast_windows_stride_one():
     np.testing.assert_array_equal(targets[5, :, 1], [17, 19])
     with pytest.raises(ValueError, match="no window"):
         forecast_windows(data, 0, 4, lookback=3, horizon=2)
+
+
+def test_forecast_baselines_by_hand():
+    window = np.array([[1.0, 2.0, 3.0, 5.0, 6.0, 7.0]])  # period 3: +4 per period
+    got = forecast_baselines(window, horizon=5, period=3)
+    assert got["repeat-last"].tolist() == [[7.0] * 5]
+    assert got["seasonal naive"].tolist() == [[5.0, 6.0, 7.0, 5.0, 6.0]]
+    assert got["train mean"].tolist() == [[0.0] * 5]
+    assert got["seasonal naive + drift"].tolist() == [[9.0, 10.0, 11.0, 13.0, 14.0]]  # a line continued exactly
+    with pytest.raises(ValueError, match="period"):
+        forecast_baselines(window, 2, period=6)

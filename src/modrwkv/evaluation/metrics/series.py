@@ -28,6 +28,7 @@ __all__ = [
     "StandardStats",
     "apply_standard",
     "fit_standard",
+    "forecast_baselines",
     "forecast_windows",
     "long_horizon_split",
     "mae",
@@ -148,3 +149,31 @@ def forecast_windows(
     views = np.lib.stride_tricks.sliding_window_view(segment, lookback + horizon, axis=0)
     views = views.transpose(0, 2, 1)  # (n, lookback + horizon, channels)
     return views[:, :lookback], views[:, lookback:]
+
+
+def forecast_baselines(windows: ArrayLike, horizon: int, period: int) -> dict[str, np.ndarray]:
+    """The simple forecasts a model must beat, [n, horizon] each, from look-backs [n, lookback]
+    of standardised values:
+
+    * repeat-last: the last value, `y[T]`;
+    * seasonal naive: the look-back's last period repeated (each step gets the value one, two, ...
+      periods before it);
+    * train mean: 0, the training rows' mean once the train-split scaler is applied;
+    * seasonal naive + drift: seasonal naive plus the look-back's mean change over one period,
+      `mean(y[t] - y[t - period])`, once per period ahead.
+    """
+    values = np.asarray(windows, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"windows must be [n, lookback], got shape {values.shape}")
+    n, lookback = values.shape
+    if not 1 <= period < lookback:
+        raise ValueError(f"period must lie in [1, lookback={lookback}), got {period}")
+    steps = np.arange(horizon)
+    seasonal = values[:, lookback - period + steps % period]
+    drift = (values[:, period:] - values[:, :-period]).mean(axis=1, keepdims=True)
+    return {
+        "repeat-last": np.repeat(values[:, -1:], horizon, axis=1),
+        "seasonal naive": seasonal,
+        "train mean": np.zeros((n, horizon)),
+        "seasonal naive + drift": seasonal + drift * (steps // period + 1),
+    }
