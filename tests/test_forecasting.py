@@ -56,8 +56,11 @@ def test_constraint_follows_any_tokenisation_and_refuses_others(tokenizer) -> No
     ids = tokenizer.encode(" 13 -1307 5")
     assert END not in rule.allowed(ids[:-1]).tolist()  # two numbers so far: not the end yet
     assert END in rule.allowed(ids).tolist()  # three: may end ...
-    assert tokenizer.encode(" ")[0] not in rule.allowed(ids).tolist()  # ... but no fourth number
-    assert rule.allowed([*ids, END]).numel() == 0
+    space = tokenizer.encode(" ")[0]
+    assert space in rule.allowed(ids).tolist()  # ... or close the last number,
+    assert tokenizer.encode(" 4")[0] not in rule.allowed(ids).tolist()  # never a fourth number
+    assert rule.allowed([*ids, space]).tolist() == [END]  # after the closing space only the end
+    assert constraint(tokenizer, 3).allowed([*ids, END]).numel() == 0
     five_digits = tokenizer.encode("1")[0]
     assert five_digits not in constraint(tokenizer, 3).allowed(tokenizer.encode(" 1234")).tolist()
     with pytest.raises(ValueError, match="breaks the number list"):

@@ -7,7 +7,9 @@ out of the engines: any decode loop applies it with one call per constrained row
 `NumberListConstraint` makes a forecast reply exactly `count` whole numbers (`format_forecast`'s
 form: "-?" and 1 to `max_digits` digits, separated by spaces, or by a newline after every
 `per_line` numbers), preceded by the template's content prefix and followed by one of the end
-tokens, never anything else. A greedy model that would have written 95 or 97 values, a stray
+tokens, never anything else. The last number may also be closed by a space, after which only the
+end may come: a model that would go on to a 25th value of 24 ends there, instead of being pushed
+into more digits of the 24th. A greedy model that would have written 95 or 97 values, a stray
 word or an endless digit string now always writes a parsable forecast of the right length, and
 the reply cannot run past len(prefix) + count * (max_digits + 2) + 1 tokens.
 
@@ -57,6 +59,8 @@ class _NumberGrammar:
                 if char != self.prefix[read]:
                     return None
                 read += 1
+            elif separators == self.count:  # after the closing separator only the end may come
+                return None
             elif char in _DIGITS:
                 if digits >= self.max_digits:
                     return None
@@ -66,15 +70,17 @@ class _NumberGrammar:
                     return None
                 digits = -1
             else:
-                expected = "\n" if (separators + 1) % self.per_line == 0 else " "
-                if char != expected or digits < 1 or separators + 1 >= self.count:
+                last = separators + 1 == self.count
+                expected = " " if last else "\n" if (separators + 1) % self.per_line == 0 else " "
+                if char != expected or digits < 1:
                     return None
                 separators, digits = separators + 1, 0
         return read, separators, digits
 
     def is_complete(self, state: _State) -> bool:
+        """All numbers written: the last one has a digit, or it was closed by a separator."""
         read, separators, digits = state
-        return read == len(self.prefix) and separators == self.count - 1 and digits >= 1
+        return read == len(self.prefix) and (separators == self.count or separators == self.count - 1 and digits >= 1)
 
     def allowed(self, state: _State) -> torch.Tensor:
         found = self._allowed.get(state)
