@@ -10,6 +10,7 @@ import torch
 from test_pipeline import series, tiny_pipeline
 
 from modrwkv.data.readers import parse_forecast
+from modrwkv.data.readers.series import cut_forecast
 from modrwkv.generation import NumberListConstraint, mask_logits
 from modrwkv.tokenizer import WorldTokenizer
 
@@ -44,7 +45,7 @@ def test_constrained_replies_are_exactly_count_numbers(tokenizer, count, per_lin
         rule = constraint(tokenizer, count, per_line=per_line)
         tokens = walk(tokenizer, rule, seed)
         assert tokens[-1] == END
-        text = tokenizer.decode(tokens[:-1])
+        text = cut_forecast(tokenizer.decode(tokens[:-1]), count)
         assert text.startswith(" ") and not text.startswith("  ")
         channels = per_line or None
         values = parse_forecast(text, count // (per_line or 1), channels)
@@ -58,8 +59,11 @@ def test_constraint_follows_any_tokenisation_and_refuses_others(tokenizer) -> No
     assert END in rule.allowed(ids).tolist()  # three: may end ...
     space = tokenizer.encode(" ")[0]
     assert space in rule.allowed(ids).tolist()  # ... or close the last number,
-    assert tokenizer.encode(" 4")[0] not in rule.allowed(ids).tolist()  # never a fourth number
     assert rule.allowed([*ids, space]).tolist() == [END]  # after the closing space only the end
+    minus = tokenizer.encode(" -")[0]
+    assert constraint(tokenizer, 3).allowed([*ids, minus]).tolist() == [END]  # " -" closes the list too:
+    assert constraint(tokenizer, 3).allowed([*ids, *tokenizer.encode(" 4")]).tolist() == [END]  # no 4th number
+    assert cut_forecast(" 13 -1307 5 -", 3) == " 13 -1307 5" and cut_forecast("1 2", 3) == "1 2"
     assert constraint(tokenizer, 3).allowed([*ids, END]).numel() == 0
     five_digits = tokenizer.encode("1")[0]
     assert five_digits not in constraint(tokenizer, 3).allowed(tokenizer.encode(" 1234")).tolist()

@@ -7,11 +7,12 @@ out of the engines: any decode loop applies it with one call per constrained row
 `NumberListConstraint` makes a forecast reply exactly `count` whole numbers (`format_forecast`'s
 form: "-?" and 1 to `max_digits` digits, separated by spaces, or by a newline after every
 `per_line` numbers), preceded by the template's content prefix and followed by one of the end
-tokens, never anything else. The last number may also be closed by a space, after which only the
-end may come: a model that would go on to a 25th value of 24 ends there, instead of being pushed
-into more digits of the 24th. A greedy model that would have written 95 or 97 values, a stray
+tokens, never anything else. The last number may also be closed by a token that starts with a space
+(" ", " -", " 7": the model wants another value), after which only the end may come; the caller
+cuts the reply after the last number (`data.readers.series.cut_forecast`). So a model that would
+go on to a 25th value of 24 ends there, instead of being pushed into more digits of the 24th. A greedy model that would have written 95 or 97 values, a stray
 word or an endless digit string now always writes a parsable forecast of the right length, and
-the reply cannot run past len(prefix) + count * (max_digits + 2) + 1 tokens.
+the reply cannot run past len(prefix) + count * (max_digits + 2) + 2 tokens.
 
 The grammar runs over characters, so any tokenisation of a valid text is allowed ("130" as "13"
 "0" or "1" "30"). Tokens made only of the grammar's characters are the candidates (a few hundred
@@ -54,13 +55,13 @@ class _NumberGrammar:
     def step(self, state: _State, text: str) -> _State | None:
         """The state after reading `text`, or None if the text breaks the grammar."""
         read, separators, digits = state
+        if separators == self.count:  # closed: only an end token may follow
+            return None
         for char in text:
             if read < len(self.prefix):
                 if char != self.prefix[read]:
                     return None
                 read += 1
-            elif separators == self.count:  # after the closing separator only the end may come
-                return None
             elif char in _DIGITS:
                 if digits >= self.max_digits:
                     return None
@@ -75,6 +76,8 @@ class _NumberGrammar:
                 if char != expected or digits < 1:
                     return None
                 separators, digits = separators + 1, 0
+                if last:  # the token that closes the list: the rest of it is cut off by the caller
+                    break
         return read, separators, digits
 
     def is_complete(self, state: _State) -> bool:
@@ -120,9 +123,10 @@ class NumberListConstraint:
 
     @property
     def max_tokens(self) -> int:
-        """The longest reply the grammar allows, end token included."""
+        """The longest reply the grammar allows: prefix, numbers with sign and separator, the
+        token that closes the list, the end token."""
         g = self.grammar
-        return len(g.prefix) + g.count * (g.max_digits + 2) + 1
+        return len(g.prefix) + g.count * (g.max_digits + 2) + 2
 
     def allowed(self, generated: Sequence[int]) -> torch.Tensor:
         """The ids allowed after `generated` (this row's tokens so far) as a 1-D long tensor; empty

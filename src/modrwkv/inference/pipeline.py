@@ -26,6 +26,7 @@ from ..data.readers.series import (
     DEFAULT_PROMPT,
     FORECAST_DECIMALS,
     FORECAST_MAX_DIGITS,
+    cut_forecast,
     read_forecast,
 )
 from ..data.sample import MARKERS, Sample
@@ -290,9 +291,10 @@ class ModRWKVPipeline:
             shapes.append((channels if np.ndim(window) == 2 else None, extras))
         forecasts = []
         for result, (channels, extras) in zip(self._decode(prepared), shapes, strict=True):
-            normalised, complete = read_forecast(result.text, horizon, channels, FORECAST_DECIMALS)
+            text = cut_forecast(result.text, horizon * (channels or 1))
+            normalised, complete = read_forecast(text, horizon, channels, FORECAST_DECIMALS)
             values = encoder.denormalize(torch.from_numpy(normalised.reshape(horizon, channels or 1)), extras)
-            forecasts.append(SeriesForecast(values.numpy().reshape(normalised.shape), result.text, complete))
+            forecasts.append(SeriesForecast(values.numpy().reshape(normalised.shape), text, complete))
         return forecasts
 
     def session(self, system: str | None = None, **sampling: Any) -> ChatSession:

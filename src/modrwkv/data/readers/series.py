@@ -120,6 +120,13 @@ def read_forecast(
         return (values if channels is None else values.reshape(horizon, channels)), False
 
 
+def cut_forecast(text: str, count: int) -> str:
+    """`text` up to the end of its `count`-th number (a constrained reply may end with the start of
+    one more value, which closed the list)."""
+    found = list(_NUMBER.finditer(text))
+    return text[: found[count - 1].end()] if len(found) >= count else text
+
+
 def _numbers(text: str, expected: int, what: str) -> list[float]:
     tokens = [t for t in _SEPARATORS.split(text.strip()) if t]
     for token in tokens:

@@ -118,8 +118,9 @@ class _Forecasting(Task):
     @property
     def max_new_tokens(self) -> int:  # type: ignore[override]
         """The longest reply the forecast grammar allows: the content prefix, `horizon` numbers
-        of up to FORECAST_MAX_DIGITS digits with sign and separator, the end of turn."""
-        return self.horizon * (FORECAST_MAX_DIGITS + 2) + 2
+        of up to FORECAST_MAX_DIGITS digits with sign and separator, a closing token, the end of
+        turn (`NumberListConstraint.max_tokens`)."""
+        return self.horizon * (FORECAST_MAX_DIGITS + 2) + 3
 
     def prompt(self) -> str:
         return f"{MARKERS['series']}\n{DEFAULT_PROMPT.format(horizon=self.horizon)}"
