@@ -9,7 +9,6 @@ from .session import ChatSession
 
 __all__ = [
     "ChatRequest",
-    "SeriesForecast",
     "ChatResult",
     "ChatSession",
     "DecodeBatch",
@@ -20,6 +19,7 @@ __all__ = [
     "Prefilled",
     "PrefixStateCache",
     "Row",
+    "SeriesForecast",
     "build_sample",
     "encode_sample",
 ]
