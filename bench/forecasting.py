@@ -14,7 +14,7 @@
           seasonal naive + drift   seasonal naive plus the look-back's mean change over one period
         With --plot, draws a few test windows: look-back, truth, the model, seasonal naive + drift.
 
-Needs statsmodels / pmdarima (export) and matplotlib (plot): `pip install statsmodels pmdarima matplotlib`.
+Needs statsmodels / pmdarima (export) and matplotlib (plot): `pip install -e ".[forecast-demo]"`.
 """
 
 from __future__ import annotations
