@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import make_model
+from modrwkv.adapters import AdapterConfig
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
 from modrwkv.lm import RWKV7Config
@@ -68,7 +69,7 @@ COMBINATIONS = [(n, None) for n in ENCODER_CASES] + [(n, (3, 2)) for n in ENCODE
 @pytest.mark.parametrize("name,compression", COMBINATIONS)
 def test_token_counts_for_every_encoder_and_adapter(name, compression, tok):
     encoder = build_encoder(name, **ENCODER_CASES[name])
-    model = ModRWKV.build(lm(), {encoder.modality: encoder}, {encoder.modality: {"compression": compression}})
+    model = ModRWKV.build(lm(), {encoder.modality: encoder}, {encoder.modality: AdapterConfig(compression=compression)})
     processor = model.processor(tok)
     processed = processor(sample_for(encoder.modality, n_items=2))
     features = processed.media[encoder.modality][0].num_features
@@ -162,7 +163,7 @@ def test_save_and_from_pretrained_round_trip(tmp_path, tok):
         "audio": build_encoder("whisper", **ENCODER_CASES["whisper"]),  # random config, no source: saved too
         "series": build_encoder("wavenet", **ENCODER_CASES["wavenet"]),
     }
-    model = ModRWKV.build(lm(), encoders, {"image": {"compression": (3, 2), "hidden_mult": 2}}, template="classic").eval()
+    model = ModRWKV.build(lm(), encoders, {"image": AdapterConfig(compression=(3, 2), hidden_mult=2)}, template="classic").eval()
     model.save_pretrained(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["template"] == "classic" and config["adapters"]["image"]["compression"] == [3, 2]

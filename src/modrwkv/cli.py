@@ -14,6 +14,7 @@ import argparse
 import codecs
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -261,12 +262,16 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from modrwkv.training import load_config, train
 
     logging.getLogger("lightning.pytorch").propagate = False  # it prints through its own handler
     overrides = [token for token in args.overrides if token != "--resume"]
     resume = args.resume or len(overrides) != len(args.overrides)
-    result = train(load_config(args.config, overrides), resume=resume)
+    config = load_config(args.config, overrides)
+    # tqdm.write prints above Lightning's progress bar (when there is one) instead of through it.
+    result = train(config, resume=resume, progress=lambda line: tqdm.write(line, file=sys.stdout))
     m = result.metrics
     if not result.history:
         print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}")
@@ -274,7 +279,10 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
               f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}")
     else:
-        print(f"stopped at step {m['steps']} of {m['total_steps']}; continue with --resume")
+        reason = f" ({result.stopped_by})" if result.stopped_by else ""
+        saved = f"; checkpoint saved to {result.checkpoint}" if result.checkpoint else ""
+        again = shlex.join(["modrwkv", "train", args.config, *overrides, "--resume"])
+        print(f"stopped at step {m['steps']} of {m['total_steps']}{reason}{saved}. Continue with: {again}")
     if any(m["dropped"].values()):
         print(f"dropped samples: {m['dropped']}")
     return 0
@@ -324,6 +332,104 @@ def _run_import_released(args: argparse.Namespace) -> int:
     model = ModRWKV.from_released_checkpoint(args.model, encoder, prompt_format=args.released_format)
     model.save_pretrained(args.output)
     print(f"{args.output}: template {model.template_name}, splice {model.splice}, encoder {args.encoder}")
+    return 0
+
+
+# --- init -----------------------------------------------------------------------------------
+
+
+def _add_init(subparsers: argparse._SubParsersAction) -> None:
+    from modrwkv.training.init import DEVICES, FORMATS, SIZES
+
+    p = subparsers.add_parser(
+        "init",
+        help="write a training config for your own data from a few questions",
+        description="Asks for what it cannot read from the data (each question has a flag, so the command is "
+        "scriptable; without a terminal, or with --yes, the defaults are taken), reads the data file as "
+        "training will (format, inputs, sample count and length, image size), and writes a config that "
+        "`modrwkv train` runs as it is, with a comment on each choice. Record formats: docs/custom-data.md.",
+    )
+    p.add_argument("--data", help="training file: .json/.jsonl records (qa, llava, openai, asr) or a .csv/.npz series")
+    p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
+    p.add_argument("--format", dest="data_format", choices=FORMATS, help="record format (default: from the data)")
+    p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
+    p.add_argument("--device", choices=DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
+    p.add_argument("--size", choices=SIZES,
+                   help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
+                   "RWKV-7 World checkpoint + a pretrained encoder (default: tiny on cpu, 0.4b on gpu)")
+    p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
+    p.add_argument("--lookback", type=int, default=96, help="series: steps the model reads (default 96)")
+    p.add_argument("--horizon", type=int, default=24, help="series: steps it forecasts (default 24)")
+    p.add_argument("--run-dir", help="where training writes (default: runs/NAME, NAME being the data file's name, "
+                   "or its folder's for train.jsonl and the like)")
+    p.add_argument("--output", help="the config file to write (default: NAME.yaml here)")
+    p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    p.add_argument("--yes", action="store_true", help="ask nothing: take the defaults for what no flag gives")
+    p.set_defaults(handler=_run_init)
+
+
+def _ask(question: str, default: str | None, choices: Sequence[str] | None = None) -> str | None:
+    """One question on the terminal; Enter takes the default."""
+    shown = f" ({'/'.join(choices)})" if choices else ""
+    suffix = f" [{default}]" if default else ""
+    while True:
+        answer = input(f"{question}{shown}{suffix}: ").strip() or default
+        if answer is None or choices is None or answer in choices:
+            return answer
+        print(f"  please answer one of: {', '.join(choices)}", file=sys.stderr)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from modrwkv.training.init import (
+        SIZES,
+        InitAnswers,
+        InitError,
+        build_config,
+        data_name,
+        render_config,
+        summarize_data,
+    )
+
+    interactive = sys.stdin.isatty() and not args.yes
+    data = args.data or (_ask("Training data file (.jsonl/.json records, or .csv series)", None) if interactive else None)
+    if not data:
+        raise CLIError("init: give the training data file (--data FILE)")
+    answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
+                          lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
+                          horizon=args.horizon)
+    try:
+        summary = summarize_data(answers)
+    except InitError as exc:
+        raise CLIError(str(exc)) from None
+    detected = ", ".join(sorted(summary.modalities)) or "none"
+    print(f"{data}: {summary.data_format} format, {summary.samples}{'' if summary.scanned_all else '+'} usable samples, "
+          f"inputs: {detected} ({summary.skipped})")
+    answers.modality = args.modality or (
+        _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))
+        if interactive and len(summary.modalities) != 1 else None)
+    gpu = torch.cuda.is_available()
+    answers.device = args.device or (_ask("Train on", "gpu" if gpu else "cpu", ("cpu", "gpu")) if interactive
+                                      else "gpu" if gpu else "cpu")
+    default_size = "tiny" if answers.device == "cpu" else "0.4b"
+    answers.size = args.size or (_ask("Model size", default_size, SIZES) if interactive else default_size)
+    if answers.size != "tiny" and not args.lm_checkpoint and interactive:
+        from modrwkv.training.init import LM_FILES
+
+        answers.lm_checkpoint = _ask("RWKV-7 checkpoint path", LM_FILES[answers.size])
+    output = Path(args.output or f"{data_name(data)}.yaml")
+    if output.exists() and not args.force:
+        raise CLIError(f"{output} exists; choose another --output or add --force")
+    try:
+        config, notes = build_config(answers, summary)
+    except InitError as exc:
+        raise CLIError(str(exc)) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_config(config, notes))
+    run = config["output"]["dir"]
+    print(f"wrote {output}\n" + "".join(f"  {line}\n" for line in notes[1:])
+          + f"train:     modrwkv train {shlex.quote(str(output))}\n"
+          f"evaluate:  modrwkv eval --task custom --model {run}/final --data YOUR_TEST_FILE.jsonl\n"
+          f"chat:      modrwkv chat --model {run}/final")
     return 0
 
 
@@ -532,14 +638,15 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _add_eval(subparsers: argparse._SubParsersAction) -> None:
-    from modrwkv.evaluation.tasks import TASKS
+    from modrwkv.evaluation.tasks import METRICS, TASKS
 
     p = subparsers.add_parser(
         "eval",
         help="score a model on a benchmark (VQAv2, GQA, ..., LibriSpeech, ETTh1, ...) as its official scripts do",
         description="Reads the benchmark's released files from --data (layouts: docs/evaluation.md), asks every "
         "question with LLaVA-1.5's prompts, decodes greedily in batches, and writes predictions.jsonl, "
-        "summary.json and report.md (our numbers beside the paper's) to --output. Rerunning with the same "
+        "summary.json and report.md (our numbers beside the paper's) to --output. --task custom reads your own "
+        "question-answer file, asks in the layout training used, and compares only with --baseline numbers. Rerunning with the same "
         "--output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
         "--output, and the last shard to finish (or --merge) writes the summary.",
     )
@@ -564,14 +671,50 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "a rerun, or another model with the same encoder, skips the encoder")
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
+    custom = p.add_argument_group("--task custom (your own .json/.jsonl question-answer file, or a .csv series; "
+                                  "see docs/custom-data.md)")
+    custom.add_argument("--metric", choices=METRICS,
+                        help="how to score (default: a 'metric' field of the records, else inferred: choice with "
+                        "choices, mse for numeric answers, vqa with 3+ answers, wer for audio, else exact)")
+    custom.add_argument("--prompt", metavar="TEMPLATE",
+                        help="ask with this template instead of the training layout, e.g. "
+                        "'{question} Answer with one word.' ({choices}: the lettered options)")
+    custom.add_argument("--media-folder", metavar="DIR", help="where media paths point (default: the file's folder)")
+    custom.add_argument("--baseline", action="append", default=[], metavar="NAME=VALUE",
+                        help="a number to show beside the model's in report.md (repeatable); a custom data set "
+                        "is compared with nothing else")
     p.set_defaults(handler=_run_eval)
+
+
+def _baselines(items: Sequence[str]) -> dict[str, float]:
+    baselines = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            baselines[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise CLIError(f"--baseline {item!r}: expected NAME=NUMBER, e.g. 'logistic regression=96.7'")
+    return baselines
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
 
-    task = get_task(args.task)
+    from modrwkv.evaluation.tasks import custom_task
+
+    custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
+                      "--baseline": args.baseline}
+    if args.task == "custom":
+        task = custom_task(args.data, metric=args.metric, prompt=args.prompt, media_folder=args.media_folder,
+                           baselines=_baselines(args.baseline))
+    else:
+        given = [flag for flag, value in custom_options.items() if value]
+        if given:
+            raise CLIError(f"{', '.join(given)} apply to --task custom only")
+        task = get_task(args.task)
     options = {k: v for k, v in (("lookback", args.lookback), ("horizon", args.horizon), ("targets", args.target))
                if v is not None}
     if options:
@@ -587,7 +730,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.submission and SUBMISSIONS.get(task.name) != split:
         raise CLIError(f"--submission: {task.name} {split} is scored here; submission files exist for "
                        + ", ".join(f"{name} --split {s}" for name, s in SUBMISSIONS.items()))
-    output = Path(args.output or f"runs/eval/{task.name}-{split}")
+    default_output = f"custom-{Path(args.data).stem}" if args.task == "custom" else f"{task.name}-{split}"
+    output = Path(args.output or f"runs/eval/{default_output}")
     model = ModelSpec(args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format)
     result = run_eval(
@@ -621,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     _add_generate(subparsers)
     _add_quickstart(subparsers)
+    _add_init(subparsers)
     _add_train(subparsers)
     _add_merge_lora(subparsers)
     _add_import_released(subparsers)

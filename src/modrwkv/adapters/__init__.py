@@ -29,25 +29,44 @@ def _zero_padding(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
 
 @dataclasses.dataclass(frozen=True)
 class AdapterConfig:
-    kind: AdapterKind = "mlp"
-    in_dim: int = 768
-    out_dim: int = 768
+    """One adapter, from the training YAML (`model.adapters.<modality>`) to the saved model.
+
+    In a YAML file only the choices are given (`kind`, `hidden_mult`, `compression`);
+    `ModRWKV.build` fills in the sizes from the encoder and the LM (`sized`), and `config.json` of a
+    saved model holds them all."""
+
+    kind: AdapterKind | None = None  # None: "speech" for audio, "mlp" otherwise
+    in_dim: int | None = None  # the encoder's feature width
+    out_dim: int | None = None  # the LM's embedding width
     hidden_mult: int = 4  # MLP hidden width = hidden_mult * out_dim (2 in paper-era code, 4 later)
     compression: tuple[int, int] | None = None  # (kernel, stride) of the optional Conv1d, MLP only
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mlp", "speech"):
+        if self.kind not in (None, "mlp", "speech"):
             raise ValueError(f"adapter kind must be 'mlp' or 'speech', got {self.kind!r}")
+        if self.hidden_mult < 1:
+            raise ValueError(f"hidden_mult must be >= 1, got {self.hidden_mult}")
         if self.compression is not None:
-            if self.kind != "mlp":
+            if self.kind == "speech":
                 raise ValueError("sequence compression applies to the 'mlp' adapter only")
+            if len(self.compression) != 2:
+                raise ValueError(f"compression must be (kernel, stride), got {self.compression}")
             kernel, stride = self.compression
             if kernel < 1 or stride < 1:
                 raise ValueError(f"compression (kernel, stride) must be positive, got {self.compression}")
             object.__setattr__(self, "compression", (int(kernel), int(stride)))
 
+    def sized(self, modality: str, in_dim: int, out_dim: int) -> AdapterConfig:
+        """This config for an encoder of `in_dim` features feeding an LM of width `out_dim`."""
+        kind = self.kind or ("speech" if modality == "audio" else "mlp")
+        if kind == "speech" and self.compression is not None:
+            raise ValueError(f"{modality} adapter: sequence compression applies to the 'mlp' adapter only")
+        return dataclasses.replace(self, kind=kind, in_dim=in_dim, out_dim=out_dim)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["compression"] = None if self.compression is None else list(self.compression)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
@@ -108,6 +127,8 @@ class SpeechAdapter(nn.Module):
 
 
 def build_adapter(config: AdapterConfig) -> MLPAdapter | SpeechAdapter:
+    if config.kind is None or config.in_dim is None or config.out_dim is None:
+        raise ValueError(f"adapter config {config} is not sized: use config.sized(modality, in_dim, out_dim)")
     return MLPAdapter(config) if config.kind == "mlp" else SpeechAdapter(config)
 
 

@@ -235,8 +235,8 @@ def run_eval(
         raise ValueError(f"limit must be at least 1, got {limit}")
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must lie in [0, {num_shards}), got {shard_index}")
-    max_new_tokens = max_new_tokens or task.max_new_tokens
     samples = task.load(data, split)
+    max_new_tokens = max_new_tokens or task.max_new_tokens  # after loading: a custom task sizes it from the answers
     if not samples:
         raise ValueError(f"{data}: the {task.name} {split} split has no samples")
     ids = [s.id for s in samples]

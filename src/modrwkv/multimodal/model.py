@@ -105,19 +105,19 @@ class ModRWKV(nn.Module):
         cls,
         lm: RWKV7,
         encoders: Mapping[str, ModalityEncoder],
-        adapter_options: Mapping[str, Mapping[str, Any]] | None = None,
+        adapters: Mapping[str, AdapterConfig] | None = None,
         **kwargs: Any,
     ) -> ModRWKV:
-        """New adapters sized from each encoder and the LM. `adapter_options[modality]` may set
-        `kind` ("mlp"; "speech" is the default for audio), `hidden_mult` and `compression`."""
-        adapters = {}
+        """New adapters sized from each encoder and the LM; `adapters[modality]` chooses the kind
+        ("speech" is the default for audio, "mlp" otherwise), `hidden_mult` and `compression`."""
+        unknown = sorted(set(adapters or {}) - set(encoders))
+        if unknown:
+            raise ValueError(f"adapters given for {unknown}, which have no encoder")
+        built = {}
         for modality, encoder in encoders.items():
-            options = dict((adapter_options or {}).get(modality, {}))
-            options.setdefault("kind", "speech" if modality == "audio" else "mlp")
-            adapters[modality] = build_adapter(
-                AdapterConfig(in_dim=encoder.output_dim, out_dim=lm.config.n_embd, **options)
-            )
-        return cls(lm, encoders, adapters, **kwargs)
+            config = (adapters or {}).get(modality, AdapterConfig())
+            built[modality] = build_adapter(config.sized(modality, encoder.output_dim, lm.config.n_embd))
+        return cls(lm, encoders, built, **kwargs)
 
     # ---------------------------------------------------------------- processing
 

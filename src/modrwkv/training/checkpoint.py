@@ -119,6 +119,7 @@ class PretrainedCheckpoint(pl.Callback):
         self.lora = lora
         self._pending_rng: dict[str, Any] | None = None
         self._last_saved = -1
+        self.last_checkpoint: Path | None = None  # the newest step checkpoint this run wrote
 
     # The RNG state travels in this callback's slot of the Lightning checkpoint. It is restored at
     # train start, after the data-loader iterator (which draws a seed) was created, as it was when
@@ -180,4 +181,11 @@ class PretrainedCheckpoint(pl.Callback):
             log.info("checkpoint %s", folder)
         trainer.strategy.barrier()
         self._last_saved = step
+        self.last_checkpoint = folder
         return folder
+
+    def save_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
+        """A checkpoint of the current step (the existing one if this step was just saved)."""
+        if trainer.global_step == self._last_saved and self.last_checkpoint is not None:
+            return self.last_checkpoint
+        return self.save(trainer, pl_module)

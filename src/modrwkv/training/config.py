@@ -9,6 +9,7 @@ line are parsed as YAML scalars (`--train.lr 2e-5`, `--data.train '[a.json, b.js
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -18,13 +19,14 @@ from typing import Any, Literal
 
 import yaml
 
+from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
 
 Stage = Literal["1", "2", "lora"]
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["32", "bf16-mixed"]
 Strategy = Literal["auto", "ddp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]
-DataFormat = Literal["llava", "openai", "asr", "series"]
+DataFormat = Literal["llava", "qa", "openai", "asr", "series"]
 DEFAULT_LORA_TARGETS = ("att.receptance", "att.key", "att.value", "att.output", "ffn.key", "ffn.value")
 LORA_TARGETS = (*DEFAULT_LORA_TARGETS, "head")
 
@@ -47,13 +49,6 @@ class EncoderSpec:
 
 
 @dataclasses.dataclass
-class AdapterSpec:
-    kind: Literal["mlp", "speech"] | None = None  # None: "speech" for audio, "mlp" otherwise
-    hidden_mult: int = 4
-    compression: list[int] | None = None  # [kernel, stride] of the optional Conv1d
-
-
-@dataclasses.dataclass
 class LMSpec:
     """Exactly one of `checkpoint` (official .pth, safetensors or fla folder) or `config` (sizes of
     a fresh RWKV-7, initialised as RWKV-LM does)."""
@@ -70,7 +65,7 @@ class ModelConfig:
     init_from: str | None = None
     lm: LMSpec = dataclasses.field(default_factory=LMSpec)
     encoders: dict[str, EncoderSpec] = dataclasses.field(default_factory=dict)
-    adapters: dict[str, AdapterSpec] = dataclasses.field(default_factory=dict)
+    adapters: dict[str, AdapterConfig] = dataclasses.field(default_factory=dict)  # kind, hidden_mult, compression
     template: str = "rwkv"
     splice: Literal["placeholder", "prefix", "turn_start"] = "placeholder"
     ctx_len: int = 2048
@@ -114,7 +109,7 @@ class OptimConfig:
     stage: Stage = "1"
     lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
     epochs: float = 1.0
-    max_steps: int | None = None  # overrides epochs
+    max_steps: int | None = None  # when set, the run makes exactly this many steps, whatever epochs says
     batch_size: int = 256
     micro_batch_size: int = 8
     lr: float = 1e-3
@@ -234,9 +229,13 @@ class TrainConfig:
         unknown_adapters = sorted(set(m.adapters) - set(m.encoders))
         if unknown_adapters:
             raise ConfigError(f"model.adapters: {unknown_adapters} have no encoder")
-        for modality, spec in m.adapters.items():
-            if spec.compression is not None and len(spec.compression) != 2:
-                raise ConfigError(f"model.adapters.{modality}.compression must be [kernel, stride]")
+        for modality, adapter in m.adapters.items():
+            if adapter.in_dim is not None or adapter.out_dim is not None:
+                raise ConfigError(f"model.adapters.{modality}: in_dim / out_dim are sized from the encoder and "
+                                  "the LM; remove them")
+            if adapter.compression is not None and (adapter.kind or ("speech" if modality == "audio" else "mlp")) != "mlp":
+                raise ConfigError(f"model.adapters.{modality}.compression applies to the mlp adapter only "
+                                  "(set kind: mlp)")
 
 
 def _type_name(kind: Any) -> str:
@@ -264,6 +263,10 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         return text
     if dataclasses.is_dataclass(kind):
         return _build(kind, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -311,7 +314,10 @@ def _build(cls: type, data: Any, key: str) -> Any:
         known = f"known keys of {key}" if key else "known keys"
         raise ConfigError(f"unknown key(s) {[where + k for k in unknown]}; {known}: {sorted(fields)}")
     values = {name: _convert(value, hints[name], f"{key}.{name}" if key else name) for name, value in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # the dataclass's own checks (e.g. AdapterConfig)
+        raise ConfigError(f"{key or 'config'}: {exc}") from None
 
 
 def config_from_dict(data: Mapping[str, Any], *, needs_data: bool = True, needs_model: bool = True) -> TrainConfig:
@@ -367,5 +373,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
 
 
-def dump_config(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None:
+    """Writes the resolved config as YAML that `load_config` reads back; `header` becomes leading
+    comment lines (e.g. what the run made of `epochs` / `max_steps`)."""
+    data = json.loads(json.dumps(config.to_dict()))  # tuples as lists, which YAML's safe dumper wants
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    Path(path).write_text(comments + yaml.safe_dump(data, sort_keys=False))

@@ -23,7 +23,15 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data.readers import AsrManifestReader, DataError, LlavaReader, OpenAIChatReader, Reader, TimeSeriesReader
+from ..data.readers import (
+    AsrManifestReader,
+    DataError,
+    LlavaReader,
+    OpenAIChatReader,
+    QAReader,
+    Reader,
+    TimeSeriesReader,
+)
 from ..data.sample import MODALITIES, Sample
 from ..processing import Batch, Collator, ModRWKVProcessor, ProcessedSample, SampleTooLong
 from .config import ConfigError, DataConfig
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _READERS: dict[str, tuple[type[Reader], str]] = {
     "llava": (LlavaReader, "image_folder"),
+    "qa": (QAReader, "media_folder"),
     "openai": (OpenAIChatReader, "media_folder"),
     "asr": (AsrManifestReader, "audio_root"),
     "series": (TimeSeriesReader, ""),

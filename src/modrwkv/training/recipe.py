@@ -1,4 +1,5 @@
-"""The training recipe, start to end: config -> model -> data -> Lightning trainer -> fit -> result.
+"""The training recipe, start to end: set up the model, the data and the Lightning trainer; run;
+finish (the result and its numbers). Each step is a function of its own.
 
     from modrwkv.training import load_config, train
     result = train(load_config("configs/vision-stage1.yaml", ["--train.lr", "5e-4"]))
@@ -16,7 +17,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,11 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
-from .config import ConfigError, ModelConfig, TrainConfig, config_from_dict, dump_config
+from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, config_from_dict, dump_config
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
 from .lora import load_lora, read_lora_config
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
+from .progress import ProgressLine, StopOnSignal
 from .schedules import warmup_problem
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class TrainResult:
     final_dir: Path | None  # None when the run stopped before its last step
     history: list[dict[str, float]]  # per optimizer step: step, loss, lr, tokens, tokens_per_s
     metrics: dict[str, Any]
+    stopped_by: str | None = None  # "SIGTERM" / "SIGINT" when a signal stopped the run early
+    checkpoint: Path | None = None  # the newest resumable checkpoint of the run
 
 
 def build_model(config: ModelConfig, seed: int) -> ModRWKV:
@@ -77,15 +81,7 @@ def build_model(config: ModelConfig, seed: int) -> ModRWKV:
         if encoder.modality != modality:
             raise ConfigError(f"model.encoders.{modality}: {spec.name} is a {encoder.modality} encoder")
         encoders[modality] = encoder
-    adapter_options = {}
-    for modality, spec in config.adapters.items():
-        options: dict[str, Any] = {"hidden_mult": spec.hidden_mult}
-        if spec.kind is not None:
-            options["kind"] = spec.kind
-        if spec.compression is not None:
-            options["compression"] = tuple(spec.compression)
-        adapter_options[modality] = options
-    return ModRWKV.build(lm, encoders, adapter_options, template=config.template, splice=config.splice,
+    return ModRWKV.build(lm, encoders, config.adapters, template=config.template, splice=config.splice,
                          ctx_len=config.ctx_len)
 
 
@@ -147,33 +143,48 @@ class TrainData(pl.LightningDataModule):
                           persistent_workers=False)
 
 
-def train(
-    config: TrainConfig | Mapping[str, Any],
-    *,
-    samples: Sequence[Sample] | None = None,
-    model: ModRWKV | None = None,
-    resume: bool = False,
-    callbacks: Sequence[pl.Callback] = (),
-) -> TrainResult:
-    """Trains as the config says and returns the trained model, the loss history and metrics.
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """How many optimizer steps the run makes and how a step's batch is split."""
 
-    `samples` replace `data.train` files; `model` replaces the `model` section (it is trained in
-    place). `resume` continues from the newest checkpoint in `output.dir` (weights, optimizer,
-    scheduler, data position and RNG state). `callbacks` are extra Lightning callbacks.
-    """
-    if not isinstance(config, TrainConfig):
-        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
-    else:
-        config.validate(needs_data=samples is None, needs_model=model is None)
-    opt, out = config.train, Path(config.output.dir)
-    started = time.perf_counter()
-    pl.seed_everything(opt.seed, workers=True, verbose=False)
+    total_steps: int
+    accumulation: int  # micro-batches per optimizer step on each process
+    world_size: int
+    num_samples: int
+    batch_size: int
 
-    resume_from = None
-    if resume:
-        resume_from = latest_checkpoint(out)
-        if resume_from is None:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+    @property
+    def epochs(self) -> float:
+        """Passes over the data the steps make."""
+        return self.total_steps * self.batch_size / self.num_samples
+
+    def describe(self, opt: OptimConfig) -> str:
+        """The step count and where it came from (`max_steps` wins over `epochs`)."""
+        source = (f"train.max_steps={opt.max_steps}, which overrides train.epochs" if opt.max_steps is not None
+                  else f"train.epochs={opt.epochs:g}; set train.max_steps to override")
+        return (f"{self.total_steps} optimizer steps of {self.batch_size} samples = {self.epochs:.2f} epochs of "
+                f"{self.num_samples} samples ({source})")
+
+
+def plan_steps(config: TrainConfig, world_size: int, num_samples: int) -> StepPlan:
+    """The run's step count: `train.max_steps` when set, else `train.epochs` passes over the data
+    (rounded down to whole steps, at least one)."""
+    opt = config.train
+    if opt.batch_size % (opt.micro_batch_size * world_size):
+        raise ConfigError(f"train.batch_size {opt.batch_size} is not a multiple of micro_batch_size "
+                          f"{opt.micro_batch_size} x {world_size} processes")
+    accumulation = opt.batch_size // (opt.micro_batch_size * world_size)
+    micro_batches_per_pass = num_samples // (opt.micro_batch_size * world_size)
+    if micro_batches_per_pass < accumulation:
+        raise ConfigError(f"{num_samples} samples do not fill one batch of {opt.batch_size}")
+    total = opt.max_steps or max(1, math.floor(opt.epochs * micro_batches_per_pass / accumulation))
+    return StepPlan(total, accumulation, world_size, num_samples, opt.batch_size)
+
+
+def setup_model(config: TrainConfig, model: ModRWKV | None, resume_from: Path | None) -> ModRWKV:
+    """The model to train: the checkpoint's when resuming, the given one, or a new one from the
+    `model` section; with its stage's weights unfrozen and the runtime's kernels."""
+    if resume_from is not None:
         if model is not None:
             raise ValueError("resume rebuilds the model from its checkpoint; do not pass a model")
         model = ModRWKV.from_pretrained(resume_from)
@@ -181,28 +192,32 @@ def train(
             load_lora(model.lm, resume_from)
         log.info("resuming from %s", resume_from)
     elif model is None:
-        model = build_model(config.model, opt.seed)
+        model = build_model(config.model, config.train.seed)
         if config.model.init_from is None and config.model.lm.checkpoint is None:
-            warn_if_lm_frozen_untrained(opt.stage)
+            warn_if_lm_frozen_untrained(config.train.stage)
     if config.model.feature_cache:
         for modality, encoder in list(model.encoders.items()):
             if not encoder.trainable and not isinstance(encoder, CachedEncoder):
                 model.encoders[modality] = CachedEncoder(encoder, Path(config.model.feature_cache) / modality)
-    set_stage(model, opt.stage, opt.lora)
-    model.lm.gradient_checkpointing = opt.gradient_checkpointing
+    set_stage(model, config.train.stage, config.train.lora)
+    model.lm.gradient_checkpointing = config.train.gradient_checkpointing
     model.lm.wkv_impl = config.runtime.wkv_impl
+    return model
 
-    if samples is None:
-        samples = read_samples(config.data)
+
+def setup_data(config: TrainConfig, model: ModRWKV, samples: Sequence[Sample]) -> tuple[ProcessedDataset, list[int] | None]:
+    """The processed dataset (and length estimates when grouping by length)."""
     missing = sorted(modalities_used(samples) - set(model.encoders))
     if missing:
         raise ConfigError(f"the data has {missing} inputs but the model has encoders only for {sorted(model.encoders)}")
     if config.data.format == "asr":  # recorded with the model, so that evaluation asks the same way
         model.asr_prompt = config.data.options.get("prompt", DEFAULT_ASR_PROMPT)
     processor = model.processor(truncation=config.data.truncation, supervise_prefix=config.data.supervise_prefix)
-    dataset = ProcessedDataset(samples, processor)
     lengths = estimate_lengths(samples, processor) if config.data.group_by_length else None
+    return ProcessedDataset(samples, processor), lengths
 
+
+def setup_trainer(config: TrainConfig) -> pl.Trainer:
     trainer = pl.Trainer(
         accelerator=config.runtime.accelerator,
         devices=config.runtime.devices,
@@ -210,50 +225,23 @@ def train(
         strategy=build_strategy(config.runtime.strategy),
         precision=config.runtime.precision,
         max_epochs=1,  # one Lightning epoch = the whole run; the sampler makes the data passes
-        gradient_clip_val=opt.grad_clip,
+        gradient_clip_val=config.train.grad_clip,
         logger=build_loggers(config),
         log_every_n_steps=config.output.log_every,
         enable_progress_bar=config.output.progress_bar,
-        enable_checkpointing=False,  # PretrainedCheckpoint below does it
+        enable_checkpointing=False,  # PretrainedCheckpoint does it
         enable_model_summary=False,
         use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
         num_sanity_val_steps=0,
-        default_root_dir=out,
+        default_root_dir=config.output.dir,
     )
     if config.model.feature_cache and config.data.num_workers and not isinstance(trainer.accelerator, CPUAccelerator):
         raise ConfigError("model.feature_cache computes features in the data-loader workers, which cannot use "
                           "the GPU: set data.num_workers to 0 (the cache makes later passes cheap anyway)")
-    world = trainer.world_size
-    if opt.batch_size % (opt.micro_batch_size * world):
-        raise ConfigError(f"train.batch_size {opt.batch_size} is not a multiple of micro_batch_size "
-                          f"{opt.micro_batch_size} x {world} processes")
-    accumulation = opt.batch_size // (opt.micro_batch_size * world)
-    trainer.accumulate_grad_batches = accumulation
-    global_micro_batches_per_pass = len(samples) // (opt.micro_batch_size * world)
-    if global_micro_batches_per_pass < accumulation:
-        raise ConfigError(f"{len(samples)} samples do not fill one batch of {opt.batch_size}")
-    total_steps = opt.max_steps or max(1, math.floor(opt.epochs * global_micro_batches_per_pass / accumulation))
-    trainer.fit_loop.epoch_loop.max_steps = total_steps
-    if problem := warmup_problem(total_steps=total_steps, warmup_steps=opt.warmup_steps, lr=opt.lr):
-        log.warning(problem)
-    if resume_from is None and out.exists() and latest_checkpoint(out) is not None:
-        raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
+    return trainer
 
-    sharded = config.runtime.strategy in ("fsdp", "deepspeed_stage_3")
-    single = isinstance(trainer.strategy, SingleDeviceStrategy)
-    module = ModRWKVModule(model, opt, total_steps, touch_unused=not (sharded or single),
-                           media_reliance_every=config.output.media_reliance_every)
-    data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
-                     total_micro_batches=total_steps * accumulation, seed=opt.seed, shuffle=config.data.shuffle,
-                     lengths=lengths, num_workers=config.data.num_workers)
-    checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
-                                        total_steps=total_steps, lora=opt.lora if opt.stage == "lora" else None)
-    trainer.callbacks.extend([checkpointer, *callbacks])
-    if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(config, out / "config.yaml")
-    log.info("training stage %s: %d samples, %d steps of %d samples (%d x %d processes x %d accumulation)",
-             opt.stage, len(samples), total_steps, opt.batch_size, opt.micro_batch_size, world, accumulation)
+
+def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None) -> None:
     with warnings.catch_warnings():
         # The sampler resumes mid-epoch by itself (from the global step), which Lightning cannot see.
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
@@ -261,20 +249,86 @@ def train(
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
         # Lightning 2.6 calling a torch pytree API that torch 2.13 deprecated; nothing for users to do.
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-        model.lm.use_weight_layout("training")  # row-major: no transposed gradient copies, fused AdamW
+        module.model.lm.use_weight_layout("training")  # row-major: no transposed gradient copies, fused AdamW
         try:
             trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else resume_from / TRAINING_STATE)
         finally:
-            model.lm.use_weight_layout("decode")
+            module.model.lm.use_weight_layout("decode")
 
+
+def train(
+    config: TrainConfig | Mapping[str, Any],
+    *,
+    samples: Sequence[Sample] | None = None,
+    model: ModRWKV | None = None,
+    resume: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Trains as the config says and returns the trained model, the loss history and metrics.
+
+    `config`: a `TrainConfig` from `load_config` / `config_from_dict` (which validate it), or the
+    nested dict a YAML file holds (validated here). `samples` replace `data.train` files; `model`
+    replaces the `model` section (it is trained in place). `resume` continues from the newest
+    checkpoint in `output.dir` (weights, optimizer, scheduler, data position and RNG state).
+    `callbacks` are extra Lightning callbacks; `progress` receives the progress line written every
+    `output.log_every` steps (default: logged at INFO). SIGTERM or Ctrl-C stops the run at the next
+    optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`).
+    """
+    if not isinstance(config, TrainConfig):
+        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
+    opt, out = config.train, Path(config.output.dir)
+    started = time.perf_counter()
+    pl.seed_everything(opt.seed, workers=True, verbose=False)
+
+    # Set up: the model, the data, the trainer.
+    resume_from = None
+    if resume:
+        resume_from = latest_checkpoint(out)
+        if resume_from is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+    elif out.exists() and latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
+    model = setup_model(config, model, resume_from)
+    samples = read_samples(config.data) if samples is None else samples
+    dataset, lengths = setup_data(config, model, samples)
+    trainer = setup_trainer(config)
+    plan = plan_steps(config, trainer.world_size, len(samples))
+    trainer.accumulate_grad_batches = plan.accumulation
+    trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
+    if problem := warmup_problem(total_steps=plan.total_steps, warmup_steps=opt.warmup_steps, lr=opt.lr):
+        log.warning(problem)
+    single = isinstance(trainer.strategy, SingleDeviceStrategy)
+    sharded = config.runtime.strategy in ("fsdp", "deepspeed_stage_3")
+    module = ModRWKVModule(model, opt, plan.total_steps, touch_unused=not (sharded or single),
+                           media_reliance_every=config.output.media_reliance_every)
+    data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
+                     total_micro_batches=plan.total_steps * plan.accumulation, seed=opt.seed,
+                     shuffle=config.data.shuffle, lengths=lengths, num_workers=config.data.num_workers)
+    checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
+                                        total_steps=plan.total_steps, lora=opt.lora if opt.stage == "lora" else None)
+    stopper = StopOnSignal(checkpointer)
+    reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size, num_samples=len(samples),
+                            every=config.output.log_every, emit=progress)
+    trainer.callbacks.extend([checkpointer, stopper, reporter, *callbacks])
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(config, out / "config.yaml", header=f"this run: {plan.describe(opt)}")
+    log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
+             plan.describe(opt), opt.micro_batch_size, plan.world_size, plan.accumulation)
+
+    # Run.
+    _fit(trainer, module, data, resume_from)
+
+    # Finish: the plain encoders back in place, the numbers.
     for modality, encoder in list(model.encoders.items()):
         if isinstance(encoder, CachedEncoder):
             model.encoders[modality] = encoder.inner
     history = module.history
-    final_dir = out / "final" if trainer.global_step >= total_steps else None
     metrics = {
         "steps": trainer.global_step,
-        "total_steps": total_steps,
+        "total_steps": plan.total_steps,
+        "epochs": plan.epochs,
         "samples": len(samples),
         "first_loss": history[0]["loss"] if history else math.nan,
         "final_loss": history[-1]["loss"] if history else math.nan,
@@ -283,4 +337,6 @@ def train(
         "media_reliance": module.media_reliance[-1][1] if module.media_reliance else None,
         "seconds": time.perf_counter() - started,
     }
-    return TrainResult(model, out, final_dir, history, metrics)
+    final_dir = out / "final" if trainer.global_step >= plan.total_steps else None
+    return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopper.signal_name,
+                       checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out))

@@ -5,7 +5,7 @@
         ...
     print(reader.report.summary())   # kept / skipped per reason, first examples in .examples
 
-Formats: LLaVA JSON/JSONL (`LlavaReader`), OpenAI chat messages (`OpenAIChatReader`), ASR manifests
+Formats: LLaVA JSON/JSONL (`LlavaReader`), question-answer records (`QAReader`), OpenAI chat messages (`OpenAIChatReader`), ASR manifests
 (`AsrManifestReader`), time series from CSV/NPZ (`TimeSeriesReader`, with `format_forecast` /
 `parse_forecast`), and in-memory records or HF datasets (`from_records`). The single-record
 converters (`llava_to_sample`, `openai_to_sample`, `asr_to_sample`) raise `DataError` and suit
@@ -16,6 +16,7 @@ from .asr import DEFAULT_ASR_PROMPT, AsrManifestReader, asr_to_sample
 from .base import REASONS, DataError, Reader, ReadReport
 from .llava import LlavaReader, llava_to_sample
 from .openai_chat import OpenAIChatReader, openai_to_sample
+from .qa import QAReader, QARecord, parse_qa_record, qa_to_sample
 from .records import RecordsReader, from_records
 from .series import TimeSeriesReader, format_forecast, parse_forecast
 
@@ -26,6 +27,8 @@ __all__ = [
     "DataError",
     "LlavaReader",
     "OpenAIChatReader",
+    "QAReader",
+    "QARecord",
     "ReadReport",
     "Reader",
     "RecordsReader",
@@ -36,4 +39,6 @@ __all__ = [
     "llava_to_sample",
     "openai_to_sample",
     "parse_forecast",
+    "parse_qa_record",
+    "qa_to_sample",
 ]

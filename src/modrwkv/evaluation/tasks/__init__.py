@@ -1,7 +1,11 @@
 """The benchmarks `modrwkv eval` runs, one module per family; `TASKS` maps a task name to it."""
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task
 from .choice import MMMU, MMBench, ScienceQA
+from .custom import METRICS, CustomTask
 from .pope import POPE
 from .series import SERIES_TASKS, Forecast
 from .speech import Aishell, LibriSpeech
@@ -9,7 +13,8 @@ from .vqa import GQA, TextVQA, VQAv2
 
 TASKS: dict[str, Task] = {
     task.name: task
-    for task in (VQAv2(), GQA(), TextVQA(), ScienceQA(), POPE(), MMBench(), MMMU(), LibriSpeech(), Aishell(), *SERIES_TASKS)
+    for task in (VQAv2(), GQA(), TextVQA(), ScienceQA(), POPE(), MMBench(), MMMU(), LibriSpeech(), Aishell(), *SERIES_TASKS,
+                 CustomTask())
 }
 
 
@@ -19,4 +24,24 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "BenchmarkFileError", "EvalSample", "Forecast", "PaperResult", "Task", "get_task"]
+# `custom` with a .csv file is a forecasting series: the task registered under this name reads it.
+CUSTOM_SERIES = "custom-series"
+
+
+def custom_task(data: str | Path, *, metric: str | None = None, prompt: str | None = None,
+                media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None) -> Task:
+    """The task `--task custom` means for `data`: a question-answer file (.json / .jsonl) configured
+    with these options, or, for a .csv file, the `custom-series` forecasting task."""
+    if Path(data).suffix.lower() != ".csv":
+        return CustomTask(metric=metric, prompt=prompt, media_folder=media_folder, baselines=baselines)
+    if CUSTOM_SERIES not in TASKS:
+        raise ValueError(f"{data}: a .csv file is evaluated as a forecasting series by the {CUSTOM_SERIES!r} task, "
+                         f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
+                         ".json / .jsonl file of question-answer records instead")
+    if metric not in (None, "mse") or prompt is not None or media_folder is not None:
+        raise ValueError(f"{data}: --metric, --prompt and --media-folder apply to question-answer files; a .csv "
+                         f"file is read by the {CUSTOM_SERIES!r} task with its own options")
+    return TASKS[CUSTOM_SERIES]
+
+
+__all__ = ["CUSTOM_SERIES", "METRICS", "TASKS", "CustomTask", "custom_task", "BenchmarkFileError", "EvalSample", "Forecast", "PaperResult", "Task", "get_task"]

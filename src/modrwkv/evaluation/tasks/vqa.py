@@ -162,6 +162,18 @@ class TextVQA(Task):
         return {"accuracy": percent_mean([textvqa_accuracy(r["prediction"], r["reference"]["answers"]) for r in records])}
 
 
+def image_index(folder: Path) -> dict[str, Path]:
+    """Image files of `folder` by name without extension (a `.jpg` wins over another file of the
+    same name), so a data set saved as PNG or WebP is read as it is."""
+    if not folder.is_dir():
+        return {}
+    index: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and (path.stem not in index or path.suffix.lower() == ".jpg"):
+            index[path.stem] = path
+    return index
+
+
 class GQA(Task):
     name = "gqa"
     title = "GQA"
@@ -172,7 +184,7 @@ class GQA(Task):
     headline_label = "accuracy (%)"
     layout = """gqa/
   testdev_balanced_questions.json
-  images/<imageId>.jpg ..."""
+  images/<imageId>.jpg ...                        (any image extension: .png, .jpeg, .webp, ...)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return vision_paper(self.name)
@@ -184,10 +196,12 @@ class GQA(Task):
         if not isinstance(questions, dict):
             raise BenchmarkFileError(f"{path}: expected an object mapping question ids to questions, "
                                      f"got {type(questions).__name__}")
+        images = image_index(data / "images")
         samples = []
         for qid, q in questions.items():
             where = f"{path}: question {qid}"
-            image = data / "images" / f"{field(q, 'imageId', str, where)}.jpg"
+            image_id = field(q, "imageId", str, where)
+            image = images.get(image_id, data / "images" / f"{image_id}.jpg")
             samples.append(EvalSample(str(qid), short_answer_prompt(field(q, "question", str, where)),
                                       {"answer": field(q, "answer", str, where)}, images=[image]))
         return samples

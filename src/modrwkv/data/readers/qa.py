@@ -1,0 +1,191 @@
+"""Question-answer records: the simplest way to bring your own data, for training and evaluation.
+
+    {"image": "cat.png", "question": "What animal is this?", "answer": "cat"}
+    {"image": ["a.jpg", "b.jpg"], "question": "Which is larger?", "answer": "B",
+     "choices": ["the left one", "the right one"]}
+    {"audio": "clip.flac", "question": "Transcribe the audio.", "answer": "hello world"}
+    {"series": [0.1, 0.4, 0.9, 1.6], "question": "Predict the next 2 values.", "answer": [2.5, 3.6]}
+    {"image": "street.jpg", "question": "What colour is the car?", "answers": ["red", "red", "dark red"]}
+
+One record is one question about its media (`image`, `audio` or `series`: one item or a list; any
+file extension the decoder reads; paths relative to the media folder, by default the data file's
+folder). The user turn is the media markers, one line each, then the question, then the choices as
+"A. ..." lines if there are any: the same layout LLaVA's loader gives a record without markers, so a
+model trained on LLaVA records with that layout is asked in its own format. A question that holds
+its markers itself (`"<image>\\nWhat is it?"`) is used as written.
+
+The assistant turn (the training target) is `answer`, or the first of `answers`; with `choices` it
+is the option's letter (`answer` may be the letter or the option's text); a list of numbers is
+written as `format_forecast` writes forecasts. `modrwkv eval --task custom` reads the same records
+with the same code, so training and evaluation prompts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..sample import MARKERS, MODALITIES, Message, Sample
+from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, media_item, require
+from .series import format_forecast
+
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclasses.dataclass
+class QARecord:
+    """A validated question-answer record: media items per modality, the question, the accepted
+    answers (text; numbers for a numeric answer), the choices if any."""
+
+    media: dict[str, list[Any]]
+    question: str
+    answers: list[str]
+    choices: list[str]
+    numbers: list[float] | None  # the answer as numbers when it was given as a list of numbers
+    id: str | None
+    metric: str | None
+
+    def target(self) -> str:
+        """The assistant turn: the first answer (the option letter when there are choices)."""
+        return self.answers[0]
+
+    def prompt(self, template: str | None = None) -> str:
+        """The user turn. `template` (with `{question}`, and optionally `{choices}`) replaces the
+        default layout; the media markers always come first unless the question holds them."""
+        has_markers = any(marker in self.question for marker in MARKERS.values())
+        media = "" if has_markers else "".join(
+            f"{MARKERS[m]}\n" * len(items) for m, items in self.media.items())
+        choices = "".join(f"\n{OPTION_LETTERS[i]}. {c}" for i, c in enumerate(self.choices))
+        if template is None:
+            return f"{media}{self.question}{choices}"
+        if "{question}" not in template:
+            raise ValueError(f"prompt template {template!r} has no {{question}} placeholder")
+        body = template.replace("{choices}", choices.lstrip("\n")).replace("{question}", self.question)
+        if "{choices}" not in template and choices:
+            body = f"{body}{choices}"
+        return f"{media}{body}"
+
+
+def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | None = None,
+                    verify_media: bool = False) -> QARecord:
+    """Checks one record and resolves its media; raises `DataError` naming the source and field."""
+    require(record, dict, "record", source)
+    folder = Path(media_folder) if media_folder is not None else None
+    media: dict[str, list[Any]] = {}
+    for modality in MODALITIES:
+        value = record.get(modality)
+        if value is None:
+            continue
+        if modality == "series":
+            media[modality] = _series_items(value, folder, source)
+        else:
+            values = value if isinstance(value, list) else [value]
+            media[modality] = [media_item(v, modality, folder, source) for v in values]
+            if verify_media:
+                for item in media[modality]:
+                    check_media(item, modality, source)
+    question = record.get("question")
+    if question is None:
+        raise DataError(source, "missing_field", f"no 'question' (fields: {sorted(record)})")
+    question = require(question, str, "'question'", source)
+    choices = [str(c) for c in require(record.get("choices") or [], list, "'choices'", source)]
+    if len(choices) > len(OPTION_LETTERS):
+        raise DataError(source, "wrong_type", f"{len(choices)} choices; at most {len(OPTION_LETTERS)}")
+    if ("answer" in record) == ("answers" in record):
+        raise DataError(source, "missing_field", "give exactly one of 'answer' or 'answers' "
+                        f"(fields: {sorted(record)})")
+    numbers = None
+    if "answers" in record:
+        answers = require(record["answers"], list, "'answers'", source)
+        if not answers or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in answers):
+            raise DataError(source, "wrong_type", "'answers' must be a non-empty list of texts")
+        answers = [str(a) for a in answers]
+    else:
+        answer = record["answer"]
+        if isinstance(answer, list):
+            if not answer or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer):
+                raise DataError(source, "wrong_type", "a list 'answer' must be numbers (a forecast); "
+                                "for several accepted answers use 'answers'")
+            numbers = [float(v) for v in answer]
+            answers = [format_forecast(np.asarray(numbers))]
+        elif isinstance(answer, (str, int, float)) and not isinstance(answer, bool):
+            answers = [str(answer)]
+        else:
+            raise DataError(source, "wrong_type", f"'answer' must be text, got {type(answer).__name__}")
+    if choices:
+        answers = [_choice_letter(a, choices, source) for a in answers]
+    metric = record.get("metric")
+    if metric is not None:
+        require(metric, str, "'metric'", source)
+    identifier = record.get("id")
+    return QARecord(media, question, answers, choices, numbers, None if identifier is None else str(identifier),
+                    metric)
+
+
+def _choice_letter(answer: str, choices: Sequence[str], source: str) -> str:
+    letters = OPTION_LETTERS[: len(choices)]
+    if answer.strip().upper() in letters and len(answer.strip()) == 1:
+        return answer.strip().upper()
+    if answer in choices:
+        return letters[list(choices).index(answer)]
+    raise DataError(source, "wrong_type", f"answer {answer!r} is neither an option letter ({', '.join(letters)}) "
+                    f"nor one of the choices {list(choices)}")
+
+
+def _series_items(value: Any, folder: Path | None, source: str) -> list[np.ndarray]:
+    """One series given inline ([T] numbers, or [T][channels] rows), or .npy file path(s)."""
+    paths = [value] if isinstance(value, str) else value if isinstance(value, list) and value and all(
+        isinstance(v, str) for v in value) else None
+    if paths is None:
+        try:
+            arrays = [np.asarray(value, dtype=np.float32)]
+        except (TypeError, ValueError):
+            raise DataError(source, "wrong_type", "'series' must be numbers, rows of numbers or .npy paths") from None
+    else:
+        arrays = []
+        for item in paths:
+            path = Path(media_item(item, "series", folder, source))
+            if path.suffix != ".npy":
+                raise DataError(source, "wrong_type", f"series file {path} must be .npy (or give the numbers inline)")
+            arrays.append(np.load(path))
+    for array in arrays:
+        if array.ndim not in (1, 2) or array.shape[0] < 1 or not np.isfinite(array).all():
+            raise DataError(source, "wrong_type", f"a series must be [T] or [T, channels] finite numbers, "
+                            f"got shape {array.shape}")
+    return [a.astype(np.float32) for a in arrays]
+
+
+def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None = None,
+                 verify_media: bool = False) -> Sample:
+    """One question-answer record as a training sample (user: markers + question [+ choices];
+    assistant: the answer)."""
+    qa = parse_qa_record(record, source=source, media_folder=media_folder, verify_media=verify_media)
+    messages = [Message("user", qa.prompt()), Message("assistant", qa.target())]
+    meta = {"id": qa.id} if qa.id is not None else {}
+    return Sample(messages=messages, images=qa.media.get("image", []), audios=qa.media.get("audio", []),
+                  series=qa.media.get("series", []), source=source, meta=meta)
+
+
+class QAReader(JsonRecordsReader):
+    """Reads question-answer JSON/JSONL files (see the module docstring). Without `media_folder`,
+    media paths are relative to each data file's folder."""
+
+    def __init__(
+        self,
+        paths: PathLike | Sequence[PathLike],
+        *,
+        media_folder: PathLike | None = None,
+        verify_media: bool = False,
+        on_error: OnError = "skip",
+        max_examples: int = 5,
+        log_limit: int = 20,
+    ) -> None:
+        self.verify_media = verify_media
+        super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
+
+    def _convert(self, record: Any, source: str, folder: Path) -> Sample:
+        return qa_to_sample(record, source=source, media_folder=folder, verify_media=self.verify_media)

@@ -1,0 +1,205 @@
+"""`custom`: your own evaluation file, asked in the model's own training format and scored as you say.
+
+The file is JSON (an array) or JSONL of question-answer records, the records `data.format: qa`
+trains on (`modrwkv.data.readers.qa`):
+
+    {"image": "images/0007.png", "question": "Which digit is this?", "answer": "7"}
+    {"audio": "clips/1.flac", "question": "Transcribe the audio.", "answer": "hello world"}
+    {"image": "x.jpg", "question": "What is shown?", "answer": "B", "choices": ["a dog", "a cat"]}
+    {"series": [0.1, 0.4, 0.9], "question": "Predict the next 2 values.", "answer": [1.6, 2.5]}
+
+Media paths are relative to the file's folder (or `media_folder`), with any extension the decoders
+read. The prompt is exactly the user turn training builds from the same record (media markers,
+question, lettered choices), with nothing appended, unless `prompt` gives a template
+(`"{question} Answer with one word."`).
+
+Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
+`choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
+answers: MSE / MAE of the numbers in the reply), `vqa` (`answers` with 3 or more human answers:
+the VQA accuracy), `wer` (audio: corpus WER after Whisper's English normalisation), `exact`
+(otherwise: the reply equals one of the answers after trimming, dropping trailing periods and
+lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the
+paper's: a custom data set has no published results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...data.readers.base import DataError, json_records
+from ...data.readers.qa import QARecord, parse_qa_record
+from ..metrics import extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
+from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
+from .series import forecast_values
+
+METRICS = ("exact", "vqa", "choice", "wer", "mse")
+_HEADLINES = {  # metric -> (headline key, label)
+    "exact": ("accuracy", "exact-match accuracy (%)"),
+    "vqa": ("accuracy", "VQA accuracy (%)"),
+    "choice": ("accuracy", "choice accuracy (%)"),
+    "wer": ("wer", "WER (%)"),
+    "mse": ("mse", "MSE"),
+}
+
+
+def infer_metric(record: QARecord) -> str:
+    if record.choices:
+        return "choice"
+    if record.numbers is not None:
+        return "mse"
+    if len(record.answers) >= 3:
+        return "vqa"
+    if record.media.get("audio"):
+        return "wer"
+    return "exact"
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> bool:
+    predicted = normalize_short_answer(prediction)
+    return any(predicted == normalize_short_answer(answer) for answer in answers)
+
+
+class CustomTask(Task):
+    """A user's question-answer file; `metric`, `prompt`, `media_folder` and `baselines` (name ->
+    value shown beside the model's number) as the module docstring says."""
+
+    name = "custom"
+    title = "custom data"
+    splits = ("all",)
+    default_split = "all"
+    max_new_tokens = 64  # until the file is read: then the longest answer's bytes + 16
+    headline = "accuracy"
+    headline_label = "accuracy (%)"
+    layout = """a .json / .jsonl file of records such as
+  {"image": "images/1.png", "question": "Which digit is this?", "answer": "7"}
+  (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
+
+    def __init__(self, *, metric: str | None = None, prompt: str | None = None,
+                 media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None) -> None:
+        if metric is not None and metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        if prompt is not None and "{question}" not in prompt:
+            raise ValueError(f"prompt template {prompt!r} has no {{question}} placeholder")
+        self.metric = metric
+        self.prompt = prompt
+        self.media_folder = Path(media_folder) if media_folder is not None else None
+        self.baselines = dict(baselines or {})
+        if metric is not None:
+            self.headline, self.headline_label = _HEADLINES[metric]
+        if self.baselines:
+            self.paper_note = "compared only with the baselines given on the command line (--baseline)"
+
+    def paper_results(self, split: str) -> list[PaperResult]:
+        return [PaperResult(name, value) for name, value in self.baselines.items()]
+
+    def load(self, data: Path, split: str) -> list[EvalSample]:
+        if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl"):
+            raise BenchmarkFileError(f"{data}: expected a .json or .jsonl file of question-answer records: "
+                                     f"{self.layout}")
+        if not data.is_file():
+            raise BenchmarkFileError(f"{data}: no such file")
+        folder = self.media_folder if self.media_folder is not None else data.parent
+        records: list[tuple[str, QARecord]] = []
+        try:
+            for source, load in json_records(data):
+                records.append((source, parse_qa_record(load(), source=source, media_folder=folder)))
+        except DataError as exc:
+            raise BenchmarkFileError(str(exc)) from None
+        if not records:
+            raise BenchmarkFileError(f"{data}: no records")
+        metric = self._file_metric(records)
+        self.headline, self.headline_label = _HEADLINES[metric]
+        samples = []
+        longest = 0
+        for index, (source, record) in enumerate(records):
+            if metric == "choice" and not record.choices:
+                raise BenchmarkFileError(f"{source}: the choice metric needs 'choices' in every record")
+            numbers = record.numbers
+            if metric == "mse" and numbers is None:
+                try:
+                    numbers = _numbers(record.answers[0])
+                except ValueError:
+                    raise BenchmarkFileError(f"{source}: the mse metric needs a numeric answer "
+                                             f"(a list of numbers), got {record.answers[0]!r}") from None
+            try:
+                prompt = record.prompt(self.prompt)
+            except ValueError as exc:
+                raise BenchmarkFileError(f"{source}: {exc}") from None
+            reference: dict[str, Any] = {"metric": metric, "answers": record.answers}
+            if record.choices:
+                reference["choices"] = record.choices
+            if numbers is not None:
+                reference["numbers"] = numbers
+            longest = max(longest, *(len(a.encode()) for a in record.answers))
+            samples.append(EvalSample(record.id if record.id is not None else str(index + 1), prompt, reference,
+                                      images=[_path(i) for i in record.media.get("image", [])],
+                                      audio=[_path(i) for i in record.media.get("audio", [])],
+                                      series=record.media.get("series", [])))
+        # A World token is at least one byte: the longest answer fits, with room for a short preamble.
+        self.max_new_tokens = longest + 16
+        return samples
+
+    def _file_metric(self, records: Sequence[tuple[str, QARecord]]) -> str:
+        if self.metric is not None:
+            return self.metric
+        stated = {r.metric for _, r in records if r.metric is not None}
+        if len(stated) > 1:
+            raise BenchmarkFileError(f"the records name different metrics {sorted(stated)}; use one, or --metric")
+        if stated:
+            metric = stated.pop()
+            if metric not in METRICS:
+                raise BenchmarkFileError(f"{records[0][0]}: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+            return metric
+        inferred = {infer_metric(r) for _, r in records}
+        if len(inferred) > 1:
+            raise BenchmarkFileError(f"the records suggest different metrics {sorted(inferred)} (choices, numeric "
+                                     "answers, several answers or audio in some records only); choose one with "
+                                     "--metric or a 'metric' field")
+        return inferred.pop()
+
+    def score(self, record: dict[str, Any]) -> dict[str, Any]:
+        reference, prediction = record["reference"], record["prediction"]
+        metric = reference["metric"]
+        if metric == "exact":
+            return {"correct": exact_match(prediction, reference["answers"])}
+        if metric == "vqa":
+            return {"accuracy": vqa_accuracy(prediction, reference["answers"])}
+        if metric == "choice":
+            selected = extract_choice(prediction, reference["choices"])
+            return {"selected": selected, "correct": selected == reference["answers"][0]}
+        if metric == "wer":
+            return {}  # corpus-level only: a per-utterance WER is undefined for empty references
+        values, parsed = forecast_values(prediction, len(reference["numbers"]))
+        return {"mse": mse(values, reference["numbers"]), "mae": mae(values, reference["numbers"]), "parsed": parsed}
+
+    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        metric = records[0]["reference"]["metric"]
+        self.headline, self.headline_label = _HEADLINES[metric]
+        if metric == "wer":
+            return {"wer": wer([r["reference"]["answers"][0] for r in records], [r["prediction"] for r in records]),
+                    "metric": metric}
+        if metric == "mse":
+            scores = [self.score(r) for r in records]
+            predicted = np.concatenate([forecast_values(r["prediction"], len(r["reference"]["numbers"]))[0]
+                                        for r in records])
+            target = np.concatenate([np.asarray(r["reference"]["numbers"], dtype=np.float64) for r in records])
+            return {"mse": mse(predicted, target), "mae": mae(predicted, target),
+                    "unparsed": sum(not s["parsed"] for s in scores), "metric": metric}
+        key = "accuracy" if metric == "vqa" else "correct"
+        return {"accuracy": percent_mean([float(self.score(r)[key]) for r in records]), "metric": metric}
+
+
+def _numbers(text: str) -> list[float]:
+    values = [float(v) for v in text.replace(",", " ").split()]
+    if not values:
+        raise ValueError("no numbers")
+    return values
+
+
+def _path(item: Any) -> Any:
+    """Resolved media paths as `Path`s, so the runner checks they exist before a long run."""
+    return Path(item) if isinstance(item, str) else item

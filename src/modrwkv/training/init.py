@@ -1,0 +1,271 @@
+"""`modrwkv init`: a training config written for the user's own data, from a few answers.
+
+    plan = InitAnswers(data="data/train.jsonl", modality=None, device="cpu", size="tiny")
+    text = write_config(plan, "my-config.yaml")     # the YAML, with a comment on each choice
+
+What is read from the data rather than asked: the format (from the first record's fields, or the
+extension for series), the modality (the media fields of the records), the number of samples,
+the longest sample in tokens (to size `ctx_len`), and the first image's size (to size the
+built-in encoder's input). The data is read with the same readers training uses, so a file this
+accepts is a file `modrwkv train` accepts, and a missing media folder is reported now, not after
+the model is built.
+
+Sizes: `tiny` is a fresh 1-layer RWKV-7 with the built-in encoders, trained entirely on the
+user's data (a CPU, minutes; suited to closed answers such as labels, digits, yes/no); `0.1b`,
+`0.4b`, `1.5b`, `2.9b` start from the official RWKV-7 World checkpoint of that size (path given
+with `lm_checkpoint`) and a pretrained encoder (SigLIP2 for images, WavLM for audio; WaveNet for
+series is always trained here), as the paper's recipe does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from ..data.readers import DataError
+from ..data.sample import MODALITIES, Sample
+from ..tokenizer import WorldTokenizer
+from .config import DataConfig, config_from_dict
+from .data import build_reader
+
+log = logging.getLogger(__name__)
+
+SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
+DEVICES = ("cpu", "gpu")
+FORMATS = ("qa", "llava", "openai", "asr", "series")
+# The official RWKV-7 World files (https://huggingface.co/BlinkDL/rwkv-7-world), the default paths.
+LM_FILES = {
+    "0.1b": "checkpoints/RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth",
+    "0.4b": "checkpoints/RWKV-x070-World-0.4B-v2.9-20250107-ctx4096.pth",
+    "1.5b": "checkpoints/RWKV-x070-World-1.5B-v3-20250127-ctx4096.pth",
+    "2.9b": "checkpoints/RWKV-x070-World-2.9B-v3-20250211-ctx4096.pth",
+}
+TINY_LM = {"n_layer": 1, "n_embd": 64, "dim_w": 32, "dim_a": 32, "dim_v": 32, "dim_g": 32}
+PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 576),
+                       "audio": ("wavlm", "microsoft/wavlm-large", None)}
+SERIES_PATCH = 8
+SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
+
+
+class InitError(ValueError):
+    """An answer or a data file that cannot make a working config; the message says why."""
+
+
+@dataclasses.dataclass
+class InitAnswers:
+    data: str  # the training file (JSON/JSONL records, or CSV/NPZ series)
+    modality: str | None = None  # image / audio / series; None: read from the data
+    data_format: str | None = None  # None: read from the data
+    media_folder: str | None = None  # None: media paths relative to the data file's folder
+    device: str = "cpu"
+    size: str = "tiny"
+    lm_checkpoint: str | None = None  # for the pretrained sizes; None: the official file name
+    output_dir: str | None = None  # the run folder; None: runs/<data_name(data)>
+    lookback: int = 96  # series format: steps the model reads
+    horizon: int = 24  # series format: steps it forecasts
+
+
+@dataclasses.dataclass
+class DataSummary:
+    data_format: str
+    modalities: set[str]
+    samples: int  # usable samples among those scanned
+    scanned_all: bool
+    longest_text_tokens: int
+    media_per_sample: dict[str, int]  # most items of each modality in one sample
+    image_size: tuple[int, int] | None  # (width, height) of the first image
+    series_length: int | None  # longest series item
+    skipped: str  # the reader's summary
+
+
+def data_name(data: str | Path) -> str:
+    """A name for runs and configs: the file's name, or its folder's for a generic one
+    (data/digits/train.jsonl -> digits)."""
+    path = Path(data)
+    generic = path.stem.lower() in ("train", "training", "data", "dataset", "all")
+    return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
+
+
+def detect_format(path: Path) -> str:
+    """The data format from the extension (CSV/NPZ: series) or the first record's fields."""
+    if path.suffix.lower() in (".csv", ".npz"):
+        return "series"
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            head = handle.read(1 << 16).lstrip()
+    except OSError as exc:
+        raise InitError(f"{path}: cannot read ({exc})") from None
+    if not head:
+        raise InitError(f"{path}: the file is empty")
+    try:
+        first = json.loads(head.splitlines()[0]) if head[0] == "{" else None
+    except json.JSONDecodeError:
+        first = None
+    if first is None and head[0] == "[":
+        decoder = json.JSONDecoder()
+        try:
+            first, _ = decoder.raw_decode(head[1:].lstrip())
+        except json.JSONDecodeError:
+            first = None
+    if not isinstance(first, dict):
+        raise InitError(f"{path}: expected JSON/JSONL records (or a .csv/.npz series file); see docs/custom-data.md")
+    if "conversations" in first:
+        return "llava"
+    if "messages" in first:
+        return "openai"
+    if "question" in first:
+        return "qa"
+    if any(key in first for key in ("audio_filepath", "text", "transcript", "sentence")):
+        return "asr"
+    raise InitError(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
+                    "'question' (qa), 'conversations' (llava), 'messages' (openai) or 'audio_filepath' + 'text' "
+                    "(asr); see docs/custom-data.md")
+
+
+def summarize_data(answers: InitAnswers) -> DataSummary:
+    path = Path(answers.data)
+    if not path.is_file():
+        raise InitError(f"{path}: no such data file")
+    data_format = answers.data_format or detect_format(path)
+    if data_format not in FORMATS:
+        raise InitError(f"unknown data format {data_format!r}; choose from {', '.join(FORMATS)}")
+    if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
+        raise InitError(f"media folder {answers.media_folder}: no such folder")
+    options = series_options(answers) if data_format == "series" else {}
+    config = DataConfig(format=data_format, train=[str(path)], options=options,  # type: ignore[arg-type]
+                        media_folder=None if data_format == "series" else answers.media_folder)
+    reader = build_reader(config)
+    try:
+        samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
+    except DataError as exc:
+        raise InitError(str(exc)) from None
+    scanned_all = len(samples) <= SCAN_LIMIT
+    samples = samples[:SCAN_LIMIT]
+    if not samples:
+        raise InitError(f"{path}: no usable sample ({reader.report.summary()}); if media files were not found, "
+                        "give the folder they are relative to (--media-folder)")
+    tokenizer = WorldTokenizer()
+    longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
+    modalities = {m for s in samples for m in MODALITIES if s.media(m)}
+    per_sample = {m: max(len(s.media(m)) for s in samples) for m in modalities}
+    image_size = None
+    first_image = next((s.images[0] for s in samples if s.images), None)
+    if first_image is not None:
+        from ..encoders.media import load_image
+
+        try:
+            image_size = load_image(first_image).size
+        except (OSError, ValueError) as exc:
+            raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
+    series_length = max((len(x) for s in samples for x in s.series), default=None)
+    return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
+                       series_length, reader.report.summary())
+
+
+def series_options(answers: InitAnswers) -> dict[str, int]:
+    """Sliding windows of lookback + horizon steps, one window start per horizon."""
+    if answers.lookback < 1 or answers.horizon < 1:
+        raise InitError(f"lookback and horizon must be >= 1, got {answers.lookback} and {answers.horizon}")
+    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": answers.horizon}
+
+
+def tiny_image_options(image_size: tuple[int, int] | None) -> dict[str, int]:
+    """The built-in encoder's input side: the images' shorter side rounded up to 16, 32 or 64
+    (more costs compute without helping small images); a 4 x 4 token grid up to 32 px, 8 x 8 above."""
+    side = min(image_size) if image_size else 64
+    size = 16 if side <= 16 else 32 if side <= 32 else 64
+    return {"image_size": size, "grid": 4 if size <= 32 else 8, "width": 64}
+
+
+def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, Any], list[str]]:
+    """The config as a nested dict, and the notes explaining its choices (comments in the file)."""
+    if answers.size not in SIZES:
+        raise InitError(f"unknown model size {answers.size!r}; choose from {', '.join(SIZES)}")
+    if answers.device not in DEVICES:
+        raise InitError(f"unknown device {answers.device!r}; choose cpu or gpu")
+    modalities = set(summary.modalities)
+    if answers.modality is not None:
+        if answers.modality not in MODALITIES:
+            raise InitError(f"unknown modality {answers.modality!r}; choose from {', '.join(MODALITIES)}")
+        if modalities and answers.modality not in modalities:
+            raise InitError(f"--modality {answers.modality}, but the data has {sorted(modalities)} inputs")
+        modalities.add(answers.modality)
+    if not modalities:
+        raise InitError(f"{answers.data}: no sample has an image, audio or series input; a ModRWKV needs one")
+    tiny = answers.size == "tiny"
+    notes = [f"written by `modrwkv init` for {answers.data} ({summary.data_format} format, "
+             f"{summary.samples}{'' if summary.scanned_all else '+'} samples, inputs: {', '.join(sorted(modalities))})"]
+    encoders: dict[str, Any] = {}
+    media_tokens = 0
+    for modality in sorted(modalities):
+        count = summary.media_per_sample.get(modality, 1)
+        if modality == "series":
+            encoders["series"] = {"name": "wavenet", "options": {"patch_len": SERIES_PATCH}}
+            media_tokens += count * math.ceil((summary.series_length or 720) / SERIES_PATCH)
+        elif modality == "image" and tiny:
+            options = tiny_image_options(summary.image_size)
+            encoders["image"] = {"name": "tiny", "options": options}
+            media_tokens += count * options["grid"] ** 2
+            notes.append(f"image: the built-in `tiny` CNN, trained from scratch; images are resized to "
+                         f"{options['image_size']}x{options['image_size']} (the first is {summary.image_size})")
+        else:
+            name, source, tokens = PRETRAINED_ENCODERS[modality]
+            encoders[modality] = {"name": name, "source": source}
+            media_tokens += count * (tokens or 25 * 30)  # audio: ~25 tokens per second, up to 30 s assumed
+            notes.append(f"{modality}: pretrained {name} from {source} (downloaded by transformers on first use)")
+    ctx_len = 64 * math.ceil(1.25 * (summary.longest_text_tokens + media_tokens) / 64)
+    notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample ({summary.longest_text_tokens} text + "
+                 f"{media_tokens} media tokens); longer samples are dropped and counted")
+    model: dict[str, Any] = {"encoders": encoders, "ctx_len": ctx_len}
+    if tiny:
+        model["lm"] = {"config": dict(TINY_LM)}
+        notes.append("model.lm: a fresh 1-layer, 64-wide RWKV-7 with the World vocabulary, trained entirely on this "
+                     "data (stage 2: everything trains): for closed answers (labels, numbers, short phrases)")
+    else:
+        model["lm"] = {"checkpoint": answers.lm_checkpoint or LM_FILES[answers.size]}
+        notes.append(f"model.lm: the official RWKV-7 World {answers.size.upper()} checkpoint (download it to that path)")
+
+    samples = summary.samples
+    batch = 32 if tiny else 64
+    while batch > 1 and samples < 4 * batch:
+        batch //= 2
+    micro = batch if tiny or answers.device == "cpu" else min(batch, 8)
+    epochs = 10 if tiny else 3
+    steps_per_epoch = max(1, samples // batch)
+    total = max(1, math.floor(epochs * steps_per_epoch))
+    train = {"stage": "2" if tiny else "1", "epochs": epochs, "max_steps": None, "batch_size": batch,
+             "micro_batch_size": micro, "lr": 3.0e-3 if tiny else 1.0e-3,
+             "warmup_steps": max(1, min(100, total // 20))}
+    notes.append(f"train: {epochs} epochs of batch {batch} = about {total} steps (train.max_steps, when set, "
+                 "overrides train.epochs)")
+    if not tiny:
+        notes.append("train.stage 1 trains the adapter only; for stage 2 continue from this run's final/ with "
+                     "model.init_from (see configs/vision-stage2.yaml)")
+    runtime = ({"accelerator": "cpu", "devices": 1, "precision": "32"} if answers.device == "cpu"
+               else {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"})
+    output_dir = answers.output_dir or f"runs/{data_name(answers.data)}"
+    save_every = max(1, min(1000, steps_per_epoch))
+    output = {"dir": output_dir, "save_every": save_every, "log_every": max(1, min(50, steps_per_epoch // 4)),
+              "progress_bar": answers.device == "gpu"}
+    notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / Ctrl-C; "
+                 f"progress lines every {output['log_every']} steps; metrics in {output_dir}/logs/version_0/metrics.csv")
+    data: dict[str, Any] = {"format": summary.data_format, "train": [answers.data]}
+    if summary.data_format == "series":
+        data["options"] = series_options(answers)
+    if answers.media_folder is not None:
+        data["media_folder"] = answers.media_folder
+    config = {"model": model, "data": data, "train": train, "runtime": runtime, "output": output}
+    config_from_dict(config)  # what `modrwkv train` will check: fail here, not there
+    return config, notes
+
+
+def render_config(config: dict[str, Any], notes: list[str]) -> str:
+    import yaml
+
+    header = "".join(f"# {line}\n" for line in notes)
+    return header + yaml.safe_dump(config, sort_keys=False)

@@ -1,0 +1,163 @@
+"""What a training run tells its user while it runs, and how it stops without losing work.
+
+- `ProgressLine` writes one line every `log_every` optimizer steps and at the last one, with or
+  without Lightning's progress bar: step, epoch (data passes, fractional), samples seen, mean loss
+  since the previous line, tokens/s, the time left, and `media_reliance` when something logs it.
+  It also logs `epoch` and `samples` into metrics.csv, so the `epoch` column counts data passes
+  (one Lightning epoch is the whole run, see `data.StepBatchSampler`).
+- `StopOnSignal` turns SIGTERM and the first Ctrl-C (SIGINT) into a stop at the next optimizer-step
+  boundary, where it saves a resumable checkpoint; a second Ctrl-C interrupts at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning.pytorch as pl
+
+from .checkpoint import PretrainedCheckpoint
+
+log = logging.getLogger(__name__)
+
+EXTRA_METRICS = ("media_reliance",)  # shown on the line when logged by the module or a callback
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _at_step_boundary(trainer: pl.Trainer, batch_idx: int) -> bool:
+    return (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+
+
+class ProgressLine(pl.Callback):
+    """See the module docstring. `emit` receives each line (default: logged at INFO)."""
+
+    def __init__(self, *, total_steps: int, batch_size: int, num_samples: int, every: int,
+                 emit: Callable[[str], None] | None = None) -> None:
+        self.total_steps = total_steps
+        self.batch_size = batch_size
+        self.num_samples = num_samples
+        self.every = every
+        self.emit = emit or log.info
+        self._pending: int | None = None  # step whose line waits for the module's history row
+        self._start_time = 0.0
+        self._start_step = 0
+        self._last_time = 0.0
+        self._rows_printed = 0
+
+    def epoch_at(self, step: int) -> float:
+        return step * self.batch_size / self.num_samples
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_time = self._last_time = time.perf_counter()
+        self._start_step = trainer.global_step
+        self._rows_printed = len(getattr(pl_module, "history", []))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._flush(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not _at_step_boundary(trainer, batch_idx):
+            return
+        step = trainer.global_step
+        pl_module.log("epoch", self.epoch_at(step), batch_size=1)
+        pl_module.log("samples", float(step * self.batch_size), batch_size=1)
+        if step % self.every == 0 or step >= self.total_steps:
+            # The module appends this step's history row after the callbacks' hooks: print once it has.
+            self._pending = step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer, pl_module)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._flush(trainer, pl_module)
+
+    def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is None or not trainer.is_global_zero:
+            self._pending = None
+            return
+        step, self._pending = self._pending, None
+        history = getattr(pl_module, "history", [])
+        rows = history[self._rows_printed:]
+        self._rows_printed = len(history)
+        now = time.perf_counter()
+        loss = sum(r["loss"] for r in rows) / len(rows) if rows else math.nan
+        tokens_per_s = sum(r["tokens"] for r in rows) / max(now - self._last_time, 1e-9) if rows else math.nan
+        self._last_time = now
+        done = step - self._start_step
+        eta = (self.total_steps - step) * (now - self._start_time) / done if done > 0 else math.nan
+        parts = [f"step {step}/{self.total_steps}", f"epoch {self.epoch_at(step):.2f}",
+                 f"samples {step * self.batch_size}", f"loss {loss:.4f}", f"{tokens_per_s:,.0f} tokens/s",
+                 f"ETA {format_duration(eta)}"]
+        for name in EXTRA_METRICS:
+            value = trainer.callback_metrics.get(name)
+            if value is not None:
+                parts.append(f"{name} {float(value):.3f}")
+        self.emit(" | ".join(parts))
+
+
+class StopOnSignal(pl.Callback):
+    """See the module docstring. After a stop, `signal_name` says which signal asked for it and
+    `checkpoint` where the run was saved."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self, checkpointer: PretrainedCheckpoint) -> None:
+        self.checkpointer = checkpointer
+        self.signal_name: str | None = None
+        self.checkpoint: Path | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+        self.signal_name = self.signal_name or name
+        log.warning("%s received: saving a checkpoint at the end of this optimizer step, then stopping "
+                    "(Ctrl-C again to stop at once without saving)", name)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self._previous[number] = signal.signal(number, self._handle)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not _at_step_boundary(trainer, batch_idx):
+            return
+        requested = self.signal_name is not None
+        if trainer.world_size > 1:  # every rank stops at the same step (a signal may reach one only)
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if requested and trainer.global_step < self.checkpointer.total_steps:
+            self.signal_name = self.signal_name or "a signal on another rank"
+            self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
+            trainer.should_stop = True
+
+    def _restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
