@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,10 +53,12 @@ def colour_samples(n: int, seed: int = 0, varied: bool = True) -> list[Sample]:
 
 
 def config(tmp_path: Path, name: str, **train_options) -> dict:
-    """configs/tiny-cpu.yaml (stage 2, 30 steps of 8 samples) with `train_options` and its own output."""
+    """configs/tiny-cpu.yaml (stage 2, 30 steps of 8 samples) with `train_options`, its own output and
+    no intermediate checkpoints."""
     cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
     cfg["train"].update(train_options)
     cfg["output"]["dir"] = str(tmp_path / name)
+    cfg["output"]["save_every"] = 0  # only the final checkpoint, unless a test asks for more (fast)
     return cfg
 
 
@@ -424,3 +427,85 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     path.write_text("train:\n  stage: 1\n  max_step: 10\n")
     assert main(["train", str(path)]) == 2
     assert "unknown key(s) ['train.max_step']" in capsys.readouterr().err
+
+
+# --- progress and stopping --------------------------------------------------------------------
+
+
+class _LogReliance(pl.Callback):
+    """Stands in for a callback that logs `media_reliance` (shown on the progress line when logged)."""
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        pl_module.log("media_reliance", 0.25, batch_size=1)
+
+
+def test_progress_line_every_log_every_steps_and_epoch_column(tmp_path):
+    lines = []
+    cfg = config(tmp_path, "progress", max_steps=12)
+    cfg["output"]["log_every"] = 5
+    result = train(cfg, samples=colour_samples(32), progress=lines.append, callbacks=[_LogReliance()])
+    assert [line.split(" | ")[0] for line in lines] == ["step 5/12", "step 10/12", "step 12/12"]
+    losses = [row["loss"] for row in result.history]
+    for line, rows in zip(lines, (losses[:5], losses[5:10], losses[10:])):
+        fields = dict(part.rsplit(" ", 1) for part in line.split(" | ") if " " in part and "/" not in part)
+        assert float(fields["loss"]) == pytest.approx(np.mean(rows), abs=1e-4)  # the mean since the last line
+        assert "tokens/s" in line and "ETA" in line and fields["media_reliance"] == "0.250"
+    assert "epoch 2.50" in lines[1] and "samples 80" in lines[1]  # 10 steps x 8 samples, of 32
+    rows = list(csv.DictReader(open(tmp_path / "progress" / "logs" / "version_0" / "metrics.csv")))
+    epochs = {int(float(r["step"])): float(r["epoch"]) for r in rows if r.get("loss")}
+    assert epochs == {4: 40 / 32, 9: 80 / 32}  # Lightning's step column counts from 0: after steps 5 and 10
+    saved = (tmp_path / "progress" / "config.yaml").read_text()
+    assert saved.startswith("# this run: 12 optimizer steps of 8 samples = 3.00 epochs of 32 samples "
+                            "(train.max_steps=12, which overrides train.epochs)")
+    assert load_config(tmp_path / "progress" / "config.yaml", needs_data=False).train.max_steps == 12
+
+
+class _SignalAt(pl.Callback):
+    def __init__(self, step, signum):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora_run, tmp_path, signum):
+    cfg, full = lora_run
+    cfg = copy.deepcopy(cfg)
+    cfg["output"]["dir"] = str(tmp_path / "stopped")
+    previous = signal.getsignal(signum)
+    stopped = train(cfg, samples=colour_samples(32), callbacks=[_SignalAt(6, signum)])
+    assert signal.getsignal(signum) is previous  # the handlers are put back
+    # The signal arrives after step 6's checkpoint hook: the run stops at the next step boundary.
+    assert stopped.stopped_by == signal.Signals(signum).name and stopped.final_dir is None
+    assert stopped.checkpoint.name == "step-00000007" == latest_checkpoint(cfg["output"]["dir"]).name
+    assert [row["step"] for row in stopped.history] == list(range(1, 8))
+    resumed = train(cfg, samples=colour_samples(32), resume=True)
+    assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[7:]],
+                                                                      rel=1e-5, abs=1e-6)
+    a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
+    data = write_llava(tmp_path, colour_samples(16))
+    cfg = config(tmp_path, "unused", max_steps=100000)
+    cfg["data"] = {"format": "llava", "train": [str(data)]}
+    cfg["output"].update(dir=str(tmp_path / "run"), log_every=2)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first = proc.stdout.readline()  # the first progress line: training is under way
+    assert first.startswith("step 2/100000 | epoch 1.00 | samples 16 | loss "), first + proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    last = out.strip().splitlines()[-1]
+    step = int(last.split("stopped at step ")[1].split()[0])
+    checkpoint = tmp_path / "run" / "checkpoints" / f"step-{step:08d}"
+    assert last == (f"stopped at step {step} of 100000 (SIGTERM); checkpoint saved to {checkpoint}. "
+                    f"Continue with: modrwkv train {tmp_path / 'run.yaml'} --resume")
+    assert latest_checkpoint(tmp_path / "run") == checkpoint

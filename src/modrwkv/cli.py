@@ -270,8 +270,11 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = [token for token in args.overrides if token != "--resume"]
     resume = args.resume or len(overrides) != len(args.overrides)
     config = load_config(args.config, overrides)
-    # tqdm.write prints above Lightning's progress bar (when there is one) instead of through it.
-    result = train(config, resume=resume, progress=lambda line: tqdm.write(line, file=sys.stdout))
+    def progress(line: str) -> None:
+        tqdm.write(line, file=sys.stdout)  # above Lightning's progress bar, when there is one
+        sys.stdout.flush()  # promptly, also into a file or a pipe
+
+    result = train(config, resume=resume, progress=progress)
     m = result.metrics
     if not result.history:
         print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}")
@@ -730,7 +733,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.submission and SUBMISSIONS.get(task.name) != split:
         raise CLIError(f"--submission: {task.name} {split} is scored here; submission files exist for "
                        + ", ".join(f"{name} --split {s}" for name, s in SUBMISSIONS.items()))
-    default_output = f"custom-{Path(args.data).stem}" if args.task == "custom" else f"{task.name}-{split}"
+    if args.task == "custom":
+        from modrwkv.training.init import data_name
+
+        default_output = f"custom-{data_name(args.data)}"
+    else:
+        default_output = f"{task.name}-{split}"
     output = Path(args.output or f"runs/eval/{default_output}")
     model = ModelSpec(args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format)

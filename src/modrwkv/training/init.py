@@ -85,9 +85,10 @@ class DataSummary:
 
 def data_name(data: str | Path) -> str:
     """A name for runs and configs: the file's name, or its folder's for a generic one
-    (data/digits/train.jsonl -> digits)."""
+    (data/digits/train.jsonl and data/digits/test.jsonl -> digits)."""
     path = Path(data)
-    generic = path.stem.lower() in ("train", "training", "data", "dataset", "all")
+    generic = path.stem.lower() in ("train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
+                                    "dataset", "all")
     return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
 
 

@@ -46,11 +46,11 @@ def _at_step_boundary(trainer: pl.Trainer, batch_idx: int) -> bool:
 class ProgressLine(pl.Callback):
     """See the module docstring. `emit` receives each line (default: logged at INFO)."""
 
-    def __init__(self, *, total_steps: int, batch_size: int, num_samples: int, every: int,
+    def __init__(self, *, total_steps: int, batch_size: int, steps_per_epoch: float, every: int,
                  emit: Callable[[str], None] | None = None) -> None:
         self.total_steps = total_steps
         self.batch_size = batch_size
-        self.num_samples = num_samples
+        self.steps_per_epoch = steps_per_epoch
         self.every = every
         self.emit = emit or log.info
         self._pending: int | None = None  # step whose line waits for the module's history row
@@ -60,7 +60,7 @@ class ProgressLine(pl.Callback):
         self._rows_printed = 0
 
     def epoch_at(self, step: int) -> float:
-        return step * self.batch_size / self.num_samples
+        return step / self.steps_per_epoch
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start_time = self._last_time = time.perf_counter()

@@ -152,11 +152,12 @@ class StepPlan:
     world_size: int
     num_samples: int
     batch_size: int
+    steps_per_epoch: float  # one pass: every whole global micro-batch of the data once
 
     @property
     def epochs(self) -> float:
         """Passes over the data the steps make."""
-        return self.total_steps * self.batch_size / self.num_samples
+        return self.total_steps / self.steps_per_epoch
 
     def describe(self, opt: OptimConfig) -> str:
         """The step count and where it came from (`max_steps` wins over `epochs`)."""
@@ -178,7 +179,7 @@ def plan_steps(config: TrainConfig, world_size: int, num_samples: int) -> StepPl
     if micro_batches_per_pass < accumulation:
         raise ConfigError(f"{num_samples} samples do not fill one batch of {opt.batch_size}")
     total = opt.max_steps or max(1, math.floor(opt.epochs * micro_batches_per_pass / accumulation))
-    return StepPlan(total, accumulation, world_size, num_samples, opt.batch_size)
+    return StepPlan(total, accumulation, world_size, num_samples, opt.batch_size, micro_batches_per_pass / accumulation)
 
 
 def setup_model(config: TrainConfig, model: ModRWKV | None, resume_from: Path | None) -> ModRWKV:
@@ -308,8 +309,8 @@ def train(
     checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
                                         total_steps=plan.total_steps, lora=opt.lora if opt.stage == "lora" else None)
     stopper = StopOnSignal(checkpointer)
-    reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size, num_samples=len(samples),
-                            every=config.output.log_every, emit=progress)
+    reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
+                            steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
     trainer.callbacks.extend([checkpointer, stopper, reporter, *callbacks])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)

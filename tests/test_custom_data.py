@@ -1,0 +1,234 @@
+"""Your own data end to end: question-answer records for training and `--task custom` evaluation
+(prompts identical to training, each metric against hand-computed values, user baselines only in
+the report, CSV routing), GQA images of any extension, and `modrwkv init` writing a config that
+training accepts, sized from the data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from eval_fixtures import write_gqa
+from PIL import Image
+
+from modrwkv.cli import main
+from modrwkv.data.readers import DataError, QAReader, qa_to_sample
+from modrwkv.evaluation import ModelSpec, get_task, run_eval
+from modrwkv.evaluation.tasks import TASKS, BenchmarkFileError, CustomTask, custom_task
+from modrwkv.training import config_from_dict
+
+
+@dataclasses.dataclass
+class Reply:
+    text: str
+    finish_reason: str = "stop"
+
+
+class ScriptedPipeline:
+    """Replies from a table keyed by the question; records every prompt it is asked."""
+
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies = replies
+        self.prompts: list[str] = []
+
+    def generate_batch(self, requests):
+        self.prompts.extend(r.messages for r in requests)
+        return [Reply(next(v for k, v in self.replies.items() if k in r.messages)) for r in requests]
+
+
+def write_records(folder: Path, records: list[dict], name: str = "test.jsonl") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        for key in ("image", "audio"):
+            if isinstance(record.get(key), str) and not (folder / record[key]).exists():
+                (folder / record[key]).parent.mkdir(parents=True, exist_ok=True)
+                if key == "image":
+                    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / record[key])
+                else:
+                    (folder / record[key]).write_bytes(b"RIFF")
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def weights(tmp_path) -> ModelSpec:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"weights")
+    return ModelSpec(str(path))
+
+
+def evaluate(tmp_path, weights, records, replies, **options):
+    data = write_records(tmp_path / "data", records)
+    pipeline = ScriptedPipeline(replies)
+    result = run_eval(CustomTask(**options), data, tmp_path / "out", model=weights, load_pipeline=lambda: pipeline)
+    return result.summary, pipeline
+
+
+# --- question-answer records ------------------------------------------------------------------
+
+
+def test_qa_records_train_with_the_prompt_the_custom_eval_asks(tmp_path, weights):
+    records = [{"image": "img/a.webp", "question": "Which digit is this?", "answer": "7"},
+               {"image": ["img/b.gif", "img/c.tiff"], "question": "Same digit?", "answer": "no"},
+               {"image": "img/d.png", "question": "Pick one.", "answer": "a cat", "choices": ["a dog", "a cat"]}]
+    for record in records:  # any extension the decoder reads
+        for name in [record["image"]] if isinstance(record["image"], str) else record["image"]:
+            (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / "data" / name)
+    data = write_records(tmp_path / "data", records, "train.jsonl")
+    samples = list(QAReader(data))
+    assert [s.messages[0].content for s in samples] == [
+        "<image>\nWhich digit is this?", "<image>\n<image>\nSame digit?", "<image>\nPick one.\nA. a dog\nB. a cat"]
+    assert [s.messages[1].content for s in samples] == ["7", "no", "B"]  # the choice's letter
+    assert samples[1].images == [str(tmp_path / "data" / "img/b.gif"), str(tmp_path / "data" / "img/c.tiff")]
+    # Evaluating the same file asks exactly the training user turns, nothing appended.
+    summary, pipeline = evaluate(tmp_path, weights, records[:2], {"Which": "7", "Same": "No."})
+    assert pipeline.prompts == [s.messages[0].content for s in samples[:2]]
+    assert summary["metrics"]["accuracy"] == 100.0 and summary["headline"]["label"] == "exact-match accuracy (%)"
+
+
+def test_bad_qa_records_name_the_line_and_field(tmp_path):
+    data = write_records(tmp_path, [{"question": "q?", "answer": "x"}, {"image": "a.png", "answer": "x"},
+                                    {"image": "a.png", "question": "q", "answer": "C", "choices": ["x", "y"]},
+                                    {"image": "missing.png", "question": "q", "answer": "x"}])
+    (tmp_path / "missing.png").unlink()
+    with pytest.raises(DataError, match=r"test.jsonl:2: no 'question'"):
+        list(QAReader(data, on_error="raise"))[:2]
+    reader = QAReader(data)
+    assert len(list(reader)) == 1
+    assert reader.report.skipped == {"missing_field": 1, "wrong_type": 1, "missing_media": 1}
+    with pytest.raises(DataError, match="exactly one of 'answer' or 'answers'"):
+        qa_to_sample({"question": "q", "answer": "a", "answers": ["a"]})
+    sample = qa_to_sample({"series": [1.0, 2.0, 3.0], "question": "Next?", "answer": [4, 5]})
+    assert sample.messages[1].content == "4.000, 5.000" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
+
+
+# --- the custom task's metrics ----------------------------------------------------------------
+
+
+def test_exact_match_accepts_any_listed_answer_after_normalisation(tmp_path, weights):
+    records = [{"image": "a.png", "question": f"q{i}?", "answer": a} for i, a in enumerate(["Cat", "dog", "7"])]
+    records.append({"image": "a.png", "question": "q3?", "answers": ["red", "crimson"]})
+    summary, _ = evaluate(tmp_path, weights, records, {"q0": "cat.", "q1": " Dog ", "q2": "seven", "q3": "Crimson"})
+    assert summary["metrics"]["accuracy"] == 75.0  # all but "seven"
+
+
+def test_vqa_choice_wer_and_mse_against_hand_computed_values(tmp_path, weights):
+    vqa = [{"image": "a.png", "question": "colour?", "answers": ["red"] * 3 + ["blue"] * 7}]
+    summary, _ = evaluate(tmp_path / "vqa", weights, vqa, {"colour": "red"})
+    assert summary["metrics"]["accuracy"] == pytest.approx(90.0)  # (3 x 2/3 + 7 x 1) / 10
+
+    choice = [{"image": "a.png", "question": f"q{i}", "choices": ["a dog", "a cat", "a cow"], "answer": a}
+              for i, a in enumerate(["B", "a cow", "A", "C"])]
+    summary, _ = evaluate(tmp_path / "choice", weights, choice, {"q0": "B", "q1": "It is a cow.", "q2": "C", "q3": "(C)"})
+    assert summary["metrics"]["accuracy"] == 75.0 and summary["headline"]["label"] == "choice accuracy (%)"
+
+    speech = [{"audio": "a.wav", "question": f"Transcribe {i}.", "answer": text}
+              for i, text in enumerate(["hello world", "good morning"])]
+    summary, _ = evaluate(tmp_path / "wer", weights, speech, {"Transcribe 0": "Hello word!", "Transcribe 1": "good morning"})
+    assert summary["headline"]["metric"] == "wer" and summary["metrics"]["wer"] == pytest.approx(25.0)  # 1 of 4 words
+
+    series = [{"series": [0.0, 1.0], "question": f"Next {i}?", "answer": target}
+              for i, target in enumerate([[1.0, 2.0], [3.0]])]
+    summary, _ = evaluate(tmp_path / "mse", weights, series, {"Next 0": "1.0, 4.0", "Next 1": "it is 3"})
+    assert summary["metrics"]["mse"] == pytest.approx((0 + 4 + 0) / 3)  # over every forecast value
+    assert summary["metrics"]["mae"] == pytest.approx(2 / 3) and summary["metrics"]["unparsed"] == 1
+
+
+def test_metric_from_the_file_or_flag_and_a_prompt_template(tmp_path, weights):
+    records = [{"image": "a.png", "question": "Which?", "answer": "x", "metric": "vqa"}]
+    summary, _ = evaluate(tmp_path / "file", weights, records, {"Which": "x"})
+    assert summary["headline"]["label"] == "VQA accuracy (%)" and summary["metrics"]["accuracy"] == 0.0  # one answer
+    summary, pipeline = evaluate(tmp_path / "flag", weights, records, {"Which": "x"}, metric="exact",
+                                 prompt="{question} Answer with one word.")
+    assert summary["metrics"]["accuracy"] == 100.0
+    assert pipeline.prompts == ["<image>\nWhich? Answer with one word."]
+    mixed = [{"image": "a.png", "question": "a", "answer": "x"}, {"image": "a.png", "question": "b", "answers": ["x"] * 3}]
+    with pytest.raises(BenchmarkFileError, match="suggest different metrics"):
+        evaluate(tmp_path / "mixed", weights, mixed, {"": "x"})
+
+
+def test_report_shows_only_the_supplied_baselines(tmp_path, capsys):
+    data = write_records(tmp_path / "data", [{"image": "a.png", "question": "q?", "answer": "red"}])
+    gqa_like = write_gqa(tmp_path)  # the paper's GQA numbers exist, and must not appear
+    model = tmp_path / "weights.bin"
+    model.write_bytes(b"w")
+    task = custom_task(data, baselines={"logistic regression": 96.7})
+    run_eval(task, data, tmp_path / "out", model=ModelSpec(str(model)),
+             load_pipeline=lambda: ScriptedPipeline({"q": "red"}))
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| custom data | all | 1 | exact-match accuracy (%) | 100.00 | 96.7 |" in report
+    assert "logistic regression" in report
+    paper_models = {r.model for r in get_task("gqa").paper_results("testdev-balanced")}
+    assert paper_models and not any(name in report for name in paper_models)
+    assert gqa_like.exists()
+    # the flags are refused where they do not apply, and a bad baseline is one clear line
+    assert main(["eval", "--model", str(model), "--task", "gqa", "--data", str(gqa_like), "--metric", "exact"]) == 2
+    assert "--metric apply to --task custom only" in capsys.readouterr().err
+    assert main(["eval", "--model", str(model), "--task", "custom", "--data", str(data), "--baseline", "lr"]) == 2
+    assert "expected NAME=NUMBER" in capsys.readouterr().err
+
+
+def test_csv_data_goes_to_the_custom_series_task(tmp_path, monkeypatch):
+    if "custom-series" not in TASKS:
+        with pytest.raises(ValueError, match="'custom-series' task, which this installation"):
+            custom_task(tmp_path / "series.csv")
+        sentinel = CustomTask()
+        monkeypatch.setitem(TASKS, "custom-series", sentinel)
+    assert custom_task(tmp_path / "series.csv") is TASKS["custom-series"]
+    with pytest.raises(ValueError, match="apply to question-answer files"):
+        custom_task(tmp_path / "series.csv", prompt="{question}")
+    assert isinstance(custom_task(tmp_path / "x.jsonl"), CustomTask)
+
+
+def test_gqa_reads_images_of_any_extension(tmp_path):
+    folder = write_gqa(tmp_path)
+    for jpg in (folder / "images").glob("*.jpg"):
+        Image.open(jpg).save(jpg.with_suffix(".png"))
+        jpg.unlink()
+    samples = get_task("gqa").load(folder, "testdev-balanced")
+    assert [p.suffix for s in samples for p in s.images] == [".png"] * 3
+    assert all(p.is_file() for s in samples for p in s.images)
+
+
+# --- modrwkv init -----------------------------------------------------------------------------
+
+
+def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "data" / "digits"
+    records = [{"image": f"images/{i}.png", "question": "Which digit is this?", "answer": str(i % 10)}
+               for i in range(200)]
+    (folder / "images").mkdir(parents=True)
+    for i in range(200):
+        Image.fromarray(np.full((8, 8), i, np.uint8), mode="L").save(folder / "images" / f"{i}.png")
+    write_records(folder, records, "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "data/digits/train.jsonl", "--yes", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "qa format, 200 usable samples, inputs: image" in out and "modrwkv train digits.yaml" in out
+    text = Path("digits.yaml").read_text()
+    assert text.startswith("# written by `modrwkv init`")
+    config = config_from_dict(yaml.safe_load(text))
+    assert config.data.format == "qa" and config.data.train == ["data/digits/train.jsonl"]
+    assert config.model.encoders["image"].name == "tiny"
+    assert config.model.encoders["image"].options == {"image_size": 16, "grid": 4, "width": 64}  # 8 px images
+    assert config.train.batch_size == 32 and config.train.epochs == 10 and config.output.dir == "runs/digits"
+    assert config.output.save_every == 200 // 32 and config.runtime.accelerator == "cpu"
+    # 16 image tokens + the text, with a quarter spare, in whole 64s
+    assert config.model.ctx_len == 64
+    # an existing file is kept; a pretrained size names its checkpoint; bad data is one clear line
+    assert main(["init", "--data", "data/digits/train.jsonl", "--yes"]) == 2
+    assert "digits.yaml exists" in capsys.readouterr().err
+    assert main(["init", "--data", "data/digits/train.jsonl", "--yes", "--size", "0.4b", "--device", "gpu",
+                 "--output", "gpu.yaml", "--lm-checkpoint", "lm.pth"]) == 0
+    gpu = config_from_dict(yaml.safe_load(Path("gpu.yaml").read_text()))
+    assert gpu.model.lm.checkpoint == "lm.pth" and gpu.model.encoders["image"].name == "siglip2"
+    assert gpu.train.stage == "1" and gpu.runtime.precision == "bf16-mixed"
+    Path("bad.jsonl").write_text('{"image": "nowhere.png", "question": "q", "answer": "a"}\n')
+    assert main(["init", "--data", "bad.jsonl", "--yes"]) == 2
+    assert "no usable sample" in capsys.readouterr().err
