@@ -6,6 +6,7 @@ training accepts, sized from the data."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from eval_fixtures import write_gqa
 from PIL import Image
 
 from modrwkv.cli import main
-from modrwkv.data.readers import DataError, QAReader, qa_to_sample
+from modrwkv.data.readers import DataError, QAReader, parse_qa_record, qa_to_sample
 from modrwkv.evaluation import ModelSpec, get_task, run_eval
 from modrwkv.evaluation.tasks import TASKS, BenchmarkFileError, CustomTask, custom_task
 from modrwkv.training import config_from_dict
@@ -104,6 +105,9 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
     assert reader.report.skipped == {"missing_field": 1, "wrong_type": 1, "missing_media": 1}
     with pytest.raises(DataError, match="exactly one of 'answer' or 'answers'"):
         qa_to_sample({"question": "q", "answer": "a", "answers": ["a"]})
+    record = parse_qa_record({"series": [1.0], "question": "Q?", "answer": "y", "choices": ["x", "y"]})
+    assert record.prompt("{question} Pick a letter.") == "<series>\nQ?\nA. x\nB. y Pick a letter."
+    assert record.prompt("Options: {choices}\n{question}") == "<series>\nOptions: A. x\nB. y\nQ?"
     sample = qa_to_sample({"series": [1.0, 2.0, 3.0], "question": "Next?", "answer": [4, 5]})
     assert sample.messages[1].content == "4.000, 5.000" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
 
@@ -125,12 +129,14 @@ def test_vqa_choice_wer_and_mse_against_hand_computed_values(tmp_path, weights):
 
     choice = [{"image": "a.png", "question": f"q{i}", "choices": ["a dog", "a cat", "a cow"], "answer": a}
               for i, a in enumerate(["B", "a cow", "A", "C"])]
-    summary, _ = evaluate(tmp_path / "choice", weights, choice, {"q0": "B", "q1": "It is a cow.", "q2": "C", "q3": "(C)"})
+    replies = {"q0": "B", "q1": "It is a cow.", "q2": "C", "q3": "(C)"}
+    summary, _ = evaluate(tmp_path / "choice", weights, choice, replies)
     assert summary["metrics"]["accuracy"] == 75.0 and summary["headline"]["label"] == "choice accuracy (%)"
 
     speech = [{"audio": "a.wav", "question": f"Transcribe {i}.", "answer": text}
               for i, text in enumerate(["hello world", "good morning"])]
-    summary, _ = evaluate(tmp_path / "wer", weights, speech, {"Transcribe 0": "Hello word!", "Transcribe 1": "good morning"})
+    replies = {"Transcribe 0": "Hello word!", "Transcribe 1": "good morning"}
+    summary, _ = evaluate(tmp_path / "wer", weights, speech, replies)
     assert summary["headline"]["metric"] == "wer" and summary["metrics"]["wer"] == pytest.approx(25.0)  # 1 of 4 words
 
     series = [{"series": [0.0, 1.0], "question": f"Next {i}?", "answer": target}
@@ -148,7 +154,8 @@ def test_metric_from_the_file_or_flag_and_a_prompt_template(tmp_path, weights):
                                  prompt="{question} Answer with one word.")
     assert summary["metrics"]["accuracy"] == 100.0
     assert pipeline.prompts == ["<image>\nWhich? Answer with one word."]
-    mixed = [{"image": "a.png", "question": "a", "answer": "x"}, {"image": "a.png", "question": "b", "answers": ["x"] * 3}]
+    mixed = [{"image": "a.png", "question": "a", "answer": "x"},
+             {"image": "a.png", "question": "b", "answers": ["x"] * 3}]
     with pytest.raises(BenchmarkFileError, match="suggest different metrics"):
         evaluate(tmp_path / "mixed", weights, mixed, {"": "x"})
 
@@ -232,3 +239,23 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     Path("bad.jsonl").write_text('{"image": "nowhere.png", "question": "q", "answer": "a"}\n')
     assert main(["init", "--data", "bad.jsonl", "--yes"]) == 2
     assert "no usable sample" in capsys.readouterr().err
+
+
+def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "shapes"
+    records = [{"image": f"{i}.png", "question": "Colour?", "answer": "red"} for i in range(8)]
+    write_records(folder, records, "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal("gpu\nhuge\n0.1b\n\n"))  # a bad size is asked again
+    assert main(["init", "--data", "shapes/train.jsonl"]) == 0
+    captured = capsys.readouterr()
+    assert "please answer one of: tiny, 0.1b, 0.4b, 1.5b, 2.9b" in captured.err
+    config = config_from_dict(yaml.safe_load(Path("shapes.yaml").read_text()))
+    assert config.runtime.accelerator == "gpu" and config.model.lm.checkpoint.endswith(
+        "RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth")
+    assert config.train.batch_size == 2  # 8 samples: at least four batches

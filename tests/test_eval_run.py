@@ -179,6 +179,32 @@ def test_gqa_accuracy_equals_teacher_forced_exact_match(trained, tmp_path):
     assert accuracy == pytest.approx(100 * sum(teacher_forced) / len(teacher_forced))
 
 
+def test_custom_task_through_the_cli_equals_teacher_forced_exact_match(trained, tmp_path, capsys):
+    """`--task custom` on the same questions as qa records (PNG and BMP images), asked with the
+    training prompt through --prompt: the same criterion, the same number, and only the baseline
+    the user gave in the report."""
+    model = ModRWKV.from_pretrained(trained.folder)
+    teacher_forced = [ok for oks in evaluate(model, trained.samples, WorldTokenizer()).values() for ok in oks]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    with (folder / "test.jsonl").open("w") as handle:
+        for i, sample in enumerate(trained.samples):
+            name = f"{i}.{'png' if i % 2 else 'bmp'}"
+            sample.images[0].save(folder / name)
+            question = sample.messages[0].content.split("\n")[1]
+            handle.write(json.dumps({"image": name, "question": question, "answer": sample.meta["answer"]}) + "\n")
+    prompt = "{question}\nAnswer the question using a single word or phrase."
+    assert cli_eval(trained.folder, "custom", folder / "test.jsonl", tmp_path / "out", "--max-new-tokens", "8",
+                    "--prompt", prompt, "--baseline", "majority class=12.5") == 0
+    assert "exact-match accuracy (%)" in capsys.readouterr().out
+    records = read_lines(tmp_path / "out" / "predictions.jsonl")
+    assert [r["prompt"] for r in records] == [s.messages[0].content for s in trained.samples]
+    accuracy = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]["accuracy"]
+    assert 0 < accuracy == pytest.approx(100 * sum(teacher_forced) / len(teacher_forced))
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| this model | majority class |" in report and "LLaVA" not in report and "ModRWKV" not in report
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(trained, tmp_path, monkeypatch):
     data = WRITERS["pope"](tmp_path / "data")
     assert cli_eval(trained.folder, "pope", data, tmp_path / "whole") == 0

@@ -394,7 +394,9 @@ def _run_init(args: argparse.Namespace) -> int:
     )
 
     interactive = sys.stdin.isatty() and not args.yes
-    data = args.data or (_ask("Training data file (.jsonl/.json records, or .csv series)", None) if interactive else None)
+    data = args.data
+    if not data and interactive:
+        data = _ask("Training data file (.jsonl/.json records, or .csv series)", None)
     if not data:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
@@ -405,8 +407,8 @@ def _run_init(args: argparse.Namespace) -> int:
     except InitError as exc:
         raise CLIError(str(exc)) from None
     detected = ", ".join(sorted(summary.modalities)) or "none"
-    print(f"{data}: {summary.data_format} format, {summary.samples}{'' if summary.scanned_all else '+'} usable samples, "
-          f"inputs: {detected} ({summary.skipped})")
+    count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
+    print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
     answers.modality = args.modality or (
         _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))
         if interactive and len(summary.modalities) != 1 else None)
@@ -649,7 +651,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         description="Reads the benchmark's released files from --data (layouts: docs/evaluation.md), asks every "
         "question with LLaVA-1.5's prompts, decodes greedily in batches, and writes predictions.jsonl, "
         "summary.json and report.md (our numbers beside the paper's) to --output. --task custom reads your own "
-        "question-answer file, asks in the layout training used, and compares only with --baseline numbers. Rerunning with the same "
+        "question-answer file, asks in the layout training used, and compares only with --baseline numbers. "
+        "Rerunning with the same "
         "--output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
         "--output, and the last shard to finish (or --merge) writes the summary.",
     )

@@ -233,9 +233,10 @@ class TrainConfig:
             if adapter.in_dim is not None or adapter.out_dim is not None:
                 raise ConfigError(f"model.adapters.{modality}: in_dim / out_dim are sized from the encoder and "
                                   "the LM; remove them")
-            if adapter.compression is not None and (adapter.kind or ("speech" if modality == "audio" else "mlp")) != "mlp":
-                raise ConfigError(f"model.adapters.{modality}.compression applies to the mlp adapter only "
-                                  "(set kind: mlp)")
+            try:
+                adapter.sized(modality, 1, 1)  # the checks the model applies when it builds the adapter
+            except ValueError as exc:
+                raise ConfigError(f"model.adapters.{modality}: {exc}") from None
 
 
 def _type_name(kind: Any) -> str:

@@ -229,7 +229,8 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                      "data (stage 2: everything trains): for closed answers (labels, numbers, short phrases)")
     else:
         model["lm"] = {"checkpoint": answers.lm_checkpoint or LM_FILES[answers.size]}
-        notes.append(f"model.lm: the official RWKV-7 World {answers.size.upper()} checkpoint (download it to that path)")
+        notes.append(f"model.lm: the official RWKV-7 World {answers.size.upper()} checkpoint "
+                     "(download it to that path)")
 
     samples = summary.samples
     batch = 32 if tiny else 64
@@ -253,8 +254,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     save_every = max(1, min(1000, steps_per_epoch))
     output = {"dir": output_dir, "save_every": save_every, "log_every": max(1, min(50, steps_per_epoch // 4)),
               "progress_bar": answers.device == "gpu"}
-    notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / Ctrl-C; "
-                 f"progress lines every {output['log_every']} steps; metrics in {output_dir}/logs/version_0/metrics.csv")
+    notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / "
+                 f"Ctrl-C; progress lines every {output['log_every']} steps; metrics in "
+                 f"{output_dir}/logs/version_0/metrics.csv")
     data: dict[str, Any] = {"format": summary.data_format, "train": [answers.data]}
     if summary.data_format == "series":
         data["options"] = series_options(answers)

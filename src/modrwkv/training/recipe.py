@@ -206,7 +206,8 @@ def setup_model(config: TrainConfig, model: ModRWKV | None, resume_from: Path | 
     return model
 
 
-def setup_data(config: TrainConfig, model: ModRWKV, samples: Sequence[Sample]) -> tuple[ProcessedDataset, list[int] | None]:
+def setup_data(config: TrainConfig, model: ModRWKV,
+               samples: Sequence[Sample]) -> tuple[ProcessedDataset, list[int] | None]:
     """The processed dataset (and length estimates when grouping by length)."""
     missing = sorted(modalities_used(samples) - set(model.encoders))
     if missing:
@@ -252,7 +253,8 @@ def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_fro
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         module.model.lm.use_weight_layout("training")  # row-major: no transposed gradient copies, fused AdamW
         try:
-            trainer.fit(module, datamodule=data, ckpt_path=None if resume_from is None else resume_from / TRAINING_STATE)
+            state = None if resume_from is None else resume_from / TRAINING_STATE
+            trainer.fit(module, datamodule=data, ckpt_path=state)
         finally:
             module.model.lm.use_weight_layout("decode")
 

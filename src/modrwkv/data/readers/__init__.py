@@ -5,10 +5,11 @@
         ...
     print(reader.report.summary())   # kept / skipped per reason, first examples in .examples
 
-Formats: LLaVA JSON/JSONL (`LlavaReader`), question-answer records (`QAReader`), OpenAI chat messages (`OpenAIChatReader`), ASR manifests
-(`AsrManifestReader`), time series from CSV/NPZ (`TimeSeriesReader`, with `format_forecast` /
-`parse_forecast`), and in-memory records or HF datasets (`from_records`). The single-record
-converters (`llava_to_sample`, `openai_to_sample`, `asr_to_sample`) raise `DataError` and suit
+Formats: question-answer records (`QAReader`), LLaVA JSON/JSONL (`LlavaReader`), OpenAI chat
+messages (`OpenAIChatReader`), ASR manifests (`AsrManifestReader`), time series from CSV/NPZ
+(`TimeSeriesReader`, with `format_forecast` / `parse_forecast`), and in-memory records or HF
+datasets (`from_records`). The single-record converters (`qa_to_sample`, `llava_to_sample`,
+`openai_to_sample`, `asr_to_sample`) raise `DataError` and suit
 callers that handle one record at a time, such as a server.
 """
 

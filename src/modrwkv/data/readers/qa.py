@@ -64,9 +64,10 @@ class QARecord:
             return f"{media}{self.question}{choices}"
         if "{question}" not in template:
             raise ValueError(f"prompt template {template!r} has no {{question}} placeholder")
-        body = template.replace("{choices}", choices.lstrip("\n")).replace("{question}", self.question)
-        if "{choices}" not in template and choices:
-            body = f"{body}{choices}"
+        if "{choices}" in template:
+            body = template.replace("{choices}", choices.lstrip("\n")).replace("{question}", self.question)
+        else:  # the options follow the question, as in the default layout
+            body = template.replace("{question}", f"{self.question}{choices}")
         return f"{media}{body}"
 
 

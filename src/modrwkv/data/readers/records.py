@@ -68,8 +68,8 @@ def from_records(
     **options: Any,
 ) -> RecordsReader:
     """A reader over in-memory records of `format`; `options` are the converter's keywords:
-    llava: image_folder, verify_media; qa: media_folder, verify_media; openai: media_folder, allow_remote, allow_local_paths,
-    verify_media; asr: audio_root, prompt, verify_media. Relative paths are taken as they are
+    llava: image_folder, verify_media; qa: media_folder, verify_media; openai: media_folder,
+    allow_remote, allow_local_paths, verify_media; asr: audio_root, prompt, verify_media. Relative paths are taken as they are
     (relative to the working directory) unless a folder is given. An unknown option raises
     TypeError here rather than on the first record."""
     if format not in CONVERTERS:

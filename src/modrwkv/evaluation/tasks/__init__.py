@@ -13,8 +13,8 @@ from .vqa import GQA, TextVQA, VQAv2
 
 TASKS: dict[str, Task] = {
     task.name: task
-    for task in (VQAv2(), GQA(), TextVQA(), ScienceQA(), POPE(), MMBench(), MMMU(), LibriSpeech(), Aishell(), *SERIES_TASKS,
-                 CustomTask())
+    for task in (VQAv2(), GQA(), TextVQA(), ScienceQA(), POPE(), MMBench(), MMMU(), LibriSpeech(), Aishell(),
+                 *SERIES_TASKS, CustomTask())
 }
 
 
@@ -44,4 +44,5 @@ def custom_task(data: str | Path, *, metric: str | None = None, prompt: str | No
     return TASKS[CUSTOM_SERIES]
 
 
-__all__ = ["CUSTOM_SERIES", "METRICS", "TASKS", "CustomTask", "custom_task", "BenchmarkFileError", "EvalSample", "Forecast", "PaperResult", "Task", "get_task"]
+__all__ = ["CUSTOM_SERIES", "METRICS", "TASKS", "CustomTask", "custom_task",
+           "BenchmarkFileError", "EvalSample", "Forecast", "PaperResult", "Task", "get_task"]

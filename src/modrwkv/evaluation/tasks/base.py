@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...data.readers.qa import OPTION_LETTERS
 from ...data.sample import MARKERS
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 # ... and to multiple-choice questions (ScienceQA, MMBench, MMMU).
 CHOICE_PROMPT = "Answer with the option's letter from the given choices directly."
-OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class BenchmarkFileError(ValueError):

@@ -152,7 +152,8 @@ class CustomTask(Task):
         if stated:
             metric = stated.pop()
             if metric not in METRICS:
-                raise BenchmarkFileError(f"{records[0][0]}: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+                raise BenchmarkFileError(f"{records[0][0]}: unknown metric {metric!r}; choose from "
+                                         f"{', '.join(METRICS)}")
             return metric
         inferred = {infer_metric(r) for _, r in records}
         if len(inferred) > 1:
