@@ -10,7 +10,7 @@ built-in encoder's input). The data is read with the same readers training uses,
 accepts is a file `modrwkv train` accepts, and a missing media folder is reported now, not after
 the model is built.
 
-Sizes: `tiny` is a fresh 1-layer RWKV-7 with the built-in encoders, trained entirely on the
+Sizes: `tiny` is a fresh 2-layer RWKV-7 with the built-in encoders, trained entirely on the
 user's data (a CPU, minutes; suited to closed answers such as labels, digits, yes/no); `0.1b`,
 `0.4b`, `1.5b`, `2.9b` start from the official RWKV-7 World checkpoint of that size (path given
 with `lm_checkpoint`) and a pretrained encoder (SigLIP2 for images, WavLM for audio; WaveNet for
@@ -45,7 +45,9 @@ LM_FILES = {
     "1.5b": "checkpoints/RWKV-x070-World-1.5B-v3-20250127-ctx4096.pth",
     "2.9b": "checkpoints/RWKV-x070-World-2.9B-v3-20250211-ctx4096.pth",
 }
-TINY_LM = {"n_layer": 1, "n_embd": 64, "dim_w": 32, "dim_a": 32, "dim_v": 32, "dim_g": 32}
+# Two layers, not one: with one, some seeds never learn to read the image (the loss stays at the
+# answers' prior and the encoder's output becomes the same for every image); see docs/custom-data.md.
+TINY_LM = {"n_layer": 2, "n_embd": 64, "dim_w": 32, "dim_a": 32, "dim_v": 32, "dim_g": 32}
 PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 576),
                        "audio": ("wavlm", "microsoft/wavlm-large", None)}
 SERIES_PATCH = 8
@@ -225,7 +227,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     model: dict[str, Any] = {"encoders": encoders, "ctx_len": ctx_len}
     if tiny:
         model["lm"] = {"config": dict(TINY_LM)}
-        notes.append("model.lm: a fresh 1-layer, 64-wide RWKV-7 with the World vocabulary, trained entirely on this "
+        notes.append("model.lm: a fresh 2-layer, 64-wide RWKV-7 with the World vocabulary, trained entirely on this "
                      "data (stage 2: everything trains): for closed answers (labels, numbers, short phrases)")
     else:
         model["lm"] = {"checkpoint": answers.lm_checkpoint or LM_FILES[answers.size]}
