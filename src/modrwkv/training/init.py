@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ from ..data.sample import MODALITIES, Sample
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
 from .data import build_reader
-
-log = logging.getLogger(__name__)
 
 SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
 DEVICES = ("cpu", "gpu")
