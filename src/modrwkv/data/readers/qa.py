@@ -16,7 +16,7 @@ its markers itself (`"<image>\\nWhat is it?"`) is used as written.
 
 The assistant turn (the training target) is `answer`, or the first of `answers`; with `choices` it
 is the option's letter (`answer` may be the letter or the option's text); a list of numbers is
-written as `format_forecast` writes forecasts. `modrwkv eval --task custom` reads the same records
+written "2.5, 3.6". `modrwkv eval --task custom` reads the same records
 with the same code, so training and evaluation prompts cannot drift apart.
 """
 
@@ -31,7 +31,6 @@ import numpy as np
 
 from ..sample import MARKERS, MODALITIES, Message, Sample
 from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, media_item, require
-from .series import format_forecast
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -112,7 +111,7 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
                 raise DataError(source, "wrong_type", "a list 'answer' must be numbers (a forecast); "
                                 "for several accepted answers use 'answers'")
             numbers = [float(v) for v in answer]
-            answers = [format_forecast(np.asarray(numbers))]
+            answers = [format_numbers(numbers)]
         elif isinstance(answer, (str, int, float)) and not isinstance(answer, bool):
             answers = [str(answer)]
         else:
@@ -125,6 +124,11 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     identifier = record.get("id")
     return QARecord(media, question, answers, choices, numbers, None if identifier is None else str(identifier),
                     metric)
+
+
+def format_numbers(values: Sequence[float]) -> str:
+    """A numeric answer as text: "2.5, 3.6" (shortest exact form of each value)."""
+    return ", ".join(f"{v:g}" if float(v).is_integer() else repr(float(v)) for v in values)
 
 
 def _choice_letter(answer: str, choices: Sequence[str], source: str) -> str:

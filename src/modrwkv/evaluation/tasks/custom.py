@@ -28,13 +28,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import re
+
 import numpy as np
 
 from ...data.readers.base import DataError, json_records
 from ...data.readers.qa import QARecord, parse_qa_record
 from ..metrics import extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
-from .series import forecast_values
 
 METRICS = ("exact", "vqa", "choice", "wer", "mse")
 _HEADLINES = {  # metric -> (headline key, label)
@@ -174,7 +175,7 @@ class CustomTask(Task):
             return {"selected": selected, "correct": selected == reference["answers"][0]}
         if metric == "wer":
             return {}  # corpus-level only: a per-utterance WER is undefined for empty references
-        values, parsed = forecast_values(prediction, len(reference["numbers"]))
+        values, parsed = reply_numbers(prediction, len(reference["numbers"]))
         return {"mse": mse(values, reference["numbers"]), "mae": mae(values, reference["numbers"]), "parsed": parsed}
 
     def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -185,13 +186,26 @@ class CustomTask(Task):
                     "metric": metric}
         if metric == "mse":
             scores = [self.score(r) for r in records]
-            predicted = np.concatenate([forecast_values(r["prediction"], len(r["reference"]["numbers"]))[0]
+            predicted = np.concatenate([reply_numbers(r["prediction"], len(r["reference"]["numbers"]))[0]
                                         for r in records])
             target = np.concatenate([np.asarray(r["reference"]["numbers"], dtype=np.float64) for r in records])
             return {"mse": mse(predicted, target), "mae": mae(predicted, target),
                     "unparsed": sum(not s["parsed"] for s in scores), "metric": metric}
         key = "accuracy" if metric == "vqa" else "correct"
         return {"accuracy": percent_mean([float(self.score(r)[key]) for r in records]), "metric": metric}
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def reply_numbers(text: str, count: int) -> tuple[np.ndarray, bool]:
+    """The numbers a reply states, in order, and whether there were exactly `count`; otherwise
+    they are cut, or padded with the last one (0 when there is none), so the reply is still scored."""
+    found = [float(n) for n in _NUMBER.findall(text)]
+    complete = len(found) == count
+    found = found[:count]
+    fill = found[-1] if found else 0.0
+    return np.array(found + [fill] * (count - len(found)), dtype=np.float64), complete
 
 
 def _numbers(text: str) -> list[float]:
