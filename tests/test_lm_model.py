@@ -248,7 +248,7 @@ def test_training_layout_restores_row_major_gradients():
 
 @pytest.mark.parametrize("splits", [2, 4])
 def test_split_linear_equals_the_layer(splits):
-    from modrwkv.lm.model import linear
+    from modrwkv.lm.ops.linear import linear
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(64, 96, bias=False)

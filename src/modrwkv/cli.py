@@ -47,6 +47,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+DTYPE_HELP = ("LM precision: fp32; bf16 (CPU: bf16 weight matrices, fp32 elsewhere; CUDA: all bf16); fp16; "
+              "int8 (weight-only int8 matrices, per-channel scales: the fastest on CPU)")
+
+
 def _unescape(text: str) -> str:
     """Interprets backslash escapes (\\n, \\t, \\x17, \\u4f60, \\\\), since RWKV prompts and stop
     strings are full of control characters that a shell makes awkward to type."""
@@ -102,7 +106,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--load-state", metavar="PATH", help="start from a saved state (the prompt continues it)")
     p.add_argument("--save-state", metavar="PATH", help="save the state after prompt and completion")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="weight precision")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
     p.set_defaults(handler=_run_generate)
 
 
@@ -121,7 +125,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     prompt = _unescape(args.prompt)
     device = _device(args.device)
-    model = load_model(args.model, device=device, dtype=DTYPES[args.dtype])
+    model = load_model(args.model, device=device, dtype=args.dtype)
     tokenizer = WorldTokenizer()
     if model.config.vocab_size < tokenizer.vocab_size:
         raise CLIError(
@@ -462,7 +466,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="prompt layout of a released checkpoint: the current WorldRWKV release or the paper's "
                    "(default: read from the file's keys); see docs/authors-checkpoints.md")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="LM precision")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
 
 
 def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> ModRWKVPipeline:
@@ -474,7 +478,7 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> Mo
         raise CLIError("--released-format applies to released checkpoints, which need --encoder NAME")
     return ModRWKVPipeline.from_pretrained(
         args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
-        prompt_format=args.released_format, device=_device(args.device), dtype=DTYPES[args.dtype],
+        prompt_format=args.released_format, device=_device(args.device), dtype=args.dtype,
         prefix_cache_bytes=int(prefix_cache_mb * 2**20), feature_cache=getattr(args, "feature_cache", None),
     )
 

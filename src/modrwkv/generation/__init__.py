@@ -1,23 +1,30 @@
-"""Text generation with RWKV-7: sampling, batched decoding, streaming and resuming from states."""
+"""Text generation with RWKV-7: the decode engine, sampling, streaming and resuming from states."""
 
 from .constraints import NumberListConstraint, mask_logits
-from .generate import (
-    BatchGeneration,
+from .engine import (
+    PREFILL_CHUNK_TOKENS,
+    DecodeBatch,
+    DecodeRow,
+    FinishReason,
     GenerationResult,
-    Tokenizer,
-    generate,
-    generate_batch,
-    prefill,
-    stream,
+    LogitsProcessor,
+    prefill_steps,
+    run_to_end,
 )
+from .generate import BatchGeneration, Tokenizer, generate, generate_batch, prefill, stream
 from .sampling import BatchSampler, SamplingParams, apply_penalties, candidate_mask
 from .streaming import IncrementalDetokenizer, TextStream
 
 __all__ = [
+    "PREFILL_CHUNK_TOKENS",
     "BatchGeneration",
     "BatchSampler",
+    "DecodeBatch",
+    "DecodeRow",
+    "FinishReason",
     "GenerationResult",
     "IncrementalDetokenizer",
+    "LogitsProcessor",
     "NumberListConstraint",
     "SamplingParams",
     "TextStream",
@@ -28,5 +35,7 @@ __all__ = [
     "generate_batch",
     "mask_logits",
     "prefill",
+    "prefill_steps",
+    "run_to_end",
     "stream",
 ]

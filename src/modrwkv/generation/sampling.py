@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -42,6 +42,7 @@ class SamplingParams:
         stop_strings: generation stops when the text contains one; the text is cut before it.
         banned_tokens: never sampled.
         seed: seeds a private random generator, so the same seed gives the same output.
+        logprobs: also return each generated token's log-probability (`GenerationResult.logprobs`).
     """
 
     max_new_tokens: int = 256
@@ -55,6 +56,7 @@ class SamplingParams:
     stop_strings: tuple[str, ...] = ()
     banned_tokens: tuple[int, ...] = (END_OF_TEXT,)
     seed: int | None = None
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience but stored as tuples so the params stay hashable.
@@ -155,12 +157,33 @@ class BatchSampler:
             None if p.seed is None else torch.Generator().manual_seed(p.seed) for p in params
         ]
         self.penalized = any(p.presence_penalty or p.frequency_penalty for p in params)
+        self.scores: torch.Tensor | None = None  # the last step's scores, see `logprobs`
+
+    @classmethod
+    def cat(cls, samplers: Sequence[BatchSampler]) -> BatchSampler:
+        """One sampler for the rows of several (in order), e.g. when sequences join a decode batch;
+        each row keeps its settings, penalty counts and random generator."""
+        if not samplers:
+            raise ValueError("cat needs at least one sampler")
+        if len(samplers) == 1:
+            return samplers[0]
+        if len({s.vocab_size for s in samplers}) != 1:
+            raise ValueError(f"samplers of different vocabulary sizes: {sorted({s.vocab_size for s in samplers})}")
+        joined = cls.__new__(cls)
+        joined.vocab_size = samplers[0].vocab_size
+        for name in cls._PER_ROW:
+            setattr(joined, name, torch.cat([getattr(s, name) for s in samplers]))
+        joined.generators = [g for s in samplers for g in s.generators]
+        joined.penalized = any(s.penalized for s in samplers)
+        joined.scores = None
+        return joined
+
+    _PER_ROW = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "banned", "occurrence", "seen")
 
     def select(self, rows: Sequence[int]) -> None:
         """Keeps only the given rows, in that order."""
         index = torch.as_tensor(rows, dtype=torch.long, device=self.temperature.device)
-        per_row = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "banned", "occurrence", "seen")
-        for name in per_row:
+        for name in self._PER_ROW:
             setattr(self, name, getattr(self, name).index_select(0, index))
         self.generators = [self.generators[r] for r in rows]
 
@@ -170,19 +193,33 @@ class BatchSampler:
         draws = [torch.rand((), generator=self.generators[r]) for r in rows]
         return torch.stack(draws).to(self.temperature.device)
 
-    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, logits: torch.Tensor, process: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Picks the next token of every row from logits [B, V'] (V' >= vocab_size: extra columns
-        are ignored) and records it for the penalties. Returns [B] token ids."""
+        are ignored) and records it for the penalties. `process` may change the scores [B, V]
+        after penalties and bans (per-row logits processors). Returns [B] token ids."""
         logits = logits[:, : self.vocab_size].float()
         if self.penalized:
             logits = apply_penalties(logits, self.occurrence, self.seen, self.presence, self.frequency)
         logits = logits.masked_fill(self.banned, -math.inf)
+        if process is not None:
+            logits = process(logits)
+            if bool(torch.isneginf(logits).all(dim=-1).any()):
+                raise ValueError("a logits processor left some row with no token it may sample")
+        self.scores = logits
         tokens = logits.argmax(dim=-1)
         stochastic = (self.temperature > 0).nonzero().squeeze(-1)
         if stochastic.numel():
             tokens[stochastic] = self._sample_rows(logits[stochastic], stochastic)
         self._record(tokens)
         return tokens
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [B] of the given tokens under the last step's scores (after penalties,
+        bans and processors; before temperature, top-k and top-p)."""
+        assert self.scores is not None, "sample first"
+        return self.scores.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
     def _sample_rows(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Draws tokens for the given (non-greedy) rows from their penalised, banned logits."""

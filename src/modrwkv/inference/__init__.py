@@ -2,16 +2,14 @@
 cache and the continuous-batching decode engine that the server builds on."""
 
 from .cache import PrefixStateCache
-from .engine import ChatResult, DecodeBatch, InferenceEngine, Prefilled, Row
+from .engine import InferenceEngine, Prefilled, Row
 from .pipeline import ChatRequest, ModRWKVPipeline, SeriesForecast
 from .prompt import EncodedPrompt, MediaSpan, build_sample, encode_sample
 from .session import ChatSession
 
 __all__ = [
     "ChatRequest",
-    "ChatResult",
     "ChatSession",
-    "DecodeBatch",
     "EncodedPrompt",
     "InferenceEngine",
     "MediaSpan",

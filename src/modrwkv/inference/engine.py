@@ -1,24 +1,32 @@
-"""The decode engine shared by the Python API, the chat session and the server.
+"""Multimodal prompts for the decode engine (`modrwkv.generation.engine`), for the Python API,
+the chat session, the server and evaluation.
 
 `InferenceEngine.prefill` reads an `EncodedPrompt` (media through the encoders and adapters, text
 through the embedding) into a state and next-token logits, reusing and filling the prefix-state
-cache. A `DecodeBatch` then decodes any number of sequences together: every step samples one token
-per row and feeds all of them in one batched model call. Rows may join (after their own prefill)
-and leave (finished or cancelled) between steps, which is continuous batching; each row keeps its
-own state, sampler and stop conditions, so rows never influence each other.
+cache. `Row` is a decode row that also drops the chat template's content prefix from the reply;
+rows then decode together in a `DecodeBatch` (`InferenceEngine.batch()`), joining and leaving
+between steps (continuous batching).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 from typing import Any
 
 import torch
 
-from ..generation import BatchSampler, NumberListConstraint, SamplingParams, mask_logits
-from ..generation.generate import FinishReason, ReplyTracker
+from ..generation import NumberListConstraint, SamplingParams, mask_logits
+from ..generation.engine import (
+    PREFILL_CHUNK_TOKENS,
+    DecodeBatch,
+    DecodeRow,
+    LogitsProcessor,
+    prefill_steps,
+    run_to_end,
+    undecodable_ids,
+)
 from ..lm import RWKV7State
 from ..multimodal import ModRWKV
 from ..tokenizer import WorldTokenizer
@@ -27,36 +35,7 @@ from .prompt import EncodedPrompt
 
 log = logging.getLogger(__name__)
 
-# Longest stretch of prompt read in one model call. The scheduler decodes running requests between
-# two calls, so this bounds how long a newly arrived long prompt can pause everyone else's stream.
-PREFILL_CHUNK_TOKENS = 512
-
-
-@dataclasses.dataclass
-class ChatResult:
-    """One completed reply.
-
-    `text` excludes the template's leading space, the stop token's text and any stop string.
-    `token_ids` are the sampled ids (with the stop token, if one ended the reply); `prompt_ids`
-    the ids read before them (placeholder ids at media positions). `cached_tokens` of the prompt
-    came from the prefix-state cache. `state` (when asked for) follows prompt and reply.
-    """
-
-    text: str
-    token_ids: list[int]
-    finish_reason: FinishReason
-    prompt_ids: list[int]
-    cached_tokens: int
-    stop: int | str | None = None
-    state: RWKV7State | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self.prompt_ids)
-
-    @property
-    def completion_tokens(self) -> int:
-        return len(self.token_ids)
+__all__ = ["PREFILL_CHUNK_TOKENS", "InferenceEngine", "Prefilled", "Row"]
 
 
 @dataclasses.dataclass
@@ -68,14 +47,16 @@ class Prefilled:
     cached_tokens: int
 
 
-class Row(ReplyTracker):
-    """One sequence being decoded: its sampler, text decoding and stop conditions.
+def constraint_processor(constraint: NumberListConstraint) -> LogitsProcessor:
+    """A constraint's allowed ids as a per-row logits processor."""
+    return lambda generated, logits: mask_logits(logits, constraint.allowed(generated))
 
-    Created before the prompt is read, so that bad sampling settings fail before any model work.
-    `tag` is the caller's handle (the server keeps its request there). `constraint`, if any,
-    limits each step to the tokens it allows (see `generation.constraints`). `result` is set once
-    the row finishes.
-    """
+
+class Row(DecodeRow):
+    """A decode row for a chat reply: `text` excludes the template's leading content prefix (the
+    space after "Assistant:"), which belongs to the format, not to the answer. `constraint`, if
+    any, limits each step to the tokens it allows (see `generation.constraints`); it runs as the
+    row's logits processor."""
 
     def __init__(
         self,
@@ -85,16 +66,18 @@ class Row(ReplyTracker):
         *,
         keep_state: bool = False,
         tag: Any = None,
+        logits_processor: LogitsProcessor | None = None,
         constraint: NumberListConstraint | None = None,
     ) -> None:
-        super().__init__(params, engine.tokenizer.token_bytes)
+        if constraint is not None:
+            if logits_processor is not None:
+                raise ValueError("pass a constraint or a logits processor, not both")
+            logits_processor = constraint_processor(constraint)
         self.constraint = constraint
+        super().__init__(params, engine.tokenizer.token_bytes, engine.vocab_size, prompt_ids=prompt.ids,
+                         banned_tokens=engine.banned_tokens, logits_processor=logits_processor,
+                         keep_state=keep_state, tag=tag, device=engine.device)
         self.prompt = prompt
-        self.cached_tokens = 0  # set from the prefill, for the usage report
-        self.keep_state = keep_state
-        self.tag = tag
-        self.sampler = BatchSampler([params], engine.vocab_size, engine.device, engine.banned_tokens)
-        self.result: ChatResult | None = None
         self._content_prefix = engine.content_prefix  # dropped from the start of the reply, if there
         self._lead = engine.content_prefix  # what of it may still be ahead in the stream
         self._held = ""
@@ -103,8 +86,7 @@ class Row(ReplyTracker):
         return self._strip_lead(super().accept(token))
 
     def _strip_lead(self, piece: str) -> str:
-        """Withholds text until it is known whether the reply starts with the template's content
-        prefix (the space after "Assistant:"), which belongs to the format, not to the answer."""
+        """Withholds text until it is known whether the reply starts with the content prefix."""
         if not self._lead:
             return piece
         self._held += piece
@@ -114,12 +96,8 @@ class Row(ReplyTracker):
         self._lead = self._held = ""
         return text
 
-    def finish(self, state: RWKV7State | None) -> ChatResult:
-        assert self.finish_reason is not None
-        text = self.detokenizer.text.removeprefix(self._content_prefix)
-        self.result = ChatResult(text, list(self.token_ids), self.finish_reason, list(self.prompt.ids),
-                                 self.cached_tokens, self.stop, state)
-        return self.result
+    def final_text(self) -> str:
+        return self.detokenizer.text.removeprefix(self._content_prefix)
 
 
 class InferenceEngine:
@@ -133,7 +111,7 @@ class InferenceEngine:
         self.cache = cache
         self.vocab_size = model.lm.config.vocab_size
         # Ids the tokenizer cannot show (the rows above the World vocabulary, placeholders among them).
-        self.banned_tokens = [t for t in range(self.vocab_size) if not _decodable(tokenizer, t)]
+        self.banned_tokens = undecodable_ids(tokenizer, self.vocab_size)
 
     @property
     def device(self) -> torch.device:
@@ -141,12 +119,16 @@ class InferenceEngine:
 
     def prefill(self, prompt: EncodedPrompt, state: RWKV7State | None = None) -> Prefilled:
         """Reads `prompt` from `state` (or from zeros, then with the prefix-state cache)."""
-        steps = self.prefill_steps(prompt, state)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run_to_end(self.prefill_steps(prompt, state))
+
+    def batch(self) -> DecodeBatch:
+        """An empty decode batch for rows of this engine."""
+        return DecodeBatch(self.lm)
+
+    def admit(self, batch: DecodeBatch, row: Row, prefilled: Prefilled) -> None:
+        """Adds a row whose prompt has been read to `batch`."""
+        row.cached_tokens = prefilled.cached_tokens
+        batch.join([row], prefilled.state, prefilled.logits)
 
     @torch.inference_mode()
     def prefill_steps(
@@ -182,7 +164,7 @@ class InferenceEngine:
         self, prompt: EncodedPrompt, start: int, end: int, state: RWKV7State | None, want_logits: bool
     ) -> Generator[int, None, tuple[RWKV7State, torch.Tensor | None]]:
         """Runs positions [start, end): media items through their encoders in one batch per
-        modality, then the LM in chunks (yielding after each), which also bounds activation memory."""
+        modality, then the LM in chunks (`prefill_steps`, yielding after each)."""
         ids = torch.tensor([prompt.ids[start:end]], dtype=torch.long, device=self.device)
         spans = prompt.spans_in(start, end)
         embeds = None
@@ -193,93 +175,10 @@ class InferenceEngine:
                 batch = encoder.collate([s.prepared for s in spans if s.modality == modality])
                 media[modality] = {k: v.to(encoder.device) for k, v in batch.items()}
             embeds = self.model.embed(ids, media)
-        logits = None
-        for begin in range(0, end - start, PREFILL_CHUNK_TOKENS):
-            stop = min(begin + PREFILL_CHUNK_TOKENS, end - start)
-            inputs = {"input_ids": ids[:, begin:stop]} if embeds is None else {"inputs_embeds": embeds[:, begin:stop]}
-            last = want_logits and stop == end - start
-            out = self.lm(**inputs, state=state, logits="last" if last else "none")
-            state, logits = out.state, out.logits
-            yield stop - begin
-        assert state is not None
-        return state, logits
+        inputs = {"input_ids": ids} if embeds is None else {"inputs_embeds": embeds}
+        return (yield from prefill_steps(self.lm, **inputs, state=state, want_logits=want_logits))
 
     @torch.inference_mode()
     def feed(self, state: RWKV7State, ids: list[int]) -> RWKV7State:
         """The state after reading text ids (e.g. a turn end the reply did not produce)."""
         return self.lm(torch.tensor([ids], device=self.device), state=state, logits="none").state
-
-
-def _decodable(tokenizer: WorldTokenizer, token: int) -> bool:
-    try:
-        tokenizer.token_bytes(token)
-    except ValueError:
-        return False
-    return True
-
-
-class DecodeBatch:
-    """The rows decoded together, their stacked states and next-token logits."""
-
-    def __init__(self, engine: InferenceEngine) -> None:
-        self.engine = engine
-        self.rows: list[Row] = []
-        self._state: RWKV7State | None = None
-        self._logits: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def join(self, row: Row, prefilled: Prefilled) -> None:
-        if self._state is None or self._logits is None:
-            self._state, self._logits = prefilled.state, prefilled.logits
-        else:
-            self._state = RWKV7State.cat([self._state, prefilled.state])
-            self._logits = torch.cat([self._logits, prefilled.logits])
-        self.rows.append(row)
-
-    def drop(self, rows: Iterable[Row]) -> None:
-        """Removes rows that will not finish (e.g. their client went away)."""
-        gone = set(map(id, rows))
-        keep = [j for j, row in enumerate(self.rows) if id(row) not in gone]
-        self._keep(keep)
-
-    def _keep(self, keep: list[int]) -> None:
-        if len(keep) == len(self.rows):
-            return
-        self.rows = [self.rows[j] for j in keep]
-        if not keep:
-            self._state = self._logits = None
-            return
-        assert self._state is not None and self._logits is not None
-        index = torch.tensor(keep, device=self._logits.device)
-        self._state = self._state.select(keep)
-        self._logits = self._logits.index_select(0, index)
-
-    def _row_logits(self, j: int, row: Row) -> torch.Tensor:
-        assert self._logits is not None
-        logits = self._logits[j : j + 1]
-        return logits if row.constraint is None else mask_logits(logits, row.constraint.allowed(row.token_ids))
-
-    @torch.inference_mode()
-    def step(self) -> tuple[list[tuple[Row, str]], list[Row]]:
-        """Samples and feeds one token for every row. Returns the text pieces released and the rows
-        that finished (they leave the batch; their `result` is set)."""
-        assert self._state is not None and self._logits is not None
-        tokens = torch.cat([row.sampler.sample(self._row_logits(j, row)) for j, row in enumerate(self.rows)])
-        pieces, keep, done = [], [], []
-        for j, (row, token) in enumerate(zip(self.rows, tokens.tolist())):
-            piece = row.accept(token)
-            if piece:
-                pieces.append((row, piece))
-            (done if row.finish_reason else keep).append(j)
-        if keep or any(self.rows[j].keep_state for j in done):
-            out = self.engine.lm(tokens.unsqueeze(1), state=self._state, logits="last" if keep else "none")
-            self._state, self._logits = out.state, out.logits if keep else self._logits
-        finished = []
-        for j in done:
-            row = self.rows[j]
-            row.finish(self._state.select([j]) if row.keep_state else None)
-            finished.append(row)
-        self._keep(keep)
-        return pieces, finished

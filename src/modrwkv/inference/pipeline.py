@@ -32,7 +32,7 @@ from ..data.readers.series import (
 from ..data.sample import MARKERS, Sample
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
-from ..generation import NumberListConstraint, SamplingParams, TextStream
+from ..generation import GenerationResult, NumberListConstraint, SamplingParams, TextStream
 from ..lm import RWKV7State, load_model
 from ..lm.checkpoint import load_state_dict
 from ..multimodal import CachedEncoder, ModRWKV
@@ -41,7 +41,7 @@ from ..multimodal.released import PromptFormat, is_released
 from ..processing import get_template
 from ..tokenizer import WorldTokenizer
 from .cache import PrefixStateCache
-from .engine import ChatResult, DecodeBatch, InferenceEngine, Row
+from .engine import InferenceEngine, Row
 from .prompt import EncodedPrompt, Messages, build_sample, encode_sample
 from .session import ChatSession
 
@@ -118,7 +118,7 @@ class ModRWKVPipeline:
         template: str | None = None,
         prompt_format: PromptFormat = "auto",
         device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         feature_cache: str | Path | None = None,
     ) -> ModRWKVPipeline:
@@ -130,7 +130,8 @@ class ModRWKVPipeline:
         or the authors' released single-file ModRWKV checkpoint, whose encoder is not in the file:
         pass `encoder` (a built encoder, or a registry name such as "siglip2" with
         `encoder_source`, an HF id or folder). A release's prompt layout (current or paper era) is
-        read from its keys; `prompt_format` ("current" / "paper") overrides it."""
+        read from its keys; `prompt_format` ("current" / "paper") overrides it. `dtype`: a torch dtype or a precision name, "fp32", "bf16", "fp16" or "int8"
+        (weight-only int8 matrices; see `modrwkv.lm.resolve_dtype`)."""
         path = Path(path)
         if encoder is not None and not isinstance(encoder, ModalityEncoder):
             encoder = build_encoder(encoder, source=encoder_source)
@@ -200,22 +201,20 @@ class ModRWKVPipeline:
         return stream.result.text
 
     def chat_stream(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
-                    **sampling: Any) -> TextStream[ChatResult]:
+                    **sampling: Any) -> TextStream[GenerationResult]:
         """Like `chat`, but yields the reply's text as it is generated; `.result` afterwards holds
-        the `ChatResult` (ids, finish reason, token counts). Inputs are checked at once."""
+        the `GenerationResult` (ids, finish reason, token counts). Inputs are checked at once."""
         prompt = self.encode(messages, images=images, audio=audio, series=series)
         return TextStream(self.run(prompt, self.sampling_params(**sampling)))
 
     def run(
         self, prompt: EncodedPrompt, params: SamplingParams, state: RWKV7State | None = None, keep_state: bool = False
-    ) -> Generator[str, None, ChatResult]:
+    ) -> Generator[str, None, GenerationResult]:
         """Generates one reply to an encoded prompt, from `state` or zeros (then using the prefix
-        cache); yields text pieces, returns the `ChatResult` (with its final state if `keep_state`)."""
+        cache); yields text pieces, returns the `GenerationResult` (with its final state if `keep_state`)."""
         row = Row(self.engine, prompt, params, keep_state=keep_state)
-        prefilled = self.engine.prefill(prompt, state)
-        row.cached_tokens = prefilled.cached_tokens
-        batch = DecodeBatch(self.engine)
-        batch.join(row, prefilled)
+        batch = self.engine.batch()
+        self.engine.admit(batch, row, self.engine.prefill(prompt, state))
         while batch.rows:
             pieces, _ = batch.step()
             for _, piece in pieces:
@@ -223,7 +222,7 @@ class ModRWKVPipeline:
         assert row.result is not None
         return row.result
 
-    def generate_batch(self, requests: Sequence[ChatRequest | Mapping[str, Any]]) -> list[ChatResult]:
+    def generate_batch(self, requests: Sequence[ChatRequest | Mapping[str, Any]]) -> list[GenerationResult]:
         """Replies to several conversations, decoded together in one batch (each with its own
         state and sampling); a request is a `ChatRequest` or a dict of its fields."""
         if isinstance(requests, (str, Mapping)) or not requests:
@@ -241,15 +240,11 @@ class ModRWKVPipeline:
 
     def _decode(
         self, prepared: Sequence[tuple[EncodedPrompt, SamplingParams, NumberListConstraint | None]]
-    ) -> list[ChatResult]:
-        batch = DecodeBatch(self.engine)
-        rows = []
-        for prompt, params, constraint in prepared:
-            row = Row(self.engine, prompt, params, constraint=constraint)
-            prefilled = self.engine.prefill(prompt)
-            row.cached_tokens = prefilled.cached_tokens
-            batch.join(row, prefilled)
-            rows.append(row)
+    ) -> list[GenerationResult]:
+        batch = self.engine.batch()
+        rows = [Row(self.engine, prompt, params, constraint=constraint) for prompt, params, constraint in prepared]
+        for row in rows:
+            self.engine.admit(batch, row, self.engine.prefill(row.prompt))
         while batch.rows:
             batch.step()
         return [row.result for row in rows if row.result is not None]

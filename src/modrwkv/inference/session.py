@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError, safe_open
 
 from ..data.sample import Message
-from ..generation import TextStream
+from ..generation import GenerationResult, TextStream
 from ..lm import RWKV7State
-from .engine import ChatResult
 
 if TYPE_CHECKING:
     from .pipeline import ModRWKVPipeline
@@ -41,7 +40,7 @@ class ChatSession:
         self.state: RWKV7State | None = None
         self.num_tokens = 0
         self.turns = 0
-        self.last_result: ChatResult | None = None
+        self.last_result: GenerationResult | None = None
         self._version = 0  # changes with every state change, so a stale turn cannot overwrite it
 
     def reset(self) -> None:
@@ -58,7 +57,7 @@ class ChatSession:
         return stream.result.text
 
     def stream(self, text: str, *, images: Any = None, audio: Any = None, series: Any = None,
-               **sampling: Any) -> TextStream[ChatResult]:
+               **sampling: Any) -> TextStream[GenerationResult]:
         """Like `send`, yielding the reply as it is generated. The session advances when the
         stream is exhausted; a stream abandoned midway leaves the session as it was."""
         if not isinstance(text, str):
@@ -71,7 +70,7 @@ class ChatSession:
         run = self.pipeline.run(prompt, params, state=self.state, keep_state=True)
         version = self._version
 
-        def pieces() -> Generator[str, None, ChatResult]:
+        def pieces() -> Generator[str, None, GenerationResult]:
             result = yield from run
             if self._version != version:
                 raise RuntimeError("the session changed while this reply was generated; its turn is discarded")
@@ -80,7 +79,7 @@ class ChatSession:
 
         return TextStream(pieces())
 
-    def _close_turn(self, result: ChatResult) -> None:
+    def _close_turn(self, result: GenerationResult) -> None:
         """Adopts the state after the reply; a reply that did not end with the template's own
         stop (e.g. it ran out of tokens) gets the turn end fed, as a finished turn would have."""
         template = self.pipeline.template

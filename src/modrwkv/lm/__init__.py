@@ -1,6 +1,6 @@
 """The RWKV-7 language model: configuration, model, recurrent state, checkpoints, WKV kernels."""
 
-from .checkpoint import DTYPES, CheckpointError, build_lm, load_model, load_state_dict, save_model
+from .checkpoint import DTYPES, CheckpointError, build_lm, load_model, load_state_dict, resolve_dtype, save_model
 from .config import RWKV7Config
 from .model import RWKV7, RWKV7Output
 from .state import RWKV7State
@@ -15,5 +15,6 @@ __all__ = [
     "build_lm",
     "load_model",
     "load_state_dict",
+    "resolve_dtype",
     "save_model",
 ]

@@ -18,14 +18,38 @@ from .errors import CheckpointError, check_keys
 from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
 from .fla_format import is_fla_folder, load_fla_folder
 from .model import RWKV7
+from .ops.linear import WeightFormat
 
 log = logging.getLogger(__name__)
 
-# The LM precisions a user names on the command line or in a harness's model arguments.
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The LM precisions a user names on the command line, in a harness's model arguments or as
+# `dtype="..."` in Python (see `resolve_dtype`).
+DTYPES = ("fp32", "bf16", "fp16", "int8")
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+
+
+def resolve_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu") -> tuple[torch.dtype, WeightFormat]:
+    """(the dtype the LM computes in, the format of its weight matrices) for a precision name.
+
+    A torch dtype is taken as it is (the whole model in that dtype). Names, as users give them:
+    "fp32"; "bf16": on CPU bf16 weight matrices with fp32 compute elsewhere (half the bytes read per
+    token, fp32 norms and state), on CUDA the whole model in bf16; "fp16": the whole model in fp16;
+    "int8": weight-only int8 matrices with per-channel scales, the rest fp32 (CPU) or bf16 (CUDA).
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype, "native"
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {DTYPES}")
+    cpu = torch.device(device).type == "cpu"
+    if dtype == "fp32":
+        return torch.float32, "native"
+    if dtype == "fp16":
+        return torch.float16, "native"
+    if dtype == "bf16":
+        return (torch.float32, "bf16") if cpu else (torch.bfloat16, "native")
+    return (torch.float32 if cpu else torch.bfloat16), "int8"
 
 
 def _resolve(path: str | Path) -> Path:
@@ -122,9 +146,11 @@ def load_model(
     path: str | Path,
     *,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
 ) -> RWKV7:
-    """Builds an RWKV-7 model from any supported checkpoint, sized from the checkpoint's shapes."""
+    """Builds an RWKV-7 model from any supported checkpoint, sized from the checkpoint's shapes.
+    `dtype`: a torch dtype or a precision name ("fp32", "bf16", "fp16", "int8"; see `resolve_dtype`)."""
+    dtype, weight_format = resolve_dtype(dtype, device)
     state_dict = load_state_dict(path)
     multimodal = sorted({k.split(".")[0] + ".*" for k in state_dict if k.startswith(_MULTIMODAL_PREFIXES)})
     if multimodal:
@@ -133,7 +159,8 @@ def load_model(
             "it with its encoder (modrwkv chat --model ... --encoder NAME, or ModRWKVPipeline.from_pretrained(..., "
             "encoder=...)); see docs/authors-checkpoints.md"
         )
-    return build_lm(state_dict, device=device, dtype=dtype, where=path)
+    model = build_lm(state_dict, device=device, dtype=dtype, where=path)
+    return model.use_weight_format(weight_format)
 
 
 def save_model(model: RWKV7, path: str | Path) -> None:

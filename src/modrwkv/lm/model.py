@@ -18,17 +18,12 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import GROUP_NORM_EPS, LAYER_NORM_EPS, RWKV7Config
 from .ops import Impl, wkv7
+from .ops.linear import WeightFormat, WeightLayout, linear, split_count, use_weight_format, use_weight_layout, weight_format_of
 from .state import RWKV7State
 
 DECAY_SCALE = math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(w~), so w lies in (0.545, 1)
 
 LogitsMode = Literal["all", "last", "none"]
-WeightLayout = Literal["decode", "training"]
-WEIGHT_LAYOUTS = ("decode", "training")
-# Up to this many positions per call, CPU linear layers split their products over the threads
-# (see `linear`). Measured with the 0.1B matrices on 2 cores, against MKL's own threaded product:
-# 1.5x faster for 1 row, 1.2x for 16, 1.06x for 128, even at 256, 10% slower at 512.
-SPLIT_MAX_ROWS = 128
 
 
 @dataclasses.dataclass
@@ -57,33 +52,6 @@ class TokenShiftPlan:
         index = self.prev_index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
         rows = torch.arange(x.shape[0], device=x.device)
         return extended.gather(1, index) - x, extended[rows, self.final_index]
-
-
-def linear(layer: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
-    """`layer(x)`, for a few rows of x on CPU computed as `splits` partial products run in parallel.
-
-    Decoding a few rows is bound by reading the weights from memory, and MKL runs a one-row product
-    on a single core whatever the thread count. With the "decode" weight layout (see
-    `RWKV7.use_weight_layout`) W^T is one contiguous [in, out] matrix, so slicing the input
-    dimension into `splits` blocks is a free view: one batched product (which torch spreads over
-    its threads) plus a sum of the partial results. Measured on 2 cores, a whole 0.1B decode step's
-    products against the plain product in the same layout: 23.3 -> 15.5 ms at batch 1 (the
-    machine's read bandwidth), 65.7 -> 50.4 ms at batch 16. Like every multi-threaded torch op it
-    stalls when other processes hold the cores (use `torch.set_num_threads` there). Any other
-    layer (a LoRA wrapper, a row-major weight, a bias) is simply called.
-    """
-    if splits < 2 or type(layer) is not nn.Linear or layer.bias is not None:
-        return layer(x)
-    weight = layer.weight
-    n_out, n_in = weight.shape
-    if weight.stride() != (1, n_out) or n_in % splits or not x.is_contiguous():
-        return layer(x)
-    block = n_in // splits
-    rows = x.numel() // n_in
-    # [splits, rows, block] @ [splits, block, n_out], both as strided views without copies
-    parts = torch.bmm(x.as_strided((splits, rows, block), (block, n_in, 1)),
-                      weight.as_strided((splits, block, n_out), (block * n_out, n_out, 1)))
-    return parts.sum(0).view(x.shape[:-1] + (n_out,))
 
 
 def token_shift(
@@ -242,41 +210,30 @@ class RWKV7(nn.Module):
             self.reset_parameters()
         self.use_weight_layout("decode")  # on the meta device too: loaders copy weights into this layout
 
-    @torch.no_grad()
     def use_weight_layout(self, layout: WeightLayout) -> None:
-        """Stores every linear layer's weight for decoding ("decode") or for training ("training").
+        """Stores every linear weight for decoding ("decode", column-major: the fresh and loaded
+        default) or for training ("training", row-major); values and `state_dict()` keys stay the
+        same. Training code switches for the length of a run. See `ops.linear.use_weight_layout`."""
+        use_weight_layout(self, layout)
 
-        Only the memory order changes: shapes, values and `state_dict()` keys stay the same, and
-        checkpoints are written contiguous (the official layout) either way.
-        - "decode" keeps each [out, in] weight column-major, i.e. as one contiguous [in, out] matrix
-          (the official package's pre-transposed `x @ W`). A one-row GEMV reads that ~1.3x faster
-          from memory on CPU than row-major [out, in] (MKL: 65536 x 768 head 11.5 -> 7.3 ms, a whole
-          0.1B decode step's matrices 32 -> 25 ms), and batch-1 decoding is bound by those reads;
-          it also lets `linear` split a product over threads without copies. Prefill (1024
-          tokens) runs as fast in either order.
-        - "training" is plain row-major: with column-major weights every optimizer step
-          transpose-copies the gradients and AdamW's fused kernels leave their fast path.
-        Fresh and loaded models start in "decode"; training code switches for the length of a run.
-        Modules wrapping a linear (LoRA) are covered: the wrapped `nn.Linear` is found and changed.
-        Works on meta-device models, so that a loader can allocate each weight in its final layout.
-        """
-        if layout not in WEIGHT_LAYOUTS:
-            raise ValueError(f"unknown weight layout {layout!r}; choose one of {WEIGHT_LAYOUTS}")
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                weight = module.weight
-                if layout == "decode" and not weight.t().is_contiguous():
-                    weight.data = weight.data.t().contiguous().t()
-                elif layout == "training" and not weight.is_contiguous():
-                    weight.data = weight.data.contiguous()
+    def use_weight_format(self, weight_format: WeightFormat) -> RWKV7:
+        """Stores the weight matrices as "native" (unchanged), "bf16" or "int8" (weight-only, one
+        scale per output channel) for faster inference; the rest keeps the model's dtype.
+        In place, not undoable; see `ops.linear.use_weight_format`."""
+        return use_weight_format(self, weight_format)
+
+    @property
+    def weight_format(self) -> WeightFormat:
+        return weight_format_of(self)
 
     @property
     def device(self) -> torch.device:
-        return self.head.weight.device
+        return self.ln_out.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.head.weight.dtype
+        """The dtype the model computes in (weight matrices may be stored narrower)."""
+        return self.ln_out.weight.dtype
 
     def init_state(self, batch_size: int = 1) -> RWKV7State:
         return RWKV7State.zeros(self.config, batch_size, self.device, self.dtype)
@@ -376,7 +333,7 @@ class RWKV7(nn.Module):
                 raise ValueError(f"attention_mask must have shape {(B, T)}, got {tuple(attention_mask.shape)}")
             plan = TokenShiftPlan.from_mask(attention_mask.to(x.device), x.dtype)
 
-        splits = torch.get_num_threads() if x.device.type == "cpu" and B * T <= SPLIT_MAX_ROWS else 1
+        splits = split_count(x)
         # Without autograd each layer writes its new WKV state straight into the returned tensor:
         # stacking them afterwards copies the largest part of the state once more (at batch 16,
         # 37.7 MB per step for the 0.1B model, ~10% of a decode step).

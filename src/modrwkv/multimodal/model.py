@@ -24,7 +24,7 @@ from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..lm import RWKV7, RWKV7Config, RWKV7State
-from ..lm.checkpoint import CheckpointError, build_lm, load_state_dict
+from ..lm.checkpoint import CheckpointError, build_lm, check_savable, load_state_dict, resolve_dtype
 from ..lm.errors import check_keys
 from ..lm.files import MODRWKV_FORMAT, read_json_object, read_safetensors
 from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKVProcessor, get_template
@@ -266,8 +266,11 @@ class ModRWKV(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+        cls, folder: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype | str = torch.float32
     ) -> ModRWKV:
+        """`dtype`: a torch dtype or a precision name ("fp32", "bf16", "fp16", "int8"; see
+        `modrwkv.lm.resolve_dtype`)."""
+        dtype, weight_format = resolve_dtype(dtype, device)
         folder = Path(folder)
         config = read_config(folder)
         config_path = folder / CONFIG_NAME
@@ -292,7 +295,9 @@ class ModRWKV(nn.Module):
                     config.get("asr_prompt", DEFAULT_ASR_PROMPT))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
-        return model.to(device=device).to_lm_dtype(dtype).eval()
+        model = model.to(device=device).to_lm_dtype(dtype).eval()
+        model.lm.use_weight_format(weight_format)  # after the cast, which would widen bf16 buffers
+        return model
 
     def to_lm_dtype(self, dtype: torch.dtype) -> ModRWKV:
         """Casts LM and adapters; encoders keep their own dtype (fp32 on CPU)."""
@@ -310,13 +315,14 @@ class ModRWKV(nn.Module):
         ctx_len: int | None = 2048,
         compression_stride: int = 2,
         device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
     ) -> ModRWKV:
         """Loads the authors' (WorldRWKV) single-file release, current or paper-era (see
         `released.py`); the encoder is built separately (e.g. from its HF id) and receives the
         file's encoder weights if it has any. Sizes are read from the shapes. `prompt_format`
         "auto" takes the prompt layout the release was trained with from its keys; "current" or
-        "paper" overrides it."""
+        "paper" overrides it. `dtype`: a torch dtype or a precision name (see `resolve_dtype`)."""
+        dtype, weight_format = resolve_dtype(dtype, device)
         if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
         released = split_released(load_state_dict(path), str(path), compression_stride)
@@ -333,7 +339,9 @@ class ModRWKV(nn.Module):
             special_tokens=settings.special_tokens,
             asr_prompt=None if released.adapter_config.kind == "speech" else DEFAULT_ASR_PROMPT,
         )
-        return model.to(device=device).to_lm_dtype(dtype).eval()
+        model = model.to(device=device).to_lm_dtype(dtype).eval()
+        model.lm.use_weight_format(weight_format)  # after the cast, which would widen bf16 buffers
+        return model
 
 
 def is_modrwkv_folder(path: str | Path) -> bool:

@@ -26,7 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError
-from ..inference import ChatResult, EncodedPrompt, ModRWKVPipeline
+from ..generation import GenerationResult
+from ..inference import EncodedPrompt, ModRWKVPipeline
 from . import protocol
 from .limits import APIError, ServerLimits, check_media
 from .scheduler import QueueFull, Scheduler, Ticket
@@ -213,7 +214,7 @@ async def _events(ticket: Ticket, request: Request) -> AsyncIterator[tuple[str, 
             yield event
 
 
-async def _wait_for_result(ticket: Ticket, request: Request) -> ChatResult:
+async def _wait_for_result(ticket: Ticket, request: Request) -> GenerationResult:
     try:
         async for kind, value in _events(ticket, request):
             if kind == "done":

@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from ..inference import ChatResult
+from ..generation import GenerationResult
 from .limits import APIError, ServerLimits
 
 MAX_STOP_SEQUENCES = 16
@@ -141,7 +141,7 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> Completio
     return CompletionRequest(messages, sampling, stream, bool(options.get("include_usage")))
 
 
-def usage(result: ChatResult) -> dict[str, Any]:
+def usage(result: GenerationResult) -> dict[str, Any]:
     return {
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
@@ -150,7 +150,7 @@ def usage(result: ChatResult) -> dict[str, Any]:
     }
 
 
-def completion(request_id: str, created: int, model: str, result: ChatResult) -> dict[str, Any]:
+def completion(request_id: str, created: int, model: str, result: GenerationResult) -> dict[str, Any]:
     return {
         "id": request_id,
         "object": "chat.completion",

@@ -9,7 +9,7 @@ stream flowing while an image-heavy request joins. An RNN state is a few MB of f
 slots are cheap: memory grows with the number of running requests, never with their length.
 
 The HTTP side talks to the thread through `Ticket`s: the thread posts ("text", piece) (streaming
-requests only), ("done", ChatResult) and ("error", exception) onto the ticket's asyncio queue, in
+requests only), ("done", GenerationResult) and ("error", exception) onto the ticket's asyncio queue, in
 the server's event loop.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..generation import SamplingParams
-from ..inference import DecodeBatch, EncodedPrompt, ModRWKVPipeline, Prefilled, Row
+from ..inference import EncodedPrompt, ModRWKVPipeline, Prefilled, Row
 from ..inference.engine import PREFILL_CHUNK_TOKENS
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Scheduler:
         self.max_queue = max_queue
         self._pending: collections.deque[Ticket] = collections.deque()
         self._cond = threading.Condition()
-        self._batch = DecodeBatch(pipeline.engine)
+        self._batch = pipeline.engine.batch()
         # Admitted requests whose prompts are being read, oldest first: (ticket, row, prefill steps).
         self._prefilling: list[tuple[Ticket, Row, Generator[int, None, Prefilled]]] = []
         self._admitting = 0  # taken from the queue, not yet in _prefilling (slots they hold)
@@ -205,10 +205,9 @@ class Scheduler:
                 self._fail(ticket, exc)
                 continue
             self._prefilling.pop(0)
-            row.cached_tokens = prefilled.cached_tokens
             if self._batch.rows:
                 self.stats["joined_running"] += 1
-            self._batch.join(row, prefilled)
+            self.pipeline.engine.admit(self._batch, row, prefilled)
 
     def _decode(self) -> None:
         batch = self._batch

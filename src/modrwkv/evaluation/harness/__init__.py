@@ -14,5 +14,7 @@ def load_pipeline(model_path: str, *, device: str, dtype: str, encoder: str | No
     from ...inference import ModRWKVPipeline
     from ...lm import DTYPES
 
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     return ModRWKVPipeline.from_pretrained(model_path, encoder=encoder, encoder_source=encoder_source,
-                                           template=template, device=device, dtype=DTYPES[dtype])
+                                           template=template, device=device, dtype=dtype)

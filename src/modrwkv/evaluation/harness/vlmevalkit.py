@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run", required=True, help="VLMEvalKit's run.py")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16", "int8"))
     parser.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then VLMEvalKit's arguments")
     args = parser.parse_args(argv)
     register(args.name, model_path=args.model_path, max_new_tokens=args.max_new_tokens, device=args.device,
