@@ -415,3 +415,42 @@ def test_generation_input_errors(tiny_model, world):
         generate_batch(tiny_model, world, [[1], [2]], GREEDY, states=tiny_model.init_state(3))
     with pytest.raises(RuntimeError, match="not finished"):
         _ = stream(tiny_model, world, [1], GREEDY).result
+
+
+def test_logits_processor_restricts_its_own_row_only(tiny_model, world):
+    """A per-row allowed-token mask (the hook constrained decoding plugs into) confines that row to
+    the allowed ids, sees the ids generated so far, and leaves the other rows exactly as alone."""
+    allowed = torch.tensor([300, 301, 302, 555])
+    seen = []
+
+    def only_allowed(generated, logits):
+        seen.append(list(generated))
+        masked = torch.full_like(logits, -math.inf)
+        masked[allowed] = logits[allowed]
+        return masked
+
+    prompts = [prompt_ids(7, 1), prompt_ids(5, 2)]
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    constrained, free = generate_batch(tiny_model, world, prompts, params, logits_processors=[only_allowed, None])
+    assert set(constrained.token_ids) <= set(allowed.tolist())
+    assert seen == [constrained.token_ids[:i] for i in range(6)]
+    assert free.token_ids == generate(tiny_model, world, prompts[1], params).token_ids
+    # the mask picks the best allowed token: the argmax of the model's logits over the allowed ids
+    with torch.no_grad():
+        logits = tiny_model(torch.tensor([prompts[0]]), logits="last").logits[0]
+    assert constrained.token_ids[0] == int(allowed[logits[allowed].argmax()])
+    with pytest.raises(ValueError, match="no token it may sample"):
+        generate(tiny_model, world, prompts[0], params, logits_processor=lambda _ids, l: torch.full_like(l, -math.inf))
+
+
+def test_logprobs_are_the_model_log_softmax(tiny_model, world):
+    """`logprobs=True` returns log p(token) of every generated token, recomputed here by feeding
+    the prompt and the reply through the model in one pass."""
+    prompt = prompt_ids(9, 3)
+    result = generate(tiny_model, world, prompt, SamplingParams(temperature=1.0, seed=5, max_new_tokens=5, logprobs=True))
+    assert generate(tiny_model, world, prompt, GREEDY).logprobs is None
+    with torch.no_grad():
+        logits = tiny_model(torch.tensor([prompt + result.token_ids[:-1]])).logits[0, len(prompt) - 1 :]
+    logits[:, 0] = -math.inf  # token 0 is banned by default, so it has no probability mass
+    want = logits.log_softmax(-1).gather(-1, torch.tensor(result.token_ids)[:, None]).squeeze(-1)
+    torch.testing.assert_close(torch.tensor(result.logprobs), want, rtol=1e-4, atol=1e-4)
