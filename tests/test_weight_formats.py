@@ -57,13 +57,14 @@ def test_formats_follow_fp32_over_a_long_prompt(weight_format, tol):
     agree = (got.logits.argmax(-1) == want.logits.argmax(-1)).float().mean()
     assert float(agree) > 0.9
     assert got.state.wkv.dtype == torch.float32
-    # decoding token by token gives what the one pass gave, as in fp32
+    # decoding token by token (int8: bf16 activations on the int8 kernel) gives what the one pass
+    # (int8: dequantised weights, fp32 activations) gave, within the format's error
     state, steps = None, []
     for t in range(5):
         out = converted(ids[:, t : t + 1], state=state, logits="last")
         state = out.state
         steps.append(out.logits)
-    torch.testing.assert_close(torch.stack(steps, 1), got.logits[:, :5], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.stack(steps, 1), got.logits[:, :5], rtol=0, atol=tol * scale)
 
 
 def test_weight_bytes_shrink():
