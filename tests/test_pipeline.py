@@ -345,3 +345,16 @@ def test_chat_command_with_piped_input(pipe, tmp_path):
     assert f"{tmp_path} is a folder, not a file" in stderr and "cat.png: cannot read as safetensors" in stderr
     assert "Traceback" not in stderr
     assert state.exists()
+
+
+def test_int8_pipeline_from_pretrained_matches_converting_by_hand():
+    """`from_pretrained(dtype="int8")` (what `chat`, `serve` and `eval --dtype int8` load) converts
+    the LM's matrices and leaves encoders and adapters in fp32; its replies are those of the fp32
+    model converted by hand."""
+    pipe = ModRWKVPipeline.from_pretrained(tiny_model_dir(), dtype="int8")
+    assert pipe.model.lm.weight_format == "int8" and pipe.model.lm.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in pipe.model.adapters.parameters())
+    by_hand = ModRWKVPipeline.from_pretrained(tiny_model_dir())
+    by_hand.model.lm.use_weight_format("int8")
+    question = dict(images=[image(3)], temperature=0, max_new_tokens=6)
+    assert pipe.chat("What is this?", **question) == by_hand.chat("What is this?", **question)

@@ -9,7 +9,7 @@ from conftest import TINY, make_model
 
 from modrwkv.cli import main
 from modrwkv.generation import SamplingParams, generate
-from modrwkv.lm import RWKV7Config, load_model, resolve_dtype
+from modrwkv.lm import RWKV7Config, load_model, resolve_dtype, save_model
 from modrwkv.lm.ops.linear import BF16Linear, Int8Linear
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
@@ -90,6 +90,12 @@ def test_resolve_dtype_names():
         resolve_dtype("int4")
     with pytest.raises(ValueError, match="unknown weight format"):
         make_model().use_weight_format("fp8")
+
+
+def test_a_converted_model_is_not_saved_as_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="converted to int8 for inference"):
+        save_model(make_model().use_weight_format("int8"), tmp_path / "m")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
 
 
 def test_load_model_with_a_format_and_the_cli(tmp_path, capsys):

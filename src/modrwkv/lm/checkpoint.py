@@ -163,8 +163,16 @@ def load_model(
     return model.use_weight_format(weight_format)
 
 
+def check_savable(model: RWKV7) -> None:
+    """Checkpoints hold full-precision weights: a model converted for inference cannot be saved."""
+    if model.weight_format != "native":
+        raise ValueError(f"this model's matrices were converted to {model.weight_format} for inference and "
+                         "cannot be saved as a checkpoint; save the model loaded without dtype='int8'/'bf16'")
+
+
 def save_model(model: RWKV7, path: str | Path) -> None:
     """Writes a folder with config.json and model.safetensors (official key names)."""
+    check_savable(model)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

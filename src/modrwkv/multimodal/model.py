@@ -240,6 +240,7 @@ class ModRWKV(nn.Module):
         encoder's size) or "link" (a symbolic link encoders/<modality>-source to a local source)."""
         if encoder_sources not in ("reference", "copy", "link"):
             raise ValueError(f"encoder_sources must be 'reference', 'copy' or 'link', got {encoder_sources!r}")
+        check_savable(self.lm)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"lm.{k}": v for k, v in self.lm.state_dict().items()}
