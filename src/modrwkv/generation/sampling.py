@@ -121,8 +121,10 @@ class BatchSampler:
     """Samples one token per row and keeps each row's penalty counts and random generator.
 
     Rows can be dropped with `select` when their sequences finish, so the sampler always matches
-    the active batch of the decode loop.
+    the active batch of the decode loop, and joined with `cat` when sequences join it.
     """
+
+    _PER_ROW = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "banned", "occurrence", "seen")
 
     def __init__(
         self,
@@ -177,8 +179,6 @@ class BatchSampler:
         joined.penalized = any(s.penalized for s in samplers)
         joined.scores = None
         return joined
-
-    _PER_ROW = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "banned", "occurrence", "seen")
 
     def select(self, rows: Sequence[int]) -> None:
         """Keeps only the given rows, in that order."""
