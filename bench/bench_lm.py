@@ -235,7 +235,7 @@ def memory_growth(engine: Mod, contexts: tuple[int, ...], tokens) -> dict[int, f
         if not reset_peak_rss():
             return {}
         with engine.torch.inference_mode():
-            _, state = engine._run(engine._prefill(engine.model, input_ids=engine.torch.tensor([ids])))
+            state, _ = engine._run(engine._prefill(engine.model, input_ids=engine.torch.tensor([ids])))
             for t in tokens[:16]:
                 _, state = engine.step(t, state)
         growth[n] = (proc_kib("VmHWM") - base) / 1024
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated torch thread counts to measure at (default: all cores, then 1)")
     p.add_argument("--formats", default="fp32,bf16,int8", help="modrwkv weight formats (fp32, bf16, int8)")
     p.add_argument("--no-official", action="store_true", help="modrwkv only (no ratios)")
+    p.add_argument("--parts", default="speed,memory", help="speed, memory or both (memory is skipped with --quick)")
     p.add_argument("--steps", type=int, default=None, help="decode steps per engine per round")
     p.add_argument("--rounds", type=int, default=None, help="clean rounds wanted per measurement")
     p.add_argument("--min-rounds", type=int, default=3, help="fewer clean rounds than this: no ratio printed")
@@ -313,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens = torch.randint(0, VOCAB, (8192,), generator=g).tolist()
     results: dict = {"machine": info, "settings": vars(args) | {"threads": threads, "steps": steps,
                                                                  "prefill_len": prefill_len}, "runs": {}}
-    for t in threads:
+    parts = set(args.parts.split(","))
+    for t in threads if "speed" in parts else []:
         torch.set_num_threads(t)
         bw = bandwidth(torch, 0.5 if q else 1.0)
         print(f"\n== {t} thread(s): read bandwidth {bw:.1f} GB/s (load avg {load_avg():.2f})")
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                "load_avg": dec["load_avg"]},
                               "prefill": {**pre_sum, "rounds": pre["other_cores"], "load_avg": pre["load_avg"]}}
 
-    if not q and reset_peak_rss():
+    if not q and "memory" in parts and reset_peak_rss():
         torch.set_num_threads(threads[0])
         print("\n== memory: peak RSS above the loaded model, reading a context then decoding 16 tokens")
         results["memory_mib"] = {}
@@ -357,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label:<16} " + "  ".join(f"context {n}: +{m:.0f} MiB" for n, m in growth.items()))
 
     checks = {}
-    if isinstance(engines[0], Official) and "fp32" in mods:
+    if "speed" in parts and isinstance(engines[0], Official) and "fp32" in mods:
         a = engines[0].prefill(tokens[:PROMPT_LEN]).float()
         for label, engine in ((e.label, e) for e in mods.values()):
             checks[label] = float((engine.prefill(tokens[:PROMPT_LEN]).float() - a).abs().max())
