@@ -62,6 +62,13 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _resolve_model(name: str) -> str:
+    """A local path as given, or the local snapshot of a hub id org/name[@revision]."""
+    from modrwkv.hub import resolve_model_path
+
+    return str(resolve_model_path(name))
+
+
 def _print_stream(pieces: Iterable[str]) -> None:
     """Writes text pieces as they arrive, so the completion appears while it is generated."""
     for piece in pieces:
@@ -82,7 +89,8 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         "Backslash escapes (\\n, \\x17, ...) are interpreted in --prompt and --stop.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="checkpoint: official .pth, .safetensors or a model folder")
+    p.add_argument("--model", required=True,
+                   help="checkpoint: official .pth, .safetensors, .gguf, a model folder or a hub id org/name[@revision]")
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="token budget")
     p.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
@@ -121,7 +129,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     prompt = _unescape(args.prompt)
     device = _device(args.device)
-    model = load_model(args.model, device=device, dtype=DTYPES[args.dtype])
+    model = load_model(_resolve_model(args.model), device=device, dtype=DTYPES[args.dtype])
     tokenizer = WorldTokenizer()
     if model.config.vocab_size < tokenizer.vocab_size:
         raise CLIError(
@@ -453,8 +461,8 @@ CHAT_COMMANDS = """commands:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
-                   help="ModRWKV folder, plain RWKV-7 checkpoint (text only), or a released single-file "
-                   "ModRWKV checkpoint (then also --encoder)")
+                   help="ModRWKV folder, plain RWKV-7 checkpoint (text only), a released single-file "
+                   "ModRWKV checkpoint (then also --encoder), or a hub id org/name[@revision]")
     p.add_argument("--encoder", metavar="NAME", help="encoder of a released checkpoint, e.g. siglip2, clip, whisper")
     p.add_argument("--encoder-source", metavar="HF_ID_OR_DIR", help="where that encoder's weights are")
     p.add_argument("--template", choices=("worldrwkv", "rwkv", "classic"), help="chat format (default: the model's own)")
@@ -473,7 +481,7 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> Mo
     if args.released_format != "auto" and not args.encoder:
         raise CLIError("--released-format applies to released checkpoints, which need --encoder NAME")
     return ModRWKVPipeline.from_pretrained(
-        args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+        _resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
         prompt_format=args.released_format, device=_device(args.device), dtype=DTYPES[args.dtype],
         prefix_cache_bytes=int(prefix_cache_mb * 2**20), feature_cache=getattr(args, "feature_cache", None),
     )
@@ -743,7 +751,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         default_output = f"{task.name}-{split}"
     output = Path(args.output or f"runs/eval/{default_output}")
-    model = ModelSpec(args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+    model = ModelSpec(_resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format)
     result = run_eval(
         task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args),
@@ -766,6 +774,41 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export -------------------------------------------------------------------------------
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    from modrwkv.lm.gguf_format import GGUF_DTYPES
+
+    p = subparsers.add_parser(
+        "export",
+        help="write the text LM as an fla/HF folder or a llama.cpp GGUF file",
+        description="Converts the RWKV-7 LM of MODEL (official .pth, .safetensors, fla folder, GGUF, a modrwkv "
+        "folder; a ModRWKV folder exports its LM only) to --format fla (a flash-linear-attention RWKV7ForCausalLM "
+        "folder with the World vocabulary and auto_map, which llama.cpp's convert_hf_to_gguf.py reads) or "
+        "--format gguf (a file llama.cpp loads). `--model x.gguf` reads GGUF files back.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="checkpoint, model folder or hub id org/name[@revision]")
+    p.add_argument("--format", required=True, choices=("fla", "gguf"), help="what to write")
+    p.add_argument("--output", required=True, help="folder (fla) or file (gguf) to write")
+    p.add_argument("--dtype", choices=GGUF_DTYPES, default="f16", help="GGUF precision of the large matrices")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from modrwkv.lm.export import export_model
+
+    output = Path(args.output)
+    if args.format == "gguf" and output.is_dir():
+        raise CLIError(f"--output {output} is a folder; --format gguf writes a file (e.g. {output / 'model.gguf'})")
+    written = export_model(_resolve_model(args.model), output, args.format, dtype=args.dtype,
+                           overwrite=args.overwrite)
+    print(f"wrote {args.format} export to {written}")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -783,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat(subparsers)
     _add_serve(subparsers)
     _add_eval(subparsers)
+    _add_export(subparsers)
     return parser
 
 
