@@ -105,7 +105,7 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
         and a single-device `device_map`."""
         from .hub import resolve_model_path
 
-        folder = resolve_model_path(pretrained_model_name_or_path, revision=kwargs.get("revision"))
+        folder = resolve_model_path(pretrained_model_name_or_path, **_hub_options(kwargs))
         dtype = _torch_dtype(kwargs.get("dtype", kwargs.get("torch_dtype")))
         device_map = kwargs.get("device_map")
         device = device_map if isinstance(device_map, (str, torch.device)) and device_map != "auto" else "cpu"
@@ -187,7 +187,7 @@ class ModRWKVHFProcessor:
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> ModRWKVHFProcessor:
         from .hub import resolve_model_path
 
-        folder = resolve_model_path(pretrained_model_name_or_path, revision=kwargs.get("revision"))
+        folder = resolve_model_path(pretrained_model_name_or_path, **_hub_options(kwargs))
         model = ModRWKV.from_pretrained(folder)  # the processor asks the encoders and adapters for token counts
         return cls(model.processor(ctx_len=None), model.collator(padding_side="left"))
 
@@ -210,6 +210,12 @@ class ModRWKVHFProcessor:
 
     def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, **kwargs: Any) -> list[str]:
         return [self.decode(s, **kwargs) for s in sequences]
+
+
+def _hub_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The `from_pretrained` keyword arguments that say where a hub id is looked up."""
+    return {"revision": kwargs.get("revision"), "cache_dir": kwargs.get("cache_dir"), "token": kwargs.get("token"),
+            "offline": True if kwargs.get("local_files_only") else None}
 
 
 def _decodable(tokenizer: WorldTokenizer, token: int) -> bool:
