@@ -130,8 +130,11 @@ class ModRWKVPipeline:
         or the authors' released single-file ModRWKV checkpoint, whose encoder is not in the file:
         pass `encoder` (a built encoder, or a registry name such as "siglip2" with
         `encoder_source`, an HF id or folder). A release's prompt layout (current or paper era) is
-        read from its keys; `prompt_format` ("current" / "paper") overrides it."""
-        path = Path(path)
+        read from its keys; `prompt_format` ("current" / "paper") overrides it. ``path`` may be a hub
+        id ``org/name[@revision]``."""
+        from ..hub import resolve_model_path
+
+        path = resolve_model_path(path)
         if encoder is not None and not isinstance(encoder, ModalityEncoder):
             encoder = build_encoder(encoder, source=encoder_source)
         elif encoder_source is not None:
