@@ -597,7 +597,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="OpenAI-compatible HTTP server with continuous batching and a web chat page",
         description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url data URIs, input_audio; "
-        "streaming), GET /v1/models, GET /health, and a chat page at /. Concurrent requests are decoded "
+        "streaming, logprobs), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
+        "GET /v1/models, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. Concurrent requests are decoded "
         "together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -620,6 +621,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-remote-media", action="store_true",
                    help="fetch http(s) image/audio URLs (off: the server never makes requests for its clients)")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")
     p.set_defaults(handler=_run_serve)
 
 
@@ -641,7 +644,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     pipeline = _load_pipeline(args, args.prefix_cache_mb)
     name = args.model_name or Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors")
     app = create_app(pipeline, model_name=name, limits=limits, max_batch=args.max_batch_size,
-                     max_queue=args.max_queue, api_key=api_key)
+                     max_queue=args.max_queue, api_key=api_key, cors_origins=args.cors_origin)
     print(f"serving {name!r} on http://{args.host}:{args.port} (chat page at /, API at /v1)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0

@@ -49,6 +49,7 @@ class ChatResult:
     cached_tokens: int
     stop: int | str | None = None
     state: RWKV7State | None = None
+    logprobs: list[TokenLogprob] | None = None  # one per token_ids entry, when the row asked for them
 
     @property
     def prompt_tokens(self) -> int:
@@ -57,6 +58,28 @@ class ChatResult:
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
+
+
+@dataclasses.dataclass
+class TokenLogprob:
+    """A sampled token's log-probability under the model (log-softmax of the raw logits, before
+    temperature, penalties or bans) and the `top` most likely tokens with theirs, best first."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def token_logprobs(logits: torch.Tensor, tokens: list[int], top: int) -> list[TokenLogprob]:
+    """`TokenLogprob`s of `tokens[i]` under `logits[i]` ([N, V])."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp.gather(1, torch.tensor(tokens, device=logp.device).unsqueeze(1)).squeeze(1).tolist()
+    if top > 0:
+        values, indices = logp.topk(top, dim=-1)
+        alternatives = [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
+    else:
+        alternatives = [[] for _ in tokens]
+    return [TokenLogprob(t, lp, alt) for t, lp, alt in zip(tokens, chosen, alternatives)]
 
 
 @dataclasses.dataclass
@@ -86,7 +109,12 @@ class Row(ReplyTracker):
         keep_state: bool = False,
         tag: Any = None,
         constraint: NumberListConstraint | None = None,
+        logprobs: int | None = None,
+        raw: bool = False,
     ) -> None:
+        """`logprobs`: record each sampled token's log-probability and that many alternatives
+        (None: off). `raw`: the reply is a plain continuation, not a chat turn (its text keeps
+        a leading space)."""
         super().__init__(params, engine.tokenizer.token_bytes)
         self.constraint = constraint
         self.prompt = prompt
@@ -95,8 +123,11 @@ class Row(ReplyTracker):
         self.tag = tag
         self.sampler = BatchSampler([params], engine.vocab_size, engine.device, engine.banned_tokens)
         self.result: ChatResult | None = None
-        self._content_prefix = engine.content_prefix  # dropped from the start of the reply, if there
-        self._lead = engine.content_prefix  # what of it may still be ahead in the stream
+        self.top_logprobs = logprobs
+        self.logprobs: list[TokenLogprob] = []
+        prefix = "" if raw else engine.content_prefix
+        self._content_prefix = prefix  # dropped from the start of the reply, if there
+        self._lead = prefix  # what of it may still be ahead in the stream
         self._held = ""
 
     def accept(self, token: int) -> str:
@@ -118,7 +149,8 @@ class Row(ReplyTracker):
         assert self.finish_reason is not None
         text = self.detokenizer.text.removeprefix(self._content_prefix)
         self.result = ChatResult(text, list(self.token_ids), self.finish_reason, list(self.prompt.ids),
-                                 self.cached_tokens, self.stop, state)
+                                 self.cached_tokens, self.stop, state,
+                                 list(self.logprobs) if self.top_logprobs is not None else None)
         return self.result
 
 
@@ -267,6 +299,10 @@ class DecodeBatch:
         that finished (they leave the batch; their `result` is set)."""
         assert self._state is not None and self._logits is not None
         tokens = torch.cat([row.sampler.sample(self._row_logits(j, row)) for j, row in enumerate(self.rows)])
+        vocab = self.engine.vocab_size
+        for j, (row, token) in enumerate(zip(self.rows, tokens.tolist())):
+            if row.top_logprobs is not None:  # the model's own distribution, before any constraint
+                row.logprobs += token_logprobs(self._logits[j : j + 1, :vocab], [token], row.top_logprobs)
         pieces, keep, done = [], [], []
         for j, (row, token) in enumerate(zip(self.rows, tokens.tolist())):
             piece = row.accept(token)
