@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from modrwkv import __version__
+from modrwkv.extras import MissingExtraError
 from modrwkv.generation import SamplingParams, generate, stream
 from modrwkv.lm import DTYPES, RWKV7State, load_model
 from modrwkv.tokenizer import WorldTokenizer
@@ -188,7 +189,9 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _quieten_lightning() -> None:
-    import lightning.pytorch  # noqa: F401 -- importing it sets its logger to INFO; quieten it afterwards
+    from modrwkv.extras import require
+
+    require("lightning.pytorch", "train", "modrwkv quickstart")  # importing it sets its logger to INFO; quieten it
 
     lightning_log = logging.getLogger("lightning.pytorch")
     lightning_log.setLevel(logging.WARNING)
@@ -627,9 +630,10 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from modrwkv.extras import require
     from modrwkv.serving import ServerLimits, create_app
+
+    uvicorn = require("uvicorn", "serve", "modrwkv serve")
 
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
@@ -844,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     try:
         return args.handler(args)
-    except (CLIError, ValueError, OSError, SafetensorError) as exc:
+    except (CLIError, ValueError, OSError, SafetensorError, MissingExtraError) as exc:
         if args.verbose:
             log.exception("details")
         message = str(exc).replace("\n", " ")

@@ -91,7 +91,7 @@ def _gguf() -> Any:
     try:
         import gguf
     except ImportError:
-        raise ImportError("GGUF files need the gguf package: pip install gguf (or pip install 'modrwkv[gguf]')") from None
+        raise ImportError("GGUF files need the gguf package (a modrwkv dependency): pip install gguf") from None
     return gguf
 
 

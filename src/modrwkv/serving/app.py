@@ -95,13 +95,7 @@ def create_app(
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.request_done(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
-        return response
+    app.add_middleware(_MeasureRequests, metrics=metrics)
 
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
@@ -222,6 +216,35 @@ def create_app(
         return PlainTextResponse(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app
+
+
+class _MeasureRequests:
+    """Counts every HTTP request and its latency (until the response is complete) by route.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware would hide client disconnects from the
+    handlers, which free a request's batch slot when its client leaves."""
+
+    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:  # the router put the matched route into the (shared) scope
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request_done(route, status, time.perf_counter() - started)
 
 
 @dataclasses.dataclass
