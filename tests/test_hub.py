@@ -168,3 +168,29 @@ def test_transformers_remote_code_without_importing_modrwkv(tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert lines[-2] == "ModRWKVConfig ModRWKVForCausalLM"
     assert lines[-1] == repr(tiny_pipeline().chat("Hello there", **GREEDY))
+
+
+def test_training_runs_put_their_config_in_the_card_and_push_to_hub_cli(hub_cache, tmp_path, monkeypatch, capsys):
+    from modrwkv.training.checkpoint import PretrainedCheckpoint, export_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("train:\n  stage: 1\n  lr: 0.001\n")
+    callback = PretrainedCheckpoint(run, save_every=0, keep_last=1, total_steps=1, lora=None)
+    export_model(tiny_pipeline().model, run / "final", None, callback._run_config())
+    assert "stage: 1" in (run / "final" / "README.md").read_text()
+    # the CLI, with the hub client replaced by the fake (nothing leaves the machine)
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: FakeHub(hub_cache))
+    eval_dir = tmp_path / "pope"
+    eval_dir.mkdir()
+    (eval_dir / "summary.json").write_text(json.dumps({"task": "pope", "title": "POPE", "split": "test", "samples": 9,
+                                                       "headline": {"label": "F1", "value": 0.5}}))
+    assert main(["push-to-hub", "--model", str(run / "final"), "--repo", "acme/cli", "--eval", str(eval_dir),
+                 "--training-config", str(run / "config.yaml")]) == 0
+    assert "pushed" in capsys.readouterr().out
+    card = (resolve_model_path("acme/cli") / "README.md").read_text()
+    assert "| POPE | test | F1 | 0.5 | 9 |" in card and "stage: 1" in card
+    assert main(["push-to-hub", "--model", str(run / "final"), "--repo", "acme/cli", "--eval", str(tmp_path)]) == 2
+    assert "no eval summary" in capsys.readouterr().err

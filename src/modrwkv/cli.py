@@ -816,6 +816,44 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- push-to-hub ----------------------------------------------------------------------------
+
+
+def _add_push_to_hub(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "push-to-hub",
+        help="upload a ModRWKV folder to the Hugging Face Hub, with a model card",
+        description="Re-saves the ModRWKV folder --model (config, weights, transformers auto_map, model card with "
+        "architecture, encoders, the training config and the --eval results) and uploads it to the hub repository "
+        "REPO (created if needed). The token comes from --token, HF_TOKEN or `huggingface-cli login`.",
+    )
+    p.add_argument("--model", required=True, help="ModRWKV folder (or hub id) to upload")
+    p.add_argument("--repo", required=True, metavar="ORG/NAME", help="hub repository to upload to")
+    p.add_argument("--eval", action="append", default=[], metavar="DIR",
+                   help="`modrwkv eval` output folder whose summary goes into the model card (repeatable)")
+    p.add_argument("--training-config", metavar="YAML", help="the run's config.yaml, for the model card")
+    p.add_argument("--revision", help="branch to upload to (created if needed)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--token", help="hub token (default: HF_TOKEN or the saved login)")
+    p.set_defaults(handler=_run_push_to_hub)
+
+
+def _run_push_to_hub(args: argparse.Namespace) -> int:
+    import yaml
+
+    from modrwkv.hub import push_to_hub
+    from modrwkv.multimodal import ModRWKV
+
+    training = None
+    if args.training_config:
+        training = yaml.safe_load(Path(args.training_config).read_text())
+    model = ModRWKV.from_pretrained(_resolve_model(args.model))
+    url = push_to_hub(model, args.repo, training_config=training, eval_results=args.eval, private=args.private,
+                      revision=args.revision, token=args.token)
+    print(f"pushed {args.model} to {args.repo}: {url}")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -834,6 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_eval(subparsers)
     _add_export(subparsers)
+    _add_push_to_hub(subparsers)
     return parser
 
 
