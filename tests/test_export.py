@@ -231,3 +231,23 @@ def test_export_of_a_modrwkv_folder_writes_its_lm(tmp_path, caplog):
     lm = ModRWKV.from_pretrained(folder).lm
     exported = load_model(out)
     assert all(torch.equal(t, lm.state_dict()[k]) for k, t in exported.state_dict().items())
+
+
+def test_gguf_q8_0_quantizes_the_matrices_and_reads_back_dequantized(state_dict, tmp_path):
+    path = save_gguf(state_dict, tmp_path / "q8.gguf", dtype="q8_0")
+    reader = gguf.GGUFReader(str(path))
+    tensors = {t.name: t for t in reader.tensors}
+    assert tensors["blk.0.time_mix_key.weight"].tensor_type == gguf.GGMLQuantizationType.Q8_0
+    assert tensors["blk.0.time_mix_w1.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    assert tensors["blk.0.time_mix_a2.weight"].tensor_type == gguf.GGMLQuantizationType.F16  # rows of 48: not blocks of 32
+    assert reader.get_field("general.file_type").contents() == gguf.LlamaFileType.MOSTLY_Q8_0
+    model = load_model(path)
+    for key in ("blocks.1.att.key.weight", "emb.weight", "blocks.0.ffn.value.weight"):
+        original = state_dict[key]
+        # Q8_0: per block of 32, q = round(x / d) with d = max|x| / 127, stored as fp16(d); so the
+        # error is at most d/2 plus |q| <= 127 times fp16's relative rounding of d (2**-11)
+        blocks = original.reshape(-1, 32)
+        step = (blocks.abs().amax(dim=1, keepdim=True) / 127).expand_as(blocks).reshape(original.shape)
+        error = (model.state_dict()[key] - original).abs()
+        assert (error <= step * (0.5 + 127 * 2**-11) + 1e-7).all(), key
+        assert error.max() > 0  # quantized, not stored exactly

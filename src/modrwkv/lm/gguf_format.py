@@ -57,7 +57,10 @@ __all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "is_gguf_file", "load_gguf", "off
 GGUF_ARCHITECTURE = "rwkv7"
 GGUF_MAGIC = b"GGUF"
 #: Precisions of the exported matrices; vectors and the tensors llama.cpp keeps in fp32 stay fp32.
-GGUF_DTYPES = ("f32", "f16", "bf16")
+#: q8_0 is llama.cpp's 8-bit block format (blocks of 32 with an fp16 scale), as the converter's
+#: `--outtype q8_0`; a matrix whose rows are not a multiple of 32 long is written as f16 instead.
+GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
+_Q8_0_BLOCK = 32
 #: Order of the six token-shift mixes in time_mix_lerp_fused (the converter's ``lerp_list``).
 LERP_ORDER = ("r", "w", "k", "v", "a", "g")
 RWKV_WORLD_EOT = 261  # "\n\n", the converter's end-of-turn token
@@ -212,7 +215,7 @@ def save_gguf(
     config = RWKV7Config.from_state_dict(state_dict)
     tensors = official_to_gguf(state_dict)
     file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "bf16": gguf.LlamaFileType.MOSTLY_BF16}[dtype]
+                 "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
     writer = gguf.GGUFWriter(str(path), GGUF_ARCHITECTURE)
     writer.add_type(gguf.GGUFType.MODEL)
     if name:
@@ -239,8 +242,11 @@ def save_gguf(
         t = tensor.float().contiguous()
         if _keeps_fp32(tensor_name, t) or dtype == "f32":
             writer.add_tensor(tensor_name, t.numpy())
-        elif dtype == "f16":
+        elif dtype == "f16" or (dtype == "q8_0" and t.shape[-1] % _Q8_0_BLOCK):
             writer.add_tensor(tensor_name, t.half().numpy())
+        elif dtype == "q8_0":
+            kind = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(tensor_name, gguf.quants.quantize(t.numpy(), kind), raw_dtype=kind)
         else:  # numpy has no bfloat16: hand the raw 16-bit words over with their type
             raw = t.bfloat16().view(torch.int16).numpy()
             writer.add_tensor(tensor_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
