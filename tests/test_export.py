@@ -225,7 +225,7 @@ def test_export_of_a_modrwkv_folder_writes_its_lm(tmp_path, caplog):
     folder = tiny_model_dir()
     out = tmp_path / "lm.gguf"
     assert main(["export", "--model", str(folder), "--format", "gguf", "--output", str(out), "--dtype", "f32"]) == 0
-    assert "exporting the text LM only; adapters have no equivalent" in caplog.text
+    assert "exporting the text LM only; its encoders and adapters have no equivalent" in caplog.text
     from modrwkv.multimodal import ModRWKV
 
     lm = ModRWKV.from_pretrained(folder).lm

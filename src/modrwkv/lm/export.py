@@ -12,7 +12,6 @@ A ModRWKV folder exports its LM only: encoders and adapters have no equivalent i
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Mapping
@@ -45,25 +44,13 @@ _FLA_CODE = {
 
 
 def lm_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The official-layout LM tensors of any checkpoint, including a ModRWKV folder's `lm.*`."""
-    from ..multimodal.model import CONFIG_NAME, FORMAT, WEIGHTS_NAME
+    """The official-layout LM tensors of any checkpoint `load_state_dict` reads (a ModRWKV folder
+    gives its LM), warning when encoders and adapters are left behind."""
+    from ..multimodal.model import is_modrwkv_folder, read_config
 
-    folder = Path(path)
-    config = folder / CONFIG_NAME
-    if folder.is_dir() and config.is_file():
-        try:
-            is_modrwkv = json.loads(config.read_text()).get("format") == FORMAT
-        except (OSError, ValueError, AttributeError):
-            is_modrwkv = False
-        if is_modrwkv:
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(folder / WEIGHTS_NAME))
-            dropped = sorted({k.split(".")[0] for k in tensors if not k.startswith("lm.")})
-            if dropped:
-                log.warning("%s: exporting the text LM only; %s have no equivalent in the exported format",
-                            folder, ", ".join(dropped))
-            return {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
+    if is_modrwkv_folder(path) and read_config(path)["encoders"]:
+        log.warning("%s: exporting the text LM only; its encoders and adapters have no equivalent in the "
+                    "exported format", path)
     return load_state_dict(path)
 
 
