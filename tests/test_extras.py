@@ -48,6 +48,7 @@ def run(*args):
 run("generate", "--model", {str(checkpoint)!r}, "--prompt", "Hi", "--max-new-tokens", "2", "--temperature", "0")
 run("export", "--model", {str(checkpoint)!r}, "--format", "fla", "--output", {str(tmp_path / "fla")!r})
 run("train", "config.yaml")
+run("init", "data.jsonl")
 run("quickstart", "--output", {str(tmp_path / "qs")!r})
 run("serve", "--model", {str(checkpoint)!r})
 from modrwkv.evaluation.metrics import wer
@@ -60,9 +61,9 @@ except ImportError as exc:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line[:1].isdigit() or line.startswith("wer:")]
-    generate, export, train, quickstart, serve, wer_line = lines
+    generate, export, train, init, quickstart, serve, wer_line = lines
     assert generate.startswith("0 ") and export.startswith("0 ")
-    for line, extra in ((train, "train"), (quickstart, "train"), (serve, "serve")):
+    for line, extra in ((train, "train"), (init, "train"), (quickstart, "train"), (serve, "serve")):
         assert line.startswith("2 ") and f"pip install 'modrwkv[{extra}]'" in line, line
         assert "Traceback" not in line
     assert "pip install 'modrwkv[eval]'" in wer_line

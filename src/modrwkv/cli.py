@@ -349,11 +349,21 @@ def _run_import_released(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raise(exc: Exception) -> NoReturn:
+    raise exc
+
+
 # --- init -----------------------------------------------------------------------------------
 
 
 def _add_init(subparsers: argparse._SubParsersAction) -> None:
-    from modrwkv.training.init import DEVICES, FORMATS, SIZES
+    try:
+        from modrwkv.training.init import DEVICES, FORMATS, SIZES
+    except MissingExtraError as exc:  # a bare install: the command exists and says what to install
+        missing = subparsers.add_parser("init", help="write a training config for your own data (needs [train])")
+        missing.add_argument("rest", nargs=argparse.REMAINDER)
+        missing.set_defaults(handler=lambda _args, error=exc: _raise(error))
+        return
 
     p = subparsers.add_parser(
         "init",
