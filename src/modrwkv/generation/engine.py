@@ -54,7 +54,8 @@ class GenerationResult:
     prefix-state cache. `state` (when kept) is the model state after prompt and reply, so a
     conversation can continue from it. `logprobs` (with `SamplingParams(logprobs=True)`) holds the
     log-probability of each token of `token_ids` under the model's distribution after penalties,
-    bans and logits processors (before temperature, top-k and top-p).
+    bans and logits processors (before temperature, top-k and top-p); `top_logprobs` (with
+    `SamplingParams(top_logprobs=k)`) the k most likely (token, log-probability) pairs of each step.
     """
 
     text: str
@@ -65,6 +66,7 @@ class GenerationResult:
     stop: int | str | None = None  # the stop token or stop string that ended generation, if any
     state: RWKV7State | None = None
     logprobs: list[float] | None = None
+    top_logprobs: list[list[tuple[int, float]]] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -108,6 +110,7 @@ class DecodeRow:
         self.cached_tokens = 0
         self.token_ids: list[int] = []
         self.logprobs: list[float] = []
+        self.top_logprobs: list[list[tuple[int, float]]] = []
         self.finish_reason: FinishReason | None = None
         self.stop: int | str | None = None
         self.result: GenerationResult | None = None
@@ -135,6 +138,7 @@ class DecodeRow:
         self.result = GenerationResult(
             self.final_text(), list(self.token_ids), self.finish_reason, list(self.prompt_ids), self.cached_tokens,
             self.stop, state, list(self.logprobs) if self.params.logprobs else None,
+            list(self.top_logprobs) if self.params.logprobs and self.params.top_logprobs else None,
         )
         return self.result
 
@@ -256,6 +260,12 @@ class DecodeBatch:
             logprobs = self._sampler.logprobs(tokens).tolist()
             for row, value in zip(self.rows, logprobs):
                 row.logprobs.append(value)
+            top = max(row.params.top_logprobs for row in self.rows if row.params.logprobs)
+            if top:
+                values, ids = self._sampler.top_logprobs(top)
+                for row, row_values, row_ids in zip(self.rows, values.tolist(), ids.tolist()):
+                    if row.params.logprobs and row.params.top_logprobs:
+                        row.top_logprobs.append(list(zip(row_ids, row_values))[: row.params.top_logprobs])
         pieces, keep, done = [], [], []
         for j, (row, token) in enumerate(zip(self.rows, tokens.tolist())):
             piece = row.accept(token)

@@ -43,6 +43,8 @@ class SamplingParams:
         banned_tokens: never sampled.
         seed: seeds a private random generator, so the same seed gives the same output.
         logprobs: also return each generated token's log-probability (`GenerationResult.logprobs`).
+        top_logprobs: with `logprobs`, also the this many most likely tokens of each step with theirs
+            (`GenerationResult.top_logprobs`).
     """
 
     max_new_tokens: int = 256
@@ -57,6 +59,7 @@ class SamplingParams:
     banned_tokens: tuple[int, ...] = (END_OF_TEXT,)
     seed: int | None = None
     logprobs: bool = False
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience but stored as tuples so the params stay hashable.
@@ -74,6 +77,8 @@ class SamplingParams:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if self.top_logprobs < 0:
+            raise ValueError(f"top_logprobs must be >= 0, got {self.top_logprobs}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0 <= self.penalty_decay <= 1:
@@ -220,6 +225,12 @@ class BatchSampler:
         bans and processors; before temperature, top-k and top-p)."""
         assert self.scores is not None, "sample first"
         return self.scores.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+    def top_logprobs(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `k` most likely tokens of every row under the last step's scores (as `logprobs`):
+        log-probabilities [B, k] and ids [B, k], best first."""
+        assert self.scores is not None, "sample first"
+        return self.scores.log_softmax(dim=-1).topk(k, dim=-1)
 
     def _sample_rows(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Draws tokens for the given (non-greedy) rows from their penalised, banned logits."""

@@ -68,7 +68,14 @@ class Row(DecodeRow):
         tag: Any = None,
         logits_processor: LogitsProcessor | None = None,
         constraint: NumberListConstraint | None = None,
+        logprobs: int | None = None,
+        raw: bool = False,
     ) -> None:
+        """`logprobs`: record each sampled token's log-probability and that many alternatives
+        (None: off). `raw`: the reply is a plain continuation, not a chat turn (its text keeps
+        a leading space)."""
+        if logprobs is not None:
+            params = dataclasses.replace(params, logprobs=True, top_logprobs=logprobs)
         if constraint is not None:
             if logits_processor is not None:
                 raise ValueError("pass a constraint or a logits processor, not both")
@@ -78,8 +85,9 @@ class Row(DecodeRow):
                          banned_tokens=engine.banned_tokens, logits_processor=logits_processor,
                          keep_state=keep_state, tag=tag, device=engine.device)
         self.prompt = prompt
-        self._content_prefix = engine.content_prefix  # dropped from the start of the reply, if there
-        self._lead = engine.content_prefix  # what of it may still be ahead in the stream
+        prefix = "" if raw else engine.content_prefix
+        self._content_prefix = prefix  # dropped from the start of the reply, if there
+        self._lead = prefix  # what of it may still be ahead in the stream
         self._held = ""
 
     def accept(self, token: int) -> str:

@@ -131,8 +131,11 @@ class ModRWKVPipeline:
         pass `encoder` (a built encoder, or a registry name such as "siglip2" with
         `encoder_source`, an HF id or folder). A release's prompt layout (current or paper era) is
         read from its keys; `prompt_format` ("current" / "paper") overrides it. `dtype`: a torch dtype or a precision name, "fp32", "bf16", "fp16" or "int8"
-        (weight-only int8 matrices; see `modrwkv.lm.resolve_dtype`)."""
-        path = Path(path)
+        (weight-only int8 matrices; see `modrwkv.lm.resolve_dtype`). ``path`` may be a hub id
+        ``org/name[@revision]``."""
+        from ..hub import resolve_model_path
+
+        path = resolve_model_path(path)
         if encoder is not None and not isinstance(encoder, ModalityEncoder):
             encoder = build_encoder(encoder, source=encoder_source)
         elif encoder_source is not None:

@@ -1,4 +1,5 @@
-"""Reading and writing RWKV-7 weights: official `.pth`, safetensors, fla HF folders, our own folders.
+"""Reading and writing RWKV-7 weights: official `.pth`, safetensors, fla HF folders, llama.cpp GGUF
+files, our own folders.
 
 Every format is converted to the official key layout, which is also the model's own parameter
 naming, then checked against the model so that a wrong file fails with the offending keys named.
@@ -17,6 +18,7 @@ from .config import RWKV7Config
 from .errors import CheckpointError, check_keys
 from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
 from .fla_format import is_fla_folder, load_fla_folder
+from .gguf_format import is_gguf_file, load_gguf
 from .model import RWKV7
 from .ops.linear import WeightFormat
 
@@ -56,11 +58,11 @@ def _resolve(path: str | Path) -> Path:
     path = Path(path)
     if path.exists():
         return path
-    for suffix in (".pth", ".safetensors"):  # official tools name models without the suffix
+    for suffix in (".pth", ".safetensors", ".gguf"):  # official tools name models without the suffix
         candidate = path.with_name(path.name + suffix)
         if candidate.exists():
             return candidate
-    raise FileNotFoundError(f"no checkpoint at {path} (also tried .pth and .safetensors)")
+    raise FileNotFoundError(f"no checkpoint at {path} (also tried .pth, .safetensors and .gguf)")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -72,6 +74,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return _load_folder(path)
     if path.suffix == ".safetensors":
         return read_safetensors(path)
+    if is_gguf_file(path):
+        return load_gguf(path)
     return read_torch(path)
 
 
@@ -148,9 +152,13 @@ def load_model(
     device: torch.device | str = "cpu",
     dtype: torch.dtype | str = torch.float32,
 ) -> RWKV7:
-    """Builds an RWKV-7 model from any supported checkpoint, sized from the checkpoint's shapes.
+    """Builds an RWKV-7 model from any supported checkpoint, sized from the checkpoint's shapes;
+    ``path`` may also be a hub id ``org/name[@revision]`` (resolved to its local snapshot first).
     `dtype`: a torch dtype or a precision name ("fp32", "bf16", "fp16", "int8"; see `resolve_dtype`)."""
+    from ..hub import resolve_model_path
+
     dtype, weight_format = resolve_dtype(dtype, device)
+    path = resolve_model_path(path)
     state_dict = load_state_dict(path)
     multimodal = sorted({k.split(".")[0] + ".*" for k in state_dict if k.startswith(_MULTIMODAL_PREFIXES)})
     if multimodal:

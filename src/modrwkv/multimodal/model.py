@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,24 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = MODRWKV_FORMAT
 FORMAT_VERSION = 1
+MODEL_CARD_NAME = "README.md"
+# What makes a saved folder a transformers model folder too (see modrwkv.hf_integration): the
+# model type and class, and an auto_map whose modules import modrwkv's classes (fla-hub's pattern).
+HF_MODEL_TYPE = "modrwkv"
+HF_ARCHITECTURE = "ModRWKVForCausalLM"
+HF_AUTO_MAP = {
+    "AutoConfig": "configuration_modrwkv.ModRWKVConfig",
+    "AutoModel": "modeling_modrwkv.ModRWKVForCausalLM",
+    "AutoModelForCausalLM": "modeling_modrwkv.ModRWKVForCausalLM",
+}
+HF_REMOTE_CODE = {
+    "configuration_modrwkv.py": "from modrwkv.hf_integration import ModRWKVConfig\n\n__all__ = ['ModRWKVConfig']\n",
+    "modeling_modrwkv.py": "from modrwkv.hf_integration import ModRWKVForCausalLM\n\n__all__ = ['ModRWKVForCausalLM']\n",
+    "processing_modrwkv.py": "from modrwkv.hf_integration import ModRWKVHFProcessor\n\n__all__ = ['ModRWKVHFProcessor']\n",
+}
+HF_PROCESSOR_CONFIG_NAME = "processor_config.json"
+HF_PROCESSOR_CONFIG = {"processor_class": "ModRWKVHFProcessor",
+                       "auto_map": {"AutoProcessor": "processing_modrwkv.ModRWKVHFProcessor"}}
 EncoderSources = Literal["reference", "copy", "link"]
 
 
@@ -230,14 +248,29 @@ class ModRWKV(nn.Module):
             "asr_prompt": self.asr_prompt,
         }
 
-    def save_pretrained(self, folder: str | Path, encoder_sources: EncoderSources = "reference") -> None:
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        encoder_sources: EncoderSources = "reference",
+        *,
+        training_config: Mapping[str, Any] | None = None,
+        eval_results: Sequence[str | Path | Mapping[str, Any]] = (),
+        repo_id: str | None = None,
+    ) -> None:
         """config.json + model.safetensors (LM and adapters); an encoder's own weights go to
         encoders/<modality>/ when it was trained or has no pretrained source to reload from.
 
         A frozen pretrained encoder is reloaded from its source, stored as `encoder_sources` says:
         "reference" (its hub id, or the absolute path of a local folder), "copy" (its weights
         saved into encoders/<modality>/: the folder is self-contained, at the cost of the
-        encoder's size) or "link" (a symbolic link encoders/<modality>-source to a local source)."""
+        encoder's size) or "link" (a symbolic link encoders/<modality>-source to a local source).
+
+        The folder is also a transformers model folder (`model_type`, `architectures`, an
+        `auto_map` with its three small modules, processor_config.json) and carries a model card
+        (README.md) describing the architecture, encoders, `training_config` and the
+        `modrwkv eval` results in `eval_results` (summaries, summary.json files or eval folders)."""
+        from ..hub import model_card, read_eval_summaries
+
         if encoder_sources not in ("reference", "copy", "link"):
             raise ValueError(f"encoder_sources must be 'reference', 'copy' or 'link', got {encoder_sources!r}")
         check_savable(self.lm)
@@ -263,16 +296,32 @@ class ModRWKV(nn.Module):
         tmp = folder / (WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
         tmp.replace(folder / WEIGHTS_NAME)
+        config.update({"model_type": HF_MODEL_TYPE, "architectures": [HF_ARCHITECTURE], "auto_map": HF_AUTO_MAP})
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        for name, code in HF_REMOTE_CODE.items():
+            (folder / name).write_text(code)
+        (folder / HF_PROCESSOR_CONFIG_NAME).write_text(json.dumps(HF_PROCESSOR_CONFIG, indent=2) + "\n")
+        card = model_card(config, training_config=training_config,
+                          eval_summaries=read_eval_summaries(eval_results), repo_id=repo_id)
+        (folder / MODEL_CARD_NAME).write_text(card)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Saves this model with its card and uploads it to the hub (see `modrwkv.hub.push_to_hub`)."""
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(
         cls, folder: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype | str = torch.float32
     ) -> ModRWKV:
-        """`dtype`: a torch dtype or a precision name ("fp32", "bf16", "fp16", "int8"; see
+        """Loads a `save_pretrained` folder, or a hub id ``org/name[@revision]`` (see `modrwkv.hub`).
+        `dtype`: a torch dtype or a precision name ("fp32", "bf16", "fp16", "int8"; see
         `modrwkv.lm.resolve_dtype`)."""
+        from ..hub import resolve_model_path
+
         dtype, weight_format = resolve_dtype(dtype, device)
-        folder = Path(folder)
+        folder = resolve_model_path(folder)
         config = read_config(folder)
         config_path = folder / CONFIG_NAME
         lm_config = RWKV7Config.from_dict(config["lm"])  # checked by read_config

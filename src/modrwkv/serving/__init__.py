@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..extras import require
+
 _EXPORTS = {
     "create_app": ".app",
     "APIError": ".limits",
@@ -25,4 +27,7 @@ __all__ = ["APIError", "QueueFull", "Scheduler", "ServerLimits", "Ticket", "crea
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _EXPORTS[name] != ".limits":
+        require("fastapi", "serve", "the server")
+        require("anyio", "serve", "the server")
     return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

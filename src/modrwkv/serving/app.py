@@ -11,25 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import importlib.resources
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError
-from ..generation import GenerationResult
+from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
-from . import protocol
+from . import completions, protocol
 from .limits import APIError, ServerLimits, check_media
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import ServerMetrics
 from .scheduler import QueueFull, Scheduler, Ticket
 
 log = logging.getLogger(__name__)
@@ -60,9 +64,11 @@ def create_app(
     max_batch: int = 32,
     max_queue: int = 64,
     api_key: str | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """An app serving `pipeline`. With `api_key`, every /v1 route needs `Authorization: Bearer KEY`
-    (the page and /health stay open: they reveal nothing and the page asks for the key)."""
+    (the page, /health and /metrics stay open: they reveal nothing and the page asks for the key).
+    `cors_origins` lets web pages from those origins ("*" for any) call the API from a browser."""
     limits = limits or ServerLimits()
     scheduler = Scheduler(pipeline, max_batch=max_batch, max_queue=max_queue)
     created = int(time.time())
@@ -82,6 +88,14 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.pipeline = pipeline
     app.state.limits = limits
+    metrics = ServerMetrics(scheduler.snapshot)
+    app.state.metrics = metrics
+    scorer = completions.PromptScorer(pipeline.model.lm)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    app.add_middleware(_MeasureRequests, metrics=metrics)
 
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
@@ -120,6 +134,7 @@ def create_app(
         authorize(request)
         body = await _read_body(request, limits.max_body_bytes)
         parsed = protocol.parse_request(protocol.decode_body(body), limits, model_name)
+        arrived = time.perf_counter()
         if scheduler.full():  # refuse before decoding any media: an overloaded server has no time to waste
             raise _queue_full()
         prompt = await anyio.to_thread.run_sync(_prepare_prompt, pipeline, parsed.messages, limits,
@@ -129,19 +144,154 @@ def create_app(
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
         try:
-            ticket = scheduler.submit(prompt, params, stream=parsed.stream)
+            ticket = scheduler.submit(prompt, params, stream=parsed.stream, logprobs=parsed.logprobs)
         except QueueFull:
             raise _queue_full() from None
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if parsed.stream:
-            events = _stream_events(ticket, request, request_id, now, model_name, parsed.include_usage)
+            events = _stream_events(ticket, request, request_id, now, model_name, parsed.include_usage,
+                                    _Observer(metrics, "/v1/chat/completions", arrived))
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         result = await _wait_for_result(ticket, request)
-        return JSONResponse(protocol.completion(request_id, now, model_name, result))
+        metrics.tokens(result.prompt_tokens, result.completion_tokens)
+        body = protocol.completion(request_id, now, model_name, result)
+        body["choices"][0]["logprobs"] = completions.chat_logprobs(pipeline.tokenizer, result)
+        return JSONResponse(body)
+
+    @app.post("/v1/completions")
+    async def text_completions(request: Request) -> Response:
+        authorize(request)
+        body = await _read_body(request, limits.max_body_bytes)
+        parsed = completions.parse_text_completion(protocol.decode_body(body), limits, model_name, pipeline.tokenizer,
+                                                   pipeline.model.lm.config.vocab_size)
+        arrived = time.perf_counter()
+        request_id = f"cmpl-{uuid.uuid4().hex}"
+        now = int(time.time())
+        generate = parsed.sampling["max_new_tokens"] > 0
+        tickets: list[Ticket | None] = []
+        try:  # a raw continuation: no template stop tokens, it stops where the client says
+            params = SamplingParams(**parsed.sampling) if generate else None
+        except ValueError as exc:
+            raise APIError(400, str(exc)) from None
+        try:
+            for ids in parsed.prompts:
+                tickets.append(scheduler.submit(completions.raw_prompt(ids), params, stream=parsed.stream,
+                                                logprobs=parsed.logprobs, raw=True) if params is not None else None)
+        except QueueFull:
+            for ticket in tickets:
+                if ticket is not None:
+                    ticket.cancel()
+            raise _queue_full() from None
+        if parsed.stream:
+            assert tickets[0] is not None
+            events = _stream_text_completion(tickets[0], request, request_id, now, model_name, parsed.include_usage,
+                                             _Observer(metrics, "/v1/completions", arrived))
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        choices, prompt_tokens, completion_tokens = [], 0, 0
+        try:
+            for index, (ids, ticket) in enumerate(zip(parsed.prompts, tickets)):
+                result = await _wait_for_result(ticket, request) if ticket is not None else None
+                scores = []
+                if parsed.echo and parsed.logprobs is not None:
+                    scores = await anyio.to_thread.run_sync(scorer, ids, parsed.logprobs)
+                choices.append(completions.text_completion_choice(pipeline.tokenizer, index, ids, result, parsed.echo,
+                                                                  parsed.logprobs, scores))
+                prompt_tokens += len(ids)
+                completion_tokens += result.completion_tokens if result is not None else 0
+        finally:
+            for ticket in tickets:
+                if ticket is not None:
+                    ticket.cancel()
+        metrics.tokens(prompt_tokens, completion_tokens)
+        return JSONResponse({"id": request_id, "object": "text_completion", "created": now, "model": model_name,
+                             "choices": choices, "usage": {"prompt_tokens": prompt_tokens,
+                                                           "completion_tokens": completion_tokens,
+                                                           "total_tokens": prompt_tokens + completion_tokens}})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app
+
+
+class _MeasureRequests:
+    """Counts every HTTP request and its latency (until the response is complete) by route.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware would hide client disconnects from the
+    handlers, which free a request's batch slot when its client leaves."""
+
+    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:  # the router put the matched route into the (shared) scope
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request_done(route, status, time.perf_counter() - started)
+
+
+@dataclasses.dataclass
+class _Observer:
+    """Reports a stream's first text and its token counts to the metrics."""
+
+    metrics: ServerMetrics
+    route: str
+    arrived: float
+    _seen_text: bool = False
+
+    def text(self) -> None:
+        if not self._seen_text:
+            self._seen_text = True
+            self.metrics.first_token(self.route, time.perf_counter() - self.arrived)
+
+    def done(self, result: GenerationResult) -> None:
+        self.metrics.tokens(result.prompt_tokens, result.completion_tokens)
+
+
+async def _stream_text_completion(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
+                                  include_usage: bool, observer: _Observer) -> AsyncIterator[str]:
+    def event(text: str, finish_reason: str | None = None, usage: dict[str, Any] | None = None) -> str:
+        body: dict[str, Any] = {"id": request_id, "object": "text_completion", "created": created, "model": model,
+                                "choices": [] if usage is not None else [
+                                    {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+        if usage is not None:
+            body["usage"] = usage
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    try:
+        async for kind, value in _events(ticket, request):
+            if kind == "text":
+                observer.text()
+                yield event(value)
+            elif kind == "error":
+                yield f"data: {json.dumps(_failure(value).body())}\n\n"
+                return
+            elif kind == "done":
+                observer.done(value)
+                yield event("", value.finish_reason)
+                if include_usage:
+                    yield event("", usage={k: v for k, v in protocol.usage(value).items() if k != "prompt_tokens_details"})
+                yield protocol.DONE
+                return
+    finally:
+        ticket.cancel()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -227,16 +377,18 @@ async def _wait_for_result(ticket: Ticket, request: Request) -> GenerationResult
 
 
 async def _stream_events(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
-                         include_usage: bool) -> AsyncIterator[str]:
+                         include_usage: bool, observer: _Observer) -> AsyncIterator[str]:
     try:
         yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""})
         async for kind, value in _events(ticket, request):
             if kind == "text":
+                observer.text()
                 yield protocol.chunk(request_id, created, model, {"content": value})
             elif kind == "error":
                 yield f"data: {json.dumps(_failure(value).body())}\n\n"
                 return
             elif kind == "done":
+                observer.done(value)
                 yield protocol.chunk(request_id, created, model, {}, value.finish_reason)
                 if include_usage:
                     yield protocol.chunk(request_id, created, model, {}, usage_block=protocol.usage(value))

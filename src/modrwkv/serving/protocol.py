@@ -4,7 +4,7 @@ shaping results into `chat.completion` objects and `chat.completion.chunk` SSE e
 Fields are checked one by one with messages that name the field, because a client library's
 "400 Bad Request" is only useful when the body says what was wrong. Unknown fields are ignored (as
 OpenAI-compatible servers commonly do); fields that ask for features this server does not have
-(tools, several choices, log-probabilities) are refused rather than silently dropped.
+(tools, several choices) are refused rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .limits import APIError, ServerLimits
 MAX_STOP_SEQUENCES = 16
 # Deepest JSON nesting a request may have; a chat request with media needs 6 levels.
 MAX_JSON_DEPTH = 32
+MAX_TOP_LOGPROBS = 20
 _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
 
 
@@ -29,6 +30,7 @@ class CompletionRequest:
     sampling: dict[str, Any]  # SamplingParams fields
     stream: bool
     include_usage: bool
+    logprobs: int | None = None  # alternatives per token when log-probabilities are asked for
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
@@ -98,9 +100,14 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> Completio
     for name in _UNSUPPORTED:
         if body.get(name):
             raise APIError(400, f"'{name}' is not supported by this server (no tool calling)", param=name)
-    for name in ("logprobs", "logit_bias"):
-        if body.get(name):
-            raise APIError(400, f"'{name}' is not supported by this server", param=name)
+    if body.get("logit_bias"):
+        raise APIError(400, "'logit_bias' is not supported by this server", param="logit_bias")
+    wants_logprobs = body.get("logprobs", False)
+    if not isinstance(wants_logprobs, bool):
+        raise APIError(400, "'logprobs' must be true or false", param="logprobs")
+    top_logprobs = _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+    if top_logprobs is not None and not wants_logprobs:
+        raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
     if _integer(body, "n", 1) not in (None, 1):
         raise APIError(400, "'n' must be 1: this server returns one choice per request", param="n")
     response_format = body.get("response_format")
@@ -138,7 +145,10 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> Completio
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    return CompletionRequest(messages, sampling, stream, bool(options.get("include_usage")))
+    if wants_logprobs and stream:
+        raise APIError(400, "'logprobs' is supported without 'stream' only", param="logprobs")
+    return CompletionRequest(messages, sampling, stream, bool(options.get("include_usage")),
+                             (top_logprobs or 0) if wants_logprobs else None)
 
 
 def usage(result: GenerationResult) -> dict[str, Any]:

@@ -39,10 +39,11 @@ class Ticket:
     """One submitted request, as seen by both sides."""
 
     def __init__(self, scheduler: Scheduler, prompt: EncodedPrompt, params: SamplingParams, stream: bool,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, logprobs: int | None = None, raw: bool = False) -> None:
         self.prompt = prompt
         self.params = params
         self.stream = stream  # whether the client wants ("text", piece) events
+        self.row_options = {"logprobs": logprobs, "raw": raw}  # see `Row`
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.cancelled = False
         self._scheduler = scheduler
@@ -112,9 +113,11 @@ class Scheduler:
     def _occupied(self) -> int:
         return len(self._batch) + len(self._prefilling) + self._admitting
 
-    def submit(self, prompt: EncodedPrompt, params: SamplingParams, stream: bool = False) -> Ticket:
-        """Queues a request; must be called from the event loop that will read its events."""
-        ticket = Ticket(self, prompt, params, stream, asyncio.get_running_loop())
+    def submit(self, prompt: EncodedPrompt, params: SamplingParams, stream: bool = False, *,
+               logprobs: int | None = None, raw: bool = False) -> Ticket:
+        """Queues a request; must be called from the event loop that will read its events.
+        `logprobs` and `raw` are passed to its `Row`."""
+        ticket = Ticket(self, prompt, params, stream, asyncio.get_running_loop(), logprobs, raw)
         with self._cond:
             if self._full():
                 raise QueueFull(f"every slot is taken and {self.max_queue} requests are waiting")
@@ -166,7 +169,7 @@ class Scheduler:
         """Gives the request a slot; its prompt is then read a chunk at a time."""
         engine = self.pipeline.engine
         try:
-            row = Row(engine, ticket.prompt, ticket.params, tag=ticket)
+            row = Row(engine, ticket.prompt, ticket.params, tag=ticket, **ticket.row_options)
         except ValueError as exc:
             self._fail(ticket, exc)
             return

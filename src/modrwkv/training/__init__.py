@@ -7,12 +7,16 @@
 `modrwkv merge-lora RUN_FOLDER OUT` folds a LoRA run into a plain model folder.
 """
 
-from .checkpoint import export_model, latest_checkpoint
-from .config import ConfigError, LoRAConfig, TrainConfig, apply_overrides, config_from_dict, load_config
-from .lora import apply_lora, load_lora, merge_lora
-from .merge import merge_lora_folder
-from .recipe import TrainResult, build_model, train
-from .schedules import lr_at
+from ..extras import require
+
+require("lightning", "train", "training")  # before the modules that import it: names the pip extra
+
+from .checkpoint import export_model, latest_checkpoint  # noqa: E402
+from .config import ConfigError, LoRAConfig, TrainConfig, apply_overrides, config_from_dict, load_config  # noqa: E402
+from .lora import apply_lora, load_lora, merge_lora  # noqa: E402
+from .merge import merge_lora_folder  # noqa: E402
+from .recipe import TrainResult, build_model, train  # noqa: E402
+from .schedules import lr_at  # noqa: E402
 
 __all__ = [
     "ConfigError",

@@ -32,6 +32,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import yaml
 
 from ..multimodal import ModRWKV
 from .config import LoRAConfig
@@ -45,10 +46,12 @@ TRAINING_STATE = "training_state.ckpt"
 FINAL = "final"
 
 
-def export_model(model: ModRWKV, folder: str | Path, lora: LoRAConfig | None) -> None:
-    """The `save_pretrained` folder of `model`; with LoRA layers, the base model plus the LoRA files."""
+def export_model(model: ModRWKV, folder: str | Path, lora: LoRAConfig | None,
+                 training_config: dict[str, Any] | None = None) -> None:
+    """The `save_pretrained` folder of `model` (its model card shows `training_config`); with LoRA
+    layers, the base model plus the LoRA files."""
     with lora_unwrapped(model.lm):
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, training_config=training_config)
     if lora is not None:
         save_lora(model.lm, lora, folder)
 
@@ -151,11 +154,16 @@ class PretrainedCheckpoint(pl.Callback):
             with full_parameters(trainer, pl_module):
                 if trainer.is_global_zero:
                     shutil.rmtree(tmp, ignore_errors=True)
-                    export_model(pl_module.model, tmp, self.lora)
+                    export_model(pl_module.model, tmp, self.lora, self._run_config())
                     shutil.rmtree(final, ignore_errors=True)
                     os.replace(tmp, final)
                     log.info("saved the trained model to %s", final)
             trainer.strategy.barrier()
+
+    def _run_config(self) -> dict[str, Any] | None:
+        """The run's resolved config.yaml (written before training starts), for the model card."""
+        path = self.output_dir / "config.yaml"
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         step = trainer.global_step
@@ -168,7 +176,7 @@ class PretrainedCheckpoint(pl.Callback):
         trainer.strategy.barrier()
         with full_parameters(trainer, pl_module):
             if trainer.is_global_zero:
-                export_model(pl_module.model, tmp, self.lora)
+                export_model(pl_module.model, tmp, self.lora, self._run_config())
         trainer.save_checkpoint(tmp / TRAINING_STATE, weights_only=False)
         trainer.strategy.barrier()
         if trainer.is_global_zero:

@@ -6,21 +6,51 @@ lmms-eval hands the model `Instance`s whose `args` are
 `(context, continuation, doc_to_visual, doc_id, task, split)` for log-likelihoods; the visuals come
 from `doc_to_visual(self.task_dict[task][split][doc_id])` (PIL images, or audio dicts with "array"
 and "sampling_rate"). `ModRWKVLmmsCore` implements that without importing lmms-eval;
-`harness/models/modrwkv.py` mixes it into lmms-eval's `lmms` base class, and lmms-eval finds it
-through its plugin variable:
+`harness/models/modrwkv.py` mixes it into lmms-eval's `lmms` base class. lmms-eval finds it through
+the `lmms_eval.models` entry point that modrwkv's package declares (`lmms_eval_manifest`), or, in
+lmms-eval versions without entry points, through its plugin variable:
 
-    LMMS_EVAL_PLUGINS=modrwkv.evaluation.harness python -m lmms_eval --model modrwkv \\
+    python -m lmms_eval --model modrwkv \\
         --model_args pretrained=runs/quickstart/model,device=cuda,dtype=bf16 --tasks pope --batch_size 8
+    LMMS_EVAL_PLUGINS=modrwkv.evaluation.harness python -m lmms_eval --model modrwkv ...
+
+Under `accelerate launch` (one process per GPU) each process loads the model on its own GPU and
+reports its rank and the world size, so that lmms-eval gives it its share of the requests.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from . import load_pipeline
+
+LMMS_MODEL_ID = "modrwkv"
+LMMS_CLASS_PATH = "modrwkv.evaluation.harness.models.modrwkv.ModRWKVLmms"
+
+
+def lmms_eval_manifest() -> Any:
+    """The `lmms_eval.models` entry point: lmms-eval's ModelManifest for `--model modrwkv`."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id=LMMS_MODEL_ID, simple_class_path=LMMS_CLASS_PATH)
+
+
+def distributed_position() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of this process: accelerate's when it is installed (it reads
+    the launcher's environment), else the RANK / WORLD_SIZE / LOCAL_RANK variables torchrun and
+    accelerate set; (0, 1, 0) when not launched in parallel."""
+    try:
+        from accelerate import PartialState
+    except ImportError:
+        env = os.environ
+        return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+    state = PartialState()
+    return state.process_index, state.num_processes, state.local_process_index
+
 
 _AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -54,6 +84,13 @@ class ModRWKVLmmsCore:
         super().__init__()
         if unused:
             raise ValueError(f"unknown modrwkv model_args {sorted(unused)}")
+        self._rank, self._world_size, local_rank = distributed_position()
+        if self._world_size > 1:
+            if device == "cuda":  # one GPU per process
+                device = f"cuda:{local_rank}"
+            from accelerate import Accelerator  # lmms-eval gathers results across processes through it
+
+            self.accelerator = Accelerator()
         if pipeline is None:
             if pretrained is None:
                 raise ValueError("the modrwkv lmms-eval model needs pretrained=MODEL_DIR")
@@ -63,6 +100,18 @@ class ModRWKVLmmsCore:
         self.batch_size_per_gpu = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         self.task_dict: dict[str, Any] = getattr(self, "task_dict", {})
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    @property
+    def device(self) -> Any:
+        return self.pipeline.engine.device
 
     def _inputs(self, request: Any) -> tuple[str, Any, list[Any], list[Any]]:
         context, second, doc_to_visual, doc_id, task, split = request.args

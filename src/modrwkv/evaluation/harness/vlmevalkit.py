@@ -38,8 +38,15 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value).strip() != ""
 
 
-class ModRWKVVLM:
-    """modrwkv as a VLMEvalKit model (greedy decoding, images interleaved with the text)."""
+try:  # with VLMEvalKit installed the model is one of its BaseModels (isinstance checks, helpers)
+    from vlmeval.vlm.base import BaseModel as _VLMEvalBase
+except ImportError:
+    _VLMEvalBase = object
+
+
+class ModRWKVVLM(_VLMEvalBase):
+    """modrwkv as a VLMEvalKit model (greedy decoding, images interleaved with the text, multi-turn
+    `chat`)."""
 
     INTERLEAVE = True
     allowed_types = ("text", "image")
@@ -49,6 +56,7 @@ class ModRWKVVLM:
                  device: str = "cpu", dtype: str = "fp32", encoder: str | None = None,
                  encoder_source: str | None = None, template: str | None = None) -> None:
         """Loads `model_path` like `modrwkv chat --model` does, or wraps a ready `pipeline`."""
+        super().__init__()
         if pipeline is None:
             if model_path is None:
                 raise ValueError("ModRWKVVLM needs model_path (or a pipeline)")
@@ -105,6 +113,31 @@ class ModRWKVVLM:
             else:
                 raise ValueError(f"unsupported message part type {part['type']!r}; allowed: {self.allowed_types}")
         return self.pipeline.chat("\n".join(pieces), images=images, temperature=0.0,
+                                  max_new_tokens=self.max_new_tokens).strip()
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], dataset: str | None = None) -> str:
+        """VLMEvalKit's multi-turn interface: `[{"role": "user" | "assistant" | "system",
+        "content": parts}, ...]` ending with a user turn -> the greedy reply to the last turn."""
+        return self.chat_inner(messages, dataset)
+
+    def chat_inner(self, messages: Sequence[Mapping[str, Any]], dataset: str | None = None) -> str:
+        conversation, images = [], []
+        for index, turn in enumerate(messages):
+            if not isinstance(turn, Mapping) or turn.get("role") not in ("system", "user", "assistant"):
+                raise ValueError(f"chat message {index} must have a role of system, user or assistant: {turn!r}")
+            pieces = []
+            for part in self._parts(turn.get("content", "")):
+                if part["type"] == "image":
+                    images.append(part["value"])
+                    pieces.append(MARKERS["image"])
+                elif part["type"] == "text":
+                    pieces.append(part["value"])
+                else:
+                    raise ValueError(f"unsupported message part type {part['type']!r}; allowed: {self.allowed_types}")
+            conversation.append({"role": turn["role"], "content": "\n".join(pieces)})
+        if not conversation or conversation[-1]["role"] != "user":
+            raise ValueError("a chat must end with a user message")
+        return self.pipeline.chat(conversation, images=images, temperature=0.0,
                                   max_new_tokens=self.max_new_tokens).strip()
 
     def _parts(self, message: Any) -> list[dict[str, str]]:

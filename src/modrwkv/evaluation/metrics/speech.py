@@ -28,9 +28,16 @@ import unicodedata
 from collections.abc import Sequence
 from importlib import resources
 
-import jiwer
+from types import ModuleType
+
+from ...extras import require
 
 __all__ = ["cer", "normalize_chinese", "normalize_english", "wer"]
+
+
+def _jiwer() -> ModuleType:
+    """jiwer, imported when a score is computed (it comes with the [eval] extra)."""
+    return require("jiwer", "eval", "scoring speech recognition")
 
 _SPELLING_MAP = "data/whisper_english_spelling.json"
 
@@ -74,7 +81,7 @@ def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     hyps = [normalize_english(text) for text in hypotheses]
     if not any(ref.split() for ref in refs):
         raise ValueError("every reference is empty after normalisation: WER is undefined")
-    return 100.0 * jiwer.wer(refs, hyps)
+    return 100.0 * _jiwer().wer(refs, hyps)
 
 
 def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
@@ -84,4 +91,4 @@ def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     hyps = [normalize_chinese(text) for text in hypotheses]
     if not any(refs):
         raise ValueError("every reference is empty after normalisation: CER is undefined")
-    return 100.0 * jiwer.cer(refs, hyps)
+    return 100.0 * _jiwer().cer(refs, hyps)

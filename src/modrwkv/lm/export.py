@@ -1,0 +1,85 @@
+"""`modrwkv export`: the text LM of any checkpoint as a folder or file other runtimes read.
+
+* ``fla``: a flash-linear-attention ``RWKV7ForCausalLM`` folder (config.json + model.safetensors)
+  with the World vocabulary file ``rwkv_vocab_v20230424.txt`` beside it and an ``auto_map`` whose
+  two small modules import fla's classes (the fla-hub pattern, for
+  ``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)``). llama.cpp's
+  ``convert_hf_to_gguf.py`` reads such a folder (it needs the vocabulary file).
+* ``gguf``: a GGUF file llama.cpp loads directly (see :mod:`modrwkv.lm.gguf_format`).
+
+A ModRWKV folder exports its LM only: encoders and adapters have no equivalent in either format.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..tokenizer.world import DEFAULT_VOCAB_PATH
+from .checkpoint import load_state_dict
+from .fla_format import save_fla_folder
+from .gguf_format import save_gguf
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EXPORT_FORMATS", "export_model", "lm_state_dict", "save_fla_export"]
+
+EXPORT_FORMATS = ("fla", "gguf")
+FLA_AUTO_MAP = {
+    "AutoConfig": "configuration_rwkv7.RWKV7Config",
+    "AutoModel": "modeling_rwkv7.RWKV7Model",
+    "AutoModelForCausalLM": "modeling_rwkv7.RWKV7ForCausalLM",
+}
+# The remote-code modules of fla-hub folders: they re-export fla's own classes.
+_FLA_CODE = {
+    "configuration_rwkv7.py": "from fla.models.rwkv7.configuration_rwkv7 import RWKV7Config\n\n"
+    "__all__ = ['RWKV7Config']\n",
+    "modeling_rwkv7.py": "from fla.models.rwkv7.modeling_rwkv7 import RWKV7ForCausalLM, RWKV7Model\n\n"
+    "__all__ = ['RWKV7ForCausalLM', 'RWKV7Model']\n",
+}
+
+
+def lm_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The official-layout LM tensors of any checkpoint `load_state_dict` reads (a ModRWKV folder
+    gives its LM), warning when encoders and adapters are left behind."""
+    from ..multimodal.model import is_modrwkv_folder, read_config
+
+    if is_modrwkv_folder(path) and read_config(path)["encoders"]:
+        log.warning("%s: exporting the text LM only; its encoders and adapters have no equivalent in the "
+                    "exported format", path)
+    return load_state_dict(path)
+
+
+def save_fla_export(
+    state_dict: Mapping[str, torch.Tensor], folder: str | Path, *, overwrite: bool = False
+) -> Path:
+    """An fla folder plus the vocabulary file and the remote-code `auto_map` (see module doc)."""
+    folder = Path(folder)
+    save_fla_folder(state_dict, folder, overwrite=overwrite,
+                    config_overrides={"auto_map": FLA_AUTO_MAP})
+    shutil.copyfile(DEFAULT_VOCAB_PATH, folder / DEFAULT_VOCAB_PATH.name)
+    for name, code in _FLA_CODE.items():
+        (folder / name).write_text(code)
+    return folder
+
+
+def export_model(
+    source: str | Path,
+    output: str | Path,
+    format: str,
+    *,
+    dtype: str = "f16",
+    overwrite: bool = False,
+) -> Path:
+    """Writes the text LM of ``source`` (any checkpoint `load_model` reads, or a ModRWKV folder) as
+    ``format`` ("fla" folder or "gguf" file) to ``output``; ``dtype`` is the GGUF precision."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {format!r}")
+    state_dict = lm_state_dict(source)
+    if format == "fla":
+        return save_fla_export(state_dict, output, overwrite=overwrite)
+    return save_gguf(state_dict, output, dtype=dtype, name=Path(str(source)).name, overwrite=overwrite)

@@ -1,0 +1,349 @@
+"""RWKV-7 language models as GGUF files, the format llama.cpp (and ollama, LM Studio, ...) reads.
+
+The file is what llama.cpp's own ``convert_hf_to_gguf.py`` (class ``Rwkv7Model``) writes for an
+fla ``RWKV7ForCausalLM`` folder, so llama.cpp loads it as architecture ``rwkv7``. Tensor names
+follow gguf-py's ``MODEL_TENSORS[MODEL_ARCH.RWKV7]``; shapes are given here in PyTorch order
+(GGUF stores the reverse):
+
+====================================  =====================================  ======================
+official                              GGUF                                   transform
+====================================  =====================================  ======================
+emb.weight [V,C]                      token_embd.weight                      none
+blocks.0.ln0.{weight,bias}            token_embd_norm.{weight,bias}          none
+ln_out.{weight,bias}                  output_norm.{weight,bias}              none
+head.weight [V,C]                     output.weight                          none
+blocks.L.ln1.*                        blk.L.attn_norm.*                      none
+blocks.L.ln2.*                        blk.L.attn_norm_2.*                    none
+blocks.L.att.x_{r,w,k,v,a,g}          blk.L.time_mix_lerp_fused.weight       stacked [6,1,1,C]
+blocks.L.att.{w,a,v}0 [1,1,C]         blk.L.time_mix_{w,a,v}0.weight [C]     flatten
+blocks.L.att.{w,a,v,g}1 [C,D]         blk.L.time_mix_{w,a,v,g}1.weight       transpose [D,C]
+blocks.L.att.{w,a,v,g}2 [D,C]         blk.L.time_mix_{w,a,v,g}2.weight       transpose [C,D]
+blocks.L.att.k_k, k_a [1,1,C]         blk.L.time_mix_k_k, k_a .weight [C]    flatten
+blocks.L.att.r_k [H,N]                blk.L.time_mix_r_k.weight [H*N]        flatten
+blocks.L.att.receptance/key/value     blk.L.time_mix_receptance/key/value    none
+blocks.L.att.output.weight            blk.L.time_mix_output.weight           none
+blocks.L.att.ln_x.{weight,bias}       blk.L.time_mix_ln.{weight,bias}        none
+blocks.L.ffn.x_k [1,1,C]              blk.L.channel_mix_lerp_k.weight [C]    flatten
+blocks.L.ffn.key/value.weight         blk.L.channel_mix_key/value.weight     none
+====================================  =====================================  ======================
+
+Layer 0 has no value-residual LoRA, but llama.cpp requires ``blk.0.time_mix_v{0,1,2}`` with the
+in-context-learning-rate LoRA's sizes; like the converter, the writer stores copies of
+``a0/a1/a2`` there and the reader ignores them. Tensors llama.cpp keeps in float32 (vectors,
+norms, the decay LoRA and the fused token-shift mixes) are written as float32 whatever ``dtype``
+says. The vocabulary is the RWKV World one (``tokenizer.ggml.model = "rwkv"``), with
+``rwkv-world`` as chat template and ``"\\n\\n"`` (261) as end-of-turn token, as the converter writes.
+
+The reader also dequantizes files that ``llama-quantize`` produced (Q8_0, Q4_K, ...).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "is_gguf_file", "load_gguf", "official_to_gguf", "save_gguf"]
+
+GGUF_ARCHITECTURE = "rwkv7"
+GGUF_MAGIC = b"GGUF"
+#: Precisions of the exported matrices; vectors and the tensors llama.cpp keeps in fp32 stay fp32.
+#: q8_0 is llama.cpp's 8-bit block format (blocks of 32 with an fp16 scale), as the converter's
+#: `--outtype q8_0`; a matrix whose rows are not a multiple of 32 long is written as f16 instead.
+GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
+_Q8_0_BLOCK = 32
+#: Order of the six token-shift mixes in time_mix_lerp_fused (the converter's ``lerp_list``).
+LERP_ORDER = ("r", "w", "k", "v", "a", "g")
+RWKV_WORLD_EOT = 261  # "\n\n", the converter's end-of-turn token
+CONTEXT_LENGTH = 1048576  # what the converter writes: an RNN has no context limit
+
+_RENAMES = {
+    "emb.weight": "token_embd.weight",
+    "blocks.0.ln0.weight": "token_embd_norm.weight",
+    "blocks.0.ln0.bias": "token_embd_norm.bias",
+    "ln_out.weight": "output_norm.weight",
+    "ln_out.bias": "output_norm.bias",
+    "head.weight": "output.weight",
+}
+_LAYER_RENAMES = {
+    "ln1.weight": "attn_norm.weight", "ln1.bias": "attn_norm.bias",
+    "ln2.weight": "attn_norm_2.weight", "ln2.bias": "attn_norm_2.bias",
+    "att.receptance.weight": "time_mix_receptance.weight", "att.key.weight": "time_mix_key.weight",
+    "att.value.weight": "time_mix_value.weight", "att.output.weight": "time_mix_output.weight",
+    "att.ln_x.weight": "time_mix_ln.weight", "att.ln_x.bias": "time_mix_ln.bias",
+    "ffn.key.weight": "channel_mix_key.weight", "ffn.value.weight": "channel_mix_value.weight",
+}
+_LAYER_FLATTENED = {
+    "att.k_k": "time_mix_k_k.weight", "att.k_a": "time_mix_k_a.weight", "att.r_k": "time_mix_r_k.weight",
+    "ffn.x_k": "channel_mix_lerp_k.weight",
+    **{f"att.{kind}0": f"time_mix_{kind}0.weight" for kind in "wav"},
+}
+_LAYER_TRANSPOSED = {f"att.{kind}{i}": f"time_mix_{kind}{i}.weight" for kind in "wavg" for i in (1, 2)}
+
+
+def _gguf() -> Any:
+    try:
+        import gguf
+    except ImportError:
+        raise ImportError("GGUF files need the gguf package (a modrwkv dependency): pip install gguf") from None
+    return gguf
+
+
+def is_gguf_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file starting with the GGUF magic bytes. Never raises."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def _layers(state_dict: Mapping[str, torch.Tensor]) -> int:
+    indices = {int(k.split(".")[1]) for k in state_dict if k.startswith("blocks.")}
+    return max(indices) + 1 if indices else 0
+
+
+def official_to_gguf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official-layout tensors -> llama.cpp's names and shapes (PyTorch order), values unchanged."""
+    from .config import RWKV7Config
+
+    RWKV7Config.from_state_dict(state_dict)  # raises naming missing anchors for a non-RWKV-7 dict
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        if key not in state_dict:
+            raise CheckpointError(f"cannot write GGUF: the state dict has no {key}")
+        used.add(key)
+        return state_dict[key].detach()
+
+    for official, name in _RENAMES.items():
+        out[name] = take(official)
+    for i in range(_layers(state_dict)):
+        src, dst = f"blocks.{i}.", f"blk.{i}."
+        for official, name in _LAYER_RENAMES.items():
+            out[dst + name] = take(src + official)
+        for official, name in _LAYER_FLATTENED.items():
+            if i == 0 and official == "att.v0":
+                continue
+            out[dst + name] = take(src + official).reshape(-1)
+        for official, name in _LAYER_TRANSPOSED.items():
+            if i == 0 and official.startswith("att.v"):
+                continue
+            out[dst + name] = take(src + official).t()
+        out[dst + "time_mix_lerp_fused.weight"] = torch.stack([take(f"{src}att.x_{m}") for m in LERP_ORDER])
+        if i == 0:  # llama.cpp requires a layer-0 value LoRA, sized like the ICLR LoRA, and never uses it
+            for j in range(3):
+                out[f"{dst}time_mix_v{j}.weight"] = out[f"{dst}time_mix_a{j}.weight"]
+    ignorable = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
+    unused = sorted(set(state_dict) - used - ignorable)
+    if unused:
+        raise CheckpointError(f"cannot write GGUF: key(s) with no llama.cpp RWKV-7 equivalent: {unused}")
+    return out
+
+
+def _keeps_fp32(name: str, tensor: torch.Tensor) -> bool:
+    """The converter's rule: vectors, norms, biases, the decay LoRA and the fused mixes stay fp32."""
+    return (
+        tensor.dim() <= 1
+        or not name.endswith(".weight")
+        or name.endswith("_norm.weight")
+        or any(name.endswith(s) for s in ("time_mix_w1.weight", "time_mix_w2.weight", "time_mix_lerp_fused.weight"))
+    )
+
+
+def _vocabulary(vocab_size: int, vocab_path: Path) -> tuple[list[bytes], list[int]]:
+    """The token list the converter builds from rwkv_vocab_v20230424.txt: id 0 is ``<s>``,
+    file entries as Python-escaped text, ``[PADi]`` up to the embedding rows."""
+    gguf = _gguf()
+    tokens: list[bytes] = [b"<s>"]
+    types: list[int] = [gguf.TokenType.CONTROL]
+    for number, line in enumerate(vocab_path.read_text(encoding="utf-8").split("\n"), 1):
+        if not line:
+            continue
+        parts = line.split(" ")
+        try:
+            token_id = int(parts[0])
+            token = ast.literal_eval(" ".join(parts[1:-1]))
+            token = token.encode("utf-8") if isinstance(token, str) else token
+            if token_id != len(tokens) or len(token) != int(parts[-1]):
+                raise ValueError("id out of order or length mismatch")
+        except (ValueError, SyntaxError, IndexError) as exc:
+            raise CheckpointError(f"{vocab_path}:{number}: not a vocabulary line ({exc})") from None
+        tokens.append(repr(token)[2:-1].encode("utf-8"))
+        types.append(gguf.TokenType.NORMAL)
+    if len(tokens) > vocab_size:
+        raise CheckpointError(f"{vocab_path} has {len(tokens)} tokens but the model only {vocab_size} embedding rows")
+    for i in range(len(tokens), vocab_size):
+        tokens.append(f"[PAD{i}]".encode())
+        types.append(gguf.TokenType.UNUSED)
+    return tokens, types
+
+
+def save_gguf(
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | Path,
+    *,
+    dtype: str = "f16",
+    name: str | None = None,
+    vocab_path: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Writes an official-layout RWKV-7 state dict as a GGUF file llama.cpp loads (``rwkv7``).
+
+    ``dtype`` ("f32", "f16", "bf16") is the precision of the large matrices, as the converter's
+    ``--outtype``. Refuses to replace an existing file unless ``overwrite`` is set.
+    """
+    gguf = _gguf()
+    from ..tokenizer.world import DEFAULT_VOCAB_PATH
+    from .config import LAYER_NORM_EPS, RWKV7Config
+
+    if dtype not in GGUF_DTYPES:
+        raise ValueError(f"GGUF dtype must be one of {GGUF_DTYPES}, got {dtype!r}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    config = RWKV7Config.from_state_dict(state_dict)
+    tensors = official_to_gguf(state_dict)
+    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                 "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
+    writer = gguf.GGUFWriter(str(path), GGUF_ARCHITECTURE)
+    writer.add_type(gguf.GGUFType.MODEL)
+    if name:
+        writer.add_name(name)
+    writer.add_context_length(CONTEXT_LENGTH)
+    writer.add_embedding_length(config.n_embd)
+    writer.add_block_count(config.n_layer)
+    writer.add_layer_norm_eps(LAYER_NORM_EPS)
+    writer.add_wkv_head_size(config.head_size)
+    writer.add_decay_lora_rank(config.dim_w)
+    writer.add_iclr_lora_rank(config.dim_a)
+    writer.add_value_residual_mix_lora_rank(config.dim_v)
+    writer.add_gate_lora_rank(config.dim_g)
+    writer.add_feed_forward_length(config.dim_ffn)
+    writer.add_file_type(file_type)
+    writer.add_head_count(0)  # required by llama.cpp, unused by RWKV
+    tokens, types = _vocabulary(config.vocab_size, Path(vocab_path or DEFAULT_VOCAB_PATH))
+    writer.add_tokenizer_model("rwkv")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_chat_template("rwkv-world")
+    writer.add_eot_token_id(RWKV_WORLD_EOT)
+    for tensor_name, tensor in tensors.items():
+        t = tensor.float().contiguous()
+        if _keeps_fp32(tensor_name, t) or dtype == "f32":
+            writer.add_tensor(tensor_name, t.numpy())
+        elif dtype == "f16" or (dtype == "q8_0" and t.shape[-1] % _Q8_0_BLOCK):
+            writer.add_tensor(tensor_name, t.half().numpy())
+        elif dtype == "q8_0":
+            kind = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(tensor_name, gguf.quants.quantize(t.numpy(), kind), raw_dtype=kind)
+        else:  # numpy has no bfloat16: hand the raw 16-bit words over with their type
+            raw = t.bfloat16().view(torch.int16).numpy()
+            writer.add_tensor(tensor_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    log.info("wrote a GGUF RWKV-7 model (%d tensors, %s) to %s", len(tensors), dtype, path)
+    return path
+
+
+def _as_torch(tensor: Any) -> torch.Tensor:
+    """One tensor of a GGUFReader, dequantized to float32, in PyTorch (row-major) order."""
+    gguf = _gguf()
+    kind = gguf.GGMLQuantizationType
+    shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))
+    if tensor.tensor_type == kind.F32:
+        data = np.asarray(tensor.data, dtype=np.float32)
+    elif tensor.tensor_type == kind.F16:
+        data = np.asarray(tensor.data, dtype=np.float16).astype(np.float32)
+    elif tensor.tensor_type == kind.BF16:
+        words = torch.from_numpy(np.ascontiguousarray(tensor.data).view(np.int16).copy())
+        return words.view(torch.bfloat16).float().reshape(shape)
+    else:
+        data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    return torch.from_numpy(np.ascontiguousarray(data).reshape(shape).copy())
+
+
+def _field_value(reader: Any, key: str) -> Any:
+    field = reader.get_field(key)
+    return None if field is None else field.contents()
+
+
+def load_gguf(path: str | Path) -> dict[str, torch.Tensor]:
+    """Reads a llama.cpp ``rwkv7`` GGUF file into an official-layout state dict (float32)."""
+    gguf = _gguf()
+    path = Path(path)
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read as GGUF ({exc})") from exc
+    arch = _field_value(reader, "general.architecture")
+    if arch != GGUF_ARCHITECTURE:
+        raise CheckpointError(f"{path}: GGUF architecture is {arch!r}; only {GGUF_ARCHITECTURE!r} (RWKV-7) is supported")
+    tensors = {t.name: t for t in reader.tensors}
+    out: dict[str, torch.Tensor] = {}
+    missing: list[str] = []
+
+    def get(name: str) -> torch.Tensor | None:
+        if name not in tensors:
+            missing.append(name)
+            return None
+        return _as_torch(tensors[name])
+
+    n_layer = int(_field_value(reader, f"{GGUF_ARCHITECTURE}.block_count") or 0)
+    head_size = int(_field_value(reader, f"{GGUF_ARCHITECTURE}.wkv.head_size") or 64)
+    for official, name in _RENAMES.items():
+        if (t := get(name)) is not None:
+            out[official] = t
+    for i in range(n_layer):
+        src, dst = f"blocks.{i}.", f"blk.{i}."
+        for official, name in _LAYER_RENAMES.items():
+            if (t := get(dst + name)) is not None:
+                out[src + official] = t
+        for official, name in _LAYER_FLATTENED.items():
+            if i == 0 and official == "att.v0":
+                continue
+            if (t := get(dst + name)) is not None:
+                shape = (t.numel() // head_size, head_size) if official == "att.r_k" else (1, 1, t.numel())
+                out[src + official] = t.reshape(shape)
+        for official, name in _LAYER_TRANSPOSED.items():
+            if i == 0 and official.startswith("att.v"):
+                continue
+            if (t := get(dst + name)) is not None:
+                out[src + official] = t.t().contiguous()
+        if (fused := get(dst + "time_mix_lerp_fused.weight")) is not None:
+            if fused.shape[0] != len(LERP_ORDER):
+                raise CheckpointError(f"{path}: {dst}time_mix_lerp_fused has {fused.shape[0]} mixes, RWKV-7 has 6")
+            for j, m in enumerate(LERP_ORDER):
+                out[f"{src}att.x_{m}"] = fused[j].reshape(1, 1, -1)
+    if missing:
+        raise CheckpointError(f"{path}: GGUF RWKV-7 tensor(s) missing: {missing}")
+    known = set(official_to_gguf_names(n_layer))
+    unexpected = sorted(set(tensors) - known)
+    if unexpected:
+        raise CheckpointError(f"{path}: GGUF tensor(s) with no RWKV-7 meaning: {unexpected}")
+    log.info("read %d GGUF tensors from %s", len(tensors), path)
+    return out
+
+
+def official_to_gguf_names(n_layer: int) -> list[str]:
+    """Every tensor name a GGUF RWKV-7 with ``n_layer`` layers holds (layer 0's dummy v-LoRA included)."""
+    names = list(_RENAMES.values())
+    for i in range(n_layer):
+        dst = f"blk.{i}."
+        names += [dst + n for n in _LAYER_RENAMES.values()]
+        names += [dst + n for n in _LAYER_FLATTENED.values()]
+        names += [dst + n for n in _LAYER_TRANSPOSED.values()]
+        names.append(dst + "time_mix_lerp_fused.weight")
+    return names

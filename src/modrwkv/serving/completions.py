@@ -1,0 +1,249 @@
+"""OpenAI's legacy `/v1/completions` (raw text continuation) and the log-probability objects of both
+endpoints.
+
+`/v1/completions` takes a prompt as text, token ids, or a list of either (one choice per prompt),
+continues it without any chat template, and with ``logprobs: N`` returns each token's
+log-probability and the N most likely alternatives; with ``echo`` the prompt's own tokens come
+first (the first has no log-probability: nothing precedes it). That is what
+lm-evaluation-harness's ``local-completions`` model sends to score log-likelihoods (``echo``,
+``logprobs: 1``, ``max_tokens`` 0 or 1, ``temperature`` 0), so a modrwkv server can be evaluated
+on any loglikelihood task. Echoed prompt log-probabilities come from one full-sequence forward of
+the prompt, outside the decode engine (the model's log-softmax); generated tokens' from the decode
+engine, under the distribution they were sampled from (after penalties, bans and processors, before
+temperature, top-k and top-p: with default settings, the model's, less token 0 and the undecodable
+ids, which the server never emits).
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..generation import GenerationResult
+from ..inference import EncodedPrompt
+from ..lm import RWKV7
+from ..tokenizer import WorldTokenizer
+from .limits import APIError, ServerLimits
+from .protocol import MAX_STOP_SEQUENCES, MAX_TOP_LOGPROBS, _integer, _number
+
+
+DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
+MAX_PROMPTS = 64
+_HEAD_CHUNK = 256  # positions whose vocabulary logits are materialised at once when scoring a prompt
+
+
+@dataclasses.dataclass
+class TokenLogprob:
+    """A token's log-probability and the `top` most likely tokens with theirs, best first."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def token_logprobs(logits: torch.Tensor, tokens: list[int], top: int) -> list[TokenLogprob]:
+    """`TokenLogprob`s of `tokens[i]` under `logits[i]` ([N, V]), for prompt scoring."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp.gather(1, torch.tensor(tokens, device=logp.device).unsqueeze(1)).squeeze(1).tolist()
+    if top > 0:
+        values, indices = logp.topk(top, dim=-1)
+        alternatives = [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
+    else:
+        alternatives = [[] for _ in tokens]
+    return [TokenLogprob(t, lp, alt) for t, lp, alt in zip(tokens, chosen, alternatives)]
+
+
+def generated_logprobs(result: GenerationResult) -> list[TokenLogprob] | None:
+    """The decode engine's per-token log-probabilities of a reply as `TokenLogprob`s."""
+    if result.logprobs is None:
+        return None
+    tops = result.top_logprobs or [[] for _ in result.token_ids]
+    return [TokenLogprob(t, lp, top) for t, lp, top in zip(result.token_ids, result.logprobs, tops)]
+
+
+@dataclasses.dataclass
+class TextCompletionRequest:
+    prompts: list[list[int]]
+    sampling: dict[str, Any]  # SamplingParams fields
+    echo: bool
+    logprobs: int | None
+    stream: bool
+    include_usage: bool
+
+
+def _prompt_ids(value: Any, tokenizer: WorldTokenizer, vocab_size: int, where: str) -> list[int]:
+    if isinstance(value, str):
+        ids = tokenizer.encode(value)
+    elif isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        bad = [t for t in value if not 0 <= t < vocab_size]
+        if bad:
+            raise APIError(400, f"'{where}' holds token id(s) outside the vocabulary [0, {vocab_size}): {bad[:5]}",
+                           param="prompt")
+        ids = list(value)
+    else:
+        raise APIError(400, f"'{where}' must be a string or a list of token ids", param="prompt")
+    if not ids:
+        raise APIError(400, f"'{where}' is empty", param="prompt")
+    return ids
+
+
+def parse_text_completion(body: Any, limits: ServerLimits, model_name: str, tokenizer: WorldTokenizer,
+                          vocab_size: int) -> TextCompletionRequest:
+    """Checks a /v1/completions body; raises `APIError` naming the first bad field."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "'model' is required", param="model")
+    if model != model_name:
+        raise APIError(404, f"model {model!r} does not exist; this server serves {model_name!r}",
+                       code="model_not_found", param="model")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
+        if len(prompt) > MAX_PROMPTS:
+            raise APIError(400, f"'prompt' holds {len(prompt)} prompts; at most {MAX_PROMPTS} per request",
+                           param="prompt")
+        prompts = [_prompt_ids(p, tokenizer, vocab_size, f"prompt[{i}]") for i, p in enumerate(prompt)]
+    else:
+        prompts = [_prompt_ids(prompt, tokenizer, vocab_size, "prompt")]
+    for total in (len(p) for p in prompts):
+        if total > limits.max_prompt_tokens:
+            raise APIError(400, f"a prompt has {total} tokens; this server accepts at most {limits.max_prompt_tokens}",
+                           code="context_length_exceeded", param="prompt")
+    for name in ("suffix", "logit_bias"):
+        if body.get(name):
+            raise APIError(400, f"'{name}' is not supported by this server", param=name)
+    for name in ("n", "best_of"):
+        if _integer(body, name, 1) not in (None, 1):
+            raise APIError(400, f"'{name}' must be 1: this server returns one choice per prompt", param=name)
+    echo = body.get("echo", False)
+    if not isinstance(echo, bool):
+        raise APIError(400, "'echo' must be true or false", param="echo")
+    logprobs = _integer(body, "logprobs", 0, MAX_TOP_LOGPROBS)
+    max_tokens = _integer(body, "max_tokens", 0, limits.max_tokens)
+    max_tokens = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
+    if max_tokens == 0 and not echo:
+        raise APIError(400, "'max_tokens' 0 only makes sense with 'echo' (scoring the prompt)", param="max_tokens")
+    sampling: dict[str, Any] = {
+        "max_new_tokens": max_tokens,
+        "temperature": _number(body, "temperature", 0.0, 2.0, 1.0),
+        "top_p": _number(body, "top_p", 0.0, 1.0, 1.0),
+        "presence_penalty": _number(body, "presence_penalty", -2.0, 2.0, 0.0),
+        "frequency_penalty": _number(body, "frequency_penalty", -2.0, 2.0, 0.0),
+        "top_k": _integer(body, "top_k", 0) or 0,
+        "seed": _integer(body, "seed", -(2**63)),
+    }
+    if sampling["top_p"] == 0.0:
+        raise APIError(400, "'top_p' must be greater than 0", param="top_p")
+    if sampling["seed"] is not None:
+        sampling["seed"] %= 2**63
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            raise APIError(400, "'stop' must be a non-empty string or a list of them", param="stop")
+        if len(stop) > MAX_STOP_SEQUENCES:
+            raise APIError(400, f"'stop' may hold at most {MAX_STOP_SEQUENCES} sequences", param="stop")
+        sampling["stop_strings"] = tuple(stop)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise APIError(400, "'stream' must be true or false", param="stream")
+    if stream and (echo or logprobs is not None or len(prompts) > 1 or max_tokens == 0):
+        raise APIError(400, "'stream' works with one prompt, without 'echo' or 'logprobs'", param="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise APIError(400, "'stream_options' must be an object", param="stream_options")
+    return TextCompletionRequest(prompts, sampling, echo, logprobs, stream, bool(options.get("include_usage")))
+
+
+def raw_prompt(ids: Sequence[int]) -> EncodedPrompt:
+    """Token ids as an engine prompt: no template, no media, one stretch."""
+    return EncodedPrompt(ids=tuple(ids), spans=(), message_ends=(), system_end=0)
+
+
+class PromptScorer:
+    """Log-probabilities of a prompt's own tokens, from one full-sequence forward (the decode
+    engine only ever sees next-token logits). One scoring runs at a time."""
+
+    def __init__(self, lm: RWKV7) -> None:
+        self.lm = lm
+        self._lock = threading.Lock()
+
+    @torch.inference_mode()
+    def __call__(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
+        """`TokenLogprob`s of ids[1:], each given the tokens before it."""
+        if len(ids) < 2:
+            return []
+        with self._lock:
+            tokens = torch.tensor([list(ids)], device=self.lm.device)
+            hidden = self.lm(tokens, logits="none").hidden[0, :-1]
+            out: list[TokenLogprob] = []
+            for start in range(0, hidden.shape[0], _HEAD_CHUNK):
+                logits = self.lm.head(hidden[start:start + _HEAD_CHUNK])
+                out += token_logprobs(logits, list(ids[start + 1:start + 1 + _HEAD_CHUNK]), top)
+            return out
+
+
+def token_text(tokenizer: WorldTokenizer, token: int) -> str:
+    """A token as text; bytes that are not UTF-8 on their own appear as \\xNN escapes, so that
+    different tokens never share a name in a top_logprobs object."""
+    return tokenizer.token_bytes(token).decode("utf-8", errors="backslashreplace")
+
+
+def legacy_logprobs(tokenizer: WorldTokenizer, tokens: Sequence[int], scored: Sequence[TokenLogprob | None],
+                    top: int) -> dict[str, Any]:
+    """The /v1/completions `logprobs` object: tokens, token_logprobs, top_logprobs, text_offset
+    (`scored[i]` None: the first prompt token, which has no log-probability)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offsets, length = [], 0
+    for token in tokens:
+        offsets.append(length)
+        length += len(decoder.decode(tokenizer.token_bytes(token)))
+    return {
+        "tokens": [token_text(tokenizer, t) for t in tokens],
+        "token_logprobs": [None if s is None else s.logprob for s in scored],
+        "top_logprobs": [None if s is None else {token_text(tokenizer, t): lp for t, lp in s.top[:top]}
+                         for s in scored],
+        "text_offset": offsets,
+    }
+
+
+def chat_logprobs(tokenizer: WorldTokenizer, result: GenerationResult) -> dict[str, Any] | None:
+    """The chat.completion choice's `logprobs` object ({"content": [...]}) when it was asked for."""
+    scored = generated_logprobs(result)
+    if scored is None:
+        return None
+
+    def entry(token: int, logprob: float) -> dict[str, Any]:
+        raw = tokenizer.token_bytes(token)
+        return {"token": token_text(tokenizer, token), "logprob": logprob, "bytes": list(raw)}
+
+    return {"content": [{**entry(s.token, s.logprob), "top_logprobs": [entry(t, lp) for t, lp in s.top]}
+                        for s in scored]}
+
+
+def text_completion_choice(tokenizer: WorldTokenizer, index: int, prompt: Sequence[int], result: GenerationResult | None,
+                           echo: bool, logprobs: int | None, prompt_scores: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """One choice of a text_completion; `result` None when nothing was generated (max_tokens 0)."""
+    generated = result.token_ids if result is not None else []
+    text = result.text if result is not None else ""
+    if echo:
+        text = tokenizer.decode(list(prompt)) + text
+    block = None
+    if logprobs is not None:
+        tokens: list[int] = []
+        scored: list[TokenLogprob | None] = []
+        if echo:
+            tokens += prompt
+            scored += [None, *prompt_scores]
+        tokens += generated
+        scored += (generated_logprobs(result) or []) if result is not None else []
+        block = legacy_logprobs(tokenizer, tokens, scored, logprobs)
+    return {"index": index, "text": text, "logprobs": block,
+            "finish_reason": result.finish_reason if result is not None else "length"}

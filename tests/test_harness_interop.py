@@ -1,0 +1,124 @@
+"""How the evaluation harnesses find and drive modrwkv: lmms-eval's `lmms_eval.models` entry point and
+its rank / world size under accelerate; VLMEvalKit's `BaseModel` and multi-turn `chat`. Neither
+harness is installed here: their few names modrwkv touches are faked, as lmms-eval / VLMEvalKit
+define them (lmms_eval/models/registry_v2.py; vlmeval/vlm/base.py)."""
+
+import dataclasses
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from test_pipeline import GREEDY, image, tiny_pipeline
+from PIL import Image
+
+import modrwkv.evaluation.harness.lmms_eval as lmms_adapter
+from modrwkv.evaluation.harness.lmms_eval import ModRWKVLmmsCore
+
+ROOT = Path(__file__).resolve().parents[1]
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+
+def test_lmms_eval_entry_point_gives_a_manifest_of_a_loadable_lmms_class(monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class ModelManifest:  # lmms_eval.models.registry_v2.ModelManifest's fields
+        model_id: str
+        simple_class_path: str | None = None
+        chat_class_path: str | None = None
+        aliases: tuple[str, ...] = ()
+
+    class lmms:  # lmms_eval.api.model.lmms, as far as modrwkv's class needs it
+        def __init__(self) -> None:
+            self._rank, self._world_size = 0, 1
+
+    fakes = {name: types.ModuleType(name) for name in (
+        "lmms_eval", "lmms_eval.models", "lmms_eval.models.registry_v2", "lmms_eval.api", "lmms_eval.api.model")}
+    fakes["lmms_eval.models.registry_v2"].ModelManifest = ModelManifest
+    fakes["lmms_eval.api.model"].lmms = lmms
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "modrwkv.evaluation.harness.models.modrwkv", raising=False)
+    # what lmms-eval does with the entry point: load "module:attr", call it, resolve the class path
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["lmms_eval.models"]
+    module_name, attr = entry["modrwkv"].split(":")
+    manifest = getattr(importlib.import_module(module_name), attr)()
+    assert manifest.model_id == "modrwkv" and manifest.chat_class_path is None
+    module_path, class_name = manifest.simple_class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_path), class_name)
+    assert issubclass(cls, lmms) and issubclass(cls, ModRWKVLmmsCore)
+    assert getattr(cls, "is_simple", True)  # a "simple" model: lmms-eval checks this flag
+
+
+def test_lmms_eval_model_takes_its_rank_and_gpu_under_accelerate(monkeypatch):
+    class PartialState:  # accelerate's view of `accelerate launch --num_processes 4`, process 2
+        process_index, num_processes, local_process_index = 2, 4, 2
+
+    class Accelerator:
+        pass
+
+    pipeline = tiny_pipeline()  # built (importing transformers) before accelerate is faked
+    fake = types.ModuleType("accelerate")
+    fake.__spec__ = importlib.machinery.ModuleSpec("accelerate", None)
+    fake.PartialState, fake.Accelerator = PartialState, Accelerator
+    monkeypatch.setitem(sys.modules, "accelerate", fake)
+    loaded = {}
+    monkeypatch.setattr(lmms_adapter, "load_pipeline", lambda path, **options: loaded.update(options) or pipeline)
+    model = ModRWKVLmmsCore(pretrained="some/model", device="cuda")
+    assert (model.rank, model.world_size) == (2, 4)
+    assert loaded["device"] == "cuda:2" and isinstance(model.accelerator, Accelerator)
+    # without accelerate, the launcher's environment variables (torchrun sets the same ones)
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    single = ModRWKVLmmsCore(pipeline=pipeline)
+    assert (single.rank, single.world_size) == (0, 1) and not hasattr(single, "accelerator")
+
+
+@pytest.fixture
+def vlmevalkit_with_base(monkeypatch):
+    """The adapter module imported afresh while `vlmeval.vlm.base.BaseModel` exists."""
+
+    class BaseModel:  # vlmeval.vlm.base.BaseModel's constructor and flags
+        INTERLEAVE = False
+        allowed_types = ["text", "image"]
+
+        def __init__(self) -> None:
+            self.dump_image_func = None
+
+    base = types.ModuleType("vlmeval.vlm.base")
+    base.BaseModel = BaseModel
+    for name, module in (("vlmeval", types.ModuleType("vlmeval")), ("vlmeval.vlm", types.ModuleType("vlmeval.vlm")),
+                         ("vlmeval.vlm.base", base)):
+        monkeypatch.setitem(sys.modules, name, module)
+    import modrwkv.evaluation.harness.vlmevalkit as original
+
+    spec = importlib.util.spec_from_file_location("modrwkv.evaluation.harness._vlmevalkit_probe", original.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, BaseModel
+
+
+def test_vlmevalkit_model_is_a_base_model_with_multi_turn_chat(vlmevalkit_with_base, tmp_path):
+    module, BaseModel = vlmevalkit_with_base
+    model = module.ModRWKVVLM(pipeline=tiny_pipeline(), max_new_tokens=GREEDY["max_new_tokens"])
+    assert isinstance(model, BaseModel) and model.dump_image_func is None
+    picture = tmp_path / "shapes.png"
+    Image.fromarray(image(3)).save(picture)
+    messages = [
+        {"role": "user", "content": [{"type": "image", "value": str(picture)}, {"type": "text", "value": "What is it?"}]},
+        {"role": "assistant", "content": [{"type": "text", "value": "A square."}]},
+        {"role": "user", "content": "What colour is it?"},
+    ]
+    expected = tiny_pipeline().chat([
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "A square."},
+        {"role": "user", "content": "What colour is it?"},
+    ], images=[str(picture)], **GREEDY).strip()
+    assert model.chat(messages) == expected
+    with pytest.raises(ValueError, match="must end with a user message"):
+        model.chat(messages[:2])
+    with pytest.raises(ValueError, match="role of system, user or assistant"):
+        model.chat([{"role": "robot", "content": "hi"}])

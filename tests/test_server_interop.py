@@ -1,0 +1,195 @@
+"""The server's interoperability surface, over real HTTP with the official `openai` client:
+`/v1/completions` (raw text, token-id prompts, echo, logprobs: what lm-evaluation-harness's
+`local-completions` sends), logprobs on chat, Prometheus `/metrics` (scraped and parsed), CORS.
+Every log-probability is checked against one full-sequence forward of the model."""
+
+import json
+import math
+import re
+import urllib.request
+
+import openai
+import pytest
+import torch
+
+from test_pipeline import single_torch_thread, tiny_pipeline  # noqa: F401
+from test_server import KEY, LIMITS, live_server
+
+from modrwkv.generation import SamplingParams, generate
+from modrwkv.generation.engine import undecodable_ids
+
+ORIGIN = "http://localhost:3000"
+
+
+@pytest.fixture(scope="module")
+def live():
+    with live_server(limits=LIMITS, api_key=KEY, max_batch=8, max_queue=16, cors_origins=[ORIGIN]) as server:
+        yield server
+
+
+def reference_logprobs(ids: list[int]) -> torch.Tensor:
+    """log p(ids[i] | ids[:i]) for i >= 1, and the log-softmax rows, from one forward of the LM."""
+    lm = tiny_pipeline().model.lm
+    with torch.inference_mode():
+        logp = torch.log_softmax(lm(torch.tensor([ids]), logits="all").logits[0].float(), dim=-1)
+    return logp
+
+
+def emitted_logprobs(row: torch.Tensor) -> torch.Tensor:
+    """A log-softmax row renormalised as the decode engine scores what it generates: under the
+    distribution it samples from, where the ids the server never emits (0 and the undecodable
+    rows) have no mass."""
+    row = row.clone()
+    row[[0, *undecodable_ids(tiny_pipeline().tokenizer, row.shape[0])]] = -math.inf
+    return row.log_softmax(-1)
+
+
+def lm_eval_loglikelihood(choice, ctxlen: int) -> tuple[float, bool]:
+    """lm-evaluation-harness's LocalCompletionsAPI.parse_logprobs, for one choice."""
+    token_logprobs = choice.logprobs.token_logprobs[ctxlen:-1]
+    top = choice.logprobs.top_logprobs[ctxlen:-1]
+    return sum(token_logprobs), all(lp == max(t.values()) for lp, t in zip(token_logprobs, top))
+
+
+def test_completions_echo_logprobs_match_a_full_forward(live):
+    client = live.client()
+    tokenizer = tiny_pipeline().tokenizer
+    context, continuation = tokenizer.encode("The sky is"), tokenizer.encode(" blue today")
+    ids = context + continuation
+    reply = client.completions.create(model="tiny", prompt=[ids], max_tokens=1, echo=True, logprobs=3,
+                                      temperature=0)
+    choice = reply.choices[0]
+    logp = reference_logprobs(ids)
+    lp = choice.logprobs
+    assert len(lp.tokens) == len(ids) + 1 and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    for i in range(1, len(ids)):
+        assert lp.token_logprobs[i] == pytest.approx(logp[i - 1, ids[i]].item(), abs=1e-4), i
+        best = logp[i - 1].topk(3)
+        assert list(lp.top_logprobs[i].values()) == pytest.approx(best.values.tolist(), abs=1e-4)
+    generated = int(logp[-1].argmax())  # temperature 0: the greedy token, scored by the engine's logits
+    assert lp.tokens[-1] == tokenizer.token_bytes(generated).decode("utf-8", "backslashreplace")
+    assert lp.token_logprobs[-1] == pytest.approx(emitted_logprobs(logp[-1])[generated].item(), abs=1e-4)
+    assert choice.text == tokenizer.decode(ids) + tokenizer.decode([generated])
+    assert reply.usage.prompt_tokens == len(ids) and reply.usage.completion_tokens == 1
+    # What lm-evaluation-harness computes from this reply: the continuation's log-likelihood.
+    total, greedy = lm_eval_loglikelihood(choice, len(context))
+    expected = sum(logp[i - 1, ids[i]].item() for i in range(len(context), len(ids)))
+    assert total == pytest.approx(expected, abs=1e-3)
+    assert greedy == all(int(logp[i - 1].argmax()) == ids[i] for i in range(len(context), len(ids)))
+    # max_tokens 0 (older harness versions): the prompt scored, nothing generated
+    only = client.completions.create(model="tiny", prompt="The sky is blue today", max_tokens=0, echo=True,
+                                     logprobs=0, temperature=0).choices[0]
+    assert only.text == "The sky is blue today" and only.finish_reason == "length"
+    assert only.logprobs.token_logprobs[1:] == pytest.approx([logp[i - 1, ids[i]].item() for i in range(1, len(ids))],
+                                                             abs=1e-4)
+
+
+def test_completions_continue_raw_text_like_generate(live):
+    client = live.client()
+    pipeline = tiny_pipeline()
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    prompts = ["Once upon a time", "def main():"]
+    reply = client.completions.create(model="tiny", prompt=prompts, max_tokens=6, temperature=0)
+    assert [c.index for c in reply.choices] == [0, 1]
+    for prompt, choice in zip(prompts, reply.choices):
+        # no chat template, no stripped leading space: exactly what plain generation continues with
+        assert choice.text == generate(pipeline.model.lm, pipeline.tokenizer, prompt, params).text
+        assert choice.logprobs is None
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt=prompts[0], max_tokens=6, temperature=0, stream=True) if c.choices)
+    assert streamed == reply.choices[0].text
+
+
+def test_completions_refuse_bad_requests(live):
+    client = live.client()
+    for kwargs, pattern in [
+        ({"prompt": [[1, 2, 70000]]}, "outside the vocabulary"),
+        ({"prompt": "x", "max_tokens": 0}, "only makes sense with 'echo'"),
+        ({"prompt": "x", "logprobs": 21}, "'logprobs' must be between 0 and 20"),
+        ({"prompt": "x", "stream": True, "echo": True}, "'stream' works with one prompt"),
+        ({"prompt": ""}, "'prompt' is empty"),
+    ]:
+        with pytest.raises(openai.BadRequestError, match=pattern):
+            client.completions.create(model="tiny", **kwargs)
+
+
+def test_chat_logprobs_match_a_full_forward(live):
+    pipeline = tiny_pipeline()
+    messages = [{"role": "user", "content": "Name a colour."}]
+    reply = live.client().chat.completions.create(model="tiny", messages=messages, max_tokens=5, temperature=0,
+                                                  logprobs=True, top_logprobs=2)
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens
+    prompt = list(pipeline.encode(messages).ids)
+    generated: list[int] = []
+    for entry in content:  # temperature 0: each token is the best under the full forward of what precedes it
+        row = emitted_logprobs(reference_logprobs(prompt + generated)[-1])
+        token = int(row.argmax())
+        assert bytes(entry.bytes) == pipeline.tokenizer.token_bytes(token)
+        assert entry.logprob == pytest.approx(row[token].item(), abs=1e-4)
+        assert [t.logprob for t in entry.top_logprobs] == pytest.approx(row.topk(2).values.tolist(), abs=1e-4)
+        assert entry.top_logprobs[0].token == entry.token
+        generated.append(token)
+    with pytest.raises(openai.BadRequestError, match="'top_logprobs' needs 'logprobs'"):
+        live.client().chat.completions.create(model="tiny", messages=messages, top_logprobs=2)
+
+
+def scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.M))
+    assert types["modrwkv_request_latency_seconds"] == "histogram" and types["modrwkv_queue_requests"] == "gauge"
+    return samples
+
+
+def test_metrics_count_requests_tokens_and_latency(live):
+    before = scrape(live.url)
+    client = live.client()
+    usage = [client.completions.create(model="tiny", prompt="Hello", max_tokens=3, temperature=0).usage
+             for _ in range(2)]
+    chunks = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
+                                                 max_tokens=3, stream=True, stream_options={"include_usage": True}))
+    usage.append(chunks[-1].usage)
+    after = scrape(live.url)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    ok = 'modrwkv_requests_total{route="/v1/completions",status="200"}'
+    assert delta(ok) == 2
+    assert delta('modrwkv_tokens_total{kind="completion"}') == sum(u.completion_tokens for u in usage)
+    assert delta('modrwkv_tokens_total{kind="prompt"}') == sum(u.prompt_tokens for u in usage)
+    latency = 'modrwkv_request_latency_seconds_count{route="/v1/completions"}'
+    assert delta(latency) == 2
+    buckets = [v for k, v in after.items()
+               if k.startswith("modrwkv_request_latency_seconds_bucket") and 'route="/v1/completions"' in k]
+    assert buckets == sorted(buckets) and buckets[-1] == after[latency]  # cumulative, ending at +Inf
+    assert after['modrwkv_time_to_first_token_seconds_count{route="/v1/chat/completions"}'] >= 1
+    assert after["modrwkv_generation_tokens_per_second"] > 0
+    assert after["modrwkv_queue_requests"] == 0 and after["modrwkv_batch_slots"] == 8
+    assert delta("modrwkv_completed_requests_total") == 3
+
+
+def test_cors_preflight_for_allowed_origins_only(live):
+    def preflight(origin: str) -> dict:
+        request = urllib.request.Request(f"{live.url}/v1/chat/completions", method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return dict(exc.headers)
+
+    assert preflight(ORIGIN).get("access-control-allow-origin") == ORIGIN
+    assert "access-control-allow-origin" not in {k.lower() for k in preflight("http://evil.example")}
+    reply = urllib.request.urlopen(urllib.request.Request(
+        f"{live.url}/v1/models", headers={"Origin": ORIGIN, "Authorization": f"Bearer {KEY}"}), timeout=10)
+    assert reply.headers["access-control-allow-origin"] == ORIGIN
+    assert json.load(reply)["data"][0]["id"] == "tiny"
