@@ -29,7 +29,7 @@ from ..inference import EncodedPrompt
 from ..lm import RWKV7
 from ..tokenizer import WorldTokenizer
 from .limits import APIError, ServerLimits
-from .protocol import MAX_STOP_SEQUENCES, MAX_TOP_LOGPROBS, _integer, _number
+from .protocol import MAX_TOP_LOGPROBS, _integer, parse_sampling
 
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
@@ -129,28 +129,7 @@ def parse_text_completion(body: Any, limits: ServerLimits, model_name: str, toke
     max_tokens = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
     if max_tokens == 0 and not echo:
         raise APIError(400, "'max_tokens' 0 only makes sense with 'echo' (scoring the prompt)", param="max_tokens")
-    sampling: dict[str, Any] = {
-        "max_new_tokens": max_tokens,
-        "temperature": _number(body, "temperature", 0.0, 2.0, 1.0),
-        "top_p": _number(body, "top_p", 0.0, 1.0, 1.0),
-        "presence_penalty": _number(body, "presence_penalty", -2.0, 2.0, 0.0),
-        "frequency_penalty": _number(body, "frequency_penalty", -2.0, 2.0, 0.0),
-        "top_k": _integer(body, "top_k", 0) or 0,
-        "seed": _integer(body, "seed", -(2**63)),
-    }
-    if sampling["top_p"] == 0.0:
-        raise APIError(400, "'top_p' must be greater than 0", param="top_p")
-    if sampling["seed"] is not None:
-        sampling["seed"] %= 2**63
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None:
-        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-            raise APIError(400, "'stop' must be a non-empty string or a list of them", param="stop")
-        if len(stop) > MAX_STOP_SEQUENCES:
-            raise APIError(400, f"'stop' may hold at most {MAX_STOP_SEQUENCES} sequences", param="stop")
-        sampling["stop_strings"] = tuple(stop)
+    sampling = parse_sampling(body, max_tokens)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise APIError(400, "'stream' must be true or false", param="stream")

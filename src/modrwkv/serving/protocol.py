@@ -84,6 +84,34 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def parse_sampling(body: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
+    """The sampling fields both endpoints share (temperature, top_p, penalties, top_k, seed, stop)
+    as `SamplingParams` keyword arguments, each checked against OpenAI's ranges."""
+    sampling: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": _number(body, "temperature", 0.0, 2.0, 1.0),
+        "top_p": _number(body, "top_p", 0.0, 1.0, 1.0),
+        "presence_penalty": _number(body, "presence_penalty", -2.0, 2.0, 0.0),
+        "frequency_penalty": _number(body, "frequency_penalty", -2.0, 2.0, 0.0),
+        "top_k": _integer(body, "top_k", 0) or 0,
+        "seed": _integer(body, "seed", -(2**63)),
+    }
+    if sampling["top_p"] == 0.0:
+        raise APIError(400, "'top_p' must be greater than 0", param="top_p")
+    if sampling["seed"] is not None:
+        sampling["seed"] %= 2**63  # torch generators take non-negative seeds; OpenAI allows any int64
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            raise APIError(400, "'stop' must be a non-empty string or a list of them", param="stop")
+        if len(stop) > MAX_STOP_SEQUENCES:
+            raise APIError(400, f"'stop' may hold at most {MAX_STOP_SEQUENCES} sequences", param="stop")
+        sampling["stop_strings"] = tuple(stop)
+    return sampling
+
+
 def parse_request(body: Any, limits: ServerLimits, model_name: str) -> CompletionRequest:
     """Checks a decoded request body; raises `APIError` naming the first bad field."""
     if not isinstance(body, dict):
@@ -117,28 +145,7 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> Completio
     max_tokens = _integer(body, "max_completion_tokens", 1, limits.max_tokens)
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, limits.max_tokens)
-    sampling: dict[str, Any] = {
-        "max_new_tokens": max_tokens or limits.default_max_tokens,
-        "temperature": _number(body, "temperature", 0.0, 2.0, 1.0),
-        "top_p": _number(body, "top_p", 0.0, 1.0, 1.0),
-        "presence_penalty": _number(body, "presence_penalty", -2.0, 2.0, 0.0),
-        "frequency_penalty": _number(body, "frequency_penalty", -2.0, 2.0, 0.0),
-        "top_k": _integer(body, "top_k", 0) or 0,
-        "seed": _integer(body, "seed", -(2**63)),
-    }
-    if sampling["top_p"] == 0.0:
-        raise APIError(400, "'top_p' must be greater than 0", param="top_p")
-    if sampling["seed"] is not None:
-        sampling["seed"] %= 2**63  # torch generators take non-negative seeds; OpenAI allows any int64
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None:
-        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-            raise APIError(400, "'stop' must be a non-empty string or a list of them", param="stop")
-        if len(stop) > MAX_STOP_SEQUENCES:
-            raise APIError(400, f"'stop' may hold at most {MAX_STOP_SEQUENCES} sequences", param="stop")
-        sampling["stop_strings"] = tuple(stop)
+    sampling = parse_sampling(body, max_tokens or limits.default_max_tokens)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise APIError(400, "'stream' must be true or false", param="stream")
