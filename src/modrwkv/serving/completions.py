@@ -29,7 +29,7 @@ from ..inference import EncodedPrompt
 from ..lm import RWKV7
 from ..tokenizer import WorldTokenizer
 from .limits import APIError, ServerLimits
-from .protocol import MAX_TOP_LOGPROBS, _integer, parse_sampling
+from .protocol import MAX_TOP_LOGPROBS, _integer, check_body, parse_sampling
 
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
@@ -95,14 +95,7 @@ def _prompt_ids(value: Any, tokenizer: WorldTokenizer, vocab_size: int, where: s
 def parse_text_completion(body: Any, limits: ServerLimits, model_name: str, tokenizer: WorldTokenizer,
                           vocab_size: int) -> TextCompletionRequest:
     """Checks a /v1/completions body; raises `APIError` naming the first bad field."""
-    if not isinstance(body, dict):
-        raise APIError(400, "the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise APIError(400, "'model' is required", param="model")
-    if model != model_name:
-        raise APIError(404, f"model {model!r} does not exist; this server serves {model_name!r}",
-                       code="model_not_found", param="model")
+    check_body(body, model_name)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
         if len(prompt) > MAX_PROMPTS:

@@ -84,6 +84,18 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def check_body(body: Any, model_name: str) -> None:
+    """The checks every endpoint makes first: a JSON object naming the served model."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "'model' is required", param="model")
+    if model != model_name:
+        raise APIError(404, f"model {model!r} does not exist; this server serves {model_name!r}",
+                       code="model_not_found", param="model")
+
+
 def parse_sampling(body: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
     """The sampling fields both endpoints share (temperature, top_p, penalties, top_k, seed, stop)
     as `SamplingParams` keyword arguments, each checked against OpenAI's ranges."""
@@ -114,14 +126,7 @@ def parse_sampling(body: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
 
 def parse_request(body: Any, limits: ServerLimits, model_name: str) -> CompletionRequest:
     """Checks a decoded request body; raises `APIError` naming the first bad field."""
-    if not isinstance(body, dict):
-        raise APIError(400, "the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise APIError(400, "'model' is required", param="model")
-    if model != model_name:
-        raise APIError(404, f"model {model!r} does not exist; this server serves {model_name!r}",
-                       code="model_not_found", param="model")
+    check_body(body, model_name)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "'messages' must be a non-empty list", param="messages")
