@@ -149,7 +149,16 @@ def test_media_reliance_is_logged_and_warns_when_the_media_are_ignored(tmp_path,
     with caplog.at_level(logging.WARNING, logger="modrwkv"):
         ignored = run("blind", blind)
     assert abs(ignored.metrics["media_reliance"]) < 0.02
-    assert "media reliance is near zero" in caplog.text
+    assert "media reliance is near zero" in caplog.text and "The LM is frozen" not in caplog.text
+
+    # Stage 1 over a fresh LM (frozen, never trained with media): the warning says why near zero
+    # is expected there.
+    caplog.clear()
+    cfg = config(tmp_path, "frozen", stage="1", max_steps=20)
+    cfg["output"]["media_reliance_every"] = 5
+    with caplog.at_level(logging.WARNING, logger="modrwkv"):
+        train(cfg, samples=blind)
+    assert "media reliance is near zero" in caplog.text and "The LM is frozen in this run" in caplog.text
 
 
 # --- encoder sources -----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ..multimodal import CachedEncoder, ModRWKV
 from ..tokenizer import WorldTokenizer
 from .run import without_media
 from .speech import VOCABULARY, Utterance, espeak_binary, split_sentences, synthesize, to_samples
+from .stages import train_stage
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,6 @@ def most_frequent_sentence_wer(train: Sequence[str], test: Sequence[str]) -> tup
 
 def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", settings: AudioQuickstartSettings | None = None,
                          whisper: str | Path | None = None, progress_bar: bool = True) -> dict[str, Any]:
-    from ..training import train
-
     settings = settings or AudioQuickstartSettings()
     output_dir = Path(output_dir)
     started = time.time()
@@ -162,17 +161,10 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     cache = output_dir / "features"
 
     def stage(name: str, steps: int, lr: float, samples: list[Sample]) -> dict[str, Any]:
-        config = {
-            "train": {"stage": "2" if name == "0" else name, "max_steps": steps, "batch_size": settings.batch_size,
-                      "micro_batch_size": settings.batch_size, "lr": lr, "lr_final": 0.0, "schedule": "cosine",
-                      "warmup_steps": min(settings.warmup_steps, steps // 4), "seed": settings.seed},
-            "model": {"feature_cache": str(cache)},
-            "runtime": {"accelerator": "cpu", "devices": 1, "precision": "32"},
-            "output": {"dir": str(output_dir / f"stage{name}"), "save_every": 0, "progress_bar": progress_bar,
-                       "log_every": 10, "media_reliance_every": 25},
-            "data": {"shuffle": True},
-        }
-        return train(config, samples=samples, model=model).metrics
+        return train_stage(model, name, samples, steps=steps, lr=lr, batch_size=settings.batch_size,
+                           warmup_steps=settings.warmup_steps, seed=settings.seed, output_dir=output_dir,
+                           progress_bar=progress_bar, media="audio", model_extra={"feature_cache": str(cache)},
+                           media_reliance_every=25)
 
     metrics = {"stage0": stage("0", settings.stage0_steps, settings.lr_stage0, without_media(train_set)),
                "stage1": stage("1", settings.stage1_steps, settings.lr_stage1, train_set),

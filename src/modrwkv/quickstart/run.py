@@ -40,6 +40,7 @@ from ..processing import IGNORE_INDEX
 from ..tokenizer import WorldTokenizer
 from .data import generate_samples
 from .encoder_pretraining import pretrain_vision_encoder
+from .stages import train_stage
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,6 @@ def _accuracy(results: dict[str, list[bool]], prefix: str) -> float:
 
 def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: QuickstartSettings | None = None,
                    progress_bar: bool = True) -> dict[str, Any]:
-    from ..training import train
-
     settings = settings or QuickstartSettings()
     output_dir = Path(output_dir)
     started = time.time()
@@ -175,17 +174,10 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
     model = build_model(settings)
 
     def stage(name: str, steps: int, lr: float, samples: list[Sample]) -> dict[str, Any]:
-        config = {
-            "train": {"stage": "2" if name == "0" else name, "max_steps": steps, "batch_size": settings.batch_size,
-                      "micro_batch_size": settings.batch_size, "lr": lr, "lr_final": 0.0,
-                      "schedule": "cosine", "warmup_steps": min(settings.warmup_steps, steps // 4),
-                      "encoder_lr_scale": {"image": settings.image_encoder_lr_scale}, "seed": settings.seed},
-            "runtime": {"accelerator": "cpu", "devices": 1, "precision": "32"},
-            "output": {"dir": str(output_dir / f"stage{name}"), "save_every": 0, "progress_bar": progress_bar,
-                       "log_every": 10},
-            "data": {"shuffle": True},
-        }
-        return train(config, samples=samples, model=model).metrics
+        return train_stage(model, name, samples, steps=steps, lr=lr, batch_size=settings.batch_size,
+                           warmup_steps=settings.warmup_steps, seed=settings.seed, output_dir=output_dir,
+                           progress_bar=progress_bar, media="images and series",
+                           train_extra={"encoder_lr_scale": {"image": settings.image_encoder_lr_scale}})
 
     pretraining = pretrain_vision_encoder(model.encoders["image"], settings.encoder_pretrain_steps,
                                           batch_size=settings.batch_size, seed=settings.seed, progress_bar=progress_bar)

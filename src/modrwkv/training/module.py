@@ -184,12 +184,15 @@ class ModRWKVModule(pl.LightningModule):
         if (not self._reliance_warned and late and len(recent) == RELIANCE_PATIENCE
                 and all(v < RELIANCE_FLOOR for v in recent)):
             self._reliance_warned = True
+            lm_frozen = not any(p.requires_grad for p in self.model.lm.parameters())
+            advice = ("The LM is frozen in this run: that is expected if it has never been trained with media "
+                      "(a fresh LM, or one warmed up on text only), and the stage that trains the LM (stage 2) "
+                      "teaches it to use them; with a pretrained World LM, check" if lm_frozen else "Check")
             log.warning(
                 "media reliance is near zero (%s nats per token over the last %d checks, at step %d of %d): the "
                 "loss is the same with the media embeddings zeroed, so the model ignores its media and answers "
-                "from the text alone. Check that the LM can learn in this stage (stage 1 freezes it: a freshly "
-                "initialised LM cannot), the learning rate and warm-up against the number of steps, and the data.",
-                ", ".join(f"{v:.3f}" for v in recent), RELIANCE_PATIENCE, self.global_step, self.total_steps)
+                "from the text alone. %s the learning rate and warm-up against the number of steps, and the data.",
+                ", ".join(f"{v:.3f}" for v in recent), RELIANCE_PATIENCE, self.global_step, self.total_steps, advice)
 
     def on_train_batch_end(self, outputs: Any, batch: TrainBatch, batch_idx: int) -> None:
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
