@@ -79,6 +79,36 @@ def llama_cpp_logits(bindings_module, path: Path, ids: list[int]) -> tuple[np.nd
         llm.close()
 
 
+def check_chat_template(bindings_module, path: Path) -> bool:
+    """The GGUF's chat template as llama-cpp-python renders it (jinja2, from the file's metadata)
+    against the prompt our processor builds, and whether llama.cpp's C API (its built-in,
+    non-Jinja formats) recognises it."""
+    import ctypes
+
+    from modrwkv.data.sample import Message, Sample
+    from modrwkv.processing import ModRWKVProcessor, get_template
+    from modrwkv.tokenizer import WorldTokenizer
+
+    from modrwkv.lm.gguf_format import _gguf
+
+    template = _gguf().GGUFReader(str(path)).get_field("tokenizer.chat_template").contents()
+    messages = [("system", "Be brief."), ("user", "Hi!\n\n\nWhat is 2+2?"), ("assistant", "4."), ("user", "And 3+3?")]
+    rendered = bindings_module.llama_chat_format.Jinja2ChatFormatter(template, eos_token="", bos_token="")(
+        messages=[{"role": r, "content": c} for r, c in messages]).prompt
+    tokenizer = WorldTokenizer()
+    processor = ModRWKVProcessor(tokenizer, get_template("classic"), {}, {}, "placeholder", None, "drop")
+    ids = processor(Sample([Message(r, c) for r, c in messages], source="bench"), add_generation_prompt=True).input_ids
+    ours = tokenizer.decode(ids.tolist())
+    chat = (bindings_module.llama_chat_message * len(messages))(
+        *[bindings_module.llama_chat_message(role=r.encode(), content=c.encode()) for r, c in messages])
+    buffer = ctypes.create_string_buffer(4096)
+    legacy = bindings_module.llama_chat_apply_template(template.encode(), chat, len(messages), True, buffer, 4096)
+    print(f"\n3. chat template: llama-cpp-python's Jinja rendering {'equals' if rendered == ours else 'DIFFERS from'} "
+          f"our prompt ({len(ours)} characters); llama.cpp's built-in (non-Jinja) formats "
+          f"{'do not recognise it' if legacy < 0 else 'recognise it'} (llama_chat_apply_template: {legacy})")
+    return rendered == ours
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--llama-cpp", type=Path, required=True,
@@ -144,6 +174,7 @@ def main() -> int:
         if outtype == "f32" and max(batch_diff, step_diff) > args.tolerance:
             failed = True
     print(f"  tokenisation of the prompt: {'identical' if tokens == ids else 'DIFFERENT'} ({len(ids)} tokens)")
+    failed |= not check_chat_template(llama_cpp, ours["f32"])
     print(f"\nload: {os.getloadavg()[0]:.2f} (1-minute average); torch threads {torch.get_num_threads()}")
     print("FAILED" if failed else "OK")
     return int(failed)

@@ -106,7 +106,9 @@ def test_gguf_names_shapes_and_metadata_are_llama_cpps(reader):
     assert field(f"{arch}.attention.head_count") == 0
     assert field(f"{arch}.context_length") == 1048576
     assert field("tokenizer.ggml.model") == "rwkv"
-    assert field("tokenizer.chat_template") == get_template("classic").jinja()
+    # our classic template in Jinja, named for llama.cpp's built-in formats (llama-completion, --no-jinja)
+    assert field("tokenizer.chat_template") == "{#- rwkv-world (the RWKV World chat format) -#}" + \
+        get_template("classic").jinja()
     assert field("tokenizer.ggml.eot_token_id") == 261
     assert field("tokenizer.ggml.bos_token_id") == field("tokenizer.ggml.eos_token_id") == 0
     assert field("general.quantization_version") == gguf.GGML_QUANT_VERSION

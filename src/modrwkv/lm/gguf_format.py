@@ -33,8 +33,9 @@ in-context-learning-rate LoRA's sizes; like the converter, the writer stores cop
 norms, the decay LoRA and the fused token-shift mixes) are written as float32 whatever ``dtype``
 says. The vocabulary is the RWKV World one (``tokenizer.ggml.model = "rwkv"``), with ``"\\n\\n"``
 (261) as end-of-turn token and ``<s>`` (0) as begin and end of text, as the converter writes. The
-chat template is our ``classic`` World format spelled in Jinja (`ChatTemplate.jinja`); llama.cpp
-renders Jinja templates by default, so a bare template name would be printed rather than applied.
+chat template is our ``classic`` World format spelled in Jinja (`ChatTemplate.jinja`): llama.cpp
+renders Jinja templates by default, so a bare template name would be printed rather than applied;
+a comment names its built-in ``rwkv-world`` format for the tools that do not use Jinja.
 Running the converter on ``modrwkv export --format fla`` gives the same tensors (bit for bit) and
 metadata, ``general.name`` and the chat template's wording aside (bench/llama_cpp_check.py).
 
@@ -71,6 +72,9 @@ LERP_ORDER = ("r", "w", "k", "v", "a", "g")
 RWKV_WORLD_EOT = 261  # "\n\n", the converter's end-of-turn token
 RWKV_WORLD_TEXT_BOUNDARY = 0  # "<s>", the converter's begin- and end-of-text token
 CONTEXT_LENGTH = 1048576  # what the converter writes: an RNN has no context limit
+# llama.cpp's built-in (non-Jinja) chat formats, used by llama-completion and under --no-jinja,
+# recognise a template by the name "rwkv-world" in its text; a Jinja comment carries it.
+_LLAMA_CPP_FORMAT_NAME = "{#- rwkv-world (the RWKV World chat format) -#}"
 
 _RENAMES = {
     "emb.weight": "token_embd.weight",
@@ -243,7 +247,7 @@ def save_gguf(
     writer.add_tokenizer_model("rwkv")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_chat_template(get_template("classic").jinja())
+    writer.add_chat_template(_LLAMA_CPP_FORMAT_NAME + get_template("classic").jinja())
     writer.add_bos_token_id(RWKV_WORLD_TEXT_BOUNDARY)
     writer.add_eos_token_id(RWKV_WORLD_TEXT_BOUNDARY)
     writer.add_eot_token_id(RWKV_WORLD_EOT)
