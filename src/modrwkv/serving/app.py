@@ -292,20 +292,18 @@ async def _stream_text_completion(ticket: Ticket, request: Request, request_id: 
             body["usage"] = usage
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    sent = 0  # generated tokens already scored in an earlier chunk
     try:
         async for kind, value in _events(ticket, request):
             if kind == "text":
                 piece, scored = value
                 observer.text()
-                sent += len(scored or ())
                 yield event(piece, scored=scored)
             elif kind == "error":
                 yield f"data: {json.dumps(_failure(value).body())}\n\n"
                 return
             elif kind == "done":
                 observer.done(value)
-                yield event("", value.finish_reason, scored=completions.generated_logprobs(value, sent) or None)
+                yield event("", value.finish_reason, scored=_unsent_logprobs(ticket, value))
                 if include_usage:
                     yield event("", usage={k: v for k, v in protocol.usage(value).items() if k != "prompt_tokens_details"})
                 yield protocol.DONE
@@ -396,19 +394,23 @@ async def _wait_for_result(ticket: Ticket, request: Request) -> GenerationResult
         ticket.cancel()  # no-op once done; frees the slot if the client left or the handler was cancelled
 
 
+def _unsent_logprobs(ticket: Ticket, result: GenerationResult) -> list[completions.TokenLogprob] | None:
+    """The scores of a finished streamed reply's tokens that no text chunk carried (a stop token or
+    stop string); None when there are none or none were asked for."""
+    return completions.generated_logprobs(result, ticket.scored_tokens) or None
+
+
 async def _stream_events(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
                          include_usage: bool, observer: _Observer, tokenizer: WorldTokenizer) -> AsyncIterator[str]:
     """chat.completion.chunk SSE events. With logprobs, each chunk carries the logprobs object of its
     tokens, and the last chunk those of tokens whose text never came out (a stop token or stop string),
     so the chunks together hold what a non-streamed reply holds."""
-    sent = 0  # generated tokens already scored in an earlier chunk
     try:
         yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""})
         async for kind, value in _events(ticket, request):
             if kind == "text":
                 piece, scored = value
                 observer.text()
-                sent += len(scored or ())
                 yield protocol.chunk(request_id, created, model, {"content": piece},
                                      logprobs=completions.chat_logprobs(tokenizer, scored))
             elif kind == "error":
@@ -417,8 +419,7 @@ async def _stream_events(ticket: Ticket, request: Request, request_id: str, crea
             elif kind == "done":
                 observer.done(value)
                 yield protocol.chunk(request_id, created, model, {}, value.finish_reason,
-                                     logprobs=completions.chat_logprobs(tokenizer,
-                                                                        completions.generated_logprobs(value, sent) or None))
+                                     logprobs=completions.chat_logprobs(tokenizer, _unsent_logprobs(ticket, value)))
                 if include_usage:
                     yield protocol.chunk(request_id, created, model, {}, usage_block=protocol.usage(value))
                 yield protocol.DONE

@@ -47,7 +47,9 @@ class Ticket:
         self.params = params
         self.stream = stream  # whether the client wants ("text", piece) events
         self.row_options = {"logprobs": logprobs, "raw": raw}  # see `Row`
-        self.scored_tokens = 0  # generated tokens whose log-probabilities went out with a text piece
+        # Generated tokens whose log-probabilities went out with a text piece; written by the scheduler
+        # thread before it posts, so final once "done" has been read.
+        self.scored_tokens = 0
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.cancelled = False
         self._scheduler = scheduler
