@@ -85,13 +85,13 @@ def check_chat_template(bindings_module, path: Path) -> bool:
     non-Jinja formats) recognises it."""
     import ctypes
 
+    import gguf
+
     from modrwkv.data.sample import Message, Sample
     from modrwkv.processing import ModRWKVProcessor, get_template
     from modrwkv.tokenizer import WorldTokenizer
 
-    from modrwkv.lm.gguf_format import _gguf
-
-    template = _gguf().GGUFReader(str(path)).get_field("tokenizer.chat_template").contents()
+    template = gguf.GGUFReader(str(path)).get_field("tokenizer.chat_template").contents()
     messages = [("system", "Be brief."), ("user", "Hi!\n\n\nWhat is 2+2?"), ("assistant", "4."), ("user", "And 3+3?")]
     rendered = bindings_module.llama_chat_format.Jinja2ChatFormatter(template, eos_token="", bos_token="")(
         messages=[{"role": r, "content": c} for r, c in messages]).prompt
