@@ -11,7 +11,8 @@ on any loglikelihood task. Echoed prompt log-probabilities come from one full-se
 the prompt, outside the decode engine (the model's log-softmax); generated tokens' from the decode
 engine, under the distribution they were sampled from (after penalties, bans and processors, before
 temperature, top-k and top-p: with default settings, the model's, less token 0 and the undecodable
-ids, which the server never emits).
+ids, which the server never emits). Streamed replies carry the same objects chunk by chunk (each
+chunk's tokens; see `scored_tokens`, `TextOffsets`).
 """
 
 from __future__ import annotations
