@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv/ at the repository root and installs modrwkv into it (editable).
 #   bash scripts/setup.sh          # the library, the `modrwkv` command and every extra but [gpu]
-#   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle) and
-#                                  # Chromium for the web-page test (apt-get, when run as root)
+#   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle),
+#                                  # Chromium for the web-page test (apt-get, when run as root) and
+#                                  # llama.cpp's converter in .cache/llama.cpp (tests/test_export.py)
 #   bash scripts/setup.sh --audio  # plus what `modrwkv quickstart --modality audio` needs (Whisper tiny.en)
 # The options combine. With --test or --audio, as root on a Debian/Ubuntu machine, it also installs
 # espeak-ng (the speech synthesiser of the audio quickstart and its test) with apt-get; elsewhere,
@@ -29,6 +30,27 @@ install_package() {  # PACKAGE BINARY PURPOSE
     echo "setup.sh: $package is not installed ($purpose); to install it: sudo apt-get install -y $package" >&2
 }
 
+# llama.cpp's convert_hf_to_gguf.py (with its conversion/ and gguf-py/), which tests/test_export.py
+# runs on our fla export: taken from the llama.cpp tree that PyPI's llama-cpp-python sdist vendors
+# (0.3.36 = llama.cpp 0c1e57098), since nothing but package registries can be reached.
+LLAMA_CPP_PYTHON=0.3.36
+fetch_llama_cpp_converter() {
+    local dest=.cache/llama.cpp tree="llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp" tmp
+    if [ "$(cat "$dest/VERSION" 2>/dev/null)" = "$LLAMA_CPP_PYTHON" ]; then
+        return 0
+    fi
+    tmp=$(mktemp -d)
+    if "$py" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$tmp"; then
+        rm -rf "$dest" && mkdir -p "$dest"
+        tar xzf "$tmp/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$dest" --strip-components=3 \
+            "$tree/convert_hf_to_gguf.py" "$tree/conversion" "$tree/gguf-py"
+        echo "$LLAMA_CPP_PYTHON" > "$dest/VERSION"
+    else
+        echo "setup.sh: could not download llama-cpp-python $LLAMA_CPP_PYTHON (llama.cpp's converter test will skip)" >&2
+    fi
+    rm -rf "$tmp"
+}
+
 extras=(all)  # every feature but [gpu]
 for arg in "$@"; do
     case "$arg" in
@@ -52,3 +74,6 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     "$py" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
 "$py" -m pip install -q -e ".${spec}"
+if [[ " ${extras[*]} " == *" test "* ]]; then
+    fetch_llama_cpp_converter
+fi

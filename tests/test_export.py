@@ -5,6 +5,10 @@ own Python package), the expected shapes from llama.cpp's RWKV-7 loader (llama-m
 `Rwkv7Model`."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gguf
 import numpy as np
@@ -15,7 +19,8 @@ from modrwkv.cli import main
 from modrwkv.generation import SamplingParams, generate
 from modrwkv.lm import RWKV7Config, load_model, save_model
 from modrwkv.lm.errors import CheckpointError
-from modrwkv.lm.gguf_format import load_gguf, save_gguf
+from modrwkv.lm.gguf_format import gguf_differences, load_gguf, save_gguf
+from modrwkv.processing import get_template
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
 from modrwkv.tokenizer.world import DEFAULT_VOCAB_PATH
@@ -101,8 +106,13 @@ def test_gguf_names_shapes_and_metadata_are_llama_cpps(reader):
     assert field(f"{arch}.attention.head_count") == 0
     assert field(f"{arch}.context_length") == 1048576
     assert field("tokenizer.ggml.model") == "rwkv"
-    assert field("tokenizer.chat_template") == "rwkv-world"
+    # our classic template in Jinja, named for llama.cpp's built-in formats (llama-completion, --no-jinja)
+    assert field("tokenizer.chat_template") == "{#- rwkv-world (the RWKV World chat format) -#}" + \
+        get_template("classic").jinja()
     assert field("tokenizer.ggml.eot_token_id") == 261
+    assert field("tokenizer.ggml.bos_token_id") == field("tokenizer.ggml.eos_token_id") == 0
+    assert field("general.quantization_version") == gguf.GGML_QUANT_VERSION
+    assert field("general.size_label") == "8.5M"  # 2 x 65536 x 64 in the embedding and head, 0.1M in the blocks
     tokens = field("tokenizer.ggml.tokens")
     assert len(tokens) == CONFIG.vocab_size
     # the converter's rendering: id 0 "<s>", then each vocabulary entry as its escaped bytes, then padding
@@ -217,6 +227,51 @@ def test_export_cli_fla_folder_for_llama_cpps_converter(state_dict, tmp_path, ca
     # refusing to overwrite, with a one-line error
     assert main(["export", "--model", str(source), "--format", "fla", "--output", str(out)]) == 2
     assert "already holds weights" in capsys.readouterr().err
+
+
+def llama_cpp_converter() -> Path | None:
+    """convert_hf_to_gguf.py of the llama.cpp tree that scripts/setup.sh --test puts in .cache/llama.cpp
+    (or MODRWKV_LLAMA_CPP names); without it the test skips, or fails under MODRWKV_REQUIRE_LLAMA_CPP=1 (CI)."""
+    tree = Path(os.environ.get("MODRWKV_LLAMA_CPP") or Path(__file__).parents[1] / ".cache" / "llama.cpp")
+    converter = tree / "convert_hf_to_gguf.py"
+    if converter.is_file():
+        return converter
+    message = f"llama.cpp's converter is not in {tree}: run bash scripts/setup.sh --test"
+    if os.environ.get("MODRWKV_REQUIRE_LLAMA_CPP") == "1":
+        pytest.fail(message + "; MODRWKV_REQUIRE_LLAMA_CPP=1 forbids skipping")
+    pytest.skip(message)
+
+
+def test_llama_cpps_converter_turns_our_fla_export_into_our_gguf(state_dict, tmp_path):
+    """llama.cpp's own convert_hf_to_gguf.py, run on `modrwkv export --format fla`, writes the file
+    `--format gguf` writes: same metadata, tensor names, shapes, storage types and bytes (with
+    q8_0: which tensors stay fp32, their values, the 8-bit blocks of the others). Only the model's
+    name (the converter takes the folder's) and the chat template's wording differ.
+    bench/llama_cpp_check.py does the same for f32, f16 and bf16 and runs llama.cpp on the files
+    (docs/interop.md); one converter run is what CI can afford (~5 s)."""
+    outtype = "q8_0"
+    converter = llama_cpp_converter()
+    source = _save(state_dict, tmp_path)
+    fla, converted, ours = tmp_path / "fla", tmp_path / "converted.gguf", tmp_path / "ours.gguf"
+    assert main(["export", "--model", str(source), "--format", "fla", "--output", str(fla)]) == 0
+    run = subprocess.run([sys.executable, str(converter), str(fla), "--outtype", outtype, "--outfile", str(converted)],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert main(["export", "--model", str(source), "--format", "gguf", "--dtype", outtype, "--output", str(ours)]) == 0
+    differences = gguf_differences(converted, ours)
+    assert [d.split(":")[0] for d in differences] == ["metadata general.name", "metadata tokenizer.chat_template"], \
+        differences
+    assert gguf_differences(converted, ours, ignore_keys=("general.name", "tokenizer.chat_template")) == []
+
+
+def test_gguf_differences_names_what_differs(gguf_path, state_dict, tmp_path):
+    changed = dict(state_dict, **{"blocks.1.att.k_k": state_dict["blocks.1.att.k_k"] + 1})
+    save_gguf(changed, tmp_path / "changed.gguf", dtype="f16", name="changed")
+    differences = gguf_differences(gguf_path, tmp_path / "changed.gguf")
+    assert differences[:2] == ["metadata general.file_type: 0 != 1", "metadata general.name: 'tiny' != 'changed'"]
+    assert "tensor blk.0.time_mix_key.weight: F32[64, 64] != F16[64, 64]" in differences
+    assert "tensor blk.1.time_mix_k_k.weight: same shape and type, different values" in differences  # kept fp32
+    assert "tensor blk.1.time_mix_k_a.weight: same shape and type, different values" not in differences
 
 
 def test_export_of_a_modrwkv_folder_writes_its_lm(tmp_path, caplog):

@@ -85,6 +85,30 @@ def test_classic_template(tok):
     assert tok.encode("\n\n") == [261]
 
 
+def test_classic_template_as_jinja_renders_what_the_processor_reads(tok):
+    """The Jinja spelling (a GGUF file's chat template, rendered by llama.cpp) gives the text our
+    processor tokenises, blank-line cleaning included, under jinja2's sandbox as runtimes use it."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    template = ImmutableSandboxedEnvironment().from_string(get_template("classic").jinja())
+    proc = make(tok, template="classic")
+    conversations = [
+        [Message("user", "Hi\n\n\n\n\n\nthere")],
+        [Message("system", "Be brief."), Message("user", "2+2?"), Message("assistant", "4.\n\nDone"),
+         Message("user", "\n\nAnd 3+3?\n")],
+        [Message("user", "")],
+    ]
+    for messages in conversations:
+        for generation in (True, False):
+            rendered = template.render(messages=[{"role": m.role, "content": m.content} for m in messages],
+                                       add_generation_prompt=generation)
+            ids = proc(Sample(messages, source="test:1"), add_generation_prompt=generation).input_ids.tolist()
+            assert rendered == tok.decode(ids), messages
+    assert rendered == "User:\n\n"  # an empty turn: no content prefix
+    with pytest.raises(ValueError, match="'rwkv' chat template has no Jinja equivalent"):
+        get_template("rwkv").jinja()
+
+
 def test_prefix_mode_moves_all_media_first_and_strips_marker_newlines(tok):
     out = make(tok, splice="prefix")(chat("<image>\nCompare with <image> please", "Same.", images=[2, 3]))
     expected = [IMG] * 5 + USER + tok.encode(" Compare with  please") + [24] + ASSISTANT + tok.encode(" Same.") + [24]

@@ -134,6 +134,54 @@ def test_chat_logprobs_match_a_full_forward(live):
         live.client().chat.completions.create(model="tiny", messages=messages, top_logprobs=2)
 
 
+def test_streamed_chat_logprobs_are_the_whole_replys(live):
+    """stream + logprobs + top_logprobs: each chunk scores its own tokens; together they are the
+    non-streamed reply's logprobs, including the tokens of a stop string, whose text never comes out
+    (they go with the last chunk)."""
+    client = live.client()
+    request = dict(model="tiny", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16,
+                   temperature=0, logprobs=True, top_logprobs=3, stop=[" infiltration"])
+    whole = client.chat.completions.create(**request).choices[0]
+    assert whole.finish_reason == "stop" and len(whole.logprobs.content) >= 4
+    chunks = [c.choices[0] for c in client.chat.completions.create(**request, stream=True) if c.choices]
+    assert "".join(c.delta.content or "" for c in chunks) == whole.message.content
+    streamed = [entry for c in chunks if c.logprobs is not None for entry in c.logprobs.content]
+    assert [(e.token, e.bytes, [t.token for t in e.top_logprobs]) for e in streamed] == \
+        [(e.token, e.bytes, [t.token for t in e.top_logprobs]) for e in whole.logprobs.content]
+    assert [[e.logprob, *(t.logprob for t in e.top_logprobs)] for e in streamed] == \
+        [pytest.approx([e.logprob, *(t.logprob for t in e.top_logprobs)], abs=1e-6) for e in whole.logprobs.content]
+    text_chunks = [c for c in chunks if c.delta.content]
+    assert len(text_chunks) > 1 and all(c.logprobs is not None and c.logprobs.content for c in text_chunks)
+    last = chunks[-1]  # the stop string's tokens: scored, never shown
+    assert last.finish_reason == "stop" and not last.delta.content
+    assert "".join(e.token for e in last.logprobs.content).endswith(" infiltration")
+    # Without logprobs a stream carries none.
+    request.pop("top_logprobs")
+    assert all(c.choices[0].logprobs is None for c in client.chat.completions.create(
+        **{**request, "logprobs": False}, stream=True) if c.choices)
+
+
+def test_streamed_completion_logprobs_are_the_whole_replys(live):
+    client = live.client()
+    # "obtain" is held back as the start of the stop string until "heed" completes it
+    request = dict(model="tiny", prompt="Once upon a time", max_tokens=12, temperature=0, logprobs=2,
+                   stop=["obtainhe"])
+    whole = client.completions.create(**request).choices[0]
+    assert whole.finish_reason == "stop" and whole.text == "tain Def"
+    chunks = [c.choices[0] for c in client.completions.create(**request, stream=True) if c.choices]
+    assert "".join(c.text for c in chunks) == whole.text
+    merged: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for chunk in chunks:
+        if chunk.logprobs is not None:
+            for key, values in merged.items():
+                values += getattr(chunk.logprobs, key)
+    assert merged["tokens"] == whole.logprobs.tokens == ["tain", " Def", "obtain", "heed"]
+    assert merged["text_offset"] == whole.logprobs.text_offset  # offsets run on across chunks
+    assert merged["token_logprobs"] == pytest.approx(whole.logprobs.token_logprobs, abs=1e-6)
+    assert [list(t) for t in merged["top_logprobs"]] == [list(t) for t in whole.logprobs.top_logprobs]
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].logprobs.tokens == ["obtain", "heed"]
+
+
 def scrape(url: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")

@@ -31,8 +31,13 @@ Layer 0 has no value-residual LoRA, but llama.cpp requires ``blk.0.time_mix_v{0,
 in-context-learning-rate LoRA's sizes; like the converter, the writer stores copies of
 ``a0/a1/a2`` there and the reader ignores them. Tensors llama.cpp keeps in float32 (vectors,
 norms, the decay LoRA and the fused token-shift mixes) are written as float32 whatever ``dtype``
-says. The vocabulary is the RWKV World one (``tokenizer.ggml.model = "rwkv"``), with
-``rwkv-world`` as chat template and ``"\\n\\n"`` (261) as end-of-turn token, as the converter writes.
+says. The vocabulary is the RWKV World one (``tokenizer.ggml.model = "rwkv"``), with ``"\\n\\n"``
+(261) as end-of-turn token and ``<s>`` (0) as begin and end of text, as the converter writes. The
+chat template is our ``classic`` World format spelled in Jinja (`ChatTemplate.jinja`): llama.cpp
+renders Jinja templates by default, so a bare template name would be printed rather than applied;
+a comment names its built-in ``rwkv-world`` format for the tools that do not use Jinja.
+Running the converter on ``modrwkv export --format fla`` gives the same tensors (bit for bit) and
+metadata, ``general.name`` and the chat template's wording aside (bench/llama_cpp_check.py).
 
 The reader also dequantizes files that ``llama-quantize`` produced (Q8_0, Q4_K, ...).
 """
@@ -52,7 +57,8 @@ from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "is_gguf_file", "load_gguf", "official_to_gguf", "save_gguf"]
+__all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "gguf_differences", "is_gguf_file", "load_gguf", "official_to_gguf",
+           "save_gguf"]
 
 GGUF_ARCHITECTURE = "rwkv7"
 GGUF_MAGIC = b"GGUF"
@@ -64,7 +70,11 @@ _Q8_0_BLOCK = 32
 #: Order of the six token-shift mixes in time_mix_lerp_fused (the converter's ``lerp_list``).
 LERP_ORDER = ("r", "w", "k", "v", "a", "g")
 RWKV_WORLD_EOT = 261  # "\n\n", the converter's end-of-turn token
+RWKV_WORLD_TEXT_BOUNDARY = 0  # "<s>", the converter's begin- and end-of-text token
 CONTEXT_LENGTH = 1048576  # what the converter writes: an RNN has no context limit
+# llama.cpp's built-in (non-Jinja) chat formats, used by llama-completion and under --no-jinja,
+# recognise a template by the name "rwkv-world" in its text; a Jinja comment carries it.
+_LLAMA_CPP_FORMAT_NAME = "{#- rwkv-world (the RWKV World chat format) -#}"
 
 _RENAMES = {
     "emb.weight": "token_embd.weight",
@@ -204,6 +214,7 @@ def save_gguf(
     ``--outtype``. Refuses to replace an existing file unless ``overwrite`` is set.
     """
     gguf = _gguf()
+    from ..processing.template import get_template
     from ..tokenizer.world import DEFAULT_VOCAB_PATH
     from .config import LAYER_NORM_EPS, RWKV7Config
 
@@ -236,7 +247,9 @@ def save_gguf(
     writer.add_tokenizer_model("rwkv")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_chat_template("rwkv-world")
+    writer.add_chat_template(_LLAMA_CPP_FORMAT_NAME + get_template("classic").jinja())
+    writer.add_bos_token_id(RWKV_WORLD_TEXT_BOUNDARY)
+    writer.add_eos_token_id(RWKV_WORLD_TEXT_BOUNDARY)
     writer.add_eot_token_id(RWKV_WORLD_EOT)
     for tensor_name, tensor in tensors.items():
         t = tensor.float().contiguous()
@@ -250,6 +263,8 @@ def save_gguf(
         else:  # numpy has no bfloat16: hand the raw 16-bit words over with their type
             raw = t.bfloat16().view(torch.int16).numpy()
             writer.add_tensor(tensor_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_size_label(gguf.size_label(*writer.get_total_parameter_count()))  # e.g. "17M", as the converter
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -347,3 +362,33 @@ def official_to_gguf_names(n_layer: int) -> list[str]:
         names += [dst + n for n in _LAYER_TRANSPOSED.values()]
         names.append(dst + "time_mix_lerp_fused.weight")
     return names
+
+
+def gguf_differences(path_a: str | Path, path_b: str | Path, ignore_keys: tuple[str, ...] = ()) -> list[str]:
+    """What differs between two GGUF files, one line each: metadata keys and values (less
+    `ignore_keys`), tensor names, shapes, storage types and bytes. Tensor order is not compared:
+    llama.cpp finds tensors by name. Empty when the files hold the same model."""
+    gguf = _gguf()
+    readers = [gguf.GGUFReader(str(p)) for p in (path_a, path_b)]
+    metadata = [{k: f.contents() for k, f in r.fields.items() if not k.startswith("GGUF.") and k not in ignore_keys}
+                for r in readers]
+    out = []
+    for key in sorted(set(metadata[0]) | set(metadata[1])):
+        a, b = (m.get(key, "<absent>") for m in metadata)
+        if a != b:
+            out.append(f"metadata {key}: {_short(a)} != {_short(b)}")
+    tensors = [{t.name: t for t in r.tensors} for r in readers]
+    for name in sorted(set(tensors[0]) ^ set(tensors[1])):
+        out.append(f"tensor {name}: only in {path_a if name in tensors[0] else path_b}")
+    for name in sorted(set(tensors[0]) & set(tensors[1])):
+        a, b = tensors[0][name], tensors[1][name]
+        if a.shape.tolist() != b.shape.tolist() or a.tensor_type != b.tensor_type:
+            out.append(f"tensor {name}: {a.tensor_type.name}{a.shape.tolist()} != {b.tensor_type.name}{b.shape.tolist()}")
+        elif np.asarray(a.data).tobytes() != np.asarray(b.data).tobytes():
+            out.append(f"tensor {name}: same shape and type, different values")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"

@@ -46,6 +46,50 @@ class ChatTemplate:
     def prefix(self, role: Role) -> str:
         return self.turn_prefix[role]
 
+    def jinja(self) -> str:
+        """This template as a Jinja chat template over text-only turns (`messages`,
+        `add_generation_prompt`), for runtimes that format chats themselves, such as llama.cpp
+        reading a GGUF file's `tokenizer.chat_template`. It renders the text our processor
+        tokenises, cleaning included. Only templates whose cleaning Jinja can spell (it has no
+        regular expressions) have one."""
+        if self.forbidden not in _JINJA_CLEANING or self.media_open or self.special_tokens:
+            raise ValueError(f"the {self.name!r} chat template has no Jinja equivalent")
+        roles = "".join(
+            f"{{%- {'if' if i == 0 else 'elif'} message['role'] == {_jinja_literal(role)} -%}}"
+            f"{{{{- {_jinja_literal(prefix)} -}}}}"
+            for i, (role, prefix) in enumerate(self.turn_prefix.items())
+        )
+        return (
+            "{%- for message in messages -%}"
+            "{%- set ns = namespace(content=message['content']) -%}"
+            + _JINJA_CLEANING[self.forbidden].format(replacement=_jinja_literal(self.forbidden_replacement))
+            + roles + "{%- endif -%}"
+            "{%- if ns.content -%}"
+            f"{{{{- {_jinja_literal(self.content_prefix)} + ns.content -}}}}"
+            "{%- endif -%}"
+            f"{{{{- {_jinja_literal(self.turn_end)} -}}}}"
+            "{%- endfor -%}"
+            "{%- if add_generation_prompt -%}"
+            f"{{{{- {_jinja_literal(self.generation_prompt())} -}}}}"
+            "{%- endif -%}"
+        )
+
+
+def _jinja_literal(text: str) -> str:
+    """A Jinja string literal of plain text and newlines."""
+    if not all(c == "\n" or " " <= c < "\x7f" for c in text) or "'" in text or "\\" in text:
+        raise ValueError(f"{text!r} cannot be written as a simple Jinja string literal")
+    return "'" + text.replace("\n", "\\n") + "'"
+
+
+# Jinja spellings of the `forbidden` cleanings that one can be written for. A run of blank lines
+# collapses to one newline: each pass halves every run, so 16 passes cover runs of 65536.
+_JINJA_CLEANING = {
+    "\n\n+": "{{%- for _ in range(16) -%}}"
+               "{{%- set ns.content = ns.content.replace('\\n\\n', {replacement}) -%}}"
+               "{{%- endfor -%}}",
+}
+
 
 TEMPLATES: dict[str, ChatTemplate] = {
     # WorldRWKV's paper-era multimodal format (commit f15e179), with splice "prefix":

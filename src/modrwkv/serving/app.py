@@ -30,6 +30,7 @@ from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
+from ..tokenizer import WorldTokenizer
 from . import completions, protocol
 from .limits import APIError, ServerLimits, check_media
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -151,13 +152,14 @@ def create_app(
         now = int(time.time())
         if parsed.stream:
             events = _stream_events(ticket, request, request_id, now, model_name, parsed.include_usage,
-                                    _Observer(metrics, "/v1/chat/completions", arrived))
+                                    _Observer(metrics, "/v1/chat/completions", arrived), pipeline.tokenizer)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         result = await _wait_for_result(ticket, request)
         metrics.tokens(result.prompt_tokens, result.completion_tokens)
         body = protocol.completion(request_id, now, model_name, result)
-        body["choices"][0]["logprobs"] = completions.chat_logprobs(pipeline.tokenizer, result)
+        body["choices"][0]["logprobs"] = completions.chat_logprobs(pipeline.tokenizer,
+                                                                   completions.generated_logprobs(result))
         return JSONResponse(body)
 
     @app.post("/v1/completions")
@@ -187,7 +189,8 @@ def create_app(
         if parsed.stream:
             assert tickets[0] is not None
             events = _stream_text_completion(tickets[0], request, request_id, now, model_name, parsed.include_usage,
-                                             _Observer(metrics, "/v1/completions", arrived))
+                                             _Observer(metrics, "/v1/completions", arrived), pipeline.tokenizer,
+                                             parsed.logprobs)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         choices, prompt_tokens, completion_tokens = [], 0, 0
@@ -266,11 +269,25 @@ class _Observer:
 
 
 async def _stream_text_completion(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
-                                  include_usage: bool, observer: _Observer) -> AsyncIterator[str]:
-    def event(text: str, finish_reason: str | None = None, usage: dict[str, Any] | None = None) -> str:
+                                  include_usage: bool, observer: _Observer, tokenizer: WorldTokenizer,
+                                  logprobs: int | None) -> AsyncIterator[str]:
+    """text_completion SSE events. With `logprobs`, each chunk carries the legacy logprobs object of
+    its tokens (text offsets continue across chunks); tokens whose text never came out (a stop
+    token or stop string) are scored in the last chunk, so the chunks together hold what a
+    non-streamed reply holds."""
+    offsets = completions.TextOffsets()
+
+    def block(scored: list[completions.TokenLogprob] | None) -> dict[str, Any] | None:
+        if logprobs is None or scored is None:
+            return None
+        return completions.legacy_logprobs(tokenizer, [s.token for s in scored], scored, logprobs, offsets)
+
+    def event(text: str, finish_reason: str | None = None, usage: dict[str, Any] | None = None,
+              scored: list[completions.TokenLogprob] | None = None) -> str:
         body: dict[str, Any] = {"id": request_id, "object": "text_completion", "created": created, "model": model,
                                 "choices": [] if usage is not None else [
-                                    {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+                                    {"index": 0, "text": text, "logprobs": block(scored),
+                                     "finish_reason": finish_reason}]}
         if usage is not None:
             body["usage"] = usage
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
@@ -278,14 +295,15 @@ async def _stream_text_completion(ticket: Ticket, request: Request, request_id: 
     try:
         async for kind, value in _events(ticket, request):
             if kind == "text":
+                piece, scored = value
                 observer.text()
-                yield event(value)
+                yield event(piece, scored=scored)
             elif kind == "error":
                 yield f"data: {json.dumps(_failure(value).body())}\n\n"
                 return
             elif kind == "done":
                 observer.done(value)
-                yield event("", value.finish_reason)
+                yield event("", value.finish_reason, scored=_unsent_logprobs(ticket, value))
                 if include_usage:
                     yield event("", usage={k: v for k, v in protocol.usage(value).items() if k != "prompt_tokens_details"})
                 yield protocol.DONE
@@ -376,20 +394,32 @@ async def _wait_for_result(ticket: Ticket, request: Request) -> GenerationResult
         ticket.cancel()  # no-op once done; frees the slot if the client left or the handler was cancelled
 
 
+def _unsent_logprobs(ticket: Ticket, result: GenerationResult) -> list[completions.TokenLogprob] | None:
+    """The scores of a finished streamed reply's tokens that no text chunk carried (a stop token or
+    stop string); None when there are none or none were asked for."""
+    return completions.generated_logprobs(result, ticket.scored_tokens) or None
+
+
 async def _stream_events(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
-                         include_usage: bool, observer: _Observer) -> AsyncIterator[str]:
+                         include_usage: bool, observer: _Observer, tokenizer: WorldTokenizer) -> AsyncIterator[str]:
+    """chat.completion.chunk SSE events. With logprobs, each chunk carries the logprobs object of its
+    tokens, and the last chunk those of tokens whose text never came out (a stop token or stop string),
+    so the chunks together hold what a non-streamed reply holds."""
     try:
         yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""})
         async for kind, value in _events(ticket, request):
             if kind == "text":
+                piece, scored = value
                 observer.text()
-                yield protocol.chunk(request_id, created, model, {"content": value})
+                yield protocol.chunk(request_id, created, model, {"content": piece},
+                                     logprobs=completions.chat_logprobs(tokenizer, scored))
             elif kind == "error":
                 yield f"data: {json.dumps(_failure(value).body())}\n\n"
                 return
             elif kind == "done":
                 observer.done(value)
-                yield protocol.chunk(request_id, created, model, {}, value.finish_reason)
+                yield protocol.chunk(request_id, created, model, {}, value.finish_reason,
+                                     logprobs=completions.chat_logprobs(tokenizer, _unsent_logprobs(ticket, value)))
                 if include_usage:
                     yield protocol.chunk(request_id, created, model, {}, usage_block=protocol.usage(value))
                 yield protocol.DONE

@@ -11,7 +11,8 @@ on any loglikelihood task. Echoed prompt log-probabilities come from one full-se
 the prompt, outside the decode engine (the model's log-softmax); generated tokens' from the decode
 engine, under the distribution they were sampled from (after penalties, bans and processors, before
 temperature, top-k and top-p: with default settings, the model's, less token 0 and the undecodable
-ids, which the server never emits).
+ids, which the server never emits). Streamed replies carry the same objects chunk by chunk (each
+chunk's tokens; see `scored_tokens`, `TextOffsets`).
 """
 
 from __future__ import annotations
@@ -58,12 +59,20 @@ def token_logprobs(logits: torch.Tensor, tokens: list[int], top: int) -> list[To
     return [TokenLogprob(t, lp, alt) for t, lp, alt in zip(tokens, chosen, alternatives)]
 
 
-def generated_logprobs(result: GenerationResult) -> list[TokenLogprob] | None:
-    """The decode engine's per-token log-probabilities of a reply as `TokenLogprob`s."""
+def scored_tokens(token_ids: Sequence[int], logprobs: Sequence[float],
+                  top_logprobs: Sequence[list[tuple[int, float]]] | None, start: int = 0) -> list[TokenLogprob]:
+    """`TokenLogprob`s of `token_ids[start:]` from the decode engine's lists (`top_logprobs` empty or
+    None when no alternatives were asked for)."""
+    return [TokenLogprob(token_ids[i], logprobs[i], list(top_logprobs[i]) if top_logprobs else [])
+            for i in range(start, len(token_ids))]
+
+
+def generated_logprobs(result: GenerationResult, start: int = 0) -> list[TokenLogprob] | None:
+    """The decode engine's per-token log-probabilities of a reply (from token `start` on) as
+    `TokenLogprob`s; None when they were not asked for."""
     if result.logprobs is None:
         return None
-    tops = result.top_logprobs or [[] for _ in result.token_ids]
-    return [TokenLogprob(t, lp, top) for t, lp, top in zip(result.token_ids, result.logprobs, tops)]
+    return scored_tokens(result.token_ids, result.logprobs, result.top_logprobs, start)
 
 
 @dataclasses.dataclass
@@ -126,8 +135,8 @@ def parse_text_completion(body: Any, limits: ServerLimits, model_name: str, toke
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise APIError(400, "'stream' must be true or false", param="stream")
-    if stream and (echo or logprobs is not None or len(prompts) > 1 or max_tokens == 0):
-        raise APIError(400, "'stream' works with one prompt, without 'echo' or 'logprobs'", param="stream")
+    if stream and (echo or len(prompts) > 1 or max_tokens == 0):
+        raise APIError(400, "'stream' works with one prompt, without 'echo'", param="stream")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
@@ -168,27 +177,40 @@ def token_text(tokenizer: WorldTokenizer, token: int) -> str:
     return tokenizer.token_bytes(token).decode("utf-8", errors="backslashreplace")
 
 
+class TextOffsets:
+    """`text_offset`s of consecutive tokens: where each token's text starts in the text of all of
+    them. Keeps its UTF-8 decoder between calls, so that a stream's chunks get the offsets of the
+    whole reply (a character split over two tokens counts once, where it is completed)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._length = 0
+
+    def __call__(self, tokenizer: WorldTokenizer, tokens: Sequence[int]) -> list[int]:
+        offsets = []
+        for token in tokens:
+            offsets.append(self._length)
+            self._length += len(self._decoder.decode(tokenizer.token_bytes(token)))
+        return offsets
+
+
 def legacy_logprobs(tokenizer: WorldTokenizer, tokens: Sequence[int], scored: Sequence[TokenLogprob | None],
-                    top: int) -> dict[str, Any]:
+                    top: int, offsets: TextOffsets | None = None) -> dict[str, Any]:
     """The /v1/completions `logprobs` object: tokens, token_logprobs, top_logprobs, text_offset
-    (`scored[i]` None: the first prompt token, which has no log-probability)."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    offsets, length = [], 0
-    for token in tokens:
-        offsets.append(length)
-        length += len(decoder.decode(tokenizer.token_bytes(token)))
+    (`scored[i]` None: the first prompt token, which has no log-probability). A stream passes its
+    `offsets`, which continue from the tokens of its earlier chunks."""
     return {
         "tokens": [token_text(tokenizer, t) for t in tokens],
         "token_logprobs": [None if s is None else s.logprob for s in scored],
         "top_logprobs": [None if s is None else {token_text(tokenizer, t): lp for t, lp in s.top[:top]}
                          for s in scored],
-        "text_offset": offsets,
+        "text_offset": (offsets or TextOffsets())(tokenizer, tokens),
     }
 
 
-def chat_logprobs(tokenizer: WorldTokenizer, result: GenerationResult) -> dict[str, Any] | None:
-    """The chat.completion choice's `logprobs` object ({"content": [...]}) when it was asked for."""
-    scored = generated_logprobs(result)
+def chat_logprobs(tokenizer: WorldTokenizer, scored: Sequence[TokenLogprob] | None) -> dict[str, Any] | None:
+    """A chat choice's `logprobs` object ({"content": [...]}) for these tokens (a whole reply, or
+    the tokens of one stream chunk); None when log-probabilities were not asked for."""
     if scored is None:
         return None
 

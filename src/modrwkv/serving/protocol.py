@@ -157,8 +157,6 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> Completio
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    if wants_logprobs and stream:
-        raise APIError(400, "'logprobs' is supported without 'stream' only", param="logprobs")
     return CompletionRequest(messages, sampling, stream, bool(options.get("include_usage")),
                              (top_logprobs or 0) if wants_logprobs else None)
 
@@ -189,13 +187,14 @@ def completion(request_id: str, created: int, model: str, result: GenerationResu
 
 
 def chunk(request_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None,
-          usage_block: dict[str, Any] | None = None) -> str:
-    """One SSE event. The usage-only chunk (stream_options.include_usage) has no choices."""
+          usage_block: dict[str, Any] | None = None, logprobs: dict[str, Any] | None = None) -> str:
+    """One SSE event. The usage-only chunk (stream_options.include_usage) has no choices. `logprobs`
+    is the choice's log-probability object for the tokens of this chunk, as in a whole reply."""
     body: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
     if usage_block is not None:
         body["choices"], body["usage"] = [], usage_block
     else:
-        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 

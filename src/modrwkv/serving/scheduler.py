@@ -8,9 +8,11 @@ in a single batched model call. Reading long prompts a chunk at a time keeps eve
 stream flowing while an image-heavy request joins. An RNN state is a few MB of fixed size, so
 slots are cheap: memory grows with the number of running requests, never with their length.
 
-The HTTP side talks to the thread through `Ticket`s: the thread posts ("text", piece) (streaming
-requests only), ("done", GenerationResult) and ("error", exception) onto the ticket's asyncio queue, in
-the server's event loop.
+The HTTP side talks to the thread through `Ticket`s: the thread posts ("text", (piece, scored))
+(streaming requests only; `scored` holds the `TokenLogprob`s of the tokens generated since the
+previous piece when log-probabilities were asked for, else None), ("done", GenerationResult) and
+("error", exception) onto the ticket's asyncio queue, in the server's event loop. Tokens whose text
+is never released (a stop token, a stop string) are scored in the result only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from ..generation import SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline, Prefilled, Row
 from ..inference.engine import PREFILL_CHUNK_TOKENS
+from .completions import scored_tokens
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ class Ticket:
         self.params = params
         self.stream = stream  # whether the client wants ("text", piece) events
         self.row_options = {"logprobs": logprobs, "raw": raw}  # see `Row`
+        # Generated tokens whose log-probabilities went out with a text piece; written by the scheduler
+        # thread before it posts, so final once "done" has been read.
+        self.scored_tokens = 0
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.cancelled = False
         self._scheduler = scheduler
@@ -226,8 +232,13 @@ class Scheduler:
             return
         self.stats["steps"] += 1
         for row, piece in pieces:
-            if row.tag.stream:
-                row.tag.post("text", piece)
+            ticket = row.tag
+            if ticket.stream:
+                scored = None
+                if row.params.logprobs:
+                    scored = scored_tokens(row.token_ids, row.logprobs, row.top_logprobs, ticket.scored_tokens)
+                    ticket.scored_tokens = len(row.token_ids)
+                ticket.post("text", (piece, scored))
         for row in finished:
             row.tag.post("done", row.result)
             self.stats["completed"] += 1
