@@ -29,6 +29,8 @@ import numpy as np
 from modrwkv.evaluation import get_task
 from modrwkv.evaluation.metrics import forecast_baselines, mae, mse
 
+MODEL = "ModRWKV"
+
 
 def export(folder: Path) -> None:
     import pandas as pd
@@ -55,9 +57,9 @@ def report(run: Path, period: int, plot: Path | None) -> None:
     if np.isnan(windows).any():
         raise ValueError("test look-backs with gaps: the baselines need complete windows")
     truth = np.stack([np.asarray(s.reference["target"], dtype=np.float64) for s in chosen])
-    forecasts = {"ModRWKV (series-cpu)": np.array([r["forecast"] for r in records], dtype=np.float64)}
+    forecasts = {MODEL: np.array([r["forecast"] for r in records], dtype=np.float64)}
     forecasts.update(forecast_baselines(windows, task.horizon, period))
-    print(f"{summary['data']}: {len(records)} test windows, lookback {task.lookback}, horizon {task.horizon}, "
+    print(f"{summary['data']}: {len(records)} {summary['split']} windows, lookback {task.lookback}, horizon {task.horizon}, "
           f"period {period}; unparsed replies: {summary['metrics']['unparsed']}")
     print("| forecast | MSE | MAE |\n|---|---:|---:|")
     for name, values in forecasts.items():
@@ -74,12 +76,12 @@ def draw(path: Path, windows: np.ndarray, truth: np.ndarray, forecasts: dict[str
 
     picks = np.linspace(0, len(windows) - 1, 3).astype(int)
     figure, axes = plt.subplots(1, len(picks), figsize=(12, 3), sharey=False)
-    lookback, horizon = windows.shape[1], truth.shape[1]
-    past, future = np.arange(-lookback, 0), np.arange(horizon)
+    shown, horizon = min(windows.shape[1], 4 * truth.shape[1]), truth.shape[1]  # the look-back's end
+    past, future = np.arange(-shown, 0), np.arange(horizon)
     for ax, i in zip(axes, picks):
-        ax.plot(past, windows[i], color="0.6", lw=1, label="look-back")
+        ax.plot(past, windows[i, -shown:], color="0.6", lw=1, label="look-back (end)")
         ax.plot(future, truth[i], color="black", lw=1.5, label="truth")
-        ax.plot(future, forecasts["ModRWKV (series-cpu)"][i], color="tab:red", lw=1.5, label="ModRWKV")
+        ax.plot(future, forecasts[MODEL][i], color="tab:red", lw=1.5, label="ModRWKV")
         ax.plot(future, forecasts["seasonal naive + drift"][i], color="tab:blue", lw=1, ls="--",
                 label="seasonal naive + drift")
         ax.set_title(f"test window {i}", fontsize=9)

@@ -187,6 +187,11 @@ def test_custom_series_reads_any_csv_as_the_training_reader_does(tmp_path):
     reader = TimeSeriesReader(path, lookback=24, horizon=6, columns=["load"], split="test", standardize=True)
     assert [s.meta["start"] for s in reader] == [s.reference["start"] for s in samples]
     assert task.paper_results("test") == []
+    # the val split: the validation rows [140 - 24, 160), on the same scaler, so settings can be
+    # chosen without the test windows
+    val = task.load(path, task.check_split("val"))
+    assert [s.reference["start"] for s in val] == list(range(116, 160 - 24 - 6 + 1))
+    np.testing.assert_allclose(val[-1].reference["target"], (values[154:160, 0] - mean) / std, rtol=1e-5)
     every = get_task("custom-series").configure(lookback=24, horizon=6).load(path, "test")
     assert {s.reference["channel"] for s in every} == {"load", "temp"}  # the ds column is not a series
     with pytest.raises(BenchmarkFileError, match="no column 'nope'"):

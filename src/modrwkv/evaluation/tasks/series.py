@@ -209,9 +209,11 @@ class Forecast(_Forecasting):
 class CustomSeries(_Forecasting):
     """Any CSV (a header row; date columns optional; empty cells are gaps in a look-back and leave
     out the windows whose target they fall in),
-    forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler."""
+    forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler. The `val`
+    split scores the validation rows, for choosing settings without looking at the test windows."""
 
     name = "custom-series"
+    splits = ("test", "val")
     title = "custom series"
     paper_note = "a custom data set: there are no published numbers to compare with"
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
@@ -228,13 +230,13 @@ class CustomSeries(_Forecasting):
         if not data.is_file():
             raise BenchmarkFileError(f"{data}: expected a CSV file. Expected layout:\n{self.layout}")
         reader = TimeSeriesReader(data, lookback=self.lookback, horizon=self.horizon, columns=self.targets,
-                                  split="test", standardize=True)
+                                  split=split, standardize=True)
         try:
             samples = list(reader)
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not samples:
-            raise BenchmarkFileError(f"{data}: no usable test window of lookback {self.lookback} + horizon "
+            raise BenchmarkFileError(f"{data}: no usable {split} window of lookback {self.lookback} + horizon "
                                      f"{self.horizon} ({reader.report.summary()})")
         if reader.report.skipped:
             log.warning("%s: %s", data, reader.report.summary())
