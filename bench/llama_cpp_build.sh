@@ -3,8 +3,8 @@
 # llama.cpp source tree (convert_hf_to_gguf.py, gguf-py, the C++ runtime); this unpacks it to
 # DIR/llama.cpp and builds its CPU library with the Python bindings into DIR/site.
 #   bash bench/llama_cpp_build.sh DIR [VERSION]      # default 0.3.36 = llama.cpp 0c1e57098
-# The build takes ~5 minutes on 2 cores (cmake and a C++ compiler needed). Run it through
-# /work/bin/cpu -2 (or nice) on a shared machine.
+# The build takes ~5 minutes on 2 cores (cmake and a C++ compiler needed); on a shared machine,
+# run it under `nice`.
 set -euo pipefail
 dir=${1:?usage: bash bench/llama_cpp_build.sh DIR [VERSION]}
 version=${2:-0.3.36}
