@@ -7,8 +7,8 @@ then runs the paper's two stages on the same model object with the regular train
   2. everything.
 A frozen LM that has only seen text cannot yet carry media across the prompt, so the media
 reliance measured in stage 1 stays near zero; stage 2, which trains the LM, is where the model
-learns to use its media. The quickstarts say so before stage 1 instead of leaving the trainer's
-near-zero warning unexplained.
+learns to use its media. The trainer's near-zero warning says so for a frozen LM, and stage 1
+logs it up front (shown with -v).
 """
 
 from __future__ import annotations
