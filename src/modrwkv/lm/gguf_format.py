@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ def official_to_gguf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
         if i == 0:  # llama.cpp requires a layer-0 value LoRA, sized like the ICLR LoRA, and never uses it
             for j in range(3):
                 out[f"{dst}time_mix_v{j}.weight"] = out[f"{dst}time_mix_a{j}.weight"]
-    ignorable = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
-    unused = sorted(set(state_dict) - used - ignorable)
+    unused = sorted(set(state_dict) - used - set(LAYER0_UNUSED_KEYS))
     if unused:
         raise CheckpointError(f"cannot write GGUF: key(s) with no llama.cpp RWKV-7 equivalent: {unused}")
     return out
