@@ -411,7 +411,6 @@ def _run_init(args: argparse.Namespace) -> int:
     from modrwkv.training.init import (
         SIZES,
         InitAnswers,
-        InitError,
         build_config,
         data_name,
         render_config,
@@ -427,10 +426,7 @@ def _run_init(args: argparse.Namespace) -> int:
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
                           horizon=args.horizon)
-    try:
-        summary = summarize_data(answers)
-    except InitError as exc:
-        raise CLIError(str(exc)) from None
+    summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
     detected = ", ".join(sorted(summary.modalities)) or "none"
     count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
     print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
@@ -449,10 +445,7 @@ def _run_init(args: argparse.Namespace) -> int:
     output = Path(args.output or f"{data_name(data)}.yaml")
     if output.exists() and not args.force:
         raise CLIError(f"{output} exists; choose another --output or add --force")
-    try:
-        config, notes = build_config(answers, summary)
-    except InitError as exc:
-        raise CLIError(str(exc)) from None
+    config, notes = build_config(answers, summary)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_config(config, notes))
     run = config["output"]["dir"]

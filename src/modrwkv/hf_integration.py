@@ -31,6 +31,7 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
+from .generation.engine import undecodable_ids
 from .lm import RWKV7State
 from .multimodal import ModRWKV
 from .multimodal.model import HF_MODEL_TYPE
@@ -94,7 +95,7 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
         vocab = model.lm.config.vocab_size
         self.generation_config.eos_token_id = list(get_template(model.template_name).stop_token_ids)
         self.generation_config.pad_token_id = 0
-        self.generation_config.suppress_tokens = [t for t in range(vocab) if not _decodable(tokenizer, t)]
+        self.generation_config.suppress_tokens = undecodable_ids(tokenizer, vocab)
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Weights come from the folder (or `ModRWKV`'s own initialisation); nothing to redo."""
@@ -216,14 +217,6 @@ def _hub_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The `from_pretrained` keyword arguments that say where a hub id is looked up."""
     return {"revision": kwargs.get("revision"), "cache_dir": kwargs.get("cache_dir"), "token": kwargs.get("token"),
             "offline": True if kwargs.get("local_files_only") else None}
-
-
-def _decodable(tokenizer: WorldTokenizer, token: int) -> bool:
-    try:
-        tokenizer.token_bytes(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_batch(conversations: Any) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .config import RWKV7Config
+from .config import LAYER0_UNUSED_KEYS, RWKV7Config
 from .errors import CheckpointError, check_keys
 from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
 from .fla_format import is_fla_folder, load_fla_folder
@@ -108,9 +108,6 @@ def _load_folder(folder: Path) -> dict[str, torch.Tensor]:
 # Top-level keys of the authors' released ModRWKV files (LM + adapter [+ encoder]).
 _MULTIMODAL_PREFIXES = ("llm.", "proj.", "modality.", "encoder.")
 
-# Layer 0's value-residual LoRA is unused (layer 0 takes v_first itself); official files carry it.
-_UNUSED_KEYS = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
-
 
 def check_state_dict(
     state_dict: Mapping[str, torch.Tensor], model: RWKV7, where: str | Path = "checkpoint"
@@ -118,7 +115,7 @@ def check_state_dict(
     """Returns the tensors the model uses; raises CheckpointError naming missing, unexpected or
     mis-shaped keys. Layer 0's value-residual LoRA (v0/v1/v2) is unused and silently dropped."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_keys(state_dict, expected, f"{where} does not match the RWKV-7 model", ignore=_UNUSED_KEYS)
+    check_keys(state_dict, expected, f"{where} does not match the RWKV-7 model", ignore=LAYER0_UNUSED_KEYS)
     return {k: state_dict[k] for k in expected}
 
 

@@ -15,6 +15,8 @@ LAYER_NORM_EPS = 1e-5
 # The official implementations use 64e-5 for the per-head GroupNorm (1e-5 * head_size_divisor**2
 # with divisor 8), independently of the head size; parity requires the same constant.
 GROUP_NORM_EPS = 64e-5
+# Layer 0's value-residual LoRA is unused (layer 0 takes v_first itself); official files carry it.
+LAYER0_UNUSED_KEYS = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
 
 
 def lora_width(n_embd: int, factor: float, power: float) -> int:

@@ -72,6 +72,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError, check_keys
 from .files import read_json_object, read_safetensors, safetensors_keys
 
@@ -104,7 +105,6 @@ _PROJECTIONS = (("receptance", "r_proj"), ("key", "k_proj"), ("value", "v_proj")
                 ("output", "o_proj"))
 _LAYER_NORMS = (("ln1", "attn_norm"), ("ln2", "ffn_norm"))
 _LORA_MODULES = {"w": "w_lora", "a": "a_lora", "v": "v_lora", "g": "g_lora"}
-_OFFICIAL_LAYER0_UNUSED = ("v0", "v1", "v2")
 
 # Transformations applied when going official -> fla; each is exactly invertible.
 _SAME = "same"
@@ -325,7 +325,7 @@ def official_to_fla(
     """
     dims = _official_dims(state_dict)
     layout = _layout(dims)
-    layer0_unused = [f"blocks.0.att.{p}" for p in _OFFICIAL_LAYER0_UNUSED]
+    layer0_unused = LAYER0_UNUSED_KEYS
     check_keys(state_dict, {e.official: e.official_shape for e in layout},
                "official RWKV-7 state dict", ignore=layer0_unused)
     dropped = [k for k in layer0_unused if k in state_dict]

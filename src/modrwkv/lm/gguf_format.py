@@ -44,7 +44,6 @@ The reader also dequantizes files that ``llama-quantize`` produced (Q8_0, Q4_K, 
 
 from __future__ import annotations
 
-import ast
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,7 @@ def official_to_gguf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
         if i == 0:  # llama.cpp requires a layer-0 value LoRA, sized like the ICLR LoRA, and never uses it
             for j in range(3):
                 out[f"{dst}time_mix_v{j}.weight"] = out[f"{dst}time_mix_a{j}.weight"]
-    ignorable = {"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"}
-    unused = sorted(set(state_dict) - used - ignorable)
+    unused = sorted(set(state_dict) - used - set(LAYER0_UNUSED_KEYS))
     if unused:
         raise CheckpointError(f"cannot write GGUF: key(s) with no llama.cpp RWKV-7 equivalent: {unused}")
     return out
@@ -174,23 +173,18 @@ def _keeps_fp32(name: str, tensor: torch.Tensor) -> bool:
 def _vocabulary(vocab_size: int, vocab_path: Path) -> tuple[list[bytes], list[int]]:
     """The token list the converter builds from rwkv_vocab_v20230424.txt: id 0 is ``<s>``,
     file entries as Python-escaped text, ``[PADi]`` up to the embedding rows."""
+    from ..tokenizer.world import _parse_vocab  # the tokenizer's parser: one reading of the vocab format
+
     gguf = _gguf()
-    tokens: list[bytes] = [b"<s>"]
-    types: list[int] = [gguf.TokenType.CONTROL]
-    for number, line in enumerate(vocab_path.read_text(encoding="utf-8").split("\n"), 1):
-        if not line:
-            continue
-        parts = line.split(" ")
-        try:
-            token_id = int(parts[0])
-            token = ast.literal_eval(" ".join(parts[1:-1]))
-            token = token.encode("utf-8") if isinstance(token, str) else token
-            if token_id != len(tokens) or len(token) != int(parts[-1]):
-                raise ValueError("id out of order or length mismatch")
-        except (ValueError, SyntaxError, IndexError) as exc:
-            raise CheckpointError(f"{vocab_path}:{number}: not a vocabulary line ({exc})") from None
-        tokens.append(repr(token)[2:-1].encode("utf-8"))
-        types.append(gguf.TokenType.NORMAL)
+    try:
+        vocab = _parse_vocab(str(vocab_path))
+    except ValueError as exc:
+        raise CheckpointError(f"not a vocabulary file: {exc}") from None
+    if vocab.max_id != vocab.num_entries:
+        raise CheckpointError(f"{vocab_path}: token ids must run 1..{vocab.num_entries} without gaps for GGUF")
+    tokens: list[bytes] = [b"<s>"] + [repr(vocab.id_to_bytes[i])[2:-1].encode("utf-8")
+                                      for i in range(1, vocab.max_id + 1)]
+    types: list[int] = [gguf.TokenType.CONTROL] + [gguf.TokenType.NORMAL] * vocab.num_entries
     if len(tokens) > vocab_size:
         raise CheckpointError(f"{vocab_path} has {len(tokens)} tokens but the model only {vocab_size} embedding rows")
     for i in range(len(tokens), vocab_size):
