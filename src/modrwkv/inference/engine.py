@@ -80,7 +80,6 @@ class Row(DecodeRow):
             if logits_processor is not None:
                 raise ValueError("pass a constraint or a logits processor, not both")
             logits_processor = constraint_processor(constraint)
-        self.constraint = constraint
         super().__init__(params, engine.tokenizer.token_bytes, engine.vocab_size, prompt_ids=prompt.ids,
                          banned_tokens=engine.banned_tokens, logits_processor=logits_processor,
                          keep_state=keep_state, tag=tag, device=engine.device)

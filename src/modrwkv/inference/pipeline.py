@@ -268,25 +268,26 @@ class ModRWKVPipeline:
         scale, so a forecast moves with its input (`3x + 5` -> `3 forecast(x) + 5`). `prompt`
         (default: the reader's) may use {horizon} and {channels}.
         """
-        encoder = self.model.encoders["series"] if "series" in self.model.encoders else None
-        if encoder is None:
+        if "series" not in self.model.encoders:
             raise ValueError(f"this model has no series encoder (it has {sorted(self.model.encoders)})")
+        encoder = self.model.encoders["series"]
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         prepared, shapes = [], []
         for window in windows:
-            channels = int(np.shape(window)[1]) if np.ndim(window) == 2 else 1
-            text = prompt or (DEFAULT_PROMPT if np.ndim(window) < 2 else DEFAULT_MULTIVARIATE_PROMPT)
+            multivariate = np.ndim(window) == 2
+            channels = int(np.shape(window)[1]) if multivariate else 1
+            text = prompt or (DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT)
             encoded = self.encode(f"{MARKERS['series']}\n{text.format(horizon=horizon, channels=channels)}",
                                   series=[window])
             constraint = NumberListConstraint(
                 self.tokenizer.token_bytes, self.model.lm.config.vocab_size, count=horizon * channels,
-                per_line=channels if np.ndim(window) == 2 else 0, max_digits=FORECAST_MAX_DIGITS,
+                per_line=channels if multivariate else 0, max_digits=FORECAST_MAX_DIGITS,
                 prefix=self.template.content_prefix, end_tokens=self.template.stop_token_ids)
             params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens or constraint.max_tokens)
             prepared.append((encoded, params, constraint))
             extras = next(s.prepared.extras for s in encoded.spans if s.modality == "series")
-            shapes.append((channels if np.ndim(window) == 2 else None, extras))
+            shapes.append((channels if multivariate else None, extras))
         forecasts = []
         for result, (channels, extras) in zip(self._decode(prepared), shapes, strict=True):
             text = cut_forecast(result.text, horizon * (channels or 1))

@@ -103,16 +103,8 @@ class ModRWKVVLM(_VLMEvalBase):
 
     def generate_inner(self, message: Sequence[Mapping[str, str]], dataset: str | None = None) -> str:
         """The greedy reply to interleaved parts; each image sits where its part is."""
-        pieces, images = [], []
-        for part in message:
-            if part["type"] == "image":
-                images.append(part["value"])
-                pieces.append(MARKERS["image"])
-            elif part["type"] == "text":
-                pieces.append(part["value"])
-            else:
-                raise ValueError(f"unsupported message part type {part['type']!r}; allowed: {self.allowed_types}")
-        return self.pipeline.chat("\n".join(pieces), images=images, temperature=0.0,
+        images: list[str] = []
+        return self.pipeline.chat(self._text(message, images), images=images, temperature=0.0,
                                   max_new_tokens=self.max_new_tokens).strip()
 
     def chat(self, messages: Sequence[Mapping[str, Any]], dataset: str | None = None) -> str:
@@ -125,20 +117,26 @@ class ModRWKVVLM(_VLMEvalBase):
         for index, turn in enumerate(messages):
             if not isinstance(turn, Mapping) or turn.get("role") not in ("system", "user", "assistant"):
                 raise ValueError(f"chat message {index} must have a role of system, user or assistant: {turn!r}")
-            pieces = []
-            for part in self._parts(turn.get("content", "")):
-                if part["type"] == "image":
-                    images.append(part["value"])
-                    pieces.append(MARKERS["image"])
-                elif part["type"] == "text":
-                    pieces.append(part["value"])
-                else:
-                    raise ValueError(f"unsupported message part type {part['type']!r}; allowed: {self.allowed_types}")
-            conversation.append({"role": turn["role"], "content": "\n".join(pieces)})
+            text = self._text(self._parts(turn.get("content", "")), images)
+            conversation.append({"role": turn["role"], "content": text})
         if not conversation or conversation[-1]["role"] != "user":
             raise ValueError("a chat must end with a user message")
         return self.pipeline.chat(conversation, images=images, temperature=0.0,
                                   max_new_tokens=self.max_new_tokens).strip()
+
+    def _text(self, parts: Sequence[Mapping[str, str]], images: list[str]) -> str:
+        """The prompt text of interleaved parts, an image marker where each image sits; the image
+        paths are appended to `images` in order."""
+        pieces = []
+        for part in parts:
+            if part["type"] == "image":
+                images.append(part["value"])
+                pieces.append(MARKERS["image"])
+            elif part["type"] == "text":
+                pieces.append(part["value"])
+            else:
+                raise ValueError(f"unsupported message part type {part['type']!r}; allowed: {self.allowed_types}")
+        return "\n".join(pieces)
 
     def _parts(self, message: Any) -> list[dict[str, str]]:
         if isinstance(message, str):
