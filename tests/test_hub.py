@@ -194,3 +194,26 @@ def test_training_runs_put_their_config_in_the_card_and_push_to_hub_cli(hub_cach
     assert "| POPE | test | F1 | 0.5 | 9 |" in card and "stage: 1" in card
     assert main(["push-to-hub", "--model", str(run / "final"), "--repo", "acme/cli", "--eval", str(tmp_path)]) == 2
     assert "no eval summary" in capsys.readouterr().err
+
+
+def test_eval_cli_resolves_a_hub_id_once(hub_cache, tmp_path, monkeypatch):
+    """`modrwkv eval --model org/name` looks the id up once: the recorded model and the pipeline
+    it loads share the one local snapshot path."""
+    import huggingface_hub
+    from eval_fixtures import write_gqa
+
+    snapshot = publish(hub_cache, "acme/tiny", tiny_model_dir())
+    calls = []
+    real = huggingface_hub.snapshot_download
+
+    def counting(repo_id, **kwargs):
+        calls.append(repo_id)
+        return real(repo_id, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", counting)
+    data = write_gqa(tmp_path, [("What color is the car?", "red", 1)])
+    assert main(["eval", "--model", "acme/tiny", "--task", "gqa", "--data", str(data), "--output",
+                 str(tmp_path / "out"), "--max-new-tokens", "2", "--no-progress"]) == 0
+    assert calls == ["acme/tiny"]
+    assert (tmp_path / "out" / "predictions.jsonl").read_text().count("\n") == 1
+    assert str(snapshot) in (tmp_path / "out" / "summary.json").read_text()

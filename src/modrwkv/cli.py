@@ -483,7 +483,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
 
 
-def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> ModRWKVPipeline:
+def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256,
+                   model_path: str | None = None) -> ModRWKVPipeline:
+    """`model_path`: `args.model` already resolved to a local path (a hub id is then not resolved again)."""
     from modrwkv.inference import ModRWKVPipeline
 
     if args.encoder_source and not args.encoder:
@@ -491,7 +493,7 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256) -> Mo
     if args.released_format != "auto" and not args.encoder:
         raise CLIError("--released-format applies to released checkpoints, which need --encoder NAME")
     return ModRWKVPipeline.from_pretrained(
-        _resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+        model_path or _resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
         prompt_format=args.released_format, device=_device(args.device), dtype=args.dtype,
         prefix_cache_bytes=int(prefix_cache_mb * 2**20), feature_cache=getattr(args, "feature_cache", None),
     )
@@ -765,10 +767,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         default_output = f"{task.name}-{split}"
     output = Path(args.output or f"runs/eval/{default_output}")
-    model = ModelSpec(_resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
+    model_path = _resolve_model(args.model)  # once: a hub id costs a snapshot lookup
+    model = ModelSpec(model_path, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format)
     result = run_eval(
-        task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args),
+        task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
         split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
         num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge, progress=not args.no_progress,
     )

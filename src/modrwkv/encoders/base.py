@@ -12,6 +12,7 @@ tokens is known before the encoder runs:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,11 +69,15 @@ class ModalityEncoder(nn.Module, abc.ABC):
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Runs the network on a collated batch."""
 
+    def _grad_context(self) -> contextlib.AbstractContextManager[None]:
+        """Autograd only for a trainable encoder (a frozen one never records a graph)."""
+        return torch.set_grad_enabled(self.trainable and torch.is_grad_enabled())
+
     def encode(self, items: Sequence[Any]) -> list[torch.Tensor]:
         """Convenience: prepare + forward; returns one [num_features, output_dim] tensor per item."""
         prepared = [self.prepare(item) for item in items]
         batch = {k: v.to(self.device) for k, v in self.collate(prepared).items()}
-        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+        with self._grad_context():
             out = self(batch)
         return [f[:n] for f, n in zip(out.features, out.lengths.tolist())]
 

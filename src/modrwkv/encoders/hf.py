@@ -99,9 +99,6 @@ class HFEncoder(ModalityEncoder):
     def dtype(self) -> torch.dtype:
         return DTYPES[self.dtype_name]
 
-    def _grad_context(self) -> contextlib.AbstractContextManager[None]:
-        return torch.set_grad_enabled(self.trainable and torch.is_grad_enabled())
-
     def options(self) -> dict[str, Any]:
         """Constructor options beyond source/config/trainable, recorded by `config_dict`."""
         return {"dtype": self.dtype_name}

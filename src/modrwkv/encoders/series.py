@@ -140,7 +140,7 @@ class WaveNetSeriesEncoder(NativeEncoder):
         return values * scale + mean
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+        with self._grad_context():
             patches = batch["patches"].to(device=self.device, dtype=self.input.weight.dtype)
             x = self.input(patches).transpose(1, 2)  # [B, residual, tokens]
             skips = torch.zeros((), dtype=x.dtype, device=x.device)

@@ -102,7 +102,7 @@ class TinyVisionEncoder(NativeEncoder):
         return Prepared({"pixel_values": pixels.contiguous()}, self.num_tokens)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+        with self._grad_context():
             pixels = batch["pixel_values"].to(device=self.device, dtype=self.position.dtype)
             coords = self.coords.to(pixels.dtype).expand(pixels.shape[0], -1, -1, -1)
             grid = self.stages(torch.cat([pixels, coords], dim=1))  # [B, width, grid, grid]

@@ -174,15 +174,15 @@ class ModRWKV(nn.Module):
         """Token embeddings with every placeholder position replaced by its media embedding, or
         by zeros with `zero_media` (the encoders do not run): what the model predicts without its
         media, which measures how much it relies on them."""
+        positions_of = {modality: input_ids == pid for modality, pid in self.placeholder_ids.items()}
         placeholder = torch.zeros_like(input_ids, dtype=torch.bool)
-        for pid in self.placeholder_ids.values():
-            placeholder |= input_ids == pid
+        for positions in positions_of.values():
+            placeholder |= positions
         embeds = self.lm.embed(input_ids.masked_fill(placeholder, 0))
         if zero_media:
             return embeds.masked_fill(placeholder.unsqueeze(-1), 0.0)
         media = media or {}
-        for modality, pid in self.placeholder_ids.items():
-            positions = input_ids == pid
+        for modality, positions in positions_of.items():
             n_positions = int(positions.sum())
             if modality not in media:
                 if n_positions:

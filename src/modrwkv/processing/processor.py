@@ -32,6 +32,8 @@ IGNORE_INDEX = -100
 # WorldRWKV's "<|image_pad|>".
 PLACEHOLDER_IDS = {"image": 65532, "audio": 65533, "series": 65534}
 _MARKER_RE = re.compile("|".join(re.escape(m) for m in MARKERS.values()))  # no groups: split() keeps text only
+# A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
+_MARKER_LINE_RE = re.compile(f"(?:{_MARKER_RE.pattern})\n?")
 _MODALITY_OF = {marker: modality for modality, marker in MARKERS.items()}
 
 # placeholder: media where their markers are; prefix: all media before all text (the paper);
@@ -199,8 +201,7 @@ class ModRWKVProcessor:
             turn: list[str | _Piece] = []  # the turn's content: text and media, in order
             if self.splice in ("prefix", "turn_start"):
                 items = [media_piece(m.group()) for m in _MARKER_RE.finditer(content)]
-                # A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
-                content = re.sub(f"(?:{_MARKER_RE.pattern})\n?", "", content)
+                content = _MARKER_LINE_RE.sub("", content)
                 if self.splice == "prefix":
                     media_pieces.extend(items)
                     if items and message.role == "user" and not content.strip():

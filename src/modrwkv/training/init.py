@@ -30,7 +30,7 @@ from ..data.readers import DataError
 from ..data.sample import MODALITIES, Sample
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
-from .data import build_reader
+from .data import build_reader, modalities_used
 
 SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
 DEVICES = ("cpu", "gpu")
@@ -151,7 +151,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                         "give the folder they are relative to (--media-folder)")
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
-    modalities = {m for s in samples for m in MODALITIES if s.media(m)}
+    modalities = modalities_used(samples)
     per_sample = {m: max(len(s.media(m)) for s in samples) for m in modalities}
     image_size = None
     first_image = next((s.images[0] for s in samples if s.images), None)

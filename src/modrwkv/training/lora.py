@@ -61,6 +61,12 @@ class LoRALinear(nn.Module):
         return merged
 
 
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Puts `module` at the dotted path `name` under `root`."""
+    parent_name, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, attr, module)
+
+
 def _matches(name: str, targets: list[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
@@ -71,10 +77,8 @@ def apply_lora(lm: nn.Module, config: LoRAConfig) -> list[str]:
     wrapped = []
     for name, module in list(lm.named_modules()):
         if isinstance(module, nn.Linear) and _matches(name, config.targets):
-            parent_name, _, attr = name.rpartition(".")
-            parent = lm.get_submodule(parent_name) if parent_name else lm
             wrapper = LoRALinear(module, config.rank, config.alpha, config.dropout)
-            setattr(parent, attr, wrapper.train(module.training))  # an eval-mode model stays without dropout
+            _set_submodule(lm, name, wrapper.train(module.training))  # an eval-mode model stays without dropout
             wrapped.append(name)
     unmatched = [t for t in config.targets if not any(_matches(n, [t]) for n in wrapped)]
     if unmatched:
@@ -86,32 +90,25 @@ def lora_layers(module: nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in module.named_modules() if isinstance(m, LoRALinear)}
 
 
-def has_lora(module: nn.Module) -> bool:
-    return bool(lora_layers(module))
-
-
 @contextlib.contextmanager
 def lora_unwrapped(module: nn.Module) -> Iterator[nn.Module]:
     """Temporarily puts the base linears back, so `state_dict` / `save_pretrained` see the
     original module tree and key names."""
     layers = lora_layers(module)
     for name, layer in layers.items():
-        parent_name, _, attr = name.rpartition(".")
-        setattr(module.get_submodule(parent_name) if parent_name else module, attr, layer.base)
+        _set_submodule(module, name, layer.base)
     try:
         yield module
     finally:
         for name, layer in layers.items():
-            parent_name, _, attr = name.rpartition(".")
-            setattr(module.get_submodule(parent_name) if parent_name else module, attr, layer)
+            _set_submodule(module, name, layer)
 
 
 def merge_lora(module: nn.Module) -> int:
     """Replaces every LoRALinear by its merged linear, in place; returns how many were merged."""
     layers = lora_layers(module)
     for name, layer in layers.items():
-        parent_name, _, attr = name.rpartition(".")
-        setattr(module.get_submodule(parent_name) if parent_name else module, attr, layer.merged())
+        _set_submodule(module, name, layer.merged())
     return len(layers)
 
 

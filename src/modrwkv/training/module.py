@@ -148,14 +148,14 @@ class ModRWKVModule(pl.LightningModule):
             n_labels = out.num_label_tokens
             n_tokens = int(batch.batch.attention_mask.sum())
             loss_sum = out.loss.float() * n_labels
+        loss_value = loss_sum.detach().item()
         measure = self._reliance_due(batch_idx)
         blind_sum, media_labels = 0.0, 0.0
         if measure and batch.batch is not None and batch.batch.media and n_labels:
             with torch.no_grad():
                 blind = self.model.forward_batch(batch.batch, zero_media=True).loss.float() * n_labels
-            blind_sum, media_labels = blind.item() - loss_sum.detach().item(), float(n_labels)
-        stats = torch.tensor([loss_sum.detach().item(), float(n_labels), float(n_tokens), blind_sum, media_labels],
-                             device=self.device)
+            blind_sum, media_labels = blind.item() - loss_value, float(n_labels)
+        stats = torch.tensor([loss_value, float(n_labels), float(n_tokens), blind_sum, media_labels], device=self.device)
         stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
         if measure and float(stats[4]) > 0:
             self._record_reliance(float(stats[3]) / float(stats[4]))
