@@ -166,6 +166,7 @@ class BatchSampler:
         self.penalized = any(p.presence_penalty or p.frequency_penalty for p in params)
         self.stochastic: list[bool] = (self.temperature > 0).tolist()  # per row, kept on the host for `sample`
         self.scores: torch.Tensor | None = None  # the last step's scores, see `logprobs`
+        self._log_probs: torch.Tensor | None = None  # their log-softmax, once per step for both queries
         self._banned_at: tuple[torch.Tensor, torch.Tensor] | None = None  # `banned`'s positions, see `_ban`
 
     @classmethod
@@ -185,7 +186,7 @@ class BatchSampler:
         joined.generators = [g for s in samplers for g in s.generators]
         joined.penalized = any(s.penalized for s in samplers)
         joined.stochastic = [flag for s in samplers for flag in s.stochastic]
-        joined.scores = None
+        joined.scores = joined._log_probs = None
         joined._banned_at = None
         return joined
 
@@ -218,7 +219,7 @@ class BatchSampler:
             logits = process(logits)
             if bool(torch.isneginf(logits).all(dim=-1).any()):
                 raise ValueError("a logits processor left some row with no token it may sample")
-        self.scores = logits
+        self.scores, self._log_probs = logits, None
         stochastic = [row for row, flag in enumerate(self.stochastic) if flag]
         if stochastic and len(stochastic) == len(self.stochastic):  # no greedy row: no argmax, no row gather
             tokens = self._sample_rows(logits, stochastic, None)
@@ -241,14 +242,18 @@ class BatchSampler:
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         """Log-probabilities [B] of the given tokens under the last step's scores (after penalties,
         bans and processors; before temperature, top-k and top-p)."""
-        assert self.scores is not None, "sample first"
-        return self.scores.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return self._step_log_probs().gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
     def top_logprobs(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The `k` most likely tokens of every row under the last step's scores (as `logprobs`):
         log-probabilities [B, k] and ids [B, k], best first."""
+        return self._step_log_probs().topk(k, dim=-1)
+
+    def _step_log_probs(self) -> torch.Tensor:
         assert self.scores is not None, "sample first"
-        return self.scores.log_softmax(dim=-1).topk(k, dim=-1)
+        if self._log_probs is None:
+            self._log_probs = self.scores.log_softmax(dim=-1)
+        return self._log_probs
 
     def _sample_rows(self, logits: torch.Tensor, rows: list[int], index: torch.Tensor | None) -> torch.Tensor:
         """Draws tokens for the given (non-greedy) rows from their penalised, banned logits;
