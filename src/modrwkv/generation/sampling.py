@@ -129,7 +129,7 @@ class BatchSampler:
     the active batch of the decode loop, and joined with `cat` when sequences join it.
     """
 
-    _PER_ROW = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "banned", "occurrence", "seen")
+    _PER_ROW = ("temperature", "top_p", "top_k", "presence", "frequency", "decay", "occurrence", "seen")
 
     def __init__(
         self,
@@ -152,12 +152,14 @@ class BatchSampler:
         self.presence = column("presence_penalty").unsqueeze(-1)
         self.frequency = column("frequency_penalty").unsqueeze(-1)
         self.decay = column("penalty_decay").unsqueeze(-1)
-        self.banned = torch.zeros(B, V, dtype=torch.bool, device=device)
+        banned = torch.zeros(B, V, dtype=torch.bool, device=device)
         for row, p in enumerate(params):
             ids = [t for t in (*p.banned_tokens, *banned_tokens) if t < V]
-            self.banned[row, ids] = True
-        if bool(self.banned.all(dim=-1).any()):
+            banned[row, ids] = True
+        if bool(banned.all(dim=-1).any()):
             raise ValueError("every token of the vocabulary is banned for some sequence")
+        # Each row's banned ids: a few per row, so rows join and leave without copying a [B, V] mask.
+        self.banned_ids = list(banned.nonzero(as_tuple=True)[1].split(banned.sum(dim=-1).tolist()))
         self.occurrence = torch.zeros(B, V, device=device)
         self.seen = torch.zeros(B, V, dtype=torch.bool, device=device)
         self.generators = [
@@ -167,7 +169,7 @@ class BatchSampler:
         self.stochastic: list[bool] = (self.temperature > 0).tolist()  # per row, kept on the host for `sample`
         self.scores: torch.Tensor | None = None  # the last step's scores, see `logprobs`
         self._log_probs: torch.Tensor | None = None  # their log-softmax, once per step for both queries
-        self._banned_at: tuple[torch.Tensor, torch.Tensor] | None = None  # `banned`'s positions, see `_ban`
+        self._banned_at: tuple[torch.Tensor, torch.Tensor] | None = None  # all rows' banned positions, see `_ban`
 
     @classmethod
     def cat(cls, samplers: Sequence[BatchSampler]) -> BatchSampler:
@@ -186,6 +188,7 @@ class BatchSampler:
         joined.generators = [g for s in samplers for g in s.generators]
         joined.penalized = any(s.penalized for s in samplers)
         joined.stochastic = [flag for s in samplers for flag in s.stochastic]
+        joined.banned_ids = [ids for s in samplers for ids in s.banned_ids]
         joined.scores = joined._log_probs = None
         joined._banned_at = None
         return joined
@@ -197,6 +200,7 @@ class BatchSampler:
             setattr(self, name, getattr(self, name).index_select(0, index))
         self.generators = [self.generators[r] for r in rows]
         self.stochastic = [self.stochastic[r] for r in rows]
+        self.banned_ids = [self.banned_ids[r] for r in rows]
         self._banned_at = None
 
     def _uniforms(self, rows: Sequence[int]) -> torch.Tensor:
@@ -233,10 +237,12 @@ class BatchSampler:
 
     def _ban(self, logits: torch.Tensor) -> torch.Tensor:
         """A copy of logits [B, V] with -inf at the banned positions. Writing the few banned
-        positions into a copy costs a sixth of a `masked_fill` over the whole [B, V] mask on a
+        positions into a copy costs a sixth of a `masked_fill` over a whole [B, V] mask on a
         65536-token vocabulary (CPU, 1 thread); the positions change only when the rows do."""
         if self._banned_at is None:
-            self._banned_at = self.banned.nonzero(as_tuple=True)
+            counts = torch.tensor([len(ids) for ids in self.banned_ids], device=logits.device)
+            rows = torch.arange(len(self.banned_ids), device=logits.device).repeat_interleave(counts)
+            self._banned_at = rows, torch.cat(self.banned_ids).to(logits.device)
         return logits.index_put(self._banned_at, logits.new_full((), -math.inf))
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
