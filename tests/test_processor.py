@@ -168,3 +168,14 @@ def test_truncation_never_cuts_media(tok):
     media_cut = make(tok, ctx_len=8, truncation="shorten")
     with pytest.raises(SampleTooLong, match="media block"):
         media_cut(sample)
+
+
+def test_tokenised_text_cache_is_bounded_and_never_changes_the_tokens(tok, monkeypatch):
+    # A server reads every user's short messages through the processor: its cache must not grow without bound.
+    monkeypatch.setattr("modrwkv.processing.processor.TEXT_CACHE_ENTRIES", 8)
+    processor = make(tok)
+    for n in range(40):
+        message = f"q{n}?"
+        ids = processor(chat(message), add_generation_prompt=True).input_ids.tolist()
+        assert ids == make(tok)(chat(message), add_generation_prompt=True).input_ids.tolist()
+    assert len(processor._text_cache) == 8

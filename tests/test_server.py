@@ -423,3 +423,23 @@ def test_serve_command_with_a_plain_lm_checkpoint(tmp_path):
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_a_server_fault_is_a_500_that_names_its_kind_but_not_its_text(live, monkeypatch, caplog):
+    engine = live.app.state.pipeline.engine
+
+    def broken_prefill(prompt):
+        raise RuntimeError("/home/alice/secret/weights.pth: internal detail")
+        yield  # a generator, as the scheduler expects
+
+    monkeypatch.setattr(engine, "prefill_steps", broken_prefill)
+    with caplog.at_level("WARNING", logger="modrwkv.serving.scheduler"):
+        with pytest.raises(openai.InternalServerError) as raised:
+            ask(live.client(), [USER], max_tokens=2)
+    message = raised.value.body["message"]
+    assert "RuntimeError" in message and "server log" in message
+    assert "alice" not in message and "weights.pth" not in message
+    # The operator still gets the traceback of what is a bug, not a bad request.
+    assert any(record.exc_info and "alice" in str(record.exc_info[1]) for record in caplog.records)
+    monkeypatch.undo()
+    assert ask(live.client(), [USER], max_tokens=2).choices[0].message.content is not None  # still serving

@@ -30,6 +30,7 @@ IGNORE_INDEX = -100
 # free; one id per modality marks the positions whose embeddings the model replaces (they are never
 # looked up in the embedding table). Each model records its own in its config; 65532 is also
 # WorldRWKV's "<|image_pad|>".
+TEXT_CACHE_ENTRIES = 4096  # short texts kept tokenised: the template scaffolding, and a bound for the rest
 PLACEHOLDER_IDS = {"image": 65532, "audio": 65533, "series": 65534}
 _MARKER_RE = re.compile("|".join(re.escape(m) for m in MARKERS.values()))  # no groups: split() keeps text only
 # A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
@@ -147,7 +148,8 @@ class ModRWKVProcessor:
         cached = self._text_cache.get(text)
         if cached is None:
             cached = self.tokenizer.encode(text)
-            if len(text) <= 32:
+            # Bounded: a server tokenises every user's short messages through here too.
+            if len(text) <= 32 and len(self._text_cache) < TEXT_CACHE_ENTRIES:
                 self._text_cache[text] = cached
         return cached
 

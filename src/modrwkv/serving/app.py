@@ -104,7 +104,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # logged by the server too
-        return JSONResponse(APIError(500, f"internal error: {exc}", type="server_error").body(), status_code=500)
+        return JSONResponse(_internal_error(exc).body(), status_code=500)
 
     def authorize(request: Request) -> None:
         if api_key is None:
@@ -361,7 +361,14 @@ def _failure(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, ValueError):
         return APIError(400, str(exc))
-    return APIError(500, f"generation failed: {exc}", type="server_error")
+    return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> APIError:
+    """A server fault as the client sees it: the kind of error, never its text (which can carry file
+    paths and internals); the server's log has the traceback."""
+    return APIError(500, f"internal server error ({type(exc).__name__}); the server log has the details",
+                    type="server_error")
 
 
 async def _events(ticket: Ticket, request: Request) -> AsyncIterator[tuple[str, Any]]:

@@ -182,7 +182,8 @@ class Scheduler:
         self._prefilling.append((ticket, row, engine.prefill_steps(ticket.prompt)))
 
     def _fail(self, ticket: Ticket, exc: Exception) -> None:
-        log.warning("request failed before decoding: %s", exc)
+        # A ValueError is the request's own fault; anything else is a bug worth its traceback.
+        log.warning("request failed before decoding: %s", exc, exc_info=not isinstance(exc, ValueError))
         self.stats["failed"] += 1
         ticket.post("error", exc)
 
