@@ -35,7 +35,7 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
-from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, config_from_dict, dump_config
+from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
 from .lora import load_lora, read_lora_config
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -290,6 +290,7 @@ def train(
         resume_from = latest_checkpoint(out)
         if resume_from is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+        check_resume(config, out)
     elif out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
     model = setup_model(config, model, resume_from)
