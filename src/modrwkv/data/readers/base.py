@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ...textfiles import UTF16_BOMS, TextFileError, decode_text
 from ..sample import MARKERS, Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
@@ -182,6 +183,13 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
     with handle:
+        if handle.read(2) in UTF16_BOMS:  # Windows tools write UTF-16: read it as the UTF-8 it stands for
+            handle.seek(0)
+            try:
+                handle = io.BytesIO(decode_text(handle.read(), path).encode("utf-8"))
+            except TextFileError as err:
+                raise DataError(err.source, "unreadable_file", err.detail) from None
+        handle.seek(0)
         head = handle.read(4096).removeprefix(_UTF8_BOM).lstrip()
         while not head:
             chunk = handle.read(4096)
