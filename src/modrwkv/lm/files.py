@@ -57,16 +57,41 @@ def read_torch(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     _check_is_file(path)
+    is_zip = zipfile.is_zipfile(path)
+    if not is_zip:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        if head.startswith(b"PK\x03\x04"):
+            raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: a damaged or truncated zip "
+                                  f"archive (no table of contents; {path.stat().st_size} bytes). Was the download or "
+                                  "copy cut short?")
+        if not head.startswith(_PICKLE_PROTOCOL_MARK):
+            raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: neither a zip archive nor a "
+                                  f"pickle (it starts with {head!r})")
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:  # pickle, zip and torch errors come in many types
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({_torch_load_problem(exc)})") from None
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict), got "
                               f"{type(loaded).__name__}")
     tensors = dict(loaded)
     check_finite(tensors, path)
     return tensors
+
+
+_PICKLE_PROTOCOL_MARK = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 or later (torch's)
+
+
+def _torch_load_problem(exc: Exception) -> str:
+    """torch.load's error in a line: its weights-only refusal is a page of advice for developers,
+    of which the user needs the object it refused."""
+    message = str(exc)
+    if "Weights only load failed" in message:
+        refused = message.partition("WeightsUnpickler error:")[2].strip().split(". ")[0]
+        return (f"it holds Python objects besides tensors ({refused or 'not allowed'}), which are not loaded "
+                "because unpickling them can run code; save a plain dict of tensors instead")
+    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None:
