@@ -27,6 +27,7 @@ from modrwkv import __version__
 from modrwkv.extras import MissingExtraError
 from modrwkv.generation import SamplingParams, generate, stream
 from modrwkv.lm import DTYPES, RWKV7State, load_model
+from modrwkv.lm.files import check_output_file, check_output_folder
 from modrwkv.tokenizer import WorldTokenizer
 
 if TYPE_CHECKING:  # chat and serve import these lazily, keeping the other commands' start-up light
@@ -133,6 +134,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     prompt = _unescape(args.prompt)
+    if args.save_state:
+        check_output_file(args.save_state)  # before the work whose result it would save
     device = _device(args.device)
     model = load_model(_resolve_model(args.model), device=device, dtype=args.dtype)
     tokenizer = WorldTokenizer()
@@ -234,7 +237,8 @@ def _run_quickstart(args: argparse.Namespace) -> int:
 
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
-    output = Path(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"))
+    output = check_output_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio"
+                                                 else "runs/quickstart"))
     if output.exists() and any(output.iterdir()):
         raise CLIError(f"{output} already exists and is not empty; choose another --output or remove it")
     if args.modality == "audio":

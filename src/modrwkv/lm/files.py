@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -139,3 +140,34 @@ def _check_is_file(path: Path) -> None:
         raise CheckpointError(f"{path} is a folder, not a file")
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
+
+
+def check_output_file(path: str | Path) -> Path:
+    """`path` as a file about to be written: raises an OSError naming the problem (the path is a
+    folder, its folder is missing or not writable) before any work is done, rather than a writer's
+    error about a temporary name after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix})")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: " + (f"{folder} is a file" if folder.exists()
+                                                            else f"no folder {folder}"))
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the folder {folder} is not writable")
+    return path
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """`path` as a folder about to be written (it may not exist yet): raises an OSError naming the
+    problem when it, or a folder above it, is a file."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == path else f"is inside {folder}, which is a file"
+                raise NotADirectoryError(f"cannot write the folder {path}: it {what}")
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(f"cannot write the folder {path}: {folder} is not writable")
+            break
+    return path
