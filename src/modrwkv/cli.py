@@ -569,17 +569,21 @@ def _run_chat(args: argparse.Namespace) -> int:
             pieces = session.stream(line, images=images, audio=audio)
             sys.stdout.write("Assistant: ")
             _print_stream(pieces)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}; this turn is discarded, the conversation is unchanged", file=sys.stderr)
         except KeyboardInterrupt:
             print("\n[interrupted: this turn is discarded]", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - a failed turn must never end the conversation
+            log.debug("turn failed", exc_info=True)
+            print(f"error: this turn failed ({type(exc).__name__}: {exc}); it is discarded, the conversation is "
+                  "unchanged", file=sys.stderr)
 
 
 def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
     if modality not in pipeline.model.encoders:
         raise CLIError(f"this model has no {modality} encoder (it accepts {sorted(pipeline.model.encoders) or 'text only'})")
     if not Path(path).is_file():
-        raise CLIError(f"no such file: {path}")
+        raise CLIError(f"{path} is a folder, not a file" if Path(path).is_dir() else f"no such file: {path}")
     pending[modality].append(path)
 
 
@@ -620,7 +624,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (0-65535)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes (or set MODRWKV_API_KEY)")
     p.add_argument("--model-name", help="model id clients send; None = the model file or folder name")
     p.add_argument("--max-batch-size", type=int, default=32, help="requests decoded together")
@@ -642,6 +646,31 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_serve)
 
 
+def _port(text: str) -> int:
+    """argparse type of --port: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected a number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: expected a number from 0 to 65535")
+    return port
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Binds and releases `host`:`port` as the server will (SO_REUSEADDR, as uvicorn sets it), so that
+    a port in use or a host name that does not resolve is reported at once."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from modrwkv.extras import require
     from modrwkv.serving import ServerLimits, create_app
@@ -658,6 +687,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("MODRWKV_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("listening on %s without an API key: anyone who can reach it can use it", args.host)
+    _check_can_listen(args.host, args.port)  # before loading the model, which may take minutes
     pipeline = _load_pipeline(args, args.prefix_cache_mb)
     name = args.model_name or Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors")
     app = create_app(pipeline, model_name=name, limits=limits, max_batch=args.max_batch_size,
@@ -853,14 +883,15 @@ def _add_push_to_hub(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_push_to_hub(args: argparse.Namespace) -> int:
-    import yaml
-
     from modrwkv.hub import push_to_hub
     from modrwkv.multimodal import ModRWKV
+    from modrwkv.textfiles import read_yaml
 
     training = None
     if args.training_config:
-        training = yaml.safe_load(Path(args.training_config).read_text())
+        training = read_yaml(args.training_config)
+        if not isinstance(training, dict):
+            raise CLIError(f"--training-config {args.training_config}: expected a training config (a YAML mapping)")
     model = ModRWKV.from_pretrained(_resolve_model(args.model))
     url = push_to_hub(model, args.repo, training_config=training, eval_results=args.eval, private=args.private,
                       revision=args.revision, token=args.token)
@@ -890,6 +921,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(exc: Exception) -> str:
+    """The error's message; an operating-system error as "PATH: what is wrong" rather than Python's
+    "[Errno 2] No such file or directory: 'PATH'"."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+        return f"{target}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -904,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, ValueError, OSError, SafetensorError, MissingExtraError) as exc:
         if args.verbose:
             log.exception("details")
-        message = str(exc).replace("\n", " ")
+        message = _describe(exc).replace("\n", " ")
         print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
