@@ -529,6 +529,9 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
+    SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                   top_k=args.top_k, presence_penalty=args.presence_penalty,
+                   frequency_penalty=args.frequency_penalty)  # checks the values before the model loads
     pipeline = _load_pipeline(args)
     session = pipeline.session(
         system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
