@@ -100,7 +100,8 @@ class RWKV7State:
             save_file(tensors, str(tmp), metadata=meta)
             tmp.replace(path)
         except (OSError, SafetensorError) as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp.is_file():
+                tmp.unlink()
             raise OSError(f"cannot write the state to {path}: {exc}") from None
 
     @classmethod
