@@ -348,3 +348,21 @@ def test_chat_survives_bad_turns_and_answers_as_if_they_never_happened(image_mod
     assert f"error: cannot write {tmp_path / 'no' / 'chat.state'}: no folder {tmp_path / 'no'}" in err
     assert f"error: {tmp_path / 'folder'} is a folder; give a file name" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--max-batch-size", "0", "argument --max-batch-size: must be at least 1, got 0"),
+    ("--max-queue", "-1", "argument --max-queue: must be at least 0, got -1"),
+    ("--prefix-cache-mb", "nan", "argument --prefix-cache-mb: must be at least 0, got nan"),
+    ("--max-batch-size", "many", "argument --max-batch-size: expected an integer, got 'many'"),
+])
+def test_serve_sizes_are_checked_as_flags(capsys, flag, value, message):
+    assert f"modrwkv serve: error: {message} (see modrwkv serve --help)" == \
+        fails(capsys, ["serve", "--model", "absent", flag, value])
+
+
+def test_a_stop_token_outside_the_vocabulary_is_refused(tmp_path, capsys):
+    torch.save(make_model(LM, seed=1).state_dict(), tmp_path / "lm.pth")
+    line = fails(capsys, ["generate", "--model", str(tmp_path / "lm.pth"), "--prompt", "hi", "--stop-token", "70000"])
+    assert line == ("modrwkv generate: error: token id(s) [70000] lie outside the vocabulary (ids 0 to 65535): they "
+                    "could never stop or be sampled")

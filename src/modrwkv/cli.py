@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -630,9 +630,10 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_port, default=8000, help="port to listen on (0-65535)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes (or set MODRWKV_API_KEY)")
     p.add_argument("--model-name", help="model id clients send; None = the model file or folder name")
-    p.add_argument("--max-batch-size", type=int, default=32, help="requests decoded together")
-    p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
-    p.add_argument("--max-body-mb", type=float, default=limits.max_body_bytes / 2**20, help="request size limit")
+    p.add_argument("--max-batch-size", type=_at_least(1), default=32, help="requests decoded together")
+    p.add_argument("--max-queue", type=_at_least(0), default=64, help="requests that may wait; more get 429")
+    p.add_argument("--max-body-mb", type=_at_least(0, float), default=limits.max_body_bytes / 2**20,
+                   help="request size limit")
     p.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels, help="largest width x height")
     p.add_argument("--max-audio-seconds", type=float, default=limits.max_audio_seconds, help="longest audio clip")
     p.add_argument("--max-media-items", type=int, default=limits.max_media_items, help="images + audio per request")
@@ -640,13 +641,30 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--default-max-tokens", type=int, default=limits.default_max_tokens,
                    help="max_tokens of requests that do not say")
     p.add_argument("--max-prompt-tokens", type=int, default=limits.max_prompt_tokens, help="media positions included")
-    p.add_argument("--prefix-cache-mb", type=float, default=256, help="memory for cached prefix states (0 = off)")
+    p.add_argument("--prefix-cache-mb", type=_at_least(0, float), default=256,
+                   help="memory for cached prefix states (0 = off)")
     p.add_argument("--allow-remote-media", action="store_true",
                    help="fetch http(s) image/audio URLs (off: the server never makes requests for its clients)")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")
     p.set_defaults(handler=_run_serve)
+
+
+def _at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """argparse type: a number of `kind` no smaller than `minimum` (checked before any work)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+                                             ) from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+
+    return parse
 
 
 def _port(text: str) -> int:
