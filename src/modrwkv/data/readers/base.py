@@ -283,7 +283,8 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
     if not resolved.is_absolute() and folder is not None:
         resolved = folder / resolved
     if not resolved.is_file():
-        raise DataError(source, "missing_media", f"media file not found: {resolved}")
+        raise DataError(source, "missing_media", f"{resolved} is a folder, not a media file" if resolved.is_dir()
+                        else f"media file not found: {resolved}")
     return str(resolved)
 
 
