@@ -366,3 +366,26 @@ def test_a_stop_token_outside_the_vocabulary_is_refused(tmp_path, capsys):
     line = fails(capsys, ["generate", "--model", str(tmp_path / "lm.pth"), "--prompt", "hi", "--stop-token", "70000"])
     assert line == ("modrwkv generate: error: token id(s) [70000] lie outside the vocabulary (ids 0 to 65535): they "
                     "could never stop or be sampled")
+
+
+def test_data_settings_are_named_in_config_terms(tmp_path, capsys):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    record = {"image": "gone.png", "conversations": [{"from": "human", "value": "<image>\nColour?"},
+                                                      {"from": "gpt", "value": "red"}]}
+    (tmp_path / "train.json").write_text(json.dumps([record] * 8))
+    (tmp_path / "s.csv").write_text("t,x\n" + "".join(f"{i},{i}\n" for i in range(40)))
+    path = _write(tmp_path / "c.yaml", yaml.safe_dump(tiny_config(tmp_path)))
+    cases = [
+        ([], f"{tmp_path}/train.json: no usable sample ({tmp_path}/train.json: kept 0 of 8 records; skipped 8 "
+             f"(missing_media: 8); the first: {tmp_path}/train.json:[0]: media file not found: {tmp_path}/gone.png)"),
+        (["--data.media_folder", str(tmp_path / "none")], f"data.media_folder {tmp_path}/none: no such folder"),
+        (["--data.train", f"[{tmp_path}/s.csv]"], f"data.format is llava, but {tmp_path}/s.csv is a time-series file; "
+                                                   "set data.format: series (with data.options lookback and horizon)"),
+        (["--data.train", f"[{tmp_path}/s.csv]", "--data.format", "series", "--data.options", "{lookback: 8, horizn: 4}"],
+         "data.options: unknown option 'horizn' (did you mean 'horizon'?); the series format needs horizon (options "
+         "of the series format: ['columns', 'decimals', 'delimiter', 'horizon', 'log_limit', 'lookback', "
+         "'max_examples', 'multivariate', 'prompt', 'split', 'standardize', 'stride'])"),
+    ]
+    for overrides, message in cases:
+        assert fails(capsys, ["train", str(path), *overrides]) == f"modrwkv train: error: {message}"
+    assert not (tmp_path / "run").exists()
