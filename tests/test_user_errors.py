@@ -389,3 +389,16 @@ def test_data_settings_are_named_in_config_terms(tmp_path, capsys):
     for overrides, message in cases:
         assert fails(capsys, ["train", str(path), *overrides]) == f"modrwkv train: error: {message}"
     assert not (tmp_path / "run").exists()
+
+
+def test_commands_that_write_a_model_folder_never_write_over_one(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.safetensors").write_text("my trained model")
+    absent = str(tmp_path / "absent")  # checked before the source is read
+    for args in (["merge-lora", absent, str(tmp_path / "mine")],
+                 ["import-released", absent, str(tmp_path / "mine"), "--encoder", "siglip2", "--encoder-source", absent],
+                 ["quickstart", "--output", str(tmp_path / "mine")]):
+        assert fails(capsys, args) == (f"modrwkv {args[0]}: error: {tmp_path}/mine already exists and is not empty; "
+                                       f"choose another {'--output' if args[0] == 'quickstart' else 'output folder'} "
+                                       "or remove it")
+    assert (tmp_path / "mine" / "model.safetensors").read_text() == "my trained model"

@@ -195,6 +195,15 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_quickstart)
 
 
+def _new_folder(path: str, what: str) -> Path:
+    """An output folder that must not hold anything yet (a model written over is lost), checked
+    before the work."""
+    folder = check_output_folder(path)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise CLIError(f"{folder} already exists and is not empty; choose another {what} or remove it")
+    return folder
+
+
 def _quieten_lightning() -> None:
     from modrwkv.extras import require
 
@@ -237,10 +246,8 @@ def _run_quickstart(args: argparse.Namespace) -> int:
 
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
-    output = check_output_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio"
-                                                 else "runs/quickstart"))
-    if output.exists() and any(output.iterdir()):
-        raise CLIError(f"{output} already exists and is not empty; choose another --output or remove it")
+    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
+                         "--output")
     if args.modality == "audio":
         return _run_audio_quickstart(args, output)
     if args.whisper is not None:
@@ -325,7 +332,8 @@ def _add_merge_lora(subparsers: argparse._SubParsersAction) -> None:
 def _run_merge_lora(args: argparse.Namespace) -> int:
     from modrwkv.training import merge_lora_folder
 
-    print(f"merged model written to {merge_lora_folder(args.source, args.output)}")
+    output = _new_folder(args.output, "output folder")
+    print(f"merged model written to {merge_lora_folder(args.source, output)}")
     return 0
 
 
@@ -350,6 +358,7 @@ def _run_import_released(args: argparse.Namespace) -> int:
     from modrwkv.encoders import build_encoder
     from modrwkv.multimodal import ModRWKV
 
+    _new_folder(args.output, "output folder")
     encoder = build_encoder(args.encoder, source=args.encoder_source)
     model = ModRWKV.from_released_checkpoint(args.model, encoder, prompt_format=args.released_format)
     model.save_pretrained(args.output)
