@@ -379,6 +379,7 @@ def test_data_settings_are_named_in_config_terms(tmp_path, capsys):
         ([], f"{tmp_path}/train.json: no usable sample ({tmp_path}/train.json: kept 0 of 8 records; skipped 8 "
              f"(missing_media: 8); the first: {tmp_path}/train.json:[0]: media file not found: {tmp_path}/gone.png)"),
         (["--data.media_folder", str(tmp_path / "none")], f"data.media_folder {tmp_path}/none: no such folder"),
+        (["--output.dir", str(path)], f"cannot write the folder {path}: it is a file"),
         (["--data.train", f"[{tmp_path}/s.csv]"], f"data.format is llava, but {tmp_path}/s.csv is a time-series file; "
                                                    "set data.format: series (with data.options lookback and horizon)"),
         (["--data.train", f"[{tmp_path}/s.csv]", "--data.format", "series", "--data.options", "{lookback: 8, horizn: 4}"],

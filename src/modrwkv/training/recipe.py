@@ -32,6 +32,7 @@ from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..lm import RWKV7, RWKV7Config, load_model
+from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
@@ -280,7 +281,7 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
-    opt, out = config.train, Path(config.output.dir)
+    opt, out = config.train, check_output_folder(config.output.dir)
     started = time.perf_counter()
     pl.seed_everything(opt.seed, workers=True, verbose=False)
 
