@@ -361,6 +361,12 @@ def test_serve_sizes_are_checked_as_flags(capsys, flag, value, message):
         fails(capsys, ["serve", "--model", "absent", flag, value])
 
 
+def test_a_lone_surrogate_escape_is_named(capsys):
+    assert fails(capsys, ["generate", "--model", "absent", "--prompt", "\\ud83d"]) == (
+        "modrwkv generate: error: bad backslash escape in '\\\\ud83d': a lone surrogate is not a character (write "
+        "\\U0001F600, eight digits, for a character beyond \\uFFFF)")
+
+
 def test_a_stop_token_outside_the_vocabulary_is_refused(tmp_path, capsys):
     torch.save(make_model(LM, seed=1).state_dict(), tmp_path / "lm.pth")
     line = fails(capsys, ["generate", "--model", str(tmp_path / "lm.pth"), "--prompt", "hi", "--stop-token", "70000"])

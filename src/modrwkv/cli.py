@@ -57,9 +57,14 @@ def _unescape(text: str) -> str:
     """Interprets backslash escapes (\\n, \\t, \\x17, \\u4f60, \\\\), since RWKV prompts and stop
     strings are full of control characters that a shell makes awkward to type."""
     try:
-        return codecs.decode(text.encode("latin-1", "backslashreplace"), "unicode_escape")
+        decoded = codecs.decode(text.encode("latin-1", "backslashreplace"), "unicode_escape")
+        decoded.encode("utf-8")
     except UnicodeDecodeError as exc:
         raise CLIError(f"bad backslash escape in {text!r}: {exc.reason}") from None
+    except UnicodeEncodeError:  # e.g. \ud83d alone: half of a UTF-16 surrogate pair is no character
+        raise CLIError(f"bad backslash escape in {text!r}: a lone surrogate is not a character (write "
+                       "\\U0001F600, eight digits, for a character beyond \\uFFFF)") from None
+    return decoded
 
 
 def _device(name: str) -> torch.device:
