@@ -409,3 +409,14 @@ def test_commands_that_write_a_model_folder_never_write_over_one(tmp_path, capsy
                                        f"choose another {'--output' if args[0] == 'quickstart' else 'output folder'} "
                                        "or remove it")
     assert (tmp_path / "mine" / "model.safetensors").read_text() == "my trained model"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_run_on_a_machine_without_one_is_a_config_error(tmp_path, capsys):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    record = {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nColour?"},
+                                                   {"from": "gpt", "value": "black"}]}
+    (tmp_path / "train.json").write_text(json.dumps([record] * 8))
+    path = _write(tmp_path / "c.yaml", yaml.safe_dump(tiny_config(tmp_path)))
+    assert fails(capsys, ["train", str(path), "--runtime.accelerator", "gpu"]) == \
+        "modrwkv train: error: runtime (accelerator: gpu, devices: 1): No supported gpu backend found!"

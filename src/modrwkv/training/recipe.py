@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
@@ -297,7 +298,11 @@ def train(
     model = setup_model(config, model, resume_from)
     samples = read_samples(config.data) if samples is None else samples
     dataset, lengths = setup_data(config, model, samples)
-    trainer = setup_trainer(config)
+    try:
+        trainer = setup_trainer(config)
+    except MisconfigurationException as exc:  # e.g. runtime.accelerator gpu on a machine without one
+        r = config.runtime
+        raise ConfigError(f"runtime (accelerator: {r.accelerator}, devices: {r.devices}): {exc}") from None
     plan = plan_steps(config, trainer.world_size, len(samples))
     trainer.accumulate_grad_batches = plan.accumulation
     trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
