@@ -72,6 +72,13 @@ def test_files_that_are_not_checkpoints_are_named_with_the_reason(tmp_path, caps
                     "because unpickling them can run code; save a plain dict of tensors instead)",
         "model.gguf": "model.gguf: not a GGUF file (it does not start with the GGUF magic bytes)",
     }
+    from modrwkv.lm.gguf_format import save_gguf
+
+    save_gguf(make_model(LM, seed=1).state_dict(), tmp_path / "whole.gguf")
+    (tmp_path / "cut.gguf").write_bytes((tmp_path / "whole.gguf").read_bytes()[:3_000_000])
+    line = fails(capsys, ["generate", "--model", str(tmp_path / "cut.gguf"), "--prompt", "hi"])
+    assert line.startswith(f"modrwkv generate: error: {tmp_path}/cut.gguf: cannot read as GGUF (")
+    assert line.endswith("; damaged or truncated? (3000000 bytes))")
     for name, message in cases.items():
         line = fails(capsys, ["generate", "--model", str(tmp_path / name), "--prompt", "hi"])
         assert line == f"modrwkv generate: error: {tmp_path}/{message}"

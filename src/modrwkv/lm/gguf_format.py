@@ -304,7 +304,10 @@ def load_gguf(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         reader = gguf.GGUFReader(str(path))
     except (ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: cannot read as GGUF ({exc})") from exc
+        # The reader maps tensors at the offsets the header gives: a file cut short fails as a
+        # reshape of too few bytes, which says nothing to a user.
+        hint = "" if "version" in str(exc) else f"; damaged or truncated? ({path.stat().st_size} bytes)"
+        raise CheckpointError(f"{path}: cannot read as GGUF ({exc}{hint})") from exc
     arch = _field_value(reader, "general.architecture")
     if arch != GGUF_ARCHITECTURE:
         raise CheckpointError(f"{path}: GGUF architecture is {arch!r}; only {GGUF_ARCHITECTURE!r} (RWKV-7) is supported")
