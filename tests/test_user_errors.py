@@ -427,3 +427,9 @@ def test_a_gpu_run_on_a_machine_without_one_is_a_config_error(tmp_path, capsys):
     path = _write(tmp_path / "c.yaml", yaml.safe_dump(tiny_config(tmp_path)))
     assert fails(capsys, ["train", str(path), "--runtime.accelerator", "gpu"]) == \
         "modrwkv train: error: runtime (accelerator: gpu, devices: 1): No supported gpu backend found!"
+
+
+def test_serve_names_a_local_media_file_given_as_its_folder(tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(b"")
+    assert fails(capsys, ["serve", "--model", "absent", "--allow-local-media", str(tmp_path / "a.png")]) == \
+        f"modrwkv serve: error: local media folder {tmp_path}/a.png is a file, not a folder"
