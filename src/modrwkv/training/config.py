@@ -391,7 +391,6 @@ def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None
     Path(path).write_text(comments + yaml.safe_dump(data, sort_keys=False))
 
 
-
 # What a resumed run may change: where and how it runs and reports, not what it trains or on what.
 RESUMABLE_CHANGES = ("runtime.", "output.", "data.num_workers")
 
