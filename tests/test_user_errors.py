@@ -227,6 +227,14 @@ def test_resume_with_a_different_config_names_each_changed_key(tmp_path, capsys)
                "output": {**cfg["output"], "log_every": 7}, "data": {**cfg["data"], "num_workers": 2}}
     check_resume(config_from_dict(changed), run)
     assert (run / "config.yaml").read_text().startswith("# this run: ...")
+    # A config.yaml from a version without some setting: the setting has its default value.
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["train"]["seed"], saved["data"]["options"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_resume(config_from_dict(cfg), run)
+    with pytest.raises(ValueError, match=r"data\.options\.lookback: None -> 8; train\.seed: 42 -> 7\. "):
+        check_resume(config_from_dict({**cfg, "train": {**cfg["train"], "seed": 7},
+                                       "data": {**cfg["data"], "options": {"lookback": 8}}}), run)
 
 
 def test_a_run_with_nothing_to_learn_stops_at_its_first_step(tmp_path):

@@ -410,9 +410,14 @@ def check_resume(config: TrainConfig, output_dir: str | Path) -> None:
             return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
         return {prefix.removesuffix("."): node}
 
-    old, new = flat(saved or {}), flat(json.loads(json.dumps(config.to_dict())))
-    changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
-               if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES)]
+    def resolved(tree: Any) -> dict[str, Any]:
+        return flat(json.loads(json.dumps(tree)))  # tuples as lists, as config.yaml holds them
+
+    # A key that one side lacks (a config.yaml written before the key existed) has its default value.
+    old, new, default = resolved(saved or {}), resolved(config.to_dict()), resolved(TrainConfig().to_dict())
+    value = {key: (old.get(key, default.get(key)), new.get(key, default.get(key))) for key in set(old) | set(new)}
+    changed = [f"{key}: {before!r} -> {after!r}" for key, (before, after) in sorted(value.items())
+               if before != after and not key.startswith(RESUMABLE_CHANGES)]
     if changed:
         raise ConfigError(
             f"--resume: the run in {output_dir} was started with a different config ({saved_path}): "
