@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -27,6 +27,7 @@ from modrwkv import __version__
 from modrwkv.extras import MissingExtraError
 from modrwkv.generation import SamplingParams, generate, stream
 from modrwkv.lm import DTYPES, RWKV7State, load_model
+from modrwkv.lm.files import check_output_file, check_output_folder
 from modrwkv.tokenizer import WorldTokenizer
 
 if TYPE_CHECKING:  # chat and serve import these lazily, keeping the other commands' start-up light
@@ -56,9 +57,14 @@ def _unescape(text: str) -> str:
     """Interprets backslash escapes (\\n, \\t, \\x17, \\u4f60, \\\\), since RWKV prompts and stop
     strings are full of control characters that a shell makes awkward to type."""
     try:
-        return codecs.decode(text.encode("latin-1", "backslashreplace"), "unicode_escape")
+        decoded = codecs.decode(text.encode("latin-1", "backslashreplace"), "unicode_escape")
+        decoded.encode("utf-8")
     except UnicodeDecodeError as exc:
         raise CLIError(f"bad backslash escape in {text!r}: {exc.reason}") from None
+    except UnicodeEncodeError:  # e.g. \ud83d alone: half of a UTF-16 surrogate pair is no character
+        raise CLIError(f"bad backslash escape in {text!r}: a lone surrogate is not a character (write "
+                       "\\U0001F600, eight digits, for a character beyond \\uFFFF)") from None
+    return decoded
 
 
 def _device(name: str) -> torch.device:
@@ -133,6 +139,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     prompt = _unescape(args.prompt)
+    if args.save_state:
+        check_output_file(args.save_state)  # before the work whose result it would save
     device = _device(args.device)
     model = load_model(_resolve_model(args.model), device=device, dtype=args.dtype)
     tokenizer = WorldTokenizer()
@@ -192,6 +200,15 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_quickstart)
 
 
+def _new_folder(path: str, what: str) -> Path:
+    """An output folder that must not hold anything yet (a model written over is lost), checked
+    before the work."""
+    folder = check_output_folder(path)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise CLIError(f"{folder} already exists and is not empty; choose another {what} or remove it")
+    return folder
+
+
 def _quieten_lightning() -> None:
     from modrwkv.extras import require
 
@@ -234,9 +251,8 @@ def _run_quickstart(args: argparse.Namespace) -> int:
 
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
-    output = Path(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"))
-    if output.exists() and any(output.iterdir()):
-        raise CLIError(f"{output} already exists and is not empty; choose another --output or remove it")
+    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
+                         "--output")
     if args.modality == "audio":
         return _run_audio_quickstart(args, output)
     if args.whisper is not None:
@@ -321,7 +337,8 @@ def _add_merge_lora(subparsers: argparse._SubParsersAction) -> None:
 def _run_merge_lora(args: argparse.Namespace) -> int:
     from modrwkv.training import merge_lora_folder
 
-    print(f"merged model written to {merge_lora_folder(args.source, args.output)}")
+    output = _new_folder(args.output, "output folder")
+    print(f"merged model written to {merge_lora_folder(args.source, output)}")
     return 0
 
 
@@ -346,6 +363,7 @@ def _run_import_released(args: argparse.Namespace) -> int:
     from modrwkv.encoders import build_encoder
     from modrwkv.multimodal import ModRWKV
 
+    _new_folder(args.output, "output folder")
     encoder = build_encoder(args.encoder, source=args.encoder_source)
     model = ModRWKV.from_released_checkpoint(args.model, encoder, prompt_format=args.released_format)
     model.save_pretrained(args.output)
@@ -525,6 +543,9 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
+    SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                   top_k=args.top_k, presence_penalty=args.presence_penalty,
+                   frequency_penalty=args.frequency_penalty)  # checks the values before the model loads
     pipeline = _load_pipeline(args)
     session = pipeline.session(
         system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
@@ -565,17 +586,21 @@ def _run_chat(args: argparse.Namespace) -> int:
             pieces = session.stream(line, images=images, audio=audio)
             sys.stdout.write("Assistant: ")
             _print_stream(pieces)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}; this turn is discarded, the conversation is unchanged", file=sys.stderr)
         except KeyboardInterrupt:
             print("\n[interrupted: this turn is discarded]", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - a failed turn must never end the conversation
+            log.debug("turn failed", exc_info=True)
+            print(f"error: this turn failed ({type(exc).__name__}: {exc}); it is discarded, the conversation is "
+                  "unchanged", file=sys.stderr)
 
 
 def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
     if modality not in pipeline.model.encoders:
         raise CLIError(f"this model has no {modality} encoder (it accepts {sorted(pipeline.model.encoders) or 'text only'})")
     if not Path(path).is_file():
-        raise CLIError(f"no such file: {path}")
+        raise CLIError(f"{path} is a folder, not a file" if Path(path).is_dir() else f"no such file: {path}")
     pending[modality].append(path)
 
 
@@ -616,12 +641,13 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (0-65535)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes (or set MODRWKV_API_KEY)")
     p.add_argument("--model-name", help="model id clients send; None = the model file or folder name")
-    p.add_argument("--max-batch-size", type=int, default=32, help="requests decoded together")
-    p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
-    p.add_argument("--max-body-mb", type=float, default=limits.max_body_bytes / 2**20, help="request size limit")
+    p.add_argument("--max-batch-size", type=_at_least(1), default=32, help="requests decoded together")
+    p.add_argument("--max-queue", type=_at_least(0), default=64, help="requests that may wait; more get 429")
+    p.add_argument("--max-body-mb", type=_at_least(0, float), default=limits.max_body_bytes / 2**20,
+                   help="request size limit")
     p.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels, help="largest width x height")
     p.add_argument("--max-audio-seconds", type=float, default=limits.max_audio_seconds, help="longest audio clip")
     p.add_argument("--max-media-items", type=int, default=limits.max_media_items, help="images + audio per request")
@@ -629,13 +655,55 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--default-max-tokens", type=int, default=limits.default_max_tokens,
                    help="max_tokens of requests that do not say")
     p.add_argument("--max-prompt-tokens", type=int, default=limits.max_prompt_tokens, help="media positions included")
-    p.add_argument("--prefix-cache-mb", type=float, default=256, help="memory for cached prefix states (0 = off)")
+    p.add_argument("--prefix-cache-mb", type=_at_least(0, float), default=256,
+                   help="memory for cached prefix states (0 = off)")
     p.add_argument("--allow-remote-media", action="store_true",
                    help="fetch http(s) image/audio URLs (off: the server never makes requests for its clients)")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")
     p.set_defaults(handler=_run_serve)
+
+
+def _at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """argparse type: a number of `kind` no smaller than `minimum` (checked before any work)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+                                             ) from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    """argparse type of --port: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected a number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: expected a number from 0 to 65535")
+    return port
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Binds and releases `host`:`port` as the server will (SO_REUSEADDR, as uvicorn sets it), so that
+    a port in use or a host name that does not resolve is reported at once."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -654,6 +722,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("MODRWKV_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("listening on %s without an API key: anyone who can reach it can use it", args.host)
+    _check_can_listen(args.host, args.port)  # before loading the model, which may take minutes
     pipeline = _load_pipeline(args, args.prefix_cache_mb)
     name = args.model_name or Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors")
     app = create_app(pipeline, model_name=name, limits=limits, max_batch=args.max_batch_size,
@@ -849,14 +918,15 @@ def _add_push_to_hub(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_push_to_hub(args: argparse.Namespace) -> int:
-    import yaml
-
     from modrwkv.hub import push_to_hub
     from modrwkv.multimodal import ModRWKV
+    from modrwkv.textfiles import read_yaml
 
     training = None
     if args.training_config:
-        training = yaml.safe_load(Path(args.training_config).read_text())
+        training = read_yaml(args.training_config)
+        if not isinstance(training, dict):
+            raise CLIError(f"--training-config {args.training_config}: expected a training config (a YAML mapping)")
     model = ModRWKV.from_pretrained(_resolve_model(args.model))
     url = push_to_hub(model, args.repo, training_config=training, eval_results=args.eval, private=args.private,
                       revision=args.revision, token=args.token)
@@ -886,6 +956,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(exc: Exception) -> str:
+    """The error's message; an operating-system error as "PATH: what is wrong" rather than Python's
+    "[Errno 2] No such file or directory: 'PATH'"."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+        return f"{target}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -900,7 +979,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, ValueError, OSError, SafetensorError, MissingExtraError) as exc:
         if args.verbose:
             log.exception("details")
-        message = str(exc).replace("\n", " ")
+        message = _describe(exc).replace("\n", " ")
         print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

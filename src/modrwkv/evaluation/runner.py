@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..lm.files import check_output_folder
 from .report import format_report
 from .tasks import EvalSample, Task
 
@@ -233,6 +234,9 @@ def run_eval(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    check_output_folder(output)
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must lie in [0, {num_shards}), got {shard_index}")
     samples = task.load(data, split)

@@ -99,6 +99,10 @@ class DecodeRow:
         tag: Any = None,
         device: torch.device | str = "cpu",
     ) -> None:
+        outside = sorted(t for t in (*params.stop_tokens, *params.banned_tokens, *banned_tokens) if t >= vocab_size)
+        if outside:
+            raise ValueError(f"token id(s) {outside} lie outside the vocabulary (ids 0 to {vocab_size - 1}): they "
+                             "could never stop or be sampled")
         self.params = params
         self.stop_tokens = frozenset(params.stop_tokens)
         self.detokenizer = IncrementalDetokenizer(token_bytes, params.stop_strings)

@@ -76,6 +76,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return read_safetensors(path)
     if is_gguf_file(path):
         return load_gguf(path)
+    if path.suffix.lower() == ".gguf":
+        raise CheckpointError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
     return read_torch(path)
 
 

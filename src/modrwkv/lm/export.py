@@ -22,7 +22,8 @@ import torch
 from ..tokenizer.world import DEFAULT_VOCAB_PATH
 from .checkpoint import load_state_dict
 from .fla_format import save_fla_folder
-from .gguf_format import save_gguf
+from .files import check_output_folder
+from .gguf_format import check_gguf_output, save_gguf
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ def export_model(
     ``format`` ("fla" folder or "gguf" file) to ``output``; ``dtype`` is the GGUF precision."""
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {format!r}")
+    # The output is checked before the (possibly large) checkpoint is read.
+    check_output_folder(output) if format == "fla" else check_gguf_output(output, overwrite)
     state_dict = lm_state_dict(source)
     if format == "fla":
         return save_fla_export(state_dict, output, overwrite=overwrite)

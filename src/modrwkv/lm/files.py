@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,16 +58,41 @@ def read_torch(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     _check_is_file(path)
+    is_zip = zipfile.is_zipfile(path)
+    if not is_zip:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        if head.startswith(b"PK\x03\x04"):
+            raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: a damaged or truncated zip "
+                                  f"archive (no table of contents; {path.stat().st_size} bytes). Was the download or "
+                                  "copy cut short?")
+        if not head.startswith(_PICKLE_PROTOCOL_MARK):
+            raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: neither a zip archive nor a "
+                                  f"pickle (it starts with {head!r})")
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:  # pickle, zip and torch errors come in many types
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({_torch_load_problem(exc)})") from None
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors (an RWKV-7 state dict), got "
                               f"{type(loaded).__name__}")
     tensors = dict(loaded)
     check_finite(tensors, path)
     return tensors
+
+
+_PICKLE_PROTOCOL_MARK = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 or later (torch's)
+
+
+def _torch_load_problem(exc: Exception) -> str:
+    """torch.load's error in a line: its weights-only refusal is a page of advice for developers,
+    of which the user needs the object it refused."""
+    message = str(exc)
+    if "Weights only load failed" in message:
+        refused = message.partition("WeightsUnpickler error:")[2].strip().split(". ")[0]
+        return (f"it holds Python objects besides tensors ({refused or 'not allowed'}), which are not loaded "
+                "because unpickling them can run code; save a plain dict of tensors instead")
+    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None:
@@ -114,3 +140,34 @@ def _check_is_file(path: Path) -> None:
         raise CheckpointError(f"{path} is a folder, not a file")
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
+
+
+def check_output_file(path: str | Path) -> Path:
+    """`path` as a file about to be written: raises an OSError naming the problem (the path is a
+    folder, its folder is missing or not writable) before any work is done, rather than a writer's
+    error about a temporary name after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix})")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: " + (f"{folder} is a file" if folder.exists()
+                                                            else f"no folder {folder}"))
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the folder {folder} is not writable")
+    return path
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """`path` as a folder about to be written (it may not exist yet): raises an OSError naming the
+    problem when it, or a folder above it, is a file."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == path else f"is inside {folder}, which is a file"
+                raise NotADirectoryError(f"cannot write the folder {path}: it {what}")
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(f"cannot write the folder {path}: {folder} is not writable")
+            break
+    return path

@@ -74,7 +74,7 @@ from safetensors.torch import save_file
 
 from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError, check_keys
-from .files import read_json_object, read_safetensors, safetensors_keys
+from .files import check_output_folder, read_json_object, read_safetensors, safetensors_keys
 
 logger = logging.getLogger(__name__)
 
@@ -640,7 +640,7 @@ def save_fla_folder(
     ``overwrite`` is set, in which case the old ``*.safetensors`` files and shard index go.
     """
     tensors, config = official_to_fla(state_dict, config_overrides=config_overrides)
-    folder = Path(path)
+    folder = check_output_folder(path)
     folder.mkdir(parents=True, exist_ok=True)
     old = sorted(folder.glob("*.safetensors")) + [
         p for p in (folder / WEIGHTS_INDEX_NAME,) if p.exists()
@@ -648,7 +648,7 @@ def save_fla_folder(
     if old:
         if not overwrite:
             raise FileExistsError(f"{folder} already holds weights {[p.name for p in old]}; "
-                                  "pass overwrite=True to replace them")
+                                  "pass overwrite=True (modrwkv export --overwrite) to replace them")
         for p in old:
             p.unlink()
     save_file(_unshared(tensors), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})

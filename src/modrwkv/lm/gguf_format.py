@@ -54,6 +54,7 @@ import torch
 
 from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError
+from .files import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,15 @@ def _gguf() -> Any:
     except ImportError:
         raise ImportError("GGUF files need the gguf package (a modrwkv dependency): pip install gguf") from None
     return gguf
+
+
+def check_gguf_output(path: str | Path, overwrite: bool) -> Path:
+    """`path` as a GGUF file to write: refuses an existing file unless `overwrite`, and a path that
+    cannot be written (see `check_output_file`)."""
+    path = Path(path)
+    if path.is_file() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (modrwkv export --overwrite) to replace it")
+    return check_output_file(path)
 
 
 def is_gguf_file(path: str | Path) -> bool:
@@ -214,9 +224,7 @@ def save_gguf(
 
     if dtype not in GGUF_DTYPES:
         raise ValueError(f"GGUF dtype must be one of {GGUF_DTYPES}, got {dtype!r}")
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    path = check_gguf_output(path, overwrite)
     config = RWKV7Config.from_state_dict(state_dict)
     tensors = official_to_gguf(state_dict)
     file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -296,7 +304,10 @@ def load_gguf(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         reader = gguf.GGUFReader(str(path))
     except (ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: cannot read as GGUF ({exc})") from exc
+        # The reader maps tensors at the offsets the header gives: a file cut short fails as a
+        # reshape of too few bytes, which says nothing to a user.
+        hint = "" if "version" in str(exc) else f"; damaged or truncated? ({path.stat().st_size} bytes)"
+        raise CheckpointError(f"{path}: cannot read as GGUF ({exc}{hint})") from exc
     arch = _field_value(reader, "general.architecture")
     if arch != GGUF_ARCHITECTURE:
         raise CheckpointError(f"{path}: GGUF architecture is {arch!r}; only {GGUF_ARCHITECTURE!r} (RWKV-7) is supported")

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from .config import RWKV7Config
 from .errors import CheckpointError
-from .files import read_safetensors
+from .files import check_output_file, read_safetensors
 
 
 @dataclasses.dataclass
@@ -91,12 +92,17 @@ class RWKV7State:
 
     def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
         """Writes the state to a safetensors file (written to a temporary name, then renamed)."""
-        path = Path(path)
+        path = check_output_file(path)
         meta = {"format": "modrwkv-rwkv7-state", **(metadata or {})}
         tmp = path.with_name(path.name + ".tmp")
         tensors = dict(zip(_NAMES, (t.detach().contiguous().cpu() for t in self._tensors())))
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            tmp.replace(path)
+        except (OSError, SafetensorError) as exc:
+            if tmp.is_file():
+                tmp.unlink()
+            raise OSError(f"cannot write the state to {path}: {exc}") from None
 
     @classmethod
     def load(

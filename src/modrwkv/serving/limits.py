@@ -68,7 +68,8 @@ class ServerLimits:
         if self.local_media_dir is not None:
             folder = Path(self.local_media_dir).resolve()
             if not folder.is_dir():
-                raise ValueError(f"local media folder {self.local_media_dir} does not exist")
+                problem = "is a file, not a folder" if folder.exists() else "does not exist"
+                raise ValueError(f"local media folder {self.local_media_dir} {problem}")
             object.__setattr__(self, "local_media_dir", folder)
 
 

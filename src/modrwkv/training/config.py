@@ -9,6 +9,7 @@ line are parsed as YAML scalars (`--train.lr 2e-5`, `--data.train '[a.json, b.js
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import types
@@ -21,6 +22,7 @@ import yaml
 
 from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
+from ..textfiles import TextFileError, read_yaml
 
 Stage = Literal["1", "2", "lora"]
 Schedule = Literal["cosine", "wsd", "constant"]
@@ -313,7 +315,10 @@ def _build(cls: type, data: Any, key: str) -> Any:
     if unknown:
         where = f"{key}." if key else ""
         known = f"known keys of {key}" if key else "known keys"
-        raise ConfigError(f"unknown key(s) {[where + k for k in unknown]}; {known}: {sorted(fields)}")
+        guesses = {k: difflib.get_close_matches(str(k), fields, n=1) for k in unknown}
+        hint = "".join(f"; did you mean {where + close[0]!r} for {where + str(k)!r}?" for k, close in guesses.items()
+                       if close)
+        raise ConfigError(f"unknown key(s) {[where + str(k) for k in unknown]}{hint} ({known}: {sorted(fields)})")
     values = {name: _convert(value, hints[name], f"{key}.{name}" if key else name) for name, value in data.items()}
     try:
         return cls(**values)
@@ -350,7 +355,12 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if not isinstance(child, dict):
                 raise ConfigError(f"override --{name}: {part} is not a section")
             node = child
-        node[leaf] = yaml.safe_load(text) if text != "" else ""
+        try:
+            node[leaf] = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"override --{name} {text!r}: not a YAML value ({problem}); quote text, "
+                              "write lists as '[a, b]'") from None
     return data
 
 
@@ -360,11 +370,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     applies command-line overrides and validates the result."""
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
         try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+            loaded = read_yaml(path)
+        except TextFileError as exc:
+            raise ConfigError(str(exc)) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         data = loaded or {}
@@ -380,3 +389,37 @@ def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None
     data = json.loads(json.dumps(config.to_dict()))  # tuples as lists, which YAML's safe dumper wants
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     Path(path).write_text(comments + yaml.safe_dump(data, sort_keys=False))
+
+
+# What a resumed run may change: where and how it runs and reports, not what it trains or on what.
+RESUMABLE_CHANGES = ("runtime.", "output.", "data.num_workers")
+
+
+def check_resume(config: TrainConfig, output_dir: str | Path) -> None:
+    """Raises ConfigError when `config` differs from the config the run in `output_dir` was started
+    with (its config.yaml) in what the checkpoint depends on: the model, the data, the optimisation.
+    Resuming then would fail deep inside a state dict, or quietly train something else."""
+    saved_path = Path(output_dir) / "config.yaml"
+    try:
+        saved = read_yaml(saved_path)
+    except (OSError, TextFileError):
+        return  # no record of the run's config (written by an older version): nothing to compare with
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, Mapping) and node:
+            return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix.removesuffix("."): node}
+
+    def resolved(tree: Any) -> dict[str, Any]:
+        return flat(json.loads(json.dumps(tree)))  # tuples as lists, as config.yaml holds them
+
+    # A key that one side lacks (a config.yaml written before the key existed) has its default value.
+    old, new, default = resolved(saved or {}), resolved(config.to_dict()), resolved(TrainConfig().to_dict())
+    value = {key: (old.get(key, default.get(key)), new.get(key, default.get(key))) for key in set(old) | set(new)}
+    changed = [f"{key}: {before!r} -> {after!r}" for key, (before, after) in sorted(value.items())
+               if before != after and not key.startswith(RESUMABLE_CHANGES)]
+    if changed:
+        raise ConfigError(
+            f"--resume: the run in {output_dir} was started with a different config ({saved_path}): "
+            f"{'; '.join(changed)}. Resume with the run's own config (modrwkv train {saved_path} --resume), "
+            "or start a new run in another output.dir")

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import glob
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -67,11 +70,32 @@ def build_reader(config: DataConfig) -> Reader:
     if config.media_folder is not None:
         if not folder_option:
             raise ConfigError(f"data.media_folder does not apply to the {config.format} format")
+        if not Path(config.media_folder).is_dir():
+            raise ConfigError(f"data.media_folder {config.media_folder}: no such folder")
         options[folder_option] = config.media_folder
-    try:
-        return reader_cls(expand_paths(config.train), on_error=config.on_error, **options)
-    except TypeError as exc:
-        raise ConfigError(f"data.options: {exc}") from None
+    check_options(reader_cls, options, config.format)
+    paths = expand_paths(config.train)
+    series_files = [p for p in paths if Path(p).suffix.lower() in (".csv", ".tsv", ".npz")]
+    if series_files and config.format != "series":
+        raise ConfigError(f"data.format is {config.format}, but {series_files[0]} is a time-series file; "
+                          "set data.format: series (with data.options lookback and horizon)")
+    return reader_cls(paths, on_error=config.on_error, **options)
+
+
+def check_options(reader_cls: type[Reader], options: dict, data_format: str) -> None:
+    """data.options against the reader's keyword arguments: each unknown one (with the closest known
+    name) and each required one that is missing, in config terms rather than a Python TypeError."""
+    parameters = inspect.signature(reader_cls.__init__).parameters
+    known = sorted(name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY and name != "on_error")
+    problems = []
+    for name in sorted(set(options) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        problems.append(f"unknown option {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    missing = [name for name in known if parameters[name].default is inspect.Parameter.empty and name not in options]
+    if missing:
+        problems.append(f"the {data_format} format needs {' and '.join(missing)}")
+    if problems:
+        raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {known})")
 
 
 def read_samples(config: DataConfig) -> list[Sample]:
@@ -80,7 +104,8 @@ def read_samples(config: DataConfig) -> list[Sample]:
     samples = list(reader)
     log.info("%s", reader.report.summary())
     if not samples:
-        raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()})")
+        first = f"; the first: {reader.report.examples[0]}" if reader.report.examples else ""
+        raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()}{first})")
     return samples
 
 

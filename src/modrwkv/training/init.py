@@ -28,6 +28,7 @@ from typing import Any
 
 from ..data.readers import DataError
 from ..data.sample import MODALITIES, Sample
+from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
 from .data import build_reader, modalities_used
@@ -96,10 +97,12 @@ def detect_format(path: Path) -> str:
     if path.suffix.lower() in (".csv", ".npz"):
         return "series"
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            head = handle.read(1 << 16).lstrip()
+        with path.open("rb") as handle:
+            head = decode_text(handle.read(1 << 16), path, partial=True).lstrip()
     except OSError as exc:
         raise InitError(f"{path}: cannot read ({exc})") from None
+    except TextFileError as exc:
+        raise InitError(str(exc)) from None
     if not head:
         raise InitError(f"{path}: the file is empty")
     try:
@@ -130,7 +133,8 @@ def detect_format(path: Path) -> str:
 def summarize_data(answers: InitAnswers) -> DataSummary:
     path = Path(answers.data)
     if not path.is_file():
-        raise InitError(f"{path}: no such data file")
+        raise InitError(f"{path} is a folder; give the data file in it (--data FILE)" if path.is_dir()
+                        else f"{path}: no such data file")
     data_format = answers.data_format or detect_format(path)
     if data_format not in FORMATS:
         raise InitError(f"unknown data format {data_format!r}; choose from {', '.join(FORMATS)}")

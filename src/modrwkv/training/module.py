@@ -165,6 +165,14 @@ class ModRWKVModule(pl.LightningModule):
             loss = loss + self._touch_trainable()
         for key, value in zip(("loss_sum", "labels", "tokens"), stats.tolist()[:3], strict=True):
             self._window[key] += value
+        last_micro_batch = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
+        if last_micro_batch and not self.history and not self._window["labels"]:  # the same on every rank
+            # A first step with nothing to learn means the data is unusable (media that do not decode,
+            # samples too long for model.ctx_len): stop before any checkpoint of an untrained model.
+            dropped = ", ".join(f"{reason}: {n}" for reason, n in self.dropped.items() if n) or "none dropped"
+            raise ValueError(f"step {self.global_step + 1} of training had no token to learn from: its samples "
+                             f"were dropped ({dropped}; the reasons are logged above) or have no reply. Fix the data "
+                             "(or data.media_folder, model.ctx_len) and run again")
         return loss
 
     def _reliance_due(self, batch_idx: int) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
@@ -32,10 +33,11 @@ from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..lm import RWKV7, RWKV7Config, load_model
+from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
-from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, config_from_dict, dump_config
+from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
 from .lora import load_lora, read_lora_config
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -280,7 +282,7 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
-    opt, out = config.train, Path(config.output.dir)
+    opt, out = config.train, check_output_folder(config.output.dir)
     started = time.perf_counter()
     pl.seed_everything(opt.seed, workers=True, verbose=False)
 
@@ -290,12 +292,17 @@ def train(
         resume_from = latest_checkpoint(out)
         if resume_from is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+        check_resume(config, out)
     elif out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
     model = setup_model(config, model, resume_from)
     samples = read_samples(config.data) if samples is None else samples
     dataset, lengths = setup_data(config, model, samples)
-    trainer = setup_trainer(config)
+    try:
+        trainer = setup_trainer(config)
+    except MisconfigurationException as exc:  # e.g. runtime.accelerator gpu on a machine without one
+        r = config.runtime
+        raise ConfigError(f"runtime (accelerator: {r.accelerator}, devices: {r.devices}): {exc}") from None
     plan = plan_steps(config, trainer.world_size, len(samples))
     trainer.accumulate_grad_batches = plan.accumulation
     trainer.fit_loop.epoch_loop.max_steps = plan.total_steps

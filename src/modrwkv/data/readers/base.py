@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ...textfiles import UTF16_BOMS, TextFileError, decode_text
 from ..sample import MARKERS, Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
@@ -182,6 +183,13 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
     with handle:
+        if handle.read(2) in UTF16_BOMS:  # Windows tools write UTF-16: read it as the UTF-8 it stands for
+            handle.seek(0)
+            try:
+                handle = io.BytesIO(decode_text(handle.read(), path).encode("utf-8"))
+            except TextFileError as err:
+                raise DataError(err.source, "unreadable_file", err.detail) from None
+        handle.seek(0)
         head = handle.read(4096).removeprefix(_UTF8_BOM).lstrip()
         while not head:
             chunk = handle.read(4096)
@@ -275,7 +283,8 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
     if not resolved.is_absolute() and folder is not None:
         resolved = folder / resolved
     if not resolved.is_file():
-        raise DataError(source, "missing_media", f"media file not found: {resolved}")
+        raise DataError(source, "missing_media", f"{resolved} is a folder, not a media file" if resolved.is_dir()
+                        else f"media file not found: {resolved}")
     return str(resolved)
 
 

@@ -39,6 +39,7 @@ from typing import Literal
 
 import numpy as np
 
+from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
 from .base import DataError, OnError, PathLike, Reader, as_paths
 
@@ -291,11 +292,9 @@ class TimeSeriesReader(Reader):
         except OSError as err:
             raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
         try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            line = raw.count(b"\n", 0, err.start) + 1
-            raise DataError(f"{path}:{line}", "unreadable_file",
-                            f"not UTF-8 text: byte {raw[err.start]:#04x}") from None
+            text = decode_text(raw, path)
+        except TextFileError as err:
+            raise DataError(err.source, "unreadable_file", err.detail) from None
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows, lines = [], []
         try:
@@ -311,9 +310,11 @@ class TimeSeriesReader(Reader):
         for row, line in zip(rows, lines, strict=True):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
-        names = self.columns if self.columns is not None else _numeric_columns(header, rows)
+        names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines)
         if not names:
-            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}")
+            other = next((sep for sep in (";", "\t", "|") if sep != delimiter and sep in ",".join(header)), None)
+            hint = f" (are the fields separated by {other!r}? The reader splits at {delimiter!r})" if other else ""
+            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}{hint}")
         table = np.empty((len(rows), len(names)), dtype=np.float64)
         for j, name in enumerate(names):
             if name not in header:
@@ -402,16 +403,26 @@ def _to_float(cell: str) -> float | None:
         return None
 
 
-def _numeric_columns(header: list[str], rows: list[list[str]]) -> list[str]:
+def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> list[str]:
     """Default columns: those whose cells are all numbers or empty (and not all empty), except
-    columns named like a date (an epoch-seconds time column is numeric but not a series)."""
+    columns named like a date (an epoch-seconds time column is numeric but not a series). A column
+    of numbers with a few other cells is a damaged series, not a text column: it raises DataError
+    naming the first such cell rather than vanishing from the data."""
     names = []
     for index, name in enumerate(header):
         if name.strip().lower() in DATE_COLUMN_NAMES:
             continue
         values = [_to_float(row[index]) for row in rows]
-        if values and all(v is not None for v in values) and not all(np.isnan(v) for v in values):
+        bad = [i for i, v in enumerate(values) if v is None]
+        numbers = sum(1 for v in values if v is not None and not np.isnan(v))
+        if values and not bad and numbers:
             names.append(name)
+        elif bad and numbers > len(bad):
+            first = bad[0]
+            raise DataError(f"{path}:{lines[first]}", "unreadable_file",
+                            f"column {name!r}: {rows[first][index]!r} is not a number, though most of the column's "
+                            f"cells are ({len(bad)} of {len(values)} are not); fix those cells (empty = a gap) or "
+                            "choose the columns to read")
         else:
             logger.debug("leaving out non-numeric column %r", name)
     return names

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...data.readers.qa import OPTION_LETTERS
 from ...data.sample import MARKERS
+from ...textfiles import TextFileError, read_text
 
 if TYPE_CHECKING:
     from ...inference import ModRWKVPipeline
@@ -137,32 +138,33 @@ def expect_file(folder: Path, names: Sequence[str], what: str, layout: str) -> P
     raise BenchmarkFileError(f"{folder}: no {wanted} ({what}). Expected layout:\n{layout}")
 
 
+def read_benchmark_text(path: Path) -> str:
+    try:
+        return read_text(path)
+    except (OSError, TextFileError) as exc:
+        raise BenchmarkFileError(str(exc) if isinstance(exc, TextFileError) else f"{path}: cannot read ({exc})"
+                                 ) from None
+
+
 def read_json(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        return json.loads(read_benchmark_text(path))
     except json.JSONDecodeError as exc:
         raise BenchmarkFileError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise BenchmarkFileError(f"{path}: cannot read ({exc})") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BenchmarkFileError(f"{path}:{number}: not a JSON line ({exc})") from None
-                if not isinstance(record, dict):
-                    raise BenchmarkFileError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-                records.append(record)
-    except OSError as exc:
-        raise BenchmarkFileError(f"{path}: cannot read ({exc})") from None
+    for number, line in enumerate(read_benchmark_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BenchmarkFileError(f"{path}:{number}: not a JSON line ({exc})") from None
+        if not isinstance(record, dict):
+            raise BenchmarkFileError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
     return records
 
 

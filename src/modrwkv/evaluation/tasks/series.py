@@ -19,6 +19,7 @@ the reply was cut short (then padded with its last number) and counted as "unpar
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,7 @@ from .base import (
     Task,
     expect_dir,
     expect_file,
+    read_benchmark_text,
 )
 from .paper import SERIES
 
@@ -64,11 +66,11 @@ HORIZON = 96
 def read_table(path: Path) -> tuple[list[str], np.ndarray]:
     """The numeric columns of a benchmark CSV (date columns left out) as [rows, channels]; a
     benchmark file must be complete (custom-series accepts gaps)."""
+    reader = csv.reader(io.StringIO(read_benchmark_text(path), newline=""))
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except OSError as exc:
-        raise BenchmarkFileError(f"{path}: cannot read ({exc})") from None
+        rows = list(reader)
+    except csv.Error as exc:  # e.g. a NUL byte, or a quoted field that never ends
+        raise BenchmarkFileError(f"{path}:{reader.line_num}: not CSV ({exc})") from None
     if len(rows) < 2:
         raise BenchmarkFileError(f"{path}: expected a header row and data rows")
     header, body = rows[0], rows[1:]

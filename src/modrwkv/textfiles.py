@@ -1,0 +1,72 @@
+"""Reading the text files users write: data records, CSV series, YAML configs.
+
+One decoder for all of them, so that each accepts what common editors and shells write (UTF-8 with
+or without a byte-order mark, UTF-16 with one, as Windows PowerShell's `>` and Notepad's "Unicode"
+produce, any line ending) and each failure names the file and line. YAML errors name the line and
+column of the problem instead of PyYAML's multi-line report about "<unicode string>".
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Any
+
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+class TextFileError(ValueError):
+    """A text file that cannot be read as text (or as YAML); `source` is "path" or "path:line"."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"{source}: {detail}")
+        self.source = source
+        self.detail = detail
+
+
+def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:
+    """`raw` as text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a UTF-8
+    byte-order mark is dropped). `partial`: `raw` is the head of a longer file, so a character cut
+    at its end is not an error. Raises TextFileError naming the line of the first bad byte."""
+    encoding = "utf-16" if raw.startswith(UTF16_BOMS) else "utf-8-sig"
+    try:
+        return codecs.getincrementaldecoder(encoding)().decode(raw, final=not partial)
+    except UnicodeDecodeError as err:
+        if encoding == "utf-16":
+            raise TextFileError(str(name), "starts with a UTF-16 byte-order mark but is not UTF-16 text") from None
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise TextFileError(f"{name}:{line}", f"not UTF-8 text: byte {raw[err.start]:#04x} (save the file as UTF-8)"
+                            ) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A whole text file, decoded as `decode_text` does. A missing file or a folder raises the
+    OSError naming it."""
+    return decode_text(Path(path).read_bytes(), path)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in `path` (None when it is empty); syntax errors raise TextFileError
+    "path:line:column: problem (context)"."""
+    import yaml
+
+    try:
+        return yaml.safe_load(read_text(path))
+    except yaml.MarkedYAMLError as err:
+        raise TextFileError(*_yaml_problem(str(path), err)) from None
+    except yaml.YAMLError as err:
+        raise TextFileError(str(path), f"not valid YAML ({err})") from None
+
+
+def _yaml_problem(name: str, err: Any) -> tuple[str, str]:
+    """("path:line:column", "problem (context at line L, column C)") from a PyYAML MarkedYAMLError."""
+    mark = err.problem_mark or err.context_mark
+    source = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+    detail = err.problem or "not valid YAML"
+    if err.context:
+        where = err.context_mark
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None and where != mark else ""
+        detail += f" ({err.context}{at})"
+    if "\t" in detail or "'\\t'" in detail:
+        detail += "; YAML indents with spaces, not tabs"
+    return source, f"invalid YAML: {detail}"

@@ -1,0 +1,443 @@
+"""What a user sees after the usual mistakes: one line on stderr naming the file (and line, key or
+limit), exit status 2, no traceback, and nothing lost (a chat survives its bad turns; outputs are
+checked before the work whose result they would hold). Everything runs in-process on tiny files."""
+
+import io
+import json
+import socket
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import make_model
+from PIL import Image
+
+from modrwkv.cli import main
+from modrwkv.data.readers import DataError, LlavaReader, TimeSeriesReader
+from modrwkv.data.sample import Message, Sample
+from modrwkv.lm import RWKV7Config, RWKV7State
+
+REPO = Path(__file__).resolve().parents[1]
+LM = RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, head_size=64, dim_w=32, dim_a=32, dim_v=32, dim_g=32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fails(capsys, args: list[str]) -> str:
+    """Runs the CLI, which must fail as a user error; returns its one-line message."""
+    try:
+        code = main(args)
+    except SystemExit as exit_info:  # argparse's own usage errors
+        code = exit_info.code
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert "Traceback" not in captured.err and captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.startswith("modrwkv")]
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+# --- checkpoint files -------------------------------------------------------------------------
+
+
+def test_files_that_are_not_checkpoints_are_named_with_the_reason(tmp_path, capsys):
+    (tmp_path / "junk.pth").write_text("garbage\n")
+    torch.save({"emb.weight": torch.zeros(2, 2)}, tmp_path / "whole.pth")
+    whole = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])  # a download cut short
+
+    class Code:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"emb.weight": Code()}, tmp_path / "code.pth")
+    (tmp_path / "model.gguf").write_text("not gguf")
+    cases = {
+        "junk.pth": "junk.pth: cannot read as a PyTorch checkpoint: neither a zip archive nor a pickle "
+                    "(it starts with b'garbage\\n')",
+        "cut.pth": f"cut.pth: cannot read as a PyTorch checkpoint: a damaged or truncated zip archive (no table of "
+                   f"contents; {len(whole) // 2} bytes). Was the download or copy cut short?",
+        "code.pth": "code.pth: cannot read as a PyTorch checkpoint (it holds Python objects besides tensors "
+                    "(Unsupported global: GLOBAL print was not an allowed global by default), which are not loaded "
+                    "because unpickling them can run code; save a plain dict of tensors instead)",
+        "model.gguf": "model.gguf: not a GGUF file (it does not start with the GGUF magic bytes)",
+    }
+    from modrwkv.lm.gguf_format import save_gguf
+
+    save_gguf(make_model(LM, seed=1).state_dict(), tmp_path / "whole.gguf")
+    (tmp_path / "cut.gguf").write_bytes((tmp_path / "whole.gguf").read_bytes()[:3_000_000])
+    line = fails(capsys, ["generate", "--model", str(tmp_path / "cut.gguf"), "--prompt", "hi"])
+    assert line.startswith(f"modrwkv generate: error: {tmp_path}/cut.gguf: cannot read as GGUF (")
+    assert line.endswith("; damaged or truncated? (3000000 bytes))")
+    for name, message in cases.items():
+        line = fails(capsys, ["generate", "--model", str(tmp_path / name), "--prompt", "hi"])
+        assert line == f"modrwkv generate: error: {tmp_path}/{message}"
+    assert not zipfile.is_zipfile(tmp_path / "cut.pth")
+
+
+# --- outputs: checked before the work, named, no temporary files left -----------------------------
+
+
+def test_outputs_are_checked_before_loading_or_generating(tmp_path, capsys):
+    """The model does not even exist: each error is about the output, so it came first."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.gguf").write_text("old")
+    absent = str(tmp_path / "absent.pth")
+    cases = [
+        (["generate", "--model", absent, "--prompt", "hi", "--save-state", f"{tmp_path}/no/s.state"],
+         f"cannot write {tmp_path}/no/s.state: no folder {tmp_path}/no"),
+        (["generate", "--model", absent, "--prompt", "hi", "--save-state", f"{tmp_path}/folder"],
+         f"{tmp_path}/folder is a folder; give a file name (e.g. {tmp_path}/folder/out)"),
+        (["export", "--model", absent, "--format", "gguf", "--output", f"{tmp_path}/file.gguf"],
+         f"{tmp_path}/file.gguf already exists; pass overwrite=True (modrwkv export --overwrite) to replace it"),
+        (["export", "--model", absent, "--format", "gguf", "--output", f"{tmp_path}/no/x.gguf"],
+         f"cannot write {tmp_path}/no/x.gguf: no folder {tmp_path}/no"),
+        (["export", "--model", absent, "--format", "fla", "--output", f"{tmp_path}/file.gguf"],
+         f"cannot write the folder {tmp_path}/file.gguf: it is a file"),
+        (["export", "--model", absent, "--format", "fla", "--output", f"{tmp_path}/file.gguf/sub"],
+         f"cannot write the folder {tmp_path}/file.gguf/sub: it is inside {tmp_path}/file.gguf, which is a file"),
+        (["quickstart", "--output", f"{tmp_path}/file.gguf"], f"cannot write the folder {tmp_path}/file.gguf: it is a file"),
+    ]
+    for args, message in cases:
+        assert fails(capsys, args) == f"modrwkv {args[0]}: error: {message}"
+    assert (tmp_path / "file.gguf").read_text() == "old"
+
+
+def test_a_failed_state_save_names_the_path_and_leaves_no_temporary_file(tmp_path):
+    state = RWKV7State.zeros(LM, 1)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(IsADirectoryError, match="taken is a folder; give a file name"):
+        state.save(tmp_path / "taken")
+    (tmp_path / "taken" / "x.state.tmp").mkdir()  # the writer's temporary name is blocked: the write fails
+    with pytest.raises(OSError, match=f"cannot write the state to {tmp_path}/taken/x.state: "):
+        state.save(tmp_path / "taken" / "x.state")
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["x.state.tmp"]
+    state.save(tmp_path / "ok.state")
+    assert RWKV7State.load(tmp_path / "ok.state", LM).batch_size == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.state", "taken"]
+
+
+def test_operating_system_errors_read_as_path_and_problem(tmp_path, capsys):
+    assert fails(capsys, ["train", str(tmp_path / "none.yaml")]) == \
+        f"modrwkv train: error: {tmp_path}/none.yaml: no such file or directory"
+    assert fails(capsys, ["train", str(tmp_path)]) == f"modrwkv train: error: {tmp_path}: is a directory"
+
+
+def test_serve_checks_the_port_before_loading_the_model(tmp_path, capsys):
+    assert "argument --port: invalid port 70000: expected a number from 0 to 65535" in \
+        fails(capsys, ["serve", "--model", "x", "--port", "70000"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = fails(capsys, ["serve", "--model", str(tmp_path / "absent.pth"), "--port", str(port)])
+    assert line == f"modrwkv serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_sampling_values_are_checked_before_the_model_loads(tmp_path, capsys):
+    absent = str(tmp_path / "absent")
+    assert fails(capsys, ["chat", "--model", absent, "--top-p", "1.5"]) == \
+        "modrwkv chat: error: top_p must lie in (0, 1], got 1.5"
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")
+    for value in ("0", "-3"):
+        assert fails(capsys, ["eval", "--model", absent, "--task", "custom", "--data", str(tmp_path / "qa.jsonl"),
+                              "--max-new-tokens", value, "--output", str(tmp_path / "out")]) == \
+            f"modrwkv eval: error: max_new_tokens must be at least 1, got {value}"
+    (tmp_path / "taken").write_text("")
+    assert fails(capsys, ["eval", "--model", absent, "--task", "custom", "--data", str(tmp_path / "qa.jsonl"),
+                          "--output", str(tmp_path / "taken")]) == \
+        f"modrwkv eval: error: cannot write the folder {tmp_path}/taken: it is a file"
+
+
+# --- training configs ---------------------------------------------------------------------------
+
+
+def tiny_config(tmp_path: Path) -> dict:
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["output"]["dir"] = str(tmp_path / "run")
+    cfg["data"]["train"] = [str(tmp_path / "train.json")]
+    return cfg
+
+
+def test_yaml_mistakes_are_named_by_line_and_column(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  lm:\n    config: {n_layer: 1, n_embd: 64\n  ctx_len: 64\n")
+    assert fails(capsys, ["train", str(path)]) == (
+        f"modrwkv train: error: {path}:4:10: invalid YAML: expected ',' or '}}', but got ':' "
+        "(while parsing a flow mapping at line 3, column 13)")
+    path.write_text("model:\n\tctx_len: 64\n")
+    assert fails(capsys, ["train", str(path)]).endswith(
+        f"{path}:2:1: invalid YAML: found character '\\t' that cannot start any token (while scanning for the next "
+        "token); YAML indents with spaces, not tabs")
+    path.write_text("train:\n  max_stpes: 10\n")
+    assert "unknown key(s) ['train.max_stpes']; did you mean 'train.max_steps' for 'train.max_stpes'?" in \
+        fails(capsys, ["train", str(path)])
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path)))
+    assert fails(capsys, ["train", str(path), "--train.lr", "[1,"]) == (
+        f"modrwkv train: error: {path}: override --train.lr '[1,': not a YAML value (expected the node content, "
+        "but found '<stream end>'); quote text, write lists as '[a, b]'")
+    assert "syntax.yaml:2:1: invalid YAML: expected the node content, but found '<stream end>'" in \
+        fails(capsys, ["push-to-hub", "--model", str(tmp_path), "--repo", "a/b", "--training-config",
+                       str(_write(tmp_path / "syntax.yaml", "a: [\n"))])
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_configs_in_utf16_with_bom_or_crlf_read_as_utf8(tmp_path):
+    from modrwkv.training import load_config
+
+    text = yaml.safe_dump(tiny_config(tmp_path))
+    expected = load_config(_write(tmp_path / "plain.yaml", text)).to_dict()
+    for name, data in {"utf16.yaml": text.encode("utf-16"), "bom.yaml": b"\xef\xbb\xbf" + text.encode(),
+                       "crlf.yaml": text.replace("\n", "\r\n").encode()}.items():
+        (tmp_path / name).write_bytes(data)
+        assert load_config(tmp_path / name).to_dict() == expected, name
+
+
+def test_resume_with_a_different_config_names_each_changed_key(tmp_path, capsys):
+    from modrwkv.training.config import check_resume, config_from_dict, dump_config
+
+    cfg = tiny_config(tmp_path)
+    path = _write(tmp_path / "c.yaml", yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-00000010").mkdir(parents=True)  # a complete checkpoint, as far as resume looks
+    (run / "checkpoints" / "step-00000010" / "training_state.ckpt").write_bytes(b"")
+    (run / "checkpoints" / "latest").write_text("step-00000010")
+    dump_config(config_from_dict(cfg), run / "config.yaml", header="this run: ...")
+    line = fails(capsys, ["train", str(path), "--resume", "--model.lm.config.n_embd", "128", "--train.stage", "lora"])
+    assert line == (
+        f"modrwkv train: error: --resume: the run in {run} was started with a different config ({run}/config.yaml): "
+        f"model.lm.config.n_embd: 64 -> 128; train.stage: '2' -> 'lora'. Resume with the run's own config (modrwkv "
+        f"train {run}/config.yaml --resume), or start a new run in another output.dir")
+    # Where and how the run goes on may change; the saved config is not overwritten by a refused resume.
+    changed = {**cfg, "runtime": {**cfg["runtime"], "precision": "bf16-mixed"},
+               "output": {**cfg["output"], "log_every": 7}, "data": {**cfg["data"], "num_workers": 2}}
+    check_resume(config_from_dict(changed), run)
+    assert (run / "config.yaml").read_text().startswith("# this run: ...")
+    # A config.yaml from a version without some setting: the setting has its default value.
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["train"]["seed"], saved["data"]["options"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_resume(config_from_dict(cfg), run)
+    with pytest.raises(ValueError, match=r"data\.options\.lookback: None -> 8; train\.seed: 42 -> 7\. "):
+        check_resume(config_from_dict({**cfg, "train": {**cfg["train"], "seed": 7},
+                                       "data": {**cfg["data"], "options": {"lookback": 8}}}), run)
+
+
+def test_a_run_with_nothing_to_learn_stops_at_its_first_step(tmp_path):
+    """Images that do not decode are dropped one by one; when the whole first step is dropped, the
+    run stops with the reasons, before any checkpoint of an untrained model is written."""
+    from modrwkv.training import train
+
+    samples = [Sample([Message("user", "<image>\nWhat colour?"), Message("assistant", "red")],
+                      images=[b"not an image"], source=f"bad[{i}]") for i in range(8)]
+    cfg = tiny_config(tmp_path)
+    cfg["train"]["max_steps"] = 3
+    with pytest.raises(ValueError, match=r"^step 1 of training had no token to learn from: its samples were dropped "
+                                         r"\(bad_media: 8; the reasons are logged above\)"):
+        train(cfg, samples=samples)
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "final").exists()
+
+
+# --- data files ---------------------------------------------------------------------------------
+
+
+def test_utf16_data_files_read_as_their_utf8_twins(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    record = {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nNaïve café?"},
+                                                  {"from": "gpt", "value": "日本語"}]}
+    text = "\n".join(json.dumps(record, ensure_ascii=False) for _ in range(3)) + "\n"
+    (tmp_path / "utf8.jsonl").write_text(text, encoding="utf-8")
+    (tmp_path / "utf16.jsonl").write_bytes(text.encode("utf-16"))  # with a BOM, as Windows tools write it
+    (tmp_path / "utf16be.jsonl").write_bytes(b"\xfe\xff" + text.encode("utf-16-be"))
+    expected = [s.messages for s in LlavaReader(tmp_path / "utf8.jsonl", on_error="raise")]
+    for name in ("utf16.jsonl", "utf16be.jsonl"):
+        assert [s.messages for s in LlavaReader(tmp_path / name, on_error="raise")] == expected
+    (tmp_path / "broken16.jsonl").write_bytes(b"\xff\xfe" + "{}\n".encode("utf-16-le") + b"\x00")
+    with pytest.raises(DataError, match="broken16.jsonl: starts with a UTF-16 byte-order mark but is not UTF-16"):
+        list(LlavaReader(tmp_path / "broken16.jsonl", on_error="skip"))
+
+    csv = "date,a\n" + "".join(f"d{i},{np.sin(i):.4f}\n" for i in range(40))
+    (tmp_path / "s8.csv").write_text(csv)
+    (tmp_path / "s16.csv").write_bytes(csv.replace("\n", "\r\n").encode("utf-16"))
+    windows = [s.series[0] for s in TimeSeriesReader(tmp_path / "s8.csv", lookback=8, horizon=4)]
+    got = [s.series[0] for s in TimeSeriesReader(tmp_path / "s16.csv", lookback=8, horizon=4)]
+    assert len(windows) == 29 and all(np.array_equal(a, b) for a, b in zip(windows, got, strict=True))
+
+
+def test_a_series_column_with_a_stray_word_is_named_not_dropped(tmp_path):
+    rows = [f"{i},{i * 0.5}" for i in range(30)]
+    rows[11] = "11,n/a"
+    (tmp_path / "s.csv").write_text("t,load\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"s\.csv:13: column 'load': 'n/a' is not a number, though most of the "
+                                        r"column's cells are \(1 of 30 are not\)"):
+        list(TimeSeriesReader(tmp_path / "s.csv", lookback=8, horizon=4, on_error="skip"))
+    (tmp_path / "semi.csv").write_text("t;load\n" + "\n".join(f"{i};{i}" for i in range(30)) + "\n")
+    with pytest.raises(DataError, match=r"no numeric column among \['t;load'\] \(are the fields separated by ';'\? "
+                                        r"The reader splits at ','\)"):
+        list(TimeSeriesReader(tmp_path / "semi.csv", lookback=8, horizon=4))
+    (tmp_path / "labels.csv").write_text("t,load,label\n" + "".join(f"{i},{i},x{i % 3}\n" for i in range(30)))
+    samples = list(TimeSeriesReader(tmp_path / "labels.csv", lookback=8, horizon=4))  # a text column is left out
+    assert {s.meta["columns"][0] for s in samples} == {"t", "load"}
+
+
+def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
+    assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
+        f"modrwkv init: error: {tmp_path} is a folder; give the data file in it (--data FILE)"
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.json", format="PNG")
+    assert fails(capsys, ["init", "--data", str(tmp_path / "a.json"), "--yes"]) == \
+        f"modrwkv init: error: {tmp_path}/a.json:1: not UTF-8 text: byte 0x89 (save the file as UTF-8)"
+
+
+# --- chat ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory) -> Path:
+    from modrwkv.encoders import build_encoder
+    from modrwkv.multimodal import ModRWKV
+
+    folder = tmp_path_factory.mktemp("chat") / "model"
+    torch.manual_seed(0)
+    ModRWKV.build(make_model(LM, seed=1), {"image": build_encoder("tiny", width=32)}).eval().save_pretrained(folder)
+    return folder
+
+
+def test_chat_survives_bad_turns_and_answers_as_if_they_never_happened(image_model, tmp_path, monkeypatch, capsys):
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.inference.session import ChatSession
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "cat.png")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+    stream = ChatSession.stream
+
+    def failing_stream(self, text, **kwargs):  # a turn failing in an unforeseen way
+        if text == "boom":
+            raise RuntimeError("out of memory")
+        return stream(self, text, **kwargs)
+
+    monkeypatch.setattr(ChatSession, "stream", failing_stream)
+    script = [
+        "Hello!",
+        f"/image {tmp_path / 'text.png'}", "What is this?",
+        f"/image {tmp_path / 'empty.png'}", "And this?",
+        f"/image {tmp_path / 'folder'}",
+        f"/audio {tmp_path / 'cat.png'}",
+        "boom",
+        f"/image {tmp_path / 'cat.png'}", f"/image {tmp_path / 'cat.png'}", "Two of them?",
+        f"/save-state {tmp_path / 'no' / 'chat.state'}",
+        f"/save-state {tmp_path / 'folder'}",
+        "Tell me more.",
+    ]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(script) + "\n"))
+    assert main(["chat", "--model", str(image_model), "--temperature", "0", "--max-new-tokens", "5"]) == 0
+    out, err = capsys.readouterr()
+
+    session = ModRWKVPipeline.from_pretrained(image_model).session(
+        temperature=0, max_new_tokens=5, top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
+    expected = [session.send("Hello!"), session.send("Two of them?", images=[str(tmp_path / "cat.png")] * 2),
+                session.send("Tell me more.")]
+    assert out == "".join(f"Assistant: {reply}\n" for reply in expected)
+    discarded = "; this turn is discarded, the conversation is unchanged"
+    assert f"error: cannot decode image '{tmp_path / 'text.png'}': not a recognised image format" in err
+    assert err.count(discarded) == 2
+    assert f"error: {tmp_path / 'folder'} is a folder, not a file" in err
+    assert "error: this model has no audio encoder (it accepts ['image'])" in err
+    assert ("error: this turn failed (RuntimeError: out of memory); it is discarded, the conversation is "
+            "unchanged") in err
+    assert f"error: cannot write {tmp_path / 'no' / 'chat.state'}: no folder {tmp_path / 'no'}" in err
+    assert f"error: {tmp_path / 'folder'} is a folder; give a file name" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--max-batch-size", "0", "argument --max-batch-size: must be at least 1, got 0"),
+    ("--max-queue", "-1", "argument --max-queue: must be at least 0, got -1"),
+    ("--prefix-cache-mb", "nan", "argument --prefix-cache-mb: must be at least 0, got nan"),
+    ("--max-batch-size", "many", "argument --max-batch-size: expected an integer, got 'many'"),
+])
+def test_serve_sizes_are_checked_as_flags(capsys, flag, value, message):
+    assert f"modrwkv serve: error: {message} (see modrwkv serve --help)" == \
+        fails(capsys, ["serve", "--model", "absent", flag, value])
+
+
+def test_a_lone_surrogate_escape_is_named(capsys):
+    assert fails(capsys, ["generate", "--model", "absent", "--prompt", "\\ud83d"]) == (
+        "modrwkv generate: error: bad backslash escape in '\\\\ud83d': a lone surrogate is not a character (write "
+        "\\U0001F600, eight digits, for a character beyond \\uFFFF)")
+
+
+def test_a_stop_token_outside_the_vocabulary_is_refused(tmp_path, capsys):
+    torch.save(make_model(LM, seed=1).state_dict(), tmp_path / "lm.pth")
+    line = fails(capsys, ["generate", "--model", str(tmp_path / "lm.pth"), "--prompt", "hi", "--stop-token", "70000"])
+    assert line == ("modrwkv generate: error: token id(s) [70000] lie outside the vocabulary (ids 0 to 65535): they "
+                    "could never stop or be sampled")
+
+
+def test_data_settings_are_named_in_config_terms(tmp_path, capsys):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    record = {"image": "gone.png", "conversations": [{"from": "human", "value": "<image>\nColour?"},
+                                                      {"from": "gpt", "value": "red"}]}
+    (tmp_path / "train.json").write_text(json.dumps([record] * 8))
+    (tmp_path / "s.csv").write_text("t,x\n" + "".join(f"{i},{i}\n" for i in range(40)))
+    path = _write(tmp_path / "c.yaml", yaml.safe_dump(tiny_config(tmp_path)))
+    cases = [
+        ([], f"{tmp_path}/train.json: no usable sample ({tmp_path}/train.json: kept 0 of 8 records; skipped 8 "
+             f"(missing_media: 8); the first: {tmp_path}/train.json:[0]: media file not found: {tmp_path}/gone.png)"),
+        (["--data.media_folder", str(tmp_path / "none")], f"data.media_folder {tmp_path}/none: no such folder"),
+        (["--output.dir", str(path)], f"cannot write the folder {path}: it is a file"),
+        (["--data.train", f"[{tmp_path}/s.csv]"], f"data.format is llava, but {tmp_path}/s.csv is a time-series file; "
+                                                   "set data.format: series (with data.options lookback and horizon)"),
+        (["--data.train", f"[{tmp_path}/s.csv]", "--data.format", "series", "--data.options", "{lookback: 8, horizn: 4}"],
+         "data.options: unknown option 'horizn' (did you mean 'horizon'?); the series format needs horizon (options "
+         "of the series format: ['columns', 'decimals', 'delimiter', 'horizon', 'log_limit', 'lookback', "
+         "'max_examples', 'multivariate', 'prompt', 'split', 'standardize', 'stride'])"),
+    ]
+    for overrides, message in cases:
+        assert fails(capsys, ["train", str(path), *overrides]) == f"modrwkv train: error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_commands_that_write_a_model_folder_never_write_over_one(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.safetensors").write_text("my trained model")
+    absent = str(tmp_path / "absent")  # checked before the source is read
+    for args in (["merge-lora", absent, str(tmp_path / "mine")],
+                 ["import-released", absent, str(tmp_path / "mine"), "--encoder", "siglip2", "--encoder-source", absent],
+                 ["quickstart", "--output", str(tmp_path / "mine")]):
+        assert fails(capsys, args) == (f"modrwkv {args[0]}: error: {tmp_path}/mine already exists and is not empty; "
+                                       f"choose another {'--output' if args[0] == 'quickstart' else 'output folder'} "
+                                       "or remove it")
+    assert (tmp_path / "mine" / "model.safetensors").read_text() == "my trained model"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_run_on_a_machine_without_one_is_a_config_error(tmp_path, capsys):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    record = {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nColour?"},
+                                                   {"from": "gpt", "value": "black"}]}
+    (tmp_path / "train.json").write_text(json.dumps([record] * 8))
+    path = _write(tmp_path / "c.yaml", yaml.safe_dump(tiny_config(tmp_path)))
+    assert fails(capsys, ["train", str(path), "--runtime.accelerator", "gpu"]) == \
+        "modrwkv train: error: runtime (accelerator: gpu, devices: 1): No supported gpu backend found!"
+
+
+def test_serve_names_a_local_media_file_given_as_its_folder(tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(b"")
+    assert fails(capsys, ["serve", "--model", "absent", "--allow-local-media", str(tmp_path / "a.png")]) == \
+        f"modrwkv serve: error: local media folder {tmp_path}/a.png is a file, not a folder"
