@@ -15,6 +15,7 @@ import codecs
 import logging
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -319,6 +320,10 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"stopped at step {m['steps']} of {m['total_steps']}{reason}{saved}. Continue with: {again}")
     if any(m["dropped"].values()):
         print(f"dropped samples: {m['dropped']}")
+    if result.stopped_by:
+        # The shell's status for a run ended by a signal: `modrwkv train ... && modrwkv eval ...` must not
+        # go on to evaluate a half-trained model, and a batch scheduler must not mark the job complete.
+        return 128 + signal.Signals[result.stopped_by].value
     return 0
 
 
