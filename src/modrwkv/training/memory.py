@@ -1,0 +1,385 @@
+"""How much memory a training run needs, per device: weights, gradients, optimizer states,
+activations and the logits buffer, from the config alone (nothing is allocated).
+
+    plan = plan_from_config(load_config("configs/vision-stage1.yaml"))
+    print(estimate_memory(plan).table())
+
+`modrwkv train CONFIG.yaml --estimate-memory` prints the same table and exits.
+
+What is counted, and why (each term is checked against the real model in tests/test_memory.py and
+against measured peaks in bench/bench_memory.py):
+
+- Weights: the model's parameters in fp32 (Lightning's bf16-mixed keeps fp32 weights and casts
+  inside autocast; DeepSpeed's bf16 keeps bf16 weights and an fp32 master copy in the optimizer).
+- Gradients: one fp32 tensor per trainable parameter; AdamW: two (exp_avg, exp_avg_sq).
+- Activations: the tensors autograd saves for the backward pass, per token and layer, as our
+  chunked WKV form and the block's other ops save them (`layer_activation_bytes`, derived from the
+  saved-tensor list of one block: tests count them on a real block). Under bf16 autocast each
+  block also saves a bf16 copy of its weight matrices (the backward needs them, frozen or not).
+- Logits: the head runs on the supervised positions only; cross-entropy saves the fp32
+  log-probabilities [n, vocab], and its backward holds three such buffers at once (saved output,
+  incoming gradient, result): 12 bytes x n x vocab, ~3 GiB for 4096 tokens at vocab 65536.
+- The peak: the static part (weights + optimizer states) plus the largest of four moments: the
+  end of the forward (activations + logits), the start of the backward (activations + three
+  logits buffers), the backward of the last layer (activations + that layer's working set) and the
+  optimizer step (all gradients + the non-fused AdamW's temporaries).
+
+The activation terms are those of the pure-PyTorch chunked WKV (CPU; CUDA without
+flash-linear-attention). fla's Triton kernel recomputes inside chunks and saves less, so on a GPU
+with fla the WKV part is an overestimate; a GPU also needs memory for the CUDA context and kernel
+workspace, added as `GPU_OVERHEAD_BYTES` when the run is on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ..adapters import AdapterConfig, build_adapter
+from ..lm import RWKV7Config
+from ..lm.checkpoint import load_state_dict
+from ..lm.ops.chunked import DEFAULT_CHUNK
+from .config import DEFAULT_LORA_TARGETS, ConfigError, TrainConfig
+
+log = logging.getLogger(__name__)
+
+GIB = 2**30
+# The official RWKV-7 World sizes (layers, width); read from the checkpoint when it exists, else
+# recognised in its file name (RWKV-x070-World-1.5B-...). 7.2B: the RWKV7-G0 7.2B release.
+WORLD_SIZES = {"0.1B": (12, 768), "0.4B": (24, 1024), "1.5B": (24, 2048), "2.9B": (32, 2560), "7.2B": (32, 4096)}
+# Pretrained towers that `plan_from_config` sizes without their files: vision/audio tower
+# parameters (counted on the transformers architecture with the release's config), feature width.
+KNOWN_ENCODERS = {
+    "siglip2-base-patch16-384": (93_176_064, 768),
+    "wavlm-large": (315_453_120, 1024),
+}
+# CUDA context, cuBLAS/Triton workspaces and allocator slack that a GPU process holds on top of
+# its tensors; an allowance (no GPU has run this project's training yet), not a measurement.
+GPU_OVERHEAD_BYTES = int(1.5 * GIB)
+
+Precision = Literal["32", "bf16-mixed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderPlan:
+    """One modality's encoder and adapter, as numbers."""
+
+    modality: str
+    encoder_params: int
+    trainable: bool
+    feature_dim: int
+    adapter_params: int
+    adapter_hidden: int  # the adapter MLP's hidden width
+
+    def __post_init__(self) -> None:
+        if self.encoder_params < 0 or self.adapter_params < 0:
+            raise ValueError(f"{self.modality}: parameter counts must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """Everything the estimate depends on. `micro_batch_size` sequences of `ctx_len` tokens each
+    (the worst case a length-grouped batch reaches), of which `supervised_fraction` carry labels."""
+
+    lm: RWKV7Config
+    stage: Literal["1", "2", "lora"]
+    micro_batch_size: int
+    ctx_len: int
+    precision: Precision = "bf16-mixed"
+    gradient_checkpointing: bool = False
+    strategy: str = "auto"
+    world_size: int = 1
+    accumulation: int = 1
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    encoders: tuple[EncoderPlan, ...] = ()
+    supervised_fraction: float = 1.0
+    grad_clip: bool = True
+    gpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stage not in ("1", "2", "lora"):
+            raise ValueError(f"stage must be '1', '2' or 'lora', got {self.stage!r}")
+        if self.precision not in ("32", "bf16-mixed"):
+            raise ValueError(f"precision must be '32' or 'bf16-mixed', got {self.precision!r}")
+        for name in ("micro_batch_size", "ctx_len", "world_size", "accumulation", "lora_rank"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.supervised_fraction <= 1:
+            raise ValueError(f"supervised_fraction must be in (0, 1], got {self.supervised_fraction}")
+
+    @property
+    def zero_stage(self) -> int:
+        """DeepSpeed ZeRO stage (0: not DeepSpeed)."""
+        match = re.fullmatch(r"deepspeed_stage_(\d)", self.strategy)
+        return int(match.group(1)) if match else 0
+
+    @property
+    def fused_adam(self) -> bool:
+        """As `ModRWKVModule.configure_optimizers` decides: Lightning cannot clip the gradients of
+        a fused AdamW under mixed precision, so bf16-mixed with clipping runs the foreach one."""
+        return not (self.precision == "bf16-mixed" and self.grad_clip)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes per device. `parts` are the components; `peak` = static + the largest moment."""
+
+    plan: MemoryPlan
+    parts: dict[str, int]
+    moments: dict[str, int]  # what is live on top of `static` at each candidate peak
+    static: int
+    overhead: int  # GPU allowance (0 on CPU)
+
+    @property
+    def peak_moment(self) -> str:
+        return max(self.moments, key=self.moments.__getitem__)
+
+    @property
+    def peak(self) -> int:
+        return self.static + self.moments[self.peak_moment] + self.overhead
+
+    def table(self) -> str:
+        p = self.plan
+        c = p.lm
+        head = (f"memory estimate per device: RWKV-7 {c.n_layer}x{c.n_embd} (vocab {c.vocab_size}), stage {p.stage}"
+                f"{f' (LoRA rank {p.lora_rank})' if p.stage == 'lora' else ''}, micro-batch {p.micro_batch_size} x "
+                f"{p.ctx_len} tokens, precision {p.precision}, gradient checkpointing "
+                f"{'on' if p.gradient_checkpointing else 'off'}, strategy {p.strategy} x {p.world_size}")
+        rows = [(name, value) for name, value in self.parts.items()]
+        width = max(len(name) for name, _ in rows + [("peak (at the x)", 0)]) + 2
+        lines = [head, ""]
+        lines += [f"  {name:<{width}}{value / GIB:9.2f} GiB" for name, value in rows]
+        if self.overhead:
+            lines.append(f"  {'CUDA context + workspace':<{width}}{self.overhead / GIB:9.2f} GiB  (allowance)")
+        lines.append(f"  {'peak':<{width}}{self.peak / GIB:9.2f} GiB  (at the {self.peak_moment})")
+        lines.append("")
+        lines.append("  peak = weights + optimizer states + the largest of: "
+                     + ", ".join(f"{name} {value / GIB:.2f}" for name, value in self.moments.items()) + " GiB")
+        lines.append(f"  assumes every sequence is {p.ctx_len} tokens with {p.supervised_fraction:.0%} of them "
+                     "supervised (the logits are computed on supervised tokens only)")
+        if p.gpu:
+            lines.append("  activations are those of the pure-PyTorch WKV; flash-linear-attention saves less")
+        return "\n".join(lines)
+
+
+def lora_parameters(config: RWKV7Config, rank: int, targets: Sequence[str]) -> int:
+    """Parameters `apply_lora` adds: rank x (in + out) per targeted linear."""
+    c, f = config.n_embd, config.dim_ffn
+    shapes = {"att.receptance": (c, c), "att.key": (c, c), "att.value": (c, c), "att.output": (c, c),
+              "ffn.key": (c, f), "ffn.value": (f, c)}
+    per_layer = sum(rank * sum(shapes[t]) for t in targets if t in shapes)
+    head = rank * (c + config.vocab_size) if "head" in targets else 0
+    return config.n_layer * per_layer + head
+
+
+def matrix_parameters(config: RWKV7Config) -> int:
+    """Parameters of one block's weight matrices (what autocast casts to bf16)."""
+    c = config.n_embd
+    return 4 * c * c + 2 * c * config.dim_ffn + 2 * c * (config.dim_w + config.dim_a + config.dim_v + config.dim_g)
+
+
+def layer_activation_bytes(config: RWKV7Config, batch: int, seq_len: int, *, precision: Precision,
+                           lm_trainable: bool) -> int:
+    """Bytes one RWKV-7 block saves for the backward pass (its input included), for a batch of
+    `batch` sequences of `seq_len` tokens, counted from the saved-tensor list of our block.
+
+    Per token, in fp32 elements: 46 C-wide tensors when the block's weights train (the block input,
+    the six token-shift mixes stored as one tensor, r/k/v/a/g/decay and their intermediates, kk's
+    normalisation, and the chunked WKV's inputs rescaled by the cumulative decay, eight of them,
+    plus their transposed copies for the intra-chunk products), 34 when they are frozen (the
+    weight-gradient inputs are not kept); the FFN's 4C hidden layer twice (once frozen); the LoRA
+    widths; four L x L intra-chunk matrices per head (L = chunk, 32) plus 5 per-head scalars;
+    per chunk, three H x N x N fp32 states (chunk start states and their factors); the carried
+    state. Under bf16 autocast the projections' outputs are bf16 (fewer bytes per token) and the
+    block keeps a bf16 copy of its weight matrices. A batch of one sequence takes a different
+    memory layout in a few reshapes: 5 C-wide tensors more in fp32, 1 fewer in bf16.
+    """
+    c, f, h, n, chunk = config.n_embd, config.dim_ffn, config.n_head, config.head_size, DEFAULT_CHUNK
+    padded = -(-seq_len // chunk) * chunk
+    tokens = batch * padded
+    chunks = batch * padded // chunk
+    loras = config.dim_w + config.dim_g + (config.dim_a + config.dim_v if lm_trainable else 0)
+    if precision == "32":
+        wide = (46 if lm_trainable else 34) + (5 if batch == 1 else 0)
+        per_token = 4 * (wide * c + c / chunk + (2 if lm_trainable else 1) * f + loras + (4 * chunk + 5) * h + 4)
+        per_sequence = 4 * h * n * n
+        per_chunk = 12 * h * n * n
+        weights = 0
+    else:
+        wide = (166 if lm_trainable else 132) - (4 if batch == 1 else 0)
+        per_token = wide * c + 4 * c / chunk + (4 if lm_trainable else 2) * f + 2 * loras + (10 * chunk + 20) * h + 16
+        per_sequence = -2 * h * n * n
+        per_chunk = 6 * h * n * n
+        weights = 2 * matrix_parameters(config)
+    return int(tokens * per_token + batch * per_sequence + chunks * per_chunk + weights + 24 * c + 2048)
+
+
+def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
+    """Per-device bytes of a training step as `plan` describes it; see the module docstring."""
+    cfg = plan.lm
+    lm_params = cfg.num_parameters()
+    lora = lora_parameters(cfg, plan.lora_rank, plan.lora_targets) if plan.stage == "lora" else 0
+    media_params = sum(e.encoder_params + e.adapter_params for e in plan.encoders)
+    trainable_media = sum(e.adapter_params + (e.encoder_params if e.trainable else 0) for e in plan.encoders)
+    trainable = trainable_media + (lm_params if plan.stage == "2" else lora)
+    all_params = lm_params + lora + media_params
+    bf16 = plan.precision == "bf16-mixed"
+    n = plan.world_size
+
+    # Weights, gradients, optimizer states per device, by strategy.
+    zero = plan.zero_stage
+    if zero:
+        # DeepSpeed bf16: bf16 weights and gradients, fp32 master weights + Adam moments (12 bytes)
+        # sharded over the ranks from ZeRO-1, gradients from ZeRO-2, weights at ZeRO-3.
+        weight_bytes, grad_bytes, state_bytes = (2, 2, 12) if bf16 else (4, 4, 8)
+        weights = weight_bytes * all_params // (n if zero >= 3 else 1)
+        grads = grad_bytes * trainable // (n if zero >= 2 else 1)
+        optimizer = state_bytes * trainable // n
+    elif plan.strategy == "fsdp":
+        weights, grads, optimizer = 4 * all_params // n, 4 * trainable // n, 8 * trainable // n
+    else:
+        weights, grads, optimizer = 4 * all_params, 4 * trainable, 8 * trainable
+    # DDP copies gradients into its all-reduce buckets; FSDP gathers the unsharded embedding,
+    # head and norms (outside the per-block wrap) and two blocks at a time (one prefetched).
+    buckets = grads if plan.strategy == "ddp" and n > 1 else 0
+    gathered = 0
+    if plan.strategy == "fsdp" and n > 1:
+        block = (lm_params - 2 * cfg.vocab_size * cfg.n_embd) // cfg.n_layer
+        gathered = (2 if bf16 else 4) * (2 * cfg.vocab_size * cfg.n_embd + 2 * block)
+
+    # Activations.
+    batch, tokens = plan.micro_batch_size, plan.micro_batch_size * plan.ctx_len
+    lm_trainable = plan.stage != "1"
+    layer = layer_activation_bytes(cfg, batch, plan.ctx_len, precision=plan.precision, lm_trainable=lm_trainable)
+    if plan.gradient_checkpointing:
+        # each block keeps its input (fp32 residual stream) and its carried state; one block at a
+        # time is recomputed. Under autocast the trainable weights' bf16 copies stay cached until
+        # the forward ends (Lightning's autocast spans the training step).
+        state = batch * (2 * cfg.n_embd + cfg.n_head * cfg.head_size**2) * 4
+        layers = cfg.n_layer * (4 * tokens * cfg.n_embd + state)
+        recompute = layer
+        cast_cache = 2 * matrix_parameters(cfg) * cfg.n_layer if bf16 and plan.stage == "2" else 0
+    else:
+        layers, recompute, cast_cache = cfg.n_layer * layer, 0, 0
+    # around the blocks: the embedding output and ln0 (fp32), v_first, ln_out's input and output
+    value_bytes = 2 if bf16 else 4
+    lm_io = tokens * cfg.n_embd * (4 * 3 + value_bytes)
+    supervised = int(tokens * plan.supervised_fraction)
+    logits = 4 * supervised * cfg.vocab_size
+    head_copy = 2 * cfg.vocab_size * cfg.n_embd if bf16 else 0  # autocast's bf16 head, kept for the backward
+    adapters = sum(4 * tokens * (e.feature_dim + 3 * e.adapter_hidden) for e in plan.encoders)
+    activations = layers + lm_io + head_copy + adapters
+    head_grad = 4 * cfg.vocab_size * cfg.n_embd * (1.5 if bf16 else 1) if plan.stage == "2" else 0
+    accumulated = grads if plan.accumulation > 1 else 0  # gradients stay between micro-batches
+    step_temporaries = 0 if plan.fused_adam else 4 * trainable // (n if zero or plan.strategy == "fsdp" else 1)
+
+    moments = {
+        "end of the forward": activations + cast_cache + 2 * logits + accumulated,
+        "loss backward": activations + cast_cache + int(max(3 * logits, logits + head_grad)) + accumulated,
+        "last layer's backward": activations + cast_cache + int(head_grad) + 2 * recompute + layer + accumulated,
+        "optimizer step": grads + buckets + step_temporaries,
+    }
+    moments = {k: v + gathered for k, v in moments.items()}
+    parts = {
+        "weights (LM)": weights * (lm_params + lora) // max(all_params, 1),
+        "weights (encoders + adapters)": weights * media_params // max(all_params, 1),
+        "gradients": grads + buckets,
+        "optimizer states (AdamW)": optimizer,
+        f"activations ({cfg.n_layer} layers{', checkpointed' if plan.gradient_checkpointing else ''})": layers,
+        "activations (embeddings, head input, adapters)": lm_io + head_copy + adapters,
+        "logits / loss (x3 in its backward)": 3 * logits,
+    }
+    if gathered:
+        parts["FSDP gathered weights"] = gathered
+    return MemoryEstimate(plan, parts, moments, static=weights + optimizer,
+                          overhead=GPU_OVERHEAD_BYTES if plan.gpu else 0)
+
+
+# --------------------------------------------------------------------------- from a config
+
+
+def lm_config_for(config: TrainConfig) -> RWKV7Config:
+    """The LM's sizes: `lm.config`, the checkpoint's tensor shapes (memory-mapped, not loaded),
+    `init_from`'s config.json, or an official World size named in a checkpoint file name that is
+    not on this machine."""
+    m = config.model
+    if m.init_from is not None:
+        path = Path(m.init_from) / "config.json"
+        if path.exists():
+            return RWKV7Config.from_dict(json.loads(path.read_text())["lm"])
+        raise ConfigError(f"model.init_from: {path} does not exist; the LM's size is read from it "
+                          "(estimate the stage-1 config, or run stage 1 first)")
+    if m.lm.config is not None:
+        return RWKV7Config.from_dict(m.lm.config)
+    checkpoint = str(m.lm.checkpoint)
+    try:
+        return RWKV7Config.from_state_dict(load_state_dict(checkpoint))
+    except FileNotFoundError:
+        match = re.search(r"(\d+(?:\.\d+)?)B", Path(checkpoint).name, flags=re.IGNORECASE)
+        size = f"{match.group(1)}B" if match else None
+        if size not in WORLD_SIZES:
+            raise ConfigError(f"model.lm.checkpoint: {checkpoint} does not exist and its name holds no known size "
+                              f"({', '.join(WORLD_SIZES)})") from None
+        log.info("%s is not here: sizing the LM as the official World %s", checkpoint, size)
+        n_layer, n_embd = WORLD_SIZES[size]
+        return RWKV7Config(n_layer=n_layer, n_embd=n_embd)
+
+
+def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int) -> EncoderPlan:
+    """Sizes of one encoder (built-in ones are built, known pretrained towers looked up) and of
+    its adapter (built on the meta device)."""
+    from ..encoders import build_encoder
+
+    name, source = spec["name"], spec.get("source")
+    known = KNOWN_ENCODERS.get(Path(str(source)).name) if source else None
+    if known is not None:
+        params, dim = known
+        trainable = bool(spec.get("trainable"))
+    elif source is None:  # built-in (tiny, wavenet): small, built for real
+        encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"),
+                                **spec.get("options", {}))
+        params, dim, trainable = sum(p.numel() for p in encoder.parameters()), encoder.output_dim, encoder.trainable
+    else:
+        raise ConfigError(f"model.encoders.{modality}: cannot size {source!r} without loading it; known towers: "
+                          f"{sorted(KNOWN_ENCODERS)}")
+    with torch.device("meta"):
+        built = build_adapter(adapter.sized(modality, dim, n_embd))
+    hidden = max((mod.out_features for mod in built.modules() if isinstance(mod, torch.nn.Linear)), default=0)
+    return EncoderPlan(modality, params, trainable, dim, sum(p.numel() for p in built.parameters()), hidden)
+
+
+def plan_from_config(config: TrainConfig, *, world_size: int | None = None,
+                     supervised_fraction: float = 1.0) -> MemoryPlan:
+    """The `MemoryPlan` of a training config. `world_size` defaults to devices x nodes (1 when
+    `runtime.devices` is "auto")."""
+    rt, opt, model = config.runtime, config.train, config.model
+    if world_size is None:
+        world_size = (rt.devices if isinstance(rt.devices, int) else 1) * rt.num_nodes
+    lm = lm_config_for(config)
+    encoders: list[EncoderPlan] = []
+    if model.init_from is not None:
+        saved = json.loads((Path(model.init_from) / "config.json").read_text())
+        for modality, spec in saved.get("encoders", {}).items():
+            adapter = AdapterConfig(**{k: v for k, v in saved.get("adapters", {}).get(modality, {}).items()
+                                       if k in ("kind", "hidden_mult", "compression")})
+            encoders.append(_encoder_plan(modality, spec, adapter, lm.n_embd))
+    else:
+        for modality, spec in model.encoders.items():
+            encoders.append(_encoder_plan(modality, dataclasses.asdict(spec), model.adapters.get(modality, AdapterConfig()),
+                                          lm.n_embd))
+    accumulation = max(1, opt.batch_size // (opt.micro_batch_size * world_size))
+    return MemoryPlan(
+        lm=lm, stage=opt.stage, micro_batch_size=opt.micro_batch_size, ctx_len=model.ctx_len,
+        precision=rt.precision, gradient_checkpointing=opt.gradient_checkpointing, strategy=rt.strategy,
+        world_size=world_size, accumulation=accumulation, lora_rank=opt.lora.rank,
+        lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders), supervised_fraction=supervised_fraction,
+        grad_clip=opt.grad_clip is not None, gpu=rt.accelerator in ("gpu", "cuda"),
+    )
