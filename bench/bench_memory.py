@@ -25,12 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 GIB = 2**30
 
@@ -52,38 +49,6 @@ CASES: dict[str, tuple[int, int, str, str, int, int, bool]] = {
 }
 
 
-class LiveTensorBytes(TorchDispatchMode):
-    """Tracks the bytes of all tensor storages alive that were created under this mode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._seen: dict[int, weakref.ref] = {}
-
-    def _forget(self, key: int, nbytes: int) -> None:
-        self._seen.pop(key, None)
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.device.type != "meta":
-                storage = t.untyped_storage()
-                key = id(storage)
-                ref = self._seen.get(key)
-                if ref is not None and ref() is storage:
-                    continue
-                nbytes = storage.nbytes()
-                self._seen[key] = weakref.ref(storage, lambda _, k=key, n=nbytes: self._forget(k, n))
-                self.live += nbytes
-                self.peak = max(self.peak, self.live)
-        return out
-
-    def reset_peak(self) -> None:
-        self.peak = self.live
-
-
 def samples(n: int, ctx_len: int) -> list:
     from modrwkv.data.sample import Message, Sample
     import numpy as np
@@ -100,7 +65,7 @@ def run_case(name: str) -> dict[str, Any]:
     import lightning.pytorch as pl
 
     from modrwkv.training import config_from_dict, train
-    from modrwkv.training.memory import estimate_memory, plan_from_config
+    from modrwkv.training.memory import LiveTensorBytes, estimate_memory, plan_from_config
 
     layers, width, stage, precision, ctx, batch, ckpt = CASES[name]
     rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

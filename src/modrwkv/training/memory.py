@@ -20,7 +20,8 @@ against measured peaks in bench/bench_memory.py):
   log-probabilities [n, vocab], and its backward holds three such buffers at once (saved output,
   incoming gradient, result): 12 bytes x n x vocab, ~3 GiB for 4096 tokens at vocab 65536.
 - The peak: the static part (weights + optimizer states) plus the largest of four moments: the
-  end of the forward (activations + logits), the start of the backward (activations + three
+  end of the forward (activations + logits + the previous step's gradients, which Lightning frees
+  only after the forward), the start of the backward (activations + three
   logits buffers), the backward of the last layer (activations + that layer's working set) and the
   optimizer step (all gradients + the non-fused AdamW's temporaries).
 
@@ -36,16 +37,20 @@ import dataclasses
 import json
 import logging
 import re
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from ..adapters import AdapterConfig, build_adapter
-from ..lm import RWKV7Config
+from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
 from ..lm.ops.chunked import DEFAULT_CHUNK
+from ..multimodal import ModRWKV
 from .config import DEFAULT_LORA_TARGETS, ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -55,16 +60,18 @@ GIB = 2**30
 # recognised in its file name (RWKV-x070-World-1.5B-...). 7.2B: the RWKV7-G0 7.2B release.
 WORLD_SIZES = {"0.1B": (12, 768), "0.4B": (24, 1024), "1.5B": (24, 2048), "2.9B": (32, 2560), "7.2B": (32, 4096)}
 # Pretrained towers that `plan_from_config` sizes without their files: vision/audio tower
-# parameters (counted on the transformers architecture with the release's config), feature width.
-KNOWN_ENCODERS = {
-    "siglip2-base-patch16-384": (93_176_064, 768),
-    "wavlm-large": (315_453_120, 1024),
+# parameters (counted on the transformers architecture with the release's config), feature width,
+# tokens per item (None: depends on the input's length).
+KNOWN_ENCODERS: dict[str, tuple[int, int, int | None]] = {
+    "siglip2-base-patch16-384": (93_176_064, 768, 576),
+    "wavlm-large": (315_453_120, 1024, None),
 }
 # CUDA context, cuBLAS/Triton workspaces and allocator slack that a GPU process holds on top of
 # its tensors; an allowance (no GPU has run this project's training yet), not a measurement.
 GPU_OVERHEAD_BYTES = int(1.5 * GIB)
 
 Precision = Literal["32", "bf16-mixed"]
+Wkv = Literal["chunked", "fla"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +84,7 @@ class EncoderPlan:
     feature_dim: int
     adapter_params: int
     adapter_hidden: int  # the adapter MLP's hidden width
+    tokens_per_sample: int | None = None  # features entering the adapter; None: up to ctx_len
 
     def __post_init__(self) -> None:
         if self.encoder_params < 0 or self.adapter_params < 0:
@@ -103,10 +111,13 @@ class MemoryPlan:
     supervised_fraction: float = 1.0
     grad_clip: bool = True
     gpu: bool = False
+    wkv: Wkv = "chunked"
 
     def __post_init__(self) -> None:
         if self.stage not in ("1", "2", "lora"):
             raise ValueError(f"stage must be '1', '2' or 'lora', got {self.stage!r}")
+        if self.wkv not in ("chunked", "fla"):
+            raise ValueError(f"wkv must be 'chunked' or 'fla', got {self.wkv!r}")
         if self.precision not in ("32", "bf16-mixed"):
             raise ValueError(f"precision must be '32' or 'bf16-mixed', got {self.precision!r}")
         for name in ("micro_batch_size", "ctx_len", "world_size", "accumulation", "lora_rank"):
@@ -146,6 +157,11 @@ class MemoryEstimate:
     def peak(self) -> int:
         return self.static + self.moments[self.peak_moment] + self.overhead
 
+    def summary(self) -> str:
+        """One line: the peak and its largest parts."""
+        parts = ", ".join(f"{name} {value / GIB:.2f}" for name, value in self.parts.items() if value >= 0.01 * GIB)
+        return f"estimated peak memory per device {self.peak / GIB:.2f} GiB ({parts} GiB; at the {self.peak_moment})"
+
     def table(self) -> str:
         p = self.plan
         c = p.lm
@@ -165,8 +181,9 @@ class MemoryEstimate:
                      + ", ".join(f"{name} {value / GIB:.2f}" for name, value in self.moments.items()) + " GiB")
         lines.append(f"  assumes every sequence is {p.ctx_len} tokens with {p.supervised_fraction:.0%} of them "
                      "supervised (the logits are computed on supervised tokens only)")
-        if p.gpu:
-            lines.append("  activations are those of the pure-PyTorch WKV; flash-linear-attention saves less")
+        if p.wkv == "fla":
+            lines.append("  WKV activations as flash-linear-attention's kernel saves them (it recomputes the rest); "
+                         "no GPU has run to measure them")
         return "\n".join(lines)
 
 
@@ -180,6 +197,19 @@ def lora_parameters(config: RWKV7Config, rank: int, targets: Sequence[str]) -> i
     return config.n_layer * per_layer + head
 
 
+def lm_parameters(config: RWKV7Config) -> int:
+    """Parameters of the LM, counted on the model itself, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in RWKV7(config).parameters())
+
+
+def state_bytes(config: RWKV7Config, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of one sequence's recurrent state (what serving holds per request, at any length):
+    the two token-shift vectors per layer in the model's dtype, the WKV matrices in fp32."""
+    shift = 2 * config.n_layer * config.n_embd * torch.empty((), dtype=dtype).element_size()
+    return shift + 4 * config.n_layer * config.n_head * config.head_size**2
+
+
 def matrix_parameters(config: RWKV7Config) -> int:
     """Parameters of one block's weight matrices (what autocast casts to bf16)."""
     c = config.n_embd
@@ -187,45 +217,64 @@ def matrix_parameters(config: RWKV7Config) -> int:
 
 
 def layer_activation_bytes(config: RWKV7Config, batch: int, seq_len: int, *, precision: Precision,
-                           lm_trainable: bool) -> int:
+                           lm_trainable: bool, wkv: Wkv = "chunked") -> int:
     """Bytes one RWKV-7 block saves for the backward pass (its input included), for a batch of
-    `batch` sequences of `seq_len` tokens, counted from the saved-tensor list of our block.
+    `batch` sequences of `seq_len` tokens: the block's own ops plus the WKV kernel's.
 
-    Per token, in fp32 elements: 46 C-wide tensors when the block's weights train (the block input,
-    the six token-shift mixes stored as one tensor, r/k/v/a/g/decay and their intermediates, kk's
-    normalisation, and the chunked WKV's inputs rescaled by the cumulative decay, eight of them,
-    plus their transposed copies for the intra-chunk products), 34 when they are frozen (the
+    Counted from the saved-tensor list of our block (tests/test_memory.py counts them on a real
+    one). Per token, outside the WKV kernel: the block input and 26 more C-wide fp32 tensors when
+    the weights train (the six token-shift mixes stored as one tensor, r/k/v/a/g/decay and their
+    products, kk's normalisation, the bonus, the gate, the FFN input), 14 when they are frozen (the
     weight-gradient inputs are not kept); the FFN's 4C hidden layer twice (once frozen); the LoRA
-    widths; four L x L intra-chunk matrices per head (L = chunk, 32) plus 5 per-head scalars;
-    per chunk, three H x N x N fp32 states (chunk start states and their factors); the carried
-    state. Under bf16 autocast the projections' outputs are bf16 (fewer bytes per token) and the
-    block keeps a bf16 copy of its weight matrices. A batch of one sequence takes a different
-    memory layout in a few reshapes: 5 C-wide tensors more in fp32, 1 fewer in bf16.
+    widths; 5 scalars per head. Under bf16 autocast the projections' outputs are bf16 and the block
+    keeps a bf16 copy of each weight matrix (its backward needs them, frozen or not).
     """
-    c, f, h, n, chunk = config.n_embd, config.dim_ffn, config.n_head, config.head_size, DEFAULT_CHUNK
-    padded = -(-seq_len // chunk) * chunk
-    tokens = batch * padded
-    chunks = batch * padded // chunk
+    c, f, h, n = config.n_embd, config.dim_ffn, config.n_head, config.head_size
+    tokens = batch * seq_len
     loras = config.dim_w + config.dim_g + (config.dim_a + config.dim_v if lm_trainable else 0)
     if precision == "32":
-        wide = (46 if lm_trainable else 34) + (5 if batch == 1 else 0)
-        per_token = 4 * (wide * c + c / chunk + (2 if lm_trainable else 1) * f + loras + (4 * chunk + 5) * h + 4)
-        per_sequence = 4 * h * n * n
-        per_chunk = 12 * h * n * n
+        per_token = 4 * c + (108 if lm_trainable else 60) * c + 4 * (2 if lm_trainable else 1) * f + 4 * loras
         weights = 0
     else:
-        wide = (166 if lm_trainable else 132) - (4 if batch == 1 else 0)
-        per_token = wide * c + 4 * c / chunk + (4 if lm_trainable else 2) * f + 2 * loras + (10 * chunk + 20) * h + 16
-        per_sequence = -2 * h * n * n
-        per_chunk = 6 * h * n * n
+        per_token = 4 * c + (84 if lm_trainable else 50) * c + 2 * (2 if lm_trainable else 1) * f + 2 * loras
         weights = 2 * matrix_parameters(config)
-    return int(tokens * per_token + batch * per_sequence + chunks * per_chunk + weights + 24 * c + 2048)
+    block = tokens * (per_token + 20 * h + 16) + weights + 24 * c
+    return int(block + wkv_activation_bytes(config, batch, seq_len, precision=precision, wkv=wkv))
+
+
+def wkv_activation_bytes(config: RWKV7Config, batch: int, seq_len: int, *, precision: Precision,
+                         wkv: Wkv = "chunked") -> int:
+    """Bytes the WKV kernel of one block saves beyond what the block's other ops already keep.
+
+    "chunked" (ours, pure PyTorch, chunks of L = 32): per token, its six inputs rescaled by the
+    cumulative decay and their transposed copies (18 C-wide fp32 tensors), four L x L intra-chunk
+    matrices per head; per chunk, three H x N x N fp32 states (the chunk start states and their
+    factors); the carried state. Its matrix products run in bf16 under autocast, hence fewer bytes
+    there. A batch of one sequence takes another memory layout in a few reshapes (5 C-wide tensors
+    more in fp32, 1 fewer in bf16).
+    "fla" (flash-linear-attention, CUDA): the kernel saves its inputs and recomputes the rest in
+    its backward; new beyond the block's own are the fp32 log-decay, the two delta-rule vectors
+    and the initial state.
+    """
+    c, h, n, chunk = config.n_embd, config.n_head, config.head_size, DEFAULT_CHUNK
+    value_bytes = 4 if precision == "32" else 2
+    if wkv == "fla":
+        return batch * seq_len * (4 + 2 * value_bytes) * c + batch * 4 * h * n * n
+    padded = -(-seq_len // chunk) * chunk
+    tokens, chunks = batch * padded, batch * padded // chunk
+    if precision == "32":
+        per_token = 72 * c + 4 * c / chunk + (20 * c if batch == 1 else 0) + 16 * chunk * h
+        per_chunk, per_sequence = 12 * h * n * n, 4 * h * n * n
+    else:
+        per_token = 78 * c + 4 * c / chunk - (4 * c if batch == 1 else 0) + 10 * chunk * h
+        per_chunk, per_sequence = 6 * h * n * n, -2 * h * n * n
+    return int(tokens * per_token + chunks * per_chunk + batch * per_sequence + 2048)
 
 
 def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     """Per-device bytes of a training step as `plan` describes it; see the module docstring."""
     cfg = plan.lm
-    lm_params = cfg.num_parameters()
+    lm_params = lm_parameters(cfg)
     lora = lora_parameters(cfg, plan.lora_rank, plan.lora_targets) if plan.stage == "lora" else 0
     media_params = sum(e.encoder_params + e.adapter_params for e in plan.encoders)
     trainable_media = sum(e.adapter_params + (e.encoder_params if e.trainable else 0) for e in plan.encoders)
@@ -258,7 +307,8 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     # Activations.
     batch, tokens = plan.micro_batch_size, plan.micro_batch_size * plan.ctx_len
     lm_trainable = plan.stage != "1"
-    layer = layer_activation_bytes(cfg, batch, plan.ctx_len, precision=plan.precision, lm_trainable=lm_trainable)
+    layer = layer_activation_bytes(cfg, batch, plan.ctx_len, precision=plan.precision, lm_trainable=lm_trainable,
+                                   wkv=plan.wkv)
     if plan.gradient_checkpointing:
         # each block keeps its input (fp32 residual stream) and its carried state; one block at a
         # time is recomputed. Under autocast the trainable weights' bf16 copies stay cached until
@@ -275,16 +325,20 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     supervised = int(tokens * plan.supervised_fraction)
     logits = 4 * supervised * cfg.vocab_size
     head_copy = 2 * cfg.vocab_size * cfg.n_embd if bf16 else 0  # autocast's bf16 head, kept for the backward
-    adapters = sum(4 * tokens * (e.feature_dim + 3 * e.adapter_hidden) for e in plan.encoders)
+    # the adapter MLP keeps its input, the normalised input, the hidden layer before and after GELU
+    adapters = sum(4 * batch * min(e.tokens_per_sample or plan.ctx_len, plan.ctx_len)
+                   * (2 * e.feature_dim + 2 * e.adapter_hidden) for e in plan.encoders)
     activations = layers + lm_io + head_copy + adapters
     head_grad = 4 * cfg.vocab_size * cfg.n_embd * (1.5 if bf16 else 1) if plan.stage == "2" else 0
-    accumulated = grads if plan.accumulation > 1 else 0  # gradients stay between micro-batches
+    # Lightning zeroes the gradients after the training step's forward, just before its backward:
+    # the forward runs beside the previous step's gradients; with accumulation, so does the backward.
+    accumulated = grads if plan.accumulation > 1 else 0
     step_temporaries = 0 if plan.fused_adam else 4 * trainable // (n if zero or plan.strategy == "fsdp" else 1)
 
     moments = {
-        "end of the forward": activations + cast_cache + 2 * logits + accumulated,
+        "end of the forward": activations + cast_cache + 2 * logits + grads,
         "loss backward": activations + cast_cache + int(max(3 * logits, logits + head_grad)) + accumulated,
-        "last layer's backward": activations + cast_cache + int(head_grad) + 2 * recompute + layer + accumulated,
+        "last layer's backward": activations + cast_cache + int(head_grad) + recompute + layer + accumulated,
         "optimizer step": grads + buckets + step_temporaries,
     }
     moments = {k: v + gathered for k, v in moments.items()}
@@ -301,6 +355,50 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
         parts["FSDP gathered weights"] = gathered
     return MemoryEstimate(plan, parts, moments, static=weights + optimizer,
                           overhead=GPU_OVERHEAD_BYTES if plan.gpu else 0)
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Measures: the bytes of the tensor storages alive that were created under this mode, and
+    their peak. Every op's outputs pass through `__torch_dispatch__` (forward, backward, optimizer);
+    each storage is counted once and uncounted when it is freed. On a GPU this is what
+    `torch.cuda.max_memory_allocated` reports; on a CPU, where no allocator keeps such statistics,
+    it is the counterpart (the process's RSS adds the C allocator's caching and fragmentation).
+    Buffers a kernel allocates and frees inside itself are not seen.
+
+        with LiveTensorBytes() as tracker:
+            train(config)
+        tracker.peak
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._storages: dict[int, weakref.ref] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                self._track(tensor.untyped_storage())
+        return out
+
+    def _track(self, storage: torch.UntypedStorage) -> None:
+        key = id(storage)
+        known = self._storages.get(key)
+        if known is not None and known() is storage:
+            return
+        nbytes = storage.nbytes()
+        self._storages[key] = weakref.ref(storage, lambda _, key=key, nbytes=nbytes: self._release(key, nbytes))
+        self.live += nbytes
+        self.peak = max(self.peak, self.live)
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._storages.pop(key, None)
+        self.live -= nbytes
+
+    def reset_peak(self) -> None:
+        self.peak = self.live
 
 
 # --------------------------------------------------------------------------- from a config
@@ -340,8 +438,9 @@ def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int
 
     name, source = spec["name"], spec.get("source")
     known = KNOWN_ENCODERS.get(Path(str(source)).name) if source else None
+    tokens = None
     if known is not None:
-        params, dim = known
+        params, dim, tokens = known
         trainable = bool(spec.get("trainable"))
     elif source is None:  # built-in (tiny, wavenet): small, built for real
         encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"),
@@ -352,17 +451,15 @@ def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int
                           f"{sorted(KNOWN_ENCODERS)}")
     with torch.device("meta"):
         built = build_adapter(adapter.sized(modality, dim, n_embd))
-    hidden = max((mod.out_features for mod in built.modules() if isinstance(mod, torch.nn.Linear)), default=0)
-    return EncoderPlan(modality, params, trainable, dim, sum(p.numel() for p in built.parameters()), hidden)
+    return EncoderPlan(modality, params, trainable, dim, sum(p.numel() for p in built.parameters()),
+                       _widest_linear(built), tokens)
 
 
 def plan_from_config(config: TrainConfig, *, world_size: int | None = None,
                      supervised_fraction: float = 1.0) -> MemoryPlan:
-    """The `MemoryPlan` of a training config. `world_size` defaults to devices x nodes (1 when
-    `runtime.devices` is "auto")."""
-    rt, opt, model = config.runtime, config.train, config.model
-    if world_size is None:
-        world_size = (rt.devices if isinstance(rt.devices, int) else 1) * rt.num_nodes
+    """The `MemoryPlan` of a training config, without building the model. `world_size` defaults
+    to devices x nodes (1 when `runtime.devices` is "auto")."""
+    model = config.model
     lm = lm_config_for(config)
     encoders: list[EncoderPlan] = []
     if model.init_from is not None:
@@ -375,11 +472,36 @@ def plan_from_config(config: TrainConfig, *, world_size: int | None = None,
         for modality, spec in model.encoders.items():
             encoders.append(_encoder_plan(modality, dataclasses.asdict(spec), model.adapters.get(modality, AdapterConfig()),
                                           lm.n_embd))
-    accumulation = max(1, opt.batch_size // (opt.micro_batch_size * world_size))
+    return _plan(config, lm, encoders, world_size, supervised_fraction)
+
+
+def plan_from_model(model: ModRWKV, config: TrainConfig, *, world_size: int | None = None,
+                    supervised_fraction: float = 1.0) -> MemoryPlan:
+    """The `MemoryPlan` of training `model` (built, or on the meta device) as `config` says."""
+    encoders = []
+    for modality, encoder in model.encoders.items():
+        adapter = model.adapters[modality]
+        encoders.append(EncoderPlan(modality, sum(p.numel() for p in encoder.parameters()), encoder.trainable,
+                                    encoder.output_dim, sum(p.numel() for p in adapter.parameters()),
+                                    _widest_linear(adapter)))
+    return _plan(config, model.lm.config, encoders, world_size, supervised_fraction)
+
+
+def _widest_linear(module: torch.nn.Module) -> int:
+    return max((m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)), default=0)
+
+
+def _plan(config: TrainConfig, lm: RWKV7Config, encoders: Sequence[EncoderPlan], world_size: int | None,
+          supervised_fraction: float) -> MemoryPlan:
+    rt, opt = config.runtime, config.train
+    if world_size is None:
+        world_size = (rt.devices if isinstance(rt.devices, int) else 1) * rt.num_nodes
+    gpu = rt.accelerator in ("gpu", "cuda")
     return MemoryPlan(
-        lm=lm, stage=opt.stage, micro_batch_size=opt.micro_batch_size, ctx_len=model.ctx_len,
+        lm=lm, stage=opt.stage, micro_batch_size=opt.micro_batch_size, ctx_len=config.model.ctx_len,
         precision=rt.precision, gradient_checkpointing=opt.gradient_checkpointing, strategy=rt.strategy,
-        world_size=world_size, accumulation=accumulation, lora_rank=opt.lora.rank,
-        lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders), supervised_fraction=supervised_fraction,
-        grad_clip=opt.grad_clip is not None, gpu=rt.accelerator in ("gpu", "cuda"),
+        world_size=world_size, accumulation=max(1, opt.batch_size // (opt.micro_batch_size * world_size)),
+        lora_rank=opt.lora.rank, lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders),
+        supervised_fraction=supervised_fraction, grad_clip=opt.grad_clip is not None, gpu=gpu,
+        wkv="fla" if gpu and rt.wkv_impl in ("auto", "fla") else "chunked",
     )
