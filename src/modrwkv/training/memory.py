@@ -333,7 +333,17 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     # Lightning zeroes the gradients after the training step's forward, just before its backward:
     # the forward runs beside the previous step's gradients; with accumulation, so does the backward.
     accumulated = grads if plan.accumulation > 1 else 0
-    step_temporaries = 0 if plan.fused_adam else 4 * trainable // (n if zero or plan.strategy == "fsdp" else 1)
+    # The non-fused AdamW: on CUDA torch picks its foreach form, whose sqrt of the second moments is
+    # one copy of all of them; on CPU the per-tensor loop, which holds two temporaries of the
+    # largest trainable tensor (the embedding or the head when the LM trains).
+    if plan.fused_adam:
+        step_temporaries = 0
+    elif plan.gpu:
+        step_temporaries = 4 * trainable // (n if zero or plan.strategy == "fsdp" else 1)
+    else:
+        largest = max([cfg.vocab_size * cfg.n_embd if plan.stage == "2" else 0]
+                      + [e.adapter_hidden * max(e.feature_dim, cfg.n_embd) for e in plan.encoders])
+        step_temporaries = 2 * 4 * largest
 
     moments = {
         "end of the forward": activations + cast_cache + 2 * logits + grads,
