@@ -39,7 +39,7 @@ def siglip2(n_embd: int) -> EncoderPlan:
 
 
 def training_table(wkv: str) -> str:
-    lines = [f"| size | stage | micro-batch x ctx | " + " | ".join(
+    lines = ["| size | stage | micro-batch x ctx | " + " | ".join(
         f"{'ckpt on' if ckpt else 'ckpt off'}, {fraction:.0%} supervised" for ckpt in (False, True)
         for fraction in FRACTIONS) + " |", "|---|---|---|" + "---:|" * 2 * len(FRACTIONS)]
     for size, (layers, width) in WORLD_SIZES.items():

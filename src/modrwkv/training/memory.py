@@ -37,6 +37,7 @@ import dataclasses
 import json
 import logging
 import re
+import typing
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
 from ..lm.ops.chunked import DEFAULT_CHUNK
 from ..multimodal import ModRWKV
-from .config import DEFAULT_LORA_TARGETS, ConfigError, TrainConfig
+from .config import DEFAULT_LORA_TARGETS, ConfigError, Strategy, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ class MemoryPlan:
             raise ValueError(f"stage must be '1', '2' or 'lora', got {self.stage!r}")
         if self.wkv not in ("chunked", "fla"):
             raise ValueError(f"wkv must be 'chunked' or 'fla', got {self.wkv!r}")
+        if self.strategy not in typing.get_args(Strategy):
+            raise ValueError(f"strategy must be one of {typing.get_args(Strategy)}, got {self.strategy!r}")
         if self.precision not in ("32", "bf16-mixed"):
             raise ValueError(f"precision must be '32' or 'bf16-mixed', got {self.precision!r}")
         for name in ("micro_batch_size", "ctx_len", "world_size", "accumulation", "lora_rank"):
@@ -135,7 +138,7 @@ class MemoryPlan:
     @property
     def fused_adam(self) -> bool:
         """As `ModRWKVModule.configure_optimizers` decides: Lightning cannot clip the gradients of
-        a fused AdamW under mixed precision, so bf16-mixed with clipping runs the foreach one."""
+        a fused AdamW under mixed precision, so bf16-mixed with clipping runs the non-fused one."""
         return not (self.precision == "bf16-mixed" and self.grad_clip)
 
 
@@ -169,10 +172,9 @@ class MemoryEstimate:
                 f"{f' (LoRA rank {p.lora_rank})' if p.stage == 'lora' else ''}, micro-batch {p.micro_batch_size} x "
                 f"{p.ctx_len} tokens, precision {p.precision}, gradient checkpointing "
                 f"{'on' if p.gradient_checkpointing else 'off'}, strategy {p.strategy} x {p.world_size}")
-        rows = [(name, value) for name, value in self.parts.items()]
-        width = max(len(name) for name, _ in rows + [("peak (at the x)", 0)]) + 2
+        width = max(len(name) for name in [*self.parts, "CUDA context + workspace"]) + 2
         lines = [head, ""]
-        lines += [f"  {name:<{width}}{value / GIB:9.2f} GiB" for name, value in rows]
+        lines += [f"  {name:<{width}}{value / GIB:9.2f} GiB" for name, value in self.parts.items()]
         if self.overhead:
             lines.append(f"  {'CUDA context + workspace':<{width}}{self.overhead / GIB:9.2f} GiB  (allowance)")
         lines.append(f"  {'peak':<{width}}{self.peak / GIB:9.2f} GiB  (at the {self.peak_moment})")
@@ -229,7 +231,7 @@ def layer_activation_bytes(config: RWKV7Config, batch: int, seq_len: int, *, pre
     widths; 5 scalars per head. Under bf16 autocast the projections' outputs are bf16 and the block
     keeps a bf16 copy of each weight matrix (its backward needs them, frozen or not).
     """
-    c, f, h, n = config.n_embd, config.dim_ffn, config.n_head, config.head_size
+    c, f, h = config.n_embd, config.dim_ffn, config.n_head
     tokens = batch * seq_len
     loras = config.dim_w + config.dim_g + (config.dim_a + config.dim_v if lm_trainable else 0)
     if precision == "32":
@@ -312,7 +314,8 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     if plan.gradient_checkpointing:
         # each block keeps its input (fp32 residual stream) and its carried state; one block at a
         # time is recomputed. Under autocast the trainable weights' bf16 copies stay cached until
-        # the forward ends (Lightning's autocast spans the training step).
+        # the forward ends (Lightning's autocast spans the training step, not the backward, whose
+        # recomputation casts each block's weights again).
         state = batch * (2 * cfg.n_embd + cfg.n_head * cfg.head_size**2) * 4
         layers = cfg.n_layer * (4 * tokens * cfg.n_embd + state)
         recompute = layer
@@ -347,8 +350,8 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
 
     moments = {
         "end of the forward": activations + cast_cache + 2 * logits + grads,
-        "loss backward": activations + cast_cache + int(max(3 * logits, logits + head_grad)) + accumulated,
-        "last layer's backward": activations + cast_cache + int(head_grad) + recompute + layer + accumulated,
+        "loss backward": activations + int(max(3 * logits, logits + head_grad)) + accumulated,
+        "last layer's backward": activations + int(head_grad) + recompute + layer + accumulated,
         "optimizer step": grads + buckets + step_temporaries,
     }
     moments = {k: v + gathered for k, v in moments.items()}
