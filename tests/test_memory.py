@@ -15,7 +15,7 @@ from modrwkv.data.sample import Message, Sample
 from modrwkv.lm import RWKV7, RWKV7Config
 from modrwkv.lm.model import Block
 from modrwkv.lm.state import RWKV7State
-from modrwkv.training import LoRAConfig, apply_lora, config_from_dict, train
+from modrwkv.training import ConfigError, LoRAConfig, apply_lora, config_from_dict, load_config, train
 from modrwkv.training.memory import (
     GPU_OVERHEAD_BYTES,
     LiveTensorBytes,
@@ -138,7 +138,23 @@ def fill_context(n: int, ctx_len: int) -> list[Sample]:
             for _ in range(n)]
 
 
-def test_measured_training_peak_matches_the_estimate(tmp_path):
+def test_plan_from_the_papers_config_without_its_files():
+    """configs/vision-stage1.yaml names a checkpoint and an encoder that are not on this machine."""
+    plan = plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml", needs_data=False))
+    assert (plan.lm.n_layer, plan.lm.n_embd) == (24, 2048)  # "...-World-1.5B-..." in the file name
+    (image,) = plan.encoders
+    assert (image.encoder_params, image.trainable, image.tokens_per_sample) == (93_176_064, False, 576)
+    assert image.adapter_hidden == 4 * 2048
+    assert (plan.world_size, plan.accumulation, plan.zero_stage, plan.wkv) == (8, 2, 1, "fla")
+    with pytest.raises(ConfigError, match="no known size"):
+        plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml",
+                                     ["--model.lm.checkpoint", "missing/model.pth"], needs_data=False))
+    with pytest.raises(ConfigError, match="cannot size 'org/unknown-tower'"):
+        plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml",
+                                     ["--model.encoders.image.source", "org/unknown-tower"], needs_data=False))
+
+
+def test_measured_training_peak_matches_the_estimate(tmp_path, caplog):
     """Two real optimizer steps (stage 2, fp32): the peak of live tensor bytes is the estimate's."""
     config = config_from_dict({
         "model": {"lm": {"config": {"n_layer": 2, "n_embd": 128, "dim_w": 32, "dim_a": 32, "dim_v": 32,
@@ -164,8 +180,9 @@ def test_measured_training_peak_matches_the_estimate(tmp_path):
             peaks.append(tracker.peak)
 
     samples = fill_context(4, 64)
-    with tracker:
+    with tracker, caplog.at_level("INFO", logger="modrwkv.training.recipe"):
         result = train(config, samples=samples, callbacks=[Window()])
+    assert "estimated peak memory per device" in caplog.text  # every run logs the estimate
     labels = result.model.processor(truncation="shorten")(samples[0]).labels
     estimate = estimate_memory(plan_from_config(config, supervised_fraction=float((labels[1:] != -100).float().mean())))
     assert result.metrics["steps"] == 2

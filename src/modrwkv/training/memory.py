@@ -485,33 +485,35 @@ def plan_from_config(config: TrainConfig, *, world_size: int | None = None,
         for modality, spec in model.encoders.items():
             encoders.append(_encoder_plan(modality, dataclasses.asdict(spec), model.adapters.get(modality, AdapterConfig()),
                                           lm.n_embd))
-    return _plan(config, lm, encoders, world_size, supervised_fraction)
+    return _plan(config, lm, encoders, model.ctx_len, world_size, supervised_fraction)
 
 
 def plan_from_model(model: ModRWKV, config: TrainConfig, *, world_size: int | None = None,
                     supervised_fraction: float = 1.0) -> MemoryPlan:
-    """The `MemoryPlan` of training `model` (built, or on the meta device) as `config` says."""
+    """The `MemoryPlan` of training `model` (built, or on the meta device) as `config` says: what
+    `train` logs when it starts."""
     encoders = []
     for modality, encoder in model.encoders.items():
         adapter = model.adapters[modality]
         encoders.append(EncoderPlan(modality, sum(p.numel() for p in encoder.parameters()), encoder.trainable,
                                     encoder.output_dim, sum(p.numel() for p in adapter.parameters()),
                                     _widest_linear(adapter)))
-    return _plan(config, model.lm.config, encoders, world_size, supervised_fraction)
+    ctx_len = model.ctx_len or config.model.ctx_len  # a model without a limit trains on what the config allows
+    return _plan(config, model.lm.config, encoders, ctx_len, world_size, supervised_fraction)
 
 
 def _widest_linear(module: torch.nn.Module) -> int:
     return max((m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)), default=0)
 
 
-def _plan(config: TrainConfig, lm: RWKV7Config, encoders: Sequence[EncoderPlan], world_size: int | None,
-          supervised_fraction: float) -> MemoryPlan:
+def _plan(config: TrainConfig, lm: RWKV7Config, encoders: Sequence[EncoderPlan], ctx_len: int,
+          world_size: int | None, supervised_fraction: float) -> MemoryPlan:
     rt, opt = config.runtime, config.train
     if world_size is None:
         world_size = (rt.devices if isinstance(rt.devices, int) else 1) * rt.num_nodes
     gpu = rt.accelerator in ("gpu", "cuda")
     return MemoryPlan(
-        lm=lm, stage=opt.stage, micro_batch_size=opt.micro_batch_size, ctx_len=config.model.ctx_len,
+        lm=lm, stage=opt.stage, micro_batch_size=opt.micro_batch_size, ctx_len=ctx_len,
         precision=rt.precision, gradient_checkpointing=opt.gradient_checkpointing, strategy=rt.strategy,
         world_size=world_size, accumulation=max(1, opt.batch_size // (opt.micro_batch_size * world_size)),
         lora_rank=opt.lora.rank, lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders),
