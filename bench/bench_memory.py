@@ -1,6 +1,6 @@
 """Measured peak training memory against `modrwkv.training.memory.estimate_memory`.
 
-    /work/bin/cpu .venv/bin/python bench/bench_memory.py            # every case (~12 min, 1 core)
+    /work/bin/cpu .venv/bin/python bench/bench_memory.py            # every case (~11 min, 1 core)
     .venv/bin/python bench/bench_memory.py --only 0.1B-s2-fp32-256x1  # one case
 
 Each case runs `modrwkv.training.train` (Lightning, the real trainer) for two optimizer steps in a
@@ -123,20 +123,20 @@ def main() -> None:
         return
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}", flush=True)
-    print(f"{'case':30s} {'measured GiB':>12s} {'estimate GiB':>12s} {'est/meas':>8s} {'RSS growth':>10s}  "
+    print(f"{'case':36s} {'measured GiB':>12s} {'estimate GiB':>12s} {'est/meas':>8s} {'RSS growth':>10s}  "
           f"peak moment (estimate), seconds", flush=True)
     ratios = []
     for name in args.only or CASES:
         run = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
         if run.returncode:
-            print(f"{name:30s} FAILED: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}",
+            print(f"{name:36s} FAILED: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}",
                   flush=True)
             continue
         r = json.loads(run.stdout.strip().splitlines()[-1])
         ratio = r["estimate"] / r["measured"]
         ratios.append(ratio)
-        print(f"{name:30s} {r['measured'] / GIB:12.3f} {r['estimate'] / GIB:12.3f} {ratio:8.3f} "
+        print(f"{name:36s} {r['measured'] / GIB:12.3f} {r['estimate'] / GIB:12.3f} {ratio:8.3f} "
               f"{r['rss_growth'] / GIB:10.3f}  {r['moment']}, {r['seconds']:.0f} s", flush=True)
     if ratios:
         print(f"# estimate / measured: min {min(ratios):.3f}, max {max(ratios):.3f}")
