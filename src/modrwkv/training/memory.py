@@ -12,10 +12,10 @@ against measured peaks in bench/bench_memory.py):
 - Weights: the model's parameters in fp32 (Lightning's bf16-mixed keeps fp32 weights and casts
   inside autocast; DeepSpeed's bf16 keeps bf16 weights and an fp32 master copy in the optimizer).
 - Gradients: one fp32 tensor per trainable parameter; AdamW: two (exp_avg, exp_avg_sq).
-- Activations: the tensors autograd saves for the backward pass, per token and layer, as our
-  chunked WKV form and the block's other ops save them (`layer_activation_bytes`, derived from the
-  saved-tensor list of one block: tests count them on a real block). Under bf16 autocast each
-  block also saves a bf16 copy of its weight matrices (the backward needs them, frozen or not).
+- Activations: the tensors autograd saves for the backward pass, per token and layer, as the
+  block's ops and its WKV kernel save them (`layer_activation_bytes`, derived from the saved-tensor
+  list of one block: tests count them on a real block). Under bf16 autocast each block also saves
+  a bf16 copy of its weight matrices (the backward needs them, frozen or not).
 - Logits: the head runs on the supervised positions only; cross-entropy saves the fp32
   log-probabilities [n, vocab], and its backward holds three such buffers at once (saved output,
   incoming gradient, result): 12 bytes x n x vocab, ~3 GiB for 4096 tokens at vocab 65536.
@@ -25,10 +25,10 @@ against measured peaks in bench/bench_memory.py):
   logits buffers), the backward of the last layer (activations + that layer's working set) and the
   optimizer step (all gradients + the non-fused AdamW's temporaries).
 
-The activation terms are those of the pure-PyTorch chunked WKV (CPU; CUDA without
-flash-linear-attention). fla's Triton kernel recomputes inside chunks and saves less, so on a GPU
-with fla the WKV part is an overestimate; a GPU also needs memory for the CUDA context and kernel
-workspace, added as `GPU_OVERHEAD_BYTES` when the run is on a GPU.
+The WKV kernel is our pure-PyTorch chunked form on CPU (and on CUDA without fla), measured; on a
+GPU with flash-linear-attention it is fla's, which saves its inputs and recomputes the rest in its
+backward (read from its source, not measured: no GPU has run this). A GPU also needs memory for
+the CUDA context and kernel workspaces, added as the `GPU_OVERHEAD_BYTES` allowance.
 """
 
 from __future__ import annotations
@@ -224,9 +224,9 @@ def layer_activation_bytes(config: RWKV7Config, batch: int, seq_len: int, *, pre
     `batch` sequences of `seq_len` tokens: the block's own ops plus the WKV kernel's.
 
     Counted from the saved-tensor list of our block (tests/test_memory.py counts them on a real
-    one). Per token, outside the WKV kernel: the block input and 26 more C-wide fp32 tensors when
+    one). Per token, outside the WKV kernel: the block input and 27 more C-wide fp32 tensors when
     the weights train (the six token-shift mixes stored as one tensor, r/k/v/a/g/decay and their
-    products, kk's normalisation, the bonus, the gate, the FFN input), 14 when they are frozen (the
+    products, kk's normalisation, the bonus, the gate, the FFN input), 15 when they are frozen (the
     weight-gradient inputs are not kept); the FFN's 4C hidden layer twice (once frozen); the LoRA
     widths; 5 scalars per head. Under bf16 autocast the projections' outputs are bf16 and the block
     keeps a bf16 copy of each weight matrix (its backward needs them, frozen or not).
@@ -290,10 +290,10 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     if zero:
         # DeepSpeed bf16: bf16 weights and gradients, fp32 master weights + Adam moments (12 bytes)
         # sharded over the ranks from ZeRO-1, gradients from ZeRO-2, weights at ZeRO-3.
-        weight_bytes, grad_bytes, state_bytes = (2, 2, 12) if bf16 else (4, 4, 8)
+        weight_bytes, grad_bytes, optimizer_bytes = (2, 2, 12) if bf16 else (4, 4, 8)
         weights = weight_bytes * all_params // (n if zero >= 3 else 1)
         grads = grad_bytes * trainable // (n if zero >= 2 else 1)
-        optimizer = state_bytes * trainable // n
+        optimizer = optimizer_bytes * trainable // n
     elif plan.strategy == "fsdp":
         weights, grads, optimizer = 4 * all_params // n, 4 * trainable // n, 8 * trainable // n
     else:
@@ -334,8 +334,10 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     activations = layers + lm_io + head_copy + adapters
     head_grad = 4 * cfg.vocab_size * cfg.n_embd * (1.5 if bf16 else 1) if plan.stage == "2" else 0
     # Lightning zeroes the gradients after the training step's forward, just before its backward:
-    # the forward runs beside the previous step's gradients; with accumulation, so does the backward.
+    # the forward runs beside the previous step's gradients (DeepSpeed zeroes them in its step);
+    # with accumulation, so does the backward.
     accumulated = grads if plan.accumulation > 1 else 0
+    previous = accumulated if zero else grads
     # The non-fused AdamW: on CUDA torch picks its foreach form, whose sqrt of the second moments is
     # one copy of all of them; on CPU the per-tensor loop, which holds two temporaries of the
     # largest trainable tensor (the embedding or the head when the LM trains).
@@ -349,7 +351,7 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
         step_temporaries = 2 * 4 * largest
 
     moments = {
-        "end of the forward": activations + cast_cache + 2 * logits + grads,
+        "end of the forward": activations + cast_cache + 2 * logits + previous,
         "loss backward": activations + int(max(3 * logits, logits + head_grad)) + accumulated,
         "last layer's backward": activations + int(head_grad) + recompute + layer + accumulated,
         "optimizer step": grads + buckets + step_temporaries,
