@@ -119,6 +119,11 @@ def test_weights_gradients_and_optimizer_by_stage():
     assert zero.parts["gradients"] == 2 * params // 4
     assert zero.parts["optimizer states (AdamW)"] == 12 * params // 4
     assert zero.overhead == GPU_OVERHEAD_BYTES
+    ddp = estimate_memory(MemoryPlan(stage="2", strategy="ddp", world_size=2, **base)).parts
+    assert ddp["gradients"] == 2 * 4 * params  # the gradients and DDP's all-reduce buckets
+    fsdp = estimate_memory(MemoryPlan(stage="2", strategy="fsdp", world_size=4, **base)).parts
+    assert fsdp["weights (LM)"] == 4 * params // 4 and fsdp["optimizer states (AdamW)"] == 8 * params // 4
+    assert fsdp["FSDP gathered weights"] > 4 * 2 * config.vocab_size * config.n_embd  # embedding + head + 2 blocks
 
 
 def test_logits_buffer_and_checkpointing():
