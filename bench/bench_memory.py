@@ -6,12 +6,11 @@
 Each case runs `modrwkv.training.train` (Lightning, the real trainer) for two optimizer steps in a
 fresh process, on generated image-question samples that fill `ctx_len` exactly (the built-in
 `tiny` vision encoder: no downloads), and records the peak of live tensor bytes between the start
-and the end of training: a TorchDispatchMode sees every tensor any op creates (forward, backward,
-optimizer, Lightning), counts its storage once and uncounts it when the storage is freed. That is
-what `torch.cuda.max_memory_allocated` reports on a GPU, and what the estimate models; the
-process's RSS growth is printed beside it (it adds glibc's caching and fragmentation, and
-libraries loaded on first use, so it runs higher and noisier). Tensors created inside a kernel
-that never leave it (a solver's workspace) are not seen.
+and the end of training with `modrwkv.training.memory.LiveTensorBytes` (a TorchDispatchMode that
+sees every tensor any op creates: forward, backward, optimizer, Lightning). That is what
+`torch.cuda.max_memory_allocated` reports on a GPU, and what the estimate models. The growth of the
+process's peak RSS from before the model was built is printed beside it: it adds glibc's caching
+and fragmentation and the libraries loaded on first use, so it runs higher.
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ import torch
 GIB = 2**30
 
 # name: (layers, width, stage, precision, ctx_len, micro-batch, gradient checkpointing). Cases named
-# "-fewlabels" supervise only the last 32 tokens of each sequence (a long prompt, a short answer: the
-# logits buffer is small, activations dominate); the others supervise ~97% of the tokens.
+# "-fewlabels" supervise only the last ~30 tokens of each sequence (a long prompt, a short answer: the
+# logits buffer is small, activations dominate); in the others the answer fills the context.
 CASES: dict[str, tuple[int, int, str, str, int, int, bool]] = {
     "tiny-s2-fp32-64x2": (2, 64, "2", "32", 64, 2, False),
     "0.1B-s1-fp32-256x1": (12, 768, "1", "32", 256, 1, False),
@@ -123,7 +122,7 @@ def main() -> None:
         return
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}", flush=True)
-    print(f"{'case':36s} {'measured GiB':>12s} {'estimate GiB':>12s} {'est/meas':>8s} {'RSS growth':>10s}  "
+    print(f"{'case':36s} {'measured GiB':>12s} {'estimate GiB':>12s} {'est/meas':>8s} {'RSS growth':>10s} {'labelled':>8s}  "
           f"peak moment (estimate), seconds", flush=True)
     ratios = []
     for name in args.only or CASES:
@@ -137,7 +136,7 @@ def main() -> None:
         ratio = r["estimate"] / r["measured"]
         ratios.append(ratio)
         print(f"{name:36s} {r['measured'] / GIB:12.3f} {r['estimate'] / GIB:12.3f} {ratio:8.3f} "
-              f"{r['rss_growth'] / GIB:10.3f}  {r['moment']}, {r['seconds']:.0f} s", flush=True)
+              f"{r['rss_growth'] / GIB:10.3f} {r['supervised']:8.0%}  {r['moment']}, {r['seconds']:.0f} s", flush=True)
     if ratios:
         print(f"# estimate / measured: min {min(ratios):.3f}, max {max(ratios):.3f}")
 
