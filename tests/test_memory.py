@@ -96,7 +96,8 @@ def test_layer_activations_are_what_the_block_saves(bf16, trainable, batch, seq_
     expected = saved_bytes(config, batch, seq_len, bf16, trainable)
     estimated = layer_activation_bytes(config, batch, seq_len, precision="bf16-mixed" if bf16 else "32",
                                        lm_trainable=trainable)
-    assert estimated == expected
+    assert estimated == expected, (f"the block saves {expected} bytes, the estimate says {estimated}: if the model "
+                                   "changed, update training/memory.py's layer_activation_bytes to match")
 
 
 def test_weights_gradients_and_optimizer_by_stage():
