@@ -3,6 +3,7 @@ activations counted by autograd, state tensors), one real training run measured 
 estimate, and `modrwkv train --estimate-memory`."""
 
 import copy
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from modrwkv.lm import RWKV7, RWKV7Config
 from modrwkv.lm.model import Block
 from modrwkv.lm.state import RWKV7State
 from modrwkv.training import ConfigError, LoRAConfig, apply_lora, config_from_dict, load_config, train
+from modrwkv.training.config import Stage
 from modrwkv.training.memory import (
     GPU_OVERHEAD_BYTES,
     LiveTensorBytes,
@@ -120,11 +122,22 @@ def test_weights_gradients_and_optimizer_by_stage():
     assert zero.parts["gradients"] == 2 * params // 4
     assert zero.parts["optimizer states (AdamW)"] == 12 * params // 4
     assert zero.overhead == GPU_OVERHEAD_BYTES
+    # state tuning: the initial WKV state [layers, heads, 64, 64] alone trains
+    state = estimate_memory(MemoryPlan(stage="state", **base)).parts
+    assert state["gradients"] == 4 * 2 * 2 * 64 * 64
+
     ddp = estimate_memory(MemoryPlan(stage="2", strategy="ddp", world_size=2, **base)).parts
     assert ddp["gradients"] == 2 * 4 * params  # the gradients and DDP's all-reduce buckets
     fsdp = estimate_memory(MemoryPlan(stage="2", strategy="fsdp", world_size=4, **base)).parts
     assert fsdp["weights (LM)"] == 4 * params // 4 and fsdp["optimizer states (AdamW)"] == 8 * params // 4
     assert fsdp["FSDP gathered weights"] > 4 * 2 * config.vocab_size * config.n_embd  # embedding + head + 2 blocks
+
+
+def test_every_config_stage_is_estimated():
+    """`train` logs an estimate for every run, so every stage the config accepts must have one."""
+    for stage in typing.get_args(Stage):
+        plan = MemoryPlan(lm=RWKV7Config(**SHAPE), stage=stage, micro_batch_size=1, ctx_len=32)
+        assert estimate_memory(plan).peak > 4 * lm_parameters(plan.lm)
 
 
 def test_logits_buffer_and_checkpointing():

@@ -72,6 +72,9 @@ KNOWN_ENCODERS: dict[str, tuple[int, int, int | None]] = {
 GPU_OVERHEAD_BYTES = int(1.5 * GIB)
 
 Precision = Literal["32", "bf16-mixed"]
+# "1" adapters; "2" adapters + LM; "lora" adapters + LoRA layers; "state" the LM's initial WKV state
+# alone (state tuning: adapters and encoders frozen too)
+STAGES = ("1", "2", "lora", "state")
 Wkv = Literal["chunked", "fla"]
 
 
@@ -98,7 +101,7 @@ class MemoryPlan:
     (the worst case a length-grouped batch reaches), of which `supervised_fraction` carry labels."""
 
     lm: RWKV7Config
-    stage: Literal["1", "2", "lora"]
+    stage: str  # one of STAGES
     micro_batch_size: int
     ctx_len: int
     precision: Precision = "bf16-mixed"
@@ -115,8 +118,8 @@ class MemoryPlan:
     wkv: Wkv = "chunked"
 
     def __post_init__(self) -> None:
-        if self.stage not in ("1", "2", "lora"):
-            raise ValueError(f"stage must be '1', '2' or 'lora', got {self.stage!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.wkv not in ("chunked", "fla"):
             raise ValueError(f"wkv must be 'chunked' or 'fla', got {self.wkv!r}")
         if self.strategy not in typing.get_args(Strategy):
@@ -279,9 +282,13 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     lm_params = lm_parameters(cfg)
     lora = lora_parameters(cfg, plan.lora_rank, plan.lora_targets) if plan.stage == "lora" else 0
     media_params = sum(e.encoder_params + e.adapter_params for e in plan.encoders)
-    trainable_media = sum(e.adapter_params + (e.encoder_params if e.trainable else 0) for e in plan.encoders)
-    trainable = trainable_media + (lm_params if plan.stage == "2" else lora)
-    all_params = lm_params + lora + media_params
+    initial_state = cfg.n_layer * cfg.n_head * cfg.head_size**2 if plan.stage == "state" else 0
+    if plan.stage == "state":
+        trainable = initial_state
+    else:
+        trainable = (sum(e.adapter_params + (e.encoder_params if e.trainable else 0) for e in plan.encoders)
+                     + (lm_params if plan.stage == "2" else lora))
+    all_params = lm_params + lora + initial_state + media_params
     bf16 = plan.precision == "bf16-mixed"
     n = plan.world_size
 
@@ -308,7 +315,7 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
 
     # Activations.
     batch, tokens = plan.micro_batch_size, plan.micro_batch_size * plan.ctx_len
-    lm_trainable = plan.stage != "1"
+    lm_trainable = plan.stage in ("2", "lora")
     layer = layer_activation_bytes(cfg, batch, plan.ctx_len, precision=plan.precision, lm_trainable=lm_trainable,
                                    wkv=plan.wkv)
     if plan.gradient_checkpointing:
@@ -346,8 +353,9 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     elif plan.gpu:
         step_temporaries = 4 * trainable // (n if zero or plan.strategy == "fsdp" else 1)
     else:
-        largest = max([cfg.vocab_size * cfg.n_embd if plan.stage == "2" else 0]
-                      + [e.adapter_hidden * max(e.feature_dim, cfg.n_embd) for e in plan.encoders])
+        largest = max([cfg.vocab_size * cfg.n_embd if plan.stage == "2" else initial_state]
+                      + [e.adapter_hidden * max(e.feature_dim, cfg.n_embd) for e in plan.encoders
+                         if plan.stage != "state"])
         step_temporaries = 2 * 4 * largest
 
     moments = {
@@ -358,7 +366,7 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     }
     moments = {k: v + gathered for k, v in moments.items()}
     parts = {
-        "weights (LM)": weights * (lm_params + lora) // max(all_params, 1),
+        "weights (LM)": weights * (lm_params + lora + initial_state) // max(all_params, 1),
         "weights (encoders + adapters)": weights * media_params // max(all_params, 1),
         "gradients": grads + buckets,
         "optimizer states (AdamW)": optimizer,
