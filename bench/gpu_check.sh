@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check, in one go (<= 10 minutes on one GPU): tests/test_gpu.py (fla kernels vs the chunked
+# The GPU check, in one go (<= 12 minutes on one GPU): tests/test_gpu.py (fla kernels vs the chunked
 # form, bf16 LM, bf16-mixed / FSDP / DeepSpeed training), then bench/bench_gpu.py (bf16 training
 # throughput at the 0.1B shape, prefill / decode tok/s at 0.1B and 1.5B, single-GPU loss equality of
-# FSDP and DeepSpeed against plain training). Results go to one folder; docs/benchmarks.md says what
+# FSDP and DeepSpeed against plain training), then bench/bench_memory.py on the GPU (the allocator's
+# peak against the memory estimate with fla's WKV, docs/memory.md). Results go to one folder; docs/benchmarks.md says what
 # to copy from it. Status: prepared, NOT yet run on a GPU (see docs/benchmarks.md, "GPU").
 #
 #   bash bench/gpu_check.sh --fetch-wheels     # on a machine with PyPI (here): wheels into .whl/
@@ -67,3 +68,7 @@ timeout 300 $PY -m pytest -q -rA -p no:cacheprovider tests/test_gpu.py 2>&1 | te
 echo "pytest exit: ${PIPESTATUS[0]}" | tee -a "$OUT/test_gpu.txt"
 timeout 270 $PY bench/bench_gpu.py --json "$OUT/bench_gpu.json" --budget 250 2>&1 | tee "$OUT/bench_gpu.txt"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$OUT/bench_gpu.txt"
+# ~2 minutes: four bf16 training cases, the allocator's peak against docs/memory.md's estimate.
+timeout 150 $PY bench/bench_memory.py --device cuda --only 0.1B-s2-bf16-256x1 0.1B-s1-bf16-1024x2-fewlabels \
+    0.1B-s2-bf16-1024x2-ckpt-fewlabels 0.4B-lora-bf16-256x1-ckpt 2>&1 | tee "$OUT/bench_memory.txt"
+echo "memory bench exit: ${PIPESTATUS[0]}" | tee -a "$OUT/bench_memory.txt"

@@ -284,13 +284,24 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         description="Train as CONFIG.yaml says (see configs/). Any config key can be overridden with "
         "--dotted.key value, e.g. --train.lr 2e-5 --output.dir runs/x. --resume continues from the newest "
         "checkpoint in output.dir. Multi-GPU/multi-node: set runtime.devices / runtime.num_nodes / "
-        "runtime.strategy and launch with torchrun or srun as for any Lightning script.",
+        "runtime.strategy and launch with torchrun or srun as for any Lightning script. --estimate-memory prints "
+        "the memory each device needs (weights, gradients, optimizer, activations, logits) and trains nothing.",
     )
     p.add_argument("config", help="YAML training config")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output.dir")
+    _add_train_flags(p)
     p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--key value",
                    help="config overrides with dotted keys")
     p.set_defaults(handler=_run_train)
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of `train`, accepted before and after the config overrides."""
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output.dir")
+    p.add_argument("--estimate-memory", action="store_true",
+                   help="print the estimated memory per device for this config and exit without training")
+    p.add_argument("--supervised-fraction", type=float, default=None, metavar="F",
+                   help="with --estimate-memory: the fraction of tokens that carry labels (default 1: every token; "
+                   "captioning data supervises ~0.05-0.2), which sizes the logits buffer")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -299,8 +310,23 @@ def _run_train(args: argparse.Namespace) -> int:
     from modrwkv.training import load_config, train
 
     logging.getLogger("lightning.pytorch").propagate = False  # it prints through its own handler
-    overrides = [token for token in args.overrides if token != "--resume"]
-    resume = args.resume or len(overrides) != len(args.overrides)
+    trailing = argparse.ArgumentParser(prog="modrwkv train", add_help=False, allow_abbrev=False)
+    _add_train_flags(trailing)
+    late, overrides = trailing.parse_known_args(args.overrides)
+    resume = args.resume or late.resume
+    fraction = late.supervised_fraction if late.supervised_fraction is not None else args.supervised_fraction
+    if args.estimate_memory or late.estimate_memory:
+        from modrwkv.training.memory import estimate_memory, plan_from_config
+
+        config = load_config(args.config, overrides, needs_data=False)
+        try:
+            plan = plan_from_config(config, supervised_fraction=1.0 if fraction is None else fraction)
+        except ValueError as exc:
+            raise CLIError(f"--estimate-memory: {exc}") from None
+        print(estimate_memory(plan).table())
+        return 0
+    if fraction is not None:
+        raise CLIError("--supervised-fraction applies to --estimate-memory only")
     config = load_config(args.config, overrides)
     def progress(line: str) -> None:
         tqdm.write(line, file=sys.stdout)  # above Lightning's progress bar, when there is one

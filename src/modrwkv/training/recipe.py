@@ -40,6 +40,7 @@ from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
 from .lora import load_lora, read_lora_config
+from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
 from .progress import ProgressLine, StopOnSignal
 from .schedules import warmup_problem
@@ -326,6 +327,7 @@ def train(
         dump_config(config, out / "config.yaml", header=f"this run: {plan.describe(opt)}")
     log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
              plan.describe(opt), opt.micro_batch_size, plan.world_size, plan.accumulation)
+    log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
 
     # Run.
     _fit(trainer, module, data, resume_from)
