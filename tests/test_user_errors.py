@@ -441,3 +441,32 @@ def test_serve_names_a_local_media_file_given_as_its_folder(tmp_path, capsys):
     (tmp_path / "a.png").write_bytes(b"")
     assert fails(capsys, ["serve", "--model", "absent", "--allow-local-media", str(tmp_path / "a.png")]) == \
         f"modrwkv serve: error: local media folder {tmp_path}/a.png is a file, not a folder"
+
+
+def test_merge_lora_names_a_damaged_lora_file(image_model, tmp_path, capsys):
+    import shutil
+
+    from modrwkv.training.config import LoRAConfig
+    from modrwkv.training.lora import apply_lora, save_lora
+
+    def lora_folder(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(image_model, folder)
+        lm = make_model(LM, seed=1)
+        config = LoRAConfig(rank=4)
+        apply_lora(lm, config)
+        save_lora(lm, config, folder)
+        return folder
+
+    syntax = lora_folder("syntax")
+    (syntax / "lora.json").write_text('{"rank": 4,')
+    assert "syntax/lora.json" in fails(capsys, ["merge-lora", str(syntax), str(tmp_path / "out1")])
+    unknown = lora_folder("unknown")
+    (unknown / "lora.json").write_text('{"rank": 4, "rnak": 8}')
+    message = fails(capsys, ["merge-lora", str(unknown), str(tmp_path / "out2")])
+    assert "unknown/lora.json" in message and "'rnak'" in message and "did you mean 'rank'" in message
+    cut = lora_folder("cut")
+    weights = (cut / "lora.safetensors").read_bytes()
+    (cut / "lora.safetensors").write_bytes(weights[: len(weights) // 2])  # a copy cut short
+    assert "cut/lora.safetensors" in fails(capsys, ["merge-lora", str(cut), str(tmp_path / "out3")])
+    assert not any((tmp_path / name).exists() for name in ("out1", "out2", "out3"))

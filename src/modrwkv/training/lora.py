@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from .config import LoRAConfig
+from ..lm.errors import CheckpointError
+from ..lm.files import read_json_object, read_safetensors
+from .config import ConfigError, LoRAConfig, _build
 
 LORA_WEIGHTS = "lora.safetensors"
 LORA_CONFIG = "lora.json"
@@ -131,7 +133,10 @@ def read_lora_config(folder: str | Path) -> LoRAConfig | None:
     path = Path(folder) / LORA_CONFIG
     if not path.exists():
         return None
-    return LoRAConfig(**json.loads(path.read_text()))
+    try:
+        return _build(LoRAConfig, read_json_object(path), "")
+    except ConfigError as exc:  # a damaged or hand-edited file: name it, with the field
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def load_lora(module: nn.Module, folder: str | Path) -> LoRAConfig:
@@ -140,7 +145,7 @@ def load_lora(module: nn.Module, folder: str | Path) -> LoRAConfig:
     if config is None:
         raise FileNotFoundError(f"{folder}: no {LORA_CONFIG}; not a LoRA checkpoint")
     apply_lora(module, config)
-    tensors = load_file(str(Path(folder) / LORA_WEIGHTS))
+    tensors = read_safetensors(Path(folder) / LORA_WEIGHTS)
     expected = {f"{n}.{p}" for n in lora_layers(module) for p in ("lora_a", "lora_b")}
     if set(tensors) != expected:
         missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
