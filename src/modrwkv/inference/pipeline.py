@@ -230,7 +230,7 @@ class ModRWKVPipeline:
     def run(
         self, prompt: EncodedPrompt, params: SamplingParams, state: RWKV7State | None = None, keep_state: bool = False
     ) -> Generator[str, None, GenerationResult]:
-        """Generates one reply to an encoded prompt, from `state` or zeros (then using the prefix
+        """Generates one reply to an encoded prompt, from `state` or the initial state (then using the prefix
         cache); yields text pieces, returns the `GenerationResult` (with its final state if `keep_state`)."""
         row = Row(self.engine, prompt, params, keep_state=keep_state)
         batch = self.engine.batch()

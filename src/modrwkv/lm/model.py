@@ -358,7 +358,8 @@ class RWKV7(nn.Module):
         attention_mask: torch.Tensor | None = None,
         logits: LogitsMode = "all",
     ) -> RWKV7Output:
-        """Runs a batch of sequences from `state` (zeros when None).
+        """Runs a batch of sequences from `state` (when None, `init_state()`: zeros, or the tuned
+        initial state).
 
         input_ids [B, T] or inputs_embeds [B, T, C] (exactly one). attention_mask [B, T], true for
         real positions: padded positions leave each row's state untouched, wherever they are.
