@@ -24,7 +24,6 @@ import argparse
 import datetime
 import importlib.util
 import json
-import math
 import os
 import platform
 import sys
@@ -87,17 +86,27 @@ def run_config(output: Path, stage: str, steps: int, lr: float, batch: int, seed
     }
 
 
-def held_out_loss(torch, model, samples, batch: int = 16) -> tuple[float, int]:
-    """Mean next-token loss over every supervised token of `samples` (token-weighted), and the count."""
+def held_out_loss(torch, model, samples, seen: set[int], batch: int = 16) -> dict:
+    """Mean next-token loss over every supervised token of `samples` (token-weighted), also over
+    the tokens whose id occurs in the base model's pretraining text (`seen`) alone: an LM cannot
+    predict a token it has never been trained to emit, and only some ways can learn new ones."""
+    from modrwkv.processing import IGNORE_INDEX
+
     processor, collate = model.processor(truncation="shorten"), model.collator()
-    total, count = 0.0, 0
+    losses, known = [], []
     model.eval()
     with torch.no_grad():
         for begin in range(0, len(samples), batch):
-            out = model.forward_batch(collate([processor(s) for s in samples[begin : begin + batch]]))
-            total += out.loss.item() * out.num_label_tokens
-            count += out.num_label_tokens
-    return total / count, count
+            b = collate([processor(s) for s in samples[begin : begin + batch]])
+            out = model(b.input_ids, b.media, attention_mask=b.attention_mask, logits="none")
+            targets = b.labels[:, 1:]
+            supervised = targets != IGNORE_INDEX
+            logits = model.lm.head(out.hidden[:, :-1][supervised]).float()
+            losses.append(torch.nn.functional.cross_entropy(logits, targets[supervised], reduction="none"))
+            known.append(torch.tensor([int(t) in seen for t in targets[supervised].tolist()]))
+    loss, known = torch.cat(losses), torch.cat(known)
+    return {"loss": loss.mean().item(), "ppl": loss.mean().exp().item(), "tokens": loss.numel(),
+            "seen_loss": loss[known].mean().item(), "unseen_share": 1 - known.float().mean().item()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from modrwkv.lm import RWKV7, RWKV7Config
     from modrwkv.lm.model import INITIAL_STATE_NAME
     from modrwkv.multimodal import ModRWKV
+    from modrwkv.tokenizer import WorldTokenizer
     from modrwkv.training import train
     from modrwkv.training.lora import LORA_WEIGHTS
 
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     plays_eval, docs_eval = as_samples(plays_held[: args.eval_samples]), as_samples(docs_held[: args.eval_samples])
     print(f"base text: {len(plays_train)} pieces of Shakespeare; target text: {len(docs_train)} pieces of Python's "
           f"documentation ({len(docs_held)} held out); adaptation: {args.steps} steps of {args.batch}", flush=True)
+    seen = set(WorldTokenizer().encode("\n\n".join(plays_train)))
     work = Path(tempfile.mkdtemp(prefix="state-tuning-"))
     results: dict = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
                      "threads": args.threads, "load_average_at_start": os.getloadavg()[0], "args": {
@@ -180,20 +191,22 @@ def main(argv: list[str] | None = None) -> int:
         else:
             row.update(seconds=0.0, trainable=0, saved_bytes=0)
         for text, samples in (("docs", docs_eval), ("plays", plays_eval)):
-            loss, tokens = held_out_loss(torch, model, samples)
-            row[f"{text}_loss"], row[f"{text}_ppl"], row[f"{text}_tokens"] = loss, math.exp(loss), tokens
+            row.update({f"{text}_{k}": v for k, v in held_out_loss(torch, model, samples, seen).items()})
         rows[name] = row
-        print(f"{name:>5}: docs loss {row['docs_loss']:.3f} (ppl {row['docs_ppl']:.1f}), plays loss "
-              f"{row['plays_loss']:.3f}, {row['trainable']} trainable, {row['saved_bytes'] / 1024:.0f} KiB saved, "
-              f"{row['seconds']:.0f} s", flush=True)
+        print(f"{name:>5}: docs loss {row['docs_loss']:.3f} (ppl {row['docs_ppl']:.1f}; on tokens seen in "
+              f"pretraining {row['docs_seen_loss']:.3f}), plays loss {row['plays_loss']:.3f}, {row['trainable']} "
+              f"trainable, {row['saved_bytes'] / 1024:.0f} KiB saved, {row['seconds']:.0f} s", flush=True)
     results["ways"] = rows
     results["load_average_at_end"] = os.getloadavg()[0]
 
-    print("\n| way | held-out docs loss | docs perplexity | held-out plays loss | trainable parameters | saved | "
-          "training time |\n|---|---|---|---|---|---|---|")
+    share = next(iter(rows.values()))["docs_unseen_share"]
+    print(f"\n{share:.1%} of the held-out documentation's tokens never occur in the pretraining text\n")
+    print("| way | lr | held-out docs loss | docs perplexity | docs loss, seen tokens | held-out plays loss | "
+          "trainable parameters | saved | training time |\n|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        print(f"| {name} | {row['docs_loss']:.3f} | {row['docs_ppl']:.1f} | {row['plays_loss']:.3f} | "
-              f"{row['trainable']:,} | {row['saved_bytes'] / 1024:,.0f} KiB | {row['seconds']:.0f} s |")
+        print(f"| {name} | {row['lr']:g} | {row['docs_loss']:.3f} | {row['docs_ppl']:,.0f} | {row['docs_seen_loss']:.3f} | "
+              f"{row['plays_loss']:.3f} | {row['trainable']:,} | {row['saved_bytes'] / 1024:,.0f} KiB | "
+              f"{row['seconds']:.0f} s |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
