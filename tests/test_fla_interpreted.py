@@ -102,6 +102,25 @@ def test_fla_gradients_match_the_chunked_form(used_kernels, length):
         assert_close_scaled(grad, expected, 1e-5, f"gradient of {name}")
 
 
+def test_fla_gradient_of_a_learned_initial_state_matches_the_chunked_form(used_kernels):
+    """State tuning: one learned state [H, N, N] shared by every row is the only input with a
+    gradient (layer 0 of a frozen LM), here for a one-token micro-batch: fla's chunk kernel must be
+    chosen and its gradient of the initial state match ours (longer inputs: the test above)."""
+    used_kernels.clear()
+    *x, state = inputs(1, seed=201)
+    learned = state[0].detach().requires_grad_(True)
+
+    def state_grad(fn) -> torch.Tensor:
+        o, final = fn(*x, learned.unsqueeze(0).expand(state.shape))
+        g = torch.Generator().manual_seed(9)
+        loss = (o * torch.randn(o.shape, generator=g)).sum() + (final * torch.randn(final.shape, generator=g)).sum()
+        return torch.autograd.grad(loss, learned)[0]
+
+    grad = state_grad(wkv7_fla)
+    assert used_kernels == ["chunk_rwkv7"]
+    assert_close_scaled(grad, state_grad(wkv7_chunked), 1e-5, "gradient of the learned initial state")
+
+
 def test_fla_fused_recurrent_has_no_backward(used_kernels):
     """Why the selection above matters: fla's one-token kernel cannot be differentiated."""
     import fla.ops.rwkv7

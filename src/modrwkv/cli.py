@@ -52,6 +52,8 @@ class _Parser(argparse.ArgumentParser):
 
 DTYPE_HELP = ("LM precision: fp32; bf16 (CPU: bf16 weight matrices, fp32 elsewhere; CUDA: all bf16); fp16; "
               "int8 (weight-only int8 matrices, per-channel scales: the fastest on CPU)")
+INITIAL_STATE_HELP = ("start every sequence from this initial state (a state-tuned model's state.safetensors) "
+                      "instead of the model's own; see docs/state-tuning.md")
 
 
 def _unescape(text: str) -> str:
@@ -123,6 +125,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-state", metavar="PATH", help="save the state after prompt and completion")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
+    p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
     p.set_defaults(handler=_run_generate)
 
 
@@ -144,6 +147,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         check_output_file(args.save_state)  # before the work whose result it would save
     device = _device(args.device)
     model = load_model(_resolve_model(args.model), device=device, dtype=args.dtype)
+    if args.initial_state:
+        model.load_initial_state(args.initial_state)
     tokenizer = WorldTokenizer()
     if model.config.vocab_size < tokenizer.vocab_size:
         raise CLIError(
@@ -530,6 +535,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "(default: read from the file's keys); see docs/authors-checkpoints.md")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
+    p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
 
 
 def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256,
@@ -545,6 +551,7 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256,
         model_path or _resolve_model(args.model), encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
         prompt_format=args.released_format, device=_device(args.device), dtype=args.dtype,
         prefix_cache_bytes=int(prefix_cache_mb * 2**20), feature_cache=getattr(args, "feature_cache", None),
+        initial_state=args.initial_state,
     )
 
 
@@ -869,7 +876,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     output = Path(args.output or f"runs/eval/{default_output}")
     model_path = _resolve_model(args.model)  # once: a hub id costs a snapshot lookup
     model = ModelSpec(model_path, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
-                      dtype=args.dtype, prompt_format=args.released_format)
+                      dtype=args.dtype, prompt_format=args.released_format, initial_state=args.initial_state)
     result = run_eval(
         task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
         split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,

@@ -58,12 +58,15 @@ class ModelSpec:
     template: str | None = None
     dtype: str = "fp32"
     prompt_format: str = "auto"  # of a released checkpoint
+    initial_state: str | None = None  # a state file replacing the model's initial state
 
     def identity(self) -> dict[str, Any]:
         identity = {"fingerprint": model_fingerprint(Path(self.path)), "encoder": self.encoder,
                     "encoder_source": self.encoder_source, "template": self.template, "dtype": self.dtype}
         if self.prompt_format != "auto":  # absent otherwise, so that earlier runs still resume
             identity["prompt_format"] = self.prompt_format
+        if self.initial_state is not None:  # likewise
+            identity["initial_state"] = model_fingerprint(Path(self.initial_state))
         return identity
 
 

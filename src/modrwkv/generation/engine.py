@@ -169,8 +169,8 @@ def prefill_steps(
     attention_mask: torch.Tensor | None = None,
     want_logits: bool = True,
 ) -> Generator[int, None, tuple[RWKV7State, torch.Tensor | None]]:
-    """Reads [B, T] ids (or [B, T, C] embeddings) from `state` (zeros when None) in chunks of
-    PREFILL_CHUNK_TOKENS; yields the positions each model call read; returns (state, next-token
+    """Reads [B, T] ids (or [B, T, C] embeddings) from `state` (the model's `init_state` when None)
+    in chunks of PREFILL_CHUNK_TOKENS; yields the positions each model call read; returns (state, next-token
     logits [B, V] of each row's last real position, or None without `want_logits`). Left padding
     (`attention_mask` false) leaves a row's state untouched. Run it under `torch.inference_mode`."""
     inputs = input_ids if inputs_embeds is None else inputs_embeds

@@ -46,7 +46,8 @@ def _prompt_ids(tokenizer: Tokenizer, prompt: Prompt) -> list[int]:
 
 
 def _start_state(model: RWKV7, states: StartStates, batch_size: int) -> RWKV7State:
-    """One batch state from nothing (zeros), a shared one-row state, a batch state, or per-prompt states."""
+    """One batch state from nothing (the model's `init_state`: zeros, or a tuned initial state), a
+    shared one-row state, a batch state, or per-prompt states."""
     if states is None:
         return model.init_state(batch_size)
     if isinstance(states, RWKV7State):
@@ -153,7 +154,7 @@ def generate_batch(
     """Generates a completion for every prompt at once.
 
     `params` is shared or one per prompt. `states`: start from these states instead of zeros (one
-    state shared by all prompts, a batch state, or one per prompt with None for zeros); the prompt
+    state shared by all prompts, a batch state, or one per prompt with None for the initial state); the prompt
     is then read as a continuation. `on_text(prompt index, piece)` receives text as it becomes final.
     `logits_processors`: one per prompt (or None), e.g. an allowed-token mask; see `LogitsProcessor`.
     """
@@ -212,7 +213,7 @@ def stream(
 def prefill(
     model: RWKV7, tokenizer: Tokenizer, prompt: Prompt, state: RWKV7State | None = None
 ) -> RWKV7State:
-    """The state after reading `prompt` (from `state`, or zeros), e.g. a system prompt to save and
+    """The state after reading `prompt` (from `state`, or the initial state), e.g. a system prompt to save and
     reuse with `RWKV7State.save`. Generation from it needs at least one more prompt token, since a
     state does not hold the logits of the last token read."""
     ids = torch.tensor([_prompt_ids(tokenizer, prompt)], device=model.device)

@@ -125,7 +125,7 @@ class InferenceEngine:
         return self.lm.device
 
     def prefill(self, prompt: EncodedPrompt, state: RWKV7State | None = None) -> Prefilled:
-        """Reads `prompt` from `state` (or from zeros, then with the prefix-state cache)."""
+        """Reads `prompt` from `state` (or from the initial state, then with the prefix-state cache)."""
         return run_to_end(self.prefill_steps(prompt, state))
 
     def batch(self) -> DecodeBatch:

@@ -121,9 +121,12 @@ class ModRWKVPipeline:
         dtype: torch.dtype | str = torch.float32,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         feature_cache: str | Path | None = None,
+        initial_state: str | Path | None = None,
     ) -> ModRWKVPipeline:
         """`feature_cache`: a folder where the frozen encoders' features are kept (the training
-        feature cache's format, so features computed in training are reused).
+        feature cache's format, so features computed in training are reused). `initial_state`: a
+        state file (state tuning's state.safetensors) to start every conversation from, instead of
+        the model's own (see `load_initial_state`).
 
         Loads a ModRWKV folder (`save_pretrained`), a plain RWKV-7 checkpoint (official `.pth`,
         `.safetensors`, fla or modrwkv LM folder: text-only chat, "classic" template unless told),
@@ -160,7 +163,21 @@ class ModRWKVPipeline:
                 if not inner.trainable and not isinstance(inner, CachedEncoder):
                     model.encoders[modality] = CachedEncoder(inner, Path(feature_cache) / modality)
         log.info("loaded %s (template %s, encoders %s)", path, template or model.template_name, sorted(model.encoders))
-        return cls(model, template=template, prefix_cache_bytes=prefix_cache_bytes)
+        pipeline = cls(model, template=template, prefix_cache_bytes=prefix_cache_bytes)
+        if initial_state is not None:
+            pipeline.load_initial_state(initial_state)
+        return pipeline
+
+    def load_initial_state(self, path: str | Path | None) -> None:
+        """Starts every conversation from the initial state in `path` (a state-tuned model's
+        state.safetensors), or from zeros with None: states are swapped on one base model. Cached
+        prefix states, read from the previous initial state, are dropped. Raises ValueError naming
+        both shapes when the state belongs to another model."""
+        if path is None:
+            self.model.lm.set_initial_state(None)
+        else:
+            self.model.lm.load_initial_state(path)
+        self.cache.clear()
 
     # ------------------------------------------------------------------------------ prompts
 
@@ -213,7 +230,7 @@ class ModRWKVPipeline:
     def run(
         self, prompt: EncodedPrompt, params: SamplingParams, state: RWKV7State | None = None, keep_state: bool = False
     ) -> Generator[str, None, GenerationResult]:
-        """Generates one reply to an encoded prompt, from `state` or zeros (then using the prefix
+        """Generates one reply to an encoded prompt, from `state` or the initial state (then using the prefix
         cache); yields text pieces, returns the `GenerationResult` (with its final state if `keep_state`)."""
         row = Row(self.engine, prompt, params, keep_state=keep_state)
         batch = self.engine.batch()

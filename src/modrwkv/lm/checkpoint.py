@@ -19,7 +19,7 @@ from .errors import CheckpointError, check_keys
 from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
 from .fla_format import is_fla_folder, load_fla_folder
 from .gguf_format import is_gguf_file, load_gguf
-from .model import RWKV7
+from .model import INITIAL_STATE_NAME, RWKV7
 from .ops.linear import WeightFormat
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,8 @@ def load_model(
             "encoder=...)); see docs/authors-checkpoints.md"
         )
     model = build_lm(state_dict, device=device, dtype=dtype, where=path)
+    if path.is_dir() and (path / INITIAL_STATE_NAME).exists():  # a state-tuned model's folder
+        model.load_initial_state(path / INITIAL_STATE_NAME)
     return model.use_weight_format(weight_format)
 
 
@@ -178,12 +180,23 @@ def check_savable(model: RWKV7) -> None:
 
 
 def save_model(model: RWKV7, path: str | Path) -> None:
-    """Writes a folder with config.json and model.safetensors (official key names)."""
+    """Writes a folder with config.json and model.safetensors (official key names), and the initial
+    state (INITIAL_STATE_NAME) of a state-tuned model."""
     check_savable(model)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.weights().items()}
     tmp = folder / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": "rwkv7"})
     tmp.replace(folder / WEIGHTS_NAME)
     model.config.save(folder / CONFIG_NAME)
+    save_initial_state_file(model, folder)
+
+
+def save_initial_state_file(model: RWKV7, folder: Path) -> None:
+    """Writes the model's initial state to `folder`/INITIAL_STATE_NAME, or removes a stale one there
+    when the model has none (the folder then describes this model, not an earlier one)."""
+    if model.initial_wkv is not None:
+        model.save_initial_state(folder / INITIAL_STATE_NAME)
+    else:
+        (folder / INITIAL_STATE_NAME).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from .checkpoint import load_state_dict
 from .fla_format import save_fla_folder
 from .files import check_output_folder
 from .gguf_format import check_gguf_output, save_gguf
+from .model import INITIAL_STATE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ def lm_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if is_modrwkv_folder(path) and read_config(path)["encoders"]:
         log.warning("%s: exporting the text LM only; its encoders and adapters have no equivalent in the "
                     "exported format", path)
+    if Path(path).is_dir() and (Path(path) / INITIAL_STATE_NAME).exists():
+        log.warning("%s: its tuned initial state (%s) has no equivalent in the exported format and is left out; "
+                    "the exported LM starts from zeros", path, INITIAL_STATE_NAME)
     return load_state_dict(path)
 
 

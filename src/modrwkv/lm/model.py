@@ -8,7 +8,9 @@ Equations (per layer, head size N): see ../../../shared/spec and `ops/` for the 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -20,6 +22,11 @@ from .config import GROUP_NORM_EPS, LAYER_NORM_EPS, RWKV7Config
 from .ops import Impl, wkv7, wkv_state_buffer
 from .ops.linear import WeightFormat, WeightLayout, linear, split_count, use_weight_format, use_weight_layout, weight_format_of
 from .state import RWKV7State
+
+log = logging.getLogger(__name__)
+
+# The initial state's file in a model folder (written by `save_pretrained` / `save_model`).
+INITIAL_STATE_NAME = "state.safetensors"
 
 DECAY_SCALE = math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(w~), so w lies in (0.545, 1)
 
@@ -206,6 +213,10 @@ class RWKV7(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.gradient_checkpointing = False
         self.wkv_impl: Impl = "auto"
+        # The learned initial WKV state of state tuning, [L, H, N(value), N(key)] fp32, or None (zeros).
+        # Saved apart from the weights (INITIAL_STATE_NAME), see `weights()`.
+        self.initial_wkv: nn.Parameter | None
+        self.register_parameter("initial_wkv", None)
         if not any(p.is_meta for p in self.parameters()):
             self.reset_parameters()
         self.use_weight_layout("decode")  # on the meta device too: loaders copy weights into this layout
@@ -236,7 +247,59 @@ class RWKV7(nn.Module):
         return self.ln_out.weight.dtype
 
     def init_state(self, batch_size: int = 1) -> RWKV7State:
-        return RWKV7State.zeros(self.config, batch_size, self.device, self.dtype)
+        """The state every sequence starts from: zeros, with the learned initial WKV state (state
+        tuning) in every row when the model has one. Differentiable with respect to that state."""
+        state = RWKV7State.zeros(self.config, batch_size, self.device, self.dtype)
+        if self.initial_wkv is not None:
+            state.wkv = self.initial_wkv.float().unsqueeze(1).expand_as(state.wkv).clone()
+        return state
+
+    def enable_state_tuning(self) -> nn.Parameter:
+        """Makes the initial WKV state a trainable parameter (zeros, so training starts from the
+        unchanged model; a state already set, e.g. loaded, is kept) and returns it."""
+        if self.initial_wkv is None:
+            L, H, N = self.config.n_layer, self.config.n_head, self.config.head_size
+            self.initial_wkv = nn.Parameter(torch.zeros(L, H, N, N, device=self.device, dtype=torch.float32))
+        return self.initial_wkv.requires_grad_(True)
+
+    def set_initial_state(self, wkv: torch.Tensor | None) -> None:
+        """Sets the initial WKV state [L, H, N(value), N(key)] (frozen until `enable_state_tuning`),
+        or removes it (None: sequences start from zeros). Raises ValueError naming both shapes when
+        it does not fit this model."""
+        if wkv is None:
+            self.initial_wkv = None
+            return
+        L, H, N = self.config.n_layer, self.config.n_head, self.config.head_size
+        if tuple(wkv.shape) != (L, H, N, N):
+            raise ValueError(f"an initial WKV state of shape {tuple(wkv.shape)} does not fit this model, which needs "
+                             f"{(L, H, N, N)} (layers, heads, head size, head size)")
+        data = wkv.detach().to(device=self.device, dtype=torch.float32).clone()
+        self.initial_wkv = nn.Parameter(data, requires_grad=False)
+
+    def load_initial_state(self, path: str | Path) -> None:
+        """Loads an initial state saved by `save_initial_state` (or `ModRWKV.save_pretrained`, as
+        INITIAL_STATE_NAME in the model folder). Raises ValueError naming the file and, for a state of
+        another model, both shapes."""
+        state = RWKV7State.load(path, self.config, self.device)
+        if state.batch_size != 1 or state.att_shift.any() or state.ffn_shift.any():
+            raise ValueError(f"{path}: not an initial state (one row, token-shift vectors zero) but a state saved "
+                             f"after reading text ({state.batch_size} row(s)); continue from it with "
+                             "`generate(..., state=RWKV7State.load(path))` or `--load-state` instead")
+        self.set_initial_state(state.wkv[:, 0])
+        log.info("initial state loaded from %s", path)
+
+    def save_initial_state(self, path: str | Path) -> None:
+        """Writes the initial state as a one-row `RWKV7State` file (zero token-shift vectors)."""
+        if self.initial_wkv is None:
+            raise ValueError("this model has no initial state to save (train one with stage 'state')")
+        state = RWKV7State.zeros(self.config, 1, "cpu")
+        state.wkv = self.initial_wkv.detach().float().cpu().unsqueeze(1)
+        state.save(path, metadata={"kind": "initial state (state tuning)"})
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint holds: `state_dict()` in the official layout, without the
+        initial state, which is saved apart (`save_initial_state`)."""
+        return {k: v for k, v in self.state_dict().items() if k != "initial_wkv"}
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -295,7 +358,8 @@ class RWKV7(nn.Module):
         attention_mask: torch.Tensor | None = None,
         logits: LogitsMode = "all",
     ) -> RWKV7Output:
-        """Runs a batch of sequences from `state` (zeros when None).
+        """Runs a batch of sequences from `state` (when None, `init_state()`: zeros, or the tuned
+        initial state).
 
         input_ids [B, T] or inputs_embeds [B, T, C] (exactly one). attention_mask [B, T], true for
         real positions: padded positions leave each row's state untouched, wherever they are.

@@ -130,12 +130,11 @@ class RWKV7State:
         state = cls(tensors["att_shift"], tensors["wkv"], tensors["ffn_shift"])
         if config is not None:
             expected = cls.zeros(config, state.batch_size, device="meta")
-            for name, have, want in zip(_NAMES, state._tensors(), expected._tensors()):
-                if have.shape != want.shape:
-                    raise ValueError(
-                        f"{path}: state tensor {name} has shape {tuple(have.shape)}, but this model "
-                        f"needs {tuple(want.shape)} ({json.dumps(config.to_dict())})"
-                    )
+            wrong = [f"state tensor {name} has shape {tuple(have.shape)}, but this model needs {tuple(want.shape)}"
+                     for name, have, want in zip(_NAMES, state._tensors(), expected._tensors())
+                     if have.shape != want.shape]
+            if wrong:
+                raise ValueError(f"{path}: " + "; ".join(wrong) + f" ({json.dumps(config.to_dict())})")
         return state
 
 

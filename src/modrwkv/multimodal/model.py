@@ -24,9 +24,10 @@ from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..lm import RWKV7, RWKV7Config, RWKV7State
-from ..lm.checkpoint import CheckpointError, build_lm, check_savable, load_state_dict, resolve_dtype
+from ..lm.checkpoint import CheckpointError, build_lm, check_savable, load_state_dict, resolve_dtype, save_initial_state_file
 from ..lm.errors import check_keys
 from ..lm.files import MODRWKV_FORMAT, read_json_object, read_safetensors
+from ..lm.model import INITIAL_STATE_NAME
 from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKVProcessor, get_template
 from ..processing.processor import SPLICE_MODES
 from ..tokenizer import WorldTokenizer
@@ -258,7 +259,9 @@ class ModRWKV(nn.Module):
         repo_id: str | None = None,
     ) -> None:
         """config.json + model.safetensors (LM and adapters); an encoder's own weights go to
-        encoders/<modality>/ when it was trained or has no pretrained source to reload from.
+        encoders/<modality>/ when it was trained or has no pretrained source to reload from; the
+        LM's initial state, when state tuning gave it one, to state.safetensors (`from_pretrained`
+        and `modrwkv.lm.load_model` start every sequence from it).
 
         A frozen pretrained encoder is reloaded from its source, stored as `encoder_sources` says:
         "reference" (its hub id, or the absolute path of a local folder), "copy" (its weights
@@ -276,7 +279,7 @@ class ModRWKV(nn.Module):
         check_savable(self.lm)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {f"lm.{k}": v for k, v in self.lm.state_dict().items()}
+        tensors = {f"lm.{k}": v for k, v in self.lm.weights().items()}
         tensors.update({f"adapters.{k}": v for k, v in self.adapters.state_dict().items()})
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         config = self.config_dict()
@@ -296,6 +299,7 @@ class ModRWKV(nn.Module):
         tmp = folder / (WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
         tmp.replace(folder / WEIGHTS_NAME)
+        save_initial_state_file(self.lm, folder)
         config.update({"model_type": HF_MODEL_TYPE, "architectures": [HF_ARCHITECTURE], "auto_map": HF_AUTO_MAP})
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         for name, code in HF_REMOTE_CODE.items():
@@ -347,6 +351,8 @@ class ModRWKV(nn.Module):
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
         model.lm.use_weight_format(weight_format)  # after the cast, which would widen bf16 buffers
+        if (folder / INITIAL_STATE_NAME).exists():  # state tuning's output; after the cast: it stays fp32
+            model.lm.load_initial_state(folder / INITIAL_STATE_NAME)
         return model
 
     def to_lm_dtype(self, dtype: torch.dtype) -> ModRWKV:

@@ -24,7 +24,9 @@ from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
 from ..textfiles import TextFileError, read_yaml
 
-Stage = Literal["1", "2", "lora"]
+# "1": adapters; "2": adapters + LM; "lora": adapters + LoRA layers; "state": the LM's initial WKV
+# state only (state tuning), everything else frozen
+Stage = Literal["1", "2", "lora", "state"]
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["32", "bf16-mixed"]
 Strategy = Literal["auto", "ddp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]
@@ -218,8 +220,9 @@ class TrainConfig:
         if m.init_from is None:
             if (m.lm.checkpoint is None) == (m.lm.config is None):
                 raise ConfigError("model.lm: give exactly one of checkpoint or config (or model.init_from)")
-            if not m.encoders:
-                raise ConfigError("model.encoders: at least one encoder is needed (or model.init_from)")
+            if not m.encoders and self.train.stage != "state":
+                raise ConfigError("model.encoders: at least one encoder is needed (or model.init_from); "
+                                  "only train.stage 'state' tunes a text-only LM")
         elif m.lm.checkpoint or m.lm.config or m.encoders or m.adapters:
             raise ConfigError("model.init_from takes LM, encoders and adapters from the folder; "
                               "remove model.lm / model.encoders / model.adapters")

@@ -39,9 +39,14 @@ log = logging.getLogger(__name__)
 
 def set_stage(model: ModRWKV, stage: str, lora: LoRAConfig | None = None) -> None:
     """Freezes and unfreezes for a training stage: "1" adapters; "2" adapters + LM; "lora" adapters
-    + LoRA layers on the LM (added here unless already loaded). Trainable encoders (WaveNet, tiny)
-    train in every stage; frozen towers never do."""
+    + LoRA layers on the LM (added here unless already loaded); "state" the LM's initial WKV state
+    alone (state tuning: zeros unless already loaded; adapters and encoders stay frozen too).
+    Trainable encoders (WaveNet, tiny) train in stages 1, 2 and lora; frozen towers never do."""
     model.requires_grad_(False)
+    if stage == "state":
+        wkv = model.lm.enable_state_tuning()
+        log.info("state tuning: the initial WKV state of %d layers (%d parameters)", wkv.shape[0], wkv.numel())
+        return
     model.adapters.requires_grad_(True)
     for encoder in model.encoders.values():
         if encoder.trainable:
@@ -62,20 +67,22 @@ def set_stage(model: ModRWKV, stage: str, lora: LoRAConfig | None = None) -> Non
 
 
 def warn_if_lm_frozen_untrained(stage: str) -> None:
-    """Stage 1 (and LoRA) on a freshly initialised LM: the LM cannot learn to write, so the media
+    """Stage 1 (and LoRA, state tuning) on a freshly initialised LM: the LM cannot learn to write, so the media
     cannot teach it anything; the run is almost certainly a mistake, but it is the user's to make."""
     if stage != "2":
         log.warning(
             "stage %s on a freshly initialised LM (model.lm.config, no checkpoint): the LM is %s, so it cannot "
             "learn to write text and the adapters cannot learn what to tell it. Start from a pretrained LM "
             "(model.lm.checkpoint), or train the LM first (stage 2, or on text alone).",
-            stage, "frozen" if stage == "1" else "frozen except for its LoRA layers")
+            stage, {"1": "frozen", "lora": "frozen except for its LoRA layers",
+                    "state": "frozen except for its initial state"}[stage])
 
 
 def parameter_groups(model: ModRWKV, weight_decay: float, lr: float,
                      encoder_lr_scale: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Trainable parameters; decoupled weight decay on matrices only (not on norms, biases, the
-    per-channel mixing vectors or LoRA's zero-initialised B, which would bias it towards zero).
+    per-channel mixing vectors, or LoRA's zero-initialised B and state tuning's zero-initialised
+    initial state, which it would bias towards zero).
     The encoder of modality m learns at `encoder_lr_scale[m]` x `lr`: a pretrained encoder
     fine-tuned at the full rate forgets what it knew while the LM is still learning to read it.
     Groups at the full rate come first."""
@@ -86,7 +93,7 @@ def parameter_groups(model: ModRWKV, weight_decay: float, lr: float,
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decays = p.ndim >= 2 and weight_decay > 0 and not name.endswith("lora_b")
+        decays = p.ndim >= 2 and weight_decay > 0 and not name.endswith(("lora_b", "initial_wkv"))
         rate = encoder_rate.get(id(p), lr)
         groups.setdefault((rate, weight_decay if decays else 0.0), []).append(p)
     order = sorted(groups, key=lambda key: (key[0] != lr, key[1]))
