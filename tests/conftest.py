@@ -31,3 +31,14 @@ def make_model(config: RWKV7Config = TINY, seed: int = 0, dtype: torch.dtype = t
 @pytest.fixture
 def tiny_model() -> RWKV7:
     return make_model()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tiny models: they run fastest on one, and on a shared 2-core
+    machine a second OpenMP thread that waits for a busy core can make every op 10-50x slower.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,12 +30,7 @@ from test_training import colour_samples, config, lm_checkpoint  # noqa: E402, F
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tone(seconds: float, hz: float) -> np.ndarray:

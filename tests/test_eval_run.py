@@ -55,12 +55,7 @@ class Trained:
     samples: list[Sample]  # the GQA-format conversations it was trained (and is checked) on
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,13 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_pipeline import png_bytes, single_torch_thread, wav_bytes  # noqa: F401
+from test_pipeline import png_bytes, wav_bytes  # noqa: F401
 from test_server import KEY, USER, ask, live  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

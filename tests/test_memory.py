@@ -35,12 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPE = dict(n_layer=2, n_embd=128, vocab_size=1000, dim_w=32, dim_a=48, dim_v=16, dim_g=80, dim_ffn=448)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_parameter_counts_match_the_model():

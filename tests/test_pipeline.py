@@ -78,14 +78,7 @@ def series(seed: int = 0) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).standard_normal(40)).astype(np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Tiny models run fastest on one thread, and a second thread that must wait for a busy core
-    can make every op 50x slower on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

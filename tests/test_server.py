@@ -21,10 +21,12 @@ import openai
 import pytest
 import uvicorn
 from conftest import make_model
-from test_pipeline import png_bytes, single_torch_thread, tiny_pipeline, wav_bytes  # noqa: F401
+from test_pipeline import png_bytes, tiny_pipeline, wav_bytes  # noqa: F401
 
 from modrwkv.lm import save_model
 from modrwkv.serving import ServerLimits, create_app
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 KEY = "test-key"
 LIMITS = ServerLimits(max_body_bytes=1_000_000, max_image_pixels=40_000, max_audio_seconds=3, max_tokens=64,

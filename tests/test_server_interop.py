@@ -12,11 +12,13 @@ import openai
 import pytest
 import torch
 
-from test_pipeline import single_torch_thread, tiny_pipeline  # noqa: F401
+from test_pipeline import tiny_pipeline  # noqa: F401
 from test_server import KEY, LIMITS, live_server
 
 from modrwkv.generation import SamplingParams, generate
 from modrwkv.generation.engine import undecodable_ids
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ORIGIN = "http://localhost:3000"
 

@@ -25,7 +25,9 @@ from modrwkv.processing import IGNORE_INDEX
 from modrwkv.tokenizer import WorldTokenizer
 from modrwkv.training import ConfigError, build_model, config_from_dict, train
 
-from test_training import colour_samples, config, one_thread  # noqa: F401  (one_thread: an autouse fixture)
+from test_training import colour_samples, config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = RWKV7Config(**yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())["model"]["lm"]["config"])

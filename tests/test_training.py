@@ -62,14 +62,7 @@ def config(tmp_path: Path, name: str, **train_options) -> dict:
     return cfg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads slow these tiny
-    steps down by 10x or more whenever another process is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- config -----------------------------------------------------------------------------------

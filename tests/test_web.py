@@ -11,8 +11,10 @@ import os
 import shutil
 
 import pytest
-from test_pipeline import png_bytes, single_torch_thread, wav_bytes  # noqa: F401
+from test_pipeline import png_bytes, wav_bytes  # noqa: F401
 from test_server import KEY, ask, audio_part, image_part, live_server
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 if os.environ.get("MODRWKV_SKIP_BROWSER") == "1":
     pytest.skip("MODRWKV_SKIP_BROWSER=1", allow_module_level=True)
