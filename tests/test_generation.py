@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, make_model
 
 from modrwkv.generation import (
     BatchSampler,
@@ -19,6 +19,7 @@ from modrwkv.generation import (
     sampling,
     stream,
 )
+from modrwkv.generation.engine import undecodable_ids
 from modrwkv.lm import RWKV7Config, RWKV7Output, RWKV7State
 from modrwkv.tokenizer import WorldTokenizer
 
@@ -205,6 +206,38 @@ def test_banned_tokens_are_never_sampled():
     assert int(BatchSampler([SamplingParams(temperature=0)], 50).sample(logits)) == 7
     with pytest.raises(ValueError, match="every token"):
         BatchSampler([SamplingParams(banned_tokens=(0, 1))], 2)
+
+
+class CountingTokenizer:
+    """A World tokenizer that counts the ids it is asked for."""
+
+    def __init__(self, **options) -> None:
+        self.inner = WorldTokenizer(**options)
+        self.lookups = 0
+
+    def token_bytes(self, token_id: int) -> bytes:
+        self.lookups += 1
+        return self.inner.token_bytes(token_id)
+
+
+def test_undecodable_ids_are_found_once_per_tokenizer():
+    """The ids without bytes: 65530..65535 for plain World (its vocabulary ends at 65529), less the
+    ids a tokenizer's special tokens take; asked once per tokenizer and vocabulary size, not on
+    every generate() call."""
+    plain = CountingTokenizer()
+    assert list(undecodable_ids(plain, 65536)) == list(range(65530, 65536))
+    assert plain.lookups == 65536
+    assert list(undecodable_ids(plain, 65536)) == list(range(65530, 65536))
+    assert plain.lookups == 65536  # cached
+    assert not undecodable_ids(plain, 1024)  # another vocabulary size is its own entry
+    special = CountingTokenizer(special_tokens={"<a>": 65530, "<b>": 65532})
+    assert list(undecodable_ids(special, 65536)) == [65531, 65533, 65534, 65535]
+    model = make_model(RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, head_size=64, dim_w=32, dim_a=32,
+                                   dim_v=32, dim_g=64))
+    calls = plain.lookups
+    for _ in range(3):
+        generate(model, plain, [5, 6], SamplingParams(temperature=0, max_new_tokens=2))
+    assert plain.lookups - calls <= 3 * 2  # only the generated tokens' bytes, for their text
 
 
 def test_greedy_is_argmax():

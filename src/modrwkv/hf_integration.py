@@ -95,7 +95,7 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
         vocab = model.lm.config.vocab_size
         self.generation_config.eos_token_id = list(get_template(model.template_name).stop_token_ids)
         self.generation_config.pad_token_id = 0
-        self.generation_config.suppress_tokens = undecodable_ids(tokenizer, vocab)
+        self.generation_config.suppress_tokens = list(undecodable_ids(tokenizer, vocab))
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Weights come from the folder (or `ModRWKV`'s own initialisation); nothing to redo."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Literal
 
@@ -147,17 +149,26 @@ class DecodeRow:
         return self.result
 
 
+_UNDECODABLE: weakref.WeakKeyDictionary[Any, dict[int, tuple[int, ...]]] = weakref.WeakKeyDictionary()
+_UNDECODABLE_LOCK = threading.Lock()
+
+
 def undecodable_ids(tokenizer: Any, vocab_size: int) -> list[int]:
     """Model ids the tokenizer has no bytes for (World models have 65536 rows for 65530 ids, and
     the placeholder ids of media positions); rows ban them, since they could not be shown and are
-    untrained."""
-    missing = []
-    for token in range(vocab_size):
-        try:
-            tokenizer.token_bytes(token)
-        except ValueError:
-            missing.append(token)
-    return missing
+    untrained. Found by asking the tokenizer for every id (~10 ms for 65536), once per tokenizer
+    and vocabulary size: a tokenizer's vocabulary does not change."""
+    with _UNDECODABLE_LOCK:
+        known = _UNDECODABLE.setdefault(tokenizer, {})
+        if vocab_size not in known:
+            missing = []
+            for token in range(vocab_size):
+                try:
+                    tokenizer.token_bytes(token)
+                except ValueError:
+                    missing.append(token)
+            known[vocab_size] = tuple(missing)
+        return list(known[vocab_size])  # a copy: the cached ids stay as found
 
 
 def prefill_steps(
