@@ -290,3 +290,49 @@ def test_feature_cache_reuses_encoder_outputs(tmp_path, tok):
     assert first.num_features == 576
     with pytest.raises(ValueError, match="trainable"):
         CachedEncoder(build_encoder("tiny"), tmp_path / "c2")
+
+
+class CountingSha256:
+    """hashlib.sha256 that records how many bytes each call feeds it."""
+
+    def __init__(self, hashed: list[int], real, data: bytes = b"") -> None:
+        self._hashed, self._hash = hashed, real(data)
+        hashed.append(len(data))
+
+    def update(self, data) -> None:
+        self._hashed.append(len(memoryview(data).cast("B")))
+        self._hash.update(data)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def test_an_image_through_the_feature_cache_is_hashed_once(tmp_path, tok, monkeypatch):
+    """A prompt's image is hashed once, for the feature cache's key; the prefix-state cache reuses
+    that digest (the same picture matches, another does not) instead of hashing the features."""
+    import hashlib
+
+    from modrwkv.inference.prompt import encode_sample
+
+    encoder = build_encoder("siglip", **ENCODER_CASES["siglip"])
+    cached = CachedEncoder(encoder, tmp_path / "cache")
+    plain = ModRWKV.build(lm(), {"image": encoder})
+    model = ModRWKV(plain.lm, {"image": cached}, dict(plain.adapters.items())).eval()
+    processor = model.processor(tok, ctx_len=None)
+    sample = Sample([Message("user", "<image>\nWhat is it?")], images=[item_for("image", 3)])
+    pixels = encoder.prepare(item_for("image", 3)).tensors["pixel_values"]
+    for misses in (1, 1):  # a miss computes and stores the features, then a hit reads them: one hash each time
+        hashed: list[int] = []
+        monkeypatch.setattr(hashlib, "sha256", lambda data=b"", real=hashlib.sha256: CountingSha256(hashed, real, data))
+        first = encode_sample(processor, sample)
+        monkeypatch.undo()
+        assert cached.misses == misses
+        assert sum(n for n in hashed if n >= 1024) == pixels.numel() * pixels.element_size()
+    again = encode_sample(processor, Sample([Message("user", "<image>\nAgain?")], images=[item_for("image", 3)]))
+    other = encode_sample(processor, Sample([Message("user", "<image>\nWhat is it?")], images=[item_for("image", 4)]))
+    assert again.spans[0].digest == first.spans[0].digest != other.spans[0].digest
+    end = first.spans[0].end
+    assert first.digest(end) != other.digest(end) and first.ids[:end] == other.ids[:end]

@@ -29,6 +29,9 @@ class Prepared:
     tensors: dict[str, torch.Tensor]
     num_features: int
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. series mean/scale
+    # Identifies the content when whoever prepared the item has hashed it already (the feature
+    # cache's key), so that the prefix-state cache need not hash it again (`prepared_digest`).
+    digest: bytes | None = None
 
 
 @dataclasses.dataclass

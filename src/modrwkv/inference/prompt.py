@@ -96,6 +96,9 @@ class EncodedPrompt:
 
 
 def prepared_digest(prepared: Prepared) -> bytes:
+    """Identifies an item by its prepared tensors (or by the digest its preparer computed)."""
+    if prepared.digest is not None:
+        return prepared.digest
     h = hashlib.sha256(str(prepared.num_features).encode())
     for name in sorted(prepared.tensors):
         tensor = prepared.tensors[name].detach().cpu().contiguous()

@@ -65,7 +65,8 @@ class CachedEncoder(ModalityEncoder):
             tmp.replace(path)
         if features.shape[0] != prepared.num_features:
             raise ValueError(f"cached features {path} have {features.shape[0]} rows, expected {prepared.num_features}")
-        return Prepared({"features": features}, prepared.num_features, prepared.extras)
+        # The key names these features (same encoder, same input): passed along, not hashed again.
+        return Prepared({"features": features}, prepared.num_features, prepared.extras, digest=bytes.fromhex(key))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         return EncoderOutput(batch["features"], batch["num_features"])
