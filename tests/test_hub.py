@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_pipeline import GREEDY, tiny_model_dir, tiny_pipeline
+from conftest import make_model
+from test_pipeline import GREEDY, LM, tiny_model_dir, tiny_pipeline
 
 from modrwkv.cli import main
+from modrwkv.generation import TextStream
 from modrwkv.hub import HubModelNotFoundError, resolve_model_path
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.multimodal import ModRWKV
@@ -145,6 +147,32 @@ def test_transformers_auto_classes_and_generate():
     logits = model(input_ids=out).logits
     expected = torch.nn.functional.cross_entropy(logits[0, :-1], out[0, 1:])
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_transformers_generate_and_the_pipeline_refuse_the_same_tokens():
+    """Greedy decoding through transformers' generate() gives the pipeline's tokens also where the
+    model's favourites are ids no reply may contain: end of text, and the worldrwkv format's media
+    tokens (a special token, the image placeholder)."""
+    from modrwkv.hf_integration import ModRWKVConfig, ModRWKVForCausalLM
+
+    lm = make_model(LM, seed=2)
+    favourites = [0, 65530, 65531, 65532]  # end of text, <|vision_start|>, <|vision_end|>, <|image_pad|>
+    with torch.no_grad():  # the final hidden state always lies ~20 along u, so these rows win every step
+        u = torch.nn.functional.normalize(torch.randn(LM.n_embd, generator=torch.Generator().manual_seed(0)), dim=0)
+        lm.ln_out.bias += 20 * u
+        for rank, token in enumerate(favourites):
+            lm.head.weight[token] = (4.0 - 0.2 * rank) * u
+    model = ModRWKV(lm, {}, {}, template="worldrwkv", ctx_len=None).eval()
+    pipeline = ModRWKVPipeline(model)
+    hf = ModRWKVForCausalLM(ModRWKVConfig(vocab_size=LM.vocab_size), model)
+    prompt = pipeline.encode("Hello there")
+    ids = torch.tensor([prompt.ids])
+    assert hf(input_ids=ids).logits[0, -1].topk(4).indices.tolist() == favourites
+    stream = TextStream(pipeline.run(prompt, pipeline.sampling_params(temperature=0, max_new_tokens=8)))
+    "".join(stream)
+    out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False)
+    assert out[0, ids.shape[1]:].tolist() == stream.result.token_ids
+    assert not set(stream.result.token_ids) & set(favourites)
 
 
 def test_transformers_remote_code_without_importing_modrwkv(tmp_path):

@@ -31,12 +31,11 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
-from .generation.engine import undecodable_ids
+from .generation import SamplingParams
 from .lm import RWKV7State
 from .multimodal import ModRWKV
 from .multimodal.model import HF_MODEL_TYPE
 from .processing import get_template
-from .tokenizer import WorldTokenizer
 
 __all__ = ["MODEL_TYPE", "ModRWKVCausalLMOutput", "ModRWKVConfig", "ModRWKVForCausalLM", "ModRWKVHFProcessor"]
 
@@ -89,13 +88,12 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = model
         self.post_init()
-        # Generation as the pipeline does it: stop at the template's end of turn, never emit a token
-        # the World tokenizer cannot decode (end of text 0, the media placeholders).
-        tokenizer = WorldTokenizer()
-        vocab = model.lm.config.vocab_size
+        # Generation as the pipeline does it: stop at the template's end of turn, never emit what the
+        # pipeline's default sampling never emits (end of text, and the ids no reply contains).
         self.generation_config.eos_token_id = list(get_template(model.template_name).stop_token_ids)
         self.generation_config.pad_token_id = 0
-        self.generation_config.suppress_tokens = list(undecodable_ids(tokenizer, vocab))
+        self.generation_config.suppress_tokens = list(
+            dict.fromkeys((*SamplingParams().banned_tokens, *model.unspoken_token_ids())))
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Weights come from the folder (or `ModRWKV`'s own initialisation); nothing to redo."""

@@ -25,7 +25,6 @@ from ..generation.engine import (
     LogitsProcessor,
     prefill_steps,
     run_to_end,
-    undecodable_ids,
 )
 from ..lm import RWKV7State
 from ..multimodal import ModRWKV
@@ -117,8 +116,8 @@ class InferenceEngine:
         self.content_prefix = content_prefix
         self.cache = cache
         self.vocab_size = model.lm.config.vocab_size
-        # Ids the tokenizer cannot show (the rows above the World vocabulary, placeholders among them).
-        self.banned_tokens = undecodable_ids(tokenizer, self.vocab_size)
+        # Ids a reply never contains (the rule transformers' generate() shares, see ModRWKV.unspoken_token_ids).
+        self.banned_tokens = model.unspoken_token_ids(tokenizer)
 
     @property
     def device(self) -> torch.device:

@@ -23,6 +23,7 @@ from ..adapters import AdapterConfig, build_adapter
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
+from ..generation.engine import undecodable_ids
 from ..lm import RWKV7, RWKV7Config, RWKV7State
 from ..lm.checkpoint import CheckpointError, build_lm, check_savable, load_state_dict, resolve_dtype, save_initial_state_file
 from ..lm.errors import check_keys
@@ -143,6 +144,18 @@ class ModRWKV(nn.Module):
     def tokenizer(self) -> WorldTokenizer:
         """The World tokenizer with this model's special tokens."""
         return WorldTokenizer(special_tokens=self.special_tokens)
+
+    def unspoken_token_ids(self, tokenizer: WorldTokenizer | None = None) -> list[int]:
+        """Ids a reply never contains, whichever way it is generated (the pipeline, the server,
+        transformers' `generate`): ids `tokenizer` (default: the model's) has no text for, and the
+        media scaffolding, i.e. the placeholder ids and the special tokens that open and close
+        media blocks. Their head rows are never trained as answers, and a reply cannot carry media.
+        End of text (id 0) is not among them: `SamplingParams.banned_tokens` bans it by default."""
+        tokenizer = tokenizer or self.tokenizer()
+        vocab_size = self.lm.config.vocab_size
+        scaffolding = {*self.placeholder_ids.values(), *self.special_tokens.values(),
+                       *tokenizer.special_tokens.values()}
+        return sorted({*undecodable_ids(tokenizer, vocab_size), *(t for t in scaffolding if t < vocab_size)})
 
     def processor(self, tokenizer: WorldTokenizer | None = None, **overrides: Any) -> ModRWKVProcessor:
         """The processor that matches this model's template, splicing, placeholder ids and token
