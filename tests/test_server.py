@@ -430,7 +430,7 @@ def test_serve_command_with_a_plain_lm_checkpoint(tmp_path):
 def test_a_server_fault_is_a_500_that_names_its_kind_but_not_its_text(live, monkeypatch, caplog):
     engine = live.app.state.pipeline.engine
 
-    def broken_prefill(prompt):
+    def broken_prefill(prompt, state=None, score_top=None):
         raise RuntimeError("/home/alice/secret/weights.pth: internal detail")
         yield  # a generator, as the scheduler expects
 

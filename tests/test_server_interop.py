@@ -3,9 +3,13 @@
 `local-completions` sends), logprobs on chat, Prometheus `/metrics` (scraped and parsed), CORS.
 Every log-probability is checked against one full-sequence forward of the model."""
 
+import concurrent.futures
+import contextlib
 import json
 import math
 import re
+import threading
+import time
 import urllib.request
 
 import openai
@@ -17,6 +21,7 @@ from test_server import KEY, LIMITS, live_server
 
 from modrwkv.generation import SamplingParams, generate
 from modrwkv.generation.engine import undecodable_ids
+from modrwkv.serving import ServerLimits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -84,6 +89,97 @@ def test_completions_echo_logprobs_match_a_full_forward(live):
     assert only.text == "The sky is blue today" and only.finish_reason == "length"
     assert only.logprobs.token_logprobs[1:] == pytest.approx([logp[i - 1, ids[i]].item() for i in range(1, len(ids))],
                                                              abs=1e-4)
+
+
+@contextlib.contextmanager
+def model_reads(lm):
+    """Records (thread name, positions) of every call of `lm` while the block runs."""
+    calls = []
+    forward = lm.forward
+
+    def recording(*args, **kwargs):
+        inputs = args[0] if args else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+        calls.append((threading.current_thread().name, inputs.shape[1]))
+        return forward(*args, **kwargs)
+
+    lm.forward = recording
+    try:
+        yield calls
+    finally:
+        del lm.forward
+
+
+def test_echo_reads_each_prompt_once_on_the_scheduler_thread(live):
+    """Scoring an echoed prompt costs no second read of it, and only the scheduler's thread runs
+    the model (no scoring beside the batched decoding, outside the server's capacity limits)."""
+    client = live.client()
+    ids = tiny_pipeline().tokenizer.encode("A prompt of a few words, scored and then continued")
+    for max_tokens in (1, 0):
+        with model_reads(live.app.state.pipeline.model.lm) as calls:
+            reply = client.completions.create(model="tiny", prompt=[ids], max_tokens=max_tokens, echo=True,
+                                              logprobs=2, temperature=0)
+        assert len(reply.choices[0].logprobs.tokens) == len(ids) + max_tokens
+        assert {thread for thread, _ in calls} == {"modrwkv-scheduler"}
+        assert sum(positions for _, positions in calls) == len(ids)  # one token generated: no further read
+
+
+def test_echo_requests_take_slots_like_any_other():
+    """A prompt-scoring request (echo, max_tokens 0) waits for a slot and is refused with 429 when
+    every slot and queue place is taken, like a generating one."""
+    limits = ServerLimits(max_tokens=100_000)
+    with live_server(limits=limits, max_batch=1, max_queue=0) as server:
+        client = server.client()
+        stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
+                                                max_tokens=100_000, temperature=0, stream=True)
+        assert next(iter(stream)).choices[0].delta.role == "assistant"  # takes the only slot
+        with pytest.raises(openai.RateLimitError, match="busy"):
+            client.completions.create(model="tiny", prompt="Score me", max_tokens=0, echo=True, logprobs=0)
+        stream.close()
+        server.wait_for(lambda h: h["running"] == 0)
+        scored = client.completions.create(model="tiny", prompt="Score me", max_tokens=0, echo=True, logprobs=0)
+        assert scored.choices[0].text == "Score me" and len(scored.choices[0].logprobs.tokens) >= 2
+
+
+def test_concurrent_echo_and_chat_requests_match_running_alone(live):
+    """Prompt scoring and chat replies interleaved in the running batch give exactly what each gives
+    alone."""
+    client = live.client()
+    texts = ["The quick brown fox jumps over the lazy dog", "lorem ipsum " * 300, "One two three four"]
+    requests = [("echo", dict(prompt=texts[0], max_tokens=0, echo=True, logprobs=3)),
+                ("chat", dict(messages=[{"role": "user", "content": "Tell me a story"}], max_tokens=30)),
+                ("echo", dict(prompt=texts[1], max_tokens=5, echo=True, logprobs=1)),  # read in two chunks
+                ("chat", dict(messages=[{"role": "user", "content": "Count to ten"}], max_tokens=25)),
+                ("echo", dict(prompt=[texts[2], texts[0]], max_tokens=3, echo=True, logprobs=2)),
+                ("chat", dict(messages=[{"role": "user", "content": "Why?"}], max_tokens=20, logprobs=True))]
+
+    def run(index: int) -> list[tuple[str, list[float | None]]]:
+        """Each choice's text and log-probabilities (an echo's prompt tokens first)."""
+        time.sleep(0.03 * index)
+        kind, options = requests[index]
+        if kind == "chat":
+            choice = client.chat.completions.create(model="tiny", temperature=0, **options).choices[0]
+            return [(choice.message.content, [t.logprob for t in choice.logprobs.content] if choice.logprobs else [])]
+        reply = client.completions.create(model="tiny", temperature=0, **options)
+        return [(c.text, c.logprobs.token_logprobs) for c in reply.choices]
+
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(run, range(len(requests))))
+    alone = [run(index) for index in range(len(requests))]
+    tokenizer = tiny_pipeline().tokenizer
+    for (kind, options), mixed, single in zip(requests, together, alone):
+        prompts = options.get("prompt", [])
+        prompts = prompts if isinstance(prompts, list) else [prompts]
+        for j, ((text, logprobs), (text_alone, logprobs_alone)) in enumerate(zip(mixed, single, strict=True)):
+            assert text == text_alone
+            # A prompt is read on its own, so its scores are bit-identical; a generated token's score
+            # comes from a batched step, whose sums the other rows can reorder.
+            read = len(tokenizer.encode(prompts[j])) if prompts else 0
+            assert logprobs[:read] == logprobs_alone[:read]
+            assert logprobs[read:] == pytest.approx(logprobs_alone[read:], abs=1e-5)
+    ids = tokenizer.encode(texts[0])
+    logp = reference_logprobs(ids)
+    _, token_logprobs = together[0][0]
+    assert token_logprobs[1:] == pytest.approx([logp[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-4)
 
 
 def test_completions_continue_raw_text_like_generate(live):

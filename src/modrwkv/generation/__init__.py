@@ -13,6 +13,7 @@ from .engine import (
 )
 from .generate import BatchGeneration, Tokenizer, generate, generate_batch, prefill, stream
 from .sampling import BatchSampler, SamplingParams, apply_penalties, candidate_mask
+from .scoring import PromptScorer, TokenLogprob
 from .streaming import IncrementalDetokenizer, TextStream
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "IncrementalDetokenizer",
     "LogitsProcessor",
     "NumberListConstraint",
+    "PromptScorer",
     "SamplingParams",
     "TextStream",
+    "TokenLogprob",
     "Tokenizer",
     "apply_penalties",
     "candidate_mask",

@@ -27,8 +27,10 @@ from typing import Any, Literal
 import torch
 
 from modrwkv.lm import RWKV7, RWKV7State
+from modrwkv.lm.ops.linear import linear, split_count
 
 from .sampling import BatchSampler, SamplingParams
+from .scoring import PromptScorer, TokenLogprob
 from .streaming import IncrementalDetokenizer
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class GenerationResult:
     log-probability of each token of `token_ids` under the model's distribution after penalties,
     bans and logits processors (before temperature, top-k and top-p); `top_logprobs` (with
     `SamplingParams(top_logprobs=k)`) the k most likely (token, log-probability) pairs of each step.
+    `prompt_logprobs` (when the prompt was read with a `PromptScorer`) scores the prompt's own
+    tokens from the second on, under the model's log-softmax.
     """
 
     text: str
@@ -69,6 +73,7 @@ class GenerationResult:
     state: RWKV7State | None = None
     logprobs: list[float] | None = None
     top_logprobs: list[list[tuple[int, float]]] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -114,6 +119,7 @@ class DecodeRow:
         self.keep_state = keep_state
         self.tag = tag
         self.cached_tokens = 0
+        self.prompt_logprobs: list[TokenLogprob] | None = None  # set by whoever read the prompt with a scorer
         self.token_ids: list[int] = []
         self.logprobs: list[float] = []
         self.top_logprobs: list[list[tuple[int, float]]] = []
@@ -145,6 +151,7 @@ class DecodeRow:
             self.final_text(), list(self.token_ids), self.finish_reason, list(self.prompt_ids), self.cached_tokens,
             self.stop, state, list(self.logprobs) if self.params.logprobs else None,
             list(self.top_logprobs) if self.params.logprobs and self.params.top_logprobs else None,
+            self.prompt_logprobs,
         )
         return self.result
 
@@ -179,25 +186,36 @@ def prefill_steps(
     state: RWKV7State | None = None,
     attention_mask: torch.Tensor | None = None,
     want_logits: bool = True,
+    scorer: PromptScorer | None = None,
 ) -> Generator[int, None, tuple[RWKV7State, torch.Tensor | None]]:
     """Reads [B, T] ids (or [B, T, C] embeddings) from `state` (the model's `init_state` when None)
     in chunks of PREFILL_CHUNK_TOKENS; yields the positions each model call read; returns (state, next-token
     logits [B, V] of each row's last real position, or None without `want_logits`). Left padding
-    (`attention_mask` false) leaves a row's state untouched. Run it under `torch.inference_mode`."""
+    (`attention_mask` false) leaves a row's state untouched. `scorer` (one row, no padding) is
+    given every position's final hidden state, to score the prompt's tokens in the same pass.
+    Run it under `torch.inference_mode`."""
     inputs = input_ids if inputs_embeds is None else inputs_embeds
     T = inputs.shape[1]
     if T == 0:
         raise ValueError("cannot read an empty prompt")
+    if scorer is not None and (inputs.shape[0] != 1 or attention_mask is not None):
+        raise ValueError("a prompt scorer reads one unpadded row")
     logits = None
     for begin in range(0, T, PREFILL_CHUNK_TOKENS):
         end = min(begin + PREFILL_CHUNK_TOKENS, T)
         mask = None if attention_mask is None else attention_mask[:, begin:end]
-        logits_mode = "last" if want_logits and end == T else "none"
+        last_chunk_logits = want_logits and end == T
+        logits_mode = "last" if last_chunk_logits and scorer is None else "none"
         if inputs_embeds is None:
             out = lm(inputs[:, begin:end], state=state, attention_mask=mask, logits=logits_mode)
         else:
             out = lm(inputs_embeds=inputs[:, begin:end], state=state, attention_mask=mask, logits=logits_mode)
         state, logits = out.state, out.logits
+        if scorer is not None:
+            scorer.read(lm, out.hidden[0])
+            if last_chunk_logits:  # what logits="last" computes, from the hidden states at hand
+                last = out.hidden[:, -1:]
+                logits = linear(lm.head, last, split_count(last))[:, 0]
         yield end - begin
     assert state is not None
     return state, logits

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..generation import NumberListConstraint, SamplingParams, mask_logits
+from ..generation import NumberListConstraint, PromptScorer, SamplingParams, TokenLogprob, mask_logits
 from ..generation.engine import (
     PREFILL_CHUNK_TOKENS,
     DecodeBatch,
@@ -39,11 +39,13 @@ __all__ = ["PREFILL_CHUNK_TOKENS", "InferenceEngine", "Prefilled", "Row"]
 
 @dataclasses.dataclass
 class Prefilled:
-    """A prompt that has been read: its state and the logits for the first new token [1, V]."""
+    """A prompt that has been read: its state and the logits for the first new token [1, V];
+    `prompt_logprobs` when it was read with `score_top` (see `InferenceEngine.prefill_steps`)."""
 
     state: RWKV7State
     logits: torch.Tensor
     cached_tokens: int
+    prompt_logprobs: list[TokenLogprob] | None = None
 
 
 def constraint_processor(constraint: NumberListConstraint) -> LogitsProcessor:
@@ -134,19 +136,23 @@ class InferenceEngine:
     def admit(self, batch: DecodeBatch, row: Row, prefilled: Prefilled) -> None:
         """Adds a row whose prompt has been read to `batch`."""
         row.cached_tokens = prefilled.cached_tokens
+        row.prompt_logprobs = prefilled.prompt_logprobs
         batch.join([row], prefilled.state, prefilled.logits)
 
     @torch.inference_mode()
     def prefill_steps(
-        self, prompt: EncodedPrompt, state: RWKV7State | None = None
+        self, prompt: EncodedPrompt, state: RWKV7State | None = None, score_top: int | None = None
     ) -> Generator[int, None, Prefilled]:
         """`prefill` in steps of at most PREFILL_CHUNK_TOKENS positions: it yields the number of
         positions each model call read, so that a scheduler can decode running requests in between
-        instead of stalling them for a whole long prompt. Returns the `Prefilled` prompt."""
+        instead of stalling them for a whole long prompt. Returns the `Prefilled` prompt. With
+        `score_top` (a number of alternatives), the prompt's own tokens are scored in the same pass
+        (`Prefilled.prompt_logprobs`); every position is then read, none taken from the cache."""
         if not prompt.ids:
             raise ValueError("cannot generate from an empty prompt")
+        scorer = None if score_top is None else PromptScorer(prompt.ids, score_top)
         start, stores = 0, set()
-        if state is None and self.cache.max_bytes > 0:
+        if state is None and self.cache.max_bytes > 0 and scorer is None:
             for point in reversed(prompt.split_points()):
                 found = self.cache.get(prompt.digest(point))
                 if found is not None:
@@ -158,16 +164,17 @@ class InferenceEngine:
             state = state.to(self.device, self.lm.dtype)
         logits = None
         for end in [*(p for p in prompt.split_points() if p > start), len(prompt)]:
-            state, logits = yield from self._read(prompt, start, end, state, want_logits=end == len(prompt))
+            state, logits = yield from self._read(prompt, start, end, state, end == len(prompt), scorer)
             if end in stores:
                 self.cache.put(prompt.digest(end), state)
             start = end
         log.debug("prefill: %d tokens, %d of them from the prefix cache", len(prompt), cached)
         assert state is not None and logits is not None
-        return Prefilled(state, logits, cached)
+        return Prefilled(state, logits, cached, None if scorer is None else scorer.scores)
 
     def _read(
-        self, prompt: EncodedPrompt, start: int, end: int, state: RWKV7State | None, want_logits: bool
+        self, prompt: EncodedPrompt, start: int, end: int, state: RWKV7State | None, want_logits: bool,
+        scorer: PromptScorer | None,
     ) -> Generator[int, None, tuple[RWKV7State, torch.Tensor | None]]:
         """Runs positions [start, end): media items through their encoders in one batch per
         modality, then the LM in chunks (`prefill_steps`, yielding after each)."""
@@ -182,7 +189,7 @@ class InferenceEngine:
                 media[modality] = {k: v.to(encoder.device) for k, v in batch.items()}
             embeds = self.model.embed(ids, media)
         inputs = {"input_ids": ids} if embeds is None else {"inputs_embeds": embeds}
-        return (yield from prefill_steps(self.lm, **inputs, state=state, want_logits=want_logits))
+        return (yield from prefill_steps(self.lm, **inputs, state=state, want_logits=want_logits, scorer=scorer))
 
     @torch.inference_mode()
     def feed(self, state: RWKV7State, ids: list[int]) -> RWKV7State:

@@ -91,7 +91,6 @@ def create_app(
     app.state.limits = limits
     metrics = ServerMetrics(scheduler.snapshot)
     app.state.metrics = metrics
-    scorer = completions.PromptScorer(pipeline.model.lm)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
@@ -172,7 +171,9 @@ def create_app(
         request_id = f"cmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         generate = parsed.sampling["max_new_tokens"] > 0
-        tickets: list[Ticket | None] = []
+        # The prompt's own tokens are scored by the scheduler as it reads the prompt (max_tokens 0: all it does).
+        score_prompt = parsed.logprobs if parsed.echo and parsed.logprobs is not None else None
+        tickets: list[Ticket] = []
         try:  # a raw continuation: no template stop tokens, it stops where the client says
             params = SamplingParams(**parsed.sampling) if generate else None
         except ValueError as exc:
@@ -180,14 +181,12 @@ def create_app(
         try:
             for ids in parsed.prompts:
                 tickets.append(scheduler.submit(completions.raw_prompt(ids), params, stream=parsed.stream,
-                                                logprobs=parsed.logprobs, raw=True) if params is not None else None)
+                                                logprobs=parsed.logprobs, raw=True, score_prompt=score_prompt))
         except QueueFull:
             for ticket in tickets:
-                if ticket is not None:
-                    ticket.cancel()
+                ticket.cancel()
             raise _queue_full() from None
         if parsed.stream:
-            assert tickets[0] is not None
             events = _stream_text_completion(tickets[0], request, request_id, now, model_name, parsed.include_usage,
                                              _Observer(metrics, "/v1/completions", arrived), pipeline.tokenizer,
                                              parsed.logprobs)
@@ -195,19 +194,15 @@ def create_app(
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         choices, prompt_tokens, completion_tokens = [], 0, 0
         try:
-            for index, (ids, ticket) in enumerate(zip(parsed.prompts, tickets)):
-                result = await _wait_for_result(ticket, request) if ticket is not None else None
-                scores = []
-                if parsed.echo and parsed.logprobs is not None:
-                    scores = await anyio.to_thread.run_sync(scorer, ids, parsed.logprobs)
-                choices.append(completions.text_completion_choice(pipeline.tokenizer, index, ids, result, parsed.echo,
-                                                                  parsed.logprobs, scores))
-                prompt_tokens += len(ids)
-                completion_tokens += result.completion_tokens if result is not None else 0
+            for index, ticket in enumerate(tickets):
+                result = await _wait_for_result(ticket, request)
+                choices.append(completions.text_completion_choice(pipeline.tokenizer, index, result, parsed.echo,
+                                                                  parsed.logprobs))
+                prompt_tokens += result.prompt_tokens
+                completion_tokens += result.completion_tokens
         finally:
             for ticket in tickets:
-                if ticket is not None:
-                    ticket.cancel()
+                ticket.cancel()
         metrics.tokens(prompt_tokens, completion_tokens)
         return JSONResponse({"id": request_id, "object": "text_completion", "created": now, "model": model_name,
                              "choices": choices, "usage": {"prompt_tokens": prompt_tokens,

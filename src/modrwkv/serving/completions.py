@@ -7,11 +7,12 @@ log-probability and the N most likely alternatives; with ``echo`` the prompt's o
 first (the first has no log-probability: nothing precedes it). That is what
 lm-evaluation-harness's ``local-completions`` model sends to score log-likelihoods (``echo``,
 ``logprobs: 1``, ``max_tokens`` 0 or 1, ``temperature`` 0), so a modrwkv server can be evaluated
-on any loglikelihood task. Echoed prompt log-probabilities come from one full-sequence forward of
-the prompt, outside the decode engine (the model's log-softmax); generated tokens' from the decode
-engine, under the distribution they were sampled from (after penalties, bans and processors, before
-temperature, top-k and top-p: with default settings, the model's, less token 0 and the undecodable
-ids, which the server never emits). Streamed replies carry the same objects chunk by chunk (each
+on any loglikelihood task. Echoed prompt log-probabilities are the model's log-softmax at each
+position, taken while the scheduler reads the prompt (one read, on the thread that owns the model,
+within the server's capacity limits; see `generation.PromptScorer`); generated tokens' come from
+the decode engine, under the distribution they were sampled from (after penalties, bans and
+processors, before temperature, top-k and top-p: with default settings, the model's, less token 0
+and the ids no reply contains, which the server never emits). Streamed replies carry the same objects chunk by chunk (each
 chunk's tokens; see `scored_tokens`, `TextOffsets`).
 """
 
@@ -19,15 +20,11 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
-from ..generation import GenerationResult
+from ..generation import GenerationResult, TokenLogprob
 from ..inference import EncodedPrompt
-from ..lm import RWKV7
 from ..tokenizer import WorldTokenizer
 from .limits import APIError, ServerLimits
 from .protocol import MAX_TOP_LOGPROBS, _integer, check_body, parse_sampling
@@ -35,28 +32,6 @@ from .protocol import MAX_TOP_LOGPROBS, _integer, check_body, parse_sampling
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
 MAX_PROMPTS = 64
-_HEAD_CHUNK = 256  # positions whose vocabulary logits are materialised at once when scoring a prompt
-
-
-@dataclasses.dataclass
-class TokenLogprob:
-    """A token's log-probability and the `top` most likely tokens with theirs, best first."""
-
-    token: int
-    logprob: float
-    top: list[tuple[int, float]]
-
-
-def token_logprobs(logits: torch.Tensor, tokens: list[int], top: int) -> list[TokenLogprob]:
-    """`TokenLogprob`s of `tokens[i]` under `logits[i]` ([N, V]), for prompt scoring."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    chosen = logp.gather(1, torch.tensor(tokens, device=logp.device).unsqueeze(1)).squeeze(1).tolist()
-    if top > 0:
-        values, indices = logp.topk(top, dim=-1)
-        alternatives = [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
-    else:
-        alternatives = [[] for _ in tokens]
-    return [TokenLogprob(t, lp, alt) for t, lp, alt in zip(tokens, chosen, alternatives)]
 
 
 def scored_tokens(token_ids: Sequence[int], logprobs: Sequence[float],
@@ -148,29 +123,6 @@ def raw_prompt(ids: Sequence[int]) -> EncodedPrompt:
     return EncodedPrompt(ids=tuple(ids), spans=(), message_ends=(), system_end=0)
 
 
-class PromptScorer:
-    """Log-probabilities of a prompt's own tokens, from one full-sequence forward (the decode
-    engine only ever sees next-token logits). One scoring runs at a time."""
-
-    def __init__(self, lm: RWKV7) -> None:
-        self.lm = lm
-        self._lock = threading.Lock()
-
-    @torch.inference_mode()
-    def __call__(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
-        """`TokenLogprob`s of ids[1:], each given the tokens before it."""
-        if len(ids) < 2:
-            return []
-        with self._lock:
-            tokens = torch.tensor([list(ids)], device=self.lm.device)
-            hidden = self.lm(tokens, logits="none").hidden[0, :-1]
-            out: list[TokenLogprob] = []
-            for start in range(0, hidden.shape[0], _HEAD_CHUNK):
-                logits = self.lm.head(hidden[start:start + _HEAD_CHUNK])
-                out += token_logprobs(logits, list(ids[start + 1:start + 1 + _HEAD_CHUNK]), top)
-            return out
-
-
 def token_text(tokenizer: WorldTokenizer, token: int) -> str:
     """A token as text; bytes that are not UTF-8 on their own appear as \\xNN escapes, so that
     different tokens never share a name in a top_logprobs object."""
@@ -222,22 +174,22 @@ def chat_logprobs(tokenizer: WorldTokenizer, scored: Sequence[TokenLogprob] | No
                         for s in scored]}
 
 
-def text_completion_choice(tokenizer: WorldTokenizer, index: int, prompt: Sequence[int], result: GenerationResult | None,
-                           echo: bool, logprobs: int | None, prompt_scores: Sequence[TokenLogprob]) -> dict[str, Any]:
-    """One choice of a text_completion; `result` None when nothing was generated (max_tokens 0)."""
-    generated = result.token_ids if result is not None else []
-    text = result.text if result is not None else ""
-    if echo:
-        text = tokenizer.decode(list(prompt)) + text
+def text_completion_choice(tokenizer: WorldTokenizer, index: int, result: GenerationResult, echo: bool,
+                           logprobs: int | None) -> dict[str, Any]:
+    """One choice of a text_completion (a result without tokens when max_tokens was 0). With `echo`
+    and `logprobs`, the result carries its prompt's scores (`prompt_logprobs`)."""
+    prompt = result.prompt_ids
+    text = (tokenizer.decode(prompt) if echo else "") + result.text
     block = None
     if logprobs is not None:
         tokens: list[int] = []
         scored: list[TokenLogprob | None] = []
         if echo:
+            if result.prompt_logprobs is None:
+                raise ValueError("an echoed prompt's scores were not computed")
             tokens += prompt
-            scored += [None, *prompt_scores]
-        tokens += generated
-        scored += (generated_logprobs(result) or []) if result is not None else []
+            scored += [None, *result.prompt_logprobs]
+        tokens += result.token_ids
+        scored += generated_logprobs(result) or []
         block = legacy_logprobs(tokenizer, tokens, scored, logprobs)
-    return {"index": index, "text": text, "logprobs": block,
-            "finish_reason": result.finish_reason if result is not None else "length"}
+    return {"index": index, "text": text, "logprobs": block, "finish_reason": result.finish_reason}

@@ -2,8 +2,9 @@
 
 Requests wait in a bounded queue (full -> `QueueFull`, which the server answers with 429). Between
 two decode steps the thread admits waiting requests into free slots, reads up to a chunk of
-admitted prompts (each into its request's own state, through the prefix-state cache), and drops
-requests whose client went away; each step then samples one token for every running request and feeds them
+admitted prompts (each into its request's own state, through the prefix-state cache; scoring the
+prompt's own tokens in the same pass when the request asks, see `submit`), and drops requests
+whose client went away; each step then samples one token for every running request and feeds them
 in a single batched model call. Reading long prompts a chunk at a time keeps everyone else's
 stream flowing while an image-heavy request joins. An RNN state is a few MB of fixed size, so
 slots are cheap: memory grows with the number of running requests, never with their length.
@@ -12,7 +13,8 @@ The HTTP side talks to the thread through `Ticket`s: the thread posts ("text", (
 (streaming requests only; `scored` holds the `TokenLogprob`s of the tokens generated since the
 previous piece when log-probabilities were asked for, else None), ("done", GenerationResult) and
 ("error", exception) onto the ticket's asyncio queue, in the server's event loop. Tokens whose text
-is never released (a stop token, a stop string) are scored in the result only.
+is never released (a stop token, a stop string) are scored in the result only. This thread is the
+only one that runs the model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..generation import SamplingParams
+from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline, Prefilled, Row
 from ..inference.engine import PREFILL_CHUNK_TOKENS
 from .completions import scored_tokens
@@ -41,12 +43,14 @@ class QueueFull(Exception):
 class Ticket:
     """One submitted request, as seen by both sides."""
 
-    def __init__(self, scheduler: Scheduler, prompt: EncodedPrompt, params: SamplingParams, stream: bool,
-                 loop: asyncio.AbstractEventLoop, logprobs: int | None = None, raw: bool = False) -> None:
+    def __init__(self, scheduler: Scheduler, prompt: EncodedPrompt, params: SamplingParams | None, stream: bool,
+                 loop: asyncio.AbstractEventLoop, logprobs: int | None = None, raw: bool = False,
+                 score_prompt: int | None = None) -> None:
         self.prompt = prompt
-        self.params = params
+        self.params = params  # None: nothing to generate, only the prompt to score
         self.stream = stream  # whether the client wants ("text", piece) events
         self.row_options = {"logprobs": logprobs, "raw": raw}  # see `Row`
+        self.score_prompt = score_prompt
         # Generated tokens whose log-probabilities went out with a text piece; written by the scheduler
         # thread before it posts, so final once "done" has been read.
         self.scored_tokens = 0
@@ -81,8 +85,9 @@ class Scheduler:
         self._pending: collections.deque[Ticket] = collections.deque()
         self._cond = threading.Condition()
         self._batch = pipeline.engine.batch()
-        # Admitted requests whose prompts are being read, oldest first: (ticket, row, prefill steps).
-        self._prefilling: list[tuple[Ticket, Row, Generator[int, None, Prefilled]]] = []
+        # Admitted requests whose prompts are being read, oldest first: (ticket, row or None when
+        # nothing is to be generated, prefill steps).
+        self._prefilling: list[tuple[Ticket, Row | None, Generator[int, None, Prefilled]]] = []
         self._admitting = 0  # taken from the queue, not yet in _prefilling (slots they hold)
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -119,11 +124,16 @@ class Scheduler:
     def _occupied(self) -> int:
         return len(self._batch) + len(self._prefilling) + self._admitting
 
-    def submit(self, prompt: EncodedPrompt, params: SamplingParams, stream: bool = False, *,
-               logprobs: int | None = None, raw: bool = False) -> Ticket:
+    def submit(self, prompt: EncodedPrompt, params: SamplingParams | None, stream: bool = False, *,
+               logprobs: int | None = None, raw: bool = False, score_prompt: int | None = None) -> Ticket:
         """Queues a request; must be called from the event loop that will read its events.
-        `logprobs` and `raw` are passed to its `Row`."""
-        ticket = Ticket(self, prompt, params, stream, asyncio.get_running_loop(), logprobs, raw)
+        `logprobs` and `raw` are passed to its `Row`. `score_prompt` (a number of alternatives):
+        the result's `prompt_logprobs` score the prompt's own tokens, from the same read of the
+        prompt. `params` None generates nothing: the result has no tokens (then `score_prompt`
+        is what the request is for)."""
+        if params is None and score_prompt is None:
+            raise ValueError("a request without sampling params must ask for its prompt's scores")
+        ticket = Ticket(self, prompt, params, stream, asyncio.get_running_loop(), logprobs, raw, score_prompt)
         with self._cond:
             if self._full():
                 raise QueueFull(f"every slot is taken and {self.max_queue} requests are waiting")
@@ -175,11 +185,13 @@ class Scheduler:
         """Gives the request a slot; its prompt is then read a chunk at a time."""
         engine = self.pipeline.engine
         try:
-            row = Row(engine, ticket.prompt, ticket.params, tag=ticket, **ticket.row_options)
-        except ValueError as exc:
+            row = None if ticket.params is None else Row(engine, ticket.prompt, ticket.params, tag=ticket,
+                                                         **ticket.row_options)
+            steps = engine.prefill_steps(ticket.prompt, score_top=ticket.score_prompt)
+        except Exception as exc:  # fails this request only, never the thread
             self._fail(ticket, exc)
             return
-        self._prefilling.append((ticket, row, engine.prefill_steps(ticket.prompt)))
+        self._prefilling.append((ticket, row, steps))
 
     def _fail(self, ticket: Ticket, exc: Exception) -> None:
         # A ValueError is the request's own fault; anything else is a bug worth its traceback.
@@ -215,6 +227,11 @@ class Scheduler:
                 self._fail(ticket, exc)
                 continue
             self._prefilling.pop(0)
+            if row is None:  # nothing to generate: the prompt's scores were the whole request
+                ticket.post("done", GenerationResult("", [], "length", list(ticket.prompt.ids), prefilled.cached_tokens,
+                                                     prompt_logprobs=prefilled.prompt_logprobs))
+                self.stats["completed"] += 1
+                continue
             if self._batch.rows:
                 self.stats["joined_running"] += 1
             self.pipeline.engine.admit(self._batch, row, prefilled)
