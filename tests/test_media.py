@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import scipy  # noqa: F401
 
 from PIL import Image  # noqa: E402
 
-from modrwkv.encoders.media import load_audio, load_image  # noqa: E402
+from modrwkv.encoders.media import MediaError, allow_images_of, load_audio, load_image  # noqa: E402
 
 WHITE = (255, 255, 255)
 
@@ -164,6 +166,42 @@ def test_truncated_image_file_names_the_path(tmp_path) -> None:
     path.write_bytes(png_bytes(_left_red_right_blue(64, 64))[:100])
     with pytest.raises(ValueError, match="cut.png"):
         load_image(path)
+
+
+@pytest.fixture(scope="module")
+def huge_pngs(tmp_path_factory) -> dict[str, Path]:
+    """1-bit PNGs beyond Pillow's decompression-bomb limit (89,478,485 pixels), 11 and 22 kB:
+    90 MP, which Pillow opens with a printed warning, and 182 MP, which it refuses."""
+    folder = tmp_path_factory.mktemp("huge")
+    paths = {}
+    for name, size in {"warned": (10000, 9000), "refused": (14000, 13000)}.items():
+        paths[name] = folder / f"{name}.png"
+        Image.new("1", size).save(paths[name])
+    return paths
+
+
+def test_images_beyond_pillows_limit_get_one_clear_error(huge_pngs, monkeypatch) -> None:
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a raw DecompressionBombWarning would surface as an exception
+        with pytest.raises(MediaError, match=r"image '.*warned.png' has 10000x9000 = 90,000,000 pixels, more than "
+                           r"the 89,478,485 that Pillow decodes .* set PIL.Image.MAX_IMAGE_PIXELS to at least 90000000"):
+            load_image(str(huge_pngs["warned"]))
+        with pytest.raises(MediaError, match=r"image '.*refused.png' has more than 178,956,970 pixels, .*"
+                           r"PIL.Image.MAX_IMAGE_PIXELS"):
+            load_image(huge_pngs["refused"])
+        with pytest.raises(MediaError, match=r"image <\d+ bytes> has 10000x9000"):
+            load_image(huge_pngs["warned"].read_bytes())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 90_000_000)  # what the message says to do
+    assert load_image(huge_pngs["warned"]).size == (10000, 9000)
+
+
+def test_allow_images_of_only_raises_pillows_limit(monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
+    allow_images_of(4096 * 4096)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485
+    allow_images_of(200_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 200_000_000
 
 
 # ------------------------------------------------------------------------------------------ audio

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import http.server
+import io
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 
 import openai
 import pytest
@@ -258,6 +260,30 @@ def test_damaged_media_errors_have_a_code_and_no_object_addresses(live, part, me
     error = reply["error"]
     assert status == 400 and message in error["message"] and error["code"] == code, error
     assert " at 0x" not in error["message"] and "object at" not in error["message"]
+
+
+def one_bit_png(size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_images_beyond_pillows_limit_are_a_400_that_names_the_limit(live):
+    """A few kB of PNG can declare more pixels than Pillow decodes (89,478,485: it warns up to twice
+    that and refuses beyond): the server answers what it answers for any image above its own limit."""
+    from PIL import Image
+
+    with warnings.catch_warnings(record=True) as caught:  # records warnings from the server's threads too
+        warnings.simplefilter("always")
+        for size, found in [((10000, 9000), "has 10000x9000 = 90000000 pixels"), ((14000, 13000), "has more than 178956970 pixels")]:
+            part = {"type": "image_url", "image_url": {"url": data_uri(one_bit_png(size))}}
+            status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": [
+                {"role": "user", "content": [part, {"type": "text", "text": "What is it?"}]}]}).encode())
+            assert status == 400 and reply["error"]["code"] == "image_too_large", reply
+            assert reply["error"]["message"] == f"image 0 {found}; this server accepts at most {LIMITS.max_image_pixels}"
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 def test_local_and_remote_media_only_when_enabled(tmp_path):

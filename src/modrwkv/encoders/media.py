@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,56 @@ class MediaError(ValueError):
     def __init__(self, modality: str, message: str) -> None:
         super().__init__(message)
         self.modality = modality
+
+
+class ImageTooLarge(MediaError):
+    """An image with more pixels than Pillow decodes (`PIL.Image.MAX_IMAGE_PIXELS`, its guard
+    against decompression bombs); `pixels` is width x height, or None when Pillow refused the image
+    before telling its size (above twice the limit)."""
+
+    def __init__(self, where: str, size: tuple[int, int] | None, limit: int) -> None:
+        self.size = size
+        self.pixels = None if size is None else size[0] * size[1]
+        self.limit = limit
+        found = f"more than {2 * limit:,}" if size is None else f"{size[0]}x{size[1]} = {self.pixels:,}"
+        super().__init__("image", (
+            f"image {where} has {found} pixels, more than the {limit:,} that Pillow decodes (its guard "
+            f"against decompression bombs); to load it anyway, set PIL.Image.MAX_IMAGE_PIXELS to at least "
+            f"{self.pixels or 2 * limit + 1} (or None) first, or scale the image down"))
+
+
+def open_image(source: Any, where: str) -> Image.Image:
+    """`PIL.Image.open(source)` (reads the header, not the pixels), with Pillow's decompression-bomb
+    guard reported as one `ImageTooLarge` naming the item: Pillow itself prints a
+    DecompressionBombWarning for images between its limit and twice that, which it then decodes
+    anyway, and raises its own error above."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    # Pillow warns while opening; the check below says the same once, as an error that names the item.
+    # (catch_warnings swaps the process's filter list: concurrent openers can at worst leave this
+    # one "ignore" filter in place, for a warning that only ever comes from here.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source)
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(where, None, limit or 0) from None
+    if limit is not None and image.width * image.height > limit:
+        image.close()
+        raise ImageTooLarge(where, image.size, limit)
+    return image
+
+
+def allow_images_of(pixels: int) -> None:
+    """Raises Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, a process-wide
+    setting) to at least `pixels`, for a program that accepts images that large (`modrwkv serve
+    --max-image-pixels`). Never lowers it."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
+        logger.info("raising Pillow's image size limit from %d to %d pixels", Image.MAX_IMAGE_PIXELS, pixels)
+        Image.MAX_IMAGE_PIXELS = pixels
 
 
 def decoder_message(exc: BaseException, where: str) -> str:
@@ -129,9 +180,9 @@ def _load_image(item: Any) -> Image.Image:
     elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
         source, where = _read_bytes_or_path(item)
         try:
-            image = Image.open(source)
+            image = open_image(source, where)
             image.load()  # decode now so truncated or corrupt files fail here, with the item's name
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise MediaError("image", f"cannot decode image {where}: {decoder_message(exc, where)}") from exc
     else:
         raise ValueError(f"unsupported image item {where}: expected a path, bytes, a PIL image or a numpy array")

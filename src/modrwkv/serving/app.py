@@ -27,7 +27,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from ..data.readers import DataError, openai_to_sample
-from ..encoders.media import MediaError
+from ..encoders.media import MediaError, allow_images_of
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
 from ..tokenizer import WorldTokenizer
@@ -71,6 +71,7 @@ def create_app(
     (the page, /health and /metrics stay open: they reveal nothing and the page asks for the key).
     `cors_origins` lets web pages from those origins ("*" for any) call the API from a browser."""
     limits = limits or ServerLimits()
+    allow_images_of(limits.max_image_pixels)  # Pillow refuses images above its own limit otherwise
     scheduler = Scheduler(pipeline, max_batch=max_batch, max_queue=max_queue)
     created = int(time.time())
     # Media decoding runs in worker threads; a few at a time leaves the CPU to the decode thread.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sample import Sample
-from ..encoders.media import decoder_message
+from ..encoders.media import ImageTooLarge, decoder_message, open_image
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,16 @@ def _fetch(url: str, limits: ServerLimits) -> bytes:
 def _check_image(item: Any, index: int, limits: ServerLimits) -> Any:
     if not isinstance(item, (bytes, str)):
         return item
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:  # opening reads only the header: the size is known before any pixel is decoded
-        with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as image:
+        with open_image(io.BytesIO(item) if isinstance(item, bytes) else item, f"{index}") as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except ImageTooLarge as exc:  # beyond Pillow's limit, which the server raised to its own (create_app)
+        found = f"more than {2 * exc.limit}" if exc.size is None else f"{exc.size[0]}x{exc.size[1]} = {exc.pixels}"
+        raise APIError(400, f"image {index} has {found} pixels; this server accepts at most {limits.max_image_pixels}",
+                       code="image_too_large") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise APIError(400, f"image {index} cannot be decoded: {decoder_message(exc, 'the image')}",
                        code="bad_image") from None
     if width * height > limits.max_image_pixels:

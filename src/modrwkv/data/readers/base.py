@@ -322,14 +322,14 @@ def check_media(item: Any, modality: str, source: str) -> None:
 
 
 def _verify_image(item: str | bytes, source: str) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
-    from ...encoders.media import decoder_message
+    from ...encoders.media import decoder_message, describe, open_image
 
     try:
-        with Image.open(item if isinstance(item, str) else io.BytesIO(item)) as image:
+        with open_image(item if isinstance(item, str) else io.BytesIO(item), describe(item)) as image:
             image.load()
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:  # ImageTooLarge is a ValueError
         raise DataError(source, "unreadable_media", f"image does not decode: {decoder_message(err, 'the image')}") from None
 
 
