@@ -316,6 +316,18 @@ def test_series_csv_as_spreadsheets_and_pandas_write_it(tmp_path):
         read("headless.csv", "100.0,3.5\n" + "".join(f"{v:.4f},1.0\n" for v in load))
 
 
+def test_init_names_a_broken_first_record_and_skips_it_like_any_other(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    good = json.dumps({"image": "a.png", "question": "q", "answer": "a"})
+    (tmp_path / "one.jsonl").write_text('\n{"image": "a.png", "question": "q", "answer": "a",}\n')  # a trailing comma
+    assert fails(capsys, ["init", "--data", str(tmp_path / "one.jsonl"), "--yes"]) == (
+        f"modrwkv init: error: {tmp_path}/one.jsonl:2: invalid JSON: Expecting property name enclosed in double "
+        "quotes (column 51)")
+    (tmp_path / "some.jsonl").write_text(good[:-1] + ",}\n" + f"{good}\n" * 3)
+    assert main(["init", "--data", str(tmp_path / "some.jsonl"), "--yes", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert "kept 3 of 4 records; skipped 1 (bad_json: 1)" in capsys.readouterr().out
+
+
 def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
     assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
         f"modrwkv init: error: {tmp_path} is a folder; give the data file in it (--data FILE)"

@@ -98,18 +98,29 @@ def detect_format(path: Path) -> str:
         return "series"
     try:
         with path.open("rb") as handle:
-            head = decode_text(handle.read(1 << 16), path, partial=True).lstrip()
+            raw_head = decode_text(handle.read(1 << 16), path, partial=True)
+            head = raw_head.lstrip()
     except OSError as exc:
         raise InitError(f"{path}: cannot read ({exc})") from None
     except TextFileError as exc:
         raise InitError(str(exc)) from None
     if not head:
         raise InitError(f"{path}: the file is empty")
-    try:
-        first = json.loads(head.splitlines()[0]) if head[0] == "{" else None
-    except json.JSONDecodeError:
-        first = None
-    if first is None and head[0] == "[":
+    first = None
+    if head[0] == "{":  # JSONL: the first line that holds a record (a broken one is the reader's to skip and count)
+        broken = None
+        for number, line in enumerate(raw_head.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                first = json.loads(line)
+                break
+            except json.JSONDecodeError as exc:
+                if broken is None and line.rstrip().endswith("}"):  # a whole record, not pretty-printed JSON
+                    broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
+        if not isinstance(first, dict) and broken:
+            raise InitError(broken)
+    elif head[0] == "[":
         decoder = json.JSONDecoder()
         try:
             first, _ = decoder.raw_decode(head[1:].lstrip())
