@@ -181,6 +181,12 @@ def test_llava_bad_record_raise(reason: str, media: Path, tmp_path: Path) -> Non
     assert isinstance(info.value, ValueError)
 
 
+def test_an_empty_media_path_is_named_as_such(media: Path, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"image": "", "conversations": conv(("human", "q"), ("gpt", "a"))}])
+    with pytest.raises(DataError, match=f'^{path}:1: empty media path ""$'):
+        list(LlavaReader(path, image_folder=media, on_error="raise"))
+
+
 def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot open") as info:
         list(LlavaReader(tmp_path / "absent.json"))

@@ -279,6 +279,8 @@ def is_pil_image(value: Any) -> bool:
 def resolve_local(path: str, folder: Path | None, source: str) -> str:
     """Absolute path of a media file relative to `folder`; a missing file is a bad record (checked
     here because a stat is cheap, whereas finding out in a dataloader worker hours later is not)."""
+    if not path.strip():
+        raise DataError(source, "missing_media", "empty media path \"\"")
     resolved = Path(path).expanduser()
     if not resolved.is_absolute() and folder is not None:
         resolved = folder / resolved
