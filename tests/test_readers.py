@@ -375,6 +375,13 @@ def test_openai_bad_record_skip_and_raise(
     assert info.value.reason == reason
 
 
+def test_openai_content_type_error_names_both_accepted_types(tmp_path: Path) -> None:
+    tool_call = {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}  # what the API returns
+    path = write_jsonl(tmp_path / "calls.jsonl", [{"messages": [{"role": "user", "content": "hi"}, tool_call]}])
+    with pytest.raises(DataError, match=r"messages\[1\]\.content must be str or list, got NoneType$"):
+        list(OpenAIChatReader(path, on_error="raise"))
+
+
 # --------------------------------------------------------------------------------------------- ASR
 def test_asr_manifest_exact(media: Path, tmp_path: Path) -> None:
     manifest = write_jsonl(
