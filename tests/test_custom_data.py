@@ -112,6 +112,22 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
     assert sample.messages[1].content == "4, 5.5" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
 
 
+def test_bad_qa_series_files_and_gaps_are_named_not_a_traceback(tmp_path):
+    (tmp_path / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    np.save(tmp_path / "good.npy", np.arange(4.0))
+    data = write_records(tmp_path, [{"series": name, "question": "q", "answer": [1]}
+                                    for name in ("corrupt.npy", "words.npy", "good.npy")]
+                         + [{"series": [1, None, 3], "question": "q", "answer": [1]}])
+    reader = QAReader(data)
+    assert [s.series[0].tolist() for s in reader] == [[0.0, 1.0, 2.0, 3.0]]
+    assert reader.report.skipped == {"unreadable_media": 1, "wrong_type": 2}
+    assert [e.detail for e in reader.report.examples] == [
+        f"cannot read series file {tmp_path}/corrupt.npy: we only support format version (1,0), (2,0), and (3,0), "
+        "not (32, 103)", f"series file {tmp_path}/words.npy holds <U1, not numbers",
+        "the series has a missing or non-finite value (null, NaN or infinity) at [1]: write a number there"]
+
+
 # --- the custom task's metrics ----------------------------------------------------------------
 
 

@@ -156,11 +156,20 @@ def _series_items(value: Any, folder: Path | None, source: str) -> list[np.ndarr
             path = Path(media_item(item, "series", folder, source))
             if path.suffix != ".npy":
                 raise DataError(source, "wrong_type", f"series file {path} must be .npy (or give the numbers inline)")
-            arrays.append(np.load(path))
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as err:
+                raise DataError(source, "unreadable_media", f"cannot read series file {path}: {err}") from None
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                raise DataError(source, "wrong_type", f"series file {path} holds {array.dtype}, not numbers")
+            arrays.append(array)
     for array in arrays:
-        if array.ndim not in (1, 2) or array.shape[0] < 1 or not np.isfinite(array).all():
-            raise DataError(source, "wrong_type", f"a series must be [T] or [T, channels] finite numbers, "
-                            f"got shape {array.shape}")
+        if array.ndim not in (1, 2) or array.shape[0] < 1:
+            raise DataError(source, "wrong_type", f"a series must be [T] or [T, channels] numbers, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            position = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise DataError(source, "wrong_type", f"the series has a missing or non-finite value (null, NaN or "
+                            f"infinity) at {list(position)}: write a number there")
     return [a.astype(np.float32) for a in arrays]
 
 
