@@ -504,3 +504,23 @@ def test_merge_lora_names_a_damaged_lora_file(image_model, tmp_path, capsys):
     (cut / "lora.safetensors").write_bytes(weights[: len(weights) // 2])  # a copy cut short
     assert "cut/lora.safetensors" in fails(capsys, ["merge-lora", str(cut), str(tmp_path / "out3")])
     assert not any((tmp_path / name).exists() for name in ("out1", "out2", "out3"))
+
+
+def test_chat_takes_paths_as_terminals_paste_them(image_model, tmp_path, monkeypatch, capsys):
+    """Drag-and-drop and tab completion write 'my photo.png' or my\\ photo.png; ~ is the home folder."""
+    from modrwkv.inference import ModRWKVPipeline
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "my photo.png")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    escaped = str(tmp_path / "my photo.png").replace(" ", "\\ ")
+    script = [f"/image '{tmp_path / 'my photo.png'}'", "One?", f"/image {escaped}", "Two?", "/image ~/my photo.png",
+              "Three?", "/save-state ~/chat.state"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(script) + "\n"))
+    assert main(["chat", "--model", str(image_model), "--temperature", "0", "--max-new-tokens", "5"]) == 0
+    out, err = capsys.readouterr()
+    session = ModRWKVPipeline.from_pretrained(image_model).session(
+        temperature=0, max_new_tokens=5, top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
+    image = [str(tmp_path / "my photo.png")]
+    expected = [session.send(text, images=image) for text in ("One?", "Two?", "Three?")]
+    assert out == "".join(f"Assistant: {reply}\n" for reply in expected) and "error" not in err
+    assert (tmp_path / "chat.state").is_file()
