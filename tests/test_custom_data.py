@@ -112,6 +112,15 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
     assert sample.messages[1].content == "4, 5.5" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
 
 
+def test_a_llava_or_openai_file_given_as_qa_is_named(tmp_path):
+    for name, record, what in (("llava.jsonl", {"conversations": []}, "LLaVA"),
+                               ("chat.jsonl", {"messages": []}, "OpenAI chat")):
+        data = write_records(tmp_path, [record], name)
+        with pytest.raises(DataError, match=rf"{name}:1: no 'question' \(fields: \[.*\]\); it looks like {what} "
+                                            r"data, but this reads question-answer records"):
+            list(QAReader(data, on_error="raise"))
+
+
 def test_bad_qa_series_files_and_gaps_are_named_not_a_traceback(tmp_path):
     (tmp_path / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
     np.save(tmp_path / "words.npy", np.array(["a", "b"]))
