@@ -266,6 +266,17 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     assert "no usable sample" in capsys.readouterr().err
 
 
+def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
+    """pandas' to_csv writes its row index as an unnamed first column: not a series; every column
+    read is named, also those past the rows init scans (the windows of a long first column)."""
+    rows = "".join(f"{i},{np.sin(i / 5):.4f},x{i % 3},{i % 7}\n" for i in range(3000))
+    (tmp_path / "load.csv").write_text(",load,label,weekday\n" + rows)
+    args = ["init", "--data", str(tmp_path / "load.csv"), "--yes", "--output", str(tmp_path / "c.yaml"),
+            "--lookback", "24", "--horizon", "4"]
+    assert main(args) == 0
+    assert "inputs: series (columns: load, weekday)" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "shapes"
     records = [{"image": f"{i}.png", "question": "Colour?", "answer": "red"} for i in range(8)]

@@ -482,6 +482,8 @@ def _run_init(args: argparse.Namespace) -> int:
                           horizon=args.horizon)
     summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
     detected = ", ".join(sorted(summary.modalities)) or "none"
+    if summary.series_columns:  # which columns became series, so a column left out is seen now
+        detected += f" (columns: {', '.join(summary.series_columns)})"
     count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
     print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
     answers.modality = args.modality or (

@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..data.readers import DataError
+from ..data.readers import DataError, TimeSeriesReader
 from ..data.sample import MODALITIES, Sample
 from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
@@ -81,6 +81,7 @@ class DataSummary:
     image_size: tuple[int, int] | None  # (width, height) of the first image
     series_length: int | None  # longest series item
     skipped: str  # the reader's summary
+    series_columns: list[str] = dataclasses.field(default_factory=list)  # CSV/NPZ columns read as series
 
 
 def data_name(data: str | Path) -> str:
@@ -178,8 +179,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         except (OSError, ValueError) as exc:
             raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
     series_length = max((len(x) for s in samples for x in s.series), default=None)
+    columns = reader.series_columns() if isinstance(reader, TimeSeriesReader) else []
     return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
-                       series_length, reader.report.summary())
+                       series_length, reader.report.summary(), columns)
 
 
 def series_options(answers: InitAnswers) -> dict[str, int]:

@@ -220,6 +220,10 @@ class TimeSeriesReader(Reader):
         span = self.lookback + self.horizon
         return (length - span) // self.stride + 1 if length >= span else 0
 
+    def series_columns(self) -> list[str]:
+        """The columns (CSV) or arrays (NPZ) read as series, over all files, in order."""
+        return list(dict.fromkeys(c for path in self.paths for series in self._load_file(path) for c in series.columns))
+
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             for series in self._load(path):
