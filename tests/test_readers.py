@@ -187,6 +187,14 @@ def test_an_empty_media_path_is_named_as_such(media: Path, tmp_path: Path) -> No
         list(LlavaReader(path, image_folder=media, on_error="raise"))
 
 
+def test_media_paths_written_on_windows_resolve(media: Path, tmp_path: Path) -> None:
+    (media / "sub").mkdir(exist_ok=True)
+    Image.new("RGB", (4, 4)).save(media / "sub" / "x.png")
+    record = {"image": "sub\\x.png", "conversations": conv(("human", "<image>q"), ("gpt", "a"))}
+    path = write_jsonl(tmp_path / "d.jsonl", [record])
+    assert [s.images for s in LlavaReader(path, image_folder=media, on_error="raise")] == [[str(media / "sub" / "x.png")]]
+
+
 def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot open") as info:
         list(LlavaReader(tmp_path / "absent.json"))
