@@ -2,11 +2,15 @@
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from modrwkv import __version__
 from modrwkv.cli import main
@@ -14,6 +18,8 @@ from modrwkv.generation import SamplingParams, generate
 from modrwkv.lm import RWKV7Config, RWKV7State, load_model
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, head_size=64, dim_w=32, dim_a=32, dim_v=32, dim_g=32)
 
@@ -136,5 +142,40 @@ def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
     from modrwkv.multimodal import ModRWKV
 
     assert set(ModRWKV.from_pretrained(tmp_path / "qs" / "model").encoders) == {"image", "series"}
+    example = report["example_image"]  # the README's chat command works as printed
+    assert f"modrwkv chat --model {tmp_path / 'qs' / 'model'} --image {tmp_path / 'qs' / 'shapes.png'}" in out
+    with Image.open(example["path"]) as scene:
+        assert scene.size == (64, 64) and "<image>" not in example["question"]
     assert main(args) == 2  # refuses to overwrite a finished run
     assert "already exists" in capsys.readouterr().err
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """Every `modrwkv ...` line of a shell block in README.md, docs/ and configs/README.md."""
+    commands = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "configs" / "README.md"]:
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", doc.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.strip().removeprefix(".venv/bin/")
+                if (line.startswith("modrwkv ") and "[" not in line.split("#")[0]  # not a synopsis
+                        and not line.split()[1].endswith(":")):  # nor printed output ("modrwkv chat: error: ...")
+                    words = shlex.split(line, comments=True)
+                    commands.append((doc.name, words[1:words.index("&&")] if "&&" in words else words[1:]))
+    return commands
+
+
+def test_every_documented_command_parses_and_the_client_asks_for_the_served_model():
+    from modrwkv.cli import build_parser
+
+    commands = _documented_commands()
+    assert len(commands) > 20
+    for doc, words in commands:
+        try:
+            build_parser().parse_args([w for w in words if w != "&"])
+        except SystemExit:
+            pytest.fail(f"{doc}: modrwkv {shlex.join(words)} does not parse")
+    readme = (ROOT / "README.md").read_text()
+    serve = next(words for doc, words in commands if doc == "README.md" and words[0] == "serve")
+    served = serve[serve.index("--model-name") + 1] if "--model-name" in serve else Path(
+        serve[serve.index("--model") + 1]).name  # the server's default name: the model folder's
+    assert f'client.chat.completions.create(model="{served}"' in readme

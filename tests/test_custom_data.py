@@ -112,6 +112,31 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
     assert sample.messages[1].content == "4, 5.5" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
 
 
+def test_a_llava_or_openai_file_given_as_qa_is_named(tmp_path):
+    for name, record, what in (("llava.jsonl", {"conversations": []}, "LLaVA"),
+                               ("chat.jsonl", {"messages": []}, "OpenAI chat")):
+        data = write_records(tmp_path, [record], name)
+        with pytest.raises(DataError, match=rf"{name}:1: no 'question' \(fields: \[.*\]\); it looks like {what} "
+                                            r"data, but this reads question-answer records"):
+            list(QAReader(data, on_error="raise"))
+
+
+def test_bad_qa_series_files_and_gaps_are_named_not_a_traceback(tmp_path):
+    (tmp_path / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    np.save(tmp_path / "good.npy", np.arange(4.0))
+    data = write_records(tmp_path, [{"series": name, "question": "q", "answer": [1]}
+                                    for name in ("corrupt.npy", "words.npy", "good.npy")]
+                         + [{"series": [1, None, 3], "question": "q", "answer": [1]}])
+    reader = QAReader(data)
+    assert [s.series[0].tolist() for s in reader] == [[0.0, 1.0, 2.0, 3.0]]
+    assert reader.report.skipped == {"unreadable_media": 1, "wrong_type": 2}
+    assert [e.detail for e in reader.report.examples] == [
+        f"cannot read series file {tmp_path}/corrupt.npy: we only support format version (1,0), (2,0), and (3,0), "
+        "not (32, 103)", f"series file {tmp_path}/words.npy holds <U1, not numbers",
+        "the series has a missing or non-finite value (null, NaN or infinity) at [1]: write a number there"]
+
+
 # --- the custom task's metrics ----------------------------------------------------------------
 
 
@@ -239,6 +264,17 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     Path("bad.jsonl").write_text('{"image": "nowhere.png", "question": "q", "answer": "a"}\n')
     assert main(["init", "--data", "bad.jsonl", "--yes"]) == 2
     assert "no usable sample" in capsys.readouterr().err
+
+
+def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
+    """pandas' to_csv writes its row index as an unnamed first column: not a series; every column
+    read is named, also those past the rows init scans (the windows of a long first column)."""
+    rows = "".join(f"{i},{np.sin(i / 5):.4f},x{i % 3},{i % 7}\n" for i in range(3000))
+    (tmp_path / "load.csv").write_text(",load,label,weekday\n" + rows)
+    args = ["init", "--data", str(tmp_path / "load.csv"), "--yes", "--output", str(tmp_path / "c.yaml"),
+            "--lookback", "24", "--horizon", "4"]
+    assert main(args) == 0
+    assert "inputs: series (columns: load, weekday)" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):

@@ -122,8 +122,10 @@ def test_bad_conversations_are_refused_clearly(pipe):
         pipe.chat([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], images=[image()])
     with pytest.raises(ValueError, match="no user message"):
         pipe.chat([{"role": "system", "content": "hi"}], images=[image()])
-    with pytest.raises(TypeError, match="max_tokens"):
-        pipe.chat("hi", max_tokens=3)
+    with pytest.raises(ValueError, match=r"unknown sampling option 'max_tokens' \(did you mean 'max_new_tokens'\?\)"):
+        pipe.chat("hi", max_tokens=3)  # the OpenAI name
+    with pytest.raises(ValueError, match=r"unknown sampling option 'temprature' \(did you mean 'temperature'\?\)"):
+        pipe.session(temprature=0)
     with pytest.raises(ValueError, match="unknown field"):
         pipe.generate_batch([{"messages": "hi", "temperature": 0}])
 

@@ -181,6 +181,20 @@ def test_llava_bad_record_raise(reason: str, media: Path, tmp_path: Path) -> Non
     assert isinstance(info.value, ValueError)
 
 
+def test_an_empty_media_path_is_named_as_such(media: Path, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"image": "", "conversations": conv(("human", "q"), ("gpt", "a"))}])
+    with pytest.raises(DataError, match=f'^{path}:1: empty media path ""$'):
+        list(LlavaReader(path, image_folder=media, on_error="raise"))
+
+
+def test_media_paths_written_on_windows_resolve(media: Path, tmp_path: Path) -> None:
+    (media / "sub").mkdir(exist_ok=True)
+    Image.new("RGB", (4, 4)).save(media / "sub" / "x.png")
+    record = {"image": "sub\\x.png", "conversations": conv(("human", "<image>q"), ("gpt", "a"))}
+    path = write_jsonl(tmp_path / "d.jsonl", [record])
+    assert [s.images for s in LlavaReader(path, image_folder=media, on_error="raise")] == [[str(media / "sub" / "x.png")]]
+
+
 def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot open") as info:
         list(LlavaReader(tmp_path / "absent.json"))
@@ -367,6 +381,13 @@ def test_openai_bad_record_skip_and_raise(
     with pytest.raises(DataError, match=f"^{path}:2: ") as info:
         list(OpenAIChatReader(path, media_folder=media, on_error="raise"))
     assert info.value.reason == reason
+
+
+def test_openai_content_type_error_names_both_accepted_types(tmp_path: Path) -> None:
+    tool_call = {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}  # what the API returns
+    path = write_jsonl(tmp_path / "calls.jsonl", [{"messages": [{"role": "user", "content": "hi"}, tool_call]}])
+    with pytest.raises(DataError, match=r"messages\[1\]\.content must be str or list, got NoneType$"):
+        list(OpenAIChatReader(path, on_error="raise"))
 
 
 # --------------------------------------------------------------------------------------------- ASR

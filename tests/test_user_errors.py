@@ -280,13 +280,52 @@ def test_a_series_column_with_a_stray_word_is_named_not_dropped(tmp_path):
     with pytest.raises(DataError, match=r"s\.csv:13: column 'load': 'n/a' is not a number, though most of the "
                                         r"column's cells are \(1 of 30 are not\)"):
         list(TimeSeriesReader(tmp_path / "s.csv", lookback=8, horizon=4, on_error="skip"))
-    (tmp_path / "semi.csv").write_text("t;load\n" + "\n".join(f"{i};{i}" for i in range(30)) + "\n")
-    with pytest.raises(DataError, match=r"no numeric column among \['t;load'\] \(are the fields separated by ';'\? "
-                                        r"The reader splits at ','\)"):
-        list(TimeSeriesReader(tmp_path / "semi.csv", lookback=8, horizon=4))
+    (tmp_path / "pipes.csv").write_text("t,load\n" + "\n".join(f"{i}|{i}" for i in range(30)) + "\n")
+    with pytest.raises(DataError, match=r"pipes\.csv:2: 1 fields, header has 2"):
+        list(TimeSeriesReader(tmp_path / "pipes.csv", lookback=8, horizon=4))
     (tmp_path / "labels.csv").write_text("t,load,label\n" + "".join(f"{i},{i},x{i % 3}\n" for i in range(30)))
     samples = list(TimeSeriesReader(tmp_path / "labels.csv", lookback=8, horizon=4))  # a text column is left out
     assert {s.meta["columns"][0] for s in samples} == {"t", "load"}
+
+
+def test_series_csv_as_spreadsheets_and_pandas_write_it(tmp_path):
+    """Files written by real tools: Excel in a ';' locale, pandas' `to_csv` with its index, cells
+    formatted with thousands separators or %, a file without a header row."""
+    load = [100 + 10 * np.sin(i / 3) for i in range(30)]
+
+    def read(name: str, text: str) -> dict[str, np.ndarray]:
+        (tmp_path / name).write_text(text)
+        samples = list(TimeSeriesReader(tmp_path / name, lookback=26, horizon=4, on_error="raise"))
+        return {s.meta["columns"][0]: np.concatenate([s.series[0], s.meta["target"]]) for s in samples}
+
+    semicolons = read("excel.csv", "date;load\n" + "".join(f"2024-01-{i + 1:02d};{v:.4f}\n" for i, v in enumerate(load)))
+    np.testing.assert_allclose(semicolons["load"], load, atol=1e-4)
+    indexed = read("pandas.csv", ",load\n" + "".join(f"{i},{v:.4f}\n" for i, v in enumerate(load)))
+    assert list(indexed) == ["load"]  # the row index is not a series to forecast
+    np.testing.assert_allclose(indexed["load"], load, atol=1e-4)
+    assert list(read("ids.csv", "id,load\n" + "".join(f"{i},{v:.4f}\n" for i, v in enumerate(load)))) == ["id", "load"]
+
+    formatted = {"thousands.csv": ("date,load\n", '"{:,.1f}"', 1000), "percent.csv": ("date,load\n", "{:.1f}%", 1),
+                 "decimal-comma.csv": ("date;load\n", "{:.1f}", 1)}
+    for name, (header, cell, scale) in formatted.items():
+        cells = [cell.format(v * scale) for v in load]
+        cells = [c.replace(".", ",") for c in cells] if name == "decimal-comma.csv" else cells
+        with pytest.raises(DataError, match=f"{name}:2: column 'load': {cells[0].strip(chr(34))!r} is not a plain number"):
+            read(name, header + "".join(f"d{i}{header[4]}{c}\n" for i, c in enumerate(cells)))
+    with pytest.raises(DataError, match=r"headless.csv:1: the first row \['100.0', '3.5'\] holds numbers"):
+        read("headless.csv", "100.0,3.5\n" + "".join(f"{v:.4f},1.0\n" for v in load))
+
+
+def test_init_names_a_broken_first_record_and_skips_it_like_any_other(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    good = json.dumps({"image": "a.png", "question": "q", "answer": "a"})
+    (tmp_path / "one.jsonl").write_text('\n{"image": "a.png", "question": "q", "answer": "a",}\n')  # a trailing comma
+    assert fails(capsys, ["init", "--data", str(tmp_path / "one.jsonl"), "--yes"]) == (
+        f"modrwkv init: error: {tmp_path}/one.jsonl:2: invalid JSON: Expecting property name enclosed in double "
+        "quotes (column 51)")
+    (tmp_path / "some.jsonl").write_text(good[:-1] + ",}\n" + f"{good}\n" * 3)
+    assert main(["init", "--data", str(tmp_path / "some.jsonl"), "--yes", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert "kept 3 of 4 records; skipped 1 (bad_json: 1)" in capsys.readouterr().out
 
 
 def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
@@ -465,3 +504,23 @@ def test_merge_lora_names_a_damaged_lora_file(image_model, tmp_path, capsys):
     (cut / "lora.safetensors").write_bytes(weights[: len(weights) // 2])  # a copy cut short
     assert "cut/lora.safetensors" in fails(capsys, ["merge-lora", str(cut), str(tmp_path / "out3")])
     assert not any((tmp_path / name).exists() for name in ("out1", "out2", "out3"))
+
+
+def test_chat_takes_paths_as_terminals_paste_them(image_model, tmp_path, monkeypatch, capsys):
+    """Drag-and-drop and tab completion write 'my photo.png' or my\\ photo.png; ~ is the home folder."""
+    from modrwkv.inference import ModRWKVPipeline
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "my photo.png")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    escaped = str(tmp_path / "my photo.png").replace(" ", "\\ ")
+    script = [f"/image '{tmp_path / 'my photo.png'}'", "One?", f"/image {escaped}", "Two?", "/image ~/my photo.png",
+              "Three?", "/save-state ~/chat.state"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(script) + "\n"))
+    assert main(["chat", "--model", str(image_model), "--temperature", "0", "--max-new-tokens", "5"]) == 0
+    out, err = capsys.readouterr()
+    session = ModRWKVPipeline.from_pretrained(image_model).session(
+        temperature=0, max_new_tokens=5, top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
+    image = [str(tmp_path / "my photo.png")]
+    expected = [session.send(text, images=image) for text in ("One?", "Two?", "Three?")]
+    assert out == "".join(f"Assistant: {reply}\n" for reply in expected) and "error" not in err
+    assert (tmp_path / "chat.state").is_file()

@@ -482,6 +482,8 @@ def _run_init(args: argparse.Namespace) -> int:
                           horizon=args.horizon)
     summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
     detected = ", ".join(sorted(summary.modalities)) or "none"
+    if summary.series_columns:  # which columns became series, so a column left out is seen now
+        detected += f" (columns: {', '.join(summary.series_columns)})"
     count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
     print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
     answers.modality = args.modality or (
@@ -642,10 +644,25 @@ def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: 
     pending[modality].append(path)
 
 
+def _typed_path(argument: str) -> str:
+    """A path as typed or dropped into a terminal: quoted ('my photo.jpg') or with escaped spaces
+    (my\\ photo.jpg) when it does not exist as it stands, and with ~ expanded."""
+    if not Path(argument).expanduser().exists():
+        try:
+            words = shlex.split(argument)
+        except ValueError:  # an unmatched quote: take the text as it is
+            words = []
+        if len(words) == 1:
+            argument = words[0]
+    return os.path.expanduser(argument)
+
+
 def _chat_command(pipeline: ModRWKVPipeline, session: ChatSession, pending: dict[str, list[str]], command: str, argument: str) -> None:
     """Runs one slash command of `modrwkv chat`; raises on bad input."""
-    if command in ("/image", "/audio", "/save-state", "/load-state") and not argument:
-        raise CLIError(f"{command} needs a PATH")
+    if command in ("/image", "/audio", "/save-state", "/load-state"):
+        if not argument:
+            raise CLIError(f"{command} needs a PATH")
+        argument = _typed_path(argument)
     if command in ("/image", "/audio"):
         _attach(pipeline, pending, command[1:], argument)
         print(f"[{command[1:]} attached to your next message: {argument}]", file=sys.stderr)

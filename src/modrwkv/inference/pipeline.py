@@ -12,6 +12,7 @@ prefix-state cache, so that repeated questions about the same media skip re-read
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -184,6 +185,12 @@ class ModRWKVPipeline:
     def sampling_params(self, **sampling: Any) -> SamplingParams:
         """`SamplingParams` from keyword fields, with the template's stop tokens and strings added
         (a reply ends where the chat format ends a turn)."""
+        known = [field.name for field in dataclasses.fields(SamplingParams)]
+        for name in sampling:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1) or (["max_new_tokens"] if "tokens" in name else [])
+                raise ValueError(f"unknown sampling option {name!r}" + (f" (did you mean {close[0]!r}?)" if close
+                                                                         else f"; the options: {known}"))
         params = SamplingParams(**sampling)
         return dataclasses.replace(
             params,

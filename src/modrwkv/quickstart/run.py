@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..data.sample import Message, Sample
+from ..data.sample import MARKERS, Message, Sample
 from ..encoders import build_encoder
 from ..generation import SamplingParams, generate
 from ..lm import RWKV7, RWKV7Config
@@ -193,6 +193,10 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
     ceiling = text_only_ceiling(train_set, test_set)
     examples = [(s, answer(model, tokenizer, s)) for s in test_set[:6]]
     model.save_pretrained(output_dir / "model")
+    # A held-out scene to try the model on, the one the README's examples ask about if there is one.
+    images = [s for s in test_set if s.images]
+    scene = next((s for s in images if _question(s) == "What colour is the circle?"), images[0])
+    (output_dir / "shapes.png").write_bytes(scene.images[0])  # PNG bytes (_compact)
     report = {
         "accuracy": {k: sum(v) / len(v) for k, v in sorted(results.items())},
         "count": {k: len(v) for k, v in sorted(results.items())},
@@ -209,10 +213,17 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
         "examples": [{"question": s.messages[0].content.split("\n")[0], "reference": s.meta["answer"], "answer": a}
                      for s, a in examples],
         "model_dir": str(output_dir / "model"),
+        "example_image": {"path": str(output_dir / "shapes.png"), "question": _question(scene),
+                          "reference": scene.meta["answer"]},
         "settings": dataclasses.asdict(settings),
     }
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _question(sample: Sample) -> str:
+    """The question of a quickstart sample, without its media marker lines."""
+    return "\n".join(line for line in sample.messages[0].content.split("\n") if line not in MARKERS.values())
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -236,5 +247,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  Q: {ex['question']}  A: {ex['answer']!r}  (reference {ex['reference']!r}, {mark})")
     lines.append("")
     lines.append(f"trained in {report['train_seconds'] / 60:.1f} min, total {report['total_seconds'] / 60:.1f} min")
-    lines.append(f"model saved to {report['model_dir']}  (try: modrwkv chat --model {report['model_dir']})")
+    example = report["example_image"]
+    lines.append(f"model saved to {report['model_dir']}; try it on a held-out scene (ask: {example['question']!r}, "
+                 f"reference {example['reference']!r}):")
+    lines.append(f"  modrwkv chat --model {report['model_dir']} --image {example['path']}")
     return "\n".join(lines)

@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..data.readers import DataError
+from ..data.readers import DataError, TimeSeriesReader
 from ..data.sample import MODALITIES, Sample
 from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
@@ -81,6 +81,7 @@ class DataSummary:
     image_size: tuple[int, int] | None  # (width, height) of the first image
     series_length: int | None  # longest series item
     skipped: str  # the reader's summary
+    series_columns: list[str] = dataclasses.field(default_factory=list)  # CSV/NPZ columns read as series
 
 
 def data_name(data: str | Path) -> str:
@@ -98,18 +99,29 @@ def detect_format(path: Path) -> str:
         return "series"
     try:
         with path.open("rb") as handle:
-            head = decode_text(handle.read(1 << 16), path, partial=True).lstrip()
+            raw_head = decode_text(handle.read(1 << 16), path, partial=True)
+            head = raw_head.lstrip()
     except OSError as exc:
         raise InitError(f"{path}: cannot read ({exc})") from None
     except TextFileError as exc:
         raise InitError(str(exc)) from None
     if not head:
         raise InitError(f"{path}: the file is empty")
-    try:
-        first = json.loads(head.splitlines()[0]) if head[0] == "{" else None
-    except json.JSONDecodeError:
-        first = None
-    if first is None and head[0] == "[":
+    first = None
+    if head[0] == "{":  # JSONL: the first line that holds a record (a broken one is the reader's to skip and count)
+        broken = None
+        for number, line in enumerate(raw_head.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                first = json.loads(line)
+                break
+            except json.JSONDecodeError as exc:
+                if broken is None and line.rstrip().endswith("}"):  # a whole record, not pretty-printed JSON
+                    broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
+        if not isinstance(first, dict) and broken:
+            raise InitError(broken)
+    elif head[0] == "[":
         decoder = json.JSONDecoder()
         try:
             first, _ = decoder.raw_decode(head[1:].lstrip())
@@ -167,8 +179,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         except (OSError, ValueError) as exc:
             raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
     series_length = max((len(x) for s in samples for x in s.series), default=None)
+    columns = reader.series_columns() if isinstance(reader, TimeSeriesReader) else []
     return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
-                       series_length, reader.report.summary())
+                       series_length, reader.report.summary(), columns)
 
 
 def series_options(answers: InitAnswers) -> dict[str, int]:

@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -279,9 +280,14 @@ def is_pil_image(value: Any) -> bool:
 def resolve_local(path: str, folder: Path | None, source: str) -> str:
     """Absolute path of a media file relative to `folder`; a missing file is a bad record (checked
     here because a stat is cheap, whereas finding out in a dataloader worker hours later is not)."""
+    if not path.strip():
+        raise DataError(source, "missing_media", "empty media path \"\"")
     resolved = Path(path).expanduser()
     if not resolved.is_absolute() and folder is not None:
         resolved = folder / resolved
+    if not resolved.exists() and "\\" in path and os.sep == "/":  # written on Windows: images\0007.png
+        windows = Path(path.replace("\\", "/"))
+        resolved = windows if windows.is_absolute() or folder is None else folder / windows
     if not resolved.is_file():
         raise DataError(source, "missing_media", f"{resolved} is a folder, not a media file" if resolved.is_dir()
                         else f"media file not found: {resolved}")

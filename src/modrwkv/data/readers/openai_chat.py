@@ -119,7 +119,7 @@ class _Parser:
         content = message.get("content")
         if isinstance(content, str):
             return Message(role, self.text(content, where))
-        parts = require(as_rows(content), list, f"{where}.content", self.source)
+        parts = require(as_rows(content), (str, list), f"{where}.content", self.source)
         return Message(role, "\n".join(self.part(part, f"{where}.content[{i}]") for i, part in enumerate(parts)))
 
     def text(self, text: str, where: str) -> str:

@@ -90,7 +90,11 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
                     check_media(item, modality, source)
     question = record.get("question")
     if question is None:
-        raise DataError(source, "missing_field", f"no 'question' (fields: {sorted(record)})")
+        other = next((fmt for key, fmt in (("conversations", "LLaVA"), ("messages", "OpenAI chat"),
+                                           ("audio_filepath", "ASR manifest")) if key in record), None)
+        hint = (f"; it looks like {other} data, but this reads question-answer records "
+                "({\"question\": ..., \"answer\": ...}; docs/custom-data.md)") if other else ""
+        raise DataError(source, "missing_field", f"no 'question' (fields: {sorted(record)}){hint}")
     question = require(question, str, "'question'", source)
     choices = [str(c) for c in require(record.get("choices") or [], list, "'choices'", source)]
     if len(choices) > len(OPTION_LETTERS):
@@ -156,11 +160,20 @@ def _series_items(value: Any, folder: Path | None, source: str) -> list[np.ndarr
             path = Path(media_item(item, "series", folder, source))
             if path.suffix != ".npy":
                 raise DataError(source, "wrong_type", f"series file {path} must be .npy (or give the numbers inline)")
-            arrays.append(np.load(path))
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as err:
+                raise DataError(source, "unreadable_media", f"cannot read series file {path}: {err}") from None
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                raise DataError(source, "wrong_type", f"series file {path} holds {array.dtype}, not numbers")
+            arrays.append(array)
     for array in arrays:
-        if array.ndim not in (1, 2) or array.shape[0] < 1 or not np.isfinite(array).all():
-            raise DataError(source, "wrong_type", f"a series must be [T] or [T, channels] finite numbers, "
-                            f"got shape {array.shape}")
+        if array.ndim not in (1, 2) or array.shape[0] < 1:
+            raise DataError(source, "wrong_type", f"a series must be [T] or [T, channels] numbers, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            position = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise DataError(source, "wrong_type", f"the series has a missing or non-finite value (null, NaN or "
+                            f"infinity) at {list(position)}: write a number there")
     return [a.astype(np.float32) for a in arrays]
 
 

@@ -220,6 +220,10 @@ class TimeSeriesReader(Reader):
         span = self.lookback + self.horizon
         return (length - span) // self.stride + 1 if length >= span else 0
 
+    def series_columns(self) -> list[str]:
+        """The columns (CSV) or arrays (NPZ) read as series, over all files, in order."""
+        return list(dict.fromkeys(c for path in self.paths for series in self._load_file(path) for c in series.columns))
+
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             for series in self._load(path):
@@ -286,7 +290,6 @@ class TimeSeriesReader(Reader):
         raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv or npz)")
 
     def _load_csv(self, path: Path) -> list[_Series]:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" and self.delimiter == "," else self.delimiter
         try:
             raw = path.read_bytes()
         except OSError as err:
@@ -295,6 +298,9 @@ class TimeSeriesReader(Reader):
             text = decode_text(raw, path)
         except TextFileError as err:
             raise DataError(err.source, "unreadable_file", err.detail) from None
+        delimiter = self.delimiter
+        if delimiter == ",":  # the default: follow what the file uses (Excel in many locales writes ';')
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else _header_delimiter(text)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows, lines = [], []
         try:
@@ -307,14 +313,16 @@ class TimeSeriesReader(Reader):
             raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not CSV: {err}") from None
         if header is None:
             raise DataError(str(path), "unreadable_file", "empty CSV file (a header row is required)")
+        if header and all(_to_float(name) is not None for name in header) and not all(
+                re.fullmatch(r"\s*\d+\s*", name) for name in header):  # integer names may be years
+            raise DataError(f"{path}:1", "unreadable_file", f"the first row {header} holds numbers, not column "
+                            "names: the file needs a header row (e.g. `date,load`), else its first row is lost")
         for row, line in zip(rows, lines, strict=True):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
         names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines)
         if not names:
-            other = next((sep for sep in (";", "\t", "|") if sep != delimiter and sep in ",".join(header)), None)
-            hint = f" (are the fields separated by {other!r}? The reader splits at {delimiter!r})" if other else ""
-            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}{hint}")
+            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}")
         table = np.empty((len(rows), len(names)), dtype=np.float64)
         for j, name in enumerate(names):
             if name not in header:
@@ -392,6 +400,15 @@ def _npz_channel_source(path: Path, name: str, channel: int, start: int) -> str:
     return f"{path}:{name}[{start}, {channel}]"
 
 
+def _header_delimiter(text: str) -> str:
+    """',' unless the header row has no comma but ';', tab or '|' (then a ','-split row could
+    never hold a numeric column, so the other separator is the only reading that can work)."""
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    if "," in header:
+        return ","
+    return next((sep for sep in (";", "\t", "|") if sep in header), ",")
+
+
 def _to_float(cell: str) -> float | None:
     """A CSV cell as a number: empty -> NaN (a gap), non-number -> None."""
     cell = cell.strip()
@@ -415,8 +432,17 @@ def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines
         values = [_to_float(row[index]) for row in rows]
         bad = [i for i, v in enumerate(values) if v is None]
         numbers = sum(1 for v in values if v is not None and not np.isnan(v))
-        if values and not bad and numbers:
+        if index == 0 and not name.strip() and values and numbers == len(values) and _is_row_index(values):
+            logger.info("%s: leaving out the unnamed first column (a row index, as pandas writes it)", path)
+        elif values and not bad and numbers:
             names.append(name)
+        elif bad and not numbers and sum(_FORMATTED_NUMBER.fullmatch(rows[i][index].strip()) is not None
+                                         for i in bad) * 2 > len(bad):
+            first = next(i for i in bad if _FORMATTED_NUMBER.fullmatch(rows[i][index].strip()))
+            raise DataError(f"{path}:{lines[first]}", "unreadable_file",
+                            f"column {name!r}: {rows[first][index]!r} is not a plain number (decimal commas, "
+                            "thousands separators, currency and % signs are not read); write numbers like 1234.5, "
+                            "or choose the columns to read")
         elif bad and numbers > len(bad):
             first = bad[0]
             raise DataError(f"{path}:{lines[first]}", "unreadable_file",
@@ -426,3 +452,16 @@ def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines
         else:
             logger.debug("leaving out non-numeric column %r", name)
     return names
+
+
+# A number as spreadsheets format it: thousands separators (1,234.5 / 1.234,5 / 1 234), a decimal
+# comma, a currency sign before or after, a % sign.
+# Not a date such as 01.02.2024: groups after the first have exactly three digits.
+_FORMATTED_NUMBER = re.compile(
+    r"[$€£¥]?\s?[+-]?(?:\d{1,3}(?:[,.\s\u00a0\u202f']\d{3})+(?:[.,]\d+)?|\d+[.,]\d+|\d+)\s?[%$€£¥]?")
+
+
+def _is_row_index(values: list[float | None]) -> bool:
+    """Strictly increasing whole numbers: a written-out row index (pandas' `to_csv`), not a series."""
+    array = np.asarray(values, dtype=np.float64)
+    return bool(np.all(array == np.round(array)) and np.all(np.diff(array) > 0))
