@@ -652,7 +652,8 @@ def _run_chat(args: argparse.Namespace) -> int:
 def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
     encoder = "image" if modality == "video" else modality  # a video is read as image frames
     if encoder not in pipeline.model.encoders:
-        raise CLIError(f"this model has no {encoder} encoder, so it cannot read {modality} "
+        reads = f", which reads {modality} as frames" if modality != encoder else ""
+        raise CLIError(f"this model has no {encoder} encoder{reads} "
                        f"(it accepts {sorted(pipeline.model.encoders) or 'text only'})")
     if not Path(path).is_file():
         raise CLIError(f"{path} is a folder, not a file" if Path(path).is_dir() else f"no such file: {path}")
