@@ -26,7 +26,7 @@ def test_core_dependencies_leave_the_heavy_parts_to_extras():
     assert any(d.startswith("lightning") for d in extras["train"])
     assert {"fastapi", "uvicorn"} <= {d.split(">")[0] for d in extras["serve"]}
     assert any(d.startswith("jiwer") for d in extras["eval"])
-    assert extras["all"] == ["modrwkv[audio,train,serve,eval]"]
+    assert extras["all"] == ["modrwkv[audio,video,train,serve,eval]"]
     assert "extras=(all)" in (ROOT / "scripts" / "setup.sh").read_text()  # the README's commands install [all]
 
 

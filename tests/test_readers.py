@@ -357,7 +357,7 @@ BAD_OPENAI = {
     "missing_field": {"conversations": []},
     "wrong_type": {"messages": [{"role": "user", "content": None}]},
     "unknown_role": {"messages": [{"role": "tool", "content": "42"}]},
-    "unsupported_part": user_parts({"type": "video_url", "video_url": {"url": "x.mp4"}}),
+    "unsupported_part": user_parts({"type": "file", "file": {"file_id": "file-abc"}}),  # video_url is supported now
     "marker_in_text": user_parts({"type": "text", "text": "look: <image>"}),
     "bad_media_data": user_parts({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}),
     "remote_url": user_parts({"type": "image_url", "image_url": {"url": "http://x.org/a.png"}}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import logging
 import os
 import shlex
@@ -519,6 +520,7 @@ CHAT_DEFAULTS = {"temperature": 1.0, "top_p": 0.3, "presence_penalty": 0.5, "fre
 CHAT_COMMANDS = """commands:
   /image PATH       attach an image to your next message
   /audio PATH       attach an audio file to your next message
+  /video PATH       attach a video (mp4, webm, avi, gif, ...) to your next message, read as frames
   /reset            start the conversation over
   /save-state PATH  save the conversation (one fixed-size RNN state)
   /load-state PATH  continue a saved conversation
@@ -560,7 +562,7 @@ def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256,
 def _add_chat(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "chat",
-        help="interactive multi-turn chat with images and audio in the terminal",
+        help="interactive multi-turn chat with images, video and audio in the terminal",
         description="Chat with a model; each turn feeds only its new tokens into the carried RNN state, so "
         "a long conversation costs no more per turn than a short one. Replies stream to stdout; "
         "notices go to stderr, so the command also works with piped input.\n\n" + CHAT_COMMANDS,
@@ -569,6 +571,12 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(p)
     p.add_argument("--image", action="append", default=[], metavar="PATH", help="image for the first message (repeatable)")
     p.add_argument("--audio", action="append", default=[], metavar="PATH", help="audio for the first message (repeatable)")
+    p.add_argument("--video", action="append", default=[], metavar="PATH",
+                   help="video for the first message (repeatable); its frames reach the model as images")
+    p.add_argument("--video-frames", type=int, metavar="N",
+                   help="frames per video, spread uniformly (default: the model's, 8 unless it was trained otherwise)")
+    p.add_argument("--video-fps", type=float, metavar="FPS",
+                   help="instead of --video-frames: frames per second of video, up to the model's max_frames")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--max-new-tokens", type=int, default=512, help="token budget per reply")
     p.add_argument("--temperature", type=float, default=CHAT_DEFAULTS["temperature"], help="0 = greedy")
@@ -592,8 +600,15 @@ def _run_chat(args: argparse.Namespace) -> int:
         top_k=args.top_k, presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
         seed=args.seed,
     )
-    pending: dict[str, list[str]] = {"image": [], "audio": []}
-    for modality, paths in (("image", args.image), ("audio", args.audio)):
+    if args.video_frames is not None or args.video_fps is not None:
+        changes = {"num_frames": args.video_frames, "fps": args.video_fps}
+        try:
+            pipeline.processor.video = dataclasses.replace(
+                pipeline.processor.video, **{k: v for k, v in changes.items() if v is not None})
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    pending: dict[str, list[str]] = {"image": [], "audio": [], "video": []}
+    for modality, paths in (("image", args.image), ("audio", args.audio), ("video", args.video)):
         for path in paths:
             _attach(pipeline, pending, modality, path)
     interactive = sys.stdin.isatty()
@@ -620,10 +635,10 @@ def _run_chat(args: argparse.Namespace) -> int:
                 print(f"error: {command} failed ({type(exc).__name__}: {exc}); the conversation is unchanged",
                       file=sys.stderr)
             continue
-        images, audio = pending["image"], pending["audio"]
-        pending = {"image": [], "audio": []}
+        images, audio, videos = pending["image"], pending["audio"], pending["video"]
+        pending = {"image": [], "audio": [], "video": []}
         try:
-            pieces = session.stream(line, images=images, audio=audio)
+            pieces = session.stream(line, images=images, audio=audio, videos=videos)
             sys.stdout.write("Assistant: ")
             _print_stream(pieces)
         except (ValueError, OSError) as exc:
@@ -637,8 +652,11 @@ def _run_chat(args: argparse.Namespace) -> int:
 
 
 def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
-    if modality not in pipeline.model.encoders:
-        raise CLIError(f"this model has no {modality} encoder (it accepts {sorted(pipeline.model.encoders) or 'text only'})")
+    encoder = "image" if modality == "video" else modality  # a video is read as image frames
+    if encoder not in pipeline.model.encoders:
+        reads = f", which reads {modality} as frames" if modality != encoder else ""
+        raise CLIError(f"this model has no {encoder} encoder{reads} "
+                       f"(it accepts {sorted(pipeline.model.encoders) or 'text only'})")
     if not Path(path).is_file():
         raise CLIError(f"{path} is a folder, not a file" if Path(path).is_dir() else f"no such file: {path}")
     pending[modality].append(path)
@@ -659,11 +677,11 @@ def _typed_path(argument: str) -> str:
 
 def _chat_command(pipeline: ModRWKVPipeline, session: ChatSession, pending: dict[str, list[str]], command: str, argument: str) -> None:
     """Runs one slash command of `modrwkv chat`; raises on bad input."""
-    if command in ("/image", "/audio", "/save-state", "/load-state"):
+    if command in ("/image", "/audio", "/video", "/save-state", "/load-state"):
         if not argument:
             raise CLIError(f"{command} needs a PATH")
         argument = _typed_path(argument)
-    if command in ("/image", "/audio"):
+    if command in ("/image", "/audio", "/video"):
         _attach(pipeline, pending, command[1:], argument)
         print(f"[{command[1:]} attached to your next message: {argument}]", file=sys.stderr)
     elif command == "/reset":
@@ -688,7 +706,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
         help="OpenAI-compatible HTTP server with continuous batching and a web chat page",
-        description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url data URIs, input_audio; "
+        description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url and video_url data URIs, input_audio; "
         "streaming, logprobs), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
         "GET /v1/models, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. Concurrent requests are decoded "
         "together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
@@ -705,7 +723,9 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
                    help="request size limit")
     p.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels, help="largest width x height")
     p.add_argument("--max-audio-seconds", type=float, default=limits.max_audio_seconds, help="longest audio clip")
-    p.add_argument("--max-media-items", type=int, default=limits.max_media_items, help="images + audio per request")
+    p.add_argument("--max-video-seconds", type=float, default=limits.max_video_seconds, help="longest video clip")
+    p.add_argument("--max-media-items", type=int, default=limits.max_media_items,
+                   help="images + audio + videos per request")
     p.add_argument("--max-tokens", type=int, default=limits.max_tokens, help="largest max_tokens a request may ask")
     p.add_argument("--default-max-tokens", type=int, default=limits.default_max_tokens,
                    help="max_tokens of requests that do not say")
@@ -713,7 +733,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix-cache-mb", type=_at_least(0, float), default=256,
                    help="memory for cached prefix states (0 = off)")
     p.add_argument("--allow-remote-media", action="store_true",
-                   help="fetch http(s) image/audio URLs (off: the server never makes requests for its clients)")
+                   help="fetch http(s) image/audio/video URLs (off: the server never makes requests for its clients)")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")
@@ -769,7 +789,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-        max_audio_seconds=args.max_audio_seconds, max_media_items=args.max_media_items, max_tokens=args.max_tokens,
+        max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
+        max_media_items=args.max_media_items, max_tokens=args.max_tokens,
         default_max_tokens=args.default_max_tokens, max_prompt_tokens=args.max_prompt_tokens,
         allow_remote_media=args.allow_remote_media,
         local_media_dir=Path(args.allow_local_media) if args.allow_local_media else None,

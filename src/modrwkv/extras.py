@@ -2,7 +2,7 @@
 
 `pip install modrwkv` is the library and the command line for inference (generate, chat, export);
 training, serving, evaluation and audio resampling need more packages, installed with
-``pip install 'modrwkv[train]'`` (or ``[serve]``, ``[eval]``, ``[audio]``, ``[gpu]``, ``[all]``).
+``pip install 'modrwkv[train]'`` (or ``[serve]``, ``[eval]``, ``[audio]``, ``[video]``, ``[gpu]``, ``[all]``).
 `require` imports such a package or fails with the command to run.
 """
 

@@ -1,7 +1,8 @@
 """The one in-memory form of a training or inference example, whatever file format it came from.
 
-Text holds markers where media go (`<image>`, `<audio>`, `<series>`); the k-th marker of a kind
-refers to the k-th item of that kind. Media items stay raw (paths, bytes, PIL images, arrays) until
+Text holds markers where media go (`<image>`, `<audio>`, `<series>`, `<video>`); the k-th marker of
+a kind refers to the k-th item of that kind. A video is no modality of its own: the processor turns
+each `<video>` into its sampled frames as `<image>`s (`modrwkv.processing.video`). Media items stay raw (paths, bytes, PIL images, arrays) until
 an encoder's `prepare` reads them, so readers stay cheap and errors name the sample's source.
 """
 
@@ -11,8 +12,9 @@ import dataclasses
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
-MARKERS = {"image": "<image>", "audio": "<audio>", "series": "<series>"}
-MODALITIES = tuple(MARKERS)
+MARKERS = {"image": "<image>", "audio": "<audio>", "series": "<series>", "video": "<video>"}
+# The modalities with an encoder; videos are read by the image encoder, frame by frame.
+MODALITIES = ("image", "audio", "series")
 
 
 @dataclasses.dataclass
@@ -27,11 +29,12 @@ class Sample:
     images: list[Any] = dataclasses.field(default_factory=list)  # path | bytes | PIL.Image | array
     audios: list[Any] = dataclasses.field(default_factory=list)  # path | bytes | (waveform, sample_rate)
     series: list[Any] = dataclasses.field(default_factory=list)  # array [T] or [T, channels]
+    videos: list[Any] = dataclasses.field(default_factory=list)  # path | bytes | [T, H, W, 3] array | list of frames
     source: str = ""  # "file:line" (or dataset name and index) for error messages
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # id, targets for evaluation, ...
 
     def media(self, modality: str) -> list[Any]:
-        return {"image": self.images, "audio": self.audios, "series": self.series}[modality]
+        return {"image": self.images, "audio": self.audios, "series": self.series, "video": self.videos}[modality]
 
     def validate(self) -> None:
         """Raises ValueError (prefixed by the source) for an unusable sample."""

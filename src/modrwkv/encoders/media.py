@@ -1,9 +1,11 @@
 """Turns raw media items (paths, bytes, decoded objects) into the one in-memory form each encoder
-expects: an RGB `PIL.Image` for images, a float32 mono waveform at a fixed rate for audio.
+expects: an RGB `PIL.Image` for images, a float32 mono waveform at a fixed rate for audio, and for
+video a few RGB frames sampled uniformly over the clip, each with its timestamp (a video reaches
+the model as images: see `modrwkv.processing.video`).
 
 Encoders never see the many ways an image or a clip can arrive, and every unreadable item fails
 here with a `ValueError` that names the item, so a bad sample in a million-line dataset can be
-found. Optional libraries (Pillow, soundfile, scipy) are imported on first use: the LM and the
+found. Optional libraries (Pillow, soundfile, scipy, PyAV) are imported on first use: the LM and the
 series encoder work without them.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import logging
 import math
@@ -18,7 +21,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +58,7 @@ def describe(item: Any) -> str:
 
 
 class MediaError(ValueError):
-    """An image or audio item that cannot be read; `modality` is "image" or "audio"."""
+    """A media item that cannot be read; `modality` is "image", "audio" or "video"."""
 
     def __init__(self, modality: str, message: str) -> None:
         super().__init__(message)
@@ -351,3 +354,162 @@ def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     out = resample_poly(waveform.astype(np.float64), up, down)
     logger.debug("resampled %d samples from %d Hz to %d Hz", waveform.size, rate, target_rate)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------- video
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSampling:
+    """Which frames of a video the model sees: `num_frames` spread uniformly over the clip, or, with
+    `fps`, about `fps` frames per second of video; never more than `max_frames` (a long clip then gets
+    `max_frames` frames spread over its whole length). A clip with fewer frames gives all of them.
+    `timestamps`: each frame is preceded by its time as text ("0.5s:"), see `modrwkv.processing.video`."""
+
+    num_frames: int = 8
+    fps: float | None = None
+    max_frames: int = 32
+    timestamps: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("num_frames", "max_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"video {name} must be a positive integer, got {value!r}")
+        if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
+                                     or not math.isfinite(self.fps) or self.fps <= 0):
+            raise ValueError(f"video fps must be a positive number or null, got {self.fps!r}")
+        if not isinstance(self.timestamps, bool):
+            raise ValueError(f"video timestamps must be true or false, got {self.timestamps!r}")
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> VideoSampling:
+        """From a config's `video` section; unknown keys are an error naming them."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown video option(s) {unknown}; expected num_frames, fps, max_frames, timestamps")
+        return cls(**options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def count(self, available: int, seconds: float | None) -> int:
+        """How many frames to take from a clip of `available` frames lasting `seconds`."""
+        wanted = self.num_frames if self.fps is None or seconds is None else max(1, math.ceil(seconds * self.fps))
+        return min(wanted, self.max_frames, available)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoFrame:
+    """One sampled frame: its presentation time in seconds from the clip's start (None for frames
+    given as images, which have no clock) and the RGB image."""
+
+    time: float | None
+    image: Image.Image
+
+
+def uniform_indices(available: int, count: int) -> list[int]:
+    """`count` of `available` frame indices, the middle frame of each of `count` equal segments (so
+    a clip cut into equal scenes gives one frame from the middle of each, never a cut's edge)."""
+    return [int((k + 0.5) * available / count) for k in range(count)]
+
+
+def load_video(item: Any, sampling: VideoSampling | None = None) -> list[VideoFrame]:
+    """Any supported video item -> its sampled frames in time order; raises `MediaError` naming
+    the item, or `MissingExtraError` (an ImportError) when PyAV is not installed.
+
+    Accepts a path, a base64 `data:` URI or encoded bytes of any container and codec FFmpeg reads
+    (mp4, webm, mkv, avi, mov, animated gif, ...), a uint8 array [T, H, W, 3], or a list of frames
+    (anything `load_image` reads). Frames are chosen by `uniform_indices`, counted by `sampling`.
+    """
+    sampling = sampling or VideoSampling()
+    try:
+        return _load_video(item, sampling)
+    except MediaError:
+        raise
+    except ValueError as exc:
+        raise MediaError("video", str(exc)) from exc
+
+
+def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
+    where = describe(item)
+    if isinstance(item, np.ndarray) and item.ndim == 4:
+        item = list(item)
+    if isinstance(item, Sequence) and not isinstance(item, (str, bytes, bytearray, memoryview, tuple)):
+        if not item:
+            raise ValueError(f"empty list of video frames {where}")
+        chosen = uniform_indices(len(item), sampling.count(len(item), None))
+        try:
+            return [VideoFrame(None, load_image(item[i])) for i in chosen]
+        except MediaError as exc:
+            raise MediaError("video", f"video frame of {where}: {exc}") from exc
+    if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise ValueError(f"unsupported video item {where}: expected a path, bytes, a [T, H, W, 3] array or a list "
+                         "of frames")
+    from ..extras import require
+
+    av = require("av", "video", f"decoding the video {where}")
+    source, where = _read_bytes_or_path(item)
+    try:
+        times = _frame_times(av, source, where)
+        chosen = uniform_indices(len(times), sampling.count(len(times), _duration(times)))
+        frames = _decode_frames(av, source, set(chosen))
+    except av.FFmpegError as exc:
+        # FFmpeg's text without its errno and file name ("[Errno 1094995529] ...: '<none>'")
+        problem = getattr(exc, "strerror", None) or decoder_message(exc, where)
+        raise MediaError("video", f"cannot decode video {where}: {problem}") from exc
+    missing = [i for i in chosen if i not in frames]
+    if missing:  # the stream ended before its packets said it would: a truncated or corrupt file
+        raise MediaError("video", f"cannot decode video {where}: frame {missing[0]} of its {len(times)} does not "
+                         "decode (truncated or corrupt file)")
+    logger.debug("video %s: %d frames, sampled %d", where, len(times), len(chosen))
+    return [VideoFrame(times[i], _to_rgb(frames[i])) for i in chosen]
+
+
+def _rewind(source: Any) -> Any:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    return source if isinstance(source, io.BytesIO) else str(source)
+
+
+def _frame_times(av: Any, source: Any, where: str) -> list[float]:
+    """The presentation times of the first video stream's frames, from its packets (no decoding)."""
+    with av.open(_rewind(source)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{where} has no video stream")
+        stream = container.streams.video[0]
+        base = float(stream.time_base) if stream.time_base else None
+        stamps = [packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None]
+        if not stamps or base is None:  # containers without timestamps (raw streams): count decoded frames
+            rate = float(stream.average_rate or stream.guessed_rate or 1)
+            count = sum(1 for _ in _rewind_decode(av, source))
+            stamps, base = list(range(count)), 1.0 / rate
+    if not stamps:
+        raise ValueError(f"{where} contains no video frames")
+    start = min(stamps)
+    return [(pts - start) * base for pts in sorted(stamps)]
+
+
+def _rewind_decode(av: Any, source: Any) -> Any:
+    with av.open(_rewind(source)) as container:
+        yield from container.decode(video=0)
+
+
+def _decode_frames(av: Any, source: Any, wanted: set[int]) -> dict[int, Image.Image]:
+    """The wanted frames (indices in presentation order) as PIL images; decoding stops after the last."""
+    frames: dict[int, Image.Image] = {}
+    last = max(wanted)
+    for index, frame in enumerate(_rewind_decode(av, source)):
+        if index in wanted:
+            frames[index] = frame.to_image()
+        if index >= last:
+            break
+    return frames
+
+
+def _duration(times: list[float]) -> float | None:
+    """The clip's length: the span of its frame times plus one frame interval."""
+    if len(times) < 2:
+        return None
+    return times[-1] - times[0] + (times[-1] - times[0]) / (len(times) - 1)

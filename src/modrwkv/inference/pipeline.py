@@ -2,6 +2,7 @@
 
     pipe = ModRWKVPipeline.from_pretrained("my-modrwkv")
     pipe.chat("What is in the picture?", images=["cat.jpg"], temperature=0)
+    pipe.chat("What happens first?", videos=["clip.mp4"])   # frames as images: docs/custom-data.md
     for piece in pipe.chat_stream([{"role": "user", "content": "Tell me more"}]): print(piece, end="")
     session = pipe.session(system="You are terse.")   # multi-turn, constant memory
 
@@ -60,6 +61,7 @@ class ChatRequest:
     images: Any = None
     audio: Any = None
     series: Any = None
+    videos: Any = None
     sampling: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     constraint: NumberListConstraint | None = None
 
@@ -205,33 +207,34 @@ class ModRWKVPipeline:
         images: Any = None,
         audio: Any = None,
         series: Any = None,
+        videos: Any = None,
         add_generation_prompt: bool = True,
     ) -> EncodedPrompt:
         """The prompt ids and media of a conversation (see `build_sample` for accepted forms)."""
         if isinstance(messages, Sample):
-            if images is not None or audio is not None or series is not None:
-                raise ValueError("a Sample carries its own media; do not pass images=/audio=/series=")
+            if images is not None or audio is not None or series is not None or videos is not None:
+                raise ValueError("a Sample carries its own media; do not pass images=/audio=/series=/videos=")
             sample = messages
         else:
-            sample = build_sample(messages, images=images, audio=audio, series=series)
+            sample = build_sample(messages, images=images, audio=audio, series=series, videos=videos)
         return encode_sample(self.processor, sample, add_generation_prompt)
 
     # ------------------------------------------------------------------------------ generation
 
     def chat(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
-             **sampling: Any) -> str:
+             videos: Any = None, **sampling: Any) -> str:
         """The assistant's reply to a conversation. `sampling`: `SamplingParams` fields, e.g.
         `temperature=0` (greedy), `max_new_tokens`, `top_p`, `seed`, `stop_strings`."""
-        stream = self.chat_stream(messages, images=images, audio=audio, series=series, **sampling)
+        stream = self.chat_stream(messages, images=images, audio=audio, series=series, videos=videos, **sampling)
         for _ in stream:
             pass
         return stream.result.text
 
     def chat_stream(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
-                    **sampling: Any) -> TextStream[GenerationResult]:
+                    videos: Any = None, **sampling: Any) -> TextStream[GenerationResult]:
         """Like `chat`, but yields the reply's text as it is generated; `.result` afterwards holds
         the `GenerationResult` (ids, finish reason, token counts). Inputs are checked at once."""
-        prompt = self.encode(messages, images=images, audio=audio, series=series)
+        prompt = self.encode(messages, images=images, audio=audio, series=series, videos=videos)
         return TextStream(self.run(prompt, self.sampling_params(**sampling)))
 
     def run(
@@ -261,7 +264,8 @@ class ModRWKVPipeline:
                 if unknown:
                     raise ValueError(f"requests[{index}] has unknown field(s) {sorted(unknown)}")
                 request = ChatRequest(**request)
-            prompt = self.encode(request.messages, images=request.images, audio=request.audio, series=request.series)
+            prompt = self.encode(request.messages, images=request.images, audio=request.audio, series=request.series,
+                                 videos=request.videos)
             prepared.append((prompt, self.sampling_params(**request.sampling), request.constraint))
         return self._decode(prepared)
 

@@ -121,24 +121,28 @@ def build_sample(
     images: Any = None,
     audio: Any = None,
     series: Any = None,
+    videos: Any = None,
     allow_local_paths: bool = True,
 ) -> Sample:
     """A `Sample` from the forms users write conversations in.
 
     `messages`: a string (one user message), `Message`s, or `{"role", "content"}` dicts whose
     content is text or a list of OpenAI content parts. Text may hold `<image>` / `<audio>` /
-    `<series>` markers, filled in order by `images` / `audio` / `series`; if a modality has items
-    but no markers, its markers are put at the start of the last user message (LLaVA's layout).
+    `<series>` / `<video>` markers, filled in order by `images` / `audio` / `series` / `videos`; if a
+    modality has items but no markers, its markers are put at the start of the last user message
+    (LLaVA's layout). A video is a path, bytes, a [T, H, W, 3] array or a list of frames, so several
+    videos are a list of those (`videos=[frames]` for one video given as frames).
     """
     if isinstance(messages, str):
         messages = [Message("user", messages)]
     if isinstance(messages, Mapping) or not isinstance(messages, Sequence) or not messages:
         raise ValueError("messages must be a string or a non-empty list of messages")
-    items = {"image": _as_items(images), "audio": _as_items(audio), "series": _as_items(series)}
+    items = {"image": _as_items(images), "audio": _as_items(audio), "series": _as_items(series),
+             "video": _as_items(videos)}
     with_parts = [m for m in messages if isinstance(m, Mapping) and not isinstance(m.get("content"), str)]
     if with_parts:
         if any(items.values()):
-            raise ValueError("pass media either as content parts or as images=/audio=/series=, not both")
+            raise ValueError("pass media either as content parts or as images=/audio=/series=/videos=, not both")
         as_dicts = [m if isinstance(m, Mapping) else {"role": m.role, "content": m.content} for m in messages]
         return openai_to_sample({"messages": as_dicts}, allow_local_paths=allow_local_paths)
     converted = []
@@ -162,14 +166,15 @@ def build_sample(
             if not users:
                 raise ValueError(f"{modality} items were given but there is no user message to attach them to")
             users[-1].content = marker * len(found) + "\n" + users[-1].content
-    sample = Sample(converted, images=items["image"], audios=items["audio"], series=items["series"])
+    sample = Sample(converted, images=items["image"], audios=items["audio"], series=items["series"],
+                    videos=items["video"])
     sample.validate()
     return sample
 
 
 def encode_sample(processor: ModRWKVProcessor, sample: Sample, add_generation_prompt: bool = True) -> EncodedPrompt:
     """Processes a sample message by message (see the module docstring) into an `EncodedPrompt`."""
-    sample.validate()
+    sample = processor.expand_videos(sample)  # validates; its frames are then images like any other
     ids: list[int] = []
     media: dict[str, list[Prepared]] = {m: [] for m in MODALITIES}
     message_ends: list[int] = []

@@ -48,15 +48,16 @@ class ChatSession:
         self.state, self.num_tokens, self.turns, self.last_result = None, 0, 0, None
         self._version += 1
 
-    def send(self, text: str, *, images: Any = None, audio: Any = None, series: Any = None, **sampling: Any) -> str:
+    def send(self, text: str, *, images: Any = None, audio: Any = None, series: Any = None, videos: Any = None,
+             **sampling: Any) -> str:
         """Runs one turn and returns the reply. Media attach to this message (at its start unless
-        the text places `<image>` / `<audio>` / `<series>` markers)."""
-        stream = self.stream(text, images=images, audio=audio, series=series, **sampling)
+        the text places `<image>` / `<audio>` / `<series>` / `<video>` markers)."""
+        stream = self.stream(text, images=images, audio=audio, series=series, videos=videos, **sampling)
         for _ in stream:
             pass
         return stream.result.text
 
-    def stream(self, text: str, *, images: Any = None, audio: Any = None, series: Any = None,
+    def stream(self, text: str, *, images: Any = None, audio: Any = None, series: Any = None, videos: Any = None,
                **sampling: Any) -> TextStream[GenerationResult]:
         """Like `send`, yielding the reply as it is generated. The session advances when the
         stream is exhausted; a stream abandoned midway leaves the session as it was."""
@@ -65,7 +66,7 @@ class ChatSession:
         messages = [Message("user", text)]
         if self.state is None and self.system:
             messages.insert(0, Message("system", self.system))
-        prompt = self.pipeline.encode(messages, images=images, audio=audio, series=series)
+        prompt = self.pipeline.encode(messages, images=images, audio=audio, series=series, videos=videos)
         params = self.pipeline.sampling_params(**{**self.defaults, **sampling})
         run = self.pipeline.run(prompt, params, state=self.state, keep_state=True)
         version = self._version

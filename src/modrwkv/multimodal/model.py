@@ -23,6 +23,7 @@ from ..adapters import AdapterConfig, build_adapter
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
+from ..encoders.media import VideoSampling
 from ..generation.engine import undecodable_ids
 from ..lm import RWKV7, RWKV7Config, RWKV7State
 from ..lm.checkpoint import CheckpointError, build_lm, check_savable, load_state_dict, resolve_dtype, save_initial_state_file
@@ -82,11 +83,13 @@ class ModRWKV(nn.Module):
         placeholder_ids: Mapping[str, int] | None = None,
         special_tokens: Mapping[str, int] | None = None,
         asr_prompt: str | None = DEFAULT_ASR_PROMPT,
+        video: VideoSampling | Mapping[str, Any] | None = None,
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
         (default: the template's, e.g. WorldRWKV's `<|vision_start|>` ...); `asr_prompt`: the user text that asked for a
-        transcript in training (None: the audio alone, the authors' layout). All are saved in the
+        transcript in training (None: the audio alone, the authors' layout); `video`: which frames
+        of a video the image encoder reads (`VideoSampling`, default 8 frames). All are saved in the
         model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
@@ -106,6 +109,7 @@ class ModRWKV(nn.Module):
         self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
         self.special_tokens = dict(chat_template.special_tokens if special_tokens is None else special_tokens)
         self.asr_prompt = asr_prompt
+        self.video = video if isinstance(video, VideoSampling) else VideoSampling.from_dict(video)
         for modality in encoders:
             if modality not in self.placeholder_ids:
                 raise ValueError(f"no placeholder id for {modality} (have {self.placeholder_ids})")
@@ -160,7 +164,8 @@ class ModRWKV(nn.Module):
     def processor(self, tokenizer: WorldTokenizer | None = None, **overrides: Any) -> ModRWKVProcessor:
         """The processor that matches this model's template, splicing, placeholder ids and token
         counts; `overrides` are `ModRWKVProcessor` options (e.g. `supervise_prefix`, `truncation`)."""
-        options = {"splice": self.splice, "ctx_len": self.ctx_len, "placeholder_ids": self.placeholder_ids, **overrides}
+        options = {"splice": self.splice, "ctx_len": self.ctx_len, "placeholder_ids": self.placeholder_ids,
+                   "video": self.video, **overrides}
         return ModRWKVProcessor(
             tokenizer or self.tokenizer(),
             get_template(self.template_name),
@@ -260,6 +265,7 @@ class ModRWKV(nn.Module):
             "placeholder_ids": self.placeholder_ids,
             "special_tokens": self.special_tokens,
             "asr_prompt": self.asr_prompt,
+            "video": self.video.to_dict(),
         }
 
     def save_pretrained(
@@ -359,7 +365,7 @@ class ModRWKV(nn.Module):
         # Folders written before placeholder ids were recorded used today's defaults.
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
-                    config.get("asr_prompt", DEFAULT_ASR_PROMPT))
+                    config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -442,6 +448,12 @@ def read_config(folder: str | Path) -> dict[str, Any]:
                                   f"got {json.dumps(value)[:60]}")
     if not isinstance(config.get("asr_prompt", ""), (str, type(None))):
         raise CheckpointError(f"{path}: 'asr_prompt' must be a string or null, got {json.dumps(config['asr_prompt'])[:60]}")
+    if not isinstance(config.get("video") or {}, dict):
+        raise CheckpointError(f"{path}: 'video' must be a JSON object, got {json.dumps(config['video'])[:60]}")
+    try:
+        VideoSampling.from_dict(config.get("video"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: 'video': {exc}") from None
     fields = {"lm": dict, "encoders": dict, "adapters": dict, "template": str, "splice": str}
     missing = sorted(name for name in (*fields, "ctx_len") if name not in config)
     if missing:

@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 import torch
 
-from ..data.sample import MARKERS, Role, Sample
+from ..data.sample import MARKERS, MODALITIES, Role, Sample
 from ..encoders.base import ModalityEncoder, Prepared
-from ..encoders.media import MediaError
+from ..encoders.media import MediaError, VideoSampling
 from ..tokenizer import WorldTokenizer
 from .template import ChatTemplate
+from .video import expand_videos
 
 IGNORE_INDEX = -100
 # The default placeholder ids of new models: rows above the World vocabulary's 65529 entries are
@@ -32,10 +33,11 @@ IGNORE_INDEX = -100
 # WorldRWKV's "<|image_pad|>".
 TEXT_CACHE_ENTRIES = 4096  # short texts kept tokenised: the template scaffolding, and a bound for the rest
 PLACEHOLDER_IDS = {"image": 65532, "audio": 65533, "series": 65534}
-_MARKER_RE = re.compile("|".join(re.escape(m) for m in MARKERS.values()))  # no groups: split() keeps text only
+# Videos are expanded into image markers before these are looked for (`expand_videos`).
+_MARKER_RE = re.compile("|".join(re.escape(MARKERS[m]) for m in MODALITIES))  # no groups: split() keeps text only
 # A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
 _MARKER_LINE_RE = re.compile(f"(?:{_MARKER_RE.pattern})\n?")
-_MODALITY_OF = {marker: modality for modality, marker in MARKERS.items()}
+_MODALITY_OF = {MARKERS[modality]: modality for modality in MODALITIES}
 
 # placeholder: media where their markers are; prefix: all media before all text (the paper);
 # turn_start: each turn's media at the start of that turn's content (WorldRWKV's current release).
@@ -83,10 +85,12 @@ class ModRWKVProcessor:
         truncation: Truncation = "drop",
         placeholder_ids: Mapping[str, int] | None = None,
         supervise_prefix: bool | None = None,
+        video: VideoSampling | None = None,
     ) -> None:
         """`placeholder_ids`: the model's (default `PLACEHOLDER_IDS`). `supervise_prefix`: also
         label the assistant's role prefix ("\\x16Assistant:"), as the authors' training does;
-        None takes the template's default (True for "worldrwkv", False otherwise)."""
+        None takes the template's default (True for "worldrwkv", False otherwise). `video`: which
+        frames of a video become images (default `VideoSampling()`: 8 frames)."""
         if splice not in SPLICE_MODES:
             raise ValueError(f"splice must be one of {', '.join(SPLICE_MODES)}, got {splice!r}")
         if truncation not in ("drop", "shorten"):
@@ -100,12 +104,16 @@ class ModRWKVProcessor:
         self.truncation = truncation
         self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
         self.supervise_prefix = template.supervise_prefix if supervise_prefix is None else supervise_prefix
+        self.video = video or VideoSampling()
+        if self.video.timestamps and splice != "placeholder":
+            raise ValueError(f"video timestamps need splice 'placeholder' (with {splice!r} the frames move away from "
+                             "their timestamp text)")
         self._check_media_text()
         self.stats: collections.Counter[str] = collections.Counter()
         self._text_cache: dict[str, list[int]] = {}
 
     def __call__(self, sample: Sample, add_generation_prompt: bool = False) -> ProcessedSample:
-        sample.validate()
+        sample = self.expand_videos(sample)
         where = f"{sample.source}: " if sample.source else ""
         pieces = self._pieces(sample, add_generation_prompt)
         ids: list[int] = []
@@ -142,6 +150,15 @@ class ModRWKVProcessor:
             sample.source,
             dict(sample.meta),
         )
+
+    def expand_videos(self, sample: Sample) -> Sample:
+        """The sample, validated, with each video replaced by its sampled frames as images."""
+        sample.validate()
+        if sample.videos and "image" not in self.encoders:
+            where = f"{sample.source}: " if sample.source else ""
+            raise ValueError(f"{where}the sample has video input but the model has no image encoder (a video is "
+                             "read as image frames)")
+        return expand_videos(sample, self.video)
 
     def _encode(self, text: str) -> list[int]:
         # Template scaffolding repeats in every sample; caching it avoids re-tokenising.

@@ -1,8 +1,8 @@
 """What a request may ask of the server, and the checks that enforce it before any model work.
 
 Every refusal is an `APIError` with an HTTP status and an OpenAI-style error body, so that clients
-see *why* (413 body too large, 400 image too large / audio too long / remote URL refused, 429 queue
-full) instead of a timeout or a 500. Remote URLs and local paths are off by default: a public
+see *why* (413 body too large, 400 image too large / audio or video too long / remote URL refused,
+429 queue full) instead of a timeout or a 500. Remote URLs and local paths are off by default: a public
 server must neither fetch arbitrary URLs for its callers (server-side request forgery) nor read
 its own files on their behalf.
 """
@@ -48,6 +48,7 @@ class ServerLimits:
     max_body_bytes: int = 32 * 2**20
     max_image_pixels: int = 2048 * 2048  # larger images cost seconds and hundreds of MB each: docs/serving.md
     max_audio_seconds: float = 600.0
+    max_video_seconds: float = 600.0  # decoding reads the whole clip, though only a few frames are kept
     max_media_items: int = 64
     max_tokens: int = 4096
     default_max_tokens: int = 512
@@ -61,8 +62,8 @@ class ServerLimits:
                      "max_prompt_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_audio_seconds <= 0 or self.remote_timeout_seconds <= 0:
-            raise ValueError("max_audio_seconds and remote_timeout_seconds must be positive")
+        if self.max_audio_seconds <= 0 or self.max_video_seconds <= 0 or self.remote_timeout_seconds <= 0:
+            raise ValueError("max_audio_seconds, max_video_seconds and remote_timeout_seconds must be positive")
         if self.default_max_tokens > self.max_tokens:
             raise ValueError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})")
         if self.local_media_dir is not None:
@@ -75,13 +76,15 @@ class ServerLimits:
 
 def check_media(sample: Sample, limits: ServerLimits) -> None:
     """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
-    limits; replaces the sample's items by what the encoders should read. Raises `APIError`."""
-    count = len(sample.images) + len(sample.audios)
+    limits; replaces the sample's items by what the encoders should read. Raises `APIError`. Videos
+    follow the images' rules (same URL and path policy; each frame within the pixel limit)."""
+    count = len(sample.images) + len(sample.audios) + len(sample.videos)
     if count > limits.max_media_items:
         raise APIError(400, f"the request has {count} media items; this server accepts at most {limits.max_media_items}",
                        code="too_many_media_items")
     sample.images[:] = [_check_image(_resolve(item, "image", limits), i, limits) for i, item in enumerate(sample.images)]
     sample.audios[:] = [_check_audio(_resolve(item, "audio", limits), i, limits) for i, item in enumerate(sample.audios)]
+    sample.videos[:] = [_check_video(_resolve(item, "video", limits), i, limits) for i, item in enumerate(sample.videos)]
 
 
 def _resolve(item: Any, modality: str, limits: ServerLimits) -> Any:
@@ -162,4 +165,35 @@ def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
     if seconds > limits.max_audio_seconds:
         raise APIError(400, f"audio {index} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_audio_seconds:g} s", code="audio_too_long")
+    return item
+
+
+def _check_video(item: Any, index: int, limits: ServerLimits) -> Any:
+    if not isinstance(item, (bytes, str)):
+        return item
+    from ..extras import MissingExtraError, require
+
+    try:
+        av = require("av", "video", "video input")
+    except MissingExtraError as exc:
+        raise APIError(501, f"this server cannot read video: {exc}", code="video_unsupported") from None
+    try:  # the container's header: size and length are known before any frame is decoded
+        with av.open(io.BytesIO(item) if isinstance(item, bytes) else item) as container:
+            if not container.streams.video:
+                raise APIError(400, f"video {index} has no video stream", code="bad_video")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if stream.duration is not None and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = (container.duration or 0) / 1e6  # av.time_base: microseconds
+    except av.FFmpegError as exc:
+        raise APIError(400, f"video {index} cannot be decoded: {exc.strerror or 'unknown container'}",
+                       code="bad_video") from None
+    if width * height > limits.max_image_pixels:
+        raise APIError(400, f"video {index} has {width}x{height} = {width * height} pixels per frame; this server "
+                       f"accepts at most {limits.max_image_pixels}", code="video_too_large")
+    if seconds > limits.max_video_seconds:
+        raise APIError(400, f"video {index} lasts {seconds:.1f} s; this server accepts at most "
+                       f"{limits.max_video_seconds:g} s", code="video_too_long")
     return item

@@ -22,6 +22,7 @@ import yaml
 
 from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
+from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, read_yaml
 
 # "1": adapters; "2": adapters + LM; "lora": adapters + LoRA layers; "state": the LM's initial WKV
@@ -74,6 +75,9 @@ class ModelConfig:
     splice: Literal["placeholder", "prefix", "turn_start"] = "placeholder"
     ctx_len: int = 2048
     feature_cache: str | None = None  # folder for cached features of frozen encoders
+    # which frames of a video the image encoder reads: num_frames, fps, max_frames, timestamps
+    # (docs/custom-data.md); null: the init_from model's, or 8 frames; saved in the model's config
+    video: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass
@@ -231,6 +235,13 @@ class TrainConfig:
                 raise ConfigError(f"model.encoders: unknown modality {modality!r} (image, audio or series)")
             if not spec.name:
                 raise ConfigError(f"model.encoders.{modality}.name is required")
+        if m.video is not None:
+            try:
+                sampling = VideoSampling.from_dict(m.video)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"model.video: {exc}") from None
+            if sampling.timestamps and m.init_from is None and m.splice != "placeholder":
+                raise ConfigError(f"model.video.timestamps needs model.splice 'placeholder', not {m.splice!r}")
         unknown_adapters = sorted(set(m.adapters) - set(m.encoders))
         if unknown_adapters:
             raise ConfigError(f"model.adapters: {unknown_adapters} have no encoder")

@@ -157,13 +157,18 @@ class DroppingCollator:
 def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> list[int]:
     """Cheap token-count estimates for length grouping: text characters / 4, plus per media item
     the token count of the first item of its modality (exact for fixed-size images); audio with a
-    known `meta["duration"]` counts 25 tokens per second (50 encoder frames/s, halved by the adapter)."""
+    known `meta["duration"]` counts 25 tokens per second (50 encoder frames/s, halved by the adapter);
+    a video counts as many images as the processor samples from a long clip (an upper bound)."""
     per_item: dict[str, int] = {}
     for modality in MODALITIES:
         first = next((s for s in samples if s.media(modality)), None)
+        if first is None and modality == "image":  # the frames of a video
+            first = next((processor.expand_videos(s) for s in samples if s.videos), None)
         if first is not None and modality in processor.encoders:
             prepared = processor.encoders[modality].prepare(first.media(modality)[0])
             per_item[modality] = int(processor.token_counts[modality](prepared.num_features))
+    video = processor.video
+    frames_per_video = video.max_frames if video.fps is not None else min(video.num_frames, video.max_frames)
     lengths = []
     for sample in samples:
         n = sum(len(m.content) for m in sample.messages) // 4
@@ -173,6 +178,7 @@ def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> 
                 n += int(sample.meta["duration"] * 25) * len(items)
             else:
                 n += count * len(items)
+        n += per_item.get("image", 0) * frames_per_video * len(sample.videos)
         lengths.append(n)
     return lengths
 
@@ -242,4 +248,5 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def modalities_used(samples: Sequence[Sample]) -> set[str]:
-    return {m for s in samples for m in MODALITIES if s.media(m)}
+    """The encoders the samples need (a video needs the image encoder)."""
+    return {m for s in samples for m in MODALITIES if s.media(m)} | ({"image"} if any(s.videos for s in samples) else set())

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..data.readers import DataError, TimeSeriesReader
 from ..data.sample import MODALITIES, Sample
+from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
@@ -168,7 +169,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)
-    per_sample = {m: max(len(s.media(m)) for s in samples) for m in modalities}
+    frames = VideoSampling().num_frames  # a video is that many images (the model config's default)
+    per_sample = {m: max(len(s.media(m)) + (frames * len(s.videos) if m == "image" else 0) for s in samples)
+                  for m in modalities}
     image_size = None
     first_image = next((s.images[0] for s in samples if s.images), None)
     if first_image is not None:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.sample import Sample
 from ..encoders import build_encoder
+from ..encoders.media import VideoSampling
 from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
@@ -68,6 +69,8 @@ def build_model(config: ModelConfig, seed: int) -> ModRWKV:
                               "(modrwkv merge-lora) and start from the merged folder")
         model = ModRWKV.from_pretrained(config.init_from)
         model.ctx_len = config.ctx_len
+        if config.video is not None:
+            model.video = VideoSampling.from_dict(config.video)
         return model
     torch.manual_seed(seed)
     if config.lm.checkpoint is not None:
@@ -85,7 +88,7 @@ def build_model(config: ModelConfig, seed: int) -> ModRWKV:
             raise ConfigError(f"model.encoders.{modality}: {spec.name} is a {encoder.modality} encoder")
         encoders[modality] = encoder
     return ModRWKV.build(lm, encoders, config.adapters, template=config.template, splice=config.splice,
-                         ctx_len=config.ctx_len)
+                         ctx_len=config.ctx_len, video=config.video)
 
 
 def build_strategy(name: str) -> Strategy | str:

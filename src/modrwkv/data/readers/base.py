@@ -37,9 +37,9 @@ REASONS = (
     "missing_field",  # a required key is absent
     "empty_conversation",  # no messages at all
     "unknown_role",  # a speaker other than system/user/assistant (or their aliases)
-    "marker_mismatch",  # number of <image>/<audio>/<series> markers != number of items
+    "marker_mismatch",  # number of <image>/<audio>/<series>/<video> markers != number of items
     "marker_in_text",  # a literal marker inside an OpenAI text part (it would steal a media slot)
-    "unsupported_part",  # an OpenAI content part type that is not text/image/audio
+    "unsupported_part",  # an OpenAI content part type that is not text/image/audio/video
     "missing_media",  # a referenced media file does not exist
     "unreadable_media",  # with verify_media=True: the file exists but does not decode
     "bad_media_data",  # a data URI or base64 payload that does not decode
@@ -296,7 +296,8 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
 
 def media_item(value: Any, modality: str, folder: Path | None, source: str) -> Any:
     """Normalises one media reference to a `Sample` item: a path string (resolved, must exist),
-    bytes, a PIL image or array (images), a (waveform, sample_rate) pair (audio). Also accepts what
+    bytes, a PIL image or array (images), a [T, H, W, 3] array (video), a (waveform, sample_rate)
+    pair (audio). Also accepts what
     HF `datasets` yields: `{"bytes", "path"}` dicts (undecoded Image/Audio features) and
     `{"array", "sampling_rate"}` dicts (decoded Audio)."""
     if isinstance(value, str):
@@ -313,6 +314,8 @@ def media_item(value: Any, modality: str, folder: Path | None, source: str) -> A
         raise DataError(source, "wrong_type", f"{modality} dict needs 'bytes' or 'path' (keys: {sorted(value)})")
     if modality == "image" and (is_pil_image(value) or isinstance(value, np.ndarray)):
         return value
+    if modality == "video" and isinstance(value, np.ndarray) and value.ndim == 4:
+        return value
     if modality == "audio" and isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
         return np.asarray(value[0], dtype=np.float32), value[1]
     raise DataError(source, "wrong_type", f"unsupported {modality} value of type {type(value).__name__}")
@@ -324,7 +327,7 @@ def check_media(item: Any, modality: str, source: str) -> None:
     if isinstance(item, str) and item.startswith(("http://", "https://")):
         return
     if isinstance(item, (str, bytes)):
-        (_verify_image if modality == "image" else _verify_audio)(item, source)
+        {"image": _verify_image, "audio": _verify_audio, "video": _verify_video}[modality](item, source)
 
 
 def _verify_image(item: str | bytes, source: str) -> None:
@@ -348,6 +351,15 @@ def _verify_audio(item: str | bytes, source: str) -> None:
         soundfile.info(item if isinstance(item, str) else io.BytesIO(item))
     except (RuntimeError, OSError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
         raise DataError(source, "unreadable_media", f"audio does not decode: {decoder_message(err, 'the audio')}") from None
+
+
+def _verify_video(item: str | bytes, source: str) -> None:
+    from ...encoders.media import MediaError, VideoSampling, load_video
+
+    try:  # one frame: the container, the stream and the codec all work
+        load_video(item, VideoSampling(num_frames=1))
+    except MediaError as err:
+        raise DataError(source, "unreadable_media", f"video does not decode: {err}") from None
 
 
 class JsonRecordsReader(Reader):

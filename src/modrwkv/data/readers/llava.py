@@ -4,11 +4,14 @@ vision-instruction sets:
     {"id": "000123", "image": "coco/train2017/000123.jpg",          # or "images": [..] for several
      "conversations": [{"from": "human", "value": "<image>\\nWhat is shown?"},
                        {"from": "gpt", "value": "A cat."}]}
+    {"id": "v7", "video": "clips/v7.mp4",                             # or "videos": [..]
+     "conversations": [{"from": "human", "value": "<video>\\nWhat happens?"}, ...]}
 
 Roles "human"/"user", "gpt"/"assistant" and "system" are accepted (any case), and ShareGPT-style
 "role"/"content" keys as well as "from"/"value". A record with images but no `<image>` marker gets
 one `<image>\\n` per image at the start of its first user turn, which is where LLaVA's own loader puts
-the image. Records without images are text-only samples.
+the image; likewise videos and `<video>\\n` (after the images). Records without media are text-only
+samples. A video becomes image frames in the processor (`modrwkv.processing.video`).
 """
 
 from __future__ import annotations
@@ -57,22 +60,22 @@ def llava_to_sample(
         raise DataError(source, "empty_conversation", "'conversations' is empty")
     messages = [_message(turn, index, source) for index, turn in enumerate(conversations)]
 
-    references = _image_references(record, source)
-    markers = count_markers(m.content for m in messages)["image"]
-    if references and markers == 0:
-        _insert_markers(messages, len(references), source)
-    elif markers != len(references):
-        raise DataError(
-            source, "marker_mismatch", f"{markers} <image> marker(s) in the text but {len(references)} image(s)"
-        )
-
     folder = Path(image_folder) if image_folder is not None else None
-    images = [media_item(ref, "image", folder, source) for ref in references]
-    if verify_media:
-        for image in images:
-            check_media(image, "image", source)
+    media = {}
+    for modality in ("video", "image"):  # markers go in front: images end up before videos
+        references = _references(record, modality, source)
+        markers = count_markers(m.content for m in messages)[modality]
+        if references and markers == 0:
+            _insert_markers(messages, modality, len(references), source)
+        elif markers != len(references):
+            raise DataError(source, "marker_mismatch", f"{markers} {MARKERS[modality]} marker(s) in the text but "
+                            f"{len(references)} {modality}(s)")
+        media[modality] = [media_item(ref, modality, folder, source) for ref in references]
+        if verify_media:
+            for item in media[modality]:
+                check_media(item, modality, source)
     meta = {"id": record["id"]} if record.get("id") is not None else {}
-    return Sample(messages=messages, images=images, source=source, meta=meta)
+    return Sample(messages=messages, images=media["image"], videos=media["video"], source=source, meta=meta)
 
 
 def _message(turn: Any, index: int, source: str) -> Message:
@@ -90,11 +93,12 @@ def _message(turn: Any, index: int, source: str) -> Message:
     return Message(role, content)
 
 
-def _image_references(record: dict[str, Any], source: str) -> list[Any]:
-    """The record's images as a list, from "image" (one or a list) or "images" (a list or one)."""
-    present = [key for key in ("image", "images") if record.get(key) is not None]
+def _references(record: dict[str, Any], modality: str, source: str) -> list[Any]:
+    """The record's images (videos) as a list, from "image" ("video"), one or a list, or "images"
+    ("videos"), a list or one."""
+    present = [key for key in (modality, modality + "s") if record.get(key) is not None]
     if len(present) == 2:
-        raise DataError(source, "wrong_type", "record has both 'image' and 'images'; use one")
+        raise DataError(source, "wrong_type", f"record has both '{modality}' and '{modality}s'; use one")
     if not present:
         return []
     value = record[present[0]]
@@ -103,11 +107,11 @@ def _image_references(record: dict[str, Any], source: str) -> list[Any]:
     return list(require(value, (list, tuple), f"'{present[0]}'", source))
 
 
-def _insert_markers(messages: list[Message], count: int, source: str) -> None:
+def _insert_markers(messages: list[Message], modality: str, count: int, source: str) -> None:
     user = next((m for m in messages if m.role == "user"), None)
     if user is None:
-        raise DataError(source, "marker_mismatch", f"{count} image(s) but no marker and no user turn to put one in")
-    user.content = (MARKERS["image"] + "\n") * count + user.content
+        raise DataError(source, "marker_mismatch", f"{count} {modality}(s) but no marker and no user turn to put one in")
+    user.content = (MARKERS[modality] + "\n") * count + user.content
 
 
 class LlavaReader(JsonRecordsReader):

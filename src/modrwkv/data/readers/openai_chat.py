@@ -9,15 +9,15 @@ and of `/v1/chat/completions` requests:
 A line may also be the bare list of messages. Content is a string or a list of parts; the parts of
 one message are joined with "\\n", media parts becoming their marker in place (so the example's user
 text is "<image>\\nWhat is shown?", LLaVA's layout). Media parts:
-  - `image_url` / `audio_url`: `{"url": ...}` or the URL string. `data:` URIs become raw bytes;
+  - `image_url` / `audio_url` / `video_url` (vLLM's video part): `{"url": ...}` or the URL string. `data:` URIs become raw bytes;
     `http(s)://` URLs are refused unless `allow_remote` (then the URL string is the item, for the
     caller to fetch — readers never touch the network); `file:///abs/path` and bare paths (relative
     to `media_folder`) only with `allow_local_paths`, which a server must turn off.
   - `input_audio`: `{"data": base64, "format": "wav" | "mp3" | ...}` becomes raw bytes (decoders
     sniff the container, so the format name is not needed later).
-  - `image` / `audio` (HF/TRL convention): the payload under the same key, or, without one, the next
-    item of the record's top-level "images" / "audios" list.
-Text may not contain a literal `<image>`/`<audio>`/`<series>`: in this format media come only from
+  - `image` / `audio` / `video` (HF/TRL convention): the payload under the same key, or, without
+    one, the next item of the record's top-level "images" / "audios" / "videos" list.
+Text may not contain a literal `<image>`/`<audio>`/`<series>`/`<video>`: in this format media come only from
 parts, so a marker in text is an injected media slot and is refused.
 """
 
@@ -43,8 +43,8 @@ from .base import (
 )
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_URL_PARTS = {"image_url": "image", "audio_url": "audio"}
-_ITEM_PARTS = {"image": "image", "audio": "audio"}
+_URL_PARTS = {"image_url": "image", "audio_url": "audio", "video_url": "video"}
+_ITEM_PARTS = {"image": "image", "audio": "audio", "video": "video"}
 
 
 def openai_to_sample(
@@ -83,12 +83,13 @@ def openai_to_sample(
                 f"{len(pool)} {modality}(s) of the record's '{modality}s' list are not referenced",
             )
     if verify_media:
-        for modality in ("image", "audio"):
+        for modality in ("image", "audio", "video"):
             for item in parser.items[modality]:
                 check_media(item, modality, source)
     meta = {"id": record["id"]} if isinstance(record, dict) and record.get("id") is not None else {}
     return Sample(
-        messages=converted, images=parser.items["image"], audios=parser.items["audio"], source=source, meta=meta
+        messages=converted, images=parser.items["image"], audios=parser.items["audio"], videos=parser.items["video"],
+        source=source, meta=meta,
     )
 
 
@@ -101,7 +102,7 @@ class _Parser:
         self.folder = folder
         self.allow_remote = allow_remote
         self.allow_local_paths = allow_local_paths
-        self.items: dict[str, list[Any]] = {"image": [], "audio": []}
+        self.items: dict[str, list[Any]] = {"image": [], "audio": [], "video": []}
         self.pools: dict[str, list[Any]] = {}
 
     def message(self, message: Any, index: int) -> Message:

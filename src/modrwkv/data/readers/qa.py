@@ -5,9 +5,10 @@
      "choices": ["the left one", "the right one"]}
     {"audio": "clip.flac", "question": "Transcribe the audio.", "answer": "hello world"}
     {"series": [0.1, 0.4, 0.9, 1.6], "question": "Predict the next 2 values.", "answer": [2.5, 3.6]}
+    {"video": "clip.mp4", "question": "Which digit appears first?", "answer": "7"}
     {"image": "street.jpg", "question": "What colour is the car?", "answers": ["red", "red", "dark red"]}
 
-One record is one question about its media (`image`, `audio` or `series`: one item or a list; any
+One record is one question about its media (`image`, `audio`, `series` or `video`: one item or a list; any
 file extension the decoder reads; paths relative to the media folder, by default the data file's
 folder). The user turn is the media markers, one line each, then the question, then the choices as
 "A. ..." lines if there are any: the same layout LLaVA's loader gives a record without markers, so a
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sample import MARKERS, MODALITIES, Message, Sample
+from ..sample import MARKERS, Message, Sample
 from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, media_item, require
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -76,7 +77,7 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     require(record, dict, "record", source)
     folder = Path(media_folder) if media_folder is not None else None
     media: dict[str, list[Any]] = {}
-    for modality in MODALITIES:
+    for modality in MARKERS:  # the encoders' modalities, and video (read as image frames)
         value = record.get(modality)
         if value is None:
             continue
@@ -185,7 +186,7 @@ def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None
     messages = [Message("user", qa.prompt()), Message("assistant", qa.target())]
     meta = {"id": qa.id} if qa.id is not None else {}
     return Sample(messages=messages, images=qa.media.get("image", []), audios=qa.media.get("audio", []),
-                  series=qa.media.get("series", []), source=source, meta=meta)
+                  series=qa.media.get("series", []), videos=qa.media.get("video", []), source=source, meta=meta)
 
 
 class QAReader(JsonRecordsReader):

@@ -4,8 +4,8 @@
 lmms-eval hands the model `Instance`s whose `args` are
 `(context, gen_kwargs, doc_to_visual, doc_id, task, split)` for generation and
 `(context, continuation, doc_to_visual, doc_id, task, split)` for log-likelihoods; the visuals come
-from `doc_to_visual(self.task_dict[task][split][doc_id])` (PIL images, or audio dicts with "array"
-and "sampling_rate"). `ModRWKVLmmsCore` implements that without importing lmms-eval;
+from `doc_to_visual(self.task_dict[task][split][doc_id])` (PIL images, audio dicts with "array"
+and "sampling_rate", or paths: images, audio, and video files, read as frames). `ModRWKVLmmsCore` implements that without importing lmms-eval;
 `harness/models/modrwkv.py` mixes it into lmms-eval's `lmms` base class. lmms-eval finds it through
 the `lmms_eval.models` entry point that modrwkv's package declares (`lmms_eval_manifest`), or, in
 lmms-eval versions without entry points, through its plugin variable:
@@ -54,22 +54,27 @@ def distributed_position() -> tuple[int, int, int]:
 
 _AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+_VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v", ".mpg", ".mpeg")
 
 
-def _split_visuals(visuals: Any) -> tuple[list[Any], list[Any]]:
-    """lmms-eval visuals -> (images, audio): PIL images and image paths, audio dicts and paths."""
+def _split_visuals(visuals: Any) -> dict[str, list[Any]]:
+    """lmms-eval visuals -> {"images", "audio", "videos"}: PIL images and image paths, audio dicts
+    and paths, video paths (read as frames: docs/custom-data.md, "Video")."""
+    media: dict[str, list[Any]] = {"images": [], "audio": [], "videos": []}
     if visuals is None:
-        return [], []
-    images, audio = [], []
+        return media
     for visual in visuals if isinstance(visuals, (list, tuple)) else [visuals]:
         is_path = isinstance(visual, str)
         if (isinstance(visual, dict) and "array" in visual) or (is_path and visual.lower().endswith(_AUDIO_SUFFIXES)):
-            audio.append(visual)
+            media["audio"].append(visual)
+        elif is_path and visual.lower().endswith(_VIDEO_SUFFIXES):
+            media["videos"].append(visual)
         elif is_path and not visual.lower().endswith(_IMAGE_SUFFIXES):
-            raise ValueError(f"unsupported visual {visual!r}: modrwkv reads images and audio, not video")
+            raise ValueError(f"unsupported visual {visual!r}: modrwkv reads images, audio and video "
+                             f"({', '.join(_IMAGE_SUFFIXES + _AUDIO_SUFFIXES + _VIDEO_SUFFIXES)})")
         else:
-            images.append(visual)
-    return images, audio
+            media["images"].append(visual)
+    return media
 
 
 class ModRWKVLmmsCore:
@@ -113,11 +118,10 @@ class ModRWKVLmmsCore:
     def device(self) -> Any:
         return self.pipeline.engine.device
 
-    def _inputs(self, request: Any) -> tuple[str, Any, list[Any], list[Any]]:
+    def _inputs(self, request: Any) -> tuple[str, Any, dict[str, list[Any]]]:
         context, second, doc_to_visual, doc_id, task, split = request.args
         visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual is not None else None
-        images, audio = _split_visuals(visuals)
-        return context, second, images, audio
+        return context, second, _split_visuals(visuals)
 
     def _sampling(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
         until = gen_kwargs.get("until") or []
@@ -138,8 +142,8 @@ class ModRWKVLmmsCore:
         for start in range(0, len(requests), self.batch_size_per_gpu):
             batch = []
             for request in requests[start : start + self.batch_size_per_gpu]:
-                context, gen_kwargs, images, audio = self._inputs(request)
-                batch.append(ChatRequest(context, images=images, audio=audio, sampling=self._sampling(dict(gen_kwargs))))
+                context, gen_kwargs, media = self._inputs(request)
+                batch.append(ChatRequest(context, **media, sampling=self._sampling(dict(gen_kwargs))))
             replies.extend(result.text for result in self.pipeline.generate_batch(batch))
         return replies
 
@@ -150,8 +154,8 @@ class ModRWKVLmmsCore:
         pipeline = self.pipeline
         results = []
         for request in requests:
-            context, continuation, images, audio = self._inputs(request)
-            prompt = pipeline.encode(context, images=images, audio=audio)
+            context, continuation, media = self._inputs(request)
+            prompt = pipeline.encode(context, **media)
             reply = pipeline.tokenizer.encode(pipeline.template.content_prefix + continuation.lstrip())
             prefilled = pipeline.engine.prefill(prompt)
             logits = prefilled.logits.reshape(1, -1)

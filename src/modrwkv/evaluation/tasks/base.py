@@ -38,7 +38,7 @@ class BenchmarkFileError(ValueError):
 class EvalSample:
     """One question of a benchmark.
 
-    `prompt` is the user message (with `<image>` / `<audio>` / `<series>` markers where the media
+    `prompt` is the user message (with `<image>` / `<audio>` / `<series>` / `<video>` markers where the media
     go); `reference` holds everything scoring needs (answers, label, options, category, ...) and is
     written to `predictions.jsonl`, so it must be JSON-serialisable. Media items stay unread
     (paths, bytes, data URIs, arrays) until the batch that needs them.
@@ -50,10 +50,11 @@ class EvalSample:
     images: list[Any] = dataclasses.field(default_factory=list)
     audio: list[Any] = dataclasses.field(default_factory=list)
     series: list[Any] = dataclasses.field(default_factory=list)
+    videos: list[Any] = dataclasses.field(default_factory=list)
 
     def media_paths(self) -> Iterator[Path]:
         """The media items that are local files (checked before a run starts)."""
-        for item in (*self.images, *self.audio):
+        for item in (*self.images, *self.audio, *self.videos):
             if isinstance(item, Path):
                 yield item
 
@@ -96,7 +97,7 @@ class Task(abc.ABC):
 
         sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
         requests = [ChatRequest(s.prompt, images=list(s.images), audio=list(s.audio), series=list(s.series),
-                                sampling=sampling) for s in samples]
+                                videos=list(s.videos), sampling=sampling) for s in samples]
         return [{"prediction": r.text.strip(), "finish_reason": r.finish_reason} for r in pipeline.generate_batch(requests)]
 
     @abc.abstractmethod

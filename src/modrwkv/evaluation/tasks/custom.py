@@ -139,7 +139,8 @@ class CustomTask(Task):
             samples.append(EvalSample(record.id if record.id is not None else str(index + 1), prompt, reference,
                                       images=[_path(i) for i in record.media.get("image", [])],
                                       audio=[_path(i) for i in record.media.get("audio", [])],
-                                      series=record.media.get("series", [])))
+                                      series=record.media.get("series", []),
+                                      videos=[_path(i) for i in record.media.get("video", [])]))
         # A World token is at least one byte: the longest answer fits, with room for a short preamble.
         self.max_new_tokens = longest + 16
         return samples

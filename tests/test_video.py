@@ -1,0 +1,329 @@
+"""Video input end to end, on real encoded files (PyAV's FFmpeg writes mp4/webm/avi/gif/mkv): the
+frames decoded are the frames written and the ones sampling promises; bad files fail naming the
+file; readers, processor, pipeline, chat and the server carry videos as image frames; and a tiny
+model learns from clips of handwritten digits (scikit-learn's) which digit comes first, which needs
+the frames' order."""
+
+import base64
+import collections
+import io
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+av = pytest.importorskip("av", reason="video tests need PyAV: pip install 'modrwkv[video]'")
+
+from modrwkv.data.readers import DataError, LlavaReader, QAReader, openai_to_sample  # noqa: E402
+from modrwkv.data.sample import Message, Sample  # noqa: E402
+from modrwkv.encoders import build_encoder  # noqa: E402
+from modrwkv.encoders.media import MediaError, VideoSampling, load_video, uniform_indices  # noqa: E402
+from modrwkv.extras import MissingExtraError  # noqa: E402
+from modrwkv.inference import ChatRequest, ModRWKVPipeline  # noqa: E402
+from modrwkv.lm import RWKV7, RWKV7Config  # noqa: E402
+from modrwkv.lm.checkpoint import CheckpointError  # noqa: E402
+from modrwkv.multimodal import ModRWKV  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# container, codec, pixel format, extension
+LOSSY = [("mp4", "libx264", "yuv420p", "mp4"), ("webm", "libvpx-vp9", "yuv420p", "webm"),
+         ("avi", "mpeg4", "yuv420p", "avi"), ("gif", "gif", "rgb8", "gif")]
+
+
+def encode_video(frames: list[np.ndarray], fmt: str = "matroska", codec: str = "ffv1", pix_fmt: str = "bgr0",
+                 fps: int = 6) -> bytes:
+    """A real video file's bytes, written by FFmpeg through PyAV (ffv1 in Matroska is lossless)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        stream.bit_rate = 4_000_000  # plenty for these small frames (mpeg4's default is coarse)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def distinct_frames(n: int, size: int = 32) -> list[np.ndarray]:
+    """Frames that differ everywhere: a smooth coloured pattern (what lossy codecs keep well), one
+    brightness step brighter each frame."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    texture = np.stack([60 * np.sin(3 * x) + 40 * y, 50 * np.cos(2 * y) + 30 * x, 40 * x * y + 30], -1) + 20
+    return [np.clip(texture + 12 * k, 0, 255).astype(np.uint8) for k in range(n)]
+
+
+def nearest(decoded: Image.Image, written: list[np.ndarray]) -> tuple[int, float]:
+    """Which written frame a decoded one is, and its mean absolute difference from it."""
+    errors = [np.abs(np.asarray(decoded, dtype=float) - f).mean() for f in written]
+    return int(np.argmin(errors)), float(min(errors))
+
+
+# --- decoding ---------------------------------------------------------------------------------------
+
+
+def test_decoded_frames_equal_the_frames_written_losslessly(tmp_path):
+    written = distinct_frames(12)
+    path = tmp_path / "clip.mkv"
+    path.write_bytes(encode_video(written))
+    frames = load_video(path, VideoSampling(num_frames=12))
+    assert len(frames) == 12
+    for k, frame in enumerate(frames):
+        np.testing.assert_array_equal(np.asarray(frame.image), written[k])
+        assert frame.time == pytest.approx(k / 6, abs=1e-3)  # Matroska keeps milliseconds
+    # Uniform sampling takes the middle frame of equal segments: 12 frames, 4 segments of 3 -> 1, 4, 7, 10.
+    assert [nearest(f.image, written)[0] for f in load_video(path, VideoSampling(num_frames=4))] == [1, 4, 7, 10]
+    # By rate: 2 s at 1.5 frames/s -> 3 frames (segments of 4 -> 2, 6, 10); max_frames caps at 2 (3, 9).
+    assert [f.time for f in load_video(path, VideoSampling(fps=1.5))] == pytest.approx([2 / 6, 1, 10 / 6], abs=1e-3)
+    assert [nearest(f.image, written)[0] for f in load_video(path, VideoSampling(fps=1.5, max_frames=2))] == [3, 9]
+    # A clip shorter than asked gives each frame once; frames given as arrays are sampled alike.
+    assert len(load_video(path, VideoSampling(num_frames=30, max_frames=30))) == 12
+    given = load_video(np.stack(written), VideoSampling(num_frames=4))
+    assert [f.time for f in given] == [None] * 4
+    assert [nearest(f.image, written) for f in given] == [(1, 0.0), (4, 0.0), (7, 0.0), (10, 0.0)]
+    assert uniform_indices(3, 3) == [0, 1, 2] and uniform_indices(10, 1) == [5]
+
+
+@pytest.mark.parametrize("fmt,codec,pix_fmt,ext", LOSSY, ids=[c[3] for c in LOSSY])
+def test_common_containers_decode_in_order_within_codec_tolerance(tmp_path, fmt, codec, pix_fmt, ext):
+    written = distinct_frames(8)
+    path = tmp_path / f"clip.{ext}"
+    path.write_bytes(encode_video(written, fmt, codec, pix_fmt))
+    frames = load_video(path, VideoSampling(num_frames=8))
+    matches = [nearest(f.image, written) for f in frames]
+    assert [index for index, _ in matches] == list(range(8))
+    tolerance = 25 if ext == "gif" else 3  # gif: a fixed 3-3-2-bit palette; the others: 4:2:0 chroma, quantisation
+    assert max(error for _, error in matches) < tolerance
+    assert [f.image.size for f in frames] == [(32, 32)] * 8 and frames[0].image.mode == "RGB"
+
+
+def test_bad_videos_fail_naming_the_file(tmp_path, monkeypatch):
+    good = encode_video(distinct_frames(6), "mp4", "libx264", "yuv420p")
+    cases = {"text.mp4": b"this is not a video" * 20, "empty.mp4": b"", "truncated.mp4": good[: len(good) // 3]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(MediaError, match=name) as raised:
+            load_video(tmp_path / name)
+        assert raised.value.modality == "video" and "Errno" not in str(raised.value)
+    with pytest.raises(MediaError, match="file not found: .*absent.mp4"):
+        load_video(tmp_path / "absent.mp4")
+    import soundfile
+
+    soundfile.write(tmp_path / "sound.wav", np.zeros(800, np.float32), 8000)  # a real file, but no picture
+    with pytest.raises(MediaError, match="sound.wav.* has no video stream"):
+        load_video(tmp_path / "sound.wav")
+    # Without PyAV: the file and the pip command.
+    monkeypatch.setitem(sys.modules, "av", None)
+    (tmp_path / "clip.mp4").write_bytes(good)
+    with pytest.raises(MissingExtraError, match=r"clip\.mp4.*pip install 'modrwkv\[video\]'"):
+        load_video(tmp_path / "clip.mp4")
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def test_readers_take_video_fields_and_parts_and_name_the_line_of_bad_records(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(encode_video(distinct_frames(6), "mp4", "libx264", "yuv420p"))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"video": "clip.mp4", "question": "What happens?", "answer": "a fade"},
+        {"video": "absent.mp4", "question": "What happens?", "answer": "x"},
+        {"video": "broken.mp4", "question": "What happens?", "answer": "x"},
+    ]) + "\n")
+    reader = QAReader(tmp_path / "qa.jsonl", verify_media=True)
+    samples = list(reader)
+    assert len(samples) == 1 and samples[0].videos == [str(tmp_path / "clip.mp4")]
+    assert samples[0].messages[0].content == "<video>\nWhat happens?"
+    errors = {e.reason: str(e) for e in reader.report.examples}
+    assert "qa.jsonl:2" in errors["missing_media"] and "absent.mp4" in errors["missing_media"]
+    assert "qa.jsonl:3" in errors["unreadable_media"] and "broken.mp4" in errors["unreadable_media"]
+
+    (tmp_path / "llava.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"video": "clip.mp4", "image": "clip.mp4", "conversations": [
+            {"from": "human", "value": "Compare."}, {"from": "gpt", "value": "Same."}]},
+        {"videos": ["clip.mp4"], "conversations": [
+            {"from": "human", "value": "<video>\n<video>\nTwo?"}, {"from": "gpt", "value": "No."}]},
+    ]) + "\n")
+    reader = LlavaReader(tmp_path / "llava.jsonl")
+    samples = list(reader)
+    assert samples[0].messages[0].content == "<image>\n<video>\nCompare."  # images first, as documented
+    assert (reader.report.examples[0].source, reader.report.examples[0].reason) == (
+        f"{tmp_path / 'llava.jsonl'}:2", "marker_mismatch")
+    assert "2 <video> marker(s) in the text but 1 video(s)" in str(reader.report.examples[0])
+
+    clip = (tmp_path / "clip.mp4").read_bytes()
+    uri = f"data:video/mp4;base64,{base64.b64encode(clip).decode()}"
+    sample = openai_to_sample({"messages": [{"role": "user", "content": [
+        {"type": "video_url", "video_url": {"url": uri}}, {"type": "text", "text": "What happens?"}]}]},
+        allow_local_paths=False)
+    assert sample.videos == [clip] and sample.messages[0].content == "<video>\nWhat happens?"
+    refused = [("https://example.com/a.mp4", "remote_url"), (f"file://{tmp_path / 'clip.mp4'}", "local_path_refused")]
+    for url, reason in refused:
+        with pytest.raises(DataError) as raised:
+            openai_to_sample([{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}]}],
+                             allow_local_paths=False)
+        assert raised.value.reason == reason
+    with pytest.raises(DataError, match="literal <video>"):
+        openai_to_sample([{"role": "user", "content": "look: <video>"}])
+
+
+# --- processing and inference -----------------------------------------------------------------------
+
+
+def tiny_image_model(**options) -> ModRWKV:
+    torch.manual_seed(0)
+    lm = RWKV7(RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, dim_w=32, dim_a=32, dim_v=32, dim_g=32))
+    return ModRWKV.build(lm, {"image": build_encoder("tiny", image_size=16, grid=2, width=32)}, template="rwkv",
+                         ctx_len=256, **options).eval()
+
+
+def test_frames_are_spliced_exactly_as_the_same_images_would_be(tmp_path):
+    """A video is its sampled frames as images: ids and pixels equal those of a sample that lists the
+    written frames as images by hand, with or without timestamp text."""
+    written = distinct_frames(9, size=16)
+    clip = encode_video(written)
+    picture = distinct_frames(1, size=16)[0]
+    video_sample = Sample([Message("user", "<image>\nFirst <video> then?"), Message("assistant", "Brighter.")],
+                          images=[picture], videos=[clip])
+    model = tiny_image_model(video={"num_frames": 3})
+    by_hand = Sample([Message("user", "<image>\nFirst <image><image><image> then?"), Message("assistant", "Brighter.")],
+                     images=[picture, written[1], written[4], written[7]])
+    ours, theirs = model.processor()(video_sample), model.processor()(by_hand)
+    assert torch.equal(ours.input_ids, theirs.input_ids) and torch.equal(ours.labels, theirs.labels)
+    for a, b in zip(ours.media["image"], theirs.media["image"], strict=True):
+        assert torch.equal(a.tensors["pixel_values"], b.tensors["pixel_values"])
+    stamped = model.processor(video=VideoSampling(num_frames=3, timestamps=True))(video_sample)
+    hand_stamped = Sample([Message("user", "<image>\nFirst 0.2s:<image>0.7s:<image>1.2s:<image> then?"),
+                           Message("assistant", "Brighter.")], images=by_hand.images)
+    assert torch.equal(stamped.input_ids, model.processor()(hand_stamped).input_ids)
+    with pytest.raises(ValueError, match="timestamps need splice 'placeholder'"):
+        model.processor(splice="prefix", video=VideoSampling(timestamps=True))
+    with pytest.raises(ValueError, match="video input but the model has no image encoder"):
+        ModRWKV.build(model.lm, {"series": build_encoder("wavenet")}).processor()(
+            Sample([Message("user", "<video>")], videos=[clip]))
+    with pytest.raises(MediaError, match=r"clip\.mp4"):  # a bad video names its sample's source and file
+        (tmp_path / "clip.mp4").write_bytes(b"junk" * 50)
+        model.processor()(Sample([Message("user", "<video>")], videos=[str(tmp_path / "clip.mp4")], source="d.jsonl:7"))
+
+    # The sampling is part of the model: saved, loaded, checked.
+    model.save_pretrained(tmp_path / "model")
+    assert ModRWKV.from_pretrained(tmp_path / "model").video == VideoSampling(num_frames=3)
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    (tmp_path / "model" / "config.json").write_text(json.dumps({**config, "video": {"frames": 3}}))
+    with pytest.raises(CheckpointError, match=r"'video': unknown video option\(s\) \['frames'\]"):
+        ModRWKV.from_pretrained(tmp_path / "model")
+
+
+def test_pipeline_chat_cli_and_server_take_videos(tmp_path, monkeypatch, capsys):
+    from modrwkv.cli import main
+
+    model = tiny_image_model(video={"num_frames": 3})
+    model.save_pretrained(tmp_path / "model")
+    pipe = ModRWKVPipeline.from_pretrained(tmp_path / "model")
+    written = distinct_frames(9, size=16)
+    clip = encode_video(written, "mp4", "libx264", "yuv420p")
+    (tmp_path / "clip.mp4").write_bytes(clip)
+    greedy = dict(temperature=0, max_new_tokens=6)
+    reply = pipe.chat("What changes?", videos=[str(tmp_path / "clip.mp4")], **greedy)
+    frames = [f.image for f in load_video(clip, VideoSampling(num_frames=3))]
+    assert reply == pipe.chat("<image><image><image>\nWhat changes?", images=frames, **greedy)
+    assert pipe.generate_batch([ChatRequest("What changes?", videos=clip, sampling=greedy)])[0].text == reply
+    # lmms-eval's video tasks hand over the file's path as the visual.
+    from modrwkv.evaluation.harness.lmms_eval import ModRWKVLmmsCore
+
+    lmms = ModRWKVLmmsCore(pipeline=pipe)
+    lmms.task_dict = {"clips": {"test": [{"video": str(tmp_path / "clip.mp4")}]}}
+    request = types.SimpleNamespace(args=("What changes?", {"max_new_tokens": 6}, lambda doc: [doc["video"]], 0,
+                                          "clips", "test"))
+    assert lmms.generate_until([request]) == [reply]
+
+    # modrwkv chat: --video for the first message, /video later; a bad file is an error, not the end.
+    (tmp_path / "bad.mp4").write_bytes(b"junk" * 40)
+    script = [f"/video {tmp_path / 'bad.mp4'}", "What changes?", "And now?", f"/video {tmp_path / 'clip.mp4'}",
+              "Again?"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(script) + "\n"))
+    assert main(["chat", "--model", str(tmp_path / "model"), "--temperature", "0", "--max-new-tokens", "6",
+                 "--video", str(tmp_path / "clip.mp4")]) == 0
+    out, err = capsys.readouterr()
+    assert "bad.mp4" in err and "cannot decode video" in err
+    session = pipe.session(temperature=0, max_new_tokens=6, top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
+    expected = [session.send("And now?"), session.send("Again?", videos=[str(tmp_path / "clip.mp4")])]
+    assert out.count("Assistant: ") == 2 and out.endswith(f"Assistant: {expected[1]}\n")
+
+    # The server: video_url data URIs like image_url ones; files and remote URLs under the same policy.
+    fastapi_testclient = pytest.importorskip("fastapi.testclient")
+    from modrwkv.serving import ServerLimits, create_app
+
+    limits = ServerLimits(max_video_seconds=2.0, max_image_pixels=40_000)  # the clip lasts 1.5 s
+    with fastapi_testclient.TestClient(create_app(pipe, model_name="tiny", limits=limits)) as client:
+        def ask(url: str) -> tuple[int, dict]:
+            response = client.post("/v1/chat/completions", json={
+                "model": "tiny", "temperature": 0, "max_tokens": 6, "messages": [{"role": "user", "content": [
+                    {"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "What changes?"}]}]})
+            return response.status_code, response.json()
+
+        status, body = ask(f"data:video/mp4;base64,{base64.b64encode(clip).decode()}")
+        assert status == 200 and body["choices"][0]["message"]["content"] == reply, body
+        long_clip = encode_video(distinct_frames(12, size=16), "mp4", "libx264", "yuv420p", fps=4)
+        refusals = [
+            (f"data:video/mp4;base64,{base64.b64encode(long_clip).decode()}", "video_too_long"),
+            (f"data:video/mp4;base64,{base64.b64encode(b'junk' * 40).decode()}", "bad_video"),
+            ("https://example.com/clip.mp4", "remote_media_disabled"),
+            (f"file://{tmp_path / 'clip.mp4'}", "local_media_disabled"),
+        ]
+        for url, code in refusals:
+            status, body = ask(url)
+            assert (status, body["error"]["code"]) == (400, code), body
+
+
+# --- learning ---------------------------------------------------------------------------------------
+
+
+def digit_clips(n: int, images: dict[int, np.ndarray], rng: np.random.Generator) -> list[Sample]:
+    """Clips of the two digits in random order, each digit held for 3 frames (a real mp4), asking
+    which comes first: every clip holds the same digits, so only their order tells the answer."""
+    samples = []
+    for _ in range(n):
+        order = [int(d) for d in rng.permutation(sorted(images))]
+        frames = []
+        for digit in order:
+            pixels = images[digit][rng.integers(len(images[digit]))]  # 8x8, values 0-16
+            frame = np.repeat(np.repeat(np.round(pixels * 255 / 16).astype(np.uint8), 2, 0), 2, 1)
+            frames += [np.stack([frame] * 3, -1)] * 3
+        clip = encode_video(frames, "mp4", "libx264", "yuv420p")
+        samples.append(Sample([Message("user", "<video>\nWhich digit comes first?"), Message("assistant", str(order[0]))],
+                              videos=[clip], meta={"answer": str(order[0])}))
+    return samples
+
+
+def test_a_tiny_model_learns_which_digit_comes_first(tmp_path):
+    """scikit-learn's handwritten digits 0 and 1 (train and test drawn from disjoint halves of the
+    scans) as mp4 clips; 40 steps of the regular trainer (about 6 s on one core) beat the majority
+    answer on held-out clips by far. Measured 100% against 41.7% (docs/custom-data.md)."""
+    from sklearn.datasets import load_digits
+
+    from modrwkv.training import train
+
+    digits = load_digits()
+    halves = [{d: digits.images[digits.target == d][half::2] for d in (0, 1)} for half in (0, 1)]
+    rng = np.random.default_rng(0)
+    train_set, test_set = digit_clips(320, halves[0], rng), digit_clips(60, halves[1], rng)
+    model = tiny_image_model(video={"num_frames": 2})
+    config = {"train": {"stage": "2", "max_steps": 40, "batch_size": 16, "micro_batch_size": 16, "lr": 1e-2,
+                        "warmup_steps": 3, "seed": 0},
+              "runtime": {"accelerator": "cpu", "devices": 1, "precision": "32"},
+              "output": {"dir": str(tmp_path / "run"), "save_every": 0, "progress_bar": False, "log_every": 10,
+                         "media_reliance_every": 0}}
+    train(config, samples=train_set, model=model)
+    pipe = ModRWKVPipeline(model.eval())
+    replies = pipe.generate_batch([ChatRequest("Which digit comes first?", videos=s.videos,
+                                               sampling={"temperature": 0, "max_new_tokens": 2}) for s in test_set])
+    accuracy = np.mean([r.text.strip() == s.meta["answer"] for r, s in zip(replies, test_set)])
+    majority = collections.Counter(s.meta["answer"] for s in train_set).most_common(1)[0][0]
+    baseline = np.mean([s.meta["answer"] == majority for s in test_set])
+    assert accuracy >= 0.9 and accuracy >= baseline + 0.3, (accuracy, baseline)
