@@ -157,3 +157,17 @@ def test_training_passes_the_encoders_season_to_the_reader() -> None:
     assert series_target_options(data, WaveNetSeriesEncoder(WaveNetConfig())) is data
     with pytest.raises(ConfigError, match="data.options.season is 24 but the series encoder's season is 48"):
         series_target_options(DataConfig(format="series", train=["x.csv"], options={"season": 24}), encoder)
+
+
+def test_sampled_forecast_is_the_median_of_its_replies_and_reproducible() -> None:
+    pipe = tiny_pipeline()
+    x = series(4).astype(np.float64)
+    sampled = pipe.forecast(x, 6, samples=3)
+    replies = sampled.text.split("\n\n")
+    assert len(replies) == 3 and sampled.complete
+    each = [parse_forecast(r, 6) * np.sqrt(x.var() + 1e-5) + x.mean() for r in replies]
+    np.testing.assert_allclose(sampled.values, np.median(each, axis=0), rtol=1e-5)
+    again = pipe.forecast_batch([x, x[:30]], 6, samples=3)
+    assert again[0].text == sampled.text  # seeded: the same replies, alone or in a batch
+    with pytest.raises(ValueError, match="samples"):
+        pipe.forecast(x, 6, samples=0)
