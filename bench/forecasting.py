@@ -78,12 +78,12 @@ def draw(path: Path, windows: np.ndarray, truth: np.ndarray, forecasts: dict[str
     figure, axes = plt.subplots(1, len(picks), figsize=(12, 3), sharey=False)
     shown, horizon = min(windows.shape[1], 4 * truth.shape[1]), truth.shape[1]  # the look-back's end
     past, future = np.arange(-shown, 0), np.arange(horizon)
+    simple = "seasonal naive + drift" if "seasonal naive + drift" in forecasts else "seasonal naive"
     for ax, i in zip(axes, picks):
         ax.plot(past, windows[i, -shown:], color="0.6", lw=1, label="look-back (end)")
         ax.plot(future, truth[i], color="black", lw=1.5, label="truth")
         ax.plot(future, forecasts[MODEL][i], color="tab:red", lw=1.5, label="ModRWKV")
-        ax.plot(future, forecasts["seasonal naive + drift"][i], color="tab:blue", lw=1, ls="--",
-                label="seasonal naive + drift")
+        ax.plot(future, forecasts[simple][i], color="tab:blue", lw=1, ls="--", label=simple)
         ax.set_title(f"test window {i}", fontsize=9)
         ax.tick_params(labelsize=8)
     axes[0].legend(fontsize=7, loc="best")

@@ -459,5 +459,7 @@ def test_forecast_baselines_by_hand():
     assert got["seasonal naive"].tolist() == [[5.0, 6.0, 7.0, 5.0, 6.0]]
     assert got["train mean"].tolist() == [[0.0] * 5]
     assert got["seasonal naive + drift"].tolist() == [[9.0, 10.0, 11.0, 13.0, 14.0]]  # a line continued exactly
+    whole = forecast_baselines(window, horizon=2, period=6)  # one period: the same steps one period ago, no drift
+    assert whole["seasonal naive"].tolist() == [[1.0, 2.0]] and "seasonal naive + drift" not in whole
     with pytest.raises(ValueError, match="period"):
-        forecast_baselines(window, 2, period=6)
+        forecast_baselines(window, 2, period=7)

@@ -146,7 +146,7 @@ def test_forecast_windows_follow_the_long_horizon_protocol(tmp_path):
     expected_mse = (0.25 + np.mean((1.0 - samples[1].reference["target"]) ** 2)) / 2
     assert summary["mse"] == pytest.approx(expected_mse) and summary["unparsed"] == 1
     assert task.score(predictions[0]) == {"mse": pytest.approx(0.25), "mae": pytest.approx(0.5), "parsed": True}
-    assert task.paper_results("test") and task.options == {"lookback": 720, "horizon": 96}
+    assert task.paper_results("test") and task.options == {"lookback": 720, "horizon": 96, "samples": 1}
 
 
 def test_forecast_options_change_the_windows_and_drop_the_paper_numbers(tmp_path):
@@ -205,8 +205,10 @@ def test_custom_series_reads_any_csv_as_the_training_reader_does(tmp_path):
 class ForecastPipeline:
     """Forecasts the last value of each window (repeat-last), as `ModRWKVPipeline.forecast_batch` returns it."""
 
-    def forecast_batch(self, windows, horizon, max_new_tokens=None):
+    def forecast_batch(self, windows, horizon, max_new_tokens=None, samples=1):
         from modrwkv.inference import SeriesForecast
+
+        assert samples == 1  # the task's default: greedy
 
         return [SeriesForecast(np.full(horizon, float(w[-1])), "0 " * (horizon - 1) + "0", True) for w in windows]
 
@@ -223,7 +225,7 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_and_reports_them_alone
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| custom series | test | 70 | MSE (standardised) |" in report and "paper" not in report.split("##")[0]
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["task_options"] == {"lookback": 24, "horizon": 6, "targets": None}
+    assert run["task_options"] == {"lookback": 24, "horizon": 6, "targets": None, "samples": 1}
     with pytest.raises(ValueError, match="task_options"):  # the same folder with other settings is refused
         run_eval(get_task("custom-series").configure(lookback=12, horizon=6), path, tmp_path / "out", model=weights,
                  load_pipeline=ForecastPipeline)

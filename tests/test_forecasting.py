@@ -99,3 +99,79 @@ def test_forecast_batch_equals_one_at_a_time_and_marks_cut_replies() -> None:
     assert not short.complete and short.values.shape == (8,)
     with pytest.raises(ValueError, match="horizon"):
         pipe.forecast(windows[0], 0)
+
+
+def test_seasonal_corrections_round_trip_hand_computed(tmp_path) -> None:
+    """With a season the reader writes the future minus the seasonal-naive forecast, and the encoder
+    adds that baseline back. Look-back 1..6 (mean 3.5, scale sqrt(17.5 / 6 + 1e-5) = 1.70783),
+    season 2, future 7 6 5: the baseline is 5 6 5, the corrections 2 0 0 = 117 0 0 hundredths of the
+    scale; with drift (mean change over one season: 2) the baseline is 7 8 9 and the text 0 -117 -234."""
+    from modrwkv.data.readers.series import TimeSeriesReader, seasonal_baseline
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+
+    path = tmp_path / "s.csv"
+    path.write_text("v\n" + "\n".join(map(str, [1, 2, 3, 4, 5, 6, 7, 6, 5])) + "\n")
+    scale = np.sqrt(17.5 / 6 + 1e-5)
+    for drift, text, baseline in ((False, "117 0 0", [5, 6, 5]), (True, "0 -117 -234", [7, 8, 9])):
+        [sample] = list(TimeSeriesReader(path, lookback=6, horizon=3, season=2, drift=drift))
+        assert sample.messages[1].content == text and sample.meta["season"] == 2
+        encoder = WaveNetSeriesEncoder(WaveNetConfig(patch_len=3, season=2, drift=drift))
+        extras = encoder.prepare(sample.series[0]).extras
+        zero = encoder.denormalize(torch.zeros(3, 1, dtype=torch.float64), extras)[:, 0].numpy()
+        np.testing.assert_allclose(zero, baseline, rtol=1e-6)  # no correction: the baseline itself
+        back = encoder.denormalize(torch.from_numpy(parse_forecast(text, 3)[:, None]), extras)[:, 0].numpy()
+        np.testing.assert_allclose(back, [7, 6, 5], atol=0.005 * scale)  # within half a hundredth of the scale
+        np.testing.assert_allclose(back, np.array(baseline) + np.array([int(v) for v in text.split()]) / 100 * scale,
+                                   rtol=1e-6)
+    # the baseline repeats the last season for horizons beyond it, and a short look-back is refused
+    assert seasonal_baseline(np.array([0.0, 1, 2, 3]), 5, 3).tolist() == [1, 2, 3, 1, 2]
+    with pytest.raises(ValueError, match="season"):
+        TimeSeriesReader(path, lookback=6, horizon=3, season=7)
+    with pytest.raises(ValueError, match="drift needs a season"):
+        TimeSeriesReader(path, lookback=6, horizon=3, drift=True)
+    with pytest.raises(ValueError, match="fewer than one season"):
+        WaveNetSeriesEncoder(WaveNetConfig(season=8)).prepare(np.arange(6.0))
+
+
+def test_seasonal_forecast_adds_the_baseline_and_keeps_level_and_scale() -> None:
+    pipe = tiny_pipeline()
+    config = pipe.model.encoders["series"].config
+    config.season = 5
+    try:  # the tiny model may be shared with other tests: put its season back
+        x = series(3).astype(np.float64)
+        base = pipe.forecast(x, 12)
+        moved = pipe.forecast(3 * x + 5, 12)
+    finally:
+        config.season = 0
+    scale = np.sqrt(x.var() + 1e-5)
+    baseline = np.tile(x[-5:], 3)[:12]
+    np.testing.assert_allclose(base.values, baseline + parse_forecast(base.text, 12) * scale, rtol=1e-5, atol=1e-5)
+    assert moved.text == base.text
+    np.testing.assert_allclose(moved.values, 3 * base.values + 5, rtol=1e-5, atol=1e-4)
+
+
+def test_training_passes_the_encoders_season_to_the_reader() -> None:
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+    from modrwkv.training.config import ConfigError, DataConfig
+    from modrwkv.training.data import series_target_options
+
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(season=48, drift=True))
+    data = DataConfig(format="series", train=["x.csv"], options={"lookback": 96, "horizon": 24})
+    assert series_target_options(data, encoder).options == {"lookback": 96, "horizon": 24, "season": 48, "drift": True}
+    assert series_target_options(data, WaveNetSeriesEncoder(WaveNetConfig())) is data
+    with pytest.raises(ConfigError, match="data.options.season is 24 but the series encoder's season is 48"):
+        series_target_options(DataConfig(format="series", train=["x.csv"], options={"season": 24}), encoder)
+
+
+def test_sampled_forecast_is_the_median_of_its_replies_and_reproducible() -> None:
+    pipe = tiny_pipeline()
+    x = series(4).astype(np.float64)
+    sampled = pipe.forecast(x, 6, samples=3)
+    replies = sampled.text.split("\n\n")
+    assert len(replies) == 3 and sampled.complete
+    each = [parse_forecast(r, 6) * np.sqrt(x.var() + 1e-5) + x.mean() for r in replies]
+    np.testing.assert_allclose(sampled.values, np.median(each, axis=0), rtol=1e-5)
+    again = pipe.forecast_batch([x, x[:30]], 6, samples=3)
+    assert again[0].text == sampled.text  # seeded: the same replies, alone or in a batch
+    with pytest.raises(ValueError, match="samples"):
+        pipe.forecast(x, 6, samples=0)

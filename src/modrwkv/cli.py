@@ -835,6 +835,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
     p.add_argument("--lookback", type=int, help="forecasting tasks: steps the model reads (default 720; custom-series 96)")
     p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series 24)")
+    p.add_argument("--samples", type=int, help="forecasting tasks: decode each window N times from the model's "
+                   "distribution and forecast their step-wise median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--target", action="append", metavar="COLUMN",
                    help="custom-series: a column to forecast (repeat for several; default: every numeric column)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -890,8 +892,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         if given:
             raise CLIError(f"{', '.join(given)} apply to --task custom only")
         task = get_task(args.task)
-    options = {k: v for k, v in (("lookback", args.lookback), ("horizon", args.horizon), ("targets", args.target))
-               if v is not None}
+    options = {k: v for k, v in (("lookback", args.lookback), ("horizon", args.horizon), ("targets", args.target),
+                                 ("samples", args.samples)) if v is not None}
     if options:
         if not hasattr(task, "configure"):
             flags = ", ".join("--" + ("target" if k == "targets" else k) for k in options)

@@ -13,6 +13,10 @@
 - `pass_patches`: each token's features are followed by the patch's normalised values themselves,
   `[WaveNet(z)_t ; z_t]`, so the adapter reads exact levels beside the learnt features (what made
   small forecasters trained from scratch keep the last values right).
+- `season` (> 0): the forecaster writes corrections to the seasonal-naive forecast of that period
+  (the last `season` steps of the look-back repeated, plus with `drift` their mean change over one
+  season), and `denormalize` adds the baseline back. The time-series reader writes its targets
+  the same way when training passes it the same `season` (`seasonal_baseline`, one function).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.readers.series import SERIES_EPS, instance_stats
+from ..data.readers.series import SERIES_EPS, instance_stats, seasonal_baseline
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
 
@@ -42,11 +46,17 @@ class WaveNetConfig:
     stacks: int = 1
     eps: float = SERIES_EPS  # variance floor of the normalisation
     pass_patches: bool = False  # append each patch's normalised values to its features
+    season: int = 0  # > 0: forecasts are corrections to the seasonal-naive forecast of this period
+    drift: bool = False  # ... plus the look-back's mean change over one season
 
     def __post_init__(self) -> None:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"wavenet {field} must be >= 1, got {getattr(self, field)}")
+        if int(self.season) < 0:
+            raise ValueError(f"wavenet season must be >= 0 (0: none), got {self.season}")
+        if self.drift and not self.season:
+            raise ValueError("wavenet drift needs a season (the drift is the mean change over one season)")
 
     @property
     def receptive_field(self) -> int:
@@ -119,6 +129,9 @@ class WaveNetSeriesEncoder(NativeEncoder):
         observed = ~np.isnan(values)
         if not observed.any(axis=0).all():
             raise ValueError("series has a channel with no observed (non-NaN) values")
+        if steps < self.config.season:
+            raise ValueError(f"series has {steps} steps, fewer than one season ({self.config.season}) of the "
+                             "seasonal baseline this forecaster adds its corrections to")
         mean, scale = instance_stats(values, self.config.eps)
         normalised = np.where(observed, (values - mean) / scale, 0.0)
         pad = (-steps) % self.config.patch_len
@@ -130,13 +143,22 @@ class WaveNetSeriesEncoder(NativeEncoder):
             "pad": pad,
             "steps": steps,
         }
+        if self.config.season:  # what `denormalize` needs to rebuild the baseline for any horizon
+            extras["past"] = torch.from_numpy(normalised[pad:])
         return Prepared({"patches": patches}, patches.shape[0], extras)
 
-    @staticmethod
-    def denormalize(values: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
-        """Maps normalised values [..., channels] (e.g. a forecast) back to the series' units."""
+    def denormalize(self, values: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """Maps normalised values [..., channels] (e.g. a forecast) back to the series' units. With
+        a `season`, `values` is a forecast [horizon, channels] of corrections: the seasonal-naive
+        baseline of the look-back (`seasonal_baseline`, the function the reader subtracted) is
+        added first."""
         mean = extras["mean"].to(values.device, values.dtype)
         scale = extras["scale"].to(values.device, values.dtype)
+        if self.config.season:
+            if values.ndim != 2:
+                raise ValueError(f"a seasonal forecaster denormalises forecasts [horizon, channels], got {tuple(values.shape)}")
+            baseline = seasonal_baseline(extras["past"].numpy(), values.shape[0], self.config.season, self.config.drift)
+            values = values + torch.from_numpy(baseline).to(values.device, values.dtype)
         return values * scale + mean
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:

@@ -281,21 +281,32 @@ class ModRWKVPipeline:
         return [row.result for row in rows if row.result is not None]
 
     def forecast(self, series: ArrayLike, horizon: int, *, prompt: str | None = None,
-                 max_new_tokens: int | None = None) -> SeriesForecast:
+                 max_new_tokens: int | None = None, samples: int = 1) -> SeriesForecast:
         """The next `horizon` steps of a series [T] or [T, channels], in its own units (see
         `forecast_batch`)."""
-        return self.forecast_batch([series], horizon, prompt=prompt, max_new_tokens=max_new_tokens)[0]
+        return self.forecast_batch([series], horizon, prompt=prompt, max_new_tokens=max_new_tokens,
+                                   samples=samples)[0]
 
     def forecast_batch(self, windows: Sequence[ArrayLike], horizon: int, *, prompt: str | None = None,
-                       max_new_tokens: int | None = None) -> list[SeriesForecast]:
-        """Forecasts of several look-back windows, decoded greedily together.
+                       max_new_tokens: int | None = None, samples: int = 1) -> list[SeriesForecast]:
+        """Forecasts of several look-back windows, decoded together.
 
         The model reads each window normalised with its own statistics and writes the normalised
         future (as the time-series reader trains it to), decoding constrained to exactly
         `horizon` numbers per channel; the numbers are then mapped back with the window's mean and
         scale, so a forecast moves with its input (`3x + 5` -> `3 forecast(x) + 5`). `prompt`
         (default: the reader's) may use {horizon} and {channels}.
+
+        `samples` = 1 decodes greedily. Greedy decoding picks the likeliest token at each step,
+        which for a number written digit by digit is not its likeliest value: "-1" followed by the
+        end of the number beats any one of "-10" ... "-19", so replies drift towards short numbers.
+        With `samples` = N > 1 each window is decoded N times from the model's own distribution
+        (temperature 1, seeds 0 .. N-1, so the result is reproducible) and the forecast is the
+        step-wise median of the N decoded forecasts (robust to a sampled digit slip); `text` then
+        holds the N replies separated by blank lines. N times the decoding work.
         """
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
         if "series" not in self.model.encoders:
             raise ValueError(f"this model has no series encoder (it has {sorted(self.model.encoders)})")
         encoder = self.model.encoders["series"]
@@ -308,21 +319,28 @@ class ModRWKVPipeline:
             text = prompt or (DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT)
             encoded = self.encode(f"{MARKERS['series']}\n{text.format(horizon=horizon, channels=channels)}",
                                   series=[window])
-            constraint = NumberListConstraint(
-                self.tokenizer.token_bytes, self.model.lm.config.vocab_size, count=horizon * channels,
-                per_line=channels if multivariate else 0, max_digits=FORECAST_MAX_DIGITS,
-                prefix=self.template.content_prefix, end_tokens=self.template.stop_token_ids)
-            params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens or constraint.max_tokens)
-            prepared.append((encoded, params, constraint))
+            for seed in range(samples):
+                constraint = NumberListConstraint(  # one per row: it follows that row's reply
+                    self.tokenizer.token_bytes, self.model.lm.config.vocab_size, count=horizon * channels,
+                    per_line=channels if multivariate else 0, max_digits=FORECAST_MAX_DIGITS,
+                    prefix=self.template.content_prefix, end_tokens=self.template.stop_token_ids)
+                greedy = {"temperature": 0.0} if samples == 1 else {"temperature": 1.0, "seed": seed}
+                params = self.sampling_params(**greedy, max_new_tokens=max_new_tokens or constraint.max_tokens)
+                prepared.append((encoded, params, constraint))
             extras = next(s.prepared.extras for s in encoded.spans if s.modality == "series")
             shapes.append((channels if multivariate else None, extras))
-        forecasts = []
-        for result, (channels, extras) in zip(self._decode(prepared), shapes, strict=True):
+        decoded = []
+        for index, result in enumerate(self._decode(prepared)):
+            channels, extras = shapes[index // samples]
             text = cut_forecast(result.text, horizon * (channels or 1))
             normalised, complete = read_forecast(text, horizon, channels, FORECAST_DECIMALS)
             values = encoder.denormalize(torch.from_numpy(normalised.reshape(horizon, channels or 1)), extras)
-            forecasts.append(SeriesForecast(values.numpy().reshape(normalised.shape), text, complete))
-        return forecasts
+            decoded.append(SeriesForecast(values.numpy().reshape(normalised.shape), text, complete))
+        return [
+            SeriesForecast(np.median([d.values for d in draws], axis=0), "\n\n".join(d.text for d in draws),
+                           all(d.complete for d in draws)) if samples > 1 else draws[0]
+            for draws in (decoded[i : i + samples] for i in range(0, len(decoded), samples))
+        ]
 
     def session(self, system: str | None = None, **sampling: Any) -> ChatSession:
         """A multi-turn conversation that carries the RNN state between turns; `sampling` sets the

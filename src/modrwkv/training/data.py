@@ -98,6 +98,37 @@ def check_options(reader_cls: type[Reader], options: dict, data_format: str) -> 
         raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {known})")
 
 
+def series_target_options(config: DataConfig, encoder: object | None) -> DataConfig:
+    """`config` with the series encoder's `season` and `drift` passed to the time-series reader, so
+    that the targets it writes are the corrections the encoder adds its baseline back to. A
+    data.options value that disagrees with the model is a ConfigError, not a silent choice."""
+    season, drift = _seasonality(encoder)
+    if config.format != "series" or not season:
+        return config
+    options = dict(config.options)
+    for key, value in (("season", season), ("drift", drift)):
+        if key in options and options[key] != value:
+            raise ConfigError(f"data.options.{key} is {options[key]!r} but the series encoder's {key} is {value!r}; "
+                              "set it once, in model.encoders.series.options")
+        options[key] = value
+    return dataclasses.replace(config, options=options)
+
+
+def check_series_targets(samples: Sequence[Sample], encoder: object | None) -> None:
+    """Series samples must be written relative to the same season as the encoder's baseline."""
+    season = _seasonality(encoder)[0]
+    for sample in samples:
+        if sample.series and sample.meta.get("season", 0) != season:
+            raise ConfigError(f"{sample.source}: sample targets written with season {sample.meta.get('season', 0)}, "
+                              f"but the series encoder adds a season-{season} baseline back")
+
+
+def _seasonality(encoder: object | None) -> tuple[int, bool]:
+    """The series encoder's (season, drift); (0, False) for none or an encoder without them."""
+    config = getattr(getattr(encoder, "inner", encoder), "config", None)  # through a feature cache
+    return int(getattr(config, "season", 0)), bool(getattr(config, "drift", False))
+
+
 def read_samples(config: DataConfig) -> list[Sample]:
     """All samples of the configured files; skipped records are logged by the reader."""
     reader = build_reader(config)

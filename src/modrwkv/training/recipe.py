@@ -39,7 +39,8 @@ from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
-from .data import DroppingCollator, ProcessedDataset, StepBatchSampler, estimate_lengths, modalities_used, read_samples
+from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
+                   modalities_used, read_samples, series_target_options)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -300,7 +301,9 @@ def train(
     elif out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
     model = setup_model(config, model, resume_from)
-    samples = read_samples(config.data) if samples is None else samples
+    series_encoder = model.encoders["series"] if "series" in model.encoders else None
+    samples = read_samples(series_target_options(config.data, series_encoder)) if samples is None else samples
+    check_series_targets(samples, series_encoder)
     dataset, lengths = setup_data(config, model, samples)
     try:
         trainer = setup_trainer(config)

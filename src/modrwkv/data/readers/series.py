@@ -5,7 +5,11 @@ part as the series item, and assistant = the horizon part as text. The model nev
 window's level and scale (RevIN-style instance normalisation): the encoder reads the lookback as
 `z = (x - mean) / scale` with the lookback's own statistics (`instance_stats`), and the assistant
 text is the future on that same scale, `(future - mean) / scale`, in `format_forecast`'s compact
-form. A forecast is mapped back to series units with the window's statistics
+form. With `season` (the encoder's option of
+the same name, which training passes on), the text is instead the correction to the seasonal-naive
+forecast of that period (`seasonal_baseline`, optionally with `drift`), on the same scale: the
+model only has to say how the future differs from the last season. A forecast is mapped back to
+series units with the window's statistics (and baseline)
 (`ModRWKVPipeline.forecast` does it), so it moves with the input: forecasting `3x + 5` gives
 `3 * forecast(x) + 5`. The numeric target in series units also goes into `meta` (with the
 window's `mean` and `scale`), so evaluation computes MSE on exact numbers.
@@ -64,6 +68,27 @@ def instance_stats(values: np.ndarray, eps: float = SERIES_EPS) -> tuple[np.ndar
     mean = np.nanmean(columns, axis=0)
     scale = np.sqrt(np.nanvar(columns, axis=0) + eps)
     return mean, scale
+
+
+def seasonal_baseline(normalised: np.ndarray, horizon: int, season: int, drift: bool = False) -> np.ndarray:
+    """The seasonal-naive forecast of a normalised look-back [T] or [T, C] (gaps already 0, the
+    window's mean): step h of the future gets the value `season` steps before it, the look-back's
+    last `season` values repeated, `z[T - season + h % season]`. With `drift`, it also climbs by the
+    look-back's mean change over one season, `mean(z[t] - z[t - season])`, once per season ahead
+    (0 when the look-back holds less than two seasons). A forecaster with `season` writes its
+    future as a correction to this (`TimeSeriesReader`), and the encoder adds it back
+    (`WaveNetSeriesEncoder.denormalize`), both through this one function."""
+    values = np.asarray(normalised, dtype=np.float64)
+    columns = values[:, None] if values.ndim == 1 else values
+    steps = len(columns)
+    if not 1 <= season <= steps:
+        raise ValueError(f"season {season} must lie in [1, look-back length {steps}]")
+    ahead = np.arange(horizon)
+    baseline = columns[steps - season + ahead % season]
+    if drift and steps > season:
+        change = (columns[season:] - columns[:-season]).mean(axis=0)
+        baseline = baseline + change * (ahead // season + 1)[:, None]
+    return baseline if values.ndim == 2 else baseline[:, 0]
 
 
 def format_forecast(values: np.ndarray, decimals: int = FORECAST_DECIMALS) -> str:
@@ -187,6 +212,8 @@ class TimeSeriesReader(Reader):
         multivariate: bool = False,
         split: Split | None = None,
         standardize: bool = False,
+        season: int = 0,
+        drift: bool = False,
         prompt: str | None = None,
         decimals: int = FORECAST_DECIMALS,
         delimiter: str = ",",
@@ -199,6 +226,10 @@ class TimeSeriesReader(Reader):
                 raise ValueError(f"{label} must be >= 1, got {value}")
         if decimals < 0:
             raise ValueError(f"decimals must be >= 0, got {decimals}")
+        if not 0 <= season <= lookback:
+            raise ValueError(f"season must lie in [0 (none), lookback={lookback}], got {season}")
+        if drift and not season:
+            raise ValueError("drift needs a season (the drift is the mean change over one season)")
         if split not in (None, "train", "val", "test"):
             raise ValueError(f"split must be train, val, test or None (all rows), got {split!r}")
         self.paths = as_paths(paths)
@@ -206,6 +237,7 @@ class TimeSeriesReader(Reader):
         self.columns = list(columns) if columns is not None else None
         self.multivariate = multivariate
         self.split, self.standardize = split, standardize
+        self.season, self.drift = season, drift
         self.prompt = prompt if prompt is not None else DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT
         self.decimals = decimals
         self.delimiter = delimiter
@@ -254,6 +286,9 @@ class TimeSeriesReader(Reader):
         prompt = self.prompt.format(horizon=self.horizon, channels=channels)
         mean, scale = instance_stats(window)
         normalised = (target.astype(np.float64).reshape(self.horizon, channels) - mean) / scale
+        if self.season:
+            past = (window.astype(np.float64).reshape(self.lookback, channels) - mean) / scale
+            normalised = normalised - seasonal_baseline(np.nan_to_num(past), self.horizon, self.season, self.drift)
         messages = [
             Message("user", f"{MARKERS['series']}\n{prompt}"),
             Message("assistant", format_forecast(normalised if window.ndim == 2 else normalised[:, 0], self.decimals)),
@@ -266,6 +301,7 @@ class TimeSeriesReader(Reader):
             "start": start,
             "lookback": self.lookback,
             "horizon": self.horizon,
+            "season": self.season,
         }
         return Sample(messages=messages, series=[window], source=source, meta=meta)
 

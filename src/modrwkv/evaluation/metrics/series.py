@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ...data.readers.series import seasonal_baseline
+
 __all__ = [
     "StandardStats",
     "apply_standard",
@@ -160,20 +162,23 @@ def forecast_baselines(windows: ArrayLike, horizon: int, period: int) -> dict[st
       periods before it);
     * train mean: 0, the training rows' mean once the train-split scaler is applied;
     * seasonal naive + drift: seasonal naive plus the look-back's mean change over one period,
-      `mean(y[t] - y[t - period])`, once per period ahead.
+      `mean(y[t] - y[t - period])`, once per period ahead (only when the look-back holds more
+      than one period).
+
+    The seasonal ones are `seasonal_baseline`, what a forecaster with a `season` corrects.
     """
     values = np.asarray(windows, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"windows must be [n, lookback], got shape {values.shape}")
     n, lookback = values.shape
-    if not 1 <= period < lookback:
-        raise ValueError(f"period must lie in [1, lookback={lookback}), got {period}")
-    steps = np.arange(horizon)
-    seasonal = values[:, lookback - period + steps % period]
-    drift = (values[:, period:] - values[:, :-period]).mean(axis=1, keepdims=True)
-    return {
+    if not 1 <= period <= lookback:
+        raise ValueError(f"period must lie in [1, lookback={lookback}], got {period}")
+    # the windows as the channels of one look-back: the seasonal baseline a `season` forecaster adds
+    baselines = {
         "repeat-last": np.repeat(values[:, -1:], horizon, axis=1),
-        "seasonal naive": seasonal,
+        "seasonal naive": seasonal_baseline(values.T, horizon, period).T,
         "train mean": np.zeros((n, horizon)),
-        "seasonal naive + drift": seasonal + drift * (steps // period + 1),
     }
+    if period < lookback:  # the drift needs two seasons
+        baselines["seasonal naive + drift"] = seasonal_baseline(values.T, horizon, period, drift=True).T
+    return baselines

@@ -97,11 +97,11 @@ class _Forecasting(Task):
     headline = "mse"
     headline_label = "MSE (standardised)"
 
-    def __init__(self, lookback: int, horizon: int) -> None:
-        for label, value in (("lookback", lookback), ("horizon", horizon)):
+    def __init__(self, lookback: int, horizon: int, samples: int = 1) -> None:
+        for label, value in (("lookback", lookback), ("horizon", horizon), ("samples", samples)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
-        self.lookback, self.horizon = lookback, horizon
+        self.lookback, self.horizon, self.samples = lookback, horizon, samples
 
     def configure(self, **options: Any) -> _Forecasting:
         """A copy with other settings (`lookback`, `horizon`, and `targets` for custom-series)."""
@@ -111,7 +111,7 @@ class _Forecasting(Task):
         return type(self)(**{**self._init_args(), **options})
 
     def _init_args(self) -> dict[str, Any]:
-        return {"lookback": self.lookback, "horizon": self.horizon}
+        return {"lookback": self.lookback, "horizon": self.horizon, "samples": self.samples}
 
     @property
     def options(self) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class _Forecasting(Task):
 
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon,
-                                            max_new_tokens=max_new_tokens)
+                                            max_new_tokens=max_new_tokens, samples=self.samples)
         return [{"prediction": f.text, "finish_reason": "stop" if f.complete else "length",
                  "forecast": f.values.tolist(), "complete": f.complete} for f in forecasts]
 
@@ -155,8 +155,8 @@ class Forecast(_Forecasting):
     """One long-horizon data set; `name` and the file it reads differ per data set."""
 
     def __init__(self, name: str, title: str, files: Sequence[str], lookback: int = LOOKBACK,
-                 horizon: int = HORIZON) -> None:
-        super().__init__(lookback, horizon)
+                 horizon: int = HORIZON, samples: int = 1) -> None:
+        super().__init__(lookback, horizon, samples)
         self.name, self.title, self.files = name, title, tuple(files)
         self.layout = f"""{name}/                       (or the CSV file itself)
   {files[0]}                 (header row: date, then one column per channel)"""
@@ -166,7 +166,7 @@ class Forecast(_Forecasting):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"lookback": self.lookback, "horizon": self.horizon}
+        return {"lookback": self.lookback, "horizon": self.horizon, "samples": self.samples}
 
     @property
     def paper_setting(self) -> bool:
@@ -221,8 +221,9 @@ class CustomSeries(_Forecasting):
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
             one numeric column per series; empty cells allowed)"""
 
-    def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None) -> None:
-        super().__init__(lookback, horizon)
+    def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
+                 samples: int = 1) -> None:
+        super().__init__(lookback, horizon, samples)
         self.targets = list(targets) if targets else None
 
     def _init_args(self) -> dict[str, Any]:
