@@ -145,7 +145,7 @@ def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
     example = report["example_image"]  # the README's chat command works as printed
     assert f"modrwkv chat --model {tmp_path / 'qs' / 'model'} --image {tmp_path / 'qs' / 'shapes.png'}" in out
     with Image.open(example["path"]) as scene:
-        assert scene.size == (64, 64) and "<image>" not in example["question"]
+        assert scene.size == (64, 64) and "<image>" not in example["question"] and "\n" not in example["question"]
     assert main(args) == 2  # refuses to overwrite a finished run
     assert "already exists" in capsys.readouterr().err
 

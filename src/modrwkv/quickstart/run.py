@@ -210,7 +210,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
         "train_seconds": trained_at - started,
         "total_seconds": time.time() - started,
         "training": metrics,
-        "examples": [{"question": s.messages[0].content.split("\n")[0], "reference": s.meta["answer"], "answer": a}
+        "examples": [{"question": _question(s), "reference": s.meta["answer"], "answer": a}
                      for s, a in examples],
         "model_dir": str(output_dir / "model"),
         "example_image": {"path": str(output_dir / "shapes.png"), "question": _question(scene),
@@ -222,8 +222,9 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
 
 
 def _question(sample: Sample) -> str:
-    """The question of a quickstart sample, without its media marker lines."""
-    return "\n".join(line for line in sample.messages[0].content.split("\n") if line not in MARKERS.values())
+    """The question of a quickstart sample: its first line that is not a media marker (a sample asked
+    question-first repeats the question after the media)."""
+    return next(line for line in sample.messages[0].content.split("\n") if line not in MARKERS.values())
 
 
 def format_report(report: dict[str, Any]) -> str:
