@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,16 @@ def _read_bytes_or_path(item: Any) -> tuple[Any, str]:
     return path, where
 
 
+def _naming_media_errors(kind: str, load: Callable[..., Any], *args: Any) -> Any:
+    """`load(*args)`, with a plain ValueError from a decoder reported as the `kind`'s MediaError."""
+    try:
+        return load(*args)
+    except MediaError:
+        raise
+    except ValueError as exc:
+        raise MediaError(kind, str(exc)) from exc
+
+
 # ------------------------------------------------------------------------------------------ images
 
 
@@ -164,12 +174,7 @@ def load_image(item: Any) -> Image.Image:
     usual convention for documents and icons, and what pretrained encoders were mostly shown);
     16-bit and float greyscale are scaled to 8 bits rather than clipped.
     """
-    try:
-        return _load_image(item)
-    except MediaError:
-        raise
-    except ValueError as exc:
-        raise MediaError("image", str(exc)) from exc
+    return _naming_media_errors("image", _load_image, item)
 
 
 def _load_image(item: Any) -> Image.Image:
@@ -259,12 +264,7 @@ def load_audio(item: Any, sample_rate: int = 16000) -> np.ndarray:
     shorter axis is taken as channels, so both [N, C] (soundfile) and [C, N] (torchaudio) work.
     Integer PCM is scaled to [-1, 1]. Resampling is polyphase with an anti-aliasing filter.
     """
-    try:
-        return _load_audio(item, sample_rate)
-    except MediaError:
-        raise
-    except ValueError as exc:
-        raise MediaError("audio", str(exc)) from exc
+    return _naming_media_errors("audio", _load_audio, item, sample_rate)
 
 
 def _load_audio(item: Any, sample_rate: int) -> np.ndarray:
@@ -424,12 +424,7 @@ def load_video(item: Any, sampling: VideoSampling | None = None) -> list[VideoFr
     (anything `load_image` reads). Frames are chosen by `uniform_indices`, counted by `sampling`.
     """
     sampling = sampling or VideoSampling()
-    try:
-        return _load_video(item, sampling)
-    except MediaError:
-        raise
-    except ValueError as exc:
-        raise MediaError("video", str(exc)) from exc
+    return _naming_media_errors("video", _load_video, item, sampling)
 
 
 def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
