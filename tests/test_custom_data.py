@@ -112,6 +112,60 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
     assert sample.messages[1].content == "4, 5.5" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
 
 
+def test_empty_null_and_nan_answers_are_bad_records_naming_line_and_field(tmp_path):
+    """A table with empty answer cells, exported by pandas, gives null (to_json) or NaN (json.dumps
+    of to_dict); as text they were "None" / "nan", and "" taught the model to say nothing."""
+    import pandas
+
+    table = pandas.DataFrame({"series": [[1.0, 2.0]] * 4, "question": ["q1", "q2", "q3", "q4"],
+                              "answer": ["yes", None, "", "  "]})
+    table.loc[1, "answer"] = float("nan")
+    path = tmp_path / "export.jsonl"
+    table.to_json(path, orient="records", lines=True)  # NaN -> null
+    lines = path.read_text().splitlines()
+    lines.append(json.dumps({"series": [1.0], "question": "q5", "answer": float("nan")}))  # NaN, as json.dumps writes it
+    lines.append(json.dumps({"series": [1.0], "question": "q6", "answers": ["fine", None]}))
+    lines.append(json.dumps({"series": [1.0], "question": "q7", "answer": [1.0, float("nan")]}))
+    path.write_text("\n".join(lines) + "\n")
+    reader = QAReader(path)
+    assert [s.messages[1].content for s in reader] == ["yes"]
+    assert reader.report.skipped == {"empty_answer": 6}
+    reader = QAReader(path, max_examples=10)
+    list(reader)
+    assert [str(e) for e in reader.report.examples] == [
+        f"{path}:2: 'answer' is null (an empty cell in the table this was exported from?): give the answer, or "
+        "leave the record out",
+        f"{path}:3: 'answer' is empty (''): the model would learn to say nothing; give the answer, or leave the "
+        "record out",
+        f"{path}:4: 'answer' is empty ('  '): the model would learn to say nothing; give the answer, or leave the "
+        "record out",
+        f"{path}:5: 'answer' is NaN (an empty cell in the table this was exported from?): give the answer, or "
+        "leave the record out",
+        f"{path}:6: 'answers'[1] is null (an empty cell in the table this was exported from?): give the answer, "
+        "or leave the record out",
+        f"{path}:7: 'answer'[1] is nan: a forecast answer needs a number at every step"]
+
+
+def test_an_empty_assistant_turn_is_a_bad_record_in_every_reader(tmp_path):
+    from modrwkv.data.readers import AsrManifestReader, LlavaReader
+
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "a.wav").write_bytes(b"")
+    llava = tmp_path / "llava.jsonl"
+    llava.write_text(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"},
+                                                   {"from": "human", "value": "And?"}, {"from": "gpt", "value": ""}]})
+                     + "\n")
+    with pytest.raises(DataError) as caught:
+        list(LlavaReader(llava, on_error="raise"))
+    assert caught.value.reason == "empty_answer" and str(caught.value) == (
+        f"{llava}:1: message 4 (assistant) is empty (''): the model would learn to say nothing; give the answer, "
+        "or leave the record out")
+    asr = tmp_path / "asr.jsonl"
+    asr.write_text(json.dumps({"audio": "a.wav", "text": " "}) + "\n")
+    reader = AsrManifestReader(asr)
+    assert list(reader) == [] and reader.report.skipped == {"empty_answer": 1}
+
+
 def test_a_llava_or_openai_file_given_as_qa_is_named(tmp_path):
     for name, record, what in (("llava.jsonl", {"conversations": []}, "LLaVA"),
                                ("chat.jsonl", {"messages": []}, "OpenAI chat")):

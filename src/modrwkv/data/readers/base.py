@@ -46,6 +46,7 @@ REASONS = (
     "remote_url",  # an http(s) URL while allow_remote=False
     "local_path_refused",  # a local path while allow_local_paths=False
     "unsupported_url",  # a URL scheme we do not handle (ftp:, s3:, ...)
+    "empty_answer",  # an answer / assistant turn that is empty, null or NaN (it would teach silence)
     "too_short",  # a time series shorter than lookback + horizon
     "non_finite",  # a time-series window with NaN/inf (e.g. empty CSV cells)
     "invalid_sample",  # anything `Sample.validate` rejects that the checks above did not name
@@ -155,12 +156,18 @@ class Reader(abc.ABC, Iterable[Sample]):
 
 
 def _check_sample(sample: Sample) -> None:
-    """Backstop for readers: `Sample.validate`'s complaints become DataErrors of this source."""
+    """Backstop for readers: `Sample.validate`'s complaints become DataErrors of this source, and an
+    empty assistant turn (training data only: it would teach the model to say nothing) is one too."""
     try:
         sample.validate()
     except ValueError as err:
         reason = "marker_mismatch" if "marker" in str(err) else "invalid_sample"
         raise DataError(sample.source, reason, str(err).removeprefix(f"{sample.source}: ")) from None
+    for index, message in enumerate(sample.messages):
+        if message.role == "assistant" and not message.content.strip():
+            raise DataError(sample.source, "empty_answer", f"message {index + 1} (assistant) is empty "
+                            f"({message.content!r}): the model would learn to say nothing; give the answer, "
+                            "or leave the record out")
 
 
 def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:

@@ -24,6 +24,7 @@ with the same code, so training and evaluation prompts cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,10 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     numbers = None
     if "answers" in record:
         answers = require(record["answers"], list, "'answers'", source)
-        if not answers or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in answers):
-            raise DataError(source, "wrong_type", "'answers' must be a non-empty list of texts")
+        if not answers:
+            raise DataError(source, "empty_answer", "'answers' is an empty list: give at least one answer")
+        for index, value in enumerate(answers):
+            _check_answer(value, f"'answers'[{index}]", source)
         answers = [str(a) for a in answers]
     else:
         answer = record["answer"]
@@ -115,12 +118,14 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
             if not answer or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer):
                 raise DataError(source, "wrong_type", "a list 'answer' must be numbers (a forecast); "
                                 "for several accepted answers use 'answers'")
+            missing = next((i for i, v in enumerate(answer) if not math.isfinite(v)), None)
+            if missing is not None:
+                raise DataError(source, "empty_answer", f"'answer'[{missing}] is {answer[missing]}: a forecast "
+                                "answer needs a number at every step")
             numbers = [float(v) for v in answer]
             answers = [format_numbers(numbers)]
-        elif isinstance(answer, (str, int, float)) and not isinstance(answer, bool):
-            answers = [str(answer)]
         else:
-            raise DataError(source, "wrong_type", f"'answer' must be text, got {type(answer).__name__}")
+            answers = [str(_check_answer(answer, "'answer'", source))]
     if choices:
         answers = [_choice_letter(a, choices, source) for a in answers]
     metric = record.get("metric")
@@ -129,6 +134,23 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     identifier = record.get("id")
     return QARecord(media, question, answers, choices, numbers, None if identifier is None else str(identifier),
                     metric)
+
+
+def _check_answer(value: Any, field: str, source: str) -> str | int | float:
+    """One answer: text or a number, and not empty. null and NaN are what pandas writes for an empty
+    cell (`to_json` / `to_dict`); as text they would be "None" / "nan", and "" trains the model to
+    say nothing, so all three are bad records rather than answers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise DataError(source, "empty_answer", f"{field} is {'null' if value is None else 'NaN'} (an empty cell "
+                        "in the table this was exported from?): give the answer, or leave the record out")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(source, "wrong_type", f"{field} must be text, got {type(value).__name__}")
+    if isinstance(value, float) and math.isinf(value):
+        raise DataError(source, "wrong_type", f"{field} is {value}, not an answer")
+    if isinstance(value, str) and not value.strip():
+        raise DataError(source, "empty_answer", f"{field} is empty ({value!r}): the model would learn to say "
+                        "nothing; give the answer, or leave the record out")
+    return value
 
 
 def format_numbers(values: Sequence[float]) -> str:
