@@ -205,6 +205,46 @@ def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: P
         list(LlavaReader(broken))
 
 
+def test_a_file_that_is_one_json_object_is_read_as_its_records(tmp_path: Path) -> None:
+    """Pretty-printed JSON (one record over several lines), records keyed by id and pandas' default
+    `to_json()` table are all one JSON object, not JSONL: each gives the records it holds."""
+    import pandas
+
+    from modrwkv.data.readers import QAReader
+
+    records = [{"series": [1.0, 2.0], "question": "Next?", "answer": "3"},
+               {"series": [5.0, 4.0], "question": "Next?", "answer": "3"}]
+    expected = [QAReader(write_jsonl(tmp_path / "lines.jsonl", records))]
+    expected = [(s.messages, [x.tolist() for x in s.series]) for s in expected[0]]
+
+    def read(path: Path) -> list[tuple[str, list, list, dict]]:
+        return [(s.source, s.messages, [x.tolist() for x in s.series], s.meta) for s in QAReader(path, on_error="raise")]
+
+    one = tmp_path / "one.json"
+    one.write_text("\n\n" + json.dumps(records[0], indent=2))  # the record's '{' is on line 3
+    assert read(one) == [(f"{one}:3", *expected[0], {})]
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps(records[0]))  # json.dump without indent: one line, one record
+    assert read(flat) == [(f"{flat}:1", *expected[0], {})]
+    keyed = tmp_path / "keyed.json"
+    keyed.write_text(json.dumps({"a7": records[0], "b9": records[1]}, indent=1))
+    assert read(keyed) == [(f'{keyed}:["a7"]', *expected[0], {"id": "a7"}),
+                           (f'{keyed}:["b9"]', *expected[1], {"id": "b9"})]
+    table = tmp_path / "table.json"
+    pandas.DataFrame(records).to_json(table)  # orient="columns": {"series": {"0": ..., "1": ...}, ...}
+    assert json.loads(table.read_text())["question"] == {"0": "Next?", "1": "Next?"}
+    assert read(table) == [(f"{table}:[0]", *expected[0], {}), (f"{table}:[1]", *expected[1], {})]
+    pandas.DataFrame(records).to_json(table, orient="index")  # {"0": record, "1": record}
+    assert [r[1:3] for r in read(table)] == expected
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(records[0], indent=2).replace('"Next?",', '"Next?"'))
+    with pytest.raises(DataError) as info:
+        list(QAReader(broken))  # even when skipping: there is no record to skip to
+    assert info.value.reason == "unreadable_file" and str(info.value) == (
+        f"{broken}: one JSON object over several lines (not JSONL, one record per line), and it does not parse: "
+        "Expecting ',' delimiter: line 7 column 3 (char 62)")
+
+
 def test_non_utf8_line_is_skipped_and_counted_by_a_training_run(media: Path, tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """One bad byte in one line costs that line only, with `data.on_error: skip` (the training

@@ -328,6 +328,23 @@ def test_init_names_a_broken_first_record_and_skips_it_like_any_other(tmp_path, 
     assert "kept 3 of 4 records; skipped 1 (bad_json: 1)" in capsys.readouterr().out
 
 
+def test_init_reads_a_pretty_printed_record_and_names_what_it_found_otherwise(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    record = {"image": "a.png", "question": "What is it?", "answer": "a square"}
+    (tmp_path / "pretty.json").write_text(json.dumps(record, indent=4))
+    assert main(["init", "--data", str(tmp_path / "pretty.json"), "--yes", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert "pretty.json: qa format, 1 usable samples, inputs: image" in capsys.readouterr().out
+    (tmp_path / "broken.json").write_text(json.dumps(record, indent=4)[:-2])
+    assert fails(capsys, ["init", "--data", str(tmp_path / "broken.json"), "--yes"]) == (
+        f"modrwkv init: error: {tmp_path}/broken.json: one JSON object over several lines (not JSONL, one record per "
+        "line), and it does not parse: Expecting ',' delimiter: line 4 column 25 (char 79)")
+    (tmp_path / "strings.json").write_text('["a.png", "b.png"]')
+    assert fails(capsys, ["init", "--data", str(tmp_path / "strings.json"), "--yes"]) == (
+        f"modrwkv init: error: {tmp_path}/strings.json: a str where a record should be; expected JSON records "
+        "(objects with fields): an array of them, one per line (JSONL), or one object (a record, records keyed by "
+        "id, or a pandas to_json() table), or a .csv/.npz series file; see docs/custom-data.md")
+
+
 def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
     assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
         f"modrwkv init: error: {tmp_path} is a folder; give the data file in it (--data FILE)"

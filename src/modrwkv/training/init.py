@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.readers import DataError, TimeSeriesReader
+from ..data.readers.base import json_records
 from ..data.sample import MODALITIES, Sample
 from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
@@ -108,28 +109,36 @@ def detect_format(path: Path) -> str:
         raise InitError(str(exc)) from None
     if not head:
         raise InitError(f"{path}: the file is empty")
-    first = None
-    if head[0] == "{":  # JSONL: the first line that holds a record (a broken one is the reader's to skip and count)
-        broken = None
+    broken = None
+    if head[0] == "{":  # JSONL: a broken first record is named (later ones are the reader's to skip and count)
         for number, line in enumerate(raw_head.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                first = json.loads(line)
+                json.loads(line)
                 break
             except json.JSONDecodeError as exc:
                 if broken is None and line.rstrip().endswith("}"):  # a whole record, not pretty-printed JSON
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
-        if not isinstance(first, dict) and broken:
+    first, found = None, None
+    try:  # the first record as the readers see it (also of a file that is one JSON object)
+        for _, load in itertools.islice(json_records(path), 100):
+            try:
+                found = load()
+            except DataError:
+                continue
+            if isinstance(found, dict):
+                first = found
+                break
+    except DataError as exc:
+        raise InitError(str(exc)) from None
+    if first is None:
+        if broken:
             raise InitError(broken)
-    elif head[0] == "[":
-        decoder = json.JSONDecoder()
-        try:
-            first, _ = decoder.raw_decode(head[1:].lstrip())
-        except json.JSONDecodeError:
-            first = None
-    if not isinstance(first, dict):
-        raise InitError(f"{path}: expected JSON/JSONL records (or a .csv/.npz series file); see docs/custom-data.md")
+        what = f"a {type(found).__name__} where a record should be" if found is not None else "no JSON record"
+        raise InitError(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
+                        "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
+                        "or a .csv/.npz series file; see docs/custom-data.md")
     if "conversations" in first:
         return "llava"
     if "messages" in first:

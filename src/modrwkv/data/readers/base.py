@@ -216,11 +216,73 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
             for index, record in enumerate(records):
                 yield f"{path}:[{index}]", _constant(record)
             return
+        document = _single_document(handle, path)
+        if document is not None:
+            yield from _document_records(document, path)
+            return
+        handle.seek(0)
         for number, line in enumerate(handle, start=1):
             if number == 1:
                 line = line.removeprefix(_UTF8_BOM)
             if line.strip():
                 yield f"{path}:{number}", _json_line_loader(line, f"{path}:{number}")
+
+
+# The readers' record fields: a JSON object with one of them as a key is a record, not records keyed by id.
+RECORD_FIELDS = frozenset({"id", "question", "answer", "answers", "choices", "metric", "conversations", "messages",
+                           "system", "tools", "image", "images", "audio", "audios", "video", "videos", "series",
+                           "audio_filepath", "path", "wav", "text", "transcript", "sentence", "duration"})
+
+
+def _single_document(handle: Any, path: Path) -> tuple[int, Any] | None:
+    """(line, value) when the file is one JSON object rather than JSONL: a record pretty-printed
+    over several lines, or a whole file written by `json.dump(dict)`; None for JSONL. The first
+    record line decides: if it parses on its own and another record line follows, it is JSONL (a
+    later broken line is one bad record). A first line that is a lone '{' is no JSONL record, so a
+    document that does not parse is an error naming its position, not every line a bad record."""
+    lines = ((number, line.removeprefix(_UTF8_BOM) if number == 1 else line)
+             for number, line in enumerate(handle, start=1))
+    first_number, first = next((n, line) for n, line in lines if line.strip())
+    try:
+        json.loads(first)
+        whole_line = True
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        whole_line = False
+    if whole_line and any(line.strip() for _, line in lines):
+        return None
+    if not whole_line and first.rstrip().endswith(b"}"):  # a broken JSONL record: the reader's to skip and count
+        return None
+    handle.seek(0)
+    try:
+        value = json.loads(handle.read().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        if first.strip() == b"{":  # what json.dump(..., indent=N) writes: pretty-printed beyond doubt
+            detail = (f"not UTF-8 text: byte {err.object[err.start]:#04x} at offset {err.start}"
+                      if isinstance(err, UnicodeDecodeError) else _json_error(err))
+            raise DataError(str(path), "unreadable_file", f"one JSON object over several lines (not JSONL, one "
+                            f"record per line), and it does not parse: {detail}") from None
+        return None
+    return (first_number, value) if isinstance(value, dict) else None
+
+
+def _document_records(document: tuple[int, Any], path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """The records of a file that is one JSON object: pandas' `to_json()` table (default
+    orient="columns": {column: {row: value}}), records keyed by id ({"0001": {...}, ...}, pandas'
+    orient="index"), or one record."""
+    line, value = document
+    if value and all(isinstance(v, dict) for v in value.values()):
+        rows = [list(v) for v in value.values()]
+        if all(r == rows[0] for r in rows) and rows[0] and all(k.isdigit() for k in rows[0]) and not all(
+                k.isdigit() for k in value):  # {column: {"0": ..., "1": ...}}: pandas' default layout
+            logger.info("%s: a pandas to_json() table (orient='columns'): %d records", path, len(rows[0]))
+            for index, row in enumerate(rows[0]):
+                yield f"{path}:[{index}]", _constant({column: cells[row] for column, cells in value.items()})
+            return
+    if value and all(isinstance(v, dict) for v in value.values()) and not RECORD_FIELDS & set(value):
+        for key, record in value.items():  # records keyed by their id
+            yield f"{path}:[{json.dumps(key)}]", _constant(record if "id" in record else {"id": key, **record})
+        return
+    yield f"{path}:{line}", _constant(value)
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"
