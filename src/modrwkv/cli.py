@@ -481,12 +481,22 @@ def _run_init(args: argparse.Namespace) -> int:
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
                           horizon=args.horizon)
-    summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
+    readers_log = logging.getLogger("modrwkv.data.readers")
+    level = readers_log.level
+    readers_log.setLevel(logging.ERROR)  # the skipped records are listed below, once
+    try:
+        summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
+    finally:
+        readers_log.setLevel(level)
     detected = ", ".join(sorted(summary.modalities)) or "none"
     if summary.series_columns:  # which columns became series, so a column left out is seen now
         detected += f" (columns: {', '.join(summary.series_columns)})"
     count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
     print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
+    for problem in summary.problems:
+        print(f"  skipped {problem}")
+    if summary.num_skipped > len(summary.problems):
+        print(f"  ... and {summary.num_skipped - len(summary.problems)} more skipped records")
     answers.modality = args.modality or (
         _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))
         if interactive and len(summary.modalities) != 1 else None)

@@ -305,6 +305,30 @@ def _as_numpy(waveform: Any, where: str) -> np.ndarray:
     return array
 
 
+def audio_seconds(item: Any) -> float:
+    """The duration of an encoded audio item (path, bytes, data URI) from its header, without
+    decoding it; raises `MediaError` for a file that is not audio libsndfile reads, or holds no
+    samples (what `load_audio` would refuse later)."""
+    return _naming_media_errors("audio", _audio_seconds, item)
+
+
+def _audio_seconds(item: Any) -> float:
+    import soundfile
+
+    source, where = _read_bytes_or_path(item)
+    if isinstance(source, Path) and source.stat().st_size == 0:
+        raise MediaError("audio", f"empty file {where} (0 bytes)")
+    try:
+        info = soundfile.info(source)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        detail = ("not a recognised audio format (WAV, FLAC, OGG, MP3, ...)" if "Format not recognised" in str(exc)
+                  else decoder_message(exc, where))
+        raise MediaError("audio", f"cannot decode audio {where}: {detail}") from exc
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise MediaError("audio", f"empty audio {where}: no samples")
+    return info.frames / float(info.samplerate)
+
+
 def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     import soundfile
 

@@ -31,7 +31,7 @@ Stage = Literal["1", "2", "lora", "state"]
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["32", "bf16-mixed"]
 Strategy = Literal["auto", "ddp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]
-DataFormat = Literal["llava", "qa", "openai", "asr", "series"]
+DataFormat = Literal["llava", "qa", "openai", "sharegpt", "asr", "series"]
 DEFAULT_LORA_TARGETS = ("att.receptance", "att.key", "att.value", "att.output", "ffn.key", "ffn.value")
 LORA_TARGETS = (*DEFAULT_LORA_TARGETS, "head")
 

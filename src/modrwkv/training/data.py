@@ -33,6 +33,7 @@ from ..data.readers import (
     OpenAIChatReader,
     QAReader,
     Reader,
+    SharegptReader,
     TimeSeriesReader,
 )
 from ..data.sample import MODALITIES, Sample
@@ -45,6 +46,7 @@ _READERS: dict[str, tuple[type[Reader], str]] = {
     "llava": (LlavaReader, "image_folder"),
     "qa": (QAReader, "media_folder"),
     "openai": (OpenAIChatReader, "media_folder"),
+    "sharegpt": (SharegptReader, "media_folder"),
     "asr": (AsrManifestReader, "audio_root"),
     "series": (TimeSeriesReader, ""),
 }

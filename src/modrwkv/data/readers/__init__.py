@@ -6,10 +6,10 @@
     print(reader.report.summary())   # kept / skipped per reason, first examples in .examples
 
 Formats: question-answer records (`QAReader`), LLaVA JSON/JSONL (`LlavaReader`), OpenAI chat
-messages (`OpenAIChatReader`), ASR manifests (`AsrManifestReader`), time series from CSV/NPZ
+messages (`OpenAIChatReader`), LLaMA-Factory ShareGPT (`SharegptReader`), ASR manifests (`AsrManifestReader`), time series from CSV/NPZ
 (`TimeSeriesReader`, with `format_forecast` / `parse_forecast`), and in-memory records or HF
 datasets (`from_records`). The single-record converters (`qa_to_sample`, `llava_to_sample`,
-`openai_to_sample`, `asr_to_sample`) raise `DataError` and suit
+`openai_to_sample`, `sharegpt_to_sample`, `asr_to_sample`) raise `DataError` and suit
 callers that handle one record at a time, such as a server.
 """
 
@@ -20,6 +20,7 @@ from .openai_chat import OpenAIChatReader, openai_to_sample
 from .qa import QAReader, QARecord, parse_qa_record, qa_to_sample
 from .records import RecordsReader, from_records
 from .series import TimeSeriesReader, format_forecast, parse_forecast
+from .sharegpt import SharegptReader, sharegpt_to_sample
 
 __all__ = [
     "DEFAULT_ASR_PROMPT",
@@ -33,6 +34,7 @@ __all__ = [
     "ReadReport",
     "Reader",
     "RecordsReader",
+    "SharegptReader",
     "TimeSeriesReader",
     "asr_to_sample",
     "format_forecast",
@@ -42,4 +44,5 @@ __all__ = [
     "parse_forecast",
     "parse_qa_record",
     "qa_to_sample",
+    "sharegpt_to_sample",
 ]

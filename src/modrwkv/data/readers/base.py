@@ -330,6 +330,46 @@ def as_rows(value: Any) -> Any:
     return value
 
 
+FORMAT_NAMES = {"qa": "question-answer", "llava": "LLaVA", "openai": "OpenAI chat",
+                "sharegpt": "LLaMA-Factory ShareGPT", "asr": "ASR manifest"}
+
+
+def record_format(record: Any) -> str | None:
+    """The record format a record's fields suggest: `modrwkv init`'s detection, and the hint a
+    reader gives when handed another format's file. `messages` with content parts is OpenAI chat;
+    text turns with media markers or top-level `images` / `videos` / `audios` lists, or a `system` /
+    `tools` column, are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA."""
+    if not isinstance(record, dict):
+        return None
+    key = "conversations" if "conversations" in record else "messages" if "messages" in record else None
+    if key is not None:
+        turns = as_rows(record[key])
+        contents = [t.get("value", t.get("content")) for t in turns if isinstance(t, dict)] \
+            if isinstance(turns, list) else []
+        if key == "messages" and any(isinstance(c, list) for c in contents):
+            return "openai"
+        columns = any(record.get(k) is not None for k in ("audios", "system", "tools"))
+        media = any(record.get(k) is not None for k in ("images", "videos")) or any(
+            isinstance(c, str) and any(marker in c for marker in MARKERS.values()) for c in contents)
+        if columns or (key == "messages" and media):
+            return "sharegpt"
+        return "llava" if key == "conversations" else "openai"
+    if "question" in record:
+        return "qa"
+    if any(k in record for k in ("audio_filepath", "text", "transcript", "sentence")):
+        return "asr"
+    return None
+
+
+def format_hint(record: Any, reading: str) -> str:
+    """"; it looks like ... data (format: x)" when the record suggests a format other than `reading`."""
+    other = record_format(record)
+    if other is None or other == reading:
+        return ""
+    return (f"; it looks like {FORMAT_NAMES[other]} data (format: {other}), but this reads "
+            f"{FORMAT_NAMES[reading]} records (docs/custom-data.md)")
+
+
 def first_key(record: dict[str, Any], keys: Sequence[str]) -> str | None:
     """The first of `keys` present with a non-None value (datasets spell the same field many ways)."""
     return next((k for k in keys if record.get(k) is not None), None)
@@ -412,14 +452,12 @@ def _verify_image(item: str | bytes, source: str) -> None:
 
 
 def _verify_audio(item: str | bytes, source: str) -> None:
-    import soundfile
+    from ...encoders.media import MediaError, audio_seconds
 
-    from ...encoders.media import decoder_message
-
-    try:
-        soundfile.info(item if isinstance(item, str) else io.BytesIO(item))
-    except (RuntimeError, OSError, ValueError) as err:  # soundfile.LibsndfileError is a RuntimeError
-        raise DataError(source, "unreadable_media", f"audio does not decode: {decoder_message(err, 'the audio')}") from None
+    try:  # the header: libsndfile knows the format and counts the samples (a truncated file reads short)
+        audio_seconds(item)
+    except MediaError as err:
+        raise DataError(source, "unreadable_media", f"audio does not decode: {err}") from None
 
 
 def _verify_video(item: str | bytes, source: str) -> None:

@@ -11,7 +11,9 @@ Roles "human"/"user", "gpt"/"assistant" and "system" are accepted (any case), an
 "role"/"content" keys as well as "from"/"value". A record with images but no `<image>` marker gets
 one `<image>\\n` per image at the start of its first user turn, which is where LLaVA's own loader puts
 the image; likewise videos and `<video>\\n` (after the images). Records without media are text-only
-samples. A video becomes image frames in the processor (`modrwkv.processing.video`).
+samples. A video becomes image frames in the processor (`modrwkv.processing.video`). Audio
+(`audio` / `audios`, `<audio>`) works the same way (after the videos), as LLaMA-Factory's ShareGPT
+files use it (`sharegpt.py`, which maps such files onto this converter).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .base import (
     check_media,
     count_markers,
     first_key,
+    format_hint,
     is_pil_image,
     media_item,
     require,
@@ -54,7 +57,7 @@ def llava_to_sample(
     require(record, dict, "record", source)
     conversations = as_rows(record.get("conversations"))
     if conversations is None:
-        raise DataError(source, "missing_field", "no 'conversations' list")
+        raise DataError(source, "missing_field", f"no 'conversations' list{format_hint(record, 'llava')}")
     require(conversations, list, "'conversations'", source)
     if not conversations:
         raise DataError(source, "empty_conversation", "'conversations' is empty")
@@ -62,7 +65,7 @@ def llava_to_sample(
 
     folder = Path(image_folder) if image_folder is not None else None
     media = {}
-    for modality in ("video", "image"):  # markers go in front: images end up before videos
+    for modality in ("audio", "video", "image"):  # markers go in front: images, then videos, then audio
         references = _references(record, modality, source)
         markers = count_markers(m.content for m in messages)[modality]
         if references and markers == 0:
@@ -75,7 +78,8 @@ def llava_to_sample(
             for item in media[modality]:
                 check_media(item, modality, source)
     meta = {"id": record["id"]} if record.get("id") is not None else {}
-    return Sample(messages=messages, images=media["image"], videos=media["video"], source=source, meta=meta)
+    return Sample(messages=messages, images=media["image"], videos=media["video"], audios=media["audio"],
+                  source=source, meta=meta)
 
 
 def _message(turn: Any, index: int, source: str) -> Message:

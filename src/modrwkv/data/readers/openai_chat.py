@@ -38,6 +38,7 @@ from .base import (
     PathLike,
     as_rows,
     check_media,
+    format_hint,
     media_item,
     require,
 )
@@ -74,7 +75,12 @@ def openai_to_sample(
     require(messages, list, "'messages'", source)
     if not messages:
         raise DataError(source, "empty_conversation", "'messages' is empty")
-    converted = [parser.message(message, index) for index, message in enumerate(messages)]
+    try:
+        converted = [parser.message(message, index) for index, message in enumerate(messages)]
+    except DataError as err:
+        if err.reason in ("marker_in_text", "unknown_role") and (hint := format_hint(record, "openai")):
+            raise DataError(err.source, err.reason, err.detail + hint) from None
+        raise
     for modality, pool in parser.pools.items():
         if pool:
             raise DataError(

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, media_item, require
+from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, format_hint, media_item, require
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -92,11 +92,7 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
                     check_media(item, modality, source)
     question = record.get("question")
     if question is None:
-        other = next((fmt for key, fmt in (("conversations", "LLaVA"), ("messages", "OpenAI chat"),
-                                           ("audio_filepath", "ASR manifest")) if key in record), None)
-        hint = (f"; it looks like {other} data, but this reads question-answer records "
-                "({\"question\": ..., \"answer\": ...}; docs/custom-data.md)") if other else ""
-        raise DataError(source, "missing_field", f"no 'question' (fields: {sorted(record)}){hint}")
+        raise DataError(source, "missing_field", f"no 'question' (fields: {sorted(record)}){format_hint(record, 'qa')}")
     question = require(question, str, "'question'", source)
     choices = [str(c) for c in require(record.get("choices") or [], list, "'choices'", source)]
     if len(choices) > len(OPTION_LETTERS):

@@ -18,12 +18,14 @@ from .base import OnError, Reader
 from .llava import llava_to_sample
 from .openai_chat import openai_to_sample
 from .qa import qa_to_sample
+from .sharegpt import sharegpt_to_sample
 
-RecordFormat = Literal["llava", "qa", "openai", "asr"]
+RecordFormat = Literal["llava", "qa", "openai", "sharegpt", "asr"]
 CONVERTERS: dict[str, Callable[..., Sample]] = {
     "llava": llava_to_sample,
     "qa": qa_to_sample,
     "openai": openai_to_sample,
+    "sharegpt": sharegpt_to_sample,
     "asr": asr_to_sample,
 }
 
@@ -69,7 +71,7 @@ def from_records(
 ) -> RecordsReader:
     """A reader over in-memory records of `format`; `options` are the converter's keywords:
     llava: image_folder, verify_media; qa: media_folder, verify_media; openai: media_folder,
-    allow_remote, allow_local_paths, verify_media; asr: audio_root, prompt, verify_media. Relative paths are taken as they are
+    allow_remote, allow_local_paths, verify_media; sharegpt: media_folder, columns, tags, verify_media; asr: audio_root, prompt, verify_media. Relative paths are taken as they are
     (relative to the working directory) unless a folder is given. An unknown option raises
     TypeError here rather than on the first record."""
     if format not in CONVERTERS:
