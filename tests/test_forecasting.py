@@ -175,3 +175,35 @@ def test_sampled_forecast_is_the_median_of_its_replies_and_reproducible() -> Non
     assert again[0].text == sampled.text  # seeded: the same replies, alone or in a batch
     with pytest.raises(ValueError, match="samples"):
         pipe.forecast(x, 6, samples=0)
+
+
+def test_a_trained_forecaster_reads_its_own_look_back_and_refuses_a_shorter_one(tmp_path, capsys) -> None:
+    """Training records the look-back with the model; a longer series is read as its last
+    `lookback` steps (what training showed), a shorter one is an error naming both lengths, in
+    Python and in `modrwkv eval` (docs/forecasting.md measures what a shorter one costs)."""
+    import json
+
+    from modrwkv.cli import main
+    from modrwkv.inference import ModRWKVPipeline
+
+    values = np.sin(np.arange(400) / 6.0) + 0.01 * np.arange(400)
+    csv = tmp_path / "wave.csv"
+    csv.write_text("value\n" + "".join(f"{v:.5f}\n" for v in values))
+    run = tmp_path / "run"
+    assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{csv}]", "--data.options.lookback", "32",
+                 "--data.options.horizon", "8", "--train.max_steps", "1", "--train.warmup_steps", "1",
+                 "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--output.dir", str(run)]) == 0
+    assert json.loads((run / "final" / "config.json").read_text())["series_lookback"] == 32
+    pipe = ModRWKVPipeline.from_pretrained(run / "final")
+    assert pipe.model.series_lookback == 32
+    whole, last = pipe.forecast(values[:100], 8), pipe.forecast(values[68:100], 8)
+    assert whole.text == last.text and whole.values.tolist() == last.values.tolist()
+    with pytest.raises(ValueError) as caught:
+        pipe.forecast(values[:20], 8)
+    assert str(caught.value) == ("the series has 20 steps but this model was trained to forecast from a look-back of "
+                                 "32: give at least the last 32 steps")
+    assert main(["eval", "--task", "custom-series", "--data", str(csv), "--model", str(run / "final"), "--lookback",
+                 "16", "--horizon", "8", "--limit", "2", "--output", str(tmp_path / "eval"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "modrwkv eval: error: --lookback 16, but the model was trained to forecast from 32 steps: evaluate with "
+        "--lookback 32")

@@ -301,6 +301,7 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
               max_new_tokens: int, done: dict[str, dict[str, Any]], progress: bool = True) -> int:
     from tqdm.auto import tqdm
 
+    task.check_pipeline(pipeline)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started, count = time.monotonic(), 0
     with log_path.open("a", encoding="utf-8") as handle, \

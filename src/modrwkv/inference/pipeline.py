@@ -297,6 +297,9 @@ class ModRWKVPipeline:
         scale, so a forecast moves with its input (`3x + 5` -> `3 forecast(x) + 5`). `prompt`
         (default: the reader's) may use {horizon} and {channels}.
 
+        A model trained on windows (`model.series_lookback`, recorded by training) reads the last
+        that many steps of each series; a shorter series is a ValueError naming both lengths.
+
         `samples` = 1 decodes greedily. Greedy decoding picks the likeliest token at each step,
         which for a number written digit by digit is not its likeliest value: "-1" followed by the
         end of the number beats any one of "-10" ... "-19", so replies drift towards short numbers.
@@ -314,6 +317,7 @@ class ModRWKVPipeline:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         prepared, shapes = [], []
         for window in windows:
+            window = self._trained_lookback(window)
             multivariate = np.ndim(window) == 2
             channels = int(np.shape(window)[1]) if multivariate else 1
             text = prompt or (DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT)
@@ -341,6 +345,19 @@ class ModRWKVPipeline:
                            all(d.complete for d in draws)) if samples > 1 else draws[0]
             for draws in (decoded[i : i + samples] for i in range(0, len(decoded), samples))
         ]
+
+    def _trained_lookback(self, window: ArrayLike) -> ArrayLike:
+        """The window as the model was trained to read it: its last `series_lookback` steps. A
+        shorter one is refused: the model never saw one, and its forecasts degrade without a sign
+        (docs/forecasting.md, "Look-back length")."""
+        lookback = self.model.series_lookback
+        steps = len(window)
+        if lookback is None or steps == lookback:
+            return window
+        if steps < lookback:
+            raise ValueError(f"the series has {steps} steps but this model was trained to forecast from a look-back "
+                             f"of {lookback}: give at least the last {lookback} steps")
+        return window[-lookback:]
 
     def session(self, system: str | None = None, **sampling: Any) -> ChatSession:
         """A multi-turn conversation that carries the RNN state between turns; `sampling` sets the

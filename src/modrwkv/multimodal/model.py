@@ -84,13 +84,15 @@ class ModRWKV(nn.Module):
         special_tokens: Mapping[str, int] | None = None,
         asr_prompt: str | None = DEFAULT_ASR_PROMPT,
         video: VideoSampling | Mapping[str, Any] | None = None,
+        series_lookback: int | None = None,
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
         (default: the template's, e.g. WorldRWKV's `<|vision_start|>` ...); `asr_prompt`: the user text that asked for a
         transcript in training (None: the audio alone, the authors' layout); `video`: which frames
-        of a video the image encoder reads (`VideoSampling`, default 8 frames). All are saved in the
-        model's config."""
+        of a video the image encoder reads (`VideoSampling`, default 8 frames); `series_lookback`: the
+        look-back length (steps) the model was trained to forecast from (None: not trained on windows).
+        All are saved in the model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -109,6 +111,7 @@ class ModRWKV(nn.Module):
         self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
         self.special_tokens = dict(chat_template.special_tokens if special_tokens is None else special_tokens)
         self.asr_prompt = asr_prompt
+        self.series_lookback = series_lookback
         self.video = video if isinstance(video, VideoSampling) else VideoSampling.from_dict(video)
         for modality in encoders:
             if modality not in self.placeholder_ids:
@@ -266,6 +269,7 @@ class ModRWKV(nn.Module):
             "special_tokens": self.special_tokens,
             "asr_prompt": self.asr_prompt,
             "video": self.video.to_dict(),
+            "series_lookback": self.series_lookback,
         }
 
     def save_pretrained(
@@ -365,7 +369,7 @@ class ModRWKV(nn.Module):
         # Folders written before placeholder ids were recorded used today's defaults.
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
-                    config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"))
+                    config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -448,6 +452,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
                                   f"got {json.dumps(value)[:60]}")
     if not isinstance(config.get("asr_prompt", ""), (str, type(None))):
         raise CheckpointError(f"{path}: 'asr_prompt' must be a string or null, got {json.dumps(config['asr_prompt'])[:60]}")
+    lookback = config.get("series_lookback")
+    if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1):
+        raise CheckpointError(f"{path}: 'series_lookback' must be a whole number >= 1 or null, got "
+                              f"{json.dumps(lookback)[:60]}")
     if not isinstance(config.get("video") or {}, dict):
         raise CheckpointError(f"{path}: 'video' must be a JSON object, got {json.dumps(config['video'])[:60]}")
     try:

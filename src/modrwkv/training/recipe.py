@@ -221,6 +221,8 @@ def setup_data(config: TrainConfig, model: ModRWKV,
         raise ConfigError(f"the data has {missing} inputs but the model has encoders only for {sorted(model.encoders)}")
     if config.data.format == "asr":  # recorded with the model, so that evaluation asks the same way
         model.asr_prompt = config.data.options.get("prompt", DEFAULT_ASR_PROMPT)
+    if config.data.format == "series":  # recorded with the model, so that a forecast is asked from as many steps
+        model.series_lookback = int(config.data.options["lookback"])
     processor = model.processor(truncation=config.data.truncation, supervise_prefix=config.data.supervise_prefix)
     lengths = estimate_lengths(samples, processor) if config.data.group_by_length else None
     return ProcessedDataset(samples, processor), lengths

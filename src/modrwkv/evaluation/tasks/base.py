@@ -90,6 +90,10 @@ class Task(abc.ABC):
         belong to a run's identity. None by default."""
         return {}
 
+    def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
+        """Raises ValueError, before anything is generated, for a model this task's settings do not
+        fit (e.g. a forecaster trained on another look-back). Nothing by default."""
+
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         """The model's answers to a batch of samples, decoded greedily together: per sample the
         record fields "prediction" (the reply's text), "finish_reason" and any task-specific ones."""

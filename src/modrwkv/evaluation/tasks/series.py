@@ -127,6 +127,12 @@ class _Forecasting(Task):
     def prompt(self) -> str:
         return f"{MARKERS['series']}\n{DEFAULT_PROMPT.format(horizon=self.horizon)}"
 
+    def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
+        trained = getattr(getattr(pipeline, "model", None), "series_lookback", None)
+        if trained is not None and trained != self.lookback:
+            raise ValueError(f"--lookback {self.lookback}, but the model was trained to forecast from {trained} steps: "
+                             f"evaluate with --lookback {trained}")
+
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon,
                                             max_new_tokens=max_new_tokens, samples=self.samples)
