@@ -28,6 +28,7 @@ from typing import Any
 
 from ..data.readers import DataError, TimeSeriesReader
 from ..data.readers.base import json_records, record_format
+from ..data.readers.sharegpt import dataset_info_entry
 from ..data.sample import MODALITIES, Sample
 from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
@@ -102,9 +103,15 @@ def data_name(data: str | Path) -> str:
 
 
 def detect_format(path: Path) -> str:
-    """The data format from the extension (CSV/NPZ: series) or the first record's fields."""
+    """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
+    naming the file (sharegpt), or the first record's fields."""
     if path.suffix.lower() in (".csv", ".npz"):
         return "series"
+    try:  # LLaMA-Factory's description of this file, with its column and tag names
+        if dataset_info_entry(path) is not None:
+            return "sharegpt"
+    except DataError as exc:
+        raise InitError(str(exc)) from None
     try:
         with path.open("rb") as handle:
             raw_head = decode_text(handle.read(1 << 16), path, partial=True)
