@@ -292,12 +292,12 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
         notes.append(f"model.lm: a fresh 2-layer, {model['lm']['config']['n_embd']}-wide RWKV-7 with the World "
                      "vocabulary, trained entirely on this data (stage 2: everything trains): for closed answers "
                      "(labels, numbers, short phrases)" + (" and short transcripts" if audio else ""))
-    if audio:
-        model["feature_cache"] = f"{output_dir}/features"
     else:
         model["lm"] = {"checkpoint": answers.lm_checkpoint or LM_FILES[answers.size]}
         notes.append(f"model.lm: the official RWKV-7 World {answers.size.upper()} checkpoint "
                      "(download it to that path)")
+    if audio:
+        model["feature_cache"] = f"{output_dir}/features"
 
     samples = summary.samples
     batch = 32 if tiny else 64
