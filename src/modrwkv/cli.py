@@ -432,7 +432,7 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
         "training will (format, inputs, sample count and length, image size), and writes a config that "
         "`modrwkv train` runs as it is, with a comment on each choice. Record formats: docs/custom-data.md.",
     )
-    p.add_argument("--data", help="training file: .json/.jsonl records (qa, llava, openai, asr) or a .csv/.npz series")
+    p.add_argument("--data", help="training file: .json/.jsonl records (qa, llava, openai, sharegpt, asr) or a .csv/.npz series")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
