@@ -60,7 +60,7 @@ class Live:
 @contextlib.contextmanager
 def live_server(**options):
     """The app under uvicorn in a background thread, on a free port of 127.0.0.1."""
-    app = create_app(tiny_pipeline(), model_name="tiny", **options)
+    app = create_app(tiny_pipeline(), **{"model_name": "tiny", **options})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -215,6 +215,39 @@ def test_bad_requests_get_clear_errors(live, override, error, message):
         live.client().chat.completions.create(**request)
     assert message in raised.value.message
     assert raised.value.status_code == (413 if "at most 1000000" in message else 404 if "exist" in message else 400)
+
+
+def test_model_names_aliases_and_any_name():
+    """A server answers to each of its names (reporting the one asked for) and lists them all; any
+    other name is a 404 naming what is served and how to change it, unless it serves any name."""
+    messages = [{"role": "user", "content": "Hello"}]
+    with live_server(model_name=["tiny", "runs/tiny", "gpt-3.5-turbo"]) as server:
+        client = server.client()
+        assert [m.id for m in client.models.list().data] == ["tiny", "runs/tiny", "gpt-3.5-turbo"]
+        answers = {name: ask(client, messages, model=name) for name in ("tiny", "runs/tiny", "gpt-3.5-turbo")}
+        assert {name: reply.model for name, reply in answers.items()} == {name: name for name in answers}
+        assert len({reply.choices[0].message.content for reply in answers.values()}) == 1
+        completion = client.completions.create(model="runs/tiny", prompt="Hello", max_tokens=3, temperature=0)
+        assert completion.model == "runs/tiny"
+        with pytest.raises(openai.NotFoundError) as raised:
+            ask(client, messages, model="gpt-4o")
+        assert raised.value.status_code == 404 and raised.value.code == "model_not_found"
+        assert raised.value.body["message"] == (
+            "The model 'gpt-4o' does not exist; this server serves 'tiny', 'runs/tiny' and 'gpt-3.5-turbo'. Send one "
+            "of these names, or restart the server with more names (modrwkv serve --model-name NAME ...) or with "
+            "--any-model-name to accept any name")
+        status, reply = post_raw(server, json.dumps({"messages": messages}).encode())
+        assert status == 400 and reply["error"]["param"] == "model" and "'model' is required" in reply["error"]["message"]
+    with live_server(any_model_name=True) as server:  # llama.cpp's behaviour: one model, any name
+        client = server.client()
+        assert [m.id for m in client.models.list().data] == ["tiny"]
+        assert ask(client, messages, model="tiny").model == "tiny"
+        reply = ask(client, messages, model="gpt-3.5-turbo")
+        assert reply.model == "tiny" and reply.choices[0].message.content == expected(messages)
+        status, reply = post_raw(server, json.dumps({"messages": messages, "max_tokens": 8, "temperature": 0}).encode())
+        assert status == 200 and reply["choices"][0]["message"]["content"] == expected(messages)
+    with pytest.raises(ValueError, match="at least one non-empty name"):
+        create_app(tiny_pipeline(), model_name=[])
 
 
 def post_raw(live, body: bytes) -> tuple[int, dict]:
@@ -442,10 +475,13 @@ def test_serve_command_with_a_plain_lm_checkpoint(tmp_path):
                 assert time.monotonic() < deadline, "modrwkv serve did not come up"
                 time.sleep(0.1)
         models = server.client(key="env-key").models.list()
-        assert models.data[0].id == "rwkv7-tiny" and models.data[0].modalities == []
-        reply = server.client(key="env-key").chat.completions.create(
-            model="rwkv7-tiny", messages=[USER], temperature=0, max_tokens=5)
-        assert reply.usage.completion_tokens <= 5
+        # Served under the folder's name and under --model as given (what vLLM serves by default).
+        assert [m.id for m in models.data] == ["rwkv7-tiny", str(tmp_path / "rwkv7-tiny")]
+        assert models.data[0].modalities == []
+        for name in ("rwkv7-tiny", str(tmp_path / "rwkv7-tiny")):
+            reply = server.client(key="env-key").chat.completions.create(
+                model=name, messages=[USER], temperature=0, max_tokens=5)
+            assert reply.usage.completion_tokens <= 5 and reply.model == name
         with pytest.raises(openai.BadRequestError, match="no image encoder"):
             ask(server.client(key="env-key"), [{"role": "user", "content": [image_part()]}], model="rwkv7-tiny")
     finally:

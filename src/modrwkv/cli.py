@@ -726,7 +726,13 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on (0-65535)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes (or set MODRWKV_API_KEY)")
-    p.add_argument("--model-name", help="model id clients send; None = the model file or folder name")
+    p.add_argument("--model-name", "--served-model-name", nargs="+", action="extend", metavar="NAME",
+                   help="model id(s) clients may send, the first reported in replies; several names (or the option "
+                   "repeated) are aliases, all listed by /v1/models (default: the model's folder or file name, and "
+                   "--model as given)")
+    p.add_argument("--any-model-name", action="store_true",
+                   help="also serve requests naming any other model (e.g. an unedited client's 'gpt-3.5-turbo'), "
+                   "instead of answering 404 model_not_found")
     p.add_argument("--max-batch-size", type=_at_least(1), default=32, help="requests decoded together")
     p.add_argument("--max-queue", type=_at_least(0), default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-body-mb", type=_at_least(0, float), default=limits.max_body_bytes / 2**20,
@@ -808,12 +814,19 @@ def _run_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("MODRWKV_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("listening on %s without an API key: anyone who can reach it can use it", args.host)
+    names = args.model_name or [Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors"), args.model]
+    names = list(dict.fromkeys(name.strip() for name in names))
+    if not all(names):
+        raise CLIError("--model-name: a model name cannot be empty")
     _check_can_listen(args.host, args.port)  # before loading the model, which may take minutes
     pipeline = _load_pipeline(args, args.prefix_cache_mb)
-    name = args.model_name or Path(args.model).name.removesuffix(".pth").removesuffix(".safetensors")
-    app = create_app(pipeline, model_name=name, limits=limits, max_batch=args.max_batch_size,
-                     max_queue=args.max_queue, api_key=api_key, cors_origins=args.cors_origin)
-    print(f"serving {name!r} on http://{args.host}:{args.port} (chat page at /, API at /v1)", file=sys.stderr, flush=True)
+    app = create_app(pipeline, model_name=names, any_model_name=args.any_model_name, limits=limits,
+                     max_batch=args.max_batch_size, max_queue=args.max_queue, api_key=api_key,
+                     cors_origins=args.cors_origin)
+    aliases = f" (also answers to {', '.join(map(repr, names[1:]))})" if len(names) > 1 else ""
+    anyname = " and to any model name" if args.any_model_name else ""
+    print(f"serving {names[0]!r}{aliases}{anyname} on http://{args.host}:{args.port} (chat page at /, API at /v1)",
+          file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
 

@@ -60,16 +60,20 @@ _READER_HINTS = {
 def create_app(
     pipeline: ModRWKVPipeline,
     *,
-    model_name: str = "modrwkv",
+    model_name: str | Sequence[str] = "modrwkv",
+    any_model_name: bool = False,
     limits: ServerLimits | None = None,
     max_batch: int = 32,
     max_queue: int = 64,
     api_key: str | None = None,
     cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """An app serving `pipeline`. With `api_key`, every /v1 route needs `Authorization: Bearer KEY`
+    """An app serving `pipeline` under `model_name` (one name, or several: the first and its aliases,
+    all listed by /v1/models); with `any_model_name`, requests naming any other model are served
+    too (see `protocol.ModelNames`). With `api_key`, every /v1 route needs `Authorization: Bearer KEY`
     (the page, /health and /metrics stay open: they reveal nothing and the page asks for the key).
     `cors_origins` lets web pages from those origins ("*" for any) call the API from a browser."""
+    names = protocol.ModelNames((model_name,) if isinstance(model_name, str) else tuple(model_name), any_model_name)
     limits = limits or ServerLimits()
     allow_images_of(limits.max_image_pixels)  # Pillow refuses images above its own limit otherwise
     scheduler = Scheduler(pipeline, max_batch=max_batch, max_queue=max_queue)
@@ -120,21 +124,22 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_name, **scheduler.snapshot()}
+        return {"status": "ok", "model": names.names[0], **scheduler.snapshot()}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         authorize(request)
         modalities = sorted(pipeline.model.encoders)
         return {"object": "list", "data": [
-            {"id": model_name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities},
+            {"id": name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities}
+            for name in names.names
         ]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         authorize(request)
         body = await _read_body(request, limits.max_body_bytes)
-        parsed = protocol.parse_request(protocol.decode_body(body), limits, model_name)
+        parsed = protocol.parse_request(protocol.decode_body(body), limits, names)
         arrived = time.perf_counter()
         if scheduler.full():  # refuse before decoding any media: an overloaded server has no time to waste
             raise _queue_full()
@@ -151,13 +156,13 @@ def create_app(
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if parsed.stream:
-            events = _stream_events(ticket, request, request_id, now, model_name, parsed.include_usage,
+            events = _stream_events(ticket, request, request_id, now, parsed.model, parsed.include_usage,
                                     _Observer(metrics, "/v1/chat/completions", arrived), pipeline.tokenizer)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         result = await _wait_for_result(ticket, request)
         metrics.tokens(result.prompt_tokens, result.completion_tokens)
-        body = protocol.completion(request_id, now, model_name, result)
+        body = protocol.completion(request_id, now, parsed.model, result)
         body["choices"][0]["logprobs"] = completions.chat_logprobs(pipeline.tokenizer,
                                                                    completions.generated_logprobs(result))
         return JSONResponse(body)
@@ -166,7 +171,7 @@ def create_app(
     async def text_completions(request: Request) -> Response:
         authorize(request)
         body = await _read_body(request, limits.max_body_bytes)
-        parsed = completions.parse_text_completion(protocol.decode_body(body), limits, model_name, pipeline.tokenizer,
+        parsed = completions.parse_text_completion(protocol.decode_body(body), limits, names, pipeline.tokenizer,
                                                    pipeline.model.lm.config.vocab_size)
         arrived = time.perf_counter()
         request_id = f"cmpl-{uuid.uuid4().hex}"
@@ -188,7 +193,7 @@ def create_app(
                 ticket.cancel()
             raise _queue_full() from None
         if parsed.stream:
-            events = _stream_text_completion(tickets[0], request, request_id, now, model_name, parsed.include_usage,
+            events = _stream_text_completion(tickets[0], request, request_id, now, parsed.model, parsed.include_usage,
                                              _Observer(metrics, "/v1/completions", arrived), pipeline.tokenizer,
                                              parsed.logprobs)
             return StreamingResponse(events, media_type="text/event-stream",
@@ -205,7 +210,7 @@ def create_app(
             for ticket in tickets:
                 ticket.cancel()
         metrics.tokens(prompt_tokens, completion_tokens)
-        return JSONResponse({"id": request_id, "object": "text_completion", "created": now, "model": model_name,
+        return JSONResponse({"id": request_id, "object": "text_completion", "created": now, "model": parsed.model,
                              "choices": choices, "usage": {"prompt_tokens": prompt_tokens,
                                                            "completion_tokens": completion_tokens,
                                                            "total_tokens": prompt_tokens + completion_tokens}})

@@ -27,7 +27,7 @@ from ..generation import GenerationResult, TokenLogprob
 from ..inference import EncodedPrompt
 from ..tokenizer import WorldTokenizer
 from .limits import APIError, ServerLimits
-from .protocol import MAX_TOP_LOGPROBS, _integer, check_body, parse_sampling
+from .protocol import MAX_TOP_LOGPROBS, ModelNames, _integer, check_body, parse_sampling
 
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
@@ -52,6 +52,7 @@ def generated_logprobs(result: GenerationResult, start: int = 0) -> list[TokenLo
 
 @dataclasses.dataclass
 class TextCompletionRequest:
+    model: str  # the name the reply reports
     prompts: list[list[int]]
     sampling: dict[str, Any]  # SamplingParams fields
     echo: bool
@@ -76,10 +77,10 @@ def _prompt_ids(value: Any, tokenizer: WorldTokenizer, vocab_size: int, where: s
     return ids
 
 
-def parse_text_completion(body: Any, limits: ServerLimits, model_name: str, tokenizer: WorldTokenizer,
+def parse_text_completion(body: Any, limits: ServerLimits, names: ModelNames, tokenizer: WorldTokenizer,
                           vocab_size: int) -> TextCompletionRequest:
     """Checks a /v1/completions body; raises `APIError` naming the first bad field."""
-    check_body(body, model_name)
+    model = check_body(body, names)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
         if len(prompt) > MAX_PROMPTS:
@@ -115,7 +116,7 @@ def parse_text_completion(body: Any, limits: ServerLimits, model_name: str, toke
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    return TextCompletionRequest(prompts, sampling, echo, logprobs, stream, bool(options.get("include_usage")))
+    return TextCompletionRequest(model, prompts, sampling, echo, logprobs, stream, bool(options.get("include_usage")))
 
 
 def raw_prompt(ids: Sequence[int]) -> EncodedPrompt:

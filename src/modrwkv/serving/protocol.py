@@ -26,6 +26,7 @@ _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
 
 @dataclasses.dataclass
 class CompletionRequest:
+    model: str  # the name the reply reports
     messages: list[Any]
     sampling: dict[str, Any]  # SamplingParams fields
     stream: bool
@@ -84,16 +85,45 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def check_body(body: Any, model_name: str) -> None:
-    """The checks every endpoint makes first: a JSON object naming the served model."""
+@dataclasses.dataclass(frozen=True)
+class ModelNames:
+    """The names a server answers to: `names[0]` and its aliases (what /v1/models lists). With
+    `any_name`, a request naming any other model (or none) is served too, as llama.cpp's server
+    does, for clients whose model name cannot be changed; by default such a request is a 404 that
+    lists the served names, as OpenAI and vLLM answer."""
+
+    names: tuple[str, ...]
+    any_name: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.names or not all(isinstance(n, str) and n.strip() for n in self.names):
+            raise ValueError(f"a served model needs at least one non-empty name, got {list(self.names)}")
+        object.__setattr__(self, "names", tuple(dict.fromkeys(self.names)))  # duplicates once, order kept
+
+    def resolve(self, requested: Any) -> str:
+        """The name a reply reports for a request's `model`: the requested name when it is served,
+        the first name when `any_name` lets another through; raises the 400/404 otherwise."""
+        if requested in self.names:
+            return requested
+        if self.any_name and (requested is None or isinstance(requested, str)):
+            return self.names[0]
+        if not isinstance(requested, str) or not requested:
+            raise APIError(400, f"'model' is required (this server serves {self._listed()})", param="model")
+        raise APIError(404, f"The model {requested!r} does not exist; this server serves {self._listed()}. "
+                       "Send one of these names, or restart the server with more names (modrwkv serve "
+                       "--model-name NAME ...) or with --any-model-name to accept any name",
+                       code="model_not_found", param="model")
+
+    def _listed(self) -> str:
+        return " and ".join(", ".join(map(repr, self.names)).rsplit(", ", 1))
+
+
+def check_body(body: Any, names: ModelNames) -> str:
+    """The checks every endpoint makes first: a JSON object naming a served model. Returns the name
+    the reply reports (`ModelNames.resolve`)."""
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise APIError(400, "'model' is required", param="model")
-    if model != model_name:
-        raise APIError(404, f"model {model!r} does not exist; this server serves {model_name!r}",
-                       code="model_not_found", param="model")
+    return names.resolve(body.get("model"))
 
 
 def parse_sampling(body: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
@@ -124,9 +154,9 @@ def parse_sampling(body: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
     return sampling
 
 
-def parse_request(body: Any, limits: ServerLimits, model_name: str) -> CompletionRequest:
+def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> CompletionRequest:
     """Checks a decoded request body; raises `APIError` naming the first bad field."""
-    check_body(body, model_name)
+    model = check_body(body, names)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "'messages' must be a non-empty list", param="messages")
@@ -157,7 +187,7 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> Completio
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    return CompletionRequest(messages, sampling, stream, bool(options.get("include_usage")),
+    return CompletionRequest(model, messages, sampling, stream, bool(options.get("include_usage")),
                              (top_logprobs or 0) if wants_logprobs else None)
 
 
