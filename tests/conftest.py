@@ -42,3 +42,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _restore_image_limit():
+    """The image size limit is process-wide (`set_max_image_pixels`, Pillow's MAX_IMAGE_PIXELS): a
+    test that sets it, or runs a CLI command that does, leaves it as it found it."""
+    from PIL import Image
+
+    from modrwkv.encoders import media
+
+    saved = Image.MAX_IMAGE_PIXELS, media._how_to_raise
+    yield
+    Image.MAX_IMAGE_PIXELS, media._how_to_raise = saved

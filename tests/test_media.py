@@ -16,7 +16,17 @@ import scipy  # noqa: F401
 
 from PIL import Image  # noqa: E402
 
-from modrwkv.encoders.media import MediaError, allow_images_of, load_audio, load_image  # noqa: E402
+import modrwkv  # noqa: E402
+from modrwkv.encoders.media import (  # noqa: E402
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageTooLarge,
+    MediaError,
+    allow_images_of,
+    load_audio,
+    load_image,
+    max_image_pixels,
+    set_max_image_pixels,
+)
 
 WHITE = (255, 255, 255)
 
@@ -180,24 +190,45 @@ def huge_pngs(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def test_images_beyond_pillows_limit_get_one_clear_error(huge_pngs, monkeypatch) -> None:
-    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's default
+def test_images_beyond_the_limit_get_one_clear_error(huge_pngs) -> None:
+    assert max_image_pixels() == DEFAULT_MAX_IMAGE_PIXELS == 89_478_485  # Pillow's default
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a raw DecompressionBombWarning would surface as an exception
-        with pytest.raises(MediaError, match=r"image '.*warned.png' has 10000x9000 = 90,000,000 pixels, more than "
-                           r"the 89,478,485 that Pillow decodes .* set PIL.Image.MAX_IMAGE_PIXELS to at least 90000000"):
+        with pytest.raises(ImageTooLarge, match=r"image '.*warned.png' has 10000x9000 = 90,000,000 pixels, more than "
+                           r"the 89,478,485 allowed \(a guard against decompression bombs.*\); to load it, raise the "
+                           r"limit to at least 90000000 with modrwkv.set_max_image_pixels\(90000000\) before loading, "
+                           r"or scale the image down"):
             load_image(str(huge_pngs["warned"]))
-        with pytest.raises(MediaError, match=r"image '.*refused.png' has more than 178,956,970 pixels, .*"
-                           r"PIL.Image.MAX_IMAGE_PIXELS"):
+        with pytest.raises(ImageTooLarge, match=r"image '.*refused.png' has 182,000,000 pixels, .* at least 182000000 "):
             load_image(huge_pngs["refused"])
         with pytest.raises(MediaError, match=r"image <\d+ bytes> has 10000x9000"):
             load_image(huge_pngs["warned"].read_bytes())
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 90_000_000)  # what the message says to do
+    modrwkv.set_max_image_pixels(90_000_000)  # what the message says to do
     assert load_image(huge_pngs["warned"]).size == (10000, 9000)
+    modrwkv.set_max_image_pixels(None)  # no limit at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Image.open(huge_pngs["refused"]) as image:  # Pillow itself no longer refuses it either
+            assert image.size == (14000, 13000)
 
 
-def test_allow_images_of_only_raises_pillows_limit(monkeypatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
+def test_the_limit_can_be_lowered_and_names_how_the_program_raises_it(tmp_path) -> None:
+    path = tmp_path / "scan.png"
+    Image.new("RGB", (300, 200)).save(path)
+    set_max_image_pixels(50_000, how_to_raise="`mytool --pixels {pixels}`")
+    with pytest.raises(ImageTooLarge, match=r"image '.*scan.png' has 300x200 = 60,000 pixels, more than the 50,000 "
+                       r"allowed .* at least 60000 with `mytool --pixels 60000`, or scale") as raised:
+        load_image(path)
+    assert (raised.value.size, raised.value.pixels, raised.value.limit) == ((300, 200), 60_000, 50_000)
+    set_max_image_pixels(60_000)
+    assert load_image(path).size == (300, 200)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer or None"):
+            set_max_image_pixels(bad)
+
+
+def test_allow_images_of_only_raises_the_limit() -> None:
+    set_max_image_pixels(89_478_485)
     allow_images_of(4096 * 4096)
     assert Image.MAX_IMAGE_PIXELS == 89_478_485
     allow_images_of(200_000_000)

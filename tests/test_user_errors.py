@@ -541,3 +541,73 @@ def test_chat_takes_paths_as_terminals_paste_them(image_model, tmp_path, monkeyp
     expected = [session.send(text, images=image) for text in ("One?", "Two?", "Three?")]
     assert out == "".join(f"Assistant: {reply}\n" for reply in expected) and "error" not in err
     assert (tmp_path / "chat.state").is_file()
+
+
+# --- images beyond the pixel limit -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> Path:
+    """A real 10000 x 9000 scan-sized image (a 1-bit PNG of 11 kB), above Pillow's default limit of
+    89,478,485 pixels."""
+    path = tmp_path_factory.mktemp("huge") / "scan.png"
+    Image.new("1", (10000, 9000)).save(path)
+    return path
+
+
+def too_large(path: Path, how: str) -> str:
+    return (f"image '{path}' has 10000x9000 = 90,000,000 pixels, more than the 89,478,485 allowed (a guard against "
+            f"decompression bombs: small files that decode to gigabytes); to load it, raise the limit to at least "
+            f"90000000 with {how}, or scale the image down")
+
+
+def test_chat_names_its_own_option_for_a_big_image_and_the_option_raises_the_limit(
+        image_model, huge_png, monkeypatch, capsys):
+    from modrwkv.inference import ModRWKVPipeline
+
+    args = ["chat", "--model", str(image_model), "--temperature", "0", "--max-new-tokens", "4", "--image", str(huge_png)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("What is it?\n"))
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"error: {too_large(huge_png, '`modrwkv chat --max-image-pixels 90000000`')}; this turn is "
+                   "discarded, the conversation is unchanged\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("What is it?\n"))
+    assert main([*args, "--max-image-pixels", "90000000"]) == 0
+    out, err = capsys.readouterr()
+    expected = ModRWKVPipeline.from_pretrained(image_model).session(
+        temperature=0, max_new_tokens=4, top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5,
+    ).send("What is it?", images=[str(huge_png)])  # the limit is still raised: the command's own setting
+    assert out == f"Assistant: {expected}\n" and err == ""
+    assert fails(capsys, ["chat", "--model", str(image_model), "--max-image-pixels", "0"]) == (
+        "modrwkv chat: error: argument --max-image-pixels: must be at least 1, got 0 (see modrwkv chat --help)")
+
+
+def test_eval_and_init_name_their_own_option_and_training_its_config_key(image_model, huge_png, tmp_path, capsys,
+                                                                         caplog):
+    from modrwkv.training import train
+
+    records = tmp_path / "test.jsonl"
+    records.write_text(json.dumps({"image": str(huge_png), "question": "What is it?", "answer": "white"}) + "\n")
+    assert fails(capsys, ["eval", "--model", str(image_model), "--task", "custom", "--data", str(records),
+                          "--output", str(tmp_path / "eval")]) == (
+        f"modrwkv eval: error: custom sample 1: {too_large(huge_png, '`modrwkv eval --max-image-pixels 90000000`')}")
+
+    line = fails(capsys, ["init", "--data", str(records), "--yes", "--output", str(tmp_path / "c.yaml")])
+    assert too_large(huge_png, "`modrwkv init --max-image-pixels 90000000`") in line
+    assert main(["init", "--data", str(records), "--yes", "--output", str(tmp_path / "c.yaml"),
+                 "--max-image-pixels", "90000000"]) == 0
+    capsys.readouterr()
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["max_image_pixels"] == 90_000_000
+
+    samples = [Sample([Message("user", "<image>\nWhat is it?"), Message("assistant", "white")],
+                      images=[str(huge_png)], source=f"scan[{i}]") for i in range(2)]
+    cfg = tiny_config(tmp_path)
+    cfg["train"].update(max_steps=1, batch_size=2, micro_batch_size=2)
+    with pytest.raises(ValueError, match="no token to learn from"):
+        train(cfg, samples=samples)
+    key = "data.max_image_pixels: 90000000 in the config (or `modrwkv train CONFIG --data.max_image_pixels 90000000`)"
+    assert too_large(huge_png, key) in caplog.text
+    cfg["data"]["max_image_pixels"] = 90_000_000
+    cfg["output"]["dir"] = str(tmp_path / "run2")
+    assert train(cfg, samples=samples).metrics["steps"] == 1

@@ -448,6 +448,7 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="the config file to write (default: NAME.yaml here)")
     p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     p.add_argument("--yes", action="store_true", help="ask nothing: take the defaults for what no flag gives")
+    _add_image_limit(p)
     p.set_defaults(handler=_run_init)
 
 
@@ -481,6 +482,7 @@ def _run_init(args: argparse.Namespace) -> int:
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
                           horizon=args.horizon)
+    _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
     readers_log.setLevel(logging.ERROR)  # the skipped records are listed below, once
@@ -513,6 +515,10 @@ def _run_init(args: argparse.Namespace) -> int:
     if output.exists() and not args.force:
         raise CLIError(f"{output} exists; choose another --output or add --force")
     config, notes = build_config(answers, summary)
+    from modrwkv.encoders.media import DEFAULT_MAX_IMAGE_PIXELS
+
+    if args.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:  # training reads the same images
+        config["data"]["max_image_pixels"] = args.max_image_pixels
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_config(config, notes))
     run = config["output"]["dir"]
@@ -552,6 +558,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
 
 
+def _add_image_limit(p: argparse.ArgumentParser) -> None:
+    from modrwkv.encoders.media import DEFAULT_MAX_IMAGE_PIXELS
+
+    p.add_argument("--max-image-pixels", type=_at_least(1), default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
+                   help="largest image (width x height) to decode, a guard against decompression bombs; larger "
+                   f"images are an error (default: Pillow's {DEFAULT_MAX_IMAGE_PIXELS:,}, about 9459 x 9459)")
+
+
+def _apply_image_limit(args: argparse.Namespace) -> None:
+    """`--max-image-pixels` for this process's image readers; an image above it names this option."""
+    from modrwkv.encoders.media import set_max_image_pixels
+
+    set_max_image_pixels(args.max_image_pixels,
+                         how_to_raise=f"`modrwkv {args.command} --max-image-pixels {{pixels}}`")
+
+
 def _load_pipeline(args: argparse.Namespace, prefix_cache_mb: float = 256,
                    model_path: str | None = None) -> ModRWKVPipeline:
     """`model_path`: `args.model` already resolved to a local path (a hub id is then not resolved again)."""
@@ -587,6 +609,7 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
                    help="frames per video, spread uniformly (default: the model's, 8 unless it was trained otherwise)")
     p.add_argument("--video-fps", type=float, metavar="FPS",
                    help="instead of --video-frames: frames per second of video, up to the model's max_frames")
+    _add_image_limit(p)
     p.add_argument("--system", help="system prompt")
     p.add_argument("--max-new-tokens", type=int, default=512, help="token budget per reply")
     p.add_argument("--temperature", type=float, default=CHAT_DEFAULTS["temperature"], help="0 = greedy")
@@ -604,6 +627,7 @@ def _run_chat(args: argparse.Namespace) -> int:
     SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                    top_k=args.top_k, presence_penalty=args.presence_penalty,
                    frequency_penalty=args.frequency_penalty)  # checks the values before the model loads
+    _apply_image_limit(args)
     pipeline = _load_pipeline(args)
     session = pipeline.session(
         system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
@@ -883,6 +907,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     custom.add_argument("--baseline", action="append", default=[], metavar="NAME=VALUE",
                         help="a number to show beside the model's in report.md (repeatable); a custom data set "
                         "is compared with nothing else")
+    _add_image_limit(p)
     p.set_defaults(handler=_run_eval)
 
 
@@ -900,6 +925,7 @@ def _baselines(items: Sequence[str]) -> dict[str, float]:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from .audio import WavLMAudioEncoder, WhisperAudioEncoder
 from .base import EncoderOutput, ModalityEncoder, Prepared
-from .media import MediaError, load_audio, load_image
+from .media import ImageTooLarge, MediaError, load_audio, load_image, set_max_image_pixels
 from .series import WaveNetConfig, WaveNetSeriesEncoder
 from .tiny_vision import TinyVisionConfig, TinyVisionEncoder
 from .vision import CLIPEncoder, SigLIP2Encoder, SigLIPEncoder
@@ -110,6 +110,7 @@ __all__ = [
     "ENCODERS",
     "CLIPEncoder",
     "EncoderOutput",
+    "ImageTooLarge",
     "MediaError",
     "ModalityEncoder",
     "Prepared",
@@ -124,4 +125,5 @@ __all__ = [
     "build_encoder",
     "load_audio",
     "load_image",
+    "set_max_image_pixels",
 ]

@@ -65,20 +65,32 @@ class MediaError(ValueError):
         self.modality = modality
 
 
-class ImageTooLarge(MediaError):
-    """An image with more pixels than Pillow decodes (`PIL.Image.MAX_IMAGE_PIXELS`, its guard
-    against decompression bombs); `pixels` is width x height, or None when Pillow refused the image
-    before telling its size (above twice the limit)."""
+# Pillow's own default for PIL.Image.MAX_IMAGE_PIXELS (about 9459 x 9459), the library's and CLI's default.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# How the running program's user raises the limit, quoted by ImageTooLarge (set_max_image_pixels).
+_how_to_raise = "modrwkv.set_max_image_pixels({pixels}) before loading"
+_PILLOW_BOMB_SIZE = re.compile(r"Image size \((\d+) pixels\)")
 
-    def __init__(self, where: str, size: tuple[int, int] | None, limit: int) -> None:
+
+class ImageTooLarge(MediaError):
+    """An image with more pixels than this process decodes (`set_max_image_pixels`: Pillow's
+    `PIL.Image.MAX_IMAGE_PIXELS`, its guard against decompression bombs). `size` is (width, height),
+    or None when Pillow refused the image before telling it (above twice the limit); `pixels` is
+    width x height (from Pillow's message then), or None if unknown."""
+
+    def __init__(self, where: str, size: tuple[int, int] | None, limit: int, pixels: int | None = None) -> None:
         self.size = size
-        self.pixels = None if size is None else size[0] * size[1]
+        self.pixels = size[0] * size[1] if size is not None else pixels
         self.limit = limit
-        found = f"more than {2 * limit:,}" if size is None else f"{size[0]}x{size[1]} = {self.pixels:,}"
+        if size is not None:
+            found = f"{size[0]}x{size[1]} = {self.pixels:,}"
+        else:
+            found = f"{self.pixels:,}" if self.pixels is not None else f"more than {2 * limit:,}"
+        needed = self.pixels if self.pixels is not None else 2 * limit + 1
         super().__init__("image", (
-            f"image {where} has {found} pixels, more than the {limit:,} that Pillow decodes (its guard "
-            f"against decompression bombs); to load it anyway, set PIL.Image.MAX_IMAGE_PIXELS to at least "
-            f"{self.pixels or 2 * limit + 1} (or None) first, or scale the image down"))
+            f"image {where} has {found} pixels, more than the {limit:,} allowed (a guard against decompression "
+            f"bombs: small files that decode to gigabytes); to load it, raise the limit to at least {needed} "
+            f"with {_how_to_raise.format(pixels=needed)}, or scale the image down"))
 
 
 def open_image(source: Any, where: str) -> Image.Image:
@@ -96,23 +108,50 @@ def open_image(source: Any, where: str) -> Image.Image:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(source)
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(where, None, limit or 0) from None
+        except Image.DecompressionBombError as exc:
+            told = _PILLOW_BOMB_SIZE.search(str(exc))
+            raise ImageTooLarge(where, None, limit or 0, int(told.group(1)) if told else None) from None
     if limit is not None and image.width * image.height > limit:
         image.close()
         raise ImageTooLarge(where, image.size, limit)
     return image
 
 
-def allow_images_of(pixels: int) -> None:
-    """Raises Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, a process-wide
-    setting) to at least `pixels`, for a program that accepts images that large (`modrwkv serve
-    --max-image-pixels`). Never lowers it."""
+def max_image_pixels() -> int | None:
+    """The largest image (width x height) this process decodes; None: no limit."""
     from PIL import Image
 
-    if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
-        logger.info("raising Pillow's image size limit from %d to %d pixels", Image.MAX_IMAGE_PIXELS, pixels)
-        Image.MAX_IMAGE_PIXELS = pixels
+    return Image.MAX_IMAGE_PIXELS
+
+
+def set_max_image_pixels(pixels: int | None, *, how_to_raise: str | None = None) -> None:
+    """Sets the largest image (width x height) that every image reader in this process decodes
+    (`load_image`, and so processors, pipelines, training data and evaluation); larger ones raise
+    `ImageTooLarge`. None removes the limit (only for trusted images). Default: Pillow's 89,478,485.
+
+    The limit is Pillow's decompression-bomb guard, `PIL.Image.MAX_IMAGE_PIXELS`: process-wide, as
+    images are decoded in worker threads and data-loader processes. `how_to_raise` is how the
+    program's user changes it, quoted by the error with `{pixels}` replaced by the size needed (the
+    CLI passes e.g. "modrwkv chat --max-image-pixels {pixels}")."""
+    global _how_to_raise
+    from PIL import Image
+
+    if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1):
+        raise ValueError(f"the image pixel limit must be a positive integer or None, got {pixels!r}")
+    if pixels != Image.MAX_IMAGE_PIXELS:
+        logger.info("image size limit: %s pixels (was %s)", pixels, Image.MAX_IMAGE_PIXELS)
+    Image.MAX_IMAGE_PIXELS = pixels
+    if how_to_raise is not None:
+        _how_to_raise = how_to_raise
+
+
+def allow_images_of(pixels: int) -> None:
+    """Raises the process's image size limit (`set_max_image_pixels`) to at least `pixels`, never
+    lowering it: for a server whose own, per-request limit (`ServerLimits.max_image_pixels`) is
+    checked before decoding, sharing the process with other image readers."""
+    limit = max_image_pixels()
+    if limit is not None and pixels > limit:
+        set_max_image_pixels(pixels)
 
 
 def decoder_message(exc: BaseException, where: str) -> str:

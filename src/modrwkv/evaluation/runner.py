@@ -311,7 +311,8 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
             try:
                 answers = task.generate(pipeline, batch, max_new_tokens)
             except ValueError as exc:
-                raise ValueError(f"{task.name} samples {', '.join(s.id for s in batch)}: {exc}") from exc
+                which = f"sample{'s' if len(batch) > 1 else ''} {', '.join(s.id for s in batch)}"
+                raise ValueError(f"{task.name} {which}: {exc}") from exc
             lines = []
             for sample, answer in zip(batch, answers, strict=True):
                 record = {"id": sample.id, "prompt": sample.prompt, **answer, "reference": sample.reference}

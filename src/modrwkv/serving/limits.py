@@ -134,17 +134,22 @@ def _check_image(item: Any, index: int, limits: ServerLimits) -> Any:
     try:  # opening reads only the header: the size is known before any pixel is decoded
         with open_image(io.BytesIO(item) if isinstance(item, bytes) else item, f"{index}") as image:
             width, height = image.size
-    except ImageTooLarge as exc:  # beyond Pillow's limit, which the server raised to its own (create_app)
-        found = f"more than {2 * exc.limit}" if exc.size is None else f"{exc.size[0]}x{exc.size[1]} = {exc.pixels}"
-        raise APIError(400, f"image {index} has {found} pixels; this server accepts at most {limits.max_image_pixels}",
-                       code="image_too_large") from None
+    except ImageTooLarge as exc:  # beyond the process's limit, which the server raised to its own (create_app)
+        found = (f"{exc.size[0]}x{exc.size[1]} = {exc.pixels}" if exc.size is not None else str(exc.pixels)
+                 if exc.pixels is not None else f"more than {2 * exc.limit}")
+        raise APIError(400, f"image {index} has {found} pixels; {_pixel_limit(limits)}", code="image_too_large") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise APIError(400, f"image {index} cannot be decoded: {decoder_message(exc, 'the image')}",
                        code="bad_image") from None
     if width * height > limits.max_image_pixels:
-        raise APIError(400, f"image {index} has {width}x{height} = {width * height} pixels; this server accepts at "
-                       f"most {limits.max_image_pixels}", code="image_too_large")
+        raise APIError(400, f"image {index} has {width}x{height} = {width * height} pixels; {_pixel_limit(limits)}",
+                       code="image_too_large")
     return item
+
+
+def _pixel_limit(limits: ServerLimits) -> str:
+    return (f"this server accepts at most {limits.max_image_pixels} (its operator can raise that with "
+            "--max-image-pixels; or scale the image down)")
 
 
 def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
@@ -191,8 +196,8 @@ def _check_video(item: Any, index: int, limits: ServerLimits) -> Any:
         raise APIError(400, f"video {index} cannot be decoded: {exc.strerror or 'unknown container'}",
                        code="bad_video") from None
     if width * height > limits.max_image_pixels:
-        raise APIError(400, f"video {index} has {width}x{height} = {width * height} pixels per frame; this server "
-                       f"accepts at most {limits.max_image_pixels}", code="video_too_large")
+        raise APIError(400, f"video {index} has {width}x{height} = {width * height} pixels per frame; "
+                       f"{_pixel_limit(limits)}", code="video_too_large")
     if seconds > limits.max_video_seconds:
         raise APIError(400, f"video {index} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_video_seconds:g} s", code="video_too_long")

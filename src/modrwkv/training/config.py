@@ -22,7 +22,7 @@ import yaml
 
 from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
-from ..encoders.media import VideoSampling
+from ..encoders.media import DEFAULT_MAX_IMAGE_PIXELS, VideoSampling
 from ..textfiles import TextFileError, read_yaml
 
 # "1": adapters; "2": adapters + LM; "lora": adapters + LoRA layers; "state": the LM's initial WKV
@@ -99,6 +99,9 @@ class DataConfig:
     shuffle: bool = True
     group_by_length: bool = False
     num_workers: int = 0
+    # largest image (width x height) decoded, a guard against decompression bombs: larger ones are
+    # bad samples (on_error); raise it for big scans (encoders.media.set_max_image_pixels)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 @dataclasses.dataclass
@@ -181,6 +184,8 @@ class TrainConfig:
             raise ConfigError("data.train: no training files given")
         if d.num_workers < 0:
             raise ConfigError("data.num_workers must be >= 0")
+        if d.max_image_pixels < 1:
+            raise ConfigError(f"data.max_image_pixels must be >= 1, got {d.max_image_pixels}")
         positive = {"train.batch_size": t.batch_size, "train.micro_batch_size": t.micro_batch_size,
                     "output.log_every": o.log_every, "train.lora.rank": t.lora.rank}
         for key, value in positive.items():
@@ -406,7 +411,7 @@ def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None
 
 
 # What a resumed run may change: where and how it runs and reports, not what it trains or on what.
-RESUMABLE_CHANGES = ("runtime.", "output.", "data.num_workers")
+RESUMABLE_CHANGES = ("runtime.", "output.", "data.num_workers", "data.max_image_pixels")
 
 
 def check_resume(config: TrainConfig, output_dir: str | Path) -> None:

@@ -12,6 +12,7 @@ in which case `data` / `model` of the config are not read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import logging
 import math
@@ -24,6 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
@@ -32,7 +34,7 @@ from torch.utils.data import DataLoader
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.sample import Sample
 from ..encoders import build_encoder
-from ..encoders.media import VideoSampling
+from ..encoders.media import VideoSampling, set_max_image_pixels
 from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
@@ -128,7 +130,7 @@ class TrainData(pl.LightningDataModule):
 
     def __init__(self, dataset: ProcessedDataset, collate: DroppingCollator, *, micro_batch_size: int,
                  total_micro_batches: int, seed: int, shuffle: bool, lengths: Sequence[int] | None,
-                 num_workers: int) -> None:
+                 num_workers: int, worker_setup: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.dataset = dataset
         self.collate = collate
@@ -138,6 +140,7 @@ class TrainData(pl.LightningDataModule):
         self.shuffle = shuffle
         self.lengths = lengths
         self.num_workers = num_workers
+        self.worker_setup = worker_setup  # process-wide settings, for workers that start afresh (spawn)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
@@ -147,7 +150,17 @@ class TrainData(pl.LightningDataModule):
                                    lengths=self.lengths)
         sampler.skip(trainer.global_step * trainer.accumulate_grad_batches)
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
-                          persistent_workers=False)
+                          persistent_workers=False,
+                          worker_init_fn=functools.partial(_init_worker, self.worker_setup, rank=trainer.global_rank))
+
+
+def _init_worker(setup: Callable[[], None] | None, worker_id: int, rank: int) -> None:
+    """A data-loader worker's start: the process-wide settings `setup` makes (a worker started with
+    spawn or forkserver has none of its parent's), then Lightning's per-worker seeding, which
+    seed_everything(workers=True) would have installed had the loader no init function."""
+    if setup is not None:
+        setup()
+    pl_worker_init_function(worker_id, rank)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +304,9 @@ def train(
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
     opt, out = config.train, check_output_folder(config.output.dir)
     started = time.perf_counter()
+    limit_images = functools.partial(set_max_image_pixels, config.data.max_image_pixels, how_to_raise=(
+        "data.max_image_pixels: {pixels} in the config (or `modrwkv train CONFIG --data.max_image_pixels {pixels}`)"))
+    limit_images()
     pl.seed_everything(opt.seed, workers=True, verbose=False)
 
     # Set up: the model, the data, the trainer.
@@ -323,7 +339,8 @@ def train(
                            media_reliance_every=config.output.media_reliance_every)
     data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
                      total_micro_batches=plan.total_steps * plan.accumulation, seed=opt.seed,
-                     shuffle=config.data.shuffle, lengths=lengths, num_workers=config.data.num_workers)
+                     shuffle=config.data.shuffle, lengths=lengths, num_workers=config.data.num_workers,
+                     worker_setup=limit_images)
     checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
                                         total_steps=plan.total_steps, lora=opt.lora if opt.stage == "lora" else None)
     stopper = StopOnSignal(checkpointer)
