@@ -1,6 +1,6 @@
 """The web page at `/`, end to end in headless Chromium (Debian's `chromium`, driven by Playwright):
-enter the API key, attach an image, ask, watch the answer stream in; then a follow-up turn and an
-audio clip. The page uses only the server's public API, so the answers must equal the API's.
+enter the API key, attach an image, ask, watch the answer stream in; then a follow-up turn, an
+audio clip and a video. The page uses only the server's public API, so the answers must equal the API's.
 
 `bash scripts/setup.sh --test` installs Chromium when it runs as root. Without Chromium this test
 skips and says what to run; CI sets MODRWKV_REQUIRE_BROWSER=1, which turns that skip into a failure
@@ -12,7 +12,8 @@ import shutil
 
 import pytest
 from test_pipeline import png_bytes, wav_bytes  # noqa: F401
-from test_server import KEY, ask, audio_part, image_part, live_server
+from test_server import KEY, ask, audio_part, data_uri, image_part, live_server
+from test_video import distinct_frames, encode_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -50,9 +51,11 @@ def finished_answer(page, index: int) -> tuple[str, int]:
     return bubble.text_content(), int(bubble.get_attribute("data-chunks"))
 
 
-def test_page_streams_answers_about_an_uploaded_image_and_audio(browser, tmp_path):
+def test_page_streams_answers_about_an_uploaded_image_audio_and_video(browser, tmp_path):
     (tmp_path / "picture.png").write_bytes(png_bytes(21))
     (tmp_path / "clip.wav").write_bytes(wav_bytes(0.6, seed=4))
+    clip = encode_video(distinct_frames(6, size=32), "mp4", "libx264", "yuv420p", fps=4)
+    (tmp_path / "clip.mp4").write_bytes(clip)
     with live_server(api_key=KEY) as server:
         page = browser.new_page()
         errors = []
@@ -61,6 +64,7 @@ def test_page_streams_answers_about_an_uploaded_image_and_audio(browser, tmp_pat
         page.fill("#api-key", KEY)
         page.dispatch_event("#api-key", "change")
         page.wait_for_function("document.getElementById('status').textContent.includes('model tiny')")
+        assert page.text_content("#status") == "model tiny · accepts audio, image, video"
         page.fill("#temperature", "0")
         page.fill("#max-tokens", "12")
 
@@ -90,4 +94,17 @@ def test_page_streams_answers_about_an_uploaded_image_and_audio(browser, tmp_pat
         history += [{"role": "assistant", "content": second},
                     {"role": "user", "content": [audio_part(0.6, seed=4), {"type": "text", "text": "And this sound?"}]}]
         assert third == ask(client, history, max_tokens=12).choices[0].message.content
+
+        page.set_input_files("#file", str(tmp_path / "clip.mp4"))  # sent as vLLM's video_url part
+        page.locator("#attachments span", has_text="clip.mp4").wait_for()
+        page.fill("#prompt", "What happens in this video?")
+        page.click("#send")
+        fourth, _ = finished_answer(page, 3)
+        assert page.locator(".msg.user video").count() == 1
+        history += [{"role": "assistant", "content": third},
+                    {"role": "user", "content": [{"type": "video_url", "video_url": {"url": data_uri(clip, "video/mp4")}},
+                                                 {"type": "text", "text": "What happens in this video?"}]}]
+        assert fourth and fourth == ask(client, history, max_tokens=12).choices[0].message.content
+        without_video = history[:-1] + [{"role": "user", "content": "What happens in this video?"}]
+        assert fourth != ask(client, without_video, max_tokens=12).choices[0].message.content  # the video counted
         assert page.locator(".msg.error").count() == 0 and not errors

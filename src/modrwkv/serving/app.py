@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import hmac
 import importlib.resources
+import importlib.util
 import json
 import logging
 import time
@@ -80,6 +81,7 @@ def create_app(
     created = int(time.time())
     # Media decoding runs in worker threads; a few at a time leaves the CPU to the decode thread.
     preparing = anyio.CapacityLimiter(PREPARE_THREADS)
+    reads_video = importlib.util.find_spec("av") is not None  # the [video] extra
     page = importlib.resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
 
     @contextlib.asynccontextmanager
@@ -130,6 +132,8 @@ def create_app(
     async def models(request: Request) -> dict[str, Any]:
         authorize(request)
         modalities = sorted(pipeline.model.encoders)
+        if "image" in modalities and reads_video:  # a video reaches the model as image frames
+            modalities = sorted([*modalities, "video"])
         return {"object": "list", "data": [
             {"id": name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities}
             for name in names.names
