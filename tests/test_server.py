@@ -201,7 +201,8 @@ BAD_REQUESTS = [
     ({"max_tokens": 0}, openai.BadRequestError, "max_tokens"),
     ({"temperature": 3}, openai.BadRequestError, "temperature"),
     ({"top_p": 0}, openai.BadRequestError, "top_p"),
-    ({"n": 2}, openai.BadRequestError, "'n' must be 1"),
+    ({"n": 17}, openai.BadRequestError, "'n' must be an integer from 1 to 16, got 17"),
+    ({"response_format": {"type": "json_object"}}, openai.BadRequestError, "response_format"),
     ({"stop": [""]}, openai.BadRequestError, "stop"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, openai.BadRequestError, "tools"),
     ({"messages": [{"role": "user", "content": "x" * 1_100_000}]}, openai.APIStatusError, "at most 1000000"),
@@ -248,6 +249,51 @@ def test_model_names_aliases_and_any_name():
         assert status == 200 and reply["choices"][0]["message"]["content"] == expected(messages)
     with pytest.raises(ValueError, match="at least one non-empty name"):
         create_app(tiny_pipeline(), model_name=[])
+
+
+def test_several_choices_streamed_or_not_each_as_a_request_of_its_own(live):
+    """n choices: choice i is what a request with seed + i answers alone (every choice its own
+    sample), streamed or not; usage counts the prompt once and every choice's tokens."""
+    client = live.client()
+    messages = [{"role": "user", "content": [image_part(5), {"type": "text", "text": "What is it?"}]}]
+    options = dict(max_tokens=6, temperature=1.0, top_p=0.9, seed=11)
+    alone = [ask(client, messages, **{**options, "seed": 11 + i}) for i in range(3)]
+    reply = ask(client, messages, n=3, **options)
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert [c.message.content for c in reply.choices] == [a.choices[0].message.content for a in alone]
+    assert len({c.message.content for c in reply.choices}) > 1
+    assert reply.usage.prompt_tokens == alone[0].usage.prompt_tokens
+    assert reply.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    chunks = list(ask(client, messages, n=3, stream=True, stream_options={"include_usage": True}, **options))
+    texts, finishes = ["", "", ""], {}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk.choices
+        texts[choice.index] += choice.delta.content or ""
+        if choice.finish_reason:
+            finishes[choice.index] = choice.finish_reason
+    assert texts == [c.message.content for c in reply.choices]
+    assert finishes == {c.index: c.finish_reason for c in reply.choices}
+    assert not chunks[-1].choices and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+    greedy = ask(client, [USER], n=2, logprobs=True, max_tokens=4)  # logprobs per choice
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content
+    assert [len(c.logprobs.content) for c in greedy.choices] == [greedy.usage.completion_tokens // 2] * 2
+
+
+def test_model_retrieval_and_unknown_routes_answer_as_openai_does(live):
+    client = live.client()
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.models.retrieve("gpt-4o")
+    assert raised.value.code == "model_not_found" and "this server serves 'tiny'" in raised.value.body["message"]
+    with pytest.raises(openai.NotFoundError) as raised:  # routes this server does not have
+        client.embeddings.create(model="tiny", input="Hello")
+    assert raised.value.code == "unknown_url" and raised.value.body["message"].startswith(
+        "unknown route POST /v1/embeddings; this server serves POST /v1/chat/completions")
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.get("/chat/completions", cast_to=object)
+    assert raised.value.status_code == 405 and raised.value.body == {
+        "message": "/v1/chat/completions does not take GET", "type": "invalid_request_error", "param": None,
+        "code": "method_not_allowed"}
 
 
 def post_raw(live, body: bytes) -> tuple[int, dict]:

@@ -26,6 +26,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError, allow_images_of
@@ -108,6 +109,19 @@ def create_app(
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes and methods, as OpenAI error objects (clients show their message)."""
+        if exc.status_code == 404:
+            message = (f"unknown route {request.method} {request.url.path}; this server serves POST /v1/chat/completions, "
+                       "POST /v1/completions, GET /v1/models, GET /health and GET /metrics")
+            error = APIError(404, message, code="unknown_url")
+        elif exc.status_code == 405:
+            error = APIError(405, f"{request.url.path} does not take {request.method}", code="method_not_allowed")
+        else:
+            error = APIError(exc.status_code, str(exc.detail))
+        return JSONResponse(error.body(), status_code=error.status, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # logged by the server too
         return JSONResponse(_internal_error(exc).body(), status_code=500)
@@ -139,6 +153,11 @@ def create_app(
             for name in names.names
         ]}
 
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str, request: Request) -> dict[str, Any]:
+        authorize(request)
+        return next(entry for entry in (await models(request))["data"] if entry["id"] == names.resolve(model))
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         authorize(request)
@@ -149,26 +168,36 @@ def create_app(
             raise _queue_full()
         prompt = await anyio.to_thread.run_sync(_prepare_prompt, pipeline, parsed.messages, limits,
                                                 limiter=preparing)
-        try:
-            params = pipeline.sampling_params(**parsed.sampling)
+        try:  # one decode per choice, batched together; choice i samples with seed + i
+            params = [pipeline.sampling_params(**protocol.choice_sampling(parsed.sampling, index))
+                      for index in range(parsed.n)]
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
+        tickets: list[Ticket] = []
         try:
-            ticket = scheduler.submit(prompt, params, stream=parsed.stream, logprobs=parsed.logprobs)
+            for choice_params in params:
+                tickets.append(scheduler.submit(prompt, choice_params, stream=parsed.stream, logprobs=parsed.logprobs))
         except QueueFull:
+            for ticket in tickets:
+                ticket.cancel()
             raise _queue_full() from None
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if parsed.stream:
-            events = _stream_events(ticket, request, request_id, now, parsed.model, parsed.include_usage,
+            events = _stream_events(tickets, request, request_id, now, parsed.model, parsed.include_usage,
                                     _Observer(metrics, "/v1/chat/completions", arrived), pipeline.tokenizer)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        result = await _wait_for_result(ticket, request)
-        metrics.tokens(result.prompt_tokens, result.completion_tokens)
-        body = protocol.completion(request_id, now, parsed.model, result)
-        body["choices"][0]["logprobs"] = completions.chat_logprobs(pipeline.tokenizer,
-                                                                   completions.generated_logprobs(result))
+        try:
+            results = [await _wait_for_result(ticket, request) for ticket in tickets]
+        finally:
+            for ticket in tickets:
+                ticket.cancel()
+        for result in results:
+            metrics.tokens(result.prompt_tokens, result.completion_tokens)
+        body = protocol.completion(request_id, now, parsed.model, results)
+        for choice, result in zip(body["choices"], results):
+            choice["logprobs"] = completions.chat_logprobs(pipeline.tokenizer, completions.generated_logprobs(result))
         return JSONResponse(body)
 
     @app.post("/v1/completions")
@@ -298,7 +327,7 @@ async def _stream_text_completion(ticket: Ticket, request: Request, request_id: 
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     try:
-        async for kind, value in _events(ticket, request):
+        async for _, kind, value in _events([ticket], request):
             if kind == "text":
                 piece, scored = value
                 observer.text()
@@ -310,7 +339,7 @@ async def _stream_text_completion(ticket: Ticket, request: Request, request_id: 
                 observer.done(value)
                 yield event("", value.finish_reason, scored=_unsent_logprobs(ticket, value))
                 if include_usage:
-                    yield event("", usage={k: v for k, v in protocol.usage(value).items() if k != "prompt_tokens_details"})
+                    yield event("", usage={k: v for k, v in protocol.usage([value]).items() if k != "prompt_tokens_details"})
                 yield protocol.DONE
                 return
     finally:
@@ -376,27 +405,34 @@ def _internal_error(exc: BaseException) -> APIError:
                     type="server_error")
 
 
-async def _events(ticket: Ticket, request: Request) -> AsyncIterator[tuple[str, Any]]:
-    """The ticket's events until the client disconnects (checked every DISCONNECT_POLL_SECONDS,
-    also while events keep coming, since a stream that is being written never times out)."""
+async def _events(tickets: Sequence[Ticket], request: Request) -> AsyncIterator[tuple[int, str, Any]]:
+    """(ticket index, kind, value): the tickets' events as they come, until each ticket is done or has
+    failed, or the client disconnects (checked every DISCONNECT_POLL_SECONDS, also while events keep
+    coming, since a stream that is being written never times out)."""
     loop = asyncio.get_running_loop()
     checked = loop.time()
-    while True:
-        try:
-            event = await asyncio.wait_for(ticket.events.get(), DISCONNECT_POLL_SECONDS)
-        except asyncio.TimeoutError:
-            event = None
-        if loop.time() - checked >= DISCONNECT_POLL_SECONDS:
-            checked = loop.time()
-            if await request.is_disconnected():
-                return
-        if event is not None:
-            yield event
+    waiting = {asyncio.ensure_future(ticket.events.get()): index for index, ticket in enumerate(tickets)}
+    try:
+        while waiting:
+            done, _ = await asyncio.wait(waiting, timeout=DISCONNECT_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            if loop.time() - checked >= DISCONNECT_POLL_SECONDS:
+                checked = loop.time()
+                if await request.is_disconnected():
+                    return
+            for future in sorted(done, key=waiting.__getitem__):
+                index = waiting.pop(future)
+                kind, value = future.result()
+                yield index, kind, value
+                if kind not in ("done", "error"):
+                    waiting[asyncio.ensure_future(tickets[index].events.get())] = index
+    finally:
+        for future in waiting:
+            future.cancel()
 
 
 async def _wait_for_result(ticket: Ticket, request: Request) -> GenerationResult:
     try:
-        async for kind, value in _events(ticket, request):
+        async for _, kind, value in _events([ticket], request):
             if kind == "done":
                 return value
             if kind == "error":
@@ -412,30 +448,38 @@ def _unsent_logprobs(ticket: Ticket, result: GenerationResult) -> list[completio
     return completions.generated_logprobs(result, ticket.scored_tokens) or None
 
 
-async def _stream_events(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
+async def _stream_events(tickets: Sequence[Ticket], request: Request, request_id: str, created: int, model: str,
                          include_usage: bool, observer: _Observer, tokenizer: WorldTokenizer) -> AsyncIterator[str]:
-    """chat.completion.chunk SSE events. With logprobs, each chunk carries the logprobs object of its
-    tokens, and the last chunk those of tokens whose text never came out (a stop token or stop string),
-    so the chunks together hold what a non-streamed reply holds."""
+    """chat.completion.chunk SSE events, one choice per ticket (`index`), interleaved as they are
+    decoded. With logprobs, each chunk carries the logprobs object of its tokens, and a choice's last
+    chunk those of tokens whose text never came out (a stop token or stop string), so the chunks
+    together hold what a non-streamed reply holds. The usage chunk comes after every choice is done."""
     try:
-        yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""})
-        async for kind, value in _events(ticket, request):
+        for index in range(len(tickets)):
+            yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""}, index=index)
+        finished: dict[int, GenerationResult] = {}
+        async for index, kind, value in _events(tickets, request):
             if kind == "text":
                 piece, scored = value
                 observer.text()
-                yield protocol.chunk(request_id, created, model, {"content": piece},
+                yield protocol.chunk(request_id, created, model, {"content": piece}, index=index,
                                      logprobs=completions.chat_logprobs(tokenizer, scored))
             elif kind == "error":
                 yield f"data: {json.dumps(_failure(value).body())}\n\n"
                 return
             elif kind == "done":
                 observer.done(value)
-                yield protocol.chunk(request_id, created, model, {}, value.finish_reason,
-                                     logprobs=completions.chat_logprobs(tokenizer, _unsent_logprobs(ticket, value)))
-                if include_usage:
-                    yield protocol.chunk(request_id, created, model, {}, usage_block=protocol.usage(value))
-                yield protocol.DONE
-                return
+                finished[index] = value
+                yield protocol.chunk(request_id, created, model, {}, value.finish_reason, index=index,
+                                     logprobs=completions.chat_logprobs(tokenizer,
+                                                                        _unsent_logprobs(tickets[index], value)))
+                if len(finished) == len(tickets):
+                    if include_usage:
+                        yield protocol.chunk(request_id, created, model, {},
+                                             usage_block=protocol.usage([finished[i] for i in range(len(tickets))]))
+                    yield protocol.DONE
+                    return
         log.info("%s: client disconnected mid-stream", request_id)
     finally:
-        ticket.cancel()
+        for ticket in tickets:
+            ticket.cancel()

@@ -4,7 +4,7 @@ shaping results into `chat.completion` objects and `chat.completion.chunk` SSE e
 Fields are checked one by one with messages that name the field, because a client library's
 "400 Bad Request" is only useful when the body says what was wrong. Unknown fields are ignored (as
 OpenAI-compatible servers commonly do); fields that ask for features this server does not have
-(tools, several choices) are refused rather than silently dropped.
+(tools, JSON mode) are refused rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from ..generation import GenerationResult
@@ -21,6 +22,7 @@ MAX_STOP_SEQUENCES = 16
 # Deepest JSON nesting a request may have; a chat request with media needs 6 levels.
 MAX_JSON_DEPTH = 32
 MAX_TOP_LOGPROBS = 20
+MAX_CHOICES = 16  # `n`: choices of one chat request, each decoded in its own batch slot
 _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
 
 
@@ -32,6 +34,7 @@ class CompletionRequest:
     stream: bool
     include_usage: bool
     logprobs: int | None = None  # alternatives per token when log-probabilities are asked for
+    n: int = 1  # choices
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
@@ -171,8 +174,10 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
     top_logprobs = _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     if top_logprobs is not None and not wants_logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-    if _integer(body, "n", 1) not in (None, 1):
-        raise APIError(400, "'n' must be 1: this server returns one choice per request", param="n")
+    n = body.get("n")
+    n = 1 if n is None else n
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise APIError(400, f"'n' must be an integer from 1 to {MAX_CHOICES}, got {json.dumps(n)[:50]}", param="n")
     response_format = body.get("response_format")
     if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
         raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
@@ -188,43 +193,57 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
     return CompletionRequest(model, messages, sampling, stream, bool(options.get("include_usage")),
-                             (top_logprobs or 0) if wants_logprobs else None)
+                             (top_logprobs or 0) if wants_logprobs else None, n)
 
 
-def usage(result: GenerationResult) -> dict[str, Any]:
+def choice_sampling(sampling: dict[str, Any], index: int) -> dict[str, Any]:
+    """The sampling settings of a request's `index`-th choice: with a seed, seed + index, so that
+    the choices differ from each other and the request as a whole is reproducible."""
+    if index == 0 or sampling.get("seed") is None:
+        return sampling
+    return {**sampling, "seed": (sampling["seed"] + index) % 2**63}
+
+
+def usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
+    """The usage of a request whose choices are `results`: its prompt once (as OpenAI counts it),
+    the tokens of every choice."""
+    prompt = results[0].prompt_tokens
+    generated = sum(result.completion_tokens for result in results)
     return {
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "total_tokens": result.prompt_tokens + result.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+        "prompt_tokens": prompt,
+        "completion_tokens": generated,
+        "total_tokens": prompt + generated,
+        "prompt_tokens_details": {"cached_tokens": results[0].cached_tokens},
     }
 
 
-def completion(request_id: str, created: int, model: str, result: GenerationResult) -> dict[str, Any]:
+def completion(request_id: str, created: int, model: str, results: Sequence[GenerationResult]) -> dict[str, Any]:
     return {
         "id": request_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": [{
-            "index": 0,
+            "index": index,
             "message": {"role": "assistant", "content": result.text},
             "finish_reason": result.finish_reason,
             "logprobs": None,
-        }],
-        "usage": usage(result),
+        } for index, result in enumerate(results)],
+        "usage": usage(results),
     }
 
 
 def chunk(request_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None,
-          usage_block: dict[str, Any] | None = None, logprobs: dict[str, Any] | None = None) -> str:
-    """One SSE event. The usage-only chunk (stream_options.include_usage) has no choices. `logprobs`
-    is the choice's log-probability object for the tokens of this chunk, as in a whole reply."""
+          usage_block: dict[str, Any] | None = None, logprobs: dict[str, Any] | None = None,
+          index: int = 0) -> str:
+    """One SSE event of choice `index`. The usage-only chunk (stream_options.include_usage) has no
+    choices. `logprobs` is the choice's log-probability object for the tokens of this chunk, as in a
+    whole reply."""
     body: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
     if usage_block is not None:
         body["choices"], body["usage"] = [], usage_block
     else:
-        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]
+        body["choices"] = [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
