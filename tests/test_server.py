@@ -274,6 +274,16 @@ def test_several_choices_streamed_or_not_each_as_a_request_of_its_own(live):
     assert texts == [c.message.content for c in reply.choices]
     assert finishes == {c.index: c.finish_reason for c in reply.choices}
     assert not chunks[-1].choices and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+    # /v1/completions: the n choices of each prompt in turn, each as the prompt alone with seed + j.
+    text = dict(model="tiny", max_tokens=5, temperature=1.0, seed=3)
+    several = client.completions.create(prompt=["Once upon", "The cat"], n=2, **text)
+    assert [c.index for c in several.choices] == [0, 1, 2, 3]
+    assert [c.text for c in several.choices] == [
+        client.completions.create(prompt=prompt, **{**text, "seed": 3 + j}).choices[0].text
+        for prompt in ("Once upon", "The cat") for j in range(2)]
+    assert several.usage.prompt_tokens == sum(len(tiny_pipeline().tokenizer.encode(p)) for p in ("Once upon", "The cat"))
+    with pytest.raises(openai.BadRequestError, match="one choice"):
+        client.completions.create(prompt="Hi", n=2, stream=True, **text)
     greedy = ask(client, [USER], n=2, logprobs=True, max_tokens=4)  # logprobs per choice
     assert greedy.choices[0].message.content == greedy.choices[1].message.content
     assert [len(c.logprobs.content) for c in greedy.choices] == [greedy.usage.completion_tokens // 2] * 2

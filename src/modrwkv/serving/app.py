@@ -214,13 +214,15 @@ def create_app(
         score_prompt = parsed.logprobs if parsed.echo and parsed.logprobs is not None else None
         tickets: list[Ticket] = []
         try:  # a raw continuation: no template stop tokens, it stops where the client says
-            params = SamplingParams(**parsed.sampling) if generate else None
+            params = [SamplingParams(**protocol.choice_sampling(parsed.sampling, j)) if generate else None
+                      for j in range(parsed.n)]
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
-        try:
+        try:  # choices in OpenAI's order: the n choices of the first prompt, then of the next
             for ids in parsed.prompts:
-                tickets.append(scheduler.submit(completions.raw_prompt(ids), params, stream=parsed.stream,
-                                                logprobs=parsed.logprobs, raw=True, score_prompt=score_prompt))
+                for choice_params in params:
+                    tickets.append(scheduler.submit(completions.raw_prompt(ids), choice_params, stream=parsed.stream,
+                                                    logprobs=parsed.logprobs, raw=True, score_prompt=score_prompt))
         except QueueFull:
             for ticket in tickets:
                 ticket.cancel()
@@ -237,7 +239,7 @@ def create_app(
                 result = await _wait_for_result(ticket, request)
                 choices.append(completions.text_completion_choice(pipeline.tokenizer, index, result, parsed.echo,
                                                                   parsed.logprobs))
-                prompt_tokens += result.prompt_tokens
+                prompt_tokens += result.prompt_tokens if index % parsed.n == 0 else 0  # each prompt once
                 completion_tokens += result.completion_tokens
         finally:
             for ticket in tickets:

@@ -27,7 +27,7 @@ from ..generation import GenerationResult, TokenLogprob
 from ..inference import EncodedPrompt
 from ..tokenizer import WorldTokenizer
 from .limits import APIError, ServerLimits
-from .protocol import MAX_TOP_LOGPROBS, ModelNames, _integer, check_body, parse_sampling
+from .protocol import MAX_TOP_LOGPROBS, ModelNames, _integer, check_body, parse_choices, parse_sampling
 
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
@@ -59,6 +59,7 @@ class TextCompletionRequest:
     logprobs: int | None
     stream: bool
     include_usage: bool
+    n: int = 1  # choices per prompt
 
 
 def _prompt_ids(value: Any, tokenizer: WorldTokenizer, vocab_size: int, where: str) -> list[int]:
@@ -96,9 +97,9 @@ def parse_text_completion(body: Any, limits: ServerLimits, names: ModelNames, to
     for name in ("suffix", "logit_bias"):
         if body.get(name):
             raise APIError(400, f"'{name}' is not supported by this server", param=name)
-    for name in ("n", "best_of"):
-        if _integer(body, name, 1) not in (None, 1):
-            raise APIError(400, f"'{name}' must be 1: this server returns one choice per prompt", param=name)
+    n = parse_choices(body)
+    if _integer(body, "best_of", 1) not in (None, 1):
+        raise APIError(400, "'best_of' must be 1: this server does not rank candidates", param="best_of")
     echo = body.get("echo", False)
     if not isinstance(echo, bool):
         raise APIError(400, "'echo' must be true or false", param="echo")
@@ -111,12 +112,12 @@ def parse_text_completion(body: Any, limits: ServerLimits, names: ModelNames, to
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise APIError(400, "'stream' must be true or false", param="stream")
-    if stream and (echo or len(prompts) > 1 or max_tokens == 0):
-        raise APIError(400, "'stream' works with one prompt, without 'echo'", param="stream")
+    if stream and (echo or len(prompts) > 1 or max_tokens == 0 or n > 1):
+        raise APIError(400, "'stream' works with one prompt and one choice (n 1), without 'echo'", param="stream")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    return TextCompletionRequest(model, prompts, sampling, echo, logprobs, stream, bool(options.get("include_usage")))
+    return TextCompletionRequest(model, prompts, sampling, echo, logprobs, stream, bool(options.get("include_usage")), n)
 
 
 def raw_prompt(ids: Sequence[int]) -> EncodedPrompt:

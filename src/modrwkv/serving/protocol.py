@@ -174,10 +174,7 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
     top_logprobs = _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     if top_logprobs is not None and not wants_logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-    n = body.get("n")
-    n = 1 if n is None else n
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
-        raise APIError(400, f"'n' must be an integer from 1 to {MAX_CHOICES}, got {json.dumps(n)[:50]}", param="n")
+    n = parse_choices(body)
     response_format = body.get("response_format")
     if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
         raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
@@ -194,6 +191,15 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
     return CompletionRequest(model, messages, sampling, stream, bool(options.get("include_usage")),
                              (top_logprobs or 0) if wants_logprobs else None, n)
+
+
+def parse_choices(body: dict[str, Any]) -> int:
+    """`n`, the choices asked for (default 1)."""
+    n = body.get("n")
+    n = 1 if n is None else n
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise APIError(400, f"'n' must be an integer from 1 to {MAX_CHOICES}, got {json.dumps(n)[:50]}", param="n")
+    return n
 
 
 def choice_sampling(sampling: dict[str, Any], index: int) -> dict[str, Any]:
