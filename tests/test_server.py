@@ -184,7 +184,11 @@ USER = {"role": "user", "content": "hi"}
 BAD_REQUESTS = [
     ({"model": "gpt-4"}, openai.NotFoundError, "does not exist"),
     ({"messages": []}, openai.BadRequestError, "non-empty list"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, openai.BadRequestError, "unknown role"),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, openai.BadRequestError,
+     "messages[0] is a tool call or a tool's result; this server has no tool calling"),
+    ({"messages": [USER, {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function", "function": {
+        "name": "f", "arguments": "{}"}}]}, USER]}, openai.BadRequestError, "messages[1] is a tool call"),
+    ({"messages": [{"role": "critic", "content": "x"}]}, openai.BadRequestError, "unknown role"),
     ({"messages": [{"role": "user", "content": "look: <image>"}]}, openai.BadRequestError, "<image>"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
      openai.BadRequestError, "cannot be decoded"),
@@ -202,7 +206,8 @@ BAD_REQUESTS = [
     ({"temperature": 3}, openai.BadRequestError, "temperature"),
     ({"top_p": 0}, openai.BadRequestError, "top_p"),
     ({"n": 17}, openai.BadRequestError, "'n' must be an integer from 1 to 16, got 17"),
-    ({"response_format": {"type": "json_object"}}, openai.BadRequestError, "response_format"),
+    ({"response_format": {"type": "json_object"}}, openai.BadRequestError,
+     "response_format type \"json_object\" is not supported: this server has no JSON mode or structured outputs"),
     ({"stop": [""]}, openai.BadRequestError, "stop"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, openai.BadRequestError, "tools"),
     ({"messages": [{"role": "user", "content": "x" * 1_100_000}]}, openai.APIStatusError, "at most 1000000"),

@@ -166,6 +166,11 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
     for name in _UNSUPPORTED:
         if body.get(name):
             raise APIError(400, f"'{name}' is not supported by this server (no tool calling)", param=name)
+    for index, message in enumerate(messages):  # a conversation that went through tools elsewhere
+        if isinstance(message, dict) and (message.get("role") in ("tool", "function") or message.get("tool_calls")
+                                          or message.get("function_call")):
+            raise APIError(400, f"messages[{index}] is a tool call or a tool's result; this server has no tool "
+                           "calling", param="messages")
     if body.get("logit_bias"):
         raise APIError(400, "'logit_bias' is not supported by this server", param="logit_bias")
     wants_logprobs = body.get("logprobs", False)
@@ -177,7 +182,9 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
     n = parse_choices(body)
     response_format = body.get("response_format")
     if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
-        raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
+        asked = response_format.get("type") if isinstance(response_format, dict) else response_format
+        raise APIError(400, f"response_format type {json.dumps(asked)[:50]} is not supported: this server has no "
+                       "JSON mode or structured outputs (only {'type': 'text'})", param="response_format")
 
     max_tokens = _integer(body, "max_completion_tokens", 1, limits.max_tokens)
     if max_tokens is None:
