@@ -209,6 +209,8 @@ BAD_REQUESTS = [
     ({"response_format": {"type": "json_object"}}, openai.BadRequestError,
      "response_format type \"json_object\" is not supported: this server has no JSON mode or structured outputs"),
     ({"stop": [""]}, openai.BadRequestError, "stop"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, openai.BadRequestError,
+     "this server answers in text only"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, openai.BadRequestError, "tools"),
     ({"messages": [{"role": "user", "content": "x" * 1_100_000}]}, openai.APIStatusError, "at most 1000000"),
 ]

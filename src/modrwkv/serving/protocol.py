@@ -171,6 +171,10 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
                                           or message.get("function_call")):
             raise APIError(400, f"messages[{index}] is a tool call or a tool's result; this server has no tool "
                            "calling", param="messages")
+    modalities = body.get("modalities")
+    if body.get("audio") or (isinstance(modalities, list) and set(modalities) - {"text"}):
+        raise APIError(400, "this server answers in text only: 'modalities' must be ['text'] and 'audio' unset "
+                       "(audio and image inputs are fine)", param="modalities")
     if body.get("logit_bias"):
         raise APIError(400, "'logit_bias' is not supported by this server", param="logit_bias")
     wants_logprobs = body.get("logprobs", False)
