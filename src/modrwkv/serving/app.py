@@ -193,9 +193,8 @@ def create_app(
         finally:
             for ticket in tickets:
                 ticket.cancel()
-        for result in results:
-            metrics.tokens(result.prompt_tokens, result.completion_tokens)
         body = protocol.completion(request_id, now, parsed.model, results)
+        metrics.tokens(body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
         for choice, result in zip(body["choices"], results):
             choice["logprobs"] = completions.chat_logprobs(pipeline.tokenizer, completions.generated_logprobs(result))
         return JSONResponse(body)
@@ -300,8 +299,9 @@ class _Observer:
             self._seen_text = True
             self.metrics.first_token(self.route, time.perf_counter() - self.arrived)
 
-    def done(self, result: GenerationResult) -> None:
-        self.metrics.tokens(result.prompt_tokens, result.completion_tokens)
+    def done(self, result: GenerationResult, count_prompt: bool = True) -> None:
+        """`count_prompt` false for a request's later choices: usage counts its prompt once."""
+        self.metrics.tokens(result.prompt_tokens if count_prompt else 0, result.completion_tokens)
 
 
 async def _stream_text_completion(ticket: Ticket, request: Request, request_id: str, created: int, model: str,
@@ -470,7 +470,7 @@ async def _stream_events(tickets: Sequence[Ticket], request: Request, request_id
                 yield f"data: {json.dumps(_failure(value).body())}\n\n"
                 return
             elif kind == "done":
-                observer.done(value)
+                observer.done(value, count_prompt=not finished)
                 finished[index] = value
                 yield protocol.chunk(request_id, created, model, {}, value.finish_reason, index=index,
                                      logprobs=completions.chat_logprobs(tokenizer,
