@@ -14,6 +14,7 @@ logs it up front (shown with -v).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,13 @@ log = logging.getLogger(__name__)
 def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int, lr: float, batch_size: int,
                 warmup_steps: int, seed: int, output_dir: Path, progress_bar: bool, media: str,
                 train_extra: dict[str, Any] | None = None, model_extra: dict[str, Any] | None = None,
-                media_reliance_every: int = 50) -> dict[str, Any]:
+                media_reliance_every: int = 50, validate: Callable[[], float] | None = None,
+                validate_every: int = 100, validate_from: int = 0) -> dict[str, Any]:
     """Train `model` in place for one quickstart stage ("0", "1" or "2") and return the run's metrics.
-    `media` names what the model reads ("images and series", "audio") for the stage-1 note."""
+    `media` names what the model reads ("images and series", "audio") for the stage-1 note.
+    `validate`: a score on a validation split (higher is better), taken every `validate_every`
+    steps from step `validate_from` on and at the last step; the model ends the stage with the
+    weights that scored best (metrics "validation": [(step, score), ...], "best_step")."""
     from ..training import train
 
     if name == "1":
@@ -45,4 +50,37 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int,
                    "log_every": 10, "media_reliance_every": media_reliance_every},
         "data": {"shuffle": True},
     }
-    return train(config, samples=samples, model=model).metrics
+    if validate is None:
+        return train(config, samples=samples, model=model).metrics
+    keeper = _keep_best(model, validate, validate_every, validate_from, steps)
+    metrics = train(config, samples=samples, model=model, callbacks=[keeper]).metrics
+    model.load_state_dict(keeper.best_state)
+    log.info("stage %s: validation scores %s; keeping the weights of step %d",
+             name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)
+    return {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
+
+
+def _keep_best(model: ModRWKV, validate: Callable[[], float], every: int, start: int, total_steps: int) -> Any:
+    """A Lightning callback that scores the model every `every` steps from step `start` on and at the
+    last step, and keeps a copy of the best-scoring weights (of equal scores, the later ones)."""
+    import lightning.pytorch as pl
+    import torch
+
+    class KeepBest(pl.Callback):
+        def __init__(self) -> None:
+            self.scores: list[tuple[int, float]] = []
+            self.best_step, self.best_state = -1, {}
+
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+            step = trainer.global_step
+            if step != total_steps and (step < start or step % every):
+                return
+            with torch.no_grad():
+                score = validate()
+            pl_module.train()  # validate() puts the model in eval mode
+            self.scores.append((step, score))
+            if score >= max(s for _, s in self.scores):
+                self.best_step = step
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    return KeepBest()
