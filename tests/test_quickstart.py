@@ -78,3 +78,27 @@ def test_generated_answers_agree_with_the_drawn_pixels():
     again = list(generate_samples(20, seed=3, series_fraction=0.0))
     assert [s.messages for s in again] == [s.messages for s in samples[:20]]
     assert all(np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0])) for a, b in zip(again, samples))
+
+
+def test_a_stage_ends_with_the_weights_that_scored_best_on_validation(tmp_path):
+    """train_stage scores the model every `validate_every` steps from `validate_from` on and at the
+    last step, and hands back the weights of the best score, not the last ones."""
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import train_stage
+
+    model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+    samples = list(generate_samples(16, 0))
+    scores = iter([0.2, 0.7, 0.4, 0.7 - 1e-9])  # the second call (step 4) is best
+    snapshots = []
+
+    def validate() -> float:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    metrics = train_stage(model, "2", samples, steps=7, lr=1e-2, batch_size=4, warmup_steps=0, seed=0,
+                          output_dir=tmp_path, progress_bar=False, media="images and series",
+                          validate=validate, validate_every=2, validate_from=2)
+    assert [step for step, _ in metrics["validation"]] == [2, 4, 6, 7] and metrics["best_step"] == 4
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(snapshots[1][k], snapshots[3][k]) for k in final)  # training went on after it

@@ -11,6 +11,12 @@ both, so two short steps stand in for them before the regular trainer runs the r
   2. stage 2: everything.
 In stages 1 and 2 the pretrained vision encoder keeps training at a twentieth of the learning rate
 (at the full rate it forgets what it learnt while the LM is still learning to read it).
+Stage 2 is where the model learns to read its media, one skill after another (count and trend
+first, the colour-shape bindings last), each at a time that float summation order alone moves by
+hundreds of steps. So stage 2 holds its peak learning rate until the last 30% of its steps
+(warm-up-stable-decay, not cosine: under cosine a late skill was still half-learnt when the rate ran
+out) and keeps the weights that score best on a validation split, scored over its second half;
+stage 1, which cannot teach a frozen text-only LM anything, and stage 0 are kept short to pay for it.
 It then evaluates on held-out samples, prints accuracy per question type beside the text-only
 baseline (and the best any text-only model could score), shows a few answers, and saves a model
 that `modrwkv chat` / `modrwkv serve` load.
