@@ -30,6 +30,7 @@ from ..lm.checkpoint import CheckpointError, build_lm, check_savable, load_state
 from ..lm.errors import check_keys
 from ..lm.files import MODRWKV_FORMAT, read_json_object, read_safetensors
 from ..lm.model import INITIAL_STATE_NAME
+from ..lm.ops.cross_entropy import linear_cross_entropy
 from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKVProcessor, get_template
 from ..processing.processor import SPLICE_MODES
 from ..tokenizer import WorldTokenizer
@@ -247,7 +248,12 @@ class ModRWKV(nn.Module):
                 loss = out.hidden.sum() * 0.0  # keeps the graph (and DDP) intact for empty batches
             else:
                 hidden = out.hidden[:, :-1][supervised]
-                loss = F.cross_entropy(self.lm.head(hidden).float(), targets[supervised])
+                head = self.lm.head
+                if type(head) is nn.Linear and head.bias is None:
+                    # chunked: never the whole [tokens x vocab] logits (see lm/ops/cross_entropy.py)
+                    loss = linear_cross_entropy(hidden, head.weight, targets[supervised])
+                else:  # a LoRA-wrapped or converted head
+                    loss = F.cross_entropy(head(hidden).float(), targets[supervised])
         return ModRWKVOutput(loss, out.logits, out.state, out.hidden, n)
 
     def forward_batch(self, batch: Batch, **kwargs: Any) -> ModRWKVOutput:
