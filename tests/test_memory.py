@@ -15,6 +15,7 @@ from modrwkv.cli import main
 from modrwkv.data.sample import Message, Sample
 from modrwkv.lm import RWKV7, RWKV7Config
 from modrwkv.lm.model import Block
+from modrwkv.lm.ops.cross_entropy import CHUNK_ROWS
 from modrwkv.lm.state import RWKV7State
 from modrwkv.training import ConfigError, LoRAConfig, apply_lora, config_from_dict, load_config, train
 from modrwkv.training.config import Stage
@@ -139,7 +140,10 @@ def test_logits_buffer_and_checkpointing():
     config = RWKV7Config(**SHAPE)
     plan = MemoryPlan(lm=config, stage="2", micro_batch_size=2, ctx_len=64, precision="32", supervised_fraction=0.5)
     estimate = estimate_memory(plan)
-    assert estimate.parts["logits / loss (x3 in its backward)"] == 3 * 4 * 64 * config.vocab_size  # 64 supervised
+    assert estimate.parts["logits (64 rows at a time)"] == 4 * 64 * config.vocab_size  # 64 supervised, one chunk
+    # beyond one chunk the logits stop growing with the supervised tokens
+    many = estimate_memory(MemoryPlan(**{**plan.__dict__, "ctx_len": 4 * CHUNK_ROWS, "supervised_fraction": 1.0}))
+    assert many.parts[f"logits ({CHUNK_ROWS} rows at a time)"] == 4 * CHUNK_ROWS * config.vocab_size
     checkpointed = estimate_memory(MemoryPlan(**{**plan.__dict__, "gradient_checkpointing": True}))
     layers = [k for k in estimate.parts if k.startswith("activations (2 layers")]
     assert checkpointed.parts["activations (2 layers, checkpointed)"] < estimate.parts[layers[0]] / 5

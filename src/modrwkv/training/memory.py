@@ -16,14 +16,16 @@ against measured peaks in bench/bench_memory.py):
   block's ops and its WKV kernel save them (`layer_activation_bytes`, derived from the saved-tensor
   list of one block: tests count them on a real block). Under bf16 autocast each block also saves
   a bf16 copy of its weight matrices (the backward needs them, frozen or not).
-- Logits: the head runs on the supervised positions only; cross-entropy saves the fp32
-  log-probabilities [n, vocab], and its backward holds three such buffers at once (saved output,
-  incoming gradient, result): 12 bytes x n x vocab, ~3 GiB for 4096 tokens at vocab 65536.
+- Logits: the head runs on the supervised positions only, through the chunked linear +
+  cross-entropy (`modrwkv.lm.ops.cross_entropy`): one chunk of at most `CHUNK_ROWS` rows of fp32
+  logits at a time (4 bytes x rows x vocab; 6 under bf16 autocast, where the bf16 product and its
+  fp32 copy meet), and, when the head trains, its weight's gradient accumulated in fp32 during the
+  loss's forward and held until its backward.
 - The peak: the static part (weights + optimizer states) plus the largest of four moments: the
-  end of the forward (activations + logits + the previous step's gradients, which Lightning frees
-  only after the forward), the start of the backward (activations + three
-  logits buffers), the backward of the last layer (activations + that layer's working set) and the
-  optimizer step (all gradients + the non-fused AdamW's temporaries).
+  end of the forward (activations + one chunk of logits + the head's gradient being accumulated +
+  the previous step's gradients, which Lightning frees only after the forward), the loss backward
+  (activations + the head's gradient), the backward of the last layer (activations + that layer's
+  working set) and the optimizer step (all gradients + the non-fused AdamW's temporaries).
 
 The WKV kernel is our pure-PyTorch chunked form on CPU (and on CUDA without fla), measured; on a
 GPU with flash-linear-attention it is fla's, which saves its inputs and recomputes the rest in its
@@ -51,6 +53,7 @@ from ..adapters import AdapterConfig, build_adapter
 from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
 from ..lm.ops.chunked import DEFAULT_CHUNK
+from ..lm.ops.cross_entropy import CHUNK_ROWS
 from ..multimodal import ModRWKV
 from .config import DEFAULT_LORA_TARGETS, ConfigError, Strategy, TrainConfig
 
@@ -333,12 +336,26 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     value_bytes = 2 if bf16 else 4
     lm_io = tokens * cfg.n_embd * (4 * 3 + value_bytes)
     supervised = int(tokens * plan.supervised_fraction)
-    logits = 4 * supervised * cfg.vocab_size
-    head_copy = 2 * cfg.vocab_size * cfg.n_embd if bf16 else 0  # autocast's bf16 head, kept for the backward
+    # the chunked loss (lm/ops/cross_entropy.py): one chunk's fp32 logits (+ its bf16 product or
+    # bf16 gradient under autocast); the head's gradient is accumulated in fp32 during the forward
+    # (+ each chunk's bf16 product under autocast); the bf16 head copy lives only for the loss
+    chunk_rows, matrix = min(supervised, CHUNK_ROWS), cfg.vocab_size * cfg.n_embd
+    head_trains = plan.stage == "2"
+    head_copy = 2 * matrix * bf16
+    logits = (6 if bf16 else 4) * chunk_rows * cfg.vocab_size
+    loss_forward = head_copy + supervised * cfg.n_embd * value_bytes + max(
+        logits + 4 * matrix * head_trains, (2 * chunk_rows * cfg.vocab_size + 6 * matrix) * bf16 * head_trains)
+    loss_backward = supervised * cfg.n_embd * (value_bytes + 4)
+    if plan.stage == "lora" and "head" in plan.lora_targets:
+        # a LoRA-wrapped head takes the plain head + cross-entropy: its fp32 log-probabilities
+        # [n, vocab], twice at the end of the forward and three times in the backward; autocast's
+        # bf16 head copy is kept for the backward
+        chunk_rows, logits = supervised, 4 * supervised * cfg.vocab_size
+        loss_forward, loss_backward = head_copy + 2 * logits, head_copy + 3 * logits
     # the adapter MLP keeps its input, the normalised input, the hidden layer before and after GELU
     adapters = sum(4 * batch * min(e.tokens_per_sample or plan.ctx_len, plan.ctx_len)
                    * (2 * e.feature_dim + 2 * e.adapter_hidden) for e in plan.encoders)
-    activations = layers + lm_io + head_copy + adapters
+    activations = layers + lm_io + adapters
     head_grad = 4 * cfg.vocab_size * cfg.n_embd * (1.5 if bf16 else 1) if plan.stage == "2" else 0
     # Lightning zeroes the gradients after the training step's forward, just before its backward:
     # the forward runs beside the previous step's gradients (DeepSpeed zeroes them in its step);
@@ -359,8 +376,8 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
         step_temporaries = 2 * 4 * largest
 
     moments = {
-        "end of the forward": activations + cast_cache + 2 * logits + previous,
-        "loss backward": activations + int(max(3 * logits, logits + head_grad)) + accumulated,
+        "end of the forward": activations + cast_cache + loss_forward + previous,
+        "loss backward": activations + int(head_grad) + loss_backward + accumulated,
         "last layer's backward": activations + int(head_grad) + recompute + layer + accumulated,
         "optimizer step": grads + buckets + step_temporaries,
     }
@@ -371,8 +388,8 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
         "gradients": grads + buckets,
         "optimizer states (AdamW)": optimizer,
         f"activations ({cfg.n_layer} layers{', checkpointed' if plan.gradient_checkpointing else ''})": layers,
-        "activations (embeddings, head input, adapters)": lm_io + head_copy + adapters,
-        "logits / loss (x3 in its backward)": 3 * logits,
+        "activations (embeddings, head input, adapters)": lm_io + adapters,
+        f"logits ({chunk_rows} rows at a time)": logits,
     }
     if gathered:
         parts["FSDP gathered weights"] = gathered
