@@ -336,15 +336,21 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     value_bytes = 2 if bf16 else 4
     lm_io = tokens * cfg.n_embd * (4 * 3 + value_bytes)
     supervised = int(tokens * plan.supervised_fraction)
-    # the chunked loss (lm/ops/cross_entropy.py): one chunk's fp32 logits (+ its bf16 product or
-    # bf16 gradient under autocast); the head's gradient is accumulated in fp32 during the forward
-    # (+ each chunk's bf16 product under autocast); the bf16 head copy lives only for the loss
+    # the chunked loss (lm/ops/cross_entropy.py): one chunk's fp32 logits (+ its bf16 product, then
+    # its bf16 gradient, under autocast), the gradient w.r.t. the head's input, and when the head
+    # trains its weight's gradient, built during the forward: each chunk's product, summed from the
+    # second chunk on in an fp32 accumulator. The bf16 head copy lives only for the loss.
     chunk_rows, matrix = min(supervised, CHUNK_ROWS), cfg.vocab_size * cfg.n_embd
-    head_trains = plan.stage == "2"
     head_copy = 2 * matrix * bf16
     logits = (6 if bf16 else 4) * chunk_rows * cfg.vocab_size
-    loss_forward = head_copy + supervised * cfg.n_embd * value_bytes + max(
-        logits + 4 * matrix * head_trains, (2 * chunk_rows * cfg.vocab_size + 6 * matrix) * bf16 * head_trains)
+    if plan.stage != "2":
+        loss_work = logits
+    elif bf16:
+        accumulator = 4 * matrix if supervised > CHUNK_ROWS else 0
+        loss_work = max(logits + accumulator, 2 * chunk_rows * cfg.vocab_size + accumulator + 2 * matrix)
+    else:
+        loss_work = logits + 4 * matrix
+    loss_forward = head_copy + supervised * cfg.n_embd * value_bytes + loss_work
     loss_backward = supervised * cfg.n_embd * (value_bytes + 4)
     if plan.stage == "lora" and "head" in plan.lora_targets:
         # a LoRA-wrapped head takes the plain head + cross-entropy: its fp32 log-probabilities

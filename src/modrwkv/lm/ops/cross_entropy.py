@@ -65,7 +65,7 @@ def _chunked(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     n = hidden.shape[0]
     loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
     grad_hidden = hidden.new_empty(hidden.shape) if hidden_grad else None
-    grad_weight = None  # accumulated in fp32: a bf16 sum over many chunks would round at every addition
+    grad_weight = None  # accumulated in fp32: a bf16 sum over chunks would round at every addition
     with torch.autocast(hidden.device.type, enabled=False):
         for start in range(0, n, chunk_rows):
             rows = hidden[start:start + chunk_rows]
@@ -88,11 +88,12 @@ def _chunked(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
             if hidden_grad:
                 torch.mm(grad, weight, out=grad_hidden[start:start + chunk_rows])
             if weight_grad:
-                if grad_weight is None:  # the first chunk's product is the accumulator (no zero fill)
-                    grad_weight = (grad.t() @ rows).float()
+                if grad_weight is None:  # the first chunk's product is the result (no zero fill)
+                    grad_weight = grad.t() @ rows
                 elif grad.dtype == torch.float32:
                     grad_weight.addmm_(grad.t(), rows)
-                else:
+                else:  # from the second chunk on, an fp32 accumulator
+                    grad_weight = grad_weight.float() if grad_weight.dtype != torch.float32 else grad_weight
                     grad_weight += grad.t() @ rows
     if grad_weight is not None:
         grad_weight = grad_weight.to(weight.dtype)
