@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import make_model
+from modrwkv.lm.ops import cross_entropy
 from modrwkv.lm.ops.cross_entropy import linear_cross_entropy, linear_cross_entropy_reference
+from modrwkv.multimodal import ModRWKV
+from modrwkv.processing import IGNORE_INDEX
+from modrwkv.training import LoRAConfig, apply_lora
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VOCAB, WIDTH = 97, 24
 
@@ -91,12 +98,10 @@ def test_bf16_autocast_matches_the_reference(head_grad):
 
 
 def test_without_gradients_only_the_loss_is_computed(monkeypatch):
-    from modrwkv.lm.ops import cross_entropy
-
     hidden, weight, targets = inputs(20, seed=5)
     calls = []
-    real = cross_entropy._chunked
-    monkeypatch.setattr(cross_entropy, "_chunked", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = cross_entropy._loss_and_gradients
+    monkeypatch.setattr(cross_entropy, "_loss_and_gradients", lambda *a, **k: calls.append(k) or real(*a, **k))
     with torch.no_grad():
         loss = linear_cross_entropy(hidden, weight, targets, chunk_rows=8)
     assert calls == [{"hidden_grad": False, "weight_grad": False}]
@@ -120,3 +125,32 @@ def test_bad_shapes_are_clear_errors():
         linear_cross_entropy(hidden[:0], weight, targets[:0])
     with pytest.raises(ValueError, match=r"\[n, C\]"):
         linear_cross_entropy(hidden, weight[:, :3], targets)
+
+
+@pytest.mark.parametrize("lora_head", [False, True])
+def test_model_loss_takes_the_head_it_has(lora_head):
+    """ModRWKV's training loss: the chunked form for a plain head (loss and head gradient as the
+    plain form gives them); the whole head output for a LoRA-wrapped head, whose `.weight` is only
+    the frozen base (the chunked form on it would silently drop the LoRA term)."""
+    model = ModRWKV.build(make_model(), {})
+    if lora_head:
+        apply_lora(model.lm, LoRAConfig(rank=4, targets=["head"]))
+        with torch.no_grad():
+            model.lm.head.lora_b.normal_(std=0.5, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(0, model.lm.config.vocab_size, (2, 40), generator=g)
+    labels = ids.masked_fill(torch.rand(ids.shape, generator=g) < 0.3, IGNORE_INDEX)
+    loss = model(ids, labels=labels).loss
+    head = model.lm.head
+    trained = head.lora_b if lora_head else head.weight
+    (grad,) = torch.autograd.grad(loss, trained)
+
+    hidden = model.lm(ids, logits="none").hidden[:, :-1]
+    supervised = labels[:, 1:] != IGNORE_INDEX
+    reference = torch.nn.functional.cross_entropy(head(hidden[supervised]), labels[:, 1:][supervised])
+    (reference_grad,) = torch.autograd.grad(reference, trained)
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-7)
+    if lora_head:  # the LoRA term is in the loss
+        base_only = linear_cross_entropy_reference(hidden[supervised], head.weight, labels[:, 1:][supervised])
+        assert (loss - base_only).abs() > 1e-2

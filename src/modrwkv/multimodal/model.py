@@ -252,7 +252,10 @@ class ModRWKV(nn.Module):
                 if type(head) is nn.Linear and head.bias is None:
                     # chunked: never the whole [tokens x vocab] logits (see lm/ops/cross_entropy.py)
                     loss = linear_cross_entropy(hidden, head.weight, targets[supervised])
-                else:  # a LoRA-wrapped or converted head
+                else:
+                    # the head is not one weight matrix: a LoRA-wrapped head (`train.lora.targets:
+                    # [..., head]`) or an inference-only bf16 / int8 head (`--dtype`); the whole
+                    # logits then (docs/memory.md counts them for LoRA)
                     loss = F.cross_entropy(head(hidden).float(), targets[supervised])
         return ModRWKVOutput(loss, out.logits, out.state, out.hidden, n)
 

@@ -56,10 +56,10 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         raise ValueError(f"linear_cross_entropy: hidden is {hidden.dtype} but the weight is {weight.dtype}")
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_rows)
-    return _chunked(hidden, weight, targets, chunk_rows, hidden_grad=False, weight_grad=False)[0]
+    return _loss_and_gradients(hidden, weight, targets, chunk_rows, hidden_grad=False, weight_grad=False)[0]
 
 
-def _chunked(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int, *,
+def _loss_and_gradients(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int, *,
              hidden_grad: bool, weight_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(mean loss, d loss / d hidden or None, d loss / d weight or None), chunk by chunk."""
     n = hidden.shape[0]
@@ -84,16 +84,16 @@ def _chunked(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
             grad = logits.div_(total)
             grad.scatter_add_(1, target, torch.full_like(target, -1, dtype=grad.dtype))
             grad = grad.div_(n).to(weight.dtype)
-            del logits
+            del logits  # under autocast `grad` is a bf16 copy: the fp32 buffer can go
             if hidden_grad:
                 torch.mm(grad, weight, out=grad_hidden[start:start + chunk_rows])
             if weight_grad:
                 if grad_weight is None:  # the first chunk's product is the result (no zero fill)
                     grad_weight = grad.t() @ rows
                 elif grad.dtype == torch.float32:
-                    grad_weight.addmm_(grad.t(), rows)
-                else:  # from the second chunk on, an fp32 accumulator
-                    grad_weight = grad_weight.float() if grad_weight.dtype != torch.float32 else grad_weight
+                    grad_weight.addmm_(grad.t(), rows)  # in place, no [vocab, C] temporary
+                else:  # bf16 products, summed from the second chunk on in fp32 (`.float()` is a no-op then)
+                    grad_weight = grad_weight.float()
                     grad_weight += grad.t() @ rows
     if grad_weight is not None:
         grad_weight = grad_weight.to(weight.dtype)
@@ -106,7 +106,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int) -> torch.Tensor:
-        loss, grad_hidden, grad_weight = _chunked(hidden, weight, targets, chunk_rows,
+        loss, grad_hidden, grad_weight = _loss_and_gradients(hidden, weight, targets, chunk_rows,
                                                   hidden_grad=ctx.needs_input_grad[0],
                                                   weight_grad=ctx.needs_input_grad[1])
         ctx.grads = (grad_hidden, grad_weight)
