@@ -11,6 +11,7 @@ from modrwkv.lm.ops.cross_entropy import linear_cross_entropy, linear_cross_entr
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing import IGNORE_INDEX
 from modrwkv.training import LoRAConfig, apply_lora
+from modrwkv.training.memory import LiveTensorBytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,6 +108,23 @@ def test_without_gradients_only_the_loss_is_computed(monkeypatch):
     assert calls == [{"hidden_grad": False, "weight_grad": False}]
     assert not loss.requires_grad
     torch.testing.assert_close(loss, linear_cross_entropy_reference(hidden, weight, targets).detach())
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_one_chunk_of_logits_alive_at_a_time(grad):
+    """Peak live bytes of the loss over three chunks: one chunk's fp32 logits, plus the inputs, the
+    gradients it returns (the head's, the head input's) and per-row vectors, never two chunks' logits."""
+    rows, vocab, width, chunk = 192, 4096, 8, 64
+    g = torch.Generator().manual_seed(8)
+    hidden = torch.randn(rows, width, generator=g, requires_grad=grad)
+    weight = torch.randn(vocab, width, generator=g, requires_grad=grad)
+    targets = torch.randint(0, vocab, (rows,), generator=g)
+    with LiveTensorBytes() as tracker:
+        linear_cross_entropy(hidden, weight, targets, chunk_rows=chunk)
+    logits = 4 * chunk * vocab
+    inputs = 4 * (vocab + rows) * width  # the tracker counts the inputs' storages once an op reads a view of them
+    gradients = inputs if grad else 0
+    assert logits < tracker.peak < 1.05 * logits + inputs + gradients, (tracker.peak, logits, inputs, gradients)
 
 
 def test_second_backward_is_a_clear_error():

@@ -60,7 +60,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
 
 
 def _loss_and_gradients(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int, *,
-             hidden_grad: bool, weight_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                        hidden_grad: bool, weight_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(mean loss, d loss / d hidden or None, d loss / d weight or None), chunk by chunk."""
     n = hidden.shape[0]
     loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -69,22 +69,11 @@ def _loss_and_gradients(hidden: torch.Tensor, weight: torch.Tensor, targets: tor
     with torch.autocast(hidden.device.type, enabled=False):
         for start in range(0, n, chunk_rows):
             rows = hidden[start:start + chunk_rows]
-            target = targets[start:start + chunk_rows].unsqueeze(1)
-            logits = F.linear(rows, weight).float()  # a fresh fp32 tensor (a copy when the product is bf16)
-            target_logit = logits.gather(1, target)
-            # log-sum-exp in place in the logits buffer (torch.logsumexp would allocate a second one)
-            top = logits.amax(dim=1, keepdim=True)
-            # below -87 exp is subnormal in fp32, which x86 CPUs compute ~20x slower; clamping
-            # changes each such term by < 2e-38 (log_softmax's kernel is not affected either way)
-            total = logits.sub_(top).clamp_(min=-87.0).exp_().sum(dim=1, keepdim=True)
-            loss += (top + total.log() - target_logit).sum()
-            if not (hidden_grad or weight_grad):
+            chunk_loss, grad = _chunk_loss(rows, weight, targets[start:start + chunk_rows], n,
+                                           with_grad=hidden_grad or weight_grad)
+            loss += chunk_loss
+            if grad is None:
                 continue
-            # d mean / d logits = (softmax - one-hot) / n
-            grad = logits.div_(total)
-            grad.scatter_add_(1, target, torch.full_like(target, -1, dtype=grad.dtype))
-            grad = grad.div_(n).to(weight.dtype)
-            del logits  # under autocast `grad` is a bf16 copy: the fp32 buffer can go
             if hidden_grad:
                 torch.mm(grad, weight, out=grad_hidden[start:start + chunk_rows])
             if weight_grad:
@@ -95,9 +84,33 @@ def _loss_and_gradients(hidden: torch.Tensor, weight: torch.Tensor, targets: tor
                 else:  # bf16 products, summed from the second chunk on in fp32 (`.float()` is a no-op then)
                     grad_weight = grad_weight.float()
                     grad_weight += grad.t() @ rows
+            # freed before the next chunk's logits exist: otherwise two chunks would be alive at once
+            del grad
     if grad_weight is not None:
         grad_weight = grad_weight.to(weight.dtype)
     return loss / n, grad_hidden, grad_weight
+
+
+def _chunk_loss(rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, n: int, *,
+                with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the sum of one chunk's losses, d mean loss / d the chunk's logits in the weight's dtype, or
+    None without `with_grad`), with one fp32 [rows, vocab] buffer, freed on return unless it is the
+    gradient (fp32 products)."""
+    logits = F.linear(rows, weight).float()  # a fresh fp32 tensor (a copy when the product is bf16)
+    target = targets.unsqueeze(1)
+    target_logit = logits.gather(1, target)
+    # log-sum-exp in place in the logits buffer (torch.logsumexp would allocate a second one)
+    top = logits.amax(dim=1, keepdim=True)
+    # below -87 exp is subnormal in fp32, which x86 CPUs compute ~20x slower; clamping changes each
+    # such term by < 2e-38 (log_softmax's kernel is not affected either way)
+    total = logits.sub_(top).clamp_(min=-87.0).exp_().sum(dim=1, keepdim=True)
+    loss = (top + total.log() - target_logit).sum()
+    if not with_grad:
+        return loss, None
+    # d mean / d logits = (softmax - one-hot) / n, in place
+    grad = logits.div_(total)
+    grad.scatter_add_(1, target, torch.full_like(target, -1, dtype=grad.dtype))
+    return loss, grad.div_(n).to(weight.dtype)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
