@@ -13,10 +13,12 @@ import yaml
 
 from modrwkv.cli import main
 from modrwkv.data.sample import Message, Sample
+from modrwkv.encoders import build_encoder
 from modrwkv.lm import RWKV7, RWKV7Config
 from modrwkv.lm.model import Block
 from modrwkv.lm.ops.cross_entropy import CHUNK_ROWS
 from modrwkv.lm.state import RWKV7State
+from modrwkv.multimodal import ModRWKV
 from modrwkv.training import ConfigError, LoRAConfig, apply_lora, config_from_dict, load_config, train
 from modrwkv.training.config import Stage
 from modrwkv.training.memory import (
@@ -28,6 +30,7 @@ from modrwkv.training.memory import (
     lm_parameters,
     lora_parameters,
     plan_from_config,
+    plan_from_model,
     state_bytes,
 )
 
@@ -170,6 +173,21 @@ def test_plan_from_the_papers_config_without_its_files():
     with pytest.raises(ConfigError, match="cannot size 'org/unknown-tower'"):
         plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml",
                                      ["--model.encoders.image.source", "org/unknown-tower"], needs_data=False))
+
+
+def test_built_in_encoders_token_counts():
+    """A vision encoder's patch grid fixes its tokens per image (the adapter's activations follow);
+    a series encoder's count grows with the input, so the plan takes up to ctx_len."""
+    config = config_from_dict({
+        "model": {"lm": {"config": SHAPE},
+                  "encoders": {"image": {"name": "tiny", "options": {"image_size": 16, "grid": 4, "width": 32}},
+                               "series": {"name": "wavenet", "options": {"layers": 2, "output_dim": 24}}},
+                  "ctx_len": 64},
+    }, needs_data=False)
+    image, series = sorted(plan_from_config(config).encoders, key=lambda e: e.modality)
+    assert (image.tokens_per_sample, series.tokens_per_sample) == (16, None)
+    model = ModRWKV.build(RWKV7(RWKV7Config(**SHAPE)), {"image": build_encoder("tiny", image_size=16, grid=4, width=32)})
+    assert plan_from_model(model, config).encoders[0].tokens_per_sample == 16  # what `train` logs
 
 
 def test_measured_training_peak_matches_the_estimate(tmp_path, caplog):

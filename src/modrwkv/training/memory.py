@@ -24,8 +24,9 @@ against measured peaks in bench/bench_memory.py):
 - The peak: the static part (weights + optimizer states) plus the largest of four moments: the
   end of the forward (activations + one chunk of logits + the head's gradient being accumulated +
   the previous step's gradients, which Lightning frees only after the forward), the loss backward
-  (activations + the head's gradient), the backward of the last layer (activations + that layer's
-  working set) and the optimizer step (all gradients + the non-fused AdamW's temporaries).
+  (activations + the head's gradient), the backward of the last layer (activations, that layer
+  recomputed under gradient checkpointing, and the working set of its FFN's backward, which comes
+  first) and the optimizer step (all gradients + the non-fused AdamW's temporaries).
 
 The WKV kernel is our pure-PyTorch chunked form on CPU (and on CUDA without fla), measured; on a
 GPU with flash-linear-attention it is fla's, which saves its inputs and recomputes the rest in its
@@ -334,6 +335,11 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
         layers, recompute, cast_cache = cfg.n_layer * layer, 0, 0
     # around the blocks: the embedding output and ln0 (fp32), v_first, ln_out's input and output
     value_bytes = 2 if bf16 else 4
+    # The last block's backward starts with its FFN (measured: the peak of that backward, while the
+    # block's saved tensors are all still alive): the gradient w.r.t. the squared-ReLU output and
+    # its backward's three [tokens, 4C] temporaries (x, 2x, their product with the gradient), in
+    # the projections' dtype, beside the fp32 gradient of the residual stream.
+    block_backward = tokens * (4 * cfg.dim_ffn * value_bytes + 4 * cfg.n_embd)
     lm_io = tokens * cfg.n_embd * (4 * 3 + value_bytes)
     supervised = int(tokens * plan.supervised_fraction)
     # the chunked loss (lm/ops/cross_entropy.py): one chunk's fp32 logits (+ its bf16 product, then
@@ -384,7 +390,7 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
     moments = {
         "end of the forward": activations + cast_cache + loss_forward + previous,
         "loss backward": activations + int(head_grad) + loss_backward + accumulated,
-        "last layer's backward": activations + int(head_grad) + recompute + layer + accumulated,
+        "last layer's backward": activations + int(head_grad) + recompute + block_backward + accumulated,
         "optimizer step": grads + buckets + step_temporaries,
     }
     moments = {k: v + gathered for k, v in moments.items()}
@@ -492,6 +498,7 @@ def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int
         encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"),
                                 **spec.get("options", {}))
         params, dim, trainable = sum(p.numel() for p in encoder.parameters()), encoder.output_dim, encoder.trainable
+        tokens = fixed_tokens(encoder)
     else:
         raise ConfigError(f"model.encoders.{modality}: cannot size {source!r} without loading it; known towers: "
                           f"{sorted(KNOWN_ENCODERS)}")
@@ -530,9 +537,17 @@ def plan_from_model(model: ModRWKV, config: TrainConfig, *, world_size: int | No
         adapter = model.adapters[modality]
         encoders.append(EncoderPlan(modality, sum(p.numel() for p in encoder.parameters()), encoder.trainable,
                                     encoder.output_dim, sum(p.numel() for p in adapter.parameters()),
-                                    _widest_linear(adapter)))
+                                    _widest_linear(adapter), fixed_tokens(encoder)))
     ctx_len = model.ctx_len or config.model.ctx_len  # a model without a limit trains on what the config allows
     return _plan(config, model.lm.config, encoders, ctx_len, world_size, supervised_fraction)
+
+
+def fixed_tokens(encoder: torch.nn.Module) -> int | None:
+    """Tokens per item of an encoder whose count does not depend on its input (a vision encoder's
+    patch grid), like `KNOWN_ENCODERS`' counts; None for audio and series, whose count grows with
+    the input's length."""
+    tokens = getattr(encoder, "num_tokens", None)
+    return tokens if isinstance(tokens, int) else None
 
 
 def _widest_linear(module: torch.nn.Module) -> int:
