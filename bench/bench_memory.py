@@ -1,6 +1,6 @@
 """Measured peak training memory against `modrwkv.training.memory.estimate_memory`.
 
-    /work/bin/cpu .venv/bin/python bench/bench_memory.py            # every case (~11 min, 1 core)
+    /work/bin/cpu .venv/bin/python bench/bench_memory.py            # every case (~13 min, 1 core)
     .venv/bin/python bench/bench_memory.py --only 0.1B-s2-fp32-256x1  # one case
     python bench/bench_memory.py --device cuda --only ...             # on a GPU: the allocator's peak
 
@@ -50,6 +50,7 @@ CASES: dict[str, tuple[int, int, str, str, int, int, bool]] = {
     "0.4B-s1-fp32-256x1": (24, 1024, "1", "32", 256, 1, False),
     "0.4B-s2-fp32-256x1": (24, 1024, "2", "32", 256, 1, False),
     "0.4B-lora-bf16-256x1-ckpt": (24, 1024, "lora", "bf16-mixed", 256, 1, True),
+    "0.1B-state-fp32-1024x2": (12, 768, "state", "32", 1024, 2, False),
 }
 
 
