@@ -335,12 +335,12 @@ def estimate_memory(plan: MemoryPlan) -> MemoryEstimate:
         layers, recompute, cast_cache = cfg.n_layer * layer, 0, 0
     # around the blocks: the embedding output and ln0 (fp32), v_first, ln_out's input and output
     value_bytes = 2 if bf16 else 4
+    lm_io = tokens * cfg.n_embd * (4 * 3 + value_bytes)
     # The last block's backward starts with its FFN (measured: the peak of that backward, while the
     # block's saved tensors are all still alive): the gradient w.r.t. the squared-ReLU output and
     # its backward's three [tokens, 4C] temporaries (x, 2x, their product with the gradient), in
     # the projections' dtype, beside the fp32 gradient of the residual stream.
     block_backward = tokens * (4 * cfg.dim_ffn * value_bytes + 4 * cfg.n_embd)
-    lm_io = tokens * cfg.n_embd * (4 * 3 + value_bytes)
     supervised = int(tokens * plan.supervised_fraction)
     # the chunked loss (lm/ops/cross_entropy.py): one chunk's fp32 logits (+ its bf16 product, then
     # its bf16 gradient, under autocast), the gradient w.r.t. the head's input, and when the head
