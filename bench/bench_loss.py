@@ -2,7 +2,7 @@
 `F.cross_entropy`, in one process, interleaved (A/B/A/B...): training-step time and peak live tensor
 bytes.
 
-    /work/bin/cpu .venv/bin/python bench/bench_loss.py             # ~3 minutes on one core
+    taskset -c 0 .venv/bin/python bench/bench_loss.py              # ~3 minutes on one core
     .venv/bin/python bench/bench_loss.py --rounds 3 --ctx 128      # a quick look
 
 Cases (random weights of the 0.1B shape, 12 x 768, vocab 65536; every token supervised):

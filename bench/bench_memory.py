@@ -1,6 +1,6 @@
 """Measured peak training memory against `modrwkv.training.memory.estimate_memory`.
 
-    /work/bin/cpu .venv/bin/python bench/bench_memory.py            # every case (~13 min, 1 core)
+    taskset -c 0 .venv/bin/python bench/bench_memory.py             # every case (~13 min, 1 core)
     .venv/bin/python bench/bench_memory.py --only 0.1B-s2-fp32-256x1  # one case
     python bench/bench_memory.py --device cuda --only ...             # on a GPU: the allocator's peak
 
