@@ -263,7 +263,9 @@ def test_several_choices_streamed_or_not_each_as_a_request_of_its_own(live):
     sample), streamed or not; usage counts the prompt once and every choice's tokens."""
     client = live.client()
     messages = [{"role": "user", "content": [image_part(5), {"type": "text", "text": "What is it?"}]}]
-    options = dict(max_tokens=6, temperature=1.0, top_p=0.9, seed=11)
+    # No top_p: a nucleus sorts the tiny random model's near-uniform probabilities, where the last-bit
+    # differences between a batch of 3 and a batch of 1 reorder near-equal tokens.
+    options = dict(max_tokens=6, temperature=1.0, seed=11)
     alone = [ask(client, messages, **{**options, "seed": 11 + i}) for i in range(3)]
     reply = ask(client, messages, n=3, **options)
     assert [c.index for c in reply.choices] == [0, 1, 2]
