@@ -499,13 +499,20 @@ def test_several_choices_are_queued_all_or_none():
         with pytest.raises(openai.RateLimitError, match="busy"):
             ask(client, [USER], n=3, max_tokens=2)  # 2 queue places for 3 choices
         assert server.health()["queued"] == 0
-        with pytest.raises(openai.RateLimitError, match="busy"):  # 2 prompts x 2 choices
-            client.completions.create(model="tiny", prompt=["Once upon", "The cat"], n=2, max_tokens=2)
+        with pytest.raises(openai.RateLimitError, match="busy"):  # 3 prompts
+            client.completions.create(model="tiny", prompt=["Once upon", "The cat", "A"], max_tokens=2)
         assert server.health()["queued"] == 0
         stream.close()  # the slot frees up: nothing refused may take it
         health = server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 1 + 2 + 2)
         assert health["completed"] == 0 and health["queued"] == 0
         assert len(ask(client, [USER], n=2, max_tokens=2).choices) == 2  # the places are free again
+        # More choices than the server can ever hold is no reason to retry: a 400 that says so.
+        with pytest.raises(openai.BadRequestError, match="needs 4 decodes .* at most 3 at once") as raised:
+            ask(client, [USER], n=4, max_tokens=2)
+        assert raised.value.code == "too_many_choices"
+        with pytest.raises(openai.BadRequestError, match="needs 4 decodes"):
+            client.completions.create(model="tiny", prompt=["Once upon", "The cat"], n=2, max_tokens=2)
+        assert len(client.completions.create(model="tiny", prompt=["Once upon", "The cat"], max_tokens=2).choices) == 2
 
 
 def test_a_client_leaving_or_a_choice_failing_cancels_every_choice(monkeypatch):

@@ -432,7 +432,13 @@ async def _wait_for_results(tickets: Sequence[Ticket], request: Request) -> list
 def _submit_all(scheduler: Scheduler, jobs: Sequence[tuple[EncodedPrompt, SamplingParams | None]],
                 **options: Any) -> list[Ticket]:
     """Queues one decode per (prompt, params), all or none: when the queue fills part way, those
-    already queued are cancelled and the request is refused (429)."""
+    already queued are cancelled and the request is refused (429). More than the server can ever hold
+    at once is a 400: waiting would never help."""
+    room = scheduler.max_batch + scheduler.max_queue
+    if len(jobs) > room:
+        raise APIError(400, f"this request needs {len(jobs)} decodes (one per choice and prompt); this server runs "
+                       f"and queues at most {room} at once (its operator sets --max-batch-size and --max-queue); "
+                       "ask for fewer choices ('n') or prompts", code="too_many_choices", param="n")
     tickets: list[Ticket] = []
     try:
         for prompt, params in jobs:
