@@ -246,8 +246,12 @@ def test_model_names_aliases_and_any_name():
             "--any-model-name to accept any name")
         status, reply = post_raw(server, json.dumps({"messages": messages}).encode())
         assert status == 400 and reply["error"]["param"] == "model" and "'model' is required" in reply["error"]["message"]
+        status, reply = post_raw(server, json.dumps({"model": ["tiny"], "messages": messages}).encode())
+        assert status == 400 and reply["error"]["message"].startswith("'model' must be a string, got [\"tiny\"]")
     with live_server(any_model_name=True) as server:  # llama.cpp's behaviour: one model, any name
         client = server.client()
+        status, reply = post_raw(server, json.dumps({"model": 5, "messages": messages}).encode())
+        assert status == 400 and reply["error"]["message"].startswith("'model' must be a string, got 5")
         assert [m.id for m in client.models.list().data] == ["tiny"]
         assert ask(client, messages, model="tiny").model == "tiny"
         reply = ask(client, messages, model="gpt-3.5-turbo")
