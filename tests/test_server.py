@@ -246,8 +246,12 @@ def test_model_names_aliases_and_any_name():
             "--any-model-name to accept any name")
         status, reply = post_raw(server, json.dumps({"messages": messages}).encode())
         assert status == 400 and reply["error"]["param"] == "model" and "'model' is required" in reply["error"]["message"]
+        status, reply = post_raw(server, json.dumps({"model": ["tiny"], "messages": messages}).encode())
+        assert status == 400 and reply["error"]["message"].startswith("'model' must be a string, got [\"tiny\"]")
     with live_server(any_model_name=True) as server:  # llama.cpp's behaviour: one model, any name
         client = server.client()
+        status, reply = post_raw(server, json.dumps({"model": 5, "messages": messages}).encode())
+        assert status == 400 and reply["error"]["message"].startswith("'model' must be a string, got 5")
         assert [m.id for m in client.models.list().data] == ["tiny"]
         assert ask(client, messages, model="tiny").model == "tiny"
         reply = ask(client, messages, model="gpt-3.5-turbo")
@@ -263,7 +267,9 @@ def test_several_choices_streamed_or_not_each_as_a_request_of_its_own(live):
     sample), streamed or not; usage counts the prompt once and every choice's tokens."""
     client = live.client()
     messages = [{"role": "user", "content": [image_part(5), {"type": "text", "text": "What is it?"}]}]
-    options = dict(max_tokens=6, temperature=1.0, top_p=0.9, seed=11)
+    # No top_p: a nucleus sorts the tiny random model's near-uniform probabilities, where the last-bit
+    # differences between a batch of 3 and a batch of 1 reorder near-equal tokens.
+    options = dict(max_tokens=6, temperature=1.0, seed=11)
     alone = [ask(client, messages, **{**options, "seed": 11 + i}) for i in range(3)]
     reply = ask(client, messages, n=3, **options)
     assert [c.index for c in reply.choices] == [0, 1, 2]
@@ -484,6 +490,68 @@ def test_full_queue_is_429_and_disconnects_free_their_slots():
         health = server.wait_for(lambda h: h["cancelled"] == 2 and h["running"] == 0)
         assert health["completed"] == 0
         assert ask(client, [USER], max_tokens=3).usage.completion_tokens <= 3  # the slot is free again
+
+
+def test_several_choices_are_queued_all_or_none():
+    """n choices take n queue places: when the queue fills part way through them, the request is a
+    429 and the choices already queued are withdrawn, never decoded for a client that got an error."""
+    with live_server(limits=ServerLimits(max_tokens=100_000), max_batch=1, max_queue=2) as server:
+        client = server.client()
+        stream = ask(client, [USER], max_tokens=100_000, stream=True)  # takes the only slot
+        next(iter(stream))
+        server.wait_for(lambda h: h["running"] == 1)
+        with pytest.raises(openai.RateLimitError, match="busy"):
+            ask(client, [USER], n=3, max_tokens=2)  # 2 queue places for 3 choices
+        assert server.health()["queued"] == 0
+        with pytest.raises(openai.RateLimitError, match="busy"):  # 3 prompts
+            client.completions.create(model="tiny", prompt=["Once upon", "The cat", "A"], max_tokens=2)
+        assert server.health()["queued"] == 0
+        stream.close()  # the slot frees up: nothing refused may take it
+        health = server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 1 + 2 + 2)
+        assert health["completed"] == 0 and health["queued"] == 0
+        assert len(ask(client, [USER], n=2, max_tokens=2).choices) == 2  # the places are free again
+        # More choices than the server can ever hold is no reason to retry: a 400 that says so.
+        with pytest.raises(openai.BadRequestError, match="needs 4 decodes .* at most 3 at once") as raised:
+            ask(client, [USER], n=4, max_tokens=2)
+        assert raised.value.code == "too_many_choices"
+        with pytest.raises(openai.BadRequestError, match="needs 4 decodes"):
+            client.completions.create(model="tiny", prompt=["Once upon", "The cat"], n=2, max_tokens=2)
+        assert len(client.completions.create(model="tiny", prompt=["Once upon", "The cat"], max_tokens=2).choices) == 2
+
+
+def test_a_client_leaving_or_a_choice_failing_cancels_every_choice(monkeypatch):
+    """A request's choices live and die together: when its client hangs up (streamed or not), or
+    one choice fails, every other choice leaves the batch at once instead of decoding for nobody."""
+    long = dict(max_tokens=100_000, temperature=0, n=3)
+    with live_server(limits=ServerLimits(max_tokens=100_000), max_batch=8) as server:
+        client = server.client().with_options(timeout=20)
+        waiting = open_request(server.url, {"model": "tiny", "messages": [USER], **long})  # not streamed
+        server.wait_for(lambda h: h["running"] == 3)
+        waiting.close()
+        server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 3)
+        stream = ask(client, [USER], stream=True, **long)
+        next(iter(stream))
+        server.wait_for(lambda h: h["running"] == 3)
+        stream.close()
+        server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 6)
+
+        engine = server.app.state.pipeline.engine
+        read_prompt, calls = engine.prefill_steps, []
+
+        def second_choice_fails(prompt, *args, **kwargs):
+            calls.append(prompt)
+            if len(calls) % 3 == 2:
+                raise RuntimeError("choice 1 broke")
+            return read_prompt(prompt, *args, **kwargs)
+
+        monkeypatch.setattr(engine, "prefill_steps", second_choice_fails)
+        with pytest.raises(openai.InternalServerError, match="RuntimeError"):  # answered without waiting for choice 0
+            ask(client, [USER], **long)
+        server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 8)
+        with pytest.raises(openai.APIError, match="RuntimeError"):  # streamed: an error event ends the stream
+            list(ask(client, [USER], stream=True, **long))
+        health = server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 10)
+        assert health["failed"] == 2 and health["completed"] == 0
 
 
 def test_queue_limit_counts_only_requests_beyond_the_free_slots():

@@ -173,14 +173,8 @@ def create_app(
                       for index in range(parsed.n)]
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
-        tickets: list[Ticket] = []
-        try:
-            for choice_params in params:
-                tickets.append(scheduler.submit(prompt, choice_params, stream=parsed.stream, logprobs=parsed.logprobs))
-        except QueueFull:
-            for ticket in tickets:
-                ticket.cancel()
-            raise _queue_full() from None
+        tickets = _submit_all(scheduler, [(prompt, choice_params) for choice_params in params],
+                              stream=parsed.stream, logprobs=parsed.logprobs)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if parsed.stream:
@@ -188,11 +182,7 @@ def create_app(
                                     _Observer(metrics, "/v1/chat/completions", arrived), pipeline.tokenizer)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        try:
-            results = [await _wait_for_result(ticket, request) for ticket in tickets]
-        finally:
-            for ticket in tickets:
-                ticket.cancel()
+        results = await _wait_for_results(tickets, request)
         body = protocol.completion(request_id, now, parsed.model, results)
         metrics.tokens(body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
         for choice, result in zip(body["choices"], results):
@@ -211,38 +201,26 @@ def create_app(
         generate = parsed.sampling["max_new_tokens"] > 0
         # The prompt's own tokens are scored by the scheduler as it reads the prompt (max_tokens 0: all it does).
         score_prompt = parsed.logprobs if parsed.echo and parsed.logprobs is not None else None
-        tickets: list[Ticket] = []
         try:  # a raw continuation: no template stop tokens, it stops where the client says
             params = [SamplingParams(**protocol.choice_sampling(parsed.sampling, j)) if generate else None
                       for j in range(parsed.n)]
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
-        try:  # choices in OpenAI's order: the n choices of the first prompt, then of the next
-            for ids in parsed.prompts:
-                for choice_params in params:
-                    tickets.append(scheduler.submit(completions.raw_prompt(ids), choice_params, stream=parsed.stream,
-                                                    logprobs=parsed.logprobs, raw=True, score_prompt=score_prompt))
-        except QueueFull:
-            for ticket in tickets:
-                ticket.cancel()
-            raise _queue_full() from None
+        # choices in OpenAI's order: the n choices of the first prompt, then of the next
+        tickets = _submit_all(scheduler, [(completions.raw_prompt(ids), choice_params) for ids in parsed.prompts
+                                          for choice_params in params],
+                              stream=parsed.stream, logprobs=parsed.logprobs, raw=True, score_prompt=score_prompt)
         if parsed.stream:
             events = _stream_text_completion(tickets[0], request, request_id, now, parsed.model, parsed.include_usage,
                                              _Observer(metrics, "/v1/completions", arrived), pipeline.tokenizer,
                                              parsed.logprobs)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        choices, prompt_tokens, completion_tokens = [], 0, 0
-        try:
-            for index, ticket in enumerate(tickets):
-                result = await _wait_for_result(ticket, request)
-                choices.append(completions.text_completion_choice(pipeline.tokenizer, index, result, parsed.echo,
-                                                                  parsed.logprobs))
-                prompt_tokens += result.prompt_tokens if index % parsed.n == 0 else 0  # each prompt once
-                completion_tokens += result.completion_tokens
-        finally:
-            for ticket in tickets:
-                ticket.cancel()
+        results = await _wait_for_results(tickets, request)
+        choices = [completions.text_completion_choice(pipeline.tokenizer, index, result, parsed.echo, parsed.logprobs)
+                   for index, result in enumerate(results)]
+        prompt_tokens = sum(result.prompt_tokens for result in results[::parsed.n])  # each prompt once
+        completion_tokens = sum(result.completion_tokens for result in results)
         metrics.tokens(prompt_tokens, completion_tokens)
         return JSONResponse({"id": request_id, "object": "text_completion", "created": now, "model": parsed.model,
                              "choices": choices, "usage": {"prompt_tokens": prompt_tokens,
@@ -432,16 +410,44 @@ async def _events(tickets: Sequence[Ticket], request: Request) -> AsyncIterator[
             future.cancel()
 
 
-async def _wait_for_result(ticket: Ticket, request: Request) -> GenerationResult:
+async def _wait_for_results(tickets: Sequence[Ticket], request: Request) -> list[GenerationResult]:
+    """Every ticket's result, in order. The tickets are awaited together, so the first failure is
+    answered at once; then, or when the client leaves or the handler is cancelled, every ticket is
+    cancelled (their slots freed: a failed request's other choices decode for nobody)."""
+    results: dict[int, GenerationResult] = {}
     try:
-        async for _, kind, value in _events([ticket], request):
-            if kind == "done":
-                return value
+        async for index, kind, value in _events(tickets, request):
             if kind == "error":
                 raise _failure(value)
-        raise APIError(499, "the client closed the request")
+            if kind == "done":
+                results[index] = value
+        if len(results) < len(tickets):
+            raise APIError(499, "the client closed the request")
+        return [results[index] for index in range(len(tickets))]
     finally:
-        ticket.cancel()  # no-op once done; frees the slot if the client left or the handler was cancelled
+        for ticket in tickets:
+            ticket.cancel()  # no-op once done
+
+
+def _submit_all(scheduler: Scheduler, jobs: Sequence[tuple[EncodedPrompt, SamplingParams | None]],
+                **options: Any) -> list[Ticket]:
+    """Queues one decode per (prompt, params), all or none: when the queue fills part way, those
+    already queued are cancelled and the request is refused (429). More than the server can ever hold
+    at once is a 400: waiting would never help."""
+    room = scheduler.max_batch + scheduler.max_queue
+    if len(jobs) > room:
+        raise APIError(400, f"this request needs {len(jobs)} decodes (one per choice and prompt); this server runs "
+                       f"and queues at most {room} at once (its operator sets --max-batch-size and --max-queue); "
+                       "ask for fewer choices ('n') or prompts", code="too_many_choices", param="n")
+    tickets: list[Ticket] = []
+    try:
+        for prompt, params in jobs:
+            tickets.append(scheduler.submit(prompt, params, **options))
+    except QueueFull:
+        for ticket in tickets:
+            ticket.cancel()
+        raise _queue_full() from None
+    return tickets
 
 
 def _unsent_logprobs(ticket: Ticket, result: GenerationResult) -> list[completions.TokenLogprob] | None:

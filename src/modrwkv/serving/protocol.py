@@ -108,9 +108,12 @@ class ModelNames:
         the first name when `any_name` lets another through; raises the 400/404 otherwise."""
         if requested in self.names:
             return requested
-        if self.any_name and (requested is None or isinstance(requested, str)):
+        if requested is not None and not isinstance(requested, str):
+            raise APIError(400, f"'model' must be a string, got {json.dumps(requested)[:50]} (this server serves "
+                           f"{self._listed()})", param="model")
+        if self.any_name:
             return self.names[0]
-        if not isinstance(requested, str) or not requested:
+        if not requested:
             raise APIError(400, f"'model' is required (this server serves {self._listed()})", param="model")
         raise APIError(404, f"The model {requested!r} does not exist; this server serves {self._listed()}. "
                        "Send one of these names, or restart the server with more names (modrwkv serve "
