@@ -205,7 +205,9 @@ class BatchSampler:
 
     def _uniforms(self, rows: Sequence[int]) -> torch.Tensor:
         """One U[0, 1) draw per row from that row's generator (the global one when unseeded), drawn
-        on the CPU so that a seed gives the same tokens on every device and batch composition."""
+        on the CPU so that a seed gives the same draws on every device and batch composition (the
+        tokens too, unless the model's scores themselves differ by batch size in their last bits and
+        two near-equal tokens trade places)."""
         draws = [torch.rand((), generator=self.generators[r]) for r in rows]
         return torch.stack(draws).to(self.temperature.device)
 
