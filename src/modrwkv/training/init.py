@@ -34,7 +34,7 @@ from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
-from .data import build_reader, modalities_used
+from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
 
 SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
 DEVICES = ("cpu", "gpu")
@@ -53,7 +53,6 @@ PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 5
                        "audio": ("wavlm", "microsoft/wavlm-large", None)}
 SERIES_PATCH = 8
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
-AUDIO_TOKENS_PER_SECOND = 25  # as training's length estimate counts a clip with a known duration
 MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
 
 
