@@ -278,10 +278,10 @@ def _document_records(document: tuple[int, Any], path: Path) -> Iterator[tuple[s
             for index, row in enumerate(rows[0]):
                 yield f"{path}:[{index}]", _constant({column: cells[row] for column, cells in value.items()})
             return
-    if value and all(isinstance(v, dict) for v in value.values()) and not RECORD_FIELDS & set(value):
-        for key, record in value.items():  # records keyed by their id
-            yield f"{path}:[{json.dumps(key)}]", _constant(record if "id" in record else {"id": key, **record})
-        return
+        if not RECORD_FIELDS & set(value):
+            for key, record in value.items():  # records keyed by their id
+                yield f"{path}:[{json.dumps(key)}]", _constant(record if "id" in record else {"id": key, **record})
+            return
     yield f"{path}:{line}", _constant(value)
 
 

@@ -65,7 +65,7 @@ def sharegpt_to_sample(
         raise DataError(source, "missing_field", f"no {turns_key!r} list (the messages column; fields: "
                         f"{sorted(record)})")
     require(turns, list, repr(turns_key), source)
-    tools = record.get(names["tools"]) if names["tools"] else record.get("tools")
+    tools = record.get(names["tools"] or "tools")
     if tools:
         raise DataError(source, "unsupported_part", "the record describes tools; tool use (function calls and "
                         "their results) is not supported, so it is not trained on")
