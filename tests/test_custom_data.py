@@ -158,12 +158,41 @@ def test_an_empty_assistant_turn_is_a_bad_record_in_every_reader(tmp_path):
     with pytest.raises(DataError) as caught:
         list(LlavaReader(llava, on_error="raise"))
     assert caught.value.reason == "empty_answer" and str(caught.value) == (
-        f"{llava}:1: message 4 (assistant) is empty (''): the model would learn to say nothing; give the answer, "
+        f"{llava}:1: conversations[3].value is empty (''): the model would learn to say nothing; give the answer, "
         "or leave the record out")
     asr = tmp_path / "asr.jsonl"
     asr.write_text(json.dumps({"audio": "a.wav", "text": " "}) + "\n")
     reader = AsrManifestReader(asr)
     assert list(reader) == [] and reader.report.skipped == {"empty_answer": 1}
+
+
+def test_a_null_or_nan_turn_is_named_by_its_own_column_in_llava_and_sharegpt(tmp_path):
+    """pandas writes an empty cell as null (to_json) or NaN (to_dict, then json.dumps): an answer
+    turn holding one is an empty answer, a question turn holding one is not text, and the error
+    names the field as the file spells it (sharegpt: its column and tags, counting from the file's
+    first turn although a `system` column adds a turn in front)."""
+    from modrwkv.data.readers import LlavaReader, SharegptReader
+
+    def turns(key, role, content, user, answer):
+        return [{role: "human" if key == "conversations" else "user", content: user},
+                {role: "gpt" if key == "conversations" else "assistant", content: answer}]
+
+    llava = write_records(tmp_path, [{"conversations": turns("conversations", "from", "value", "Hi?", answer)}
+                                     for answer in (None, float("nan"), "ok")] +
+                          [{"conversations": turns("conversations", "from", "value", None, "ok")}], "llava.jsonl")
+    sharegpt = write_records(tmp_path, [{"messages": turns("messages", "role", "content", "Hi?", answer),
+                                         "system": "Be brief."} for answer in (None, float("nan"), "ok")] +
+                             [{"messages": turns("messages", "role", "content", float("nan"), "ok"),
+                               "system": "Be brief."}], "lf.jsonl")
+    empty = "(an empty cell in the table this was exported from?): give the answer, or leave the record out"
+    for reader, path, field, question in (
+            (LlavaReader(llava, max_examples=9), llava, "conversations[{}].value", "null"),
+            (SharegptReader(sharegpt, max_examples=9), sharegpt, "messages[{}].content", "NaN")):
+        assert [s.messages[-1].content for s in reader] == ["ok"]
+        assert reader.report.skipped == {"empty_answer": 2, "wrong_type": 1}
+        assert [str(e) for e in reader.report.examples] == [
+            f"{path}:1: {field.format(1)} is null {empty}", f"{path}:2: {field.format(1)} is NaN {empty}",
+            f"{path}:4: {field.format(0)} is {question}; it must be text"]
 
 
 def test_a_llava_or_openai_file_given_as_qa_is_named(tmp_path):
