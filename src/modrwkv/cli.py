@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import torch
 from safetensors import SafetensorError
@@ -467,6 +467,7 @@ def _run_init(args: argparse.Namespace) -> int:
     from modrwkv.training.init import (
         SIZES,
         InitAnswers,
+        InitError,
         build_config,
         data_name,
         render_config,
@@ -488,6 +489,10 @@ def _run_init(args: argparse.Namespace) -> int:
     readers_log.setLevel(logging.ERROR)  # the skipped records are listed below, once
     try:
         summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
+    except InitError as exc:  # the line names the first record it skipped; several are listed above it
+        if exc.num_skipped > 1:
+            _list_skipped(exc.problems, exc.num_skipped, sys.stderr)
+        raise
     finally:
         readers_log.setLevel(level)
     detected = ", ".join(sorted(summary.modalities)) or "none"
@@ -495,10 +500,7 @@ def _run_init(args: argparse.Namespace) -> int:
         detected += f" (columns: {', '.join(summary.series_columns)})"
     count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
     print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
-    for problem in summary.problems:
-        print(f"  skipped {problem}")
-    if summary.num_skipped > len(summary.problems):
-        print(f"  ... and {summary.num_skipped - len(summary.problems)} more skipped records")
+    _list_skipped(summary.problems, summary.num_skipped, sys.stdout)
     answers.modality = args.modality or (
         _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))
         if interactive and len(summary.modalities) != 1 else None)
@@ -556,6 +558,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
     p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
+
+
+def _list_skipped(problems: Sequence[str], num_skipped: int, stream: TextIO) -> None:
+    """init's list of the records it skipped: the first few with file:line and reason, then a count."""
+    for problem in problems:
+        print(f"  skipped {problem}", file=stream)
+    if num_skipped > len(problems):
+        print(f"  ... and {num_skipped - len(problems)} more skipped records", file=stream)
 
 
 def _add_image_limit(p: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,13 @@ MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all
 
 
 class InitError(ValueError):
-    """An answer or a data file that cannot make a working config; the message says why."""
+    """An answer or a data file that cannot make a working config; the message says why, in one
+    line. `problems`: the skipped records it refers to (file:line: reason), for the command to list."""
+
+    def __init__(self, message: str, problems: Sequence[str] = (), num_skipped: int = 0) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+        self.num_skipped = num_skipped
 
 
 @dataclasses.dataclass
@@ -185,9 +192,10 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     samples = samples[:SCAN_LIMIT]
     problems = [str(err) for err in reader.report.examples]
     if not samples:
-        listed = "".join(f"\n  {problem}" for problem in problems)
-        raise InitError(f"{path}: no usable sample ({reader.report.summary()}); if media files were not found, "
-                        f"give the folder they are relative to (--media-folder){listed}")
+        first = f"; the first: {problems[0]}" if problems else ""
+        raise InitError(f"{path}: no usable sample ({reader.report.summary()}{first}); if media files were not "
+                        "found, give the folder they are relative to (--media-folder)", problems,
+                        reader.report.num_skipped)
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)
