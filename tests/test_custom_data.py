@@ -410,7 +410,26 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     args = ["init", "--data", str(tmp_path / "load.csv"), "--yes", "--output", str(tmp_path / "c.yaml"),
             "--lookback", "24", "--horizon", "4"]
     assert main(args) == 0
-    assert "inputs: series (columns: load, weekday)" in capsys.readouterr().out.splitlines()[0]
+    out = capsys.readouterr().out.splitlines()
+    assert "inputs: series (columns: load, weekday)" in out[0]
+    # the evaluation it suggests is a CSV read with the trained windows (the model refuses any other lookback)
+    assert out[-2] == "evaluate:  modrwkv eval --task custom --model runs/load/final --data YOUR_TEST_FILE.csv " \
+                      "--lookback 24 --horizon 4"
+
+
+def test_init_suggests_question_answer_records_for_evaluating_a_conversation_format(tmp_path, capsys):
+    """--task custom reads qa records only: for LLaMA-Factory (or LLaVA) training data init does not
+    suggest a held-out file in the training format, which eval would refuse."""
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    record = {"conversations": [{"from": "human", "value": "<image>Colour?"}, {"from": "gpt", "value": "red"}],
+              "images": ["a.png"], "system": "One word."}
+    (tmp_path / "train.json").write_text(json.dumps([record] * 4))
+    assert main(["init", "--data", str(tmp_path / "train.json"), "--yes", "--output", str(tmp_path / "c.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "sharegpt format, 4 usable samples" in out[0]
+    evaluate = next(line for line in out if line.startswith("evaluate:"))
+    assert evaluate.endswith('--data YOUR_TEST_FILE.jsonl  (question-answer records, whatever the training format: '
+                             '{"image": "a.png", "question": "...", "answer": "..."}; docs/custom-data.md)')
 
 
 def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):

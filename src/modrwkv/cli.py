@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import torch
 from safetensors import SafetensorError
@@ -526,9 +526,24 @@ def _run_init(args: argparse.Namespace) -> int:
     run = config["output"]["dir"]
     print(f"wrote {output}\n" + "".join(f"  {line}\n" for line in notes[1:])
           + f"train:     modrwkv train {shlex.quote(str(output))}\n"
-          f"evaluate:  modrwkv eval --task custom --model {run}/final --data YOUR_TEST_FILE.jsonl\n"
+          f"evaluate:  modrwkv eval --task custom --model {run}/final {_eval_data_hint(config)}\n"
           f"chat:      modrwkv chat --model {run}/final")
     return 0
+
+
+def _eval_data_hint(config: dict[str, Any]) -> str:
+    """The held-out file `eval --task custom` takes for this training data: a series CSV read with
+    the trained windows (the model refuses others), else question-answer records, whatever format
+    the training records are in (--task custom reads only those)."""
+    data = config["data"]
+    if data["format"] == "series":
+        return (f"--data YOUR_TEST_FILE.csv --lookback {data['options']['lookback']} "
+                f"--horizon {data['options']['horizon']}")
+    if data["format"] == "qa":
+        return "--data YOUR_TEST_FILE.jsonl"
+    media = '"audio": "a.wav"' if "audio" in config["model"]["encoders"] else '"image": "a.png"'
+    return ("--data YOUR_TEST_FILE.jsonl  (question-answer records, whatever the training format: "
+            f'{{{media}, "question": "...", "answer": "..."}}; docs/custom-data.md)')
 
 
 # --- chat / serve ---------------------------------------------------------------------------
