@@ -344,6 +344,16 @@ def test_init_lists_the_skipped_records_one_per_line_when_none_is_usable(tmp_pat
         "not found, give the folder they are relative to (--media-folder)")]
 
 
+def test_init_names_llama_factorys_alpaca_format_and_the_conversation_to_write(tmp_path, capsys):
+    record = {"instruction": "What colour is the circle?", "input": "", "output": "red", "images": ["a.png"]}
+    (tmp_path / "alpaca.json").write_text(json.dumps([record], indent=2))
+    assert fails(capsys, ["init", "--data", str(tmp_path / "alpaca.json"), "--yes"]) == (
+        f"modrwkv init: error: {tmp_path}/alpaca.json: the first record's fields ['images', 'input', 'instruction', "
+        "'output'] are LLaMA-Factory's alpaca format, which is not read; write each record as a sharegpt "
+        'conversation: {"conversations": [{"from": "human", "value": instruction + input}, {"from": "gpt", "value": '
+        'output}], "images": [...]} (docs/custom-data.md)')
+
+
 def test_init_reads_a_pretty_printed_record_and_names_what_it_found_otherwise(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     record = {"image": "a.png", "question": "What is it?", "answer": "a square"}

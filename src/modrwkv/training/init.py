@@ -159,6 +159,11 @@ def detect_format(path: Path) -> str:
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
                         "or a .csv/.npz series file; see docs/custom-data.md")
     detected = record_format(first)
+    if detected is None and {"instruction", "output"} <= set(first):
+        raise InitError(f"{path}: the first record's fields {sorted(first)} are LLaMA-Factory's alpaca format, which "
+                        "is not read; write each record as a sharegpt conversation: {\"conversations\": [{\"from\": "
+                        "\"human\", \"value\": instruction + input}, {\"from\": \"gpt\", \"value\": output}], "
+                        "\"images\": [...]} (docs/custom-data.md)")
     if detected is None:
         raise InitError(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
                         "'question' (qa), 'conversations' (llava), 'messages' (openai), 'conversations' or "
