@@ -158,12 +158,41 @@ def test_an_empty_assistant_turn_is_a_bad_record_in_every_reader(tmp_path):
     with pytest.raises(DataError) as caught:
         list(LlavaReader(llava, on_error="raise"))
     assert caught.value.reason == "empty_answer" and str(caught.value) == (
-        f"{llava}:1: message 4 (assistant) is empty (''): the model would learn to say nothing; give the answer, "
+        f"{llava}:1: conversations[3].value is empty (''): the model would learn to say nothing; give the answer, "
         "or leave the record out")
     asr = tmp_path / "asr.jsonl"
     asr.write_text(json.dumps({"audio": "a.wav", "text": " "}) + "\n")
     reader = AsrManifestReader(asr)
     assert list(reader) == [] and reader.report.skipped == {"empty_answer": 1}
+
+
+def test_a_null_or_nan_turn_is_named_by_its_own_column_in_llava_and_sharegpt(tmp_path):
+    """pandas writes an empty cell as null (to_json) or NaN (to_dict, then json.dumps): an answer
+    turn holding one is an empty answer, a question turn holding one is not text, and the error
+    names the field as the file spells it (sharegpt: its column and tags, counting from the file's
+    first turn although a `system` column adds a turn in front)."""
+    from modrwkv.data.readers import LlavaReader, SharegptReader
+
+    def turns(key, role, content, user, answer):
+        return [{role: "human" if key == "conversations" else "user", content: user},
+                {role: "gpt" if key == "conversations" else "assistant", content: answer}]
+
+    llava = write_records(tmp_path, [{"conversations": turns("conversations", "from", "value", "Hi?", answer)}
+                                     for answer in (None, float("nan"), "ok")] +
+                          [{"conversations": turns("conversations", "from", "value", None, "ok")}], "llava.jsonl")
+    sharegpt = write_records(tmp_path, [{"messages": turns("messages", "role", "content", "Hi?", answer),
+                                         "system": "Be brief."} for answer in (None, float("nan"), "ok")] +
+                             [{"messages": turns("messages", "role", "content", float("nan"), "ok"),
+                               "system": "Be brief."}], "lf.jsonl")
+    empty = "(an empty cell in the table this was exported from?): give the answer, or leave the record out"
+    for reader, path, field, question in (
+            (LlavaReader(llava, max_examples=9), llava, "conversations[{}].value", "null"),
+            (SharegptReader(sharegpt, max_examples=9), sharegpt, "messages[{}].content", "NaN")):
+        assert [s.messages[-1].content for s in reader] == ["ok"]
+        assert reader.report.skipped == {"empty_answer": 2, "wrong_type": 1}
+        assert [str(e) for e in reader.report.examples] == [
+            f"{path}:1: {field.format(1)} is null {empty}", f"{path}:2: {field.format(1)} is NaN {empty}",
+            f"{path}:4: {field.format(0)} is {question}; it must be text"]
 
 
 def test_a_llava_or_openai_file_given_as_qa_is_named(tmp_path):
@@ -381,7 +410,26 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     args = ["init", "--data", str(tmp_path / "load.csv"), "--yes", "--output", str(tmp_path / "c.yaml"),
             "--lookback", "24", "--horizon", "4"]
     assert main(args) == 0
-    assert "inputs: series (columns: load, weekday)" in capsys.readouterr().out.splitlines()[0]
+    out = capsys.readouterr().out.splitlines()
+    assert "inputs: series (columns: load, weekday)" in out[0]
+    # the evaluation it suggests is a CSV read with the trained windows (the model refuses any other lookback)
+    assert out[-2] == "evaluate:  modrwkv eval --task custom --model runs/load/final --data YOUR_TEST_FILE.csv " \
+                      "--lookback 24 --horizon 4"
+
+
+def test_init_suggests_question_answer_records_for_evaluating_a_conversation_format(tmp_path, capsys):
+    """--task custom reads qa records only: for LLaMA-Factory (or LLaVA) training data init does not
+    suggest a held-out file in the training format, which eval would refuse."""
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    record = {"conversations": [{"from": "human", "value": "<image>Colour?"}, {"from": "gpt", "value": "red"}],
+              "images": ["a.png"], "system": "One word."}
+    (tmp_path / "train.json").write_text(json.dumps([record] * 4))
+    assert main(["init", "--data", str(tmp_path / "train.json"), "--yes", "--output", str(tmp_path / "c.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "sharegpt format, 4 usable samples" in out[0]
+    evaluate = next(line for line in out if line.startswith("evaluate:"))
+    assert evaluate.endswith('--data YOUR_TEST_FILE.jsonl  (question-answer records, whatever the training format: '
+                             '{"image": "a.png", "question": "...", "answer": "..."}; docs/custom-data.md)')
 
 
 def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):

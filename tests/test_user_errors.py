@@ -328,6 +328,32 @@ def test_init_names_a_broken_first_record_and_skips_it_like_any_other(tmp_path, 
     assert "kept 3 of 4 records; skipped 1 (bad_json: 1)" in capsys.readouterr().out
 
 
+def test_init_lists_the_skipped_records_one_per_line_when_none_is_usable(tmp_path, capsys):
+    """Turns keyed 'speaker' / 'text' (not from / value): every record is skipped; the error line
+    names the first, and the others are listed one per line above it (they were run together onto it)."""
+    turns = [{"speaker": "human", "text": "Colour?"}, {"speaker": "gpt", "text": "red"}]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"conversations": turns}) + "\n" for _ in range(22)))
+    assert main(["init", "--data", str(tmp_path / "chat.jsonl"), "--yes"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    skipped = [f"  skipped {tmp_path}/chat.jsonl:{n}: conversations[0] needs 'from' and 'value' (keys: ['speaker', "
+               "'text'])" for n in range(1, 21)]
+    assert captured.err.splitlines() == [*skipped, "  ... and 2 more skipped records", (
+        f"modrwkv init: error: {tmp_path}/chat.jsonl: no usable sample ({tmp_path}/chat.jsonl: kept 0 of 22 records; "
+        f"skipped 22 (missing_field: 22); the first: {skipped[0].removeprefix('  skipped ')}); if media files were "
+        "not found, give the folder they are relative to (--media-folder)")]
+
+
+def test_init_names_llama_factorys_alpaca_format_and_the_conversation_to_write(tmp_path, capsys):
+    record = {"instruction": "What colour is the circle?", "input": "", "output": "red", "images": ["a.png"]}
+    (tmp_path / "alpaca.json").write_text(json.dumps([record], indent=2))
+    assert fails(capsys, ["init", "--data", str(tmp_path / "alpaca.json"), "--yes"]) == (
+        f"modrwkv init: error: {tmp_path}/alpaca.json: the first record's fields ['images', 'input', 'instruction', "
+        "'output'] are LLaMA-Factory's alpaca format, which is not read; write each record as a sharegpt "
+        'conversation: {"conversations": [{"from": "human", "value": instruction + input}, {"from": "gpt", "value": '
+        'output}], "images": [...]} (docs/custom-data.md)')
+
+
 def test_init_reads_a_pretty_printed_record_and_names_what_it_found_otherwise(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     record = {"image": "a.png", "question": "What is it?", "answer": "a square"}

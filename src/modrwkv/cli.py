@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import torch
 from safetensors import SafetensorError
@@ -467,6 +467,7 @@ def _run_init(args: argparse.Namespace) -> int:
     from modrwkv.training.init import (
         SIZES,
         InitAnswers,
+        InitError,
         build_config,
         data_name,
         render_config,
@@ -488,6 +489,10 @@ def _run_init(args: argparse.Namespace) -> int:
     readers_log.setLevel(logging.ERROR)  # the skipped records are listed below, once
     try:
         summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
+    except InitError as exc:  # the line names the first record it skipped; several are listed above it
+        if exc.num_skipped > 1:
+            _list_skipped(exc.problems, exc.num_skipped, sys.stderr)
+        raise
     finally:
         readers_log.setLevel(level)
     detected = ", ".join(sorted(summary.modalities)) or "none"
@@ -495,10 +500,7 @@ def _run_init(args: argparse.Namespace) -> int:
         detected += f" (columns: {', '.join(summary.series_columns)})"
     count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
     print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
-    for problem in summary.problems:
-        print(f"  skipped {problem}")
-    if summary.num_skipped > len(summary.problems):
-        print(f"  ... and {summary.num_skipped - len(summary.problems)} more skipped records")
+    _list_skipped(summary.problems, summary.num_skipped, sys.stdout)
     answers.modality = args.modality or (
         _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))
         if interactive and len(summary.modalities) != 1 else None)
@@ -524,9 +526,24 @@ def _run_init(args: argparse.Namespace) -> int:
     run = config["output"]["dir"]
     print(f"wrote {output}\n" + "".join(f"  {line}\n" for line in notes[1:])
           + f"train:     modrwkv train {shlex.quote(str(output))}\n"
-          f"evaluate:  modrwkv eval --task custom --model {run}/final --data YOUR_TEST_FILE.jsonl\n"
+          f"evaluate:  modrwkv eval --task custom --model {run}/final {_eval_data_hint(config)}\n"
           f"chat:      modrwkv chat --model {run}/final")
     return 0
+
+
+def _eval_data_hint(config: dict[str, Any]) -> str:
+    """The held-out file `eval --task custom` takes for this training data: a series CSV read with
+    the trained windows (the model refuses others), else question-answer records, whatever format
+    the training records are in (--task custom reads only those)."""
+    data = config["data"]
+    if data["format"] == "series":
+        return (f"--data YOUR_TEST_FILE.csv --lookback {data['options']['lookback']} "
+                f"--horizon {data['options']['horizon']}")
+    if data["format"] == "qa":
+        return "--data YOUR_TEST_FILE.jsonl"
+    media = '"audio": "a.wav"' if "audio" in config["model"]["encoders"] else '"image": "a.png"'
+    return ("--data YOUR_TEST_FILE.jsonl  (question-answer records, whatever the training format: "
+            f'{{{media}, "question": "...", "answer": "..."}}; docs/custom-data.md)')
 
 
 # --- chat / serve ---------------------------------------------------------------------------
@@ -556,6 +573,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
     p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
+
+
+def _list_skipped(problems: Sequence[str], num_skipped: int, stream: TextIO) -> None:
+    """init's list of the records it skipped: the first few with file:line and reason, then a count."""
+    for problem in problems:
+        print(f"  skipped {problem}", file=stream)
+    if num_skipped > len(problems):
+        print(f"  ... and {num_skipped - len(problems)} more skipped records", file=stream)
 
 
 def _add_image_limit(p: argparse.ArgumentParser) -> None:

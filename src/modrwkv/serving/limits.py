@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sample import Sample
-from ..encoders.media import ImageTooLarge, decoder_message, open_image
+from ..encoders.media import ImageTooLarge, MediaError, audio_seconds, decoder_message, open_image
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +157,10 @@ def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
         waveform, rate = item
         seconds = len(waveform) / float(rate)
     elif isinstance(item, (bytes, str)):
-        import soundfile
-
-        try:
-            info = soundfile.info(io.BytesIO(item) if isinstance(item, bytes) else item)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise APIError(400, f"audio {index} cannot be decoded (wav, flac, ogg and mp3 are supported): "
-                           f"{decoder_message(exc, 'the audio')}", code="bad_audio") from None
-        seconds = info.frames / float(info.samplerate)
+        try:  # the header only: the length is known before any sample is decoded
+            seconds = audio_seconds(item)
+        except MediaError as exc:
+            raise APIError(400, f"audio {index} cannot be decoded: {exc}", code="bad_audio") from None
     else:
         return item
     if seconds > limits.max_audio_seconds:

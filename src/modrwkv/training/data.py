@@ -42,6 +42,7 @@ from .config import ConfigError, DataConfig
 
 log = logging.getLogger(__name__)
 
+AUDIO_TOKENS_PER_SECOND = 25  # ~50 encoder frames per second (Whisper, WavLM), halved by the speech adapter
 _READERS: dict[str, tuple[type[Reader], str]] = {
     "llava": (LlavaReader, "image_folder"),
     "qa": (QAReader, "media_folder"),
@@ -208,7 +209,7 @@ def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> 
         for modality, count in per_item.items():
             items = sample.media(modality)
             if modality == "audio" and "duration" in sample.meta:
-                n += int(sample.meta["duration"] * 25) * len(items)
+                n += int(sample.meta["duration"] * AUDIO_TOKENS_PER_SECOND) * len(items)
             else:
                 n += count * len(items)
         n += per_item.get("image", 0) * frames_per_video * len(sample.videos)

@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
-from .data import build_reader, modalities_used
+from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
 
 SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
 DEVICES = ("cpu", "gpu")
@@ -53,12 +54,17 @@ PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 5
                        "audio": ("wavlm", "microsoft/wavlm-large", None)}
 SERIES_PATCH = 8
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
-AUDIO_TOKENS_PER_SECOND = 25  # as training's length estimate counts a clip with a known duration
 MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
 
 
 class InitError(ValueError):
-    """An answer or a data file that cannot make a working config; the message says why."""
+    """An answer or a data file that cannot make a working config; the message says why, in one
+    line. `problems`: the skipped records it refers to (file:line: reason), for the command to list."""
+
+    def __init__(self, message: str, problems: Sequence[str] = (), num_skipped: int = 0) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+        self.num_skipped = num_skipped
 
 
 @dataclasses.dataclass
@@ -153,6 +159,11 @@ def detect_format(path: Path) -> str:
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
                         "or a .csv/.npz series file; see docs/custom-data.md")
     detected = record_format(first)
+    if detected is None and {"instruction", "output"} <= set(first):
+        raise InitError(f"{path}: the first record's fields {sorted(first)} are LLaMA-Factory's alpaca format, which "
+                        "is not read; write each record as a sharegpt conversation: {\"conversations\": [{\"from\": "
+                        "\"human\", \"value\": instruction + input}, {\"from\": \"gpt\", \"value\": output}], "
+                        "\"images\": [...]} (docs/custom-data.md)")
     if detected is None:
         raise InitError(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
                         "'question' (qa), 'conversations' (llava), 'messages' (openai), 'conversations' or "
@@ -186,9 +197,10 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     samples = samples[:SCAN_LIMIT]
     problems = [str(err) for err in reader.report.examples]
     if not samples:
-        listed = "".join(f"\n  {problem}" for problem in problems)
-        raise InitError(f"{path}: no usable sample ({reader.report.summary()}); if media files were not found, "
-                        f"give the folder they are relative to (--media-folder){listed}")
+        first = f"; the first: {problems[0]}" if problems else ""
+        raise InitError(f"{path}: no usable sample ({reader.report.summary()}{first}); if media files were not "
+                        "found, give the folder they are relative to (--media-folder)", problems,
+                        reader.report.num_skipped)
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)

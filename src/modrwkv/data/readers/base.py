@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -278,10 +279,10 @@ def _document_records(document: tuple[int, Any], path: Path) -> Iterator[tuple[s
             for index, row in enumerate(rows[0]):
                 yield f"{path}:[{index}]", _constant({column: cells[row] for column, cells in value.items()})
             return
-    if value and all(isinstance(v, dict) for v in value.values()) and not RECORD_FIELDS & set(value):
-        for key, record in value.items():  # records keyed by their id
-            yield f"{path}:[{json.dumps(key)}]", _constant(record if "id" in record else {"id": key, **record})
-        return
+        if not RECORD_FIELDS & set(value):
+            for key, record in value.items():  # records keyed by their id
+                yield f"{path}:[{json.dumps(key)}]", _constant(record if "id" in record else {"id": key, **record})
+            return
     yield f"{path}:{line}", _constant(value)
 
 
@@ -317,6 +318,24 @@ def require(record: Any, kind: type | tuple[type, ...], what: str, source: str) 
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise DataError(source, "wrong_type", f"{what} must be {names}, got {type(record).__name__}")
     return record
+
+
+def turn_text(value: Any, field: str, source: str, *, answer: bool) -> str:
+    """A turn's text. null and NaN are what pandas writes for an empty cell (`to_json` / `to_dict`):
+    as text they would be "None" / "nan". An answer (an assistant turn) that is null, NaN or blank
+    is an `empty_answer`, since "" would train the model to say nothing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        found = "null" if value is None else "NaN"
+        if answer:
+            raise DataError(source, "empty_answer", f"{field} is {found} (an empty cell in the table this was "
+                            "exported from?): give the answer, or leave the record out")
+        raise DataError(source, "wrong_type", f"{field} is {found}; it must be text")
+    if not isinstance(value, str):
+        raise DataError(source, "wrong_type", f"{field} must be text, got {type(value).__name__}")
+    if answer and not value.strip():
+        raise DataError(source, "empty_answer", f"{field} is empty ({value!r}): the model would learn to say "
+                        "nothing; give the answer, or leave the record out")
+    return value
 
 
 def as_rows(value: Any) -> Any:

@@ -36,6 +36,7 @@ from .base import (
     is_pil_image,
     media_item,
     require,
+    turn_text,
 )
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -84,17 +85,19 @@ def llava_to_sample(
 
 def _message(turn: Any, index: int, source: str) -> Message:
     require(turn, dict, f"conversations[{index}]", source)
-    role_key, value_key = first_key(turn, ("from", "role")), first_key(turn, ("value", "content"))
+    role_key = first_key(turn, ("from", "role"))
+    value_key = first_key(turn, ("value", "content")) or next((k for k in ("value", "content") if k in turn), None)
     if role_key is None or value_key is None:
-        raise DataError(source, "missing_field", f"conversations[{index}] needs 'from' and 'value'")
+        raise DataError(source, "missing_field", f"conversations[{index}] needs 'from' and 'value' (keys: "
+                        f"{sorted(turn)})")
     speaker = require(turn[role_key], str, f"conversations[{index}].{role_key}", source)
     role = ROLES.get(speaker.lower())
     if role is None:
         raise DataError(
             source, "unknown_role", f"conversations[{index}] has unknown role {speaker!r} (expected {sorted(ROLES)})"
         )
-    content = require(turn[value_key], str, f"conversations[{index}].{value_key}", source)
-    return Message(role, content)
+    return Message(role, turn_text(turn[value_key], f"conversations[{index}].{value_key}", source,
+                                   answer=role == "assistant"))
 
 
 def _references(record: dict[str, Any], modality: str, source: str) -> list[Any]:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, format_hint, media_item, require
+from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, format_hint, media_item, require, turn_text
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -133,20 +133,12 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
 
 
 def _check_answer(value: Any, field: str, source: str) -> str | int | float:
-    """One answer: text or a number, and not empty. null and NaN are what pandas writes for an empty
-    cell (`to_json` / `to_dict`); as text they would be "None" / "nan", and "" trains the model to
-    say nothing, so all three are bad records rather than answers."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise DataError(source, "empty_answer", f"{field} is {'null' if value is None else 'NaN'} (an empty cell "
-                        "in the table this was exported from?): give the answer, or leave the record out")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise DataError(source, "wrong_type", f"{field} must be text, got {type(value).__name__}")
-    if isinstance(value, float) and math.isinf(value):
-        raise DataError(source, "wrong_type", f"{field} is {value}, not an answer")
-    if isinstance(value, str) and not value.strip():
-        raise DataError(source, "empty_answer", f"{field} is empty ({value!r}): the model would learn to say "
-                        "nothing; give the answer, or leave the record out")
-    return value
+    """One answer: text or a number, and not empty, null or NaN (`turn_text`)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        if math.isinf(value):
+            raise DataError(source, "wrong_type", f"{field} is {value}, not an answer")
+        return value
+    return turn_text(value, field, source, answer=True)
 
 
 def format_numbers(values: Sequence[float]) -> str:

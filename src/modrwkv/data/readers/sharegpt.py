@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sample import Sample
-from .base import DataError, JsonRecordsReader, OnError, PathLike, as_rows, json_records, require
+from .base import DataError, JsonRecordsReader, OnError, PathLike, as_rows, json_records, require, turn_text
 from .llava import llava_to_sample
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def sharegpt_to_sample(
         raise DataError(source, "missing_field", f"no {turns_key!r} list (the messages column; fields: "
                         f"{sorted(record)})")
     require(turns, list, repr(turns_key), source)
-    tools = record.get(names["tools"]) if names["tools"] else record.get("tools")
+    tools = record.get(names["tools"] or "tools")
     if tools:
         raise DataError(source, "unsupported_part", "the record describes tools; tool use (function calls and "
                         "their results) is not supported, so it is not trained on")
@@ -88,7 +88,9 @@ def sharegpt_to_sample(
                                 "not supported, so the record is not trained on")
             raise DataError(source, "unknown_role", f"{turns_key}[{index}] has role {speaker!r}; expected "
                             f"{sorted(roles['names'])} (other names are set with tags user_tag / assistant_tag)")
-        conversations.append({"from": role, "value": turn[content_key]})
+        # checked here, so that an error names this record's column and tags, not the LLaVA form it becomes
+        text = turn_text(turn[content_key], f"{turns_key}[{index}].{content_key}", source, answer=role == "assistant")
+        conversations.append({"from": role, "value": text})
     converted: dict[str, Any] = {"conversations": conversations}
     for modality in ("image", "video", "audio"):
         value = record.get(names[modality + "s"] or modality + "s")
