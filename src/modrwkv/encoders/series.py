@@ -33,6 +33,8 @@ from ..data.readers.series import SERIES_EPS, instance_stats, seasonal_baseline
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
 
+AUTO_SEASON = "auto"  # `season: auto` in a training config: detected from the training rows
+
 
 @dataclasses.dataclass
 class WaveNetConfig:
@@ -53,6 +55,9 @@ class WaveNetConfig:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"wavenet {field} must be >= 1, got {getattr(self, field)}")
+        if self.season == AUTO_SEASON:
+            raise ValueError("wavenet season 'auto' is resolved from the training rows by `modrwkv train` "
+                             "(modrwkv.training.data.resolve_auto_season); a model is built with its integer period")
         if int(self.season) < 0:
             raise ValueError(f"wavenet season must be >= 0 (0: none), got {self.season}")
         if self.drift and not self.season:
