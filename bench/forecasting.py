@@ -150,7 +150,7 @@ def baselines(path: Path, lookback: int, horizon: int, period: int, runs: list[P
         table.setdefault(f"{MODEL} ({run.name}, samples {samples})", {})[split] = (mse(forecast, truth), mae(forecast, truth))
     print(f"{path}: lookback {lookback}, horizon {horizon}, period {period}; windows: "
           + ", ".join(f"{split} {len(w[1])}" for split, w in windows.items())
-          + f"; ridge val MSE by alpha: " + ", ".join(f"{a:g}: {m:.4f}" for a, m in ridge.val_mse.items()))
+          + "; ridge val MSE by alpha: " + ", ".join(f"{a:g}: {m:.4f}" for a, m in ridge.val_mse.items()))
     print("| forecast | val MSE | val MAE | test MSE | test MAE |\n|---|---:|---:|---:|---:|")
     for name, scores in table.items():
         cells = [f"{scores[split][i]:.4f}" if split in scores else "" for split in ("val", "test") for i in (0, 1)]

@@ -7,52 +7,75 @@ own means and variances; several series are pooled, weighted by their overlap). 
 peak of that autocorrelation that is both **strong** (correlation >= `min_strength`) and
 **prominent** (it rises by >= `min_prominence` above the lowest correlation at a shorter lag, so a
 slowly decaying curve, e.g. of a random walk, is no season). Among the candidates the one with the
-highest correlation wins, except that a shorter candidate within `tolerance` of it is preferred
-(a season of 48 also peaks at 96, 144, ...: the multiples are no better and need a longer look-back).
+highest correlation wins, except that a shorter candidate is preferred when it is within
+`tolerance` of it, or when the highest lies at a multiple of it without halving its seasonal-naive
+error (below): a season of 12 also peaks at 24, 36, 48, ..., and those need a longer look-back.
 
 Why the highest correlation: a forecaster with `season: P` corrects the seasonal-naive forecast
 `x[t - P]`, whose mean squared error is `var(x[t] - x[t - P]) = 2 var (1 - corr(P))` for a
 stationary series. The lag with the highest autocorrelation is the seasonal-naive forecast with
 the smallest error. With two seasons (half-hourly electricity demand: a day, 48, and a week, 336)
 the weekly lag wins whenever weekdays and weekends differ: the same half-hour one week earlier is
-a better guess than yesterday's (a Monday is not a Sunday), and the week holds the day anyway.
+a better guess than yesterday's (a Monday is not a Sunday), and the week holds the day anyway
+(taylor's training rows: 1 - 0.995 against the day's 1 - 0.84, a 30 times smaller error). Why a
+multiple must halve the error: a multiple's small edge over its fundamental is mostly a
+coincidence of the sample, a slower cycle that happens to line up. Monthly El Nino sea
+temperatures (statsmodels' `elnino`) correlate 0.83 at 48 months and 0.74 at 12 on the training
+rows, yet on the test rows the copies 12, 24, 36 and 48 months back are equally good (seasonal-naive
+MSE 1.31, 1.20, 1.25, 1.24): 12, the year, is the season.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 MIN_CYCLES = 3  # the training rows must hold this many periods for a period to be considered
+MIN_ROWS_PER_PERIOD = MIN_CYCLES + 2  # ... and two more for the trend's moving average
+MULTIPLE_GAIN = 2.0  # a peak at a multiple of a shorter one must divide 1 - corr by this to win
 
 
 @dataclasses.dataclass(frozen=True)
 class SeasonChoice:
-    """The outcome of `detect_season`: `period` (0: no clear season), the autocorrelation at it,
-    the candidate peaks that were compared (lag, correlation) and the lags searched."""
+    """The outcome of `detect_season`: `period` (0: no clear season, or too few rows to look), the
+    autocorrelation at it, the candidate peaks that were compared (lag, correlation, highest
+    first), the lags searched, the longest series' length, the `max_period` asked for, and why the
+    period was preferred to the highest peak ("" when it is the highest)."""
 
     period: int
     strength: float
     candidates: tuple[tuple[int, float], ...]
     search: tuple[int, int]
+    rows: int
+    max_period: int
+    preferred: str = ""
+
+    @property
+    def too_short(self) -> bool:
+        """Nothing was searched: the series are too short (or `max_period` too small) for even the
+        shortest period."""
+        return self.search[1] < self.search[0]
 
     def explain(self) -> str:
         """One line: what was picked and why (logged by training, printed by `modrwkv init`)."""
         low, high = self.search
+        if self.max_period < low:
+            return f"no period can be searched: the longest allowed, {self.max_period}, is below {low}"
+        if self.too_short:
+            return (f"too few rows to detect a season: the longest training series has {self.rows} steps, and a "
+                    f"period of {low} must fit {MIN_ROWS_PER_PERIOD} times ({MIN_CYCLES} cycles, 2 more for the "
+                    f"trend): at least {MIN_ROWS_PER_PERIOD * low} steps")
+        capped = ("" if high >= self.max_period else
+                  f"; lags above {high} not searched: a period must fit {MIN_ROWS_PER_PERIOD} times into the "
+                  f"{self.rows} training rows")
         peaks = ", ".join(f"{lag}: {corr:.2f}" for lag, corr in self.candidates[:6]) or "none"
         if not self.period:
             return (f"no clear season: no autocorrelation peak of the detrended training rows over lags {low}-{high} "
-                    f"is strong and prominent enough (peaks: {peaks})")
-        best = max(corr for _, corr in self.candidates)
-        why = ("the highest" if self.strength == best else
-               f"within the tolerance of the highest ({best:.2f}) and shorter")
+                    f"is strong and prominent enough (peaks: {peaks}{capped})")
         return (f"season {self.period}: autocorrelation {self.strength:.2f} at lag {self.period} of the detrended "
-                f"training rows, {why} (peaks over lags {low}-{high}: {peaks})")
+                f"training rows, {self.preferred or 'the highest'} (peaks over lags {low}-{high}: {peaks}{capped})")
 
 
 def detect_season(
@@ -74,9 +97,9 @@ def detect_season(
     if any(item.ndim != 1 for item in items):
         raise ValueError("detect_season takes 1-D series (one channel each)")
     longest = max((len(item) for item in items), default=0)
-    high = min(max_period, longest // (MIN_CYCLES + 2))  # the trend's moving average takes 2 periods
+    high = min(max_period, longest // MIN_ROWS_PER_PERIOD)
     if high < min_period:
-        return SeasonChoice(0, 0.0, (), (min_period, max(high, 0)))
+        return SeasonChoice(0, 0.0, (), (min_period, high), longest, max_period)
     beyond = high + max(1, high // 8)  # lags past the search, so that a peak at its end is confirmed
     totals = np.zeros(beyond + 1)
     weights = np.zeros(beyond + 1)
@@ -90,7 +113,7 @@ def detect_season(
         totals[: lags + 1] += corr * overlap
         weights[: lags + 1] += overlap
     if not weights[min_period]:
-        return SeasonChoice(0, 0.0, (), (min_period, high))
+        return SeasonChoice(0, 0.0, (), (min_period, high), longest, max_period)
     computed = int(np.flatnonzero(weights)[-1])
     corr = totals[: computed + 1] / weights[: computed + 1]
     peaks = {}
@@ -110,10 +133,20 @@ def detect_season(
     peaks = sorted(peaks.items(), key=lambda peak: -peak[1])
     searched = (min_period, min(high, computed))
     if not peaks:
-        return SeasonChoice(0, 0.0, (), searched)
-    best = peaks[0][1]
-    period, strength = min((peak for peak in peaks if peak[1] >= best - tolerance), key=lambda peak: peak[0])
-    return SeasonChoice(period, strength, tuple(peaks), searched)
+        return SeasonChoice(0, 0.0, (), searched, longest, max_period)
+    (best_lag, best), preferred = peaks[0], ""
+    for lag, strength in sorted(peaks):  # the shortest first; the highest itself ends the loop
+        cycles = round(best_lag / lag)
+        if lag == best_lag:
+            break
+        if strength >= best - tolerance:
+            preferred = f"within {tolerance:g} of the highest ({best_lag}: {best:.2f}) and shorter"
+            break
+        if cycles >= 2 and abs(best_lag - cycles * lag) <= cycles and 1 - best > (1 - strength) / MULTIPLE_GAIN:
+            preferred = (f"shorter than the highest ({best_lag}: {best:.2f}), {cycles} of its cycles, whose "
+                         f"seasonal-naive error 1 - corr is not {MULTIPLE_GAIN:g} times smaller")
+            break
+    return SeasonChoice(lag, strength, tuple(peaks), searched, longest, max_period, preferred)
 
 
 def _filled(values: np.ndarray) -> np.ndarray:

@@ -108,7 +108,8 @@ def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tup
     to one step less, so that the drift has a change to average). The choice and its reason are
     returned (None when nothing was detected); the integer is what the model is built with and
     saves, so a loaded model never detects again. No clear season: season 0, and `drift` is
-    dropped with it (a warning says so)."""
+    dropped with it (a warning says so). Too few rows (or too short a look-back) to search any
+    period: a ConfigError, not a silent season 0."""
     spec = config.model.encoders.get("series")
     if spec is None or spec.options.get("season") != AUTO_SEASON:
         return config, None
@@ -119,6 +120,9 @@ def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tup
     assert isinstance(reader, TimeSeriesReader)
     drift = bool(spec.options.get("drift", False))
     choice = detect_season(reader.training_rows(), reader.lookback - 1 if drift else reader.lookback)
+    if choice.too_short:
+        raise ConfigError(f"model.encoders.series.options.season: auto on {reader.name} (look-back {reader.lookback}): "
+                          f"{choice.explain()}; give the period as an integer instead (0: none)")
     options = {**spec.options, "season": choice.period}
     note = f"season auto ({reader.name}): {choice.explain()}"
     log.info("%s", note)
