@@ -91,8 +91,8 @@ def split_windows(path: Path, split: str, lookback: int, horizon: int) -> tuple[
 class RidgeForecaster:
     """Ridge regression of the correction to seasonal naive (+ drift) on the instance-normalised
     look-back, the input and target scale of a `season` ModRWKV: z = (x - mean) / scale per
-    window (gaps 0), target = (future - mean) / scale - seasonal_baseline(z). Period 0: the
-    normalised future itself. The alpha with the lowest val MSE (series units) is kept."""
+    window (gaps 0), target = (future - mean) / scale - seasonal_baseline(z). The alpha with the
+    lowest val MSE (series units) is kept."""
 
     def __init__(self, period: int, drift: bool) -> None:
         self.period, self.drift = period, drift
@@ -102,7 +102,7 @@ class RidgeForecaster:
     def _inputs(self, past: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         mean, scale = instance_stats(past.T)  # the windows as the channels of one look-back
         z = np.nan_to_num((past - mean[:, None]) / scale[:, None])
-        base = seasonal_baseline(z.T, horizon, self.period, self.drift).T if self.period else np.zeros((len(z), horizon))
+        base = seasonal_baseline(z.T, horizon, self.period, self.drift).T
         return z, base, mean[:, None], scale[:, None]
 
     def fit(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
@@ -195,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     table_parser.add_argument("csv", type=Path)
     table_parser.add_argument("--lookback", required=True, type=int)
     table_parser.add_argument("--horizon", required=True, type=int)
-    table_parser.add_argument("--period", required=True, type=int, help="season length in steps (0: none)")
+    table_parser.add_argument("--period", required=True, type=int, help="season length in steps, 1 to --lookback")
     table_parser.add_argument("--eval", action="append", default=[], type=Path,
                               help="a finished `modrwkv eval --task custom-series` run on this CSV (repeatable)")
     args = parser.parse_args(argv)
     if args.command == "export":
         export(args.folder)
     elif args.command == "baselines":
+        if not 1 <= args.period <= args.lookback:
+            parser.error(f"--period must lie in [1, --lookback {args.lookback}], got {args.period}")
         baselines(args.csv, args.lookback, args.horizon, args.period, args.eval)
     else:
         report(args.eval, args.period, args.plot)
