@@ -159,6 +159,8 @@ def test_training_resolves_auto_once_and_saves_the_integer(tmp_path) -> None:
         resolve_auto_season(config_from_dict(cfg))
     with pytest.raises(ValueError, match="resolved from the training rows"):
         WaveNetConfig(season="auto")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="season must be a whole number of steps .* got 'weekly'"):
+        WaveNetConfig(season="weekly")  # type: ignore[arg-type]
 
 
 def test_init_writes_season_auto_for_seasonal_data_only(tmp_path, capsys) -> None:

@@ -62,7 +62,10 @@ class WaveNetConfig:
         if self.season == AUTO_SEASON:
             raise ValueError("wavenet season 'auto' is resolved from the training rows by `modrwkv train` "
                              "(modrwkv.training.data.resolve_auto_season); a model is built with its integer period")
-        if int(self.season) < 0:
+        if isinstance(self.season, bool) or not isinstance(self.season, int):
+            raise ValueError(f"wavenet season must be a whole number of steps (0: none), or 'auto' in a training "
+                             f"config, got {self.season!r}")
+        if self.season < 0:
             raise ValueError(f"wavenet season must be >= 0 (0: none), got {self.season}")
         if self.drift and not self.season:
             raise ValueError("wavenet drift needs a season (the drift is the mean change over one season)")
