@@ -13,8 +13,16 @@
           train mean               the training rows' mean (0 after the train-split scaler)
           seasonal naive + drift   seasonal naive plus the look-back's mean change over one period
         With --plot, draws a few test windows: look-back, truth, the model, seasonal naive + drift.
+    python bench/forecasting.py baselines CSV --lookback L --horizon H --period M [--eval RUN ...]
+        The baseline table of docs/forecasting.md for one CSV: on the val and test windows that
+        `modrwkv eval --task custom-series [--split val]` scores (70/10/20 rows, train scaler,
+        stride 1), MSE and MAE of repeat-last (naive), seasonal naive, seasonal naive + drift, and
+        a ridge regression (scikit-learn) of the correction to seasonal naive + drift on the
+        instance-normalised look-back (the model's own input), fitted on the training windows with
+        its alpha chosen on the val windows; with --eval, the ModRWKV rows of finished eval runs.
 
-Needs statsmodels / pmdarima (export) and matplotlib (plot): `pip install -e ".[forecast-demo]"`.
+Needs statsmodels / pmdarima (export), matplotlib (plot) and scikit-learn (baselines):
+`pip install -e ".[forecast-demo]"`.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from modrwkv.data.readers.series import TimeSeriesReader, instance_stats, seasonal_baseline
 from modrwkv.evaluation import get_task
 from modrwkv.evaluation.metrics import forecast_baselines, mae, mse
 
 MODEL = "ModRWKV"
+RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
 def export(folder: Path) -> None:
@@ -68,6 +78,85 @@ def report(run: Path, period: int, plot: Path | None) -> None:
         draw(plot, windows, truth, forecasts, Path(summary["data"]).stem)
 
 
+def split_windows(path: Path, split: str, lookback: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Look-backs [n, lookback] (NaN where a cell is empty) and futures [n, horizon] of one split,
+    standardised with the training rows' scaler: the windows training and `modrwkv eval` read."""
+    reader = TimeSeriesReader(path, lookback=lookback, horizon=horizon, split=split, standardize=True)  # type: ignore[arg-type]
+    samples = list(reader)
+    past = np.stack([np.asarray(s.series[0], dtype=np.float64).reshape(lookback) for s in samples])
+    future = np.stack([np.asarray(s.meta["target"], dtype=np.float64).reshape(horizon) for s in samples])
+    return past, future
+
+
+class RidgeForecaster:
+    """Ridge regression of the correction to seasonal naive (+ drift) on the instance-normalised
+    look-back, the input and target scale of a `season` ModRWKV: z = (x - mean) / scale per
+    window (gaps 0), target = (future - mean) / scale - seasonal_baseline(z). The alpha with the
+    lowest val MSE (series units) is kept."""
+
+    def __init__(self, period: int, drift: bool) -> None:
+        self.period, self.drift = period, drift
+        self.alpha: float | None = None
+        self.val_mse: dict[float, float] = {}
+
+    def _inputs(self, past: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        mean, scale = instance_stats(past.T)  # the windows as the channels of one look-back
+        z = np.nan_to_num((past - mean[:, None]) / scale[:, None])
+        base = seasonal_baseline(z.T, horizon, self.period, self.drift).T
+        return z, base, mean[:, None], scale[:, None]
+
+    def fit(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+            alphas: tuple[float, ...] = RIDGE_ALPHAS) -> RidgeForecaster:
+        from sklearn.linear_model import Ridge
+
+        (past, future), horizon = train, train[1].shape[1]
+        z, base, mean, scale = self._inputs(past, horizon)
+        target = (future - mean) / scale - base
+        for alpha in alphas:
+            model = Ridge(alpha=alpha).fit(z, target)
+            self.val_mse[alpha] = mse(self._predict(model, val[0], horizon), val[1])
+            if self.alpha is None or self.val_mse[alpha] < self.val_mse[self.alpha]:
+                self.alpha, self.model = alpha, model
+        return self
+
+    def _predict(self, model, past: np.ndarray, horizon: int) -> np.ndarray:
+        z, base, mean, scale = self._inputs(past, horizon)
+        return (model.predict(z) + base) * scale + mean
+
+    def predict(self, past: np.ndarray) -> np.ndarray:
+        return self._predict(self.model, past, self.model.coef_.shape[0])
+
+
+def baselines(path: Path, lookback: int, horizon: int, period: int, runs: list[Path]) -> None:
+    windows = {split: split_windows(path, split, lookback, horizon) for split in ("train", "val", "test")}
+    drift = 0 < period < lookback
+    ridge = RidgeForecaster(period, drift).fit(windows["train"], windows["val"])
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for split in ("val", "test"):
+        past, truth = windows[split]
+        forecasts = {name: values for name, values in forecast_baselines(np.nan_to_num(past), horizon, period).items()
+                     if name != "train mean"}
+        forecasts[f"ridge (alpha {ridge.alpha:g}, chosen on val)"] = ridge.predict(past)
+        for name, values in forecasts.items():
+            table.setdefault(name, {})[split] = (mse(values, truth), mae(values, truth))
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+        split, truth = summary["split"], windows[summary["split"]][1]
+        if len(records) != len(truth):
+            raise ValueError(f"{run}: {len(records)} {split} windows, this table has {len(truth)}: another lookback?")
+        forecast = np.array([r["forecast"] for r in records], dtype=np.float64)
+        samples = json.loads((run / "run.json").read_text()).get("task_options", {}).get("samples", 1)
+        table.setdefault(f"{MODEL} ({run.name}, samples {samples})", {})[split] = (mse(forecast, truth), mae(forecast, truth))
+    print(f"{path}: lookback {lookback}, horizon {horizon}, period {period}; windows: "
+          + ", ".join(f"{split} {len(w[1])}" for split, w in windows.items())
+          + "; ridge val MSE by alpha: " + ", ".join(f"{a:g}: {m:.4f}" for a, m in ridge.val_mse.items()))
+    print("| forecast | val MSE | val MAE | test MSE | test MAE |\n|---|---:|---:|---:|---:|")
+    for name, scores in table.items():
+        cells = [f"{scores[split][i]:.4f}" if split in scores else "" for split in ("val", "test") for i in (0, 1)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def draw(path: Path, windows: np.ndarray, truth: np.ndarray, forecasts: dict[str, np.ndarray], title: str) -> None:
     import matplotlib
 
@@ -102,9 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     report_parser.add_argument("--eval", required=True, type=Path, help="the `modrwkv eval` output folder")
     report_parser.add_argument("--period", required=True, type=int, help="season length in steps")
     report_parser.add_argument("--plot", type=Path, help="write a PNG of forecasts vs truth")
+    table_parser = commands.add_parser("baselines", help="the baseline table (val and test) of one CSV")
+    table_parser.add_argument("csv", type=Path)
+    table_parser.add_argument("--lookback", required=True, type=int)
+    table_parser.add_argument("--horizon", required=True, type=int)
+    table_parser.add_argument("--period", required=True, type=int, help="season length in steps, 1 to --lookback")
+    table_parser.add_argument("--eval", action="append", default=[], type=Path,
+                              help="a finished `modrwkv eval --task custom-series` run on this CSV (repeatable)")
     args = parser.parse_args(argv)
     if args.command == "export":
         export(args.folder)
+    elif args.command == "baselines":
+        if not 1 <= args.period <= args.lookback:
+            parser.error(f"--period must lie in [1, --lookback {args.lookback}], got {args.period}")
+        baselines(args.csv, args.lookback, args.horizon, args.period, args.eval)
     else:
         report(args.eval, args.period, args.plot)
     return 0

@@ -150,6 +150,55 @@ def test_seasonal_forecast_adds_the_baseline_and_keeps_level_and_scale() -> None
     np.testing.assert_allclose(moved.values, 3 * base.values + 5, rtol=1e-5, atol=1e-4)
 
 
+def test_pass_residuals_appends_each_patchs_change_over_one_season() -> None:
+    """Look-back 1 2 3 5 4 8 (variance 30.8333 / 6), season 2, patches of 2: the changes over one
+    season are 0 0 (no season before), 3-1 5-2, 4-3 8-5, in units of the window's scale."""
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(patch_len=2, layers=2, output_dim=8, season=2, pass_residuals=True))
+    assert encoder.output_dim == 8 + 2
+    [features] = encoder.encode([np.array([1.0, 2, 3, 5, 4, 8])])
+    expected = np.array([[0, 0], [2, 3], [1, 3]]) / np.sqrt(30.8333333 / 6 + 1e-5)
+    np.testing.assert_allclose(features[:, -2:].detach().numpy(), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="pass_residuals needs a season"):
+        WaveNetConfig(pass_residuals=True)
+
+
+def load_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "forecasting.py"
+    spec = importlib.util.spec_from_file_location("bench_forecasting", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ridge_baseline_learns_a_linear_rule_hand_computed(tmp_path) -> None:
+    """bench/forecasting.py's ridge baseline on 1 3 2 0 repeated (period 4) with a wrong season
+    (2): seasonal naive says the value two steps back, the ridge (alpha chosen on val: the small
+    one) learns the rule. The train scaler gives mean 1.5, std sqrt(1.25); after ... 2 0 1 the
+    next two values are 3 2, i.e. 1.5 / sqrt(1.25) and 0.5 / sqrt(1.25) standardised."""
+    pytest.importorskip("sklearn")
+    bench = load_bench()
+    path = tmp_path / "cycle.csv"
+    path.write_text("v\n" + "1\n3\n2\n0\n" * 60)
+    windows = {split: bench.split_windows(path, split, 8, 2) for split in ("train", "val", "test")}
+    ridge = bench.RidgeForecaster(period=2, drift=True).fit(windows["train"], windows["val"], alphas=(1e-6, 1e3))
+    assert ridge.alpha == 1e-6 and ridge.val_mse[1e-6] < 1e-8 < ridge.val_mse[1e3]
+    past, future = windows["test"]
+    ends_201 = np.flatnonzero(np.isclose(past[:, -3:], (np.array([2, 0, 1]) - 1.5) / np.sqrt(1.25), atol=1e-6).all(axis=1))
+    assert len(ends_201) > 5
+    hand = np.array([1.5, 0.5]) / np.sqrt(1.25)
+    np.testing.assert_allclose(future[ends_201], np.tile(hand, (len(ends_201), 1)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ridge.predict(past[ends_201]), future[ends_201], atol=1e-4)
+    from modrwkv.evaluation.metrics import forecast_baselines
+
+    naive = forecast_baselines(past[ends_201], 2, 2)["seasonal naive"][0]  # two back: 0 then 1
+    np.testing.assert_allclose(naive, (np.array([0, 1]) - 1.5) / np.sqrt(1.25), atol=1e-6)
+
+
 def test_training_passes_the_encoders_season_to_the_reader() -> None:
     from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
     from modrwkv.training.config import ConfigError, DataConfig

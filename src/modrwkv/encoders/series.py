@@ -13,6 +13,9 @@
 - `pass_patches`: each token's features are followed by the patch's normalised values themselves,
   `[WaveNet(z)_t ; z_t]`, so the adapter reads exact levels beside the learnt features (what made
   small forecasters trained from scratch keep the last values right).
+- `pass_residuals` (with a season): each token's features are also followed by the patch's change
+  over one season, `z_t - z_{t - season}` (0 where the look-back holds no season before it): how
+  this week differs from last week is what the correction to the seasonal-naive forecast reads.
 - `season` (> 0): the forecaster writes corrections to the seasonal-naive forecast of that period
   (the last `season` steps of the look-back repeated, plus with `drift` their mean change over one
   season), and `denormalize` adds the baseline back. The time-series reader writes its targets
@@ -33,6 +36,8 @@ from ..data.readers.series import SERIES_EPS, instance_stats, seasonal_baseline
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
 
+AUTO_SEASON = "auto"  # `season: auto` in a training config: detected from the training rows
+
 
 @dataclasses.dataclass
 class WaveNetConfig:
@@ -48,15 +53,24 @@ class WaveNetConfig:
     pass_patches: bool = False  # append each patch's normalised values to its features
     season: int = 0  # > 0: forecasts are corrections to the seasonal-naive forecast of this period
     drift: bool = False  # ... plus the look-back's mean change over one season
+    pass_residuals: bool = False  # with a season: also append each patch's change over one season
 
     def __post_init__(self) -> None:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"wavenet {field} must be >= 1, got {getattr(self, field)}")
-        if int(self.season) < 0:
+        if self.season == AUTO_SEASON:
+            raise ValueError("wavenet season 'auto' is resolved from the training rows by `modrwkv train` "
+                             "(modrwkv.training.data.resolve_auto_season); a model is built with its integer period")
+        if isinstance(self.season, bool) or not isinstance(self.season, int):
+            raise ValueError(f"wavenet season must be a whole number of steps (0: none), or 'auto' in a training "
+                             f"config, got {self.season!r}")
+        if self.season < 0:
             raise ValueError(f"wavenet season must be >= 0 (0: none), got {self.season}")
         if self.drift and not self.season:
             raise ValueError("wavenet drift needs a season (the drift is the mean change over one season)")
+        if self.pass_residuals and not self.season:
+            raise ValueError("wavenet pass_residuals needs a season (a residual is the change over one season)")
 
     @property
     def receptive_field(self) -> int:
@@ -105,7 +119,8 @@ class WaveNetSeriesEncoder(NativeEncoder):
     @property
     def output_dim(self) -> int:
         c = self.config
-        return c.output_dim + (c.patch_len * c.in_channels if c.pass_patches else 0)
+        patch = c.patch_len * c.in_channels
+        return c.output_dim + (patch if c.pass_patches else 0) + (patch if c.pass_residuals else 0)
 
     def prepare(self, item: Any) -> Prepared:
         """[T] or [T, channels] (numpy, list or tensor) -> normalised patches [tokens, patch_len * channels]."""
@@ -137,6 +152,12 @@ class WaveNetSeriesEncoder(NativeEncoder):
         pad = (-steps) % self.config.patch_len
         normalised = np.concatenate([np.zeros((pad, channels)), normalised])
         patches = torch.from_numpy(normalised.reshape(-1, self.config.patch_len * channels).astype(np.float32))
+        inputs = {"patches": patches}
+        if self.config.pass_residuals:  # how each step differs from one season before (0 in the first season)
+            season = self.config.season
+            residuals = np.zeros_like(normalised)
+            residuals[pad + season :] = normalised[pad + season :] - normalised[pad : len(normalised) - season]
+            inputs["residuals"] = torch.from_numpy(residuals.reshape(patches.shape).astype(np.float32))
         extras = {
             "mean": torch.from_numpy(mean.astype(np.float32)),
             "scale": torch.from_numpy(scale.astype(np.float32)),
@@ -145,7 +166,7 @@ class WaveNetSeriesEncoder(NativeEncoder):
         }
         if self.config.season:  # what `denormalize` needs to rebuild the baseline for any horizon
             extras["past"] = torch.from_numpy(normalised[pad:])
-        return Prepared({"patches": patches}, patches.shape[0], extras)
+        return Prepared(inputs, patches.shape[0], extras)
 
     def denormalize(self, values: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
         """Maps normalised values [..., channels] (e.g. a forecast) back to the series' units. With
@@ -172,4 +193,6 @@ class WaveNetSeriesEncoder(NativeEncoder):
             features = self.head(skips).transpose(1, 2)  # [B, tokens, output_dim]
             if self.config.pass_patches:
                 features = torch.cat([features, patches], dim=-1)
+            if self.config.pass_residuals:
+                features = torch.cat([features, batch["residuals"].to(features)], dim=-1)
         return EncoderOutput(features, batch["num_features"].to(features.device))

@@ -37,8 +37,10 @@ from ..data.readers import (
     TimeSeriesReader,
 )
 from ..data.sample import MODALITIES, Sample
+from ..data.seasonality import detect_season
+from ..encoders.series import AUTO_SEASON
 from ..processing import Batch, Collator, ModRWKVProcessor, ProcessedSample, SampleTooLong
-from .config import ConfigError, DataConfig
+from .config import ConfigError, DataConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,38 @@ def check_options(reader_cls: type[Reader], options: dict, data_format: str) -> 
         problems.append(f"the {data_format} format needs {' and '.join(missing)}")
     if problems:
         raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {known})")
+
+
+def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tuple[TrainConfig, str | None]:
+    """`config` with a series encoder's `season: auto` replaced by the period detected on the
+    training rows of `data.train` (`detect_season`, searched up to the look-back; with `drift`, up
+    to one step less, so that the drift has a change to average). The choice and its reason are
+    returned (None when nothing was detected); the integer is what the model is built with and
+    saves, so a loaded model never detects again. No clear season: season 0, and `drift` is
+    dropped with it (a warning says so). Too few rows (or too short a look-back) to search any
+    period: a ConfigError, not a silent season 0."""
+    spec = config.model.encoders.get("series")
+    if spec is None or spec.options.get("season") != AUTO_SEASON:
+        return config, None
+    if samples_given or config.data.format != "series":
+        raise ConfigError("model.encoders.series.options.season: auto detects the period on the training rows of "
+                          "data.train series files (data.format: series); give the period as an integer instead")
+    reader = build_reader(config.data)
+    assert isinstance(reader, TimeSeriesReader)
+    drift = bool(spec.options.get("drift", False))
+    choice = detect_season(reader.training_rows(), reader.lookback - 1 if drift else reader.lookback)
+    if choice.too_short:
+        raise ConfigError(f"model.encoders.series.options.season: auto on {reader.name} (look-back {reader.lookback}): "
+                          f"{choice.explain()}; give the period as an integer instead (0: none)")
+    options = {**spec.options, "season": choice.period}
+    note = f"season auto ({reader.name}): {choice.explain()}"
+    log.info("%s", note)
+    if not choice.period and drift:
+        options["drift"] = False
+        log.warning("season auto found no season in %s, so the series encoder has no seasonal baseline and no drift",
+                    reader.name)
+    encoders = {**config.model.encoders, "series": dataclasses.replace(spec, options=options)}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, encoders=encoders)), note
 
 
 def series_target_options(config: DataConfig, encoder: object | None) -> DataConfig:

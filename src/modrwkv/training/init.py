@@ -31,6 +31,7 @@ from ..data.readers import DataError, TimeSeriesReader
 from ..data.readers.base import json_records, record_format
 from ..data.readers.sharegpt import dataset_info_entry
 from ..data.sample import MODALITIES, Sample
+from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
@@ -97,6 +98,7 @@ class DataSummary:
     num_skipped: int = 0
     audio_seconds: float | None = None  # the longest scanned clip
     audio_durations: bool = False  # every audio record gives its duration (ASR manifests): length grouping works
+    season: SeasonChoice | None = None  # series: the period `season: auto` finds in the training rows
 
 
 def data_name(data: str | Path) -> str:
@@ -217,12 +219,15 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         except (OSError, ValueError) as exc:
             raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
     series_length = max((len(x) for s in samples for x in s.series), default=None)
-    columns = reader.series_columns() if isinstance(reader, TimeSeriesReader) else []
+    columns, season = [], None
+    if isinstance(reader, TimeSeriesReader):
+        columns = reader.series_columns()
+        season = detect_season(reader.training_rows(), reader.lookback - 1)  # the search `season: auto` with drift makes
     audio_seconds = max((_seconds(item) for s in samples for item in s.audios), default=None)
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
     return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
                        series_length, reader.report.summary(), columns, problems, reader.report.num_skipped,
-                       audio_seconds, durations)
+                       audio_seconds, durations, season)
 
 
 def _seconds(item: Any) -> float:
@@ -272,7 +277,15 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     for modality in sorted(modalities):
         count = summary.media_per_sample.get(modality, 1)
         if modality == "series":
-            encoders["series"] = {"name": "wavenet", "options": {"patch_len": SERIES_PATCH}}
+            options = {"patch_len": SERIES_PATCH}
+            if summary.season is not None and summary.season.period:
+                options.update(season="auto", drift=True)
+                notes.append(f"series: season auto, drift true: the model writes corrections to the seasonal-naive + "
+                             f"drift forecast; on this data training will pick {summary.season.explain()} "
+                             "(season: 0 for none)")
+            elif summary.season is not None:
+                notes.append(f"series: no seasonal baseline, {summary.season.explain()}")
+            encoders["series"] = {"name": "wavenet", "options": options}
             media_tokens += count * math.ceil((summary.series_length or 720) / SERIES_PATCH)
         elif modality == "image" and tiny:
             options = tiny_image_options(summary.image_size)

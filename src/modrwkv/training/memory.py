@@ -51,6 +51,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..adapters import AdapterConfig, build_adapter
+from ..encoders.series import AUTO_SEASON
 from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
 from ..lm.ops.chunked import DEFAULT_CHUNK
@@ -495,8 +496,10 @@ def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int
         params, dim, tokens = known
         trainable = bool(spec.get("trainable"))
     elif source is None:  # built-in (tiny, wavenet): small, built for real
-        encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"),
-                                **spec.get("options", {}))
+        options = dict(spec.get("options", {}))
+        if options.get("season") == AUTO_SEASON:  # resolved from the data by training; no size depends on it
+            options["season"] = 1
+        encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"), **options)
         params, dim, trainable = sum(p.numel() for p in encoder.parameters()), encoder.output_dim, encoder.trainable
         tokens = fixed_tokens(encoder)
     else:

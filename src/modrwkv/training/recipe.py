@@ -42,7 +42,7 @@ from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
-                   modalities_used, read_samples, series_target_options)
+                   modalities_used, read_samples, resolve_auto_season, series_target_options)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -302,6 +302,9 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
+    config, season_note = resolve_auto_season(config, samples_given=samples is not None)
+    if season_note and progress is not None:  # the choice is seen where the progress lines are
+        progress(season_note)
     opt, out = config.train, check_output_folder(config.output.dir)
     started = time.perf_counter()
     limit_images = functools.partial(set_max_image_pixels, config.data.max_image_pixels, how_to_raise=(

@@ -256,6 +256,19 @@ class TimeSeriesReader(Reader):
         """The columns (CSV) or arrays (NPZ) read as series, over all files, in order."""
         return list(dict.fromkeys(c for path in self.paths for series in self._load_file(path) for c in series.columns))
 
+    def training_rows(self) -> list[np.ndarray]:
+        """Each channel of each series, 1-D, over the rows its windows are cut from (the `split`'s
+        rows, lookback included; all rows without a split), scaled as the windows are: what
+        `season: auto` detects the period on (`modrwkv.data.seasonality.detect_season`)."""
+        rows = []
+        for path in self.paths:
+            for series in self._load(path):
+                first, end = (0, len(series.values)) if self.split is None else \
+                    split_rows(path, len(series.values), self.lookback, self.split)
+                columns = series.values[first:end].astype(np.float64)
+                rows.extend((columns[:, None] if columns.ndim == 1 else columns).T)
+        return rows
+
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             for series in self._load(path):
