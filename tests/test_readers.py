@@ -527,6 +527,33 @@ def test_openai_content_type_error_names_both_accepted_types(tmp_path: Path) -> 
         list(OpenAIChatReader(path, on_error="raise"))
 
 
+@pytest.mark.parametrize("content, found", [
+    (None, r"is null \(an empty cell"), (float("nan"), r"is NaN \(an empty cell"), ("  ", r"is empty \('  '\)"),
+    ([], r"is empty \(''\)"), ([{"type": "text", "text": ""}], r"is empty \(''\)"),
+])
+def test_openai_empty_answer_is_reported_as_such_with_file_line_and_field(content, found, tmp_path: Path) -> None:
+    """As docs/custom-data.md says of every format: a null, NaN or blank answer is an `empty_answer`."""
+    record = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": content}]}
+    path = write_jsonl(tmp_path / "empty.jsonl", [{"messages": [{"role": "user", "content": "hi"},
+                                                                {"role": "assistant", "content": "ok"}]}, record])
+    reader = OpenAIChatReader(path)
+    assert [s.source for s in reader] == [f"{path}:1"]
+    assert reader.report.skipped == {"empty_answer": 1}
+    with pytest.raises(DataError, match=rf"^{path}:2: messages\[1\]\.content {found}") as info:
+        list(OpenAIChatReader(path, on_error="raise"))
+    assert info.value.reason == "empty_answer"
+    # a chat history (a server's request, a pipeline prompt) may hold an empty reply: only type errors there
+    if content is None:
+        with pytest.raises(DataError, match=r"content must be str or list, got NoneType$"):
+            openai_to_sample(record, answers_required=False)
+    elif isinstance(content, str | list):
+        assert openai_to_sample(record, answers_required=False).messages[1].content == ("  " if content == "  " else "")
+        if isinstance(content, list):  # the pipeline's prompts take content parts through the same parser
+            from modrwkv.inference.prompt import build_sample
+
+            assert build_sample(record["messages"]).messages[1].content == ""
+
+
 # --------------------------------------------------------------------------------------------- ASR
 def test_asr_manifest_exact(media: Path, tmp_path: Path) -> None:
     manifest = write_jsonl(

@@ -213,6 +213,8 @@ BAD_REQUESTS = [
      "this server answers in text only"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, openai.BadRequestError, "tools"),
     ({"messages": [{"role": "user", "content": "x" * 1_100_000}]}, openai.APIStatusError, "at most 1000000"),
+    ({"messages": [USER, {"role": "assistant", "content": None}, USER]}, openai.BadRequestError,
+     "messages[1].content must be str or list, got NoneType"),  # a type error, not training data's empty_answer
 ]
 
 
@@ -223,6 +225,14 @@ def test_bad_requests_get_clear_errors(live, override, error, message):
         live.client().chat.completions.create(**request)
     assert message in raised.value.message
     assert raised.value.status_code == (413 if "at most 1000000" in message else 404 if "exist" in message else 400)
+
+
+def test_an_empty_reply_in_the_history_is_accepted(live):
+    """Training data refuses an empty assistant turn (empty_answer); a request's history may hold one."""
+    for content in ("", [{"type": "text", "text": ""}]):
+        messages = [USER, {"role": "assistant", "content": content}, USER]
+        assert ask(live.client(), messages).choices[0].message.content == expected(
+            [USER, {"role": "assistant", "content": ""}, USER])
 
 
 def test_model_names_aliases_and_any_name():

@@ -144,7 +144,8 @@ def build_sample(
         if any(items.values()):
             raise ValueError("pass media either as content parts or as images=/audio=/series=/videos=, not both")
         as_dicts = [m if isinstance(m, Mapping) else {"role": m.role, "content": m.content} for m in messages]
-        return openai_to_sample({"messages": as_dicts}, allow_local_paths=allow_local_paths)
+        return openai_to_sample({"messages": as_dicts}, allow_local_paths=allow_local_paths,
+                                answers_required=False)  # a prompt's history may hold an empty reply
     converted = []
     for index, m in enumerate(messages):
         if isinstance(m, Message):

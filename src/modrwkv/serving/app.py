@@ -348,6 +348,7 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
             allow_remote=limits.allow_remote_media,
             allow_local_paths=limits.local_media_dir is not None,
             media_folder=limits.local_media_dir,
+            answers_required=False,  # a request's history may hold an empty reply; it is not training data
         )
     except DataError as exc:
         message, code = _READER_HINTS.get(exc.reason, (str(exc), exc.reason))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from .base import (
     format_hint,
     media_item,
     require,
+    turn_text,
 )
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -56,13 +58,19 @@ def openai_to_sample(
     allow_remote: bool = False,
     allow_local_paths: bool = True,
     verify_media: bool = False,
+    answers_required: bool = True,
 ) -> Sample:
     """Converts one conversation (`{"messages": [...]}` or the bare list); raises `DataError`.
 
+    `answers_required`: an assistant turn whose content is null, NaN or blank is an `empty_answer`,
+    as in the other training formats (it would teach the model to say nothing).
+
     This is the function a server should call on a request body, with `allow_local_paths=False`
-    (a client must not make the server read its files) and `on_error` semantics of its own.
+    (a client must not make the server read its files), `answers_required=False` (a chat history
+    may hold an empty reply) and `on_error` semantics of its own.
     """
-    parser = _Parser(source, Path(media_folder) if media_folder is not None else None, allow_remote, allow_local_paths)
+    parser = _Parser(source, Path(media_folder) if media_folder is not None else None, allow_remote, allow_local_paths,
+                     answers_required)
     if isinstance(record, dict):
         messages = as_rows(record.get("messages"))
         if messages is None:
@@ -103,11 +111,13 @@ class _Parser:
     """State of one conversion: the options, the media collected so far (in marker order) and the
     record-level item lists that payload-less `image`/`audio` parts draw from."""
 
-    def __init__(self, source: str, folder: Path | None, allow_remote: bool, allow_local_paths: bool) -> None:
+    def __init__(self, source: str, folder: Path | None, allow_remote: bool, allow_local_paths: bool,
+                 answers_required: bool) -> None:
         self.source = source
         self.folder = folder
         self.allow_remote = allow_remote
         self.allow_local_paths = allow_local_paths
+        self.answers_required = answers_required
         self.items: dict[str, list[Any]] = {"image": [], "audio": [], "video": []}
         self.pools: dict[str, list[Any]] = {}
 
@@ -124,10 +134,19 @@ class _Parser:
                 self.source, "unknown_role", f"{where} has unknown role {speaker!r} (expected {sorted(ROLES)})"
             )
         content = message.get("content")
+        field = f"{where}.content"
+        # a tool call's null content is not a missing answer: it keeps the type error below
+        answer = self.answers_required and role == "assistant" and "tool_calls" not in message
+        if answer and (content is None or (isinstance(content, float) and math.isnan(content))):
+            turn_text(content, field, self.source, answer=True)  # raises empty_answer
         if isinstance(content, str):
-            return Message(role, self.text(content, where))
-        parts = require(as_rows(content), (str, list), f"{where}.content", self.source)
-        return Message(role, "\n".join(self.part(part, f"{where}.content[{i}]") for i, part in enumerate(parts)))
+            text = self.text(content, where)
+        else:
+            parts = require(as_rows(content), (str, list), field, self.source)
+            text = "\n".join(self.part(part, f"{field}[{i}]") for i, part in enumerate(parts))
+        if answer:
+            turn_text(text, field, self.source, answer=True)  # a blank one (or no parts) is an empty_answer
+        return Message(role, text)
 
     def text(self, text: str, where: str) -> str:
         for marker in MARKERS.values():
