@@ -447,6 +447,8 @@ def test_chat_survives_bad_turns_and_answers_as_if_they_never_happened(image_mod
     ("--max-queue", "-1", "argument --max-queue: must be at least 0, got -1"),
     ("--prefix-cache-mb", "nan", "argument --prefix-cache-mb: must be at least 0, got nan"),
     ("--max-batch-size", "many", "argument --max-batch-size: expected an integer, got 'many'"),
+    ("--max-image-pixels", "0", "argument --max-image-pixels: must be at least 1, got 0"),  # as chat's option says
+    ("--max-prompt-tokens", "-5", "argument --max-prompt-tokens: must be at least 1, got -5"),
 ])
 def test_serve_sizes_are_checked_as_flags(capsys, flag, value, message):
     assert f"modrwkv serve: error: {message} (see modrwkv serve --help)" == \

@@ -786,15 +786,15 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=_at_least(0), default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-body-mb", type=_at_least(0, float), default=limits.max_body_bytes / 2**20,
                    help="request size limit")
-    p.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels, help="largest width x height")
+    p.add_argument("--max-image-pixels", type=_at_least(1), default=limits.max_image_pixels, help="largest width x height")
     p.add_argument("--max-audio-seconds", type=float, default=limits.max_audio_seconds, help="longest audio clip")
     p.add_argument("--max-video-seconds", type=float, default=limits.max_video_seconds, help="longest video clip")
-    p.add_argument("--max-media-items", type=int, default=limits.max_media_items,
+    p.add_argument("--max-media-items", type=_at_least(1), default=limits.max_media_items,
                    help="images + audio + videos per request")
-    p.add_argument("--max-tokens", type=int, default=limits.max_tokens, help="largest max_tokens a request may ask")
-    p.add_argument("--default-max-tokens", type=int, default=limits.default_max_tokens,
+    p.add_argument("--max-tokens", type=_at_least(1), default=limits.max_tokens, help="largest max_tokens a request may ask")
+    p.add_argument("--default-max-tokens", type=_at_least(1), default=limits.default_max_tokens,
                    help="max_tokens of requests that do not say")
-    p.add_argument("--max-prompt-tokens", type=int, default=limits.max_prompt_tokens, help="media positions included")
+    p.add_argument("--max-prompt-tokens", type=_at_least(1), default=limits.max_prompt_tokens, help="media positions included")
     p.add_argument("--prefix-cache-mb", type=_at_least(0, float), default=256,
                    help="memory for cached prefix states (0 = off)")
     p.add_argument("--allow-remote-media", action="store_true",
