@@ -107,4 +107,11 @@ def test_page_streams_answers_about_an_uploaded_image_audio_and_video(browser, t
         assert fourth and fourth == ask(client, history, max_tokens=12).choices[0].message.content
         without_video = history[:-1] + [{"role": "user", "content": "What happens in this video?"}]
         assert fourth != ask(client, without_video, max_tokens=12).choices[0].message.content  # the video counted
+        # a voice note recorded as WebM is audio (audio/webm), though .webm is also a video container
+        page.set_input_files("#file", {"name": "note.webm", "mimeType": "audio/webm", "buffer": b"\x1aE\xdf\xa3"})
+        page.locator("#attachments span", has_text="note.webm").wait_for()
+        assert page.evaluate("chat.attachments.map((a) => [a.part.type, (a.part.input_audio || {}).format])") == [
+            ["input_audio", "webm"]]
+        page.click("#attachments span button")  # removed before sending
+        assert page.evaluate("chat.attachments.length") == 0 and page.locator("#attachments span").count() == 0
         assert page.locator(".msg.error").count() == 0 and not errors
