@@ -42,6 +42,7 @@ import numpy as np
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
 from ...data.readers.base import DataError, json_records, require
 from ...data.readers.qa import QARecord, parse_qa_record
+from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry
 from ...data.sample import MARKERS, Sample
 from ..metrics import extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
@@ -224,11 +225,9 @@ def _converter(data: Path) -> Converter:
     """How this file's records become questions: the training format `modrwkv init` detects (a
     LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields); question-answer
     records when nothing is recognised, so that their reader names what is missing."""
-    from ...training.init import InitError, detect_format
-
     try:
         data_format = detect_format(data)
-    except InitError:
+    except FormatUnknown:
         data_format = "qa"
     if data_format == "qa":
         return _qa_question
