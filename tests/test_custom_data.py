@@ -297,7 +297,7 @@ def test_csv_data_goes_to_the_custom_series_task(tmp_path, monkeypatch):
         sentinel = CustomTask()
         monkeypatch.setitem(TASKS, "custom-series", sentinel)
     assert custom_task(tmp_path / "series.csv") is TASKS["custom-series"]
-    with pytest.raises(ValueError, match="apply to question-answer files"):
+    with pytest.raises(ValueError, match="apply to .json / .jsonl files"):
         custom_task(tmp_path / "series.csv", prompt="{question}")
     assert isinstance(custom_task(tmp_path / "x.jsonl"), CustomTask)
 
@@ -417,19 +417,26 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
                       "--lookback 24 --horizon 4"
 
 
-def test_init_suggests_question_answer_records_for_evaluating_a_conversation_format(tmp_path, capsys):
-    """--task custom reads qa records only: for LLaMA-Factory (or LLaVA) training data init does not
-    suggest a held-out file in the training format, which eval would refuse."""
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(tmp_path, capsys):
+    """LLaMA-Factory (or LLaVA, OpenAI chat) training data: init suggests the held-out split in the
+    same format, with the training media folder, and `--task custom` reads such a file."""
+    (tmp_path / "media").mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "media" / "a.png")
     record = {"conversations": [{"from": "human", "value": "<image>Colour?"}, {"from": "gpt", "value": "red"}],
               "images": ["a.png"], "system": "One word."}
     (tmp_path / "train.json").write_text(json.dumps([record] * 4))
-    assert main(["init", "--data", str(tmp_path / "train.json"), "--yes", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert main(["init", "--data", str(tmp_path / "train.json"), "--yes", "--output", str(tmp_path / "c.yaml"),
+                 "--media-folder", str(tmp_path / "media")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "sharegpt format, 4 usable samples" in out[0]
     evaluate = next(line for line in out if line.startswith("evaluate:"))
-    assert evaluate.endswith('--data YOUR_TEST_FILE.jsonl  (question-answer records, whatever the training format: '
-                             '{"image": "a.png", "question": "...", "answer": "..."}; docs/custom-data.md)')
+    assert evaluate.endswith(f"--data YOUR_TEST_FILE.jsonl --media-folder {tmp_path / 'media'}  (held-out records "
+                             "in the sharegpt format training reads; each record's last assistant turn is the "
+                             "reference answer; docs/custom-data.md)")
+    (tmp_path / "test.jsonl").write_text(json.dumps(record) + "\n")
+    [sample] = CustomTask(media_folder=tmp_path / "media").load(tmp_path / "test.jsonl", "all")
+    assert (sample.context, sample.prompt, sample.reference["answers"]) == (
+        [{"role": "system", "content": "One word."}], "<image>Colour?", ["red"])
 
 
 def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):

@@ -184,7 +184,7 @@ def test_sharegpt_reads_llama_factory_files_exactly(media: Path, tmp_path: Path)
                                                    images=[red], source=f"{custom}:1")]
     with pytest.raises(DataError, match=r"custom.jsonl:1: no 'conversations' list \(the messages column"):
         list(SharegptReader(custom, columns={}, on_error="raise"))  # an explicit mapping replaces dataset_info.json
-    from modrwkv.training.init import detect_format
+    from modrwkv.data.readers.detect import detect_format
 
     assert detect_format(custom) == "sharegpt"  # its fields alone do not say, dataset_info.json does
 

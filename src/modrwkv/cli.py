@@ -533,17 +533,17 @@ def _run_init(args: argparse.Namespace) -> int:
 
 def _eval_data_hint(config: dict[str, Any]) -> str:
     """The held-out file `eval --task custom` takes for this training data: a series CSV read with
-    the trained windows (the model refuses others), else question-answer records, whatever format
-    the training records are in (--task custom reads only those)."""
+    the trained windows (the model refuses others), else records in the training format (the last
+    assistant turn of a conversation is the reference answer), with the training media folder."""
     data = config["data"]
     if data["format"] == "series":
         return (f"--data YOUR_TEST_FILE.csv --lookback {data['options']['lookback']} "
                 f"--horizon {data['options']['horizon']}")
+    folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
     if data["format"] == "qa":
-        return "--data YOUR_TEST_FILE.jsonl"
-    media = '"audio": "a.wav"' if "audio" in config["model"]["encoders"] else '"image": "a.png"'
-    return ("--data YOUR_TEST_FILE.jsonl  (question-answer records, whatever the training format: "
-            f'{{{media}, "question": "...", "answer": "..."}}; docs/custom-data.md)')
+        return f"--data YOUR_TEST_FILE.jsonl{folder}"
+    return (f"--data YOUR_TEST_FILE.jsonl{folder}  (held-out records in the {data['format']} format training reads; "
+            "each record's last assistant turn is the reference answer; docs/custom-data.md)")
 
 
 # --- chat / serve ---------------------------------------------------------------------------
@@ -892,9 +892,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         description="Reads the benchmark's released files from --data (layouts: docs/evaluation.md), asks every "
         "question with LLaVA-1.5's prompts, decodes greedily in batches, and writes predictions.jsonl, "
         "summary.json and report.md (our numbers beside the paper's) to --output. --task custom reads your own "
-        "question-answer file, asks in the layout training used, and compares only with --baseline numbers. "
-        "Rerunning with the same "
-        "--output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
+        "held-out file in its training format (qa, llava, openai, sharegpt, asr), asks in the layout training "
+        "used, and compares only with --baseline numbers. Rerunning with the same --output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
         "--output, and the last shard to finish (or --merge) writes the summary.",
     )
     _add_model_options(p)
@@ -920,7 +919,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "a rerun, or another model with the same encoder, skips the encoder")
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
-    custom = p.add_argument_group("--task custom (your own .json/.jsonl question-answer file, or a .csv series; "
+    custom = p.add_argument_group("--task custom (your own .json/.jsonl file in a training format, or a .csv series; "
                                   "see docs/custom-data.md)")
     custom.add_argument("--metric", choices=METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "

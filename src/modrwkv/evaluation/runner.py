@@ -4,7 +4,8 @@ shardable, and summarised from the predictions file alone.
 Output folder:
     run.json            what the predictions belong to (task, split, data and model fingerprints);
                         a rerun with anything else there is refused
-    predictions.jsonl   one line per sample: id, prompt, prediction, reference, score
+    predictions.jsonl   one line per sample: id, context (the turns before the prompt, if any), prompt,
+                        prediction, reference, score
     summary.json        metrics, counts, model, task, data, limit, time
     report.md           our numbers beside the paper's
     shards/             with --num-shards: one predictions log per shard
@@ -101,7 +102,7 @@ def model_fingerprint(path: Path) -> str:
 
 
 def data_fingerprint(samples: Sequence[EvalSample]) -> str:
-    """Hashes every sample's id, prompt and reference (arrays by their bytes), not media paths:
+    """Hashes every sample's id, prompt, context and reference (arrays by their bytes), not media paths:
     the same benchmark in another folder or on another machine is the same data."""
     digest = hashlib.sha256()
 
@@ -120,8 +121,8 @@ def data_fingerprint(samples: Sequence[EvalSample]) -> str:
         else:
             digest.update(json.dumps(value).encode())
 
-    for sample in samples:
-        feed([sample.id, sample.prompt, sample.reference])
+    for sample in samples:  # the context only when there is one: earlier runs of one-question files still resume
+        feed([sample.id, sample.prompt, sample.reference, *([sample.context] if sample.context else [])])
     return digest.hexdigest()
 
 
@@ -315,7 +316,8 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
                 raise ValueError(f"{task.name} {which}: {exc}") from exc
             lines = []
             for sample, answer in zip(batch, answers, strict=True):
-                record = {"id": sample.id, "prompt": sample.prompt, **answer, "reference": sample.reference}
+                record = {"id": sample.id, **({"context": sample.context} if sample.context else {}),
+                          "prompt": sample.prompt, **answer, "reference": sample.reference}
                 record = json.loads(dumps(record))  # exactly what a rerun will read back
                 record["score"] = task.score(record)
                 lines.append(dumps(record))

@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import json_records, record_format
-from ..data.readers.sharegpt import dataset_info_entry
+from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling
-from ..textfiles import TextFileError, decode_text
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
 from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
@@ -110,76 +107,15 @@ def data_name(data: str | Path) -> str:
     return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
 
 
-def detect_format(path: Path) -> str:
-    """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
-    naming the file (sharegpt), or the first record's fields."""
-    if path.suffix.lower() in (".csv", ".npz"):
-        return "series"
-    try:  # LLaMA-Factory's description of this file, with its column and tag names
-        if dataset_info_entry(path) is not None:
-            return "sharegpt"
-    except DataError as exc:
-        raise InitError(str(exc)) from None
-    try:
-        with path.open("rb") as handle:
-            raw_head = decode_text(handle.read(1 << 16), path, partial=True)
-            head = raw_head.lstrip()
-    except OSError as exc:
-        raise InitError(f"{path}: cannot read ({exc})") from None
-    except TextFileError as exc:
-        raise InitError(str(exc)) from None
-    if not head:
-        raise InitError(f"{path}: the file is empty")
-    broken = None
-    if head[0] == "{":  # JSONL: a broken first record is named (later ones are the reader's to skip and count)
-        for number, line in enumerate(raw_head.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                json.loads(line)
-                break
-            except json.JSONDecodeError as exc:
-                if broken is None and line.rstrip().endswith("}"):  # a whole record, not pretty-printed JSON
-                    broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
-    first, found = None, None
-    try:  # the first record as the readers see it (also of a file that is one JSON object)
-        for _, load in itertools.islice(json_records(path), 100):
-            try:
-                found = load()
-            except DataError:
-                continue
-            if isinstance(found, dict):
-                first = found
-                break
-    except DataError as exc:
-        raise InitError(str(exc)) from None
-    if first is None:
-        if broken:
-            raise InitError(broken)
-        what = f"a {type(found).__name__} where a record should be" if found is not None else "no JSON record"
-        raise InitError(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
-                        "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
-                        "or a .csv/.npz series file; see docs/custom-data.md")
-    detected = record_format(first)
-    if detected is None and {"instruction", "output"} <= set(first):
-        raise InitError(f"{path}: the first record's fields {sorted(first)} are LLaMA-Factory's alpaca format, which "
-                        "is not read; write each record as a sharegpt conversation: {\"conversations\": [{\"from\": "
-                        "\"human\", \"value\": instruction + input}, {\"from\": \"gpt\", \"value\": output}], "
-                        "\"images\": [...]} (docs/custom-data.md)")
-    if detected is None:
-        raise InitError(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
-                        "'question' (qa), 'conversations' (llava), 'messages' (openai), 'conversations' or "
-                        "'messages' with 'images' / 'audios' lists (sharegpt) or 'audio_filepath' + 'text' (asr); "
-                        "see docs/custom-data.md")
-    return detected
-
-
 def summarize_data(answers: InitAnswers) -> DataSummary:
     path = Path(answers.data)
     if not path.is_file():
         raise InitError(f"{path} is a folder; give the data file in it (--data FILE)" if path.is_dir()
                         else f"{path}: no such data file")
-    data_format = answers.data_format or detect_format(path)
+    try:
+        data_format = answers.data_format or detect_format(path)
+    except FormatUnknown as exc:
+        raise InitError(str(exc)) from None
     if data_format not in FORMATS:
         raise InitError(f"unknown data format {data_format!r}; choose from {', '.join(FORMATS)}")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():

@@ -39,7 +39,8 @@ class EvalSample:
     """One question of a benchmark.
 
     `prompt` is the user message (with `<image>` / `<audio>` / `<series>` / `<video>` markers where the media
-    go); `reference` holds everything scoring needs (answers, label, options, category, ...) and is
+    go); `context` the turns before it ({"role", "content"}: a system prompt, earlier user and assistant
+    turns, whose markers take the first media items), empty for a one-question sample; `reference` holds everything scoring needs (answers, label, options, category, ...) and is
     written to `predictions.jsonl`, so it must be JSON-serialisable. Media items stay unread
     (paths, bytes, data URIs, arrays) until the batch that needs them.
     """
@@ -51,6 +52,11 @@ class EvalSample:
     audio: list[Any] = dataclasses.field(default_factory=list)
     series: list[Any] = dataclasses.field(default_factory=list)
     videos: list[Any] = dataclasses.field(default_factory=list)
+    context: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+    def conversation(self) -> str | list[dict[str, str]]:
+        """What the model is asked: the prompt alone, or the context followed by it as the last user turn."""
+        return [*self.context, {"role": "user", "content": self.prompt}] if self.context else self.prompt
 
     def media_paths(self) -> Iterator[Path]:
         """The media items that are local files (checked before a run starts)."""
@@ -100,7 +106,7 @@ class Task(abc.ABC):
         from ...inference import ChatRequest
 
         sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
-        requests = [ChatRequest(s.prompt, images=list(s.images), audio=list(s.audio), series=list(s.series),
+        requests = [ChatRequest(s.conversation(), images=list(s.images), audio=list(s.audio), series=list(s.series),
                                 videos=list(s.videos), sampling=sampling) for s in samples]
         return [{"prediction": r.text.strip(), "finish_reason": r.finish_reason} for r in pipeline.generate_batch(requests)]
 

@@ -1,17 +1,24 @@
 """`custom`: your own evaluation file, asked in the model's own training format and scored as you say.
 
-The file is JSON (an array) or JSONL of question-answer records, the records `data.format: qa`
-trains on (`modrwkv.data.readers.qa`):
+The file is JSON (an array) or JSONL in any training format `modrwkv init` detects, so a held-out
+split is evaluated as it was written for training. Question-answer records (`data.format: qa`,
+`modrwkv.data.readers.qa`):
 
     {"image": "images/0007.png", "question": "Which digit is this?", "answer": "7"}
     {"audio": "clips/1.flac", "question": "Transcribe the audio.", "answer": "hello world"}
     {"image": "x.jpg", "question": "What is shown?", "answer": "B", "choices": ["a dog", "a cat"]}
     {"series": [0.1, 0.4, 0.9], "question": "Predict the next 2 values.", "answer": [1.6, 2.5]}
 
+Conversations (LLaVA, OpenAI chat, LLaMA-Factory ShareGPT) and ASR manifests are read by their
+training converters: the last assistant turn is the reference answer, the user turn before it the
+prompt, and everything earlier (a system prompt, earlier turns) the context the model reads first,
+as chat and training give it; bad records are named as the training readers name them (file:line,
+field).
+
 Media paths are relative to the file's folder (or `media_folder`), with any extension the decoders
 read. The prompt is exactly the user turn training builds from the same record (media markers,
 question, lettered choices), with nothing appended, unless `prompt` gives a template
-(`"{question} Answer with one word."`).
+(`"{question} Answer with one word."`; in a conversation `{question}` is the last user turn).
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
 `choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
@@ -24,16 +31,20 @@ paper's: a custom data set has no published results.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import re
-
 import numpy as np
 
-from ...data.readers.base import DataError, json_records
+from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
+from ...data.readers.base import DataError, json_records, require
 from ...data.readers.qa import QARecord, parse_qa_record
+from ...data.readers.detect import FormatUnknown, detect_format
+from ...data.readers.sharegpt import dataset_info_entry
+from ...data.sample import MARKERS, Sample
 from ..metrics import extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
 
@@ -65,7 +76,7 @@ def exact_match(prediction: str, answers: Sequence[str]) -> bool:
 
 
 class CustomTask(Task):
-    """A user's question-answer file; `metric`, `prompt`, `media_folder` and `baselines` (name ->
+    """A user's evaluation file in a training format; `metric`, `prompt`, `media_folder` and `baselines` (name ->
     value shown beside the model's number) as the module docstring says."""
 
     name = "custom"
@@ -75,8 +86,9 @@ class CustomTask(Task):
     max_new_tokens = 64  # until the file is read: then the longest answer's bytes + 16
     headline = "accuracy"
     headline_label = "accuracy (%)"
-    layout = """a .json / .jsonl file of records such as
+    layout = """a .json / .jsonl file of records in a training format, such as
   {"image": "images/1.png", "question": "Which digit is this?", "answer": "7"}
+  or conversations (llava, openai, sharegpt) whose last assistant turn is the answer
   (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
 
     def __init__(self, *, metric: str | None = None, prompt: str | None = None,
@@ -99,24 +111,26 @@ class CustomTask(Task):
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl"):
-            raise BenchmarkFileError(f"{data}: expected a .json or .jsonl file of question-answer records: "
+            raise BenchmarkFileError(f"{data}: expected a .json or .jsonl file of records in a training format: "
                                      f"{self.layout}")
         if not data.is_file():
             raise BenchmarkFileError(f"{data}: no such file")
         folder = self.media_folder if self.media_folder is not None else data.parent
-        records: list[tuple[str, QARecord]] = []
+        records: list[_Question] = []
         try:
+            convert = _converter(data)
             for source, load in json_records(data):
-                records.append((source, parse_qa_record(load(), source=source, media_folder=folder)))
+                records.append(convert(load(), source, folder, self.prompt))
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
             raise BenchmarkFileError(f"{data}: no records")
-        metric = self._file_metric(records)
+        metric = self._file_metric([(q.source, q.record) for q in records])
         self.headline, self.headline_label = _HEADLINES[metric]
         samples = []
         longest = 0
-        for index, (source, record) in enumerate(records):
+        for index, question in enumerate(records):
+            source, record = question.source, question.record
             if metric == "choice" and not record.choices:
                 raise BenchmarkFileError(f"{source}: the choice metric needs 'choices' in every record")
             numbers = record.numbers
@@ -126,21 +140,18 @@ class CustomTask(Task):
                 except ValueError:
                     raise BenchmarkFileError(f"{source}: the mse metric needs a numeric answer "
                                              f"(a list of numbers), got {record.answers[0]!r}") from None
-            try:
-                prompt = record.prompt(self.prompt)
-            except ValueError as exc:
-                raise BenchmarkFileError(f"{source}: {exc}") from None
             reference: dict[str, Any] = {"metric": metric, "answers": record.answers}
             if record.choices:
                 reference["choices"] = record.choices
             if numbers is not None:
                 reference["numbers"] = numbers
             longest = max(longest, *(len(a.encode()) for a in record.answers))
-            samples.append(EvalSample(record.id if record.id is not None else str(index + 1), prompt, reference,
-                                      images=[_path(i) for i in record.media.get("image", [])],
+            samples.append(EvalSample(record.id if record.id is not None else str(index + 1), question.prompt,
+                                      reference, images=[_path(i) for i in record.media.get("image", [])],
                                       audio=[_path(i) for i in record.media.get("audio", [])],
                                       series=record.media.get("series", []),
-                                      videos=[_path(i) for i in record.media.get("video", [])]))
+                                      videos=[_path(i) for i in record.media.get("video", [])],
+                                      context=question.context))
         # A World token is at least one byte: the longest answer fits, with room for a short preamble.
         self.max_new_tokens = longest + 16
         return samples
@@ -194,6 +205,81 @@ class CustomTask(Task):
                     "unparsed": sum(not s["parsed"] for s in scores), "metric": metric}
         key = "accuracy" if metric == "vqa" else "correct"
         return {"accuracy": percent_mean([float(self.score(r)[key]) for r in records]), "metric": metric}
+
+
+@dataclasses.dataclass
+class _Question:
+    """One record as it is asked: the question-answer view scoring reads, the final user turn (the
+    prompt) and the turns before it."""
+
+    source: str
+    record: QARecord
+    prompt: str
+    context: list[dict[str, str]]
+
+
+Converter = Callable[[Any, str, Path, "str | None"], _Question]
+
+
+def _converter(data: Path) -> Converter:
+    """How this file's records become questions: the training format `modrwkv init` detects (a
+    LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields); question-answer
+    records when nothing is recognised, so that their reader names what is missing."""
+    try:
+        data_format = detect_format(data)
+    except FormatUnknown:
+        data_format = "qa"
+    if data_format == "qa":
+        return _qa_question
+    options: dict[str, Any] = {}
+    if data_format == "sharegpt" and (entry := dataset_info_entry(data)) is not None:
+        options = {"columns": entry.get("columns"), "tags": entry.get("tags")}
+    to_sample = {
+        "llava": lambda record, source, folder: llava_to_sample(record, source=source, image_folder=folder),
+        "openai": lambda record, source, folder: openai_to_sample(record, source=source, media_folder=folder),
+        "sharegpt": lambda record, source, folder: sharegpt_to_sample(record, source=source, media_folder=folder,
+                                                                      **options),
+        "asr": lambda record, source, folder: asr_to_sample(record, source=source, audio_root=folder),
+    }[data_format]
+
+    def convert(record: Any, source: str, folder: Path, template: str | None) -> _Question:
+        return _conversation_question(to_sample(record, source, folder), record, template)
+
+    return convert
+
+
+def _qa_question(record: Any, source: str, folder: Path, template: str | None) -> _Question:
+    qa = parse_qa_record(record, source=source, media_folder=folder)
+    return _Question(source, qa, qa.prompt(template), [])
+
+
+def _conversation_question(sample: Sample, record: Any, template: str | None) -> _Question:
+    """A conversation as a question: its last assistant turn is the reference answer, the user turn
+    before it the prompt (with `template` applied as to a question), everything earlier (a system
+    prompt, earlier turns) the context, as chat and training give it to the model."""
+    source = sample.source
+    try:
+        sample.validate()
+    except ValueError as err:
+        raise DataError(source, "invalid_sample", str(err).removeprefix(f"{source}: ")) from None
+    messages = sample.messages
+    if messages[-1].role != "assistant":
+        raise DataError(source, "missing_field", f"the last turn is a {messages[-1].role} turn; a held-out record "
+                        "ends with the assistant's answer, which is the reference the reply is scored against")
+    if len(messages) < 2 or messages[-2].role != "user":
+        raise DataError(source, "missing_field", "the answer (the last assistant turn) must follow a user turn, the "
+                        "question it answers")
+    media = {modality: list(sample.media(modality)) for modality in MARKERS if sample.media(modality)}
+    identifier = sample.meta.get("id")
+    metric = record.get("metric") if isinstance(record, dict) else None
+    if metric is not None:
+        require(metric, str, "'metric'", source)
+    qa = QARecord(media, messages[-2].content, [messages[-1].content], [], None,
+                  None if identifier is None else str(identifier), metric)
+    # The markers are in the turns already: the template is applied as to a question without media.
+    prompt = dataclasses.replace(qa, media={}).prompt(template)
+    context = [{"role": m.role, "content": m.content} for m in messages[:-2]]
+    return _Question(source, qa, prompt, context)
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

@@ -1,0 +1,82 @@
+"""Which training format a data file is written in, from its extension, a LLaMA-Factory
+`dataset_info.json` naming it, or its first record's fields: what `modrwkv init` writes into a config
+and what `modrwkv eval --task custom` reads a held-out split with."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+from ...textfiles import TextFileError, decode_text
+from .base import DataError, json_records, record_format
+from .sharegpt import dataset_info_entry
+
+
+class FormatUnknown(ValueError):
+    """A data file whose format cannot be told (unreadable, empty, no JSON record, unknown fields);
+    the message says why, in one line."""
+
+
+def detect_format(path: Path) -> str:
+    """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
+    naming the file (sharegpt), or the first record's fields."""
+    if path.suffix.lower() in (".csv", ".npz"):
+        return "series"
+    try:  # LLaMA-Factory's description of this file, with its column and tag names
+        if dataset_info_entry(path) is not None:
+            return "sharegpt"
+    except DataError as exc:
+        raise FormatUnknown(str(exc)) from None
+    try:
+        with path.open("rb") as handle:
+            raw_head = decode_text(handle.read(1 << 16), path, partial=True)
+            head = raw_head.lstrip()
+    except OSError as exc:
+        raise FormatUnknown(f"{path}: cannot read ({exc})") from None
+    except TextFileError as exc:
+        raise FormatUnknown(str(exc)) from None
+    if not head:
+        raise FormatUnknown(f"{path}: the file is empty")
+    broken = None
+    if head[0] == "{":  # JSONL: a broken first record is named (later ones are the reader's to skip and count)
+        for number, line in enumerate(raw_head.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+                break
+            except json.JSONDecodeError as exc:
+                if broken is None and line.rstrip().endswith("}"):  # a whole record, not pretty-printed JSON
+                    broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
+    first, found = None, None
+    try:  # the first record as the readers see it (also of a file that is one JSON object)
+        for _, load in itertools.islice(json_records(path), 100):
+            try:
+                found = load()
+            except DataError:
+                continue
+            if isinstance(found, dict):
+                first = found
+                break
+    except DataError as exc:
+        raise FormatUnknown(str(exc)) from None
+    if first is None:
+        if broken:
+            raise FormatUnknown(broken)
+        what = f"a {type(found).__name__} where a record should be" if found is not None else "no JSON record"
+        raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
+                        "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
+                        "or a .csv/.npz series file; see docs/custom-data.md")
+    detected = record_format(first)
+    if detected is None and {"instruction", "output"} <= set(first):
+        raise FormatUnknown(f"{path}: the first record's fields {sorted(first)} are LLaMA-Factory's alpaca format, which "
+                        "is not read; write each record as a sharegpt conversation: {\"conversations\": [{\"from\": "
+                        "\"human\", \"value\": instruction + input}, {\"from\": \"gpt\", \"value\": output}], "
+                        "\"images\": [...]} (docs/custom-data.md)")
+    if detected is None:
+        raise FormatUnknown(f"{path}: cannot tell the format from the first record's fields {sorted(first)}: expected "
+                        "'question' (qa), 'conversations' (llava), 'messages' (openai), 'conversations' or "
+                        "'messages' with 'images' / 'audios' lists (sharegpt) or 'audio_filepath' + 'text' (asr); "
+                        "see docs/custom-data.md")
+    return detected
