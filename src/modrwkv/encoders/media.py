@@ -318,13 +318,7 @@ def _load_audio(item: Any, sample_rate: int) -> np.ndarray:
         else:
             raise ValueError(f"audio dict {where} needs 'array' and 'sampling_rate', 'bytes' or 'path'")
     if isinstance(item, tuple):
-        if len(item) != 2:
-            raise ValueError(f"audio tuple {where} must be (waveform, sample_rate)")
-        waveform, rate = item
-        waveform = _as_numpy(waveform, where)
-        if rate is None or isinstance(rate, bool) or not float(rate).is_integer() or rate <= 0:
-            raise ValueError(f"audio {where} has an invalid sample rate {rate!r}")
-        rate = int(rate)
+        waveform, rate = _waveform_and_rate(item, where)
     elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
         waveform, rate, where = _decode_audio(item)
     else:
@@ -333,6 +327,17 @@ def _load_audio(item: Any, sample_rate: int) -> np.ndarray:
     if rate != sample_rate:
         mono = resample(mono, rate, sample_rate)
     return mono
+
+
+def _waveform_and_rate(item: tuple, where: str) -> tuple[np.ndarray, int]:
+    """A decoded `(waveform, sample_rate)` item, checked: numeric samples and a positive whole rate."""
+    if len(item) != 2:
+        raise ValueError(f"audio tuple {where} must be (waveform, sample_rate)")
+    waveform, rate = item
+    waveform = _as_numpy(waveform, where)
+    if rate is None or isinstance(rate, bool) or not float(rate).is_integer() or rate <= 0:
+        raise ValueError(f"audio {where} has an invalid sample rate {rate!r}")
+    return waveform, int(rate)
 
 
 def _as_numpy(waveform: Any, where: str) -> np.ndarray:
@@ -345,15 +350,19 @@ def _as_numpy(waveform: Any, where: str) -> np.ndarray:
 
 
 def audio_seconds(item: Any) -> float:
-    """The duration of an encoded audio item (path, bytes, data URI) from its header, without
-    decoding it; raises `MediaError` for a file that is not audio libsndfile reads, or holds no
-    samples (what `load_audio` would refuse later)."""
+    """The duration of an audio item: of an encoded one (path, bytes, data URI) from its header,
+    without decoding it; of a `(waveform, sample_rate)` tuple its samples over its rate (a 2-D
+    waveform's shorter axis is its channels, as `load_audio` reads it). Raises `MediaError` for a
+    file that is not audio libsndfile reads, or holds no samples (what `load_audio` would refuse later)."""
     return _naming_media_errors("audio", _audio_seconds, item)
 
 
 def _audio_seconds(item: Any) -> float:
     import soundfile
 
+    if isinstance(item, tuple):
+        waveform, rate = _waveform_and_rate(item, describe(item))
+        return (max(waveform.shape) if waveform.ndim == 2 else len(waveform)) / float(rate)
     source, where = _read_bytes_or_path(item)
     if isinstance(source, Path) and source.stat().st_size == 0:
         raise MediaError("audio", f"empty file {where} (0 bytes)")

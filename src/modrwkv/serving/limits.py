@@ -153,16 +153,12 @@ def _pixel_limit(limits: ServerLimits) -> str:
 
 
 def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
-    if isinstance(item, tuple):
-        waveform, rate = item
-        seconds = len(waveform) / float(rate)
-    elif isinstance(item, (bytes, str)):
-        try:  # the header only: the length is known before any sample is decoded
-            seconds = audio_seconds(item)
-        except MediaError as exc:
-            raise APIError(400, f"audio {index} cannot be decoded: {exc}", code="bad_audio") from None
-    else:
+    if not isinstance(item, (tuple, bytes, str)):
         return item
+    try:  # an encoded item's header only: the length is known before any sample is decoded
+        seconds = audio_seconds(item)
+    except MediaError as exc:
+        raise APIError(400, f"audio {index} cannot be decoded: {exc}", code="bad_audio") from None
     if seconds > limits.max_audio_seconds:
         raise APIError(400, f"audio {index} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_audio_seconds:g} s", code="audio_too_long")

@@ -30,7 +30,7 @@ from ..data.readers import DataError, TimeSeriesReader
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
-from ..encoders.media import VideoSampling
+from ..encoders.media import VideoSampling, audio_seconds
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
 from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
@@ -159,20 +159,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     if isinstance(reader, TimeSeriesReader):
         columns = reader.series_columns()
         season = detect_season(reader.training_rows(), reader.lookback - 1)  # the search `season: auto` with drift makes
-    audio_seconds = max((_seconds(item) for s in samples for item in s.audios), default=None)
+    longest_clip = max((audio_seconds(item) for s in samples for item in s.audios), default=None)
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
     return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
                        series_length, reader.report.summary(), columns, problems, reader.report.num_skipped,
-                       audio_seconds, durations, season)
-
-
-def _seconds(item: Any) -> float:
-    """An audio item's duration: its header for a file (verified by the scan), or waveform / rate."""
-    from ..encoders.media import audio_seconds
-
-    if isinstance(item, tuple):
-        return len(item[0]) / float(item[1])
-    return audio_seconds(item)
+                       longest_clip, durations, season)
 
 
 def series_options(answers: InitAnswers) -> dict[str, int]:
