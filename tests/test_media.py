@@ -9,15 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import PIL
 import soundfile as sf
-import scipy  # noqa: F401
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-import modrwkv  # noqa: E402
-from modrwkv.encoders.media import (  # noqa: E402
+import modrwkv
+from modrwkv.encoders.media import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageTooLarge,
     MediaError,
