@@ -242,6 +242,7 @@ def test_model_names_aliases_and_any_name():
     with live_server(model_name=["tiny", "runs/tiny", "gpt-3.5-turbo"]) as server:
         client = server.client()
         assert [m.id for m in client.models.list().data] == ["tiny", "runs/tiny", "gpt-3.5-turbo"]
+        assert [client.models.retrieve(name).id for name in ("runs/tiny", "gpt-3.5-turbo")] == ["runs/tiny", "gpt-3.5-turbo"]
         answers = {name: ask(client, messages, model=name) for name in ("tiny", "runs/tiny", "gpt-3.5-turbo")}
         assert {name: reply.model for name, reply in answers.items()} == {name: name for name in answers}
         assert len({reply.choices[0].message.content for reply in answers.values()}) == 1
@@ -263,6 +264,11 @@ def test_model_names_aliases_and_any_name():
         status, reply = post_raw(server, json.dumps({"model": 5, "messages": messages}).encode())
         assert status == 400 and reply["error"]["message"].startswith("'model' must be a string, got 5")
         assert [m.id for m in client.models.list().data] == ["tiny"]
+        # every name is served, so each is a model of its own id (as OpenAI answers an alias); a
+        # reply's `model` names the model that answered (below), as OpenAI's names an alias's snapshot
+        (listed,) = client.models.list().data
+        for name in ("tiny", "gpt-3.5-turbo", "org/model"):
+            assert client.models.retrieve(name).model_dump() == {**listed.model_dump(), "id": name}
         assert ask(client, messages, model="tiny").model == "tiny"
         reply = ask(client, messages, model="gpt-3.5-turbo")
         assert reply.model == "tiny" and reply.choices[0].message.content == expected(messages)
@@ -320,8 +326,9 @@ def test_model_retrieval_and_unknown_routes_answer_as_openai_does(live):
     assert raised.value.code == "model_not_found" and "this server serves 'tiny'" in raised.value.body["message"]
     with pytest.raises(openai.NotFoundError) as raised:  # routes this server does not have
         client.embeddings.create(model="tiny", input="Hello")
-    assert raised.value.code == "unknown_url" and raised.value.body["message"].startswith(
-        "unknown route POST /v1/embeddings; this server serves POST /v1/chat/completions")
+    assert raised.value.code == "unknown_url" and raised.value.body["message"] == (
+        "unknown route POST /v1/embeddings; this server serves GET /v1/models, GET /v1/models/{model}, "
+        "POST /v1/chat/completions, POST /v1/completions, GET /, GET /health and GET /metrics")
     with pytest.raises(openai.APIStatusError) as raised:
         client.get("/chat/completions", cast_to=object)
     assert raised.value.status_code == 405 and raised.value.body == {

@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError, allow_images_of
@@ -113,8 +114,7 @@ def create_app(
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Unknown routes and methods, as OpenAI error objects (clients show their message)."""
         if exc.status_code == 404:
-            message = (f"unknown route {request.method} {request.url.path}; this server serves POST /v1/chat/completions, "
-                       "POST /v1/completions, GET /v1/models, GET /health and GET /metrics")
+            message = f"unknown route {request.method} {request.url.path}; this server serves {_offered_routes(app)}"
             error = APIError(404, message, code="unknown_url")
         elif exc.status_code == 405:
             error = APIError(405, f"{request.url.path} does not take {request.method}", code="method_not_allowed")
@@ -155,8 +155,12 @@ def create_app(
 
     @app.get("/v1/models/{model:path}")
     async def model(model: str, request: Request) -> dict[str, Any]:
+        """A served name's entry. With `any_model_name` every name is served, so another name is an
+        entry of its own id (as OpenAI answers an alias), though a reply to it reports the first name."""
         authorize(request)
-        return next(entry for entry in (await models(request))["data"] if entry["id"] == names.resolve(model))
+        served = names.resolve(model)  # the 404 of an unknown name, unless any name is served
+        entry = next(entry for entry in (await models(request))["data"] if entry["id"] == served)
+        return {**entry, "id": model or served}  # no name at all: the first name, as a request without one
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -232,6 +236,15 @@ def create_app(
         return PlainTextResponse(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app
+
+
+def _offered_routes(app: FastAPI) -> str:
+    """"GET /v1/models, ... and GET /metrics": the app's routes, the API's first (what a client that
+    asked for an unknown one was looking for)."""
+    routes = [f"{method} {route.path_format}" for route in app.routes if isinstance(route, Route)
+              for method in sorted(route.methods - {"HEAD"})]
+    routes.sort(key=lambda route: " /v1/" not in route)
+    return " and ".join(", ".join(routes).rsplit(", ", 1))
 
 
 class _MeasureRequests:
