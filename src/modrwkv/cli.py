@@ -767,8 +767,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         help="OpenAI-compatible HTTP server with continuous batching and a web chat page",
         description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url and video_url data URIs, input_audio; "
         "streaming, logprobs), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
-        "GET /v1/models, GET /v1/models/{model}, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. Concurrent requests are decoded "
-        "together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
+        "GET /v1/models, GET /v1/models/{model}, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. "
+        "Concurrent requests are decoded together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_model_options(p)
