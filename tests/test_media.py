@@ -18,6 +18,7 @@ from modrwkv.encoders.media import (
     ImageTooLarge,
     MediaError,
     allow_images_of,
+    audio_seconds,
     load_audio,
     load_image,
     max_image_pixels,
@@ -296,8 +297,16 @@ def test_files_and_bytes_written_by_soundfile(tmp_path, fmt, subtype, tolerance)
 def test_audio_errors_name_the_problem(tmp_path) -> None:
     with pytest.raises(ValueError, match="file not found: '.*missing.wav'"):
         load_audio(tmp_path / "missing.wav")
-    with pytest.raises(ValueError, match="cannot decode audio <23 bytes>"):
-        load_audio(b"RIFF this is not a wave")
+    buffer = io.BytesIO()
+    sf.write(buffer, sine(440, 16000, 0.5), 16000, format="WAV")
+    wave = buffer.getvalue()
+    for load in (load_audio, audio_seconds):  # the decoder's reason once, without its own "Error opening <object>"
+        with pytest.raises(MediaError) as raised:
+            load(b"RIFF this is not a wave")
+        assert str(raised.value) == "cannot decode audio <23 bytes>: not a recognised audio format (WAV, FLAC, OGG, MP3, ...)"
+        assert raised.value.reason == "not a recognised audio format (WAV, FLAC, OGG, MP3, ...)"
+        with pytest.raises(MediaError, match=r"^cannot decode audio <30 bytes>: Error in WAV file\. No 'data' chunk marker\.$"):
+            load(wave[:30])  # the header cut off before its data chunk
     bad = tmp_path / "bad.flac"
     bad.write_bytes(b"fLaC" + bytes(100))
     with pytest.raises(ValueError, match="bad.flac"):

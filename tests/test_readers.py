@@ -436,13 +436,14 @@ def test_openai_exact(media: Path, tmp_path: Path) -> None:
         images=[png],
         audios=[wav],
         source=f"{path}:1",
-        meta={"id": "c1"},
+        meta={"id": "c1", "media_parts": {"image": ["messages[1].content[0]"], "audio": ["messages[1].content[2]"]}},
     )
     assert first.images[0] == png and first.audios[0] == wav  # data URI / base64 give the original bytes
     assert second == Sample(
         [Message("system", "Terse."), Message("user", "Left:\n<image>\nRight:\n<image>")],
         images=[str(media / "sub" / "blue.jpg"), str(media / "red.png")],
         source=f"{path}:2",
+        meta={"media_parts": {"image": ["messages[1].content[1]", "messages[1].content[3]"]}},
     )
 
 

@@ -200,7 +200,7 @@ BAD_REQUESTS = [
      "90000 pixels"),
     ({"messages": [{"role": "user", "content": [audio_part(4.0)]}]}, openai.BadRequestError, "lasts 4.0 s"),
     ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "bm90IGF1ZGlv"}}]}]},
-     openai.BadRequestError, "audio 0 cannot be decoded"),
+     openai.BadRequestError, "the audio in messages[0].content[0] cannot be decoded: not a recognised audio format"),
     ({"max_tokens": 65}, openai.BadRequestError, "max_tokens"),
     ({"max_tokens": 0}, openai.BadRequestError, "max_tokens"),
     ({"temperature": 3}, openai.BadRequestError, "temperature"),
@@ -364,20 +364,30 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
+NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+
+
 @pytest.mark.parametrize("part, message, code", [
     ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}}, "image file is truncated", "bad_image"),
-    ({"type": "image_url", "image_url": {"url": data_uri(b"GIF89a" + bytes(40))}}, "cannot be decoded", "bad_image"),
+    ({"type": "image_url", "image_url": {"url": data_uri(b"GIF89a" + bytes(40))}},
+     f"the image in messages[1].content[1] cannot be decoded: {NOT_AN_IMAGE}", "bad_image"),
     ({"type": "image_url", "image_url": {"url": data_uri(b"\x00" * 64)}},
-     "image 0 cannot be decoded: not a recognised image format", "bad_image"),
+     f"the image in messages[1].content[1] cannot be decoded: {NOT_AN_IMAGE}", "bad_image"),
     ({"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes(0.5)[:30]).decode(), "format": "wav"}},
-     "cannot be decoded", "bad_audio"),
+     "the audio in messages[1].content[1] cannot be decoded: Error in WAV file. No 'data' chunk marker.", "bad_audio"),
     ({"type": "input_audio", "input_audio": {"data": base64.b64encode(b"\x00" * 64).decode(), "format": "wav"}},
-     "audio 0 cannot be decoded", "bad_audio"),
+     "the audio in messages[1].content[1] cannot be decoded: not a recognised audio format (WAV, FLAC, OGG, MP3, ...)",
+     "bad_audio"),
 ])
-def test_damaged_media_errors_have_a_code_and_no_object_addresses(live, part, message, code):
-    status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": [{"role": "user", "content": [part]}]}).encode())
+def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addresses(live, part, message, code):
+    """A refusal from the media checks is the part's place and the decoder's reason, each said once;
+    one from decoding later (a truncated file whose header looked fine) has the decoder's reason."""
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"}, part]}]
+    status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": messages}).encode())
     error = reply["error"]
-    assert status == 400 and message in error["message"] and error["code"] == code, error
+    assert status == 400 and error["code"] == code, error
+    assert error["message"] == message if message.startswith("the ") else message in error["message"], error
     assert " at 0x" not in error["message"] and "object at" not in error["message"]
 
 
@@ -402,7 +412,7 @@ def test_images_beyond_pillows_limit_are_a_400_that_names_the_limit(live):
             status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": [
                 {"role": "user", "content": [part, {"type": "text", "text": "What is it?"}]}]}).encode())
             assert status == 400 and reply["error"]["code"] == "image_too_large", reply
-            assert reply["error"]["message"] == (f"image 0 {found}; this server accepts at most {LIMITS.max_image_pixels} "
+            assert reply["error"]["message"] == (f"the image in messages[0].content[0] {found}; this server accepts at most {LIMITS.max_image_pixels} "
                                                  "(its operator can raise that with --max-image-pixels; or scale the "
                                                  "image down)")
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -58,11 +58,14 @@ def describe(item: Any) -> str:
 
 
 class MediaError(ValueError):
-    """A media item that cannot be read; `modality` is "image", "audio" or "video"."""
+    """A media item that cannot be read; `modality` is "image", "audio" or "video". `reason` is what
+    is wrong without the item's name, for a caller that names the item its own way (the server names
+    the request's content part); it defaults to the message."""
 
-    def __init__(self, modality: str, message: str) -> None:
+    def __init__(self, modality: str, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.modality = modality
+        self.reason = reason or message
 
 
 # Pillow's own default for PIL.Image.MAX_IMAGE_PIXELS (about 9459 x 9459), the library's and CLI's default.
@@ -160,6 +163,11 @@ def decoder_message(exc: BaseException, where: str) -> str:
     pil = sys.modules.get("PIL")  # no PIL error can exist unless Pillow was imported
     if pil is not None and isinstance(exc, pil.UnidentifiedImageError):
         return "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+    soundfile = sys.modules.get("soundfile")
+    if soundfile is not None and isinstance(exc, soundfile.LibsndfileError):
+        if "Format not recognised" in exc.error_string:
+            return "not a recognised audio format (WAV, FLAC, OGG, MP3, ...)"
+        return exc.error_string  # without its "Error opening <object>: " prefix: the caller names the item
     return _OBJECT_REPR.sub(where, str(exc))
 
 
@@ -230,7 +238,8 @@ def _load_image(item: Any) -> Image.Image:
             image = open_image(source, where)
             image.load()  # decode now so truncated or corrupt files fail here, with the item's name
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise MediaError("image", f"cannot decode image {where}: {decoder_message(exc, where)}") from exc
+            detail = decoder_message(exc, where)
+            raise MediaError("image", f"cannot decode image {where}: {detail}", reason=detail) from exc
     else:
         raise ValueError(f"unsupported image item {where}: expected a path, bytes, a PIL image or a numpy array")
     try:
@@ -365,15 +374,14 @@ def _audio_seconds(item: Any) -> float:
         return (max(waveform.shape) if waveform.ndim == 2 else len(waveform)) / float(rate)
     source, where = _read_bytes_or_path(item)
     if isinstance(source, Path) and source.stat().st_size == 0:
-        raise MediaError("audio", f"empty file {where} (0 bytes)")
+        raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
     try:
         info = soundfile.info(source)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        detail = ("not a recognised audio format (WAV, FLAC, OGG, MP3, ...)" if "Format not recognised" in str(exc)
-                  else decoder_message(exc, where))
-        raise MediaError("audio", f"cannot decode audio {where}: {detail}") from exc
+        detail = decoder_message(exc, where)
+        raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
     if info.frames <= 0 or info.samplerate <= 0:
-        raise MediaError("audio", f"empty audio {where}: no samples")
+        raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
     return info.frames / float(info.samplerate)
 
 
@@ -384,7 +392,8 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     try:
         waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise MediaError("audio", f"cannot decode audio {where}: {decoder_message(exc, where)}") from exc
+        detail = decoder_message(exc, where)
+        raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
     return waveform, int(rate), where
 
 
@@ -525,11 +534,11 @@ def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
     except av.FFmpegError as exc:
         # FFmpeg's text without its errno and file name ("[Errno 1094995529] ...: '<none>'")
         problem = getattr(exc, "strerror", None) or decoder_message(exc, where)
-        raise MediaError("video", f"cannot decode video {where}: {problem}") from exc
+        raise MediaError("video", f"cannot decode video {where}: {problem}", reason=problem) from exc
     missing = [i for i in chosen if i not in frames]
     if missing:  # the stream ended before its packets said it would: a truncated or corrupt file
-        raise MediaError("video", f"cannot decode video {where}: frame {missing[0]} of its {len(times)} does not "
-                         "decode (truncated or corrupt file)")
+        problem = f"frame {missing[0]} of its {len(times)} does not decode (truncated or corrupt file)"
+        raise MediaError("video", f"cannot decode video {where}: {problem}", reason=problem)
     logger.debug("video %s: %d frames, sampled %d", where, len(times), len(chosen))
     return [VideoFrame(times[i], _to_rgb(frames[i])) for i in chosen]
 

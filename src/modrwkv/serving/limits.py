@@ -76,15 +76,25 @@ class ServerLimits:
 
 def check_media(sample: Sample, limits: ServerLimits) -> None:
     """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
-    limits; replaces the sample's items by what the encoders should read. Raises `APIError`. Videos
+    limits on a request's sample (`openai_to_sample`'s, whose meta says which content part each item
+    came from); replaces the sample's items by what the encoders should read. Raises `APIError`. Videos
     follow the images' rules (same URL and path policy; each frame within the pixel limit)."""
     count = len(sample.images) + len(sample.audios) + len(sample.videos)
     if count > limits.max_media_items:
         raise APIError(400, f"the request has {count} media items; this server accepts at most {limits.max_media_items}",
                        code="too_many_media_items")
-    sample.images[:] = [_check_image(_resolve(item, "image", limits), i, limits) for i, item in enumerate(sample.images)]
-    sample.audios[:] = [_check_audio(_resolve(item, "audio", limits), i, limits) for i, item in enumerate(sample.audios)]
-    sample.videos[:] = [_check_video(_resolve(item, "video", limits), i, limits) for i, item in enumerate(sample.videos)]
+    sample.images[:] = [_check_image(_resolve(item, "image", limits), _name(sample, "image", i), limits)
+                        for i, item in enumerate(sample.images)]
+    sample.audios[:] = [_check_audio(_resolve(item, "audio", limits), _name(sample, "audio", i), limits)
+                        for i, item in enumerate(sample.audios)]
+    sample.videos[:] = [_check_video(_resolve(item, "video", limits), _name(sample, "video", i), limits)
+                        for i, item in enumerate(sample.videos)]
+
+
+def _name(sample: Sample, modality: str, index: int) -> str:
+    """How a refusal names a media item: by the request's content part it came from, which
+    `openai_to_sample` records ("the audio in messages[0].content[1]")."""
+    return f"the {modality} in {sample.meta['media_parts'][modality][index]}"
 
 
 def _resolve(item: Any, modality: str, limits: ServerLimits) -> Any:
@@ -126,23 +136,23 @@ def _fetch(url: str, limits: ServerLimits) -> bytes:
     return data
 
 
-def _check_image(item: Any, index: int, limits: ServerLimits) -> Any:
+def _check_image(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (bytes, str)):
         return item
     from PIL import UnidentifiedImageError
 
     try:  # opening reads only the header: the size is known before any pixel is decoded
-        with open_image(io.BytesIO(item) if isinstance(item, bytes) else item, f"{index}") as image:
+        with open_image(io.BytesIO(item) if isinstance(item, bytes) else item, name) as image:
             width, height = image.size
     except ImageTooLarge as exc:  # beyond the process's limit, which the server raised to its own (create_app)
         found = (f"{exc.size[0]}x{exc.size[1]} = {exc.pixels}" if exc.size is not None else str(exc.pixels)
                  if exc.pixels is not None else f"more than {2 * exc.limit}")
-        raise APIError(400, f"image {index} has {found} pixels; {_pixel_limit(limits)}", code="image_too_large") from None
+        raise APIError(400, f"{name} has {found} pixels; {_pixel_limit(limits)}", code="image_too_large") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise APIError(400, f"image {index} cannot be decoded: {decoder_message(exc, 'the image')}",
+        raise APIError(400, f"{name} cannot be decoded: {decoder_message(exc, 'the image')}",
                        code="bad_image") from None
     if width * height > limits.max_image_pixels:
-        raise APIError(400, f"image {index} has {width}x{height} = {width * height} pixels; {_pixel_limit(limits)}",
+        raise APIError(400, f"{name} has {width}x{height} = {width * height} pixels; {_pixel_limit(limits)}",
                        code="image_too_large")
     return item
 
@@ -152,20 +162,20 @@ def _pixel_limit(limits: ServerLimits) -> str:
             "--max-image-pixels; or scale the image down)")
 
 
-def _check_audio(item: Any, index: int, limits: ServerLimits) -> Any:
+def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
     try:  # an encoded item's header only: the length is known before any sample is decoded
         seconds = audio_seconds(item)
     except MediaError as exc:
-        raise APIError(400, f"audio {index} cannot be decoded: {exc}", code="bad_audio") from None
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
     if seconds > limits.max_audio_seconds:
-        raise APIError(400, f"audio {index} lasts {seconds:.1f} s; this server accepts at most "
+        raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_audio_seconds:g} s", code="audio_too_long")
     return item
 
 
-def _check_video(item: Any, index: int, limits: ServerLimits) -> Any:
+def _check_video(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (bytes, str)):
         return item
     from ..extras import MissingExtraError, require
@@ -177,7 +187,7 @@ def _check_video(item: Any, index: int, limits: ServerLimits) -> Any:
     try:  # the container's header: size and length are known before any frame is decoded
         with av.open(io.BytesIO(item) if isinstance(item, bytes) else item) as container:
             if not container.streams.video:
-                raise APIError(400, f"video {index} has no video stream", code="bad_video")
+                raise APIError(400, f"{name} has no video stream", code="bad_video")
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             if stream.duration is not None and stream.time_base:
@@ -185,12 +195,12 @@ def _check_video(item: Any, index: int, limits: ServerLimits) -> Any:
             else:
                 seconds = (container.duration or 0) / 1e6  # av.time_base: microseconds
     except av.FFmpegError as exc:
-        raise APIError(400, f"video {index} cannot be decoded: {exc.strerror or 'unknown container'}",
+        raise APIError(400, f"{name} cannot be decoded: {exc.strerror or 'unknown container'}",
                        code="bad_video") from None
     if width * height > limits.max_image_pixels:
-        raise APIError(400, f"video {index} has {width}x{height} = {width * height} pixels per frame; "
+        raise APIError(400, f"{name} has {width}x{height} = {width * height} pixels per frame; "
                        f"{_pixel_limit(limits)}", code="video_too_large")
     if seconds > limits.max_video_seconds:
-        raise APIError(400, f"video {index} lasts {seconds:.1f} s; this server accepts at most "
+        raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_video_seconds:g} s", code="video_too_long")
     return item

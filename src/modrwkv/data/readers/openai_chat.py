@@ -17,6 +17,8 @@ text is "<image>\\nWhat is shown?", LLaVA's layout). Media parts:
     sniff the container, so the format name is not needed later).
   - `image` / `audio` / `video` (HF/TRL convention): the payload under the same key, or, without
     one, the next item of the record's top-level "images" / "audios" / "videos" list.
+Each sample's `meta["media_parts"]` says which part each media item came from, per modality
+(`{"image": ["messages[0].content[1]"]}`), so that a message about an item can point at it.
 Text may not contain a literal `<image>`/`<audio>`/`<series>`/`<video>`: in this format media come only from
 parts, so a marker in text is an injected media slot and is refused.
 """
@@ -100,7 +102,9 @@ def openai_to_sample(
         for modality in ("image", "audio", "video"):
             for item in parser.items[modality]:
                 check_media(item, modality, source)
-    meta = {"id": record["id"]} if isinstance(record, dict) and record.get("id") is not None else {}
+    meta: dict[str, Any] = {"id": record["id"]} if isinstance(record, dict) and record.get("id") is not None else {}
+    if any(parser.parts.values()):
+        meta["media_parts"] = {modality: parts for modality, parts in parser.parts.items() if parts}
     return Sample(
         messages=converted, images=parser.items["image"], audios=parser.items["audio"], videos=parser.items["video"],
         source=source, meta=meta,
@@ -119,6 +123,7 @@ class _Parser:
         self.allow_local_paths = allow_local_paths
         self.answers_required = answers_required
         self.items: dict[str, list[Any]] = {"image": [], "audio": [], "video": []}
+        self.parts: dict[str, list[str]] = {"image": [], "audio": [], "video": []}  # where each item came from
         self.pools: dict[str, list[Any]] = {}
 
     def message(self, message: Any, index: int) -> Message:
@@ -166,11 +171,11 @@ class _Parser:
             payload = part.get(kind)
             url = payload.get("url") if isinstance(payload, dict) else payload
             modality = _URL_PARTS[kind]
-            return self.add(modality, self.url(require(url, str, f"{where}.{kind}.url", self.source), modality))
+            return self.add(modality, self.url(require(url, str, f"{where}.{kind}.url", self.source), modality), where)
         if kind == "input_audio":
             payload = require(part.get("input_audio"), dict, f"{where}.input_audio", self.source)
             data = require(payload.get("data"), str, f"{where}.input_audio.data", self.source)
-            return self.add("audio", self.base64(data, where))
+            return self.add("audio", self.base64(data, where), where)
         if kind in _ITEM_PARTS:
             modality = _ITEM_PARTS[kind]
             value = part.get(kind)
@@ -184,12 +189,13 @@ class _Parser:
                     )
                 value = pool.pop(0)
             return self.add(
-                modality, self.url(value, modality) if isinstance(value, str) else self.local(value, modality)
+                modality, self.url(value, modality) if isinstance(value, str) else self.local(value, modality), where
             )
         raise DataError(self.source, "unsupported_part", f"{where} has unsupported type {kind!r}")
 
-    def add(self, modality: str, item: Any) -> str:
+    def add(self, modality: str, item: Any, where: str) -> str:
         self.items[modality].append(item)
+        self.parts[modality].append(where)
         return MARKERS[modality]
 
     def url(self, url: str, modality: str) -> Any:
