@@ -15,6 +15,8 @@ from test_pipeline import png_bytes, wav_bytes  # noqa: F401
 from test_server import KEY, ask, audio_part, data_uri, image_part, live_server
 from test_video import distinct_frames, encode_video
 
+from modrwkv.serving import ServerLimits
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 if os.environ.get("MODRWKV_SKIP_BROWSER") == "1":
@@ -115,3 +117,66 @@ def test_page_streams_answers_about_an_uploaded_image_audio_and_video(browser, t
         page.click("#attachments span button")  # removed before sending
         assert page.evaluate("chat.attachments.length") == 0 and page.locator("#attachments span").count() == 0
         assert page.locator(".msg.error").count() == 0 and not errors
+
+
+def test_page_refuses_files_beyond_the_servers_limit_before_reading_them(browser):
+    """The page learns the server's request size limit from /v1/models and refuses, with a message, a
+    file whose base64 cannot fit before reading it, a file the browser cannot read, and a turn whose
+    request (the whole conversation) would exceed the limit, before sending it."""
+    limit = 60_000
+    # a data URI of n bytes has 4 * ceil(n / 3) base64 characters after its header: 44,982 bytes fit
+    assert len(data_uri(bytes(44_982), "audio/wav")) <= limit < len(data_uri(bytes(44_983), "audio/wav"))
+    with live_server(limits=ServerLimits(max_body_bytes=limit)) as server:
+        page = browser.new_page()
+        errors, posts = [], []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+        page.goto(server.url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('model tiny')")
+        page.evaluate("""() => {  // counts the files the page reads
+            window.reads = 0;
+            window.counted = function (file) { window.reads += 1; return window.read.call(this, file); };
+            window.read = FileReader.prototype.readAsDataURL;
+            FileReader.prototype.readAsDataURL = window.counted;
+        }""")
+        page.set_input_files("#file", [
+            {"name": "edge.wav", "mimeType": "audio/wav", "buffer": bytes(44_982)},
+            {"name": "over.wav", "mimeType": "audio/wav", "buffer": bytes(44_983)},
+            {"name": "big.wav", "mimeType": "audio/wav", "buffer": bytes(46_000)}])
+        page.locator("#attachments span", has_text="edge.wav").wait_for()
+        page.locator(".msg.error").nth(1).wait_for()
+        assert page.evaluate("window.reads") == 1 and page.evaluate("chat.attachments.map((a) => a.name)") == ["edge.wav"]
+        # 46,000 bytes = 45 KB; 22 + 4 * 15,334 = 61,358 bytes = 60 KB; 60,000 bytes = 59 KB
+        assert page.locator(".msg.error").all_text_contents() == [
+            "over.wav (44 KB) is too large to send: base64-encoded for the request it takes 59 KB, and this server "
+            "accepts at most 59 KB per request",
+            "big.wav (45 KB) is too large to send: base64-encoded for the request it takes 60 KB, and this server "
+            "accepts at most 59 KB per request"]
+
+        page.evaluate("""() => {  // what the browser does when a file cannot be read (moved, no permission)
+            FileReader.prototype.readAsDataURL = function () {
+                Object.defineProperty(this, "error", {value: new DOMException("The file could not be read.", "NotReadableError")});
+                setTimeout(() => this.onerror(new ProgressEvent("error")));
+            };
+        }""")
+        page.set_input_files("#file", {"name": "gone.png", "mimeType": "image/png", "buffer": png_bytes(1)})
+        page.locator(".msg.error").nth(2).wait_for()
+        assert page.locator(".msg.error").nth(2).text_content() == "gone.png cannot be read: The file could not be read."
+        assert page.evaluate("chat.attachments.map((a) => a.name)") == ["edge.wav"]
+
+        page.fill("#prompt", "What is this?")  # edge.wav fits alone, not with the request around it
+        page.click("#send")
+        page.locator(".msg.error").nth(3).wait_for()
+        refusal = page.locator(".msg.error").nth(3).text_content()
+        assert refusal == ("this message with the conversation before it takes 59 KB, more than the 59 KB this server "
+                           "accepts per request: remove an attachment or start a New chat")
+        assert not posts and page.locator(".msg.user").count() == 0 and page.input_value("#prompt") == "What is this?"
+
+        page.click("#attachments span button")  # a smaller clip instead: sent and answered
+        page.evaluate("() => { FileReader.prototype.readAsDataURL = window.counted; }")
+        page.set_input_files("#file", {"name": "clip.wav", "mimeType": "audio/wav", "buffer": wav_bytes(0.6, seed=4)})
+        page.locator("#attachments span", has_text="clip.wav").wait_for()
+        page.click("#send")
+        answer, _ = finished_answer(page, 0)
+        assert answer and posts == [server.url + "/v1/chat/completions"]
+        assert page.locator(".msg.error").count() == 4 and not errors

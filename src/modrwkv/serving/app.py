@@ -149,7 +149,9 @@ def create_app(
         if "image" in modalities and reads_video:  # a video reaches the model as image frames
             modalities = sorted([*modalities, "video"])
         return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities}
+            # beyond OpenAI's fields: what the page at / needs to refuse a file before reading it
+            {"id": name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities,
+             "max_body_bytes": limits.max_body_bytes}
             for name in names.names
         ]}
 
