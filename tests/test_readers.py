@@ -505,6 +505,12 @@ BAD_OPENAI = {
 }
 
 
+def test_openai_bad_base64_names_its_part() -> None:
+    record = user_parts({"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}})
+    with pytest.raises(DataError, match=r"^messages\[0\]\.content\[1\] \(data URI\): invalid base64: "):
+        openai_to_sample(record)
+
+
 @pytest.mark.parametrize("reason", sorted(BAD_OPENAI))
 def test_openai_bad_record_skip_and_raise(
     reason: str, media: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture

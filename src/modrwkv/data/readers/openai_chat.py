@@ -171,7 +171,7 @@ class _Parser:
             payload = part.get(kind)
             url = payload.get("url") if isinstance(payload, dict) else payload
             modality = _URL_PARTS[kind]
-            return self.add(modality, self.url(require(url, str, f"{where}.{kind}.url", self.source), modality), where)
+            return self.add(modality, self.url(require(url, str, f"{where}.{kind}.url", self.source), modality, where), where)
         if kind == "input_audio":
             payload = require(part.get("input_audio"), dict, f"{where}.input_audio", self.source)
             data = require(payload.get("data"), str, f"{where}.input_audio.data", self.source)
@@ -189,7 +189,7 @@ class _Parser:
                     )
                 value = pool.pop(0)
             return self.add(
-                modality, self.url(value, modality) if isinstance(value, str) else self.local(value, modality), where
+                modality, self.url(value, modality, where) if isinstance(value, str) else self.local(value, modality), where
             )
         raise DataError(self.source, "unsupported_part", f"{where} has unsupported type {kind!r}")
 
@@ -198,14 +198,15 @@ class _Parser:
         self.parts[modality].append(where)
         return MARKERS[modality]
 
-    def url(self, url: str, modality: str) -> Any:
-        """An item from a URL: bytes (data URI), the URL itself (remote, if allowed) or a path."""
+    def url(self, url: str, modality: str, where: str) -> Any:
+        """An item from a URL (of the part at `where`): bytes (data URI), the URL itself (remote, if
+        allowed) or a path."""
         if url.startswith("data:"):
             header, comma, data = url.partition(",")
             if not comma:
-                raise DataError(self.source, "bad_media_data", "data URI without ','")
+                raise DataError(self.source, "bad_media_data", f"{where}: data URI without ','")
             if header.endswith(";base64"):
-                return self.base64(data, "data URI")
+                return self.base64(data, f"{where} (data URI)")
             return urllib.parse.unquote_to_bytes(data)
         parsed = urllib.parse.urlparse(url)
         scheme = parsed.scheme.lower()
