@@ -241,8 +241,8 @@ def create_app(
 
 
 def _offered_routes(app: FastAPI) -> str:
-    """"GET /v1/models, ... and GET /metrics": the app's routes, the API's first (what a client that
-    asked for an unknown one was looking for)."""
+    """The app's routes as "GET /v1/models, ... and GET /metrics", the API's first (what a client
+    that asked for an unknown one was looking for)."""
     routes = [f"{method} {route.path_format}" for route in app.routes if isinstance(route, Route)
               for method in sorted(route.methods - {"HEAD"})]
     routes.sort(key=lambda route: " /v1/" not in route)
