@@ -1,7 +1,7 @@
 """`eval --task custom` on a held-out split in the format it was trained in: the same samples written
 as question-answer, LLaVA, OpenAI chat and LLaMA-Factory ShareGPT records are asked the same prompts
 and score the same with a tiny random model; a system prompt and earlier turns reach the model as
-chat gives them; bad records are named by file:line and field."""
+chat gives them; an ASR manifest is scored by WER; bad records are named by file:line and field."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from test_pipeline import tiny_model_dir, tiny_pipeline
 
 from modrwkv.cli import main
 from modrwkv.evaluation import ModelSpec, run_eval
+from modrwkv.evaluation.metrics import normalize_english
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -123,3 +124,53 @@ def test_a_bad_record_is_named_by_file_line_and_field(tmp_path, capsys, bad, mes
                  "--output", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert code != 0 and str(tmp_path / "data" / message) in err and "Traceback" not in err
+
+
+def word_edits(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance over words (substitutions, deletions, insertions), by the textbook table."""
+    row = list(range(len(hypothesis) + 1))
+    for i, word in enumerate(reference, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(hypothesis, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1]
+
+
+def test_word_edits_counts_by_hand():
+    assert word_edits("a b c".split(), "a x c d".split()) == 2  # one substitution, one insertion
+    assert word_edits("a b c".split(), []) == 3 and word_edits([], "a".split()) == 1
+
+
+def test_an_asr_manifest_is_asked_to_transcribe_and_scored_by_corpus_wer(tmp_path):
+    import soundfile
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    transcripts = ["Three red cats.", "one blue dog sleeps", "Mr. Smith's colour"]
+    for index in range(len(transcripts)):  # different noise per clip, at 16 kHz (what Whisper reads)
+        noise = 0.1 * np.random.default_rng(index).standard_normal(8000 + 2000 * index)
+        soundfile.write(folder / f"{index}.wav", noise.astype(np.float32), 16000)
+    manifest = folder / "test.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "text": text, "duration": 0.5 + i / 8})
+                                + "\n" for i, text in enumerate(transcripts)))
+    samples = CustomTask().load(manifest, "all")
+    assert [s.prompt for s in samples] == ["<audio>\nTranscribe the audio."] * 3
+    assert [s.audio for s in samples] == [[folder / f"{i}.wav"] for i in range(3)]
+    assert [s.reference for s in samples] == [{"metric": "wer", "answers": [t]} for t in transcripts]
+
+    result = run_eval(CustomTask(), manifest, tmp_path / "run", model=ModelSpec(str(tiny_model_dir())),
+                      load_pipeline=tiny_pipeline, progress=False, max_new_tokens=6)
+    predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    pipe = tiny_pipeline()  # each prediction is what chat replies to the clip
+    for index, prediction in enumerate(predictions):
+        reply = pipe.chat([{"role": "user", "content": "<audio>\nTranscribe the audio."}],
+                          audio=[str(folder / f"{index}.wav")], temperature=0, max_new_tokens=6)
+        assert prediction["prediction"] == reply.strip()
+    # Corpus WER by hand: all word edits over all reference words, after Whisper's normalisation
+    # ("three" -> "3" but a lone "one" stays, "Mr." -> "mister", "'s" -> " is", "colour" -> "color", no final period).
+    references = [normalize_english(t).split() for t in transcripts]
+    assert references == [["3", "red", "cats"], ["one", "blue", "dog", "sleeps"], ["mister", "smith", "is", "color"]]
+    edits = sum(word_edits(r, normalize_english(p["prediction"]).split())
+                for r, p in zip(references, predictions, strict=True))
+    assert edits > 0
+    assert result.summary["headline"] == {"metric": "wer", "label": "WER (%)", "value": pytest.approx(100 * edits / 11)}
