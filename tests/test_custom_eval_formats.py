@@ -174,3 +174,117 @@ def test_an_asr_manifest_is_asked_to_transcribe_and_scored_by_corpus_wer(tmp_pat
                 for r, p in zip(references, predictions, strict=True))
     assert edits > 0
     assert result.summary["headline"] == {"metric": "wer", "label": "WER (%)", "value": pytest.approx(100 * edits / 11)}
+
+
+# Several accepted answers and multiple choice: `answers` / `choices` beside a conversation mean what they
+# mean in a question-answer record; the conversation's user turn lists the options as it is asked.
+CHOICES = [("Which digit is this?", ["7", "1"], "7"), ("What colour is it?", ["blue", "red", "green"], "C"),
+           ("Is it round?", ["yes", "no"], "no")]
+VQA = [("What colour is it?", ["red", "red", "dark red"]), ("What is it?", ["cat", "cat", "kitten", "dog"]),
+       ("How many are there?", ["2", "2", "3"])]
+
+
+def with_options(question: str, choices: list[str]) -> str:
+    return question + "".join(f"\n{letter}. {choice}" for letter, choice in zip("ABCDEFG", choices))
+
+
+def sharegpt_info(i, question, answer):
+    """A ShareGPT record in the columns and tags a dataset_info.json names (see `evaluate_all`)."""
+    return {"id": f"s{i}", "dialog": [{"speaker": "person", "text": f"<image>\n{question}"},
+                                      {"speaker": "bot", "text": answer}], "pictures": [f"{i}.png"]}
+
+
+CONVERSATIONS = (llava, openai, sharegpt, sharegpt_info)
+
+
+def evaluate_all(tmp_path: Path, name: str, qa_records: list, conversations: list[tuple[str, str, dict]]) -> dict:
+    """The same samples as qa records and in each conversation format (user turn, last assistant turn,
+    the top-level fields beside them): {format: (loaded samples, predictions, summary)}."""
+    folder = tmp_path / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset_info.json").write_text(json.dumps({"held_out": {
+        "file_name": f"{name}-sharegpt_info.jsonl", "formatting": "sharegpt",
+        "columns": {"messages": "dialog", "images": "pictures"},
+        "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "person", "assistant_tag": "bot"}}}))
+    files = {"qa": qa_records}
+    for writer in CONVERSATIONS:
+        files[writer.__name__] = [{**writer(i, question, answer), **fields}
+                                  for i, (question, answer, fields) in enumerate(conversations)]
+    found = {}
+    for data_format, records in files.items():
+        data = write(folder, f"{name}-{data_format}.jsonl", records)
+        samples = CustomTask().load(data, "all")
+        result = run_eval(CustomTask(), data, tmp_path / "runs" / data.stem, model=ModelSpec(str(tiny_model_dir())),
+                          load_pipeline=tiny_pipeline, progress=False, max_new_tokens=6)
+        predictions = [json.loads(line) for line in (data.parent.parent / "runs" / data.stem /
+                                                       "predictions.jsonl").read_text().splitlines()]
+        found[data_format] = (samples, predictions, result.summary["metrics"])
+    return found
+
+
+def fields_of(sample) -> tuple:
+    return sample.id, sample.context, sample.prompt, sample.reference, sample.images
+
+
+def test_choices_beside_a_conversation_score_as_in_a_question_answer_record(tmp_path):
+    qa_records = [{"id": f"s{i}", "image": f"{i}.png", "question": q, "choices": c, "answer": a}
+                  for i, (q, c, a) in enumerate(CHOICES)]
+    # The answer as the option's text ("7", "no") or its letter ("C"), in qa and in the assistant turn alike.
+    conversations = [(with_options(q, c), a, {"choices": c}) for q, c, a in CHOICES]
+    found = evaluate_all(tmp_path, "choice", qa_records, conversations)
+    samples, predictions, metrics = found["qa"]
+    assert [s.prompt for s in samples] == [f"<image>\n{with_options(q, c)}" for q, c, _ in CHOICES]
+    assert [s.reference for s in samples] == [{"metric": "choice", "answers": [letter], "choices": c}
+                                              for letter, (_, c, _) in zip("ACB", CHOICES, strict=True)]
+    assert metrics["metric"] == "choice"
+    for data_format, (other, other_predictions, other_metrics) in found.items():
+        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
+        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
+    # Scored as the choice metric reads replies: A right, B where C is right, "B. no" right.
+    replies = [{"reference": s.reference, "prediction": p}
+               for s, p in zip(found["sharegpt_info"][0], ["A", "(B)", "B. no"], strict=True)]
+    assert CustomTask().summarize(replies) == {"accuracy": pytest.approx(200 / 3), "metric": "choice"}
+
+
+def test_several_accepted_answers_beside_a_conversation_score_as_in_a_question_answer_record(tmp_path):
+    qa_records = [{"id": f"s{i}", "image": f"{i}.png", "question": q, "answers": a} for i, (q, a) in enumerate(VQA)]
+    # The assistant turn is the training target (the first answer, as qa trains on it); `answers` the reference.
+    found = evaluate_all(tmp_path, "vqa", qa_records, [(q, a[0], {"answers": a}) for q, a in VQA])
+    samples, predictions, metrics = found["qa"]
+    assert [s.reference for s in samples] == [{"metric": "vqa", "answers": a} for _, a in VQA]
+    assert metrics["metric"] == "vqa"
+    for data_format, (other, other_predictions, other_metrics) in found.items():
+        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
+        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
+    # VQA accuracy by hand (leave one answer out, min(matches / 3, 1), averaged): "red" matches 1, 1, 2 of
+    # the others -> 4/9; "kitten" 1/3 three times and 0 -> 1/4; "4" nothing -> 0.
+    replies = [{"reference": s.reference, "prediction": p}
+               for s, p in zip(found["openai"][0], ["red", "kitten", "4"], strict=True)]
+    assert CustomTask().summarize(replies) == {"accuracy": pytest.approx(100 * (4 / 9 + 1 / 4) / 3), "metric": "vqa"}
+
+
+def test_the_same_file_trains_with_its_answers_and_choices_fields_left_aside(tmp_path):
+    from modrwkv.data.readers import LlavaReader, OpenAIChatReader, SharegptReader
+
+    extra = {"choices": ["blue", "red", "green"], "answers": ["C", "green"], "metric": "choice"}
+    for writer, reader in ((llava, LlavaReader), (openai, OpenAIChatReader), (sharegpt, SharegptReader)):
+        records = [writer(i, with_options(q, c), a) for i, (q, c, a) in enumerate(CHOICES)]
+        plain = list(reader(write(tmp_path, f"{writer.__name__}.jsonl", records), on_error="raise"))
+        marked = list(reader(write(tmp_path, f"{writer.__name__}-extra.jsonl", [{**r, **extra} for r in records]),
+                             on_error="raise"))
+        assert [(s.messages, s.images, s.meta) for s in marked] == [(s.messages, s.images, s.meta) for s in plain]
+        assert [m.content for s in plain for m in s.messages if m.role == "assistant"] == ["7", "C", "no"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"choices": ["blue", "red", "green"]}, "'choices'[2] 'green' is not in the question: a conversation is asked "
+                                            "as written, so its user turn lists the options"),
+    ({"choices": ["red", "blue"]}, "answer 'C' is neither an option letter (A, B) nor one of the choices"),
+    ({"answers": []}, "'answers' is an empty list"),
+    ({"answers": "red"}, "'answers' must be list, got str"),
+])
+def test_bad_answers_or_choices_beside_a_conversation_are_named(tmp_path, fields, message):
+    record = {**llava(0, "What colour is it?\nA. blue\nB. red", "C"), **fields}
+    data = write(tmp_path / "data", "bad.jsonl", [record])
+    with pytest.raises(BenchmarkFileError, match="^" + re.escape(f"{data}:1: {message}")):
+        CustomTask().load(data, "all")
