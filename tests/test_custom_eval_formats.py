@@ -288,3 +288,35 @@ def test_bad_answers_or_choices_beside_a_conversation_are_named(tmp_path, fields
     data = write(tmp_path / "data", "bad.jsonl", [record])
     with pytest.raises(BenchmarkFileError, match="^" + re.escape(f"{data}:1: {message}")):
         CustomTask().load(data, "all")
+
+
+@pytest.mark.parametrize("first, then, says", [
+    (qa, llava, "no 'question' (fields: ['conversations', 'id', 'image']); the file mixes formats: it looks like "
+                "LLaVA data (format: llava), but the records before it, from line 1 on, are question-answer records "
+                "(format: qa, detected from the first record)"),
+    (openai, qa, "no 'messages' list; the file mixes formats: it looks like question-answer data (format: qa), but "
+                 "the records before it, from line 1 on, are OpenAI chat records (format: openai, detected from the "
+                 "first record)"),
+    (sharegpt_info, sharegpt, "no 'dialog' list (the messages column; fields: ['conversations', 'id', 'images']); "
+                              "the file mixes formats: it looks like LLaVA data (format: llava), but the records "
+                              "before it, from line 1 on, are LLaMA-Factory ShareGPT records (format: sharegpt, as "
+                              "dataset_info.json says)"),
+])
+def test_a_held_out_file_that_mixes_formats_is_named_by_file_line_and_both_formats(tmp_path, capsys, first, then,
+                                                                                   says):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text(json.dumps({"held_out": {
+        "file_name": "mixed.jsonl", "formatting": "sharegpt", "columns": {"messages": "dialog", "images": "pictures"},
+        "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "person", "assistant_tag": "bot"}}})
+                                          if first is sharegpt_info else "{}")
+    records = [first(0, *QUESTIONS[0]), first(1, *QUESTIONS[1]), then(2, *QUESTIONS[2])]
+    data = write(folder, "mixed.jsonl", records)
+    expected = f"{data}:3: {says}; write each format to a file of its own (docs/custom-data.md)"
+    with pytest.raises(BenchmarkFileError) as info:
+        CustomTask().load(data, "all")
+    assert str(info.value) == expected
+    code = main(["eval", "--task", "custom", "--data", str(data), "--model", str(tiny_model_dir()),
+                 "--output", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and expected in err and "Traceback" not in err

@@ -508,8 +508,6 @@ def test_a_spawn_started_data_worker_enforces_the_configured_image_limit(tmp_pat
     """The image pixel limit is process-wide, and a data-loader worker started with spawn (macOS's and
     Windows' default) inherits nothing from its parent: the worker's own setup must apply
     data.max_image_pixels, or it decodes what the config refuses with Pillow's default (89 million)."""
-    from functools import partial
-
     from torch.utils.data import DataLoader
 
     from modrwkv.training import recipe

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
-from ...data.readers.base import DataError, json_records
+from ...data.readers.base import DataError, json_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry
@@ -129,9 +129,10 @@ class CustomTask(Task):
         folder = self.media_folder if self.media_folder is not None else data.parent
         records: list[_Question] = []
         try:
-            convert = _converter(data)
-            for source, load in json_records(data):
-                records.append(convert(load(), source, folder, self.prompt))
+            data_format, chosen, convert = _converter(data)
+            for _, build in one_format(data, data_format, json_records(data), lambda record, source:
+                                       convert(record, source, folder, self.prompt), chosen):
+                records.append(build())
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
@@ -232,18 +233,21 @@ class _Question:
 Converter = Callable[[Any, str, Path, "str | None"], _Question]
 
 
-def _converter(data: Path) -> Converter:
+def _converter(data: Path) -> tuple[str, str, Converter]:
     """How this file's records become questions: the training format `modrwkv init` detects (a
-    LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields); question-answer
-    records when nothing is recognised, so that their reader names what is missing."""
+    LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields), how it was
+    told (for an error about a record of another format), and the converter; question-answer records
+    when nothing is recognised, so that their reader names what is missing."""
     try:
         data_format = detect_format(data)
     except FormatUnknown:
         data_format = "qa"
+    entry = dataset_info_entry(data)
+    chosen = ", as dataset_info.json says" if entry is not None else ", detected from the first record"
     if data_format == "qa":
-        return _qa_question
+        return data_format, chosen, _qa_question
     options: dict[str, Any] = {}
-    if data_format == "sharegpt" and (entry := dataset_info_entry(data)) is not None:
+    if data_format == "sharegpt" and entry is not None:
         options = {"columns": entry.get("columns"), "tags": entry.get("tags")}
     to_sample = {
         "llava": lambda record, source, folder: llava_to_sample(record, source=source, image_folder=folder),
@@ -256,7 +260,7 @@ def _converter(data: Path) -> Converter:
     def convert(record: Any, source: str, folder: Path, template: str | None) -> _Question:
         return _conversation_question(to_sample(record, source, folder), record, template)
 
-    return convert
+    return data_format, chosen, convert
 
 
 def _qa_question(record: Any, source: str, folder: Path, template: str | None) -> _Question:
