@@ -1,7 +1,7 @@
 """`eval --task custom` on a held-out split in the format it was trained in: the same samples written
 as question-answer, LLaVA, OpenAI chat and LLaMA-Factory ShareGPT records are asked the same prompts
 and score the same with a tiny random model; a system prompt and earlier turns reach the model as
-chat gives them; bad records are named by file:line and field."""
+chat gives them; an ASR manifest is scored by WER; bad records are named by file:line and field."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from test_pipeline import tiny_model_dir, tiny_pipeline
 
 from modrwkv.cli import main
 from modrwkv.evaluation import ModelSpec, run_eval
+from modrwkv.evaluation.metrics import normalize_english
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -123,3 +124,199 @@ def test_a_bad_record_is_named_by_file_line_and_field(tmp_path, capsys, bad, mes
                  "--output", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert code != 0 and str(tmp_path / "data" / message) in err and "Traceback" not in err
+
+
+def word_edits(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance over words (substitutions, deletions, insertions), by the textbook table."""
+    row = list(range(len(hypothesis) + 1))
+    for i, word in enumerate(reference, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(hypothesis, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1]
+
+
+def test_word_edits_counts_by_hand():
+    assert word_edits("a b c".split(), "a x c d".split()) == 2  # one substitution, one insertion
+    assert word_edits("a b c".split(), []) == 3 and word_edits([], "a".split()) == 1
+
+
+def test_an_asr_manifest_is_asked_to_transcribe_and_scored_by_corpus_wer(tmp_path):
+    import soundfile
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    transcripts = ["Three red cats.", "one blue dog sleeps", "Mr. Smith's colour"]
+    for index in range(len(transcripts)):  # different noise per clip, at 16 kHz (what Whisper reads)
+        noise = 0.1 * np.random.default_rng(index).standard_normal(8000 + 2000 * index)
+        soundfile.write(folder / f"{index}.wav", noise.astype(np.float32), 16000)
+    manifest = folder / "test.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "text": text, "duration": 0.5 + i / 8})
+                                + "\n" for i, text in enumerate(transcripts)))
+    samples = CustomTask().load(manifest, "all")
+    assert [s.prompt for s in samples] == ["<audio>\nTranscribe the audio."] * 3
+    assert [s.audio for s in samples] == [[folder / f"{i}.wav"] for i in range(3)]
+    assert [s.reference for s in samples] == [{"metric": "wer", "answers": [t]} for t in transcripts]
+
+    result = run_eval(CustomTask(), manifest, tmp_path / "run", model=ModelSpec(str(tiny_model_dir())),
+                      load_pipeline=tiny_pipeline, progress=False, max_new_tokens=6)
+    predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    pipe = tiny_pipeline()  # each prediction is what chat replies to the clip
+    for index, prediction in enumerate(predictions):
+        reply = pipe.chat([{"role": "user", "content": "<audio>\nTranscribe the audio."}],
+                          audio=[str(folder / f"{index}.wav")], temperature=0, max_new_tokens=6)
+        assert prediction["prediction"] == reply.strip()
+    # Corpus WER by hand: all word edits over all reference words, after Whisper's normalisation
+    # ("three" -> "3" but a lone "one" stays, "Mr." -> "mister", "'s" -> " is", "colour" -> "color", no final period).
+    references = [normalize_english(t).split() for t in transcripts]
+    assert references == [["3", "red", "cats"], ["one", "blue", "dog", "sleeps"], ["mister", "smith", "is", "color"]]
+    edits = sum(word_edits(r, normalize_english(p["prediction"]).split())
+                for r, p in zip(references, predictions, strict=True))
+    assert edits > 0
+    assert result.summary["headline"] == {"metric": "wer", "label": "WER (%)", "value": pytest.approx(100 * edits / 11)}
+
+
+# Several accepted answers and multiple choice: `answers` / `choices` beside a conversation mean what they
+# mean in a question-answer record; the conversation's user turn lists the options as it is asked.
+CHOICES = [("Which digit is this?", ["7", "1"], "7"), ("What colour is it?", ["blue", "red", "green"], "C"),
+           ("Is it round?", ["yes", "no"], "no")]
+VQA = [("What colour is it?", ["red", "red", "dark red"]), ("What is it?", ["cat", "cat", "kitten", "dog"]),
+       ("How many are there?", ["2", "2", "3"])]
+
+
+def with_options(question: str, choices: list[str]) -> str:
+    return question + "".join(f"\n{letter}. {choice}" for letter, choice in zip("ABCDEFG", choices))
+
+
+def sharegpt_info(i, question, answer):
+    """A ShareGPT record in the columns and tags a dataset_info.json names (see `evaluate_all`)."""
+    return {"id": f"s{i}", "dialog": [{"speaker": "person", "text": f"<image>\n{question}"},
+                                      {"speaker": "bot", "text": answer}], "pictures": [f"{i}.png"]}
+
+
+CONVERSATIONS = (llava, openai, sharegpt, sharegpt_info)
+
+
+def evaluate_all(tmp_path: Path, name: str, qa_records: list, conversations: list[tuple[str, str, dict]]) -> dict:
+    """The same samples as qa records and in each conversation format (user turn, last assistant turn,
+    the top-level fields beside them): {format: (loaded samples, predictions, summary)}."""
+    folder = tmp_path / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset_info.json").write_text(json.dumps({"held_out": {
+        "file_name": f"{name}-sharegpt_info.jsonl", "formatting": "sharegpt",
+        "columns": {"messages": "dialog", "images": "pictures"},
+        "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "person", "assistant_tag": "bot"}}}))
+    files = {"qa": qa_records}
+    for writer in CONVERSATIONS:
+        files[writer.__name__] = [{**writer(i, question, answer), **fields}
+                                  for i, (question, answer, fields) in enumerate(conversations)]
+    found = {}
+    for data_format, records in files.items():
+        data = write(folder, f"{name}-{data_format}.jsonl", records)
+        samples = CustomTask().load(data, "all")
+        result = run_eval(CustomTask(), data, tmp_path / "runs" / data.stem, model=ModelSpec(str(tiny_model_dir())),
+                          load_pipeline=tiny_pipeline, progress=False, max_new_tokens=6)
+        predictions = [json.loads(line) for line in (data.parent.parent / "runs" / data.stem /
+                                                       "predictions.jsonl").read_text().splitlines()]
+        found[data_format] = (samples, predictions, result.summary["metrics"])
+    return found
+
+
+def fields_of(sample) -> tuple:
+    return sample.id, sample.context, sample.prompt, sample.reference, sample.images
+
+
+def test_choices_beside_a_conversation_score_as_in_a_question_answer_record(tmp_path):
+    qa_records = [{"id": f"s{i}", "image": f"{i}.png", "question": q, "choices": c, "answer": a}
+                  for i, (q, c, a) in enumerate(CHOICES)]
+    # The answer as the option's text ("7", "no") or its letter ("C"), in qa and in the assistant turn alike.
+    conversations = [(with_options(q, c), a, {"choices": c}) for q, c, a in CHOICES]
+    found = evaluate_all(tmp_path, "choice", qa_records, conversations)
+    samples, predictions, metrics = found["qa"]
+    assert [s.prompt for s in samples] == [f"<image>\n{with_options(q, c)}" for q, c, _ in CHOICES]
+    assert [s.reference for s in samples] == [{"metric": "choice", "answers": [letter], "choices": c}
+                                              for letter, (_, c, _) in zip("ACB", CHOICES, strict=True)]
+    assert metrics["metric"] == "choice"
+    for data_format, (other, other_predictions, other_metrics) in found.items():
+        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
+        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
+    # Scored as the choice metric reads replies: A right, B where C is right, "B. no" right.
+    replies = [{"reference": s.reference, "prediction": p}
+               for s, p in zip(found["sharegpt_info"][0], ["A", "(B)", "B. no"], strict=True)]
+    assert CustomTask().summarize(replies) == {"accuracy": pytest.approx(200 / 3), "metric": "choice"}
+
+
+def test_several_accepted_answers_beside_a_conversation_score_as_in_a_question_answer_record(tmp_path):
+    qa_records = [{"id": f"s{i}", "image": f"{i}.png", "question": q, "answers": a} for i, (q, a) in enumerate(VQA)]
+    # The assistant turn is the training target (the first answer, as qa trains on it); `answers` the reference.
+    found = evaluate_all(tmp_path, "vqa", qa_records, [(q, a[0], {"answers": a}) for q, a in VQA])
+    samples, predictions, metrics = found["qa"]
+    assert [s.reference for s in samples] == [{"metric": "vqa", "answers": a} for _, a in VQA]
+    assert metrics["metric"] == "vqa"
+    for data_format, (other, other_predictions, other_metrics) in found.items():
+        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
+        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
+    # VQA accuracy by hand (leave one answer out, min(matches / 3, 1), averaged): "red" matches 1, 1, 2 of
+    # the others -> 4/9; "kitten" 1/3 three times and 0 -> 1/4; "4" nothing -> 0.
+    replies = [{"reference": s.reference, "prediction": p}
+               for s, p in zip(found["openai"][0], ["red", "kitten", "4"], strict=True)]
+    assert CustomTask().summarize(replies) == {"accuracy": pytest.approx(100 * (4 / 9 + 1 / 4) / 3), "metric": "vqa"}
+
+
+def test_the_same_file_trains_with_its_answers_and_choices_fields_left_aside(tmp_path):
+    from modrwkv.data.readers import LlavaReader, OpenAIChatReader, SharegptReader
+
+    extra = {"choices": ["blue", "red", "green"], "answers": ["C", "green"], "metric": "choice"}
+    for writer, reader in ((llava, LlavaReader), (openai, OpenAIChatReader), (sharegpt, SharegptReader)):
+        records = [writer(i, with_options(q, c), a) for i, (q, c, a) in enumerate(CHOICES)]
+        plain = list(reader(write(tmp_path, f"{writer.__name__}.jsonl", records), on_error="raise"))
+        marked = list(reader(write(tmp_path, f"{writer.__name__}-extra.jsonl", [{**r, **extra} for r in records]),
+                             on_error="raise"))
+        assert [(s.messages, s.images, s.meta) for s in marked] == [(s.messages, s.images, s.meta) for s in plain]
+        assert [m.content for s in plain for m in s.messages if m.role == "assistant"] == ["7", "C", "no"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"choices": ["blue", "red", "green"]}, "'choices'[2] 'green' is not in the question: a conversation is asked "
+                                            "as written, so its user turn lists the options"),
+    ({"choices": ["red", "blue"]}, "answer 'C' is neither an option letter (A, B) nor one of the choices"),
+    ({"answers": []}, "'answers' is an empty list"),
+    ({"answers": "red"}, "'answers' must be list, got str"),
+])
+def test_bad_answers_or_choices_beside_a_conversation_are_named(tmp_path, fields, message):
+    record = {**llava(0, "What colour is it?\nA. blue\nB. red", "C"), **fields}
+    data = write(tmp_path / "data", "bad.jsonl", [record])
+    with pytest.raises(BenchmarkFileError, match="^" + re.escape(f"{data}:1: {message}")):
+        CustomTask().load(data, "all")
+
+
+@pytest.mark.parametrize("first, then, says", [
+    (qa, llava, "no 'question' (fields: ['conversations', 'id', 'image']); the file mixes formats: it looks like "
+                "LLaVA data (format: llava), but the records before it, from line 1 on, are question-answer records "
+                "(format: qa, detected from the first record)"),
+    (openai, qa, "no 'messages' list; the file mixes formats: it looks like question-answer data (format: qa), but "
+                 "the records before it, from line 1 on, are OpenAI chat records (format: openai, detected from the "
+                 "first record)"),
+    (sharegpt_info, sharegpt, "no 'dialog' list (the messages column; fields: ['conversations', 'id', 'images']); "
+                              "the file mixes formats: it looks like LLaVA data (format: llava), but the records "
+                              "before it, from line 1 on, are LLaMA-Factory ShareGPT records (format: sharegpt, as "
+                              "dataset_info.json says)"),
+])
+def test_a_held_out_file_that_mixes_formats_is_named_by_file_line_and_both_formats(tmp_path, capsys, first, then,
+                                                                                   says):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text(json.dumps({"held_out": {
+        "file_name": "mixed.jsonl", "formatting": "sharegpt", "columns": {"messages": "dialog", "images": "pictures"},
+        "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "person", "assistant_tag": "bot"}}})
+                                          if first is sharegpt_info else "{}")
+    records = [first(0, *QUESTIONS[0]), first(1, *QUESTIONS[1]), then(2, *QUESTIONS[2])]
+    data = write(folder, "mixed.jsonl", records)
+    expected = f"{data}:3: {says}; write each format to a file of its own (docs/custom-data.md)"
+    with pytest.raises(BenchmarkFileError) as info:
+        CustomTask().load(data, "all")
+    assert str(info.value) == expected
+    code = main(["eval", "--task", "custom", "--data", str(data), "--model", str(tiny_model_dir()),
+                 "--output", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and expected in err and "Traceback" not in err

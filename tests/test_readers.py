@@ -21,6 +21,8 @@ from modrwkv.data.readers import (
     DataError,
     LlavaReader,
     OpenAIChatReader,
+    QAReader,
+    SharegptReader,
     TimeSeriesReader,
     format_forecast,
     from_records,
@@ -150,8 +152,6 @@ SHAREGPT_FILE = """[
 
 
 def test_sharegpt_reads_llama_factory_files_exactly(media: Path, tmp_path: Path) -> None:
-    from modrwkv.data.readers import SharegptReader
-
     path = media / "lf.json"
     path.write_text(SHAREGPT_FILE)
     reader = SharegptReader(path)
@@ -492,7 +492,8 @@ def user_parts(*parts: dict) -> dict:
 BAD_OPENAI = {
     "bad_json": "[{",
     "empty_conversation": {"messages": []},
-    "missing_field": {"conversations": []},
+    "missing_field": {"id": "x"},
+    "other_format": {"conversations": []},  # LLaVA's field, in a file whose first record is OpenAI chat
     "wrong_type": {"messages": [{"role": "user", "content": None}]},
     "unknown_role": {"messages": [{"role": "tool", "content": "42"}]},
     "unsupported_part": user_parts({"type": "file", "file": {"file_id": "file-abc"}}),  # video_url is supported now
@@ -888,3 +889,71 @@ def test_data_error_pickles_with_its_fields() -> None:
 
 def test_every_tested_reason_is_documented() -> None:
     assert set(BAD_LLAVA) | set(BAD_OPENAI) | set(BAD_ASR) <= set(REASONS)
+
+
+# A file that mixes formats: each record of another format after the file's first records is named as such.
+MIXED = {  # reader: (its format's record, a record of another format, what the message says of the other)
+    "qa": ({"image": "red.png", "question": "Colour?", "answer": "red"},
+           {"image": "red.png", "conversations": conv(("human", "<image>\nColour?"), ("gpt", "red"))},
+           "no 'question' (fields: ['conversations', 'image']); the file mixes formats: it looks like LLaVA data "
+           "(format: llava)"),
+    "llava": ({"image": "red.png", "conversations": conv(("human", "<image>\nColour?"), ("gpt", "red"))},
+              {"image": "red.png", "question": "Colour?", "answer": "red"},
+              "no 'conversations' list; the file mixes formats: it looks like question-answer data (format: qa)"),
+    "openai": ({"messages": [{"role": "user", "content": "Colour?"}, {"role": "assistant", "content": "red"}]},
+               {"conversations": conv(("human", "Colour?"), ("gpt", "red"))},
+               "no 'messages' list; the file mixes formats: it looks like LLaVA data (format: llava)"),
+    "sharegpt": ({"conversations": conv(("human", "<image>Colour?"), ("gpt", "red")), "images": ["red.png"]},
+                 {"conversations": conv(("human", "<image>Colour?"), ("gpt", "red")), "image": "red.png"},
+                 "'image' is not a ShareGPT column: its images are the 'images' list; the file mixes formats: it "
+                 "looks like LLaVA data (format: llava)"),
+    "asr": ({"audio_filepath": "tone.wav", "text": "a tone"},
+            {"audio": "tone.wav", "question": "What is it?", "answer": "a tone"},
+            "no transcript field (one of text, transcript, sentence); the file mixes formats: it looks like "
+            "question-answer data (format: qa)"),
+}
+READERS = {"qa": (QAReader, "media_folder"), "llava": (LlavaReader, "image_folder"),
+           "openai": (OpenAIChatReader, "media_folder"), "sharegpt": (SharegptReader, "media_folder"),
+           "asr": (AsrManifestReader, "audio_root")}
+
+
+@pytest.mark.parametrize("data_format", sorted(MIXED))
+def test_a_record_of_another_format_in_a_file_is_named_as_the_file_mixing_formats(data_format, media, tmp_path):
+    reader_class, folder = READERS[data_format]
+    good, other, says = MIXED[data_format]
+    name = {"qa": "question-answer", "llava": "LLaVA", "openai": "OpenAI chat", "sharegpt": "LLaMA-Factory ShareGPT",
+            "asr": "ASR manifest"}[data_format]
+    tail = (f", but the records before it, from line 1 on, are {name} records (format: {data_format}); write each "
+            "format to a file of its own (docs/custom-data.md)")
+    path = write_jsonl(tmp_path / "mixed.jsonl", [good, good, other, good])
+    with pytest.raises(DataError) as info:
+        list(reader_class(path, on_error="raise", **{folder: media}))
+    assert str(info.value) == f"{path}:3: {says}{tail}" and info.value.reason == "other_format"
+    reader = reader_class(path, **{folder: media})
+    assert [s.source for s in reader] == [f"{path}:1", f"{path}:2", f"{path}:4"]
+    assert reader.report.skipped == {"other_format": 1}
+    # A file of the other format as a whole is named as such (not as mixing formats), from its first record.
+    alone = write_jsonl(tmp_path / "other.jsonl", [other])
+    with pytest.raises(DataError, match=rf"^{alone}:1: .*, but this reads {name} records \(docs/custom-data.md\)$"):
+        list(reader_class(alone, on_error="raise", **{folder: media}))
+
+
+def test_a_json_array_that_mixes_formats_names_the_record_by_index(media, tmp_path):
+    good, other, _ = MIXED["qa"]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps([{"id": "x", "question": "Colour?", "answer": "red"}, good, other]))
+    with pytest.raises(DataError, match=rf"^{path}:\[2\]: .* the records before it, from record \[0\] on, are "):
+        list(QAReader(path, on_error="raise", media_folder=media))
+
+
+def test_an_openai_file_with_a_later_sharegpt_record_is_named_as_mixing_formats(media, tmp_path):
+    good = MIXED["openai"][0]
+    sharegpt = {"messages": [{"role": "user", "content": "<image>Colour?"}, {"role": "assistant", "content": "red"}],
+                "images": ["red.png"]}
+    path = write_jsonl(tmp_path / "mixed.jsonl", [good, sharegpt])
+    with pytest.raises(DataError) as info:
+        list(OpenAIChatReader(path, on_error="raise", media_folder=media))
+    assert info.value.reason == "marker_in_text" and str(info.value) == (
+        f"{path}:2: messages[0] contains the literal <image>; send media as content parts; the file mixes formats: it "
+        "looks like LLaMA-Factory ShareGPT data (format: sharegpt), but the records before it, from line 1 on, are "
+        "OpenAI chat records (format: openai); write each format to a file of its own (docs/custom-data.md)")

@@ -502,3 +502,32 @@ def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
     assert last == (f"stopped at step {step} of 100000 (SIGTERM); checkpoint saved to {checkpoint}. "
                     f"Continue with: modrwkv train {tmp_path / 'run.yaml'} --resume")
     assert latest_checkpoint(tmp_path / "run") == checkpoint
+
+
+def test_a_spawn_started_data_worker_enforces_the_configured_image_limit(tmp_path, monkeypatch):
+    """The image pixel limit is process-wide, and a data-loader worker started with spawn (macOS's and
+    Windows' default) inherits nothing from its parent: the worker's own setup must apply
+    data.max_image_pixels, or it decodes what the config refuses with Pillow's default (89 million)."""
+    from torch.utils.data import DataLoader
+
+    from modrwkv.training import recipe
+
+    paths = []
+    for i, side in enumerate((8, 16, 8, 16)):  # 64 pixels (allowed) and 256 pixels (over the limit of 100)
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((side, side, 3), 40 * i, np.uint8)).save(paths[-1])
+    samples = [Sample([Message("user", "<image>\nWhat colour is it?"), Message("assistant", "grey")],
+                      images=[str(path)], source=f"grey[{i}]") for i, path in enumerate(paths)]
+    contexts = []
+
+    def spawned_loader(*args, **kwargs):
+        loader = DataLoader(*args, **kwargs, multiprocessing_context="spawn")
+        contexts.append((loader.num_workers, loader.multiprocessing_context.get_start_method()))
+        return loader
+
+    monkeypatch.setattr(recipe, "DataLoader", spawned_loader)
+    cfg = config(tmp_path, "spawn", max_steps=1, batch_size=4, micro_batch_size=4)
+    cfg["data"].update(num_workers=1, max_image_pixels=100)
+    result = train(cfg, samples=samples)
+    assert contexts == [(1, "spawn")]
+    assert result.metrics["dropped"] == {"too_long": 0, "bad_media": 2}  # the two 16x16 images, in the worker

@@ -23,6 +23,7 @@ from .base import (
     PathLike,
     check_media,
     first_key,
+    lacks_fields,
     media_item,
     require,
 )
@@ -46,9 +47,9 @@ def asr_to_sample(
     require(record, dict, "record", source)
     audio_key, text_key = first_key(record, AUDIO_KEYS), first_key(record, TEXT_KEYS)
     if audio_key is None:
-        raise DataError(source, "missing_field", f"no audio field (one of {', '.join(AUDIO_KEYS)})")
+        raise lacks_fields(record, "asr", source, f"no audio field (one of {', '.join(AUDIO_KEYS)})")
     if text_key is None:
-        raise DataError(source, "missing_field", f"no transcript field (one of {', '.join(TEXT_KEYS)})")
+        raise lacks_fields(record, "asr", source, f"no transcript field (one of {', '.join(TEXT_KEYS)})")
     transcript = require(record[text_key], str, f"'{text_key}'", source)
     audio = media_item(record[audio_key], "audio", Path(audio_root) if audio_root is not None else None, source)
     if verify_media:
@@ -69,6 +70,8 @@ def asr_to_sample(
 class AsrManifestReader(JsonRecordsReader):
     """Reads ASR manifests lazily; `reader.report` after a pass. Audio paths are relative to
     `audio_root` (default: each manifest's folder)."""
+
+    format = "asr"
 
     def __init__(
         self,

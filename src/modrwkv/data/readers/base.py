@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -36,6 +36,7 @@ REASONS = (
     "bad_json",  # a JSONL line that does not parse
     "wrong_type",  # a field of the wrong JSON type (e.g. a number where text is expected)
     "missing_field",  # a required key is absent
+    "other_format",  # a record whose fields are another format's (a file of another format, or mixing formats)
     "empty_conversation",  # no messages at all
     "unknown_role",  # a speaker other than system/user/assistant (or their aliases)
     "marker_mismatch",  # number of <image>/<audio>/<series>/<video> markers != number of items
@@ -389,6 +390,45 @@ def format_hint(record: Any, reading: str) -> str:
             f"{FORMAT_NAMES[reading]} records (docs/custom-data.md)")
 
 
+def lacks_fields(record: Any, reading: str, source: str, detail: str) -> DataError:
+    """The error for a record without the fields `reading` needs: `other_format`, with the format its
+    fields suggest, when they suggest another one (`format_hint`); else `missing_field`."""
+    hint = format_hint(record, reading)
+    return DataError(source, "other_format" if hint else "missing_field", detail + hint)
+
+
+def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[], Any]]],
+               convert: Callable[[Any, str], Any], chosen: str = "") -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, build) per record of `path` (from `json_records`), `build()` converting the record with
+    `convert(record, source)`. A record refused as another format's (its error ends with `format_hint`)
+    that comes after a record that converted is reported as the file mixing formats: the error names the format the record looks
+    like and the line from which the file's records are `reading` records (`chosen` says how that
+    format was chosen, e.g. ", detected from the first record")."""
+    first: list[str] = []  # the source of the first record that converted
+    for source, load in records:
+        def build(source: str = source, load: Callable[[], Any] = load) -> Any:
+            record = load()
+            try:
+                converted = convert(record, source)
+            except DataError as err:
+                hint = format_hint(record, reading)
+                if not first or not hint or not err.detail.endswith(hint):  # not a record of another format
+                    raise
+                where = first[0].removeprefix(f"{path}:")
+                where = f"line {where}" if where.isdigit() else f"record {where}"
+                other = record_format(record)
+                raise DataError(source, err.reason, (
+                    f"{err.detail.removesuffix(hint)}; the file mixes formats: it looks like {FORMAT_NAMES[other]} "
+                    f"data (format: {other}), but the records before it, from {where} on, are "
+                    f"{FORMAT_NAMES[reading]} records (format: {reading}{chosen}); write each format to a file of "
+                    "its own (docs/custom-data.md)")) from None
+            if not first:
+                first.append(source)
+            return converted
+
+        yield source, build
+
+
 def first_key(record: dict[str, Any], keys: Sequence[str]) -> str | None:
     """The first of `keys` present with a non-None value (datasets spell the same field many ways)."""
     return next((k for k in keys if record.get(k) is not None), None)
@@ -492,6 +532,8 @@ class JsonRecordsReader(Reader):
     """A reader over JSON / JSONL files whose records convert one by one into samples, with media
     paths relative to `media_folder` (default: each data file's folder)."""
 
+    format: ClassVar[str]  # the record format read: a key of FORMAT_NAMES
+
     def __init__(
         self,
         paths: PathLike | Sequence[PathLike],
@@ -512,8 +554,9 @@ class JsonRecordsReader(Reader):
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             folder = self.media_folder if self.media_folder is not None else path.parent
-            for source, load in json_records(path):
-                yield lambda load=load, source=source, folder=folder: self._convert(load(), source, folder)
+            for _, build in one_format(path, self.format, json_records(path),
+                                       lambda record, source, folder=folder: self._convert(record, source, folder)):
+                yield build
 
     @abc.abstractmethod
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:

@@ -32,8 +32,8 @@ from .base import (
     check_media,
     count_markers,
     first_key,
-    format_hint,
     is_pil_image,
+    lacks_fields,
     media_item,
     require,
     turn_text,
@@ -58,7 +58,7 @@ def llava_to_sample(
     require(record, dict, "record", source)
     conversations = as_rows(record.get("conversations"))
     if conversations is None:
-        raise DataError(source, "missing_field", f"no 'conversations' list{format_hint(record, 'llava')}")
+        raise lacks_fields(record, "llava", source, "no 'conversations' list")
     require(conversations, list, "'conversations'", source)
     if not conversations:
         raise DataError(source, "empty_conversation", "'conversations' is empty")
@@ -125,6 +125,8 @@ class LlavaReader(JsonRecordsReader):
     """Reads LLaVA JSON/JSONL files lazily: `for sample in LlavaReader("llava_v1_5_mix665k.json",
     image_folder="data/"): ...`, then `reader.report`. Without `image_folder`, image paths are
     relative to each data file's folder. Sources are "path:[i]" (JSON array) or "path:line" (JSONL)."""
+
+    format = "llava"
 
     def __init__(
         self,

@@ -42,6 +42,7 @@ from .base import (
     as_rows,
     check_media,
     format_hint,
+    lacks_fields,
     media_item,
     require,
     turn_text,
@@ -76,7 +77,7 @@ def openai_to_sample(
     if isinstance(record, dict):
         messages = as_rows(record.get("messages"))
         if messages is None:
-            raise DataError(source, "missing_field", "no 'messages' list")
+            raise lacks_fields(record, "openai", source, "no 'messages' list")
         for modality in _ITEM_PARTS.values():
             pool = record.get(modality + "s")
             parser.pools[modality] = list(require(pool, list, f"'{modality}s'", source)) if pool is not None else []
@@ -243,6 +244,8 @@ class _Parser:
 class OpenAIChatReader(JsonRecordsReader):
     """Reads OpenAI-messages JSONL files lazily; `reader.report` after a pass. Relative paths in
     parts are resolved against `media_folder` (default: each data file's folder)."""
+
+    format = "openai"
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, format_hint, media_item, require, turn_text
+from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, lacks_fields, media_item, require, turn_text
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -92,7 +92,7 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
                     check_media(item, modality, source)
     question = record.get("question")
     if question is None:
-        raise DataError(source, "missing_field", f"no 'question' (fields: {sorted(record)}){format_hint(record, 'qa')}")
+        raise lacks_fields(record, "qa", source, f"no 'question' (fields: {sorted(record)})")
     question = require(question, str, "'question'", source)
     choices = [str(c) for c in require(record.get("choices") or [], list, "'choices'", source)]
     if len(choices) > len(OPTION_LETTERS):
@@ -202,6 +202,8 @@ def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None
 class QAReader(JsonRecordsReader):
     """Reads question-answer JSON/JSONL files (see the module docstring). Without `media_folder`,
     media paths are relative to each data file's folder."""
+
+    format = "qa"
 
     def __init__(
         self,

@@ -30,7 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from ..sample import Sample
-from .base import DataError, JsonRecordsReader, OnError, PathLike, as_rows, json_records, require, turn_text
+from .base import (
+    DataError,
+    JsonRecordsReader,
+    OnError,
+    PathLike,
+    as_rows,
+    json_records,
+    lacks_fields,
+    one_format,
+    require,
+    turn_text,
+)
 from .llava import llava_to_sample
 
 logger = logging.getLogger(__name__)
@@ -62,9 +73,13 @@ def sharegpt_to_sample(
         turns_key = "messages"
     turns = as_rows(record.get(turns_key))
     if turns is None:
-        raise DataError(source, "missing_field", f"no {turns_key!r} list (the messages column; fields: "
-                        f"{sorted(record)})")
+        raise lacks_fields(record, "sharegpt", source, f"no {turns_key!r} list (the messages column; fields: "
+                           f"{sorted(record)})")
     require(turns, list, repr(turns_key), source)
+    for modality in ("image", "video", "audio"):  # LLaVA's one-item fields, which would be dropped unseen
+        if record.get(modality) is not None and modality not in names.values():
+            raise lacks_fields(record, "sharegpt", source, f"{modality!r} is not a ShareGPT column: its "
+                               f"{modality}s are the {names[modality + 's'] or modality + 's'!r} list")
     tools = record.get(names["tools"] or "tools")
     if tools:
         raise DataError(source, "unsupported_part", "the record describes tools; tool use (function calls and "
@@ -139,6 +154,8 @@ class SharegptReader(JsonRecordsReader):
     """Reads LLaMA-Factory ShareGPT files lazily (see the module docstring); `reader.report` after a
     pass. Media paths are relative to `media_folder` (default: each data file's folder)."""
 
+    format = "sharegpt"
+
     def __init__(
         self,
         paths: PathLike | Sequence[PathLike],
@@ -162,9 +179,9 @@ class SharegptReader(JsonRecordsReader):
             if columns is None and tags is None and (entry := dataset_info_entry(path)) is not None:
                 columns, tags = entry.get("columns"), entry.get("tags")
             options = {"media_folder": folder, "columns": columns, "tags": tags, "verify_media": self.verify_media}
-            for source, load in json_records(path):
-                yield lambda load=load, source=source, options=options: sharegpt_to_sample(load(), source=source,
-                                                                                           **options)
+            for _, build in one_format(path, self.format, json_records(path), lambda record, source, options=options:
+                                       sharegpt_to_sample(record, source=source, **options)):
+                yield build
 
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:  # _candidates converts with the mapping
         return sharegpt_to_sample(record, source=source, media_folder=folder, columns=self.columns, tags=self.tags,

@@ -13,7 +13,18 @@ Conversations (LLaVA, OpenAI chat, LLaMA-Factory ShareGPT) and ASR manifests are
 training converters: the last assistant turn is the reference answer, the user turn before it the
 prompt, and everything earlier (a system prompt, earlier turns) the context the model reads first,
 as chat and training give it; bad records are named as the training readers name them (file:line,
-field).
+field). Beside the turns, a conversation record may carry what a question-answer record says about
+its answer, with the same meaning (training ignores these fields, and trains on the turns):
+
+    {"image": "x.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat colour is the car?"},
+     {"from": "gpt", "value": "red"}], "answers": ["red", "red", "dark red"]}
+    {"image": "x.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat is shown?\nA. a dog\nB. a cat"},
+     {"from": "gpt", "value": "B"}], "choices": ["a dog", "a cat"]}
+
+`answers` (the accepted answers) is then the reference instead of the last assistant turn;
+`choices` letters the options A, B, ... and the answer is the correct one's letter or text. The turns
+are asked as written, so the options must appear in them (`A. a dog` lines, as a question-answer
+record's prompt shows them).
 
 Media paths are relative to the file's folder (or `media_folder`), with any extension the decoders
 read. The prompt is exactly the user turn training builds from the same record (media markers,
@@ -40,8 +51,8 @@ from typing import Any
 import numpy as np
 
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
-from ...data.readers.base import DataError, json_records, require
-from ...data.readers.qa import QARecord, parse_qa_record
+from ...data.readers.base import DataError, json_records, one_format
+from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry
 from ...data.sample import MARKERS, Sample
@@ -118,9 +129,10 @@ class CustomTask(Task):
         folder = self.media_folder if self.media_folder is not None else data.parent
         records: list[_Question] = []
         try:
-            convert = _converter(data)
-            for source, load in json_records(data):
-                records.append(convert(load(), source, folder, self.prompt))
+            data_format, chosen, convert = _converter(data)
+            for _, build in one_format(data, data_format, json_records(data), lambda record, source:
+                                       convert(record, source, folder, self.prompt), chosen):
+                records.append(build())
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
@@ -221,18 +233,21 @@ class _Question:
 Converter = Callable[[Any, str, Path, "str | None"], _Question]
 
 
-def _converter(data: Path) -> Converter:
+def _converter(data: Path) -> tuple[str, str, Converter]:
     """How this file's records become questions: the training format `modrwkv init` detects (a
-    LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields); question-answer
-    records when nothing is recognised, so that their reader names what is missing."""
+    LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields), how it was
+    told (for an error about a record of another format), and the converter; question-answer records
+    when nothing is recognised, so that their reader names what is missing."""
     try:
         data_format = detect_format(data)
     except FormatUnknown:
         data_format = "qa"
+    entry = dataset_info_entry(data)
+    chosen = ", as dataset_info.json says" if entry is not None else ", detected from the first record"
     if data_format == "qa":
-        return _qa_question
+        return data_format, chosen, _qa_question
     options: dict[str, Any] = {}
-    if data_format == "sharegpt" and (entry := dataset_info_entry(data)) is not None:
+    if data_format == "sharegpt" and entry is not None:
         options = {"columns": entry.get("columns"), "tags": entry.get("tags")}
     to_sample = {
         "llava": lambda record, source, folder: llava_to_sample(record, source=source, image_folder=folder),
@@ -245,7 +260,7 @@ def _converter(data: Path) -> Converter:
     def convert(record: Any, source: str, folder: Path, template: str | None) -> _Question:
         return _conversation_question(to_sample(record, source, folder), record, template)
 
-    return convert
+    return data_format, chosen, convert
 
 
 def _qa_question(record: Any, source: str, folder: Path, template: str | None) -> _Question:
@@ -256,7 +271,9 @@ def _qa_question(record: Any, source: str, folder: Path, template: str | None) -
 def _conversation_question(sample: Sample, record: Any, template: str | None) -> _Question:
     """A conversation as a question: its last assistant turn is the reference answer, the user turn
     before it the prompt (with `template` applied as to a question), everything earlier (a system
-    prompt, earlier turns) the context, as chat and training give it to the model."""
+    prompt, earlier turns) the context, as chat and training give it to the model. Top-level
+    `answers` and `choices` beside the turns mean what they mean in a question-answer record (the
+    accepted answers; the options, asked in the turns as written), `id` and `metric` likewise."""
     source = sample.source
     try:
         sample.validate()
@@ -269,15 +286,23 @@ def _conversation_question(sample: Sample, record: Any, template: str | None) ->
     if len(messages) < 2 or messages[-2].role != "user":
         raise DataError(source, "missing_field", "the answer (the last assistant turn) must follow a user turn, the "
                         "question it answers")
+    fields = {key: record[key] for key in ("answers", "choices", "metric")
+              if isinstance(record, dict) and key in record}
+    if "answers" not in fields:
+        fields["answer"] = messages[-1].content
+    # The question-answer reader's checks and meaning: choice letters, accepted answers, the metric.
+    qa = parse_qa_record({"question": messages[-2].content, **fields}, source=source)
+    asked = [m.content.casefold() for m in messages[:-1] if m.role != "assistant"]
+    for index, choice in enumerate(qa.choices):  # the turns are asked as written, so they must show the options
+        if not any(choice.casefold() in text for text in asked):
+            raise DataError(source, "missing_field", f"'choices'[{index}] {choice!r} is not in the question: a "
+                            "conversation is asked as written, so its user turn lists the options (as in "
+                            f"\"{OPTION_LETTERS[index]}. {choice}\" lines)")
     media = {modality: list(sample.media(modality)) for modality in MARKERS if sample.media(modality)}
     identifier = sample.meta.get("id")
-    metric = record.get("metric") if isinstance(record, dict) else None
-    if metric is not None:
-        require(metric, str, "'metric'", source)
-    qa = QARecord(media, messages[-2].content, [messages[-1].content], [], None,
-                  None if identifier is None else str(identifier), metric)
-    # The markers are in the turns already: the template is applied as to a question without media.
-    prompt = dataclasses.replace(qa, media={}).prompt(template)
+    qa = dataclasses.replace(qa, media=media, id=None if identifier is None else str(identifier))
+    # The markers and options are in the turns already: the template is applied as to a bare question.
+    prompt = dataclasses.replace(qa, media={}, choices=[]).prompt(template)
     context = [{"role": m.role, "content": m.content} for m in messages[:-2]]
     return _Question(source, qa, prompt, context)
 
