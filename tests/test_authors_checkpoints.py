@@ -20,8 +20,7 @@ from conftest import make_model
 from modrwkv.data.readers.asr import asr_to_sample
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
-from modrwkv.evaluation.runner import _model_prompt
-from modrwkv.evaluation.tasks.speech import ASR_PROMPT
+from modrwkv.evaluation.tasks.speech import ASR_PROMPT, LibriSpeech
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.lm import CheckpointError, RWKV7Config
 from modrwkv.lm.random_weights import random_official_state_dict
@@ -256,11 +255,11 @@ def test_asr_in_the_authors_layout(tmp_path, authors_tok):
     prompt = pipe.encode([{"role": "user", "content": "<audio>"}], audio=[audio])
     assert list(prompt.ids)[n:] == authors_tok.encode("\x16Assistant:")
     # `modrwkv eval librispeech` asks a released speech model the same way, and the layout survives saving
-    assert _model_prompt(ASR_PROMPT, pipe) == "<audio>" and _model_prompt("<image>\nQ", pipe) == "<image>\nQ"
+    assert LibriSpeech().transcription_prompt(pipe.model.asr_prompt) == "<audio>"
     model.save_pretrained(tmp_path / "saved")
     assert ModRWKV.from_pretrained(tmp_path / "saved").asr_prompt is None
     ours = ModRWKV.build(make_model(LM), {"audio": encoder})
-    assert _model_prompt(ASR_PROMPT, ModRWKVPipeline(ours)) == ASR_PROMPT
+    assert LibriSpeech().transcription_prompt(ModRWKVPipeline(ours).model.asr_prompt) == ASR_PROMPT
 
 
 # --- greedy replies against the official package ---------------------------------------------------

@@ -923,10 +923,15 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                                   "see docs/custom-data.md)")
     custom.add_argument("--metric", choices=METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
-                        "choices, mse for numeric answers, vqa with 3+ answers, wer for audio, else exact)")
+                        "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "
+                        "transcripts are mostly Chinese, Japanese, Thai or another script without spaces "
+                        "between words), else exact)")
     custom.add_argument("--prompt", metavar="TEMPLATE",
                         help="ask with this template instead of the training layout, e.g. "
                         "'{question} Answer with one word.' ({choices}: the lettered options)")
+    custom.add_argument("--asr-prompt", metavar="TEXT",
+                        help="ask an ASR manifest with TEXT after the audio ('' for the audio alone) instead of the "
+                        "ASR prompt the model was trained with, which its folder records")
     custom.add_argument("--media-folder", metavar="DIR", help="where media paths point (default: the file's folder)")
     custom.add_argument("--baseline", action="append", default=[], metavar="NAME=VALUE",
                         help="a number to show beside the model's in report.md (repeatable); a custom data set "
@@ -955,13 +960,13 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from modrwkv.evaluation.tasks import custom_task
 
-    custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
-                      "--baseline": args.baseline}
+    custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--asr-prompt": args.asr_prompt,
+                      "--media-folder": args.media_folder, "--baseline": args.baseline}
     if args.task == "custom":
-        task = custom_task(args.data, metric=args.metric, prompt=args.prompt, media_folder=args.media_folder,
-                           baselines=_baselines(args.baseline))
+        task = custom_task(args.data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
+                           media_folder=args.media_folder, baselines=_baselines(args.baseline))
     else:
-        given = [flag for flag, value in custom_options.items() if value]
+        given = [flag for flag, value in custom_options.items() if value not in (None, [])]
         if given:
             raise CLIError(f"{', '.join(given)} apply to --task custom only")
         task = get_task(args.task)

@@ -276,6 +276,7 @@ def run_eval(
                              f"Expected layout:\n{task.layout}")
         log.info("%s %s: %d of %d selected samples to generate (batch %d)", task.name, split, len(todo), len(mine),
                  batch_size)
+        _note_unrecorded_asr_prompt(model, todo)
         started = time.monotonic()
         generated = _generate(task, todo, load_pipeline(), log_path, batch_size, max_new_tokens, done, progress)
         seconds = time.monotonic() - started
@@ -291,11 +292,16 @@ def run_eval(
     return EvalResult(output, len(selected), len(selected), generated, summary)
 
 
-def _model_prompt(prompt: str, pipeline: ModRWKVPipeline) -> str:
-    """ASR samples are asked the way the model was trained to transcribe (see `asr_prompt`)."""
-    from .tasks.speech import ASR_PROMPT, asr_prompt
+def _note_unrecorded_asr_prompt(model: ModelSpec, samples: Sequence[EvalSample]) -> None:
+    """A model folder saved before folders recorded the ASR prompt they were trained with is asked
+    the default one, which may not be what it was trained on: said once, before generating."""
+    from ..data.readers.asr import DEFAULT_ASR_PROMPT
+    from ..multimodal.model import CONFIG_NAME, is_modrwkv_folder, read_config
 
-    return asr_prompt(pipeline.model.asr_prompt) if prompt == ASR_PROMPT else prompt
+    path = Path(model.path)
+    if any(s.transcribe for s in samples) and is_modrwkv_folder(path) and "asr_prompt" not in read_config(path):
+        log.warning("%s: the model's %s does not record the ASR prompt it was trained with (a folder saved before "
+                    "it did); its transcripts are asked with the default %r", path, CONFIG_NAME, DEFAULT_ASR_PROMPT)
 
 
 def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline, log_path: Path, batch_size: int,
@@ -308,7 +314,8 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
     with log_path.open("a", encoding="utf-8") as handle, \
             tqdm(total=len(todo), desc=f"{task.name}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for batch in _chunks(todo, batch_size):
-            batch = [dataclasses.replace(s, prompt=_model_prompt(s.prompt, pipeline)) for s in batch]
+            batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asr_prompt))
+                     if s.transcribe else s for s in batch]
             try:
                 answers = task.generate(pipeline, batch, max_new_tokens)
             except ValueError as exc:

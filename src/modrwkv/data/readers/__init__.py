@@ -13,7 +13,7 @@ datasets (`from_records`). The single-record converters (`qa_to_sample`, `llava_
 callers that handle one record at a time, such as a server.
 """
 
-from .asr import DEFAULT_ASR_PROMPT, AsrManifestReader, asr_to_sample
+from .asr import DEFAULT_ASR_PROMPT, AsrManifestReader, asr_to_sample, asr_user_turn
 from .base import REASONS, DataError, Reader, ReadReport
 from .llava import LlavaReader, llava_to_sample
 from .openai_chat import OpenAIChatReader, openai_to_sample
@@ -37,6 +37,7 @@ __all__ = [
     "SharegptReader",
     "TimeSeriesReader",
     "asr_to_sample",
+    "asr_user_turn",
     "format_forecast",
     "from_records",
     "llava_to_sample",

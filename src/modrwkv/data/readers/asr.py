@@ -33,6 +33,12 @@ TEXT_KEYS = ("text", "transcript", "sentence")
 DEFAULT_ASR_PROMPT = "Transcribe the audio."
 
 
+def asr_user_turn(prompt: str | None) -> str:
+    """The user turn of an ASR sample: the audio, then `prompt` (None: the audio alone). Training and
+    evaluation both build it here, so a model is asked exactly as it was trained."""
+    return MARKERS["audio"] if prompt is None else f"{MARKERS['audio']}\n{prompt}"
+
+
 def asr_to_sample(
     record: Any,
     *,
@@ -62,8 +68,7 @@ def asr_to_sample(
         if isinstance(duration, bool) or not isinstance(duration, (int, float)):
             raise DataError(source, "wrong_type", f"'duration' must be a number, got {type(duration).__name__}")
         meta["duration"] = float(duration)
-    user = MARKERS["audio"] if prompt is None else f"{MARKERS['audio']}\n{prompt}"
-    messages = [Message("user", user), Message("assistant", transcript)]
+    messages = [Message("user", asr_user_turn(prompt)), Message("assistant", transcript)]
     return Sample(messages=messages, audios=[audio], source=source, meta=meta)
 
 

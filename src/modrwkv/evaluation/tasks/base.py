@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...data.readers.asr import asr_user_turn
 from ...data.readers.qa import OPTION_LETTERS
 from ...data.sample import MARKERS
 from ...textfiles import TextFileError, read_text
@@ -42,7 +43,10 @@ class EvalSample:
     go); `context` the turns before it ({"role", "content"}: a system prompt, earlier user and assistant
     turns, whose markers take the first media items), empty for a one-question sample; `reference` holds everything scoring needs (answers, label, options, category, ...) and is
     written to `predictions.jsonl`, so it must be JSON-serialisable. Media items stay unread
-    (paths, bytes, data URIs, arrays) until the batch that needs them.
+    (paths, bytes, data URIs, arrays) until the batch that needs them. `transcribe` marks a sample
+    that asks for a transcript the way the model was trained to give one: when the model is loaded,
+    its prompt becomes `Task.transcription_prompt` of the model's recorded ASR prompt (until then it
+    shows the default one).
     """
 
     id: str
@@ -53,6 +57,7 @@ class EvalSample:
     series: list[Any] = dataclasses.field(default_factory=list)
     videos: list[Any] = dataclasses.field(default_factory=list)
     context: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    transcribe: bool = False
 
     def conversation(self) -> str | list[dict[str, str]]:
         """What the model is asked: the prompt alone, or the context followed by it as the last user turn."""
@@ -99,6 +104,11 @@ class Task(abc.ABC):
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         """Raises ValueError, before anything is generated, for a model this task's settings do not
         fit (e.g. a forecaster trained on another look-back). Nothing by default."""
+
+    def transcription_prompt(self, model_asr_prompt: str | None) -> str:
+        """The user turn a `transcribe` sample is asked with, from the ASR prompt the model was
+        trained with (its config's `asr_prompt`; None: the audio alone): that prompt after the audio."""
+        return asr_user_turn(model_asr_prompt)
 
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         """The model's answers to a batch of samples, decoded greedily together: per sample the

@@ -29,12 +29,19 @@ record's prompt shows them).
 Media paths are relative to the file's folder (or `media_folder`), with any extension the decoders
 read. The prompt is exactly the user turn training builds from the same record (media markers,
 question, lettered choices), with nothing appended, unless `prompt` gives a template
-(`"{question} Answer with one word."`; in a conversation `{question}` is the last user turn).
+(`"{question} Answer with one word."`; in a conversation `{question}` is the last user turn). An
+ASR manifest holds no prompt: its user turn is the audio and the ASR prompt the model was trained
+with (training records `data.options.prompt` as `asr_prompt` in the model folder's config.json;
+null there asks the audio alone), put in when the model is loaded; `asr_prompt` asks with another
+text instead ("": the audio alone). A folder saved before the record existed is asked the
+default, "Transcribe the audio.", with a warning.
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
 `choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
 answers: MSE / MAE of the numbers in the reply), `vqa` (`answers` with 3 or more human answers:
-the VQA accuracy), `wer` (audio: corpus WER after Whisper's English normalisation), `exact`
+the VQA accuracy), `wer` (audio: corpus WER after Whisper's English normalisation), `cer` (audio
+whose transcripts are mostly in a script written without spaces between words, such as Chinese:
+corpus CER after Aishell-1's normalisation; any text answer with `--metric cer`), `exact`
 (otherwise: the reply equals one of the answers after trimming, dropping trailing periods and
 lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the
 paper's: a custom data set has no published results.
@@ -43,6 +50,7 @@ paper's: a custom data set has no published results.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -51,20 +59,25 @@ from typing import Any
 import numpy as np
 
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
+from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
 from ...data.readers.base import DataError, json_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry
 from ...data.sample import MARKERS, Sample
-from ..metrics import extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
+from ..metrics import cer, extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
 
-METRICS = ("exact", "vqa", "choice", "wer", "mse")
+log = logging.getLogger(__name__)
+
+METRICS = ("exact", "vqa", "choice", "wer", "cer", "mse")
+_ERROR_RATES = ("wer", "cer")  # corpus-level error rates of a text answer (a transcript)
 _HEADLINES = {  # metric -> (headline key, label)
     "exact": ("accuracy", "exact-match accuracy (%)"),
     "vqa": ("accuracy", "VQA accuracy (%)"),
     "choice": ("accuracy", "choice accuracy (%)"),
     "wer": ("wer", "WER (%)"),
+    "cer": ("cer", "CER (%)"),
     "mse": ("mse", "MSE"),
 }
 
@@ -87,8 +100,8 @@ def exact_match(prediction: str, answers: Sequence[str]) -> bool:
 
 
 class CustomTask(Task):
-    """A user's evaluation file in a training format; `metric`, `prompt`, `media_folder` and `baselines` (name ->
-    value shown beside the model's number) as the module docstring says."""
+    """A user's evaluation file in a training format; `metric`, `prompt`, `asr_prompt`, `media_folder` and
+    `baselines` (name -> value shown beside the model's number) as the module docstring says."""
 
     name = "custom"
     title = "custom data"
@@ -102,7 +115,7 @@ class CustomTask(Task):
   or conversations (llava, openai, sharegpt) whose last assistant turn is the answer
   (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
 
-    def __init__(self, *, metric: str | None = None, prompt: str | None = None,
+    def __init__(self, *, metric: str | None = None, prompt: str | None = None, asr_prompt: str | None = None,
                  media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None) -> None:
         if metric is not None and metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
@@ -110,6 +123,7 @@ class CustomTask(Task):
             raise ValueError(f"prompt template {prompt!r} has no {{question}} placeholder")
         self.metric = metric
         self.prompt = prompt
+        self.asr_prompt = asr_prompt
         self.media_folder = Path(media_folder) if media_folder is not None else None
         self.baselines = dict(baselines or {})
         if metric is not None:
@@ -120,6 +134,16 @@ class CustomTask(Task):
     def paper_results(self, split: str) -> list[PaperResult]:
         return [PaperResult(name, value) for name, value in self.baselines.items()]
 
+    @property
+    def options(self) -> dict[str, Any]:
+        # A given ASR prompt is in the samples' prompts; without it they show the default until the model's
+        # own is put in, so a run asked the model's prompt must not resume as one asked the default explicitly.
+        return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
+
+    def transcription_prompt(self, model_asr_prompt: str | None) -> str:
+        """An ASR manifest's user turn from the model's recorded ASR prompt, with `prompt` applied to it."""
+        return _templated(asr_user_turn(model_asr_prompt), self.prompt)
+
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl"):
             raise BenchmarkFileError(f"{data}: expected a .json or .jsonl file of records in a training format: "
@@ -128,8 +152,13 @@ class CustomTask(Task):
             raise BenchmarkFileError(f"{data}: no such file")
         folder = self.media_folder if self.media_folder is not None else data.parent
         records: list[_Question] = []
+        # The ASR manifest's prompt: the one given, else the default until the model's own replaces it.
+        manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
         try:
-            data_format, chosen, convert = _converter(data)
+            data_format, chosen, convert = _converter(data, manifest_prompt)
+            if self.asr_prompt is not None and data_format != "asr":
+                raise BenchmarkFileError(f"{data}: --asr-prompt applies to an ASR manifest, but this file holds "
+                                         f"{data_format} records{chosen}, whose prompts are in the records")
             for _, build in one_format(data, data_format, json_records(data), lambda record, source:
                                        convert(record, source, folder, self.prompt), chosen):
                 records.append(build())
@@ -137,7 +166,7 @@ class CustomTask(Task):
             raise BenchmarkFileError(str(exc)) from None
         if not records:
             raise BenchmarkFileError(f"{data}: no records")
-        metric = self._file_metric([(q.source, q.record) for q in records])
+        metric = self._file_metric(data, [(q.source, q.record) for q in records])
         self.headline, self.headline_label = _HEADLINES[metric]
         samples = []
         longest = 0
@@ -145,6 +174,9 @@ class CustomTask(Task):
             source, record = question.source, question.record
             if metric == "choice" and not record.choices:
                 raise BenchmarkFileError(f"{source}: the choice metric needs 'choices' in every record")
+            if metric in _ERROR_RATES and (record.choices or record.numbers is not None):
+                raise BenchmarkFileError(f"{source}: the {metric} metric scores a text answer (a transcript), not "
+                                         f"{'choices' if record.choices else 'a list of numbers'}")
             numbers = record.numbers
             if metric == "mse" and numbers is None:
                 try:
@@ -163,12 +195,13 @@ class CustomTask(Task):
                                       audio=[_path(i) for i in record.media.get("audio", [])],
                                       series=record.media.get("series", []),
                                       videos=[_path(i) for i in record.media.get("video", [])],
-                                      context=question.context))
+                                      context=question.context,
+                                      transcribe=data_format == "asr" and self.asr_prompt is None))
         # A World token is at least one byte: the longest answer fits, with room for a short preamble.
         self.max_new_tokens = longest + 16
         return samples
 
-    def _file_metric(self, records: Sequence[tuple[str, QARecord]]) -> str:
+    def _file_metric(self, data: Path, records: Sequence[tuple[str, QARecord]]) -> str:
         if self.metric is not None:
             return self.metric
         stated = {r.metric for _, r in records if r.metric is not None}
@@ -185,7 +218,15 @@ class CustomTask(Task):
             raise BenchmarkFileError(f"the records suggest different metrics {sorted(inferred)} (choices, numeric "
                                      "answers, several answers or audio in some records only); choose one with "
                                      "--metric or a 'metric' field")
-        return inferred.pop()
+        metric = inferred.pop()
+        if metric == "wer":
+            share = unsegmented_share([r.answers[0] for _, r in records])
+            if share > 0.5:  # words are not spaced apart: WER would count whole sentences as words
+                log.info("%s: %.0f%% of the transcripts' letters are of scripts written without spaces between "
+                         "words (Chinese, Japanese, Thai, ...): scored by CER (--metric wer to override)",
+                         data, 100 * share)
+                return "cer"
+        return metric
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
         reference, prediction = record["reference"], record["prediction"]
@@ -197,16 +238,17 @@ class CustomTask(Task):
         if metric == "choice":
             selected = extract_choice(prediction, reference["choices"])
             return {"selected": selected, "correct": selected == reference["answers"][0]}
-        if metric == "wer":
-            return {}  # corpus-level only: a per-utterance WER is undefined for empty references
+        if metric in _ERROR_RATES:
+            return {}  # corpus-level only: a per-utterance rate is undefined for empty references
         values, parsed = reply_numbers(prediction, len(reference["numbers"]))
         return {"mse": mse(values, reference["numbers"]), "mae": mae(values, reference["numbers"]), "parsed": parsed}
 
     def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         metric = records[0]["reference"]["metric"]
         self.headline, self.headline_label = _HEADLINES[metric]
-        if metric == "wer":
-            return {"wer": wer([r["reference"]["answers"][0] for r in records], [r["prediction"] for r in records]),
+        if metric in _ERROR_RATES:
+            rate = {"wer": wer, "cer": cer}[metric]
+            return {metric: rate([r["reference"]["answers"][0] for r in records], [r["prediction"] for r in records]),
                     "metric": metric}
         if metric == "mse":
             scores = [self.score(r) for r in records]
@@ -233,11 +275,12 @@ class _Question:
 Converter = Callable[[Any, str, Path, "str | None"], _Question]
 
 
-def _converter(data: Path) -> tuple[str, str, Converter]:
+def _converter(data: Path, asr_prompt: str | None) -> tuple[str, str, Converter]:
     """How this file's records become questions: the training format `modrwkv init` detects (a
     LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields), how it was
     told (for an error about a record of another format), and the converter; question-answer records
-    when nothing is recognised, so that their reader names what is missing."""
+    when nothing is recognised, so that their reader names what is missing. An ASR manifest's user
+    turn is built with `asr_prompt`, as its training reader builds it (None: the audio alone)."""
     try:
         data_format = detect_format(data)
     except FormatUnknown:
@@ -254,7 +297,8 @@ def _converter(data: Path) -> tuple[str, str, Converter]:
         "openai": lambda record, source, folder: openai_to_sample(record, source=source, media_folder=folder),
         "sharegpt": lambda record, source, folder: sharegpt_to_sample(record, source=source, media_folder=folder,
                                                                       **options),
-        "asr": lambda record, source, folder: asr_to_sample(record, source=source, audio_root=folder),
+        "asr": lambda record, source, folder: asr_to_sample(record, source=source, audio_root=folder,
+                                                            prompt=asr_prompt),
     }[data_format]
 
     def convert(record: Any, source: str, folder: Path, template: str | None) -> _Question:
@@ -301,10 +345,32 @@ def _conversation_question(sample: Sample, record: Any, template: str | None) ->
     media = {modality: list(sample.media(modality)) for modality in MARKERS if sample.media(modality)}
     identifier = sample.meta.get("id")
     qa = dataclasses.replace(qa, media=media, id=None if identifier is None else str(identifier))
-    # The markers and options are in the turns already: the template is applied as to a bare question.
-    prompt = dataclasses.replace(qa, media={}, choices=[]).prompt(template)
+    prompt = _templated(messages[-2].content, template)
     context = [{"role": m.role, "content": m.content} for m in messages[:-2]]
     return _Question(source, qa, prompt, context)
+
+
+def _templated(turn: str, template: str | None) -> str:
+    """A user turn that holds its media markers and options already, with `template` applied to it as
+    to a bare question."""
+    return QARecord(media={}, question=turn, answers=[], choices=[], numbers=None, id=None,
+                    metric=None).prompt(template)
+
+
+# Scripts written without spaces between words, where an error rate counts characters (CER): kana, CJK
+# ideographs (with their extensions and compatibility forms), Thai, Lao, Khmer, Myanmar. Korean is
+# written with spaces between words and is not among them.
+_UNSEGMENTED = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF),
+                (0x0E00, 0x0EFF), (0x1780, 0x17FF), (0x1000, 0x109F))
+
+
+def unsegmented_share(texts: Sequence[str]) -> float:
+    """The share of the letters (not spaces, digits or punctuation) in `texts` that belong to a script
+    written without spaces between words; 0 when there are no letters."""
+    letters = [ord(char) for text in texts for char in text if char.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(any(low <= code <= high for low, high in _UNSEGMENTED) for code in letters) / len(letters)
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

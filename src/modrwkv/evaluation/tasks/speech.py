@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.sample import MARKERS
+from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
 from ..metrics import cer, wer
 from .base import (
     BenchmarkFileError,
@@ -27,13 +26,9 @@ from .paper import AISHELL, ASR_ENCODERS, LIBRISPEECH
 
 log = logging.getLogger(__name__)
 
-ASR_PROMPT = f"{MARKERS['audio']}\n{DEFAULT_ASR_PROMPT}"
-
-
-def asr_prompt(model_prompt: str | None) -> str:
-    """The user message a model was trained to transcribe from: its ASR prompt after the audio,
-    or the audio alone (the authors' layout: with prefix splicing, no user turn at all)."""
-    return MARKERS["audio"] if model_prompt is None else f"{MARKERS['audio']}\n{model_prompt}"
+# What the samples show until the model is loaded; each is asked with the model's own ASR prompt
+# (`transcribe`), e.g. the audio alone for a model trained that way (the authors' layout).
+ASR_PROMPT = asr_user_turn(DEFAULT_ASR_PROMPT)
 
 
 def _asr_paper(table: dict[str, tuple[float, ...]], split: str) -> list[PaperResult]:
@@ -74,7 +69,7 @@ class LibriSpeech(Task):
                 if not text:
                     raise BenchmarkFileError(f"{path}:{number}: expected '<utterance-id> <TRANSCRIPT>', got {line!r}")
                 audio = path.parent / f"{utterance}.flac"
-                samples.append(EvalSample(utterance, ASR_PROMPT, {"text": text}, audio=[audio]))
+                samples.append(EvalSample(utterance, ASR_PROMPT, {"text": text}, audio=[audio], transcribe=True))
         return samples
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +111,7 @@ class Aishell(Task):
         if not wavs:
             raise BenchmarkFileError(f"{data / 'wav' / split}: no <speaker>/*.wav files (extract the per-speaker "
                                      f"archives first). Expected layout:\n{self.layout}")
-        samples = [EvalSample(wav.stem, ASR_PROMPT, {"text": transcripts[wav.stem]}, audio=[wav])
+        samples = [EvalSample(wav.stem, ASR_PROMPT, {"text": transcripts[wav.stem]}, audio=[wav], transcribe=True)
                    for wav in wavs if wav.stem in transcripts]
         if len(samples) < len(wavs):
             # The release has a few recordings without a transcript; Kaldi's and ESPnet's recipes drop them too.

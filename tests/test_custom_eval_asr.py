@@ -1,0 +1,152 @@
+"""`eval --task custom` on an ASR manifest asks the model the way it was trained: training records
+`data.options.prompt` in the model folder, eval puts it in (or the audio alone for `prompt: null`),
+`--asr-prompt` asks with another, an old folder without the record is asked the default with a
+warning; and transcripts in a script without spaces between words are scored by CER."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_pipeline import tiny_model_dir
+
+from modrwkv.cli import main
+from modrwkv.data.readers import AsrManifestReader
+from modrwkv.evaluation import ModelSpec, run_eval
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
+from modrwkv.evaluation.tasks.custom import unsegmented_share
+from modrwkv.inference import ModRWKVPipeline
+from modrwkv.multimodal import ModRWKV
+from modrwkv.training import train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+TRANSCRIPTS = ["three red cats", "one blue dog sleeps"]
+
+
+def manifest(folder: Path, transcripts: list[str] = TRANSCRIPTS) -> Path:
+    import soundfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(len(transcripts)):  # different noise per clip, at 16 kHz (what Whisper reads)
+        noise = 0.1 * np.random.default_rng(index).standard_normal(8000)
+        soundfile.write(folder / f"{index}.wav", noise.astype(np.float32), 16000)
+    path = folder / "test.jsonl"
+    path.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "text": text}) + "\n"
+                            for i, text in enumerate(transcripts)), encoding="utf-8")
+    return path
+
+
+def trained(tmp_path: Path, data: Path, options: dict) -> Path:
+    """The tiny model after one training step on the manifest with these `data.options`: the folder
+    `train` writes, with whatever it records."""
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["data"] = {"format": "asr", "train": [str(data)], "options": options}
+    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=2, micro_batch_size=2)
+    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
+    result = train(cfg, model=ModRWKV.from_pretrained(tiny_model_dir()))
+    return result.final_dir
+
+
+def predictions(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
+
+
+def evaluate(task: CustomTask, data: Path, model: Path, output: Path) -> list[dict]:
+    run_eval(task, data, output, model=ModelSpec(str(model)), load_pipeline=lambda: ModRWKVPipeline.from_pretrained(model),
+             progress=False, max_new_tokens=4)
+    return predictions(output)
+
+
+@pytest.mark.parametrize("prompt", ["Write down what is said.", None])
+def test_a_manifest_is_asked_the_prompt_the_model_was_trained_with(tmp_path, prompt):
+    data = manifest(tmp_path / "data")
+    model = trained(tmp_path, data, {"prompt": prompt})
+    # The independent expectation: the user turn the training reader builds from the same records.
+    expected = [s.messages[0].content for s in AsrManifestReader(data, prompt=prompt)]
+    assert expected == [f"<audio>\n{prompt}" if prompt else "<audio>"] * 2
+    found = evaluate(CustomTask(), data, model, tmp_path / "eval")
+    assert [p["prompt"] for p in found] == expected
+    pipe = ModRWKVPipeline.from_pretrained(model)  # and the model was asked exactly that
+    for index, prediction in enumerate(found):
+        reply = pipe.chat([{"role": "user", "content": expected[index]}], audio=[str(data.parent / f"{index}.wav")],
+                          temperature=0, max_new_tokens=4)
+        assert prediction["prediction"] == reply.strip()
+    # A template wraps the model's own prompt.
+    templated = evaluate(CustomTask(prompt="{question} Lower case."), data, model, tmp_path / "templated")
+    assert [p["prompt"] for p in templated] == [f"{turn} Lower case." for turn in expected]
+
+
+def test_asr_prompt_asks_with_another_text_and_an_old_folder_with_the_default(tmp_path, caplog, capsys):
+    data = manifest(tmp_path / "data")
+    model = trained(tmp_path, data, {"prompt": None})
+    code = main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--asr-prompt",
+                 "Transcribe in English.", "--output", str(tmp_path / "other"), "--no-progress",
+                 "--max-new-tokens", "4"])
+    assert code == 0
+    expected = [s.messages[0].content for s in AsrManifestReader(data, prompt="Transcribe in English.")]
+    assert [p["prompt"] for p in predictions(tmp_path / "other")] == expected
+    # '' asks the audio alone, and a run asked another prompt does not resume as this one.
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--asr-prompt", "",
+                 "--output", str(tmp_path / "other"), "--no-progress", "--max-new-tokens", "4"]) != 0
+    assert "task_options" in capsys.readouterr().err
+    assert [p["prompt"] for p in evaluate(CustomTask(asr_prompt=""), data, model, tmp_path / "bare")] == ["<audio>"] * 2
+    # A folder saved before the record existed: the default prompt, and a warning naming the folder.
+    old = tmp_path / "old"
+    ModRWKV.from_pretrained(model).save_pretrained(old)
+    config = json.loads((old / "config.json").read_text())
+    del config["asr_prompt"]
+    (old / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="modrwkv.evaluation"):
+        found = evaluate(CustomTask(), data, old, tmp_path / "old-eval")
+    assert [p["prompt"] for p in found] == ["<audio>\nTranscribe the audio."] * 2
+    assert f"{old}: the model's config.json does not record the ASR prompt" in caplog.text
+
+
+def test_asr_prompt_is_refused_for_a_file_whose_records_hold_their_prompts(tmp_path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "Q?", "answer": "a"}) + "\n")
+    with pytest.raises(BenchmarkFileError, match="--asr-prompt applies to an ASR manifest, but this file holds qa"):
+        CustomTask(asr_prompt="Say it.").load(data, "all")
+
+
+# --- CER -------------------------------------------------------------------------------------------
+
+CHINESE = ["今天天气很好", "我们去公园吧"]  # 6 + 6 characters
+
+
+def test_chinese_transcripts_are_scored_by_cer_by_hand(tmp_path, caplog):
+    data = manifest(tmp_path / "data", CHINESE)
+    assert unsegmented_share(CHINESE) == 1.0 and unsegmented_share(TRANSCRIPTS) == 0.0
+    with caplog.at_level(logging.INFO, logger="modrwkv.evaluation"):
+        samples = CustomTask().load(data, "all")
+    assert [s.reference["metric"] for s in samples] == ["cer", "cer"] and "scored by CER" in caplog.text
+    task = CustomTask()
+    task.load(data, "all")
+    # Replies by hand: "今天天气很好。" (punctuation dropped: 0 edits), "我们去 公元" (space dropped;
+    # 园 -> 元 and 吧 deleted: 2 edits). CER = 2 / 12 characters.
+    records = [{"prediction": "今天天气很好。", "reference": samples[0].reference},
+               {"prediction": "我们去 公元", "reference": samples[1].reference}]
+    summary = task.summarize(records)
+    assert summary == {"cer": pytest.approx(100 * 2 / 12), "metric": "cer"}
+    assert (task.headline, task.headline_label) == ("cer", "CER (%)")
+    # WER, asked for, counts each unspaced sentence as one word: the first reply is right, the second's two
+    # "words" against one reference word are 2 edits: 2 edits over 2 reference words, 100%.
+    assert CustomTask(metric="wer").summarize([{**r, "reference": {**r["reference"], "metric": "wer"}}
+                                               for r in records])["wer"] == pytest.approx(100.0)
+
+
+def test_cer_scores_qa_text_answers_and_refuses_choices(tmp_path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "Spell it.", "answer": "abcd", "metric": "cer"}) + "\n")
+    task = CustomTask()
+    [sample] = task.load(data, "all")
+    assert task.summarize([{"prediction": "abd", "reference": sample.reference}])["cer"] == pytest.approx(25.0)
+    data.write_text(json.dumps({"question": "Which?", "answer": "A", "choices": ["x", "y"]}) + "\n")
+    with pytest.raises(BenchmarkFileError, match="qa.jsonl:1: the cer metric scores a text answer"):
+        CustomTask(metric="cer").load(data, "all")
