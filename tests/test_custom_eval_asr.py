@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from eval_fixtures import write_librispeech
 from test_pipeline import tiny_model_dir
 
 from modrwkv.cli import main
 from modrwkv.data.readers import AsrManifestReader
 from modrwkv.evaluation import ModelSpec, run_eval
-from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, Task, get_task
 from modrwkv.evaluation.tasks.custom import unsegmented_share
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.multimodal import ModRWKV
@@ -57,7 +58,7 @@ def predictions(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
 
 
-def evaluate(task: CustomTask, data: Path, model: Path, output: Path) -> list[dict]:
+def evaluate(task: Task, data: Path, model: Path, output: Path) -> list[dict]:
     run_eval(task, data, output, model=ModelSpec(str(model)), load_pipeline=lambda: ModRWKVPipeline.from_pretrained(model),
              progress=False, max_new_tokens=4)
     return predictions(output)
@@ -106,6 +107,22 @@ def test_asr_prompt_asks_with_another_text_and_an_old_folder_with_the_default(tm
         found = evaluate(CustomTask(), data, old, tmp_path / "old-eval")
     assert [p["prompt"] for p in found] == ["<audio>\nTranscribe the audio."] * 2
     assert f"{old}: the model's config.json does not record the ASR prompt" in caplog.text
+
+
+def test_only_transcription_samples_take_the_models_prompt(tmp_path):
+    """LibriSpeech is asked the audio alone by a model trained so; a question-answer record that happens
+    to ask the default ASR prompt is asked as written (no match on the text)."""
+    model = tmp_path / "bare"
+    bare = ModRWKV.from_pretrained(tiny_model_dir())
+    bare.asr_prompt = None
+    bare.save_pretrained(model)
+    libri = evaluate(get_task("librispeech"), write_librispeech(tmp_path / "corpus"), model, tmp_path / "libri")
+    assert [p["prompt"] for p in libri] == ["<audio>"] * 3
+    data = manifest(tmp_path / "data")
+    (tmp_path / "data" / "qa.jsonl").write_text(json.dumps({"audio": "0.wav", "question": "Transcribe the audio.",
+                                                            "answer": "three red cats"}) + "\n")
+    [asked] = evaluate(CustomTask(), data.parent / "qa.jsonl", model, tmp_path / "qa")
+    assert asked["prompt"] == "<audio>\nTranscribe the audio."
 
 
 def test_asr_prompt_is_refused_for_a_file_whose_records_hold_their_prompts(tmp_path):

@@ -122,6 +122,7 @@ def test_speech_corpora_pair_audio_with_transcripts(tmp_path):
     assert all(path.is_file() for s in libri for path in s.media_paths())
     aishell = get_task("aishell").load(WRITERS["aishell"](tmp_path), "test")
     assert [s.id for s in aishell] == ["BAC009S0764W0121", "BAC009S0764W0122"]  # W0999 has no transcript
+    assert all(s.transcribe for s in [*libri, *aishell])  # asked with the model's own ASR prompt when it is loaded
 
 
 def test_forecast_windows_follow_the_long_horizon_protocol(tmp_path):
