@@ -28,6 +28,7 @@ Needs statsmodels / pmdarima (export), matplotlib (plot) and scikit-learn (basel
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,18 @@ from modrwkv.evaluation.metrics import forecast_baselines, mae, mse
 
 MODEL = "ModRWKV"
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+# The packages each command imports beyond modrwkv's own (the `forecast-demo` extra).
+NEEDS = {"export": ("statsmodels", "pmdarima", "pandas"), "baselines": ("sklearn",), "plot": ("matplotlib",)}
+
+
+def missing_packages(command: str) -> str | None:
+    """The error for `command` when a package it needs is not installed, or None. Checked before
+    any work, so that a report is not computed only to fail at its plot with a traceback."""
+    missing = [name for name in NEEDS[command] if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    names = ", ".join("scikit-learn" if name == "sklearn" else name for name in missing)
+    return f"{command} needs {names}, which is not installed: pip install -e '.[forecast-demo]'"
 
 
 def export(folder: Path) -> None:
@@ -199,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     table_parser.add_argument("--eval", action="append", default=[], type=Path,
                               help="a finished `modrwkv eval --task custom-series` run on this CSV (repeatable)")
     args = parser.parse_args(argv)
+    for command in (args.command, "plot" if getattr(args, "plot", None) is not None else None):
+        problem = missing_packages(command) if command in NEEDS else None
+        if problem:
+            parser.error(problem)
     if args.command == "export":
         export(args.folder)
     elif args.command == "baselines":

@@ -256,3 +256,20 @@ def test_a_trained_forecaster_reads_its_own_look_back_and_refuses_a_shorter_one(
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "modrwkv eval: error: --lookback 16, but the model was trained to forecast from 32 steps: evaluate with "
         "--lookback 32")
+
+
+def test_forecasting_bench_names_a_missing_package_before_any_work(tmp_path, monkeypatch, capsys) -> None:
+    """`bench/forecasting.py report --plot` without matplotlib used to compute the whole report and
+    then die in a traceback at the plot; each command now checks what it imports first and stops
+    with one line naming the package and the extra that installs it."""
+    import importlib.util
+
+    bench = load_bench()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    with pytest.raises(SystemExit) as stopped:  # the eval folder does not exist: nothing was read
+        bench.main(["report", "--eval", str(tmp_path / "no-run"), "--period", "52", "--plot", str(tmp_path / "p.png")])
+    assert stopped.value.code == 2
+    assert "plot needs matplotlib, which is not installed: pip install -e '.[forecast-demo]'" in capsys.readouterr().err
+    assert bench.missing_packages("plot") is not None and not (tmp_path / "p.png").exists()
