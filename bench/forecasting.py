@@ -156,10 +156,14 @@ def baselines(path: Path, lookback: int, horizon: int, period: int, runs: list[P
         summary = json.loads((run / "summary.json").read_text())
         records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
         split, truth = summary["split"], windows[summary["split"]][1]
+        options = json.loads((run / "run.json").read_text()).get("task_options", {})
         if len(records) != len(truth):
-            raise ValueError(f"{run}: {len(records)} {split} windows, this table has {len(truth)}: another lookback?")
+            raise SystemExit(
+                f"{run}: {len(records)} {split} windows, this table has {len(truth)}; --eval needs a run over every "
+                f"window of this look-back (the run: --limit {summary.get('limit')}, --lookback "
+                f"{options.get('lookback')}; this table: --lookback {lookback})")
         forecast = np.array([r["forecast"] for r in records], dtype=np.float64)
-        samples = json.loads((run / "run.json").read_text()).get("task_options", {}).get("samples", 1)
+        samples = options.get("samples", 1)
         table.setdefault(f"{MODEL} ({run.name}, samples {samples})", {})[split] = (mse(forecast, truth), mae(forecast, truth))
     print(f"{path}: lookback {lookback}, horizon {horizon}, period {period}; windows: "
           + ", ".join(f"{split} {len(w[1])}" for split, w in windows.items())

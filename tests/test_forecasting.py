@@ -4,6 +4,8 @@ what is tested is what must hold whatever the weights)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -273,3 +275,22 @@ def test_forecasting_bench_names_a_missing_package_before_any_work(tmp_path, mon
     assert stopped.value.code == 2
     assert "plot needs matplotlib, which is not installed: pip install -e '.[forecast-demo]'" in capsys.readouterr().err
     assert bench.missing_packages("plot") is not None and not (tmp_path / "p.png").exists()
+
+
+def test_forecasting_bench_refuses_a_partial_eval_run_naming_its_limit(tmp_path, capsys) -> None:
+    """`baselines --eval RUN` with a run made with --limit used to raise a ValueError traceback that
+    guessed "another lookback?"; it now stops with one line giving the run's limit and look-back."""
+    pytest.importorskip("sklearn")
+    bench = load_bench()
+    path = tmp_path / "cycle.csv"
+    path.write_text("v\n" + "1\n3\n2\n0\n" * 60)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"split": "test", "limit": 3}))
+    (run / "run.json").write_text(json.dumps({"task_options": {"lookback": 8, "horizon": 2, "samples": 1}}))
+    (run / "predictions.jsonl").write_text("".join(json.dumps({"forecast": [0.0, 0.0]}) + "\n" for _ in range(3)))
+    test_windows = len(bench.split_windows(path, "test", 8, 2)[1])
+    with pytest.raises(SystemExit, match=rf"run: 3 test windows, this table has {test_windows}; --eval needs a run "
+                                         r"over every window of this look-back \(the run: --limit 3, --lookback 8; "
+                                         r"this table: --lookback 8\)"):
+        bench.baselines(path, 8, 2, 4, [run])
