@@ -28,6 +28,7 @@ Needs statsmodels / pmdarima (export), matplotlib (plot) and scikit-learn (basel
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,18 @@ from modrwkv.evaluation.metrics import forecast_baselines, mae, mse
 
 MODEL = "ModRWKV"
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+# The packages each command imports beyond modrwkv's own (the `forecast-demo` extra).
+NEEDS = {"export": ("statsmodels", "pmdarima", "pandas"), "baselines": ("sklearn",), "plot": ("matplotlib",)}
+
+
+def missing_packages(command: str) -> str | None:
+    """The error for `command` when a package it needs is not installed, or None. Checked before
+    any work, so that a report is not computed only to fail at its plot with a traceback."""
+    missing = [name for name in NEEDS[command] if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    names = ", ".join("scikit-learn" if name == "sklearn" else name for name in missing)
+    return f"{command} needs {names}, which is not installed: pip install -e '.[forecast-demo]'"
 
 
 def export(folder: Path) -> None:
@@ -143,10 +156,14 @@ def baselines(path: Path, lookback: int, horizon: int, period: int, runs: list[P
         summary = json.loads((run / "summary.json").read_text())
         records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
         split, truth = summary["split"], windows[summary["split"]][1]
+        options = json.loads((run / "run.json").read_text()).get("task_options", {})
         if len(records) != len(truth):
-            raise ValueError(f"{run}: {len(records)} {split} windows, this table has {len(truth)}: another lookback?")
+            raise SystemExit(
+                f"{run}: {len(records)} {split} windows, this table has {len(truth)}; --eval needs a run over every "
+                f"window of this look-back (the run: --limit {summary.get('limit')}, --lookback "
+                f"{options.get('lookback')}; this table: --lookback {lookback})")
         forecast = np.array([r["forecast"] for r in records], dtype=np.float64)
-        samples = json.loads((run / "run.json").read_text()).get("task_options", {}).get("samples", 1)
+        samples = options.get("samples", 1)
         table.setdefault(f"{MODEL} ({run.name}, samples {samples})", {})[split] = (mse(forecast, truth), mae(forecast, truth))
     print(f"{path}: lookback {lookback}, horizon {horizon}, period {period}; windows: "
           + ", ".join(f"{split} {len(w[1])}" for split, w in windows.items())
@@ -199,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     table_parser.add_argument("--eval", action="append", default=[], type=Path,
                               help="a finished `modrwkv eval --task custom-series` run on this CSV (repeatable)")
     args = parser.parse_args(argv)
+    for command in (args.command, "plot" if getattr(args, "plot", None) is not None else None):
+        problem = missing_packages(command) if command in NEEDS else None
+        if problem:
+            parser.error(problem)
     if args.command == "export":
         export(args.folder)
     elif args.command == "baselines":

@@ -179,3 +179,18 @@ def test_every_documented_command_parses_and_the_client_asks_for_the_served_mode
     served = serve[serve.index("--model-name") + 1] if "--model-name" in serve else Path(
         serve[serve.index("--model") + 1]).name  # the server's default name: the model folder's
     assert f'client.chat.completions.create(model="{served}"' in readme
+
+
+def test_generate_into_a_closed_pipe_ends_quietly(checkpoint):
+    """`modrwkv generate ... --stream | head -c 1` used to end with "modrwkv generate: error: [Errno 32]
+    Broken pipe"; a reader that stops early now ends the command without a word, with the status a
+    Unix tool killed by SIGPIPE has (141)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "modrwkv.cli", "generate", "--model", checkpoint, "--prompt", "hi",
+               "--max-new-tokens", "200", "--stream", "--temperature", "1", "--seed", "0"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.read(1)  # the reader takes one byte, then goes away
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert stderr == ""

@@ -4,6 +4,8 @@ what is tested is what must hold whatever the weights)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -256,3 +258,39 @@ def test_a_trained_forecaster_reads_its_own_look_back_and_refuses_a_shorter_one(
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "modrwkv eval: error: --lookback 16, but the model was trained to forecast from 32 steps: evaluate with "
         "--lookback 32")
+
+
+def test_forecasting_bench_names_a_missing_package_before_any_work(tmp_path, monkeypatch, capsys) -> None:
+    """`bench/forecasting.py report --plot` without matplotlib used to compute the whole report and
+    then die in a traceback at the plot; each command now checks what it imports first and stops
+    with one line naming the package and the extra that installs it."""
+    import importlib.util
+
+    bench = load_bench()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    with pytest.raises(SystemExit) as stopped:  # the eval folder does not exist: nothing was read
+        bench.main(["report", "--eval", str(tmp_path / "no-run"), "--period", "52", "--plot", str(tmp_path / "p.png")])
+    assert stopped.value.code == 2
+    assert "plot needs matplotlib, which is not installed: pip install -e '.[forecast-demo]'" in capsys.readouterr().err
+    assert bench.missing_packages("plot") is not None and not (tmp_path / "p.png").exists()
+
+
+def test_forecasting_bench_refuses_a_partial_eval_run_naming_its_limit(tmp_path, capsys) -> None:
+    """`baselines --eval RUN` with a run made with --limit used to raise a ValueError traceback that
+    guessed "another lookback?"; it now stops with one line giving the run's limit and look-back."""
+    pytest.importorskip("sklearn")
+    bench = load_bench()
+    path = tmp_path / "cycle.csv"
+    path.write_text("v\n" + "1\n3\n2\n0\n" * 60)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"split": "test", "limit": 3}))
+    (run / "run.json").write_text(json.dumps({"task_options": {"lookback": 8, "horizon": 2, "samples": 1}}))
+    (run / "predictions.jsonl").write_text("".join(json.dumps({"forecast": [0.0, 0.0]}) + "\n" for _ in range(3)))
+    test_windows = len(bench.split_windows(path, "test", 8, 2)[1])
+    with pytest.raises(SystemExit, match=rf"run: 3 test windows, this table has {test_windows}; --eval needs a run "
+                                         r"over every window of this look-back \(the run: --limit 3, --lookback 8; "
+                                         r"this table: --lookback 8\)"):
+        bench.baselines(path, 8, 2, 4, [run])

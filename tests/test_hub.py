@@ -2,6 +2,7 @@
 nothing downloads), model cards, `push_to_hub` against a fake hub, and transformers' Auto classes
 on a saved folder (registered classes, and remote code in a fresh process)."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -222,6 +223,26 @@ def test_training_runs_put_their_config_in_the_card_and_push_to_hub_cli(hub_cach
     assert "| POPE | test | F1 | 0.5 | 9 |" in card and "stage: 1" in card
     assert main(["push-to-hub", "--model", str(run / "final"), "--repo", "acme/cli", "--eval", str(tmp_path)]) == 2
     assert "no eval summary" in capsys.readouterr().err
+
+
+def test_push_to_hub_without_network_is_one_line(hub_cache, tmp_path, monkeypatch, capsys):
+    """With no network the hub client raises its own ConnectError, which is not an OSError: `modrwkv
+    push-to-hub` ended in a traceback. It is now one line naming the repository and the cause."""
+    httpx = pytest.importorskip("httpx2") if importlib.util.find_spec("httpx2") else pytest.importorskip("httpx")
+    import huggingface_hub
+
+    class OfflineHub(FakeHub):
+        def create_repo(self, repo_id, **kwargs):
+            raise httpx.ConnectError("[Errno -2] Name or service not known")
+
+    tiny_pipeline().model.save_pretrained(tmp_path / "m")
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: OfflineHub(hub_cache))
+    assert main(["push-to-hub", "--model", str(tmp_path / "m"), "--repo", "acme/offline"]) == 2
+    err = capsys.readouterr().err  # (after the progress bars of loading the model)
+    assert "Traceback" not in err
+    assert err.endswith("\nmodrwkv push-to-hub: error: could not reach the Hugging Face Hub to push to acme/offline "
+                        "(ConnectError: [Errno -2] Name or service not known); check the network (or HF_ENDPOINT / "
+                        "the proxy settings) and run the same command again\n")
 
 
 def test_eval_cli_resolves_a_hub_id_once(hub_cache, tmp_path, monkeypatch):

@@ -1132,6 +1132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     try:
         return args.handler(args)
+    except BrokenPipeError:
+        # Whoever read our output stopped (`modrwkv generate ... | head`): end quietly, as Unix tools
+        # do, instead of an "error: [Errno 32] Broken pipe". Python flushes stdout again at exit, so
+        # point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (CLIError, ValueError, OSError, SafetensorError, MissingExtraError) as exc:
         if args.verbose:
             log.exception("details")

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HubModelNotFoundError", "is_hub_id", "model_card", "push_to_hub", "read_eval_summaries",
-           "resolve_model_path"]
+__all__ = ["HubModelNotFoundError", "HubUnreachableError", "is_hub_id", "model_card", "push_to_hub",
+           "read_eval_summaries", "resolve_model_path"]
 
 # org/name with the Hub's characters, then an optional @revision (branch, tag or commit).
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
@@ -36,6 +36,23 @@ _TRUE = {"1", "true", "yes", "on"}
 
 class HubModelNotFoundError(FileNotFoundError):
     """A hub id that is neither a local path nor available (in the cache, when offline)."""
+
+
+class HubUnreachableError(ConnectionError):
+    """The hub could not be reached to upload (no network, DNS, proxy, timeout)."""
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The network errors of the HTTP client huggingface_hub uses. The hub's HTTP status errors are
+    OSErrors, but its client's own connection errors (httpx's `TransportError`; huggingface_hub 2.x
+    ships it as `httpx2`) are not, and would escape as a traceback."""
+    errors: list[type[Exception]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
 
 
 def is_hub_id(name: str | os.PathLike[str]) -> bool:
@@ -226,10 +243,16 @@ def push_to_hub(
         api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="modrwkv-push-") as tmp:
         model.save_pretrained(tmp, training_config=training_config, eval_results=eval_results, repo_id=repo_id)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
-        result = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
-                                   revision=revision, repo_type="model")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+            result = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
+                                       revision=revision, repo_type="model")
+        except _transport_errors() as exc:
+            raise HubUnreachableError(
+                f"could not reach the Hugging Face Hub to push to {repo_id} ({type(exc).__name__}: {exc}); "
+                "check the network (or HF_ENDPOINT / the proxy settings) and run the same command again"
+            ) from None
     log.info("pushed the model to %s", repo_id)
     return str(result)
