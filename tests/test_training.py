@@ -502,3 +502,59 @@ def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
     assert last == (f"stopped at step {step} of 100000 (SIGTERM); checkpoint saved to {checkpoint}. "
                     f"Continue with: modrwkv train {tmp_path / 'run.yaml'} --resume")
     assert latest_checkpoint(tmp_path / "run") == checkpoint
+
+
+def test_keep_last_never_deletes_the_checkpoint_it_just_wrote(tmp_path, monkeypatch):
+    """A run killed between renaming step 4's folder into place and pointing `latest` at it leaves a
+    newer folder than `latest`; a resumed run stopped at step 3 must keep step 3 (keep_last: 1)."""
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "stale", max_steps=8)
+    cfg["output"].update(save_every=2, keep_last=1)
+    write = checkpoint._write_atomic
+
+    def killed_at_step_4(path, text):
+        if text == "step-00000004":
+            raise _Crash()
+        write(path, text)
+
+    monkeypatch.setattr(checkpoint, "_write_atomic", killed_at_step_4)
+    with pytest.raises(_Crash):
+        train(cfg, samples=colour_samples(16))
+    monkeypatch.setattr(checkpoint, "_write_atomic", write)
+    assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000002"
+
+    class SigtermInStep3(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = train(cfg, samples=colour_samples(16), resume=True, callbacks=[SigtermInStep3()])
+    assert stopped.checkpoint.name == "step-00000003"
+    assert latest_checkpoint(cfg["output"]["dir"]) == stopped.checkpoint  # still there, so --resume finds it
+
+
+def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path, monkeypatch):
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "final", max_steps=4)
+    replace = os.replace
+
+    def killed_before_final(source, target):
+        if Path(target).name == "final":
+            raise _Crash()
+        replace(source, target)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_before_final)
+    with pytest.raises(_Crash):
+        train(cfg, samples=colour_samples(16))
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    out = Path(cfg["output"]["dir"])
+    assert not (out / "final").exists() and latest_checkpoint(out).name == "step-00000004"
+    resumed = train(cfg, samples=colour_samples(16), resume=True)
+    assert resumed.history == [] and resumed.final_dir == out / "final"
+    saved = load_file(str(latest_checkpoint(out) / "model.safetensors"))
+    final = load_file(str(out / "final" / "model.safetensors"))
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
+    assert ModRWKV.from_pretrained(out / "final").lm.config.n_embd == 64
+

@@ -39,7 +39,7 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
-from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
+from .checkpoint import FINAL, TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint, write_final
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
                    modalities_used, read_samples, resolve_auto_season, series_target_options)
@@ -377,6 +377,10 @@ def train(
         "media_reliance": module.media_reliance[-1][1] if module.media_reliance else None,
         "seconds": time.perf_counter() - started,
     }
-    final_dir = out / "final" if trainer.global_step >= plan.total_steps else None
+    final_dir = out / FINAL if trainer.global_step >= plan.total_steps else None
+    if final_dir is not None and not final_dir.is_dir() and resume_from is not None and trainer.is_global_zero:
+        # Resumed at its last step, so Lightning trained nothing: the earlier run was killed after that step's
+        # checkpoint but before final/ was complete.
+        write_final(out, resume_from)
     return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopper.signal_name,
                        checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out))
