@@ -338,18 +338,27 @@ def _run_train(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stdout)  # above Lightning's progress bar, when there is one
         sys.stdout.flush()  # promptly, also into a file or a pipe
 
-    result = train(config, resume=resume, progress=progress)
+    command = ["modrwkv", "train", args.config, *overrides]
+    try:
+        result = train(config, resume=resume, progress=progress)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: nothing more was saved
+        from modrwkv.training import latest_checkpoint
+
+        newest = latest_checkpoint(config.output.dir)
+        print(f"modrwkv train: interrupted; {_how_to_continue(command, newest, 'the newest checkpoint is')}",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
     m = result.metrics
-    if not result.history:
-        print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}")
-    elif result.final_dir is not None:
+    if result.final_dir is None:
+        reason = f" ({result.stopped_by})" if result.stopped_by else ""
+        print(f"stopped at step {m['steps']} of {m['total_steps']}{reason}; "
+              f"{_how_to_continue(command, result.checkpoint)}")
+    elif not result.history:
+        print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}; "
+              f"the trained model is in {result.final_dir}")
+    else:
         print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
               f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}")
-    else:
-        reason = f" ({result.stopped_by})" if result.stopped_by else ""
-        saved = f"; checkpoint saved to {result.checkpoint}" if result.checkpoint else ""
-        again = shlex.join(["modrwkv", "train", args.config, *overrides, "--resume"])
-        print(f"stopped at step {m['steps']} of {m['total_steps']}{reason}{saved}. Continue with: {again}")
     if any(m["dropped"].values()):
         print(f"dropped samples: {m['dropped']}")
     if result.stopped_by:
@@ -357,6 +366,13 @@ def _run_train(args: argparse.Namespace) -> int:
         # go on to evaluate a half-trained model, and a batch scheduler must not mark the job complete.
         return 128 + signal.Signals[result.stopped_by].value
     return 0
+
+
+def _how_to_continue(command: Sequence[str], checkpoint: Path | None, saved: str = "checkpoint saved to") -> str:
+    """What a stopped `modrwkv train` says last: its checkpoint and the command that resumes it."""
+    if checkpoint is None:
+        return f"no checkpoint was saved: start again with {shlex.join(command)}"
+    return f"{saved} {checkpoint}. Continue with: {shlex.join([*command, '--resume'])}"
 
 
 def _add_merge_lora(subparsers: argparse._SubParsersAction) -> None:
@@ -1117,7 +1133,11 @@ def _describe(exc: Exception) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # building the parser imports the training and evaluation packages: seconds
+        print("modrwkv: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     logging.basicConfig(
         level=max(logging.DEBUG, logging.WARNING - 10 * args.verbose),
         format="%(levelname)s %(name)s: %(message)s",
@@ -1134,7 +1154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
-        return 130
+        print(f"\nmodrwkv {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

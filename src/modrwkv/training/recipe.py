@@ -46,7 +46,7 @@ from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_s
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
-from .progress import ProgressLine, StopOnSignal
+from .progress import Interrupted, ProgressLine, StopOnSignal
 from .schedules import warmup_problem
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,8 @@ def setup_trainer(config: TrainConfig) -> pl.Trainer:
     return trainer
 
 
-def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None) -> None:
+def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None,
+         stopper: StopOnSignal) -> None:
     with warnings.catch_warnings():
         # The sampler resumes mid-epoch by itself (from the global step), which Lightning cannot see.
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
@@ -277,7 +278,10 @@ def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_fro
         try:
             state = None if resume_from is None else resume_from / TRAINING_STATE
             trainer.fit(module, datamodule=data, ckpt_path=state)
+        except Interrupted:
+            raise KeyboardInterrupt from None
         finally:
+            stopper.restore()
             module.model.lm.use_weight_layout("decode")
 
 
@@ -298,8 +302,8 @@ def train(
     checkpoint in `output.dir` (weights, optimizer, scheduler, data position and RNG state).
     `callbacks` are extra Lightning callbacks; `progress` receives the progress line written every
     `output.log_every` steps (default: logged at INFO). SIGTERM or Ctrl-C stops the run at the next
-    optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`).
-    """
+    optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`); a second Ctrl-C, or
+    one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable)."""
     if not isinstance(config, TrainConfig):
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
     config, season_note = resolve_auto_season(config, samples_given=samples is not None)
@@ -358,7 +362,7 @@ def train(
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
 
     # Run.
-    _fit(trainer, module, data, resume_from)
+    _fit(trainer, module, data, resume_from, stopper)
 
     # Finish: the plain encoders back in place, the numbers.
     for modality, encoder in list(model.encoders.items()):
