@@ -661,6 +661,9 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frequency-penalty", type=float, default=CHAT_DEFAULTS["frequency_penalty"],
                    help="subtracted per (decayed) occurrence of a token in the reply")
     p.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
+    p.add_argument("--session", metavar="PATH",
+                   help="keep the conversation in PATH: continue it when PATH exists, and save it there after every "
+                   "reply, /load-state and /reset, so that a crash or a kill loses at most the reply under way")
     p.set_defaults(handler=_run_chat)
 
 
@@ -669,6 +672,8 @@ def _run_chat(args: argparse.Namespace) -> int:
                    top_k=args.top_k, presence_penalty=args.presence_penalty,
                    frequency_penalty=args.frequency_penalty)  # checks the values before the model loads
     _apply_image_limit(args)
+    if args.session:
+        check_output_file(args.session)  # before the model loads
     pipeline = _load_pipeline(args)
     session = pipeline.session(
         system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
@@ -686,6 +691,9 @@ def _run_chat(args: argparse.Namespace) -> int:
     for modality, paths in (("image", args.image), ("audio", args.audio), ("video", args.video)):
         for path in paths:
             _attach(pipeline, pending, modality, path)
+    if args.session and Path(args.session).is_file():
+        session.load_state(args.session)
+        print(f"[continuing the conversation in {args.session}: {session.turns} turns]", file=sys.stderr)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"modrwkv chat: {args.model} (accepts {', '.join(sorted(pipeline.model.encoders)) or 'text only'})\n"
@@ -695,6 +703,12 @@ def _run_chat(args: argparse.Namespace) -> int:
             line = input("You: " if interactive else "").strip()
         except EOFError:
             return 0
+        except KeyboardInterrupt:
+            if not interactive:  # a script's input: Ctrl-C ends it
+                raise
+            # As in Python's prompt: the line is dropped, the conversation kept; quitting is explicit.
+            print("\n[Ctrl-C: /exit or Ctrl-D quits; the conversation is kept]", file=sys.stderr)
+            continue
         if not line:
             continue
         if line.startswith("/"):
@@ -703,6 +717,8 @@ def _run_chat(args: argparse.Namespace) -> int:
                 return 0
             try:
                 _chat_command(pipeline, session, pending, command, argument.strip())
+                if args.session and command in ("/load-state", "/reset"):
+                    _keep_session(session, args.session)
             except (CLIError, ValueError, OSError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
             except Exception as exc:  # noqa: BLE001 - a failed command must never end the conversation
@@ -710,6 +726,7 @@ def _run_chat(args: argparse.Namespace) -> int:
                 print(f"error: {command} failed ({type(exc).__name__}: {exc}); the conversation is unchanged",
                       file=sys.stderr)
             continue
+        turns = session.turns
         images, audio, videos = pending["image"], pending["audio"], pending["video"]
         pending = {"image": [], "audio": [], "video": []}
         try:
@@ -724,6 +741,20 @@ def _run_chat(args: argparse.Namespace) -> int:
             log.debug("turn failed", exc_info=True)
             print(f"error: this turn failed ({type(exc).__name__}: {exc}); it is discarded, the conversation is "
                   "unchanged", file=sys.stderr)
+        if args.session and session.turns != turns:
+            try:
+                _keep_session(session, args.session)
+            except OSError as exc:
+                print(f"error: --session: {exc}; the conversation goes on, unsaved", file=sys.stderr)
+
+
+def _keep_session(session: ChatSession, path: str) -> None:
+    """`--session`: PATH holds the conversation as it now is (written under a temporary name, then
+    renamed); an empty one (after /reset) has no file."""
+    if session.state is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        session.save_state(path)
 
 
 def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
