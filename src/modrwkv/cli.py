@@ -254,14 +254,26 @@ def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> int:
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
+    from modrwkv.quickstart.stages import StageStopped
+
+    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
+                         "--output")
+    rerun = f"it cannot resume: run it again with another --output, or remove {output} first"
+    try:
+        return (_run_audio_quickstart if args.modality == "audio" else _run_vision_quickstart)(args, output)
+    except StageStopped as exc:  # SIGTERM or a first Ctrl-C in a training stage
+        print(f"modrwkv quickstart: {exc}; {rerun}", file=sys.stderr)
+        return 128 + signal.Signals[exc.signal_name].value
+    except KeyboardInterrupt:
+        print(f"\nmodrwkv quickstart: interrupted; {rerun}", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> int:
     import dataclasses
 
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
-    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
-                         "--output")
-    if args.modality == "audio":
-        return _run_audio_quickstart(args, output)
     if args.whisper is not None:
         raise CLIError("quickstart: --whisper needs --modality audio")
     settings = QuickstartSettings(seed=args.seed)
