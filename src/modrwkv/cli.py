@@ -1049,11 +1049,17 @@ def _run_eval(args: argparse.Namespace) -> int:
     model_path = _resolve_model(args.model)  # once: a hub id costs a snapshot lookup
     model = ModelSpec(model_path, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format, initial_state=args.initial_state)
-    result = run_eval(
-        task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
-        split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-        num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge, progress=not args.no_progress,
-    )
+    try:
+        result = run_eval(
+            task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
+            split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+            num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:  # every finished batch is already in the output folder
+        print(f"\nmodrwkv eval: interrupted; the predictions so far are kept in {output}: the same command "
+              "resumes from them", file=sys.stderr)
+        return 128 + signal.SIGINT
     if result.summary is None:
         print(f"shard {args.shard_index} of {args.num_shards} done ({result.generated} generated); {result.done} of "
               f"{result.total} samples have predictions: run the other shards (or --merge when they are done)")
