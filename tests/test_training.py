@@ -639,3 +639,23 @@ def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):
     assert "Traceback" not in err and "Detected KeyboardInterrupt" not in err
     again = f"modrwkv train {tmp_path / 'run.yaml'}"
     assert err.strip().splitlines()[-1] == f"modrwkv train: interrupted; no checkpoint was saved: start again with {again}"
+
+
+def test_ctrl_c_from_a_terminal_reaches_the_loader_workers_too_and_still_saves(tmp_path):
+    """A terminal's Ctrl-C signals the whole foreground process group: the data-loader workers used to
+    die of it, ending the run with "DataLoader worker exited unexpectedly" and no checkpoint."""
+    data = write_llava(tmp_path, colour_samples(16))
+    cfg = config(tmp_path, "unused", max_steps=100000)
+    cfg["data"] = {"format": "llava", "train": [str(data)], "num_workers": 1}
+    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    first = proc.stdout.readline()
+    assert first.startswith("step 1/100000"), first + proc.stderr.read()
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    step = int(out.split("stopped at step ")[1].split()[0])
+    assert latest_checkpoint(tmp_path / "run").name == f"step-{step:08d}"

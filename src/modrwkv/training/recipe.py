@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import logging
 import math
+import signal
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,11 @@ def _init_worker(setup: Callable[[], None] | None, worker_id: int, rank: int) ->
     """A data-loader worker's start: the process-wide settings `setup` makes (a worker started with
     spawn or forkserver has none of its parent's), then Lightning's per-worker seeding, which
     seed_everything(workers=True) would have installed had the loader no init function."""
+    # A terminal's Ctrl-C and a scheduler's SIGTERM reach every process of the job. A worker that died of
+    # one would end the run at once ("DataLoader worker exited unexpectedly"), before the main process
+    # could finish its step and save: the main process alone answers them, and ends its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if setup is not None:
         setup()
     pl_worker_init_function(worker_id, rank)
