@@ -659,3 +659,13 @@ def test_ctrl_c_from_a_terminal_reaches_the_loader_workers_too_and_still_saves(t
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     step = int(out.split("stopped at step ")[1].split()[0])
     assert latest_checkpoint(tmp_path / "run").name == f"step-{step:08d}"
+
+
+def test_resume_without_a_checkpoint_says_to_start_again(tmp_path, capsys):
+    cfg = config(tmp_path, "never-saved")
+    (tmp_path / "never-saved").mkdir()  # a run stopped before its first checkpoint leaves its config and logs
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "run.yaml"), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"modrwkv train: error: --resume: no complete checkpoint under {tmp_path / 'never-saved' / 'checkpoints'} "
+        "(the run stopped before its first one): start it again without --resume")

@@ -327,7 +327,8 @@ def train(
     if resume:
         resume_from = latest_checkpoint(out)
         if resume_from is None:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'} (the run stopped "
+                                    "before its first one): start it again without --resume")
         check_resume(config, out)
     elif out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
