@@ -200,7 +200,7 @@ def test_custom_task_through_the_cli_equals_teacher_forced_exact_match(trained, 
     assert "| this model | majority class |" in report and "LLaVA" not in report and "ModRWKV" not in report
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(trained, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(trained, tmp_path, monkeypatch, capsys):
     data = WRITERS["pope"](tmp_path / "data")
     assert cli_eval(trained.folder, "pope", data, tmp_path / "whole") == 0
     original = ModRWKVPipeline.generate_batch
@@ -214,6 +214,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(trained, tmp_path, 
 
     monkeypatch.setattr(ModRWKVPipeline, "generate_batch", interrupted)
     assert cli_eval(trained.folder, "pope", data, tmp_path / "resumed") == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"modrwkv eval: interrupted; the predictions so far are kept in {tmp_path / 'resumed'}: the same command "
+        "resumes from them")
     assert len(read_lines(tmp_path / "resumed" / "predictions.jsonl")) == 3  # the first batch was kept
     monkeypatch.setattr(ModRWKVPipeline, "generate_batch", original)
     assert cli_eval(trained.folder, "pope", data, tmp_path / "resumed") == 0

@@ -1,6 +1,9 @@
 """The quickstart's own pieces: the procedural data and the vision encoder's pretraining. (The
 whole `modrwkv quickstart` command runs end to end in test_cli.py.)"""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +105,37 @@ def test_a_stage_ends_with_the_weights_that_scored_best_on_validation(tmp_path):
     final = model.state_dict()
     assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
     assert not all(torch.equal(snapshots[1][k], snapshots[3][k]) for k in final)  # training went on after it
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_quickstart_instead_of_its_stage(tmp_path, monkeypatch, capsys, signum):
+    """A stage stopped by a signal (first Ctrl-C, SIGTERM) used to return as if finished: the quickstart
+    went on to the next stage with a half-trained model, or, in stage 2 before its first validation,
+    failed with a traceback loading weights that were never kept."""
+    import modrwkv.quickstart.run as quickstart
+    from modrwkv.cli import main
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import StageStopped, train_stage
+
+    model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+    samples = list(generate_samples(16, 0))
+
+    def validate() -> float:  # the signal arrives at step 2; the stage stops at step 3, before validating again
+        os.kill(os.getpid(), signum)
+        return 0.5
+
+    with pytest.raises(StageStopped) as stopped:
+        train_stage(model, "2", samples, steps=7, lr=1e-2, batch_size=4, warmup_steps=0, seed=0,
+                    output_dir=tmp_path, progress_bar=False, media="images and series",
+                    validate=validate, validate_every=2, validate_from=2)
+    assert (stopped.value.stage, stopped.value.signal_name) == ("2", signal.Signals(signum).name)
+
+    def stopped_run(output, settings, progress_bar):
+        raise stopped.value
+
+    monkeypatch.setattr(quickstart, "run_quickstart", stopped_run)
+    assert main(["quickstart", "--output", str(tmp_path / "qs"), "--no-progress"]) == 128 + signum
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        f"modrwkv quickstart: stage 2 stopped by {signal.Signals(signum).name}; it cannot resume: run it again "
+        f"with another --output, or remove {tmp_path / 'qs'} first")

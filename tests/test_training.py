@@ -531,3 +531,170 @@ def test_a_spawn_started_data_worker_enforces_the_configured_image_limit(tmp_pat
     result = train(cfg, samples=samples)
     assert contexts == [(1, "spawn")]
     assert result.metrics["dropped"] == {"too_long": 0, "bad_media": 2}  # the two 16x16 images, in the worker
+
+
+def test_second_ctrl_c_while_saving_stops_at_once_and_the_previous_checkpoint_resumes(tmp_path, monkeypatch):
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "twice", max_steps=8)
+    cfg["output"]["save_every"] = 2
+    export = checkpoint.export_model
+    pressed = []
+
+    def export_pressing_again(model, folder, *args):  # the second Ctrl-C lands while a checkpoint is written
+        if pressed:
+            os.kill(os.getpid(), signal.SIGINT)
+        export(model, folder, *args)
+
+    class CtrlCAt(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                pressed.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(checkpoint, "export_model", export_pressing_again)
+    previous = signal.getsignal(signal.SIGINT)
+    # Lightning answers a KeyboardInterrupt with sys.exit(1): here it stays a KeyboardInterrupt.
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, samples=colour_samples(16), callbacks=[CtrlCAt()])
+    assert signal.getsignal(signal.SIGINT) is previous
+    # Step 4's checkpoint was cut short: the one before it is the newest, complete and resumable.
+    assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000002"
+    monkeypatch.setattr(checkpoint, "export_model", export)
+    resumed = train(cfg, samples=colour_samples(16), resume=True)
+    assert [row["step"] for row in resumed.history] == list(range(3, 9)) and resumed.final_dir.is_dir()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_before_training_starts(tmp_path, monkeypatch, signum):
+    """While Lightning sets up the data (its SIGTERM handler in place, ours not yet): SIGTERM still
+    stops with a checkpoint (Lightning's would exit with status 0 after a step, unsaved), Ctrl-C
+    stops at once as a KeyboardInterrupt (Lightning's: sys.exit(1))."""
+    from modrwkv.training.recipe import TrainData
+
+    loader = TrainData.train_dataloader
+
+    def signalled_loader(self):
+        os.kill(os.getpid(), signum)
+        return loader(self)
+
+    monkeypatch.setattr(TrainData, "train_dataloader", signalled_loader)
+    cfg = config(tmp_path, "early", max_steps=4)
+    previous = signal.getsignal(signum)
+    if signum == signal.SIGINT:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, samples=colour_samples(16))
+        assert latest_checkpoint(cfg["output"]["dir"]) is None
+    else:
+        stopped = train(cfg, samples=colour_samples(16))
+        assert stopped.stopped_by == "SIGTERM" and stopped.final_dir is None and len(stopped.history) == 1
+        assert stopped.checkpoint == latest_checkpoint(cfg["output"]["dir"])
+        assert stopped.checkpoint.name == "step-00000001"
+    assert signal.getsignal(signum) is previous
+
+
+def test_keep_last_never_deletes_the_checkpoint_it_just_wrote(tmp_path, monkeypatch):
+    """A run killed between renaming step 4's folder into place and pointing `latest` at it leaves a
+    newer folder than `latest`; a resumed run stopped at step 3 must keep step 3 (keep_last: 1)."""
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "stale", max_steps=8)
+    cfg["output"].update(save_every=2, keep_last=1)
+    write = checkpoint._write_atomic
+
+    def killed_at_step_4(path, text):
+        if text == "step-00000004":
+            raise _Crash()
+        write(path, text)
+
+    monkeypatch.setattr(checkpoint, "_write_atomic", killed_at_step_4)
+    with pytest.raises(_Crash):
+        train(cfg, samples=colour_samples(16))
+    monkeypatch.setattr(checkpoint, "_write_atomic", write)
+    assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000002"
+
+    class SigtermInStep3(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = train(cfg, samples=colour_samples(16), resume=True, callbacks=[SigtermInStep3()])
+    assert stopped.checkpoint.name == "step-00000003"
+    assert latest_checkpoint(cfg["output"]["dir"]) == stopped.checkpoint  # still there, so --resume finds it
+
+
+def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path, monkeypatch):
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "final", max_steps=4)
+    replace = os.replace
+
+    def killed_before_final(source, target):
+        if Path(target).name == "final":
+            raise _Crash()
+        replace(source, target)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_before_final)
+    with pytest.raises(_Crash):
+        train(cfg, samples=colour_samples(16))
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    out = Path(cfg["output"]["dir"])
+    assert not (out / "final").exists() and latest_checkpoint(out).name == "step-00000004"
+    resumed = train(cfg, samples=colour_samples(16), resume=True)
+    assert resumed.history == [] and resumed.final_dir == out / "final"
+    saved = load_file(str(latest_checkpoint(out) / "model.safetensors"))
+    final = load_file(str(out / "final" / "model.safetensors"))
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
+    assert ModRWKV.from_pretrained(out / "final").lm.config.n_embd == 64
+
+
+def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):
+    data = write_llava(tmp_path, colour_samples(32))
+    cfg = config(tmp_path, "unused", max_steps=100000, batch_size=32, micro_batch_size=1)  # long steps
+    cfg["data"] = {"format": "llava", "train": [str(data)]}
+    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1, save_every=0)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first = proc.stdout.readline()
+    assert first.startswith("step 1/100000"), first + proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    while "SIGINT received" not in (line := proc.stderr.readline()):  # the first one is taken
+        assert line, proc.stdout.read()
+    proc.send_signal(signal.SIGINT)  # within the same 32-micro-batch step, before anything is saved
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]  # Lightning's own handling exits with 1
+    assert "Traceback" not in err and "Detected KeyboardInterrupt" not in err
+    again = f"modrwkv train {tmp_path / 'run.yaml'}"
+    assert err.strip().splitlines()[-1] == f"modrwkv train: interrupted; no checkpoint was saved: start again with {again}"
+
+
+def test_ctrl_c_from_a_terminal_reaches_the_loader_workers_too_and_still_saves(tmp_path):
+    """A terminal's Ctrl-C signals the whole foreground process group: the data-loader workers used to
+    die of it, ending the run with "DataLoader worker exited unexpectedly" and no checkpoint."""
+    data = write_llava(tmp_path, colour_samples(16))
+    cfg = config(tmp_path, "unused", max_steps=100000)
+    cfg["data"] = {"format": "llava", "train": [str(data)], "num_workers": 1}
+    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    first = proc.stdout.readline()
+    assert first.startswith("step 1/100000"), first + proc.stderr.read()
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    step = int(out.split("stopped at step ")[1].split()[0])
+    assert latest_checkpoint(tmp_path / "run").name == f"step-{step:08d}"
+
+
+def test_resume_without_a_checkpoint_says_to_start_again(tmp_path, capsys):
+    cfg = config(tmp_path, "never-saved")
+    (tmp_path / "never-saved").mkdir()  # a run stopped before its first checkpoint leaves its config and logs
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "run.yaml"), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"modrwkv train: error: --resume: no complete checkpoint under {tmp_path / 'never-saved' / 'checkpoints'} "
+        "(the run stopped before its first one): start it again without --resume")

@@ -551,6 +551,94 @@ def test_merge_lora_names_a_damaged_lora_file(image_model, tmp_path, capsys):
     assert not any((tmp_path / name).exists() for name in ("out1", "out2", "out3"))
 
 
+class Terminal:
+    """`modrwkv chat` in a pseudo-terminal: Ctrl-C typed there is a real SIGINT from the terminal."""
+
+    def __init__(self, *args: str) -> None:
+        import os
+        import pty
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.environ["OMP_NUM_THREADS"] = "1"
+            os.execv(sys.executable, [sys.executable, "-m", "modrwkv.cli", "chat", *args])
+        self.seen = ""
+
+    def type(self, keys: str) -> None:
+        import os
+
+        os.write(self.fd, keys.encode())
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """What the terminal shows up to and including `text`."""
+        import os
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} in {self.seen!r}"
+            if select.select([self.fd], [], [], 0.1)[0]:
+                try:
+                    self.seen += os.read(self.fd, 4096).decode(errors="replace")
+                except OSError:  # the child is gone
+                    raise AssertionError(f"no {text!r} in {self.seen!r}") from None
+        shown, self.seen = self.seen.split(text, 1)
+        return shown + text
+
+    def status(self, timeout: float = 30) -> int:
+        """The exit status, once the program has ended (reading what it still shows meanwhile)."""
+        import os
+        import time
+
+        deadline = time.monotonic() + timeout
+        while (ended := os.waitpid(self.pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, f"still running; it showed {self.seen!r}"
+            try:
+                self.seen += os.read(self.fd, 4096).decode(errors="replace")
+            except OSError:
+                time.sleep(0.05)
+        os.close(self.fd)
+        return os.waitstatus_to_exitcode(ended[1])
+
+
+def test_chat_keeps_the_conversation_through_ctrl_c_a_kill_and_a_restart(image_model, tmp_path):
+    import os
+    import signal
+    import time
+
+    from modrwkv.inference import ModRWKVPipeline
+
+    saved = tmp_path / "chat.session"
+    first = Terminal("--model", str(image_model), "--temperature", "0", "--max-new-tokens", "5",
+                     "--session", str(saved))
+    first.wait_for("You: ")
+    first.type("Hello!\n")
+    assert first.wait_for("You: ").count("Assistant: ") == 1
+    first.type("half a line")
+    time.sleep(0.5)  # as a person types: input() is reading (Python sees a signal only between its bytecodes)
+    first.type("\x03")  # Ctrl-C at the prompt drops the line, not the conversation
+    assert "[Ctrl-C: /exit or Ctrl-D quits; the conversation is kept]" in first.wait_for("You: ")
+    os.kill(first.pid, signal.SIGKILL)  # then the machine goes down
+    assert first.status() == -signal.SIGKILL
+
+    long = Terminal("--model", str(image_model), "--temperature", "0", "--max-new-tokens", "100000",
+                    "--session", str(saved))
+    assert "[continuing the conversation in " + str(saved) + ": 1 turns]" in long.wait_for("You: ")
+    long.type("Go on.\n")
+    long.wait_for("Assistant: ")
+    long.type("\x03")  # Ctrl-C in a reply that would run for minutes stops it
+    assert "[interrupted: this turn is discarded]" in long.wait_for("You: ", timeout=10)
+    long.type("\x04")  # Ctrl-D: a clean exit
+    assert long.status() == 0
+
+    session = ModRWKVPipeline.from_pretrained(image_model).session(temperature=0, max_new_tokens=5)
+    session.send("Hello!")
+    expected, kept = session.state, RWKV7State.load(saved)  # the finished turn, and not the interrupted one
+    for name in ("att_shift", "wkv", "ffn_shift"):
+        torch.testing.assert_close(getattr(kept, name), getattr(expected, name))
+
+
 def test_chat_takes_paths_as_terminals_paste_them(image_model, tmp_path, monkeypatch, capsys):
     """Drag-and-drop and tab completion write 'my photo.png' or my\\ photo.png; ~ is the home folder."""
     from modrwkv.inference import ModRWKVPipeline

@@ -254,14 +254,26 @@ def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> int:
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
+    from modrwkv.quickstart.stages import StageStopped
+
+    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
+                         "--output")
+    rerun = f"it cannot resume: run it again with another --output, or remove {output} first"
+    try:
+        return (_run_audio_quickstart if args.modality == "audio" else _run_vision_quickstart)(args, output)
+    except StageStopped as exc:  # SIGTERM or a first Ctrl-C in a training stage
+        print(f"modrwkv quickstart: {exc}; {rerun}", file=sys.stderr)
+        return 128 + signal.Signals[exc.signal_name].value
+    except KeyboardInterrupt:
+        print(f"\nmodrwkv quickstart: interrupted; {rerun}", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> int:
     import dataclasses
 
     from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
 
-    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
-                         "--output")
-    if args.modality == "audio":
-        return _run_audio_quickstart(args, output)
     if args.whisper is not None:
         raise CLIError("quickstart: --whisper needs --modality audio")
     settings = QuickstartSettings(seed=args.seed)
@@ -338,18 +350,27 @@ def _run_train(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stdout)  # above Lightning's progress bar, when there is one
         sys.stdout.flush()  # promptly, also into a file or a pipe
 
-    result = train(config, resume=resume, progress=progress)
+    command = ["modrwkv", "train", args.config, *overrides]
+    try:
+        result = train(config, resume=resume, progress=progress)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started: nothing more was saved
+        from modrwkv.training import latest_checkpoint
+
+        newest = latest_checkpoint(config.output.dir)
+        print(f"modrwkv train: interrupted; {_how_to_continue(command, newest, 'the newest checkpoint is')}",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
     m = result.metrics
-    if not result.history:
-        print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}")
-    elif result.final_dir is not None:
+    if result.final_dir is None:
+        reason = f" ({result.stopped_by})" if result.stopped_by else ""
+        print(f"stopped at step {m['steps']} of {m['total_steps']}{reason}; "
+              f"{_how_to_continue(command, result.checkpoint)}")
+    elif not result.history:
+        print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}; "
+              f"the trained model is in {result.final_dir}")
+    else:
         print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
               f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}")
-    else:
-        reason = f" ({result.stopped_by})" if result.stopped_by else ""
-        saved = f"; checkpoint saved to {result.checkpoint}" if result.checkpoint else ""
-        again = shlex.join(["modrwkv", "train", args.config, *overrides, "--resume"])
-        print(f"stopped at step {m['steps']} of {m['total_steps']}{reason}{saved}. Continue with: {again}")
     if any(m["dropped"].values()):
         print(f"dropped samples: {m['dropped']}")
     if result.stopped_by:
@@ -357,6 +378,13 @@ def _run_train(args: argparse.Namespace) -> int:
         # go on to evaluate a half-trained model, and a batch scheduler must not mark the job complete.
         return 128 + signal.Signals[result.stopped_by].value
     return 0
+
+
+def _how_to_continue(command: Sequence[str], checkpoint: Path | None, saved: str = "checkpoint saved to") -> str:
+    """What a stopped `modrwkv train` says last: its checkpoint and the command that resumes it."""
+    if checkpoint is None:
+        return f"no checkpoint was saved: start again with {shlex.join(command)}"
+    return f"{saved} {checkpoint}. Continue with: {shlex.join([*command, '--resume'])}"
 
 
 def _add_merge_lora(subparsers: argparse._SubParsersAction) -> None:
@@ -645,6 +673,9 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frequency-penalty", type=float, default=CHAT_DEFAULTS["frequency_penalty"],
                    help="subtracted per (decayed) occurrence of a token in the reply")
     p.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
+    p.add_argument("--session", metavar="PATH",
+                   help="keep the conversation in PATH: continue it when PATH exists, and save it there after every "
+                   "reply, /load-state and /reset, so that a crash or a kill loses at most the reply under way")
     p.set_defaults(handler=_run_chat)
 
 
@@ -653,6 +684,8 @@ def _run_chat(args: argparse.Namespace) -> int:
                    top_k=args.top_k, presence_penalty=args.presence_penalty,
                    frequency_penalty=args.frequency_penalty)  # checks the values before the model loads
     _apply_image_limit(args)
+    if args.session:
+        check_output_file(args.session)  # before the model loads
     pipeline = _load_pipeline(args)
     session = pipeline.session(
         system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
@@ -670,6 +703,9 @@ def _run_chat(args: argparse.Namespace) -> int:
     for modality, paths in (("image", args.image), ("audio", args.audio), ("video", args.video)):
         for path in paths:
             _attach(pipeline, pending, modality, path)
+    if args.session and Path(args.session).is_file():
+        session.load_state(args.session)
+        print(f"[continuing the conversation in {args.session}: {session.turns} turns]", file=sys.stderr)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"modrwkv chat: {args.model} (accepts {', '.join(sorted(pipeline.model.encoders)) or 'text only'})\n"
@@ -679,6 +715,12 @@ def _run_chat(args: argparse.Namespace) -> int:
             line = input("You: " if interactive else "").strip()
         except EOFError:
             return 0
+        except KeyboardInterrupt:
+            if not interactive:  # a script's input: Ctrl-C ends it
+                raise
+            # As in Python's prompt: the line is dropped, the conversation kept; quitting is explicit.
+            print("\n[Ctrl-C: /exit or Ctrl-D quits; the conversation is kept]", file=sys.stderr)
+            continue
         if not line:
             continue
         if line.startswith("/"):
@@ -687,6 +729,8 @@ def _run_chat(args: argparse.Namespace) -> int:
                 return 0
             try:
                 _chat_command(pipeline, session, pending, command, argument.strip())
+                if args.session and command in ("/load-state", "/reset"):
+                    _keep_session(session, args.session)
             except (CLIError, ValueError, OSError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
             except Exception as exc:  # noqa: BLE001 - a failed command must never end the conversation
@@ -694,6 +738,7 @@ def _run_chat(args: argparse.Namespace) -> int:
                 print(f"error: {command} failed ({type(exc).__name__}: {exc}); the conversation is unchanged",
                       file=sys.stderr)
             continue
+        turns = session.turns
         images, audio, videos = pending["image"], pending["audio"], pending["video"]
         pending = {"image": [], "audio": [], "video": []}
         try:
@@ -708,6 +753,20 @@ def _run_chat(args: argparse.Namespace) -> int:
             log.debug("turn failed", exc_info=True)
             print(f"error: this turn failed ({type(exc).__name__}: {exc}); it is discarded, the conversation is "
                   "unchanged", file=sys.stderr)
+        if args.session and session.turns != turns:
+            try:
+                _keep_session(session, args.session)
+            except OSError as exc:
+                print(f"error: --session: {exc}; the conversation goes on, unsaved", file=sys.stderr)
+
+
+def _keep_session(session: ChatSession, path: str) -> None:
+    """`--session`: PATH holds the conversation as it now is (written under a temporary name, then
+    renamed); an empty one (after /reset) has no file."""
+    if session.state is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        session.save_state(path)
 
 
 def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: str, path: str) -> None:
@@ -995,11 +1054,17 @@ def _run_eval(args: argparse.Namespace) -> int:
     model_path = _resolve_model(args.model)  # once: a hub id costs a snapshot lookup
     model = ModelSpec(model_path, encoder=args.encoder, encoder_source=args.encoder_source, template=args.template,
                       dtype=args.dtype, prompt_format=args.released_format, initial_state=args.initial_state)
-    result = run_eval(
-        task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
-        split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-        num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge, progress=not args.no_progress,
-    )
+    try:
+        result = run_eval(
+            task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
+            split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+            num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:  # every finished batch is already in the output folder
+        print(f"\nmodrwkv eval: interrupted; the predictions so far are kept in {output}: the same command "
+              "resumes from them", file=sys.stderr)
+        return 128 + signal.SIGINT
     if result.summary is None:
         print(f"shard {args.shard_index} of {args.num_shards} done ({result.generated} generated); {result.done} of "
               f"{result.total} samples have predictions: run the other shards (or --merge when they are done)")
@@ -1122,7 +1187,11 @@ def _describe(exc: Exception) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # building the parser imports the training and evaluation packages: seconds
+        print("modrwkv: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     logging.basicConfig(
         level=max(logging.DEBUG, logging.WARNING - 10 * args.verbose),
         format="%(levelname)s %(name)s: %(message)s",
@@ -1145,7 +1214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
-        return 130
+        print(f"\nmodrwkv {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

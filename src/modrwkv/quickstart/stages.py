@@ -24,6 +24,16 @@ from ..multimodal import ModRWKV
 log = logging.getLogger(__name__)
 
 
+class StageStopped(Exception):
+    """A stage stopped early by SIGTERM or Ctrl-C. The quickstart keeps its model in memory between
+    stages and cannot resume, so it ends there rather than go on with a half-trained model."""
+
+    def __init__(self, stage: str, signal_name: str) -> None:
+        super().__init__(f"stage {stage} stopped by {signal_name}")
+        self.stage = stage
+        self.signal_name = signal_name
+
+
 def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int, lr: float, batch_size: int,
                 warmup_steps: int, seed: int, output_dir: Path, progress_bar: bool, media: str,
                 train_extra: dict[str, Any] | None = None, model_extra: dict[str, Any] | None = None,
@@ -33,7 +43,8 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int,
     `media` names what the model reads ("images and series", "audio") for the stage-1 note.
     `validate`: a score on a validation split (higher is better), taken every `validate_every`
     steps from step `validate_from` on and at the last step; the model ends the stage with the
-    weights that scored best (metrics "validation": [(step, score), ...], "best_step")."""
+    weights that scored best (metrics "validation": [(step, score), ...], "best_step"). Raises
+    StageStopped when a signal stopped the stage."""
     from ..training import train
 
     if name == "1":
@@ -50,10 +61,13 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int,
                    "log_every": 10, "media_reliance_every": media_reliance_every},
         "data": {"shuffle": True},
     }
-    if validate is None:
-        return train(config, samples=samples, model=model).metrics
-    keeper = _keep_best(model, validate, validate_every, validate_from, steps)
-    metrics = train(config, samples=samples, model=model, callbacks=[keeper]).metrics
+    keeper = _keep_best(model, validate, validate_every, validate_from, steps) if validate is not None else None
+    result = train(config, samples=samples, model=model, callbacks=[keeper] if keeper is not None else [])
+    if result.stopped_by is not None:
+        raise StageStopped(name, result.stopped_by)
+    metrics = result.metrics
+    if keeper is None:
+        return metrics
     model.load_state_dict(keeper.best_state)
     log.info("stage %s: validation scores %s; keeping the weights of step %d",
              name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)

@@ -56,12 +56,29 @@ def export_model(model: ModRWKV, folder: str | Path, lora: LoRAConfig | None,
         save_lora(model.lm, lora, folder)
 
 
+def step_folder_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     pointer = Path(output_dir) / CHECKPOINTS / LATEST
     if not pointer.exists():
         return None
     folder = pointer.parent / pointer.read_text().strip()
     return folder if (folder / TRAINING_STATE).exists() else None
+
+
+def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
+    """`final/`: the last step's checkpoint without its training state. Also what a run resumed at
+    its last step writes, when it was killed after that checkpoint but before `final/` was complete."""
+    final = Path(output_dir) / FINAL
+    tmp = final.with_name(f".{FINAL}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(TRAINING_STATE))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    log.info("saved the trained model to %s", final)
+    return final
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -149,15 +166,8 @@ class PretrainedCheckpoint(pl.Callback):
         if trainer.global_step != self._last_saved:
             self.save(trainer, pl_module)
         if trainer.global_step >= self.total_steps:
-            final = self.output_dir / FINAL
-            tmp = self.output_dir / f".{FINAL}.tmp"
-            with full_parameters(trainer, pl_module):
-                if trainer.is_global_zero:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    export_model(pl_module.model, tmp, self.lora, self._run_config())
-                    shutil.rmtree(final, ignore_errors=True)
-                    os.replace(tmp, final)
-                    log.info("saved the trained model to %s", final)
+            if trainer.is_global_zero:
+                write_final(self.output_dir, self.output_dir / CHECKPOINTS / step_folder_name(trainer.global_step))
             trainer.strategy.barrier()
 
     def _run_config(self) -> dict[str, Any] | None:
@@ -168,7 +178,7 @@ class PretrainedCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         step = trainer.global_step
         root = self.output_dir / CHECKPOINTS
-        name = f"step-{step:08d}"
+        name = step_folder_name(step)
         tmp, folder = root / f".{name}.tmp", root / name
         if trainer.is_global_zero:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -183,7 +193,9 @@ class PretrainedCheckpoint(pl.Callback):
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
             _write_atomic(root / LATEST, name)
-            kept = sorted(p for p in root.glob("step-*") if p.is_dir())
+            # Only this step's predecessors make way: a newer step folder is left over from a run killed
+            # before it could point `latest` at it, and the next save of that step replaces it.
+            kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
             for old in kept[: -self.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
             log.info("checkpoint %s", folder)

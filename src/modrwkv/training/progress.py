@@ -6,7 +6,9 @@
   It also logs `epoch` and `samples` into metrics.csv, so the `epoch` column counts data passes
   (one Lightning epoch is the whole run, see `data.StepBatchSampler`).
 - `StopOnSignal` turns SIGTERM and the first Ctrl-C (SIGINT) into a stop at the next optimizer-step
-  boundary, where it saves a resumable checkpoint; a second Ctrl-C interrupts at once.
+  boundary, where it saves a resumable checkpoint; a second Ctrl-C, or one before training has
+  started, interrupts at once: `train` raises KeyboardInterrupt (and the newest complete checkpoint
+  stays the one to resume).
 """
 
 from __future__ import annotations
@@ -112,6 +114,16 @@ class ProgressLine(pl.Callback):
         self.emit(" | ".join(parts))
 
 
+class Interrupted(BaseException):
+    """Ctrl-C inside `Trainer.fit`, which `train` turns back into KeyboardInterrupt. Lightning answers a
+    KeyboardInterrupt itself with sys.exit(1) (a wrong exit status, and the end of a notebook's
+    kernel); any other exception it tears down after and passes on."""
+
+
+def _interrupt_now(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
 class StopOnSignal(pl.Callback):
     """See the module docstring. After a stop, `signal_name` says which signal asked for it and
     `checkpoint` where the run was saved."""
@@ -127,17 +139,27 @@ class StopOnSignal(pl.Callback):
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+            raise Interrupted  # a second Ctrl-C: stop now, without saving
         self.signal_name = self.signal_name or name
         log.warning("%s received: saving a checkpoint at the end of this optimizer step, then stopping "
                     "(Ctrl-C again to stop at once without saving)", name)
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Until training starts there is nothing to save: Ctrl-C interrupts at once. SIGTERM is left to
+        # Lightning's handler, which records it; on_train_start takes it over.
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
-        for name in self.SIGNALS:
-            number = getattr(signal, name)
-            self._previous[number] = signal.signal(number, self._handle)
+        self._previous = {number: signal.getsignal(number) for number in self._numbers()}
+        signal.signal(signal.SIGINT, _interrupt_now)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._previous:
+            return
+        for number in self._numbers():
+            signal.signal(number, self._handle)
+        if trainer.received_sigterm:  # Lightning's handler took it (it would stop at the first step, unsaved)
+            trainer._signal_connector.received_sigterm = False
+            self._handle(signal.SIGTERM, None)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -151,13 +173,12 @@ class StopOnSignal(pl.Callback):
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
 
-    def _restore(self) -> None:
+    def _numbers(self) -> list[int]:
+        return [getattr(signal, name) for name in self.SIGNALS]
+
+    def restore(self) -> None:
+        """Puts back the handlers from before the run; called once `Trainer.fit` has returned or
+        raised (Lightning's teardown puts back those it found, ours among them)."""
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._restore()

@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import logging
 import math
+import signal
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -39,14 +40,14 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
-from .checkpoint import TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint
+from .checkpoint import FINAL, TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint, write_final
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
                    modalities_used, read_samples, resolve_auto_season, series_target_options)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
-from .progress import ProgressLine, StopOnSignal
+from .progress import Interrupted, ProgressLine, StopOnSignal
 from .schedules import warmup_problem
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,11 @@ def _init_worker(setup: Callable[[], None] | None, worker_id: int, rank: int) ->
     """A data-loader worker's start: the process-wide settings `setup` makes (a worker started with
     spawn or forkserver has none of its parent's), then Lightning's per-worker seeding, which
     seed_everything(workers=True) would have installed had the loader no init function."""
+    # A terminal's Ctrl-C and a scheduler's SIGTERM reach every process of the job. A worker that died of
+    # one would end the run at once ("DataLoader worker exited unexpectedly"), before the main process
+    # could finish its step and save: the main process alone answers them, and ends its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if setup is not None:
         setup()
     pl_worker_init_function(worker_id, rank)
@@ -265,7 +271,8 @@ def setup_trainer(config: TrainConfig) -> pl.Trainer:
     return trainer
 
 
-def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None) -> None:
+def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None,
+         stopper: StopOnSignal) -> None:
     with warnings.catch_warnings():
         # The sampler resumes mid-epoch by itself (from the global step), which Lightning cannot see.
         warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
@@ -277,7 +284,10 @@ def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_fro
         try:
             state = None if resume_from is None else resume_from / TRAINING_STATE
             trainer.fit(module, datamodule=data, ckpt_path=state)
+        except Interrupted:
+            raise KeyboardInterrupt from None
         finally:
+            stopper.restore()
             module.model.lm.use_weight_layout("decode")
 
 
@@ -298,8 +308,8 @@ def train(
     checkpoint in `output.dir` (weights, optimizer, scheduler, data position and RNG state).
     `callbacks` are extra Lightning callbacks; `progress` receives the progress line written every
     `output.log_every` steps (default: logged at INFO). SIGTERM or Ctrl-C stops the run at the next
-    optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`).
-    """
+    optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`); a second Ctrl-C, or
+    one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable)."""
     if not isinstance(config, TrainConfig):
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
     config, season_note = resolve_auto_season(config, samples_given=samples is not None)
@@ -317,7 +327,8 @@ def train(
     if resume:
         resume_from = latest_checkpoint(out)
         if resume_from is None:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'}")
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'} (the run stopped "
+                                    "before its first one): start it again without --resume")
         check_resume(config, out)
     elif out.exists() and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
@@ -358,7 +369,7 @@ def train(
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
 
     # Run.
-    _fit(trainer, module, data, resume_from)
+    _fit(trainer, module, data, resume_from, stopper)
 
     # Finish: the plain encoders back in place, the numbers.
     for modality, encoder in list(model.encoders.items()):
@@ -377,6 +388,10 @@ def train(
         "media_reliance": module.media_reliance[-1][1] if module.media_reliance else None,
         "seconds": time.perf_counter() - started,
     }
-    final_dir = out / "final" if trainer.global_step >= plan.total_steps else None
+    final_dir = out / FINAL if trainer.global_step >= plan.total_steps else None
+    if final_dir is not None and not final_dir.is_dir() and resume_from is not None and trainer.is_global_zero:
+        # Resumed at its last step, so Lightning trained nothing: the earlier run was killed after that step's
+        # checkpoint but before final/ was complete.
+        write_final(out, resume_from)
     return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopper.signal_name,
                        checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out))
