@@ -332,3 +332,12 @@ def test_a_custom_series_prompt_is_saved_and_asked_by_forecast_and_eval(tmp_path
         ModRWKV.from_pretrained(tmp_path / "copy")
     with pytest.raises(ValueError, match=r"prompt: 'Next \{0\}' uses \{0\}"):
         TimeSeriesReader(csv, lookback=32, horizon=8, prompt="Next {0}")
+    # samples given to train() bypass the reader; the template is still checked before it is recorded
+    from modrwkv.training import ConfigError, load_config, train
+
+    config = load_config("configs/series-cpu.yaml", ["--data.options.lookback=32", "--data.options.horizon=8",
+                                                     "--data.options.prompt=Next {steps}", f"--data.train=[{csv}]",
+                                                     "--model.lm.config={n_layer: 1, n_embd: 64}",
+                                                     f"--output.dir={tmp_path / 'bad'}"])
+    with pytest.raises(ConfigError, match=r"^data.options.prompt: 'Next \{steps\}' uses \{steps\}"):
+        train(config, samples=[first])
