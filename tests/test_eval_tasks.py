@@ -211,7 +211,8 @@ class ForecastPipeline:
 
         assert samples == 1  # the task's default: greedy
 
-        return [SeriesForecast(np.full(horizon, float(w[-1])), "0 " * (horizon - 1) + "0", True) for w in windows]
+        return [SeriesForecast(np.full(horizon, float(w[-1])), "0 " * (horizon - 1) + "0", True, "<series>\nnext?")
+                for w in windows]
 
 
 def test_custom_series_eval_scores_the_pipeline_forecasts_and_reports_them_alone(tmp_path, weights):

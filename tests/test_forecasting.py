@@ -244,7 +244,9 @@ def test_a_trained_forecaster_reads_its_own_look_back_and_refuses_a_shorter_one(
     assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{csv}]", "--data.options.lookback", "32",
                  "--data.options.horizon", "8", "--train.max_steps", "1", "--train.warmup_steps", "1",
                  "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--output.dir", str(run)]) == 0
-    assert json.loads((run / "final" / "config.json").read_text())["series_lookback"] == 32
+    saved = json.loads((run / "final" / "config.json").read_text())
+    assert saved["series_lookback"] == 32
+    assert saved["series_prompt"] == "Predict the next {horizon} values of this series."  # the reader's default
     pipe = ModRWKVPipeline.from_pretrained(run / "final")
     assert pipe.model.series_lookback == 32
     whole, last = pipe.forecast(values[:100], 8), pipe.forecast(values[68:100], 8)
@@ -294,3 +296,86 @@ def test_forecasting_bench_refuses_a_partial_eval_run_naming_its_limit(tmp_path,
                                          r"over every window of this look-back \(the run: --limit 3, --lookback 8; "
                                          r"this table: --lookback 8\)"):
         bench.baselines(path, 8, 2, 4, [run])
+
+
+def test_a_custom_series_prompt_is_saved_and_asked_by_forecast_and_eval(tmp_path, capsys, monkeypatch) -> None:
+    """Training with data.options.prompt records the template with the model (`series_prompt`);
+    `pipe.forecast` and `modrwkv eval --task custom-series` ask with it: the user turn the model
+    encodes is the training reader's own sample's for the same window. A per-call prompt still
+    wins, a folder without the record is asked the default, and a bad record is a CheckpointError."""
+    import json
+
+    from modrwkv.cli import main
+    from modrwkv.data.readers import TimeSeriesReader
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.lm.errors import CheckpointError
+    from modrwkv.multimodal import ModRWKV
+
+    values = np.sin(np.arange(200) / 5.0) + 0.02 * np.arange(200)
+    csv = tmp_path / "wave.csv"
+    csv.write_text("value\n" + "".join(f"{v:.5f}\n" for v in values))
+    template = "Forecast {horizon} steps of {channels} series, please."
+    run = tmp_path / "run"
+    assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{csv}]", "--data.options.lookback", "32",
+                 "--data.options.horizon", "8", "--data.options.prompt", template, "--train.max_steps", "2",
+                 "--train.batch_size", "8", "--train.micro_batch_size", "8", "--train.warmup_steps", "1",
+                 "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--output.dir", str(run)]) == 0
+    assert json.loads((run / "final" / "config.json").read_text())["series_prompt"] == template
+
+    asked: list = []  # the user turn of every prompt the model encodes
+    encode = ModRWKVPipeline.encode
+    monkeypatch.setattr(ModRWKVPipeline, "encode", lambda self, messages, **media: (
+        asked.append(messages), encode(self, messages, **media))[1])
+
+    trained = TimeSeriesReader(csv, lookback=32, horizon=8, prompt=template)
+    first = next(iter(trained))
+    assert first.messages[0].content == "<series>\nForecast 8 steps of 1 series, please."
+    pipe = ModRWKVPipeline.from_pretrained(run / "final")
+    assert pipe.model.series_prompt == template
+    forecast = pipe.forecast(first.series[0], 8)
+    assert asked == [first.messages[0].content] and forecast.prompt == first.messages[0].content
+    assert pipe.forecast(first.series[0], 8, prompt="Next {horizon}?").prompt == "<series>\nNext 8?"
+    with pytest.raises(ValueError, match=r"prompt: 'Next \{steps\}' uses \{steps\}; a series prompt may use only"):
+        pipe.forecast(first.series[0], 8, prompt="Next {steps}")
+
+    asked.clear()
+    assert main(["eval", "--task", "custom-series", "--data", str(csv), "--model", str(run / "final"), "--lookback",
+                 "32", "--horizon", "8", "--limit", "3", "--output", str(tmp_path / "eval"), "--no-progress"]) == 0
+    test_windows = list(TimeSeriesReader(csv, lookback=32, horizon=8, prompt=template, split="test",
+                                         standardize=True))[:3]
+    expected = [s.messages[0].content for s in test_windows]
+    records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in records] == expected and asked == expected
+    assert [r["reference"]["start"] for r in records] == [s.meta["start"] for s in test_windows]
+
+    # save / load round trip, and a folder saved before the record: the reader's default
+    ModRWKV.from_pretrained(run / "final").save_pretrained(tmp_path / "copy")
+    assert ModRWKV.from_pretrained(tmp_path / "copy").series_prompt == template
+    config = json.loads((tmp_path / "copy" / "config.json").read_text())
+    del config["series_prompt"]
+    (tmp_path / "copy" / "config.json").write_text(json.dumps(config))
+    assert ModRWKVPipeline.from_pretrained(tmp_path / "copy").forecast(first.series[0], 8).prompt == \
+        next(iter(TimeSeriesReader(csv, lookback=32, horizon=8))).messages[0].content
+    for bad, problem in (("Next {steps} values.", "'Next {steps} values.' uses {steps}; a series prompt may use only "
+                                                  "{horizon} and {channels} (write {{ and }} for literal braces)"),
+                         ("Next {horizon values.", "'Next {horizon values.' is not a valid template (expected '}' "
+                                                   "before end of string; write {{ and }} for literal braces)")):
+        (tmp_path / "copy" / "config.json").write_text(json.dumps({**config, "series_prompt": bad}))
+        with pytest.raises(CheckpointError) as caught:
+            ModRWKV.from_pretrained(tmp_path / "copy")
+        assert str(caught.value) == (f"{tmp_path / 'copy' / 'config.json'}: 'series_prompt' (the template training "
+                                     f"asked for forecasts with): {problem}")
+    (tmp_path / "copy" / "config.json").write_text(json.dumps({**config, "series_prompt": 5}))
+    with pytest.raises(CheckpointError, match="'series_prompt' must be a string or null, got 5"):
+        ModRWKV.from_pretrained(tmp_path / "copy")
+    with pytest.raises(ValueError, match=r"prompt: 'Next \{0\}' uses \{0\}"):
+        TimeSeriesReader(csv, lookback=32, horizon=8, prompt="Next {0}")
+    # samples given to train() bypass the reader; the template is still checked before it is recorded
+    from modrwkv.training import ConfigError, load_config, train
+
+    config = load_config("configs/series-cpu.yaml", ["--data.options.lookback=32", "--data.options.horizon=8",
+                                                     "--data.options.prompt=Next {steps}", f"--data.train=[{csv}]",
+                                                     "--model.lm.config={n_layer: 1, n_embd: 64}",
+                                                     f"--output.dir={tmp_path / 'bad'}"])
+    with pytest.raises(ConfigError, match=r"^data.options.prompt: 'Next \{steps\}' uses \{steps\}"):
+        train(config, samples=[first])

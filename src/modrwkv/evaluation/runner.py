@@ -323,6 +323,7 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
                 raise ValueError(f"{task.name} {which}: {exc}") from exc
             lines = []
             for sample, answer in zip(batch, answers, strict=True):
+                # a "prompt" in the answer (what a forecaster was asked) replaces the sample's
                 record = {"id": sample.id, **({"context": sample.context} if sample.context else {}),
                           "prompt": sample.prompt, **answer, "reference": sample.reference}
                 record = json.loads(dumps(record))  # exactly what a rerun will read back

@@ -24,14 +24,15 @@ import torch
 from numpy.typing import ArrayLike
 
 from ..data.readers.series import (
-    DEFAULT_MULTIVARIATE_PROMPT,
-    DEFAULT_PROMPT,
     FORECAST_DECIMALS,
     FORECAST_MAX_DIGITS,
     cut_forecast,
     read_forecast,
+    series_prompt_problem,
+    series_prompt_template,
+    series_user_turn,
 )
-from ..data.sample import MARKERS, Sample
+from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..generation import GenerationResult, NumberListConstraint, SamplingParams, TextStream
@@ -73,12 +74,14 @@ class SeriesForecast:
     `values` is [horizon] ([horizon, channels] for a multivariate window); `text` is the model's
     reply, the forecast on the window's normalised scale in `format_forecast`'s form; `complete`
     says the reply was exactly the horizon's numbers (always, unless `max_new_tokens` cut it short:
-    then the numbers read are padded with the last one).
+    then the numbers read are padded with the last one); `prompt` is the user turn the model was
+    asked (`series_user_turn`), for the record.
     """
 
     values: np.ndarray
     text: str
     complete: bool
+    prompt: str
 
 
 class ModRWKVPipeline:
@@ -294,8 +297,10 @@ class ModRWKVPipeline:
         The model reads each window normalised with its own statistics and writes the normalised
         future (as the time-series reader trains it to), decoding constrained to exactly
         `horizon` numbers per channel; the numbers are then mapped back with the window's mean and
-        scale, so a forecast moves with its input (`3x + 5` -> `3 forecast(x) + 5`). `prompt`
-        (default: the reader's) may use {horizon} and {channels}.
+        scale, so a forecast moves with its input (`3x + 5` -> `3 forecast(x) + 5`). The model is
+        asked with the prompt template it was trained with (`model.series_prompt`, recorded by
+        training; a model that records none, the reader's default); `prompt` asks with another
+        template, which may use {horizon} and {channels}.
 
         A model trained on windows (`model.series_lookback`, recorded by training) reads the last
         that many steps of each series; a shorter series is a ValueError naming both lengths.
@@ -315,14 +320,17 @@ class ModRWKVPipeline:
         encoder = self.model.encoders["series"]
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        problem = None if prompt is None else series_prompt_problem(prompt)
+        if problem:
+            raise ValueError(f"prompt: {problem}")
+        template = prompt if prompt is not None else self.model.series_prompt
         prepared, shapes = [], []
         for window in windows:
             window = self._trained_lookback(window)
             multivariate = np.ndim(window) == 2
             channels = int(np.shape(window)[1]) if multivariate else 1
-            text = prompt or (DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT)
-            encoded = self.encode(f"{MARKERS['series']}\n{text.format(horizon=horizon, channels=channels)}",
-                                  series=[window])
+            user_turn = series_user_turn(series_prompt_template(template, multivariate), horizon, channels)
+            encoded = self.encode(user_turn, series=[window])
             for seed in range(samples):
                 constraint = NumberListConstraint(  # one per row: it follows that row's reply
                     self.tokenizer.token_bytes, self.model.lm.config.vocab_size, count=horizon * channels,
@@ -332,17 +340,17 @@ class ModRWKVPipeline:
                 params = self.sampling_params(**greedy, max_new_tokens=max_new_tokens or constraint.max_tokens)
                 prepared.append((encoded, params, constraint))
             extras = next(s.prepared.extras for s in encoded.spans if s.modality == "series")
-            shapes.append((channels if multivariate else None, extras))
+            shapes.append((channels if multivariate else None, extras, user_turn))
         decoded = []
         for index, result in enumerate(self._decode(prepared)):
-            channels, extras = shapes[index // samples]
+            channels, extras, user_turn = shapes[index // samples]
             text = cut_forecast(result.text, horizon * (channels or 1))
             normalised, complete = read_forecast(text, horizon, channels, FORECAST_DECIMALS)
             values = encoder.denormalize(torch.from_numpy(normalised.reshape(horizon, channels or 1)), extras)
-            decoded.append(SeriesForecast(values.numpy().reshape(normalised.shape), text, complete))
+            decoded.append(SeriesForecast(values.numpy().reshape(normalised.shape), text, complete, user_turn))
         return [
             SeriesForecast(np.median([d.values for d in draws], axis=0), "\n\n".join(d.text for d in draws),
-                           all(d.complete for d in draws)) if samples > 1 else draws[0]
+                           all(d.complete for d in draws), draws[0].prompt) if samples > 1 else draws[0]
             for draws in (decoded[i : i + samples] for i in range(0, len(decoded), samples))
         ]
 

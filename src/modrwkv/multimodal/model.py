@@ -21,6 +21,7 @@ from torch import nn
 
 from ..adapters import AdapterConfig, build_adapter
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
+from ..data.readers.series import series_prompt_problem
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..encoders.media import VideoSampling
@@ -86,13 +87,16 @@ class ModRWKV(nn.Module):
         asr_prompt: str | None = DEFAULT_ASR_PROMPT,
         video: VideoSampling | Mapping[str, Any] | None = None,
         series_lookback: int | None = None,
+        series_prompt: str | None = None,
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
         (default: the template's, e.g. WorldRWKV's `<|vision_start|>` ...); `asr_prompt`: the user text that asked for a
         transcript in training (None: the audio alone, the authors' layout); `video`: which frames
         of a video the image encoder reads (`VideoSampling`, default 8 frames); `series_lookback`: the
-        look-back length (steps) the model was trained to forecast from (None: not trained on windows).
+        look-back length (steps) the model was trained to forecast from (None: not trained on windows);
+        `series_prompt`: the template that asked for its forecasts in training (with {horizon} and
+        {channels}; None: the reader's default for the window's shape, `series_prompt_template`).
         All are saved in the model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
@@ -113,6 +117,7 @@ class ModRWKV(nn.Module):
         self.special_tokens = dict(chat_template.special_tokens if special_tokens is None else special_tokens)
         self.asr_prompt = asr_prompt
         self.series_lookback = series_lookback
+        self.series_prompt = series_prompt
         self.video = video if isinstance(video, VideoSampling) else VideoSampling.from_dict(video)
         for modality in encoders:
             if modality not in self.placeholder_ids:
@@ -279,6 +284,7 @@ class ModRWKV(nn.Module):
             "asr_prompt": self.asr_prompt,
             "video": self.video.to_dict(),
             "series_lookback": self.series_lookback,
+            "series_prompt": self.series_prompt,
         }
 
     def save_pretrained(
@@ -375,10 +381,11 @@ class ModRWKV(nn.Module):
         tensors = read_safetensors(folder / WEIGHTS_NAME)
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm = build_lm(lm_sd, config=lm_config, dtype=dtype, where=folder / WEIGHTS_NAME)
-        # Folders written before placeholder ids were recorded used today's defaults.
+        # Folders written before placeholder ids (or the series prompt) were recorded used today's defaults.
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
-                    config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"))
+                    config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"),
+                    config.get("series_prompt"))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -465,6 +472,12 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1):
         raise CheckpointError(f"{path}: 'series_lookback' must be a whole number >= 1 or null, got "
                               f"{json.dumps(lookback)[:60]}")
+    series_prompt = config.get("series_prompt")
+    if not isinstance(series_prompt, (str, type(None))):
+        raise CheckpointError(f"{path}: 'series_prompt' must be a string or null, got {json.dumps(series_prompt)[:60]}")
+    problem = None if series_prompt is None else series_prompt_problem(series_prompt)
+    if problem:
+        raise CheckpointError(f"{path}: 'series_prompt' (the template training asked for forecasts with): {problem}")
     if not isinstance(config.get("video") or {}, dict):
         raise CheckpointError(f"{path}: 'video' must be a JSON object, got {json.dumps(config['video'])[:60]}")
     try:

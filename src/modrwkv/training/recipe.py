@@ -33,6 +33,7 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDevice
 from torch.utils.data import DataLoader
 
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
+from ..data.readers.series import series_prompt_problem, series_prompt_template
 from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..encoders.media import VideoSampling, set_max_image_pixels
@@ -240,8 +241,13 @@ def setup_data(config: TrainConfig, model: ModRWKV,
         raise ConfigError(f"the data has {missing} inputs but the model has encoders only for {sorted(model.encoders)}")
     if config.data.format == "asr":  # recorded with the model, so that evaluation asks the same way
         model.asr_prompt = config.data.options.get("prompt", DEFAULT_ASR_PROMPT)
-    if config.data.format == "series":  # recorded with the model, so that a forecast is asked from as many steps
-        model.series_lookback = int(config.data.options["lookback"])
+    if config.data.format == "series":  # recorded with the model, so that a forecast is asked from as many steps,
+        model.series_lookback = int(config.data.options["lookback"])  # and with the reader's prompt template
+        prompt = config.data.options.get("prompt")
+        problem = None if prompt is None else series_prompt_problem(prompt)
+        if problem:  # the reader checks it too, but samples given to train() bypass the reader
+            raise ConfigError(f"data.options.prompt: {problem}")
+        model.series_prompt = series_prompt_template(prompt, bool(config.data.options.get("multivariate", False)))
     processor = model.processor(truncation=config.data.truncation, supervise_prefix=config.data.supervise_prefix)
     lengths = estimate_lengths(samples, processor) if config.data.group_by_length else None
     return ProcessedDataset(samples, processor), lengths

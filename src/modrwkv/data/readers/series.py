@@ -1,11 +1,13 @@
 """Time-series forecasting samples cut from CSV or NPZ files with a sliding window.
 
-Each window of `lookback` + `horizon` steps becomes user "<series>\\n{prompt}" with the lookback
-part as the series item, and assistant = the horizon part as text. The model never sees the
-window's level and scale (RevIN-style instance normalisation): the encoder reads the lookback as
-`z = (x - mean) / scale` with the lookback's own statistics (`instance_stats`), and the assistant
-text is the future on that same scale, `(future - mean) / scale`, in `format_forecast`'s compact
-form. With `season` (the encoder's option of
+Each window of `lookback` + `horizon` steps becomes user "<series>\\n{prompt}" (`series_user_turn`)
+with the lookback part as the series item, and assistant = the horizon part as text. Training
+records the prompt template with the model (`series_prompt` in its config.json);
+`ModRWKVPipeline.forecast` and the forecasting eval tasks ask with it, through the same function.
+The model never sees the window's level and scale (RevIN-style instance normalisation): the
+encoder reads the lookback as `z = (x - mean) / scale` with the lookback's own statistics
+(`instance_stats`), and the assistant text is the future on that same scale,
+`(future - mean) / scale`, in `format_forecast`'s compact form. With `season` (the encoder's option of
 the same name, which training passes on), the text is instead the correction to the seasonal-naive
 forecast of that period (`seasonal_baseline`, optionally with `drift`), on the same scale: the
 model only has to say how the future differs from the last season. A forecast is mapped back to
@@ -35,6 +37,7 @@ import functools
 import io
 import logging
 import re
+import string
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +59,7 @@ SERIES_EPS = 1e-5  # variance floor of the instance normalisation (the wavenet e
 FORECAST_DECIMALS = 2  # forecasts are written in hundredths of the window's scale ...
 FORECAST_MAX_DIGITS = 4  # ... with at most 4 digits: |value| <= 99.99 scales (larger is clipped)
 Split = Literal["train", "val", "test"]
+SERIES_PROMPT_FIELDS = ("horizon", "channels")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SEPARATORS = re.compile(r"[,\s]+")
 
@@ -68,6 +72,39 @@ def instance_stats(values: np.ndarray, eps: float = SERIES_EPS) -> tuple[np.ndar
     mean = np.nanmean(columns, axis=0)
     scale = np.sqrt(np.nanvar(columns, axis=0) + eps)
     return mean, scale
+
+
+def series_prompt_template(prompt: str | None, multivariate: bool) -> str:
+    """The template the reader asks with: `prompt`, or when None the default (of [T, C] windows
+    when `multivariate`)."""
+    if prompt is not None:
+        return prompt
+    return DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT
+
+
+def series_prompt_problem(template: object) -> str | None:
+    """Why `template` cannot be a series prompt template, or None when it can: it must be a string
+    whose only replacement fields are {horizon} and {channels} (literal braces doubled, {{ }})."""
+    if not isinstance(template, str):
+        return f"must be a string, got {type(template).__name__}"
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+        unknown = [field for field in fields if field not in SERIES_PROMPT_FIELDS]
+        if unknown:
+            return (f"{template!r} uses {{{unknown[0]}}}; a series prompt may use only {{horizon}} and {{channels}} "
+                    "(write {{ and }} for literal braces)")
+        template.format(horizon=1, channels=1)
+    except (ValueError, TypeError) as exc:  # a lone brace, a bad format spec
+        return f"{template!r} is not a valid template ({exc}; write {{{{ and }}}} for literal braces)"
+    return None
+
+
+def series_user_turn(template: str, horizon: int, channels: int) -> str:
+    """The user turn asking for a forecast: the series marker, then `template` with its {horizon}
+    and {channels}. The reader builds its training samples here, and `ModRWKVPipeline.forecast`
+    and the forecasting eval tasks ask here with the template the model recorded, so a model is
+    asked exactly as it was trained."""
+    return f"{MARKERS['series']}\n{template.format(horizon=horizon, channels=channels)}"
 
 
 def seasonal_baseline(normalised: np.ndarray, horizon: int, season: int, drift: bool = False) -> np.ndarray:
@@ -232,13 +269,16 @@ class TimeSeriesReader(Reader):
             raise ValueError("drift needs a season (the drift is the mean change over one season)")
         if split not in (None, "train", "val", "test"):
             raise ValueError(f"split must be train, val, test or None (all rows), got {split!r}")
+        problem = None if prompt is None else series_prompt_problem(prompt)
+        if problem:
+            raise ValueError(f"prompt: {problem}")
         self.paths = as_paths(paths)
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
         self.columns = list(columns) if columns is not None else None
         self.multivariate = multivariate
         self.split, self.standardize = split, standardize
         self.season, self.drift = season, drift
-        self.prompt = prompt if prompt is not None else DEFAULT_MULTIVARIATE_PROMPT if multivariate else DEFAULT_PROMPT
+        self.prompt = series_prompt_template(prompt, multivariate)
         self.decimals = decimals
         self.delimiter = delimiter
         super().__init__(on_error=on_error, max_examples=max_examples, log_limit=log_limit)
@@ -296,14 +336,13 @@ class TimeSeriesReader(Reader):
         if np.isinf(window).any() or np.isnan(window).all(axis=0).any():
             raise DataError(source, "non_finite", f"look-back of {series.label!r} has infinite or no observed values")
         channels = window.shape[1] if window.ndim == 2 else 1
-        prompt = self.prompt.format(horizon=self.horizon, channels=channels)
         mean, scale = instance_stats(window)
         normalised = (target.astype(np.float64).reshape(self.horizon, channels) - mean) / scale
         if self.season:
             past = (window.astype(np.float64).reshape(self.lookback, channels) - mean) / scale
             normalised = normalised - seasonal_baseline(np.nan_to_num(past), self.horizon, self.season, self.drift)
         messages = [
-            Message("user", f"{MARKERS['series']}\n{prompt}"),
+            Message("user", series_user_turn(self.prompt, self.horizon, channels)),
             Message("assistant", format_forecast(normalised if window.ndim == 2 else normalised[:, 0], self.decimals)),
         ]
         meta = {

@@ -112,7 +112,8 @@ class Task(abc.ABC):
 
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         """The model's answers to a batch of samples, decoded greedily together: per sample the
-        record fields "prediction" (the reply's text), "finish_reason" and any task-specific ones."""
+        record fields "prediction" (the reply's text), "finish_reason" and any task-specific ones,
+        "prompt" among them when the model's own settings chose what it was asked (forecasts)."""
         from ...inference import ChatRequest
 
         sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}

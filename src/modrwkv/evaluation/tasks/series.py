@@ -9,7 +9,9 @@ for `custom-series`, which runs the same protocol on any CSV (70/10/20 borders, 
 with `targets`, read by the training reader itself, so training and evaluation see the same rows,
 empty cells, date columns and scaling).
 
-The model reads the look-back window normalised with its own statistics and writes the
+The model is asked with the prompt template it was trained with (`series_prompt` in its
+config.json; the reader's default for a folder without one), the user turn recorded as the
+record's "prompt". It reads the look-back window normalised with its own statistics and writes the
 normalised forecast, constrained to exactly `horizon` numbers; `ModRWKVPipeline.forecast_batch`
 maps it back with the window's mean and scale. A record keeps the model's text as "prediction"
 and the de-normalised numbers as "forecast", which is what is scored; "complete" is false when
@@ -30,11 +32,11 @@ import numpy as np
 from ...data.readers.base import DataError
 from ...data.readers.series import (
     DATE_COLUMN_NAMES,
-    DEFAULT_PROMPT,
     FORECAST_MAX_DIGITS,
     TimeSeriesReader,
+    series_prompt_template,
+    series_user_turn,
 )
-from ...data.sample import MARKERS
 from ..metrics import (
     apply_standard,
     fit_standard,
@@ -125,7 +127,10 @@ class _Forecasting(Task):
         return self.horizon * (FORECAST_MAX_DIGITS + 2) + 3
 
     def prompt(self) -> str:
-        return f"{MARKERS['series']}\n{DEFAULT_PROMPT.format(horizon=self.horizon)}"
+        """A sample's prompt until the model is loaded: the reader's default. The model is asked with
+        the template it was trained with (`ModRWKVPipeline.forecast_batch`), which `generate`
+        records as the prediction's prompt."""
+        return series_user_turn(series_prompt_template(None, multivariate=False), self.horizon, 1)
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         trained = getattr(getattr(pipeline, "model", None), "series_lookback", None)
@@ -136,7 +141,7 @@ class _Forecasting(Task):
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon,
                                             max_new_tokens=max_new_tokens, samples=self.samples)
-        return [{"prediction": f.text, "finish_reason": "stop" if f.complete else "length",
+        return [{"prompt": f.prompt, "prediction": f.text, "finish_reason": "stop" if f.complete else "length",
                  "forecast": f.values.tolist(), "complete": f.complete} for f in forecasts]
 
     def _forecast(self, record: dict[str, Any]) -> np.ndarray:
