@@ -48,7 +48,7 @@ def run(*args):
 run("generate", "--model", {str(checkpoint)!r}, "--prompt", "Hi", "--max-new-tokens", "2", "--temperature", "0")
 run("export", "--model", {str(checkpoint)!r}, "--format", "fla", "--output", {str(tmp_path / "fla")!r})
 run("train", "config.yaml")
-run("init", "data.jsonl")
+run("init", "--data", "data.jsonl")
 run("quickstart", "--output", {str(tmp_path / "qs")!r})
 run("serve", "--model", {str(checkpoint)!r})
 from modrwkv.evaluation.metrics import wer

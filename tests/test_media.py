@@ -13,8 +13,8 @@ import soundfile as sf
 from PIL import Image
 
 import modrwkv
+from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS
 from modrwkv.encoders.media import (
-    DEFAULT_MAX_IMAGE_PIXELS,
     ImageTooLarge,
     MediaError,
     allow_images_of,

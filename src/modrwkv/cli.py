@@ -13,26 +13,31 @@ from __future__ import annotations
 import argparse
 import codecs
 import dataclasses
+import importlib
 import logging
 import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError  # its Rust extension alone: no torch
 
 from modrwkv import __version__
+from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DTYPES, EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, \
+    INIT_FORMATS, INIT_SIZES
 from modrwkv.extras import MissingExtraError
-from modrwkv.generation import SamplingParams, generate, stream
-from modrwkv.lm import DTYPES, RWKV7State, load_model
-from modrwkv.lm.files import check_output_file, check_output_folder
-from modrwkv.tokenizer import WorldTokenizer
+from modrwkv.sampling_params import SamplingParams
 
-if TYPE_CHECKING:  # chat and serve import these lazily, keeping the other commands' start-up light
+# Every command imports what it needs (torch, Lightning, transformers, ...) when it runs: this module and
+# the parser import nothing heavy, so that `--help` is instant and main's Ctrl-C handling is in place
+# before the seconds of importing begin.
+if TYPE_CHECKING:
+    import torch
+
     from modrwkv.inference import ChatSession, ModRWKVPipeline
 
 log = logging.getLogger("modrwkv.cli")
@@ -72,6 +77,8 @@ def _unescape(text: str) -> str:
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     if name == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda was requested but no CUDA GPU is available to PyTorch")
     return torch.device(name)
@@ -131,6 +138,11 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from modrwkv.generation import generate, stream
+    from modrwkv.lm import RWKV7State, load_model
+    from modrwkv.lm.files import check_output_file
+    from modrwkv.tokenizer import WorldTokenizer
+
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -210,6 +222,8 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
 def _new_folder(path: str, what: str) -> Path:
     """An output folder that must not hold anything yet (a model written over is lost), checked
     before the work."""
+    from modrwkv.lm.files import check_output_folder
+
     folder = check_output_folder(path)
     if folder.is_dir() and any(folder.iterdir()):
         raise CLIError(f"{folder} already exists and is not empty; choose another {what} or remove it")
@@ -436,22 +450,10 @@ def _run_import_released(args: argparse.Namespace) -> int:
     return 0
 
 
-def _raise(exc: Exception) -> NoReturn:
-    raise exc
-
-
 # --- init -----------------------------------------------------------------------------------
 
 
 def _add_init(subparsers: argparse._SubParsersAction) -> None:
-    try:
-        from modrwkv.training.init import DEVICES, FORMATS, SIZES
-    except MissingExtraError as exc:  # a bare install: the command exists and says what to install
-        missing = subparsers.add_parser("init", help="write a training config for your own data (needs [train])")
-        missing.add_argument("rest", nargs=argparse.REMAINDER)
-        missing.set_defaults(handler=lambda _args, error=exc: _raise(error))
-        return
-
     p = subparsers.add_parser(
         "init",
         help="write a training config for your own data from a few questions",
@@ -462,10 +464,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", help="training file: .json/.jsonl records (qa, llava, openai, sharegpt, asr) or a .csv/.npz series")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
-    p.add_argument("--format", dest="data_format", choices=FORMATS, help="record format (default: from the data)")
+    p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
-    p.add_argument("--device", choices=DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
-    p.add_argument("--size", choices=SIZES,
+    p.add_argument("--device", choices=INIT_DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
+    p.add_argument("--size", choices=INIT_SIZES,
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
                    "RWKV-7 World checkpoint + a pretrained encoder (default: tiny on cpu, 0.4b on gpu)")
     p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
@@ -492,8 +494,9 @@ def _ask(question: str, default: str | None, choices: Sequence[str] | None = Non
 
 
 def _run_init(args: argparse.Namespace) -> int:
+    import torch
+
     from modrwkv.training.init import (
-        SIZES,
         InitAnswers,
         InitError,
         build_config,
@@ -536,7 +539,7 @@ def _run_init(args: argparse.Namespace) -> int:
     answers.device = args.device or (_ask("Train on", "gpu" if gpu else "cpu", ("cpu", "gpu")) if interactive
                                       else "gpu" if gpu else "cpu")
     default_size = "tiny" if answers.device == "cpu" else "0.4b"
-    answers.size = args.size or (_ask("Model size", default_size, SIZES) if interactive else default_size)
+    answers.size = args.size or (_ask("Model size", default_size, INIT_SIZES) if interactive else default_size)
     if answers.size != "tiny" and not args.lm_checkpoint and interactive:
         from modrwkv.training.init import LM_FILES
 
@@ -545,8 +548,6 @@ def _run_init(args: argparse.Namespace) -> int:
     if output.exists() and not args.force:
         raise CLIError(f"{output} exists; choose another --output or add --force")
     config, notes = build_config(answers, summary)
-    from modrwkv.encoders.media import DEFAULT_MAX_IMAGE_PIXELS
-
     if args.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:  # training reads the same images
         config["data"]["max_image_pixels"] = args.max_image_pixels
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -612,8 +613,6 @@ def _list_skipped(problems: Sequence[str], num_skipped: int, stream: TextIO) -> 
 
 
 def _add_image_limit(p: argparse.ArgumentParser) -> None:
-    from modrwkv.encoders.media import DEFAULT_MAX_IMAGE_PIXELS
-
     p.add_argument("--max-image-pixels", type=_at_least(1), default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
                    help="largest image (width x height) to decode, a guard against decompression bombs; larger "
                    f"images are an error (default: Pillow's {DEFAULT_MAX_IMAGE_PIXELS:,}, about 9459 x 9459)")
@@ -680,6 +679,8 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
+    from modrwkv.lm.files import check_output_file
+
     SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                    top_k=args.top_k, presence_penalty=args.presence_penalty,
                    frequency_penalty=args.frequency_penalty)  # checks the values before the model loads
@@ -943,8 +944,6 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _add_eval(subparsers: argparse._SubParsersAction) -> None:
-    from modrwkv.evaluation.tasks import METRICS, TASKS
-
     p = subparsers.add_parser(
         "eval",
         help="score a model on a benchmark (VQAv2, GQA, ..., LibriSpeech, ETTh1, ...) as its official scripts do",
@@ -956,7 +955,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         "--output, and the last shard to finish (or --merge) writes the summary.",
     )
     _add_model_options(p)
-    p.add_argument("--task", required=True, choices=tuple(TASKS), help="benchmark")
+    p.add_argument("--task", required=True, choices=EVAL_TASKS, help="benchmark")
     p.add_argument("--data", required=True, help="the benchmark's folder (or file), as docs/evaluation.md lays it out")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
@@ -980,7 +979,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     custom = p.add_argument_group("--task custom (your own .json/.jsonl file in a training format, or a .csv series; "
                                   "see docs/custom-data.md)")
-    custom.add_argument("--metric", choices=METRICS,
+    custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
                         "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "
                         "transcripts are mostly Chinese, Japanese, Thai or another script without spaces "
@@ -1085,8 +1084,6 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
-    from modrwkv.lm.gguf_format import GGUF_DTYPES
-
     p = subparsers.add_parser(
         "export",
         help="write the text LM as an fla/HF folder or a llama.cpp GGUF file",
@@ -1187,11 +1184,39 @@ def _describe(exc: Exception) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command. A Ctrl-C at any moment, also while a command is still importing torch and the
+    like (seconds) or reporting an error, ends it with one line and status 130."""
+    name = "modrwkv"
     try:
         args = build_parser().parse_args(argv)
-    except KeyboardInterrupt:  # building the parser imports the training and evaluation packages: seconds
-        print("modrwkv: interrupted", file=sys.stderr)
+        name = f"modrwkv {args.command}"
+        return _run_command(args)
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _import_torch_holding_ctrl_c() -> None:
+    """Imports torch, which every command uses, and torch._dynamo, which torch itself imports on first
+    use (building a model on the meta device), with a Ctrl-C held until they are imported and then raised.
+    A KeyboardInterrupt that arises inside them does not reach `main` as one: in torch's C++ code it
+    aborts the process ("terminate called after throwing an instance of 'pybind11::error_already_set'"),
+    in a class body of torch._dynamo it becomes a RuntimeError with a traceback."""
+    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return  # loaded already, or a thread, which cannot set a signal handler: the command imports it
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        importlib.import_module("torch")
+        importlib.import_module("torch._dynamo")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Runs the parsed command; a user error becomes one line and status 2."""
     logging.basicConfig(
         level=max(logging.DEBUG, logging.WARNING - 10 * args.verbose),
         format="%(levelname)s %(name)s: %(message)s",
@@ -1199,6 +1224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if hasattr(sys.stdout, "reconfigure"):  # generated text may not fit a non-UTF-8 console
         sys.stdout.reconfigure(errors="replace")
+    _import_torch_holding_ctrl_c()
     try:
         return args.handler(args)
     except BrokenPipeError:
@@ -1213,10 +1239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _describe(exc).replace("\n", " ")
         print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:
-        print(f"\nmodrwkv {args.command}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
-
 
 if __name__ == "__main__":
     sys.exit(main())

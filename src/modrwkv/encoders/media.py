@@ -68,8 +68,6 @@ class MediaError(ValueError):
         self.reason = reason or message
 
 
-# Pillow's own default for PIL.Image.MAX_IMAGE_PIXELS (about 9459 x 9459), the library's and CLI's default.
-DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 # How the running program's user raises the limit, quoted by ImageTooLarge (set_max_image_pixels).
 _how_to_raise = "modrwkv.set_max_image_pixels({pixels}) before loading"
 _PILLOW_BOMB_SIZE = re.compile(r"Image size \((\d+) pixels\)")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..constants import DTYPES
 from .config import LAYER0_UNUSED_KEYS, RWKV7Config
 from .errors import CheckpointError, check_keys
 from .files import MODRWKV_FORMAT, read_json_object, read_safetensors, read_torch, safetensors_keys
@@ -24,9 +25,6 @@ from .ops.linear import WeightFormat
 
 log = logging.getLogger(__name__)
 
-# The LM precisions a user names on the command line, in a harness's model arguments or as
-# `dtype="..."` in Python (see `resolve_dtype`).
-DTYPES = ("fp32", "bf16", "fp16", "int8")
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constants import GGUF_DTYPES
 from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError
 from .files import check_output_file
@@ -63,10 +64,6 @@ __all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "gguf_differences", "is_gguf_file
 
 GGUF_ARCHITECTURE = "rwkv7"
 GGUF_MAGIC = b"GGUF"
-#: Precisions of the exported matrices; vectors and the tensors llama.cpp keeps in fp32 stay fp32.
-#: q8_0 is llama.cpp's 8-bit block format (blocks of 32 with an fp16 scale), as the converter's
-#: `--outtype q8_0`; a matrix whose rows are not a multiple of 32 long is written as f16 instead.
-GGUF_DTYPES = ("f32", "f16", "bf16", "q8_0")
 _Q8_0_BLOCK = 32
 #: Order of the six token-shift mixes in time_mix_lerp_fused (the converter's ``lerp_list``).
 LERP_ORDER = ("r", "w", "k", "v", "a", "g")

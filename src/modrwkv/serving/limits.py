@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sample import Sample
-from ..encoders.media import ImageTooLarge, MediaError, audio_seconds, decoder_message, open_image
+
+# The media readers (modrwkv.encoders.media) are imported where they are used: the command line reads
+# ServerLimits' defaults for `modrwkv serve --help`, which must not load the encoders (and torch).
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,8 @@ def _check_image(item: Any, name: str, limits: ServerLimits) -> Any:
         return item
     from PIL import UnidentifiedImageError
 
+    from ..encoders.media import ImageTooLarge, decoder_message, open_image
+
     try:  # opening reads only the header: the size is known before any pixel is decoded
         with open_image(io.BytesIO(item) if isinstance(item, bytes) else item, name) as image:
             width, height = image.size
@@ -165,6 +169,8 @@ def _pixel_limit(limits: ServerLimits) -> str:
 def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
+    from ..encoders.media import MediaError, audio_seconds
+
     try:  # an encoded item's header only: the length is known before any sample is decoded
         seconds = audio_seconds(item)
     except MediaError as exc:

@@ -22,7 +22,8 @@ import yaml
 
 from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
-from ..encoders.media import DEFAULT_MAX_IMAGE_PIXELS, VideoSampling
+from ..constants import DEFAULT_MAX_IMAGE_PIXELS
+from ..encoders.media import VideoSampling
 from ..textfiles import TextFileError, read_yaml
 
 # "1": adapters; "2": adapters + LM; "lora": adapters + LoRA layers; "state": the LM's initial WKV

@@ -26,6 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..constants import INIT_DEVICES as DEVICES
+from ..constants import INIT_FORMATS as FORMATS
+from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
@@ -35,9 +38,6 @@ from ..tokenizer import WorldTokenizer
 from .config import DataConfig, config_from_dict
 from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
 
-SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
-DEVICES = ("cpu", "gpu")
-FORMATS = ("qa", "llava", "openai", "sharegpt", "asr", "series")
 # The official RWKV-7 World files (https://huggingface.co/BlinkDL/rwkv-7-world), the default paths.
 LM_FILES = {
     "0.1b": "checkpoints/RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth",

@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
 from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
 from ...data.readers.base import DataError, json_records, one_format
@@ -70,7 +71,6 @@ from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mea
 
 log = logging.getLogger(__name__)
 
-METRICS = ("exact", "vqa", "choice", "wer", "cer", "mse")
 _ERROR_RATES = ("wer", "cer")  # corpus-level error rates of a text answer (a transcript)
 _HEADLINES = {  # metric -> (headline key, label)
     "exact": ("accuracy", "exact-match accuracy (%)"),

@@ -1,0 +1,131 @@
+"""The `modrwkv` command starts light: its module and parser import no torch, Lightning or transformers
+(each command imports what it needs when it runs), so `--help` is instant, and a Ctrl-C at any moment,
+also while a command is still importing them, ends it with one line and status 130, never a traceback."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from modrwkv.cli import build_parser
+from modrwkv.constants import EVAL_TASKS
+from modrwkv.lm import RWKV7Config
+from modrwkv.lm.random_weights import random_official_state_dict
+
+HEAVY = ("torch", "lightning", "transformers", "numpy")
+COMMANDS = ("generate", "quickstart", "init", "train", "merge-lora", "import-released", "chat", "serve", "eval",
+            "export", "push-to-hub")
+
+
+def test_importing_the_cli_and_building_its_parser_loads_nothing_heavy() -> None:
+    script = ("import sys, modrwkv.cli; modrwkv.cli.build_parser(); "
+              f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_package_loads_its_names_on_first_use() -> None:
+    script = """
+import sys
+import modrwkv
+before = "torch" in sys.modules
+from modrwkv import load_model
+print(before, "torch" in sys.modules, load_model.__module__, sorted(set(modrwkv.__all__) - set(dir(modrwkv))))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True", "modrwkv.lm.checkpoint", "[]"]
+
+
+def test_an_unknown_package_attribute_is_an_attribute_error() -> None:
+    import modrwkv
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        modrwkv.nope  # noqa: B018
+
+
+def subcommands() -> tuple[str, ...]:
+    (action,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return tuple(action.choices)
+
+
+def test_every_command_is_registered() -> None:
+    assert subcommands() == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_prints_its_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: modrwkv {command} ")
+    assert "options:" in out
+
+
+def test_the_offered_eval_tasks_are_the_registered_ones() -> None:
+    from modrwkv.evaluation.tasks import TASKS
+
+    assert EVAL_TASKS == tuple(TASKS)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    config = RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, head_size=64, dim_w=32, dim_a=32, dim_v=32, dim_g=32)
+    path = tmp_path_factory.mktemp("model") / "tiny-world.pth"
+    torch.save(random_official_state_dict(config, seed=1), path)
+    return str(path)
+
+
+def _interrupt(checkpoint: str, when) -> subprocess.CompletedProcess:
+    """Starts a long `modrwkv generate`, sends SIGINT once `when(process)` is true, and waits for it."""
+    command = [sys.executable, "-m", "modrwkv.cli", "generate", "--model", checkpoint, "--prompt", "hi",
+               "--max-new-tokens", "100000"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        while proc.poll() is None and not when(proc):
+            time.sleep(0.01)
+        assert proc.poll() is None, "the command ended before it was interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def _assert_one_line_interrupted(proc: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr
+    assert proc.stderr.strip() in ("modrwkv generate: interrupted", "modrwkv: interrupted"), proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.6, 1.0, 1.5])
+def test_ctrl_c_at_any_moment_of_a_command_is_one_line_and_status_130(checkpoint: str, delay: float) -> None:
+    """Before the change, a Ctrl-C in the first ~1.5 s (while `import modrwkv` loaded torch) printed a
+    traceback. The generation runs for minutes, so each delay lands in start-up, importing, loading or
+    generating: every one must end the same way."""
+    start = time.monotonic()
+    _assert_one_line_interrupted(_interrupt(checkpoint, lambda _proc: time.monotonic() - start >= delay))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+def test_ctrl_c_while_the_command_imports_torch_is_one_line_and_status_130(checkpoint: str) -> None:
+    """The moment the old code could not handle, caught deterministically: torch's shared library is
+    mapped into the process, i.e. the command is importing torch."""
+
+    def importing_torch(proc: subprocess.Popen) -> bool:
+        try:
+            return "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()
+        except OSError:
+            return False
+
+    _assert_one_line_interrupted(_interrupt(checkpoint, importing_torch))
