@@ -4,9 +4,9 @@ The model (`..model`) only ever calls `linear(layer, x, splits)`; what happens t
 *weight format* chosen with `use_weight_format` and the *layout* chosen with `use_weight_layout`:
 
 - "native": `nn.Linear` in the model's dtype. In fp32 on CPU, a one-row product in the "decode"
-  layout (column-major, see `use_weight_layout`) is split over torch's threads (`_split_product`)
-  unless MKL threads it itself (Intel CPUs, `split_count`), and products of more rows run through
-  oneDNN (`_onednn_product`).
+  layout (column-major, see `use_weight_layout`) is split over torch's threads (`_split_product`),
+  and products of more rows run through oneDNN (`_onednn_product`); except on Intel CPUs, where
+  torch's own product (MKL) is faster for both (`MKL_ON_INTEL`).
 - "bf16": `BF16Linear`, weights bf16 in oneDNN's pre-packed layout on CPU (row-major elsewhere),
   activations cast to bf16 for the product only.
 - "int8": `Int8Linear`, weight-only int8 with one bf16 scale per output channel (symmetric, round
@@ -33,6 +33,27 @@ WEIGHT_FORMATS = ("native", "bf16", "int8")
 WeightLayout = Literal["decode", "training"]
 WEIGHT_LAYOUTS = ("decode", "training")
 
+
+def _cpu_vendor() -> str:
+    """The CPU's vendor id ("GenuineIntel", "AuthenticAMD", ...), or "" where /proc/cpuinfo has none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# torch's own fp32 products go to MKL, which runs its fast (AVX-512) kernels on Intel CPUs only; on
+# other CPUs `linear` works around it (`_split_product`, `_onednn_product`). Measured with the 0.1B
+# model at 2 threads: on a 2-core AMD EPYC MKL ran a one-row product on one core (splitting: a
+# step's products 23.3 -> 15.5 ms) and oneDNN ran 512 rows at 450 instead of 200 GFLOP/s. On a
+# 2-core Intel Xeon (2026-12-01) MKL used both cores for one row (splitting cost 1.1 ms per token
+# more, 27.7 -> 28.9 ms) and was faster than oneDNN at every row count (all the 0.1B matrices at 2 /
+# 16 / 64 / 512 rows: 33.5 / 41.2 / 70.3 / 399 ms against 35.6 / 56.2 / 96.5 / 528).
+MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
 # oneDNN's fp32 linear (`_onednn_product`), where torch was built with it.
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 # From this many rows, an int8 product dequantises its weight (once per call) and runs on
@@ -139,11 +160,12 @@ class Int8Linear(nn.Module):
 def linear(layer: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
     """`layer(x)`, computed the fastest way for its weight format and the number of rows.
 
-    fp32 `nn.Linear` without autograd on CPU: one row as `splits` partial products run in parallel
-    (`_split_product`), more rows through oneDNN (`_onednn_product`). Any other layer (bf16, int8,
-    a LoRA wrapper, a bias) or training is simply called.
+    fp32 `nn.Linear` without autograd on CPU, except with MKL on Intel CPUs (`MKL_ON_INTEL`): one
+    row as `splits` partial products run in parallel (`_split_product`), more rows through oneDNN
+    (`_onednn_product`). Any other layer (bf16, int8, a LoRA wrapper, a bias) or training is simply
+    called.
     """
-    if type(layer) is not nn.Linear or layer.bias is not None:
+    if type(layer) is not nn.Linear or layer.bias is not None or MKL_ON_INTEL:
         return layer(x)
     rows = x.numel() // x.shape[-1]
     if rows == 1 and splits > 1:
@@ -157,7 +179,8 @@ def _onednn_product(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """x @ weight.T through oneDNN, in fp32 (fp32 products and sums: the results differ from MKL's
     only in the order of the additions, ~1e-6 relative).
 
-    torch sends fp32 products to MKL, which runs AVX2 code on AMD CPUs; oneDNN picks its kernel
+    torch sends fp32 products to MKL, which runs AVX2 code on AMD CPUs (on Intel CPUs MKL is faster,
+    and `linear` does not come here: `MKL_ON_INTEL`); oneDNN picks its kernel
     from the instruction set and uses AVX-512 where there is one. Measured on this project's
     2-core AMD EPYC (AVX-512) with the 0.1B matrices at 512 rows: 200 -> 450 GFLOP/s, and 2x at
     2-64 rows (decoding batches). Either weight layout works (oneDNN reads the strides).
@@ -191,26 +214,8 @@ def _split_product(weight: torch.Tensor, x: torch.Tensor, splits: int) -> torch.
 
 def split_count(x: torch.Tensor) -> int:
     """How many partial products `linear` uses for a single row: torch's thread count on CPU,
-    except where MKL already spreads a one-row product over the threads itself (`MKL_THREADS_ONE_ROW`)."""
-    return torch.get_num_threads() if x.device.type == "cpu" and not MKL_THREADS_ONE_ROW else 1
-
-
-def _cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-# MKL runs its own optimised code paths on Intel CPUs only. Measured with the 0.1B model at batch
-# 1 and 2 threads: on a 2-core AMD EPYC MKL ran a one-row product on one core, and `_split_product`
-# took a step's products from 23.3 to 15.5 ms; on a 2-core Intel Xeon (2026-12-01) MKL already used
-# both cores, and splitting cost 1.1 ms per token more (27.7 -> 28.9 ms, interleaved rounds).
-MKL_THREADS_ONE_ROW = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
+    except where MKL spreads a one-row product over the threads itself (`MKL_ON_INTEL`)."""
+    return torch.get_num_threads() if x.device.type == "cpu" and not MKL_ON_INTEL else 1
 
 
 @torch.no_grad()
