@@ -5,6 +5,7 @@ import torch
 
 from conftest import TINY, make_model
 from modrwkv.lm import RWKV7, RWKV7Config, RWKV7State
+from modrwkv.lm.ops.linear import _split_product
 
 
 def ids(n, seed=0, vocab=TINY.vocab_size):
@@ -302,3 +303,21 @@ def test_decode_steps_equal_one_pass(monkeypatch, threads):
     no_grad = model(rows[:, :1], state=want.state, logits="last")  # products of 2 rows: oneDNN, not MKL
     torch.testing.assert_close(step.state.wkv.detach(), no_grad.state.wkv, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(step.logits.detach(), no_grad.logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("splits", [2, 3, 4])
+def test_split_product_equals_the_plain_product(splits):
+    """A one-row product as `splits` partial products over slices of the input dimension (decoding on
+    CPUs where MKL runs a one-row product on one core) equals x @ W^T; a row-major weight, or an
+    input dimension the split does not divide, takes the plain product."""
+    torch.manual_seed(0)
+    w, x = torch.randn(40, 96), torch.randn(1, 1, 96)
+    column_major = w.t().contiguous().t()
+    want = x @ w.t()
+    got = _split_product(column_major, x, splits)
+    assert got.shape == (1, 1, 40)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_split_product(w, x, splits), want, rtol=1e-5, atol=1e-5)
+    odd = torch.randn(40, 97).t().contiguous().t()
+    torch.testing.assert_close(_split_product(odd, x.new_ones(1, 1, 97), 2), x.new_ones(1, 1, 97) @ odd.t(),
+                               rtol=1e-5, atol=1e-5)

@@ -36,9 +36,23 @@ def test_bf16_linear_rounds_weights_and_inputs_only():
     torch.manual_seed(0)
     w, x = torch.randn(32, 64), torch.randn(2, 64)
     layer = BF16Linear(w)
-    assert layer.weight.dtype == torch.bfloat16 and layer.weight.is_contiguous()
+    assert layer.weight.dtype == torch.bfloat16 and torch.equal(layer.dense_weight(), w.bfloat16())
     want = x.bfloat16().float() @ w.bfloat16().float().t()
     torch.testing.assert_close(layer(x), want, rtol=2e-2, atol=2e-2)
+
+
+def test_bf16_linear_copies_saves_and_casts_its_plain_weight():
+    """On CPUs where oneDNN runs bf16 the weight is an opaque pre-packed tensor: state_dict(),
+    deepcopy and .to() must still see (and keep) the plain bf16 matrix, and a copy computes the same."""
+    torch.manual_seed(0)
+    w, x = torch.randn(48, 64), torch.randn(3, 64)
+    layer = BF16Linear(w)
+    saved = layer.state_dict()["weight"]
+    assert saved.layout == torch.strided and torch.equal(saved, w.bfloat16())
+    twin = copy.deepcopy(layer)
+    assert torch.equal(twin(x), layer(x)) and twin.weight.layout == layer.weight.layout
+    widened = copy.deepcopy(layer).float()
+    assert widened.weight.layout == torch.strided and torch.equal(widened.weight, w.bfloat16().float())
 
 
 @torch.no_grad()
