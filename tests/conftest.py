@@ -1,4 +1,5 @@
 import os
+import signal
 import warnings
 
 # The official `rwkv` package reads these at import time; it is the numerical oracle of the tests.
@@ -6,6 +7,13 @@ os.environ.setdefault("RWKV_V7_ON", "1")
 os.environ.setdefault("RWKV_CUDA_ON", "0")
 os.environ.setdefault("RWKV_JIT_ON", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+# A test run that a non-interactive shell started in the background (`cmd &`, as some CI runners
+# do) inherits SIGINT ignored, and so would every command a test starts: the tests that press
+# Ctrl-C in a command need it as a terminal gives it. A Python handler here is reset to the default
+# in each child at exec, where an ignored signal would stay ignored.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

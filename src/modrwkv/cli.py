@@ -1240,5 +1240,6 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
 
+
 if __name__ == "__main__":
     sys.exit(main())
