@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from eval_fixtures import write_librispeech
+from eval_fixtures import write_aishell, write_librispeech
 from test_pipeline import tiny_model_dir
 
 from modrwkv.cli import main
@@ -123,6 +123,53 @@ def test_only_transcription_samples_take_the_models_prompt(tmp_path):
                                                             "answer": "three red cats"}) + "\n")
     [asked] = evaluate(CustomTask(), data.parent / "qa.jsonl", model, tmp_path / "qa")
     assert asked["prompt"] == "<audio>\nTranscribe the audio."
+
+
+@pytest.mark.parametrize("task, write", [("librispeech", write_librispeech), ("aishell", write_aishell)])
+def test_asr_prompt_applies_to_the_asr_benchmarks_with_the_same_precedence(tmp_path, caplog, capsys, task, write):
+    """--asr-prompt > the folder's recorded ASR prompt > the default with a warning, for LibriSpeech and
+    Aishell as for a custom manifest: the expectation is the user turn the training reader builds with
+    each prompt."""
+    corpus = write(tmp_path / "corpus")
+    count = len(get_task(task).load(corpus, get_task(task).default_split))
+    turns = manifest(tmp_path / "turns")
+    turn = {prompt: next(iter(AsrManifestReader(turns, prompt=prompt))).messages[0].content
+            for prompt in ("Say it in words.", None, "Write it down.")}
+    turn["default"] = next(iter(AsrManifestReader(turns))).messages[0].content
+    model = tmp_path / "recorded"
+    recorded = ModRWKV.from_pretrained(tiny_model_dir())
+    recorded.asr_prompt = "Write it down."  # what training would record with data.options.prompt
+    recorded.save_pretrained(model)
+    old = tmp_path / "old"  # a folder saved before the record existed
+    recorded.save_pretrained(old)
+    config = json.loads((old / "config.json").read_text())
+    del config["asr_prompt"]
+    (old / "config.json").write_text(json.dumps(config))
+
+    def run(folder: Path, output: str, *options: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="modrwkv.evaluation"):
+            assert main(["eval", "--task", task, "--data", str(corpus), "--model", str(folder), "--output",
+                         str(tmp_path / output), "--no-progress", "--max-new-tokens", "2", *options]) == 0
+        return [p["prompt"] for p in predictions(tmp_path / output)]
+
+    assert run(model, "given", "--asr-prompt", "Say it in words.") == [turn["Say it in words."]] * count
+    assert run(model, "bare", "--asr-prompt", "") == [turn[None]] * count
+    assert run(model, "recorded") == [turn["Write it down."]] * count
+    assert run(old, "old-given", "--asr-prompt", "Say it in words.") == [turn["Say it in words."]] * count
+    assert "does not record the ASR prompt" not in caplog.text  # the given prompt is no guess
+    assert run(old, "old") == [turn["default"]] * count
+    assert f"{old}: the model's config.json does not record the ASR prompt" in caplog.text
+    # a run asked with the model's own prompt does not resume as one asked another
+    assert main(["eval", "--task", task, "--data", str(corpus), "--model", str(model), "--output",
+                 str(tmp_path / "recorded"), "--no-progress", "--max-new-tokens", "2", "--asr-prompt", "X"]) != 0
+    assert "task_options" in capsys.readouterr().err
+
+
+def test_asr_prompt_is_refused_by_tasks_that_do_not_transcribe(tmp_path, capsys):
+    assert main(["eval", "--task", "gqa", "--data", str(tmp_path), "--model", str(tiny_model_dir()),
+                 "--asr-prompt", "Say it."]) == 2
+    assert "--asr-prompt: gqa takes no such option (librispeech, aishell, custom do)" in capsys.readouterr().err
 
 
 def test_asr_prompt_is_refused_for_a_file_whose_records_hold_their_prompts(tmp_path):

@@ -163,6 +163,24 @@ def test_forecast_options_change_the_windows_and_drop_the_paper_numbers(tmp_path
         get_task("etth1").configure(targets=["OT"])
 
 
+def test_a_series_prompt_given_to_a_forecasting_benchmark_asks_with_it_and_marks_the_run(tmp_path):
+    """--series-prompt on ETTh1: the samples show the turn the training reader builds with that
+    template, the run's identity records it (a run asked the model's own does not resume as this one),
+    and a template the reader refuses is refused here with the reader's words."""
+    from modrwkv.data.readers import TimeSeriesReader
+
+    csv = tmp_path / "one.csv"
+    csv.write_text("value\n" + "".join(f"{i}\n" for i in range(40)))
+    template = "Continue with {horizon} numbers ({channels} channel)."
+    expected = next(iter(TimeSeriesReader(csv, lookback=8, horizon=24, prompt=template))).messages[0].content
+    task = get_task("etth1").configure(lookback=96, horizon=24, series_prompt=template)
+    assert task.load(write_etth1(tmp_path), "test")[0].prompt == expected
+    assert task.options == {"lookback": 96, "horizon": 24, "samples": 1, "series_prompt": template}
+    assert "series_prompt" not in get_task("etth1").options
+    with pytest.raises(ValueError, match=r"^series_prompt: 'Next \{0\}' uses \{0\}; a series prompt may use only"):
+        get_task("etth1").configure(series_prompt="Next {0}")
+
+
 def write_custom_csv(path: Path, rows: int = 200) -> tuple[Path, np.ndarray]:
     """A 'ds' date column, two series, and empty cells early on (in the training rows)."""
     t = np.arange(rows)
@@ -206,10 +224,10 @@ def test_custom_series_reads_any_csv_as_the_training_reader_does(tmp_path):
 class ForecastPipeline:
     """Forecasts the last value of each window (repeat-last), as `ModRWKVPipeline.forecast_batch` returns it."""
 
-    def forecast_batch(self, windows, horizon, max_new_tokens=None, samples=1):
+    def forecast_batch(self, windows, horizon, prompt=None, max_new_tokens=None, samples=1):
         from modrwkv.inference import SeriesForecast
 
-        assert samples == 1  # the task's default: greedy
+        assert samples == 1 and prompt is None  # the task's defaults: greedy, the model's own prompt
 
         return [SeriesForecast(np.full(horizon, float(w[-1])), "0 " * (horizon - 1) + "0", True, "<series>\nnext?")
                 for w in windows]

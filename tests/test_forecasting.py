@@ -356,6 +356,35 @@ def test_a_custom_series_prompt_is_saved_and_asked_by_forecast_and_eval(tmp_path
     (tmp_path / "copy" / "config.json").write_text(json.dumps(config))
     assert ModRWKVPipeline.from_pretrained(tmp_path / "copy").forecast(first.series[0], 8).prompt == \
         next(iter(TimeSeriesReader(csv, lookback=32, horizon=8))).messages[0].content
+
+    # --series-prompt asks with the template given: the old folder with the one it was trained with, the
+    # new one with another; --task custom on the .csv takes it too
+    def eval_prompts(folder, output, *options):
+        asked.clear()
+        assert main(["eval", "--task", *options, "--data", str(csv), "--model", str(folder), "--lookback", "32",
+                     "--horizon", "8", "--limit", "3", "--output", str(tmp_path / output), "--no-progress"]) == 0
+        records = [json.loads(line) for line in (tmp_path / output / "predictions.jsonl").read_text().splitlines()]
+        assert [r["prompt"] for r in records] == asked
+        return asked[:]
+
+    def reader_turns(prompt):
+        windows = TimeSeriesReader(csv, lookback=32, horizon=8, prompt=prompt, split="test", standardize=True)
+        return [s.messages[0].content for s in list(windows)[:3]]
+
+    other = "Next {horizon} values of {channels} series?"
+    assert eval_prompts(tmp_path / "copy", "old", "custom-series", "--series-prompt", template) == expected
+    assert eval_prompts(run / "final", "other", "custom", "--series-prompt", other) == reader_turns(other)
+    assert reader_turns(other)[0] == "<series>\nNext 8 values of 1 series?"
+    for bad, problem in (("Next {steps}", "'Next {steps}' uses {steps}; a series prompt may use only {horizon} and "
+                                          "{channels} (write {{ and }} for literal braces)"),
+                         ("Next {horizon", "'Next {horizon' is not a valid template (expected '}' before end of "
+                                           "string; write {{ and }} for literal braces)")):
+        assert main(["eval", "--task", "custom-series", "--data", str(csv), "--model", str(run / "final"),
+                     "--series-prompt", bad, "--output", str(tmp_path / "bad-eval")]) == 2
+        assert f"modrwkv eval: error: --series-prompt: {problem}" in capsys.readouterr().err
+    assert main(["eval", "--task", "gqa", "--data", str(csv), "--model", str(run / "final"),
+                 "--series-prompt", other]) == 2
+    assert "--series-prompt: gqa takes no such option (forecasting tasks do)" in capsys.readouterr().err
     for bad, problem in (("Next {steps} values.", "'Next {steps} values.' uses {steps}; a series prompt may use only "
                                                   "{horizon} and {channels} (write {{ and }} for literal braces)"),
                          ("Next {horizon values.", "'Next {horizon values.' is not a valid template (expected '}' "

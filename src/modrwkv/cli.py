@@ -968,6 +968,13 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "distribution and forecast their step-wise median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--target", action="append", metavar="COLUMN",
                    help="custom-series: a column to forecast (repeat for several; default: every numeric column)")
+    p.add_argument("--series-prompt", metavar="TEXT",
+                   help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
+                   "the model was trained with, which its folder records (docs/forecasting.md)")
+    p.add_argument("--asr-prompt", metavar="TEXT",
+                   help="librispeech, aishell, and --task custom with an ASR manifest: ask with TEXT after the audio "
+                   "('' for the audio alone) instead of the ASR prompt the model was trained with, which its folder "
+                   "records")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--num-shards", type=int, default=1, help="split the samples over this many processes (default 1)")
     p.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0-based)")
@@ -987,9 +994,6 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     custom.add_argument("--prompt", metavar="TEMPLATE",
                         help="ask with this template instead of the training layout, e.g. "
                         "'{question} Answer with one word.' ({choices}: the lettered options)")
-    custom.add_argument("--asr-prompt", metavar="TEXT",
-                        help="ask an ASR manifest with TEXT after the audio ('' for the audio alone) instead of the "
-                        "ASR prompt the model was trained with, which its folder records")
     custom.add_argument("--media-folder", metavar="DIR", help="where media paths point (default: the file's folder)")
     custom.add_argument("--baseline", action="append", default=[], metavar="NAME=VALUE",
                         help="a number to show beside the model's in report.md (repeatable); a custom data set "
@@ -1016,10 +1020,15 @@ def _run_eval(args: argparse.Namespace) -> int:
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
 
+    from modrwkv.data.readers.series import series_prompt_problem
     from modrwkv.evaluation.tasks import custom_task
 
-    custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--asr-prompt": args.asr_prompt,
-                      "--media-folder": args.media_folder, "--baseline": args.baseline}
+    custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
+                      "--baseline": args.baseline}
+    if args.series_prompt is not None:
+        problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
+        if problem:
+            raise CLIError(f"--series-prompt: {problem}")
     if args.task == "custom":
         task = custom_task(args.data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline))
@@ -1028,12 +1037,19 @@ def _run_eval(args: argparse.Namespace) -> int:
         if given:
             raise CLIError(f"{', '.join(given)} apply to --task custom only")
         task = get_task(args.task)
-    options = {k: v for k, v in (("lookback", args.lookback), ("horizon", args.horizon), ("targets", args.target),
-                                 ("samples", args.samples)) if v is not None}
+    # option -> (its flag, the tasks that take it); --asr-prompt of --task custom went to custom_task
+    settings = {"lookback": ("--lookback", "forecasting tasks"), "horizon": ("--horizon", "forecasting tasks"),
+                "samples": ("--samples", "forecasting tasks"), "series_prompt": ("--series-prompt", "forecasting tasks"),
+                "targets": ("--target", "custom-series"), "asr_prompt": ("--asr-prompt", "librispeech, aishell, custom")}
+    given_settings = {"lookback": args.lookback, "horizon": args.horizon, "samples": args.samples,
+                      "series_prompt": args.series_prompt, "targets": args.target,
+                      "asr_prompt": None if args.task == "custom" else args.asr_prompt}
+    options = {k: v for k, v in given_settings.items() if v is not None}
+    refused = [k for k in options if k not in task.settings]
+    if refused:
+        raise CLIError("; ".join(f"{settings[k][0]}: {task.name} takes no such option ({settings[k][1]} do)"
+                                 for k in refused))
     if options:
-        if not hasattr(task, "configure"):
-            flags = ", ".join("--" + ("target" if k == "targets" else k) for k in options)
-            raise CLIError(f"{flags}: {task.name} takes no such option (forecasting tasks do)")
         task = task.configure(**options)
     split = task.check_split(args.split)
     if args.num_shards < 1:

@@ -276,7 +276,7 @@ def run_eval(
                              f"Expected layout:\n{task.layout}")
         log.info("%s %s: %d of %d selected samples to generate (batch %d)", task.name, split, len(todo), len(mine),
                  batch_size)
-        _note_unrecorded_asr_prompt(model, todo)
+        _note_unrecorded_asr_prompt(task, model, todo)
         started = time.monotonic()
         generated = _generate(task, todo, load_pipeline(), log_path, batch_size, max_new_tokens, done, progress)
         seconds = time.monotonic() - started
@@ -292,14 +292,15 @@ def run_eval(
     return EvalResult(output, len(selected), len(selected), generated, summary)
 
 
-def _note_unrecorded_asr_prompt(model: ModelSpec, samples: Sequence[EvalSample]) -> None:
+def _note_unrecorded_asr_prompt(task: Task, model: ModelSpec, samples: Sequence[EvalSample]) -> None:
     """A model folder saved before folders recorded the ASR prompt they were trained with is asked
-    the default one, which may not be what it was trained on: said once, before generating."""
+    the default one, which may not be what it was trained on: said once, before generating (unless
+    the run gives its own, `task.asr_prompt`)."""
     from ..data.readers.asr import DEFAULT_ASR_PROMPT
     from ..multimodal.model import CONFIG_NAME, is_modrwkv_folder, read_config
 
     path = Path(model.path)
-    if any(s.transcribe for s in samples) and is_modrwkv_folder(path) and "asr_prompt" not in read_config(path):
+    if task.asr_prompt is None and any(s.transcribe for s in samples) and is_modrwkv_folder(path) and "asr_prompt" not in read_config(path):
         log.warning("%s: the model's %s does not record the ASR prompt it was trained with (a folder saved before "
                     "it did); its transcripts are asked with the default %r", path, CONFIG_NAME, DEFAULT_ASR_PROMPT)
 

@@ -90,6 +90,10 @@ class Task(abc.ABC):
     headline_label: str  # what that number is, e.g. "accuracy (%)"
     layout: str  # the expected folder layout, shown in errors and docs
     paper_note: str = ""  # how the published numbers relate to this split, for the report
+    settings: tuple[str, ...] = ()  # the options `configure` takes (e.g. a forecast's lookback)
+    # An ASR prompt given for the run (--asr-prompt): transcripts are asked with it instead of the
+    # model's own ("": the audio alone). None: the model's (`transcription_prompt`).
+    asr_prompt: str | None = None
 
     def paper_results(self, split: str) -> list[PaperResult]:
         """Published numbers for this benchmark and split (none by default)."""
@@ -105,9 +109,17 @@ class Task(abc.ABC):
         """Raises ValueError, before anything is generated, for a model this task's settings do not
         fit (e.g. a forecaster trained on another look-back). Nothing by default."""
 
+    def configure(self, **options: Any) -> Task:
+        """A copy with other `settings`; a task without any takes none."""
+        raise ValueError(f"{self.name} takes no option(s) {sorted(options)}")
+
     def transcription_prompt(self, model_asr_prompt: str | None) -> str:
-        """The user turn a `transcribe` sample is asked with, from the ASR prompt the model was
-        trained with (its config's `asr_prompt`; None: the audio alone): that prompt after the audio."""
+        """The user turn a `transcribe` sample is asked with: the audio, then the run's `asr_prompt`
+        when one is given ("": the audio alone), else the ASR prompt the model was trained with (its
+        config's `asr_prompt`, the default for a folder saved before it was recorded, which
+        `run_eval` warns about; None: the audio alone). The one place this precedence is decided."""
+        if self.asr_prompt is not None:
+            return asr_user_turn(self.asr_prompt or None)
         return asr_user_turn(model_asr_prompt)
 
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:

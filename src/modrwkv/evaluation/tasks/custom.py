@@ -60,7 +60,7 @@ import numpy as np
 
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
-from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
+from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import DataError, json_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
@@ -141,8 +141,8 @@ class CustomTask(Task):
         return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
 
     def transcription_prompt(self, model_asr_prompt: str | None) -> str:
-        """An ASR manifest's user turn from the model's recorded ASR prompt, with `prompt` applied to it."""
-        return _templated(asr_user_turn(model_asr_prompt), self.prompt)
+        """An ASR manifest's user turn (`Task.transcription_prompt`), with `prompt` applied to it."""
+        return _templated(super().transcription_prompt(model_asr_prompt), self.prompt)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl"):
@@ -152,7 +152,8 @@ class CustomTask(Task):
             raise BenchmarkFileError(f"{data}: no such file")
         folder = self.media_folder if self.media_folder is not None else data.parent
         records: list[_Question] = []
-        # The ASR manifest's prompt: the one given, else the default until the model's own replaces it.
+        # The ASR manifest's prompt until the model is loaded: the one given, else the default
+        # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
         try:
             data_format, chosen, convert = _converter(data, manifest_prompt)
@@ -196,7 +197,7 @@ class CustomTask(Task):
                                       series=record.media.get("series", []),
                                       videos=[_path(i) for i in record.media.get("video", [])],
                                       context=question.context,
-                                      transcribe=data_format == "asr" and self.asr_prompt is None))
+                                      transcribe=data_format == "asr"))
         # A World token is at least one byte: the longest answer fits, with room for a short preamble.
         self.max_new_tokens = longest + 16
         return samples

@@ -10,8 +10,8 @@ with `targets`, read by the training reader itself, so training and evaluation s
 empty cells, date columns and scaling).
 
 The model is asked with the prompt template it was trained with (`series_prompt` in its
-config.json; the reader's default for a folder without one), the user turn recorded as the
-record's "prompt". It reads the look-back window normalised with its own statistics and writes the
+config.json; the reader's default for a folder without one), or with the task's `series_prompt`
+when one is given (`--series-prompt`), the user turn recorded as the record's "prompt". It reads the look-back window normalised with its own statistics and writes the
 normalised forecast, constrained to exactly `horizon` numbers; `ModRWKVPipeline.forecast_batch`
 maps it back with the window's mean and scale. A record keeps the model's text as "prediction"
 and the de-normalised numbers as "forecast", which is what is scored; "complete" is false when
@@ -34,6 +34,7 @@ from ...data.readers.series import (
     DATE_COLUMN_NAMES,
     FORECAST_MAX_DIGITS,
     TimeSeriesReader,
+    series_prompt_problem,
     series_prompt_template,
     series_user_turn,
 )
@@ -99,25 +100,34 @@ class _Forecasting(Task):
     headline = "mse"
     headline_label = "MSE (standardised)"
 
-    def __init__(self, lookback: int, horizon: int, samples: int = 1) -> None:
+    settings = ("lookback", "horizon", "samples", "series_prompt")
+
+    def __init__(self, lookback: int, horizon: int, samples: int = 1, series_prompt: str | None = None) -> None:
         for label, value in (("lookback", lookback), ("horizon", horizon), ("samples", samples)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
+        problem = None if series_prompt is None else series_prompt_problem(series_prompt)
+        if problem:
+            raise ValueError(f"series_prompt: {problem}")
         self.lookback, self.horizon, self.samples = lookback, horizon, samples
+        self.series_prompt = series_prompt  # None: the template the model was trained with
 
     def configure(self, **options: Any) -> _Forecasting:
-        """A copy with other settings (`lookback`, `horizon`, and `targets` for custom-series)."""
-        unknown = set(options) - set(self.options)
+        """A copy with other `settings` (`lookback`, `horizon`, `samples`, `series_prompt`, and
+        `targets` for custom-series)."""
+        unknown = set(options) - set(self.settings)
         if unknown:
-            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; it takes {sorted(self.options)}")
+            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; it takes {list(self.settings)}")
         return type(self)(**{**self._init_args(), **options})
 
     def _init_args(self) -> dict[str, Any]:
-        return {"lookback": self.lookback, "horizon": self.horizon, "samples": self.samples}
+        return {"lookback": self.lookback, "horizon": self.horizon, "samples": self.samples,
+                "series_prompt": self.series_prompt}
 
     @property
     def options(self) -> dict[str, Any]:
-        return self._init_args()
+        # A given prompt only: a run asked with the model's own template resumes as before.
+        return {k: v for k, v in self._init_args().items() if k != "series_prompt" or v is not None}
 
     @property
     def max_new_tokens(self) -> int:  # type: ignore[override]
@@ -127,10 +137,10 @@ class _Forecasting(Task):
         return self.horizon * (FORECAST_MAX_DIGITS + 2) + 3
 
     def prompt(self) -> str:
-        """A sample's prompt until the model is loaded: the reader's default. The model is asked with
-        the template it was trained with (`ModRWKVPipeline.forecast_batch`), which `generate`
-        records as the prediction's prompt."""
-        return series_user_turn(series_prompt_template(None, multivariate=False), self.horizon, 1)
+        """A sample's prompt until the model is loaded: the given `series_prompt`'s, else the reader's
+        default. The model is asked with the template it was trained with unless `series_prompt` is
+        given (`ModRWKVPipeline.forecast_batch`), which `generate` records as the prediction's prompt."""
+        return series_user_turn(series_prompt_template(self.series_prompt, multivariate=False), self.horizon, 1)
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         trained = getattr(getattr(pipeline, "model", None), "series_lookback", None)
@@ -139,7 +149,7 @@ class _Forecasting(Task):
                              f"evaluate with --lookback {trained}")
 
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
-        forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon,
+        forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon, prompt=self.series_prompt,
                                             max_new_tokens=max_new_tokens, samples=self.samples)
         return [{"prompt": f.prompt, "prediction": f.text, "finish_reason": "stop" if f.complete else "length",
                  "forecast": f.values.tolist(), "complete": f.complete} for f in forecasts]
@@ -166,8 +176,8 @@ class Forecast(_Forecasting):
     """One long-horizon data set; `name` and the file it reads differ per data set."""
 
     def __init__(self, name: str, title: str, files: Sequence[str], lookback: int = LOOKBACK,
-                 horizon: int = HORIZON, samples: int = 1) -> None:
-        super().__init__(lookback, horizon, samples)
+                 horizon: int = HORIZON, samples: int = 1, series_prompt: str | None = None) -> None:
+        super().__init__(lookback, horizon, samples, series_prompt)
         self.name, self.title, self.files = name, title, tuple(files)
         self.layout = f"""{name}/                       (or the CSV file itself)
   {files[0]}                 (header row: date, then one column per channel)"""
@@ -177,7 +187,7 @@ class Forecast(_Forecasting):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"lookback": self.lookback, "horizon": self.horizon, "samples": self.samples}
+        return {k: v for k, v in super().options.items() if k not in ("name", "title", "files")}
 
     @property
     def paper_setting(self) -> bool:
@@ -232,9 +242,11 @@ class CustomSeries(_Forecasting):
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
             one numeric column per series; empty cells allowed)"""
 
+    settings = (*_Forecasting.settings, "targets")
+
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
-                 samples: int = 1) -> None:
-        super().__init__(lookback, horizon, samples)
+                 samples: int = 1, series_prompt: str | None = None) -> None:
+        super().__init__(lookback, horizon, samples, series_prompt)
         self.targets = list(targets) if targets else None
 
     def _init_args(self) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from .paper import AISHELL, ASR_ENCODERS, LIBRISPEECH
 log = logging.getLogger(__name__)
 
 # What the samples show until the model is loaded; each is asked with the model's own ASR prompt
-# (`transcribe`), e.g. the audio alone for a model trained that way (the authors' layout).
+# (`transcribe`, `Task.transcription_prompt`), e.g. the audio alone for a model trained that way (the
+# authors' layout), or with the run's --asr-prompt.
 ASR_PROMPT = asr_user_turn(DEFAULT_ASR_PROMPT)
 
 
@@ -38,7 +39,28 @@ def _asr_paper(table: dict[str, tuple[float, ...]], split: str) -> list[PaperRes
             for encoder, value in zip(ASR_ENCODERS, table[split])]
 
 
-class LibriSpeech(Task):
+class _SpeechTask(Task):
+    """What the ASR benchmarks share: every sample asks for a transcript (`transcribe`), with the
+    model's own ASR prompt unless `asr_prompt` gives another ("": the audio alone)."""
+
+    settings = ("asr_prompt",)
+
+    def __init__(self, asr_prompt: str | None = None) -> None:
+        self.asr_prompt = asr_prompt
+
+    def configure(self, **options: Any) -> _SpeechTask:
+        unknown = set(options) - set(self.settings)
+        if unknown:
+            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; it takes {list(self.settings)}")
+        return type(self)(**{"asr_prompt": self.asr_prompt, **options})
+
+    @property
+    def options(self) -> dict[str, Any]:
+        # Only a given prompt: a run asked the model's own resumes as before, one asked another does not.
+        return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
+
+
+class LibriSpeech(_SpeechTask):
     name = "librispeech"
     title = "LibriSpeech"
     splits = ("test-clean", "test-other", "dev-clean", "dev-other")
@@ -80,7 +102,7 @@ class LibriSpeech(Task):
                 "utterances": len(records)}
 
 
-class Aishell(Task):
+class Aishell(_SpeechTask):
     name = "aishell"
     title = "Aishell-1"
     splits = ("test", "dev")
