@@ -364,11 +364,36 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
+def truncated_jpeg() -> bytes:
+    from PIL import Image
+
+    from test_pipeline import image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image(4, (48, 64))).save(buffer, "JPEG")
+    return buffer.getvalue()[: buffer.tell() // 2]
+
+
+def pillow_load_error(data: bytes) -> str:
+    """What Pillow itself says when it decodes `data` (whose header it opens without complaint)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as picture:
+        try:
+            picture.load()
+        except OSError as exc:
+            return str(exc)
+    raise AssertionError("the image decoded")
+
+
 NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
 
 
 @pytest.mark.parametrize("part, message, code", [
-    ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}}, "image file is truncated", "bad_image"),
+    ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}},
+     f"the image in messages[1].content[1] cannot be decoded: {pillow_load_error(truncated_png())}", "bad_image"),
+    ({"type": "image_url", "image_url": {"url": data_uri(truncated_jpeg(), "image/jpeg")}},
+     f"the image in messages[1].content[1] cannot be decoded: {pillow_load_error(truncated_jpeg())}", "bad_image"),
     ({"type": "image_url", "image_url": {"url": data_uri(b"GIF89a" + bytes(40))}},
      f"the image in messages[1].content[1] cannot be decoded: {NOT_AN_IMAGE}", "bad_image"),
     ({"type": "image_url", "image_url": {"url": data_uri(b"\x00" * 64)}},
@@ -380,8 +405,8 @@ NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, 
      "bad_audio"),
 ])
 def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addresses(live, part, message, code):
-    """A refusal from the media checks is the part's place and the decoder's reason, each said once;
-    one from decoding later (a truncated file whose header looked fine) has the decoder's reason."""
+    """A refusal from the media checks is the part's place and the decoder's reason, each said once,
+    a truncated file whose header looks fine (Pillow opens it; decoding fails) included."""
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": [{"type": "text", "text": "What is this?"}, part]}]
     status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": messages}).encode())
@@ -441,10 +466,82 @@ def test_local_and_remote_media_only_when_enabled(tmp_path):
                     ask(client, outside)
             missing = [{"role": "user", "content": [{"type": "image_url", "image_url": {
                 "url": f"http://127.0.0.1:{files.server_address[1]}/missing.png"}}]}]
-            with pytest.raises(openai.BadRequestError, match="cannot fetch remote media"):
+            with pytest.raises(openai.BadRequestError, match=r"the image in messages\[0\]\.content\[0\] cannot be "
+                               r"fetched from http://\S+/missing.png: the remote server answered HTTP status 404"):
                 ask(client, missing)
     finally:
         files.shutdown()
+
+
+class _RemoteMedia(http.server.BaseHTTPRequestHandler):
+    """A media host: /a.png a picture, /slow.png the same after `slow_seconds`, /big.png more than
+    the test server accepts, anything else 404."""
+
+    picture = png_bytes(9)
+    slow_seconds = 3.0
+    released = threading.Event()  # set at the end of the test: a slow answer stops waiting
+
+    def do_GET(self) -> None:
+        if self.path == "/slow.png":
+            self.released.wait(self.slow_seconds)
+        if self.path not in ("/a.png", "/slow.png", "/big.png"):
+            self.send_error(404, "No such picture")
+            return
+        body = self.picture * 40 if self.path == "/big.png" else self.picture
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_words():
+    """A closed port, a 404, a host that answers later than the server waits, a name no DNS knows and a
+    file beyond the size limit: each refusal names the content part, the URL and what went wrong,
+    never urllib's "<urlopen error [Errno 111] ...>"; the same host's good picture is still fetched."""
+    with socket.socket() as closed:  # a port nothing listens on: bound, then released
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RemoteMedia)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    served = f"http://127.0.0.1:{host.server_address[1]}"
+    size_limit = 4 * len(_RemoteMedia.picture)  # the request itself is far smaller; /big.png is 40 pictures
+    limits = ServerLimits(allow_remote_media=True, remote_timeout_seconds=0.5, max_body_bytes=size_limit,
+                          max_image_pixels=40_000)
+    part = "the image in messages[0].content[1]"
+    cases = [
+        (f"http://127.0.0.1:{closed_port}/a.png", 400, "bad_remote_media",
+         "the connection was refused (nothing listens at that host and port)"),
+        (f"{served}/missing.png", 400, "bad_remote_media", "the remote server answered HTTP status 404 (No such picture)"),
+        (f"{served}/slow.png", 400, "bad_remote_media", "no answer within 0.5 s (the server's remote media timeout)"),
+        ("http://no-such-host.invalid/a.png", 400, "bad_remote_media",
+         f"the host name cannot be resolved ({socket_error_of('no-such-host.invalid')})"),
+        (f"{served}/big.png", 413, "media_too_large", f"it is larger than this server's {size_limit} bytes"),
+    ]
+    try:
+        with live_server(limits=limits) as server:
+            for url, status, code, cause in cases:
+                messages = [{"role": "user", "content": [{"type": "text", "text": "What?"},
+                                                         {"type": "image_url", "image_url": {"url": url}}]}]
+                got, reply = post_raw(server, json.dumps({"model": "tiny", "messages": messages}).encode())
+                assert (got, reply["error"]["code"]) == (status, code), reply
+                assert reply["error"]["message"] == f"{part} cannot be fetched from {url}: {cause}"
+            good = [{"role": "user", "content": [{"type": "text", "text": "What?"},
+                                                 {"type": "image_url", "image_url": {"url": f"{served}/a.png"}}]}]
+            assert post_raw(server, json.dumps({"model": "tiny", "messages": good, "max_tokens": 2}).encode())[0] == 200
+    finally:
+        _RemoteMedia.released.set()
+        host.shutdown()
+
+
+def socket_error_of(hostname: str) -> str:
+    """The resolver's own words for a name it cannot resolve (they differ between C libraries)."""
+    with pytest.raises(socket.gaierror) as caught:
+        socket.getaddrinfo(hostname, 80)
+    return caught.value.strerror
 
 
 # --- continuous batching ------------------------------------------------------------------------

@@ -371,7 +371,7 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
     check_media(sample, limits)
     try:
         prompt = pipeline.encode(sample)
-    except MediaError as exc:  # e.g. a truncated file, whose header looked fine to check_media
+    except MediaError as exc:  # audio or video damaged past a header that looked fine to check_media
         raise APIError(400, str(exc), code=f"bad_{exc.modality}", param="messages") from None
     except ValueError as exc:
         raise APIError(400, str(exc), param="messages") from None

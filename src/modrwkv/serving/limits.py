@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import socket
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -79,18 +81,19 @@ class ServerLimits:
 def check_media(sample: Sample, limits: ServerLimits) -> None:
     """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
     limits on a request's sample (`openai_to_sample`'s, whose meta says which content part each item
-    came from); replaces the sample's items by what the encoders should read. Raises `APIError`. Videos
-    follow the images' rules (same URL and path policy; each frame within the pixel limit)."""
+    came from); replaces the sample's items by what the encoders should read (an image by its decoded
+    picture, so that any decoding error names its part). Raises `APIError`. Videos follow the images'
+    rules (same URL and path policy; each frame within the pixel limit)."""
     count = len(sample.images) + len(sample.audios) + len(sample.videos)
     if count > limits.max_media_items:
         raise APIError(400, f"the request has {count} media items; this server accepts at most {limits.max_media_items}",
                        code="too_many_media_items")
-    sample.images[:] = [_check_image(_resolve(item, "image", limits), _name(sample, "image", i), limits)
-                        for i, item in enumerate(sample.images)]
-    sample.audios[:] = [_check_audio(_resolve(item, "audio", limits), _name(sample, "audio", i), limits)
-                        for i, item in enumerate(sample.audios)]
-    sample.videos[:] = [_check_video(_resolve(item, "video", limits), _name(sample, "video", i), limits)
-                        for i, item in enumerate(sample.videos)]
+    sample.images[:] = [_check_image(_resolve(item, "image", _name(sample, "image", i), limits),
+                                     _name(sample, "image", i), limits) for i, item in enumerate(sample.images)]
+    sample.audios[:] = [_check_audio(_resolve(item, "audio", _name(sample, "audio", i), limits),
+                                     _name(sample, "audio", i), limits) for i, item in enumerate(sample.audios)]
+    sample.videos[:] = [_check_video(_resolve(item, "video", _name(sample, "video", i), limits),
+                                     _name(sample, "video", i), limits) for i, item in enumerate(sample.videos)]
 
 
 def _name(sample: Sample, modality: str, index: int) -> str:
@@ -99,14 +102,15 @@ def _name(sample: Sample, modality: str, index: int) -> str:
     return f"the {modality} in {sample.meta['media_parts'][modality][index]}"
 
 
-def _resolve(item: Any, modality: str, limits: ServerLimits) -> Any:
-    """Bytes for remote URLs (fetched here, if allowed), a confined path for local files."""
+def _resolve(item: Any, modality: str, name: str, limits: ServerLimits) -> Any:
+    """Bytes for remote URLs (fetched here, if allowed), a confined path for local files; `name`
+    says which part the item came from."""
     if not isinstance(item, str):
         return item
     if item.startswith(("http://", "https://")):
         if not limits.allow_remote_media:  # the reader refuses them first; this guards other callers
             raise APIError(400, "remote media URLs are disabled on this server", code="remote_media_disabled")
-        return _fetch(item, limits)
+        return _fetch(item, name, limits)
     if limits.local_media_dir is None:
         raise APIError(400, "local file paths are disabled on this server", code="local_media_disabled")
     path = Path(item).resolve()
@@ -124,18 +128,45 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _fetch(url: str, limits: ServerLimits) -> bytes:
+def _fetch(url: str, name: str, limits: ServerLimits) -> bytes:
+    """The bytes at `url` (http(s) only, redirects included), at most `max_body_bytes` of them; a
+    failure says which part asked for what, and why in plain words (`_fetch_failure`)."""
+    shown = url[:200]
     opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
         with opener.open(urllib.request.Request(url, headers={"User-Agent": "modrwkv"}),
                          timeout=limits.remote_timeout_seconds) as response:
             data = response.read(limits.max_body_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise APIError(400, f"cannot fetch remote media {url[:200]}: {exc}", code="bad_remote_media") from None
+        raise APIError(400, f"{name} cannot be fetched from {shown}: {_fetch_failure(exc, limits)}",
+                       code="bad_remote_media") from None
     if len(data) > limits.max_body_bytes:
-        raise APIError(413, f"remote media {url[:200]} exceeds {limits.max_body_bytes} bytes", code="media_too_large")
-    log.info("fetched %d bytes of remote media from %s", len(data), url[:200])
+        raise APIError(413, f"{name} cannot be fetched from {shown}: it is larger than this server's "
+                       f"{limits.max_body_bytes} bytes", code="media_too_large")
+    log.info("fetched %d bytes of remote media from %s", len(data), shown)
     return data
+
+
+def _fetch_failure(exc: BaseException, limits: ServerLimits) -> str:
+    """Why a fetch failed, in plain words instead of urllib's ("<urlopen error [Errno 111]
+    Connection refused>"): the HTTP status, a refused connection, an unknown host, a timeout."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the remote server answered HTTP status {exc.code}" + (f" ({exc.reason})" if exc.reason else "")
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        exc = exc.reason  # what went wrong underneath: the socket's error
+    elif isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)  # e.g. "unknown url type"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {limits.remote_timeout_seconds:g} s (the server's remote media timeout)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the connection was refused (nothing listens at that host and port)"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name cannot be resolved ({exc.strerror})"
+    if isinstance(exc, ssl.SSLError):
+        return f"the TLS connection failed ({exc.reason or exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc)
 
 
 def _check_image(item: Any, name: str, limits: ServerLimits) -> Any:
@@ -143,7 +174,7 @@ def _check_image(item: Any, name: str, limits: ServerLimits) -> Any:
         return item
     from PIL import UnidentifiedImageError
 
-    from ..encoders.media import ImageTooLarge, decoder_message, open_image
+    from ..encoders.media import ImageTooLarge, MediaError, decoder_message, load_image, open_image
 
     try:  # opening reads only the header: the size is known before any pixel is decoded
         with open_image(io.BytesIO(item) if isinstance(item, bytes) else item, name) as image:
@@ -158,7 +189,10 @@ def _check_image(item: Any, name: str, limits: ServerLimits) -> Any:
     if width * height > limits.max_image_pixels:
         raise APIError(400, f"{name} has {width}x{height} = {width * height} pixels; {_pixel_limit(limits)}",
                        code="image_too_large")
-    return item
+    try:  # within the limit: decoded here, where a file cut short after a sound header is still named by its part
+        return load_image(item)
+    except MediaError as exc:
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_image") from None
 
 
 def _pixel_limit(limits: ServerLimits) -> str:
