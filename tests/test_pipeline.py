@@ -329,12 +329,17 @@ def test_chat_command_with_piped_input(pipe, tmp_path):
     assert run.returncode == 0, stderr
     options = dict(temperature=0, max_new_tokens=6, top_p=0.3, presence_penalty=0.5, frequency_penalty=0.5)
     session = pipe.session(system="Be helpful.", **options)
-    expected = [session.send("Hello!"),
-                session.send("What do you see and hear?", images=[str(tmp_path / "cat.png")],
-                             audio=[str(tmp_path / "hello.wav")])]
+    expected, cut = [session.send("Hello!")], [session.last_result.finish_reason == "length"]
+    expected.append(session.send("What do you see and hear?", images=[str(tmp_path / "cat.png")],
+                                 audio=[str(tmp_path / "hello.wav")]))
+    cut.append(session.last_result.finish_reason == "length")
     more = session.send("Tell me more.")
+    cut += [session.last_result.finish_reason == "length"] * 2
     expected += [more, more, session.send("Tell me more.")]
+    cut.append(session.last_result.finish_reason == "length")
     assert stdout == "".join(f"Assistant: {reply}\n" for reply in expected)
+    # a reply cut by the token budget says so (a long recording's transcript needs a larger one)
+    assert any(cut) and stderr.count("[the reply stopped at --max-new-tokens 6; run chat with a larger") == sum(cut)
     assert "no such file: /no/such/file.png" in stderr and "unknown command /frobnicate" in stderr
     assert "rank.state: not an RWKV-7 state: att_shift has shape (3,), expected 3 dimensions" in stderr
     assert f"{tmp_path} is a folder, not a file" in stderr and "cat.png: cannot read as safetensors" in stderr

@@ -746,6 +746,9 @@ def _run_chat(args: argparse.Namespace) -> int:
             pieces = session.stream(line, images=images, audio=audio, videos=videos)
             sys.stdout.write("Assistant: ")
             _print_stream(pieces)
+            if pieces.result.finish_reason == "length":  # e.g. the transcript of a long recording
+                print(f"[the reply stopped at --max-new-tokens {args.max_new_tokens}; run chat with a larger "
+                      "--max-new-tokens for a longer one]", file=sys.stderr)
         except (ValueError, OSError) as exc:
             print(f"error: {exc}; this turn is discarded, the conversation is unchanged", file=sys.stderr)
         except KeyboardInterrupt:

