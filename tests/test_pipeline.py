@@ -358,3 +358,19 @@ def test_int8_pipeline_from_pretrained_matches_converting_by_hand():
     by_hand.model.lm.use_weight_format("int8")
     question = dict(images=[image(3)], temperature=0, max_new_tokens=6)
     assert pipe.chat("What is this?", **question) == by_hand.chat("What is this?", **question)
+
+
+def test_chat_says_when_the_token_budget_cut_the_reply(pipe, caplog):
+    # chat() returns text only: a reply cut by max_new_tokens is logged; chat_stream's result is the oracle
+    outcomes = []
+    for budget in (1, 2, 8, 64):
+        stream = pipe.chat_stream("What is shown?", images=[image()], temperature=0, max_new_tokens=budget)
+        "".join(stream)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="modrwkv.inference.pipeline"):
+            reply = pipe.chat("What is shown?", images=[image()], temperature=0, max_new_tokens=budget)
+        assert reply == stream.result.text
+        warned = any(f"max_new_tokens={budget} " in r.getMessage() for r in caplog.records)
+        outcomes.append(stream.result.finish_reason)
+        assert warned == (stream.result.finish_reason == "length"), (budget, stream.result.finish_reason)
+    assert "length" in outcomes

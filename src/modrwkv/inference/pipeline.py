@@ -231,6 +231,9 @@ class ModRWKVPipeline:
         stream = self.chat_stream(messages, images=images, audio=audio, series=series, videos=videos, **sampling)
         for _ in stream:
             pass
+        if stream.result.finish_reason == "length":  # chat returns text only, so the cut must be said here
+            log.warning("the reply stopped at max_new_tokens=%d (e.g. the transcript of a long recording); pass a "
+                        "larger max_new_tokens for a longer one", len(stream.result.token_ids))
         return stream.result.text
 
     def chat_stream(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
