@@ -389,6 +389,55 @@ def pillow_load_error(data: bytes) -> str:
 NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
 
 
+def sound_bytes(fmt: str, subtype: str, seconds: float = 1.0) -> bytes:
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    wave = 0.1 * np.random.default_rng(7).standard_normal(int(16000 * seconds)).astype(np.float32)
+    soundfile.write(buffer, wave, 16000, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def sound_part(data: bytes, fmt: str = "wav") -> dict:
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
+
+
+# Cut after their headers: a WAV whose data chunk declares 16000 samples (2 bytes each, after its 44-byte
+# header) holding 7000 of them, and a FLAC and an MP3 cut in half.
+CUT_WAV = sound_bytes("WAV", "PCM_16")[: 44 + 2 * 7000]
+CUT_FLAC = sound_bytes("FLAC", "PCM_16")[: len(sound_bytes("FLAC", "PCM_16")) // 2]
+CUT_MP3 = sound_bytes("MP3", "MPEG_LAYER_III")[: len(sound_bytes("MP3", "MPEG_LAYER_III")) // 2]
+
+
+def nan_wav() -> bytes:
+    """A float WAV that decodes, to a NaN among its samples."""
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.array([0.1, np.nan, -0.1] * 1000, np.float32), 16000, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+NAN_WAV = nan_wav()
+
+
+def libsndfile_read(data: bytes) -> tuple[int, str | None]:
+    """What libsndfile itself makes of `data`: the samples it decodes, or its error."""
+    import soundfile
+
+    try:
+        return len(soundfile.read(io.BytesIO(data))[0]), None
+    except soundfile.LibsndfileError as exc:
+        return 0, exc.error_string
+
+
+def cut_short(found: int) -> str:
+    return (f"the file holds {found} of the 16000 samples its header declares ({found / 16000:.2f} of 1.00 s): "
+            "it is cut short")
+
+
 @pytest.mark.parametrize("part, message, code", [
     ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}},
      f"the image in messages[1].content[1] cannot be decoded: {pillow_load_error(truncated_png())}", "bad_image"),
@@ -403,10 +452,18 @@ NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, 
     ({"type": "input_audio", "input_audio": {"data": base64.b64encode(b"\x00" * 64).decode(), "format": "wav"}},
      "the audio in messages[1].content[1] cannot be decoded: not a recognised audio format (WAV, FLAC, OGG, MP3, ...)",
      "bad_audio"),
+    (sound_part(CUT_WAV), f"the audio in messages[1].content[1] cannot be decoded: {cut_short(7000)}", "bad_audio"),
+    (sound_part(CUT_FLAC, "flac"), "the audio in messages[1].content[1] cannot be decoded: "
+     f"{libsndfile_read(CUT_FLAC)[1]}", "bad_audio"),
+    (sound_part(CUT_MP3, "mp3"), "the audio in messages[1].content[1] cannot be decoded: "
+     f"{cut_short(libsndfile_read(CUT_MP3)[0])}", "bad_audio"),
+    (sound_part(NAN_WAV), "the audio in messages[1].content[1] cannot be decoded: it contains NaN or infinite samples",
+     "bad_audio"),
 ])
 def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addresses(live, part, message, code):
     """A refusal from the media checks is the part's place and the decoder's reason, each said once,
-    a truncated file whose header looks fine (Pillow opens it; decoding fails) included."""
+    a truncated file whose header looks fine (Pillow or libsndfile opens it; decoding fails, or
+    finds fewer samples than the header declares) included."""
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": [{"type": "text", "text": "What is this?"}, part]}]
     status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": messages}).encode())
@@ -414,6 +471,22 @@ def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addre
     assert status == 400 and error["code"] == code, error
     assert error["message"] == message if message.startswith("the ") else message in error["message"], error
     assert " at 0x" not in error["message"] and "object at" not in error["message"]
+
+
+def test_audio_is_decoded_once_and_a_short_whole_clip_is_accepted(live, monkeypatch):
+    """The media check decodes a clip and hands the waveform on to the encoder, which does not
+    decode it again; a clip as short as the cut WAV above, but whole, is answered."""
+    from modrwkv.encoders import media
+
+    assert libsndfile_read(CUT_WAV) == (7000, None)  # libsndfile alone would take the cut file
+    decoded = []
+    decode = media._decode_audio
+    monkeypatch.setattr(media, "_decode_audio", lambda item: decoded.append(media.describe(item)) or decode(item))
+    short = sound_bytes("WAV", "PCM_16", seconds=7000 / 16000)
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, sound_part(short)]}]
+    reply = ask(live.client(), messages)
+    assert decoded == [f"<{len(short)} bytes>"]
+    assert reply.choices[0].message.content == expected(messages)
 
 
 def one_bit_png(size: tuple[int, int]) -> bytes:

@@ -18,12 +18,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.sample import Sample
 
-# The media readers (modrwkv.encoders.media) are imported where they are used: the command line reads
-# ServerLimits' defaults for `modrwkv serve --help`, which must not load the encoders (and torch).
+if TYPE_CHECKING:
+    from ..encoders.media import VideoSampling
+
+# The media readers (modrwkv.encoders.media) and the request reader (modrwkv.data.readers) are imported
+# where they are used: the command line reads ServerLimits' defaults for `modrwkv serve --help`, which
+# must not load the encoders (and torch) nor numpy.
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +82,14 @@ class ServerLimits:
             object.__setattr__(self, "local_media_dir", folder)
 
 
-def check_media(sample: Sample, limits: ServerLimits) -> None:
+def check_media(sample: Sample, limits: ServerLimits, video: VideoSampling | None = None) -> None:
     """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
     limits on a request's sample (`openai_to_sample`'s, whose meta says which content part each item
-    came from); replaces the sample's items by what the encoders should read (an image by its decoded
-    picture, so that any decoding error names its part). Raises `APIError`. Videos follow the images'
-    rules (same URL and path policy; each frame within the pixel limit)."""
+    came from); replaces the sample's items by what the encoders should read: each decoded here, once,
+    after its header's size and length pass (an image as its picture, audio as its waveform, a video
+    as the frames `video` samples, the model's `VideoSampling`), so that damage found while decoding
+    names its part too. Raises `APIError`. Videos follow the images' rules (same URL and path policy;
+    each frame within the pixel limit)."""
     count = len(sample.images) + len(sample.audios) + len(sample.videos)
     if count > limits.max_media_items:
         raise APIError(400, f"the request has {count} media items; this server accepts at most {limits.max_media_items}",
@@ -93,7 +99,8 @@ def check_media(sample: Sample, limits: ServerLimits) -> None:
     sample.audios[:] = [_check_audio(_resolve(item, "audio", _name(sample, "audio", i), limits),
                                      _name(sample, "audio", i), limits) for i, item in enumerate(sample.audios)]
     sample.videos[:] = [_check_video(_resolve(item, "video", _name(sample, "video", i), limits),
-                                     _name(sample, "video", i), limits) for i, item in enumerate(sample.videos)]
+                                     _name(sample, "video", i), limits, video)
+                        for i, item in enumerate(sample.videos)]
 
 
 def _name(sample: Sample, modality: str, index: int) -> str:
@@ -203,7 +210,7 @@ def _pixel_limit(limits: ServerLimits) -> str:
 def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
-    from ..encoders.media import MediaError, audio_seconds
+    from ..encoders.media import MediaError, audio_seconds, decode_audio
 
     try:  # an encoded item's header only: the length is known before any sample is decoded
         seconds = audio_seconds(item)
@@ -212,12 +219,18 @@ def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if seconds > limits.max_audio_seconds:
         raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_audio_seconds:g} s", code="audio_too_long")
-    return item
+    if isinstance(item, tuple):
+        return item
+    try:  # within the limit: decoded here, where a file cut short after a sound header is named by its part
+        return decode_audio(item)
+    except MediaError as exc:
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
 
 
-def _check_video(item: Any, name: str, limits: ServerLimits) -> Any:
+def _check_video(item: Any, name: str, limits: ServerLimits, sampling: VideoSampling | None) -> Any:
     if not isinstance(item, (bytes, str)):
         return item
+    from ..encoders.media import MediaError, load_video
     from ..extras import MissingExtraError, require
 
     try:
@@ -243,4 +256,7 @@ def _check_video(item: Any, name: str, limits: ServerLimits) -> Any:
     if seconds > limits.max_video_seconds:
         raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_video_seconds:g} s", code="video_too_long")
-    return item
+    try:  # within the limits: its frames decoded here, where damage past the header is named by its part
+        return load_video(item, sampling)
+    except MediaError as exc:
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_video") from None
