@@ -9,6 +9,7 @@ import functools
 import http.server
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -548,13 +549,29 @@ def test_local_and_remote_media_only_when_enabled(tmp_path):
 
 class _RemoteMedia(http.server.BaseHTTPRequestHandler):
     """A media host: /a.png a picture, /slow.png the same after `slow_seconds`, /big.png more than
-    the test server accepts, anything else 404."""
+    the test server accepts, /private.png the picture for `credentials` only (HTTP Basic), else 401;
+    /to-file.png, /to-ftp.png and /hop.png redirect to a file: URL, an ftp: URL and /private.png;
+    anything else 404. A query string is ignored."""
 
     picture = png_bytes(9)
     slow_seconds = 3.0
     released = threading.Event()  # set at the end of the test: a slow answer stops waiting
+    credentials = "alice:s3cret"
+    redirects = {"/to-file.png": "file:///etc/passwd", "/to-ftp.png": "ftp://127.0.0.1/a.png", "/hop.png": "/private.png"}
 
     def do_GET(self) -> None:
+        self.path = self.path.partition("?")[0]
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/private.png":
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(self.credentials.encode()).decode():
+                self.send_error(401, "Wrong or no credentials")
+                return
+            self.path = "/a.png"
         if self.path == "/slow.png":
             self.released.wait(self.slow_seconds)
         if self.path not in ("/a.png", "/slow.png", "/big.png"):
@@ -572,9 +589,10 @@ class _RemoteMedia(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_words():
-    """A closed port, a 404, a host that answers later than the server waits, a name no DNS knows and a
-    file beyond the size limit: each refusal names the content part, the URL and what went wrong,
-    never urllib's "<urlopen error [Errno 111] ...>"; the same host's good picture is still fetched."""
+    """A closed port, a 404, a host that answers later than the server waits, a name no DNS knows, a
+    file beyond the size limit and a redirect away from http(s): each refusal names the content part,
+    the URL and what went wrong, never urllib's "<urlopen error [Errno 111] ...>"; the same host's good
+    picture is still fetched."""
     with socket.socket() as closed:  # a port nothing listens on: bound, then released
         closed.bind(("127.0.0.1", 0))
         closed_port = closed.getsockname()[1]
@@ -593,6 +611,10 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
         ("http://no-such-host.invalid/a.png", 400, "bad_remote_media",
          f"the host name cannot be resolved ({socket_error_of('no-such-host.invalid')})"),
         (f"{served}/big.png", 413, "media_too_large", f"it is larger than this server's {size_limit} bytes"),
+        (f"{served}/to-file.png", 400, "bad_remote_media",
+         "it redirects to a non-http(s) URL (file:), which is not followed"),
+        (f"{served}/to-ftp.png", 400, "bad_remote_media",
+         "it redirects to a non-http(s) URL (ftp:), which is not followed"),
     ]
     try:
         with live_server(limits=limits) as server:
@@ -608,6 +630,38 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
     finally:
         _RemoteMedia.released.set()
         host.shutdown()
+
+
+def test_credentials_in_a_media_url_reach_its_host_and_no_message_or_log(caplog):
+    """A URL's `user:password@` goes to its host as HTTP Basic authentication (and not along a
+    redirect); no answer shows it, and the log shows neither it nor the query string (a signed URL's
+    token); the answer keeps the query, which is the client's own."""
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RemoteMedia)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    where = f"127.0.0.1:{host.server_address[1]}"
+    part = "the image in messages[0].content[1]"
+    caplog.set_level(logging.DEBUG)
+    try:
+        with live_server(limits=ServerLimits(allow_remote_media=True, max_image_pixels=40_000)) as server:
+            def fetch(url: str) -> tuple[int, dict]:
+                messages = [{"role": "user", "content": [{"type": "text", "text": "What?"},
+                                                         {"type": "image_url", "image_url": {"url": url}}]}]
+                return post_raw(server, json.dumps({"model": "tiny", "messages": messages, "max_tokens": 2}).encode())
+
+            status, reply = fetch(f"http://alice:s3cret@{where}/private.png?token=t0ken#frag")
+            assert status == 200, reply
+            refused = "the remote server answered HTTP status 401 (Wrong or no credentials)"
+            for url, shown in [(f"http://alice:wrong-pass@{where}/private.png?sig=abc", f"http://{where}/private.png?sig=abc"),
+                               (f"http://alice:s3cret@{where}/hop.png", f"http://{where}/hop.png"),
+                               (f"http://{where}/private.png", f"http://{where}/private.png")]:
+                status, reply = fetch(url)
+                assert (status, reply["error"]["message"]) == (400, f"{part} cannot be fetched from {shown}: {refused}")
+    finally:
+        host.shutdown()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"fetched {len(_RemoteMedia.picture)} bytes of remote media from http://{where}/private.png\n" in logged + "\n"
+    for secret in ("alice", "s3cret", "wrong-pass", "t0ken", "sig=abc", "frag"):
+        assert secret not in logged
 
 
 def socket_error_of(hostname: str) -> str:

@@ -9,6 +9,7 @@ its own files on their behalf.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import logging
@@ -127,22 +128,44 @@ def _resolve(item: Any, modality: str, name: str, limits: ServerLimits) -> Any:
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects only to http(s), so a remote URL cannot bounce to another scheme."""
+    """Follows redirects only to http(s), so a remote URL cannot bounce to another scheme; a refused
+    one is a URLError that says the target's scheme (urllib's own refusal, of file: and a few
+    others, is an HTTPError that quotes the whole target)."""
 
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        if urllib.parse.urlparse(newurl).scheme not in ("http", "https"):
-            raise APIError(400, "remote media redirected to a non-http(s) URL", code="bad_remote_media")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def http_error_302(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> Any:
+        target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urllib.parse.urlsplit(target).scheme
+        if scheme not in ("http", "https"):
+            fp.close()
+            raise urllib.error.URLError(f"it redirects to a non-http(s) URL ({scheme}:), which is not followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The GET for `url`. Credentials in it ("user:password@", which urllib would take for part of
+    the host name) go as HTTP Basic authentication, to that host only: not along redirects."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl(),
+                                     headers={"User-Agent": "modrwkv"})
+    if parts.username is not None:
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_unredirected_header("Authorization",
+                                        "Basic " + base64.b64encode(credentials.encode()).decode("ascii"))
+    return request
 
 
 def _fetch(url: str, name: str, limits: ServerLimits) -> bytes:
     """The bytes at `url` (http(s) only, redirects included), at most `max_body_bytes` of them; a
-    failure says which part asked for what, and why in plain words (`_fetch_failure`)."""
-    shown = url[:200]
+    failure says which part asked for what, and why in plain words (`_fetch_failure`). Neither the
+    answer nor the log shows the URL's credentials; the log drops its query string as well."""
+    from ..data.readers.openai_chat import redact_url
+
+    shown = redact_url(url)
     opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
-        with opener.open(urllib.request.Request(url, headers={"User-Agent": "modrwkv"}),
-                         timeout=limits.remote_timeout_seconds) as response:
+        with opener.open(_request(url), timeout=limits.remote_timeout_seconds) as response:
             data = response.read(limits.max_body_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise APIError(400, f"{name} cannot be fetched from {shown}: {_fetch_failure(exc, limits)}",
@@ -150,7 +173,7 @@ def _fetch(url: str, name: str, limits: ServerLimits) -> bytes:
     if len(data) > limits.max_body_bytes:
         raise APIError(413, f"{name} cannot be fetched from {shown}: it is larger than this server's "
                        f"{limits.max_body_bytes} bytes", code="media_too_large")
-    log.info("fetched %d bytes of remote media from %s", len(data), shown)
+    log.info("fetched %d bytes of remote media from %s", len(data), redact_url(url, keep_query=False))
     return data
 
 
