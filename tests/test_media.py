@@ -323,3 +323,44 @@ def test_audio_errors_name_the_problem(tmp_path) -> None:
         load_audio((np.zeros(10), 0))
     with pytest.raises(ValueError, match="unsupported audio item"):
         load_audio(3.5)
+
+
+def encoded(wave: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("subtype, sample_bytes", [("PCM_16", 2), ("FLOAT", 4)])
+def test_a_wav_cut_short_after_its_header_is_refused_not_read_as_a_shorter_clip(tmp_path, subtype, sample_bytes):
+    """libsndfile reads a WAV whose data chunk declares more than the file holds as a shorter clip;
+    load_audio refuses it, naming the item and both counts. A short clip that is whole, and a WAV
+    streamed with its data size unknown (0xFFFFFFFF, by a writer that could not seek back), load."""
+    wave = (0.5 * sine(440, 16000)).astype(np.float32)
+    whole = encoded(wave, 16000, "WAV", subtype)
+    header = len(whole) - sample_bytes * 16000  # whatever chunks precede the samples (FLOAT adds fact, PEAK)
+    cut = whole[: header + sample_bytes * 6000 + 1]  # 6000 samples and a byte of the next
+    path = tmp_path / "cut.wav"
+    path.write_bytes(cut)
+    for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
+        with pytest.raises(MediaError) as raised:
+            load_audio(item)
+        reason = "the file holds 6000 of the 16000 samples its header declares (0.38 of 1.00 s): it is cut short"
+        assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
+    short = load_audio(encoded(wave[:6000], 16000, "WAV", subtype))
+    np.testing.assert_array_equal(short, load_audio(whole)[:6000])
+    streamed = bytearray(whole)
+    streamed[header - 4 : header] = b"\xff\xff\xff\xff"  # the data chunk's size field, just before the samples
+    np.testing.assert_array_equal(load_audio(bytes(streamed)), load_audio(whole))
+
+
+def test_an_mp3_cut_short_is_refused_with_the_decoders_count():
+    """An MP3's header (its Xing frame) counts its samples; cut in half, the decoder finds fewer."""
+    whole = encoded((0.5 * sine(440, 16000)).astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
+    assert load_audio(whole).shape == (16000,)
+    cut = whole[: len(whole) // 2]
+    found = len(sf.read(io.BytesIO(cut))[0])  # what libsndfile decodes of it, silently
+    assert found < 0.9 * 16000
+    with pytest.raises(MediaError, match=rf"^cannot decode audio <{len(cut)} bytes>: the file holds {found} of the "
+                       rf"16000 samples its header declares \({found / 16000:.2f} of 1\.00 s\): it is cut short$"):
+        load_audio(cut)

@@ -456,6 +456,23 @@ def test_openai_remote_urls(tmp_path: Path) -> None:
     assert openai_to_sample(record, source="req", allow_remote=True).images == [url]  # kept for the caller to fetch
 
 
+def test_urls_in_messages_and_logs_lose_their_credentials() -> None:
+    """`redact_url`: a URL's `user:password@` is never shown; logs drop the query and fragment too
+    (a signed URL's token); both keep at most 200 characters. The reader's refusals use it."""
+    from modrwkv.data.readers.openai_chat import redact_url
+
+    url = "https://alice:p%40ss@cdn.example.com:8443/a/cat.png?X-Amz-Signature=abc#part"
+    assert redact_url(url) == "https://cdn.example.com:8443/a/cat.png?X-Amz-Signature=abc#part"
+    assert redact_url(url, keep_query=False) == "https://cdn.example.com:8443/a/cat.png"
+    assert redact_url("http://token@host/p?q=a@b") == "http://host/p?q=a@b"  # an "@" in the query is not userinfo
+    assert redact_url("https://u:p@host/" + "x" * 300) == ("https://host/" + "x" * 300)[:200]
+    for url, reason in [(url, "remote_url"), ("file://bob:pw@far.example/a.png", "unsupported_url")]:
+        with pytest.raises(DataError) as info:
+            openai_to_sample([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+        assert info.value.reason == reason and "alice" not in str(info.value) and "pw@" not in str(info.value)
+        assert redact_url(url) in str(info.value)
+
+
 def test_openai_local_paths_can_be_refused(media: Path) -> None:
     for url in [(media / "red.png").as_uri(), str(media / "red.png")]:
         record = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]

@@ -9,6 +9,7 @@ import functools
 import http.server
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -389,6 +390,55 @@ def pillow_load_error(data: bytes) -> str:
 NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
 
 
+def sound_bytes(fmt: str, subtype: str, seconds: float = 1.0) -> bytes:
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    wave = 0.1 * np.random.default_rng(7).standard_normal(int(16000 * seconds)).astype(np.float32)
+    soundfile.write(buffer, wave, 16000, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def sound_part(data: bytes, fmt: str = "wav") -> dict:
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
+
+
+# Cut after their headers: a WAV whose data chunk declares 16000 samples (2 bytes each, after its 44-byte
+# header) holding 7000 of them, and a FLAC and an MP3 cut in half.
+CUT_WAV = sound_bytes("WAV", "PCM_16")[: 44 + 2 * 7000]
+CUT_FLAC = sound_bytes("FLAC", "PCM_16")[: len(sound_bytes("FLAC", "PCM_16")) // 2]
+CUT_MP3 = sound_bytes("MP3", "MPEG_LAYER_III")[: len(sound_bytes("MP3", "MPEG_LAYER_III")) // 2]
+
+
+def nan_wav() -> bytes:
+    """A float WAV that decodes, to a NaN among its samples."""
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.array([0.1, np.nan, -0.1] * 1000, np.float32), 16000, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+NAN_WAV = nan_wav()
+
+
+def libsndfile_read(data: bytes) -> tuple[int, str | None]:
+    """What libsndfile itself makes of `data`: the samples it decodes, or its error."""
+    import soundfile
+
+    try:
+        return len(soundfile.read(io.BytesIO(data))[0]), None
+    except soundfile.LibsndfileError as exc:
+        return 0, exc.error_string
+
+
+def cut_short(found: int) -> str:
+    return (f"the file holds {found} of the 16000 samples its header declares ({found / 16000:.2f} of 1.00 s): "
+            "it is cut short")
+
+
 @pytest.mark.parametrize("part, message, code", [
     ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}},
      f"the image in messages[1].content[1] cannot be decoded: {pillow_load_error(truncated_png())}", "bad_image"),
@@ -403,10 +453,18 @@ NOT_AN_IMAGE = "not a recognised image format (PNG, JPEG, WebP, GIF, BMP, TIFF, 
     ({"type": "input_audio", "input_audio": {"data": base64.b64encode(b"\x00" * 64).decode(), "format": "wav"}},
      "the audio in messages[1].content[1] cannot be decoded: not a recognised audio format (WAV, FLAC, OGG, MP3, ...)",
      "bad_audio"),
+    (sound_part(CUT_WAV), f"the audio in messages[1].content[1] cannot be decoded: {cut_short(7000)}", "bad_audio"),
+    (sound_part(CUT_FLAC, "flac"), "the audio in messages[1].content[1] cannot be decoded: "
+     f"{libsndfile_read(CUT_FLAC)[1]}", "bad_audio"),
+    (sound_part(CUT_MP3, "mp3"), "the audio in messages[1].content[1] cannot be decoded: "
+     f"{cut_short(libsndfile_read(CUT_MP3)[0])}", "bad_audio"),
+    (sound_part(NAN_WAV), "the audio in messages[1].content[1] cannot be decoded: it contains NaN or infinite samples",
+     "bad_audio"),
 ])
 def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addresses(live, part, message, code):
     """A refusal from the media checks is the part's place and the decoder's reason, each said once,
-    a truncated file whose header looks fine (Pillow opens it; decoding fails) included."""
+    a truncated file whose header looks fine (Pillow or libsndfile opens it; decoding fails, or
+    finds fewer samples than the header declares) included."""
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": [{"type": "text", "text": "What is this?"}, part]}]
     status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": messages}).encode())
@@ -414,6 +472,22 @@ def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addre
     assert status == 400 and error["code"] == code, error
     assert error["message"] == message if message.startswith("the ") else message in error["message"], error
     assert " at 0x" not in error["message"] and "object at" not in error["message"]
+
+
+def test_audio_is_decoded_once_and_a_short_whole_clip_is_accepted(live, monkeypatch):
+    """The media check decodes a clip and hands the waveform on to the encoder, which does not
+    decode it again; a clip as short as the cut WAV above, but whole, is answered."""
+    from modrwkv.encoders import media
+
+    assert libsndfile_read(CUT_WAV) == (7000, None)  # libsndfile alone would take the cut file
+    decoded = []
+    decode = media._decode_audio
+    monkeypatch.setattr(media, "_decode_audio", lambda item: decoded.append(media.describe(item)) or decode(item))
+    short = sound_bytes("WAV", "PCM_16", seconds=7000 / 16000)
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, sound_part(short)]}]
+    reply = ask(live.client(), messages)
+    assert decoded == [f"<{len(short)} bytes>"]
+    assert reply.choices[0].message.content == expected(messages)
 
 
 def one_bit_png(size: tuple[int, int]) -> bytes:
@@ -475,13 +549,29 @@ def test_local_and_remote_media_only_when_enabled(tmp_path):
 
 class _RemoteMedia(http.server.BaseHTTPRequestHandler):
     """A media host: /a.png a picture, /slow.png the same after `slow_seconds`, /big.png more than
-    the test server accepts, anything else 404."""
+    the test server accepts, /private.png the picture for `credentials` only (HTTP Basic), else 401;
+    /to-file.png, /to-ftp.png and /hop.png redirect to a file: URL, an ftp: URL and /private.png;
+    anything else 404. A query string is ignored."""
 
     picture = png_bytes(9)
     slow_seconds = 3.0
     released = threading.Event()  # set at the end of the test: a slow answer stops waiting
+    credentials = "alice:s3cret"
+    redirects = {"/to-file.png": "file:///etc/passwd", "/to-ftp.png": "ftp://127.0.0.1/a.png", "/hop.png": "/private.png"}
 
     def do_GET(self) -> None:
+        self.path = self.path.partition("?")[0]
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/private.png":
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(self.credentials.encode()).decode():
+                self.send_error(401, "Wrong or no credentials")
+                return
+            self.path = "/a.png"
         if self.path == "/slow.png":
             self.released.wait(self.slow_seconds)
         if self.path not in ("/a.png", "/slow.png", "/big.png"):
@@ -499,9 +589,10 @@ class _RemoteMedia(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_words():
-    """A closed port, a 404, a host that answers later than the server waits, a name no DNS knows and a
-    file beyond the size limit: each refusal names the content part, the URL and what went wrong,
-    never urllib's "<urlopen error [Errno 111] ...>"; the same host's good picture is still fetched."""
+    """A closed port, a 404, a host that answers later than the server waits, a name no DNS knows, a
+    file beyond the size limit and a redirect away from http(s): each refusal names the content part,
+    the URL and what went wrong, never urllib's "<urlopen error [Errno 111] ...>"; the same host's good
+    picture is still fetched."""
     with socket.socket() as closed:  # a port nothing listens on: bound, then released
         closed.bind(("127.0.0.1", 0))
         closed_port = closed.getsockname()[1]
@@ -520,6 +611,10 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
         ("http://no-such-host.invalid/a.png", 400, "bad_remote_media",
          f"the host name cannot be resolved ({socket_error_of('no-such-host.invalid')})"),
         (f"{served}/big.png", 413, "media_too_large", f"it is larger than this server's {size_limit} bytes"),
+        (f"{served}/to-file.png", 400, "bad_remote_media",
+         "it redirects to a non-http(s) URL (file:), which is not followed"),
+        (f"{served}/to-ftp.png", 400, "bad_remote_media",
+         "it redirects to a non-http(s) URL (ftp:), which is not followed"),
     ]
     try:
         with live_server(limits=limits) as server:
@@ -535,6 +630,38 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
     finally:
         _RemoteMedia.released.set()
         host.shutdown()
+
+
+def test_credentials_in_a_media_url_reach_its_host_and_no_message_or_log(caplog):
+    """A URL's `user:password@` goes to its host as HTTP Basic authentication (and not along a
+    redirect); no answer shows it, and the log shows neither it nor the query string (a signed URL's
+    token); the answer keeps the query, which is the client's own."""
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RemoteMedia)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    where = f"127.0.0.1:{host.server_address[1]}"
+    part = "the image in messages[0].content[1]"
+    caplog.set_level(logging.DEBUG)
+    try:
+        with live_server(limits=ServerLimits(allow_remote_media=True, max_image_pixels=40_000)) as server:
+            def fetch(url: str) -> tuple[int, dict]:
+                messages = [{"role": "user", "content": [{"type": "text", "text": "What?"},
+                                                         {"type": "image_url", "image_url": {"url": url}}]}]
+                return post_raw(server, json.dumps({"model": "tiny", "messages": messages, "max_tokens": 2}).encode())
+
+            status, reply = fetch(f"http://alice:s3cret@{where}/private.png?token=t0ken#frag")
+            assert status == 200, reply
+            refused = "the remote server answered HTTP status 401 (Wrong or no credentials)"
+            for url, shown in [(f"http://alice:wrong-pass@{where}/private.png?sig=abc", f"http://{where}/private.png?sig=abc"),
+                               (f"http://alice:s3cret@{where}/hop.png", f"http://{where}/hop.png"),
+                               (f"http://{where}/private.png", f"http://{where}/private.png")]:
+                status, reply = fetch(url)
+                assert (status, reply["error"]["message"]) == (400, f"{part} cannot be fetched from {shown}: {refused}")
+    finally:
+        host.shutdown()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"fetched {len(_RemoteMedia.picture)} bytes of remote media from http://{where}/private.png\n" in logged + "\n"
+    for secret in ("alice", "s3cret", "wrong-pass", "t0ken", "sig=abc", "frag"):
+        assert secret not in logged
 
 
 def socket_error_of(hostname: str) -> str:

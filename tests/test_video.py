@@ -281,6 +281,73 @@ def test_pipeline_chat_cli_and_server_take_videos(tmp_path, monkeypatch, capsys)
             assert (status, body["error"]["code"]) == (400, code), body
 
 
+def faststart_mp4(frames: list[np.ndarray], path) -> bytes:
+    """An mp4 with its index (moov) before the frames, as sites serve them for streaming: a cut copy
+    still opens, as the other mp4s here (index last) do not."""
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=6)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path.read_bytes()
+
+
+def ffmpeg_reads(data: bytes) -> tuple[int, str | None]:
+    """What FFmpeg itself makes of `data`, whose header it opens: the frames it decodes, or its error."""
+    decoded = 0
+    with av.open(io.BytesIO(data)) as container:
+        try:
+            for _ in container.decode(video=0):
+                decoded += 1
+        except av.FFmpegError as exc:
+            return decoded, exc.strerror
+    return decoded, None
+
+
+def test_the_server_names_the_part_of_a_video_damaged_past_its_header_and_decodes_each_once(tmp_path, monkeypatch):
+    """A clip cut after a header that opens is refused by its content part and FFmpeg's reason (it
+    was named by its size); the media check decodes a clip once and hands its frames on, so a short
+    whole clip is answered as its frames would be."""
+    fastapi_testclient = pytest.importorskip("fastapi.testclient")
+    from modrwkv.encoders import media
+    from modrwkv.serving import create_app
+
+    model = tiny_image_model(video={"num_frames": 3})
+    model.save_pretrained(tmp_path / "model")
+    pipe = ModRWKVPipeline.from_pretrained(tmp_path / "model")
+    clip = faststart_mp4(distinct_frames(12, size=16), tmp_path / "clip.mp4")
+    cut_mp4 = clip[: int(len(clip) * 0.7)]
+    webm = encode_video(distinct_frames(12, size=16), "webm", "libvpx-vp9", "yuv420p")
+    cut_webm = webm[: int(len(webm) * 0.6)]
+    decoded_of_mp4, error_of_mp4 = ffmpeg_reads(cut_mp4)
+    assert error_of_mp4 is not None and ffmpeg_reads(cut_webm) == (0, None)  # no error, and no frame either
+    short = faststart_mp4(distinct_frames(2, size=16), tmp_path / "short.mp4")
+    decodes = []
+    decode_frames = media._decode_frames
+    monkeypatch.setattr(media, "_decode_frames", lambda *args: decodes.append(1) or decode_frames(*args))
+    with fastapi_testclient.TestClient(create_app(pipe, model_name="tiny")) as client:
+        def ask(data: bytes) -> tuple[int, dict]:
+            response = client.post("/v1/chat/completions", json={
+                "model": "tiny", "temperature": 0, "max_tokens": 6, "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "What changes?"},
+                    {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{base64.b64encode(data).decode()}"}}]}]})
+            return response.status_code, response.json()
+
+        for data, reason in [(cut_mp4, error_of_mp4), (cut_webm, "it contains no video frames")]:
+            status, body = ask(data)
+            assert (status, body["error"]["code"]) == (400, "bad_video"), body
+            assert body["error"]["message"] == f"the video in messages[0].content[1] cannot be decoded: {reason}"
+        decodes.clear()
+        status, body = ask(short)
+        assert decodes == [1]
+    frames = [f.image for f in load_video(short, VideoSampling(num_frames=3))]
+    assert len(frames) == 2
+    assert status == 200 and body["choices"][0]["message"]["content"] == pipe.chat(
+        "What changes?\n<image><image>", images=frames, temperature=0, max_new_tokens=6), body
+
+
 # --- learning ---------------------------------------------------------------------------------------
 
 

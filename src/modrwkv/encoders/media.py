@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import io
 import logging
@@ -383,21 +384,74 @@ def _audio_seconds(item: Any) -> float:
     return info.frames / float(info.samplerate)
 
 
+def decode_audio(item: Any) -> tuple[np.ndarray, int]:
+    """An encoded audio item (path, bytes, data URI) decoded in full: (float32 mono waveform, the
+    file's own sample rate), which `load_audio` takes as a `(waveform, sample_rate)` item. Raises
+    `MediaError` for a file that does not decode, or that holds fewer samples than its header
+    declares (`_decode_audio`)."""
+    return _naming_media_errors("audio", _decode_mono_audio, item)
+
+
+def _decode_mono_audio(item: Any) -> tuple[np.ndarray, int]:
+    waveform, rate, where = _decode_audio(item)
+    return _to_mono(waveform, where), rate
+
+
+# A file this much shorter than its header says is cut short; the margin keeps an MP3 whose length
+# the decoder estimates (no Xing header) from being refused for a rounding.
+_TRUNCATION_MARGIN = 0.01
+
+
 def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
+    """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
+    rather than read as a shorter clip, which libsndfile does silently: an MP3 decodes fewer samples
+    than its header counts, and a WAV's header counts what its data chunk should hold (libsndfile
+    counts what is there)."""
     import soundfile
 
     source, where = _read_bytes_or_path(item)
     try:
-        waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        wav_frames = _wav_declared_frames(source) or 0
+        with soundfile.SoundFile(source) as sound:
+            declared = max(sound.frames, wav_frames)
+            waveform, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
+    if len(waveform) < declared * (1 - _TRUNCATION_MARGIN):
+        detail = (f"the file holds {len(waveform)} of the {declared} samples its header declares "
+                  f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
+        raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     return waveform, int(rate), where
+
+
+def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
+    """How many frames a RIFF/WAVE file's data chunk says it holds; None for other formats and for a
+    size written as unknown (0 or 0xFFFFFFFF, by writers that cannot seek back to fill it in)."""
+    with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
+        start = stream.tell()
+        try:
+            stream.seek(0)
+            header = stream.read(12)
+            if header[:4] != b"RIFF" or header[8:] != b"WAVE":
+                return None
+            block_align = 0
+            while len(chunk := stream.read(8)) == 8:
+                kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if kind == b"data":
+                    return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+                if kind == b"fmt ":  # its block align: the bytes per frame
+                    block_align = int.from_bytes(stream.read(size + size % 2)[12:14], "little")
+                else:
+                    stream.seek(size + size % 2, 1)  # chunks are padded to an even size
+            return None
+        finally:
+            stream.seek(start)
 
 
 def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:
     if waveform.size == 0:
-        raise ValueError(f"empty audio {where}")
+        raise MediaError("audio", f"empty audio {where}", reason="it holds no samples")
     if waveform.ndim == 2:
         channel_axis = 1 if waveform.shape[1] <= waveform.shape[0] else 0
         if np.issubdtype(waveform.dtype, np.integer):
@@ -408,7 +462,8 @@ def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:
     if np.issubdtype(waveform.dtype, np.integer):
         waveform = _int_to_float(waveform)
     if not np.isfinite(waveform).all():
-        raise ValueError(f"audio {where} contains NaN or infinite samples")
+        raise MediaError("audio", f"audio {where} contains NaN or infinite samples",
+                         reason="it contains NaN or infinite samples")
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
@@ -500,7 +555,8 @@ def load_video(item: Any, sampling: VideoSampling | None = None) -> list[VideoFr
 
     Accepts a path, a base64 `data:` URI or encoded bytes of any container and codec FFmpeg reads
     (mp4, webm, mkv, avi, mov, animated gif, ...), a uint8 array [T, H, W, 3], or a list of frames
-    (anything `load_image` reads). Frames are chosen by `uniform_indices`, counted by `sampling`.
+    (anything `load_image` reads). Frames are chosen by `uniform_indices`, counted by `sampling`;
+    a list of `VideoFrame`s, what this function returned before, is taken as it is.
     """
     sampling = sampling or VideoSampling()
     return _naming_media_errors("video", _load_video, item, sampling)
@@ -508,6 +564,8 @@ def load_video(item: Any, sampling: VideoSampling | None = None) -> list[VideoFr
 
 def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
     where = describe(item)
+    if isinstance(item, list) and item and all(isinstance(frame, VideoFrame) for frame in item):
+        return item  # decoded and sampled already (the server's media check does that)
     if isinstance(item, np.ndarray) and item.ndim == 4:
         item = list(item)
     if isinstance(item, Sequence) and not isinstance(item, (str, bytes, bytearray, memoryview, tuple)):
@@ -551,7 +609,7 @@ def _frame_times(av: Any, source: Any, where: str) -> list[float]:
     """The presentation times of the first video stream's frames, from its packets (no decoding)."""
     with av.open(_rewind(source)) as container:
         if not container.streams.video:
-            raise ValueError(f"{where} has no video stream")
+            raise MediaError("video", f"{where} has no video stream", reason="it has no video stream")
         stream = container.streams.video[0]
         base = float(stream.time_base) if stream.time_base else None
         stamps = [packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None]
@@ -560,7 +618,7 @@ def _frame_times(av: Any, source: Any, where: str) -> list[float]:
             count = sum(1 for _ in _rewind_decode(av, source))
             stamps, base = list(range(count)), 1.0 / rate
     if not stamps:
-        raise ValueError(f"{where} contains no video frames")
+        raise MediaError("video", f"{where} contains no video frames", reason="it contains no video frames")
     start = min(stamps)
     return [(pts - start) * base for pts in sorted(stamps)]
 

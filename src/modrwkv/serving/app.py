@@ -368,10 +368,10 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
     except DataError as exc:
         message, code = _READER_HINTS.get(exc.reason, (str(exc), exc.reason))
         raise APIError(400, message, code=code, param="messages") from None
-    check_media(sample, limits)
+    check_media(sample, limits, pipeline.processor.video)
     try:
         prompt = pipeline.encode(sample)
-    except MediaError as exc:  # audio or video damaged past a header that looked fine to check_media
+    except MediaError as exc:  # media check_media passed that an encoder cannot read after all
         raise APIError(400, str(exc), code=f"bad_{exc.modality}", param="messages") from None
     except ValueError as exc:
         raise APIError(400, str(exc), param="messages") from None

@@ -9,6 +9,7 @@ its own files on their behalf.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import logging
@@ -18,12 +19,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.sample import Sample
 
-# The media readers (modrwkv.encoders.media) are imported where they are used: the command line reads
-# ServerLimits' defaults for `modrwkv serve --help`, which must not load the encoders (and torch).
+if TYPE_CHECKING:
+    from ..encoders.media import VideoSampling
+
+# The media readers (modrwkv.encoders.media) and the request reader (modrwkv.data.readers) are imported
+# where they are used: the command line reads ServerLimits' defaults for `modrwkv serve --help`, which
+# must not load the encoders (and torch) nor numpy.
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +83,14 @@ class ServerLimits:
             object.__setattr__(self, "local_media_dir", folder)
 
 
-def check_media(sample: Sample, limits: ServerLimits) -> None:
+def check_media(sample: Sample, limits: ServerLimits, video: VideoSampling | None = None) -> None:
     """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
     limits on a request's sample (`openai_to_sample`'s, whose meta says which content part each item
-    came from); replaces the sample's items by what the encoders should read (an image by its decoded
-    picture, so that any decoding error names its part). Raises `APIError`. Videos follow the images'
-    rules (same URL and path policy; each frame within the pixel limit)."""
+    came from); replaces the sample's items by what the encoders should read: each decoded here, once,
+    after its header's size and length pass (an image as its picture, audio as its waveform, a video
+    as the frames `video` samples, the model's `VideoSampling`), so that damage found while decoding
+    names its part too. Raises `APIError`. Videos follow the images' rules (same URL and path policy;
+    each frame within the pixel limit)."""
     count = len(sample.images) + len(sample.audios) + len(sample.videos)
     if count > limits.max_media_items:
         raise APIError(400, f"the request has {count} media items; this server accepts at most {limits.max_media_items}",
@@ -93,7 +100,8 @@ def check_media(sample: Sample, limits: ServerLimits) -> None:
     sample.audios[:] = [_check_audio(_resolve(item, "audio", _name(sample, "audio", i), limits),
                                      _name(sample, "audio", i), limits) for i, item in enumerate(sample.audios)]
     sample.videos[:] = [_check_video(_resolve(item, "video", _name(sample, "video", i), limits),
-                                     _name(sample, "video", i), limits) for i, item in enumerate(sample.videos)]
+                                     _name(sample, "video", i), limits, video)
+                        for i, item in enumerate(sample.videos)]
 
 
 def _name(sample: Sample, modality: str, index: int) -> str:
@@ -120,22 +128,44 @@ def _resolve(item: Any, modality: str, name: str, limits: ServerLimits) -> Any:
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects only to http(s), so a remote URL cannot bounce to another scheme."""
+    """Follows redirects only to http(s), so a remote URL cannot bounce to another scheme; a refused
+    one is a URLError that says the target's scheme (urllib's own refusal, of file: and a few
+    others, is an HTTPError that quotes the whole target)."""
 
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        if urllib.parse.urlparse(newurl).scheme not in ("http", "https"):
-            raise APIError(400, "remote media redirected to a non-http(s) URL", code="bad_remote_media")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def http_error_302(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> Any:
+        target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urllib.parse.urlsplit(target).scheme
+        if scheme not in ("http", "https"):
+            fp.close()
+            raise urllib.error.URLError(f"it redirects to a non-http(s) URL ({scheme}:), which is not followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The GET for `url`. Credentials in it ("user:password@", which urllib would take for part of
+    the host name) go as HTTP Basic authentication, to that host only: not along redirects."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl(),
+                                     headers={"User-Agent": "modrwkv"})
+    if parts.username is not None:
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_unredirected_header("Authorization",
+                                        "Basic " + base64.b64encode(credentials.encode()).decode("ascii"))
+    return request
 
 
 def _fetch(url: str, name: str, limits: ServerLimits) -> bytes:
     """The bytes at `url` (http(s) only, redirects included), at most `max_body_bytes` of them; a
-    failure says which part asked for what, and why in plain words (`_fetch_failure`)."""
-    shown = url[:200]
+    failure says which part asked for what, and why in plain words (`_fetch_failure`). Neither the
+    answer nor the log shows the URL's credentials; the log drops its query string as well."""
+    from ..data.readers.openai_chat import redact_url
+
+    shown = redact_url(url)
     opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
-        with opener.open(urllib.request.Request(url, headers={"User-Agent": "modrwkv"}),
-                         timeout=limits.remote_timeout_seconds) as response:
+        with opener.open(_request(url), timeout=limits.remote_timeout_seconds) as response:
             data = response.read(limits.max_body_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise APIError(400, f"{name} cannot be fetched from {shown}: {_fetch_failure(exc, limits)}",
@@ -143,7 +173,7 @@ def _fetch(url: str, name: str, limits: ServerLimits) -> bytes:
     if len(data) > limits.max_body_bytes:
         raise APIError(413, f"{name} cannot be fetched from {shown}: it is larger than this server's "
                        f"{limits.max_body_bytes} bytes", code="media_too_large")
-    log.info("fetched %d bytes of remote media from %s", len(data), shown)
+    log.info("fetched %d bytes of remote media from %s", len(data), redact_url(url, keep_query=False))
     return data
 
 
@@ -203,7 +233,7 @@ def _pixel_limit(limits: ServerLimits) -> str:
 def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
-    from ..encoders.media import MediaError, audio_seconds
+    from ..encoders.media import MediaError, audio_seconds, decode_audio
 
     try:  # an encoded item's header only: the length is known before any sample is decoded
         seconds = audio_seconds(item)
@@ -212,12 +242,18 @@ def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if seconds > limits.max_audio_seconds:
         raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_audio_seconds:g} s", code="audio_too_long")
-    return item
+    if isinstance(item, tuple):
+        return item
+    try:  # within the limit: decoded here, where a file cut short after a sound header is named by its part
+        return decode_audio(item)
+    except MediaError as exc:
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
 
 
-def _check_video(item: Any, name: str, limits: ServerLimits) -> Any:
+def _check_video(item: Any, name: str, limits: ServerLimits, sampling: VideoSampling | None) -> Any:
     if not isinstance(item, (bytes, str)):
         return item
+    from ..encoders.media import MediaError, load_video
     from ..extras import MissingExtraError, require
 
     try:
@@ -243,4 +279,7 @@ def _check_video(item: Any, name: str, limits: ServerLimits) -> Any:
     if seconds > limits.max_video_seconds:
         raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_video_seconds:g} s", code="video_too_long")
-    return item
+    try:  # within the limits: its frames decoded here, where damage past the header is named by its part
+        return load_video(item, sampling)
+    except MediaError as exc:
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_video") from None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,21 @@ from .base import (
     require,
     turn_text,
 )
+
+# The userinfo of an absolute URL ("scheme://user:password@"), up to its last "@" before the path.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def redact_url(url: str, *, keep_query: bool = True) -> str:
+    """A media URL as messages and logs show it: without the `user:password@` it may carry (never
+    shown, not even to the client that sent it), at most its first 200 characters. Logs pass
+    `keep_query=False`, dropping the query string and fragment too, where signed URLs carry their
+    token: a log must not record another party's secrets."""
+    shown = _USERINFO.sub(r"\1", url)
+    if not keep_query:
+        shown = re.split(r"[?#]", shown, maxsplit=1)[0]
+    return shown[:200]
+
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _URL_PARTS = {"image_url": "image", "audio_url": "audio", "video_url": "video"}
@@ -213,11 +229,11 @@ class _Parser:
         scheme = parsed.scheme.lower()
         if scheme in ("http", "https"):
             if not self.allow_remote:
-                raise DataError(self.source, "remote_url", f"remote URL refused (allow_remote=False): {url[:200]}")
+                raise DataError(self.source, "remote_url", f"remote URL refused (allow_remote=False): {redact_url(url)}")
             return url
         if scheme == "file":
             if parsed.netloc not in ("", "localhost"):
-                raise DataError(self.source, "unsupported_url", f"file URL on another host: {url[:200]}")
+                raise DataError(self.source, "unsupported_url", f"file URL on another host: {redact_url(url)}")
             return self.local(urllib.parse.unquote(parsed.path), modality)
         if len(scheme) > 1:  # one letter is a Windows drive, i.e. a path
             raise DataError(self.source, "unsupported_url", f"unsupported URL scheme {scheme!r}")
