@@ -1183,11 +1183,15 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, release_ctrl_c: Callable[[], bool] | None = None) -> int:
     """Runs one command. A Ctrl-C at any moment, also while a command is still importing torch and the
-    like (seconds) or reporting an error, ends it with one line and status 130."""
+    like (seconds) or reporting an error, ends it with one line and status 130. `release_ctrl_c`: the
+    entry point's (`modrwkv.__main__`), which held Ctrl-C while the command line was imported; it gives
+    Ctrl-C back to Python and says whether one was pressed meanwhile."""
     name = "modrwkv"
     try:
+        if release_ctrl_c is not None and release_ctrl_c():
+            raise KeyboardInterrupt
         args = build_parser().parse_args(argv)
         name = f"modrwkv {args.command}"
         return _run_command(args)
