@@ -504,6 +504,32 @@ def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
     assert latest_checkpoint(tmp_path / "run") == checkpoint
 
 
+def test_cli_sigterm_in_the_last_step_completes_the_run_and_exits_0(tmp_path):
+    """The last step finishes, final/ is written and nothing is left to resume: the run is complete, so
+    the command says so and succeeds. It used to exit 143 as if stopped, which makes a batch scheduler
+    or `modrwkv train ... && modrwkv eval ...` treat a finished model as unfinished."""
+    data = write_llava(tmp_path, colour_samples(32))
+    cfg = config(tmp_path, "unused", max_steps=3, batch_size=32, micro_batch_size=1)  # long steps
+    cfg["data"] = {"format": "llava", "train": [str(data)]}
+    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for expected in ("step 1/3", "step 2/3"):  # step 2's line is written as step 3, the last, begins
+        line = proc.stdout.readline()
+        assert line.startswith(expected), line + proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    final = tmp_path / "run" / "final"
+    assert ModRWKV.from_pretrained(final).lm.config.n_embd == 64
+    assert out.strip().splitlines()[-1].startswith("trained 3 steps: loss ")
+    assert err.strip().splitlines()[-1] == (f"WARNING modrwkv.training.recipe: SIGTERM arrived as training finished: "
+                                            f"the run is complete (the trained model is in {final}) and nothing "
+                                            "needs resuming")
+
+
 def test_a_spawn_started_data_worker_enforces_the_configured_image_limit(tmp_path, monkeypatch):
     """The image pixel limit is process-wide, and a data-loader worker started with spawn (macOS's and
     Windows' default) inherits nothing from its parent: the worker's own setup must apply

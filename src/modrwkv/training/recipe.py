@@ -63,6 +63,9 @@ class TrainResult:
     metrics: dict[str, Any]
     stopped_by: str | None = None  # "SIGTERM" / "SIGINT" when a signal stopped the run early
     checkpoint: Path | None = None  # the newest resumable checkpoint of the run
+    # A signal that arrived during the last step: the run finished all the same (final_dir is complete,
+    # nothing to resume), but whoever sent it wants the program to end rather than go on to more work.
+    signal_at_end: str | None = None
 
 
 def build_model(config: ModelConfig, seed: int) -> ModRWKV:
@@ -399,5 +402,13 @@ def train(
         # Resumed at its last step, so Lightning trained nothing: the earlier run was killed after that step's
         # checkpoint but before final/ was complete.
         write_final(out, resume_from)
-    return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopper.signal_name,
-                       checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out))
+    stopped_by = signal_at_end = stopper.signal_name
+    if final_dir is None:
+        signal_at_end = None
+    else:
+        stopped_by = None
+        if signal_at_end is not None:
+            log.warning("%s arrived as training finished: the run is complete (the trained model is in %s) "
+                        "and nothing needs resuming", signal_at_end, final_dir)
+    return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopped_by,
+                       checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out), signal_at_end=signal_at_end)
