@@ -470,12 +470,12 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     previous = signal.getsignal(signum)
     stopped = train(cfg, samples=colour_samples(32), callbacks=[_SignalAt(6, signum)])
     assert signal.getsignal(signum) is previous  # the handlers are put back
-    # The signal arrives after step 6's checkpoint hook: the run stops at the next step boundary.
+    # The caller's callbacks run before the stopper's step-end check: the run stops at this step.
     assert stopped.stopped_by == signal.Signals(signum).name and stopped.final_dir is None
-    assert stopped.checkpoint.name == "step-00000007" == latest_checkpoint(cfg["output"]["dir"]).name
-    assert [row["step"] for row in stopped.history] == list(range(1, 8))
+    assert stopped.checkpoint.name == "step-00000006" == latest_checkpoint(cfg["output"]["dir"]).name
+    assert [row["step"] for row in stopped.history] == list(range(1, 7))
     resumed = train(cfg, samples=colour_samples(32), resume=True)
-    assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[7:]],
+    assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[6:]],
                                                                       rel=1e-5, abs=1e-6)
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
@@ -584,7 +584,7 @@ def test_second_ctrl_c_while_saving_stops_at_once_and_the_previous_checkpoint_re
     with pytest.raises(KeyboardInterrupt):
         train(cfg, samples=colour_samples(16), callbacks=[CtrlCAt()])
     assert signal.getsignal(signal.SIGINT) is previous
-    # Step 4's checkpoint was cut short: the one before it is the newest, complete and resumable.
+    # Step 3's checkpoint was cut short: the one before it is the newest, complete and resumable.
     assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000002"
     monkeypatch.setattr(checkpoint, "export_model", export)
     resumed = train(cfg, samples=colour_samples(16), resume=True)

@@ -320,7 +320,8 @@ def train(
     optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`); a second Ctrl-C, or
     one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable)."""
     if not isinstance(config, TrainConfig):
-        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
+        # A resumed run rebuilds its model from the checkpoint.
+        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None and not resume)
     config, season_note = resolve_auto_season(config, samples_given=samples is not None)
     if season_note and progress is not None:  # the choice is seen where the progress lines are
         progress(season_note)
@@ -369,7 +370,8 @@ def train(
     stopper = StopOnSignal(checkpointer)
     reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
-    trainer.callbacks.extend([checkpointer, stopper, reporter, *callbacks])
+    # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
+    trainer.callbacks.extend([*callbacks, checkpointer, stopper, reporter])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(config, out / "config.yaml", header=f"this run: {plan.describe(opt)}")
