@@ -300,10 +300,11 @@ def _raise_terminated(signum: int, _frame: Any) -> NoReturn:
 
 def _run_quickstart(args: argparse.Namespace) -> int:
     from modrwkv.lm.files import check_output_folder
-    from modrwkv.quickstart.stages import StageStopped
+    from modrwkv.quickstart.stages import StageStopped, check_new_folder
 
     output = check_output_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio"
                                                  else "runs/quickstart"))
+    check_new_folder(output, "--output")  # before the work starts (the run checks it again, for library users)
     again = "run the same command again to continue"
     finished = (output / "report.json").is_file() and not args.restart
     previous = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -49,6 +49,13 @@ class StageStopped(Exception):
         self.step = step
 
 
+def check_new_folder(folder: Path, what: str = "output folder") -> None:
+    """Refuses a `folder` that is not empty and holds no quickstart record: nothing is written over, or
+    deleted, that the quickstart did not write."""
+    if not (folder / RECORD).is_file() and folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(f"{folder} already exists and is not empty; choose another {what} or remove it")
+
+
 class RunRecord:
     """quickstart.json in a quickstart's output folder: the options the run was started with and each
     completed stage's result, rewritten atomically as each stage completes (a kill never leaves half
@@ -89,9 +96,8 @@ class RunRecord:
                                  f"{how_to_continue}".strip())
             else:
                 return cls(folder, options, results)
-        elif folder.is_dir() and any(folder.iterdir()):
-            raise ValueError(f"{folder} already exists, is not empty and holds no quickstart ({RECORD}); choose "
-                             "another output folder or remove it")
+        else:
+            check_new_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         record = cls(folder, options, {})
         record._write()
