@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -146,8 +147,64 @@ def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
     assert f"modrwkv chat --model {tmp_path / 'qs' / 'model'} --image {tmp_path / 'qs' / 'shapes.png'}" in out
     with Image.open(example["path"]) as scene:
         assert scene.size == (64, 64) and "<image>" not in example["question"] and "\n" not in example["question"]
-    assert main(args) == 2  # refuses to overwrite a finished run
-    assert "already exists" in capsys.readouterr().err
+    assert main(args) == 0  # run again: the finished run's report, nothing trained
+    again = capsys.readouterr().out
+    assert f"{tmp_path / 'qs'} holds this quickstart, finished" in again and "image/colour" in again
+    assert not (tmp_path / "qs" / "stage0" / "logs" / "version_1").exists()
+
+
+def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, tmp_path, one_torch_thread):
+    """SIGTERM in stage 2 of a real `modrwkv quickstart`: it used to say that it could not resume. Run
+    again, the same command skips the completed stages and resumes stage 2 from the checkpoint the
+    signal left, and ends with what an uninterrupted run gives; other options are refused by name."""
+    options = ["--encoder-steps", "2", "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "12", "--train-samples",
+               "32", "--test-samples", "16", "--validation-samples", "16", "--batch-size", "8", "--no-progress"]
+    assert main(["quickstart", "--output", str(tmp_path / "uninterrupted"), *options]) == 0
+    output = tmp_path / "qs"
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "-v", "quickstart", "--output", str(output), *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        while "step 10/12 |" not in (line := proc.stderr.readline()):  # stage 2's; stages 0 and 1 make 2 steps
+            assert line, proc.stdout.read()
+        proc.send_signal(signal.SIGTERM)  # during step 11
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("modrwkv quickstart: stage 2 stopped by SIGTERM at step 11 of 12, checkpoint "
+                                            "saved; run the same command again to continue from there")
+    done = {path: path.stat().st_mtime_ns for path in output.glob("stage[01]/final/*")}
+    assert len(done) > 4 and (output / "stage2" / "checkpoints" / "step-00000011").is_dir()
+    capsys.readouterr()
+
+    assert main(["quickstart", "--output", str(output), *options[:-1], "--seed", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"modrwkv quickstart: error: {output} holds a quickstart started with other options: --seed 0 (now 1). Run it "
+        "with the options it was started with to continue it, add --restart to start it over (its folder is deleted), "
+        "or choose another --output")
+
+    assert main(["quickstart", "--output", str(output), *options]) == 0
+    report = json.loads((output / "report.json").read_text())
+    expected = json.loads((tmp_path / "uninterrupted" / "report.json").read_text())
+    assert {path: path.stat().st_mtime_ns for path in output.glob("stage[01]/final/*")} == done  # not trained again
+    assert not (output / "stage1" / "logs" / "version_1").exists() and (output / "stage2" / "logs" / "version_1").is_dir()
+    stage2 = report["training"]["stage2"]
+    assert stage2["resumed_from_step"] == 11 and stage2["steps"] == 12
+    for key in ("accuracy", "text_only_model", "examples"):
+        assert report[key] == expected[key], key
+    for stage in ("vision_encoder", "stage0", "stage1"):
+        ours, theirs = report["training"][stage], expected["training"][stage]
+        assert {k: ours[k] for k in ours if "seconds" not in k and "per_s" not in k} == {
+            k: theirs[k] for k in theirs if "seconds" not in k and "per_s" not in k}, stage
+    assert stage2["validation"] == expected["training"]["stage2"]["validation"]
+    assert stage2["final_loss"] == pytest.approx(expected["training"]["stage2"]["final_loss"], rel=1e-5)
+    from safetensors.torch import load_file
+
+    ours, theirs = load_file(str(output / "model" / "model.safetensors")), load_file(
+        str(tmp_path / "uninterrupted" / "model" / "model.safetensors"))
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
 
 
 def _documented_commands() -> list[tuple[str, list[str]]]:

@@ -4,6 +4,7 @@ also while a command is still importing them, ends it with one line and status 1
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from modrwkv.constants import EVAL_TASKS
 from modrwkv.lm import RWKV7Config
 from modrwkv.lm.random_weights import random_official_state_dict
 
+REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "lightning", "transformers", "numpy")
 COMMANDS = ("generate", "quickstart", "init", "train", "merge-lora", "import-released", "chat", "serve", "eval",
             "export", "push-to-hub")
@@ -129,3 +131,61 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line_and_status_130(check
             return False
 
     _assert_one_line_interrupted(_interrupt(checkpoint, importing_torch))
+
+
+def _console_script(folder: Path) -> Path:
+    """The `modrwkv` console script as pip and uv write it for pyproject.toml's [project.scripts] entry:
+    the command a user runs, whatever this environment has installed."""
+    entry = re.search(r'^modrwkv = "([\w.]+):(\w+)"', (REPO / "pyproject.toml").read_text(), re.M)
+    module, function = entry.groups()
+    script = folder / "modrwkv"
+    script.write_text(f"# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom {module} import {function}\n"
+                      "if __name__ == '__main__':\n"
+                      "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                      f"    sys.exit({function}())\n")
+    return script
+
+
+def _shell_status(returncode: int) -> int:
+    """The status a shell reports: 128 + N for a process that a signal N ended."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+# Moments in the first ~50 ms of `modrwkv ...`, before `cli.main` runs: "import NAME" is the moment the
+# interpreter has just imported NAME (-X importtime says so on stderr), a number is milliseconds after
+# the start. Python's own start, its `site` module and the console script's `import re` come before
+# any code of the package, and a Ctrl-C there prints Python's traceback (a few ms; more on a busy
+# machine): no moment here falls into them.
+EARLY_MOMENTS = ["import modrwkv.__main__", "import argparse", "import typing", "import safetensors",
+                 "import modrwkv.cli", 25, 50]
+
+
+@pytest.mark.parametrize(("how", "moment"), [("console script", moment) for moment in EARLY_MOMENTS]
+                         # `python -m` runs modrwkv/__main__.py without importing it as a module
+                         + [("python -m modrwkv", moment) for moment in EARLY_MOMENTS[1:]])
+def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(checkpoint: str, tmp_path, how: str,
+                                                                    moment) -> None:
+    """Before the entry point held Ctrl-C, one pressed while the console script imported modrwkv.cli
+    (the first ~50 ms) was a KeyboardInterrupt outside main: a traceback, and status 130 only as the
+    signal's."""
+    launcher = [str(_console_script(tmp_path))] if how == "console script" else ["-m", "modrwkv"]
+    command = [sys.executable, "-X", "importtime", *launcher, "generate", "--model", checkpoint, "--prompt", "hi",
+               "--max-new-tokens", "1"]  # ends by itself if never interrupted
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        if isinstance(moment, int):
+            time.sleep(moment / 1000)
+        else:
+            name = moment.removeprefix("import ")
+            while not (line := proc.stderr.readline()).startswith("import time:") or line.split("|")[-1].strip() != name:
+                assert line, f"the command never imported {name}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    messages = [line for line in err.splitlines() if not line.startswith("import time:") and line.strip()]
+    assert "Traceback" not in err, err[-3000:]
+    assert _shell_status(proc.returncode) == 130, err[-3000:]
+    assert messages in (["modrwkv: interrupted"], ["modrwkv generate: interrupted"]), messages
+    assert out == ""

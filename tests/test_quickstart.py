@@ -89,53 +89,65 @@ def test_a_stage_ends_with_the_weights_that_scored_best_on_validation(tmp_path):
     from modrwkv.quickstart.run import QuickstartSettings, build_model
     from modrwkv.quickstart.stages import train_stage
 
+    from modrwkv.multimodal import ModRWKV
+    from modrwkv.quickstart.stages import RunRecord
+
     model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
     samples = list(generate_samples(16, 0))
     scores = iter([0.2, 0.7, 0.4, 0.7 - 1e-9])  # the second call (step 4) is best
     snapshots = []
 
-    def validate() -> float:
+    def validate(model) -> float:
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         return next(scores)
 
-    metrics = train_stage(model, "2", samples, steps=7, lr=1e-2, batch_size=4, warmup_steps=0, seed=0,
-                          output_dir=tmp_path, progress_bar=False, media="images and series",
-                          validate=validate, validate_every=2, validate_from=2)
+    record = RunRecord.open(tmp_path, {"test": 1})
+    model, metrics = train_stage(model, "2", samples, record=record, steps=7, lr=1e-2, batch_size=4, warmup_steps=0,
+                                 seed=0, output_dir=tmp_path, progress_bar=False, media="images and series",
+                                 validate=validate, validate_every=2, validate_from=2, keep_to=tmp_path / "kept")
     assert [step for step, _ in metrics["validation"]] == [2, 4, 6, 7] and metrics["best_step"] == 4
-    final = model.state_dict()
-    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
-    assert not all(torch.equal(snapshots[1][k], snapshots[3][k]) for k in final)  # training went on after it
+    for final in (model.state_dict(), ModRWKV.from_pretrained(tmp_path / "kept").state_dict()):
+        assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(snapshots[1][k], snapshots[3][k]) for k in snapshots[1])  # training went on after it
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_the_quickstart_instead_of_its_stage(tmp_path, monkeypatch, capsys, signum):
+def test_a_signal_ends_the_quickstart_instead_of_its_stage_and_the_stage_resumes_with_its_best_weights(
+        tmp_path, signum):
     """A stage stopped by a signal (first Ctrl-C, SIGTERM) used to return as if finished: the quickstart
-    went on to the next stage with a half-trained model, or, in stage 2 before its first validation,
-    failed with a traceback loading weights that were never kept."""
-    import modrwkv.quickstart.run as quickstart
-    from modrwkv.cli import main
+    went on to the next stage with a half-trained model. Now it ends there with a checkpoint, and the
+    same stage run again resumes from it with the scores and weights it had kept: it ends as an
+    uninterrupted stage does."""
     from modrwkv.quickstart.run import QuickstartSettings, build_model
-    from modrwkv.quickstart.stages import StageStopped, train_stage
+    from modrwkv.quickstart.stages import RunRecord, StageStopped, train_stage
 
-    model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
     samples = list(generate_samples(16, 0))
+    calls, signalled = [], []
 
-    def validate() -> float:  # the signal arrives at step 2; the stage stops at step 3, before validating again
-        os.kill(os.getpid(), signum)
-        return 0.5
+    def validate(model) -> float:  # the signal arrives at step 2; the stage stops there
+        if not signalled:
+            signalled.append(signum)
+            os.kill(os.getpid(), signum)
+        calls.append(len(calls))
+        return [0.5, 0.9, 0.1, 0.2][len(calls) - 1]  # step 4 is best
+
+    def run(folder):
+        model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+        record = RunRecord.open(folder, {"test": 1})
+        return train_stage(model, "2", samples, record=record, steps=7, lr=1e-2, batch_size=4, warmup_steps=0,
+                           seed=0, output_dir=folder, progress_bar=False, media="images and series",
+                           validate=validate, validate_every=2, validate_from=2, keep_to=folder / "kept")
 
     with pytest.raises(StageStopped) as stopped:
-        train_stage(model, "2", samples, steps=7, lr=1e-2, batch_size=4, warmup_steps=0, seed=0,
-                    output_dir=tmp_path, progress_bar=False, media="images and series",
-                    validate=validate, validate_every=2, validate_from=2)
-    assert (stopped.value.stage, stopped.value.signal_name) == ("2", signal.Signals(signum).name)
-
-    def stopped_run(output, settings, progress_bar):
-        raise stopped.value
-
-    monkeypatch.setattr(quickstart, "run_quickstart", stopped_run)
-    assert main(["quickstart", "--output", str(tmp_path / "qs"), "--no-progress"]) == 128 + signum
-    err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == (
-        f"modrwkv quickstart: stage 2 stopped by {signal.Signals(signum).name}; it cannot resume: run it again "
-        f"with another --output, or remove {tmp_path / 'qs'} first")
+        run(tmp_path / "stopped")
+    assert (stopped.value.stage, stopped.value.signal_name, stopped.value.step) == ("2", signal.Signals(signum).name, 2)
+    assert calls == [0]
+    model, metrics = run(tmp_path / "stopped")  # resumed from step 2, with step 2's score
+    assert metrics["resumed_from_step"] == 2 and calls == [0, 1, 2, 3]
+    assert metrics["validation"] == [[2, 0.5], [4, 0.9], [6, 0.1], [7, 0.2]] and metrics["best_step"] == 4
+    calls.clear()  # the uninterrupted stage (no signal this time), validated with the same scores
+    reference, expected = run(tmp_path / "uninterrupted")
+    assert calls == [0, 1, 2, 3] and expected["validation"] == metrics["validation"]
+    got, want = model.state_dict(), reference.state_dict()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)

@@ -470,12 +470,12 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     previous = signal.getsignal(signum)
     stopped = train(cfg, samples=colour_samples(32), callbacks=[_SignalAt(6, signum)])
     assert signal.getsignal(signum) is previous  # the handlers are put back
-    # The signal arrives after step 6's checkpoint hook: the run stops at the next step boundary.
+    # The caller's callbacks run before the stopper's step-end check: the run stops at this step.
     assert stopped.stopped_by == signal.Signals(signum).name and stopped.final_dir is None
-    assert stopped.checkpoint.name == "step-00000007" == latest_checkpoint(cfg["output"]["dir"]).name
-    assert [row["step"] for row in stopped.history] == list(range(1, 8))
+    assert stopped.checkpoint.name == "step-00000006" == latest_checkpoint(cfg["output"]["dir"]).name
+    assert [row["step"] for row in stopped.history] == list(range(1, 7))
     resumed = train(cfg, samples=colour_samples(32), resume=True)
-    assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[7:]],
+    assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[6:]],
                                                                       rel=1e-5, abs=1e-6)
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
@@ -502,6 +502,32 @@ def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
     assert last == (f"stopped at step {step} of 100000 (SIGTERM); checkpoint saved to {checkpoint}. "
                     f"Continue with: modrwkv train {tmp_path / 'run.yaml'} --resume")
     assert latest_checkpoint(tmp_path / "run") == checkpoint
+
+
+def test_cli_sigterm_in_the_last_step_completes_the_run_and_exits_0(tmp_path):
+    """The last step finishes, final/ is written and nothing is left to resume: the run is complete, so
+    the command says so and succeeds. It used to exit 143 as if stopped, which makes a batch scheduler
+    or `modrwkv train ... && modrwkv eval ...` treat a finished model as unfinished."""
+    data = write_llava(tmp_path, colour_samples(32))
+    cfg = config(tmp_path, "unused", max_steps=3, batch_size=32, micro_batch_size=1)  # long steps
+    cfg["data"] = {"format": "llava", "train": [str(data)]}
+    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for expected in ("step 1/3", "step 2/3"):  # step 2's line is written as step 3, the last, begins
+        line = proc.stdout.readline()
+        assert line.startswith(expected), line + proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    final = tmp_path / "run" / "final"
+    assert ModRWKV.from_pretrained(final).lm.config.n_embd == 64
+    assert out.strip().splitlines()[-1].startswith("trained 3 steps: loss ")
+    assert err.strip().splitlines()[-1] == (f"WARNING modrwkv.training.recipe: SIGTERM arrived as training finished: "
+                                            f"the run is complete (the trained model is in {final}) and nothing "
+                                            "needs resuming")
 
 
 def test_a_spawn_started_data_worker_enforces_the_configured_image_limit(tmp_path, monkeypatch):
@@ -558,7 +584,7 @@ def test_second_ctrl_c_while_saving_stops_at_once_and_the_previous_checkpoint_re
     with pytest.raises(KeyboardInterrupt):
         train(cfg, samples=colour_samples(16), callbacks=[CtrlCAt()])
     assert signal.getsignal(signal.SIGINT) is previous
-    # Step 4's checkpoint was cut short: the one before it is the newest, complete and resumable.
+    # Step 3's checkpoint was cut short: the one before it is the newest, complete and resumable.
     assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000002"
     monkeypatch.setattr(checkpoint, "export_model", export)
     resumed = train(cfg, samples=colour_samples(16), resume=True)

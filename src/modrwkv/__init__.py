@@ -6,8 +6,9 @@ command, which imports it) does not load torch until something needs it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+# Nothing is imported here, not even `typing` (a few milliseconds): the `modrwkv` command imports this
+# package before its entry point (modrwkv.__main__) can hold Ctrl-C, and the sooner it can, the better.
+TYPE_CHECKING = False  # as type checkers read it: true for them, false at run time
 
 __version__ = "0.1.0"
 
@@ -24,11 +25,15 @@ _EXPORTS = {
 __all__ = ["RWKV7", "RWKV7Config", "RWKV7State", "load_model", "save_model", "set_max_image_pixels", "__version__"]
 
 if TYPE_CHECKING:  # what type checkers and editors see
+    from typing import Any
+
     from .encoders.media import set_max_image_pixels
     from .lm import RWKV7, RWKV7Config, RWKV7State, load_model, save_model
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)

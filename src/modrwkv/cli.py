@@ -198,7 +198,8 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
         "series with questions, pretrains a small CNN vision encoder, trains a tiny ModRWKV (that "
         "encoder + WaveNet series encoder + small RWKV-7) through stage 1 and stage 2, prints held-out "
         "accuracy per question type beside "
-        "the best a text-only model could do, and saves a model for `modrwkv chat` / `modrwkv serve`.",
+        "the best a text-only model could do, and saves a model for `modrwkv chat` / `modrwkv serve`. "
+        "Interrupted (Ctrl-C, SIGTERM), the same command run again continues where it stopped.",
     )
     p.add_argument("--output", help="folder for the run and the trained model (default: runs/quickstart, "
                    "runs/quickstart-audio for --modality audio)")
@@ -210,6 +211,12 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="stage-2 steps (default: the tuned recipe)")
     p.add_argument("--train-samples", type=int, default=None, help="training set size (default: the tuned recipe)")
     p.add_argument("--test-samples", type=int, default=None, help="held-out set size (default: the tuned recipe)")
+    p.add_argument("--validation-samples", type=int, default=None,
+                   help="validation set size, by which stage 2 keeps its best weights (default: the tuned recipe)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per optimizer step (default: the tuned recipe)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the quickstart in --output and start it over (without it, running the same command "
+                   "again continues an interrupted run where it stopped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--modality", choices=("vision-series", "audio"), default="vision-series",
                    help="audio: speech recognition with the real Whisper tiny.en encoder on espeak-ng speech "
@@ -240,70 +247,104 @@ def _quieten_lightning() -> None:
     lightning_log.propagate = False  # warnings print once, through its own handler
 
 
-def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> int:
-    import dataclasses
+# The quickstart's options as the command line sets them (settings field -> option), for messages.
+_QUICKSTART_OPTIONS = {"seed": "--seed", "encoder_pretrain_steps": "--encoder-steps", "stage0_steps": "--stage0-steps",
+                       "stage1_steps": "--stage1-steps", "stage2_steps": "--steps", "train_samples": "--train-samples",
+                       "train_sentences": "--train-samples", "test_samples": "--test-samples",
+                       "test_sentences": "--test-samples", "validation_samples": "--validation-samples",
+                       "batch_size": "--batch-size", "whisper": "--whisper"}
+_CONTINUE_QUICKSTART = ("Run it with the options it was started with to continue it, add --restart to start it over "
+                        "(its folder is deleted), or choose another --output")
 
-    from modrwkv.quickstart.audio import AudioQuickstartSettings, format_audio_report, run_audio_quickstart
-    from modrwkv.quickstart.speech import EspeakMissing
 
-    if args.encoder_steps is not None:
-        raise CLIError("quickstart --modality audio: --encoder-steps applies to the vision encoder only")
-    settings = AudioQuickstartSettings(seed=args.seed)
-    overrides = {"stage0_steps": args.stage0_steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.steps,
-                 "train_sentences": args.train_samples, "test_sentences": args.test_samples}
-    for field, value in overrides.items():
+def _quickstart_settings(args: argparse.Namespace, settings: Any, fields: dict[str, str]) -> Any:
+    """`settings` with the values given on the command line (`fields`: settings field -> args attribute)."""
+    for field, attribute in fields.items():
+        value = getattr(args, attribute)
         if value is not None:
             if value < 1:
-                raise CLIError(f"quickstart: {field} must be at least 1, got {value}")
+                raise CLIError(f"quickstart: {_QUICKSTART_OPTIONS[field]} must be at least 1, got {value}")
             settings = dataclasses.replace(settings, **{field: value})
+    return settings
+
+
+def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> dict[str, Any]:
+    from modrwkv.quickstart.audio import AudioQuickstartSettings, run_audio_quickstart
+    from modrwkv.quickstart.speech import EspeakMissing
+
+    for option in ("encoder_steps", "validation_samples"):
+        if getattr(args, option) is not None:
+            raise CLIError(f"quickstart --modality audio: --{option.replace('_', '-')} applies to the vision quickstart only")
+    settings = _quickstart_settings(args, AudioQuickstartSettings(seed=args.seed), {
+        "stage0_steps": "stage0_steps", "stage1_steps": "stage1_steps", "stage2_steps": "steps",
+        "train_sentences": "train_samples", "test_sentences": "test_samples", "batch_size": "batch_size"})
     print(f"modrwkv quickstart --modality audio: speech recognition with Whisper tiny.en's encoder and a tiny "
           f"RWKV-7 (output: {output})")
     _quieten_lightning()
     try:
-        report = run_audio_quickstart(output, settings, whisper=args.whisper, progress_bar=not args.no_progress)
+        return run_audio_quickstart(output, settings, whisper=args.whisper, progress_bar=not args.no_progress,
+                                    restart=args.restart, option_names=_QUICKSTART_OPTIONS,
+                                    how_to_continue=_CONTINUE_QUICKSTART)
     except (EspeakMissing, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
-    print(format_audio_report(report))
-    return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside a training stage (which saves a checkpoint and stops on it by itself). A
+    BaseException, like KeyboardInterrupt, so that no `except Exception` on the way takes it for an error."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> NoReturn:
+    raise _Terminated
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
-    from modrwkv.quickstart.stages import StageStopped
+    from modrwkv.lm.files import check_output_folder
+    from modrwkv.quickstart.stages import StageStopped, check_new_folder
 
-    output = _new_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio" else "runs/quickstart"),
-                         "--output")
-    rerun = f"it cannot resume: run it again with another --output, or remove {output} first"
+    output = check_output_folder(args.output or ("runs/quickstart-audio" if args.modality == "audio"
+                                                 else "runs/quickstart"))
+    check_new_folder(output, "--output")  # before the work starts (the run checks it again, for library users)
+    again = "run the same command again to continue"
+    finished = (output / "report.json").is_file() and not args.restart
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return (_run_audio_quickstart if args.modality == "audio" else _run_vision_quickstart)(args, output)
+        report = (_run_audio_quickstart if args.modality == "audio" else _run_vision_quickstart)(args, output)
     except StageStopped as exc:  # SIGTERM or a first Ctrl-C in a training stage
-        print(f"modrwkv quickstart: {exc}; {rerun}", file=sys.stderr)
+        print(f"modrwkv quickstart: {exc}; {again}" + (" from there" if exc.step is not None else
+                                                       " with the next stage"), file=sys.stderr)
         return 128 + signal.Signals[exc.signal_name].value
+    except _Terminated:
+        print(f"modrwkv quickstart: stopped by SIGTERM; {again} (completed stages are kept)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"\nmodrwkv quickstart: interrupted; {rerun}", file=sys.stderr)
+        print(f"\nmodrwkv quickstart: interrupted; {again} (completed stages are kept)", file=sys.stderr)
         return 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if args.modality == "audio":
+        from modrwkv.quickstart.audio import format_audio_report as format_report
+    else:
+        from modrwkv.quickstart.run import format_report
+    if finished:
+        print(f"{output} holds this quickstart, finished; its report follows (--restart trains it again)")
+    print(format_report(report))
+    return 0
 
 
-def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> int:
-    import dataclasses
-
-    from modrwkv.quickstart.run import QuickstartSettings, format_report, run_quickstart
+def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> dict[str, Any]:
+    from modrwkv.quickstart.run import QuickstartSettings, run_quickstart
 
     if args.whisper is not None:
         raise CLIError("quickstart: --whisper needs --modality audio")
-    settings = QuickstartSettings(seed=args.seed)
-    overrides = {"encoder_pretrain_steps": args.encoder_steps, "stage0_steps": args.stage0_steps,
-                 "stage1_steps": args.stage1_steps, "stage2_steps": args.steps,
-                 "train_samples": args.train_samples, "test_samples": args.test_samples}
-    for field, value in overrides.items():
-        if value is not None:
-            if value < 1:
-                raise CLIError(f"quickstart: {field} must be at least 1, got {value}")
-            settings = dataclasses.replace(settings, **{field: value})
+    settings = _quickstart_settings(args, QuickstartSettings(seed=args.seed), {
+        "encoder_pretrain_steps": "encoder_steps", "stage0_steps": "stage0_steps", "stage1_steps": "stage1_steps",
+        "stage2_steps": "steps", "train_samples": "train_samples", "test_samples": "test_samples",
+        "validation_samples": "validation_samples", "batch_size": "batch_size"})
     print(f"modrwkv quickstart: training a tiny ModRWKV on generated images and time series (output: {output})")
     _quieten_lightning()
-    report = run_quickstart(output, settings, progress_bar=not args.no_progress)
-    print(format_report(report))
-    return 0
+    return run_quickstart(output, settings, progress_bar=not args.no_progress, restart=args.restart,
+                          option_names=_QUICKSTART_OPTIONS, how_to_continue=_CONTINUE_QUICKSTART)
 
 
 # --- train / merge-lora ---------------------------------------------------------------------
@@ -1202,11 +1243,15 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, release_ctrl_c: Callable[[], bool] | None = None) -> int:
     """Runs one command. A Ctrl-C at any moment, also while a command is still importing torch and the
-    like (seconds) or reporting an error, ends it with one line and status 130."""
+    like (seconds) or reporting an error, ends it with one line and status 130. `release_ctrl_c`: the
+    entry point's (`modrwkv.__main__`), which held Ctrl-C while the command line was imported; it gives
+    Ctrl-C back to Python and says whether one was pressed meanwhile."""
     name = "modrwkv"
     try:
+        if release_ctrl_c is not None and release_ctrl_c():
+            raise KeyboardInterrupt
         args = build_parser().parse_args(argv)
         name = f"modrwkv {args.command}"
         return _run_command(args)

@@ -21,6 +21,7 @@ import collections
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..data.sample import Message, Sample
+from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..evaluation.metrics import wer
 from ..generation import SamplingParams, generate
@@ -37,7 +38,7 @@ from ..multimodal import CachedEncoder, ModRWKV
 from ..tokenizer import WorldTokenizer
 from .run import without_media
 from .speech import VOCABULARY, Utterance, espeak_binary, split_sentences, synthesize, to_samples
-from .stages import train_stage
+from .stages import RunRecord, save_model_atomically, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,21 @@ def most_frequent_sentence_wer(train: Sequence[str], test: Sequence[str]) -> tup
 
 
 def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", settings: AudioQuickstartSettings | None = None,
-                         whisper: str | Path | None = None, progress_bar: bool = True) -> dict[str, Any]:
+                         whisper: str | Path | None = None, progress_bar: bool = True, restart: bool = False,
+                         option_names: dict[str, str] | None = None, how_to_continue: str = "") -> dict[str, Any]:
+    """Runs the audio quickstart into `output_dir` and returns its report; run again into the same
+    folder, it continues or is refused as `run.run_quickstart` says (the spoken clips and the cached
+    features on disk are kept and reused)."""
     settings = settings or AudioQuickstartSettings()
     output_dir = Path(output_dir)
-    started = time.time()
     espeak_binary()  # fails at once, saying how to install it
     folder = whisper_folder(whisper)
+    options = {**dataclasses.asdict(settings), "whisper": str(folder.resolve())}
+    record = RunRecord.open(output_dir, options, restart=restart, option_names=option_names,
+                            how_to_continue=how_to_continue)
+    if (report := record.result("report")) is not None:
+        return report
+    started = time.time()
     tokenizer = WorldTokenizer()
 
     log.info("speaking %d training and %d held-out sentences with espeak-ng", settings.train_sentences,
@@ -160,15 +170,16 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     model = build_model(settings, folder)
     cache = output_dir / "features"
 
-    def stage(name: str, steps: int, lr: float, samples: list[Sample]) -> dict[str, Any]:
-        return train_stage(model, name, samples, steps=steps, lr=lr, batch_size=settings.batch_size,
+    def stage(model: ModRWKV, name: str, steps: int, lr: float, samples: list[Sample]) -> tuple[ModRWKV, dict[str, Any]]:
+        return train_stage(model, name, samples, record=record, steps=steps, lr=lr, batch_size=settings.batch_size,
                            warmup_steps=settings.warmup_steps, seed=settings.seed, output_dir=output_dir,
                            progress_bar=progress_bar, media="audio", model_extra={"feature_cache": str(cache)},
                            media_reliance_every=25)
 
-    metrics = {"stage0": stage("0", settings.stage0_steps, settings.lr_stage0, without_media(train_set)),
-               "stage1": stage("1", settings.stage1_steps, settings.lr_stage1, train_set),
-               "stage2": stage("2", settings.stage2_steps, settings.lr_stage2, train_set)}
+    metrics: dict[str, Any] = {}
+    model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
+    model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
+    model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set)
     trained_at = time.time()
 
     model.encoders["audio"] = CachedEncoder(model.encoders["audio"], cache / "audio")
@@ -178,7 +189,7 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     guess, baseline = most_frequent_sentence_wer(train_text, references)
     evaluated_at = time.time()
     whisper_texts = whisper_transcripts(folder, test_clips) if settings.whisper_baseline else None
-    model.save_pretrained(output_dir / "model")
+    save_model_atomically(model, output_dir / "model")
     by_voice: dict[str, list[int]] = collections.defaultdict(list)
     for index, clip in enumerate(test_clips):
         by_voice[clip.voice].append(index)
@@ -207,12 +218,14 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         "whisper_folder": str(folder),
         "settings": dataclasses.asdict(settings),
     }
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (output_dir / "predictions.jsonl").write_text("".join(
         json.dumps({"audio": str(c.path), "voice": c.voice, "speed": c.speed, "pitch": c.pitch, "reference": r,
                     "modrwkv": h, "whisper": None if whisper_texts is None else whisper_texts[i]}) + "\n"
         for i, (c, r, h) in enumerate(zip(test_clips, references, hypotheses))))
-    return report
+    tmp = output_dir / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, output_dir / "report.json")
+    return record.complete("report", report)
 
 
 def format_audio_report(report: dict[str, Any]) -> str:

@@ -26,16 +26,20 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import io
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..data.sample import MARKERS, Message, Sample
 from ..encoders import build_encoder
@@ -46,7 +50,7 @@ from ..processing import IGNORE_INDEX
 from ..tokenizer import WorldTokenizer
 from .data import generate_samples
 from .encoder_pretraining import pretrain_vision_encoder
-from .stages import train_stage
+from .stages import RunRecord, save_model_atomically, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +174,33 @@ def _accuracy(results: dict[str, list[bool]], prefix: str) -> float:
     return sum(values) / max(1, len(values))
 
 
+def data_digest(*sets: Sequence[Sample]) -> str:
+    """A fingerprint of generated samples (text, image bytes, series values), by which a rerun checks
+    that it trains on the data the stopped run trained on."""
+    digest = hashlib.sha256()
+    for samples in sets:
+        for sample in samples:
+            digest.update(json.dumps([[m.role, m.content] for m in sample.messages]).encode())
+            for image in sample.images:
+                digest.update(image)  # PNG bytes (_compact)
+            for series in sample.series:
+                digest.update(np.ascontiguousarray(series).tobytes())
+    return digest.hexdigest()
+
+
 def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: QuickstartSettings | None = None,
-                   progress_bar: bool = True) -> dict[str, Any]:
+                   progress_bar: bool = True, restart: bool = False,
+                   option_names: dict[str, str] | None = None, how_to_continue: str = "") -> dict[str, Any]:
+    """Runs the quickstart into `output_dir` and returns its report. Run again into the same folder
+    with the same settings, it continues where an interrupted run stopped (stages/RunRecord), or
+    returns the report of a finished one; with other settings it is refused (`option_names`,
+    `how_to_continue`: for the message), unless `restart`, which starts it over."""
     settings = settings or QuickstartSettings()
     output_dir = Path(output_dir)
+    record = RunRecord.open(output_dir, dataclasses.asdict(settings), restart=restart, option_names=option_names,
+                            how_to_continue=how_to_continue)
+    if (report := record.result("report")) is not None:
+        return report
     started = time.time()
     tokenizer = WorldTokenizer()
     log.info("generating %d training and %d held-out samples", settings.train_samples, settings.test_samples)
@@ -182,37 +209,55 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
     train_set = make(settings.train_samples, settings.seed * 1000 + 1)
     test_set = make(settings.test_samples, settings.seed * 1000 + 2)
     validation_set = make(settings.validation_samples, settings.seed * 1000 + 3)
+    # Generating is quick (seconds), so a rerun generates again, and checks it got the same samples.
+    digest = data_digest(train_set, test_set, validation_set)
+    recorded = record.result("data") or record.complete("data", {"digest": digest})
+    if recorded["digest"] != digest:
+        raise ValueError(f"{output_dir}: the generated data differ from those the run was started with (a "
+                         f"different modrwkv version?), so it cannot continue; start it over. {how_to_continue}".strip())
     model = build_model(settings)
 
-    def validation_score() -> float:
+    def validation_score(model: ModRWKV) -> float:
         """The mean accuracy over question types: a run that masters every type but one scores below
         one that is good at all of them."""
         results = evaluate(model, validation_set, tokenizer)
         return sum(sum(oks) / len(oks) for oks in results.values()) / len(results)
 
-    def stage(name: str, steps: int, lr: float, samples: list[Sample], **extra: Any) -> dict[str, Any]:
-        return train_stage(model, name, samples, steps=steps, lr=lr, batch_size=settings.batch_size,
+    def stage(model: ModRWKV, name: str, steps: int, lr: float, samples: list[Sample],
+              **extra: Any) -> tuple[ModRWKV, dict[str, Any]]:
+        validate = name == "2" and settings.validate_every and validation_set
+        return train_stage(model, name, samples, record=record, steps=steps, lr=lr, batch_size=settings.batch_size,
                            warmup_steps=settings.warmup_steps, seed=settings.seed, output_dir=output_dir,
                            progress_bar=progress_bar, media="images and series",
                            train_extra={"encoder_lr_scale": {"image": settings.image_encoder_lr_scale}, **extra},
-                           validate=validation_score if name == "2" and settings.validate_every and validation_set
-                           else None, validate_every=settings.validate_every, validate_from=steps // 2)
+                           validate=validation_score if validate else None, validate_every=settings.validate_every,
+                           validate_from=steps // 2, keep_to=output_dir / "model")
 
-    pretraining = pretrain_vision_encoder(model.encoders["image"], settings.encoder_pretrain_steps,
-                                          batch_size=settings.batch_size, seed=settings.seed, progress_bar=progress_bar)
-    metrics = {"vision_encoder": {"steps": settings.encoder_pretrain_steps, "final_loss": pretraining.losses[-1],
-                                  "cell_colour_accuracy": pretraining.colour_accuracy,
-                                  "cell_shape_accuracy": pretraining.shape_accuracy},
-               "stage0": stage("0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))}
-    text_only = evaluate(model, without_media(test_set), tokenizer)
-    metrics["stage1"] = stage("1", settings.stage1_steps, settings.lr_stage1, train_set)
-    metrics["stage2"] = stage("2", settings.stage2_steps, settings.lr_stage2, train_set,
-                              schedule=settings.stage2_schedule, decay_fraction=settings.stage2_decay_fraction)
+    encoder_file = output_dir / "vision_encoder.safetensors"
+    if (pretraining := record.result("vision_encoder")) is None:
+        result = pretrain_vision_encoder(model.encoders["image"], settings.encoder_pretrain_steps,
+                                         batch_size=settings.batch_size, seed=settings.seed, progress_bar=progress_bar)
+        tmp = encoder_file.with_name(f".{encoder_file.name}.tmp")
+        save_file(model.encoders["image"].state_dict(), str(tmp))
+        os.replace(tmp, encoder_file)
+        pretraining = record.complete("vision_encoder", {
+            "steps": settings.encoder_pretrain_steps, "final_loss": result.losses[-1],
+            "cell_colour_accuracy": result.colour_accuracy, "cell_shape_accuracy": result.shape_accuracy})
+    else:
+        model.encoders["image"].load_state_dict(load_file(str(encoder_file)))
+    metrics = {"vision_encoder": pretraining}
+    model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
+    text_only = (record.result("text_only_model")
+                 or record.complete("text_only_model", evaluate(model, without_media(test_set), tokenizer)))
+    model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
+    model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set,
+                                     schedule=settings.stage2_schedule, decay_fraction=settings.stage2_decay_fraction)
+    if not (output_dir / "model").is_dir():  # stage 2 saved the weights it kept when it validated
+        save_model_atomically(model, output_dir / "model")
     trained_at = time.time()
     results = evaluate(model, test_set, tokenizer)
     ceiling = text_only_ceiling(train_set, test_set)
     examples = [(s, answer(model, tokenizer, s)) for s in test_set[:6]]
-    model.save_pretrained(output_dir / "model")
     # A held-out scene to try the model on, the one the README's examples ask about if there is one.
     images = [s for s in test_set if s.images]
     scene = next((s for s in images if _question(s) == "What colour is the circle?"), images[0])
@@ -237,8 +282,10 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
                           "reference": scene.meta["answer"]},
         "settings": dataclasses.asdict(settings),
     }
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    tmp = output_dir / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, output_dir / "report.json")
+    return record.complete("report", report)
 
 
 def _question(sample: Sample) -> str:

@@ -9,12 +9,21 @@ A frozen LM that has only seen text cannot yet carry media across the prompt, so
 reliance measured in stage 1 stays near zero; stage 2, which trains the LM, is where the model
 learns to use its media. The trainer's near-zero warning says so for a frozen LM, and stage 1
 logs it up front (shown with -v).
+
+A quickstart keeps a record of itself in its output folder (`RunRecord`, quickstart.json): the
+options it was started with and the result of each stage as the stage completes. Run again after an
+interruption, it skips the completed stages (loading the model each one left behind) and resumes a
+training stage that was stopped from its checkpoint with the trainer's own `resume`, so that the
+rerun ends where an uninterrupted run would have.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +32,129 @@ from ..multimodal import ModRWKV
 
 log = logging.getLogger(__name__)
 
+RECORD = "quickstart.json"
+
 
 class StageStopped(Exception):
-    """A stage stopped early by SIGTERM or Ctrl-C. The quickstart keeps its model in memory between
-    stages and cannot resume, so it ends there rather than go on with a half-trained model."""
+    """A training stage stopped by SIGTERM or Ctrl-C, with a checkpoint saved (`step` of `total`), or,
+    when `step` is None, finished as the signal arrived. Either way the quickstart ends there; run
+    again, it continues from the checkpoint or with the next stage."""
 
-    def __init__(self, stage: str, signal_name: str) -> None:
-        super().__init__(f"stage {stage} stopped by {signal_name}")
+    def __init__(self, stage: str, signal_name: str, step: int | None = None, total: int | None = None) -> None:
+        what = (f"stage {stage} finished as {signal_name} arrived" if step is None
+                else f"stage {stage} stopped by {signal_name} at step {step} of {total}, checkpoint saved")
+        super().__init__(what)
         self.stage = stage
         self.signal_name = signal_name
+        self.step = step
 
 
-def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int, lr: float, batch_size: int,
-                warmup_steps: int, seed: int, output_dir: Path, progress_bar: bool, media: str,
+def check_new_folder(folder: Path, what: str = "output folder") -> None:
+    """Refuses a `folder` that is not empty and holds no quickstart record: nothing is written over, or
+    deleted, that the quickstart did not write."""
+    if not (folder / RECORD).is_file() and folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(f"{folder} already exists and is not empty; choose another {what} or remove it")
+
+
+class RunRecord:
+    """quickstart.json in a quickstart's output folder: the options the run was started with and each
+    completed stage's result, rewritten atomically as each stage completes (a kill never leaves half
+    of it)."""
+
+    def __init__(self, folder: Path, options: dict[str, Any], results: dict[str, Any]) -> None:
+        self.folder = folder
+        self.options = options
+        self.results = results
+
+    @classmethod
+    def open(cls, folder: str | Path, options: Mapping[str, Any], *, restart: bool = False,
+             option_names: Mapping[str, str] | None = None, how_to_continue: str = "") -> RunRecord:
+        """The record of the run in `folder` when it was started with `options` (JSON values), or a new
+        one. A run started with other options is refused, naming each (`option_names` says how the user
+        sets an option; `how_to_continue` ends the message), unless `restart`, which deletes it and
+        starts afresh. A folder that is not empty and holds no record is refused: nothing is deleted
+        that the quickstart did not write."""
+        folder = Path(folder)
+        options = json.loads(json.dumps(dict(options)))  # tuples as lists, as the file holds them
+        path = folder / RECORD
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+                saved_options, results = saved["options"], saved["results"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: not a quickstart record ({exc}); remove {folder} or choose another "
+                                 "output folder") from None
+            if restart:
+                log.info("starting %s over", folder)
+                shutil.rmtree(folder)
+            elif saved_options != options:
+                names = option_names or {}
+                changed = [f"{names.get(key, key)} {saved_options.get(key)!r} (now {options.get(key)!r})"
+                           for key in sorted(set(saved_options) | set(options))
+                           if saved_options.get(key) != options.get(key)]
+                raise ValueError(f"{folder} holds a quickstart started with other options: {', '.join(changed)}. "
+                                 f"{how_to_continue}".strip())
+            else:
+                return cls(folder, options, results)
+        else:
+            check_new_folder(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = cls(folder, options, {})
+        record._write()
+        return record
+
+    def result(self, stage: str) -> Any:
+        """The recorded result of `stage`, None until it completed."""
+        if stage in self.results:
+            log.info("%s: complete in %s, skipped", stage, self.folder)
+        return self.results.get(stage)
+
+    def complete(self, stage: str, result: Any) -> Any:
+        """Records `stage` as complete with `result` (JSON values) and returns it."""
+        self.results[stage] = json.loads(json.dumps(result))
+        self._write()
+        return self.results[stage]
+
+    def _write(self) -> None:
+        path = self.folder / RECORD
+        tmp = path.with_name(f".{RECORD}.tmp")
+        tmp.write_text(json.dumps({"options": self.options, "results": self.results}, indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def save_model_atomically(model: ModRWKV, folder: Path) -> None:
+    """`model.save_pretrained(folder)` under a temporary name, renamed when complete."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: RunRecord, steps: int, lr: float,
+                batch_size: int, warmup_steps: int, seed: int, output_dir: Path, progress_bar: bool, media: str,
                 train_extra: dict[str, Any] | None = None, model_extra: dict[str, Any] | None = None,
-                media_reliance_every: int = 50, validate: Callable[[], float] | None = None,
-                validate_every: int = 100, validate_from: int = 0) -> dict[str, Any]:
-    """Train `model` in place for one quickstart stage ("0", "1" or "2") and return the run's metrics.
+                media_reliance_every: int = 50, validate: Callable[[ModRWKV], float] | None = None,
+                validate_every: int = 100, validate_from: int = 0,
+                keep_to: Path | None = None) -> tuple[ModRWKV, dict[str, Any]]:
+    """Trains `model` (in place) for one quickstart stage ("0", "1" or "2") in output_dir/stage<name>
+    and returns the trained model and the stage's metrics, recorded in `record`. A stage the record
+    holds as complete is not trained again: the model it left behind is loaded. A stage stopped
+    mid-way (its folder holds a checkpoint) resumes from that checkpoint, exactly.
     `media` names what the model reads ("images and series", "audio") for the stage-1 note.
-    `validate`: a score on a validation split (higher is better), taken every `validate_every`
-    steps from step `validate_from` on and at the last step; the model ends the stage with the
-    weights that scored best (metrics "validation": [(step, score), ...], "best_step"). Raises
-    StageStopped when a signal stopped the stage."""
-    from ..training import train
+    `validate`: a score of a model on a validation split (higher is better), taken every
+    `validate_every` steps from step `validate_from` on and at the last step; the stage ends with the
+    weights that scored best (metrics "validation": [(step, score), ...], "best_step"), saved to
+    `keep_to`. Raises StageStopped when a signal stopped the stage, or arrived as it finished."""
+    from ..training import latest_checkpoint, train
+    from ..training.checkpoint import FINAL
 
+    stage_dir = output_dir / f"stage{name}"
+    kept = stage_dir / FINAL if validate is None else keep_to
+    if kept is None:
+        raise ValueError("a stage with validation needs keep_to, the folder for the weights it keeps")
+    if (metrics := record.result(f"stage{name}")) is not None:
+        return ModRWKV.from_pretrained(kept), metrics
     if name == "1":
         log.info("stage 1: the LM is frozen and has only seen text, so it cannot carry the %s across the "
                  "prompt yet: media reliance stays near 0 in this stage and a warning about it is expected. "
@@ -57,26 +165,37 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, steps: int,
                   "warmup_steps": min(warmup_steps, steps // 4), "seed": seed, **(train_extra or {})},
         "model": dict(model_extra or {}),
         "runtime": {"accelerator": "cpu", "devices": 1, "precision": "32"},
-        "output": {"dir": str(output_dir / f"stage{name}"), "save_every": 0, "progress_bar": progress_bar,
+        "output": {"dir": str(stage_dir), "save_every": 0, "progress_bar": progress_bar,
                    "log_every": 10, "media_reliance_every": media_reliance_every},
         "data": {"shuffle": True},
     }
-    keeper = _keep_best(model, validate, validate_every, validate_from, steps) if validate is not None else None
-    result = train(config, samples=samples, model=model, callbacks=[keeper] if keeper is not None else [])
+    keeper = _keep_best(validate, validate_every, validate_from, steps) if validate is not None else None
+    checkpoint = latest_checkpoint(stage_dir)
+    if checkpoint is not None:
+        log.info("stage %s: resuming from %s", name, checkpoint)
+    result = train(config, samples=samples, model=None if checkpoint is not None else model,
+                   resume=checkpoint is not None, callbacks=[keeper] if keeper is not None else [])
     if result.stopped_by is not None:
-        raise StageStopped(name, result.stopped_by)
-    metrics = result.metrics
-    if keeper is None:
-        return metrics
-    model.load_state_dict(keeper.best_state)
-    log.info("stage %s: validation scores %s; keeping the weights of step %d",
-             name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)
-    return {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
+        raise StageStopped(name, result.stopped_by, result.metrics["steps"], steps)
+    model, metrics = result.model, result.metrics
+    if checkpoint is not None:
+        metrics["resumed_from_step"] = int(checkpoint.name.removeprefix("step-"))
+    if keeper is not None:
+        model.load_state_dict(keeper.best_state)
+        log.info("stage %s: validation scores %s; keeping the weights of step %d",
+                 name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)
+        metrics = {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
+        save_model_atomically(model, kept)
+    metrics = record.complete(f"stage{name}", metrics)
+    if result.signal_at_end is not None:
+        raise StageStopped(name, result.signal_at_end)
+    return model, metrics
 
 
-def _keep_best(model: ModRWKV, validate: Callable[[], float], every: int, start: int, total_steps: int) -> Any:
+def _keep_best(validate: Callable[[ModRWKV], float], every: int, start: int, total_steps: int) -> Any:
     """A Lightning callback that scores the model every `every` steps from step `start` on and at the
-    last step, and keeps a copy of the best-scoring weights (of equal scores, the later ones)."""
+    last step, and keeps a copy of the best-scoring weights (of equal scores, the later ones). Its
+    scores and weights travel in the run's checkpoints, so that a resumed stage keeps the same ones."""
     import lightning.pytorch as pl
     import torch
 
@@ -85,12 +204,21 @@ def _keep_best(model: ModRWKV, validate: Callable[[], float], every: int, start:
             self.scores: list[tuple[int, float]] = []
             self.best_step, self.best_state = -1, {}
 
+        def state_dict(self) -> dict[str, Any]:
+            return {"scores": [list(score) for score in self.scores], "best_step": self.best_step,
+                    "best_state": self.best_state}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self.scores = [(int(step), float(score)) for step, score in state_dict["scores"]]
+            self.best_step, self.best_state = state_dict["best_step"], state_dict["best_state"]
+
         def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
             step = trainer.global_step
             if step != total_steps and (step < start or step % every):
                 return
+            model = pl_module.model
             with torch.no_grad():
-                score = validate()
+                score = validate(model)
             pl_module.train()  # validate() puts the model in eval mode
             self.scores.append((step, score))
             if score >= max(s for _, s in self.scores):

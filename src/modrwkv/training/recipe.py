@@ -63,6 +63,9 @@ class TrainResult:
     metrics: dict[str, Any]
     stopped_by: str | None = None  # "SIGTERM" / "SIGINT" when a signal stopped the run early
     checkpoint: Path | None = None  # the newest resumable checkpoint of the run
+    # A signal that arrived during the last step: the run finished all the same (final_dir is complete,
+    # nothing to resume), but whoever sent it wants the program to end rather than go on to more work.
+    signal_at_end: str | None = None
 
 
 def build_model(config: ModelConfig, seed: int) -> ModRWKV:
@@ -317,7 +320,8 @@ def train(
     optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`); a second Ctrl-C, or
     one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable)."""
     if not isinstance(config, TrainConfig):
-        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None)
+        # A resumed run rebuilds its model from the checkpoint.
+        config = config_from_dict(config, needs_data=samples is None, needs_model=model is None and not resume)
     config, season_note = resolve_auto_season(config, samples_given=samples is not None)
     if season_note and progress is not None:  # the choice is seen where the progress lines are
         progress(season_note)
@@ -366,7 +370,8 @@ def train(
     stopper = StopOnSignal(checkpointer)
     reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
-    trainer.callbacks.extend([checkpointer, stopper, reporter, *callbacks])
+    # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
+    trainer.callbacks.extend([*callbacks, checkpointer, stopper, reporter])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(config, out / "config.yaml", header=f"this run: {plan.describe(opt)}")
@@ -399,5 +404,13 @@ def train(
         # Resumed at its last step, so Lightning trained nothing: the earlier run was killed after that step's
         # checkpoint but before final/ was complete.
         write_final(out, resume_from)
-    return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopper.signal_name,
-                       checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out))
+    stopped_by = signal_at_end = stopper.signal_name
+    if final_dir is None:
+        signal_at_end = None
+    else:
+        stopped_by = None
+        if signal_at_end is not None:
+            log.warning("%s arrived as training finished: the run is complete (the trained model is in %s) "
+                        "and nothing needs resuming", signal_at_end, final_dir)
+    return TrainResult(model, out, final_dir, history, metrics, stopped_by=stopped_by,
+                       checkpoint=checkpointer.last_checkpoint or latest_checkpoint(out), signal_at_end=signal_at_end)
