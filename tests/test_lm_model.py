@@ -321,3 +321,39 @@ def test_split_product_equals_the_plain_product(splits):
     odd = torch.randn(40, 97).t().contiguous().t()
     torch.testing.assert_close(_split_product(odd, x.new_ones(1, 1, 97), 2), x.new_ones(1, 1, 97) @ odd.t(),
                                rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("weight_format, tol", [("native", 1e-5), ("bf16", 3e-2), ("int8", 3e-2)])
+def test_fast_decode_equals_the_modules(monkeypatch, weight_format, tol):
+    """A one-token step without autograd runs `ops.decode.decode_blocks` (counted here), which gives
+    the logits, hidden states and new state of the modules (`fast_decode = False`), at batch 1 and
+    2, from a carried state with a tuned initial state, and leaves the given state unchanged. bf16
+    and int8 round their products' inputs to bf16, where a difference of one fp32 rounding can move
+    one value by a bf16 step, hence their looser tolerance."""
+    import modrwkv.lm.model as model_module
+
+    calls = []
+    fast = model_module.decode_blocks
+    monkeypatch.setattr(model_module, "decode_blocks", lambda *a: calls.append(1) or fast(*a))
+    model = make_model(seed=3)
+    model.set_initial_state(torch.randn(TINY.n_layer, TINY.n_head, TINY.head_size, TINY.head_size) * 0.1)
+    model.use_weight_format(weight_format)
+    for batch in (1, 2):
+        rows = torch.stack([ids(12, seed) for seed in range(batch)])
+        state = model(rows).state
+        before = state.clone()
+        for fast_decode in (True, False):
+            model.fast_decode = fast_decode
+            out = model(rows[:, :1], state=state, logits="last")
+            if fast_decode:
+                want = out
+        assert len(calls) == batch  # one fast step per batch size; the reference did not call it
+        torch.testing.assert_close(want.logits, out.logits, rtol=tol, atol=tol)
+        torch.testing.assert_close(want.hidden, out.hidden, rtol=tol, atol=tol)
+        for have, ref in zip((want.state.att_shift, want.state.wkv, want.state.ffn_shift),
+                             (out.state.att_shift, out.state.wkv, out.state.ffn_shift)):
+            torch.testing.assert_close(have, ref, rtol=tol, atol=tol)
+        for have, ref in zip((state.att_shift, state.wkv, state.ffn_shift), (before.att_shift, before.wkv, before.ffn_shift)):
+            assert torch.equal(have, ref)
+        model.fast_decode = True

@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import GROUP_NORM_EPS, LAYER_NORM_EPS, RWKV7Config
 from .ops import Impl, wkv7, wkv_state_buffer
+from .ops.decode import decode_blocks
 from .ops.linear import WeightFormat, WeightLayout, linear, split_count, use_weight_format, use_weight_layout, weight_format_of
 from .state import RWKV7State
 
@@ -213,6 +214,9 @@ class RWKV7(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.gradient_checkpointing = False
         self.wkv_impl: Impl = "auto"
+        # One-token steps without autograd (decoding) run `ops.decode.decode_blocks`, the same
+        # equations in fewer torch calls; False runs them through the modules below (the reference).
+        self.fast_decode = True
         # The learned initial WKV state of state tuning, [L, H, N(value), N(key)] fp32, or None (zeros).
         # Saved apart from the weights (INITIAL_STATE_NAME), see `weights()`.
         self.initial_wkv: nn.Parameter | None
@@ -349,6 +353,25 @@ class RWKV7(nn.Module):
         """Token embeddings, the same space that multimodal adapters write into."""
         return self.emb(input_ids)
 
+    def _run_blocks(
+        self, x: torch.Tensor, state: RWKV7State, plan: TokenShiftPlan | None, splits: int, new_wkv: torch.Tensor | None
+    ) -> tuple[torch.Tensor, RWKV7State]:
+        """x [B, T, C] after `ln0` through every block: (the last block's output, the new state)."""
+        att_shifts, wkvs, ffn_shifts = [], [], []
+        v_first = None
+        for i, block in enumerate(self.blocks):
+            wkv_out = None if new_wkv is None else new_wkv[i]
+            args = (x, v_first, state.att_shift[i], state.wkv[i], state.ffn_shift[i], plan, self.wkv_impl, splits, wkv_out)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x, v_first, att_shift, wkv_state, ffn_shift = checkpoint(block, *args, use_reentrant=False)
+            else:
+                x, v_first, att_shift, wkv_state, ffn_shift = block(*args)
+            att_shifts.append(att_shift)
+            wkvs.append(wkv_state)
+            ffn_shifts.append(ffn_shift)
+        wkv = torch.stack(wkvs) if new_wkv is None else new_wkv
+        return x, RWKV7State(torch.stack(att_shifts), wkv, torch.stack(ffn_shifts))
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -400,20 +423,14 @@ class RWKV7(nn.Module):
         splits = split_count(x)
         new_wkv = wkv_state_buffer(state.wkv, x.dtype)  # layer i writes its new WKV state into new_wkv[i]
         x = self.blocks[0].ln0(x)
-        att_shifts, wkvs, ffn_shifts = [], [], []
-        v_first = None
-        for i, block in enumerate(self.blocks):
-            wkv_out = None if new_wkv is None else new_wkv[i]
-            args = (x, v_first, state.att_shift[i], state.wkv[i], state.ffn_shift[i], plan, self.wkv_impl, splits, wkv_out)
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x, v_first, att_shift, wkv_state, ffn_shift = checkpoint(block, *args, use_reentrant=False)
-            else:
-                x, v_first, att_shift, wkv_state, ffn_shift = block(*args)
-            att_shifts.append(att_shift)
-            wkvs.append(wkv_state)
-            ffn_shifts.append(ffn_shift)
-        wkv = torch.stack(wkvs) if new_wkv is None else new_wkv
-        new_state = RWKV7State(torch.stack(att_shifts), wkv, torch.stack(ffn_shifts))
+        if (self.fast_decode and T == 1 and new_wkv is not None and plan is None and x.dtype == torch.float32
+                and self.wkv_impl in ("auto", "recurrent")):
+            x, att_shift, ffn_shift = decode_blocks(self.blocks, x[:, 0], state.att_shift, state.wkv, state.ffn_shift,
+                                                    new_wkv, splits)
+            x = x.unsqueeze(1)
+            new_state = RWKV7State(att_shift, new_wkv, ffn_shift)
+        else:
+            x, new_state = self._run_blocks(x, state, plan, splits, new_wkv)
 
         if logits == "last":
             if plan is None:
