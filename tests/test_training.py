@@ -482,15 +482,23 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
-def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
-    data = write_llava(tmp_path, colour_samples(16))
-    cfg = config(tmp_path, "unused", max_steps=100000)
-    cfg["data"] = {"format": "llava", "train": [str(data)]}
-    cfg["output"].update(dir=str(tmp_path / "run"), log_every=2)
+def start_cli_train(tmp_path: Path, num_samples: int, output: dict, *, data: dict | None = None,
+                    popen: dict | None = None, **train_options: object) -> subprocess.Popen:
+    """`modrwkv train` in a child process (one thread) on `num_samples` LLaVA colour samples, with this
+    file's `config` with `train_options`, `output` settings (dir: tmp_path/run) and `data` settings; its
+    output is read line by line."""
+    cfg = config(tmp_path, "unused", **train_options)
+    cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(num_samples)))],
+                   **(data or {})}
+    cfg["output"].update(dir=str(tmp_path / "run"), **output)
     (tmp_path / "run.yaml").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
+    return subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, **(popen or {}))
+
+
+def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
+    proc = start_cli_train(tmp_path, 16, {"log_every": 2}, max_steps=100000)
     first = proc.stdout.readline()  # the first progress line: training is under way
     assert first.startswith("step 2/100000 | epoch 1.00 | samples 16 | loss "), first + proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
@@ -508,14 +516,7 @@ def test_cli_sigterm_in_the_last_step_completes_the_run_and_exits_0(tmp_path):
     """The last step finishes, final/ is written and nothing is left to resume: the run is complete, so
     the command says so and succeeds. It used to exit 143 as if stopped, which makes a batch scheduler
     or `modrwkv train ... && modrwkv eval ...` treat a finished model as unfinished."""
-    data = write_llava(tmp_path, colour_samples(32))
-    cfg = config(tmp_path, "unused", max_steps=3, batch_size=32, micro_batch_size=1)  # long steps
-    cfg["data"] = {"format": "llava", "train": [str(data)]}
-    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1)
-    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = start_cli_train(tmp_path, 32, {"log_every": 1}, max_steps=3, batch_size=32, micro_batch_size=1)  # long steps
     for expected in ("step 1/3", "step 2/3"):  # step 2's line is written as step 3, the last, begins
         line = proc.stdout.readline()
         assert line.startswith(expected), line + proc.stderr.read()
@@ -675,14 +676,8 @@ def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path
 
 
 def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):
-    data = write_llava(tmp_path, colour_samples(32))
-    cfg = config(tmp_path, "unused", max_steps=100000, batch_size=32, micro_batch_size=1)  # long steps
-    cfg["data"] = {"format": "llava", "train": [str(data)]}
-    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1, save_every=0)
-    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = start_cli_train(tmp_path, 32, {"log_every": 1, "save_every": 0}, max_steps=100000, batch_size=32,
+                           micro_batch_size=1)  # long steps
     first = proc.stdout.readline()
     assert first.startswith("step 1/100000"), first + proc.stderr.read()
     proc.send_signal(signal.SIGINT)
@@ -699,14 +694,8 @@ def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):
 def test_ctrl_c_from_a_terminal_reaches_the_loader_workers_too_and_still_saves(tmp_path):
     """A terminal's Ctrl-C signals the whole foreground process group: the data-loader workers used to
     die of it, ending the run with "DataLoader worker exited unexpectedly" and no checkpoint."""
-    data = write_llava(tmp_path, colour_samples(16))
-    cfg = config(tmp_path, "unused", max_steps=100000)
-    cfg["data"] = {"format": "llava", "train": [str(data)], "num_workers": 1}
-    cfg["output"].update(dir=str(tmp_path / "run"), log_every=1)
-    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    proc = start_cli_train(tmp_path, 16, {"log_every": 1}, data={"num_workers": 1}, max_steps=100000,
+                           popen={"start_new_session": True})
     first = proc.stdout.readline()
     assert first.startswith("step 1/100000"), first + proc.stderr.read()
     os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
