@@ -425,9 +425,15 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     return waveform, int(rate), where
 
 
+# A data size at or above this (2 GiB less 4 KiB) is a placeholder, not a count: writers that cannot
+# seek back to fill it in leave 0xFFFFFFFF (ffmpeg), 0x7FFFFFFF or 0x7FFFF000 (sox), and libsndfile
+# reads such a file to its end. A real WAV this large is past any clip this library reads.
+_WAV_UNKNOWN_SIZE = 0x7FFFF000
+
+
 def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
     """How many frames a RIFF/WAVE file's data chunk says it holds; None for other formats and for a
-    size written as unknown (0 or 0xFFFFFFFF, by writers that cannot seek back to fill it in)."""
+    size written as unknown (0, or a placeholder `_WAV_UNKNOWN_SIZE` or above)."""
     with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
         start = stream.tell()
         try:
@@ -439,7 +445,7 @@ def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
             while len(chunk := stream.read(8)) == 8:
                 kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
                 if kind == b"data":
-                    return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+                    return size // block_align if block_align and 0 < size < _WAV_UNKNOWN_SIZE else None
                 if kind == b"fmt ":  # its block align: the bytes per frame
                     block_align = int.from_bytes(stream.read(size + size % 2)[12:14], "little")
                 else:
