@@ -163,6 +163,22 @@ def test_forecast_options_change_the_windows_and_drop_the_paper_numbers(tmp_path
         get_task("etth1").configure(targets=["OT"])
 
 
+def test_configure_copies_a_task_with_other_settings_and_refuses_the_rest():
+    """One `Task.configure` for every task: a forecaster, a speech benchmark and custom-series keep
+    their other settings and their identity; a task without settings takes none."""
+    etth1 = get_task("etth1").configure(horizon=24).configure(samples=3)
+    assert (etth1.name, etth1.files, etth1.options) == ("etth1", get_task("etth1").files,
+                                                         {"lookback": 720, "horizon": 24, "samples": 3})
+    aishell = get_task("aishell").configure(asr_prompt="")
+    assert (type(aishell).__name__, aishell.asr_prompt, aishell.options) == ("Aishell", "", {"asr_prompt": ""})
+    series = get_task("custom-series").configure(targets=["load"]).configure(horizon=6)
+    assert (series.targets, series.horizon, series.lookback) == (["load"], 6, 96)
+    with pytest.raises(ValueError, match=r"^librispeech has no option\(s\) \['horizon'\]; it takes \['asr_prompt'\]$"):
+        get_task("librispeech").configure(horizon=3)
+    with pytest.raises(ValueError, match=r"^pope has no option\(s\) \['asr_prompt'\]$"):
+        get_task("pope").configure(asr_prompt="x")
+
+
 def test_a_series_prompt_given_to_a_forecasting_benchmark_asks_with_it_and_marks_the_run(tmp_path):
     """--series-prompt on ETTh1: the samples show the turn the training reader builds with that
     template, the run's identity records it (a run asked the model's own does not resume as this one),

@@ -902,7 +902,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix-cache-mb", type=_at_least(0, float), default=256,
                    help="memory for cached prefix states (0 = off)")
     p.add_argument("--allow-remote-media", action="store_true",
-                   help="fetch http(s) image/audio/video URLs (off: the server never makes requests for its clients)")
+                   help="fetch http(s) image/audio/video URLs, from any address the server reaches, its own network included: for "
+                   "trusted clients (off: the server never makes requests for its clients; docs/serving.md)")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")

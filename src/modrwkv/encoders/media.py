@@ -397,8 +397,8 @@ def _decode_mono_audio(item: Any) -> tuple[np.ndarray, int]:
     return _to_mono(waveform, where), rate
 
 
-# A file this much shorter than its header says is cut short; the margin keeps an MP3 whose length
-# the decoder estimates (no Xing header) from being refused for a rounding.
+# A file this much shorter than its header says is cut short; the margin keeps a count that is off
+# by an encoder's padding from refusing a whole file.
 _TRUNCATION_MARGIN = 0.01
 
 
@@ -406,14 +406,17 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
     rather than read as a shorter clip, which libsndfile does silently: an MP3 decodes fewer samples
     than its header counts, and a WAV's header counts what its data chunk should hold (libsndfile
-    counts what is there)."""
+    counts what is there). An MP3 without a Xing, Info or VBRI frame declares no count: libsndfile
+    estimates one from the file's size, which a large ID3 tag (cover art) inflates many times, so
+    such a file is read as it is."""
     import soundfile
 
     source, where = _read_bytes_or_path(item)
     try:
         wav_frames = _wav_declared_frames(source) or 0
         with soundfile.SoundFile(source) as sound:
-            declared = max(sound.frames, wav_frames)
+            counted = sound.format != "MP3" or _mp3_declares_length(source)
+            declared = max(sound.frames if counted else 0, wav_frames)
             waveform, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
@@ -425,9 +428,15 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     return waveform, int(rate), where
 
 
+# A data size at or above this (2 GiB less 4 KiB) is a placeholder, not a count: writers that cannot
+# seek back to fill it in leave 0xFFFFFFFF (ffmpeg), 0x7FFFFFFF or 0x7FFFF000 (sox), and libsndfile
+# reads such a file to its end. A real WAV this large is past any clip this library reads.
+_WAV_UNKNOWN_SIZE = 0x7FFFF000
+
+
 def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
     """How many frames a RIFF/WAVE file's data chunk says it holds; None for other formats and for a
-    size written as unknown (0 or 0xFFFFFFFF, by writers that cannot seek back to fill it in)."""
+    size written as unknown (0, or a placeholder `_WAV_UNKNOWN_SIZE` or above)."""
     with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
         start = stream.tell()
         try:
@@ -439,7 +448,7 @@ def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
             while len(chunk := stream.read(8)) == 8:
                 kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
                 if kind == b"data":
-                    return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+                    return size // block_align if block_align and 0 < size < _WAV_UNKNOWN_SIZE else None
                 if kind == b"fmt ":  # its block align: the bytes per frame
                     block_align = int.from_bytes(stream.read(size + size % 2)[12:14], "little")
                 else:
@@ -447,6 +456,24 @@ def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
             return None
         finally:
             stream.seek(start)
+
+
+def _mp3_declares_length(source: Path | io.BytesIO) -> bool:
+    """Whether an MP3's first frame is a Xing, Info or VBRI frame, which counts the file's frames
+    (LAME and FFmpeg write one by default); ID3v2 tags before it are skipped."""
+    with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
+        start = stream.tell()
+        try:
+            stream.seek(0)
+            while (tag := stream.read(10))[:3] == b"ID3" and len(tag) == 10:  # FFmpeg adds its own after any other
+                size = sum((byte & 0x7F) << shift for byte, shift in zip(tag[6:10], (21, 14, 7, 0)))
+                stream.seek(size + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
+            head = tag + stream.read(4096)
+        finally:
+            stream.seek(start)
+    sync = next((i for i in range(len(head) - 1) if head[i] == 0xFF and head[i + 1] & 0xE0 == 0xE0), None)
+    # the tag sits after the side information (at most 32 bytes) of the first frame, VBRI at 36
+    return sync is not None and any(name in head[sync : sync + 48] for name in (b"Xing", b"Info", b"VBRI"))
 
 
 def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:

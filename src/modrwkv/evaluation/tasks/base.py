@@ -110,8 +110,17 @@ class Task(abc.ABC):
         fit (e.g. a forecaster trained on another look-back). Nothing by default."""
 
     def configure(self, **options: Any) -> Task:
-        """A copy with other `settings`; a task without any takes none."""
-        raise ValueError(f"{self.name} takes no option(s) {sorted(options)}")
+        """A copy with other `settings` (the rest as `_init_args` gives them); a task without any
+        takes none."""
+        unknown = set(options) - set(self.settings)
+        if unknown:
+            takes = f"; it takes {list(self.settings)}" if self.settings else ""
+            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}{takes}")
+        return type(self)(**{**self._init_args(), **options})
+
+    def _init_args(self) -> dict[str, Any]:
+        """The constructor's arguments that make this task again: its `settings`, by default."""
+        return {name: getattr(self, name) for name in self.settings}
 
     def transcription_prompt(self, model_asr_prompt: str | None) -> str:
         """The user turn a `transcribe` sample is asked with: the audio, then the run's `asr_prompt`

@@ -112,18 +112,6 @@ class _Forecasting(Task):
         self.lookback, self.horizon, self.samples = lookback, horizon, samples
         self.series_prompt = series_prompt  # None: the template the model was trained with
 
-    def configure(self, **options: Any) -> _Forecasting:
-        """A copy with other `settings` (`lookback`, `horizon`, `samples`, `series_prompt`, and
-        `targets` for custom-series)."""
-        unknown = set(options) - set(self.settings)
-        if unknown:
-            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; it takes {list(self.settings)}")
-        return type(self)(**{**self._init_args(), **options})
-
-    def _init_args(self) -> dict[str, Any]:
-        return {"lookback": self.lookback, "horizon": self.horizon, "samples": self.samples,
-                "series_prompt": self.series_prompt}
-
     @property
     def options(self) -> dict[str, Any]:
         # A given prompt only: a run asked with the model's own template resumes as before.
@@ -248,9 +236,6 @@ class CustomSeries(_Forecasting):
                  samples: int = 1, series_prompt: str | None = None) -> None:
         super().__init__(lookback, horizon, samples, series_prompt)
         self.targets = list(targets) if targets else None
-
-    def _init_args(self) -> dict[str, Any]:
-        return {**super()._init_args(), "targets": self.targets}
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if not data.is_file():

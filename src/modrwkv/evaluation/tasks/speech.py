@@ -48,12 +48,6 @@ class _SpeechTask(Task):
     def __init__(self, asr_prompt: str | None = None) -> None:
         self.asr_prompt = asr_prompt
 
-    def configure(self, **options: Any) -> _SpeechTask:
-        unknown = set(options) - set(self.settings)
-        if unknown:
-            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; it takes {list(self.settings)}")
-        return type(self)(**{"asr_prompt": self.asr_prompt, **options})
-
     @property
     def options(self) -> dict[str, Any]:
         # Only a given prompt: a run asked the model's own resumes as before, one asked another does not.
