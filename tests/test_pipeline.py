@@ -360,17 +360,20 @@ def test_int8_pipeline_from_pretrained_matches_converting_by_hand():
     assert pipe.chat("What is this?", **question) == by_hand.chat("What is this?", **question)
 
 
-def test_chat_says_when_the_token_budget_cut_the_reply(pipe, caplog):
+def test_chat_says_when_the_token_budget_cut_the_reply(caplog):
     # chat() returns text only: a reply cut by max_new_tokens is logged; chat_stream's result is the oracle
+    pipe = ModRWKVPipeline.from_pretrained(tiny_model_dir())  # its own: the first cut is the one warned of
     outcomes = []
     for budget in (1, 2, 8, 64):
         stream = pipe.chat_stream("What is shown?", images=[image()], temperature=0, max_new_tokens=budget)
         "".join(stream)
         caplog.clear()
-        with caplog.at_level("WARNING", logger="modrwkv.inference.pipeline"):
+        with caplog.at_level("DEBUG", logger="modrwkv.inference.pipeline"):
             reply = pipe.chat("What is shown?", images=[image()], temperature=0, max_new_tokens=budget)
         assert reply == stream.result.text
-        warned = any(f"max_new_tokens={budget} " in r.getMessage() for r in caplog.records)
+        said = [r.levelname for r in caplog.records if f"max_new_tokens={budget} " in r.getMessage()]
+        cut = stream.result.finish_reason == "length"
+        # a warning the first time, debug after that (a harness asking for one-word answers cuts most replies)
+        assert said == (["DEBUG" if "length" in outcomes else "WARNING"] if cut else []), (budget, said)
         outcomes.append(stream.result.finish_reason)
-        assert warned == (stream.result.finish_reason == "length"), (budget, stream.result.finish_reason)
     assert "length" in outcomes

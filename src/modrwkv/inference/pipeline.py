@@ -111,6 +111,7 @@ class ModRWKVPipeline:
         self.template = self.processor.template
         self.cache = PrefixStateCache(prefix_cache_bytes)
         self.engine = InferenceEngine(model, self.tokenizer, self.template.content_prefix, self.cache)
+        self._said_budget_cut = False  # chat() warns of the first reply cut by max_new_tokens, then logs at debug
 
     # ------------------------------------------------------------------------------ loading
 
@@ -232,8 +233,12 @@ class ModRWKVPipeline:
         for _ in stream:
             pass
         if stream.result.finish_reason == "length":  # chat returns text only, so the cut must be said here
-            log.warning("the reply stopped at max_new_tokens=%d (e.g. the transcript of a long recording); pass a "
-                        "larger max_new_tokens for a longer one", len(stream.result.token_ids))
+            # once as a warning: a harness asking for one-word answers cuts most replies, on purpose
+            log.log(logging.DEBUG if self._said_budget_cut else logging.WARNING,
+                    "the reply stopped at max_new_tokens=%d (e.g. the transcript of a long recording); pass a "
+                    "larger max_new_tokens for a longer one%s", len(stream.result.token_ids),
+                    "" if self._said_budget_cut else " (later cut replies are logged at debug level)")
+            self._said_budget_cut = True
         return stream.result.text
 
     def chat_stream(self, messages: Messages, *, images: Any = None, audio: Any = None, series: Any = None,
