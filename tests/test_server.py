@@ -692,6 +692,24 @@ def _fetch_reply(server, url: str) -> tuple[int, dict]:
     return post_raw(server, json.dumps({"model": "tiny", "messages": messages, "max_tokens": 2}).encode())
 
 
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2606:4700:4700::1111", True), ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+    ("127.0.0.1", False), ("10.0.0.1", False), ("172.16.0.1", False), ("192.168.1.1", False), ("100.64.0.1", False),
+    ("169.254.169.254", False), ("0.0.0.0", False), ("224.0.0.1", False), ("240.0.0.1", False), ("255.255.255.255", False),
+    ("::1", False), ("::", False), ("fc00::1", False), ("fe80::1", False), ("ff02::1", False),
+    ("::ffff:127.0.0.1", False), ("::ffff:8.8.8.8", False),  # IPv4-mapped: never a remote host's own address
+    ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo whose client is 127.0.0.1 (bits inverted)
+    ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+])
+def test_which_addresses_count_as_public(address, public):
+    import ipaddress
+
+    from modrwkv.serving.limits import _is_public_address
+
+    assert _is_public_address(ipaddress.ip_address(address)) is public
+
+
 def test_remote_media_at_private_or_local_addresses_is_refused_before_any_connection(monkeypatch):
     """Without --allow-private-media-hosts, a URL whose host is or resolves to loopback, a private
     network, link-local (the cloud metadata address), or such an address written another way
