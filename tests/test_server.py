@@ -526,7 +526,7 @@ def test_local_and_remote_media_only_when_enabled(tmp_path):
         http.server.SimpleHTTPRequestHandler, directory=str(media)))
     threading.Thread(target=files.serve_forever, daemon=True).start()
     reference = [{"role": "user", "content": [image_part(9), {"type": "text", "text": "What?"}]}]
-    limits = ServerLimits(allow_remote_media=True, local_media_dir=media)
+    limits = ServerLimits(allow_remote_media=True, allow_private_media_hosts=True, local_media_dir=media)
     try:
         with live_server(limits=limits) as server:
             client = server.client()
@@ -600,7 +600,8 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
     threading.Thread(target=host.serve_forever, daemon=True).start()
     served = f"http://127.0.0.1:{host.server_address[1]}"
     size_limit = 4 * len(_RemoteMedia.picture)  # the request itself is far smaller; /big.png is 40 pictures
-    limits = ServerLimits(allow_remote_media=True, remote_timeout_seconds=0.5, max_body_bytes=size_limit,
+    limits = ServerLimits(allow_remote_media=True, allow_private_media_hosts=True, remote_timeout_seconds=0.5,
+                          max_body_bytes=size_limit,
                           max_image_pixels=40_000)
     part = "the image in messages[0].content[1]"
     cases = [
@@ -642,7 +643,8 @@ def test_credentials_in_a_media_url_reach_its_host_and_no_message_or_log(caplog)
     part = "the image in messages[0].content[1]"
     caplog.set_level(logging.DEBUG)
     try:
-        with live_server(limits=ServerLimits(allow_remote_media=True, max_image_pixels=40_000)) as server:
+        with live_server(limits=ServerLimits(allow_remote_media=True, allow_private_media_hosts=True,
+                                             max_image_pixels=40_000)) as server:
             def fetch(url: str) -> tuple[int, dict]:
                 messages = [{"role": "user", "content": [{"type": "text", "text": "What?"},
                                                          {"type": "image_url", "image_url": {"url": url}}]}]
@@ -662,6 +664,119 @@ def test_credentials_in_a_media_url_reach_its_host_and_no_message_or_log(caplog)
     assert f"fetched {len(_RemoteMedia.picture)} bytes of remote media from http://{where}/private.png\n" in logged + "\n"
     for secret in ("alice", "s3cret", "wrong-pass", "t0ken", "sig=abc", "frag"):
         assert secret not in logged
+
+
+class _RecordingMedia(_RemoteMedia):
+    """`_RemoteMedia` that records in `seen` each path it is asked for."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        super().do_GET()
+
+
+def _recording_host(address: str, away: str = "") -> http.server.ThreadingHTTPServer:
+    """A `_RecordingMedia` host on `address` with its own record (`host.RequestHandlerClass.seen`),
+    whose /away.png redirects to `away`."""
+    handler = type("Recording", (_RecordingMedia,), {"seen": [], "redirects": {**_RemoteMedia.redirects,
+                                                                              "/away.png": away}})
+    host = http.server.ThreadingHTTPServer((address, 0), handler)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    return host
+
+
+def _fetch_reply(server, url: str) -> tuple[int, dict]:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What?"},
+                                             {"type": "image_url", "image_url": {"url": url}}]}]
+    return post_raw(server, json.dumps({"model": "tiny", "messages": messages, "max_tokens": 2}).encode())
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2606:4700:4700::1111", True), ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+    ("127.0.0.1", False), ("10.0.0.1", False), ("172.16.0.1", False), ("192.168.1.1", False), ("100.64.0.1", False),
+    ("169.254.169.254", False), ("0.0.0.0", False), ("224.0.0.1", False), ("240.0.0.1", False), ("255.255.255.255", False),
+    ("::1", False), ("::", False), ("fc00::1", False), ("fe80::1", False), ("ff02::1", False),
+    ("::ffff:127.0.0.1", False), ("::ffff:8.8.8.8", False),  # IPv4-mapped: never a remote host's own address
+    ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo whose client is 127.0.0.1 (bits inverted)
+    ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+])
+def test_which_addresses_count_as_public(address, public):
+    import ipaddress
+
+    from modrwkv.serving.limits import _is_public_address
+
+    assert _is_public_address(ipaddress.ip_address(address)) is public
+
+
+def test_remote_media_at_private_or_local_addresses_is_refused_before_any_connection(monkeypatch):
+    """Without --allow-private-media-hosts, a URL whose host is or resolves to loopback, a private
+    network, link-local (the cloud metadata address), or such an address written another way
+    (IPv4-mapped IPv6, a decimal IPv4 number, a public-looking name) is refused in one message that
+    does not tell whether anything listens there, and the host that listens there gets no request."""
+    host = _recording_host("127.0.0.1")
+    port = host.server_address[1]
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(name, *args, **kwargs):  # a public-looking name whose DNS answer is the local host
+        if name == "media.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return resolve(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    urls = [f"http://127.0.0.1:{port}/a.png", f"http://localhost:{port}/a.png", f"http://[::1]:{port}/a.png",
+            "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/a.png",
+            f"http://[::ffff:127.0.0.1]:{port}/a.png", f"http://2130706433:{port}/a.png",
+            f"http://media.example.com:{port}/a.png", f"https://media.example.com:{port}/a.png"]
+    try:
+        with live_server(limits=ServerLimits(allow_remote_media=True)) as server:
+            for url in urls:
+                status, reply = _fetch_reply(server, url)
+                assert (status, reply["error"]["code"]) == (400, "remote_media_refused"), (url, reply)
+                assert reply["error"]["message"] == (
+                    f"the image in messages[0].content[1] cannot be fetched from {url}: its host resolves to a "
+                    "private or local address, which this server does not fetch")
+    finally:
+        host.shutdown()
+    assert host.RequestHandlerClass.seen == []
+
+
+def test_a_redirect_to_a_private_address_is_refused_and_the_checked_address_is_the_one_connected(monkeypatch):
+    """With 127.0.0.1 counted as public (as a public media host would be) and 127.0.0.2 not, a
+    redirect from the first to the second is refused before the second gets a request; a name is
+    resolved once and connected at the address that was checked, so a second DNS answer (a rebind to
+    a private address) is never used."""
+    from modrwkv.serving import limits as limits_module
+
+    is_public = limits_module._is_public_address
+    monkeypatch.setattr(limits_module, "_is_public_address",
+                        lambda address: str(address) == "127.0.0.1" or is_public(address))
+    private = _recording_host("127.0.0.2")
+    public = _recording_host("127.0.0.1", away=f"http://127.0.0.2:{private.server_address[1]}/a.png")
+    port = public.server_address[1]
+    resolve, answers = socket.getaddrinfo, []
+
+    def getaddrinfo(name, *args, **kwargs):  # the first answer is the "public" host, any later one private
+        if name == "media.example.com":
+            answers.append(name)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1" if len(answers) == 1 else "127.0.0.2", port))]
+        return resolve(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with live_server(limits=ServerLimits(allow_remote_media=True, max_image_pixels=40_000)) as server:
+            status, reply = _fetch_reply(server, f"http://127.0.0.1:{port}/away.png")
+            assert (status, reply["error"]["code"]) == (400, "remote_media_refused"), reply
+            assert reply["error"]["message"] == (
+                f"the image in messages[0].content[1] cannot be fetched from http://127.0.0.1:{port}/away.png: it "
+                "redirects to a host that resolves to a private or local address, which this server does not fetch")
+            assert _fetch_reply(server, f"http://media.example.com:{port}/a.png")[0] == 200
+    finally:
+        public.shutdown()
+        private.shutdown()
+    assert public.RequestHandlerClass.seen == ["/away.png", "/a.png"]
+    assert private.RequestHandlerClass.seen == [] and answers == ["media.example.com"]
 
 
 def socket_error_of(hostname: str) -> str:

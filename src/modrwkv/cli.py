@@ -902,8 +902,12 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix-cache-mb", type=_at_least(0, float), default=256,
                    help="memory for cached prefix states (0 = off)")
     p.add_argument("--allow-remote-media", action="store_true",
-                   help="fetch http(s) image/audio/video URLs, from any address the server reaches, its own network included: for "
-                   "trusted clients (off: the server never makes requests for its clients; docs/serving.md)")
+                   help="fetch http(s) image/audio/video URLs from public addresses (off: the server never makes requests "
+                   "for its clients; hosts that resolve to loopback, private, link-local or other non-public addresses, "
+                   "redirects included, are refused; docs/serving.md)")
+    p.add_argument("--allow-private-media-hosts", action="store_true",
+                   help="with --allow-remote-media, also fetch from loopback, private and link-local addresses (localhost, "
+                   "10.0.0.0/8, 169.254.169.254, ...): only where every client is trusted")
     p.add_argument("--allow-local-media", metavar="DIR", help="accept local paths / file:// URLs inside DIR")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the API (repeatable)")
@@ -963,6 +967,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_media_items=args.max_media_items, max_tokens=args.max_tokens,
         default_max_tokens=args.default_max_tokens, max_prompt_tokens=args.max_prompt_tokens,
         allow_remote_media=args.allow_remote_media,
+        allow_private_media_hosts=args.allow_private_media_hosts,
         local_media_dir=Path(args.allow_local_media) if args.allow_local_media else None,
     )
     api_key = args.api_key or os.environ.get("MODRWKV_API_KEY") or None

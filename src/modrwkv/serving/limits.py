@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
+import http.client
 import io
+import ipaddress
 import logging
 import socket
 import ssl
@@ -63,6 +66,7 @@ class ServerLimits:
     default_max_tokens: int = 512
     max_prompt_tokens: int = 65536
     allow_remote_media: bool = False
+    allow_private_media_hosts: bool = False  # remote URLs may reach private, loopback and link-local addresses
     local_media_dir: Path | None = None
     remote_timeout_seconds: float = 10.0
 
@@ -156,17 +160,124 @@ def _request(url: str) -> urllib.request.Request:
     return request
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the low 32 bits are an IPv4 address
+
+
+def _is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is on the public internet: not loopback, private, link-local (169.254.169.254,
+    the cloud metadata service), unspecified, multicast or reserved; an IPv6 address that carries an
+    IPv4 one (IPv4-mapped, 6to4, Teredo, NAT64) is judged by that IPv4 address as well."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, address.teredo and address.teredo[1],
+                    ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None]
+        if not all(_is_public_address(inner) for inner in embedded if inner):
+            return False
+    return address.is_global and not (address.is_private or address.is_loopback or address.is_link_local
+                                      or address.is_multicast or address.is_reserved or address.is_unspecified)
+
+
+class _PrivateHost(Exception):
+    """A remote URL's host (or a redirect target's) resolves to an address this server does not fetch."""
+
+
+def _screened_addresses(host: str, port: int, allow_private: bool) -> list[tuple[Any, ...]]:
+    """`host`'s addresses, resolved once (getaddrinfo, which also reads short and decimal IPv4 forms
+    such as 2130706433 = 127.0.0.1): (family, type, proto, sockaddr) for each. Unless `allow_private`,
+    raises `_PrivateHost` when any of them is not public, before any connection; a name that does not
+    resolve is a URLError, as urllib's own would be."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise urllib.error.URLError(exc) from None
+    addresses = [(family, kind, proto, sockaddr) for family, kind, proto, _, sockaddr in found]
+    if not allow_private and not all(
+            _is_public_address(ipaddress.ip_address(sockaddr[0].partition("%")[0])) for *_, sockaddr in addresses):
+        raise _PrivateHost(host)
+    return addresses
+
+
+def _connect_pinned(addresses: list[tuple[Any, ...]], timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of `addresses` (already screened) that accepts one: the very
+    addresses that were checked, so a name that resolves differently a moment later (DNS rebinding)
+    cannot redirect the connection."""
+    error: OSError | None = None
+    for family, kind, proto, sockaddr in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if timeout is not None:
+                sock.settimeout(timeout)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error if error is not None else OSError("the host name has no address")
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to `addresses` (the screened ones of its host) instead of resolving the host again;
+    a connection to a proxy (another host than the URL's: http_proxy/https_proxy) goes as usual."""
+
+    def __init__(self, host: str, *args: Any, target: str, addresses: list[tuple[Any, ...]], **kwargs: Any) -> None:
+        super().__init__(host, *args, **kwargs)
+        self._target, self._addresses = target, addresses
+        self._create_connection = self._connect  # http.client's hook, set per instance by its __init__
+
+    def _connect(self, address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,
+                 source_address: Any = None) -> socket.socket:
+        if address[0] != self._target:  # a proxy, set by the operator
+            return socket.create_connection(address, timeout, source_address)
+        return _connect_pinned(self._addresses, None if timeout is socket._GLOBAL_DEFAULT_TIMEOUT else timeout)
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
+    """As `_PinnedHTTPConnection`; TLS (SNI and the certificate check) still names the URL's host."""
+
+
+class _ScreenedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """Opens http(s) URLs, the first and every redirect's, only at screened addresses
+    (`_screened_addresses`), connecting to the very address that was checked."""
+
+    def __init__(self, allow_private: bool) -> None:
+        urllib.request.HTTPHandler.__init__(self)
+        urllib.request.HTTPSHandler.__init__(self)
+        self.allow_private = allow_private
+
+    def _open(self, req: urllib.request.Request, connection: type[_PinnedHTTPConnection], **kwargs: Any) -> Any:
+        parts = urllib.parse.urlsplit(req.full_url)
+        if not parts.hostname:
+            raise urllib.error.URLError("no host given")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = _screened_addresses(parts.hostname, port, self.allow_private)
+        return self.do_open(functools.partial(connection, target=parts.hostname, addresses=addresses), req, **kwargs)
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self._open(req, _PinnedHTTPConnection)
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self._open(req, _PinnedHTTPSConnection, context=self._context)
+
+
 def _fetch(url: str, name: str, limits: ServerLimits) -> bytes:
     """The bytes at `url` (http(s) only, redirects included), at most `max_body_bytes` of them; a
-    failure says which part asked for what, and why in plain words (`_fetch_failure`). Neither the
-    answer nor the log shows the URL's credentials; the log drops its query string as well."""
+    failure says which part asked for what, and why in plain words (`_fetch_failure`). Unless
+    `allow_private_media_hosts`, a host that resolves to a private, loopback or link-local address
+    (the URL's or a redirect's) is refused before any connection, in words that do not tell whether
+    anything listens there. Neither the answer nor the log shows the URL's credentials; the log drops
+    its query string as well."""
     from ..data.readers.openai_chat import redact_url
 
     shown = redact_url(url)
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    opener = urllib.request.build_opener(_HttpOnlyRedirects, _ScreenedHandler(limits.allow_private_media_hosts))
     try:
         with opener.open(_request(url), timeout=limits.remote_timeout_seconds) as response:
             data = response.read(limits.max_body_bytes + 1)
+    except _PrivateHost as exc:
+        where = ("its host resolves" if exc.args[0] == urllib.parse.urlsplit(url).hostname
+                 else "it redirects to a host that resolves")
+        log.info("refused remote media from %s: a private or local address", redact_url(url, keep_query=False))
+        raise APIError(400, f"{name} cannot be fetched from {shown}: {where} to a private or local address, which "
+                       "this server does not fetch", code="remote_media_refused") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise APIError(400, f"{name} cannot be fetched from {shown}: {_fetch_failure(exc, limits)}",
                        code="bad_remote_media") from None
