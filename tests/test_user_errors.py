@@ -522,6 +522,11 @@ def test_serve_names_a_local_media_file_given_as_its_folder(tmp_path, capsys):
         f"modrwkv serve: error: local media folder {tmp_path}/a.png is a file, not a folder"
 
 
+def test_serve_refuses_private_media_hosts_without_remote_media(capsys):
+    assert fails(capsys, ["serve", "--model", "absent", "--allow-private-media-hosts"]) == \
+        "modrwkv serve: error: --allow-private-media-hosts only applies with --allow-remote-media: add that too, or drop it"
+
+
 def test_merge_lora_names_a_damaged_lora_file(image_model, tmp_path, capsys):
     import shutil
 

@@ -961,6 +961,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     uvicorn = require("uvicorn", "serve", "modrwkv serve")
 
+    if args.allow_private_media_hosts and not args.allow_remote_media:  # it would silently do nothing
+        raise CLIError("--allow-private-media-hosts only applies with --allow-remote-media: add that too, or drop it")
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
         max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
