@@ -257,10 +257,11 @@ _CONTINUE_QUICKSTART = ("Run it with the options it was started with to continue
                         "(its folder is deleted), or choose another --output")
 
 
-def _quickstart_settings(args: argparse.Namespace, settings: Any, fields: dict[str, str]) -> Any:
-    """`settings` with the values given on the command line (`fields`: settings field -> args attribute)."""
-    for field, attribute in fields.items():
-        value = getattr(args, attribute)
+def _quickstart_settings(args: argparse.Namespace, settings: Any, fields: Sequence[str]) -> Any:
+    """`settings` with the values given on the command line for `fields` (each set by its option in
+    `_QUICKSTART_OPTIONS`)."""
+    for field in fields:
+        value = getattr(args, _QUICKSTART_OPTIONS[field].removeprefix("--").replace("-", "_"))
         if value is not None:
             if value < 1:
                 raise CLIError(f"quickstart: {_QUICKSTART_OPTIONS[field]} must be at least 1, got {value}")
@@ -275,9 +276,8 @@ def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> dict[str, A
     for option in ("encoder_steps", "validation_samples"):
         if getattr(args, option) is not None:
             raise CLIError(f"quickstart --modality audio: --{option.replace('_', '-')} applies to the vision quickstart only")
-    settings = _quickstart_settings(args, AudioQuickstartSettings(seed=args.seed), {
-        "stage0_steps": "stage0_steps", "stage1_steps": "stage1_steps", "stage2_steps": "steps",
-        "train_sentences": "train_samples", "test_sentences": "test_samples", "batch_size": "batch_size"})
+    settings = _quickstart_settings(args, AudioQuickstartSettings(seed=args.seed), (
+        "stage0_steps", "stage1_steps", "stage2_steps", "train_sentences", "test_sentences", "batch_size"))
     print(f"modrwkv quickstart --modality audio: speech recognition with Whisper tiny.en's encoder and a tiny "
           f"RWKV-7 (output: {output})")
     _quieten_lightning()
@@ -337,10 +337,9 @@ def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> dict[str, 
 
     if args.whisper is not None:
         raise CLIError("quickstart: --whisper needs --modality audio")
-    settings = _quickstart_settings(args, QuickstartSettings(seed=args.seed), {
-        "encoder_pretrain_steps": "encoder_steps", "stage0_steps": "stage0_steps", "stage1_steps": "stage1_steps",
-        "stage2_steps": "steps", "train_samples": "train_samples", "test_samples": "test_samples",
-        "validation_samples": "validation_samples", "batch_size": "batch_size"})
+    settings = _quickstart_settings(args, QuickstartSettings(seed=args.seed), (
+        "encoder_pretrain_steps", "stage0_steps", "stage1_steps", "stage2_steps", "train_samples", "test_samples",
+        "validation_samples", "batch_size"))
     print(f"modrwkv quickstart: training a tiny ModRWKV on generated images and time series (output: {output})")
     _quieten_lightning()
     return run_quickstart(output, settings, progress_bar=not args.no_progress, restart=args.restart,
@@ -1089,18 +1088,20 @@ def _run_eval(args: argparse.Namespace) -> int:
         if given:
             raise CLIError(f"{', '.join(given)} apply to --task custom only")
         task = get_task(args.task)
-    # option -> (its flag, the tasks that take it); --asr-prompt of --task custom went to custom_task
-    settings = {"lookback": ("--lookback", "forecasting tasks"), "horizon": ("--horizon", "forecasting tasks"),
-                "samples": ("--samples", "forecasting tasks"), "series_prompt": ("--series-prompt", "forecasting tasks"),
-                "targets": ("--target", "custom-series"), "asr_prompt": ("--asr-prompt", "librispeech, aishell, custom")}
-    given_settings = {"lookback": args.lookback, "horizon": args.horizon, "samples": args.samples,
-                      "series_prompt": args.series_prompt, "targets": args.target,
-                      "asr_prompt": None if args.task == "custom" else args.asr_prompt}
-    options = {k: v for k, v in given_settings.items() if v is not None}
-    refused = [k for k in options if k not in task.settings]
+    # task setting -> (its flag, the value given, the tasks that take it); --asr-prompt of --task custom
+    # went to custom_task
+    settings = {
+        "lookback": ("--lookback", args.lookback, "forecasting tasks"),
+        "horizon": ("--horizon", args.horizon, "forecasting tasks"),
+        "samples": ("--samples", args.samples, "forecasting tasks"),
+        "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
+        "targets": ("--target", args.target, "custom-series"),
+        "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
+    }
+    options = {name: value for name, (_, value, _) in settings.items() if value is not None}
+    refused = [settings[name] for name in options if name not in task.settings]
     if refused:
-        raise CLIError("; ".join(f"{settings[k][0]}: {task.name} takes no such option ({settings[k][1]} do)"
-                                 for k in refused))
+        raise CLIError("; ".join(f"{flag}: {task.name} takes no such option ({takers} do)" for flag, _, takers in refused))
     if options:
         task = task.configure(**options)
     split = task.check_split(args.split)
