@@ -199,7 +199,8 @@ CONVERSATIONS = (llava, openai, sharegpt, sharegpt_info)
 
 def evaluate_all(tmp_path: Path, name: str, qa_records: list, conversations: list[tuple[str, str, dict]]) -> dict:
     """The same samples as qa records and in each conversation format (user turn, last assistant turn,
-    the top-level fields beside them): {format: (loaded samples, predictions, summary)}."""
+    the top-level fields beside them): {format: (loaded samples, predictions, summary)}, after checking
+    that every format loads the same samples as qa, asks the same and scores the same."""
     folder = tmp_path / "data"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "dataset_info.json").write_text(json.dumps({"held_out": {
@@ -219,6 +220,10 @@ def evaluate_all(tmp_path: Path, name: str, qa_records: list, conversations: lis
         predictions = [json.loads(line) for line in (data.parent.parent / "runs" / data.stem /
                                                        "predictions.jsonl").read_text().splitlines()]
         found[data_format] = (samples, predictions, result.summary["metrics"])
+    samples, predictions, metrics = found["qa"]
+    for data_format, (other, other_predictions, other_metrics) in found.items():
+        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
+        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
     return found
 
 
@@ -232,14 +237,11 @@ def test_choices_beside_a_conversation_score_as_in_a_question_answer_record(tmp_
     # The answer as the option's text ("7", "no") or its letter ("C"), in qa and in the assistant turn alike.
     conversations = [(with_options(q, c), a, {"choices": c}) for q, c, a in CHOICES]
     found = evaluate_all(tmp_path, "choice", qa_records, conversations)
-    samples, predictions, metrics = found["qa"]
+    samples, _, metrics = found["qa"]
     assert [s.prompt for s in samples] == [f"<image>\n{with_options(q, c)}" for q, c, _ in CHOICES]
     assert [s.reference for s in samples] == [{"metric": "choice", "answers": [letter], "choices": c}
                                               for letter, (_, c, _) in zip("ACB", CHOICES, strict=True)]
     assert metrics["metric"] == "choice"
-    for data_format, (other, other_predictions, other_metrics) in found.items():
-        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
-        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
     # Scored as the choice metric reads replies: A right, B where C is right, "B. no" right.
     replies = [{"reference": s.reference, "prediction": p}
                for s, p in zip(found["sharegpt_info"][0], ["A", "(B)", "B. no"], strict=True)]
@@ -250,12 +252,9 @@ def test_several_accepted_answers_beside_a_conversation_score_as_in_a_question_a
     qa_records = [{"id": f"s{i}", "image": f"{i}.png", "question": q, "answers": a} for i, (q, a) in enumerate(VQA)]
     # The assistant turn is the training target (the first answer, as qa trains on it); `answers` the reference.
     found = evaluate_all(tmp_path, "vqa", qa_records, [(q, a[0], {"answers": a}) for q, a in VQA])
-    samples, predictions, metrics = found["qa"]
+    samples, _, metrics = found["qa"]
     assert [s.reference for s in samples] == [{"metric": "vqa", "answers": a} for _, a in VQA]
     assert metrics["metric"] == "vqa"
-    for data_format, (other, other_predictions, other_metrics) in found.items():
-        assert [fields_of(s) for s in other] == [fields_of(s) for s in samples], data_format
-        assert asked(other_predictions) == asked(predictions) and other_metrics == metrics, data_format
     # VQA accuracy by hand (leave one answer out, min(matches / 3, 1), averaged): "red" matches 1, 1, 2 of
     # the others -> 4/9; "kitten" 1/3 three times and 0 -> 1/4; "4" nothing -> 0.
     replies = [{"reference": s.reference, "prediction": p}
