@@ -102,8 +102,9 @@ class Task(abc.ABC):
     @property
     def options(self) -> dict[str, Any]:
         """Settings that change the samples or their scoring (e.g. a forecast's lookback); they
-        belong to a run's identity. None by default."""
-        return {}
+        belong to a run's identity. By default only a given `asr_prompt`: a run asked with the model's
+        own prompt resumes as before, and one asked with another text is another run."""
+        return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         """Raises ValueError, before anything is generated, for a model this task's settings do not

@@ -134,12 +134,6 @@ class CustomTask(Task):
     def paper_results(self, split: str) -> list[PaperResult]:
         return [PaperResult(name, value) for name, value in self.baselines.items()]
 
-    @property
-    def options(self) -> dict[str, Any]:
-        # A given ASR prompt is in the samples' prompts; without it they show the default until the model's
-        # own is put in, so a run asked the model's prompt must not resume as one asked the default explicitly.
-        return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
-
     def transcription_prompt(self, model_asr_prompt: str | None) -> str:
         """An ASR manifest's user turn (`Task.transcription_prompt`), with `prompt` applied to it."""
         return _templated(super().transcription_prompt(model_asr_prompt), self.prompt)

@@ -48,11 +48,6 @@ class _SpeechTask(Task):
     def __init__(self, asr_prompt: str | None = None) -> None:
         self.asr_prompt = asr_prompt
 
-    @property
-    def options(self) -> dict[str, Any]:
-        # Only a given prompt: a run asked the model's own resumes as before, one asked another does not.
-        return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
-
 
 class LibriSpeech(_SpeechTask):
     name = "librispeech"
