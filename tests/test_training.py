@@ -627,17 +627,17 @@ def test_keep_last_never_deletes_the_checkpoint_it_just_wrote(tmp_path, monkeypa
 
     cfg = config(tmp_path, "stale", max_steps=8)
     cfg["output"].update(save_every=2, keep_last=1)
-    write = checkpoint._write_atomic
+    write = checkpoint.write_text_atomically
 
     def killed_at_step_4(path, text):
         if text == "step-00000004":
             raise _Crash()
         write(path, text)
 
-    monkeypatch.setattr(checkpoint, "_write_atomic", killed_at_step_4)
+    monkeypatch.setattr(checkpoint, "write_text_atomically", killed_at_step_4)
     with pytest.raises(_Crash):
         train(cfg, samples=colour_samples(16))
-    monkeypatch.setattr(checkpoint, "_write_atomic", write)
+    monkeypatch.setattr(checkpoint, "write_text_atomically", write)
     assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000002"
 
     class SigtermInStep3(pl.Callback):

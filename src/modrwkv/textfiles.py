@@ -1,4 +1,5 @@
-"""Reading the text files users write: data records, CSV series, YAML configs.
+"""Reading the text files users write: data records, CSV series, YAML configs; and writing the
+project's own text files whole (`write_text_atomically`).
 
 One decoder for all of them, so that each accepts what common editors and shells write (UTF-8 with
 or without a byte-order mark, UTF-16 with one, as Windows PowerShell's `>` and Notepad's "Unicode"
@@ -9,6 +10,7 @@ column of the problem instead of PyYAML's multi-line report about "<unicode stri
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,14 @@ class TextFileError(ValueError):
         super().__init__(f"{source}: {detail}")
         self.source = source
         self.detail = detail
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Writes `text` (UTF-8) to `path` through a temporary file and a rename: a reader, a concurrent
+    writer finishing at the same moment, or a kill midway never leaves half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:

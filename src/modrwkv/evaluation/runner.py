@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..lm.files import check_output_folder
+from ..textfiles import write_text_atomically
 from .report import format_report
 from .tasks import EvalSample, Task
 
@@ -138,14 +139,6 @@ def dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, default=_to_json)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Writes through a temporary file and a rename: a reader (or a concurrent shard finishing at
-    the same moment) never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def read_predictions(path: Path, repair: bool = False) -> dict[str, dict[str, Any]]:
     """The records of a predictions log by id. A last line without its newline is what a kill
     mid-write leaves: it is dropped (and with `repair`, cut from the file so appending continues
@@ -182,7 +175,7 @@ def _chunks(items: Sequence[EvalSample], size: int) -> Iterator[Sequence[EvalSam
 def _check_identity(output: Path, identity: dict[str, Any]) -> None:
     path = output / RUN_FILE
     if not path.exists():
-        _write_atomic(path, json.dumps(identity, indent=2) + "\n")
+        write_text_atomically(path, json.dumps(identity, indent=2) + "\n")
         return
     try:
         existing = json.loads(path.read_text(encoding="utf-8"))
@@ -346,7 +339,7 @@ def _finish(task: Task, data: Path, output: Path, split: str, selected: Sequence
             max_new_tokens: int, generated: int, seconds: float) -> dict[str, Any]:
     """Writes the ordered predictions, the summary and the report."""
     records = [done[s.id] for s in selected]
-    _write_atomic(output / PREDICTIONS_FILE, "".join(dumps(r) + "\n" for r in records))
+    write_text_atomically(output / PREDICTIONS_FILE, "".join(dumps(r) + "\n" for r in records))
     metrics = task.summarize(records)
     summary = {
         "task": task.name,
@@ -368,6 +361,6 @@ def _finish(task: Task, data: Path, output: Path, split: str, selected: Sequence
         "generation_seconds": round(seconds, 3),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(output / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(output / REPORT_FILE, format_report([summary]))
+    write_text_atomically(output / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(output / REPORT_FILE, format_report([summary]))
     return summary

@@ -21,7 +21,6 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..evaluation.metrics import wer
 from ..generation import SamplingParams, generate
 from ..lm import RWKV7, RWKV7Config
 from ..multimodal import CachedEncoder, ModRWKV
+from ..textfiles import write_text_atomically
 from ..tokenizer import WorldTokenizer
 from .run import without_media
 from .speech import VOCABULARY, Utterance, espeak_binary, split_sentences, synthesize, to_samples
@@ -222,9 +222,7 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         json.dumps({"audio": str(c.path), "voice": c.voice, "speed": c.speed, "pitch": c.pitch, "reference": r,
                     "modrwkv": h, "whisper": None if whisper_texts is None else whisper_texts[i]}) + "\n"
         for i, (c, r, h) in enumerate(zip(test_clips, references, hypotheses))))
-    tmp = output_dir / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, output_dir / "report.json")
+    write_text_atomically(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return record.complete("report", report)
 
 

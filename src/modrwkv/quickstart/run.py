@@ -47,6 +47,7 @@ from ..generation import SamplingParams, generate
 from ..lm import RWKV7, RWKV7Config
 from ..multimodal import ModRWKV
 from ..processing import IGNORE_INDEX
+from ..textfiles import write_text_atomically
 from ..tokenizer import WorldTokenizer
 from .data import generate_samples
 from .encoder_pretraining import pretrain_vision_encoder
@@ -282,9 +283,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
                           "reference": scene.meta["answer"]},
         "settings": dataclasses.asdict(settings),
     }
-    tmp = output_dir / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, output_dir / "report.json")
+    write_text_atomically(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return record.complete("report", report)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..data.sample import Sample
 from ..multimodal import ModRWKV
+from ..textfiles import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,8 @@ class RunRecord:
         return self.results[stage]
 
     def _write(self) -> None:
-        path = self.folder / RECORD
-        tmp = path.with_name(f".{RECORD}.tmp")
-        tmp.write_text(json.dumps({"options": self.options, "results": self.results}, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomically(self.folder / RECORD,
+                              json.dumps({"options": self.options, "results": self.results}, indent=1) + "\n")
 
 
 def save_model_atomically(model: ModRWKV, folder: Path) -> None:

@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from ..multimodal import ModRWKV
+from ..textfiles import write_text_atomically
 from .config import LoRAConfig
 from .lora import lora_unwrapped, save_lora
 
@@ -79,12 +80,6 @@ def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
     os.replace(tmp, final)
     log.info("saved the trained model to %s", final)
     return final
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -192,7 +187,7 @@ class PretrainedCheckpoint(pl.Callback):
         if trainer.is_global_zero:
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
-            _write_atomic(root / LATEST, name)
+            write_text_atomically(root / LATEST, name)
             # Only this step's predecessors make way: a newer step folder is left over from a run killed
             # before it could point `latest` at it, and the next save of that step replaces it.
             kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
