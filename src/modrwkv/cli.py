@@ -1076,10 +1076,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
                       "--baseline": args.baseline}
-    if args.series_prompt is not None:
-        problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
-        if problem:
-            raise CLIError(f"--series-prompt: {problem}")
+    problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
+    if problem:
+        raise CLIError(f"--series-prompt: {problem}")
     if args.task == "custom":
         task = custom_task(args.data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline))

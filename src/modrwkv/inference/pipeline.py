@@ -328,7 +328,7 @@ class ModRWKVPipeline:
         encoder = self.model.encoders["series"]
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        problem = None if prompt is None else series_prompt_problem(prompt)
+        problem = series_prompt_problem(prompt)
         if problem:
             raise ValueError(f"prompt: {problem}")
         template = prompt if prompt is not None else self.model.series_prompt

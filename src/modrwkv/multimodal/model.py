@@ -475,7 +475,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     series_prompt = config.get("series_prompt")
     if not isinstance(series_prompt, (str, type(None))):
         raise CheckpointError(f"{path}: 'series_prompt' must be a string or null, got {json.dumps(series_prompt)[:60]}")
-    problem = None if series_prompt is None else series_prompt_problem(series_prompt)
+    problem = series_prompt_problem(series_prompt)
     if problem:
         raise CheckpointError(f"{path}: 'series_prompt' (the template training asked for forecasts with): {problem}")
     if not isinstance(config.get("video") or {}, dict):

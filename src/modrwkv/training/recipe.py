@@ -247,7 +247,7 @@ def setup_data(config: TrainConfig, model: ModRWKV,
     if config.data.format == "series":  # recorded with the model, so that a forecast is asked from as many steps,
         model.series_lookback = int(config.data.options["lookback"])  # and with the reader's prompt template
         prompt = config.data.options.get("prompt")
-        problem = None if prompt is None else series_prompt_problem(prompt)
+        problem = series_prompt_problem(prompt)
         if problem:  # the reader checks it too, but samples given to train() bypass the reader
             raise ConfigError(f"data.options.prompt: {problem}")
         model.series_prompt = series_prompt_template(prompt, bool(config.data.options.get("multivariate", False)))

@@ -84,7 +84,10 @@ def series_prompt_template(prompt: str | None, multivariate: bool) -> str:
 
 def series_prompt_problem(template: object) -> str | None:
     """Why `template` cannot be a series prompt template, or None when it can: it must be a string
-    whose only replacement fields are {horizon} and {channels} (literal braces doubled, {{ }})."""
+    whose only replacement fields are {horizon} and {channels} (literal braces doubled, {{ }}), or
+    None (no template given: the default's)."""
+    if template is None:
+        return None
     if not isinstance(template, str):
         return f"must be a string, got {type(template).__name__}"
     try:
@@ -269,7 +272,7 @@ class TimeSeriesReader(Reader):
             raise ValueError("drift needs a season (the drift is the mean change over one season)")
         if split not in (None, "train", "val", "test"):
             raise ValueError(f"split must be train, val, test or None (all rows), got {split!r}")
-        problem = None if prompt is None else series_prompt_problem(prompt)
+        problem = series_prompt_problem(prompt)
         if problem:
             raise ValueError(f"prompt: {problem}")
         self.paths = as_paths(paths)

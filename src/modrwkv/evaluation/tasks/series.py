@@ -106,7 +106,7 @@ class _Forecasting(Task):
         for label, value in (("lookback", lookback), ("horizon", horizon), ("samples", samples)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
-        problem = None if series_prompt is None else series_prompt_problem(series_prompt)
+        problem = series_prompt_problem(series_prompt)
         if problem:
             raise ValueError(f"series_prompt: {problem}")
         self.lookback, self.horizon, self.samples = lookback, horizon, samples
