@@ -378,22 +378,40 @@ def id3v2_tag(payload_bytes: int) -> bytes:
     return b"ID3\x04\x00\x00" + syncsafe(len(frame)) + frame
 
 
+def mp3_without_xing(wave: np.ndarray, rate: int = 16000) -> bytes:
+    """An MP3 of a mono clip written by LAME through PyAV's FFmpeg without a Xing/Info frame (FFmpeg's
+    -write_xing 0, as many streaming encoders write), at a constant 32 kbit/s."""
+    av = pytest.importorskip("av")
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp3", options={"write_xing": "0"}) as container:
+        stream = container.add_stream("libmp3lame", rate=rate, options={"b": "32k"})
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray((wave[None] * 32767).astype(np.int16), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return out.getvalue()
+
+
+def ape_tag(payload_bytes: int) -> bytes:
+    """An APEv2 tag (header, one binary item of `payload_bytes`, footer), as some taggers append
+    cover art after the audio."""
+    item = payload_bytes.to_bytes(4, "little") + bytes(4) + b"Cover Art (Front)\x00" + b"\x01" * payload_bytes
+    size = len(item) + 32  # the items and the footer, not the header
+
+    def header(flags: int) -> bytes:
+        return b"APETAGEX" + b"".join(n.to_bytes(4, "little") for n in (2000, size, 1, flags)) + bytes(8)
+
+    return header(0xA0000000) + item + header(0x80000000)
+
+
 def test_an_mp3_without_a_xing_frame_declares_no_length_and_loads_whole_behind_a_large_tag():
     """An MP3 written without a Xing/Info frame (FFmpeg's -write_xing 0, many streaming encoders)
     has no sample count; libsndfile estimates one from the file's size, and 300 kB of cover art in
     its ID3 tag makes that estimate several times the truth: the file loads whole rather than being
     refused as cut short. With a Xing frame behind the same tag, a cut is still found."""
-    av = pytest.importorskip("av")
     wave = (0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32)
-    out = io.BytesIO()
-    with av.open(out, "w", format="mp3", options={"write_xing": "0"}) as container:
-        stream = container.add_stream("libmp3lame", rate=16000, options={"b": "32k"})
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray((wave[None] * 32767).astype(np.int16), format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    plain = out.getvalue()
+    plain = mp3_without_xing(wave)
     tagged = id3v2_tag(300_000) + plain
     with sf.SoundFile(io.BytesIO(tagged)) as sound:
         assert sound.frames > 3 * 32000  # libsndfile's estimate, counting the tag as audio
@@ -404,3 +422,76 @@ def test_an_mp3_without_a_xing_frame_declares_no_length_and_loads_whole_behind_a
     assert load_audio(tag + with_xing).shape == (32000,)
     with pytest.raises(MediaError, match=r"the file holds \d+ of the 32000 samples .* it is cut short"):
         load_audio(tag + with_xing[: len(with_xing) // 2])
+
+
+def test_the_length_of_an_mp3_without_a_xing_frame_leaves_its_tags_out():
+    """libsndfile estimates an MP3 without a Xing frame at its first frame's bitrate over the whole
+    file, cover art in an ID3v2 tag before the audio or an APE tag after it included (a 2 s clip
+    reads as 77 s behind 300 kB of art); `audio_seconds`, which the server checks against its limit
+    before decoding, counts the audio bytes alone and agrees with the samples decoded."""
+    plain = mp3_without_xing((0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32))
+    decoded_seconds = len(load_audio(plain)) / 16000
+    id3v1 = b"TAG" + bytes(125)
+    for tagged in (id3v2_tag(300_000) + plain, plain + ape_tag(100_000) + id3v1,
+                   id3v2_tag(1000) + id3v2_tag(50_000) + plain + ape_tag(100_000)):
+        assert sf.info(io.BytesIO(tagged)).duration > 10 * decoded_seconds  # libsndfile alone
+        assert audio_seconds(tagged) == pytest.approx(decoded_seconds, abs=1152 / 16000)  # within one frame
+    assert audio_seconds(plain + id3v1) == pytest.approx(decoded_seconds, abs=1152 / 16000)
+
+
+def ogg_bytes(seconds: float, subtype: str, channels: int = 1, rate: int = 48000) -> bytes:
+    """An OGG file written by libsndfile: a tone with noise (what a lossy codec keeps some of)."""
+    t = np.arange(int(rate * seconds)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(3).standard_normal(len(t))
+    if channels == 2:
+        wave = np.stack([wave, wave[::-1]], axis=1)
+    return encoded(wave.astype(np.float32), rate, "OGG", subtype)
+
+
+def ogg_pages(data: bytes) -> list[int]:
+    """Where each page of an Ogg file starts: 27 header bytes, a segment table of `data[26]` bytes,
+    then the body, whose size is the table's sum (RFC 3533)."""
+    starts, position = [], 0
+    while position < len(data):
+        starts.append(position)
+        segments = data[position + 27 : position + 27 + data[position + 26]]
+        position += 27 + len(segments) + sum(segments)
+    return starts
+
+
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_an_ogg_cut_short_is_refused_and_a_whole_one_never(tmp_path, subtype):
+    """An Ogg file states no length, and libsndfile reads one cut short as a shorter clip. Its pages
+    do: each states its size, and each stream's last page carries the end-of-stream flag, so a file
+    cut inside a page, or between pages, is refused naming the item; a page whose checksum fails is
+    damaged. Whole files (short and long, mono and stereo, two chained) load to their length."""
+    for seconds, channels in ((0.05, 1), (2.0, 2), (8.0, 1)):
+        whole = ogg_bytes(seconds, subtype, channels)
+        assert len(load_audio(whole, 48000)) == sf.info(io.BytesIO(whole)).frames == int(48000 * seconds)
+    whole = ogg_bytes(8.0, subtype)
+    pages = ogg_pages(whole)
+    assert pages[-1] < len(whole) and whole[pages[-1] + 5] & 0x04  # the last page ends the stream
+    path = tmp_path / "cut.ogg"
+    for cut, reason in [
+        (whole[: len(whole) // 2], f"its last Ogg page (at byte {max(p for p in pages if p <= len(whole) // 2)}) "),
+        (whole[: pages[len(pages) // 2]], f"its Ogg stream stops at byte {pages[len(pages) // 2]} without its "
+                                          "end-of-stream page: it is cut short"),
+        (whole[: pages[-1]], f"its Ogg stream stops at byte {pages[-1]} without its end-of-stream page: it is cut short"),
+    ]:
+        assert 0 < len(sf.read(io.BytesIO(cut))[0]) < 8 * 48000  # libsndfile alone: a shorter clip, no error
+        path.write_bytes(cut)
+        for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
+            with pytest.raises(MediaError) as raised:
+                load_audio(item)
+            assert str(raised.value).startswith(f"cannot decode audio {where}: {reason}")
+            assert raised.value.reason.endswith("it is cut short")
+            with pytest.raises(MediaError, match="it is cut short"):
+                audio_seconds(item)  # the header check the server and the data readers make
+    damaged = bytearray(whole)
+    damaged[pages[2] + 200] ^= 0x10
+    with pytest.raises(MediaError, match=rf"the Ogg page at byte {pages[2]} fails its checksum: the file is damaged$"):
+        load_audio(bytes(damaged))
+    chained = ogg_bytes(0.5, subtype) + ogg_bytes(1.0, "VORBIS")  # two links, each ending its stream
+    assert audio_seconds(chained) > 0 and len(load_audio(chained, 48000)) > 0
+    with pytest.raises(MediaError, match="it is cut short"):
+        load_audio(chained[:-1])

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .containers import container_problem
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -208,6 +210,14 @@ def _naming_media_errors(kind: str, load: Callable[..., Any], *args: Any) -> Any
         raise MediaError(kind, str(exc)) from exc
 
 
+def _refuse_damaged_container(modality: str, source: Path | io.BytesIO, where: str) -> None:
+    """Raises `MediaError` for a file whose container is cut short or damaged (`container_problem`:
+    Ogg, Matroska/WebM, MP4), which its decoder would read silently as a shorter clip."""
+    problem = container_problem(source)
+    if problem is not None:
+        raise MediaError(modality, f"cannot decode {modality} {where}: {problem}", reason=problem)
+
+
 # ------------------------------------------------------------------------------------------ images
 
 
@@ -374,6 +384,7 @@ def _audio_seconds(item: Any) -> float:
     source, where = _read_bytes_or_path(item)
     if isinstance(source, Path) and source.stat().st_size == 0:
         raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
+    _refuse_damaged_container("audio", source, where)
     try:
         info = soundfile.info(source)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -381,7 +392,10 @@ def _audio_seconds(item: Any) -> float:
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
     if info.frames <= 0 or info.samplerate <= 0:
         raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
-    return info.frames / float(info.samplerate)
+    frames = info.frames
+    if info.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
+        frames = frames * (layout.counted_bytes - layout.tag_bytes) / layout.counted_bytes
+    return frames / float(info.samplerate)
 
 
 def decode_audio(item: Any) -> tuple[np.ndarray, int]:
@@ -405,17 +419,19 @@ _TRUNCATION_MARGIN = 0.01
 def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
     rather than read as a shorter clip, which libsndfile does silently: an MP3 decodes fewer samples
-    than its header counts, and a WAV's header counts what its data chunk should hold (libsndfile
-    counts what is there). An MP3 without a Xing, Info or VBRI frame declares no count: libsndfile
-    estimates one from the file's size, which a large ID3 tag (cover art) inflates many times, so
-    such a file is read as it is."""
+    than its header counts, a WAV's header counts what its data chunk should hold (libsndfile
+    counts what is there), and an Ogg file ends without its last page (`container_problem`). An MP3
+    without a Xing, Info or VBRI frame declares no count: libsndfile estimates one from the file's
+    size and first frame's bitrate, which variable bitrates make unreliable, so such a file is read
+    as it is."""
     import soundfile
 
     source, where = _read_bytes_or_path(item)
+    _refuse_damaged_container("audio", source, where)
     try:
         wav_frames = _wav_declared_frames(source) or 0
         with soundfile.SoundFile(source) as sound:
-            counted = sound.format != "MP3" or _mp3_declares_length(source)
+            counted = sound.format != "MP3" or _mp3_layout(source).declares_length
             declared = max(sound.frames if counted else 0, wav_frames)
             waveform, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
@@ -458,22 +474,44 @@ def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
             stream.seek(start)
 
 
-def _mp3_declares_length(source: Path | io.BytesIO) -> bool:
-    """Whether an MP3's first frame is a Xing, Info or VBRI frame, which counts the file's frames
-    (LAME and FFmpeg write one by default); ID3v2 tags before it are skipped."""
+@dataclasses.dataclass(frozen=True)
+class _Mp3Layout:
+    """What an MP3's tags and first frame say about its length. libsndfile (mpg123) estimates the
+    length of an MP3 without a Xing frame as `counted_bytes` at the first frame's bitrate, counting
+    `tag_bytes` of tags as audio: ID3v2 tags before the first frame and an APE tag at the end, which
+    cover art makes hundreds of kilobytes (it leaves out only a 128-byte ID3v1 tag at the end)."""
+
+    declares_length: bool  # its first frame is a Xing, Info or VBRI frame, counting the file's frames
+    counted_bytes: int
+    tag_bytes: int
+
+
+def _mp3_layout(source: Path | io.BytesIO) -> _Mp3Layout:
+    """An MP3's `_Mp3Layout`, from its ID3v2 tags (each skipped, as FFmpeg adds its own after any
+    other), its first frame (LAME and FFmpeg write a Xing/Info frame by default) and its trailing
+    tags."""
     with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
         start = stream.tell()
         try:
+            stream.seek(0, io.SEEK_END)
+            size = stream.tell()
             stream.seek(0)
-            while (tag := stream.read(10))[:3] == b"ID3" and len(tag) == 10:  # FFmpeg adds its own after any other
-                size = sum((byte & 0x7F) << shift for byte, shift in zip(tag[6:10], (21, 14, 7, 0)))
-                stream.seek(size + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
+            while (tag := stream.read(10))[:3] == b"ID3" and len(tag) == 10:
+                length = sum((byte & 0x7F) << shift for byte, shift in zip(tag[6:10], (21, 14, 7, 0)))
+                stream.seek(length + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
+            leading = stream.tell() - len(tag)
             head = tag + stream.read(4096)
+            stream.seek(max(size - 128, 0))
+            counted = size - 128 if stream.read(3) == b"TAG" else size
+            stream.seek(max(counted - 32, 0))
+            footer = stream.read(32)  # an APE tag's footer: its size counts its items and this footer
+            ape = int.from_bytes(footer[12:16], "little") + 32 * bool(footer[23] & 0x80) if footer[:8] == b"APETAGEX" else 0
         finally:
             stream.seek(start)
     sync = next((i for i in range(len(head) - 1) if head[i] == 0xFF and head[i + 1] & 0xE0 == 0xE0), None)
     # the tag sits after the side information (at most 32 bytes) of the first frame, VBRI at 36
-    return sync is not None and any(name in head[sync : sync + 48] for name in (b"Xing", b"Info", b"VBRI"))
+    declares = sync is not None and any(name in head[sync : sync + 48] for name in (b"Xing", b"Info", b"VBRI"))
+    return _Mp3Layout(declares, counted, min(leading + ape, counted - 1))
 
 
 def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:
@@ -610,6 +648,7 @@ def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
 
     av = require("av", "video", f"decoding the video {where}")
     source, where = _read_bytes_or_path(item)
+    _refuse_damaged_container("video", source, where)
     try:
         times = _frame_times(av, source, where)
         chosen = uniform_indices(len(times), sampling.count(len(times), _duration(times)))
