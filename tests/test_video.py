@@ -8,6 +8,7 @@ import base64
 import collections
 import io
 import json
+import re
 import sys
 import types
 
@@ -305,11 +306,71 @@ def ffmpeg_reads(data: bytes) -> tuple[int, str | None]:
             return decoded, exc.strerror
     return decoded, None
 
+def written_by_ffmpeg(path, fmt: str, codec: str, pix_fmt: str, frames: list[np.ndarray], options=None,
+                      with_opus: bool = False) -> bytes:
+    """A video file FFmpeg writes to `path` (a seekable file, so it fills in its sizes at the end, or
+    not, as `options` say: Matroska's live=1 leaves them unknown), optionally with an Opus sound track."""
+    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
+        stream = container.add_stream(codec, rate=6)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        sound = container.add_stream("libopus", rate=48000) if with_opus else None
+        if sound is not None:
+            sound.layout = "mono"
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 48000 * len(frames) // 6), np.int16), format="s16",
+                                                 layout="mono")
+            samples.sample_rate = 48000
+            container.mux([*sound.encode(samples), *sound.encode(None)])
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path.read_bytes()
+
+
+CUT_SHORT_CASES = [("matroska", "ffv1", "bgr0", {}, False), ("webm", "libvpx", "yuv420p", {}, True),
+                   ("webm", "libvpx-vp9", "yuv420p", {}, False), ("mp4", "libx264", "yuv420p", {}, False),
+                   ("mp4", "libx264", "yuv420p", {"movflags": "faststart"}, False)]
+
+
+@pytest.mark.parametrize("fmt,codec,pix_fmt,options,with_opus", CUT_SHORT_CASES,
+                         ids=["mkv-ffv1", "webm-vp8-opus", "webm-vp9", "mp4-index-last", "mp4-faststart"])
+def test_a_video_cut_short_is_refused_naming_the_file(tmp_path, fmt, codec, pix_fmt, options, with_opus):
+    """FFmpeg reads a Matroska/WebM file cut short as a shorter clip, and an mp4 whose index (moov,
+    written last) lost its end as a whole one; the container declares its size (the Matroska
+    Segment, each mp4 box), so a cut file is refused naming the file and both sizes, and a whole one
+    loads every frame."""
+    written = distinct_frames(24, size=16)
+    whole = written_by_ffmpeg(tmp_path / f"clip.{fmt}", fmt, codec, pix_fmt, written, options, with_opus)
+    assert len(load_video(tmp_path / f"clip.{fmt}", VideoSampling(num_frames=24, max_frames=24))) == 24
+    path = tmp_path / f"cut.{fmt}"
+    for cut in (whole[: int(len(whole) * 0.6)], whole[:-20]):
+        path.write_bytes(cut)
+        with pytest.raises(MediaError, match=rf"^cannot decode video {re.escape(repr(str(path)))}: its "
+                           r"(Matroska Segment element|MP4 '(moov|mdat)' box) declares \d+ bytes and the file "
+                           r"holds \d+ of them: it is cut short$"):
+            load_video(path)
+    if fmt != "mp4":  # FFmpeg alone: no error, fewer frames
+        decoded, error = ffmpeg_reads(whole[: int(len(whole) * 0.6)])
+        assert decoded < 24 and error is None
+    elif not options:  # the index cut at its end: FFmpeg alone decodes every frame
+        assert ffmpeg_reads(whole[:-20]) == (24, None)
+
+
+def test_a_matroska_stream_of_unknown_size_is_never_refused(tmp_path):
+    """A live Matroska stream (FFmpeg's live=1, as broadcasters write) declares no segment size:
+    nothing tells a cut one from a whole one, so both are read as they are."""
+    whole = written_by_ffmpeg(tmp_path / "live.mkv", "matroska", "ffv1", "bgr0", distinct_frames(24, size=16),
+                              {"live": "1"})
+    sampling = VideoSampling(num_frames=24, max_frames=24)
+    assert len(load_video(whole, sampling)) == 24
+    assert 0 < len(load_video(whole[: len(whole) // 2], sampling)) < 24
+
 
 def test_the_server_names_the_part_of_a_video_damaged_past_its_header_and_decodes_each_once(tmp_path, monkeypatch):
-    """A clip cut after a header that opens is refused by its content part and FFmpeg's reason (it
-    was named by its size); the media check decodes a clip once and hands its frames on, so a short
-    whole clip is answered as its frames would be."""
+    """A clip cut after a header that opens (FFmpeg fails on the mp4, and reads no frame of the WebM
+    without an error) is refused by its content part and the size its container declares; the media
+    check decodes a clip once and hands its frames on, so a short whole clip is answered as its
+    frames would be."""
     fastapi_testclient = pytest.importorskip("fastapi.testclient")
     from modrwkv.encoders import media
     from modrwkv.serving import create_app
@@ -321,8 +382,7 @@ def test_the_server_names_the_part_of_a_video_damaged_past_its_header_and_decode
     cut_mp4 = clip[: int(len(clip) * 0.7)]
     webm = encode_video(distinct_frames(12, size=16), "webm", "libvpx-vp9", "yuv420p")
     cut_webm = webm[: int(len(webm) * 0.6)]
-    decoded_of_mp4, error_of_mp4 = ffmpeg_reads(cut_mp4)
-    assert error_of_mp4 is not None and ffmpeg_reads(cut_webm) == (0, None)  # no error, and no frame either
+    assert ffmpeg_reads(cut_mp4)[1] is not None and ffmpeg_reads(cut_webm) == (0, None)  # no error, and no frame either
     short = faststart_mp4(distinct_frames(2, size=16), tmp_path / "short.mp4")
     decodes = []
     decode_frames = media._decode_frames
@@ -335,10 +395,11 @@ def test_the_server_names_the_part_of_a_video_damaged_past_its_header_and_decode
                     {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{base64.b64encode(data).decode()}"}}]}]})
             return response.status_code, response.json()
 
-        for data, reason in [(cut_mp4, error_of_mp4), (cut_webm, "it contains no video frames")]:
+        for data, box in [(cut_mp4, "MP4 'mdat' box"), (cut_webm, "Matroska Segment element")]:
             status, body = ask(data)
             assert (status, body["error"]["code"]) == (400, "bad_video"), body
-            assert body["error"]["message"] == f"the video in messages[0].content[1] cannot be decoded: {reason}"
+            assert re.fullmatch(rf"the video in messages\[0\]\.content\[1\] cannot be decoded: its {box} declares "
+                                r"\d+ bytes and the file holds \d+ of them: it is cut short", body["error"]["message"])
         decodes.clear()
         status, body = ask(short)
         assert decodes == [1]
