@@ -4,6 +4,7 @@ checked before the work whose result they would hold). Everything runs in-proces
 
 import io
 import json
+import re
 import socket
 import sys
 import zipfile
@@ -734,3 +735,43 @@ def test_eval_and_init_name_their_own_option_and_training_its_config_key(image_m
     cfg["data"]["max_image_pixels"] = 90_000_000
     cfg["output"]["dir"] = str(tmp_path / "run2")
     assert train(cfg, samples=samples).metrics["steps"] == 1
+
+
+def test_media_cut_short_is_named_by_file_and_line_in_data_by_file_in_chat(tmp_path, monkeypatch, capsys):
+    """An Ogg Vorbis cut short (libsndfile alone reads a shorter clip) is one clean error wherever it
+    is read: a data reader checking media names the file and line of its record, the processor
+    (training's decoding) the record's source, and chat the file, keeping the conversation."""
+    import soundfile
+    from test_pipeline import tiny_model_dir
+
+    from modrwkv.data.readers import AsrManifestReader, QAReader
+    from modrwkv.encoders.media import MediaError
+    from modrwkv.inference import ModRWKVPipeline
+
+    buffer = io.BytesIO()
+    noise = 0.1 * np.random.default_rng(0).standard_normal(80000).astype(np.float32)
+    soundfile.write(buffer, noise, 16000, format="OGG", subtype="VORBIS")
+    whole = buffer.getvalue()
+    (tmp_path / "whole.ogg").write_bytes(whole)
+    (tmp_path / "cut.ogg").write_bytes(whole[: len(whole) // 2])
+    assert 0 < len(soundfile.read(tmp_path / "cut.ogg")[0]) < 80000  # libsndfile alone: a shorter clip
+    manifest = tmp_path / "speech.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": name, "text": "t"}) + "\n" for name in ("whole.ogg", "cut.ogg")))
+    reason = f"cannot decode audio '{tmp_path / 'cut.ogg'}': its last Ogg page (at byte "
+    with pytest.raises(DataError) as raised:
+        list(AsrManifestReader(manifest, verify_media=True, on_error="raise"))
+    assert str(raised.value).startswith(f"{manifest}:2: audio does not decode: {reason}")
+    assert str(raised.value).endswith("it is cut short")
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"audio": "cut.ogg", "question": "What is it?", "answer": "noise"}) + "\n")
+    (sample,) = QAReader(qa)  # without verify_media: found when training decodes it
+    with pytest.raises(MediaError, match=rf"^{re.escape(f'{qa}:1: {reason}')}\d+\) holds \d+ of its \d+ bytes: it is "
+                       "cut short$"):
+        ModRWKVPipeline.from_pretrained(tiny_model_dir()).processor(sample)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"/audio {tmp_path / 'cut.ogg'}\nWhat is it?\n"))
+    assert main(["chat", "--model", str(tiny_model_dir()), "--temperature", "0", "--max-new-tokens", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"error: {reason}" in err and "; this turn is discarded, the conversation is unchanged" in err
+    assert "Traceback" not in err
