@@ -476,7 +476,8 @@ def test_an_ogg_cut_short_is_refused_and_a_whole_one_never(tmp_path, subtype):
         (whole[: len(whole) // 2], f"its last Ogg page (at byte {max(p for p in pages if p <= len(whole) // 2)}) "),
         (whole[: pages[len(pages) // 2]], f"its Ogg stream stops at byte {pages[len(pages) // 2]} without its "
                                           "end-of-stream page: it is cut short"),
-        (whole[: pages[-1]], f"its Ogg stream stops at byte {pages[-1]} without its end-of-stream page: it is cut short"),
+        (whole[: pages[-1]], f"its Ogg stream stops at byte {pages[-1]} without its end-of-stream page: it is "
+                             "cut short"),
     ]:
         assert 0 < len(sf.read(io.BytesIO(cut))[0]) < 8 * 48000  # libsndfile alone: a shorter clip, no error
         path.write_bytes(cut)

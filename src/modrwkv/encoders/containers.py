@@ -7,9 +7,9 @@ shorter clip.
   end-of-stream. A file that stops inside a page, or before a stream's last page, is cut short.
 - Matroska / WebM: the Segment element declares its size; a file that ends before it is cut short.
   A segment of unknown size (what live encoders write) declares nothing and is never refused.
-- MP4 / QuickTime: each top-level box (ftyp, moov, mdat, ...) declares its size; FFmpeg decodes an
-  mp4 whose last box is cut (a moov at the end, an mdat at the end of a "faststart" file) as far as
-  it can.
+- MP4 / QuickTime (opening with an ftyp box): each top-level box (ftyp, moov, mdat, ...) declares
+  its size; FFmpeg decodes an mp4 whose last box is cut (a moov at the end, an mdat at the end of a
+  "faststart" file) as far as it can, all of its frames when only the index's end is lost.
 
 Other formats (WAV, MP3, FLAC, AVI, ...) return None here; the audio reader compares their sample
 counts (`modrwkv.encoders.media`).
@@ -25,9 +25,9 @@ _OGG_CAPTURE = b"OggS"
 _OGG_END_OF_STREAM = 0x04
 _MATROSKA_EBML = bytes.fromhex("1A45DFA3")
 _MATROSKA_SEGMENT = 0x18538067
-# Box types an MP4 or QuickTime file starts with (ftyp in every writer since 2001; older QuickTime
-# files open with wide, free, mdat or moov).
-_MP4_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}
+# The box an MP4 or QuickTime file opens with (every writer since 2001; older QuickTime files open
+# with wide, free, mdat or moov, words too common at bytes 4-8 of other data to take as a sign).
+_MP4_FIRST_BOX = b"ftyp"
 _BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
 
 
@@ -43,7 +43,7 @@ def container_problem(source: Path | io.BytesIO) -> str | None:
             return _ogg_problem(stream, size)
         if head[:4] == _MATROSKA_EBML:
             return _matroska_problem(stream, size)
-        if head[4:8] in _MP4_FIRST_BOXES:
+        if head[4:8] == _MP4_FIRST_BOX:
             return _mp4_problem(stream, size)
         return None
 

@@ -422,8 +422,8 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     than its header counts, a WAV's header counts what its data chunk should hold (libsndfile
     counts what is there), and an Ogg file ends without its last page (`container_problem`). An MP3
     without a Xing, Info or VBRI frame declares no count: libsndfile estimates one from the file's
-    size and first frame's bitrate, which variable bitrates make unreliable, so such a file is read
-    as it is."""
+    size at its first frame's bitrate, which a variable bitrate makes unreliable (`audio_seconds`
+    leaves its tags out, for a length limit), so such a file is read as it is."""
     import soundfile
 
     source, where = _read_bytes_or_path(item)
@@ -504,8 +504,10 @@ def _mp3_layout(source: Path | io.BytesIO) -> _Mp3Layout:
             stream.seek(max(size - 128, 0))
             counted = size - 128 if stream.read(3) == b"TAG" else size
             stream.seek(max(counted - 32, 0))
-            footer = stream.read(32)  # an APE tag's footer: its size counts its items and this footer
-            ape = int.from_bytes(footer[12:16], "little") + 32 * bool(footer[23] & 0x80) if footer[:8] == b"APETAGEX" else 0
+            footer = stream.read(32)  # an APE tag's footer: its size counts its items and itself, not a header
+            ape = 0
+            if footer[:8] == b"APETAGEX":
+                ape = int.from_bytes(footer[12:16], "little") + (32 if footer[23] & 0x80 else 0)  # flag: has a header
         finally:
             stream.seek(start)
     sync = next((i for i in range(len(head) - 1) if head[i] == 0xFF and head[i + 1] & 0xE0 == 0xE0), None)
