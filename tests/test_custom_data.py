@@ -412,9 +412,14 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert "inputs: series (columns: load, weekday)" in out[0]
-    # the evaluation it suggests is a CSV read with the trained windows (the model refuses any other lookback)
-    assert out[-2] == "evaluate:  modrwkv eval --task custom --model runs/load/final --data YOUR_TEST_FILE.csv " \
-                      "--lookback 24 --horizon 4"
+    # training reads the first 70% of the rows: 2100 rows, (2100 - 24 - 4) / 4 + 1 = 519 windows per column
+    assert "series format, 1038 usable samples" in out[0]
+    options = yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["options"]
+    assert (options["split"], options["standardize"]) == ("train", True)
+    # the evaluation it suggests is the same CSV, whose test rows (the last 20%) training never read,
+    # with the trained windows (the model refuses any other lookback)
+    assert out[-2] == f"evaluate:  modrwkv eval --task custom --model runs/load/final --data {tmp_path / 'load.csv'} " \
+                      "--lookback 24 --horizon 4  (its test rows, which training does not read)"
 
 
 def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(tmp_path, capsys):

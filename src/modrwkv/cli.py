@@ -601,13 +601,14 @@ def _run_init(args: argparse.Namespace) -> int:
 
 
 def _eval_data_hint(config: dict[str, Any]) -> str:
-    """The held-out file `eval --task custom` takes for this training data: a series CSV read with
-    the trained windows (the model refuses others), else records in the training format (the last
-    assistant turn of a conversation is the reference answer), with the training media folder."""
+    """The held-out data `eval --task custom` takes for this training data: for series, the training
+    file itself (eval scores its test rows, which training with `split: train` never reads) with the
+    trained windows (the model refuses others); else a file of records in the training format (the
+    last assistant turn of a conversation is the reference answer), with the training media folder."""
     data = config["data"]
     if data["format"] == "series":
-        return (f"--data YOUR_TEST_FILE.csv --lookback {data['options']['lookback']} "
-                f"--horizon {data['options']['horizon']}")
+        return (f"--data {shlex.quote(data['train'][0])} --lookback {data['options']['lookback']} "
+                f"--horizon {data['options']['horizon']}  (its test rows, which training does not read)")
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
     if data["format"] == "qa":
         return f"--data YOUR_TEST_FILE.jsonl{folder}"
