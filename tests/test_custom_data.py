@@ -462,3 +462,20 @@ def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsy
     assert config.runtime.accelerator == "gpu" and config.model.lm.checkpoint.endswith(
         "RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth")
     assert config.train.batch_size == 2  # 8 samples: at least four batches
+
+
+def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, capsys):
+    """A split that wrote test.jsonl beside train.jsonl (bench/digits/prepare.py, most data sets): the
+    evaluate line names it, ready to run; without one, a placeholder."""
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    record = json.dumps({"image": "a.png", "question": "Colour?", "answer": "red"}) + "\n"
+    (tmp_path / "train.jsonl").write_text(record * 4)
+
+    def evaluate_line(output: str) -> str:
+        assert main(["init", "--data", str(tmp_path / "train.jsonl"), "--yes", "--force",
+                     "--output", str(tmp_path / output)]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate:"))
+
+    assert evaluate_line("a.yaml").endswith("--data YOUR_TEST_FILE.jsonl")
+    (tmp_path / "test.jsonl").write_text(record)
+    assert evaluate_line("b.yaml").endswith(f"--data {tmp_path / 'test.jsonl'}")
