@@ -419,7 +419,7 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     # the evaluation it suggests is the same CSV, whose test rows (the last 20%) training never read,
     # with the trained windows (the model refuses any other lookback)
     assert out[-2] == f"evaluate:  modrwkv eval --task custom --model runs/load/final --data {tmp_path / 'load.csv'} " \
-                      "--lookback 24 --horizon 4  (its test rows, which training does not read)"
+                      "--lookback 24 --horizon 4  # its test rows, which training does not read"
 
 
 def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(tmp_path, capsys):
@@ -435,9 +435,9 @@ def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(t
     out = capsys.readouterr().out.splitlines()
     assert "sharegpt format, 4 usable samples" in out[0]
     evaluate = next(line for line in out if line.startswith("evaluate:"))
-    assert evaluate.endswith(f"--data YOUR_TEST_FILE.jsonl --media-folder {tmp_path / 'media'}  (held-out records "
+    assert evaluate.endswith(f"--data YOUR_TEST_FILE.jsonl --media-folder {tmp_path / 'media'}  # held-out records "
                              "in the sharegpt format training reads; each record's last assistant turn is the "
-                             "reference answer; docs/custom-data.md)")
+                             "reference answer; docs/custom-data.md")
     (tmp_path / "test.jsonl").write_text(json.dumps(record) + "\n")
     [sample] = CustomTask(media_folder=tmp_path / "media").load(tmp_path / "test.jsonl", "all")
     assert (sample.context, sample.prompt, sample.reference["answers"]) == (
