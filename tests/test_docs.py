@@ -95,12 +95,18 @@ class Command:
 def _shell_commands(text: str) -> Iterator[list[str]]:
     """The simple commands of a shell text: continuations joined, comments dropped, split at
     `&&`, `|`, `;` and `&`; a synopsis's optional parts (`[--limit N]`) are kept, brackets removed."""
+    pending = ""
     for line in text.replace("\\\n", " ").splitlines():
-        line = line.strip()
+        line = pending + line.strip()
         if line.startswith("$ "):
             line = line[2:]
         line = re.sub(r"\[(-[^\[\]]*)\]", r"\1", line)  # a synopsis's optional part: [--limit N]
-        tokens = shlex.split(line, comments=True)
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:  # a quoted string goes on over the next line (curl -d '{...')
+            pending = line + "\n"
+            continue
+        pending = ""
         command: list[str] = []
         for token in tokens:
             ends = token.endswith(";") and token != ";"
@@ -115,6 +121,8 @@ def _shell_commands(text: str) -> Iterator[list[str]]:
                 yield command
                 command = []
         yield command
+    if pending:
+        raise ValueError(f"a quotation that never closes: {pending[:80]!r}")
 
 
 def _modrwkv_argv(tokens: list[str]) -> list[str] | None:
