@@ -11,7 +11,9 @@ configs/README.md must work as written.
   it passes to modrwkv functions and methods exist;
 - every relative link points at an existing file and heading anchor (GitHub's anchor rules);
 - every bench/, scripts/, configs/, docs/ and tests/ path mentioned exists, and the options given to
-  `python bench/...` scripts are options those scripts declare.
+  `python bench/...` scripts are options those scripts declare;
+- every `--option` the prose names is an option of some command (or a config key, or a bench/
+  script's option), and every JSON record shown is of the format its section names.
 
 Nothing here runs a command or loads a model: the module takes about a second.
 """
@@ -24,6 +26,7 @@ import contextlib
 import importlib
 import inspect
 import io
+import json
 import re
 import shlex
 import typing
@@ -482,6 +485,51 @@ def test_python_check_catches_a_wrong_keyword():
     problems = "\n".join(_python_problems(snippet))
     assert "initial_stat" in problems and "temprature" in problems and "chatter" in problems
     assert "NoSuchThing" in problems
+
+
+# --- data records ----------------------------------------------------------------------------
+
+
+def _json_records() -> list[tuple[Snippet, str | None]]:
+    """Every JSON block of the docs, with the record format its section names (`**`qa`**` above it)."""
+    found = []
+    for path in DOCS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for language, block in _fenced_blocks(path):
+            if language != "json":
+                continue
+            start = int(block.where.rsplit(":", 1)[1]) - 1
+            named = None
+            for line in reversed(lines[max(0, start - 20):start]):
+                if line.startswith("```"):
+                    break
+                label = re.search(r"\*\*`(\w+)`\*\*", line)
+                if label:
+                    named = label.group(1)
+                    break
+            found.append((block, named))
+    return found
+
+
+JSON_RECORDS = _json_records()
+
+
+@pytest.mark.parametrize("block, named", JSON_RECORDS, ids=[b.where for b, _ in JSON_RECORDS])
+def test_documented_records_are_of_their_format(block: Snippet, named: str | None):
+    """Each record shown (some wrapped over two lines) parses, and its fields are the format its section
+    names, as `modrwkv init` and the readers tell formats apart."""
+    from modrwkv.data.readers.base import record_format
+
+    decoder, text, records = json.JSONDecoder(), block.text.strip(), []
+    while text:
+        record, end = decoder.raw_decode(text)
+        records.append(record)
+        text = text[end:].strip()
+    assert records
+    for record in records:
+        detected = record_format(record)
+        assert detected is not None and detected == (named or detected), \
+            f"{block.where}: {json.dumps(record)[:80]}... reads as {detected}, not {named}"
 
 
 # --- links and paths -------------------------------------------------------------------------
