@@ -15,7 +15,7 @@ configs/README.md must work as written.
 - every `--option` the prose names is an option of some command (or a config key, or a bench/
   script's option), and every JSON record shown is of the format its section names.
 
-Nothing here runs a command or loads a model: the module takes about a second.
+Nothing here runs a command or loads a model: the checks take about a second once modrwkv is imported.
 """
 
 from __future__ import annotations
