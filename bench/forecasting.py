@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for command in (args.command, "plot" if getattr(args, "plot", None) is not None else None):
         problem = missing_packages(command) if command in NEEDS else None
-        if problem:
-            parser.error(problem)
+        if problem:  # not a usage mistake: one line, without argparse's usage text
+            parser.exit(2, f"{parser.prog}: error: {problem}\n")
     if args.command == "export":
         export(args.folder)
     elif args.command == "baselines":

@@ -412,9 +412,14 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert "inputs: series (columns: load, weekday)" in out[0]
-    # the evaluation it suggests is a CSV read with the trained windows (the model refuses any other lookback)
-    assert out[-2] == "evaluate:  modrwkv eval --task custom --model runs/load/final --data YOUR_TEST_FILE.csv " \
-                      "--lookback 24 --horizon 4"
+    # training reads the first 70% of the rows: 2100 rows, (2100 - 24 - 4) / 4 + 1 = 519 windows per column
+    assert "series format, 1038 usable samples" in out[0]
+    options = yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["options"]
+    assert (options["split"], options["standardize"]) == ("train", True)
+    # the evaluation it suggests is the same CSV, whose test rows (the last 20%) training never read,
+    # with the trained windows (the model refuses any other lookback)
+    assert out[-2] == f"evaluate:  modrwkv eval --task custom --model runs/load/final --data {tmp_path / 'load.csv'} " \
+                      "--lookback 24 --horizon 4  # its test rows, which training does not read"
 
 
 def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(tmp_path, capsys):
@@ -430,9 +435,9 @@ def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(t
     out = capsys.readouterr().out.splitlines()
     assert "sharegpt format, 4 usable samples" in out[0]
     evaluate = next(line for line in out if line.startswith("evaluate:"))
-    assert evaluate.endswith(f"--data YOUR_TEST_FILE.jsonl --media-folder {tmp_path / 'media'}  (held-out records "
+    assert evaluate.endswith(f"--data YOUR_TEST_FILE.jsonl --media-folder {tmp_path / 'media'}  # held-out records "
                              "in the sharegpt format training reads; each record's last assistant turn is the "
-                             "reference answer; docs/custom-data.md)")
+                             "reference answer; docs/custom-data.md")
     (tmp_path / "test.jsonl").write_text(json.dumps(record) + "\n")
     [sample] = CustomTask(media_folder=tmp_path / "media").load(tmp_path / "test.jsonl", "all")
     assert (sample.context, sample.prompt, sample.reference["answers"]) == (
@@ -457,3 +462,20 @@ def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsy
     assert config.runtime.accelerator == "gpu" and config.model.lm.checkpoint.endswith(
         "RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth")
     assert config.train.batch_size == 2  # 8 samples: at least four batches
+
+
+def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, capsys):
+    """A split that wrote test.jsonl beside train.jsonl (bench/digits/prepare.py, most data sets): the
+    evaluate line names it, ready to run; without one, a placeholder."""
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    record = json.dumps({"image": "a.png", "question": "Colour?", "answer": "red"}) + "\n"
+    (tmp_path / "train.jsonl").write_text(record * 4)
+
+    def evaluate_line(output: str) -> str:
+        assert main(["init", "--data", str(tmp_path / "train.jsonl"), "--yes", "--force",
+                     "--output", str(tmp_path / output)]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate:"))
+
+    assert evaluate_line("a.yaml").endswith("--data YOUR_TEST_FILE.jsonl")
+    (tmp_path / "test.jsonl").write_text(record)
+    assert evaluate_line("b.yaml").endswith(f"--data {tmp_path / 'test.jsonl'}")

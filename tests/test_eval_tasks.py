@@ -347,6 +347,25 @@ def test_resume_redoes_only_what_is_missing_and_drops_a_torn_line(tmp_path, weig
     assert again.generated == 0 and again.summary["metrics"] == complete.summary["metrics"]
 
 
+def test_a_run_that_failed_before_its_first_prediction_does_not_block_the_next(tmp_path, weights):
+    """An eval that stopped before answering anything (here the model cannot load; the CLI: a model without
+    the task's encoder) leaves run.json in the default output folder; the next run, with another model,
+    has nothing there to resume or protect and goes ahead."""
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+
+    def no_model():
+        raise ValueError("this model has no image encoder")
+
+    with pytest.raises(ValueError, match="no image encoder"):
+        run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=no_model, limit=2)
+    assert (tmp_path / "out" / "run.json").is_file()
+    Path(weights.path).write_bytes(b"weights-2")
+    assert run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2).generated == 2
+    Path(weights.path).write_bytes(b"weights-1")  # now the folder holds weights-2's answers
+    with pytest.raises(ValueError, match="different run: model"):
+        run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)
+
+
 def test_a_different_model_or_task_in_the_output_is_refused(tmp_path, weights):
     task, data = get_task("pope"), WRITERS["pope"](tmp_path)
     run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)

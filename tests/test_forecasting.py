@@ -275,7 +275,9 @@ def test_forecasting_bench_names_a_missing_package_before_any_work(tmp_path, mon
     with pytest.raises(SystemExit) as stopped:  # the eval folder does not exist: nothing was read
         bench.main(["report", "--eval", str(tmp_path / "no-run"), "--period", "52", "--plot", str(tmp_path / "p.png")])
     assert stopped.value.code == 2
-    assert "plot needs matplotlib, which is not installed: pip install -e '.[forecast-demo]'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.endswith("error: plot needs matplotlib, which is not installed: pip install -e '.[forecast-demo]'\n")
+    assert error.count("\n") == 1  # one line: no usage text, since the command line was right
     assert bench.missing_packages("plot") is not None and not (tmp_path / "p.png").exists()
 
 

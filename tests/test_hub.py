@@ -138,6 +138,9 @@ def test_transformers_auto_classes_and_generate():
     out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     text = processor.decode(out[0, inputs["input_ids"].shape[1]:])
     assert text.strip() == tiny_pipeline().chat("Hello there", **GREEDY)
+    # a reply ends with the chat format's end-of-turn token, which skip_special_tokens drops
+    reply = [*processor.tokenizer.encode(" Paris"), 24]
+    assert (processor.decode(reply), processor.decode(reply, skip_special_tokens=True)) == (" Paris\x17", " Paris")
     # the state-carrying generation equals re-reading the whole sequence at every step
     ids = inputs["input_ids"]
     for _ in range(3):

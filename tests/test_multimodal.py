@@ -336,3 +336,31 @@ def test_an_image_through_the_feature_cache_is_hashed_once(tmp_path, tok, monkey
     assert again.spans[0].digest == first.spans[0].digest != other.spans[0].digest
     end = first.spans[0].end
     assert first.digest(end) != other.digest(end) and first.ids[:end] == other.ids[:end]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_weights_are_as_readable_as_the_files_beside_them(tmp_path, umask):
+    """safetensors 0.8 creates its files with mode 0600 whatever the umask (safetensors#782): another
+    account (a serving user, a teammate) could read a saved model's config.json but not its weights.
+    Every file of a saved ModRWKV (its LM, encoder, tuned initial state), a saved state and an fla
+    export gets the mode the umask gives a new file, as config.json does."""
+    import os
+    import stat
+
+    from modrwkv.lm.export import export_model
+
+    previous = os.umask(umask)
+    try:
+        model = ModRWKV.build(lm(), {"series": build_encoder("wavenet", **ENCODER_CASES["wavenet"])})
+        model.lm.set_initial_state(torch.zeros(LM.n_layer, LM.n_embd // 64, 64, 64))
+        model.save_pretrained(tmp_path / "m")
+        model.lm.init_state().save(tmp_path / "conversation.state")
+        export_model(tmp_path / "m", tmp_path / "fla", "fla")
+    finally:
+        os.umask(previous)
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    weights = [path.relative_to(tmp_path).as_posix() for path in files if path.suffix in (".safetensors", ".state")]
+    assert {"m/model.safetensors", "m/state.safetensors", "m/encoders/series/model.safetensors",
+            "conversation.state", "fla/model.safetensors"} <= set(weights)
+    assert {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in files} == {
+        path.name: oct(0o666 & ~umask) for path in files}

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -667,8 +668,13 @@ def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path
     monkeypatch.setattr(checkpoint.os, "replace", replace)
     out = Path(cfg["output"]["dir"])
     assert not (out / "final").exists() and latest_checkpoint(out).name == "step-00000004"
+    with pytest.raises(FileExistsError, match=r"holds checkpoints of an unfinished run; continue it \(--resume\)"):
+        train(cfg, samples=colour_samples(16))  # the same command again, without --resume
     resumed = train(cfg, samples=colour_samples(16), resume=True)
     assert resumed.history == [] and resumed.final_dir == out / "final"
+    with pytest.raises(FileExistsError, match=re.escape(f"{out} holds a finished run (its model is {out / 'final'}); "
+                                                          "to train again, choose another output.dir")):
+        train(cfg, samples=colour_samples(16))
     saved = load_file(str(latest_checkpoint(out) / "model.safetensors"))
     final = load_file(str(out / "final" / "model.safetensors"))
     assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)

@@ -601,18 +601,35 @@ def _run_init(args: argparse.Namespace) -> int:
 
 
 def _eval_data_hint(config: dict[str, Any]) -> str:
-    """The held-out file `eval --task custom` takes for this training data: a series CSV read with
-    the trained windows (the model refuses others), else records in the training format (the last
-    assistant turn of a conversation is the reference answer), with the training media folder."""
+    """The held-out data `eval --task custom` takes for this training data, with a `#` note that pastes
+    into a shell as a comment: for series, the training file itself (eval scores its test rows, which
+    training with `split: train` never reads) with the trained windows (the model refuses others); else
+    a file of records in the training format (the last assistant turn of a conversation is the reference
+    answer), with the training media folder."""
     data = config["data"]
     if data["format"] == "series":
-        return (f"--data YOUR_TEST_FILE.csv --lookback {data['options']['lookback']} "
-                f"--horizon {data['options']['horizon']}")
+        return (f"--data {shlex.quote(data['train'][0])} --lookback {data['options']['lookback']} "
+                f"--horizon {data['options']['horizon']}  # its test rows, which training does not read")
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
+    held_out = _held_out_beside(Path(data["train"][0]))
+    test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
-        return f"--data YOUR_TEST_FILE.jsonl{folder}"
-    return (f"--data YOUR_TEST_FILE.jsonl{folder}  (held-out records in the {data['format']} format training reads; "
-            "each record's last assistant turn is the reference answer; docs/custom-data.md)")
+        return f"--data {test_file}{folder}"
+    return (f"--data {test_file}{folder}  # held-out records in the {data['format']} format training reads; "
+            "each record's last assistant turn is the reference answer; docs/custom-data.md")
+
+
+HELD_OUT_NAMES = ("test", "val", "valid", "validation", "dev", "heldout", "held-out")
+
+
+def _held_out_beside(train: Path) -> Path | None:
+    """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), if any."""
+    for name in HELD_OUT_NAMES:
+        for suffix in dict.fromkeys((train.suffix, ".jsonl", ".json")):
+            candidate = train.with_name(name + suffix)
+            if candidate != train and candidate.is_file():
+                return candidate
+    return None
 
 
 # --- chat / serve ---------------------------------------------------------------------------

@@ -203,9 +203,12 @@ class ModRWKVHFProcessor:
         collated = self.collator(samples)
         return {"input_ids": collated.input_ids, "attention_mask": collated.attention_mask, "media": collated.media}
 
-    def decode(self, token_ids: Sequence[int] | torch.Tensor, **_: Any) -> str:
+    def decode(self, token_ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = False, **_: Any) -> str:
+        """The text of `token_ids` (padding dropped); `skip_special_tokens`, as in transformers, also drops
+        the chat format's end-of-turn token (`\x17`), which `generate` returns as the last token of a reply."""
         ids = token_ids.tolist() if isinstance(token_ids, torch.Tensor) else list(token_ids)
-        return self.tokenizer.decode([i for i in ids if i != 0])
+        dropped = {0, *self.processor.template.stop_token_ids} if skip_special_tokens else {0}
+        return self.tokenizer.decode([i for i in ids if i not in dropped])
 
     def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, **kwargs: Any) -> list[str]:
         return [self.decode(s, **kwargs) for s in sequences]

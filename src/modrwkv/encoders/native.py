@@ -78,10 +78,10 @@ class NativeEncoder(ModalityEncoder):
         return {"name": self.name, "source": None, "config": dataclasses.asdict(self.config), "trainable": self.trainable}
 
     def save_pretrained(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file
+        from ..weightfiles import save_safetensors
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE))
+        save_safetensors(state, str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=2))

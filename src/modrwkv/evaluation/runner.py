@@ -173,8 +173,11 @@ def _chunks(items: Sequence[EvalSample], size: int) -> Iterator[Sequence[EvalSam
 
 
 def _check_identity(output: Path, identity: dict[str, Any]) -> None:
+    """Records the run's identity in a new output folder; refuses a folder whose predictions another run
+    (model, data, task, settings) made. A folder without predictions (a run that failed before its first
+    answer: a model without the task's encoder, a missing media file) takes the new run's identity."""
     path = output / RUN_FILE
-    if not path.exists():
+    if not path.exists() or not _holds_predictions(output):
         write_text_atomically(path, json.dumps(identity, indent=2) + "\n")
         return
     try:
@@ -189,6 +192,11 @@ def _check_identity(output: Path, identity: dict[str, Any]) -> None:
                               for key in differing)
         raise ValueError(f"{output} holds predictions of a different run: {described}; choose another --output, "
                          "or remove the folder to start over")
+
+
+def _holds_predictions(output: Path) -> bool:
+    return any(path.stat().st_size > 0 for path in [output / PREDICTIONS_FILE, *(output / SHARDS_DIR).glob("*.jsonl")]
+               if path.is_file())
 
 
 def missing_media(samples: Sequence[EvalSample], limit: int = 5) -> list[Path]:

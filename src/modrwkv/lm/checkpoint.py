@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ..constants import DTYPES
 from .config import LAYER0_UNUSED_KEYS, RWKV7Config
@@ -22,6 +21,7 @@ from .fla_format import is_fla_folder, load_fla_folder
 from .gguf_format import is_gguf_file, load_gguf
 from .model import INITIAL_STATE_NAME, RWKV7
 from .ops.linear import WeightFormat
+from ..weightfiles import save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def save_model(model: RWKV7, path: str | Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.weights().items()}
     tmp = folder / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": "rwkv7"})
+    save_safetensors(tensors, str(tmp), metadata={"format": "pt", "architecture": "rwkv7"})
     tmp.replace(folder / WEIGHTS_NAME)
     model.config.save(folder / CONFIG_NAME)
     save_initial_state_file(model, folder)

@@ -70,11 +70,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError, check_keys
 from .files import check_output_folder, read_json_object, read_safetensors, safetensors_keys
+from ..weightfiles import save_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -651,7 +651,7 @@ def save_fla_folder(
                                   "pass overwrite=True (modrwkv export --overwrite) to replace them")
         for p in old:
             p.unlink()
-    save_file(_unshared(tensors), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_safetensors(_unshared(tensors), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     logger.info("wrote an fla RWKV-7 folder (%d tensors) to %s", len(tensors), folder)
     return config

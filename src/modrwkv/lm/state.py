@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
 
 from .config import RWKV7Config
 from .errors import CheckpointError
 from .files import check_output_file, read_safetensors
+from ..weightfiles import save_safetensors
 
 
 @dataclasses.dataclass
@@ -97,7 +97,7 @@ class RWKV7State:
         tmp = path.with_name(path.name + ".tmp")
         tensors = dict(zip(_NAMES, (t.detach().contiguous().cpu() for t in self._tensors())))
         try:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_safetensors(tensors, str(tmp), metadata=meta)
             tmp.replace(path)
         except (OSError, SafetensorError) as exc:
             if tmp.is_file():

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..encoders.base import EncoderOutput, ModalityEncoder, Prepared
+from ..weightfiles import save_safetensors
 
 
 class CachedEncoder(ModalityEncoder):
@@ -61,7 +62,7 @@ class CachedEncoder(ModalityEncoder):
             features = out.features[0, : int(out.lengths[0])].float().cpu().contiguous()
             path.parent.mkdir(exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            save_file({"features": features}, str(tmp))
+            save_safetensors({"features": features}, str(tmp))
             tmp.replace(path)
         if features.shape[0] != prepared.num_features:
             raise ValueError(f"cached features {path} have {features.shape[0]} rows, expected {prepared.num_features}")

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
 from ..adapters import AdapterConfig, build_adapter
@@ -36,6 +35,7 @@ from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKV
 from ..processing.processor import SPLICE_MODES
 from ..tokenizer import WorldTokenizer
 from .released import PROMPT_FORMATS, PromptFormat, load_encoder_weights, prompt_settings, split_released
+from ..weightfiles import save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ class ModRWKV(nn.Module):
                 link.symlink_to(source, target_is_directory=True)
                 config["encoders"][modality]["source"] = f"encoders/{modality}-source"
         tmp = folder / (WEIGHTS_NAME + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        save_safetensors(tensors, str(tmp), metadata={"format": FORMAT})
         tmp.replace(folder / WEIGHTS_NAME)
         save_initial_state_file(self.lm, folder)
         config.update({"model_type": HF_MODEL_TYPE, "architectures": [HF_ARCHITECTURE], "auto_map": HF_AUTO_MAP})

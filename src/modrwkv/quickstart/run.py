@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..data.sample import MARKERS, Message, Sample
 from ..encoders import build_encoder
@@ -49,6 +49,7 @@ from ..multimodal import ModRWKV
 from ..processing import IGNORE_INDEX
 from ..textfiles import write_text_atomically
 from ..tokenizer import WorldTokenizer
+from ..weightfiles import save_safetensors
 from .data import generate_samples
 from .encoder_pretraining import pretrain_vision_encoder
 from .stages import RunRecord, save_model_atomically, train_stage
@@ -239,7 +240,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
         result = pretrain_vision_encoder(model.encoders["image"], settings.encoder_pretrain_steps,
                                          batch_size=settings.batch_size, seed=settings.seed, progress_bar=progress_bar)
         tmp = encoder_file.with_name(f".{encoder_file.name}.tmp")
-        save_file(model.encoders["image"].state_dict(), str(tmp))
+        save_safetensors(model.encoders["image"].state_dict(), str(tmp))
         os.replace(tmp, encoder_file)
         pretraining = record.complete("vision_encoder", {
             "steps": settings.encoder_pretrain_steps, "final_loss": result.losses[-1],

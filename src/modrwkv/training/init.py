@@ -166,11 +166,14 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                        longest_clip, durations, season)
 
 
-def series_options(answers: InitAnswers) -> dict[str, int]:
-    """Sliding windows of lookback + horizon steps, one window start per horizon."""
+def series_options(answers: InitAnswers) -> dict[str, Any]:
+    """Sliding windows of lookback + horizon steps, one window start per horizon, over the training
+    rows of the long-horizon 70/10/20 layout, scaled by their statistics: `eval --task custom` on the
+    same file scores its test rows, which training then never saw, in the same units."""
     if answers.lookback < 1 or answers.horizon < 1:
         raise InitError(f"lookback and horizon must be >= 1, got {answers.lookback} and {answers.horizon}")
-    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": answers.horizon}
+    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": answers.horizon,
+            "split": "train", "standardize": True}
 
 
 def tiny_image_options(image_size: tuple[int, int] | None) -> dict[str, int]:
@@ -278,6 +281,10 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     data: dict[str, Any] = {"format": summary.data_format, "train": [answers.data]}
     if summary.data_format == "series":
         data["options"] = series_options(answers)
+        notes.append("data.options split: train, standardize: true: training reads only the training rows (the "
+                     "first 70% of the file; ETT files: their first 12 months), scaled by their statistics; "
+                     "`modrwkv eval --task custom` on the same file scores its test rows, which training never "
+                     "reads (docs/forecasting.md)")
     if answers.media_folder is not None:
         data["media_folder"] = answers.media_folder
     if "audio" in modalities and summary.audio_durations:

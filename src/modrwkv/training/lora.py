@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ..lm.errors import CheckpointError
 from ..lm.files import read_json_object, read_safetensors
+from ..weightfiles import save_safetensors
 from .config import ConfigError, LoRAConfig, _build
 
 LORA_WEIGHTS = "lora.safetensors"
@@ -125,7 +125,7 @@ def lora_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_lora(module: nn.Module, config: LoRAConfig, folder: str | Path) -> None:
     folder = Path(folder)
-    save_file(lora_state_dict(module), str(folder / LORA_WEIGHTS))
+    save_safetensors(lora_state_dict(module), str(folder / LORA_WEIGHTS))
     (folder / LORA_CONFIG).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
 

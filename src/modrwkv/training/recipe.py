@@ -341,7 +341,11 @@ def train(
                                     "before its first one): start it again without --resume")
         check_resume(config, out)
     elif out.exists() and latest_checkpoint(out) is not None:
-        raise FileExistsError(f"{out} already holds checkpoints; resume them (--resume) or choose another output.dir")
+        if (out / FINAL).is_dir():  # written whole, at the last step: the run is complete
+            raise FileExistsError(f"{out} holds a finished run (its model is {out / FINAL}); to train again, choose "
+                                  f"another output.dir (e.g. --output.dir {out}-2) or remove {out}")
+        raise FileExistsError(f"{out} holds checkpoints of an unfinished run; continue it (--resume) or choose "
+                              "another output.dir")
     model = setup_model(config, model, resume_from)
     series_encoder = model.encoders["series"] if "series" in model.encoders else None
     samples = read_samples(series_target_options(config.data, series_encoder)) if samples is None else samples

@@ -1,0 +1,39 @@
+"""Writing safetensors files that others may read, like every other file the user writes.
+
+safetensors 0.8 writes through a temporary file that it creates with mode 0600 and renames into
+place (safetensors/safetensors#782), ignoring the umask: a model folder's weights, unlike the
+config.json beside them, would be readable by their owner alone, so another account (a serving
+user, a teammate on a shared cluster, a container that runs as non-root) could not load the model.
+`save_safetensors` gives the file the mode `open()` gives a new file under the process's umask.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
+                     metadata: Mapping[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, then the file's mode as the umask makes it (0644 under 022)."""
+    save_file(dict(tensors), str(path), metadata=None if metadata is None else dict(metadata))
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask: read from /proc on Linux; elsewhere only setting it returns it, so it is set
+    to a common restrictive value and put back at once (a file another thread creates in that instant
+    is never more open than 0644)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
