@@ -39,11 +39,14 @@ RECORD = "quickstart.json"
 class StageStopped(Exception):
     """A training stage stopped by SIGTERM or Ctrl-C, with a checkpoint saved (`step` of `total`), or,
     when `step` is None, finished as the signal arrived. Either way the quickstart ends there; run
-    again, it continues from the checkpoint or with the next stage."""
+    again, it continues from the checkpoint or with the next stage. `title` names the stage in the
+    message (default: "stage <stage>")."""
 
-    def __init__(self, stage: str, signal_name: str, step: int | None = None, total: int | None = None) -> None:
-        what = (f"stage {stage} finished as {signal_name} arrived" if step is None
-                else f"stage {stage} stopped by {signal_name} at step {step} of {total}, checkpoint saved")
+    def __init__(self, stage: str, signal_name: str, step: int | None = None, total: int | None = None, *,
+                 title: str | None = None) -> None:
+        title = title or f"stage {stage}"
+        what = (f"{title} finished as {signal_name} arrived" if step is None
+                else f"{title} stopped by {signal_name} at step {step} of {total}, checkpoint saved")
         super().__init__(what)
         self.stage = stage
         self.signal_name = signal_name
