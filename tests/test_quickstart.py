@@ -249,3 +249,49 @@ def test_a_quickstart_stopped_in_its_encoder_pretraining_continues_it_and_a_refu
     saved, want = load_file(str(output / "vision_encoder.safetensors")), encoder.state_dict()
     assert saved.keys() == want.keys() and all(torch.equal(saved[key], want[key]) for key in want)
     assert not (output / "vision_encoder_pretraining.pt").exists()
+
+
+def test_a_signal_as_a_stage_saves_its_kept_weights_waits_until_the_stage_is_recorded(tmp_path, monkeypatch):
+    """SIGTERM after a stage's training, while it saves the weights it keeps: it used to stop the run at
+    once, before the stage was recorded complete, and the rerun resumed it at its last step, training
+    nothing, so its metrics lost their losses (NaN). Now the stage is recorded first, the run then
+    stops ("finished as SIGTERM arrived"), and the rerun takes the recorded stage as it is."""
+    from modrwkv.quickstart import stages
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import RunRecord, StageStopped, train_stage
+
+    class Terminated(BaseException):
+        """What the quickstart's command makes of a SIGTERM outside the stages' own handling."""
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    samples = list(generate_samples(8, 0))
+
+    def run(folder):
+        model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+        return train_stage(model, "2", samples, record=RunRecord.open(folder, {"test": 1}), steps=3, lr=1e-2,
+                           batch_size=4, warmup_steps=0, seed=0, output_dir=folder, progress_bar=False,
+                           media="images and series", validate=lambda model: 0.5, validate_every=2, validate_from=2,
+                           keep_to=folder / "kept")
+
+    _, expected = run(tmp_path / "uninterrupted")
+    save = stages.save_model_atomically
+
+    def save_when_terminated(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        save(*args)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(stages, "save_model_atomically", save_when_terminated)
+            with pytest.raises(StageStopped, match="stage 2 finished as SIGTERM arrived"):
+                run(tmp_path / "stopped")
+        model, metrics = run(tmp_path / "stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    timing = ("seconds", "tokens_per_s")
+    assert {k: v for k, v in metrics.items() if k not in timing} == {
+        k: v for k, v in json.loads(json.dumps(expected)).items() if k not in timing}
+    assert metrics["final_loss"] == metrics["final_loss"] and (tmp_path / "stopped" / "kept").is_dir()
