@@ -148,4 +148,3 @@ def pretrain_vision_encoder(encoder: TinyVisionEncoder, steps: int, *, batch_siz
     log.info("vision encoder pretrained: %d steps, loss %.3f, held-out cell accuracy colour %.1f%% shape %.1f%%",
              steps, losses[-1], 100 * result.colour_accuracy, 100 * result.shape_accuracy)
     return result
-
