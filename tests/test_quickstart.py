@@ -1,6 +1,7 @@
-"""The quickstart's own pieces: the procedural data and the vision encoder's pretraining. (The
-whole `modrwkv quickstart` command runs end to end in test_cli.py.)"""
+"""The quickstart's own pieces: the procedural data, the vision encoder's pretraining, its stages and
+how they stop and continue. (The whole `modrwkv quickstart` command runs end to end in test_cli.py.)"""
 
+import json
 import os
 import signal
 
@@ -42,6 +43,61 @@ def test_pretraining_teaches_the_encoder_to_see_and_is_refused_on_a_frozen_one()
     frozen = build_encoder("tiny", image_size=64, grid=2, width=32, trainable=False)
     with pytest.raises(ValueError, match="frozen"):
         pretrain_vision_encoder(frozen, 1)
+
+
+def _signal_at_call(monkeypatch, calls: int, *signums: int) -> None:
+    """Sends `signums` to this process (real signals, as a kill or a terminal sends them) while the
+    pretraining draws its `calls`-th batch of scenes."""
+    from modrwkv.quickstart import encoder_pretraining
+
+    draw, count = encoder_pretraining._scenes, []
+
+    def scenes(*args, **kwargs):
+        count.append(1)
+        if len(count) == calls:
+            for signum in signums:
+                os.kill(os.getpid(), signum)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(encoder_pretraining, "_scenes", scenes)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_pretraining_with_its_state_saved_and_it_continues_exactly(tmp_path, monkeypatch, signum):
+    """The vision encoder pretraining used to start over from step 0 when stopped: it now saves its
+    state at the end of the step a signal arrives in, and continues from it to the weights, losses
+    and held-out accuracies of an uninterrupted pretraining. A second Ctrl-C stops at once, unsaved."""
+    from modrwkv.quickstart.stages import StageStopped
+
+    def pretrain(state_file=None):
+        torch.manual_seed(0)
+        encoder = build_encoder("tiny", image_size=64, grid=2, width=32)
+        result = pretrain_vision_encoder(encoder, 6, batch_size=4, seed=0, held_out=16, progress_bar=False,
+                                         state_file=state_file)
+        return encoder, result
+
+    expected_encoder, expected = pretrain()
+    state_file = tmp_path / "pretraining.pt"
+    with monkeypatch.context() as patch:
+        _signal_at_call(patch, 3, signum)
+        with pytest.raises(StageStopped) as stopped:
+            pretrain(state_file)
+    assert str(stopped.value) == (f"vision encoder pretraining stopped by {signal.Signals(signum).name} at step 3 "
+                                  "of 6, checkpoint saved")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    encoder, result = pretrain(state_file)
+    assert result.resumed_from_step == 3 and expected.resumed_from_step is None
+    assert result.losses == expected.losses
+    assert (result.colour_accuracy, result.shape_accuracy) == (expected.colour_accuracy, expected.shape_accuracy)
+    got, want = encoder.state_dict(), expected_encoder.state_dict()
+    assert all(torch.equal(got[key], want[key]) for key in want)
+
+    state_file.unlink()
+    with monkeypatch.context() as patch:
+        _signal_at_call(patch, 2, signal.SIGINT, signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(state_file)
+    assert not state_file.exists()
 
 
 def _quadrants(image) -> dict[str, tuple[float, ...] | None]:
@@ -151,3 +207,91 @@ def test_a_signal_ends_the_quickstart_instead_of_its_stage_and_the_stage_resumes
     got, want = model.state_dict(), reference.state_dict()
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_quickstart_stopped_in_its_encoder_pretraining_continues_it_and_a_refusal_comes_alone(
+        capsys, tmp_path, monkeypatch, one_torch_thread):
+    """SIGTERM in the vision encoder pretraining of a real `modrwkv quickstart`: it ends with the line the
+    training stages give, and the same command run again continues the pretraining from the step the
+    signal arrived in, to the encoder an uninterrupted pretraining trains. A rerun with other options is
+    refused with its error alone: the run's header line used to come first."""
+    from safetensors.torch import load_file
+
+    from modrwkv.cli import main
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+
+    options = ["--encoder-steps", "6", "--stage0-steps", "1", "--stage1-steps", "1", "--steps", "1", "--train-samples",
+               "16", "--test-samples", "8", "--validation-samples", "8", "--batch-size", "4", "--no-progress"]
+    output = tmp_path / "qs"
+    with monkeypatch.context() as patch:
+        _signal_at_call(patch, 3, signal.SIGTERM)
+        assert main(["quickstart", "--output", str(output), *options]) == 143
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "modrwkv quickstart: vision encoder pretraining stopped by SIGTERM at step 3 of 6, checkpoint saved; run the "
+        "same command again to continue from there")
+
+    assert main(["quickstart", "--output", str(output), *options, "--seed", "1"]) == 2
+    refused = capsys.readouterr()
+    assert refused.out == "" and refused.err == (
+        f"modrwkv quickstart: error: {output} holds a quickstart started with other options: --seed 0 (now 1). Run it "
+        "with the options it was started with to continue it, add --restart to start it over (its folder is deleted), "
+        "or choose another --output\n")
+
+    assert main(["quickstart", "--output", str(output), *options]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("modrwkv quickstart: training a tiny ModRWKV") and "finished" not in out.split("\n")[1]
+    pretraining = json.loads((output / "quickstart.json").read_text())["results"]["vision_encoder"]
+    encoder = build_model(QuickstartSettings(encoder_pretrain_steps=6, batch_size=4)).encoders["image"]
+    expected = pretrain_vision_encoder(encoder, 6, batch_size=4, seed=0, progress_bar=False)  # uninterrupted
+    assert pretraining == {"steps": 6, "final_loss": expected.losses[-1], "cell_colour_accuracy": expected.colour_accuracy,
+                           "cell_shape_accuracy": expected.shape_accuracy, "resumed_from_step": 3}
+    saved, want = load_file(str(output / "vision_encoder.safetensors")), encoder.state_dict()
+    assert saved.keys() == want.keys() and all(torch.equal(saved[key], want[key]) for key in want)
+    assert not (output / "vision_encoder_pretraining.pt").exists()
+
+
+def test_a_signal_as_a_stage_saves_its_kept_weights_waits_until_the_stage_is_recorded(tmp_path, monkeypatch):
+    """SIGTERM after a stage's training, while it saves the weights it keeps: it used to stop the run at
+    once, before the stage was recorded complete, and the rerun resumed it at its last step, training
+    nothing, so its metrics lost their losses (NaN). Now the stage is recorded first, the run then
+    stops ("finished as SIGTERM arrived"), and the rerun takes the recorded stage as it is."""
+    from modrwkv.quickstart import stages
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import RunRecord, StageStopped, train_stage
+
+    class Terminated(BaseException):
+        """What the quickstart's command makes of a SIGTERM outside the stages' own handling."""
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    samples = list(generate_samples(8, 0))
+
+    def run(folder):
+        model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+        return train_stage(model, "2", samples, record=RunRecord.open(folder, {"test": 1}), steps=3, lr=1e-2,
+                           batch_size=4, warmup_steps=0, seed=0, output_dir=folder, progress_bar=False,
+                           media="images and series", validate=lambda model: 0.5, validate_every=2, validate_from=2,
+                           keep_to=folder / "kept")
+
+    _, expected = run(tmp_path / "uninterrupted")
+    save = stages.save_model_atomically
+
+    def save_when_terminated(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        save(*args)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(stages, "save_model_atomically", save_when_terminated)
+            with pytest.raises(StageStopped, match="stage 2 finished as SIGTERM arrived"):
+                run(tmp_path / "stopped")
+        model, metrics = run(tmp_path / "stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    timing = ("seconds", "tokens_per_s")
+    assert {k: v for k, v in metrics.items() if k not in timing} == {
+        k: v for k, v in json.loads(json.dumps(expected)).items() if k not in timing}
+    assert metrics["final_loss"] == metrics["final_loss"] and (tmp_path / "stopped" / "kept").is_dir()

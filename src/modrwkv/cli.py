@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from modrwkv.inference import ChatSession, ModRWKVPipeline
+    from modrwkv.quickstart.stages import RunRecord
 
 log = logging.getLogger("modrwkv.cli")
 
@@ -278,13 +279,13 @@ def _run_audio_quickstart(args: argparse.Namespace, output: Path) -> dict[str, A
             raise CLIError(f"quickstart --modality audio: --{option.replace('_', '-')} applies to the vision quickstart only")
     settings = _quickstart_settings(args, AudioQuickstartSettings(seed=args.seed), (
         "stage0_steps", "stage1_steps", "stage2_steps", "train_sentences", "test_sentences", "batch_size"))
-    print(f"modrwkv quickstart --modality audio: speech recognition with Whisper tiny.en's encoder and a tiny "
-          f"RWKV-7 (output: {output})")
+    header = (f"modrwkv quickstart --modality audio: speech recognition with Whisper tiny.en's encoder and a tiny "
+              f"RWKV-7 (output: {output})")
     _quieten_lightning()
     try:
         return run_audio_quickstart(output, settings, whisper=args.whisper, progress_bar=not args.no_progress,
                                     restart=args.restart, option_names=_QUICKSTART_OPTIONS,
-                                    how_to_continue=_CONTINUE_QUICKSTART)
+                                    how_to_continue=_CONTINUE_QUICKSTART, announce=_announce(header, output))
     except (EspeakMissing, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
 
@@ -306,7 +307,6 @@ def _run_quickstart(args: argparse.Namespace) -> int:
                                                  else "runs/quickstart"))
     check_new_folder(output, "--output")  # before the work starts (the run checks it again, for library users)
     again = "run the same command again to continue"
-    finished = (output / "report.json").is_file() and not args.restart
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         report = (_run_audio_quickstart if args.modality == "audio" else _run_vision_quickstart)(args, output)
@@ -326,10 +326,20 @@ def _run_quickstart(args: argparse.Namespace) -> int:
         from modrwkv.quickstart.audio import format_audio_report as format_report
     else:
         from modrwkv.quickstart.run import format_report
-    if finished:
-        print(f"{output} holds this quickstart, finished; its report follows (--restart trains it again)")
     print(format_report(report))
     return 0
+
+
+def _announce(header: str, output: Path) -> Callable[[RunRecord], None]:
+    """What the quickstart prints once its run is accepted (a refusal comes alone): `header`, and
+    whether the run in `output` had finished already (its record holds the report)."""
+
+    def announce(record: RunRecord) -> None:
+        print(header)
+        if "report" in record.results:
+            print(f"{output} holds this quickstart, finished; its report follows (--restart trains it again)")
+
+    return announce
 
 
 def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> dict[str, Any]:
@@ -340,10 +350,11 @@ def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> dict[str, 
     settings = _quickstart_settings(args, QuickstartSettings(seed=args.seed), (
         "encoder_pretrain_steps", "stage0_steps", "stage1_steps", "stage2_steps", "train_samples", "test_samples",
         "validation_samples", "batch_size"))
-    print(f"modrwkv quickstart: training a tiny ModRWKV on generated images and time series (output: {output})")
+    header = f"modrwkv quickstart: training a tiny ModRWKV on generated images and time series (output: {output})"
     _quieten_lightning()
     return run_quickstart(output, settings, progress_bar=not args.no_progress, restart=args.restart,
-                          option_names=_QUICKSTART_OPTIONS, how_to_continue=_CONTINUE_QUICKSTART)
+                          option_names=_QUICKSTART_OPTIONS, how_to_continue=_CONTINUE_QUICKSTART,
+                          announce=_announce(header, output))
 
 
 # --- train / merge-lora ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +143,11 @@ def most_frequent_sentence_wer(train: Sequence[str], test: Sequence[str]) -> tup
 
 def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", settings: AudioQuickstartSettings | None = None,
                          whisper: str | Path | None = None, progress_bar: bool = True, restart: bool = False,
-                         option_names: dict[str, str] | None = None, how_to_continue: str = "") -> dict[str, Any]:
+                         option_names: dict[str, str] | None = None, how_to_continue: str = "",
+                         announce: Callable[[RunRecord], None] | None = None) -> dict[str, Any]:
     """Runs the audio quickstart into `output_dir` and returns its report; run again into the same
     folder, it continues or is refused as `run.run_quickstart` says (the spoken clips and the cached
-    features on disk are kept and reused)."""
+    features on disk are kept and reused). `announce`: as `run.run_quickstart`'s."""
     settings = settings or AudioQuickstartSettings()
     output_dir = Path(output_dir)
     espeak_binary()  # fails at once, saying how to install it
@@ -154,6 +155,8 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     options = {**dataclasses.asdict(settings), "whisper": str(folder.resolve())}
     record = RunRecord.open(output_dir, options, restart=restart, option_names=option_names,
                             how_to_continue=how_to_continue)
+    if announce is not None:
+        announce(record)
     if (report := record.result("report")) is not None:
         return report
     started = time.time()

@@ -14,9 +14,12 @@ chance. With direct labels the encoder learns to see in a few hundred steps (abo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import random
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -36,6 +39,7 @@ class PretrainingResult:
     losses: list[float]
     colour_accuracy: float  # per cell, on freshly drawn held-out scenes
     shape_accuracy: float
+    resumed_from_step: int | None = None  # where a stopped pretraining continued from (`state_file`)
 
 
 def cell_labels(shapes: list[Shape], grid: int) -> tuple[list[int], list[int]]:
@@ -67,9 +71,19 @@ def _scenes(encoder: TinyVisionEncoder, n: int, rng: random.Random) -> tuple[dic
 
 
 def pretrain_vision_encoder(encoder: TinyVisionEncoder, steps: int, *, batch_size: int = 32, lr: float = 2e-3,
-                            seed: int = 0, held_out: int = 256, progress_bar: bool = True) -> PretrainingResult:
+                            seed: int = 0, held_out: int = 256, progress_bar: bool = True,
+                            state_file: Path | None = None) -> PretrainingResult:
     """Trains `encoder` in place with a linear head per cell (dropped afterwards) and AdamW, then
-    measures per-cell accuracy on `held_out` new scenes."""
+    measures per-cell accuracy on `held_out` new scenes.
+
+    With a `state_file`, the pretraining can stop and continue exactly: SIGTERM or a first Ctrl-C
+    during the steps saves its state there (weights, head, optimizer, random generators, losses; a
+    second Ctrl-C stops at once, unsaved) and raises StageStopped; so does the end of the last step,
+    before the held-out scenes are drawn. Called again with the state file there, it continues from
+    it and ends as an uninterrupted pretraining would have."""
+    from ..training.progress import StopRequest
+    from .stages import StageStopped
+
     if not encoder.trainable:
         raise ValueError("the vision encoder is frozen (trainable=False); nothing to pretrain")
     if steps < 1 or batch_size < 1:
@@ -79,27 +93,58 @@ def pretrain_vision_encoder(encoder: TinyVisionEncoder, steps: int, *, batch_siz
     head = nn.Linear(encoder.output_dim, _COLOUR_CLASSES + _SHAPE_CLASSES).to(encoder.device)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr)
     cross_entropy = nn.functional.cross_entropy
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    losses: list[float] = []
+    resumed_from = None
+    if state_file is not None and state_file.is_file():
+        state = torch.load(state_file, map_location=encoder.device, weights_only=True)
+        if state["recipe"] != recipe:
+            raise ValueError(f"{state_file}: saved by a pretraining with {state['recipe']}, not {recipe}; "
+                             "remove it to start the pretraining over")
+        encoder.load_state_dict(state["encoder"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        losses, resumed_from = list(state["losses"]), state["step"]
+        log.info("vision encoder pretraining: resuming from step %d of %d (%s)", resumed_from, steps, state_file)
 
     def logits(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         out = head(encoder(batch).features)  # [B, cells, classes]
         return out[..., :_COLOUR_CLASSES], out[..., _COLOUR_CLASSES:]
 
+    def save(step: int) -> None:
+        assert state_file is not None
+        tmp = state_file.with_name(f".{state_file.name}.tmp")
+        torch.save({"recipe": recipe, "step": step, "losses": losses, "encoder": encoder.state_dict(),
+                    "head": head.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state()}, tmp)
+        os.replace(tmp, state_file)
+
     encoder.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="vision encoder pretraining", disable=not progress_bar):
-        batch, colours, kinds = _scenes(encoder, batch_size, rng)
-        colour_logits, shape_logits = logits(batch)
-        loss = (cross_entropy(colour_logits.flatten(0, 1), colours.flatten())
-                + cross_entropy(shape_logits.flatten(0, 1), kinds.flatten()))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    start = len(losses)
+    stop = StopRequest("the pretraining state at the end of this step") if state_file is not None else None
+    with stop or contextlib.nullcontext():
+        for step in tqdm(range(start + 1, steps + 1), desc="vision encoder pretraining", initial=start, total=steps,
+                         disable=not progress_bar):
+            batch, colours, kinds = _scenes(encoder, batch_size, rng)
+            colour_logits, shape_logits = logits(batch)
+            loss = (cross_entropy(colour_logits.flatten(0, 1), colours.flatten())
+                    + cross_entropy(shape_logits.flatten(0, 1), kinds.flatten()))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if stop is not None and (stop.signal_name is not None or step == steps):
+                save(step)  # at the last step too: whatever stops the run after it, the steps are kept
+                if stop.signal_name is not None:
+                    raise StageStopped("vision_encoder", stop.signal_name, step, steps,
+                                       title="vision encoder pretraining")
     with torch.no_grad():
         batch, colours, kinds = _scenes(encoder, held_out, rng)
         colour_logits, shape_logits = logits(batch)
     result = PretrainingResult(losses, (colour_logits.argmax(-1) == colours).float().mean().item(),
-                               (shape_logits.argmax(-1) == kinds).float().mean().item())
+                               (shape_logits.argmax(-1) == kinds).float().mean().item(), resumed_from)
     log.info("vision encoder pretrained: %d steps, loss %.3f, held-out cell accuracy colour %.1f%% shape %.1f%%",
              steps, losses[-1], 100 * result.colour_accuracy, 100 * result.shape_accuracy)
     return result

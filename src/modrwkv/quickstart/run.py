@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,15 +192,19 @@ def data_digest(*sets: Sequence[Sample]) -> str:
 
 def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: QuickstartSettings | None = None,
                    progress_bar: bool = True, restart: bool = False,
-                   option_names: dict[str, str] | None = None, how_to_continue: str = "") -> dict[str, Any]:
+                   option_names: dict[str, str] | None = None, how_to_continue: str = "",
+                   announce: Callable[[RunRecord], None] | None = None) -> dict[str, Any]:
     """Runs the quickstart into `output_dir` and returns its report. Run again into the same folder
     with the same settings, it continues where an interrupted run stopped (stages/RunRecord), or
     returns the report of a finished one; with other settings it is refused (`option_names`,
-    `how_to_continue`: for the message), unless `restart`, which starts it over."""
+    `how_to_continue`: for the message), unless `restart`, which starts it over. `announce` receives
+    the record once the run is accepted, before any work: a refused run prints nothing but its refusal."""
     settings = settings or QuickstartSettings()
     output_dir = Path(output_dir)
     record = RunRecord.open(output_dir, dataclasses.asdict(settings), restart=restart, option_names=option_names,
                             how_to_continue=how_to_continue)
+    if announce is not None:
+        announce(record)
     if (report := record.result("report")) is not None:
         return report
     started = time.time()
@@ -237,14 +241,18 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
 
     encoder_file = output_dir / "vision_encoder.safetensors"
     if (pretraining := record.result("vision_encoder")) is None:
+        state_file = output_dir / "vision_encoder_pretraining.pt"  # where a stopped pretraining continues from
         result = pretrain_vision_encoder(model.encoders["image"], settings.encoder_pretrain_steps,
-                                         batch_size=settings.batch_size, seed=settings.seed, progress_bar=progress_bar)
+                                         batch_size=settings.batch_size, seed=settings.seed, progress_bar=progress_bar,
+                                         state_file=state_file)
         tmp = encoder_file.with_name(f".{encoder_file.name}.tmp")
         save_safetensors(model.encoders["image"].state_dict(), str(tmp))
         os.replace(tmp, encoder_file)
+        resumed = {} if result.resumed_from_step is None else {"resumed_from_step": result.resumed_from_step}
         pretraining = record.complete("vision_encoder", {
             "steps": settings.encoder_pretrain_steps, "final_loss": result.losses[-1],
-            "cell_colour_accuracy": result.colour_accuracy, "cell_shape_accuracy": result.shape_accuracy})
+            "cell_colour_accuracy": result.colour_accuracy, "cell_shape_accuracy": result.shape_accuracy, **resumed})
+        state_file.unlink()
     else:
         model.encoders["image"].load_state_dict(load_file(str(encoder_file)))
     metrics = {"vision_encoder": pretraining}

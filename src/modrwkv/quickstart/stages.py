@@ -39,11 +39,14 @@ RECORD = "quickstart.json"
 class StageStopped(Exception):
     """A training stage stopped by SIGTERM or Ctrl-C, with a checkpoint saved (`step` of `total`), or,
     when `step` is None, finished as the signal arrived. Either way the quickstart ends there; run
-    again, it continues from the checkpoint or with the next stage."""
+    again, it continues from the checkpoint or with the next stage. `title` names the stage in the
+    message (default: "stage <stage>")."""
 
-    def __init__(self, stage: str, signal_name: str, step: int | None = None, total: int | None = None) -> None:
-        what = (f"stage {stage} finished as {signal_name} arrived" if step is None
-                else f"stage {stage} stopped by {signal_name} at step {step} of {total}, checkpoint saved")
+    def __init__(self, stage: str, signal_name: str, step: int | None = None, total: int | None = None, *,
+                 title: str | None = None) -> None:
+        title = title or f"stage {stage}"
+        what = (f"{title} finished as {signal_name} arrived" if step is None
+                else f"{title} stopped by {signal_name} at step {step} of {total}, checkpoint saved")
         super().__init__(what)
         self.stage = stage
         self.signal_name = signal_name
@@ -147,6 +150,7 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     `keep_to`. Raises StageStopped when a signal stopped the stage, or arrived as it finished."""
     from ..training import latest_checkpoint, train
     from ..training.checkpoint import FINAL
+    from ..training.progress import StopRequest
 
     stage_dir = output_dir / f"stage{name}"
     kept = stage_dir / FINAL if validate is None else keep_to
@@ -176,18 +180,21 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
                    resume=checkpoint is not None, callbacks=[keeper] if keeper is not None else [])
     if result.stopped_by is not None:
         raise StageStopped(name, result.stopped_by, result.metrics["steps"], steps)
-    model, metrics = result.model, result.metrics
-    if checkpoint is not None:
-        metrics["resumed_from_step"] = int(checkpoint.name.removeprefix("step-"))
-    if keeper is not None:
-        model.load_state_dict(keeper.best_state)
-        log.info("stage %s: validation scores %s; keeping the weights of step %d",
-                 name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)
-        metrics = {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
-        save_model_atomically(model, kept)
-    metrics = record.complete(f"stage{name}", metrics)
-    if result.signal_at_end is not None:
-        raise StageStopped(name, result.signal_at_end)
+    # Trained: a signal now waits until the stage is recorded complete. Taken at once, it left a trained
+    # stage unrecorded, which a rerun resumed at its last step, training nothing: no losses to report.
+    with StopRequest(f"stage {name}'s result first") as late:
+        model, metrics = result.model, result.metrics
+        if checkpoint is not None:
+            metrics["resumed_from_step"] = int(checkpoint.name.removeprefix("step-"))
+        if keeper is not None:
+            model.load_state_dict(keeper.best_state)
+            log.info("stage %s: validation scores %s; keeping the weights of step %d",
+                     name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)
+            metrics = {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
+            save_model_atomically(model, kept)
+        metrics = record.complete(f"stage{name}", metrics)
+    if (signal_name := result.signal_at_end or late.signal_name) is not None:
+        raise StageStopped(name, signal_name)
     return model, metrics
 
 

@@ -8,7 +8,8 @@
 - `StopOnSignal` turns SIGTERM and the first Ctrl-C (SIGINT) into a stop at the next optimizer-step
   boundary, where it saves a resumable checkpoint; a second Ctrl-C, or one before training has
   started, interrupts at once: `train` raises KeyboardInterrupt (and the newest complete checkpoint
-  stays the one to resume).
+  stays the one to resume). It is a `StopRequest`, which takes the same signals the same way for a
+  training loop of one's own (the quickstart's vision encoder pretraining).
 """
 
 from __future__ import annotations
@@ -124,42 +125,78 @@ def _interrupt_now(signum: int, frame: FrameType | None) -> None:
     raise Interrupted
 
 
-class StopOnSignal(pl.Callback):
-    """See the module docstring. After a stop, `signal_name` says which signal asked for it and
-    `checkpoint` where the run was saved."""
+class StopRequest:
+    """SIGTERM and a first Ctrl-C (SIGINT), taken as a request to stop at the next point where the work
+    can be saved; `signal_name` says which came first. A second Ctrl-C raises `interrupt` at once (a
+    stop without saving). As a context manager it takes the signals inside its block, from the main
+    thread (elsewhere no handler can be set, and it takes none). `saving` ends the warning: what is
+    saved, and when."""
 
-    SIGNALS = ("SIGTERM", "SIGINT")
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, checkpointer: PretrainedCheckpoint) -> None:
-        self.checkpointer = checkpointer
+    def __init__(self, saving: str, interrupt: type[BaseException] = KeyboardInterrupt) -> None:
+        self.saving = saving
+        self.interrupt = interrupt
         self.signal_name: str | None = None
-        self.checkpoint: Path | None = None
         self._previous: dict[int, Any] = {}
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.signal_name is not None and signum == signal.SIGINT:
-            raise Interrupted  # a second Ctrl-C: stop now, without saving
+            raise self.interrupt  # a second Ctrl-C: stop now, without saving
         self.signal_name = self.signal_name or name
-        log.warning("%s received: saving a checkpoint at the end of this optimizer step, then stopping "
-                    "(Ctrl-C again to stop at once without saving)", name)
+        log.warning("%s received: saving %s, then stopping (Ctrl-C again to stop at once without saving)",
+                    name, self.saving)
+
+    def keep_handlers(self) -> bool:
+        """Remembers the handlers in place, for `restore`; False off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        self._previous = {number: signal.getsignal(number) for number in self.SIGNALS}
+        return True
+
+    def take_signals(self) -> None:
+        for number in self._previous:
+            signal.signal(number, self.handle)
+
+    def restore(self) -> None:
+        """Puts back the handlers `keep_handlers` remembered."""
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def __enter__(self) -> StopRequest:
+        if self.keep_handlers():
+            self.take_signals()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.restore()
+
+
+class StopOnSignal(StopRequest, pl.Callback):
+    """See the module docstring. After a stop, `signal_name` says which signal asked for it and
+    `checkpoint` where the run was saved. `restore` is called once `Trainer.fit` has returned or
+    raised (Lightning's teardown puts back the handlers it found, ours among them)."""
+
+    def __init__(self, checkpointer: PretrainedCheckpoint) -> None:
+        super().__init__("a checkpoint at the end of this optimizer step", Interrupted)
+        self.checkpointer = checkpointer
+        self.checkpoint: Path | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Until training starts there is nothing to save: Ctrl-C interrupts at once. SIGTERM is left to
         # Lightning's handler, which records it; on_train_start takes it over.
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
-        self._previous = {number: signal.getsignal(number) for number in self._numbers()}
-        signal.signal(signal.SIGINT, _interrupt_now)
+        if self.keep_handlers():
+            signal.signal(signal.SIGINT, _interrupt_now)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._previous:
             return
-        for number in self._numbers():
-            signal.signal(number, self._handle)
+        self.take_signals()
         if trainer.received_sigterm:  # Lightning's handler took it (it would stop at the first step, unsaved)
             trainer._signal_connector.received_sigterm = False
-            self._handle(signal.SIGTERM, None)
+            self.handle(signal.SIGTERM, None)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -172,13 +209,3 @@ class StopOnSignal(pl.Callback):
             self.signal_name = self.signal_name or "a signal on another rank"
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
-
-    def _numbers(self) -> list[int]:
-        return [getattr(signal, name) for name in self.SIGNALS]
-
-    def restore(self) -> None:
-        """Puts back the handlers from before the run; called once `Trainer.fit` has returned or
-        raised (Lightning's teardown puts back those it found, ours among them)."""
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-        self._previous = {}
