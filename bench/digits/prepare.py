@@ -9,7 +9,8 @@ stratified split as OUT/train.jsonl and OUT/test.jsonl, question-answer records
 `modrwkv eval --task custom` reads), and prints the held-out
 accuracy of logistic regression on the same pixels (read back from the PNG files) and split: the
 number a ModRWKV trained on this data should come close to. The numbers and the commands that
-train and evaluate through the CLI are in docs/custom-data.md.
+train and evaluate through the CLI are in docs/custom-data.md. `prepare_pairs.py` builds records
+of two digits each from the same images and split.
 """
 
 from __future__ import annotations
@@ -24,19 +25,11 @@ from PIL import Image
 QUESTION = "Which digit is this?"
 
 
-def main() -> None:
+def write_digit_images(out: Path) -> tuple[list[str], np.ndarray]:
+    """Every digit as OUT/images/NNNN.png; returns the file names and the digits they show."""
     from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="data/digits", help="folder to write (images/, train.jsonl, test.jsonl)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    args = parser.parse_args()
 
     digits = load_digits()
-    out = Path(args.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     names = []
     for index, image in enumerate(digits.images):
@@ -44,19 +37,48 @@ def main() -> None:
         pixels = np.round(image * (255 / 16)).astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(out / "images" / name)
         names.append(name)
-    indices = np.arange(len(names))
-    train_idx, test_idx = train_test_split(indices, test_size=args.test_fraction, random_state=args.seed,
-                                           stratify=digits.target)
+    return names, digits.target
+
+
+def split_images(targets: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded, stratified split of the images into training and held-out indices."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(np.arange(len(targets)), test_size=test_fraction, random_state=seed, stratify=targets)
+
+
+def fit_logistic_regression(out: Path, names: list[str], targets: np.ndarray, train_idx: np.ndarray):
+    """Logistic regression on the training images' pixels, and every image's pixels (N x 64).
+
+    The baseline sees exactly what the model sees: the pixels of the written files."""
+    from sklearn.linear_model import LogisticRegression
+
+    pixels = np.stack([np.asarray(Image.open(out / "images" / n), dtype=np.float64).ravel() / 255 for n in names])
+    return LogisticRegression(max_iter=5000).fit(pixels[train_idx], targets[train_idx]), pixels
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="data/digits", help="folder to write (images/, train.jsonl, test.jsonl)")
+    add_split_arguments(parser)
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    names, targets = write_digit_images(out)
+    train_idx, test_idx = split_images(targets, args.test_fraction, args.seed)
     for file, subset in (("train.jsonl", train_idx), ("test.jsonl", test_idx)):
         with (out / file).open("w") as handle:
             for i in subset:
                 handle.write(json.dumps({"id": names[i], "image": f"images/{names[i]}", "question": QUESTION,
-                                         "answer": str(digits.target[i])}) + "\n")
+                                         "answer": str(targets[i])}) + "\n")
 
-    # The baseline sees exactly what the model sees: the pixels of the written files.
-    pixels = np.stack([np.asarray(Image.open(out / "images" / n), dtype=np.float64).ravel() / 255 for n in names])
-    classifier = LogisticRegression(max_iter=5000).fit(pixels[train_idx], digits.target[train_idx])
-    accuracy = 100 * classifier.score(pixels[test_idx], digits.target[test_idx])
+    classifier, pixels = fit_logistic_regression(out, names, targets, train_idx)
+    accuracy = 100 * classifier.score(pixels[test_idx], targets[test_idx])
     print(f"wrote {len(train_idx)} training and {len(test_idx)} held-out images to {out}")
     print(f"logistic regression on the same pixels and split: {accuracy:.1f}% held-out accuracy")
     (out / "baseline.json").write_text(json.dumps({"logistic_regression_accuracy": accuracy,

@@ -580,8 +580,7 @@ def _run_init(args: argparse.Namespace) -> int:
     detected = ", ".join(sorted(summary.modalities)) or "none"
     if summary.series_columns:  # which columns became series, so a column left out is seen now
         detected += f" (columns: {', '.join(summary.series_columns)})"
-    count = f"{summary.samples}{'' if summary.scanned_all else '+'}"
-    print(f"{data}: {summary.data_format} format, {count} usable samples, inputs: {detected} ({summary.skipped})")
+    print(f"{data}: {summary.data_format} format, {summary.count()} usable samples, inputs: {detected} ({summary.skipped})")
     _list_skipped(summary.problems, summary.num_skipped, sys.stdout)
     answers.modality = args.modality or (
         _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))

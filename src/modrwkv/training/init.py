@@ -85,6 +85,9 @@ class DataSummary:
     modalities: set[str]
     samples: int  # usable samples among those scanned
     scanned_all: bool
+    # usable samples in the whole file: `samples` when all were scanned, else the file's records times
+    # the share of the scanned ones that were usable (what epochs, batch and checkpoints are sized from)
+    estimated_samples: int
     longest_text_tokens: int
     media_per_sample: dict[str, int]  # most items of each modality in one sample
     image_size: tuple[int, int] | None  # (width, height) of the first image
@@ -96,6 +99,12 @@ class DataSummary:
     audio_seconds: float | None = None  # the longest scanned clip
     audio_durations: bool = False  # every audio record gives its duration (ASR manifests): length grouping works
     season: SeasonChoice | None = None  # series: the period `season: auto` finds in the training rows
+
+    def count(self) -> str:
+        """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
+        if self.scanned_all:
+            return str(self.samples)
+        return f"about {self.estimated_samples} ({self.samples} scanned)"
 
 
 def data_name(data: str | Path) -> str:
@@ -132,6 +141,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     except DataError as exc:
         raise InitError(str(exc)) from None
     scanned_all = len(samples) <= SCAN_LIMIT
+    estimated = len(samples) if scanned_all else round(reader.count_records() * len(samples) / reader.report.total)
     samples = samples[:SCAN_LIMIT]
     problems = [str(err) for err in reader.report.examples]
     if not samples:
@@ -161,7 +171,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         season = detect_season(reader.training_rows(), reader.lookback - 1)  # the search `season: auto` with drift makes
     longest_clip = max((audio_seconds(item) for s in samples for item in s.audios), default=None)
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
-    return DataSummary(data_format, modalities, len(samples), scanned_all, longest, per_sample, image_size,
+    return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, longest, per_sample, image_size,
                        series_length, reader.report.summary(), columns, problems, reader.report.num_skipped,
                        longest_clip, durations, season)
 
@@ -201,7 +211,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
         raise InitError(f"{answers.data}: no sample has an image, audio or series input; a ModRWKV needs one")
     tiny = answers.size == "tiny"
     notes = [f"written by `modrwkv init` for {answers.data} ({summary.data_format} format, "
-             f"{summary.samples}{'' if summary.scanned_all else '+'} samples, inputs: {', '.join(sorted(modalities))})"]
+             f"{summary.count()} samples, inputs: {', '.join(sorted(modalities))})"]
     encoders: dict[str, Any] = {}
     media_tokens = 0
     for modality in sorted(modalities):
@@ -254,7 +264,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     if audio:
         model["feature_cache"] = f"{output_dir}/features"
 
-    samples = summary.samples
+    samples = summary.estimated_samples
     batch = 32 if tiny else 64
     while batch > 1 and samples < 4 * batch:
         batch //= 2

@@ -134,6 +134,11 @@ class Reader(abc.ABC, Iterable[Sample]):
         the record's source. Building is deferred so that the error policy covers decoding the
         record itself (a broken JSONL line is one bad record, not a crashed pass)."""
 
+    def count_records(self) -> int:
+        """How many records the source holds, good or bad, without building them (a JSONL line is
+        not even parsed): cheap next to reading the samples, whose media may be decoded."""
+        return sum(1 for _ in self._candidates())
+
     def __iter__(self) -> Iterator[Sample]:
         report = ReadReport(name=self.name, max_examples=self.max_examples)
         self.report = report
