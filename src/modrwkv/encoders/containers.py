@@ -6,6 +6,7 @@ shorter clip.
   and checksum, and each logical stream (each link of a chained file) ends with a page flagged
   end-of-stream. A file that stops inside a page, or before a stream's last page, is cut short.
 - Matroska / WebM: the Segment element declares its size; a file that ends before it is cut short.
+  Bytes after a whole segment are not looked at (decoders ignore them).
   A segment of unknown size (what live encoders write) declares nothing and is never refused.
 - MP4 / QuickTime (opening with an ftyp box): each top-level box (ftyp, moov, mdat, ...) declares
   its size; FFmpeg decodes an mp4 whose last box is cut (a moov at the end, an mdat at the end of a
@@ -126,6 +127,8 @@ def _matroska_problem(stream: io.BufferedIOBase, size: int) -> str | None:
             name = "Segment element" if element_id == _MATROSKA_SEGMENT else f"top-level element 0x{element_id:X}"
             return (f"its Matroska {name} declares {data_size} bytes and the file holds {size - start} of "
                     "them: it is cut short")
+        if element_id == _MATROSKA_SEGMENT:
+            return None  # whole: what follows the segment (appended data, another file) is not read
         position = start + data_size
     return None
 
