@@ -356,7 +356,9 @@ def test_a_video_cut_short_is_refused_naming_the_file(tmp_path, fmt, codec, pix_
         assert ffmpeg_reads(whole[:-20]) == (24, None)
 
 
-TRAILING_DATA_CASES = [("matroska", "ffv1", "bgr0", b"\x12appended by another tool\n")]
+TRAILING_DATA_CASES = [("matroska", "ffv1", "bgr0", b"\x12appended by another tool\n"),
+                       ("mp4", "libx264", "yuv420p", b"\x12appended by another tool\n"),
+                       ("mp4", "libx264", "yuv420p", bytes(range(256))), ("mp4", "libx264", "yuv420p", bytes(4))]
 
 
 @pytest.mark.parametrize("fmt,codec,pix_fmt,tail", TRAILING_DATA_CASES,
