@@ -499,3 +499,41 @@ def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, caps
     assert evaluate_line("a.yaml").endswith("--data YOUR_TEST_FILE.jsonl")
     (tmp_path / "test.jsonl").write_text(record)
     assert evaluate_line("b.yaml").endswith(f"--data {tmp_path / 'test.jsonl'}")
+
+
+def test_digit_pairs_with_few_training_pairs_give_every_baseline(tmp_path):
+    """bench/digits/prepare_pairs.py with 5 training pairs: most digits open no training pair, and the
+    first-image-only baseline answers them with the most frequent training answer (it raised
+    IndexError); a count below 1 is one usage error."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "digits" / "prepare_pairs.py"
+    run = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--train-pairs", "5", "--test-pairs",
+                          "20"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    digits = load_digits().target
+
+    def records(split: str) -> list[tuple[list[int], str]]:
+        lines = (tmp_path / f"{split}.jsonl").read_text().splitlines()
+        return [([int(Path(image).stem) for image in record["image"]], record["conversations"][1]["value"])
+                for record in map(json.loads, lines)]
+
+    train, test = records("train"), records("test")
+    assert len(train) == 5 and len(test) == 20 and all(len(images) == 2 for images, _ in train + test)
+    baseline = json.loads((tmp_path / "baseline.json").read_text())
+    assert baseline["logistic_regression_per_image"] == 100.0  # the regression read every held-out digit right
+    most_frequent = baseline["most_frequent"]
+    opened: dict[int, str] = {}  # each first digit's answer: in 5 pairs one at most twice, a tie kept first
+    for images, reply in train:
+        assert sum(digits[other[0]] == digits[images[0]] for other, _ in train) <= 2
+        opened.setdefault(digits[images[0]], reply)
+    assert len(opened) < 10  # digits that open no training pair: what raised IndexError
+    expected = 100 * np.mean([opened.get(digits[images[0]], most_frequent) == reply for images, reply in test])
+    assert baseline["logistic_regression_first_image_only"] == pytest.approx(expected)
+    refused = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--train-pairs", "0"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.splitlines()[-1].endswith("--train-pairs and --test-pairs must be at least 1, got 0 and 1000")

@@ -44,7 +44,8 @@ from modrwkv.training.config import ConfigError, TrainConfig, apply_overrides, c
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "configs" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
+SHELL_LANGUAGES = {"bash", "sh", "shell"}  # a script; any other block (console, text) is a session: its
+# `$ ` lines are commands, the rest is output, which need not read as shell (it's, unclosed quotes)
 SEPARATORS = {"&&", "||", "|", ";", "&"}
 
 
@@ -55,7 +56,7 @@ class Snippet:
 
 
 def _relative(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _fenced_blocks(path: Path) -> Iterator[tuple[str, Snippet]]:
@@ -85,6 +86,15 @@ def _blocks(*languages: str) -> list[Snippet]:
     return [block for path in DOCS for language, block in _fenced_blocks(path) if language in languages]
 
 
+def _shell_blocks(paths: list[Path]) -> Iterator[Snippet]:
+    """The shell text of every fenced block: a script whole, a session's `$ ` lines."""
+    for path in paths:
+        for language, block in _fenced_blocks(path):
+            text = block.text if language in SHELL_LANGUAGES else "\n".join(
+                line for line in block.text.splitlines() if line.startswith("$ "))
+            yield Snippet(block.where, text)
+
+
 # --- modrwkv command lines ------------------------------------------------------------------
 
 
@@ -95,7 +105,7 @@ class Command:
     complete: bool  # a whole command (fenced block), not a fragment quoted in prose
 
 
-def _shell_commands(text: str) -> Iterator[list[str]]:
+def _shell_commands(text: str, where: str) -> Iterator[list[str]]:
     """The simple commands of a shell text: continuations joined, comments dropped, split at
     `&&`, `|`, `;` and `&`; a synopsis's optional parts (`[--limit N]`) are kept, brackets removed."""
     pending = ""
@@ -125,7 +135,7 @@ def _shell_commands(text: str) -> Iterator[list[str]]:
                 command = []
         yield command
     if pending:
-        raise ValueError(f"a quotation that never closes: {pending[:80]!r}")
+        raise ValueError(f"{where}: a quotation that never closes: {pending[:80]!r}")
 
 
 def _modrwkv_argv(tokens: list[str]) -> list[str] | None:
@@ -137,19 +147,17 @@ def _modrwkv_argv(tokens: list[str]) -> list[str] | None:
     return None
 
 
-def _commands() -> list[Command]:
+def _commands(paths: list[Path] = DOCS) -> list[Command]:
     commands = []
-    for path in DOCS:
-        for language, block in _fenced_blocks(path):
-            text = block.text if language in SHELL_LANGUAGES else "\n".join(
-                line for line in block.text.splitlines() if line.startswith("$ "))
-            for tokens in _shell_commands(text):
-                argv = _modrwkv_argv(tokens)
-                if argv is not None:
-                    commands.append(Command(block.where, tuple(argv), complete=True))
+    for block in _shell_blocks(paths):
+        for tokens in _shell_commands(block.text, block.where):
+            argv = _modrwkv_argv(tokens)
+            if argv is not None:
+                commands.append(Command(block.where, tuple(argv), complete=True))
+    for path in paths:
         for number, line in _prose(path):
             for span in re.findall(r"`(modrwkv [^`]*)`", line):
-                for tokens in _shell_commands(span):
+                for tokens in _shell_commands(span, f"{_relative(path)}:{number}"):
                     argv = _modrwkv_argv(tokens)
                     # "modrwkv serve: error: ..." quotes a message, not a command
                     if argv is not None and not (argv and argv[0].endswith(":")):
@@ -311,6 +319,20 @@ def test_the_docs_quote_commands():
     assert {"generate", "chat", "serve", "train", "init", "eval", "export", "merge-lora", "import-released",
             "quickstart", "push-to-hub"} <= names
     assert len(COMMANDS) > 80
+
+
+def test_a_sessions_output_is_not_read_as_commands(tmp_path):
+    """A console block's output lines need not read as shell (an apostrophe, a line that starts with
+    modrwkv); its `$ ` lines are the commands. A script's unclosed quotation is named by its block."""
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ modrwkv generate MODEL --image cat.png\nit's a cat\n"
+                    "modrwkv serve: error: the following arguments are required\n```\n"
+                    "```bash\nmodrwkv generate MODEL --prompt 'what is\n```\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(page))}:6: a quotation that never closes"):
+        _commands([page])
+    page.write_text(page.read_text().replace("'what is", "'what is'"))
+    assert [command.argv for command in _commands([page])] == [
+        ("generate", "MODEL", "--image", "cat.png"), ("generate", "MODEL", "--prompt", "what is")]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"{c.where} {' '.join(c.argv)[:60]}")
@@ -618,8 +640,8 @@ def test_mentioned_path_exists(where: str, mentioned: str):
 def _bench_commands() -> list[tuple[str, str, list[str]]]:
     """(where, script, options) of every `python bench/... --option` command in a fenced shell block."""
     found = []
-    for block in _blocks(*SHELL_LANGUAGES):
-        for tokens in _shell_commands(block.text):
+    for block in _shell_blocks(DOCS):
+        for tokens in _shell_commands(block.text, block.where):
             if len(tokens) > 1 and tokens[0] in ("python", "python3") and tokens[1].startswith(("bench/", "scripts/")):
                 found.append((block.where, tokens[1], [t.partition("=")[0] for t in tokens[2:] if t.startswith("--")]))
     return found

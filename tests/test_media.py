@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -496,3 +497,21 @@ def test_an_ogg_cut_short_is_refused_and_a_whole_one_never(tmp_path, subtype):
     assert audio_seconds(chained) > 0 and len(load_audio(chained, 48000)) > 0
     with pytest.raises(MediaError, match="it is cut short"):
         load_audio(chained[:-1])
+
+
+def test_a_media_file_that_cannot_be_read_is_a_media_error(tmp_path, monkeypatch):
+    """A file the process may not read (permissions, an I/O error) is refused as the media's error,
+    naming the file and the system's reason, by the container check that reads it first (as the
+    decoders' own errors are), not left to escape as a traceback."""
+    from modrwkv.encoders import containers
+
+    path = tmp_path / "clip.ogg"
+    path.write_bytes(ogg_bytes(0.5, "VORBIS"))
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(containers, "open", denied, raising=False)  # as an unreadable file (root reads any)
+    for read in (audio_seconds, load_audio):
+        with pytest.raises(MediaError, match=rf"^cannot read audio {re.escape(repr(str(path)))}: Permission denied$"):
+            read(path)

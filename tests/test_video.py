@@ -356,6 +356,21 @@ def test_a_video_cut_short_is_refused_naming_the_file(tmp_path, fmt, codec, pix_
         assert ffmpeg_reads(whole[:-20]) == (24, None)
 
 
+TRAILING_DATA_CASES = [("matroska", "ffv1", "bgr0", b"\x12appended by another tool\n"),
+                       ("mp4", "libx264", "yuv420p", b"\x12appended by another tool\n"),
+                       ("mp4", "libx264", "yuv420p", bytes(range(256))), ("mp4", "libx264", "yuv420p", bytes(4))]
+
+
+@pytest.mark.parametrize("fmt,codec,pix_fmt,tail", TRAILING_DATA_CASES,
+                         ids=[f"{case[0]}-{i}" for i, case in enumerate(TRAILING_DATA_CASES)])
+def test_a_whole_video_with_data_after_its_container_is_read_whole(tmp_path, fmt, codec, pix_fmt, tail):
+    """Bytes after a complete container (a tool's appended note, padding) are ignored by FFmpeg,
+    which reads every frame: the container check does not take them for a cut element or box."""
+    whole = written_by_ffmpeg(tmp_path / f"clip.{fmt}", fmt, codec, pix_fmt, distinct_frames(24, size=16))
+    assert ffmpeg_reads(whole + tail) == (24, None)
+    assert len(load_video(whole + tail, VideoSampling(num_frames=24, max_frames=24))) == 24
+
+
 def test_a_matroska_stream_of_unknown_size_is_never_refused(tmp_path):
     """A live Matroska stream (FFmpeg's live=1, as broadcasters write) declares no segment size:
     nothing tells a cut one from a whole one, so both are read as they are."""

@@ -61,6 +61,8 @@ def main() -> None:
                         help="give only the first image of each pair (the control; same pairs and answers)")
     add_split_arguments(parser)
     args = parser.parse_args()
+    if args.train_pairs < 1 or args.test_pairs < 1:
+        parser.error(f"--train-pairs and --test-pairs must be at least 1, got {args.train_pairs} and {args.test_pairs}")
 
     out = Path(args.out)
     names, targets = write_digit_images(out)
@@ -82,8 +84,12 @@ def main() -> None:
     classifier, pixels = fit_logistic_regression(out, names, targets, train_idx)
     read = classifier.predict(pixels)
     most_frequent = Counter(answers["train"]).most_common(1)[0][0]
-    by_first_digit = {digit: Counter(reply for (a, _), reply in zip(pairs["train"], answers["train"], strict=True)
-                                     if targets[a] == digit).most_common(1)[0][0] for digit in range(10)}
+    answers_by_first_digit: dict[int, Counter[str]] = {digit: Counter() for digit in range(10)}
+    for (a, _), reply in zip(pairs["train"], answers["train"], strict=True):
+        answers_by_first_digit[targets[a]][reply] += 1
+    # a first digit that opens no training pair is answered with the most frequent answer overall
+    by_first_digit = {digit: counts.most_common(1)[0][0] if counts else most_frequent
+                      for digit, counts in answers_by_first_digit.items()}
     truth = answers["test"]
     baselines = {
         "most_frequent_answer": accuracy([most_frequent] * len(truth), truth),

@@ -6,10 +6,12 @@ shorter clip.
   and checksum, and each logical stream (each link of a chained file) ends with a page flagged
   end-of-stream. A file that stops inside a page, or before a stream's last page, is cut short.
 - Matroska / WebM: the Segment element declares its size; a file that ends before it is cut short.
+  Bytes after a whole segment are not looked at (decoders ignore them).
   A segment of unknown size (what live encoders write) declares nothing and is never refused.
 - MP4 / QuickTime (opening with an ftyp box): each top-level box (ftyp, moov, mdat, ...) declares
   its size; FFmpeg decodes an mp4 whose last box is cut (a moov at the end, an mdat at the end of a
-  "faststart" file) as far as it can, all of its frames when only the index's end is lost.
+  "faststart" file) as far as it can, all of its frames when only the index's end is lost. The
+  walk ends at bytes that are no top-level box (padding, appended data), which decoders ignore.
 
 Other formats (WAV, MP3, FLAC, AVI, ...) return None here; the audio reader compares their sample
 counts (`modrwkv.encoders.media`).
@@ -28,6 +30,10 @@ _MATROSKA_SEGMENT = 0x18538067
 # The box an MP4 or QuickTime file opens with (every writer since 2001; older QuickTime files open
 # with wide, free, mdat or moov, words too common at bytes 4-8 of other data to take as a sign).
 _MP4_FIRST_BOX = b"ftyp"
+# The boxes ISO/IEC 14496-12 and QuickTime place at the top level; anything else there is data after
+# the file (padding, an appended note), which FFmpeg ignores.
+_MP4_TOP_LEVEL_BOXES = {b"ftyp", b"styp", b"pdin", b"moov", b"moof", b"mfra", b"mdat", b"free", b"skip", b"wide",
+                        b"meta", b"uuid", b"sidx", b"ssix", b"prft", b"emsg", b"udta", b"pnot"}
 _BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
 
 
@@ -126,6 +132,8 @@ def _matroska_problem(stream: io.BufferedIOBase, size: int) -> str | None:
             name = "Segment element" if element_id == _MATROSKA_SEGMENT else f"top-level element 0x{element_id:X}"
             return (f"its Matroska {name} declares {data_size} bytes and the file holds {size - start} of "
                     "them: it is cut short")
+        if element_id == _MATROSKA_SEGMENT:
+            return None  # whole: what follows the segment (appended data, another file) is not read
         position = start + data_size
     return None
 
@@ -135,17 +143,15 @@ def _mp4_problem(stream: io.BufferedIOBase, size: int) -> str | None:
     while position + 8 <= size:
         stream.seek(position)
         header = stream.read(16)
-        box_size, kind = int.from_bytes(header[:4], "big"), header[4:8].decode("latin-1")
+        box_size, kind = int.from_bytes(header[:4], "big"), header[4:8]
         if box_size == 0:
             return None  # the last box, running to the end of the file
         if box_size == 1:  # a 64-bit size follows the type
             box_size = int.from_bytes(header[8:16], "big") if len(header) == 16 else 0
-        if box_size < 8:
-            return None  # not a box: nothing this check can say
+        if box_size < 8 or kind not in _MP4_TOP_LEVEL_BOXES:
+            return None  # not a box: data after the file's boxes (padding, a tool's note), decoders ignore it
         if position + box_size > size:
-            return (f"its MP4 '{kind}' box declares {box_size} bytes and the file holds {size - position} of "
-                    "them: it is cut short")
+            return (f"its MP4 '{kind.decode('ascii')}' box declares {box_size} bytes and the file holds "
+                    f"{size - position} of them: it is cut short")
         position += box_size
-    if position < size:
-        return f"the file ends {size - position} bytes into an MP4 box header: it is cut short"
-    return None
+    return None  # fewer than 8 bytes left are no box: padding (a cut there would have lost no box's data)

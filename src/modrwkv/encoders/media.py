@@ -213,7 +213,11 @@ def _naming_media_errors(kind: str, load: Callable[..., Any], *args: Any) -> Any
 def _refuse_damaged_container(modality: str, source: Path | io.BytesIO, where: str) -> None:
     """Raises `MediaError` for a file whose container is cut short or damaged (`container_problem`:
     Ogg, Matroska/WebM, MP4), which its decoder would read silently as a shorter clip."""
-    problem = container_problem(source)
+    try:
+        problem = container_problem(source)
+    except OSError as exc:  # a file that cannot be read (permissions, an I/O error): what the decoder would say
+        reason = exc.strerror or str(exc)
+        raise MediaError(modality, f"cannot read {modality} {where}: {reason}", reason=reason) from exc
     if problem is not None:
         raise MediaError(modality, f"cannot decode {modality} {where}: {problem}", reason=problem)
 
