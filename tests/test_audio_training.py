@@ -147,6 +147,8 @@ def test_media_reliance_is_logged_and_warns_when_the_media_are_ignored(tmp_path,
         ignored = run("blind", blind)
     assert abs(ignored.metrics["media_reliance"]) < 0.02
     assert "media reliance is near zero" in caplog.text and "The LM is frozen" not in caplog.text
+    # The LM trains here, so the advice is the concrete one: a third of this run's learning rate.
+    assert "--train.lr 0.001, a third of this run's 0.003" in caplog.text
 
     # Stage 1 over a fresh LM (frozen, never trained with media): the warning says why near zero
     # is expected there.
@@ -156,6 +158,7 @@ def test_media_reliance_is_logged_and_warns_when_the_media_are_ignored(tmp_path,
     with caplog.at_level(logging.WARNING, logger="modrwkv"):
         train(cfg, samples=blind)
     assert "media reliance is near zero" in caplog.text and "The LM is frozen in this run" in caplog.text
+    assert "--train.lr" not in caplog.text  # a lower rate cannot teach a frozen LM to look
 
 
 # --- encoder sources -----------------------------------------------------------------------------

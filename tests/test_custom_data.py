@@ -335,6 +335,8 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     assert config.model.encoders["image"].options == {"image_size": 16, "grid": 4, "width": 64}  # 8 px images
     assert config.train.batch_size == 32 and config.train.epochs == 10 and config.output.dir == "runs/digits"
     assert config.output.save_every == 200 // 32 and config.runtime.accelerator == "cpu"
+    # a third of the rate at which a fresh LM sometimes stayed at the answers' prior (docs/custom-data.md)
+    assert config.train.lr == 1e-3 and "train.lr 0.001: at 0.003" in text
     # 16 image tokens + the text, with a quarter spare, in whole 64s
     assert config.model.ctx_len == 64
     # an existing file is kept; a pretrained size names its checkpoint; bad data is one clear line
@@ -434,8 +436,10 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     assert "inputs: series (columns: load, weekday)" in out[0]
     # training reads the first 70% of the rows: 2100 rows, (2100 - 24 - 4) / 4 + 1 = 519 windows per column
     assert "series format, 1038 usable samples" in out[0]
-    options = yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["options"]
+    written = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    options = written["data"]["options"]
     assert (options["split"], options["standardize"]) == ("train", True)
+    assert written["train"]["lr"] == 3e-3  # configs/series-cpu.yaml's rate (docs/forecasting.md), not the images'
     # the evaluation it suggests is the same CSV, whose test rows (the last 20%) training never read,
     # with the trained windows (the model refuses any other lookback)
     assert out[-2] == f"evaluate:  modrwkv eval --task custom --model runs/load/final --data {tmp_path / 'load.csv'} " \

@@ -200,13 +200,22 @@ class ModRWKVModule(pl.LightningModule):
                 and all(v < RELIANCE_FLOOR for v in recent)):
             self._reliance_warned = True
             lm_frozen = not any(p.requires_grad for p in self.model.lm.parameters())
-            advice = ("The LM is frozen in this run: that is expected if it has never been trained with media "
-                      "(a fresh LM, or one warmed up on text only), and the stage that trains the LM (stage 2) "
-                      "teaches it to use them; with a pretrained World LM, check" if lm_frozen else "Check")
+            if lm_frozen:
+                advice = ("The LM is frozen in this run: that is expected if it has never been trained with media "
+                          "(a fresh LM, or one warmed up on text only), and the stage that trains the LM (stage 2) "
+                          "teaches it to use them; with a pretrained World LM, check the learning rate and warm-up "
+                          "against the number of steps, and the data.")
+            else:
+                # A trained LM can settle on the answers' prior (the most likely reply whatever the media)
+                # and stay there; on the digit pairs (docs/custom-data.md) a third of the learning rate
+                # got every seed out of it, so that is the concrete step to suggest.
+                advice = (f"If the media do tell the answers, the model may be stuck at the answers' prior: train "
+                          f"again with a lower learning rate (--train.lr {self.optim.lr / 3:.2g}, a third of this "
+                          f"run's {self.optim.lr:.2g}) or another --train.seed; otherwise check the data.")
             log.warning(
                 "media reliance is near zero (%s nats per token over the last %d checks, at step %d of %d): the "
                 "loss is the same with the media embeddings zeroed, so the model ignores its media and answers "
-                "from the text alone. %s the learning rate and warm-up against the number of steps, and the data.",
+                "from the text alone. %s",
                 ", ".join(f"{v:.3f}" for v in recent), RELIANCE_PATIENCE, self.global_step, self.total_steps, advice)
 
     def on_train_batch_end(self, outputs: Any, batch: TrainBatch, batch_idx: int) -> None:
