@@ -3,6 +3,7 @@
     python bench/bench_lm.py                     # full run (~6-10 minutes on 2 quiet cores)
     python bench/bench_lm.py --quick             # <= 2 minutes, even on a busy machine
     python bench/bench_lm.py --threads 1 --formats int8 --json out.json
+    python bench/bench_lm.py --formats fp32 --parts speed --compile default   # + the step through torch.compile
 
 Both engines load one random checkpoint of the 0.1B shape (12 x 768, head 64, vocab 65536; speed
 does not depend on the values), written once as an official-layout bf16 `.pth`. The official
@@ -24,6 +25,11 @@ Measurements, at each thread count of --threads (torch.set_num_threads, for both
   memory       (not in --quick) peak resident memory above the loaded model while reading a 128
                and a 4096-token context and decoding 16 tokens (VmHWM, reset via clear_refs).
 Logits are compared at the end as a sanity check (modrwkv fp32 against the official package).
+
+--compile MODES (comma-separated torch.compile modes, "default" for none) adds, per mode, modrwkv's
+fp32 model (the same object) called through `torch.compile(model, mode=..., dynamic=False)` to the
+decode measurement; its first one-token call (the compilation) is timed and its logits are compared
+with the uncompiled step's from the same state. A mode that fails to compile is reported, not measured.
 """
 
 from __future__ import annotations
@@ -178,6 +184,28 @@ class Mod:
         return logits[0]
 
 
+class CompiledStep(Mod):
+    """`base`'s model (the same weights) with its one-token step called through torch.compile; the
+    prompt and prefill stay uncompiled."""
+
+    def __init__(self, base: Mod, mode: str, prompt_ids: list[int], token: int) -> None:
+        self.torch, self._prefill, self._run = base.torch, base._prefill, base._run
+        self.model, self.bytes_per_token = base.model, base.bytes_per_token
+        self.label = f"{base.label} compile={mode}"
+        self.compiled = base.torch.compile(base.model, mode=None if mode == "default" else mode, dynamic=False)
+        state = base.prompt(prompt_ids)[1]
+        reference = base.step(token, state)[0]
+        start = time.perf_counter()
+        logits = self.step(token, state)[0]  # compiles
+        self.compile_s = time.perf_counter() - start
+        self.max_logit_diff = float((logits - reference).abs().max())
+
+    def step(self, token: int, state):
+        with self.torch.inference_mode():
+            out = self.compiled(self.torch.tensor([[token]]), state=state, logits="last")
+        return out.logits[0], out.state
+
+
 # ----------------------------------------------------------------------------------------------- measuring
 
 
@@ -260,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-other", type=float, default=0.15,
                    help="a round during which other processes kept more than this many cores busy is not used")
     p.add_argument("--budget", type=float, default=None, help="seconds per measurement (rounds stop there)")
+    p.add_argument("--compile", default="",
+                   help="comma-separated torch.compile modes (\"default\", \"max-autotune-no-cudagraphs\", ...): "
+                        "also decode with modrwkv fp32's step compiled in each")
     p.add_argument("--ckpt-cache", type=Path, help="keep/reuse the random checkpoint in this folder")
     p.add_argument("--json", type=Path, help="also write every number to this file")
     args = p.parse_args(argv)
@@ -303,6 +334,23 @@ def main(argv: list[str] | None = None) -> int:
             print("! the official `rwkv` package is not installed: measuring modrwkv only (no ratios)")
     mods = {f: Mod(ckpt, f) for f in args.formats.split(",") if f}
     engines.extend(mods.values())
+    g = torch.Generator().manual_seed(SEED)
+    tokens = torch.randint(0, VOCAB, (8192,), generator=g).tolist()
+    compiled = {}
+    for mode in (m for m in args.compile.split(",") if m):
+        if "fp32" not in mods:
+            p.error("--compile needs fp32 in --formats")
+        torch.set_num_threads(threads[0])
+        try:
+            engine = CompiledStep(mods["fp32"], mode, tokens[:PROMPT_LEN], tokens[PROMPT_LEN])
+        except Exception as e:  # noqa: BLE001 - a failed compilation is a result to report
+            compiled[mode] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"! torch.compile mode={mode} failed: {type(e).__name__}: {e}")
+            continue
+        compiled[mode] = {"compile_s": engine.compile_s, "max_logit_diff_to_uncompiled": engine.max_logit_diff}
+        print(f"compiled modrwkv fp32 step, mode={mode}: first call {engine.compile_s:.1f}s, "
+              f"max |logit - uncompiled step| {engine.max_logit_diff:.1e}")
+        engines.append(engine)
     baseline = engines[0].label
     if engines and isinstance(engines[0], Official) and "fp32" in mods:
         engines[0].bytes_per_token = mods["fp32"].bytes_per_token
@@ -310,10 +358,9 @@ def main(argv: list[str] | None = None) -> int:
           f"bytes read per decoded token: " + ", ".join(f"{e.label} {e.bytes_per_token / 1e6:.0f} MB"
                                                       for e in engines if e.bytes_per_token))
 
-    g = torch.Generator().manual_seed(SEED)
-    tokens = torch.randint(0, VOCAB, (8192,), generator=g).tolist()
     results: dict = {"machine": info, "settings": vars(args) | {"threads": threads, "steps": steps,
-                                                                 "prefill_len": prefill_len}, "runs": {}}
+                                                                 "prefill_len": prefill_len}, "runs": {},
+                     "compile": compiled}
     parts = set(args.parts.split(","))
     for t in threads if "speed" in parts else []:
         torch.set_num_threads(t)
