@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from modrwkv.cli import build_parser
-from modrwkv.encoders import ENCODERS
+from modrwkv.encoders import ENCODERS, encoder_options
 from modrwkv.sampling_params import SamplingParams
 from modrwkv.training.config import ConfigError, TrainConfig, apply_overrides, config_from_dict, load_config
 
@@ -369,13 +369,7 @@ def _check_encoder_options(config: TrainConfig) -> None:
     for modality, spec in config.model.encoders.items():
         if spec.name not in ENCODERS:
             raise ConfigError(f"model.encoders.{modality}.name: unknown encoder {spec.name!r}")
-        cls = ENCODERS[spec.name]
-        parameters = inspect.signature(cls.build).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            accepted = {f.name for f in fields(cls.config_class)}
-        else:
-            accepted = set(parameters) - {"source", "config", "trainable", "weights"}
-        unknown = sorted(set(spec.options) - accepted)
+        unknown = sorted(set(spec.options) - encoder_options(spec.name))
         if unknown:
             raise ConfigError(f"model.encoders.{modality}.options: {spec.name} has no option(s) {unknown}")
 

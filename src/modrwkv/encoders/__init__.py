@@ -22,6 +22,7 @@ resampling), transformers (the HF towers). The built-in encoders need only torch
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from pathlib import Path
@@ -69,6 +70,20 @@ def resolve_source(source: str | Path) -> str:
     return text
 
 
+def _takes_any_keyword(function: Any) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
+
+
+def encoder_options(name: str) -> set[str]:
+    """The keyword options the registered encoder `name` takes beside `source`, `config`, `trainable`
+    and `weights`: its builder's own parameters, or, for a built-in encoder (whose builder takes any
+    keyword), the fields of its config."""
+    cls = ENCODERS[name]
+    if _takes_any_keyword(cls.build):
+        return {field.name for field in dataclasses.fields(cls.config_class)}
+    return set(inspect.signature(cls.build).parameters) - {"source", "config", "trainable", "weights"}
+
+
 def build_encoder(
     name: str,
     *,
@@ -90,9 +105,8 @@ def build_encoder(
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}")
     builder = ENCODERS[name].build
-    parameters = inspect.signature(builder).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        accepted = sorted(set(parameters) - {"source", "config", "trainable", "weights"})
+    if not _takes_any_keyword(builder):  # a built-in encoder checks its options against its config itself
+        accepted = sorted(encoder_options(name))
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown} for the {name} encoder; it accepts {accepted}")
@@ -123,6 +137,7 @@ __all__ = [
     "WaveNetSeriesEncoder",
     "WhisperAudioEncoder",
     "build_encoder",
+    "encoder_options",
     "load_audio",
     "load_image",
     "set_max_image_pixels",
