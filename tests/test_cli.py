@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
     from modrwkv.multimodal import ModRWKV
 
     assert set(ModRWKV.from_pretrained(tmp_path / "qs" / "model").encoders) == {"image", "series"}
+    # One model per stage is left (stage 2's is model/); the checkpoints only resuming needed are gone.
+    weights = sorted(str(path.parent.relative_to(tmp_path / "qs")) for path in (tmp_path / "qs").rglob("model.safetensors")
+                     if "encoders" not in path.parts)
+    assert weights == ["model", "stage0/final", "stage1/final"] and not list((tmp_path / "qs").rglob("*.ckpt"))
     example = report["example_image"]  # the README's chat command works as printed
     assert f"modrwkv chat --model {tmp_path / 'qs' / 'model'} --image {tmp_path / 'qs' / 'shapes.png'}" in out
     with Image.open(example["path"]) as scene:
@@ -176,6 +181,9 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
                                             "saved; run the same command again to continue from there")
     done = {path: path.stat().st_mtime_ns for path in output.glob("stage[01]/final/*")}
     assert len(done) > 4 and (output / "stage2" / "checkpoints" / "step-00000011").is_dir()
+    assert not (output / "stage0" / "checkpoints").exists() and not (output / "stage1" / "checkpoints").exists()
+    # As a kill right after stage 1's record would leave it: the rerun, skipping stage 1, deletes it.
+    shutil.copytree(output / "stage2" / "checkpoints", output / "stage1" / "checkpoints")
     capsys.readouterr()
 
     assert main(["quickstart", "--output", str(output), *options[:-1], "--seed", "1"]) == 2
@@ -189,6 +197,7 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     expected = json.loads((tmp_path / "uninterrupted" / "report.json").read_text())
     assert {path: path.stat().st_mtime_ns for path in output.glob("stage[01]/final/*")} == done  # not trained again
     assert not (output / "stage1" / "logs" / "version_1").exists() and (output / "stage2" / "logs" / "version_1").is_dir()
+    assert not list(output.rglob("checkpoints")) and not (output / "stage2" / "final").exists()
     stage2 = report["training"]["stage2"]
     assert stage2["resumed_from_step"] == 11 and stage2["steps"] == 12
     for key in ("accuracy", "text_only_model", "examples"):

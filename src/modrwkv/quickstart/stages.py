@@ -157,6 +157,7 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     if kept is None:
         raise ValueError("a stage with validation needs keep_to, the folder for the weights it keeps")
     if (metrics := record.result(f"stage{name}")) is not None:
+        _discard_resume_points(stage_dir, kept)  # left behind when a kill came right after the record
         return ModRWKV.from_pretrained(kept), metrics
     if name == "1":
         log.info("stage 1: the LM is frozen and has only seen text, so it cannot carry the %s across the "
@@ -193,9 +194,22 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
             metrics = {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
             save_model_atomically(model, kept)
         metrics = record.complete(f"stage{name}", metrics)
+    _discard_resume_points(stage_dir, kept)
     if (signal_name := result.signal_at_end or late.signal_name) is not None:
         raise StageStopped(name, signal_name)
     return model, metrics
+
+
+def _discard_resume_points(stage_dir: Path, kept: Path) -> None:
+    """Deletes what only resuming a stage needs, once the record holds it complete (a recorded stage is
+    never resumed): its step checkpoints, whose optimizer state makes them about three times the
+    model's size, and final/ when the stage keeps its best weights in `kept` instead. A quickstart
+    folder keeps one model per stage, the logs and the report."""
+    from ..training.checkpoint import CHECKPOINTS, FINAL
+
+    shutil.rmtree(stage_dir / CHECKPOINTS, ignore_errors=True)
+    if kept != stage_dir / FINAL:
+        shutil.rmtree(stage_dir / FINAL, ignore_errors=True)
 
 
 def _keep_best(validate: Callable[[ModRWKV], float], every: int, start: int, total_steps: int) -> Any:
