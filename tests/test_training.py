@@ -3,11 +3,13 @@ schedules, stages, loss, checkpoints and resume, LoRA merge, DDP on CPU, strateg
 
 import copy
 import csv
+import errno
 import importlib.util
 import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -678,7 +680,30 @@ def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path
     saved = load_file(str(latest_checkpoint(out) / "model.safetensors"))
     final = load_file(str(out / "final" / "model.safetensors"))
     assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
+    # final/ links the checkpoint's files rather than storing the weights a second time, and keeps them
+    # when the checkpoints are deleted.
+    assert os.path.samefile(out / "final" / "model.safetensors", latest_checkpoint(out) / "model.safetensors")
+    shutil.rmtree(out / "checkpoints")
     assert ModRWKV.from_pretrained(out / "final").lm.config.n_embd == 64
+
+
+def test_final_is_a_copy_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    import modrwkv.training.checkpoint as checkpoint
+
+    step = tmp_path / "checkpoints" / "step-00000002"
+    (step / "encoders").mkdir(parents=True)
+    for name, data in {"model.safetensors": b"weights", "encoders/image.bin": b"encoder",
+                       checkpoint.TRAINING_STATE: b"optimizer"}.items():
+        (step / name).write_bytes(data)
+
+    def no_links(source, destination):
+        raise OSError(errno.EPERM, "Operation not permitted")  # e.g. FAT, some network file systems
+
+    monkeypatch.setattr(checkpoint.os, "link", no_links)
+    final = checkpoint.write_final(tmp_path, step)
+    assert {str(p.relative_to(final)): p.read_bytes() for p in final.rglob("*") if p.is_file()} == {
+        "model.safetensors": b"weights", "encoders/image.bin": b"encoder"}
+    assert not os.path.samefile(final / "model.safetensors", step / "model.safetensors")
 
 
 def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):

@@ -5,23 +5,51 @@ place (safetensors/safetensors#782), ignoring the umask: a model folder's weight
 config.json beside them, would be readable by their owner alone, so another account (a serving
 user, a teammate on a shared cluster, a container that runs as non-root) could not load the model.
 `save_safetensors` gives the file the mode `open()` gives a new file under the process's umask.
+
+A write that fails (a full disk, a file-size limit) is an OSError naming the file, with its half-
+written file deleted: safetensors reports it as "Error while serializing: I/O error: No space left
+on device (os error 28)" and torch.save as "unexpected pos 4224 vs 4118", neither naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
                      metadata: Mapping[str, str] | None = None) -> None:
     """`safetensors.torch.save_file`, then the file's mode as the umask makes it (0644 under 022)."""
-    save_file(dict(tensors), str(path), metadata=None if metadata is None else dict(metadata))
+    try:
+        save_file(dict(tensors), str(path), metadata=None if metadata is None else dict(metadata))
+    except SafetensorError as exc:
+        code = re.search(r"\(os error (\d+)\)", str(exc))
+        if code is None:
+            raise
+        Path(path).unlink(missing_ok=True)
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from exc
     os.chmod(path, 0o666 & ~_umask())
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj, path)`, serialised in memory first so that a failed write is the OSError of
+    writing the file (naming it), not torch's "unexpected pos"."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    try:
+        with open(path, "wb") as file:
+            file.write(buffer.getbuffer())
+    except OSError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def _umask() -> int:

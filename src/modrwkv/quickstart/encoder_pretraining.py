@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..encoders.tiny_vision import TinyVisionEncoder
+from ..weightfiles import save_torch
 from .data import COLOURS, POSITIONS, SHAPES, Shape, draw_scene, random_shapes
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def pretrain_vision_encoder(encoder: TinyVisionEncoder, steps: int, *, batch_siz
     def save(step: int) -> None:
         assert state_file is not None
         tmp = state_file.with_name(f".{state_file.name}.tmp")
-        torch.save({"recipe": recipe, "step": step, "losses": losses, "encoder": encoder.state_dict(),
+        save_torch({"recipe": recipe, "step": step, "losses": losses, "encoder": encoder.state_dict(),
                     "head": head.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
                     "torch_rng": torch.get_rng_state()}, tmp)
         os.replace(tmp, state_file)

@@ -1,0 +1,97 @@
+"""A write that does not fit: real write failures (the process's file-size limit, RLIMIT_FSIZE, makes
+every write past it fail with EFBIG, as a full disk fails with ENOSPC) through the real safetensors,
+torch and Lightning writers. The user gets one line naming the file, half-written files are deleted
+(they only take space), and a training run says which checkpoint it can still resume from."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from modrwkv.cli import _describe
+from modrwkv.training import latest_checkpoint, train
+from modrwkv.weightfiles import save_safetensors, save_torch
+
+resource = pytest.importorskip("resource")  # POSIX
+from test_training import colour_samples, config  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@contextlib.contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """No file of this process may grow past `size` bytes: a write past it fails with EFBIG (instead
+    of the default SIGXFSZ, which would end the process)."""
+    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, previous_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
+        signal.signal(signal.SIGXFSZ, previous_handler)
+
+
+@pytest.mark.parametrize("save", [lambda path: save_safetensors({"w": torch.zeros(1 << 19)}, path),
+                                  lambda path: save_torch({"w": torch.zeros(1 << 19)}, path)],
+                         ids=["safetensors", "torch"])
+def test_a_weights_file_that_does_not_fit_is_an_error_naming_it(tmp_path, save):
+    """safetensors says "Error while serializing: I/O error: File too large (os error 27)" and torch.save
+    "unexpected pos ...", neither naming the file; both left the partial file behind."""
+    path = tmp_path / "weights"
+    with file_size_limit(1 << 20), pytest.raises(OSError) as caught:  # 2 MB of zeros into 1 MB
+        save(path)
+    assert caught.value.errno == errno.EFBIG and _describe(caught.value) == f"{path}: file too large"
+    assert not path.exists()
+    save(path)  # room again: the same call writes the file
+    assert path.stat().st_size > 1 << 21
+
+
+def test_a_checkpoint_that_does_not_fit_is_deleted_and_named(tmp_path):
+    """The tiny config's weights (34 MB) fit under 40 MB, its optimizer state (67 MB) does not. The run
+    used to end with "[Errno 27] File too large", naming nothing, and left the half-written
+    checkpoint folder taking the space."""
+    cfg = config(tmp_path, "run", max_steps=4)
+    cfg["output"]["save_every"] = 2
+    with file_size_limit(40 << 20), pytest.raises(OSError) as caught:
+        train(cfg, samples=colour_samples(16))
+    out = Path(cfg["output"]["dir"])
+    assert _describe(caught.value) == (
+        f"{out / 'checkpoints' / 'step-00000002'}: file too large; the checkpoint of step 2 was not saved and its "
+        "partial files are deleted; no checkpoint of this run was complete yet")
+    assert list((out / "checkpoints").iterdir()) == []
+
+
+def test_a_run_out_of_room_names_the_checkpoint_it_resumes_from(tmp_path, monkeypatch):
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "run", max_steps=6)
+    cfg["output"]["save_every"] = 2
+    export, calls = checkpoint.export_model, []
+
+    def disk_full_at_step_4(model, folder, *args):
+        calls.append(folder)
+        export(model, folder, *args)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as Python's own writes say it
+
+    monkeypatch.setattr(checkpoint, "export_model", disk_full_at_step_4)
+    with pytest.raises(OSError) as caught:
+        train(cfg, samples=colour_samples(16))
+    out = Path(cfg["output"]["dir"])
+    step2 = out / "checkpoints" / "step-00000002"
+    assert _describe(caught.value) == (
+        f"{out / 'checkpoints' / 'step-00000004'}: no space left on device; the checkpoint of step 4 was not saved "
+        f"and its partial files are deleted; {step2} is the newest complete checkpoint: make room and continue "
+        "with --resume")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step-00000002"]
+    monkeypatch.setattr(checkpoint, "export_model", export)
+    assert latest_checkpoint(out) == step2
+    resumed = train(cfg, samples=colour_samples(16), resume=True)
+    assert resumed.metrics["steps"] == 6 and resumed.final_dir == out / "final"
