@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from modrwkv.cli import _describe
+from modrwkv.textfiles import write_text_atomically
 from modrwkv.training import latest_checkpoint, train
 from modrwkv.weightfiles import save_safetensors, save_torch
 
@@ -95,3 +97,41 @@ def test_a_run_out_of_room_names_the_checkpoint_it_resumes_from(tmp_path, monkey
     assert latest_checkpoint(out) == step2
     resumed = train(cfg, samples=colour_samples(16), resume=True)
     assert resumed.metrics["steps"] == 6 and resumed.final_dir == out / "final"
+
+
+def test_a_text_file_that_does_not_fit_is_named_and_the_old_one_kept(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("the previous summary\n")
+    with file_size_limit(1000), pytest.raises(OSError) as caught:
+        write_text_atomically(path, "x" * 5000)
+    assert _describe(caught.value) == f"{path}: file too large"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"] and path.read_text() == "the previous summary\n"
+
+
+def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_again(tmp_path, capsys):
+    """`modrwkv eval` used to end with "error: [Errno 27] File too large" and leave a temporary file."""
+    from PIL import Image
+
+    from modrwkv.cli import main
+    from test_pipeline import tiny_model_dir
+
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "red.png")
+    record = {"image": "red.png", "conversations": [{"from": "human", "value": "<image>\nWhat colour is it?"},
+                                                   {"from": "gpt", "value": "red"}]}
+    data = tmp_path / "held_out.jsonl"
+    data.write_text("".join(json.dumps({**record, "id": str(i)}) + "\n" for i in range(12)))
+    args = ["eval", "--task", "custom", "--data", str(data), "--model", str(tiny_model_dir()), "--output",
+            str(tmp_path / "out"), "--batch-size", "2", "--max-new-tokens", "2", "--no-progress"]
+    with file_size_limit(1500):  # a few batches' answers fit, not twelve
+        assert main(args) == 2
+    predictions = tmp_path / "out" / "predictions.jsonl"
+    kept = predictions.read_text().splitlines(keepends=True)
+    assert 2 <= len(kept) < 12 and len(kept) % 2 == 0 and kept[-1].endswith("\n")  # whole batches, no half line
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"modrwkv eval: error: {predictions}: file too large; the answers before this batch are kept there: run the "
+        "same command again when there is room, and it continues")
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+    assert main(args) == 0
+    answers = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [a["id"] for a in answers] == [str(i) for i in range(12)]
+    assert [json.loads(line) for line in kept] == answers[:len(kept)]

@@ -1272,9 +1272,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(exc: Exception) -> str:
     """The error's message; an operating-system error as "PATH: what is wrong" rather than Python's
     "[Errno 2] No such file or directory: 'PATH'"."""
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+    if isinstance(exc, OSError) and exc.strerror:
+        what = f"{exc.strerror[:1].lower()}{exc.strerror[1:]}"
+        if exc.filename is None:  # "no space left on device", not "[Errno 28] No space left on device"
+            return what
         target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
-        return f"{target}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
+        return f"{target}: {what}"
     return str(exc)
 
 

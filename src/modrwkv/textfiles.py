@@ -10,6 +10,7 @@ column of the problem instead of PyYAML's multi-line report about "<unicode stri
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,35 @@ class TextFileError(ValueError):
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Writes `text` (UTF-8) to `path` through a temporary file and a rename: a reader, a concurrent
-    writer finishing at the same moment, or a kill midway never leaves half a file."""
+    writer finishing at the same moment, or a kill midway never leaves half a file.
+    A write that fails (a full disk, a quota) is an OSError naming `path`; the partial temporary
+    file is deleted."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.replace(temporary, path)
+
+
+def append_text_durably(path: Path, text: str) -> None:
+    """Appends `text` (UTF-8) to `path` and waits until it is on disk. A write that fails (a full disk)
+    is an OSError naming `path`, and the file is cut back to what it held: never half of `text`."""
+    data = memoryview(text.encode("utf-8"))
+    try:
+        with path.open("ab", buffering=0) as handle:  # unbuffered: nothing left to write at close
+            size = handle.seek(0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[handle.write(data):]
+                os.fsync(handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    handle.truncate(size)
+                raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:

@@ -25,7 +25,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..lm.files import check_output_folder
-from ..textfiles import write_text_atomically
+from ..textfiles import append_text_durably, write_text_atomically
 from .report import format_report
 from .tasks import EvalSample, Task
 
@@ -313,8 +312,7 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
     task.check_pipeline(pipeline)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started, count = time.monotonic(), 0
-    with log_path.open("a", encoding="utf-8") as handle, \
-            tqdm(total=len(todo), desc=f"{task.name}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=len(todo), desc=f"{task.name}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for batch in _chunks(todo, batch_size):
             batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asr_prompt))
                      if s.transcribe else s for s in batch]
@@ -332,9 +330,11 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
                 record["score"] = task.score(record)
                 lines.append(dumps(record))
                 done[sample.id] = record
-            handle.write("".join(line + "\n" for line in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                append_text_durably(log_path, "".join(line + "\n" for line in lines))
+            except OSError as exc:
+                raise OSError(exc.errno, f"{exc.strerror}; the answers before this batch are kept there: run the "
+                              "same command again when there is room, and it continues", exc.filename) from exc
             count += len(batch)
             bar.update(len(batch))
             log.info("%s: %d/%d generated (%.1f samples/s)", task.name, count, len(todo),
