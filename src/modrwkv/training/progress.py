@@ -10,6 +10,8 @@
   started, interrupts at once: `train` raises KeyboardInterrupt (and the newest complete checkpoint
   stays the one to resume). It is a `StopRequest`, which takes the same signals the same way for a
   training loop of one's own (the quickstart's vision encoder pretraining).
+- `RunTotals` sums what the run's summary reports over all its steps, also across a stop and a
+  resume: the part before the resume travels in the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
 from .checkpoint import PretrainedCheckpoint
+
+if TYPE_CHECKING:
+    from .module import ModRWKVModule
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +214,48 @@ class StopOnSignal(StopRequest, pl.Callback):
             self.signal_name = self.signal_name or "a signal on another rank"
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
+
+
+class RunTotals(pl.Callback):
+    """A run's totals over all its optimizer steps (`summary`): the first and the last step's loss, the
+    tokens trained on, the seconds in optimizer steps and in the whole run (its setup included), the
+    samples dropped and the last media reliance. A run stopped and resumed reports what an uninterrupted
+    one would, and the time of its parts added up (not the gap between them): the totals of the parts
+    before the resume travel in its checkpoint, as this callback's state (`PretrainedCheckpoint` carries
+    the RNG state the same way)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started  # time.perf_counter() when this part of the run began
+        self.earlier: dict[str, Any] = {"recorded_steps": 0, "first_loss": math.nan, "final_loss": math.nan,
+                                        "tokens": 0.0, "step_seconds": 0.0, "seconds": 0.0, "dropped": {},
+                                        "media_reliance": None}  # the parts before a resume
+        self._module: ModRWKVModule | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._module = pl_module  # type: ignore[assignment]
+
+    def state_dict(self) -> dict[str, Any]:
+        # Plain numbers (and a None), so that the checkpoint loads with torch.load(weights_only=True).
+        return self.summary(self._module) if self._module is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.earlier = dict(state_dict)
+
+    def summary(self, module: ModRWKVModule) -> dict[str, Any]:
+        """The totals up to now, the step that has just ended included (a checkpoint saved at a step's end
+        is taken before the module records that step)."""
+        rows = list(module.history)
+        if (row := module.unrecorded_step()) is not None:
+            rows.append(row)
+        earlier = self.earlier
+        first = earlier["first_loss"] if earlier["recorded_steps"] else rows[0]["loss"] if rows else math.nan
+        return {
+            "recorded_steps": earlier["recorded_steps"] + len(rows),
+            "first_loss": first,
+            "final_loss": rows[-1]["loss"] if rows else earlier["final_loss"],
+            "tokens": earlier["tokens"] + sum(r["tokens"] for r in rows),
+            "step_seconds": earlier["step_seconds"] + sum(r["seconds"] for r in rows),
+            "seconds": earlier["seconds"] + time.perf_counter() - self.started,
+            "dropped": {reason: earlier["dropped"].get(reason, 0) + n for reason, n in module.dropped.items()},
+            "media_reliance": module.media_reliance[-1][1] if module.media_reliance else earlier["media_reliance"],
+        }
