@@ -645,6 +645,23 @@ def test_signal_before_training_starts(tmp_path, monkeypatch, signum):
     assert signal.getsignal(signum) is previous
 
 
+def test_ctrl_c_in_lightnings_teardown_of_a_finished_run_is_recorded_not_an_interruption(tmp_path, monkeypatch):
+    """Lightning's teardown gives back the handlers it found when it set up: they used to include one that
+    raised KeyboardInterrupt at once, so a Ctrl-C there called a run whose final/ was written interrupted."""
+    from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+
+    teardown = _SignalConnector.teardown
+
+    def teardown_then_ctrl_c(self):
+        teardown(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_SignalConnector, "teardown", teardown_then_ctrl_c)
+    result = train(config(tmp_path, "torn", max_steps=2), samples=colour_samples(8))
+    assert result.final_dir.is_dir() and result.signal_at_end == "SIGINT" and result.stopped_by is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_keep_last_never_deletes_the_checkpoint_it_just_wrote(tmp_path, monkeypatch):
     """A run killed between renaming step 4's folder into place and pointing `latest` at it leaves a
     newer folder than `latest`; a resumed run stopped at step 3 must keep step 3 (keep_last: 1)."""

@@ -8,8 +8,9 @@
 - `StopOnSignal` turns SIGTERM and the first Ctrl-C (SIGINT) into a stop at the next optimizer-step
   boundary, where it saves a resumable checkpoint; a second Ctrl-C, or one before training has
   started, interrupts at once: `train` raises KeyboardInterrupt (and the newest complete checkpoint
-  stays the one to resume). It is a `StopRequest`, which takes the same signals the same way for a
-  training loop of one's own (the quickstart's vision encoder pretraining).
+  stays the one to resume). One that arrives as training ends is recorded (`signal_at_end`). It is a
+  `StopRequest`, which takes the same signals the same way for a training loop of one's own (the
+  quickstart's vision encoder pretraining); `TakeSignalsAtSetup` hands them on to one as `train` ends.
 - `RunTotals` sums what the run's summary reports over all its steps, also across a stop and a
   resume: the part before the resume travels in the checkpoint.
 """
@@ -126,10 +127,6 @@ class Interrupted(BaseException):
     kernel); any other exception it tears down after and passes on."""
 
 
-def _interrupt_now(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted
-
-
 class StopRequest:
     """SIGTERM and a first Ctrl-C (SIGINT), taken as a request to stop at the next point where the work
     can be saved; `signal_name` says which came first. A second Ctrl-C raises `interrupt` at once (a
@@ -179,29 +176,52 @@ class StopRequest:
         self.restore()
 
 
+class TakeSignalsAtSetup(pl.Callback):
+    """Makes `request` take the signals as the trainer sets up, ahead of `train`'s own handlers, which give
+    them back to it as they end: what a caller protects with it once `train` has returned is protected
+    from the moment training ends (see quickstart.stages). It is the caller's to `restore`."""
+
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.request.keep_handlers():
+            self.request.take_signals()
+
+
 class StopOnSignal(StopRequest, pl.Callback):
     """See the module docstring. After a stop, `signal_name` says which signal asked for it and
     `checkpoint` where the run was saved. `restore` is called once `Trainer.fit` has returned or
-    raised (Lightning's teardown puts back the handlers it found, ours among them)."""
+    raised."""
 
     def __init__(self, checkpointer: PretrainedCheckpoint) -> None:
         super().__init__("a checkpoint at the end of this optimizer step", Interrupted)
         self.checkpointer = checkpointer
         self.checkpoint: Path | None = None
+        self._started = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Until training starts there is nothing to save: Ctrl-C interrupts at once. SIGTERM is left to
-        # Lightning's handler, which records it; on_train_start takes it over.
+        # In place before Lightning's own handlers, these are the ones Lightning's teardown puts back: a
+        # signal as training ends is recorded (a Ctrl-C used to interrupt a run that had finished, and a
+        # SIGTERM to reach the handler outside `train`). Lightning adds its SIGTERM handler to ours;
+        # on_train_start sets ours alone.
         if self.keep_handlers():
-            signal.signal(signal.SIGINT, _interrupt_now)
+            for number in self.SIGNALS:
+                signal.signal(number, self._until_started)
+
+    def _until_started(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and not self._started:
+            raise self.interrupt  # nothing to save yet: Ctrl-C interrupts at once
+        self.handle(signum, frame)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = True
         if not self._previous:
             return
         self.take_signals()
-        if trainer.received_sigterm:  # Lightning's handler took it (it would stop at the first step, unsaved)
-            trainer._signal_connector.received_sigterm = False
-            self.handle(signal.SIGTERM, None)
+        # A SIGTERM before training started reached Lightning's handler too, which would stop the run at the
+        # first step, unsaved; ours has recorded it, to stop at the first step with a checkpoint.
+        trainer._signal_connector.received_sigterm = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
