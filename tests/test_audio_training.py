@@ -275,6 +275,7 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
 
     stopped = tmp_path / "stopped"
     args[args.index(str(out))] = str(stopped)
+    first_parts = {}  # the run's totals each stop saved with its checkpoint
     for signal_at, stage in ((3, 1), (2, 2)):  # optimizer steps of this run: stage 0 makes 2, so stage 1's first
         with monkeypatch.context() as patch:  # then (continued: stage 1's last, stage 2's first)
             step, calls = ModRWKVModule.training_step, []
@@ -291,14 +292,21 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
         assert "Traceback" not in err and err.strip().splitlines()[-1] == (
             f"modrwkv quickstart: stage {stage} stopped by SIGTERM at step 1 of 2, checkpoint saved; run the same "
             "command again to continue from there"), err[-2000:]
+        state = stopped / f"stage{stage}" / "checkpoints" / "step-00000001" / "training_state.ckpt"
+        first_parts[f"stage{stage}"] = torch.load(state, weights_only=True)["callbacks"]["RunTotals"]
     assert main(args) == 0
     resumed = json.loads((stopped / "report.json").read_text())
     assert [resumed["training"][f"stage{i}"].get("resumed_from_step") for i in range(3)] == [None, 1, 1]
     for key in ("wer", "examples", "wer_by_voice", "whisper_tiny_en_wer", "media_reliance"):
         assert resumed[key] == report[key], key
     for stage in ("stage0", "stage1", "stage2"):
-        assert resumed["training"][stage]["final_loss"] == pytest.approx(report["training"][stage]["final_loss"],
-                                                                         rel=1e-5), stage
+        ours, theirs = resumed["training"][stage], report["training"][stage]
+        assert ours["final_loss"] == pytest.approx(theirs["final_loss"], rel=1e-5), stage
+        # The whole stage's numbers, both processes' parts (a resumed stage's used to cover its last step only).
+        assert ours["first_loss"] == theirs["first_loss"] and ours["tokens"] == theirs["tokens"], stage
+        assert ours["dropped"] == theirs["dropped"] and ours["media_reliance"] == theirs["media_reliance"], stage
+    for stage, first_part in first_parts.items():
+        assert resumed["training"][stage]["seconds"] > first_part["seconds"], stage
     ours, theirs = ModRWKV.from_pretrained(stopped / "model").state_dict(), loaded.state_dict()
     assert ours.keys() == theirs.keys()
     for key in theirs:

@@ -180,7 +180,9 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     assert err.strip().splitlines()[-1] == ("modrwkv quickstart: stage 2 stopped by SIGTERM at step 11 of 12, checkpoint "
                                             "saved; run the same command again to continue from there")
     done = {path: path.stat().st_mtime_ns for path in output.glob("stage[01]/final/*")}
-    assert len(done) > 4 and (output / "stage2" / "checkpoints" / "step-00000011").is_dir()
+    checkpoint = output / "stage2" / "checkpoints" / "step-00000011"
+    assert len(done) > 4 and checkpoint.is_dir()
+    first_part = torch.load(checkpoint / "training_state.ckpt", weights_only=True)["callbacks"]["RunTotals"]
     assert not (output / "stage0" / "checkpoints").exists() and not (output / "stage1" / "checkpoints").exists()
     # As a kill right after stage 1's record would leave it: the rerun, skipping stage 1, deletes it.
     shutil.copytree(output / "stage2" / "checkpoints", output / "stage1" / "checkpoints")
@@ -208,6 +210,10 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
             k: theirs[k] for k in theirs if "seconds" not in k and "per_s" not in k}, stage
     assert stage2["validation"] == expected["training"]["stage2"]["validation"]
     assert stage2["final_loss"] == pytest.approx(expected["training"]["stage2"]["final_loss"], rel=1e-5)
+    # The stage's numbers are the whole stage's, both processes' parts: they used to cover steps 12-12 only.
+    assert stage2["first_loss"] == expected["training"]["stage2"]["first_loss"]
+    assert stage2["tokens"] == expected["training"]["stage2"]["tokens"] > first_part["tokens"]
+    assert stage2["seconds"] > first_part["seconds"]  # tokens/s over both parts: test_training.py's signal test
     from safetensors.torch import load_file
 
     ours, theirs = load_file(str(output / "model" / "model.safetensors")), load_file(

@@ -251,47 +251,97 @@ def test_a_quickstart_stopped_in_its_encoder_pretraining_continues_it_and_a_refu
     assert not (output / "vision_encoder_pretraining.pt").exists()
 
 
-def test_a_signal_as_a_stage_saves_its_kept_weights_waits_until_the_stage_is_recorded(tmp_path, monkeypatch):
-    """SIGTERM after a stage's training, while it saves the weights it keeps: it used to stop the run at
-    once, before the stage was recorded complete, and the rerun resumed it at its last step, training
-    nothing, so its metrics lost their losses (NaN). Now the stage is recorded first, the run then
-    stops ("finished as SIGTERM arrived"), and the rerun takes the recorded stage as it is."""
-    from modrwkv.quickstart import stages
-    from modrwkv.quickstart.run import QuickstartSettings, build_model
-    from modrwkv.quickstart.stages import RunRecord, StageStopped, train_stage
+def _signal_in_lightnings_teardown(patch, stages, send):
+    from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 
-    class Terminated(BaseException):
-        """What the quickstart's command makes of a SIGTERM outside the stages' own handling."""
+    teardown = _SignalConnector.teardown
 
-    def terminate(signum, frame):
-        raise Terminated
+    def teardown_then_signal(self):  # Lightning has given back the handlers it found
+        teardown(self)
+        send()
 
-    samples = list(generate_samples(8, 0))
+    patch.setattr(_SignalConnector, "teardown", teardown_then_signal)
 
-    def run(folder):
-        model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
-        return train_stage(model, "2", samples, record=RunRecord.open(folder, {"test": 1}), steps=3, lr=1e-2,
-                           batch_size=4, warmup_steps=0, seed=0, output_dir=folder, progress_bar=False,
-                           media="images and series", validate=lambda model: 0.5, validate_every=2, validate_from=2,
-                           keep_to=folder / "kept")
 
-    _, expected = run(tmp_path / "uninterrupted")
+def _signal_as_train_returns(patch, stages, send):
+    from modrwkv.training.progress import StopOnSignal
+
+    restore = StopOnSignal.restore
+
+    def restore_then_signal(self):  # `train`'s own handlers are gone
+        restore(self)
+        send()
+
+    patch.setattr(StopOnSignal, "restore", restore_then_signal)
+
+
+def _signal_while_saving_the_kept_weights(patch, stages, send):
     save = stages.save_model_atomically
 
-    def save_when_terminated(*args):
-        os.kill(os.getpid(), signal.SIGTERM)
+    def save_when_signalled(*args):
+        send()
         save(*args)
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    patch.setattr(stages, "save_model_atomically", save_when_signalled)
+
+
+class _Terminated(BaseException):
+    """What the quickstart's command makes of a SIGTERM outside the stages' own handling."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
+def _train_small_stage(folder):
+    """Stage 2 of a tiny quickstart model, 3 steps, validated at steps 2 and 3, its weights kept in folder/kept."""
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import RunRecord, train_stage
+
+    model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+    return train_stage(model, "2", list(generate_samples(8, 0)), record=RunRecord.open(folder, {"test": 1}), steps=3,
+                       lr=1e-2, batch_size=4, warmup_steps=0, seed=0, output_dir=folder, progress_bar=False,
+                       media="images and series", validate=lambda model: 0.5, validate_every=2, validate_from=2,
+                       keep_to=folder / "kept")
+
+
+@pytest.fixture(scope="module")
+def small_stage_metrics(tmp_path_factory):
+    return _train_small_stage(tmp_path_factory.mktemp("stage") / "uninterrupted")[1]
+
+
+@pytest.mark.parametrize("moment, signum", [
+    (_signal_in_lightnings_teardown, signal.SIGTERM), (_signal_in_lightnings_teardown, signal.SIGINT),
+    (_signal_as_train_returns, signal.SIGTERM), (_signal_while_saving_the_kept_weights, signal.SIGTERM)])
+def test_a_signal_once_a_stage_has_trained_waits_until_the_stage_is_recorded(tmp_path, monkeypatch, moment, signum,
+                                                                            small_stage_metrics):
+    """A signal after a stage's training (in Lightning's teardown, as `train` returns, while the stage saves
+    the weights it keeps): it used to stop the run at once, before the stage was recorded complete (a
+    Ctrl-C in the teardown even as an interruption of an unfinished run), and the rerun resumed it at its
+    last step, training nothing. Now the stage is recorded first, the run then stops ("finished as SIGTERM
+    arrived"), and the rerun takes the recorded stage as it is."""
+    from modrwkv.quickstart import stages
+    from modrwkv.quickstart.stages import StageStopped
+
+    sent = []
+
+    def send():
+        if not sent:  # once
+            sent.append(signum)
+            os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with monkeypatch.context() as patch:
-            patch.setattr(stages, "save_model_atomically", save_when_terminated)
-            with pytest.raises(StageStopped, match="stage 2 finished as SIGTERM arrived"):
-                run(tmp_path / "stopped")
-        model, metrics = run(tmp_path / "stopped")
+            moment(patch, stages, send)
+            with pytest.raises(StageStopped, match=f"stage 2 finished as {signal.Signals(signum).name} arrived"):
+                _train_small_stage(tmp_path / "stopped")
+        assert sent and signal.getsignal(signal.SIGTERM) is _terminate  # the handlers are put back
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        model, metrics = _train_small_stage(tmp_path / "stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
     timing = ("seconds", "tokens_per_s")
     assert {k: v for k, v in metrics.items() if k not in timing} == {
-        k: v for k, v in json.loads(json.dumps(expected)).items() if k not in timing}
+        k: v for k, v in json.loads(json.dumps(small_stage_metrics)).items() if k not in timing}
     assert metrics["final_loss"] == metrics["final_loss"] and (tmp_path / "stopped" / "kept").is_dir()

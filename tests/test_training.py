@@ -257,6 +257,17 @@ def test_too_long_samples_are_dropped_and_counted_with_workers_grouping_bf16(tmp
     assert all(math.isfinite(row["loss"]) for row in result.history)
 
 
+def test_a_resumed_run_counts_the_samples_dropped_before_its_stop(tmp_path):
+    samples = colour_samples(16)
+    for i in (2, 5, 11, 14):
+        samples[i].messages[1].content = "red " * 200
+    cfg = config(tmp_path, "dropping", max_steps=2)  # 2 steps of 8: every sample once
+    stopped = train(cfg, samples=samples, callbacks=[_SignalAt(1, signal.SIGTERM)])
+    assert stopped.stopped_by == "SIGTERM" and 0 < stopped.metrics["dropped"]["too_long"] < 4
+    resumed = train(cfg, samples=samples, resume=True)
+    assert resumed.metrics["dropped"] == {"too_long": 4, "bad_media": 0}  # it used to count step 2's only
+
+
 def test_frozen_encoder_features_are_cached(tmp_path, lm_checkpoint):
     cfg = config(tmp_path, "cached", stage="1", max_steps=2)
     cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}
@@ -477,9 +488,22 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     assert stopped.stopped_by == signal.Signals(signum).name and stopped.final_dir is None
     assert stopped.checkpoint.name == "step-00000006" == latest_checkpoint(cfg["output"]["dir"]).name
     assert [row["step"] for row in stopped.history] == list(range(1, 7))
+    # The run's totals so far travel in the checkpoint, step 6 included (saved before the module records it).
+    saved = torch.load(stopped.checkpoint / "training_state.ckpt", weights_only=True)["callbacks"]["RunTotals"]
+    assert saved["recorded_steps"] == 6 and saved["tokens"] == sum(r["tokens"] for r in stopped.history)
+    assert saved["first_loss"] == stopped.history[0]["loss"] and saved["final_loss"] == stopped.history[-1]["loss"]
     resumed = train(cfg, samples=colour_samples(32), resume=True)
     assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[6:]],
                                                                       rel=1e-5, abs=1e-6)
+    # The summary is the whole run's, as the uninterrupted run's: it used to cover steps 7-12 only.
+    ours, theirs = resumed.metrics, full.metrics
+    assert ours["first_loss"] == theirs["first_loss"] == full.history[0]["loss"]
+    assert ours["tokens"] == theirs["tokens"] == sum(r["tokens"] for r in full.history)
+    assert ours["final_loss"] == pytest.approx(theirs["final_loss"], rel=1e-5)
+    # Time: both parts' added up; tokens/s: all the tokens over both parts' seconds in optimizer steps.
+    step_seconds = saved["step_seconds"] + sum(r["seconds"] for r in resumed.history)
+    assert ours["tokens_per_s"] == pytest.approx(ours["tokens"] / step_seconds, rel=1e-9)
+    assert ours["seconds"] > saved["seconds"] + step_seconds - saved["step_seconds"]
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
@@ -623,6 +647,23 @@ def test_signal_before_training_starts(tmp_path, monkeypatch, signum):
     assert signal.getsignal(signum) is previous
 
 
+def test_ctrl_c_in_lightnings_teardown_of_a_finished_run_is_recorded_not_an_interruption(tmp_path, monkeypatch):
+    """Lightning's teardown gives back the handlers it found when it set up: they used to include one that
+    raised KeyboardInterrupt at once, so a Ctrl-C there called a run whose final/ was written interrupted."""
+    from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+
+    teardown = _SignalConnector.teardown
+
+    def teardown_then_ctrl_c(self):
+        teardown(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_SignalConnector, "teardown", teardown_then_ctrl_c)
+    result = train(config(tmp_path, "torn", max_steps=2), samples=colour_samples(8))
+    assert result.final_dir.is_dir() and result.signal_at_end == "SIGINT" and result.stopped_by is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_keep_last_never_deletes_the_checkpoint_it_just_wrote(tmp_path, monkeypatch):
     """A run killed between renaming step 4's folder into place and pointing `latest` at it leaves a
     newer folder than `latest`; a resumed run stopped at step 3 must keep step 3 (keep_last: 1)."""
@@ -674,6 +715,8 @@ def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path
         train(cfg, samples=colour_samples(16))  # the same command again, without --resume
     resumed = train(cfg, samples=colour_samples(16), resume=True)
     assert resumed.history == [] and resumed.final_dir == out / "final"
+    # Its numbers are the killed run's, which the checkpoint carries (they used to be NaN: no step was made).
+    assert math.isfinite(resumed.metrics["first_loss"]) and resumed.metrics["tokens"] > 0
     with pytest.raises(FileExistsError, match=re.escape(f"{out} holds a finished run (its model is {out / 'final'}); "
                                                           "to train again, choose another output.dir")):
         train(cfg, samples=colour_samples(16))

@@ -150,7 +150,7 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     `keep_to`. Raises StageStopped when a signal stopped the stage, or arrived as it finished."""
     from ..training import latest_checkpoint, train
     from ..training.checkpoint import FINAL
-    from ..training.progress import StopRequest
+    from ..training.progress import StopRequest, TakeSignalsAtSetup
 
     stage_dir = output_dir / f"stage{name}"
     kept = stage_dir / FINAL if validate is None else keep_to
@@ -177,13 +177,16 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     checkpoint = latest_checkpoint(stage_dir)
     if checkpoint is not None:
         log.info("stage %s: resuming from %s", name, checkpoint)
-    result = train(config, samples=samples, model=None if checkpoint is not None else model,
-                   resume=checkpoint is not None, callbacks=[keeper] if keeper is not None else [])
-    if result.stopped_by is not None:
-        raise StageStopped(name, result.stopped_by, result.metrics["steps"], steps)
-    # Trained: a signal now waits until the stage is recorded complete. Taken at once, it left a trained
-    # stage unrecorded, which a rerun resumed at its last step, training nothing: no losses to report.
-    with StopRequest(f"stage {name}'s result first") as late:
+    # Once trained, a signal waits until the stage is recorded complete (taken at once, it left a trained stage
+    # unrecorded, for a rerun to resume at its last step). `late` takes the signals as Lightning sets up, so that
+    # it is what the trainer's handlers give back to as training ends: no moment is left between them.
+    late = StopRequest(f"stage {name}'s result first")
+    try:
+        result = train(config, samples=samples, model=None if checkpoint is not None else model,
+                       resume=checkpoint is not None,
+                       callbacks=[*([keeper] if keeper is not None else []), TakeSignalsAtSetup(late)])
+        if result.stopped_by is not None:
+            raise StageStopped(name, result.stopped_by, result.metrics["steps"], steps)
         model, metrics = result.model, result.metrics
         if checkpoint is not None:
             metrics["resumed_from_step"] = int(checkpoint.name.removeprefix("step-"))
@@ -194,6 +197,8 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
             metrics = {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
             save_model_atomically(model, kept)
         metrics = record.complete(f"stage{name}", metrics)
+    finally:
+        late.restore()
     _discard_resume_points(stage_dir, kept)
     if (signal_name := result.signal_at_end or late.signal_name) is not None:
         raise StageStopped(name, signal_name)

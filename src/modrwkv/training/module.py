@@ -16,7 +16,6 @@ warmed up, features that carry nothing...).
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -113,6 +112,8 @@ RELIANCE_FLOOR = 0.02
 RELIANCE_PATIENCE = 3
 RELIANCE_GRACE = 0.25
 
+DROP_REASONS = ("too_long", "bad_media")  # why `DroppingCollator` drops a sample
+
 
 class ModRWKVModule(pl.LightningModule):
     def __init__(self, model: ModRWKV, optim: OptimConfig, total_steps: int, touch_unused: bool = True,
@@ -130,10 +131,9 @@ class ModRWKVModule(pl.LightningModule):
         self.media_reliance: list[tuple[int, float]] = []  # (step, nats per token), all ranks
         self._reliance_warned = False
         self._lr = optim.lr
-        self.dropped: collections.Counter[str] = collections.Counter()  # this rank
-        self.dropped_total: dict[str, int] = {}  # all ranks, set at the end
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)  # samples dropped from this fit's batches, all ranks
         self.history: list[dict[str, float]] = []  # one row per optimizer step, on every rank
-        self._window = {"tokens": 0.0, "loss_sum": 0.0, "labels": 0.0}
+        self._window = self._empty_window()
         self._clock = time.perf_counter()
         # Weights live in the save_pretrained folder of each checkpoint; the Lightning state file
         # holds optimizer, scheduler and loop state only (see on_save_checkpoint).
@@ -145,7 +145,6 @@ class ModRWKVModule(pl.LightningModule):
         return sum((p.sum() * 0.0 for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device))
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
-        self.dropped.update(batch.dropped)
         if batch.batch is None:  # every sample dropped: a label-free token keeps all ranks in step
             ids = torch.zeros(1, 1, dtype=torch.long, device=self.device)
             loss_sum = self.model(ids, labels=torch.full_like(ids, IGNORE_INDEX)).loss
@@ -162,8 +161,12 @@ class ModRWKVModule(pl.LightningModule):
             with torch.no_grad():
                 blind = self.model.forward_batch(batch.batch, zero_media=True).loss.float() * n_labels
             blind_sum, media_labels = blind.item() - loss_value, float(n_labels)
-        stats = torch.tensor([loss_value, float(n_labels), float(n_tokens), blind_sum, media_labels], device=self.device)
+        drops = [float(batch.dropped[reason]) for reason in DROP_REASONS]
+        stats = torch.tensor([loss_value, float(n_labels), float(n_tokens), blind_sum, media_labels, *drops],
+                             device=self.device)
         stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        for reason, count in zip(DROP_REASONS, stats.tolist()[5:], strict=True):
+            self.dropped[reason] += int(count)
         if measure and float(stats[4]) > 0:
             self._record_reliance(float(stats[3]) / float(stats[4]))
         global_labels = float(stats[1])
@@ -172,6 +175,7 @@ class ModRWKVModule(pl.LightningModule):
             loss = loss + self._touch_trainable()
         for key, value in zip(("loss_sum", "labels", "tokens"), stats.tolist()[:3], strict=True):
             self._window[key] += value
+        self._window["micro_batches"] += 1
         last_micro_batch = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
         if last_micro_batch and not self.history and not self._window["labels"]:  # the same on every rank
             # A first step with nothing to learn means the data is unusable (media that do not decode,
@@ -218,26 +222,40 @@ class ModRWKVModule(pl.LightningModule):
                 "from the text alone. %s",
                 ", ".join(f"{v:.3f}" for v in recent), RELIANCE_PATIENCE, self.global_step, self.total_steps, advice)
 
+    def _step_row(self, now: float) -> dict[str, float]:
+        w = self._window
+        seconds = max(now - self._clock, 1e-9)
+        return {
+            "step": float(self.global_step),
+            "loss": w["loss_sum"] / max(w["labels"], 1.0),
+            "lr": self._lr,
+            "tokens": w["tokens"],
+            "seconds": seconds,
+            "tokens_per_s": w["tokens"] / seconds,
+        }
+
+    def unrecorded_step(self) -> dict[str, float] | None:
+        """At an optimizer step's end, the step's `history` row while it is not in `history` yet: the
+        callbacks' step-end hooks (a checkpoint saved there) run before the module's, which appends it."""
+        return self._step_row(time.perf_counter()) if self._window["micro_batches"] else None
+
     def on_train_batch_end(self, outputs: Any, batch: TrainBatch, batch_idx: int) -> None:
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
             return
         now = time.perf_counter()
-        w = self._window
-        loss = w["loss_sum"] / max(w["labels"], 1.0)
-        row = {
-            "step": float(self.global_step),
-            "loss": loss,
-            "lr": self._lr,
-            "tokens": w["tokens"],
-            "tokens_per_s": w["tokens"] / max(now - self._clock, 1e-9),
-        }
+        row = self._step_row(now)
         self.history.append(row)
-        self.log("loss", loss, prog_bar=True, batch_size=1)
+        self.log("loss", row["loss"], prog_bar=True, batch_size=1)
         self.log("tok/s", row["tokens_per_s"], prog_bar=True, batch_size=1)
         self.log("lr", row["lr"], batch_size=1)
-        self.log("tokens", w["tokens"], batch_size=1, reduce_fx="sum")
-        self._window = {"tokens": 0.0, "loss_sum": 0.0, "labels": 0.0}
+        self.log("tokens", row["tokens"], batch_size=1, reduce_fx="sum")
+        self._window = self._empty_window()
         self._clock = now
+
+    @staticmethod
+    def _empty_window() -> dict[str, float]:
+        """What an optimizer step sums over its micro-batches (all ranks')."""
+        return {"tokens": 0.0, "loss_sum": 0.0, "labels": 0.0, "micro_batches": 0.0}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._lr = optimizer.param_groups[0]["lr"]
@@ -261,10 +279,5 @@ class ModRWKVModule(pl.LightningModule):
         checkpoint["state_dict"] = {}
 
     def on_train_end(self) -> None:
-        """Sums the drop counts of all ranks (of this run attempt) and logs them."""
-        reasons = ("too_long", "bad_media")
-        counts = torch.tensor([float(self.dropped[r]) for r in reasons], device=self.device)
-        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-        self.dropped_total = {r: int(n) for r, n in zip(reasons, counts.tolist(), strict=True)}
-        if any(self.dropped_total.values()):
-            log.warning("dropped samples in this run: %s", self.dropped_total)
+        if any(self.dropped.values()):
+            log.warning("dropped samples in this run: %s", self.dropped)

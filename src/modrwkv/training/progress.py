@@ -8,8 +8,11 @@
 - `StopOnSignal` turns SIGTERM and the first Ctrl-C (SIGINT) into a stop at the next optimizer-step
   boundary, where it saves a resumable checkpoint; a second Ctrl-C, or one before training has
   started, interrupts at once: `train` raises KeyboardInterrupt (and the newest complete checkpoint
-  stays the one to resume). It is a `StopRequest`, which takes the same signals the same way for a
-  training loop of one's own (the quickstart's vision encoder pretraining).
+  stays the one to resume). One that arrives as training ends is recorded (`signal_at_end`). It is a
+  `StopRequest`, which takes the same signals the same way for a training loop of one's own (the
+  quickstart's vision encoder pretraining); `TakeSignalsAtSetup` hands them on to one as `train` ends.
+- `RunTotals` sums what the run's summary reports over all its steps, also across a stop and a
+  resume: the part before the resume travels in the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
 from .checkpoint import PretrainedCheckpoint
+
+if TYPE_CHECKING:
+    from .module import ModRWKVModule
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +127,6 @@ class Interrupted(BaseException):
     kernel); any other exception it tears down after and passes on."""
 
 
-def _interrupt_now(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted
-
-
 class StopRequest:
     """SIGTERM and a first Ctrl-C (SIGINT), taken as a request to stop at the next point where the work
     can be saved; `signal_name` says which came first. A second Ctrl-C raises `interrupt` at once (a
@@ -174,29 +176,52 @@ class StopRequest:
         self.restore()
 
 
+class TakeSignalsAtSetup(pl.Callback):
+    """Makes `request` take the signals as the trainer sets up, ahead of `train`'s own handlers, which give
+    them back to it as they end: what a caller protects with it once `train` has returned is protected
+    from the moment training ends (see quickstart.stages). It is the caller's to `restore`."""
+
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.request.keep_handlers():
+            self.request.take_signals()
+
+
 class StopOnSignal(StopRequest, pl.Callback):
     """See the module docstring. After a stop, `signal_name` says which signal asked for it and
     `checkpoint` where the run was saved. `restore` is called once `Trainer.fit` has returned or
-    raised (Lightning's teardown puts back the handlers it found, ours among them)."""
+    raised."""
 
     def __init__(self, checkpointer: PretrainedCheckpoint) -> None:
         super().__init__("a checkpoint at the end of this optimizer step", Interrupted)
         self.checkpointer = checkpointer
         self.checkpoint: Path | None = None
+        self._started = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Until training starts there is nothing to save: Ctrl-C interrupts at once. SIGTERM is left to
-        # Lightning's handler, which records it; on_train_start takes it over.
+        # In place before Lightning's own handlers, these are the ones Lightning's teardown puts back: a
+        # signal as training ends is recorded (a Ctrl-C used to interrupt a run that had finished, and a
+        # SIGTERM to reach the handler outside `train`). Lightning adds its SIGTERM handler to ours;
+        # on_train_start sets ours alone.
         if self.keep_handlers():
-            signal.signal(signal.SIGINT, _interrupt_now)
+            for number in self.SIGNALS:
+                signal.signal(number, self._until_started)
+
+    def _until_started(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and not self._started:
+            raise self.interrupt  # nothing to save yet: Ctrl-C interrupts at once
+        self.handle(signum, frame)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = True
         if not self._previous:
             return
         self.take_signals()
-        if trainer.received_sigterm:  # Lightning's handler took it (it would stop at the first step, unsaved)
-            trainer._signal_connector.received_sigterm = False
-            self.handle(signal.SIGTERM, None)
+        # A SIGTERM before training started reached Lightning's handler too, which would stop the run at the
+        # first step, unsaved; ours has recorded it, to stop at the first step with a checkpoint.
+        trainer._signal_connector.received_sigterm = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -209,3 +234,48 @@ class StopOnSignal(StopRequest, pl.Callback):
             self.signal_name = self.signal_name or "a signal on another rank"
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
+
+
+class RunTotals(pl.Callback):
+    """A run's totals over all its optimizer steps (`summary`): the first and the last step's loss, the
+    tokens trained on, the seconds in optimizer steps and in the whole run (its setup included), the
+    samples dropped and the last media reliance. A run stopped and resumed reports what an uninterrupted
+    one would, and the time of its parts added up (not the gap between them): the totals of the parts
+    before the resume travel in its checkpoint, as this callback's state (`PretrainedCheckpoint` carries
+    the RNG state the same way)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started  # time.perf_counter() when this part of the run began
+        self.earlier: dict[str, Any] = {"recorded_steps": 0, "first_loss": math.nan, "final_loss": math.nan,
+                                        "tokens": 0.0, "step_seconds": 0.0, "seconds": 0.0, "dropped": {},
+                                        "media_reliance": None}  # the parts before a resume
+        self._module: ModRWKVModule | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._module = pl_module  # type: ignore[assignment]
+
+    def state_dict(self) -> dict[str, Any]:
+        # Plain numbers (and a None), so that the checkpoint loads with torch.load(weights_only=True).
+        return self.summary(self._module) if self._module is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.earlier = dict(state_dict)
+
+    def summary(self, module: ModRWKVModule) -> dict[str, Any]:
+        """The totals up to now, the step that has just ended included (a checkpoint saved at a step's end
+        is taken before the module records that step)."""
+        rows = list(module.history)
+        if (row := module.unrecorded_step()) is not None:
+            rows.append(row)
+        earlier = self.earlier
+        first = earlier["first_loss"] if earlier["recorded_steps"] else rows[0]["loss"] if rows else math.nan
+        return {
+            "recorded_steps": earlier["recorded_steps"] + len(rows),
+            "first_loss": first,
+            "final_loss": rows[-1]["loss"] if rows else earlier["final_loss"],
+            "tokens": earlier["tokens"] + sum(r["tokens"] for r in rows),
+            "step_seconds": earlier["step_seconds"] + sum(r["seconds"] for r in rows),
+            "seconds": earlier["seconds"] + time.perf_counter() - self.started,
+            "dropped": {reason: earlier["dropped"].get(reason, 0) + n for reason, n in module.dropped.items()},
+            "media_reliance": module.media_reliance[-1][1] if module.media_reliance else earlier["media_reliance"],
+        }

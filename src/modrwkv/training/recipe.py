@@ -48,7 +48,7 @@ from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_s
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
-from .progress import Interrupted, ProgressLine, StopOnSignal
+from .progress import Interrupted, ProgressLine, RunTotals, StopOnSignal
 from .schedules import warmup_problem
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ class TrainResult:
     model: ModRWKV  # as trained (LoRA layers still separate in a LoRA run; see merge_lora)
     output_dir: Path
     final_dir: Path | None  # None when the run stopped before its last step
-    history: list[dict[str, float]]  # per optimizer step: step, loss, lr, tokens, tokens_per_s
-    metrics: dict[str, Any]
+    # per optimizer step of this part of the run (from its resume on): step, loss, lr, tokens, seconds, tokens_per_s
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]  # totals over the whole run, its parts before a resume included (progress.RunTotals)
     stopped_by: str | None = None  # "SIGTERM" / "SIGINT" when a signal stopped the run early
     checkpoint: Path | None = None  # the newest resumable checkpoint of the run
     # A signal that arrived during the last step: the run finished all the same (final_dir is complete,
@@ -309,7 +310,10 @@ def train(
     callbacks: Sequence[pl.Callback] = (),
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Trains as the config says and returns the trained model, the loss history and metrics.
+    """Trains as the config says and returns the trained model, the loss history and metrics. A resumed
+    run's history holds the steps made by this call; its metrics are the whole run's (first and final
+    loss, tokens, tokens/s over the seconds in optimizer steps, the seconds of all its parts, samples
+    dropped), as an uninterrupted run's.
 
     `config`: a `TrainConfig` from `load_config` / `config_from_dict` (which validate it), or the
     nested dict a YAML file holds (validated here). `samples` replace `data.train` files; `model`
@@ -374,8 +378,9 @@ def train(
     stopper = StopOnSignal(checkpointer)
     reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
+    totals = RunTotals(started)
     # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
-    trainer.callbacks.extend([*callbacks, checkpointer, stopper, reporter])
+    trainer.callbacks.extend([*callbacks, totals, checkpointer, stopper, reporter])
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(config, out / "config.yaml", header=f"this run: {plan.describe(opt)}")
@@ -390,18 +395,20 @@ def train(
     for modality, encoder in list(model.encoders.items()):
         if isinstance(encoder, CachedEncoder):
             model.encoders[modality] = encoder.inner
-    history = module.history
+    history, run = module.history, totals.summary(module)
     metrics = {
         "steps": trainer.global_step,
         "total_steps": plan.total_steps,
         "epochs": plan.epochs,
         "samples": len(samples),
-        "first_loss": history[0]["loss"] if history else math.nan,
-        "final_loss": history[-1]["loss"] if history else math.nan,
-        "tokens_per_s": sum(r["tokens_per_s"] for r in history) / len(history) if history else math.nan,
-        "dropped": module.dropped_total,
-        "media_reliance": module.media_reliance[-1][1] if module.media_reliance else None,
-        "seconds": time.perf_counter() - started,
+        "first_loss": run["first_loss"],
+        "final_loss": run["final_loss"],
+        "tokens": int(run["tokens"]),
+        # Over the time in optimizer steps: the run's setup (twice, in a resumed run) is not training speed.
+        "tokens_per_s": run["tokens"] / run["step_seconds"] if run["step_seconds"] else math.nan,
+        "dropped": run["dropped"],
+        "media_reliance": run["media_reliance"],
+        "seconds": run["seconds"],
     }
     final_dir = out / FINAL if trainer.global_step >= plan.total_steps else None
     if final_dir is not None and not final_dir.is_dir() and resume_from is not None and trainer.is_global_zero:
