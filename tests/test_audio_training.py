@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -259,8 +260,44 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
     out = tmp_path / "qa"
     args = ["quickstart", "--modality", "audio", "--output", str(out), "--stage0-steps", "2", "--stage1-steps", "2",
             "--steps", "2", "--train-samples", "32", "--test-samples", "4", "--no-progress"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+    # The uninterrupted run, in a process of its own (one thread, as here): it runs on the other core while
+    # this process runs the stopped and continued one.
+    with open(tmp_path / "qa.out", "w") as printed, open(tmp_path / "qa.err", "w") as err:
+        uninterrupted = subprocess.Popen([sys.executable, "-m", "modrwkv", *args], stdout=printed, stderr=err,
+                                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        from modrwkv.training.module import ModRWKVModule
+
+        stopped = tmp_path / "stopped"
+        args[args.index(str(out))] = str(stopped)
+        first_parts = {}  # the run's totals each stop saved with its checkpoint
+        for signal_at, stage in ((3, 1), (2, 2)):  # optimizer steps of this run: stage 0 makes 2, so stage 1's first
+            with monkeypatch.context() as patch:  # then (continued: stage 1's last, stage 2's first)
+                step, calls = ModRWKVModule.training_step, []
+
+                def training_step(self, *a, step=step, calls=calls, signal_at=signal_at, **kw):
+                    calls.append(1)
+                    if len(calls) == signal_at:
+                        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as a scheduler sends it
+                    return step(self, *a, **kw)
+
+                patch.setattr(ModRWKVModule, "training_step", training_step)
+                assert main(args) == 128 + signal.SIGTERM
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+                f"modrwkv quickstart: stage {stage} stopped by SIGTERM at step 1 of 2, checkpoint saved; run the same "
+                "command again to continue from there"), err[-2000:]
+            state = stopped / f"stage{stage}" / "checkpoints" / "step-00000001" / "training_state.ckpt"
+            first_parts[f"stage{stage}"] = torch.load(state, weights_only=True)["callbacks"]["RunTotals"]
+        assert main(args) == 0
+    except BaseException:
+        uninterrupted.kill()
+        raise
+    try:
+        assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "qa.err").read_text()[-3000:]
+    finally:
+        uninterrupted.kill()
+    printed = (tmp_path / "qa.out").read_text()
     assert "most frequent training sentence" in printed and "Whisper tiny.en itself" in printed
     report = json.loads((out / "report.json").read_text())
     assert [report["training"][f"stage{i}"]["steps"] for i in range(3)] == [2, 2, 2]
@@ -270,31 +307,6 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
     assert len(list((out / "audio").glob("*.wav"))) == 36
     loaded = ModRWKV.from_pretrained(out / "model")
     assert loaded.encoders["audio"].clip_length and Path(loaded.encoders["audio"].source).is_absolute()
-
-    from modrwkv.training.module import ModRWKVModule
-
-    stopped = tmp_path / "stopped"
-    args[args.index(str(out))] = str(stopped)
-    first_parts = {}  # the run's totals each stop saved with its checkpoint
-    for signal_at, stage in ((3, 1), (2, 2)):  # optimizer steps of this run: stage 0 makes 2, so stage 1's first
-        with monkeypatch.context() as patch:  # then (continued: stage 1's last, stage 2's first)
-            step, calls = ModRWKVModule.training_step, []
-
-            def training_step(self, *a, step=step, calls=calls, signal_at=signal_at, **kw):
-                calls.append(1)
-                if len(calls) == signal_at:
-                    os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as a scheduler sends it
-                return step(self, *a, **kw)
-
-            patch.setattr(ModRWKVModule, "training_step", training_step)
-            assert main(args) == 128 + signal.SIGTERM
-        err = capsys.readouterr().err
-        assert "Traceback" not in err and err.strip().splitlines()[-1] == (
-            f"modrwkv quickstart: stage {stage} stopped by SIGTERM at step 1 of 2, checkpoint saved; run the same "
-            "command again to continue from there"), err[-2000:]
-        state = stopped / f"stage{stage}" / "checkpoints" / "step-00000001" / "training_state.ckpt"
-        first_parts[f"stage{stage}"] = torch.load(state, weights_only=True)["callbacks"]["RunTotals"]
-    assert main(args) == 0
     resumed = json.loads((stopped / "report.json").read_text())
     assert [resumed["training"][f"stage{i}"].get("resumed_from_step") for i in range(3)] == [None, 1, 1]
     for key in ("wer", "examples", "wer_by_voice", "whisper_tiny_en_wer", "media_reliance"):

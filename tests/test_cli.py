@@ -164,18 +164,23 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     signal left, and ends with what an uninterrupted run gives; other options are refused by name."""
     options = ["--encoder-steps", "2", "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "12", "--train-samples",
                "32", "--test-samples", "16", "--validation-samples", "16", "--batch-size", "8", "--no-progress"]
-    assert main(["quickstart", "--output", str(tmp_path / "uninterrupted"), *options]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The uninterrupted run to compare with, in a process of its own: it runs on the other core meanwhile.
+    with open(tmp_path / "uninterrupted.log", "w") as log:
+        reference = subprocess.Popen([sys.executable, "-m", "modrwkv", "quickstart", "--output",
+                                      str(tmp_path / "uninterrupted"), *options], stdout=log, stderr=log, env=env)
     output = tmp_path / "qs"
     proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "-v", "quickstart", "--output", str(output), *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         while "step 10/12 |" not in (line := proc.stderr.readline()):  # stage 2's; stages 0 and 1 make 2 steps
             assert line, proc.stdout.read()
         proc.send_signal(signal.SIGTERM)  # during step 11
         out, err = proc.communicate(timeout=120)
-    finally:
+        assert reference.wait(timeout=300) == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
+    finally:  # both have ended here, unless an assertion failed
         proc.kill()
+        reference.kill()
     assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == ("modrwkv quickstart: stage 2 stopped by SIGTERM at step 11 of 12, checkpoint "
                                             "saved; run the same command again to continue from there")
