@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .containers import container_problem
+from .containers import container_problem, id3v2_tags_end
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -422,21 +422,21 @@ _TRUNCATION_MARGIN = 0.01
 
 def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
-    rather than read as a shorter clip, which libsndfile does silently: an MP3 decodes fewer samples
-    than its header counts, a WAV's header counts what its data chunk should hold (libsndfile
-    counts what is there), and an Ogg file ends without its last page (`container_problem`). An MP3
-    without a Xing, Info or VBRI frame declares no count: libsndfile estimates one from the file's
-    size at its first frame's bitrate, which a variable bitrate makes unreliable (`audio_seconds`
-    leaves its tags out, for a length limit), so such a file is read as it is."""
+    rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
+    samples than its header counts; a WAV, RF64, Wave64 or AIFF whose data chunk holds less than it
+    declares, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
+    refused by their structure (`container_problem`). An MP3 without a Xing, Info or VBRI frame
+    declares no count: libsndfile estimates one from the file's size at its first frame's bitrate,
+    which a variable bitrate makes unreliable (`audio_seconds` leaves its tags out, for a length
+    limit), so one cut exactly between two frames is read as it is."""
     import soundfile
 
     source, where = _read_bytes_or_path(item)
     _refuse_damaged_container("audio", source, where)
     try:
-        wav_frames = _wav_declared_frames(source) or 0
         with soundfile.SoundFile(source) as sound:
             counted = sound.format != "MP3" or _mp3_layout(source).declares_length
-            declared = max(sound.frames if counted else 0, wav_frames)
+            declared = sound.frames if counted else 0
             waveform, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
@@ -446,36 +446,6 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
                   f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     return waveform, int(rate), where
-
-
-# A data size at or above this (2 GiB less 4 KiB) is a placeholder, not a count: writers that cannot
-# seek back to fill it in leave 0xFFFFFFFF (ffmpeg), 0x7FFFFFFF or 0x7FFFF000 (sox), and libsndfile
-# reads such a file to its end. A real WAV this large is past any clip this library reads.
-_WAV_UNKNOWN_SIZE = 0x7FFFF000
-
-
-def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
-    """How many frames a RIFF/WAVE file's data chunk says it holds; None for other formats and for a
-    size written as unknown (0, or a placeholder `_WAV_UNKNOWN_SIZE` or above)."""
-    with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
-        start = stream.tell()
-        try:
-            stream.seek(0)
-            header = stream.read(12)
-            if header[:4] != b"RIFF" or header[8:] != b"WAVE":
-                return None
-            block_align = 0
-            while len(chunk := stream.read(8)) == 8:
-                kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-                if kind == b"data":
-                    return size // block_align if block_align and 0 < size < _WAV_UNKNOWN_SIZE else None
-                if kind == b"fmt ":  # its block align: the bytes per frame
-                    block_align = int.from_bytes(stream.read(size + size % 2)[12:14], "little")
-                else:
-                    stream.seek(size + size % 2, 1)  # chunks are padded to an even size
-            return None
-        finally:
-            stream.seek(start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -499,12 +469,8 @@ def _mp3_layout(source: Path | io.BytesIO) -> _Mp3Layout:
         try:
             stream.seek(0, io.SEEK_END)
             size = stream.tell()
-            stream.seek(0)
-            while (tag := stream.read(10))[:3] == b"ID3" and len(tag) == 10:
-                length = sum((byte & 0x7F) << shift for byte, shift in zip(tag[6:10], (21, 14, 7, 0)))
-                stream.seek(length + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
-            leading = stream.tell() - len(tag)
-            head = tag + stream.read(4096)
+            leading = id3v2_tags_end(stream)
+            head = stream.read(4106)
             stream.seek(max(size - 128, 0))
             counted = size - 128 if stream.read(3) == b"TAG" else size
             stream.seek(max(counted - 32, 0))
