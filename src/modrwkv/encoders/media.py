@@ -385,42 +385,68 @@ def _audio_seconds(item: Any) -> float:
     if isinstance(item, tuple):
         waveform, rate = _waveform_and_rate(item, describe(item))
         return (max(waveform.shape) if waveform.ndim == 2 else len(waveform)) / float(rate)
-    source, where = _read_bytes_or_path(item)
-    if isinstance(source, Path) and source.stat().st_size == 0:
-        raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
-    _refuse_damaged_container("audio", source, where)
+    source, where = _audio_source(item)
     try:
         info = soundfile.info(source)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
-    if info.frames <= 0 or info.samplerate <= 0:
+    return _declared_seconds(info, source, where)
+
+
+def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str]:
+    """An encoded audio item (path, bytes, data URI) ready for libsndfile, and its name; raises
+    `MediaError` for an empty file or a container cut short (`_refuse_damaged_container`)."""
+    source, where = _read_bytes_or_path(item)
+    if isinstance(source, Path) and source.stat().st_size == 0:
+        raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
+    _refuse_damaged_container("audio", source, where)
+    return source, where
+
+
+def _declared_seconds(header: Any, source: Path | io.BytesIO, where: str) -> float:
+    """The length an audio file's header declares (`header`: its `soundfile.info`, or the open
+    `SoundFile`), with an MP3's tags left out of libsndfile's estimate (`_Mp3Layout`)."""
+    if header.frames <= 0 or header.samplerate <= 0:
         raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
-    frames = info.frames
-    if info.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
+    frames = header.frames
+    if header.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
         frames = frames * (layout.counted_bytes - layout.tag_bytes) / layout.counted_bytes
-    return frames / float(info.samplerate)
+    return frames / float(header.samplerate)
 
 
-def decode_audio(item: Any) -> tuple[np.ndarray, int]:
+class AudioTooLong(MediaError):
+    """An audio file whose header declares more seconds than `decode_audio`'s `max_seconds`,
+    refused before any sample is decoded."""
+
+    def __init__(self, where: str, seconds: float, limit: float) -> None:
+        super().__init__("audio", f"audio {where} lasts {seconds:.1f} s, more than {limit:g} s",
+                         reason=f"it lasts {seconds:.1f} s, more than {limit:g} s")
+        self.seconds = seconds
+
+
+def decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """An encoded audio item (path, bytes, data URI) decoded in full: (float32 mono waveform, the
     file's own sample rate), which `load_audio` takes as a `(waveform, sample_rate)` item. Raises
     `MediaError` for a file that does not decode, or that holds fewer samples than its header
-    declares (`_decode_audio`)."""
-    return _naming_media_errors("audio", _decode_mono_audio, item)
+    declares (`_decode_audio`), and `AudioTooLong` for one whose header declares more than
+    `max_seconds` (`audio_seconds`' count), before decoding it: the item is read and its container
+    checked once for both."""
+    return _naming_media_errors("audio", _decode_mono_audio, item, max_seconds)
 
 
-def _decode_mono_audio(item: Any) -> tuple[np.ndarray, int]:
-    waveform, rate, where = _decode_audio(item)
+def _decode_mono_audio(item: Any, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    waveform, rate, where = _decode_audio(item, max_seconds)
     return _to_mono(waveform, where), rate
 
 
 # A file this much shorter than its header says is cut short; the margin keeps a count that is off
 # by an encoder's padding from refusing a whole file.
 _TRUNCATION_MARGIN = 0.01
+_AUDIO_BLOCK_FRAMES = 1 << 18
 
 
-def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
+def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
     """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
     rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
     samples than its header counts; a WAV, RF64, Wave64 or AIFF whose data chunk holds less than it
@@ -431,13 +457,22 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
     limit), so one cut exactly between two frames is read as it is."""
     import soundfile
 
-    source, where = _read_bytes_or_path(item)
-    _refuse_damaged_container("audio", source, where)
+    source, where = _audio_source(item)
     try:
         with soundfile.SoundFile(source) as sound:
+            if max_seconds is not None and (seconds := _declared_seconds(sound, source, where)) > max_seconds:
+                raise AudioTooLong(where, seconds, max_seconds)
             counted = sound.format != "MP3" or _mp3_layout(source).declares_length
             declared = sound.frames if counted else 0
-            waveform, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
+            # in blocks until the data ends: reading all at once allocates the count the header
+            # declares, which a damaged header makes terabytes
+            blocks = [sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True)]
+            while len(blocks[-1]) == _AUDIO_BLOCK_FRAMES:
+                blocks.append(sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True))
+            waveform = np.concatenate(blocks)
+            rate = sound.samplerate
+    except MediaError:
+        raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
