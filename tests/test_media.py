@@ -306,8 +306,9 @@ def test_audio_errors_name_the_problem(tmp_path) -> None:
             load(b"RIFF this is not a wave")
         assert str(raised.value) == "cannot decode audio <23 bytes>: not a recognised audio format (WAV, FLAC, OGG, MP3, ...)"
         assert raised.value.reason == "not a recognised audio format (WAV, FLAC, OGG, MP3, ...)"
-        with pytest.raises(MediaError, match=r"^cannot decode audio <30 bytes>: Error in WAV file\. No 'data' chunk marker\.$"):
-            load(wave[:30])  # the header cut off before its data chunk
+        with pytest.raises(MediaError, match=r"^cannot decode audio <30 bytes>: its RIFF 'fmt ' chunk declares 16 bytes "
+                           r"and the file holds 10 of them: it is cut short$"):
+            load(wave[:30])  # the header cut off inside its format chunk
     bad = tmp_path / "bad.flac"
     bad.write_bytes(b"fLaC" + bytes(100))
     with pytest.raises(ValueError, match="bad.flac"):
@@ -335,19 +336,23 @@ def encoded(wave: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
 @pytest.mark.parametrize("subtype, sample_bytes", [("PCM_16", 2), ("FLOAT", 4)])
 def test_a_wav_cut_short_after_its_header_is_refused_not_read_as_a_shorter_clip(tmp_path, subtype, sample_bytes):
     """libsndfile reads a WAV whose data chunk declares more than the file holds as a shorter clip;
-    load_audio refuses it, naming the item and both counts. A short clip that is whole, and a WAV
-    streamed with its data size unknown (0xFFFFFFFF, by a writer that could not seek back), load."""
+    load_audio and audio_seconds refuse it, naming the item and both sizes. A short clip that is
+    whole, and a WAV streamed with its data size unknown (0xFFFFFFFF, by a writer that could not seek
+    back), load."""
     wave = (0.5 * sine(440, 16000)).astype(np.float32)
     whole = encoded(wave, 16000, "WAV", subtype)
     header = len(whole) - sample_bytes * 16000  # whatever chunks precede the samples (FLOAT adds fact, PEAK)
     cut = whole[: header + sample_bytes * 6000 + 1]  # 6000 samples and a byte of the next
+    assert len(sf.read(io.BytesIO(cut))[0]) == 6000  # libsndfile alone: a shorter clip, no error
     path = tmp_path / "cut.wav"
     path.write_bytes(cut)
+    reason = (f"its RIFF 'data' chunk declares {sample_bytes * 16000} bytes and the file holds "
+              f"{sample_bytes * 6000 + 1} of them: it is cut short")
     for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
-        with pytest.raises(MediaError) as raised:
-            load_audio(item)
-        reason = "the file holds 6000 of the 16000 samples its header declares (0.38 of 1.00 s): it is cut short"
-        assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
+        for read in (load_audio, audio_seconds):
+            with pytest.raises(MediaError) as raised:
+                read(item)
+            assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
     short = load_audio(encoded(wave[:6000], 16000, "WAV", subtype))
     np.testing.assert_array_equal(short, load_audio(whole)[:6000])
     # the data chunk's size field, just before the samples, as writers into a pipe leave it: ffmpeg's
@@ -358,16 +363,99 @@ def test_a_wav_cut_short_after_its_header_is_refused_not_read_as_a_shorter_clip(
         np.testing.assert_array_equal(load_audio(bytes(streamed)), load_audio(whole))
 
 
-def test_an_mp3_cut_short_is_refused_with_the_decoders_count():
-    """An MP3's header (its Xing frame) counts its samples; cut in half, the decoder finds fewer."""
+# libsndfile's container, subtype, the name the refusal gives the format and the chunk with the samples
+CHUNKED_AUDIO = [("WAV", "PCM_U8", "RIFF", "data"), ("RF64", "PCM_16", "RF64", "data"),
+                 ("W64", "PCM_16", "Wave64", "data"), ("AIFF", "PCM_16", "AIFF", "SSND")]
+
+
+@pytest.mark.parametrize("fmt, subtype, name, chunk", CHUNKED_AUDIO, ids=[case[0] for case in CHUNKED_AUDIO])
+def test_chunked_audio_cut_short_is_refused_and_a_whole_file_never(tmp_path, fmt, subtype, name, chunk):
+    """A WAV, RF64 (its sizes in its ds64 chunk), Wave64 or AIFF file declares the size of each chunk;
+    libsndfile reads one whose sample chunk is cut as a shorter clip. load_audio and audio_seconds
+    refuse it naming the file, the chunk and both sizes. A whole file loads: with an odd number of
+    8-bit samples (a pad byte after the chunk, or none where a writer left it out at the end of the
+    file) and with bytes after its outer chunk."""
+    wave = (0.5 * sine(440, 16000)).astype(np.float32)[:15999]  # odd: 8-bit samples need a pad byte
+    whole = encoded(wave, 16000, fmt, subtype)
+    decoded = load_audio(whole)
+    assert len(decoded) == 15999 and audio_seconds(whole) == pytest.approx(15999 / 16000)
+    for tail in (b"appended by another tool", bytes(3)):
+        assert audio_seconds(whole + tail) > 0.99
+        if fmt != "W64":  # libsndfile reads bytes after a Wave64 file's data chunk as more samples
+            np.testing.assert_array_equal(load_audio(whole + tail), decoded)
+    if subtype == "PCM_U8":
+        assert len(whole) % 2 == 0 and whole[-1] == 0  # the pad byte after 15999 bytes of samples
+        np.testing.assert_array_equal(load_audio(whole[:-1]), decoded)
+    sample_bytes = 1 if subtype == "PCM_U8" else 2
+    data_start = len(whole) - sample_bytes * 15999 - (1 if subtype == "PCM_U8" else 0)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    for kept in (1, 8000 * sample_bytes + 1, 15998 * sample_bytes):
+        cut = whole[: data_start + kept]
+        assert 0 <= len(sf.read(io.BytesIO(cut))[0]) < 15999  # libsndfile alone: a shorter clip, no error
+        path.write_bytes(cut)
+        declared = sample_bytes * 15999 + (8 if chunk == "SSND" else 0)  # SSND's offset and block size fields
+        held = kept + (8 if chunk == "SSND" else 0)
+        reason = f"its {name} '{chunk}' chunk declares {declared} bytes and the file holds {held} of them: it is cut short"
+        for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
+            for read in (load_audio, audio_seconds):
+                with pytest.raises(MediaError) as raised:
+                    read(item)
+                assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
+
+
+def mp3_frames(data: bytes) -> list[tuple[int, int]]:
+    """Where each audio frame of an MP3 starts and how long it is, as FFmpeg's demuxer finds them."""
+    av = pytest.importorskip("av")
+    with av.open(io.BytesIO(data)) as container:
+        return [(packet.pos, packet.size) for packet in container.demux(audio=0) if packet.size]
+
+
+def test_an_mp3_cut_between_frames_is_refused_with_the_decoders_count():
+    """An MP3's header (its Xing frame) counts its samples; cut between two frames half way, the
+    decoder finds fewer."""
     whole = encoded((0.5 * sine(440, 16000)).astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
     assert load_audio(whole).shape == (16000,)
-    cut = whole[: len(whole) // 2]
+    cut = whole[: max(start for start, _ in mp3_frames(whole) if start <= len(whole) // 2)]
     found = len(sf.read(io.BytesIO(cut))[0])  # what libsndfile decodes of it, silently
     assert found < 0.9 * 16000
     with pytest.raises(MediaError, match=rf"^cannot decode audio <{len(cut)} bytes>: the file holds {found} of the "
                        rf"16000 samples its header declares \({found / 16000:.2f} of 1\.00 s\): it is cut short$"):
         load_audio(cut)
+
+
+def test_an_mp3_whose_last_frame_is_cut_is_refused_with_or_without_a_xing_frame(tmp_path):
+    """Each MP3 frame's header gives its length: a file that ends inside a frame is cut short, which
+    libsndfile reads silently as a shorter clip, and an MP3 without a Xing/Info frame (no count to
+    compare) is caught too, behind ID3v2 tags as well. Whole files, and files with an ID3v1 or APE
+    tag after their frames, load; one without a Xing frame cut exactly between two frames cannot be
+    told from a whole one and loads as the shorter clip it is."""
+    wave = (0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32)
+    id3v1 = b"TAG" + bytes(125)
+    for whole in (mp3_without_xing(wave), encoded(wave, 16000, "MP3", "MPEG_LAYER_III"),
+                  id3v2_tag(50_000) + mp3_without_xing(wave)):
+        frames, decoded = mp3_frames(whole), len(sf.read(io.BytesIO(whole))[0])
+        assert len(load_audio(whole)) == decoded >= 32000
+        for tail in (id3v1, ape_tag(1000), ape_tag(1000) + id3v1):
+            assert len(load_audio(whole + tail)) == len(load_audio(whole))
+            assert audio_seconds(whole + tail) == pytest.approx(audio_seconds(whole), abs=1152 / 16000)
+        path = tmp_path / "cut.mp3"
+        for start, length in (frames[len(frames) // 2], frames[-1]):
+            for kept in (1, 3, length // 2, length - 1):
+                cut = whole[: start + kept]
+                assert 0 < len(sf.read(io.BytesIO(cut))[0]) < decoded  # libsndfile alone: a shorter clip, no error
+                path.write_bytes(cut)
+                header = "header " if kept < 4 else ""
+                reason = (f"its last MP3 frame (at byte {start}) holds {kept} of its "
+                          f"{4 if kept < 4 else length} {header}bytes: it is cut short")
+                for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
+                    for read in (load_audio, audio_seconds):
+                        with pytest.raises(MediaError) as raised:
+                            read(item)
+                        assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}",
+                                                                            reason)
+    plain = mp3_without_xing(wave)
+    between = plain[: mp3_frames(plain)[len(mp3_frames(plain)) // 2][0]]
+    assert 0 < len(load_audio(between)) < 32000
 
 
 def id3v2_tag(payload_bytes: int) -> bytes:
@@ -421,8 +509,9 @@ def test_an_mp3_without_a_xing_frame_declares_no_length_and_loads_whole_behind_a
     np.testing.assert_array_equal(decoded, load_audio(plain))
     tag, with_xing = id3v2_tag(300_000), encoded(wave, 16000, "MP3", "MPEG_LAYER_III")
     assert load_audio(tag + with_xing).shape == (32000,)
+    between_frames = max(start for start, _ in mp3_frames(with_xing) if start <= len(with_xing) // 2)
     with pytest.raises(MediaError, match=r"the file holds \d+ of the 32000 samples .* it is cut short"):
-        load_audio(tag + with_xing[: len(with_xing) // 2])
+        load_audio(tag + with_xing[:between_frames])
 
 
 def test_the_length_of_an_mp3_without_a_xing_frame_leaves_its_tags_out():

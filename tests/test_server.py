@@ -436,11 +436,6 @@ def libsndfile_read(data: bytes) -> tuple[int, str | None]:
         return 0, exc.error_string
 
 
-def cut_short(found: int) -> str:
-    return (f"the file holds {found} of the 16000 samples its header declares ({found / 16000:.2f} of 1.00 s): "
-            "it is cut short")
-
-
 @pytest.mark.parametrize("part, message, code", [
     ({"type": "image_url", "image_url": {"url": data_uri(truncated_png())}},
      f"the image in messages[1].content[1] cannot be decoded: {pillow_load_error(truncated_png())}", "bad_image"),
@@ -451,15 +446,17 @@ def cut_short(found: int) -> str:
     ({"type": "image_url", "image_url": {"url": data_uri(b"\x00" * 64)}},
      f"the image in messages[1].content[1] cannot be decoded: {NOT_AN_IMAGE}", "bad_image"),
     ({"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes(0.5)[:30]).decode(), "format": "wav"}},
-     "the audio in messages[1].content[1] cannot be decoded: Error in WAV file. No 'data' chunk marker.", "bad_audio"),
+     "the audio in messages[1].content[1] cannot be decoded: its RIFF 'fmt ' chunk declares 16 bytes and the file "
+     "holds 10 of them: it is cut short", "bad_audio"),
     ({"type": "input_audio", "input_audio": {"data": base64.b64encode(b"\x00" * 64).decode(), "format": "wav"}},
      "the audio in messages[1].content[1] cannot be decoded: not a recognised audio format (WAV, FLAC, OGG, MP3, ...)",
      "bad_audio"),
-    (sound_part(CUT_WAV), f"the audio in messages[1].content[1] cannot be decoded: {cut_short(7000)}", "bad_audio"),
+    (sound_part(CUT_WAV), "the audio in messages[1].content[1] cannot be decoded: its RIFF 'data' chunk declares "
+     "32000 bytes and the file holds 14000 of them: it is cut short", "bad_audio"),
     (sound_part(CUT_FLAC, "flac"), "the audio in messages[1].content[1] cannot be decoded: "
      f"{libsndfile_read(CUT_FLAC)[1]}", "bad_audio"),
-    (sound_part(CUT_MP3, "mp3"), "the audio in messages[1].content[1] cannot be decoded: "
-     f"{cut_short(libsndfile_read(CUT_MP3)[0])}", "bad_audio"),
+    (sound_part(CUT_MP3, "mp3"), "the audio in messages[1].content[1] cannot be decoded: its last MP3 frame (at byte ",
+     "bad_audio"),
     (sound_part(CUT_OGG, "ogg"), "the audio in messages[1].content[1] cannot be decoded: its last Ogg page (at byte ",
      "bad_audio"),
     (sound_part(NAN_WAV), "the audio in messages[1].content[1] cannot be decoded: it contains NaN or infinite samples",
@@ -474,27 +471,34 @@ def test_damaged_media_errors_name_the_part_once_with_a_code_and_no_object_addre
     status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": messages}).encode())
     error = reply["error"]
     assert status == 400 and error["code"] == code, error
-    if message.endswith("(at byte "):  # the page's place and sizes: the file's structure, not libsndfile's count
+    if message.endswith("(at byte "):  # the page's or frame's place and sizes: the file's structure
         assert error["message"].startswith(message) and error["message"].endswith("bytes: it is cut short"), error
         assert 0 < libsndfile_read(CUT_OGG)[0] < 40000 and libsndfile_read(CUT_OGG)[1] is None
+        assert 0 < libsndfile_read(CUT_MP3)[0] < 16000 and libsndfile_read(CUT_MP3)[1] is None
     else:
         assert error["message"] == message if message.startswith("the ") else message in error["message"], error
     assert " at 0x" not in error["message"] and "object at" not in error["message"]
 
 
 def test_audio_is_decoded_once_and_a_short_whole_clip_is_accepted(live, monkeypatch):
-    """The media check decodes a clip and hands the waveform on to the encoder, which does not
-    decode it again; a clip as short as the cut WAV above, but whole, is answered."""
+    """The media check reads a clip's data URI and checks its container once, for its length and to
+    decode it, and hands the waveform on to the encoder, which does not decode it again; a clip as
+    short as the cut WAV above, but whole, is answered."""
     from modrwkv.encoders import media
 
     assert libsndfile_read(CUT_WAV) == (7000, None)  # libsndfile alone would take the cut file
-    decoded = []
-    decode = media._decode_audio
-    monkeypatch.setattr(media, "_decode_audio", lambda item: decoded.append(media.describe(item)) or decode(item))
+    calls = {"read": 0, "container": 0, "decode": 0}
+
+    def counted(name: str, function):
+        return lambda *args: calls.__setitem__(name, calls[name] + 1) or function(*args)
+
+    for name, attribute in (("read", "_read_bytes_or_path"), ("container", "container_problem"),
+                            ("decode", "_decode_audio")):
+        monkeypatch.setattr(media, attribute, counted(name, getattr(media, attribute)))
     short = sound_bytes("WAV", "PCM_16", seconds=7000 / 16000)
     messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, sound_part(short)]}]
     reply = ask(live.client(), messages)
-    assert decoded == [f"<{len(short)} bytes>"]
+    assert calls == {"read": 1, "container": 1, "decode": 1}
     assert reply.choices[0].message.content == expected(messages)
 
 

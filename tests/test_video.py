@@ -329,16 +329,17 @@ def written_by_ffmpeg(path, fmt: str, codec: str, pix_fmt: str, frames: list[np.
 
 CUT_SHORT_CASES = [("matroska", "ffv1", "bgr0", {}, False), ("webm", "libvpx", "yuv420p", {}, True),
                    ("webm", "libvpx-vp9", "yuv420p", {}, False), ("mp4", "libx264", "yuv420p", {}, False),
-                   ("mp4", "libx264", "yuv420p", {"movflags": "faststart"}, False)]
+                   ("mp4", "libx264", "yuv420p", {"movflags": "faststart"}, False),
+                   ("avi", "mjpeg", "yuvj420p", {}, False)]
 
 
 @pytest.mark.parametrize("fmt,codec,pix_fmt,options,with_opus", CUT_SHORT_CASES,
-                         ids=["mkv-ffv1", "webm-vp8-opus", "webm-vp9", "mp4-index-last", "mp4-faststart"])
+                         ids=["mkv-ffv1", "webm-vp8-opus", "webm-vp9", "mp4-index-last", "mp4-faststart", "avi-mjpeg"])
 def test_a_video_cut_short_is_refused_naming_the_file(tmp_path, fmt, codec, pix_fmt, options, with_opus):
-    """FFmpeg reads a Matroska/WebM file cut short as a shorter clip, and an mp4 whose index (moov,
-    written last) lost its end as a whole one; the container declares its size (the Matroska
-    Segment, each mp4 box), so a cut file is refused naming the file and both sizes, and a whole one
-    loads every frame."""
+    """FFmpeg reads a Matroska/WebM or AVI file cut short as a shorter clip, and an mp4 whose index
+    (moov, written last) lost its end as a whole one; the container declares its size (the Matroska
+    Segment, each mp4 box, each AVI chunk), so a cut file is refused naming the file and both sizes,
+    and a whole one loads every frame."""
     written = distinct_frames(24, size=16)
     whole = written_by_ffmpeg(tmp_path / f"clip.{fmt}", fmt, codec, pix_fmt, written, options, with_opus)
     assert len(load_video(tmp_path / f"clip.{fmt}", VideoSampling(num_frames=24, max_frames=24))) == 24
@@ -346,7 +347,8 @@ def test_a_video_cut_short_is_refused_naming_the_file(tmp_path, fmt, codec, pix_
     for cut in (whole[: int(len(whole) * 0.6)], whole[:-20]):
         path.write_bytes(cut)
         with pytest.raises(MediaError, match=rf"^cannot decode video {re.escape(repr(str(path)))}: its "
-                           r"(Matroska Segment element|MP4 '(moov|mdat)' box) declares \d+ bytes and the file "
+                           r"(Matroska Segment element|MP4 '(moov|mdat)' box|RIFF '(LIST|idx1)' chunk) declares \d+ "
+                           r"bytes and the file "
                            r"holds \d+ of them: it is cut short$"):
             load_video(path)
     if fmt != "mp4":  # FFmpeg alone: no error, fewer frames
@@ -357,6 +359,7 @@ def test_a_video_cut_short_is_refused_naming_the_file(tmp_path, fmt, codec, pix_
 
 
 TRAILING_DATA_CASES = [("matroska", "ffv1", "bgr0", b"\x12appended by another tool\n"),
+                       ("avi", "mjpeg", "yuvj420p", b"\x12appended by another tool\n"),
                        ("mp4", "libx264", "yuv420p", b"\x12appended by another tool\n"),
                        ("mp4", "libx264", "yuv420p", bytes(range(256))), ("mp4", "libx264", "yuv420p", bytes(4))]
 
@@ -371,14 +374,101 @@ def test_a_whole_video_with_data_after_its_container_is_read_whole(tmp_path, fmt
     assert len(load_video(whole + tail, VideoSampling(num_frames=24, max_frames=24))) == 24
 
 
-def test_a_matroska_stream_of_unknown_size_is_never_refused(tmp_path):
-    """A live Matroska stream (FFmpeg's live=1, as broadcasters write) declares no segment size:
-    nothing tells a cut one from a whole one, so both are read as they are."""
-    whole = written_by_ffmpeg(tmp_path / "live.mkv", "matroska", "ffv1", "bgr0", distinct_frames(24, size=16),
-                              {"live": "1"})
+def matroska_live_clusters(data: bytes) -> list[tuple[int, int]]:
+    """Where each Cluster of a live Matroska file starts and how many bytes its size takes, walking
+    the EBML header, then the elements of a Segment whose size is the unknown marker (all ones)."""
+    def number(at: int) -> tuple[int, int]:  # an EBML number's bytes (length marker kept), its length
+        length = 9 - data[at].bit_length()
+        return int.from_bytes(data[at : at + length], "big"), length
+
+    clusters, position = [], 0
+    while position < len(data):
+        (element, id_length), (size, size_length) = number(position), number(position + number(position)[1])
+        value = size ^ (1 << (7 * size_length))
+        if element == 0x18538067:
+            assert value == (1 << (7 * size_length)) - 1  # the segment's size is unknown
+            position += id_length + size_length
+            continue
+        if element == 0x1F43B675:
+            clusters.append((position, size_length))
+        position += id_length + size_length + value
+    return clusters
+
+
+LIVE_CASES = [("matroska", "ffv1", "bgr0", False), ("webm", "libvpx", "yuv420p", True)]
+
+
+@pytest.mark.parametrize("fmt,codec,pix_fmt,with_opus", LIVE_CASES, ids=["mkv-ffv1", "webm-vp8-opus"])
+def test_a_live_matroska_stream_cut_short_is_refused_and_a_whole_one_never(tmp_path, fmt, codec, pix_fmt, with_opus):
+    """A live Matroska stream (FFmpeg's live=1, as broadcasters write) declares no Segment size, and a
+    browser's recorder leaves each Cluster's size unknown too (made here from FFmpeg's file by writing
+    the unknown marker into its clusters' size fields, as such a writer leaves them). FFmpeg reads
+    one cut short as a shorter clip; the segment's elements and an unknown cluster's blocks declare
+    their sizes, so a file that ends inside one is refused naming the element. Whole files, also
+    with data appended, load every frame; one cut exactly between two clusters cannot be told from a
+    whole one and loads as the shorter clip it is."""
+    whole = written_by_ffmpeg(tmp_path / f"live.{fmt}", fmt, codec, pix_fmt, distinct_frames(24, size=16),
+                              {"live": "1"}, with_opus)
+    clusters = matroska_live_clusters(whole)
+    unknown_clusters = bytearray(whole)
+    for start, size_length in clusters:  # the size's length marker, then all ones
+        unknown_clusters[start + 4 : start + 4 + size_length] = bytes([0xFF >> (size_length - 1)]) + b"\xff" * (size_length - 1)
     sampling = VideoSampling(num_frames=24, max_frames=24)
-    assert len(load_video(whole, sampling)) == 24
-    assert 0 < len(load_video(whole[: len(whole) // 2], sampling)) < 24
+    path = tmp_path / f"cut.{fmt}"
+    for data, element in ((whole, "Cluster"), (bytes(unknown_clusters), "SimpleBlock")):
+        assert ffmpeg_reads(data) == (24, None)
+        assert len(load_video(data, sampling)) == len(load_video(data + b"\x12appended by another tool\n", sampling)) == 24
+        cut = data[: int(len(data) * 0.6)]
+        decoded, error = ffmpeg_reads(cut)
+        assert 0 < decoded < 24 and error is None  # FFmpeg alone: a shorter clip, no error
+        for cut in (cut, data[: clusters[-1][0] + 40]):
+            path.write_bytes(cut)
+            with pytest.raises(MediaError, match=rf"^cannot decode video {re.escape(repr(str(path)))}: its Matroska "
+                               rf"{element} element declares \d+ bytes and the file holds \d+ of them: it is cut short$"):
+                load_video(path)
+        assert 0 < len(load_video(data[: clusters[-1][0]], sampling)) < 24
+
+
+def legacy_quicktime(frames: list[np.ndarray], tmp_path, moov_first: bool) -> bytes:
+    """A QuickTime file as written before 2001, without an ftyp box: FFmpeg's .mov with its ftyp box
+    made a free box of the same size (every offset stays: the file opens with free, wide, mdat,
+    moov), or, from its faststart .mov, with the moov box moved before that free box."""
+    options = {"movflags": "faststart"} if moov_first else {}
+    data = written_by_ffmpeg(tmp_path / "clip.mov", "mov", "libx264", "yuv420p", frames, options)
+    ftyp = int.from_bytes(data[:4], "big")
+    assert data[4:8] == b"ftyp"
+    data = data[:4] + b"free" + data[8:]
+    if moov_first:
+        moov = int.from_bytes(data[ftyp : ftyp + 4], "big")
+        assert data[ftyp + 4 : ftyp + 8] == b"moov"
+        data = data[ftyp : ftyp + moov] + data[:ftyp] + data[ftyp + moov :]
+    return data
+
+
+def test_an_older_quicktime_file_without_ftyp_cut_short_is_refused(tmp_path):
+    """A QuickTime file that opens with its movie's boxes (free, moov, ...) rather than ftyp is walked
+    box by box as an mp4 is: FFmpeg reads one whose moov (at its end) lost 20 bytes as a whole clip;
+    the check refuses it, and one cut in its frames, naming the box. Data that opens with such a word
+    but holds no moov box is left to the decoders, which name it as not their format."""
+    sampling = VideoSampling(num_frames=24, max_frames=24)
+    path = tmp_path / "cut.mov"
+    for moov_first, first_box in ((False, b"free"), (True, b"moov")):
+        whole = legacy_quicktime(distinct_frames(24, size=16), tmp_path, moov_first)
+        assert whole[4:8] == first_box and ffmpeg_reads(whole) == (24, None)
+        assert len(load_video(whole, sampling)) == 24
+        for cut, box in ((whole[:-20], "mdat" if moov_first else "moov"), (whole[: int(len(whole) * 0.6)], None)):
+            path.write_bytes(cut)
+            with pytest.raises(MediaError, match=rf"^cannot decode video {re.escape(repr(str(path)))}: its MP4 "
+                               rf"'{box or '(moov|mdat)'}' box declares \d+ bytes and the file holds \d+ of them: "
+                               "it is cut short$"):
+                load_video(path)
+        if not moov_first:
+            assert ffmpeg_reads(whole[:-20]) == (24, None)  # FFmpeg alone: no error, every frame
+    for text, decoders_word in ((b"the free software " * 5, "cannot decode video <90 bytes>: Invalid data found when "
+                                 "processing input"), (b"abcdmoov" + bytes(100), "<108 bytes> has no video stream")):
+        with pytest.raises(MediaError) as raised:
+            load_video(text)
+        assert str(raised.value) == decoders_word
 
 
 def test_the_server_names_the_part_of_a_video_damaged_past_its_header_and_decodes_each_once(tmp_path, monkeypatch):

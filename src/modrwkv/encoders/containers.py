@@ -1,24 +1,35 @@
 """Whether a media file's container is whole, from its structure alone (no decoding): the check
-behind `load_audio` and `load_video` for formats whose decoders read a cut-short file silently as a
-shorter clip.
+behind `load_audio`, `audio_seconds` and `load_video` for formats whose decoders read a cut-short
+file silently as a shorter clip.
 
 - Ogg (Vorbis, Opus, FLAC, Theora): no header states the length, but every page states its own size
   and checksum, and each logical stream (each link of a chained file) ends with a page flagged
   end-of-stream. A file that stops inside a page, or before a stream's last page, is cut short.
 - Matroska / WebM: the Segment element declares its size; a file that ends before it is cut short.
-  Bytes after a whole segment are not looked at (decoders ignore them).
-  A segment of unknown size (what live encoders write) declares nothing and is never refused.
-- MP4 / QuickTime (opening with an ftyp box): each top-level box (ftyp, moov, mdat, ...) declares
-  its size; FFmpeg decodes an mp4 whose last box is cut (a moov at the end, an mdat at the end of a
-  "faststart" file) as far as it can, all of its frames when only the index's end is lost. The
-  walk ends at bytes that are no top-level box (padding, appended data), which decoders ignore.
+  Bytes after a whole segment are not looked at (decoders ignore them). A segment of unknown size
+  (what live encoders write) is walked element by element (and a Cluster of unknown size, as browsers
+  record, block by block): one that runs past the end of the file is cut. A live file cut exactly
+  between two elements cannot be told from a whole one.
+- MP4 / QuickTime: each top-level box (ftyp, moov, mdat, ...) declares its size; FFmpeg decodes an
+  mp4 whose last box is cut (a moov at the end, an mdat at the end of a "faststart" file) as far as
+  it can, all of its frames when only the index's end is lost. The walk ends at bytes that are no
+  top-level box (padding, appended data), which decoders ignore. Files that open with ftyp (every
+  writer since 2001) and older QuickTime files that open with moov, mdat, wide, free, skip or pnot
+  are walked; for the latter, whose first word is common in other data, only once a moov box is met.
+- RIFF (WAV, RF64, AVI), Wave64 and AIFF: each chunk declares its size (RF64 in its ds64 chunk);
+  libsndfile reads a WAV, RF64, Wave64 or AIFF whose data chunk is cut as a shorter clip, FFmpeg an
+  AVI whose movi list is cut. A size left unknown by a writer that could not seek back (0, or a
+  placeholder near 4 GiB) ends the walk; so do bytes that are no chunk after the last.
+- MP3: each frame's header gives its length. A file whose last frame runs past its end is cut short;
+  the walk ends at the first bytes that are no frame of the same stream (an ID3v1 or APE tag).
 
-Other formats (WAV, MP3, FLAC, AVI, ...) return None here; the audio reader compares their sample
-counts (`modrwkv.encoders.media`).
+Other formats (FLAC, ...) return None here; the audio reader compares their sample counts with the
+count their header declares (`modrwkv.encoders.media`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zlib
 from pathlib import Path
@@ -27,14 +38,36 @@ _OGG_CAPTURE = b"OggS"
 _OGG_END_OF_STREAM = 0x04
 _MATROSKA_EBML = bytes.fromhex("1A45DFA3")
 _MATROSKA_SEGMENT = 0x18538067
-# The box an MP4 or QuickTime file opens with (every writer since 2001; older QuickTime files open
-# with wide, free, mdat or moov, words too common at bytes 4-8 of other data to take as a sign).
+_MATROSKA_CLUSTER = 0x1F43B675
+_MATROSKA_VOID, _MATROSKA_CRC32 = 0xEC, 0xBF  # allowed inside any element
+# The elements a Segment holds, and those a Cluster holds, by name: an element of a live (unknown
+# size) segment or cluster that is none of its children ends it (Matroska's rule for unknown sizes).
+_MATROSKA_SEGMENT_CHILDREN = {0x114D9B74: "SeekHead", 0x1549A966: "Info", 0x1654AE6B: "Tracks",
+                              _MATROSKA_CLUSTER: "Cluster", 0x1C53BB6B: "Cues", 0x1043A770: "Chapters",
+                              0x1254C367: "Tags", 0x1941A469: "Attachments", _MATROSKA_VOID: "Void",
+                              _MATROSKA_CRC32: "CRC-32"}
+_MATROSKA_CLUSTER_CHILDREN = {0xE7: "Timestamp", 0x5854: "SilentTracks", 0xA7: "Position", 0xAB: "PrevSize",
+                              0xA3: "SimpleBlock", 0xA0: "BlockGroup", 0xAF: "EncryptedBlock",
+                              _MATROSKA_VOID: "Void", _MATROSKA_CRC32: "CRC-32"}
+# The box an MP4 or QuickTime file opens with (every writer since 2001).
 _MP4_FIRST_BOX = b"ftyp"
+# What older QuickTime files open with instead: words too common at bytes 4-8 of other data to take
+# as a sign alone, so such a file is judged only once its walk meets a moov box (`_MOOV_CHILDREN`).
+_QUICKTIME_FIRST_BOXES = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 # The boxes ISO/IEC 14496-12 and QuickTime place at the top level; anything else there is data after
 # the file (padding, an appended note), which FFmpeg ignores.
 _MP4_TOP_LEVEL_BOXES = {b"ftyp", b"styp", b"pdin", b"moov", b"moof", b"mfra", b"mdat", b"free", b"skip", b"wide",
-                        b"meta", b"uuid", b"sidx", b"ssix", b"prft", b"emsg", b"udta", b"pnot"}
+                        b"meta", b"uuid", b"sidx", b"ssix", b"prft", b"emsg", b"udta", b"pnot", b"PICT"}
+# What a moov box opens with (its header, or a compressed or profiled movie), by which a legacy
+# QuickTime file's moov is told from other data that happens to hold the word.
+_MOOV_CHILDREN = {b"mvhd", b"cmov", b"prfl", b"iods", b"trak", b"udta", b"meta", b"mvex"}
 _BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+# A 32-bit chunk size at or above this (4 KiB short of 2 GiB) is a placeholder, not a size: writers
+# that cannot seek back to fill it in leave 0xFFFFFFFF (ffmpeg), 0x7FFFFFFF or 0x7FFFF000 (sox), and
+# libsndfile reads such a file to its end. A real chunk this large is past any clip this library reads.
+_RIFF_UNKNOWN_SIZE = 0x7FFFF000
+_RF64_SIZE_IN_DS64 = 0xFFFFFFFF
+_WAVE64_RIFF = b"riff" + bytes.fromhex("2E91CF11A5D628DB04C10000")  # Wave64's GUIDs: a chunk name and 12 fixed bytes
 
 
 def container_problem(source: Path | io.BytesIO) -> str | None:
@@ -44,13 +77,21 @@ def container_problem(source: Path | io.BytesIO) -> str | None:
         stream.seek(0, io.SEEK_END)
         size = stream.tell()
         stream.seek(0)
-        head = stream.read(8)
+        head = stream.read(16)
         if head[:4] == _OGG_CAPTURE:
             return _ogg_problem(stream, size)
         if head[:4] == _MATROSKA_EBML:
             return _matroska_problem(stream, size)
-        if head[4:8] == _MP4_FIRST_BOX:
-            return _mp4_problem(stream, size)
+        if head[4:8] == _MP4_FIRST_BOX or head[4:8] in _QUICKTIME_FIRST_BOXES:
+            return _mp4_problem(stream, size, needs_moov=head[4:8] != _MP4_FIRST_BOX)
+        if head[:4] in (b"RIFF", b"RF64") and head[8:12] in (b"WAVE", b"AVI "):  # other RIFF forms are not media
+            return _chunks_problem(stream, size, _RIFF if head[:4] == b"RIFF" else _RF64)
+        if head == _WAVE64_RIFF:
+            return _chunks_problem(stream, size, _WAVE64)
+        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            return _chunks_problem(stream, size, _AIFF)
+        if head[:3] == b"ID3" or _mp3_frame(head) is not None:
+            return _mp3_problem(stream, size)
         return None
 
 
@@ -65,6 +106,9 @@ class _RestoredPosition:
 
     def __exit__(self, *exc: object) -> None:
         self.buffer.seek(self.start)
+
+
+# ------------------------------------------------------------------------------------------------ Ogg
 
 
 def _ogg_crc(page: bytes) -> int:
@@ -101,44 +145,95 @@ def _ogg_problem(stream: io.BufferedIOBase, size: int) -> str | None:
     return None
 
 
-def _ebml_number(stream: io.BufferedIOBase, keep_marker: bool) -> tuple[int, int, bool] | None:
-    """An EBML variable-length number at the stream's position: (value, its length in bytes,
-    whether every value bit is set, which for a size means unknown); None where none is."""
-    first = stream.read(1)
-    if not first or first[0] == 0:
+# ------------------------------------------------------------------------------------------- Matroska
+
+
+@dataclasses.dataclass(frozen=True)
+class _Element:
+    """An EBML element's header: its ID, where its data starts, and its data's size (None: unknown)."""
+
+    id: int
+    start: int
+    size: int | None
+
+
+def _matroska_element(stream: io.BufferedIOBase, position: int) -> _Element | bytes | None:
+    """The EBML element header at `position`: an `_Element`; the bytes read when the file ends
+    inside the header (for the caller to judge); None where the bytes are no element header."""
+    stream.seek(position)
+    data = stream.read(12)  # an ID of at most 4 bytes and a size of at most 8
+    if not data or data[0] < 0x10:  # IDs longer than 4 bytes are not Matroska's
         return None
-    length = 9 - first[0].bit_length()
-    rest = stream.read(length - 1)
-    if len(rest) < length - 1:
+    id_length = 9 - data[0].bit_length()
+    if len(data) <= id_length:
+        return data
+    if data[id_length] == 0:
         return None
-    marker = 1 << (7 * length)
-    value = int.from_bytes(first + rest, "big")
-    data = value ^ marker
-    return (value if keep_marker else data), length, data == marker - 1
+    size_length = 9 - data[id_length].bit_length()
+    if len(data) < id_length + size_length:
+        return data
+    marker = 1 << (7 * size_length)
+    data_size = int.from_bytes(data[id_length : id_length + size_length], "big") ^ marker
+    return _Element(int.from_bytes(data[:id_length], "big"), position + id_length + size_length,
+                    None if data_size == marker - 1 else data_size)
+
+
+def _matroska_cut(name: str, element: _Element, size: int) -> str:
+    return (f"its Matroska {name} element declares {element.size} bytes and the file holds "
+            f"{size - element.start} of them: it is cut short")
 
 
 def _matroska_problem(stream: io.BufferedIOBase, size: int) -> str | None:
     position = 0
     while position < size:
-        stream.seek(position)
-        element, declared = _ebml_number(stream, keep_marker=True), _ebml_number(stream, keep_marker=False)
-        if element is None or declared is None:
+        element = _matroska_element(stream, position)
+        if not isinstance(element, _Element):
             return None  # not an element: nothing this check can say (the decoder reads what it can)
-        (element_id, id_length, _), (data_size, size_length, unknown) = element, declared
-        if unknown:
-            return None  # a live stream's segment: its length is not declared
-        start = position + id_length + size_length
-        if start + data_size > size:
-            name = "Segment element" if element_id == _MATROSKA_SEGMENT else f"top-level element 0x{element_id:X}"
-            return (f"its Matroska {name} declares {data_size} bytes and the file holds {size - start} of "
-                    "them: it is cut short")
-        if element_id == _MATROSKA_SEGMENT:
+        if element.size is None:
+            if element.id != _MATROSKA_SEGMENT:
+                return None  # an unknown size where none is expected: the decoder reads what it can
+            return _live_elements_problem(stream, element.start, size, _MATROSKA_SEGMENT_CHILDREN)[1]
+        if element.start + element.size > size:
+            name = "Segment" if element.id == _MATROSKA_SEGMENT else f"top-level 0x{element.id:X}"
+            return _matroska_cut(name, element, size)
+        if element.id == _MATROSKA_SEGMENT:
             return None  # whole: what follows the segment (appended data, another file) is not read
-        position = start + data_size
+        position = element.start + element.size
     return None
 
 
-def _mp4_problem(stream: io.BufferedIOBase, size: int) -> str | None:
+def _live_elements_problem(stream: io.BufferedIOBase, position: int, size: int,
+                           children: dict[int, str]) -> tuple[int, str | None]:
+    """Walks the elements of a Segment or Cluster of unknown size from `position`: (where it ends,
+    at the first element that is none of its `children` or at the file's end; why the file is cut
+    short, or None)."""
+    while position < size:
+        element = _matroska_element(stream, position)
+        if isinstance(element, bytes):  # the file ends inside this header: cut, if it begins one of the children
+            partial_id = element[: 9 - element[0].bit_length()]
+            if any(child.to_bytes((child.bit_length() + 7) // 8, "big").startswith(partial_id) for child in children):
+                return position, (f"the file ends inside the header of its Matroska element at byte {position}: "
+                                  "it is cut short")
+            return position, None
+        if element is None or element.id not in children:
+            return position, None
+        if element.size is None:
+            if element.id != _MATROSKA_CLUSTER:
+                return size, None  # no other element may have an unknown size: the decoder reads what it can
+            position, problem = _live_elements_problem(stream, element.start, size, _MATROSKA_CLUSTER_CHILDREN)
+            if problem is not None:
+                return position, problem
+            continue
+        if element.start + element.size > size:
+            return position, _matroska_cut(children[element.id], element, size)
+        position = element.start + element.size
+    return position, None
+
+
+# ---------------------------------------------------------------------------------------- MP4 / QuickTime
+
+
+def _mp4_problem(stream: io.BufferedIOBase, size: int, needs_moov: bool) -> str | None:
     position = 0
     while position + 8 <= size:
         stream.seek(position)
@@ -150,8 +245,167 @@ def _mp4_problem(stream: io.BufferedIOBase, size: int) -> str | None:
             box_size = int.from_bytes(header[8:16], "big") if len(header) == 16 else 0
         if box_size < 8 or kind not in _MP4_TOP_LEVEL_BOXES:
             return None  # not a box: data after the file's boxes (padding, a tool's note), decoders ignore it
+        needs_moov = needs_moov and not (kind == b"moov" and header[12:16] in _MOOV_CHILDREN)
         if position + box_size > size:
+            if needs_moov:
+                return None  # no moov met: not a QuickTime file at all (or one FFmpeg cannot open)
             return (f"its MP4 '{kind.decode('ascii')}' box declares {box_size} bytes and the file holds "
                     f"{size - position} of them: it is cut short")
         position += box_size
     return None  # fewer than 8 bytes left are no box: padding (a cut there would have lost no box's data)
+
+
+# --------------------------------------------------------------------------------- RIFF, Wave64, AIFF
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChunkFormat:
+    """How a chunked format lays out its chunks: an ID (a 4-byte name, or Wave64's 16-byte GUID, whose
+    first 4 bytes are its name), then its size; each chunk starts at a multiple of `alignment`."""
+
+    name: str
+    id_bytes: int
+    size_bytes: int
+    byteorder: str
+    size_counts_header: bool  # Wave64's sizes count the chunk's 24-byte header
+    alignment: int
+
+
+_RIFF = _ChunkFormat("RIFF", 4, 4, "little", False, 2)
+_RF64 = _ChunkFormat("RF64", 4, 4, "little", False, 2)
+_WAVE64 = _ChunkFormat("Wave64", 16, 8, "little", True, 8)
+_AIFF = _ChunkFormat("AIFF", 4, 4, "big", False, 2)
+
+
+def _rf64_sizes(stream: io.BufferedIOBase) -> dict[bytes, int]:
+    """An RF64 file's 64-bit sizes from its ds64 chunk (the first, at byte 12), for the chunks whose
+    32-bit size says 0xFFFFFFFF: its own (b"RF64"), its data chunk's and its table's."""
+    stream.seek(12)
+    header = stream.read(36)
+    if header[:4] != b"ds64" or len(header) < 36:
+        return {}
+    sizes = {b"RF64": int.from_bytes(header[8:16], "little"), b"data": int.from_bytes(header[16:24], "little")}
+    for _ in range(min(int.from_bytes(header[32:36], "little"), 64)):
+        entry = stream.read(12)
+        if len(entry) < 12:
+            break
+        sizes[entry[:4]] = int.from_bytes(entry[4:], "little")
+    return sizes
+
+
+def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) -> str | None:
+    header_bytes = layout.id_bytes + layout.size_bytes
+    large = _rf64_sizes(stream) if layout is _RF64 else {}
+
+    def declared(header: bytes) -> int | None:
+        """A chunk's data size from its header; None when its writer left it unknown."""
+        value = int.from_bytes(header[layout.id_bytes : header_bytes], layout.byteorder)
+        if layout.size_counts_header:
+            return value - header_bytes if value >= header_bytes else None
+        if value == _RF64_SIZE_IN_DS64 and header[:4] in large:
+            value = large[header[:4]]
+        elif value >= _RIFF_UNKNOWN_SIZE and layout.size_bytes == 4:
+            return None
+        if value == 0 and header[:4] in (b"data", b"RIFF", b"RF64"):
+            return None  # a size a streaming writer never filled in
+        return value
+
+    stream.seek(0)
+    outer = declared(stream.read(header_bytes))
+    # the chunks inside the file's outer chunk; bytes after it are not read (decoders ignore them)
+    end = size if outer is None else min(size, header_bytes + outer)
+    position = header_bytes + 4 if layout.id_bytes == 4 else header_bytes + 16  # after the form type
+    while position + header_bytes <= end:
+        stream.seek(position)
+        header = stream.read(header_bytes)
+        name = header[:4]
+        if layout.id_bytes == 4 and not all(0x20 <= byte < 0x7F for byte in name):
+            return None  # not a chunk: data after the file's chunks, which decoders ignore
+        data_size = declared(header)
+        if data_size is None:
+            return None  # written as unknown: the data runs to the end of the file
+        if position + header_bytes + data_size > size:
+            return (f"its {layout.name} '{name.decode('latin-1')}' chunk declares {data_size} bytes and the file "
+                    f"holds {size - position - header_bytes} of them: it is cut short")
+        position += header_bytes + data_size
+        position += -position % layout.alignment  # a pad byte after an odd size (it may be missing at the end)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- MP3
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mp3Frame:
+    stream: tuple[int, int, int]  # MPEG version, layer and sample rate, which every frame of a stream shares
+    length: int  # in bytes, its 4-byte header included
+
+
+_MP3_KBITS = {  # bitrate index 1-14, in kbit/s, by (MPEG-1 or not, layer)
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_KBITS[(False, 3)] = _MP3_KBITS[(False, 2)]
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+def _mp3_frame(header: bytes) -> _Mp3Frame | None:
+    """The MPEG audio frame whose header `header` begins with; None where it is no frame header (a
+    reserved field, or a free-format bitrate, whose frames' lengths no header states)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate_index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    bits_per_second = _MP3_KBITS[(mpeg1, layer)][bitrate_index - 1] * 1000
+    rate = _MP3_RATES[version][rate_index]
+    if layer == 1:
+        length = (12 * bits_per_second // rate + padding) * 4
+    else:
+        length = (144 if layer == 2 or mpeg1 else 72) * bits_per_second // rate + padding
+    return _Mp3Frame((version, layer, rate), length)
+
+
+def id3v2_tags_end(stream: io.BufferedIOBase) -> int:
+    """Where an MP3's audio starts: after the ID3v2 tags before it (each skipped, as FFmpeg adds its
+    own after any other). The stream is left there."""
+    stream.seek(0)
+    while (tag := stream.read(10))[:3] == b"ID3" and len(tag) == 10:
+        length = sum((byte & 0x7F) << shift for byte, shift in zip(tag[6:10], (21, 14, 7, 0)))
+        stream.seek(length + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
+    stream.seek(-len(tag), 1)
+    return stream.tell()
+
+
+def _mp3_problem(stream: io.BufferedIOBase, size: int) -> str | None:
+    start = id3v2_tags_end(stream)
+    data = stream.read()
+    # the first frame: a header followed by another of the same stream (sync bytes occur in other data)
+    first = None
+    for offset in range(min(len(data) - 3, 4096)):
+        frame = _mp3_frame(data[offset : offset + 4])
+        if frame is not None:
+            following = _mp3_frame(data[offset + frame.length : offset + frame.length + 4])
+            if following is not None and following.stream == frame.stream:
+                first = offset
+                break
+    if first is None:
+        return None
+    position, stream_kind = first, _mp3_frame(data[first : first + 4]).stream
+    while position < len(data):
+        frame = _mp3_frame(data[position : position + 4])
+        if frame is None or frame.stream != stream_kind:
+            if len(data) - position < 4 and data[position] == 0xFF:
+                return (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
+                        "4 header bytes: it is cut short")
+            return None  # the audio's end: a tag (ID3v1, APE) or other data after it, which decoders skip
+        if position + frame.length > len(data):
+            return (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
+                    f"{frame.length} bytes: it is cut short")
+        position += frame.length
+    return None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .containers import container_problem
+from .containers import container_problem, id3v2_tags_end
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -385,59 +385,94 @@ def _audio_seconds(item: Any) -> float:
     if isinstance(item, tuple):
         waveform, rate = _waveform_and_rate(item, describe(item))
         return (max(waveform.shape) if waveform.ndim == 2 else len(waveform)) / float(rate)
-    source, where = _read_bytes_or_path(item)
-    if isinstance(source, Path) and source.stat().st_size == 0:
-        raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
-    _refuse_damaged_container("audio", source, where)
+    source, where = _audio_source(item)
     try:
         info = soundfile.info(source)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
-    if info.frames <= 0 or info.samplerate <= 0:
+    return _declared_seconds(info, source, where)
+
+
+def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str]:
+    """An encoded audio item (path, bytes, data URI) ready for libsndfile, and its name; raises
+    `MediaError` for an empty file or a container cut short (`_refuse_damaged_container`)."""
+    source, where = _read_bytes_or_path(item)
+    if isinstance(source, Path) and source.stat().st_size == 0:
+        raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
+    _refuse_damaged_container("audio", source, where)
+    return source, where
+
+
+def _declared_seconds(header: Any, source: Path | io.BytesIO, where: str) -> float:
+    """The length an audio file's header declares (`header`: its `soundfile.info`, or the open
+    `SoundFile`), with an MP3's tags left out of libsndfile's estimate (`_Mp3Layout`)."""
+    if header.frames <= 0 or header.samplerate <= 0:
         raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
-    frames = info.frames
-    if info.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
+    frames = header.frames
+    if header.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
         frames = frames * (layout.counted_bytes - layout.tag_bytes) / layout.counted_bytes
-    return frames / float(info.samplerate)
+    return frames / float(header.samplerate)
 
 
-def decode_audio(item: Any) -> tuple[np.ndarray, int]:
+class AudioTooLong(MediaError):
+    """An audio file whose header declares more seconds than `decode_audio`'s `max_seconds`,
+    refused before any sample is decoded."""
+
+    def __init__(self, where: str, seconds: float, limit: float) -> None:
+        super().__init__("audio", f"audio {where} lasts {seconds:.1f} s, more than {limit:g} s",
+                         reason=f"it lasts {seconds:.1f} s, more than {limit:g} s")
+        self.seconds = seconds
+
+
+def decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """An encoded audio item (path, bytes, data URI) decoded in full: (float32 mono waveform, the
     file's own sample rate), which `load_audio` takes as a `(waveform, sample_rate)` item. Raises
     `MediaError` for a file that does not decode, or that holds fewer samples than its header
-    declares (`_decode_audio`)."""
-    return _naming_media_errors("audio", _decode_mono_audio, item)
+    declares (`_decode_audio`), and `AudioTooLong` for one whose header declares more than
+    `max_seconds` (`audio_seconds`' count), before decoding it: the item is read and its container
+    checked once for both."""
+    return _naming_media_errors("audio", _decode_mono_audio, item, max_seconds)
 
 
-def _decode_mono_audio(item: Any) -> tuple[np.ndarray, int]:
-    waveform, rate, where = _decode_audio(item)
+def _decode_mono_audio(item: Any, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    waveform, rate, where = _decode_audio(item, max_seconds)
     return _to_mono(waveform, where), rate
 
 
 # A file this much shorter than its header says is cut short; the margin keeps a count that is off
 # by an encoder's padding from refusing a whole file.
 _TRUNCATION_MARGIN = 0.01
+_AUDIO_BLOCK_FRAMES = 1 << 18
 
 
-def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
+def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
     """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
-    rather than read as a shorter clip, which libsndfile does silently: an MP3 decodes fewer samples
-    than its header counts, a WAV's header counts what its data chunk should hold (libsndfile
-    counts what is there), and an Ogg file ends without its last page (`container_problem`). An MP3
-    without a Xing, Info or VBRI frame declares no count: libsndfile estimates one from the file's
-    size at its first frame's bitrate, which a variable bitrate makes unreliable (`audio_seconds`
-    leaves its tags out, for a length limit), so such a file is read as it is."""
+    rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
+    samples than its header counts; a WAV, RF64, Wave64 or AIFF whose data chunk holds less than it
+    declares, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
+    refused by their structure (`container_problem`). An MP3 without a Xing, Info or VBRI frame
+    declares no count: libsndfile estimates one from the file's size at its first frame's bitrate,
+    which a variable bitrate makes unreliable (`audio_seconds` leaves its tags out, for a length
+    limit), so one cut exactly between two frames is read as it is."""
     import soundfile
 
-    source, where = _read_bytes_or_path(item)
-    _refuse_damaged_container("audio", source, where)
+    source, where = _audio_source(item)
     try:
-        wav_frames = _wav_declared_frames(source) or 0
         with soundfile.SoundFile(source) as sound:
+            if max_seconds is not None and (seconds := _declared_seconds(sound, source, where)) > max_seconds:
+                raise AudioTooLong(where, seconds, max_seconds)
             counted = sound.format != "MP3" or _mp3_layout(source).declares_length
-            declared = max(sound.frames if counted else 0, wav_frames)
-            waveform, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
+            declared = sound.frames if counted else 0
+            # in blocks until the data ends: reading all at once allocates the count the header
+            # declares, which a damaged header makes terabytes
+            blocks = [sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True)]
+            while len(blocks[-1]) == _AUDIO_BLOCK_FRAMES:
+                blocks.append(sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True))
+            waveform = np.concatenate(blocks)
+            rate = sound.samplerate
+    except MediaError:
+        raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
@@ -446,36 +481,6 @@ def _decode_audio(item: Any) -> tuple[np.ndarray, int, str]:
                   f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     return waveform, int(rate), where
-
-
-# A data size at or above this (2 GiB less 4 KiB) is a placeholder, not a count: writers that cannot
-# seek back to fill it in leave 0xFFFFFFFF (ffmpeg), 0x7FFFFFFF or 0x7FFFF000 (sox), and libsndfile
-# reads such a file to its end. A real WAV this large is past any clip this library reads.
-_WAV_UNKNOWN_SIZE = 0x7FFFF000
-
-
-def _wav_declared_frames(source: Path | io.BytesIO) -> int | None:
-    """How many frames a RIFF/WAVE file's data chunk says it holds; None for other formats and for a
-    size written as unknown (0, or a placeholder `_WAV_UNKNOWN_SIZE` or above)."""
-    with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
-        start = stream.tell()
-        try:
-            stream.seek(0)
-            header = stream.read(12)
-            if header[:4] != b"RIFF" or header[8:] != b"WAVE":
-                return None
-            block_align = 0
-            while len(chunk := stream.read(8)) == 8:
-                kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-                if kind == b"data":
-                    return size // block_align if block_align and 0 < size < _WAV_UNKNOWN_SIZE else None
-                if kind == b"fmt ":  # its block align: the bytes per frame
-                    block_align = int.from_bytes(stream.read(size + size % 2)[12:14], "little")
-                else:
-                    stream.seek(size + size % 2, 1)  # chunks are padded to an even size
-            return None
-        finally:
-            stream.seek(start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -499,12 +504,8 @@ def _mp3_layout(source: Path | io.BytesIO) -> _Mp3Layout:
         try:
             stream.seek(0, io.SEEK_END)
             size = stream.tell()
-            stream.seek(0)
-            while (tag := stream.read(10))[:3] == b"ID3" and len(tag) == 10:
-                length = sum((byte & 0x7F) << shift for byte, shift in zip(tag[6:10], (21, 14, 7, 0)))
-                stream.seek(length + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
-            leading = stream.tell() - len(tag)
-            head = tag + stream.read(4096)
+            leading = id3v2_tags_end(stream)
+            head = stream.read(4106)
             stream.seek(max(size - 128, 0))
             counted = size - 128 if stream.read(3) == b"TAG" else size
             stream.seek(max(counted - 32, 0))

@@ -344,20 +344,19 @@ def _pixel_limit(limits: ServerLimits) -> str:
 def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
-    from ..encoders.media import MediaError, audio_seconds, decode_audio
+    from ..encoders.media import AudioTooLong, MediaError, audio_seconds, decode_audio
 
-    try:  # an encoded item's header only: the length is known before any sample is decoded
-        seconds = audio_seconds(item)
-    except MediaError as exc:
-        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
-    if seconds > limits.max_audio_seconds:
-        raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
-                       f"{limits.max_audio_seconds:g} s", code="audio_too_long")
-    if isinstance(item, tuple):
-        return item
-    try:  # within the limit: decoded here, where a file cut short after a sound header is named by its part
-        return decode_audio(item)
-    except MediaError as exc:
+    try:  # an encoded item is read once: its header's length is checked before any sample is decoded
+        if isinstance(item, tuple):
+            seconds = audio_seconds(item)
+            if seconds > limits.max_audio_seconds:
+                raise AudioTooLong(name, seconds, limits.max_audio_seconds)
+            return item
+        return decode_audio(item, max_seconds=limits.max_audio_seconds)
+    except AudioTooLong as exc:
+        raise APIError(400, f"{name} lasts {exc.seconds:.1f} s; this server accepts at most "
+                       f"{limits.max_audio_seconds:g} s", code="audio_too_long") from None
+    except MediaError as exc:  # decoded here, where a file cut short after a sound header is named by its part
         raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
 
 
