@@ -20,6 +20,7 @@ from modrwkv.encoders.media import (
     MediaError,
     allow_images_of,
     audio_seconds,
+    decode_audio,
     load_audio,
     load_image,
     max_image_pixels,
@@ -604,3 +605,25 @@ def test_a_media_file_that_cannot_be_read_is_a_media_error(tmp_path, monkeypatch
     for read in (audio_seconds, load_audio):
         with pytest.raises(MediaError, match=rf"^cannot read audio {re.escape(repr(str(path)))}: Permission denied$"):
             read(path)
+
+
+@pytest.mark.parametrize("file_format", ["WAV", "W64"])
+def test_a_sample_rate_no_audio_has_is_refused_before_resampling(file_format):
+    """A bit flip in a Wave64 header's rate (found by fuzzing) made it 2147434112 Hz, and resampling
+    that to 16 kHz never finished; a rate of 3 Hz would make a second of audio 85 million samples."""
+    wave = (0.3 * np.sin(np.arange(16000) / 10)).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, 16000, format=file_format)
+    raw = bytearray(buffer.getvalue())
+    at = raw.index((16000).to_bytes(4, "little"))  # the header's rate field, libsndfile's own layout
+    raw[at:at + 4] = (2147434112).to_bytes(4, "little")
+    assert sf.info(io.BytesIO(bytes(raw))).samplerate == 2147434112  # libsndfile takes it as it is
+    for decode in (load_audio, decode_audio):
+        with pytest.raises(MediaError, match=re.escape(
+                f"cannot decode audio <{len(raw)} bytes>: its header declares a sample rate of 2147434112 Hz, outside "
+                "real audio's 1000 to 768000 Hz (damaged?)")):
+            decode(bytes(raw))
+    with pytest.raises(MediaError, match=re.escape(
+            "audio <tuple of 2> has a sample rate of 3 Hz, outside real audio's 1000 to 768000 Hz")):
+        load_audio((wave, 3))
+    assert load_audio((wave, 1000)).shape == (256000,) and load_audio((wave, 768000)).shape == (334,)

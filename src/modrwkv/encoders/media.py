@@ -359,7 +359,20 @@ def _waveform_and_rate(item: tuple, where: str) -> tuple[np.ndarray, int]:
     waveform = _as_numpy(waveform, where)
     if rate is None or isinstance(rate, bool) or not float(rate).is_integer() or rate <= 0:
         raise ValueError(f"audio {where} has an invalid sample rate {rate!r}")
+    if not _plausible_sample_rate(int(rate)):
+        raise ValueError(f"audio {where} has a sample rate of {int(rate)} Hz, {_SAMPLE_RATES_TEXT}")
     return waveform, int(rate)
+
+
+# Sample rates of real audio, from narrow-band telephony's (8 kHz, 4 kHz for some codecs) to 768 kHz.
+# Outside them a rate is a damaged header or a mistake, and resampling from it takes hours or a
+# filter of gigabytes (a Wave64 whose rate a bit flip made 2147434112 Hz never finished).
+SAMPLE_RATES = (1_000, 768_000)
+_SAMPLE_RATES_TEXT = f"outside real audio's {SAMPLE_RATES[0]} to {SAMPLE_RATES[1]} Hz"
+
+
+def _plausible_sample_rate(rate: int) -> bool:
+    return SAMPLE_RATES[0] <= rate <= SAMPLE_RATES[1]
 
 
 def _as_numpy(waveform: Any, where: str) -> np.ndarray:
@@ -460,6 +473,9 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     source, where = _audio_source(item)
     try:
         with soundfile.SoundFile(source) as sound:
+            if not _plausible_sample_rate(sound.samplerate):
+                detail = f"its header declares a sample rate of {sound.samplerate} Hz, {_SAMPLE_RATES_TEXT} (damaged?)"
+                raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
             if max_seconds is not None and (seconds := _declared_seconds(sound, source, where)) > max_seconds:
                 raise AudioTooLong(where, seconds, max_seconds)
             counted = sound.format != "MP3" or _mp3_layout(source).declares_length
