@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -255,6 +256,30 @@ def test_too_long_samples_are_dropped_and_counted_with_workers_grouping_bf16(tmp
     result = train(cfg, samples=samples)
     assert result.metrics["dropped"] == {"too_long": 2, "bad_media": 0}
     assert all(math.isfinite(row["loss"]) for row in result.history)
+
+
+def test_a_checkpoints_time_is_not_counted_as_training_time(tmp_path, monkeypatch):
+    """tokens/s is over the seconds in optimizer steps: the checkpoint saved at a step's end (here made
+    slow) used to count in that step's seconds, so a run with save_every reported a fraction of its speed,
+    and a resumed run other seconds than the checkpoint's totals held for the same steps."""
+    import modrwkv.training.checkpoint as checkpoint
+
+    export = checkpoint.export_model
+
+    def slow_export(*args):
+        export(*args)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(checkpoint, "export_model", slow_export)
+    cfg = config(tmp_path, "slow", max_steps=4, micro_batch_size=4)  # two micro-batches per step
+    cfg["output"].update(save_every=2, keep_last=3)
+    result = train(cfg, samples=colour_samples(16))
+    assert max(row["seconds"] for row in result.history) < 1.0, result.history
+    saved = torch.load(Path(cfg["output"]["dir"]) / "checkpoints" / "step-00000002" / "training_state.ckpt",
+                       weights_only=True)["callbacks"]["RunTotals"]
+    assert saved["step_seconds"] == sum(row["seconds"] for row in result.history[:2])
+    assert result.metrics["tokens_per_s"] == pytest.approx(
+        result.metrics["tokens"] / sum(row["seconds"] for row in result.history), rel=1e-9)
 
 
 def test_a_resumed_run_counts_the_samples_dropped_before_its_stop(tmp_path):
