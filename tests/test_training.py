@@ -748,9 +748,16 @@ def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path
     saved = load_file(str(latest_checkpoint(out) / "model.safetensors"))
     final = load_file(str(out / "final" / "model.safetensors"))
     assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
-    # final/ links the checkpoint's files rather than storing the weights a second time, and keeps them
-    # when the checkpoints are deleted.
-    assert os.path.samefile(out / "final" / "model.safetensors", latest_checkpoint(out) / "model.safetensors")
+    # final/ links the checkpoint's weights rather than storing them a second time, and keeps them when the
+    # checkpoints are deleted.
+    step = latest_checkpoint(out)
+    assert os.path.samefile(out / "final" / "model.safetensors", step / "model.safetensors")
+    # A model saved into final/ leaves the checkpoint as it was: save_pretrained writes the model card, config.json
+    # and the encoder's folder in place, so these are final/'s own copies (linked, the card changed in both).
+    before = {path: path.read_bytes() for path in step.rglob("*") if path.is_file()}
+    ModRWKV.from_pretrained(out / "final").save_pretrained(out / "final")  # its card: without the run's config
+    assert (out / "final" / "README.md").read_text() != (step / "README.md").read_text()
+    assert {path: path.read_bytes() for path in step.rglob("*") if path.is_file()} == before
     shutil.rmtree(out / "checkpoints")
     assert ModRWKV.from_pretrained(out / "final").lm.config.n_embd == 64
 
@@ -771,7 +778,7 @@ def test_final_is_a_copy_where_the_file_system_has_no_hard_links(tmp_path, monke
     final = checkpoint.write_final(tmp_path, step)
     assert {str(p.relative_to(final)): p.read_bytes() for p in final.rglob("*") if p.is_file()} == {
         "model.safetensors": b"weights", "encoders/image.bin": b"encoder"}
-    assert not os.path.samefile(final / "model.safetensors", step / "model.safetensors")
+    assert not any(os.path.samefile(final / name, step / name) for name in ("model.safetensors", "encoders/image.bin"))
 
 
 def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):
