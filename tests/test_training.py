@@ -273,8 +273,12 @@ def test_a_checkpoints_time_is_not_counted_as_training_time(tmp_path, monkeypatc
     monkeypatch.setattr(checkpoint, "export_model", slow_export)
     cfg = config(tmp_path, "slow", max_steps=4, micro_batch_size=4)  # two micro-batches per step
     cfg["output"].update(save_every=2, keep_last=3)
-    result = train(cfg, samples=colour_samples(16))
+    lines: list[str] = []
+    result = train(cfg, samples=colour_samples(16), progress=lines.append)
     assert max(row["seconds"] for row in result.history) < 1.0, result.history
+    # The progress line's tokens/s too (its line for step 2 was printed after the checkpoint, and counted it).
+    assert [re.search(r"\| ([\d,]+) tokens/s", line)[1] for line in lines] == [
+        f"{row['tokens'] / row['seconds']:,.0f}" for row in result.history]
     saved = torch.load(Path(cfg["output"]["dir"]) / "checkpoints" / "step-00000002" / "training_state.ckpt",
                        weights_only=True)["callbacks"]["RunTotals"]
     assert saved["step_seconds"] == sum(row["seconds"] for row in result.history[:2])
