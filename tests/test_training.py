@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -255,6 +256,34 @@ def test_too_long_samples_are_dropped_and_counted_with_workers_grouping_bf16(tmp
     result = train(cfg, samples=samples)
     assert result.metrics["dropped"] == {"too_long": 2, "bad_media": 0}
     assert all(math.isfinite(row["loss"]) for row in result.history)
+
+
+def test_a_checkpoints_time_is_not_counted_as_training_time(tmp_path, monkeypatch):
+    """tokens/s is over the seconds in optimizer steps: the checkpoint saved at a step's end (here made
+    slow) used to count in that step's seconds, so a run with save_every reported a fraction of its speed,
+    and a resumed run other seconds than the checkpoint's totals held for the same steps."""
+    import modrwkv.training.checkpoint as checkpoint
+
+    export = checkpoint.export_model
+
+    def slow_export(*args):
+        export(*args)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(checkpoint, "export_model", slow_export)
+    cfg = config(tmp_path, "slow", max_steps=4, micro_batch_size=4)  # two micro-batches per step
+    cfg["output"].update(save_every=2, keep_last=3)
+    lines: list[str] = []
+    result = train(cfg, samples=colour_samples(16), progress=lines.append)
+    assert max(row["seconds"] for row in result.history) < 1.0, result.history
+    # The progress line's tokens/s too (its line for step 2 was printed after the checkpoint, and counted it).
+    assert [re.search(r"\| ([\d,]+) tokens/s", line)[1] for line in lines] == [
+        f"{row['tokens'] / row['seconds']:,.0f}" for row in result.history]
+    saved = torch.load(Path(cfg["output"]["dir"]) / "checkpoints" / "step-00000002" / "training_state.ckpt",
+                       weights_only=True)["callbacks"]["RunTotals"]
+    assert saved["step_seconds"] == sum(row["seconds"] for row in result.history[:2])
+    assert result.metrics["tokens_per_s"] == pytest.approx(
+        result.metrics["tokens"] / sum(row["seconds"] for row in result.history), rel=1e-9)
 
 
 def test_a_resumed_run_counts_the_samples_dropped_before_its_stop(tmp_path):
@@ -723,9 +752,16 @@ def test_run_killed_while_writing_its_final_model_is_finished_by_resume(tmp_path
     saved = load_file(str(latest_checkpoint(out) / "model.safetensors"))
     final = load_file(str(out / "final" / "model.safetensors"))
     assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
-    # final/ links the checkpoint's files rather than storing the weights a second time, and keeps them
-    # when the checkpoints are deleted.
-    assert os.path.samefile(out / "final" / "model.safetensors", latest_checkpoint(out) / "model.safetensors")
+    # final/ links the checkpoint's weights rather than storing them a second time, and keeps them when the
+    # checkpoints are deleted.
+    step = latest_checkpoint(out)
+    assert os.path.samefile(out / "final" / "model.safetensors", step / "model.safetensors")
+    # A model saved into final/ leaves the checkpoint as it was: save_pretrained writes the model card, config.json
+    # and the encoder's folder in place, so these are final/'s own copies (linked, the card changed in both).
+    before = {path: path.read_bytes() for path in step.rglob("*") if path.is_file()}
+    ModRWKV.from_pretrained(out / "final").save_pretrained(out / "final")  # its card: without the run's config
+    assert (out / "final" / "README.md").read_text() != (step / "README.md").read_text()
+    assert {path: path.read_bytes() for path in step.rglob("*") if path.is_file()} == before
     shutil.rmtree(out / "checkpoints")
     assert ModRWKV.from_pretrained(out / "final").lm.config.n_embd == 64
 
@@ -746,7 +782,7 @@ def test_final_is_a_copy_where_the_file_system_has_no_hard_links(tmp_path, monke
     final = checkpoint.write_final(tmp_path, step)
     assert {str(p.relative_to(final)): p.read_bytes() for p in final.rglob("*") if p.is_file()} == {
         "model.safetensors": b"weights", "encoders/image.bin": b"encoder"}
-    assert not os.path.samefile(final / "model.safetensors", step / "model.safetensors")
+    assert not any(os.path.samefile(final / name, step / name) for name in ("model.safetensors", "encoders/image.bin"))
 
 
 def test_cli_twice_ctrl_c_exits_130_and_says_what_to_run(tmp_path):

@@ -8,8 +8,8 @@ Layout of a run's output folder:
                                      training_state.ckpt (Lightning: optimizer, scheduler, loop
                                      progress, RNG states; no weights, they are in the folder)
     checkpoints/latest               name of the newest complete checkpoint
-    final/                           the trained model (from_pretrained format, hard links to the last
-                                     checkpoint's files where the file system has them; LoRA runs: the base
+    final/                           the trained model (from_pretrained format, its weights hard links to
+                                     the last checkpoint's where the file system has them; LoRA runs: the base
                                      model + lora.safetensors, see `modrwkv merge-lora`)
     logs/                            metrics.csv (+ TensorBoard events)
 
@@ -35,7 +35,9 @@ import numpy as np
 import torch
 import yaml
 
+from ..lm.model import INITIAL_STATE_NAME
 from ..multimodal import ModRWKV
+from ..multimodal.model import WEIGHTS_NAME
 from ..textfiles import write_text_atomically
 from .config import LoRAConfig
 from .lora import lora_unwrapped, save_lora
@@ -70,24 +72,33 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return folder if (folder / TRAINING_STATE).exists() else None
 
 
-def _link_or_copy(source: str, destination: str) -> None:
-    """A hard link where the file system has them, else a copy. Checkpoint files are only ever
-    written whole under a new name, never changed in place, so a link is as safe as a copy; it keeps
-    a finished run from storing its last weights twice (6 GB for a 1.5B model in fp32)."""
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
+# final/'s files hard-linked to the checkpoint's: the model's weights, which `save_pretrained` always writes
+# under a temporary name and renames, so a save into final/ gives it new files and leaves the checkpoint's
+# alone; they keep a finished run from storing its weights twice (6 GB for a 1.5B model in fp32). The rest
+# is copied: save_pretrained writes config.json, the model card and an encoder's folder in place (and
+# safetensors before 0.6 its files too), so linked, a model saved into final/ changed the checkpoint as well.
+LINKED_INTO_FINAL = (WEIGHTS_NAME, INITIAL_STATE_NAME)
 
 
 def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
-    """`final/`: the last step's checkpoint without its training state (its files linked, not copied).
+    """`final/`: the last step's checkpoint without its training state (its weights linked, not copied).
     Also what a run resumed at its last step writes, when it was killed after that checkpoint but
     before `final/` was complete."""
     final = Path(output_dir) / FINAL
     tmp = final.with_name(f".{FINAL}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(TRAINING_STATE), copy_function=_link_or_copy)
+    checkpoint = Path(checkpoint)
+
+    def not_copied(folder: str, names: list[str]) -> set[str]:
+        return {TRAINING_STATE, *(LINKED_INTO_FINAL if Path(folder) == checkpoint else ())}
+
+    shutil.copytree(checkpoint, tmp, ignore=not_copied)
+    for name in LINKED_INTO_FINAL:
+        if (checkpoint / name).is_file():
+            try:
+                os.link(checkpoint / name, tmp / name)
+            except OSError:  # a file system without hard links
+                shutil.copy2(checkpoint / name, tmp / name)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     log.info("saved the trained model to %s", final)

@@ -134,7 +134,8 @@ class ModRWKVModule(pl.LightningModule):
         self.dropped = dict.fromkeys(DROP_REASONS, 0)  # samples dropped from this fit's batches, all ranks
         self.history: list[dict[str, float]] = []  # one row per optimizer step, on every rank
         self._window = self._empty_window()
-        self._clock = time.perf_counter()
+        self._clock = time.perf_counter()  # when this optimizer step began
+        self._step_end = self._clock  # when the optimizer last stepped
         # Weights live in the save_pretrained folder of each checkpoint; the Lightning state file
         # holds optimizer, scheduler and loop state only (see on_save_checkpoint).
         self.strict_loading = False
@@ -222,9 +223,9 @@ class ModRWKVModule(pl.LightningModule):
                 "from the text alone. %s",
                 ", ".join(f"{v:.3f}" for v in recent), RELIANCE_PATIENCE, self.global_step, self.total_steps, advice)
 
-    def _step_row(self, now: float) -> dict[str, float]:
+    def _step_row(self) -> dict[str, float]:
         w = self._window
-        seconds = max(now - self._clock, 1e-9)
+        seconds = max(self._step_end - self._clock, 1e-9)
         return {
             "step": float(self.global_step),
             "loss": w["loss_sum"] / max(w["labels"], 1.0),
@@ -237,20 +238,25 @@ class ModRWKVModule(pl.LightningModule):
     def unrecorded_step(self) -> dict[str, float] | None:
         """At an optimizer step's end, the step's `history` row while it is not in `history` yet: the
         callbacks' step-end hooks (a checkpoint saved there) run before the module's, which appends it."""
-        return self._step_row(time.perf_counter()) if self._window["micro_batches"] else None
+        return self._step_row() if self._window["micro_batches"] else None
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # The step's time ends here: the callbacks' step-end work that follows (a checkpoint, the quickstart's
+        # validation) is not training, and a checkpoint's totals hold the same seconds as the step's row.
+        self._step_end = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: TrainBatch, batch_idx: int) -> None:
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
             return
-        now = time.perf_counter()
-        row = self._step_row(now)
+        row = self._step_row()
         self.history.append(row)
         self.log("loss", row["loss"], prog_bar=True, batch_size=1)
         self.log("tok/s", row["tokens_per_s"], prog_bar=True, batch_size=1)
         self.log("lr", row["lr"], batch_size=1)
         self.log("tokens", row["tokens"], batch_size=1, reduce_fx="sum")
         self._window = self._empty_window()
-        self._clock = now
+        self._clock = time.perf_counter()
 
     @staticmethod
     def _empty_window() -> dict[str, float]:

@@ -65,14 +65,13 @@ class ProgressLine(pl.Callback):
         self._pending: int | None = None  # step whose line waits for the module's history row
         self._start_time = 0.0
         self._start_step = 0
-        self._last_time = 0.0
         self._rows_printed = 0
 
     def epoch_at(self, step: int) -> float:
         return step / self.steps_per_epoch
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_time = self._last_time = time.perf_counter()
+        self._start_time = time.perf_counter()
         self._start_step = trainer.global_step
         self._rows_printed = len(getattr(pl_module, "history", []))
 
@@ -107,8 +106,8 @@ class ProgressLine(pl.Callback):
         self._rows_printed = len(history)
         now = time.perf_counter()
         loss = sum(r["loss"] for r in rows) / len(rows) if rows else math.nan
-        tokens_per_s = sum(r["tokens"] for r in rows) / max(now - self._last_time, 1e-9) if rows else math.nan
-        self._last_time = now
+        # Over the steps' own seconds, as the run's summary: a checkpoint saved since the last line is not training.
+        tokens_per_s = sum(r["tokens"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9) if rows else math.nan
         done = step - self._start_step
         eta = (self.total_steps - step) * (now - self._start_time) / done if done > 0 else math.nan
         parts = [f"step {step}/{self.total_steps}", f"epoch {self.epoch_at(step):.2f}",
