@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +29,20 @@ from test_training import colour_samples, config  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@contextlib.contextmanager
-def file_size_limit(size: int) -> Iterator[None]:
+def limit_file_size(size: int) -> None:
     """No file of this process may grow past `size` bytes: a write past it fails with EFBIG (instead
     of the default SIGXFSZ, which would end the process)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@contextlib.contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """`limit_file_size` for a block of this process, which writes nothing else meanwhile (the limit
+    covers pytest's capture files too)."""
     previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, previous_limit[1]))
+    previous_handler = signal.getsignal(signal.SIGXFSZ)
+    limit_file_size(size)
     try:
         yield
     finally:
@@ -108,7 +118,7 @@ def test_a_text_file_that_does_not_fit_is_named_and_the_old_one_kept(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"] and path.read_text() == "the previous summary\n"
 
 
-def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_again(tmp_path, capsys):
+def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_again(tmp_path):
     """`modrwkv eval` used to end with "error: [Errno 27] File too large" and leave a temporary file."""
     from PIL import Image
 
@@ -122,12 +132,15 @@ def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_
     data.write_text("".join(json.dumps({**record, "id": str(i)}) + "\n" for i in range(12)))
     args = ["eval", "--task", "custom", "--data", str(data), "--model", str(tiny_model_dir()), "--output",
             str(tmp_path / "out"), "--batch-size", "2", "--max-new-tokens", "2", "--no-progress"]
-    with file_size_limit(1500):  # a few batches' answers fit, not twelve
-        assert main(args) == 2
+    # In a process of its own: the limit covers every file the process writes, pytest's capture files too.
+    limited = subprocess.run([sys.executable, "-m", "modrwkv", *args], capture_output=True, text=True,
+                             preexec_fn=lambda: limit_file_size(1500),  # a few batches' answers fit, not twelve
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert limited.returncode == 2, limited.stderr[-3000:]
     predictions = tmp_path / "out" / "predictions.jsonl"
     kept = predictions.read_text().splitlines(keepends=True)
     assert 2 <= len(kept) < 12 and len(kept) % 2 == 0 and kept[-1].endswith("\n")  # whole batches, no half line
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+    assert limited.stderr.strip().splitlines()[-1] == (
         f"modrwkv eval: error: {predictions}: file too large; the answers before this batch are kept there: run the "
         "same command again when there is room, and it continues")
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
