@@ -148,3 +148,26 @@ def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_
     answers = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [a["id"] for a in answers] == [str(i) for i in range(12)]
     assert [json.loads(line) for line in kept] == answers[:len(kept)]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard links", "no hard links"])
+def test_a_final_model_that_does_not_fit_leaves_nothing_and_says_how_to_finish(tmp_path, monkeypatch, links):
+    """write_final out of room left its half-written `.final.tmp` and named a file inside it."""
+    import modrwkv.training.checkpoint as checkpoint
+
+    step = tmp_path / "checkpoints" / "step-00000002"
+    (step / "encoders").mkdir(parents=True)
+    big = b"w" * (2 << 20)  # the weights (linked: no room needed) or the encoder (copied) do not fit in 1 MB
+    files = {"model.safetensors": big, "encoders/image.bin": b"encoder"} if not links else {
+        "model.safetensors": big, "encoders/image.bin": big}
+    for name, data in files.items():
+        (step / name).write_bytes(data)
+    if not links:
+        monkeypatch.setattr(checkpoint.os, "link", lambda *paths: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
+    with file_size_limit(1 << 20), pytest.raises(OSError) as caught:
+        checkpoint.write_final(tmp_path, step)
+    assert _describe(caught.value) == (
+        f"{tmp_path / 'final'}: file too large; the trained model was not written (its partial files are deleted); "
+        f"{step} holds it: make room and continue with --resume to write it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+    assert checkpoint.write_final(tmp_path, step) == tmp_path / "final"  # room again

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,13 +93,22 @@ def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
     def not_copied(folder: str, names: list[str]) -> set[str]:
         return {TRAINING_STATE, *(LINKED_INTO_FINAL if Path(folder) == checkpoint else ())}
 
-    shutil.copytree(checkpoint, tmp, ignore=not_copied)
-    for name in LINKED_INTO_FINAL:
-        if (checkpoint / name).is_file():
-            try:
-                os.link(checkpoint / name, tmp / name)
-            except OSError:  # a file system without hard links
-                shutil.copy2(checkpoint / name, tmp / name)
+    try:
+        shutil.copytree(checkpoint, tmp, ignore=not_copied)
+        for name in LINKED_INTO_FINAL:
+            if (checkpoint / name).is_file():
+                try:
+                    os.link(checkpoint / name, tmp / name)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(checkpoint / name, tmp / name)
+    except OSError as exc:  # a full disk: nothing half-written stays, and the checkpoint still has it all
+        shutil.rmtree(tmp, ignore_errors=True)
+        code, why = exc.errno, exc.strerror or str(exc)
+        if isinstance(exc, shutil.Error):  # copytree's list of (source, target, "[Errno 27] File too large: ...")
+            first = re.match(r"\[Errno (\d+)\] ([^:]*)", str(exc.args[0][0][2]))
+            code, why = (int(first[1]), first[2]) if first else (None, str(exc.args[0][0][2]))
+        raise OSError(code, f"{why}; the trained model was not written (its partial files are deleted); "
+                      f"{checkpoint} holds it: make room and continue with --resume to write it", str(final)) from exc
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     log.info("saved the trained model to %s", final)
