@@ -404,6 +404,31 @@ def test_chunked_audio_cut_short_is_refused_and_a_whole_file_never(tmp_path, fmt
                 assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
 
 
+def test_a_wav_whose_writer_left_out_a_pad_byte_loads():
+    """Some writers leave out the pad byte after a chunk of odd size (here 15999 8-bit samples) even
+    where another chunk follows; libsndfile reads the file whole, and so must the cut-short check:
+    read a byte too far on, the next chunk's name and size made a chunk of 1.2 GB that the file was
+    'cut short' of."""
+    wave = (0.5 * sine(440, 16000)).astype(np.float32)[:15999]
+    whole = encoded(wave, 16000, "WAV", "PCM_U8")
+    assert whole[-1] == 0  # the pad byte after the samples, left out below
+    title = b"a spoken title".ljust(56)  # LIST then holds 68 (0x44) bytes
+    name_chunk = b"INAM" + len(title).to_bytes(4, "little") + title
+    trailer = b"LIST" + (4 + len(name_chunk)).to_bytes(4, "little") + b"INFO" + name_chunk
+    assert trailer[4] == ord("D")  # a byte too far on, 'IST' + 'D' reads as a chunk name
+    unpadded = whole[:-1] + trailer
+    unpadded = unpadded[:4] + (len(unpadded) - 8).to_bytes(4, "little") + unpadded[8:]
+    assert len(sf.read(io.BytesIO(unpadded))[0]) == 15999  # libsndfile reads it whole
+    np.testing.assert_array_equal(load_audio(unpadded), load_audio(whole))
+    assert audio_seconds(unpadded) == pytest.approx(15999 / 16000)
+    with pytest.raises(MediaError, match="chunk declares .* it is cut short"):
+        load_audio(unpadded[: len(unpadded) - len(trailer) - 100])  # a cut is still seen
+    # a pad byte that is there but not 0 (a writer's stray byte, printable) is still read as a pad
+    stray = whole[:-1] + b"L" + trailer
+    stray = stray[:4] + (len(stray) - 8).to_bytes(4, "little") + stray[8:]
+    np.testing.assert_array_equal(load_audio(stray), load_audio(whole))
+
+
 def mp3_frames(data: bytes) -> list[tuple[int, int]]:
     """Where each audio frame of an MP3 starts and how long it is, as FFmpeg's demuxer finds them."""
     av = pytest.importorskip("av")

@@ -18,8 +18,10 @@ file silently as a shorter clip.
   are walked; for the latter, whose first word is common in other data, only once a moov box is met.
 - RIFF (WAV, RF64, AVI), Wave64 and AIFF: each chunk declares its size (RF64 in its ds64 chunk);
   libsndfile reads a WAV, RF64, Wave64 or AIFF whose data chunk is cut as a shorter clip, FFmpeg an
-  AVI whose movi list is cut. A size left unknown by a writer that could not seek back (0, or a
-  placeholder near 4 GiB) ends the walk; so do bytes that are no chunk after the last.
+  AVI whose movi list is cut. A chunk of odd size is followed by a pad byte, which some writers
+  leave out: a whole chunk that starts where the pad should be, when none starts after it, is read
+  as the next chunk. A size left unknown by a writer that could not seek back (0, or a placeholder
+  near 4 GiB) ends the walk; so do bytes that are no chunk after the last.
 - MP3: each frame's header gives its length. A file whose last frame runs past its end is cut short;
   the walk ends at the first bytes that are no frame of the same stream (an ID3v1 or APE tag).
 
@@ -310,6 +312,13 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
             return None  # a size a streaming writer never filled in
         return value
 
+    def whole_chunk_at(position: int) -> bool:
+        """Whether a chunk with a name and a size that fits in the file starts at `position`."""
+        stream.seek(position)
+        header = stream.read(header_bytes)
+        data_size = declared(header) if len(header) == header_bytes and _is_chunk_name(header[:4]) else None
+        return data_size is not None and position + header_bytes + data_size <= size
+
     stream.seek(0)
     outer = declared(stream.read(header_bytes))
     # the chunks inside the file's outer chunk; bytes after it are not read (decoders ignore them)
@@ -319,7 +328,7 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         stream.seek(position)
         header = stream.read(header_bytes)
         name = header[:4]
-        if layout.id_bytes == 4 and not all(0x20 <= byte < 0x7F for byte in name):
+        if layout.id_bytes == 4 and not _is_chunk_name(name):
             return None  # not a chunk: data after the file's chunks, which decoders ignore
         data_size = declared(header)
         if data_size is None:
@@ -328,8 +337,18 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
             return (f"its {layout.name} '{name.decode('latin-1')}' chunk declares {data_size} bytes and the file "
                     f"holds {size - position - header_bytes} of them: it is cut short")
         position += header_bytes + data_size
-        position += -position % layout.alignment  # a pad byte after an odd size (it may be missing at the end)
+        # the pad byte after an odd size (it may be missing at the end); some writers leave it out
+        # even where another chunk follows (libsndfile reads such a WAV whole): a whole chunk where
+        # the pad byte should be, and none after it, is taken as the next chunk
+        if position % layout.alignment and not (layout.id_bytes == 4 and whole_chunk_at(position)
+                                                and not whole_chunk_at(position + 1)):
+            position += -position % layout.alignment
     return None
+
+
+def _is_chunk_name(name: bytes) -> bool:
+    """Whether 4 bytes are a RIFF or AIFF chunk name: printable ASCII."""
+    return len(name) == 4 and all(0x20 <= byte < 0x7F for byte in name)
 
 
 # ----------------------------------------------------------------------------------------------- MP3
