@@ -375,6 +375,14 @@ def _plausible_sample_rate(rate: int) -> bool:
     return SAMPLE_RATES[0] <= rate <= SAMPLE_RATES[1]
 
 
+def _refuse_implausible_rate(rate: int, where: str) -> None:
+    """Raises `MediaError` for an encoded file whose header declares a rate outside `SAMPLE_RATES`:
+    `audio_seconds` (a data set's check, the server's) refuses it as decoding later would."""
+    if not _plausible_sample_rate(rate):
+        detail = f"its header declares a sample rate of {rate} Hz, {_SAMPLE_RATES_TEXT} (damaged?)"
+        raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
+
+
 def _as_numpy(waveform: Any, where: str) -> np.ndarray:
     if hasattr(waveform, "detach"):  # torch tensor, without importing torch here
         waveform = waveform.detach().cpu().numpy()
@@ -420,7 +428,8 @@ def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str]:
 def _declared_seconds(header: Any, source: Path | io.BytesIO, where: str) -> float:
     """The length an audio file's header declares (`header`: its `soundfile.info`, or the open
     `SoundFile`), with an MP3's tags left out of libsndfile's estimate (`_Mp3Layout`)."""
-    if header.frames <= 0 or header.samplerate <= 0:
+    _refuse_implausible_rate(header.samplerate, where)
+    if header.frames <= 0:
         raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
     frames = header.frames
     if header.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
@@ -473,9 +482,7 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     source, where = _audio_source(item)
     try:
         with soundfile.SoundFile(source) as sound:
-            if not _plausible_sample_rate(sound.samplerate):
-                detail = f"its header declares a sample rate of {sound.samplerate} Hz, {_SAMPLE_RATES_TEXT} (damaged?)"
-                raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
+            _refuse_implausible_rate(sound.samplerate, where)
             if max_seconds is not None and (seconds := _declared_seconds(sound, source, where)) > max_seconds:
                 raise AudioTooLong(where, seconds, max_seconds)
             counted = sound.format != "MP3" or _mp3_layout(source).declares_length
