@@ -328,6 +328,16 @@ def test_audio_errors_name_the_problem(tmp_path) -> None:
         load_audio(3.5)
 
 
+def assert_cut_short(cut: bytes, path: Path, reason: str) -> None:
+    """`cut`, as bytes and written to `path`, is refused by load_audio and audio_seconds for `reason`."""
+    path.write_bytes(cut)
+    for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
+        for read in (load_audio, audio_seconds):
+            with pytest.raises(MediaError) as raised:
+                read(item)
+            assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
+
+
 def encoded(wave: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, wave, rate, format=fmt, subtype=subtype)
@@ -345,15 +355,8 @@ def test_a_wav_cut_short_after_its_header_is_refused_not_read_as_a_shorter_clip(
     header = len(whole) - sample_bytes * 16000  # whatever chunks precede the samples (FLOAT adds fact, PEAK)
     cut = whole[: header + sample_bytes * 6000 + 1]  # 6000 samples and a byte of the next
     assert len(sf.read(io.BytesIO(cut))[0]) == 6000  # libsndfile alone: a shorter clip, no error
-    path = tmp_path / "cut.wav"
-    path.write_bytes(cut)
-    reason = (f"its RIFF 'data' chunk declares {sample_bytes * 16000} bytes and the file holds "
-              f"{sample_bytes * 6000 + 1} of them: it is cut short")
-    for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
-        for read in (load_audio, audio_seconds):
-            with pytest.raises(MediaError) as raised:
-                read(item)
-            assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
+    assert_cut_short(cut, tmp_path / "cut.wav", f"its RIFF 'data' chunk declares {sample_bytes * 16000} bytes and "
+                     f"the file holds {sample_bytes * 6000 + 1} of them: it is cut short")
     short = load_audio(encoded(wave[:6000], 16000, "WAV", subtype))
     np.testing.assert_array_equal(short, load_audio(whole)[:6000])
     # the data chunk's size field, just before the samples, as writers into a pipe leave it: ffmpeg's
@@ -393,15 +396,10 @@ def test_chunked_audio_cut_short_is_refused_and_a_whole_file_never(tmp_path, fmt
     for kept in (1, 8000 * sample_bytes + 1, 15998 * sample_bytes):
         cut = whole[: data_start + kept]
         assert 0 <= len(sf.read(io.BytesIO(cut))[0]) < 15999  # libsndfile alone: a shorter clip, no error
-        path.write_bytes(cut)
         declared = sample_bytes * 15999 + (8 if chunk == "SSND" else 0)  # SSND's offset and block size fields
         held = kept + (8 if chunk == "SSND" else 0)
-        reason = f"its {name} '{chunk}' chunk declares {declared} bytes and the file holds {held} of them: it is cut short"
-        for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
-            for read in (load_audio, audio_seconds):
-                with pytest.raises(MediaError) as raised:
-                    read(item)
-                assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}", reason)
+        assert_cut_short(cut, path, f"its {name} '{chunk}' chunk declares {declared} bytes and the file holds {held} "
+                         "of them: it is cut short")
 
 
 def test_a_wav_whose_writer_left_out_a_pad_byte_loads():
@@ -469,16 +467,9 @@ def test_an_mp3_whose_last_frame_is_cut_is_refused_with_or_without_a_xing_frame(
             for kept in (1, 3, length // 2, length - 1):
                 cut = whole[: start + kept]
                 assert 0 < len(sf.read(io.BytesIO(cut))[0]) < decoded  # libsndfile alone: a shorter clip, no error
-                path.write_bytes(cut)
                 header = "header " if kept < 4 else ""
-                reason = (f"its last MP3 frame (at byte {start}) holds {kept} of its "
-                          f"{4 if kept < 4 else length} {header}bytes: it is cut short")
-                for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
-                    for read in (load_audio, audio_seconds):
-                        with pytest.raises(MediaError) as raised:
-                            read(item)
-                        assert (str(raised.value), raised.value.reason) == (f"cannot decode audio {where}: {reason}",
-                                                                            reason)
+                assert_cut_short(cut, path, f"its last MP3 frame (at byte {start}) holds {kept} of its "
+                                 f"{4 if kept < 4 else length} {header}bytes: it is cut short")
     plain = mp3_without_xing(wave)
     between = plain[: mp3_frames(plain)[len(mp3_frames(plain)) // 2][0]]
     assert 0 < len(load_audio(between)) < 32000
