@@ -643,3 +643,30 @@ def test_a_sample_rate_no_audio_has_is_refused_before_resampling(file_format):
             "audio <tuple of 2> has a sample rate of 3 Hz, outside real audio's 1000 to 768000 Hz")):
         load_audio((wave, 3))
     assert load_audio((wave, 1000)).shape == (256000,) and load_audio((wave, 768000)).shape == (334,)
+
+
+def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_part(tmp_path):
+    """libsndfile estimates the length of an MP3 without a Xing/Info frame from its first frame's
+    bitrate and decodes only that far: of this variable-bitrate file (libsndfile's own, its Xing frame
+    taken out, as a tool that drops it leaves it) it read 0.85 of 3.10 s, without an error."""
+    rng = np.random.default_rng(0)
+    t = np.arange(48000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(3 * t)) + 0.05 * rng.standard_normal(48000) * (t > 1.5))
+    whole = encoded(wave.astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
+    assert len(load_audio(whole)) == 48000  # with its Xing frame: whole
+    frames = mp3_frames(whole)  # the audio frames, as FFmpeg's demuxer finds them (it reads the Xing frame itself)
+    tag = whole.index(b"Xing") if b"Xing" in whole else whole.index(b"Info")
+    xing_start = whole.rindex(b"\xff", 0, tag)  # its header's sync byte; zeros of side information follow it
+    stripped = whole[:xing_start] + whole[frames[0][0]:]
+    held, decoded = len(frames) * 576, len(sf.read(io.BytesIO(stripped))[0])  # MPEG-2 layer III: 576 per frame
+    assert len({length for _, length in frames}) > 2 and decoded < held / 2  # variable; libsndfile alone reads part
+    path = tmp_path / "vbr.mp3"
+    path.write_bytes(stripped)
+    for item, where in ((stripped, f"<{len(stripped)} bytes>"), (path, repr(str(path)))):
+        with pytest.raises(MediaError) as raised:
+            load_audio(item)
+        assert str(raised.value) == (
+            f"cannot decode audio {where}: its MP3 frames hold {held} samples ({held / 16000:.2f} s) and libsndfile "
+            f"decodes {decoded} ({decoded / 16000:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, "
+            "whose length libsndfile estimates from its first frame; re-encode it (LAME and FFmpeg write that frame by "
+            "default)")

@@ -358,6 +358,7 @@ def _is_chunk_name(name: bytes) -> bool:
 class _Mp3Frame:
     stream: tuple[int, int, int]  # MPEG version, layer and sample rate, which every frame of a stream shares
     length: int  # in bytes, its 4-byte header included
+    samples: int  # per channel: 384 (layer I), 1152 (layer II; layer III of MPEG-1), 576 (layer III of MPEG-2/2.5)
 
 
 _MP3_KBITS = {  # bitrate index 1-14, in kbit/s, by (MPEG-1 or not, layer)
@@ -387,7 +388,8 @@ def _mp3_frame(header: bytes) -> _Mp3Frame | None:
         length = (12 * bits_per_second // rate + padding) * 4
     else:
         length = (144 if layer == 2 or mpeg1 else 72) * bits_per_second // rate + padding
-    return _Mp3Frame((version, layer, rate), length)
+    samples = 384 if layer == 1 else 1152 if layer == 2 or mpeg1 else 576
+    return _Mp3Frame((version, layer, rate), length, samples)
 
 
 def id3v2_tags_end(stream: io.BufferedIOBase) -> int:
@@ -402,6 +404,20 @@ def id3v2_tags_end(stream: io.BufferedIOBase) -> int:
 
 
 def _mp3_problem(stream: io.BufferedIOBase, size: int) -> str | None:
+    return _walk_mp3(stream)[0]
+
+
+def mp3_samples(source: Path | io.BytesIO) -> int | None:
+    """The samples per channel that an MP3's frames hold, counted frame by frame from its first one
+    (a Xing/Info frame, which holds none, included); None where no frame is found. An MP3 without a
+    Xing/Info frame states no length, and libsndfile decodes it only as far as it estimates from its
+    first frame's bitrate, which a variable bitrate makes a fraction of this."""
+    with open(source, "rb") if isinstance(source, Path) else _RestoredPosition(source) as stream:
+        return _walk_mp3(stream)[1]
+
+
+def _walk_mp3(stream: io.BufferedIOBase) -> tuple[str | None, int | None]:
+    """(why the MP3 is cut short or None, the samples its frames hold or None when it has no frame)."""
     start = id3v2_tags_end(stream)
     data = stream.read()
     # the first frame: a header followed by another of the same stream (sync bytes occur in other data)
@@ -414,17 +430,18 @@ def _mp3_problem(stream: io.BufferedIOBase, size: int) -> str | None:
                 first = offset
                 break
     if first is None:
-        return None
-    position, stream_kind = first, _mp3_frame(data[first : first + 4]).stream
+        return None, None
+    position, stream_kind, samples = first, _mp3_frame(data[first : first + 4]).stream, 0
     while position < len(data):
         frame = _mp3_frame(data[position : position + 4])
         if frame is None or frame.stream != stream_kind:
             if len(data) - position < 4 and data[position] == 0xFF:
                 return (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
-                        "4 header bytes: it is cut short")
-            return None  # the audio's end: a tag (ID3v1, APE) or other data after it, which decoders skip
+                        "4 header bytes: it is cut short"), samples
+            return None, samples  # the audio's end: a tag (ID3v1, APE) or other data after it, which decoders skip
         if position + frame.length > len(data):
             return (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
-                    f"{frame.length} bytes: it is cut short")
+                    f"{frame.length} bytes: it is cut short"), samples
         position += frame.length
-    return None
+        samples += frame.samples
+    return None, samples

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .containers import container_problem, id3v2_tags_end
+from .containers import container_problem, id3v2_tags_end, mp3_samples
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -465,6 +465,9 @@ def _decode_mono_audio(item: Any, max_seconds: float | None) -> tuple[np.ndarray
 # A file this much shorter than its header says is cut short; the margin keeps a count that is off
 # by an encoder's padding from refusing a whole file.
 _TRUNCATION_MARGIN = 0.01
+# What an MP3 decoder leaves out of its frames' samples (the decoder's delay, the encoder's padding): under
+# two frames of 1152.
+_MP3_DECODER_SLACK = 2304
 _AUDIO_BLOCK_FRAMES = 1 << 18
 
 
@@ -502,6 +505,13 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     if len(waveform) < declared * (1 - _TRUNCATION_MARGIN):
         detail = (f"the file holds {len(waveform)} of the {declared} samples its header declares "
                   f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
+        raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
+    if (not counted and (held := mp3_samples(source)) is not None
+            and len(waveform) < held * (1 - _TRUNCATION_MARGIN) - _MP3_DECODER_SLACK):
+        detail = (f"its MP3 frames hold {held} samples ({held / rate:.2f} s) and libsndfile decodes {len(waveform)} "
+                  f"({len(waveform) / rate:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, whose "
+                  "length libsndfile estimates from its first frame; re-encode it (LAME and FFmpeg write that frame "
+                  "by default)")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     return waveform, int(rate), where
 
