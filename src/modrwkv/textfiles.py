@@ -27,18 +27,22 @@ class TextFileError(ValueError):
         self.detail = detail
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Writes `text` (UTF-8) to `path` through a temporary file and a rename: a reader, a concurrent
-    writer finishing at the same moment, or a kill midway never leaves half a file.
-    A write that fails (a full disk, a quota) is an OSError naming `path`; the partial temporary
-    file is deleted."""
+def write_bytes_atomically(path: Path, data: bytes | memoryview) -> None:
+    """Writes `data` to `path` through a temporary file and a rename: a reader, a concurrent writer
+    finishing at the same moment, or a kill midway never leaves half a file. A write that fails (a
+    full disk, a quota) is an OSError naming `path`; the partial temporary file is deleted."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
+        temporary.write_bytes(data)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.replace(temporary, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`write_bytes_atomically` of `text` in UTF-8."""
+    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def append_text_durably(path: Path, text: str) -> None:

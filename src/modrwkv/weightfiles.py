@@ -24,6 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
+from .textfiles import write_bytes_atomically
+
 
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
                      metadata: Mapping[str, str] | None = None) -> None:
@@ -40,16 +42,12 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
-    """`torch.save(obj, path)`, serialised in memory first so that a failed write is the OSError of
-    writing the file (naming it), not torch's "unexpected pos"."""
+    """`torch.save(obj, path)`, written atomically (`write_bytes_atomically`); serialised in memory
+    first so that a failed write is the OSError of writing the file (naming it), not torch's
+    "unexpected pos"."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    try:
-        with open(path, "wb") as file:
-            file.write(buffer.getbuffer())
-    except OSError as exc:
-        Path(path).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    write_bytes_atomically(Path(path), buffer.getbuffer())
 
 
 def _umask() -> int:

@@ -93,7 +93,7 @@ def container_problem(source: Path | io.BytesIO) -> str | None:
         if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
             return _chunks_problem(stream, size, _AIFF)
         if head[:3] == b"ID3" or _mp3_frame(head) is not None:
-            return _mp3_problem(stream, size)
+            return _walk_mp3(stream)[0]
         return None
 
 
@@ -401,10 +401,6 @@ def id3v2_tags_end(stream: io.BufferedIOBase) -> int:
         stream.seek(length + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
     stream.seek(-len(tag), 1)
     return stream.tell()
-
-
-def _mp3_problem(stream: io.BufferedIOBase, size: int) -> str | None:
-    return _walk_mp3(stream)[0]
 
 
 def mp3_samples(source: Path | io.BytesIO) -> int | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import random
 from pathlib import Path
 
@@ -116,11 +115,9 @@ def pretrain_vision_encoder(encoder: TinyVisionEncoder, steps: int, *, batch_siz
 
     def save(step: int) -> None:
         assert state_file is not None
-        tmp = state_file.with_name(f".{state_file.name}.tmp")
         save_torch({"recipe": recipe, "step": step, "losses": losses, "encoder": encoder.state_dict(),
                     "head": head.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
-                    "torch_rng": torch.get_rng_state()}, tmp)
-        os.replace(tmp, state_file)
+                    "torch_rng": torch.get_rng_state()}, state_file)
 
     encoder.train()
     start = len(losses)

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import os
 import random
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,26 +88,27 @@ def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
     tmp = final.with_name(f".{FINAL}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     checkpoint = Path(checkpoint)
+    failures: list[OSError] = []  # copytree reports a file that failed as text: the first, as raised
 
-    def not_copied(folder: str, names: list[str]) -> set[str]:
-        return {TRAINING_STATE, *(LINKED_INTO_FINAL if Path(folder) == checkpoint else ())}
+    def link_or_copy(source: str, destination: str) -> None:
+        try:
+            if Path(source).parent == checkpoint and Path(source).name in LINKED_INTO_FINAL:
+                with contextlib.suppress(OSError):  # a file system without hard links: copied
+                    os.link(source, destination)
+                    return
+            shutil.copy2(source, destination)
+        except OSError as exc:
+            failures.append(exc)
+            raise
 
     try:
-        shutil.copytree(checkpoint, tmp, ignore=not_copied)
-        for name in LINKED_INTO_FINAL:
-            if (checkpoint / name).is_file():
-                try:
-                    os.link(checkpoint / name, tmp / name)
-                except OSError:  # a file system without hard links
-                    shutil.copy2(checkpoint / name, tmp / name)
+        shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(TRAINING_STATE), copy_function=link_or_copy)
     except OSError as exc:  # a full disk: nothing half-written stays, and the checkpoint still has it all
         shutil.rmtree(tmp, ignore_errors=True)
-        code, why = exc.errno, exc.strerror or str(exc)
-        if isinstance(exc, shutil.Error):  # copytree's list of (source, target, "[Errno 27] File too large: ...")
-            first = re.match(r"\[Errno (\d+)\] ([^:]*)", str(exc.args[0][0][2]))
-            code, why = (int(first[1]), first[2]) if first else (None, str(exc.args[0][0][2]))
-        raise OSError(code, f"{why}; the trained model was not written (its partial files are deleted); "
-                      f"{checkpoint} holds it: make room and continue with --resume to write it", str(final)) from exc
+        cause = failures[0] if failures else exc
+        raise OSError(cause.errno, f"{cause.strerror or cause}; the trained model was not written (its partial files "
+                      f"are deleted); {checkpoint} holds it: make room and continue with --resume to write it",
+                      str(final)) from exc
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     log.info("saved the trained model to %s", final)
