@@ -52,6 +52,17 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def _default_image_limit() -> tuple[int | None, str]:
+    from PIL import Image
+
+    from modrwkv.encoders import media
+
+    return Image.MAX_IMAGE_PIXELS, media._how_to_raise
+
+
+_DEFAULT_IMAGE_LIMIT = _default_image_limit()  # at import, before any test or fixture changes it
+
+
 @pytest.fixture(autouse=True)
 def _restore_image_limit():
     """The image size limit is process-wide (`set_max_image_pixels`, Pillow's MAX_IMAGE_PIXELS): a
@@ -60,6 +71,7 @@ def _restore_image_limit():
 
     from modrwkv.encoders import media
 
-    saved = Image.MAX_IMAGE_PIXELS, media._how_to_raise
     yield
-    Image.MAX_IMAGE_PIXELS, media._how_to_raise = saved
+    # The defaults, not what the test found: a module-scoped fixture that trains sets the limit before
+    # its tests start, and restoring that left it for the modules after (test_media read train's wording).
+    Image.MAX_IMAGE_PIXELS, media._how_to_raise = _DEFAULT_IMAGE_LIMIT
