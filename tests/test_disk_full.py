@@ -19,11 +19,13 @@ import pytest
 import torch
 
 from modrwkv.cli import _describe
+from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.textfiles import write_text_atomically
 from modrwkv.training import latest_checkpoint, train
 from modrwkv.weightfiles import save_safetensors, save_torch
 
 resource = pytest.importorskip("resource")  # POSIX
+from conftest import make_model  # noqa: E402
 from test_training import colour_samples, config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,17 +39,33 @@ def limit_file_size(size: int) -> None:
 
 
 @contextlib.contextmanager
-def file_size_limit(size: int) -> Iterator[None]:
+def file_size_limit(size: int | None) -> Iterator[None]:
     """`limit_file_size` for a block of this process, which writes nothing else meanwhile (the limit
-    covers pytest's capture files too)."""
+    covers pytest's capture files too); None: the block sets it itself (`disk_full_after`)."""
     previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous_handler = signal.getsignal(signal.SIGXFSZ)
-    limit_file_size(size)
+    if size is not None:
+        limit_file_size(size)
     try:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
         signal.signal(signal.SIGXFSZ, previous_handler)
+
+
+@contextlib.contextmanager
+def disk_full_after(monkeypatch: pytest.MonkeyPatch, module: object, room: int = 16) -> Iterator[None]:
+    """The disk fills up once `module.save_safetensors` has written a model's weights (whose failure is
+    named: see above): every later write in the block of more than `room` bytes fails."""
+    save = module.save_safetensors
+
+    def save_then_full(*args, **kwargs):
+        save(*args, **kwargs)
+        limit_file_size(room)
+
+    monkeypatch.setattr(module, "save_safetensors", save_then_full)
+    with file_size_limit(None):
+        yield
 
 
 @pytest.mark.parametrize("save", [lambda path: save_safetensors({"w": torch.zeros(1 << 19)}, path),
@@ -171,3 +189,71 @@ def test_a_final_model_that_does_not_fit_leaves_nothing_and_says_how_to_finish(t
         f"{step} holds it: make room and continue with --resume to write it")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
     assert checkpoint.write_final(tmp_path, step) == tmp_path / "final"  # room again
+
+
+def _model_folder(folder: Path) -> None:
+    from modrwkv.encoders import build_encoder
+    from modrwkv.multimodal import ModRWKV
+    from test_export import CONFIG
+
+    ModRWKV.build(make_model(CONFIG), {"image": build_encoder("tiny", image_size=16, grid=2, width=32)}
+                  ).save_pretrained(folder)
+
+
+def _fla_export(folder: Path) -> None:
+    from modrwkv.lm.export import save_fla_export
+    from test_export import CONFIG
+
+    save_fla_export(random_official_state_dict(CONFIG, seed=3), folder)
+
+
+def _native_encoder(folder: Path) -> None:
+    from modrwkv.encoders import build_encoder
+
+    build_encoder("tiny", image_size=16, grid=2, width=32).save_pretrained(folder)
+
+
+@pytest.mark.parametrize(("save", "writes_weights_with", "named"), [
+    (_model_folder, "modrwkv.multimodal.model", "config.json"),
+    (_fla_export, "modrwkv.lm.fla_format", "config.json"),
+    (_native_encoder, "modrwkv.weightfiles", "encoder.json")], ids=["save_pretrained", "fla export", "encoder"])
+def test_a_model_folders_small_file_that_does_not_fit_is_named(tmp_path, monkeypatch, save, writes_weights_with,
+                                                               named):
+    """The weights fit, then the disk is full: config.json and the other small files were written with
+    Path.write_text, whose error named nothing ("[Errno 27] File too large")."""
+    import importlib
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    with disk_full_after(monkeypatch, importlib.import_module(writes_weights_with)), \
+            pytest.raises(OSError) as caught:
+        save(folder)
+    assert caught.value.errno == errno.EFBIG and _describe(caught.value) == f"{folder / named}: file too large"
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]  # no half-written file left
+    monkeypatch.undo()
+    save(tmp_path / "again")  # room again
+    assert json.loads((tmp_path / "again" / named).read_text())
+
+
+def test_a_hugging_face_encoder_that_does_not_fit_names_its_folder(tmp_path):
+    """transformers' save_pretrained writes config.json with open().write, whose error names nothing."""
+    from modrwkv.encoders import build_encoder
+    from test_pipeline import WHISPER
+
+    encoder = build_encoder("whisper", config=WHISPER)
+    with file_size_limit(16), pytest.raises(OSError) as caught:
+        encoder.save_pretrained(tmp_path / "whisper")
+    assert _describe(caught.value) == f"{tmp_path / 'whisper'}: file too large"
+
+
+def test_a_gguf_export_that_does_not_fit_is_named_and_deleted(tmp_path):
+    """The gguf package's writer said "[Errno 27] File too large" and left the partial file."""
+    from modrwkv.lm.gguf_format import save_gguf
+    from test_export import CONFIG
+
+    path = tmp_path / "model.gguf"
+    state_dict = random_official_state_dict(CONFIG, seed=3)
+    with file_size_limit(1 << 20), pytest.raises(OSError) as caught:  # its 17 MB do not fit in 1 MB
+        save_gguf(state_dict, path, dtype="f32")
+    assert _describe(caught.value) == f"{path}: file too large"
+    assert list(tmp_path.iterdir()) == []

@@ -547,6 +547,7 @@ def _ask(question: str, default: str | None, choices: Sequence[str] | None = Non
 def _run_init(args: argparse.Namespace) -> int:
     import torch
 
+    from modrwkv.textfiles import write_text_atomically
     from modrwkv.training.init import (
         InitAnswers,
         InitError,
@@ -601,7 +602,7 @@ def _run_init(args: argparse.Namespace) -> int:
     if args.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:  # training reads the same images
         config["data"]["max_image_pixels"] = args.max_image_pixels
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_config(config, notes))
+    write_text_atomically(output, render_config(config, notes))
     run = config["output"]["dir"]
     print(f"wrote {output}\n" + "".join(f"  {line}\n" for line in notes[1:])
           + f"train:     modrwkv train {shlex.quote(str(output))}\n"

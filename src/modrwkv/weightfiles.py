@@ -13,10 +13,11 @@ on device (os error 28)" and torch.save as "unexpected pos 4224 vs 4118", neithe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,31 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
                      metadata: Mapping[str, str] | None = None) -> None:
     """`safetensors.torch.save_file`, then the file's mode as the umask makes it (0644 under 022)."""
     try:
-        save_file(dict(tensors), str(path), metadata=None if metadata is None else dict(metadata))
+        with writes_named(path):
+            save_file(dict(tensors), str(path), metadata=None if metadata is None else dict(metadata))
+    except OSError:
+        Path(path).unlink(missing_ok=True)
+        raise
+    os.chmod(path, 0o666 & ~_umask())
+
+
+@contextlib.contextmanager
+def writes_named(path: str | Path) -> Iterator[None]:
+    """A write inside the block that fails (a full disk, a file-size limit) raised as an OSError naming
+    `path`, for writers whose errors name nothing: safetensors ("... (os error 28)"), and a Python file's
+    `write` ("[Errno 28] No space left on device"), as transformers' `save_pretrained` and the gguf
+    package's writer use. An error that names its file already is raised as it is."""
+    try:
+        yield
     except SafetensorError as exc:
         code = re.search(r"\(os error (\d+)\)", str(exc))
         if code is None:
             raise
-        Path(path).unlink(missing_ok=True)
         raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from exc
-    os.chmod(path, 0o666 & ~_umask())
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def save_torch(obj: Any, path: str | Path) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..textfiles import write_text_atomically
+from ..weightfiles import writes_named
 from .base import ModalityEncoder
 
 logger = logging.getLogger(__name__)
@@ -115,9 +117,10 @@ class HFEncoder(ModalityEncoder):
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(folder))
-        self._save_preprocessing(folder)
-        (folder / "encoder.json").write_text(json.dumps(self.config_dict(), indent=2))
+        with writes_named(folder):  # transformers' writers name no file when the disk is full
+            self.model.save_pretrained(str(folder))
+            self._save_preprocessing(folder)
+        write_text_atomically(folder / "encoder.json", json.dumps(self.config_dict(), indent=2))
 
     @abc.abstractmethod
     def _save_preprocessing(self, folder: Path) -> None:

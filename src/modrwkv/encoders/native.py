@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ..lm.errors import CheckpointError
 from ..lm.files import read_json_object, read_safetensors
+from ..textfiles import write_text_atomically
 from .base import ModalityEncoder
 
 logger = logging.getLogger(__name__)
@@ -84,4 +85,4 @@ class NativeEncoder(ModalityEncoder):
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_safetensors(state, str(folder / WEIGHTS_FILE))
-        (folder / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=2))
+        write_text_atomically(folder / CONFIG_FILE, json.dumps(self.config_dict(), indent=2))

@@ -12,12 +12,14 @@ destination's suffix.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..textfiles import write_bytes_atomically, write_text_atomically
 from .metrics import normalize_textvqa_answer
 from .runner import PREDICTIONS_FILE, SUMMARY_FILE, read_predictions
 from .tasks import BenchmarkFileError, Task
@@ -72,7 +74,7 @@ def _vqav2(predictions: dict[str, dict[str, Any]], data: Path, destination: Path
     if unknown:
         raise BenchmarkFileError(f"{len(unknown)} predicted question ids are not test2015 questions (e.g. {min(unknown)})")
     entries = [{"question_id": qid, "answer": answers.get(qid, "")} for qid in question_ids]
-    destination.write_text(json.dumps(entries), encoding="utf-8")
+    write_text_atomically(destination, json.dumps(entries))
 
 
 def _mmbench(predictions: dict[str, dict[str, Any]], data: Path, names: Sequence[str], destination: Path) -> None:
@@ -87,9 +89,11 @@ def _mmbench(predictions: dict[str, dict[str, Any]], data: Path, names: Sequence
     table.insert(options[-1] + 1 if options else len(table.columns), "prediction",
                  [predictions.get(str(index), {}).get("prediction") for index in table["index"]])
     if destination.suffix.lower() == ".xlsx":
+        workbook = io.BytesIO()  # written whole by one writer that names the file when it fails
         try:
-            table.to_excel(destination, index=False, engine="openpyxl")
+            table.to_excel(workbook, index=False, engine="openpyxl")
         except ImportError:
             raise ValueError("writing .xlsx needs openpyxl (pip install openpyxl); or give a .tsv destination") from None
+        write_bytes_atomically(destination, workbook.getbuffer())
     else:
-        table.to_csv(destination, sep="\t", index=False)
+        write_text_atomically(destination, table.to_csv(sep="\t", index=False))

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..textfiles import write_text_atomically
+
 LAYER_NORM_EPS = 1e-5
 # The official implementations use 64e-5 for the per-head GroupNorm (1e-5 * head_size_divisor**2
 # with divisor 8), independently of the head size; parity requires the same constant.
@@ -96,7 +98,7 @@ class RWKV7Config:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text_atomically(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> RWKV7Config:

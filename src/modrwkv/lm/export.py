@@ -13,12 +13,12 @@ A ModRWKV folder exports its LM only: encoders and adapters have no equivalent i
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from ..textfiles import write_bytes_atomically, write_text_atomically
 from ..tokenizer.world import DEFAULT_VOCAB_PATH
 from .checkpoint import load_state_dict
 from .fla_format import save_fla_folder
@@ -66,9 +66,9 @@ def save_fla_export(
     folder = Path(folder)
     save_fla_folder(state_dict, folder, overwrite=overwrite,
                     config_overrides={"auto_map": FLA_AUTO_MAP})
-    shutil.copyfile(DEFAULT_VOCAB_PATH, folder / DEFAULT_VOCAB_PATH.name)
+    write_bytes_atomically(folder / DEFAULT_VOCAB_PATH.name, DEFAULT_VOCAB_PATH.read_bytes())
     for name, code in _FLA_CODE.items():
-        (folder / name).write_text(code)
+        write_text_atomically(folder / name, code)
     return folder
 
 

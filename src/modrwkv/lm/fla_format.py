@@ -74,6 +74,7 @@ import torch
 from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError, check_keys
 from .files import check_output_folder, read_json_object, read_safetensors, safetensors_keys
+from ..textfiles import write_text_atomically
 from ..weightfiles import save_safetensors
 
 logger = logging.getLogger(__name__)
@@ -652,6 +653,6 @@ def save_fla_folder(
         for p in old:
             p.unlink()
     save_safetensors(_unshared(tensors), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_text_atomically(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     logger.info("wrote an fla RWKV-7 folder (%d tensors) to %s", len(tensors), folder)
     return config

@@ -44,6 +44,7 @@ The reader also dequantizes files that ``llama-quantize`` produced (Q8_0, Q4_K, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,7 @@ import torch
 from ..constants import GGUF_DTYPES
 from .config import LAYER0_UNUSED_KEYS
 from .errors import CheckpointError
+from ..weightfiles import writes_named
 from .files import check_output_file
 
 log = logging.getLogger(__name__)
@@ -264,10 +266,17 @@ def save_gguf(
             writer.add_tensor(tensor_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_size_label(gguf.size_label(*writer.get_total_parameter_count()))  # e.g. "17M", as the converter
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    try:
+        with writes_named(path):  # the gguf package's writes name no file when the disk is full
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+    except OSError:
+        with contextlib.suppress(OSError):  # closing flushes what is buffered, which fails again
+            writer.close()
+        Path(path).unlink(missing_ok=True)  # half a model only takes space
+        raise
     log.info("wrote a GGUF RWKV-7 model (%d tensors, %s) to %s", len(tensors), dtype, path)
     return path
 

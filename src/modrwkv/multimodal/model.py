@@ -35,6 +35,7 @@ from ..processing import IGNORE_INDEX, PLACEHOLDER_IDS, Batch, Collator, ModRWKV
 from ..processing.processor import SPLICE_MODES
 from ..tokenizer import WorldTokenizer
 from .released import PROMPT_FORMATS, PromptFormat, load_encoder_weights, prompt_settings, split_released
+from ..textfiles import write_text_atomically
 from ..weightfiles import save_safetensors
 
 log = logging.getLogger(__name__)
@@ -339,13 +340,13 @@ class ModRWKV(nn.Module):
         tmp.replace(folder / WEIGHTS_NAME)
         save_initial_state_file(self.lm, folder)
         config.update({"model_type": HF_MODEL_TYPE, "architectures": [HF_ARCHITECTURE], "auto_map": HF_AUTO_MAP})
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        write_text_atomically(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
         for name, code in HF_REMOTE_CODE.items():
-            (folder / name).write_text(code)
-        (folder / HF_PROCESSOR_CONFIG_NAME).write_text(json.dumps(HF_PROCESSOR_CONFIG, indent=2) + "\n")
+            write_text_atomically(folder / name, code)
+        write_text_atomically(folder / HF_PROCESSOR_CONFIG_NAME, json.dumps(HF_PROCESSOR_CONFIG, indent=2) + "\n")
         card = model_card(config, training_config=training_config,
                           eval_summaries=read_eval_summaries(eval_results), repo_id=repo_id)
-        (folder / MODEL_CARD_NAME).write_text(card)
+        write_text_atomically(folder / MODEL_CARD_NAME, card)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Saves this model with its card and uploads it to the hub (see `modrwkv.hub.push_to_hub`)."""

@@ -221,7 +221,7 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         "whisper_folder": str(folder),
         "settings": dataclasses.asdict(settings),
     }
-    (output_dir / "predictions.jsonl").write_text("".join(
+    write_text_atomically(output_dir / "predictions.jsonl", "".join(
         json.dumps({"audio": str(c.path), "voice": c.voice, "speed": c.speed, "pitch": c.pitch, "reference": r,
                     "modrwkv": h, "whisper": None if whisper_texts is None else whisper_texts[i]}) + "\n"
         for i, (c, r, h) in enumerate(zip(test_clips, references, hypotheses))))

@@ -47,7 +47,7 @@ from ..generation import SamplingParams, generate
 from ..lm import RWKV7, RWKV7Config
 from ..multimodal import ModRWKV
 from ..processing import IGNORE_INDEX
-from ..textfiles import write_text_atomically
+from ..textfiles import write_bytes_atomically, write_text_atomically
 from ..tokenizer import WorldTokenizer
 from ..weightfiles import save_safetensors
 from .data import generate_samples
@@ -271,7 +271,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
     # A held-out scene to try the model on, the one the README's examples ask about if there is one.
     images = [s for s in test_set if s.images]
     scene = next((s for s in images if _question(s) == "What colour is the circle?"), images[0])
-    (output_dir / "shapes.png").write_bytes(scene.images[0])  # PNG bytes (_compact)
+    write_bytes_atomically(output_dir / "shapes.png", scene.images[0])  # PNG bytes (_compact)
     report = {
         "accuracy": {k: sum(v) / len(v) for k, v in sorted(results.items())},
         "count": {k: len(v) for k, v in sorted(results.items())},

@@ -24,7 +24,7 @@ from ..adapters import AdapterConfig
 from ..data.sample import MODALITIES
 from ..constants import DEFAULT_MAX_IMAGE_PIXELS
 from ..encoders.media import VideoSampling
-from ..textfiles import TextFileError, read_yaml
+from ..textfiles import TextFileError, read_yaml, write_text_atomically
 
 # "1": adapters; "2": adapters + LM; "lora": adapters + LoRA layers; "state": the LM's initial WKV
 # state only (state tuning), everything else frozen
@@ -408,7 +408,7 @@ def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None
     comment lines (e.g. what the run made of `epochs` / `max_steps`)."""
     data = json.loads(json.dumps(config.to_dict()))  # tuples as lists, which YAML's safe dumper wants
     comments = "".join(f"# {line}\n" for line in header.splitlines())
-    Path(path).write_text(comments + yaml.safe_dump(data, sort_keys=False))
+    write_text_atomically(Path(path), comments + yaml.safe_dump(data, sort_keys=False))
 
 
 # What a resumed run may change: where and how it runs and reports, not what it trains or on what.

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..lm.errors import CheckpointError
 from ..lm.files import read_json_object, read_safetensors
+from ..textfiles import write_text_atomically
 from ..weightfiles import save_safetensors
 from .config import ConfigError, LoRAConfig, _build
 
@@ -126,7 +127,7 @@ def lora_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 def save_lora(module: nn.Module, config: LoRAConfig, folder: str | Path) -> None:
     folder = Path(folder)
     save_safetensors(lora_state_dict(module), str(folder / LORA_WEIGHTS))
-    (folder / LORA_CONFIG).write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    write_text_atomically(folder / LORA_CONFIG, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
 
 def read_lora_config(folder: str | Path) -> LoRAConfig | None:
