@@ -307,6 +307,11 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
     assert len(list((out / "audio").glob("*.wav"))) == 36
     loaded = ModRWKV.from_pretrained(out / "model")
     assert loaded.encoders["audio"].clip_length and Path(loaded.encoders["audio"].source).is_absolute()
+    # One model per stage, interrupted or not (stage 2's is model/: its final/, the same weights, was kept
+    # beside it); the checkpoints only resuming needed are gone.
+    for folder in (out, stopped):
+        weights = sorted(str(path.parent.relative_to(folder)) for path in folder.rglob("model.safetensors"))
+        assert weights == ["model", "stage0/final", "stage1/final"] and not list(folder.rglob("*.ckpt")), folder
     resumed = json.loads((stopped / "report.json").read_text())
     assert [resumed["training"][f"stage{i}"].get("resumed_from_step") for i in range(3)] == [None, 1, 1]
     for key in ("wer", "examples", "wer_by_voice", "whisper_tiny_en_wer", "media_reliance"):

@@ -38,7 +38,7 @@ from ..textfiles import write_text_atomically
 from ..tokenizer import WorldTokenizer
 from .run import without_media
 from .speech import VOCABULARY, Utterance, espeak_binary, split_sentences, synthesize, to_samples
-from .stages import RunRecord, save_model_atomically, train_stage
+from .stages import RunRecord, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         return train_stage(model, name, samples, record=record, steps=steps, lr=lr, batch_size=settings.batch_size,
                            warmup_steps=settings.warmup_steps, seed=settings.seed, output_dir=output_dir,
                            progress_bar=progress_bar, media="audio", model_extra={"feature_cache": str(cache)},
-                           media_reliance_every=25)
+                           media_reliance_every=25, keep_to=output_dir / "model" if name == "2" else None)
 
     metrics: dict[str, Any] = {}
     model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
@@ -192,7 +192,6 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     guess, baseline = most_frequent_sentence_wer(train_text, references)
     evaluated_at = time.time()
     whisper_texts = whisper_transcripts(folder, test_clips) if settings.whisper_baseline else None
-    save_model_atomically(model, output_dir / "model")
     by_voice: dict[str, list[int]] = collections.defaultdict(list)
     for index, clip in enumerate(test_clips):
         by_voice[clip.voice].append(index)

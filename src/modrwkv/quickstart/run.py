@@ -52,7 +52,7 @@ from ..tokenizer import WorldTokenizer
 from ..weightfiles import save_safetensors
 from .data import generate_samples
 from .encoder_pretraining import pretrain_vision_encoder
-from .stages import RunRecord, save_model_atomically, train_stage
+from .stages import RunRecord, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
                            progress_bar=progress_bar, media="images and series",
                            train_extra={"encoder_lr_scale": {"image": settings.image_encoder_lr_scale}, **extra},
                            validate=validation_score if validate else None, validate_every=settings.validate_every,
-                           validate_from=steps // 2, keep_to=output_dir / "model")
+                           validate_from=steps // 2, keep_to=output_dir / "model" if name == "2" else None)
 
     encoder_file = output_dir / "vision_encoder.safetensors"
     if (pretraining := record.result("vision_encoder")) is None:
@@ -262,8 +262,6 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
     model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
     model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set,
                                      schedule=settings.stage2_schedule, decay_fraction=settings.stage2_decay_fraction)
-    if not (output_dir / "model").is_dir():  # stage 2 saved the weights it kept when it validated
-        save_model_atomically(model, output_dir / "model")
     trained_at = time.time()
     results = evaluate(model, test_set, tokenizer)
     ceiling = text_only_ceiling(train_set, test_set)

@@ -146,15 +146,17 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     `media` names what the model reads ("images and series", "audio") for the stage-1 note.
     `validate`: a score of a model on a validation split (higher is better), taken every
     `validate_every` steps from step `validate_from` on and at the last step; the stage ends with the
-    weights that scored best (metrics "validation": [(step, score), ...], "best_step"), saved to
-    `keep_to`. Raises StageStopped when a signal stopped the stage, or arrived as it finished."""
+    weights that scored best (metrics "validation": [(step, score), ...], "best_step"). `keep_to`: where
+    the stage keeps its model instead of its final/ (a quickstart's last stage: its model/, so that the
+    folder holds one model per stage); needed with `validate`. Raises StageStopped when a signal stopped
+    the stage, or arrived as it finished."""
     from ..training import latest_checkpoint, train
     from ..training.checkpoint import FINAL
     from ..training.progress import StopRequest, TakeSignalsAtSetup
 
     stage_dir = output_dir / f"stage{name}"
-    kept = stage_dir / FINAL if validate is None else keep_to
-    if kept is None:
+    kept = keep_to or stage_dir / FINAL
+    if validate is not None and keep_to is None:
         raise ValueError("a stage with validation needs keep_to, the folder for the weights it keeps")
     if (metrics := record.result(f"stage{name}")) is not None:
         _discard_resume_points(stage_dir, kept)  # left behind when a kill came right after the record
@@ -195,6 +197,7 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
             log.info("stage %s: validation scores %s; keeping the weights of step %d",
                      name, ", ".join(f"{step}: {score:.3f}" for step, score in keeper.scores), keeper.best_step)
             metrics = {**metrics, "validation": keeper.scores, "best_step": keeper.best_step}
+        if kept != stage_dir / FINAL:
             save_model_atomically(model, kept)
         metrics = record.complete(f"stage{name}", metrics)
     finally:
@@ -208,7 +211,7 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
 def _discard_resume_points(stage_dir: Path, kept: Path) -> None:
     """Deletes what only resuming a stage needs, once the record holds it complete (a recorded stage is
     never resumed): its step checkpoints, whose optimizer state makes them about three times the
-    model's size, and final/ when the stage keeps its best weights in `kept` instead. A quickstart
+    model's size, and final/ when the stage keeps its model in `kept` instead. A quickstart
     folder keeps one model per stage, the logs and the report."""
     from ..training.checkpoint import CHECKPOINTS, FINAL
 
