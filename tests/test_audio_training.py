@@ -289,6 +289,7 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
                 "command again to continue from there"), err[-2000:]
             state = stopped / f"stage{stage}" / "checkpoints" / "step-00000001" / "training_state.ckpt"
             first_parts[f"stage{stage}"] = torch.load(state, weights_only=True)["callbacks"]["RunTotals"]
+        stopped_seconds = json.loads((stopped / "quickstart.json").read_text())["seconds"]  # both stopped processes'
         assert main(args) == 0
     except BaseException:
         uninterrupted.kill()
@@ -324,6 +325,12 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
         assert ours["dropped"] == theirs["dropped"] and ours["media_reliance"] == theirs["media_reliance"], stage
     for stage, first_part in first_parts.items():
         assert resumed["training"][stage]["seconds"] > first_part["seconds"], stage
+    # So are the totals: they used to be the last process's alone, less than its stages' seconds.
+    assert resumed["train_seconds"] >= sum(resumed["training"][f"stage{i}"]["seconds"] for i in range(3))
+    assert resumed["total_seconds"] >= stopped_seconds + resumed["training"]["stage2"]["seconds"] - first_parts[
+        "stage2"]["seconds"]
+    assert resumed["total_seconds"] == pytest.approx(sum(resumed[f"{part}_seconds"] for part in (
+        "synthesis", "train", "transcribe", "whisper")), abs=1.0)
     ours, theirs = ModRWKV.from_pretrained(stopped / "model").state_dict(), loaded.state_dict()
     assert ours.keys() == theirs.keys()
     for key in theirs:

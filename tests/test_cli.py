@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,7 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
         reference = subprocess.Popen([sys.executable, "-m", "modrwkv", "quickstart", "--output",
                                       str(tmp_path / "uninterrupted"), *options], stdout=log, stderr=log, env=env)
     output = tmp_path / "qs"
+    first_started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "-v", "quickstart", "--output", str(output), *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -177,6 +179,7 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
             assert line, proc.stdout.read()
         proc.send_signal(signal.SIGTERM)  # during step 11
         out, err = proc.communicate(timeout=120)
+        first_wall = time.monotonic() - first_started
         assert reference.wait(timeout=300) == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
     finally:  # both have ended here, unless an assertion failed
         proc.kill()
@@ -188,6 +191,10 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     checkpoint = output / "stage2" / "checkpoints" / "step-00000011"
     assert len(done) > 4 and checkpoint.is_dir()
     first_part = torch.load(checkpoint / "training_state.ckpt", weights_only=True)["callbacks"]["RunTotals"]
+    first_seconds = json.loads((output / "quickstart.json").read_text())["seconds"]  # the stopped process's time
+    trained_first = sum(json.loads((output / "quickstart.json").read_text())["results"][f"stage{i}"]["seconds"]
+                        for i in (0, 1)) + first_part["seconds"]
+    assert trained_first < first_seconds < first_wall
     assert not (output / "stage0" / "checkpoints").exists() and not (output / "stage1" / "checkpoints").exists()
     # As a kill right after stage 1's record would leave it: the rerun, skipping stage 1, deletes it.
     shutil.copytree(output / "stage2" / "checkpoints", output / "stage1" / "checkpoints")
@@ -219,6 +226,10 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     assert stage2["first_loss"] == expected["training"]["stage2"]["first_loss"]
     assert stage2["tokens"] == expected["training"]["stage2"]["tokens"] > first_part["tokens"]
     assert stage2["seconds"] > first_part["seconds"]  # tokens/s over both parts: test_training.py's signal test
+    # So are the totals: they used to be the second process's alone, less than its stages' seconds.
+    assert report["train_seconds"] >= sum(report["training"][f"stage{i}"]["seconds"] for i in range(3))
+    assert report["total_seconds"] >= report["train_seconds"]
+    assert report["total_seconds"] >= first_seconds + stage2["seconds"] - first_part["seconds"]
     from safetensors.torch import load_file
 
     ours, theirs = load_file(str(output / "model" / "model.safetensors")), load_file(

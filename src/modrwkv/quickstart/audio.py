@@ -159,6 +159,15 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         announce(record)
     if (report := record.result("report")) is not None:
         return report
+    try:
+        return _train_and_report(record, settings, output_dir, folder, progress_bar)
+    finally:
+        record.write()  # the time this process took, also when a signal or an error ends it
+
+
+def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, output_dir: Path, folder: Path,
+                      progress_bar: bool) -> dict[str, Any]:
+    """The audio quickstart's work, its record opened: speech, training, transcripts, the report."""
     started = time.time()
     tokenizer = WorldTokenizer()
 
@@ -168,7 +177,9 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     train_clips = synthesize(train_text, output_dir / "audio", settings.seed * 1000 + 1, "train")
     test_clips = synthesize(test_text, output_dir / "audio", settings.seed * 1000 + 2, "test")
     train_set, test_set = to_samples(train_clips), to_samples(test_clips)
-    synthesized_at = time.time()
+    # A rerun speaks only the clips that are missing: the first speaking is the synthesis, a rerun's check of the
+    # clips on disk part of its training time.
+    synthesis = record.results.get("synthesis") or record.complete("synthesis", {"seconds": time.time() - started})
 
     model = build_model(settings, folder)
     cache = output_dir / "features"
@@ -183,7 +194,7 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
     model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
     model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
     model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set)
-    trained_at = time.time()
+    trained_at, trained_seconds = time.time(), record.seconds()  # an interrupted run's processes together
 
     model.encoders["audio"] = CachedEncoder(model.encoders["audio"], cache / "audio")
     hypotheses = transcribe(model, test_set, tokenizer)
@@ -207,11 +218,11 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         "test_clips": len(test_set),
         "vocabulary": len(VOCABULARY),
         "media_reliance": {name: m.get("media_reliance") for name, m in metrics.items() if name != "stage0"},
-        "synthesis_seconds": synthesized_at - started,
-        "train_seconds": trained_at - synthesized_at,
+        "synthesis_seconds": synthesis["seconds"],
+        "train_seconds": trained_seconds - synthesis["seconds"],
         "transcribe_seconds": evaluated_at - trained_at,
         "whisper_seconds": time.time() - evaluated_at,
-        "total_seconds": time.time() - started,
+        "total_seconds": record.seconds(),
         "training": metrics,
         "examples": [{"voice": c.voice, "speed": c.speed, "pitch": c.pitch, "reference": r, "modrwkv": h,
                       "whisper": None if whisper_texts is None else whisper_texts[i]}

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -207,7 +206,15 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
         announce(record)
     if (report := record.result("report")) is not None:
         return report
-    started = time.time()
+    try:
+        return _train_and_report(record, settings, output_dir, progress_bar, how_to_continue)
+    finally:
+        record.write()  # the time this process took, also when a signal or an error ends it
+
+
+def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_dir: Path, progress_bar: bool,
+                      how_to_continue: str) -> dict[str, Any]:
+    """The quickstart's work, its record opened: data, training, evaluation, the report."""
     tokenizer = WorldTokenizer()
     log.info("generating %d training and %d held-out samples", settings.train_samples, settings.test_samples)
     make = lambda n, seed: _compact(list(generate_samples(  # noqa: E731
@@ -262,7 +269,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
     model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
     model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set,
                                      schedule=settings.stage2_schedule, decay_fraction=settings.stage2_decay_fraction)
-    trained_at = time.time()
+    trained_seconds = record.seconds()  # an interrupted run's processes together, as each stage's seconds
     results = evaluate(model, test_set, tokenizer)
     ceiling = text_only_ceiling(train_set, test_set)
     examples = [(s, answer(model, tokenizer, s)) for s in test_set[:6]]
@@ -280,8 +287,8 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
         "series_accuracy": _accuracy(results, "series/"),
         "series_text_only_ceiling": sum(ceiling[k] * len(results[k]) for k in results if k.startswith("series/"))
         / max(1, sum(len(v) for k, v in results.items() if k.startswith("series/"))),
-        "train_seconds": trained_at - started,
-        "total_seconds": time.time() - started,
+        "train_seconds": trained_seconds,
+        "total_seconds": record.seconds(),
         "training": metrics,
         "examples": [{"question": _question(s), "reference": s.meta["answer"], "answer": a}
                      for s, a in examples],

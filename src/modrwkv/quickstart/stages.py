@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,17 @@ def check_new_folder(folder: Path, what: str = "output folder") -> None:
 
 
 class RunRecord:
-    """quickstart.json in a quickstart's output folder: the options the run was started with and each
-    completed stage's result, rewritten atomically as each stage completes (a kill never leaves half
-    of it)."""
+    """quickstart.json in a quickstart's output folder: the options the run was started with, each
+    completed stage's result and the time the run has taken, all its processes together; rewritten
+    atomically as each stage completes (a kill never leaves half of it) and as a process ends (`write`)."""
 
-    def __init__(self, folder: Path, options: dict[str, Any], results: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, options: dict[str, Any], results: dict[str, Any],
+                 seconds_before: float = 0.0) -> None:
         self.folder = folder
         self.options = options
         self.results = results
+        self._seconds_before = seconds_before  # the processes that ran it before this one
+        self._started = time.monotonic()
 
     @classmethod
     def open(cls, folder: str | Path, options: Mapping[str, Any], *, restart: bool = False,
@@ -85,6 +89,7 @@ class RunRecord:
             try:
                 saved = json.loads(path.read_text())
                 saved_options, results = saved["options"], saved["results"]
+                seconds_before = float(saved.get("seconds", 0.0))  # none in a record of modrwkv 0.1
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}: not a quickstart record ({exc}); remove {folder} or choose another "
                                  "output folder") from None
@@ -99,13 +104,19 @@ class RunRecord:
                 raise ValueError(f"{folder} holds a quickstart started with other options: {', '.join(changed)}. "
                                  f"{how_to_continue}".strip())
             else:
-                return cls(folder, options, results)
+                return cls(folder, options, results, seconds_before)
         else:
             check_new_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         record = cls(folder, options, {})
-        record._write()
+        record.write()
         return record
+
+    def seconds(self) -> float:
+        """The run's time so far: this process's since it opened the record, and the earlier processes'
+        as far as they recorded it (each record write does; one killed outright loses the time since its
+        last), as a stage's seconds add up the parts of a stage that was resumed."""
+        return self._seconds_before + time.monotonic() - self._started
 
     def result(self, stage: str) -> Any:
         """The recorded result of `stage`, None until it completed."""
@@ -116,12 +127,14 @@ class RunRecord:
     def complete(self, stage: str, result: Any) -> Any:
         """Records `stage` as complete with `result` (JSON values) and returns it."""
         self.results[stage] = json.loads(json.dumps(result))
-        self._write()
+        self.write()
         return self.results[stage]
 
-    def _write(self) -> None:
-        write_text_atomically(self.folder / RECORD,
-                              json.dumps({"options": self.options, "results": self.results}, indent=1) + "\n")
+    def write(self) -> None:
+        """Writes the record; a quickstart also does as its process ends, a signal or an error ending it,
+        so that the time it took counts in the rerun's totals."""
+        write_text_atomically(self.folder / RECORD, json.dumps(
+            {"options": self.options, "results": self.results, "seconds": self.seconds()}, indent=1) + "\n")
 
 
 def save_model_atomically(model: ModRWKV, folder: Path) -> None:
