@@ -2,7 +2,7 @@
 
 Real files written by libsndfile and FFmpeg, cut at random places, with random bits flipped or
 random bytes written over their headers, are either passed or refused with a sentence by
-`container_problem`, which never raises; the readers built on it (`audio_seconds`, `load_video`)
+`check_container`, which never raises; the readers built on it (`audio_seconds`, `load_video`)
 raise nothing but `MediaError`. A WAV, RF64, Wave64 or AIFF file cut anywhere never loads.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modrwkv.encoders.containers import container_problem
+from modrwkv.encoders.containers import check_container
 from modrwkv.encoders.media import MediaError, VideoSampling, audio_seconds, load_audio, load_video
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -80,11 +80,11 @@ def assert_a_sentence_or_none(problem: str | None) -> bool:
 @pytest.mark.parametrize("name", [*AUDIO, "mp3-plain-tagged"])
 def test_damaged_audio_is_passed_or_refused_and_never_raises_anything_else(name):
     whole, rng = audio_file(name), random.Random(name)
-    assert container_problem(io.BytesIO(whole)) is None
+    assert check_container(io.BytesIO(whole)).problem is None
     refused = 0
     for _ in range(150):
         data = damaged(whole, rng)
-        refused += assert_a_sentence_or_none(container_problem(io.BytesIO(data)))
+        refused += assert_a_sentence_or_none(check_container(io.BytesIO(data)).problem)
         try:
             audio_seconds(data)
         except MediaError:
@@ -95,11 +95,11 @@ def test_damaged_audio_is_passed_or_refused_and_never_raises_anything_else(name)
 @pytest.mark.parametrize("name", VIDEO)
 def test_damaged_video_is_passed_or_refused_and_never_raises_anything_else(tmp_path, name):
     whole, rng = video_file(name, tmp_path), random.Random(name)
-    assert container_problem(io.BytesIO(whole)) is None
+    assert check_container(io.BytesIO(whole)).problem is None
     refused = 0
     for attempt in range(150):
         data = damaged(whole, rng)
-        refused += assert_a_sentence_or_none(container_problem(io.BytesIO(data)))
+        refused += assert_a_sentence_or_none(check_container(io.BytesIO(data)).problem)
         if attempt < 10:  # decoding is the slow part
             try:
                 load_video(data, VideoSampling(num_frames=2))

@@ -645,10 +645,10 @@ def test_a_sample_rate_no_audio_has_is_refused_before_resampling(file_format):
     assert load_audio((wave, 1000)).shape == (256000,) and load_audio((wave, 768000)).shape == (334,)
 
 
-def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_part(tmp_path):
-    """libsndfile estimates the length of an MP3 without a Xing/Info frame from its first frame's
-    bitrate and decodes only that far: of this variable-bitrate file (libsndfile's own, its Xing frame
-    taken out, as a tool that drops it leaves it) it read 0.85 of 3.10 s, without an error."""
+def vbr_mp3_without_xing() -> tuple[bytes, int, int]:
+    """(a 3 s variable-bitrate MP3 of 16 kHz whose Xing frame is taken out (libsndfile's own, as a tool
+    that drops the frame leaves it), the samples its frames hold as FFmpeg's demuxer finds them, the
+    samples libsndfile decodes of it)."""
     rng = np.random.default_rng(0)
     t = np.arange(48000) / 16000
     wave = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(3 * t)) + 0.05 * rng.standard_normal(48000) * (t > 1.5))
@@ -660,6 +660,14 @@ def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_pa
     stripped = whole[:xing_start] + whole[frames[0][0]:]
     held, decoded = len(frames) * 576, len(sf.read(io.BytesIO(stripped))[0])  # MPEG-2 layer III: 576 per frame
     assert len({length for _, length in frames}) > 2 and decoded < held / 2  # variable; libsndfile alone reads part
+    return stripped, held, decoded
+
+
+def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_part(tmp_path):
+    """libsndfile estimates the length of an MP3 without a Xing/Info frame from its first frame's
+    bitrate and decodes only that far: of this variable-bitrate file it read 0.85 of 3.10 s, without an
+    error."""
+    stripped, held, decoded = vbr_mp3_without_xing()
     path = tmp_path / "vbr.mp3"
     path.write_bytes(stripped)
     for item, where in ((stripped, f"<{len(stripped)} bytes>"), (path, repr(str(path)))):
@@ -670,3 +678,25 @@ def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_pa
             f"decodes {decoded} ({decoded / 16000:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, "
             "whose length libsndfile estimates from its first frame; re-encode it (LAME and FFmpeg write that frame by "
             "default)")
+
+
+def test_a_variable_bitrate_mp3_without_its_xing_frame_lasts_what_its_frames_hold_walked_once(monkeypatch):
+    """Its length for a limit (the server's --max-audio-seconds) is its frames' count, from the walk
+    that checks them for a cut: it was libsndfile's estimate from the first frame's bitrate (0.85 of
+    its 3.10 s), so a clip over the limit was decoded before it was refused, and the frames were walked
+    twice (for a cut, then for their count)."""
+    from modrwkv.encoders import containers
+    from modrwkv.encoders.media import AudioTooLong
+
+    stripped, held, _ = vbr_mp3_without_xing()
+    assert audio_seconds(stripped) == held / 16000
+    walks = []
+    walk = containers._walk_mp3
+    monkeypatch.setattr(containers, "_walk_mp3", lambda stream: walks.append(1) or walk(stream))
+    with pytest.raises(AudioTooLong) as too_long:
+        decode_audio(stripped, max_seconds=2.0)
+    assert too_long.value.seconds == held / 16000 and len(walks) == 1
+    walks.clear()
+    with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):  # under the limit: decoded, refused
+        decode_audio(stripped, max_seconds=5.0)
+    assert len(walks) == 1

@@ -492,7 +492,7 @@ def test_audio_is_decoded_once_and_a_short_whole_clip_is_accepted(live, monkeypa
     def counted(name: str, function):
         return lambda *args: calls.__setitem__(name, calls[name] + 1) or function(*args)
 
-    for name, attribute in (("read", "_read_bytes_or_path"), ("container", "container_problem"),
+    for name, attribute in (("read", "_read_bytes_or_path"), ("container", "check_container"),
                             ("decode", "_decode_audio")):
         monkeypatch.setattr(media, attribute, counted(name, getattr(media, attribute)))
     short = sound_bytes("WAV", "PCM_16", seconds=7000 / 16000)

@@ -72,29 +72,41 @@ _RF64_SIZE_IN_DS64 = 0xFFFFFFFF
 _WAVE64_RIFF = b"riff" + bytes.fromhex("2E91CF11A5D628DB04C10000")  # Wave64's GUIDs: a chunk name and 12 fixed bytes
 
 
-def container_problem(source: Path | io.BytesIO) -> str | None:
-    """Why the file's container is cut short or damaged (a sentence without the file's name, for
-    the caller to name it), or None when it is whole or not a container checked here."""
+@dataclasses.dataclass(frozen=True)
+class ContainerCheck:
+    """What walking a file's container found."""
+
+    problem: str | None  # why it is cut short or damaged (a sentence without the file's name), or None
+    # An MP3's samples per channel, counted frame by frame from its first (a Xing/Info frame, which holds
+    # none, included) as the walk reads each frame's header; None for other files, or an MP3 without a
+    # frame found. An MP3 without a Xing/Info frame states no length, and libsndfile decodes it only as far
+    # as it estimates from its first frame's bitrate, which a variable bitrate makes a fraction of this.
+    mp3_samples: int | None = None
+
+
+def check_container(source: Path | io.BytesIO) -> ContainerCheck:
+    """The file's container walked: whether it is cut short or damaged (`ContainerCheck.problem`, None
+    when it is whole or not a container checked here) and, for an MP3, its frames' sample count."""
     with open(source, "rb") if isinstance(source, Path) else _RestoredPosition(source) as stream:
         stream.seek(0, io.SEEK_END)
         size = stream.tell()
         stream.seek(0)
         head = stream.read(16)
         if head[:4] == _OGG_CAPTURE:
-            return _ogg_problem(stream, size)
+            return ContainerCheck(_ogg_problem(stream, size))
         if head[:4] == _MATROSKA_EBML:
-            return _matroska_problem(stream, size)
+            return ContainerCheck(_matroska_problem(stream, size))
         if head[4:8] == _MP4_FIRST_BOX or head[4:8] in _QUICKTIME_FIRST_BOXES:
-            return _mp4_problem(stream, size, needs_moov=head[4:8] != _MP4_FIRST_BOX)
+            return ContainerCheck(_mp4_problem(stream, size, needs_moov=head[4:8] != _MP4_FIRST_BOX))
         if head[:4] in (b"RIFF", b"RF64") and head[8:12] in (b"WAVE", b"AVI "):  # other RIFF forms are not media
-            return _chunks_problem(stream, size, _RIFF if head[:4] == b"RIFF" else _RF64)
+            return ContainerCheck(_chunks_problem(stream, size, _RIFF if head[:4] == b"RIFF" else _RF64))
         if head == _WAVE64_RIFF:
-            return _chunks_problem(stream, size, _WAVE64)
+            return ContainerCheck(_chunks_problem(stream, size, _WAVE64))
         if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-            return _chunks_problem(stream, size, _AIFF)
+            return ContainerCheck(_chunks_problem(stream, size, _AIFF))
         if head[:3] == b"ID3" or _mp3_frame(head) is not None:
-            return _walk_mp3(stream)[0]
-        return None
+            return ContainerCheck(*_walk_mp3(stream))
+        return ContainerCheck(None)
 
 
 class _RestoredPosition:
@@ -401,15 +413,6 @@ def id3v2_tags_end(stream: io.BufferedIOBase) -> int:
         stream.seek(length + (10 if tag[5] & 0x10 else 0), 1)  # 4 syncsafe bytes, then a footer if flagged
     stream.seek(-len(tag), 1)
     return stream.tell()
-
-
-def mp3_samples(source: Path | io.BytesIO) -> int | None:
-    """The samples per channel that an MP3's frames hold, counted frame by frame from its first one
-    (a Xing/Info frame, which holds none, included); None where no frame is found. An MP3 without a
-    Xing/Info frame states no length, and libsndfile decodes it only as far as it estimates from its
-    first frame's bitrate, which a variable bitrate makes a fraction of this."""
-    with open(source, "rb") if isinstance(source, Path) else _RestoredPosition(source) as stream:
-        return _walk_mp3(stream)[1]
 
 
 def _walk_mp3(stream: io.BufferedIOBase) -> tuple[str | None, int | None]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .containers import container_problem, id3v2_tags_end, mp3_samples
+from .containers import ContainerCheck, check_container, id3v2_tags_end
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -210,16 +210,18 @@ def _naming_media_errors(kind: str, load: Callable[..., Any], *args: Any) -> Any
         raise MediaError(kind, str(exc)) from exc
 
 
-def _refuse_damaged_container(modality: str, source: Path | io.BytesIO, where: str) -> None:
-    """Raises `MediaError` for a file whose container is cut short or damaged (`container_problem`:
-    Ogg, Matroska/WebM, MP4), which its decoder would read silently as a shorter clip."""
+def _refuse_damaged_container(modality: str, source: Path | io.BytesIO, where: str) -> ContainerCheck:
+    """Raises `MediaError` for a file whose container is cut short or damaged (`check_container`:
+    Ogg, Matroska/WebM, MP4, RIFF, AIFF, MP3), which its decoder would read silently as a shorter clip;
+    returns what the walk found otherwise (an MP3's sample count)."""
     try:
-        problem = container_problem(source)
+        check = check_container(source)
     except OSError as exc:  # a file that cannot be read (permissions, an I/O error): what the decoder would say
         reason = exc.strerror or str(exc)
         raise MediaError(modality, f"cannot read {modality} {where}: {reason}", reason=reason) from exc
-    if problem is not None:
-        raise MediaError(modality, f"cannot decode {modality} {where}: {problem}", reason=problem)
+    if check.problem is not None:
+        raise MediaError(modality, f"cannot decode {modality} {where}: {check.problem}", reason=check.problem)
+    return check
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -406,34 +408,38 @@ def _audio_seconds(item: Any) -> float:
     if isinstance(item, tuple):
         waveform, rate = _waveform_and_rate(item, describe(item))
         return (max(waveform.shape) if waveform.ndim == 2 else len(waveform)) / float(rate)
-    source, where = _audio_source(item)
+    source, where, check = _audio_source(item)
     try:
         info = soundfile.info(source)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
-    return _declared_seconds(info, source, where)
+    return _declared_seconds(info, source, where, check)
 
 
-def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str]:
-    """An encoded audio item (path, bytes, data URI) ready for libsndfile, and its name; raises
-    `MediaError` for an empty file or a container cut short (`_refuse_damaged_container`)."""
+def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str, ContainerCheck]:
+    """An encoded audio item (path, bytes, data URI) ready for libsndfile, its name and what its
+    container's walk found; raises `MediaError` for an empty file or a container cut short
+    (`_refuse_damaged_container`)."""
     source, where = _read_bytes_or_path(item)
     if isinstance(source, Path) and source.stat().st_size == 0:
         raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
-    _refuse_damaged_container("audio", source, where)
-    return source, where
+    return source, where, _refuse_damaged_container("audio", source, where)
 
 
-def _declared_seconds(header: Any, source: Path | io.BytesIO, where: str) -> float:
+def _declared_seconds(header: Any, source: Path | io.BytesIO, where: str, check: ContainerCheck) -> float:
     """The length an audio file's header declares (`header`: its `soundfile.info`, or the open
-    `SoundFile`), with an MP3's tags left out of libsndfile's estimate (`_Mp3Layout`)."""
+    `SoundFile`). An MP3 without a Xing/Info frame declares none: its frames' count from the container's
+    walk (`check`) stands in for libsndfile's estimate from the first frame's bitrate, which a variable
+    bitrate makes a fraction of it; where the walk found no frame, the estimate with the file's tags
+    left out (`_Mp3Layout`)."""
     _refuse_implausible_rate(header.samplerate, where)
     if header.frames <= 0:
         raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
     frames = header.frames
     if header.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
-        frames = frames * (layout.counted_bytes - layout.tag_bytes) / layout.counted_bytes
+        frames = (check.mp3_samples if check.mp3_samples is not None
+                  else frames * (layout.counted_bytes - layout.tag_bytes) / layout.counted_bytes)
     return frames / float(header.samplerate)
 
 
@@ -476,17 +482,18 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
     samples than its header counts; a WAV, RF64, Wave64 or AIFF whose data chunk holds less than it
     declares, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
-    refused by their structure (`container_problem`). An MP3 without a Xing, Info or VBRI frame
+    refused by their structure (`check_container`). An MP3 without a Xing, Info or VBRI frame
     declares no count: libsndfile estimates one from the file's size at its first frame's bitrate,
-    which a variable bitrate makes unreliable (`audio_seconds` leaves its tags out, for a length
-    limit), so one cut exactly between two frames is read as it is."""
+    which a variable bitrate makes a fraction of the count its frames hold; that count, from the
+    same walk of its frames, is its length for `max_seconds` and what the decoder must find, so one
+    cut exactly between two frames is read as it is."""
     import soundfile
 
-    source, where = _audio_source(item)
+    source, where, check = _audio_source(item)
     try:
         with soundfile.SoundFile(source) as sound:
             _refuse_implausible_rate(sound.samplerate, where)
-            if max_seconds is not None and (seconds := _declared_seconds(sound, source, where)) > max_seconds:
+            if max_seconds is not None and (seconds := _declared_seconds(sound, source, where, check)) > max_seconds:
                 raise AudioTooLong(where, seconds, max_seconds)
             counted = sound.format != "MP3" or _mp3_layout(source).declares_length
             declared = sound.frames if counted else 0
@@ -506,7 +513,7 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
         detail = (f"the file holds {len(waveform)} of the {declared} samples its header declares "
                   f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
-    if (not counted and (held := mp3_samples(source)) is not None
+    if (not counted and (held := check.mp3_samples) is not None
             and len(waveform) < held * (1 - _TRUNCATION_MARGIN) - _MP3_DECODER_SLACK):
         detail = (f"its MP3 frames hold {held} samples ({held / rate:.2f} s) and libsndfile decodes {len(waveform)} "
                   f"({len(waveform) / rate:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, whose "
