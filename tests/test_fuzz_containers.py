@@ -3,7 +3,7 @@
 Real files written by libsndfile and FFmpeg, cut at random places, with random bits flipped or
 random bytes written over their headers, are either passed or refused with a sentence by
 `check_container`, which never raises; the readers built on it (`audio_seconds`, `load_video`)
-raise nothing but `MediaError`. A WAV, RF64, Wave64 or AIFF file cut anywhere never loads.
+raise nothing but `MediaError`. A WAV, RF64, Wave64, AIFF, CAF or AU file cut anywhere never loads.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from test_media import encoded, id3v2_tag, mp3_without_xing, sine  # noqa: E402
 
 WAVE = (0.5 * sine(440, 16000)).astype(np.float32)
 AUDIO = {"wav-u8": ("WAV", "PCM_U8"), "wav-float": ("WAV", "FLOAT"), "rf64": ("RF64", "PCM_16"),
-         "w64": ("W64", "PCM_16"), "aiff": ("AIFF", "PCM_16"), "mp3-xing": ("MP3", "MPEG_LAYER_III"),
-         "ogg": ("OGG", "VORBIS")}
+         "w64": ("W64", "PCM_16"), "aiff": ("AIFF", "PCM_16"), "caf": ("CAF", "PCM_16"), "caf-alac": ("CAF", "ALAC_16"),
+         "au": ("AU", "PCM_16"), "mp3-xing": ("MP3", "MPEG_LAYER_III"), "ogg": ("OGG", "VORBIS")}
 VIDEO = ["mkv", "mkv-live", "mkv-live-unknown-clusters", "mp4", "mov-moov-first", "avi"]
 
 
@@ -108,7 +108,7 @@ def test_damaged_video_is_passed_or_refused_and_never_raises_anything_else(tmp_p
     assert refused > 0
 
 
-@pytest.mark.parametrize("name", ["wav-u8", "wav-float", "rf64", "w64", "aiff"])
+@pytest.mark.parametrize("name", ["wav-u8", "wav-float", "rf64", "w64", "aiff", "caf", "caf-alac", "au"])
 def test_chunked_audio_cut_anywhere_never_loads(name):
     """Whatever a cut loses (a header chunk, samples), the file is refused: by its structure, or by
     libsndfile where no chunk is left to declare a size (a cut between the header's chunks)."""

@@ -369,12 +369,15 @@ def test_a_wav_cut_short_after_its_header_is_refused_not_read_as_a_shorter_clip(
 
 # libsndfile's container, subtype, the name the refusal gives the format and the chunk with the samples
 CHUNKED_AUDIO = [("WAV", "PCM_U8", "RIFF", "data"), ("RF64", "PCM_16", "RF64", "data"),
-                 ("W64", "PCM_16", "Wave64", "data"), ("AIFF", "PCM_16", "AIFF", "SSND")]
+                 ("W64", "PCM_16", "Wave64", "data"), ("AIFF", "PCM_16", "AIFF", "SSND"),
+                 ("CAF", "PCM_16", "CAF", "data")]
+# Bytes the chunk with the samples holds before them: AIFF's SSND its offset and block size, CAF's data its edit count.
+FIELDS_BEFORE_SAMPLES = {"AIFF": 8, "CAF": 4}
 
 
 @pytest.mark.parametrize("fmt, subtype, name, chunk", CHUNKED_AUDIO, ids=[case[0] for case in CHUNKED_AUDIO])
 def test_chunked_audio_cut_short_is_refused_and_a_whole_file_never(tmp_path, fmt, subtype, name, chunk):
-    """A WAV, RF64 (its sizes in its ds64 chunk), Wave64 or AIFF file declares the size of each chunk;
+    """A WAV, RF64 (its sizes in its ds64 chunk), Wave64, AIFF or CAF file declares the size of each chunk;
     libsndfile reads one whose sample chunk is cut as a shorter clip. load_audio and audio_seconds
     refuse it naming the file, the chunk and both sizes. A whole file loads: with an odd number of
     8-bit samples (a pad byte after the chunk, or none where a writer left it out at the end of the
@@ -393,13 +396,33 @@ def test_chunked_audio_cut_short_is_refused_and_a_whole_file_never(tmp_path, fmt
     sample_bytes = 1 if subtype == "PCM_U8" else 2
     data_start = len(whole) - sample_bytes * 15999 - (1 if subtype == "PCM_U8" else 0)
     path = tmp_path / f"cut.{fmt.lower()}"
-    for kept in (1, 8000 * sample_bytes + 1, 15998 * sample_bytes):
+    # libsndfile refuses a CAF that lost more than about an eighth of its samples itself
+    first_kept = (1, 8000 * sample_bytes + 1) if fmt != "CAF" else (14000 * sample_bytes, 15000 * sample_bytes + 1)
+    for kept in (*first_kept, 15998 * sample_bytes):
         cut = whole[: data_start + kept]
         assert 0 <= len(sf.read(io.BytesIO(cut))[0]) < 15999  # libsndfile alone: a shorter clip, no error
-        declared = sample_bytes * 15999 + (8 if chunk == "SSND" else 0)  # SSND's offset and block size fields
-        held = kept + (8 if chunk == "SSND" else 0)
+        fields = FIELDS_BEFORE_SAMPLES.get(fmt, 0)
+        declared, held = sample_bytes * 15999 + fields, kept + fields
         assert_cut_short(cut, path, f"its {name} '{chunk}' chunk declares {declared} bytes and the file holds {held} "
                          "of them: it is cut short")
+
+
+def test_an_au_file_cut_short_is_refused_and_a_whole_one_never(tmp_path):
+    """An AU (.au, .snd) file's header declares how many bytes of samples follow it; libsndfile reads a
+    cut one as a shorter clip. A whole one loads, with bytes after it too, and so does one whose writer
+    left the size unknown (0xFFFFFFFF, as a pipe makes it): its samples run to the end of the file."""
+    wave = (0.5 * sine(440, 16000)).astype(np.float32)[:15999]
+    whole = encoded(wave, 16000, "AU", "PCM_16")
+    decoded = load_audio(whole)
+    assert len(decoded) == 15999 and audio_seconds(whole) == pytest.approx(15999 / 16000)
+    np.testing.assert_array_equal(load_audio(whole + b"appended by another tool"), decoded)
+    np.testing.assert_array_equal(load_audio(whole[:8] + b"\xff" * 4 + whole[12:]), decoded)
+    assert len(whole) == 24 + 2 * 15999  # its header, then the samples
+    for kept in (0, 8001, 2 * 15998):
+        cut = whole[: 24 + kept]
+        assert len(sf.read(io.BytesIO(cut))[0]) == kept // 2  # libsndfile alone: a shorter clip, no error
+        assert_cut_short(cut, tmp_path / "cut.au", f"its AU header declares {2 * 15999} bytes of samples and the "
+                         f"file holds {kept} of them: it is cut short")
 
 
 def test_a_wav_whose_writer_left_out_a_pad_byte_loads():

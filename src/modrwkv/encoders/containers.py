@@ -22,6 +22,11 @@ file silently as a shorter clip.
   leave out: a whole chunk that starts where the pad should be, when none starts after it, is read
   as the next chunk. A size left unknown by a writer that could not seek back (0, or a placeholder
   near 4 GiB) ends the walk; so do bytes that are no chunk after the last.
+- CAF: after its 8-byte file header, each chunk declares its 64-bit size, the data chunk -1 when its
+  writer left it unknown (it then runs to the end of the file); libsndfile reads a CAF whose data
+  chunk is cut (of a PCM file, of an ALAC one with its packet table before the data) as a shorter clip.
+- AU/SND: its 24-byte header declares where the samples start and how many bytes they take
+  (0xFFFFFFFF: unknown); libsndfile reads the samples a cut file still holds.
 - MP3: each frame's header gives its length. A file whose last frame runs past its end is cut short;
   the walk ends at the first bytes that are no frame of the same stream (an ID3v1 or APE tag).
 
@@ -104,6 +109,10 @@ def check_container(source: Path | io.BytesIO) -> ContainerCheck:
             return ContainerCheck(_chunks_problem(stream, size, _WAVE64))
         if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
             return ContainerCheck(_chunks_problem(stream, size, _AIFF))
+        if head[:4] == b"caff":
+            return ContainerCheck(_chunks_problem(stream, size, _CAF))
+        if head[:4] in _AU_MAGIC:
+            return ContainerCheck(_au_problem(head, size))
         if head[:3] == b"ID3" or _mp3_frame(head) is not None:
             return ContainerCheck(*_walk_mp3(stream))
         return ContainerCheck(None)
@@ -269,7 +278,7 @@ def _mp4_problem(stream: io.BufferedIOBase, size: int, needs_moov: bool) -> str 
     return None  # fewer than 8 bytes left are no box: padding (a cut there would have lost no box's data)
 
 
-# --------------------------------------------------------------------------------- RIFF, Wave64, AIFF
+# ---------------------------------------------------------------------------- RIFF, Wave64, AIFF, CAF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,12 +292,21 @@ class _ChunkFormat:
     byteorder: str
     size_counts_header: bool  # Wave64's sizes count the chunk's 24-byte header
     alignment: int
+    # Where the chunks start when they are not inside an outer chunk (RIFF, FORM) that holds them all:
+    # CAF's, after its file header.
+    first_chunk: int | None = None
 
 
 _RIFF = _ChunkFormat("RIFF", 4, 4, "little", False, 2)
 _RF64 = _ChunkFormat("RF64", 4, 4, "little", False, 2)
 _WAVE64 = _ChunkFormat("Wave64", 16, 8, "little", True, 8)
 _AIFF = _ChunkFormat("AIFF", 4, 4, "big", False, 2)
+_CAF = _ChunkFormat("CAF", 4, 8, "big", False, 1, first_chunk=8)
+_CAF_UNKNOWN_SIZE = (1 << 64) - 1  # -1 as a signed 64-bit size: the data chunk runs to the end of the file
+# The chunk types of Apple's CAF specification: no outer chunk bounds a CAF file's chunks, so bytes after
+# the last (another tool's note) are told from a chunk by their name.
+_CAF_CHUNKS = {b"desc", b"data", b"pakt", b"kuki", b"chan", b"free", b"info", b"uuid", b"strg", b"mark", b"regn",
+               b"inst", b"midi", b"ovvw", b"peak", b"edct", b"umid", b"ldsc"}
 
 
 def _rf64_sizes(stream: io.BufferedIOBase) -> dict[bytes, int]:
@@ -316,6 +334,8 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         value = int.from_bytes(header[layout.id_bytes : header_bytes], layout.byteorder)
         if layout.size_counts_header:
             return value - header_bytes if value >= header_bytes else None
+        if layout is _CAF and value == _CAF_UNKNOWN_SIZE:
+            return None
         if value == _RF64_SIZE_IN_DS64 and header[:4] in large:
             value = large[header[:4]]
         elif value >= _RIFF_UNKNOWN_SIZE and layout.size_bytes == 4:
@@ -331,16 +351,19 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         data_size = declared(header) if len(header) == header_bytes and _is_chunk_name(header[:4]) else None
         return data_size is not None and position + header_bytes + data_size <= size
 
-    stream.seek(0)
-    outer = declared(stream.read(header_bytes))
-    # the chunks inside the file's outer chunk; bytes after it are not read (decoders ignore them)
-    end = size if outer is None else min(size, header_bytes + outer)
-    position = header_bytes + 4 if layout.id_bytes == 4 else header_bytes + 16  # after the form type
+    if layout.first_chunk is not None:
+        end, position = size, layout.first_chunk
+    else:
+        stream.seek(0)
+        outer = declared(stream.read(header_bytes))
+        # the chunks inside the file's outer chunk; bytes after it are not read (decoders ignore them)
+        end = size if outer is None else min(size, header_bytes + outer)
+        position = header_bytes + 4 if layout.id_bytes == 4 else header_bytes + 16  # after the form type
     while position + header_bytes <= end:
         stream.seek(position)
         header = stream.read(header_bytes)
         name = header[:4]
-        if layout.id_bytes == 4 and not _is_chunk_name(name):
+        if layout.id_bytes == 4 and not _is_chunk_name(name) or layout is _CAF and name not in _CAF_CHUNKS:
             return None  # not a chunk: data after the file's chunks, which decoders ignore
         data_size = declared(header)
         if data_size is None:
@@ -359,8 +382,27 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
 
 
 def _is_chunk_name(name: bytes) -> bool:
-    """Whether 4 bytes are a RIFF or AIFF chunk name: printable ASCII."""
+    """Whether 4 bytes are a RIFF, AIFF or CAF chunk name: printable ASCII."""
     return len(name) == 4 and all(0x20 <= byte < 0x7F for byte in name)
+
+
+# ---------------------------------------------------------------------------------------------- AU/SND
+
+
+_AU_MAGIC = {b".snd": "big", b"dns.": "little"}  # Sun's; DEC's little-endian variant, which libsndfile reads too
+_AU_UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+def _au_problem(head: bytes, size: int) -> str | None:
+    """An AU file (`head`: its first 16 bytes) cut before the end of the samples its header declares."""
+    byteorder = _AU_MAGIC[head[:4]]
+    if len(head) < 12:
+        return f"its AU header holds {len(head)} of its 24 bytes: it is cut short"
+    start, data_size = int.from_bytes(head[4:8], byteorder), int.from_bytes(head[8:12], byteorder)
+    if data_size == _AU_UNKNOWN_SIZE or start + data_size <= size:
+        return None
+    return (f"its AU header declares {data_size} bytes of samples and the file holds {max(size - start, 0)} of "
+            "them: it is cut short")
 
 
 # ----------------------------------------------------------------------------------------------- MP3

@@ -212,7 +212,7 @@ def _naming_media_errors(kind: str, load: Callable[..., Any], *args: Any) -> Any
 
 def _refuse_damaged_container(modality: str, source: Path | io.BytesIO, where: str) -> ContainerCheck:
     """Raises `MediaError` for a file whose container is cut short or damaged (`check_container`:
-    Ogg, Matroska/WebM, MP4, RIFF, AIFF, MP3), which its decoder would read silently as a shorter clip;
+    Ogg, Matroska/WebM, MP4, RIFF, AIFF, CAF, AU, MP3), which its decoder would read silently as a shorter clip;
     returns what the walk found otherwise (an MP3's sample count)."""
     try:
         check = check_container(source)
@@ -480,8 +480,8 @@ _AUDIO_BLOCK_FRAMES = 1 << 18
 def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
     """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
     rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
-    samples than its header counts; a WAV, RF64, Wave64 or AIFF whose data chunk holds less than it
-    declares, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
+    samples than its header counts; a WAV, RF64, Wave64, AIFF or CAF whose data chunk holds less than it
+    declares, an AU/SND file whose header declares more samples than it holds, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
     refused by their structure (`check_container`). An MP3 without a Xing, Info or VBRI frame
     declares no count: libsndfile estimates one from the file's size at its first frame's bitrate,
     which a variable bitrate makes a fraction of the count its frames hold; that count, from the
