@@ -89,7 +89,7 @@ class RunRecord:
             try:
                 saved = json.loads(path.read_text())
                 saved_options, results = saved["options"], saved["results"]
-                seconds_before = float(saved.get("seconds", 0.0))  # none in a record of modrwkv 0.1
+                seconds_before = float(saved.get("seconds", 0.0))  # none in a record written before runs counted them
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}: not a quickstart record ({exc}); remove {folder} or choose another "
                                  "output folder") from None
