@@ -65,7 +65,9 @@ EOF
 
 # At most 3.5 minutes for the tests, 3 for the benchmark (it stops its parts early if short of time) and
 # 1.5 for the memory check: with the wheel install, well inside the device's 10-minute command limit.
-timeout 210 $PY -m pytest -q -rA -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/test_gpu.txt"
+# `-o addopts=`: in one process, as the timings above assume (pyproject's addopts start pytest-xdist
+# workers, which the GPU image may not have, and two workers would share the GPU and its ports).
+timeout 210 $PY -m pytest -q -rA -o addopts= -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/test_gpu.txt"
 echo "pytest exit: ${PIPESTATUS[0]}" | tee -a "$OUT/test_gpu.txt"
 timeout 180 $PY bench/bench_gpu.py --json "$OUT/bench_gpu.json" --budget 160 2>&1 | tee "$OUT/bench_gpu.txt"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$OUT/bench_gpu.txt"

@@ -15,8 +15,17 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# Under pytest-xdist (pyproject.toml's addopts: one worker per core) each worker, and every command its
+# tests start, uses one thread: a second OpenMP thread per worker waits for a core the other worker
+# holds, which makes the tiny models' ops many times slower. Set before torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # also where a plugin imported torch before this file
 
 # Without CUDA no Triton kernel can run compiled; run them in Triton's interpreter instead, so that
 # tests/test_fla_interpreted.py can check fla's kernels on CPU. Triton reads this when it is imported
