@@ -5,6 +5,15 @@ the audio quickstart's grammar spoken in one espeak-ng voice, transcribed by a M
 
     python bench/long_audio.py --model runs/quickstart-audio/model        # 10 clips of 35-90 s
     python bench/long_audio.py --model DIR --clips 4 --min-seconds 35 --max-seconds 60
+    python bench/long_audio.py --model DIR --long-form --max-segment-seconds 4   # also cut at pauses
+    python bench/long_audio.py --model DIR --long-form --sentence-pause 0.4      # sentences spoken apart
+
+`--long-form` adds a row per model and `--max-segment-seconds` value: each clip cut at its pauses
+into segments (`modrwkv.processing.speech_segments`), each segment transcribed from a fresh state,
+the texts joined (`ModRWKVPipeline.transcribe(long_form=...)`). espeak-ng runs the sentences of one
+call together with next to no pause between them; `--sentence-pause S` speaks each sentence on its
+own instead, trims espeak-ng's silence before and after it, and joins them with S seconds of
+silence, as a reader pauses between sentences.
 
 The sentences are drawn after the quickstart's training and held-out ones (same seed), so none was
 heard in training. The clips are written to --output (default runs/long-audio) and kept.
@@ -22,10 +31,14 @@ from pathlib import Path
 
 
 def long_clips(folder: Path, count: int, min_seconds: float, max_seconds: float, seed: int,
-               skip_sentences: int = 1100) -> list[dict]:
+               skip_sentences: int = 1100, sentence_pause: float | None = None) -> list[dict]:
     """`count` clips, durations spread evenly over [min_seconds, max_seconds], each a run of
-    held-out sentences in one voice, speed and pitch. Returns [{"audio", "text", "seconds", ...}]."""
+    held-out sentences in one voice, speed and pitch (one espeak-ng call; with `sentence_pause`,
+    one call per sentence, joined by that much silence). Returns [{"audio", "text", "seconds", ...}]."""
     from modrwkv.encoders.media import audio_seconds
+
+    if sentence_pause is not None:
+        return paused_clips(folder, count, min_seconds, max_seconds, seed, skip_sentences, sentence_pause)
     from modrwkv.quickstart.speech import PITCHES, SPEEDS, VOICES, espeak_binary, split_sentences
 
     binary = espeak_binary()
@@ -51,6 +64,47 @@ def long_clips(folder: Path, count: int, min_seconds: float, max_seconds: float,
         used += len(sentences)
         clips.append({"audio": str(path), "text": " ".join(sentences), "sentences": len(sentences),
                       "seconds": round(seconds, 1), "voice": voice, "speed": speed, "pitch": pitch})
+    return clips
+
+
+def paused_clips(folder: Path, count: int, min_seconds: float, max_seconds: float, seed: int,
+                 skip_sentences: int, pause: float) -> list[dict]:
+    """As `long_clips`, but each sentence spoken alone, trimmed of the silence espeak-ng puts
+    before and after it (samples below 1e-3), and joined with `pause` seconds of silence; sentences
+    are added until the clip reaches its target duration."""
+    import numpy as np
+    import soundfile
+
+    from modrwkv.encoders.media import load_audio
+    from modrwkv.quickstart.speech import PITCHES, SPEEDS, VOICES, espeak_binary, split_sentences
+
+    binary, rate = espeak_binary(), 16000
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    pool = split_sentences(1000, skip_sentences - 1000 + count * 60, seed)[1][skip_sentences - 1000 :]
+    clips, used = [], 0
+    for index in range(count):
+        voice, speed, pitch = rng.choice(VOICES), rng.randint(*SPEEDS), rng.randint(*PITCHES)
+        target = min_seconds + (max_seconds - min_seconds) * index / max(count - 1, 1)
+        pieces: list = []
+        sentences: list[str] = []
+        while sum(len(p) for p in pieces) < target * rate:
+            sentence = pool[used + len(sentences)]
+            spoken = folder / "sentence.wav"
+            subprocess.run([binary, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(spoken), sentence + "."],
+                           check=True, capture_output=True)
+            wave = load_audio(str(spoken), rate)
+            sounding = np.flatnonzero(np.abs(wave) > 1e-3)
+            pieces.extend(([np.zeros(round(pause * rate), np.float32)] if pieces else []) +
+                          [wave[sounding[0] : sounding[-1] + 1]])
+            sentences.append(sentence)
+        (folder / "sentence.wav").unlink()
+        used += len(sentences)
+        path = folder / f"paused-{index:02d}.wav"
+        joined = np.concatenate(pieces)
+        soundfile.write(str(path), joined, rate)
+        clips.append({"audio": str(path), "text": " ".join(sentences), "sentences": len(sentences),
+                      "seconds": round(len(joined) / rate, 1), "voice": voice, "speed": speed, "pitch": pitch})
     return clips
 
 
@@ -102,6 +156,22 @@ def modrwkv_transcripts(model_dir: str, paths: list[str], max_new_tokens: int) -
     return out
 
 
+def modrwkv_long_form(model_dir: str, paths: list[str], max_new_tokens: int, max_segment_seconds: float) -> list[dict]:
+    """The model asked about each segment of each clip (cut at pauses, `max_segment_seconds` at most)
+    from a fresh state, with its recorded ASR prompt, greedy; the texts joined."""
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.processing.speech_segments import SegmentSettings
+
+    pipeline = ModRWKVPipeline.from_pretrained(model_dir)
+    settings = SegmentSettings(max_segment_seconds=max_segment_seconds)
+    out = []
+    for path in paths:
+        result = pipeline.transcribe(path, long_form=settings, max_new_tokens=max_new_tokens)
+        out.append({"text": result.text, "finish_reason": result.finish_reason, "segments": len(result.segments),
+                    "forced_cuts": sum(s.forced for s in result.segments)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], help="ModRWKV model folder (repeatable)")
@@ -112,13 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--output", default="runs/long-audio")
+    parser.add_argument("--long-form", action="store_true",
+                        help="also transcribe each clip cut at its pauses into segments (a row per model and maximum)")
+    parser.add_argument("--max-segment-seconds", type=float, action="append",
+                        help="the longest segment with --long-form (repeatable; default 30)")
+    parser.add_argument("--sentence-pause", type=float, metavar="SECONDS",
+                        help="speak each sentence alone and join them with this much silence")
     args = parser.parse_args(argv)
+    if args.max_segment_seconds and not args.long_form:
+        parser.error("--max-segment-seconds needs --long-form")
 
     from modrwkv.evaluation.metrics import wer
     from modrwkv.quickstart.audio import whisper_folder
 
     output = Path(args.output)
-    clips = long_clips(output / "clips", args.clips, args.min_seconds, args.max_seconds, args.seed)
+    clips = long_clips(output / "clips", args.clips, args.min_seconds, args.max_seconds, args.seed,
+                       sentence_pause=args.sentence_pause)
     paths, references = [c["audio"] for c in clips], [c["text"] for c in clips]
     print(f"{len(clips)} clips, {min(c['seconds'] for c in clips)}-{max(c['seconds'] for c in clips)} s, "
           f"{sum(c['sentences'] for c in clips)} sentences", flush=True)
@@ -137,6 +216,15 @@ def main(argv: list[str] | None = None) -> int:
             "wer": wer(references, texts), "per_clip": [wer([r], [t]) for r, t in zip(references, texts)],
             "texts": texts, "finish_reasons": [r["finish_reason"] for r in results],
             "tokens": [r["tokens"] for r in results], "seconds": time.time() - started}
+        for max_segment in (args.max_segment_seconds or [30.0]) if args.long_form else []:
+            started = time.time()
+            results = modrwkv_long_form(model_dir, paths, args.max_new_tokens, max_segment)
+            texts = [r["text"] for r in results]
+            report["systems"][f"{model_dir}, long-form {max_segment:g} s"] = {
+                "wer": wer(references, texts), "per_clip": [wer([r], [t]) for r, t in zip(references, texts)],
+                "texts": texts, "finish_reasons": [r["finish_reason"] for r in results],
+                "segments": [r["segments"] for r in results], "forced_cuts": [r["forced_cuts"] for r in results],
+                "seconds": time.time() - started}
     (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'clip':>4} {'s':>5} {'sent':>4}  " + "  ".join(f"{name[-28:]:>28}" for name in report["systems"]))
     for i, clip in enumerate(clips):

@@ -173,7 +173,7 @@ def test_configure_copies_a_task_with_other_settings_and_refuses_the_rest():
     assert (type(aishell).__name__, aishell.asr_prompt, aishell.options) == ("Aishell", "", {"asr_prompt": ""})
     series = get_task("custom-series").configure(targets=["load"]).configure(horizon=6)
     assert (series.targets, series.horizon, series.lookback) == (["load"], 6, 96)
-    with pytest.raises(ValueError, match=r"^librispeech has no option\(s\) \['horizon'\]; it takes \['asr_prompt'\]$"):
+    with pytest.raises(ValueError, match=r"^librispeech has no option\(s\) \['horizon'\]; it takes \['asr_prompt', 'long_form'\]$"):
         get_task("librispeech").configure(horizon=3)
     with pytest.raises(ValueError, match=r"^pope has no option\(s\) \['asr_prompt'\]$"):
         get_task("pope").configure(asr_prompt="x")

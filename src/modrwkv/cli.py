@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from safetensors import SafetensorError  # its Rust extension alone: no torch
 
 from modrwkv import __version__
-from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DTYPES, EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, \
+from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DTYPES, EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, \
     INIT_FORMATS, INIT_SIZES
 from modrwkv.extras import MissingExtraError
 from modrwkv.sampling_params import SamplingParams
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from modrwkv.inference import ChatSession, ModRWKVPipeline
+    from modrwkv.processing.speech_segments import SegmentSettings
     from modrwkv.quickstart.stages import RunRecord
 
 log = logging.getLogger("modrwkv.cli")
@@ -1054,6 +1055,13 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="librispeech, aishell, and --task custom with an ASR manifest: ask with TEXT after the audio "
                    "('' for the audio alone) instead of the ASR prompt the model was trained with, which its folder "
                    "records")
+    p.add_argument("--long-form", action="store_true",
+                   help="librispeech, aishell, and --task custom with an ASR manifest: cut each recording at its pauses "
+                   "into segments, transcribe each from a fresh state and join the texts (for recordings longer than "
+                   "the model's training clips; docs/audio.md)")
+    p.add_argument("--max-segment-seconds", type=float, metavar="SECONDS",
+                   help="with --long-form: the longest segment; one without a pause is cut at its quietest point "
+                   f"(default {DEFAULT_MAX_SEGMENT_SECONDS:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--num-shards", type=int, default=1, help="split the samples over this many processes (default 1)")
     p.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0-based)")
@@ -1094,6 +1102,22 @@ def _baselines(items: Sequence[str]) -> dict[str, float]:
     return baselines
 
 
+def _long_form_settings(args: argparse.Namespace) -> SegmentSettings | None:
+    """The segmentation `--long-form` asks for (None without it); a bad --max-segment-seconds is a CLIError."""
+    if args.max_segment_seconds is not None and not args.long_form:
+        raise CLIError("--max-segment-seconds needs --long-form")
+    if not args.long_form:
+        return None
+    from modrwkv.processing.speech_segments import SegmentSettings
+
+    try:
+        if args.max_segment_seconds is None:
+            return SegmentSettings()
+        return SegmentSettings(max_segment_seconds=args.max_segment_seconds)
+    except ValueError as exc:
+        raise CLIError(f"--max-segment-seconds: {exc}") from exc
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
@@ -1107,9 +1131,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
     if problem:
         raise CLIError(f"--series-prompt: {problem}")
+    long_form = _long_form_settings(args)
     if args.task == "custom":
         task = custom_task(args.data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
-                           media_folder=args.media_folder, baselines=_baselines(args.baseline))
+                           media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
     else:
         given = [flag for flag, value in custom_options.items() if value not in (None, [])]
         if given:
@@ -1124,6 +1149,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
         "targets": ("--target", args.target, "custom-series"),
         "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
+        "long_form": ("--long-form", None if args.task == "custom" else long_form, "librispeech, aishell, custom"),
     }
     options = {name: value for name, (_, value, _) in settings.items() if value is not None}
     refused = [settings[name] for name in options if name not in task.settings]

@@ -28,3 +28,7 @@ EVAL_METRICS = ("exact", "vqa", "choice", "wer", "cer", "mse")
 # (a test checks that the two agree).
 EVAL_TASKS = ("vqav2", "gqa", "textvqa", "scienceqa", "pope", "mmbench", "mmmu", "librispeech", "aishell",
               "etth1", "etth2", "ettm1", "ettm2", "ecl", "weather", "traffic", "custom-series", "custom")
+
+#: The longest segment of long-form transcription (`modrwkv eval --long-form`, `SegmentSettings`):
+#: Whisper-style encoders read 30 s at a time.
+DEFAULT_MAX_SEGMENT_SECONDS = 30.0

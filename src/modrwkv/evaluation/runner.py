@@ -183,10 +183,11 @@ def _check_identity(output: Path, identity: dict[str, Any]) -> None:
         existing = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, OSError) as exc:
         raise ValueError(f"{path}: unreadable ({exc}); remove {output} or choose another --output") from None
-    differing = [key for key in identity if existing.get(key) != identity[key]]
+    # both ways: a setting given before and not now (task_options of an --asr-prompt run) differs too
+    differing = [key for key in dict.fromkeys([*identity, *existing]) if existing.get(key) != identity.get(key)]
     if differing:
         shown = {"task", "split", "max_new_tokens", "format", "task_options"}
-        described = ", ".join(f"{key} ({existing.get(key)!r} there, {identity[key]!r} now)" if key in shown
+        described = ", ".join(f"{key} ({existing.get(key)!r} there, {identity.get(key)!r} now)" if key in shown
                               else {"data": "benchmark data", "model": "model (weights or loading options)"}[key]
                               for key in differing)
         raise ValueError(f"{output} holds predictions of a different run: {described}; choose another --output, "

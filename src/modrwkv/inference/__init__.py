@@ -3,7 +3,7 @@ cache and the continuous-batching decode engine that the server builds on."""
 
 from .cache import PrefixStateCache
 from .engine import InferenceEngine, Prefilled, Row
-from .pipeline import ChatRequest, ModRWKVPipeline, SeriesForecast
+from .pipeline import ChatRequest, ModRWKVPipeline, SeriesForecast, TranscribedSegment, Transcription
 from .prompt import EncodedPrompt, MediaSpan, build_sample, encode_sample
 from .session import ChatSession
 
@@ -18,6 +18,8 @@ __all__ = [
     "PrefixStateCache",
     "Row",
     "SeriesForecast",
+    "TranscribedSegment",
+    "Transcription",
     "build_sample",
     "encode_sample",
 ]

@@ -42,6 +42,7 @@ from ..multimodal import CachedEncoder, ModRWKV
 from ..multimodal.model import is_modrwkv_folder
 from ..multimodal.released import PromptFormat, is_released
 from ..processing import get_template
+from ..processing.speech_segments import SegmentSettings, SpeechSegment, speech_segments
 from ..tokenizer import WorldTokenizer
 from .cache import PrefixStateCache
 from .engine import InferenceEngine, Row
@@ -51,6 +52,7 @@ from .session import ChatSession
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX_CACHE_BYTES = 256 * 2**20
+SEGMENT_SAMPLE_RATE = 16000
 
 
 @dataclasses.dataclass
@@ -82,6 +84,29 @@ class SeriesForecast:
     text: str
     complete: bool
     prompt: str
+
+
+@dataclasses.dataclass
+class TranscribedSegment:
+    """One stretch of a recording (seconds from its start) and the model's transcript of it; `forced`:
+    the stretch ends at a quietest-point cut, not at a pause (`SpeechSegment`)."""
+
+    start: float
+    end: float
+    text: str
+    finish_reason: str
+    forced: bool = False
+
+
+@dataclasses.dataclass
+class Transcription:
+    """A recording's transcript: the segments' texts joined by spaces; `segments` holds each with its
+    times (one segment, the whole clip, without long-form); `finish_reason` is "length" when any
+    segment's reply stopped at max_new_tokens."""
+
+    text: str
+    segments: list[TranscribedSegment]
+    finish_reason: str
 
 
 class ModRWKVPipeline:
@@ -290,6 +315,60 @@ class ModRWKVPipeline:
         while batch.rows:
             batch.step()
         return [row.result for row in rows if row.result is not None]
+
+    def transcribe(self, audio: Any, *, long_form: bool | SegmentSettings = False, user_turn: str | None = None,
+                   max_new_tokens: int = 256) -> Transcription:
+        """The transcript of one recording (a path, bytes, a `(waveform, sample_rate)` tuple; see
+        `transcribe_batch`)."""
+        return self.transcribe_batch([audio], long_form=long_form, user_turn=user_turn,
+                                     max_new_tokens=max_new_tokens)[0]
+
+    def transcribe_batch(self, audio: Sequence[Any], *, long_form: bool | SegmentSettings = False,
+                         user_turn: str | None = None, max_new_tokens: int = 256) -> list[Transcription]:
+        """Transcripts of several recordings, decoded greedily together.
+
+        Each recording is asked whole by default. `long_form=True` (or a `SegmentSettings`) cuts it
+        at its pauses into segments no longer than `max_segment_seconds` (`speech_segments`), asks
+        about each segment from a fresh state (all segments of all recordings in one batch) and joins
+        the texts, as long-form ASR systems do: for a model trained on clips much shorter than the
+        recording. `user_turn` is what each clip or segment is asked with, holding one <audio> marker
+        (default: the model's recorded ASR prompt after the audio, as training asked it);
+        `max_new_tokens` bounds each reply."""
+        from ..data.readers.asr import asr_user_turn
+        from ..encoders.media import audio_seconds, load_audio
+
+        if isinstance(audio, (str, bytes, Path, tuple, Mapping)) or not isinstance(audio, Sequence) or not audio:
+            raise ValueError("transcribe_batch takes a non-empty list of recordings (use transcribe for one)")
+        if "audio" not in self.model.encoders:
+            raise ValueError(f"this model has no audio encoder (it has {sorted(self.model.encoders)})")
+        if isinstance(long_form, SegmentSettings):
+            settings: SegmentSettings | None = long_form
+        elif isinstance(long_form, bool):
+            settings = SegmentSettings() if long_form else None
+        else:
+            raise ValueError(f"long_form must be True, False or a SegmentSettings, got {long_form!r}")
+        turn = asr_user_turn(self.model.asr_prompt) if user_turn is None else user_turn
+        params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens)
+        prepared, spans = [], []  # spans[i]: the (start, end) of each of recording i's segments
+        for item in audio:
+            if settings is None:
+                clips, segments = [item], [SpeechSegment(0.0, round(audio_seconds(item), 3))]
+            else:
+                # cut at 16 kHz (the encoders' rate; another one resamples the pieces as it would the whole)
+                wave = load_audio(item, SEGMENT_SAMPLE_RATE)
+                segments = speech_segments(wave, SEGMENT_SAMPLE_RATE, settings)
+                clips = [(wave[round(s.start * SEGMENT_SAMPLE_RATE) : round(s.end * SEGMENT_SAMPLE_RATE)],
+                          SEGMENT_SAMPLE_RATE) for s in segments]
+            prepared.extend((self.encode(turn, audio=[clip]), params, None) for clip in clips)
+            spans.append(segments)
+        results = iter(self._decode(prepared))
+        transcripts = []
+        for segments in spans:
+            done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced)
+                    for s, r in zip(segments, results)]
+            transcripts.append(Transcription(" ".join(d.text for d in done if d.text), done,
+                                             "length" if any(d.finish_reason == "length" for d in done) else "stop"))
+        return transcripts
 
     def forecast(self, series: ArrayLike, horizon: int, *, prompt: str | None = None,
                  max_new_tokens: int | None = None, samples: int = 1) -> SeriesForecast:

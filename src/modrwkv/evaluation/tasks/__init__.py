@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from pathlib import Path
 
+from ...processing.speech_segments import SegmentSettings
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task
 from .choice import MMMU, MMBench, ScienceQA
 from .custom import METRICS, CustomTask
@@ -30,18 +31,19 @@ CUSTOM_SERIES = "custom-series"
 
 def custom_task(data: str | Path, *, metric: str | None = None, prompt: str | None = None,
                 asr_prompt: str | None = None, media_folder: str | Path | None = None,
-                baselines: Mapping[str, float] | None = None) -> Task:
+                baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None) -> Task:
     """The task `--task custom` means for `data`: a .json / .jsonl file in a training format, configured
     with these options, or, for a .csv file, the `custom-series` forecasting task."""
     if Path(data).suffix.lower() != ".csv":
         return CustomTask(metric=metric, prompt=prompt, asr_prompt=asr_prompt, media_folder=media_folder,
-                          baselines=baselines)
+                          baselines=baselines, long_form=long_form)
     if CUSTOM_SERIES not in TASKS:
         raise ValueError(f"{data}: a .csv file is evaluated as a forecasting series by the {CUSTOM_SERIES!r} task, "
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
-    if metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None:
-        raise ValueError(f"{data}: --metric, --prompt, --asr-prompt and --media-folder apply to .json / .jsonl "
+    if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
+            or long_form is not None):
+        raise ValueError(f"{data}: --metric, --prompt, --asr-prompt, --long-form and --media-folder apply to .json / .jsonl "
                          f"files; a .csv file is read by the {CUSTOM_SERIES!r} task with its own options")
     return TASKS[CUSTOM_SERIES]
 

@@ -23,6 +23,7 @@ from ...textfiles import TextFileError, read_text
 
 if TYPE_CHECKING:
     from ...inference import ModRWKVPipeline
+    from ...processing.speech_segments import SegmentSettings
 
 # The suffix LLaVA-1.5's evaluation appends to short-answer questions (VQAv2, GQA, TextVQA, POPE).
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
@@ -94,6 +95,10 @@ class Task(abc.ABC):
     # An ASR prompt given for the run (--asr-prompt): transcripts are asked with it instead of the
     # model's own ("": the audio alone). None: the model's (`transcription_prompt`).
     asr_prompt: str | None = None
+    # Long-form transcription (--long-form): each `transcribe` sample's audio is cut at its pauses into
+    # segments, each asked from a fresh state, the texts joined (`ModRWKVPipeline.transcribe_batch`).
+    # None: each recording is asked whole.
+    long_form: SegmentSettings | None = None
 
     def paper_results(self, split: str) -> list[PaperResult]:
         """Published numbers for this benchmark and split (none by default)."""
@@ -103,8 +108,12 @@ class Task(abc.ABC):
     def options(self) -> dict[str, Any]:
         """Settings that change the samples or their scoring (e.g. a forecast's lookback); they
         belong to a run's identity. By default only a given `asr_prompt`: a run asked with the model's
-        own prompt resumes as before, and one asked with another text is another run."""
-        return {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
+        own prompt resumes as before, and one asked with another text is another run; likewise a
+        `long_form` setting."""
+        options: dict[str, Any] = {} if self.asr_prompt is None else {"asr_prompt": self.asr_prompt}
+        if self.long_form is not None:
+            options["long_form"] = dataclasses.asdict(self.long_form)
+        return options
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         """Raises ValueError, before anything is generated, for a model this task's settings do not
@@ -138,10 +147,27 @@ class Task(abc.ABC):
         "prompt" among them when the model's own settings chose what it was asked (forecasts)."""
         from ...inference import ChatRequest
 
+        if self.long_form is not None and any(s.transcribe for s in samples):
+            return self._generate_long_form(pipeline, samples, max_new_tokens)
         sampling = {"temperature": 0.0, "max_new_tokens": max_new_tokens}
         requests = [ChatRequest(s.conversation(), images=list(s.images), audio=list(s.audio), series=list(s.series),
                                 videos=list(s.videos), sampling=sampling) for s in samples]
         return [{"prediction": r.text.strip(), "finish_reason": r.finish_reason} for r in pipeline.generate_batch(requests)]
+
+    def _generate_long_form(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample],
+                            max_new_tokens: int) -> list[dict[str, Any]]:
+        """Transcripts of `transcribe` samples (each one recording, asked with its prompt) cut into
+        segments by `long_form`; "segments" records each segment's [start, end] in seconds."""
+        if not all(s.transcribe and len(s.audio) == 1 and not s.context for s in samples):
+            raise ValueError("long-form transcription applies to samples that each ask for the transcript of one "
+                             "recording")
+        prompts = {s.prompt for s in samples}
+        if len(prompts) > 1:
+            raise ValueError(f"long-form transcription asks every sample of a batch the same way; got {sorted(prompts)}")
+        results = pipeline.transcribe_batch([s.audio[0] for s in samples], long_form=self.long_form,
+                                            user_turn=prompts.pop(), max_new_tokens=max_new_tokens)
+        return [{"prediction": r.text, "finish_reason": r.finish_reason,
+                 "segments": [[s.start, s.end] for s in r.segments]} for r in results]
 
     @abc.abstractmethod
     def load(self, data: Path, split: str) -> list[EvalSample]:

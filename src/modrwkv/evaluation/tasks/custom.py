@@ -66,6 +66,7 @@ from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry
 from ...data.sample import MARKERS, Sample
+from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
 
@@ -116,7 +117,8 @@ class CustomTask(Task):
   (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
 
     def __init__(self, *, metric: str | None = None, prompt: str | None = None, asr_prompt: str | None = None,
-                 media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None) -> None:
+                 media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None,
+                 long_form: SegmentSettings | None = None) -> None:
         if metric is not None and metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
         if prompt is not None and "{question}" not in prompt:
@@ -124,6 +126,7 @@ class CustomTask(Task):
         self.metric = metric
         self.prompt = prompt
         self.asr_prompt = asr_prompt
+        self.long_form = long_form
         self.media_folder = Path(media_folder) if media_folder is not None else None
         self.baselines = dict(baselines or {})
         if metric is not None:
@@ -154,6 +157,9 @@ class CustomTask(Task):
             if self.asr_prompt is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{data}: --asr-prompt applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}, whose prompts are in the records")
+            if self.long_form is not None and data_format != "asr":
+                raise BenchmarkFileError(f"{data}: --long-form applies to an ASR manifest, but this file holds "
+                                         f"{data_format} records{chosen}")
             for _, build in one_format(data, data_format, json_records(data), lambda record, source:
                                        convert(record, source, folder, self.prompt), chosen):
                 records.append(build())

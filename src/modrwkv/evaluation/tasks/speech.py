@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
+from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, wer
 from .base import (
     BenchmarkFileError,
@@ -41,12 +42,14 @@ def _asr_paper(table: dict[str, tuple[float, ...]], split: str) -> list[PaperRes
 
 class _SpeechTask(Task):
     """What the ASR benchmarks share: every sample asks for a transcript (`transcribe`), with the
-    model's own ASR prompt unless `asr_prompt` gives another ("": the audio alone)."""
+    model's own ASR prompt unless `asr_prompt` gives another ("": the audio alone); `long_form` cuts
+    each recording at its pauses and transcribes the segments (`Task.long_form`)."""
 
-    settings = ("asr_prompt",)
+    settings = ("asr_prompt", "long_form")
 
-    def __init__(self, asr_prompt: str | None = None) -> None:
+    def __init__(self, asr_prompt: str | None = None, long_form: SegmentSettings | None = None) -> None:
         self.asr_prompt = asr_prompt
+        self.long_form = long_form
 
 
 class LibriSpeech(_SpeechTask):
