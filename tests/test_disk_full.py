@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,6 +135,39 @@ def test_a_text_file_that_does_not_fit_is_named_and_the_old_one_kept(tmp_path):
         write_text_atomically(path, "x" * 5000)
     assert _describe(caught.value) == f"{path}: file too large"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"] and path.read_text() == "the previous summary\n"
+
+
+def test_an_atomic_write_keeps_what_a_plain_write_kept(tmp_path):
+    """Writing through a temporary file and a rename used to turn a private 0600 config into a 0644 one,
+    replace a symlink by a plain file (leaving its target as it was), and leave its temporary file
+    behind, naming only it, when the path was a folder."""
+    private = tmp_path / "config.yaml"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    write_text_atomically(private, "new\n")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == "new\n"
+    (tmp_path / "shared").mkdir()
+    target = tmp_path / "shared" / "config.json"
+    target.write_text("old\n")
+    link = tmp_path / "config.json"
+    link.symlink_to(target)
+    write_text_atomically(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["config.json"]
+    umask = os.umask(0o022)
+    try:
+        new = tmp_path / "new.json"
+        write_text_atomically(new, "{}\n")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644  # as Path.write_text makes it
+    folder = tmp_path / "report.json"
+    folder.mkdir()
+    with pytest.raises(OSError) as caught:
+        write_text_atomically(folder, "{}\n")
+    assert _describe(caught.value) == f"{folder}: is a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "config.yaml", "new.json", "report.json",
+                                                           "shared"]
 
 
 def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_again(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,20 @@ class TextFileError(ValueError):
 def write_bytes_atomically(path: Path, data: bytes | memoryview) -> None:
     """Writes `data` to `path` through a temporary file and a rename: a reader, a concurrent writer
     finishing at the same moment, or a kill midway never leaves half a file. A write that fails (a
-    full disk, a quota) is an OSError naming `path`; the partial temporary file is deleted."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    full disk, a quota, `path` a folder) is an OSError naming `path`; the partial temporary file is
+    deleted. As a plain write would, it writes a symlink's target (the link stays a link) and keeps an
+    existing file's permissions (a config made private stays private; a new file's come from the umask)."""
+    target = Path(os.path.realpath(path))
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
+        mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else None
         temporary.write_bytes(data)
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, target)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    os.replace(temporary, path)
 
 
 def write_text_atomically(path: Path, text: str) -> None:
