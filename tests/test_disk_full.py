@@ -21,7 +21,7 @@ import torch
 
 from modrwkv.cli import _describe
 from modrwkv.lm.random_weights import random_official_state_dict
-from modrwkv.textfiles import write_text_atomically
+from modrwkv.textfiles import write_bytes_atomically, write_text_atomically
 from modrwkv.training import latest_checkpoint, train
 from modrwkv.weightfiles import save_safetensors, save_torch
 
@@ -291,3 +291,22 @@ def test_a_gguf_export_that_does_not_fit_is_named_and_deleted(tmp_path):
         save_gguf(state_dict, path, dtype="f32")
     assert _describe(caught.value) == f"{path}: file too large"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_quickstart_ended_by_a_full_disk_reports_what_did_not_fit_not_its_record(tmp_path, caplog):
+    """The quickstart writes its record (its time) as its process ends; on a full disk that write fails
+    too, and its error used to replace the one that ended the run ("quickstart.json: file too large"
+    instead of the checkpoint that did not fit and how to continue)."""
+    from modrwkv.quickstart.stages import RECORD, RunRecord
+
+    record = RunRecord.open(tmp_path / "qs", {"seed": 0, "steps": list(range(100))})
+    saved = (tmp_path / "qs" / RECORD).read_text()
+    checkpoint = tmp_path / "qs" / "step-00000004.ckpt"
+    with file_size_limit(100), pytest.raises(OSError) as caught, record.counting_this_process():
+        write_bytes_atomically(checkpoint, bytes(1000))  # the record, longer than 100 bytes, cannot be written either
+    assert caught.value.filename == str(checkpoint) and caught.value.errno == errno.EFBIG
+    assert "the time this run took was not recorded" in caplog.text and f"{RECORD}" in caplog.text
+    assert (tmp_path / "qs" / RECORD).read_text() == saved
+    with record.counting_this_process():  # room again: the record holds this process's time
+        pass
+    assert json.loads((tmp_path / "qs" / RECORD).read_text())["seconds"] > json.loads(saved)["seconds"]

@@ -159,10 +159,8 @@ def run_audio_quickstart(output_dir: str | Path = "runs/quickstart-audio", setti
         announce(record)
     if (report := record.result("report")) is not None:
         return report
-    try:
+    with record.counting_this_process():
         return _train_and_report(record, settings, output_dir, folder, progress_bar)
-    finally:
-        record.write()  # the time this process took, also when a signal or an error ends it
 
 
 def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, output_dir: Path, folder: Path,

@@ -206,10 +206,8 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", settings: Quickst
         announce(record)
     if (report := record.result("report")) is not None:
         return report
-    try:
+    with record.counting_this_process():
         return _train_and_report(record, settings, output_dir, progress_bar, how_to_continue)
-    finally:
-        record.write()  # the time this process took, also when a signal or an error ends it
 
 
 def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_dir: Path, progress_bar: bool,

@@ -19,12 +19,13 @@ rerun ends where an uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,21 @@ class RunRecord:
         so that the time it took counts in the rerun's totals."""
         write_text_atomically(self.folder / RECORD, json.dumps(
             {"options": self.options, "results": self.results, "seconds": self.seconds()}, indent=1) + "\n")
+
+    @contextlib.contextmanager
+    def counting_this_process(self) -> Iterator[None]:
+        """Writes the record as the block ends, also when a signal or an error ends it, so that the time
+        this process took counts in a rerun's totals. When an error ends it, that error is the one raised:
+        a record that cannot be written then (the same full disk) is logged, not raised in its place."""
+        try:
+            yield
+        except BaseException:
+            try:
+                self.write()
+            except OSError as exc:
+                log.warning("the time this run took was not recorded: %s", exc)
+            raise
+        self.write()
 
 
 def save_model_atomically(model: ModRWKV, folder: Path) -> None:
