@@ -180,3 +180,20 @@ def test_eval_long_form_asks_each_segment(tmp_path, capsys):
     assert "--long-form applies to an ASR manifest, but this file holds qa records" in capsys.readouterr().err
     assert main(["eval", "--task", "pope", "--data", str(tmp_path), "--model", str(model), "--long-form"]) != 0
     assert "--long-form: pope takes no such option (librispeech, aishell, custom do)" in capsys.readouterr().err
+
+
+def test_transcribe_decodes_a_bounded_number_of_segments_at_a_time(tmp_path, monkeypatch):
+    from modrwkv.inference import pipeline as pipeline_module
+
+    pipe = ModRWKVPipeline.from_pretrained(tiny_model_dir())
+    rng = np.random.default_rng(1)
+    wave, _ = joined([0.3 * rng.standard_normal(round(0.6 * RATE)).astype(np.float32) for _ in range(5)], [0.5] * 4)
+    settings = SegmentSettings(max_segment_seconds=5)
+    at_once = pipe.transcribe((wave, RATE), long_form=settings, max_new_tokens=3)
+    sizes: list[int] = []
+    decode = pipe._decode
+    monkeypatch.setattr(pipe, "_decode", lambda prepared: sizes.append(len(prepared)) or decode(prepared))
+    monkeypatch.setattr(pipeline_module, "TRANSCRIBE_ROWS", 2)
+    chunked = pipe.transcribe((wave, RATE), long_form=settings, max_new_tokens=3)
+    assert sizes == [2, 2, 1]
+    assert chunked == at_once
