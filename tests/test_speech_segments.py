@@ -197,3 +197,19 @@ def test_transcribe_decodes_a_bounded_number_of_segments_at_a_time(tmp_path, mon
     chunked = pipe.transcribe((wave, RATE), long_form=settings, max_new_tokens=3)
     assert sizes == [2, 2, 1]
     assert chunked == at_once
+
+
+
+def test_sound_in_the_last_partial_frame_is_found():
+    # 1 s of silence, then a 7.5 ms click after the last whole 25 ms frame (which ends at 0.995 s):
+    # shorter than min_speech_seconds, so no segment (it was in no frame, the frames were all
+    # equally silent, and the whole second became one segment)
+    wave = np.zeros(RATE + 50, np.float32)
+    wave[RATE - 70 :] = 0.5
+    assert speech_segments(wave, RATE) == []
+    # the same sound 0.3 s long (from 0.703 s; the padding reaches 0.1 s before it) is speech that
+    # reaches the recording's end
+    wave = np.zeros(RATE + 50, np.float32)
+    wave[-round(0.3 * RATE) :] = 0.5
+    segments = speech_segments(wave, RATE)
+    assert len(segments) == 1 and 0.55 <= segments[0].start <= 0.71 and segments[0].end == round(len(wave) / RATE, 3)

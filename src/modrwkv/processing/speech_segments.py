@@ -84,9 +84,10 @@ class SpeechSegment:
 def frame_levels(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     """RMS level in dB of each 25 ms frame, one every 10 ms (frame i starts at i * 10 ms)."""
     frame, hop = round(FRAME_SECONDS * sample_rate), round(HOP_SECONDS * sample_rate)
-    if len(waveform) < frame:
-        waveform = np.pad(waveform, (0, frame - len(waveform)))
-    count = 1 + (len(waveform) - frame) // hop
+    # zero-padded to whole hops: the last frame reaches the last sample (a sound in the final
+    # partial hop was in no frame, and a recording otherwise silent became all "speech")
+    count = 1 + math.ceil(max(len(waveform) - frame, 0) / hop)
+    waveform = np.pad(waveform, (0, frame + (count - 1) * hop - len(waveform)))
     power = np.lib.stride_tricks.sliding_window_view(waveform.astype(np.float64) ** 2, frame)[::hop][:count]
     return 10 * np.log10(power.mean(axis=1) + 1e-20)
 
