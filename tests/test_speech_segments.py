@@ -213,3 +213,15 @@ def test_sound_in_the_last_partial_frame_is_found():
     wave[-round(0.3 * RATE) :] = 0.5
     segments = speech_segments(wave, RATE)
     assert len(segments) == 1 and 0.55 <= segments[0].start <= 0.71 and segments[0].end == round(len(wave) / RATE, 3)
+
+
+def test_non_finite_samples_are_refused_and_numpy_rates_taken():
+    wave = 0.3 * np.sin(np.arange(RATE, dtype=np.float32) / 5)
+    assert speech_segments(wave, np.int64(RATE)) == speech_segments(wave, RATE) != []
+    for bad in (np.nan, np.inf):
+        broken = wave.copy()
+        broken[8000] = bad  # was [] (a NaN level is never loud) or only the inf frames
+        with pytest.raises(ValueError, match=r"non-finite sample \(NaN or inf\) at sample 8000 \(0.500 s\)"):
+            speech_segments(broken, RATE)
+    with pytest.raises(ValueError, match="sample_rate must be a whole number of Hz"):
+        speech_segments(wave, 16000.0)

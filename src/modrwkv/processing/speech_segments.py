@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -105,8 +106,12 @@ def speech_segments(waveform: ArrayLike, sample_rate: int, settings: SegmentSett
     wave = np.asarray(waveform, dtype=np.float32)
     if wave.ndim != 1:
         raise ValueError(f"speech_segments takes a mono waveform [samples], got shape {wave.shape}")
-    if not isinstance(sample_rate, int) or sample_rate < 1000:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate < 1000:
         raise ValueError(f"sample_rate must be a whole number of Hz (at least 1000), got {sample_rate!r}")
+    sample_rate = int(sample_rate)
+    if not np.isfinite(wave).all():  # a NaN level is never loud: the recording would silently have no speech
+        bad = int(np.flatnonzero(~np.isfinite(wave))[0])
+        raise ValueError(f"the waveform holds a non-finite sample (NaN or inf) at sample {bad} ({bad / sample_rate:.3f} s)")
     duration = len(wave) / sample_rate
     if not len(wave) or not np.any(wave):
         return []
