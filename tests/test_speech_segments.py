@@ -225,3 +225,17 @@ def test_non_finite_samples_are_refused_and_numpy_rates_taken():
             speech_segments(broken, RATE)
     with pytest.raises(ValueError, match="sample_rate must be a whole number of Hz"):
         speech_segments(wave, 16000.0)
+
+
+def test_a_long_recording_is_cut_without_copies_of_it():
+    import tracemalloc
+
+    wave = (0.1 * np.random.default_rng(2).standard_normal(600 * RATE)).astype(np.float32)  # 10 min, 38 MB
+    tracemalloc.start()
+    try:
+        speech_segments(wave, RATE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one float32 array of squares and small per-frame arrays; a float64 and a padded copy made it 2x
+    assert peak < 1.4 * wave.nbytes, peak / wave.nbytes
