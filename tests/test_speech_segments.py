@@ -115,7 +115,8 @@ def test_silence_clicks_and_bad_settings():
     assert len(segments) == 1 and 1.85 <= segments[0].start <= 2.0 and 2.5 <= segments[0].end <= 2.65
     for settings, message in [({"max_segment_seconds": 0}, "max_segment_seconds must be between 0.5 and 600, got 0"),
                               ({"silence_db": 6}, "silence_db must be between -120 and -1, got 6"),
-                              ({"min_silence_seconds": float("nan")}, "min_silence_seconds must be a number, got nan"),
+                              ({"min_silence_seconds": float("nan")}, "min_silence_seconds must be a finite number, got nan"),
+                              ({"max_segment_seconds": float("inf")}, "max_segment_seconds must be a finite number, got inf"),
                               ({"max_segment_seconds": 1, "min_speech_seconds": 2}, "min_speech_seconds (2) must be less")]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             SegmentSettings(**settings)

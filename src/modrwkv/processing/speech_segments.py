@@ -63,7 +63,7 @@ class SegmentSettings:
         for name, (low, high) in limits.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                return f"{name} must be a number, got {value!r}"
+                return f"{name} must be a finite number, got {value!r}"
             if not low <= value <= high:
                 return f"{name} must be between {low:g} and {high:g}, got {value:g}"
         if self.min_speech_seconds >= self.max_segment_seconds:
