@@ -333,9 +333,9 @@ class ModRWKVPipeline:
 
         Each recording is asked whole by default. `long_form=True` (or a `SegmentSettings`) cuts it
         at its pauses into segments no longer than `max_segment_seconds` (`speech_segments`), asks
-        about each segment from a fresh state (segments of all recordings decoded together, TRANSCRIBE_ROWS at a time) and joins
-        the texts, as long-form ASR systems do: for a model trained on clips much shorter than the
-        recording. `user_turn` is what each clip or segment is asked with, holding one <audio> marker
+        about each segment from a fresh state (the segments of all recordings decoded together,
+        `TRANSCRIBE_ROWS` at a time) and joins the texts, as long-form ASR systems do: for a model
+        trained on clips much shorter than the recording. `user_turn` is what each clip or segment is asked with, holding one <audio> marker
         (default: the model's recorded ASR prompt after the audio, as training asked it);
         `max_new_tokens` bounds each reply."""
         from ..data.readers.asr import asr_user_turn
