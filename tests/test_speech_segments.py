@@ -115,7 +115,8 @@ def test_silence_clicks_and_bad_settings():
     assert len(segments) == 1 and 1.85 <= segments[0].start <= 2.0 and 2.5 <= segments[0].end <= 2.65
     for settings, message in [({"max_segment_seconds": 0}, "max_segment_seconds must be between 0.5 and 600, got 0"),
                               ({"silence_db": 6}, "silence_db must be between -120 and -1, got 6"),
-                              ({"min_silence_seconds": float("nan")}, "min_silence_seconds must be a number, got nan"),
+                              ({"min_silence_seconds": float("nan")}, "min_silence_seconds must be a finite number, got nan"),
+                              ({"max_segment_seconds": float("inf")}, "max_segment_seconds must be a finite number, got inf"),
                               ({"max_segment_seconds": 1, "min_speech_seconds": 2}, "min_speech_seconds (2) must be less")]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             SegmentSettings(**settings)
@@ -180,3 +181,62 @@ def test_eval_long_form_asks_each_segment(tmp_path, capsys):
     assert "--long-form applies to an ASR manifest, but this file holds qa records" in capsys.readouterr().err
     assert main(["eval", "--task", "pope", "--data", str(tmp_path), "--model", str(model), "--long-form"]) != 0
     assert "--long-form: pope takes no such option (librispeech, aishell, custom do)" in capsys.readouterr().err
+
+
+def test_transcribe_decodes_a_bounded_number_of_segments_at_a_time(tmp_path, monkeypatch):
+    from modrwkv.inference import pipeline as pipeline_module
+
+    pipe = ModRWKVPipeline.from_pretrained(tiny_model_dir())
+    rng = np.random.default_rng(1)
+    wave, _ = joined([0.3 * rng.standard_normal(round(0.6 * RATE)).astype(np.float32) for _ in range(5)], [0.5] * 4)
+    settings = SegmentSettings(max_segment_seconds=5)
+    at_once = pipe.transcribe((wave, RATE), long_form=settings, max_new_tokens=3)
+    sizes: list[int] = []
+    decode = pipe._decode
+    monkeypatch.setattr(pipe, "_decode", lambda prepared: sizes.append(len(prepared)) or decode(prepared))
+    monkeypatch.setattr(pipeline_module, "TRANSCRIBE_ROWS", 2)
+    chunked = pipe.transcribe((wave, RATE), long_form=settings, max_new_tokens=3)
+    assert sizes == [2, 2, 1]
+    assert chunked == at_once
+
+
+
+def test_sound_in_the_last_partial_frame_is_found():
+    # 1 s of silence, then a 7.5 ms click after the last whole 25 ms frame (which ends at 0.995 s):
+    # shorter than min_speech_seconds, so no segment (it was in no frame, the frames were all
+    # equally silent, and the whole second became one segment)
+    wave = np.zeros(RATE + 50, np.float32)
+    wave[RATE - 70 :] = 0.5
+    assert speech_segments(wave, RATE) == []
+    # the same sound 0.3 s long (from 0.703 s; the padding reaches 0.1 s before it) is speech that
+    # reaches the recording's end
+    wave = np.zeros(RATE + 50, np.float32)
+    wave[-round(0.3 * RATE) :] = 0.5
+    segments = speech_segments(wave, RATE)
+    assert len(segments) == 1 and 0.55 <= segments[0].start <= 0.71 and segments[0].end == round(len(wave) / RATE, 3)
+
+
+def test_non_finite_samples_are_refused_and_numpy_rates_taken():
+    wave = 0.3 * np.sin(np.arange(RATE, dtype=np.float32) / 5)
+    assert speech_segments(wave, np.int64(RATE)) == speech_segments(wave, RATE) != []
+    for bad in (np.nan, np.inf):
+        broken = wave.copy()
+        broken[8000] = bad  # was [] (a NaN level is never loud) or only the inf frames
+        with pytest.raises(ValueError, match=r"non-finite sample \(NaN or inf\) at sample 8000 \(0.500 s\)"):
+            speech_segments(broken, RATE)
+    with pytest.raises(ValueError, match="sample_rate must be a whole number of Hz"):
+        speech_segments(wave, 16000.0)
+
+
+def test_a_long_recording_is_cut_without_copies_of_it():
+    import tracemalloc
+
+    wave = (0.1 * np.random.default_rng(2).standard_normal(600 * RATE)).astype(np.float32)  # 10 min, 38 MB
+    tracemalloc.start()
+    try:
+        speech_segments(wave, RATE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one float32 array of squares and small per-frame arrays; a float64 and a padded copy made it 2x
+    assert peak < 1.4 * wave.nbytes, peak / wave.nbytes

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX_CACHE_BYTES = 256 * 2**20
 SEGMENT_SAMPLE_RATE = 16000
+# transcribe_batch decodes this many clips or segments at a time: each row in a batch holds its
+# prompt's media and a recurrent state, so an hour cut into ~1000 segments decoded at once held
+# gigabytes (5 min, 120 segments: +560 MB on the tiny test model)
+TRANSCRIBE_ROWS = 32
 
 
 @dataclasses.dataclass
@@ -329,9 +333,9 @@ class ModRWKVPipeline:
 
         Each recording is asked whole by default. `long_form=True` (or a `SegmentSettings`) cuts it
         at its pauses into segments no longer than `max_segment_seconds` (`speech_segments`), asks
-        about each segment from a fresh state (all segments of all recordings in one batch) and joins
-        the texts, as long-form ASR systems do: for a model trained on clips much shorter than the
-        recording. `user_turn` is what each clip or segment is asked with, holding one <audio> marker
+        about each segment from a fresh state (the segments of all recordings decoded together,
+        `TRANSCRIBE_ROWS` at a time) and joins the texts, as long-form ASR systems do: for a model
+        trained on clips much shorter than the recording. `user_turn` is what each clip or segment is asked with, holding one <audio> marker
         (default: the model's recorded ASR prompt after the audio, as training asked it);
         `max_new_tokens` bounds each reply."""
         from ..data.readers.asr import asr_user_turn
@@ -349,19 +353,23 @@ class ModRWKVPipeline:
             raise ValueError(f"long_form must be True, False or a SegmentSettings, got {long_form!r}")
         turn = asr_user_turn(self.model.asr_prompt) if user_turn is None else user_turn
         params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens)
-        prepared, spans = [], []  # spans[i]: the (start, end) of each of recording i's segments
+        clips, spans = [], []  # spans[i]: the (start, end) of each of recording i's segments
         for item in audio:
             if settings is None:
-                clips, segments = [item], [SpeechSegment(0.0, round(audio_seconds(item), 3))]
+                clips.append(item)
+                spans.append([SpeechSegment(0.0, round(audio_seconds(item), 3))])
             else:
                 # cut at 16 kHz (the encoders' rate; another one resamples the pieces as it would the whole)
                 wave = load_audio(item, SEGMENT_SAMPLE_RATE)
                 segments = speech_segments(wave, SEGMENT_SAMPLE_RATE, settings)
-                clips = [(wave[round(s.start * SEGMENT_SAMPLE_RATE) : round(s.end * SEGMENT_SAMPLE_RATE)],
-                          SEGMENT_SAMPLE_RATE) for s in segments]
-            prepared.extend((self.encode(turn, audio=[clip]), params, None) for clip in clips)
-            spans.append(segments)
-        results = iter(self._decode(prepared))
+                clips.extend((wave[round(s.start * SEGMENT_SAMPLE_RATE) : round(s.end * SEGMENT_SAMPLE_RATE)],
+                              SEGMENT_SAMPLE_RATE) for s in segments)
+                spans.append(segments)
+        decoded: list[GenerationResult] = []
+        for first in range(0, len(clips), TRANSCRIBE_ROWS):
+            decoded.extend(self._decode([(self.encode(turn, audio=[clip]), params, None)
+                                         for clip in clips[first : first + TRANSCRIBE_ROWS]]))
+        results = iter(decoded)
         transcripts = []
         for segments in spans:
             done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -62,7 +63,7 @@ class SegmentSettings:
         for name, (low, high) in limits.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                return f"{name} must be a number, got {value!r}"
+                return f"{name} must be a finite number, got {value!r}"
             if not low <= value <= high:
                 return f"{name} must be between {low:g} and {high:g}, got {value:g}"
         if self.min_speech_seconds >= self.max_segment_seconds:
@@ -84,11 +85,15 @@ class SpeechSegment:
 def frame_levels(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     """RMS level in dB of each 25 ms frame, one every 10 ms (frame i starts at i * 10 ms)."""
     frame, hop = round(FRAME_SECONDS * sample_rate), round(HOP_SECONDS * sample_rate)
-    if len(waveform) < frame:
-        waveform = np.pad(waveform, (0, frame - len(waveform)))
-    count = 1 + (len(waveform) - frame) // hop
-    power = np.lib.stride_tricks.sliding_window_view(waveform.astype(np.float64) ** 2, frame)[::hop][:count]
-    return 10 * np.log10(power.mean(axis=1) + 1e-20)
+    # zero-padded to whole hops: the last frame reaches the last sample (a sound in the final
+    # partial hop was in no frame, and a recording otherwise silent became all "speech")
+    count = 1 + math.ceil(max(len(waveform) - frame, 0) / hop)
+    # one float32 array of squares, padded in place: a float64 copy and a padded copy held an hour's
+    # 230 MB twice over; the frames' means are summed in float64
+    squares = np.zeros(frame + (count - 1) * hop, np.float32)
+    np.square(waveform, out=squares[: len(waveform)], dtype=np.float32)
+    power = np.lib.stride_tricks.sliding_window_view(squares, frame)[::hop]
+    return 10 * np.log10(power.mean(axis=1, dtype=np.float64) + 1e-20)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -104,8 +109,12 @@ def speech_segments(waveform: ArrayLike, sample_rate: int, settings: SegmentSett
     wave = np.asarray(waveform, dtype=np.float32)
     if wave.ndim != 1:
         raise ValueError(f"speech_segments takes a mono waveform [samples], got shape {wave.shape}")
-    if not isinstance(sample_rate, int) or sample_rate < 1000:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate < 1000:
         raise ValueError(f"sample_rate must be a whole number of Hz (at least 1000), got {sample_rate!r}")
+    sample_rate = int(sample_rate)
+    if not np.isfinite(wave).all():  # a NaN level is never loud: the recording would silently have no speech
+        bad = int(np.flatnonzero(~np.isfinite(wave))[0])
+        raise ValueError(f"the waveform holds a non-finite sample (NaN or inf) at sample {bad} ({bad / sample_rate:.3f} s)")
     duration = len(wave) / sample_rate
     if not len(wave) or not np.any(wave):
         return []
