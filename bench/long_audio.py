@@ -30,6 +30,20 @@ import time
 from pathlib import Path
 
 
+def clip_plans(count: int, min_seconds: float, max_seconds: float, seed: int,
+               skip_sentences: int) -> tuple[list[str], list[tuple[str, int, int, float]]]:
+    """The held-out sentences clips draw from, and each clip's voice, speed, pitch and target
+    duration (spread evenly over [min_seconds, max_seconds])."""
+    from modrwkv.quickstart.speech import PITCHES, SPEEDS, VOICES, split_sentences
+
+    rng = random.Random(seed)
+    # The quickstart's 1000 training and 100 held-out sentences come first in this draw (same seed).
+    pool = split_sentences(1000, skip_sentences - 1000 + count * 60, seed)[1][skip_sentences - 1000 :]
+    plans = [(rng.choice(VOICES), rng.randint(*SPEEDS), rng.randint(*PITCHES),
+              min_seconds + (max_seconds - min_seconds) * index / max(count - 1, 1)) for index in range(count)]
+    return pool, plans
+
+
 def long_clips(folder: Path, count: int, min_seconds: float, max_seconds: float, seed: int,
                skip_sentences: int = 1100, sentence_pause: float | None = None) -> list[dict]:
     """`count` clips, durations spread evenly over [min_seconds, max_seconds], each a run of
@@ -37,19 +51,15 @@ def long_clips(folder: Path, count: int, min_seconds: float, max_seconds: float,
     one call per sentence, joined by that much silence). Returns [{"audio", "text", "seconds", ...}]."""
     from modrwkv.encoders.media import audio_seconds
 
+    from modrwkv.quickstart.speech import espeak_binary
+
     if sentence_pause is not None:
         return paused_clips(folder, count, min_seconds, max_seconds, seed, skip_sentences, sentence_pause)
-    from modrwkv.quickstart.speech import PITCHES, SPEEDS, VOICES, espeak_binary, split_sentences
-
     binary = espeak_binary()
     folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    # The quickstart's 1000 training and 100 held-out sentences come first in this draw (same seed).
-    pool = split_sentences(1000, skip_sentences - 1000 + count * 60, seed)[1][skip_sentences - 1000 :]
+    pool, plans = clip_plans(count, min_seconds, max_seconds, seed, skip_sentences)
     clips, used = [], 0
-    for index in range(count):
-        voice, speed, pitch = rng.choice(VOICES), rng.randint(*SPEEDS), rng.randint(*PITCHES)
-        target = min_seconds + (max_seconds - min_seconds) * index / max(count - 1, 1)
+    for index, (voice, speed, pitch, target) in enumerate(plans):
         path = folder / f"long-{index:02d}.wav"
         size = max(1, round(target / (7 * 60 / speed)))  # first guess: seven words at `speed` wpm
         for _ in range(4):  # then rescaled by the measured duration until it is within 5% of the target
@@ -76,16 +86,13 @@ def paused_clips(folder: Path, count: int, min_seconds: float, max_seconds: floa
     import soundfile
 
     from modrwkv.encoders.media import load_audio
-    from modrwkv.quickstart.speech import PITCHES, SPEEDS, VOICES, espeak_binary, split_sentences
+    from modrwkv.quickstart.speech import espeak_binary
 
     binary, rate = espeak_binary(), 16000
     folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    pool = split_sentences(1000, skip_sentences - 1000 + count * 60, seed)[1][skip_sentences - 1000 :]
+    pool, plans = clip_plans(count, min_seconds, max_seconds, seed, skip_sentences)
     clips, used = [], 0
-    for index in range(count):
-        voice, speed, pitch = rng.choice(VOICES), rng.randint(*SPEEDS), rng.randint(*PITCHES)
-        target = min_seconds + (max_seconds - min_seconds) * index / max(count - 1, 1)
+    for index, (voice, speed, pitch, target) in enumerate(plans):
         pieces: list = []
         sentences: list[str] = []
         while sum(len(p) for p in pieces) < target * rate:
