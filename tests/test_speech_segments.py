@@ -20,7 +20,7 @@ from modrwkv.data.readers.asr import asr_user_turn
 from modrwkv.encoders.media import load_audio
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.processing.speech_segments import SegmentSettings, speech_segments
-from modrwkv.quickstart.speech import EspeakMissing, espeak_binary
+from modrwkv.quickstart.speech import ESPEAK_HELP, EspeakMissing, espeak_binary
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +34,7 @@ def spoken(sentence: str, folder: Path, speed: int = 175) -> np.ndarray:
     try:
         binary = espeak_binary()
     except EspeakMissing:
-        pytest.skip("espeak-ng is not installed")
+        pytest.skip(ESPEAK_HELP)  # says how to install it, as the other espeak-ng tests do
     path = folder / "sentence.wav"
     subprocess.run([binary, "-v", "en-us", "-s", str(speed), "-w", str(path), sentence + "."], check=True,
                    capture_output=True)
