@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -56,8 +55,8 @@ LINES = st.lists(st.tuples(VALUES, st.binary(max_size=8), st.integers(0, 2)), mi
 
 
 @pytest.fixture(scope="module")
-def media() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="modrwkv-fuzz-"))
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("fuzz-media")  # pytest's: deleted after a passing run (mkdtemp's never was)
     Image.new("RGB", (4, 4), (255, 0, 0)).save(folder / "a.png")
     import soundfile
 
