@@ -295,18 +295,20 @@ class _ChunkFormat:
     # Where the chunks start when they are not inside an outer chunk (RIFF, FORM) that holds them all:
     # CAF's, after its file header.
     first_chunk: int | None = None
+    # The chunk names the format defines, where no outer chunk bounds its chunks: bytes after the last
+    # chunk (another tool's note) are told from a chunk by their name. None: any printable name.
+    names: frozenset[bytes] | None = None
+    unknown_size: int | None = None  # a size that says the chunk runs to the end of the file
 
 
 _RIFF = _ChunkFormat("RIFF", 4, 4, "little", False, 2)
 _RF64 = _ChunkFormat("RF64", 4, 4, "little", False, 2)
 _WAVE64 = _ChunkFormat("Wave64", 16, 8, "little", True, 8)
 _AIFF = _ChunkFormat("AIFF", 4, 4, "big", False, 2)
-_CAF = _ChunkFormat("CAF", 4, 8, "big", False, 1, first_chunk=8)
-_CAF_UNKNOWN_SIZE = (1 << 64) - 1  # -1 as a signed 64-bit size: the data chunk runs to the end of the file
-# The chunk types of Apple's CAF specification: no outer chunk bounds a CAF file's chunks, so bytes after
-# the last (another tool's note) are told from a chunk by their name.
-_CAF_CHUNKS = {b"desc", b"data", b"pakt", b"kuki", b"chan", b"free", b"info", b"uuid", b"strg", b"mark", b"regn",
-               b"inst", b"midi", b"ovvw", b"peak", b"edct", b"umid", b"ldsc"}
+_CAF = _ChunkFormat(  # the chunk types of Apple's CAF specification; -1 as a signed 64-bit size: unknown
+    "CAF", 4, 8, "big", False, 1, first_chunk=8, unknown_size=(1 << 64) - 1,
+    names=frozenset({b"desc", b"data", b"pakt", b"kuki", b"chan", b"free", b"info", b"uuid", b"strg", b"mark",
+                     b"regn", b"inst", b"midi", b"ovvw", b"peak", b"edct", b"umid", b"ldsc"}))
 
 
 def _rf64_sizes(stream: io.BufferedIOBase) -> dict[bytes, int]:
@@ -334,7 +336,7 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         value = int.from_bytes(header[layout.id_bytes : header_bytes], layout.byteorder)
         if layout.size_counts_header:
             return value - header_bytes if value >= header_bytes else None
-        if layout is _CAF and value == _CAF_UNKNOWN_SIZE:
+        if value == layout.unknown_size:
             return None
         if value == _RF64_SIZE_IN_DS64 and header[:4] in large:
             value = large[header[:4]]
@@ -363,7 +365,7 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         stream.seek(position)
         header = stream.read(header_bytes)
         name = header[:4]
-        if layout.id_bytes == 4 and not _is_chunk_name(name) or layout is _CAF and name not in _CAF_CHUNKS:
+        if layout.id_bytes == 4 and not _is_chunk_name(name) or layout.names is not None and name not in layout.names:
             return None  # not a chunk: data after the file's chunks, which decoders ignore
         data_size = declared(header)
         if data_size is None:
