@@ -28,7 +28,7 @@ from safetensors import SafetensorError  # its Rust extension alone: no torch
 
 from modrwkv import __version__
 from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DTYPES, EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, \
-    INIT_FORMATS, INIT_SIZES
+    INIT_FORMATS, INIT_SIZES, TRANSCRIPT_FORMATS
 from modrwkv.extras import MissingExtraError
 from modrwkv.sampling_params import SamplingParams
 
@@ -898,7 +898,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="OpenAI-compatible HTTP server with continuous batching and a web chat page",
         description="Serves POST /v1/chat/completions (OpenAI schema: text, image_url and video_url data URIs, input_audio; "
-        "streaming, logprobs), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
+        "streaming, logprobs), POST /v1/audio/transcriptions (OpenAI's: a recording of any length cut at its pauses; json, "
+        "text, srt, vtt, verbose_json; streaming), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
         "GET /v1/models, GET /v1/models/{model}, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. "
         "Concurrent requests are decoded together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -920,6 +921,9 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
                    help="request size limit")
     p.add_argument("--max-image-pixels", type=_at_least(1), default=limits.max_image_pixels, help="largest width x height")
     p.add_argument("--max-audio-seconds", type=float, default=limits.max_audio_seconds, help="longest audio clip")
+    p.add_argument("--max-transcription-seconds", type=_at_least(0.001, float), default=limits.max_transcription_seconds,
+                   help="longest recording /v1/audio/transcriptions takes (cut at its pauses; --max-body-mb bounds "
+                   "its file too)")
     p.add_argument("--max-video-seconds", type=float, default=limits.max_video_seconds, help="longest video clip")
     p.add_argument("--max-media-items", type=_at_least(1), default=limits.max_media_items,
                    help="images + audio + videos per request")
@@ -993,7 +997,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise CLIError("--allow-private-media-hosts only applies with --allow-remote-media: add that too, or drop it")
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-        max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
+        max_audio_seconds=args.max_audio_seconds, max_transcription_seconds=args.max_transcription_seconds,
+        max_video_seconds=args.max_video_seconds,
         max_media_items=args.max_media_items, max_tokens=args.max_tokens,
         default_max_tokens=args.default_max_tokens, max_prompt_tokens=args.max_prompt_tokens,
         allow_remote_media=args.allow_remote_media,
@@ -1202,6 +1207,81 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- transcribe -----------------------------------------------------------------------------
+
+def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "transcribe",
+        help="transcribe recordings of any length (cut at their pauses) to text, JSON, SRT or WebVTT",
+        description="Transcribes each FILE with an audio model, greedily: the recording is cut at its pauses into "
+        "segments (none longer than --max-segment-seconds), each asked with the model's ASR prompt from a fresh "
+        "state, and the texts joined, as `modrwkv eval --long-form` and ModRWKVPipeline.transcribe(long_form=True) "
+        "do. Prints the transcript (a file's after its name when there are several), or with --output-dir writes "
+        "FILE's name with the format's extension (.txt, .json, .srt, .vtt) into DIR. The formats are those of the "
+        "server's /v1/audio/transcriptions (docs/audio.md).",
+    )
+    _add_model_options(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="recordings (WAV, FLAC, OGG, MP3, ...)")
+    p.add_argument("--format", choices=TRANSCRIPT_FORMATS, default="text",
+                   help="text (default), json ({\"text\"}), srt and vtt (a subtitle per segment), or verbose_json "
+                   "(duration, text and each segment's times and text)")
+    p.add_argument("--output-dir", metavar="DIR", help="write one file per recording here instead of printing")
+    p.add_argument("--whole", action="store_true",
+                   help="ask each recording whole instead of cut at its pauses (for clips as long as the training ones)")
+    p.add_argument("--max-segment-seconds", type=float, metavar="SECONDS",
+                   help="the longest segment; one without a pause is cut at its quietest point "
+                   f"(default {DEFAULT_MAX_SEGMENT_SECONDS:g})")
+    p.add_argument("--max-new-tokens", type=_at_least(1), default=256, help="reply budget per segment (default 256)")
+    p.set_defaults(handler=_run_transcribe)
+
+
+def _run_transcribe(args: argparse.Namespace) -> int:
+    from modrwkv.inference.transcript_formats import FORMAT_EXTENSIONS, render_transcript
+    from modrwkv.processing.speech_segments import SegmentSettings
+    from modrwkv.textfiles import write_text_atomically
+
+    if args.whole and args.max_segment_seconds is not None:
+        raise CLIError("--max-segment-seconds cuts at pauses; it does not apply with --whole")
+    try:
+        settings = None if args.whole else SegmentSettings(**({} if args.max_segment_seconds is None else
+                                                              {"max_segment_seconds": args.max_segment_seconds}))
+    except ValueError as exc:
+        raise CLIError(f"--max-segment-seconds: {exc}") from None
+    from modrwkv.encoders.media import audio_seconds
+
+    for name in args.files:  # before loading the model: a header read says whether it is a recording
+        if not Path(name).is_file():
+            raise CLIError(f"{name}: {'is a folder, not a recording' if Path(name).is_dir() else 'no such file'}")
+        audio_seconds(name)
+    outputs: list[Path] = []
+    if args.output_dir:
+        extension = FORMAT_EXTENSIONS[args.format]
+        outputs = [Path(args.output_dir) / f"{Path(name).stem}.{extension}" for name in args.files]
+        clashes = sorted({str(o) for o in outputs if outputs.count(o) > 1})
+        if clashes:
+            raise CLIError(f"several recordings would be written to {clashes[0]} (same name in different folders): "
+                           "transcribe them into different --output-dir folders")
+    pipeline = _load_pipeline(args)
+    if "audio" not in pipeline.model.encoders:
+        raise CLIError(f"{args.model} cannot transcribe: it has no audio encoder (it reads "
+                       f"{', '.join(sorted(pipeline.model.encoders)) or 'text only'})")
+    transcripts = pipeline.transcribe_batch(args.files, long_form=settings or False, max_new_tokens=args.max_new_tokens)
+    if outputs:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    for index, (name, transcript) in enumerate(zip(args.files, transcripts)):
+        if transcript.finish_reason == "length":
+            log.warning("%s: a segment's transcript stopped at --max-new-tokens %d", name, args.max_new_tokens)
+        text = render_transcript(transcript, args.format)
+        if outputs:
+            write_text_atomically(outputs[index], text)
+            print(f"{name} -> {outputs[index]}", file=sys.stderr)
+        else:
+            if len(args.files) > 1:
+                print(f"== {name}")
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 # --- export -------------------------------------------------------------------------------
 
 
@@ -1291,6 +1371,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat(subparsers)
     _add_serve(subparsers)
     _add_eval(subparsers)
+    _add_transcribe(subparsers)
     _add_export(subparsers)
     _add_push_to_hub(subparsers)
     return parser

@@ -32,3 +32,6 @@ EVAL_TASKS = ("vqav2", "gqa", "textvqa", "scienceqa", "pope", "mmbench", "mmmu",
 #: The longest segment of long-form transcription (`modrwkv eval --long-form`, `SegmentSettings`):
 #: Whisper-style encoders read 30 s at a time.
 DEFAULT_MAX_SEGMENT_SECONDS = 30.0
+#: What a transcript can be written as (`modrwkv transcribe --format`, the server's /v1/audio/transcriptions):
+#: OpenAI's audio-transcription response formats.
+TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")

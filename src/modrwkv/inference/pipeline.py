@@ -57,6 +57,8 @@ SEGMENT_SAMPLE_RATE = 16000
 # prompt's media and a recurrent state, so an hour cut into ~1000 segments decoded at once held
 # gigabytes (5 min, 120 segments: +560 MB on the tiny test model)
 TRANSCRIBE_ROWS = 32
+# each transcribed clip's or segment's reply budget: a 30 s segment of speech is ~100 words, ~150 tokens
+TRANSCRIPT_TOKENS = 256
 
 
 @dataclasses.dataclass
@@ -100,17 +102,29 @@ class TranscribedSegment:
     text: str
     finish_reason: str
     forced: bool = False
+    token_ids: list[int] = dataclasses.field(default_factory=list)  # the reply's tokens (verbose_json's `tokens`)
 
 
 @dataclasses.dataclass
 class Transcription:
     """A recording's transcript: the segments' texts joined by spaces; `segments` holds each with its
     times (one segment, the whole clip, without long-form); `finish_reason` is "length" when any
-    segment's reply stopped at max_new_tokens."""
+    segment's reply stopped at max_new_tokens; `duration`: the recording's length in seconds."""
 
     text: str
     segments: list[TranscribedSegment]
     finish_reason: str
+    duration: float
+
+
+def transcription_of(segments: Sequence[SpeechSegment], results: Sequence[GenerationResult],
+                     duration: float) -> Transcription:
+    """A recording's `Transcription` from its segments and the replies to them, in order: the texts
+    stripped and joined by spaces (empty ones left out)."""
+    done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced, list(r.token_ids))
+            for s, r in zip(segments, results, strict=True)]
+    return Transcription(" ".join(d.text for d in done if d.text), done,
+                         "length" if any(d.finish_reason == "length" for d in done) else "stop", duration)
 
 
 class ModRWKVPipeline:
@@ -321,14 +335,14 @@ class ModRWKVPipeline:
         return [row.result for row in rows if row.result is not None]
 
     def transcribe(self, audio: Any, *, long_form: bool | SegmentSettings = False, user_turn: str | None = None,
-                   max_new_tokens: int = 256) -> Transcription:
+                   max_new_tokens: int = TRANSCRIPT_TOKENS) -> Transcription:
         """The transcript of one recording (a path, bytes, a `(waveform, sample_rate)` tuple; see
         `transcribe_batch`)."""
         return self.transcribe_batch([audio], long_form=long_form, user_turn=user_turn,
                                      max_new_tokens=max_new_tokens)[0]
 
     def transcribe_batch(self, audio: Sequence[Any], *, long_form: bool | SegmentSettings = False,
-                         user_turn: str | None = None, max_new_tokens: int = 256) -> list[Transcription]:
+                         user_turn: str | None = None, max_new_tokens: int = TRANSCRIPT_TOKENS) -> list[Transcription]:
         """Transcripts of several recordings, decoded greedily together.
 
         Each recording is asked whole by default. `long_form=True` (or a `SegmentSettings`) cuts it
@@ -338,45 +352,56 @@ class ModRWKVPipeline:
         trained on clips much shorter than the recording. `user_turn` is what each clip or segment is asked with, holding one <audio> marker
         (default: the model's recorded ASR prompt after the audio, as training asked it);
         `max_new_tokens` bounds each reply."""
-        from ..data.readers.asr import asr_user_turn
-        from ..encoders.media import audio_seconds, load_audio
-
         if isinstance(audio, (str, bytes, Path, tuple, Mapping)) or not isinstance(audio, Sequence) or not audio:
             raise ValueError("transcribe_batch takes a non-empty list of recordings (use transcribe for one)")
-        if "audio" not in self.model.encoders:
-            raise ValueError(f"this model has no audio encoder (it has {sorted(self.model.encoders)})")
         if isinstance(long_form, SegmentSettings):
             settings: SegmentSettings | None = long_form
         elif isinstance(long_form, bool):
             settings = SegmentSettings() if long_form else None
         else:
             raise ValueError(f"long_form must be True, False or a SegmentSettings, got {long_form!r}")
-        turn = asr_user_turn(self.model.asr_prompt) if user_turn is None else user_turn
         params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens)
-        clips, spans = [], []  # spans[i]: the (start, end) of each of recording i's segments
+        clips, spans, durations = [], [], []  # spans[i]: recording i's segments
         for item in audio:
-            if settings is None:
-                clips.append(item)
-                spans.append([SpeechSegment(0.0, round(audio_seconds(item), 3))])
-            else:
-                # cut at 16 kHz (the encoders' rate; another one resamples the pieces as it would the whole)
-                wave = load_audio(item, SEGMENT_SAMPLE_RATE)
-                segments = speech_segments(wave, SEGMENT_SAMPLE_RATE, settings)
-                clips.extend((wave[round(s.start * SEGMENT_SAMPLE_RATE) : round(s.end * SEGMENT_SAMPLE_RATE)],
-                              SEGMENT_SAMPLE_RATE) for s in segments)
-                spans.append(segments)
+            pieces, segments, duration = self.transcription_clips(item, settings)
+            clips.extend(pieces)
+            spans.append(segments)
+            durations.append(duration)
         decoded: list[GenerationResult] = []
         for first in range(0, len(clips), TRANSCRIBE_ROWS):
-            decoded.extend(self._decode([(self.encode(turn, audio=[clip]), params, None)
+            decoded.extend(self._decode([(self.transcription_prompt(clip, user_turn), params, None)
                                          for clip in clips[first : first + TRANSCRIBE_ROWS]]))
-        results = iter(decoded)
-        transcripts = []
-        for segments in spans:
-            done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced)
-                    for s, r in zip(segments, results)]
-            transcripts.append(Transcription(" ".join(d.text for d in done if d.text), done,
-                                             "length" if any(d.finish_reason == "length" for d in done) else "stop"))
+        transcripts, used = [], 0
+        for segments, duration in zip(spans, durations):
+            transcripts.append(transcription_of(segments, decoded[used : used + len(segments)], duration))
+            used += len(segments)
         return transcripts
+
+    def transcription_clips(self, item: Any, settings: SegmentSettings | None) -> tuple[list[Any], list[SpeechSegment], float]:
+        """One recording as the clips `transcribe_batch` asks about: (clips, their segments, the
+        recording's seconds). Without `settings`, the whole item as one segment; with them, cut at its
+        pauses (`speech_segments`) into 16 kHz (waveform, rate) pieces, none for a silent recording.
+        The server's /v1/audio/transcriptions cuts its uploads here too."""
+        from ..encoders.media import audio_seconds, load_audio
+
+        if "audio" not in self.model.encoders:
+            raise ValueError(f"this model has no audio encoder (it has {sorted(self.model.encoders)})")
+        if settings is None:
+            duration = round(audio_seconds(item), 3)
+            return [item], [SpeechSegment(0.0, duration)], duration
+        # cut at 16 kHz (the encoders' rate; another one resamples the pieces as it would the whole)
+        wave = load_audio(item, SEGMENT_SAMPLE_RATE)
+        segments = speech_segments(wave, SEGMENT_SAMPLE_RATE, settings)
+        clips = [(wave[round(s.start * SEGMENT_SAMPLE_RATE) : round(s.end * SEGMENT_SAMPLE_RATE)], SEGMENT_SAMPLE_RATE)
+                 for s in segments]
+        return clips, segments, round(len(wave) / SEGMENT_SAMPLE_RATE, 3)
+
+    def transcription_prompt(self, clip: Any, user_turn: str | None = None) -> EncodedPrompt:
+        """The prompt a clip or segment is transcribed with: `user_turn` (one <audio> marker), by default
+        the model's recorded ASR prompt after the audio, as training asked it."""
+        from ..data.readers.asr import asr_user_turn
+
+        return self.encode(asr_user_turn(self.model.asr_prompt) if user_turn is None else user_turn, audio=[clip])
 
     def forecast(self, series: ArrayLike, horizon: int, *, prompt: str | None = None,
                  max_new_tokens: int | None = None, samples: int = 1) -> SeriesForecast:

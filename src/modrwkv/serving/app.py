@@ -33,9 +33,12 @@ from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError, allow_images_of
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
+from ..inference.pipeline import TRANSCRIPT_TOKENS, transcription_of
+from ..inference.transcript_formats import MEDIA_TYPES, render_transcript
+from ..processing.speech_segments import SegmentSettings, SpeechSegment
 from ..tokenizer import WorldTokenizer
-from . import completions, protocol
-from .limits import APIError, ServerLimits, check_media
+from . import completions, protocol, transcriptions
+from .limits import APIError, ServerLimits, check_audio, check_media
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ServerMetrics
 from .scheduler import QueueFull, Scheduler, Ticket
@@ -233,6 +236,39 @@ def create_app(
                                                            "completion_tokens": completion_tokens,
                                                            "total_tokens": prompt_tokens + completion_tokens}})
 
+    @app.post("/v1/audio/transcriptions")
+    async def audio_transcriptions(request: Request) -> Response:
+        """OpenAI's transcription API: the upload cut at its pauses, each segment asked through the
+        scheduler (a window of up to max_batch segments submitted together), the texts joined."""
+        authorize(request)
+        body = await _read_body(request, limits.max_body_bytes)
+        parsed = await transcriptions.parse_transcription(await transcriptions.read_form(request.headers, body), names)
+        if "audio" not in pipeline.model.encoders:
+            raise APIError(400, f"the served model cannot transcribe: it has no audio encoder (it reads "
+                           f"{', '.join(sorted(pipeline.model.encoders)) or 'text only'})", code="audio_unsupported")
+        arrived = time.perf_counter()
+        if scheduler.full():
+            raise _queue_full()
+        clips, segments, duration = await anyio.to_thread.run_sync(_cut_recording, pipeline, parsed, limits,
+                                                                   limiter=preparing)
+        try:
+            params = pipeline.sampling_params(temperature=parsed.temperature,
+                                              max_new_tokens=min(TRANSCRIPT_TOKENS, limits.max_tokens))
+        except ValueError as exc:
+            raise APIError(400, str(exc)) from None
+        replies = _transcribe_in_order(scheduler, pipeline, clips, params, request, limits, preparing)
+        observer = _Observer(metrics, "/v1/audio/transcriptions", arrived)
+        if parsed.stream:
+            return StreamingResponse(_stream_transcript(replies, segments, duration, observer),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        results = [result async for result in replies]
+        for result in results:
+            observer.done(result)
+        transcript = render_transcript(transcription_of(segments, results, duration), parsed.response_format,
+                                       parsed.temperature, extra={"usage": _transcription_usage(results)})
+        return Response(transcript, media_type=MEDIA_TYPES[parsed.response_format])
+
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=METRICS_CONTENT_TYPE)
@@ -379,6 +415,87 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
         raise APIError(400, f"the prompt has {len(prompt)} tokens (media included); this server accepts at most "
                        f"{limits.max_prompt_tokens}", code="context_length_exceeded", param="messages")
     return prompt
+
+
+def _cut_recording(pipeline: ModRWKVPipeline, parsed: transcriptions.TranscriptionRequest,
+                   limits: ServerLimits) -> tuple[list[Any], list[SpeechSegment], float]:
+    """An upload decoded (within --max-transcription-seconds) and cut at its pauses (runs in a worker thread)."""
+    name = f"the file {parsed.filename!r}"
+    waveform = check_audio(parsed.audio, name, limits.max_transcription_seconds, "--max-transcription-seconds")
+    try:
+        return pipeline.transcription_clips(waveform, SegmentSettings())
+    except ValueError as exc:  # MediaError included
+        raise APIError(400, f"{name} cannot be transcribed: {exc}", code="bad_audio", param="file") from None
+
+
+def _segment_prompts(pipeline: ModRWKVPipeline, clips: Sequence[Any], limits: ServerLimits) -> list[EncodedPrompt]:
+    """Each segment's prompt (runs in a worker thread: the audio is preprocessed here)."""
+    prompts = [pipeline.transcription_prompt(clip) for clip in clips]
+    for prompt in prompts:
+        if len(prompt) > limits.max_prompt_tokens:
+            raise APIError(400, f"a segment's prompt has {len(prompt)} tokens (its audio included); this server "
+                           f"accepts at most {limits.max_prompt_tokens}", code="context_length_exceeded", param="file")
+    return prompts
+
+
+async def _transcribe_in_order(scheduler: Scheduler, pipeline: ModRWKVPipeline, clips: Sequence[Any],
+                               params: SamplingParams, request: Request, limits: ServerLimits,
+                               preparing: anyio.CapacityLimiter) -> AsyncIterator[GenerationResult]:
+    """The replies to a recording's segments, in order, each as soon as it and all before it are done.
+    Segments are submitted together, up to max_batch at a time (a long recording's hundreds of
+    segments would otherwise fill the queue that other requests wait in); the next window's audio
+    is prepared once the previous one is done."""
+    for first in range(0, len(clips), scheduler.max_batch):
+        prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[first : first + scheduler.max_batch],
+                                                 limits, limiter=preparing)
+        tickets = _submit_all(scheduler, [(prompt, params) for prompt in prompts])
+        try:
+            finished: dict[int, GenerationResult] = {}
+            following = 0
+            async for index, kind, value in _events(tickets, request):
+                if kind == "error":
+                    raise _failure(value)
+                if kind == "done":
+                    finished[index] = value
+                    while following in finished:
+                        yield finished.pop(following)
+                        following += 1
+            if following < len(tickets):
+                raise APIError(499, "the client closed the request")
+        finally:
+            for ticket in tickets:
+                ticket.cancel()  # no-op once done
+
+
+def _transcription_usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
+    """OpenAI's token usage object of a transcription (its gpt-4o-transcribe form): every segment's
+    prompt (audio positions included) and reply."""
+    prompt = sum(result.prompt_tokens for result in results)
+    reply = sum(result.completion_tokens for result in results)
+    return {"type": "tokens", "input_tokens": prompt, "output_tokens": reply, "total_tokens": prompt + reply}
+
+
+async def _stream_transcript(replies: AsyncIterator[GenerationResult], segments: Sequence[SpeechSegment],
+                             duration: float, observer: _Observer) -> AsyncIterator[str]:
+    """OpenAI's streamed transcription events: a `transcript.text.delta` per segment with text, in
+    order, as it finishes (the space that joins it to the text before included, so the deltas add up
+    to the text), then `transcript.text.done` with the whole text and the usage."""
+    results: list[GenerationResult] = []
+    try:
+        async for result in replies:
+            results.append(result)
+            observer.done(result)
+            text = result.text.strip()
+            if text:
+                observer.text()
+                delta = text if not any(r.text.strip() for r in results[:-1]) else " " + text
+                yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta}, ensure_ascii=False)}\n\n"
+    except APIError as exc:
+        yield f"data: {json.dumps(exc.body())}\n\n"
+        return
+    transcription = transcription_of(segments, results, duration)
+    done = {"type": "transcript.text.done", "text": transcription.text, "usage": _transcription_usage(results)}
+    yield f"data: {json.dumps(done, ensure_ascii=False)}\n\n"
 
 
 def _queue_full() -> APIError:

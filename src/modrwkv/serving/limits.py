@@ -60,6 +60,9 @@ class ServerLimits:
     max_body_bytes: int = 32 * 2**20
     max_image_pixels: int = 2048 * 2048  # larger images cost seconds and hundreds of MB each: docs/serving.md
     max_audio_seconds: float = 600.0
+    # /v1/audio/transcriptions cuts a recording at its pauses and asks each piece, so it may be longer
+    # than a chat clip (which the model reads whole); the body limit bounds its file as well
+    max_transcription_seconds: float = 3600.0
     max_video_seconds: float = 600.0  # decoding reads the whole clip, though only a few frames are kept
     max_media_items: int = 64
     max_tokens: int = 4096
@@ -75,8 +78,10 @@ class ServerLimits:
                      "max_prompt_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_audio_seconds <= 0 or self.max_video_seconds <= 0 or self.remote_timeout_seconds <= 0:
-            raise ValueError("max_audio_seconds, max_video_seconds and remote_timeout_seconds must be positive")
+        if min(self.max_audio_seconds, self.max_transcription_seconds, self.max_video_seconds,
+               self.remote_timeout_seconds) <= 0:
+            raise ValueError("max_audio_seconds, max_transcription_seconds, max_video_seconds and "
+                             "remote_timeout_seconds must be positive")
         if self.default_max_tokens > self.max_tokens:
             raise ValueError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})")
         if self.local_media_dir is not None:
@@ -344,18 +349,26 @@ def _pixel_limit(limits: ServerLimits) -> str:
 def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
+    return check_audio(item, name, limits.max_audio_seconds)
+
+
+def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | None = None) -> Any:
+    """An audio item decoded to (waveform, rate), refused (`APIError`) when it lasts more than
+    `max_seconds` (before any sample is decoded) or does not decode; `name` says where it came
+    from, `limit_option` which server option raises the limit (named in the refusal)."""
     from ..encoders.media import AudioTooLong, MediaError, audio_seconds, decode_audio
 
     try:  # an encoded item is read once: its header's length is checked before any sample is decoded
         if isinstance(item, tuple):
             seconds = audio_seconds(item)
-            if seconds > limits.max_audio_seconds:
-                raise AudioTooLong(name, seconds, limits.max_audio_seconds)
+            if seconds > max_seconds:
+                raise AudioTooLong(name, seconds, max_seconds)
             return item
-        return decode_audio(item, max_seconds=limits.max_audio_seconds)
+        return decode_audio(item, max_seconds=max_seconds)
     except AudioTooLong as exc:
+        option = f" (its operator sets {limit_option})" if limit_option else ""
         raise APIError(400, f"{name} lasts {exc.seconds:.1f} s; this server accepts at most "
-                       f"{limits.max_audio_seconds:g} s", code="audio_too_long") from None
+                       f"{max_seconds:g} s{option}", code="audio_too_long") from None
     except MediaError as exc:  # decoded here, where a file cut short after a sound header is named by its part
         raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
 

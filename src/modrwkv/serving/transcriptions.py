@@ -1,0 +1,115 @@
+"""OpenAI's `/v1/audio/transcriptions`: a multipart/form-data upload, checked field by field.
+
+The recording is cut at its pauses (`speech_segments`, default `SegmentSettings`) and each segment
+is asked through the server's scheduler, as `ModRWKVPipeline.transcribe(long_form=True)` asks it;
+the reply is `render_transcript`'s (json, text, srt, vtt, verbose_json). Fields this server cannot
+honour are refused by name rather than ignored: `language` (the model has no language switch: it
+writes whatever language it was trained on), `prompt` (it was never trained to continue earlier
+text) and word timestamps (it produces none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from ..inference.transcript_formats import TRANSCRIPT_FORMATS
+from .limits import APIError
+from .protocol import ModelNames
+
+MAX_FORM_FIELDS = 32
+
+
+@dataclasses.dataclass
+class TranscriptionRequest:
+    model: str  # the name the reply reports
+    audio: bytes
+    filename: str
+    response_format: str
+    temperature: float
+    stream: bool
+
+
+async def read_form(headers: Mapping[str, str], body: bytes) -> Any:
+    """The multipart/form-data fields of a request body already read (within the body limit)."""
+    content_type = headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        shown = content_type.split(";")[0] or "none"
+        raise APIError(400, f"/v1/audio/transcriptions takes multipart/form-data (a 'file' field with the recording "
+                       f"and a 'model' field), not {shown}", code="invalid_content_type")
+
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    try:
+        return await MultiPartParser(headers, chunks(), max_files=1, max_fields=MAX_FORM_FIELDS).parse()
+    except MultiPartException as exc:
+        raise APIError(400, f"the multipart/form-data body cannot be read: {exc.message}", code="invalid_form") from None
+
+
+def _text(form: Any, name: str) -> str | None:
+    value = form.get(name)
+    if isinstance(value, UploadFile):
+        raise APIError(400, f"'{name}' must be a text field, not a file", param=name)
+    return value
+
+
+def _flag(form: Any, name: str) -> bool:
+    value = (_text(form, name) or "false").strip().lower()
+    if value not in ("true", "false"):
+        raise APIError(400, f"'{name}' must be true or false, got {value[:20]!r}", param=name)
+    return value == "true"
+
+
+async def parse_transcription(form: Any, names: ModelNames) -> TranscriptionRequest:
+    """Checks the form's fields; raises `APIError` naming the first bad one."""
+    upload = form.get("file")
+    if upload is None:
+        raise APIError(400, "'file' is required: the recording to transcribe (WAV, FLAC, OGG, MP3, ...)", param="file")
+    if not isinstance(upload, UploadFile):
+        raise APIError(400, "'file' must be a file upload (a multipart part with a filename), not a text field",
+                       param="file")
+    model = names.resolve(_text(form, "model"))
+    response_format = _text(form, "response_format") or "json"
+    if response_format not in TRANSCRIPT_FORMATS:
+        raise APIError(400, f"'response_format' must be one of {', '.join(TRANSCRIPT_FORMATS)}, got "
+                       f"{response_format[:40]!r}", param="response_format")
+    temperature_text = _text(form, "temperature")
+    try:
+        temperature = float(temperature_text) if temperature_text not in (None, "") else 0.0
+    except ValueError:
+        temperature = math.nan
+    if not 0.0 <= temperature <= 1.0:  # OpenAI's range; also refuses NaN
+        raise APIError(400, f"'temperature' must be a number in [0, 1] (0: greedy), got {temperature_text[:20]!r}",
+                       param="temperature")
+    granularities = form.getlist("timestamp_granularities[]")
+    for granularity in granularities:
+        if granularity == "word":
+            raise APIError(400, "'timestamp_granularities[]' word is not supported: the model writes no word times; "
+                           "'segment' is (with response_format verbose_json)", param="timestamp_granularities[]")
+        if granularity != "segment":
+            raise APIError(400, f"'timestamp_granularities[]' must be 'segment', got {str(granularity)[:20]!r}",
+                           param="timestamp_granularities[]")
+    if granularities and response_format != "verbose_json":
+        raise APIError(400, "'timestamp_granularities[]' needs response_format verbose_json",
+                       param="timestamp_granularities[]")
+    if _text(form, "language"):
+        raise APIError(400, "'language' is not supported: the model has no language switch and transcribes in "
+                       "the language it was trained on; leave 'language' out", param="language")
+    if _text(form, "prompt"):
+        raise APIError(400, "'prompt' is not supported: the model was never trained to continue earlier text, "
+                       "so a prompt would not steer it; leave 'prompt' out", param="prompt")
+    stream = _flag(form, "stream")
+    if stream and response_format not in ("json", "text"):
+        raise APIError(400, f"'stream' works with response_format json or text (OpenAI's transcript.text events), "
+                       f"not {response_format}", param="stream")
+    audio = await upload.read()
+    filename = upload.filename or "file"
+    if not audio:
+        raise APIError(400, f"'file' ({filename!r}) is empty", param="file", code="empty_file")
+    return TranscriptionRequest(model, audio, filename, response_format, temperature, stream)

@@ -1,0 +1,278 @@
+"""OpenAI's /v1/audio/transcriptions on the server, driven by the official `openai` client over real
+HTTP, and `modrwkv transcribe`: recordings of tones with known pauses, transcribed by a tiny random
+model, against `ModRWKVPipeline.transcribe(long_form=True)` and the known pause times; subtitles
+parsed back by a parser of this file's own."""
+
+import concurrent.futures
+import io
+import json
+import re
+import urllib.error
+import urllib.request
+import uuid
+
+import numpy as np
+import openai
+import pytest
+import soundfile
+from fastapi.testclient import TestClient
+from test_pipeline import LM, png_bytes, tiny_model_dir, tiny_pipeline
+from test_server import KEY, LIMITS, ask, live_server
+
+from modrwkv.cli import main
+from modrwkv.encoders import build_encoder
+from modrwkv.encoders.media import load_audio
+from modrwkv.inference import ModRWKVPipeline
+from modrwkv.multimodal import ModRWKV
+from modrwkv.processing.speech_segments import speech_segments
+from modrwkv.serving import create_app
+
+from conftest import make_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RATE = 16000
+TOKENS = LIMITS.max_tokens  # the server's per-segment budget: min(256, --max-tokens)
+# a segment edge sits within a frame (25 ms) of the sound's edge, plus the segmenter's 0.1 s padding
+EDGE = 0.03
+PADDING = 0.1
+
+
+def tones(bursts: list[float], pauses: list[float], lead: float = 0.4, seed: int = 0) -> tuple[bytes, list[tuple[float, float]]]:
+    """A WAV of noisy tone bursts of the given lengths, `lead` s of silence before the first and after
+    the last and pauses[i] s of silence after burst i; returns it and each burst's (start, end)."""
+    rng = np.random.default_rng(seed)
+    parts, spans, at = [np.zeros(round(lead * RATE), np.float32)], [], lead
+    for index, seconds in enumerate(bursts):
+        t = np.arange(round(seconds * RATE)) / RATE
+        parts.append((0.3 * np.sin(2 * np.pi * (220 + 110 * index) * t) + 0.05 * rng.standard_normal(len(t))
+                      ).astype(np.float32))
+        spans.append((at, at + seconds))
+        at += seconds
+        gap = pauses[index] if index < len(pauses) else lead
+        parts.append(np.zeros(round(gap * RATE), np.float32))
+        at += gap
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.concatenate(parts), RATE, format="WAV")
+    return buffer.getvalue(), spans
+
+
+RECORDING, BURSTS = tones([1.0, 0.7, 1.2], [0.6, 0.8])
+
+
+@pytest.fixture(scope="module")
+def live():
+    limits = LIMITS.__class__(**{**LIMITS.__dict__, "max_transcription_seconds": 8.0})
+    with live_server(limits=limits, api_key=KEY, max_batch=8, max_queue=16) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "tones.wav"
+    path.write_bytes(RECORDING)
+    return tiny_pipeline().transcribe(str(path), long_form=True, max_new_tokens=TOKENS)
+
+
+def transcribe(live, data: bytes = RECORDING, name: str = "tones.wav", **options):
+    return live.client().audio.transcriptions.create(model="tiny", file=(name, data), **options)
+
+
+def seconds(stamp: str) -> float:
+    hours, minutes, rest = stamp.replace(",", ".").split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(rest)
+
+
+def parse_subtitles(text: str, kind: str) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each cue of an SRT or WebVTT file."""
+    if kind == "vtt":
+        assert text.startswith("WEBVTT\n\n")
+        text = text[len("WEBVTT\n\n"):]
+    cues = []
+    for block in text.strip("\n").split("\n\n"):
+        lines = block.split("\n")
+        if kind == "srt":
+            assert lines.pop(0) == str(len(cues) + 1)
+        decimal = "," if kind == "srt" else "."
+        match = re.fullmatch(rf"(\d\d:\d\d:\d\d{decimal}\d\d\d) --> (\d\d:\d\d:\d\d{decimal}\d\d\d)", lines[0])
+        assert match, lines[0]
+        cues.append((seconds(match[1]), seconds(match[2]), "\n".join(lines[1:])))
+    return cues
+
+
+def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
+    assert len(expected.segments) == 3 and expected.text  # a random model writes something for each tone
+    assert transcribe(live).text == expected.text  # json, the default
+    assert transcribe(live, response_format="text").strip() == expected.text
+    verbose = transcribe(live, response_format="verbose_json", timestamp_granularities=["segment"])
+    assert verbose.text == expected.text and verbose.duration == pytest.approx(len(load_audio(RECORDING)) / RATE)
+    assert verbose.task == "transcribe" and verbose.language is None
+    cut = speech_segments(load_audio(RECORDING), RATE)
+    assert [(s.start, s.end) for s in verbose.segments] == [(s.start, s.end) for s in cut]
+    assert [s.text for s in verbose.segments] == [s.text for s in expected.segments]
+    assert [s.id for s in verbose.segments] == [0, 1, 2]
+    assert [s.tokens for s in verbose.segments] == [s.token_ids for s in expected.segments]
+    cues = [(s.start, s.end, s.text) for s in expected.segments if s.text]
+    for kind in ("srt", "vtt"):
+        assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
+
+
+def test_segments_are_cut_at_the_known_pauses(live):
+    verbose = transcribe(live, response_format="verbose_json")
+    assert len(verbose.segments) == len(BURSTS)
+    for segment, (start, end) in zip(verbose.segments, BURSTS):
+        assert segment.start == pytest.approx(start - PADDING, abs=EDGE)
+        assert segment.end == pytest.approx(end + PADDING, abs=EDGE)
+    # no pause: one segment, the sound padded
+    solid, (span,) = tones([2.5], [])
+    (only,) = transcribe(live, solid, response_format="verbose_json").segments
+    assert (only.start, only.end) == pytest.approx((span[0] - PADDING, span[1] + PADDING), abs=EDGE)
+    # silence: no segment, no text
+    silent = io.BytesIO()
+    soundfile.write(silent, np.zeros(RATE, np.float32), RATE, format="WAV")
+    nothing = transcribe(live, silent.getvalue(), response_format="verbose_json")
+    assert nothing.text == "" and nothing.segments == []
+
+
+def test_streamed_deltas_one_per_segment_add_up_to_the_text(live, expected):
+    events = list(transcribe(live, stream=True))
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    assert len(deltas) == sum(1 for s in expected.segments if s.text)
+    assert [d.strip() for d in deltas] == [s.text for s in expected.segments if s.text]
+    assert events[-1].type == "transcript.text.done" and events[-1].text == expected.text == "".join(deltas)
+    assert events[-1].usage.output_tokens == sum(len(s.token_ids) for s in expected.segments)
+
+
+def test_transcriptions_and_chats_at_once_match_running_alone(live, expected):
+    chat = [{"role": "user", "content": "Say something"}]
+    alone = ask(live.client(), chat).choices[0].message.content
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        texts = [pool.submit(transcribe, live) for _ in range(3)]
+        chats = [pool.submit(ask, live.client(), chat) for _ in range(3)]
+        assert [f.result().text for f in texts] == [expected.text] * 3
+        assert [f.result().choices[0].message.content for f in chats] == [alone] * 3
+    assert live.health()["peak_batch"] > 1
+
+
+def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
+    """A raw POST to the endpoint (multipart/form-data written here, or a JSON body): status, JSON reply."""
+    if json_body is not None:
+        body, content_type = json.dumps(json_body).encode(), "application/json"
+    else:
+        boundary = uuid.uuid4().hex
+        parts = []
+        for name, values in (data or {}).items():
+            for value in values if isinstance(values, list) else [values]:
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        for name, (filename, content) in (files or {}).items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                         "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+        body, content_type = b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    request = urllib.request.Request(f"{live.url}/v1/audio/transcriptions", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def long_recording() -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, 0.1 * np.ones(9 * RATE, np.float32), RATE, format="WAV")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("files, data, status, message", [
+    (None, {"model": "tiny"}, 400, "'file' is required"),
+    ({"file": ("a.wav", b"")}, {"model": "tiny"}, 400, "'file' ('a.wav') is empty"),
+    ({"file": ("a.wav", b"\x00" * 64)}, {"model": "tiny"}, 400,
+     "the file 'a.wav' cannot be decoded: not a recognised audio format"),
+    ({"file": ("a.png", png_bytes())}, {"model": "tiny"}, 400, "the file 'a.png' cannot be decoded"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "tsv"}, 400,
+     "'response_format' must be one of json, text, srt, verbose_json, vtt, got 'tsv'"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "whisper-1"}, 404, "The model 'whisper-1' does not exist"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "verbose_json",
+                                      "timestamp_granularities[]": ["word"]}, 400,
+     "'timestamp_granularities[]' word is not supported"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "language": "en"}, 400,
+     "'language' is not supported: the model has no language switch"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "prompt": "Earlier"}, 400,
+     "'prompt' is not supported: the model was never trained to continue earlier text"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "temperature": "hot"}, 400,
+     "'temperature' must be a number in [0, 1]"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "stream": "true", "response_format": "srt"}, 400,
+     "'stream' works with response_format json or text"),
+    ({"file": ("long.wav", long_recording())}, {"model": "tiny"}, 400,
+     "the file 'long.wav' lasts 9.0 s; this server accepts at most 8 s (its operator sets --max-transcription-seconds)"),
+])
+def test_bad_uploads_get_clear_errors(live, files, data, status, message):
+    code, reply = post(live, files=files, data=data)
+    assert code == status, reply
+    assert message in reply["error"]["message"]
+
+
+def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
+    code, reply = post(live, json_body={"model": "tiny", "file": "a.wav"})
+    assert code == 400 and "takes multipart/form-data" in reply["error"]["message"]
+    series_only = ModRWKV.build(make_model(LM, seed=2), {"series": build_encoder("wavenet", layers=2, output_dim=24)})
+    with TestClient(create_app(ModRWKVPipeline(series_only), model_name="tiny")) as client:
+        reply = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", RECORDING)}, data={"model": "tiny"})
+    assert reply.status_code == 400 and "has no audio encoder" in reply.json()["error"]["message"]
+    with pytest.raises(openai.BadRequestError, match="'language' is not supported"):
+        transcribe(live, language="en")
+    with pytest.raises(openai.APIStatusError, match="this server accepts at most 1000000") as refused:
+        transcribe(live, b"\x00" * 1_100_000)
+    assert refused.value.status_code == 413
+
+
+# --- modrwkv transcribe -------------------------------------------------------------------------
+
+
+def test_transcribe_command_writes_each_format_as_the_server_does(tmp_path, capsys, expected, live):
+    recording = tmp_path / "tones.wav"
+    recording.write_bytes(RECORDING)
+    model = str(tiny_model_dir())
+    assert main(["transcribe", "--model", model, str(recording), "--max-new-tokens", str(TOKENS)]) == 0
+    assert capsys.readouterr().out == expected.text + "\n"
+    for kind, extension in [("srt", "srt"), ("vtt", "vtt"), ("verbose_json", "json"), ("text", "txt")]:
+        out = tmp_path / kind
+        assert main(["transcribe", "--model", model, str(recording), "--format", kind, "--output-dir", str(out),
+                     "--max-new-tokens", str(TOKENS)]) == 0
+        written = (out / f"tones.{extension}").read_text()
+        served = transcribe(live, response_format=kind)
+        if kind == "verbose_json":
+            served = served.model_dump(exclude_unset=True)
+            served.pop("usage")
+            assert json.loads(written) == served
+        else:
+            assert written == served
+    # --whole asks the recording whole: one segment, the whole clip
+    assert main(["transcribe", "--model", model, str(recording), "--whole", "--format", "verbose_json",
+                 "--max-new-tokens", str(TOKENS)]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert [(s["start"], s["end"]) for s in whole["segments"]] == [(0.0, whole["duration"])]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["missing.wav"], "missing.wav: no such file"),
+    (["not-audio.wav"], "cannot decode audio 'not-audio.wav': not a recognised audio format"),
+    (["--max-segment-seconds", "0.1", "tones.wav"], "--max-segment-seconds: max_segment_seconds must be between"),
+    (["--whole", "--max-segment-seconds", "5", "tones.wav"], "--max-segment-seconds cuts at pauses; it does not apply with --whole"),
+    (["--output-dir", "out", "tones.wav", "sub/tones.wav"], "several recordings would be written to out/tones.txt"),
+    (["--model", "series-only", "tones.wav"], "series-only cannot transcribe: it has no audio encoder (it reads series)"),
+])
+def test_transcribe_command_bad_input_is_one_line(tmp_path, monkeypatch, capsys, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tones.wav").write_bytes(RECORDING)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "tones.wav").write_bytes(RECORDING)
+    (tmp_path / "not-audio.wav").write_bytes(b"\x00" * 64)
+    if "series-only" in arguments:
+        series = {"series": build_encoder("wavenet", layers=2, output_dim=24)}
+        ModRWKV.build(make_model(LM, seed=2), series).save_pretrained(tmp_path / "series-only")
+    assert main(["transcribe", "--model", str(tiny_model_dir()), *arguments]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.endswith("\n") and not (tmp_path / "out").exists(), error
+    # the last line (a model's weights load under a progress bar first)
+    assert error.splitlines()[-1].startswith(f"modrwkv transcribe: error: {message}"), error
