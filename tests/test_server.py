@@ -329,7 +329,8 @@ def test_model_retrieval_and_unknown_routes_answer_as_openai_does(live):
         client.embeddings.create(model="tiny", input="Hello")
     assert raised.value.code == "unknown_url" and raised.value.body["message"] == (
         "unknown route POST /v1/embeddings; this server serves GET /v1/models, GET /v1/models/{model}, "
-        "POST /v1/chat/completions, POST /v1/completions, GET /, GET /health and GET /metrics")
+        "POST /v1/chat/completions, POST /v1/completions, POST /v1/audio/transcriptions, GET /, GET /health and "
+        "GET /metrics")
     with pytest.raises(openai.APIStatusError) as raised:
         client.get("/chat/completions", cast_to=object)
     assert raised.value.status_code == 405 and raised.value.body == {
