@@ -154,6 +154,15 @@ def test_transcriptions_and_chats_at_once_match_running_alone(live, expected):
     assert live.health()["peak_batch"] > 1
 
 
+def test_more_segments_than_batch_slots_go_in_windows_in_order(expected):
+    """Two slots and no queue: the three segments go as a window of two, then one; same text."""
+    with live_server(limits=LIMITS, api_key=KEY, max_batch=2, max_queue=0) as small:
+        assert transcribe(small).text == expected.text
+        deltas = [e.delta for e in transcribe(small, stream=True) if e.type == "transcript.text.delta"]
+        assert "".join(deltas) == expected.text
+        assert small.health()["completed"] == 2 * len(expected.segments)
+
+
 def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
     """A raw POST to the endpoint (multipart/form-data written here, or a JSON body): status, JSON reply."""
     if json_body is not None:
