@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from safetensors import SafetensorError  # its Rust extension alone: no torch
 
 from modrwkv import __version__
-from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DTYPES, EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, \
-    INIT_FORMATS, INIT_SIZES, TRANSCRIPT_FORMATS
+from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_TRANSCRIPT_TOKENS, DTYPES, \
+    EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, INIT_FORMATS, INIT_SIZES, TRANSCRIPT_FORMATS
 from modrwkv.extras import MissingExtraError
 from modrwkv.sampling_params import SamplingParams
 
@@ -1231,7 +1231,8 @@ def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-segment-seconds", type=float, metavar="SECONDS",
                    help="the longest segment; one without a pause is cut at its quietest point "
                    f"(default {DEFAULT_MAX_SEGMENT_SECONDS:g})")
-    p.add_argument("--max-new-tokens", type=_at_least(1), default=256, help="reply budget per segment (default 256)")
+    p.add_argument("--max-new-tokens", type=_at_least(1), default=DEFAULT_TRANSCRIPT_TOKENS,
+                   help=f"reply budget per segment (default {DEFAULT_TRANSCRIPT_TOKENS})")
     p.set_defaults(handler=_run_transcribe)
 
 

@@ -32,6 +32,8 @@ EVAL_TASKS = ("vqav2", "gqa", "textvqa", "scienceqa", "pope", "mmbench", "mmmu",
 #: The longest segment of long-form transcription (`modrwkv eval --long-form`, `SegmentSettings`):
 #: Whisper-style encoders read 30 s at a time.
 DEFAULT_MAX_SEGMENT_SECONDS = 30.0
+#: Each transcribed clip's or segment's reply budget (a 30 s segment of speech is ~100 words, ~150 tokens).
+DEFAULT_TRANSCRIPT_TOKENS = 256
 #: What a transcript can be written as (`modrwkv transcribe --format`, the server's /v1/audio/transcriptions):
 #: OpenAI's audio-transcription response formats.
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")

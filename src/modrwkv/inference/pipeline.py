@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from ..constants import DEFAULT_TRANSCRIPT_TOKENS
 from ..data.readers.series import (
     FORECAST_DECIMALS,
     FORECAST_MAX_DIGITS,
@@ -57,8 +58,6 @@ SEGMENT_SAMPLE_RATE = 16000
 # prompt's media and a recurrent state, so an hour cut into ~1000 segments decoded at once held
 # gigabytes (5 min, 120 segments: +560 MB on the tiny test model)
 TRANSCRIBE_ROWS = 32
-# each transcribed clip's or segment's reply budget: a 30 s segment of speech is ~100 words, ~150 tokens
-TRANSCRIPT_TOKENS = 256
 
 
 @dataclasses.dataclass
@@ -335,14 +334,14 @@ class ModRWKVPipeline:
         return [row.result for row in rows if row.result is not None]
 
     def transcribe(self, audio: Any, *, long_form: bool | SegmentSettings = False, user_turn: str | None = None,
-                   max_new_tokens: int = TRANSCRIPT_TOKENS) -> Transcription:
+                   max_new_tokens: int = DEFAULT_TRANSCRIPT_TOKENS) -> Transcription:
         """The transcript of one recording (a path, bytes, a `(waveform, sample_rate)` tuple; see
         `transcribe_batch`)."""
         return self.transcribe_batch([audio], long_form=long_form, user_turn=user_turn,
                                      max_new_tokens=max_new_tokens)[0]
 
     def transcribe_batch(self, audio: Sequence[Any], *, long_form: bool | SegmentSettings = False,
-                         user_turn: str | None = None, max_new_tokens: int = TRANSCRIPT_TOKENS) -> list[Transcription]:
+                         user_turn: str | None = None, max_new_tokens: int = DEFAULT_TRANSCRIPT_TOKENS) -> list[Transcription]:
         """Transcripts of several recordings, decoded greedily together.
 
         Each recording is asked whole by default. `long_form=True` (or a `SegmentSettings`) cuts it

@@ -33,7 +33,8 @@ from ..data.readers import DataError, openai_to_sample
 from ..encoders.media import MediaError, allow_images_of
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
-from ..inference.pipeline import TRANSCRIPT_TOKENS, transcription_of
+from ..constants import DEFAULT_TRANSCRIPT_TOKENS
+from ..inference.pipeline import transcription_of
 from ..inference.transcript_formats import MEDIA_TYPES, render_transcript
 from ..processing.speech_segments import SegmentSettings, SpeechSegment
 from ..tokenizer import WorldTokenizer
@@ -253,7 +254,7 @@ def create_app(
                                                                    limiter=preparing)
         try:
             params = pipeline.sampling_params(temperature=parsed.temperature,
-                                              max_new_tokens=min(TRANSCRIPT_TOKENS, limits.max_tokens))
+                                              max_new_tokens=min(DEFAULT_TRANSCRIPT_TOKENS, limits.max_tokens))
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
         replies = _transcribe_in_order(scheduler, pipeline, clips, params, request, limits, preparing)
