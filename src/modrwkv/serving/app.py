@@ -243,7 +243,11 @@ def create_app(
         scheduler (a window of up to max_batch segments submitted together), the texts joined."""
         authorize(request)
         body = await _read_body(request, limits.max_body_bytes)
-        parsed = await transcriptions.parse_transcription(await transcriptions.read_form(request.headers, body), names)
+        form = await transcriptions.read_form(request.headers, body)
+        try:
+            parsed = await transcriptions.parse_transcription(form, names)
+        finally:
+            await form.close()  # the upload's spooled file: its bytes are read by now
         if "audio" not in pipeline.model.encoders:
             raise APIError(400, f"the served model cannot transcribe: it has no audio encoder (it reads "
                            f"{', '.join(sorted(pipeline.model.encoders)) or 'text only'})", code="audio_unsupported")
