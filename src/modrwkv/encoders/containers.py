@@ -21,7 +21,9 @@ file silently as a shorter clip.
   AVI whose movi list is cut. A chunk of odd size is followed by a pad byte, which some writers
   leave out: a whole chunk that starts where the pad should be, when none starts after it, is read
   as the next chunk. A size left unknown by a writer that could not seek back (0, or a placeholder
-  near 4 GiB) ends the walk; so do bytes that are no chunk after the last.
+  near 4 GiB) ends the walk; so do bytes that are no chunk after the last. An AVI over 1 GB (OpenDML)
+  goes on in RIFF 'AVIX' chunks after its first, which FFmpeg plays: each is walked as the first (a file
+  cut exactly between two of them cannot be told from a whole one).
 - CAF: after its 8-byte file header, each chunk declares its 64-bit size, the data chunk -1 when its
   writer left it unknown (it then runs to the end of the file); libsndfile reads a CAF whose data
   chunk is cut (of a PCM file, of an ALAC one with its packet table before the data) as a shorter clip.
@@ -380,34 +382,57 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         data_size = declared(header) if len(header) == header_bytes and _is_chunk_name(header[:4]) else None
         return data_size is not None and position + header_bytes + data_size <= size
 
+    def chunks_problem(position: int, end: int, part: str) -> str | None:
+        """Walks the chunks from `position` to `end`; `part` names the outer chunk they are in, where
+        the file has more than one."""
+        while position + header_bytes <= end:
+            stream.seek(position)
+            header = stream.read(header_bytes)
+            name = header[:4]
+            if layout.id_bytes == 4 and not _is_chunk_name(name) or layout.names is not None and name not in layout.names:
+                return None  # not a chunk: data after the file's chunks, which decoders ignore
+            data_size = declared(header)
+            if data_size is None:
+                return None  # written as unknown: the data runs to the end of the file
+            if position + header_bytes + data_size > size:
+                return (f"its {layout.name} '{name.decode('latin-1')}' chunk{part} declares {data_size} bytes and "
+                        f"the file holds {size - position - header_bytes} of them: it is cut short")
+            position += header_bytes + data_size
+            # the pad byte after an odd size (it may be missing at the end); some writers leave it out
+            # even where another chunk follows (libsndfile reads such a WAV whole): a whole chunk where
+            # the pad byte should be, and none after it, is taken as the next chunk
+            if position % layout.alignment and not (layout.id_bytes == 4 and whole_chunk_at(position)
+                                                    and not whole_chunk_at(position + 1)):
+                position += -position % layout.alignment
+        return None
+
     if layout.first_chunk is not None:
-        end, position = size, layout.first_chunk
-    else:
-        stream.seek(0)
+        return chunks_problem(layout.first_chunk, size, "")
+    form_bytes = 4 if layout.id_bytes == 4 else 16  # the form type after the outer chunk's header
+    outer_start, part = 0, ""
+    while True:
+        stream.seek(outer_start)
         outer = declared(stream.read(header_bytes))
-        # the chunks inside the file's outer chunk; bytes after it are not read (decoders ignore them)
-        end = size if outer is None else min(size, header_bytes + outer)
-        position = header_bytes + 4 if layout.id_bytes == 4 else header_bytes + 16  # after the form type
-    while position + header_bytes <= end:
-        stream.seek(position)
-        header = stream.read(header_bytes)
-        name = header[:4]
-        if layout.id_bytes == 4 and not _is_chunk_name(name) or layout.names is not None and name not in layout.names:
-            return None  # not a chunk: data after the file's chunks, which decoders ignore
-        data_size = declared(header)
-        if data_size is None:
-            return None  # written as unknown: the data runs to the end of the file
-        if position + header_bytes + data_size > size:
-            return (f"its {layout.name} '{name.decode('latin-1')}' chunk declares {data_size} bytes and the file "
-                    f"holds {size - position - header_bytes} of them: it is cut short")
-        position += header_bytes + data_size
-        # the pad byte after an odd size (it may be missing at the end); some writers leave it out
-        # even where another chunk follows (libsndfile reads such a WAV whole): a whole chunk where
-        # the pad byte should be, and none after it, is taken as the next chunk
-        if position % layout.alignment and not (layout.id_bytes == 4 and whole_chunk_at(position)
-                                                and not whole_chunk_at(position + 1)):
-            position += -position % layout.alignment
-    return None
+        # the chunks inside the outer chunk; bytes after it are not read (decoders ignore them)
+        end = size if outer is None else min(size, outer_start + header_bytes + outer)
+        problem = chunks_problem(outer_start + header_bytes + form_bytes, end, part)
+        if problem is None and part and outer is not None and outer_start + header_bytes + outer > size:
+            # cut between two of its chunks: an OpenDML part's size is written as it is closed, never a guess
+            problem = (f"its OpenDML 'AVIX' part at byte {outer_start} declares {outer} bytes and the file holds "
+                       f"{size - outer_start - header_bytes} of them: it is cut short")
+        if problem is not None or outer is None or layout is not _RIFF:
+            return problem
+        # OpenDML: an AVI over 1 GB goes on in RIFF 'AVIX' chunks after its first, each holding a movi
+        # list of more frames, which FFmpeg plays on from the first's: each is walked as the first is
+        outer_start = end + (outer & 1)
+        stream.seek(outer_start)
+        following = stream.read(header_bytes + form_bytes)
+        if following[:4] == b"RIFF" and len(following) < header_bytes + form_bytes:
+            return (f"the file ends inside the header of its RIFF chunk at byte {outer_start} (an OpenDML AVI's "
+                    "next part): it is cut short")
+        if following[:4] != b"RIFF" or following[8:12] != b"AVIX":
+            return None
+        part = f" (in its OpenDML 'AVIX' part at byte {outer_start})"
 
 
 def _is_chunk_name(name: bytes) -> bool:
