@@ -26,7 +26,7 @@ WAVE = (0.5 * sine(440, 16000)).astype(np.float32)
 AUDIO = {"wav-u8": ("WAV", "PCM_U8"), "wav-float": ("WAV", "FLOAT"), "rf64": ("RF64", "PCM_16"),
          "w64": ("W64", "PCM_16"), "aiff": ("AIFF", "PCM_16"), "caf": ("CAF", "PCM_16"), "caf-alac": ("CAF", "ALAC_16"),
          "au": ("AU", "PCM_16"), "mp3-xing": ("MP3", "MPEG_LAYER_III"), "ogg": ("OGG", "VORBIS")}
-VIDEO = ["mkv", "mkv-live", "mkv-live-unknown-clusters", "mp4", "mov-moov-first", "avi"]
+VIDEO = ["mkv", "mkv-live", "mkv-live-unknown-clusters", "mp4", "mov-moov-first", "avi", "avi-opendml"]
 
 
 def audio_file(name: str) -> bytes:
@@ -38,7 +38,7 @@ def audio_file(name: str) -> bytes:
 
 def video_file(name: str, tmp_path) -> bytes:
     pytest.importorskip("av", reason="video files need PyAV")
-    from test_video import (distinct_frames, encode_video, legacy_quicktime, matroska_live_clusters,
+    from test_video import (distinct_frames, encode_video, legacy_quicktime, matroska_live_clusters, opendml_avi,
                             written_by_ffmpeg)
 
     frames = distinct_frames(8, size=16)
@@ -48,6 +48,8 @@ def video_file(name: str, tmp_path) -> bytes:
         return written_by_ffmpeg(tmp_path / "clip.mp4", "mp4", "libx264", "yuv420p", frames)
     if name == "avi":
         return written_by_ffmpeg(tmp_path / "clip.avi", "avi", "mjpeg", "yuvj420p", frames)
+    if name == "avi-opendml":
+        return opendml_avi(frames, tmp_path)[0]
     if name == "mov-moov-first":
         return legacy_quicktime(frames, tmp_path, moov_first=True)
     live = bytearray(written_by_ffmpeg(tmp_path / "live.mkv", "matroska", "ffv1", "bgr0", frames, {"live": "1"}))

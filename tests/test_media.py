@@ -457,17 +457,18 @@ def mp3_frames(data: bytes) -> list[tuple[int, int]]:
         return [(packet.pos, packet.size) for packet in container.demux(audio=0) if packet.size]
 
 
-def test_an_mp3_cut_between_frames_is_refused_with_the_decoders_count():
-    """An MP3's header (its Xing frame) counts its samples; cut between two frames half way, the
-    decoder finds fewer."""
+def test_an_mp3_cut_between_frames_is_refused_by_its_xing_count_before_decoding(tmp_path):
+    """An MP3's Xing frame counts its frames; cut between two frames half way, the walk that checks
+    its frames holds fewer, and the file is refused by `audio_seconds` too (the server's check before
+    decoding), where only the decoder's count (4655 of 16000 samples) caught it before."""
     whole = encoded((0.5 * sine(440, 16000)).astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
-    assert load_audio(whole).shape == (16000,)
-    cut = whole[: max(start for start, _ in mp3_frames(whole) if start <= len(whole) // 2)]
-    found = len(sf.read(io.BytesIO(cut))[0])  # what libsndfile decodes of it, silently
-    assert found < 0.9 * 16000
-    with pytest.raises(MediaError, match=rf"^cannot decode audio <{len(cut)} bytes>: the file holds {found} of the "
-                       rf"16000 samples its header declares \({found / 16000:.2f} of 1\.00 s\): it is cut short$"):
-        load_audio(cut)
+    assert load_audio(whole).shape == (16000,) and audio_seconds(whole) == 1.0
+    frames = mp3_frames(whole)  # the audio frames, as FFmpeg's demuxer finds them (the Xing frame left out)
+    cut = whole[: max(start for start, _ in frames if start <= len(whole) // 2)]
+    kept = sum(1 for start, _ in frames if start < len(cut))
+    assert len(sf.read(io.BytesIO(cut))[0]) < 0.9 * 16000  # what libsndfile decodes of it, silently
+    assert_cut_short(cut, tmp_path / "cut.mp3", f"its Xing frame counts {len(frames)} MP3 frames and the file holds "
+                     f"{kept} of them: it is cut short")
 
 
 def test_an_mp3_whose_last_frame_is_cut_is_refused_with_or_without_a_xing_frame(tmp_path):
@@ -487,12 +488,11 @@ def test_an_mp3_whose_last_frame_is_cut_is_refused_with_or_without_a_xing_frame(
             assert audio_seconds(whole + tail) == pytest.approx(audio_seconds(whole), abs=1152 / 16000)
         path = tmp_path / "cut.mp3"
         for start, length in (frames[len(frames) // 2], frames[-1]):
-            for kept in (1, 3, length // 2, length - 1):
+            for kept in (4, length // 2, length - 1):
                 cut = whole[: start + kept]
                 assert 0 < len(sf.read(io.BytesIO(cut))[0]) < decoded  # libsndfile alone: a shorter clip, no error
-                header = "header " if kept < 4 else ""
                 assert_cut_short(cut, path, f"its last MP3 frame (at byte {start}) holds {kept} of its "
-                                 f"{4 if kept < 4 else length} {header}bytes: it is cut short")
+                                 f"{length} bytes: it is cut short")
     plain = mp3_without_xing(wave)
     between = plain[: mp3_frames(plain)[len(mp3_frames(plain)) // 2][0]]
     assert 0 < len(load_audio(between)) < 32000
@@ -510,9 +510,15 @@ def id3v2_tag(payload_bytes: int) -> bytes:
 def mp3_without_xing(wave: np.ndarray, rate: int = 16000) -> bytes:
     """An MP3 of a mono clip written by LAME through PyAV's FFmpeg without a Xing/Info frame (FFmpeg's
     -write_xing 0, as many streaming encoders write), at a constant 32 kbit/s."""
+    return constant_bitrate_mp3(wave, rate, xing=False)
+
+
+def constant_bitrate_mp3(wave: np.ndarray, rate: int = 16000, xing: bool = True) -> bytes:
+    """An MP3 of a mono clip written by LAME through PyAV's FFmpeg at a constant 32 kbit/s, with an Info
+    frame counting its frames (FFmpeg's default) or without one."""
     av = pytest.importorskip("av")
     out = io.BytesIO()
-    with av.open(out, "w", format="mp3", options={"write_xing": "0"}) as container:
+    with av.open(out, "w", format="mp3", options={"write_xing": str(int(xing))}) as container:
         stream = container.add_stream("libmp3lame", rate=rate, options={"b": "32k"})
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray((wave[None] * 32767).astype(np.int16), format="s16", layout="mono")
@@ -550,7 +556,7 @@ def test_an_mp3_without_a_xing_frame_declares_no_length_and_loads_whole_behind_a
     tag, with_xing = id3v2_tag(300_000), encoded(wave, 16000, "MP3", "MPEG_LAYER_III")
     assert load_audio(tag + with_xing).shape == (32000,)
     between_frames = max(start for start, _ in mp3_frames(with_xing) if start <= len(with_xing) // 2)
-    with pytest.raises(MediaError, match=r"the file holds \d+ of the 32000 samples .* it is cut short"):
+    with pytest.raises(MediaError, match=r"its Xing frame counts 58 MP3 frames and the file holds \d+ of them: it is cut"):
         load_audio(tag + with_xing[:between_frames])
 
 
@@ -715,7 +721,7 @@ def test_a_variable_bitrate_mp3_without_its_xing_frame_lasts_what_its_frames_hol
     assert audio_seconds(stripped) == held / 16000
     walks = []
     walk = containers._walk_mp3
-    monkeypatch.setattr(containers, "_walk_mp3", lambda stream: walks.append(1) or walk(stream))
+    monkeypatch.setattr(containers, "_walk_mp3", lambda stream, size: walks.append(1) or walk(stream, size))
     with pytest.raises(AudioTooLong) as too_long:
         decode_audio(stripped, max_seconds=2.0)
     assert too_long.value.seconds == held / 16000 and len(walks) == 1
@@ -723,3 +729,123 @@ def test_a_variable_bitrate_mp3_without_its_xing_frame_lasts_what_its_frames_hol
     with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):  # under the limit: decoded, refused
         decode_audio(stripped, max_seconds=5.0)
     assert len(walks) == 1
+
+
+def test_an_mp3_is_read_once_by_this_library_and_its_length_is_what_its_frames_say(tmp_path, monkeypatch):
+    """The walk that checks an MP3 for a cut reads its tags and its Xing/Info frame too: `decode_audio`
+    with a length limit opens the file once (libsndfile opens it on its own), where it read the file's
+    head three times (the walk, then its tags and first frame for the limit and again for the decoded
+    count), and `audio_seconds` once. Lengths are what independent counts give: the clip's 2 s where a
+    Xing/Info frame counts the frames (libsndfile's LAME writes VBR, FFmpeg's Info frame CBR), FFmpeg's
+    demuxer's frames without one, and the same behind an ID3v2 tag or before APE and ID3v1 tags."""
+    import builtins
+
+    from modrwkv.encoders.media import AudioTooLong
+
+    wave = (0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32)
+    stripped, stripped_held, _ = vbr_mp3_without_xing()
+    plain = mp3_without_xing(wave)
+    files = {"cbr-info": (constant_bitrate_mp3(wave), 2.0), "vbr-xing": (encoded(wave, 16000, "MP3", "MPEG_LAYER_III"), 2.0),
+             "cbr-without-xing": (plain, len(mp3_frames(plain)) * 576 / 16000),
+             "vbr-without-xing": (stripped, stripped_held / 16000)}
+    for name, (data, seconds) in list(files.items()):
+        files[f"{name}-id3v2"] = (id3v2_tag(50_000) + data, seconds)
+        files[f"{name}-ape-id3v1"] = (data + ape_tag(1000) + b"TAG" + bytes(125), seconds)
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, *args, **kwargs: (
+        opened.append(file) or real_open(file, *args, **kwargs)))
+    for name, (data, seconds) in files.items():
+        path = tmp_path / f"{name}.mp3"
+        path.write_bytes(data)
+        opened.clear()
+        assert audio_seconds(path) == seconds, name
+        assert opened == [path], name
+        opened.clear()
+        if name in ("vbr-without-xing", "vbr-without-xing-ape-id3v1"):  # libsndfile decodes a part of it: refused
+            # (behind the 50 kB ID3v2 tag, counted as audio by its estimate, it decodes the whole)
+            with pytest.raises(MediaError, match=f"its MP3 frames hold {stripped_held} samples"):
+                decode_audio(path, max_seconds=100)
+        else:
+            waveform, rate = decode_audio(path, max_seconds=100)
+            assert rate == 16000 and len(waveform) == len(sf.read(path)[0]), name
+            assert len(waveform) == 32000 if seconds == 2.0 else len(waveform) > 32000, name
+        assert opened == [path], name
+        opened.clear()
+        with pytest.raises(AudioTooLong):
+            decode_audio(path, max_seconds=seconds - 0.01)
+        assert opened == [path], name
+
+
+def ffmpeg_decoded_samples(data: bytes) -> int:
+    """The samples FFmpeg decodes of an audio file, skipping packets it cannot decode (as its command
+    line tool does)."""
+    av = pytest.importorskip("av")
+    samples = 0
+    with av.open(io.BytesIO(data)) as container:
+        for packet in container.demux(audio=0):
+            try:
+                samples += sum(frame.samples for frame in packet.decode())
+            except av.error.InvalidDataError:
+                pass
+    return samples
+
+
+def test_bytes_after_an_mp3s_last_frame_that_are_no_frame_are_skipped_as_its_decoders_skip_them(tmp_path):
+    """Bytes after the last whole frame that cannot be a frame (a stray byte, a NUL, fewer bytes than
+    a frame's 4-byte header, an old ripper's padding, bytes that are no valid header) are skipped by
+    libsndfile (mpg123) and FFmpeg, which decode every frame before them; a lone 0xFF byte, or the
+    first 1-3 bytes of a header, was refused as a cut header. A cut that leaves part of a header is
+    then a cut between frames: refused by a Xing frame's count, read as it is without one. A frame
+    whose whole header is there and fewer bytes than it states is still cut short."""
+    wave = (0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32)
+    for whole in (mp3_without_xing(wave), encoded(wave, 16000, "MP3", "MPEG_LAYER_III")):
+        frames = mp3_frames(whole)
+        decoded, seconds = load_audio(whole), audio_seconds(whole)
+        libsndfile, ffmpeg = len(sf.read(io.BytesIO(whole))[0]), ffmpeg_decoded_samples(whole)
+        header = whole[frames[-1][0] : frames[-1][0] + 4]
+        for junk in (b"\xff", b"\x00", header[:2], header[:3], b"\xff" * 3, b"\xff" * 7, bytes(300),
+                     b"TAG" + bytes(10)):
+            assert len(sf.read(io.BytesIO(whole + junk))[0]) == libsndfile, junk  # the decoders skip it
+            if len(junk) < 4:
+                assert ffmpeg_decoded_samples(whole + junk) == ffmpeg, junk
+            np.testing.assert_array_equal(load_audio(whole + junk), decoded)
+            assert audio_seconds(whole + junk) == seconds
+        last = frames[-1][1]
+        assert_cut_short(whole + header + bytes(10), tmp_path / "cut.mp3",
+                         f"its last MP3 frame (at byte {len(whole)}) holds 14 of its {last} bytes: it is cut short")
+        middle = frames[len(frames) // 2][0]
+        if b"Xing" in whole:
+            with pytest.raises(MediaError, match=f"its Xing frame counts 58 MP3 frames and the file holds {len(frames) // 2} "
+                               "of them: it is cut short"):
+                audio_seconds(whole[: middle + 3])
+        else:
+            np.testing.assert_array_equal(load_audio(whole[: middle + 3]), load_audio(whole[:middle]))
+
+
+def test_an_mp3s_counting_frame_is_read_where_its_writer_put_it_vbri_or_xing_without_a_count(tmp_path):
+    """Hand-built from FFmpeg's constant-bitrate file: its Info frame made a Fraunhofer VBRI frame
+    (its count 54 bytes in, after its version, delay, quality and byte count), whose count finds a cut
+    between two frames before decoding; and an Info frame whose flags leave the count out, which
+    declares no length (libsndfile counts none, and decodes its frames, not the 1.4% more it estimates):
+    it was taken as counting and the whole file refused as cut short."""
+    wave = (0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32)
+    info = constant_bitrate_mp3(wave)
+    frames = mp3_frames(info)
+    first = info.index(b"\xff\xf3")  # the Info frame's header, after FFmpeg's ID3v2 tag
+    assert info[first + 13 : first + 17] == b"Info"  # MPEG-2 mono: 9 bytes of side information before it
+    vbri_tag = b"VBRI" + b"".join(n.to_bytes(size, "big") for n, size in
+                                  ((1, 2), (0, 2), (75, 2), (len(info) - first, 4), (len(frames), 4)))
+    vbri = info[: first + 4] + bytes(32) + vbri_tag + bytes(frames[0][0] - first - 36 - len(vbri_tag)) + info[frames[0][0] :]
+    assert len(load_audio(vbri)) == len(sf.read(io.BytesIO(vbri))[0])  # whole: loads as libsndfile reads it
+    middle = frames[len(frames) // 2][0]
+    assert 0 < len(sf.read(io.BytesIO(vbri[:middle]))[0])  # libsndfile alone: a shorter clip, no error
+    assert_cut_short(vbri[:middle], tmp_path / "cut.mp3", f"its VBRI frame counts {len(frames)} MP3 frames and the "
+                     f"file holds {len(frames) // 2} of them: it is cut short")
+    uncounted = bytearray(info)
+    uncounted[first + 13 + 7] &= ~1  # the flags' lowest bit: the count is there
+    uncounted = bytes(uncounted)
+    decoded = len(sf.read(io.BytesIO(uncounted))[0])
+    assert decoded == len(frames) * 576 < sf.info(io.BytesIO(uncounted)).frames  # libsndfile's estimate: more
+    assert len(load_audio(uncounted)) == decoded
+    assert audio_seconds(uncounted) == (len(frames) + 1) * 576 / 16000  # the walk's count, the Info frame's included

@@ -429,6 +429,65 @@ def test_a_live_matroska_stream_cut_short_is_refused_and_a_whole_one_never(tmp_p
         assert 0 < len(load_video(data[: clusters[-1][0]], sampling)) < 24
 
 
+def opendml_avi(frames: list[np.ndarray], tmp_path) -> tuple[bytes, int]:
+    """(an OpenDML AVI made from FFmpeg's: its first RIFF 'AVI ' chunk holds the first half of the
+    frames in its movi list, with its idx1 index of them, and a RIFF 'AVIX' chunk after it holds a
+    movi list of the rest, as an AVI over 1 GB goes on (FFmpeg starts such a part at each 1 GB), where
+    the AVIX part starts)."""
+    whole = written_by_ffmpeg(tmp_path / "clip.avi", "avi", "mjpeg", "yuvj420p", frames)
+
+    def riff_list(kind: bytes, form: bytes, body: bytes) -> bytes:
+        return kind + (4 + len(body)).to_bytes(4, "little") + form + body
+
+    movi = whole.index(b"movi") - 8  # the movi list's header
+    movi_end = movi + 8 + int.from_bytes(whole[movi + 4 : movi + 8], "little")
+    chunks, position = [], movi + 12
+    while position < movi_end:  # the frames' chunks ('00dc'), each padded to an even size
+        size = int.from_bytes(whole[position + 4 : position + 8], "little")
+        chunks.append(whole[position : position + 8 + size + size % 2])
+        position += 8 + size + size % 2
+    assert len(chunks) == len(frames) and whole[movi_end : movi_end + 4] == b"idx1"
+    half = len(chunks) // 2
+    index = b"idx1" + (16 * half).to_bytes(4, "little") + whole[movi_end + 8 : movi_end + 8 + 16 * half]
+    first = riff_list(b"RIFF", b"AVI ", whole[12:movi] + riff_list(b"LIST", b"movi", b"".join(chunks[:half])) + index)
+    return first + riff_list(b"RIFF", b"AVIX", riff_list(b"LIST", b"movi", b"".join(chunks[half:]))), len(first)
+
+
+def test_an_opendml_avi_plays_its_avix_part_and_one_cut_there_is_refused(tmp_path):
+    """An AVI over 1 GB (OpenDML) goes on in RIFF 'AVIX' chunks after its first RIFF chunk; FFmpeg
+    plays their frames on from the first part's, and reads one cut inside its AVIX part as a shorter
+    clip without an error. The walk went no further than the first RIFF chunk (bytes after it were
+    taken for appended data), so such a cut loaded; each AVIX part is walked as the first is. A file
+    cut exactly between two parts cannot be told from a whole AVI and reads as the clip it holds."""
+    written = distinct_frames(8, size=16)
+    odml, avix = opendml_avi(written, tmp_path)
+    sampling = VideoSampling(num_frames=8)
+    assert ffmpeg_reads(odml) == (8, None)
+    loaded = load_video(odml, sampling)
+    assert [nearest(frame.image, written)[0] for frame in loaded] == list(range(8))  # the AVIX part's too, in order
+    assert [frame.time for frame in loaded] == pytest.approx([k / 6 for k in range(8)])
+    assert len(load_video(odml + b"\x12appended by another tool\n", sampling)) == 8
+    movi = avix + 12  # the AVIX part's movi list, after its RIFF header and form type
+    movi_size = int.from_bytes(odml[movi + 4 : movi + 8], "little")
+    path = tmp_path / "cut.avi"
+    for cut, reason in [
+        (odml[:-50], f"its RIFF 'LIST' chunk (in its OpenDML 'AVIX' part at byte {avix}) declares {movi_size} bytes "
+                     f"and the file holds {movi_size - 50} of them: it is cut short"),
+        (odml[: movi], f"its OpenDML 'AVIX' part at byte {avix} declares {len(odml) - avix - 8} bytes and the file "
+                       "holds 4 of them: it is cut short"),
+        (odml[: avix + 6], f"the file ends inside the header of its RIFF chunk at byte {avix} (an OpenDML AVI's next "
+                           "part): it is cut short"),
+    ]:
+        decoded, error = ffmpeg_reads(cut)
+        assert 4 <= decoded < 8 and error is None  # FFmpeg alone: a shorter clip, no error
+        path.write_bytes(cut)
+        for item, where in ((cut, f"<{len(cut)} bytes>"), (path, repr(str(path)))):
+            with pytest.raises(MediaError) as raised:
+                load_video(item, sampling)
+            assert str(raised.value) == f"cannot decode video {where}: {reason}"
+    assert len(load_video(odml[:avix], sampling)) == 4  # cut between the parts: the first part's frames
+
+
 def legacy_quicktime(frames: list[np.ndarray], tmp_path, moov_first: bool) -> bytes:
     """A QuickTime file as written before 2001, without an ftyp box: FFmpeg's .mov with its ftyp box
     made a free box of the same size (every offset stays: the file opens with free, wide, mdat,

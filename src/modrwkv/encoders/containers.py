@@ -21,14 +21,18 @@ file silently as a shorter clip.
   AVI whose movi list is cut. A chunk of odd size is followed by a pad byte, which some writers
   leave out: a whole chunk that starts where the pad should be, when none starts after it, is read
   as the next chunk. A size left unknown by a writer that could not seek back (0, or a placeholder
-  near 4 GiB) ends the walk; so do bytes that are no chunk after the last.
+  near 4 GiB) ends the walk; so do bytes that are no chunk after the last. An AVI over 1 GB (OpenDML)
+  goes on in RIFF 'AVIX' chunks after its first, which FFmpeg plays: each is walked as the first (a file
+  cut exactly between two of them cannot be told from a whole one).
 - CAF: after its 8-byte file header, each chunk declares its 64-bit size, the data chunk -1 when its
   writer left it unknown (it then runs to the end of the file); libsndfile reads a CAF whose data
   chunk is cut (of a PCM file, of an ALAC one with its packet table before the data) as a shorter clip.
 - AU/SND: its 24-byte header declares where the samples start and how many bytes they take
   (0xFFFFFFFF: unknown); libsndfile reads the samples a cut file still holds.
 - MP3: each frame's header gives its length. A file whose last frame runs past its end is cut short;
-  the walk ends at the first bytes that are no frame of the same stream (an ID3v1 or APE tag).
+  the walk ends at the first bytes that are no frame of the same stream (an ID3v1 or APE tag, or junk
+  such as a stray byte or fewer bytes than a header, which libsndfile and FFmpeg skip). A Xing/Info or
+  VBRI frame first counts the frames: a file that holds fewer was cut between two of them.
 
 Other formats (FLAC, ...) return None here; the audio reader compares their sample counts with the
 count their header declares (`modrwkv.encoders.media`).
@@ -74,7 +78,35 @@ _BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
 # libsndfile reads such a file to its end. A real chunk this large is past any clip this library reads.
 _RIFF_UNKNOWN_SIZE = 0x7FFFF000
 _RF64_SIZE_IN_DS64 = 0xFFFFFFFF
+# A file this much shorter than its header says is cut short (fewer frames than an MP3's Xing frame
+# counts, fewer samples decoded than a header declares); the margin keeps a count that is off by an
+# encoder's padding from refusing a whole file.
+TRUNCATION_MARGIN = 0.01
 _WAVE64_RIFF = b"riff" + bytes.fromhex("2E91CF11A5D628DB04C10000")  # Wave64's GUIDs: a chunk name and 12 fixed bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Mp3Stream:
+    """What walking an MP3 found, all of it read in the one walk that checks it for a cut."""
+
+    # Its samples per channel, counted frame by frame from its first (a Xing/Info frame, which holds none,
+    # included) as the walk reads each frame's header; None where no frame was found. An MP3 without a
+    # Xing/Info frame states no length, and libsndfile decodes it only as far as it estimates from its
+    # first frame's bitrate, which a variable bitrate makes a fraction of this.
+    samples: int | None
+    # The audio frames its first frame counts when that is a Xing/Info (LAME, FFmpeg) or VBRI (Fraunhofer)
+    # frame, which decoders take as the stream's length; None without one, or one whose writer left the
+    # count out (the length is then estimated, as without the frame).
+    declared_frames: int | None
+    # What libsndfile estimates the length of an MP3 without a count from: `counted_bytes` (the file less
+    # a 128-byte ID3v1 tag at its end) at the first frame's bitrate, `tag_bytes` of which are tags (ID3v2
+    # before the audio, APE after it), which cover art makes hundreds of kilobytes.
+    counted_bytes: int
+    tag_bytes: int
+
+    @property
+    def declares_length(self) -> bool:
+        return self.declared_frames is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,16 +114,13 @@ class ContainerCheck:
     """What walking a file's container found."""
 
     problem: str | None  # why it is cut short or damaged (a sentence without the file's name), or None
-    # An MP3's samples per channel, counted frame by frame from its first (a Xing/Info frame, which holds
-    # none, included) as the walk reads each frame's header; None for other files, or an MP3 without a
-    # frame found. An MP3 without a Xing/Info frame states no length, and libsndfile decodes it only as far
-    # as it estimates from its first frame's bitrate, which a variable bitrate makes a fraction of this.
-    mp3_samples: int | None = None
+    mp3: Mp3Stream | None = None  # for an MP3 (a file opening with an ID3v2 tag or a frame header)
 
 
 def check_container(source: Path | io.BytesIO) -> ContainerCheck:
     """The file's container walked: whether it is cut short or damaged (`ContainerCheck.problem`, None
-    when it is whole or not a container checked here) and, for an MP3, its frames' sample count."""
+    when it is whole or not a container checked here) and, for an MP3, what its frames and tags say of
+    its length (`Mp3Stream`): the file's only read by this library (its decoder reads it on its own)."""
     with open(source, "rb") if isinstance(source, Path) else _RestoredPosition(source) as stream:
         stream.seek(0, io.SEEK_END)
         size = stream.tell()
@@ -114,7 +143,7 @@ def check_container(source: Path | io.BytesIO) -> ContainerCheck:
         if head[:4] in _AU_MAGIC:
             return ContainerCheck(_au_problem(head, size))
         if head[:3] == b"ID3" or _mp3_frame(head) is not None:
-            return ContainerCheck(*_walk_mp3(stream))
+            return _walk_mp3(stream, size)
         return ContainerCheck(None)
 
 
@@ -353,34 +382,57 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         data_size = declared(header) if len(header) == header_bytes and _is_chunk_name(header[:4]) else None
         return data_size is not None and position + header_bytes + data_size <= size
 
+    def chunks_problem(position: int, end: int, part: str) -> str | None:
+        """Walks the chunks from `position` to `end`; `part` names the outer chunk they are in, where
+        the file has more than one."""
+        while position + header_bytes <= end:
+            stream.seek(position)
+            header = stream.read(header_bytes)
+            name = header[:4]
+            if layout.id_bytes == 4 and not _is_chunk_name(name) or layout.names is not None and name not in layout.names:
+                return None  # not a chunk: data after the file's chunks, which decoders ignore
+            data_size = declared(header)
+            if data_size is None:
+                return None  # written as unknown: the data runs to the end of the file
+            if position + header_bytes + data_size > size:
+                return (f"its {layout.name} '{name.decode('latin-1')}' chunk{part} declares {data_size} bytes and "
+                        f"the file holds {size - position - header_bytes} of them: it is cut short")
+            position += header_bytes + data_size
+            # the pad byte after an odd size (it may be missing at the end); some writers leave it out
+            # even where another chunk follows (libsndfile reads such a WAV whole): a whole chunk where
+            # the pad byte should be, and none after it, is taken as the next chunk
+            if position % layout.alignment and not (layout.id_bytes == 4 and whole_chunk_at(position)
+                                                    and not whole_chunk_at(position + 1)):
+                position += -position % layout.alignment
+        return None
+
     if layout.first_chunk is not None:
-        end, position = size, layout.first_chunk
-    else:
-        stream.seek(0)
+        return chunks_problem(layout.first_chunk, size, "")
+    form_bytes = 4 if layout.id_bytes == 4 else 16  # the form type after the outer chunk's header
+    outer_start, part = 0, ""
+    while True:
+        stream.seek(outer_start)
         outer = declared(stream.read(header_bytes))
-        # the chunks inside the file's outer chunk; bytes after it are not read (decoders ignore them)
-        end = size if outer is None else min(size, header_bytes + outer)
-        position = header_bytes + 4 if layout.id_bytes == 4 else header_bytes + 16  # after the form type
-    while position + header_bytes <= end:
-        stream.seek(position)
-        header = stream.read(header_bytes)
-        name = header[:4]
-        if layout.id_bytes == 4 and not _is_chunk_name(name) or layout.names is not None and name not in layout.names:
-            return None  # not a chunk: data after the file's chunks, which decoders ignore
-        data_size = declared(header)
-        if data_size is None:
-            return None  # written as unknown: the data runs to the end of the file
-        if position + header_bytes + data_size > size:
-            return (f"its {layout.name} '{name.decode('latin-1')}' chunk declares {data_size} bytes and the file "
-                    f"holds {size - position - header_bytes} of them: it is cut short")
-        position += header_bytes + data_size
-        # the pad byte after an odd size (it may be missing at the end); some writers leave it out
-        # even where another chunk follows (libsndfile reads such a WAV whole): a whole chunk where
-        # the pad byte should be, and none after it, is taken as the next chunk
-        if position % layout.alignment and not (layout.id_bytes == 4 and whole_chunk_at(position)
-                                                and not whole_chunk_at(position + 1)):
-            position += -position % layout.alignment
-    return None
+        # the chunks inside the outer chunk; bytes after it are not read (decoders ignore them)
+        end = size if outer is None else min(size, outer_start + header_bytes + outer)
+        problem = chunks_problem(outer_start + header_bytes + form_bytes, end, part)
+        if problem is None and part and outer is not None and outer_start + header_bytes + outer > size:
+            # cut between two of its chunks: an OpenDML part's size is written as it is closed, never a guess
+            problem = (f"its OpenDML 'AVIX' part at byte {outer_start} declares {outer} bytes and the file holds "
+                       f"{size - outer_start - header_bytes} of them: it is cut short")
+        if problem is not None or outer is None or layout is not _RIFF:
+            return problem
+        # OpenDML: an AVI over 1 GB goes on in RIFF 'AVIX' chunks after its first, each holding a movi
+        # list of more frames, which FFmpeg plays on from the first's: each is walked as the first is
+        outer_start = end + (outer & 1)
+        stream.seek(outer_start)
+        following = stream.read(header_bytes + form_bytes)
+        if following[:4] == b"RIFF" and len(following) < header_bytes + form_bytes:
+            return (f"the file ends inside the header of its RIFF chunk at byte {outer_start} (an OpenDML AVI's "
+                    "next part): it is cut short")
+        if following[:4] != b"RIFF" or following[8:12] != b"AVIX":
+            return None
+        part = f" (in its OpenDML 'AVIX' part at byte {outer_start})"
 
 
 def _is_chunk_name(name: bytes) -> bool:
@@ -459,10 +511,10 @@ def id3v2_tags_end(stream: io.BufferedIOBase) -> int:
     return stream.tell()
 
 
-def _walk_mp3(stream: io.BufferedIOBase) -> tuple[str | None, int | None]:
-    """(why the MP3 is cut short or None, the samples its frames hold or None when it has no frame)."""
+def _walk_mp3(stream: io.BufferedIOBase, size: int) -> ContainerCheck:
     start = id3v2_tags_end(stream)
     data = stream.read()
+    tags = _mp3_tags(data, start, size)
     # the first frame: a header followed by another of the same stream (sync bytes occur in other data)
     first = None
     for offset in range(min(len(data) - 3, 4096)):
@@ -473,18 +525,64 @@ def _walk_mp3(stream: io.BufferedIOBase) -> tuple[str | None, int | None]:
                 first = offset
                 break
     if first is None:
-        return None, None
-    position, stream_kind, samples = first, _mp3_frame(data[first : first + 4]).stream, 0
+        return ContainerCheck(None, Mp3Stream(None, None, *tags))
+    counter, declared_frames = _mp3_frame_counter(data[first : first + _MP3_COUNTER_BYTES])
+    position, stream_kind, samples, frames = first, _mp3_frame(data[first : first + 4]).stream, 0, 0
+    problem = None
     while position < len(data):
         frame = _mp3_frame(data[position : position + 4])
         if frame is None or frame.stream != stream_kind:
-            if len(data) - position < 4 and data[position] == 0xFF:
-                return (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
-                        "4 header bytes: it is cut short"), samples
-            return None, samples  # the audio's end: a tag (ID3v1, APE) or other data after it, which decoders skip
+            # the audio's end: a tag (ID3v1, APE) or other bytes after it that are no frame (an old
+            # ripper's padding, a stray byte, fewer bytes than a header), which libsndfile (mpg123) and
+            # FFmpeg skip, decoding every frame before them
+            break
         if position + frame.length > len(data):
-            return (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
-                    f"{frame.length} bytes: it is cut short"), samples
+            problem = (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
+                       f"{frame.length} bytes: it is cut short")
+            break
         position += frame.length
         samples += frame.samples
-    return None, samples
+        frames += 1
+    held = frames - 1 if counter is not None else frames  # the counting frame holds no audio
+    # a file cut exactly between two frames: fewer than its counter counts (a frame's slack for writers
+    # that count the counting frame too, and 1% for a count that is off by an encoder's padding)
+    if problem is None and declared_frames is not None and held + 1 < declared_frames * (1 - TRUNCATION_MARGIN):
+        problem = (f"its {counter} frame counts {declared_frames} MP3 frames and the file holds {held} of them: "
+                   "it is cut short")
+    return ContainerCheck(problem, Mp3Stream(samples, declared_frames, *tags))
+
+
+# A Xing/Info frame's tag follows the first frame's header (and its CRC, if any) and side information:
+# by (MPEG-1 or not, mono or not), in bytes; a VBRI tag sits 32 bytes after the header whatever the frame.
+_MP3_SIDE_INFO = {(True, False): 32, (True, True): 17, (False, False): 17, (False, True): 9}
+_MP3_VBRI = 36
+# The first frame's bytes that hold its count: a VBRI tag's name, version, delay, quality, byte count
+# and frame count (the furthest; a Xing tag's name, flags and count end at most 4 + 2 + 32 + 12 bytes in).
+_MP3_COUNTER_BYTES = _MP3_VBRI + 18
+
+
+def _mp3_frame_counter(head: bytes) -> tuple[str | None, int | None]:
+    """The counting frame the first frame (`head`: its first bytes) is: ("Xing", "Info" or "VBRI", the
+    audio frames it counts or None where it leaves them out), or (None, None) for an audio frame."""
+    mpeg1, mono, protected = (head[1] >> 3) & 3 == 3, head[3] >> 6 == 3, not head[1] & 1
+    xing = 4 + (2 if protected else 0) + _MP3_SIDE_INFO[(mpeg1, mono)]
+    name = head[xing : xing + 4]
+    if name in (b"Xing", b"Info"):
+        has_count = head[xing + 7] & 1 if len(head) >= xing + 8 else 0  # the flags' lowest bit
+        count = int.from_bytes(head[xing + 8 : xing + 12], "big") if has_count and len(head) >= xing + 12 else None
+        return name.decode("ascii"), count
+    if head[_MP3_VBRI : _MP3_VBRI + 4] == b"VBRI" and len(head) >= _MP3_COUNTER_BYTES:
+        return "VBRI", int.from_bytes(head[_MP3_COUNTER_BYTES - 4 : _MP3_COUNTER_BYTES], "big")
+    return None, None
+
+
+def _mp3_tags(data: bytes, leading: int, size: int) -> tuple[int, int]:
+    """(`Mp3Stream.counted_bytes`, `Mp3Stream.tag_bytes`) of an MP3 whose `leading` bytes are ID3v2
+    tags and `data` the rest."""
+    counted = size - 128 if data[-128:-125] == b"TAG" else size
+    footer_end = counted - leading
+    footer = data[footer_end - 32 : footer_end] if footer_end >= 32 else b""  # an APE tag's footer
+    ape = 0  # its size counts its items and its footer, not its header
+    if footer[:8] == b"APETAGEX":
+        ape = int.from_bytes(footer[12:16], "little") + (32 if footer[23] & 0x80 else 0)  # flag: has a header
+    return counted, min(leading + ape, counted - 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import dataclasses
 import io
 import logging
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .containers import ContainerCheck, check_container, id3v2_tags_end
+from .containers import TRUNCATION_MARGIN, ContainerCheck, check_container
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -414,7 +413,7 @@ def _audio_seconds(item: Any) -> float:
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
-    return _declared_seconds(info, source, where, check)
+    return _declared_seconds(info, where, check)
 
 
 def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str, ContainerCheck]:
@@ -427,19 +426,19 @@ def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str, ContainerCheck]:
     return source, where, _refuse_damaged_container("audio", source, where)
 
 
-def _declared_seconds(header: Any, source: Path | io.BytesIO, where: str, check: ContainerCheck) -> float:
+def _declared_seconds(header: Any, where: str, check: ContainerCheck) -> float:
     """The length an audio file's header declares (`header`: its `soundfile.info`, or the open
     `SoundFile`). An MP3 without a Xing/Info frame declares none: its frames' count from the container's
     walk (`check`) stands in for libsndfile's estimate from the first frame's bitrate, which a variable
     bitrate makes a fraction of it; where the walk found no frame, the estimate with the file's tags
-    left out (`_Mp3Layout`)."""
+    left out (`Mp3Stream.tag_bytes`)."""
     _refuse_implausible_rate(header.samplerate, where)
     if header.frames <= 0:
         raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
     frames = header.frames
-    if header.format == "MP3" and not (layout := _mp3_layout(source)).declares_length:
-        frames = (check.mp3_samples if check.mp3_samples is not None
-                  else frames * (layout.counted_bytes - layout.tag_bytes) / layout.counted_bytes)
+    if header.format == "MP3" and (mp3 := check.mp3) is not None and not mp3.declares_length:
+        frames = (mp3.samples if mp3.samples is not None
+                  else frames * (mp3.counted_bytes - mp3.tag_bytes) / mp3.counted_bytes)
     return frames / float(header.samplerate)
 
 
@@ -468,9 +467,6 @@ def _decode_mono_audio(item: Any, max_seconds: float | None) -> tuple[np.ndarray
     return _to_mono(waveform, where), rate
 
 
-# A file this much shorter than its header says is cut short; the margin keeps a count that is off
-# by an encoder's padding from refusing a whole file.
-_TRUNCATION_MARGIN = 0.01
 # What an MP3 decoder leaves out of its frames' samples (the decoder's delay, the encoder's padding): under
 # two frames of 1152.
 _MP3_DECODER_SLACK = 2304
@@ -493,9 +489,9 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     try:
         with soundfile.SoundFile(source) as sound:
             _refuse_implausible_rate(sound.samplerate, where)
-            if max_seconds is not None and (seconds := _declared_seconds(sound, source, where, check)) > max_seconds:
+            if max_seconds is not None and (seconds := _declared_seconds(sound, where, check)) > max_seconds:
                 raise AudioTooLong(where, seconds, max_seconds)
-            counted = sound.format != "MP3" or _mp3_layout(source).declares_length
+            counted = sound.format != "MP3" or check.mp3 is not None and check.mp3.declares_length
             declared = sound.frames if counted else 0
             # in blocks until the data ends: reading all at once allocates the count the header
             # declares, which a damaged header makes terabytes
@@ -509,56 +505,18 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
-    if len(waveform) < declared * (1 - _TRUNCATION_MARGIN):
+    if len(waveform) < declared * (1 - TRUNCATION_MARGIN):
         detail = (f"the file holds {len(waveform)} of the {declared} samples its header declares "
                   f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
-    if (not counted and (held := check.mp3_samples) is not None
-            and len(waveform) < held * (1 - _TRUNCATION_MARGIN) - _MP3_DECODER_SLACK):
+    if (not counted and check.mp3 is not None and (held := check.mp3.samples) is not None
+            and len(waveform) < held * (1 - TRUNCATION_MARGIN) - _MP3_DECODER_SLACK):
         detail = (f"its MP3 frames hold {held} samples ({held / rate:.2f} s) and libsndfile decodes {len(waveform)} "
                   f"({len(waveform) / rate:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, whose "
                   "length libsndfile estimates from its first frame; re-encode it (LAME and FFmpeg write that frame "
                   "by default)")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     return waveform, int(rate), where
-
-
-@dataclasses.dataclass(frozen=True)
-class _Mp3Layout:
-    """What an MP3's tags and first frame say about its length. libsndfile (mpg123) estimates the
-    length of an MP3 without a Xing frame as `counted_bytes` at the first frame's bitrate, counting
-    `tag_bytes` of tags as audio: ID3v2 tags before the first frame and an APE tag at the end, which
-    cover art makes hundreds of kilobytes (it leaves out only a 128-byte ID3v1 tag at the end)."""
-
-    declares_length: bool  # its first frame is a Xing, Info or VBRI frame, counting the file's frames
-    counted_bytes: int
-    tag_bytes: int
-
-
-def _mp3_layout(source: Path | io.BytesIO) -> _Mp3Layout:
-    """An MP3's `_Mp3Layout`, from its ID3v2 tags (each skipped, as FFmpeg adds its own after any
-    other), its first frame (LAME and FFmpeg write a Xing/Info frame by default) and its trailing
-    tags."""
-    with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as stream:
-        start = stream.tell()
-        try:
-            stream.seek(0, io.SEEK_END)
-            size = stream.tell()
-            leading = id3v2_tags_end(stream)
-            head = stream.read(4106)
-            stream.seek(max(size - 128, 0))
-            counted = size - 128 if stream.read(3) == b"TAG" else size
-            stream.seek(max(counted - 32, 0))
-            footer = stream.read(32)  # an APE tag's footer: its size counts its items and itself, not a header
-            ape = 0
-            if footer[:8] == b"APETAGEX":
-                ape = int.from_bytes(footer[12:16], "little") + (32 if footer[23] & 0x80 else 0)  # flag: has a header
-        finally:
-            stream.seek(start)
-    sync = next((i for i in range(len(head) - 1) if head[i] == 0xFF and head[i + 1] & 0xE0 == 0xE0), None)
-    # the tag sits after the side information (at most 32 bytes) of the first frame, VBRI at 36
-    declares = sync is not None and any(name in head[sync : sync + 48] for name in (b"Xing", b"Info", b"VBRI"))
-    return _Mp3Layout(declares, counted, min(leading + ape, counted - 1))
 
 
 def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:
