@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -313,58 +312,6 @@ def test_a_quickstart_ended_by_a_full_disk_reports_what_did_not_fit_not_its_reco
     assert json.loads((tmp_path / "qs" / RECORD).read_text())["seconds"] > json.loads(saved)["seconds"]
 
 
-# One rank of `modrwkv train` in a two-process run, started as a cluster's scheduler (or torchrun on each of
-# two nodes) starts each rank: nothing ends the other ranks when one fails. MODRWKV_TEST_FULL_DISK=RANK:STEP:WRITE
-# makes that rank's WRITE of step STEP fail as a full disk does: `model` rank 0's export of the checkpoint's
-# weights, `state` the training state (which a sharded strategy writes on every rank; DDP on rank 0 only, so on
-# rank 1 this stands for its shard), `final` the copy into final/ (rank 0's). The failing rank lives on after
-# its error until its stdin closes, as a notebook's kernel does (and as a peer's exit goes unnoticed by NCCL):
-# a rank that waits for it waits for ever.
-RANK_LAUNCHER = '''
-import errno, os, sys
-from pathlib import Path
-
-rank, step, write = os.environ["MODRWKV_TEST_FULL_DISK"].split(":")
-if os.environ["LOCAL_RANK"] == rank:
-    import shutil
-
-    import lightning.pytorch.strategies as strategies
-    import modrwkv.training.checkpoint as checkpoint
-
-    def full_disk(owner, name, folder_of, folder):
-        original = getattr(owner, name)
-
-        def write(*args, **kwargs):
-            if folder_of(*args).name == folder:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return original(*args, **kwargs)
-
-        setattr(owner, name, write)
-
-    step_tmp = f".step-{int(step):08d}.tmp"
-    if write == "model":
-        full_disk(checkpoint, "export_model", lambda model, folder, *rest: Path(folder), step_tmp)
-    elif write == "state":
-        full_disk(strategies.DDPStrategy, "save_checkpoint", lambda self, state, path, *rest: Path(path).parent,
-                  step_tmp)
-    else:
-        full_disk(shutil, "copytree", lambda source, destination, *rest: Path(destination), ".final.tmp")
-
-from modrwkv.cli import main
-
-status = main(sys.argv[1:])
-if os.environ["LOCAL_RANK"] == rank:
-    sys.stdin.read()
-sys.exit(status)
-'''
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize(("failing", "message"), [
     ("0:4:model", "{step4}: no space left on device; the checkpoint of step 4 was not saved and its partial files "
                   "are deleted; {step2} is the newest complete checkpoint: make room and continue with --resume"),
@@ -375,34 +322,23 @@ def free_port() -> int:
 ], ids=["rank 0 checkpoint weights", "rank 1 training state", "rank 0 final model"])
 def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, failing, message):
     """A write that fails on one rank of a multi-process run (rank 0's export, one rank's part of the training
-    state, rank 0's final/) used to end that rank only: the others waited at the next barrier for ever, a job
-    burning its GPU hours until its wall time. Every rank now stops with the same error, and the run resumes
-    from the checkpoint it names."""
-    from test_training import write_llava
+    state, rank 0's final/) used to end that rank only: the others waited at the next barrier, for ever while its
+    process lived on (a job burning its GPU hours until its wall time). Every rank now stops with the same error,
+    and the run resumes from the checkpoint it names."""
+    from test_training import start_ranks
 
     from modrwkv.training import load_config
 
-    write = failing.split(":")[2]
-    cfg = config(tmp_path, "run", max_steps=4, batch_size=4, micro_batch_size=2)
-    cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(8)))]}
-    cfg["runtime"].update(devices=2, strategy="ddp")
-    cfg["output"]["save_every"] = 2
-    (tmp_path / "run.yaml").write_text(json.dumps(cfg))  # JSON is YAML
-    (tmp_path / "rank.py").write_text(RANK_LAUNCHER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "NODE_RANK": "0", "MODRWKV_TEST_FULL_DISK": failing}
-    ranks = [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=tmp_path, env={**env, "LOCAL_RANK": str(rank)}) for rank in range(2)]
-    failed = int(failing.split(":")[0])
+    failed, _, write = failing.split(":")
+    ranks = start_ranks(tmp_path, max_steps=4, output={"save_every": 2}, env={"MODRWKV_TEST_FULL_DISK": failing})
     try:
-        outputs = {1 - failed: ranks[1 - failed].communicate(timeout=120)}
+        outputs = {1 - int(failed): ranks[1 - int(failed)].communicate(timeout=120)}
     except subprocess.TimeoutExpired:
         for rank in ranks:
             rank.kill()
         stderr = [rank.communicate()[1][-1500:] for rank in ranks]
-        pytest.fail(f"rank {1 - failed} still waits for rank {failed} after 120 s:\n{stderr[0]}\n{stderr[1]}")
-    outputs[failed] = ranks[failed].communicate("", timeout=60)
+        pytest.fail(f"rank {1 - int(failed)} still waits for rank {failed} after 120 s:\n{stderr[0]}\n{stderr[1]}")
+    outputs[int(failed)] = ranks[int(failed)].communicate("", timeout=60)
     out = tmp_path / "run"
     checkpoints = out / "checkpoints"
     expected = "modrwkv train: error: " + message.format(
