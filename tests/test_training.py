@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -415,6 +416,98 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     # a 1e-7 gradient difference on a near-zero entry into ~1e-5 after 4 steps (seen with 2 threads).
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=5e-5)
+
+
+# One rank of `modrwkv train` in a two-process run, started as a cluster's scheduler (or torchrun on each of
+# two nodes) starts each rank: nothing ends the other ranks when one fails. MODRWKV_TEST_FULL_DISK, if set to
+# RANK:STEP:WRITE, makes that rank's WRITE of step STEP fail as a full disk does: `model` rank 0's export of the
+# checkpoint's weights, `state` the training state (which a sharded strategy writes on every rank; DDP on rank 0
+# only, so on rank 1 this stands for its shard), `final` the copy into final/ (rank 0's). The failing rank lives
+# on after its error until its stdin closes, as a notebook's kernel does (and as a peer's exit goes unnoticed by
+# NCCL): a rank that waits for it waits for ever.
+RANK_LAUNCHER = '''
+import errno, os, sys
+from pathlib import Path
+
+rank, step, write = os.environ.get("MODRWKV_TEST_FULL_DISK", "-:-:-").split(":")
+if os.environ["LOCAL_RANK"] == rank:
+    import shutil
+
+    import lightning.pytorch.strategies as strategies
+    import modrwkv.training.checkpoint as checkpoint
+
+    def full_disk(owner, name, folder_of, folder):
+        original = getattr(owner, name)
+
+        def write(*args, **kwargs):
+            if folder_of(*args).name == folder:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(*args, **kwargs)
+
+        setattr(owner, name, write)
+
+    step_tmp = f".step-{int(step):08d}.tmp"
+    if write == "model":
+        full_disk(checkpoint, "export_model", lambda model, folder, *rest: Path(folder), step_tmp)
+    elif write == "state":
+        full_disk(strategies.DDPStrategy, "save_checkpoint", lambda self, state, path, *rest: Path(path).parent,
+                  step_tmp)
+    else:
+        full_disk(shutil, "copytree", lambda source, destination, *rest: Path(destination), ".final.tmp")
+
+from modrwkv.cli import main
+
+status = main(sys.argv[1:])
+if os.environ["LOCAL_RANK"] == rank:
+    sys.stdin.read()
+sys.exit(status)
+'''
+
+
+def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, str]) -> list[subprocess.Popen]:
+    """The two ranks (RANK_LAUNCHER, each with `env` added) of a DDP run of this file's `config` for `max_steps`
+    with `output` settings (dir: tmp_path/run) on 8 LLaVA colour samples, a batch of 4 in micro-batches of 2:
+    one on each rank. Their output is read line by line."""
+    cfg = config(tmp_path, "run", max_steps=max_steps, batch_size=4, micro_batch_size=2)
+    cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(8)))]}
+    cfg["runtime"].update(devices=2, strategy="ddp")
+    cfg["output"].update(output)
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    (tmp_path / "rank.py").write_text(RANK_LAUNCHER)
+    with socket.socket() as sock:  # a free port for rank 0's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "NODE_RANK": "0", **env}
+    return [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=tmp_path, env={**env, "LOCAL_RANK": str(rank)}) for rank in range(2)]
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_one_checkpoint(tmp_path):
+    """A scheduler's SIGTERM may reach one rank only: every rank stops after the same step, which is saved, and
+    says so with the signal's exit status. The rank that did not receive it used to name the signal "a signal
+    on another rank" and fail looking up that name's number (a KeyError traceback, exit status 1)."""
+    ranks = start_ranks(tmp_path, max_steps=100000, output={"log_every": 1}, env={})
+    first = ranks[0].stdout.readline()  # rank 0's first progress line: training is under way
+    assert first.startswith("step 1/100000 | "), first + ranks[0].stderr.read()
+    ranks[1].send_signal(signal.SIGTERM)
+    try:
+        outputs = [rank.communicate(timeout=120) for rank in ranks]
+    except subprocess.TimeoutExpired:
+        for rank in ranks:
+            rank.kill()
+        pytest.fail("a rank still ran 120 s after rank 1's SIGTERM")
+    lasts = []
+    for rank, (out, err) in zip(ranks, outputs):
+        assert rank.returncode == 128 + signal.SIGTERM, err[-3000:]
+        lasts.append(out.strip().splitlines()[-1])
+    step = int(lasts[0].split("stopped at step ")[1].split()[0])
+    checkpoint = tmp_path / "run" / "checkpoints" / f"step-{step:08d}"
+    assert lasts == [f"stopped at step {step} of 100000 (SIGTERM); checkpoint saved to {checkpoint}. "
+                     f"Continue with: modrwkv train {tmp_path / 'run.yaml'} --resume"] * 2
+    assert latest_checkpoint(tmp_path / "run") == checkpoint
+    assert ModRWKV.from_pretrained(checkpoint).lm.config.n_embd == 64
 
 
 def test_fsdp_strategy_constructs():

@@ -116,6 +116,45 @@ def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
 
 
 @contextlib.contextmanager
+def failing_together(trainer: pl.Trainer) -> Iterator[None]:
+    """A write that may fail on some ranks only (rank 0's export, one rank's part of a sharded state): as
+    the block ends, every rank learns each rank's outcome, and if one failed, every rank raises, that rank
+    its error and the others a copy (an OSError as it was, so that every rank says the same). Without it
+    the other ranks wait at the next collective for the rank that left the run, for ever where its
+    process lives on, a job burning its hours until its wall time. Every rank must enter it: its end is a
+    collective, and so a barrier. In one process the block's error is raised as it is."""
+    error: Exception | None = None
+    try:
+        yield
+    except Exception as exc:  # not a second Ctrl-C (a BaseException), which stops this rank at once, unsaved
+        error = exc
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        outcomes: list[dict[str, Any] | None] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(outcomes, None if error is None else _portable(error, trainer.global_rank))
+        failure = next((outcome for outcome in outcomes if outcome is not None), None)
+        if error is None and failure is not None:
+            log.error("rank %d could not write: %s", failure["rank"], failure["text"])
+            raise _copied(failure)
+    if error is not None:
+        raise error
+
+
+def _portable(error: Exception, rank: int) -> dict[str, Any]:
+    """What another rank needs to raise `error` as well, in plain types."""
+    portable = {"rank": rank, "type": type(error).__name__, "text": str(error)}
+    if isinstance(error, OSError) and error.strerror:
+        portable["os_error"] = (error.errno, error.strerror, error.filename, error.filename2)
+    return portable
+
+
+def _copied(failure: dict[str, Any]) -> Exception:
+    if "os_error" in failure:
+        number, strerror, filename, filename2 = failure["os_error"]
+        return OSError(number, strerror, filename, None, filename2)
+    return RuntimeError(f"{failure['type']} on rank {failure['rank']}: {failure['text']}")
+
+
+@contextlib.contextmanager
 def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator[None]:
     """Makes the full (unsharded) weights visible on rank 0 under FSDP and DeepSpeed ZeRO-3; a
     no-op for other strategies. Every rank must enter it."""
@@ -194,9 +233,9 @@ class PretrainedCheckpoint(pl.Callback):
         if trainer.global_step != self._last_saved:
             self.save(trainer, pl_module)
         if trainer.global_step >= self.total_steps:
-            if trainer.is_global_zero:
-                write_final(self.output_dir, self.output_dir / CHECKPOINTS / step_folder_name(trainer.global_step))
-            trainer.strategy.barrier()
+            with failing_together(trainer):
+                if trainer.is_global_zero:
+                    write_final(self.output_dir, self.output_dir / CHECKPOINTS / step_folder_name(trainer.global_step))
 
     def _run_config(self) -> dict[str, Any] | None:
         """The run's resolved config.yaml (written before training starts), for the model card."""
@@ -208,15 +247,20 @@ class PretrainedCheckpoint(pl.Callback):
         root = self.output_dir / CHECKPOINTS
         name = step_folder_name(step)
         tmp, folder = root / f".{name}.tmp", root / name
-        if trainer.is_global_zero:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        trainer.strategy.barrier()
+        with failing_together(trainer):
+            if trainer.is_global_zero:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
         try:
-            with full_parameters(trainer, pl_module):
+            with full_parameters(trainer, pl_module), failing_together(trainer):
                 if trainer.is_global_zero:
                     export_model(pl_module.model, tmp, self.lora, self._run_config())
-            trainer.save_checkpoint(tmp / TRAINING_STATE, weights_only=False)
+            # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
+            # written would wait for one whose part failed: dumping the state is collective (FSDP gathers
+            # the optimizer's), writing it not (DDP's is rank 0's, a sharded strategy's each rank's part).
+            state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            with failing_together(trainer):
+                trainer.strategy.save_checkpoint(state, tmp / TRAINING_STATE)
         except OSError as exc:  # a full disk, a quota: say which checkpoint, and what is still there
             if trainer.is_global_zero:
                 shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
@@ -225,18 +269,17 @@ class PretrainedCheckpoint(pl.Callback):
                     if newest is not None else "no checkpoint of this run was complete yet")
             raise OSError(exc.errno, f"{exc.strerror or exc}; the checkpoint of step {step} was not saved and its "
                           f"partial files are deleted; {then}", str(folder)) from exc
-        trainer.strategy.barrier()
-        if trainer.is_global_zero:
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-            write_text_atomically(root / LATEST, name)
-            # Only this step's predecessors make way: a newer step folder is left over from a run killed
-            # before it could point `latest` at it, and the next save of that step replaces it.
-            kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
-            for old in kept[: -self.keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-            log.info("checkpoint %s", folder)
-        trainer.strategy.barrier()
+        with failing_together(trainer):
+            if trainer.is_global_zero:
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
+                write_text_atomically(root / LATEST, name)
+                # Only this step's predecessors make way: a newer step folder is left over from a run killed
+                # before it could point `latest` at it, and the next save of that step replaces it.
+                kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
+                for old in kept[: -self.keep_last]:
+                    shutil.rmtree(old, ignore_errors=True)
+                log.info("checkpoint %s", folder)
         self._last_saved = step
         self.last_checkpoint = folder
         return folder

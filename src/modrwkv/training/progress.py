@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
+import torch
 
 from .checkpoint import PretrainedCheckpoint
 
@@ -226,11 +227,14 @@ class StopOnSignal(StopRequest, pl.Callback):
                            batch_idx: int) -> None:
         if not _at_step_boundary(trainer, batch_idx):
             return
-        requested = self.signal_name is not None
-        if trainer.world_size > 1:  # every rank stops at the same step (a signal may reach one only)
-            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
-        if requested and trainer.global_step < self.checkpointer.total_steps:
-            self.signal_name = self.signal_name or "a signal on another rank"
+        number = signal.Signals[self.signal_name].value if self.signal_name is not None else 0
+        if trainer.world_size > 1:
+            # Every rank stops at the same step (a signal may reach one only), and names the signal: a run's exit
+            # status is the signal's on every rank (SIGTERM's, where a rank received SIGTERM and another SIGINT).
+            number = int(trainer.strategy.reduce(torch.tensor(number, device=trainer.strategy.root_device),
+                                                 reduce_op="max").item())
+        if number and trainer.global_step < self.checkpointer.total_steps:
+            self.signal_name = self.signal_name or signal.Signals(number).name
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
 
