@@ -23,6 +23,8 @@ from modrwkv.cli import main
 from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio
 from modrwkv.inference import ModRWKVPipeline
+from modrwkv.inference.pipeline import TranscribedSegment, Transcription
+from modrwkv.inference.transcript_formats import render_transcript
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing.speech_segments import speech_segments
 from modrwkv.serving import create_app
@@ -115,6 +117,19 @@ def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
     cues = [(s.start, s.end, s.text) for s in expected.segments if s.text]
     for kind in ("srt", "vtt"):
         assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
+
+
+def test_subtitles_keep_each_segment_one_cue_for_ffmpeg():
+    """A segment's text with a blank line or "-->" (a model may write either) stays one cue, with its
+    times, as FFmpeg's SRT and WebVTT readers read the file; hours past the first are written."""
+    av = pytest.importorskip("av")
+    segments = [TranscribedSegment(0.5, 1.0, "one\n\ntwo", "stop"), TranscribedSegment(61.0, 3725.5, "a --> b\n \nc", "stop")]
+    transcription = Transcription("one two a b c", segments, "stop", 3726.0)
+    for kind, demuxer in [("srt", "srt"), ("vtt", "webvtt")]:
+        with av.open(io.BytesIO(render_transcript(transcription, kind).encode()), format=demuxer) as container:
+            cues = [(float(p.pts * p.time_base), float((p.pts + p.duration) * p.time_base), bytes(p).decode())
+                    for p in container.demux() if p.size]
+        assert cues == [(0.5, 1.0, "one\ntwo"), (61.0, 3725.5, "a -> b\nc")], kind
 
 
 def test_segments_are_cut_at_the_known_pauses(live):
