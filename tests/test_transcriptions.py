@@ -251,6 +251,19 @@ def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
     assert refused.value.status_code == 413
 
 
+def test_a_server_without_python_multipart_says_which_package_to_install(monkeypatch):
+    """Without python-multipart, Starlette cannot parse a form (it asserts the package is there): the
+    reply names the package and the extra that installs it instead of an internal error."""
+    import starlette.formparsers
+
+    monkeypatch.setattr(starlette.formparsers, "multipart", None)
+    with TestClient(create_app(tiny_pipeline(), model_name="tiny")) as client:
+        reply = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", RECORDING)}, data={"model": "tiny"})
+    assert reply.status_code == 501, reply.text
+    assert "needs the 'python-multipart' package" in reply.json()["error"]["message"]
+    assert "pip install 'modrwkv[serve]'" in reply.json()["error"]["message"]
+
+
 # --- modrwkv transcribe -------------------------------------------------------------------------
 
 
