@@ -7,6 +7,8 @@ import concurrent.futures
 import io
 import json
 import re
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -17,7 +19,7 @@ import pytest
 import soundfile
 from fastapi.testclient import TestClient
 from test_pipeline import LM, png_bytes, tiny_model_dir, tiny_pipeline
-from test_server import KEY, LIMITS, ask, live_server
+from test_server import KEY, LIMITS, USER, ask, live_server
 
 from modrwkv.cli import main
 from modrwkv.encoders import build_encoder
@@ -27,7 +29,7 @@ from modrwkv.inference.pipeline import TranscribedSegment, Transcription
 from modrwkv.inference.transcript_formats import render_transcript
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing.speech_segments import speech_segments
-from modrwkv.serving import create_app
+from modrwkv.serving import ServerLimits, create_app
 
 from conftest import make_model
 
@@ -177,6 +179,41 @@ def test_more_segments_than_batch_slots_go_in_windows_in_order(expected):
         assert "".join(deltas) == expected.text
         # the scheduler counts a segment just after posting its result
         small.wait_for(lambda health: health["completed"] == 2 * len(expected.segments))
+
+
+def test_a_later_window_waits_for_room_instead_of_failing(monkeypatch):
+    """An admitted recording is not refused part way: two slots and no queue; while its second
+    window's audio is prepared, two chats take both slots; the window waits for them instead of
+    ending the request with a 429, and the text is the one the recording gets alone."""
+    pipeline = tiny_pipeline()
+    prepare, prepared = pipeline.transcription_prompt, []
+    second_window, slots_taken = threading.Event(), threading.Event()
+
+    def prompt(clip, *args, **kwargs):
+        prepared.append(clip)
+        if len(prepared) == 3:  # the second window's only segment
+            second_window.set()
+            assert slots_taken.wait(30)
+        return prepare(clip, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "transcription_prompt", prompt)
+    with live_server(limits=ServerLimits(max_tokens=100_000), api_key=KEY, max_batch=2, max_queue=0) as server:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(transcribe, server)  # three segments: a window of two, then one
+            assert second_window.wait(30)
+            server.wait_for(lambda health: health["running"] == 0)
+            chats = [ask(server.client(), [USER], max_tokens=100_000, stream=True) for _ in range(2)]
+            for chat in chats:
+                next(iter(chat))
+            server.wait_for(lambda health: health["running"] == 2)
+            slots_taken.set()
+            time.sleep(0.5)  # the window finds no room
+            assert not waiting.done()
+            for chat in chats:
+                chat.close()
+            text = waiting.result(timeout=60).text
+        assert len(prepared) == 3
+        assert text == transcribe(server).text  # alone
 
 
 def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # How often a waiting handler checks whether its client is still connected.
 DISCONNECT_POLL_SECONDS = 0.25
+# How often a later window of a transcription tries the full queue again.
+QUEUE_RETRY_SECONDS = 0.05
 # Requests whose media are decoded and preprocessed at the same time.
 PREPARE_THREADS = 4
 
@@ -449,11 +451,14 @@ async def _transcribe_in_order(scheduler: Scheduler, pipeline: ModRWKVPipeline, 
     """The replies to a recording's segments, in order, each as soon as it and all before it are done.
     Segments are submitted together, up to max_batch at a time (a long recording's hundreds of
     segments would otherwise fill the queue that other requests wait in); the next window's audio
-    is prepared once the previous one is done."""
+    is prepared once the previous one is done. The first window is queued all or none (a full queue
+    is a 429 the client may retry); a later one waits for room instead: the request was admitted, and
+    a 429 then would throw away the windows already transcribed."""
     for first in range(0, len(clips), scheduler.max_batch):
         prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[first : first + scheduler.max_batch],
                                                  limits, limiter=preparing)
-        tickets = _submit_all(scheduler, [(prompt, params) for prompt in prompts])
+        jobs = [(prompt, params) for prompt in prompts]
+        tickets = _submit_all(scheduler, jobs) if first == 0 else await _submit_when_room(scheduler, jobs, request)
         try:
             finished: dict[int, GenerationResult] = {}
             following = 0
@@ -585,6 +590,28 @@ def _submit_all(scheduler: Scheduler, jobs: Sequence[tuple[EncodedPrompt, Sampli
         for ticket in tickets:
             ticket.cancel()
         raise _queue_full() from None
+    return tickets
+
+
+async def _submit_when_room(scheduler: Scheduler, jobs: Sequence[tuple[EncodedPrompt, SamplingParams]],
+                            request: Request) -> list[Ticket]:
+    """Queues one decode per job, each as soon as the queue has room for it (tried every
+    QUEUE_RETRY_SECONDS while the client is still there); those queued are cancelled if it leaves."""
+    tickets: list[Ticket] = []
+    try:
+        for prompt, params in jobs:
+            while True:
+                try:
+                    tickets.append(scheduler.submit(prompt, params))
+                    break
+                except QueueFull:
+                    if await request.is_disconnected():
+                        raise APIError(499, "the client closed the request") from None
+                    await asyncio.sleep(QUEUE_RETRY_SECONDS)
+    except BaseException:  # the client left (or the stream was closed) while this waited
+        for ticket in tickets:
+            ticket.cancel()
+        raise
     return tickets
 
 
