@@ -216,6 +216,22 @@ def test_a_later_window_waits_for_room_instead_of_failing(monkeypatch):
         assert text == transcribe(server).text  # alone
 
 
+def test_a_full_queue_is_a_429_streamed_or_not():
+    """The first window is queued before the reply starts: a streamed request the queue has no room
+    for is a 429 (which the openai client retries), not a 200 whose stream holds an error."""
+    with live_server(limits=ServerLimits(max_tokens=100_000), api_key=KEY, max_batch=2, max_queue=1) as server:
+        chats = [ask(server.client(), [USER], max_tokens=100_000, stream=True) for _ in range(2)]
+        for chat in chats:
+            next(iter(chat))
+        server.wait_for(lambda health: health["running"] == 2)
+        for stream in (False, True):  # one queue place for a window of two segments
+            with pytest.raises(openai.RateLimitError, match="busy"):
+                transcribe(server, stream=stream)
+        assert server.health()["queued"] == 0
+        for chat in chats:
+            chat.close()
+
+
 def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
     """A raw POST to the endpoint (multipart/form-data written here, or a JSON body): status, JSON reply."""
     if json_body is not None:

@@ -263,7 +263,8 @@ def create_app(
                                               max_new_tokens=min(DEFAULT_TRANSCRIPT_TOKENS, limits.max_tokens))
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
-        replies = _transcribe_in_order(scheduler, pipeline, clips, params, request, limits, preparing)
+        tickets = await _submit_first_window(scheduler, pipeline, clips, params, limits, preparing)
+        replies = _transcribe_in_order(scheduler, pipeline, clips, params, request, limits, preparing, tickets)
         observer = _Observer(metrics, "/v1/audio/transcriptions", arrived)
         if parsed.stream:
             return StreamingResponse(_stream_transcript(replies, segments, duration, observer),
@@ -445,20 +446,27 @@ def _segment_prompts(pipeline: ModRWKVPipeline, clips: Sequence[Any], limits: Se
     return prompts
 
 
+async def _submit_first_window(scheduler: Scheduler, pipeline: ModRWKVPipeline, clips: Sequence[Any],
+                               params: SamplingParams, limits: ServerLimits,
+                               preparing: anyio.CapacityLimiter) -> list[Ticket]:
+    """A recording's first window of segments, prepared and queued all or none before the reply
+    starts, so that a full queue (429) or a refused segment is the reply's status, streamed or not."""
+    prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[: scheduler.max_batch], limits,
+                                             limiter=preparing)
+    return _submit_all(scheduler, [(prompt, params) for prompt in prompts])
+
+
 async def _transcribe_in_order(scheduler: Scheduler, pipeline: ModRWKVPipeline, clips: Sequence[Any],
                                params: SamplingParams, request: Request, limits: ServerLimits,
-                               preparing: anyio.CapacityLimiter) -> AsyncIterator[GenerationResult]:
+                               preparing: anyio.CapacityLimiter, tickets: list[Ticket]) -> AsyncIterator[GenerationResult]:
     """The replies to a recording's segments, in order, each as soon as it and all before it are done.
     Segments are submitted together, up to max_batch at a time (a long recording's hundreds of
-    segments would otherwise fill the queue that other requests wait in); the next window's audio
-    is prepared once the previous one is done. The first window is queued all or none (a full queue
-    is a 429 the client may retry); a later one waits for room instead: the request was admitted, and
-    a 429 then would throw away the windows already transcribed."""
-    for first in range(0, len(clips), scheduler.max_batch):
-        prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[first : first + scheduler.max_batch],
-                                                 limits, limiter=preparing)
-        jobs = [(prompt, params) for prompt in prompts]
-        tickets = _submit_all(scheduler, jobs) if first == 0 else await _submit_when_room(scheduler, jobs, request)
+    segments would otherwise fill the queue that other requests wait in): `tickets` are the first
+    window's (`_submit_first_window`); the next window's audio is prepared once the previous one is
+    done, and waits for room in the queue instead of being refused: the request was admitted, and a
+    429 then would throw away the windows already transcribed."""
+    first = 0
+    while True:
         try:
             finished: dict[int, GenerationResult] = {}
             following = 0
@@ -475,6 +483,12 @@ async def _transcribe_in_order(scheduler: Scheduler, pipeline: ModRWKVPipeline, 
         finally:
             for ticket in tickets:
                 ticket.cancel()  # no-op once done
+        first += scheduler.max_batch
+        if first >= len(clips):
+            return
+        prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[first : first + scheduler.max_batch],
+                                                 limits, limiter=preparing)
+        tickets = await _submit_when_room(scheduler, [(prompt, params) for prompt in prompts], request)
 
 
 def _transcription_usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
