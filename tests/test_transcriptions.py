@@ -232,6 +232,21 @@ def test_a_full_queue_is_a_429_streamed_or_not():
             chat.close()
 
 
+def test_a_client_leaving_mid_stream_frees_its_segments_slots():
+    """A streamed transcription whose client hangs up while a later window is decoded: that
+    window's segment leaves the batch and no window after it is queued."""
+    recording, _ = tones([0.5] * 4, [0.5] * 3)  # four segments, windows of one
+    with live_server(limits=ServerLimits(max_tokens=100_000), api_key=KEY, max_batch=1, max_queue=0) as server:
+        stream = transcribe(server, recording, stream=True)
+        assert next(iter(stream)).type == "transcript.text.delta"
+        server.wait_for(lambda h: h["completed"] == 1 and h["running"] == 1)  # the second window
+        stream.close()
+        health = server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 1)
+        time.sleep(0.5)  # no later window comes
+        assert {**server.health(), "steps": health["steps"]} == health
+        assert health["completed"] == 1 and health["queued"] == 0
+
+
 def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
     """A raw POST to the endpoint (multipart/form-data written here, or a JSON body): status, JSON reply."""
     if json_body is not None:
