@@ -731,6 +731,31 @@ def test_a_variable_bitrate_mp3_without_its_xing_frame_lasts_what_its_frames_hol
     assert len(walks) == 1
 
 
+def test_bytes_between_two_mp3_frames_are_skipped_as_mpg123_skips_them_so_every_frame_counts():
+    """mpg123 (libsndfile's decoder) skips up to 1024 bytes that are no frame between two frames and
+    decodes the frames after them; the walk stopped there, so a stray byte early in a file without a
+    Xing frame made its length a few frames: a limit (the server's --max-audio-seconds) was checked
+    against that and the file decoded past it, and libsndfile's partial read of this variable-bitrate
+    file was not refused. With a Xing frame, such a file was refused as cut short."""
+    from modrwkv.encoders.media import AudioTooLong
+
+    stripped, held, _ = vbr_mp3_without_xing()
+    at = mp3_frames(stripped)[3][0]
+    for junk in (b"\x00", b"\xff" * 5, bytes(1000)):
+        strayed = stripped[:at] + junk + stripped[at:]
+        assert audio_seconds(strayed) == held / 16000
+        with pytest.raises(AudioTooLong):
+            decode_audio(strayed, max_seconds=2.0)
+        with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):
+            load_audio(strayed)
+    whole = encoded((0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
+    at = mp3_frames(whole)[3][0]
+    assert len(load_audio(whole[:at] + bytes(1000) + whole[at:])) == len(load_audio(whole))
+    # more than mpg123 looks past: it stops there, and the Xing frame's count finds the frames missing
+    with pytest.raises(MediaError, match="its Xing frame counts 58 MP3 frames and the file holds 3 of them"):
+        load_audio(whole[:at] + bytes(1100) + whole[at:])
+
+
 def test_an_mp3_is_read_once_by_this_library_and_its_length_is_what_its_frames_say(tmp_path, monkeypatch):
     """The walk that checks an MP3 for a cut reads its tags and its Xing/Info frame too: `decode_audio`
     with a length limit opens the file once (libsndfile opens it on its own), where it read the file's
