@@ -429,7 +429,8 @@ def _cut_recording(pipeline: ModRWKVPipeline, parsed: transcriptions.Transcripti
                    limits: ServerLimits) -> tuple[list[Any], list[SpeechSegment], float]:
     """An upload decoded (within --max-transcription-seconds) and cut at its pauses (runs in a worker thread)."""
     name = f"the file {parsed.filename!r}"
-    waveform = check_audio(parsed.audio, name, limits.max_transcription_seconds, "--max-transcription-seconds")
+    waveform = check_audio(parsed.audio, name, limits.max_transcription_seconds, "--max-transcription-seconds",
+                           param="file")
     try:
         return pipeline.transcription_clips(waveform, SegmentSettings())
     except ValueError as exc:  # MediaError included
