@@ -367,8 +367,9 @@ def test_transcribe_command_writes_each_format_as_the_server_does(tmp_path, caps
     (["not-audio.wav"], "cannot decode audio 'not-audio.wav': not a recognised audio format"),
     (["--max-segment-seconds", "0.1", "tones.wav"], "--max-segment-seconds: max_segment_seconds must be between"),
     (["--whole", "--max-segment-seconds", "5", "tones.wav"], "--max-segment-seconds cuts at pauses; it does not apply with --whole"),
-    (["--output-dir", "out", "tones.wav", "sub/tones.wav"], "several recordings would be written to out/tones.txt"),
+    (["--output-dir", "out", "tones.wav", "sub/tones.wav"], "several recordings would be written to out/tones.txt (the same file named twice, or the same name in different folders)"),
     (["--model", "series-only", "tones.wav"], "series-only cannot transcribe: it has no audio encoder (it reads series)"),
+    (["--output-dir", "not-audio.wav", "tones.wav"], "--output-dir not-audio.wav: is a file, not a folder"),
 ])
 def test_transcribe_command_bad_input_is_one_line(tmp_path, monkeypatch, capsys, arguments, message):
     monkeypatch.chdir(tmp_path)
@@ -384,3 +385,5 @@ def test_transcribe_command_bad_input_is_one_line(tmp_path, monkeypatch, capsys,
     assert "Traceback" not in error and error.endswith("\n") and not (tmp_path / "out").exists(), error
     # the last line (a model's weights load under a progress bar first)
     assert error.splitlines()[-1].startswith(f"modrwkv transcribe: error: {message}"), error
+    if "--output-dir" in message:  # found before the model loads and the recordings are transcribed
+        assert "Loading weights" not in error, error
