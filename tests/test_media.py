@@ -692,6 +692,35 @@ def vbr_mp3_without_xing() -> tuple[bytes, int, int]:
     return stripped, held, decoded
 
 
+def test_an_mp3_holding_more_frames_than_its_xing_frame_counts_is_refused_and_a_count_of_0_counts_none():
+    """libsndfile decodes only the frames a Xing frame counts: a count below the frames the file holds
+    (damaged, or files joined after the first's Xing frame) was read silently as a shorter clip. A
+    count of 0 (a writer that could not seek back to fill it in) is no count: mpg123 estimates the
+    length from the first frame, which this variable-bitrate file makes under half its frames; both
+    were loaded without an error."""
+    rng = np.random.default_rng(0)
+    t = np.arange(48000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(3 * t)) + 0.05 * rng.standard_normal(48000) * (t > 1.5))
+    whole = encoded(wave.astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
+    frames = len(mp3_frames(whole))
+    tag = whole.index(b"Xing")
+    assert int.from_bytes(whole[tag + 8 : tag + 12], "big") == frames and len(load_audio(whole)) == 48000
+
+    def counting(count: int) -> bytes:
+        return whole[: tag + 8] + count.to_bytes(4, "big") + whole[tag + 12 :]
+
+    short = frames * 2 // 3
+    assert len(sf.read(io.BytesIO(counting(short)))[0]) < 48000 * 0.7  # libsndfile alone: the counted frames
+    for read in (load_audio, audio_seconds):
+        with pytest.raises(MediaError, match=f"its Xing frame counts {short} MP3 frames and the file holds {frames}: "
+                           "libsndfile decodes only those it counts"):
+            read(counting(short))
+    held = (frames + 1) * 576  # the walk's count: the Xing frame's too (MPEG-2 layer III: 576 per frame)
+    assert audio_seconds(counting(0)) == held / 16000
+    with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):
+        load_audio(counting(0))
+
+
 def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_part(tmp_path):
     """libsndfile estimates the length of an MP3 without a Xing/Info frame from its first frame's
     bitrate and decodes only that far: of this variable-bitrate file it read 0.85 of 3.10 s, without an

@@ -34,7 +34,9 @@ file silently as a shorter clip.
   where a frame follows within 1024 bytes (a stray byte mid-file), the walk goes on there, counting the
   frames after them; otherwise they end it (an ID3v1 or APE tag, or junk such as a stray byte or fewer
   bytes than a header, which libsndfile and FFmpeg skip). A Xing/Info or VBRI frame first counts the
-  frames: a file that holds fewer was cut between two of them.
+  frames: a file that holds fewer was cut between two of them; one that holds more is refused too, as
+  libsndfile decodes only the counted ones (a count of 0, left by a writer that could not seek back,
+  is no count).
 
 Other formats (FLAC, ...) return None here; the audio reader compares their sample counts with the
 count their header declares (`modrwkv.encoders.media`).
@@ -556,6 +558,11 @@ def _walk_mp3(stream: io.BufferedIOBase, size: int) -> ContainerCheck:
     if problem is None and declared_frames is not None and held + 1 < declared_frames * (1 - TRUNCATION_MARGIN):
         problem = (f"its {counter} frame counts {declared_frames} MP3 frames and the file holds {held} of them: "
                    "it is cut short")
+    # more frames than counted (a damaged count, or files joined after the first's counting frame):
+    # libsndfile decodes only the counted ones, silently a shorter clip (FFmpeg plays them all)
+    if problem is None and declared_frames is not None and held > declared_frames * (1 + TRUNCATION_MARGIN) + 1:
+        problem = (f"its {counter} frame counts {declared_frames} MP3 frames and the file holds {held}: libsndfile "
+                   "decodes only those it counts (a damaged count, or files joined after it); re-encode it")
     return ContainerCheck(problem, Mp3Stream(samples, declared_frames, *tags))
 
 
@@ -596,10 +603,10 @@ def _mp3_frame_counter(head: bytes) -> tuple[str | None, int | None]:
     name = head[xing : xing + 4]
     if name in (b"Xing", b"Info"):
         has_count = head[xing + 7] & 1 if len(head) >= xing + 8 else 0  # the flags' lowest bit
-        count = int.from_bytes(head[xing + 8 : xing + 12], "big") if has_count and len(head) >= xing + 12 else None
-        return name.decode("ascii"), count
+        count = int.from_bytes(head[xing + 8 : xing + 12], "big") if has_count and len(head) >= xing + 12 else 0
+        return name.decode("ascii"), count or None  # a count of 0 (a writer that could not seek back): mpg123 estimates
     if head[_MP3_VBRI : _MP3_VBRI + 4] == b"VBRI" and len(head) >= _MP3_COUNTER_BYTES:
-        return "VBRI", int.from_bytes(head[_MP3_COUNTER_BYTES - 4 : _MP3_COUNTER_BYTES], "big")
+        return "VBRI", int.from_bytes(head[_MP3_COUNTER_BYTES - 4 : _MP3_COUNTER_BYTES], "big") or None
     return None, None
 
 
