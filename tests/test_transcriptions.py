@@ -285,6 +285,8 @@ def long_recording() -> bytes:
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "tsv"}, 400,
      "'response_format' must be one of json, text, srt, verbose_json, vtt, got 'tsv'"),
     ({"file": ("a.wav", RECORDING)}, {"model": "whisper-1"}, 404, "The model 'whisper-1' does not exist"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "m" * 500_000}, 404,  # not echoed whole
+     f"The model '{'m' * 100}'... (500000 characters) does not exist"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "verbose_json",
                                       "timestamp_granularities[]": ["word"]}, 400,
      "'timestamp_granularities[]' word is not supported"),
