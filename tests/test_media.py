@@ -692,6 +692,35 @@ def vbr_mp3_without_xing() -> tuple[bytes, int, int]:
     return stripped, held, decoded
 
 
+def test_an_mp3_holding_more_frames_than_its_xing_frame_counts_is_refused_and_a_count_of_0_counts_none():
+    """libsndfile decodes only the frames a Xing frame counts: a count below the frames the file holds
+    (damaged, or files joined after the first's Xing frame) was read silently as a shorter clip. A
+    count of 0 (a writer that could not seek back to fill it in) is no count: mpg123 estimates the
+    length from the first frame, which this variable-bitrate file makes under half its frames; both
+    were loaded without an error."""
+    rng = np.random.default_rng(0)
+    t = np.arange(48000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(3 * t)) + 0.05 * rng.standard_normal(48000) * (t > 1.5))
+    whole = encoded(wave.astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
+    frames = len(mp3_frames(whole))
+    tag = whole.index(b"Xing")
+    assert int.from_bytes(whole[tag + 8 : tag + 12], "big") == frames and len(load_audio(whole)) == 48000
+
+    def counting(count: int) -> bytes:
+        return whole[: tag + 8] + count.to_bytes(4, "big") + whole[tag + 12 :]
+
+    short = frames * 2 // 3
+    assert len(sf.read(io.BytesIO(counting(short)))[0]) < 48000 * 0.7  # libsndfile alone: the counted frames
+    for read in (load_audio, audio_seconds):
+        with pytest.raises(MediaError, match=f"its Xing frame counts {short} MP3 frames and the file holds {frames}: "
+                           "libsndfile decodes only those it counts"):
+            read(counting(short))
+    held = (frames + 1) * 576  # the walk's count: the Xing frame's too (MPEG-2 layer III: 576 per frame)
+    assert audio_seconds(counting(0)) == held / 16000
+    with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):
+        load_audio(counting(0))
+
+
 def test_a_variable_bitrate_mp3_without_its_xing_frame_is_refused_not_read_in_part(tmp_path):
     """libsndfile estimates the length of an MP3 without a Xing/Info frame from its first frame's
     bitrate and decodes only that far: of this variable-bitrate file it read 0.85 of 3.10 s, without an
@@ -729,6 +758,31 @@ def test_a_variable_bitrate_mp3_without_its_xing_frame_lasts_what_its_frames_hol
     with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):  # under the limit: decoded, refused
         decode_audio(stripped, max_seconds=5.0)
     assert len(walks) == 1
+
+
+def test_bytes_between_two_mp3_frames_are_skipped_as_mpg123_skips_them_so_every_frame_counts():
+    """mpg123 (libsndfile's decoder) skips up to 1024 bytes that are no frame between two frames and
+    decodes the frames after them; the walk stopped there, so a stray byte early in a file without a
+    Xing frame made its length a few frames: a limit (the server's --max-audio-seconds) was checked
+    against that and the file decoded past it, and libsndfile's partial read of this variable-bitrate
+    file was not refused. With a Xing frame, such a file was refused as cut short."""
+    from modrwkv.encoders.media import AudioTooLong
+
+    stripped, held, _ = vbr_mp3_without_xing()
+    at = mp3_frames(stripped)[3][0]
+    for junk in (b"\x00", b"\xff" * 5, bytes(1000)):
+        strayed = stripped[:at] + junk + stripped[at:]
+        assert audio_seconds(strayed) == held / 16000
+        with pytest.raises(AudioTooLong):
+            decode_audio(strayed, max_seconds=2.0)
+        with pytest.raises(MediaError, match=f"its MP3 frames hold {held} samples"):
+            load_audio(strayed)
+    whole = encoded((0.5 * sine(440, 16000, seconds=2.0)).astype(np.float32), 16000, "MP3", "MPEG_LAYER_III")
+    at = mp3_frames(whole)[3][0]
+    assert len(load_audio(whole[:at] + bytes(1000) + whole[at:])) == len(load_audio(whole))
+    # more than mpg123 looks past: it stops there, and the Xing frame's count finds the frames missing
+    with pytest.raises(MediaError, match="its Xing frame counts 58 MP3 frames and the file holds 3 of them"):
+        load_audio(whole[:at] + bytes(1100) + whole[at:])
 
 
 def test_an_mp3_is_read_once_by_this_library_and_its_length_is_what_its_frames_say(tmp_path, monkeypatch):

@@ -7,6 +7,8 @@ import concurrent.futures
 import io
 import json
 import re
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -17,15 +19,17 @@ import pytest
 import soundfile
 from fastapi.testclient import TestClient
 from test_pipeline import LM, png_bytes, tiny_model_dir, tiny_pipeline
-from test_server import KEY, LIMITS, ask, live_server
+from test_server import KEY, LIMITS, USER, ask, live_server
 
 from modrwkv.cli import main
 from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio
 from modrwkv.inference import ModRWKVPipeline
+from modrwkv.inference.pipeline import TranscribedSegment, Transcription
+from modrwkv.inference.transcript_formats import render_transcript
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing.speech_segments import speech_segments
-from modrwkv.serving import create_app
+from modrwkv.serving import ServerLimits, create_app
 
 from conftest import make_model
 
@@ -117,6 +121,19 @@ def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
         assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
 
 
+def test_subtitles_keep_each_segment_one_cue_for_ffmpeg():
+    """A segment's text with a blank line or "-->" (a model may write either) stays one cue, with its
+    times, as FFmpeg's SRT and WebVTT readers read the file; hours past the first are written."""
+    av = pytest.importorskip("av")
+    segments = [TranscribedSegment(0.5, 1.0, "one\n\ntwo", "stop"), TranscribedSegment(61.0, 3725.5, "a --> b\n \nc", "stop")]
+    transcription = Transcription("one two a b c", segments, "stop", 3726.0)
+    for kind, demuxer in [("srt", "srt"), ("vtt", "webvtt")]:
+        with av.open(io.BytesIO(render_transcript(transcription, kind).encode()), format=demuxer) as container:
+            cues = [(float(p.pts * p.time_base), float((p.pts + p.duration) * p.time_base), bytes(p).decode())
+                    for p in container.demux() if p.size]
+        assert cues == [(0.5, 1.0, "one\ntwo"), (61.0, 3725.5, "a -> b\nc")], kind
+
+
 def test_segments_are_cut_at_the_known_pauses(live):
     verbose = transcribe(live, response_format="verbose_json")
     assert len(verbose.segments) == len(BURSTS)
@@ -164,6 +181,72 @@ def test_more_segments_than_batch_slots_go_in_windows_in_order(expected):
         small.wait_for(lambda health: health["completed"] == 2 * len(expected.segments))
 
 
+def test_a_later_window_waits_for_room_instead_of_failing(monkeypatch):
+    """An admitted recording is not refused part way: two slots and no queue; while its second
+    window's audio is prepared, two chats take both slots; the window waits for them instead of
+    ending the request with a 429, and the text is the one the recording gets alone."""
+    pipeline = tiny_pipeline()
+    prepare, prepared = pipeline.transcription_prompt, []
+    second_window, slots_taken = threading.Event(), threading.Event()
+
+    def prompt(clip, *args, **kwargs):
+        prepared.append(clip)
+        if len(prepared) == 3:  # the second window's only segment
+            second_window.set()
+            assert slots_taken.wait(30)
+        return prepare(clip, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "transcription_prompt", prompt)
+    with live_server(limits=ServerLimits(max_tokens=100_000), api_key=KEY, max_batch=2, max_queue=0) as server:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(transcribe, server)  # three segments: a window of two, then one
+            assert second_window.wait(30)
+            server.wait_for(lambda health: health["running"] == 0)
+            chats = [ask(server.client(), [USER], max_tokens=100_000, stream=True) for _ in range(2)]
+            for chat in chats:
+                next(iter(chat))
+            server.wait_for(lambda health: health["running"] == 2)
+            slots_taken.set()
+            time.sleep(0.5)  # the window finds no room
+            assert not waiting.done()
+            for chat in chats:
+                chat.close()
+            text = waiting.result(timeout=60).text
+        assert len(prepared) == 3
+        assert text == transcribe(server).text  # alone
+
+
+def test_a_full_queue_is_a_429_streamed_or_not():
+    """The first window is queued before the reply starts: a streamed request the queue has no room
+    for is a 429 (which the openai client retries), not a 200 whose stream holds an error."""
+    with live_server(limits=ServerLimits(max_tokens=100_000), api_key=KEY, max_batch=2, max_queue=1) as server:
+        chats = [ask(server.client(), [USER], max_tokens=100_000, stream=True) for _ in range(2)]
+        for chat in chats:
+            next(iter(chat))
+        server.wait_for(lambda health: health["running"] == 2)
+        for stream in (False, True):  # one queue place for a window of two segments
+            with pytest.raises(openai.RateLimitError, match="busy"):
+                transcribe(server, stream=stream)
+        assert server.health()["queued"] == 0
+        for chat in chats:
+            chat.close()
+
+
+def test_a_client_leaving_mid_stream_frees_its_segments_slots():
+    """A streamed transcription whose client hangs up while a later window is decoded: that
+    window's segment leaves the batch and no window after it is queued."""
+    recording, _ = tones([0.5] * 4, [0.5] * 3)  # four segments, windows of one
+    with live_server(limits=ServerLimits(max_tokens=100_000), api_key=KEY, max_batch=1, max_queue=0) as server:
+        stream = transcribe(server, recording, stream=True)
+        assert next(iter(stream)).type == "transcript.text.delta"
+        server.wait_for(lambda h: h["completed"] == 1 and h["running"] == 1)  # the second window
+        stream.close()
+        health = server.wait_for(lambda h: h["running"] == 0 and h["cancelled"] == 1)
+        time.sleep(0.5)  # no later window comes
+        assert {**server.health(), "steps": health["steps"]} == health
+        assert health["completed"] == 1 and health["queued"] == 0
+
+
 def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
     """A raw POST to the endpoint (multipart/form-data written here, or a JSON body): status, JSON reply."""
     if json_body is not None:
@@ -202,6 +285,8 @@ def long_recording() -> bytes:
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "tsv"}, 400,
      "'response_format' must be one of json, text, srt, verbose_json, vtt, got 'tsv'"),
     ({"file": ("a.wav", RECORDING)}, {"model": "whisper-1"}, 404, "The model 'whisper-1' does not exist"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "m" * 500_000}, 404,  # not echoed whole
+     f"The model '{'m' * 100}'... (500000 characters) does not exist"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "verbose_json",
                                       "timestamp_granularities[]": ["word"]}, 400,
      "'timestamp_granularities[]' word is not supported"),
@@ -220,6 +305,8 @@ def test_bad_uploads_get_clear_errors(live, files, data, status, message):
     code, reply = post(live, files=files, data=data)
     assert code == status, reply
     assert message in reply["error"]["message"]
+    if message.startswith("the file"):  # a recording that does not decode, or is too long: its field is named
+        assert reply["error"]["param"] == "file", reply
 
 
 def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
@@ -234,6 +321,19 @@ def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
     with pytest.raises(openai.APIStatusError, match="this server accepts at most 1000000") as refused:
         transcribe(live, b"\x00" * 1_100_000)
     assert refused.value.status_code == 413
+
+
+def test_a_server_without_python_multipart_says_which_package_to_install(monkeypatch):
+    """Without python-multipart, Starlette cannot parse a form (it asserts the package is there): the
+    reply names the package and the extra that installs it instead of an internal error."""
+    import starlette.formparsers
+
+    monkeypatch.setattr(starlette.formparsers, "multipart", None)
+    with TestClient(create_app(tiny_pipeline(), model_name="tiny")) as client:
+        reply = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", RECORDING)}, data={"model": "tiny"})
+    assert reply.status_code == 501, reply.text
+    assert "needs the 'python-multipart' package" in reply.json()["error"]["message"]
+    assert "pip install 'modrwkv[serve]'" in reply.json()["error"]["message"]
 
 
 # --- modrwkv transcribe -------------------------------------------------------------------------
@@ -269,8 +369,9 @@ def test_transcribe_command_writes_each_format_as_the_server_does(tmp_path, caps
     (["not-audio.wav"], "cannot decode audio 'not-audio.wav': not a recognised audio format"),
     (["--max-segment-seconds", "0.1", "tones.wav"], "--max-segment-seconds: max_segment_seconds must be between"),
     (["--whole", "--max-segment-seconds", "5", "tones.wav"], "--max-segment-seconds cuts at pauses; it does not apply with --whole"),
-    (["--output-dir", "out", "tones.wav", "sub/tones.wav"], "several recordings would be written to out/tones.txt"),
+    (["--output-dir", "out", "tones.wav", "sub/tones.wav"], "several recordings would be written to out/tones.txt (the same file named twice, or the same name in different folders)"),
     (["--model", "series-only", "tones.wav"], "series-only cannot transcribe: it has no audio encoder (it reads series)"),
+    (["--output-dir", "not-audio.wav", "tones.wav"], "--output-dir not-audio.wav: is a file, not a folder"),
 ])
 def test_transcribe_command_bad_input_is_one_line(tmp_path, monkeypatch, capsys, arguments, message):
     monkeypatch.chdir(tmp_path)
@@ -286,3 +387,5 @@ def test_transcribe_command_bad_input_is_one_line(tmp_path, monkeypatch, capsys,
     assert "Traceback" not in error and error.endswith("\n") and not (tmp_path / "out").exists(), error
     # the last line (a model's weights load under a progress bar first)
     assert error.splitlines()[-1].startswith(f"modrwkv transcribe: error: {message}"), error
+    if "--output-dir" in message:  # found before the model loads and the recordings are transcribed
+        assert "Loading weights" not in error, error

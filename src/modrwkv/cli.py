@@ -1256,12 +1256,14 @@ def _run_transcribe(args: argparse.Namespace) -> int:
         audio_seconds(name)
     outputs: list[Path] = []
     if args.output_dir:
+        if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():  # found before the model loads
+            raise CLIError(f"--output-dir {args.output_dir}: is a file, not a folder")
         extension = FORMAT_EXTENSIONS[args.format]
         outputs = [Path(args.output_dir) / f"{Path(name).stem}.{extension}" for name in args.files]
         clashes = sorted({str(o) for o in outputs if outputs.count(o) > 1})
         if clashes:
-            raise CLIError(f"several recordings would be written to {clashes[0]} (same name in different folders): "
-                           "transcribe them into different --output-dir folders")
+            raise CLIError(f"several recordings would be written to {clashes[0]} (the same file named twice, or the "
+                           "same name in different folders): transcribe them into different --output-dir folders")
     pipeline = _load_pipeline(args)
     if "audio" not in pipeline.model.encoders:
         raise CLIError(f"{args.model} cannot transcribe: it has no audio encoder (it reads "

@@ -30,9 +30,13 @@ file silently as a shorter clip.
 - AU/SND: its 24-byte header declares where the samples start and how many bytes they take
   (0xFFFFFFFF: unknown); libsndfile reads the samples a cut file still holds.
 - MP3: each frame's header gives its length. A file whose last frame runs past its end is cut short;
-  the walk ends at the first bytes that are no frame of the same stream (an ID3v1 or APE tag, or junk
-  such as a stray byte or fewer bytes than a header, which libsndfile and FFmpeg skip). A Xing/Info or
-  VBRI frame first counts the frames: a file that holds fewer was cut between two of them.
+  bytes that are no frame of the same stream are skipped as mpg123 (libsndfile's decoder) skips them:
+  where a frame follows within 1024 bytes (a stray byte mid-file), the walk goes on there, counting the
+  frames after them; otherwise they end it (an ID3v1 or APE tag, or junk such as a stray byte or fewer
+  bytes than a header, which libsndfile and FFmpeg skip). A Xing/Info or VBRI frame first counts the
+  frames: a file that holds fewer was cut between two of them; one that holds more is refused too, as
+  libsndfile decodes only the counted ones (a count of 0, left by a writer that could not seek back,
+  is no count).
 
 Other formats (FLAC, ...) return None here; the audio reader compares their sample counts with the
 count their header declares (`modrwkv.encoders.media`).
@@ -532,10 +536,15 @@ def _walk_mp3(stream: io.BufferedIOBase, size: int) -> ContainerCheck:
     while position < len(data):
         frame = _mp3_frame(data[position : position + 4])
         if frame is None or frame.stream != stream_kind:
-            # the audio's end: a tag (ID3v1, APE) or other bytes after it that are no frame (an old
-            # ripper's padding, a stray byte, fewer bytes than a header), which libsndfile (mpg123) and
-            # FFmpeg skip, decoding every frame before them
-            break
+            # bytes that are no frame: the decoders skip them and go on at the next frame (a stray byte
+            # mid-file), or the audio's end: a tag (ID3v1, APE) or other bytes after it (an old ripper's
+            # padding, fewer bytes than a header), which libsndfile (mpg123) and FFmpeg skip, decoding
+            # every frame before them
+            resumed = _mp3_resync(data, position, stream_kind)
+            if resumed is None:
+                break
+            position = resumed
+            continue
         if position + frame.length > len(data):
             problem = (f"its last MP3 frame (at byte {start + position}) holds {len(data) - position} of its "
                        f"{frame.length} bytes: it is cut short")
@@ -549,7 +558,32 @@ def _walk_mp3(stream: io.BufferedIOBase, size: int) -> ContainerCheck:
     if problem is None and declared_frames is not None and held + 1 < declared_frames * (1 - TRUNCATION_MARGIN):
         problem = (f"its {counter} frame counts {declared_frames} MP3 frames and the file holds {held} of them: "
                    "it is cut short")
+    # more frames than counted (a damaged count, or files joined after the first's counting frame):
+    # libsndfile decodes only the counted ones, silently a shorter clip (FFmpeg plays them all)
+    if problem is None and declared_frames is not None and held > declared_frames * (1 + TRUNCATION_MARGIN) + 1:
+        problem = (f"its {counter} frame counts {declared_frames} MP3 frames and the file holds {held}: libsndfile "
+                   "decodes only those it counts (a damaged count, or files joined after it); re-encode it")
     return ContainerCheck(problem, Mp3Stream(samples, declared_frames, *tags))
+
+
+# mpg123 (libsndfile's MP3 decoder) looks this far past bytes that are no frame for the next one, and
+# stops decoding with an error when none starts within them.
+_MP3_RESYNC_LIMIT = 1024
+
+
+def _mp3_resync(data: bytes, position: int, stream_kind: tuple[int, int, int]) -> int | None:
+    """Where the frames go on after bytes at `position` that are no frame of the stream, as mpg123
+    resyncs: the next header of the same stream within _MP3_RESYNC_LIMIT bytes that another follows
+    (sync bytes occur in other data, in a tag's cover art); None where none does (the audio ended)."""
+    offset = data.find(b"\xff", position + 1, position + 1 + _MP3_RESYNC_LIMIT)
+    while offset != -1:
+        frame = _mp3_frame(data[offset : offset + 4])
+        if frame is not None and frame.stream == stream_kind:
+            following = _mp3_frame(data[offset + frame.length : offset + frame.length + 4])
+            if following is not None and following.stream == stream_kind:
+                return offset
+        offset = data.find(b"\xff", offset + 1, position + 1 + _MP3_RESYNC_LIMIT)
+    return None
 
 
 # A Xing/Info frame's tag follows the first frame's header (and its CRC, if any) and side information:
@@ -569,10 +603,10 @@ def _mp3_frame_counter(head: bytes) -> tuple[str | None, int | None]:
     name = head[xing : xing + 4]
     if name in (b"Xing", b"Info"):
         has_count = head[xing + 7] & 1 if len(head) >= xing + 8 else 0  # the flags' lowest bit
-        count = int.from_bytes(head[xing + 8 : xing + 12], "big") if has_count and len(head) >= xing + 12 else None
-        return name.decode("ascii"), count
+        count = int.from_bytes(head[xing + 8 : xing + 12], "big") if has_count and len(head) >= xing + 12 else 0
+        return name.decode("ascii"), count or None  # a count of 0 (a writer that could not seek back): mpg123 estimates
     if head[_MP3_VBRI : _MP3_VBRI + 4] == b"VBRI" and len(head) >= _MP3_COUNTER_BYTES:
-        return "VBRI", int.from_bytes(head[_MP3_COUNTER_BYTES - 4 : _MP3_COUNTER_BYTES], "big")
+        return "VBRI", int.from_bytes(head[_MP3_COUNTER_BYTES - 4 : _MP3_COUNTER_BYTES], "big") or None
     return None, None
 
 

@@ -46,10 +46,17 @@ def verbose_json(transcription: Transcription, temperature: float = 0.0) -> dict
     }
 
 
+def _cue_text(text: str) -> str:
+    """A segment's text as a cue's lines: without blank lines (a blank line ends the cue, and the lines
+    after it become a cue of their own or are dropped: FFmpeg's WebVTT reader drops them) and with
+    "-->" written "->" (a line holding it is read as a cue's timing line), as Whisper writes them."""
+    return "\n".join(line for line in text.replace("-->", "->").splitlines() if line.strip())
+
+
 def _cues(transcription: Transcription, decimal: str) -> list[str]:
     """A subtitle cue's timing line and text per segment with text (an empty cue would end the file
     for some players)."""
-    return [f"{timestamp(s.start, decimal)} --> {timestamp(s.end, decimal)}\n{s.text}\n"
+    return [f"{timestamp(s.start, decimal)} --> {timestamp(s.end, decimal)}\n{_cue_text(s.text)}\n"
             for s in transcription.segments if s.text]
 
 

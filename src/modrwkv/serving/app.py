@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # How often a waiting handler checks whether its client is still connected.
 DISCONNECT_POLL_SECONDS = 0.25
+# How often a later window of a transcription tries the full queue again.
+QUEUE_RETRY_SECONDS = 0.05
 # Requests whose media are decoded and preprocessed at the same time.
 PREPARE_THREADS = 4
 
@@ -261,7 +263,8 @@ def create_app(
                                               max_new_tokens=min(DEFAULT_TRANSCRIPT_TOKENS, limits.max_tokens))
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
-        replies = _transcribe_in_order(scheduler, pipeline, clips, params, request, limits, preparing)
+        tickets = await _submit_first_window(scheduler, pipeline, clips, params, limits, preparing)
+        replies = _transcribe_in_order(scheduler, pipeline, clips, params, request, limits, preparing, tickets)
         observer = _Observer(metrics, "/v1/audio/transcriptions", arrived)
         if parsed.stream:
             return StreamingResponse(_stream_transcript(replies, segments, duration, observer),
@@ -426,7 +429,8 @@ def _cut_recording(pipeline: ModRWKVPipeline, parsed: transcriptions.Transcripti
                    limits: ServerLimits) -> tuple[list[Any], list[SpeechSegment], float]:
     """An upload decoded (within --max-transcription-seconds) and cut at its pauses (runs in a worker thread)."""
     name = f"the file {parsed.filename!r}"
-    waveform = check_audio(parsed.audio, name, limits.max_transcription_seconds, "--max-transcription-seconds")
+    waveform = check_audio(parsed.audio, name, limits.max_transcription_seconds, "--max-transcription-seconds",
+                           param="file")
     try:
         return pipeline.transcription_clips(waveform, SegmentSettings())
     except ValueError as exc:  # MediaError included
@@ -443,17 +447,27 @@ def _segment_prompts(pipeline: ModRWKVPipeline, clips: Sequence[Any], limits: Se
     return prompts
 
 
+async def _submit_first_window(scheduler: Scheduler, pipeline: ModRWKVPipeline, clips: Sequence[Any],
+                               params: SamplingParams, limits: ServerLimits,
+                               preparing: anyio.CapacityLimiter) -> list[Ticket]:
+    """A recording's first window of segments, prepared and queued all or none before the reply
+    starts, so that a full queue (429) or a refused segment is the reply's status, streamed or not."""
+    prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[: scheduler.max_batch], limits,
+                                             limiter=preparing)
+    return _submit_all(scheduler, [(prompt, params) for prompt in prompts])
+
+
 async def _transcribe_in_order(scheduler: Scheduler, pipeline: ModRWKVPipeline, clips: Sequence[Any],
                                params: SamplingParams, request: Request, limits: ServerLimits,
-                               preparing: anyio.CapacityLimiter) -> AsyncIterator[GenerationResult]:
+                               preparing: anyio.CapacityLimiter, tickets: list[Ticket]) -> AsyncIterator[GenerationResult]:
     """The replies to a recording's segments, in order, each as soon as it and all before it are done.
     Segments are submitted together, up to max_batch at a time (a long recording's hundreds of
-    segments would otherwise fill the queue that other requests wait in); the next window's audio
-    is prepared once the previous one is done."""
-    for first in range(0, len(clips), scheduler.max_batch):
-        prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[first : first + scheduler.max_batch],
-                                                 limits, limiter=preparing)
-        tickets = _submit_all(scheduler, [(prompt, params) for prompt in prompts])
+    segments would otherwise fill the queue that other requests wait in): `tickets` are the first
+    window's (`_submit_first_window`); the next window's audio is prepared once the previous one is
+    done, and waits for room in the queue instead of being refused: the request was admitted, and a
+    429 then would throw away the windows already transcribed."""
+    first = 0
+    while True:
         try:
             finished: dict[int, GenerationResult] = {}
             following = 0
@@ -470,6 +484,12 @@ async def _transcribe_in_order(scheduler: Scheduler, pipeline: ModRWKVPipeline, 
         finally:
             for ticket in tickets:
                 ticket.cancel()  # no-op once done
+        first += scheduler.max_batch
+        if first >= len(clips):
+            return
+        prompts = await anyio.to_thread.run_sync(_segment_prompts, pipeline, clips[first : first + scheduler.max_batch],
+                                                 limits, limiter=preparing)
+        tickets = await _submit_when_room(scheduler, [(prompt, params) for prompt in prompts], request)
 
 
 def _transcription_usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
@@ -585,6 +605,28 @@ def _submit_all(scheduler: Scheduler, jobs: Sequence[tuple[EncodedPrompt, Sampli
         for ticket in tickets:
             ticket.cancel()
         raise _queue_full() from None
+    return tickets
+
+
+async def _submit_when_room(scheduler: Scheduler, jobs: Sequence[tuple[EncodedPrompt, SamplingParams]],
+                            request: Request) -> list[Ticket]:
+    """Queues one decode per job, each as soon as the queue has room for it (tried every
+    QUEUE_RETRY_SECONDS while the client is still there); those queued are cancelled if it leaves."""
+    tickets: list[Ticket] = []
+    try:
+        for prompt, params in jobs:
+            while True:
+                try:
+                    tickets.append(scheduler.submit(prompt, params))
+                    break
+                except QueueFull:
+                    if await request.is_disconnected():
+                        raise APIError(499, "the client closed the request") from None
+                    await asyncio.sleep(QUEUE_RETRY_SECONDS)
+    except BaseException:  # the client left (or the stream was closed) while this waited
+        for ticket in tickets:
+            ticket.cancel()
+        raise
     return tickets
 
 

@@ -352,10 +352,12 @@ def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
     return check_audio(item, name, limits.max_audio_seconds)
 
 
-def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | None = None) -> Any:
+def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | None = None,
+                param: str | None = None) -> Any:
     """An audio item decoded to (waveform, rate), refused (`APIError`) when it lasts more than
     `max_seconds` (before any sample is decoded) or does not decode; `name` says where it came
-    from, `limit_option` which server option raises the limit (named in the refusal)."""
+    from, `limit_option` which server option raises the limit (named in the refusal), `param` the
+    request field the refusal names."""
     from ..encoders.media import AudioTooLong, MediaError, audio_seconds, decode_audio
 
     try:  # an encoded item is read once: its header's length is checked before any sample is decoded
@@ -368,9 +370,9 @@ def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | No
     except AudioTooLong as exc:
         option = f" (its operator sets {limit_option})" if limit_option else ""
         raise APIError(400, f"{name} lasts {exc.seconds:.1f} s; this server accepts at most "
-                       f"{max_seconds:g} s{option}", code="audio_too_long") from None
+                       f"{max_seconds:g} s{option}", code="audio_too_long", param=param) from None
     except MediaError as exc:  # decoded here, where a file cut short after a sound header is named by its part
-        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio") from None
+        raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio", param=param) from None
 
 
 def _check_video(item: Any, name: str, limits: ServerLimits, sampling: VideoSampling | None) -> Any:

@@ -115,7 +115,8 @@ class ModelNames:
             return self.names[0]
         if not requested:
             raise APIError(400, f"'model' is required (this server serves {self._listed()})", param="model")
-        raise APIError(404, f"The model {requested!r} does not exist; this server serves {self._listed()}. "
+        shown = repr(requested) if len(requested) <= 100 else f"{requested[:100]!r}... ({len(requested)} characters)"
+        raise APIError(404, f"The model {shown} does not exist; this server serves {self._listed()}. "
                        "Send one of these names, or restart the server with more names (modrwkv serve "
                        "--model-name NAME ...) or with --any-model-name to accept any name",
                        code="model_not_found", param="model")

@@ -15,6 +15,7 @@ import math
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from starlette import formparsers
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -42,6 +43,11 @@ async def read_form(headers: Mapping[str, str], body: bytes) -> Any:
         shown = content_type.split(";")[0] or "none"
         raise APIError(400, f"/v1/audio/transcriptions takes multipart/form-data (a 'file' field with the recording "
                        f"and a 'model' field), not {shown}", code="invalid_content_type")
+
+    if formparsers.multipart is None:  # Starlette parses forms with it, and asserts it is there
+        raise APIError(501, "this server cannot read uploads: /v1/audio/transcriptions needs the 'python-multipart' "
+                       "package, which is not installed: pip install 'modrwkv[serve]'", type="server_error",
+                       code="multipart_unsupported")
 
     async def chunks() -> AsyncGenerator[bytes, None]:
         yield body
