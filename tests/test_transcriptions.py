@@ -389,3 +389,35 @@ def test_transcribe_command_bad_input_is_one_line(tmp_path, monkeypatch, capsys,
     assert error.splitlines()[-1].startswith(f"modrwkv transcribe: error: {message}"), error
     if "--output-dir" in message:  # found before the model loads and the recordings are transcribed
         assert "Loading weights" not in error, error
+
+
+def test_transcribe_command_groups_recordings_by_count_and_seconds():
+    from modrwkv.cli import TRANSCRIPTION_GROUP_SECONDS, _transcription_groups
+    from modrwkv.inference.pipeline import TRANSCRIBE_ROWS
+
+    half = TRANSCRIPTION_GROUP_SECONDS / 2
+    # a long recording is a group of its own; two halves fill one; short clips go TRANSCRIBE_ROWS at a time
+    assert _transcription_groups([3 * half, half, half, half]) == [[0], [1, 2], [3]]
+    assert _transcription_groups([1.0] * (TRANSCRIBE_ROWS + 1)) == [list(range(TRANSCRIBE_ROWS)), [TRANSCRIBE_ROWS]]
+    assert _transcription_groups([]) == []
+
+
+def test_transcribe_command_keeps_what_was_written_when_a_later_recording_fails(tmp_path, monkeypatch, capsys):
+    long_one = tmp_path / "first.wav"
+    soundfile.write(long_one, np.zeros(RATE, np.float32), RATE)
+    later = tmp_path / "later.wav"
+    later.write_bytes(RECORDING)
+    monkeypatch.setattr("modrwkv.cli.TRANSCRIPTION_GROUP_SECONDS", 0.5)  # one recording per group
+    asked = ModRWKVPipeline.transcribe_batch
+
+    def failing_on_later(self, audio, **kwargs):
+        if str(later) in map(str, audio):
+            raise RuntimeError("the later recording failed")
+        return asked(self, audio, **kwargs)
+
+    monkeypatch.setattr(ModRWKVPipeline, "transcribe_batch", failing_on_later)
+    with pytest.raises(RuntimeError, match="the later recording failed"):
+        main(["transcribe", "--model", str(tiny_model_dir()), str(long_one), str(later), "--output-dir",
+              str(tmp_path / "out"), "--max-new-tokens", "4"])
+    assert (tmp_path / "out" / "first.txt").is_file()  # written before the later group was asked
+    assert "first.wav -> " in capsys.readouterr().err

@@ -15,6 +15,7 @@ import codecs
 import dataclasses
 import importlib
 import logging
+import math
 import os
 import shlex
 import signal
@@ -1250,10 +1251,11 @@ def _run_transcribe(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-segment-seconds: {exc}") from None
     from modrwkv.encoders.media import audio_seconds
 
+    seconds = []
     for name in args.files:  # before loading the model: a header read says whether it is a recording
         if not Path(name).is_file():
             raise CLIError(f"{name}: {'is a folder, not a recording' if Path(name).is_dir() else 'no such file'}")
-        audio_seconds(name)
+        seconds.append(audio_seconds(name))
     outputs: list[Path] = []
     if args.output_dir:
         if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():  # found before the model loads
@@ -1268,21 +1270,47 @@ def _run_transcribe(args: argparse.Namespace) -> int:
     if "audio" not in pipeline.model.encoders:
         raise CLIError(f"{args.model} cannot transcribe: it has no audio encoder (it reads "
                        f"{', '.join(sorted(pipeline.model.encoders)) or 'text only'})")
-    transcripts = pipeline.transcribe_batch(args.files, long_form=settings or False, max_new_tokens=args.max_new_tokens)
     if outputs:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    for index, (name, transcript) in enumerate(zip(args.files, transcripts)):
-        if transcript.finish_reason == "length":
-            log.warning("%s: a segment's transcript stopped at --max-new-tokens %d", name, args.max_new_tokens)
-        text = render_transcript(transcript, args.format)
-        if outputs:
-            write_text_atomically(outputs[index], text)
-            print(f"{name} -> {outputs[index]}", file=sys.stderr)
-        else:
-            if len(args.files) > 1:
-                print(f"== {name}")
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    # Recordings go in groups, each written as soon as its group is done: a recording that fails to
+    # decode late in a long list costs only its group, and memory holds one group's audio.
+    for group in _transcription_groups(seconds):
+        transcripts = pipeline.transcribe_batch([args.files[i] for i in group], long_form=settings or False,
+                                                max_new_tokens=args.max_new_tokens)
+        for index, transcript in zip(group, transcripts):
+            name = args.files[index]
+            if transcript.finish_reason == "length":
+                log.warning("%s: a segment's transcript stopped at --max-new-tokens %d", name, args.max_new_tokens)
+            text = render_transcript(transcript, args.format)
+            if outputs:
+                write_text_atomically(outputs[index], text)
+                print(f"{name} -> {outputs[index]}", file=sys.stderr)
+            else:
+                if len(args.files) > 1:
+                    print(f"== {name}")
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+                sys.stdout.flush()
     return 0
+
+
+TRANSCRIPTION_GROUP_SECONDS = 600.0  # ~38 MB of 16 kHz float32 audio held at a time
+
+
+def _transcription_groups(seconds: Sequence[float]) -> list[list[int]]:
+    """Consecutive recordings' indices in groups of at most TRANSCRIBE_ROWS recordings and
+    TRANSCRIPTION_GROUP_SECONDS of audio (a longer recording is a group of its own), so that short
+    clips still decode many at a time."""
+    from modrwkv.inference.pipeline import TRANSCRIBE_ROWS
+
+    groups: list[list[int]] = []
+    total = math.inf
+    for index, length in enumerate(seconds):
+        if total + length > TRANSCRIPTION_GROUP_SECONDS or len(groups[-1]) == TRANSCRIBE_ROWS:
+            groups.append([])
+            total = 0.0
+        groups[-1].append(index)
+        total += length
+    return groups
 
 
 # --- export -------------------------------------------------------------------------------
