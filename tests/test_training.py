@@ -510,6 +510,29 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_checkpoint(tmp_path):
     assert ModRWKV.from_pretrained(checkpoint).lm.config.n_embd == 64
 
 
+@pytest.mark.parametrize(("here", "there", "named"), [
+    (signal.SIGINT, signal.SIGTERM, "SIGTERM"), (None, signal.SIGINT, "SIGINT"), (signal.SIGTERM, 0, "SIGTERM")])
+def test_every_rank_stops_with_the_signal_reduced_over_the_ranks(here, there, named):
+    """The ranks agree on one signal, the highest number any received (SIGTERM over Ctrl-C): each says it, and exits
+    with its status. A rank that received Ctrl-C while another received a scheduler's SIGTERM used to keep its own
+    name, and exit 130 where the others exited 143. (Two stubbed ranks: this one, and `there` for the other.)"""
+    from types import SimpleNamespace
+
+    from modrwkv.training.progress import StopOnSignal
+
+    saved: list[int] = []
+    checkpointer = SimpleNamespace(total_steps=10, save_now=lambda trainer, module: saved.append(trainer.global_step))
+    strategy = SimpleNamespace(root_device=torch.device("cpu"), reduce=lambda tensor, reduce_op: (
+        torch.maximum(tensor, torch.tensor(int(there))) if reduce_op == "max" else None))
+    trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=1, global_step=3, strategy=strategy,
+                              should_stop=False)
+    stopper = StopOnSignal(checkpointer)  # type: ignore[arg-type]
+    if here is not None:
+        stopper.handle(here, None)
+    stopper.on_train_batch_end(trainer, None, None, None, 0)  # type: ignore[arg-type]
+    assert (stopper.signal_name, saved, trainer.should_stop) == (named, [3], True)
+
+
 def test_fsdp_strategy_constructs():
     from lightning.pytorch.strategies import FSDPStrategy
 
