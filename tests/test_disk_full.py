@@ -352,3 +352,48 @@ def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, fa
                     resume=True)
     assert resumed.final_dir == out / "final" and resumed.metrics["steps"] == 4
     assert [row["step"] for row in resumed.history] == ([] if write == "final" else [3, 4])
+
+
+class _Unpicklable(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.lock = __import__("threading").Lock()  # what a library's exception may hold: it does not pickle
+
+
+@pytest.mark.parametrize(("error", "copy"), [
+    (OSError(errno.ENOSPC, "No space left on device", "/run/checkpoints/.step-00000002.tmp/model.safetensors"),
+     OSError(errno.ENOSPC, "No space left on device", "/run/checkpoints/.step-00000002.tmp/model.safetensors")),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "a", None, "b"),
+     FileNotFoundError(errno.ENOENT, "No such file or directory", "a", None, "b")),
+    (OSError("Disk quota exceeded"), OSError("Disk quota exceeded")),
+    (_Unpicklable("a lock"), RuntimeError("_Unpicklable on rank 1: a lock")),
+], ids=["full disk", "two file names", "no errno", "unpicklable"])
+def test_the_ranks_whose_write_succeeded_raise_a_copy_of_the_failed_ones(monkeypatch, error, copy):
+    """Two ranks, the outcomes gathered as torch.distributed does (pickled): rank 1's write fails, rank 0's does
+    not, and rank 0 raises what rank 1 raised, an OSError as one (which `save` names the checkpoint in). An
+    OSError without an errno used to be copied as a RuntimeError, which ended rank 0 with a traceback while
+    rank 1 named the checkpoint."""
+    import pickle
+    from types import SimpleNamespace
+
+    from modrwkv.training.checkpoint import failing_together
+
+    gathered: dict[int, object] = {}
+
+    def all_gather_object(outcomes: list, mine: object) -> None:
+        gathered[rank] = pickle.loads(pickle.dumps(mine))
+        outcomes[:] = [gathered.get(other) for other in range(2)]
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    rank = 1
+    with pytest.raises(type(error)) as raised, failing_together(SimpleNamespace(world_size=2, global_rank=1)):
+        raise error
+    assert raised.value is error  # the rank that failed raises its own error
+    rank = 0
+    with pytest.raises(Exception) as raised, failing_together(SimpleNamespace(world_size=2, global_rank=0)):
+        pass
+    assert (type(raised.value), raised.value.args, str(raised.value)) == (type(copy), copy.args, str(copy))
+    if isinstance(copy, OSError):
+        assert (raised.value.errno, raised.value.filename, raised.value.filename2) == (
+            copy.errno, copy.filename, copy.filename2)
