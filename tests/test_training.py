@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -489,8 +490,18 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_checkpoint(tmp_path):
     says so with the signal's exit status. The rank that did not receive it used to name the signal "a signal
     on another rank" and fail looking up that name's number (a KeyError traceback, exit status 1)."""
     ranks = start_ranks(tmp_path, max_steps=100000, output={"log_every": 1}, env={})
-    first = ranks[0].stdout.readline()  # rank 0's first progress line: training is under way
-    assert first.startswith("step 1/100000 | "), first + ranks[0].stderr.read()
+    # Rank 0's first progress line: training is under way. A run that never gets there (a rendezvous that
+    # waits, a rank that failed) would hold this read for ever: both ranks are killed after 120 s, which ends it.
+    watchdog = threading.Timer(120, lambda: [rank.kill() for rank in ranks])
+    watchdog.start()
+    try:
+        first = ranks[0].stdout.readline()
+    finally:
+        watchdog.cancel()
+    if not first.startswith("step 1/100000 | "):
+        for rank in ranks:
+            rank.kill()
+        pytest.fail(f"rank 0 did not start training: {first}{ranks[0].communicate()[1][-3000:]}")
     ranks[1].send_signal(signal.SIGTERM)
     try:
         outputs = [rank.communicate(timeout=120) for rank in ranks]
