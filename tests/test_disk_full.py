@@ -313,24 +313,25 @@ def test_a_quickstart_ended_by_a_full_disk_reports_what_did_not_fit_not_its_reco
 
 
 @pytest.mark.parametrize(("failing", "message"), [
-    ("0:4:model", "{step4}: no space left on device; the checkpoint of step 4 was not saved and its partial files "
-                  "are deleted; {step2} is the newest complete checkpoint: make room and continue with --resume"),
-    ("1:4:state", "{step4}: no space left on device; the checkpoint of step 4 was not saved and its partial files "
-                  "are deleted; {step2} is the newest complete checkpoint: make room and continue with --resume"),
-    ("0:4:final", "{final}: no space left on device; the trained model was not written (its partial files are "
-                  "deleted); {step4} holds it: make room and continue with --resume to write it"),
+    ("0:2:model", "{step2}: no space left on device; the checkpoint of step 2 was not saved and its partial files "
+                  "are deleted; {step1} is the newest complete checkpoint: make room and continue with --resume"),
+    ("1:2:state", "{step2}: no space left on device; the checkpoint of step 2 was not saved and its partial files "
+                  "are deleted; {step1} is the newest complete checkpoint: make room and continue with --resume"),
+    ("0:3:final", "{final}: no space left on device; the trained model was not written (its partial files are "
+                  "deleted); {step3} holds it: make room and continue with --resume to write it"),
 ], ids=["rank 0 checkpoint weights", "rank 1 training state", "rank 0 final model"])
 def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, failing, message):
     """A write that fails on one rank of a multi-process run (rank 0's export, one rank's part of the training
     state, rank 0's final/) used to end that rank only: the others waited at the next barrier, for ever while its
     process lived on (a job burning its GPU hours until its wall time). Every rank now stops with the same error,
-    and the run resumes from the checkpoint it names."""
+    and the run resumes from the checkpoint it names (resumed in one case: the other two write it the same way).
+    Step 2's checkpoints are saved mid-run, step 3's at the end."""
     from test_training import start_ranks
 
     from modrwkv.training import load_config
 
     failed, _, write = failing.split(":")
-    ranks = start_ranks(tmp_path, max_steps=4, output={"save_every": 2}, env={"MODRWKV_TEST_FULL_DISK": failing})
+    ranks = start_ranks(tmp_path, max_steps=3, output={"save_every": 1}, env={"MODRWKV_TEST_FULL_DISK": failing})
     try:
         outputs = {1 - int(failed): ranks[1 - int(failed)].communicate(timeout=120)}
     except subprocess.TimeoutExpired:
@@ -341,14 +342,59 @@ def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, fa
     outputs[int(failed)] = ranks[int(failed)].communicate("", timeout=60)
     out = tmp_path / "run"
     checkpoints = out / "checkpoints"
-    expected = "modrwkv train: error: " + message.format(
-        step2=checkpoints / "step-00000002", step4=checkpoints / "step-00000004", final=out / "final")
+    expected = "modrwkv train: error: " + message.format(final=out / "final", **{
+        f"step{step}": checkpoints / f"step-{step:08d}" for step in (1, 2, 3)})
     for rank, (_, stderr) in sorted(outputs.items()):
         assert ranks[rank].returncode == 2 and stderr.strip().splitlines()[-1] == expected, stderr[-3000:]
-    newest = checkpoints / ("step-00000004" if write == "final" else "step-00000002")
+    newest = checkpoints / ("step-00000003" if write == "final" else "step-00000001")
     assert latest_checkpoint(out) == newest
     assert not (out / "final").exists() and not list(checkpoints.glob(".*"))  # no partial files are left
-    resumed = train(load_config(tmp_path / "run.yaml", ["--runtime.devices", "1", "--runtime.strategy", "auto"]),
-                    resume=True)
-    assert resumed.final_dir == out / "final" and resumed.metrics["steps"] == 4
-    assert [row["step"] for row in resumed.history] == ([] if write == "final" else [3, 4])
+    if write == "state":
+        resumed = train(load_config(tmp_path / "run.yaml", ["--runtime.devices", "1", "--runtime.strategy", "auto"]),
+                        resume=True)
+        assert resumed.final_dir == out / "final" and [row["step"] for row in resumed.history] == [2, 3]
+
+
+class _Unpicklable(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.lock = __import__("threading").Lock()  # what a library's exception may hold: it does not pickle
+
+
+@pytest.mark.parametrize(("error", "copy"), [
+    (OSError(errno.ENOSPC, "No space left on device", "/run/checkpoints/.step-00000002.tmp/model.safetensors"),
+     OSError(errno.ENOSPC, "No space left on device", "/run/checkpoints/.step-00000002.tmp/model.safetensors")),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "a", None, "b"),
+     FileNotFoundError(errno.ENOENT, "No such file or directory", "a", None, "b")),
+    (OSError("Disk quota exceeded"), OSError("Disk quota exceeded")),
+    (_Unpicklable("a lock"), RuntimeError("_Unpicklable on rank 1: a lock")),
+], ids=["full disk", "two file names", "no errno", "unpicklable"])
+def test_the_ranks_whose_write_succeeded_raise_a_copy_of_the_failed_ones(monkeypatch, error, copy):
+    """Two ranks, the outcomes gathered as torch.distributed does (pickled): rank 1's write fails, rank 0's does
+    not, and rank 0 raises what rank 1 raised, an OSError as one (which `save` names the checkpoint in). An
+    OSError without an errno used to be copied as a RuntimeError, which ended rank 0 with a traceback while
+    rank 1 named the checkpoint."""
+    import pickle
+    from types import SimpleNamespace
+
+    from modrwkv.training.checkpoint import failing_together
+
+    gathered: dict[int, object] = {}
+
+    def all_gather_object(outcomes: list, mine: object) -> None:
+        gathered[rank] = pickle.loads(pickle.dumps(mine))
+        outcomes[:] = [gathered.get(other) for other in range(2)]
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    rank = 1
+    with pytest.raises(type(error)) as raised, failing_together(SimpleNamespace(world_size=2, global_rank=1)):
+        raise error
+    assert raised.value is error  # the rank that failed raises its own error
+    rank = 0
+    with pytest.raises(Exception) as raised, failing_together(SimpleNamespace(world_size=2, global_rank=0)):
+        pass
+    assert (type(raised.value), raised.value.args, str(raised.value)) == (type(copy), copy.args, str(copy))
+    if isinstance(copy, OSError):
+        assert (raised.value.errno, raised.value.filename, raised.value.filename2) == (
+            copy.errno, copy.filename, copy.filename2)

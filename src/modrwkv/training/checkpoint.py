@@ -142,7 +142,7 @@ def failing_together(trainer: pl.Trainer) -> Iterator[None]:
 def _portable(error: Exception, rank: int) -> dict[str, Any]:
     """What another rank needs to raise `error` as well, in plain types."""
     portable = {"rank": rank, "type": type(error).__name__, "text": str(error)}
-    if isinstance(error, OSError) and error.strerror:
+    if isinstance(error, OSError):
         portable["os_error"] = (error.errno, error.strerror, error.filename, error.filename2)
     return portable
 
@@ -150,7 +150,8 @@ def _portable(error: Exception, rank: int) -> dict[str, Any]:
 def _copied(failure: dict[str, Any]) -> Exception:
     if "os_error" in failure:
         number, strerror, filename, filename2 = failure["os_error"]
-        return OSError(number, strerror, filename, None, filename2)
+        # One without a strerror (OSError("quota exceeded")) is its text: still an OSError, which `save` names.
+        return OSError(number, strerror, filename, None, filename2) if strerror else OSError(failure["text"])
     return RuntimeError(f"{failure['type']} on rank {failure['rank']}: {failure['text']}")
 
 

@@ -234,7 +234,7 @@ class StopOnSignal(StopRequest, pl.Callback):
             number = int(trainer.strategy.reduce(torch.tensor(number, device=trainer.strategy.root_device),
                                                  reduce_op="max").item())
         if number and trainer.global_step < self.checkpointer.total_steps:
-            self.signal_name = self.signal_name or signal.Signals(number).name
+            self.signal_name = signal.Signals(number).name  # the reduced one, also where this rank received another
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
 
