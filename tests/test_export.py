@@ -42,6 +42,26 @@ def gguf_path(state_dict, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def read_each_gguf_once():
+    """gguf-py's GGUFReader parses the World vocabulary's 65536 strings one by one (~2 s a file);
+    this module's tests, the library's load_gguf and gguf_differences among them, share one reader
+    per file (keyed on its path, size and modification time, so a rewritten file is read again)."""
+    uncached = gguf.GGUFReader
+    readers: dict[tuple, gguf.GGUFReader] = {}
+
+    def cached(path, *args, **kwargs):
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = uncached(path, *args, **kwargs)
+        return readers[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf, "GGUFReader", cached)
+        yield
+
+
 @pytest.fixture(scope="module")
 def reader(gguf_path):
     return gguf.GGUFReader(str(gguf_path))
