@@ -19,7 +19,7 @@ from modrwkv.cli import main
 from modrwkv.generation import SamplingParams, generate
 from modrwkv.lm import RWKV7Config, load_model, save_model
 from modrwkv.lm.errors import CheckpointError
-from modrwkv.lm.gguf_format import gguf_differences, load_gguf, save_gguf
+from modrwkv.lm.gguf_format import gguf_differences, load_gguf, read_gguf, save_gguf
 from modrwkv.processing import get_template
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
@@ -42,9 +42,45 @@ def gguf_path(state_dict, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def read_each_gguf_once():
+    """gguf-py's GGUFReader parses the World vocabulary's 65536 strings one by one (~2.5 s a file);
+    this module's tests, which use it as the reference reader, share one reader per file (keyed on
+    its path, size and modification time, so a rewritten file is read again)."""
+    uncached = gguf.GGUFReader
+    readers: dict[tuple, gguf.GGUFReader] = {}
+
+    def cached(path, *args, **kwargs):
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = uncached(path, *args, **kwargs)
+        return readers[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf, "GGUFReader", cached)
+        yield
+
+
 @pytest.fixture(scope="module")
 def reader(gguf_path):
     return gguf.GGUFReader(str(gguf_path))
+
+
+def assert_reads_as_gguf_py_reads(path):
+    """read_gguf (load_gguf's parser) against gguf-py's GGUFReader, the independent reference:
+    every metadata key and value, every tensor's name, ggml type, shape and bytes."""
+    metadata, tensors = read_gguf(path)
+    reference = gguf.GGUFReader(str(path))
+    expected = {key: field.contents() for key, field in reference.fields.items() if not key.startswith("GGUF.")}
+    assert metadata.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metadata[key] == value, key
+    assert list(tensors) == [t.name for t in reference.tensors]
+    for t in reference.tensors:
+        ours = tensors[t.name]
+        assert (ours.tensor_type, ours.shape) == (t.tensor_type, tuple(t.shape.tolist())), t.name
+        assert ours.data.tobytes() == np.asarray(t.data).tobytes(), t.name
 
 
 def llama_cpp_shapes(c: int, v: int, n_layer: int, d_w: int, d_a: int, d_v: int, d_g: int, f: int) -> dict:
@@ -146,6 +182,7 @@ def test_gguf_values_follow_the_converters_transforms(reader, state_dict):
 
 
 def test_gguf_reads_back_exactly_and_loads_as_model(gguf_path, state_dict, tmp_path):
+    assert_reads_as_gguf_py_reads(gguf_path)
     # The file reads like any checkpoint (also without its suffix), exactly, and generates the same text.
     model = load_model(str(gguf_path).removesuffix(".gguf"))
     back = model.state_dict()
@@ -184,6 +221,7 @@ def test_gguf_half_precision_keeps_llama_cpps_fp32_tensors(state_dict, tmp_path)
     for name in ("token_embd.weight", "output.weight", "blk.0.time_mix_a1.weight", "blk.1.channel_mix_key.weight"):
         assert tensors[name].tensor_type == f16, name
     assert np.array_equal(np.array(tensors["token_embd.weight"].data), state_dict["emb.weight"].half().numpy())
+    assert_reads_as_gguf_py_reads(path)
     with pytest.raises(FileExistsError, match="already exists"):
         save_gguf(state_dict, path)
 
@@ -201,6 +239,43 @@ def test_gguf_errors_name_the_problem(tmp_path):
     small = random_official_state_dict(RWKV7Config(n_layer=1, n_embd=64, vocab_size=1024), seed=0)
     with pytest.raises(CheckpointError, match="65530 tokens but the model only 1024 embedding rows"):
         save_gguf(small, tmp_path / "small.gguf")
+
+
+def small_gguf(path, endianess=gguf.GGUFEndian.LITTLE):
+    """A file of gguf-py's own writer with one value of each kind load_gguf's parser reads."""
+    writer = gguf.GGUFWriter(str(path), "rwkv7", endianess=endianess)
+    writer.add_uint32("rwkv7.block_count", 0)
+    writer.add_float32("test.float", 0.5)
+    writer.add_bool("test.bool", True)
+    writer.add_array("test.ints", [1, -2, 3])
+    writer.add_array("test.strings", ["a", "bé", ""])
+    writer.add_tensor("token_embd.weight", np.arange(32, dtype=np.float32).reshape(4, 8))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_reader_refuses_damaged_and_unsupported_files(tmp_path):
+    path = small_gguf(tmp_path / "small.gguf")
+    assert_reads_as_gguf_py_reads(path)
+    whole = path.read_bytes()
+    name_at = whole.index(b"token_embd.weight")  # the tensor's name in the header
+    damaged = {
+        "text.gguf": (b"not gguf", "it does not start with the GGUF magic bytes"),
+        "name.gguf": (whole[:name_at + 10], f"a string of 17 bytes at byte {name_at} runs past the end of the file"),
+        "header.gguf": (whole[:name_at + 17 + 2], "the file ends inside its header"),
+        "data.gguf": (whole[:-8], "tensor token_embd.weight's 128 bytes at byte"),
+        "v1.gguf": (whole[:4] + (1).to_bytes(4, "little") + whole[8:],
+                    r"GGUF version 1 is not supported \(only 2 and 3\)\)$"),
+    }
+    for name, (content, message) in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=f"{tmp_path / name}: cannot read as GGUF \\(.*{message}"):
+            load_gguf(tmp_path / name)
+    with pytest.raises(CheckpointError, match=r"big-endian GGUF files are not supported\)$"):
+        load_gguf(small_gguf(tmp_path / "big.gguf", gguf.GGUFEndian.BIG))
 
 
 def test_export_cli_fla_folder_for_llama_cpps_converter(state_dict, tmp_path, capsys):
@@ -259,6 +334,8 @@ def test_llama_cpps_converter_turns_our_fla_export_into_our_gguf(state_dict, tmp
     assert run.returncode == 0, run.stderr[-2000:]
     assert main(["export", "--model", str(source), "--format", "gguf", "--dtype", outtype, "--output", str(ours)]) == 0
     differences = gguf_differences(converted, ours)
+    assert_reads_as_gguf_py_reads(converted)
+    assert_reads_as_gguf_py_reads(ours)
     assert [d.split(":")[0] for d in differences] == ["metadata general.name", "metadata tokenizer.chat_template"], \
         differences
 
@@ -274,8 +351,7 @@ def test_gguf_differences_names_what_differs(gguf_path, state_dict, tmp_path):
 
 
 def test_gguf_differences_leaves_out_the_ignored_keys_only(tmp_path):
-    """On two small GGUF files of gguf-py's own writer: reading a file of ours takes ~2 s (gguf-py parses
-    the World vocabulary's 65536 strings one by one)."""
+    """On two small GGUF files of gguf-py's own writer."""
     paths = []
     for name, value in (("a", 1), ("b", 2)):
         writer = gguf.GGUFWriter(str(tmp_path / f"{name}.gguf"), arch="test")
@@ -313,6 +389,7 @@ def test_gguf_q8_0_quantizes_the_matrices_and_reads_back_dequantized(state_dict,
     assert tensors["blk.0.time_mix_key.weight"].tensor_type == gguf.GGMLQuantizationType.Q8_0
     assert tensors["blk.0.time_mix_w1.weight"].tensor_type == gguf.GGMLQuantizationType.F32
     assert tensors["blk.0.time_mix_a2.weight"].tensor_type == gguf.GGMLQuantizationType.F16  # rows of 48: not blocks of 32
+    assert_reads_as_gguf_py_reads(path)
     assert reader.get_field("general.file_type").contents() == gguf.LlamaFileType.MOSTLY_Q8_0
     model = load_model(path)
     for key in ("blocks.1.att.key.weight", "emb.weight", "blocks.0.ffn.value.weight"):

@@ -46,7 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +64,8 @@ from .files import check_output_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "gguf_differences", "is_gguf_file", "load_gguf", "official_to_gguf",
-           "save_gguf"]
+__all__ = ["GGUF_ARCHITECTURE", "GGUF_DTYPES", "GGUFTensor", "gguf_differences", "is_gguf_file", "load_gguf",
+           "official_to_gguf", "read_gguf", "save_gguf"]
 
 GGUF_ARCHITECTURE = "rwkv7"
 GGUF_MAGIC = b"GGUF"
@@ -281,43 +284,139 @@ def save_gguf(
     return path
 
 
-def _as_torch(tensor: Any) -> torch.Tensor:
-    """One tensor of a GGUFReader, dequantized to float32, in PyTorch (row-major) order."""
+# GGUF metadata value types (gguf-py's GGUFValueType): struct formats of the scalars, numpy dtypes of arrays.
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_VERSIONS = (2, 3)
+_GGUF_DEFAULT_ALIGNMENT = 32
+
+
+@dataclass(frozen=True)
+class GGUFTensor:
+    """One tensor of a GGUF file: its ggml type number, shape in ggml order (innermost first) and raw bytes."""
+
+    tensor_type: int
+    shape: tuple[int, ...]
+    data: np.ndarray  # uint8, mapped from the file
+
+
+class _GGUFCursor:
+    """Reads a GGUF file's little-endian header fields one after the other from a mapped file."""
+
+    def __init__(self, buffer: np.ndarray) -> None:
+        # a memoryview: slicing the memmap itself costs a numpy view per string (gguf-py's slowness)
+        self.buffer, self.offset = memoryview(buffer), 0
+
+    def scalar(self, fmt: str) -> Any:
+        (value,) = struct.unpack_from(fmt, self.buffer, self.offset)
+        self.offset += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        size = self.scalar("<Q")
+        if self.offset + size > len(self.buffer):
+            raise ValueError(f"a string of {size} bytes at byte {self.offset} runs past the end of the file")
+        text = str(self.buffer[self.offset:self.offset + size], "utf-8")
+        self.offset += size
+        return text
+
+    def value(self, kind: int) -> Any:
+        if kind in _GGUF_SCALARS:
+            return self.scalar(_GGUF_SCALARS[kind])
+        if kind == _GGUF_STRING:
+            return self.string()
+        if kind != _GGUF_ARRAY:
+            raise ValueError(f"unknown metadata value type {kind} at byte {self.offset - 4}")
+        item_kind, count = self.scalar("<I"), self.scalar("<Q")
+        if item_kind in _GGUF_SCALARS:
+            dtype = np.dtype(_GGUF_SCALARS[item_kind])
+            if self.offset + count * dtype.itemsize > len(self.buffer):
+                raise ValueError(f"an array of {count} items at byte {self.offset} runs past the end of the file")
+            items = np.frombuffer(self.buffer, dtype, count, self.offset).tolist()
+            self.offset += count * dtype.itemsize
+            return items
+        return [self.value(item_kind) for _ in range(count)]
+
+
+def read_gguf(path: str | Path) -> tuple[dict[str, Any], dict[str, GGUFTensor]]:
+    """A GGUF file's metadata (key to value, arrays as lists) and tensors (name to `GGUFTensor`,
+    data mapped, not read). Reads the header in bulk where gguf-py's GGUFReader makes several numpy
+    views per array item (~2 s for the World vocabulary's 65536 tokens). Raises ValueError on a
+    file that is not a little-endian GGUF v2/v3 file or is cut short."""
+    buffer = np.memmap(path, dtype=np.uint8, mode="r")
+    cursor = _GGUFCursor(buffer)
+    try:
+        if bytes(buffer[:len(GGUF_MAGIC)]) != GGUF_MAGIC:
+            raise ValueError("it does not start with the GGUF magic bytes")
+        cursor.offset = len(GGUF_MAGIC)
+        version = cursor.scalar("<I")
+        if version not in _GGUF_VERSIONS and int.from_bytes(version.to_bytes(4, "little"), "big") in _GGUF_VERSIONS:
+            raise ValueError("big-endian GGUF files are not supported")
+        if version not in _GGUF_VERSIONS:
+            raise ValueError(f"GGUF version {version} is not supported (only {' and '.join(map(str, _GGUF_VERSIONS))})")
+        n_tensors, n_values = cursor.scalar("<Q"), cursor.scalar("<Q")
+        metadata: dict[str, Any] = {}
+        for _ in range(n_values):
+            key = cursor.string()
+            metadata[key] = cursor.value(cursor.scalar("<I"))
+        infos = []
+        for _ in range(n_tensors):
+            name = cursor.string()
+            n_dims = cursor.scalar("<I")
+            shape = tuple(cursor.scalar("<Q") for _ in range(n_dims))
+            infos.append((name, shape, cursor.scalar("<I"), cursor.scalar("<Q")))
+    except struct.error as exc:
+        raise ValueError(f"the file ends inside its header ({exc})") from None
+    alignment = metadata.get("general.alignment", _GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"general.alignment {alignment!r} is not a power of two")
+    data_start = -(-cursor.offset // alignment) * alignment
+    gguf = _gguf()
+    tensors: dict[str, GGUFTensor] = {}
+    for name, shape, kind, offset in infos:
+        if kind not in gguf.GGML_QUANT_SIZES:
+            raise ValueError(f"tensor {name} has unknown ggml type {kind}")
+        if name in tensors:
+            raise ValueError(f"tensor {name} appears twice")
+        block, block_bytes = gguf.GGML_QUANT_SIZES[kind]
+        size = math.prod(shape) // block * block_bytes
+        start = data_start + offset
+        if start + size > len(buffer):
+            raise ValueError(f"tensor {name}'s {size} bytes at byte {start} run past the end of the file")
+        tensors[name] = GGUFTensor(kind, shape, buffer[start:start + size])
+    return metadata, tensors
+
+
+def _as_torch(tensor: GGUFTensor) -> torch.Tensor:
+    """One GGUF tensor, dequantized to float32, in PyTorch (row-major) order."""
     gguf = _gguf()
     kind = gguf.GGMLQuantizationType
-    shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))
+    shape = tuple(reversed(tensor.shape))
     if tensor.tensor_type == kind.F32:
-        data = np.asarray(tensor.data, dtype=np.float32)
+        data = tensor.data.view("<f4")
     elif tensor.tensor_type == kind.F16:
-        data = np.asarray(tensor.data, dtype=np.float16).astype(np.float32)
+        data = tensor.data.view("<f2").astype(np.float32)
     elif tensor.tensor_type == kind.BF16:
-        words = torch.from_numpy(np.ascontiguousarray(tensor.data).view(np.int16).copy())
+        words = torch.from_numpy(tensor.data.view("<i2").copy())
         return words.view(torch.bfloat16).float().reshape(shape)
     else:
-        data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-    return torch.from_numpy(np.ascontiguousarray(data).reshape(shape).copy())
-
-
-def _field_value(reader: Any, key: str) -> Any:
-    field = reader.get_field(key)
-    return None if field is None else field.contents()
+        block, block_bytes = gguf.GGML_QUANT_SIZES[tensor.tensor_type]
+        rows = tensor.data.reshape(-1, tensor.shape[0] // block * block_bytes)
+        data = gguf.quants.dequantize(rows, kind(tensor.tensor_type))
+    return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32).reshape(shape).copy())
 
 
 def load_gguf(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads a llama.cpp ``rwkv7`` GGUF file into an official-layout state dict (float32)."""
-    gguf = _gguf()
     path = Path(path)
     try:
-        reader = gguf.GGUFReader(str(path))
+        metadata, tensors = read_gguf(path)
     except (ValueError, OSError) as exc:
-        # The reader maps tensors at the offsets the header gives: a file cut short fails as a
-        # reshape of too few bytes, which says nothing to a user.
-        hint = "" if "version" in str(exc) else f"; damaged or truncated? ({path.stat().st_size} bytes)"
+        hint = "" if "supported" in str(exc) else f"; damaged or truncated? ({path.stat().st_size} bytes)"
         raise CheckpointError(f"{path}: cannot read as GGUF ({exc}{hint})") from exc
-    arch = _field_value(reader, "general.architecture")
+    arch = metadata.get("general.architecture")
     if arch != GGUF_ARCHITECTURE:
         raise CheckpointError(f"{path}: GGUF architecture is {arch!r}; only {GGUF_ARCHITECTURE!r} (RWKV-7) is supported")
-    tensors = {t.name: t for t in reader.tensors}
     out: dict[str, torch.Tensor] = {}
     missing: list[str] = []
 
@@ -327,8 +426,8 @@ def load_gguf(path: str | Path) -> dict[str, torch.Tensor]:
             return None
         return _as_torch(tensors[name])
 
-    n_layer = int(_field_value(reader, f"{GGUF_ARCHITECTURE}.block_count") or 0)
-    head_size = int(_field_value(reader, f"{GGUF_ARCHITECTURE}.wkv.head_size") or 64)
+    n_layer = int(metadata.get(f"{GGUF_ARCHITECTURE}.block_count") or 0)
+    head_size = int(metadata.get(f"{GGUF_ARCHITECTURE}.wkv.head_size") or 64)
     for official, name in _RENAMES.items():
         if (t := get(name)) is not None:
             out[official] = t
@@ -380,22 +479,22 @@ def gguf_differences(path_a: str | Path, path_b: str | Path, ignore_keys: tuple[
     `ignore_keys`), tensor names, shapes, storage types and bytes. Tensor order is not compared:
     llama.cpp finds tensors by name. Empty when the files hold the same model."""
     gguf = _gguf()
-    readers = [gguf.GGUFReader(str(p)) for p in (path_a, path_b)]
-    metadata = [{k: f.contents() for k, f in r.fields.items() if not k.startswith("GGUF.") and k not in ignore_keys}
-                for r in readers]
+    files = [read_gguf(p) for p in (path_a, path_b)]
+    metadata = [{k: v for k, v in m.items() if k not in ignore_keys} for m, _ in files]
     out = []
     for key in sorted(set(metadata[0]) | set(metadata[1])):
         a, b = (m.get(key, "<absent>") for m in metadata)
         if a != b:
             out.append(f"metadata {key}: {_short(a)} != {_short(b)}")
-    tensors = [{t.name: t for t in r.tensors} for r in readers]
+    tensors = [t for _, t in files]
     for name in sorted(set(tensors[0]) ^ set(tensors[1])):
         out.append(f"tensor {name}: only in {path_a if name in tensors[0] else path_b}")
     for name in sorted(set(tensors[0]) & set(tensors[1])):
         a, b = tensors[0][name], tensors[1][name]
-        if a.shape.tolist() != b.shape.tolist() or a.tensor_type != b.tensor_type:
-            out.append(f"tensor {name}: {a.tensor_type.name}{a.shape.tolist()} != {b.tensor_type.name}{b.shape.tolist()}")
-        elif np.asarray(a.data).tobytes() != np.asarray(b.data).tobytes():
+        if a.shape != b.shape or a.tensor_type != b.tensor_type:
+            kind_a, kind_b = (gguf.GGMLQuantizationType(t.tensor_type).name for t in (a, b))
+            out.append(f"tensor {name}: {kind_a}{list(a.shape)} != {kind_b}{list(b.shape)}")
+        elif a.data.tobytes() != b.data.tobytes():
             out.append(f"tensor {name}: same shape and type, different values")
     return out
 
