@@ -77,6 +77,17 @@ def long_clips(folder: Path, count: int, min_seconds: float, max_seconds: float,
     return clips
 
 
+def command_line_clips(args: argparse.Namespace, output: Path) -> tuple[list[dict], list[str], list[str]]:
+    """The clips the command line asks for (--clips, --min-seconds, --max-seconds, --seed,
+    --sentence-pause), made under output/clips: the clips, their paths and their reference texts;
+    prints how many and how long."""
+    clips = long_clips(output / "clips", args.clips, args.min_seconds, args.max_seconds, args.seed,
+                       sentence_pause=args.sentence_pause)
+    print(f"{len(clips)} clips, {min(c['seconds'] for c in clips)}-{max(c['seconds'] for c in clips)} s, "
+          f"{sum(c['sentences'] for c in clips)} sentences", flush=True)
+    return clips, [c["audio"] for c in clips], [c["text"] for c in clips]
+
+
 def paused_clips(folder: Path, count: int, min_seconds: float, max_seconds: float, seed: int,
                  skip_sentences: int, pause: float) -> list[dict]:
     """As `long_clips`, but each sentence spoken alone, trimmed of the silence espeak-ng puts
@@ -203,11 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     from modrwkv.quickstart.audio import whisper_folder
 
     output = Path(args.output)
-    clips = long_clips(output / "clips", args.clips, args.min_seconds, args.max_seconds, args.seed,
-                       sentence_pause=args.sentence_pause)
-    paths, references = [c["audio"] for c in clips], [c["text"] for c in clips]
-    print(f"{len(clips)} clips, {min(c['seconds'] for c in clips)}-{max(c['seconds'] for c in clips)} s, "
-          f"{sum(c['sentences'] for c in clips)} sentences", flush=True)
+    clips, paths, references = command_line_clips(args, output)
     report: dict = {"clips": clips, "systems": {}}
     for timestamps in (False, True):
         started = time.time()

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from long_audio import long_clips
+from long_audio import command_line_clips
 
 
 def served_transcripts(model_dir: str, paths: list[str]) -> list:
@@ -70,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from modrwkv.inference import ModRWKVPipeline
 
     output = Path(args.output)
-    clips = long_clips(output / "clips", args.clips, args.min_seconds, args.max_seconds, args.seed,
-                       sentence_pause=args.sentence_pause)
-    paths, references = [c["audio"] for c in clips], [c["text"] for c in clips]
-    print(f"{len(clips)} clips, {min(c['seconds'] for c in clips)}-{max(c['seconds'] for c in clips)} s, "
-          f"{sum(c['sentences'] for c in clips)} sentences", flush=True)
+    clips, paths, references = command_line_clips(args, output)
 
     started = time.time()
     library = ModRWKVPipeline.from_pretrained(args.model).transcribe_batch(paths, long_form=True)
