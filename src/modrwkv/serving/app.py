@@ -506,6 +506,7 @@ async def _stream_transcript(replies: AsyncIterator[GenerationResult], segments:
     order, as it finishes (the space that joins it to the text before included, so the deltas add up
     to the text), then `transcript.text.done` with the whole text and the usage."""
     results: list[GenerationResult] = []
+    separator = ""  # a space once some segment had text
     try:
         async for result in replies:
             results.append(result)
@@ -513,7 +514,7 @@ async def _stream_transcript(replies: AsyncIterator[GenerationResult], segments:
             text = result.text.strip()
             if text:
                 observer.text()
-                delta = text if not any(r.text.strip() for r in results[:-1]) else " " + text
+                delta, separator = separator + text, " "
                 yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta}, ensure_ascii=False)}\n\n"
     except APIError as exc:
         yield f"data: {json.dumps(exc.body())}\n\n"
