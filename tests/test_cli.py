@@ -131,45 +131,42 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"modrwkv {__version__}"
 
 
-def test_quickstart_runs_end_to_end_at_small_scale(capsys, tmp_path):
-    """The real recipe at toy scale: both stages, evaluation, examples, a loadable saved model."""
-    args = ["quickstart", "--output", str(tmp_path / "qs"), "--encoder-steps", "2", "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "3",
-            "--train-samples", "64", "--test-samples", "24", "--no-progress"]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "image/colour" in out and "text-only best" in out and "model saved to" in out
-    report = json.loads((tmp_path / "qs" / "report.json").read_text())
-    assert [report["training"][f"stage{i}"]["steps"] for i in range(3)] == [2, 2, 3]
-    assert report["training"]["vision_encoder"]["steps"] == 2 and "per-cell accuracy" in out
-    assert sum(report["count"].values()) == 24
-    from modrwkv.multimodal import ModRWKV
-
-    assert set(ModRWKV.from_pretrained(tmp_path / "qs" / "model").encoders) == {"image", "series"}
-    # One model per stage is left (stage 2's is model/); the checkpoints only resuming needed are gone.
-    weights = sorted(str(path.parent.relative_to(tmp_path / "qs")) for path in (tmp_path / "qs").rglob("model.safetensors")
-                     if "encoders" not in path.parts)
-    assert weights == ["model", "stage0/final", "stage1/final"] and not list((tmp_path / "qs").rglob("*.ckpt"))
-    example = report["example_image"]  # the README's chat command works as printed
-    assert f"modrwkv chat --model {tmp_path / 'qs' / 'model'} --image {tmp_path / 'qs' / 'shapes.png'}" in out
-    with Image.open(example["path"]) as scene:
-        assert scene.size == (64, 64) and "<image>" not in example["question"] and "\n" not in example["question"]
-    assert main(args) == 0  # run again: the finished run's report, nothing trained
-    again = capsys.readouterr().out
-    assert f"{tmp_path / 'qs'} holds this quickstart, finished" in again and "image/colour" in again
-    assert not (tmp_path / "qs" / "stage0" / "logs" / "version_1").exists()
+# Two tests check the same `modrwkv quickstart` run (one uninterrupted run of these options) and share it: it is
+# run once, and xdist_group keeps both tests on one worker. Stages 0 and 1 make 2 steps and stage 2 makes 12,
+# room for a signal part-way through it; the validation set makes each stage keep its best weights.
+QUICKSTART_OPTIONS = ["--encoder-steps", "2", "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "12",
+                      "--train-samples", "32", "--test-samples", "16", "--validation-samples", "16", "--batch-size", "8",
+                      "--no-progress"]
 
 
-def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, tmp_path, one_torch_thread):
+@pytest.fixture(scope="module")
+def uninterrupted_quickstart(tmp_path_factory):
+    """The uninterrupted `modrwkv quickstart` of QUICKSTART_OPTIONS, in a process of its own (one thread): it
+    starts with the first test that asks for it and runs on the other core meanwhile. Calling the value waits
+    for it to end (successfully) and returns its output folder and what it printed on stdout."""
+    folder = tmp_path_factory.mktemp("quickstart")
+    output = folder / "uninterrupted"
+    with open(folder / "stdout.log", "w") as out, open(folder / "stderr.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "quickstart", "--output", str(output),
+                                 *QUICKSTART_OPTIONS], stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def finished() -> tuple[Path, str]:
+        assert proc.wait(timeout=300) == 0, (folder / "stderr.log").read_text()[-3000:]
+        return output, (folder / "stdout.log").read_text()
+
+    yield finished
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.xdist_group("uninterrupted_quickstart")
+def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, tmp_path, one_torch_thread,
+                                                                        uninterrupted_quickstart):
     """SIGTERM in stage 2 of a real `modrwkv quickstart`: it used to say that it could not resume. Run
     again, the same command skips the completed stages and resumes stage 2 from the checkpoint the
     signal left, and ends with what an uninterrupted run gives; other options are refused by name."""
-    options = ["--encoder-steps", "2", "--stage0-steps", "2", "--stage1-steps", "2", "--steps", "12", "--train-samples",
-               "32", "--test-samples", "16", "--validation-samples", "16", "--batch-size", "8", "--no-progress"]
+    options = QUICKSTART_OPTIONS
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # The uninterrupted run to compare with, in a process of its own: it runs on the other core meanwhile.
-    with open(tmp_path / "uninterrupted.log", "w") as log:
-        reference = subprocess.Popen([sys.executable, "-m", "modrwkv", "quickstart", "--output",
-                                      str(tmp_path / "uninterrupted"), *options], stdout=log, stderr=log, env=env)
     output = tmp_path / "qs"
     first_started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "-v", "quickstart", "--output", str(output), *options],
@@ -180,10 +177,9 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
         proc.send_signal(signal.SIGTERM)  # during step 11
         out, err = proc.communicate(timeout=120)
         first_wall = time.monotonic() - first_started
-        assert reference.wait(timeout=300) == 0, (tmp_path / "uninterrupted.log").read_text()[-3000:]
-    finally:  # both have ended here, unless an assertion failed
+        uninterrupted, _ = uninterrupted_quickstart()  # the run to compare with
+    finally:  # it has ended here, unless an assertion failed
         proc.kill()
-        reference.kill()
     assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == ("modrwkv quickstart: stage 2 stopped by SIGTERM at step 11 of 12, checkpoint "
                                             "saved; run the same command again to continue from there")
@@ -208,7 +204,7 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
 
     assert main(["quickstart", "--output", str(output), *options]) == 0
     report = json.loads((output / "report.json").read_text())
-    expected = json.loads((tmp_path / "uninterrupted" / "report.json").read_text())
+    expected = json.loads((uninterrupted / "report.json").read_text())
     assert {path: path.stat().st_mtime_ns for path in output.glob("stage[01]/final/*")} == done  # not trained again
     assert not (output / "stage1" / "logs" / "version_1").exists() and (output / "stage2" / "logs" / "version_1").is_dir()
     assert not list(output.rglob("checkpoints")) and not (output / "stage2" / "final").exists()
@@ -233,9 +229,35 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     from safetensors.torch import load_file
 
     ours, theirs = load_file(str(output / "model" / "model.safetensors")), load_file(
-        str(tmp_path / "uninterrupted" / "model" / "model.safetensors"))
+        str(uninterrupted / "model" / "model.safetensors"))
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.xdist_group("uninterrupted_quickstart")
+def test_quickstart_runs_end_to_end_at_small_scale(capsys, uninterrupted_quickstart):
+    """The real recipe at toy scale: both stages, evaluation, examples, a loadable saved model."""
+    output, out = uninterrupted_quickstart()
+    assert "image/colour" in out and "text-only best" in out and "model saved to" in out
+    report = json.loads((output / "report.json").read_text())
+    assert [report["training"][f"stage{i}"]["steps"] for i in range(3)] == [2, 2, 12]
+    assert report["training"]["vision_encoder"]["steps"] == 2 and "per-cell accuracy" in out
+    assert sum(report["count"].values()) == 16
+    from modrwkv.multimodal import ModRWKV
+
+    assert set(ModRWKV.from_pretrained(output / "model").encoders) == {"image", "series"}
+    # One model per stage is left (stage 2's is model/); the checkpoints only resuming needed are gone.
+    weights = sorted(str(path.parent.relative_to(output)) for path in output.rglob("model.safetensors")
+                     if "encoders" not in path.parts)
+    assert weights == ["model", "stage0/final", "stage1/final"] and not list(output.rglob("*.ckpt"))
+    example = report["example_image"]  # the README's chat command works as printed
+    assert f"modrwkv chat --model {output / 'model'} --image {output / 'shapes.png'}" in out
+    with Image.open(example["path"]) as scene:
+        assert scene.size == (64, 64) and "<image>" not in example["question"] and "\n" not in example["question"]
+    assert main(["quickstart", "--output", str(output), *QUICKSTART_OPTIONS]) == 0  # run again: nothing trained
+    again = capsys.readouterr().out
+    assert f"{output} holds this quickstart, finished" in again and "image/colour" in again
+    assert not (output / "stage0" / "logs" / "version_1").exists()
 
 
 def _documented_commands() -> list[tuple[str, list[str]]]:
