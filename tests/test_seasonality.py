@@ -194,3 +194,7 @@ def test_estimate_memory_of_a_season_auto_config_needs_no_data(capsys) -> None:
     weekly = plan_from_config(load_config(config, [residuals, "true", "--model.encoders.series.options.season", "336"],
                                           needs_data=False))
     assert auto == weekly and auto.encoders[0].feature_dim == 128 + 2 * 24
+    # `linear_baseline: true` is shaped from the data by training too; it adds buffers, no parameters
+    linear = plan_from_config(load_config(config, [residuals, "true", "--model.encoders.series.options.linear_baseline",
+                                                   "true"], needs_data=False))
+    assert linear == auto
