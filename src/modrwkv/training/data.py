@@ -102,7 +102,8 @@ def check_options(reader_cls: type[Reader], options: dict, data_format: str) -> 
     if missing:
         problems.append(f"the {data_format} format needs {' and '.join(missing)}")
     if problems:
-        raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {known})")
+        shown = [name for name in known if name not in getattr(reader_cls, "set_by_training", ())]
+        raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {shown})")
 
 
 def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tuple[TrainConfig, str | None]:

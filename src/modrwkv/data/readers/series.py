@@ -286,6 +286,8 @@ class TimeSeriesReader(Reader):
     in a chosen column) raise `DataError` whatever `on_error` says: there is no record to skip.
     """
 
+    set_by_training = ("linear_baseline",)  # fitted by training from the encoder's option, not a data.options one
+
     def __init__(
         self,
         paths: PathLike | Sequence[PathLike],
