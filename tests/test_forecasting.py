@@ -201,6 +201,126 @@ def test_ridge_baseline_learns_a_linear_rule_hand_computed(tmp_path) -> None:
     np.testing.assert_allclose(naive, (np.array([0, 1]) - 1.5) / np.sqrt(1.25), atol=1e-6)
 
 
+def wave_csv(path, rows: int = 400):
+    """A period-12 wave with a trend and noise: what a seasonal + linear baseline reads."""
+    rng = np.random.default_rng(0)
+    t = np.arange(rows)
+    values = np.sin(2 * np.pi * t / 12) + 0.01 * t + 0.3 * rng.standard_normal(rows)
+    path.write_text("value\n" + "".join(f"{v:.5f}\n" for v in values))
+    return path
+
+
+def sklearn_ridge_on_bench_windows(path, lookback: int, horizon: int, season: int):
+    """The independent fit: bench/forecasting.py's training windows and inputs (the correction to
+    seasonal naive + drift on the normalised look-back), the alpha chosen by scikit-learn ridges
+    fitted on the windows whose future ends before the last fifth begins and scored on that fifth
+    (series units), then scikit-learn's `Ridge` with that alpha on every training window."""
+    from sklearn.linear_model import Ridge
+
+    bench = load_bench()
+    ridge = bench.RidgeForecaster(season, drift=True)
+    past, future = bench.split_windows(path, "train", lookback, horizon)
+    z, base, mean, scale = ridge._inputs(past, horizon)
+    target = (future - mean) / scale - base
+    held = int(round(len(z) * 0.2))
+    fit_rows, held_rows = slice(0, len(z) - held - horizon + 1), slice(len(z) - held, None)
+    scores = {alpha: float(np.mean(((Ridge(alpha=alpha).fit(z[fit_rows], target[fit_rows]).predict(z[held_rows])
+                                      - target[held_rows]) * scale[held_rows]) ** 2))
+              for alpha in (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)}
+    alpha = min(scores, key=scores.__getitem__)
+    return Ridge(alpha=alpha).fit(z, target), scores, ridge
+
+
+def test_the_linear_baseline_is_scikit_learns_ridge_with_alpha_chosen_on_the_training_tail(tmp_path) -> None:
+    pytest.importorskip("sklearn")
+    from modrwkv.data.linear_baseline import fit_linear_baseline
+    from modrwkv.data.readers.series import TimeSeriesReader
+
+    path = wave_csv(tmp_path / "wave.csv")
+    reader = TimeSeriesReader(path, lookback=32, horizon=8, split="train", standardize=True, season=12, drift=True)
+    fit = fit_linear_baseline(list(reader), 12, True)
+    expected, scores, _ = sklearn_ridge_on_bench_windows(path, 32, 8, 12)
+    assert fit.held_out_mse.keys() == scores.keys() and len(set(np.round(list(scores.values()), 6))) > 1
+    np.testing.assert_allclose(list(fit.held_out_mse.values()), list(scores.values()), rtol=1e-6)
+    assert fit.alpha == min(scores, key=scores.__getitem__)
+    np.testing.assert_allclose(fit.baseline.weight, expected.coef_.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fit.baseline.bias, expected.intercept_, rtol=1e-6, atol=1e-9)
+    assert fit.windows == 400 * 7 // 10 - 32 - 8 + 1 and fit.held_out == round(fit.windows * 0.2)
+
+
+def test_a_linear_baseline_forecaster_writing_zeros_forecasts_the_ridge_forecast(tmp_path, capsys) -> None:
+    """`linear_baseline: true` trains (fitting the ridge first), saves the fitted weights, and every
+    loaded path adds them back: a reply of zeros is the independent ridge + seasonal naive + drift
+    forecast; the pipeline adds the same baseline to what the model wrote; eval forecasts as the
+    pipeline does; the reader writes training targets relative to the same baseline."""
+    pytest.importorskip("sklearn")
+    from modrwkv.cli import main
+    from modrwkv.data.readers.series import TimeSeriesReader
+    from modrwkv.inference import ModRWKVPipeline
+
+    path = wave_csv(tmp_path / "wave.csv")
+    run = tmp_path / "run"
+    assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{path}]", "--data.options.lookback", "32",
+                 "--data.options.horizon", "8", "--train.max_steps", "1", "--train.warmup_steps", "1",
+                 "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--model.encoders.series.options.season", "12",
+                 "--model.encoders.series.options.drift", "true", "--model.encoders.series.options.linear_baseline",
+                 "true", "--output.dir", str(run)]) == 0
+    assert "linear baseline (" in capsys.readouterr().out
+    saved = json.loads((run / "final" / "encoders" / "series" / "encoder.json").read_text())["config"]
+    assert (saved["linear_baseline"], saved["linear_lookback"], saved["linear_horizon"]) == (True, 32, 8)
+    pipe = ModRWKVPipeline.from_pretrained(run / "final")
+    encoder = pipe.model.encoders["series"]
+    expected, _, bench_ridge = sklearn_ridge_on_bench_windows(path, 32, 8, 12)
+    bench_ridge.model = expected
+    past = load_bench().split_windows(path, "test", 32, 8)[0][:3]
+    ridge_forecast = bench_ridge.predict(past)
+    for window, forecast in zip(past, ridge_forecast, strict=True):
+        extras = encoder.prepare(window).extras
+        zero = encoder.denormalize(torch.zeros(8, 1, dtype=torch.float64), extras)[:, 0].numpy()
+        np.testing.assert_allclose(zero, forecast, rtol=1e-6, atol=1e-6)
+    written = pipe.forecast(past[0], 8)
+    scale = np.sqrt(past[0].var() + 1e-5)
+    np.testing.assert_allclose(written.values, ridge_forecast[0] + parse_forecast(written.text, 8) * scale, atol=1e-4)
+    with pytest.raises(ValueError, match="fitted for a horizon of 8 steps; forecast at most 8, not 9"):
+        pipe.forecast(past[0], 9)
+    assert main(["eval", "--task", "custom-series", "--data", str(path), "--model", str(run / "final"), "--lookback",
+                 "32", "--horizon", "8", "--limit", "1", "--output", str(tmp_path / "eval"), "--no-progress"]) == 0
+    [record] = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(record["forecast"], pipe.forecast(past[0], 8).values, rtol=1e-5)
+    # training targets: the future minus this same baseline, in hundredths of the window's scale
+    reader = TimeSeriesReader(path, lookback=32, horizon=8, split="test", standardize=True, season=12, drift=True,
+                              linear_baseline=encoder.linear())
+    sample = next(iter(reader))
+    correction = (sample.meta["target"] - ridge_forecast[0]) / scale
+    np.testing.assert_allclose(parse_forecast(sample.messages[1].content, 8), correction, atol=0.0051)
+    assert sample.meta["linear_baseline"] is True
+
+
+def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shapes(tmp_path, capsys) -> None:
+    from modrwkv.cli import main
+    from modrwkv.data.linear_baseline import LinearBaselineError, fit_linear_baseline
+    from modrwkv.data.readers.series import TimeSeriesReader
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+
+    short = wave_csv(tmp_path / "short.csv", rows=60)  # 42 training rows: 3 windows of 32 + 8
+    assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{short}]", "--data.options.lookback", "32",
+                 "--data.options.horizon", "8", "--train.max_steps", "1", "--model.encoders.series.options.linear_baseline",
+                 "true", "--output.dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"modrwkv train: error: model.encoders.series.options.linear_baseline on {short}: 3 training windows "
+        "(look-back 32, horizon 8) are too few to fit a linear baseline: its alpha is chosen on the last fifth of them "
+        "and fitted on the windows whose future ends before that, which leaves 0; give more training rows or a "
+        "shorter look-back")
+    samples = list(TimeSeriesReader(wave_csv(tmp_path / "w.csv", rows=100), lookback=32, horizon=8))  # 61 windows
+    with pytest.raises(LinearBaselineError, match="the ridge fit with alpha 0 on 33 windows of 32 steps is singular"):
+        fit_linear_baseline(samples[:50], alphas=(0.0,))  # 10 held out, 33 fitted: fewer than the look-back
+    with pytest.raises(ValueError, match="linear_baseline needs linear_lookback >= max"):
+        WaveNetConfig(linear_baseline=True)
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=32, linear_horizon=8))
+    with pytest.raises(ValueError, match="series has 40 steps, but the linear baseline .* reads exactly 32"):
+        encoder.prepare(np.arange(40.0))
+
+
 def test_training_passes_the_encoders_season_to_the_reader() -> None:
     from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
     from modrwkv.training.config import ConfigError, DataConfig
@@ -212,6 +332,11 @@ def test_training_passes_the_encoders_season_to_the_reader() -> None:
     assert series_target_options(data, WaveNetSeriesEncoder(WaveNetConfig())) is data
     with pytest.raises(ConfigError, match="data.options.season is 24 but the series encoder's season is 48"):
         series_target_options(DataConfig(format="series", train=["x.csv"], options={"season": 24}), encoder)
+    linear = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=96, linear_horizon=24))
+    options = series_target_options(data, linear).options
+    assert options["linear_baseline"].weight.shape == (96, 24) and "season" in options
+    with pytest.raises(ConfigError, match="data.options.linear_baseline is not a reader option"):
+        series_target_options(DataConfig(format="series", train=["x.csv"], options={"linear_baseline": True}), linear)
 
 
 def test_sampled_forecast_is_the_median_of_its_replies_and_reproducible() -> None:

@@ -173,10 +173,11 @@ def test_init_writes_season_auto_for_seasonal_data_only(tmp_path, capsys) -> Non
         options = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())["model"]["encoders"]["series"]["options"]
         out = capsys.readouterr().out
         if name == "seasonal":
-            assert options["season"] == "auto" and options["drift"] is True
+            assert options["season"] == "auto" and options["drift"] is True and options["linear_baseline"] is True
             assert "training will pick season 24: autocorrelation" in out
         else:
-            assert "season" not in options and "no seasonal baseline, no clear season" in out
+            assert "season" not in options and "linear_baseline" not in options
+            assert "no seasonal baseline, no clear season" in out
 
 
 def test_estimate_memory_of_a_season_auto_config_needs_no_data(capsys) -> None:
@@ -194,3 +195,7 @@ def test_estimate_memory_of_a_season_auto_config_needs_no_data(capsys) -> None:
     weekly = plan_from_config(load_config(config, [residuals, "true", "--model.encoders.series.options.season", "336"],
                                           needs_data=False))
     assert auto == weekly and auto.encoders[0].feature_dim == 128 + 2 * 24
+    # the config's `linear_baseline: true` is shaped from the data by training too; it adds buffers, no parameters
+    plain = plan_from_config(load_config(config, [residuals, "true", "--model.encoders.series.options.linear_baseline",
+                                                  "false"], needs_data=False))
+    assert plain == auto

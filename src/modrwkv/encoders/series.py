@@ -20,6 +20,11 @@
   (the last `season` steps of the look-back repeated, plus with `drift` their mean change over one
   season), and `denormalize` adds the baseline back. The time-series reader writes its targets
   the same way when training passes it the same `season` (`seasonal_baseline`, one function).
+- `linear_baseline`: the forecaster writes corrections to a linear forecast from the normalised
+  look-back (on top of the seasonal one when there is a `season`): a ridge regression that
+  `modrwkv train` fits on the training windows before training (`fit_linear_baseline`) and keeps
+  in this encoder's buffers `linear_weight` [linear_lookback, linear_horizon] and `linear_bias`,
+  saved and loaded with its weights. The reader and `denormalize` share `forecast_baseline`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.readers.series import SERIES_EPS, instance_stats, seasonal_baseline
+from ..data.readers.series import SERIES_EPS, LinearBaseline, forecast_baseline, instance_stats
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
 
@@ -54,6 +59,9 @@ class WaveNetConfig:
     season: int = 0  # > 0: forecasts are corrections to the seasonal-naive forecast of this period
     drift: bool = False  # ... plus the look-back's mean change over one season
     pass_residuals: bool = False  # with a season: also append each patch's change over one season
+    linear_baseline: bool = False  # forecasts are (also) corrections to a linear forecast fitted by training
+    linear_lookback: int = 0  # ... from this many steps (set by `modrwkv train`: the data's look-back)
+    linear_horizon: int = 0  # ... of this many (the data's horizon)
 
     def __post_init__(self) -> None:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
@@ -71,6 +79,10 @@ class WaveNetConfig:
             raise ValueError("wavenet drift needs a season (the drift is the mean change over one season)")
         if self.pass_residuals and not self.season:
             raise ValueError("wavenet pass_residuals needs a season (a residual is the change over one season)")
+        if self.linear_baseline and (self.linear_lookback < max(1, self.season) or self.linear_horizon < 1):
+            raise ValueError(f"wavenet linear_baseline needs linear_lookback >= max(1, season) and linear_horizon >= 1 "
+                             f"(`modrwkv train` sets them to the data's look-back and horizon), got "
+                             f"{self.linear_lookback} and {self.linear_horizon}")
 
     @property
     def receptive_field(self) -> int:
@@ -114,7 +126,27 @@ class WaveNetSeriesEncoder(NativeEncoder):
         self.head = nn.Sequential(
             nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1), nn.ReLU(), nn.Conv1d(c.skip_channels, c.output_dim, 1)
         )
+        if c.linear_baseline:  # fitted by training (`set_linear_baseline`), saved and loaded with the weights
+            self.register_buffer("linear_weight", torch.zeros(c.linear_lookback, c.linear_horizon, dtype=torch.float64))
+            self.register_buffer("linear_bias", torch.zeros(c.linear_horizon, dtype=torch.float64))
         self._finish_init()
+
+    def linear(self) -> LinearBaseline | None:
+        """The linear forecast this forecaster corrects, or None without `linear_baseline`."""
+        if not self.config.linear_baseline:
+            return None
+        return LinearBaseline(self.linear_weight.detach().cpu().numpy(), self.linear_bias.detach().cpu().numpy())
+
+    def set_linear_baseline(self, baseline: LinearBaseline) -> None:
+        """Stores the fitted linear baseline (its shape must be the configured one)."""
+        c = self.config
+        if not c.linear_baseline or (baseline.lookback, baseline.horizon) != (c.linear_lookback, c.linear_horizon):
+            raise ValueError(f"a linear baseline of look-back {baseline.lookback} and horizon {baseline.horizon} does "
+                             f"not fit this encoder (linear_baseline {c.linear_baseline}, linear_lookback "
+                             f"{c.linear_lookback}, linear_horizon {c.linear_horizon})")
+        with torch.no_grad():
+            self.linear_weight.copy_(torch.from_numpy(baseline.weight))
+            self.linear_bias.copy_(torch.from_numpy(baseline.bias))
 
     @property
     def output_dim(self) -> int:
@@ -147,6 +179,9 @@ class WaveNetSeriesEncoder(NativeEncoder):
         if steps < self.config.season:
             raise ValueError(f"series has {steps} steps, fewer than one season ({self.config.season}) of the "
                              "seasonal baseline this forecaster adds its corrections to")
+        if self.config.linear_baseline and steps != self.config.linear_lookback:
+            raise ValueError(f"series has {steps} steps, but the linear baseline this forecaster adds its corrections "
+                             f"to reads exactly {self.config.linear_lookback}")
         mean, scale = instance_stats(values, self.config.eps)
         normalised = np.where(observed, (values - mean) / scale, 0.0)
         pad = (-steps) % self.config.patch_len
@@ -164,21 +199,23 @@ class WaveNetSeriesEncoder(NativeEncoder):
             "pad": pad,
             "steps": steps,
         }
-        if self.config.season:  # what `denormalize` needs to rebuild the baseline for any horizon
+        if self.config.season or self.config.linear_baseline:  # what `denormalize` rebuilds the baseline from
             extras["past"] = torch.from_numpy(normalised[pad:])
         return Prepared(inputs, patches.shape[0], extras)
 
     def denormalize(self, values: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
         """Maps normalised values [..., channels] (e.g. a forecast) back to the series' units. With
-        a `season`, `values` is a forecast [horizon, channels] of corrections: the seasonal-naive
-        baseline of the look-back (`seasonal_baseline`, the function the reader subtracted) is
+        a `season` or `linear_baseline`, `values` is a forecast [horizon, channels] of corrections:
+        the baseline of the look-back (`forecast_baseline`, the function the reader subtracted) is
         added first."""
         mean = extras["mean"].to(values.device, values.dtype)
         scale = extras["scale"].to(values.device, values.dtype)
-        if self.config.season:
+        c = self.config
+        if c.season or c.linear_baseline:
             if values.ndim != 2:
-                raise ValueError(f"a seasonal forecaster denormalises forecasts [horizon, channels], got {tuple(values.shape)}")
-            baseline = seasonal_baseline(extras["past"].numpy(), values.shape[0], self.config.season, self.config.drift)
+                raise ValueError(f"a forecaster with a baseline denormalises forecasts [horizon, channels], got "
+                                 f"{tuple(values.shape)}")
+            baseline = forecast_baseline(extras["past"].numpy(), values.shape[0], c.season, c.drift, self.linear())
             values = values + torch.from_numpy(baseline).to(values.device, values.dtype)
         return values * scale + mean
 

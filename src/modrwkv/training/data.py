@@ -36,6 +36,8 @@ from ..data.readers import (
     SharegptReader,
     TimeSeriesReader,
 )
+from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
+from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
 from ..encoders.series import AUTO_SEASON
@@ -100,7 +102,8 @@ def check_options(reader_cls: type[Reader], options: dict, data_format: str) -> 
     if missing:
         problems.append(f"the {data_format} format needs {' and '.join(missing)}")
     if problems:
-        raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {known})")
+        shown = [name for name in known if name not in getattr(reader_cls, "set_by_training", ())]
+        raise ConfigError(f"data.options: {'; '.join(problems)} (options of the {data_format} format: {shown})")
 
 
 def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tuple[TrainConfig, str | None]:
@@ -135,12 +138,57 @@ def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tup
     return dataclasses.replace(config, model=dataclasses.replace(config.model, encoders=encoders)), note
 
 
-def series_target_options(config: DataConfig, encoder: object | None) -> DataConfig:
-    """`config` with the series encoder's `season` and `drift` passed to the time-series reader, so
-    that the targets it writes are the corrections the encoder adds its baseline back to. A
-    data.options value that disagrees with the model is a ConfigError, not a silent choice."""
-    season, drift = _seasonality(encoder)
-    if config.format != "series" or not season:
+def size_linear_baseline(config: TrainConfig, samples_given: bool = False) -> TrainConfig:
+    """`config` with a series encoder's `linear_baseline: true` given the shape of its regression,
+    `linear_lookback` / `linear_horizon` = data.options lookback / horizon, so that the model is
+    built (and saved) with buffers of that shape; `fit_series_baseline` fills them once it is built."""
+    spec = config.model.encoders.get("series")
+    if spec is None or not spec.options.get("linear_baseline"):
+        return config
+    if samples_given or config.data.format != "series":
+        raise ConfigError("model.encoders.series.options.linear_baseline is fitted on the training windows of "
+                          "data.train series files (data.format: series), which this run does not read")
+    shape = {"linear_lookback": config.data.options.get("lookback"), "linear_horizon": config.data.options.get("horizon")}
+    for key, value in shape.items():
+        if spec.options.get(key) not in (None, value):
+            raise ConfigError(f"model.encoders.series.options.{key} is {spec.options[key]!r}, but training sets it from "
+                              f"data.options ({value!r}); leave it out")
+    encoders = {**config.model.encoders, "series": dataclasses.replace(spec, options={**spec.options, **shape})}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, encoders=encoders))
+
+
+def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | None:
+    """Fits the linear baseline of a series encoder with `linear_baseline` on the training windows
+    of `config` (cut as training cuts them, with the encoder's season and drift) and stores it in
+    the encoder; returns what was fitted, or None for an encoder without one. Too few windows or a
+    singular fit: a ConfigError naming the files and the problem."""
+    inner = getattr(encoder, "inner", encoder)  # through a feature cache
+    if not getattr(getattr(inner, "config", None), "linear_baseline", False):
+        return None
+    reader = build_reader(series_target_options(config, encoder, linear=False))
+    assert isinstance(reader, TimeSeriesReader)
+    try:
+        fit = fit_linear_baseline(list(reader), reader.season, reader.drift)
+    except LinearBaselineError as exc:
+        raise ConfigError(f"model.encoders.series.options.linear_baseline on {reader.name}: {exc}") from None
+    inner.set_linear_baseline(fit.baseline)
+    note = f"linear baseline ({reader.name}): {fit.explain()}"
+    log.info("%s", note)
+    return note
+
+
+def series_target_options(config: DataConfig, encoder: object | None, linear: bool = True) -> DataConfig:
+    """`config` with the series encoder's `season`, `drift` and (unless `linear` is False) fitted
+    linear baseline passed to the time-series reader, so that the targets it writes are the
+    corrections the encoder adds its baseline back to. A data.options value that disagrees with the
+    model is a ConfigError, not a silent choice."""
+    season, drift, baseline = _seasonality(encoder)
+    if config.format != "series":
+        return config
+    if "linear_baseline" in config.options:
+        raise ConfigError("data.options.linear_baseline is not a reader option: training fits it when "
+                          "model.encoders.series.options.linear_baseline is true")
+    if not season and (baseline is None or not linear):
         return config
     options = dict(config.options)
     for key, value in (("season", season), ("drift", drift)):
@@ -148,22 +196,31 @@ def series_target_options(config: DataConfig, encoder: object | None) -> DataCon
             raise ConfigError(f"data.options.{key} is {options[key]!r} but the series encoder's {key} is {value!r}; "
                               "set it once, in model.encoders.series.options")
         options[key] = value
+    if linear and baseline is not None:
+        options["linear_baseline"] = baseline
     return dataclasses.replace(config, options=options)
 
 
 def check_series_targets(samples: Sequence[Sample], encoder: object | None) -> None:
-    """Series samples must be written relative to the same season as the encoder's baseline."""
-    season = _seasonality(encoder)[0]
+    """Series samples must be written relative to the same baseline as the encoder's."""
+    season, _, baseline = _seasonality(encoder)
+    linear = baseline is not None
     for sample in samples:
         if sample.series and sample.meta.get("season", 0) != season:
             raise ConfigError(f"{sample.source}: sample targets written with season {sample.meta.get('season', 0)}, "
                               f"but the series encoder adds a season-{season} baseline back")
+        if sample.series and sample.meta.get("linear_baseline", False) != linear:
+            raise ConfigError(f"{sample.source}: sample targets written {'with' if not linear else 'without'} a linear "
+                              f"baseline, but the series encoder {'adds' if linear else 'adds no'} linear baseline back")
 
 
-def _seasonality(encoder: object | None) -> tuple[int, bool]:
-    """The series encoder's (season, drift); (0, False) for none or an encoder without them."""
-    config = getattr(getattr(encoder, "inner", encoder), "config", None)  # through a feature cache
-    return int(getattr(config, "season", 0)), bool(getattr(config, "drift", False))
+def _seasonality(encoder: object | None) -> tuple[int, bool, LinearBaseline | None]:
+    """The series encoder's (season, drift, linear baseline); (0, False, None) for none or an
+    encoder without them."""
+    inner = getattr(encoder, "inner", encoder)  # through a feature cache
+    config = getattr(inner, "config", None)
+    baseline = inner.linear() if getattr(config, "linear_baseline", False) else None
+    return int(getattr(config, "season", 0)), bool(getattr(config, "drift", False)), baseline
 
 
 def read_samples(config: DataConfig) -> list[Sample]:

@@ -219,10 +219,12 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
         if modality == "series":
             options = {"patch_len": SERIES_PATCH}
             if summary.season is not None and summary.season.period:
-                options.update(season="auto", drift=True)
-                notes.append(f"series: season auto, drift true: the model writes corrections to the seasonal-naive + "
-                             f"drift forecast; on this data training will pick {summary.season.explain()} "
-                             "(season: 0 for none)")
+                options.update(season="auto", drift=True, linear_baseline=True)
+                notes.append(f"series: season auto, drift true, linear_baseline true: the model writes corrections to "
+                             f"the seasonal-naive + drift forecast plus a ridge regression of what remains, which "
+                             f"training fits on the training windows first; on this data training will pick "
+                             f"{summary.season.explain()} (season: 0 for none; linear_baseline: false for the "
+                             "seasonal forecast alone)")
             elif summary.season is not None:
                 notes.append(f"series: no seasonal baseline, {summary.season.explain()}")
             encoders["series"] = {"name": "wavenet", "options": options}

@@ -499,6 +499,8 @@ def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int
         options = dict(spec.get("options", {}))
         if options.get("season") == AUTO_SEASON:  # resolved from the data by training; no size depends on it
             options["season"] = 1
+        if options.get("linear_baseline") and not options.get("linear_lookback"):  # shaped by training; buffers only
+            options.update(linear_lookback=max(1, int(options.get("season", 0))), linear_horizon=1)
         encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"), **options)
         params, dim, trainable = sum(p.numel() for p in encoder.parameters()), encoder.output_dim, encoder.trainable
         tokens = fixed_tokens(encoder)

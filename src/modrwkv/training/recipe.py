@@ -44,7 +44,8 @@ from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import FINAL, TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint, write_final
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
-                   modalities_used, read_samples, resolve_auto_season, series_target_options)
+                   fit_series_baseline, modalities_used, read_samples, resolve_auto_season, series_target_options,
+                   size_linear_baseline)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -327,6 +328,7 @@ def train(
         # A resumed run rebuilds its model from the checkpoint.
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None and not resume)
     config, season_note = resolve_auto_season(config, samples_given=samples is not None)
+    config = size_linear_baseline(config, samples_given=samples is not None)
     if season_note and progress is not None:  # the choice is seen where the progress lines are
         progress(season_note)
     opt, out = config.train, check_output_folder(config.output.dir)
@@ -352,6 +354,10 @@ def train(
                               "another output.dir")
     model = setup_model(config, model, resume_from)
     series_encoder = model.encoders["series"] if "series" in model.encoders else None
+    if resume_from is None:  # a resumed run's baseline is in its checkpoint
+        baseline_note = fit_series_baseline(config.data, series_encoder)
+        if baseline_note and progress is not None:
+            progress(baseline_note)
     samples = read_samples(series_target_options(config.data, series_encoder)) if samples is None else samples
     check_series_targets(samples, series_encoder)
     dataset, lengths = setup_data(config, model, samples)

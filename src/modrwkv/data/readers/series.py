@@ -10,7 +10,9 @@ encoder reads the lookback as `z = (x - mean) / scale` with the lookback's own s
 `(future - mean) / scale`, in `format_forecast`'s compact form. With `season` (the encoder's option of
 the same name, which training passes on), the text is instead the correction to the seasonal-naive
 forecast of that period (`seasonal_baseline`, optionally with `drift`), on the same scale: the
-model only has to say how the future differs from the last season. A forecast is mapped back to
+model only has to say how the future differs from the last season; with `linear_baseline` (a
+`LinearBaseline`, which training fits on the training windows) it is also the correction to that
+linear forecast (`forecast_baseline`). A forecast is mapped back to
 series units with the window's statistics (and baseline)
 (`ModRWKVPipeline.forecast` does it), so it moves with the input: forecasting `3x + 5` gives
 `3 * forecast(x) + 5`. The numeric target in series units also goes into `meta` (with the
@@ -131,6 +133,49 @@ def seasonal_baseline(normalised: np.ndarray, horizon: int, season: int, drift: 
     return baseline if values.ndim == 2 else baseline[:, 0]
 
 
+@dataclasses.dataclass(frozen=True)
+class LinearBaseline:
+    """A linear forecast from a normalised look-back of `lookback` steps: step h of the future is
+    `z @ weight[:, h] + bias[h]`, each channel on its own (the same rule for every channel).
+    `modrwkv.data.linear_baseline.fit_linear_baseline` fits it on the training windows (a ridge
+    regression); a forecaster with `linear_baseline` writes its corrections to it."""
+
+    weight: np.ndarray  # [lookback, horizon]
+    bias: np.ndarray  # [horizon]
+
+    @property
+    def lookback(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        return int(self.weight.shape[1])
+
+    def __call__(self, normalised: np.ndarray, horizon: int) -> np.ndarray:
+        """The forecast [horizon, C] of a look-back [lookback, C]; the first `horizon` steps of the
+        fitted ones (each step is its own regression, so a shorter horizon is exact)."""
+        if len(normalised) != self.lookback:
+            raise ValueError(f"the linear baseline reads a look-back of {self.lookback} steps, got {len(normalised)}")
+        if horizon > self.horizon:
+            raise ValueError(f"the linear baseline was fitted for a horizon of {self.horizon} steps; "
+                             f"forecast at most {self.horizon}, not {horizon}")
+        return normalised.T.dot(self.weight[:, :horizon]).T + self.bias[:horizon, None]
+
+
+def forecast_baseline(normalised: np.ndarray, horizon: int, season: int, drift: bool = False,
+                      linear: LinearBaseline | None = None) -> np.ndarray:
+    """What a forecaster writes its corrections to, for a normalised look-back [T] or [T, C] (gaps
+    already 0): the seasonal-naive forecast of `season` (with `drift`; nothing when 0) plus, with
+    `linear`, a linear forecast of what remains. The reader subtracts it from the target and the
+    encoder adds it back (`WaveNetSeriesEncoder.denormalize`), both here."""
+    values = np.asarray(normalised, dtype=np.float64)
+    columns = values[:, None] if values.ndim == 1 else values
+    baseline = seasonal_baseline(columns, horizon, season, drift) if season else np.zeros((horizon, columns.shape[1]))
+    if linear is not None:
+        baseline = baseline + linear(columns, horizon)
+    return baseline if values.ndim == 2 else baseline[:, 0]
+
+
 def format_forecast(values: np.ndarray, decimals: int = FORECAST_DECIMALS) -> str:
     """Renders (normalised) values as whole numbers of 10^-decimals, separated by spaces:
     [0.13, -1.5, 2.0] -> "13 -150 200"; [horizon, channels] gives one such line per step.
@@ -241,6 +286,8 @@ class TimeSeriesReader(Reader):
     in a chosen column) raise `DataError` whatever `on_error` says: there is no record to skip.
     """
 
+    set_by_training = ("linear_baseline",)  # fitted by training from the encoder's option, not a data.options one
+
     def __init__(
         self,
         paths: PathLike | Sequence[PathLike],
@@ -254,6 +301,7 @@ class TimeSeriesReader(Reader):
         standardize: bool = False,
         season: int = 0,
         drift: bool = False,
+        linear_baseline: LinearBaseline | None = None,
         prompt: str | None = None,
         decimals: int = FORECAST_DECIMALS,
         delimiter: str = ",",
@@ -270,6 +318,9 @@ class TimeSeriesReader(Reader):
             raise ValueError(f"season must lie in [0 (none), lookback={lookback}], got {season}")
         if drift and not season:
             raise ValueError("drift needs a season (the drift is the mean change over one season)")
+        if linear_baseline is not None and (linear_baseline.lookback, linear_baseline.horizon) != (lookback, horizon):
+            raise ValueError(f"linear_baseline was fitted for look-back {linear_baseline.lookback} and horizon "
+                             f"{linear_baseline.horizon}, the reader cuts {lookback} and {horizon}")
         if split not in (None, "train", "val", "test"):
             raise ValueError(f"split must be train, val, test or None (all rows), got {split!r}")
         problem = series_prompt_problem(prompt)
@@ -280,7 +331,7 @@ class TimeSeriesReader(Reader):
         self.columns = list(columns) if columns is not None else None
         self.multivariate = multivariate
         self.split, self.standardize = split, standardize
-        self.season, self.drift = season, drift
+        self.season, self.drift, self.linear_baseline = season, drift, linear_baseline
         self.prompt = series_prompt_template(prompt, multivariate)
         self.decimals = decimals
         self.delimiter = delimiter
@@ -341,9 +392,10 @@ class TimeSeriesReader(Reader):
         channels = window.shape[1] if window.ndim == 2 else 1
         mean, scale = instance_stats(window)
         normalised = (target.astype(np.float64).reshape(self.horizon, channels) - mean) / scale
-        if self.season:
+        if self.season or self.linear_baseline is not None:
             past = (window.astype(np.float64).reshape(self.lookback, channels) - mean) / scale
-            normalised = normalised - seasonal_baseline(np.nan_to_num(past), self.horizon, self.season, self.drift)
+            normalised = normalised - forecast_baseline(np.nan_to_num(past), self.horizon, self.season, self.drift,
+                                                        self.linear_baseline)
         messages = [
             Message("user", series_user_turn(self.prompt, self.horizon, channels)),
             Message("assistant", format_forecast(normalised if window.ndim == 2 else normalised[:, 0], self.decimals)),
@@ -357,6 +409,7 @@ class TimeSeriesReader(Reader):
             "lookback": self.lookback,
             "horizon": self.horizon,
             "season": self.season,
+            "linear_baseline": self.linear_baseline is not None,
         }
         return Sample(messages=messages, series=[window], source=source, meta=meta)
 
