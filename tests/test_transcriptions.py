@@ -6,17 +6,20 @@ parsed back by a parser of this file's own."""
 import concurrent.futures
 import io
 import json
+import math
 import re
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 
 import numpy as np
 import openai
 import pytest
 import soundfile
+import torch
 from fastapi.testclient import TestClient
 from test_pipeline import LM, png_bytes, tiny_model_dir, tiny_pipeline
 from test_server import KEY, LIMITS, USER, ask, live_server
@@ -26,9 +29,9 @@ from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.inference.pipeline import TranscribedSegment, Transcription
-from modrwkv.inference.transcript_formats import render_transcript
+from modrwkv.inference.transcript_formats import compression_ratio, render_transcript
 from modrwkv.multimodal import ModRWKV
-from modrwkv.processing.speech_segments import speech_segments
+from modrwkv.processing.speech_segments import SegmentSettings, speech_segments
 from modrwkv.serving import ServerLimits, create_app
 
 from conftest import make_model
@@ -119,6 +122,30 @@ def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
     cues = [(s.start, s.end, s.text) for s in expected.segments if s.text]
     for kind in ("srt", "vtt"):
         assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
+
+
+def test_verbose_json_scores_each_segment_as_whisper_does(live, expected):
+    """avg_logprob: the mean log-probability of the segment's tokens (its stop token included), recomputed
+    here by one forward pass over the segment's prompt (its audio included) and reply, with token 0
+    banned as decoding bans it; compression_ratio: the text's UTF-8 bytes over their zlib bytes."""
+    pipeline = tiny_pipeline()
+    clips, _, _ = pipeline.transcription_clips(RECORDING, SegmentSettings())
+    verbose = transcribe(live, response_format="verbose_json")
+    assert len(verbose.segments) == len(clips) == 3
+    for clip, segment in zip(clips, verbose.segments):
+        prompt = pipeline.transcription_prompt(clip)
+        media = {"audio": pipeline.model.encoders["audio"].collate([span.prepared for span in prompt.spans])}
+        with torch.no_grad():
+            logits = pipeline.model(torch.tensor([list(prompt.ids) + segment.tokens[:-1]]), media).logits[0]
+        logits = logits[len(prompt) - 1 :].float()
+        logits[:, 0] = -math.inf
+        want = logits.log_softmax(-1).gather(-1, torch.tensor(segment.tokens)[:, None]).mean()
+        assert segment.avg_logprob == pytest.approx(float(want), rel=1e-4)  # step by step vs one pass
+        assert segment.compression_ratio == len(segment.text.encode()) / len(zlib.compress(segment.text.encode()))
+    assert [s.avg_logprob for s in verbose.segments] == pytest.approx([s.avg_logprob for s in expected.segments])
+    # bytes, not characters: "é" is two; a repeating text compresses well
+    assert compression_ratio("é" * 200) == 400 / len(zlib.compress("é".encode() * 200)) > 10
+    assert compression_ratio("") == 0.0
 
 
 def test_subtitles_keep_each_segment_one_cue_for_ffmpeg():
