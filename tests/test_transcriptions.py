@@ -284,9 +284,10 @@ def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
         for name, values in (data or {}).items():
             for value in values if isinstance(values, list) else [values]:
                 parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-        for name, (filename, content) in (files or {}).items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                         "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+        for name, uploads in (files or {}).items():
+            for filename, content in uploads if isinstance(uploads, list) else [uploads]:
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                             "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
         body, content_type = b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
     request = urllib.request.Request(f"{live.url}/v1/audio/transcriptions", data=body, method="POST",
                                      headers={"Authorization": f"Bearer {KEY}", "Content-Type": content_type})
@@ -309,6 +310,13 @@ def long_recording() -> bytes:
     ({"file": ("a.wav", b"\x00" * 64)}, {"model": "tiny"}, 400,
      "the file 'a.wav' cannot be decoded: not a recognised audio format"),
     ({"file": ("a.png", png_bytes())}, {"model": "tiny"}, 400, "the file 'a.png' cannot be decoded"),
+    # a text field sent as a file part (with a filename), and a second recording
+    ({"file": ("a.wav", RECORDING), "model": ("model.txt", b"tiny")}, {}, 400,
+     "'model' must be a text field (a part without a filename), not a file ('model.txt')"),
+    ({"file": ("a.wav", RECORDING), "response_format": ("f.txt", b"srt")}, {"model": "tiny"}, 400,
+     "'response_format' must be a text field"),
+    ({"file": [("a.wav", RECORDING), ("b.wav", RECORDING)]}, {"model": "tiny"}, 400,
+     "'file' is given 2 times; send one recording per request"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "tsv"}, 400,
      "'response_format' must be one of json, text, srt, verbose_json, vtt, got 'tsv'"),
     ({"file": ("a.wav", RECORDING)}, {"model": "whisper-1"}, 404, "The model 'whisper-1' does not exist"),
@@ -332,8 +340,8 @@ def test_bad_uploads_get_clear_errors(live, files, data, status, message):
     code, reply = post(live, files=files, data=data)
     assert code == status, reply
     assert message in reply["error"]["message"]
-    if message.startswith("the file"):  # a recording that does not decode, or is too long: its field is named
-        assert reply["error"]["param"] == "file", reply
+    if message.startswith(("the file", "'")):  # the field is named
+        assert reply["error"]["param"] == ("file" if message.startswith("the file") else message.split("'")[1]), reply
 
 
 def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
