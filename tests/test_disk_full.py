@@ -355,6 +355,27 @@ def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, fa
         assert resumed.final_dir == out / "final" and [row["step"] for row in resumed.history] == [2, 3]
 
 
+def test_a_config_yaml_that_rank_0_cannot_write_ends_every_rank_with_its_error(tmp_path):
+    """Rank 0 writes the run's config.yaml before the first step. It used to write it before the ranks
+    connected: when that failed (a full disk), rank 0 ended and the other ranks waited at the rendezvous
+    for it until the process group's timeout, 30 minutes. It is now written once they are connected, and
+    every rank stops with the same one-line error at once."""
+    from test_training import start_ranks
+
+    ranks = start_ranks(tmp_path, max_steps=3, output={}, env={"MODRWKV_TEST_FULL_DISK": "0:0:config"})
+    try:
+        outputs = [ranks[1].communicate(timeout=60)]
+    except subprocess.TimeoutExpired:
+        for rank in ranks:
+            rank.kill()
+        pytest.fail(f"rank 1 still waits for rank 0 after 60 s:\n{ranks[1].communicate()[1][-1500:]}")
+    outputs.insert(0, ranks[0].communicate("", timeout=60))
+    expected = f"modrwkv train: error: {tmp_path / 'run' / 'config.yaml'}: no space left on device"
+    for rank, (_, stderr) in enumerate(outputs):
+        assert ranks[rank].returncode == 2 and stderr.strip().splitlines()[-1] == expected, stderr[-3000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # no step was trained
+
+
 class _Unpicklable(Exception):
     def __init__(self, text: str) -> None:
         super().__init__(text)

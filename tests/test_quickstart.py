@@ -62,6 +62,28 @@ def _signal_at_call(monkeypatch, calls: int, *signums: int) -> None:
     monkeypatch.setattr(encoder_pretraining, "_scenes", scenes)
 
 
+def test_a_recorded_stage_of_a_folder_from_before_keep_to_is_loaded_from_its_final_folder(tmp_path):
+    """Until stage 2 kept its model in the quickstart's model/ (`keep_to`), it left it in stage2/final and
+    the quickstart saved model/ after its evaluation. Such a folder killed between stage 2's record and
+    model/ holds stage 2's only model in stage2/final: a rerun deleted it (as final/ beside model/) and
+    then failed to load model/. It now moves final/ to model/ and carries on."""
+    from modrwkv.multimodal import ModRWKV
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import RunRecord, train_stage
+
+    model = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+    record = RunRecord.open(tmp_path, {"test": 1})
+    model.save_pretrained(tmp_path / "stage2" / "final")
+    record.complete("stage2", {"steps": 3})
+    loaded, metrics = train_stage(build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32, seed=1)),
+                                  "2", [], record=record, steps=3, lr=1e-2, batch_size=4, warmup_steps=0, seed=0,
+                                  output_dir=tmp_path, progress_bar=False, media="images and series",
+                                  keep_to=tmp_path / "model")
+    assert metrics == {"steps": 3} and not (tmp_path / "stage2" / "final").exists()
+    for state in (loaded.state_dict(), ModRWKV.from_pretrained(tmp_path / "model").state_dict()):
+        assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_pretraining_with_its_state_saved_and_it_continues_exactly(tmp_path, monkeypatch, signum):
     """The vision encoder pretraining used to start over from step 0 when stopped: it now saves its

@@ -423,7 +423,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 # two nodes) starts each rank: nothing ends the other ranks when one fails. MODRWKV_TEST_FULL_DISK, if set to
 # RANK:STEP:WRITE, makes that rank's WRITE of step STEP fail as a full disk does: `model` rank 0's export of the
 # checkpoint's weights, `state` the training state (which a sharded strategy writes on every rank; DDP on rank 0
-# only, so on rank 1 this stands for its shard), `final` the copy into final/ (rank 0's). The failing rank lives
+# only, so on rank 1 this stands for its shard), `final` the copy into final/ (rank 0's), `config` the run's
+# config.yaml (rank 0's, before the first step; STEP is not used). The failing rank lives
 # on after its error until its stdin closes, as a notebook's kernel does (and as a peer's exit goes unnoticed by
 # NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
@@ -442,7 +443,7 @@ if os.environ["LOCAL_RANK"] == rank:
 
         def write(*args, **kwargs):
             if folder_of(*args).name == folder:
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise OSError(errno.ENOSPC, "No space left on device", str(folder_of(*args)))
             return original(*args, **kwargs)
 
         setattr(owner, name, write)
@@ -453,8 +454,12 @@ if os.environ["LOCAL_RANK"] == rank:
     elif write == "state":
         full_disk(strategies.DDPStrategy, "save_checkpoint", lambda self, state, path, *rest: Path(path).parent,
                   step_tmp)
-    else:
+    elif write == "final":
         full_disk(shutil, "copytree", lambda source, destination, *rest: Path(destination), ".final.tmp")
+    else:
+        import modrwkv.training.config as config
+
+        full_disk(config, "write_text_atomically", lambda path, *rest: Path(path), "config.yaml")
 
 from modrwkv.cli import main
 

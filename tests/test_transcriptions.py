@@ -6,17 +6,20 @@ parsed back by a parser of this file's own."""
 import concurrent.futures
 import io
 import json
+import math
 import re
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 
 import numpy as np
 import openai
 import pytest
 import soundfile
+import torch
 from fastapi.testclient import TestClient
 from test_pipeline import LM, png_bytes, tiny_model_dir, tiny_pipeline
 from test_server import KEY, LIMITS, USER, ask, live_server
@@ -26,9 +29,9 @@ from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.inference.pipeline import TranscribedSegment, Transcription
-from modrwkv.inference.transcript_formats import render_transcript
+from modrwkv.inference.transcript_formats import compression_ratio, render_transcript
 from modrwkv.multimodal import ModRWKV
-from modrwkv.processing.speech_segments import speech_segments
+from modrwkv.processing.speech_segments import SegmentSettings, speech_segments
 from modrwkv.serving import ServerLimits, create_app
 
 from conftest import make_model
@@ -119,6 +122,30 @@ def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
     cues = [(s.start, s.end, s.text) for s in expected.segments if s.text]
     for kind in ("srt", "vtt"):
         assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
+
+
+def test_verbose_json_scores_each_segment_as_whisper_does(live, expected):
+    """avg_logprob: the mean log-probability of the segment's tokens (its stop token included), recomputed
+    here by one forward pass over the segment's prompt (its audio included) and reply, with token 0
+    banned as decoding bans it; compression_ratio: the text's UTF-8 bytes over their zlib bytes."""
+    pipeline = tiny_pipeline()
+    clips, _, _ = pipeline.transcription_clips(RECORDING, SegmentSettings())
+    verbose = transcribe(live, response_format="verbose_json")
+    assert len(verbose.segments) == len(clips) == 3
+    for clip, segment in zip(clips, verbose.segments):
+        prompt = pipeline.transcription_prompt(clip)
+        media = {"audio": pipeline.model.encoders["audio"].collate([span.prepared for span in prompt.spans])}
+        with torch.no_grad():
+            logits = pipeline.model(torch.tensor([list(prompt.ids) + segment.tokens[:-1]]), media).logits[0]
+        logits = logits[len(prompt) - 1 :].float()
+        logits[:, 0] = -math.inf
+        want = logits.log_softmax(-1).gather(-1, torch.tensor(segment.tokens)[:, None]).mean()
+        assert segment.avg_logprob == pytest.approx(float(want), rel=1e-4)  # step by step vs one pass
+        assert segment.compression_ratio == len(segment.text.encode()) / len(zlib.compress(segment.text.encode()))
+    assert [s.avg_logprob for s in verbose.segments] == pytest.approx([s.avg_logprob for s in expected.segments])
+    # bytes, not characters: "é" is two; a repeating text compresses well
+    assert compression_ratio("é" * 200) == 400 / len(zlib.compress("é".encode() * 200)) > 10
+    assert compression_ratio("") == 0.0
 
 
 def test_subtitles_keep_each_segment_one_cue_for_ffmpeg():
@@ -257,9 +284,10 @@ def post(live, files=None, data=None, json_body=None) -> tuple[int, dict]:
         for name, values in (data or {}).items():
             for value in values if isinstance(values, list) else [values]:
                 parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-        for name, (filename, content) in (files or {}).items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                         "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+        for name, uploads in (files or {}).items():
+            for filename, content in uploads if isinstance(uploads, list) else [uploads]:
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                             "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
         body, content_type = b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
     request = urllib.request.Request(f"{live.url}/v1/audio/transcriptions", data=body, method="POST",
                                      headers={"Authorization": f"Bearer {KEY}", "Content-Type": content_type})
@@ -282,6 +310,13 @@ def long_recording() -> bytes:
     ({"file": ("a.wav", b"\x00" * 64)}, {"model": "tiny"}, 400,
      "the file 'a.wav' cannot be decoded: not a recognised audio format"),
     ({"file": ("a.png", png_bytes())}, {"model": "tiny"}, 400, "the file 'a.png' cannot be decoded"),
+    # a text field sent as a file part (with a filename), and a second recording
+    ({"file": ("a.wav", RECORDING), "model": ("model.txt", b"tiny")}, {}, 400,
+     "'model' must be a text field (a part without a filename), not a file ('model.txt')"),
+    ({"file": ("a.wav", RECORDING), "response_format": ("f.txt", b"srt")}, {"model": "tiny"}, 400,
+     "'response_format' must be a text field"),
+    ({"file": [("a.wav", RECORDING), ("b.wav", RECORDING)]}, {"model": "tiny"}, 400,
+     "'file' is given 2 times; send one recording per request"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "tsv"}, 400,
      "'response_format' must be one of json, text, srt, verbose_json, vtt, got 'tsv'"),
     ({"file": ("a.wav", RECORDING)}, {"model": "whisper-1"}, 404, "The model 'whisper-1' does not exist"),
@@ -305,8 +340,8 @@ def test_bad_uploads_get_clear_errors(live, files, data, status, message):
     code, reply = post(live, files=files, data=data)
     assert code == status, reply
     assert message in reply["error"]["message"]
-    if message.startswith("the file"):  # a recording that does not decode, or is too long: its field is named
-        assert reply["error"]["param"] == "file", reply
+    if message.startswith(("the file", "'")):  # the field is named
+        assert reply["error"]["param"] == ("file" if message.startswith("the file") else message.split("'")[1]), reply
 
 
 def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):

@@ -433,8 +433,14 @@ def opendml_avi(frames: list[np.ndarray], tmp_path) -> tuple[bytes, int]:
     """(an OpenDML AVI made from FFmpeg's: its first RIFF 'AVI ' chunk holds the first half of the
     frames in its movi list, with its idx1 index of them, and a RIFF 'AVIX' chunk after it holds a
     movi list of the rest, as an AVI over 1 GB goes on (FFmpeg starts such a part at each 1 GB), where
-    the AVIX part starts)."""
-    whole = written_by_ffmpeg(tmp_path / "clip.avi", "avi", "mjpeg", "yuvj420p", frames)
+    the AVIX part starts). Its header's odml list, which FFmpeg writes as a JUNK chunk until a second
+    part starts, is made a LIST 'odml' whose dmlh chunk counts the frames, as FFmpeg finishes it then."""
+    whole = bytearray(written_by_ffmpeg(tmp_path / "clip.avi", "avi", "mjpeg", "yuvj420p", frames))
+    odml = whole.index(b"odml")
+    assert whole[odml - 8 : odml - 4] == b"JUNK" and whole[odml + 4 : odml + 8] == b"dmlh"
+    whole[odml - 8 : odml - 4] = b"LIST"
+    whole[odml + 12 : odml + 16] = len(frames).to_bytes(4, "little")
+    whole = bytes(whole)
 
     def riff_list(kind: bytes, form: bytes, body: bytes) -> bytes:
         return kind + (4 + len(body)).to_bytes(4, "little") + form + body
@@ -458,7 +464,8 @@ def test_an_opendml_avi_plays_its_avix_part_and_one_cut_there_is_refused(tmp_pat
     plays their frames on from the first part's, and reads one cut inside its AVIX part as a shorter
     clip without an error. The walk went no further than the first RIFF chunk (bytes after it were
     taken for appended data), so such a cut loaded; each AVIX part is walked as the first is. A file
-    cut exactly between two parts cannot be told from a whole AVI and reads as the clip it holds."""
+    cut exactly between two parts is told by the frame count of its OpenDML header (its dmlh chunk),
+    where it loaded as the first part's frames."""
     written = distinct_frames(8, size=16)
     odml, avix = opendml_avi(written, tmp_path)
     sampling = VideoSampling(num_frames=8)
@@ -485,7 +492,13 @@ def test_an_opendml_avi_plays_its_avix_part_and_one_cut_there_is_refused(tmp_pat
             with pytest.raises(MediaError) as raised:
                 load_video(item, sampling)
             assert str(raised.value) == f"cannot decode video {where}: {reason}"
-    assert len(load_video(odml[:avix], sampling)) == 4  # cut between the parts: the first part's frames
+    # cut exactly between the parts: FFmpeg plays the first part's 4 frames; the header counts 8
+    assert ffmpeg_reads(odml[:avix]) == (4, None)
+    path.write_bytes(odml[:avix])
+    with pytest.raises(MediaError) as raised:
+        load_video(path, sampling)
+    assert str(raised.value) == (f"cannot decode video {str(path)!r}: its OpenDML header (dmlh) counts 8 frames and "
+                                 "the file holds 4 (in 1 RIFF part): it is cut short")
 
 
 def legacy_quicktime(frames: list[np.ndarray], tmp_path, moov_first: bool) -> bytes:

@@ -1225,7 +1225,7 @@ def _add_transcribe(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="recordings (WAV, FLAC, OGG, MP3, ...)")
     p.add_argument("--format", choices=TRANSCRIPT_FORMATS, default="text",
                    help="text (default), json ({\"text\"}), srt and vtt (a subtitle per segment), or verbose_json "
-                   "(duration, text and each segment's times and text)")
+                   "(duration, text and each segment's times, text, avg_logprob and compression_ratio)")
     p.add_argument("--output-dir", metavar="DIR", help="write one file per recording here instead of printing")
     p.add_argument("--whole", action="store_true",
                    help="ask each recording whole instead of cut at its pauses (for clips as long as the training ones)")

@@ -22,8 +22,8 @@ file silently as a shorter clip.
   leave out: a whole chunk that starts where the pad should be, when none starts after it, is read
   as the next chunk. A size left unknown by a writer that could not seek back (0, or a placeholder
   near 4 GiB) ends the walk; so do bytes that are no chunk after the last. An AVI over 1 GB (OpenDML)
-  goes on in RIFF 'AVIX' chunks after its first, which FFmpeg plays: each is walked as the first (a file
-  cut exactly between two of them cannot be told from a whole one).
+  goes on in RIFF 'AVIX' chunks after its first, which FFmpeg plays: each is walked as the first, and a
+  file cut exactly between two of them is told by the frame count of its OpenDML header (dmlh).
 - CAF: after its 8-byte file header, each chunk declares its 64-bit size, the data chunk -1 when its
   writer left it unknown (it then runs to the end of the file); libsndfile reads a CAF whose data
   chunk is cut (of a PCM file, of an ALAC one with its packet table before the data) as a shorter clip.
@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 _OGG_CAPTURE = b"OggS"
@@ -414,6 +415,7 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
         return chunks_problem(layout.first_chunk, size, "")
     form_bytes = 4 if layout.id_bytes == 4 else 16  # the form type after the outer chunk's header
     outer_start, part = 0, ""
+    parts: list[tuple[int, int]] = []  # an AVI's RIFF chunks walked: where each one's chunks start and end
     while True:
         stream.seek(outer_start)
         outer = declared(stream.read(header_bytes))
@@ -426,6 +428,7 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
                        f"{size - outer_start - header_bytes} of them: it is cut short")
         if problem is not None or outer is None or layout is not _RIFF:
             return problem
+        parts.append((outer_start + header_bytes + form_bytes, end))
         # OpenDML: an AVI over 1 GB goes on in RIFF 'AVIX' chunks after its first, each holding a movi
         # list of more frames, which FFmpeg plays on from the first's: each is walked as the first is
         outer_start = end + (outer & 1)
@@ -435,8 +438,89 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
             return (f"the file ends inside the header of its RIFF chunk at byte {outer_start} (an OpenDML AVI's "
                     "next part): it is cut short")
         if following[:4] != b"RIFF" or following[8:12] != b"AVIX":
-            return None
+            return _opendml_frames_problem(stream, parts)
         part = f" (in its OpenDML 'AVIX' part at byte {outer_start})"
+
+
+def _riff_chunks(stream: io.BufferedIOBase, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """The (name, data start, data size) of the RIFF chunks from `start` to `end` (each padded to an
+    even size); a chunk that is no chunk or runs past `end` ends them (the walk above judged the file;
+    this reads what it holds)."""
+    while start + 8 <= end:
+        stream.seek(start)
+        header = stream.read(8)
+        data_size = int.from_bytes(header[4:], "little")
+        if not _is_chunk_name(header[:4]) or start + 8 + data_size > end:
+            return
+        yield header[:4], start + 8, data_size
+        start += 8 + data_size + (data_size & 1)
+
+
+def _list_type(stream: io.BufferedIOBase, name: bytes, data_start: int, data_size: int) -> bytes | None:
+    """A LIST chunk's list type ('hdrl', 'movi', ...); None for another chunk."""
+    if name != b"LIST" or data_size < 4:
+        return None
+    stream.seek(data_start)
+    return stream.read(4)
+
+
+# The audio formats (WAVEFORMATEX tags) whose packets FFmpeg's AVI writer adds to the video frames in
+# the OpenDML header's frame count: MPEG audio layer 2 and 3.
+_MPEG_AUDIO_TAGS = {0x50, 0x55}
+
+
+def _opendml_frames_problem(stream: io.BufferedIOBase, parts: list[tuple[int, int]]) -> str | None:
+    """An OpenDML AVI (its header list 'hdrl' holds a LIST 'odml' with a 'dmlh' chunk) that holds fewer
+    frames than the dmlh chunk counts: cut exactly between two of its RIFF parts, which FFmpeg plays as
+    the shorter clip the parts left hold. Its frames are its video chunks ('NNdc', 'NNdb') in every part's
+    movi list (in 'rec ' lists too), the most of any video stream, plus its MPEG audio chunks, which
+    FFmpeg's writer counts too (other writers count the video frames alone: more chunks than the count is
+    never a problem). An AVI of one RIFF chunk (whose writer leaves the odml list a JUNK chunk, or a
+    count of 0) is not looked at."""
+    first_start, first_end = parts[0]
+    kinds: list[tuple[bytes, int | None]] = []  # each stream's type ('vids', 'auds', ...) and audio format tag
+    declared = 0
+    for name, start, data_size in _riff_chunks(stream, first_start, first_end):
+        if _list_type(stream, name, start, data_size) != b"hdrl":
+            continue
+        for inner, inner_start, inner_size in _riff_chunks(stream, start + 4, start + data_size):
+            kind = _list_type(stream, inner, inner_start, inner_size)
+            if kind == b"strl":
+                stream_kind, tag = b"", None
+                for item, item_start, item_size in _riff_chunks(stream, inner_start + 4, inner_start + inner_size):
+                    stream.seek(item_start)
+                    if item == b"strh":
+                        stream_kind = stream.read(4)
+                    elif item == b"strf" and stream_kind == b"auds" and item_size >= 2:
+                        tag = int.from_bytes(stream.read(2), "little")
+                kinds.append((stream_kind, tag))
+            elif kind == b"odml":
+                for item, item_start, item_size in _riff_chunks(stream, inner_start + 4, inner_start + inner_size):
+                    if item == b"dmlh" and item_size >= 4:
+                        stream.seek(item_start)
+                        declared = int.from_bytes(stream.read(4), "little")
+        break
+    if not declared:
+        return None
+    counts = [0] * len(kinds)
+
+    def count(start: int, end: int, in_group: bool) -> None:
+        for name, data_start, data_size in _riff_chunks(stream, start, end):
+            if not in_group and _list_type(stream, name, data_start, data_size) == b"rec ":  # a group of chunks
+                count(data_start + 4, data_start + data_size, True)
+            elif name[:2].isdigit() and int(name[:2]) < len(kinds):
+                counts[int(name[:2])] += 1
+
+    for start, end in parts:
+        for name, data_start, data_size in _riff_chunks(stream, start, end):
+            if _list_type(stream, name, data_start, data_size) == b"movi":
+                count(data_start + 4, data_start + data_size, False)
+    frames = max((n for n, (kind, _) in zip(counts, kinds) if kind == b"vids"), default=0) + sum(
+        n for n, (kind, tag) in zip(counts, kinds) if kind == b"auds" and tag in _MPEG_AUDIO_TAGS)
+    if frames >= declared:
+        return None
+    return (f"its OpenDML header (dmlh) counts {declared} frames and the file holds {frames} (in {len(parts)} "
+            f"RIFF part{'s' if len(parts) > 1 else ''}): it is cut short")
 
 
 def _is_chunk_name(name: bytes) -> bool:

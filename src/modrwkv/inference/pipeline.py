@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import statistics
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ class TranscribedSegment:
     finish_reason: str
     forced: bool = False
     token_ids: list[int] = dataclasses.field(default_factory=list)  # the reply's tokens (verbose_json's `tokens`)
+    # the mean log-probability of `token_ids` (the stop token's included) under the distribution they
+    # were drawn from before temperature: Whisper's avg_logprob; None when not measured
+    avg_logprob: float | None = None
 
 
 @dataclasses.dataclass
@@ -119,8 +123,10 @@ class Transcription:
 def transcription_of(segments: Sequence[SpeechSegment], results: Sequence[GenerationResult],
                      duration: float) -> Transcription:
     """A recording's `Transcription` from its segments and the replies to them, in order: the texts
-    stripped and joined by spaces (empty ones left out)."""
-    done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced, list(r.token_ids))
+    stripped and joined by spaces (empty ones left out). The replies carry their tokens' log-probabilities
+    (decoded with `ModRWKVPipeline.transcription_params`)."""
+    done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced, list(r.token_ids),
+                               statistics.fmean(r.logprobs) if r.logprobs else None)
             for s, r in zip(segments, results, strict=True)]
     return Transcription(" ".join(d.text for d in done if d.text), done,
                          "length" if any(d.finish_reason == "length" for d in done) else "stop", duration)
@@ -359,7 +365,7 @@ class ModRWKVPipeline:
             settings = SegmentSettings() if long_form else None
         else:
             raise ValueError(f"long_form must be True, False or a SegmentSettings, got {long_form!r}")
-        params = self.sampling_params(temperature=0.0, max_new_tokens=max_new_tokens)
+        params = self.transcription_params(temperature=0.0, max_new_tokens=max_new_tokens)
         clips, spans, durations = [], [], []  # spans[i]: recording i's segments
         for item in audio:
             pieces, segments, duration = self.transcription_clips(item, settings)
@@ -375,6 +381,11 @@ class ModRWKVPipeline:
             transcripts.append(transcription_of(segments, decoded[used : used + len(segments)], duration))
             used += len(segments)
         return transcripts
+
+    def transcription_params(self, temperature: float, max_new_tokens: int) -> SamplingParams:
+        """The sampling settings a transcript's segments are decoded with: the template's stop tokens,
+        and each token's log-probability kept (verbose_json's avg_logprob)."""
+        return self.sampling_params(temperature=temperature, max_new_tokens=max_new_tokens, logprobs=True)
 
     def transcription_clips(self, item: Any, settings: SegmentSettings | None) -> tuple[list[Any], list[SpeechSegment], float]:
         """One recording as the clips `transcribe_batch` asks about: (clips, their segments, the

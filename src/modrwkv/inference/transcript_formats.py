@@ -1,6 +1,6 @@
 """A `Transcription` written as OpenAI's audio-transcription API returns it: `json` ({"text"}),
 `text`, `srt` and `vtt` subtitles (a cue per segment), and `verbose_json` (task, language,
-duration, text and the segments with their times). The server's /v1/audio/transcriptions and
+duration, text and the segments with their times and scores). The server's /v1/audio/transcriptions and
 `modrwkv transcribe` both write through `render_transcript`, so a file and a reply agree.
 
     render_transcript(pipe.transcribe("talk.wav", long_form=True), "srt")
@@ -9,6 +9,7 @@ duration, text and the segments with their times). The server's /v1/audio/transc
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from ..constants import TRANSCRIPT_FORMATS
@@ -28,12 +29,21 @@ def timestamp(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}{decimal}{millis % 1000:03d}"
 
 
+def compression_ratio(text: str) -> float:
+    """Whisper's compression ratio of a text: its UTF-8 bytes over their zlib-compressed bytes (a
+    reply that repeats itself compresses well, so a high ratio flags a looping transcript)."""
+    encoded = text.encode("utf-8")
+    return len(encoded) / len(zlib.compress(encoded))
+
+
 def verbose_json(transcription: Transcription, temperature: float = 0.0) -> dict[str, Any]:
     """OpenAI's verbose_json object. `language` is null: the model has no language detection nor
     switch. Each segment carries OpenAI's id, seek (its start in 10 ms mel frames, as Whisper counts),
-    start, end, text, tokens and temperature; Whisper's avg_logprob, compression_ratio and
-    no_speech_prob are left out (nothing here computes them), and `forced` (beyond OpenAI's fields)
-    says a segment ends at a quietest-point cut rather than a pause."""
+    start, end, text, tokens, temperature, and Whisper's avg_logprob (the mean log-probability of
+    the segment's tokens, its stop token included) and compression_ratio (of its text). Whisper's
+    no_speech_prob is left out: it is the probability of Whisper's own no-speech token, which this
+    model has no counterpart of. `forced` (beyond OpenAI's fields) says a segment ends at a
+    quietest-point cut rather than a pause."""
     return {
         "task": "transcribe",
         "language": None,
@@ -41,6 +51,7 @@ def verbose_json(transcription: Transcription, temperature: float = 0.0) -> dict
         "text": transcription.text,
         "segments": [{"id": index, "seek": round(segment.start * 100), "start": segment.start, "end": segment.end,
                       "text": segment.text, "tokens": segment.token_ids, "temperature": temperature,
+                      "avg_logprob": segment.avg_logprob, "compression_ratio": compression_ratio(segment.text),
                       "forced": segment.forced}
                      for index, segment in enumerate(transcription.segments)],
     }

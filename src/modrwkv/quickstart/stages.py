@@ -188,6 +188,10 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     if validate is not None and keep_to is None:
         raise ValueError("a stage with validation needs keep_to, the folder for the weights it keeps")
     if (metrics := record.result(f"stage{name}")) is not None:
+        if kept != stage_dir / FINAL and not kept.is_dir() and (stage_dir / FINAL).is_dir():
+            # a folder written before the stage kept its model in `keep_to` (until 2026-12-01), killed after
+            # the stage's record: its final/ is the stage's only model, which the line below would delete
+            os.replace(stage_dir / FINAL, kept)
         _discard_resume_points(stage_dir, kept)  # left behind when a kill came right after the record
         return ModRWKV.from_pretrained(kept), metrics
     if name == "1":

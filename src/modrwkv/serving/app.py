@@ -259,8 +259,8 @@ def create_app(
         clips, segments, duration = await anyio.to_thread.run_sync(_cut_recording, pipeline, parsed, limits,
                                                                    limiter=preparing)
         try:
-            params = pipeline.sampling_params(temperature=parsed.temperature,
-                                              max_new_tokens=min(DEFAULT_TRANSCRIPT_TOKENS, limits.max_tokens))
+            params = pipeline.transcription_params(parsed.temperature,
+                                                   min(DEFAULT_TRANSCRIPT_TOKENS, limits.max_tokens))
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
         tickets = await _submit_first_window(scheduler, pipeline, clips, params, limits, preparing)

@@ -53,7 +53,9 @@ async def read_form(headers: Mapping[str, str], body: bytes) -> Any:
         yield body
 
     try:
-        return await MultiPartParser(headers, chunks(), max_files=1, max_fields=MAX_FORM_FIELDS).parse()
+        # as many file parts as fields: a text field sent as a file part (with a filename) then reaches
+        # `parse_transcription`, which names it, instead of a bare "Too many files"
+        return await MultiPartParser(headers, chunks(), max_files=MAX_FORM_FIELDS, max_fields=MAX_FORM_FIELDS).parse()
     except MultiPartException as exc:
         raise APIError(400, f"the multipart/form-data body cannot be read: {exc.message}", code="invalid_form") from None
 
@@ -61,7 +63,8 @@ async def read_form(headers: Mapping[str, str], body: bytes) -> Any:
 def _text(form: Any, name: str) -> str | None:
     value = form.get(name)
     if isinstance(value, UploadFile):
-        raise APIError(400, f"'{name}' must be a text field, not a file", param=name)
+        raise APIError(400, f"'{name}' must be a text field (a part without a filename), not a file "
+                       f"({value.filename!r})", param=name)
     return value
 
 
@@ -74,7 +77,10 @@ def _flag(form: Any, name: str) -> bool:
 
 async def parse_transcription(form: Any, names: ModelNames) -> TranscriptionRequest:
     """Checks the form's fields; raises `APIError` naming the first bad one."""
-    upload = form.get("file")
+    uploads = form.getlist("file")
+    if len(uploads) > 1:
+        raise APIError(400, f"'file' is given {len(uploads)} times; send one recording per request", param="file")
+    upload = uploads[0] if uploads else None
     if upload is None:
         raise APIError(400, "'file' is required: the recording to transcribe (WAV, FLAC, OGG, MP3, ...)", param="file")
     if not isinstance(upload, UploadFile):

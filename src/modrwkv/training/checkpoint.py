@@ -39,7 +39,7 @@ from ..lm.model import INITIAL_STATE_NAME
 from ..multimodal import ModRWKV
 from ..multimodal.model import WEIGHTS_NAME
 from ..textfiles import write_text_atomically
-from .config import LoRAConfig
+from .config import LoRAConfig, TrainConfig, dump_config
 from .lora import lora_unwrapped, save_lora
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,24 @@ def _copied(failure: dict[str, Any]) -> Exception:
         # One without a strerror (OSError("quota exceeded")) is its text: still an OSError, which `save` names.
         return OSError(number, strerror, filename, None, filename2) if strerror else OSError(failure["text"])
     return RuntimeError(f"{failure['type']} on rank {failure['rank']}: {failure['text']}")
+
+
+class RunConfigWriter(pl.Callback):
+    """Writes the run's config.yaml (on rank 0) as training sets up: after every rank has connected, and
+    inside `failing_together`, so that a rank 0 that cannot write it (a full disk) ends every rank with
+    its error. Written before the ranks connected, its failure ended rank 0 only, and the others waited
+    for it at the rendezvous until the process group's timeout (30 minutes)."""
+
+    def __init__(self, output_dir: Path, config: TrainConfig, header: str) -> None:
+        self.output_dir = output_dir
+        self.config = config
+        self.header = header
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        with failing_together(trainer):
+            if trainer.is_global_zero:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                dump_config(self.config, self.output_dir / "config.yaml", header=self.header)
 
 
 @contextlib.contextmanager

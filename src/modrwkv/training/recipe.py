@@ -41,8 +41,8 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
-from .checkpoint import FINAL, TRAINING_STATE, PretrainedCheckpoint, latest_checkpoint, write_final
-from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict, dump_config
+from .checkpoint import FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, latest_checkpoint, write_final
+from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
                    fit_series_baseline, modalities_used, read_samples, resolve_auto_season, series_target_options,
                    size_linear_baseline)
@@ -386,10 +386,8 @@ def train(
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
     totals = RunTotals(started)
     # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
-    trainer.callbacks.extend([*callbacks, totals, checkpointer, stopper, reporter])
-    if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(config, out / "config.yaml", header=f"this run: {plan.describe(opt)}")
+    trainer.callbacks.extend([*callbacks, RunConfigWriter(out, config, f"this run: {plan.describe(opt)}"), totals,
+                              checkpointer, stopper, reporter])
     log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
              plan.describe(opt), opt.micro_batch_size, plan.world_size, plan.accumulation)
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
