@@ -28,7 +28,8 @@ from modrwkv.cli import main
 from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio
 from modrwkv.inference import ModRWKVPipeline
-from modrwkv.inference.pipeline import TranscribedSegment, Transcription
+from modrwkv.generation import GenerationResult
+from modrwkv.inference.pipeline import TranscribedSegment, Transcription, average_logprob
 from modrwkv.inference.transcript_formats import compression_ratio, render_transcript
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing.speech_segments import SegmentSettings, speech_segments
@@ -124,28 +125,47 @@ def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
         assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
 
 
-def test_verbose_json_scores_each_segment_as_whisper_does(live, expected):
-    """avg_logprob: the mean log-probability of the segment's tokens (its stop token included), recomputed
-    here by one forward pass over the segment's prompt (its audio included) and reply, with token 0
-    banned as decoding bans it; compression_ratio: the text's UTF-8 bytes over their zlib bytes."""
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_verbose_json_scores_each_segment_as_whisper_does(live, expected, temperature):
+    """avg_logprob: as Whisper's decoder computes it, the sum of the log-probabilities of the segment's
+    tokens over its text tokens plus one (a reply cut at the token budget, as each of these is, has no
+    end token and is still divided by one more), recomputed here by one forward pass over the segment's
+    prompt (its audio included) and reply, with token 0 banned as decoding bans it, and before any
+    temperature (sampled at 0.8, the tokens are scored under the untempered distribution, as Whisper
+    scores them); compression_ratio: the text's UTF-8 bytes over their zlib bytes."""
     pipeline = tiny_pipeline()
     clips, _, _ = pipeline.transcription_clips(RECORDING, SegmentSettings())
-    verbose = transcribe(live, response_format="verbose_json")
+    verbose = transcribe(live, response_format="verbose_json", temperature=temperature)
     assert len(verbose.segments) == len(clips) == 3
     for clip, segment in zip(clips, verbose.segments):
+        assert len(segment.tokens) == TOKENS and segment.tokens[-1] not in pipeline.template.stop_token_ids
         prompt = pipeline.transcription_prompt(clip)
         media = {"audio": pipeline.model.encoders["audio"].collate([span.prepared for span in prompt.spans])}
         with torch.no_grad():
             logits = pipeline.model(torch.tensor([list(prompt.ids) + segment.tokens[:-1]]), media).logits[0]
         logits = logits[len(prompt) - 1 :].float()
         logits[:, 0] = -math.inf
-        want = logits.log_softmax(-1).gather(-1, torch.tensor(segment.tokens)[:, None]).mean()
-        assert segment.avg_logprob == pytest.approx(float(want), rel=1e-4)  # step by step vs one pass
+        scores = logits.log_softmax(-1).gather(-1, torch.tensor(segment.tokens)[:, None])
+        want = float(scores.sum()) / (TOKENS + 1)
+        assert segment.avg_logprob == pytest.approx(want, rel=1e-4)  # step by step vs one pass
         assert segment.compression_ratio == len(segment.text.encode()) / len(zlib.compress(segment.text.encode()))
-    assert [s.avg_logprob for s in verbose.segments] == pytest.approx([s.avg_logprob for s in expected.segments])
+    if temperature == 0:
+        assert [s.avg_logprob for s in verbose.segments] == pytest.approx([s.avg_logprob for s in expected.segments])
     # bytes, not characters: "é" is two; a repeating text compresses well
     assert compression_ratio("é" * 200) == 400 / len(zlib.compress("é".encode() * 200)) > 10
     assert compression_ratio("") == 0.0
+
+
+def test_avg_logprob_counts_a_stop_token_as_whispers_end_token():
+    """A reply ended by its stop token: Whisper sums its text tokens' and its end token's log-probabilities
+    over the text tokens plus one, the mean over every token here; cut at the budget, one more than the
+    tokens; decoded without log-probabilities, none."""
+    def reply(finish_reason, logprobs):
+        return GenerationResult("a b", [5, 6, 7], finish_reason, [1], logprobs=logprobs)
+
+    assert average_logprob(reply("stop", [-1.0, -2.0, -3.0])) == -2.0
+    assert average_logprob(reply("length", [-1.0, -2.0, -3.0])) == -1.5
+    assert average_logprob(reply("stop", None)) is None
 
 
 def test_subtitles_keep_each_segment_one_cue_for_ffmpeg():
@@ -315,6 +335,9 @@ def long_recording() -> bytes:
      "'model' must be a text field (a part without a filename), not a file ('model.txt')"),
     ({"file": ("a.wav", RECORDING), "response_format": ("f.txt", b"srt")}, {"model": "tiny"}, 400,
      "'response_format' must be a text field"),
+    ({"file": ("a.wav", RECORDING), "timestamp_granularities[]": ("g.txt", b"segment")},
+     {"model": "tiny", "response_format": "verbose_json"}, 400,
+     "'timestamp_granularities[]' must be a text field (a part without a filename), not a file ('g.txt')"),
     ({"file": [("a.wav", RECORDING), ("b.wav", RECORDING)]}, {"model": "tiny"}, 400,
      "'file' is given 2 times; send one recording per request"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "response_format": "tsv"}, 400,

@@ -475,8 +475,10 @@ def _opendml_frames_problem(stream: io.BufferedIOBase, parts: list[tuple[int, in
     the shorter clip the parts left hold. Its frames are its video chunks ('NNdc', 'NNdb') in every part's
     movi list (in 'rec ' lists too), the most of any video stream, plus its MPEG audio chunks, which
     FFmpeg's writer counts too (other writers count the video frames alone: more chunks than the count is
-    never a problem). An AVI of one RIFF chunk (whose writer leaves the odml list a JUNK chunk, or a
-    count of 0) is not looked at."""
+    never a problem). An AVI without a count (FFmpeg's of one RIFF chunk: it leaves the odml list a JUNK
+    chunk until a second part starts) or with a count of 0 is not looked at; one of one RIFF chunk with a
+    count is (other writers count a file's frames whatever its size, and a file cut right after its first
+    part is one)."""
     first_start, first_end = parts[0]
     kinds: list[tuple[bytes, int | None]] = []  # each stream's type ('vids', 'auds', ...) and audio format tag
     declared = 0

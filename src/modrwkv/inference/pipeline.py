@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
-import statistics
+import math
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,20 @@ class TranscribedSegment:
     finish_reason: str
     forced: bool = False
     token_ids: list[int] = dataclasses.field(default_factory=list)  # the reply's tokens (verbose_json's `tokens`)
-    # the mean log-probability of `token_ids` (the stop token's included) under the distribution they
-    # were drawn from before temperature: Whisper's avg_logprob; None when not measured
+    # Whisper's avg_logprob: see `average_logprob`; None when not measured
     avg_logprob: float | None = None
+
+
+def average_logprob(result: GenerationResult) -> float | None:
+    """Whisper's avg_logprob of a reply decoded with `ModRWKVPipeline.transcription_params`: the sum of
+    its tokens' log-probabilities (under the distribution they were drawn from, before temperature) over
+    its text tokens plus one, as Whisper's decoder divides it (openai-whisper's decoding.py). A reply
+    ended by its stop token counts that token as Whisper counts its end token, so this is the mean over
+    `token_ids`; one cut at the token budget has no end token and is still divided by one more. None
+    for a reply decoded without log-probabilities."""
+    if not result.logprobs:
+        return None
+    return math.fsum(result.logprobs) / (len(result.logprobs) + (result.finish_reason == "length"))
 
 
 @dataclasses.dataclass
@@ -126,7 +137,7 @@ def transcription_of(segments: Sequence[SpeechSegment], results: Sequence[Genera
     stripped and joined by spaces (empty ones left out). The replies carry their tokens' log-probabilities
     (decoded with `ModRWKVPipeline.transcription_params`)."""
     done = [TranscribedSegment(s.start, s.end, r.text.strip(), r.finish_reason, s.forced, list(r.token_ids),
-                               statistics.fmean(r.logprobs) if r.logprobs else None)
+                               average_logprob(r))
             for s, r in zip(segments, results, strict=True)]
     return Transcription(" ".join(d.text for d in done if d.text), done,
                          "length" if any(d.finish_reason == "length" for d in done) else "stop", duration)

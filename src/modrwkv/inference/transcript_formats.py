@@ -39,8 +39,8 @@ def compression_ratio(text: str) -> float:
 def verbose_json(transcription: Transcription, temperature: float = 0.0) -> dict[str, Any]:
     """OpenAI's verbose_json object. `language` is null: the model has no language detection nor
     switch. Each segment carries OpenAI's id, seek (its start in 10 ms mel frames, as Whisper counts),
-    start, end, text, tokens, temperature, and Whisper's avg_logprob (the mean log-probability of
-    the segment's tokens, its stop token included) and compression_ratio (of its text). Whisper's
+    start, end, text, tokens, temperature, and Whisper's avg_logprob (as its decoder divides it: see
+    `pipeline.average_logprob`) and compression_ratio (of its text). Whisper's
     no_speech_prob is left out: it is the probability of Whisper's own no-speech token, which this
     model has no counterpart of. `forced` (beyond OpenAI's fields) says a segment ends at a
     quietest-point cut rather than a pause."""

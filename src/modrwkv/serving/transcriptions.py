@@ -61,7 +61,11 @@ async def read_form(headers: Mapping[str, str], body: bytes) -> Any:
 
 
 def _text(form: Any, name: str) -> str | None:
-    value = form.get(name)
+    return _text_value(name, form.get(name))
+
+
+def _text_value(name: str, value: Any) -> Any:
+    """A text field's value; a 400 naming the field when it was sent as a file part."""
     if isinstance(value, UploadFile):
         raise APIError(400, f"'{name}' must be a text field (a part without a filename), not a file "
                        f"({value.filename!r})", param=name)
@@ -99,7 +103,8 @@ async def parse_transcription(form: Any, names: ModelNames) -> TranscriptionRequ
     if not 0.0 <= temperature <= 1.0:  # OpenAI's range; also refuses NaN
         raise APIError(400, f"'temperature' must be a number in [0, 1] (0: greedy), got {temperature_text[:20]!r}",
                        param="temperature")
-    granularities = form.getlist("timestamp_granularities[]")
+    granularities = [_text_value("timestamp_granularities[]", value)
+                     for value in form.getlist("timestamp_granularities[]")]
     for granularity in granularities:
         if granularity == "word":
             raise APIError(400, "'timestamp_granularities[]' word is not supported: the model writes no word times; "
