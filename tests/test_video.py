@@ -429,12 +429,14 @@ def test_a_live_matroska_stream_cut_short_is_refused_and_a_whole_one_never(tmp_p
         assert 0 < len(load_video(data[: clusters[-1][0]], sampling)) < 24
 
 
-def opendml_avi(frames: list[np.ndarray], tmp_path) -> tuple[bytes, int]:
+def opendml_avi(frames: list[np.ndarray], tmp_path, unpadded: bool = False) -> tuple[bytes, int]:
     """(an OpenDML AVI made from FFmpeg's: its first RIFF 'AVI ' chunk holds the first half of the
     frames in its movi list, with its idx1 index of them, and a RIFF 'AVIX' chunk after it holds a
     movi list of the rest, as an AVI over 1 GB goes on (FFmpeg starts such a part at each 1 GB), where
     the AVIX part starts). Its header's odml list, which FFmpeg writes as a JUNK chunk until a second
-    part starts, is made a LIST 'odml' whose dmlh chunk counts the frames, as FFmpeg finishes it then."""
+    part starts, is made a LIST 'odml' whose dmlh chunk counts the frames, as FFmpeg finishes it then.
+    `unpadded`: the AVIX part's first frame is given an odd size (a byte after its JPEG's end) and
+    no pad byte, as some writers leave it out."""
     whole = bytearray(written_by_ffmpeg(tmp_path / "clip.avi", "avi", "mjpeg", "yuvj420p", frames))
     odml = whole.index(b"odml")
     assert whole[odml - 8 : odml - 4] == b"JUNK" and whole[odml + 4 : odml + 8] == b"dmlh"
@@ -454,6 +456,10 @@ def opendml_avi(frames: list[np.ndarray], tmp_path) -> tuple[bytes, int]:
         position += 8 + size + size % 2
     assert len(chunks) == len(frames) and whole[movi_end : movi_end + 4] == b"idx1"
     half = len(chunks) // 2
+    if unpadded:
+        size = int.from_bytes(chunks[half][4:8], "little")
+        data = chunks[half][8 : 8 + size] + (b"\x00" if size % 2 == 0 else b"")
+        chunks[half] = chunks[half][:4] + len(data).to_bytes(4, "little") + data
     index = b"idx1" + (16 * half).to_bytes(4, "little") + whole[movi_end + 8 : movi_end + 8 + 16 * half]
     first = riff_list(b"RIFF", b"AVI ", whole[12:movi] + riff_list(b"LIST", b"movi", b"".join(chunks[:half])) + index)
     return first + riff_list(b"RIFF", b"AVIX", riff_list(b"LIST", b"movi", b"".join(chunks[half:]))), len(first)
@@ -499,6 +505,18 @@ def test_an_opendml_avi_plays_its_avix_part_and_one_cut_there_is_refused(tmp_pat
         load_video(path, sampling)
     assert str(raised.value) == (f"cannot decode video {str(path)!r}: its OpenDML header (dmlh) counts 8 frames and "
                                  "the file holds 4 (in 1 RIFF part): it is cut short")
+
+
+def test_an_opendml_avi_whose_frames_are_walked_short_of_its_movi_list_is_not_judged_by_its_count(tmp_path):
+    """A frame chunk of odd size without its pad byte (which some writers leave out) stops the walk that
+    counts the frames before the end of its movi list; the count is then not the file's, and a whole
+    file (FFmpeg plays its 8 frames; the container walk reads past the missing pad) was refused as cut
+    short against its dmlh count."""
+    written = distinct_frames(8, size=16)
+    odml, _ = opendml_avi(written, tmp_path, unpadded=True)
+    assert ffmpeg_reads(odml) == (8, None)
+    loaded = load_video(odml, VideoSampling(num_frames=8))
+    assert [nearest(frame.image, written)[0] for frame in loaded] == list(range(8))
 
 
 def legacy_quicktime(frames: list[np.ndarray], tmp_path, moov_first: bool) -> bytes:

@@ -506,17 +506,25 @@ def _opendml_frames_problem(stream: io.BufferedIOBase, parts: list[tuple[int, in
         return None
     counts = [0] * len(kinds)
 
-    def count(start: int, end: int, in_group: bool) -> None:
+    def count(start: int, end: int, in_group: bool) -> bool:
+        """Counts the frame chunks from `start` to `end`; whether they were walked to `end` (a writer
+        that left out pad bytes, or a chunk that is no chunk, stops the walk early: then the count is
+        not the file's, and the file is not judged by it)."""
+        walked = start
         for name, data_start, data_size in _riff_chunks(stream, start, end):
             if not in_group and _list_type(stream, name, data_start, data_size) == b"rec ":  # a group of chunks
-                count(data_start + 4, data_start + data_size, True)
+                if not count(data_start + 4, data_start + data_size, True):
+                    return False
             elif name[:2].isdigit() and int(name[:2]) < len(kinds):
                 counts[int(name[:2])] += 1
+            walked = data_start + data_size + (data_size & 1)
+        return walked >= end - 1  # the last chunk's pad byte may be cut with the list
 
     for start, end in parts:
         for name, data_start, data_size in _riff_chunks(stream, start, end):
-            if _list_type(stream, name, data_start, data_size) == b"movi":
-                count(data_start + 4, data_start + data_size, False)
+            if _list_type(stream, name, data_start, data_size) == b"movi" and not count(
+                    data_start + 4, data_start + data_size, False):
+                return None
     frames = max((n for n, (kind, _) in zip(counts, kinds) if kind == b"vids"), default=0) + sum(
         n for n, (kind, tag) in zip(counts, kinds) if kind == b"auds" and tag in _MPEG_AUDIO_TAGS)
     if frames >= declared:
