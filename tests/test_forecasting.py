@@ -321,6 +321,22 @@ def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shap
         encoder.prepare(np.arange(40.0))
 
 
+def test_a_linear_baseline_forecaster_cast_to_bf16_still_forecasts() -> None:
+    """`.to(torch.bfloat16)` (a user's cast, or an all-bf16 device run) casts the float64 buffers
+    too; the baseline is still read (numpy has no bfloat16) and is the bf16-rounded fit."""
+    from modrwkv.data.readers.series import LinearBaseline
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=4, linear_horizon=2))
+    weight = np.arange(8.0).reshape(4, 2) / 3
+    encoder.set_linear_baseline(LinearBaseline(weight, np.array([0.5, -1.0])))
+    encoder.to(torch.bfloat16)
+    baseline = encoder.linear()
+    assert baseline.weight.dtype == np.float64
+    np.testing.assert_allclose(baseline.weight, weight, rtol=2**-8)
+    np.testing.assert_allclose(baseline(np.ones((4, 1)), 2)[:, 0], weight.sum(axis=0) + [0.5, -1.0], rtol=2**-7)
+
+
 def test_training_passes_the_encoders_season_to_the_reader() -> None:
     from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
     from modrwkv.training.config import ConfigError, DataConfig
