@@ -321,6 +321,23 @@ def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shap
         encoder.prepare(np.arange(40.0))
 
 
+def test_a_multivariate_linear_baseline_is_the_fit_on_each_channel_as_its_own_series(tmp_path) -> None:
+    """A multivariate window is one regression row per channel, each channel its own series (its
+    own held-out tail): the same fit as reading the columns as separate univariate series."""
+    from modrwkv.data.linear_baseline import fit_linear_baseline
+    from modrwkv.data.readers.series import TimeSeriesReader
+
+    t = np.arange(300)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n" + "".join(f"{np.sin(i / 2):.4f},{np.cos(i / 3) + rng.normal(0, 0.1):.4f}\n" for i in t))
+    both = fit_linear_baseline(list(TimeSeriesReader(path, lookback=16, horizon=4, multivariate=True)), 6, True)
+    apart = fit_linear_baseline(list(TimeSeriesReader(path, lookback=16, horizon=4)), 6, True)
+    assert (both.windows, both.held_out, both.alpha) == (apart.windows, apart.held_out, apart.alpha)
+    np.testing.assert_allclose(both.baseline.weight, apart.baseline.weight, atol=1e-9)
+    np.testing.assert_allclose(list(both.held_out_mse.values()), list(apart.held_out_mse.values()), rtol=1e-9)
+
+
 def test_a_linear_baseline_forecaster_cast_to_bf16_still_forecasts() -> None:
     """`.to(torch.bfloat16)` (a user's cast, or an all-bf16 device run) casts the float64 buffers
     too; the baseline is still read (numpy has no bfloat16) and is the bf16-rounded fit."""
