@@ -4,6 +4,7 @@ what is tested is what must hold whatever the weights)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -336,6 +337,23 @@ def test_a_multivariate_linear_baseline_is_the_fit_on_each_channel_as_its_own_se
     assert (both.windows, both.held_out, both.alpha) == (apart.windows, apart.held_out, apart.alpha)
     np.testing.assert_allclose(both.baseline.weight, apart.baseline.weight, atol=1e-9)
     np.testing.assert_allclose(list(both.held_out_mse.values()), list(apart.held_out_mse.values()), rtol=1e-9)
+
+
+def test_refitting_a_loaded_linear_baseline_on_data_of_another_shape_is_a_config_error(tmp_path) -> None:
+    """A stage 2 from a stage-1 folder (model.init_from) refits the baseline on its data; data cut
+    with another look-back than the folder's model reads is one clear line, not a traceback."""
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+    from modrwkv.training.config import ConfigError, DataConfig
+    from modrwkv.training.data import fit_series_baseline
+
+    path = wave_csv(tmp_path / "wave.csv")
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=32, linear_horizon=8))
+    data = DataConfig(format="series", train=[str(path)], options={"lookback": 24, "horizon": 8})
+    with pytest.raises(ConfigError, match="reads a look-back of 32 and forecasts 8 steps .* but data.options has "
+                                          "lookback 24 and horizon 8; train with lookback 32 and horizon 8"):
+        fit_series_baseline(data, encoder)
+    assert "ridge regression on" in fit_series_baseline(dataclasses.replace(data, options={"lookback": 32, "horizon": 8}), encoder)
+    assert encoder.linear_weight.abs().sum() > 0
 
 
 def test_a_linear_baseline_forecaster_cast_to_bf16_still_forecasts() -> None:
