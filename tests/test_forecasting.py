@@ -4,6 +4,7 @@ what is tested is what must hold whatever the weights)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -319,6 +320,56 @@ def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shap
     encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=32, linear_horizon=8))
     with pytest.raises(ValueError, match="series has 40 steps, but the linear baseline .* reads exactly 32"):
         encoder.prepare(np.arange(40.0))
+
+
+def test_a_multivariate_linear_baseline_is_the_fit_on_each_channel_as_its_own_series(tmp_path) -> None:
+    """A multivariate window is one regression row per channel, each channel its own series (its
+    own held-out tail): the same fit as reading the columns as separate univariate series."""
+    from modrwkv.data.linear_baseline import fit_linear_baseline
+    from modrwkv.data.readers.series import TimeSeriesReader
+
+    t = np.arange(300)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n" + "".join(f"{np.sin(i / 2):.4f},{np.cos(i / 3) + rng.normal(0, 0.1):.4f}\n" for i in t))
+    both = fit_linear_baseline(list(TimeSeriesReader(path, lookback=16, horizon=4, multivariate=True)), 6, True)
+    apart = fit_linear_baseline(list(TimeSeriesReader(path, lookback=16, horizon=4)), 6, True)
+    assert (both.windows, both.held_out, both.alpha) == (apart.windows, apart.held_out, apart.alpha)
+    np.testing.assert_allclose(both.baseline.weight, apart.baseline.weight, atol=1e-9)
+    np.testing.assert_allclose(list(both.held_out_mse.values()), list(apart.held_out_mse.values()), rtol=1e-9)
+
+
+def test_refitting_a_loaded_linear_baseline_on_data_of_another_shape_is_a_config_error(tmp_path) -> None:
+    """A stage 2 from a stage-1 folder (model.init_from) refits the baseline on its data; data cut
+    with another look-back than the folder's model reads is one clear line, not a traceback."""
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+    from modrwkv.training.config import ConfigError, DataConfig
+    from modrwkv.training.data import fit_series_baseline
+
+    path = wave_csv(tmp_path / "wave.csv")
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=32, linear_horizon=8))
+    data = DataConfig(format="series", train=[str(path)], options={"lookback": 24, "horizon": 8})
+    with pytest.raises(ConfigError, match="reads a look-back of 32 and forecasts 8 steps .* but data.options has "
+                                          "lookback 24 and horizon 8; train with lookback 32 and horizon 8"):
+        fit_series_baseline(data, encoder)
+    assert "ridge regression on" in fit_series_baseline(dataclasses.replace(data, options={"lookback": 32, "horizon": 8}), encoder)
+    assert encoder.linear_weight.abs().sum() > 0
+
+
+def test_a_linear_baseline_forecaster_cast_to_bf16_still_forecasts() -> None:
+    """`.to(torch.bfloat16)` (a user's cast, or an all-bf16 device run) casts the float64 buffers
+    too; the baseline is still read (numpy has no bfloat16) and is the bf16-rounded fit."""
+    from modrwkv.data.readers.series import LinearBaseline
+    from modrwkv.encoders.series import WaveNetConfig, WaveNetSeriesEncoder
+
+    encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=4, linear_horizon=2))
+    weight = np.arange(8.0).reshape(4, 2) / 3
+    encoder.set_linear_baseline(LinearBaseline(weight, np.array([0.5, -1.0])))
+    encoder.to(torch.bfloat16)
+    baseline = encoder.linear()
+    assert baseline.weight.dtype == np.float64
+    np.testing.assert_allclose(baseline.weight, weight, rtol=2**-8)
+    np.testing.assert_allclose(baseline(np.ones((4, 1)), 2)[:, 0], weight.sum(axis=0) + [0.5, -1.0], rtol=2**-7)
 
 
 def test_training_passes_the_encoders_season_to_the_reader() -> None:

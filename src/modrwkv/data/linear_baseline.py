@@ -65,7 +65,7 @@ def training_windows(samples: Sequence[Sample], season: int,
             y = y - seasonal_baseline(z, len(future), season, drift)
         key = (sample.source.rsplit(":", 2)[0], tuple(sample.meta.get("columns", ())))
         if previous is None or key != previous[0] or sample.meta.get("start", 0) <= previous[1]:
-            runs.append([len(past) + c for c in range(window.shape[1])])  # a new series: one run per channel
+            runs.extend([len(past) + c] for c in range(window.shape[1]))  # a new series: one run per channel
         else:
             for c in range(window.shape[1]):
                 runs[-window.shape[1] + c].append(len(past) + c)

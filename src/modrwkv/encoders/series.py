@@ -135,7 +135,9 @@ class WaveNetSeriesEncoder(NativeEncoder):
         """The linear forecast this forecaster corrects, or None without `linear_baseline`."""
         if not self.config.linear_baseline:
             return None
-        return LinearBaseline(self.linear_weight.detach().cpu().numpy(), self.linear_bias.detach().cpu().numpy())
+        # `model.to(torch.bfloat16)` casts buffers too; numpy has no bfloat16, and the fit was float64
+        return LinearBaseline(self.linear_weight.detach().to("cpu", torch.float64).numpy(),
+                              self.linear_bias.detach().to("cpu", torch.float64).numpy())
 
     def set_linear_baseline(self, baseline: LinearBaseline) -> None:
         """Stores the fitted linear baseline (its shape must be the configured one)."""

@@ -167,6 +167,11 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
         return None
     reader = build_reader(series_target_options(config, encoder, linear=False))
     assert isinstance(reader, TimeSeriesReader)
+    shape = (inner.config.linear_lookback, inner.config.linear_horizon)
+    if (reader.lookback, reader.horizon) != shape:  # a model from model.init_from keeps its own shape
+        raise ConfigError(f"the series encoder's linear baseline reads a look-back of {shape[0]} and forecasts "
+                          f"{shape[1]} steps (model.init_from's), but data.options has lookback {reader.lookback} "
+                          f"and horizon {reader.horizon}; train with lookback {shape[0]} and horizon {shape[1]}")
     try:
         fit = fit_linear_baseline(list(reader), reader.season, reader.drift)
     except LinearBaselineError as exc:
