@@ -311,7 +311,7 @@ def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shap
         f"modrwkv train: error: model.encoders.series.options.linear_baseline on {short}: 3 training windows "
         "(look-back 32, horizon 8) are too few to fit a linear baseline: its alpha is chosen on the last fifth of them "
         "and fitted on the windows whose future ends before that, which leaves 0; give more training rows or a "
-        "shorter look-back")
+        "shorter look-back (or set linear_baseline: false to train without it)")
     samples = list(TimeSeriesReader(wave_csv(tmp_path / "w.csv", rows=100), lookback=32, horizon=8))  # 61 windows
     with pytest.raises(LinearBaselineError, match="the ridge fit with alpha 0 on 33 windows of 32 steps is singular"):
         fit_linear_baseline(samples[:50], alphas=(0.0,))  # 10 held out, 33 fitted: fewer than the look-back

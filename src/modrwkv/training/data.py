@@ -175,7 +175,8 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
     try:
         fit = fit_linear_baseline(list(reader), reader.season, reader.drift)
     except LinearBaselineError as exc:
-        raise ConfigError(f"model.encoders.series.options.linear_baseline on {reader.name}: {exc}") from None
+        raise ConfigError(f"model.encoders.series.options.linear_baseline on {reader.name}: {exc} (or set "
+                          "linear_baseline: false to train without it)") from None
     inner.set_linear_baseline(fit.baseline)
     note = f"linear baseline ({reader.name}): {fit.explain()}"
     log.info("%s", note)
