@@ -12,15 +12,12 @@ window with it. Validation and test rows are never read.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from .sample import Sample
 from .readers.series import LinearBaseline, instance_stats, seasonal_baseline
-
-logger = logging.getLogger(__name__)
 
 LINEAR_BASELINE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)  # the ridge penalties tried
 HELD_OUT_FRACTION = 0.2  # each series' last fifth of training windows chooses the alpha
