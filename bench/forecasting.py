@@ -1,9 +1,11 @@
 """Forecasting on real series: the data, the baselines on identical windows, the plot.
 
     python bench/forecasting.py export DIR
-        Writes DIR/co2.csv (weekly Mauna Loa CO2, 2284 weeks, from statsmodels' wheel) and
+        Writes DIR/co2.csv (weekly Mauna Loa CO2, 2284 weeks, from statsmodels' wheel),
         DIR/taylor.csv (half-hourly electricity demand of England and Wales, 4032 half-hours, from
-        pmdarima's wheel). Both ship inside the packages: nothing is downloaded.
+        pmdarima's wheel) and DIR/elnino.csv (monthly El Nino sea surface temperature, 1950-2010,
+        732 months, statsmodels' year-by-month table read row by row). All ship inside the
+        packages: nothing is downloaded.
     python bench/forecasting.py report --eval RUN_FOLDER --period M [--plot PNG]
         Reads a finished `modrwkv eval --task custom-series` run, rebuilds its test windows, and
         prints the model's MSE / MAE beside four baselines on exactly those windows (standardised
@@ -58,6 +60,7 @@ def missing_packages(command: str) -> str | None:
 def export(folder: Path) -> None:
     import pandas as pd
     import statsmodels.datasets.co2 as co2
+    import statsmodels.datasets.elnino as elnino
     from pmdarima.datasets import load_taylor
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,12 @@ def export(folder: Path) -> None:
     weekly.to_csv(folder / "co2.csv")
     demand = load_taylor()
     pd.DataFrame({"ds": np.arange(len(demand)), "demand": demand}).to_csv(folder / "taylor.csv", index=False)
-    print(f"wrote {folder / 'co2.csv'} ({len(weekly)} rows) and {folder / 'taylor.csv'} ({len(demand)} rows)")
+    table = elnino.load_pandas().data  # one row per year, one column per month
+    months = table.drop(columns="YEAR").to_numpy().reshape(-1)
+    dates = pd.period_range(f"{int(table['YEAR'].iloc[0])}-01", periods=len(months), freq="M")
+    pd.DataFrame({"month": dates.astype(str), "temperature": months}).to_csv(folder / "elnino.csv", index=False)
+    print(f"wrote {folder / 'co2.csv'} ({len(weekly)} rows), {folder / 'taylor.csv'} ({len(demand)} rows) and "
+          f"{folder / 'elnino.csv'} ({len(months)} rows)")
 
 
 def report(run: Path, period: int, plot: Path | None) -> None:
@@ -202,7 +210,7 @@ def draw(path: Path, windows: np.ndarray, truth: np.ndarray, forecasts: dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    export_parser = commands.add_parser("export", help="write the two CSV files")
+    export_parser = commands.add_parser("export", help="write the three CSV files")
     export_parser.add_argument("folder", type=Path)
     report_parser = commands.add_parser("report", help="model vs baselines on a finished eval run")
     report_parser.add_argument("--eval", required=True, type=Path, help="the `modrwkv eval` output folder")

@@ -322,6 +322,37 @@ def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shap
         encoder.prepare(np.arange(40.0))
 
 
+def test_series_cpu_yaml_as_shipped_fits_the_ridge_on_a_seasonal_file_and_still_trains_a_short_one(tmp_path,
+                                                                                                    capsys) -> None:
+    """The generic config (`season: auto`, `drift: true`, `linear_baseline: auto`), its look-back 96
+    and horizon 24 untouched: on 600 rows of a period-12 wave it detects 12 and fits the ridge that
+    scikit-learn fits on bench/forecasting.py's windows; on a 200-row file (140 training rows: 21
+    windows, too few for the ridge) it trains without the ridge and says why, where an explicit
+    `linear_baseline: true` stops with an error (the previous test)."""
+    pytest.importorskip("sklearn")
+    from modrwkv.cli import main
+    from modrwkv.multimodal import ModRWKV
+
+    tiny = ["--train.max_steps", "1", "--train.warmup_steps", "1", "--model.lm.config", "{n_layer: 1, n_embd: 64}"]
+    seasonal, short = wave_csv(tmp_path / "seasonal.csv", rows=600), wave_csv(tmp_path / "short.csv", rows=200)
+    for path in (seasonal, short):
+        assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{path}]", *tiny,
+                     "--output.dir", str(tmp_path / path.stem)]) == 0
+    out = capsys.readouterr().out
+    saved = {path.stem: json.loads((tmp_path / path.stem / "final" / "encoders" / "series" / "encoder.json").read_text())
+             ["config"] for path in (seasonal, short)}
+    assert (saved["seasonal"]["season"], saved["seasonal"]["drift"], saved["seasonal"]["linear_baseline"]) == (12, True, True)
+    expected = sklearn_ridge_on_bench_windows(seasonal, 96, 24, 12)[0]
+    fitted = ModRWKV.from_pretrained(tmp_path / "seasonal" / "final").encoders["series"].linear()
+    np.testing.assert_allclose(fitted.weight, expected.coef_.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fitted.bias, expected.intercept_, rtol=1e-6, atol=1e-9)
+    assert f"linear_baseline auto ({seasonal}): a linear baseline is fitted" in out
+    assert saved["short"]["linear_baseline"] is False and saved["short"]["linear_lookback"] == 0
+    assert (f"linear_baseline auto ({short}): training without a linear baseline: 21 training windows (look-back 96, "
+            "horizon 24) are too few to fit a linear baseline") in out
+    assert main(["train", "configs/series-cpu.yaml", "--estimate-memory"]) == 0  # sized without reading data
+
+
 def test_a_multivariate_linear_baseline_is_the_fit_on_each_channel_as_its_own_series(tmp_path) -> None:
     """A multivariate window is one regression row per channel, each channel its own series (its
     own held-out tail): the same fit as reading the columns as separate univariate series."""
@@ -583,6 +614,10 @@ def test_a_custom_series_prompt_is_saved_and_asked_by_forecast_and_eval(tmp_path
     config = load_config("configs/series-cpu.yaml", ["--data.options.lookback=32", "--data.options.horizon=8",
                                                      "--data.options.prompt=Next {steps}", f"--data.train=[{csv}]",
                                                      "--model.lm.config={n_layer: 1, n_embd: 64}",
-                                                     f"--output.dir={tmp_path / 'bad'}"])
+                                                     f"--output.dir={tmp_path / 'bad'}",
+                                                     # samples given: nothing to detect a season or fit a ridge on
+                                                     "--model.encoders.series.options.season=0",
+                                                     "--model.encoders.series.options.drift=false",
+                                                     "--model.encoders.series.options.linear_baseline=false"])
     with pytest.raises(ConfigError, match=r"^data.options.prompt: 'Next \{steps\}' uses \{steps\}"):
         train(config, samples=[first])

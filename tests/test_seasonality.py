@@ -173,10 +173,10 @@ def test_init_writes_season_auto_for_seasonal_data_only(tmp_path, capsys) -> Non
         options = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())["model"]["encoders"]["series"]["options"]
         out = capsys.readouterr().out
         if name == "seasonal":
-            assert options["season"] == "auto" and options["drift"] is True and options["linear_baseline"] is True
+            assert options["season"] == "auto" and options["drift"] is True and options["linear_baseline"] == "auto"
             assert "training will pick season 24: autocorrelation" in out
-        else:
-            assert "season" not in options and "linear_baseline" not in options
+        else:  # the ridge alone (configs/series-cpu.yaml's rule): what a reply of zeros forecasts
+            assert "season" not in options and options["linear_baseline"] == "auto"
             assert "no seasonal baseline, no clear season" in out
 
 

@@ -41,7 +41,7 @@ from ..data.readers.series import SERIES_EPS, LinearBaseline, forecast_baseline,
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
 
-AUTO_SEASON = "auto"  # `season: auto` in a training config: detected from the training rows
+AUTO = "auto"  # `season: auto` / `linear_baseline: auto` in a training config: resolved from the training data
 
 
 @dataclasses.dataclass
@@ -67,7 +67,7 @@ class WaveNetConfig:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"wavenet {field} must be >= 1, got {getattr(self, field)}")
-        if self.season == AUTO_SEASON:
+        if self.season == AUTO:
             raise ValueError("wavenet season 'auto' is resolved from the training rows by `modrwkv train` "
                              "(modrwkv.training.data.resolve_auto_season); a model is built with its integer period")
         if isinstance(self.season, bool) or not isinstance(self.season, int):
@@ -79,6 +79,12 @@ class WaveNetConfig:
             raise ValueError("wavenet drift needs a season (the drift is the mean change over one season)")
         if self.pass_residuals and not self.season:
             raise ValueError("wavenet pass_residuals needs a season (a residual is the change over one season)")
+        if self.linear_baseline == AUTO:
+            raise ValueError("wavenet linear_baseline 'auto' is resolved from the training windows by `modrwkv train` "
+                             "(modrwkv.training.data.size_linear_baseline); a model is built with true or false")
+        if not isinstance(self.linear_baseline, bool):
+            raise ValueError(f"wavenet linear_baseline must be true or false, or 'auto' in a training config, got "
+                             f"{self.linear_baseline!r}")
         if self.linear_baseline and (self.linear_lookback < max(1, self.season) or self.linear_horizon < 1):
             raise ValueError(f"wavenet linear_baseline needs linear_lookback >= max(1, season) and linear_horizon >= 1 "
                              f"(`modrwkv train` sets them to the data's look-back and horizon), got "

@@ -40,7 +40,7 @@ from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
-from ..encoders.series import AUTO_SEASON
+from ..encoders.series import AUTO
 from ..processing import Batch, Collator, ModRWKVProcessor, ProcessedSample, SampleTooLong
 from .config import ConfigError, DataConfig, TrainConfig
 
@@ -115,7 +115,7 @@ def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tup
     dropped with it (a warning says so). Too few rows (or too short a look-back) to search any
     period: a ConfigError, not a silent season 0."""
     spec = config.model.encoders.get("series")
-    if spec is None or spec.options.get("season") != AUTO_SEASON:
+    if spec is None or spec.options.get("season") != AUTO:
         return config, None
     if samples_given or config.data.format != "series":
         raise ConfigError("model.encoders.series.options.season: auto detects the period on the training rows of "
@@ -138,23 +138,44 @@ def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tup
     return dataclasses.replace(config, model=dataclasses.replace(config.model, encoders=encoders)), note
 
 
-def size_linear_baseline(config: TrainConfig, samples_given: bool = False) -> TrainConfig:
+def size_linear_baseline(config: TrainConfig, samples_given: bool = False) -> tuple[TrainConfig, str | None]:
     """`config` with a series encoder's `linear_baseline: true` given the shape of its regression,
     `linear_lookback` / `linear_horizon` = data.options lookback / horizon, so that the model is
-    built (and saved) with buffers of that shape; `fit_series_baseline` fills them once it is built."""
+    built (and saved) with buffers of that shape; `fit_series_baseline` fills them once it is built.
+    `linear_baseline: auto` (the generic configs/series-cpu.yaml) is true when the training windows
+    give a fit, and false otherwise (too few windows for a short file, or a singular fit), with a
+    warning: what was decided is returned as a note (None without `auto`). Explicitly true, a fit
+    that cannot be made stops training (`fit_series_baseline`)."""
     spec = config.model.encoders.get("series")
     if spec is None or not spec.options.get("linear_baseline"):
-        return config
+        return config, None
     if samples_given or config.data.format != "series":
-        raise ConfigError("model.encoders.series.options.linear_baseline is fitted on the training windows of "
-                          "data.train series files (data.format: series), which this run does not read")
+        raise ConfigError(f"model.encoders.series.options.linear_baseline: {spec.options['linear_baseline']} is fitted "
+                          "on the training windows of data.train series files (data.format: series), which this run "
+                          "does not read; set linear_baseline: false")
     shape = {"linear_lookback": config.data.options.get("lookback"), "linear_horizon": config.data.options.get("horizon")}
     for key, value in shape.items():
         if spec.options.get(key) not in (None, value):
             raise ConfigError(f"model.encoders.series.options.{key} is {spec.options[key]!r}, but training sets it from "
                               f"data.options ({value!r}); leave it out")
-    encoders = {**config.model.encoders, "series": dataclasses.replace(spec, options={**spec.options, **shape})}
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, encoders=encoders))
+    options, note = {**spec.options, **shape}, None
+    if spec.options["linear_baseline"] == AUTO:
+        season, drift = spec.options.get("season", 0), bool(spec.options.get("drift", False))
+        season = season if isinstance(season, int) else 0  # a bad one is named when the encoder is built
+        reader = build_reader(with_seasonality(config.data, season, drift) if season else config.data)
+        assert isinstance(reader, TimeSeriesReader)
+        try:
+            fit_linear_baseline(list(reader), season, drift)  # fitted again, into the model, once it is built
+            options["linear_baseline"] = True
+            note = f"linear_baseline auto ({reader.name}): a linear baseline is fitted (the training windows allow it)"
+        except LinearBaselineError as exc:
+            options = {key: value for key, value in spec.options.items() if key not in shape}
+            options["linear_baseline"] = False
+            note = (f"linear_baseline auto ({reader.name}): training without a linear baseline: {exc} "
+                    "(linear_baseline: true makes this an error)")
+            log.warning("%s", note)
+    encoders = {**config.model.encoders, "series": dataclasses.replace(spec, options=options)}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, encoders=encoders)), note
 
 
 def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | None:
@@ -196,14 +217,21 @@ def series_target_options(config: DataConfig, encoder: object | None, linear: bo
                           "model.encoders.series.options.linear_baseline is true")
     if not season and (baseline is None or not linear):
         return config
+    config = with_seasonality(config, season, drift)
+    if linear and baseline is not None:
+        config = dataclasses.replace(config, options={**config.options, "linear_baseline": baseline})
+    return config
+
+
+def with_seasonality(config: DataConfig, season: int, drift: bool) -> DataConfig:
+    """`config` with the series encoder's `season` and `drift` as reader options; a data.options
+    value that disagrees is a ConfigError, not a silent choice."""
     options = dict(config.options)
     for key, value in (("season", season), ("drift", drift)):
         if key in options and options[key] != value:
             raise ConfigError(f"data.options.{key} is {options[key]!r} but the series encoder's {key} is {value!r}; "
                               "set it once, in model.encoders.series.options")
         options[key] = value
-    if linear and baseline is not None:
-        options["linear_baseline"] = baseline
     return dataclasses.replace(config, options=options)
 
 

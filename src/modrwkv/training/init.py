@@ -217,16 +217,22 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     for modality in sorted(modalities):
         count = summary.media_per_sample.get(modality, 1)
         if modality == "series":
-            options = {"patch_len": SERIES_PATCH}
+            # linear_baseline auto, as configs/series-cpu.yaml: fitted when the training windows allow it, and a
+            # file too short for the ridge still trains (with a warning) instead of stopping
+            options = {"patch_len": SERIES_PATCH, "linear_baseline": "auto"}
             if summary.season is not None and summary.season.period:
-                options.update(season="auto", drift=True, linear_baseline=True)
-                notes.append(f"series: season auto, drift true, linear_baseline true: the model writes corrections to "
+                options.update(season="auto", drift=True)
+                notes.append(f"series: season auto, drift true, linear_baseline auto: the model writes corrections to "
                              f"the seasonal-naive + drift forecast plus a ridge regression of what remains, which "
-                             f"training fits on the training windows first; on this data training will pick "
-                             f"{summary.season.explain()} (season: 0 for none; linear_baseline: false for the "
-                             "seasonal forecast alone)")
-            elif summary.season is not None:
-                notes.append(f"series: no seasonal baseline, {summary.season.explain()}")
+                             f"training fits on the training windows first (when they are enough); on this data "
+                             f"training will pick {summary.season.explain()} (season: 0 for none; linear_baseline: "
+                             "false for the seasonal forecast alone)")
+            else:
+                notes.append("series: linear_baseline auto: the model writes corrections to a ridge regression of the "
+                             "future on the look-back, which training fits on the training windows first (when they "
+                             "are enough; linear_baseline: false for none)")
+                if summary.season is not None:
+                    notes.append(f"series: no seasonal baseline, {summary.season.explain()}")
             encoders["series"] = {"name": "wavenet", "options": options}
             media_tokens += count * math.ceil((summary.series_length or 720) / SERIES_PATCH)
         elif modality == "image" and tiny:

@@ -51,7 +51,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..adapters import AdapterConfig, build_adapter
-from ..encoders.series import AUTO_SEASON
+from ..encoders.series import AUTO
 from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
 from ..lm.ops.chunked import DEFAULT_CHUNK
@@ -497,8 +497,10 @@ def _encoder_plan(modality: str, spec: dict, adapter: AdapterConfig, n_embd: int
         trainable = bool(spec.get("trainable"))
     elif source is None:  # built-in (tiny, wavenet): small, built for real
         options = dict(spec.get("options", {}))
-        if options.get("season") == AUTO_SEASON:  # resolved from the data by training; no size depends on it
+        if options.get("season") == AUTO:  # resolved from the data by training; no size depends on it
             options["season"] = 1
+        if options.get("linear_baseline") == AUTO:  # resolved by training; sized as if fitted (buffers only)
+            options["linear_baseline"] = True
         if options.get("linear_baseline") and not options.get("linear_lookback"):  # shaped by training; buffers only
             options.update(linear_lookback=max(1, int(options.get("season", 0))), linear_horizon=1)
         encoder = build_encoder(name, config=spec.get("config"), trainable=spec.get("trainable"), **options)

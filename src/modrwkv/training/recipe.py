@@ -328,9 +328,10 @@ def train(
         # A resumed run rebuilds its model from the checkpoint.
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None and not resume)
     config, season_note = resolve_auto_season(config, samples_given=samples is not None)
-    config = size_linear_baseline(config, samples_given=samples is not None)
-    if season_note and progress is not None:  # the choice is seen where the progress lines are
-        progress(season_note)
+    config, linear_note = size_linear_baseline(config, samples_given=samples is not None)
+    for note in (season_note, linear_note):
+        if note and progress is not None:  # the choice is seen where the progress lines are
+            progress(note)
     opt, out = config.train, check_output_folder(config.output.dir)
     started = time.perf_counter()
     limit_images = functools.partial(set_max_image_pixels, config.data.max_image_pixels, how_to_raise=(
