@@ -317,6 +317,10 @@ def test_a_linear_baseline_refuses_too_few_windows_a_singular_fit_and_other_shap
         fit_linear_baseline(samples[:50], alphas=(0.0,))  # 10 held out, 33 fitted: fewer than the look-back
     with pytest.raises(ValueError, match="linear_baseline needs linear_lookback >= max"):
         WaveNetConfig(linear_baseline=True)
+    with pytest.raises(ValueError, match="linear_baseline 'auto' is resolved from the training windows by `modrwkv train`"):
+        WaveNetConfig(linear_baseline="auto")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="linear_baseline must be true or false, or 'auto' in a training config, got 'yes'"):
+        WaveNetConfig(linear_baseline="yes")  # type: ignore[arg-type]
     encoder = WaveNetSeriesEncoder(WaveNetConfig(linear_baseline=True, linear_lookback=32, linear_horizon=8))
     with pytest.raises(ValueError, match="series has 40 steps, but the linear baseline .* reads exactly 32"):
         encoder.prepare(np.arange(40.0))
