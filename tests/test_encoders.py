@@ -480,6 +480,10 @@ def test_real_speech_past_30_s_is_windowed_as_whisper_reads_each_window(tmp_path
         features = encoder.encode([(wave, SR)])[0]
         tail_tokens = (own_frames + 1) // 2 if clip_length else padded_frames // 2 + 1  # conv2: stride 2
         assert features.shape == (1500 + tail_tokens, 384)
-        torch.testing.assert_close(features[:1500], whisper_alone(head, clip_length is False), atol=2e-3, rtol=1e-3)
-        torch.testing.assert_close(features[1500:], whisper_alone(tail, clip_length is False)[:tail_tokens],
-                                   atol=2e-3, rtol=1e-3)
+        # ctranslate2's and torch's fp32 products sum in other orders, by CPU: on an AMD EPYC one value in
+        # 576,000 differs by 2.4e-3 (0.7 %), the mean difference is 2e-6 (values average 0.8); a window
+        # shifted or cut by one mel frame differs by far more
+        for ours, alone in ((features[:1500], whisper_alone(head, clip_length is False)),
+                            (features[1500:], whisper_alone(tail, clip_length is False)[:tail_tokens])):
+            torch.testing.assert_close(ours, alone, atol=5e-3, rtol=1e-2)
+            assert (ours - alone).abs().mean() < 1e-4
