@@ -192,7 +192,7 @@ def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, outp
     model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
     model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
     model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set)
-    trained_at, trained_seconds = time.time(), record.seconds()  # an interrupted run's processes together
+    trained_at, trained_seconds = time.time(), record.training_seconds()  # an interrupted run's processes together
 
     model.encoders["audio"] = CachedEncoder(model.encoders["audio"], cache / "audio")
     hypotheses = transcribe(model, test_set, tokenizer)
