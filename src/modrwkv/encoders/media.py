@@ -418,9 +418,9 @@ def _audio_seconds(item: Any) -> float:
             if frames == 0:
                 raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
             return frames / float(info.samplerate)
+    except MediaError:
+        raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
-        if isinstance(exc, MediaError):
-            raise
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
     return _declared_seconds(info, where, check)
@@ -700,7 +700,8 @@ def load_video(item: Any, sampling: VideoSampling | None = None, max_seconds: fl
     (anything `load_image` reads). Frames are chosen by `uniform_indices`, counted by `sampling`;
     a list of `VideoFrame`s, what this function returned before, is taken as it is. `max_seconds`:
     an encoded video whose frames span more is refused (`VideoTooLong`) as its packets are read,
-    whatever its container declares, before any frame is decoded.
+    whatever its container declares, before any frame is decoded (a stream without timestamps: as its
+    frames are counted, at its frame rate).
     """
     sampling = sampling or VideoSampling()
     return _naming_media_errors("video", _load_video, item, sampling, max_seconds)
