@@ -218,6 +218,7 @@ def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, outp
         "media_reliance": {name: m.get("media_reliance") for name, m in metrics.items() if name != "stage0"},
         "synthesis_seconds": synthesis["seconds"],
         "train_seconds": trained_seconds - synthesis["seconds"],
+        "loading_seconds": record.loading_seconds,  # a rerun's loading of its skipped stages' models
         "transcribe_seconds": evaluated_at - trained_at,
         "whisper_seconds": time.time() - evaluated_at,
         "total_seconds": record.seconds(),

@@ -122,10 +122,15 @@ class RunRecord:
         return self._seconds_before + time.monotonic() - self._started
 
     def training_seconds(self) -> float:
-        """`seconds` less the time every process spent loading what an earlier one had completed (a
-        rerun's skipped stages' models, `loading_completed_work`): a rerun loads them again, which is no
+        """`seconds` less `loading_seconds`: a rerun loads its skipped stages' models again, which is no
         training."""
         return self.seconds() - self._loading_seconds
+
+    @property
+    def loading_seconds(self) -> float:
+        """The time every process spent loading what an earlier one had completed (a rerun's skipped
+        stages' models, `loading_completed_work`)."""
+        return self._loading_seconds
 
     @contextlib.contextmanager
     def loading_completed_work(self) -> Iterator[None]:
