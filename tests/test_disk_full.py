@@ -331,24 +331,28 @@ def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, fa
     from modrwkv.training import load_config
 
     failed, _, write = failing.split(":")
-    ranks = start_ranks(tmp_path, max_steps=3, output={"save_every": 1}, env={"MODRWKV_TEST_FULL_DISK": failing})
-    try:
-        outputs = {1 - int(failed): ranks[1 - int(failed)].communicate(timeout=120)}
-    except subprocess.TimeoutExpired:
-        for rank in ranks:
-            rank.kill()
-        stderr = [rank.communicate()[1][-1500:] for rank in ranks]
-        pytest.fail(f"rank {1 - int(failed)} still waits for rank {failed} after 120 s:\n{stderr[0]}\n{stderr[1]}")
-    outputs[int(failed)] = ranks[int(failed)].communicate("", timeout=60)
     out = tmp_path / "run"
     checkpoints = out / "checkpoints"
     expected = "modrwkv train: error: " + message.format(final=out / "final", **{
         f"step{step}": checkpoints / f"step-{step:08d}" for step in (1, 2, 3)})
-    for rank, (_, stderr) in sorted(outputs.items()):
-        assert ranks[rank].returncode == 2 and stderr.strip().splitlines()[-1] == expected, stderr[-3000:]
     newest = checkpoints / ("step-00000003" if write == "final" else "step-00000001")
-    assert latest_checkpoint(out) == newest
-    assert not (out / "final").exists() and not list(checkpoints.glob(".*"))  # no partial files are left
+    # The final model's case again, resumed at its last step, where Lightning trains nothing and the run writes
+    # final/ itself: rank 0 alone, whose failure ended rank 0 only (rank 1 finished with status 0).
+    for args in ([], ["--resume"]) if write == "final" else ([],):
+        ranks = start_ranks(tmp_path, max_steps=3, output={"save_every": 1}, env={"MODRWKV_TEST_FULL_DISK": failing},
+                            args=args)
+        try:
+            outputs = {1 - int(failed): ranks[1 - int(failed)].communicate(timeout=120)}
+        except subprocess.TimeoutExpired:
+            for rank in ranks:
+                rank.kill()
+            stderr = [rank.communicate()[1][-1500:] for rank in ranks]
+            pytest.fail(f"rank {1 - int(failed)} still waits for rank {failed} after 120 s:\n{stderr[0]}\n{stderr[1]}")
+        outputs[int(failed)] = ranks[int(failed)].communicate("", timeout=60)
+        for rank, (_, stderr) in sorted(outputs.items()):
+            assert ranks[rank].returncode == 2 and stderr.strip().splitlines()[-1] == expected, (args, stderr[-3000:])
+        assert latest_checkpoint(out) == newest
+        assert not (out / "final").exists() and not list(checkpoints.glob(".*"))  # no partial files are left
     if write == "state":
         resumed = train(load_config(tmp_path / "run.yaml", ["--runtime.devices", "1", "--runtime.strategy", "auto"]),
                         resume=True)

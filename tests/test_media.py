@@ -903,3 +903,41 @@ def test_an_mp3s_counting_frame_is_read_where_its_writer_put_it_vbri_or_xing_wit
     assert decoded == len(frames) * 576 < sf.info(io.BytesIO(uncounted)).frames  # libsndfile's estimate: more
     assert len(load_audio(uncounted)) == decoded
     assert audio_seconds(uncounted) == (len(frames) + 1) * 576 / 16000  # the walk's count, the Info frame's included
+
+
+def flac_of_unknown_length(data: bytes) -> bytes:
+    """The FLAC `data` with its STREAMINFO's total_samples 0, "unknown": what a writer that cannot seek
+    back to fill it in leaves (FFmpeg writing to a pipe)."""
+    streamed = bytearray(data)
+    assert streamed[:4] == b"fLaC" and streamed[4] & 0x7F == 0  # STREAMINFO, the first block
+    # total_samples: the low 36 bits of STREAMINFO's bytes 10 to 17 (the file's 18 to 25)
+    field = int.from_bytes(streamed[18:26], "big")
+    assert field & ((1 << 36) - 1) > 0
+    streamed[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
+    return bytes(streamed)
+
+
+def test_a_flac_of_unknown_length_decodes_whole_and_a_limit_stops_its_decoding_as_it_passes():
+    """A FLAC whose header leaves its length unknown was refused by every length limit (the server's
+    --max-audio-seconds) as lasting 576460752303423.5 s, libsndfile's 2**63 - 1 frames for "unknown",
+    and `load_audio` failed on it ("Internal psf_fseek() failed"). It now decodes to the samples of the
+    same FLAC with its count, `audio_seconds` counts them, and a limit stops the decoding as soon as
+    it passes it: after the first block of 2**18 samples (16.4 s at 16 kHz), not the whole file."""
+    from modrwkv.encoders.media import AudioTooLong
+    from modrwkv.serving.limits import APIError, check_audio
+
+    wave = (0.5 * sine(440, 16000, seconds=3.0)).astype(np.float32)
+    whole = encoded(wave, 16000, "FLAC", "PCM_16")
+    streamed = flac_of_unknown_length(whole)
+    assert sf.info(io.BytesIO(streamed)).frames == 2**63 - 1  # libsndfile's "unknown"
+    assert audio_seconds(streamed) == 3.0
+    assert np.array_equal(load_audio(streamed), load_audio(whole))
+    for limit in (None, 3.0):
+        waveform, rate = decode_audio(streamed, max_seconds=limit)
+        assert rate == 16000 and np.array_equal(waveform, decode_audio(whole)[0])
+    long = flac_of_unknown_length(encoded(np.tile(wave, 20), 16000, "FLAC", "PCM_16"))  # 60 s
+    assert audio_seconds(long) == 60.0
+    with pytest.raises(AudioTooLong, match=r"^audio <\d+ bytes> lasts at least 16\.38 s, more than 2 s$"):
+        decode_audio(long, max_seconds=2.0)
+    with pytest.raises(APIError, match=r"^the recording lasts at least 16\.38 s; this server accepts at most 2 s$"):
+        check_audio(long, "the recording", 2.0)

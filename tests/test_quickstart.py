@@ -4,6 +4,7 @@ how they stop and continue. (The whole `modrwkv quickstart` command runs end to 
 import json
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -82,6 +83,31 @@ def test_a_recorded_stage_of_a_folder_from_before_keep_to_is_loaded_from_its_fin
     assert metrics == {"steps": 3} and not (tmp_path / "stage2" / "final").exists()
     for state in (loaded.state_dict(), ModRWKV.from_pretrained(tmp_path / "model").state_dict()):
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_loading_a_completed_stages_model_is_not_counted_as_training(tmp_path, monkeypatch):
+    """A rerun loads the model each completed stage left behind: that time counted in the report's
+    train_seconds, as training. It is left out now, in the process that loads and, through the record,
+    in every later one (`total_seconds`, `seconds`, still counts it). Here a load takes 0.3 s."""
+    from modrwkv.quickstart import stages
+
+    record = stages.RunRecord.open(tmp_path, {"test": 1})
+    record.complete("stage0", {"steps": 3})
+
+    def slow_load(folder):
+        time.sleep(0.3)
+        return f"the model in {folder.name}"
+
+    monkeypatch.setattr(stages.ModRWKV, "from_pretrained", slow_load)
+    seconds, training = record.seconds(), record.training_seconds()
+    loaded = stages.train_stage(None, "0", [], record=record, steps=3, lr=1e-2, batch_size=4, warmup_steps=0, seed=0,
+                                output_dir=tmp_path, progress_bar=False, media="images and series")
+    assert loaded == ("the model in final", {"steps": 3})
+    loading = (record.seconds() - seconds) - (record.training_seconds() - training)
+    assert 0.3 <= loading < 0.4
+    record.write()
+    rerun = stages.RunRecord.open(tmp_path, {"test": 1})
+    assert rerun.seconds() - rerun.training_seconds() == pytest.approx(loading, abs=1e-3)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

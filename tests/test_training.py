@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -429,6 +430,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 # NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
 import errno, os, sys
+from collections.abc import Sequence
 from pathlib import Path
 
 rank, step, write = os.environ.get("MODRWKV_TEST_FULL_DISK", "-:-:-").split(":")
@@ -472,10 +474,11 @@ os._exit(status)  # not through the interpreter's shutdown, which takes a rank 2
 '''
 
 
-def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, str]) -> list[subprocess.Popen]:
+def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, str],
+                args: Sequence[str] = ()) -> list[subprocess.Popen]:
     """The two ranks (RANK_LAUNCHER, each with `env` added) of a DDP run of this file's `config` for `max_steps`
     with `output` settings (dir: tmp_path/run) on 8 LLaVA colour samples, a batch of 4 in micro-batches of 2:
-    one on each rank. Their output is read line by line."""
+    one on each rank, `modrwkv train` given `args` too. Their output is read line by line."""
     cfg = config(tmp_path, "run", max_steps=max_steps, batch_size=4, micro_batch_size=2)
     cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(8)))]}
     cfg["runtime"].update(devices=2, strategy="ddp")
@@ -487,7 +490,7 @@ def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, 
         port = sock.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
            "NODE_RANK": "0", **env}
-    return [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml")],
+    return [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml"), *args],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=tmp_path, env={**env, "LOCAL_RANK": str(rank)}) for rank in range(2)]
 

@@ -22,7 +22,7 @@ av = pytest.importorskip("av", reason="video tests need PyAV: pip install 'modrw
 from modrwkv.data.readers import DataError, LlavaReader, QAReader, openai_to_sample  # noqa: E402
 from modrwkv.data.sample import Message, Sample  # noqa: E402
 from modrwkv.encoders import build_encoder  # noqa: E402
-from modrwkv.encoders.media import MediaError, VideoSampling, load_video, uniform_indices  # noqa: E402
+from modrwkv.encoders.media import MediaError, VideoSampling, VideoTooLong, load_video, uniform_indices  # noqa: E402
 from modrwkv.extras import MissingExtraError  # noqa: E402
 from modrwkv.inference import ChatRequest, ModRWKVPipeline  # noqa: E402
 from modrwkv.lm import RWKV7, RWKV7Config  # noqa: E402
@@ -650,3 +650,39 @@ def test_a_tiny_model_learns_which_digit_comes_first(tmp_path):
     majority = collections.Counter(s.meta["answer"] for s in train_set).most_common(1)[0][0]
     baseline = np.mean([s.meta["answer"] == majority for s in test_set])
     assert accuracy >= 0.9 and accuracy >= baseline + 0.3, (accuracy, baseline)
+
+
+def test_a_video_whose_container_states_no_length_is_refused_as_its_packets_pass_the_limit(tmp_path):
+    """A live WebM (a browser's recorder writes them so) and a raw stream state no length: the
+    server's check read 0 s from the header and decoded the whole clip, however long. The length is
+    now checked again as the packets are read (frames counted, in a stream without timestamps), and
+    reading stops at the first frame past the limit: the 14th of a 6 fps clip past 2 s; a clip within
+    the limit loads the same frames as without one."""
+    from modrwkv.serving import ServerLimits
+    from modrwkv.serving.limits import APIError, check_media
+
+    written = distinct_frames(24, size=16)  # 4 s at 6 fps
+    clips = {"live webm": written_by_ffmpeg(tmp_path / "live.webm", "webm", "libvpx", "yuv420p", written, {"live": "1"}),
+             "raw mpeg-4": encode_video(written, "m4v", "mpeg4", "yuv420p")}
+    if "libx265" in av.codecs_available:  # HEVC's raw stream: no timestamps at all, its frames counted at 25 fps
+        clips["raw hevc"] = encode_video(written, "hevc", "libx265", "yuv420p")
+    every = VideoSampling(num_frames=24, max_frames=24)
+    for name, clip in clips.items():
+        with av.open(io.BytesIO(clip)) as container:
+            assert container.duration is None and container.streams.video[0].duration is None, name
+        frames, within = load_video(clip, every), load_video(clip, every, max_seconds=4.0)
+        assert len(within) == len(frames) == 24 and all(
+            a.time == b.time and np.array_equal(np.asarray(a.image), np.asarray(b.image)) for a, b in zip(within, frames))
+        limit = 2.0 if name != "raw hevc" else 0.5
+        past = 13 / 6 if name != "raw hevc" else 13 / 25
+        with pytest.raises(VideoTooLong) as too_long:
+            load_video(clip, every, max_seconds=limit)
+        assert too_long.value.seconds == pytest.approx(past, abs=1e-3), name  # Matroska counts in ms
+        assert str(too_long.value) == f"video <{len(clip)} bytes> lasts at least {past:.2f} s, more than {limit:g} s"
+        sample = openai_to_sample({"messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{base64.b64encode(clip).decode()}"}},
+            {"type": "text", "text": "What changes?"}]}]})
+        with pytest.raises(APIError) as refused:
+            check_media(sample, ServerLimits(max_video_seconds=limit), every)
+        assert refused.value.code == "video_too_long" and str(refused.value) == (
+            f"the video in messages[0].content[0] lasts at least {past:.2f} s; this server accepts at most {limit:g} s")

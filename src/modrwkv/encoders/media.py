@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import io
 import logging
 import math
@@ -21,7 +22,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -410,10 +411,60 @@ def _audio_seconds(item: Any) -> float:
     source, where, check = _audio_source(item)
     try:
         info = soundfile.info(source)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        if info.frames == _UNKNOWN_FRAMES:  # no header to read it from: its samples are counted, none kept
+            _refuse_implausible_rate(info.samplerate, where)
+            with _open_sound(source) as sound:
+                frames = sum(len(block) for block in _blocks(sound, reuse=True))
+            if frames == 0:
+                raise MediaError("audio", f"empty audio {where}: no samples", reason="no samples")
+            return frames / float(info.samplerate)
+    except MediaError:
+        raise
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
     return _declared_seconds(info, where, check)
+
+
+# What libsndfile reports as the frame count of a file whose header leaves its length unknown: a FLAC
+# whose writer could not seek back to fill in its total_samples (FFmpeg's, writing to a pipe, leaves 0).
+_UNKNOWN_FRAMES = 2**63 - 1
+
+
+def _open_sound(source: Path | io.BytesIO) -> Any:
+    """`soundfile.SoundFile` on `source` from its start, reading a file of unknown length to its end:
+    libsndfile reads such a FLAC whole but cannot seek to its end, and soundfile seeks to where each
+    read ended, so the read of its last samples failed ("Internal psf_fseek() failed")."""
+    return _sound_file_type()(_rewind(source))
+
+
+@functools.cache
+def _sound_file_type() -> type:
+    import soundfile
+
+    class SoundFile(soundfile.SoundFile):
+        def seek(self, frames: int, whence: int = soundfile.SEEK_SET) -> int:
+            try:
+                return super().seek(frames, whence)
+            except soundfile.LibsndfileError:
+                if self.frames != _UNKNOWN_FRAMES:
+                    raise
+                return -1  # soundfile's position update after the last read: nothing is read after it
+
+    return SoundFile
+
+
+def _blocks(sound: Any, reuse: bool = False) -> Iterator[np.ndarray]:
+    """`sound`'s samples as float32 [frames, channels] blocks of `_AUDIO_BLOCK_FRAMES` until its data end
+    (the last one shorter, possibly empty). Read in blocks, never all at once: that allocates the count
+    the header declares, which a damaged header makes terabytes. `reuse`: every block is read into the
+    same buffer (for a caller that keeps none)."""
+    buffer = np.empty((_AUDIO_BLOCK_FRAMES, sound.channels), np.float32) if reuse else None
+    while True:
+        block = sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True, out=buffer)
+        yield block
+        if len(block) < _AUDIO_BLOCK_FRAMES:
+            return
 
 
 def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str, ContainerCheck]:
@@ -443,13 +494,16 @@ def _declared_seconds(header: Any, where: str, check: ContainerCheck) -> float:
 
 
 class AudioTooLong(MediaError):
-    """An audio file whose header declares more seconds than `decode_audio`'s `max_seconds`,
-    refused before any sample is decoded."""
+    """An audio file longer than `decode_audio`'s `max_seconds`: refused before any sample is decoded
+    when its header says so, or as decoding passes the limit (`at_least`: `seconds` is how far it got)
+    when its header declares no length."""
 
-    def __init__(self, where: str, seconds: float, limit: float) -> None:
-        super().__init__("audio", f"audio {where} lasts {seconds:.1f} s, more than {limit:g} s",
-                         reason=f"it lasts {seconds:.1f} s, more than {limit:g} s")
+    def __init__(self, where: str, seconds: float, limit: float, at_least: bool = False) -> None:
+        lasts = f"lasts at least {seconds:.2f} s" if at_least else f"lasts {seconds:.1f} s"
+        super().__init__("audio", f"audio {where} {lasts}, more than {limit:g} s",
+                         reason=f"it {lasts}, more than {limit:g} s")
         self.seconds = seconds
+        self.at_least = at_least
 
 
 def decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -457,8 +511,9 @@ def decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarra
     file's own sample rate), which `load_audio` takes as a `(waveform, sample_rate)` item. Raises
     `MediaError` for a file that does not decode, or that holds fewer samples than its header
     declares (`_decode_audio`), and `AudioTooLong` for one whose header declares more than
-    `max_seconds` (`audio_seconds`' count), before decoding it: the item is read and its container
-    checked once for both."""
+    `max_seconds` (`audio_seconds`' count), before decoding it, or that declares no length and
+    decodes to more, as soon as it does (holding at most `max_seconds` and one block of samples):
+    the item is read and its container checked once for both."""
     return _naming_media_errors("audio", _decode_mono_audio, item, max_seconds)
 
 
@@ -482,24 +537,30 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
     declares no count: libsndfile estimates one from the file's size at its first frame's bitrate,
     which a variable bitrate makes a fraction of the count its frames hold; that count, from the
     same walk of its frames, is its length for `max_seconds` and what the decoder must find, so one
-    cut exactly between two frames is read as it is."""
+    cut exactly between two frames is read as it is. A FLAC whose header leaves its length unknown
+    is decoded to its end, and against `max_seconds` as it is."""
     import soundfile
 
     source, where, check = _audio_source(item)
     try:
-        with soundfile.SoundFile(source) as sound:
+        with _open_sound(source) as sound:
             _refuse_implausible_rate(sound.samplerate, where)
-            if max_seconds is not None and (seconds := _declared_seconds(sound, where, check)) > max_seconds:
+            unknown = sound.frames == _UNKNOWN_FRAMES
+            if (max_seconds is not None and not unknown
+                    and (seconds := _declared_seconds(sound, where, check)) > max_seconds):
                 raise AudioTooLong(where, seconds, max_seconds)
-            counted = sound.format != "MP3" or check.mp3 is not None and check.mp3.declares_length
+            counted = not unknown and (sound.format != "MP3" or check.mp3 is not None and check.mp3.declares_length)
             declared = sound.frames if counted else 0
-            # in blocks until the data ends: reading all at once allocates the count the header
-            # declares, which a damaged header makes terabytes
-            blocks = [sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True)]
-            while len(blocks[-1]) == _AUDIO_BLOCK_FRAMES:
-                blocks.append(sound.read(_AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True))
-            waveform = np.concatenate(blocks)
             rate = sound.samplerate
+            blocks, frames = [], 0
+            for block in _blocks(sound):
+                blocks.append(block)
+                frames += len(block)
+                # libsndfile reads no further than the count a header declares, checked above; where
+                # none is declared, decoding stops here, having held one block more than the limit
+                if max_seconds is not None and frames / float(rate) > max_seconds:
+                    raise AudioTooLong(where, frames / float(rate), max_seconds, at_least=True)
+            waveform = np.concatenate(blocks)
     except MediaError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
@@ -619,20 +680,34 @@ def uniform_indices(available: int, count: int) -> list[int]:
     return [int((k + 0.5) * available / count) for k in range(count)]
 
 
-def load_video(item: Any, sampling: VideoSampling | None = None) -> list[VideoFrame]:
+class VideoTooLong(MediaError):
+    """An encoded video whose frames span more than `load_video`'s `max_seconds`, found as its packets
+    are read (a container that states no length, as a live Matroska/WebM stream or a browser's
+    recording, or a wrong one): reading stops at the first frame past the limit, `seconds` its time."""
+
+    def __init__(self, where: str, seconds: float, limit: float) -> None:
+        super().__init__("video", f"video {where} lasts at least {seconds:.2f} s, more than {limit:g} s",
+                         reason=f"it lasts at least {seconds:.2f} s, more than {limit:g} s")
+        self.seconds = seconds
+
+
+def load_video(item: Any, sampling: VideoSampling | None = None, max_seconds: float | None = None) -> list[VideoFrame]:
     """Any supported video item -> its sampled frames in time order; raises `MediaError` naming
     the item, or `MissingExtraError` (an ImportError) when PyAV is not installed.
 
     Accepts a path, a base64 `data:` URI or encoded bytes of any container and codec FFmpeg reads
     (mp4, webm, mkv, avi, mov, animated gif, ...), a uint8 array [T, H, W, 3], or a list of frames
     (anything `load_image` reads). Frames are chosen by `uniform_indices`, counted by `sampling`;
-    a list of `VideoFrame`s, what this function returned before, is taken as it is.
+    a list of `VideoFrame`s, what this function returned before, is taken as it is. `max_seconds`:
+    an encoded video whose frames span more is refused (`VideoTooLong`) as its packets are read,
+    whatever its container declares, before any frame is decoded (a stream without timestamps: as its
+    frames are counted, at its frame rate).
     """
     sampling = sampling or VideoSampling()
-    return _naming_media_errors("video", _load_video, item, sampling)
+    return _naming_media_errors("video", _load_video, item, sampling, max_seconds)
 
 
-def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
+def _load_video(item: Any, sampling: VideoSampling, max_seconds: float | None = None) -> list[VideoFrame]:
     where = describe(item)
     if isinstance(item, list) and item and all(isinstance(frame, VideoFrame) for frame in item):
         return item  # decoded and sampled already (the server's media check does that)
@@ -655,7 +730,7 @@ def _load_video(item: Any, sampling: VideoSampling) -> list[VideoFrame]:
     source, where = _read_bytes_or_path(item)
     _refuse_damaged_container("video", source, where)
     try:
-        times = _frame_times(av, source, where)
+        times = _frame_times(av, source, where, max_seconds)
         chosen = uniform_indices(len(times), sampling.count(len(times), _duration(times)))
         frames = _decode_frames(av, source, set(chosen))
     except av.FFmpegError as exc:
@@ -676,22 +751,43 @@ def _rewind(source: Any) -> Any:
     return source if isinstance(source, io.BytesIO) else str(source)
 
 
-def _frame_times(av: Any, source: Any, where: str) -> list[float]:
-    """The presentation times of the first video stream's frames, from its packets (no decoding)."""
+def _frame_times(av: Any, source: Any, where: str, max_seconds: float | None = None) -> list[float]:
+    """The presentation times of the first video stream's frames, from its packets (no decoding),
+    read no further than the first frame more than `max_seconds` after the first (`VideoTooLong`)."""
     with av.open(_rewind(source)) as container:
         if not container.streams.video:
             raise MediaError("video", f"{where} has no video stream", reason="it has no video stream")
         stream = container.streams.video[0]
         base = float(stream.time_base) if stream.time_base else None
-        stamps = [packet.pts for packet in container.demux(stream) if packet.size and packet.pts is not None]
+        packets = _within(container.demux(stream), base, where, max_seconds, lambda _, packet: packet.pts)
+        stamps = [packet.pts for packet in packets if packet.size and packet.pts is not None]
         if not stamps or base is None:  # containers without timestamps (raw streams): count decoded frames
             rate = float(stream.average_rate or stream.guessed_rate or 1)
-            count = sum(1 for _ in _rewind_decode(av, source))
+            frames = _within(_rewind_decode(av, source), 1.0 / rate, where, max_seconds, lambda index, _: index)
+            count = sum(1 for _ in frames)
             stamps, base = list(range(count)), 1.0 / rate
     if not stamps:
         raise MediaError("video", f"{where} contains no video frames", reason="it contains no video frames")
     start = min(stamps)
     return [(pts - start) * base for pts in sorted(stamps)]
+
+
+def _within(items: Iterator[Any], base: float | None, where: str, max_seconds: float | None,
+            stamp: Callable[[int, Any], int | None]) -> Iterator[Any]:
+    """`items` (packets, or the decoded frames of a stream without timestamps) until one whose
+    `stamp(index, item)` is more than `max_seconds` (in `base` units) after the earliest, which
+    raises `VideoTooLong`: the check a container's declared length cannot be trusted for (it may
+    state none, or a wrong one)."""
+    if max_seconds is None or base is None:
+        yield from items
+        return
+    first = None
+    for index, item in enumerate(items):
+        if (at := stamp(index, item)) is not None:
+            first = at if first is None else min(first, at)
+            if (at - first) * base > max_seconds:
+                raise VideoTooLong(where, (at - first) * base, max_seconds)
+        yield item
 
 
 def _rewind_decode(av: Any, source: Any) -> Any:

@@ -192,7 +192,7 @@ def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, outp
     model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
     model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
     model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set)
-    trained_at, trained_seconds = time.time(), record.seconds()  # an interrupted run's processes together
+    trained_at, trained_seconds = time.time(), record.training_seconds()  # an interrupted run's processes together
 
     model.encoders["audio"] = CachedEncoder(model.encoders["audio"], cache / "audio")
     hypotheses = transcribe(model, test_set, tokenizer)
@@ -218,6 +218,7 @@ def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, outp
         "media_reliance": {name: m.get("media_reliance") for name, m in metrics.items() if name != "stage0"},
         "synthesis_seconds": synthesis["seconds"],
         "train_seconds": trained_seconds - synthesis["seconds"],
+        "loading_seconds": record.loading_seconds,  # a rerun's loading of its skipped stages' models
         "transcribe_seconds": evaluated_at - trained_at,
         "whisper_seconds": time.time() - evaluated_at,
         "total_seconds": record.seconds(),

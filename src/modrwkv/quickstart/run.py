@@ -259,7 +259,8 @@ def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_di
             "cell_colour_accuracy": result.colour_accuracy, "cell_shape_accuracy": result.shape_accuracy, **resumed})
         state_file.unlink()
     else:
-        model.encoders["image"].load_state_dict(load_file(str(encoder_file)))
+        with record.loading_completed_work():
+            model.encoders["image"].load_state_dict(load_file(str(encoder_file)))
     metrics = {"vision_encoder": pretraining}
     model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
     text_only = (record.result("text_only_model")
@@ -267,7 +268,7 @@ def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_di
     model, metrics["stage1"] = stage(model, "1", settings.stage1_steps, settings.lr_stage1, train_set)
     model, metrics["stage2"] = stage(model, "2", settings.stage2_steps, settings.lr_stage2, train_set,
                                      schedule=settings.stage2_schedule, decay_fraction=settings.stage2_decay_fraction)
-    trained_seconds = record.seconds()  # an interrupted run's processes together, as each stage's seconds
+    trained_seconds = record.training_seconds()  # an interrupted run's processes together, as each stage's seconds
     results = evaluate(model, test_set, tokenizer)
     ceiling = text_only_ceiling(train_set, test_set)
     examples = [(s, answer(model, tokenizer, s)) for s in test_set[:6]]

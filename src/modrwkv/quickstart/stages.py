@@ -68,12 +68,13 @@ class RunRecord:
     atomically as each stage completes (a kill never leaves half of it) and as a process ends (`write`)."""
 
     def __init__(self, folder: Path, options: dict[str, Any], results: dict[str, Any],
-                 seconds_before: float = 0.0) -> None:
+                 seconds_before: float = 0.0, loading_seconds: float = 0.0) -> None:
         self.folder = folder
         self.options = options
         self.results = results
         self._seconds_before = seconds_before  # the processes that ran it before this one
         self._started = time.monotonic()
+        self._loading_seconds = loading_seconds  # all its processes', in `loading_completed_work`
 
     @classmethod
     def open(cls, folder: str | Path, options: Mapping[str, Any], *, restart: bool = False,
@@ -91,6 +92,7 @@ class RunRecord:
                 saved = json.loads(path.read_text())
                 saved_options, results = saved["options"], saved["results"]
                 seconds_before = float(saved.get("seconds", 0.0))  # none in a record written before runs counted them
+                loading_seconds = float(saved.get("loading_seconds", 0.0))  # nor before loads were told apart
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}: not a quickstart record ({exc}); remove {folder} or choose another "
                                  "output folder") from None
@@ -105,7 +107,7 @@ class RunRecord:
                 raise ValueError(f"{folder} holds a quickstart started with other options: {', '.join(changed)}. "
                                  f"{how_to_continue}".strip())
             else:
-                return cls(folder, options, results, seconds_before)
+                return cls(folder, options, results, seconds_before, loading_seconds)
         else:
             check_new_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -118,6 +120,27 @@ class RunRecord:
         as far as they recorded it (each record write does; one killed outright loses the time since its
         last), as a stage's seconds add up the parts of a stage that was resumed."""
         return self._seconds_before + time.monotonic() - self._started
+
+    def training_seconds(self) -> float:
+        """`seconds` less `loading_seconds`: a rerun loads its skipped stages' models again, which is no
+        training."""
+        return self.seconds() - self._loading_seconds
+
+    @property
+    def loading_seconds(self) -> float:
+        """The time every process spent loading what an earlier one had completed (a rerun's skipped
+        stages' models, `loading_completed_work`)."""
+        return self._loading_seconds
+
+    @contextlib.contextmanager
+    def loading_completed_work(self) -> Iterator[None]:
+        """Counts the block's time as loading what an earlier process completed, left out of
+        `training_seconds`."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._loading_seconds += time.monotonic() - started
 
     def result(self, stage: str) -> Any:
         """The recorded result of `stage`, None until it completed."""
@@ -135,7 +158,8 @@ class RunRecord:
         """Writes the record; a quickstart also does as its process ends, a signal or an error ending it,
         so that the time it took counts in the rerun's totals."""
         write_text_atomically(self.folder / RECORD, json.dumps(
-            {"options": self.options, "results": self.results, "seconds": self.seconds()}, indent=1) + "\n")
+            {"options": self.options, "results": self.results, "seconds": self.seconds(),
+             "loading_seconds": self._loading_seconds}, indent=1) + "\n")
 
     @contextlib.contextmanager
     def counting_this_process(self) -> Iterator[None]:
@@ -193,7 +217,8 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
             # the stage's record: its final/ is the stage's only model, which the line below would delete
             os.replace(stage_dir / FINAL, kept)
         _discard_resume_points(stage_dir, kept)  # left behind when a kill came right after the record
-        return ModRWKV.from_pretrained(kept), metrics
+        with record.loading_completed_work():
+            return ModRWKV.from_pretrained(kept), metrics
     if name == "1":
         log.info("stage 1: the LM is frozen and has only seen text, so it cannot carry the %s across the "
                  "prompt yet: media reliance stays near 0 in this stage and a warning about it is expected. "

@@ -369,7 +369,8 @@ def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | No
         return decode_audio(item, max_seconds=max_seconds)
     except AudioTooLong as exc:
         option = f" (its operator sets {limit_option})" if limit_option else ""
-        raise APIError(400, f"{name} lasts {exc.seconds:.1f} s; this server accepts at most "
+        lasts = f"at least {exc.seconds:.2f}" if exc.at_least else f"{exc.seconds:.1f}"
+        raise APIError(400, f"{name} lasts {lasts} s; this server accepts at most "
                        f"{max_seconds:g} s{option}", code="audio_too_long", param=param) from None
     except MediaError as exc:  # decoded here, where a file cut short after a sound header is named by its part
         raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_audio", param=param) from None
@@ -378,7 +379,7 @@ def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | No
 def _check_video(item: Any, name: str, limits: ServerLimits, sampling: VideoSampling | None) -> Any:
     if not isinstance(item, (bytes, str)):
         return item
-    from ..encoders.media import MediaError, load_video
+    from ..encoders.media import MediaError, VideoTooLong, load_video
     from ..extras import MissingExtraError, require
 
     try:
@@ -405,6 +406,11 @@ def _check_video(item: Any, name: str, limits: ServerLimits, sampling: VideoSamp
         raise APIError(400, f"{name} lasts {seconds:.1f} s; this server accepts at most "
                        f"{limits.max_video_seconds:g} s", code="video_too_long")
     try:  # within the limits: its frames decoded here, where damage past the header is named by its part
-        return load_video(item, sampling)
+        # the length checked again as the packets are read: a container may state none (a live stream's,
+        # a browser's recording) or a wrong one
+        return load_video(item, sampling, max_seconds=limits.max_video_seconds)
+    except VideoTooLong as exc:
+        raise APIError(400, f"{name} lasts at least {exc.seconds:.2f} s; this server accepts at most "
+                       f"{limits.max_video_seconds:g} s", code="video_too_long") from None
     except MediaError as exc:
         raise APIError(400, f"{name} cannot be decoded: {exc.reason}", code="bad_video") from None

@@ -41,7 +41,8 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
-from .checkpoint import FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, latest_checkpoint, write_final
+from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, failing_together, latest_checkpoint,
+                         write_final)
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
                    fit_series_baseline, modalities_used, read_samples, resolve_auto_season, series_target_options,
@@ -416,10 +417,13 @@ def train(
         "seconds": run["seconds"],
     }
     final_dir = out / FINAL if trainer.global_step >= plan.total_steps else None
-    if final_dir is not None and not final_dir.is_dir() and resume_from is not None and trainer.is_global_zero:
-        # Resumed at its last step, so Lightning trained nothing: the earlier run was killed after that step's
-        # checkpoint but before final/ was complete.
-        write_final(out, resume_from)
+    if final_dir is not None and resume_from is not None and checkpointer.last_checkpoint is None:
+        # Resumed at its last step, so Lightning trained nothing (no checkpoint, no final/): the earlier run was
+        # killed after that step's checkpoint but before final/ was complete. Every rank takes part, as in a run's
+        # own end (PretrainedCheckpoint.on_train_end): rank 0 alone, its failure (a full disk) ended rank 0 only.
+        with failing_together(trainer):
+            if trainer.is_global_zero and not final_dir.is_dir():
+                write_final(out, resume_from)
     stopped_by = signal_at_end = stopper.signal_name
     if final_dir is None:
         signal_at_end = None
