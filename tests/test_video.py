@@ -686,3 +686,33 @@ def test_a_video_whose_container_states_no_length_is_refused_as_its_packets_pass
             check_media(sample, ServerLimits(max_video_seconds=limit), every)
         assert refused.value.code == "video_too_long" and str(refused.value) == (
             f"the video in messages[0].content[0] lasts at least {past:.2f} s; this server accepts at most {limit:g} s")
+
+
+def test_a_video_whose_timestamps_go_backwards_is_refused_by_the_span_they_cover():
+    """The packets' length check measured each frame from the earliest frame seen so far, so a stream
+    whose timestamps go backwards (a live Matroska file states no length to check first) was never
+    past the limit: 24 frames written from 23/6 s down to 0 s loaded under a 2 s limit, frame times up
+    to 3.83 s. Their span is checked now, the latest frame seen to the earliest: refused at the 14th
+    packet (13/6 s below the first), and a backward clip within the limit loads as without one."""
+    frames = distinct_frames(24, size=16)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska", options={"live": "1"}) as container:
+        stream = container.add_stream("ffv1", rate=6)  # intra only: each packet decodes alone
+        stream.height, stream.width, stream.pix_fmt = 16, 16, "bgr0"
+        packets = [p for f in frames for p in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24"))]
+        packets += stream.encode()
+        for k, packet in enumerate(packets):  # in 1/6 s; a muxer takes decoding times only in order
+            packet.pts, packet.dts = 30 + 23 - k, k
+            container.mux(packet)
+    clip = buffer.getvalue()
+    with av.open(io.BytesIO(clip)) as container:
+        assert container.duration is None
+        stamps = [p.pts for p in container.demux(video=0) if p.size]
+        assert stamps == sorted(stamps, reverse=True) and len(stamps) == 24
+    every = VideoSampling(num_frames=24, max_frames=24)
+    with pytest.raises(VideoTooLong) as too_long:
+        load_video(clip, every, max_seconds=2.0)
+    assert too_long.value.seconds == pytest.approx(13 / 6, abs=1e-3)  # Matroska counts in ms
+    assert str(too_long.value) == f"video <{len(clip)} bytes> lasts at least 2.17 s, more than 2 s"
+    within, unbounded = load_video(clip, every, max_seconds=4.0), load_video(clip, every)
+    assert [f.time for f in within] == [f.time for f in unbounded] and within[-1].time == pytest.approx(23 / 6, abs=1e-3)

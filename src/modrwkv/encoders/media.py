@@ -683,7 +683,8 @@ def uniform_indices(available: int, count: int) -> list[int]:
 class VideoTooLong(MediaError):
     """An encoded video whose frames span more than `load_video`'s `max_seconds`, found as its packets
     are read (a container that states no length, as a live Matroska/WebM stream or a browser's
-    recording, or a wrong one): reading stops at the first frame past the limit, `seconds` its time."""
+    recording, or a wrong one): reading stops at the first frame that takes its frames' span past the
+    limit, `seconds` that span."""
 
     def __init__(self, where: str, seconds: float, limit: float) -> None:
         super().__init__("video", f"video {where} lasts at least {seconds:.2f} s, more than {limit:g} s",
@@ -753,7 +754,7 @@ def _rewind(source: Any) -> Any:
 
 def _frame_times(av: Any, source: Any, where: str, max_seconds: float | None = None) -> list[float]:
     """The presentation times of the first video stream's frames, from its packets (no decoding),
-    read no further than the first frame more than `max_seconds` after the first (`VideoTooLong`)."""
+    read no further than the first frame that makes them span more than `max_seconds` (`VideoTooLong`)."""
     with av.open(_rewind(source)) as container:
         if not container.streams.video:
             raise MediaError("video", f"{where} has no video stream", reason="it has no video stream")
@@ -774,19 +775,21 @@ def _frame_times(av: Any, source: Any, where: str, max_seconds: float | None = N
 
 def _within(items: Iterator[Any], base: float | None, where: str, max_seconds: float | None,
             stamp: Callable[[int, Any], int | None]) -> Iterator[Any]:
-    """`items` (packets, or the decoded frames of a stream without timestamps) until one whose
-    `stamp(index, item)` is more than `max_seconds` (in `base` units) after the earliest, which
+    """`items` (packets, or the decoded frames of a stream without timestamps) until the stamps
+    `stamp(index, item)` seen span more than `max_seconds` (in `base` units), latest to earliest, which
     raises `VideoTooLong`: the check a container's declared length cannot be trusted for (it may
-    state none, or a wrong one)."""
+    state none, or a wrong one). The span, not each stamp's distance from the earliest before it: a
+    stream whose stamps go backwards spans as much, and `_frame_times` sorts them."""
     if max_seconds is None or base is None:
         yield from items
         return
-    first = None
+    earliest = latest = None
     for index, item in enumerate(items):
         if (at := stamp(index, item)) is not None:
-            first = at if first is None else min(first, at)
-            if (at - first) * base > max_seconds:
-                raise VideoTooLong(where, (at - first) * base, max_seconds)
+            earliest = at if earliest is None else min(earliest, at)
+            latest = at if latest is None else max(latest, at)
+            if (latest - earliest) * base > max_seconds:
+                raise VideoTooLong(where, (latest - earliest) * base, max_seconds)
         yield item
 
 
