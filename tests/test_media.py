@@ -941,3 +941,39 @@ def test_a_flac_of_unknown_length_decodes_whole_and_a_limit_stops_its_decoding_a
         decode_audio(long, max_seconds=2.0)
     with pytest.raises(APIError, match=r"^the recording lasts at least 16\.38 s; this server accepts at most 2 s$"):
         check_audio(long, "the recording", 2.0)
+
+
+def test_a_many_channel_file_is_mixed_down_as_it_decodes_holding_one_channel_not_all():
+    """A FLAC of 8 channels' silence compresses to almost nothing, and a server accepts it by its
+    length: decoded whole before being mixed down, it held 8 channels' float32 samples (a 56 kB file of
+    10 s at 655,350 Hz took 651 MB). Each block is now mixed down as it is read: decoding an 8-channel
+    file peaks at under twice what the same length in one channel takes (5.2 times before), and the
+    mono waveform is the channels' mean, as libsndfile's whole read averaged in float64 gives it; a
+    file shorter than its channel count is averaged over its channels, not over its frames."""
+    import tracemalloc
+
+    rate, rng = 16000, np.random.default_rng(0)
+    short = rng.uniform(-0.5, 0.5, (3 * rate, 8)).astype(np.float32)
+    data = encoded(short, rate, "FLAC", "PCM_24")
+    expected = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0].astype(np.float64).mean(axis=1)
+    assert np.array_equal(decode_audio(data)[0], expected.astype(np.float32))
+    two_frames = encoded(short[:2], rate, "WAV", "FLOAT")
+    assert np.array_equal(decode_audio(two_frames)[0], short[:2].astype(np.float64).mean(axis=1).astype(np.float32))
+
+    def silence(channels: int, seconds: int = 200) -> bytes:  # written a second at a time: no 100 MB array here
+        buffer = io.BytesIO()
+        with sf.SoundFile(buffer, "w", rate, channels, format="FLAC", subtype="PCM_16") as file:
+            for _ in range(seconds):
+                file.write(np.zeros((rate, channels), np.float32))
+        return buffer.getvalue()
+
+    def peak(data: bytes) -> int:
+        tracemalloc.start()
+        try:
+            waveform, _ = decode_audio(data, max_seconds=600)
+            assert waveform.shape == (200 * rate,)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert peak(silence(8)) < 2 * peak(silence(1))

@@ -529,7 +529,7 @@ _AUDIO_BLOCK_FRAMES = 1 << 18
 
 
 def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
-    """(waveform [N, channels], rate, the item's name). A file cut short after its header is refused
+    """(mono float32 waveform [N], rate, the item's name). A file cut short after its header is refused
     rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
     samples than its header counts; a WAV, RF64, Wave64, AIFF or CAF whose data chunk holds less than it
     declares, an AU/SND file whose header declares more samples than it holds, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
@@ -554,7 +554,9 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
             rate = sound.samplerate
             blocks, frames = [], 0
             for block in _blocks(sound):
-                blocks.append(block)
+                # mixed down as it is read: a many-channel file (8 channels of a FLAC's silence compress
+                # to nearly nothing) holds one channel's samples, not eight
+                blocks.append(_mix_down(block))
                 frames += len(block)
                 # libsndfile reads no further than the count a header declares, checked above; where
                 # none is declared, decoding stops here, having held one block more than the limit
@@ -578,6 +580,13 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
                   "by default)")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     return waveform, int(rate), where
+
+
+def _mix_down(block: np.ndarray) -> np.ndarray:
+    """A decoded float32 [frames, channels] block as its channels' mean, computed as `_to_mono` computes it."""
+    if block.shape[1] == 1:
+        return block[:, 0]
+    return block.astype(np.float64).mean(axis=1).astype(np.float32)
 
 
 def _to_mono(waveform: np.ndarray, where: str) -> np.ndarray:
