@@ -37,8 +37,7 @@ def checkpoint(tmp_path_factory) -> str:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "modrwkv.cli", *args]
-    return subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=120)
+    return warm_start.run(["-m", "modrwkv.cli", *args], text=True, env=env, timeout=120)
 
 
 def test_generate_subprocess_prints_the_completion_and_saves_state(checkpoint, tmp_path):

@@ -400,10 +400,11 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     cfg["output"]["dir"] = str(tmp_path / "ddp")
     (tmp_path / "ddp.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "modrwkv.cli", "train", str(tmp_path / "ddp.yaml")]
+    # torchrun, and each rank it starts (--no-python: the command line given), start warm
+    command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
+               *warm_start.command(["-m", "modrwkv.cli", "train", str(tmp_path / "ddp.yaml")])]
     launcher = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                cwd=tmp_path)  # torchrun: its ranks start as fresh processes
+                                cwd=tmp_path)
     try:
         stdout, stderr = launcher.communicate(timeout=300)
     finally:

@@ -31,19 +31,37 @@ import tempfile
 
 HERE = os.path.abspath(__file__)
 # What every training command imports; importing them is the start-up this module saves.
-PRELOADED = ("torch", "torch._dynamo", "lightning.pytorch", "modrwkv.cli", "modrwkv.training",
-             "modrwkv.quickstart.run")
+PRELOADED = ("torch", "torch._dynamo", "lightning.pytorch", "modrwkv.training", "modrwkv.quickstart.run")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 _server: tuple[subprocess.Popen, str] | None = None
 
 
-def popen(args: list[str], **kwargs) -> subprocess.Popen:
-    """`subprocess.Popen([sys.executable, *args], **kwargs)`, started warm (see the module's docstring).
-    `args`: `["-m", MODULE, ...]` or `[SCRIPT, ...]`."""
+def command(args: list[str]) -> list[str]:
+    """The command line that runs `python ARGS` warm (see the module's docstring), for a launcher that starts
+    it itself (torchrun --no-python). `args`: `["-m", MODULE, ...]` or `[SCRIPT, ...]`."""
     if str(args[0]).startswith("-") and args[0] != "-m":
-        raise ValueError(f"warm_start.popen runs `-m MODULE` or a script, not {args[0]}")
-    return subprocess.Popen([sys.executable, HERE, "run", _server_socket(), *map(str, args)], **kwargs)
+        raise ValueError(f"warm_start runs `-m MODULE` or a script, not {args[0]}")
+    return [sys.executable, HERE, "run", _server_socket(), *map(str, args)]
+
+
+def popen(args: list[str], **kwargs) -> subprocess.Popen:
+    """`subprocess.Popen([sys.executable, *args], **kwargs)`, started warm."""
+    return subprocess.Popen(command(args), **kwargs)
+
+
+def run(args: list[str], *, input: str | bytes | None = None, timeout: float | None = None,
+        **kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run([sys.executable, *args], capture_output=True, input=input, timeout=timeout, **kwargs)`,
+    started warm."""
+    with popen(args, stdin=subprocess.PIPE if input is not None else None, stdout=subprocess.PIPE,
+               stderr=subprocess.PIPE, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            proc.kill()
+            raise
+    return subprocess.CompletedProcess([sys.executable, *args], proc.returncode, out, err)
 
 
 def _server_socket() -> str:
@@ -171,6 +189,8 @@ def _run_command(request: dict, fds: list[int]) -> None:
     try:
         try:
             if args[0] == "-m":
+                # Not imported before it runs as __main__, as in a fresh interpreter (runpy warns on stderr if it was)
+                sys.modules.pop(args[1], None)
                 sys.argv = ["-m", *args[2:]]
                 sys.path[0] = request["cwd"]
                 runpy.run_module(args[1], run_name="__main__", alter_sys=True)
