@@ -403,13 +403,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     # torchrun, and each rank it starts (--no-python: the command line given), start warm
     command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
                *warm_start.command(["-m", "modrwkv.cli", "train", str(tmp_path / "ddp.yaml")])]
-    launcher = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                cwd=tmp_path)
-    try:
-        stdout, stderr = launcher.communicate(timeout=300)
-    finally:
-        launcher.kill()
-    proc = subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
+    proc = warm_start.run(command, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "model saved to" in proc.stdout
 

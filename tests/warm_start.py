@@ -1,6 +1,6 @@
 """Starts a test's `python ...` command as a process forked from one that has imported torch, Lightning and
-modrwkv already: a training command's start-up is then a fork (~50 ms) instead of ~5-8 s of imports, which
-the suite paid again for each of its ~20 training processes.
+modrwkv already: a training command's start-up is then a fork (~50 ms) instead of ~5-8 s of imports (torch's
+~3 s for generate, chat, serve), which the suite paid again for each of its ~25 such commands.
 
 `popen(args, **kwargs)` is `subprocess.Popen([sys.executable, *args], **kwargs)` in every respect a test
 sees: its process is a small client (plain Python, no torch) that hands its stdin, stdout and stderr, its
@@ -13,8 +13,11 @@ reached, the client execs the plain command instead: a fresh process, as before.
 
 Not for what a fork cannot give a fresh interpreter: tests of the command's own start-up (what it
 imports, Ctrl-C while it imports), a process group or session of its own (the forked command is in the
-server's), limits set in preexec_fn, a terminal. The server never runs a torch op (no OpenMP pool exists
-to be lost in a child), and it exits with the pytest worker that started it.
+server's), limits set in preexec_fn, a terminal (its stdio objects were made on pipes: buffered as on a
+pipe), the interpreter's own report of a failed flush at exit (emulated as status 120, without its
+"Exception ignored" line), a script that wants its own copy of a preloaded module. The server never runs
+a torch op (no OpenMP pool exists to be lost in a child), and it exits with the pytest worker that
+started it.
 """
 
 from __future__ import annotations
