@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from modrwkv.training import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_encoders import WHISPER  # noqa: E402
+import warm_start  # noqa: E402  (tests/)
 from test_training import colour_samples, config, lm_checkpoint  # noqa: E402, F401
 
 SR = 16000
@@ -263,7 +263,7 @@ def test_audio_quickstart_runs_end_to_end_at_small_scale_and_continues_exactly_a
     # The uninterrupted run, in a process of its own (one thread, as here): it runs on the other core while
     # this process runs the stopped and continued one.
     with open(tmp_path / "qa.out", "w") as printed, open(tmp_path / "qa.err", "w") as err:
-        uninterrupted = subprocess.Popen([sys.executable, "-m", "modrwkv", *args], stdout=printed, stderr=err,
+        uninterrupted = warm_start.popen(["-m", "modrwkv", *args], stdout=printed, stderr=err,
                                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         from modrwkv.training.module import ModRWKVModule

@@ -21,6 +21,7 @@ from modrwkv.generation import SamplingParams, generate
 from modrwkv.lm import RWKV7Config, RWKV7State, load_model
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
+import warm_start  # noqa: E402  (tests/)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +37,7 @@ def checkpoint(tmp_path_factory) -> str:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "modrwkv.cli", *args]
-    return subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=120)
+    return warm_start.run(["-m", "modrwkv.cli", *args], text=True, env=env, timeout=120)
 
 
 def test_generate_subprocess_prints_the_completion_and_saves_state(checkpoint, tmp_path):
@@ -147,8 +147,8 @@ def uninterrupted_quickstart(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quickstart")
     output = folder / "uninterrupted"
     with open(folder / "stdout.log", "w") as out, open(folder / "stderr.log", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "quickstart", "--output", str(output),
-                                 *QUICKSTART_OPTIONS], stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = warm_start.popen(["-m", "modrwkv", "quickstart", "--output", str(output), *QUICKSTART_OPTIONS],
+                                stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
     def finished() -> tuple[Path, str]:
         assert proc.wait(timeout=300) == 0, (folder / "stderr.log").read_text()[-3000:]
@@ -169,7 +169,7 @@ def test_an_interrupted_quickstart_run_again_continues_where_it_stopped(capsys, 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     output = tmp_path / "qs"
     first_started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "modrwkv", "-v", "quickstart", "--output", str(output), *options],
+    proc = warm_start.popen(["-m", "modrwkv", "-v", "quickstart", "--output", str(output), *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         while "step 10/12 |" not in (line := proc.stderr.readline()):  # stage 2's; stages 0 and 1 make 2 steps

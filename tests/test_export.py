@@ -7,7 +7,6 @@ own Python package), the expected shapes from llama.cpp's RWKV-7 loader (llama-m
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import gguf
@@ -24,6 +23,7 @@ from modrwkv.processing import get_template
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.tokenizer import WorldTokenizer
 from modrwkv.tokenizer.world import DEFAULT_VOCAB_PATH
+import warm_start  # noqa: E402  (tests/)
 
 # Every LoRA width different, so that a transposed or swapped tensor cannot pass the shape checks.
 CONFIG = RWKV7Config(n_layer=2, n_embd=64, vocab_size=65536, head_size=32, dim_w=32, dim_a=48, dim_v=16,
@@ -329,9 +329,14 @@ def test_llama_cpps_converter_turns_our_fla_export_into_our_gguf(state_dict, tmp
     source = _save(state_dict, tmp_path)
     fla, converted, ours = tmp_path / "fla", tmp_path / "converted.gguf", tmp_path / "ours.gguf"
     assert main(["export", "--model", str(source), "--format", "fla", "--output", str(fla)]) == 0
-    run = subprocess.run([sys.executable, str(converter), str(fla), "--outtype", outtype, "--outfile", str(converted)],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = warm_start.popen([str(converter), str(fla), "--outtype", outtype, "--outfile", str(converted)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _, stderr = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr[-2000:]
     assert main(["export", "--model", str(source), "--format", "gguf", "--dtype", outtype, "--output", str(ours)]) == 0
     differences = gguf_differences(converted, ours)
     assert_reads_as_gguf_py_reads(converted)

@@ -7,8 +7,6 @@ import functools
 import io
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from modrwkv.lm import RWKV7Config, save_model
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing import PLACEHOLDER_IDS
+import warm_start  # noqa: E402  (tests/)
 
 LM = RWKV7Config(n_layer=2, n_embd=64, vocab_size=65536, dim_w=32, dim_a=32, dim_v=32, dim_g=32)
 WHISPER = dict(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
@@ -320,10 +319,10 @@ def test_chat_command_with_piped_input(pipe, tmp_path):
         "Tell me more.",
         "/exit",
     ]) + "\n"
-    run = subprocess.run(
-        [sys.executable, "-m", "modrwkv.cli", "chat", "--model", str(tiny_model_dir()), "--temperature", "0",
+    run = warm_start.run(
+        ["-m", "modrwkv.cli", "chat", "--model", str(tiny_model_dir()), "--temperature", "0",
          "--max-new-tokens", "6", "--system", "Be helpful."],
-        input=script.encode(), capture_output=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        input=script.encode(), timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     stdout, stderr = run.stdout.decode(), run.stderr.decode()  # bytes: keep any "\r" a reply holds
     assert run.returncode == 0, stderr

@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,6 +27,7 @@ from test_pipeline import png_bytes, tiny_pipeline, wav_bytes  # noqa: F401
 
 from modrwkv.lm import save_model
 from modrwkv.serving import ServerLimits, create_app
+import warm_start  # noqa: E402  (tests/)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -987,8 +987,8 @@ def test_serve_command_with_a_plain_lm_checkpoint(tmp_path):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modrwkv.cli", "serve", "--model", str(tmp_path / "rwkv7-tiny"), "--port", str(port),
+    process = warm_start.popen(
+        ["-m", "modrwkv.cli", "serve", "--model", str(tmp_path / "rwkv7-tiny"), "--port", str(port),
          "--max-batch-size", "4"],
         env={**os.environ, "MODRWKV_API_KEY": "env-key", "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

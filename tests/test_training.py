@@ -37,6 +37,7 @@ from modrwkv.training.data import StepBatchSampler
 from modrwkv.training.lora import load_lora, merge_lora
 from modrwkv.training.merge import merge_lora_folder
 from modrwkv.training.recipe import build_strategy
+import warm_start  # noqa: E402  (tests/)
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
@@ -400,9 +401,10 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     cfg["output"]["dir"] = str(tmp_path / "ddp")
     (tmp_path / "ddp.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "modrwkv.cli", "train", str(tmp_path / "ddp.yaml")]
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    # torchrun, and each rank it starts (--no-python: the command line given), start warm
+    command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
+               *warm_start.command(["-m", "modrwkv.cli", "train", str(tmp_path / "ddp.yaml")])]
+    proc = warm_start.run(command, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "model saved to" in proc.stdout
 
@@ -490,7 +492,7 @@ def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, 
         port = sock.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
            "NODE_RANK": "0", **env}
-    return [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml"), *args],
+    return [warm_start.popen([str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml"), *args],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=tmp_path, env={**env, "LOCAL_RANK": str(rank)}) for rank in range(2)]
 
@@ -679,15 +681,19 @@ def start_cli_train(tmp_path: Path, num_samples: int, output: dict, *, data: dic
                     popen: dict | None = None, **train_options: object) -> subprocess.Popen:
     """`modrwkv train` in a child process (one thread) on `num_samples` LLaVA colour samples, with this
     file's `config` with `train_options`, `output` settings (dir: tmp_path/run) and `data` settings; its
-    output is read line by line."""
+    output is read line by line. Started warm (tests/warm_start.py), unless `popen` asks for what only a
+    fresh process has (a session of its own)."""
     cfg = config(tmp_path, "unused", **train_options)
     cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(num_samples)))],
                    **(data or {})}
     cfg["output"].update(dir=str(tmp_path / "run"), **output)
     (tmp_path / "run.yaml").write_text(json.dumps(cfg))
-    return subprocess.Popen([sys.executable, "-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, **(popen or {}))
+    command = ["-m", "modrwkv.cli", "train", str(tmp_path / "run.yaml")]
+    options = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if popen:
+        return subprocess.Popen([sys.executable, *command], **options, **popen)
+    return warm_start.popen(command, **options)
 
 
 def test_cli_saves_on_sigterm_and_says_how_to_resume(tmp_path):
