@@ -155,7 +155,12 @@ def _supervise(conn: socket.socket, forkable: bool) -> None:
             _run_command(request, list(fds))
         for fd in fds:
             os.close(fd)
-        _send(conn, {"pid": pid})
+        try:
+            _send(conn, {"pid": pid})
+        except OSError:  # the client died while the server was still importing: its command goes with it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
         pidfd = os.pidfd_open(pid)
         import select
 
