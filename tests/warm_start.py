@@ -179,10 +179,11 @@ def _supervise(conn: socket.socket, forkable: bool) -> None:
 
 def _run_command(request: dict, fds: list[int]) -> None:
     """In the forked child: becomes `python ARGS` in the client's directory, environment and stdio, and
-    ends as the interpreter would (SystemExit's status, 1 and a traceback for an exception, killed by
-    SIGINT for an uncaught KeyboardInterrupt; exit handlers run and stdio flushed)."""
+    ends as the interpreter would (SystemExit's status, 1 and sys.excepthook's report for an exception,
+    killed by SIGINT for an uncaught KeyboardInterrupt; non-daemon threads joined, then exit handlers run
+    and stdio flushed)."""
     import runpy
-    import traceback
+    import threading
 
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -192,13 +193,22 @@ def _run_command(request: dict, fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # Lightning sets its rank-zero guard from RANK, LOCAL_RANK, ... as it is imported: here that was in the
+    # server, with none set, which would make every rank of a multi-process run rank zero until its strategy
+    # is set up. Set it from the command's own environment, as its own import would.
+    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    if rank_zero is not None:
+        rank_zero.rank_zero_only.rank = rank_zero._get_rank() or 0
     args = request["args"]
     status = 0
     try:
         try:
             if args[0] == "-m":
-                # Not imported before it runs as __main__, as in a fresh interpreter (runpy warns on stderr if it was)
-                sys.modules.pop(args[1], None)
+                # Not imported before it runs as __main__, as in a fresh interpreter (runpy warns on stderr if it was).
+                # A package runs its __main__ submodule; the package itself is imported first there too, and a
+                # second copy of it (popped here) would lack the attributes its preloaded submodules set on it.
+                name = args[1] + ".__main__" if hasattr(sys.modules.get(args[1]), "__path__") else args[1]
+                sys.modules.pop(name, None)
                 sys.argv = ["-m", *args[2:]]
                 sys.path[0] = request["cwd"]
                 runpy.run_module(args[1], run_name="__main__", alter_sys=True)
@@ -214,12 +224,13 @@ def _run_command(request: dict, fds: list[int]) -> None:
             else:
                 print(exc.code, file=sys.stderr)
                 status = 1
-        except KeyboardInterrupt:
-            traceback.print_exc()
+        except KeyboardInterrupt as exc:
+            _report_uncaught(exc, runpy.__file__)
             status = -signal.SIGINT
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as exc:
+            _report_uncaught(exc, runpy.__file__)
             status = 1
+        threading._shutdown()  # the interpreter waits for non-daemon threads before it runs the exit handlers
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -231,6 +242,15 @@ def _run_command(request: dict, fds: list[int]) -> None:
             signal.signal(-status, signal.SIG_DFL)
             os.kill(os.getpid(), -status)
         os._exit(status & 0xFF)
+
+
+def _report_uncaught(exc: BaseException, runpy_file: str) -> None:
+    """sys.excepthook (the command may have set its own), on the traceback from the command's first frame,
+    without this module's and runpy's frames above it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in (HERE, runpy_file, "<frozen runpy>"):
+        tb = tb.tb_next
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)  # the default hook prints exc.__traceback__
 
 
 # --- the client (`warm_start.py run SOCKET ARGS...`) -------------------------------------------------
