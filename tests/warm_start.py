@@ -15,9 +15,13 @@ Not for what a fork cannot give a fresh interpreter: tests of the command's own 
 imports, Ctrl-C while it imports), a process group or session of its own (the forked command is in the
 server's), limits set in preexec_fn, a terminal (its stdio objects were made on pipes: buffered as on a
 pipe), the interpreter's own report of a failed flush at exit (emulated as status 120, without its
-"Exception ignored" line), a script that wants its own copy of a preloaded module. The server never runs
-a torch op (no OpenMP pool exists to be lost in a child), and it exits with the pytest worker that
-started it.
+"Exception ignored" line), a script that wants its own copy of a preloaded module, and what the interpreter
+or a preloaded library reads from the environment once, as it starts or is imported: the server's values
+(its environment as the tests were collected, OMP_NUM_THREADS=1: the OpenMP thread count is fixed at 1),
+not the command's (PYTHONHASHSEED and other PYTHON* variables, OMP_*/MKL_*, TORCH*/TORCHDYNAMO_* settings).
+Every warm command of one worker has the server's hash seed and numpy's global random state. The server
+never runs a torch op (no OpenMP pool exists to be lost in a child), and it exits with the pytest worker
+that started it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ PRELOADED = ("torch", "torch._dynamo", "lightning.pytorch", "modrwkv.training", 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 _server: tuple[subprocess.Popen, str] | None = None
+# The server's environment, which what it imports may read once (library settings, OMP_NUM_THREADS): as at
+# collection, so that it does not depend on which test starts the first warm command and what it patched.
+_ENVIRONMENT = dict(os.environ)
 
 
 def command(args: list[str]) -> list[str]:
@@ -76,7 +83,7 @@ def _server_socket() -> str:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
         listener.listen(64)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the tests' commands run
+        env = {**_ENVIRONMENT, "OMP_NUM_THREADS": "1"}  # as the tests' commands run
         # Pipes (read by no one: the server writes nothing) for its stdio, so that Python makes the stdio objects
         # that each command takes over (with the file descriptors under them) as it makes a command's on pipes.
         server = subprocess.Popen([sys.executable, HERE, "serve", str(listener.fileno())], pass_fds=[listener.fileno()],
@@ -108,6 +115,7 @@ def _serve(listener_fd: int) -> None:
     # Native threads too (an OpenMP pool, a library's worker): a forked child would have lost them.
     forkable = len(os.listdir("/proc/self/task")) == 1
     listener.settimeout(1.0)
+    path = listener.getsockname()
     while os.getppid() == parent:  # ends with the pytest worker that started it
         try:
             conn, _ = listener.accept()
@@ -125,6 +133,11 @@ def _serve(listener_fd: int) -> None:
             conn.settimeout(None)
             _supervise(conn, forkable)
         conn.close()
+    try:  # the worker died without its exit handlers (killed, crashed), which remove the socket otherwise
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
 
 
 def _send(conn: socket.socket, message: dict) -> None:
@@ -269,9 +282,9 @@ def _client(path: str, args: list[str]) -> None:
         except ProcessLookupError:  # it has ended: its status is on its way
             pass
 
-    for signum in FORWARDED:
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, forward)
+    installed = [signum for signum in FORWARDED if signal.getsignal(signum) is not signal.SIG_IGN]
+    for signum in installed:  # an ignored one stays ignored, for the command too (as across exec)
+        signal.signal(signum, forward)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
@@ -283,7 +296,7 @@ def _client(path: str, args: list[str]) -> None:
     except OSError:
         reply = {"refused": "no server"}
     if "refused" in reply:  # a fresh interpreter in this process, as without this module
-        for signum in FORWARDED:
+        for signum in installed:
             signal.signal(signum, signal.SIG_DFL)
         if pending:  # what the command would have received as it started
             os.kill(os.getpid(), pending[0])
