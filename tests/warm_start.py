@@ -41,7 +41,7 @@ HERE = os.path.abspath(__file__)
 PRELOADED = ("torch", "torch._dynamo", "lightning.pytorch", "modrwkv.training", "modrwkv.quickstart.run")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
-_server: tuple[subprocess.Popen, str] | None = None
+_server: tuple[subprocess.Popen | None, str] | None = None
 # The server's environment, which what it imports may read once (library settings, OMP_NUM_THREADS): as at
 # collection, so that it does not depend on which test starts the first warm command and what it patched.
 _ENVIRONMENT = dict(os.environ)
@@ -81,7 +81,13 @@ def _server_socket() -> str:
     if _server is None:
         path = os.path.join(tempfile.mkdtemp(prefix="modrwkv-warm-"), "socket")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
+        try:
+            listener.bind(path)
+        except OSError:  # a TMPDIR too long for a socket's path (107 bytes): no server; each client execs
+            listener.close()
+            os.rmdir(os.path.dirname(path))
+            _server = None, path
+            return path
         listener.listen(64)
         env = {**_ENVIRONMENT, "OMP_NUM_THREADS": "1"}  # as the tests' commands run
         # Pipes (read by no one: the server writes nothing) for its stdio, so that Python makes the stdio objects
@@ -96,6 +102,8 @@ def _server_socket() -> str:
 
 def _stop_server() -> None:
     server, path = _server
+    if server is None:
+        return
     server.kill()
     server.wait()
     os.unlink(path)
