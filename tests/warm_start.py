@@ -15,9 +15,13 @@ Not for what a fork cannot give a fresh interpreter: tests of the command's own 
 imports, Ctrl-C while it imports), a process group or session of its own (the forked command is in the
 server's), limits set in preexec_fn, a terminal (its stdio objects were made on pipes: buffered as on a
 pipe), the interpreter's own report of a failed flush at exit (emulated as status 120, without its
-"Exception ignored" line), a script that wants its own copy of a preloaded module. The server never runs
-a torch op (no OpenMP pool exists to be lost in a child), and it exits with the pytest worker that
-started it.
+"Exception ignored" line), a script that wants its own copy of a preloaded module, and what the interpreter
+or a preloaded library reads from the environment once, as it starts or is imported: the server's values
+(its environment as the tests were collected, OMP_NUM_THREADS=1: the OpenMP thread count is fixed at 1),
+not the command's (PYTHONHASHSEED and other PYTHON* variables, OMP_*/MKL_*, TORCH*/TORCHDYNAMO_* settings).
+Every warm command of one worker has the server's hash seed and numpy's global random state. The server
+never runs a torch op (no OpenMP pool exists to be lost in a child), and it exits with the pytest worker
+that started it.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ HERE = os.path.abspath(__file__)
 PRELOADED = ("torch", "torch._dynamo", "lightning.pytorch", "modrwkv.training", "modrwkv.quickstart.run")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
-_server: tuple[subprocess.Popen, str] | None = None
+_server: tuple[subprocess.Popen | None, str] | None = None
+# The server's environment, which what it imports may read once (library settings, OMP_NUM_THREADS): as at
+# collection, so that it does not depend on which test starts the first warm command and what it patched.
+_ENVIRONMENT = dict(os.environ)
 
 
 def command(args: list[str]) -> list[str]:
@@ -74,9 +81,15 @@ def _server_socket() -> str:
     if _server is None:
         path = os.path.join(tempfile.mkdtemp(prefix="modrwkv-warm-"), "socket")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
+        try:
+            listener.bind(path)
+        except OSError:  # a TMPDIR too long for a socket's path (107 bytes): no server; each client execs
+            listener.close()
+            os.rmdir(os.path.dirname(path))
+            _server = None, path
+            return path
         listener.listen(64)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the tests' commands run
+        env = {**_ENVIRONMENT, "OMP_NUM_THREADS": "1"}  # as the tests' commands run
         # Pipes (read by no one: the server writes nothing) for its stdio, so that Python makes the stdio objects
         # that each command takes over (with the file descriptors under them) as it makes a command's on pipes.
         server = subprocess.Popen([sys.executable, HERE, "serve", str(listener.fileno())], pass_fds=[listener.fileno()],
@@ -89,6 +102,8 @@ def _server_socket() -> str:
 
 def _stop_server() -> None:
     server, path = _server
+    if server is None:
+        return
     server.kill()
     server.wait()
     os.unlink(path)
@@ -108,6 +123,7 @@ def _serve(listener_fd: int) -> None:
     # Native threads too (an OpenMP pool, a library's worker): a forked child would have lost them.
     forkable = len(os.listdir("/proc/self/task")) == 1
     listener.settimeout(1.0)
+    path = listener.getsockname()
     while os.getppid() == parent:  # ends with the pytest worker that started it
         try:
             conn, _ = listener.accept()
@@ -125,6 +141,11 @@ def _serve(listener_fd: int) -> None:
             conn.settimeout(None)
             _supervise(conn, forkable)
         conn.close()
+    try:  # the worker died without its exit handlers (killed, crashed), which remove the socket otherwise
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
 
 
 def _send(conn: socket.socket, message: dict) -> None:
@@ -155,7 +176,12 @@ def _supervise(conn: socket.socket, forkable: bool) -> None:
             _run_command(request, list(fds))
         for fd in fds:
             os.close(fd)
-        _send(conn, {"pid": pid})
+        try:
+            _send(conn, {"pid": pid})
+        except OSError:  # the client died while the server was still importing: its command goes with it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
         pidfd = os.pidfd_open(pid)
         import select
 
@@ -174,10 +200,11 @@ def _supervise(conn: socket.socket, forkable: bool) -> None:
 
 def _run_command(request: dict, fds: list[int]) -> None:
     """In the forked child: becomes `python ARGS` in the client's directory, environment and stdio, and
-    ends as the interpreter would (SystemExit's status, 1 and a traceback for an exception, killed by
-    SIGINT for an uncaught KeyboardInterrupt; exit handlers run and stdio flushed)."""
+    ends as the interpreter would (SystemExit's status, 1 and sys.excepthook's report for an exception,
+    killed by SIGINT for an uncaught KeyboardInterrupt; non-daemon threads joined, then exit handlers run
+    and stdio flushed)."""
     import runpy
-    import traceback
+    import threading
 
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -187,13 +214,22 @@ def _run_command(request: dict, fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # Lightning sets its rank-zero guard from RANK, LOCAL_RANK, ... as it is imported: here that was in the
+    # server, with none set, which would make every rank of a multi-process run rank zero until its strategy
+    # is set up. Set it from the command's own environment, as its own import would.
+    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    if rank_zero is not None:
+        rank_zero.rank_zero_only.rank = rank_zero._get_rank() or 0
     args = request["args"]
     status = 0
     try:
         try:
             if args[0] == "-m":
-                # Not imported before it runs as __main__, as in a fresh interpreter (runpy warns on stderr if it was)
-                sys.modules.pop(args[1], None)
+                # Not imported before it runs as __main__, as in a fresh interpreter (runpy warns on stderr if it was).
+                # A package runs its __main__ submodule; the package itself is imported first there too, and a
+                # second copy of it (popped here) would lack the attributes its preloaded submodules set on it.
+                name = args[1] + ".__main__" if hasattr(sys.modules.get(args[1]), "__path__") else args[1]
+                sys.modules.pop(name, None)
                 sys.argv = ["-m", *args[2:]]
                 sys.path[0] = request["cwd"]
                 runpy.run_module(args[1], run_name="__main__", alter_sys=True)
@@ -209,12 +245,13 @@ def _run_command(request: dict, fds: list[int]) -> None:
             else:
                 print(exc.code, file=sys.stderr)
                 status = 1
-        except KeyboardInterrupt:
-            traceback.print_exc()
+        except KeyboardInterrupt as exc:
+            _report_uncaught(exc, runpy.__file__)
             status = -signal.SIGINT
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as exc:
+            _report_uncaught(exc, runpy.__file__)
             status = 1
+        threading._shutdown()  # the interpreter waits for non-daemon threads before it runs the exit handlers
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -226,6 +263,15 @@ def _run_command(request: dict, fds: list[int]) -> None:
             signal.signal(-status, signal.SIG_DFL)
             os.kill(os.getpid(), -status)
         os._exit(status & 0xFF)
+
+
+def _report_uncaught(exc: BaseException, runpy_file: str) -> None:
+    """sys.excepthook (the command may have set its own), on the traceback from the command's first frame,
+    without this module's and runpy's frames above it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in (HERE, runpy_file, "<frozen runpy>"):
+        tb = tb.tb_next
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)  # the default hook prints exc.__traceback__
 
 
 # --- the client (`warm_start.py run SOCKET ARGS...`) -------------------------------------------------
@@ -244,9 +290,9 @@ def _client(path: str, args: list[str]) -> None:
         except ProcessLookupError:  # it has ended: its status is on its way
             pass
 
-    for signum in FORWARDED:
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, forward)
+    installed = [signum for signum in FORWARDED if signal.getsignal(signum) is not signal.SIG_IGN]
+    for signum in installed:  # an ignored one stays ignored, for the command too (as across exec)
+        signal.signal(signum, forward)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
@@ -258,7 +304,7 @@ def _client(path: str, args: list[str]) -> None:
     except OSError:
         reply = {"refused": "no server"}
     if "refused" in reply:  # a fresh interpreter in this process, as without this module
-        for signum in FORWARDED:
+        for signum in installed:
             signal.signal(signum, signal.SIG_DFL)
         if pending:  # what the command would have received as it started
             os.kill(os.getpid(), pending[0])
