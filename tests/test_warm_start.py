@@ -26,3 +26,27 @@ def test_a_warm_command_joins_its_threads_uses_its_excepthook_and_reads_its_rank
     script.write_text(SCRIPT)
     run = warm_start.run([str(script)], text=True, timeout=120, env={**os.environ, "LOCAL_RANK": "1"})
     assert (run.returncode, run.stdout, run.stderr) == (1, "rank 1\nthread done\n", "hook: ValueError bad input\n")
+
+
+def test_a_server_that_never_answers_makes_the_command_start_fresh(tmp_path):
+    """A server whose imports hang (it listens, so the client connects, but never accepts) made every
+    warm command of its worker wait for ever; past MODRWKV_WARM_ANSWER_SECONDS the client runs the
+    command as a fresh interpreter instead."""
+    import socket
+    import subprocess
+    import time
+
+    path = tmp_path / "socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    script = tmp_path / "script.py"
+    script.write_text("import sys; print('fresh', 'torch' in sys.modules)")
+    started = time.monotonic()
+    try:
+        run = subprocess.run([sys.executable, warm_start.HERE, "run", str(path), str(script)], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "MODRWKV_WARM_ANSWER_SECONDS": "1"})
+    finally:
+        listener.close()
+    assert (run.returncode, run.stdout, run.stderr) == (0, "fresh False\n", "")
+    assert 1 <= time.monotonic() - started < 30

@@ -41,6 +41,10 @@ HERE = os.path.abspath(__file__)
 PRELOADED = ("torch", "torch._dynamo", "lightning.pytorch", "modrwkv.training", "modrwkv.quickstart.run")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
+# How long a client waits for its server's first answer (its imports take ~5-8 s on 2 busy cores); the
+# variable is for the test of that wait
+SERVER_ANSWER_SECONDS = float(os.environ.get("MODRWKV_WARM_ANSWER_SECONDS", "120"))
+
 _server: tuple[subprocess.Popen | None, str] | None = None
 # The server's environment, which what it imports may read once (library settings, OMP_NUM_THREADS): as at
 # collection, so that it does not depend on which test starts the first warm command and what it patched.
@@ -156,6 +160,7 @@ def _supervise(conn: socket.socket, forkable: bool) -> None:
     """One command: receives the client's stdio and request, forks the command, tells the client its
     pid and, once it ends, its wait status; kills it if the client dies first."""
     try:
+        _send(conn, {"accepted": True})  # only now does the client hand over its stdio (see _client)
         fds = array.array("i")
         data, ancillary, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(3 * fds.itemsize))
         for level, kind, payload in ancillary:
@@ -294,12 +299,19 @@ def _client(path: str, args: list[str]) -> None:
     for signum in installed:  # an ignored one stays ignored, for the command too (as across exec)
         signal.signal(signum, forward)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # A server whose imports hang would hang every warm command of its worker (a test reading a command's
+    # output line by line has no timeout of its own): past this, the command starts fresh instead. The
+    # stdio goes to the server only once it has accepted: passed to a connection it never accepts, the
+    # pipes would stay open in its queue, and a reader of the fresh command's output would wait for ever.
+    conn.settimeout(SERVER_ANSWER_SECONDS)
     try:
         conn.connect(path)
+        replies = conn.makefile("rb")
+        if not replies.readline():
+            raise OSError("the server ended")
         request = json.dumps({"args": args, "env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
         conn.sendmsg([request[:1]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
         conn.sendall(request[1:])
-        replies = conn.makefile("rb")
         reply = json.loads(replies.readline() or b'{"refused": "the server ended"}')
     except OSError:
         reply = {"refused": "no server"}
@@ -309,6 +321,7 @@ def _client(path: str, args: list[str]) -> None:
         if pending:  # what the command would have received as it started
             os.kill(os.getpid(), pending[0])
         os.execv(sys.executable, [sys.executable, *args])
+    conn.settimeout(None)  # the command's own run takes what it takes
     child.append(reply["pid"])
     for signum in pending:
         forward(signum, None)
