@@ -6,7 +6,6 @@ own Python package), the expected shapes from llama.cpp's RWKV-7 loader (llama-m
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import gguf
@@ -329,14 +328,9 @@ def test_llama_cpps_converter_turns_our_fla_export_into_our_gguf(state_dict, tmp
     source = _save(state_dict, tmp_path)
     fla, converted, ours = tmp_path / "fla", tmp_path / "converted.gguf", tmp_path / "ours.gguf"
     assert main(["export", "--model", str(source), "--format", "fla", "--output", str(fla)]) == 0
-    run = warm_start.popen([str(converter), str(fla), "--outtype", outtype, "--outfile", str(converted)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        _, stderr = run.communicate(timeout=300)
-    finally:
-        run.kill()
-    assert run.returncode == 0, stderr[-2000:]
+    run = warm_start.run([str(converter), str(fla), "--outtype", outtype, "--outfile", str(converted)], text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
     assert main(["export", "--model", str(source), "--format", "gguf", "--dtype", outtype, "--output", str(ours)]) == 0
     differences = gguf_differences(converted, ours)
     assert_reads_as_gguf_py_reads(converted)
