@@ -432,7 +432,6 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 # NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
 import errno, os, sys
-from collections.abc import Sequence
 from pathlib import Path
 
 rank, step, write = os.environ.get("MODRWKV_TEST_FULL_DISK", "-:-:-").split(":")
