@@ -268,6 +268,92 @@ def test_resampling_is_anti_aliased() -> None:
     assert np.sqrt(np.mean(out[500:-500] ** 2)) < 0.01
 
 
+RATE_PAIRS = [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000), (655350, 16000), (16000, 44100),
+              (16000, 16000)]
+
+
+@pytest.mark.parametrize(("rate", "target"), RATE_PAIRS)
+def test_resampling_block_by_block_gives_resample_poly_of_the_whole_signal(rate, target) -> None:
+    """`Resampler` resamples a signal given in blocks, carrying its filter's state across them, so
+    that a file is resampled as it decodes: its output is scipy's `resample_poly` of the whole signal
+    (same filter, length and alignment), for downsampling, upsampling and the same rate, signals
+    shorter than the filter, and blocks of 1 sample, a prime count, and more than the signal holds."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    from modrwkv.encoders.media import Resampler, resample
+
+    rng = np.random.default_rng(rate)
+    up, down = target // gcd(rate, target), rate // gcd(rate, target)
+    for length in (1, 2, 101, 20011):
+        signal = rng.uniform(-1, 1, length).astype(np.float32)
+        expected = resample_poly(signal.astype(np.float64), up, down).astype(np.float32)
+        assert len(expected) == -(-length * target // rate)
+        for size in (1, 13, 997, length + 5):
+            if size < 100 and length > 101:  # 20011 samples in 997s and whole: a few calls of a long filter
+                continue
+            resampler = Resampler(rate, target)
+            parts = [resampler.feed(signal[start : start + size]) for start in range(0, length, size)]
+            out = np.concatenate([*parts, resampler.finish()])
+            assert out.dtype == np.float32
+            np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6, err_msg=f"{length} samples, blocks of {size}")
+        np.testing.assert_allclose(resample(signal, rate, target), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("fmt", "rate", "channels"), [("WAV", 44100, 2), ("FLAC", 48000, 1), ("WAV", 8000, 1)])
+def test_a_file_resampled_as_it_decodes_is_resample_poly_of_its_whole_waveform(fmt, rate, channels) -> None:
+    """`load_audio` and `decode_audio(..., sample_rate=)` resample a file's blocks as they are decoded
+    (more than one block of 2**18 samples here): the waveform the whole decoded file gave before."""
+    from scipy.signal import resample_poly
+
+    rng = np.random.default_rng(rate)
+    wave = rng.uniform(-0.5, 0.5, (300_001, channels)).astype(np.float32)
+    data = encoded(wave, rate, fmt, "PCM_16")
+    whole, own_rate = decode_audio(data)
+    assert own_rate == rate and len(whole) == 300_001
+    up, down = 16000 // np.gcd(rate, 16000), rate // np.gcd(rate, 16000)
+    expected = resample_poly(whole.astype(np.float64), up, down).astype(np.float32)
+    np.testing.assert_allclose(load_audio(data), expected, rtol=0, atol=1e-6)
+    waveform, resampled_rate = decode_audio(data, max_seconds=60, sample_rate=16000)
+    assert resampled_rate == 16000
+    np.testing.assert_allclose(waveform, expected, rtol=0, atol=1e-6)
+
+
+def traced_peak(read, *args, **kwargs) -> tuple[int, object]:
+    """(the peak of the memory Python and numpy allocated while `read(*args)` ran, what it returned)"""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = read(*args, **kwargs)
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_high_rate_file_costs_memory_at_the_models_rate_not_its_own() -> None:
+    """A file was decoded whole at its own rate and then resampled with `resample_poly` in float64:
+    8 s of silence at 655,350 Hz (5.2 M samples, an 18 kB FLAC) peaked at 75 MB of arrays to give
+    0.5 MB at 16 kHz, and 600 s of it (a 1.5 MB upload) raised a server's memory by 4.6 GB. Resampled
+    as it decodes, the peak is the filter's design (262,141 taps at this rate), a block and the
+    output: 13 MB, in `load_audio` and in the server's check of an upload (`check_audio` at the
+    model's rate, whose waveform the encoder then reads as it is)."""
+    from modrwkv.serving.limits import check_audio
+
+    rate, seconds = 655_350, 8
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", rate, 1, format="FLAC", subtype="PCM_16") as file:
+        for _ in range(seconds):
+            file.write(np.zeros(rate, np.float32))
+    data = buffer.getvalue()
+    peak, waveform = traced_peak(load_audio, data)
+    assert waveform.shape == (seconds * 16000,) and peak < 25e6, peak
+    peak, (checked, checked_rate) = traced_peak(check_audio, data, "the upload", 600.0, sample_rate=16000)
+    assert checked_rate == 16000 and np.array_equal(checked, waveform) and peak < 25e6, peak
+    assert np.array_equal(load_audio((checked, checked_rate)), waveform)
+
+
 def test_integer_pcm_and_tensors_and_hf_dicts() -> None:
     import torch
     wave = (0.25 * sine(440, 16000)).astype(np.float32)

@@ -344,7 +344,7 @@ def _load_audio(item: Any, sample_rate: int) -> np.ndarray:
     if isinstance(item, tuple):
         waveform, rate = _waveform_and_rate(item, where)
     elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        waveform, rate, where = _decode_audio(item)
+        waveform, rate, where = _decode_audio(item, None, sample_rate)  # resampled as it decodes
     else:
         raise ValueError(f"unsupported audio item {where}: expected a path, bytes, a (waveform, rate) tuple or a dict")
     mono = _to_mono(waveform, where)
@@ -506,19 +506,21 @@ class AudioTooLong(MediaError):
         self.at_least = at_least
 
 
-def decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """An encoded audio item (path, bytes, data URI) decoded in full: (float32 mono waveform, the
-    file's own sample rate), which `load_audio` takes as a `(waveform, sample_rate)` item. Raises
-    `MediaError` for a file that does not decode, or that holds fewer samples than its header
-    declares (`_decode_audio`), and `AudioTooLong` for one whose header declares more than
-    `max_seconds` (`audio_seconds`' count), before decoding it, or that declares no length and
-    decodes to more, as soon as it does (holding at most `max_seconds` and one block of samples):
-    the item is read and its container checked once for both."""
-    return _naming_media_errors("audio", _decode_mono_audio, item, max_seconds)
+def decode_audio(item: Any, max_seconds: float | None = None, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """An encoded audio item (path, bytes, data URI) decoded in full: (float32 mono waveform, its
+    sample rate), which `load_audio` takes as a `(waveform, sample_rate)` item. The rate is
+    `sample_rate`, the samples resampled to it as they are decoded (`load_audio`'s, holding the
+    output and one block at the file's rate), or with None the file's own. Raises `MediaError` for a
+    file that does not decode, or that holds fewer samples than its header declares
+    (`_decode_audio`), and `AudioTooLong` for one whose header declares more than `max_seconds`
+    (`audio_seconds`' count), before decoding it, or that declares no length and decodes to more, as
+    soon as it does (holding at most `max_seconds` and one block of samples): the item is read and
+    its container checked once for both."""
+    return _naming_media_errors("audio", _decode_mono_audio, item, max_seconds, sample_rate)
 
 
-def _decode_mono_audio(item: Any, max_seconds: float | None) -> tuple[np.ndarray, int]:
-    waveform, rate, where = _decode_audio(item, max_seconds)
+def _decode_mono_audio(item: Any, max_seconds: float | None, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    waveform, rate, where = _decode_audio(item, max_seconds, sample_rate)
     return _to_mono(waveform, where), rate
 
 
@@ -528,8 +530,10 @@ _MP3_DECODER_SLACK = 2304
 _AUDIO_BLOCK_FRAMES = 1 << 18
 
 
-def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
-    """(mono float32 waveform [N], rate, the item's name). A file cut short after its header is refused
+def _decode_audio(item: Any, max_seconds: float | None = None,
+                  sample_rate: int | None = None) -> tuple[np.ndarray, int, str]:
+    """(mono float32 waveform [N], rate, the item's name): at `sample_rate`, resampled block by block
+    as it decodes (`Resampler`), or with None at the file's rate. A file cut short after its header is refused
     rather than read as a shorter clip, which libsndfile does silently: an MP3 or FLAC decodes fewer
     samples than its header counts; a WAV, RF64, Wave64, AIFF or CAF whose data chunk holds less than it
     declares, an AU/SND file whose header declares more samples than it holds, an Ogg file that ends without its last page, and an MP3 whose last frame is cut are
@@ -552,34 +556,40 @@ def _decode_audio(item: Any, max_seconds: float | None = None) -> tuple[np.ndarr
             counted = not unknown and (sound.format != "MP3" or check.mp3 is not None and check.mp3.declares_length)
             declared = sound.frames if counted else 0
             rate = sound.samplerate
+            # resampled as it is read: what is held grows with the output's rate, not the file's (600 s at
+            # 192 kHz held whole was 115 M samples, and resample_poly's float64 copy of them)
+            resampler = Resampler(rate, sample_rate) if sample_rate not in (None, rate) else None
             blocks, frames = [], 0
             for block in _blocks(sound):
                 # mixed down as it is read: a many-channel file (8 channels of a FLAC's silence compress
                 # to nearly nothing) holds one channel's samples, not eight
-                blocks.append(_mix_down(block))
+                mono = _mix_down(block)
+                blocks.append(mono if resampler is None else resampler.feed(mono))
                 frames += len(block)
                 # libsndfile reads no further than the count a header declares, checked above; where
                 # none is declared, decoding stops here, having held one block more than the limit
                 if max_seconds is not None and frames / float(rate) > max_seconds:
                     raise AudioTooLong(where, frames / float(rate), max_seconds, at_least=True)
+            if resampler is not None:
+                blocks.append(resampler.finish())
             waveform = np.concatenate(blocks)
     except MediaError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         detail = decoder_message(exc, where)
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail) from exc
-    if len(waveform) < declared * (1 - TRUNCATION_MARGIN):
-        detail = (f"the file holds {len(waveform)} of the {declared} samples its header declares "
-                  f"({len(waveform) / rate:.2f} of {declared / rate:.2f} s): it is cut short")
+    if frames < declared * (1 - TRUNCATION_MARGIN):
+        detail = (f"the file holds {frames} of the {declared} samples its header declares "
+                  f"({frames / rate:.2f} of {declared / rate:.2f} s): it is cut short")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
     if (not counted and check.mp3 is not None and (held := check.mp3.samples) is not None
-            and len(waveform) < held * (1 - TRUNCATION_MARGIN) - _MP3_DECODER_SLACK):
-        detail = (f"its MP3 frames hold {held} samples ({held / rate:.2f} s) and libsndfile decodes {len(waveform)} "
-                  f"({len(waveform) / rate:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, whose "
+            and frames < held * (1 - TRUNCATION_MARGIN) - _MP3_DECODER_SLACK):
+        detail = (f"its MP3 frames hold {held} samples ({held / rate:.2f} s) and libsndfile decodes {frames} "
+                  f"({frames / rate:.2f} s) of them: a variable-bitrate MP3 without a Xing/Info frame, whose "
                   "length libsndfile estimates from its first frame; re-encode it (LAME and FFmpeg write that frame "
                   "by default)")
         raise MediaError("audio", f"cannot decode audio {where}: {detail}", reason=detail)
-    return waveform, int(rate), where
+    return waveform, int(rate if resampler is None else sample_rate), where
 
 
 def _mix_down(block: np.ndarray) -> np.ndarray:
@@ -615,19 +625,81 @@ def _int_to_float(waveform: np.ndarray) -> np.ndarray:
 
 
 def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling (scipy's `resample_poly`, Kaiser-windowed anti-aliasing low-pass).
+    """Polyphase resampling (scipy's `resample_poly`, Kaiser-windowed anti-aliasing low-pass) of a
+    whole mono waveform: `Resampler` given it as one block.
 
     The output has exactly `ceil(N * target_rate / rate)` samples, so durations are preserved.
     """
-    from ..extras import require
-
-    resample_poly = require("scipy.signal", "audio", "resampling audio").resample_poly
-
-    g = math.gcd(rate, target_rate)
-    up, down = target_rate // g, rate // g
-    out = resample_poly(waveform.astype(np.float64), up, down)
+    resampler = Resampler(rate, target_rate)
+    out = np.concatenate([resampler.feed(waveform), resampler.finish()])
     logger.debug("resampled %d samples from %d Hz to %d Hz", waveform.size, rate, target_rate)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return out
+
+
+class Resampler:
+    """scipy's `resample_poly(signal, up, down)` (up/down: `target_rate`/`rate` in lowest terms) of a
+    mono signal given block by block, as float32: `feed` each block in order, then `finish`; the
+    outputs, concatenated, are `resample_poly`'s of the whole signal (same filter, length and
+    alignment; each output sample is the same sum of the same products). It holds one block and the
+    filter's span of input before it, so a file decoded through it costs memory at the target rate,
+    not at its own (600 s at 192 kHz: 115 M samples, which `resample_poly` wanted whole in float64).
+
+    How: the output sample i is sample i + `skip` of `upfirdn(h, x, up, down)`, whose sample m sums
+    h[m * down - j * up] * x[j] over the x[j] that the filter's L taps reach. Each output is computed
+    once its last input has arrived (`finish` adds the zeros after the signal), by `upfirdn` over the
+    input held since the first x[j] the next output needs, that index rounded down to a multiple of
+    `down` so the held part's outputs fall on the whole signal's (m shifted by start * up / down)."""
+
+    def __init__(self, rate: int, target_rate: int) -> None:
+        from ..extras import require
+
+        signal = require("scipy.signal", "audio", "resampling audio")
+        self._upfirdn = signal.upfirdn
+        g = math.gcd(rate, target_rate)
+        self.up, self.down = target_rate // g, rate // g
+        # resample_poly's default filter: firwin's Kaiser-windowed (beta 5) low-pass at the lower rate's
+        # Nyquist frequency, 10 zero crossings each side, gain `up`, zero-padded in front so that its
+        # centre falls on an output sample, which is the first kept (`skip`)
+        if self.up == self.down:  # the same rate: resample_poly copies the signal
+            self._filter, self._skip = np.ones(1), 0
+        else:
+            half_len = 10 * max(self.up, self.down)
+            taps = signal.firwin(2 * half_len + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
+            pad = self.down - half_len % self.down
+            self._filter = np.concatenate([np.zeros(pad), taps])
+            self._skip = (half_len + pad) // self.down
+        self._held = np.zeros(0)  # the input from sample `_start` on, float64 as resample_poly computes
+        self._start = 0
+        self._received = 0
+        self._produced = 0
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """The output samples that `block` (the signal's next samples, 1-D) completes."""
+        self._held = np.concatenate([self._held, np.asarray(block, dtype=np.float64)])
+        self._received += len(block)
+        return self._emit(-(-self._received * self.up // self.down) - self._skip)
+
+    def finish(self) -> np.ndarray:
+        """The remaining output samples, up to `ceil(N * up / down)` for the N samples fed."""
+        count = -(-self._received * self.up // self.down)
+        if count > self._produced:  # the zeros after the signal that the last outputs' taps reach
+            reach = (count - 1 + self._skip) * self.down // self.up + 1
+            self._held = np.concatenate([self._held, np.zeros(max(0, reach - self._start - len(self._held)))])
+        return self._emit(count)
+
+    def _emit(self, end: int) -> np.ndarray:
+        """Output samples `_produced` to `end` (those whose inputs are all held), then drops the held
+        input that no later output reaches."""
+        if end <= self._produced:
+            return np.zeros(0, np.float32)
+        shift = self._start // self.down * self.up - self._skip  # upfirdn's index of the held part, less ours
+        out = self._upfirdn(self._filter, self._held, self.up, self.down)[self._produced - shift : end - shift]
+        self._produced = end
+        first = max(0, -(-((end + self._skip) * self.down - len(self._filter) + 1) // self.up))
+        start = first // self.down * self.down
+        self._held = self._held[start - self._start :]
+        self._start = start
+        return out.astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------- video

@@ -34,7 +34,7 @@ from ..encoders.media import MediaError, allow_images_of
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
 from ..constants import DEFAULT_TRANSCRIPT_TOKENS
-from ..inference.pipeline import transcription_of
+from ..inference.pipeline import SEGMENT_SAMPLE_RATE, transcription_of
 from ..inference.transcript_formats import MEDIA_TYPES, render_transcript
 from ..processing.speech_segments import SegmentSettings, SpeechSegment
 from ..tokenizer import WorldTokenizer
@@ -412,7 +412,7 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
     except DataError as exc:
         message, code = _READER_HINTS.get(exc.reason, (str(exc), exc.reason))
         raise APIError(400, message, code=code, param="messages") from None
-    check_media(sample, limits, pipeline.processor.video)
+    check_media(sample, limits, pipeline.processor.video, _audio_rate(pipeline))
     try:
         prompt = pipeline.encode(sample)
     except MediaError as exc:  # media check_media passed that an encoder cannot read after all
@@ -425,12 +425,19 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
     return prompt
 
 
+def _audio_rate(pipeline: ModRWKVPipeline) -> int | None:
+    """The rate the model's audio encoder reads (each built-in one has a `sample_rate`), which a request's
+    audio is decoded to; None without one (the file's own rate: encoding then refuses the audio)."""
+    encoders = pipeline.model.encoders
+    return getattr(encoders["audio"], "sample_rate", None) if "audio" in encoders else None
+
+
 def _cut_recording(pipeline: ModRWKVPipeline, parsed: transcriptions.TranscriptionRequest,
                    limits: ServerLimits) -> tuple[list[Any], list[SpeechSegment], float]:
     """An upload decoded (within --max-transcription-seconds) and cut at its pauses (runs in a worker thread)."""
     name = f"the file {parsed.filename!r}"
     waveform = check_audio(parsed.audio, name, limits.max_transcription_seconds, "--max-transcription-seconds",
-                           param="file")
+                           param="file", sample_rate=SEGMENT_SAMPLE_RATE)  # the rate its pauses are found at
     try:
         return pipeline.transcription_clips(waveform, SegmentSettings())
     except ValueError as exc:  # MediaError included

@@ -92,13 +92,15 @@ class ServerLimits:
             object.__setattr__(self, "local_media_dir", folder)
 
 
-def check_media(sample: Sample, limits: ServerLimits, video: VideoSampling | None = None) -> None:
+def check_media(sample: Sample, limits: ServerLimits, video: VideoSampling | None = None,
+                audio_rate: int | None = None) -> None:
     """Fetches allowed remote items, confines local paths, and enforces the pixel and duration
     limits on a request's sample (`openai_to_sample`'s, whose meta says which content part each item
     came from); replaces the sample's items by what the encoders should read: each decoded here, once,
-    after its header's size and length pass (an image as its picture, audio as its waveform, a video
-    as the frames `video` samples, the model's `VideoSampling`), so that damage found while decoding
-    names its part too. Raises `APIError`. Videos follow the images' rules (same URL and path policy;
+    after its header's size and length pass (an image as its picture, audio as its waveform at
+    `audio_rate`, the model's audio encoder's, or at its own rate with None, a video as the frames
+    `video` samples, the model's `VideoSampling`), so that damage found while decoding names its part
+    too. Raises `APIError`. Videos follow the images' rules (same URL and path policy;
     each frame within the pixel limit)."""
     count = len(sample.images) + len(sample.audios) + len(sample.videos)
     if count > limits.max_media_items:
@@ -107,7 +109,8 @@ def check_media(sample: Sample, limits: ServerLimits, video: VideoSampling | Non
     sample.images[:] = [_check_image(_resolve(item, "image", _name(sample, "image", i), limits),
                                      _name(sample, "image", i), limits) for i, item in enumerate(sample.images)]
     sample.audios[:] = [_check_audio(_resolve(item, "audio", _name(sample, "audio", i), limits),
-                                     _name(sample, "audio", i), limits) for i, item in enumerate(sample.audios)]
+                                     _name(sample, "audio", i), limits, audio_rate)
+                        for i, item in enumerate(sample.audios)]
     sample.videos[:] = [_check_video(_resolve(item, "video", _name(sample, "video", i), limits),
                                      _name(sample, "video", i), limits, video)
                         for i, item in enumerate(sample.videos)]
@@ -346,18 +349,21 @@ def _pixel_limit(limits: ServerLimits) -> str:
             "--max-image-pixels; or scale the image down)")
 
 
-def _check_audio(item: Any, name: str, limits: ServerLimits) -> Any:
+def _check_audio(item: Any, name: str, limits: ServerLimits, sample_rate: int | None) -> Any:
     if not isinstance(item, (tuple, bytes, str)):
         return item
-    return check_audio(item, name, limits.max_audio_seconds)
+    return check_audio(item, name, limits.max_audio_seconds, sample_rate=sample_rate)
 
 
 def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | None = None,
-                param: str | None = None) -> Any:
+                param: str | None = None, sample_rate: int | None = None) -> Any:
     """An audio item decoded to (waveform, rate), refused (`APIError`) when it lasts more than
     `max_seconds` (before any sample is decoded) or does not decode; `name` says where it came
     from, `limit_option` which server option raises the limit (named in the refusal), `param` the
-    request field the refusal names."""
+    request field the refusal names. An encoded item is resampled to `sample_rate` (what the model
+    reads) as it decodes, holding its samples at that rate rather than at the file's (600 s at
+    192 kHz peaked at 1.4 GB decoded at its own rate, 77 MB so: docs/serving.md); None keeps the
+    file's. A decoded `(waveform, rate)` item is returned as it is."""
     from ..encoders.media import AudioTooLong, MediaError, audio_seconds, decode_audio
 
     try:  # an encoded item is read once: its header's length is checked before any sample is decoded
@@ -366,7 +372,7 @@ def check_audio(item: Any, name: str, max_seconds: float, limit_option: str | No
             if seconds > max_seconds:
                 raise AudioTooLong(name, seconds, max_seconds)
             return item
-        return decode_audio(item, max_seconds=max_seconds)
+        return decode_audio(item, max_seconds=max_seconds, sample_rate=sample_rate)
     except AudioTooLong as exc:
         option = f" (its operator sets {limit_option})" if limit_option else ""
         lasts = f"at least {exc.seconds:.2f}" if exc.at_least else f"{exc.seconds:.1f}"
