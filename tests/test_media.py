@@ -354,6 +354,31 @@ def test_a_high_rate_file_costs_memory_at_the_models_rate_not_its_own() -> None:
     assert np.array_equal(load_audio((checked, checked_rate)), waveform)
 
 
+def test_the_server_decodes_uploads_at_the_rate_its_model_reads() -> None:
+    """A chat's audio is decoded at the model's audio encoder's rate, and a transcription's upload at
+    the 16 kHz its pauses are found at, as they are read: the waveform handed on (which the encoder
+    reads as it is) was the upload's at its own rate (48 kHz here), resampled whole later."""
+    import base64
+    from types import SimpleNamespace
+
+    from modrwkv.serving import ServerLimits
+    from modrwkv.serving.app import _cut_recording, _prepare_prompt
+    from modrwkv.serving.transcriptions import TranscriptionRequest
+
+    upload = encoded((0.3 * sine(440, 48000, 0.5)).astype(np.float32), 48000, "WAV", "PCM_16")
+    model_reads = load_audio(upload, 16000)
+    handed_on = []
+    pipeline = SimpleNamespace(processor=SimpleNamespace(video=None),
+                               model=SimpleNamespace(encoders={"audio": SimpleNamespace(sample_rate=16000)}),
+                               encode=lambda sample: handed_on.append(sample.audios[0]) or [0],
+                               transcription_clips=lambda waveform, settings: handed_on.append(waveform))
+    part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(upload).decode(), "format": "wav"}}
+    _prepare_prompt(pipeline, [{"role": "user", "content": [part]}], ServerLimits())
+    _cut_recording(pipeline, TranscriptionRequest("tiny", upload, "a.wav", "json", 0.0, False), ServerLimits())
+    for waveform, rate in handed_on:
+        assert rate == 16000 and np.array_equal(waveform, model_reads)
+
+
 def test_integer_pcm_and_tensors_and_hf_dicts() -> None:
     import torch
     wave = (0.25 * sine(440, 16000)).astype(np.float32)

@@ -675,7 +675,9 @@ class Resampler:
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """The output samples that `block` (the signal's next samples, 1-D) completes."""
-        self._held = np.concatenate([self._held, np.asarray(block, dtype=np.float64)])
+        block = np.asarray(block, dtype=np.float64)
+        # a whole waveform given as one block is held as its float64 copy, not copied again
+        self._held = np.concatenate([self._held, block]) if len(self._held) else block
         self._received += len(block)
         return self._emit(-(-self._received * self.up // self.down) - self._skip)
 
