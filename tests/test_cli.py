@@ -7,7 +7,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -296,9 +295,9 @@ def test_generate_into_a_closed_pipe_ends_quietly(checkpoint):
     Broken pipe"; a reader that stops early now ends the command without a word, with the status a
     Unix tool killed by SIGPIPE has (141)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "modrwkv.cli", "generate", "--model", checkpoint, "--prompt", "hi",
+    command = ["-m", "modrwkv.cli", "generate", "--model", checkpoint, "--prompt", "hi",
                "--max-new-tokens", "200", "--stream", "--temperature", "1", "--seed", "0"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     proc.stdout.read(1)  # the reader takes one byte, then goes away
     proc.stdout.close()
     stderr = proc.stderr.read().decode()

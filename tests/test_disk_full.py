@@ -12,7 +12,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from modrwkv.weightfiles import save_safetensors, save_torch
 resource = pytest.importorskip("resource")  # POSIX
 from conftest import make_model  # noqa: E402
 from test_training import colour_samples, config  # noqa: E402
+import warm_start  # noqa: E402  (tests/)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -185,9 +185,14 @@ def test_an_evaluation_out_of_room_names_its_predictions_and_continues_when_run_
     args = ["eval", "--task", "custom", "--data", str(data), "--model", str(tiny_model_dir()), "--output",
             str(tmp_path / "out"), "--batch-size", "2", "--max-new-tokens", "2", "--no-progress"]
     # In a process of its own: the limit covers every file the process writes, pytest's capture files too.
-    limited = subprocess.run([sys.executable, "-m", "modrwkv", *args], capture_output=True, text=True,
-                             preexec_fn=lambda: limit_file_size(1500),  # a few batches' answers fit, not twelve
-                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    # Started warm (a fork, not ~5 s of imports): the command sets the limit itself, before it runs.
+    script = tmp_path / "limited.py"
+    script.write_text(f"import runpy, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                      "from test_disk_full import limit_file_size\n"
+                      "limit_file_size(1500)  # a few batches' answers fit, not twelve\n"
+                      "runpy.run_module('modrwkv', run_name='__main__', alter_sys=True)\n")
+    limited = warm_start.run([str(script), *args], text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             timeout=300)
     assert limited.returncode == 2, limited.stderr[-3000:]
     predictions = tmp_path / "out" / "predictions.jsonl"
     kept = predictions.read_text().splitlines(keepends=True)

@@ -55,7 +55,8 @@ class Trained:
     samples: list[Sample]  # the GQA-format conversations it was trained (and is checked) on
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# One xdist worker runs the module: its trained model (~2-2.5 s) is trained once, not on both.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.xdist_group("test_eval_run")]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,10 @@ from modrwkv.tokenizer import WorldTokenizer
 from modrwkv.tokenizer.world import DEFAULT_VOCAB_PATH
 import warm_start  # noqa: E402  (tests/)
 
+# One xdist worker runs the module: gguf-py reads each file once (read_each_gguf_once, ~2.5 s a file), not
+# once on each worker.
+pytestmark = pytest.mark.xdist_group("test_export")
+
 # Every LoRA width different, so that a transposed or swapped tensor cannot pass the shape checks.
 CONFIG = RWKV7Config(n_layer=2, n_embd=64, vocab_size=65536, head_size=32, dim_w=32, dim_a=48, dim_v=16,
                      dim_g=80, dim_ffn=192)

@@ -24,6 +24,7 @@ from test_wkv_ops import random_inputs
 
 pytestmark = [
     pytest.mark.fla_interpreted,
+    pytest.mark.xdist_group("test_fla_interpreted"),  # one xdist worker: the interpreter enabled once (~1 s)
     pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: tests/test_gpu.py runs fla's compiled kernels"),
     pytest.mark.skipif(
         importlib.util.find_spec("fla") is None or importlib.util.find_spec("triton") is None,

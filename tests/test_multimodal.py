@@ -202,6 +202,7 @@ def saved_series_model(tmp_path_factory):
     return folder
 
 
+@pytest.mark.xdist_group("saved_series_model")  # one xdist worker builds the fixture's model, not both
 @pytest.mark.parametrize("damage, message", CONFIG_DAMAGE, ids=[m[:30] for _, m in CONFIG_DAMAGE])
 def test_damaged_config_json_is_a_clear_error(tmp_path, saved_series_model, damage, message):
     from modrwkv.inference import ModRWKVPipeline

@@ -358,6 +358,7 @@ def small_stage_metrics(tmp_path_factory):
     return _train_small_stage(tmp_path_factory.mktemp("stage") / "uninterrupted")[1]
 
 
+@pytest.mark.xdist_group("small_stage_metrics")  # one xdist worker trains the fixture's stage, not both
 @pytest.mark.parametrize("moment, signum", [
     (_signal_in_lightnings_teardown, signal.SIGTERM), (_signal_in_lightnings_teardown, signal.SIGINT),
     (_signal_as_train_returns, signal.SIGTERM), (_signal_while_saving_the_kept_weights, signal.SIGTERM)])

@@ -18,7 +18,8 @@ import pytest
 from modrwkv.tokenizer import WorldTokenizer
 from modrwkv.tokenizer import world
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# One xdist worker runs the module: its fast tokenizer (~2-3.5 s to build) is made once, not on both.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.xdist_group("test_tokenizer")]
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

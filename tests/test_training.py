@@ -337,6 +337,7 @@ class _CrashAt(pl.Callback):
             raise _Crash()
 
 
+@pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(lora_run, tmp_path):
     cfg, full = lora_run
     cfg = copy.deepcopy(cfg)
@@ -357,6 +358,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(lora_run, tmp_path
 
 
 @torch.no_grad()
+@pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 def test_merged_lora_model_gives_the_same_outputs(lora_run, tmp_path):
     _, full = lora_run
     unmerged = ModRWKV.from_pretrained(full.final_dir)
@@ -643,6 +645,7 @@ class _SignalAt(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora_run, tmp_path, signum):
     cfg, full = lora_run
