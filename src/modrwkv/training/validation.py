@@ -141,6 +141,8 @@ class Validation(pl.Callback):
         self.history = list(state_dict["history"])
         self.best, self.since_best = state_dict["best"], int(state_dict["since_best"])
         self.stopped_at = state_dict["stopped_at"]
+        if self.stopped_at is not None:  # resumed after early stopping had ended the run: it stays ended
+            self.checkpointer.total_steps = self.stopped_at
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.forecast is not None:
@@ -150,15 +152,15 @@ class Validation(pl.Callback):
                           f"{self.zeros_mse:.4f} on the {len(self.forecast.samples)} val windows")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
+        finished = trainer.global_step >= self.checkpointer.total_steps  # not stopped by a signal
+        if finished and self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
             log.warning("the best validation (val_forecast_mse %.4f at step %d) is worse than a reply of zeros "
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
                         "not pay; forecast with the baseline alone, or train less", self.best[self.metric],
                         int(self.best["step"]), self.zeros_mse)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.stopped_at is not None:  # resumed after early stopping had ended the run: it stays ended
-            self.checkpointer.total_steps = self.stopped_at
+        if self.stopped_at is not None:  # (Lightning skips training when the checkpoint's epoch had ended)
             trainer.should_stop = True
         elif self.at_start and trainer.global_step == 0 and not self.history:
             self.validate(trainer, pl_module)
