@@ -143,8 +143,6 @@ def test_resume_keeps_the_best_value_and_the_patience_count(tmp_path, monkeypatc
 @pytest.mark.parametrize("change, message", [
     ({"data": {"val": []}, "train": {"val_every": 5}}, "train.val_every is set but data.val lists no validation"),
     ({"train": {"val_every": 0}}, "data.val is set but train.val_every is 0"),
-    ({"train": {"val_every": 0}, "data": {"val": []}, "output": {"final": "best"}},
-     "output.final: best need validation"),
     ({"train": {"early_stopping_patience": -1}}, "must be >= 0"),
     ({"train": {"val_metric": "forecast_mse"}}, "forecast_mse needs data.format series"),
     ({"train": {"val_metric": "accuracy"}}, r"train.val_metric: 'accuracy' is not one of \['loss', 'forecast_mse'\]"),
@@ -157,6 +155,17 @@ def test_config_errors_name_the_keys(tmp_path, change, message):
         cfg[section].update(values)
     with pytest.raises(ConfigError, match=message):
         config_from_dict(cfg)
+
+
+def test_val_every_0_turns_validation_off_saying_what_goes_unused(tmp_path, caplog):
+    cfg = val_config(tmp_path, "run", val_every=0, max_steps=1, val_at_start=True, early_stopping_patience=2)
+    cfg["data"]["val"] = []
+    cfg["output"]["final"] = "best"
+    result = train(cfg)
+    assert "validation" not in result.metrics and (result.final_dir / "model.safetensors").is_file()
+    assert not (Path(cfg["output"]["dir"]) / "best").exists()
+    assert ("train.val_every is 0, so the run does not validate: train.val_at_start, train.early_stopping_patience, "
+            "output.final go unused (final/ holds the last step)") in caplog.text
 
 
 def test_cli_a_missing_or_empty_val_file_is_one_line(tmp_path, capsys):

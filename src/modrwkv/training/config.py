@@ -243,7 +243,7 @@ class TrainConfig:
         self._validate_validation()
 
     def _validate_validation(self) -> None:
-        d, t, o = self.data, self.train, self.output
+        d, t = self.data, self.train
         if t.val_every < 0 or t.early_stopping_patience < 0:
             raise ConfigError(f"train.val_every and train.early_stopping_patience must be >= 0, got {t.val_every} "
                               f"and {t.early_stopping_patience}")
@@ -254,12 +254,7 @@ class TrainConfig:
         if d.val and not t.val_every:
             raise ConfigError("data.val is set but train.val_every is 0: set how many steps apart to validate "
                               "(e.g. --train.val_every 100)")
-        if not t.val_every:
-            needing = {"train.val_at_start": t.val_at_start, "train.early_stopping_patience": t.early_stopping_patience,
-                       "output.final: best": o.final == "best", "train.val_metric: forecast_mse":
-                       t.val_metric == "forecast_mse", "train.val_max_samples": t.val_max_samples is not None}
-            if named := [key for key, value in needing.items() if value]:
-                raise ConfigError(f"{', '.join(named)} need validation: set train.val_every and data.val")
+        if not t.val_every:  # no validation: the options below go unused (`unused_validation_options`)
             return
         if not d.val and d.format != "series":  # series: the training files' validation rows
             raise ConfigError("train.val_every is set but data.val lists no validation files")
@@ -453,6 +448,18 @@ def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None
     data = json.loads(json.dumps(config.to_dict()))  # tuples as lists, which YAML's safe dumper wants
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     write_text_atomically(Path(path), comments + yaml.safe_dump(data, sort_keys=False))
+
+
+def unused_validation_options(config: TrainConfig) -> list[str]:
+    """The validation options a config sets while `train.val_every` is 0 (validation off), so that a
+    run can say they go unused: `--train.val_every 0` turns a config's validation off as it stands."""
+    t, o = config.train, config.output
+    if t.val_every:
+        return []
+    settings = {"train.val_at_start": t.val_at_start, "train.val_metric": t.val_metric != "loss",
+                "train.val_max_samples": t.val_max_samples is not None,
+                "train.early_stopping_patience": bool(t.early_stopping_patience), "output.final": o.final == "best"}
+    return [key for key, used in settings.items() if used]
 
 
 # What a resumed run may change: where and how it runs and reports, not what it trains or on what.

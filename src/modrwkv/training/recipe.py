@@ -44,7 +44,8 @@ from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, failing_together, latest_checkpoint,
                          write_final)
-from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict
+from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
+                     unused_validation_options)
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
                    fit_series_baseline, modalities_used, read_samples, resolve_auto_season, series_target_options,
                    size_linear_baseline)
@@ -419,7 +420,10 @@ def train(
     lora = opt.lora if opt.stage == "lora" else None
     checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
                                         total_steps=plan.total_steps, lora=lora)
-    if config.output.final == "best":
+    if unused := unused_validation_options(config):
+        log.warning("train.val_every is 0, so the run does not validate: %s go unused (final/ holds the last "
+                    "step)", ", ".join(unused))
+    elif config.output.final == "best":
         checkpointer.final_source = out / BEST
     validation = setup_validation(config, model, series_encoder, dataset, checkpointer, plan.total_steps, progress)
     stopper = StopOnSignal(checkpointer)
