@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -625,3 +626,34 @@ def test_a_custom_series_prompt_is_saved_and_asked_by_forecast_and_eval(tmp_path
                                                      "--model.encoders.series.options.linear_baseline=false"])
     with pytest.raises(ConfigError, match=r"^data.options.prompt: 'Next \{steps\}' uses \{steps\}"):
         train(config, samples=[first])
+
+
+def test_series_validation_scores_what_eval_scores_on_the_val_rows(tmp_path, capsys) -> None:
+    """`configs/series-cpu.yaml` validates on the training file's val rows with the forecast MSE of the
+    `custom-series` eval task: best/'s recorded value is what `modrwkv eval --split val` gives for best/,
+    and a reply of zeros scores what the encoder's baseline alone forecasts."""
+    pytest.importorskip("sklearn")
+    from modrwkv.cli import main
+    from modrwkv.inference import ModRWKVPipeline
+
+    path, run = wave_csv(tmp_path / "wave.csv"), tmp_path / "run"
+    assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{path}]", "--data.options.lookback", "32",
+                 "--data.options.horizon", "8", "--train.max_steps", "4", "--train.warmup_steps", "1",
+                 "--train.val_every", "2", "--model.lm.config", "{n_layer: 1, n_embd: 64}",
+                 "--model.encoders.series.options.season", "12", "--output.dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert re.findall(r"validation at step (\d)/4", out) == ["0", "2", "4"]
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert json.loads((run / "final" / "validation.json").read_text()) == record  # output.final: best
+    assert main(["eval", "--task", "custom-series", "--data", str(path), "--model", str(run / "best"), "--lookback",
+                 "32", "--horizon", "8", "--split", "val", "--output", str(tmp_path / "eval"), "--no-progress"]) == 0
+    report = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert record["val_forecast_mse"] == pytest.approx(report["metrics"]["mse"], rel=1e-6)
+    # a reply of zeros: the encoder's baseline, added to nothing
+    pipe = ModRWKVPipeline.from_pretrained(run / "best")
+    encoder = pipe.model.encoders["series"]
+    windows, targets = load_bench().split_windows(path, "val", 32, 8)[:2]
+    zeros = np.stack([encoder.denormalize(torch.zeros(8, 1, dtype=torch.float64), encoder.prepare(w).extras)[:, 0]
+                      for w in windows])
+    expected = float(np.mean((zeros - np.asarray(targets)) ** 2))
+    assert f"a reply of zeros (the series encoder's baseline alone) scores val_forecast_mse {expected:.4f}" in out

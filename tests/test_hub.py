@@ -209,7 +209,7 @@ def test_training_runs_put_their_config_in_the_card_and_push_to_hub_cli(hub_cach
     run.mkdir()
     (run / "config.yaml").write_text("train:\n  stage: 1\n  lr: 0.001\n")
     callback = PretrainedCheckpoint(run, save_every=0, keep_last=1, total_steps=1, lora=None)
-    export_model(tiny_pipeline().model, run / "final", None, callback._run_config())
+    export_model(tiny_pipeline().model, run / "final", None, callback.run_config())
     assert "stage: 1" in (run / "final" / "README.md").read_text()
     # the CLI, with the hub client replaced by the fake (nothing leaves the machine)
     import huggingface_hub

@@ -397,8 +397,10 @@ def write_llava(folder: Path, samples: list[Sample]) -> Path:
 
 def test_two_process_ddp_matches_single_process(tmp_path):
     data = write_llava(tmp_path, colour_samples(16))
-    cfg = config(tmp_path, "unused", max_steps=4, batch_size=4, micro_batch_size=2)
-    cfg["data"] = {"format": "llava", "train": [str(data)]}
+    (tmp_path / "val").mkdir()
+    val = write_llava(tmp_path / "val", colour_samples(5, seed=1))  # 5: the ranks score 3 and 2 (micro-batch 2)
+    cfg = config(tmp_path, "unused", max_steps=4, batch_size=4, micro_batch_size=2, val_every=2)
+    cfg["data"] = {"format": "llava", "train": [str(data)], "val": [str(val)]}
     cfg["runtime"].update(devices=2, strategy="ddp")
     cfg["output"]["dir"] = str(tmp_path / "ddp")
     (tmp_path / "ddp.yaml").write_text(json.dumps(cfg))  # JSON is YAML
@@ -416,6 +418,12 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     result = train(single)
     rows = [r for r in csv.DictReader(open(next((tmp_path / "ddp" / "logs").rglob("metrics.csv")))) if r.get("loss")]
     assert [float(r["loss"]) for r in rows] == pytest.approx([r["loss"] for r in result.history], rel=1e-4)
+    # validation: both ranks score their share, and the reduced val loss is the one process's
+    val_rows = [r for r in csv.DictReader(open(next((tmp_path / "ddp" / "logs").rglob("metrics.csv"))))
+                if r.get("val_loss")]
+    assert [(int(r["step"]), float(r["val_loss"])) for r in val_rows] == [
+        (row["step"], pytest.approx(row["val_loss"], rel=1e-4)) for row in result.metrics["validation"]["history"]]
+    assert (tmp_path / "ddp" / "best" / "validation.json").is_file()
     a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
     b = load_file(str(result.final_dir / "model.safetensors"))
     # Two micro-batches of 2 and one of 4 sum in different orders; Adam's normalised update can turn

@@ -436,8 +436,15 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"nothing to train: the run had already reached step {m['steps']} of {m['total_steps']}; "
               f"the trained model is in {result.final_dir}")
     else:
+        validated = ""
+        if (val := m.get("validation")) and val["best_step"] is not None:
+            from modrwkv.training.validation import BEST
+
+            early = f"stopped early at step {val['stopped_at']} of {m['total_steps']}; " if val["stopped_at"] else ""
+            validated = (f"; {early}best {val['metric']} {val['best']:.4f} at step {val['best_step']} "
+                         f"({result.output_dir / BEST})")
         print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
-              f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}")
+              f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}{validated}")
     if any(m["dropped"].values()):
         print(f"dropped samples: {m['dropped']}")
     if result.stopped_by:

@@ -8,6 +8,7 @@ Layout of a run's output folder:
                                      training_state.ckpt (Lightning: optimizer, scheduler, loop
                                      progress, RNG states; no weights, they are in the folder)
     checkpoints/latest               name of the newest complete checkpoint
+    best/                            the best-validated weights so far (train.val_every; validation.py)
     final/                           the trained model (from_pretrained format, its weights hard links to
                                      the last checkpoint's where the file system has them; LoRA runs: the base
                                      model + lora.safetensors, see `modrwkv merge-lora`)
@@ -226,6 +227,7 @@ class PretrainedCheckpoint(pl.Callback):
         self._pending_rng: dict[str, Any] | None = None
         self._last_saved = -1
         self.last_checkpoint: Path | None = None  # the newest step checkpoint this run wrote
+        self.final_source: Path | None = None  # what final/ is written from, when not the last step's checkpoint
 
     # The RNG state travels in this callback's slot of the Lightning checkpoint. It is restored at
     # train start, after the data-loader iterator (which draws a seed) was created, as it was when
@@ -254,9 +256,10 @@ class PretrainedCheckpoint(pl.Callback):
         if trainer.global_step >= self.total_steps:
             with failing_together(trainer):
                 if trainer.is_global_zero:
-                    write_final(self.output_dir, self.output_dir / CHECKPOINTS / step_folder_name(trainer.global_step))
+                    write_final(self.output_dir, self.final_source or
+                                self.output_dir / CHECKPOINTS / step_folder_name(trainer.global_step))
 
-    def _run_config(self) -> dict[str, Any] | None:
+    def run_config(self) -> dict[str, Any] | None:
         """The run's resolved config.yaml (written before training starts), for the model card."""
         path = self.output_dir / "config.yaml"
         return yaml.safe_load(path.read_text()) if path.is_file() else None
@@ -273,7 +276,7 @@ class PretrainedCheckpoint(pl.Callback):
         try:
             with full_parameters(trainer, pl_module), failing_together(trainer):
                 if trainer.is_global_zero:
-                    export_model(pl_module.model, tmp, self.lora, self._run_config())
+                    export_model(pl_module.model, tmp, self.lora, self.run_config())
             # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
             # written would wait for one whose part failed: dumping the state is collective (FSDP gathers
             # the optimizer's), writing it not (DDP's is rank 0's, a sharded strategy's each rank's part).

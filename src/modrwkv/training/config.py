@@ -30,6 +30,9 @@ from ..textfiles import TextFileError, read_yaml, write_text_atomically
 # state only (state tuning), everything else frozen
 Stage = Literal["1", "2", "lora", "state"]
 Schedule = Literal["cosine", "wsd", "constant"]
+# what validation scores (lower is better): "loss" the mean token cross-entropy over the val samples;
+# "forecast_mse" (series) the standardised MSE of greedy forecasts, as `modrwkv eval --task custom-series`
+ValMetric = Literal["loss", "forecast_mse"]
 Precision = Literal["32", "bf16-mixed"]
 Strategy = Literal["auto", "ddp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]
 DataFormat = Literal["llava", "qa", "openai", "sharegpt", "asr", "series"]
@@ -90,6 +93,11 @@ class DataConfig:
 
     format: DataFormat = "llava"
     train: list[str] = dataclasses.field(default_factory=list)
+    # validation files, read with the same format and reader; `val_options` are merged over `options`
+    # for them. Series: `split` is `val` unless val_options says otherwise, and without `val` the
+    # training files are read (their validation rows, with the training rows' scaler)
+    val: list[str] = dataclasses.field(default_factory=list)
+    val_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     media_folder: str | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     on_error: Literal["skip", "raise"] = "skip"
@@ -138,6 +146,12 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     gradient_checkpointing: bool = False
     seed: int = 42
+    val_every: int = 0  # optimizer steps between validations on data.val (0: none); also at the last step
+    val_at_start: bool = False  # also validate the model as it starts (step 0)
+    val_metric: ValMetric = "loss"
+    val_max_samples: int | None = None  # validate on the first this many val samples (null: all)
+    # stop after this many validations in a row without improving on the best (0: never stop early)
+    early_stopping_patience: int = 0
 
 
 @dataclasses.dataclass
@@ -155,6 +169,8 @@ class OutputConfig:
     dir: str = "runs/modrwkv"
     save_every: int = 1000  # steps; 0 = only at the end
     keep_last: int = 2  # step checkpoints kept (the final model is always kept)
+    # what final/ holds: the last step's weights, or the best-validated ones (best/, needs train.val_every)
+    final: Literal["last", "best"] = "last"
     log_every: int = 10
     media_reliance_every: int = 50  # steps between media-reliance measurements (0: never); see training/module.py
     progress_bar: bool = True
@@ -224,6 +240,29 @@ class TrainConfig:
             raise ConfigError("output.save_every must be >= 0 and output.keep_last >= 1")
         if self.runtime.num_nodes < 1:
             raise ConfigError("runtime.num_nodes must be >= 1")
+        self._validate_validation()
+
+    def _validate_validation(self) -> None:
+        d, t = self.data, self.train
+        if t.val_every < 0 or t.early_stopping_patience < 0:
+            raise ConfigError(f"train.val_every and train.early_stopping_patience must be >= 0, got {t.val_every} "
+                              f"and {t.early_stopping_patience}")
+        if t.val_max_samples is not None and t.val_max_samples < 1:
+            raise ConfigError(f"train.val_max_samples must be >= 1 or null, got {t.val_max_samples}")
+        if d.val_options and not d.val and d.format != "series":
+            raise ConfigError("data.val_options is set but data.val lists no validation files")
+        if d.val and not t.val_every:
+            raise ConfigError("data.val is set but train.val_every is 0: set how many steps apart to validate "
+                              "(e.g. --train.val_every 100)")
+        if not t.val_every:  # no validation: the options below go unused (`unused_validation_options`)
+            return
+        if not d.val and d.format != "series":  # series: the training files' validation rows
+            raise ConfigError("train.val_every is set but data.val lists no validation files")
+        if t.val_metric == "forecast_mse" and d.format != "series":
+            raise ConfigError(f"train.val_metric forecast_mse needs data.format series, not {d.format!r}")
+        if self.runtime.strategy in ("fsdp", "deepspeed_stage_3"):
+            raise ConfigError(f"validation (train.val_every) is not supported with runtime.strategy "
+                              f"{self.runtime.strategy!r}, which shards the weights; use ddp")
 
     def _validate_model(self) -> None:
         m = self.model
@@ -409,6 +448,18 @@ def dump_config(config: TrainConfig, path: str | Path, header: str = "") -> None
     data = json.loads(json.dumps(config.to_dict()))  # tuples as lists, which YAML's safe dumper wants
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     write_text_atomically(Path(path), comments + yaml.safe_dump(data, sort_keys=False))
+
+
+def unused_validation_options(config: TrainConfig) -> list[str]:
+    """The validation options a config sets while `train.val_every` is 0 (validation off), so that a
+    run can say they go unused: `--train.val_every 0` turns a config's validation off as it stands."""
+    t, o = config.train, config.output
+    if t.val_every:
+        return []
+    settings = {"train.val_at_start": t.val_at_start, "train.val_metric": t.val_metric != "loss",
+                "train.val_max_samples": t.val_max_samples is not None,
+                "train.early_stopping_patience": bool(t.early_stopping_patience), "output.final": o.final == "best"}
+    return [key for key, used in settings.items() if used]
 
 
 # What a resumed run may change: where and how it runs and reports, not what it trains or on what.

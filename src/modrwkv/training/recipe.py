@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
 from torch.utils.data import DataLoader
 
+from ..data.readers import DataError
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.readers.series import series_prompt_problem, series_prompt_template
 from ..data.sample import Sample
@@ -43,7 +44,8 @@ from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, failing_together, latest_checkpoint,
                          write_final)
-from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict
+from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
+                     unused_validation_options)
 from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
                    fit_series_baseline, modalities_used, read_samples, resolve_auto_season, series_target_options,
                    size_linear_baseline)
@@ -52,6 +54,7 @@ from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
 from .progress import Interrupted, ProgressLine, RunTotals, StopOnSignal
 from .schedules import warmup_problem
+from .validation import BEST, ForecastScorer, Validation, val_data_config
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +286,39 @@ def setup_trainer(config: TrainConfig) -> pl.Trainer:
     return trainer
 
 
+def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object | None, dataset: ProcessedDataset,
+                     checkpointer: PretrainedCheckpoint, total_steps: int,
+                     progress: Callable[[str], None] | None) -> Validation | None:
+    """The validation callback when `train.val_every` is set: the `data.val` samples, read and processed
+    as the training samples are (a series' targets relative to the same baseline)."""
+    opt = config.train
+    if not opt.val_every:
+        return None
+    val_config = val_data_config(config.data)
+    try:
+        samples = read_samples(series_target_options(val_config, series_encoder))
+        forecast = ForecastScorer(val_config, opt.val_max_samples) if opt.val_metric == "forecast_mse" else None
+    except DataError as exc:
+        if config.data.val:  # files the user named must hold val samples
+            raise
+        # The series default, the training files' val rows, on a file too short to have any: the generic
+        # config still trains it (as without a linear baseline), and says so.
+        note = (f"training without validation: the val rows of {', '.join(config.data.train)} hold no window of "
+                f"look-back + horizon ({exc}); give data.val, or set train.val_every 0")
+        log.warning("%s", note)
+        if progress is not None:
+            progress(note)
+        checkpointer.final_source = None
+        return None
+    check_series_targets(samples, series_encoder)
+    log.info("validation every %d steps on %d samples of %s (%s)", opt.val_every, len(samples),
+             ", ".join(config.data.val), opt.val_metric)
+    return Validation(output_dir=Path(config.output.dir), samples=samples,
+                      dataset=ProcessedDataset(samples, dataset.processor), collate=DroppingCollator(model.collator()),
+                      optim=opt, total_steps=total_steps, checkpointer=checkpointer,
+                      lora=checkpointer.lora, forecast=forecast, emit=progress)
+
+
 def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None,
          stopper: StopOnSignal) -> None:
     with warnings.catch_warnings():
@@ -381,15 +417,23 @@ def train(
                      total_micro_batches=plan.total_steps * plan.accumulation, seed=opt.seed,
                      shuffle=config.data.shuffle, lengths=lengths, num_workers=config.data.num_workers,
                      worker_setup=limit_images)
+    lora = opt.lora if opt.stage == "lora" else None
     checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
-                                        total_steps=plan.total_steps, lora=opt.lora if opt.stage == "lora" else None)
+                                        total_steps=plan.total_steps, lora=lora)
+    if unused := unused_validation_options(config):
+        log.warning("train.val_every is 0, so the run does not validate: %s go unused (final/ holds the last "
+                    "step)", ", ".join(unused))
+    elif config.output.final == "best":
+        checkpointer.final_source = out / BEST
+    validation = setup_validation(config, model, series_encoder, dataset, checkpointer, plan.total_steps, progress)
     stopper = StopOnSignal(checkpointer)
     reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
     totals = RunTotals(started)
     # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
+    # Validation before the checkpointer: a checkpoint at a step holds that step's validation.
     trainer.callbacks.extend([*callbacks, RunConfigWriter(out, config, f"this run: {plan.describe(opt)}"), totals,
-                              checkpointer, stopper, reporter])
+                              *([validation] if validation else []), checkpointer, stopper, reporter])
     log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
              plan.describe(opt), opt.micro_batch_size, plan.world_size, plan.accumulation)
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
@@ -416,14 +460,17 @@ def train(
         "media_reliance": run["media_reliance"],
         "seconds": run["seconds"],
     }
-    final_dir = out / FINAL if trainer.global_step >= plan.total_steps else None
+    if validation is not None:
+        metrics["validation"] = validation.summary()
+    # checkpointer.total_steps: the step early stopping ended the run at, if it did
+    final_dir = out / FINAL if trainer.global_step >= checkpointer.total_steps else None
     if final_dir is not None and resume_from is not None and checkpointer.last_checkpoint is None:
         # Resumed at its last step, so Lightning trained nothing (no checkpoint, no final/): the earlier run was
         # killed after that step's checkpoint but before final/ was complete. Every rank takes part, as in a run's
         # own end (PretrainedCheckpoint.on_train_end): rank 0 alone, its failure (a full disk) ended rank 0 only.
         with failing_together(trainer):
             if trainer.is_global_zero and not final_dir.is_dir():
-                write_final(out, resume_from)
+                write_final(out, checkpointer.final_source or resume_from)
     stopped_by = signal_at_end = stopper.signal_name
     if final_dir is None:
         signal_at_end = None

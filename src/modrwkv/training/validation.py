@@ -1,0 +1,248 @@
+"""Validation during training: the model scored on `data.val` every `train.val_every` optimizer steps
+(at step 0 too with `train.val_at_start`, and always at the last step), the best weights kept in
+`best/`, and early stopping.
+
+- The metric (`train.val_metric`, lower is better): "loss", the mean token cross-entropy over the val
+  samples (every supervised token weighs the same, as in a training step's loss; samples in file
+  order, no shuffle; the first `train.val_max_samples` when set); or, for series, "forecast_mse":
+  the standardised MSE of greedy forecasts of the val windows, computed by the `custom-series` eval
+  task itself, so it is the number `modrwkv eval --task custom-series --split val` reports. Token
+  cross-entropy weighs every digit of a number alike, the first as much as the last, so it need not
+  track the forecast error; the val loss is computed and logged with either metric.
+- Every rank takes part: each scores its share of the val samples (every world_size-th), and the
+  sums are reduced, so that every rank gets the same value and takes the same decisions.
+- `best/` (a `save_pretrained` folder, as `final/`) holds the weights of the best validation so far
+  (of equal values, the earlier), with `validation.json` saying the step and the value.
+  `output.final: best` makes `final/` a copy of it at the end.
+- `train.early_stopping_patience` validations in a row without improving on the best end the run at
+  that step, as if it were the last (a checkpoint and `final/` are written).
+- Each validation is a progress line and a row in the loggers (metrics.csv, TensorBoard: `val_loss`,
+  `val_forecast_mse`), at its step. The best value, its step and the patience count travel in the
+  run's checkpoints, so that a resumed run goes on with them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from ..data.readers import DataError
+from ..data.sample import Sample
+from ..textfiles import write_text_atomically
+from .checkpoint import PretrainedCheckpoint, export_model, failing_together
+from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
+from .data import DroppingCollator, ProcessedDataset
+
+log = logging.getLogger(__name__)
+
+BEST = "best"
+BEST_RECORD = "validation.json"
+EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)  # in best/: the step and the value it was chosen at
+
+
+def val_data_config(config: DataConfig) -> DataConfig:
+    """The `data` section that reads the validation files: `val` as the files, `val_options` over
+    `options`; for series the `val` split unless `val_options` names another, and without `val` the
+    training files (their validation rows)."""
+    series = config.format == "series"
+    options = {**config.options, **({"split": "val"} if series else {}), **config.val_options}
+    files = config.val or (config.train if series else [])
+    return dataclasses.replace(config, train=list(files), val=[], val_options={}, options=options)
+
+
+class ForecastScorer:
+    """The standardised MSE of greedy forecasts of the val windows of series files: the
+    `custom-series` eval task's own windows, forecasts and score."""
+
+    def __init__(self, config: DataConfig, max_samples: int | None) -> None:
+        from ..evaluation.tasks.base import BenchmarkFileError  # evaluation imports the readers training uses
+        from ..evaluation.tasks.series import CustomSeries
+
+        options = config.options
+        if options.get("multivariate"):
+            raise ConfigError("train.val_metric forecast_mse scores every column on its own (as `modrwkv eval "
+                              "--task custom-series` does); with data.options.multivariate use val_metric loss")
+        self.task = CustomSeries(lookback=int(options["lookback"]), horizon=int(options["horizon"]),
+                                 targets=options.get("columns"))
+        split = options.get("split") or "val"
+        try:
+            self.samples = [s for path in config.train for s in self.task.load(Path(path), split)][:max_samples]
+        except BenchmarkFileError as exc:
+            raise DataError("", "unreadable_file", str(exc)) from None
+
+    def zeros(self, model: Any) -> float:
+        """The MSE of the forecasts a reply of zeros gives: the series encoder's baseline alone (seasonal
+        naive + drift + ridge with the generic config), what the model's corrections have to beat."""
+        encoder = model.encoders["series"]
+        horizon = self.task.horizon
+        records = [{"forecast": encoder.denormalize(torch.zeros(horizon, 1, dtype=torch.float64),
+                                                    encoder.prepare(sample.series[0]).extras)[:, 0].tolist(),
+                    "reference": sample.reference} for sample in self.samples]
+        return float(self.task.summarize(records)["mse"])
+
+    def __call__(self, model: Any, rank: int, world_size: int) -> float:
+        from ..inference import ModRWKVPipeline
+
+        pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
+        shard = self.samples[rank::world_size]
+        records = []
+        for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
+            batch = shard[start:start + EVAL_BATCH_SIZE]
+            answers = self.task.generate(pipeline, batch, self.task.max_new_tokens)
+            records += [{**answer, "reference": sample.reference} for sample, answer in zip(batch, answers, strict=True)]
+        if world_size > 1:
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.all_gather_object(gathered, records)
+            records = [r for part in gathered for r in part]
+        return float(self.task.summarize(records)["mse"])
+
+
+class Validation(pl.Callback):
+    """See the module docstring."""
+
+    def __init__(self, *, output_dir: Path, samples: Sequence[Sample], dataset: ProcessedDataset,
+                 collate: DroppingCollator, optim: OptimConfig, total_steps: int, checkpointer: PretrainedCheckpoint,
+                 lora: LoRAConfig | None, forecast: ForecastScorer | None = None,
+                 emit: Callable[[str], None] | None = None) -> None:
+        self.output_dir = output_dir
+        self.dataset = dataset
+        self.collate = collate
+        self.micro_batch_size = optim.micro_batch_size
+        self.every, self.at_start = optim.val_every, optim.val_at_start
+        self.metric = f"val_{optim.val_metric}"
+        self.patience = optim.early_stopping_patience
+        self.count = len(samples) if optim.val_max_samples is None else min(len(samples), optim.val_max_samples)
+        self.total_steps = total_steps
+        self.checkpointer = checkpointer
+        self.lora = lora
+        self.forecast = forecast
+        self.emit = emit or log.info
+        # what travels in the checkpoints
+        self.history: list[dict[str, float]] = []  # per validation: step, val_loss (, val_forecast_mse)
+        self.best: dict[str, float] | None = None  # the history row of the best validation
+        self.since_best = 0  # validations since the best one
+        self.stopped_at: int | None = None  # the step early stopping ended the run at
+        self.zeros_mse: float | None = None  # forecast_mse: what a reply of zeros scores (ForecastScorer.zeros)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "best": self.best, "since_best": self.since_best,
+                "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+        self.best, self.since_best = state_dict["best"], int(state_dict["since_best"])
+        self.stopped_at = state_dict["stopped_at"]
+        if self.stopped_at is not None:  # resumed after early stopping had ended the run: it stays ended
+            self.checkpointer.total_steps = self.stopped_at
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.forecast is not None:
+            self.zeros_mse = self.forecast.zeros(pl_module.model)
+            if trainer.is_global_zero:
+                self.emit(f"validation: a reply of zeros (the series encoder's baseline alone) scores val_forecast_mse "
+                          f"{self.zeros_mse:.4f} on the {len(self.forecast.samples)} val windows")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        finished = trainer.global_step >= self.checkpointer.total_steps  # not stopped by a signal
+        if finished and self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
+            log.warning("the best validation (val_forecast_mse %.4f at step %d) is worse than a reply of zeros "
+                        "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
+                        "not pay; forecast with the baseline alone, or train less", self.best[self.metric],
+                        int(self.best["step"]), self.zeros_mse)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.stopped_at is not None:  # (Lightning skips training when the checkpoint's epoch had ended)
+            trainer.should_stop = True
+        elif self.at_start and trainer.global_step == 0 and not self.history:
+            self.validate(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return
+        step = trainer.global_step
+        if step % self.every == 0 or step == self.total_steps:
+            self.validate(trainer, pl_module)
+
+    def summary(self) -> dict[str, Any]:
+        """What `TrainResult.metrics["validation"]` holds."""
+        return {"metric": self.metric, "best_step": None if self.best is None else int(self.best["step"]),
+                "best": None if self.best is None else self.best[self.metric], "stopped_at": self.stopped_at,
+                "zeros_forecast_mse": self.zeros_mse, "history": self.history}
+
+    def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        model, step = pl_module.model, trainer.global_step
+        modes = {module: module.training for module in model.modules()}  # frozen encoders stay in eval mode
+        model.eval()
+        try:
+            with torch.no_grad():
+                row = {"step": float(step), "val_loss": self._loss(trainer, model)}
+                if self.forecast is not None:
+                    row["val_forecast_mse"] = self.forecast(model, trainer.global_rank, trainer.world_size)
+        finally:
+            for module, training in modes.items():
+                module.train(training)
+        self.history.append(row)
+        value = row[self.metric]
+        improved = self.best is None or value < self.best[self.metric]
+        if improved:
+            self.best, self.since_best = row, 0
+            self._save_best(trainer, pl_module, row)
+        else:
+            self.since_best += 1
+        for logger in trainer.loggers:
+            logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
+        stop = bool(self.patience) and self.since_best >= self.patience and step < self.total_steps
+        if trainer.is_global_zero:
+            values = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+            best = self.best or row
+            note = (f"; stopping early: {self.since_best} validations without improving on it" if stop else "")
+            self.emit(f"validation at step {step}/{self.total_steps}: {values} (best {self.metric} "
+                      f"{best[self.metric]:.4f} at step {int(best['step'])}){note}")
+        if stop:  # the same decision on every rank: the values are reduced over all of them
+            self.stopped_at = step
+            self.checkpointer.total_steps = step  # this step is the run's last: a checkpoint and final/ follow
+            trainer.should_stop = True
+
+    def _loss(self, trainer: pl.Trainer, model: Any) -> float:
+        """The mean token cross-entropy over this rank's share of the val samples, reduced over all ranks."""
+        rank, world = trainer.global_rank, trainer.world_size
+        indices = list(range(self.count))
+        loss_sum, labels = 0.0, 0.0
+        with trainer.precision_plugin.val_step_context():
+            for start in range(rank * self.micro_batch_size, len(indices), world * self.micro_batch_size):
+                batch = self.collate([self.dataset[i] for i in indices[start:start + self.micro_batch_size]])
+                if batch.batch is None:
+                    continue
+                out = model.forward_batch(batch.batch.to(trainer.strategy.root_device))
+                if out.num_label_tokens:
+                    loss_sum += float(out.loss.float()) * out.num_label_tokens
+                    labels += out.num_label_tokens
+        totals = torch.tensor([loss_sum, labels], dtype=torch.float64, device=trainer.strategy.root_device)
+        if world > 1:
+            totals = trainer.strategy.reduce(totals, reduce_op="sum")
+        loss_sum, labels = totals.tolist()
+        return loss_sum / labels if labels else math.nan
+
+    def _save_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, row: dict[str, float]) -> None:
+        best, tmp = self.output_dir / BEST, self.output_dir / f".{BEST}.tmp"
+        with failing_together(trainer):
+            if trainer.is_global_zero:
+                shutil.rmtree(tmp, ignore_errors=True)
+                export_model(pl_module.model, tmp, self.lora, self.checkpointer.run_config())
+                record = {"step": int(row["step"]), "metric": self.metric, **{k: v for k, v in row.items() if k != "step"}}
+                write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1) + "\n")
+                shutil.rmtree(best, ignore_errors=True)
+                tmp.rename(best)
+                log.info("best %s so far (%.4f at step %d): saved to %s", self.metric, row[self.metric],
+                         int(row["step"]), best)
+

@@ -1,0 +1,184 @@
+"""Validation during training (training/validation.py) on the tiny model of test_training: the val loss
+against the model's mean cross-entropy computed here, best/ against the checkpoint of its step, early
+stopping on a crafted sequence of values, resume, config errors."""
+
+import copy
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modrwkv.cli import main
+from modrwkv.multimodal import ModRWKV
+from modrwkv.training import ConfigError, config_from_dict, train
+from modrwkv.training.validation import Validation
+
+from test_training import colour_samples, config, write_llava
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def val_config(tmp_path: Path, name: str, **train_options) -> dict:
+    """test_training's tiny config on 16 LLaVA colour samples, validated on 6 others (micro-batches of 4:
+    a short last one)."""
+    folder = tmp_path / "data"
+    if not folder.is_dir():
+        folder.mkdir()
+        (folder / "val").mkdir()
+        write_llava(folder, colour_samples(16))
+        write_llava(folder / "val", colour_samples(6, seed=1))
+    cfg = config(tmp_path, name, **{"max_steps": 6, "batch_size": 4, "micro_batch_size": 4, "val_every": 2,
+                                    **train_options})
+    cfg["data"] = {"format": "llava", "train": [str(folder / "train.json")], "val": [str(folder / "val" / "train.json")]}
+    return cfg
+
+
+def mean_ce(model: ModRWKV, val_file: str) -> float:
+    """The model's mean token cross-entropy over the val samples, one sample at a time."""
+    from modrwkv.data.readers import LlavaReader
+
+    processor, collator = model.processor(), model.collator()
+    loss_sum, labels = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for sample in LlavaReader([val_file], image_folder=str(Path(val_file).parent)):
+            out = model.forward_batch(collator([processor(sample)]))
+            loss_sum += float(out.loss) * out.num_label_tokens
+            labels += out.num_label_tokens
+    return loss_sum / labels
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_val_loss_is_the_models_mean_cross_entropy_and_best_holds_the_best_steps_weights(tmp_path):
+    cfg = val_config(tmp_path, "run", val_at_start=True)
+    cfg["output"].update(save_every=2, keep_last=10)
+    result = train(cfg)
+    run = Path(cfg["output"]["dir"])
+    history = result.metrics["validation"]["history"]
+    assert [row["step"] for row in history] == [0, 2, 4, 6]
+    for row in history[1:]:
+        model = ModRWKV.from_pretrained(run / "checkpoints" / f"step-{int(row['step']):08d}")
+        assert row["val_loss"] == pytest.approx(mean_ce(model, cfg["data"]["val"][0]), rel=1e-5)
+    best = min(history, key=lambda row: row["val_loss"])
+    summary = result.metrics["validation"]
+    assert (summary["best_step"], summary["best"]) == (best["step"], best["val_loss"])
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert (record["step"], record["val_loss"], record["metric"]) == (best["step"], best["val_loss"], "val_loss")
+    best_weights = weights(run / "checkpoints" / f"step-{int(best['step']):08d}")
+    for key, value in weights(run / "best").items():
+        torch.testing.assert_close(value, best_weights[key], rtol=0, atol=0)
+    # logged as the training rows are: a metrics.csv row per validation, at its step
+    rows = [r for r in csv.DictReader(open(next((run / "logs").rglob("metrics.csv")))) if r.get("val_loss")]
+    assert [(int(r["step"]), float(r["val_loss"])) for r in rows] == [(row["step"], pytest.approx(row["val_loss"]))
+                                                                      for row in history]
+    assert ModRWKV.from_pretrained(run / "best").lm.config == result.model.lm.config  # loadable as final/ is
+
+
+class CraftedLosses:
+    """Makes every validation's loss the next of `values` (the real one is computed all the same)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, values: list[float]) -> None:
+        self.values = list(values)
+        real = Validation._loss
+
+        def crafted(validation, trainer, model):
+            real(validation, trainer, model)
+            return self.values.pop(0)
+
+        monkeypatch.setattr(Validation, "_loss", crafted)
+
+
+def test_early_stopping_ends_the_run_at_the_expected_step_with_final_the_best(tmp_path, monkeypatch, capsys):
+    CraftedLosses(monkeypatch, [5.0, 4.0, 4.5, 4.0, 3.0, 2.0])
+    lines: list[str] = []
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=6, early_stopping_patience=2)
+    cfg["output"]["final"] = "best"
+    result = train(cfg, progress=lines.append)
+    # best 4.0 at step 2; step 3 (4.5) and step 4 (4.0, not lower) do not improve on it: patience 2 ends at 4
+    assert result.metrics["steps"] == 4 and result.metrics["validation"]["stopped_at"] == 4
+    assert result.final_dir is not None and result.stopped_by is None
+    run = Path(cfg["output"]["dir"])
+    assert json.loads((result.final_dir / "validation.json").read_text())["step"] == 2
+    for key, value in weights(result.final_dir).items():
+        torch.testing.assert_close(value, weights(run / "best")[key], rtol=0, atol=0)
+    assert (run / "checkpoints" / "step-00000004").is_dir()  # the last step's checkpoint, as at a run's end
+    assert any("stopping early: 2 validations without improving" in line for line in lines)
+    again = train(copy.deepcopy(cfg), resume=True)  # the run is finished: resuming trains nothing more
+    assert again.history == [] and again.metrics["steps"] == 4 and again.final_dir == result.final_dir
+
+
+class _SigtermAt(pl.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_resume_keeps_the_best_value_and_the_patience_count(tmp_path, monkeypatch):
+    crafted = CraftedLosses(monkeypatch, [1.0, 2.0, 3.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=6, early_stopping_patience=4)
+    stopped = train(cfg, callbacks=[_SigtermAt(3)])
+    assert stopped.stopped_by == "SIGTERM" and stopped.checkpoint.name == "step-00000003"
+    # Resumed, 1.5 does not beat the best (1.0 at step 1) and the fourth validation without improving stops it;
+    # had the resume forgotten them, 1.5 would be the best and the run would go to step 6.
+    crafted.values = [1.5, 1.2, 9.0]
+    resumed = train(copy.deepcopy(cfg), resume=True)
+    summary = resumed.metrics["validation"]
+    assert (summary["best_step"], summary["best"], summary["stopped_at"]) == (1, 1.0, 5)
+    assert [row["step"] for row in summary["history"]] == [1, 2, 3, 4, 5]
+    assert json.loads((Path(cfg["output"]["dir"]) / "best" / "validation.json").read_text())["step"] == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"val": []}, "train": {"val_every": 5}}, "train.val_every is set but data.val lists no validation"),
+    ({"train": {"val_every": 0}}, "data.val is set but train.val_every is 0"),
+    ({"train": {"early_stopping_patience": -1}}, "must be >= 0"),
+    ({"train": {"val_metric": "forecast_mse"}}, "forecast_mse needs data.format series"),
+    ({"train": {"val_metric": "accuracy"}}, r"train.val_metric: 'accuracy' is not one of \['loss', 'forecast_mse'\]"),
+    ({"data": {"val": [], "val_options": {"split": "test"}}, "train": {"val_every": 0}},
+     "data.val_options is set but data.val lists no validation files"),
+])
+def test_config_errors_name_the_keys(tmp_path, change, message):
+    cfg = val_config(tmp_path, "run")
+    for section, values in change.items():
+        cfg[section].update(values)
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(cfg)
+
+
+def test_val_every_0_turns_validation_off_saying_what_goes_unused(tmp_path, caplog):
+    cfg = val_config(tmp_path, "run", val_every=0, max_steps=1, val_at_start=True, early_stopping_patience=2)
+    cfg["data"]["val"] = []
+    cfg["output"]["final"] = "best"
+    result = train(cfg)
+    assert "validation" not in result.metrics and (result.final_dir / "model.safetensors").is_file()
+    assert not (Path(cfg["output"]["dir"]) / "best").exists()
+    assert ("train.val_every is 0, so the run does not validate: train.val_at_start, train.early_stopping_patience, "
+            "output.final go unused (final/ holds the last step)") in caplog.text
+
+
+def test_cli_a_missing_or_empty_val_file_is_one_line(tmp_path, capsys):
+    cfg = val_config(tmp_path, "run")
+    cfg["data"]["val"] = [str(tmp_path / "missing.json")]
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "run.yaml")]) != 0
+    err = capsys.readouterr().err
+    assert "missing.json" in err and "Traceback" not in err
+    (tmp_path / "empty.json").write_text("[]")
+    cfg["data"]["val"] = [str(tmp_path / "empty.json")]
+    cfg["output"]["dir"] = str(tmp_path / "run2")
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "run.yaml")]) != 0
+    err = capsys.readouterr().err
+    assert "empty.json" in err and "Traceback" not in err
