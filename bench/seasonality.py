@@ -27,7 +27,7 @@ moving average, computed by pandas):
    brackets: within one step of it).
 
 Needs statsmodels, pmdarima and pandas (`pip install -e ".[forecast-demo]"`). Deterministic: the
-rates do not depend on the machine; about a minute on one core.
+rates do not depend on the machine; about 20 s of CPU.
 """
 
 from __future__ import annotations
@@ -115,14 +115,15 @@ def fisher_g(values: np.ndarray, max_period: int) -> int:
 
 
 def periods(rows: np.ndarray | list[np.ndarray], max_period: int) -> dict[str, int]:
-    """The period each rule picks on the training rows (one series, or several pooled)."""
+    """The period each rule picks on the training rows (one series, or several pooled: then the
+    references, which read one series, say -1)."""
+    single = rows if isinstance(rows, np.ndarray) else rows[0] if len(rows) == 1 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels' notes on its own defaults
-        single = rows if isinstance(rows, np.ndarray) else rows[0]
         return {"before": detect_season(rows, max_period, significance=None).period,
                 "now": detect_season(rows, max_period).period,
-                "acf band": acf_band(single, max_period) if isinstance(rows, np.ndarray) or len(rows) == 1 else -1,
-                "Fisher g": fisher_g(single, max_period) if isinstance(rows, np.ndarray) or len(rows) == 1 else -1}
+                "acf band": -1 if single is None else acf_band(single, max_period),
+                "Fisher g": -1 if single is None else fisher_g(single, max_period)}
 
 
 def null_table(count: int) -> None:

@@ -136,7 +136,8 @@ def test_a_peak_chance_explains_is_named_with_its_bound() -> None:
 @pytest.mark.parametrize("rows, period", [(300, 7), (300, 12), (1000, 24)])
 def test_a_sine_as_strong_as_the_noise_is_found(rows: int, period: int) -> None:
     """Power: a sine plus noise of the same variance (SNR 1), 20 files each (bench/seasonality.py's
-    third table: 100 % of 100 there): every one gets exactly the sine's period, above its significance bound."""
+    third table: 98-100 % of 100 there): every one gets exactly the sine's period, above its
+    significance bound."""
     bench = load_bench()
     steps = np.arange(rows)
     for seed in range(20):
