@@ -88,6 +88,65 @@ def test_no_season_gives_none(kind: str) -> None:
     assert choice.period == 0 and choice.explain().startswith("no clear season")
 
 
+def load_bench():
+    """bench/seasonality.py, whose null series and training-rows cut the tests share."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_seasonality", REPO / "bench" / "seasonality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_short_persistent_series_without_a_season_get_none() -> None:
+    """bench/seasonality.py's null families, 50 files of 500 rows each (350 training rows, search
+    2-70 with a 96-step look-back), the bench's seeds: strength and prominence alone (the rule
+    before the significance test) give a season to 17 of them (AR(1) 0.5 to 0.99, random walks
+    with and without drift, ARIMA(1,1,0): slow swings that correlate at some lag by chance); the
+    significance bound gives none."""
+    bench = load_bench()
+    found, before = {}, 0
+    for index, (family, generate) in enumerate(bench.NULLS.items()):
+        for seed in range(50):
+            rows = bench.training_rows(generate(np.random.default_rng([index, 500, 96, seed]), 500), 96)
+            choice = detect_season(rows, 95)
+            if choice.period:
+                found[f"{family} {seed}"] = choice.explain()
+            before += detect_season(rows, 95, significance=None).period > 0
+    assert found == {}
+    assert before == 17
+
+
+def test_a_peak_chance_explains_is_named_with_its_bound() -> None:
+    """A random walk's 210 training rows (a 300-row file): a strong, prominent peak at 26 (0.48)
+    that a series this short and persistent reaches by chance; the note names the peak and the bound."""
+    bench = load_bench()
+    rows = bench.training_rows(bench.NULLS["random walk"](np.random.default_rng([4, 300, 96, 53]), 300), 96)
+    assert detect_season(rows, 95, significance=None).period == 26
+    choice = detect_season(rows, 95)
+    assert choice.period == 0 and choice.candidates == () and [lag for lag, _, _ in choice.rejected] == [26]
+    (_, corr, bound), = choice.rejected
+    assert 0.45 < corr < 0.5 < bound
+    assert choice.explain().startswith(
+        "no clear season: the strong, prominent autocorrelation peaks of the detrended training rows over lags 2-42 "
+        f"stay below what chance alone reaches in a series this short and persistent (26: {corr:.2f} < {bound:.2f}; "
+        "lags above 42 not searched")
+
+
+@pytest.mark.parametrize("rows, period", [(300, 7), (300, 12), (1000, 24)])
+def test_a_sine_as_strong_as_the_noise_is_found(rows: int, period: int) -> None:
+    """Power: a sine plus noise of the same variance (SNR 1), 20 files each (bench/seasonality.py's
+    third table: 98-100 % of 100 there): every one gets exactly the sine's period, above its
+    significance bound."""
+    bench = load_bench()
+    steps = np.arange(rows)
+    for seed in range(20):
+        rng = np.random.default_rng([7, rows, period, seed])
+        values = np.sqrt(2) * np.sin(2 * np.pi * steps / period + rng.uniform(0, 2 * np.pi)) + rng.normal(size=rows)
+        choice = detect_season(bench.training_rows(values, 96), 95)
+        assert choice.period == period and 0 < choice.bound < choice.strength
+
+
 def train_rows(values) -> np.ndarray:
     """The training rows of the 70/10/20 layout `season: auto` reads."""
     values = np.asarray(values, dtype=np.float64).ravel()
@@ -113,6 +172,17 @@ def test_real_series_periods() -> None:
     assert sunspots.period == 11 and sunspots.search == (2, 43)
     nile = detect_season(train_rows(sm.datasets.nile.load_pandas().data["volume"]), 30)
     assert nile.period == 0 and nile.explain().startswith("no clear season")
+    # every season above stands clear of the significance bound (sunspots, 216 rows, the closest)
+    for choice in (detect_season(taylor, 671), detect_season(co2, 96), sunspots):
+        assert 0 < choice.bound < choice.strength
+    # macrodata: quarterly US series, seasonally adjusted; each column alone and all 12 pooled
+    macro = sm.datasets.macrodata.load_pandas().data.drop(columns=["year", "quarter"])
+    columns = [train_rows(macro[column]) for column in macro.columns]
+    assert [detect_season(column, 95).period for column in columns + [columns]] == [0] * 13
+    # pmdarima's monthly wine sales and air passengers (12), quarterly beer (4), lynx trappings (~9-10 years)
+    for name, longest, period in (("wineind", 95, 12), ("airpassengers", 23, 12), ("ausbeer", 95, 4),
+                                  ("lynx", 23, 9)):
+        assert detect_season(train_rows(getattr(pmdarima, f"load_{name}")()), longest).period == period, name
 
 
 def write_csv(path: Path, values: np.ndarray) -> Path:
