@@ -34,6 +34,27 @@ def test_known_periods_through_noise_trend_and_gaps() -> None:
     assert detect_season(trended, 40).period == 0
 
 
+def test_constant_and_straight_line_series_are_left_out() -> None:
+    """A straight line detrends to rounding error (a time-index column, standardised: a float ramp),
+    whose autocorrelation has its own pattern: it gave a "season 13" of correlation 0.76; pooled as
+    0, a constant column (a stuck sensor) halved a real season's correlation, and three hid it. Both
+    are left out, and named."""
+    ramp = np.linspace(0.0, 1.0, 500)
+    choice = detect_season(ramp, 95)
+    assert choice.period == 0 and choice.flat == 1
+    assert choice.explain() == ("no season: the training series is constant or a straight line (nothing varies "
+                                "beyond the trend)")
+    assert "2 training series are constant" in detect_season([ramp, np.full(500, 3.0)], 95).explain()
+    seasonal = noisy(np.sin(2 * np.pi * STEPS[:500] / 12), 1.0)
+    alone = detect_season(seasonal, 95)
+    assert alone.period == 12
+    for others in ([np.zeros(500)], [np.ones(500)] * 3, [1e6 + 0.37 * STEPS[:500]]):
+        pooled = detect_season([seasonal, *others], 95)
+        assert (pooled.period, pooled.strength, pooled.bound, pooled.flat) == (12, alone.strength, alone.bound,
+                                                                               len(others))
+        assert pooled.explain().endswith("constant or a straight line (nothing varies beyond the trend), left out)")
+
+
 def test_two_seasons_pick_the_lag_whose_copy_predicts_best() -> None:
     """A day (48) and a week (336): when weekends differ clearly, the week-ago copy is the better
     seasonal-naive forecast (higher autocorrelation) and is picked; when the weekly part is slight,

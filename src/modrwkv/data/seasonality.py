@@ -3,7 +3,8 @@
 `detect_season` removes the trend (a centred moving average longer than any candidate period, so
 that the average holds trend but almost no season) and measures, for every lag `k` of the search
 range, the correlation between the series and itself `k` steps earlier (Pearson, each lag with its
-own means and variances; several series are pooled, weighted by their overlap). A period is a local
+own means and variances; several series are pooled, weighted by their overlap, except those with
+nothing beyond their trend, a constant or a straight line, `FLAT`). A period is a local
 peak of that autocorrelation that is **strong** (correlation >= `min_strength`), **prominent** (it
 rises by >= `min_prominence` above the lowest correlation at a shorter lag, so a slowly decaying
 curve, e.g. of a random walk, is no season) and **significant**: above what chance alone reaches at
@@ -54,6 +55,10 @@ MIN_CYCLES = 3  # the training rows must hold this many periods for a period to 
 MIN_ROWS_PER_PERIOD = MIN_CYCLES + 2  # ... and two more for the trend's moving average
 MULTIPLE_GAIN = 2.0  # a peak at a multiple of a shorter one must divide 1 - corr by this to win
 SIGNIFICANCE = 0.05  # the chance that a series without a season shows a significant peak somewhere in the search
+# Detrended rows whose spread is below this fraction of the series' largest value are rounding error (a constant,
+# a straight line: a time-index column, standardised and stored as float32): their autocorrelation is the
+# rounding's pattern, no season, and pooled as 0 it would dilute the others' (float32 rounds at ~6e-8).
+FLAT = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +67,10 @@ class SeasonChoice:
     autocorrelation at it, the candidate peaks that were compared (lag, correlation, highest
     first), the lags searched, the longest series' length, the `max_period` asked for, why the
     period was preferred to the highest peak ("" when it is the highest), the correlation that
-    chance reaches at the period's peak (`bound`, the significance bound it exceeds), and the
-    strong, prominent peaks that stayed below their bound (lag, correlation, bound; highest first)."""
+    chance reaches at the period's peak (`bound`, the significance bound it exceeds), the
+    strong, prominent peaks that stayed below their bound (lag, correlation, bound; highest first),
+    how many series were left out as `flat` (nothing but their trend: constant or a straight line)
+    and how many were `pooled`."""
 
     period: int
     strength: float
@@ -74,6 +81,8 @@ class SeasonChoice:
     preferred: str = ""
     bound: float = 0.0
     rejected: tuple[tuple[int, float, float], ...] = ()
+    flat: int = 0
+    pooled: int = 0
 
     @property
     def too_short(self) -> bool:
@@ -94,6 +103,12 @@ class SeasonChoice:
                   f"; lags above {high} not searched: a period must fit {MIN_ROWS_PER_PERIOD} times into the "
                   f"{self.rows} training rows")
         peaks = ", ".join(f"{lag}: {corr:.2f}" for lag, corr in self.candidates[:6]) or "none"
+        if self.flat:
+            flat = f"{'the' if self.flat == 1 else self.flat} training series {'is' if self.flat == 1 else 'are'} " \
+                   f"constant or a straight line (nothing varies beyond the trend)"
+            if not self.pooled:
+                return f"no season: {flat}"
+            capped += f"; {flat}, left out"
         if not self.period and self.rejected:
             chance = ", ".join(f"{lag}: {corr:.2f} < {bound:.2f}" for lag, corr, bound in self.rejected[:3])
             return (f"no clear season: the strong, prominent autocorrelation peaks of the detrended training rows over "
@@ -135,17 +150,23 @@ def detect_season(
     beyond = high + max(1, high // 8)  # lags past the search, so that a peak at its end is confirmed
     totals = np.zeros(beyond + 1)
     weights = np.zeros(beyond + 1)
+    flat = pooled = 0
     for item in items:
-        values = _detrended(_filled(item), high)
+        filled = _filled(item)
+        values = _detrended(filled, high)
         if values is None or len(values) < MIN_CYCLES * min_period:
             continue
+        if not np.std(values) > FLAT * np.max(np.abs(filled)):  # rounding error's correlations are no season's
+            flat += 1
+            continue
+        pooled += 1
         lags = min(beyond, len(values) // MIN_CYCLES)
         corr = _lagged_correlation(values, lags)
         overlap = len(values) - np.arange(lags + 1)
         totals[: lags + 1] += corr * overlap
         weights[: lags + 1] += overlap
     if not weights[min_period]:
-        return SeasonChoice(0, 0.0, (), (min_period, high), longest, max_period)
+        return SeasonChoice(0, 0.0, (), (min_period, high), longest, max_period, flat=flat, pooled=pooled)
     computed = int(np.flatnonzero(weights)[-1])
     corr = totals[: computed + 1] / weights[: computed + 1]
     searched = (min_period, min(high, computed))
@@ -175,7 +196,8 @@ def detect_season(
     peaks = sorted(peaks.items(), key=lambda peak: -peak[1])
     by_chance = tuple(sorted(((lag, *values) for lag, values in rejected.items()), key=lambda peak: -peak[1]))
     if not peaks:
-        return SeasonChoice(0, 0.0, (), searched, longest, max_period, rejected=by_chance)
+        return SeasonChoice(0, 0.0, (), searched, longest, max_period, rejected=by_chance, flat=flat,
+                           pooled=pooled)
     (best_lag, best), preferred = peaks[0], ""
     for lag, strength in sorted(peaks):  # the shortest first; the highest itself ends the loop
         cycles = round(best_lag / lag)
@@ -188,7 +210,8 @@ def detect_season(
             preferred = (f"shorter than the highest ({best_lag}: {best:.2f}), {cycles} of its cycles, whose "
                          f"seasonal-naive error 1 - corr is not {MULTIPLE_GAIN:g} times smaller")
             break
-    return SeasonChoice(lag, strength, tuple(peaks), searched, longest, max_period, preferred, bounds[lag], by_chance)
+    return SeasonChoice(lag, strength, tuple(peaks), searched, longest, max_period, preferred, bounds[lag], by_chance,
+                        flat, pooled)
 
 
 def _memory(corr: np.ndarray, lag: int) -> float:
