@@ -675,10 +675,12 @@ class Resampler:
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """The output samples that `block` (the signal's next samples, 1-D) completes."""
-        block = np.asarray(block, dtype=np.float64)
-        # a whole waveform given as one block is held as its float64 copy, not copied again
-        self._held = np.concatenate([self._held, block]) if len(self._held) else block
-        self._received += len(block)
+        samples = np.asarray(block, dtype=np.float64)
+        # a whole waveform given as one block is held as its float64 copy, not copied again; a float64 block
+        # is the caller's, perhaps a read buffer it reuses: what is kept of it is copied
+        own = not len(self._held) and not np.may_share_memory(samples, block)
+        self._held = samples if own else np.concatenate([self._held, samples])
+        self._received += len(samples)
         return self._emit(-(-self._received * self.up // self.down) - self._skip)
 
     def finish(self) -> np.ndarray:
