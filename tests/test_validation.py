@@ -182,3 +182,36 @@ def test_cli_a_missing_or_empty_val_file_is_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "run.yaml")]) != 0
     err = capsys.readouterr().err
     assert "empty.json" in err and "Traceback" not in err
+
+
+def test_validation_leaves_training_as_it_was_with_gradient_accumulation(tmp_path):
+    """Two micro-batches a step: validation runs once at each validated step (not once per micro-batch, not
+    twice at the last step), and the trained weights are those of the same run without validation, bit for
+    bit (validation draws no random number, leaves no module in eval mode and no gradient)."""
+    cfg = val_config(tmp_path, "val", max_steps=4, batch_size=8, micro_batch_size=4, val_every=2, val_at_start=True)
+    validated = train(cfg)
+    assert [row["step"] for row in validated.metrics["validation"]["history"]] == [0, 2, 4]
+    plain_cfg = val_config(tmp_path, "plain", max_steps=4, batch_size=8, micro_batch_size=4, val_every=0)
+    plain_cfg["data"]["val"] = []
+    plain = train(plain_cfg)
+    assert [r["loss"] for r in validated.history] == [r["loss"] for r in plain.history]
+    reference = weights(plain.final_dir)
+    for key, value in weights(validated.final_dir).items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=0)
+
+
+def test_a_nan_validation_is_never_the_best(tmp_path, monkeypatch):
+    crafted = CraftedLosses(monkeypatch, [float("nan"), 3.0, float("nan"), 4.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=3, val_at_start=True, early_stopping_patience=3)
+    cfg["output"]["final"] = "best"
+    summary = train(cfg).metrics["validation"]
+    assert (summary["best_step"], summary["best"], summary["stopped_at"]) == (1, 3.0, None)
+    assert json.loads((Path(cfg["output"]["dir"]) / "best" / "validation.json").read_text())["step"] == 1
+    # every validation NaN: no best/, and final/ (output.final best) holds the last step, saying so
+    crafted.values = [float("nan")] * 2
+    cfg = val_config(tmp_path, "nan", val_every=1, max_steps=1, val_at_start=True)
+    cfg["output"]["final"] = "best"
+    result = train(cfg)
+    assert result.metrics["validation"]["best_step"] is None and not (Path(cfg["output"]["dir"]) / "best").exists()
+    for key, value in weights(result.final_dir).items():
+        torch.testing.assert_close(value, result.model.state_dict()[key], rtol=0, atol=0)

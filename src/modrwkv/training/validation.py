@@ -153,6 +153,10 @@ class Validation(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         finished = trainer.global_step >= self.checkpointer.total_steps  # not stopped by a signal
+        if finished and self.best is None and self.checkpointer.final_source is not None:
+            log.warning("output.final is best, but no validation gave a number (every %s was NaN): final/ holds "
+                        "the last step", self.metric)
+            self.checkpointer.final_source = None
         if finished and self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
             log.warning("the best validation (val_forecast_mse %.4f at step %d) is worse than a reply of zeros "
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
@@ -193,7 +197,9 @@ class Validation(pl.Callback):
                 module.train(training)
         self.history.append(row)
         value = row[self.metric]
-        improved = self.best is None or value < self.best[self.metric]
+        # NaN (a diverged model, a val set without a supervised token) is never the best: compared, it would
+        # be, as the first value, one that nothing improves on, and best/ would hold it.
+        improved = not math.isnan(value) and (self.best is None or value < self.best[self.metric])
         if improved:
             self.best, self.since_best = row, 0
             self._save_best(trainer, pl_module, row)
