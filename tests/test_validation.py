@@ -215,3 +215,49 @@ def test_a_nan_validation_is_never_the_best(tmp_path, monkeypatch):
     assert result.metrics["validation"]["best_step"] is None and not (Path(cfg["output"]["dir"]) / "best").exists()
     for key, value in weights(result.final_dir).items():
         torch.testing.assert_close(value, result.model.state_dict()[key], rtol=0, atol=0)
+
+
+class _CrashAt(pl.Callback):
+    """A crash (not a signal, so no checkpoint) as step `step + 1` starts."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise RuntimeError("crashed")
+
+
+def test_resume_keeps_a_better_best_written_after_the_checkpoint(tmp_path, monkeypatch):
+    """Killed after best/ was written at step 3 but before a checkpoint after step 2: the resumed run trains
+    step 3 again, and its validation, worse this time (a GPU's sums are not bit-exact), does not replace best/;
+    the best/ of step 3 counts as the best so far, and patience counts from it."""
+    crafted = CraftedLosses(monkeypatch, [3.0, 2.0, 1.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=6, early_stopping_patience=2)
+    cfg["output"].update(save_every=2, keep_last=10)
+    with pytest.raises(RuntimeError, match="crashed"):
+        train(cfg, callbacks=[_CrashAt(3)])
+    run = Path(cfg["output"]["dir"])
+    assert json.loads((run / "best" / "validation.json").read_text())["val_loss"] == 1.0
+    crafted.values = [1.5, 1.4, 1.3, 1.2]  # step 3 validated again, 4 and 5 for the first time: 2 without improving
+    summary = train(copy.deepcopy(cfg), resume=True).metrics["validation"]
+    assert (summary["best_step"], summary["best"], summary["stopped_at"]) == (3, 1.0, 5)
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert (record["step"], record["val_loss"]) == (3, 1.0)
+
+
+def test_a_run_stopped_while_replacing_best_finds_it_again(tmp_path, monkeypatch):
+    """best/ is renamed aside before the new one takes its name, never deleted first: a run killed between
+    the two renames leaves both folders, and the next start puts the complete one back."""
+    crafted = CraftedLosses(monkeypatch, [2.0, 1.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=3)
+    cfg["output"].update(save_every=1, keep_last=10)
+    with pytest.raises(RuntimeError, match="crashed"):
+        train(cfg, callbacks=[_CrashAt(2)])
+    run = Path(cfg["output"]["dir"])
+    (run / "best").rename(run / ".best.old")  # killed between the renames: the new best/ was not complete
+    (run / ".best.tmp").mkdir()
+    crafted.values = [5.0]
+    train(copy.deepcopy(cfg), resume=True)
+    assert json.loads((run / "best" / "validation.json").read_text())["step"] == 2
+    assert not (run / ".best.old").exists()
