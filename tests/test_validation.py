@@ -112,6 +112,9 @@ def test_early_stopping_ends_the_run_at_the_expected_step_with_final_the_best(tm
         torch.testing.assert_close(value, weights(run / "best")[key], rtol=0, atol=0)
     assert (run / "checkpoints" / "step-00000004").is_dir()  # the last step's checkpoint, as at a run's end
     assert any("stopping early: 2 validations without improving" in line for line in lines)
+    # the progress line of the step it stopped at says so, not a leftover ETA
+    last = [line for line in lines if line.startswith("step ")][-1]
+    assert last.startswith("step 4/6 |") and "stopped early" in last and "ETA" not in last
     again = train(copy.deepcopy(cfg), resume=True)  # the run is finished: resuming trains nothing more
     assert again.history == [] and again.metrics["steps"] == 4 and again.final_dir == result.final_dir
 
