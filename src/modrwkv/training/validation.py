@@ -10,7 +10,8 @@
   cross-entropy weighs every digit of a number alike, the first as much as the last, so it need not
   track the forecast error; the val loss is computed and logged with either metric.
 - Every rank takes part: each scores its share of the val samples (every world_size-th), and the
-  sums are reduced, so that every rank gets the same value and takes the same decisions.
+  sums are reduced, so that every rank gets the same value and takes the same decisions; an error on
+  one rank ends every rank with it (`failing_together`), none waits for it in the reduce.
 - `best/` (a `save_pretrained` folder, as `final/`) holds the weights of the best validation so far
   (of equal values, the earlier), with `validation.json` saying the step and the value.
   `output.final: best` makes `final/` a copy of it at the end. It is replaced by renames, so that a run
@@ -92,16 +93,19 @@ class ForecastScorer:
                     "reference": sample.reference} for sample in self.samples]
         return float(self.task.summarize(records)["mse"])
 
-    def __call__(self, model: Any, rank: int, world_size: int) -> float:
+    def __call__(self, model: Any, trainer: pl.Trainer) -> float:
         from ..inference import ModRWKVPipeline
 
-        pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
-        shard = self.samples[rank::world_size]
+        world_size = trainer.world_size
+        shard = self.samples[trainer.global_rank::world_size]
         records = []
-        for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
-            batch = shard[start:start + EVAL_BATCH_SIZE]
-            answers = self.task.generate(pipeline, batch, self.task.max_new_tokens)
-            records += [{**answer, "reference": sample.reference} for sample, answer in zip(batch, answers, strict=True)]
+        with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
+            pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
+            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
+                batch = shard[start:start + EVAL_BATCH_SIZE]
+                answers = self.task.generate(pipeline, batch, self.task.max_new_tokens)
+                records += [{**answer, "reference": sample.reference}
+                            for sample, answer in zip(batch, answers, strict=True)]
         if world_size > 1:
             gathered: list[Any] = [None] * world_size
             torch.distributed.all_gather_object(gathered, records)
@@ -198,7 +202,7 @@ class Validation(pl.Callback):
             with torch.no_grad():
                 row = {"step": float(step), "val_loss": self._loss(trainer, model)}
                 if self.forecast is not None:
-                    row["val_forecast_mse"] = self.forecast(model, trainer.global_rank, trainer.world_size)
+                    row["val_forecast_mse"] = self.forecast(model, trainer)
         finally:
             for module, training in modes.items():
                 module.train(training)
@@ -234,7 +238,9 @@ class Validation(pl.Callback):
         rank, world = trainer.global_rank, trainer.world_size
         indices = list(range(self.count))
         loss_sum, labels = 0.0, 0.0
-        with trainer.precision_plugin.val_step_context():
+        # One rank's error (out of memory on a longer sample of its share) ends every rank with it: without it
+        # the others waited in the reduce below for ever, where that rank's process lived on.
+        with failing_together(trainer), trainer.precision_plugin.val_step_context():
             for start in range(rank * self.micro_batch_size, len(indices), world * self.micro_batch_size):
                 batch = self.collate([self.dataset[i] for i in indices[start:start + self.micro_batch_size]])
                 if batch.batch is None:
