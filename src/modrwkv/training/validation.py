@@ -49,8 +49,8 @@ from .data import DroppingCollator, ProcessedDataset
 log = logging.getLogger(__name__)
 
 BEST = "best"
-BEST_RECORD = "validation.json"
-EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)  # in best/: the step and the value it was chosen at
+BEST_RECORD = "validation.json"  # in best/: the step and the value it was chosen at
+EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)
 
 
 def val_data_config(config: DataConfig) -> DataConfig:
