@@ -522,6 +522,23 @@ def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, 
                              cwd=tmp_path, env={**env, "LOCAL_RANK": str(rank)}) for rank in range(2)]
 
 
+def outputs_when_one_fails(ranks: list[subprocess.Popen], failed: int, timeout: float) -> list[tuple[str, str]]:
+    """Each rank's (stdout, stderr) where rank `failed` (RANK_LAUNCHER's failing one, which lives on until its stdin
+    closes) failed: the other's once it ends, then that one's; the test fails, both killed, if the other still
+    waits for it after `timeout` s."""
+    other = 1 - failed
+    outputs: list[tuple[str, str]] = [("", ""), ("", "")]
+    try:
+        outputs[other] = ranks[other].communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for rank in ranks:
+            rank.kill()
+        stderr = [rank.communicate()[1][-1500:] for rank in ranks]
+        pytest.fail(f"rank {other} still waits for rank {failed} after {timeout} s:\n{stderr[0]}\n{stderr[1]}")
+    outputs[failed] = ranks[failed].communicate("", timeout=60)
+    return outputs
+
+
 def test_sigterm_to_one_rank_stops_every_rank_at_one_checkpoint(tmp_path):
     """A scheduler's SIGTERM may reach one rank only: every rank stops after the same step, which is saved, and
     says so with the signal's exit status. The rank that did not receive it used to name the signal "a signal

@@ -270,19 +270,11 @@ def test_an_error_in_one_ranks_validation_ends_every_rank(tmp_path):
     """A rank whose validation fails (out of memory on a longer sample of its share) used to leave the other
     waiting in the reduce of the val loss: with NCCL for ever while its process lived on, with gloo until the
     failing rank tore its connection down ("Connection closed by peer"). Every rank now ends with its error."""
-    import subprocess
-
-    from test_training import start_ranks
+    from test_training import outputs_when_one_fails, start_ranks
 
     ranks = start_ranks(tmp_path, max_steps=3, output={"media_reliance_every": 0}, val_every=2,
                         env={"MODRWKV_TEST_FULL_DISK": "1:0:validation"})
-    try:
-        outputs = [ranks[0].communicate(timeout=120)]
-    except subprocess.TimeoutExpired:
-        for rank in ranks:
-            rank.kill()
-        pytest.fail(f"rank 0 still waits for rank 1 after 120 s:\n{ranks[0].communicate()[1][-1500:]}")
-    outputs.append(ranks[1].communicate("", timeout=60))
+    outputs = outputs_when_one_fails(ranks, failed=1, timeout=120)
     assert all(rank.returncode not in (0, None) for rank in ranks)
     assert "RuntimeError on rank 1: CUDA out of memory" in outputs[0][1], outputs[0][1][-3000:]
     assert "CUDA out of memory" in outputs[1][1], outputs[1][1][-3000:]
