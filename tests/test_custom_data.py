@@ -440,6 +440,12 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     options = written["data"]["options"]
     assert (options["split"], options["standardize"]) == ("train", True)
     assert written["train"]["lr"] == 3e-3  # configs/series-cpu.yaml's rate (docs/forecasting.md), not the images'
+    # and its validation: the val rows' forecast MSE picks final/'s weights and stops early; 320 steps, every 32
+    series_cpu = yaml.safe_load((Path(__file__).parents[1] / "configs" / "series-cpu.yaml").read_text())
+    keys = ("val_at_start", "val_metric", "early_stopping_patience")
+    assert {key: written["train"][key] for key in keys} == {key: series_cpu["train"][key] for key in keys}
+    assert (written["train"]["val_every"], written["output"]["final"]) == (32, series_cpu["output"]["final"])
+    assert "val" not in written["data"]  # the same file's val rows
     # the evaluation it suggests is the same CSV, whose test rows (the last 20%) training never read,
     # with the trained windows (the model refuses any other lookback)
     assert out[-2] == f"evaluate:  modrwkv eval --task custom --model runs/load/final --data {tmp_path / 'load.csv'} " \

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -331,7 +330,7 @@ def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, fa
     process lived on (a job burning its GPU hours until its wall time). Every rank now stops with the same error,
     and the run resumes from the checkpoint it names (resumed in one case: the other two write it the same way).
     Step 2's checkpoints are saved mid-run, step 3's at the end."""
-    from test_training import start_ranks
+    from test_training import outputs_when_one_fails, start_ranks
 
     from modrwkv.training import load_config
 
@@ -346,15 +345,8 @@ def test_a_write_failing_on_one_rank_ends_every_rank_with_its_error(tmp_path, fa
     for args in ([], ["--resume"]) if write == "final" else ([],):
         ranks = start_ranks(tmp_path, max_steps=3, output={"save_every": 1}, env={"MODRWKV_TEST_FULL_DISK": failing},
                             args=args)
-        try:
-            outputs = {1 - int(failed): ranks[1 - int(failed)].communicate(timeout=120)}
-        except subprocess.TimeoutExpired:
-            for rank in ranks:
-                rank.kill()
-            stderr = [rank.communicate()[1][-1500:] for rank in ranks]
-            pytest.fail(f"rank {1 - int(failed)} still waits for rank {failed} after 120 s:\n{stderr[0]}\n{stderr[1]}")
-        outputs[int(failed)] = ranks[int(failed)].communicate("", timeout=60)
-        for rank, (_, stderr) in sorted(outputs.items()):
+        outputs = outputs_when_one_fails(ranks, failed=int(failed), timeout=120)
+        for rank, (_, stderr) in enumerate(outputs):
             assert ranks[rank].returncode == 2 and stderr.strip().splitlines()[-1] == expected, (args, stderr[-3000:])
         assert latest_checkpoint(out) == newest
         assert not (out / "final").exists() and not list(checkpoints.glob(".*"))  # no partial files are left
@@ -369,16 +361,10 @@ def test_a_config_yaml_that_rank_0_cannot_write_ends_every_rank_with_its_error(t
     connected: when that failed (a full disk), rank 0 ended and the other ranks waited at the rendezvous
     for it until the process group's timeout, 30 minutes. It is now written once they are connected, and
     every rank stops with the same one-line error at once."""
-    from test_training import start_ranks
+    from test_training import outputs_when_one_fails, start_ranks
 
     ranks = start_ranks(tmp_path, max_steps=3, output={}, env={"MODRWKV_TEST_FULL_DISK": "0:0:config"})
-    try:
-        outputs = [ranks[1].communicate(timeout=60)]
-    except subprocess.TimeoutExpired:
-        for rank in ranks:
-            rank.kill()
-        pytest.fail(f"rank 1 still waits for rank 0 after 60 s:\n{ranks[1].communicate()[1][-1500:]}")
-    outputs.insert(0, ranks[0].communicate("", timeout=60))
+    outputs = outputs_when_one_fails(ranks, failed=0, timeout=60)
     expected = f"modrwkv train: error: {tmp_path / 'run' / 'config.yaml'}: no space left on device"
     for rank, (_, stderr) in enumerate(outputs):
         assert ranks[rank].returncode == 2 and stderr.strip().splitlines()[-1] == expected, stderr[-3000:]

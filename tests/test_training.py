@@ -437,7 +437,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 # RANK:STEP:WRITE, makes that rank's WRITE of step STEP fail as a full disk does: `model` rank 0's export of the
 # checkpoint's weights, `state` the training state (which a sharded strategy writes on every rank; DDP on rank 0
 # only, so on rank 1 this stands for its shard), `final` the copy into final/ (rank 0's), `config` the run's
-# config.yaml (rank 0's, before the first step; STEP is not used). The failing rank lives
+# config.yaml (rank 0's, before the first step; STEP is not used); `validation` (not a write) an error in that
+# rank's validation forward (STEP is not used). The failing rank lives
 # on after its error until its stdin closes, as a notebook's kernel does (and as a peer's exit goes unnoticed by
 # NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
@@ -469,6 +470,17 @@ if os.environ["LOCAL_RANK"] == rank:
                   step_tmp)
     elif write == "final":
         full_disk(shutil, "copytree", lambda source, destination, *rest: Path(destination), ".final.tmp")
+    elif write == "validation":  # not a write: the rank runs out of memory in validation's forward (eval mode)
+        from modrwkv.multimodal import ModRWKV
+
+        def out_of_memory(forward_batch):
+            def forward(self, *args, **kwargs):
+                if not self.training:
+                    raise RuntimeError("CUDA out of memory")
+                return forward_batch(self, *args, **kwargs)
+            return forward
+
+        ModRWKV.forward_batch = out_of_memory(ModRWKV.forward_batch)
     else:
         import modrwkv.training.config as config
 
@@ -486,12 +498,16 @@ os._exit(status)  # not through the interpreter's shutdown, which takes a rank 2
 
 
 def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, str],
-                args: Sequence[str] = ()) -> list[subprocess.Popen]:
+                args: Sequence[str] = (), val_every: int = 0) -> list[subprocess.Popen]:
     """The two ranks (RANK_LAUNCHER, each with `env` added) of a DDP run of this file's `config` for `max_steps`
     with `output` settings (dir: tmp_path/run) on 8 LLaVA colour samples, a batch of 4 in micro-batches of 2:
-    one on each rank, `modrwkv train` given `args` too. Their output is read line by line."""
-    cfg = config(tmp_path, "run", max_steps=max_steps, batch_size=4, micro_batch_size=2)
+    one on each rank, `modrwkv train` given `args` too, validated every `val_every` steps (if set) on 4 others.
+    Their output is read line by line."""
+    cfg = config(tmp_path, "run", max_steps=max_steps, batch_size=4, micro_batch_size=2, val_every=val_every)
     cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(8)))]}
+    if val_every:
+        (tmp_path / "val").mkdir()
+        cfg["data"]["val"] = [str(write_llava(tmp_path / "val", colour_samples(4, seed=1)))]
     cfg["runtime"].update(devices=2, strategy="ddp")
     cfg["output"].update(output)
     (tmp_path / "run.yaml").write_text(json.dumps(cfg))  # JSON is YAML
@@ -504,6 +520,23 @@ def start_ranks(tmp_path: Path, *, max_steps: int, output: dict, env: dict[str, 
     return [warm_start.popen([str(tmp_path / "rank.py"), "train", str(tmp_path / "run.yaml"), *args],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=tmp_path, env={**env, "LOCAL_RANK": str(rank)}) for rank in range(2)]
+
+
+def outputs_when_one_fails(ranks: list[subprocess.Popen], failed: int, timeout: float) -> list[tuple[str, str]]:
+    """Each rank's (stdout, stderr) where rank `failed` (RANK_LAUNCHER's failing one, which lives on until its stdin
+    closes) failed: the other's once it ends, then that one's; the test fails, both killed, if the other still
+    waits for it after `timeout` s."""
+    other = 1 - failed
+    outputs: list[tuple[str, str]] = [("", ""), ("", "")]
+    try:
+        outputs[other] = ranks[other].communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for rank in ranks:
+            rank.kill()
+        stderr = [rank.communicate()[1][-1500:] for rank in ranks]
+        pytest.fail(f"rank {other} still waits for rank {failed} after {timeout} s:\n{stderr[0]}\n{stderr[1]}")
+    outputs[failed] = ranks[failed].communicate("", timeout=60)
+    return outputs
 
 
 def test_sigterm_to_one_rank_stops_every_rank_at_one_checkpoint(tmp_path):

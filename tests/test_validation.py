@@ -112,6 +112,9 @@ def test_early_stopping_ends_the_run_at_the_expected_step_with_final_the_best(tm
         torch.testing.assert_close(value, weights(run / "best")[key], rtol=0, atol=0)
     assert (run / "checkpoints" / "step-00000004").is_dir()  # the last step's checkpoint, as at a run's end
     assert any("stopping early: 2 validations without improving" in line for line in lines)
+    # the progress line of the step it stopped at says so, not a leftover ETA
+    last = [line for line in lines if line.startswith("step ")][-1]
+    assert last.startswith("step 4/6 |") and "stopped early" in last and "ETA" not in last
     again = train(copy.deepcopy(cfg), resume=True)  # the run is finished: resuming trains nothing more
     assert again.history == [] and again.metrics["steps"] == 4 and again.final_dir == result.final_dir
 
@@ -182,3 +185,96 @@ def test_cli_a_missing_or_empty_val_file_is_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "run.yaml")]) != 0
     err = capsys.readouterr().err
     assert "empty.json" in err and "Traceback" not in err
+
+
+def test_validation_leaves_training_as_it_was_with_gradient_accumulation(tmp_path):
+    """Two micro-batches a step: validation runs once at each validated step (not once per micro-batch, not
+    twice at the last step), and the trained weights are those of the same run without validation, bit for
+    bit (validation draws no random number, leaves no module in eval mode and no gradient)."""
+    cfg = val_config(tmp_path, "val", max_steps=4, batch_size=8, micro_batch_size=4, val_every=2, val_at_start=True)
+    validated = train(cfg)
+    assert [row["step"] for row in validated.metrics["validation"]["history"]] == [0, 2, 4]
+    plain_cfg = val_config(tmp_path, "plain", max_steps=4, batch_size=8, micro_batch_size=4, val_every=0)
+    plain_cfg["data"]["val"] = []
+    plain = train(plain_cfg)
+    assert [r["loss"] for r in validated.history] == [r["loss"] for r in plain.history]
+    reference = weights(plain.final_dir)
+    for key, value in weights(validated.final_dir).items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=0)
+
+
+def test_a_nan_validation_is_never_the_best(tmp_path, monkeypatch):
+    crafted = CraftedLosses(monkeypatch, [float("nan"), 3.0, float("nan"), 4.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=3, val_at_start=True, early_stopping_patience=3)
+    cfg["output"]["final"] = "best"
+    summary = train(cfg).metrics["validation"]
+    assert (summary["best_step"], summary["best"], summary["stopped_at"]) == (1, 3.0, None)
+    assert json.loads((Path(cfg["output"]["dir"]) / "best" / "validation.json").read_text())["step"] == 1
+    # every validation NaN: no best/, and final/ (output.final best) holds the last step, saying so
+    crafted.values = [float("nan")] * 2
+    cfg = val_config(tmp_path, "nan", val_every=1, max_steps=1, val_at_start=True)
+    cfg["output"]["final"] = "best"
+    result = train(cfg)
+    assert result.metrics["validation"]["best_step"] is None and not (Path(cfg["output"]["dir"]) / "best").exists()
+    for key, value in weights(result.final_dir).items():
+        torch.testing.assert_close(value, result.model.state_dict()[key], rtol=0, atol=0)
+
+
+class _CrashAt(pl.Callback):
+    """A crash (not a signal, so no checkpoint) as step `step + 1` starts."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise RuntimeError("crashed")
+
+
+def test_resume_keeps_a_better_best_written_after_the_checkpoint(tmp_path, monkeypatch):
+    """Killed after best/ was written at step 3 but before a checkpoint after step 2: the resumed run trains
+    step 3 again, and its validation, worse this time (a GPU's sums are not bit-exact), does not replace best/;
+    the best/ of step 3 counts as the best so far, and patience counts from it."""
+    crafted = CraftedLosses(monkeypatch, [3.0, 2.0, 1.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=6, early_stopping_patience=2)
+    cfg["output"].update(save_every=2, keep_last=10)
+    with pytest.raises(RuntimeError, match="crashed"):
+        train(cfg, callbacks=[_CrashAt(3)])
+    run = Path(cfg["output"]["dir"])
+    assert json.loads((run / "best" / "validation.json").read_text())["val_loss"] == 1.0
+    crafted.values = [1.5, 1.4, 1.3, 1.2]  # step 3 validated again, 4 and 5 for the first time: 2 without improving
+    summary = train(copy.deepcopy(cfg), resume=True).metrics["validation"]
+    assert (summary["best_step"], summary["best"], summary["stopped_at"]) == (3, 1.0, 5)
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert (record["step"], record["val_loss"]) == (3, 1.0)
+
+
+def test_a_run_stopped_while_replacing_best_finds_it_again(tmp_path, monkeypatch):
+    """best/ is renamed aside before the new one takes its name, never deleted first: a run killed between
+    the two renames leaves both folders, and the next start puts the complete one back."""
+    crafted = CraftedLosses(monkeypatch, [2.0, 1.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=3)
+    cfg["output"].update(save_every=1, keep_last=10)
+    with pytest.raises(RuntimeError, match="crashed"):
+        train(cfg, callbacks=[_CrashAt(2)])
+    run = Path(cfg["output"]["dir"])
+    (run / "best").rename(run / ".best.old")  # killed between the renames: the new best/ was not complete
+    (run / ".best.tmp").mkdir()
+    crafted.values = [5.0]
+    train(copy.deepcopy(cfg), resume=True)
+    assert json.loads((run / "best" / "validation.json").read_text())["step"] == 2
+    assert not (run / ".best.old").exists()
+
+
+def test_an_error_in_one_ranks_validation_ends_every_rank(tmp_path):
+    """A rank whose validation fails (out of memory on a longer sample of its share) used to leave the other
+    waiting in the reduce of the val loss: with NCCL for ever while its process lived on, with gloo until the
+    failing rank tore its connection down ("Connection closed by peer"). Every rank now ends with its error."""
+    from test_training import outputs_when_one_fails, start_ranks
+
+    ranks = start_ranks(tmp_path, max_steps=3, output={"media_reliance_every": 0}, val_every=2,
+                        env={"MODRWKV_TEST_FULL_DISK": "1:0:validation"})
+    outputs = outputs_when_one_fails(ranks, failed=1, timeout=120)
+    assert all(rank.returncode not in (0, None) for rank in ranks)
+    assert "RuntimeError on rank 1: CUDA out of memory" in outputs[0][1], outputs[0][1][-3000:]
+    assert "CUDA out of memory" in outputs[1][1], outputs[1][1][-3000:]

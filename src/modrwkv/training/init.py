@@ -309,6 +309,16 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                      "first 70% of the file; ETT files: their first 12 months), scaled by their statistics; "
                      "`modrwkv eval --task custom` on the same file scores its test rows, which training never "
                      "reads (docs/forecasting.md)")
+        # configs/series-cpu.yaml's validation: the last step's weights were far worse than the best
+        # validation's on El Nino (docs/forecasting.md 'Validation picks the weights')
+        val_every = max(1, min(50, total // 10))
+        train.update(val_every=val_every, val_at_start=True, val_metric="forecast_mse", early_stopping_patience=4)
+        output["final"] = "best"
+        notes.append(f"train.val_every {val_every}, val_metric forecast_mse: validated on the file's val rows (those "
+                     "after the training rows) with the forecast MSE `modrwkv eval --task custom-series --split "
+                     "val` reports, at the start and every "
+                     f"{val_every} steps; output.final best: final/ holds the best validation's weights (best/); "
+                     "4 validations without a better one end the run early (docs/forecasting.md)")
     if answers.media_folder is not None:
         data["media_folder"] = answers.media_folder
     if "audio" in modalities and summary.audio_durations:

@@ -2,7 +2,8 @@
 
 - `ProgressLine` writes one line every `log_every` optimizer steps and at the last one, with or
   without Lightning's progress bar: step, epoch (data passes, fractional), samples seen, mean loss
-  since the previous line, tokens/s, the time left, and `media_reliance` when something logs it.
+  since the previous line, tokens/s, the time left (or "stopped early" at a stop before the last
+  step, whose line is always written), and `media_reliance` when something logs it.
   It also logs `epoch` and `samples` into metrics.csv, so the `epoch` column counts data passes
   (one Lightning epoch is the whole run, see `data.StepBatchSampler`).
 - `StopOnSignal` turns SIGTERM and the first Ctrl-C (SIGINT) into a stop at the next optimizer-step
@@ -64,6 +65,7 @@ class ProgressLine(pl.Callback):
         self.every = every
         self.emit = emit or log.info
         self._pending: int | None = None  # step whose line waits for the module's history row
+        self._stopping = False  # the pending line's step ends the run before its last step
         self._start_time = 0.0
         self._start_step = 0
         self._rows_printed = 0
@@ -87,9 +89,12 @@ class ProgressLine(pl.Callback):
         step = trainer.global_step
         pl_module.log("epoch", self.epoch_at(step), batch_size=1)
         pl_module.log("samples", float(step * self.batch_size), batch_size=1)
-        if step % self.every == 0 or step >= self.total_steps:
+        # A stop before the last step (early stopping, a signal; the callbacks that decide it run before this
+        # one) ends the run at this step: its line too, saying so instead of the time the steps left would take.
+        stopping = trainer.should_stop and step < self.total_steps
+        if step % self.every == 0 or step >= self.total_steps or stopping:
             # The module appends this step's history row after the callbacks' hooks: print once it has.
-            self._pending = step
+            self._pending, self._stopping = step, stopping
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer, pl_module)
@@ -113,7 +118,7 @@ class ProgressLine(pl.Callback):
         eta = (self.total_steps - step) * (now - self._start_time) / done if done > 0 else math.nan
         parts = [f"step {step}/{self.total_steps}", f"epoch {self.epoch_at(step):.2f}",
                  f"samples {step * self.batch_size}", f"loss {loss:.4f}", f"{tokens_per_s:,.0f} tokens/s",
-                 f"ETA {format_duration(eta)}"]
+                 "stopped early" if self._stopping else f"ETA {format_duration(eta)}"]
         for name in EXTRA_METRICS:
             value = trainer.callback_metrics.get(name)
             if value is not None:

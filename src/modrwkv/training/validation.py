@@ -10,19 +10,23 @@
   cross-entropy weighs every digit of a number alike, the first as much as the last, so it need not
   track the forecast error; the val loss is computed and logged with either metric.
 - Every rank takes part: each scores its share of the val samples (every world_size-th), and the
-  sums are reduced, so that every rank gets the same value and takes the same decisions.
+  sums are reduced, so that every rank gets the same value and takes the same decisions; an error on
+  one rank ends every rank with it (`failing_together`), none waits for it in the reduce.
 - `best/` (a `save_pretrained` folder, as `final/`) holds the weights of the best validation so far
   (of equal values, the earlier), with `validation.json` saying the step and the value.
-  `output.final: best` makes `final/` a copy of it at the end.
+  `output.final: best` makes `final/` a copy of it at the end. It is replaced by renames, so that a run
+  killed meanwhile leaves a complete one (put back at the next start).
 - `train.early_stopping_patience` validations in a row without improving on the best end the run at
   that step, as if it were the last (a checkpoint and `final/` are written).
 - Each validation is a progress line and a row in the loggers (metrics.csv, TensorBoard: `val_loss`,
   `val_forecast_mse`), at its step. The best value, its step and the patience count travel in the
-  run's checkpoints, so that a resumed run goes on with them.
+  run's checkpoints, so that a resumed run goes on with them; a better best/ from a step after the
+  checkpoint (the run was stopped before its next one) stays the best.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -45,8 +49,8 @@ from .data import DroppingCollator, ProcessedDataset
 log = logging.getLogger(__name__)
 
 BEST = "best"
-BEST_RECORD = "validation.json"
-EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)  # in best/: the step and the value it was chosen at
+BEST_RECORD = "validation.json"  # in best/: the step and the value it was chosen at
+EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)
 
 
 def val_data_config(config: DataConfig) -> DataConfig:
@@ -89,16 +93,19 @@ class ForecastScorer:
                     "reference": sample.reference} for sample in self.samples]
         return float(self.task.summarize(records)["mse"])
 
-    def __call__(self, model: Any, rank: int, world_size: int) -> float:
+    def __call__(self, model: Any, trainer: pl.Trainer) -> float:
         from ..inference import ModRWKVPipeline
 
-        pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
-        shard = self.samples[rank::world_size]
+        world_size = trainer.world_size
+        shard = self.samples[trainer.global_rank::world_size]
         records = []
-        for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
-            batch = shard[start:start + EVAL_BATCH_SIZE]
-            answers = self.task.generate(pipeline, batch, self.task.max_new_tokens)
-            records += [{**answer, "reference": sample.reference} for sample, answer in zip(batch, answers, strict=True)]
+        with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
+            pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
+            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
+                batch = shard[start:start + EVAL_BATCH_SIZE]
+                answers = self.task.generate(pipeline, batch, self.task.max_new_tokens)
+                records += [{**answer, "reference": sample.reference}
+                            for sample, answer in zip(batch, answers, strict=True)]
         if world_size > 1:
             gathered: list[Any] = [None] * world_size
             torch.distributed.all_gather_object(gathered, records)
@@ -153,6 +160,10 @@ class Validation(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         finished = trainer.global_step >= self.checkpointer.total_steps  # not stopped by a signal
+        if finished and self.best is None and self.checkpointer.final_source is not None:
+            log.warning("output.final is best, but no validation gave a number (every %s was NaN): final/ holds "
+                        "the last step", self.metric)
+            self.checkpointer.final_source = None
         if finished and self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
             log.warning("the best validation (val_forecast_mse %.4f at step %d) is worse than a reply of zeros "
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
@@ -160,6 +171,10 @@ class Validation(pl.Callback):
                         int(self.best["step"]), self.zeros_mse)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._finish_best_swap()
+        if trainer.global_step > 0:  # resumed
+            self._keep_later_best(trainer)
         if self.stopped_at is not None:  # (Lightning skips training when the checkpoint's epoch had ended)
             trainer.should_stop = True
         elif self.at_start and trainer.global_step == 0 and not self.history:
@@ -187,17 +202,22 @@ class Validation(pl.Callback):
             with torch.no_grad():
                 row = {"step": float(step), "val_loss": self._loss(trainer, model)}
                 if self.forecast is not None:
-                    row["val_forecast_mse"] = self.forecast(model, trainer.global_rank, trainer.world_size)
+                    row["val_forecast_mse"] = self.forecast(model, trainer)
         finally:
             for module, training in modes.items():
                 module.train(training)
         self.history.append(row)
         value = row[self.metric]
-        improved = self.best is None or value < self.best[self.metric]
+        # NaN (a diverged model, a val set without a supervised token) is never the best: compared, it would
+        # be, as the first value, one that nothing improves on, and best/ would hold it.
+        # A resumed run validates again the steps after its checkpoint; at the step of a best it kept from best/
+        # (`_keep_later_best`), the same value is that best again, and the steps before it are not "since" it.
+        improved = not math.isnan(value) and (self.best is None or value < self.best[self.metric] or (
+            step == self.best["step"] and value <= self.best[self.metric]))
         if improved:
             self.best, self.since_best = row, 0
             self._save_best(trainer, pl_module, row)
-        else:
+        elif self.best is None or step > self.best["step"]:
             self.since_best += 1
         for logger in trainer.loggers:
             logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
@@ -218,7 +238,9 @@ class Validation(pl.Callback):
         rank, world = trainer.global_rank, trainer.world_size
         indices = list(range(self.count))
         loss_sum, labels = 0.0, 0.0
-        with trainer.precision_plugin.val_step_context():
+        # One rank's error (out of memory on a longer sample of its share) ends every rank with it: without it
+        # the others waited in the reduce below for ever, where that rank's process lived on.
+        with failing_together(trainer), trainer.precision_plugin.val_step_context():
             for start in range(rank * self.micro_batch_size, len(indices), world * self.micro_batch_size):
                 batch = self.collate([self.dataset[i] for i in indices[start:start + self.micro_batch_size]])
                 if batch.batch is None:
@@ -233,16 +255,59 @@ class Validation(pl.Callback):
         loss_sum, labels = totals.tolist()
         return loss_sum / labels if labels else math.nan
 
+    def _best_folders(self) -> tuple[Path, Path, Path]:
+        """best/, the new one being written, and the one it replaces while the two are swapped."""
+        return self.output_dir / BEST, self.output_dir / f".{BEST}.tmp", self.output_dir / f".{BEST}.old"
+
     def _save_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, row: dict[str, float]) -> None:
-        best, tmp = self.output_dir / BEST, self.output_dir / f".{BEST}.tmp"
+        best, tmp, old = self._best_folders()
         with failing_together(trainer):
             if trainer.is_global_zero:
                 shutil.rmtree(tmp, ignore_errors=True)
                 export_model(pl_module.model, tmp, self.lora, self.checkpointer.run_config())
                 record = {"step": int(row["step"]), "metric": self.metric, **{k: v for k, v in row.items() if k != "step"}}
+                # written last: a new best/ with its record is complete (`_finish_best_swap`)
                 write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1) + "\n")
-                shutil.rmtree(best, ignore_errors=True)
+                # Renamed aside, not deleted, before the new one takes its name: a run killed while a deletion is
+                # under way left a best/ with some of its files gone; killed between the renames, the next start
+                # finishes the swap.
+                shutil.rmtree(old, ignore_errors=True)
+                if best.is_dir():
+                    best.rename(old)
                 tmp.rename(best)
+                shutil.rmtree(old, ignore_errors=True)
                 log.info("best %s so far (%.4f at step %d): saved to %s", self.metric, row[self.metric],
                          int(row["step"]), best)
 
+
+    def _finish_best_swap(self) -> None:
+        """A run killed while `_save_best` swapped best/ left it under another name: the new one if it was
+        complete (its record is written last), else the one it was replacing."""
+        best, tmp, old = self._best_folders()
+        if not best.is_dir():
+            for candidate in (tmp, old):
+                if (candidate / BEST_RECORD).is_file():
+                    candidate.rename(best)
+                    log.info("%s: restored from %s, left by a run stopped while it replaced best/", best, candidate)
+                    break
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _keep_later_best(self, trainer: pl.Trainer) -> None:
+        """A resumed run's best so far is the checkpoint's, unless best/ holds a better one from a later step
+        (written before the run was stopped, and its next checkpoint never was): then it stays the best, so
+        that a worse validation of the steps trained again does not replace it."""
+        record = None
+        if trainer.is_global_zero:
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads((self.output_dir / BEST / BEST_RECORD).read_text())
+        record = trainer.strategy.broadcast(record, src=0)  # every rank takes the same decisions
+        if not isinstance(record, dict) or record.get("metric") != self.metric or not isinstance(record.get("step"), int):
+            return
+        value = record.get(self.metric)
+        if (record["step"] <= trainer.global_step or not isinstance(value, (int, float)) or math.isnan(value)
+                or (self.best is not None and value >= self.best[self.metric])):
+            return
+        self.best = {"step": float(record["step"]), **{key: float(v) for key, v in record.items()
+                                                       if key.startswith("val_") and isinstance(v, (int, float))}}
+        log.info("resumed at step %d: best/ keeps the best %s so far, %.4f at step %d (after the checkpoint)",
+                 trainer.global_step, self.metric, value, record["step"])
