@@ -278,3 +278,13 @@ def test_an_error_in_one_ranks_validation_ends_every_rank(tmp_path):
     assert all(rank.returncode not in (0, None) for rank in ranks)
     assert "RuntimeError on rank 1: CUDA out of memory" in outputs[0][1], outputs[0][1][-3000:]
     assert "CUDA out of memory" in outputs[1][1], outputs[1][1][-3000:]
+
+
+def test_best_record_is_strict_json_with_a_nan_value_as_null():
+    """A forecast_mse run's val loss can be NaN (no supervised val token) while its forecast MSE is the best:
+    best/validation.json writes it as null, which any JSON reader takes (a bare NaN is not JSON)."""
+    from modrwkv.training.validation import best_record
+
+    record = best_record({"step": 3.0, "val_loss": float("nan"), "val_forecast_mse": 0.25}, "val_forecast_mse")
+    assert json.loads(json.dumps(record, allow_nan=False)) == {
+        "step": 3, "metric": "val_forecast_mse", "val_loss": None, "val_forecast_mse": 0.25}

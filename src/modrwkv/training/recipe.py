@@ -312,7 +312,7 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
         return None
     check_series_targets(samples, series_encoder)
     log.info("validation every %d steps on %d samples of %s (%s)", opt.val_every, len(samples),
-             ", ".join(config.data.val), opt.val_metric)
+             ", ".join(val_config.train), opt.val_metric)
     return Validation(output_dir=Path(config.output.dir), samples=samples,
                       dataset=ProcessedDataset(samples, dataset.processor), collate=DroppingCollator(model.collator()),
                       optim=opt, total_steps=total_steps, checkpointer=checkpointer,

@@ -63,6 +63,14 @@ def val_data_config(config: DataConfig) -> DataConfig:
     return dataclasses.replace(config, train=list(files), val=[], val_options={}, options=options)
 
 
+def best_record(row: dict[str, float], metric: str) -> dict[str, Any]:
+    """best/'s validation.json: the validation's step, the metric it was chosen by, and its values, a NaN
+    as null (strict JSON has none; the val loss of a forecast_mse run whose val rows hold no supervised
+    token is NaN)."""
+    values = {key: None if math.isnan(value) else value for key, value in row.items() if key != "step"}
+    return {"step": int(row["step"]), "metric": metric, **values}
+
+
 class ForecastScorer:
     """The standardised MSE of greedy forecasts of the val windows of series files: the
     `custom-series` eval task's own windows, forecasts and score."""
@@ -265,9 +273,9 @@ class Validation(pl.Callback):
             if trainer.is_global_zero:
                 shutil.rmtree(tmp, ignore_errors=True)
                 export_model(pl_module.model, tmp, self.lora, self.checkpointer.run_config())
-                record = {"step": int(row["step"]), "metric": self.metric, **{k: v for k, v in row.items() if k != "step"}}
+                record = best_record(row, self.metric)
                 # written last: a new best/ with its record is complete (`_finish_best_swap`)
-                write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1) + "\n")
+                write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1, allow_nan=False) + "\n")
                 # Renamed aside, not deleted, before the new one takes its name: a run killed while a deletion is
                 # under way left a best/ with some of its files gone; killed between the renames, the next start
                 # finishes the swap.
