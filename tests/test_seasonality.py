@@ -168,6 +168,35 @@ def test_a_sine_as_strong_as_the_noise_is_found(rows: int, period: int) -> None:
         assert choice.period == period and 0 < choice.bound < choice.strength
 
 
+def near_copies(common: np.ndarray, noise: float, rng: np.random.Generator, columns: int = 7) -> list[np.ndarray]:
+    """The training rows of `columns` columns that move together, as an ETT-style CSV's do: each the
+    common series plus its own small noise (`noise` times the common series' spread)."""
+    bench = load_bench()
+    spread = noise * np.std(common)
+    return [bench.training_rows(common + spread * rng.normal(size=len(common)), 96) for _ in range(columns)]
+
+
+def test_correlated_columns_pooled_count_as_few_series() -> None:
+    """Seven near-copies of one AR(1) 0.9 (350 training rows, search 2-70) carry little more than
+    one column's evidence: pooled as independent series, the bound shrank by sqrt(7) and 2 of these
+    50 got a season (a reviewer's 200: 7.5 %, none with one column); the columns' correlation now
+    widens it back. A season the columns share, a sine as strong as their common AR(1) 0.5 noise,
+    is still found, its bound close to one column's."""
+    bench = load_bench()
+    for seed in range(50):
+        rng = np.random.default_rng([15, seed])
+        choice = detect_season(near_copies(bench.ar1(rng, 500, 0.9), 0.1, rng), 95)
+        assert choice.period == 0, (seed, choice.explain())
+    steps = np.arange(500)
+    for seed in range(20):
+        rng = np.random.default_rng([16, seed])
+        season = np.sqrt(2) * np.sin(2 * np.pi * steps / 12 + rng.uniform(0, 2 * np.pi))
+        columns = near_copies(season + np.sqrt(0.75) * bench.ar1(rng, 500, 0.5), 0.3, rng)
+        choice, alone = detect_season(columns, 95), detect_season(columns[:1], 95)
+        assert choice.period == 12 and choice.pooled == 7 and 0 < choice.bound < choice.strength
+        assert 0.8 * alone.bound < choice.bound < 1.1 * alone.bound, (seed, choice.bound, alone.bound)
+
+
 def train_rows(values) -> np.ndarray:
     """The training rows of the 70/10/20 layout `season: auto` reads."""
     values = np.asarray(values, dtype=np.float64).ravel()
