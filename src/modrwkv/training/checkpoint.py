@@ -81,6 +81,24 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 LINKED_INTO_FINAL = (WEIGHTS_NAME, INITIAL_STATE_NAME)
 
 
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Puts the complete folder `tmp` in the place of `folder` (a model, a checkpoint): the old one is
+    renamed aside, not deleted, before the new one takes its name, and deleted after, so that a kill
+    while a deletion is under way never leaves `folder` with some of its files gone (at worst `folder`
+    is missing, and `aside_name(folder)` still holds the old one whole)."""
+    old = aside_name(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.is_dir():
+        folder.rename(old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def aside_name(folder: Path) -> Path:
+    """Where `replace_folder` keeps the folder it replaces until the new one is in place."""
+    return folder.with_name(f".{folder.name}.old")
+
+
 def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
     """`final/`: the last step's checkpoint without its training state (its weights linked, not copied).
     Also what a run resumed at its last step writes, when it was killed after that checkpoint but
@@ -110,8 +128,7 @@ def write_final(output_dir: str | Path, checkpoint: Path) -> Path:
         raise OSError(cause.errno, f"{cause.strerror or cause}; the trained model was not written (its partial files "
                       f"are deleted); {checkpoint} holds it: make room and continue with --resume to write it",
                       str(final)) from exc
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_folder(tmp, final)
     log.info("saved the trained model to %s", final)
     return final
 
@@ -293,8 +310,7 @@ class PretrainedCheckpoint(pl.Callback):
                           f"partial files are deleted; {then}", str(folder)) from exc
         with failing_together(trainer):
             if trainer.is_global_zero:
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(tmp, folder)
+                replace_folder(tmp, folder)
                 write_text_atomically(root / LATEST, name)
                 # Only this step's predecessors make way: a newer step folder is left over from a run killed
                 # before it could point `latest` at it, and the next save of that step replaces it.

@@ -42,7 +42,7 @@ import torch
 from ..data.readers import DataError
 from ..data.sample import Sample
 from ..textfiles import write_text_atomically
-from .checkpoint import PretrainedCheckpoint, export_model, failing_together
+from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
 from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
 from .data import DroppingCollator, ProcessedDataset
 
@@ -243,14 +243,13 @@ class Validation(pl.Callback):
 
     def _loss(self, trainer: pl.Trainer, model: Any) -> float:
         """The mean token cross-entropy over this rank's share of the val samples, reduced over all ranks."""
-        rank, world = trainer.global_rank, trainer.world_size
-        indices = list(range(self.count))
+        rank, world, size = trainer.global_rank, trainer.world_size, self.micro_batch_size
         loss_sum, labels = 0.0, 0.0
         # One rank's error (out of memory on a longer sample of its share) ends every rank with it: without it
         # the others waited in the reduce below for ever, where that rank's process lived on.
         with failing_together(trainer), trainer.precision_plugin.val_step_context():
-            for start in range(rank * self.micro_batch_size, len(indices), world * self.micro_batch_size):
-                batch = self.collate([self.dataset[i] for i in indices[start:start + self.micro_batch_size]])
+            for start in range(rank * size, self.count, world * size):
+                batch = self.collate([self.dataset[i] for i in range(start, min(start + size, self.count))])
                 if batch.batch is None:
                     continue
                 out = model.forward_batch(batch.batch.to(trainer.strategy.root_device))
@@ -263,37 +262,27 @@ class Validation(pl.Callback):
         loss_sum, labels = totals.tolist()
         return loss_sum / labels if labels else math.nan
 
-    def _best_folders(self) -> tuple[Path, Path, Path]:
-        """best/, the new one being written, and the one it replaces while the two are swapped."""
-        return self.output_dir / BEST, self.output_dir / f".{BEST}.tmp", self.output_dir / f".{BEST}.old"
-
     def _save_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, row: dict[str, float]) -> None:
-        best, tmp, old = self._best_folders()
+        best = self.output_dir / BEST
+        tmp = best.with_name(f".{BEST}.tmp")
         with failing_together(trainer):
             if trainer.is_global_zero:
                 shutil.rmtree(tmp, ignore_errors=True)
                 export_model(pl_module.model, tmp, self.lora, self.checkpointer.run_config())
-                record = best_record(row, self.metric)
                 # written last: a new best/ with its record is complete (`_finish_best_swap`)
+                record = best_record(row, self.metric)
                 write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1, allow_nan=False) + "\n")
-                # Renamed aside, not deleted, before the new one takes its name: a run killed while a deletion is
-                # under way left a best/ with some of its files gone; killed between the renames, the next start
-                # finishes the swap.
-                shutil.rmtree(old, ignore_errors=True)
-                if best.is_dir():
-                    best.rename(old)
-                tmp.rename(best)
-                shutil.rmtree(old, ignore_errors=True)
+                replace_folder(tmp, best)
                 log.info("best %s so far (%.4f at step %d): saved to %s", self.metric, row[self.metric],
                          int(row["step"]), best)
 
-
     def _finish_best_swap(self) -> None:
-        """A run killed while `_save_best` swapped best/ left it under another name: the new one if it was
-        complete (its record is written last), else the one it was replacing."""
-        best, tmp, old = self._best_folders()
+        """A run killed while `replace_folder` swapped best/ left it under another name: the new one if it
+        was complete (its record is written last), else the one it was replacing."""
+        best = self.output_dir / BEST
+        old = aside_name(best)
         if not best.is_dir():
-            for candidate in (tmp, old):
+            for candidate in (best.with_name(f".{BEST}.tmp"), old):
                 if (candidate / BEST_RECORD).is_file():
                     candidate.rename(best)
                     log.info("%s: restored from %s, left by a run stopped while it replaced best/", best, candidate)
