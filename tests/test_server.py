@@ -361,6 +361,22 @@ def test_malformed_json_is_a_400(live, body, message):
     assert live.health()["status"] == "ok"
 
 
+def test_null_optional_fields_are_left_out(live):
+    """OpenAI takes null for any optional field, and clients that serialise every field of their
+    request type send them: a null `stream`, `logprobs` or `echo` is the default, not a 400."""
+    nulls = {"stream": None, "logprobs": None, "top_logprobs": None, "stream_options": None}
+    status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": [USER], "max_tokens": 3, "temperature": 0,
+                                               **nulls}).encode())
+    assert status == 200 and reply["choices"][0]["logprobs"] is None
+    assert reply["choices"][0]["message"]["content"] == expected([USER], max_tokens=3)
+    completion = live.client().completions.create(model="tiny", prompt="Hello", max_tokens=3, temperature=0,
+                                                  extra_body={"echo": None, "stream": None, "logprobs": None})
+    assert completion.choices[0].text == live.client().completions.create(
+        model="tiny", prompt="Hello", max_tokens=3, temperature=0).choices[0].text
+    status, reply = post_raw(live, json.dumps({"model": "tiny", "messages": [USER], "stream": "yes"}).encode())
+    assert status == 400 and reply["error"]["message"] == "'stream' must be true or false, got \"yes\""
+
+
 def truncated_png() -> bytes:
     data = png_bytes(3)
     return data[: len(data) // 2]

@@ -27,7 +27,7 @@ from ..generation import GenerationResult, TokenLogprob
 from ..inference import EncodedPrompt
 from ..tokenizer import WorldTokenizer
 from .limits import APIError, ServerLimits
-from .protocol import MAX_TOP_LOGPROBS, ModelNames, _integer, check_body, parse_choices, parse_sampling
+from .protocol import MAX_TOP_LOGPROBS, ModelNames, _integer, check_body, flag, parse_choices, parse_sampling
 
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
@@ -100,18 +100,14 @@ def parse_text_completion(body: Any, limits: ServerLimits, names: ModelNames, to
     n = parse_choices(body)
     if _integer(body, "best_of", 1) not in (None, 1):
         raise APIError(400, "'best_of' must be 1: this server does not rank candidates", param="best_of")
-    echo = body.get("echo", False)
-    if not isinstance(echo, bool):
-        raise APIError(400, "'echo' must be true or false", param="echo")
+    echo = flag(body, "echo")
     logprobs = _integer(body, "logprobs", 0, MAX_TOP_LOGPROBS)
     max_tokens = _integer(body, "max_tokens", 0, limits.max_tokens)
     max_tokens = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
     if max_tokens == 0 and not echo:
         raise APIError(400, "'max_tokens' 0 only makes sense with 'echo' (scoring the prompt)", param="max_tokens")
     sampling = parse_sampling(body, max_tokens)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise APIError(400, "'stream' must be true or false", param="stream")
+    stream = flag(body, "stream")
     if stream and (echo or len(prompts) > 1 or max_tokens == 0 or n > 1):
         raise APIError(400, "'stream' works with one prompt and one choice (n 1), without 'echo'", param="stream")
     options = body.get("stream_options") or {}

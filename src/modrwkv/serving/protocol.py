@@ -61,6 +61,17 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None)
     return value
 
 
+def flag(body: dict[str, Any], name: str) -> bool:
+    """A true/false field; null or absent is false, as OpenAI takes a null for any optional field
+    (clients that serialise every field of their request type send `"stream": null`)."""
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise APIError(400, f"'{name}' must be true or false, got {json.dumps(value)[:50]}", param=name)
+    return value
+
+
 def decode_body(body: bytes) -> Any:
     """The request body as JSON (UTF-8, -16 or -32); raises a 400 `APIError` for anything else,
     including nesting deeper than MAX_JSON_DEPTH (which would otherwise exhaust the stack)."""
@@ -181,9 +192,7 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
                        "(audio and image inputs are fine)", param="modalities")
     if body.get("logit_bias"):
         raise APIError(400, "'logit_bias' is not supported by this server", param="logit_bias")
-    wants_logprobs = body.get("logprobs", False)
-    if not isinstance(wants_logprobs, bool):
-        raise APIError(400, "'logprobs' must be true or false", param="logprobs")
+    wants_logprobs = flag(body, "logprobs")
     top_logprobs = _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     if top_logprobs is not None and not wants_logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
@@ -198,9 +207,7 @@ def parse_request(body: Any, limits: ServerLimits, names: ModelNames) -> Complet
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, limits.max_tokens)
     sampling = parse_sampling(body, max_tokens or limits.default_max_tokens)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise APIError(400, "'stream' must be true or false", param="stream")
+    stream = flag(body, "stream")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
