@@ -39,7 +39,7 @@ from ..inference.transcript_formats import MEDIA_TYPES, render_transcript
 from ..processing.speech_segments import SegmentSettings, SpeechSegment
 from ..tokenizer import WorldTokenizer
 from . import completions, protocol, transcriptions
-from .limits import APIError, ServerLimits, check_audio, check_media
+from .limits import LOCAL_MEDIA_REFUSED, APIError, ServerLimits, check_audio, check_media
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ServerMetrics
 from .scheduler import QueueFull, Scheduler, Ticket
@@ -62,7 +62,7 @@ _READER_HINTS = {
         "local file paths are disabled on this server (the operator can allow a folder with --allow-local-media DIR)",
         "local_media_disabled",
     ),
-    "missing_media": ("media file not found, or outside the server's media folder", "local_media_refused"),
+    "missing_media": (LOCAL_MEDIA_REFUSED, "local_media_refused"),
 }
 
 

@@ -52,6 +52,11 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+# Why a local path is refused, whether it is missing or outside --allow-local-media's folder: one
+# answer for both, so that the server's answers reveal nothing about files outside that folder.
+LOCAL_MEDIA_REFUSED = "media file not found, or outside the server's media folder"
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerLimits:
     """Per-request bounds. `local_media_dir`: local paths (and file:// URLs) are accepted only
@@ -135,7 +140,8 @@ def _resolve(item: Any, modality: str, name: str, limits: ServerLimits) -> Any:
         raise APIError(400, "local file paths are disabled on this server", code="local_media_disabled")
     path = Path(item).resolve()
     if not path.is_relative_to(limits.local_media_dir):
-        raise APIError(400, f"{modality} path is outside the server's media folder", code="local_media_refused")
+        # the words the reader's refusal of a missing file gets: a client cannot tell which files exist outside
+        raise APIError(400, LOCAL_MEDIA_REFUSED, code="local_media_refused", param="messages")
     return str(path)
 
 
