@@ -352,6 +352,10 @@ def long_recording() -> bytes:
      "'language' is not supported: the model has no language switch"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "prompt": "Earlier"}, 400,
      "'prompt' is not supported: the model was never trained to continue earlier text"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "include[]": ["logprobs"]}, 400,
+     "'include[]' (logprobs) is not supported: this server returns no per-token logprobs with a transcript"),
+    ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "include": "logprobs"}, 400,
+     "'include' (logprobs) is not supported"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "temperature": "hot"}, 400,
      "'temperature' must be a number in [0, 1]"),
     ({"file": ("a.wav", RECORDING)}, {"model": "tiny", "stream": "true", "response_format": "srt"}, 400,
@@ -376,6 +380,8 @@ def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
     assert reply.status_code == 400 and "has no audio encoder" in reply.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="'language' is not supported"):
         transcribe(live, language="en")
+    with pytest.raises(openai.BadRequestError, match=r"'include\[\]' \(logprobs\) is not supported"):
+        transcribe(live, include=["logprobs"])  # what the client sends for gpt-4o-transcribe's logprobs
     with pytest.raises(openai.APIStatusError, match="this server accepts at most 1000000") as refused:
         transcribe(live, b"\x00" * 1_100_000)
     assert refused.value.status_code == 413

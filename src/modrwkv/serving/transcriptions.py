@@ -5,7 +5,8 @@ is asked through the server's scheduler, as `ModRWKVPipeline.transcribe(long_for
 the reply is `render_transcript`'s (json, text, srt, vtt, verbose_json). Fields this server cannot
 honour are refused by name rather than ignored: `language` (the model has no language switch: it
 writes whatever language it was trained on), `prompt` (it was never trained to continue earlier
-text) and word timestamps (it produces none).
+text), word timestamps (it produces none) and `include` (its only value, `logprobs`, asks for
+per-token log-probabilities, which this reply does not carry).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ async def parse_transcription(form: Any, names: ModelNames) -> TranscriptionRequ
     if _text(form, "prompt"):
         raise APIError(400, "'prompt' is not supported: the model was never trained to continue earlier text, "
                        "so a prompt would not steer it; leave 'prompt' out", param="prompt")
+    for name in ("include[]", "include"):  # the openai client sends a list as "include[]"
+        include = [_text_value(name, value) for value in form.getlist(name)]
+        if include:
+            raise APIError(400, f"'{name}' ({', '.join(map(str, include))[:40]}) is not supported: this server "
+                           "returns no per-token logprobs with a transcript (verbose_json's segments carry "
+                           "avg_logprob); leave 'include' out", param=name)
     stream = _flag(form, "stream")
     if stream and response_format not in ("json", "text"):
         raise APIError(400, f"'stream' works with response_format json or text (OpenAI's transcript.text events), "
