@@ -72,6 +72,16 @@ def test_every_command_prints_its_help(command: str, capsys) -> None:
     assert "options:" in out
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_option_says_its_default_twice_or_a_none(command: str, capsys) -> None:
+    """An option's help says its default once: not "(default: the model's own) (default: None)"."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    assert "(default: None)" not in help_text
+    assert not re.search(r"\(default[^()]*\)\s*\(default", help_text), help_text
+
+
 def test_the_offered_eval_tasks_are_the_registered_ones() -> None:
     from modrwkv.evaluation.tasks import TASKS
 

@@ -59,6 +59,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: X)" after each option's help, but not where there is none to show (an
+    option without a default) nor where the help already says what its default is in words
+    ("chat format (default: the model's own)"), which argparse followed with a second "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 DTYPE_HELP = ("LM precision: fp32; bf16 (CPU: bf16 weight matrices, fp32 elsewhere; CUDA: all bf16); fp16; "
               "int8 (weight-only int8 matrices, per-channel scales: the fastest on CPU)")
 INITIAL_STATE_HELP = ("start every sequence from this initial state (a state-tuned model's state.safetensors) "
@@ -112,7 +123,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         help="complete a text prompt with an RWKV-7 model",
         description="Complete a raw text prompt (no chat template) with an RWKV-7 World model. "
         "Backslash escapes (\\n, \\x17, ...) are interpreted in --prompt and --stop.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     p.add_argument("--model", required=True,
                    help="checkpoint: official .pth, .safetensors, .gguf, a model folder or a hub id org/name[@revision]")
@@ -910,7 +921,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         "text, srt, vtt, verbose_json; streaming), POST /v1/completions (raw text; logprobs and echo, for lm-evaluation-harness), "
         "GET /v1/models, GET /v1/models/{model}, GET /health, Prometheus metrics at GET /metrics, and a chat page at /. "
         "Concurrent requests are decoded together in one batch. The API key may also come from the MODRWKV_API_KEY environment variable.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     _add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
@@ -1331,7 +1342,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         "folder; a ModRWKV folder exports its LM only) to --format fla (a flash-linear-attention RWKV7ForCausalLM "
         "folder with the World vocabulary and auto_map, which llama.cpp's convert_hf_to_gguf.py reads) or "
         "--format gguf (a file llama.cpp loads). `--model x.gguf` reads GGUF files back.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     p.add_argument("--model", required=True, help="checkpoint, model folder or hub id org/name[@revision]")
     p.add_argument("--format", required=True, choices=("fla", "gguf"), help="what to write")
