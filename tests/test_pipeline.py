@@ -125,6 +125,11 @@ def test_bad_conversations_are_refused_clearly(pipe):
         pipe.chat("hi", max_tokens=3)  # the OpenAI name
     with pytest.raises(ValueError, match=r"unknown sampling option 'temprature' \(did you mean 'temperature'\?\)"):
         pipe.session(temprature=0)
+    # images= and videos= are plural, audio= is not: `audios=` is named, not taken for a missing clip
+    with pytest.raises(ValueError, match=r"unknown sampling option 'audios' \(did you mean 'audio'\?\)"):
+        pipe.chat("<audio>\nTranscribe", audios=[wav_bytes()])
+    with pytest.raises(ValueError, match=r"unknown sampling option 'image' \(did you mean 'images'\?\)"):
+        pipe.session().send("<image> What?", image=[image()])
     with pytest.raises(ValueError, match="unknown field"):
         pipe.generate_batch([{"messages": "hi", "temperature": 0}])
 

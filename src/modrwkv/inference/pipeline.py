@@ -253,7 +253,9 @@ class ModRWKVPipeline:
         known = [field.name for field in dataclasses.fields(SamplingParams)]
         for name in sampling:
             if name not in known:
-                close = difflib.get_close_matches(name, known, n=1) or (["max_new_tokens"] if "tokens" in name else [])
+                # chat's media arguments too: a misspelt one (`audios=`) arrives here among the sampling options
+                close = (difflib.get_close_matches(name, [*known, "images", "audio", "series", "videos"], n=1)
+                         or (["max_new_tokens"] if "tokens" in name else []))
                 raise ValueError(f"unknown sampling option {name!r}" + (f" (did you mean {close[0]!r}?)" if close
                                                                          else f"; the options: {known}"))
         params = SamplingParams(**sampling)
@@ -304,8 +306,9 @@ class ModRWKVPipeline:
                     videos: Any = None, **sampling: Any) -> TextStream[GenerationResult]:
         """Like `chat`, but yields the reply's text as it is generated; `.result` afterwards holds
         the `GenerationResult` (ids, finish reason, token counts). Inputs are checked at once."""
+        params = self.sampling_params(**sampling)  # first: a misspelt media argument is named, not its <audio> marker
         prompt = self.encode(messages, images=images, audio=audio, series=series, videos=videos)
-        return TextStream(self.run(prompt, self.sampling_params(**sampling)))
+        return TextStream(self.run(prompt, params))
 
     def run(
         self, prompt: EncodedPrompt, params: SamplingParams, state: RWKV7State | None = None, keep_state: bool = False

@@ -66,8 +66,8 @@ class ChatSession:
         messages = [Message("user", text)]
         if self.state is None and self.system:
             messages.insert(0, Message("system", self.system))
+        params = self.pipeline.sampling_params(**{**self.defaults, **sampling})  # first, as chat_stream's
         prompt = self.pipeline.encode(messages, images=images, audio=audio, series=series, videos=videos)
-        params = self.pipeline.sampling_params(**{**self.defaults, **sampling})
         run = self.pipeline.run(prompt, params, state=self.state, keep_state=True)
         version = self._version
 
