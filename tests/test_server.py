@@ -377,6 +377,33 @@ def test_null_optional_fields_are_left_out(live):
     assert status == 400 and reply["error"]["message"] == "'stream' must be true or false, got \"yes\""
 
 
+# The keys OpenAI's chat.completion and chat.completion.chunk objects always hold (its API reference):
+# clients with typed response schemas may require each.
+OPENAI_REPLY_KEYS = {"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier"}
+OPENAI_MESSAGE_KEYS = {"role", "content", "refusal", "annotations"}
+OPENAI_USAGE_KEYS = {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+                     "completion_tokens_details"}
+
+
+def test_replies_hold_every_field_openai_always_sends(live):
+    request = {"model": "tiny", "messages": [USER], "max_tokens": 3, "logprobs": True}
+    status, reply = post_raw(live, json.dumps(request).encode())
+    assert status == 200 and OPENAI_REPLY_KEYS <= set(reply), set(reply)
+    choice = reply["choices"][0]
+    assert {"index", "message", "logprobs", "finish_reason"} <= set(choice)
+    assert OPENAI_MESSAGE_KEYS <= set(choice["message"]) and set(choice["logprobs"]) == {"content", "refusal"}
+    assert OPENAI_USAGE_KEYS <= set(reply["usage"]) and reply["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0
+    stream = urllib.request.Request(f"{live.url}/v1/chat/completions", json.dumps(
+        {**request, "stream": True, "stream_options": {"include_usage": True}}).encode(), method="POST",
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(stream, timeout=30) as response:
+        events = [json.loads(line[len("data: "):]) for line in response.read().decode().split("\n\n")
+                  if line.startswith("data: {")]
+    assert all(OPENAI_REPLY_KEYS - {"usage"} <= set(event) for event in events)
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+    assert OPENAI_USAGE_KEYS <= set(events[-1]["usage"])
+
+
 def truncated_png() -> bytes:
     data = png_bytes(3)
     return data[: len(data) // 2]

@@ -378,7 +378,7 @@ async def _stream_text_completion(ticket: Ticket, request: Request, request_id: 
                 observer.done(value)
                 yield event("", value.finish_reason, scored=_unsent_logprobs(ticket, value))
                 if include_usage:
-                    yield event("", usage={k: v for k, v in protocol.usage([value]).items() if k != "prompt_tokens_details"})
+                    yield event("", usage={k: v for k, v in protocol.usage([value]).items() if not k.endswith("_details")})
                 yield protocol.DONE
                 return
     finally:
@@ -652,7 +652,7 @@ async def _stream_events(tickets: Sequence[Ticket], request: Request, request_id
     together hold what a non-streamed reply holds. The usage chunk comes after every choice is done."""
     try:
         for index in range(len(tickets)):
-            yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": ""}, index=index)
+            yield protocol.chunk(request_id, created, model, {"role": "assistant", "content": "", "refusal": None}, index=index)
         finished: dict[int, GenerationResult] = {}
         async for index, kind, value in _events(tickets, request):
             if kind == "text":

@@ -169,7 +169,7 @@ def chat_logprobs(tokenizer: WorldTokenizer, scored: Sequence[TokenLogprob] | No
         return {"token": token_text(tokenizer, token), "logprob": logprob, "bytes": list(raw)}
 
     return {"content": [{**entry(s.token, s.logprob), "top_logprobs": [entry(t, lp) for t, lp in s.top]}
-                        for s in scored]}
+                        for s in scored], "refusal": None}
 
 
 def text_completion_choice(tokenizer: WorldTokenizer, index: int, result: GenerationResult, echo: bool,

@@ -242,10 +242,14 @@ def usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
         "completion_tokens": generated,
         "total_tokens": prompt + generated,
         "prompt_tokens_details": {"cached_tokens": results[0].cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": 0},  # OpenAI's, always sent: no reasoning tokens here
     }
 
 
 def completion(request_id: str, created: int, model: str, results: Sequence[GenerationResult]) -> dict[str, Any]:
+    """A `chat.completion` object with every field OpenAI always sends (clients with typed response
+    schemas may require them): a reply's `refusal` and `annotations` (this model has neither) and the
+    reply's `system_fingerprint` and `service_tier` (null: no backend configuration to report)."""
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -253,11 +257,13 @@ def completion(request_id: str, created: int, model: str, results: Sequence[Gene
         "model": model,
         "choices": [{
             "index": index,
-            "message": {"role": "assistant", "content": result.text},
+            "message": {"role": "assistant", "content": result.text, "refusal": None, "annotations": []},
             "finish_reason": result.finish_reason,
             "logprobs": None,
         } for index, result in enumerate(results)],
         "usage": usage(results),
+        "system_fingerprint": None,
+        "service_tier": None,
     }
 
 
@@ -267,7 +273,8 @@ def chunk(request_id: str, created: int, model: str, delta: dict[str, Any], fini
     """One SSE event of choice `index`. The usage-only chunk (stream_options.include_usage) has no
     choices. `logprobs` is the choice's log-probability object for the tokens of this chunk, as in a
     whole reply."""
-    body: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    body: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "system_fingerprint": None, "service_tier": None}
     if usage_block is not None:
         body["choices"], body["usage"] = [], usage_block
     else:
