@@ -556,6 +556,26 @@ def test_an_au_file_cut_short_is_refused_and_a_whole_one_never(tmp_path):
                          f"file holds {kept} of them: it is cut short")
 
 
+def test_a_caf_whose_writer_left_its_data_size_unknown_loads_to_the_end_of_the_file(tmp_path):
+    """Apple's CAF specification: a data chunk size of -1 means the samples run to the end of the file
+    (a writer that could not seek back). libsndfile takes it for a negative size and refuses the file
+    as malformed; it loads, from bytes and from a path, as the same file with its size written."""
+    wave = (0.5 * sine(440, 16000)).astype(np.float32)[:15999]
+    whole = encoded(wave, 16000, "CAF", "PCM_16")
+    size_at = whole.index(b"data") + 4
+    unknown = whole[:size_at] + (-1).to_bytes(8, "big", signed=True) + whole[size_at + 8:]
+    with pytest.raises(sf.LibsndfileError, match="malformed"):
+        sf.read(io.BytesIO(unknown))  # libsndfile alone
+    path = tmp_path / "unknown.caf"
+    path.write_bytes(unknown)
+    for item in (unknown, path):
+        np.testing.assert_array_equal(load_audio(item), load_audio(whole))
+        assert audio_seconds(item) == pytest.approx(15999 / 16000)
+    with pytest.raises(MediaError, match="lasts 1.0 s"):
+        decode_audio(unknown, max_seconds=0.5)
+    assert path.read_bytes() == unknown  # the file itself is left as it is
+
+
 def test_a_wav_whose_writer_left_out_a_pad_byte_loads():
     """Some writers leave out the pad byte after a chunk of odd size (here 15999 8-bit samples) even
     where another chunk follows; libsndfile reads the file whole, and so must the cut-short check:

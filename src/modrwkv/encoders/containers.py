@@ -120,6 +120,10 @@ class ContainerCheck:
 
     problem: str | None  # why it is cut short or damaged (a sentence without the file's name), or None
     mp3: Mp3Stream | None = None  # for an MP3 (a file opening with an ID3v2 tag or a frame header)
+    # A CAF whose data chunk's size is written as unknown (-1: to the end of the file, as a writer that
+    # cannot seek back leaves it): (where that 8-byte size is, the size it stands for). libsndfile takes
+    # -1 for a negative size and refuses the file as malformed, so the decoder is given this size instead.
+    caf_data_size: tuple[int, int] | None = None
 
 
 def check_container(source: Path | io.BytesIO) -> ContainerCheck:
@@ -144,7 +148,8 @@ def check_container(source: Path | io.BytesIO) -> ContainerCheck:
         if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
             return ContainerCheck(_chunks_problem(stream, size, _AIFF))
         if head[:4] == b"caff":
-            return ContainerCheck(_chunks_problem(stream, size, _CAF))
+            to_end: list[tuple[int, int]] = []
+            return ContainerCheck(_chunks_problem(stream, size, _CAF, to_end), caf_data_size=next(iter(to_end), None))
         if head[:4] in _AU_MAGIC:
             return ContainerCheck(_au_problem(head, size))
         if head[:3] == b"ID3" or _mp3_frame(head) is not None:
@@ -361,7 +366,10 @@ def _rf64_sizes(stream: io.BufferedIOBase) -> dict[bytes, int]:
     return sizes
 
 
-def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) -> str | None:
+def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat,
+                    to_end: list[tuple[int, int]] | None = None) -> str | None:
+    """Why the chunks of a file in `layout` are cut short, or None; `to_end` receives (where its size is,
+    the bytes to the end of the file) of a chunk whose size is written as unknown."""
     header_bytes = layout.id_bytes + layout.size_bytes
     large = _rf64_sizes(stream) if layout is _RF64 else {}
 
@@ -397,8 +405,10 @@ def _chunks_problem(stream: io.BufferedIOBase, size: int, layout: _ChunkFormat) 
             if layout.id_bytes == 4 and not _is_chunk_name(name) or layout.names is not None and name not in layout.names:
                 return None  # not a chunk: data after the file's chunks, which decoders ignore
             data_size = declared(header)
-            if data_size is None:
-                return None  # written as unknown: the data runs to the end of the file
+            if data_size is None:  # written as unknown: the data runs to the end of the file
+                if to_end is not None:
+                    to_end.append((position + layout.id_bytes, size - position - header_bytes))
+                return None
             if position + header_bytes + data_size > size:
                 return (f"its {layout.name} '{name.decode('latin-1')}' chunk{part} declares {data_size} bytes and "
                         f"the file holds {size - position - header_bytes} of them: it is cut short")

@@ -474,7 +474,12 @@ def _audio_source(item: Any) -> tuple[Path | io.BytesIO, str, ContainerCheck]:
     source, where = _read_bytes_or_path(item)
     if isinstance(source, Path) and source.stat().st_size == 0:
         raise MediaError("audio", f"empty file {where} (0 bytes)", reason="empty file (0 bytes)")
-    return source, where, _refuse_damaged_container("audio", source, where)
+    check = _refuse_damaged_container("audio", source, where)
+    if check.caf_data_size is not None:  # a CAF data chunk of unknown size: given its size to the end of the file
+        offset, data_size = check.caf_data_size
+        source = io.BytesIO(source.read_bytes() if isinstance(source, Path) else source.getvalue())
+        source.getbuffer()[offset : offset + 8] = data_size.to_bytes(8, "big")
+    return source, where, check
 
 
 def _declared_seconds(header: Any, where: str, check: ContainerCheck) -> float:
