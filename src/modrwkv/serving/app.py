@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from ..data.readers import DataError, openai_to_sample
+from ..data.readers.base import format_hint
 from ..encoders.media import MediaError, allow_images_of
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
@@ -410,7 +411,11 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
             answers_required=False,  # a request's history may hold an empty reply; it is not training data
         )
     except DataError as exc:
-        message, code = _READER_HINTS.get(exc.reason, (str(exc), exc.reason))
+        # a request is no data file: the reader's guess at another file format (format_hint) would mislead
+        detail = exc.detail.removesuffix(format_hint({"messages": messages}, "openai"))
+        if exc.reason == "marker_in_text":
+            detail += " (the model reads it as the place of a media item, so a message cannot hold it as text)"
+        message, code = _READER_HINTS.get(exc.reason, (detail, exc.reason))
         raise APIError(400, message, code=code, param="messages") from None
     check_media(sample, limits, pipeline.processor.video, _audio_rate(pipeline))
     try:
