@@ -511,6 +511,26 @@ def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, caps
     assert evaluate_line("b.yaml").endswith(f"--data {tmp_path / 'test.jsonl'}")
 
 
+def test_init_prints_commands_that_paste_into_a_shell_with_spaces_in_the_paths(tmp_path, monkeypatch, capsys):
+    """A data folder named with a space and a non-ASCII letter gives a run folder with them: every
+    printed command quotes its paths (the model path was pasted bare: `--model runs/my data/final`)."""
+    import shlex
+
+    folder = tmp_path / "my data ü"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "a.png")
+    record = json.dumps({"image": "a.png", "question": "Colour?", "answer": "red"}) + "\n"
+    (folder / "train.jsonl").write_text(record * 4)
+    (folder / "test.jsonl").write_text(record)
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "my data ü/train.jsonl", "--yes"]) == 0
+    lines = {line.split(":", 1)[0]: shlex.split(line.split(":", 1)[1]) for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("train:", "evaluate:", "chat:"))}
+    assert lines["train"] == ["modrwkv", "train", "my data ü.yaml"]
+    assert lines["evaluate"][4:8] == ["--model", "runs/my data ü/final", "--data", "my data ü/test.jsonl"]
+    assert lines["chat"] == ["modrwkv", "chat", "--model", "runs/my data ü/final"]
+
+
 def test_digit_pairs_with_few_training_pairs_give_every_baseline(tmp_path):
     """bench/digits/prepare_pairs.py with 5 training pairs: most digits open no training pair, and the
     first-image-only baseline answers them with the most frequent training answer (it raised
