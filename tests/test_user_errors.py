@@ -789,3 +789,9 @@ def test_calendar_columns_of_real_series_files_are_not_series(tmp_path):
     sm.datasets.macrodata.load_pandas().data[["year", "quarter", "realgdp", "cpi"]].to_csv(tmp_path / "macro.csv")
     columns = {s.meta["columns"][0] for s in TimeSeriesReader(tmp_path / "macro.csv", lookback=24, horizon=6)}
     assert columns == {"realgdp", "cpi"}
+
+
+def test_a_series_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    (tmp_path / "s.csv").write_text("date,load\n\n")
+    with pytest.raises(DataError, match=r"s\.csv: no data rows after the header \['date', 'load'\]$"):
+        list(TimeSeriesReader(tmp_path / "s.csv", lookback=8, horizon=4))

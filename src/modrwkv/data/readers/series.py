@@ -461,6 +461,8 @@ class TimeSeriesReader(Reader):
             raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not CSV: {err}") from None
         if header is None:
             raise DataError(str(path), "unreadable_file", "empty CSV file (a header row is required)")
+        if not rows:  # else "no numeric column", which sends one looking at the header
+            raise DataError(str(path), "unreadable_file", f"no data rows after the header {header}")
         if header and all(_to_float(name) is not None for name in header) and not all(
                 re.fullmatch(r"\s*\d+\s*", name) for name in header):  # integer names may be years
             raise DataError(f"{path}:1", "unreadable_file", f"the first row {header} holds numbers, not column "
