@@ -265,8 +265,19 @@ def test_metric_from_the_file_or_flag_and_a_prompt_template(tmp_path, weights):
     assert pipeline.prompts == ["<image>\nWhich? Answer with one word."]
     mixed = [{"image": "a.png", "question": "a", "answer": "x"},
              {"image": "a.png", "question": "b", "answers": ["x"] * 3}]
-    with pytest.raises(BenchmarkFileError, match="suggest different metrics"):
+    with pytest.raises(BenchmarkFileError, match="suggest different metrics") as info:
         evaluate(tmp_path / "mixed", weights, mixed, {"": "x"})
+    # which records: the first of each metric, by line (a file of thousands of records)
+    data = tmp_path / "mixed" / "data" / "test.jsonl"
+    assert f"('exact' from {data}:1, 'vqa' from {data}:2: choices," in str(info.value)
+    stated = [dict(mixed[0], metric="exact"), mixed[0], dict(mixed[0], metric="cer")]
+    with pytest.raises(BenchmarkFileError) as info:
+        evaluate(tmp_path / "stated", weights, stated, {"": "x"})
+    data = tmp_path / "stated" / "data" / "test.jsonl"
+    assert str(info.value) == (f"{data}: the records name different metrics ('cer' from {data}:3, 'exact' from "
+                               f"{data}:1); use one, or --metric")
+    with pytest.raises(BenchmarkFileError, match=rf"^{tmp_path / 'unknown' / 'data' / 'test.jsonl'}:2: unknown metric"):
+        evaluate(tmp_path / "unknown", weights, [mixed[0], dict(mixed[0], metric="accuracy")], {"": "x"})
 
 
 def test_report_shows_only_the_supplied_baselines(tmp_path, capsys):
