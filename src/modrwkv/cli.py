@@ -623,11 +623,11 @@ def _run_init(args: argparse.Namespace) -> int:
         config["data"]["max_image_pixels"] = args.max_image_pixels
     output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(output, render_config(config, notes))
-    run = config["output"]["dir"]
+    final = shlex.quote(f"{config['output']['dir']}/final")  # a run folder may hold spaces, as the data's name
     print(f"wrote {output}\n" + "".join(f"  {line}\n" for line in notes[1:])
           + f"train:     modrwkv train {shlex.quote(str(output))}\n"
-          f"evaluate:  modrwkv eval --task custom --model {run}/final {_eval_data_hint(config)}\n"
-          f"chat:      modrwkv chat --model {run}/final")
+          f"evaluate:  modrwkv eval --task custom --model {final} {_eval_data_hint(config)}\n"
+          f"chat:      modrwkv chat --model {final}")
     return 0
 
 

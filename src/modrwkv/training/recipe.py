@@ -380,6 +380,9 @@ def train(
     resume_from = None
     if resume:
         resume_from = latest_checkpoint(out)
+        if not out.is_dir():  # a relative output.dir read from another folder, or a misspelt one
+            raise FileNotFoundError(f"--resume: no run to continue: {out} does not exist (output.dir, relative "
+                                    f"to the folder the command runs in: {Path.cwd()})")
         if resume_from is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'} (the run stopped "
                                     "before its first one): start it again without --resume")
