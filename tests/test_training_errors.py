@@ -120,19 +120,21 @@ def test_an_error_inside_the_optimizers_update_saves_nothing_and_says_why(tmp_pa
     assert sorted(p.name for p in newest.parent.iterdir()) == ["latest", "step-00000002"]
 
 
-def test_an_error_in_a_validation_saves_its_step_and_the_resumed_run_validates_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("part", ["_loss", "_save_best"])  # in the model's forward; writing best/ (a full disk)
+def test_an_error_in_a_validation_saves_its_step_and_the_resumed_run_validates_it(tmp_path, monkeypatch, part):
     full = train(val_config(tmp_path, "full", val_every=2))
+    assert full.metrics["validation"]["best_step"] == 6  # step 4's validation writes best/ too
     cfg = val_config(tmp_path, "failed", val_every=2)
-    loss = Validation._loss
+    method = getattr(Validation, part)
     failed = []
 
-    def failing_at_step_4(self, trainer, model):
+    def failing_at_step_4(self, trainer, *args):
         if trainer.global_step == 4 and not failed:
             failed.append(4)
             raise RuntimeError("a custom encoder failed (injected)")
-        return loss(self, trainer, model)
+        return method(self, trainer, *args)
 
-    monkeypatch.setattr(Validation, "_loss", failing_at_step_4)
+    monkeypatch.setattr(Validation, part, failing_at_step_4)
     with pytest.raises(RuntimeError, match="injected") as info:
         train(cfg)
     run = Path(cfg["output"]["dir"])
