@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from modrwkv.cli import main
 from modrwkv.multimodal import ModRWKV
-from modrwkv.training import ConfigError, config_from_dict, train
+from modrwkv.training import ConfigError, config_from_dict, latest_checkpoint, train
 from modrwkv.training.validation import Validation
 
 from test_training import colour_samples, config, write_llava
@@ -283,6 +283,13 @@ def test_an_error_in_one_ranks_validation_ends_every_rank(tmp_path):
     assert all(rank.returncode not in (0, None) for rank in ranks)
     assert "RuntimeError on rank 1: CUDA out of memory" in outputs[0][1], outputs[0][1][-3000:]
     assert "CUDA out of memory" in outputs[1][1], outputs[1][1][-3000:]
+    # Every rank raised it after step 2's update: together they saved that step (progress.SaveOnError), each says so.
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000002"
+    assert latest_checkpoint(tmp_path / "run") == checkpoint
+    for _, err in outputs:
+        assert err.splitlines()[-1].endswith(f"training stopped at this error after step 2 of 3; the checkpoint of step "
+                                             f"2, the last completed, is saved to {checkpoint}: --resume continues "
+                                             "from it"), err[-3000:]
 
 
 def test_best_record_is_strict_json_with_a_nan_value_as_null():

@@ -140,7 +140,9 @@ def failing_together(trainer: pl.Trainer) -> Iterator[None]:
     its error and the others a copy (an OSError as it was, so that every rank says the same). Without it
     the other ranks wait at the next collective for the rank that left the run, for ever where its
     process lives on, a job burning its hours until its wall time. Every rank must enter it: its end is a
-    collective, and so a barrier. In one process the block's error is raised as it is."""
+    collective, and so a barrier. In one process the block's error is raised as it is. An error every
+    rank raises this way is `raised_on_every_rank`: the ranks can still take part in a collective together
+    (the checkpoint `progress.SaveOnError` saves)."""
     error: Exception | None = None
     try:
         yield
@@ -152,9 +154,19 @@ def failing_together(trainer: pl.Trainer) -> Iterator[None]:
         failure = next((outcome for outcome in outcomes if outcome is not None), None)
         if error is None and failure is not None:
             log.error("rank %d could not write: %s", failure["rank"], failure["text"])
-            raise _copied(failure)
+            error = _copied(failure)
+        if error is not None:
+            setattr(error, EVERY_RANK, True)
     if error is not None:
         raise error
+
+
+EVERY_RANK = "modrwkv_raised_on_every_rank"  # the attribute `failing_together` sets on the errors it raises on every rank
+
+
+def raised_on_every_rank(error: BaseException) -> bool:
+    """Whether every rank of the run raised `error` at the same point (`failing_together`)."""
+    return bool(getattr(error, EVERY_RANK, False))
 
 
 def _portable(error: Exception, rank: int) -> dict[str, Any]:

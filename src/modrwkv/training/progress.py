@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import torch
 
-from .checkpoint import PretrainedCheckpoint, latest_checkpoint, rng_state, set_rng_state
+from .checkpoint import PretrainedCheckpoint, latest_checkpoint, raised_on_every_rank, rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from .module import ModRWKVModule
@@ -265,9 +265,10 @@ class SaveOnError(pl.Callback):
       some weights updated and others not: nothing is saved, and the note says so;
     - while a checkpoint is written, or once training has finished (writing final/), says itself what
       was saved;
-    - in a run of several processes saves nothing: the checkpoint is written by all of them together, and
-      the others may be waiting for the failed one in a collective it left (a gradient reduction); the
-      note names the newest checkpoint.
+    - in a run of several processes saves only where every process raised it at the same step end
+      (`failing_together`: one's validation ran out of memory), since the checkpoint is written by all of
+      them together; otherwise the others may be waiting for the failed one in a collective it left (a
+      gradient reduction), nothing is saved and the note names the newest checkpoint.
     A failure of this save does not hide the error: the note names it too. A callback of one's own whose
     state changes within a step is saved as the error found it."""
 
@@ -295,11 +296,11 @@ class SaveOnError(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, Exception) and self._started:
-            note = self._save(trainer, pl_module)
+            note = self._save(trainer, pl_module, raised_on_every_rank(exception))
             if note is not None:
                 exception.add_note(note)
 
-    def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
+    def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, every_rank: bool) -> str | None:
         checkpointer, step = self.checkpointer, trainer.global_step
         if checkpointer.writing or (step >= checkpointer.total_steps and step == checkpointer.last_saved):
             return None  # a checkpoint's or final/'s own error, which says what is saved
@@ -313,7 +314,7 @@ class SaveOnError(pl.Callback):
         if step == checkpointer.last_saved:  # nothing trained since the newest checkpoint
             newest = latest_checkpoint(checkpointer.output_dir)
             return None if newest is None else f"{where}; {self._newest()}"
-        if trainer.world_size > 1:
+        if trainer.world_size > 1 and not (updated and every_rank):
             return (f"{where}; no checkpoint was saved: its {trainer.world_size} processes write it together, and "
                     f"the others may be waiting for this one in a collective it left; {self._newest()}")
         if self._updating is None and self._step_end is not None:  # in the next step: back to the end of this one
