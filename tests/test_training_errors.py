@@ -153,6 +153,34 @@ def test_an_error_in_a_validation_saves_its_step_and_the_resumed_run_validates_i
     assert_same_weights(a, b)
 
 
+def test_a_failing_save_after_an_error_leaves_that_error_the_one_raised(tmp_path, monkeypatch):
+    import errno
+
+    import modrwkv.training.checkpoint as checkpoint
+    from modrwkv.training.module import ModRWKVModule
+
+    step = ModRWKVModule.training_step
+
+    def failing_step_3(self, batch, batch_idx):
+        if self.global_step == 2:
+            monkeypatch.setattr(checkpoint, "export_model", full_disk)  # the disk fills up as step 3 fails
+            raise RuntimeError("an encoder failed (injected)")
+        return step(self, batch, batch_idx)
+
+    def full_disk(model, folder, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+
+    monkeypatch.setattr(ModRWKVModule, "training_step", failing_step_3)
+    cfg = config(tmp_path, "full", max_steps=4)
+    with pytest.raises(RuntimeError, match="injected") as info:
+        train(cfg, samples=colour_samples(16))
+    [note] = info.value.__notes__
+    assert note.startswith("training stopped at this error in step 3 of 4; saving the checkpoint of step 2 failed "
+                           "too (OSError: [Errno 28] No space left on device; the checkpoint of step 2 was not saved")
+    assert note.endswith("; the run has no checkpoint: start it again")
+    assert list((Path(cfg["output"]["dir"]) / "checkpoints").iterdir()) == []  # its partial files deleted
+
+
 def test_cli_names_the_error_and_the_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
     from modrwkv.training.module import ModRWKVModule
 

@@ -13,9 +13,10 @@
   `StopRequest`, which takes the same signals the same way for a training loop of one's own (the
   quickstart's vision encoder pretraining); `TakeSignalsAtSetup` hands them on to one as `train` ends.
 - `SaveOnError` does the same for an error (an exception, not a signal: out of memory on one long
-  sample, an encoder's RuntimeError, a data-loader worker that died, a failing validation) in a run of
-  one process: it saves the last completed optimizer step, which `--resume` continues exactly, and adds
-  a note to the error that says where (or why nothing was saved).
+  sample, an encoder's RuntimeError, a data-loader worker that died, a failing validation): it saves
+  the last completed optimizer step where that is safe (one process, or every process raising it at a
+  step's end), which `--resume` continues exactly, and adds a note to the error that says where (or why
+  nothing was saved).
 - `RunTotals` sums what the run's summary reports over all its steps, also across a stop and a
   resume: the part before the resume travels in the checkpoint.
 """
