@@ -322,8 +322,9 @@ def lora_run(tmp_path_factory, lm_checkpoint):
     return cfg, train(cfg, samples=colour_samples(32))
 
 
-class _Crash(Exception):
-    pass
+class _Crash(BaseException):
+    """Stands in for a kill (SIGKILL, a node lost): a BaseException, at which a run saves nothing (at an error, an
+    Exception, it saves the last completed step: progress.SaveOnError)."""
 
 
 class _CrashAt(pl.Callback):
