@@ -992,5 +992,5 @@ def test_a_qa_record_whose_media_sit_under_another_field_name_is_reported_not_re
         list(QAReader(path, on_error="raise", media_folder=media))
     assert info.value.reason == "unknown_field" and str(info.value) == (
         f"{path}:1: field 'images' names image files, but qa records read media only from 'image', 'audio', "
-        "'series', 'video' (each one item or a list): rename it to 'image', or the record is read as text alone "
+        "'series', 'video' (each one item or a list): rename it to 'image', or drop it to train on the text alone "
         "(fields: ['answer', 'images', 'question'])")

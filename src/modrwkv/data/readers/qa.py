@@ -152,7 +152,7 @@ def _check_media_field_names(record: dict[str, Any], source: str) -> None:
         if kind is not None:
             raise DataError(source, "unknown_field", f"field {key!r} names {kind} files, but qa records read media "
                             f"only from {', '.join(repr(m) for m in MARKERS)} (each one item or a list): rename "
-                            f"it to {kind!r}, or the record is read as text alone (fields: {sorted(record)})")
+                            f"it to {kind!r}, or drop it to train on the text alone (fields: {sorted(record)})")
 
 
 def _check_answer(value: Any, field: str, source: str) -> str | int | float:
