@@ -213,6 +213,46 @@ def test_stage1_changes_only_adapter_weights_and_stage2_keeps_them(tmp_path, lm_
     train(stage2, samples=colour_samples(16))
 
 
+class _Modes(pl.Callback):
+    """Every submodule's `training` flag at each step's start (the first: this part's first step when resumed)."""
+
+    def __init__(self):
+        self.steps: list[dict[str, bool]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, *args):
+        self.steps.append({name: m.training for name, m in pl_module.model.named_modules()})
+
+
+def test_fresh_resumed_and_loaded_runs_train_in_the_same_module_modes(tmp_path, lm_checkpoint):
+    """A fresh model, an LM from model.lm.checkpoint, a resumed run and a model.init_from run train with every
+    module in training mode but a frozen encoder's, at every step. from_pretrained and load_model return
+    eval-mode models and Lightning leaves modes as they are: the last three used to train in eval mode
+    (no LoRA dropout, no gradient checkpointing: the LM checkpoints only in training mode)."""
+    def run(name: str, model: dict | None = None, **options) -> dict[str, bool]:
+        cfg = config(tmp_path, name, max_steps=3)
+        cfg["model"]["encoders"]["image"]["trainable"] = False
+        if model is not None:
+            cfg["model"] = model
+        cfg["output"]["save_every"] = 1
+        modes = _Modes()
+        try:
+            train(cfg, samples=colour_samples(8), callbacks=[modes, *options.pop("callbacks", [])], **options)
+        except _Crash:
+            pass
+        assert modes.steps and all(step == modes.steps[0] for step in modes.steps), name  # validation restores them
+        return modes.steps[0]
+
+    fresh = run("fresh", callbacks=[_CrashAt(2)])  # after its checkpoint of step 1
+    frozen = {name for name in fresh if name.startswith("encoders.image")}
+    assert frozen and {name for name, training in fresh.items() if not training} == frozen
+    assert run("fresh", resume=True) == fresh
+    tiny = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())["model"]
+    checkpoint = {**tiny, "lm": {"checkpoint": lm_checkpoint},
+                  "encoders": {"image": {**tiny["encoders"]["image"], "trainable": False}}}
+    assert run("lm-checkpoint", checkpoint) == fresh
+    assert run("init-from", {"init_from": str(latest_checkpoint(tmp_path / "fresh")), "ctx_len": 64}) == fresh
+
+
 def test_encoder_lr_scale_scales_only_that_encoders_updates(tmp_path, lm_checkpoint):
     """Adam's first update is lr * g / (|g| + eps), about lr * sign(g): with the image encoder at a
     tenth of the rate, its weights move a tenth as far and every other weight moves the same."""
