@@ -359,7 +359,23 @@ def lora_run(tmp_path_factory, lm_checkpoint):
                                                                       "targets": ["att.key", "att.value", "ffn.key"]})
     cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}
     cfg["output"]["save_every"] = 4
-    return cfg, train(cfg, samples=colour_samples(32))
+    modes = _Modes()
+    full = train(cfg, samples=colour_samples(32), callbacks=[modes])
+    assert_lora_dropout_on(modes.steps[0], full.model)
+    return cfg, full, modes.steps[0]
+
+
+def assert_lora_dropout_on(modes: dict[str, bool], model: ModRWKV) -> None:
+    """The run trained with its LoRA dropout on (`modes`: at its first step), so its outcome depends on the RNG:
+    the trained model, in training mode, gives different outputs twice on the same batch."""
+    dropout = {name: training for name, training in modes.items() if name.startswith("lm.") and name.endswith(".dropout")}
+    assert dropout and all(dropout.values()), dropout
+    batch = model.collator()([model.processor()(s) for s in colour_samples(2, seed=3)])
+    with torch.no_grad():
+        once, again = (model.train()(batch.input_ids, batch.media, attention_mask=batch.attention_mask).logits
+                       for _ in range(2))
+    model.eval()
+    assert not torch.equal(once, again)
 
 
 class _Crash(BaseException):
@@ -380,28 +396,32 @@ class _CrashAt(pl.Callback):
 
 @pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(lora_run, tmp_path):
-    cfg, full = lora_run
+    cfg, full, modes = lora_run
     cfg = copy.deepcopy(cfg)
     cfg["output"]["dir"] = str(tmp_path / "killed")
     with pytest.raises(_Crash):
         train(cfg, samples=colour_samples(32), callbacks=[_CrashAt(6)])
     assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000004"
-    resumed = train(cfg, samples=colour_samples(32), resume=True)
+    resumed_modes = _Modes()
+    resumed = train(cfg, samples=colour_samples(32), resume=True, callbacks=[resumed_modes])
+    assert resumed_modes.steps[0] == modes  # it used to train in eval mode, without the LoRA dropout
     assert [row["step"] for row in resumed.history] == list(range(5, 13))
     expected = [row["loss"] for row in full.history[4:]]
     assert [row["loss"] for row in resumed.history] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
     a, b = load_file(str(full.final_dir / "model.safetensors")), load_file(str(resumed.final_dir / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
 
 
 @torch.no_grad()
 @pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 def test_merged_lora_model_gives_the_same_outputs(lora_run, tmp_path):
-    _, full = lora_run
+    _, full, _ = lora_run
     unmerged = ModRWKV.from_pretrained(full.final_dir)
     load_lora(unmerged.lm, full.final_dir)
     assert any(p.abs().sum() > 0 for n, p in unmerged.lm.named_parameters() if n.endswith("lora_b"))
@@ -730,7 +750,7 @@ class _SignalAt(pl.Callback):
 @pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora_run, tmp_path, signum):
-    cfg, full = lora_run
+    cfg, full, modes = lora_run
     cfg = copy.deepcopy(cfg)
     cfg["output"]["dir"] = str(tmp_path / "stopped")
     previous = signal.getsignal(signum)
@@ -744,7 +764,9 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     saved = torch.load(stopped.checkpoint / "training_state.ckpt", weights_only=True)["callbacks"]["RunTotals"]
     assert saved["recorded_steps"] == 6 and saved["tokens"] == sum(r["tokens"] for r in stopped.history)
     assert saved["first_loss"] == stopped.history[0]["loss"] and saved["final_loss"] == stopped.history[-1]["loss"]
-    resumed = train(cfg, samples=colour_samples(32), resume=True)
+    resumed_modes = _Modes()
+    resumed = train(cfg, samples=colour_samples(32), resume=True, callbacks=[resumed_modes])
+    assert resumed_modes.steps[0] == modes  # it used to train in eval mode, without the LoRA dropout
     assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[6:]],
                                                                       rel=1e-5, abs=1e-6)
     # The summary is the whole run's, as the uninterrupted run's: it used to cover steps 7-12 only.
@@ -759,6 +781,7 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
 
 
 def start_cli_train(tmp_path: Path, num_samples: int, output: dict, *, data: dict | None = None,
