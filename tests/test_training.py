@@ -213,6 +213,46 @@ def test_stage1_changes_only_adapter_weights_and_stage2_keeps_them(tmp_path, lm_
     train(stage2, samples=colour_samples(16))
 
 
+class _Modes(pl.Callback):
+    """Every submodule's `training` flag at each step's start (the first: this part's first step when resumed)."""
+
+    def __init__(self):
+        self.steps: list[dict[str, bool]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, *args):
+        self.steps.append({name: m.training for name, m in pl_module.model.named_modules()})
+
+
+def test_fresh_resumed_and_loaded_runs_train_in_the_same_module_modes(tmp_path, lm_checkpoint):
+    """A fresh model, an LM from model.lm.checkpoint, a resumed run and a model.init_from run train with every
+    module in training mode but a frozen encoder's, at every step. from_pretrained and load_model return
+    eval-mode models and Lightning leaves modes as they are: the last three used to train in eval mode
+    (no LoRA dropout, no gradient checkpointing: the LM checkpoints only in training mode)."""
+    def run(name: str, model: dict | None = None, **options) -> dict[str, bool]:
+        cfg = config(tmp_path, name, max_steps=3)
+        cfg["model"]["encoders"]["image"]["trainable"] = False
+        if model is not None:
+            cfg["model"] = model
+        cfg["output"]["save_every"] = 1
+        modes = _Modes()
+        try:
+            train(cfg, samples=colour_samples(8), callbacks=[modes, *options.pop("callbacks", [])], **options)
+        except _Crash:
+            pass
+        assert modes.steps and all(step == modes.steps[0] for step in modes.steps), name  # validation restores them
+        return modes.steps[0]
+
+    fresh = run("fresh", callbacks=[_CrashAt(2)])  # after its checkpoint of step 1
+    frozen = {name for name in fresh if name.startswith("encoders.image")}
+    assert frozen and {name for name, training in fresh.items() if not training} == frozen
+    assert run("fresh", resume=True) == fresh
+    tiny = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())["model"]
+    checkpoint = {**tiny, "lm": {"checkpoint": lm_checkpoint},
+                  "encoders": {"image": {**tiny["encoders"]["image"], "trainable": False}}}
+    assert run("lm-checkpoint", checkpoint) == fresh
+    assert run("init-from", {"init_from": str(latest_checkpoint(tmp_path / "fresh")), "ctx_len": 64}) == fresh
+
+
 def test_encoder_lr_scale_scales_only_that_encoders_updates(tmp_path, lm_checkpoint):
     """Adam's first update is lr * g / (|g| + eps), about lr * sign(g): with the image encoder at a
     tenth of the rate, its weights move a tenth as far and every other weight moves the same."""
@@ -319,7 +359,23 @@ def lora_run(tmp_path_factory, lm_checkpoint):
                                                                       "targets": ["att.key", "att.value", "ffn.key"]})
     cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}
     cfg["output"]["save_every"] = 4
-    return cfg, train(cfg, samples=colour_samples(32))
+    modes = _Modes()
+    full = train(cfg, samples=colour_samples(32), callbacks=[modes])
+    assert_lora_dropout_on(modes.steps[0], full.model)
+    return cfg, full, modes.steps[0]
+
+
+def assert_lora_dropout_on(modes: dict[str, bool], model: ModRWKV) -> None:
+    """The run trained with its LoRA dropout on (`modes`: at its first step), so its outcome depends on the RNG:
+    the trained model, in training mode, gives different outputs twice on the same batch."""
+    dropout = {name: training for name, training in modes.items() if name.startswith("lm.") and name.endswith(".dropout")}
+    assert dropout and all(dropout.values()), dropout
+    batch = model.collator()([model.processor()(s) for s in colour_samples(2, seed=3)])
+    with torch.no_grad():
+        once, again = (model.train()(batch.input_ids, batch.media, attention_mask=batch.attention_mask).logits
+                       for _ in range(2))
+    model.eval()
+    assert not torch.equal(once, again)
 
 
 class _Crash(BaseException):
@@ -340,31 +396,38 @@ class _CrashAt(pl.Callback):
 
 @pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(lora_run, tmp_path):
-    cfg, full = lora_run
+    cfg, full, modes = lora_run
     cfg = copy.deepcopy(cfg)
     cfg["output"]["dir"] = str(tmp_path / "killed")
     with pytest.raises(_Crash):
         train(cfg, samples=colour_samples(32), callbacks=[_CrashAt(6)])
     assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000004"
-    resumed = train(cfg, samples=colour_samples(32), resume=True)
+    resumed_modes = _Modes()
+    resumed = train(cfg, samples=colour_samples(32), resume=True, callbacks=[resumed_modes])
+    assert resumed_modes.steps[0] == modes  # it used to train in eval mode, without the LoRA dropout
     assert [row["step"] for row in resumed.history] == list(range(5, 13))
     expected = [row["loss"] for row in full.history[4:]]
     assert [row["loss"] for row in resumed.history] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
     a, b = load_file(str(full.final_dir / "model.safetensors")), load_file(str(resumed.final_dir / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
 
 
 @torch.no_grad()
 @pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 def test_merged_lora_model_gives_the_same_outputs(lora_run, tmp_path):
-    _, full = lora_run
+    _, full, _ = lora_run
     unmerged = ModRWKV.from_pretrained(full.final_dir)
     load_lora(unmerged.lm, full.final_dir)
     assert any(p.abs().sum() > 0 for n, p in unmerged.lm.named_parameters() if n.endswith("lora_b"))
+    # Every B moved from its zeros. From a fresh RWKV init (model.lm.config) none would: its att.output and
+    # ffn.value are zeros, so no gradient reaches the B of att.key/value or ffn.key (stage lora warns of that LM).
+    assert all(p.abs().sum() > 0 for n, p in unmerged.lm.named_parameters() if n.endswith("lora_b"))
     assert main(["merge-lora", str(full.output_dir), str(tmp_path / "merged")]) == 0
     merged = ModRWKV.from_pretrained(tmp_path / "merged")
     assert not (tmp_path / "merged" / "lora.json").exists()
@@ -690,7 +753,7 @@ class _SignalAt(pl.Callback):
 @pytest.mark.xdist_group("lora_run")  # one xdist worker trains the fixture's run, not both
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora_run, tmp_path, signum):
-    cfg, full = lora_run
+    cfg, full, modes = lora_run
     cfg = copy.deepcopy(cfg)
     cfg["output"]["dir"] = str(tmp_path / "stopped")
     previous = signal.getsignal(signum)
@@ -704,7 +767,9 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     saved = torch.load(stopped.checkpoint / "training_state.ckpt", weights_only=True)["callbacks"]["RunTotals"]
     assert saved["recorded_steps"] == 6 and saved["tokens"] == sum(r["tokens"] for r in stopped.history)
     assert saved["first_loss"] == stopped.history[0]["loss"] and saved["final_loss"] == stopped.history[-1]["loss"]
-    resumed = train(cfg, samples=colour_samples(32), resume=True)
+    resumed_modes = _Modes()
+    resumed = train(cfg, samples=colour_samples(32), resume=True, callbacks=[resumed_modes])
+    assert resumed_modes.steps[0] == modes  # it used to train in eval mode, without the LoRA dropout
     assert [row["loss"] for row in resumed.history] == pytest.approx([r["loss"] for r in full.history[6:]],
                                                                       rel=1e-5, abs=1e-6)
     # The summary is the whole run's, as the uninterrupted run's: it used to cover steps 7-12 only.
@@ -719,6 +784,7 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
 
 
 def start_cli_train(tmp_path: Path, num_samples: int, output: dict, *, data: dict | None = None,

@@ -40,7 +40,13 @@ def set_stage(model: ModRWKV, stage: str, lora: LoRAConfig | None = None) -> Non
     """Freezes and unfreezes for a training stage: "1" adapters; "2" adapters + LM; "lora" adapters
     + LoRA layers on the LM (added here unless already loaded); "state" the LM's initial WKV state
     alone (state tuning: zeros unless already loaded; adapters and encoders stay frozen too).
-    Trainable encoders (WaveNet, tiny) train in stages 1, 2 and lora; frozen towers never do."""
+    Trainable encoders (WaveNet, tiny) train in stages 1, 2 and lora; frozen towers never do.
+    Puts the model in training mode, which a frozen encoder declines (it stays in eval mode)."""
+    # A model from from_pretrained (resume, init_from) or an LM from load_model (lm.checkpoint) is in
+    # eval mode, and Lightning leaves modes as they are: without this such a run trained without LoRA
+    # dropout or gradient checkpointing, unlike a run from a fresh model, and a resumed one unlike the
+    # run it continues.
+    model.train()
     model.requires_grad_(False)
     if stage == "state":
         wkv = model.lm.enable_state_tuning()
