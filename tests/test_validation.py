@@ -428,3 +428,26 @@ def test_series_files_are_validated_by_forecast_mse_not_accuracy(tmp_path):
     with pytest.raises(ConfigError, match="train.val_metric accuracy scores answers to questions; series files "
                                           "are validated by forecast_mse"):
         config_from_dict(cfg)
+
+
+def test_val_accuracy_reads_the_val_files_as_training_does_media_folder_and_wildcards(tmp_path):
+    """The val files' media are under data.media_folder and data.val names them by a wildcard, as the
+    training reader allows: every val record is answered (`modrwkv eval --media-folder` of the same file
+    scores as many), where the scorer once looked beside the file and refused it, and did not expand the
+    wildcard."""
+    cfg = val_config(tmp_path, "run", val_metric="accuracy", max_steps=2)
+    data, media, vals = tmp_path / "data", tmp_path / "media", tmp_path / "vals"
+    media.mkdir()
+    vals.mkdir()
+    for part, source in (("train", data), ("val", data / "val")):
+        records = json.loads((source / "train.json").read_text())
+        for record in records:
+            (source / record["image"]).rename(media / f"{part}-{record['image']}")
+            record["image"] = f"{part}-{record['image']}"
+        (vals if part == "val" else data).joinpath(f"{part}.json").write_text(json.dumps(records))
+    cfg["data"].update(train=[str(data / "train.json")], val=[str(vals / "*.json")], media_folder=str(media))
+    result = train(cfg)
+    history = result.metrics["validation"]["history"]
+    assert [row["step"] for row in history] == [2] and 0 <= history[0]["val_accuracy"] <= 100
+    scored, _ = eval_custom(tmp_path, result.final_dir, vals / "val.json", "final", "--media-folder", str(media))
+    assert history[0]["val_accuracy"] == pytest.approx(scored["accuracy"])

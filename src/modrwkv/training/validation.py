@@ -47,7 +47,7 @@ from ..data.sample import Sample
 from ..textfiles import write_text_atomically
 from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
 from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
-from .data import DroppingCollator, ProcessedDataset
+from .data import DroppingCollator, ProcessedDataset, expand_paths
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,11 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
-    task = CustomTask(metric=None if metric == "accuracy" else metric)
+    # data.media_folder as `--media-folder`: the val records' media are where the training reader finds them
+    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder)
     samples, scoring, longest = [], None, 0
-    for path in config.train:
+    paths = expand_paths(config.train)  # data.val's wildcards, as the reader of the val loss expands them
+    for path in paths:
         try:
             loaded = task.load(Path(path), "all")
         except BenchmarkFileError as exc:
@@ -168,7 +170,7 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
                               f"custom` scores by {task.headline_label} ({found}): set train.val_metric "
                               f"{task.headline}")
         if scoring not in (None, found):
-            raise ConfigError(f"data.val: {config.train[0]} is scored by {scoring} and {path} by {found}: one "
+            raise ConfigError(f"data.val: {paths[0]} is scored by {scoring} and {path} by {found}: one "
                               "validation number cannot average both; validate on files of one kind")
         scoring, longest = found, max(longest, task.max_new_tokens)
         samples += loaded
