@@ -550,6 +550,13 @@ def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, mon
     Path("series.csv").write_text("value\n" + "".join(f"{i % 7}\n" for i in range(400)))
     assert main(["init", "--data", "series.csv", "--val", "data/val.jsonl", "--yes", "--output", "s.yaml"]) == 2
     assert "--val: a series config validates on the training file's own val rows" in capsys.readouterr().err
+    # a val file of another format than the training file's: training would skip every record of it
+    write_records(folder, [{"image": "0.png", "conversations": [{"from": "human", "value": "<image>\nWhich digit?"},
+                                                                {"from": "gpt", "value": "0"}]}], "llava.json")
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/llava.json", "--yes", "--output", "l.yaml"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--val: data/llava.json holds llava records, but data/train.jsonl holds qa records, and training reads the "
+        "val file with that file's reader: give held-out records in the training file's format")
 
 
 def test_digit_pairs_with_few_training_pairs_give_every_baseline(tmp_path):

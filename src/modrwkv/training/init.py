@@ -19,6 +19,7 @@ series is always trained here), as the paper's recipe does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -325,7 +326,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                      f"{val_every} steps; output.final best: final/ holds the best validation's weights (best/); "
                      "4 validations without a better one end the run early (docs/forecasting.md)")
     elif answers.val is not None:
-        metric = validation_metric(answers)
+        metric = validation_metric(answers, summary.data_format)
         data["val"] = [answers.val]
         train.update(val_every=save_every, val_metric=metric)
         output["final"] = "best"
@@ -344,15 +345,24 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     return config, notes
 
 
-def validation_metric(answers: InitAnswers) -> str:
+def validation_metric(answers: InitAnswers, data_format: str) -> str:
     """The `train.val_metric` for the `--val` file: what `modrwkv eval --task custom` scores it by (exact
-    match, VQA accuracy or the choice taken: accuracy; transcripts: wer or cer; numbers: mse)."""
+    match, VQA accuracy or the choice taken: accuracy; transcripts: wer or cer; numbers: mse). Training
+    reads it with the reader of `data_format`, the training file's: a file of another format is refused
+    here rather than by `modrwkv train`, which would skip every record."""
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
+    val = Path(str(answers.val))
+    if answers.data_format is None and val.is_file():  # a format given (--data-format) applies to both files
+        with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
+            if (found := detect_format(val)) != data_format:
+                raise InitError(f"--val: {val} holds {found} records, but {answers.data} holds {data_format} "
+                                "records, and training reads the val file with that file's reader: give held-out "
+                                "records in the training file's format")
     task = CustomTask(media_folder=answers.media_folder)
     try:
-        task.load(Path(str(answers.val)), "all")
+        task.load(val, "all")
     except BenchmarkFileError as exc:
         raise InitError(f"--val: {exc}") from None
     return task.headline
