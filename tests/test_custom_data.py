@@ -265,8 +265,19 @@ def test_metric_from_the_file_or_flag_and_a_prompt_template(tmp_path, weights):
     assert pipeline.prompts == ["<image>\nWhich? Answer with one word."]
     mixed = [{"image": "a.png", "question": "a", "answer": "x"},
              {"image": "a.png", "question": "b", "answers": ["x"] * 3}]
-    with pytest.raises(BenchmarkFileError, match="suggest different metrics"):
+    with pytest.raises(BenchmarkFileError, match="suggest different metrics") as info:
         evaluate(tmp_path / "mixed", weights, mixed, {"": "x"})
+    # which records: the first of each metric, by line (a file of thousands of records)
+    data = tmp_path / "mixed" / "data" / "test.jsonl"
+    assert f"('exact' from {data}:1, 'vqa' from {data}:2: choices," in str(info.value)
+    stated = [dict(mixed[0], metric="exact"), mixed[0], dict(mixed[0], metric="cer")]
+    with pytest.raises(BenchmarkFileError) as info:
+        evaluate(tmp_path / "stated", weights, stated, {"": "x"})
+    data = tmp_path / "stated" / "data" / "test.jsonl"
+    assert str(info.value) == (f"{data}: the records name different metrics ('cer' from {data}:3, 'exact' from "
+                               f"{data}:1); use one, or --metric")
+    with pytest.raises(BenchmarkFileError, match=rf"^{tmp_path / 'unknown' / 'data' / 'test.jsonl'}:2: unknown metric"):
+        evaluate(tmp_path / "unknown", weights, [mixed[0], dict(mixed[0], metric="accuracy")], {"": "x"})
 
 
 def test_report_shows_only_the_supplied_baselines(tmp_path, capsys):
@@ -557,6 +568,26 @@ def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, mon
     assert capsys.readouterr().err.strip().endswith(
         "--val: data/llava.json holds llava records, but data/train.jsonl holds qa records, and training reads the "
         "val file with that file's reader: give held-out records in the training file's format")
+
+
+def test_init_prints_commands_that_paste_into_a_shell_with_spaces_in_the_paths(tmp_path, monkeypatch, capsys):
+    """A data folder named with a space and a non-ASCII letter gives a run folder with them: every
+    printed command quotes its paths (the model path was pasted bare: `--model runs/my data/final`)."""
+    import shlex
+
+    folder = tmp_path / "my data ü"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "a.png")
+    record = json.dumps({"image": "a.png", "question": "Colour?", "answer": "red"}) + "\n"
+    (folder / "train.jsonl").write_text(record * 4)
+    (folder / "test.jsonl").write_text(record)
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "my data ü/train.jsonl", "--yes"]) == 0
+    lines = {line.split(":", 1)[0]: shlex.split(line.split(":", 1)[1]) for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("train:", "evaluate:", "chat:"))}
+    assert lines["train"] == ["modrwkv", "train", "my data ü.yaml"]
+    assert lines["evaluate"][4:8] == ["--model", "runs/my data ü/final", "--data", "my data ü/test.jsonl"]
+    assert lines["chat"] == ["modrwkv", "chat", "--model", "runs/my data ü/final"]
 
 
 def test_digit_pairs_with_few_training_pairs_give_every_baseline(tmp_path):

@@ -135,6 +135,9 @@ def test_text_image_and_audio_requests(live):
     sampled = [ask(client, conversations[0], temperature=1.0, top_p=0.9, seed=5).choices[0].message.content
                for _ in range(2)]
     assert sampled[0] == sampled[1] == expected(conversations[0], temperature=1.0, top_p=0.9, seed=5)
+    # top_p 0, which OpenAI takes: only the most probable token, greedy decoding at any temperature
+    nucleus = ask(client, conversations[0], temperature=1.5, top_p=0, max_tokens=16).choices[0].message.content
+    assert nucleus == expected(conversations[0], max_tokens=16)
     full = ask(client, conversations[0], max_tokens=16).choices[0].message.content
     cut = ask(client, conversations[0], max_tokens=16, stop=[full[3:5]])
     assert cut.choices[0].message.content == full[: full.index(full[3:5])]
@@ -209,7 +212,7 @@ BAD_REQUESTS = [
     ({"max_tokens": 65}, openai.BadRequestError, "max_tokens"),
     ({"max_tokens": 0}, openai.BadRequestError, "max_tokens"),
     ({"temperature": 3}, openai.BadRequestError, "temperature"),
-    ({"top_p": 0}, openai.BadRequestError, "top_p"),
+    ({"top_p": 1.5}, openai.BadRequestError, "top_p"),
     ({"n": 17}, openai.BadRequestError, "'n' must be an integer from 1 to 16, got 17"),
     ({"response_format": {"type": "json_object"}}, openai.BadRequestError,
      "response_format type \"json_object\" is not supported: this server has no JSON mode or structured outputs"),
@@ -930,8 +933,9 @@ def test_full_queue_is_429_and_disconnects_free_their_slots():
         assert next(iter(stream)).choices[0].delta.role == "assistant"
         waiting = open_request(server.url, long_request)  # takes the only queue place
         server.wait_for(lambda h: h["running"] == 1 and h["queued"] == 1)
-        with pytest.raises(openai.RateLimitError, match="busy"):
+        with pytest.raises(openai.RateLimitError, match="busy") as refused:
             ask(client, [USER])
+        assert refused.value.response.headers["Retry-After"] == "1"  # when OpenAI's clients retry
         stream.close()  # a streaming client hangs up: its slot goes to the waiting request
         server.wait_for(lambda h: h["cancelled"] == 1 and h["running"] == 1 and h["queued"] == 0)
         waiting.close()  # a non-streaming client hangs up too

@@ -322,8 +322,9 @@ def lora_run(tmp_path_factory, lm_checkpoint):
     return cfg, train(cfg, samples=colour_samples(32))
 
 
-class _Crash(Exception):
-    pass
+class _Crash(BaseException):
+    """Stands in for a kill (SIGKILL, a node lost): a BaseException, at which a run saves nothing (at an error, an
+    Exception, it saves the last completed step: progress.SaveOnError)."""
 
 
 class _CrashAt(pl.Callback):
@@ -1011,3 +1012,9 @@ def test_resume_without_a_checkpoint_says_to_start_again(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"modrwkv train: error: --resume: no complete checkpoint under {tmp_path / 'never-saved' / 'checkpoints'} "
         "(the run stopped before its first one): start it again without --resume")
+    # no folder at all: a run started from another folder (a relative output.dir) or a misspelt one
+    (tmp_path / "run.yaml").write_text(json.dumps(config(tmp_path, "elsewhere")))
+    assert main(["train", str(tmp_path / "run.yaml"), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"modrwkv train: error: --resume: no run to continue: {tmp_path / 'elsewhere'} does not exist (output.dir, "
+        f"relative to the folder the command runs in: {Path.cwd()})")

@@ -775,3 +775,23 @@ def test_media_cut_short_is_named_by_file_and_line_in_data_by_file_in_chat(tmp_p
     err = capsys.readouterr().err
     assert f"error: {reason}" in err and "; this turn is discarded, the conversation is unchanged" in err
     assert "Traceback" not in err
+
+
+def test_calendar_columns_of_real_series_files_are_not_series(tmp_path):
+    """statsmodels' sunspots and nile CSVs start with a year column (1700.0, 1701.0, ...) and its
+    macrodata with year and quarter: they say when a row is, like a date column. They were read as
+    series, so a model learnt to forecast a straight line and eval averaged it into the score."""
+    import statsmodels.api as sm
+
+    sm.datasets.sunspots.load_pandas().data.to_csv(tmp_path / "sunspots.csv", index=False)
+    columns = {s.meta["columns"][0] for s in TimeSeriesReader(tmp_path / "sunspots.csv", lookback=24, horizon=6)}
+    assert columns == {"SUNACTIVITY"}
+    sm.datasets.macrodata.load_pandas().data[["year", "quarter", "realgdp", "cpi"]].to_csv(tmp_path / "macro.csv")
+    columns = {s.meta["columns"][0] for s in TimeSeriesReader(tmp_path / "macro.csv", lookback=24, horizon=6)}
+    assert columns == {"realgdp", "cpi"}
+
+
+def test_a_series_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    (tmp_path / "s.csv").write_text("date,load\n\n")
+    with pytest.raises(DataError, match=r"s\.csv: no data rows after the header \['date', 'load'\]$"):
+        list(TimeSeriesReader(tmp_path / "s.csv", lookback=8, horizon=4))

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from modrwkv.cli import main
 from modrwkv.multimodal import ModRWKV
-from modrwkv.training import ConfigError, config_from_dict, train
+from modrwkv.training import ConfigError, config_from_dict, latest_checkpoint, train
 from modrwkv.training.validation import Validation
 
 from test_training import colour_samples, config, write_llava
@@ -222,15 +222,20 @@ def test_a_nan_validation_is_never_the_best(tmp_path, monkeypatch):
         torch.testing.assert_close(value, result.model.state_dict()[key], rtol=0, atol=0)
 
 
+class _Killed(BaseException):
+    """Stands in for a kill: a BaseException, at which a run saves nothing (at an error, an Exception, it saves
+    the last completed step: progress.SaveOnError)."""
+
+
 class _CrashAt(pl.Callback):
-    """A crash (not a signal, so no checkpoint) as step `step + 1` starts."""
+    """A kill (not a signal or an error, so no checkpoint) as step `step + 1` starts."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_train_batch_start(self, trainer, *args):
         if trainer.global_step == self.step:
-            raise RuntimeError("crashed")
+            raise _Killed("crashed")
 
 
 def test_resume_keeps_a_better_best_written_after_the_checkpoint(tmp_path, monkeypatch):
@@ -240,7 +245,7 @@ def test_resume_keeps_a_better_best_written_after_the_checkpoint(tmp_path, monke
     crafted = CraftedLosses(monkeypatch, [3.0, 2.0, 1.0])
     cfg = val_config(tmp_path, "run", val_every=1, max_steps=6, early_stopping_patience=2)
     cfg["output"].update(save_every=2, keep_last=10)
-    with pytest.raises(RuntimeError, match="crashed"):
+    with pytest.raises(_Killed, match="crashed"):
         train(cfg, callbacks=[_CrashAt(3)])
     run = Path(cfg["output"]["dir"])
     assert json.loads((run / "best" / "validation.json").read_text())["val_loss"] == 1.0
@@ -257,7 +262,7 @@ def test_a_run_stopped_while_replacing_best_finds_it_again(tmp_path, monkeypatch
     crafted = CraftedLosses(monkeypatch, [2.0, 1.0])
     cfg = val_config(tmp_path, "run", val_every=1, max_steps=3)
     cfg["output"].update(save_every=1, keep_last=10)
-    with pytest.raises(RuntimeError, match="crashed"):
+    with pytest.raises(_Killed, match="crashed"):
         train(cfg, callbacks=[_CrashAt(2)])
     run = Path(cfg["output"]["dir"])
     (run / "best").rename(run / ".best.old")  # killed between the renames: the new best/ was not complete
@@ -280,6 +285,13 @@ def test_an_error_in_one_ranks_validation_ends_every_rank(tmp_path):
     assert all(rank.returncode not in (0, None) for rank in ranks)
     assert "RuntimeError on rank 1: CUDA out of memory" in outputs[0][1], outputs[0][1][-3000:]
     assert "CUDA out of memory" in outputs[1][1], outputs[1][1][-3000:]
+    # Every rank raised it after step 2's update: together they saved that step (progress.SaveOnError), each says so.
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000002"
+    assert latest_checkpoint(tmp_path / "run") == checkpoint
+    for _, err in outputs:
+        assert err.splitlines()[-1].endswith(f"training stopped at this error after step 2 of 3; the checkpoint of step "
+                                             f"2, the last completed, is saved to {checkpoint}: --resume continues "
+                                             "from it"), err[-3000:]
 
 
 def test_best_record_is_strict_json_with_a_nan_value_as_null():

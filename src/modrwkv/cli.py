@@ -46,10 +46,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("modrwkv.cli")
 
 USAGE_ERROR = 2
+FAILED = 1  # an error in the work itself (training ran out of memory), not in what the user asked for
 
 
 class CLIError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+USER_ERRORS = (CLIError, ValueError, OSError, SafetensorError, MissingExtraError)  # one line, status USAGE_ERROR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -438,6 +442,11 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"modrwkv train: interrupted; {_how_to_continue(command, newest, 'the newest checkpoint is')}",
               file=sys.stderr)
         return 128 + signal.SIGINT
+    except USER_ERRORS:
+        raise
+    except Exception as exc:  # out of memory, an encoder's or a data-loader worker's error: one line, not a traceback
+        _print_error(args, f"{type(exc).__name__}: {_describe(exc)} (-v shows where)", exc)
+        return FAILED
     m = result.metrics
     if result.final_dir is None:
         reason = f" ({result.stopped_by})" if result.stopped_by else ""
@@ -626,11 +635,11 @@ def _run_init(args: argparse.Namespace) -> int:
         config["data"]["max_image_pixels"] = args.max_image_pixels
     output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(output, render_config(config, notes))
-    run = config["output"]["dir"]
+    final = shlex.quote(f"{config['output']['dir']}/final")  # a run folder may hold spaces, as the data's name
     print(f"wrote {output}\n" + "".join(f"  {line}\n" for line in notes[1:])
           + f"train:     modrwkv train {shlex.quote(str(output))}\n"
-          f"evaluate:  modrwkv eval --task custom --model {run}/final {_eval_data_hint(config)}\n"
-          f"chat:      modrwkv chat --model {run}/final")
+          f"evaluate:  modrwkv eval --task custom --model {final} {_eval_data_hint(config)}\n"
+          f"chat:      modrwkv chat --model {final}")
     return 0
 
 
@@ -1497,12 +1506,18 @@ def _run_command(args: argparse.Namespace) -> int:
         # point it at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except (CLIError, ValueError, OSError, SafetensorError, MissingExtraError) as exc:
-        if args.verbose:
-            log.exception("details")
-        message = _describe(exc).replace("\n", " ")
-        print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        _print_error(args, _describe(exc), exc)
         return USAGE_ERROR
+
+
+def _print_error(args: argparse.Namespace, message: str, exc: Exception) -> None:
+    """The one line an error ends a command with (its traceback with -v), its notes (`add_note`: what a
+    training run saved before it) after it."""
+    if args.verbose:
+        log.exception("details")
+    message = "; ".join([message, *getattr(exc, "__notes__", ())]).replace("\n", " ")
+    print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def create_app(
 
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -537,8 +537,9 @@ async def _stream_transcript(replies: AsyncIterator[GenerationResult], segments:
 
 
 def _queue_full() -> APIError:
+    # Retry-After: a slot frees as soon as any running request ends; OpenAI's clients retry a 429 after it
     return APIError(429, "the server is busy: too many requests are waiting; retry later", type="rate_limit_error",
-                    code="queue_full")
+                    code="queue_full", retry_after=1)
 
 
 def _failure(exc: BaseException) -> APIError:

@@ -156,8 +156,8 @@ def parse_sampling(body: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
         "top_k": _integer(body, "top_k", 0) or 0,
         "seed": _integer(body, "seed", -(2**63)),
     }
-    if sampling["top_p"] == 0.0:
-        raise APIError(400, "'top_p' must be greater than 0", param="top_p")
+    if sampling["top_p"] == 0.0:  # OpenAI takes 0: a nucleus of the most probable token alone, greedy decoding
+        sampling.update(temperature=0.0, top_p=1.0)
     if sampling["seed"] is not None:
         sampling["seed"] %= 2**63  # torch generators take non-negative seeds; OpenAI allows any int64
     stop = body.get("stop")

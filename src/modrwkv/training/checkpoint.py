@@ -140,7 +140,9 @@ def failing_together(trainer: pl.Trainer) -> Iterator[None]:
     its error and the others a copy (an OSError as it was, so that every rank says the same). Without it
     the other ranks wait at the next collective for the rank that left the run, for ever where its
     process lives on, a job burning its hours until its wall time. Every rank must enter it: its end is a
-    collective, and so a barrier. In one process the block's error is raised as it is."""
+    collective, and so a barrier. In one process the block's error is raised as it is. An error every
+    rank raises this way is `raised_on_every_rank`: the ranks can still take part in a collective together
+    (the checkpoint `progress.SaveOnError` saves)."""
     error: Exception | None = None
     try:
         yield
@@ -152,9 +154,19 @@ def failing_together(trainer: pl.Trainer) -> Iterator[None]:
         failure = next((outcome for outcome in outcomes if outcome is not None), None)
         if error is None and failure is not None:
             log.error("rank %d could not write: %s", failure["rank"], failure["text"])
-            raise _copied(failure)
+            error = _copied(failure)
+        if error is not None:
+            setattr(error, EVERY_RANK, True)
     if error is not None:
         raise error
+
+
+EVERY_RANK = "modrwkv_raised_on_every_rank"  # the attribute `failing_together` sets on the errors it raises on every rank
+
+
+def raised_on_every_rank(error: BaseException) -> bool:
+    """Whether every rank of the run raised `error` at the same point (`failing_together`)."""
+    return bool(getattr(error, EVERY_RANK, False))
 
 
 def _portable(error: Exception, rank: int) -> dict[str, Any]:
@@ -211,7 +223,7 @@ def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator
         yield
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     """Plain types and tensors only, so the checkpoint loads with torch.load(weights_only=True)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]
@@ -221,7 +233,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, position, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
@@ -242,33 +254,34 @@ class PretrainedCheckpoint(pl.Callback):
         self.total_steps = total_steps
         self.lora = lora
         self._pending_rng: dict[str, Any] | None = None
-        self._last_saved = -1
+        self.last_saved = -1  # the step of the newest checkpoint this run wrote or resumed from
         self.last_checkpoint: Path | None = None  # the newest step checkpoint this run wrote
+        self.writing = False  # a save is under way, or failed: an error then is the save's own (SaveOnError)
         self.final_source: Path | None = None  # what final/ is written from, when not the last step's checkpoint
 
     # The RNG state travels in this callback's slot of the Lightning checkpoint. It is restored at
     # train start, after the data-loader iterator (which draws a seed) was created, as it was when
     # the state was captured mid-run.
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state()}
+        return {"rng": rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending_rng = state_dict.get("rng")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_saved = trainer.global_step
+        self.last_saved = trainer.global_step
         if self._pending_rng is not None:
-            _set_rng_state(self._pending_rng)
+            set_rng_state(self._pending_rng)
             self._pending_rng = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
-        if self.save_every and step != self._last_saved and step % self.save_every == 0 and step < self.total_steps:
+        if self.save_every and step != self.last_saved and step % self.save_every == 0 and step < self.total_steps:
             self.save(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step != self._last_saved:
+        if trainer.global_step != self.last_saved:
             self.save(trainer, pl_module)
         if trainer.global_step >= self.total_steps:
             with failing_together(trainer):
@@ -286,6 +299,7 @@ class PretrainedCheckpoint(pl.Callback):
         root = self.output_dir / CHECKPOINTS
         name = step_folder_name(step)
         tmp, folder = root / f".{name}.tmp", root / name
+        self.writing = True
         with failing_together(trainer):
             if trainer.is_global_zero:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -318,12 +332,12 @@ class PretrainedCheckpoint(pl.Callback):
                 for old in kept[: -self.keep_last]:
                     shutil.rmtree(old, ignore_errors=True)
                 log.info("checkpoint %s", folder)
-        self._last_saved = step
+        self.last_saved, self.writing = step, False
         self.last_checkpoint = folder
         return folder
 
     def save_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         """A checkpoint of the current step (the existing one if this step was just saved)."""
-        if trainer.global_step == self._last_saved and self.last_checkpoint is not None:
+        if trainer.global_step == self.last_saved and self.last_checkpoint is not None:
             return self.last_checkpoint
         return self.save(trainer, pl_module)

@@ -302,7 +302,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     output = {"dir": output_dir, "save_every": save_every, "log_every": max(1, min(50, steps_per_epoch // 4)),
               "progress_bar": answers.device == "gpu"}
     notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / "
-                 f"Ctrl-C; progress lines every {output['log_every']} steps; metrics in "
+                 f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
     data: dict[str, Any] = {"format": summary.data_format, "train": [answers.data]}
     if summary.data_format == "series":

@@ -240,6 +240,19 @@ class ModRWKVModule(pl.LightningModule):
         callbacks' step-end hooks (a checkpoint saved there) run before the module's, which appends it."""
         return self._step_row() if self._window["micro_batches"] else None
 
+    def step_state(self) -> dict[str, Any]:
+        """What this module counts per optimizer step, as it stands (at a step's end: what a checkpoint of
+        that step holds of it), for `restore_step_state`."""
+        return {"history": len(self.history), "window": dict(self._window), "dropped": dict(self.dropped),
+                "media_reliance": len(self.media_reliance), "clock": self._clock, "step_end": self._step_end}
+
+    def restore_step_state(self, state: dict[str, Any]) -> None:
+        """Forgets what came after `state` was taken: the micro-batches of a step that an error ended."""
+        del self.history[state["history"]:]
+        del self.media_reliance[state["media_reliance"]:]
+        self._window, self.dropped = dict(state["window"]), dict(state["dropped"])
+        self._clock, self._step_end = state["clock"], state["step_end"]
+
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         # The step's time ends here: the callbacks' step-end work that follows (a checkpoint, the quickstart's

@@ -12,6 +12,11 @@
   stays the one to resume). One that arrives as training ends is recorded (`signal_at_end`). It is a
   `StopRequest`, which takes the same signals the same way for a training loop of one's own (the
   quickstart's vision encoder pretraining); `TakeSignalsAtSetup` hands them on to one as `train` ends.
+- `SaveOnError` does the same for an error (an exception, not a signal: out of memory on one long
+  sample, an encoder's RuntimeError, a data-loader worker that died, a failing validation): it saves
+  the last completed optimizer step where that is safe (one process, or every process raising it at a
+  step's end), which `--resume` continues exactly, and adds a note to the error that says where (or why
+  nothing was saved).
 - `RunTotals` sums what the run's summary reports over all its steps, also across a stop and a
   resume: the part before the resume travels in the checkpoint.
 """
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import torch
 
-from .checkpoint import PretrainedCheckpoint
+from .checkpoint import PretrainedCheckpoint, latest_checkpoint, raised_on_every_rank, rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from .module import ModRWKVModule
@@ -242,6 +247,94 @@ class StopOnSignal(StopRequest, pl.Callback):
             self.signal_name = signal.Signals(number).name  # the reduced one, also where this rank received another
             self.checkpoint = self.checkpointer.save_now(trainer, pl_module)
             trainer.should_stop = True
+
+
+class SaveOnError(pl.Callback):
+    """At an error that ends training (an `Exception`; a KeyboardInterrupt or a second Ctrl-C is not one,
+    and a signal stops the run by `StopOnSignal`), a checkpoint of the last completed optimizer step, saved
+    by the run's `PretrainedCheckpoint` (no second one where that step has one: `save_every` hit it, or
+    the run resumed from it), and a note added to the error (`BaseException.add_note`) that says where it
+    is and that `--resume` continues from it, exactly as after a signal; or why no checkpoint was saved
+    and which is the newest. An error
+    - in a step's forward or backward pass (also between accumulated micro-batches) or in the data loader
+      leaves the weights and the optimizer as the last step left them: the checkpoint is that step's,
+      with the random-number generators, the loops' progress and the module's step counters as they were
+      at its end (taken there, as the signal's checkpoint is; gradients are never saved);
+    - after a step's update (a validation, a callback's step-end work) saves that step; the validation
+      that failed is not in the checkpoint, and the resumed run makes it first (`Validation`);
+    - inside the optimizer's update (from `on_before_optimizer_step` until the step completes) may leave
+      some weights updated and others not: nothing is saved, and the note says so;
+    - while a checkpoint is written, or once training has finished (writing final/), says itself what
+      was saved;
+    - in a run of several processes saves only where every process raised it at the same step end
+      (`failing_together`: one's validation ran out of memory), since the checkpoint is written by all of
+      them together; otherwise the others may be waiting for the failed one in a collective it left (a
+      gradient reduction), nothing is saved and the note names the newest checkpoint.
+    A failure of this save does not hide the error: the note names it too. A callback of one's own whose
+    state changes within a step is saved as the error found it."""
+
+    def __init__(self, checkpointer: PretrainedCheckpoint) -> None:
+        self.checkpointer = checkpointer
+        self._started = False
+        self._updating: int | None = None  # the step the optimizer is updating from, until the step's end
+        self._step_end: dict[str, Any] | None = None  # the newest step's end, as its checkpoint holds it
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = True
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        self._updating = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not _at_step_boundary(trainer, batch_idx):
+            return
+        self._updating = None
+        if trainer.world_size == 1:  # (a few kB, after the other callbacks' step-end work, as the stopper saves)
+            self._step_end = {"rng": rng_state(), "loops": trainer.fit_loop.state_dict(),
+                              "module": pl_module.step_state()}
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, Exception) and self._started:
+            note = self._save(trainer, pl_module, raised_on_every_rank(exception))
+            if note is not None:
+                exception.add_note(note)
+
+    def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, every_rank: bool) -> str | None:
+        checkpointer, step = self.checkpointer, trainer.global_step
+        if checkpointer.writing or (step >= checkpointer.total_steps and step == checkpointer.last_saved):
+            return None  # a checkpoint's or final/'s own error, which says what is saved
+        # The update of step `_updating + 1` has begun, and ended once `step` has advanced (a step-end hook failed).
+        updated = self._updating is not None and step > self._updating
+        where = (f"training stopped at this error {'after' if updated else 'in'} step "
+                 f"{step if updated else step + 1} of {checkpointer.total_steps}")
+        if self._updating == step:
+            return (f"{where}, inside its optimizer step, which may have updated some weights and not others, so no "
+                    f"checkpoint was saved; {self._newest()}")
+        if step == checkpointer.last_saved:  # nothing trained since the newest checkpoint
+            newest = latest_checkpoint(checkpointer.output_dir)
+            return None if newest is None else f"{where}; {self._newest()}"
+        if trainer.world_size > 1 and not (updated and every_rank):
+            return (f"{where}; no checkpoint was saved: its {trainer.world_size} processes write it together, and "
+                    f"the others may be waiting for this one in a collective it left; {self._newest()}")
+        if self._updating is None and self._step_end is not None:  # in the next step: back to the end of this one
+            set_rng_state(self._step_end["rng"])
+            trainer.fit_loop.load_state_dict(self._step_end["loops"])
+            pl_module.restore_step_state(self._step_end["module"])
+        try:
+            folder = checkpointer.save(trainer, pl_module)
+        except Exception as exc:  # the error that ended training stays the one raised
+            log.error("saving the checkpoint of step %d after an error failed too: %s", step, exc)
+            return (f"{where}; saving the checkpoint of step {step} failed too ({type(exc).__name__}: {exc}); "
+                    f"{self._newest()}")
+        return f"{where}; the checkpoint of step {step}, the last completed, is saved to {folder}: --resume continues from it"
+
+    def _newest(self) -> str:
+        newest = latest_checkpoint(self.checkpointer.output_dir)
+        if newest is None:
+            return "the run has no checkpoint: start it again"
+        return f"the newest checkpoint is {newest}: --resume continues from it"
 
 
 class RunTotals(pl.Callback):

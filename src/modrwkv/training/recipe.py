@@ -52,7 +52,7 @@ from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_s
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
-from .progress import Interrupted, ProgressLine, RunTotals, StopOnSignal
+from .progress import Interrupted, ProgressLine, RunTotals, SaveOnError, StopOnSignal
 from .schedules import warmup_problem
 from .validation import BEST, Validation, val_data_config, val_scorer
 
@@ -360,7 +360,11 @@ def train(
     `callbacks` are extra Lightning callbacks; `progress` receives the progress line written every
     `output.log_every` steps (default: logged at INFO). SIGTERM or Ctrl-C stops the run at the next
     optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`); a second Ctrl-C, or
-    one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable)."""
+    one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable).
+    An error that ends training is raised as it is, after a checkpoint of the last completed optimizer step
+    was saved where that is safe (`progress.SaveOnError`: not inside the optimizer's update; in a run of
+    several processes only for an error every process raised at a step's end); a note added to it names
+    the checkpoint `resume` continues from, or says why none was saved."""
     if not isinstance(config, TrainConfig):
         # A resumed run rebuilds its model from the checkpoint.
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None and not resume)
@@ -380,6 +384,9 @@ def train(
     resume_from = None
     if resume:
         resume_from = latest_checkpoint(out)
+        if not out.is_dir():  # a relative output.dir read from another folder, or a misspelt one
+            raise FileNotFoundError(f"--resume: no run to continue: {out} does not exist (output.dir, relative "
+                                    f"to the folder the command runs in: {Path.cwd()})")
         if resume_from is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {out / 'checkpoints'} (the run stopped "
                                     "before its first one): start it again without --resume")
@@ -433,7 +440,8 @@ def train(
     # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
     # Validation before the checkpointer: a checkpoint at a step holds that step's validation.
     trainer.callbacks.extend([*callbacks, RunConfigWriter(out, config, f"this run: {plan.describe(opt)}"), totals,
-                              *([validation] if validation else []), checkpointer, stopper, reporter])
+                              *([validation] if validation else []), checkpointer, stopper, reporter,
+                              SaveOnError(checkpointer)])
     log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
              plan.describe(opt), opt.micro_batch_size, plan.world_size, plan.accumulation)
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())

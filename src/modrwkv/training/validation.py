@@ -19,6 +19,9 @@
   (of equal values, the one with the lower val loss, else the earlier), with `validation.json` saying the step and the value.
   `output.final: best` makes `final/` a copy of it at the end. It is replaced by renames, so that a run
   killed meanwhile leaves a complete one (put back at the next start).
+- A validation's state (its row, the best, the patience count) changes once it has ended, best/
+  written: an error in it leaves the checkpoint `progress.SaveOnError` saves at that step without it,
+  and the resumed run validates that step first.
 - `train.early_stopping_patience` validations in a row without improving on the best end the run at
   that step, as if it were the last (a checkpoint and `final/` are written).
 - Each validation is a progress line and a row in the loggers (metrics.csv, TensorBoard: `val_loss`,
@@ -241,9 +244,14 @@ class Validation(pl.Callback):
             self._finish_best_swap()
         if trainer.global_step > 0:  # resumed
             self._keep_later_best(trainer)
+        step = trainer.global_step
         if self.stopped_at is not None:  # (Lightning skips training when the checkpoint's epoch had ended)
             trainer.should_stop = True
-        elif self.at_start and trainer.global_step == 0 and not self.history:
+        elif self.at_start and step == 0 and not self.history:
+            self.validate(trainer, pl_module)
+        elif step > 0 and (step % self.every == 0 or step == self.total_steps) and not (
+                self.history and self.history[-1]["step"] >= step):
+            # Resumed from the checkpoint an error left after this step's update, before its validation ended.
             self.validate(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -272,7 +280,6 @@ class Validation(pl.Callback):
         finally:
             for module, training in modes.items():
                 module.train(training)
-        self.history.append(row)
         value = row[self.metric]
         # NaN (a diverged model, a val set without a supervised token) is never the best: compared, it would
         # be, as the first value, one that nothing improves on, and best/ would hold it.
@@ -280,11 +287,14 @@ class Validation(pl.Callback):
         # (`_keep_later_best`), the same value is that best again, and the steps before it are not "since" it.
         improved = self._improves(row, self.best) or (self.best is not None and step == self.best["step"] and not (
             math.isnan(value) or self._better(self.best[self.metric], value)))
+        # The state changes once best/ is written: after an error, a checkpoint of this step holds no part of
+        # this validation, which the resumed run then makes (on_train_start).
         if improved:
-            self.best, self.since_best = row, 0
             self._save_best(trainer, pl_module, row)
+            self.best, self.since_best = row, 0
         elif self.best is None or step > self.best["step"]:
             self.since_best += 1
+        self.history.append(row)
         for logger in trainer.loggers:
             logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
         stop = bool(self.patience) and self.since_best >= self.patience and step < self.total_steps

@@ -36,6 +36,7 @@ REASONS = (
     "bad_json",  # a JSONL line that does not parse
     "wrong_type",  # a field of the wrong JSON type (e.g. a number where text is expected)
     "missing_field",  # a required key is absent
+    "unknown_field",  # a key the format does not read that looks like a misspelt one (e.g. 'img' for 'image')
     "other_format",  # a record whose fields are another format's (a file of another format, or mixing formats)
     "empty_conversation",  # no messages at all
     "unknown_role",  # a speaker other than system/user/assistant (or their aliases)

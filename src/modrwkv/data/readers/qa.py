@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import mimetypes
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     if question is None:
         raise lacks_fields(record, "qa", source, f"no 'question' (fields: {sorted(record)})")
     question = require(question, str, "'question'", source)
+    _check_media_field_names(record, source)
     choices = [str(c) for c in require(record.get("choices") or [], list, "'choices'", source)]
     if len(choices) > len(OPTION_LETTERS):
         raise DataError(source, "wrong_type", f"{len(choices)} choices; at most {len(OPTION_LETTERS)}")
@@ -130,6 +132,27 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     identifier = record.get("id")
     return QARecord(media, question, answers, choices, numbers, None if identifier is None else str(identifier),
                     metric)
+
+
+TEXT_FIELDS = ("question", "answer", "answers", "choices", "id", "metric")
+
+
+def _check_media_field_names(record: dict[str, Any], source: str) -> None:
+    """Fields this format does not read are left aside (records may carry their own metadata), but a
+    record without media whose other field names a media file ('img': 'a.png', 'images': [...]) meant
+    it as its media: read as text alone, it would train or be scored silently without them."""
+    if any(modality in record for modality in MARKERS):
+        return
+    for key, value in record.items():
+        if key in TEXT_FIELDS:  # a question may well name a file
+            continue
+        values = value if isinstance(value, list) else [value]
+        kinds = {(mimetypes.guess_type(v)[0] or "").split("/")[0] for v in values if isinstance(v, str)}
+        kind = next((k for k in ("image", "audio", "video") if k in kinds), None)
+        if kind is not None:
+            raise DataError(source, "unknown_field", f"field {key!r} names {kind} files, but qa records read media "
+                            f"only from {', '.join(repr(m) for m in MARKERS)} (each one item or a list): rename "
+                            f"it to {kind!r}, or drop it to train on the text alone (fields: {sorted(record)})")
 
 
 def _check_answer(value: Any, field: str, source: str) -> str | int | float:

@@ -54,7 +54,10 @@ from .base import DataError, OnError, PathLike, Reader, as_paths
 
 logger = logging.getLogger(__name__)
 
-DATE_COLUMN_NAMES = {"date", "datetime", "time", "timestamp", "ds"}
+# Columns that say when a row is, not a series: forecasting a year column is a straight line that says
+# nothing (statsmodels' sunspots and nile files start with one, macrodata with year and quarter).
+DATE_COLUMN_NAMES = {"date", "datetime", "time", "timestamp", "ds", "year", "quarter", "month", "week", "day", "hour",
+                     "minute"}
 DEFAULT_PROMPT = "Predict the next {horizon} values of this series."
 DEFAULT_MULTIVARIATE_PROMPT = "Predict the next {horizon} steps of these {channels} series, one line per step."
 SERIES_EPS = 1e-5  # variance floor of the instance normalisation (the wavenet encoder's default)
@@ -276,7 +279,8 @@ class TimeSeriesReader(Reader):
     """Sliding-window forecasting samples from CSV (header row) or NPZ files.
 
     `columns` picks CSV columns or NPZ arrays (default: every numeric one, leaving out columns
-    named like a date or time — date, datetime, time, timestamp, ds — and columns holding
+    named like a date or time — date, datetime, time, timestamp, ds, year, quarter, month, week, day,
+    hour, minute — and columns holding
     non-numbers). Empty CSV cells read as NaN: in a look-back they are gaps (the encoder reads
     them as the window's mean), in a forecast target they make the window a bad record
     ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
@@ -457,6 +461,8 @@ class TimeSeriesReader(Reader):
             raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not CSV: {err}") from None
         if header is None:
             raise DataError(str(path), "unreadable_file", "empty CSV file (a header row is required)")
+        if not rows:  # else "no numeric column", which sends one looking at the header
+            raise DataError(str(path), "unreadable_file", f"no data rows after the header {header}")
         if header and all(_to_float(name) is not None for name in header) and not all(
                 re.fullmatch(r"\s*\d+\s*", name) for name in header):  # integer names may be years
             raise DataError(f"{path}:1", "unreadable_file", f"the first row {header} holds numbers, not column "

@@ -95,6 +95,11 @@ def infer_metric(record: QARecord) -> str:
     return "exact"
 
 
+def _first_records(metrics: dict[str, str]) -> str:
+    """"'cer' from a.jsonl:1, 'exact' from a.jsonl:2": where to look, in a file of thousands of records."""
+    return ", ".join(f"{metric!r} from {source}" for metric, source in sorted(metrics.items()))
+
+
 def exact_match(prediction: str, answers: Sequence[str]) -> bool:
     predicted = normalize_short_answer(prediction)
     return any(predicted == normalize_short_answer(answer) for answer in answers)
@@ -205,21 +210,26 @@ class CustomTask(Task):
     def _file_metric(self, data: Path, records: Sequence[tuple[str, QARecord]]) -> str:
         if self.metric is not None:
             return self.metric
-        stated = {r.metric for _, r in records if r.metric is not None}
+        stated: dict[str, str] = {}  # each metric a record names -> the first record naming it
+        for source, record in records:
+            if record.metric is not None:
+                stated.setdefault(record.metric, source)
         if len(stated) > 1:
-            raise BenchmarkFileError(f"the records name different metrics {sorted(stated)}; use one, or --metric")
+            raise BenchmarkFileError(f"{data}: the records name different metrics ({_first_records(stated)}); use "
+                                     "one, or --metric")
         if stated:
-            metric = stated.pop()
+            [(metric, source)] = stated.items()
             if metric not in METRICS:
-                raise BenchmarkFileError(f"{records[0][0]}: unknown metric {metric!r}; choose from "
-                                         f"{', '.join(METRICS)}")
+                raise BenchmarkFileError(f"{source}: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
             return metric
-        inferred = {infer_metric(r) for _, r in records}
+        inferred: dict[str, str] = {}
+        for source, record in records:
+            inferred.setdefault(infer_metric(record), source)
         if len(inferred) > 1:
-            raise BenchmarkFileError(f"the records suggest different metrics {sorted(inferred)} (choices, numeric "
-                                     "answers, several answers or audio in some records only); choose one with "
-                                     "--metric or a 'metric' field")
-        metric = inferred.pop()
+            raise BenchmarkFileError(f"{data}: the records suggest different metrics ({_first_records(inferred)}: "
+                                     "choices, numeric answers, several answers or audio in some records only); "
+                                     "choose one with --metric or a 'metric' field")
+        [metric] = inferred
         if metric == "wer":
             share = unsegmented_share([r.answers[0] for _, r in records])
             if share > 0.5:  # words are not spaced apart: WER would count whole sentences as words

@@ -1,0 +1,208 @@
+"""An error that ends training (not a signal) leaves a checkpoint of the last completed optimizer step,
+from which --resume continues exactly (progress.SaveOnError): in a step's forward/backward, also between
+accumulated micro-batches; in a validation; never inside the optimizer's update; and the CLI says it in
+one line. Tiny models of test_training."""
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modrwkv.cli import main
+from modrwkv.training import latest_checkpoint, train
+from modrwkv.training.validation import Validation
+
+from test_training import colour_samples, config, write_llava
+from test_validation import val_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+def accumulating_config(tmp_path: Path, name: str) -> dict:
+    """8 steps of 8 samples in 2 accumulated micro-batches of 4."""
+    return config(tmp_path, name, max_steps=8, micro_batch_size=4)
+
+
+def final_weights(result) -> dict[str, torch.Tensor]:
+    return load_file(str(result.final_dir / "model.safetensors"))
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    assert [key for key in a if not torch.equal(a[key], b[key])] == []
+
+
+class Draws(pl.Callback):
+    """A random number drawn as each micro-batch starts (as a data augmentation or a dropout would), by step and
+    micro-batch: a resumed run draws those of an uninterrupted one."""
+
+    def __init__(self) -> None:
+        self.drawn: dict[tuple[int, int], float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.drawn[trainer.global_step, batch_idx % 2] = torch.rand(()).item()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("full")
+    draws = Draws()
+    return train(accumulating_config(tmp_path, "full"), samples=colour_samples(32), callbacks=[draws]), draws.drawn
+
+
+class OutOfMemoryAt(pl.Callback):
+    """Out of memory in the backward pass of micro-batch `micro` (0 or 1) of step `step + 1`: the first
+    micro-batch's is between the accumulated micro-batches, the second's inside the optimizer's closure
+    (Lightning runs the stepping micro-batch's forward and backward from optimizer.step)."""
+
+    def __init__(self, step: int, micro: int) -> None:
+        self.step, self.micro = step, micro
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        if trainer.global_step == self.step and trainer.fit_loop.epoch_loop.batch_idx % 2 == self.micro:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+
+@pytest.mark.parametrize("micro", [0, 1])
+def test_an_error_in_a_step_saves_the_last_completed_step_and_resume_matches(uninterrupted, tmp_path, micro):
+    uninterrupted, drawn = uninterrupted
+    cfg = accumulating_config(tmp_path, "failed")
+    with pytest.raises(torch.OutOfMemoryError, match="injected") as info:
+        train(cfg, samples=colour_samples(32), callbacks=[Draws(), OutOfMemoryAt(5, micro)])
+    checkpoint = Path(cfg["output"]["dir"]) / "checkpoints" / "step-00000005"
+    assert info.value.__notes__ == [f"training stopped at this error in step 6 of 8; the checkpoint of step 5, the "
+                                    f"last completed, is saved to {checkpoint}: --resume continues from it"]
+    assert latest_checkpoint(cfg["output"]["dir"]) == checkpoint
+    # The run's totals travel in it as a signal's checkpoint has them: step 5's, not the failed step's part.
+    saved = torch.load(checkpoint / "training_state.ckpt", weights_only=True)
+    assert saved["global_step"] == 5
+    totals = saved["callbacks"]["RunTotals"]
+    assert totals["recorded_steps"] == 5
+    assert totals["tokens"] == sum(row["tokens"] for row in uninterrupted.history[:5])
+    draws = Draws()
+    resumed = train(cfg, samples=colour_samples(32), resume=True, callbacks=[draws])
+    assert draws.drawn == {key: value for key, value in drawn.items() if key[0] >= 5}
+    assert [row["step"] for row in resumed.history] == [6, 7, 8]
+    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in uninterrupted.history[5:]]
+    assert_same_weights(final_weights(resumed), final_weights(uninterrupted))
+    for key in ("first_loss", "final_loss", "tokens", "dropped"):
+        assert resumed.metrics[key] == uninterrupted.metrics[key], key
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # the test's own wrapper
+def test_an_error_inside_the_optimizers_update_saves_nothing_and_says_why(tmp_path):
+    class FailingUpdate(pl.Callback):
+        """The update of step 4 writes the weights, then fails before it completes."""
+
+        def on_train_start(self, trainer, pl_module):
+            optimizer = trainer.optimizers[0]
+            step = optimizer.step
+
+            def failing(*args, **kwargs):
+                result = step(*args, **kwargs)
+                if trainer.global_step == 3:
+                    raise RuntimeError("illegal memory access (injected)")
+                return result
+
+            optimizer.step = failing
+
+    cfg = config(tmp_path, "update", max_steps=6)
+    cfg["output"]["save_every"] = 2
+    with pytest.raises(RuntimeError, match="injected") as info:
+        train(cfg, samples=colour_samples(16), callbacks=[FailingUpdate()])
+    newest = Path(cfg["output"]["dir"]) / "checkpoints" / "step-00000002"
+    assert info.value.__notes__ == [
+        "training stopped at this error in step 4 of 6, inside its optimizer step, which may have updated some weights "
+        f"and not others, so no checkpoint was saved; the newest checkpoint is {newest}: --resume continues from it"]
+    assert latest_checkpoint(cfg["output"]["dir"]) == newest
+    assert sorted(p.name for p in newest.parent.iterdir()) == ["latest", "step-00000002"]
+
+
+@pytest.mark.parametrize("part", ["_loss", "_save_best"])  # in the model's forward; writing best/ (a full disk)
+def test_an_error_in_a_validation_saves_its_step_and_the_resumed_run_validates_it(tmp_path, monkeypatch, part):
+    full = train(val_config(tmp_path, "full", val_every=2))
+    assert full.metrics["validation"]["best_step"] == 6  # step 4's validation writes best/ too
+    cfg = val_config(tmp_path, "failed", val_every=2)
+    method = getattr(Validation, part)
+    failed = []
+
+    def failing_at_step_4(self, trainer, *args):
+        if trainer.global_step == 4 and not failed:
+            failed.append(4)
+            raise RuntimeError("a custom encoder failed (injected)")
+        return method(self, trainer, *args)
+
+    monkeypatch.setattr(Validation, part, failing_at_step_4)
+    with pytest.raises(RuntimeError, match="injected") as info:
+        train(cfg)
+    run = Path(cfg["output"]["dir"])
+    assert info.value.__notes__ == [f"training stopped at this error after step 4 of 6; the checkpoint of step 4, the "
+                                    f"last completed, is saved to {run / 'checkpoints' / 'step-00000004'}: --resume "
+                                    "continues from it"]
+    saved = torch.load(latest_checkpoint(run) / "training_state.ckpt", weights_only=True)["callbacks"]["Validation"]
+    assert [row["step"] for row in saved["history"]] == [2]  # the failed validation is no part of it
+    resumed = train(cfg, resume=True)
+    assert resumed.metrics["validation"] == full.metrics["validation"]
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert record == json.loads((Path(full.output_dir) / "best" / "validation.json").read_text())
+    a, b = load_file(str(full.final_dir / "model.safetensors")), load_file(str(resumed.final_dir / "model.safetensors"))
+    assert_same_weights(a, b)
+    a, b = load_file(str(full.output_dir / "best" / "model.safetensors")), load_file(str(run / "best" / "model.safetensors"))
+    assert_same_weights(a, b)
+
+
+def test_a_failing_save_after_an_error_leaves_that_error_the_one_raised(tmp_path, monkeypatch):
+    import errno
+
+    import modrwkv.training.checkpoint as checkpoint
+    from modrwkv.training.module import ModRWKVModule
+
+    step = ModRWKVModule.training_step
+
+    def failing_step_3(self, batch, batch_idx):
+        if self.global_step == 2:
+            monkeypatch.setattr(checkpoint, "export_model", full_disk)  # the disk fills up as step 3 fails
+            raise RuntimeError("an encoder failed (injected)")
+        return step(self, batch, batch_idx)
+
+    def full_disk(model, folder, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+
+    monkeypatch.setattr(ModRWKVModule, "training_step", failing_step_3)
+    cfg = config(tmp_path, "full", max_steps=4)
+    with pytest.raises(RuntimeError, match="injected") as info:
+        train(cfg, samples=colour_samples(16))
+    [note] = info.value.__notes__
+    assert note.startswith("training stopped at this error in step 3 of 4; saving the checkpoint of step 2 failed "
+                           "too (OSError: [Errno 28] No space left on device; the checkpoint of step 2 was not saved")
+    assert note.endswith("; the run has no checkpoint: start it again")
+    assert list((Path(cfg["output"]["dir"]) / "checkpoints").iterdir()) == []  # its partial files deleted
+
+
+def test_cli_names_the_error_and_the_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
+    from modrwkv.training.module import ModRWKVModule
+
+    cfg = config(tmp_path, "run", max_steps=6)
+    cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(16)))]}
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    step = ModRWKVModule.training_step
+
+    def out_of_memory_in_step_4(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ModRWKVModule, "training_step", out_of_memory_in_step_4)
+    assert main(["train", str(tmp_path / "run.yaml")]) == 1
+    err = capsys.readouterr().err
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000003"
+    assert err.splitlines()[-1] == (
+        "modrwkv train: error: OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (injected) (-v shows "
+        "where); training stopped at this error in step 4 of 6; the checkpoint of step 3, the last completed, is "
+        f"saved to {checkpoint}: --resume continues from it")
+    assert "Traceback" not in err
+    monkeypatch.setattr(ModRWKVModule, "training_step", step)
+    assert main(["train", str(tmp_path / "run.yaml"), "--resume"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("trained 6 steps: ")
