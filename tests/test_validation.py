@@ -359,13 +359,33 @@ def test_val_accuracy_is_what_eval_custom_scores_and_more_is_better(tmp_path):
 
 
 class CraftedScores:
-    """Makes every validation's score (the scorer's number, e.g. accuracy) the next of `values`."""
+    """Makes every validation's score (the scorer's number, e.g. accuracy) the next of `values`, its replies
+    `distinct` different ones."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, values: list[float]) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, values: list[float], distinct: int = 2) -> None:
         from modrwkv.training.validation import TaskScorer
 
         self.values = list(values)
-        monkeypatch.setattr(TaskScorer, "__call__", lambda scorer, model, trainer: self.values.pop(0))
+
+        def crafted(scorer, model, trainer):
+            scorer.distinct_replies = distinct
+            return self.values.pop(0)
+
+        monkeypatch.setattr(TaskScorer, "__call__", crafted)
+
+
+def test_weights_that_give_every_val_sample_one_reply_are_named(tmp_path, monkeypatch, caplog):
+    """Chosen weights that answer every val sample alike read nothing from the inputs (the forecasters of
+    docs/forecasting.md wrote their baseline plus one offset): whatever the score, the run says so."""
+    CraftedScores(monkeypatch, [10.0, 40.0], distinct=1)
+    result = train(val_config(tmp_path, "one", val_every=1, max_steps=2, val_metric="accuracy"))
+    assert result.metrics["validation"]["history"][1]["val_distinct_replies"] == 1
+    assert ("the best validation's weights (step 2) give one reply to every one of the 6 val samples: they read "
+            "nothing from the inputs") in caplog.text
+    caplog.clear()
+    CraftedScores(monkeypatch, [10.0, 40.0], distinct=3)
+    train(val_config(tmp_path, "three", val_every=1, max_steps=2, val_metric="accuracy"))
+    assert "give one reply" not in caplog.text
 
 
 def test_accuracy_keeps_the_highest_and_of_equal_ones_the_lower_loss(tmp_path, monkeypatch):
@@ -392,8 +412,9 @@ def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
     run, val_file = Path(cfg["output"]["dir"]), Path(cfg["data"]["val"][0])
     for row in history:
         step = run / "checkpoints" / f"step-{int(row['step']):08d}" if row["step"] else start
-        expected = eval_custom(tmp_path, step, val_file, step.name, "--metric", "wer")[0]["wer"]
-        assert row["val_wer"] == pytest.approx(expected)
+        metrics, predictions = eval_custom(tmp_path, step, val_file, step.name, "--metric", "wer")
+        assert row["val_wer"] == pytest.approx(metrics["wer"])
+        assert row["val_distinct_replies"] == len({p["prediction"] for p in predictions})
     best = min(history, key=lambda row: (row["val_wer"], row["val_loss"], row["step"]))
     assert result.metrics["validation"]["best_step"] == best["step"]
 

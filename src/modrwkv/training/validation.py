@@ -58,6 +58,9 @@ BEST = "best"
 BEST_RECORD = "validation.json"  # in best/: the step and the value it was chosen at
 EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)
 HIGHER_IS_BETTER = ("accuracy",)  # the val_metric values where more is better
+# in a validation's row beside the metric: the different replies the val samples got (1: the same reply to
+# all, weights that read nothing from the inputs, whatever their score)
+DISTINCT = "val_distinct_replies"
 
 
 def val_data_config(config: DataConfig) -> DataConfig:
@@ -86,6 +89,7 @@ class TaskScorer:
     def __init__(self, task: Any, samples: Sequence[Any], key: str) -> None:
         self.task, self.samples, self.key = task, list(samples), key
         self.higher_is_better = key in HIGHER_IS_BETTER
+        self.distinct_replies = 0  # how many different replies the last call's samples got
 
     def __call__(self, model: Any, trainer: pl.Trainer) -> float:
         from ..evaluation.runner import answer_batch
@@ -103,6 +107,7 @@ class TaskScorer:
             gathered: list[Any] = [None] * world_size
             torch.distributed.all_gather_object(gathered, records)
             records = [r for part in gathered for r in part]
+        self.distinct_replies = len({record["prediction"] for record in records})
         return float(self.task.summarize(records)[self.key])
 
 
@@ -238,6 +243,11 @@ class Validation(pl.Callback):
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
                         "not pay; forecast with the baseline alone, or train less", self.best[self.metric],
                         int(self.best["step"]), self.zeros_mse)
+        if finished and self.best is not None and self.best.get(DISTINCT) == 1 and len(self.scorer.samples) > 1:
+            log.warning("the best validation's weights (step %d) give one reply to every one of the %d val samples: "
+                        "they read nothing from the inputs, and a score above a baseline is the val set's own bias, "
+                        "not skill (docs/forecasting.md, \"Three seeds, and what validation picks\")",
+                        int(self.best["step"]), len(self.scorer.samples))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -277,6 +287,7 @@ class Validation(pl.Callback):
                 row = {"step": float(step), "val_loss": self._loss(trainer, model)}
                 if self.scorer is not None:
                     row[self.metric] = self.scorer(model, trainer)
+                    row[DISTINCT] = float(self.scorer.distinct_replies)
         finally:
             for module, training in modes.items():
                 module.train(training)
@@ -299,7 +310,7 @@ class Validation(pl.Callback):
             logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
         stop = bool(self.patience) and self.since_best >= self.patience and step < self.total_steps
         if trainer.is_global_zero:
-            values = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+            values = ", ".join(f"{k} {v:.0f}" if k == DISTINCT else f"{k} {v:.4f}" for k, v in row.items() if k != "step")
             best = self.best or row
             note = (f"; stopping early: {self.since_best} validations without improving on it" if stop else "")
             self.emit(f"validation at step {step}/{self.total_steps}: {values} (best {self.metric} "
