@@ -522,6 +522,54 @@ def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, caps
     assert evaluate_line("b.yaml").endswith(f"--data {tmp_path / 'test.jsonl'}")
 
 
+def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, monkeypatch, capsys):
+    """`init --val FILE`: validation about once an epoch by the score `modrwkv eval --task custom` gives the
+    file (accuracy for short answers, WER for records that say so), final/ the best validation's weights;
+    the evaluate line then names the test file, not the val file that chose the weights. The written
+    config trains as it is."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path("data")
+    folder.mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((8, 8), 25 * i, np.uint8), mode="L").save(folder / f"{i}.png")
+    records = [{"image": f"{i % 10}.png", "question": "Which digit is this?", "answer": str(i % 10)} for i in range(64)]
+    write_records(folder, records, "train.jsonl")
+    write_records(folder, records[:6], "val.jsonl")
+    write_records(folder, records[6:10], "test.jsonl")
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/val.jsonl", "--yes", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    config = config_from_dict(yaml.safe_load(Path("data.yaml").read_text()))
+    assert config.data.val == ["data/val.jsonl"] and config.train.val_metric == "accuracy"
+    assert config.train.val_every == config.output.save_every == 64 // config.train.batch_size  # an epoch
+    assert config.output.final == "best"
+    assert "val_metric accuracy: validated about once an epoch" in out
+    assert next(line for line in out.splitlines() if line.startswith("evaluate:")).endswith("--data data/test.jsonl")
+    # the config runs: an epoch, validated at its end, best/ written and copied to final/
+    assert main(["train", "data.yaml", "--train.max_steps", str(config.train.val_every)]) == 0
+    record = json.loads(Path("runs/data/final/validation.json").read_text())
+    assert record["step"] == config.train.val_every and record["metric"] == "val_accuracy"
+
+    for record in records:
+        record["metric"] = "wer"
+    write_records(folder, records[:6], "val.jsonl")
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/val.jsonl", "--yes", "--device", "cpu",
+                 "--output", "wer.yaml"]) == 0
+    assert config_from_dict(yaml.safe_load(Path("wer.yaml").read_text())).train.val_metric == "wer"
+    capsys.readouterr()
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/missing.jsonl", "--yes", "--output", "x.yaml"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--val: data/missing.jsonl: no such file")
+    Path("series.csv").write_text("value\n" + "".join(f"{i % 7}\n" for i in range(400)))
+    assert main(["init", "--data", "series.csv", "--val", "data/val.jsonl", "--yes", "--output", "s.yaml"]) == 2
+    assert "--val: a series config validates on the training file's own val rows" in capsys.readouterr().err
+    # a val file of another format than the training file's: training would skip every record of it
+    write_records(folder, [{"image": "0.png", "conversations": [{"from": "human", "value": "<image>\nWhich digit?"},
+                                                                {"from": "gpt", "value": "0"}]}], "llava.json")
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/llava.json", "--yes", "--output", "l.yaml"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--val: data/llava.json holds llava records, but data/train.jsonl holds qa records, and training reads the "
+        "val file with that file's reader: give held-out records in the training file's format")
+
+
 def test_init_prints_commands_that_paste_into_a_shell_with_spaces_in_the_paths(tmp_path, monkeypatch, capsys):
     """A data folder named with a space and a non-ASCII letter gives a run folder with them: every
     printed command quotes its paths (the model path was pasted bare: `--model runs/my data/final`)."""

@@ -463,7 +463,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     data = write_llava(tmp_path, colour_samples(16))
     (tmp_path / "val").mkdir()
     val = write_llava(tmp_path / "val", colour_samples(5, seed=1))  # 5: the ranks score 3 and 2 (micro-batch 2)
-    cfg = config(tmp_path, "unused", max_steps=4, batch_size=4, micro_batch_size=2, val_every=2)
+    # val_metric wer: each rank answers its share of the val questions too, and the answers are gathered
+    cfg = config(tmp_path, "unused", max_steps=4, batch_size=4, micro_batch_size=2, val_every=2, val_metric="wer")
     cfg["data"] = {"format": "llava", "train": [str(data)], "val": [str(val)]}
     cfg["runtime"].update(devices=2, strategy="ddp")
     cfg["output"]["dir"] = str(tmp_path / "ddp")
@@ -485,8 +486,9 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     # validation: both ranks score their share, and the reduced val loss is the one process's
     val_rows = [r for r in csv.DictReader(open(next((tmp_path / "ddp" / "logs").rglob("metrics.csv"))))
                 if r.get("val_loss")]
-    assert [(int(r["step"]), float(r["val_loss"])) for r in val_rows] == [
-        (row["step"], pytest.approx(row["val_loss"], rel=1e-4)) for row in result.metrics["validation"]["history"]]
+    assert [(int(r["step"]), float(r["val_loss"]), float(r["val_wer"])) for r in val_rows] == [
+        (row["step"], pytest.approx(row["val_loss"], rel=1e-4), pytest.approx(row["val_wer"]))
+        for row in result.metrics["validation"]["history"]]
     assert (tmp_path / "ddp" / "best" / "validation.json").is_file()
     a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
     b = load_file(str(result.final_dir / "model.safetensors"))

@@ -6,6 +6,7 @@ import copy
 import csv
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -148,7 +149,8 @@ def test_resume_keeps_the_best_value_and_the_patience_count(tmp_path, monkeypatc
     ({"train": {"val_every": 0}}, "data.val is set but train.val_every is 0"),
     ({"train": {"early_stopping_patience": -1}}, "must be >= 0"),
     ({"train": {"val_metric": "forecast_mse"}}, "forecast_mse needs data.format series"),
-    ({"train": {"val_metric": "accuracy"}}, r"train.val_metric: 'accuracy' is not one of \['loss', 'forecast_mse'\]"),
+    ({"train": {"val_metric": "f1"}},
+     r"train.val_metric: 'f1' is not one of \['loss', 'forecast_mse', 'accuracy', 'wer', 'cer', 'mse'\]"),
     ({"data": {"val": [], "val_options": {"split": "test"}}, "train": {"val_every": 0}},
      "data.val_options is set but data.val lists no validation files"),
 ])
@@ -300,3 +302,185 @@ def test_best_record_is_strict_json_with_a_nan_value_as_null():
     record = best_record({"step": 3.0, "val_loss": float("nan"), "val_forecast_mse": 0.25}, "val_forecast_mse")
     assert json.loads(json.dumps(record, allow_nan=False)) == {
         "step": 3, "metric": "val_forecast_mse", "val_loss": None, "val_forecast_mse": 0.25}
+
+
+def eval_custom(tmp_path: Path, model: Path, data: Path, name: str, *extra: str) -> tuple[dict, list[dict]]:
+    """`modrwkv eval --task custom` of `model` on `data`: its summary's metrics and its predictions."""
+    out = tmp_path / "eval" / name
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output", str(out),
+                 "--no-progress", *extra]) == 0
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return json.loads((out / "summary.json").read_text())["metrics"], predictions
+
+
+def from_a_model_learning_colours(tmp_path: Path, **train_options) -> tuple[dict, Path]:
+    """A config of 4 steps validated at 0, 2 and 4, each step's checkpoint kept, that starts from a model
+    20 steps into learning the colours, whose replies are short and change from step to step; and it."""
+    warm = val_config(tmp_path, "start", max_steps=20, val_every=0)
+    warm["data"]["val"] = []
+    start = train(warm).final_dir
+    cfg = val_config(tmp_path, "run", val_at_start=True, max_steps=4, **train_options)
+    cfg["output"].update(save_every=2, keep_last=10)
+    cfg["model"] = {"init_from": str(start), "ctx_len": cfg["model"]["ctx_len"]}
+    return cfg, start
+
+
+def test_val_accuracy_is_what_eval_custom_scores_and_more_is_better(tmp_path):
+    """`val_metric: accuracy` answers the val file greedily and scores it as `modrwkv eval --task custom`
+    does. The val file is made so that the starting model answers three of its six questions right: their
+    answers are that model's own replies (one long answer fixes how many tokens every reply may take), so
+    the step-0 validation must say 50 %; each later one is what `modrwkv eval` says of that step's
+    checkpoint, and best/ is the step with the highest accuracy (of equal ones, the lowest val loss)."""
+    cfg, start = from_a_model_learning_colours(tmp_path, val_metric="accuracy")
+    val_file = Path(cfg["data"]["val"][0])
+    records = json.loads(val_file.read_text())
+    for record in records:  # answers no colour model gives
+        record["conversations"][1]["value"] = "not a colour"
+    records[-1]["conversations"][1]["value"] = "a long answer that nothing replies " * 2  # 70 bytes
+    val_file.write_text(json.dumps(records))
+    _, replies = eval_custom(tmp_path, start, val_file, "start")
+    for i in range(3):
+        assert replies[i]["finish_reason"] == "stop" and replies[i]["prediction"], replies[i]
+        records[i]["conversations"][1]["value"] = replies[i]["prediction"]
+    val_file.write_text(json.dumps(records))
+    assert eval_custom(tmp_path, start, val_file, "crafted")[0]["accuracy"] == pytest.approx(50.0)
+
+    result = train(cfg)
+    history = result.metrics["validation"]["history"]
+    assert [(row["step"], row["val_accuracy"]) for row in history][0] == (0, pytest.approx(50.0))
+    run = Path(cfg["output"]["dir"])
+    for row in history[1:]:
+        step = run / "checkpoints" / f"step-{int(row['step']):08d}"
+        assert row["val_accuracy"] == pytest.approx(eval_custom(tmp_path, step, val_file, step.name)[0]["accuracy"])
+    best = max(history, key=lambda row: (row["val_accuracy"], -row["val_loss"], -row["step"]))
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert (record["metric"], record["step"], record["val_accuracy"]) == ("val_accuracy", best["step"],
+                                                                          best["val_accuracy"])
+
+
+class CraftedScores:
+    """Makes every validation's score (the scorer's number, e.g. accuracy) the next of `values`, its replies
+    `distinct` different ones."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, values: list[float], distinct: int = 2) -> None:
+        from modrwkv.training.validation import TaskScorer
+
+        self.values = list(values)
+
+        def crafted(scorer, model, trainer):
+            scorer.distinct_replies = distinct
+            return self.values.pop(0)
+
+        monkeypatch.setattr(TaskScorer, "__call__", crafted)
+
+
+def test_weights_that_give_every_val_sample_one_reply_are_named(tmp_path, monkeypatch, caplog):
+    """Chosen weights that answer every val sample alike read nothing from the inputs (the forecasters of
+    docs/forecasting.md wrote their baseline plus one offset): whatever the score, the run says so."""
+    CraftedScores(monkeypatch, [10.0, 40.0], distinct=1)
+    result = train(val_config(tmp_path, "one", val_every=1, max_steps=2, val_metric="accuracy"))
+    assert result.metrics["validation"]["history"][1]["val_distinct_replies"] == 1
+    assert ("the best validation's weights (step 2) give one reply to every one of the 6 val samples: they read "
+            "nothing from the inputs") in caplog.text
+    caplog.clear()
+    CraftedScores(monkeypatch, [10.0, 40.0], distinct=3)
+    train(val_config(tmp_path, "three", val_every=1, max_steps=2, val_metric="accuracy"))
+    assert "give one reply" not in caplog.text
+
+
+def test_accuracy_keeps_the_highest_and_of_equal_ones_the_lower_loss(tmp_path, monkeypatch):
+    """More is better for accuracy: the best is the highest; of equal ones, the one with the lower val loss
+    (an equal accuracy with a higher loss is no improvement and counts towards the patience)."""
+    CraftedScores(monkeypatch, [10.0, 40.0, 40.0, 40.0, 30.0, 90.0])
+    CraftedLosses(monkeypatch, [5.0, 4.0, 3.0, 3.5, 1.0, 1.0])
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=6, early_stopping_patience=2, val_metric="accuracy")
+    result = train(cfg)
+    summary = result.metrics["validation"]
+    # 40 at step 2, 40 with a lower loss at step 3 (the best), 40 with a higher loss at step 4 and 30 at step 5:
+    # two validations without improving on step 3 end the run at step 5
+    assert (summary["best_step"], summary["best"], summary["stopped_at"]) == (3, 40.0, 5)
+    record = json.loads((Path(cfg["output"]["dir"]) / "best" / "validation.json").read_text())
+    assert (record["step"], record["val_accuracy"], record["val_loss"]) == (3, 40.0, 3.0)
+
+
+def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
+    """`val_metric: wer` scores the answers by corpus WER, as `modrwkv eval --task custom --metric wer`, and
+    keeps the lowest (of equal ones, the lowest val loss)."""
+    cfg, start = from_a_model_learning_colours(tmp_path, val_metric="wer")
+    result = train(cfg)
+    history = result.metrics["validation"]["history"]
+    run, val_file = Path(cfg["output"]["dir"]), Path(cfg["data"]["val"][0])
+    for row in history:
+        step = run / "checkpoints" / f"step-{int(row['step']):08d}" if row["step"] else start
+        metrics, predictions = eval_custom(tmp_path, step, val_file, step.name, "--metric", "wer")
+        assert row["val_wer"] == pytest.approx(metrics["wer"])
+        assert row["val_distinct_replies"] == len({p["prediction"] for p in predictions})
+    best = min(history, key=lambda row: (row["val_wer"], row["val_loss"], row["step"]))
+    assert result.metrics["validation"]["best_step"] == best["step"]
+
+
+@pytest.mark.parametrize("metric, change, message", [
+    ("accuracy", "wer", r"records that `modrwkv eval --task custom` scores by WER \(%\) \(wer\): set "
+                          r"train.val_metric wer"),
+    ("accuracy", "unreadable", r"train.val_metric accuracy answers data.val as `modrwkv eval --task custom` does, "
+                               r"which refuses it: .*val.txt: expected a .json or .jsonl file"),
+    ("accuracy", "mixed", r"is scored by exact and .*vqa.json by vqa: one validation number cannot average both"),
+    ("wer", "missing", r"which refuses it: .*train.json:\[0\]: media file not found: .*gone.png"),
+])
+def test_val_files_that_the_metric_cannot_score_are_one_line(tmp_path, capsys, metric, change, message):
+    cfg = val_config(tmp_path, "run", val_metric=metric)
+    folder = tmp_path / "data" / "val"
+    if change == "wer":  # records that say how they are scored
+        records = json.loads((folder / "train.json").read_text())
+        for record in records:
+            record["metric"] = "wer"
+        (folder / "train.json").write_text(json.dumps(records))
+    elif change == "missing":  # the training reader skips the record; `modrwkv eval` would refuse the file
+        records = json.loads((folder / "train.json").read_text())
+        records[0]["image"] = "gone.png"
+        (folder / "train.json").write_text(json.dumps(records))
+    elif change == "unreadable":
+        records = json.loads((folder / "train.json").read_text())  # what the training reader reads: JSON lines
+        (folder / "val.txt").write_text("".join(json.dumps(record) + "\n" for record in records))
+        cfg["data"]["val"] = [str(folder / "val.txt")]
+    else:
+        records = json.loads((folder / "train.json").read_text())
+        for record in records:
+            record["answers"] = ["red"] * 3
+        (folder / "vqa.json").write_text(json.dumps(records))
+        cfg["data"]["val"].append(str(folder / "vqa.json"))
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "run.yaml")]) != 0
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
+
+
+def test_series_files_are_validated_by_forecast_mse_not_accuracy(tmp_path):
+    cfg = val_config(tmp_path, "run", val_metric="accuracy")
+    cfg["data"] = {"format": "series", "train": ["x.csv"], "options": {"lookback": 8, "horizon": 2}}
+    with pytest.raises(ConfigError, match="train.val_metric accuracy scores answers to questions; series files "
+                                          "are validated by forecast_mse"):
+        config_from_dict(cfg)
+
+
+def test_val_accuracy_reads_the_val_files_as_training_does_media_folder_and_wildcards(tmp_path):
+    """The val files' media are under data.media_folder and data.val names them by a wildcard, as the
+    training reader allows: every val record is answered (`modrwkv eval --media-folder` of the same file
+    scores as many), where the scorer once looked beside the file and refused it, and did not expand the
+    wildcard."""
+    cfg = val_config(tmp_path, "run", val_metric="accuracy", max_steps=2)
+    data, media, vals = tmp_path / "data", tmp_path / "media", tmp_path / "vals"
+    media.mkdir()
+    vals.mkdir()
+    for part, source in (("train", data), ("val", data / "val")):
+        records = json.loads((source / "train.json").read_text())
+        for record in records:
+            (source / record["image"]).rename(media / f"{part}-{record['image']}")
+            record["image"] = f"{part}-{record['image']}"
+        (vals if part == "val" else data).joinpath(f"{part}.json").write_text(json.dumps(records))
+    cfg["data"].update(train=[str(data / "train.json")], val=[str(vals / "*.json")], media_folder=str(media))
+    result = train(cfg)
+    history = result.metrics["validation"]["history"]
+    assert [row["step"] for row in history] == [2] and 0 <= history[0]["val_accuracy"] <= 100
+    scored, _ = eval_custom(tmp_path, result.final_dir, vals / "val.json", "final", "--media-folder", str(media))
+    assert history[0]["val_accuracy"] == pytest.approx(scored["accuracy"])

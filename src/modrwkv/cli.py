@@ -553,6 +553,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
     p.add_argument("--lookback", type=int, default=96, help="series: steps the model reads (default 96)")
     p.add_argument("--horizon", type=int, default=24, help="series: steps it forecasts (default 24)")
+    p.add_argument("--val", metavar="FILE", help="held-out records in the training format to validate on about once "
+                   "an epoch, scored as `modrwkv eval --task custom` scores them (accuracy, or WER for transcripts); "
+                   "final/ then holds the weights of the best validation")
     p.add_argument("--run-dir", help="where training writes (default: runs/NAME, NAME being the data file's name, "
                    "or its folder's for train.jsonl and the like)")
     p.add_argument("--output", help="the config file to write (default: NAME.yaml here)")
@@ -594,7 +597,7 @@ def _run_init(args: argparse.Namespace) -> int:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
-                          horizon=args.horizon)
+                          horizon=args.horizon, val=args.val)
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
@@ -651,7 +654,7 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
         return (f"--data {shlex.quote(data['train'][0])} --lookback {data['options']['lookback']} "
                 f"--horizon {data['options']['horizon']}  # its test rows, which training does not read")
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
-    held_out = _held_out_beside(Path(data["train"][0]))
+    held_out = _held_out_beside(Path(data["train"][0]), exclude=data.get("val", []))
     test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
         return f"--data {test_file}{folder}"
@@ -662,12 +665,14 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
 HELD_OUT_NAMES = ("test", "val", "valid", "validation", "dev", "heldout", "held-out")
 
 
-def _held_out_beside(train: Path) -> Path | None:
-    """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), if any."""
+def _held_out_beside(train: Path, exclude: Sequence[str] = ()) -> Path | None:
+    """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), if any;
+    not one of `exclude` (the validation files, which chose the weights: a score on them is not held-out)."""
+    excluded = {Path(path).resolve() for path in exclude}
     for name in HELD_OUT_NAMES:
         for suffix in dict.fromkeys((train.suffix, ".jsonl", ".json")):
             candidate = train.with_name(name + suffix)
-            if candidate != train and candidate.is_file():
+            if candidate != train and candidate.is_file() and candidate.resolve() not in excluded:
                 return candidate
     return None
 

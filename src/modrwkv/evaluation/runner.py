@@ -306,6 +306,30 @@ def _note_unrecorded_asr_prompt(task: Task, model: ModelSpec, samples: Sequence[
                     "it did); its transcripts are asked with the default %r", path, CONFIG_NAME, DEFAULT_ASR_PROMPT)
 
 
+def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSample],
+                 max_new_tokens: int) -> list[dict[str, Any]]:
+    """The prediction records of one batch of samples, scored, as predictions.jsonl holds them: the
+    model's answers (`task.generate`; a transcription sample asked with the model's ASR prompt unless the
+    task gives its own), each with its sample's id, prompt and reference. Validation during training
+    scores its val samples with this too, so that its numbers are `modrwkv eval`'s."""
+    batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asr_prompt))
+             if s.transcribe else s for s in batch]
+    try:
+        answers = task.generate(pipeline, batch, max_new_tokens)
+    except ValueError as exc:
+        which = f"sample{'s' if len(batch) > 1 else ''} {', '.join(s.id for s in batch)}"
+        raise ValueError(f"{task.name} {which}: {exc}") from exc
+    records = []
+    for sample, answer in zip(batch, answers, strict=True):
+        # a "prompt" in the answer (what a forecaster was asked) replaces the sample's
+        record = {"id": sample.id, **({"context": sample.context} if sample.context else {}),
+                  "prompt": sample.prompt, **answer, "reference": sample.reference}
+        record = json.loads(dumps(record))  # exactly what a rerun will read back
+        record["score"] = task.score(record)
+        records.append(record)
+    return records
+
+
 def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline, log_path: Path, batch_size: int,
               max_new_tokens: int, done: dict[str, dict[str, Any]], progress: bool = True) -> int:
     from tqdm.auto import tqdm
@@ -315,22 +339,11 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
     started, count = time.monotonic(), 0
     with tqdm(total=len(todo), desc=f"{task.name}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for batch in _chunks(todo, batch_size):
-            batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asr_prompt))
-                     if s.transcribe else s for s in batch]
-            try:
-                answers = task.generate(pipeline, batch, max_new_tokens)
-            except ValueError as exc:
-                which = f"sample{'s' if len(batch) > 1 else ''} {', '.join(s.id for s in batch)}"
-                raise ValueError(f"{task.name} {which}: {exc}") from exc
+            records = answer_batch(task, pipeline, batch, max_new_tokens)
             lines = []
-            for sample, answer in zip(batch, answers, strict=True):
-                # a "prompt" in the answer (what a forecaster was asked) replaces the sample's
-                record = {"id": sample.id, **({"context": sample.context} if sample.context else {}),
-                          "prompt": sample.prompt, **answer, "reference": sample.reference}
-                record = json.loads(dumps(record))  # exactly what a rerun will read back
-                record["score"] = task.score(record)
+            for record in records:
                 lines.append(dumps(record))
-                done[sample.id] = record
+                done[record["id"]] = record
             try:
                 append_text_durably(log_path, "".join(line + "\n" for line in lines))
             except OSError as exc:

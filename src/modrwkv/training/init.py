@@ -19,6 +19,7 @@ series is always trained here), as the paper's recipe does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -77,6 +78,7 @@ class InitAnswers:
     output_dir: str | None = None  # the run folder; None: runs/<data_name(data)>
     lookback: int = 96  # series format: steps the model reads
     horizon: int = 24  # series format: steps it forecasts
+    val: str | None = None  # a validation file in the training format (not for series: their own val rows)
 
 
 @dataclasses.dataclass
@@ -304,6 +306,10 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                  f"{output_dir}/logs/version_0/metrics.csv")
     data: dict[str, Any] = {"format": summary.data_format, "train": [answers.data]}
     if summary.data_format == "series":
+        if answers.val is not None:
+            raise InitError("--val: a series config validates on the training file's own val rows (those after the "
+                            "training rows); to validate on other files, set data.val in the config it writes "
+                            "(docs/forecasting.md)")
         data["options"] = series_options(answers)
         notes.append("data.options split: train, standardize: true: training reads only the training rows (the "
                      "first 70% of the file; ETT files: their first 12 months), scaled by their statistics; "
@@ -319,6 +325,15 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                      "val` reports, at the start and every "
                      f"{val_every} steps; output.final best: final/ holds the best validation's weights (best/); "
                      "4 validations without a better one end the run early (docs/forecasting.md)")
+    elif answers.val is not None:
+        metric = validation_metric(answers, summary.data_format)
+        data["val"] = [answers.val]
+        train.update(val_every=save_every, val_metric=metric)
+        output["final"] = "best"
+        notes.append(f"data.val {answers.val}, train.val_every {save_every}, val_metric {metric}: validated about once "
+                     f"an epoch with the {metric} `modrwkv eval --task custom` gives the file (a greedy reply per "
+                     "record; of equal values the lower val loss wins); output.final best: final/ holds the best "
+                     "validation's weights (best/)")
     if answers.media_folder is not None:
         data["media_folder"] = answers.media_folder
     if "audio" in modalities and summary.audio_durations:
@@ -328,6 +343,29 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     config = {"model": model, "data": data, "train": train, "runtime": runtime, "output": output}
     config_from_dict(config)  # what `modrwkv train` will check: fail here, not there
     return config, notes
+
+
+def validation_metric(answers: InitAnswers, data_format: str) -> str:
+    """The `train.val_metric` for the `--val` file: what `modrwkv eval --task custom` scores it by (exact
+    match, VQA accuracy or the choice taken: accuracy; transcripts: wer or cer; numbers: mse). Training
+    reads it with the reader of `data_format`, the training file's: a file of another format is refused
+    here rather than by `modrwkv train`, which would skip every record."""
+    from ..evaluation.tasks.base import BenchmarkFileError
+    from ..evaluation.tasks.custom import CustomTask
+
+    val = Path(str(answers.val))
+    if answers.data_format is None and val.is_file():  # a format given (--data-format) applies to both files
+        with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
+            if (found := detect_format(val)) != data_format:
+                raise InitError(f"--val: {val} holds {found} records, but {answers.data} holds {data_format} "
+                                "records, and training reads the val file with that file's reader: give held-out "
+                                "records in the training file's format")
+    task = CustomTask(media_folder=answers.media_folder)
+    try:
+        task.load(val, "all")
+    except BenchmarkFileError as exc:
+        raise InitError(f"--val: {exc}") from None
+    return task.headline
 
 
 def _audio_tokens(seconds: float | None) -> int:

@@ -54,7 +54,7 @@ from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
 from .progress import Interrupted, ProgressLine, RunTotals, SaveOnError, StopOnSignal
 from .schedules import warmup_problem
-from .validation import BEST, ForecastScorer, Validation, val_data_config
+from .validation import BEST, Validation, val_data_config, val_scorer
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
     val_config = val_data_config(config.data)
     try:
         samples = read_samples(series_target_options(val_config, series_encoder))
-        forecast = ForecastScorer(val_config, opt.val_max_samples) if opt.val_metric == "forecast_mse" else None
+        scorer = val_scorer(val_config, opt.val_metric, opt.val_max_samples)
     except DataError as exc:
         if config.data.val:  # files the user named must hold val samples
             raise
@@ -316,7 +316,7 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
     return Validation(output_dir=Path(config.output.dir), samples=samples,
                       dataset=ProcessedDataset(samples, dataset.processor), collate=DroppingCollator(model.collator()),
                       optim=opt, total_steps=total_steps, checkpointer=checkpointer,
-                      lora=checkpointer.lora, forecast=forecast, emit=progress)
+                      lora=checkpointer.lora, scorer=scorer, emit=progress)
 
 
 def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_from: Path | None,

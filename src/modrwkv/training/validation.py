@@ -2,18 +2,21 @@
 (at step 0 too with `train.val_at_start`, and always at the last step), the best weights kept in
 `best/`, and early stopping.
 
-- The metric (`train.val_metric`, lower is better): "loss", the mean token cross-entropy over the val
-  samples (every supervised token weighs the same, as in a training step's loss; samples in file
-  order, no shuffle; the first `train.val_max_samples` when set); or, for series, "forecast_mse":
-  the standardised MSE of greedy forecasts of the val windows, computed by the `custom-series` eval
-  task itself, so it is the number `modrwkv eval --task custom-series --split val` reports. Token
-  cross-entropy weighs every digit of a number alike, the first as much as the last, so it need not
-  track the forecast error; the val loss is computed and logged with either metric.
+- The metric (`train.val_metric`): "loss", the mean token cross-entropy over the val samples (every
+  supervised token weighs the same, as in a training step's loss; samples in file order, no shuffle;
+  the first `train.val_max_samples` when set); for series, "forecast_mse": the standardised MSE of
+  greedy forecasts of the val windows, computed by the `custom-series` eval task itself, so it is the
+  number `modrwkv eval --task custom-series --split val` reports; for question-answer and conversation
+  files, "accuracy" (higher is better), "wer", "cer" or "mse": the val files answered greedily and
+  scored by the `custom` eval task, the number `modrwkv eval --task custom FILE` reports. Token
+  cross-entropy weighs every token of an answer alike, a digit or a word's ending as much as what
+  decides it, so it need not track the score a user wants; the val loss is computed and logged with
+  every metric.
 - Every rank takes part: each scores its share of the val samples (every world_size-th), and the
   sums are reduced, so that every rank gets the same value and takes the same decisions; an error on
   one rank ends every rank with it (`failing_together`), none waits for it in the reduce.
 - `best/` (a `save_pretrained` folder, as `final/`) holds the weights of the best validation so far
-  (of equal values, the earlier), with `validation.json` saying the step and the value.
+  (of equal values, the one with the lower val loss, else the earlier), with `validation.json` saying the step and the value.
   `output.final: best` makes `final/` a copy of it at the end. It is replaced by renames, so that a run
   killed meanwhile leaves a complete one (put back at the next start).
 - A validation's state (its row, the best, the patience count) changes once it has ended, best/
@@ -22,7 +25,7 @@
 - `train.early_stopping_patience` validations in a row without improving on the best end the run at
   that step, as if it were the last (a checkpoint and `final/` are written).
 - Each validation is a progress line and a row in the loggers (metrics.csv, TensorBoard: `val_loss`,
-  `val_forecast_mse`), at its step. The best value, its step and the patience count travel in the
+  `val_forecast_mse`, `val_accuracy`, ...), at its step. The best value, its step and the patience count travel in the
   run's checkpoints, so that a resumed run goes on with them; a better best/ from a step after the
   checkpoint (the run was stopped before its next one) stays the best.
 """
@@ -47,13 +50,17 @@ from ..data.sample import Sample
 from ..textfiles import write_text_atomically
 from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
 from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
-from .data import DroppingCollator, ProcessedDataset
+from .data import DroppingCollator, ProcessedDataset, expand_paths
 
 log = logging.getLogger(__name__)
 
 BEST = "best"
 BEST_RECORD = "validation.json"  # in best/: the step and the value it was chosen at
 EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)
+HIGHER_IS_BETTER = ("accuracy",)  # the val_metric values where more is better
+# in a validation's row beside the metric: the different replies the val samples got (1: the same reply to
+# all, weights that read nothing from the inputs, whatever their score)
+DISTINCT = "val_distinct_replies"
 
 
 def val_data_config(config: DataConfig) -> DataConfig:
@@ -74,9 +81,39 @@ def best_record(row: dict[str, float], metric: str) -> dict[str, Any]:
     return {"step": int(row["step"]), "metric": metric, **values}
 
 
-class ForecastScorer:
-    """The standardised MSE of greedy forecasts of the val windows of series files: the
-    `custom-series` eval task's own windows, forecasts and score."""
+class TaskScorer:
+    """Val samples answered and scored by an eval task exactly as `modrwkv eval` answers and scores them
+    (greedy replies in batches, `evaluation.runner.answer_batch`, the task's summary): the value is the
+    summary's `key`. Every rank answers its share of the samples; the records are gathered."""
+
+    def __init__(self, task: Any, samples: Sequence[Any], key: str) -> None:
+        self.task, self.samples, self.key = task, list(samples), key
+        self.higher_is_better = key in HIGHER_IS_BETTER
+        self.distinct_replies = 0  # how many different replies the last call's samples got
+
+    def __call__(self, model: Any, trainer: pl.Trainer) -> float:
+        from ..evaluation.runner import answer_batch
+        from ..inference import ModRWKVPipeline
+
+        world_size = trainer.world_size
+        shard = self.samples[trainer.global_rank::world_size]
+        records = []
+        with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
+            pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
+            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
+                records += answer_batch(self.task, pipeline, shard[start:start + EVAL_BATCH_SIZE],
+                                        self.task.max_new_tokens)
+        if world_size > 1:
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.all_gather_object(gathered, records)
+            records = [r for part in gathered for r in part]
+        self.distinct_replies = len({record["prediction"] for record in records})
+        return float(self.task.summarize(records)[self.key])
+
+
+class ForecastScorer(TaskScorer):
+    """`val_metric: forecast_mse`: the standardised MSE of greedy forecasts of the val windows of series
+    files, the `custom-series` eval task's own windows, forecasts and score."""
 
     def __init__(self, config: DataConfig, max_samples: int | None) -> None:
         from ..evaluation.tasks.base import BenchmarkFileError  # evaluation imports the readers training uses
@@ -86,13 +123,14 @@ class ForecastScorer:
         if options.get("multivariate"):
             raise ConfigError("train.val_metric forecast_mse scores every column on its own (as `modrwkv eval "
                               "--task custom-series` does); with data.options.multivariate use val_metric loss")
-        self.task = CustomSeries(lookback=int(options["lookback"]), horizon=int(options["horizon"]),
-                                 targets=options.get("columns"))
+        task = CustomSeries(lookback=int(options["lookback"]), horizon=int(options["horizon"]),
+                            targets=options.get("columns"))
         split = options.get("split") or "val"
         try:
-            self.samples = [s for path in config.train for s in self.task.load(Path(path), split)][:max_samples]
+            samples = [s for path in config.train for s in task.load(Path(path), split)][:max_samples]
         except BenchmarkFileError as exc:
             raise DataError("", "unreadable_file", str(exc)) from None
+        super().__init__(task, samples, "mse")
 
     def zeros(self, model: Any) -> float:
         """The MSE of the forecasts a reply of zeros gives: the series encoder's baseline alone (seasonal
@@ -104,24 +142,48 @@ class ForecastScorer:
                     "reference": sample.reference} for sample in self.samples]
         return float(self.task.summarize(records)["mse"])
 
-    def __call__(self, model: Any, trainer: pl.Trainer) -> float:
-        from ..inference import ModRWKVPipeline
 
-        world_size = trainer.world_size
-        shard = self.samples[trainer.global_rank::world_size]
-        records = []
-        with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
-            pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
-            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
-                batch = shard[start:start + EVAL_BATCH_SIZE]
-                answers = self.task.generate(pipeline, batch, self.task.max_new_tokens)
-                records += [{**answer, "reference": sample.reference}
-                            for sample, answer in zip(batch, answers, strict=True)]
-        if world_size > 1:
-            gathered: list[Any] = [None] * world_size
-            torch.distributed.all_gather_object(gathered, records)
-            records = [r for part in gathered for r in part]
-        return float(self.task.summarize(records)["mse"])
+def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer | None:
+    """What scores the val files by `train.val_metric` (`config`: `val_data_config`'s), besides their loss;
+    None for "loss"."""
+    if metric == "loss":
+        return None
+    if metric == "forecast_mse":
+        return ForecastScorer(config, max_samples)
+    return answer_scorer(config, metric, max_samples)
+
+
+def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer:
+    """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
+    task, so that a validation's value is what `modrwkv eval --task custom FILE` prints for the same
+    weights (over the first `max_samples` records, when set). The files' records decide how accuracy
+    is counted (exact match, VQA accuracy or the choice taken), as that command decides; wer, cer and
+    mse are its `--metric` of that name."""
+    from ..evaluation.tasks.base import BenchmarkFileError
+    from ..evaluation.tasks.custom import CustomTask
+
+    # data.media_folder as `--media-folder`: the val records' media are where the training reader finds them
+    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder)
+    samples, scoring, longest = [], None, 0
+    paths = expand_paths(config.train)  # data.val's wildcards, as the reader of the val loss expands them
+    for path in paths:
+        try:
+            loaded = task.load(Path(path), "all")
+        except BenchmarkFileError as exc:
+            raise DataError("", "unreadable_file", f"train.val_metric {metric} answers data.val as `modrwkv eval "
+                            f"--task custom` does, which refuses it: {exc}") from None
+        found = loaded[0].reference["metric"]
+        if task.headline != metric:
+            raise ConfigError(f"train.val_metric is {metric}, but {path} holds records that `modrwkv eval --task "
+                              f"custom` scores by {task.headline_label} ({found}): set train.val_metric "
+                              f"{task.headline}")
+        if scoring not in (None, found):
+            raise ConfigError(f"data.val: {paths[0]} is scored by {scoring} and {path} by {found}: one "
+                              "validation number cannot average both; validate on files of one kind")
+        scoring, longest = found, max(longest, task.max_new_tokens)
+        samples += loaded
+    task.max_new_tokens = longest  # the longest answer of every file, not of the last one read
+    return TaskScorer(task, samples[:max_samples], metric)
 
 
 class Validation(pl.Callback):
@@ -129,7 +191,7 @@ class Validation(pl.Callback):
 
     def __init__(self, *, output_dir: Path, samples: Sequence[Sample], dataset: ProcessedDataset,
                  collate: DroppingCollator, optim: OptimConfig, total_steps: int, checkpointer: PretrainedCheckpoint,
-                 lora: LoRAConfig | None, forecast: ForecastScorer | None = None,
+                 lora: LoRAConfig | None, scorer: TaskScorer | None = None,
                  emit: Callable[[str], None] | None = None) -> None:
         self.output_dir = output_dir
         self.dataset = dataset
@@ -142,10 +204,11 @@ class Validation(pl.Callback):
         self.total_steps = total_steps
         self.checkpointer = checkpointer
         self.lora = lora
-        self.forecast = forecast
+        self.scorer = scorer
+        self.higher_is_better = scorer is not None and scorer.higher_is_better
         self.emit = emit or log.info
         # what travels in the checkpoints
-        self.history: list[dict[str, float]] = []  # per validation: step, val_loss (, val_forecast_mse)
+        self.history: list[dict[str, float]] = []  # per validation: step, val_loss (, the scorer's val_<metric>)
         self.best: dict[str, float] | None = None  # the history row of the best validation
         self.since_best = 0  # validations since the best one
         self.stopped_at: int | None = None  # the step early stopping ended the run at
@@ -163,11 +226,11 @@ class Validation(pl.Callback):
             self.checkpointer.total_steps = self.stopped_at
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.forecast is not None:
-            self.zeros_mse = self.forecast.zeros(pl_module.model)
+        if isinstance(self.scorer, ForecastScorer):
+            self.zeros_mse = self.scorer.zeros(pl_module.model)
             if trainer.is_global_zero:
                 self.emit(f"validation: a reply of zeros (the series encoder's baseline alone) scores val_forecast_mse "
-                          f"{self.zeros_mse:.4f} on the {len(self.forecast.samples)} val windows")
+                          f"{self.zeros_mse:.4f} on the {len(self.scorer.samples)} val windows")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         finished = trainer.global_step >= self.checkpointer.total_steps  # not stopped by a signal
@@ -180,6 +243,11 @@ class Validation(pl.Callback):
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
                         "not pay; forecast with the baseline alone, or train less", self.best[self.metric],
                         int(self.best["step"]), self.zeros_mse)
+        if finished and self.best is not None and self.best.get(DISTINCT) == 1 and len(self.scorer.samples) > 1:
+            log.warning("the best validation's weights (step %d) give one reply to every one of the %d val samples: "
+                        "they read nothing from the inputs, and a score above a baseline is the val set's own bias, "
+                        "not skill (docs/forecasting.md, \"Three seeds, and what validation picks\")",
+                        int(self.best["step"]), len(self.scorer.samples))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -217,8 +285,9 @@ class Validation(pl.Callback):
         try:
             with torch.no_grad():
                 row = {"step": float(step), "val_loss": self._loss(trainer, model)}
-                if self.forecast is not None:
-                    row["val_forecast_mse"] = self.forecast(model, trainer)
+                if self.scorer is not None:
+                    row[self.metric] = self.scorer(model, trainer)
+                    row[DISTINCT] = float(self.scorer.distinct_replies)
         finally:
             for module, training in modes.items():
                 module.train(training)
@@ -227,8 +296,8 @@ class Validation(pl.Callback):
         # be, as the first value, one that nothing improves on, and best/ would hold it.
         # A resumed run validates again the steps after its checkpoint; at the step of a best it kept from best/
         # (`_keep_later_best`), the same value is that best again, and the steps before it are not "since" it.
-        improved = not math.isnan(value) and (self.best is None or value < self.best[self.metric] or (
-            step == self.best["step"] and value <= self.best[self.metric]))
+        improved = self._improves(row, self.best) or (self.best is not None and step == self.best["step"] and not (
+            math.isnan(value) or self._better(self.best[self.metric], value)))
         # The state changes once best/ is written: after an error, a checkpoint of this step holds no part of
         # this validation, which the resumed run then makes (on_train_start).
         if improved:
@@ -241,7 +310,7 @@ class Validation(pl.Callback):
             logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
         stop = bool(self.patience) and self.since_best >= self.patience and step < self.total_steps
         if trainer.is_global_zero:
-            values = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+            values = ", ".join(f"{k} {v:.0f}" if k == DISTINCT else f"{k} {v:.4f}" for k, v in row.items() if k != "step")
             best = self.best or row
             note = (f"; stopping early: {self.since_best} validations without improving on it" if stop else "")
             self.emit(f"validation at step {step}/{self.total_steps}: {values} (best {self.metric} "
@@ -250,6 +319,23 @@ class Validation(pl.Callback):
             self.stopped_at = step
             self.checkpointer.total_steps = step  # this step is the run's last: a checkpoint and final/ follow
             trainer.should_stop = True
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self.higher_is_better else value < than
+
+    def _improves(self, row: dict[str, float], best: dict[str, float] | None) -> bool:
+        """Whether a validation's values beat the best so far: a better value of the metric, or, for a
+        metric other than the loss, an equal one with a lower val loss. Accuracy over a few hundred
+        questions often stays the same for many validations once training converges; of weights that
+        answer as many right, the earliest did worse on held-out digits than the later ones, surer of
+        their answers (docs/custom-data.md, "Validation by accuracy"). NaN is never better."""
+        value = row[self.metric]
+        if math.isnan(value):
+            return False
+        if best is None or self._better(value, best[self.metric]):
+            return True
+        return (self.metric != "val_loss" and value == best[self.metric]
+                and row.get("val_loss", math.nan) < best.get("val_loss", math.nan))
 
     def _loss(self, trainer: pl.Trainer, model: Any) -> float:
         """The mean token cross-entropy over this rank's share of the val samples, reduced over all ranks."""
@@ -311,10 +397,12 @@ class Validation(pl.Callback):
         if not isinstance(record, dict) or record.get("metric") != self.metric or not isinstance(record.get("step"), int):
             return
         value = record.get(self.metric)
-        if (record["step"] <= trainer.global_step or not isinstance(value, (int, float)) or math.isnan(value)
-                or (self.best is not None and value >= self.best[self.metric])):
+        if record["step"] <= trainer.global_step or not isinstance(value, (int, float)):
             return
-        self.best = {"step": float(record["step"]), **{key: float(v) for key, v in record.items()
-                                                       if key.startswith("val_") and isinstance(v, (int, float))}}
+        later = {"step": float(record["step"]), **{key: float(v) for key, v in record.items()
+                                                   if key.startswith("val_") and isinstance(v, (int, float))}}
+        if not self._improves(later, self.best):
+            return
+        self.best = later
         log.info("resumed at step %d: best/ keeps the best %s so far, %.4f at step %d (after the checkpoint)",
                  trainer.global_step, self.metric, value, record["step"])
