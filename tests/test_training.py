@@ -79,6 +79,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_unknown_keys_and_bad_values_are_named():
     with pytest.raises(ConfigError, match=r"train\.lerning_rate"):
         config_from_dict({"train": {"lerning_rate": 1e-3}}, needs_data=False, needs_model=False)
+    # HF Trainer's names, which no near spelling leads to: the key to write instead
+    with pytest.raises(ConfigError, match=r"did you mean 'train.lr' for 'train.learning_rate'\?"):
+        config_from_dict({"train": {"learning_rate": 1e-3}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match=r"did you mean 'output.save_every' for 'train.save_steps'\?"):
+        config_from_dict({"train": {"save_steps": 100}}, needs_data=False, needs_model=False)
+    with pytest.raises(ConfigError, match=r"did you mean 'train.warmup_steps' for 'train.warmup'\?"):
+        config_from_dict({"train": {"warmup": 10}}, needs_data=False, needs_model=False)
     with pytest.raises(ConfigError, match=r"train\.stage: 3 is not one of"):
         config_from_dict({"train": {"stage": 3}}, needs_data=False, needs_model=False)
     with pytest.raises(ConfigError, match=r"train\.batch_size: expected an integer"):

@@ -368,6 +368,19 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {kind}")
 
 
+# What HF Trainer, Lightning and torchtune call settings of this config, which difflib does not match
+# (learning_rate is no near spelling of lr), with the key to write here.
+OTHER_TRAINERS_NAMES = {
+    "learning_rate": "train.lr", "num_train_epochs": "train.epochs", "max_epochs": "train.epochs",
+    "per_device_train_batch_size": "train.micro_batch_size", "train_batch_size": "train.batch_size",
+    "gradient_accumulation_steps": "train.batch_size (micro_batch_size x accumulation x processes)",
+    "max_grad_norm": "train.grad_clip", "gradient_clip_val": "train.grad_clip", "clip_grad_norm": "train.grad_clip",
+    "num_warmup_steps": "train.warmup_steps", "lr_scheduler_type": "train.schedule",
+    "save_steps": "output.save_every", "logging_steps": "output.log_every", "output_dir": "output.dir",
+    "save_total_limit": "output.keep_last", "eval_steps": "train.val_every", "max_seq_length": "model.ctx_len",
+}
+
+
 def _build(cls: type, data: Any, key: str) -> Any:
     if data is None:
         data = {}
@@ -379,9 +392,9 @@ def _build(cls: type, data: Any, key: str) -> Any:
     if unknown:
         where = f"{key}." if key else ""
         known = f"known keys of {key}" if key else "known keys"
-        guesses = {k: difflib.get_close_matches(str(k), fields, n=1) for k in unknown}
-        hint = "".join(f"; did you mean {where + close[0]!r} for {where + str(k)!r}?" for k, close in guesses.items()
-                       if close)
+        guesses = {k: [OTHER_TRAINERS_NAMES[str(k)]] if str(k) in OTHER_TRAINERS_NAMES
+                   else [where + m for m in difflib.get_close_matches(str(k), fields, n=1)] for k in unknown}
+        hint = "".join(f"; did you mean {close[0]!r} for {where + str(k)!r}?" for k, close in guesses.items() if close)
         raise ConfigError(f"unknown key(s) {[where + str(k) for k in unknown]}{hint} ({known}: {sorted(fields)})")
     values = {name: _convert(value, hints[name], f"{key}.{name}" if key else name) for name, value in data.items()}
     try:
