@@ -302,6 +302,20 @@ def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: P
         list(LlavaReader(broken))
 
 
+def test_a_trailing_comma_is_named_where_it_is_not_where_json_stops(tmp_path: Path) -> None:
+    """json says "Expecting value: line 4 column 1", the line after the comma an editor left behind."""
+    records = tmp_path / "records.json"
+    records.write_text('[\n {"question": "q", "answer": "a"},\n {"question": "r", "answer": "b"},\n]\n')
+    with pytest.raises(DataError) as info:
+        list(QAReader(records))
+    assert str(info.value) == (f"{records}: invalid JSON array: Expecting value: line 4 column 1 (char 72); the comma "
+                               "at the end of line 3 comes before ']': JSON allows no trailing comma")
+    line = write_jsonl(tmp_path / "lines.jsonl", [])
+    line.write_text('{"question": "q", "answer": "a",}\n')
+    reader = QAReader(line)
+    assert list(reader) == [] and "the comma at the end of line 1 comes before '}'" in str(reader.report.examples[0])
+
+
 def test_a_file_that_is_one_json_object_is_read_as_its_records(tmp_path: Path) -> None:
     """Pretty-printed JSON (one record over several lines), records keyed by id and pandas' default
     `to_json()` table are all one JSON object, not JSONL: each gives the records it holds."""

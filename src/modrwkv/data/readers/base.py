@@ -301,7 +301,16 @@ def _constant(value: Any) -> Callable[[], Any]:
 
 
 def _json_error(err: Exception) -> str:
-    return "nested too deeply" if isinstance(err, RecursionError) else str(err)
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    message = str(err)
+    if isinstance(err, json.JSONDecodeError):  # json's own words point past a trailing comma, at what follows it
+        before = err.doc[: err.pos].rstrip()
+        closing = err.doc[err.pos : err.pos + 1]
+        if before.endswith(",") and closing in ("]", "}"):
+            line = err.doc.count("\n", 0, len(before)) + 1
+            message += f"; the comma at the end of line {line} comes before {closing!r}: JSON allows no trailing comma"
+    return message
 
 
 def _json_line_loader(line: bytes, source: str) -> Callable[[], Any]:
