@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """scikit-learn's bundled handwritten digits as a user's own image data set, plus the baseline.
 
-    python bench/digits/prepare.py --out data/digits [--seed 0] [--test-fraction 0.2]
+    python bench/digits/prepare.py --out data/digits [--seed 0] [--test-fraction 0.2] [--val-fraction 0.2]
 
 Writes every 8x8 image as a PNG file (16 grey levels scaled to 0-255) under OUT/images/, a seeded
-stratified split as OUT/train.jsonl and OUT/test.jsonl, question-answer records
+stratified split as OUT/train.jsonl and OUT/test.jsonl (with --val-fraction, OUT/val.jsonl holds that
+share of the training images, at random, and train.jsonl the rest), question-answer records
 ({"image", "question", "answer"}: `data.format: qa` for `modrwkv train`, and what
 `modrwkv eval --task custom` reads), and prints the held-out
 accuracy of logistic regression on the same pixels (read back from the PNG files) and split: the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +64,32 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.2)
 
 
+def carve_validation(train_idx: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """The training indices shuffled (Python's `random`, seeded) and cut: the first to train on, the last
+    `fraction` of them to validate on (docs/custom-data.md, "Validation by accuracy")."""
+    order = [int(i) for i in train_idx]
+    random.Random(seed).shuffle(order)
+    cut = len(order) - round(fraction * len(order))
+    return order[:cut], order[cut:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="data/digits", help="folder to write (images/, train.jsonl, test.jsonl)")
     add_split_arguments(parser)
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="also write val.jsonl: this fraction of the training images, held out from train.jsonl")
     args = parser.parse_args()
 
     out = Path(args.out)
     names, targets = write_digit_images(out)
     train_idx, test_idx = split_images(targets, args.test_fraction, args.seed)
-    for file, subset in (("train.jsonl", train_idx), ("test.jsonl", test_idx)):
+    files = [("train.jsonl", train_idx), ("test.jsonl", test_idx)]
+    if args.val_fraction:
+        fit_idx, val_idx = carve_validation(train_idx, args.val_fraction, args.seed)
+        train_idx = np.asarray(fit_idx)
+        files = [("train.jsonl", train_idx), ("val.jsonl", val_idx), ("test.jsonl", test_idx)]
+    for file, subset in files:
         with (out / file).open("w") as handle:
             for i in subset:
                 handle.write(json.dumps({"id": names[i], "image": f"images/{names[i]}", "question": QUESTION,
@@ -79,7 +97,11 @@ def main() -> None:
 
     classifier, pixels = fit_logistic_regression(out, names, targets, train_idx)
     accuracy = 100 * classifier.score(pixels[test_idx], targets[test_idx])
-    print(f"wrote {len(train_idx)} training and {len(test_idx)} held-out images to {out}")
+    val = f", {len(files[1][1])} validation" if args.val_fraction else ""
+    print(f"wrote {len(train_idx)} training{val} and {len(test_idx)} held-out images to {out}")
+    if args.val_fraction:
+        val_accuracy = 100 * classifier.score(pixels[files[1][1]], targets[files[1][1]])
+        print(f"logistic regression on the validation images: {val_accuracy:.1f}%")
     print(f"logistic regression on the same pixels and split: {accuracy:.1f}% held-out accuracy")
     (out / "baseline.json").write_text(json.dumps({"logistic_regression_accuracy": accuracy,
                                                    "train": len(train_idx), "test": len(test_idx),
