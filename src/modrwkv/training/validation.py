@@ -16,7 +16,8 @@
   sums are reduced, so that every rank gets the same value and takes the same decisions; an error on
   one rank ends every rank with it (`failing_together`), none waits for it in the reduce.
 - `best/` (a `save_pretrained` folder, as `final/`) holds the weights of the best validation so far
-  (of equal values, the one with the lower val loss, else the earlier), with `validation.json` saying the step and the value.
+  (of equal values, the one with the lower val loss, else the earlier), with `validation.json` saying
+  the step and the value.
   `output.final: best` makes `final/` a copy of it at the end. It is replaced by renames, so that a run
   killed meanwhile leaves a complete one (put back at the next start).
 - A validation's state (its row, the best, the patience count) changes once it has ended, best/
@@ -25,9 +26,10 @@
 - `train.early_stopping_patience` validations in a row without improving on the best end the run at
   that step, as if it were the last (a checkpoint and `final/` are written).
 - Each validation is a progress line and a row in the loggers (metrics.csv, TensorBoard: `val_loss`,
-  `val_forecast_mse`, `val_accuracy`, ...), at its step. The best value, its step and the patience count travel in the
-  run's checkpoints, so that a resumed run goes on with them; a better best/ from a step after the
-  checkpoint (the run was stopped before its next one) stays the best.
+  `val_forecast_mse`, `val_accuracy`, ..., and `val_distinct_replies` beside an eval task's metric), at
+  its step. The best value, its step and the patience count travel in the run's checkpoints, so that a
+  resumed run goes on with them; a better best/ from a step after the checkpoint (the run was stopped
+  before its next one) stays the best.
 """
 
 from __future__ import annotations
