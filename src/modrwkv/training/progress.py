@@ -314,7 +314,7 @@ class SaveOnError(pl.Callback):
                     f"checkpoint was saved; {self._newest()}")
         if step == checkpointer.last_saved:  # nothing trained since the newest checkpoint
             newest = latest_checkpoint(checkpointer.output_dir)
-            return None if newest is None else f"{where}; {self._newest()}"
+            return None if newest is None else f"{where}; {_resume_from(newest)}"
         if trainer.world_size > 1 and not (updated and every_rank):
             return (f"{where}; no checkpoint was saved: its {trainer.world_size} processes write it together, and "
                     f"the others may be waiting for this one in a collective it left; {self._newest()}")
@@ -331,10 +331,14 @@ class SaveOnError(pl.Callback):
         return f"{where}; the checkpoint of step {step}, the last completed, is saved to {folder}: --resume continues from it"
 
     def _newest(self) -> str:
-        newest = latest_checkpoint(self.checkpointer.output_dir)
-        if newest is None:
-            return "the run has no checkpoint: start it again"
-        return f"the newest checkpoint is {newest}: --resume continues from it"
+        return _resume_from(latest_checkpoint(self.checkpointer.output_dir))
+
+
+def _resume_from(newest: Path | None) -> str:
+    """What an error's note says of the newest checkpoint."""
+    if newest is None:
+        return "the run has no checkpoint: start it again"
+    return f"the newest checkpoint is {newest}: --resume continues from it"
 
 
 class RunTotals(pl.Callback):

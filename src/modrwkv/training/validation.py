@@ -261,8 +261,7 @@ class Validation(pl.Callback):
             trainer.should_stop = True
         elif self.at_start and step == 0 and not self.history:
             self.validate(trainer, pl_module)
-        elif step > 0 and (step % self.every == 0 or step == self.total_steps) and not (
-                self.history and self.history[-1]["step"] >= step):
+        elif step > 0 and self._due(step) and not (self.history and self.history[-1]["step"] >= step):
             # Resumed from the checkpoint an error left after this step's update, before its validation ended.
             self.validate(trainer, pl_module)
 
@@ -270,9 +269,12 @@ class Validation(pl.Callback):
                            batch_idx: int) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return
-        step = trainer.global_step
-        if step % self.every == 0 or step == self.total_steps:
+        if self._due(trainer.global_step):
             self.validate(trainer, pl_module)
+
+    def _due(self, step: int) -> bool:
+        """Whether the run validates at `step`: every `every` steps, and at the last."""
+        return step % self.every == 0 or step == self.total_steps
 
     def summary(self) -> dict[str, Any]:
         """What `TrainResult.metrics["validation"]` holds."""
