@@ -30,6 +30,7 @@ from safetensors import SafetensorError  # its Rust extension alone: no torch
 from modrwkv import __version__
 from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_TRANSCRIPT_TOKENS, DTYPES, \
     EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, INIT_FORMATS, INIT_SIZES, TRANSCRIPT_FORMATS
+from modrwkv.data.sample import escape_markers
 from modrwkv.extras import MissingExtraError
 from modrwkv.sampling_params import SamplingParams
 
@@ -685,6 +686,7 @@ CHAT_COMMANDS = """commands:
   /image PATH       attach an image to your next message
   /audio PATH       attach an audio file to your next message
   /video PATH       attach a video (mp4, webm, avi, gif, ...) to your next message, read as frames
+                    (attached media go before your message's text; an empty message sends them alone)
   /reset            start the conversation over
   /save-state PATH  save the conversation (one fixed-size RNN state)
   /load-state PATH  continue a saved conversation
@@ -824,7 +826,7 @@ def _run_chat(args: argparse.Namespace) -> int:
             # As in Python's prompt: the line is dropped, the conversation kept; quitting is explicit.
             print("\n[Ctrl-C: /exit or Ctrl-D quits; the conversation is kept]", file=sys.stderr)
             continue
-        if not line:
+        if not line and not any(pending.values()):
             continue
         if line.startswith("/"):
             command, _, argument = line.partition(" ")
@@ -845,7 +847,9 @@ def _run_chat(args: argparse.Namespace) -> int:
         images, audio, videos = pending["image"], pending["audio"], pending["video"]
         pending = {"image": [], "audio": [], "video": []}
         try:
-            pieces = session.stream(line, images=images, audio=audio, videos=videos)
+            # What is typed is text, "<audio>" included; attached media go before it (an empty line
+            # sends them alone).
+            pieces = session.stream(escape_markers(line), images=images, audio=audio, videos=videos)
             sys.stdout.write("Assistant: ")
             _print_stream(pieces)
             if pieces.result.finish_reason == "length":  # e.g. the transcript of a long recording

@@ -4,17 +4,71 @@ Text holds markers where media go (`<image>`, `<audio>`, `<series>`, `<video>`);
 a kind refers to the k-th item of that kind. A video is no modality of its own: the processor turns
 each `<video>` into its sampled frames as `<image>`s (`modrwkv.processing.video`). Media items stay raw (paths, bytes, PIL images, arrays) until
 an encoder's `prepare` reads them, so readers stay cheap and errors name the sample's source.
+
+Where media come apart from the text (OpenAI content parts, `modrwkv chat`'s /image), the text is
+stored through `escape_markers`: a marker it holds is prefixed by `MARKER_ESCAPE`, so it is no
+media place and is tokenised as its plain characters. Everything that finds, counts or splits
+markers goes through `split_markers` / `count_markers`, which skip escaped ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 MARKERS = {"image": "<image>", "audio": "<audio>", "series": "<series>", "video": "<video>"}
 # The modalities with an encoder; videos are read by the image encoder, frame by frame.
 MODALITIES = ("image", "audio", "series")
+# U+FDD0 is a Unicode noncharacter, reserved for a program's internal use: no text means it. The
+# escape escapes itself, so user text holding it cannot pair it with a marker of its own.
+MARKER_ESCAPE = "\ufdd0"
+_ANY_MARKER = "|".join(re.escape(marker) for marker in MARKERS.values())
+# Left to right, an escape pair (escape + escape, escape + marker) is consumed whole; group 1 is a
+# marker that stands for media.
+_SCAN = re.compile(f"{MARKER_ESCAPE}(?:{MARKER_ESCAPE}|{_ANY_MARKER})|({_ANY_MARKER})")
+_ESCAPED = re.compile(f"{MARKER_ESCAPE}({MARKER_ESCAPE}|{_ANY_MARKER})")
+_TO_ESCAPE = re.compile(f"{MARKER_ESCAPE}|{_ANY_MARKER}")
+_MODALITY_OF = {marker: modality for modality, marker in MARKERS.items()}
+
+
+def escape_markers(text: str) -> str:
+    """`text` as a message's content whose markers are plain characters, not media places (for
+    text whose media come apart from it, such as OpenAI content parts)."""
+    return _TO_ESCAPE.sub(lambda match: MARKER_ESCAPE + match.group(), text)
+
+
+def unescape_markers(text: str) -> str:
+    """The characters escaped text stands for (what is tokenised)."""
+    return _ESCAPED.sub(r"\1", text)
+
+
+def split_markers(text: str) -> list[str]:
+    """`[text, marker, text, marker, ..., text]`: the text cut at the markers that stand for media
+    (escaped ones stay in the text pieces, still escaped)."""
+    pieces, start = [], 0
+    for match in _SCAN.finditer(text):
+        if match.group(1):
+            pieces += [text[start : match.start()], match.group(1)]
+            start = match.end()
+    pieces.append(text[start:])
+    return pieces
+
+
+def marker_modality(marker: str) -> str:
+    """The modality a marker of `split_markers` stands for."""
+    return _MODALITY_OF[marker]
+
+
+def count_markers(texts: Iterable[str]) -> dict[str, int]:
+    """Media markers per modality (every modality of `MARKERS`) in `texts`, escaped ones not counted."""
+    counts = dict.fromkeys(MARKERS, 0)
+    for text in texts:
+        for marker in split_markers(text)[1::2]:
+            counts[_MODALITY_OF[marker]] += 1
+    return counts
 
 
 @dataclasses.dataclass
@@ -46,10 +100,10 @@ class Sample:
                 raise ValueError(f"{where}unknown role {m.role!r} (expected system, user or assistant)")
             if not isinstance(m.content, str):
                 raise ValueError(f"{where}message content must be text, got {type(m.content).__name__}")
+        counts = count_markers(m.content for m in self.messages)
         for modality, marker in MARKERS.items():
-            count = sum(m.content.count(marker) for m in self.messages)
             items = len(self.media(modality))
-            if count != items:
+            if counts[modality] != items:
                 raise ValueError(
-                    f"{where}{count} {marker} marker(s) in the text but {items} {modality} item(s) supplied"
+                    f"{where}{counts[modality]} {marker} marker(s) in the text but {items} {modality} item(s) supplied"
                 )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.readers import openai_to_sample
-from ..data.sample import MARKERS, MODALITIES, Message, Sample
+from ..data.sample import MARKERS, MODALITIES, Message, Sample, count_markers
 from ..encoders.base import Prepared
 from ..processing import ModRWKVProcessor
 
@@ -130,8 +130,9 @@ def build_sample(
     content is text or a list of OpenAI content parts. Text may hold `<image>` / `<audio>` /
     `<series>` / `<video>` markers, filled in order by `images` / `audio` / `series` / `videos`; if a
     modality has items but no markers, its markers are put at the start of the last user message
-    (LLaVA's layout). A video is a path, bytes, a [T, H, W, 3] array or a list of frames, so several
-    videos are a list of those (`videos=[frames]` for one video given as frames).
+    (LLaVA's layout). Text meant as its characters, markers included, is passed through
+    `modrwkv.data.escape_markers` (a content part's text always is). A video is a path, bytes, a
+    [T, H, W, 3] array or a list of frames, so several videos are a list of those (`videos=[frames]` for one video given as frames).
     """
     if isinstance(messages, str):
         messages = [Message("user", messages)]
@@ -160,13 +161,15 @@ def build_sample(
         if not isinstance(content, str):
             raise ValueError(f"messages[{index}] content must be text, got {type(content).__name__}")
         converted.append(Message(role, content))
+    counts = count_markers(m.content for m in converted)
     for modality, found in items.items():
-        marker = MARKERS[modality]
-        if found and not any(marker in m.content for m in converted):
+        if found and not counts[modality]:
             users = [m for m in converted if m.role == "user"]
             if not users:
                 raise ValueError(f"{modality} items were given but there is no user message to attach them to")
-            users[-1].content = marker * len(found) + "\n" + users[-1].content
+            text = users[-1].content
+            # media alone (an empty message) are the markers alone, as the training readers write them
+            users[-1].content = MARKERS[modality] * len(found) + ("\n" + text if text else "")
     sample = Sample(converted, images=items["image"], audios=items["audio"], series=items["series"],
                     videos=items["video"])
     sample.validate()
@@ -187,9 +190,9 @@ def encode_sample(processor: ModRWKVProcessor, sample: Sample, add_generation_pr
     else:
         used = {m: 0 for m in MODALITIES}
         for message in sample.messages:
-            own = {}
+            own, counts = {}, count_markers([message.content])
             for modality in MODALITIES:
-                n = message.content.count(MARKERS[modality])
+                n = counts[modality]
                 own[modality] = sample.media(modality)[used[modality] : used[modality] + n]
                 used[modality] += n
             part = Sample([message], images=own["image"], audios=own["audio"], series=own["series"],

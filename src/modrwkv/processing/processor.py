@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
 
-from ..data.sample import MARKERS, MODALITIES, Role, Sample
+from ..data.sample import Role, Sample, marker_modality, split_markers, unescape_markers
 from ..encoders.base import ModalityEncoder, Prepared
 from ..encoders.media import MediaError, VideoSampling
 from ..tokenizer import WorldTokenizer
@@ -33,11 +32,6 @@ IGNORE_INDEX = -100
 # WorldRWKV's "<|image_pad|>".
 TEXT_CACHE_ENTRIES = 4096  # short texts kept tokenised: the template scaffolding, and a bound for the rest
 PLACEHOLDER_IDS = {"image": 65532, "audio": 65533, "series": 65534}
-# Videos are expanded into image markers before these are looked for (`expand_videos`).
-_MARKER_RE = re.compile("|".join(re.escape(MARKERS[m]) for m in MODALITIES))  # no groups: split() keeps text only
-# A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
-_MARKER_LINE_RE = re.compile(f"(?:{_MARKER_RE.pattern})\n?")
-_MODALITY_OF = {MARKERS[modality]: modality for modality in MODALITIES}
 
 # placeholder: media where their markers are; prefix: all media before all text (the paper);
 # turn_start: each turn's media at the start of that turn's content (WorldRWKV's current release).
@@ -201,8 +195,10 @@ class ModRWKVProcessor:
         """The template's cleaning, and no special token's text: user text must not forge
         placeholder or block tokens."""
         content = self.template.clean(content)
-        for text in self.tokenizer.special_tokens:
-            content = content.replace(text, "")
+        special = self.tokenizer.special_tokens
+        while any(text in content for text in special):  # until none: a removal can join one ("<|x<|x|>|>")
+            for text in special:
+                content = content.replace(text, "")
         return content
 
     def _pieces(self, sample: Sample, add_generation_prompt: bool) -> list[_Piece]:
@@ -211,16 +207,20 @@ class ModRWKVProcessor:
         text_pieces: list[_Piece] = []
 
         def media_piece(marker: str) -> _Piece:
-            modality = _MODALITY_OF[marker]
+            modality = marker_modality(marker)  # videos were expanded into image markers before
             counters[modality] += 1
             return _Piece(modality=modality, item=sample.media(modality)[counters[modality] - 1])
 
         for message in sample.messages:
-            content = self._clean(message.content)
+            split = split_markers(message.content)
+            # Each text piece is cleaned on its own: what cleaning removes cannot join the text
+            # around it into a marker ("<ima\x16ge>") that would take a media slot.
+            texts = [self._clean(unescape_markers(text)) for text in split[::2]]
+            items = [media_piece(marker) for marker in split[1::2]]
             turn: list[str | _Piece] = []  # the turn's content: text and media, in order
             if self.splice in ("prefix", "turn_start"):
-                items = [media_piece(m.group()) for m in _MARKER_RE.finditer(content)]
-                content = _MARKER_LINE_RE.sub("", content)
+                # A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
+                content = texts[0] + "".join(text.removeprefix("\n") for text in texts[1:])
                 if self.splice == "prefix":
                     media_pieces.extend(items)
                     if items and message.role == "user" and not content.strip():
@@ -231,11 +231,10 @@ class ModRWKVProcessor:
                 if content:
                     turn.append(content)
             else:
-                parts = _MARKER_RE.split(content)
-                if content:
-                    turn.append(parts[0])
-                for marker, text in zip(_MARKER_RE.findall(content), parts[1:]):
-                    turn.extend([media_piece(marker), text])
+                if items or texts[0]:
+                    turn.append(texts[0])
+                for item, text in zip(items, texts[1:]):
+                    turn.extend([item, text])
             text_pieces.extend(self._turn(message.role, turn))
         if add_generation_prompt:
             text_pieces.append(_Piece(text=self.template.generation_prompt()))

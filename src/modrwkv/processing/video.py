@@ -13,12 +13,9 @@ get "frame 2:"), so that a model can tell a fast clip from a slow one; that need
 from __future__ import annotations
 
 import dataclasses
-import re
 
-from ..data.sample import MARKERS, Sample
+from ..data.sample import MARKERS, Sample, split_markers
 from ..encoders.media import MediaError, VideoFrame, VideoSampling, load_video
-
-_IMAGE_OR_VIDEO = re.compile(f"{re.escape(MARKERS['image'])}|{re.escape(MARKERS['video'])}")
 
 
 def frame_text(frames: list[VideoFrame], sampling: VideoSampling) -> str:
@@ -46,10 +43,11 @@ def expand_videos(sample: Sample, sampling: VideoSampling) -> Sample:
     images, videos = iter(sample.images), iter(sample.videos)
     new_images: list = []
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group() == MARKERS["image"]:
+    def replace(marker: str) -> str:
+        if marker == MARKERS["image"]:
             new_images.append(next(images))
-            return match.group()
+        if marker != MARKERS["video"]:
+            return marker
         try:
             frames = load_video(next(videos), sampling)
         except MediaError as exc:
@@ -57,5 +55,9 @@ def expand_videos(sample: Sample, sampling: VideoSampling) -> Sample:
         new_images.extend(frame.image for frame in frames)
         return frame_text(frames, sampling)
 
-    messages = [dataclasses.replace(m, content=_IMAGE_OR_VIDEO.sub(replace, m.content)) for m in sample.messages]
+    def expand(text: str) -> str:
+        split = split_markers(text)  # escaped markers are text, and stay escaped
+        return "".join(piece if k % 2 == 0 else replace(piece) for k, piece in enumerate(split))
+
+    messages = [dataclasses.replace(m, content=expand(m.content)) for m in sample.messages]
     return dataclasses.replace(sample, messages=messages, images=new_images, videos=[])

@@ -413,8 +413,6 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
     except DataError as exc:
         # a request is no data file: the reader's guess at another file format (format_hint) would mislead
         detail = exc.detail.removesuffix(format_hint({"messages": messages}, "openai"))
-        if exc.reason == "marker_in_text":
-            detail += " (the model reads it as the place of a media item, so a message cannot hold it as text)"
         message, code = _READER_HINTS.get(exc.reason, (detail, exc.reason))
         raise APIError(400, message, code=code, param="messages") from None
     check_media(sample, limits, pipeline.processor.video, _audio_rate(pipeline))

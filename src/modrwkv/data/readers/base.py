@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ...textfiles import UTF16_BOMS, TextFileError, decode_text
-from ..sample import MARKERS, Sample
+from ..sample import Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
 
@@ -41,7 +41,6 @@ REASONS = (
     "empty_conversation",  # no messages at all
     "unknown_role",  # a speaker other than system/user/assistant (or their aliases)
     "marker_mismatch",  # number of <image>/<audio>/<series>/<video> markers != number of items
-    "marker_in_text",  # a literal marker inside an OpenAI text part (it would steal a media slot)
     "unsupported_part",  # an OpenAI content part type that is not text/image/audio/video
     "missing_media",  # a referenced media file does not exist
     "unreadable_media",  # with verify_media=True: the file exists but does not decode
@@ -372,8 +371,8 @@ FORMAT_NAMES = {"qa": "question-answer", "llava": "LLaVA", "openai": "OpenAI cha
 def record_format(record: Any) -> str | None:
     """The record format a record's fields suggest: `modrwkv init`'s detection, and the hint a
     reader gives when handed another format's file. `messages` with content parts is OpenAI chat;
-    text turns with media markers or top-level `images` / `videos` / `audios` lists, or a `system` /
-    `tools` column, are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA."""
+    text turns with top-level `images` / `videos` / `audios` lists, or a `system` / `tools` column,
+    are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA."""
     if not isinstance(record, dict):
         return None
     key = "conversations" if "conversations" in record else "messages" if "messages" in record else None
@@ -384,8 +383,8 @@ def record_format(record: Any) -> str | None:
         if key == "messages" and any(isinstance(c, list) for c in contents):
             return "openai"
         columns = any(record.get(k) is not None for k in ("audios", "system", "tools"))
-        media = any(record.get(k) is not None for k in ("images", "videos")) or any(
-            isinstance(c, str) and any(marker in c for marker in MARKERS.values()) for c in contents)
+        # (markers in text alone say nothing: OpenAI text may hold them as characters)
+        media = any(record.get(k) is not None for k in ("images", "videos"))
         if columns or (key == "messages" and media):
             return "sharegpt"
         return "llava" if key == "conversations" else "openai"
@@ -447,11 +446,6 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
 def first_key(record: dict[str, Any], keys: Sequence[str]) -> str | None:
     """The first of `keys` present with a non-None value (datasets spell the same field many ways)."""
     return next((k for k in keys if record.get(k) is not None), None)
-
-
-def count_markers(texts: Iterable[str]) -> dict[str, int]:
-    texts = list(texts)
-    return {modality: sum(t.count(marker) for t in texts) for modality, marker in MARKERS.items()}
 
 
 def is_pil_image(value: Any) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..sample import MARKERS, Message, Sample
+from ..sample import MARKERS, Message, Sample, count_markers
 from .base import (
     DataError,
     JsonRecordsReader,
@@ -30,7 +30,6 @@ from .base import (
     PathLike,
     as_rows,
     check_media,
-    count_markers,
     first_key,
     is_pil_image,
     lacks_fields,

@@ -19,8 +19,8 @@ text is "<image>\\nWhat is shown?", LLaVA's layout). Media parts:
     one, the next item of the record's top-level "images" / "audios" / "videos" list.
 Each sample's `meta["media_parts"]` says which part each media item came from, per modality
 (`{"image": ["messages[0].content[1]"]}`), so that a message about an item can point at it.
-Text may not contain a literal `<image>`/`<audio>`/`<series>`/`<video>`: in this format media come only from
-parts, so a marker in text is an injected media slot and is refused.
+In this format media come only from parts, so text is text: a literal `<image>`/`<audio>`/`<series>`/`<video>`
+in it is escaped (`escape_markers`) and read as those characters, never as a media place.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..sample import MARKERS, Message, Sample
+from ..sample import MARKERS, Message, Sample, escape_markers
 from .base import (
     DataError,
     JsonRecordsReader,
@@ -104,17 +104,17 @@ def openai_to_sample(
         raise DataError(source, "empty_conversation", "'messages' is empty")
     try:
         converted = [parser.message(message, index) for index, message in enumerate(messages)]
+        for modality, pool in parser.pools.items():
+            if pool:  # e.g. ShareGPT's lists, whose items its text markers place: here text is text
+                raise DataError(
+                    source,
+                    "marker_mismatch",
+                    f"{len(pool)} {modality}(s) of the record's '{modality}s' list are not referenced",
+                )
     except DataError as err:
-        if err.reason in ("marker_in_text", "unknown_role") and (hint := format_hint(record, "openai")):
+        if err.reason in ("marker_mismatch", "unknown_role") and (hint := format_hint(record, "openai")):
             raise DataError(err.source, err.reason, err.detail + hint) from None
         raise
-    for modality, pool in parser.pools.items():
-        if pool:
-            raise DataError(
-                source,
-                "marker_mismatch",
-                f"{len(pool)} {modality}(s) of the record's '{modality}s' list are not referenced",
-            )
     if verify_media:
         for modality in ("image", "audio", "video"):
             for item in parser.items[modality]:
@@ -162,7 +162,7 @@ class _Parser:
         if answer and (content is None or (isinstance(content, float) and math.isnan(content))):
             turn_text(content, field, self.source, answer=True)  # raises empty_answer
         if isinstance(content, str):
-            text = self.text(content, where)
+            text = escape_markers(content)
         else:
             parts = require(as_rows(content), (str, list), field, self.source)
             text = "\n".join(self.part(part, f"{field}[{i}]") for i, part in enumerate(parts))
@@ -170,20 +170,13 @@ class _Parser:
             turn_text(text, field, self.source, answer=True)  # a blank one (or no parts) is an empty_answer
         return Message(role, text)
 
-    def text(self, text: str, where: str) -> str:
-        for marker in MARKERS.values():
-            if marker in text:
-                raise DataError(
-                    self.source, "marker_in_text", f"{where} contains the literal {marker}; send media as content parts"
-                )
-        return text
 
     def part(self, part: Any, where: str) -> str:
         """The text a content part stands for: its text, or the marker of the media it adds."""
         require(part, dict, where, self.source)
         kind = part.get("type")
         if kind == "text":
-            return self.text(require(part.get("text"), str, f"{where}.text", self.source), where)
+            return escape_markers(require(part.get("text"), str, f"{where}.text", self.source))
         if kind in _URL_PARTS:
             payload = part.get(kind)
             url = payload.get("url") if isinstance(payload, dict) else payload

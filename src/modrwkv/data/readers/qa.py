@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sample import MARKERS, Message, Sample
+from ..sample import MARKERS, Message, Sample, count_markers
 from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, lacks_fields, media_item, require, turn_text
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -58,7 +58,7 @@ class QARecord:
     def prompt(self, template: str | None = None) -> str:
         """The user turn. `template` (with `{question}`, and optionally `{choices}`) replaces the
         default layout; the media markers always come first unless the question holds them."""
-        has_markers = any(marker in self.question for marker in MARKERS.values())
+        has_markers = any(count_markers([self.question]).values())
         media = "" if has_markers else "".join(
             f"{MARKERS[m]}\n" * len(items) for m, items in self.media.items())
         choices = "".join(f"\n{OPTION_LETTERS[i]}. {c}" for i, c in enumerate(self.choices))

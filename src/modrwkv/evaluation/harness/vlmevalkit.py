@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ...data.sample import MARKERS
+from ...data.sample import MARKERS, escape_markers
 from ..tasks.base import OPTION_LETTERS, SHORT_ANSWER_PROMPT, choice_prompt
 from . import load_pipeline
 
@@ -133,7 +133,7 @@ class ModRWKVVLM(_VLMEvalBase):
                 images.append(part["value"])
                 pieces.append(MARKERS["image"])
             elif part["type"] == "text":
-                pieces.append(part["value"])
+                pieces.append(escape_markers(part["value"]))  # text, even where it holds "<image>"
             else:
                 raise ValueError(f"unsupported message part type {part['type']!r}; allowed: {self.allowed_types}")
         return "\n".join(pieces)

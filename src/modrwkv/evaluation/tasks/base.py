@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...data.readers.asr import asr_user_turn
 from ...data.readers.qa import OPTION_LETTERS
-from ...data.sample import MARKERS
+from ...data.sample import MARKERS, escape_markers
 from ...textfiles import TextFileError, read_text
 
 if TYPE_CHECKING:
@@ -253,8 +253,9 @@ def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
 
 
 def image_prompt(text: str) -> str:
-    """LLaVA's layout: the image first, then the text."""
-    return f"{MARKERS['image']}\n{text}"
+    """LLaVA's layout: the image first, then the text (as its characters: a benchmark's image
+    comes apart from its question)."""
+    return f"{MARKERS['image']}\n{escape_markers(text)}"
 
 
 def short_answer_prompt(question: str) -> str:
