@@ -203,7 +203,7 @@ def test_llama_factory_files_are_detected_and_named(media: Path, tmp_path: Path,
     with pytest.raises(DataError) as info:
         list(OpenAIChatReader(messages_only, on_error="raise"))
     assert str(info.value) == (
-        f"{messages_only}:1: messages[1] contains the literal <audio>; send media as content parts; it looks like "
+        f"{messages_only}:1: 1 audio(s) of the record's 'audios' list are not referenced; it looks like "
         "LLaMA-Factory ShareGPT data (format: sharegpt), but this reads OpenAI chat records (docs/custom-data.md)")
 
 
@@ -528,7 +528,6 @@ BAD_OPENAI = {
     "wrong_type": {"messages": [{"role": "user", "content": None}]},
     "unknown_role": {"messages": [{"role": "tool", "content": "42"}]},
     "unsupported_part": user_parts({"type": "file", "file": {"file_id": "file-abc"}}),  # video_url is supported now
-    "marker_in_text": user_parts({"type": "text", "text": "look: <image>"}),
     "bad_media_data": user_parts({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}),
     "remote_url": user_parts({"type": "image_url", "image_url": {"url": "http://x.org/a.png"}}),
     "unsupported_url": user_parts({"type": "image_url", "image_url": {"url": "s3://bucket/a.png"}}),
@@ -984,8 +983,8 @@ def test_an_openai_file_with_a_later_sharegpt_record_is_named_as_mixing_formats(
     path = write_jsonl(tmp_path / "mixed.jsonl", [good, sharegpt])
     with pytest.raises(DataError) as info:
         list(OpenAIChatReader(path, on_error="raise", media_folder=media))
-    assert info.value.reason == "marker_in_text" and str(info.value) == (
-        f"{path}:2: messages[0] contains the literal <image>; send media as content parts; the file mixes formats: it "
+    assert info.value.reason == "marker_mismatch" and str(info.value) == (
+        f"{path}:2: 1 image(s) of the record's 'images' list are not referenced; the file mixes formats: it "
         "looks like LLaMA-Factory ShareGPT data (format: sharegpt), but the records before it, from line 1 on, are "
         "OpenAI chat records (format: openai); write each format to a file of its own (docs/custom-data.md)")
 

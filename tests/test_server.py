@@ -193,11 +193,6 @@ BAD_REQUESTS = [
     ({"messages": [USER, {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function", "function": {
         "name": "f", "arguments": "{}"}}]}, USER]}, openai.BadRequestError, "messages[1] is a tool call"),
     ({"messages": [{"role": "critic", "content": "x"}]}, openai.BadRequestError, "unknown role"),
-    ({"messages": [{"role": "user", "content": "look: <image>"}]}, openai.BadRequestError, "<image>"),
-    # a data file's hint at another format (ShareGPT's text markers) is no help to an API client
-    ({"messages": [{"role": "user", "content": "How do I embed sound with the HTML <audio> tag?"}]},
-     openai.BadRequestError, "messages[0] contains the literal <audio>; send media as content parts (the model reads "
-     "it as the place of a media item, so a message cannot hold it as text)"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
      openai.BadRequestError, "cannot be decoded"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]},
