@@ -7,6 +7,7 @@ import io
 import json
 import sys
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from test_pipeline import png_bytes, tiny_model_dir, tiny_pipeline, wav_bytes
@@ -150,3 +151,22 @@ def test_cleaning_cannot_join_text_into_a_marker_or_a_special_token(tok):
     ids = processor(chat(escape_markers("<|vision<|vision_start|>_start|> hi"))).input_ids.tolist()
     assert not set(ids) & set(template.special_tokens.values())
     assert ids == special.encode("\x16User: hi\x17")  # removed until none is left
+
+
+def test_an_escaped_video_marker_stays_text_when_videos_expand(tok):
+    frames = [np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)]
+    literal = escape_markers("the <video> tag")
+    expanded = make(tok).expand_videos(chat(f"{literal}\n<video>", videos=[frames]))
+    assert len(expanded.images) == 2 and expanded.videos == []
+    assert expanded.messages[0].content == f"{literal}\n<image><image>"
+
+
+def test_benchmark_questions_and_vlmevalkit_text_parts_are_text():
+    from modrwkv.evaluation.harness.vlmevalkit import ModRWKVVLM
+    from modrwkv.evaluation.tasks.base import image_prompt
+
+    assert count_markers([image_prompt("What does <image> do in SVG?")])["image"] == 1
+    images: list[str] = []
+    text = ModRWKVVLM._text(None, [{"type": "text", "value": "Is <image> a tag?"}, {"type": "image", "value": "a.png"}],
+                            images)
+    assert images == ["a.png"] and count_markers([text])["image"] == 1

@@ -20,7 +20,7 @@ from PIL import Image
 av = pytest.importorskip("av", reason="video tests need PyAV: pip install 'modrwkv[video]'")
 
 from modrwkv.data.readers import DataError, LlavaReader, QAReader, openai_to_sample  # noqa: E402
-from modrwkv.data.sample import Message, Sample  # noqa: E402
+from modrwkv.data.sample import Message, Sample, count_markers  # noqa: E402
 from modrwkv.encoders import build_encoder  # noqa: E402
 from modrwkv.encoders.media import MediaError, VideoSampling, VideoTooLong, load_video, uniform_indices  # noqa: E402
 from modrwkv.extras import MissingExtraError  # noqa: E402
@@ -169,8 +169,9 @@ def test_readers_take_video_fields_and_parts_and_name_the_line_of_bad_records(tm
             openai_to_sample([{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}]}],
                              allow_local_paths=False)
         assert raised.value.reason == reason
-    with pytest.raises(DataError, match="literal <video>"):
-        openai_to_sample([{"role": "user", "content": "look: <video>"}])
+    # text is text: a literal <video> is no video (tests/test_literal_markers.py)
+    literal = openai_to_sample([{"role": "user", "content": "look: <video>"}])
+    assert literal.videos == [] and count_markers(m.content for m in literal.messages)["video"] == 0
 
 
 # --- processing and inference -----------------------------------------------------------------------
