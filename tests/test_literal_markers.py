@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from test_pipeline import png_bytes, tiny_model_dir, tiny_pipeline, wav_bytes
-from test_processor import IMG, USER, chat, make, tok  # noqa: F401  (tok: a fixture)
+from test_processor import IMG, USER, chat, make
 from test_server import image_part
 
 from modrwkv.cli import main
@@ -25,6 +25,11 @@ from modrwkv.tokenizer import WorldTokenizer
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TEXT = "Explain the <audio> element"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return WorldTokenizer()
 
 
 @pytest.fixture
