@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -86,10 +87,13 @@ def best_record(row: dict[str, float], metric: str) -> dict[str, Any]:
 class TaskScorer:
     """Val samples answered and scored by an eval task exactly as `modrwkv eval` answers and scores them
     (greedy replies in batches, `evaluation.runner.answer_batch`, the task's summary): the value is the
-    summary's `key`. Every rank answers its share of the samples; the records are gathered."""
+    summary's `key`. Every rank answers its share of the samples; the records are gathered. `caps`: each
+    sample's reply length cap (the `max_new_tokens` of its file, as `modrwkv eval` of that file sets it);
+    by default the task's."""
 
-    def __init__(self, task: Any, samples: Sequence[Any], key: str) -> None:
+    def __init__(self, task: Any, samples: Sequence[Any], key: str, caps: Sequence[int] | None = None) -> None:
         self.task, self.samples, self.key = task, list(samples), key
+        self.caps = [task.max_new_tokens] * len(self.samples) if caps is None else list(caps)[:len(self.samples)]
         self.higher_is_better = key in HIGHER_IS_BETTER
         self.distinct_replies = 0  # how many different replies the last call's samples got
 
@@ -98,13 +102,15 @@ class TaskScorer:
         from ..inference import ModRWKVPipeline
 
         world_size = trainer.world_size
-        shard = self.samples[trainer.global_rank::world_size]
+        shard = list(zip(self.samples, self.caps, strict=True))[trainer.global_rank::world_size]
         records = []
         with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
             pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
-            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
-                records += answer_batch(self.task, pipeline, shard[start:start + EVAL_BATCH_SIZE],
-                                        self.task.max_new_tokens)
+            # in batches, as `modrwkv eval` decodes them; a batch holds samples of one cap (of one file)
+            for cap, group in itertools.groupby(shard, key=lambda pair: pair[1]):
+                samples = [sample for sample, _ in group]
+                for start in range(0, len(samples), EVAL_BATCH_SIZE):
+                    records += answer_batch(self.task, pipeline, samples[start:start + EVAL_BATCH_SIZE], cap)
         if world_size > 1:
             gathered: list[Any] = [None] * world_size
             torch.distributed.all_gather_object(gathered, records)
@@ -158,15 +164,22 @@ def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> Task
 def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer:
     """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
     task, so that a validation's value is what `modrwkv eval --task custom FILE` prints for the same
-    weights (over the first `max_samples` records, when set). The files' records decide how accuracy
-    is counted (exact match, VQA accuracy or the choice taken), as that command decides; wer, cer and
-    mse are its `--metric` of that name."""
+    weights (over the first `max_samples` records, when set; each file's replies capped at its own
+    longest answer, as that command caps them). The records are read as the val loss reads them (the
+    data.format, data.options and data.val_options of `config`), where that command reads a file by
+    itself (its format detected, ShareGPT names from a dataset_info.json, the ASR prompt the model
+    records). The files' records decide how accuracy is counted (exact match, VQA accuracy or the choice
+    taken), as that command decides; wer, cer and mse are its `--metric` of that name."""
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
-    # data.media_folder as `--media-folder`: the val records' media are where the training reader finds them
-    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder)
-    samples, scoring, longest = [], None, 0
+    # The val records read as the val loss reads them: data.format, data.options with data.val_options over
+    # them (ShareGPT columns and tags, an ASR manifest's prompt), data.media_folder as `--media-folder`.
+    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder,
+                      data_format=config.format, reader_options=config.options)
+    samples: list[Any] = []
+    caps: list[int] = []
+    scoring = None
     paths = expand_paths(config.train)  # data.val's wildcards, as the reader of the val loss expands them
     for path in paths:
         try:
@@ -182,10 +195,10 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
         if scoring not in (None, found):
             raise ConfigError(f"data.val: {paths[0]} is scored by {scoring} and {path} by {found}: one "
                               "validation number cannot average both; validate on files of one kind")
-        scoring, longest = found, max(longest, task.max_new_tokens)
+        scoring = found
         samples += loaded
-    task.max_new_tokens = longest  # the longest answer of every file, not of the last one read
-    return TaskScorer(task, samples[:max_samples], metric)
+        caps += [task.max_new_tokens] * len(loaded)  # this file's longest answer, as `modrwkv eval` of it caps
+    return TaskScorer(task, samples[:max_samples], metric, caps)
 
 
 class Validation(pl.Callback):
