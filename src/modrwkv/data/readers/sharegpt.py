@@ -36,7 +36,7 @@ from .base import (
     OnError,
     PathLike,
     as_rows,
-    json_records,
+    file_records,
     lacks_fields,
     one_format,
     require,
@@ -179,7 +179,7 @@ class SharegptReader(JsonRecordsReader):
             if columns is None and tags is None and (entry := dataset_info_entry(path)) is not None:
                 columns, tags = entry.get("columns"), entry.get("tags")
             options = {"media_folder": folder, "columns": columns, "tags": tags, "verify_media": self.verify_media}
-            for _, build in one_format(path, self.format, json_records(path), lambda record, source, options=options:
+            for _, build in one_format(path, self.format, file_records(path), lambda record, source, options=options:
                                        sharegpt_to_sample(record, source=source, **options)):
                 yield build
 
