@@ -198,3 +198,19 @@ def test_missing_pyarrow_is_one_line_naming_the_install_command(tmp_path, monkey
     assert capsys.readouterr().err.strip().splitlines() == [
         "modrwkv init: error: reading Parquet data files needs the 'pyarrow' package, which is not installed: "
         "pip install 'modrwkv[train]'"]
+
+
+def test_a_row_is_told_by_its_filled_columns_and_a_mixed_file_names_the_row(tmp_path):
+    """A Parquet file has every column in every row (null where a record lacks the field), as `datasets`
+    writes one built from records of two formats: the null `conversations` of a qa row is no llava row."""
+    path = tmp_path / "mixed.parquet"
+    turns = [{"from": "human", "value": "Which digit is this?"}, {"from": "gpt", "value": "7"}]
+    datasets.Dataset.from_list([{"question": "Which digit is this?", "answer": "7", "conversations": None},
+                                {"question": None, "answer": None, "conversations": turns}]).to_parquet(str(path))
+    assert detect_format(path) == "qa"
+    reader = QAReader(path)
+    assert len(list(reader)) == 1
+    [error] = reader.report.examples
+    assert error.source == f"{path}:row 1" and error.reason == "other_format"
+    assert "the file mixes formats: it looks like LLaVA data (format: llava), but the records before it, from row 0 " \
+        "on, are question-answer records (format: qa)" in error.detail

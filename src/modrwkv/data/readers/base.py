@@ -416,9 +416,16 @@ def record_format(record: Any) -> str | None:
     """The record format a record's fields suggest: `modrwkv init`'s detection, and the hint a
     reader gives when handed another format's file. `messages` with content parts is OpenAI chat;
     text turns with media markers or top-level `images` / `videos` / `audios` lists, or a `system` /
-    `tools` column, are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA."""
+    `tools` column, are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA. The fields that
+    hold something decide first: a Parquet row (or a pandas table's) has every column, null where the
+    record has no such field, so a qa row of a file that also holds conversations has `conversations`
+    null; the null fields count only when those alone tell nothing."""
     if not isinstance(record, dict):
         return None
+    return _fields_format({k: v for k, v in record.items() if v is not None}) or _fields_format(record)
+
+
+def _fields_format(record: dict[str, Any]) -> str | None:
     key = "conversations" if "conversations" in record else "messages" if "messages" in record else None
     if key is not None:
         turns = as_rows(record[key])
