@@ -214,3 +214,27 @@ def test_a_row_is_told_by_its_filled_columns_and_a_mixed_file_names_the_row(tmp_
     assert error.source == f"{path}:row 1" and error.reason == "other_format"
     assert "the file mixes formats: it looks like LLaVA data (format: llava), but the records before it, from row 0 " \
         "on, are question-answer records (format: qa)" in error.detail
+
+
+def test_llava_and_sharegpt_rows_with_embedded_image_lists_read_as_their_jsonl(tmp_path):
+    from datasets.table import embed_table_storage
+
+    from modrwkv.data.readers import LlavaReader, SharegptReader
+
+    jsonl, _ = digits(tmp_path / "digits", 2)
+    images = [f"images/{i:04d}.png" for i in range(2)]
+    sharegpt = {"messages": [{"role": "user", "content": "<image><image>Which digits?"},
+                             {"role": "assistant", "content": "0, 1"}], "images": images}
+    llava = {"image": images[1], "conversations": [{"from": "human", "value": "<image>\nWhich digit?"},
+                                                   {"from": "gpt", "value": "1"}]}
+    for reader, record, key, feature in ((SharegptReader, sharegpt, "images", datasets.Sequence(datasets.Image())),
+                                         (LlavaReader, llava, "image", datasets.Image())):
+        (jsonl.parent / "r.jsonl").write_text(json.dumps(record) + "\n")
+        media = [str(jsonl.parent / p) for p in record[key]] if key == "images" else str(jsonl.parent / record[key])
+        dataset = datasets.Dataset.from_list([{**record, key: media}]).cast_column(key, feature)
+        dataset.with_format("arrow").map(embed_table_storage, batched=True).to_parquet(str(tmp_path / "r.parquet"))
+        assert detect_format(tmp_path / "r.parquet") == reader.format
+        [want], [got] = list(reader(jsonl.parent / "r.jsonl", on_error="raise")), list(reader(tmp_path / "r.parquet", on_error="raise"))
+        assert got.messages == want.messages and all(isinstance(i, bytes) for i in got.images)
+        assert [np.asarray(load_image(i)).tolist() for i in got.images] == \
+            [np.asarray(load_image(i)).tolist() for i in want.images]
