@@ -36,7 +36,7 @@ from .base import (
     OnError,
     PathLike,
     as_rows,
-    json_records,
+    file_records,
     lacks_fields,
     one_format,
     require,
@@ -186,7 +186,7 @@ class SharegptReader(JsonRecordsReader):
             folder = self.media_folder if self.media_folder is not None else path.parent
             options = {"media_folder": folder, **sharegpt_mapping(path, self.columns, self.tags),
                        "verify_media": self.verify_media}
-            for _, build in one_format(path, self.format, json_records(path), lambda record, source, options=options:
+            for _, build in one_format(path, self.format, file_records(path), lambda record, source, options=options:
                                        sharegpt_to_sample(record, source=source, **options)):
                 yield build
 

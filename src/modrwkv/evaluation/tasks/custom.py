@@ -1,7 +1,8 @@
 """`custom`: your own evaluation file, asked in the model's own training format and scored as you say.
 
-The file is JSON (an array) or JSONL in any training format `modrwkv init` detects, so a held-out
-split is evaluated as it was written for training. Question-answer records (`data.format: qa`,
+The file is JSON (an array), JSONL or Parquet (rows with the same fields, media embedded as
+`datasets` writes them) in any training format `modrwkv init` detects, so a held-out split is
+evaluated as it was written for training. Question-answer records (`data.format: qa`,
 `modrwkv.data.readers.qa`):
 
     {"image": "images/0007.png", "question": "Which digit is this?", "answer": "7"}
@@ -62,7 +63,7 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import DataError, json_records, one_format
+from ...data.readers.base import DataError, file_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
@@ -121,7 +122,7 @@ class CustomTask(Task):
     max_new_tokens = 64  # until the file is read: then the longest answer's bytes + 16
     headline = "accuracy"
     headline_label = "accuracy (%)"
-    layout = """a .json / .jsonl file of records in a training format, such as
+    layout = """a .json / .jsonl / .parquet file of records in a training format, such as
   {"image": "images/1.png", "question": "Which digit is this?", "answer": "7"}
   or conversations (llava, openai, sharegpt) whose last assistant turn is the answer
   (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
@@ -160,8 +161,8 @@ class CustomTask(Task):
         return _templated(super().transcription_prompt(model_asr_prompt), self.prompt)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
-        if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl"):
-            raise BenchmarkFileError(f"{data}: expected a .json or .jsonl file of records in a training format: "
+        if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl", ".parquet"):
+            raise BenchmarkFileError(f"{data}: expected a .json, .jsonl or .parquet file of records in a training format: "
                                      f"{self.layout}")
         if not data.is_file():
             raise BenchmarkFileError(f"{data}: no such file")
@@ -178,7 +179,7 @@ class CustomTask(Task):
             if self.long_form is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{data}: --long-form applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}")
-            for _, build in one_format(data, data_format, json_records(data), lambda record, source:
+            for _, build in one_format(data, data_format, file_records(data), lambda record, source:
                                        convert(record, source, self.prompt), chosen):
                 records.append(build())
         except DataError as exc:
