@@ -99,7 +99,7 @@ def eval_val(tmp_path: Path, model: Path, data: Path, name: str, *extra: str) ->
     return json.loads((tmp_path / name / "summary.json").read_text())["metrics"]
 
 
-def test_corrections_that_are_noise_ship_the_baseline_exactly(tmp_path, monkeypatch, capsys) -> None:
+def test_corrections_that_are_noise_ship_the_baseline_exactly(tmp_path, monkeypatch, capsys, caplog) -> None:
     from modrwkv.inference import ModRWKVPipeline
     from modrwkv.multimodal import ModRWKV
     from modrwkv.multimodal.model import CheckpointError
@@ -111,6 +111,7 @@ def test_corrections_that_are_noise_ship_the_baseline_exactly(tmp_path, monkeypa
     decision = record["shipped"]
     assert decision["shipped"] == "baseline" and decision["blocks"] == 9 and decision["t"] < SIGNIFICANT_T
     assert decision["val_forecast_mse"] > decision["zeros_forecast_mse"]
+    assert "worse than a reply of zeros" not in caplog.text  # the decision's line says it instead
     step = record["step"]  # of equal values, the lower val loss
     assert out.rstrip().splitlines()[-1].startswith(
         f"shipping the baseline alone in best/ and final/ (the series encoder's forecast, not decoded; step {step}'s "
@@ -170,9 +171,10 @@ def test_corrections_clearly_better_ship_the_model(tmp_path, monkeypatch, capsys
     assert ModRWKVPipeline.from_pretrained(run / "final").forecast(window, HORIZON).source == "model"
 
 
-def test_baseline_fallback_false_ships_the_weights(tmp_path, monkeypatch, capsys) -> None:
+def test_baseline_fallback_false_ships_the_weights(tmp_path, monkeypatch, capsys, caplog) -> None:
     crafted_scorer(monkeypatch, lambda baseline, target, rng: rng.normal(0, 0.3, HORIZON))
     _, run, out = train_wave(tmp_path, capsys, "--train.baseline_fallback", "false")
     assert "shipped" not in json.loads((run / "best" / "validation.json").read_text())
     assert json.loads((run / "final" / "config.json").read_text())["series_baseline_only"] is False
     assert "shipping" not in out
+    assert "is worse than a reply of zeros (0." in caplog.text and "(train.baseline_fallback true ships it)" in caplog.text

@@ -533,7 +533,8 @@ def test_a_custom_series_prompt_is_saved_and_asked_by_forecast_and_eval(tmp_path
     assert main(["train", "configs/series-cpu.yaml", "--data.train", f"[{csv}]", "--data.options.lookback", "32",
                  "--data.options.horizon", "8", "--data.options.prompt", template, "--train.max_steps", "2",
                  "--train.batch_size", "8", "--train.micro_batch_size", "8", "--train.warmup_steps", "1",
-                 "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--output.dir", str(run)]) == 0
+                 "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--output.dir", str(run),
+                 "--train.baseline_fallback", "false"]) == 0  # decoded: the prompt is what is tested
     assert json.loads((run / "final" / "config.json").read_text())["series_prompt"] == template
 
     asked: list = []  # the user turn of every prompt the model encodes

@@ -347,11 +347,13 @@ class Validation(pl.Callback):
             log.warning("output.final is best, but no validation gave a number (every %s was NaN): final/ holds "
                         "the last step", self.metric)
             self.checkpointer.final_source = None
-        if finished and self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
+        # (with the baseline fallback such weights never ship, and its line says why)
+        if (finished and not self.fallback and self.zeros_mse is not None and self.best is not None
+                and self.best[self.metric] > self.zeros_mse):
             log.warning("the best validation (val_forecast_mse %.4f at step %d) is worse than a reply of zeros "
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
-                        "not pay; forecast with the baseline alone, or train less", self.best[self.metric],
-                        int(self.best["step"]), self.zeros_mse)
+                        "not pay; forecast with the baseline alone (train.baseline_fallback true ships it), or "
+                        "train less", self.best[self.metric], int(self.best["step"]), self.zeros_mse)
         if finished and self.best is not None and self.best.get(DISTINCT) == 1 and len(self.scorer.samples) > 1:
             log.warning("the best validation's weights (step %d) give one reply to every one of the %d val samples: "
                         "they read nothing from the inputs, and a score above a baseline is the val set's own bias, "
@@ -494,7 +496,9 @@ class Validation(pl.Callback):
         best = self.output_dir / BEST
         decision = None
         with failing_together(trainer):
-            if trainer.is_global_zero:
+            if trainer.is_global_zero and not (best / BEST_RECORD).is_file():
+                log.warning("%s is missing: the baseline-fallback test has nothing to test", best / BEST_RECORD)
+            elif trainer.is_global_zero:
                 record = json.loads((best / BEST_RECORD).read_text())
                 decision = record.get("shipped")
                 windows = record.get(WINDOW_MSE)
