@@ -137,7 +137,7 @@ def test_eval_runs_every_benchmark_format_and_summarises_its_predictions(trained
     summary = json.loads((output / "summary.json").read_text())
     assert len(records) == summary["samples"] == min(4, summary["samples_in_split"])
     fields = {"id", "prompt", "prediction", "finish_reason", "reference", "score"}
-    assert all(set(r) == fields | ({"forecast", "complete"} if task == "etth1" else set()) for r in records)
+    assert all(set(r) == fields | ({"forecast", "complete", "source"} if task == "etth1" else set()) for r in records)
     assert summary["headline"]["value"] == pytest.approx(recompute(task, records), abs=1e-9)
     assert summary["task"] == task and summary["limit"] == 4 and summary["model"] == str(trained.folder)
     assert "| benchmark |" in (output / "report.md").read_text()

@@ -240,10 +240,11 @@ def test_custom_series_reads_any_csv_as_the_training_reader_does(tmp_path):
 class ForecastPipeline:
     """Forecasts the last value of each window (repeat-last), as `ModRWKVPipeline.forecast_batch` returns it."""
 
-    def forecast_batch(self, windows, horizon, prompt=None, max_new_tokens=None, samples=1):
+    def forecast_batch(self, windows, horizon, prompt=None, max_new_tokens=None, samples=1, force_model=False):
         from modrwkv.inference import SeriesForecast
 
-        assert samples == 1 and prompt is None  # the task's defaults: greedy, the model's own prompt
+        # the task's defaults: greedy, the model's own prompt, what the model's folder ships
+        assert samples == 1 and prompt is None and not force_model
 
         return [SeriesForecast(np.full(horizon, float(w[-1])), "0 " * (horizon - 1) + "0", True, "<series>\nnext?")
                 for w in windows]

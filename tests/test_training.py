@@ -750,6 +750,26 @@ def test_progress_line_every_log_every_steps_and_epoch_column(tmp_path):
     assert load_config(tmp_path / "progress" / "config.yaml", needs_data=False).train.max_steps == 12
 
 
+def test_a_resumed_runs_progress_lines_show_the_media_reliance_measured_before_its_stop(tmp_path):
+    """Media reliance measured every 5 steps (and at the last); stopped at step 6 and resumed, the resumed
+    run's line of step 8 shows what the uninterrupted run's shows, the measurement before the stop (it
+    used to be absent until the resumed run measured again)."""
+    def lines_of(name, **extra):
+        cfg = config(tmp_path, name, max_steps=10)
+        cfg["output"].update(log_every=2, media_reliance_every=5)
+        lines = []
+        result = train(cfg, samples=colour_samples(16), progress=lines.append, **extra)
+        return cfg, result, {line.split(" | ")[0]: line.split(" | ")[-1] for line in lines}
+
+    _, _, full = lines_of("full")
+    cfg, stopped, first = lines_of("stopped", callbacks=[_SignalAt(6, signal.SIGTERM)])
+    assert stopped.stopped_by == "SIGTERM" and first["step 6/10"] == full["step 6/10"]
+    resumed = []
+    train(cfg, samples=colour_samples(16), resume=True, progress=resumed.append)
+    tails = {line.split(" | ")[0]: line.split(" | ")[-1] for line in resumed}
+    assert full["step 8/10"].startswith("media_reliance ") and tails["step 8/10"] == full["step 8/10"]
+
+
 class _SignalAt(pl.Callback):
     def __init__(self, step, signum):
         self.step, self.signum = step, signum

@@ -737,6 +737,22 @@ def test_eval_and_init_name_their_own_option_and_training_its_config_key(image_m
     assert train(cfg, samples=samples).metrics["steps"] == 1
 
 
+def test_eval_names_media_the_model_has_no_encoder_for_before_answering(image_model, tmp_path, capsys):
+    """Speech records evaluated on an image model: one line naming the modality, the samples and the
+    model's encoders, said before the progress bar starts and before anything is written as answered."""
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    records = tmp_path / "speech.jsonl"
+    records.write_text("".join(json.dumps({"audio": "a.wav", "text": "hello"}) + "\n" for _ in range(3)))
+    assert main(["eval", "--model", str(image_model), "--task", "custom", "--data", str(records),
+                 "--output", str(tmp_path / "eval")]) != 0
+    err = capsys.readouterr().err
+    assert err == ("modrwkv eval: error: custom: 3 sample(s) have audio input (first: 1), but the model has no audio "
+                   "encoder (its encoders: image)\n")
+    assert not (tmp_path / "eval" / "predictions.jsonl").exists()
+
+
 def test_media_cut_short_is_named_by_file_and_line_in_data_by_file_in_chat(tmp_path, monkeypatch, capsys):
     """An Ogg Vorbis cut short (libsndfile alone reads a shorter clip) is one clean error wherever it
     is read: a data reader checking media names the file and line of its record, the processor

@@ -423,7 +423,7 @@ def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
     ("accuracy", "wer", r"records that `modrwkv eval --task custom` scores by WER \(%\) \(wer\): set "
                           r"train.val_metric wer"),
     ("accuracy", "unreadable", r"train.val_metric accuracy answers data.val as `modrwkv eval --task custom` does, "
-                               r"which refuses it: .*val.txt: expected a .json or .jsonl file"),
+                               r"which refuses it: .*val.txt: expected a .json, .jsonl or .parquet file"),
     ("accuracy", "mixed", r"is scored by exact and .*vqa.json by vqa: one validation number cannot average both"),
     ("wer", "missing", r"which refuses it: .*train.json:\[0\]: media file not found: .*gone.png"),
 ])
@@ -484,3 +484,92 @@ def test_val_accuracy_reads_the_val_files_as_training_does_media_folder_and_wild
     assert [row["step"] for row in history] == [2] and 0 <= history[0]["val_accuracy"] <= 100
     scored, _ = eval_custom(tmp_path, result.final_dir, vals / "val.json", "final", "--media-folder", str(media))
     assert history[0]["val_accuracy"] == pytest.approx(scored["accuracy"])
+
+
+class Requests:
+    """Every request the val scorer's pipeline is asked: its last user turn and reply length cap."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from modrwkv.inference import ModRWKVPipeline
+
+        self.asked: list[tuple[str, int]] = []
+        generate_batch = ModRWKVPipeline.generate_batch
+
+        def recorded(pipeline, requests):
+            self.asked += [(request.messages if isinstance(request.messages, str) else request.messages[-1]["content"],
+                            request.sampling["max_new_tokens"]) for request in requests]
+            return generate_batch(pipeline, requests)
+
+        monkeypatch.setattr(ModRWKVPipeline, "generate_batch", recorded)
+
+
+def test_val_accuracy_reads_sharegpt_columns_and_tags_given_in_data_options(tmp_path, monkeypatch):
+    """ShareGPT files whose column and tag names data.options gives (not a dataset_info.json) are read by
+    the scorer with them, as the val loss reads them: the value is what `modrwkv eval --task custom` scores
+    on the same records described by a dataset_info.json with those names. The scorer once detected the
+    format from the first record, found none, and refused the file as question-answer records."""
+    cfg = val_config(tmp_path, "run", val_metric="accuracy", max_steps=2)
+    columns, tags = {"messages": "dialog", "images": "pictures"}, {
+        "role_tag": "speaker", "content_tag": "text", "user_tag": "person", "assistant_tag": "bot"}
+    for folder in (tmp_path / "data", tmp_path / "data" / "val"):
+        records = [{"dialog": [{"speaker": {"human": "person", "gpt": "bot"}[turn["from"]], "text": turn["value"]}
+                               for turn in record["conversations"]], "pictures": [record["image"]]}
+                   for record in json.loads((folder / "train.json").read_text())]
+        (folder / "train.json").write_text(json.dumps(records))
+    val = tmp_path / "data" / "val"
+    (val / "described.json").write_text((val / "train.json").read_text())
+    cfg["data"].update(format="sharegpt", options={"columns": columns, "tags": tags})
+    requests = Requests(monkeypatch)
+    result = train(cfg)
+    [row] = result.metrics["validation"]["history"]
+    assert [prompt for prompt, _ in requests.asked] == ["<image>\nWhat colour is it?"] * 6
+    (val / "dataset_info.json").write_text(json.dumps({"colours": {
+        "file_name": "described.json", "formatting": "sharegpt", "columns": columns, "tags": tags}}))
+    scored, predictions = eval_custom(tmp_path, result.final_dir, val / "described.json", "final")
+    assert len(predictions) == 6 and row["val_accuracy"] == pytest.approx(scored["accuracy"])
+
+
+@pytest.mark.parametrize("val_options, asked", [
+    ({}, "Write down what is said."),  # data.options' prompt, which the model records
+    ({"prompt": "Say it."}, "Say it."),  # data.val_options' prompt, which the val loss reads the files with
+    ({"prompt": None}, None),  # the audio alone
+])
+def test_val_wer_asks_an_asr_manifest_with_the_prompt_the_val_loss_reads(tmp_path, monkeypatch, val_options, asked):
+    """An ASR manifest's val samples are asked with the prompt the val loss reads them with: data.options'
+    prompt, or data.val_options' over it; the scorer once asked data.options' prompt (the model's) whatever
+    val_options said."""
+    import yaml
+    from test_custom_eval_asr import REPO, manifest
+    from test_pipeline import tiny_model_dir
+
+    from modrwkv.data.readers import AsrManifestReader
+
+    data, val = manifest(tmp_path / "train"), manifest(tmp_path / "val", ["two green birds", "red"])
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["data"] = {"format": "asr", "train": [str(data)], "val": [str(val)],
+                   "options": {"prompt": "Write down what is said."}, "val_options": val_options}
+    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=2, micro_batch_size=2, val_every=1, val_metric="wer")
+    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
+    requests = Requests(monkeypatch)
+    train(cfg, model=ModRWKV.from_pretrained(tiny_model_dir()))
+    # The independent expectation: the user turns the val loss's reader builds from the same records.
+    expected = [s.messages[0].content for s in AsrManifestReader(val, prompt=asked)]
+    assert expected == [f"<audio>\n{asked}" if asked else "<audio>"] * 2
+    assert [prompt for prompt, _ in requests.asked] == expected
+
+
+def test_each_val_file_caps_its_replies_at_its_own_longest_answer(tmp_path, monkeypatch):
+    """With several val files, each one's replies are capped as `modrwkv eval --task custom` of that file
+    caps them (its longest answer's bytes + 16), not all at the longest answer of any file."""
+    cfg = val_config(tmp_path, "run", val_metric="accuracy", max_steps=2)
+    val = tmp_path / "data" / "val"
+    records = json.loads((val / "train.json").read_text())
+    for record in records:
+        record["conversations"][1]["value"] = "red"
+    (val / "train.json").write_text(json.dumps(records))
+    records[0]["conversations"][1]["value"] = "a long answer that nothing replies " * 2  # 70 bytes
+    (val / "long.json").write_text(json.dumps(records[:2]))
+    cfg["data"]["val"].append(str(val / "long.json"))
+    requests = Requests(monkeypatch)
+    train(cfg)
+    assert [cap for _, cap in requests.asked] == [3 + 16] * 6 + [70 + 16] * 2

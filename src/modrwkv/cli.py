@@ -466,6 +466,10 @@ def _run_train(args: argparse.Namespace) -> int:
                          f"({result.output_dir / BEST})")
         print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
               f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}{validated}")
+        if val and val.get("shipped"):  # the run's last line: what ships, and why
+            from modrwkv.training.validation import shipped_line
+
+            print(shipped_line(val["shipped"], val["best_step"], config.output.final == "best"))
     if any(m["dropped"].values()):
         print(f"dropped samples: {m['dropped']}")
     if result.stopped_by:
@@ -1093,6 +1097,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--series-prompt", metavar="TEXT",
                    help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
                    "the model was trained with, which its folder records (docs/forecasting.md)")
+    p.add_argument("--force-model", action="store_true",
+                   help="forecasting tasks: decode a model whose training shipped its baseline alone "
+                   "(series_baseline_only: validation could not show it beats the baseline) instead of returning the "
+                   "baseline's forecast, for analysis (docs/forecasting.md)")
     p.add_argument("--asr-prompt", metavar="TEXT",
                    help="librispeech, aishell, and --task custom with an ASR manifest: ask with TEXT after the audio "
                    "('' for the audio alone) instead of the ASR prompt the model was trained with, which its folder "
@@ -1189,6 +1197,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "horizon": ("--horizon", args.horizon, "forecasting tasks"),
         "samples": ("--samples", args.samples, "forecasting tasks"),
         "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
+        "force_model": ("--force-model", True if args.force_model else None, "forecasting tasks"),
         "targets": ("--target", args.target, "custom-series"),
         "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
         "long_form": ("--long-form", None if args.task == "custom" else long_form, "librispeech, aishell, custom"),
@@ -1237,8 +1246,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         hint = "" if args.submission else " (no public answers: export them with --submission)"
         print(f"{task.title} {split}: {result.total} predictions in {output}{hint}")
     else:
+        # a forecaster whose training shipped its baseline alone (series_baseline_only): say what was scored
+        source = result.summary["metrics"].get("source") == "baseline"
         print(f"{task.title} {split}: {headline['label']} {headline['value']:.4g} over {result.total} samples "
-              f"({result.generated} generated now); report: {output / 'report.md'}")
+              f"({result.generated} generated now)"
+              f"{'; forecasts: the baseline alone, not decoded (--force-model decodes)' if source else ''}; "
+              f"report: {output / 'report.md'}")
     if args.submission:
         print(f"submission written to {export_submission(task, output, Path(args.data), Path(args.submission))}")
     return 0

@@ -330,11 +330,27 @@ def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSamp
     return records
 
 
+def _check_inputs(task: Task, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample]) -> None:
+    """Samples with media the model has no encoder for, named before anything is generated (the
+    first batch would fail on them, after the progress bar started)."""
+    encoders = getattr(getattr(pipeline, "model", None), "encoders", None)
+    if encoders is None:  # a pipeline without a ModRWKV model behind it checks its inputs as it answers
+        return
+    needs = {"image": lambda s: s.images or s.videos, "audio": lambda s: s.audio, "series": lambda s: s.series}
+    for modality, has in needs.items():
+        lacking = [s.id for s in samples if has(s)] if modality not in encoders else []
+        if lacking:
+            owned = ", ".join(sorted(encoders)) or "none"
+            raise ValueError(f"{task.name}: {len(lacking)} sample(s) have {modality} input (first: {lacking[0]}), but "
+                             f"the model has no {modality} encoder (its encoders: {owned})")
+
+
 def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline, log_path: Path, batch_size: int,
               max_new_tokens: int, done: dict[str, dict[str, Any]], progress: bool = True) -> int:
     from tqdm.auto import tqdm
 
     task.check_pipeline(pipeline)
+    _check_inputs(task, pipeline, todo)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started, count = time.monotonic(), 0
     with tqdm(total=len(todo), desc=f"{task.name}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:

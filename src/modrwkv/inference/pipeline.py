@@ -29,6 +29,7 @@ from ..data.readers.series import (
     FORECAST_DECIMALS,
     FORECAST_MAX_DIGITS,
     cut_forecast,
+    format_forecast,
     read_forecast,
     series_prompt_problem,
     series_prompt_template,
@@ -83,13 +84,25 @@ class SeriesForecast:
     reply, the forecast on the window's normalised scale in `format_forecast`'s form; `complete`
     says the reply was exactly the horizon's numbers (always, unless `max_new_tokens` cut it short:
     then the numbers read are padded with the last one); `prompt` is the user turn the model was
-    asked (`series_user_turn`), for the record.
+    asked (`series_user_turn`), for the record; `source` is "model" for a decoded forecast and
+    "baseline" for the series encoder's baseline alone (a reply of zeros, not decoded: a model whose
+    training could not show on val that its corrections beat it, `ModRWKV.series_baseline_only`).
     """
 
     values: np.ndarray
     text: str
     complete: bool
     prompt: str
+    source: str = "model"
+
+
+def baseline_forecast(encoder: ModalityEncoder, window: ArrayLike, horizon: int) -> np.ndarray:
+    """[horizon, channels]: what a reply of zeros forecasts for `window` ([T] or [T, channels]) in its
+    own units: the series encoder's baseline (seasonal naive + drift + ridge, as configured) mapped back
+    with the window's mean and scale; the window's mean without a baseline."""
+    extras = encoder.prepare(window).extras
+    channels = 1 if np.ndim(window) == 1 else int(np.shape(window)[1])
+    return encoder.denormalize(torch.zeros(horizon, channels, dtype=torch.float64), extras).numpy()
 
 
 @dataclasses.dataclass
@@ -171,6 +184,7 @@ class ModRWKVPipeline:
         self.cache = PrefixStateCache(prefix_cache_bytes)
         self.engine = InferenceEngine(model, self.tokenizer, self.template.content_prefix, self.cache)
         self._said_budget_cut = False  # chat() warns of the first reply cut by max_new_tokens, then logs at debug
+        self._said_baseline_only = False  # forecast_batch warns once that it returns the baseline alone
 
     # ------------------------------------------------------------------------------ loading
 
@@ -428,14 +442,15 @@ class ModRWKVPipeline:
         return self.encode(asr_user_turn(self.model.asr_prompt) if user_turn is None else user_turn, audio=[clip])
 
     def forecast(self, series: ArrayLike, horizon: int, *, prompt: str | None = None,
-                 max_new_tokens: int | None = None, samples: int = 1) -> SeriesForecast:
+                 max_new_tokens: int | None = None, samples: int = 1, force_model: bool = False) -> SeriesForecast:
         """The next `horizon` steps of a series [T] or [T, channels], in its own units (see
         `forecast_batch`)."""
         return self.forecast_batch([series], horizon, prompt=prompt, max_new_tokens=max_new_tokens,
-                                   samples=samples)[0]
+                                   samples=samples, force_model=force_model)[0]
 
     def forecast_batch(self, windows: Sequence[ArrayLike], horizon: int, *, prompt: str | None = None,
-                       max_new_tokens: int | None = None, samples: int = 1) -> list[SeriesForecast]:
+                       max_new_tokens: int | None = None, samples: int = 1,
+                       force_model: bool = False) -> list[SeriesForecast]:
         """Forecasts of several look-back windows, decoded together.
 
         The model reads each window normalised with its own statistics and writes the normalised
@@ -456,6 +471,11 @@ class ModRWKVPipeline:
         (temperature 1, seeds 0 .. N-1, so the result is reproducible) and the forecast is the
         step-wise median of the N decoded forecasts (robust to a sampled digit slip); `text` then
         holds the N replies separated by blank lines. N times the decoding work.
+
+        A model saved with `series_baseline_only` (training's validation could not show that its
+        corrections beat a reply of zeros; docs/forecasting.md, "Shipping the baseline when validation
+        cannot tell") returns the series encoder's baseline alone, without decoding: `source`
+        "baseline", `text` the reply of zeros. `force_model=True` decodes the model anyway (analysis).
         """
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -468,6 +488,13 @@ class ModRWKVPipeline:
         if problem:
             raise ValueError(f"prompt: {problem}")
         template = prompt if prompt is not None else self.model.series_prompt
+        if self.model.series_baseline_only and not force_model:
+            if not self._said_baseline_only:
+                log.warning("this model forecasts with its baseline alone, not decoded: its training could not show "
+                            "on the val rows that its corrections beat it (series_baseline_only in its config.json; "
+                            "force_model=True, or `modrwkv eval --force-model`, decodes it anyway)")
+                self._said_baseline_only = True
+            return [self._baseline_forecast(window, horizon, template) for window in windows]
         prepared, shapes = [], []
         for window in windows:
             window = self._trained_lookback(window)
@@ -497,6 +524,18 @@ class ModRWKVPipeline:
                            all(d.complete for d in draws), draws[0].prompt) if samples > 1 else draws[0]
             for draws in (decoded[i : i + samples] for i in range(0, len(decoded), samples))
         ]
+
+    def _baseline_forecast(self, window: ArrayLike, horizon: int, template: str | None) -> SeriesForecast:
+        """The forecast a reply of zeros gives (the series encoder's baseline alone), as `forecast_batch`
+        returns it, for a model saved with `series_baseline_only`."""
+        window = self._trained_lookback(window)
+        multivariate = np.ndim(window) == 2
+        channels = int(np.shape(window)[1]) if multivariate else 1
+        zeros = np.zeros((horizon, channels) if multivariate else horizon)
+        values = baseline_forecast(self.model.encoders["series"], window, horizon)
+        user_turn = series_user_turn(series_prompt_template(template, multivariate), horizon, channels)
+        return SeriesForecast(values if multivariate else values[:, 0], format_forecast(zeros), True, user_turn,
+                              source="baseline")
 
     def _trained_lookback(self, window: ArrayLike) -> ArrayLike:
         """The window as the model was trained to read it: its last `series_lookback` steps. A

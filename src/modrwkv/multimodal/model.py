@@ -89,6 +89,7 @@ class ModRWKV(nn.Module):
         video: VideoSampling | Mapping[str, Any] | None = None,
         series_lookback: int | None = None,
         series_prompt: str | None = None,
+        series_baseline_only: bool = False,
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
@@ -97,8 +98,10 @@ class ModRWKV(nn.Module):
         of a video the image encoder reads (`VideoSampling`, default 8 frames); `series_lookback`: the
         look-back length (steps) the model was trained to forecast from (None: not trained on windows);
         `series_prompt`: the template that asked for its forecasts in training (with {horizon} and
-        {channels}; None: the reader's default for the window's shape, `series_prompt_template`).
-        All are saved in the model's config."""
+        {channels}; None: the reader's default for the window's shape, `series_prompt_template`);
+        `series_baseline_only`: forecasts are the series encoder's baseline alone, not decoded (set by
+        training when validation could not show that the model's corrections beat it;
+        `ModRWKVPipeline.forecast_batch`). All are saved in the model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -119,6 +122,7 @@ class ModRWKV(nn.Module):
         self.asr_prompt = asr_prompt
         self.series_lookback = series_lookback
         self.series_prompt = series_prompt
+        self.series_baseline_only = series_baseline_only
         self.video = video if isinstance(video, VideoSampling) else VideoSampling.from_dict(video)
         for modality in encoders:
             if modality not in self.placeholder_ids:
@@ -286,6 +290,7 @@ class ModRWKV(nn.Module):
             "video": self.video.to_dict(),
             "series_lookback": self.series_lookback,
             "series_prompt": self.series_prompt,
+            "series_baseline_only": self.series_baseline_only,
         }
 
     def save_pretrained(
@@ -386,7 +391,7 @@ class ModRWKV(nn.Module):
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
                     config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"),
-                    config.get("series_prompt"))
+                    config.get("series_prompt"), config.get("series_baseline_only", False))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -479,6 +484,9 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     problem = series_prompt_problem(series_prompt)
     if problem:
         raise CheckpointError(f"{path}: 'series_prompt' (the template training asked for forecasts with): {problem}")
+    if not isinstance(config.get("series_baseline_only", False), bool):
+        raise CheckpointError(f"{path}: 'series_baseline_only' must be true or false, got "
+                              f"{json.dumps(config['series_baseline_only'])[:60]}")
     if not isinstance(config.get("video") or {}, dict):
         raise CheckpointError(f"{path}: 'video' must be a JSON object, got {json.dumps(config['video'])[:60]}")
     try:

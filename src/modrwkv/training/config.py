@@ -154,6 +154,10 @@ class OptimConfig:
     val_max_samples: int | None = None  # validate on the first this many val samples (null: all)
     # stop after this many validations in a row without improving on the best (0: never stop early)
     early_stopping_patience: int = 0
+    # val_metric forecast_mse: at the end, ship the series encoder's baseline alone (a reply of zeros) unless the
+    # best weights beat it on val beyond the noise of the val blocks (validation.baseline_decision); false: ship
+    # the best weights whatever they score. Ignored with other metrics.
+    baseline_fallback: bool = True
 
 
 @dataclasses.dataclass

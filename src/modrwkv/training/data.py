@@ -37,6 +37,7 @@ from ..data.readers import (
     TimeSeriesReader,
 )
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
+from ..data.readers.base import is_parquet
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
@@ -58,7 +59,9 @@ _READERS: dict[str, tuple[type[Reader], str]] = {
 
 
 def expand_paths(patterns: Sequence[str]) -> list[str]:
-    """Data files, with shell-style wildcards expanded (sorted, so the order is reproducible)."""
+    """Data files, with shell-style wildcards expanded and a folder standing for the Parquet shards in
+    it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
+    reproducible."""
     paths = []
     for pattern in patterns:
         if glob.has_magic(pattern):
@@ -66,6 +69,12 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
             if not matches:
                 raise FileNotFoundError(f"data.train: no file matches {pattern!r}")
             paths.extend(matches)
+        elif Path(pattern).is_dir():
+            shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
+            if not shards:
+                raise FileNotFoundError(f"data.train: {pattern} is a folder with no .parquet file; give the data "
+                                        "files (a wildcard such as data/train-*.parquet)")
+            paths.extend(shards)
         else:
             paths.append(pattern)
     return paths

@@ -359,6 +359,12 @@ class RunTotals(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._module = pl_module  # type: ignore[assignment]
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A resumed run's progress lines show the media reliance measured before the stop until it measures
+        # again, as the uninterrupted run's lines show their last measurement (not nothing).
+        if self.earlier["media_reliance"] is not None and "media_reliance" not in trainer.callback_metrics:
+            trainer.callback_metrics["media_reliance"] = torch.tensor(self.earlier["media_reliance"])
+
     def state_dict(self) -> dict[str, Any]:
         # Plain numbers (and a None), so that the checkpoint loads with torch.load(weights_only=True).
         return self.summary(self._module) if self._module is not None else {}

@@ -237,6 +237,9 @@ def setup_model(config: TrainConfig, model: ModRWKV | None, resume_from: Path | 
             if not encoder.trainable and not isinstance(encoder, CachedEncoder):
                 model.encoders[modality] = CachedEncoder(encoder, Path(config.model.feature_cache) / modality)
     set_stage(model, config.train.stage, config.train.lora)
+    # A folder whose training shipped its baseline alone (model.init_from a best/) decodes again: validation scores
+    # what this run's weights write, and its own end decides what ships.
+    model.series_baseline_only = False
     model.lm.gradient_checkpointing = config.train.gradient_checkpointing
     model.lm.wkv_impl = config.runtime.wkv_impl
     return model

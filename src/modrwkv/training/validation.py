@@ -25,6 +25,14 @@
   and the resumed run validates that step first.
 - `train.early_stopping_patience` validations in a row without improving on the best end the run at
   that step, as if it were the last (a checkpoint and `final/` are written).
+- Shipping the baseline when validation cannot tell (`val_metric: forecast_mse`, `train.baseline_fallback`,
+  on by default): at the end, the best weights' per-window val MSE is compared with a reply of zeros' (the
+  series encoder's baseline alone), averaged over blocks of `horizon` consecutive windows of a series (so
+  that no two blocks share a target value) and tested with a one-sample t statistic over the blocks'
+  gains. The weights ship only when `t >= SIGNIFICANT_T` over at least `MIN_BLOCKS` blocks; otherwise
+  best/ (and final/, its copy) is marked `series_baseline_only` and forecasts with the baseline alone
+  (`ModRWKVPipeline.forecast_batch`). The decision is in best/'s validation.json ("shipped") and the
+  run's last line.
 - Each validation is a progress line and a row in the loggers (metrics.csv, TensorBoard: `val_loss`,
   `val_forecast_mse`, `val_accuracy`, ..., and `val_distinct_replies` beside an eval task's metric), at
   its step. The best value, its step and the patience count travel in the run's checkpoints, so that a
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -45,9 +54,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from ..data.readers import DataError
+from ..multimodal.model import CONFIG_NAME
 from ..data.sample import Sample
 from ..textfiles import write_text_atomically
 from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
@@ -63,6 +74,15 @@ HIGHER_IS_BETTER = ("accuracy",)  # the val_metric values where more is better
 # in a validation's row beside the metric: the different replies the val samples got (1: the same reply to
 # all, weights that read nothing from the inputs, whatever their score)
 DISTINCT = "val_distinct_replies"
+WINDOW_MSE = "val_window_mse"  # in best/'s validation.json (forecast_mse): each val window's MSE, in the scorer's order
+# The baseline-fallback test (module docstring): the weights ship when the mean gain over a reply of zeros, per
+# block of `horizon` windows, is at least 2 standard errors above 0 (a one-sided level of about 5 % for the
+# 5-30 blocks a val split gives: Student's t 0.95 quantile is 2.13 with 4 degrees of freedom, 1.70 with 29) ...
+SIGNIFICANT_T = 2.0
+# ... over at least 5 blocks: with fewer, the spread of the blocks is itself too uncertain for any t to mean
+# much (with 2 blocks, one degree of freedom, t reaches 2 by chance 15 % of the time for a gain of 0), so the
+# baseline ships.
+MIN_BLOCKS = 5
 
 
 def val_data_config(config: DataConfig) -> DataConfig:
@@ -75,40 +95,114 @@ def val_data_config(config: DataConfig) -> DataConfig:
     return dataclasses.replace(config, train=list(files), val=[], val_options={}, options=options)
 
 
-def best_record(row: dict[str, float], metric: str) -> dict[str, Any]:
+def best_record(row: dict[str, float], metric: str, window_mse: Sequence[float] | None = None) -> dict[str, Any]:
     """best/'s validation.json: the validation's step, the metric it was chosen by, and its values, a NaN
     as null (strict JSON has none; the val loss of a forecast_mse run whose val rows hold no supervised
-    token is NaN)."""
+    token is NaN); for forecast_mse, each val window's MSE (what the baseline-fallback test reads)."""
     values = {key: None if math.isnan(value) else value for key, value in row.items() if key != "step"}
-    return {"step": int(row["step"]), "metric": metric, **values}
+    windows = {} if window_mse is None else {WINDOW_MSE: [None if math.isnan(v) else v for v in window_mse]}
+    return {"step": int(row["step"]), "metric": metric, **values, **windows}
+
+
+def block_means(values: Sequence[float], keys: Sequence[Any], starts: Sequence[int], size: int) -> np.ndarray:
+    """The means of `values` (one per window) over blocks of `size` consecutive windows of one series
+    (`keys`: which series each window is of; `starts`: where it starts), each series' windows in order of
+    their start; a series' last windows that fill no whole block are left out. With a block one horizon
+    long, windows of different blocks share no target value, so the blocks' means are close to independent
+    (consecutive windows at stride 1 share all but one)."""
+    series: dict[Any, list[tuple[int, float]]] = {}
+    for key, start, value in zip(keys, starts, values, strict=True):
+        series.setdefault(key, []).append((start, value))
+    blocks = []
+    for windows in series.values():
+        ordered = [value for _, value in sorted(windows, key=lambda window: window[0])]
+        blocks += [float(np.mean(ordered[i:i + size])) for i in range(0, len(ordered) - size + 1, size)]
+    return np.array(blocks, dtype=np.float64)
+
+
+def t_statistic(values: np.ndarray) -> float:
+    """One-sample t statistic of the mean of `values` against 0: mean / (sample standard deviation /
+    sqrt(n)); +-inf when every value is the same non-zero number, 0 when all are 0, NaN below 2 values."""
+    if len(values) < 2:
+        return math.nan
+    mean, spread = float(np.mean(values)), float(np.std(values, ddof=1))
+    if spread == 0:
+        return math.copysign(math.inf, mean) if mean else 0.0
+    return mean / (spread / math.sqrt(len(values)))
+
+
+def baseline_decision(model_mse: Sequence[float], zeros_mse: Sequence[float], keys: Sequence[Any],
+                      starts: Sequence[int], horizon: int) -> dict[str, Any]:
+    """Whether chosen weights beat a reply of zeros on val by more than the noise of the val blocks: their
+    gain (the zeros' window MSE less theirs) averaged per block of `horizon` windows (`block_means`), its t
+    statistic over the blocks; they ship ("shipped": "model") when it is at least SIGNIFICANT_T over at
+    least MIN_BLOCKS blocks, else the baseline does. The record best/'s validation.json keeps."""
+    model_arr, zeros_arr = np.asarray(model_mse, dtype=np.float64), np.asarray(zeros_mse, dtype=np.float64)
+    blocks = block_means(zeros_arr - model_arr, keys, starts, horizon)
+    t = t_statistic(blocks)
+    model_value, zeros_value = float(np.mean(model_arr)), float(np.mean(zeros_arr))
+    change = model_value / zeros_value - 1 if zeros_value else math.nan
+    measured = (f"val_forecast_mse {model_value:.5f} against a reply of zeros' {zeros_value:.5f} ({abs(change):.1%} "
+                f"{'higher' if change > 0 else 'lower'}), t {t:.2f} over {len(blocks)} blocks of {horizon} windows "
+                "(the gain's mean over its standard error)")
+    if len(blocks) < MIN_BLOCKS:
+        shipped, why = "baseline", (f"{measured}: fewer than {MIN_BLOCKS} blocks cannot show that the model's "
+                                    "corrections beat the baseline")
+    elif not t >= SIGNIFICANT_T:  # NaN (a NaN window) too
+        shipped, why = "baseline", f"{measured}: below t {SIGNIFICANT_T:g}, within the noise of the val blocks"
+    else:
+        shipped, why = "model", f"{measured}: at least t {SIGNIFICANT_T:g}, better than the baseline beyond noise"
+    return {"shipped": shipped, "val_forecast_mse": model_value, "zeros_forecast_mse": zeros_value,
+            "t": None if math.isnan(t) else t, "blocks": len(blocks), "block_windows": horizon,
+            "significant_t": SIGNIFICANT_T, "min_blocks": MIN_BLOCKS, "reason": why}
+
+
+def shipped_line(decision: dict[str, Any], step: int, final_is_best: bool) -> str:
+    """The one line that says what a forecast_mse run ships and why (`baseline_decision`'s record)."""
+    folders = "best/ and final/" if final_is_best else "best/"
+    if decision["shipped"] == "model":
+        return f"shipping the model (step {step}) in {folders}: {decision['reason']}"
+    return (f"shipping the baseline alone in {folders} (the series encoder's forecast, not decoded; step {step}'s "
+            f"weights kept beside it): {decision['reason']}; train.baseline_fallback false ships the weights, "
+            "`modrwkv eval --force-model` / forecast(force_model=True) decodes them")
 
 
 class TaskScorer:
     """Val samples answered and scored by an eval task exactly as `modrwkv eval` answers and scores them
     (greedy replies in batches, `evaluation.runner.answer_batch`, the task's summary): the value is the
-    summary's `key`. Every rank answers its share of the samples; the records are gathered."""
+    summary's `key`. Every rank answers its share of the samples; the records are gathered. `caps`: each
+    sample's reply length cap (the `max_new_tokens` of its file, as `modrwkv eval` of that file sets it);
+    by default the task's."""
 
-    def __init__(self, task: Any, samples: Sequence[Any], key: str) -> None:
+    def __init__(self, task: Any, samples: Sequence[Any], key: str, caps: Sequence[int] | None = None) -> None:
         self.task, self.samples, self.key = task, list(samples), key
+        self.caps = [task.max_new_tokens] * len(self.samples) if caps is None else list(caps)[:len(self.samples)]
         self.higher_is_better = key in HIGHER_IS_BETTER
         self.distinct_replies = 0  # how many different replies the last call's samples got
+        self.records: list[dict[str, Any]] = []  # the last call's records, in the order of `samples`
 
     def __call__(self, model: Any, trainer: pl.Trainer) -> float:
         from ..evaluation.runner import answer_batch
         from ..inference import ModRWKVPipeline
 
         world_size = trainer.world_size
-        shard = self.samples[trainer.global_rank::world_size]
+        shard = list(zip(self.samples, self.caps, strict=True))[trainer.global_rank::world_size]
         records = []
         with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
             pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
-            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
-                records += answer_batch(self.task, pipeline, shard[start:start + EVAL_BATCH_SIZE],
-                                        self.task.max_new_tokens)
+            # in batches, as `modrwkv eval` decodes them; a batch holds samples of one cap (of one file)
+            for cap, group in itertools.groupby(shard, key=lambda pair: pair[1]):
+                samples = [sample for sample, _ in group]
+                for start in range(0, len(samples), EVAL_BATCH_SIZE):
+                    records += answer_batch(self.task, pipeline, samples[start:start + EVAL_BATCH_SIZE], cap)
         if world_size > 1:
             gathered: list[Any] = [None] * world_size
             torch.distributed.all_gather_object(gathered, records)
-            records = [r for part in gathered for r in part]
+            ordered: list[Any] = [None] * len(self.samples)
+            for rank, part in enumerate(gathered):  # rank r answered samples r, r + world_size, ...
+                ordered[rank::world_size] = part
+            records = ordered
+        self.records = records
         self.distinct_replies = len({record["prediction"] for record in records})
         return float(self.task.summarize(records)[self.key])
 
@@ -128,21 +222,37 @@ class ForecastScorer(TaskScorer):
         task = CustomSeries(lookback=int(options["lookback"]), horizon=int(options["horizon"]),
                             targets=options.get("columns"))
         split = options.get("split") or "val"
+        samples, keys = [], []  # keys: which series each window is of (a file's column), for `block_means`
         try:
-            samples = [s for path in config.train for s in task.load(Path(path), split)][:max_samples]
+            for index, path in enumerate(config.train):
+                loaded = task.load(Path(path), split)
+                samples += loaded
+                keys += [(index, sample.reference["channel"]) for sample in loaded]
         except BenchmarkFileError as exc:
             raise DataError("", "unreadable_file", str(exc)) from None
-        super().__init__(task, samples, "mse")
+        super().__init__(task, samples[:max_samples], "mse")
+        self.keys = keys[:max_samples]
+        self.starts = [int(sample.reference["start"]) for sample in self.samples]
+
+    def window_mse(self) -> list[float]:
+        """Each val window's MSE in the last call, in the order of `samples`."""
+        return [float(record["score"]["mse"]) for record in self.records]
 
     def zeros(self, model: Any) -> float:
         """The MSE of the forecasts a reply of zeros gives: the series encoder's baseline alone (seasonal
         naive + drift + ridge with the generic config), what the model's corrections have to beat."""
+        return float(self.task.summarize(self._zero_records(model))["mse"])
+
+    def zeros_window_mse(self, model: Any) -> list[float]:
+        """Each val window's MSE under a reply of zeros, in the order of `samples`."""
+        return [float(self.task.score(record)["mse"]) for record in self._zero_records(model)]
+
+    def _zero_records(self, model: Any) -> list[dict[str, Any]]:
+        from ..inference.pipeline import baseline_forecast
+
         encoder = model.encoders["series"]
-        horizon = self.task.horizon
-        records = [{"forecast": encoder.denormalize(torch.zeros(horizon, 1, dtype=torch.float64),
-                                                    encoder.prepare(sample.series[0]).extras)[:, 0].tolist(),
-                    "reference": sample.reference} for sample in self.samples]
-        return float(self.task.summarize(records)["mse"])
+        return [{"forecast": baseline_forecast(encoder, sample.series[0], self.task.horizon)[:, 0].tolist(),
+                 "reference": sample.reference} for sample in self.samples]
 
 
 def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer | None:
@@ -158,15 +268,22 @@ def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> Task
 def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer:
     """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
     task, so that a validation's value is what `modrwkv eval --task custom FILE` prints for the same
-    weights (over the first `max_samples` records, when set). The files' records decide how accuracy
-    is counted (exact match, VQA accuracy or the choice taken), as that command decides; wer, cer and
-    mse are its `--metric` of that name."""
+    weights (over the first `max_samples` records, when set; each file's replies capped at its own
+    longest answer, as that command caps them). The records are read as the val loss reads them (the
+    data.format, data.options and data.val_options of `config`), where that command reads a file by
+    itself (its format detected, ShareGPT names from a dataset_info.json, the ASR prompt the model
+    records). The files' records decide how accuracy is counted (exact match, VQA accuracy or the choice
+    taken), as that command decides; wer, cer and mse are its `--metric` of that name."""
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
-    # data.media_folder as `--media-folder`: the val records' media are where the training reader finds them
-    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder)
-    samples, scoring, longest = [], None, 0
+    # The val records read as the val loss reads them: data.format, data.options with data.val_options over
+    # them (ShareGPT columns and tags, an ASR manifest's prompt), data.media_folder as `--media-folder`.
+    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder,
+                      data_format=config.format, reader_options=config.options)
+    samples: list[Any] = []
+    caps: list[int] = []
+    scoring = None
     paths = expand_paths(config.train)  # data.val's wildcards, as the reader of the val loss expands them
     for path in paths:
         try:
@@ -182,10 +299,10 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
         if scoring not in (None, found):
             raise ConfigError(f"data.val: {paths[0]} is scored by {scoring} and {path} by {found}: one "
                               "validation number cannot average both; validate on files of one kind")
-        scoring, longest = found, max(longest, task.max_new_tokens)
+        scoring = found
         samples += loaded
-    task.max_new_tokens = longest  # the longest answer of every file, not of the last one read
-    return TaskScorer(task, samples[:max_samples], metric)
+        caps += [task.max_new_tokens] * len(loaded)  # this file's longest answer, as `modrwkv eval` of it caps
+    return TaskScorer(task, samples[:max_samples], metric, caps)
 
 
 class Validation(pl.Callback):
@@ -215,6 +332,9 @@ class Validation(pl.Callback):
         self.since_best = 0  # validations since the best one
         self.stopped_at: int | None = None  # the step early stopping ended the run at
         self.zeros_mse: float | None = None  # forecast_mse: what a reply of zeros scores (ForecastScorer.zeros)
+        self.zeros_window_mse: list[float] = []  # ... per val window
+        self.fallback = optim.baseline_fallback and isinstance(scorer, ForecastScorer)
+        self.decision: dict[str, Any] | None = None  # the baseline-fallback test's record (`baseline_decision`)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "best": self.best, "since_best": self.since_best,
@@ -230,6 +350,7 @@ class Validation(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if isinstance(self.scorer, ForecastScorer):
             self.zeros_mse = self.scorer.zeros(pl_module.model)
+            self.zeros_window_mse = self.scorer.zeros_window_mse(pl_module.model)
             if trainer.is_global_zero:
                 self.emit(f"validation: a reply of zeros (the series encoder's baseline alone) scores val_forecast_mse "
                           f"{self.zeros_mse:.4f} on the {len(self.scorer.samples)} val windows")
@@ -240,16 +361,20 @@ class Validation(pl.Callback):
             log.warning("output.final is best, but no validation gave a number (every %s was NaN): final/ holds "
                         "the last step", self.metric)
             self.checkpointer.final_source = None
-        if finished and self.zeros_mse is not None and self.best is not None and self.best[self.metric] > self.zeros_mse:
+        # (with the baseline fallback such weights never ship, and its line says why)
+        if (finished and not self.fallback and self.zeros_mse is not None and self.best is not None
+                and self.best[self.metric] > self.zeros_mse):
             log.warning("the best validation (val_forecast_mse %.4f at step %d) is worse than a reply of zeros "
                         "(%.4f, the series encoder's baseline alone): on these val rows the model's corrections do "
-                        "not pay; forecast with the baseline alone, or train less", self.best[self.metric],
-                        int(self.best["step"]), self.zeros_mse)
+                        "not pay; forecast with the baseline alone (train.baseline_fallback true ships it), or "
+                        "train less", self.best[self.metric], int(self.best["step"]), self.zeros_mse)
         if finished and self.best is not None and self.best.get(DISTINCT) == 1 and len(self.scorer.samples) > 1:
             log.warning("the best validation's weights (step %d) give one reply to every one of the %d val samples: "
                         "they read nothing from the inputs, and a score above a baseline is the val set's own bias, "
                         "not skill (docs/forecasting.md, \"Three seeds, and what validation picks\")",
                         int(self.best["step"]), len(self.scorer.samples))
+        if finished and self.fallback and self.best is not None:
+            self._ship_or_fall_back(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -280,7 +405,7 @@ class Validation(pl.Callback):
         """What `TrainResult.metrics["validation"]` holds."""
         return {"metric": self.metric, "best_step": None if self.best is None else int(self.best["step"]),
                 "best": None if self.best is None else self.best[self.metric], "stopped_at": self.stopped_at,
-                "zeros_forecast_mse": self.zeros_mse, "history": self.history}
+                "zeros_forecast_mse": self.zeros_mse, "shipped": self.decision, "history": self.history}
 
     def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model, step = pl_module.model, trainer.global_step
@@ -370,11 +495,43 @@ class Validation(pl.Callback):
                 shutil.rmtree(tmp, ignore_errors=True)
                 export_model(pl_module.model, tmp, self.lora, self.checkpointer.run_config())
                 # written last: a new best/ with its record is complete (`_finish_best_swap`)
-                record = best_record(row, self.metric)
+                windows = self.scorer.window_mse() if isinstance(self.scorer, ForecastScorer) else None
+                record = best_record(row, self.metric, windows)
                 write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1, allow_nan=False) + "\n")
                 replace_folder(tmp, best)
                 log.info("best %s so far (%.4f at step %d): saved to %s", self.metric, row[self.metric],
                          int(row["step"]), best)
+
+    def _ship_or_fall_back(self, trainer: pl.Trainer) -> None:
+        """The baseline-fallback test on best/ (module docstring): its result in best/'s validation.json
+        ("shipped") and, where the baseline ships, `series_baseline_only` in its config.json, before final/ is
+        copied from it; then the run's line saying what ships and why. A best/ decided already (a run
+        resumed at its last step) keeps its decision."""
+        best = self.output_dir / BEST
+        decision = None
+        with failing_together(trainer):
+            if trainer.is_global_zero and not (best / BEST_RECORD).is_file():
+                log.warning("%s is missing: the baseline-fallback test has nothing to test", best / BEST_RECORD)
+            elif trainer.is_global_zero:
+                record = json.loads((best / BEST_RECORD).read_text())
+                decision = record.get("shipped")
+                windows = record.get(WINDOW_MSE)
+                if decision is None and (windows is None or len(windows) != len(self.zeros_window_mse)):
+                    log.warning("%s has no per-window val MSE of its weights (saved by an older modrwkv): the "
+                                "baseline-fallback test cannot run, and its weights ship", best)
+                elif decision is None:
+                    windows = [math.nan if value is None else value for value in windows]
+                    decision = baseline_decision(windows, self.zeros_window_mse, self.scorer.keys, self.scorer.starts,
+                                                 self.scorer.task.horizon)
+                    if decision["shipped"] == "baseline":
+                        config = json.loads((best / CONFIG_NAME).read_text())
+                        config["series_baseline_only"] = True
+                        write_text_atomically(best / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+                    record["shipped"] = decision
+                    write_text_atomically(best / BEST_RECORD, json.dumps(record, indent=1, allow_nan=False) + "\n")
+        self.decision = trainer.strategy.broadcast(decision, src=0)
+        if self.decision is not None and trainer.is_global_zero:
+            log.info("%s", shipped_line(self.decision, int(self.best["step"]), self.checkpointer.final_source == best))
 
     def _finish_best_swap(self) -> None:
         """A run killed while `replace_folder` swapped best/ left it under another name: the new one if it

@@ -184,6 +184,49 @@ def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+PARQUET_BATCH_ROWS = 256  # rows turned into Python objects at a time: a shard of embedded images is gigabytes
+
+
+def file_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per record of a data file: a Parquet file's rows (`parquet_records`), else the
+    JSON / JSONL records (`json_records`)."""
+    return parquet_records(path) if is_parquet(path) else json_records(path)
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() == ".parquet"
+
+
+def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Yields (source, load) per row of a Parquet file ("path:row N", counted from 0 as `datasets` and
+    pandas index them), read `PARQUET_BATCH_ROWS` rows at a time. Each row is a record with the JSON
+    formats' fields; what HF `datasets` writes for an `Image()` / `Audio()` feature, a struct
+    {"bytes", "path"}, arrives as that dict (the media readers decode the bytes from memory)."""
+    from ...extras import require
+
+    parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
+    try:
+        handle = parquet.ParquetFile(path)
+    except FileNotFoundError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet
+        raise DataError(str(path), "unreadable_file", f"not a readable Parquet file: {err}") from None
+    index = 0
+    with handle:
+        batches = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (OSError, ValueError) as err:  # a damaged row group: no record past it can be found
+                raise DataError(f"{path}:row {index}", "unreadable_file",
+                                f"the Parquet data does not decode from this row on: {err}") from None
+            if batch is None:
+                return
+            for row in batch.to_pylist():
+                yield f"{path}:row {index}", _constant(row)
+                index += 1
+
+
 def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Yields (source, load) per record of a JSON array ("path:[i]") or JSONL file ("path:line",
     1-based; blank lines are not records). The format is told by the first non-blank character
@@ -372,9 +415,16 @@ def record_format(record: Any) -> str | None:
     """The record format a record's fields suggest: `modrwkv init`'s detection, and the hint a
     reader gives when handed another format's file. `messages` with content parts is OpenAI chat;
     text turns with top-level `images` / `videos` / `audios` lists, or a `system` / `tools` column,
-    are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA."""
+    are LLaMA-Factory's ShareGPT; other `conversations` are LLaVA. The fields that
+    hold something decide first: a Parquet row (or a pandas table's) has every column, null where the
+    record has no such field, so a qa row of a file that also holds conversations has `conversations`
+    null; the null fields count only when those alone tell nothing."""
     if not isinstance(record, dict):
         return None
+    return _fields_format({k: v for k, v in record.items() if v is not None}) or _fields_format(record)
+
+
+def _fields_format(record: dict[str, Any]) -> str | None:
     key = "conversations" if "conversations" in record else "messages" if "messages" in record else None
     if key is not None:
         turns = as_rows(record[key])
@@ -429,7 +479,7 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
                 if not first or not hint or not err.detail.endswith(hint):  # not a record of another format
                     raise
                 where = first[0].removeprefix(f"{path}:")
-                where = f"line {where}" if where.isdigit() else f"record {where}"
+                where = f"line {where}" if where.isdigit() else where if where.startswith("row ") else f"record {where}"
                 other = record_format(record)
                 raise DataError(source, err.reason, (
                     f"{err.detail.removesuffix(hint)}; the file mixes formats: it looks like {FORMAT_NAMES[other]} "
@@ -563,7 +613,7 @@ class JsonRecordsReader(Reader):
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             folder = self.media_folder if self.media_folder is not None else path.parent
-            for _, build in one_format(path, self.format, json_records(path),
+            for _, build in one_format(path, self.format, file_records(path),
                                        lambda record, source, folder=folder: self._convert(record, source, folder)):
                 yield build
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import DataError, json_records, record_format
+from .base import DataError, file_records, is_parquet, record_format
 from .sharegpt import dataset_info_entry
 
 
@@ -20,7 +20,8 @@ class FormatUnknown(ValueError):
 
 def detect_format(path: Path) -> str:
     """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
-    naming the file (sharegpt), or the first record's fields."""
+    naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
+    columns)."""
     if path.suffix.lower() in (".csv", ".npz"):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -28,18 +29,20 @@ def detect_format(path: Path) -> str:
             return "sharegpt"
     except DataError as exc:
         raise FormatUnknown(str(exc)) from None
-    try:
-        with path.open("rb") as handle:
-            raw_head = decode_text(handle.read(1 << 16), path, partial=True)
-            head = raw_head.lstrip()
-    except OSError as exc:
-        raise FormatUnknown(f"{path}: cannot read ({exc})") from None
-    except TextFileError as exc:
-        raise FormatUnknown(str(exc)) from None
-    if not head:
-        raise FormatUnknown(f"{path}: the file is empty")
     broken = None
-    if head[0] == "{":  # JSONL: a broken first record is named (later ones are the reader's to skip and count)
+    raw_head = head = ""
+    if not is_parquet(path):  # a text file: its head tells an empty file and a broken first JSONL record
+        try:
+            with path.open("rb") as handle:
+                raw_head = decode_text(handle.read(1 << 16), path, partial=True)
+                head = raw_head.lstrip()
+        except OSError as exc:
+            raise FormatUnknown(f"{path}: cannot read ({exc})") from None
+        except TextFileError as exc:
+            raise FormatUnknown(str(exc)) from None
+        if not head:
+            raise FormatUnknown(f"{path}: the file is empty")
+    if head[:1] == "{":  # JSONL: a broken first record is named (later ones are the reader's to skip and count)
         for number, line in enumerate(raw_head.splitlines(), 1):
             if not line.strip():
                 continue
@@ -51,7 +54,7 @@ def detect_format(path: Path) -> str:
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
     first, found = None, None
     try:  # the first record as the readers see it (also of a file that is one JSON object)
-        for _, load in itertools.islice(json_records(path), 100):
+        for _, load in itertools.islice(file_records(path), 100):
             try:
                 found = load()
             except DataError:
@@ -64,7 +67,8 @@ def detect_format(path: Path) -> str:
     if first is None:
         if broken:
             raise FormatUnknown(broken)
-        what = f"a {type(found).__name__} where a record should be" if found is not None else "no JSON record"
+        what = (f"a {type(found).__name__} where a record should be" if found is not None
+                else "no rows" if is_parquet(path) else "no JSON record")
         raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
                         "or a .csv/.npz series file; see docs/custom-data.md")

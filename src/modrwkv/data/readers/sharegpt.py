@@ -36,7 +36,7 @@ from .base import (
     OnError,
     PathLike,
     as_rows,
-    json_records,
+    file_records,
     lacks_fields,
     one_format,
     require,
@@ -150,6 +150,15 @@ def dataset_info_entry(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def sharegpt_mapping(path: Path, columns: Mapping[str, str | None] | None,
+                     tags: Mapping[str, str] | None) -> dict[str, Any]:
+    """The column and tag names `path` is read with: those given, else (neither given) its
+    `dataset_info.json` entry's, as LLaMA-Factory reads it; None each for the defaults."""
+    if columns is None and tags is None and (entry := dataset_info_entry(path)) is not None:
+        columns, tags = entry.get("columns"), entry.get("tags")
+    return {"columns": columns, "tags": tags}
+
+
 class SharegptReader(JsonRecordsReader):
     """Reads LLaMA-Factory ShareGPT files lazily (see the module docstring); `reader.report` after a
     pass. Media paths are relative to `media_folder` (default: each data file's folder)."""
@@ -175,11 +184,9 @@ class SharegptReader(JsonRecordsReader):
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             folder = self.media_folder if self.media_folder is not None else path.parent
-            columns, tags = self.columns, self.tags
-            if columns is None and tags is None and (entry := dataset_info_entry(path)) is not None:
-                columns, tags = entry.get("columns"), entry.get("tags")
-            options = {"media_folder": folder, "columns": columns, "tags": tags, "verify_media": self.verify_media}
-            for _, build in one_format(path, self.format, json_records(path), lambda record, source, options=options:
+            options = {"media_folder": folder, **sharegpt_mapping(path, self.columns, self.tags),
+                       "verify_media": self.verify_media}
+            for _, build in one_format(path, self.format, file_records(path), lambda record, source, options=options:
                                        sharegpt_to_sample(record, source=source, **options)):
                 yield build
 

@@ -1,7 +1,8 @@
 """`custom`: your own evaluation file, asked in the model's own training format and scored as you say.
 
-The file is JSON (an array) or JSONL in any training format `modrwkv init` detects, so a held-out
-split is evaluated as it was written for training. Question-answer records (`data.format: qa`,
+The file is JSON (an array), JSONL or Parquet (rows with the same fields, media embedded as
+`datasets` writes them) in any training format `modrwkv init` detects, so a held-out split is
+evaluated as it was written for training. Question-answer records (`data.format: qa`,
 `modrwkv.data.readers.qa`):
 
     {"image": "images/0007.png", "question": "Which digit is this?", "answer": "7"}
@@ -50,6 +51,7 @@ paper's: a custom data set has no published results.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -61,10 +63,10 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import DataError, json_records, one_format
+from ...data.readers.base import DataError, file_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
-from ...data.readers.sharegpt import dataset_info_entry
+from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample
 from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
@@ -107,7 +109,11 @@ def exact_match(prediction: str, answers: Sequence[str]) -> bool:
 
 class CustomTask(Task):
     """A user's evaluation file in a training format; `metric`, `prompt`, `asr_prompt`, `media_folder` and
-    `baselines` (name -> value shown beside the model's number) as the module docstring says."""
+    `baselines` (name -> value shown beside the model's number) as the module docstring says.
+    `data_format` and `reader_options` read the file as a training config's `data.format` and
+    `data.options` read it (validation during training): that format rather than the detected one, and
+    the reader's options (ShareGPT `columns` and `tags`, an ASR manifest's `prompt`, `verify_media`,
+    ...) applied to each record."""
 
     name = "custom"
     title = "custom data"
@@ -116,18 +122,26 @@ class CustomTask(Task):
     max_new_tokens = 64  # until the file is read: then the longest answer's bytes + 16
     headline = "accuracy"
     headline_label = "accuracy (%)"
-    layout = """a .json / .jsonl file of records in a training format, such as
+    layout = """a .json / .jsonl / .parquet file of records in a training format, such as
   {"image": "images/1.png", "question": "Which digit is this?", "answer": "7"}
   or conversations (llava, openai, sharegpt) whose last assistant turn is the answer
   (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
 
     def __init__(self, *, metric: str | None = None, prompt: str | None = None, asr_prompt: str | None = None,
                  media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None,
-                 long_form: SegmentSettings | None = None) -> None:
+                 long_form: SegmentSettings | None = None, data_format: str | None = None,
+                 reader_options: Mapping[str, Any] | None = None) -> None:
         if metric is not None and metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
         if prompt is not None and "{question}" not in prompt:
             raise ValueError(f"prompt template {prompt!r} has no {{question}} placeholder")
+        self.reader_options = dict(reader_options or {})
+        if data_format == "asr" and "prompt" in self.reader_options:
+            # The reader's prompt is the ASR prompt the manifest is asked with, whatever the model records.
+            if asr_prompt is not None:
+                raise ValueError("asr_prompt and reader_options' prompt both give the ASR prompt; give one")
+            asr_prompt = self.reader_options["prompt"] or ""  # None (the audio alone) is asr_prompt's ""
+        self.data_format = data_format
         self.metric = metric
         self.prompt = prompt
         self.asr_prompt = asr_prompt
@@ -147,26 +161,26 @@ class CustomTask(Task):
         return _templated(super().transcription_prompt(model_asr_prompt), self.prompt)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
-        if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl"):
-            raise BenchmarkFileError(f"{data}: expected a .json or .jsonl file of records in a training format: "
+        if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl", ".parquet"):
+            raise BenchmarkFileError(f"{data}: expected a .json, .jsonl or .parquet file of records in a training format: "
                                      f"{self.layout}")
         if not data.is_file():
             raise BenchmarkFileError(f"{data}: no such file")
-        folder = self.media_folder if self.media_folder is not None else data.parent
         records: list[_Question] = []
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
         try:
-            data_format, chosen, convert = _converter(data, manifest_prompt)
+            data_format, chosen, convert = _converter(data, manifest_prompt, self.data_format, self.reader_options,
+                                                      self.media_folder)
             if self.asr_prompt is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{data}: --asr-prompt applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}, whose prompts are in the records")
             if self.long_form is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{data}: --long-form applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}")
-            for _, build in one_format(data, data_format, json_records(data), lambda record, source:
-                                       convert(record, source, folder, self.prompt), chosen):
+            for _, build in one_format(data, data_format, file_records(data), lambda record, source:
+                                       convert(record, source, self.prompt), chosen):
                 records.append(build())
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
@@ -283,44 +297,58 @@ class _Question:
     context: list[dict[str, str]]
 
 
-Converter = Callable[[Any, str, Path, "str | None"], _Question]
+Converter = Callable[[Any, str, "str | None"], _Question]
+# format -> its training record converter and that converter's keyword for the media folder
+_CONVERTERS: dict[str, tuple[Callable[..., Any], str]] = {
+    "qa": (parse_qa_record, "media_folder"),
+    "llava": (llava_to_sample, "image_folder"),
+    "openai": (openai_to_sample, "media_folder"),
+    "sharegpt": (sharegpt_to_sample, "media_folder"),
+    "asr": (asr_to_sample, "audio_root"),
+}
 
 
-def _converter(data: Path, asr_prompt: str | None) -> tuple[str, str, Converter]:
-    """How this file's records become questions: the training format `modrwkv init` detects (a
-    LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields), how it was
-    told (for an error about a record of another format), and the converter; question-answer records
-    when nothing is recognised, so that their reader names what is missing. An ASR manifest's user
-    turn is built with `asr_prompt`, as its training reader builds it (None: the audio alone)."""
-    try:
-        data_format = detect_format(data)
-    except FormatUnknown:
-        data_format = "qa"
-    entry = dataset_info_entry(data)
-    chosen = ", as dataset_info.json says" if entry is not None else ", detected from the first record"
+def _converter(data: Path, asr_prompt: str | None, data_format: str | None, options: Mapping[str, Any],
+               media_folder: Path | None) -> tuple[str, str, Converter]:
+    """How this file's records become questions: `data_format`, else the training format `modrwkv init`
+    detects (a LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields),
+    how it was chosen (for an error about a record of another format), and the converter; question-answer
+    records when nothing is recognised, so that their reader names what is missing. The records are
+    converted as the training reader converts them with `options` (its keyword options; a ShareGPT file
+    without `columns` and `tags` takes its dataset_info.json's), an ASR manifest's user turn built with
+    `asr_prompt` (None: the audio alone), media paths relative to `media_folder`, else the reader's folder
+    option, else the file's folder."""
+    if data_format is not None:
+        chosen = ", as data.format says"
+    else:
+        try:
+            data_format = detect_format(data)
+        except FormatUnknown:
+            data_format = "qa"
+        entry = dataset_info_entry(data)
+        chosen = ", as dataset_info.json says" if entry is not None else ", detected from the first record"
+    to_sample, folder_keyword = _CONVERTERS[data_format]
+    keywords = inspect.signature(to_sample).parameters
+    # the reader's options its converter takes; the media folder and an ASR prompt are decided here
+    kwargs = {name: value for name, value in options.items()
+              if name in keywords and name not in ("source", "prompt", folder_keyword)}
+    if data_format == "sharegpt":
+        kwargs.update(sharegpt_mapping(data, options.get("columns"), options.get("tags")))
+    if data_format == "asr":
+        kwargs["prompt"] = asr_prompt
+    folder = next((Path(f) for f in (media_folder, options.get(folder_keyword)) if f is not None), data.parent)
+    kwargs[folder_keyword] = folder
     if data_format == "qa":
-        return data_format, chosen, _qa_question
-    options: dict[str, Any] = {}
-    if data_format == "sharegpt" and entry is not None:
-        options = {"columns": entry.get("columns"), "tags": entry.get("tags")}
-    to_sample = {
-        "llava": lambda record, source, folder: llava_to_sample(record, source=source, image_folder=folder),
-        "openai": lambda record, source, folder: openai_to_sample(record, source=source, media_folder=folder),
-        "sharegpt": lambda record, source, folder: sharegpt_to_sample(record, source=source, media_folder=folder,
-                                                                      **options),
-        "asr": lambda record, source, folder: asr_to_sample(record, source=source, audio_root=folder,
-                                                            prompt=asr_prompt),
-    }[data_format]
+        def ask(record: Any, source: str, template: str | None) -> _Question:
+            qa = parse_qa_record(record, source=source, **kwargs)
+            return _Question(source, qa, qa.prompt(template), [])
 
-    def convert(record: Any, source: str, folder: Path, template: str | None) -> _Question:
-        return _conversation_question(to_sample(record, source, folder), record, template)
+        return data_format, chosen, ask
+
+    def convert(record: Any, source: str, template: str | None) -> _Question:
+        return _conversation_question(to_sample(record, source=source, **kwargs), record, template)
 
     return data_format, chosen, convert
-
-
-def _qa_question(record: Any, source: str, folder: Path, template: str | None) -> _Question:
-    qa = parse_qa_record(record, source=source, media_folder=folder)
-    return _Question(source, qa, qa.prompt(template), [])
 
 
 def _conversation_question(sample: Sample, record: Any, template: str | None) -> _Question:

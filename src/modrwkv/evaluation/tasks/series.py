@@ -15,7 +15,9 @@ when one is given (`--series-prompt`), the user turn recorded as the record's "p
 normalised forecast, constrained to exactly `horizon` numbers; `ModRWKVPipeline.forecast_batch`
 maps it back with the window's mean and scale. A record keeps the model's text as "prediction"
 and the de-normalised numbers as "forecast", which is what is scored; "complete" is false when
-the reply was cut short (then padded with its last number) and counted as "unparsed".
+the reply was cut short (then padded with its last number) and counted as "unparsed"; "source" is
+"baseline" where the model's folder ships its baseline alone (`series_baseline_only`: the forecast is
+the series encoder's, not decoded; `force_model` decodes it anyway), the summary's "source" too.
 """
 
 from __future__ import annotations
@@ -100,9 +102,10 @@ class _Forecasting(Task):
     headline = "mse"
     headline_label = "MSE (standardised)"
 
-    settings = ("lookback", "horizon", "samples", "series_prompt")
+    settings = ("lookback", "horizon", "samples", "series_prompt", "force_model")
 
-    def __init__(self, lookback: int, horizon: int, samples: int = 1, series_prompt: str | None = None) -> None:
+    def __init__(self, lookback: int, horizon: int, samples: int = 1, series_prompt: str | None = None,
+                 force_model: bool = False) -> None:
         for label, value in (("lookback", lookback), ("horizon", horizon), ("samples", samples)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
@@ -111,11 +114,14 @@ class _Forecasting(Task):
             raise ValueError(f"series_prompt: {problem}")
         self.lookback, self.horizon, self.samples = lookback, horizon, samples
         self.series_prompt = series_prompt  # None: the template the model was trained with
+        # decode a model saved with series_baseline_only anyway (`ModRWKVPipeline.forecast_batch`), for analysis
+        self.force_model = force_model
 
     @property
     def options(self) -> dict[str, Any]:
-        # A given prompt only: a run asked with the model's own template resumes as before.
-        return {k: v for k, v in self._init_args().items() if k != "series_prompt" or v is not None}
+        # A given prompt (and --force-model) only: a run asked with the model's own template resumes as before.
+        return {k: v for k, v in self._init_args().items()
+                if not (k == "series_prompt" and v is None or k == "force_model" and not v)}
 
     @property
     def max_new_tokens(self) -> int:  # type: ignore[override]
@@ -138,9 +144,10 @@ class _Forecasting(Task):
 
     def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample], max_new_tokens: int) -> list[dict[str, Any]]:
         forecasts = pipeline.forecast_batch([s.series[0] for s in samples], self.horizon, prompt=self.series_prompt,
-                                            max_new_tokens=max_new_tokens, samples=self.samples)
+                                            max_new_tokens=max_new_tokens, samples=self.samples,
+                                            force_model=self.force_model)
         return [{"prompt": f.prompt, "prediction": f.text, "finish_reason": "stop" if f.complete else "length",
-                 "forecast": f.values.tolist(), "complete": f.complete} for f in forecasts]
+                 "forecast": f.values.tolist(), "complete": f.complete, "source": f.source} for f in forecasts]
 
     def _forecast(self, record: dict[str, Any]) -> np.ndarray:
         if "forecast" not in record:
@@ -157,6 +164,8 @@ class _Forecasting(Task):
         target = np.array([r["reference"]["target"] for r in records], dtype=np.float64)
         return {"mse": mse(predicted, target), "mae": mae(predicted, target), "windows": len(records),
                 "unparsed": sum(not r.get("complete", True) for r in records),
+                # "baseline": the model's folder ships its baseline alone (series_baseline_only), not decoded
+                "source": "/".join(sorted({r.get("source", "model") for r in records})),
                 "lookback": self.lookback, "horizon": self.horizon}
 
 
@@ -164,8 +173,9 @@ class Forecast(_Forecasting):
     """One long-horizon data set; `name` and the file it reads differ per data set."""
 
     def __init__(self, name: str, title: str, files: Sequence[str], lookback: int = LOOKBACK,
-                 horizon: int = HORIZON, samples: int = 1, series_prompt: str | None = None) -> None:
-        super().__init__(lookback, horizon, samples, series_prompt)
+                 horizon: int = HORIZON, samples: int = 1, series_prompt: str | None = None,
+                 force_model: bool = False) -> None:
+        super().__init__(lookback, horizon, samples, series_prompt, force_model)
         self.name, self.title, self.files = name, title, tuple(files)
         self.layout = f"""{name}/                       (or the CSV file itself)
   {files[0]}                 (header row: date, then one column per channel)"""
@@ -233,8 +243,8 @@ class CustomSeries(_Forecasting):
     settings = (*_Forecasting.settings, "targets")
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
-                 samples: int = 1, series_prompt: str | None = None) -> None:
-        super().__init__(lookback, horizon, samples, series_prompt)
+                 samples: int = 1, series_prompt: str | None = None, force_model: bool = False) -> None:
+        super().__init__(lookback, horizon, samples, series_prompt, force_model)
         self.targets = list(targets) if targets else None
 
     def load(self, data: Path, split: str) -> list[EvalSample]:

@@ -1,0 +1,240 @@
+"""Parquet data files, as HF `datasets` writes them (`Dataset.to_parquet`, the hub's shards): rows with
+the JSON formats' fields and media embedded as {"bytes", "path"} structs. The files here are written
+by `datasets` itself, from scikit-learn's digits (PNG) and espeak-ng speech (WAV); each is read, trained
+on and evaluated exactly as the same records in JSONL beside the media files, bad rows are named by
+file and row, and a missing pyarrow is one line naming the install command."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from modrwkv.cli import main
+from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
+from modrwkv.data.readers.detect import detect_format
+from modrwkv.encoders.media import load_audio, load_image
+from modrwkv.evaluation.tasks import CustomTask
+from modrwkv.training import config_from_dict, train
+from modrwkv.training.data import expand_paths
+
+datasets = pytest.importorskip("datasets")
+pq = pytest.importorskip("pyarrow.parquet")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench" / "digits"))
+from prepare import QUESTION, write_digit_images  # noqa: E402  (bench/digits/prepare.py, the JSONL version)
+
+SENTENCES = ["two red cats jump", "nine white bears swim", "five blue fish sit"]
+
+
+def digits(folder: Path, count: int) -> tuple[Path, list[dict]]:
+    """The first `count` digits as bench/digits/prepare.py writes them (PNG files, question-answer
+    records in train.jsonl) and the records."""
+    names, targets = write_digit_images(folder)
+    records = [{"image": f"images/{name}", "question": QUESTION, "answer": str(target)}
+               for name, target in zip(names[:count], targets[:count], strict=True)]
+    path = folder / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path, records
+
+
+def to_parquet(records: list[dict], folder: Path, path: Path, casts: dict, shards: int = 1) -> None:
+    """The records as `datasets` writes them to the hub: media columns cast to its features, the files'
+    bytes embedded as `push_to_hub` embeds them (`embed_table_storage`; a plain `to_parquet` keeps only
+    the paths), `shards` files named as the hub names a split's (train-00000-of-00002.parquet)."""
+    from datasets.table import embed_table_storage
+
+    columns = {key: [str(folder / r[key]) if key in casts else r[key] for r in records] for key in records[0]}
+    dataset = datasets.Dataset.from_dict(columns)
+    for key, feature in casts.items():
+        dataset = dataset.cast_column(key, feature)
+    dataset = dataset.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
+    if shards == 1:
+        dataset.to_parquet(str(path))
+        return
+    path.mkdir(parents=True)
+    for index in range(shards):
+        dataset.shard(shards, index, contiguous=True).to_parquet(str(path / f"train-{index:05d}-of-{shards:05d}.parquet"))
+
+
+def test_digits_written_by_datasets_read_as_their_jsonl(tmp_path):
+    jsonl, records = digits(tmp_path / "digits", 20)
+    single, shards = tmp_path / "train.parquet", tmp_path / "data"
+    to_parquet(records, jsonl.parent, single, {"image": datasets.Image()})
+    to_parquet(records, jsonl.parent, shards, {"image": datasets.Image()}, shards=2)
+    row = pq.read_table(single).to_pylist()[3]
+    assert row["image"]["bytes"].startswith(b"\x89PNG") and row["image"]["path"].endswith("0003.png")
+    assert detect_format(single) == "qa"
+    expected = list(QAReader(jsonl, on_error="raise"))
+    files = expand_paths([str(shards)])  # a folder: its shards, in order
+    assert [Path(f).name for f in files] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    for read in (list(QAReader(single, on_error="raise")), list(QAReader(files, on_error="raise"))):
+        assert len(read) == len(expected) == 20
+        for got, want in zip(read, expected, strict=True):
+            assert got.messages == want.messages and got.meta == want.meta
+            assert isinstance(got.images[0], bytes)  # decoded from memory, not from the file the row names
+            assert np.array_equal(np.asarray(load_image(got.images[0])), np.asarray(load_image(want.images[0])))
+    assert read[10].source == f"{files[1]}:row 0" and expected[10].source == f"{jsonl}:11"
+
+
+def test_training_and_eval_on_parquet_match_jsonl(tmp_path, capsys):
+    jsonl, records = digits(tmp_path / "digits", 24)
+    to_parquet(records, jsonl.parent, tmp_path / "data", {"image": datasets.Image()}, shards=2)
+    test = jsonl.parent / "test.jsonl"
+    test.write_text("".join(json.dumps(r) + "\n" for r in records[:6]))
+    to_parquet(records[:6], jsonl.parent, tmp_path / "test.parquet", {"image": datasets.Image()})
+
+    def trained(name: str, data: str) -> dict:
+        cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+        cfg["data"] = {"format": "qa", "train": [data]}
+        cfg["train"].update(max_steps=2, warmup_steps=0, batch_size=4, micro_batch_size=4)
+        cfg["output"].update(dir=str(tmp_path / name), save_every=0)
+        result = train(cfg)
+        return result
+
+    from_jsonl, from_parquet = trained("jsonl", str(jsonl)), trained("parquet", str(tmp_path / "data"))
+    a, b = from_jsonl.model.state_dict(), from_parquet.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    summaries = []
+    for data in (test, tmp_path / "test.parquet"):
+        out = tmp_path / f"eval-{data.suffix[1:]}"
+        assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", str(data),
+                     "--output", str(out), "--max-new-tokens", "4"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        replies = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+        summaries.append((summary["metrics"], replies))
+    assert summaries[0] == summaries[1] and len(summaries[0][1]) == 6
+    capsys.readouterr()
+    # `modrwkv init` detects the format from the first row and sizes training from the decoded images
+    assert main(["init", "--data", str(tmp_path / "test.parquet"), "--yes", "--device", "cpu",
+                 "--output", str(tmp_path / "init.yaml")]) == 0
+    assert "qa format, 6 usable samples, inputs: image" in capsys.readouterr().out
+    config = config_from_dict(yaml.safe_load((tmp_path / "init.yaml").read_text()))
+    assert config.data.format == "qa" and config.data.train == [str(tmp_path / "test.parquet")]
+
+
+def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_path):
+    from modrwkv.quickstart.speech import ESPEAK_HELP, EspeakMissing, espeak_binary
+
+    try:
+        binary = espeak_binary()
+    except EspeakMissing:
+        pytest.skip(ESPEAK_HELP)
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    for index, sentence in enumerate(SENTENCES):
+        subprocess.run([binary, "-v", "en-us", "-w", str(folder / f"{index}.wav"), sentence], check=True,
+                       capture_output=True)
+    records = [{"audio": f"{i}.wav", "text": s} for i, s in enumerate(SENTENCES)]
+    manifest = folder / "test.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": r["audio"], "text": r["text"]}) + "\n" for r in records))
+    parquet = tmp_path / "test.parquet"
+    to_parquet(records, folder, parquet, {"audio": datasets.Audio()})
+    assert pq.read_table(parquet).to_pylist()[0]["audio"]["bytes"][:4] == b"RIFF"
+    assert detect_format(parquet) == "asr"
+    expected, read = list(AsrManifestReader(manifest, on_error="raise")), list(AsrManifestReader(parquet, on_error="raise"))
+    for got, want in zip(read, expected, strict=True):
+        assert got.messages == want.messages and isinstance(got.audios[0], bytes)
+        assert np.array_equal(load_audio(got.audios[0]), load_audio(want.audios[0]))
+
+    scores = []  # the same replies scored against either file's references: one wrong word of 12
+    for data in (manifest, parquet):
+        task = CustomTask()
+        samples = task.load(data, "all")
+        assert [s.reference["answers"] for s in samples] == [[s] for s in SENTENCES]
+        assert all(isinstance(s.audio[0], bytes if data == parquet else Path) for s in samples)
+        scores.append(task.summarize([{"reference": s.reference, "prediction": p} for s, p in zip(
+            samples, ["two red cats jump", "nine white bears sit", "five blue fish sit"], strict=True)]))
+    assert scores[0] == scores[1] and scores[0]["wer"] == pytest.approx(100 / 12)
+
+
+def qa_table(path: Path, images: list) -> None:
+    import pyarrow as pa
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    pq.write_table(pa.table({"image": pa.array(images, image),
+                             "question": ["Which digit is this?"] * len(images),
+                             "answer": ["1", None, "3"][: len(images)]}), path)
+
+
+def test_bad_rows_and_undecodable_bytes_name_the_file_and_row(tmp_path, capsys):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(buffer, format="PNG")
+    good = buffer.getvalue()
+    path = tmp_path / "bad.parquet"
+    qa_table(path, [{"bytes": good, "path": "a.png"}, {"bytes": good, "path": "b.png"},
+                    {"bytes": b"not an image", "path": "c.png"}])
+    reader = QAReader(path, verify_media=True)
+    assert len(list(reader)) == 1 and dict(reader.report.skipped) == {"empty_answer": 1, "unreadable_media": 1}
+    first, second = reader.report.examples
+    assert first.source == f"{path}:row 1" and "'answer' is null" in first.detail
+    assert second.source == f"{path}:row 2" and second.detail.startswith("image does not decode")
+    with pytest.raises(DataError, match=r"bad\.parquet:row 1: 'answer' is null"):
+        list(QAReader(path, on_error="raise"))
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--data", str(path)]) == 2
+    assert f"{path}:row 1: 'answer' is null" in capsys.readouterr().err
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match=r"broken\.parquet: not a readable Parquet file"):
+        list(QAReader(broken))
+
+
+def test_missing_pyarrow_is_one_line_naming_the_install_command(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "train.parquet"
+    qa_table(path, [{"bytes": b"", "path": "a.png"}])
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # `import pyarrow.parquet` raises ImportError
+    assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "modrwkv init: error: reading Parquet data files needs the 'pyarrow' package, which is not installed: "
+        "pip install 'modrwkv[train]'"]
+
+
+def test_a_row_is_told_by_its_filled_columns_and_a_mixed_file_names_the_row(tmp_path):
+    """A Parquet file has every column in every row (null where a record lacks the field), as `datasets`
+    writes one built from records of two formats: the null `conversations` of a qa row is no llava row."""
+    path = tmp_path / "mixed.parquet"
+    turns = [{"from": "human", "value": "Which digit is this?"}, {"from": "gpt", "value": "7"}]
+    datasets.Dataset.from_list([{"question": "Which digit is this?", "answer": "7", "conversations": None},
+                                {"question": None, "answer": None, "conversations": turns}]).to_parquet(str(path))
+    assert detect_format(path) == "qa"
+    reader = QAReader(path)
+    assert len(list(reader)) == 1
+    [error] = reader.report.examples
+    assert error.source == f"{path}:row 1" and error.reason == "other_format"
+    assert "the file mixes formats: it looks like LLaVA data (format: llava), but the records before it, from row 0 " \
+        "on, are question-answer records (format: qa)" in error.detail
+
+
+def test_llava_and_sharegpt_rows_with_embedded_image_lists_read_as_their_jsonl(tmp_path):
+    from datasets.table import embed_table_storage
+
+    from modrwkv.data.readers import LlavaReader, SharegptReader
+
+    jsonl, _ = digits(tmp_path / "digits", 2)
+    images = [f"images/{i:04d}.png" for i in range(2)]
+    sharegpt = {"messages": [{"role": "user", "content": "<image><image>Which digits?"},
+                             {"role": "assistant", "content": "0, 1"}], "images": images}
+    llava = {"image": images[1], "conversations": [{"from": "human", "value": "<image>\nWhich digit?"},
+                                                   {"from": "gpt", "value": "1"}]}
+    for reader, record, key, feature in ((SharegptReader, sharegpt, "images", datasets.Sequence(datasets.Image())),
+                                         (LlavaReader, llava, "image", datasets.Image())):
+        (jsonl.parent / "r.jsonl").write_text(json.dumps(record) + "\n")
+        media = [str(jsonl.parent / p) for p in record[key]] if key == "images" else str(jsonl.parent / record[key])
+        dataset = datasets.Dataset.from_list([{**record, key: media}]).cast_column(key, feature)
+        dataset.with_format("arrow").map(embed_table_storage, batched=True).to_parquet(str(tmp_path / "r.parquet"))
+        assert detect_format(tmp_path / "r.parquet") == reader.format
+        [want], [got] = list(reader(jsonl.parent / "r.jsonl", on_error="raise")), list(reader(tmp_path / "r.parquet", on_error="raise"))
+        assert got.messages == want.messages and all(isinstance(i, bytes) for i in got.images)
+        assert [np.asarray(load_image(i)).tolist() for i in got.images] == \
+            [np.asarray(load_image(i)).tolist() for i in want.images]
