@@ -418,6 +418,27 @@ def test_import_released_writes_a_folder_that_keeps_the_layout(tmp_path, siglip_
         direct.chat("Hi?", images=[image], temperature=0, max_new_tokens=6)
 
 
+def test_a_missing_release_is_named_before_its_encoder_is_built(tmp_path, monkeypatch, capsys):
+    """docs/authors-checkpoints.md's commands with a mistyped .pth: the file is named at once, not
+    after the encoder's hub id has been retried for half a minute offline."""
+    import modrwkv.encoders
+    import modrwkv.inference.pipeline
+    from modrwkv.cli import main
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder was built before the checkpoint was found")
+
+    monkeypatch.setattr(modrwkv.inference.pipeline, "build_encoder", no_encoder)
+    monkeypatch.setattr(modrwkv.encoders, "build_encoder", no_encoder)
+    missing = str(tmp_path / "rwkv7-0.4b-siglip2.pth")
+    encoder = ["--encoder", "siglip2", "--encoder-source", "google/siglip2-base-patch16-384"]
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*rwkv7-0.4b-siglip2.pth"):
+        ModRWKVPipeline.from_pretrained(missing, encoder="siglip2", encoder_source="google/siglip2-base-patch16-384")
+    for command in (["chat", "--model", missing, *encoder], ["import-released", missing, str(tmp_path / "out"), *encoder]):
+        assert main(command) == 2
+        assert f"error: no checkpoint at {missing}" in capsys.readouterr().err
+
+
 def test_tokenizer_special_tokens(authors_tok):
     from modrwkv.tokenizer import WorldTokenizer
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -768,6 +769,20 @@ def test_a_resumed_runs_progress_lines_show_the_media_reliance_measured_before_i
     train(cfg, samples=colour_samples(16), resume=True, progress=resumed.append)
     tails = {line.split(" | ")[0]: line.split(" | ")[-1] for line in resumed}
     assert full["step 8/10"].startswith("media_reliance ") and tails["step 8/10"] == full["step 8/10"]
+
+
+def test_a_run_shorter_than_log_every_has_no_lightning_warning(tmp_path):
+    """A short run (state tuning's and the audio quickstart's few steps) printed Lightning's "number
+    of training batches is smaller than the logging interval" warning, though the run's own progress
+    line comes at its last step anyway."""
+    lines = []
+    cfg = config(tmp_path, "short", max_steps=2)
+    cfg["output"]["log_every"] = 5
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, samples=colour_samples(16), progress=lines.append)
+    assert [line.split(" | ")[0] for line in lines] == ["step 2/2"]
+    assert not [w for w in caught if "logging interval" in str(w.message)]
 
 
 class _SignalAt(pl.Callback):

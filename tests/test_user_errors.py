@@ -811,3 +811,15 @@ def test_a_series_csv_with_a_header_and_no_rows_says_so(tmp_path):
     (tmp_path / "s.csv").write_text("date,load\n\n")
     with pytest.raises(DataError, match=r"s\.csv: no data rows after the header \['date', 'load'\]$"):
         list(TimeSeriesReader(tmp_path / "s.csv", lookback=8, horizon=4))
+
+
+def test_a_missing_folder_is_named_as_missing(tmp_path, capsys):
+    """README's `push-to-hub --model runs/s2/final` and `merge-lora runs/lora ...` before those runs
+    exist: the folder is missing, not a folder without config.json / lora.json."""
+    missing = tmp_path / "runs" / "s2" / "final"
+    for command in (["push-to-hub", "--model", str(missing), "--repo", "acme/my-modrwkv"],
+                    ["merge-lora", str(missing), str(tmp_path / "merged")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"error: {missing}: no such folder" in err, err
+        assert "Traceback" not in err

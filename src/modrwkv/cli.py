@@ -525,11 +525,13 @@ def _add_import_released(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_import_released(args: argparse.Namespace) -> int:
     from modrwkv.encoders import build_encoder
+    from modrwkv.lm.checkpoint import resolve_checkpoint
     from modrwkv.multimodal import ModRWKV
 
     _new_folder(args.output, "output folder")
+    checkpoint = resolve_checkpoint(args.model)  # before the encoder, which may reach the hub first
     encoder = build_encoder(args.encoder, source=args.encoder_source)
-    model = ModRWKV.from_released_checkpoint(args.model, encoder, prompt_format=args.released_format)
+    model = ModRWKV.from_released_checkpoint(checkpoint, encoder, prompt_format=args.released_format)
     model.save_pretrained(args.output)
     print(f"{args.output}: template {model.template_name}, splice {model.splice}, encoder {args.encoder}")
     return 0

@@ -40,7 +40,7 @@ from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..generation import GenerationResult, NumberListConstraint, SamplingParams, TextStream
 from ..lm import RWKV7State, load_model
-from ..lm.checkpoint import load_state_dict
+from ..lm.checkpoint import load_state_dict, resolve_checkpoint
 from ..multimodal import CachedEncoder, ModRWKV
 from ..multimodal.model import is_modrwkv_folder
 from ..multimodal.released import PromptFormat, is_released
@@ -219,15 +219,17 @@ class ModRWKVPipeline:
         from ..hub import resolve_model_path
 
         path = resolve_model_path(path)
-        if encoder is not None and not isinstance(encoder, ModalityEncoder):
-            encoder = build_encoder(encoder, source=encoder_source)
-        elif encoder_source is not None:
+        if encoder is None and encoder_source is not None:
             raise ValueError("encoder_source needs encoder=NAME (e.g. 'siglip2')")
         if is_modrwkv_folder(path):
             if encoder is not None:
                 raise ValueError(f"{path} is a ModRWKV folder with its own encoders; do not pass encoder=")
             model = ModRWKV.from_pretrained(path, device=device, dtype=dtype)
         elif encoder is not None:
+            # A mistyped checkpoint path fails here, before the encoder is built (which may reach the hub).
+            path = resolve_checkpoint(path)
+            if not isinstance(encoder, ModalityEncoder):
+                encoder = build_encoder(encoder, source=encoder_source)
             model = ModRWKV.from_released_checkpoint(path, encoder, prompt_format=prompt_format, device=device,
                                                      dtype=dtype)
         else:

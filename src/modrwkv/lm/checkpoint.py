@@ -52,7 +52,9 @@ def resolve_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu") 
     return (torch.float32 if cpu else torch.bfloat16), "int8"
 
 
-def _resolve(path: str | Path) -> Path:
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file or folder at `path`, also found without its suffix; a missing one is a
+    FileNotFoundError naming it."""
     path = Path(path)
     if path.exists():
         return path
@@ -67,7 +69,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads any supported checkpoint into an official-layout state dict (tensors as stored).
 
     A ModRWKV folder (`ModRWKV.save_pretrained`) gives its LM's weights, for text-only use."""
-    path = _resolve(path)
+    path = resolve_checkpoint(path)
     if path.is_dir():
         return _load_folder(path)
     if path.suffix == ".safetensors":

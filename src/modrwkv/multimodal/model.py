@@ -459,6 +459,8 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     that a damaged or hand-edited config fails with the file and the field named."""
     folder = Path(folder)
     path = folder / CONFIG_NAME
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such folder")
     if not path.exists():
         raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; not a ModRWKV model folder")
     config = read_json_object(path)

@@ -18,6 +18,8 @@ def merge_lora_folder(source: str | Path, destination: str | Path) -> Path:
     source = Path(source)
     if not (source / LORA_CONFIG).exists() and (source / FINAL / LORA_CONFIG).exists():
         source = source / FINAL
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such folder")
     if not (source / LORA_CONFIG).exists():
         raise FileNotFoundError(f"{source}: no {LORA_CONFIG}; not the output of a LoRA run")
     destination = Path(destination)

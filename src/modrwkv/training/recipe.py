@@ -331,6 +331,8 @@ def _fit(trainer: pl.Trainer, module: ModRWKVModule, data: TrainData, resume_fro
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
         # Lightning 2.6 calling a torch pytree API that torch 2.13 deprecated; nothing for users to do.
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        # A run shorter than output.log_every still gets its progress line at its last step.
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         module.model.lm.use_weight_layout("training")  # row-major: no transposed gradient copies, fused AdamW
         try:
             state = None if resume_from is None else resume_from / TRAINING_STATE
