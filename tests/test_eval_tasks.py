@@ -444,3 +444,18 @@ def test_report_puts_the_paper_numbers_beside_ours(tmp_path, weights):
     assert f"| POPE | all | 4 of 6 | F1 (%), mean of the splits | {summary['metrics']['f1']:.2f} | 87.1 | 86.5 |" in report
     assert "not comparable with the published numbers" in report
     assert read_predictions(tmp_path / "out" / "predictions.jsonl").keys() == {"random/1", "random/2", "popular/1", "popular/2"}
+
+
+def test_report_keeps_three_significant_digits_of_small_values():
+    """A forecaster's standardised MSE of 0.00325 was reported as 0.003 (three decimals): the digits that tell
+    two models apart were lost. Small values keep three significant digits; the rest as before."""
+    from modrwkv.evaluation.report import format_report
+
+    summary = {"paper": [], "server_scored": False, "headline": {"value": 0.003253, "label": "MSE (standardised)",
+                                                                  "metric": "mse"},
+               "samples": 24, "samples_in_split": 24, "title": "custom series", "split": "test", "model": "m",
+               "data": "d", "max_new_tokens": 60, "paper_note": None,
+               "metrics": {"mse": 0.003253, "mae": 0.04512, "unparsed": 0, "bias": 0.25, "loss": 1.5}}
+    report = format_report([summary])
+    assert "| custom series | test | 24 | MSE (standardised) | 0.00325 |" in report
+    assert "- mae: 0.0451" in report and "- bias: 0.250" in report and "- loss: 1.50" in report

@@ -13,7 +13,10 @@ from typing import Any
 def _ours(value: Any) -> str:
     if not isinstance(value, (int, float)):
         return "–"
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    # three significant digits below 0.1: a forecast's MSE of 0.00325 is not 0.003
+    return f"{value:.3f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3g}"
 
 
 def _published(value: float | None) -> str:

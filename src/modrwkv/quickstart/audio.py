@@ -260,5 +260,5 @@ def format_audio_report(report: dict[str, Any]) -> str:
     lines += ["", f"speech synthesis {report['synthesis_seconds']:.0f} s, training {report['train_seconds'] / 60:.1f} min, "
               f"transcription {report['transcribe_seconds']:.0f} s, Whisper baseline {report['whisper_seconds']:.0f} s; "
               f"total {report['total_seconds'] / 60:.1f} min",
-              f"model saved to {report['model_dir']}  (try: modrwkv chat --model {report['model_dir']} --audio CLIP.wav)"]
+              f"model saved to {report['model_dir']}  (try: modrwkv chat --model {report['model_dir']} --audio CLIP.wav --temperature 0, greedy as the evaluation)"]
     return "\n".join(lines)

@@ -329,6 +329,6 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"trained in {report['train_seconds'] / 60:.1f} min, total {report['total_seconds'] / 60:.1f} min")
     example = report["example_image"]
     lines.append(f"model saved to {report['model_dir']}; try it on a held-out scene (ask: {example['question']!r}, "
-                 f"reference {example['reference']!r}):")
-    lines.append(f"  modrwkv chat --model {report['model_dir']} --image {example['path']}")
+                 f"reference {example['reference']!r}; --temperature 0 answers greedily, as the evaluation above):")
+    lines.append(f"  modrwkv chat --model {report['model_dir']} --image {example['path']} --temperature 0")
     return "\n".join(lines)
