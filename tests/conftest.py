@@ -61,6 +61,24 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pyproject's `--dist loadgroup` sends the tests of one xdist_group to one worker, which builds the
+    group's costly module fixture once: each worker appends "@GROUP" to those tests' node ids as it collects
+    them, and the scheduler reads the group there. pytest-xdist 3.8 writes the suffix into `item._nodeid`,
+    which pytest 9.2 no longer reads (a node's id is `item._id`): the suffix was lost, every group was split
+    over both workers and its fixture built on each (pytest-xdist issue 1386). Where it was lost, it is
+    written here, as xdist writes it."""
+    if not config.getoption("loadgroup", default=False):  # set on xdist's workers under --dist loadgroup
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = type(item._id).parse(item.nodeid + suffix)
+
+
 def _default_image_limit() -> tuple[int | None, str]:
     from PIL import Image
 
