@@ -673,9 +673,11 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
     file beyond the size limit and a redirect away from http(s): each refusal names the content part,
     the URL and what went wrong, never urllib's "<urlopen error [Errno 111] ...>"; the same host's good
     picture is still fetched."""
-    with socket.socket() as closed:  # a port nothing listens on: bound, then released
-        closed.bind(("127.0.0.1", 0))
-        closed_port = closed.getsockname()[1]
+    # A port nothing listens on, held bound (not listening: a connection is refused) for the whole test:
+    # released at once, the system could hand it to the media host or the server started next (a flake).
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
     host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RemoteMedia)
     threading.Thread(target=host.serve_forever, daemon=True).start()
     served = f"http://127.0.0.1:{host.server_address[1]}"
@@ -711,6 +713,7 @@ def test_a_failed_remote_fetch_names_the_part_the_url_and_the_cause_in_plain_wor
     finally:
         _RemoteMedia.released.set()
         host.shutdown()
+        closed.close()
 
 
 def test_credentials_in_a_media_url_reach_its_host_and_no_message_or_log(caplog):
