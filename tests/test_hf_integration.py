@@ -133,10 +133,12 @@ def test_generate_stops_at_stop_strings_as_the_pipeline():
     assert got == [stream.result.token_ids] == [[32122, 32122]]
 
 
-def test_beam_search_is_refused_in_one_line(hf):
+def test_beam_search_and_repeated_media_rows_are_refused_in_one_line(hf):
     model, processor = hf
     with pytest.raises(ValueError, match="does not do beam search"):
         model.generate(**processor("Hi"), num_beams=2, max_new_tokens=2)
+    with pytest.raises(ValueError, match="as a batch"):  # the media would not be copied per returned sequence
+        model.generate(**processor(text="Hi", images=[image(0)]), do_sample=True, num_return_sequences=2)
 
 
 def test_save_pretrained_of_the_wrapped_model_reloads(hf, tmp_path):

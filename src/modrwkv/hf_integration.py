@@ -177,6 +177,10 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
         if kwargs.get("num_beams", 1) > 1 or kwargs.get("num_beam_groups", 1) > 1:
             raise ValueError("ModRWKVForCausalLM does not do beam search (num_beams > 1): an RNN state per beam "
                              "would have to be reordered at every step; use greedy (do_sample=False) or sampling")
+        if kwargs.get("num_return_sequences", 1) > 1 and kwargs.get("media"):
+            # the media tensors hold items, not rows: transformers' expansion would not copy them per row
+            raise ValueError("ModRWKVForCausalLM cannot give num_return_sequences > 1 for a prompt with media; "
+                             "pass the conversation several times as a batch (processor([conversation] * n))")
         extra = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings or ())
         strings = tuple(dict.fromkeys((*extra, *get_template(self.model.template_name).stop_strings)))
         if strings:
