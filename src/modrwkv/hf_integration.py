@@ -184,7 +184,7 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
         extra = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings or ())
         strings = tuple(dict.fromkeys((*extra, *get_template(self.model.template_name).stop_strings)))
         if strings:
-            prompt = kwargs.get("input_ids", args[0] if args else None)
+            prompt = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
             if prompt is None:
                 raise ValueError("ModRWKVForCausalLM.generate needs input_ids (the processor's output)")
             criteria = StoppingCriteriaList(kwargs.pop("stopping_criteria", None) or [])
