@@ -28,10 +28,15 @@ from transformers import (
     GenerationMixin,
     PretrainedConfig,
     PreTrainedModel,
+    StoppingCriteria,
+    StoppingCriteriaList,
 )
+from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import ModelOutput
 
 from .generation import SamplingParams
+from .generation.streaming import IncrementalDetokenizer
+from .data.sample import MARKERS
 from .lm import RWKV7State
 from .multimodal import ModRWKV
 from .multimodal.model import HF_MODEL_TYPE
@@ -163,10 +168,63 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
             return {"input_ids": input_ids[:, -1:], "state": state, "logits_to_keep": 1}
         return {"input_ids": input_ids, "attention_mask": attention_mask, "media": media, "logits_to_keep": 1}
 
+    def generate(self, *args: Any, stop_strings: str | Sequence[str] | None = None, tokenizer: Any = None,
+                 **kwargs: Any) -> Any:
+        """transformers' `generate`, stopping as the pipeline does: at the template's end of turn and
+        stop strings (the `classic` format's blank line, whichever tokens spell it) and at
+        `stop_strings`. These are found in the decoded reply with the model's own tokenizer
+        (`tokenizer=` is accepted and not needed), so the World vocabulary's byte tokens work."""
+        if kwargs.get("num_beams", 1) > 1 or kwargs.get("num_beam_groups", 1) > 1:
+            raise ValueError("ModRWKVForCausalLM does not do beam search (num_beams > 1): an RNN state per beam "
+                             "would have to be reordered at every step; use greedy (do_sample=False) or sampling")
+        if kwargs.get("num_return_sequences", 1) > 1 and kwargs.get("media"):
+            # the media tensors hold items, not rows: transformers' expansion would not copy them per row
+            raise ValueError("ModRWKVForCausalLM cannot give num_return_sequences > 1 for a prompt with media; "
+                             "pass the conversation several times as a batch (processor([conversation] * n))")
+        extra = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings or ())
+        strings = tuple(dict.fromkeys((*extra, *get_template(self.model.template_name).stop_strings)))
+        if strings:
+            prompt = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
+            if prompt is None:
+                raise ValueError("ModRWKVForCausalLM.generate needs input_ids (the processor's output)")
+            criteria = StoppingCriteriaList(kwargs.pop("stopping_criteria", None) or [])
+            criteria.append(_StopStrings(self.model.tokenizer().token_bytes, strings, prompt.shape[1]))
+            kwargs["stopping_criteria"] = criteria
+        return super().generate(*args, **kwargs)
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """Writes the ModRWKV folder (`ModRWKV.save_pretrained`: encoders, adapters, processor, remote
+        code), which every loader reads back; transformers' own writer would drop the encoders'
+        folders. Keyword arguments transformers' writer takes (safe_serialization, ...) are ignored."""
+        self.model.save_pretrained(save_directory)
+
     def _update_model_kwargs_for_generation(self, outputs: ModelOutput, model_kwargs: dict[str, Any],
                                             is_encoder_decoder: bool = False, num_new_tokens: int = 1) -> dict[str, Any]:
         model_kwargs["state"] = outputs.state
         return super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
+
+
+class _StopStrings(StoppingCriteria):
+    """Stops each row once its reply's text holds one of `strings` (the pipeline's detection:
+    `IncrementalDetokenizer`); the prompt's first `prompt_length` tokens are not searched."""
+
+    def __init__(self, token_bytes: Any, strings: Sequence[str], prompt_length: int) -> None:
+        self.token_bytes = token_bytes
+        self.strings = tuple(strings)
+        self.prompt_length = prompt_length
+        self.rows: list[IncrementalDetokenizer] = []
+        self.read = 0  # reply tokens pushed into each row's detokenizer
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        if not self.rows:
+            self.rows = [IncrementalDetokenizer(self.token_bytes, self.strings) for _ in range(input_ids.shape[0])]
+        new = input_ids[:, self.prompt_length + self.read:].tolist()
+        self.read += len(new[0]) if new else 0
+        for row, tokens in zip(self.rows, new):
+            for token in tokens:
+                if row.stop_string is None:  # a stopped row only gets padding
+                    row.push(token)
+        return torch.tensor([row.stop_string is not None for row in self.rows], device=input_ids.device)
 
 
 class ModRWKVHFProcessor:
@@ -191,17 +249,43 @@ class ModRWKVHFProcessor:
         return cls(model.processor(ctx_len=None), model.collator(padding_side="left"))
 
     def __call__(self, conversations: Any = None, *, text: Any = None, images: Any = None, audio: Any = None,
-                 series: Any = None, add_generation_prompt: bool = True, **_: Any) -> dict[str, Any]:
+                 series: Any = None, add_generation_prompt: bool = True, **_: Any) -> BatchFeature:
+        """A text that `apply_chat_template` rendered is read back as its turns (its `<image>`
+        markers filled by `images=`, in order); any other string is one user message."""
         from .inference.prompt import build_sample
 
         conversations = conversations if conversations is not None else text
         batch = conversations if _is_batch(conversations) else [conversations]
         if len(batch) > 1 and any(v is not None for v in (images, audio, series)):
             raise ValueError("for a batch, put the media in each conversation's content parts")
-        samples = [self.processor(build_sample(c, images=images, audio=audio, series=series),
-                                  add_generation_prompt=add_generation_prompt) for c in batch]
+        samples = []
+        for conversation in batch:
+            prompt = add_generation_prompt
+            rendered = self.processor.template.parse(conversation) if isinstance(conversation, str) else None
+            if rendered is not None:
+                turns, prompt = rendered
+                conversation = [{"role": role, "content": content} for role, content in turns]
+            sample = build_sample(conversation, images=images, audio=audio, series=series)
+            samples.append(self.processor(sample, add_generation_prompt=prompt))
         collated = self.collator(samples)
-        return {"input_ids": collated.input_ids, "attention_mask": collated.attention_mask, "media": collated.media}
+        return BatchFeature({"input_ids": collated.input_ids, "attention_mask": collated.attention_mask,
+                             "media": collated.media})
+
+    def apply_chat_template(self, conversation: Any, add_generation_prompt: bool = False, tokenize: bool = False,
+                            return_dict: bool = False, images: Any = None, audio: Any = None, series: Any = None,
+                            **_: Any) -> Any:
+        """transformers' processor idiom: a conversation (or a list of them) of ``{"role", "content"}``
+        messages, content as text or parts (``{"type": "text"}``, ``{"type": "image"}`` with or without
+        its ``"image"``). `tokenize=False` gives the prompt text, with ``<image>`` markers where the
+        media go, for ``processor(text=..., images=...)``; `tokenize=True` gives the model inputs
+        (`return_dict=True`) or their input_ids."""
+        if tokenize:
+            inputs = self(conversation, images=images, audio=audio, series=series,
+                          add_generation_prompt=add_generation_prompt)
+            return inputs if return_dict else inputs["input_ids"]
+        batch = conversation if _is_batch(conversation) else [conversation]
+        texts = [self.processor.template.render(_turns(c), add_generation_prompt) for c in batch]
+        return texts if batch is conversation else texts[0]
 
     def decode(self, token_ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = False, **_: Any) -> str:
         """The text of `token_ids` (padding dropped); `skip_special_tokens`, as in transformers, also drops
@@ -218,6 +302,35 @@ def _hub_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The `from_pretrained` keyword arguments that say where a hub id is looked up."""
     return {"revision": kwargs.get("revision"), "cache_dir": kwargs.get("cache_dir"), "token": kwargs.get("token"),
             "offline": True if kwargs.get("local_files_only") else None}
+
+
+def _turns(conversation: Any) -> list[tuple[str, str]]:
+    """The (role, text) turns of a conversation, media parts as their markers (joined with newlines, as
+    `openai_to_sample` joins parts): rendering needs the media's places only, not the media."""
+    from .data.readers.openai_chat import PART_MODALITIES
+
+    def text(part: Any) -> str:
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind in PART_MODALITIES:
+            return MARKERS[PART_MODALITIES[kind]]
+        if kind == "text" and isinstance(part.get("text"), str):
+            return part["text"]
+        raise ValueError(f"unsupported content part {part!r}: expected {{'type': 'text', 'text': ...}} or a media "
+                         f"part ({', '.join(sorted(PART_MODALITIES))})")
+
+    if isinstance(conversation, str):
+        return [("user", conversation)]
+    turns = []
+    for index, m in enumerate(conversation if isinstance(conversation, (list, tuple)) else ()):
+        content = m.get("content") if isinstance(m, Mapping) else None
+        if not isinstance(m, Mapping) or m.get("role") not in ("system", "user", "assistant") or not isinstance(
+                content, (str, list)):
+            raise ValueError(f"messages[{index}] must be {{'role': 'system'|'user'|'assistant', 'content': text or "
+                             f"a list of parts}}, got {m!r:.200}")
+        turns.append((m["role"], content if isinstance(content, str) else "\n".join(text(p) for p in content)))
+    if not turns:
+        raise ValueError("apply_chat_template needs a conversation: a non-empty list of messages")
+    return turns
 
 
 def _is_batch(conversations: Any) -> bool:

@@ -115,6 +115,13 @@ def _as_items(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def _has_payloadless_parts(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a content part is an `image` / `audio` / `video` part without its payload."""
+    return any(isinstance(part, Mapping) and part.get("type") in ("image", "audio", "video")
+               and part.get(part["type"]) is None
+               for m in messages if isinstance(m.get("content"), list) for part in m["content"])
+
+
 def build_sample(
     messages: Messages,
     *,
@@ -142,10 +149,16 @@ def build_sample(
              "video": _as_items(videos)}
     with_parts = [m for m in messages if isinstance(m, Mapping) and not isinstance(m.get("content"), str)]
     if with_parts:
-        if any(items.values()):
-            raise ValueError("pass media either as content parts or as images=/audio=/series=/videos=, not both")
         as_dicts = [m if isinstance(m, Mapping) else {"role": m.role, "content": m.content} for m in messages]
-        return openai_to_sample({"messages": as_dicts}, allow_local_paths=allow_local_paths,
+        record: dict[str, Any] = {"messages": as_dicts}
+        if any(items.values()):
+            # transformers' processors take `{"type": "image"}` parts without payload, filled in order
+            # by images= (the records' "images" list of the HF/TRL convention)
+            if items["series"] or not _has_payloadless_parts(as_dicts):
+                raise ValueError("pass media either as content parts or as images=/audio=/series=/videos=, not both "
+                                 '(images= fills only {"type": "image"} parts without a payload)')
+            record.update(images=items["image"], audios=items["audio"], videos=items["video"])
+        return openai_to_sample(record, allow_local_paths=allow_local_paths,
                                 answers_required=False)  # a prompt's history may hold an empty reply
     converted = []
     for index, m in enumerate(messages):

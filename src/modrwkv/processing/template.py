@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..data.sample import Role
 
@@ -45,6 +45,32 @@ class ChatTemplate:
 
     def prefix(self, role: Role) -> str:
         return self.turn_prefix[role]
+
+    def render(self, messages: Sequence[tuple[Role, str]], add_generation_prompt: bool = False) -> str:
+        """The conversation as one text, cleaned, media markers left where they are: what
+        transformers' ``apply_chat_template(tokenize=False)`` returns, and what `parse` reads back."""
+        turns = "".join(self.prefix(role) + (self.content_prefix + self.clean(content) if content else "")
+                        + self.turn_end for role, content in messages)
+        return turns + (self.generation_prompt() if add_generation_prompt else "")
+
+    def parse(self, text: str) -> tuple[list[tuple[Role, str]], bool] | None:
+        """The (role, content) turns of a `render`ed text and whether it ends with the generation
+        prompt; None for text that is not a whole rendering (e.g. a plain question). Exact because
+        cleaned content cannot hold a turn end."""
+        prefixes = "|".join(re.escape(p) for p in self.turn_prefix.values())
+        turn = re.compile(f"({prefixes})(?:{re.escape(self.content_prefix)})?(.*?){re.escape(self.turn_end)}"
+                          f"(?=(?:{prefixes})|$)", re.DOTALL)
+        roles = {prefix: role for role, prefix in self.turn_prefix.items()}
+        prompt = text.endswith(self.generation_prompt())
+        body = text.removesuffix(self.generation_prompt()) if prompt else text
+        turns, position = [], 0
+        while position < len(body):
+            match = turn.match(body, position)
+            if match is None:
+                return None
+            turns.append((roles[match.group(1)], match.group(2)))
+            position = match.end()
+        return (turns, prompt) if turns else None
 
     def jinja(self) -> str:
         """This template as a Jinja chat template over text-only turns (`messages`,

@@ -67,6 +67,7 @@ def redact_url(url: str, *, keep_query: bool = True) -> str:
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _URL_PARTS = {"image_url": "image", "audio_url": "audio", "video_url": "video"}
 _ITEM_PARTS = {"image": "image", "audio": "audio", "video": "video"}
+PART_MODALITIES = {**_URL_PARTS, **_ITEM_PARTS, "input_audio": "audio"}  # each media part type's modality
 
 
 def openai_to_sample(

@@ -1,0 +1,150 @@
+"""transformers idioms on a ModRWKV folder, each checked against an independent expectation: the
+pipeline's greedy tokens on the same conversation, an unbatched run, the folder written by
+`ModRWKV.save_pretrained`. Tiny random models; nothing downloads."""
+
+import pytest
+import torch
+from conftest import make_model
+from PIL import Image
+from test_pipeline import LM, image, tiny_model_dir, tiny_pipeline
+from transformers import AutoModelForCausalLM, AutoProcessor
+
+from modrwkv.generation import TextStream
+from modrwkv.hf_integration import ModRWKVConfig, ModRWKVForCausalLM, ModRWKVHFProcessor
+from modrwkv.inference import ModRWKVPipeline
+from modrwkv.multimodal import ModRWKV
+from modrwkv.processing.template import TEMPLATES
+
+QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]
+
+
+def pipeline_tokens(pipeline: ModRWKVPipeline, messages, max_new_tokens: int = 8, **options) -> list[int]:
+    """The pipeline's greedy reply, as token ids."""
+    stream = TextStream(pipeline.run(pipeline.encode(messages, **options),
+                                     pipeline.sampling_params(temperature=0, max_new_tokens=max_new_tokens)))
+    "".join(stream)
+    return stream.result.token_ids
+
+
+def reply_tokens(model, inputs, **options) -> list[list[int]]:
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False, **options)
+    return [[t for t in row if t != 0] for row in out[:, inputs["input_ids"].shape[1]:].tolist()]
+
+
+@pytest.fixture(scope="module")
+def hf():
+    folder = tiny_model_dir()
+    return AutoModelForCausalLM.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+
+
+def test_chat_template_idioms_give_the_pipelines_greedy_reply(hf):
+    """The three ways transformers' VLM processors take an image: the rendered prompt with
+    `images=`, `apply_chat_template(tokenize=True)` on parts carrying the image, and payload-less
+    `{"type": "image"}` parts filled by `images=`; `.to(device)` on the inputs as for any BatchFeature."""
+    model, processor = hf
+    picture = Image.fromarray(image(0))
+    expected = pipeline_tokens(tiny_pipeline(), "<image>\nWhat is this?", images=[picture])
+    prompt = processor.apply_chat_template(QUESTION, add_generation_prompt=True)
+    assert prompt == "\x16User: <image>\nWhat is this?\x17\x16Assistant:"
+    assert processor.apply_chat_template([QUESTION, QUESTION]) == ["\x16User: <image>\nWhat is this?\x17"] * 2
+    inputs = processor(text=prompt, images=[picture], return_tensors="pt").to("cpu")
+    assert reply_tokens(model, inputs) == [expected]
+    with_payload = [{"role": "user", "content": [{"type": "image", "image": picture},
+                                                 {"type": "text", "text": "What is this?"}]}]
+    inputs = processor.apply_chat_template(with_payload, add_generation_prompt=True, tokenize=True,
+                                           return_dict=True, return_tensors="pt")
+    assert reply_tokens(model, inputs) == [expected]
+    assert reply_tokens(model, processor(QUESTION, images=[picture])) == [expected]
+    assert torch.equal(processor.apply_chat_template(with_payload, tokenize=True, add_generation_prompt=True),
+                       inputs["input_ids"])
+    # a rendered prompt without the generation prompt stays without it
+    history = processor.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}])
+    assert processor(text=history)["input_ids"][0].tolist() == list(tiny_pipeline().encode(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], add_generation_prompt=False).ids)
+    with pytest.raises(ValueError, match="not both"):  # images= fills payload-less parts only
+        processor(with_payload, images=[picture])
+    with pytest.raises(ValueError, match="unsupported content part"):
+        processor.apply_chat_template([{"role": "user", "content": [{"type": "sticker"}]}])
+
+
+def test_rendered_conversations_read_back_as_their_turns():
+    turns = [("system", "be brief"), ("user", "<image>\nhi\n"), ("assistant", " yo\nx"), ("user", "")]
+    for template in TEMPLATES.values():
+        for prompt in (True, False):
+            assert template.parse(template.render(turns, prompt)) == (turns, prompt), template.name
+        assert template.parse("What is this?") is None and template.parse("") is None
+
+
+def test_batched_left_padded_generate_equals_each_conversation_alone(hf):
+    model, processor = hf
+    picture = Image.fromarray(image(1))
+    conversations = [[{"role": "user", "content": [{"type": "image", "image": picture},
+                                                   {"type": "text", "text": "Describe it."}]}],
+                     "Tell me a much longer story about cats, dogs and a ferry across the river"]
+    inputs = processor(conversations, return_tensors="pt")
+    assert inputs["attention_mask"][0, 0] == 0 or inputs["attention_mask"][1, 0] == 0  # left padding
+    alone = [reply_tokens(model, processor(c))[0] for c in conversations]
+    assert reply_tokens(model, inputs) == alone
+    assert alone == [pipeline_tokens(tiny_pipeline(), "<image>\nDescribe it.", images=[picture]),
+                     pipeline_tokens(tiny_pipeline(), conversations[1])]
+
+
+def test_labels_loss_ignores_minus_100_as_transformers_computes_it(hf):
+    model, processor = hf
+    inputs = processor(text="What is this?", images=[Image.fromarray(image(2))])
+    labels = inputs["input_ids"].clone()
+    labels[:, :20] = -100
+    loss = model(**inputs, labels=labels).loss
+    logits = model(**inputs).logits[0]
+    keep = labels[0, 1:] != -100
+    expected = -torch.log_softmax(logits[:-1][keep], -1).gather(1, labels[0, 1:][keep, None]).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def biased_model(template: str, favourites: list[int]) -> ModRWKV:
+    """A tiny model whose greedy choice is `favourites[0]` at every step."""
+    lm = make_model(LM, seed=2)
+    with torch.no_grad():  # the final hidden state always lies ~20 along u, so these rows win every step
+        u = torch.nn.functional.normalize(torch.randn(LM.n_embd, generator=torch.Generator().manual_seed(0)), dim=0)
+        lm.ln_out.bias += 20 * u
+        for rank, token in enumerate(favourites):
+            lm.head.weight[token] = (4.0 - 0.2 * rank) * u
+    return ModRWKV(lm, {}, {}, template=template, ctx_len=None).eval()
+
+
+def test_generate_stops_at_stop_strings_as_the_pipeline():
+    """The classic format ends a turn with a blank line, which the model may spell as two "\\n"
+    tokens (11) rather than the "\\n\\n" token (261): the pipeline stops there, so generate must;
+    `stop_strings=` works with the World tokenizer."""
+    model = biased_model("classic", [11])
+    pipeline = ModRWKVPipeline(model)
+    hf = ModRWKVForCausalLM(ModRWKVConfig(vocab_size=LM.vocab_size), model)
+    processor = ModRWKVHFProcessor(model.processor(ctx_len=None), model.collator(padding_side="left"))
+    expected = pipeline_tokens(pipeline, "Hello there")
+    assert expected == [11, 11]
+    assert reply_tokens(hf, processor("Hello there")) == [expected]
+    model = biased_model("rwkv", [32122, 102])  # " stop", then "e"
+    hf = ModRWKVForCausalLM(ModRWKVConfig(vocab_size=LM.vocab_size), model)
+    processor = ModRWKVHFProcessor(model.processor(ctx_len=None), model.collator(padding_side="left"))
+    stream = TextStream(ModRWKVPipeline(model).run(ModRWKVPipeline(model).encode("Hi"), ModRWKVPipeline(model)
+                        .sampling_params(temperature=0, max_new_tokens=8, stop_strings=["stop stop"])))
+    "".join(stream)
+    got = reply_tokens(hf, processor("Hi"), stop_strings=["stop stop"], tokenizer=processor.tokenizer)
+    assert got == [stream.result.token_ids] == [[32122, 32122]]
+
+
+def test_beam_search_and_repeated_media_rows_are_refused_in_one_line(hf):
+    model, processor = hf
+    with pytest.raises(ValueError, match="does not do beam search"):
+        model.generate(**processor("Hi"), num_beams=2, max_new_tokens=2)
+    with pytest.raises(ValueError, match="as a batch"):  # the media would not be copied per returned sequence
+        model.generate(**processor(text="Hi", images=[image(0)]), do_sample=True, num_return_sequences=2)
+
+
+def test_save_pretrained_of_the_wrapped_model_reloads(hf, tmp_path):
+    model, processor = hf
+    model.save_pretrained(tmp_path / "copy")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "copy")
+    picture = Image.fromarray(image(3))
+    inputs = AutoProcessor.from_pretrained(tmp_path / "copy")(text="What is this?", images=[picture])
+    assert reply_tokens(reloaded, inputs) == reply_tokens(model, processor(text="What is this?", images=[picture]))
