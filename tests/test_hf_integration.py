@@ -148,3 +148,19 @@ def test_save_pretrained_of_the_wrapped_model_reloads(hf, tmp_path):
     picture = Image.fromarray(image(3))
     inputs = AutoProcessor.from_pretrained(tmp_path / "copy")(text="What is this?", images=[picture])
     assert reply_tokens(reloaded, inputs) == reply_tokens(model, processor(text="What is this?", images=[picture]))
+
+
+def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(hf):
+    """"Explain the HTML <audio> element" beside an image part: `apply_chat_template(tokenize=True)` reads the
+    text as its characters (content parts), and so must the rendered prompt read back by `processor(text=...)`
+    (it was one <audio> marker without audio, an error); both equal the pipeline's ids of the escaped text."""
+    from modrwkv.data import escape_markers
+
+    _, processor = hf
+    picture = Image.fromarray(image(0))
+    question = "Explain the HTML <audio> element"
+    parts = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    direct = processor(parts, images=[picture])["input_ids"]
+    rendered = processor(text=processor.apply_chat_template(parts, add_generation_prompt=True), images=[picture])
+    expected = tiny_pipeline().encode("<image>\n" + escape_markers(question), images=[picture]).ids
+    assert torch.equal(rendered["input_ids"], direct) and rendered["input_ids"][0].tolist() == list(expected)

@@ -36,7 +36,7 @@ from transformers.utils import ModelOutput
 
 from .generation import SamplingParams
 from .generation.streaming import IncrementalDetokenizer
-from .data.sample import MARKERS
+from .data.sample import MARKERS, escape_markers
 from .lm import RWKV7State
 from .multimodal import ModRWKV
 from .multimodal.model import HF_MODEL_TYPE
@@ -314,20 +314,26 @@ def _turns(conversation: Any) -> list[tuple[str, str]]:
         if kind in PART_MODALITIES:
             return MARKERS[PART_MODALITIES[kind]]
         if kind == "text" and isinstance(part.get("text"), str):
-            return part["text"]
+            return escape_markers(part["text"])
         raise ValueError(f"unsupported content part {part!r}: expected {{'type': 'text', 'text': ...}} or a media "
                          f"part ({', '.join(sorted(PART_MODALITIES))})")
 
     if isinstance(conversation, str):
         return [("user", conversation)]
     turns = []
+    # as `build_sample` reads them: in a conversation with content parts, every text is its characters
+    # (markers escaped, so that the rendered prompt read back keeps them text); without, markers are media
+    with_parts = any(isinstance(m, Mapping) and isinstance(m.get("content"), list) for m in conversation)
     for index, m in enumerate(conversation if isinstance(conversation, (list, tuple)) else ()):
         content = m.get("content") if isinstance(m, Mapping) else None
         if not isinstance(m, Mapping) or m.get("role") not in ("system", "user", "assistant") or not isinstance(
                 content, (str, list)):
             raise ValueError(f"messages[{index}] must be {{'role': 'system'|'user'|'assistant', 'content': text or "
                              f"a list of parts}}, got {m!r:.200}")
-        turns.append((m["role"], content if isinstance(content, str) else "\n".join(text(p) for p in content)))
+        if isinstance(content, str):
+            turns.append((m["role"], escape_markers(content) if with_parts else content))
+        else:
+            turns.append((m["role"], "\n".join(text(p) for p in content)))
     if not turns:
         raise ValueError("apply_chat_template needs a conversation: a non-empty list of messages")
     return turns
