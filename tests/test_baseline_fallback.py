@@ -55,6 +55,10 @@ def test_decision_needs_enough_blocks_and_a_t_above_the_threshold() -> None:
     decided = baseline_decision(lucky, zeros, keys, starts, 8)
     assert decided["shipped"] == "baseline" and decided["t"] == pytest.approx(1.0)  # mean 0.16, sd 0.358, n 5
     assert decided["val_forecast_mse"] < decided["zeros_forecast_mse"]
+    # every block gains exactly as much: t is unbounded, shipped, and recorded as null (strict JSON has no inf)
+    even = baseline_decision([0.5] * 40, zeros, keys, starts, 8)
+    assert even["shipped"] == "model" and even["t"] is None
+    json.dumps(even, allow_nan=False)
 
 
 def crafted_scorer(monkeypatch: pytest.MonkeyPatch, correction) -> None:

@@ -148,6 +148,10 @@ def test_save_pretrained_of_the_wrapped_model_reloads(hf, tmp_path):
     picture = Image.fromarray(image(3))
     inputs = AutoProcessor.from_pretrained(tmp_path / "copy")(text="What is this?", images=[picture])
     assert reply_tokens(reloaded, inputs) == reply_tokens(model, processor(text="What is this?", images=[picture]))
+    # transformers' push_to_hub=True was dropped without a word (nothing pushed): refused, naming the command
+    with pytest.raises(ValueError, match="modrwkv push-to-hub --model FOLDER --repo ORG/NAME"):
+        model.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id="me/model")
+    assert not (tmp_path / "pushed").exists()
 
 
 def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(hf):

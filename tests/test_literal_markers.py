@@ -105,6 +105,19 @@ def test_modrwkv_chat_takes_typed_text_as_text_and_an_empty_line_sends_media_alo
     assert prompts[1].ids == alone.ids and [s.modality for s in prompts[1].spans] == ["audio"]
 
 
+def test_modrwkv_chats_system_prompt_is_text_too(prompts, tmp_path, monkeypatch):
+    """`--system "Explain <video> tags"` was read as a video's place: the first turn failed (a marker
+    without its video), or took the video attached by /video into the system turn."""
+    pipe = tiny_pipeline()
+    system = "Explain <video> tags."
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Hi\n"))
+    assert main(["chat", "--model", str(tiny_model_dir()), "--temperature", "0", "--max-new-tokens", "1",
+                 "--system", system]) == 0
+    assert len(prompts) == 1  # the turn was encoded (it failed: a <video> marker without its video)
+    expected = pipe.encode([{"role": "system", "content": escape_markers(system)}, {"role": "user", "content": "Hi"}])
+    assert prompts[0].ids == expected.ids and not prompts[0].spans
+
+
 def test_the_openai_reader_keeps_literal_markers_as_text_and_llava_markers_stay_media(tmp_path, tok):
     path = tmp_path / "chat.jsonl"
     answer = "It places a picture; write <image> with an href."
@@ -156,6 +169,13 @@ def test_cleaning_cannot_join_text_into_a_marker_or_a_special_token(tok):
     ids = processor(chat(escape_markers("<|vision<|vision_start|>_start|> hi"))).input_ids.tolist()
     assert not set(ids) & set(template.special_tokens.values())
     assert ids == special.encode("\x16User: hi\x17")  # removed until none is left
+    # the pieces around a real marker, joined again where the media go first: cleaned again once joined
+    start = template.special_tokens["<|vision_start|>"]
+    for splice in ("prefix", "turn_start"):
+        processor = make(special, "worldrwkv", splice)
+        ids = processor(chat("<|vision<image>_start|> hi", images=[2])).input_ids.tolist()
+        plain = processor(chat("<image> hi", images=[2])).input_ids.tolist()
+        assert ids.count(start) == plain.count(start), splice  # the image block's own alone
 
 
 def test_an_escaped_video_marker_stays_text_when_videos_expand(tok):

@@ -195,7 +195,11 @@ class ModRWKVForCausalLM(PreTrainedModel, GenerationMixin):
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """Writes the ModRWKV folder (`ModRWKV.save_pretrained`: encoders, adapters, processor, remote
         code), which every loader reads back; transformers' own writer would drop the encoders'
-        folders. Keyword arguments transformers' writer takes (safe_serialization, ...) are ignored."""
+        folders. Writing options of transformers' writer (safe_serialization, ...) are ignored: the folder
+        is always safetensors; `push_to_hub=True` is refused rather than silently not pushed."""
+        if kwargs.get("push_to_hub"):
+            raise ValueError("ModRWKVForCausalLM.save_pretrained does not push: save the folder, then upload it with "
+                             "`modrwkv push-to-hub --model FOLDER --repo ORG/NAME`")
         self.model.save_pretrained(save_directory)
 
     def _update_model_kwargs_for_generation(self, outputs: ModelOutput, model_kwargs: dict[str, Any],

@@ -214,13 +214,14 @@ class ModRWKVProcessor:
         for message in sample.messages:
             split = split_markers(message.content)
             # Each text piece is cleaned on its own: what cleaning removes cannot join the text
-            # around it into a marker ("<ima\x16ge>") that would take a media slot.
+            # around it into a marker ("<ima\x16ge>") that would take a media slot. Pieces joined
+            # again (below) are cleaned again: "<|vision<image>_start|>" joins into a special token's text.
             texts = [self._clean(unescape_markers(text)) for text in split[::2]]
             items = [media_piece(marker) for marker in split[1::2]]
             turn: list[str | _Piece] = []  # the turn's content: text and media, in order
             if self.splice in ("prefix", "turn_start"):
                 # A marker takes its following newline along: LLaVA's "<image>\n" leaves no stray line.
-                content = texts[0] + "".join(text.removeprefix("\n") for text in texts[1:])
+                content = self._clean(texts[0] + "".join(text.removeprefix("\n") for text in texts[1:]))
                 if self.splice == "prefix":
                     media_pieces.extend(items)
                     if items and message.role == "user" and not content.strip():

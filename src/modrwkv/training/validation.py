@@ -152,8 +152,9 @@ def baseline_decision(model_mse: Sequence[float], zeros_mse: Sequence[float], ke
         shipped, why = "baseline", f"{measured}: below t {SIGNIFICANT_T:g}, within the noise of the val blocks"
     else:
         shipped, why = "model", f"{measured}: at least t {SIGNIFICANT_T:g}, better than the baseline beyond noise"
+    # validation.json is strict JSON, which has no NaN or infinity: an undefined or unbounded t is null
     return {"shipped": shipped, "val_forecast_mse": model_value, "zeros_forecast_mse": zeros_value,
-            "t": None if math.isnan(t) else t, "blocks": len(blocks), "block_windows": horizon,
+            "t": t if math.isfinite(t) else None, "blocks": len(blocks), "block_windows": horizon,
             "significant_t": SIGNIFICANT_T, "min_blocks": MIN_BLOCKS, "reason": why}
 
 
