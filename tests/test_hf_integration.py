@@ -168,3 +168,15 @@ def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(
     rendered = processor(text=processor.apply_chat_template(parts, add_generation_prompt=True), images=[picture])
     expected = tiny_pipeline().encode("<image>\n" + escape_markers(question), images=[picture]).ids
     assert torch.equal(rendered["input_ids"], direct) and rendered["input_ids"][0].tolist() == list(expected)
+
+
+def test_a_developer_turn_renders_as_the_system_turn_it_is_read_as(hf):
+    """With content parts, OpenAI's "developer" role is a system turn for `apply_chat_template(tokenize=True)`
+    (the OpenAI reader's roles); the rendered prompt refused it. Both now give the same ids."""
+    _, processor = hf
+    picture = Image.fromarray(image(1))
+    messages = [{"role": "developer", "content": "Answer briefly."}, *QUESTION]
+    rendered = processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert rendered.startswith("\x16System: Answer briefly.")
+    assert torch.equal(processor(text=rendered, images=[picture])["input_ids"],
+                       processor(messages, images=[picture])["input_ids"])

@@ -311,7 +311,7 @@ def _hub_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def _turns(conversation: Any) -> list[tuple[str, str]]:
     """The (role, text) turns of a conversation, media parts as their markers (joined with newlines, as
     `openai_to_sample` joins parts): rendering needs the media's places only, not the media."""
-    from .data.readers.openai_chat import PART_MODALITIES
+    from .data.readers.openai_chat import PART_MODALITIES, ROLES
 
     def text(part: Any) -> str:
         kind = part.get("type") if isinstance(part, Mapping) else None
@@ -330,14 +330,15 @@ def _turns(conversation: Any) -> list[tuple[str, str]]:
     with_parts = any(isinstance(m, Mapping) and isinstance(m.get("content"), list) for m in conversation)
     for index, m in enumerate(conversation if isinstance(conversation, (list, tuple)) else ()):
         content = m.get("content") if isinstance(m, Mapping) else None
-        if not isinstance(m, Mapping) or m.get("role") not in ("system", "user", "assistant") or not isinstance(
-                content, (str, list)):
-            raise ValueError(f"messages[{index}] must be {{'role': 'system'|'user'|'assistant', 'content': text or "
-                             f"a list of parts}}, got {m!r:.200}")
+        # the roles `build_sample` takes: the OpenAI reader's (its "developer" is a system turn) with parts
+        roles = ROLES if with_parts else {role: role for role in ("system", "user", "assistant")}
+        if not isinstance(m, Mapping) or m.get("role") not in roles or not isinstance(content, (str, list)):
+            raise ValueError(f"messages[{index}] must be {{'role': {'|'.join(map(repr, roles))}, 'content': text "
+                             f"or a list of parts}}, got {m!r:.200}")
         if isinstance(content, str):
-            turns.append((m["role"], escape_markers(content) if with_parts else content))
+            turns.append((roles[m["role"]], escape_markers(content) if with_parts else content))
         else:
-            turns.append((m["role"], "\n".join(text(p) for p in content)))
+            turns.append((roles[m["role"]], "\n".join(text(p) for p in content)))
     if not turns:
         raise ValueError("apply_chat_template needs a conversation: a non-empty list of messages")
     return turns

@@ -26,16 +26,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..data.readers import (
-    AsrManifestReader,
-    DataError,
-    LlavaReader,
-    OpenAIChatReader,
-    QAReader,
-    Reader,
-    SharegptReader,
-    TimeSeriesReader,
-)
+from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
 from ..data.readers.base import is_parquet
 from ..data.readers.series import LinearBaseline
@@ -48,14 +39,6 @@ from .config import ConfigError, DataConfig, TrainConfig
 log = logging.getLogger(__name__)
 
 AUDIO_TOKENS_PER_SECOND = 25  # ~50 encoder frames per second (Whisper, WavLM), halved by the speech adapter
-_READERS: dict[str, tuple[type[Reader], str]] = {
-    "llava": (LlavaReader, "image_folder"),
-    "qa": (QAReader, "media_folder"),
-    "openai": (OpenAIChatReader, "media_folder"),
-    "sharegpt": (SharegptReader, "media_folder"),
-    "asr": (AsrManifestReader, "audio_root"),
-    "series": (TimeSeriesReader, ""),
-}
 
 
 def expand_paths(patterns: Sequence[str]) -> list[str]:
@@ -81,7 +64,7 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
 
 
 def build_reader(config: DataConfig) -> Reader:
-    reader_cls, folder_option = _READERS[config.format]
+    reader_cls, folder_option = FORMATS[config.format].reader, FORMATS[config.format].folder_option
     options = dict(config.options)
     if config.media_folder is not None:
         if not folder_option:

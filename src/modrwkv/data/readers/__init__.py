@@ -13,6 +13,10 @@ datasets (`from_records`). The single-record converters (`qa_to_sample`, `llava_
 callers that handle one record at a time, such as a server.
 """
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 from .asr import DEFAULT_ASR_PROMPT, AsrManifestReader, asr_to_sample, asr_user_turn
 from .base import REASONS, DataError, Reader, ReadReport
 from .llava import LlavaReader, llava_to_sample
@@ -22,7 +26,30 @@ from .records import RecordsReader, from_records
 from .series import TimeSeriesReader, format_forecast, parse_forecast
 from .sharegpt import SharegptReader, sharegpt_to_sample
 
+
+@dataclasses.dataclass(frozen=True)
+class RecordFormat:
+    """A `data.format`: its file reader, its one-record converter (None: series files are read whole), and
+    the keyword both take for the folder media paths are relative to ("" where none applies)."""
+
+    reader: type[Reader]
+    to_sample: Callable[..., Any] | None
+    folder_option: str
+
+
+# the one table training (`build_reader`) and `modrwkv eval --task custom` read formats through
+FORMATS: dict[str, RecordFormat] = {
+    "llava": RecordFormat(LlavaReader, llava_to_sample, "image_folder"),
+    "qa": RecordFormat(QAReader, parse_qa_record, "media_folder"),
+    "openai": RecordFormat(OpenAIChatReader, openai_to_sample, "media_folder"),
+    "sharegpt": RecordFormat(SharegptReader, sharegpt_to_sample, "media_folder"),
+    "asr": RecordFormat(AsrManifestReader, asr_to_sample, "audio_root"),
+    "series": RecordFormat(TimeSeriesReader, None, ""),
+}
+
 __all__ = [
+    "FORMATS",
+    "RecordFormat",
     "DEFAULT_ASR_PROMPT",
     "REASONS",
     "AsrManifestReader",

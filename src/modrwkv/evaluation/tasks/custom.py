@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from ...constants import EVAL_METRICS as METRICS
-from ...data.readers import asr_to_sample, llava_to_sample, openai_to_sample, sharegpt_to_sample
+from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import DataError, file_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
@@ -298,14 +298,6 @@ class _Question:
 
 
 Converter = Callable[[Any, str, "str | None"], _Question]
-# format -> its training record converter and that converter's keyword for the media folder
-_CONVERTERS: dict[str, tuple[Callable[..., Any], str]] = {
-    "qa": (parse_qa_record, "media_folder"),
-    "llava": (llava_to_sample, "image_folder"),
-    "openai": (openai_to_sample, "media_folder"),
-    "sharegpt": (sharegpt_to_sample, "media_folder"),
-    "asr": (asr_to_sample, "audio_root"),
-}
 
 
 def _converter(data: Path, asr_prompt: str | None, data_format: str | None, options: Mapping[str, Any],
@@ -327,7 +319,7 @@ def _converter(data: Path, asr_prompt: str | None, data_format: str | None, opti
             data_format = "qa"
         entry = dataset_info_entry(data)
         chosen = ", as dataset_info.json says" if entry is not None else ", detected from the first record"
-    to_sample, folder_keyword = _CONVERTERS[data_format]
+    to_sample, folder_keyword = FORMATS[data_format].to_sample, FORMATS[data_format].folder_option
     keywords = inspect.signature(to_sample).parameters
     # the reader's options its converter takes; the media folder and an ASR prompt are decided here
     kwargs = {name: value for name, value in options.items()
