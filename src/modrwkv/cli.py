@@ -801,8 +801,8 @@ def _run_chat(args: argparse.Namespace) -> int:
     session = pipeline.session(
         # the system prompt is typed text too: a "<video>" in it is those characters, not the next video's place
         system=escape_markers(args.system) if args.system else args.system, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty,
-        seed=args.seed,
+        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty, seed=args.seed,
     )
     if args.video_frames is not None or args.video_fps is not None:
         changes = {"num_frames": args.video_frames, "fps": args.video_fps}

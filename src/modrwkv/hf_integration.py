@@ -312,6 +312,7 @@ def _turns(conversation: Any) -> list[tuple[str, str]]:
     """The (role, text) turns of a conversation, media parts as their markers (joined with newlines, as
     `openai_to_sample` joins parts): rendering needs the media's places only, not the media."""
     from .data.readers.openai_chat import PART_MODALITIES, ROLES
+    from .inference.prompt import ROLES as PLAIN_ROLES
 
     def text(part: Any) -> str:
         kind = part.get("type") if isinstance(part, Mapping) else None
@@ -328,10 +329,10 @@ def _turns(conversation: Any) -> list[tuple[str, str]]:
     # as `build_sample` reads them: in a conversation with content parts, every text is its characters
     # (markers escaped, so that the rendered prompt read back keeps them text); without, markers are media
     with_parts = any(isinstance(m, Mapping) and isinstance(m.get("content"), list) for m in conversation)
+    # the roles `build_sample` takes: the OpenAI reader's (its "developer" is a system turn) with parts
+    roles = ROLES if with_parts else {role: role for role in PLAIN_ROLES}
     for index, m in enumerate(conversation if isinstance(conversation, (list, tuple)) else ()):
         content = m.get("content") if isinstance(m, Mapping) else None
-        # the roles `build_sample` takes: the OpenAI reader's (its "developer" is a system turn) with parts
-        roles = ROLES if with_parts else {role: role for role in ("system", "user", "assistant")}
         if not isinstance(m, Mapping) or m.get("role") not in roles or not isinstance(content, (str, list)):
             raise ValueError(f"messages[{index}] must be {{'role': {'|'.join(map(repr, roles))}, 'content': text "
                              f"or a list of parts}}, got {m!r:.200}")

@@ -24,7 +24,7 @@ from ..processing import ModRWKVProcessor
 
 MessageLike = Message | Mapping[str, Any]
 Messages = str | Sequence[MessageLike]
-_ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant")  # a text message's roles (with content parts, the OpenAI reader's)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: tensors have no truth value
@@ -168,8 +168,8 @@ def build_sample(
         if not isinstance(m, Mapping):
             raise ValueError(f"messages[{index}] must be a Message or a dict, got {type(m).__name__}")
         role = m.get("role")
-        if role not in _ROLES:
-            raise ValueError(f"messages[{index}] has role {role!r}; expected one of {list(_ROLES)}")
+        if role not in ROLES:
+            raise ValueError(f"messages[{index}] has role {role!r}; expected one of {list(ROLES)}")
         content = m.get("content")
         if not isinstance(content, str):
             raise ValueError(f"messages[{index}] content must be text, got {type(content).__name__}")

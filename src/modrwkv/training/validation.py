@@ -242,18 +242,18 @@ class ForecastScorer(TaskScorer):
     def zeros(self, model: Any) -> float:
         """The MSE of the forecasts a reply of zeros gives: the series encoder's baseline alone (seasonal
         naive + drift + ridge with the generic config), what the model's corrections have to beat."""
-        return float(self.task.summarize(self._zero_records(model))["mse"])
+        return self.zeros_scores(model)[0]
 
-    def zeros_window_mse(self, model: Any) -> list[float]:
-        """Each val window's MSE under a reply of zeros, in the order of `samples`."""
-        return [float(self.task.score(record)["mse"]) for record in self._zero_records(model)]
-
-    def _zero_records(self, model: Any) -> list[dict[str, Any]]:
+    def zeros_scores(self, model: Any) -> tuple[float, list[float]]:
+        """`zeros`, and each val window's MSE under a reply of zeros (in the order of `samples`), from one
+        pass of baseline forecasts."""
         from ..inference.pipeline import baseline_forecast
 
         encoder = model.encoders["series"]
-        return [{"forecast": baseline_forecast(encoder, sample.series[0], self.task.horizon)[:, 0].tolist(),
-                 "reference": sample.reference} for sample in self.samples]
+        records = [{"forecast": baseline_forecast(encoder, sample.series[0], self.task.horizon)[:, 0].tolist(),
+                    "reference": sample.reference} for sample in self.samples]
+        return (float(self.task.summarize(records)["mse"]),
+                [float(self.task.score(record)["mse"]) for record in records])
 
 
 def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer | None:
@@ -350,8 +350,7 @@ class Validation(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if isinstance(self.scorer, ForecastScorer):
-            self.zeros_mse = self.scorer.zeros(pl_module.model)
-            self.zeros_window_mse = self.scorer.zeros_window_mse(pl_module.model)
+            self.zeros_mse, self.zeros_window_mse = self.scorer.zeros_scores(pl_module.model)
             if trainer.is_global_zero:
                 self.emit(f"validation: a reply of zeros (the series encoder's baseline alone) scores val_forecast_mse "
                           f"{self.zeros_mse:.4f} on the {len(self.scorer.samples)} val windows")

@@ -171,7 +171,6 @@ class _Parser:
             turn_text(text, field, self.source, answer=True)  # a blank one (or no parts) is an empty_answer
         return Message(role, text)
 
-
     def part(self, part: Any, where: str) -> str:
         """The text a content part stands for: its text, or the marker of the media it adds."""
         require(part, dict, where, self.source)
