@@ -59,6 +59,11 @@ class AuthorsTokenizer:
         return ids
 
 
+# One xdist worker runs the module: its module fixtures (the authors' tokenizer, a SigLIP folder, a release's
+# tensors) made once, not once on each worker.
+pytestmark = pytest.mark.xdist_group("test_authors_checkpoints")
+
+
 @pytest.fixture(scope="module")
 def authors_tok():
     extra = "".join(f"{i} {t!r} {len(t)}\n" for t, i in SPECIAL.items())

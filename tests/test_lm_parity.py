@@ -8,6 +8,10 @@ import torch
 from modrwkv.lm import RWKV7Config, load_model
 from modrwkv.lm.random_weights import random_official_state_dict
 
+# One xdist worker runs the module: each config's pair of models (the official one built by `rwkv`) made once,
+# not once on each worker.
+pytestmark = pytest.mark.xdist_group("test_lm_parity")
+
 TOL = 1e-4
 LENGTHS = (1, 15, 16, 17, 100, 333)
 CONFIGS = {

@@ -98,6 +98,7 @@ def test_initial_state_gradient_matches_the_per_token_recurrence_and_finite_diff
 # --- training ---------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("state_run")  # one xdist worker trains the fixture's run, not both
 def test_a_state_tuning_step_changes_the_initial_state_and_nothing_else(state_run):
     before, result = state_run
     after = result.model.state_dict()
@@ -109,6 +110,7 @@ def test_a_state_tuning_step_changes_the_initial_state_and_nothing_else(state_ru
     assert saved.nbytes() < 20_000  # 1 layer x 1 head x 64 x 64 fp32 + two zero shift vectors
 
 
+@pytest.mark.xdist_group("state_run")  # one xdist worker trains the fixture's run, not both
 @torch.no_grad()
 def test_training_loss_equals_the_engines_token_by_token_loss_from_the_reloaded_state(state_run):
     """Training's path: the whole sequence in the chunked form, from `init_state` in autograd.
@@ -134,6 +136,7 @@ def test_training_loss_equals_the_engines_token_by_token_loss_from_the_reloaded_
         assert n > 0 and nll / n == pytest.approx(training_loss, abs=2e-5)
 
 
+@pytest.mark.xdist_group("state_run")  # one xdist worker trains the fixture's run, not both
 def test_text_only_lm_state_tuned_saved_and_reloaded_generates_identically(tmp_path, lm_checkpoint):
     """A text LM (no encoders) tuned from the config alone; `load_model` and `ModRWKV.from_pretrained`
     pick the state up, `generate` and the pipeline start from it, and it changes the output."""
@@ -165,6 +168,7 @@ def test_text_only_lm_state_tuned_saved_and_reloaded_generates_identically(tmp_p
 # --- loading onto a base model, errors --------------------------------------------------------
 
 
+@pytest.mark.xdist_group("state_run")  # one xdist worker trains the fixture's run, not both
 def test_a_state_file_swaps_onto_the_base_model_by_python_and_cli(state_run, lm_checkpoint, tmp_path, capsys):
     _, result = state_run
     state_file = result.final_dir / INITIAL_STATE_NAME

@@ -65,6 +65,7 @@ class OutOfMemoryAt(pl.Callback):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
 
+@pytest.mark.xdist_group("uninterrupted_accumulating_run")  # one xdist worker trains the fixture's run, not both
 @pytest.mark.parametrize("micro", [0, 1])
 def test_an_error_in_a_step_saves_the_last_completed_step_and_resume_matches(uninterrupted, tmp_path, micro):
     uninterrupted, drawn = uninterrupted

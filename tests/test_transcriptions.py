@@ -108,6 +108,7 @@ def parse_subtitles(text: str, kind: str) -> list[tuple[float, float, str]]:
     return cues
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
     assert len(expected.segments) == 3 and expected.text  # a random model writes something for each tone
     assert transcribe(live).text == expected.text  # json, the default
@@ -125,6 +126,7 @@ def test_every_format_is_the_pipelines_long_form_transcript(live, expected):
         assert parse_subtitles(transcribe(live, response_format=kind), kind) == cues
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_verbose_json_scores_each_segment_as_whisper_does(live, expected, temperature):
     """avg_logprob: as Whisper's decoder computes it, the sum of the log-probabilities of the segment's
@@ -181,6 +183,7 @@ def test_subtitles_keep_each_segment_one_cue_for_ffmpeg():
         assert cues == [(0.5, 1.0, "one\ntwo"), (61.0, 3725.5, "a -> b\nc")], kind
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_segments_are_cut_at_the_known_pauses(live):
     verbose = transcribe(live, response_format="verbose_json")
     assert len(verbose.segments) == len(BURSTS)
@@ -198,6 +201,7 @@ def test_segments_are_cut_at_the_known_pauses(live):
     assert nothing.text == "" and nothing.segments == []
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_streamed_deltas_one_per_segment_add_up_to_the_text(live, expected):
     events = list(transcribe(live, stream=True))
     deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
@@ -207,6 +211,7 @@ def test_streamed_deltas_one_per_segment_add_up_to_the_text(live, expected):
     assert events[-1].usage.output_tokens == sum(len(s.token_ids) for s in expected.segments)
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_transcriptions_and_chats_at_once_match_running_alone(live, expected):
     chat = [{"role": "user", "content": "Say something"}]
     alone = ask(live.client(), chat).choices[0].message.content
@@ -218,6 +223,7 @@ def test_transcriptions_and_chats_at_once_match_running_alone(live, expected):
     assert live.health()["peak_batch"] > 1
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_more_segments_than_batch_slots_go_in_windows_in_order(expected):
     """Two slots and no queue: the three segments go as a window of two, then one; same text."""
     with live_server(limits=LIMITS, api_key=KEY, max_batch=2, max_queue=0) as small:
@@ -363,6 +369,7 @@ def long_recording() -> bytes:
     ({"file": ("long.wav", long_recording())}, {"model": "tiny"}, 400,
      "the file 'long.wav' lasts 9.0 s; this server accepts at most 8 s (its operator sets --max-transcription-seconds)"),
 ])
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_bad_uploads_get_clear_errors(live, files, data, status, message):
     code, reply = post(live, files=files, data=data)
     assert code == status, reply
@@ -371,6 +378,7 @@ def test_bad_uploads_get_clear_errors(live, files, data, status, message):
         assert reply["error"]["param"] == ("file" if message.startswith("the file") else message.split("'")[1]), reply
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_a_json_body_and_a_model_without_audio_are_refused_by_name(live):
     code, reply = post(live, json_body={"model": "tiny", "file": "a.wav"})
     assert code == 400 and "takes multipart/form-data" in reply["error"]["message"]
@@ -403,6 +411,7 @@ def test_a_server_without_python_multipart_says_which_package_to_install(monkeyp
 # --- modrwkv transcribe -------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("test_transcriptions_live")  # one xdist worker starts the server and transcribes the expected text, not both
 def test_transcribe_command_writes_each_format_as_the_server_does(tmp_path, capsys, expected, live):
     recording = tmp_path / "tones.wav"
     recording.write_bytes(RECORDING)

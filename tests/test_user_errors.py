@@ -394,6 +394,7 @@ def image_model(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_chat_survives_bad_turns_and_answers_as_if_they_never_happened(image_model, tmp_path, monkeypatch, capsys):
     from modrwkv.inference import ModRWKVPipeline
     from modrwkv.inference.session import ChatSession
@@ -528,6 +529,7 @@ def test_serve_refuses_private_media_hosts_without_remote_media(capsys):
         "modrwkv serve: error: --allow-private-media-hosts only applies with --allow-remote-media: add that too, or drop it"
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_merge_lora_names_a_damaged_lora_file(image_model, tmp_path, capsys):
     import shutil
 
@@ -608,6 +610,7 @@ class Terminal:
         return os.waitstatus_to_exitcode(ended[1])
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_chat_keeps_the_conversation_through_ctrl_c_a_kill_and_a_restart(image_model, tmp_path):
     import os
     import signal
@@ -645,6 +648,7 @@ def test_chat_keeps_the_conversation_through_ctrl_c_a_kill_and_a_restart(image_m
         torch.testing.assert_close(getattr(kept, name), getattr(expected, name))
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_chat_takes_paths_as_terminals_paste_them(image_model, tmp_path, monkeypatch, capsys):
     """Drag-and-drop and tab completion write 'my photo.png' or my\\ photo.png; ~ is the home folder."""
     from modrwkv.inference import ModRWKVPipeline
@@ -683,6 +687,7 @@ def too_large(path: Path, how: str) -> str:
             f"90000000 with {how}, or scale the image down")
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_chat_names_its_own_option_for_a_big_image_and_the_option_raises_the_limit(
         image_model, huge_png, monkeypatch, capsys):
     from modrwkv.inference import ModRWKVPipeline
@@ -707,6 +712,7 @@ def test_chat_names_its_own_option_for_a_big_image_and_the_option_raises_the_lim
         "modrwkv chat: error: argument --max-image-pixels: must be at least 1, got 0 (see modrwkv chat --help)")
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_eval_and_init_name_their_own_option_and_training_its_config_key(image_model, huge_png, tmp_path, capsys,
                                                                          caplog):
     from modrwkv.training import train
@@ -737,6 +743,7 @@ def test_eval_and_init_name_their_own_option_and_training_its_config_key(image_m
     assert train(cfg, samples=samples).metrics["steps"] == 1
 
 
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
 def test_eval_names_media_the_model_has_no_encoder_for_before_answering(image_model, tmp_path, capsys):
     """Speech records evaluated on an image model: one line naming the modality, the samples and the
     model's encoders, said before the progress bar starts and before anything is written as answered."""

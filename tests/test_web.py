@@ -17,7 +17,8 @@ from test_video import distinct_frames, encode_video
 
 from modrwkv.serving import ServerLimits
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# One xdist worker launches Chromium, not both.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.xdist_group("test_web")]
 
 if os.environ.get("MODRWKV_SKIP_BROWSER") == "1":
     pytest.skip("MODRWKV_SKIP_BROWSER=1", allow_module_level=True)
