@@ -307,15 +307,15 @@ def test_lmms_eval_model_generates_and_scores_like_the_pipeline(pipeline):
                                      stop_strings=["\n\n"]) for d in docs["pope"]["test"]]
     with pytest.raises(ValueError, match="beam search \\(num_beams=3\\) is not supported"):
         lmms.generate_until([Instance(("Is there a dog?", {"num_beams": 3}, visual, 0, "pope", "test"))])
-    # Log-likelihood of the greedy reply, checked against one full-sequence forward pass.
+    # The greedy reply's negative log-likelihood, checked against one full-sequence forward pass.
     greedy = pipeline.chat("Is there a dog?", images=[docs["pope"]["test"][0]["image"]], temperature=0, max_new_tokens=3)
     docs["pope"]["test"][0]["answer"] = greedy
-    [(logprob, is_greedy), (other, other_greedy), by_target] = lmms.loglikelihood(
+    [(loss, is_greedy), (other, other_greedy), by_target] = lmms.loglikelihood(
         [Instance(("Is there a dog?", greedy, visual, 0, "pope", "test")),
          Instance(("Is there a dog?", greedy + " zebra", visual, 0, "pope", "test")),
          # output_type loglikelihood: lmms-eval passes the task's doc_to_target, not its string
          Instance(("Is there a dog?", lambda doc: doc["answer"], visual, 0, "pope", "test"))])
-    assert by_target == (logprob, is_greedy)
+    assert by_target == (loss, is_greedy)
     sample = Sample([Message("user", "<image>\nIs there a dog?"), Message("assistant", greedy)],
                     images=[docs["pope"]["test"][0]["image"]])
     processed = pipeline.processor(sample)
@@ -325,8 +325,9 @@ def test_lmms_eval_model_generates_and_scores_like_the_pipeline(pipeline):
     targets = batch.labels[0, 1:]
     positions = (targets != IGNORE_INDEX).nonzero().flatten()[:-1]  # the reply, without the end of turn
     expected = torch.log_softmax(logits[positions], -1).gather(1, targets[positions, None]).sum()
-    assert logprob == pytest.approx(float(expected), abs=1e-3)
-    assert is_greedy and not other_greedy and other < logprob
+    # lmms-eval's convention is a loss (its multiple_choice picks the smallest): -log P
+    assert loss == pytest.approx(-float(expected), abs=1e-3)
+    assert is_greedy and not other_greedy and other > loss
 
 
 def test_vlmevalkit_launcher_registers_the_model_for_run_py(trained, tmp_path, monkeypatch, capsys):

@@ -166,8 +166,10 @@ class ModRWKVLmmsCore:
 
     @torch.no_grad()
     def loglikelihood(self, requests: Sequence[Any]) -> list[tuple[float, bool]]:
-        """(log P(continuation | context), whether greedy decoding would produce it), the
-        continuation being the assistant's reply to the context (with its media)."""
+        """(-log P(continuation | context), whether greedy decoding would produce it), the
+        continuation being the assistant's reply to the context (with its media). The first is a
+        loss (lower is likelier), lmms-eval's convention: its `multiple_choice` scoring (0.7.3)
+        picks the option with the smallest value, as its models return their loss."""
         pipeline = self.pipeline
         results = []
         for request in requests:
@@ -182,8 +184,8 @@ class ModRWKVLmmsCore:
                 logits = torch.cat([logits, rest.reshape(len(reply) - 1, -1)])
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             target = torch.tensor(reply, device=logprobs.device)
-            total = float(logprobs.gather(1, target[:, None]).sum())
-            results.append((total, bool((logprobs.argmax(-1) == target).all())))
+            loss = -float(logprobs.gather(1, target[:, None]).sum())
+            results.append((loss, bool((logprobs.argmax(-1) == target).all())))
         return results
 
     def generate_until_multi_round(self, requests: Sequence[Any]) -> list[str]:
