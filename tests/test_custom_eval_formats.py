@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -319,3 +321,15 @@ def test_a_held_out_file_that_mixes_formats_is_named_by_file_line_and_both_forma
                  "--output", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert code != 0 and expected in err and "Traceback" not in err
+
+
+def test_eval_of_a_custom_file_runs_without_the_train_extra(tmp_path):
+    """`pip install 'modrwkv[eval]'` (lmms-eval's users, say) has no lightning: `modrwkv eval --task
+    custom` names its run folder after the data without importing training (it refused to run)."""
+    data = write(tmp_path / "digits", "test.jsonl", [qa(0, "Which digit is this?", "7")])
+    script = ("import sys; sys.modules['lightning'] = None; from modrwkv.cli import main; "
+              f"sys.exit(main(['eval', '--task', 'custom', '--data', {str(data)!r}, '--model', {str(tiny_model_dir())!r}, "
+              "'--limit', '1', '--no-progress']))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs" / "eval" / "custom-digits" / "summary.json").is_file()

@@ -663,7 +663,7 @@ def _prose_options() -> list[tuple[str, str]]:
 
 PROSE_OPTIONS = _prose_options()
 # options of other programs that the docs quote
-OTHER_TOOLS_OPTIONS = {"--quantization": "ctranslate2's converter", "--batch_size": "lm-eval",
+OTHER_TOOLS_OPTIONS = {"--quantization": "ctranslate2's converter", "--batch_size": "lm-eval", "--model_args": "lmms-eval",
                        "--no-jinja": "llama.cpp"}
 ALL_OPTIONS = {name for parser in (PARSER, *SUBCOMMANDS.values()) for action in parser._actions
                for name in action.option_strings}

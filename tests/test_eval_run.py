@@ -305,11 +305,17 @@ def test_lmms_eval_model_generates_and_scores_like_the_pipeline(pipeline):
     replies = lmms.generate_until(requests)
     assert replies == [pipeline.chat("Is there a dog?", images=[d["image"]], temperature=0, max_new_tokens=MAX_NEW_TOKENS,
                                      stop_strings=["\n\n"]) for d in docs["pope"]["test"]]
-    # Log-likelihood of the greedy reply, checked against one full-sequence forward pass.
+    with pytest.raises(ValueError, match="beam search \\(num_beams=3\\) is not supported"):
+        lmms.generate_until([Instance(("Is there a dog?", {"num_beams": 3}, visual, 0, "pope", "test"))])
+    # The greedy reply's negative log-likelihood, checked against one full-sequence forward pass.
     greedy = pipeline.chat("Is there a dog?", images=[docs["pope"]["test"][0]["image"]], temperature=0, max_new_tokens=3)
-    [(logprob, is_greedy), (other, other_greedy)] = lmms.loglikelihood(
+    docs["pope"]["test"][0]["answer"] = greedy
+    [(loss, is_greedy), (other, other_greedy), by_target] = lmms.loglikelihood(
         [Instance(("Is there a dog?", greedy, visual, 0, "pope", "test")),
-         Instance(("Is there a dog?", greedy + " zebra", visual, 0, "pope", "test"))])
+         Instance(("Is there a dog?", greedy + " zebra", visual, 0, "pope", "test")),
+         # output_type loglikelihood: lmms-eval passes the task's doc_to_target, not its string
+         Instance(("Is there a dog?", lambda doc: doc["answer"], visual, 0, "pope", "test"))])
+    assert by_target == (loss, is_greedy)
     sample = Sample([Message("user", "<image>\nIs there a dog?"), Message("assistant", greedy)],
                     images=[docs["pope"]["test"][0]["image"]])
     processed = pipeline.processor(sample)
@@ -319,8 +325,9 @@ def test_lmms_eval_model_generates_and_scores_like_the_pipeline(pipeline):
     targets = batch.labels[0, 1:]
     positions = (targets != IGNORE_INDEX).nonzero().flatten()[:-1]  # the reply, without the end of turn
     expected = torch.log_softmax(logits[positions], -1).gather(1, targets[positions, None]).sum()
-    assert logprob == pytest.approx(float(expected), abs=1e-3)
-    assert is_greedy and not other_greedy and other < logprob
+    # lmms-eval's convention is a loss (its multiple_choice picks the smallest): -log P
+    assert loss == pytest.approx(-float(expected), abs=1e-3)
+    assert is_greedy and not other_greedy and other > loss
 
 
 def test_vlmevalkit_launcher_registers_the_model_for_run_py(trained, tmp_path, monkeypatch, capsys):
@@ -344,9 +351,10 @@ def test_vlmevalkit_launcher_registers_the_model_for_run_py(trained, tmp_path, m
     assert capsys.readouterr().out == "ModRWKVVLM 5 ['--data', 'POPE', '--model', 'modrwkv']\n"
 
 
-def test_lmms_eval_plugin_resolves_to_a_model_on_the_lmms_base(trained, monkeypatch):
-    """lmms-eval's plugin hook imports `<plugin>.models`, reads AVAILABLE_MODELS and loads
-    `<plugin>.models.<name>.<class>`; the class must subclass lmms-eval's `lmms` (faked here)."""
+def test_lmms_eval_model_class_takes_model_args_as_lmms_eval_passes_them(trained, monkeypatch):
+    """The class the entry point names subclasses lmms-eval's `lmms` (faked here) and takes
+    `--model_args` and the command line's options as lmms-eval 0.7's `create_from_arg_string` passes
+    them: numbers converted, `batch_size` a string, `max_batch_size` when given."""
     import abc
     import importlib
     import types
@@ -364,21 +372,19 @@ def test_lmms_eval_plugin_resolves_to_a_model_on_the_lmms_base(trained, monkeypa
         @abc.abstractmethod
         def generate_until_multi_round(self, requests): ...
 
-    registered = {}
-    api, model_module, registry = (types.ModuleType(n) for n in ("lmms_eval.api", "lmms_eval.api.model", "lmms_eval.api.registry"))
+    api, model_module = (types.ModuleType(n) for n in ("lmms_eval.api", "lmms_eval.api.model"))
     model_module.lmms = lmms
-    registry.register_model = lambda name: lambda cls: registered.setdefault(name, cls)
     for name, module in (("lmms_eval", types.ModuleType("lmms_eval")), ("lmms_eval.api", api),
-                         ("lmms_eval.api.model", model_module), ("lmms_eval.api.registry", registry)):
+                         ("lmms_eval.api.model", model_module)):
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.delitem(sys.modules, "modrwkv.evaluation.harness.models.modrwkv", raising=False)
-    plugin = "modrwkv.evaluation.harness"
-    [(name, class_name)] = importlib.import_module(f"{plugin}.models").AVAILABLE_MODELS.items()
-    cls = getattr(importlib.import_module(f"{plugin}.models.{name}"), class_name)
-    model = cls(pretrained=str(trained.folder), batch_size="2", max_new_tokens="3")
-    assert isinstance(model, lmms) and registered == {"modrwkv": cls}
+    cls = importlib.import_module("modrwkv.evaluation.harness.models.modrwkv").ModRWKVLmms
+    model = cls(pretrained=str(trained.folder), max_new_tokens=3, batch_size="2", max_batch_size=64)
+    assert isinstance(model, lmms)
     assert (model._world_size, model.batch_size_per_gpu, model.max_new_tokens) == (1, 2, 3)
     with pytest.raises(NotImplementedError, match="multi-round"):
         model.generate_until_multi_round([])
     with pytest.raises(ValueError, match="unknown modrwkv model_args \\['temprature'\\]"):
-        cls(pretrained=str(trained.folder), temprature="0")
+        cls(pretrained=str(trained.folder), temprature=0)
+    with pytest.raises(ValueError, match="needs --batch_size N .* got 'auto'"):
+        cls(pretrained=str(trained.folder), batch_size="auto")

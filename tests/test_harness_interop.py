@@ -1,21 +1,27 @@
 """How the evaluation harnesses find and drive modrwkv: lmms-eval's `lmms_eval.models` entry point and
 its rank / world size under accelerate; VLMEvalKit's `BaseModel` and multi-turn `chat`. Neither
-harness is installed here: their few names modrwkv touches are faked, as lmms-eval / VLMEvalKit
-define them (lmms_eval/models/registry_v2.py; vlmeval/vlm/base.py)."""
+harness is a test dependency (lmms-eval 0.7.3 pulls in 2.5 GB, and a CUDA torchvision): their few
+names modrwkv touches are faked, as lmms-eval / VLMEvalKit define them
+(lmms_eval/models/registry_v2.py; vlmeval/vlm/base.py). Where lmms-eval is installed, the last test
+runs its real command line over bench/digits/lmms_eval_task and compares with `modrwkv eval`."""
 
 import dataclasses
 import importlib
 import importlib.machinery
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
-from test_pipeline import GREEDY, image, tiny_pipeline
+from test_pipeline import GREEDY, image, tiny_model_dir, tiny_pipeline
 from PIL import Image
 
 import modrwkv.evaluation.harness.lmms_eval as lmms_adapter
+from modrwkv.cli import main
 from modrwkv.evaluation.harness.lmms_eval import ModRWKVLmmsCore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +128,43 @@ def test_vlmevalkit_model_is_a_base_model_with_multi_turn_chat(vlmevalkit_with_b
         model.chat(messages[:2])
     with pytest.raises(ValueError, match="role of system, user or assistant"):
         model.chat([{"role": "robot", "content": "hi"}])
+
+
+# docs/evaluation.md, "lmms-eval": lmms-eval 0.7.3 leaves filelock unpinned but needs 3.x, and
+# PyPI's torchvision is a CUDA build that fails to import beside torch's CPU build (uninstall it).
+LMMS_EVAL_INSTALL = 'pip install lmms-eval==0.7.3 "filelock<4" torch==2.13.0 && pip uninstall -y torchvision'
+
+
+def test_real_lmms_eval_scores_the_replies_modrwkv_eval_gives(tmp_path, monkeypatch):
+    """lmms-eval's own command line over the shipped digits task (its YAML, its image reader, the
+    entry point, `--model_args` parsing, its exact match) gives each record the reply and the score
+    `modrwkv eval --task custom` gives the same records (a random model: replies of up to 17 tokens
+    that must match to the character)."""
+    if importlib.util.find_spec("lmms_eval") is None:
+        pytest.skip(f"lmms-eval is not installed; to run this test: {LMMS_EVAL_INSTALL}")
+    monkeypatch.chdir(tmp_path)  # the task reads data/digits/test.jsonl from the working directory
+    data = tmp_path / "data" / "digits"
+    (data / "images").mkdir(parents=True)
+    records = []
+    for index in range(4):
+        Image.fromarray(image(index, size=(8, 8))[..., 0], mode="L").save(data / "images" / f"{index}.png")
+        records.append({"id": str(index), "image": f"images/{index}.png", "question": "Which digit is this?",
+                        "answer": str(index)})
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lmms_eval", "--model", "modrwkv", "--model_args", f"pretrained={tiny_model_dir()}",
+         "--tasks", "modrwkv_digits", "--include_path", str(ROOT / "bench" / "digits" / "lmms_eval_task"),
+         "--batch_size", "3", "--log_samples", "--output_path", str(tmp_path / "lmms")],
+        env=env, capture_output=True, text=True, timeout=600)
+    [samples] = (tmp_path / "lmms").rglob("*_samples_modrwkv_digits.jsonl") or [None]
+    assert samples is not None, done.stdout[-3000:] + done.stderr[-3000:]  # lmms-eval exits 0 on errors
+    harness = {json.loads(line)["doc_id"]: json.loads(line) for line in samples.read_text().splitlines()}
+    [results] = (tmp_path / "lmms").rglob("*_results.json")
+    harness_score = json.loads(results.read_text())["results"]["modrwkv_digits"]["exact_match,none"]
+    assert main(["eval", "--task", "custom", "--model", str(tiny_model_dir()), "--data", str(data / "test.jsonl"),
+                 "--output", str(tmp_path / "ours"), "--no-progress"]) == 0
+    ours = [json.loads(line) for line in (tmp_path / "ours" / "predictions.jsonl").read_text().splitlines()]
+    assert [harness[i]["filtered_resps"].strip() for i in range(len(records))] == [r["prediction"] for r in ours]
+    assert any(r["prediction"] for r in ours)  # replies to compare, not empty strings
+    assert harness_score == json.loads((tmp_path / "ours" / "summary.json").read_text())["metrics"]["accuracy"] / 100

@@ -1220,7 +1220,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"--submission: {task.name} {split} is scored here; submission files exist for "
                        + ", ".join(f"{name} --split {s}" for name, s in SUBMISSIONS.items()))
     if args.task == "custom":
-        from modrwkv.training.init import data_name
+        from modrwkv.data.readers.base import data_name  # not training's: eval runs without the [train] extra
 
         default_output = f"custom-{data_name(args.data)}"
     else:

@@ -31,6 +31,7 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
+from ..data.readers.base import data_name
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -107,15 +108,6 @@ class DataSummary:
         if self.scanned_all:
             return str(self.samples)
         return f"about {self.estimated_samples} ({self.samples} scanned)"
-
-
-def data_name(data: str | Path) -> str:
-    """A name for runs and configs: the file's name, or its folder's for a generic one
-    (data/digits/train.jsonl and data/digits/test.jsonl -> digits)."""
-    path = Path(data)
-    generic = path.stem.lower() in ("train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
-                                    "dataset", "all")
-    return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
 
 
 def summarize_data(answers: InitAnswers) -> DataSummary:

@@ -620,3 +620,12 @@ class JsonRecordsReader(Reader):
     @abc.abstractmethod
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:
         """One record -> a Sample; raises DataError for a bad record."""
+
+
+def data_name(data: str | Path) -> str:
+    """A name for runs and configs: the file's name, or its folder's for a generic one
+    (data/digits/train.jsonl and data/digits/test.jsonl -> digits)."""
+    path = Path(data)
+    generic = path.stem.lower() in ("train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
+                                    "dataset", "all")
+    return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem

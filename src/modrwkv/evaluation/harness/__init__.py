@@ -1,6 +1,6 @@
 """Adapters that let the popular evaluation harnesses drive a modrwkv model; neither harness is
 needed to import them: `vlmevalkit.ModRWKVVLM` (VLMEvalKit) and `lmms_eval.ModRWKVLmmsCore`
-(lmms-eval, registered through `LMMS_EVAL_PLUGINS=modrwkv.evaluation.harness`)."""
+(lmms-eval, registered through the `lmms_eval.models` entry point in pyproject.toml)."""
 
 from __future__ import annotations
 

@@ -7,12 +7,14 @@ lmms-eval hands the model `Instance`s whose `args` are
 from `doc_to_visual(self.task_dict[task][split][doc_id])` (PIL images, audio dicts with "array"
 and "sampling_rate", or paths: images, audio, and video files, read as frames). `ModRWKVLmmsCore` implements that without importing lmms-eval;
 `harness/models/modrwkv.py` mixes it into lmms-eval's `lmms` base class. lmms-eval finds it through
-the `lmms_eval.models` entry point that modrwkv's package declares (`lmms_eval_manifest`), or, in
-lmms-eval versions without entry points, through its plugin variable:
+the `lmms_eval.models` entry point that modrwkv's package declares (`lmms_eval_manifest`; checked
+with lmms-eval 0.7.3, docs/evaluation.md):
 
     python -m lmms_eval --model modrwkv \\
         --model_args pretrained=runs/quickstart/model,device=cuda,dtype=bf16 --tasks pope --batch_size 8
-    LMMS_EVAL_PLUGINS=modrwkv.evaluation.harness python -m lmms_eval --model modrwkv ...
+
+For `output_type: loglikelihood` tasks lmms-eval passes the task's `doc_to_target` function as the
+continuation (a string for `multiple_choice`); both are read.
 
 Under `accelerate launch` (one process per GPU) each process loads the model on its own GPU and
 reports its rank and the world size, so that lmms-eval gives it its share of the requests.
@@ -83,12 +85,18 @@ class ModRWKVLmmsCore:
     def __init__(self, pretrained: str | None = None, device: str = "cpu", dtype: str = "fp32",
                  batch_size: int | str = 1, max_new_tokens: int | str = 1024, encoder: str | None = None,
                  encoder_source: str | None = None, template: str | None = None, pipeline: Any = None,
-                 **unused: Any) -> None:
-        """Arguments arrive as strings from `--model_args key=value,...`; `pipeline` (Python only)
-        wraps a ready pipeline instead of loading `pretrained`."""
+                 max_batch_size: int | None = None, **unused: Any) -> None:
+        """Arguments arrive from `--model_args key=value,...` as lmms-eval parses them (numbers and
+        true/false converted, the rest strings), with `batch_size` (a string) and, when given on its
+        command line, `device` and `max_batch_size` (the cap of `--batch_size auto`, which modrwkv
+        does not size, so it is unused); `pipeline` (Python only) wraps a ready pipeline instead of
+        loading `pretrained`."""
         super().__init__()
         if unused:
             raise ValueError(f"unknown modrwkv model_args {sorted(unused)}")
+        if not str(batch_size).isdigit() or int(batch_size) < 1:
+            raise ValueError(f"the modrwkv lmms-eval model needs --batch_size N (a whole number of at least 1), "
+                             f"got {batch_size!r}")
         self._rank, self._world_size, local_rank = distributed_position()
         if self._world_size > 1:
             if device == "cuda":  # one GPU per process
@@ -99,7 +107,7 @@ class ModRWKVLmmsCore:
         if pipeline is None:
             if pretrained is None:
                 raise ValueError("the modrwkv lmms-eval model needs pretrained=MODEL_DIR")
-            pipeline = load_pipeline(pretrained, device=device, dtype=dtype, encoder=encoder,
+            pipeline = load_pipeline(str(pretrained), device=device, dtype=dtype, encoder=encoder,
                                      encoder_source=encoder_source, template=template)
         self.pipeline = pipeline
         self.batch_size_per_gpu = int(batch_size)
@@ -119,11 +127,20 @@ class ModRWKVLmmsCore:
         return self.pipeline.engine.device
 
     def _inputs(self, request: Any) -> tuple[str, Any, dict[str, list[Any]]]:
+        """(context, generation settings or continuation, media) of one request; a continuation
+        given as a function (`output_type: loglikelihood` passes the task's `doc_to_target`) is
+        applied to the request's document."""
         context, second, doc_to_visual, doc_id, task, split = request.args
-        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual is not None else None
+        doc = self.task_dict[task][split][doc_id]
+        visuals = doc_to_visual(doc) if doc_to_visual is not None else None
+        if callable(second):
+            second = str(second(doc))
         return context, second, _split_visuals(visuals)
 
     def _sampling(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if int(gen_kwargs.get("num_beams") or 1) > 1:
+            raise ValueError(f"the modrwkv lmms-eval model decodes greedily or samples; beam search "
+                             f"(num_beams={gen_kwargs['num_beams']}) is not supported")
         until = gen_kwargs.get("until") or []
         until = [until] if isinstance(until, str) else list(until)
         temperature = float(gen_kwargs.get("temperature") or 0.0)
@@ -149,8 +166,10 @@ class ModRWKVLmmsCore:
 
     @torch.no_grad()
     def loglikelihood(self, requests: Sequence[Any]) -> list[tuple[float, bool]]:
-        """(log P(continuation | context), whether greedy decoding would produce it), the
-        continuation being the assistant's reply to the context (with its media)."""
+        """(-log P(continuation | context), whether greedy decoding would produce it), the
+        continuation being the assistant's reply to the context (with its media). The first is a
+        loss (lower is likelier), lmms-eval's convention: its `multiple_choice` scoring (0.7.3)
+        picks the option with the smallest value, as its models return their loss."""
         pipeline = self.pipeline
         results = []
         for request in requests:
@@ -165,8 +184,8 @@ class ModRWKVLmmsCore:
                 logits = torch.cat([logits, rest.reshape(len(reply) - 1, -1)])
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             target = torch.tensor(reply, device=logprobs.device)
-            total = float(logprobs.gather(1, target[:, None]).sum())
-            results.append((total, bool((logprobs.argmax(-1) == target).all())))
+            loss = -float(logprobs.gather(1, target[:, None]).sum())
+            results.append((loss, bool((logprobs.argmax(-1) == target).all())))
         return results
 
     def generate_until_multi_round(self, requests: Sequence[Any]) -> list[str]:

@@ -1,4 +1,2 @@
-"""lmms-eval's plugin hook: with `LMMS_EVAL_PLUGINS=modrwkv.evaluation.harness`, lmms-eval imports
-this package and resolves each entry to `modrwkv.evaluation.harness.models.<name>.<class>`."""
-
-AVAILABLE_MODELS = {"modrwkv": "ModRWKVLmms"}
+"""lmms-eval model classes (they import lmms-eval); lmms-eval finds them through the
+`lmms_eval.models` entry point (`harness.lmms_eval.lmms_eval_manifest`)."""
