@@ -314,3 +314,17 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
     with pytest.raises(FileNotFoundError, match=f"^data.val: {empty} is a folder with no .parquet file"):
         train(cfg)
+
+
+def test_a_plain_binary_image_column_reads_as_its_bytes(tmp_path):
+    """An `image` column of bare bytes (pyarrow's binary, not `datasets`' struct) is one image per row."""
+    import pyarrow as pa
+
+    from modrwkv.data.readers import LlavaReader
+
+    jsonl, _ = digits(tmp_path / "digits", 1)
+    png = (jsonl.parent / "images" / "0000.png").read_bytes()
+    turns = [{"from": "human", "value": "<image>\nWhich digit?"}, {"from": "gpt", "value": "0"}]
+    pq.write_table(pa.table({"image": pa.array([png], pa.binary()), "conversations": [turns]}), tmp_path / "b.parquet")
+    [sample] = list(LlavaReader(tmp_path / "b.parquet", on_error="raise"))
+    assert sample.images[0].read() == png
