@@ -286,17 +286,8 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     formats' fields; what HF `datasets` writes for an `Image()` / `Audio()` feature, a struct
     {"bytes", "path"}, arrives as that dict, its bytes as a `ParquetBytes` (any binary value does): the
     records of a data set hold none of its media, which are read when a sample is built."""
-    from ...extras import require
-
-    parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
-    try:
-        handle = parquet.ParquetFile(path)
-    except FileNotFoundError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet
-        raise DataError(str(path), "unreadable_file", f"not a readable Parquet file: {err}") from None
     index, name = 0, str(path)
-    with handle:
+    with open_parquet(path) as handle:
         for row_group in range(handle.num_row_groups):
             batches, row = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group]), 0
             while True:
@@ -312,6 +303,19 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     yield f"{path}:row {index}", _constant({column: _refer_to_bytes(value, column, (), where)
                                                             for column, value in record.items()})
                     index, row = index + 1, row + 1
+
+
+def open_parquet(path: Path) -> Any:
+    """`pyarrow.parquet.ParquetFile(path)`; DataError for a file that does not open or is not Parquet."""
+    from ...extras import require
+
+    parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
+    try:
+        return parquet.ParquetFile(path)
+    except FileNotFoundError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet
+        raise DataError(str(path), "unreadable_file", f"not a readable Parquet file: {err}") from None
 
 
 def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
@@ -724,6 +728,18 @@ class JsonRecordsReader(Reader):
             for _, build in one_format(path, self.format, file_records(path),
                                        lambda record, source, folder=folder: self._convert(record, source, folder)):
                 yield build
+
+    def count_records(self) -> int:
+        """`Reader.count_records`, with a Parquet file's rows counted from its footer: reading them would
+        read every embedded image of a hub split (tens of GB) to count them."""
+        count = 0
+        for path in self.paths:
+            if is_parquet(path):
+                with open_parquet(path) as handle:
+                    count += handle.metadata.num_rows
+            else:
+                count += sum(1 for _ in json_records(path))
+        return count
 
     @abc.abstractmethod
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:
