@@ -638,7 +638,7 @@ def _run_init(args: argparse.Namespace) -> int:
         from modrwkv.training.init import LM_FILES
 
         answers.lm_checkpoint = _ask("RWKV-7 checkpoint path", LM_FILES[answers.size])
-    output = Path(args.output or f"{data_name(data)}.yaml")
+    output = Path(args.output or f"{data_name(data[0])}.yaml")
     if output.exists() and not args.force:
         raise CLIError(f"{output} exists; choose another --output or add --force")
     config, notes = build_config(answers, summary)
