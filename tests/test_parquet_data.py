@@ -19,11 +19,11 @@ import yaml
 
 from modrwkv.cli import main
 from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
+from modrwkv.data.readers.base import ParquetBytes, expand_paths
 from modrwkv.data.readers.detect import detect_format
 from modrwkv.encoders.media import load_audio, load_image
 from modrwkv.evaluation.tasks import CustomTask
 from modrwkv.training import config_from_dict, train
-from modrwkv.training.data import expand_paths
 
 datasets = pytest.importorskip("datasets")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -47,10 +47,12 @@ def digits(folder: Path, count: int) -> tuple[Path, list[dict]]:
     return path, records
 
 
-def to_parquet(records: list[dict], folder: Path, path: Path, casts: dict, shards: int = 1) -> None:
+def to_parquet(records: list[dict], folder: Path, path: Path, casts: dict, shards: int = 1,
+               row_group: int | None = None) -> None:
     """The records as `datasets` writes them to the hub: media columns cast to its features, the files'
     bytes embedded as `push_to_hub` embeds them (`embed_table_storage`; a plain `to_parquet` keeps only
-    the paths), `shards` files named as the hub names a split's (train-00000-of-00002.parquet)."""
+    the paths), `shards` files named as the hub names a split's (train-00000-of-00002.parquet), row
+    groups of `row_group` rows (default: `datasets`' own, 100 rows for images)."""
     from datasets.table import embed_table_storage
 
     columns = {key: [str(folder / r[key]) if key in casts else r[key] for r in records] for key in records[0]}
@@ -59,7 +61,7 @@ def to_parquet(records: list[dict], folder: Path, path: Path, casts: dict, shard
         dataset = dataset.cast_column(key, feature)
     dataset = dataset.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
     if shards == 1:
-        dataset.to_parquet(str(path))
+        dataset.to_parquet(str(path), batch_size=row_group)
         return
     path.mkdir(parents=True)
     for index in range(shards):
@@ -69,19 +71,21 @@ def to_parquet(records: list[dict], folder: Path, path: Path, casts: dict, shard
 def test_digits_written_by_datasets_read_as_their_jsonl(tmp_path):
     jsonl, records = digits(tmp_path / "digits", 20)
     single, shards = tmp_path / "train.parquet", tmp_path / "data"
-    to_parquet(records, jsonl.parent, single, {"image": datasets.Image()})
+    to_parquet(records, jsonl.parent, single, {"image": datasets.Image()}, row_group=7)  # rows 0-6, 7-13, 14-19
     to_parquet(records, jsonl.parent, shards, {"image": datasets.Image()}, shards=2)
+    assert pq.ParquetFile(single).num_row_groups == 3
     row = pq.read_table(single).to_pylist()[3]
     assert row["image"]["bytes"].startswith(b"\x89PNG") and row["image"]["path"].endswith("0003.png")
     assert detect_format(single) == "qa"
     expected = list(QAReader(jsonl, on_error="raise"))
-    files = expand_paths([str(shards)])  # a folder: its shards, in order
+    files = expand_paths([str(shards)], "data.train")  # a folder: its shards, in order
     assert [Path(f).name for f in files] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
     for read in (list(QAReader(single, on_error="raise")), list(QAReader(files, on_error="raise"))):
         assert len(read) == len(expected) == 20
         for got, want in zip(read, expected, strict=True):
             assert got.messages == want.messages and got.meta == want.meta
-            assert isinstance(got.images[0], bytes)  # decoded from memory, not from the file the row names
+            assert isinstance(got.images[0], ParquetBytes)  # read from the Parquet file when decoded, not from
+            # the file the row names, and not held by the sample
             assert np.array_equal(np.asarray(load_image(got.images[0])), np.asarray(load_image(want.images[0])))
     assert read[10].source == f"{files[1]}:row 0" and expected[10].source == f"{jsonl}:11"
 
@@ -91,7 +95,8 @@ def test_training_and_eval_on_parquet_match_jsonl(tmp_path, capsys):
     to_parquet(records, jsonl.parent, tmp_path / "data", {"image": datasets.Image()}, shards=2)
     test = jsonl.parent / "test.jsonl"
     test.write_text("".join(json.dumps(r) + "\n" for r in records[:6]))
-    to_parquet(records[:6], jsonl.parent, tmp_path / "test.parquet", {"image": datasets.Image()})
+    to_parquet(records[:6], jsonl.parent, tmp_path / "test", {"image": datasets.Image()}, shards=2)
+    shards = sorted(str(p) for p in (tmp_path / "test").iterdir())
 
     def trained(name: str, data: str) -> dict:
         cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
@@ -105,21 +110,25 @@ def test_training_and_eval_on_parquet_match_jsonl(tmp_path, capsys):
     a, b = from_jsonl.model.state_dict(), from_parquet.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     summaries = []
-    for data in (test, tmp_path / "test.parquet"):
-        out = tmp_path / f"eval-{data.suffix[1:]}"
-        assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", str(data),
+    for name, data in (("jsonl", [str(test)]), ("parquet", shards)):  # the two shards, named one by one
+        out = tmp_path / f"eval-{name}"
+        assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", *data,
                      "--output", str(out), "--max-new-tokens", "4"]) == 0
         summary = json.loads((out / "summary.json").read_text())
-        replies = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
-        summaries.append((summary["metrics"], replies))
+        predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        summaries.append((summary["metrics"], [p["prediction"] for p in predictions]))
     assert summaries[0] == summaries[1] and len(summaries[0][1]) == 6
+    # several files: each in the summary and the report; a record known by its file and its number there
+    assert summary["data"] == shards and f"data: `{shards[0]}`, `{shards[1]}`;" in (out / "report.md").read_text()
+    assert [p["id"] for p in predictions] == [f"{Path(shards[k // 3]).name}:{k % 3 + 1}" for k in range(6)]
     capsys.readouterr()
-    # `modrwkv init` detects the format from the first row and sizes training from the decoded images
-    assert main(["init", "--data", str(tmp_path / "test.parquet"), "--yes", "--device", "cpu",
+    # `modrwkv init` on the folder of shards: the format from the first row, training sized from the decoded
+    # images of both files, and the folder as data.train, which training reads the same way
+    assert main(["init", "--data", str(tmp_path / "test"), "--yes", "--device", "cpu",
                  "--output", str(tmp_path / "init.yaml")]) == 0
-    assert "qa format, 6 usable samples, inputs: image" in capsys.readouterr().out
+    assert f"{tmp_path / 'test'}: qa format, 6 usable samples, inputs: image" in capsys.readouterr().out
     config = config_from_dict(yaml.safe_load((tmp_path / "init.yaml").read_text()))
-    assert config.data.format == "qa" and config.data.train == [str(tmp_path / "test.parquet")]
+    assert config.data.format == "qa" and config.data.train == [str(tmp_path / "test")]
 
 
 def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_path):
@@ -143,7 +152,7 @@ def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_
     assert detect_format(parquet) == "asr"
     expected, read = list(AsrManifestReader(manifest, on_error="raise")), list(AsrManifestReader(parquet, on_error="raise"))
     for got, want in zip(read, expected, strict=True):
-        assert got.messages == want.messages and isinstance(got.audios[0], bytes)
+        assert got.messages == want.messages and isinstance(got.audios[0], ParquetBytes)
         assert np.array_equal(load_audio(got.audios[0]), load_audio(want.audios[0]))
 
     scores = []  # the same replies scored against either file's references: one wrong word of 12
@@ -151,7 +160,7 @@ def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_
         task = CustomTask()
         samples = task.load(data, "all")
         assert [s.reference["answers"] for s in samples] == [[s] for s in SENTENCES]
-        assert all(isinstance(s.audio[0], bytes if data == parquet else Path) for s in samples)
+        assert all(isinstance(s.audio[0], ParquetBytes if data == parquet else Path) for s in samples)
         scores.append(task.summarize([{"reference": s.reference, "prediction": p} for s, p in zip(
             samples, ["two red cats jump", "nine white bears sit", "five blue fish sit"], strict=True)]))
     assert scores[0] == scores[1] and scores[0]["wer"] == pytest.approx(100 / 12)
@@ -235,6 +244,90 @@ def test_llava_and_sharegpt_rows_with_embedded_image_lists_read_as_their_jsonl(t
         dataset.with_format("arrow").map(embed_table_storage, batched=True).to_parquet(str(tmp_path / "r.parquet"))
         assert detect_format(tmp_path / "r.parquet") == reader.format
         [want], [got] = list(reader(jsonl.parent / "r.jsonl", on_error="raise")), list(reader(tmp_path / "r.parquet", on_error="raise"))
-        assert got.messages == want.messages and all(isinstance(i, bytes) for i in got.images)
+        assert got.messages == want.messages and all(isinstance(i, ParquetBytes) for i in got.images)
         assert [np.asarray(load_image(i)).tolist() for i in got.images] == \
             [np.asarray(load_image(i)).tolist() for i in want.images]
+
+
+def test_embedded_images_stay_in_the_file_until_a_sample_is_built(tmp_path, monkeypatch):
+    """The records of a data set hold where its embedded images are, not their bytes (LLaVA-Pretrain on the
+    hub is tens of GB of them): reading a file of 19 MB of noise PNGs, which do not compress, keeps a
+    small fraction of that in memory, and each image reads back as the bytes written. Counting the
+    records (`modrwkv init`'s estimate) reads the file's footer, not its rows."""
+    import tracemalloc
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(96):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buffer, format="PNG", compress_level=0)
+        images.append(buffer.getvalue())
+    path = tmp_path / "noise.parquet"
+    datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in images],
+                                "question": ["Which digit is this?"] * len(images), "answer": ["7"] * len(images)},
+                               ).cast_column("image", datasets.Image()).to_parquet(str(path))
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        samples = list(QAReader(path, on_error="raise"))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(samples) == 96 and size > 18e6
+    assert held < size / 20, f"{held} bytes held after reading a {size}-byte file"  # read eagerly: more than size
+    assert [s.images[0].read() for s in samples[::19]] == images[::19]
+    assert np.array_equal(np.asarray(load_image(samples[5].images[0])), np.asarray(Image.open(io.BytesIO(images[5]))))
+    monkeypatch.setattr("modrwkv.data.readers.base.parquet_records", lambda path: pytest.fail("rows read to count"))
+    assert QAReader(path).count_records() == 96
+
+
+def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
+    jsonl, records = digits(tmp_path / "digits", 8)
+    llava = tmp_path / "digits" / "llava.jsonl"
+    llava.write_text(json.dumps({"image": records[0]["image"], "conversations": [
+        {"from": "human", "value": "<image>\nWhich digit?"}, {"from": "gpt", "value": "0"}]}) + "\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def error(argv: list[str]) -> str:
+        assert main(argv) == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    assert error(["init", "--data", str(tmp_path / "train-*.parquet"), "--yes"]) == \
+        f"modrwkv init: error: --data: no file matches '{tmp_path / 'train-*.parquet'}'"
+    assert error(["init", "--data", str(jsonl), str(llava), "--yes"]) == (
+        f"modrwkv init: error: {jsonl} holds qa records, but {llava} holds llava records: training reads all its "
+        "files with one reader; give files of one format (or --format)")
+    eval_custom = ["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"), "--data"]
+    assert error([*eval_custom, str(empty)]) == (
+        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet file; give the data files (a wildcard "
+        "such as data/train-*.parquet)")
+    assert error([*eval_custom, str(jsonl), str(llava)]) == (
+        f"modrwkv eval: error: {llava} holds llava records, detected from the first record, but {jsonl} holds qa "
+        "records: give files of one format")
+    assert error(["eval", "--model", str(tmp_path), "--task", "pope", "--data", str(jsonl), str(llava)]) == \
+        "modrwkv eval: error: --data: pope reads one folder or file (several files are for --task custom)"
+
+    # a data.val folder without shards is named as data.val, not data.train
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["data"] = {"format": "qa", "train": [str(jsonl)], "val": [str(empty)]}
+    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4, val_every=1)
+    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
+    with pytest.raises(FileNotFoundError, match=f"^data.val: {empty} is a folder with no .parquet file"):
+        train(cfg)
+
+
+def test_a_plain_binary_image_column_reads_as_its_bytes(tmp_path):
+    """An `image` column of bare bytes (pyarrow's binary, not `datasets`' struct) is one image per row."""
+    import pyarrow as pa
+
+    from modrwkv.data.readers import LlavaReader
+
+    jsonl, _ = digits(tmp_path / "digits", 1)
+    png = (jsonl.parent / "images" / "0000.png").read_bytes()
+    turns = [{"from": "human", "value": "<image>\nWhich digit?"}, {"from": "gpt", "value": "0"}]
+    pq.write_table(pa.table({"image": pa.array([png], pa.binary()), "conversations": [turns]}), tmp_path / "b.parquet")
+    [sample] = list(LlavaReader(tmp_path / "b.parquet", on_error="raise"))
+    assert sample.images[0].read() == png

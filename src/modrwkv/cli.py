@@ -549,7 +549,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
         "training will (format, inputs, sample count and length, image size), and writes a config that "
         "`modrwkv train` runs as it is, with a comment on each choice. Record formats: docs/custom-data.md.",
     )
-    p.add_argument("--data", help="training file: .json/.jsonl records (qa, llava, openai, sharegpt, asr) or a .csv/.npz series")
+    p.add_argument("--data", nargs="+", metavar="FILE",
+                   help="training data: .json/.jsonl/.parquet records (qa, llava, openai, sharegpt, asr) or a .csv/.npz "
+                   "series; several files, wildcards and a folder of .parquet shards are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
@@ -599,7 +601,8 @@ def _run_init(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and not args.yes
     data = args.data
     if not data and interactive:
-        data = _ask("Training data file (.jsonl/.json records, or .csv series)", None)
+        answer = _ask("Training data file (.jsonl/.json/.parquet records, or .csv series)", None)
+        data = [answer] if answer else None
     if not data:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
@@ -620,7 +623,8 @@ def _run_init(args: argparse.Namespace) -> int:
     detected = ", ".join(sorted(summary.modalities)) or "none"
     if summary.series_columns:  # which columns became series, so a column left out is seen now
         detected += f" (columns: {', '.join(summary.series_columns)})"
-    print(f"{data}: {summary.data_format} format, {summary.count()} usable samples, inputs: {detected} ({summary.skipped})")
+    print(f"{answers.data_label}: {summary.data_format} format, {summary.count()} usable samples, inputs: {detected} "
+          f"({summary.skipped})")
     _list_skipped(summary.problems, summary.num_skipped, sys.stdout)
     answers.modality = args.modality or (
         _ask("Input modality", next(iter(sorted(summary.modalities)), None), ("image", "audio", "series"))
@@ -634,7 +638,7 @@ def _run_init(args: argparse.Namespace) -> int:
         from modrwkv.training.init import LM_FILES
 
         answers.lm_checkpoint = _ask("RWKV-7 checkpoint path", LM_FILES[answers.size])
-    output = Path(args.output or f"{data_name(data)}.yaml")
+    output = Path(args.output or f"{data_name(data[0])}.yaml")
     if output.exists() and not args.force:
         raise CLIError(f"{output} exists; choose another --output or add --force")
     config, notes = build_config(answers, summary)
@@ -1085,7 +1089,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_model_options(p)
     p.add_argument("--task", required=True, choices=EVAL_TASKS, help="benchmark")
-    p.add_argument("--data", required=True, help="the benchmark's folder (or file), as docs/evaluation.md lays it out")
+    p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                   help="the benchmark's folder (or file), as docs/evaluation.md lays it out; --task custom: a file, or "
+                   "several files, wildcards or a folder of .parquet shards, as data.train takes them")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
@@ -1124,7 +1130,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "a rerun, or another model with the same encoder, skips the encoder")
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
-    custom = p.add_argument_group("--task custom (your own .json/.jsonl file in a training format, or a .csv series; "
+    custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet files in a training format, or a .csv series; "
                                   "see docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
@@ -1185,8 +1191,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     if problem:
         raise CLIError(f"--series-prompt: {problem}")
     long_form = _long_form_settings(args)
+    if len(args.data) > 1 and args.task != "custom":
+        raise CLIError(f"--data: {args.task} reads one folder or file (several files are for --task custom)")
+    data = args.data[0] if len(args.data) == 1 else args.data
     if args.task == "custom":
-        task = custom_task(args.data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
+        task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
     else:
         given = [flag for flag, value in custom_options.items() if value not in (None, [])]
@@ -1222,7 +1231,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.task == "custom":
         from modrwkv.data.readers.base import data_name  # not training's: eval runs without the [train] extra
 
-        default_output = f"custom-{data_name(args.data)}"
+        default_output = f"custom-{data_name(args.data[0])}"
     else:
         default_output = f"{task.name}-{split}"
     output = Path(args.output or f"runs/eval/{default_output}")
@@ -1231,7 +1240,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                       dtype=args.dtype, prompt_format=args.released_format, initial_state=args.initial_state)
     try:
         result = run_eval(
-            task, args.data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
+            task, data, output, model=model, load_pipeline=lambda: _load_pipeline(args, model_path=model_path),
             split=split, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
             num_shards=args.num_shards, shard_index=args.shard_index, merge_only=args.merge,
             progress=not args.no_progress,
@@ -1256,7 +1265,7 @@ def _run_eval(args: argparse.Namespace) -> int:
               f"{'; forecasts: the baseline alone, not decoded (--force-model decodes)' if source else ''}; "
               f"report: {output / 'report.md'}")
     if args.submission:
-        print(f"submission written to {export_submission(task, output, Path(args.data), Path(args.submission))}")
+        print(f"submission written to {export_submission(task, output, Path(data), Path(args.submission))}")
     return 0
 
 

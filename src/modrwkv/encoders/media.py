@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.readers.base import read_embedded
 from .containers import TRUNCATION_MARGIN, ContainerCheck, check_container
 
 if TYPE_CHECKING:
@@ -200,10 +201,11 @@ def _read_bytes_or_path(item: Any) -> tuple[Any, str]:
     return path, where
 
 
-def _naming_media_errors(kind: str, load: Callable[..., Any], *args: Any) -> Any:
-    """`load(*args)`, with a plain ValueError from a decoder reported as the `kind`'s MediaError."""
+def _naming_media_errors(kind: str, load: Callable[..., Any], item: Any, *args: Any) -> Any:
+    """`load(item, *args)`, with a plain ValueError from a decoder reported as the `kind`'s MediaError;
+    bytes embedded in a Parquet data file are read here, as the item is decoded (`read_embedded`)."""
     try:
-        return load(*args)
+        return load(read_embedded(item), *args)
     except MediaError:
         raise
     except ValueError as exc:

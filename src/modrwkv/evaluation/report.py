@@ -54,7 +54,8 @@ def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
     for s in summaries:
         lines.append(f"## {s['title']} ({s['split']})")
         lines.append("")
-        lines.append(f"- model: `{s['model']}`; data: `{s['data']}`; max_new_tokens {s['max_new_tokens']}, greedy")
+        data = ", ".join(f"`{d}`" for d in s["data"]) if isinstance(s["data"], list) else f"`{s['data']}`"
+        lines.append(f"- model: `{s['model']}`; data: {data}; max_new_tokens {s['max_new_tokens']}, greedy")
         if s["samples"] != s["samples_in_split"]:
             lines.append(f"- only the first {s['samples']} of {s['samples_in_split']} samples (--limit): "
                          "not comparable with the published numbers")

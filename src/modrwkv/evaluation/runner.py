@@ -212,7 +212,7 @@ def missing_media(samples: Sequence[EvalSample], limit: int = 5) -> list[Path]:
 
 def run_eval(
     task: Task,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     output: str | Path,
     *,
     model: ModelSpec,
@@ -233,7 +233,9 @@ def run_eval(
     every `num_shards`-th selected sample starting at `shard_index`; the process that completes the
     set (or a later call with `merge_only`) writes the merged predictions and the summary.
     """
-    data, output = Path(data), Path(output)
+    data = Path(data) if isinstance(data, (str, Path)) else [Path(d) for d in data]  # several: --task custom's files
+    output = Path(output)
+    label = data_label(data)
     split = task.check_split(split)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -247,10 +249,10 @@ def run_eval(
     samples = task.load(data, split)
     max_new_tokens = max_new_tokens or task.max_new_tokens  # after loading: a custom task sizes it from the answers
     if not samples:
-        raise ValueError(f"{data}: the {task.name} {split} split has no samples")
+        raise ValueError(f"{label}: the {task.name} {split} split has no samples")
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{data}: duplicate sample ids in the {task.name} {split} split")
+        raise ValueError(f"{label}: duplicate sample ids in the {task.name} {split} split")
     selected = samples[:limit] if limit else samples
     identity = {"format": FORMAT, "task": task.name, "split": split, "max_new_tokens": max_new_tokens,
                 "data": data_fingerprint(samples), "model": model.identity()}
@@ -291,6 +293,11 @@ def run_eval(
     summary = _finish(task, data, output, split, selected, len(samples), done, model, limit, batch_size, max_new_tokens,
                       generated, seconds)
     return EvalResult(output, len(selected), len(selected), generated, summary)
+
+
+def data_label(data: Path | Sequence[Path]) -> str:
+    """The data of a run as messages and report.md name it: the file or folder, or the files."""
+    return str(data) if isinstance(data, Path) else ", ".join(map(str, data))
 
 
 def _note_unrecorded_asr_prompt(task: Task, model: ModelSpec, samples: Sequence[EvalSample]) -> None:
@@ -372,7 +379,7 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
     return count
 
 
-def _finish(task: Task, data: Path, output: Path, split: str, selected: Sequence[EvalSample], total: int,
+def _finish(task: Task, data: Path | list[Path], output: Path, split: str, selected: Sequence[EvalSample], total: int,
             done: dict[str, dict[str, Any]], model: ModelSpec, limit: int | None, batch_size: int,
             max_new_tokens: int, generated: int, seconds: float) -> dict[str, Any]:
     """Writes the ordered predictions, the summary and the report."""
@@ -383,7 +390,7 @@ def _finish(task: Task, data: Path, output: Path, split: str, selected: Sequence
         "task": task.name,
         "title": task.title,
         "split": split,
-        "data": str(data),
+        "data": str(data) if isinstance(data, Path) else [str(d) for d in data],
         "model": model.path,
         "limit": limit,
         "samples": len(records),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
-import glob
 import inspect
 import logging
 from collections.abc import Iterator, Sequence
@@ -28,7 +27,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
-from ..data.readers.base import is_parquet
+from ..data.readers.base import expand_paths
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
@@ -41,29 +40,9 @@ log = logging.getLogger(__name__)
 AUDIO_TOKENS_PER_SECOND = 25  # ~50 encoder frames per second (Whisper, WavLM), halved by the speech adapter
 
 
-def expand_paths(patterns: Sequence[str]) -> list[str]:
-    """Data files, with shell-style wildcards expanded and a folder standing for the Parquet shards in
-    it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
-    reproducible."""
-    paths = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise FileNotFoundError(f"data.train: no file matches {pattern!r}")
-            paths.extend(matches)
-        elif Path(pattern).is_dir():
-            shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
-            if not shards:
-                raise FileNotFoundError(f"data.train: {pattern} is a folder with no .parquet file; give the data "
-                                        "files (a wildcard such as data/train-*.parquet)")
-            paths.extend(shards)
-        else:
-            paths.append(pattern)
-    return paths
-
-
-def build_reader(config: DataConfig) -> Reader:
+def build_reader(config: DataConfig, setting: str = "data.train") -> Reader:
+    """The reader of `config`'s files (`config.train`, which `setting` names in errors: data.val's
+    files are read through a copy of the section with them as its `train`)."""
     reader_cls, folder_option = FORMATS[config.format].reader, FORMATS[config.format].folder_option
     options = dict(config.options)
     if config.media_folder is not None:
@@ -73,7 +52,7 @@ def build_reader(config: DataConfig) -> Reader:
             raise ConfigError(f"data.media_folder {config.media_folder}: no such folder")
         options[folder_option] = config.media_folder
     check_options(reader_cls, options, config.format)
-    paths = expand_paths(config.train)
+    paths = expand_paths(config.train, setting)
     series_files = [p for p in paths if Path(p).suffix.lower() in (".csv", ".tsv", ".npz")]
     if series_files and config.format != "series":
         raise ConfigError(f"data.format is {config.format}, but {series_files[0]} is a time-series file; "
@@ -249,9 +228,9 @@ def _seasonality(encoder: object | None) -> tuple[int, bool, LinearBaseline | No
     return int(getattr(config, "season", 0)), bool(getattr(config, "drift", False)), baseline
 
 
-def read_samples(config: DataConfig) -> list[Sample]:
+def read_samples(config: DataConfig, setting: str = "data.train") -> list[Sample]:
     """All samples of the configured files; skipped records are logged by the reader."""
-    reader = build_reader(config)
+    reader = build_reader(config, setting)
     samples = list(reader)
     log.info("%s", reader.report.summary())
     if not samples:

@@ -1,6 +1,6 @@
 """`modrwkv init`: a training config written for the user's own data, from a few answers.
 
-    plan = InitAnswers(data="data/train.jsonl", modality=None, device="cpu", size="tiny")
+    plan = InitAnswers(data=["data/train.jsonl"], modality=None, device="cpu", size="tiny")
     text = write_config(plan, "my-config.yaml")     # the YAML, with a comment on each choice
 
 What is read from the data rather than asked: the format (from the first record's fields, or the
@@ -31,7 +31,7 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import data_name
+from ..data.readers.base import data_name, expand_paths
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -69,7 +69,9 @@ class InitError(ValueError):
 
 @dataclasses.dataclass
 class InitAnswers:
-    data: str  # the training file (JSON/JSONL records, or CSV/NPZ series)
+    # the training data as data.train takes it: files (JSON/JSONL/Parquet records, or CSV/NPZ series),
+    # wildcards, folders of .parquet shards (one string is one of them)
+    data: str | list[str]
     modality: str | None = None  # image / audio / series; None: read from the data
     data_format: str | None = None  # None: read from the data
     media_folder: str | None = None  # None: media paths relative to the data file's folder
@@ -80,6 +82,14 @@ class InitAnswers:
     lookback: int = 96  # series format: steps the model reads
     horizon: int = 24  # series format: steps it forecasts
     val: str | None = None  # a validation file in the training format (not for series: their own val rows)
+
+    def __post_init__(self) -> None:
+        self.data = [self.data] if isinstance(self.data, str) else list(self.data)
+
+    @property
+    def data_label(self) -> str:
+        """The training data as the user gave it, for messages."""
+        return ", ".join(self.data)
 
 
 @dataclasses.dataclass
@@ -110,13 +120,28 @@ class DataSummary:
         return f"about {self.estimated_samples} ({self.samples} scanned)"
 
 
+def detected_format(files: Sequence[Path]) -> str:
+    """The record format of the files (`detect_format`), which must be one: training reads every data.train
+    file with one reader, which would skip every record of a file of another format."""
+    found = {file: detect_format(file) for file in files}
+    formats = list(dict.fromkeys(found.values()))
+    if len(formats) > 1:
+        first, other = (next(file for file, f in found.items() if f == data_format) for data_format in formats[:2])
+        raise InitError(f"{first} holds {formats[0]} records, but {other} holds {formats[1]} records: training reads "
+                        "all its files with one reader; give files of one format (or --format)")
+    return formats[0]
+
+
 def summarize_data(answers: InitAnswers) -> DataSummary:
-    path = Path(answers.data)
-    if not path.is_file():
-        raise InitError(f"{path} is a folder; give the data file in it (--data FILE)" if path.is_dir()
-                        else f"{path}: no such data file")
     try:
-        data_format = answers.data_format or detect_format(path)
+        files = [Path(file) for file in expand_paths(answers.data, "--data")]
+    except FileNotFoundError as exc:
+        raise InitError(str(exc)) from None
+    for file in files:
+        if not file.is_file():
+            raise InitError(f"{file}: no such data file")
+    try:
+        data_format = answers.data_format or detected_format(files)
     except FormatUnknown as exc:
         raise InitError(str(exc)) from None
     if data_format not in FORMATS:
@@ -126,9 +151,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
     # is not an image or audio is counted as the bad record it is, not as a usable sample.
     options = series_options(answers) if data_format == "series" else {"verify_media": True}
-    config = DataConfig(format=data_format, train=[str(path)], options=options,  # type: ignore[arg-type]
+    config = DataConfig(format=data_format, train=[str(file) for file in files], options=options,  # type: ignore[arg-type]
                         media_folder=None if data_format == "series" else answers.media_folder)
-    reader = build_reader(config)
+    reader = build_reader(config, "--data")
     reader.max_examples = MAX_PROBLEMS
     try:
         samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
@@ -140,7 +165,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     problems = [str(err) for err in reader.report.examples]
     if not samples:
         first = f"; the first: {problems[0]}" if problems else ""
-        raise InitError(f"{path}: no usable sample ({reader.report.summary()}{first}); if media files were not "
+        raise InitError(f"{answers.data_label}: no usable sample ({reader.report.summary()}{first}); if media files were not "
                         "found, give the folder they are relative to (--media-folder)", problems,
                         reader.report.num_skipped)
     tokenizer = WorldTokenizer()
@@ -202,9 +227,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
             raise InitError(f"--modality {answers.modality}, but the data has {sorted(modalities)} inputs")
         modalities.add(answers.modality)
     if not modalities:
-        raise InitError(f"{answers.data}: no sample has an image, audio or series input; a ModRWKV needs one")
+        raise InitError(f"{answers.data_label}: no sample has an image, audio or series input; a ModRWKV needs one")
     tiny = answers.size == "tiny"
-    notes = [f"written by `modrwkv init` for {answers.data} ({summary.data_format} format, "
+    notes = [f"written by `modrwkv init` for {answers.data_label} ({summary.data_format} format, "
              f"{summary.count()} samples, inputs: {', '.join(sorted(modalities))})"]
     encoders: dict[str, Any] = {}
     media_tokens = 0
@@ -250,7 +275,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample ({summary.longest_text_tokens} text + "
                  f"{media_tokens} media tokens); longer samples are dropped and counted")
     model: dict[str, Any] = {"encoders": encoders, "ctx_len": ctx_len}
-    output_dir = answers.output_dir or f"runs/{data_name(answers.data)}"
+    output_dir = answers.output_dir or f"runs/{data_name(answers.data[0])}"
     audio = tiny and "audio" in encoders
     if tiny:
         # Audio: the audio quickstart's measured recipe (128 wide, lr 1e-3; docs/audio.md), as answers are
@@ -296,7 +321,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / "
                  f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
-    data: dict[str, Any] = {"format": summary.data_format, "train": [answers.data]}
+    data: dict[str, Any] = {"format": summary.data_format, "train": list(answers.data)}
     if summary.data_format == "series":
         if answers.val is not None:
             raise InitError("--val: a series config validates on the training file's own val rows (those after the "
@@ -349,7 +374,7 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     if answers.data_format is None and val.is_file():  # a format given (--data-format) applies to both files
         with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
             if (found := detect_format(val)) != data_format:
-                raise InitError(f"--val: {val} holds {found} records, but {answers.data} holds {data_format} "
+                raise InitError(f"--val: {val} holds {found} records, but {answers.data_label} holds {data_format} "
                                 "records, and training reads the val file with that file's reader: give held-out "
                                 "records in the training file's format")
     task = CustomTask(media_folder=answers.media_folder)

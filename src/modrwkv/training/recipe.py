@@ -299,7 +299,8 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
         return None
     val_config = val_data_config(config.data)
     try:
-        samples = read_samples(series_target_options(val_config, series_encoder))
+        samples = read_samples(series_target_options(val_config, series_encoder),
+                               "data.val" if config.data.val else "data.train")  # series: the training files' val rows
         scorer = val_scorer(val_config, opt.val_metric, opt.val_max_samples)
     except DataError as exc:
         if config.data.val:  # files the user named must hold val samples

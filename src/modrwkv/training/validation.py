@@ -58,12 +58,13 @@ import numpy as np
 import torch
 
 from ..data.readers import DataError
+from ..data.readers.base import expand_paths
 from ..multimodal.model import CONFIG_NAME
 from ..data.sample import Sample
 from ..textfiles import write_text_atomically
 from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
 from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
-from .data import DroppingCollator, ProcessedDataset, expand_paths
+from .data import DroppingCollator, ProcessedDataset
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     samples: list[Any] = []
     caps: list[int] = []
     scoring = None
-    paths = expand_paths(config.train)  # data.val's wildcards, as the reader of the val loss expands them
+    paths = expand_paths(config.train, "data.val")  # data.val's wildcards, as the reader of the val loss expands them
     for path in paths:
         try:
             loaded = task.load(Path(path), "all")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import abc
 import collections
 import dataclasses
+import functools
+import glob
 import io
 import json
 import logging
@@ -184,7 +186,30 @@ def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-PARQUET_BATCH_ROWS = 256  # rows turned into Python objects at a time: a shard of embedded images is gigabytes
+def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
+    """Data files, with shell-style wildcards expanded and a folder standing for the Parquet shards in
+    it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
+    reproducible. `setting` names where the patterns were given (data.train, --data) in the
+    FileNotFoundError for a wildcard that matches nothing or a folder without shards."""
+    paths = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"{setting}: no file matches {pattern!r}")
+            paths.extend(matches)
+        elif Path(pattern).is_dir():
+            shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
+            if not shards:
+                raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet file; give the data "
+                                        "files (a wildcard such as data/train-*.parquet)")
+            paths.extend(shards)
+        else:
+            paths.append(pattern)
+    return paths
+
+
+PARQUET_BATCH_ROWS = 64  # rows turned into Python objects at a time: 64 images of a shard are a few MB to tens
 
 
 def file_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
@@ -197,34 +222,112 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() == ".parquet"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParquetBytes:
+    """Media bytes embedded in a Parquet file (the `bytes` of what HF `datasets` writes for an `Image()` /
+    `Audio()` feature), kept as where they are rather than as the bytes: LLaVA-Pretrain on the hub is
+    tens of GB of embedded images, which a list of samples holding them would hold in memory. The
+    decoders (`modrwkv.encoders.media`) `read()` them when the item is decoded, in the data-loader
+    worker that builds the sample.
+
+    `row` counts within `row_group`; `keys` lead from the value of `column` in that row to the bytes
+    (("bytes",) for an image, (2, "bytes") for the third image of a list)."""
+
+    path: str
+    row_group: int
+    row: int
+    column: str
+    keys: tuple[str | int, ...]
+
+    def read(self) -> bytes:
+        """The bytes, from the row group's `column` as `_row_group_column` reads it (the last one is
+        kept, so the samples of one row group read it once); ValueError naming the file and row when
+        the file no longer reads."""
+        try:
+            value = _row_group_column(self.path, self.row_group, self.column)[self.row].as_py()
+        except (OSError, ValueError, IndexError, KeyError) as err:  # replaced or damaged since it was indexed
+            raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: the embedded "
+                             f"{self.column!r} bytes cannot be read: {err}") from None
+        for key in self.keys:
+            value = value[key]
+        if not isinstance(value, bytes):
+            raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: {self.column!r} holds no "
+                             "bytes there any more (the file changed since it was indexed)")
+        return value
+
+
+# The row-group column read last by this process: (process id, path, row group, column) -> the column.
+# One entry, so that a worker's memory is one row group's media whatever the data set's size; the
+# process id keeps a forked data-loader worker from using what its parent read.
+_LAST_COLUMN: dict[tuple[int, str, int, str], Any] = {}
+
+
+def _row_group_column(path: str, row_group: int, column: str) -> Any:
+    key = (os.getpid(), path, row_group, column)
+    found = _LAST_COLUMN.get(key)
+    if found is None:
+        import pyarrow.parquet
+
+        with pyarrow.parquet.ParquetFile(path) as handle:
+            found = handle.read_row_group(row_group, columns=[column]).column(0)
+        _LAST_COLUMN.clear()
+        _LAST_COLUMN[key] = found
+    return found
+
+
+def read_embedded(item: Any) -> Any:
+    """`item`, with `ParquetBytes` read into the bytes they stand for (what decoders open)."""
+    return item.read() if isinstance(item, ParquetBytes) else item
+
+
 def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Yields (source, load) per row of a Parquet file ("path:row N", counted from 0 as `datasets` and
     pandas index them), read `PARQUET_BATCH_ROWS` rows at a time. Each row is a record with the JSON
     formats' fields; what HF `datasets` writes for an `Image()` / `Audio()` feature, a struct
-    {"bytes", "path"}, arrives as that dict (the media readers decode the bytes from memory)."""
+    {"bytes", "path"}, arrives as that dict, its bytes as a `ParquetBytes` (any binary value does): the
+    records of a data set hold none of its media, which are read when a sample is built."""
+    index, name = 0, str(path)
+    with open_parquet(path) as handle:
+        for row_group in range(handle.num_row_groups):
+            batches, row = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group]), 0
+            while True:
+                try:
+                    batch = next(batches, None)
+                except (OSError, ValueError) as err:  # a damaged row group: no record past it can be found
+                    raise DataError(f"{path}:row {index}", "unreadable_file",
+                                    f"the Parquet data does not decode from this row on: {err}") from None
+                if batch is None:
+                    break
+                for record in batch.to_pylist():
+                    where = functools.partial(ParquetBytes, name, row_group, row)
+                    yield f"{path}:row {index}", _constant({column: _refer_to_bytes(value, column, (), where)
+                                                            for column, value in record.items()})
+                    index, row = index + 1, row + 1
+
+
+def open_parquet(path: Path) -> Any:
+    """`pyarrow.parquet.ParquetFile(path)`; DataError for a file that does not open or is not Parquet."""
     from ...extras import require
 
     parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
     try:
-        handle = parquet.ParquetFile(path)
+        return parquet.ParquetFile(path)
     except FileNotFoundError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet
         raise DataError(str(path), "unreadable_file", f"not a readable Parquet file: {err}") from None
-    index = 0
-    with handle:
-        batches = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS)
-        while True:
-            try:
-                batch = next(batches, None)
-            except (OSError, ValueError) as err:  # a damaged row group: no record past it can be found
-                raise DataError(f"{path}:row {index}", "unreadable_file",
-                                f"the Parquet data does not decode from this row on: {err}") from None
-            if batch is None:
-                return
-            for row in batch.to_pylist():
-                yield f"{path}:row {index}", _constant(row)
-                index += 1
+
+
+def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
+                    where: Callable[[str, tuple[str | int, ...]], ParquetBytes]) -> Any:
+    """`value` (a column's value in one row) with each bytes object in it replaced by its `ParquetBytes`."""
+    if isinstance(value, bytes):
+        return where(column, keys)
+    if isinstance(value, dict):
+        return {key: _refer_to_bytes(item, column, (*keys, key), where) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_refer_to_bytes(item, column, (*keys, k), where) for k, item in enumerate(value)]
+    return value
 
 
 def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
@@ -523,15 +626,19 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
 
 def media_item(value: Any, modality: str, folder: Path | None, source: str) -> Any:
     """Normalises one media reference to a `Sample` item: a path string (resolved, must exist),
-    bytes, a PIL image or array (images), a [T, H, W, 3] array (video), a (waveform, sample_rate)
-    pair (audio). Also accepts what
+    bytes (or a Parquet file's `ParquetBytes`, read when the sample is built), a PIL image or array
+    (images), a [T, H, W, 3] array (video), a (waveform, sample_rate) pair (audio). Also accepts what
     HF `datasets` yields: `{"bytes", "path"}` dicts (undecoded Image/Audio features) and
     `{"array", "sampling_rate"}` dicts (decoded Audio)."""
     if isinstance(value, str):
         return resolve_local(value, folder, source)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
+    if isinstance(value, ParquetBytes):  # read when the sample is built
+        return value
     if isinstance(value, dict):
+        if isinstance(value.get("bytes"), ParquetBytes):
+            return value["bytes"]
         if value.get("bytes") is not None:
             return bytes(require(value["bytes"], (bytes, bytearray), f"{modality} 'bytes'", source))
         if modality == "audio" and value.get("array") is not None and value.get("sampling_rate") is not None:
@@ -553,6 +660,11 @@ def check_media(item: Any, modality: str, source: str) -> None:
     Remote URLs (kept only with allow_remote) are left alone: fetching is the caller's job."""
     if isinstance(item, str) and item.startswith(("http://", "https://")):
         return
+    if isinstance(item, ParquetBytes):
+        try:
+            item = item.read()
+        except ValueError as err:
+            raise DataError(source, "unreadable_media", str(err)) from None
     if isinstance(item, (str, bytes)):
         {"image": _verify_image, "audio": _verify_audio, "video": _verify_video}[modality](item, source)
 
@@ -616,6 +728,18 @@ class JsonRecordsReader(Reader):
             for _, build in one_format(path, self.format, file_records(path),
                                        lambda record, source, folder=folder: self._convert(record, source, folder)):
                 yield build
+
+    def count_records(self) -> int:
+        """`Reader.count_records`, with a Parquet file's rows counted from its footer: reading them would
+        read every embedded image of a hub split (tens of GB) to count them."""
+        count = 0
+        for path in self.paths:
+            if is_parquet(path):
+                with open_parquet(path) as handle:
+                    count += handle.metadata.num_rows
+            else:
+                count += sum(1 for _ in json_records(path))
+        return count
 
     @abc.abstractmethod
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:

@@ -27,6 +27,7 @@ from .base import (
     DataError,
     JsonRecordsReader,
     OnError,
+    ParquetBytes,
     PathLike,
     as_rows,
     check_media,
@@ -108,7 +109,7 @@ def _references(record: dict[str, Any], modality: str, source: str) -> list[Any]
     if not present:
         return []
     value = record[present[0]]
-    if isinstance(value, (str, bytes, dict)) or is_pil_image(value):
+    if isinstance(value, (str, bytes, ParquetBytes, dict)) or is_pil_image(value):
         return [value]
     return list(require(value, (list, tuple), f"'{present[0]}'", source))
 

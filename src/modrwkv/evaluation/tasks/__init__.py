@@ -1,6 +1,6 @@
 """The benchmarks `modrwkv eval` runs, one module per family; `TASKS` maps a task name to it."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ...processing.speech_segments import SegmentSettings
@@ -29,21 +29,27 @@ def get_task(name: str) -> Task:
 CUSTOM_SERIES = "custom-series"
 
 
-def custom_task(data: str | Path, *, metric: str | None = None, prompt: str | None = None,
+def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None = None, prompt: str | None = None,
                 asr_prompt: str | None = None, media_folder: str | Path | None = None,
                 baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None) -> Task:
-    """The task `--task custom` means for `data`: a .json / .jsonl file in a training format, configured
-    with these options, or, for a .csv file, the `custom-series` forecasting task."""
-    if Path(data).suffix.lower() != ".csv":
+    """The task `--task custom` means for `data`: .json / .jsonl / .parquet files in a training format (one,
+    or several as data.train takes them), configured with these options, or, for a .csv file, the
+    `custom-series` forecasting task."""
+    given = [data] if isinstance(data, (str, Path)) else list(data)
+    series = [path for path in given if Path(path).suffix.lower() == ".csv"]
+    if series and len(given) > 1:
+        raise ValueError(f"{series[0]}: a .csv file is a forecasting series, evaluated one file at a time; give it "
+                         "alone")
+    if not series:
         return CustomTask(metric=metric, prompt=prompt, asr_prompt=asr_prompt, media_folder=media_folder,
                           baselines=baselines, long_form=long_form)
     if CUSTOM_SERIES not in TASKS:
-        raise ValueError(f"{data}: a .csv file is evaluated as a forecasting series by the {CUSTOM_SERIES!r} task, "
+        raise ValueError(f"{series[0]}: a .csv file is evaluated as a forecasting series by the {CUSTOM_SERIES!r} task, "
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
             or long_form is not None):
-        raise ValueError(f"{data}: --metric, --prompt, --asr-prompt, --long-form and --media-folder apply to .json / .jsonl "
+        raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --long-form and --media-folder apply to .json / .jsonl "
                          f"files; a .csv file is read by the {CUSTOM_SERIES!r} task with its own options")
     return TASKS[CUSTOM_SERIES]
 

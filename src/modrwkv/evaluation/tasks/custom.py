@@ -63,7 +63,7 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import DataError, file_records, one_format
+from ...data.readers.base import DataError, expand_paths, file_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
@@ -160,37 +160,53 @@ class CustomTask(Task):
         """An ASR manifest's user turn (`Task.transcription_prompt`), with `prompt` applied to it."""
         return _templated(super().transcription_prompt(model_asr_prompt), self.prompt)
 
-    def load(self, data: Path, split: str) -> list[EvalSample]:
-        if data.is_dir() or data.suffix.lower() not in (".json", ".jsonl", ".parquet"):
-            raise BenchmarkFileError(f"{data}: expected a .json, .jsonl or .parquet file of records in a training format: "
-                                     f"{self.layout}")
-        if not data.is_file():
-            raise BenchmarkFileError(f"{data}: no such file")
-        records: list[_Question] = []
+    def load(self, data: Path | Sequence[Path], split: str) -> list[EvalSample]:
+        """The records of `data`: a file, or what `data.train` takes (several files, wildcards, a folder of
+        .parquet shards), all of one format. A record without an `id` is known by its place: its number
+        in a single file, else "file name:number"."""
+        given = [data] if isinstance(data, Path) else list(data)
+        label = ", ".join(map(str, given))
+        try:
+            files = [Path(file) for file in expand_paths([str(path) for path in given], "--data")]
+        except FileNotFoundError as exc:
+            raise BenchmarkFileError(str(exc)) from None
+        for file in files:
+            if file.is_dir() or file.suffix.lower() not in (".json", ".jsonl", ".parquet"):
+                raise BenchmarkFileError(f"{file}: expected a .json, .jsonl or .parquet file of records in a training "
+                                         f"format: {self.layout}")
+            if not file.is_file():
+                raise BenchmarkFileError(f"{file}: no such file")
+        records: list[tuple[str, _Question]] = []  # (the id a record without one is known by, the question)
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
+        first: tuple[str, Path] | None = None  # the format of the first file, and that file
         try:
-            data_format, chosen, convert = _converter(data, manifest_prompt, self.data_format, self.reader_options,
-                                                      self.media_folder)
-            if self.asr_prompt is not None and data_format != "asr":
-                raise BenchmarkFileError(f"{data}: --asr-prompt applies to an ASR manifest, but this file holds "
-                                         f"{data_format} records{chosen}, whose prompts are in the records")
-            if self.long_form is not None and data_format != "asr":
-                raise BenchmarkFileError(f"{data}: --long-form applies to an ASR manifest, but this file holds "
-                                         f"{data_format} records{chosen}")
-            for _, build in one_format(data, data_format, file_records(data), lambda record, source:
-                                       convert(record, source, self.prompt), chosen):
-                records.append(build())
+            for file in files:
+                data_format, chosen, convert = _converter(file, manifest_prompt, self.data_format, self.reader_options,
+                                                          self.media_folder)
+                first = first or (data_format, file)
+                if data_format != first[0]:
+                    raise BenchmarkFileError(f"{file} holds {data_format} records{chosen}, but {first[1]} holds "
+                                             f"{first[0]} records: give files of one format")
+                if self.asr_prompt is not None and data_format != "asr":
+                    raise BenchmarkFileError(f"{file}: --asr-prompt applies to an ASR manifest, but this file holds "
+                                             f"{data_format} records{chosen}, whose prompts are in the records")
+                if self.long_form is not None and data_format != "asr":
+                    raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
+                                             f"{data_format} records{chosen}")
+                for number, (_, build) in enumerate(one_format(file, data_format, file_records(file), lambda record, source:
+                                                               convert(record, source, self.prompt), chosen), start=1):
+                    records.append((str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}", build()))
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
-            raise BenchmarkFileError(f"{data}: no records")
-        metric = self._file_metric(data, [(q.source, q.record) for q in records])
+            raise BenchmarkFileError(f"{label}: no records")
+        metric = self._file_metric(label, [(q.source, q.record) for _, q in records])
         self.headline, self.headline_label = _HEADLINES[metric]
         samples = []
         longest = 0
-        for index, question in enumerate(records):
+        for place, question in records:
             source, record = question.source, question.record
             if metric == "choice" and not record.choices:
                 raise BenchmarkFileError(f"{source}: the choice metric needs 'choices' in every record")
@@ -210,7 +226,7 @@ class CustomTask(Task):
             if numbers is not None:
                 reference["numbers"] = numbers
             longest = max(longest, *(len(a.encode()) for a in record.answers))
-            samples.append(EvalSample(record.id if record.id is not None else str(index + 1), question.prompt,
+            samples.append(EvalSample(record.id if record.id is not None else place, question.prompt,
                                       reference, images=[_path(i) for i in record.media.get("image", [])],
                                       audio=[_path(i) for i in record.media.get("audio", [])],
                                       series=record.media.get("series", []),
@@ -221,7 +237,7 @@ class CustomTask(Task):
         self.max_new_tokens = longest + 16
         return samples
 
-    def _file_metric(self, data: Path, records: Sequence[tuple[str, QARecord]]) -> str:
+    def _file_metric(self, data: str, records: Sequence[tuple[str, QARecord]]) -> str:
         if self.metric is not None:
             return self.metric
         stated: dict[str, str] = {}  # each metric a record names -> the first record naming it
