@@ -274,7 +274,9 @@ def test_cli_refuses_another_model_and_bad_data_in_one_line(trained, tmp_path, c
     assert "submission files exist for vqav2 --split test-dev, mmbench --split test" in capsys.readouterr().err
     (data / "testdev_balanced_questions.json").unlink()
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "fresh") == 2
-    assert "testdev_balanced_questions.json" in capsys.readouterr().err
+    error = capsys.readouterr().err  # the layout's lines and their aligned comments, one space apart
+    assert error.count("\n") == 1 and "Expected layout: gqa/ testdev_balanced_questions.json images/<imageId>.jpg ... " \
+        "(any image extension: .png, .jpeg, .webp, ...)\n" in error, error
 
 
 # --- harness adapters ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -1536,7 +1537,11 @@ def _print_error(args: argparse.Namespace, message: str, exc: Exception) -> None
     training run saved before it) after it."""
     if args.verbose:
         log.exception("details")
-    message = "; ".join([message, *getattr(exc, "__notes__", ())]).replace("\n", " ")
+    message = "; ".join([message, *getattr(exc, "__notes__", ())])
+    first, *more = message.split("\n")
+    # later lines are a block laid out for reading (a benchmark's folder layout, its comments aligned
+    # in columns): on one line, their indentation and alignment are single spaces
+    message = " ".join([first, *(re.sub(r"\s{2,}", " ", line.strip()) for line in more)])
     print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
 
 
