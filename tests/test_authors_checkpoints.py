@@ -364,6 +364,12 @@ def test_unknown_and_broken_layouts_are_named(tmp_path):
     proj = {f"proj.{k}": v for k, v in adapter_tensors(16, LM.n_embd, 4, ("mlp.0", "mlp.2"), 0).items()}
     with pytest.raises(CheckpointError, match=r"x\.pth does not match the RWKV-7 model: missing keys \['blocks\.1\.ffn\.key\.weight'\]"):
         _load(tmp_path, {**broken, **proj}, encoder)
+    # a speech release given an image encoder of the same width (Whisper-small and SigLIP2-base: 768 both)
+    speech = {f"modality.world_encoder.adapter.{k}": v for k, v in speech_tensors(16, LM.n_embd, 0).items()}
+    with pytest.raises(CheckpointError, match=r"speech\.pth is a speech release \(its adapter is the authors' SpeechAdapter: "
+                       r"conv, proj\.0, proj\.2\): it reads audio; pass an audio encoder \(whisper or wavlm\), not the "
+                       r"image encoder 'siglip2'"):
+        _load(tmp_path, {**lm_sd, **speech}, encoder, name="speech.pth")
     from modrwkv.lm import load_model
 
     with pytest.raises(CheckpointError, match=r"x\.pth is a ModRWKV checkpoint \(it holds llm\.\*, proj\.\* keys\)"):
