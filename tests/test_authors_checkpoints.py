@@ -406,6 +406,14 @@ def test_cli_reads_the_format_from_the_keys_and_the_flag_overrides_it(tmp_path, 
         assert pipe.template.name == template
     assert main(["chat", "--model", str(tmp_path / "r.pth"), "--released-format", "paper"]) != 0
     assert "--released-format applies to released checkpoints" in capsys.readouterr().err
+    # the mistakes docs/authors-checkpoints.md's commands invite, answered in the command's own terms
+    assert main(["chat", "--model", str(tmp_path / "r.pth")]) == 2
+    assert "its encoder is not in the file: name it, e.g. --encoder siglip2 --encoder-source " \
+        "google/siglip2-base-patch16-384 (Python: encoder='siglip2'," in capsys.readouterr().err
+    assert main(["import-released", str(tmp_path / "r.pth"), str(tmp_path / "folder"), "--encoder", "siglip2",
+                 "--encoder-source", str(siglip_folder)]) == 0
+    assert main(["chat", "--model", str(tmp_path / "folder"), "--encoder", "siglip2"]) == 2
+    assert "is a ModRWKV folder with its own encoders; leave out --encoder (Python: encoder=)" in capsys.readouterr().err
 
 
 def test_import_released_writes_a_folder_that_keeps_the_layout(tmp_path, siglip_folder, capsys):
