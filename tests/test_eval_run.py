@@ -272,6 +272,8 @@ def test_cli_refuses_another_model_and_bad_data_in_one_line(trained, tmp_path, c
     assert "holds predictions of a different run: model" in error and error.count("\n") == 1
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--submission", str(tmp_path / "x.json")) == 2
     assert "submission files exist for vqav2 --split test-dev, mmbench --split test" in capsys.readouterr().err
+    assert cli_eval(trained.folder, "gqa", data, tmp_path / "fresh", "--num-shards", "2", "--shard-index", "2") == 2
+    assert "--shard-index must be 0 to 1 (for --num-shards 2), got 2" in capsys.readouterr().err
     (data / "testdev_balanced_questions.json").unlink()
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "fresh") == 2
     error = capsys.readouterr().err  # the layout's lines and their aligned comments, one space apart

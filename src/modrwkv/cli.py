@@ -1215,6 +1215,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     split = task.check_split(args.split)
     if args.num_shards < 1:
         raise CLIError(f"--num-shards must be at least 1, got {args.num_shards}")
+    if not 0 <= args.shard_index < args.num_shards:
+        raise CLIError(f"--shard-index must be 0 to {args.num_shards - 1} (for --num-shards {args.num_shards}), "
+                       f"got {args.shard_index}")
     if args.encoder_source and not args.encoder:
         raise CLIError("--encoder-source needs --encoder NAME")
     if args.submission and SUBMISSIONS.get(task.name) != split:
