@@ -122,3 +122,24 @@ def test_vlmevalkit_model_is_a_base_model_with_multi_turn_chat(vlmevalkit_with_b
         model.chat(messages[:2])
     with pytest.raises(ValueError, match="role of system, user or assistant"):
         model.chat([{"role": "robot", "content": "hi"}])
+
+
+def test_vlmevalkit_launcher_names_a_missing_run_py_and_a_missing_vlmevalkit(tmp_path, monkeypatch, capsys):
+    """docs/evaluation.md's launcher line with VLMEvalKit not cloned, or cloned but not installed: one line
+    saying which, not a traceback from inside run.py."""
+    from modrwkv.evaluation.harness.vlmevalkit import main
+
+    command = ["--model-path", str(tmp_path / "model"), "--run", str(tmp_path / "VLMEvalKit" / "run.py"), "--", "--data", "X"]
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 2
+    assert f"--run {tmp_path}/VLMEvalKit/run.py: no such file (VLMEvalKit's run.py" in capsys.readouterr().err
+    (tmp_path / "VLMEvalKit").mkdir()
+    (tmp_path / "VLMEvalKit" / "run.py").write_text("raise SystemExit('run.py ran')\n")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vlmeval" else real_find_spec(name, *a))
+    monkeypatch.delitem(sys.modules, "vlmeval", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 2
+    assert f"VLMEvalKit is not installed (pip install -e {tmp_path}/VLMEvalKit, the clone" in capsys.readouterr().err
