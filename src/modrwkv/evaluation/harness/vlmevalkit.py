@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
+import importlib
 import math
 import mimetypes
 import os
@@ -178,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not os.path.isfile(args.run):
         parser.error(f"--run {args.run}: no such file (VLMEvalKit's run.py, in its clone: git clone "
                      "https://github.com/open-compass/VLMEvalKit)")
-    if importlib.util.find_spec("vlmeval") is None:
+    try:
+        importlib.import_module("vlmeval")
+    except ImportError:
         parser.error(f"VLMEvalKit is not installed (pip install -e {os.path.dirname(args.run) or '.'}, the clone "
                      "that holds run.py)")
     register(args.name, model_path=args.model_path, max_new_tokens=args.max_new_tokens, device=args.device,
