@@ -369,6 +369,12 @@ def test_unknown_and_broken_layouts_are_named(tmp_path):
     proj = {f"proj.{k}": v for k, v in adapter_tensors(16, LM.n_embd, 4, ("mlp.0", "mlp.2"), 0).items()}
     with pytest.raises(CheckpointError, match=r"x\.pth does not match the RWKV-7 model: missing keys \['blocks\.1\.ffn\.key\.weight'\]"):
         _load(tmp_path, {**broken, **proj}, encoder)
+    # a speech release given an image encoder of the same width (Whisper-small and SigLIP2-base: 768 both)
+    speech = {f"modality.world_encoder.adapter.{k}": v for k, v in speech_tensors(16, LM.n_embd, 0).items()}
+    with pytest.raises(CheckpointError, match=r"speech\.pth is a speech release \(its adapter is the authors' SpeechAdapter: "
+                       r"conv, proj\.0, proj\.2\): it reads audio; pass an audio encoder \(whisper or wavlm\), not the "
+                       r"image encoder 'siglip2'"):
+        _load(tmp_path, {**lm_sd, **speech}, encoder, name="speech.pth")
     from modrwkv.lm import load_model
 
     with pytest.raises(CheckpointError, match=r"x\.pth is a ModRWKV checkpoint \(it holds llm\.\*, proj\.\* keys\)"):
@@ -405,6 +411,14 @@ def test_cli_reads_the_format_from_the_keys_and_the_flag_overrides_it(tmp_path, 
         assert pipe.template.name == template
     assert main(["chat", "--model", str(tmp_path / "r.pth"), "--released-format", "paper"]) != 0
     assert "--released-format applies to released checkpoints" in capsys.readouterr().err
+    # the mistakes docs/authors-checkpoints.md's commands invite, answered in the command's own terms
+    assert main(["chat", "--model", str(tmp_path / "r.pth")]) == 2
+    assert "its encoder is not in the file: name it, e.g. --encoder siglip2 --encoder-source " \
+        "google/siglip2-base-patch16-384 (Python: encoder='siglip2'," in capsys.readouterr().err
+    assert main(["import-released", str(tmp_path / "r.pth"), str(tmp_path / "folder"), "--encoder", "siglip2",
+                 "--encoder-source", str(siglip_folder)]) == 0
+    assert main(["chat", "--model", str(tmp_path / "folder"), "--encoder", "siglip2"]) == 2
+    assert "is a ModRWKV folder with its own encoders; leave out --encoder (Python: encoder=)" in capsys.readouterr().err
 
 
 def test_import_released_writes_a_folder_that_keeps_the_layout(tmp_path, siglip_folder, capsys):

@@ -21,6 +21,7 @@ from eval_fixtures import WRITERS, write_gqa
 from modrwkv.cli import main
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
+from modrwkv.evaluation import ModelSpec, get_task, run_eval
 from modrwkv.evaluation.harness.lmms_eval import ModRWKVLmmsCore
 from modrwkv.evaluation.harness.vlmevalkit import ModRWKVVLM
 from modrwkv.evaluation.metrics import (
@@ -147,8 +148,6 @@ def test_batched_predictions_equal_one_at_a_time_chat(trained, pipeline, tmp_pat
     for task in ("gqa", "librispeech", "etth1"):
         data, output = WRITERS[task](tmp_path / task), tmp_path / f"out-{task}"
         assert cli_eval(trained.folder, task, data, output, "--limit", "3") == 0
-        from modrwkv.evaluation import get_task
-
         samples = get_task(task).load(data, get_task(task).default_split)[:3]
         for sample, record in zip(samples, read_lines(output / "predictions.jsonl")):
             if task == "etth1":
@@ -241,6 +240,25 @@ def test_shards_merge_to_the_single_process_result(trained, tmp_path, capsys):
     assert metrics[0] == metrics[1]
 
 
+def test_shards_running_together_merge_without_a_separate_call(trained, pipeline, tmp_path):
+    """The shards of docs/evaluation.md's loop start together, so each reads the others' (empty) logs
+    before generating: the one finishing last must read them again and write the merged result."""
+    data = WRITERS["mmbench"](tmp_path / "data")
+    assert cli_eval(trained.folder, "mmbench", data, tmp_path / "single") == 0
+    sharded = tmp_path / "sharded"
+
+    def load_while_shard_1_runs() -> ModRWKVPipeline:  # shard 0 has read the logs; shard 1 now runs whole
+        assert cli_eval(trained.folder, "mmbench", data, sharded, "--num-shards", "2", "--shard-index", "1") == 0
+        assert not (sharded / "summary.json").exists()  # shard 1 saw no answers of shard 0
+        return pipeline
+
+    result = run_eval(get_task("mmbench"), data, sharded, model=ModelSpec(str(trained.folder)),
+                      load_pipeline=load_while_shard_1_runs, batch_size=3, max_new_tokens=MAX_NEW_TOKENS,
+                      num_shards=2, shard_index=0, progress=False)
+    assert result.summary is not None
+    assert (sharded / "predictions.jsonl").read_bytes() == (tmp_path / "single" / "predictions.jsonl").read_bytes()
+
+
 def test_cli_refuses_another_model_and_bad_data_in_one_line(trained, tmp_path, capsys):
     data = WRITERS["gqa"](tmp_path / "data")
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--limit", "1") == 0
@@ -254,9 +272,13 @@ def test_cli_refuses_another_model_and_bad_data_in_one_line(trained, tmp_path, c
     assert "holds predictions of a different run: model" in error and error.count("\n") == 1
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--submission", str(tmp_path / "x.json")) == 2
     assert "submission files exist for vqav2 --split test-dev, mmbench --split test" in capsys.readouterr().err
+    assert cli_eval(trained.folder, "gqa", data, tmp_path / "fresh", "--num-shards", "2", "--shard-index", "2") == 2
+    assert "--shard-index must be 0 to 1 (for --num-shards 2), got 2" in capsys.readouterr().err
     (data / "testdev_balanced_questions.json").unlink()
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "fresh") == 2
-    assert "testdev_balanced_questions.json" in capsys.readouterr().err
+    error = capsys.readouterr().err  # the layout's lines and their aligned comments, one space apart
+    assert error.count("\n") == 1 and "Expected layout: gqa/ testdev_balanced_questions.json images/<imageId>.jpg ... " \
+        "(any image extension: .png, .jpeg, .webp, ...)\n" in error, error
 
 
 # --- harness adapters ---------------------------------------------------------------------------

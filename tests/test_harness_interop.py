@@ -168,3 +168,22 @@ def test_real_lmms_eval_scores_the_replies_modrwkv_eval_gives(tmp_path, monkeypa
     assert [harness[i]["filtered_resps"].strip() for i in range(len(records))] == [r["prediction"] for r in ours]
     assert any(r["prediction"] for r in ours)  # replies to compare, not empty strings
     assert harness_score == json.loads((tmp_path / "ours" / "summary.json").read_text())["metrics"]["accuracy"] / 100
+
+
+def test_vlmevalkit_launcher_names_a_missing_run_py_and_a_missing_vlmevalkit(tmp_path, monkeypatch, capsys):
+    """docs/evaluation.md's launcher line with VLMEvalKit not cloned, or cloned but not installed: one line
+    saying which, not a traceback from inside run.py."""
+    from modrwkv.evaluation.harness.vlmevalkit import main
+
+    command = ["--model-path", str(tmp_path / "model"), "--run", str(tmp_path / "VLMEvalKit" / "run.py"), "--", "--data", "X"]
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 2
+    assert f"--run {tmp_path}/VLMEvalKit/run.py: no such file (VLMEvalKit's run.py" in capsys.readouterr().err
+    (tmp_path / "VLMEvalKit").mkdir()
+    (tmp_path / "VLMEvalKit" / "run.py").write_text("raise SystemExit('run.py ran')\n")
+    monkeypatch.setitem(sys.modules, "vlmeval", None)  # an import of it fails, installed or not
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 2
+    assert f"VLMEvalKit is not installed (pip install -e {tmp_path}/VLMEvalKit, the clone" in capsys.readouterr().err

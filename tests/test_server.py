@@ -230,6 +230,30 @@ def test_bad_requests_get_clear_errors(live, override, error, message):
     assert raised.value.status_code == (413 if "at most 1000000" in message else 404 if "exist" in message else 400)
 
 
+def test_media_the_model_has_no_encoder_for_are_named_by_part_before_decoding():
+    """A series-only model: an audio or image part is refused as unreadable by this model, naming the part
+    and what the model reads, before its bytes are decoded (these are no audio file and no image)."""
+    from fastapi.testclient import TestClient
+
+    from modrwkv.encoders import build_encoder
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.multimodal import ModRWKV
+    from test_pipeline import LM
+
+    series_only = ModRWKV.build(make_model(LM, seed=2), {"series": build_encoder("wavenet", layers=2, output_dim=24)})
+    not_media = base64.b64encode(b"not a media file").decode()
+    parts = {"audio": {"type": "input_audio", "input_audio": {"data": not_media, "format": "wav"}},
+             "image": {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{not_media}"}}}
+    with TestClient(create_app(ModRWKVPipeline(series_only), model_name="tiny")) as client:
+        for modality, part in parts.items():
+            reply = client.post("/v1/chat/completions", json={"model": "tiny", "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What is it?"}, part]}]})
+            assert reply.status_code == 400 and reply.json()["error"] == {
+                "message": f"the {modality} in messages[0].content[1] cannot be read: the served model has no "
+                           f"{modality} encoder (it reads series)",
+                "type": "invalid_request_error", "param": "messages", "code": f"{modality}_unsupported"}
+
+
 def test_an_empty_reply_in_the_history_is_accepted(live):
     """Training data refuses an empty assistant turn (empty_answer); a request's history may hold one."""
     for content in ("", [{"type": "text", "text": ""}]):

@@ -17,6 +17,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -1223,6 +1224,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     split = task.check_split(args.split)
     if args.num_shards < 1:
         raise CLIError(f"--num-shards must be at least 1, got {args.num_shards}")
+    if not 0 <= args.shard_index < args.num_shards:
+        raise CLIError(f"--shard-index must be 0 to {args.num_shards - 1} (for --num-shards {args.num_shards}), "
+                       f"got {args.shard_index}")
     if args.encoder_source and not args.encoder:
         raise CLIError("--encoder-source needs --encoder NAME")
     if args.submission and SUBMISSIONS.get(task.name) != split:
@@ -1545,7 +1549,11 @@ def _print_error(args: argparse.Namespace, message: str, exc: Exception) -> None
     training run saved before it) after it."""
     if args.verbose:
         log.exception("details")
-    message = "; ".join([message, *getattr(exc, "__notes__", ())]).replace("\n", " ")
+    message = "; ".join([message, *getattr(exc, "__notes__", ())])
+    first, *more = message.split("\n")
+    # later lines are a block laid out for reading (a benchmark's folder layout, its comments aligned
+    # in columns): on one line, their indentation and alignment are single spaces
+    message = " ".join([first, *(re.sub(r"\s{2,}", " ", line.strip()) for line in more)])
     print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
 
 

@@ -171,6 +171,17 @@ def _chunks(items: Sequence[EvalSample], size: int) -> Iterator[Sequence[EvalSam
         yield items[start : start + size]
 
 
+def _read_done(output: Path, known: set[str], log_path: Path, *, repair: bool) -> dict[str, dict[str, Any]]:
+    """The predictions of the samples in `known` in the output folder: the merged file and every shard's
+    log; `repair` cuts a half-written last line off this process's own log (`log_path`)."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in [output / PREDICTIONS_FILE, *sorted((output / SHARDS_DIR).glob("*.jsonl"))]:
+        for key, record in read_predictions(path, repair=repair and path == log_path).items():
+            if key in known:
+                done[key] = record
+    return done
+
+
 def _check_identity(output: Path, identity: dict[str, Any]) -> None:
     """Records the run's identity in a new output folder; refuses a folder whose predictions another run
     (model, data, task, settings) made. A folder without predictions (a run that failed before its first
@@ -263,12 +274,7 @@ def run_eval(
 
     sharded = num_shards > 1
     log_path = output / SHARDS_DIR / f"shard-{shard_index}-of-{num_shards}.jsonl" if sharded else output / PREDICTIONS_FILE
-    known = set(ids)
-    done: dict[str, dict[str, Any]] = {}
-    for path in [output / PREDICTIONS_FILE, *sorted((output / SHARDS_DIR).glob("*.jsonl"))]:
-        for key, record in read_predictions(path, repair=path == log_path and not merge_only).items():
-            if key in known:
-                done[key] = record
+    done = _read_done(output, set(ids), log_path, repair=not merge_only)
     mine = selected[shard_index::num_shards]
     todo = [s for s in mine if s.id not in done]
     generated, seconds = 0, 0.0
@@ -284,6 +290,11 @@ def run_eval(
         generated = _generate(task, todo, load_pipeline(), log_path, batch_size, max_new_tokens, done, progress)
         seconds = time.monotonic() - started
     remaining = [s.id for s in selected if s.id not in done]
+    if remaining and generated and sharded:
+        # the other shards read before this one generated (shards started together): the last one to
+        # finish sees them all now, as its last batch was on disk before this read
+        done = {**_read_done(output, set(ids), log_path, repair=False), **done}
+        remaining = [s.id for s in selected if s.id not in done]
     if remaining:
         if merge_only or not sharded:
             raise ValueError(f"{output}: {len(remaining)} of {len(selected)} samples have no prediction yet "

@@ -223,7 +223,7 @@ class ModRWKVPipeline:
             raise ValueError("encoder_source needs encoder=NAME (e.g. 'siglip2')")
         if is_modrwkv_folder(path):
             if encoder is not None:
-                raise ValueError(f"{path} is a ModRWKV folder with its own encoders; do not pass encoder=")
+                raise ValueError(f"{path} is a ModRWKV folder with its own encoders; leave out --encoder (Python: encoder=)")
             model = ModRWKV.from_pretrained(path, device=device, dtype=dtype)
         elif encoder is not None:
             # A mistyped checkpoint path fails here, before the encoder is built (which may reach the hub).
@@ -235,8 +235,9 @@ class ModRWKVPipeline:
         else:
             if path.is_file() and is_released(set(load_state_dict(path))):
                 raise ValueError(
-                    f"{path} is a released ModRWKV checkpoint (it holds adapter weights); its encoder is "
-                    "not in the file: pass encoder= (e.g. encoder='siglip2', encoder_source='google/siglip2-base-patch16-384')"
+                    f"{path} is a released ModRWKV checkpoint (it holds adapter weights); its encoder is not in the "
+                    "file: name it, e.g. --encoder siglip2 --encoder-source google/siglip2-base-patch16-384 (Python: "
+                    "encoder='siglip2', encoder_source='google/siglip2-base-patch16-384')"
                 )
             lm = load_model(path, device=device, dtype=dtype)
             model = ModRWKV(lm, {}, {}, template="classic", ctx_len=None)

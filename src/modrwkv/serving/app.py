@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from ..data.readers import DataError, openai_to_sample
 from ..data.readers.base import format_hint
+from ..data.sample import Sample
 from ..encoders.media import MediaError, allow_images_of
 from ..generation import GenerationResult, SamplingParams
 from ..inference import EncodedPrompt, ModRWKVPipeline
@@ -415,6 +416,7 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
         detail = exc.detail.removesuffix(format_hint({"messages": messages}, "openai"))
         message, code = _READER_HINTS.get(exc.reason, (detail, exc.reason))
         raise APIError(400, message, code=code, param="messages") from None
+    _check_modalities(sample, sorted(pipeline.model.encoders))
     check_media(sample, limits, pipeline.processor.video, _audio_rate(pipeline))
     try:
         prompt = pipeline.encode(sample)
@@ -426,6 +428,19 @@ def _prepare_prompt(pipeline: ModRWKVPipeline, messages: list[Any], limits: Serv
         raise APIError(400, f"the prompt has {len(prompt)} tokens (media included); this server accepts at most "
                        f"{limits.max_prompt_tokens}", code="context_length_exceeded", param="messages")
     return prompt
+
+
+def _check_modalities(sample: Sample, encoders: list[str]) -> None:
+    """Refuses the first media item the model has no encoder for, naming its content part and what the
+    model reads, before anything is fetched or decoded."""
+    for modality, items, encoder in (("image", sample.images, "image"), ("audio", sample.audios, "audio"),
+                                     ("video", sample.videos, "image")):
+        if items and encoder not in encoders:
+            reads = ", ".join(encoders) or "text only"
+            why = f"no {encoder} encoder" + (", which reads a video's frames" if modality == "video" else "")
+            raise APIError(400, f"the {modality} in {sample.meta['media_parts'][modality][0]} cannot be read: the "
+                           f"served model has {why} (it reads {reads})", code=f"{modality}_unsupported",
+                           param="messages")
 
 
 def _audio_rate(pipeline: ModRWKVPipeline) -> int | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import math
 import mimetypes
 import os
@@ -164,7 +165,8 @@ def register(name: str = "modrwkv", **options: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Registers the model, then runs VLMEvalKit's run.py with the arguments after `--`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m modrwkv.evaluation.harness.vlmevalkit",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-path", required=True, help="modrwkv model folder")
     parser.add_argument("--name", default="modrwkv", help="the name to give to VLMEvalKit's --model")
     parser.add_argument("--run", required=True, help="VLMEvalKit's run.py")
@@ -173,6 +175,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16", "int8"))
     parser.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then VLMEvalKit's arguments")
     args = parser.parse_args(argv)
+    if not os.path.isfile(args.run):
+        parser.error(f"--run {args.run}: no such file (VLMEvalKit's run.py, in its clone: git clone "
+                     "https://github.com/open-compass/VLMEvalKit)")
+    try:
+        importlib.import_module("vlmeval")
+    except ImportError:
+        parser.error(f"VLMEvalKit is not installed (pip install -e {os.path.dirname(args.run) or '.'}, the clone "
+                     "that holds run.py)")
     register(args.name, model_path=args.model_path, max_new_tokens=args.max_new_tokens, device=args.device,
              dtype=args.dtype)
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
