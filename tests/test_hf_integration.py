@@ -158,7 +158,7 @@ def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(
     """"Explain the HTML <audio> element" beside an image part: `apply_chat_template(tokenize=True)` reads the
     text as its characters (content parts), and so must the rendered prompt read back by `processor(text=...)`
     (it was one <audio> marker without audio, an error); both equal the pipeline's ids of the escaped text."""
-    from modrwkv.data import escape_markers
+    from modrwkv.data import escape_markers, unescape_markers
 
     _, processor = hf
     picture = Image.fromarray(image(0))
@@ -168,6 +168,11 @@ def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(
     rendered = processor(text=processor.apply_chat_template(parts, add_generation_prompt=True), images=[picture])
     expected = tiny_pipeline().encode("<image>\n" + escape_markers(question), images=[picture]).ids
     assert torch.equal(rendered["input_ids"], direct) and rendered["input_ids"][0].tolist() == list(expected)
+    # docs/interop.md: the escape must stay for the round trip; unescaped, the prompt is for people only
+    text = processor.apply_chat_template(parts, add_generation_prompt=True)
+    assert unescape_markers(text) == f"\x16User: <image>\n{question}\x17\x16Assistant:"
+    with pytest.raises(ValueError, match="1 <audio> marker"):
+        processor(text=unescape_markers(text), images=[picture])
 
 
 def test_a_developer_turn_renders_as_the_system_turn_it_is_read_as(hf):
