@@ -683,3 +683,19 @@ def test_option_named_in_prose_exists(where: str, option: str):
                       for path in (ROOT / folder).rglob("*") if path.suffix in (".py", ".sh"))
     declared = f'"{option}"' in scripts or f"{option})" in scripts  # argparse, or a shell `case`
     assert option in ALL_OPTIONS or declared, f"{where}: no command has an option {option}"
+
+
+def test_the_docs_ask_the_quickstart_model_in_the_layout_it_was_trained_and_scored_in():
+    """README's and interop.md's Python examples ask the quickstart model about runs/quickstart/shapes.png;
+    they asked "question\\n<image>", a layout the quickstart never trains on (its user turns are the
+    question, the image, the question again: `question_first`), so they show what it was scored on."""
+    from modrwkv.quickstart.data import _chat
+    from modrwkv.quickstart.run import QuickstartSettings
+
+    question = "What colour is the circle?"
+    trained = _chat(question, "<image>", "red", QuickstartSettings().question_first)[0].content
+    for doc in (ROOT / "README.md", ROOT / "docs" / "interop.md"):
+        text = doc.read_text()
+        assert f'question = "{question}"' in text, doc
+        [asked] = re.findall(r'\(f"(\{question\}[^"]*)", images=\["runs/quickstart/shapes\.png"\]', text)
+        assert asked.replace("\\n", "\n").replace("{question}", question) == trained, doc

@@ -158,7 +158,7 @@ def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(
     """"Explain the HTML <audio> element" beside an image part: `apply_chat_template(tokenize=True)` reads the
     text as its characters (content parts), and so must the rendered prompt read back by `processor(text=...)`
     (it was one <audio> marker without audio, an error); both equal the pipeline's ids of the escaped text."""
-    from modrwkv.data import escape_markers
+    from modrwkv.data import escape_markers, unescape_markers
 
     _, processor = hf
     picture = Image.fromarray(image(0))
@@ -168,6 +168,11 @@ def test_a_literal_marker_in_a_text_part_stays_text_through_the_rendered_prompt(
     rendered = processor(text=processor.apply_chat_template(parts, add_generation_prompt=True), images=[picture])
     expected = tiny_pipeline().encode("<image>\n" + escape_markers(question), images=[picture]).ids
     assert torch.equal(rendered["input_ids"], direct) and rendered["input_ids"][0].tolist() == list(expected)
+    # docs/interop.md: the escape must stay for the round trip; unescaped, the prompt is for people only
+    text = processor.apply_chat_template(parts, add_generation_prompt=True)
+    assert unescape_markers(text) == f"\x16User: <image>\n{question}\x17\x16Assistant:"
+    with pytest.raises(ValueError, match="1 <audio> marker"):
+        processor(text=unescape_markers(text), images=[picture])
 
 
 def test_a_developer_turn_renders_as_the_system_turn_it_is_read_as(hf):
@@ -180,3 +185,55 @@ def test_a_developer_turn_renders_as_the_system_turn_it_is_read_as(hf):
     assert rendered.startswith("\x16System: Answer briefly.")
     assert torch.equal(processor(text=rendered, images=[picture])["input_ids"],
                        processor(messages, images=[picture])["input_ids"])
+
+
+def test_rendered_turns_are_the_openai_readers_messages(tmp_path):
+    """`apply_chat_template` and the OpenAI reader read content parts with one function: for parts of every
+    kind (text holding literal markers and the escape character, payload-less and URL media parts, audio
+    given inline), the rendered turns' texts are the messages `openai_to_sample` makes of the same record,
+    which the processor then tokenises; an unsupported part is named by where it is in both."""
+    import base64
+
+    from test_pipeline import png_bytes, wav_bytes
+
+    from modrwkv.data.readers.base import DataError
+    from modrwkv.data.readers.openai_chat import openai_to_sample
+    from modrwkv.data.sample import MARKER_ESCAPE
+    from modrwkv.hf_integration import _turns
+
+    png = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    messages = [
+        {"role": "developer", "content": "Never say <image>."},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"Is <audio> {MARKER_ESCAPE}<video> HTML?"},
+                                     {"type": "image_url", "image_url": {"url": png}},
+                                     {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav_bytes()).decode(),
+                                                                             "format": "wav"}}]},
+        {"role": "assistant", "content": "Yes: <audio> and <video> are elements."},
+        {"role": "user", "content": [{"type": "text", "text": "And <series>?"}]},
+    ]
+    sample = openai_to_sample({"messages": messages, "images": [png_bytes()]}, answers_required=False)
+    assert _turns(messages) == [(m.role, m.content) for m in sample.messages]
+    assert [len(sample.images), len(sample.audios)] == [2, 1]
+    bad = [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "sticker"}]}]
+    for read in (_turns, lambda m: openai_to_sample({"messages": m}, answers_required=False)):
+        with pytest.raises(DataError, match=r"messages\[0\]\.content\[1\] is an unsupported content part \(type 'sticker'"):
+            read(bad)
+
+
+def test_add_generation_prompt_with_a_rendered_prompt_is_kept_or_refused_never_ignored(hf):
+    """transformers' processors tokenise a rendered text as given (`add_generation_prompt` belongs to
+    `apply_chat_template`): a flag that agrees with the text is fine, one that contradicts it was silently
+    ignored (`add_generation_prompt=True` on a text rendered without it generated no reply turn) and is now
+    refused in one line; for messages, the flag decides as before."""
+    _, processor = hf
+    messages = [{"role": "user", "content": "Hi"}]
+    ids = {flag: list(tiny_pipeline().encode(messages, add_generation_prompt=flag).ids) for flag in (True, False)}
+    for flag in (True, False):
+        rendered = processor.apply_chat_template(messages, add_generation_prompt=flag)
+        assert processor(text=rendered)["input_ids"][0].tolist() == ids[flag]
+        assert processor(text=rendered, add_generation_prompt=flag)["input_ids"][0].tolist() == ids[flag]
+        with pytest.raises(ValueError, match=f"add_generation_prompt={not flag} but the rendered prompt "
+                                             f"{'ends' if flag else 'does not end'} with the assistant's turn start"):
+            processor(text=rendered, add_generation_prompt=not flag)
+        assert processor(messages, add_generation_prompt=flag)["input_ids"][0].tolist() == ids[flag]
+    assert processor(messages)["input_ids"][0].tolist() == ids[True]

@@ -195,3 +195,28 @@ def test_benchmark_questions_and_vlmevalkit_text_parts_are_text():
     text = ModRWKVVLM._text(None, [{"type": "text", "value": "Is <image> a tag?"}, {"type": "image", "value": "a.png"}],
                             images)
     assert images == ["a.png"] and count_markers([text])["image"] == 1
+
+
+def test_eval_records_show_the_users_text_and_score_against_the_answers_characters(tmp_path):
+    """A held-out OpenAI record whose system prompt, question and answer hold literal markers: the model
+    is asked them as text (escaped inside), while predictions.jsonl showed the escape character
+    (U+FDD0) in the prompt and context, and the reference answer carried it too, so that a reply
+    spelling the answer out scored 0. The records now hold the characters the user wrote."""
+    from test_custom_eval_formats import evaluate, openai
+
+    from modrwkv.evaluation.tasks import CustomTask
+
+    system, question, answer = "Quote <video> tags as text.", "What does <audio> do?", "It embeds <audio> and <series>."
+    [record] = evaluate(tmp_path, "openai.jsonl", [openai(0, question, answer, system=system)])
+    assert record["prompt"] == f"<image>\n{question}"
+    assert record["context"] == [{"role": "system", "content": system}]
+    assert record["reference"]["answers"] == [answer]
+    task = CustomTask()
+    task.load(tmp_path / "data" / "openai.jsonl", "test")  # the file's metric
+    assert task.score({**record, "prediction": answer}) == {"correct": True}
+    assert task.score({**record, "prediction": "It embeds <audio>."}) == {"correct": False}
+    # options holding a marker are found in the question that lists them (they were not: it held the escape)
+    options = {**openai(0, "Which plays sound?\nA. the <audio> tag\nB. the <image> tag", "A"),
+               "choices": ["the <audio> tag", "the <image> tag"]}
+    [record] = evaluate(tmp_path, "choices.jsonl", [options])
+    assert record["reference"]["choices"] == options["choices"]

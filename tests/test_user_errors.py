@@ -831,3 +831,16 @@ def test_a_missing_folder_is_named_as_missing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"error: {missing}: no such folder" in err, err
         assert "Traceback" not in err
+
+
+def test_evals_missing_data_names_the_folder_on_one_line_and_shows_the_layout_below_it(tmp_path, capsys):
+    """`modrwkv eval` on a missing benchmark folder printed the expected layout on the error line, its
+    columns run together; the layout now follows that line as the task writes it, indented."""
+    from modrwkv.evaluation import get_task
+
+    missing = tmp_path / "textvqa"
+    line = fails(capsys, ["eval", "--task", "textvqa", "--data", str(missing), "--model", str(tmp_path / "m")])
+    assert line == f"modrwkv eval: error: {missing}: expected a folder with the TextVQA files. Expected layout:"
+    main(["eval", "--task", "textvqa", "--data", str(missing), "--model", str(tmp_path / "m")])
+    below = capsys.readouterr().err.splitlines()[1:]
+    assert below == ["  " + row for row in get_task("textvqa").layout.splitlines()]

@@ -17,7 +17,6 @@ import importlib
 import logging
 import math
 import os
-import re
 import shlex
 import signal
 import sys
@@ -1546,15 +1545,13 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def _print_error(args: argparse.Namespace, message: str, exc: Exception) -> None:
     """The one line an error ends a command with (its traceback with -v), its notes (`add_note`: what a
-    training run saved before it) after it."""
+    training run saved before it) after it. A message's further lines (a benchmark's expected folder
+    layout, a table) follow that line, indented, as written: flattened, their columns ran together."""
     if args.verbose:
         log.exception("details")
-    message = "; ".join([message, *getattr(exc, "__notes__", ())])
-    first, *more = message.split("\n")
-    # later lines are a block laid out for reading (a benchmark's folder layout, its comments aligned
-    # in columns): on one line, their indentation and alignment are single spaces
-    message = " ".join([first, *(re.sub(r"\s{2,}", " ", line.strip()) for line in more)])
-    print(f"modrwkv {args.command}: error: {message}", file=sys.stderr)
+    first, *rest = message.split("\n")
+    first = "; ".join([first, *getattr(exc, "__notes__", ())])
+    print(f"modrwkv {args.command}: error: {first}", *(f"  {line}" for line in rest), sep="\n", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from transformers.utils import ModelOutput
 
 from .generation import SamplingParams
 from .generation.streaming import IncrementalDetokenizer
-from .data.sample import MARKERS, escape_markers
+from .data.sample import MARKERS
 from .lm import RWKV7State
 from .multimodal import ModRWKV
 from .multimodal.model import HF_MODEL_TYPE
@@ -253,9 +253,14 @@ class ModRWKVHFProcessor:
         return cls(model.processor(ctx_len=None), model.collator(padding_side="left"))
 
     def __call__(self, conversations: Any = None, *, text: Any = None, images: Any = None, audio: Any = None,
-                 series: Any = None, add_generation_prompt: bool = True, **_: Any) -> BatchFeature:
+                 series: Any = None, add_generation_prompt: bool | None = None, **_: Any) -> BatchFeature:
         """A text that `apply_chat_template` rendered is read back as its turns (its `<image>`
-        markers filled by `images=`, in order); any other string is one user message."""
+        markers filled by `images=`, in order); any other string is one user message.
+
+        `add_generation_prompt` (default: True) ends a conversation with the assistant's turn start. A
+        rendered text has it or not as rendered, since transformers' processors tokenise text as given
+        (the flag is `apply_chat_template`'s); a flag that contradicts the text is refused rather than
+        ignored."""
         from .inference.prompt import build_sample
 
         conversations = conversations if conversations is not None else text
@@ -264,10 +269,16 @@ class ModRWKVHFProcessor:
             raise ValueError("for a batch, put the media in each conversation's content parts")
         samples = []
         for conversation in batch:
-            prompt = add_generation_prompt
+            prompt = True if add_generation_prompt is None else add_generation_prompt
             rendered = self.processor.template.parse(conversation) if isinstance(conversation, str) else None
             if rendered is not None:
                 turns, prompt = rendered
+                if add_generation_prompt is not None and add_generation_prompt != prompt:
+                    raise ValueError(
+                        f"add_generation_prompt={add_generation_prompt} but the rendered prompt "
+                        f"{'ends' if prompt else 'does not end'} with the assistant's turn start, and a rendered text "
+                        f"is read as rendered: render it with apply_chat_template(..., add_generation_prompt="
+                        f"{add_generation_prompt}), pass the messages instead, or leave the argument out")
                 conversation = [{"role": role, "content": content} for role, content in turns]
             sample = build_sample(conversation, images=images, audio=audio, series=series)
             samples.append(self.processor(sample, add_generation_prompt=prompt))
@@ -309,19 +320,10 @@ def _hub_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _turns(conversation: Any) -> list[tuple[str, str]]:
-    """The (role, text) turns of a conversation, media parts as their markers (joined with newlines, as
-    `openai_to_sample` joins parts): rendering needs the media's places only, not the media."""
-    from .data.readers.openai_chat import PART_MODALITIES, ROLES
+    """The (role, text) turns of a conversation, content parts read as `openai_to_sample` reads them
+    (`content_text`), media parts as their markers: rendering needs the media's places only, not the media."""
+    from .data.readers.openai_chat import PART_MODALITIES, ROLES, content_text
     from .inference.prompt import ROLES as PLAIN_ROLES
-
-    def text(part: Any) -> str:
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind in PART_MODALITIES:
-            return MARKERS[PART_MODALITIES[kind]]
-        if kind == "text" and isinstance(part.get("text"), str):
-            return escape_markers(part["text"])
-        raise ValueError(f"unsupported content part {part!r}: expected {{'type': 'text', 'text': ...}} or a media "
-                         f"part ({', '.join(sorted(PART_MODALITIES))})")
 
     if isinstance(conversation, str):
         return [("user", conversation)]
@@ -336,10 +338,9 @@ def _turns(conversation: Any) -> list[tuple[str, str]]:
         if not isinstance(m, Mapping) or m.get("role") not in roles or not isinstance(content, (str, list)):
             raise ValueError(f"messages[{index}] must be {{'role': {'|'.join(map(repr, roles))}, 'content': text "
                              f"or a list of parts}}, got {m!r:.200}")
-        if isinstance(content, str):
-            turns.append((roles[m["role"]], escape_markers(content) if with_parts else content))
-        else:
-            turns.append((roles[m["role"]], "\n".join(text(p) for p in content)))
+        text = content_text(content, f"messages[{index}].content", "",
+                            lambda kind, part, where: MARKERS[PART_MODALITIES[kind]]) if with_parts else content
+        turns.append((roles[m["role"]], text))
     if not turns:
         raise ValueError("apply_chat_template needs a conversation: a non-empty list of messages")
     return turns

@@ -43,7 +43,8 @@ def escape_markers(text: str) -> str:
 
 
 def unescape_markers(text: str) -> str:
-    """The characters escaped text stands for (what is tokenised)."""
+    """The characters escaped text stands for (what is tokenised, and what records and displays show);
+    not for text that is parsed again, whose literal markers would become media places."""
     return _ESCAPED.sub(r"\1", text)
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.sample import unescape_markers
 from ..lm.files import check_output_folder
 from ..textfiles import append_text_durably, write_text_atomically
 from .report import format_report
@@ -339,9 +340,11 @@ def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSamp
         raise ValueError(f"{task.name} {which}: {exc}") from exc
     records = []
     for sample, answer in zip(batch, answers, strict=True):
-        # a "prompt" in the answer (what a forecaster was asked) replaces the sample's
-        record = {"id": sample.id, **({"context": sample.context} if sample.context else {}),
-                  "prompt": sample.prompt, **answer, "reference": sample.reference}
+        # a "prompt" in the answer (what a forecaster was asked) replaces the sample's; the record shows the
+        # turns' characters (a literal "<audio>" in a question is held escaped, which the reader must not see)
+        context = [{**turn, "content": unescape_markers(turn["content"])} for turn in sample.context]
+        record = {"id": sample.id, **({"context": context} if context else {}),
+                  "prompt": unescape_markers(sample.prompt), **answer, "reference": sample.reference}
         record = json.loads(dumps(record))  # exactly what a rerun will read back
         record["score"] = task.score(record)
         records.append(record)

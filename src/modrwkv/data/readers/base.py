@@ -113,7 +113,8 @@ class Reader(abc.ABC, Iterable[Sample]):
     Every pass starts a fresh `self.report`, so after `for s in reader: ...` the report describes
     that pass. Each skipped record is logged at WARNING (the first `log_limit` of a pass; later ones
     at DEBUG so that a dataset with thousands of missing images does not bury the training log) and a
-    WARNING summary closes any pass that skipped something. Problems with a whole file (missing,
+    WARNING summary closes any pass that skipped something; with `log_limit=0` that summary is the
+    pass's only line (a series with gaps, whose left-out windows are expected). Problems with a whole file (missing,
     not JSON at all, no such column) raise `DataError` whatever `on_error` says: no record is left.
     """
 
@@ -155,7 +156,7 @@ class Reader(abc.ABC, Iterable[Sample]):
                 report.add_skip(err)
                 level = logging.WARNING if report.num_skipped <= self.log_limit else logging.DEBUG
                 logger.log(level, "skipping %s [%s]", err, err.reason)
-                if report.num_skipped == self.log_limit + 1:
+                if report.num_skipped == self.log_limit + 1 and self.log_limit:
                     logger.warning("%s: further skipped records are logged at DEBUG level", self.name)
                 continue
             report.kept += 1

@@ -30,7 +30,7 @@ import binascii
 import math
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,30 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 _URL_PARTS = {"image_url": "image", "audio_url": "audio", "video_url": "video"}
 _ITEM_PARTS = {"image": "image", "audio": "audio", "video": "video"}
 PART_MODALITIES = {**_URL_PARTS, **_ITEM_PARTS, "input_audio": "audio"}  # each media part type's modality
+
+
+def content_text(content: Any, field: str, source: str, media: Callable[[str, dict[str, Any], str], str]) -> str:
+    """A message's content (`field`, e.g. "messages[0].content") as the text of its `Message`: a string
+    is its characters, and so is a text part's text (markers escaped: in this format media come only
+    from parts); content parts are joined with "\\n", a media part (a type of `PART_MODALITIES`)
+    becoming what `media(type, part, where)` returns, its marker. The one reading of content parts, for
+    the reader (whose `media` takes the item) and for transformers' rendered prompt (which needs the
+    media's places only)."""
+    if isinstance(content, str):
+        return escape_markers(content)
+    pieces = []
+    for index, part in enumerate(require(as_rows(content), (str, list), field, source)):
+        where = f"{field}[{index}]"
+        require(part, dict, where, source)
+        kind = part.get("type")
+        if kind == "text":
+            pieces.append(escape_markers(require(part.get("text"), str, f"{where}.text", source)))
+        elif kind in PART_MODALITIES:
+            pieces.append(media(kind, part, where))
+        else:
+            raise DataError(source, "unsupported_part", f"{where} is an unsupported content part (type {kind!r}; "
+                            f"expected 'text' or a media part: {', '.join(sorted(PART_MODALITIES))})")
+    return "\n".join(pieces)
 
 
 def openai_to_sample(
@@ -162,21 +186,13 @@ class _Parser:
         answer = self.answers_required and role == "assistant" and "tool_calls" not in message
         if answer and (content is None or (isinstance(content, float) and math.isnan(content))):
             turn_text(content, field, self.source, answer=True)  # raises empty_answer
-        if isinstance(content, str):
-            text = escape_markers(content)
-        else:
-            parts = require(as_rows(content), (str, list), field, self.source)
-            text = "\n".join(self.part(part, f"{field}[{i}]") for i, part in enumerate(parts))
+        text = content_text(content, field, self.source, self.media)
         if answer:
             turn_text(text, field, self.source, answer=True)  # a blank one (or no parts) is an empty_answer
         return Message(role, text)
 
-    def part(self, part: Any, where: str) -> str:
-        """The text a content part stands for: its text, or the marker of the media it adds."""
-        require(part, dict, where, self.source)
-        kind = part.get("type")
-        if kind == "text":
-            return escape_markers(require(part.get("text"), str, f"{where}.text", self.source))
+    def media(self, kind: str, part: dict[str, Any], where: str) -> str:
+        """The marker of the media a media part (of type `kind`, at `where`) adds, its item taken."""
         if kind in _URL_PARTS:
             payload = part.get(kind)
             url = payload.get("url") if isinstance(payload, dict) else payload
@@ -186,22 +202,20 @@ class _Parser:
             payload = require(part.get("input_audio"), dict, f"{where}.input_audio", self.source)
             data = require(payload.get("data"), str, f"{where}.input_audio.data", self.source)
             return self.add("audio", self.base64(data, where), where)
-        if kind in _ITEM_PARTS:
-            modality = _ITEM_PARTS[kind]
-            value = part.get(kind)
-            if value is None:
-                pool = self.pools.get(modality)
-                if not pool:
-                    raise DataError(
-                        self.source,
-                        "marker_mismatch",
-                        f"{where} is a {kind} part without payload and no '{kind}s' remain",
-                    )
-                value = pool.pop(0)
-            return self.add(
-                modality, self.url(value, modality, where) if isinstance(value, str) else self.local(value, modality), where
-            )
-        raise DataError(self.source, "unsupported_part", f"{where} has unsupported type {kind!r}")
+        modality = _ITEM_PARTS[kind]
+        value = part.get(kind)
+        if value is None:
+            pool = self.pools.get(modality)
+            if not pool:
+                raise DataError(
+                    self.source,
+                    "marker_mismatch",
+                    f"{where} is a {kind} part without payload and no '{kind}s' remain",
+                )
+            value = pool.pop(0)
+        return self.add(
+            modality, self.url(value, modality, where) if isinstance(value, str) else self.local(value, modality), where
+        )
 
     def add(self, modality: str, item: Any, where: str) -> str:
         self.items[modality].append(item)

@@ -67,7 +67,7 @@ from ...data.readers.base import DataError, expand_paths, file_records, one_form
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
-from ...data.sample import MARKERS, Sample
+from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
@@ -379,11 +379,13 @@ def _conversation_question(sample: Sample, record: Any, template: str | None) ->
                         "question it answers")
     fields = {key: record[key] for key in ("answers", "choices", "metric")
               if isinstance(record, dict) and key in record}
+    # The reference and the options are compared with what the model says, i.e. with the characters of
+    # the turns: an OpenAI record's text "write <image>" is held escaped (no media place), not so replied.
     if "answers" not in fields:
-        fields["answer"] = messages[-1].content
+        fields["answer"] = unescape_markers(messages[-1].content)
     # The question-answer reader's checks and meaning: choice letters, accepted answers, the metric.
     qa = parse_qa_record({"question": messages[-2].content, **fields}, source=source)
-    asked = [m.content.casefold() for m in messages[:-1] if m.role != "assistant"]
+    asked = [unescape_markers(m.content).casefold() for m in messages[:-1] if m.role != "assistant"]
     for index, choice in enumerate(qa.choices):  # the turns are asked as written, so they must show the options
         if not any(choice.casefold() in text for text in asked):
             raise DataError(source, "missing_field", f"'choices'[{index}] {choice!r} is not in the question: a "
