@@ -331,3 +331,47 @@ def test_a_plain_binary_image_column_reads_as_its_bytes(tmp_path):
     pq.write_table(pa.table({"image": pa.array([png], pa.binary()), "conversations": [turns]}), tmp_path / "b.parquet")
     [sample] = list(LlavaReader(tmp_path / "b.parquet", on_error="raise"))
     assert sample.images[0].read() == png
+
+
+def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, caplog):
+    """A file written as one row group (pyarrow's and pandas' default) is not held whole by each process
+    that reads its media: past ROW_GROUP_KEPT_BYTES a process keeps that much of the column from the row
+    asked for (measured in pyarrow's own allocations), reads each cell back as written in any order,
+    and reading the file warns; below it the row group is read once whatever the order. A cell replaced
+    by something that is not bytes is a ValueError naming the row."""
+    import random
+
+    import pyarrow as pa
+
+    from modrwkv.data.readers import base
+
+    rng = np.random.default_rng(0)
+    cells = [rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes() for _ in range(300)]
+    path = tmp_path / "one_group.parquet"
+    pq.write_table(pa.table({"image": pa.array(cells, pa.binary()), "answer": ["7"] * 300}), path)
+    assert pq.ParquetFile(path).num_row_groups == 1
+    monkeypatch.setattr(base, "ROW_GROUP_KEPT_BYTES", 2_000_000)  # the column is 6 MB
+    with caplog.at_level("WARNING", logger="modrwkv.data.readers"):
+        refs = [load()["image"] for _, load in base.parquet_records(path)]
+    assert f"{path}: row group 0 is 6 MiB (300 rows), more than the 2 MiB of a row group" in caplog.text
+    reads = []
+    monkeypatch.setattr(base, "_read_rows", lambda key, row, read=base._read_rows: reads.append(row) or read(key, row))
+    before = pa.total_allocated_bytes()
+    rows_kept = 2_000_000 * 300 // pq.ParquetFile(path).metadata.row_group(0).column(0).total_uncompressed_size
+    assert rows_kept == 99 and [ref.read() for ref in refs] == cells and reads == [0, 99, 198, 297]  # file order
+    held = 0
+    order = random.Random(0).sample(range(300), 300)
+    for index in order:
+        assert refs[index].read() == cells[index]
+        held = max(held, pa.total_allocated_bytes() - before)
+    assert held < 1.5 * 99 * 20_000, held  # 99 rows (2 MB), not the 6 MB column
+    monkeypatch.setattr(base, "ROW_GROUP_KEPT_BYTES", 10 * 2**20)
+    reads.clear()
+    assert [refs[i].read() for i in order] == [cells[i] for i in order] and len(reads) == 1  # kept whole
+    pq.write_table(pa.table({"image": ["a string now"] * 300, "answer": ["7"] * 300}), path)
+    monkeypatch.setattr(base, "_KEPT", [])
+    with pytest.raises(ValueError, match=r"one_group\.parquet: row 5 of row group 0: 'image' holds no bytes"):
+        refs[5].read()
+    nested = ParquetBytes(str(path), 0, 5, "image", ("bytes",))  # a struct's bytes, where a string now is
+    with pytest.raises(ValueError, match=r"row 5 of row group 0: the embedded 'image' bytes cannot be read"):
+        nested.read()

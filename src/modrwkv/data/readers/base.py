@@ -210,7 +210,7 @@ def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
     return paths
 
 
-PARQUET_BATCH_ROWS = 64  # rows turned into Python objects at a time: 64 images of a shard are a few MB to tens
+PARQUET_BATCH_ROWS = 64  # rows turned into Python objects at a time: 64 images of a hub shard, a few MB
 
 
 def file_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
@@ -241,39 +241,69 @@ class ParquetBytes:
     keys: tuple[str | int, ...]
 
     def read(self) -> bytes:
-        """The bytes, from the row group's `column` as `_row_group_column` reads it (the last one is
-        kept, so the samples of one row group read it once); ValueError naming the file and row when
-        the file no longer reads."""
+        """The bytes, from the row's cell as `_parquet_cell` reads it; ValueError naming the file and row
+        when the file no longer reads or holds something else there (replaced since it was indexed)."""
         try:
-            value = _row_group_column(self.path, self.row_group, self.column)[self.row].as_py()
-        except (OSError, ValueError, IndexError, KeyError) as err:  # replaced or damaged since it was indexed
+            value = _parquet_cell(self.path, self.row_group, self.row, self.column)
+            for key in self.keys:
+                value = value[key]
+        except (OSError, ValueError, IndexError, KeyError, TypeError) as err:
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: the embedded "
                              f"{self.column!r} bytes cannot be read: {err}") from None
-        for key in self.keys:
-            value = value[key]
         if not isinstance(value, bytes):
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: {self.column!r} holds no "
                              "bytes there any more (the file changed since it was indexed)")
         return value
 
 
-# The row-group column read last by this process: (process id, path, row group, column) -> the column.
-# One entry, so that a worker's memory is one row group's media whatever the data set's size; the
-# process id keeps a forked data-loader worker from using what its parent read.
-_LAST_COLUMN: dict[tuple[int, str, int, str], Any] = {}
+# A process keeps the media column of the row group it read last, when that is up to this size
+# (uncompressed), so that the samples of a row group, in any order, read it once. Of a bigger one
+# (pandas and pyarrow write a whole file as one row group unless told otherwise) it keeps this much,
+# from the row asked for on: every data-loader worker holding a whole data set's images would undo
+# what ParquetBytes is for. `parquet_records` warns of such row groups.
+ROW_GROUP_KEPT_BYTES = 128 * 2**20  # a hub shard's row group of 100-500 images is kept whole
 
 
-def _row_group_column(path: str, row_group: int, column: str) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _KeptRows:
+    key: tuple[int, str, int, str]  # (process id, path, row group, column)
+    start: int  # the row (within the row group) that values[0] is
+    values: Any  # a pyarrow array
+
+
+# One entry: the process id keeps a forked data-loader worker from using what its parent read.
+_KEPT: list[_KeptRows] = []
+
+
+def _parquet_cell(path: str, row_group: int, row: int, column: str) -> Any:
+    """The value of `column` in `row` of `row_group`, from the rows this process keeps, else read."""
     key = (os.getpid(), path, row_group, column)
-    found = _LAST_COLUMN.get(key)
-    if found is None:
-        import pyarrow.parquet
+    kept = _KEPT[0] if _KEPT and _KEPT[0].key == key else None
+    if kept is None or not kept.start <= row < kept.start + len(kept.values):
+        _KEPT.clear()  # before reading: a worker's memory is one row group's rows, not two
+        kept = _read_rows(key, row)
+        _KEPT.append(kept)
+    return kept.values[row - kept.start].as_py()
 
-        with pyarrow.parquet.ParquetFile(path) as handle:
-            found = handle.read_row_group(row_group, columns=[column]).column(0)
-        _LAST_COLUMN.clear()
-        _LAST_COLUMN[key] = found
-    return found
+
+def _read_rows(key: tuple[int, str, int, str], row: int) -> _KeptRows:
+    import pyarrow
+    import pyarrow.parquet
+
+    _, path, row_group, column = key
+    # one column, read in this thread and closed: an open file, or its pre-buffered reads, keep what they read
+    with pyarrow.parquet.ParquetFile(path, pre_buffer=False) as handle:
+        metadata = handle.metadata.row_group(row_group)
+        size = sum(metadata.column(i).total_uncompressed_size for i in range(metadata.num_columns)
+                   if metadata.column(i).path_in_schema.split(".")[0] == column)
+        values = handle.read_row_group(row_group, columns=[column], use_threads=False).column(0)
+    if size <= ROW_GROUP_KEPT_BYTES:
+        return _KeptRows(key, 0, values)
+    if row >= len(values):
+        raise IndexError(f"the row group has {len(values)} rows")
+    window = values.slice(row, max(PARQUET_BATCH_ROWS, ROW_GROUP_KEPT_BYTES * metadata.num_rows // size))
+    # taken, not sliced: a slice keeps the whole column's buffers alive
+    return _KeptRows(key, row, window.take(pyarrow.array(range(len(window)))))
 
 
 def read_embedded(item: Any) -> Any:
@@ -289,6 +319,7 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     records of a data set hold none of its media, which are read when a sample is built."""
     index, name = 0, str(path)
     with open_parquet(path) as handle:
+        _warn_of_big_row_groups(path, handle.metadata)
         for row_group in range(handle.num_row_groups):
             batches, row = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group]), 0
             while True:
@@ -304,6 +335,17 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     yield f"{path}:row {index}", _constant({column: _refer_to_bytes(value, column, (), where)
                                                             for column, value in record.items()})
                     index, row = index + 1, row + 1
+
+
+def _warn_of_big_row_groups(path: Path, metadata: Any) -> None:
+    sizes = [metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups)]
+    if sizes and max(sizes) > ROW_GROUP_KEPT_BYTES:
+        group = sizes.index(max(sizes))
+        logger.warning("%s: row group %d is %.0f MiB (%d rows), more than the %.0f MiB of a row group a process keeps: in a "
+                    "shuffled order a sample can cost reading a whole row group. Rewrite it with smaller row groups "
+                    "(datasets: Dataset.to_parquet(path, batch_size=100); pyarrow: row_group_size=100)",
+                    path, group, max(sizes) / 2**20, metadata.row_group(group).num_rows,
+                    ROW_GROUP_KEPT_BYTES / 2**20)
 
 
 def open_parquet(path: Path) -> Any:
