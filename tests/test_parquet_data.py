@@ -375,3 +375,26 @@ def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, capl
     nested = ParquetBytes(str(path), 0, 5, "image", ("bytes",))  # a struct's bytes, where a string now is
     with pytest.raises(ValueError, match=r"row 5 of row group 0: the embedded 'image' bytes cannot be read"):
         nested.read()
+
+
+def test_runs_are_named_after_the_data_not_its_wildcard_or_shard_numbers(tmp_path, monkeypatch):
+    """`init` and `eval --task custom` name the config and run folders after the data: a wildcard or a hub
+    shard's numbering is not a name (they gave `*.yaml` and `runs/train-*`); a file whose name holds
+    brackets is that file, not a pattern; one path given as a str or a Path is one file."""
+    from modrwkv.data.readers.base import data_label, data_name
+    from modrwkv.training.init import InitAnswers
+
+    assert [data_name(d) for d in ["data/digits/*.jsonl", "data/digits/train-*.parquet",
+                                   "hub/digits/train-00000-of-00002.parquet", "data/digits/test.jsonl",
+                                   "mine.jsonl", "data/vqa_[12].jsonl", "data/sets/*"]] == \
+        ["digits", "digits", "digits", "digits", "mine", "vqa", "sets"]
+    jsonl, _ = digits(tmp_path / "digits", 4)
+    bracketed = jsonl.with_name("set[1].jsonl")
+    bracketed.write_text(jsonl.read_text())
+    assert expand_paths([str(bracketed)], "--data") == [str(bracketed)]
+    assert len(CustomTask().load(str(bracketed), "test")) == len(CustomTask().load(bracketed, "test")) == 4
+    assert InitAnswers(data=bracketed).data == [str(bracketed)] and data_label([jsonl, str(bracketed)]) == \
+        f"{jsonl}, {bracketed}"
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", str(tmp_path / "digits" / "*.jsonl"), "--yes"]) == 0
+    assert yaml.safe_load((tmp_path / "digits.yaml").read_text())["output"]["dir"] == "runs/digits"

@@ -588,15 +588,9 @@ def _ask(question: str, default: str | None, choices: Sequence[str] | None = Non
 def _run_init(args: argparse.Namespace) -> int:
     import torch
 
+    from modrwkv.data.readers.base import data_label, data_name
     from modrwkv.textfiles import write_text_atomically
-    from modrwkv.training.init import (
-        InitAnswers,
-        InitError,
-        build_config,
-        data_name,
-        render_config,
-        summarize_data,
-    )
+    from modrwkv.training.init import InitAnswers, InitError, build_config, render_config, summarize_data
 
     interactive = sys.stdin.isatty() and not args.yes
     data = args.data
@@ -623,7 +617,7 @@ def _run_init(args: argparse.Namespace) -> int:
     detected = ", ".join(sorted(summary.modalities)) or "none"
     if summary.series_columns:  # which columns became series, so a column left out is seen now
         detected += f" (columns: {', '.join(summary.series_columns)})"
-    print(f"{answers.data_label}: {summary.data_format} format, {summary.count()} usable samples, inputs: {detected} "
+    print(f"{data_label(answers.data)}: {summary.data_format} format, {summary.count()} usable samples, inputs: {detected} "
           f"({summary.skipped})")
     _list_skipped(summary.problems, summary.num_skipped, sys.stdout)
     answers.modality = args.modality or (

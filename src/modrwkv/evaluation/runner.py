@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.readers.base import data_label
 from ..data.sample import unescape_markers
 from ..lm.files import check_output_folder
 from ..textfiles import append_text_durably, write_text_atomically
@@ -305,11 +306,6 @@ def run_eval(
     summary = _finish(task, data, output, split, selected, len(samples), done, model, limit, batch_size, max_new_tokens,
                       generated, seconds)
     return EvalResult(output, len(selected), len(selected), generated, summary)
-
-
-def data_label(data: Path | Sequence[Path]) -> str:
-    """The data of a run as messages and report.md name it: the file or folder, or the files."""
-    return str(data) if isinstance(data, Path) else ", ".join(map(str, data))
 
 
 def _note_unrecorded_asr_prompt(task: Task, model: ModelSpec, samples: Sequence[EvalSample]) -> None:

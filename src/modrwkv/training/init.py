@@ -31,7 +31,7 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import data_name, expand_paths
+from ..data.readers.base import as_paths, data_label, data_name, expand_paths
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -84,12 +84,7 @@ class InitAnswers:
     val: str | None = None  # a validation file in the training format (not for series: their own val rows)
 
     def __post_init__(self) -> None:
-        self.data = [self.data] if isinstance(self.data, str) else list(self.data)
-
-    @property
-    def data_label(self) -> str:
-        """The training data as the user gave it, for messages."""
-        return ", ".join(self.data)
+        self.data = [str(path) for path in as_paths(self.data)]
 
 
 @dataclasses.dataclass
@@ -165,7 +160,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     problems = [str(err) for err in reader.report.examples]
     if not samples:
         first = f"; the first: {problems[0]}" if problems else ""
-        raise InitError(f"{answers.data_label}: no usable sample ({reader.report.summary()}{first}); if media files were not "
+        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media files were not "
                         "found, give the folder they are relative to (--media-folder)", problems,
                         reader.report.num_skipped)
     tokenizer = WorldTokenizer()
@@ -227,9 +222,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
             raise InitError(f"--modality {answers.modality}, but the data has {sorted(modalities)} inputs")
         modalities.add(answers.modality)
     if not modalities:
-        raise InitError(f"{answers.data_label}: no sample has an image, audio or series input; a ModRWKV needs one")
+        raise InitError(f"{data_label(answers.data)}: no sample has an image, audio or series input; a ModRWKV needs one")
     tiny = answers.size == "tiny"
-    notes = [f"written by `modrwkv init` for {answers.data_label} ({summary.data_format} format, "
+    notes = [f"written by `modrwkv init` for {data_label(answers.data)} ({summary.data_format} format, "
              f"{summary.count()} samples, inputs: {', '.join(sorted(modalities))})"]
     encoders: dict[str, Any] = {}
     media_tokens = 0
@@ -374,7 +369,7 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     if answers.data_format is None and val.is_file():  # a format given (--data-format) applies to both files
         with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
             if (found := detect_format(val)) != data_format:
-                raise InitError(f"--val: {val} holds {found} records, but {answers.data_label} holds {data_format} "
+                raise InitError(f"--val: {val} holds {found} records, but {data_label(answers.data)} holds {data_format} "
                                 "records, and training reads the val file with that file's reader: give held-out "
                                 "records in the training file's format")
     task = CustomTask(media_folder=answers.media_folder)

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -194,20 +195,25 @@ def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
     FileNotFoundError for a wildcard that matches nothing or a folder without shards."""
     paths = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise FileNotFoundError(f"{setting}: no file matches {pattern!r}")
-            paths.extend(matches)
-        elif Path(pattern).is_dir():
+        if Path(pattern).is_dir():
             shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
             if not shards:
                 raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet file; give the data "
                                         "files (a wildcard such as data/train-*.parquet)")
             paths.extend(shards)
+        elif glob.has_magic(pattern) and not Path(pattern).exists():  # 'set[1].jsonl' may be a file's name
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"{setting}: no file matches {pattern!r}")
+            paths.extend(matches)
         else:
             paths.append(pattern)
     return paths
+
+
+def data_label(data: PathLike | Sequence[PathLike]) -> str:
+    """Data given as one path or several, as messages and reports name it."""
+    return ", ".join(map(str, as_paths(data)))
 
 
 PARQUET_BATCH_ROWS = 64  # rows turned into Python objects at a time: 64 images of a hub shard, a few MB
@@ -791,8 +797,11 @@ class JsonRecordsReader(Reader):
 
 def data_name(data: str | Path) -> str:
     """A name for runs and configs: the file's name, or its folder's for a generic one
-    (data/digits/train.jsonl and data/digits/test.jsonl -> digits)."""
+    (data/digits/train.jsonl and data/digits/test.jsonl -> digits), without a wildcard or a hub shard's
+    numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits)."""
     path = Path(data)
-    generic = path.stem.lower() in ("train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
-                                    "dataset", "all")
-    return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
+    stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0]).rstrip("-_. ")
+    generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
+                               "dataset", "all")
+    folder = path.resolve().parent.name
+    return folder if generic and folder and not glob.has_magic(folder) else stem or "data"

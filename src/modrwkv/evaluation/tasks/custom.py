@@ -63,7 +63,7 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import DataError, expand_paths, file_records, one_format
+from ...data.readers.base import DataError, as_paths, data_label, expand_paths, file_records, one_format
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
@@ -164,10 +164,9 @@ class CustomTask(Task):
         """The records of `data`: a file, or what `data.train` takes (several files, wildcards, a folder of
         .parquet shards), all of one format. A record without an `id` is known by its place: its number
         in a single file, else "file name:number"."""
-        given = [data] if isinstance(data, Path) else list(data)
-        label = ", ".join(map(str, given))
+        label = data_label(data)
         try:
-            files = [Path(file) for file in expand_paths([str(path) for path in given], "--data")]
+            files = [Path(file) for file in expand_paths([str(path) for path in as_paths(data)], "--data")]
         except FileNotFoundError as exc:
             raise BenchmarkFileError(str(exc)) from None
         for file in files:
