@@ -207,3 +207,25 @@ def test_cli_names_the_error_and_the_checkpoint_in_one_line(tmp_path, monkeypatc
     monkeypatch.setattr(ModRWKVModule, "training_step", step)
     assert main(["train", str(tmp_path / "run.yaml"), "--resume"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("trained 6 steps: ")
+
+
+def test_cli_puts_a_data_loader_workers_error_on_one_line(tmp_path, monkeypatch, capsys):
+    """A data-loader worker's error carries the worker's traceback in its message (torch's
+    ExceptionWrapper): the line names how it was caught and the error it ends with, not the traceback."""
+    import modrwkv.training
+
+    cfg = config(tmp_path, "run", max_steps=6)
+    cfg["data"] = {"format": "llava", "train": [str(write_llava(tmp_path, colour_samples(4)))]}
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    caught = ("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+              '  File "worker.py", line 309, in _worker_loop\n    data = fetcher.fetch(index)\n'
+              "ValueError: image 3 is 0 x 0 pixels\n")
+
+    def worker_fails(*args, **kwargs):
+        raise RuntimeError(caught)
+
+    monkeypatch.setattr(modrwkv.training, "train", worker_fails)
+    assert main(["train", str(tmp_path / "run.yaml")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "modrwkv train: error: RuntimeError: Caught ValueError in DataLoader worker process 0. ... ValueError: image 3 "
+        "is 0 x 0 pixels (-v shows where)"]

@@ -446,7 +446,10 @@ def _run_train(args: argparse.Namespace) -> int:
     except USER_ERRORS:
         raise
     except Exception as exc:  # out of memory, an encoder's or a data-loader worker's error: one line, not a traceback
-        _print_error(args, f"{type(exc).__name__}: {_describe(exc)} (-v shows where)", exc)
+        # a data-loader worker's error carries the worker's traceback: its first line and the error it ends with
+        lines = [line.strip() for line in _describe(exc).splitlines() if line.strip()] or [""]
+        what = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+        _print_error(args, f"{type(exc).__name__}: {what} (-v shows where)", exc)
         return FAILED
     m = result.metrics
     if result.final_dir is None:
