@@ -157,7 +157,7 @@ def test_real_lmms_eval_scores_the_replies_modrwkv_eval_gives(tmp_path, monkeypa
          "--tasks", "modrwkv_digits", "--include_path", str(ROOT / "bench" / "digits" / "lmms_eval_task"),
          "--batch_size", "3", "--log_samples", "--output_path", str(tmp_path / "lmms")],
         env=env, capture_output=True, text=True, timeout=600)
-    [samples] = (tmp_path / "lmms").rglob("*_samples_modrwkv_digits.jsonl") or [None]
+    samples = next((tmp_path / "lmms").rglob("*_samples_modrwkv_digits.jsonl"), None)
     assert samples is not None, done.stdout[-3000:] + done.stderr[-3000:]  # lmms-eval exits 0 on errors
     harness = {json.loads(line)["doc_id"]: json.loads(line) for line in samples.read_text().splitlines()}
     [results] = (tmp_path / "lmms").rglob("*_results.json")
@@ -187,3 +187,12 @@ def test_vlmevalkit_launcher_names_a_missing_run_py_and_a_missing_vlmevalkit(tmp
         main(command)
     assert exited.value.code == 2
     assert f"VLMEvalKit is not installed (pip install -e {tmp_path}/VLMEvalKit, the clone" in capsys.readouterr().err
+    (tmp_path / "VLMEvalKit" / "vlmeval").mkdir()  # installed, one of its own dependencies missing
+    (tmp_path / "VLMEvalKit" / "vlmeval" / "__init__.py").write_text("import a_dependency_not_installed\n")
+    monkeypatch.delitem(sys.modules, "vlmeval")
+    monkeypatch.syspath_prepend(str(tmp_path / "VLMEvalKit"))
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 2
+    assert "VLMEvalKit does not import: ModuleNotFoundError: No module named 'a_dependency_not_installed'" in \
+        capsys.readouterr().err

@@ -180,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "https://github.com/open-compass/VLMEvalKit)")
     try:
         importlib.import_module("vlmeval")
-    except ImportError:
+    except ImportError as exc:
+        if not (isinstance(exc, ModuleNotFoundError) and exc.name == "vlmeval"):  # installed, but its import fails
+            parser.error(f"VLMEvalKit does not import: {type(exc).__name__}: {exc}")
         parser.error(f"VLMEvalKit is not installed (pip install -e {os.path.dirname(args.run) or '.'}, the clone "
                      "that holds run.py)")
     register(args.name, model_path=args.model_path, max_new_tokens=args.max_new_tokens, device=args.device,
