@@ -251,6 +251,19 @@ def test_quickstart_runs_end_to_end_at_small_scale(capsys, uninterrupted_quickst
     assert weights == ["model", "stage0/final", "stage1/final"] and not list(output.rglob("*.ckpt"))
     example = report["example_image"]  # the README's chat command works as printed
     assert f"modrwkv chat --model {output / 'model'} --image {output / 'shapes.png'}" in out
+    # and asks as the model was trained: the saved model records the layout of the quickstart's user turns,
+    # so that a question with the image and no marker (what chat sends) is asked question, image, question
+    from modrwkv.data.sample import Sample
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.quickstart.data import generate_samples
+    from modrwkv.quickstart.run import _question
+
+    assert json.loads((output / "model" / "config.json").read_text())["media_layout"] == "text_media_text"
+    pipe = ModRWKVPipeline.from_pretrained(output / "model")
+    for sample in [s for s in generate_samples(12, 5) if s.images][:2] + [s for s in generate_samples(12, 5) if s.series][:1]:
+        trained = pipe.processor(Sample(sample.messages[:1], images=sample.images, series=sample.series),
+                                 add_generation_prompt=True).input_ids.tolist()
+        assert list(pipe.encode(_question(sample), images=sample.images, series=sample.series).ids) == trained
     with Image.open(example["path"]) as scene:
         assert scene.size == (64, 64) and "<image>" not in example["question"] and "\n" not in example["question"]
     assert main(["quickstart", "--output", str(output), *QUICKSTART_OPTIONS]) == 0  # run again: nothing trained

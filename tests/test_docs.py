@@ -688,14 +688,19 @@ def test_option_named_in_prose_exists(where: str, option: str):
 def test_the_docs_ask_the_quickstart_model_in_the_layout_it_was_trained_and_scored_in():
     """README's and interop.md's Python examples ask the quickstart model about runs/quickstart/shapes.png;
     they asked "question\\n<image>", a layout the quickstart never trains on (its user turns are the
-    question, the image, the question again: `question_first`), so they show what it was scored on."""
+    question, the image, the question again: `question_first`), so they show what it was scored on: as
+    written, or placed by the quickstart model's `media_layout` when the text has no marker."""
+    from modrwkv.inference.prompt import build_sample
     from modrwkv.quickstart.data import _chat
-    from modrwkv.quickstart.run import QuickstartSettings
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
 
     question = "What colour is the circle?"
     trained = _chat(question, "<image>", "red", QuickstartSettings().question_first)[0].content
+    layout = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32)).media_layout
     for doc in (ROOT / "README.md", ROOT / "docs" / "interop.md"):
         text = doc.read_text()
         assert f'question = "{question}"' in text, doc
-        [asked] = re.findall(r'\(f"(\{question\}[^"]*)", images=\["runs/quickstart/shapes\.png"\]', text)
-        assert asked.replace("\\n", "\n").replace("{question}", question) == trained, doc
+        [asked] = re.findall(r'\((question|f"[^"]*"), images=\["runs/quickstart/shapes\.png"\]', text)
+        asked = question if asked == "question" else asked[2:-1].replace("\\n", "\n").replace("{question}", question)
+        placed = build_sample(asked, images=["shapes.png"], media_layout=layout).messages[0].content
+        assert placed == trained, doc

@@ -5,6 +5,7 @@ import atexit
 import base64
 import functools
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
 from modrwkv.inference import ModRWKVPipeline, encode_sample
 from modrwkv.lm import RWKV7Config, save_model
+from modrwkv.lm.checkpoint import CheckpointError
 from modrwkv.lm.random_weights import random_official_state_dict
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing import PLACEHOLDER_IDS
@@ -132,6 +134,66 @@ def test_bad_conversations_are_refused_clearly(pipe):
         pipe.session().send("<image> What?", image=[image()])
     with pytest.raises(ValueError, match="unknown field"):
         pipe.generate_batch([{"messages": "hi", "temperature": 0}])
+
+
+@functools.cache
+def question_media_question_dir() -> Path:
+    """A saved tiny ModRWKV that records the quickstart's training layout, `media_layout` text_media_text."""
+    folder = Path(tempfile.mkdtemp(prefix="modrwkv-qmq-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    torch.manual_seed(0)
+    encoders = {"image": build_encoder("tiny", width=32), "series": build_encoder("wavenet", layers=2, output_dim=24)}
+    ModRWKV.build(make_model(LM, seed=1), encoders, media_layout="text_media_text").eval().save_pretrained(folder)
+    return folder
+
+
+def test_unmarked_media_are_placed_as_the_model_was_trained_and_markers_where_the_user_put_them(tmp_path):
+    """A model whose config says it was trained question, media, question (the quickstart) is asked that
+    way when the text has no marker (`modrwkv chat --image`, `pipe.chat(text, images=)`, a session, the
+    transformers processor): it used to be asked media first, whatever it was trained on. A marker the user
+    placed, and content parts in the order given (the server's requests), are kept as they are."""
+    from modrwkv.hf_integration import ModRWKVHFProcessor
+
+    question, picture, values = "What colour is the circle?", image(2), series(1)
+    assert json.loads((question_media_question_dir() / "config.json").read_text())["media_layout"] == "text_media_text"
+    assert "| media without a marker (`media_layout`) | text_media_text |" in (
+        question_media_question_dir() / "README.md").read_text()  # the model card says how it is asked
+    pipe = ModRWKVPipeline.from_pretrained(question_media_question_dir())
+
+    def ids(content: str, **media) -> list[int]:  # the processor on a sample written by hand
+        sample = Sample([Message("user", content)], images=media.get("images", []), series=media.get("series", []))
+        return pipe.processor(sample, add_generation_prompt=True).input_ids.tolist()
+
+    trained = ids(f"{question}\n<image>\n{question}", images=[picture])
+    assert list(pipe.encode(question, images=[picture]).ids) == trained
+    assert ModRWKVHFProcessor.from_pretrained(question_media_question_dir())(
+        question, images=[picture])["input_ids"][0].tolist() == trained
+    assert list(pipe.encode(question, series=[values]).ids) == ids(f"{question}\n<series>\n{question}", series=[values])
+    # a session's turn reads the same prompt: its state after a greedy reply is the explicit prompt's
+    unmarked, explicit = pipe.session(**GREEDY), pipe.session(**GREEDY)
+    unmarked.send(question, images=[picture])
+    explicit.send(f"{question}\n<image>\n{question}", images=[picture])
+    assert torch.equal(unmarked.state.wkv, explicit.state.wkv)
+    # the user's own placement wins
+    assert list(pipe.encode(f"<image>\n{question}", images=[picture]).ids) == ids(f"<image>\n{question}", images=[picture])
+    parts = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,"
+                                           + base64.b64encode(png_bytes(2)).decode()}},
+                                          {"type": "text", "text": question}]}]
+    assert list(pipe.encode(parts).ids) == ids(f"<image>\n{question}", images=[png_bytes(2)])
+    assert list(pipe.encode("", images=[picture]).ids) == ids("<image>", images=[picture])  # media alone
+    # A model saved before the field (no "media_layout" in its config.json) is asked media first, as before.
+    older = tmp_path / "older"
+    shutil.copytree(question_media_question_dir(), older)
+    config = json.loads((older / "config.json").read_text())
+    del config["media_layout"]
+    (older / "config.json").write_text(json.dumps(config))
+    assert list(ModRWKVPipeline.from_pretrained(older).encode(question, images=[picture]).ids) == ids(
+        f"<image>\n{question}", images=[picture])
+    config["media_layout"] = "question_first"
+    (older / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json: 'media_layout' .* must be one of \"media_text\", "
+                       "\"text_media_text\", got \"question_first\""):
+        ModRWKV.from_pretrained(older)
 
 
 # --- generation ---------------------------------------------------------------------------------

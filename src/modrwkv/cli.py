@@ -693,7 +693,9 @@ CHAT_COMMANDS = """commands:
   /image PATH       attach an image to your next message
   /audio PATH       attach an audio file to your next message
   /video PATH       attach a video (mp4, webm, avi, gif, ...) to your next message, read as frames
-                    (attached media go before your message's text; an empty message sends them alone)
+                    (attached media go where the model was trained to read them, its config's
+                    media_layout: before your message's text, or for a model trained question first,
+                    such as the quickstart's, between two copies of it; an empty message sends them alone)
   /reset            start the conversation over
   /save-state PATH  save the conversation (one fixed-size RNN state)
   /load-state PATH  continue a saved conversation
@@ -855,8 +857,8 @@ def _run_chat(args: argparse.Namespace) -> int:
         images, audio, videos = pending["image"], pending["audio"], pending["video"]
         pending = {"image": [], "audio": [], "video": []}
         try:
-            # What is typed is text, "<audio>" included; attached media go before it (an empty line
-            # sends them alone).
+            # What is typed is text, "<audio>" included; attached media go where the model's media_layout
+            # puts them (an empty line sends them alone).
             pieces = session.stream(escape_markers(line), images=images, audio=audio, videos=videos)
             sys.stdout.write("Assistant: ")
             _print_stream(pieces)

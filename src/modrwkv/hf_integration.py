@@ -280,7 +280,8 @@ class ModRWKVHFProcessor:
                         f"is read as rendered: render it with apply_chat_template(..., add_generation_prompt="
                         f"{add_generation_prompt}), pass the messages instead, or leave the argument out")
                 conversation = [{"role": role, "content": content} for role, content in turns]
-            sample = build_sample(conversation, images=images, audio=audio, series=series)
+            sample = build_sample(conversation, images=images, audio=audio, series=series,
+                                  media_layout=self.processor.media_layout)
             samples.append(self.processor(sample, add_generation_prompt=prompt))
         collated = self.collator(samples)
         return BatchFeature({"input_ids": collated.input_ids, "attention_mask": collated.attention_mask,

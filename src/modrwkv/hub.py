@@ -176,6 +176,7 @@ def model_card(
         f"vocabulary {lm['vocab_size']} ({params / 1e6:.1f}M parameters) |",
         f"| chat template | {config.get('template')} |",
         f"| media splicing | {config.get('splice')} |",
+        f"| media without a marker (`media_layout`) | {config.get('media_layout', 'media_text')} |",
         f"| training context | {config.get('ctx_len')} tokens |", "",
         "## Encoders", "",
     ]

@@ -65,6 +65,25 @@ def marker_modality(marker: str) -> str:
     return _MODALITY_OF[marker]
 
 
+# Where a user message's media go when its text places no marker for them: "media_text", the media,
+# a newline, the text (LLaVA's layout, the default); "text_media_text", the text, a newline, the media,
+# a newline, the text again (the quickstart's training layout: an RNN that has read the question
+# before the media knows what to look for in them). A model records the layout it was trained with
+# as `media_layout` in its config.json.
+MediaLayout = Literal["media_text", "text_media_text"]
+MEDIA_LAYOUTS: tuple[MediaLayout, ...] = ("media_text", "text_media_text")
+
+
+def place_media(text: str, media: str, layout: MediaLayout) -> str:
+    """A user message's content with `media` (markers) placed around `text` as `layout` says; media
+    with an empty text are the markers alone, as the training readers write them."""
+    if layout not in MEDIA_LAYOUTS:
+        raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {layout!r}")
+    if not text:
+        return media
+    return f"{media}\n{text}" if layout == "media_text" else f"{text}\n{media}\n{text}"
+
+
 def count_markers(texts: Iterable[str]) -> dict[str, int]:
     """Media markers per modality (every modality of `MARKERS`) in `texts`, escaped ones not counted."""
     counts = dict.fromkeys(MARKERS, 0)

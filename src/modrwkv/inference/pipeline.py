@@ -298,7 +298,8 @@ class ModRWKVPipeline:
                 raise ValueError("a Sample carries its own media; do not pass images=/audio=/series=/videos=")
             sample = messages
         else:
-            sample = build_sample(messages, images=images, audio=audio, series=series, videos=videos)
+            sample = build_sample(messages, images=images, audio=audio, series=series, videos=videos,
+                                  media_layout=self.processor.media_layout)
         return encode_sample(self.processor, sample, add_generation_prompt)
 
     # ------------------------------------------------------------------------------ generation

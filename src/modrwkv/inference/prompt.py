@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.readers import openai_to_sample
-from ..data.sample import MARKERS, MODALITIES, Message, Sample, count_markers
+from ..data.sample import MARKERS, MODALITIES, MediaLayout, Message, Sample, count_markers, place_media
 from ..encoders.base import Prepared
 from ..processing import ModRWKVProcessor
 
@@ -130,15 +130,18 @@ def build_sample(
     series: Any = None,
     videos: Any = None,
     allow_local_paths: bool = True,
+    media_layout: MediaLayout = "media_text",
 ) -> Sample:
     """A `Sample` from the forms users write conversations in.
 
     `messages`: a string (one user message), `Message`s, or `{"role", "content"}` dicts whose
     content is text or a list of OpenAI content parts. Text may hold `<image>` / `<audio>` /
     `<series>` / `<video>` markers, filled in order by `images` / `audio` / `series` / `videos`; if a
-    modality has items but no markers, its markers are put at the start of the last user message
-    (LLaVA's layout). Text meant as its characters, markers included, is passed through
-    `modrwkv.data.escape_markers` (a content part's text always is). A video is a path, bytes, a
+    modality has items but no markers, its markers are placed in the last user message as
+    `media_layout` says (the model's `media_layout`: the layout it was trained with; the default,
+    "media_text", puts them at the start, LLaVA's layout). Markers in the text, and content parts,
+    place media where they are, whatever the layout. Text meant as its characters, markers included,
+    is passed through `modrwkv.data.escape_markers` (a content part's text always is). A video is a path, bytes, a
     [T, H, W, 3] array or a list of frames, so several videos are a list of those (`videos=[frames]` for one video given as frames).
     """
     if isinstance(messages, str):
@@ -175,14 +178,14 @@ def build_sample(
             raise ValueError(f"messages[{index}] content must be text, got {type(content).__name__}")
         converted.append(Message(role, content))
     counts = count_markers(m.content for m in converted)
-    for modality, found in items.items():
-        if found and not counts[modality]:
-            users = [m for m in converted if m.role == "user"]
-            if not users:
-                raise ValueError(f"{modality} items were given but there is no user message to attach them to")
-            text = users[-1].content
-            # media alone (an empty message) are the markers alone, as the training readers write them
-            users[-1].content = MARKERS[modality] * len(found) + ("\n" + text if text else "")
+    # each unmarked modality's markers on a line of their own, a later modality's line first
+    unmarked = {modality: MARKERS[modality] * len(found) for modality, found in items.items()
+                if found and not counts[modality]}
+    if unmarked:
+        users = [m for m in converted if m.role == "user"]
+        if not users:
+            raise ValueError(f"{next(iter(unmarked))} items were given but there is no user message to attach them to")
+        users[-1].content = place_media(users[-1].content, "\n".join(reversed(unmarked.values())), media_layout)
     sample = Sample(converted, images=items["image"], audios=items["audio"], series=items["series"],
                     videos=items["video"])
     sample.validate()

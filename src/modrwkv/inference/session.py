@@ -50,8 +50,9 @@ class ChatSession:
 
     def send(self, text: str, *, images: Any = None, audio: Any = None, series: Any = None, videos: Any = None,
              **sampling: Any) -> str:
-        """Runs one turn and returns the reply. Media attach to this message (at its start unless
-        the text places `<image>` / `<audio>` / `<series>` / `<video>` markers)."""
+        """Runs one turn and returns the reply. Media attach to this message (where the model's
+        `media_layout` puts them, at its start by default, unless the text places `<image>` / `<audio>` /
+        `<series>` / `<video>` markers)."""
         stream = self.stream(text, images=images, audio=audio, series=series, videos=videos, **sampling)
         for _ in stream:
             pass

@@ -21,6 +21,7 @@ from torch import nn
 from ..adapters import AdapterConfig, build_adapter
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.readers.series import series_prompt_problem
+from ..data.sample import MEDIA_LAYOUTS, MediaLayout
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..encoders.media import VideoSampling
@@ -90,6 +91,7 @@ class ModRWKV(nn.Module):
         series_lookback: int | None = None,
         series_prompt: str | None = None,
         series_baseline_only: bool = False,
+        media_layout: MediaLayout = "media_text",
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
@@ -101,7 +103,10 @@ class ModRWKV(nn.Module):
         {channels}; None: the reader's default for the window's shape, `series_prompt_template`);
         `series_baseline_only`: forecasts are the series encoder's baseline alone, not decoded (set by
         training when validation could not show that the model's corrections beat it;
-        `ModRWKVPipeline.forecast_batch`). All are saved in the model's config."""
+        `ModRWKVPipeline.forecast_batch`); `media_layout`: where a prompt's media go when its text places
+        no marker for them, the layout the model was trained with ("media_text", LLaVA's, or
+        "text_media_text", the quickstart's; `modrwkv.data.sample.place_media`). All are saved in the
+        model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -115,6 +120,8 @@ class ModRWKV(nn.Module):
                     f"{encoder.output_dim} and the LM width is {lm.config.n_embd}"
                 )
         chat_template = get_template(template)  # validates the name
+        if media_layout not in MEDIA_LAYOUTS:
+            raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {media_layout!r}")
         if splice not in SPLICE_MODES:
             raise ValueError(f"splice must be one of {', '.join(SPLICE_MODES)}, got {splice!r}")
         self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
@@ -123,6 +130,7 @@ class ModRWKV(nn.Module):
         self.series_lookback = series_lookback
         self.series_prompt = series_prompt
         self.series_baseline_only = series_baseline_only
+        self.media_layout = media_layout
         self.video = video if isinstance(video, VideoSampling) else VideoSampling.from_dict(video)
         for modality in encoders:
             if modality not in self.placeholder_ids:
@@ -179,7 +187,7 @@ class ModRWKV(nn.Module):
         """The processor that matches this model's template, splicing, placeholder ids and token
         counts; `overrides` are `ModRWKVProcessor` options (e.g. `supervise_prefix`, `truncation`)."""
         options = {"splice": self.splice, "ctx_len": self.ctx_len, "placeholder_ids": self.placeholder_ids,
-                   "video": self.video, **overrides}
+                   "video": self.video, "media_layout": self.media_layout, **overrides}
         return ModRWKVProcessor(
             tokenizer or self.tokenizer(),
             get_template(self.template_name),
@@ -291,6 +299,7 @@ class ModRWKV(nn.Module):
             "series_lookback": self.series_lookback,
             "series_prompt": self.series_prompt,
             "series_baseline_only": self.series_baseline_only,
+            "media_layout": self.media_layout,
         }
 
     def save_pretrained(
@@ -387,11 +396,13 @@ class ModRWKV(nn.Module):
         tensors = read_safetensors(folder / WEIGHTS_NAME)
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm = build_lm(lm_sd, config=lm_config, dtype=dtype, where=folder / WEIGHTS_NAME)
-        # Folders written before placeholder ids (or the series prompt) were recorded used today's defaults.
+        # Folders written before placeholder ids (or the series prompt, or the media layout) were recorded used
+        # today's defaults.
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
                     config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"),
-                    config.get("series_prompt"), config.get("series_baseline_only", False))
+                    config.get("series_prompt"), config.get("series_baseline_only", False),
+                    config.get("media_layout", "media_text"))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -494,6 +505,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if not isinstance(config.get("series_baseline_only", False), bool):
         raise CheckpointError(f"{path}: 'series_baseline_only' must be true or false, got "
                               f"{json.dumps(config['series_baseline_only'])[:60]}")
+    if config.get("media_layout", "media_text") not in MEDIA_LAYOUTS:
+        raise CheckpointError(f"{path}: 'media_layout' (where a prompt's media go when its text has no marker for "
+                              f"them) must be one of {', '.join(map(json.dumps, MEDIA_LAYOUTS))}, got "
+                              f"{json.dumps(config['media_layout'])[:60]}")
     if not isinstance(config.get("video") or {}, dict):
         raise CheckpointError(f"{path}: 'video' must be a JSON object, got {json.dumps(config['video'])[:60]}")
     try:

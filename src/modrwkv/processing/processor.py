@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..data.sample import Role, Sample, marker_modality, split_markers, unescape_markers
+from ..data.sample import MediaLayout, Role, Sample, marker_modality, split_markers, unescape_markers
 from ..encoders.base import ModalityEncoder, Prepared
 from ..encoders.media import MediaError, VideoSampling
 from ..tokenizer import WorldTokenizer
@@ -80,11 +80,15 @@ class ModRWKVProcessor:
         placeholder_ids: Mapping[str, int] | None = None,
         supervise_prefix: bool | None = None,
         video: VideoSampling | None = None,
+        media_layout: MediaLayout = "media_text",
     ) -> None:
         """`placeholder_ids`: the model's (default `PLACEHOLDER_IDS`). `supervise_prefix`: also
         label the assistant's role prefix ("\\x16Assistant:"), as the authors' training does;
         None takes the template's default (True for "worldrwkv", False otherwise). `video`: which
-        frames of a video become images (default `VideoSampling()`: 8 frames)."""
+        frames of a video become images (default `VideoSampling()`: 8 frames). `media_layout`: where
+        a prompt's media go when its text has no marker for them (`modrwkv.data.sample.place_media`),
+        the layout the model was trained with; the prompt builders read it here
+        (`modrwkv.inference.prompt.build_sample`)."""
         if splice not in SPLICE_MODES:
             raise ValueError(f"splice must be one of {', '.join(SPLICE_MODES)}, got {splice!r}")
         if truncation not in ("drop", "shorten"):
@@ -99,6 +103,7 @@ class ModRWKVProcessor:
         self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
         self.supervise_prefix = template.supervise_prefix if supervise_prefix is None else supervise_prefix
         self.video = video or VideoSampling()
+        self.media_layout = media_layout
         if self.video.timestamps and splice != "placeholder":
             raise ValueError(f"video timestamps need splice 'placeholder' (with {splice!r} the frames move away from "
                              "their timestamp text)")

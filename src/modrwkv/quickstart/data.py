@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.sample import Message, Sample
+from ..data.sample import MediaLayout, Message, Sample, place_media
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -118,9 +118,15 @@ SERIES_QUESTIONS = {
 }
 
 
+def media_layout(question_first: bool) -> MediaLayout:
+    """The layout of the quickstart's user turns, which its model records so that a prompt without a
+    marker (`modrwkv chat --image`) is asked the same way: asked first, the question comes again after
+    the media (an RNN that has read the question before the media knows what to look for in them)."""
+    return "text_media_text" if question_first else "media_text"
+
+
 def _chat(question: str, marker: str, answer: str, question_first: bool) -> list[Message]:
-    # An RNN reads the question before the media when asked first, so it knows what to look for.
-    user = f"{question}\n{marker}\n{question}" if question_first else f"{marker}\n{question}"
+    user = place_media(question, marker, media_layout(question_first))
     return [Message("user", user), Message("assistant", answer)]
 
 

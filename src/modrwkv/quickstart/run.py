@@ -49,7 +49,7 @@ from ..processing import IGNORE_INDEX
 from ..textfiles import write_bytes_atomically, write_text_atomically
 from ..tokenizer import WorldTokenizer
 from ..weightfiles import save_safetensors
-from .data import generate_samples
+from .data import generate_samples, media_layout
 from .encoder_pretraining import pretrain_vision_encoder
 from .stages import RunRecord, train_stage
 
@@ -96,7 +96,7 @@ def build_model(settings: QuickstartSettings) -> ModRWKV:
         "series": build_encoder("wavenet", patch_len=4, output_dim=settings.encoder_width, layers=6,
                                 residual_channels=32, skip_channels=64),
     }
-    return ModRWKV.build(lm, encoders, template="rwkv", ctx_len=256)
+    return ModRWKV.build(lm, encoders, template="rwkv", ctx_len=256, media_layout=media_layout(settings.question_first))
 
 
 def without_media(samples: Sequence[Sample]) -> list[Sample]:
