@@ -5,6 +5,7 @@ from_pretrained, `forecast` and `modrwkv eval` on a model that ships its baselin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -144,6 +145,11 @@ def test_corrections_that_are_noise_ship_the_baseline_exactly(tmp_path, monkeypa
     pipe = ModRWKVPipeline.from_pretrained(run / "final")
     config = load_config(run / "config.yaml")
     scorer = ForecastScorer(val_data_config(config.data), None)
+    [train_file] = [Path(file) for file in config.data.train]  # a wildcard reads as training reads it
+    wildcard = dataclasses.replace(config.data, train=[str(train_file.with_suffix("")) + "*" + train_file.suffix])
+    read = ForecastScorer(val_data_config(wildcard), None)
+    assert read.starts == scorer.starts and read.keys == scorer.keys and len(read.samples) == len(scorer.samples) > 0
+    assert all(np.array_equal(a.series[0], b.series[0]) for a, b in zip(read.samples, scorer.samples, strict=True))
     window = np.asarray(scorer.samples[5].series[0])
     forecast = pipe.forecast(window, HORIZON)
     assert forecast.source == "baseline" and forecast.text == " ".join(["0"] * HORIZON) and forecast.complete

@@ -226,7 +226,7 @@ class ForecastScorer(TaskScorer):
         split = options.get("split") or "val"
         samples, keys = [], []  # keys: which series each window is of (a file's column), for `block_means`
         try:
-            for index, path in enumerate(config.train):
+            for index, path in enumerate(expand_paths(config.train, "data.val")):  # wildcards, as training reads them
                 loaded = task.load(Path(path), split)
                 samples += loaded
                 keys += [(index, sample.reference["channel"]) for sample in loaded]
