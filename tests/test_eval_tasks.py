@@ -367,6 +367,24 @@ def test_a_run_that_failed_before_its_first_prediction_does_not_block_the_next(t
         run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)
 
 
+def test_a_torn_first_line_is_no_prediction_to_protect(tmp_path, weights):
+    """A kill during the first write leaves only half a line (no prediction: `read_predictions` drops it);
+    the next run, with another model, goes ahead and cuts it off."""
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+    output = tmp_path / "out"
+
+    def killed_in_its_first_write():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(task, data, output, model=weights, load_pipeline=killed_in_its_first_write, limit=2)
+    (output / "predictions.jsonl").write_bytes(b'{"id": "random/1", "predic')
+    Path(weights.path).write_bytes(b"weights-2")
+    assert run_eval(task, data, output, model=weights, load_pipeline=EchoPipeline, limit=2).generated == 2
+    assert len(read_predictions(output / "predictions.jsonl")) == 2
+    assert (output / "predictions.jsonl").read_bytes().count(b"\n") == 2
+
+
 def test_a_different_model_or_task_in_the_output_is_refused(tmp_path, weights):
     task, data = get_task("pope"), WRITERS["pope"](tmp_path)
     run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)
