@@ -147,10 +147,6 @@ def read_eval_summaries(sources: Sequence[str | os.PathLike[str] | Mapping[str, 
     return summaries
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def model_card(
     config: Mapping[str, Any],
     *,
@@ -160,6 +156,8 @@ def model_card(
 ) -> str:
     """The README.md of a ModRWKV folder, from its config.json contents."""
     import yaml
+
+    from .evaluation.report import format_metric
 
     lm = config["lm"]
     encoders: Mapping[str, Any] = config.get("encoders", {})
@@ -212,7 +210,7 @@ def model_card(
             headline = s.get("headline", {})
             limit = f" (first {s['limit']})" if s.get("limit") else ""
             lines.append(f"| {s.get('title', s.get('task'))} | {s.get('split')} | {headline.get('label')} | "
-                         f"{_fmt(headline.get('value'))} | {s.get('samples')}{limit} |")
+                         f"{format_metric(headline.get('value'))} | {s.get('samples')}{limit} |")
     else:
         lines.append("No `modrwkv eval` results were recorded with this folder.")
     ident = repo_id or "path/to/this/folder"
