@@ -183,6 +183,10 @@ def test_sources_resolve_to_absolute_paths_and_hub_ids_stay_ids(tmp_path, whispe
     for missing in ("./whisper", "/no/such/folder", "models/whisper-large", "a/b/c", "../x"):
         with pytest.raises(FileNotFoundError, match="no such file or folder"):
             build_encoder("whisper", source=missing)  # at once: no hub retries
+    weights = whisper_folder / "model.safetensors"  # the file instead of its folder
+    with pytest.raises(NotADirectoryError, match=f"^encoder source '{weights}' is a file; a local source is a model "
+                       "folder"):
+        build_encoder("whisper", source=str(weights))
 
 
 @pytest.mark.parametrize("mode", ["reference", "link", "copy"])

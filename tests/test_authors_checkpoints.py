@@ -375,6 +375,16 @@ def test_unknown_and_broken_layouts_are_named(tmp_path):
                        r"conv, proj\.0, proj\.2\): it reads audio; pass an audio encoder \(whisper or wavlm\), not the "
                        r"image encoder 'siglip2'"):
         _load(tmp_path, {**lm_sd, **speech}, encoder, name="speech.pth")
+    # and the reverse, a vision release given an audio encoder of the same width, in the same check
+    whisper = build_encoder("whisper", config=dict(d_model=16, encoder_layers=1, decoder_layers=1,
+                                                   encoder_attention_heads=2, decoder_attention_heads=2,
+                                                   encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                                                   max_source_positions=1500))
+    vision = {f"proj.{k}": v for k, v in adapter_tensors(16, LM.n_embd, 4, ("mlp.0", "mlp.2"), 0).items()}
+    with pytest.raises(CheckpointError, match=r"/vision\.pth is a vision release \(its adapter is the authors' "
+                       r"VisualAdapter, with pre_norm\): it reads images; pass an image encoder \(e\.g\. siglip2\), "
+                       r"not the audio encoder 'whisper'$"):
+        _load(tmp_path, {**{f"llm.{k}": v for k, v in lm_sd.items()}, **vision}, whisper, name="vision.pth")
     from modrwkv.lm import load_model
 
     with pytest.raises(CheckpointError, match=r"x\.pth is a ModRWKV checkpoint \(it holds llm\.\*, proj\.\* keys\)"):

@@ -367,6 +367,24 @@ def test_a_run_that_failed_before_its_first_prediction_does_not_block_the_next(t
         run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)
 
 
+def test_a_torn_first_line_is_no_prediction_to_protect(tmp_path, weights):
+    """A kill during the first write leaves only half a line (no prediction: `read_predictions` drops it);
+    the next run, with another model, goes ahead and cuts it off."""
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+    output = tmp_path / "out"
+
+    def killed_in_its_first_write():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(task, data, output, model=weights, load_pipeline=killed_in_its_first_write, limit=2)
+    (output / "predictions.jsonl").write_bytes(b'{"id": "random/1", "predic')
+    Path(weights.path).write_bytes(b"weights-2")
+    assert run_eval(task, data, output, model=weights, load_pipeline=EchoPipeline, limit=2).generated == 2
+    assert len(read_predictions(output / "predictions.jsonl")) == 2
+    assert (output / "predictions.jsonl").read_bytes().count(b"\n") == 2
+
+
 def test_a_different_model_or_task_in_the_output_is_refused(tmp_path, weights):
     task, data = get_task("pope"), WRITERS["pope"](tmp_path)
     run_eval(task, data, tmp_path / "out", model=weights, load_pipeline=EchoPipeline, limit=2)
@@ -459,3 +477,36 @@ def test_report_keeps_three_significant_digits_of_small_values():
     report = format_report([summary])
     assert "| custom series | test | 24 | MSE (standardised) | 0.00325 |" in report
     assert "- mae: 0.0451" in report and "- bias: 0.250" in report and "- loss: 1.50" in report
+
+
+class RightPipeline:
+    """Answers every POPE question right (the fixture's dogs are there, its cars are not)."""
+
+    def generate_batch(self, requests):
+        return [Reply("Yes" if "dog" in r.messages else "No") for r in requests]
+
+
+def test_the_console_report_and_model_card_show_a_metric_alike(tmp_path, capsys):
+    """All right, POPE's F1 is 100 (hand-computed: no false positive or negative in any split); the
+    console line, report.md and the model card show it with the same digits (the console's 4 significant
+    digits once printed "100" beside the report's "100.00")."""
+    from modrwkv.cli import main
+    from modrwkv.hub import model_card
+
+    task, data = get_task("pope"), WRITERS["pope"](tmp_path)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"weights-1")
+    spec = ModelSpec(str(weights))  # as the CLI's defaults give it
+    run_eval(task, data, tmp_path / "out", model=spec, load_pipeline=RightPipeline)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["headline"]["value"] == 100
+    # the predictions are all there: the CLI scores them again without loading a model
+    assert main(["eval", "--task", "pope", "--data", str(data), "--model", str(weights),
+                 "--output", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "F1 (%), mean of the splits 100.00 over 6 samples" in capsys.readouterr().out
+    assert "| POPE | all | 6 | F1 (%), mean of the splits | 100.00 |" in (tmp_path / "out" / "report.md").read_text()
+    from modrwkv.lm import RWKV7Config
+
+    lm = RWKV7Config(n_layer=1, n_embd=64, vocab_size=65536, head_size=64, dim_w=32, dim_a=32, dim_v=32, dim_g=32)
+    card = model_card({"lm": dataclasses.asdict(lm)}, eval_summaries=[summary])
+    assert "| POPE | all | F1 (%), mean of the splits | 100.00 | 6 |" in card

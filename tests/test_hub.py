@@ -84,7 +84,7 @@ def test_save_pretrained_writes_hf_fields_and_a_model_card(tmp_path):
     assert "RWKV-7, 2 layers, width 64" in card
     assert "| image | tiny |" in card and "| audio | whisper |" in card and "| series | wavenet |" in card
     assert "stage: 2" in card and "lr: 2.0e-05" in card
-    assert "| POPE | test | F1 | 0.8125 | 30 |" in card
+    assert "| POPE | test | F1 | 0.812 | 30 |" in card  # as report.md shows it (format_metric)
     again = ModRWKV.from_pretrained(tmp_path / "m")
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
 
@@ -223,7 +223,7 @@ def test_training_runs_put_their_config_in_the_card_and_push_to_hub_cli(hub_cach
                  "--training-config", str(run / "config.yaml")]) == 0
     assert "pushed" in capsys.readouterr().out
     card = (resolve_model_path("acme/cli") / "README.md").read_text()
-    assert "| POPE | test | F1 | 0.5 | 9 |" in card and "stage: 1" in card
+    assert "| POPE | test | F1 | 0.500 | 9 |" in card and "stage: 1" in card
     assert main(["push-to-hub", "--model", str(run / "final"), "--repo", "acme/cli", "--eval", str(tmp_path)]) == 2
     assert "no eval summary" in capsys.readouterr().err
 

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -252,6 +253,36 @@ def test_media_the_model_has_no_encoder_for_are_named_by_part_before_decoding():
                 "message": f"the {modality} in messages[0].content[1] cannot be read: the served model has no "
                            f"{modality} encoder (it reads series)",
                 "type": "invalid_request_error", "param": "messages", "code": f"{modality}_unsupported"}
+
+
+def test_a_video_is_refused_apart_for_a_model_without_an_image_encoder_and_a_server_without_pyav(monkeypatch):
+    """Two refusals, two codes: the model has no encoder for video (400, as image_unsupported and
+    audio_unsupported), or the server cannot decode video at all (501: PyAV, the [video] extra, missing)."""
+    from fastapi.testclient import TestClient
+
+    from modrwkv.encoders import build_encoder
+    from modrwkv.inference import ModRWKVPipeline
+    from modrwkv.multimodal import ModRWKV
+    from test_pipeline import LM
+
+    clip = base64.b64encode(b"not a video file").decode()
+    video = {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{clip}"}}
+    request = {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "text", "text": "What happens?"}, video]}]}
+    monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed: importing it raises ImportError
+    series_only = ModRWKV.build(make_model(LM, seed=2), {"series": build_encoder("wavenet", layers=2, output_dim=24)})
+    with TestClient(create_app(ModRWKVPipeline(series_only), model_name="tiny")) as client:
+        reply = client.post("/v1/chat/completions", json=request)
+    assert reply.status_code == 400 and reply.json()["error"] == {
+        "message": "the video in messages[0].content[1] cannot be read: the served model has no image encoder, "
+                   "which reads a video's frames (it reads series)",
+        "type": "invalid_request_error", "param": "messages", "code": "video_unsupported"}
+    images = ModRWKV.build(make_model(LM, seed=2), {"image": build_encoder("tiny", width=32)})
+    with TestClient(create_app(ModRWKVPipeline(images), model_name="tiny")) as client:
+        reply = client.post("/v1/chat/completions", json=request)
+    error = reply.json()["error"]
+    assert (reply.status_code, error["code"]) == (501, "video_extra_missing"), error
+    assert error["message"] == ("this server cannot read video: video input needs the 'av' package, which is not "
+                                "installed: pip install 'modrwkv[video]'")
 
 
 def test_an_empty_reply_in_the_history_is_accepted(live):

@@ -844,3 +844,37 @@ def test_evals_missing_data_names_the_folder_on_one_line_and_shows_the_layout_be
     main(["eval", "--task", "textvqa", "--data", str(missing), "--model", str(tmp_path / "m")])
     below = capsys.readouterr().err.splitlines()[1:]
     assert below == ["  " + row for row in get_task("textvqa").layout.splitlines()]
+
+
+@pytest.mark.xdist_group("image_model")  # one xdist worker builds the fixture's model, not both
+def test_a_quickstart_folder_stands_for_its_final_model_and_names_its_newest_before_it_has_one(
+        image_model, tmp_path, capsys):
+    """Every command that loads a model resolves --model in one place (hub.resolve_model_path): a
+    quickstart's output folder is its final model once its last stage has written one, and until then an
+    error that names the newest model the run saved (the layout of a run stopped in stage 2)."""
+    import shutil
+
+    run = tmp_path / "run"
+    checkpoint = run / "stage2" / "checkpoints" / "step-00000891"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "training_state.ckpt").write_bytes(b"")
+    (run / "stage2" / "checkpoints" / "latest").write_text("step-00000891\n")
+    shutil.copytree(image_model, run / "stage1" / "final")
+    (run / "quickstart.json").write_text(json.dumps({"options": {}, "results": {}}))
+    unfinished = (f"{run} is a quickstart's output folder whose run has not finished: its final model {run}/model is "
+                  "not there yet; run the quickstart again with the options it was started with to finish it. The "
+                  f"newest model it saved is {checkpoint} (a stage's, not the final model).")
+    for args in (["generate", "--model", str(run), "--prompt", "hi"], ["chat", "--model", str(run)],
+                 ["export", "--model", str(run), "--format", "gguf", "--output", str(tmp_path / "m.gguf")]):
+        assert fails(capsys, args) == f"modrwkv {args[0]}: error: {unfinished}"
+    shutil.copytree(image_model, run / "model")
+    answers = []
+    for model in (run, image_model):
+        assert main(["generate", "--model", str(model), "--prompt", "The sky is", "--max-new-tokens", "4",
+                     "--temperature", "0"]) == 0
+        answers.append(capsys.readouterr().out)
+    assert answers[0] == answers[1]
+    from modrwkv.multimodal import ModRWKV
+
+    loaded, saved = ModRWKV.from_pretrained(run).state_dict(), ModRWKV.from_pretrained(image_model).state_dict()
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)

@@ -1180,6 +1180,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
+    from modrwkv.evaluation.report import format_metric
 
     from modrwkv.data.readers.series import series_prompt_problem
     from modrwkv.evaluation.tasks import custom_task
@@ -1262,7 +1263,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         # a forecaster whose training shipped its baseline alone (series_baseline_only): say what was scored
         source = result.summary["metrics"].get("source") == "baseline"
-        print(f"{task.title} {split}: {headline['label']} {headline['value']:.4g} over {result.total} samples "
+        print(f"{task.title} {split}: {headline['label']} {format_metric(headline['value'])} over {result.total} samples "
               f"({result.generated} generated now)"
               f"{'; forecasts: the baseline alone, not decoded (--force-model decodes)' if source else ''}; "
               f"report: {output / 'report.md'}")

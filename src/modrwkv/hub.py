@@ -75,15 +75,22 @@ def resolve_model_path(
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | None = None,
 ) -> Path:
-    """The local path of ``name``: itself when it exists, else the snapshot folder of the hub
-    repository ``org/name[@revision]`` (``revision`` overrides the ``@`` part).
+    """The local path of ``name``: itself when it exists (a quickstart's output folder: its final
+    model), else the snapshot folder of the hub repository ``org/name[@revision]`` (``revision``
+    overrides the ``@`` part).
 
     Raises:
         HubModelNotFoundError: the id is not in the cache (offline), or the hub has no such
             repository or revision; the message names the id and what was tried.
+        FileNotFoundError: a quickstart's output folder whose run has not finished.
     """
     if not is_hub_id(name):
-        return Path(name)
+        path = Path(name)
+        if path.is_dir() and not (path / "config.json").exists():
+            from .quickstart.stages import final_model
+
+            return final_model(path) or path
+        return path
     match = _HUB_ID.match(str(name))
     assert match is not None
     repo_id, revision = match["repo"], revision or match["revision"]
@@ -140,10 +147,6 @@ def read_eval_summaries(sources: Sequence[str | os.PathLike[str] | Mapping[str, 
     return summaries
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def model_card(
     config: Mapping[str, Any],
     *,
@@ -153,6 +156,8 @@ def model_card(
 ) -> str:
     """The README.md of a ModRWKV folder, from its config.json contents."""
     import yaml
+
+    from .evaluation.report import format_metric
 
     lm = config["lm"]
     encoders: Mapping[str, Any] = config.get("encoders", {})
@@ -206,7 +211,7 @@ def model_card(
             headline = s.get("headline", {})
             limit = f" (first {s['limit']})" if s.get("limit") else ""
             lines.append(f"| {s.get('title', s.get('task'))} | {s.get('split')} | {headline.get('label')} | "
-                         f"{_fmt(headline.get('value'))} | {s.get('samples')}{limit} |")
+                         f"{format_metric(headline.get('value'))} | {s.get('samples')}{limit} |")
     else:
         lines.append("No `modrwkv eval` results were recorded with this folder.")
     ident = repo_id or "path/to/this/folder"

@@ -54,14 +54,18 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def resolve_source(source: str | Path) -> str:
     """An encoder `source` as it should be stored: an existing local folder becomes its absolute
-    path (a saved model then loads from any working directory); an HF hub id ("org/name") stays
+    path (a file is refused) (a saved model then loads from any working directory); an HF hub id ("org/name") stays
     an id. A path that does not exist fails here, naming it, instead of after a minute of hub
     retries: absolute or ./-relative paths, more than one "/", or a first component that exists
     locally (e.g. "models/whisper" when ./models/ exists) are never hub ids."""
     text = str(source)
     path = Path(text).expanduser()
-    if path.exists():
+    if path.is_dir():
         return str(path.resolve())
+    if path.exists():  # a weight file: transformers would report it as a config.json that is not JSON
+        raise NotADirectoryError(
+            f"encoder source {text!r} is a file; a local source is a model folder (a Hugging Face or CTranslate2 "
+            "model's, with its config.json), else a hub id 'org/name'")
     first = Path(text).parts[0] if Path(text).parts else ""
     if isinstance(source, Path) or not _HUB_ID.match(text) or ".." in text or Path(first).is_dir():
         raise FileNotFoundError(

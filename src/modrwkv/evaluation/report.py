@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+__all__ = ["format_metric", "format_report"]
 
-def _ours(value: Any) -> str:
+
+def format_metric(value: Any) -> str:
+    """A metric as every place shows it (report.md, `modrwkv eval`'s last line, the model card), so that
+    they agree digit for digit; summary.json keeps the full value."""
     if not isinstance(value, (int, float)):
         return "–"
     if abs(value) >= 1:
@@ -46,7 +50,7 @@ def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
                   "|---|---|---:|---|---:|" + "---:|" * len(columns)]
         for s in group:
             paper = {r["model"]: r["value"] for r in s["paper"]}
-            ours = "server-scored: export with --submission" if s["server_scored"] else _ours(s["headline"]["value"])
+            ours = "server-scored: export with --submission" if s["server_scored"] else format_metric(s["headline"]["value"])
             samples = f"{s['samples']}" + (f" of {s['samples_in_split']}" if s["samples"] != s["samples_in_split"] else "")
             lines.append((f"| {s['title']} | {s['split']} | {samples} | {s['headline']['label']} | {ours} | "
                           + "".join(f"{_published(paper.get(m))} | " for m in columns)).rstrip())
@@ -63,6 +67,6 @@ def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
             lines.append(f"- note: {s['paper_note']}")
         for key, value in s["metrics"].items():
             if key != s["headline"]["metric"] and not isinstance(value, Mapping):
-                lines.append(f"- {key}: {_ours(value) if isinstance(value, float) else value}")
+                lines.append(f"- {key}: {format_metric(value) if isinstance(value, float) else value}")
         lines.append("")
     return "\n".join(lines)

@@ -208,8 +208,14 @@ def _check_identity(output: Path, identity: dict[str, Any]) -> None:
 
 
 def _holds_predictions(output: Path) -> bool:
-    return any(path.stat().st_size > 0 for path in [output / PREDICTIONS_FILE, *(output / SHARDS_DIR).glob("*.jsonl")]
-               if path.is_file())
+    """Whether a predictions log in `output` holds a complete line: a torn last line alone (a kill during
+    the first write) is no prediction, and `read_predictions` drops it."""
+    for path in [output / PREDICTIONS_FILE, *(output / SHARDS_DIR).glob("*.jsonl")]:
+        if path.is_file():
+            with path.open("rb") as handle:
+                if any(b"\n" in chunk for chunk in iter(lambda: handle.read(1 << 16), b"")):
+                    return True
+    return False
 
 
 def missing_media(samples: Sequence[EvalSample], limit: int = 5) -> list[Path]:

@@ -438,11 +438,14 @@ class ModRWKV(nn.Module):
         if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
         released = split_released(load_state_dict(path), str(path), compression_stride)
-        if released.adapter_config.kind == "speech" and encoder.modality != "audio":
+        speech = released.adapter_config.kind == "speech"
+        if speech != (encoder.modality == "audio"):
             # the widths alone may agree (Whisper-small and SigLIP2-base both give 768 features)
-            raise CheckpointError(f"{path} is a speech release (its adapter is the authors' SpeechAdapter: conv, proj.0, "
-                                  f"proj.2): it reads audio; pass an audio encoder (whisper or wavlm), not the "
-                                  f"{encoder.modality} encoder {encoder.name!r}")
+            what = ("a speech release (its adapter is the authors' SpeechAdapter: conv, proj.0, proj.2): it reads audio; "
+                    "pass an audio encoder (whisper or wavlm)" if speech else
+                    "a vision release (its adapter is the authors' VisualAdapter, with pre_norm): it reads images; pass "
+                    "an image encoder (e.g. siglip2)")
+            raise CheckpointError(f"{path} is {what}, not the {encoder.modality} encoder {encoder.name!r}")
         lm = build_lm(released.lm, dtype=dtype, where=path)
         adapter = build_adapter(released.adapter_config)
         _load_strict(adapter, released.adapter, Path(path))

@@ -38,7 +38,7 @@ from ..textfiles import write_text_atomically
 from ..tokenizer import WorldTokenizer
 from .run import without_media
 from .speech import VOCABULARY, Utterance, espeak_binary, split_sentences, synthesize, to_samples
-from .stages import RunRecord, train_stage
+from .stages import MODEL_DIR, RunRecord, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, outp
         return train_stage(model, name, samples, record=record, steps=steps, lr=lr, batch_size=settings.batch_size,
                            warmup_steps=settings.warmup_steps, seed=settings.seed, output_dir=output_dir,
                            progress_bar=progress_bar, media="audio", model_extra={"feature_cache": str(cache)},
-                           media_reliance_every=25, keep_to=output_dir / "model" if name == "2" else None)
+                           media_reliance_every=25, keep_to=output_dir / MODEL_DIR if name == "2" else None)
 
     metrics: dict[str, Any] = {}
     model, metrics["stage0"] = stage(model, "0", settings.stage0_steps, settings.lr_stage0, without_media(train_set))
@@ -226,7 +226,7 @@ def _train_and_report(record: RunRecord, settings: AudioQuickstartSettings, outp
         "examples": [{"voice": c.voice, "speed": c.speed, "pitch": c.pitch, "reference": r, "modrwkv": h,
                       "whisper": None if whisper_texts is None else whisper_texts[i]}
                      for i, (c, r, h) in enumerate(zip(test_clips[:6], references, hypotheses))],
-        "model_dir": str(output_dir / "model"),
+        "model_dir": str(output_dir / MODEL_DIR),
         "whisper_folder": str(folder),
         "settings": dataclasses.asdict(settings),
     }

@@ -51,7 +51,7 @@ from ..tokenizer import WorldTokenizer
 from ..weightfiles import save_safetensors
 from .data import generate_samples, media_layout
 from .encoder_pretraining import pretrain_vision_encoder
-from .stages import RunRecord, train_stage
+from .stages import MODEL_DIR, RunRecord, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_di
                            progress_bar=progress_bar, media="images and series",
                            train_extra={"encoder_lr_scale": {"image": settings.image_encoder_lr_scale}, **extra},
                            validate=validation_score if validate else None, validate_every=settings.validate_every,
-                           validate_from=steps // 2, keep_to=output_dir / "model" if name == "2" else None)
+                           validate_from=steps // 2, keep_to=output_dir / MODEL_DIR if name == "2" else None)
 
     encoder_file = output_dir / "vision_encoder.safetensors"
     if (pretraining := record.result("vision_encoder")) is None:
@@ -291,7 +291,7 @@ def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_di
         "training": metrics,
         "examples": [{"question": _question(s), "reference": s.meta["answer"], "answer": a}
                      for s, a in examples],
-        "model_dir": str(output_dir / "model"),
+        "model_dir": str(output_dir / MODEL_DIR),
         "example_image": {"path": str(output_dir / "shapes.png"), "question": _question(scene),
                           "reference": scene.meta["answer"]},
         "settings": dataclasses.asdict(settings),

@@ -36,6 +36,7 @@ from ..textfiles import write_text_atomically
 log = logging.getLogger(__name__)
 
 RECORD = "quickstart.json"
+MODEL_DIR = "model"  # the folder in a quickstart's output folder that holds its final model, written as its last stage ends
 
 
 class StageStopped(Exception):
@@ -60,6 +61,27 @@ def check_new_folder(folder: Path, what: str = "output folder") -> None:
     deleted, that the quickstart did not write."""
     if not (folder / RECORD).is_file() and folder.is_dir() and any(folder.iterdir()):
         raise ValueError(f"{folder} already exists and is not empty; choose another {what} or remove it")
+
+
+def final_model(folder: Path) -> Path | None:
+    """The final model of the quickstart whose output folder is `folder`, so that the folder can stand
+    for its model wherever one is loaded; None when `folder` holds no quickstart record. Raises
+    FileNotFoundError, naming the newest model the run saved, when its run has not finished."""
+    if not (folder / RECORD).is_file():
+        return None
+    model = folder / MODEL_DIR
+    if model.is_dir():
+        log.info("%s is a quickstart's output folder: loading its final model %s", folder, model)
+        return model
+    from ..training.checkpoint import FINAL, latest_checkpoint
+
+    saved = [path for stage_dir in sorted(folder.glob("stage*"), reverse=True)  # the newest stage first
+             for path in (latest_checkpoint(stage_dir), stage_dir / FINAL) if path is not None and path.is_dir()]
+    newest = (f"The newest model it saved is {saved[0]} (a stage's, not the final model)." if saved
+              else "It has saved no model yet.")
+    raise FileNotFoundError(
+        f"{folder} is a quickstart's output folder whose run has not finished: its final model {model} is not "
+        f"there yet; run the quickstart again with the options it was started with to finish it. {newest}")
 
 
 class RunRecord:

@@ -401,7 +401,7 @@ def _check_video(item: Any, name: str, limits: ServerLimits, sampling: VideoSamp
     try:
         av = require("av", "video", "video input")
     except MissingExtraError as exc:
-        raise APIError(501, f"this server cannot read video: {exc}", code="video_unsupported") from None
+        raise APIError(501, f"this server cannot read video: {exc}", code="video_extra_missing") from None
     try:  # the container's header: size and length are known before any frame is decoded
         with av.open(io.BytesIO(item) if isinstance(item, bytes) else item) as container:
             if not container.streams.video:
