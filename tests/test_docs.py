@@ -704,3 +704,7 @@ def test_the_docs_ask_the_quickstart_model_in_the_layout_it_was_trained_and_scor
         asked = question if asked == "question" else asked[2:-1].replace("\\n", "\n").replace("{question}", question)
         placed = build_sample(asked, images=["shapes.png"], media_layout=layout).messages[0].content
         assert placed == trained, doc
+    # README's OpenAI client example: parts are read in their order, joined by newlines
+    [parts] = re.findall(r'"content": \[\n    (question, \{"type": "image_url".*?\}\}, question)\]', (ROOT / "README.md").read_text())
+    order = ["image" if part.startswith("{") else "question" for part in re.split(r", (?=question|\{)", parts)]
+    assert "\n".join(question if part == "question" else "<image>" for part in order) == trained, order

@@ -60,9 +60,9 @@ class Live:
 
 
 @contextlib.contextmanager
-def live_server(**options):
+def live_server(pipeline=None, **options):
     """The app under uvicorn in a background thread, on a free port of 127.0.0.1."""
-    app = create_app(tiny_pipeline(), **{"model_name": "tiny", **options})
+    app = create_app(pipeline or tiny_pipeline(), **{"model_name": "tiny", **options})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -1116,7 +1116,7 @@ def test_serve_command_with_a_plain_lm_checkpoint(tmp_path):
         models = server.client(key="env-key").models.list()
         # Served under the folder's name and under --model as given (what vLLM serves by default).
         assert [m.id for m in models.data] == ["rwkv7-tiny", str(tmp_path / "rwkv7-tiny")]
-        assert models.data[0].modalities == []
+        assert models.data[0].modalities == [] and models.data[0].media_layout == "media_text"
         for name in ("rwkv7-tiny", str(tmp_path / "rwkv7-tiny")):
             reply = server.client(key="env-key").chat.completions.create(
                 model=name, messages=[USER], temperature=0, max_tokens=5)

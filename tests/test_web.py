@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from test_pipeline import png_bytes, wav_bytes  # noqa: F401
+from test_pipeline import GREEDY, png_bytes, question_media_question_dir, wav_bytes  # noqa: F401
 from test_server import KEY, ask, audio_part, data_uri, image_part, live_server
 from test_video import distinct_frames, encode_video
 
@@ -181,3 +181,29 @@ def test_page_refuses_files_beyond_the_servers_limit_before_reading_them(browser
         answer, _ = finished_answer(page, 0)
         assert answer and posts == [server.url + "/v1/chat/completions"]
         assert page.locator(".msg.error").count() == 4 and not errors
+
+
+def test_page_asks_a_model_in_the_layout_it_was_trained_on(browser, tmp_path):
+    """A model trained question, image, question (the quickstart's, `media_layout` text_media_text, which
+    /v1/models reports) is sent the question, the image and the question again, as parts: the reply
+    the pipeline gives that question with the image unmarked. It was sent image then question."""
+    from modrwkv.inference import ModRWKVPipeline
+
+    (tmp_path / "picture.png").write_bytes(png_bytes(21))
+    question = "What colour is the circle?"
+    pipe = ModRWKVPipeline.from_pretrained(question_media_question_dir())
+    with live_server(pipe, model_name="qmq") as server:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('model qmq')")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "12")
+        page.set_input_files("#file", str(tmp_path / "picture.png"))
+        page.locator("#attachments span", has_text="picture.png").wait_for()
+        page.fill("#prompt", question)
+        with page.expect_request("**/v1/chat/completions") as sent:
+            page.click("#send")
+        reply, _ = finished_answer(page, 0)
+    text = {"type": "text", "text": question}
+    assert sent.value.post_data_json["messages"] == [{"role": "user", "content": [text, image_part(21), text]}]
+    assert reply == pipe.chat(question, images=[png_bytes(21)], **{**GREEDY, "max_new_tokens": 12})

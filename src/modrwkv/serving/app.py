@@ -157,9 +157,10 @@ def create_app(
         if "image" in modalities and reads_video:  # a video reaches the model as image frames
             modalities = sorted([*modalities, "video"])
         return {"object": "list", "data": [
-            # beyond OpenAI's fields: what the page at / needs to refuse a file before reading it
+            # beyond OpenAI's fields: what the page at / needs to refuse a file before reading it, and to
+            # order a message's parts as the model was trained to read them
             {"id": name, "object": "model", "created": created, "owned_by": "modrwkv", "modalities": modalities,
-             "max_body_bytes": limits.max_body_bytes}
+             "max_body_bytes": limits.max_body_bytes, "media_layout": pipeline.model.media_layout}
             for name in names.names
         ]}
 
