@@ -187,6 +187,10 @@ def test_sources_resolve_to_absolute_paths_and_hub_ids_stay_ids(tmp_path, whispe
     with pytest.raises(NotADirectoryError, match=f"^encoder source '{weights}' is a file; a local source is a model "
                        "folder"):
         build_encoder("whisper", source=str(weights))
+    (tmp_path / "models" / "empty").mkdir()  # e.g. a download that has not happened
+    for name in ("whisper", "siglip2"):
+        with pytest.raises(FileNotFoundError, match="^encoder source 'models/empty' is a folder without a config.json"):
+            build_encoder(name, source="models/empty")
 
 
 @pytest.mark.parametrize("mode", ["reference", "link", "copy"])

@@ -61,6 +61,10 @@ def resolve_source(source: str | Path) -> str:
     text = str(source)
     path = Path(text).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "model.bin").is_file():  # HF's, CTranslate2's
+            raise FileNotFoundError(
+                f"encoder source {text!r} is a folder without a config.json (or a CTranslate2 model.bin): a local "
+                "source is a Hugging Face or CTranslate2 model folder, e.g. one `huggingface-cli download` writes")
         return str(path.resolve())
     if path.exists():  # a weight file: transformers would report it as a config.json that is not JSON
         raise NotADirectoryError(
