@@ -1083,6 +1083,42 @@ def test_queue_limit_counts_only_requests_beyond_the_free_slots():
     asyncio.run(burst())
 
 
+def test_a_request_is_counted_as_completed_before_its_answer_is_posted(monkeypatch):
+    """/metrics' modrwkv_completed_requests_total (the scheduler's stats) counts a request before its answer goes
+    to its client: a client that scrapes once it has its reply finds it counted. It was counted just after, and a
+    scrape in between (the decode thread paused there on a busy machine) missed it. A generating request and one
+    that only scores its prompt (answered without a decode step)."""
+    import asyncio
+
+    from modrwkv.serving.scheduler import Scheduler, Ticket
+
+    pipe = tiny_pipeline()
+    prompt = pipe.encode([USER])
+    counted_when_posted: list[int] = []
+    post = Ticket.post
+
+    def noting_post(self, kind, value):
+        if kind == "done":
+            counted_when_posted.append(self._scheduler.stats["completed"])
+        post(self, kind, value)
+
+    monkeypatch.setattr(Ticket, "post", noting_post)
+
+    async def one_after_the_other() -> None:
+        scheduler = Scheduler(pipe, max_batch=4, max_queue=4)
+        scheduler.start()
+        try:
+            for params, score_prompt in ((pipe.sampling_params(max_new_tokens=2), None), (None, 1)):
+                ticket = scheduler.submit(prompt, params, score_prompt=score_prompt)
+                while (kind := (await asyncio.wait_for(ticket.events.get(), 60))[0]) != "done":
+                    assert kind != "error"
+        finally:
+            scheduler.stop()
+
+    asyncio.run(one_after_the_other())
+    assert counted_when_posted == [1, 2]
+
+
 # --- modrwkv serve ------------------------------------------------------------------------------
 
 

@@ -316,18 +316,24 @@ def test_a_checkpoints_time_is_not_counted_as_training_time(tmp_path, monkeypatc
     and a resumed run other seconds than the checkpoint's totals held for the same steps."""
     import modrwkv.training.checkpoint as checkpoint
 
-    export = checkpoint.export_model
+    # Each export "takes" an hour: the clock every part of the run reads (time.perf_counter) jumps by one as
+    # the export ends, as if it had slept. A real sleep had to be short, and a loaded machine's step then took
+    # longer than it (no step here comes near an hour), or long, and the test slow.
+    CHECKPOINT_SECONDS = 3600.0
+    export, perf_counter, slept = checkpoint.export_model, time.perf_counter, [0.0]
 
     def slow_export(*args):
         export(*args)
-        time.sleep(1.0)
+        slept[0] += CHECKPOINT_SECONDS
 
+    monkeypatch.setattr(time, "perf_counter", lambda: perf_counter() + slept[0])
     monkeypatch.setattr(checkpoint, "export_model", slow_export)
     cfg = config(tmp_path, "slow", max_steps=4, micro_batch_size=4)  # two micro-batches per step
     cfg["output"].update(save_every=2, keep_last=3)
     lines: list[str] = []
     result = train(cfg, samples=colour_samples(16), progress=lines.append)
-    assert max(row["seconds"] for row in result.history) < 1.0, result.history
+    assert slept[0] == 2 * CHECKPOINT_SECONDS  # the checkpoints of steps 2 and 4 were saved, and "took" their hour
+    assert max(row["seconds"] for row in result.history) < CHECKPOINT_SECONDS, result.history
     # The progress line's tokens/s too (its line for step 2 was printed after the checkpoint, and counted it).
     assert [re.search(r"\| ([\d,]+) tokens/s", line)[1] for line in lines] == [
         f"{row['tokens'] / row['seconds']:,.0f}" for row in result.history]

@@ -228,9 +228,9 @@ class Scheduler:
                 continue
             self._prefilling.pop(0)
             if row is None:  # nothing to generate: the prompt's scores were the whole request
+                self.stats["completed"] += 1  # before the answer is posted, as in _decode
                 ticket.post("done", GenerationResult("", [], "length", list(ticket.prompt.ids), prefilled.cached_tokens,
                                                      prompt_logprobs=prefilled.prompt_logprobs))
-                self.stats["completed"] += 1
                 continue
             if self._batch.rows:
                 self.stats["joined_running"] += 1
@@ -258,8 +258,9 @@ class Scheduler:
                     ticket.scored_tokens = len(row.token_ids)
                 ticket.post("text", (piece, scored))
         for row in finished:
-            row.tag.post("done", row.result)
+            # Counted before it is posted: a client that has its answer finds it in /metrics.
             self.stats["completed"] += 1
+            row.tag.post("done", row.result)
 
     def _shutdown(self) -> None:
         error = RuntimeError("the server is shutting down")
