@@ -878,3 +878,12 @@ def test_a_quickstart_folder_stands_for_its_final_model_and_names_its_newest_bef
 
     loaded, saved = ModRWKV.from_pretrained(run).state_dict(), ModRWKV.from_pretrained(image_model).state_dict()
     assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)
+    # a training run's output folder (a quickstart's stage folder is one) is its final/, and until then an
+    # error naming its newest checkpoint
+    stage = run / "stage2"
+    assert fails(capsys, ["generate", "--model", str(stage), "--prompt", "hi"]) == (
+        f"modrwkv generate: error: {stage} is a training run's output folder whose run has not finished: its model "
+        f"{stage}/final is not there yet (`modrwkv train CONFIG --resume` finishes it). Its newest checkpoint is a "
+        f"model folder too: --model {checkpoint}")
+    loaded = ModRWKV.from_pretrained(run / "stage1").state_dict()
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)

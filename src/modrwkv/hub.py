@@ -75,21 +75,22 @@ def resolve_model_path(
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | None = None,
 ) -> Path:
-    """The local path of ``name``: itself when it exists (a quickstart's output folder: its final
-    model), else the snapshot folder of the hub repository ``org/name[@revision]`` (``revision``
+    """The local path of ``name``: itself when it exists (a quickstart's or a training run's output
+    folder: the model it ends with), else the snapshot folder of the hub repository ``org/name[@revision]`` (``revision``
     overrides the ``@`` part).
 
     Raises:
         HubModelNotFoundError: the id is not in the cache (offline), or the hub has no such
             repository or revision; the message names the id and what was tried.
-        FileNotFoundError: a quickstart's output folder whose run has not finished.
+        FileNotFoundError: a quickstart's or training run's output folder whose run has not finished.
     """
     if not is_hub_id(name):
         path = Path(name)
         if path.is_dir() and not (path / "config.json").exists():
-            from .quickstart.stages import final_model
+            from .quickstart.stages import final_model as quickstart_model
+            from .run_folder import final_model as run_model
 
-            return final_model(path) or path
+            return quickstart_model(path) or run_model(path) or path
         return path
     match = _HUB_ID.match(str(name))
     assert match is not None

@@ -73,7 +73,7 @@ def final_model(folder: Path) -> Path | None:
     if model.is_dir():
         log.info("%s is a quickstart's output folder: loading its final model %s", folder, model)
         return model
-    from ..training.checkpoint import FINAL, latest_checkpoint
+    from ..run_folder import FINAL, latest_checkpoint
 
     saved = [path for stage_dir in sorted(folder.glob("stage*"), reverse=True)  # the newest stage first
              for path in (latest_checkpoint(stage_dir), stage_dir / FINAL) if path is not None and path.is_dir()]

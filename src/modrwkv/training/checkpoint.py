@@ -39,16 +39,13 @@ import yaml
 from ..lm.model import INITIAL_STATE_NAME
 from ..multimodal import ModRWKV
 from ..multimodal.model import WEIGHTS_NAME
+from ..run_folder import CHECKPOINTS, FINAL, LATEST, TRAINING_STATE, latest_checkpoint
 from ..textfiles import write_text_atomically
 from .config import LoRAConfig, TrainConfig, dump_config
 from .lora import lora_unwrapped, save_lora
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-TRAINING_STATE = "training_state.ckpt"
-FINAL = "final"
 
 
 def export_model(model: ModRWKV, folder: str | Path, lora: LoRAConfig | None,
@@ -63,14 +60,6 @@ def export_model(model: ModRWKV, folder: str | Path, lora: LoRAConfig | None,
 
 def step_folder_name(step: int) -> str:
     return f"step-{step:08d}"
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    pointer = Path(output_dir) / CHECKPOINTS / LATEST
-    if not pointer.exists():
-        return None
-    folder = pointer.parent / pointer.read_text().strip()
-    return folder if (folder / TRAINING_STATE).exists() else None
 
 
 # final/'s files hard-linked to the checkpoint's: the model's weights, which `save_pretrained` always writes
