@@ -181,6 +181,11 @@ def test_unmarked_media_are_placed_as_the_model_was_trained_and_markers_where_th
                                           {"type": "text", "text": question}]}]
     assert list(pipe.encode(parts).ids) == ids(f"<image>\n{question}", images=[png_bytes(2)])
     assert list(pipe.encode("", images=[picture]).ids) == ids("<image>", images=[picture])  # media alone
+    # a text that places its image but not its series is not repeated (its <image> would be twice): the
+    # series goes before it, as a model trained LLaVA's way is asked
+    compare = "Compare <image> with the series."
+    assert list(pipe.encode(compare, images=[picture], series=[values]).ids) == ids(
+        f"<series>\n{compare}", images=[picture], series=[values])
     # A model saved before the field (no "media_layout" in its config.json) is asked media first, as before.
     older = tmp_path / "older"
     shutil.copytree(question_media_question_dir(), older)

@@ -76,12 +76,15 @@ MEDIA_LAYOUTS: tuple[MediaLayout, ...] = ("media_text", "text_media_text")
 
 def place_media(text: str, media: str, layout: MediaLayout) -> str:
     """A user message's content with `media` (markers) placed around `text` as `layout` says; media
-    with an empty text are the markers alone, as the training readers write them."""
+    with an empty text are the markers alone, as the training readers write them. A text that places
+    media of its own is not repeated (its markers would be twice): the other media go before it."""
     if layout not in MEDIA_LAYOUTS:
         raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {layout!r}")
     if not text:
         return media
-    return f"{media}\n{text}" if layout == "media_text" else f"{text}\n{media}\n{text}"
+    if layout == "media_text" or any(count_markers([text]).values()):
+        return f"{media}\n{text}"
+    return f"{text}\n{media}\n{text}"
 
 
 def count_markers(texts: Iterable[str]) -> dict[str, int]:
