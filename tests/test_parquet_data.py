@@ -353,7 +353,14 @@ def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, capl
     monkeypatch.setattr(base, "ROW_GROUP_KEPT_BYTES", 2_000_000)  # the column is 6 MB
     with caplog.at_level("WARNING", logger="modrwkv.data.readers"):
         refs = [load()["image"] for _, load in base.parquet_records(path)]
-    assert f"{path}: row group 0 is 6 MiB (300 rows), more than the 2 MiB of a row group" in caplog.text
+    assert f"{path}: row group 0 holds 6 MiB of 'image' (300 rows), more than the 2 MiB of a row group's media" in \
+        caplog.text
+    caplog.clear()
+    text_only = tmp_path / "text.parquet"  # 6 MB of text: nothing to keep or warn of
+    pq.write_table(pa.table({"question": [c.hex() for c in cells], "answer": ["7"] * 300}), text_only)
+    with caplog.at_level("WARNING", logger="modrwkv.data.readers"):
+        assert len(list(base.parquet_records(text_only))) == 300
+    assert caplog.text == ""
     reads = []
     monkeypatch.setattr(base, "_read_rows", lambda key, row, read=base._read_rows: reads.append(row) or read(key, row))
     before = pa.total_allocated_bytes()
@@ -391,7 +398,7 @@ def test_runs_are_named_after_the_data_not_its_wildcard_or_shard_numbers(tmp_pat
     jsonl, _ = digits(tmp_path / "digits", 4)
     bracketed = jsonl.with_name("set[1].jsonl")
     bracketed.write_text(jsonl.read_text())
-    assert expand_paths([str(bracketed)], "--data") == [str(bracketed)]
+    assert expand_paths([str(bracketed)], "--data") == [str(bracketed)] and data_name(bracketed) == "set[1]"
     assert len(CustomTask().load(str(bracketed), "test")) == len(CustomTask().load(bracketed, "test")) == 4
     assert InitAnswers(data=bracketed).data == [str(bracketed)] and data_label([jsonl, str(bracketed)]) == \
         f"{jsonl}, {bracketed}"

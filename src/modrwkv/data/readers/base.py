@@ -300,8 +300,7 @@ def _read_rows(key: tuple[int, str, int, str], row: int) -> _KeptRows:
     # one column, read in this thread and closed: an open file, or its pre-buffered reads, keep what they read
     with pyarrow.parquet.ParquetFile(path, pre_buffer=False) as handle:
         metadata = handle.metadata.row_group(row_group)
-        size = sum(metadata.column(i).total_uncompressed_size for i in range(metadata.num_columns)
-                   if metadata.column(i).path_in_schema.split(".")[0] == column)
+        size = _column_bytes(metadata, column)
         values = handle.read_row_group(row_group, columns=[column], use_threads=False).column(0)
     if size <= ROW_GROUP_KEPT_BYTES:
         return _KeptRows(key, 0, values)
@@ -325,7 +324,7 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     records of a data set hold none of its media, which are read when a sample is built."""
     index, name = 0, str(path)
     with open_parquet(path) as handle:
-        _warn_of_big_row_groups(path, handle.metadata)
+        _warn_of_big_row_groups(path, handle)
         for row_group in range(handle.num_row_groups):
             batches, row = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group]), 0
             while True:
@@ -343,15 +342,38 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     index, row = index + 1, row + 1
 
 
-def _warn_of_big_row_groups(path: Path, metadata: Any) -> None:
-    sizes = [metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups)]
-    if sizes and max(sizes) > ROW_GROUP_KEPT_BYTES:
-        group = sizes.index(max(sizes))
-        logger.warning("%s: row group %d is %.0f MiB (%d rows), more than the %.0f MiB of a row group a process keeps: in a "
-                    "shuffled order a sample can cost reading a whole row group. Rewrite it with smaller row groups "
-                    "(datasets: Dataset.to_parquet(path, batch_size=100); pyarrow: row_group_size=100)",
-                    path, group, max(sizes) / 2**20, metadata.row_group(group).num_rows,
-                    ROW_GROUP_KEPT_BYTES / 2**20)
+def _column_bytes(row_group: Any, column: str) -> int:
+    """The uncompressed size of a top-level column in a row group's metadata (a struct's, all its fields)."""
+    return sum(row_group.column(i).total_uncompressed_size for i in range(row_group.num_columns)
+               if row_group.column(i).path_in_schema == column
+               or row_group.column(i).path_in_schema.startswith(column + "."))
+
+
+def _holds_bytes(data_type: Any) -> bool:
+    """Whether values of this pyarrow type hold binary values (media), in structs and lists too."""
+    import pyarrow
+
+    if pyarrow.types.is_binary(data_type) or pyarrow.types.is_large_binary(data_type):
+        return True
+    if pyarrow.types.is_struct(data_type):
+        return any(_holds_bytes(data_type.field(i).type) for i in range(data_type.num_fields))
+    if pyarrow.types.is_list(data_type) or pyarrow.types.is_large_list(data_type):
+        return _holds_bytes(data_type.value_type)
+    return False
+
+
+def _warn_of_big_row_groups(path: Path, handle: Any) -> None:
+    """A warning for a media column bigger in a row group than what a process keeps of it (`_read_rows`)."""
+    media = [field.name for field in handle.schema_arrow if _holds_bytes(field.type)]
+    sizes = [(_column_bytes(handle.metadata.row_group(g), column), g, column)
+             for g in range(handle.metadata.num_row_groups) for column in media]
+    if sizes and max(sizes)[0] > ROW_GROUP_KEPT_BYTES:
+        size, group, column = max(sizes)
+        logger.warning("%s: row group %d holds %.0f MiB of %r (%d rows), more than the %.0f MiB of a row group's media a "
+                       "process keeps: in a shuffled order a sample can cost reading the whole column of its row "
+                       "group. Rewrite it with smaller row groups (datasets: Dataset.to_parquet(path, batch_size=100); "
+                       "pyarrow: row_group_size=100)", path, group, size / 2**20, column,
+                       handle.metadata.row_group(group).num_rows, ROW_GROUP_KEPT_BYTES / 2**20)
 
 
 def open_parquet(path: Path) -> Any:
@@ -800,7 +822,8 @@ def data_name(data: str | Path) -> str:
     (data/digits/train.jsonl and data/digits/test.jsonl -> digits), without a wildcard or a hub shard's
     numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits)."""
     path = Path(data)
-    stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0]).rstrip("-_. ")
+    pattern = not path.exists()  # a file's name may hold brackets
+    stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0] if pattern else path.stem).rstrip("-_. ")
     generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
                                "dataset", "all")
     folder = path.resolve().parent.name
