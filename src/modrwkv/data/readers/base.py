@@ -791,7 +791,7 @@ class JsonRecordsReader(Reader):
 
     @property
     def name(self) -> str:
-        return ", ".join(map(str, self.paths))
+        return data_label(self.paths)
 
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:

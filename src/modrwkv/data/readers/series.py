@@ -50,7 +50,7 @@ import numpy as np
 
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, OnError, PathLike, Reader, as_paths
+from .base import DataError, OnError, PathLike, Reader, as_paths, data_label
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ class TimeSeriesReader(Reader):
 
     @property
     def name(self) -> str:
-        return ", ".join(map(str, self.paths))
+        return data_label(self.paths)
 
     def num_windows(self, length: int) -> int:
         """Windows a series of `length` steps yields: floor((T - lookback - horizon) / stride) + 1."""
