@@ -74,12 +74,18 @@ MediaLayout = Literal["media_text", "text_media_text"]
 MEDIA_LAYOUTS: tuple[MediaLayout, ...] = ("media_text", "text_media_text")
 
 
+def check_media_layout(layout: str) -> MediaLayout:
+    """`layout`, if it is one of `MEDIA_LAYOUTS`; else a ValueError naming them."""
+    if layout not in MEDIA_LAYOUTS:
+        raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {layout!r}")
+    return layout  # type: ignore[return-value]
+
+
 def place_media(text: str, media: str, layout: MediaLayout) -> str:
     """A user message's content with `media` (markers) placed around `text` as `layout` says; media
     with an empty text are the markers alone, as the training readers write them. A text that places
     media of its own is not repeated (its markers would be twice): the other media go before it."""
-    if layout not in MEDIA_LAYOUTS:
-        raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {layout!r}")
+    check_media_layout(layout)
     if not text:
         return media
     if layout == "media_text" or any(count_markers([text]).values()):

@@ -21,7 +21,7 @@ from torch import nn
 from ..adapters import AdapterConfig, build_adapter
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.readers.series import series_prompt_problem
-from ..data.sample import MEDIA_LAYOUTS, MediaLayout
+from ..data.sample import MEDIA_LAYOUTS, MediaLayout, check_media_layout
 from ..encoders import build_encoder
 from ..encoders.base import ModalityEncoder
 from ..encoders.media import VideoSampling
@@ -120,8 +120,7 @@ class ModRWKV(nn.Module):
                     f"{encoder.output_dim} and the LM width is {lm.config.n_embd}"
                 )
         chat_template = get_template(template)  # validates the name
-        if media_layout not in MEDIA_LAYOUTS:
-            raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {media_layout!r}")
+        check_media_layout(media_layout)
         if splice not in SPLICE_MODES:
             raise ValueError(f"splice must be one of {', '.join(SPLICE_MODES)}, got {splice!r}")
         self.placeholder_ids = dict(PLACEHOLDER_IDS if placeholder_ids is None else placeholder_ids)
