@@ -85,6 +85,36 @@ def test_a_recorded_stage_of_a_folder_from_before_keep_to_is_loaded_from_its_fin
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_stage_records_the_quickstarts_media_layout_on_a_model_from_before_media_layout(tmp_path):
+    """A quickstart whose stage 1 completed under a version from before media_layout (its model's
+    config.json names none, so it loads as the default, "media_text") and whose stage 2 trained after it
+    saved model/ as "media_text": chat then asked the question-first model media-first. Each stage now
+    records the quickstart's layout on what it loads and on what it trains and keeps."""
+    from modrwkv.multimodal import ModRWKV
+    from modrwkv.quickstart.data import generate_samples
+    from modrwkv.quickstart.run import QuickstartSettings, build_model
+    from modrwkv.quickstart.stages import RunRecord, train_stage
+
+    record = RunRecord.open(tmp_path, {"test": 1})
+    old = build_model(QuickstartSettings(n_layer=1, n_embd=64, encoder_width=32))
+    old.save_pretrained(tmp_path / "stage1" / "final")
+    config_file = tmp_path / "stage1" / "final" / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["media_layout"]  # as a version from before the field wrote it
+    config_file.write_text(json.dumps(config))
+    record.complete("stage1", {"steps": 3})
+    common = dict(record=record, lr=1e-2, batch_size=4, warmup_steps=0, seed=0, output_dir=tmp_path,
+                  progress_bar=False, media="images and series", media_layout="text_media_text")
+    assert ModRWKV.from_pretrained(tmp_path / "stage1" / "final").media_layout == "media_text"
+    stage1, _ = train_stage(None, "1", [], steps=3, **common)
+    assert stage1.media_layout == "text_media_text"
+    stage1.media_layout = "media_text"  # the model a stage starts from does not decide what it keeps
+    trained, _ = train_stage(stage1, "2", list(generate_samples(8, 0, question_first=True)), steps=2,
+                             keep_to=tmp_path / "model", **common)
+    assert trained.media_layout == "text_media_text"
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["media_layout"] == "text_media_text"
+
+
 def test_loading_a_completed_stages_model_is_not_counted_as_training(tmp_path, monkeypatch):
     """A rerun loads the model each completed stage left behind: that time counted in the report's
     train_seconds, as training. It is left out now, in the process that loads and, through the record,

@@ -242,7 +242,8 @@ def _train_and_report(record: RunRecord, settings: QuickstartSettings, output_di
                            progress_bar=progress_bar, media="images and series",
                            train_extra={"encoder_lr_scale": {"image": settings.image_encoder_lr_scale}, **extra},
                            validate=validation_score if validate else None, validate_every=settings.validate_every,
-                           validate_from=steps // 2, keep_to=output_dir / MODEL_DIR if name == "2" else None)
+                           validate_from=steps // 2, keep_to=output_dir / MODEL_DIR if name == "2" else None,
+                           media_layout=media_layout(settings.question_first))
 
     encoder_file = output_dir / "vision_encoder.safetensors"
     if (pretraining := record.result("vision_encoder")) is None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..data.sample import Sample
+from ..data.sample import MediaLayout, Sample
 from ..multimodal import ModRWKV
 from ..textfiles import write_text_atomically
 
@@ -213,7 +213,7 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
                 train_extra: dict[str, Any] | None = None, model_extra: dict[str, Any] | None = None,
                 media_reliance_every: int = 50, validate: Callable[[ModRWKV], float] | None = None,
                 validate_every: int = 100, validate_from: int = 0,
-                keep_to: Path | None = None) -> tuple[ModRWKV, dict[str, Any]]:
+                keep_to: Path | None = None, media_layout: MediaLayout | None = None) -> tuple[ModRWKV, dict[str, Any]]:
     """Trains `model` (in place) for one quickstart stage ("0", "1" or "2") in output_dir/stage<name>
     and returns the trained model and the stage's metrics, recorded in `record`. A stage the record
     holds as complete is not trained again: the model it left behind is loaded. A stage stopped
@@ -223,8 +223,11 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     `validate_every` steps from step `validate_from` on and at the last step; the stage ends with the
     weights that scored best (metrics "validation": [(step, score), ...], "best_step"). `keep_to`: where
     the stage keeps its model instead of its final/ (a quickstart's last stage: its model/, so that the
-    folder holds one model per stage); needed with `validate`. Raises StageStopped when a signal stopped
-    the stage, or arrived as it finished."""
+    folder holds one model per stage); needed with `validate`. `media_layout`: how the samples place
+    their media (`modrwkv.data.sample.place_media`), recorded on the model the stage trains, keeps and
+    returns, whatever the model it starts from records (a stage completed or checkpointed by a version
+    from before media_layout left a model that records the default). Raises StageStopped when a signal
+    stopped the stage, or arrived as it finished."""
     from ..training import latest_checkpoint, train
     from ..training.checkpoint import FINAL
     from ..training.progress import StopRequest, TakeSignalsAtSetup
@@ -240,7 +243,8 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
             os.replace(stage_dir / FINAL, kept)
         _discard_resume_points(stage_dir, kept)  # left behind when a kill came right after the record
         with record.loading_completed_work():
-            return ModRWKV.from_pretrained(kept), metrics
+            loaded = ModRWKV.from_pretrained(kept)
+        return _laid_out(loaded, media_layout), metrics
     if name == "1":
         log.info("stage 1: the LM is frozen and has only seen text, so it cannot carry the %s across the "
                  "prompt yet: media reliance stays near 0 in this stage and a warning about it is expected. "
@@ -264,12 +268,12 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     # it is what the trainer's handlers give back to as training ends: no moment is left between them.
     late = StopRequest(f"stage {name}'s result first")
     try:
-        result = train(config, samples=samples, model=None if checkpoint is not None else model,
+        result = train(config, samples=samples, model=None if checkpoint is not None else _laid_out(model, media_layout),
                        resume=checkpoint is not None,
                        callbacks=[*([keeper] if keeper is not None else []), TakeSignalsAtSetup(late)])
         if result.stopped_by is not None:
             raise StageStopped(name, result.stopped_by, result.metrics["steps"], steps)
-        model, metrics = result.model, result.metrics
+        model, metrics = _laid_out(result.model, media_layout), result.metrics
         if checkpoint is not None:
             metrics["resumed_from_step"] = int(checkpoint.name.removeprefix("step-"))
         if keeper is not None:
@@ -286,6 +290,13 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     if (signal_name := result.signal_at_end or late.signal_name) is not None:
         raise StageStopped(name, signal_name)
     return model, metrics
+
+
+def _laid_out(model: ModRWKV, media_layout: MediaLayout | None) -> ModRWKV:
+    """`model`, recording `media_layout` where one is given."""
+    if media_layout is not None:
+        model.media_layout = media_layout
+    return model
 
 
 def _discard_resume_points(stage_dir: Path, kept: Path) -> None:
