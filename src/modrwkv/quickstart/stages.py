@@ -268,7 +268,8 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     # it is what the trainer's handlers give back to as training ends: no moment is left between them.
     late = StopRequest(f"stage {name}'s result first")
     try:
-        result = train(config, samples=samples, model=None if checkpoint is not None else _laid_out(model, media_layout),
+        start = None if checkpoint is not None else _laid_out(model, media_layout)
+        result = train(config, samples=samples, model=start,
                        resume=checkpoint is not None,
                        callbacks=[*([keeper] if keeper is not None else []), TakeSignalsAtSetup(late)])
         if result.stopped_by is not None:
