@@ -201,6 +201,45 @@ def test_unmarked_media_are_placed_as_the_model_was_trained_and_markers_where_th
         ModRWKV.from_pretrained(older)
 
 
+# media are the files a.png, b.png, c.wav and "values", a series the reader reads inline (numbers)
+@pytest.mark.parametrize("reader, fields, media", [
+    ("qa", {"image": "a.png", "series": "values"}, dict(images=["a.png"], series=["values"])),
+    ("qa", {"image": ["a.png", "b.png"]}, dict(images=["a.png", "b.png"])),
+    ("qa", {"audio": "c.wav", "image": "a.png"}, dict(images=["a.png"], audio=["c.wav"])),
+    ("llava", {"images": ["a.png", "b.png"]}, dict(images=["a.png", "b.png"])),
+    ("llava", {"audio": "c.wav", "image": "a.png"}, dict(images=["a.png"], audio=["c.wav"])),
+], ids=["qa-image-series", "qa-two-images", "qa-image-audio", "llava-two-images", "llava-image-audio"])
+def test_several_unmarked_media_are_asked_as_the_readers_trained_them(pipe, tmp_path, reader, fields, media):
+    """Media a text does not place, several of one kind or of several kinds: the prompt builder
+    (`pipe.encode(question, images=...)`) gives the user turn the qa and LLaVA readers train on for the
+    same media and question, token for token. It used to write "<image><image>" on one line and a
+    later modality's line first ("<series>\\n<image>"), a layout no reader trains on."""
+    from modrwkv.data.readers.llava import llava_to_sample
+    from modrwkv.data.readers.qa import qa_to_sample
+    from modrwkv.inference.prompt import build_sample
+
+    (tmp_path / "a.png").write_bytes(png_bytes(1))
+    (tmp_path / "b.png").write_bytes(png_bytes(2, (40, 56)))
+    (tmp_path / "c.wav").write_bytes(wav_bytes(0.5))
+    values = series(3)
+    fields = {key: values.tolist() if value == "values" else value for key, value in fields.items()}
+    media = {key: [values if name == "values" else str(tmp_path / name) for name in names]
+             for key, names in media.items()}
+    question, answer = "Which comes first?", "The left one."
+    if reader == "qa":
+        sample = qa_to_sample({**fields, "question": question, "answer": answer}, media_folder=tmp_path)
+    else:
+        sample = llava_to_sample({**fields, "conversations": [{"from": "human", "value": question},
+                                                              {"from": "gpt", "value": answer}]},
+                                 image_folder=tmp_path)
+    trained = pipe.processor(sample).input_ids.tolist()
+    conversation = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    built = build_sample(conversation, **media, media_layout=pipe.processor.media_layout)
+    assert pipe.processor(built).input_ids.tolist() == trained
+    asked = list(pipe.encode(question, **media).ids)  # the prompt: the training turn up to the answer
+    assert trained[: len(asked)] == asked
+
+
 # --- generation ---------------------------------------------------------------------------------
 
 

@@ -232,6 +232,38 @@ def test_llava_several_files_and_multiple_image_marker_insertion(media: Path, tm
     assert samples[1].messages[1].content == "<image>\n<image>\nCompare."
 
 
+def test_media_without_markers_are_one_line_each_images_videos_audio_series_in_readers_and_prompts(
+        media: Path) -> None:
+    """One layout for media a text does not place, written by hand: each marker on its own line, images,
+    then videos, audio, series, before the question; the readers train on it and the prompt builder asks
+    it (the qa reader used to put a video after audio and series, the builder "<series>\\n<image><image>")."""
+    from modrwkv.data.readers.llava import llava_to_sample
+    from modrwkv.data.readers.qa import qa_to_sample
+    from modrwkv.data.sample import unmarked_markers
+    from modrwkv.inference.prompt import build_sample
+
+    assert unmarked_markers({"series": 1, "audio": 1, "video": 1, "image": 2}) == (
+        "<image>\n<image>\n<video>\n<audio>\n<series>")
+    assert unmarked_markers({"image": 0, "audio": 0}) == ""
+    with pytest.raises(ValueError, match="unknown modality 'images'; expected one of image, video, audio, series"):
+        unmarked_markers({"images": 1})
+    (media / "clip.mp4").write_bytes(b"a video")  # never decoded here
+    record = {"series": [1.0, 2.0], "audio": "tone.wav", "video": "clip.mp4", "image": ["red.png", "sub/blue.jpg"],
+              "question": "Do they agree?", "answer": "yes"}
+    qa = qa_to_sample(record, media_folder=media)
+    assert qa.messages[0].content == "<image>\n<image>\n<video>\n<audio>\n<series>\nDo they agree?"
+    assert qa_to_sample({"image": "red.png", "question": "Colour?", "answer": "red"},
+                        media_folder=media).messages[0].content == "<image>\nColour?"  # one medium: as ever
+    llava = llava_to_sample({"audio": "tone.wav", "video": "clip.mp4", "image": "red.png",
+                             "conversations": conv(("human", "Do they agree?"), ("gpt", "yes"))}, image_folder=media)
+    assert llava.messages[0].content == "<image>\n<video>\n<audio>\nDo they agree?"
+    built = build_sample("Do they agree?", images=["a.png", "b.png"], series=[np.zeros(4)])
+    assert built.messages[0].content == "<image>\n<image>\n<series>\nDo they agree?"
+    built = build_sample("Do they agree?", images=["a.png", "b.png"], series=[np.zeros(4)],
+                         media_layout="text_media_text")
+    assert built.messages[0].content == "Do they agree?\n<image>\n<image>\n<series>\nDo they agree?"
+
+
 def test_llava_verify_media_decodes_only_when_asked(media: Path, tmp_path: Path) -> None:
     record = {"image": "broken.png", "conversations": conv(("human", "<image>"), ("gpt", "?"))}
     path = write_jsonl(tmp_path / "d.jsonl", [record, LLAVA_GOOD[0]])

@@ -207,3 +207,33 @@ def test_page_asks_a_model_in_the_layout_it_was_trained_on(browser, tmp_path):
     text = {"type": "text", "text": question}
     assert sent.value.post_data_json["messages"] == [{"role": "user", "content": [text, image_part(21), text]}]
     assert reply == pipe.chat(question, images=[png_bytes(21)], **{**GREEDY, "max_new_tokens": 12})
+
+
+def test_page_sends_attachments_in_the_order_the_prompt_builder_places_media_without_markers(browser, tmp_path):
+    """A clip and two pictures picked in that order are sent images first, then the audio, one part
+    each: the readers' and the prompt builder's layout of media a text does not place
+    (`unmarked_markers`), so the reply is the pipeline's for the question with those media unmarked.
+    They were sent in the order picked, a layout the model was not trained on."""
+    from test_pipeline import tiny_pipeline
+
+    (tmp_path / "clip.wav").write_bytes(wav_bytes(0.6, seed=4))
+    (tmp_path / "first.png").write_bytes(png_bytes(21))
+    (tmp_path / "second.png").write_bytes(png_bytes(22))
+    question = "What do you see and hear?"
+    with live_server() as server:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('model tiny')")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "12")
+        for name in ("clip.wav", "first.png", "second.png"):
+            page.set_input_files("#file", str(tmp_path / name))
+            page.locator("#attachments span", has_text=name).wait_for()
+        page.fill("#prompt", question)
+        with page.expect_request("**/v1/chat/completions") as sent:
+            page.click("#send")
+        reply, _ = finished_answer(page, 0)
+    assert sent.value.post_data_json["messages"] == [{"role": "user", "content": [
+        image_part(21), image_part(22), audio_part(0.6, seed=4), {"type": "text", "text": question}]}]
+    assert reply == tiny_pipeline().chat(question, images=[png_bytes(21), png_bytes(22)], audio=[wav_bytes(0.6, seed=4)],
+                                         **{**GREEDY, "max_new_tokens": 12})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -79,6 +79,26 @@ def check_media_layout(layout: str) -> MediaLayout:
     if layout not in MEDIA_LAYOUTS:
         raise ValueError(f"media_layout must be one of {', '.join(MEDIA_LAYOUTS)}, got {layout!r}")
     return layout  # type: ignore[return-value]
+
+
+# The order of the markers of media that a text does not place itself. LLaVA's loader puts a record's
+# image in front of its first user turn; the LLaVA reader (and the ShareGPT reader, through it) has
+# always put unmarked images, then videos, then audio there, so data read that way was trained on this
+# order. A series, which no LLaVA-style format carries, comes last (the qa reader put it after images
+# and audio as well). One order for every reader and for the prompt builder: a model is asked about
+# several unmarked media exactly as it was trained.
+UNMARKED_ORDER = ("image", "video", "audio", "series")
+
+
+def unmarked_markers(counts: Mapping[str, int]) -> str:
+    """The markers of media that a text does not place itself, `counts` per modality: each marker on
+    a line of its own ("<image>\\n<image>\\n<series>"), modalities in `UNMARKED_ORDER`, with no
+    newline after the last. The training readers (qa, LLaVA, ShareGPT) put this block and a newline
+    before the question; `modrwkv.inference.prompt.build_sample` hands it to `place_media`."""
+    unknown = sorted(set(counts) - set(UNMARKED_ORDER))
+    if unknown:
+        raise ValueError(f"unknown modality {unknown[0]!r}; expected one of {', '.join(UNMARKED_ORDER)}")
+    return "\n".join(MARKERS[modality] for modality in UNMARKED_ORDER for _ in range(counts.get(modality, 0)))
 
 
 def place_media(text: str, media: str, layout: MediaLayout) -> str:

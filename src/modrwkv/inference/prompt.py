@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.readers import openai_to_sample
-from ..data.sample import MARKERS, MODALITIES, MediaLayout, Message, Sample, count_markers, place_media
+from ..data.sample import MODALITIES, MediaLayout, Message, Sample, count_markers, place_media, unmarked_markers
 from ..encoders.base import Prepared
 from ..processing import ModRWKVProcessor
 
@@ -139,8 +139,9 @@ def build_sample(
     `<series>` / `<video>` markers, filled in order by `images` / `audio` / `series` / `videos`; if a
     modality has items but no markers, its markers are placed in the last user message as
     `media_layout` says (the model's `media_layout`: the layout it was trained with; the default,
-    "media_text", puts them at the start, LLaVA's layout). Markers in the text, and content parts,
-    place media where they are, whatever the layout. Text meant as its characters, markers included,
+    "media_text", puts them at the start, LLaVA's layout), one marker a line in the training readers'
+    order (`modrwkv.data.sample.unmarked_markers`: images, videos, audio, series). Markers in the
+    text, and content parts, place media where they are, whatever the layout. Text meant as its characters, markers included,
     is passed through `modrwkv.data.escape_markers` (a content part's text always is). A video is a path, bytes, a
     [T, H, W, 3] array or a list of frames, so several videos are a list of those (`videos=[frames]` for one video given as frames).
     """
@@ -178,14 +179,13 @@ def build_sample(
             raise ValueError(f"messages[{index}] content must be text, got {type(content).__name__}")
         converted.append(Message(role, content))
     counts = count_markers(m.content for m in converted)
-    # each unmarked modality's markers on a line of their own, a later modality's line first
-    unmarked = {modality: MARKERS[modality] * len(found) for modality, found in items.items()
-                if found and not counts[modality]}
+    # the training readers' block (one marker a line, images first), placed as the model was trained
+    unmarked = {modality: len(found) for modality, found in items.items() if found and not counts[modality]}
     if unmarked:
         users = [m for m in converted if m.role == "user"]
         if not users:
             raise ValueError(f"{next(iter(unmarked))} items were given but there is no user message to attach them to")
-        users[-1].content = place_media(users[-1].content, "\n".join(reversed(unmarked.values())), media_layout)
+        users[-1].content = place_media(users[-1].content, unmarked_markers(unmarked), media_layout)
     sample = Sample(converted, images=items["image"], audios=items["audio"], series=items["series"],
                     videos=items["video"])
     sample.validate()

@@ -13,7 +13,8 @@ one `<image>\\n` per image at the start of its first user turn, which is where L
 the image; likewise videos and `<video>\\n` (after the images). Records without media are text-only
 samples. A video becomes image frames in the processor (`modrwkv.processing.video`). Audio
 (`audio` / `audios`, `<audio>`) works the same way (after the videos), as LLaMA-Factory's ShareGPT
-files use it (`sharegpt.py`, which maps such files onto this converter).
+files use it (`sharegpt.py`, which maps such files onto this converter). That order is
+`modrwkv.data.sample.unmarked_markers`'s, which the qa reader and the prompt builder use too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..sample import MARKERS, Message, Sample, count_markers
+from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import (
     DataError,
     JsonRecordsReader,
@@ -66,18 +67,21 @@ def llava_to_sample(
 
     folder = Path(image_folder) if image_folder is not None else None
     media = {}
-    for modality in ("audio", "video", "image"):  # markers go in front: images, then videos, then audio
+    unmarked = {}
+    counts = count_markers(m.content for m in messages)
+    for modality in ("image", "video", "audio"):
         references = _references(record, modality, source)
-        markers = count_markers(m.content for m in messages)[modality]
-        if references and markers == 0:
-            _insert_markers(messages, modality, len(references), source)
-        elif markers != len(references):
-            raise DataError(source, "marker_mismatch", f"{markers} {MARKERS[modality]} marker(s) in the text but "
-                            f"{len(references)} {modality}(s)")
+        if references and counts[modality] == 0:
+            unmarked[modality] = len(references)
+        elif counts[modality] != len(references):
+            raise DataError(source, "marker_mismatch", f"{counts[modality]} {MARKERS[modality]} marker(s) in the "
+                            f"text but {len(references)} {modality}(s)")
         media[modality] = [media_item(ref, modality, folder, source) for ref in references]
         if verify_media:
             for item in media[modality]:
                 check_media(item, modality, source)
+    if unmarked:
+        _insert_markers(messages, unmarked, source)
     meta = {"id": record["id"]} if record.get("id") is not None else {}
     return Sample(messages=messages, images=media["image"], videos=media["video"], audios=media["audio"],
                   source=source, meta=meta)
@@ -114,11 +118,14 @@ def _references(record: dict[str, Any], modality: str, source: str) -> list[Any]
     return list(require(value, (list, tuple), f"'{present[0]}'", source))
 
 
-def _insert_markers(messages: list[Message], modality: str, count: int, source: str) -> None:
+def _insert_markers(messages: list[Message], unmarked: dict[str, int], source: str) -> None:
+    """The markers of the media the text does not place (`unmarked`: count per modality), one line
+    each, in front of the first user turn, where LLaVA's loader puts the image."""
     user = next((m for m in messages if m.role == "user"), None)
     if user is None:
+        modality, count = next(iter(unmarked.items()))
         raise DataError(source, "marker_mismatch", f"{count} {modality}(s) but no marker and no user turn to put one in")
-    user.content = (MARKERS[modality] + "\n") * count + user.content
+    user.content = f"{unmarked_markers(unmarked)}\n{user.content}"
 
 
 class LlavaReader(JsonRecordsReader):

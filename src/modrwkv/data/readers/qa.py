@@ -10,10 +10,12 @@
 
 One record is one question about its media (`image`, `audio`, `series` or `video`: one item or a list; any
 file extension the decoder reads; paths relative to the media folder, by default the data file's
-folder). The user turn is the media markers, one line each, then the question, then the choices as
-"A. ..." lines if there are any: the same layout LLaVA's loader gives a record without markers, so a
-model trained on LLaVA records with that layout is asked in its own format. A question that holds
-its markers itself (`"<image>\\nWhat is it?"`) is used as written.
+folder). The user turn is the media markers, one line each (images, then videos, audio, series:
+`modrwkv.data.sample.unmarked_markers`), then the question, then the choices as "A. ..." lines if
+there are any: the same layout the LLaVA reader gives a record without markers, and the one the
+prompt builder gives media passed without markers, so a model trained on these records is asked in
+its own format. A question that holds its markers itself (`"<image>\\nWhat is it?"`) is used as
+written.
 
 The assistant turn (the training target) is `answer`, or the first of `answers`; with `choices` it
 is the option's letter (`answer` may be the letter or the option's text); a list of numbers is
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sample import MARKERS, Message, Sample, count_markers
+from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, lacks_fields, media_item, require, turn_text
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -59,8 +61,8 @@ class QARecord:
         """The user turn. `template` (with `{question}`, and optionally `{choices}`) replaces the
         default layout; the media markers always come first unless the question holds them."""
         has_markers = any(count_markers([self.question]).values())
-        media = "" if has_markers else "".join(
-            f"{MARKERS[m]}\n" * len(items) for m, items in self.media.items())
+        block = "" if has_markers else unmarked_markers({m: len(items) for m, items in self.media.items()})
+        media = f"{block}\n" if block else ""
         choices = "".join(f"\n{OPTION_LETTERS[i]}. {c}" for i, c in enumerate(self.choices))
         if template is None:
             return f"{media}{self.question}{choices}"
