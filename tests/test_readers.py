@@ -29,6 +29,7 @@ from modrwkv.data.readers import (
     openai_to_sample,
     parse_forecast,
 )
+from modrwkv.data.readers.base import expand_paths
 from modrwkv.data.readers.series import instance_stats, read_forecast
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
@@ -1039,3 +1040,34 @@ def test_a_qa_record_whose_media_sit_under_another_field_name_is_reported_not_re
         f"{path}:1: field 'images' names image files, but qa records read media only from 'image', 'audio', "
         "'series', 'video' (each one item or a list): rename it to 'image', or drop it to train on the text alone "
         "(fields: ['answer', 'images', 'question'])")
+
+
+def test_overlapping_data_patterns_give_each_file_once_with_a_warning(tmp_path, monkeypatch, caplog):
+    """Two wildcards that both match a file (or one file named twice, './a.jsonl' and 'a.jsonl') listed it
+    twice: training read its records twice, and an evaluation scored them twice."""
+    from modrwkv.evaluation.tasks import CustomTask
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "ab", "b"):
+        Path(f"{name}.jsonl").write_text(json.dumps({"question": f"Which is {name}?", "answer": name}) + "\n")
+    with caplog.at_level(logging.WARNING, logger="modrwkv.data.files"):
+        assert expand_paths(["a*.jsonl", "*b.jsonl"], "data.train") == ["a.jsonl", "ab.jsonl", "b.jsonl"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "data.train: ab.jsonl is given by both 'a*.jsonl' and '*b.jsonl'; it is read once"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modrwkv.data.files"):
+        assert expand_paths(["a.jsonl", "b.jsonl", "./a.jsonl", "*.jsonl"], "--data") == ["a.jsonl", "b.jsonl",
+                                                                                         "ab.jsonl"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "--data: ./a.jsonl is given by both 'a.jsonl' and './a.jsonl'; it is read once",
+        "--data: a.jsonl is given by both 'a.jsonl' and '*.jsonl'; it is read once",
+        "--data: b.jsonl is given by both 'b.jsonl' and '*.jsonl'; it is read once"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modrwkv.data.files"):
+        assert expand_paths(["*.jsonl", "*.jsonl"], "data.val") == ["a.jsonl", "ab.jsonl", "b.jsonl"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "data.val: a.jsonl, ab.jsonl, b.jsonl are given by '*.jsonl' twice; each is read once"]
+    # a caller: `eval --task custom` reads each record once, known by its file
+    samples = CustomTask().load([Path("a*.jsonl"), Path("*b.jsonl")], "all")
+    assert [(s.id, s.prompt) for s in samples] == [("a.jsonl:1", "Which is a?"), ("ab.jsonl:1", "Which is ab?"),
+                                                   ("b.jsonl:1", "Which is b?")]

@@ -2,9 +2,10 @@
 
 - `read_samples` reads the configured files with the reader of their format (the reader's report
   says what was skipped and why).
-- `ProcessedDataset` runs the processor per sample (tokens, labels, media preparation) in the
-  data-loader workers. A sample that does not fit `ctx_len` or whose media do not decode is dropped
-  from its batch and counted (`TrainBatch.dropped`), never silently.
+- `ProcessedDataset` (modrwkv.processing.loader, which the data-loader workers import without
+  Lightning) runs the processor per sample (tokens, labels, media preparation) in the data-loader
+  workers. A sample that does not fit `ctx_len` or whose media do not decode is dropped from its
+  batch and counted (`TrainBatch.dropped`), never silently.
 - `StepBatchSampler` yields every micro-batch of the whole run (as many passes over the data as
   the step count needs), so Lightning sees one epoch and a resumed run only has to skip the
   micro-batches already consumed. The order depends only on the seed and the pass number, and each
@@ -14,7 +15,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import difflib
 import inspect
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
@@ -32,7 +32,7 @@ from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
 from ..encoders.series import AUTO
-from ..processing import Batch, Collator, ModRWKVProcessor, ProcessedSample, SampleTooLong
+from ..processing import ModRWKVProcessor
 from .config import ConfigError, DataConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -237,51 +237,6 @@ def read_samples(config: DataConfig, setting: str = "data.train") -> list[Sample
         first = f"; the first: {reader.report.examples[0]}" if reader.report.examples else ""
         raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()}{first})")
     return samples
-
-
-@dataclasses.dataclass
-class TrainBatch:
-    """A collated micro-batch (None when every sample of it was dropped) and the drop counts."""
-
-    batch: Batch | None
-    dropped: collections.Counter[str]
-
-    def to(self, device: torch.device | str) -> TrainBatch:
-        return TrainBatch(None if self.batch is None else self.batch.to(device), self.dropped)
-
-
-class ProcessedDataset(Dataset):
-    """Processes samples on access; returns (ProcessedSample or None, drop reason or "")."""
-
-    def __init__(self, samples: Sequence[Sample], processor: ModRWKVProcessor) -> None:
-        self.samples = samples
-        self.processor = processor
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[ProcessedSample | None, str]:
-        sample = self.samples[index]
-        try:
-            return self.processor(sample), ""
-        except SampleTooLong as exc:
-            log.warning("dropping a sample: %s", exc)
-            return None, "too_long"
-        except (ValueError, OSError) as exc:  # media that do not decode
-            log.warning("dropping a sample: %s", exc)
-            return None, "bad_media"
-
-
-class DroppingCollator:
-    """Collates what processing kept and counts what it dropped."""
-
-    def __init__(self, collator: Collator) -> None:
-        self.collator = collator
-
-    def __call__(self, items: Sequence[tuple[ProcessedSample | None, str]]) -> TrainBatch:
-        kept = [s for s, _ in items if s is not None]
-        dropped = collections.Counter(reason for s, reason in items if s is None)
-        return TrainBatch(self.collator(kept) if kept else None, dropped)
 
 
 def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> list[int]:

@@ -28,8 +28,8 @@ from torch import nn
 
 from ..multimodal import ModRWKV
 from ..processing import IGNORE_INDEX
+from ..processing.loader import TrainBatch
 from .config import LoRAConfig, OptimConfig
-from .data import TrainBatch
 from .lora import apply_lora, lora_layers
 from .schedules import lr_multiplier
 

@@ -16,7 +16,6 @@ import functools
 import importlib.util
 import logging
 import math
-import signal
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +25,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy, Strategy
@@ -42,13 +40,13 @@ from ..lm import RWKV7, RWKV7Config, load_model
 from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
+from ..processing.loader import DroppingCollator, ProcessedDataset, init_worker
 from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, failing_together, latest_checkpoint,
                          write_final)
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
                      unused_validation_options)
-from .data import (DroppingCollator, ProcessedDataset, StepBatchSampler, check_series_targets, estimate_lengths,
-                   fit_series_baseline, modalities_used, read_samples, resolve_auto_season, series_target_options,
-                   size_linear_baseline)
+from .data import (StepBatchSampler, check_series_targets, estimate_lengths, fit_series_baseline, modalities_used,
+                   read_samples, resolve_auto_season, series_target_options, size_linear_baseline)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -162,21 +160,7 @@ class TrainData(pl.LightningDataModule):
         sampler.skip(trainer.global_step * trainer.accumulate_grad_batches)
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
                           persistent_workers=False,
-                          worker_init_fn=functools.partial(_init_worker, self.worker_setup, rank=trainer.global_rank))
-
-
-def _init_worker(setup: Callable[[], None] | None, worker_id: int, rank: int) -> None:
-    """A data-loader worker's start: the process-wide settings `setup` makes (a worker started with
-    spawn or forkserver has none of its parent's), then Lightning's per-worker seeding, which
-    seed_everything(workers=True) would have installed had the loader no init function."""
-    # A terminal's Ctrl-C and a scheduler's SIGTERM reach every process of the job. A worker that died of
-    # one would end the run at once ("DataLoader worker exited unexpectedly"), before the main process
-    # could finish its step and save: the main process alone answers them, and ends its workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if setup is not None:
-        setup()
-    pl_worker_init_function(worker_id, rank)
+                          worker_init_fn=functools.partial(init_worker, self.worker_setup, rank=trainer.global_rank))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,10 +61,10 @@ from ..data.readers import DataError
 from ..data.readers.base import expand_paths
 from ..multimodal.model import CONFIG_NAME
 from ..data.sample import Sample
+from ..processing.loader import DroppingCollator, ProcessedDataset
 from ..textfiles import write_text_atomically
 from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
 from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
-from .data import DroppingCollator, ProcessedDataset
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,8 @@ from ...textfiles import UTF16_BOMS, TextFileError, decode_text
 from ..sample import Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
+# Not the readers' logger, which `modrwkv init` quietens while it lists the skipped records itself.
+files_logger = logging.getLogger("modrwkv.data.files")
 
 OnError = Literal["skip", "raise"]
 PathLike = str | Path
@@ -192,23 +194,50 @@ def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
     """Data files, with shell-style wildcards expanded and a folder standing for the Parquet shards in
     it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
     reproducible. `setting` names where the patterns were given (data.train, --data) in the
-    FileNotFoundError for a wildcard that matches nothing or a folder without shards."""
-    paths = []
+    FileNotFoundError for a wildcard that matches nothing or a folder without shards. A file that
+    two patterns give (overlapping wildcards, 'a.jsonl' and './a.jsonl') is listed once, where it
+    came first, with a warning naming it and the patterns: read twice, its records would count twice."""
+    paths: list[str] = []
+    given_by: dict[Path, str] = {}  # each file (resolved) and the pattern that gave it first
+    repeated: dict[tuple[str, str], list[str]] = {}  # (earlier pattern, pattern): the files both give
     for pattern in patterns:
-        if Path(pattern).is_dir():
-            shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
-            if not shards:
-                raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet file; give the data "
-                                        "files (a wildcard such as data/train-*.parquet)")
-            paths.extend(shards)
-        elif glob.has_magic(pattern) and not Path(pattern).exists():  # 'set[1].jsonl' may be a file's name
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise FileNotFoundError(f"{setting}: no file matches {pattern!r}")
-            paths.extend(matches)
-        else:
-            paths.append(pattern)
+        for path in _pattern_files(pattern, setting):
+            file = Path(path).resolve()
+            if file in given_by:
+                repeated.setdefault((given_by[file], pattern), []).append(path)
+            else:
+                given_by[file] = pattern
+                paths.append(path)
+    for (earlier, pattern), files in repeated.items():
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        both = f"{pattern!r} twice" if pattern == earlier else f"both {earlier!r} and {pattern!r}"
+        one = len(files) == 1
+        _warn_once(f"{setting}: {shown} {'is' if one else 'are'} given by {both}; {'it is' if one else 'each is'} "
+                   "read once")
     return paths
+
+
+def _pattern_files(pattern: str, setting: str) -> list[str]:
+    """The files one pattern of `expand_paths` stands for."""
+    if Path(pattern).is_dir():
+        shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
+        if not shards:
+            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet file; give the data "
+                                    "files (a wildcard such as data/train-*.parquet)")
+        return shards
+    if glob.has_magic(pattern) and not Path(pattern).exists():  # 'set[1].jsonl' may be a file's name
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"{setting}: no file matches {pattern!r}")
+        return matches
+    return [pattern]
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_once(message: str) -> None:
+    """Logs a warning once per process: training expands the same data.train several times (a series
+    run's baseline and season are fitted on its files before they are read)."""
+    files_logger.warning("%s", message)
 
 
 def data_label(data: PathLike | Sequence[PathLike]) -> str:
