@@ -91,7 +91,7 @@ _MASK64 = (1 << 64) - 1
 def seed_worker(worker_id: int, rank: int) -> None:
     """Seeds torch, `random` and NumPy in a data-loader worker as Lightning's `pl_worker_init_function`
     (the worker init function `seed_everything(workers=True)` installs) does, so that each worker draws
-    the same numbers (tests/test_training.py pins the equality); importing that function would import
+    the same numbers (tests/test_loader_workers.py pins the equality); importing that function would import
     Lightning, which this module avoids.
 
     The contract: the loader seeded the worker's torch with base + worker_id, so the base comes back
