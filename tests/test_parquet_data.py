@@ -391,7 +391,8 @@ def test_reading_a_cell_of_a_big_row_group_peaks_near_what_is_kept(tmp_path, mon
     is the rows kept plus about two batches and the read buffer, not the whole column that was read and
     then sliced (that peaked at twice the column), nor the row group kept before along with the next. The
     cells read back as written (HF's {"bytes", "path"} struct) at the start, middle and end, on both sides
-    of where a kept window ends."""
+    of where a kept window ends; in a damaged file, those before the damage too, and those after it are
+    one line naming the row."""
     import pyarrow as pa
 
     from modrwkv.data.readers import base
@@ -430,6 +431,12 @@ print(pa.default_memory_pool().max_memory())
     order = [0, 63, 64, 98, 99, 197, 198, 300, 363, 364, 398, 399, 598, 599, 5]
     assert [ParquetBytes(str(path), 0, i, "image", ("bytes",)).read() for i in order] == [cells[i] for i in order]
     assert reads == [0, 99, 198, 300, 399, 598, 5]  # a window of 99 rows from each row read
+    damaged = tmp_path / "damaged.parquet"  # page headers overwritten about row 300: rows before it still read
+    damaged.write_bytes(path.read_bytes()[:6_000_000] + b"\xff" * 100_000 + path.read_bytes()[6_100_000:])
+    assert ParquetBytes(str(damaged), 0, 0, "image", ("bytes",)).read() == cells[0]
+    with pytest.raises(ValueError, match=r"damaged\.parquet: row 300 of row group 0: the embedded 'image' bytes cannot "
+                                         r"be read: Couldn't deserialize thrift: .* Deserializing page header failed\.$"):
+        ParquetBytes(str(damaged), 0, 300, "image", ("bytes",)).read()  # one line, though pyarrow's message is three
 
 
 def test_runs_are_named_after_the_data_not_its_wildcard_or_shard_numbers(tmp_path, monkeypatch):

@@ -257,7 +257,7 @@ class ParquetBytes:
                 value = value[key]
         except (OSError, ValueError, IndexError, KeyError, TypeError) as err:
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: the embedded "
-                             f"{self.column!r} bytes cannot be read: {err}") from None
+                             f"{self.column!r} bytes cannot be read: {' '.join(str(err).split())}") from None
         if not isinstance(value, bytes):
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: {self.column!r} holds no "
                              "bytes there any more (the file changed since it was indexed)")
