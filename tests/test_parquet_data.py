@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -382,6 +383,60 @@ def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, capl
     nested = ParquetBytes(str(path), 0, 5, "image", ("bytes",))  # a struct's bytes, where a string now is
     with pytest.raises(ValueError, match=r"row 5 of row group 0: the embedded 'image' bytes cannot be read"):
         nested.read()
+
+
+def test_reading_a_cell_of_a_big_row_group_peaks_near_what_is_kept(tmp_path, monkeypatch):
+    """A cell of a row group bigger than ROW_GROUP_KEPT_BYTES is read by streaming its column a batch at a
+    time: a process's peak (all of pyarrow's allocations, the file's reads included, in a fresh process)
+    is the rows kept plus about two batches and the read buffer, not the whole column that was read and
+    then sliced (that peaked at twice the column), nor the row group kept before along with the next. The
+    cells read back as written (HF's {"bytes", "path"} struct) at the start, middle and end, on both sides
+    of where a kept window ends; in a damaged file, those before the damage too, and those after it are
+    one line naming the row."""
+    import pyarrow as pa
+
+    from modrwkv.data.readers import base
+
+    rng = np.random.default_rng(0)
+    cells = [rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes() for _ in range(600)]
+    path = tmp_path / "one_group.parquet"
+    images = pa.array([{"bytes": cell, "path": f"{i}.png"} for i, cell in enumerate(cells)])
+    # pages of 4 rows: pyarrow's default puts 1024 images in a page (and a dictionary page), which a reader
+    # decodes whole; what is measured here is the reader's own memory
+    pq.write_table(pa.table({"image": images, "answer": ["7"] * 600}), path, use_dictionary=False,
+                   write_batch_size=4, data_page_size=2**16)
+    assert pq.ParquetFile(path).num_row_groups == 1  # 12 MB of images; 2 MB kept: 99 rows
+    script = f"""
+import pyarrow as pa
+from modrwkv.data.readers import base
+base.ROW_GROUP_KEPT_BYTES = 2_000_000
+for row in (0, 300, 599, 100):
+    base.ParquetBytes({str(path)!r}, 0, row, "image", ("bytes",)).read()
+    print(len(base._KEPT[0].values), pa.total_allocated_bytes())
+print(pa.default_memory_pool().max_memory())
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    *kept, peak = proc.stdout.split("\n")[:-1]
+    assert [line.split()[0] for line in kept] == ["99", "99", "1", "99"], kept  # rows kept, from the row asked for
+    assert all(int(line.split()[1]) < 99 * 20_000 + 100_000 for line in kept), kept  # no more held between reads
+    window, batch = 99 * 20_000, base.PARQUET_BATCH_ROWS * 20_000
+    assert int(peak) < window + 2 * batch + 2**20, peak  # 4.4 MB (5.6 MB allowed); it was 34 MB (2x the column)
+
+    monkeypatch.setattr(base, "ROW_GROUP_KEPT_BYTES", 2_000_000)
+    monkeypatch.setattr(base, "_KEPT", [])
+    reads = []
+    monkeypatch.setattr(base, "_read_rows", lambda key, row, read=base._read_rows: reads.append(row) or read(key, row))
+    order = [0, 63, 64, 98, 99, 197, 198, 300, 363, 364, 398, 399, 598, 599, 5]
+    assert [ParquetBytes(str(path), 0, i, "image", ("bytes",)).read() for i in order] == [cells[i] for i in order]
+    assert reads == [0, 99, 198, 300, 399, 598, 5]  # a window of 99 rows from each row read
+    damaged = tmp_path / "damaged.parquet"  # page headers overwritten about row 300: rows before it still read
+    damaged.write_bytes(path.read_bytes()[:6_000_000] + b"\xff" * 100_000 + path.read_bytes()[6_100_000:])
+    assert ParquetBytes(str(damaged), 0, 0, "image", ("bytes",)).read() == cells[0]
+    with pytest.raises(ValueError, match=r"damaged\.parquet: row 300 of row group 0: the embedded 'image' bytes cannot "
+                                         r"be read: Couldn't deserialize thrift: .* Deserializing page header failed\.$"):
+        ParquetBytes(str(damaged), 0, 300, "image", ("bytes",)).read()  # one line, though pyarrow's message is three
 
 
 def test_runs_are_named_after_the_data_not_its_wildcard_or_shard_numbers(tmp_path, monkeypatch):

@@ -245,7 +245,9 @@ def data_label(data: PathLike | Sequence[PathLike]) -> str:
     return ", ".join(map(str, as_paths(data)))
 
 
-PARQUET_BATCH_ROWS = 64  # rows turned into Python objects at a time: 64 images of a hub shard, a few MB
+# rows decoded at a time (into Python objects when records are read; of a cell's row group, when too big to
+# keep, up to the rows kept): 64 images of a hub shard, a few MB
+PARQUET_BATCH_ROWS = 64
 
 
 def file_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
@@ -284,7 +286,7 @@ class ParquetBytes:
                 value = value[key]
         except (OSError, ValueError, IndexError, KeyError, TypeError) as err:
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: the embedded "
-                             f"{self.column!r} bytes cannot be read: {err}") from None
+                             f"{self.column!r} bytes cannot be read: {' '.join(str(err).split())}") from None
         if not isinstance(value, bytes):
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: {self.column!r} holds no "
                              "bytes there any more (the file changed since it was indexed)")
@@ -313,12 +315,12 @@ _KEPT: list[_KeptRows] = []
 def _parquet_cell(path: str, row_group: int, row: int, column: str) -> Any:
     """The value of `column` in `row` of `row_group`, from the rows this process keeps, else read."""
     key = (os.getpid(), path, row_group, column)
-    kept = _KEPT[0] if _KEPT and _KEPT[0].key == key else None
-    if kept is None or not kept.start <= row < kept.start + len(kept.values):
-        _KEPT.clear()  # before reading: a worker's memory is one row group's rows, not two
-        kept = _read_rows(key, row)
-        _KEPT.append(kept)
-    return kept.values[row - kept.start].as_py()
+    if not (_KEPT and _KEPT[0].key == key and _KEPT[0].start <= row < _KEPT[0].start + len(_KEPT[0].values)):
+        # cleared before reading, with no other reference to what it held: a worker's memory is one row
+        # group's rows, not two
+        _KEPT.clear()
+        _KEPT.append(_read_rows(key, row))
+    return _KEPT[0].values[row - _KEPT[0].start].as_py()
 
 
 def _read_rows(key: tuple[int, str, int, str], row: int) -> _KeptRows:
@@ -326,18 +328,29 @@ def _read_rows(key: tuple[int, str, int, str], row: int) -> _KeptRows:
     import pyarrow.parquet
 
     _, path, row_group, column = key
-    # one column, read in this thread and closed: an open file, or its pre-buffered reads, keep what they read
-    with pyarrow.parquet.ParquetFile(path, pre_buffer=False) as handle:
+    # one column, read in this thread and closed: an open file, or its pre-buffered reads, keep what they read;
+    # buffer_size reads a column chunk a MiB at a time rather than whole (its compressed bytes) before decoding
+    with pyarrow.parquet.ParquetFile(path, pre_buffer=False, buffer_size=2**20) as handle:
         metadata = handle.metadata.row_group(row_group)
         size = _column_bytes(metadata, column)
-        values = handle.read_row_group(row_group, columns=[column], use_threads=False).column(0)
-    if size <= ROW_GROUP_KEPT_BYTES:
-        return _KeptRows(key, 0, values)
-    if row >= len(values):
-        raise IndexError(f"the row group has {len(values)} rows")
-    window = values.slice(row, max(PARQUET_BATCH_ROWS, ROW_GROUP_KEPT_BYTES * metadata.num_rows // size))
-    # taken, not sliced: a slice keeps the whole column's buffers alive
-    return _KeptRows(key, row, window.take(pyarrow.array(range(len(window)))))
+        if size <= ROW_GROUP_KEPT_BYTES:
+            return _KeptRows(key, 0, handle.read_row_group(row_group, columns=[column], use_threads=False).column(0))
+        if row >= metadata.num_rows:
+            raise IndexError(f"the row group has {metadata.num_rows} rows")
+        end = row + max(PARQUET_BATCH_ROWS, ROW_GROUP_KEPT_BYTES * metadata.num_rows // size)
+        # streamed a batch at a time, keeping the window's rows: reading the whole column and slicing it after
+        # held all of it for a moment (2 GB of images, in each data-loader worker)
+        kept, at = [], 0  # at: the row of the row group that a batch starts at
+        for batch in handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group], columns=[column],
+                                         use_threads=False):
+            if at + batch.num_rows > row:
+                part = batch.column(0).slice(max(0, row - at), end - max(row, at))
+                # part of a batch is taken, not sliced: a slice keeps the whole batch's buffers alive
+                kept.append(part if len(part) == batch.num_rows else part.take(pyarrow.array(range(len(part)))))
+            at += batch.num_rows
+            if at >= end:
+                break
+        return _KeptRows(key, row, pyarrow.chunked_array(kept, handle.schema_arrow.field(column).type))
 
 
 def read_embedded(item: Any) -> Any:
