@@ -159,6 +159,54 @@ def test_batched_predictions_equal_one_at_a_time_chat(trained, pipeline, tmp_pat
             assert record["prediction"] == alone.strip()
 
 
+SHORT = "\nAnswer the question using a single word or phrase."
+LETTER = "\nAnswer with the option's letter from the given choices directly."
+
+
+@pytest.mark.parametrize("task, texts", [
+    ("gqa", ["What color is the car?" + SHORT, "Is there a dog?" + SHORT]),
+    ("scienceqa", ["Which is a mammal?\nA. frog\nB. whale\nC. shark" + LETTER,
+                   "Context: Look at the map.\nWhich state is farthest north?\nA. Ohio\nB. Maine" + LETTER]),
+])
+def test_benchmark_questions_are_asked_in_the_layout_the_model_records(trained, tmp_path, monkeypatch, task, texts):
+    """A benchmark's question gives its image no place, so a model is asked it with the image where its
+    `media_layout` puts it, as `pipe.chat(text, images=...)` and lmms-eval's adapter ask: image first for
+    the default layout, as before, and question, image, question for a model that records the quickstart's
+    layout, which `modrwkv eval` used to ask image first. predictions.jsonl shows the turn as asked; the
+    run's data fingerprint is the benchmark's, whatever the layout."""
+    question_first = tmp_path / "question-first"
+    shutil.copytree(trained.folder, question_first)
+    config = json.loads((question_first / "config.json").read_text())
+    (question_first / "config.json").write_text(json.dumps({**config, "media_layout": "text_media_text"}))
+    data = WRITERS[task](tmp_path / "data")
+    images = [s.images for s in get_task(task).load(data, get_task(task).default_split)[:2]]
+    asked: list[list[int]] = []
+    original = ModRWKVPipeline.generate_batch
+
+    def recording(self, requests):
+        results = original(self, requests)
+        asked.extend(list(result.prompt_ids) for result in results)
+        return results
+
+    monkeypatch.setattr(ModRWKVPipeline, "generate_batch", recording)
+    fingerprints = []
+    for folder, turns in ((trained.folder, [f"<image>\n{text}" for text in texts]),
+                          (question_first, [f"{text}\n<image>\n{text}" for text in texts])):
+        asked.clear()
+        output = tmp_path / f"out-{folder.name}"
+        assert cli_eval(folder, task, data, output, "--limit", "2") == 0
+        pipe = ModRWKVPipeline.from_pretrained(folder)
+        assert asked == [pipe.processor(Sample([Message("user", turn)], images=media), add_generation_prompt=True)
+                         .input_ids.tolist() for turn, media in zip(turns, images)]
+        records = read_lines(output / "predictions.jsonl")
+        assert [r["prompt"] for r in records] == turns
+        assert [r["prediction"] for r in records] == [
+            pipe.chat(text, images=media, temperature=0, max_new_tokens=MAX_NEW_TOKENS).strip()
+            for text, media in zip(texts, images)]
+        fingerprints.append(json.loads((output / "run.json").read_text())["data"])
+    assert fingerprints[0] == fingerprints[1]
+
+
 def test_gqa_accuracy_equals_teacher_forced_exact_match(trained, tmp_path):
     """For greedy decoding, "the reply equals the answer" and "the argmax at every answer position
     (and the end of turn) is the reference token" are the same criterion: quickstart's evaluate()

@@ -115,6 +115,28 @@ def test_mmmu_reads_parquet_subjects_with_mmmu_llava_prompts(tmp_path):
     assert summary["per_subject"] == {"Accounting": 100.0, "Art": 50.0}
 
 
+def test_benchmark_questions_leave_their_image_to_the_models_layout(tmp_path):
+    """Every built-in question about one image is shown "<image>\\n" + its text (the tests above) and asked
+    so by a model of the default layout, and asked text, image, text by a question-first model (its
+    `media_layout` "text_media_text"); prompts that place their media themselves (ASR, forecasts) are
+    asked as they are. A literal "<image>" in a question stays text in both copies."""
+    from modrwkv.data.sample import count_markers
+    from modrwkv.evaluation.tasks.base import image_question
+
+    for name, writer in WRITERS.items():
+        task = get_task(name)
+        for sample in task.load(writer(tmp_path / name), task.default_split):
+            if name in ("librispeech", "aishell", "etth1"):
+                assert sample.laid_out("text_media_text") is sample, name
+                continue
+            assert len(sample.images) == 1 and sample.prompt.startswith("<image>\n"), name
+            text = sample.prompt[len("<image>\n"):]
+            assert sample.laid_out("media_text") == sample, name
+            assert sample.laid_out("text_media_text").prompt == f"{text}\n<image>\n{text}", name
+    literal = image_question("1", "What does <image> do in SVG?", {}, b"png").laid_out("text_media_text").prompt
+    assert count_markers([literal])["image"] == 1 and literal.count("SVG?") == 2
+
+
 def test_speech_corpora_pair_audio_with_transcripts(tmp_path):
     libri = get_task("librispeech").load(WRITERS["librispeech"](tmp_path), "test-clean")
     assert [s.id for s in libri] == ["174-50561-0000", "84-121123-0000", "84-121123-0001"]

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data.readers.base import data_label
-from ..data.sample import unescape_markers
+from ..data.sample import MediaLayout, unescape_markers
 from ..lm.files import check_output_folder
 from ..textfiles import append_text_durably, write_text_atomically
 from .report import format_report
@@ -331,10 +331,12 @@ def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSamp
                  max_new_tokens: int) -> list[dict[str, Any]]:
     """The prediction records of one batch of samples, scored, as predictions.jsonl holds them: the
     model's answers (`task.generate`; a transcription sample asked with the model's ASR prompt unless the
-    task gives its own), each with its sample's id, prompt and reference. Validation during training
-    scores its val samples with this too, so that its numbers are `modrwkv eval`'s."""
+    task gives its own; a benchmark question's image placed as the model's `media_layout` says), each
+    with its sample's id, the prompt as the model was asked it, and the reference. Validation during
+    training scores its val samples with this too, so that its numbers are `modrwkv eval`'s."""
+    layout = _media_layout(pipeline)
     batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asr_prompt))
-             if s.transcribe else s for s in batch]
+             if s.transcribe else s.laid_out(layout) for s in batch]
     try:
         answers = task.generate(pipeline, batch, max_new_tokens)
     except ValueError as exc:
@@ -351,6 +353,14 @@ def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSamp
         record["score"] = task.score(record)
         records.append(record)
     return records
+
+
+def _media_layout(pipeline: ModRWKVPipeline) -> MediaLayout:
+    """Where `pipeline` puts media a text gives no place: its processor's `media_layout`, which its
+    prompt builder follows; the default, LLaVA's layout, for a pipeline without a ModRWKV processor
+    behind it (one that answers from the prompt's text alone)."""
+    processor = getattr(pipeline, "processor", None)
+    return "media_text" if processor is None else processor.media_layout
 
 
 def _check_inputs(task: Task, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...data.readers.asr import asr_user_turn
 from ...data.readers.qa import OPTION_LETTERS
-from ...data.sample import MARKERS, escape_markers
+from ...data.sample import MediaLayout, escape_markers, place_media, unmarked_markers
 from ...textfiles import TextFileError, read_text
 
 if TYPE_CHECKING:
@@ -47,7 +47,10 @@ class EvalSample:
     (paths, bytes, data URIs, arrays) until the batch that needs them. `transcribe` marks a sample
     that asks for a transcript the way the model was trained to give one: when the model is loaded,
     its prompt becomes `Task.transcription_prompt` of the model's recorded ASR prompt (until then it
-    shows the default one).
+    shows the default one). `unplaced` is the user turn's text (markers escaped) of a question that
+    gives its images no place (`image_question`): when the model is loaded, its prompt becomes that
+    text with the images where the model's `media_layout` puts them (`laid_out`); until then, and in
+    a run's identity, it shows the default layout's, LLaVA's image first.
     """
 
     id: str
@@ -59,6 +62,19 @@ class EvalSample:
     videos: list[Any] = dataclasses.field(default_factory=list)
     context: list[dict[str, str]] = dataclasses.field(default_factory=list)
     transcribe: bool = False
+    unplaced: str | None = None
+
+    def laid_out(self, layout: MediaLayout) -> EvalSample:
+        """This sample as a model whose `media_layout` is `layout` is asked it: the images of an
+        `unplaced` text placed by the prompt builder (`build_sample`), as `modrwkv chat --image`, the
+        server and the harness adapters place them; any other sample as it is."""
+        if self.unplaced is None:
+            return self
+        from ...inference.prompt import build_sample
+
+        placed = build_sample([*self.context, {"role": "user", "content": self.unplaced}], images=list(self.images),
+                              media_layout=layout)
+        return dataclasses.replace(self, prompt=placed.messages[-1].content)
 
     def conversation(self) -> str | list[dict[str, str]]:
         """What the model is asked: the prompt alone, or the context followed by it as the last user turn."""
@@ -253,13 +269,27 @@ def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
 
 
 def image_prompt(text: str) -> str:
-    """LLaVA's layout: the image first, then the text (as its characters: a benchmark's image
-    comes apart from its question)."""
-    return f"{MARKERS['image']}\n{escape_markers(text)}"
+    """The user turn of `text` (as its characters: a benchmark's image comes apart from its
+    question) and one image in LLaVA's layout, the default `media_layout`: the image first."""
+    return place_media(escape_markers(text), unmarked_markers({"image": 1}), "media_text")
+
+
+def image_question(sample_id: str, text: str, reference: dict[str, Any], image: Any) -> EvalSample:
+    """A benchmark question about one image whose text gives the image no place: the model is asked
+    it with the image where its `media_layout` puts it (`EvalSample.laid_out`), as lmms-eval's
+    adapter and `modrwkv chat --image` ask it, so a question-first model is not asked image first;
+    until then it shows LLaVA's layout (`image_prompt`), what a run's data fingerprint hashes."""
+    return EvalSample(sample_id, image_prompt(text), reference, images=[image], unplaced=escape_markers(text))
+
+
+def short_answer(question: str) -> str:
+    """LLaVA-1.5's short-answer text: the question, then the suffix asking for a word or phrase."""
+    return f"{question}\n{SHORT_ANSWER_PROMPT}"
 
 
 def short_answer_prompt(question: str) -> str:
-    return image_prompt(f"{question}\n{SHORT_ANSWER_PROMPT}")
+    """`short_answer`'s text after one image, in LLaVA's layout (how such a question is trained)."""
+    return image_prompt(short_answer(question))
 
 
 def choice_prompt(question: str, options: Sequence[str], context: str = "") -> str:

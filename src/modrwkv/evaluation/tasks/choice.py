@@ -37,7 +37,7 @@ from .base import (
     expect_dir,
     expect_file,
     field,
-    image_prompt,
+    image_question,
     percent_mean,
     read_json,
 )
@@ -92,10 +92,10 @@ class ScienceQA(Task):
                 raise BenchmarkFileError(f"{where}: answer index {answer} is outside its {len(choices)} choices")
             hint = problem.get("hint") or ""
             text = choice_prompt(field(problem, "question", str, where), choices, f"Context: {hint}" if hint else "")
-            samples.append(EvalSample(
-                str(pid), image_prompt(text),
+            samples.append(image_question(
+                str(pid), text,
                 {"choices": choices, "answer": OPTION_LETTERS[answer], "subject": problem.get("subject", "")},
-                images=[data / "images" / image_folder / str(pid) / problem["image"]],
+                data / "images" / image_folder / str(pid) / problem["image"],
             ))
         return samples
 
@@ -171,8 +171,7 @@ class MMBench(Task):
             reference = {"index": index, "choices": options, "category": category}
             if has_answers and not _missing(row["answer"]):
                 reference["answer"] = str(row["answer"]).strip()
-            samples.append(EvalSample(str(index), image_prompt(text), reference,
-                                      images=[f"data:image/jpeg;base64,{image}"]))
+            samples.append(image_question(str(index), text, reference, f"data:image/jpeg;base64,{image}"))
         self._check_base64(samples[:1], path)
         return samples
 
@@ -278,10 +277,11 @@ class MMMU(Task):
             text = f"{question}\n{SHORT_ANSWER_PROMPT}"
         else:
             raise BenchmarkFileError(f"{where}: unknown question_type {question_type!r} (multiple-choice or open)")
-        # MMMU's LLaVA-1.5 evaluation reads the first image only; "<image k>" stays in the text.
+        # MMMU's LLaVA-1.5 evaluation reads the first image only; "<image k>" stays in the text, as
+        # characters that name the image, not a place for it: it goes where the model's layout puts it.
         image = row.get("image_1")
         if isinstance(image, dict) and image.get("bytes"):
-            return EvalSample(field(row, "id", str, where), image_prompt(text), reference, images=[image["bytes"]])
+            return image_question(field(row, "id", str, where), text, reference, image["bytes"])
         return EvalSample(field(row, "id", str, where), text, reference)
 
     @staticmethod

@@ -21,8 +21,9 @@ from .base import (
     expect_dir,
     expect_file,
     field,
+    image_question,
     read_jsonl,
-    short_answer_prompt,
+    short_answer,
 )
 from .paper import LLAVA_7B, MODRWKV_3B, VISION
 
@@ -58,10 +59,9 @@ class POPE(Task):
                 if label not in ("yes", "no"):
                     raise BenchmarkFileError(f"{where}: label must be 'yes' or 'no', got {label!r}")
                 qid = field(record, "question_id", int, where)
-                samples.append(EvalSample(
-                    f"{category}/{qid}", short_answer_prompt(field(record, "text", str, where)),
-                    {"category": category, "label": label},
-                    images=[data / "val2014" / field(record, "image", str, where)],
+                samples.append(image_question(
+                    f"{category}/{qid}", short_answer(field(record, "text", str, where)),
+                    {"category": category, "label": label}, data / "val2014" / field(record, "image", str, where),
                 ))
         return samples
 

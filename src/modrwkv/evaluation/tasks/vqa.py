@@ -22,11 +22,11 @@ from .base import (
     expect_dir,
     expect_file,
     field,
-    image_prompt,
+    image_question,
     percent_mean,
     read_json,
     read_jsonl,
-    short_answer_prompt,
+    short_answer,
 )
 from .paper import vision_paper
 
@@ -75,8 +75,8 @@ class VQAv2(Task):
             if qid not in by_id:
                 raise BenchmarkFileError(f"{where}: question {qid} has no annotation in {where_a}")
             image = data / "val2014" / f"COCO_val2014_{field(q, 'image_id', int, where):012d}.jpg"
-            samples.append(EvalSample(str(qid), short_answer_prompt(field(q, "question", str, where)),
-                                      {"question_id": qid, **by_id[qid]}, images=[image]))
+            samples.append(image_question(str(qid), short_answer(field(q, "question", str, where)),
+                                          {"question_id": qid, **by_id[qid]}, image))
         return samples
 
     def _load_test_dev(self, data: Path) -> list[EvalSample]:
@@ -88,16 +88,15 @@ class VQAv2(Task):
                 where = f"{path}: line {i + 1}"
                 qid = field(record, "question_id", int, where)
                 # LLaVA's file already holds the prompt, suffix included.
-                prompt = image_prompt(field(record, "text", str, where))
-                samples.append(EvalSample(str(qid), prompt, {"question_id": qid},
-                                          images=[data / "test2015" / field(record, "image", str, where)]))
+                samples.append(image_question(str(qid), field(record, "text", str, where), {"question_id": qid},
+                                              data / "test2015" / field(record, "image", str, where)))
             return samples
         for i, q in enumerate(field(read_json(path), "questions", list, str(path))):
             where = f"{path}: questions[{i}]"
             qid = field(q, "question_id", int, where)
             image = data / "test2015" / f"COCO_test2015_{field(q, 'image_id', int, where):012d}.jpg"
-            samples.append(EvalSample(str(qid), short_answer_prompt(field(q, "question", str, where)),
-                                      {"question_id": qid}, images=[image]))
+            samples.append(image_question(str(qid), short_answer(field(q, "question", str, where)),
+                                          {"question_id": qid}, image))
         return samples
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -150,9 +149,9 @@ class TextVQA(Task):
             if not answers or not all(isinstance(a, str) for a in answers):
                 raise BenchmarkFileError(f"{where}: 'answers' must be a non-empty list of strings")
             question = field(q, "question", str, where)
-            prompt = image_prompt(llava_prompts[qid]) if qid in llava_prompts else short_answer_prompt(question)
+            text = llava_prompts[qid] if qid in llava_prompts else short_answer(question)
             image = data / "train_images" / f"{field(q, 'image_id', str, where)}.jpg"
-            samples.append(EvalSample(str(qid), prompt, {"question_id": qid, "answers": answers}, images=[image]))
+            samples.append(image_question(str(qid), text, {"question_id": qid, "answers": answers}, image))
         return samples
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +201,8 @@ class GQA(Task):
             where = f"{path}: question {qid}"
             image_id = field(q, "imageId", str, where)
             image = images.get(image_id, data / "images" / f"{image_id}.jpg")
-            samples.append(EvalSample(str(qid), short_answer_prompt(field(q, "question", str, where)),
-                                      {"answer": field(q, "answer", str, where)}, images=[image]))
+            samples.append(image_question(str(qid), short_answer(field(q, "question", str, where)),
+                                          {"answer": field(q, "answer", str, where)}, image))
         return samples
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
