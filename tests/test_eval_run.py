@@ -353,6 +353,30 @@ def test_vlmevalkit_model_answers_as_the_pipeline(pipeline, tmp_path):
         vlm.generate_inner([{"type": "video", "value": "x.mp4"}])
 
 
+def test_vlmevalkit_leaves_leading_images_to_the_models_layout(pipeline, tmp_path, monkeypatch):
+    """VLMEvalKit's image benchmarks send [image, text]: the model places such images as it was trained
+    (question, image, question for the quickstart's layout), as `modrwkv eval` and lmms-eval's adapter
+    ask; images between texts stay where they are."""
+    from eval_fixtures import save_picture
+
+    image = tmp_path / "a.jpg"
+    save_picture(image, 3)
+    vlm = ModRWKVVLM(pipeline=pipeline, max_new_tokens=MAX_NEW_TOKENS)
+    monkeypatch.setattr(pipeline.processor, "media_layout", "text_media_text")
+
+    def reply(text):
+        return pipeline.chat(text, images=[str(image)], temperature=0, max_new_tokens=MAX_NEW_TOKENS).strip()
+
+    asked = []
+    chat = pipeline.chat
+    monkeypatch.setattr(pipeline, "chat", lambda text, **options: asked.append(text) or chat(text, **options))
+    question = [{"type": "image", "value": str(image)}, {"type": "text", "value": "What is it?"}]
+    assert vlm.generate_inner(question) == reply("What is it?\n<image>\nWhat is it?")
+    interleaved = [{"type": "text", "value": "Look:"}, *question]
+    assert vlm.generate_inner(interleaved) == reply("Look:\n<image>\nWhat is it?")
+    assert asked[0] == "What is it?" and asked[2] == "Look:\n<image>\nWhat is it?"
+
+
 @dataclasses.dataclass
 class Instance:
     """The fields of lmms-eval's `Instance` the model reads."""

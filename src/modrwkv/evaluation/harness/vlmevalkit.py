@@ -103,10 +103,19 @@ class ModRWKVVLM(_VLMEvalBase):
         return self.generate_inner(self._parts(message), dataset)
 
     def generate_inner(self, message: Sequence[Mapping[str, str]], dataset: str | None = None) -> str:
-        """The greedy reply to interleaved parts; each image sits where its part is."""
+        """The greedy reply to interleaved parts; each image sits where its part is, except images that all
+        come before the text: VLMEvalKit's default prompt of every image benchmark puts them there, which
+        says nothing of where the model reads them, so the model places them as it was trained (its
+        `media_layout`), as `modrwkv eval`'s benchmarks and the lmms-eval adapter do."""
         images: list[str] = []
-        return self.pipeline.chat(self._text(message, images), images=images, temperature=0.0,
-                                  max_new_tokens=self.max_new_tokens).strip()
+        kinds = [part["type"] for part in message]
+        leading = kinds.count("image")
+        if 0 < leading < len(kinds) and kinds[:leading] == ["image"] * leading:
+            text = self._text(message[leading:], images)  # text parts alone (checks their types)
+            images = [part["value"] for part in message[:leading]]
+        else:
+            text = self._text(message, images)
+        return self.pipeline.chat(text, images=images, temperature=0.0, max_new_tokens=self.max_new_tokens).strip()
 
     def chat(self, messages: Sequence[Mapping[str, Any]], dataset: str | None = None) -> str:
         """VLMEvalKit's multi-turn interface: `[{"role": "user" | "assistant" | "system",
