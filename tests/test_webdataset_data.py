@@ -251,11 +251,14 @@ def test_bad_samples_are_skipped_with_their_reason_and_a_bad_member_is_named(tmp
                      ("000000042.jpg", b"not an image at all"), ("000000042.txt", b"zero"),
                      ("000000043.png", png), ("000000043.json", b'{"caption": "zero", "text": "zero"}'),
                      ("000000044.png", png), ("000000044.txt", b" \n"),
-                     ("000000045.png", png), ("000000045.txt", b"zero"), ("000000045.json", b"{not json")])
-    reader = QAReader(path, verify_media=True)
+                     ("000000045.png", png), ("000000045.txt", b"zero"), ("000000045.json", b"{not json"),
+                     ("000000046.png", png), ("000000046.json", b'{"question": "?", "answer": "0", "image": "0.png"}')])
+    reader = QAReader(path, verify_media=True, max_examples=10)
     assert len(list(reader)) == 1 and dict(reader.report.skipped) == {
-        "missing_media": 1, "unreadable_media": 1, "missing_field": 1, "empty_answer": 1, "bad_json": 1}
+        "missing_media": 1, "unreadable_media": 1, "missing_field": 1, "empty_answer": 1, "bad_json": 1, "wrong_type": 1}
     errors = {str(e).split(": ")[0].rsplit(":", 1)[1]: str(e) for e in reader.report.examples}
+    assert errors["000000046"] == (f"{path}:000000046: 000000046.json has 'image', but the sample's image is its member "
+                                   "000000046.png: leave 'image' out of the .json")
     assert errors["000000041"] == (f"{path}:000000041: no image, audio or video member (the sample's members: "
                                    "000000041.txt, 000000041.json)")
     assert errors["000000042"].startswith(f"{path}:000000042: 000000042.jpg: image does not decode: not a recognised "

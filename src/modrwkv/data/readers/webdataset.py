@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .asr import TEXT_KEYS
 from .base import DataError, EmbeddedBytes, NamedBytes
 
 MEDIA_EXTENSIONS = {
@@ -48,7 +49,6 @@ MEDIA_EXTENSIONS = {
 DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",
                            "video": "Write a short caption for the video."}
 RECORD_KEYS = ("question", "conversations", "messages")  # a .json with one of them is a whole record
-TRANSCRIPT_KEYS = ("text", "transcript", "sentence")  # an ASR manifest's transcript fields
 # The WebDataset key and extension of a member's name: up to, and after, the first dot of its base name.
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 # What a compressed file starts with: gzip, bzip2, xz, zstd.
@@ -194,7 +194,7 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
     if text is not None and visual is not None:  # a caption
         question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
         return {**media, "question": question, "answer": text, "id": sample.key}
-    if visual is None and (text is not None or any(key in metadata for key in TRANSCRIPT_KEYS)):  # a transcript
+    if visual is None and (text is not None or any(key in metadata for key in TEXT_KEYS)):  # a transcript
         audios = media["audio"]
         if len(audios) > 1:
             raise DataError(source, "wrong_type", f"{len(audios)} audio members ({', '.join(a.name for a in audios)}) "
