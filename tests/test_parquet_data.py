@@ -303,7 +303,7 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
         "files with one reader; give files of one format (or --format)")
     eval_custom = ["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"), "--data"]
     assert error([*eval_custom, str(empty)]) == (
-        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet file; give the data files (a wildcard "
+        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file; give the data files (a wildcard "
         "such as data/train-*.parquet)")
     assert error([*eval_custom, str(jsonl), str(llava)]) == (
         f"modrwkv eval: error: {llava} holds llava records, detected from the first record, but {jsonl} holds qa "
@@ -316,7 +316,7 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     cfg["data"] = {"format": "qa", "train": [str(jsonl)], "val": [str(empty)]}
     cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4, val_every=1)
     cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
-    with pytest.raises(FileNotFoundError, match=f"^data.val: {empty} is a folder with no .parquet file"):
+    with pytest.raises(FileNotFoundError, match=f"^data.val: {empty} is a folder with no .parquet or .tar file"):
         train(cfg)
 
 

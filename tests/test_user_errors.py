@@ -374,7 +374,7 @@ def test_init_reads_a_pretty_printed_record_and_names_what_it_found_otherwise(tm
 
 def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
     assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
-        f"modrwkv init: error: --data: {tmp_path} is a folder with no .parquet file; give the data files (a " \
+        f"modrwkv init: error: --data: {tmp_path} is a folder with no .parquet or .tar file; give the data files (a " \
         "wildcard such as data/train-*.parquet)"
     Image.new("RGB", (4, 4)).save(tmp_path / "a.json", format="PNG")
     assert fails(capsys, ["init", "--data", str(tmp_path / "a.json"), "--yes"]) == \

@@ -553,8 +553,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
         "`modrwkv train` runs as it is, with a comment on each choice. Record formats: docs/custom-data.md.",
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
-                   help="training data: .json/.jsonl/.parquet records (qa, llava, openai, sharegpt, asr) or a .csv/.npz "
-                   "series; several files, wildcards and a folder of .parquet shards are read as data.train reads them")
+                   help="training data: .json/.jsonl/.parquet records (qa, llava, openai, sharegpt, asr), WebDataset "
+                   ".tar shards, or a .csv/.npz series; several files, wildcards and a folder of .parquet or .tar "
+                   "shards are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
@@ -1090,7 +1091,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, choices=EVAL_TASKS, help="benchmark")
     p.add_argument("--data", required=True, nargs="+", metavar="PATH",
                    help="the benchmark's folder (or file), as docs/evaluation.md lays it out; --task custom: a file, or "
-                   "several files, wildcards or a folder of .parquet shards, as data.train takes them")
+                   "several files, wildcards or a folder of .parquet or .tar shards, as data.train takes them")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
@@ -1129,8 +1130,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "a rerun, or another model with the same encoder, skips the encoder")
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
-    custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet files in a training format, or a .csv series; "
-                                  "see docs/custom-data.md)")
+    custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet/.tar files in a training format, "
+                                  "or a .csv series; see docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
                         "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.readers.base import read_embedded
+from ..data.readers.base import NamedBytes, read_embedded
 from .containers import TRUNCATION_MARGIN, ContainerCheck, check_container
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ def describe(item: Any) -> str:
         if text.startswith("data:"):
             return f"<data URI, {len(text)} chars>"
         return repr(text)
+    if isinstance(item, NamedBytes):  # a tar member's: its name
+        return f"{item.name} ({len(item)} bytes)"
     if isinstance(item, (bytes, bytearray, memoryview)):
         return f"<{len(item)} bytes>"
     if isinstance(item, np.ndarray):
@@ -203,7 +205,8 @@ def _read_bytes_or_path(item: Any) -> tuple[Any, str]:
 
 def _naming_media_errors(kind: str, load: Callable[..., Any], item: Any, *args: Any) -> Any:
     """`load(item, *args)`, with a plain ValueError from a decoder reported as the `kind`'s MediaError;
-    bytes embedded in a Parquet data file are read here, as the item is decoded (`read_embedded`)."""
+    bytes embedded in a data file (a Parquet cell, a tar member) are read here, as the item is decoded
+    (`read_embedded`)."""
     try:
         return load(read_embedded(item), *args)
     except MediaError:

@@ -218,11 +218,14 @@ def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
 
 
 def _pattern_files(pattern: str, setting: str) -> list[str]:
-    """The files one pattern of `expand_paths` stands for."""
+    """The files one pattern of `expand_paths` stands for. A folder stands for its .tar shards when it
+    has any (img2dataset writes a .parquet of each shard's download status beside it: metadata, not
+    samples), else for its .parquet shards."""
     if Path(pattern).is_dir():
-        shards = sorted(str(p) for p in Path(pattern).iterdir() if is_parquet(p) and p.is_file())
+        files = [p for p in Path(pattern).iterdir() if p.is_file()]
+        shards = sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
         if not shards:
-            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet file; give the data "
+            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file; give the data "
                                     "files (a wildcard such as data/train-*.parquet)")
         return shards
     if glob.has_magic(pattern) and not Path(pattern).exists():  # 'set[1].jsonl' may be a file's name
@@ -250,9 +253,14 @@ def data_label(data: PathLike | Sequence[PathLike]) -> str:
 PARQUET_BATCH_ROWS = 64
 
 
-def file_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """(source, load) per record of a data file: a Parquet file's rows (`parquet_records`), else the
-    JSON / JSONL records (`json_records`)."""
+def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per record of a data file: a Parquet file's rows (`parquet_records`), a WebDataset
+    tar's samples (`webdataset.tar_records`, a captioned sample asked `caption_prompt`, None: the
+    default), else the JSON / JSONL records (`json_records`)."""
+    if is_tar(path):
+        from .webdataset import tar_records  # (it builds on this module)
+
+        return tar_records(path, caption_prompt)
     return parquet_records(path) if is_parquet(path) else json_records(path)
 
 
@@ -260,8 +268,39 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() == ".parquet"
 
 
+def is_tar(path: Path) -> bool:
+    """A WebDataset shard: a .tar (a compressed one, .tar.gz and the like, is refused when read, with
+    what to do, rather than read as text)."""
+    return path.name.lower().endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst"))
+
+
+class EmbeddedBytes(abc.ABC):
+    """Media bytes inside a data file (a Parquet cell, a tar member), kept as where they are rather than
+    as the bytes, which a list of samples holding them would hold in memory (tens of GB for LLaVA-Pretrain
+    or a LAION subset). The decoders (`modrwkv.encoders.media`) `read()` them when the item is decoded,
+    in the data-loader worker that builds the sample."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def read(self) -> bytes:
+        """The bytes; ValueError naming the file (and where in it) when they cannot be read."""
+
+
+class NamedBytes(bytes):
+    """Bytes read from a named member of a data file (a tar's `000000042.jpg`), so that a decoder's error
+    names the member, not "<5120 bytes>" (`modrwkv.encoders.media.describe`)."""
+
+    name: str
+
+    def __new__(cls, data: bytes, name: str) -> NamedBytes:
+        value = super().__new__(cls, data)
+        value.name = name
+        return value
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class ParquetBytes:
+class ParquetBytes(EmbeddedBytes):
     """Media bytes embedded in a Parquet file (the `bytes` of what HF `datasets` writes for an `Image()` /
     `Audio()` feature), kept as where they are rather than as the bytes: LLaVA-Pretrain on the hub is
     tens of GB of embedded images, which a list of samples holding them would hold in memory. The
@@ -354,8 +393,8 @@ def _read_rows(key: tuple[int, str, int, str], row: int) -> _KeptRows:
 
 
 def read_embedded(item: Any) -> Any:
-    """`item`, with `ParquetBytes` read into the bytes they stand for (what decoders open)."""
-    return item.read() if isinstance(item, ParquetBytes) else item
+    """`item`, with `EmbeddedBytes` read into the bytes they stand for (what decoders open)."""
+    return item.read() if isinstance(item, EmbeddedBytes) else item
 
 
 def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
@@ -747,10 +786,10 @@ def media_item(value: Any, modality: str, folder: Path | None, source: str) -> A
         return resolve_local(value, folder, source)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    if isinstance(value, ParquetBytes):  # read when the sample is built
+    if isinstance(value, EmbeddedBytes):  # read when the sample is built
         return value
     if isinstance(value, dict):
-        if isinstance(value.get("bytes"), ParquetBytes):
+        if isinstance(value.get("bytes"), EmbeddedBytes):
             return value["bytes"]
         if value.get("bytes") is not None:
             return bytes(require(value["bytes"], (bytes, bytearray), f"{modality} 'bytes'", source))
@@ -773,13 +812,18 @@ def check_media(item: Any, modality: str, source: str) -> None:
     Remote URLs (kept only with allow_remote) are left alone: fetching is the caller's job."""
     if isinstance(item, str) and item.startswith(("http://", "https://")):
         return
-    if isinstance(item, ParquetBytes):
+    if isinstance(item, EmbeddedBytes):
         try:
             item = item.read()
         except ValueError as err:
             raise DataError(source, "unreadable_media", str(err)) from None
     if isinstance(item, (str, bytes)):
-        {"image": _verify_image, "audio": _verify_audio, "video": _verify_video}[modality](item, source)
+        try:
+            {"image": _verify_image, "audio": _verify_audio, "video": _verify_video}[modality](item, source)
+        except DataError as err:
+            if not isinstance(item, NamedBytes):
+                raise
+            raise DataError(source, err.reason, f"{item.name}: {err.detail}") from None
 
 
 def _verify_image(item: str | bytes, source: str) -> None:
@@ -817,6 +861,7 @@ class JsonRecordsReader(Reader):
     paths relative to `media_folder` (default: each data file's folder)."""
 
     format: ClassVar[str]  # the record format read: a key of FORMAT_NAMES
+    caption_prompt: str | None = None  # what a tar's captioned sample is asked (None: the default); qa's `prompt`
 
     def __init__(
         self,
@@ -838,20 +883,21 @@ class JsonRecordsReader(Reader):
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             folder = self.media_folder if self.media_folder is not None else path.parent
-            for _, build in one_format(path, self.format, file_records(path),
+            for _, build in one_format(path, self.format, file_records(path, caption_prompt=self.caption_prompt),
                                        lambda record, source, folder=folder: self._convert(record, source, folder)):
                 yield build
 
     def count_records(self) -> int:
         """`Reader.count_records`, with a Parquet file's rows counted from its footer: reading them would
-        read every embedded image of a hub split (tens of GB) to count them."""
+        read every embedded image of a hub split (tens of GB) to count them (a tar's samples are counted
+        from its headers)."""
         count = 0
         for path in self.paths:
             if is_parquet(path):
                 with open_parquet(path) as handle:
                     count += handle.metadata.num_rows
             else:
-                count += sum(1 for _ in json_records(path))
+                count += sum(1 for _ in file_records(path))
         return count
 
     @abc.abstractmethod
@@ -862,11 +908,12 @@ class JsonRecordsReader(Reader):
 def data_name(data: str | Path) -> str:
     """A name for runs and configs: the file's name, or its folder's for a generic one
     (data/digits/train.jsonl and data/digits/test.jsonl -> digits), without a wildcard or a hub shard's
-    numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits)."""
+    numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits); a shard
+    named by its number alone, as img2dataset names them, is named by its folder (cc3m/00000.tar -> cc3m)."""
     path = Path(data)
     pattern = not path.exists()  # a file's name may hold brackets
     stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0] if pattern else path.stem).rstrip("-_. ")
     generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
-                               "dataset", "all")
+                               "dataset", "all") or stem.isdigit()
     folder = path.resolve().parent.name
     return folder if generic and folder and not glob.has_magic(folder) else stem or "data"

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import DataError, file_records, is_parquet, record_format
+from .base import DataError, file_records, is_parquet, is_tar, record_format
 from .sharegpt import dataset_info_entry
 
 
@@ -21,7 +21,7 @@ class FormatUnknown(ValueError):
 def detect_format(path: Path) -> str:
     """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
     naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
-    columns)."""
+    columns; of a WebDataset tar: the record its first usable sample makes, a caption qa)."""
     if path.suffix.lower() in (".csv", ".npz"):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -31,7 +31,8 @@ def detect_format(path: Path) -> str:
         raise FormatUnknown(str(exc)) from None
     broken = None
     raw_head = head = ""
-    if not is_parquet(path):  # a text file: its head tells an empty file and a broken first JSONL record
+    # a text file: its head tells an empty file and a broken first JSONL record
+    if not is_parquet(path) and not is_tar(path):
         try:
             with path.open("rb") as handle:
                 raw_head = decode_text(handle.read(1 << 16), path, partial=True)
@@ -52,12 +53,13 @@ def detect_format(path: Path) -> str:
             except json.JSONDecodeError as exc:
                 if broken is None and line.rstrip().endswith("}"):  # a whole record, not pretty-printed JSON
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
-    first, found = None, None
+    first, found, bad = None, None, None
     try:  # the first record as the readers see it (also of a file that is one JSON object)
         for _, load in itertools.islice(file_records(path), 100):
             try:
                 found = load()
-            except DataError:
+            except DataError as exc:
+                bad = bad or exc
                 continue
             if isinstance(found, dict):
                 first = found
@@ -67,6 +69,10 @@ def detect_format(path: Path) -> str:
     if first is None:
         if broken:
             raise FormatUnknown(broken)
+        if is_tar(path):
+            what = f"no usable sample among the first 100 (the first: {bad})" if bad else "no sample"
+            raise FormatUnknown(f"{path}: {what}; a WebDataset tar's samples are media members (.jpg, .flac, ...) "
+                                "with a .txt caption or transcript, or a .json record; see docs/custom-data.md")
         what = (f"a {type(found).__name__} where a record should be" if found is not None
                 else "no rows" if is_parquet(path) else "no JSON record")
         raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "

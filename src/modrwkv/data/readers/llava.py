@@ -26,9 +26,9 @@ from typing import Any
 from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import (
     DataError,
+    EmbeddedBytes,
     JsonRecordsReader,
     OnError,
-    ParquetBytes,
     PathLike,
     as_rows,
     check_media,
@@ -113,7 +113,7 @@ def _references(record: dict[str, Any], modality: str, source: str) -> list[Any]
     if not present:
         return []
     value = record[present[0]]
-    if isinstance(value, (str, bytes, ParquetBytes, dict)) or is_pil_image(value):
+    if isinstance(value, (str, bytes, EmbeddedBytes, dict)) or is_pil_image(value):
         return [value]
     return list(require(value, (list, tuple), f"'{present[0]}'", source))
 

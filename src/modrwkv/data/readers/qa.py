@@ -225,8 +225,10 @@ def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None
 
 
 class QAReader(JsonRecordsReader):
-    """Reads question-answer JSON/JSONL files (see the module docstring). Without `media_folder`,
-    media paths are relative to each data file's folder."""
+    """Reads question-answer JSON/JSONL/Parquet files and WebDataset tars (see the module docstring). Without
+    `media_folder`, media paths are relative to each data file's folder. `prompt` is the question of a
+    tar's captioned samples (media + .txt; `modrwkv.data.readers.webdataset`), by default "Write a
+    short caption for the image." ("... the video." for a video)."""
 
     format = "qa"
 
@@ -236,11 +238,13 @@ class QAReader(JsonRecordsReader):
         *,
         media_folder: PathLike | None = None,
         verify_media: bool = False,
+        prompt: str | None = None,
         on_error: OnError = "skip",
         max_examples: int = 5,
         log_limit: int = 20,
     ) -> None:
         self.verify_media = verify_media
+        self.caption_prompt = prompt
         super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:

@@ -32,8 +32,8 @@ CUSTOM_SERIES = "custom-series"
 def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None = None, prompt: str | None = None,
                 asr_prompt: str | None = None, media_folder: str | Path | None = None,
                 baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None) -> Task:
-    """The task `--task custom` means for `data`: .json / .jsonl / .parquet files in a training format (one,
-    or several as data.train takes them), configured with these options, or, for a .csv file, the
+    """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
+    (one, or several as data.train takes them), configured with these options, or, for a .csv file, the
     `custom-series` forecasting task."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
     series = [path for path in given if Path(path).suffix.lower() == ".csv"]

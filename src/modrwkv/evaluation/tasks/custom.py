@@ -1,9 +1,9 @@
 """`custom`: your own evaluation file, asked in the model's own training format and scored as you say.
 
-The file is JSON (an array), JSONL or Parquet (rows with the same fields, media embedded as
-`datasets` writes them) in any training format `modrwkv init` detects, so a held-out split is
-evaluated as it was written for training. Question-answer records (`data.format: qa`,
-`modrwkv.data.readers.qa`):
+The file is JSON (an array), JSONL, Parquet (rows with the same fields, media embedded as
+`datasets` writes them) or a WebDataset tar (`modrwkv.data.readers.webdataset`) in any training format
+`modrwkv init` detects, so a held-out split is evaluated as it was written for training.
+Question-answer records (`data.format: qa`, `modrwkv.data.readers.qa`):
 
     {"image": "images/0007.png", "question": "Which digit is this?", "answer": "7"}
     {"audio": "clips/1.flac", "question": "Transcribe the audio.", "answer": "hello world"}
@@ -122,7 +122,7 @@ class CustomTask(Task):
     max_new_tokens = 64  # until the file is read: then the longest answer's bytes + 16
     headline = "accuracy"
     headline_label = "accuracy (%)"
-    layout = """a .json / .jsonl / .parquet file of records in a training format, such as
+    layout = """a .json / .jsonl / .parquet file of records in a training format (or WebDataset .tar shards), such as
   {"image": "images/1.png", "question": "Which digit is this?", "answer": "7"}
   or conversations (llava, openai, sharegpt) whose last assistant turn is the answer
   (media paths relative to the file's folder, or to --media-folder); see docs/custom-data.md"""
@@ -170,9 +170,9 @@ class CustomTask(Task):
         except FileNotFoundError as exc:
             raise BenchmarkFileError(str(exc)) from None
         for file in files:
-            if file.is_dir() or file.suffix.lower() not in (".json", ".jsonl", ".parquet"):
-                raise BenchmarkFileError(f"{file}: expected a .json, .jsonl or .parquet file of records in a training "
-                                         f"format: {self.layout}")
+            if file.is_dir() or file.suffix.lower() not in (".json", ".jsonl", ".parquet", ".tar"):
+                raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
+                                         f"training format: {self.layout}")
             if not file.is_file():
                 raise BenchmarkFileError(f"{file}: no such file")
         records: list[tuple[str, _Question]] = []  # (the id a record without one is known by, the question)
@@ -194,7 +194,10 @@ class CustomTask(Task):
                 if self.long_form is not None and data_format != "asr":
                     raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
                                              f"{data_format} records{chosen}")
-                for number, (_, build) in enumerate(one_format(file, data_format, file_records(file), lambda record, source:
+                # a tar's captioned samples are asked what training asked them (the qa reader's prompt)
+                records_of = file_records(file, caption_prompt=self.reader_options.get("prompt") if data_format == "qa"
+                                          else None)
+                for number, (_, build) in enumerate(one_format(file, data_format, records_of, lambda record, source:
                                                                convert(record, source, self.prompt), chosen), start=1):
                     records.append((str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}", build()))
         except DataError as exc:

@@ -1,0 +1,251 @@
+"""WebDataset tar shards as record containers, as img2dataset (CC3M, LAION, DataComp), video2dataset and
+audio corpora write them:
+
+    00000.tar   000000000.jpg  000000000.txt  000000000.json  000000001.jpg  000000001.txt  ...
+
+The members sharing a key (the member's name up to the first dot of its base name, in the same
+directory), one after another in the tar, are one sample, as the WebDataset spec says. A sample becomes
+one record of a training format:
+
+- its media members, by extension: `image` (jpg jpeg png webp bmp gif tif tiff), `audio` (flac wav mp3
+  ogg opus m4a), `video` (mp4 webm mkv avi mov), several of a kind in member order. They stay in the
+  tar (`TarMember`: where their bytes are) and are read when the sample is built;
+- a `.json` member with `question`, `conversations` or `messages` is the whole record, of that format
+  (qa, llava / sharegpt, openai), its media the sample's members (`image` / `audio` / `video` lists
+  for qa, `images` / `audios` / `videos` for the conversation formats, which their markers refer to);
+  a `.txt` member is then not read;
+- otherwise a `.txt` member is the sample's text: with an image or video, its caption, as a qa record
+  whose question is the reader's `prompt` (default `DEFAULT_CAPTION_PROMPTS`) and whose answer is the
+  caption; with audio alone, its transcript, as an ASR record. The `.json` is then metadata
+  (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is read;
+- otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`) is an
+  ASR record with that audio (Emilia's layout);
+- anything else is a bad record: no media member (missing_media), no text (missing_field).
+
+Other members (`.cls`, `.npy`, ...) are left aside. Only the small `.txt` / `.json` members are read
+while the records are listed; a damaged or truncated tar stops the reading with one line naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .asr import TEXT_KEYS
+from .base import DataError, EmbeddedBytes, NamedBytes
+
+MEDIA_EXTENSIONS = {
+    **dict.fromkeys(("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"), "image"),
+    **dict.fromkeys(("flac", "wav", "mp3", "ogg", "opus", "m4a"), "audio"),
+    **dict.fromkeys(("mp4", "webm", "mkv", "avi", "mov"), "video"),
+}
+# What a captioned sample (media + .txt) is asked, by the kind of its media, unless the qa reader's
+# `prompt` says otherwise.
+DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",
+                           "video": "Write a short caption for the video."}
+RECORD_KEYS = ("question", "conversations", "messages")  # a .json with one of them is a whole record
+# The WebDataset key and extension of a member's name: up to, and after, the first dot of its base name.
+_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
+# What a compressed file starts with: gzip, bzip2, xz, zstd.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TarMember(EmbeddedBytes):
+    """A media member of a tar shard: its bytes are `size` bytes from `offset` of the file at `path`."""
+
+    path: str
+    offset: int
+    size: int
+    name: str  # the member's name in the tar, for messages
+
+    def read(self) -> bytes:
+        """The member's bytes, named (`NamedBytes`); ValueError naming the file and member when they no
+        longer read (the file moved, or was cut short since it was indexed)."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(self.size)
+        except OSError as err:
+            raise ValueError(f"{self.path}: {self.name}: cannot be read: {err.strerror or err}") from None
+        if len(data) != self.size:
+            raise ValueError(f"{self.path}: {self.name}: the tar ends inside this member (it is {len(data)} of "
+                             f"{self.size} bytes): the file was cut short or changed since it was read")
+        return NamedBytes(data, self.name)
+
+
+@dataclasses.dataclass
+class _Sample:
+    """The members of one sample as the tar is scanned: media by kind, the .txt / .json contents."""
+
+    key: str
+    names: list[str] = dataclasses.field(default_factory=list)
+    media: dict[str, list[TarMember]] = dataclasses.field(default_factory=dict)
+    texts: dict[str, bytes] = dataclasses.field(default_factory=dict)  # "txt" / "json" -> the member's bytes
+    repeated: str | None = None  # a member name that came twice
+
+
+def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per sample of a WebDataset tar ("path:key"), `load()` giving its record (the module
+    docstring), a captioned one asked `caption_prompt` (None: `DEFAULT_CAPTION_PROMPTS`). A file that is no
+    tar, a compressed one, or one damaged or cut short raises `DataError` (unreadable_file) naming it."""
+    name = str(path)
+    try:
+        handle = path.open("rb")
+    except OSError as err:
+        raise DataError(name, "unreadable_file", f"cannot open: {err}") from err
+    with handle:
+        head = handle.read(6)
+        compressed = next((kind for magic, kind in _COMPRESSED.items() if head.startswith(magic)), None)
+        if compressed:
+            raise DataError(name, "unreadable_file", f"a {compressed}-compressed tar: a sample's media are read from "
+                            "their place in the file when the sample is built, which a compressed stream does not "
+                            "allow; decompress it to a .tar")
+        handle.seek(0)
+        try:
+            archive = tarfile.open(fileobj=handle, mode="r:")
+        except tarfile.TarError as err:
+            raise DataError(name, "unreadable_file", f"not a readable tar file ({err})") from None
+        sample: _Sample | None = None
+        last = None  # the last member read, for messages
+        while True:
+            try:
+                info = archive.next()
+                if info is not None and info.isfile():
+                    sample = yield from _add_member(path, archive, info, sample, caption_prompt)
+            except (tarfile.TarError, OSError) as err:
+                where = f"after {last}" if last else "at its first member"
+                raise DataError(name, "unreadable_file", f"the tar is damaged or cut short {where} ({err})") from None
+            if info is None:
+                break
+            last = info.name
+        _check_end(handle, archive.offset, name, last)
+        if sample is not None:
+            yield _record_loader(path, sample, caption_prompt)
+
+
+def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, sample: _Sample | None,
+                caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Adds a member to the sample being gathered; when it starts another sample, yields the finished one
+    first. Returns the sample being gathered (a generator's return value, for `yield from`)."""
+    match = _KEY.match(info.name)
+    if match is None:  # no extension: no field of a sample (WebDataset leaves it aside too)
+        return sample
+    key, extension = match.group(1), match.group(2).lower()
+    if sample is None or key != sample.key:
+        if sample is not None:
+            yield _record_loader(path, sample, caption_prompt)
+        sample = _Sample(key)
+    if info.name in sample.names:
+        sample.repeated = sample.repeated or info.name
+    sample.names.append(info.name)
+    kind = MEDIA_EXTENSIONS.get(extension.rsplit(".", 1)[-1])
+    if kind is not None:
+        sample.media.setdefault(kind, []).append(TarMember(str(path), info.offset_data, info.size, info.name))
+    elif extension in ("txt", "json"):
+        member = archive.extractfile(info)
+        assert member is not None  # a regular file
+        data = member.read()
+        if len(data) != info.size:
+            raise tarfile.ReadError("unexpected end of data")
+        sample.texts.setdefault(extension, data)
+    return sample
+
+
+def _check_end(handle: Any, offset: int, name: str, last: str | None) -> None:
+    """A tar ends with zero blocks. `tarfile` stops silently where a header is garbled or cut short, or at
+    the end of the file, so what follows the last member is checked: anything but zeros is a damaged tar,
+    nothing at all one cut short (a download or a writer stopped at a member's end)."""
+    handle.seek(offset)
+    tail = handle.read(2 * tarfile.BLOCKSIZE)
+    after = f"after {last}" if last else "at its start"
+    if not tail:
+        raise DataError(name, "unreadable_file", f"the tar is cut short {after}: it ends without the zero blocks "
+                        "that close a tar (an interrupted download or writer?)")
+    if tail.strip(b"\0"):
+        raise DataError(name, "unreadable_file", f"the tar is damaged {after}: the bytes at offset {offset} are no "
+                        "tar header")
+
+
+def _record_loader(path: Path, sample: _Sample, caption_prompt: str | None) -> tuple[str, Callable[[], Any]]:
+    source = f"{path}:{sample.key}"
+    return source, lambda: _record(sample, source, caption_prompt)
+
+
+def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[str, Any]:
+    """The sample's record (the module docstring says how); DataError for a sample that makes none."""
+    names = ", ".join(sample.names)
+    if sample.repeated:
+        raise DataError(source, "wrong_type", f"the member {sample.repeated} comes twice in the sample")
+    if not sample.media:
+        raise DataError(source, "missing_media", f"no image, audio or video member (the sample's members: {names})")
+    metadata = _json_member(sample, source)
+    text = _text_member(sample, source)
+    media = sample.media
+    if any(key in metadata for key in RECORD_KEYS):  # a whole record
+        plural = "question" not in metadata  # the conversation formats' lists, to which their markers refer
+        return {**metadata, **_media_fields(media, metadata, plural, sample.key, source)}
+    visual = next((kind for kind in ("image", "video") if kind in media), None)
+    if text is not None and visual is not None:  # a caption
+        question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
+        return {**media, "question": question, "answer": text, "id": sample.key}
+    if visual is None and (text is not None or any(key in metadata for key in TEXT_KEYS)):  # a transcript
+        audios = media["audio"]
+        if len(audios) > 1:
+            raise DataError(source, "wrong_type", f"{len(audios)} audio members ({', '.join(a.name for a in audios)}) "
+                            "for one transcript: an ASR record has one audio")
+        if text is not None:
+            return {"audio": audios[0], "text": text, "id": sample.key}
+        return {**metadata, **_media_fields(media, metadata, False, sample.key, source)}
+    what = "with its image or video, a caption" if visual else "with its audio, a transcript"
+    raise DataError(source, "missing_field", f"no text: no .txt member ({what}) and no .json holding a record "
+                    f"({', '.join(repr(k) for k in RECORD_KEYS)}{'' if visual else ', or a transcript'}) (the "
+                    f"sample's members: {names})")
+
+
+def _media_fields(media: dict[str, list[TarMember]], record: dict[str, Any], plural: bool, key: str,
+                  source: str) -> dict[str, Any]:
+    """The media members as the record's fields (`image` or `images`, ...): the members are the sample's
+    media, so a .json that names media of the same kind itself is refused rather than overridden."""
+    fields: dict[str, Any] = {}
+    for kind, items in media.items():
+        given = [name for name in (kind, kind + "s") if record.get(name) is not None]
+        if given:
+            raise DataError(source, "wrong_type", f"{key}.json has {given[0]!r}, but the sample's {kind} is its "
+                            f"member {items[0].name}: leave {given[0]!r} out of the .json")
+        fields[kind + "s" if plural else kind] = items if plural or len(items) > 1 else items[0]
+    return fields
+
+
+def _json_member(sample: _Sample, source: str) -> dict[str, Any]:
+    """The sample's .json object ({} without one)."""
+    data = sample.texts.get("json")
+    if data is None:
+        return {}
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(source, "bad_json", f"{sample.key}.json is not UTF-8 text (byte {err.object[err.start]:#04x} "
+                        f"at offset {err.start})") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise DataError(source, "bad_json", f"{sample.key}.json is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise DataError(source, "wrong_type", f"{sample.key}.json must hold an object, got {type(value).__name__}")
+    return value
+
+
+def _text_member(sample: _Sample, source: str) -> str | None:
+    """The sample's .txt, without the surrounding white space (a line's newline is no part of a caption)."""
+    data = sample.texts.get("txt")
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as err:
+        raise DataError(source, "wrong_type", f"{sample.key}.txt is not UTF-8 text (byte {err.object[err.start]:#04x} "
+                        f"at offset {err.start})") from None

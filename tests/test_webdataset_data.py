@@ -1,0 +1,309 @@
+"""WebDataset tar shards as img2dataset (CC3M, LAION, DataComp) and audio corpora write them: key.png +
+key.txt (the caption) + key.json (metadata), key.wav + key.txt (the transcript). The tars here are
+written with `tarfile` from scikit-learn's digits and synthetic speech-like WAVs; each is read,
+trained on and evaluated exactly as the same records in JSONL beside the media files, media stay in
+the tar until a sample is built, and a damaged tar or a bad member is one line naming it."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from modrwkv.cli import main
+from modrwkv.data.readers import AsrManifestReader, DataError, LlavaReader, OpenAIChatReader, QAReader
+from modrwkv.data.readers.base import data_name, expand_paths
+from modrwkv.data.readers.detect import detect_format
+from modrwkv.data.readers.webdataset import TarMember
+from modrwkv.encoders.media import MediaError, load_audio, load_image
+from modrwkv.evaluation.tasks import CustomTask
+from modrwkv.training import config_from_dict, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench" / "digits"))
+from prepare import QUESTION, write_digit_images  # noqa: E402  (bench/digits/prepare.py, the JSONL version)
+
+CAPTION_PROMPT = "Write a short caption for the image."  # the documented default, written out
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
+    """A tar of (name, bytes) members in this order, as webdataset's TarWriter (and img2dataset) writes one."""
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def digit_shards(folder: Path, out: Path, count: int, shards: int) -> list[dict]:
+    """The first `count` digits as img2dataset writes a download: `shards` tars of key.png + key.txt (the
+    caption, here the digit) + key.json (its metadata, with the caption again, and DataComp's `text`),
+    beside each the shard's .parquet of download statuses and its _stats.json; returns qa records of the
+    same samples, with the images as files under `folder`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names, targets = write_digit_images(folder)
+    out.mkdir(parents=True)
+    records, per_shard = [], -(-count // shards)
+    for shard in range(shards):
+        members, keys = [], []
+        for index in range(shard * per_shard, min(count, (shard + 1) * per_shard)):
+            key, caption = f"{index:09d}", str(targets[index])
+            meta = {"url": f"https://example.com/{index}.png", "key": key, "status": "success", "caption": caption,
+                    "text": caption, "width": 8, "height": 8, "error_message": None}
+            members += [(f"{key}.png", (folder / "images" / names[index]).read_bytes()),
+                        (f"{key}.txt", caption.encode()), (f"{key}.json", json.dumps(meta).encode())]
+            keys.append(key)
+            records.append({"image": f"images/{names[index]}", "question": CAPTION_PROMPT, "answer": caption,
+                            "id": key})
+        write_tar(out / f"{shard:05d}.tar", members)
+        pq.write_table(pa.table({"key": keys, "status": ["success"] * len(keys)}), out / f"{shard:05d}.parquet")
+        (out / f"{shard:05d}_stats.json").write_text(json.dumps({"count": len(keys)}))
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_img2dataset_digits_read_as_their_jsonl(tmp_path):
+    records = digit_shards(tmp_path / "digits", tmp_path / "shards", 20, 2)
+    jsonl = write_jsonl(tmp_path / "digits" / "train.jsonl", records)
+    files = expand_paths([str(tmp_path / "shards")], "data.train")  # the tars, not img2dataset's .parquet beside them
+    assert [Path(f).name for f in files] == ["00000.tar", "00001.tar"] and data_name(files[0]) == "shards"
+    assert detect_format(Path(files[0])) == "qa"  # its json's `text` is metadata, not an ASR transcript
+    expected, read = list(QAReader(jsonl, on_error="raise")), list(QAReader(files, on_error="raise"))
+    assert len(read) == len(expected) == 20
+    for got, want in zip(read, expected, strict=True):
+        assert got.messages == want.messages and got.meta == want.meta
+        assert isinstance(got.images[0], TarMember)  # read from the tar when decoded
+        assert got.images[0].read() == Path(want.images[0]).read_bytes()
+    assert read[10].source == f"{files[1]}:000000010"
+    assert read[3].messages[0].content == f"<image>\n{CAPTION_PROMPT}" and read[3].messages[1].content == "3"
+    # data.options.prompt: the question asked instead of the default
+    [first, *_] = QAReader(files, prompt=QUESTION, on_error="raise")
+    assert first.messages[0].content == f"<image>\n{QUESTION}"
+
+
+def test_a_json_member_holding_a_record_is_that_record_with_the_members_as_its_media(tmp_path):
+    """A .json with question / conversations is the record (its .txt not read); the media members are its
+    media, in member order, which a LLaVA record's markers refer to."""
+    names, _ = write_digit_images(tmp_path / "d")
+    pngs = [(tmp_path / "d" / "images" / n).read_bytes() for n in names[:2]]
+    qa = {"question": "Which digit is this?", "answer": "0"}
+    llava = {"conversations": [{"from": "human", "value": "<image> and <image>: which digits?"},
+                               {"from": "gpt", "value": "1, 0"}]}
+    openai = {"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which digit?"}]},
+                           {"role": "assistant", "content": "0"}]}
+    write_tar(tmp_path / "qa.tar", [("a.png", pngs[0]), ("a.json", json.dumps(qa).encode()), ("a.txt", b"zero")])
+    write_tar(tmp_path / "llava.tar", [("s/b.1.png", pngs[1]), ("s/b.2.png", pngs[0]),
+                                       ("s/b.json", json.dumps(llava).encode())])
+    write_tar(tmp_path / "openai.tar", [("c.json", json.dumps(openai).encode()), ("c.png", pngs[0])])
+    (tmp_path / "d" / "qa.jsonl").write_text(json.dumps({**qa, "image": f"images/{names[0]}"}) + "\n")
+    (tmp_path / "d" / "llava.jsonl").write_text(json.dumps({**llava, "image": [f"images/{n}" for n in names[1::-1]]})
+                                                + "\n")
+    (tmp_path / "d" / "openai.jsonl").write_text(json.dumps({**openai, "images": [f"images/{names[0]}"]}) + "\n")
+    assert [detect_format(tmp_path / f"{name}.tar") for name in ("qa", "llava", "openai")] == ["qa", "llava", "openai"]
+    for reader, name in ((QAReader, "qa"), (OpenAIChatReader, "openai"), (LlavaReader, "llava")):
+        [want], [got] = list(reader(tmp_path / "d" / f"{name}.jsonl")), list(reader(tmp_path / f"{name}.tar"))
+        assert got.messages == want.messages
+        assert [i.read() for i in got.images] == [Path(i).read_bytes() for i in want.images]
+    assert got.source == f"{tmp_path / 'llava.tar'}:s/b"
+
+
+def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
+    records = digit_shards(tmp_path / "digits", tmp_path / "train", 24, 2)
+    jsonl = write_jsonl(tmp_path / "digits" / "train.jsonl", [{**r, "question": QUESTION} for r in records])
+    test_records = digit_shards(tmp_path / "digits", tmp_path / "test", 6, 2)
+    test = write_jsonl(tmp_path / "digits" / "test.jsonl", test_records)
+
+    def trained(name: str, data: str, options: dict) -> dict:
+        cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+        cfg["data"] = {"format": "qa", "train": [data], "options": options}
+        cfg["train"].update(max_steps=2, warmup_steps=0, batch_size=4, micro_batch_size=4)
+        cfg["output"].update(dir=str(tmp_path / name), save_every=0)
+        return train(cfg)
+
+    # the tars' captions asked what the JSONL asks (data.options.prompt), with the JSONL's answers
+    from_jsonl, from_tar = trained("jsonl", str(jsonl), {}), trained("tar", str(tmp_path / "train"), {"prompt": QUESTION})
+    losses = [h["loss"] for h in from_jsonl.history]
+    assert len(losses) == 2 and losses == [h["loss"] for h in from_tar.history]
+    a, b = from_jsonl.model.state_dict(), from_tar.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    summaries = []
+    for name, data in (("jsonl", [str(test)]), ("tar", [str(tmp_path / "test")])):
+        out = tmp_path / f"eval-{name}"
+        assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", *data,
+                     "--output", str(out), "--max-new-tokens", "4"]) == 0
+        predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        summaries.append((json.loads((out / "summary.json").read_text())["metrics"],
+                          [(p["id"], p["prediction"]) for p in predictions]))
+    assert summaries[0] == summaries[1] and [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
+    capsys.readouterr()
+    assert main(["init", "--data", str(tmp_path / "test"), "--yes", "--device", "cpu",
+                 "--output", str(tmp_path / "init.yaml")]) == 0
+    assert f"{tmp_path / 'test'}: qa format, 6 usable samples, inputs: image" in capsys.readouterr().out
+    config = config_from_dict(yaml.safe_load((tmp_path / "init.yaml").read_text()))
+    assert config.data.format == "qa" and config.data.train == [str(tmp_path / "test")]
+
+
+def wav_bytes(seconds: float, frequency: float, rate: int = 16000) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), rate, format="WAV",
+                    subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_an_audio_tar_reads_and_scores_as_its_asr_manifest(tmp_path):
+    """key.wav + key.txt (the transcript; its metadata .json not read, though it has `text`), and key.flac +
+    key.json holding the transcript (Emilia's layout), read as the manifest of the same clips."""
+    import soundfile
+
+    sentences = ["two red cats jump", "nine white bears swim", "five blue fish sit"]
+    clips = [wav_bytes(0.5 + i / 4, 220 * (i + 1)) for i in range(3)]
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    for index, clip in enumerate(clips):
+        (folder / f"{index}.wav").write_bytes(clip)
+    flac = io.BytesIO()
+    soundfile.write(flac, soundfile.read(io.BytesIO(clips[2]))[0], 16000, format="FLAC")
+    (folder / "2.flac").write_bytes(flac.getvalue())
+    manifest = write_jsonl(folder / "test.jsonl", [{"audio_filepath": f"{i}.wav", "text": s, "id": f"{i:03d}"}
+                                                   for i, s in enumerate(sentences[:2])]
+                           + [{"audio_filepath": "2.flac", "text": sentences[2], "id": "002", "duration": 1.0}])
+    write_tar(tmp_path / "speech.tar", [
+        ("000.wav", clips[0]), ("000.txt", sentences[0].encode() + b"\n"), ("000.json", b'{"text": "metadata"}'),
+        ("001.wav", clips[1]), ("001.txt", sentences[1].encode()),
+        ("002.flac", flac.getvalue()), ("002.json", json.dumps({"id": "002", "wav": "002.flac", "text": sentences[2],
+                                                                  "duration": 1.0, "speaker": "x"}).encode())])
+    assert detect_format(tmp_path / "speech.tar") == "asr"
+    expected, read = list(AsrManifestReader(manifest, on_error="raise")), list(AsrManifestReader(tmp_path / "speech.tar",
+                                                                                                 on_error="raise"))
+    assert len(read) == 3
+    for got, want in zip(read, expected, strict=True):
+        assert got.messages == want.messages and got.meta == want.meta and isinstance(got.audios[0], TarMember)
+        assert np.array_equal(load_audio(got.audios[0]), load_audio(want.audios[0]))
+    scores = []
+    for data in (manifest, tmp_path / "speech.tar"):
+        task = CustomTask()
+        samples = task.load(data, "all")
+        assert [s.reference["answers"] for s in samples] == [[s] for s in sentences]
+        scores.append(task.summarize([{"reference": s.reference, "prediction": p} for s, p in zip(
+            samples, ["two red cats jump", "nine white bears sit", "five blue fish sit"], strict=True)]))
+    assert scores[0] == scores[1] and scores[0]["wer"] == pytest.approx(100 / 12)
+
+
+def test_media_stay_in_the_tar_until_a_sample_is_built(tmp_path, monkeypatch):
+    """Listing the samples of a 19 MB tar of noise PNGs reads its headers and small text members: no media
+    member is read, and what is held is a small fraction of the file; each image reads back as written.
+    Counting the samples reads no record."""
+    import tracemalloc
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images, members = [], []
+    for index in range(96):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buffer, format="PNG", compress_level=0)
+        images.append(buffer.getvalue())
+        members += [(f"{index:04d}.png", images[-1]), (f"{index:04d}.txt", b"noise")]
+    path = tmp_path / "noise.tar"
+    write_tar(path, members)
+    size = path.stat().st_size
+    reads = []
+    monkeypatch.setattr(TarMember, "read", lambda self: reads.append(self.name))
+    tracemalloc.start()
+    try:
+        samples = list(QAReader(path, on_error="raise"))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(samples) == 96 and size > 18e6 and reads == []
+    assert held < size / 20, f"{held} bytes held after reading a {size}-byte tar"
+    monkeypatch.undo()
+    assert [s.images[0].read() for s in samples[::19]] == images[::19]
+    assert np.array_equal(np.asarray(load_image(samples[5].images[0])), np.asarray(Image.open(io.BytesIO(images[5]))))
+    monkeypatch.setattr("modrwkv.data.readers.webdataset._record", lambda *a: pytest.fail("a record built to count"))
+    assert QAReader(path).count_records() == 96
+
+
+def test_bad_samples_are_skipped_with_their_reason_and_a_bad_member_is_named(tmp_path, capsys):
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    path = tmp_path / "shard-00000.tar"
+    write_tar(path, [("000000040.png", png), ("000000040.txt", b"zero"),
+                     ("000000041.txt", b"a caption without its image"), ("000000041.json", b"{}"),
+                     ("000000042.jpg", b"not an image at all"), ("000000042.txt", b"zero"),
+                     ("000000043.png", png), ("000000043.json", b'{"caption": "zero", "text": "zero"}'),
+                     ("000000044.png", png), ("000000044.txt", b" \n"),
+                     ("000000045.png", png), ("000000045.txt", b"zero"), ("000000045.json", b"{not json"),
+                     ("000000046.png", png), ("000000046.json", b'{"question": "?", "answer": "0", "image": "0.png"}')])
+    reader = QAReader(path, verify_media=True, max_examples=10)
+    assert len(list(reader)) == 1 and dict(reader.report.skipped) == {
+        "missing_media": 1, "unreadable_media": 1, "missing_field": 1, "empty_answer": 1, "bad_json": 1, "wrong_type": 1}
+    errors = {str(e).split(": ")[0].rsplit(":", 1)[1]: str(e) for e in reader.report.examples}
+    assert errors["000000046"] == (f"{path}:000000046: 000000046.json has 'image', but the sample's image is its member "
+                                   "000000046.png: leave 'image' out of the .json")
+    assert errors["000000041"] == (f"{path}:000000041: no image, audio or video member (the sample's members: "
+                                   "000000041.txt, 000000041.json)")
+    assert errors["000000042"].startswith(f"{path}:000000042: 000000042.jpg: image does not decode: not a recognised "
+                                          "image format")
+    assert errors["000000043"].startswith(f"{path}:000000043: no text: no .txt member (with its image or video, a "
+                                          "caption)")
+    # when the sample is built (training, evaluation), the member is named where it does not decode
+    [_, bad, *_] = QAReader(path, on_error="skip", log_limit=0)  # without verify_media it is kept until decoded
+    with pytest.raises(MediaError, match=r"^cannot decode image 000000042\.jpg \(19 bytes\): not a recognised image"):
+        load_image(bad.images[0])
+
+
+@pytest.mark.parametrize("damage", ["inside a member", "at a member's end", "a garbled header", "gzip", "not a tar",
+                                    ".tar.gz"])
+def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    good = tmp_path / "good.tar"
+    write_tar(good, [("0.png", png), ("0.txt", b"zero"), ("1.png", png), ("1.txt", b"zero")])
+    data = good.read_bytes()
+    one_sample = 3 * 512 + -(-len(png) // 512) * 512  # two headers, the PNG's blocks, "zero"'s block
+    path = tmp_path / ("00000.tar.gz" if damage == ".tar.gz" else "00000.tar")
+    expected = {"inside a member": "the tar is damaged or cut short after 1.png (unexpected end of data)",
+                "at a member's end": "the tar is cut short after 1.txt: it ends without the zero blocks that close a "
+                                     "tar (an interrupted download or writer?)",
+                "a garbled header": f"the tar is damaged after 0.txt: the bytes at offset {one_sample} are no tar "
+                                    "header",
+                "gzip": "a gzip-compressed tar: a sample's media are read from their place in the file when the "
+                        "sample is built, which a compressed stream does not allow; decompress it to a .tar",
+                ".tar.gz": "a gzip-compressed tar: a sample's media are read from their place in the file when the "
+                           "sample is built, which a compressed stream does not allow; decompress it to a .tar",
+                "not a tar": "not a readable tar file (invalid header)"}[damage]
+    if damage == "inside a member":
+        path.write_bytes(data[: one_sample + 512 + 100])
+    elif damage == "at a member's end":
+        path.write_bytes(data[: 2 * one_sample])
+    elif damage == "a garbled header":
+        path.write_bytes(data[:one_sample] + b"garbage!" * 64 + data[one_sample + 512:])
+    elif damage in ("gzip", ".tar.gz"):
+        import gzip
+
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(b'{"question": "not a tar"}\n' * 40)
+    with pytest.raises(DataError, match="^" + __import__("re").escape(f"{path}: {expected}") + "$"):
+        list(QAReader(path))
+    assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {path}: {expected}"]
