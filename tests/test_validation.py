@@ -423,7 +423,7 @@ def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
     ("accuracy", "wer", r"records that `modrwkv eval --task custom` scores by WER \(%\) \(wer\): set "
                           r"train.val_metric wer"),
     ("accuracy", "unreadable", r"train.val_metric accuracy answers data.val as `modrwkv eval --task custom` does, "
-                               r"which refuses it: .*val.txt: expected a .json, .jsonl or .parquet file"),
+                               r"which refuses it: .*val.txt: expected a .json, .jsonl, .parquet or .tar file"),
     ("accuracy", "mixed", r"is scored by exact and .*vqa.json by vqa: one validation number cannot average both"),
     ("wer", "missing", r"which refuses it: .*train.json:\[0\]: media file not found: .*gone.png"),
 ])
