@@ -67,6 +67,34 @@ def test_chat_template_idioms_give_the_pipelines_greedy_reply(hf):
         processor.apply_chat_template([{"role": "user", "content": [{"type": "sticker"}]}])
 
 
+def test_transformers_streamers_and_decoding_the_whole_output_show_the_pipelines_reply(hf):
+    """docs/interop.md's `streamer=TextIteratorStreamer(processor.tokenizer)`: the streamer decodes the
+    prompt too (media placeholders, which have no text) and passes `skip_special_tokens`; it used to
+    raise in generate's thread ("token id ... is not in the vocabulary"), leaving the loop over the
+    streamer waiting for ever. The streamed text, and `batch_decode` of the whole output, are the
+    rendered prompt's text without the image's place, then the pipeline's greedy reply."""
+    from threading import Thread
+
+    from transformers import TextIteratorStreamer
+
+    model, processor = hf
+    picture = Image.fromarray(image(0))
+    pipeline = tiny_pipeline()
+    expected = pipeline_tokens(pipeline, "<image>\nWhat is this?", images=[picture])
+    reply = pipeline.model.tokenizer().decode([t for t in expected if t != 0])
+    inputs = processor(QUESTION, images=[picture])
+    for skip_prompt in (False, True):
+        streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=skip_prompt, timeout=60)
+        thread = Thread(target=model.generate, kwargs={**inputs, "max_new_tokens": 8, "do_sample": False,
+                                                       "streamer": streamer})
+        thread.start()
+        text = "".join(streamer)
+        thread.join()
+        assert text == ("" if skip_prompt else "\x16User: \nWhat is this?\x17\x16Assistant:") + reply
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert processor.batch_decode(out) == ["\x16User: \nWhat is this?\x17\x16Assistant:" + reply]
+
+
 def test_rendered_conversations_read_back_as_their_turns():
     turns = [("system", "be brief"), ("user", "<image>\nhi\n"), ("assistant", " yo\nx"), ("user", "")]
     for template in TEMPLATES.values():

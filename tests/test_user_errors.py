@@ -634,7 +634,7 @@ def test_chat_keeps_the_conversation_through_ctrl_c_a_kill_and_a_restart(image_m
 
     long = Terminal("--model", str(image_model), "--temperature", "0", "--max-new-tokens", "100000",
                     "--session", str(saved))
-    assert "[continuing the conversation in " + str(saved) + ": 1 turns]" in long.wait_for("You: ")
+    assert "[continuing the conversation in " + str(saved) + ": 1 turn]" in long.wait_for("You: ")
     long.type("Go on.\n")
     long.wait_for("Assistant: ")
     long.type("\x03")  # Ctrl-C in a reply that would run for minutes stops it

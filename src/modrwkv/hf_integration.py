@@ -15,7 +15,7 @@ markers and the media) into ``input_ids``, ``attention_mask`` and ``media`` for 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +241,7 @@ class ModRWKVHFProcessor:
 
     def __init__(self, processor: Any, collator: Any) -> None:
         self.processor = processor
-        self.tokenizer = processor.tokenizer
+        self.tokenizer = _TransformersTokenizer(processor.tokenizer, self.decode)
         self.collator = collator
 
     @classmethod
@@ -304,14 +304,40 @@ class ModRWKVHFProcessor:
         return texts if batch is conversation else texts[0]
 
     def decode(self, token_ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = False, **_: Any) -> str:
-        """The text of `token_ids` (padding dropped); `skip_special_tokens`, as in transformers, also drops
-        the chat format's end-of-turn token (`\x17`), which `generate` returns as the last token of a reply."""
+        """The text of `token_ids`, without the ids that have none (padding, and the media placeholders of
+        a prompt: `generate()` returns the prompt before the reply); `skip_special_tokens`, as in
+        transformers, also drops the chat format's end-of-turn token (`\x17`), which `generate` returns as
+        the last token of a reply."""
         ids = token_ids.tolist() if isinstance(token_ids, torch.Tensor) else list(token_ids)
         dropped = {0, *self.processor.template.stop_token_ids} if skip_special_tokens else {0}
-        return self.tokenizer.decode([i for i in ids if i not in dropped])
+        world = self.processor.tokenizer
+        return world.decode([i for i in ids if i not in dropped and _has_text(world, i)])
 
     def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, **kwargs: Any) -> list[str]:
         return [self.decode(s, **kwargs) for s in sequences]
+
+
+def _has_text(tokenizer: Any, token_id: int) -> bool:
+    try:
+        tokenizer.token_bytes(token_id)
+    except ValueError:
+        return False
+    return True
+
+
+class _TransformersTokenizer:
+    """`processor.tokenizer`: the World tokenizer, decoding as the processor decodes. transformers'
+    streamers (`TextStreamer(processor.tokenizer)`) decode the prompt's ids too, media placeholders
+    included, and pass `skip_special_tokens`; the World tokenizer's own `decode` refuses both."""
+
+    def __init__(self, tokenizer: Any, decode: Callable[..., str]) -> None:
+        self._tokenizer = tokenizer
+        self.decode = decode
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_tokenizer":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self._tokenizer, name)
 
 
 def _hub_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
