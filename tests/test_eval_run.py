@@ -36,7 +36,7 @@ from modrwkv.evaluation.metrics import (
     vqa_score,
     wer,
 )
-from modrwkv.evaluation.tasks.base import short_answer_prompt
+from modrwkv.evaluation.tasks.base import image_prompt, short_answer
 from modrwkv.inference import ModRWKVPipeline
 from modrwkv.multimodal import ModRWKV
 from modrwkv.processing import IGNORE_INDEX
@@ -67,7 +67,7 @@ def trained(tmp_path_factory) -> Trained:
     quickstart = build_model(QuickstartSettings(n_embd=64, encoder_width=32))
     model = ModRWKV.build(quickstart.lm, {**quickstart.encoders, "audio": build_encoder("whisper", config=WHISPER)},
                           template="rwkv", ctx_len=None)
-    samples = [Sample([Message("user", short_answer_prompt(s.messages[0].content.split("\n")[0])),
+    samples = [Sample([Message("user", image_prompt(short_answer(s.messages[0].content.split("\n")[0]))),
                        Message("assistant", s.meta["answer"])], images=s.images, meta=s.meta)
                for s in generate_samples(8, seed=5, series_fraction=0.0)]
     processor, collator = model.processor(WorldTokenizer()), model.collator()
@@ -168,7 +168,8 @@ LETTER = "\nAnswer with the option's letter from the given choices directly."
     ("scienceqa", ["Which is a mammal?\nA. frog\nB. whale\nC. shark" + LETTER,
                    "Context: Look at the map.\nWhich state is farthest north?\nA. Ohio\nB. Maine" + LETTER]),
 ])
-def test_benchmark_questions_are_asked_in_the_layout_the_model_records(trained, tmp_path, monkeypatch, task, texts):
+def test_benchmark_questions_are_asked_in_the_layout_the_model_records(trained, tmp_path, monkeypatch, capsys, task,
+                                                                      texts):
     """A benchmark's question gives its image no place, so a model is asked it with the image where its
     `media_layout` puts it, as `pipe.chat(text, images=...)` and lmms-eval's adapter ask: image first for
     the default layout, as before, and question, image, question for a model that records the quickstart's
@@ -205,6 +206,17 @@ def test_benchmark_questions_are_asked_in_the_layout_the_model_records(trained, 
             for text, media in zip(texts, images)]
         fingerprints.append(json.loads((output / "run.json").read_text())["data"])
     assert fingerprints[0] == fingerprints[1]
+    # The question-first run records its layout (the default's run.json is as before): a run of that model
+    # started when benchmarks were asked image first is not resumed with questions asked another way.
+    identities = [json.loads((tmp_path / f"out-{folder.name}" / "run.json").read_text())
+                  for folder in (trained.folder, question_first)]
+    assert "media_layout" not in identities[0] and identities[1]["media_layout"] == "text_media_text"
+    del identities[1]["media_layout"]
+    (tmp_path / "out-question-first" / "run.json").write_text(json.dumps(identities[1]))
+    capsys.readouterr()
+    assert cli_eval(question_first, task, data, tmp_path / "out-question-first", "--limit", "2") == 2
+    assert "holds predictions of a different run: media_layout (None there, 'text_media_text' now)" in \
+        capsys.readouterr().err
 
 
 def test_gqa_accuracy_equals_teacher_forced_exact_match(trained, tmp_path):
@@ -214,7 +226,7 @@ def test_gqa_accuracy_equals_teacher_forced_exact_match(trained, tmp_path):
     model = ModRWKV.from_pretrained(trained.folder)
     teacher_forced = [ok for oks in evaluate(model, trained.samples, WorldTokenizer()).values() for ok in oks]
     items = [(s.messages[0].content.split("\n")[1], s.meta["answer"], s.images[0]) for s in trained.samples]
-    assert [s.messages[0].content for s in trained.samples] == [short_answer_prompt(q) for q, _, _ in items]
+    assert [s.messages[0].content for s in trained.samples] == [image_prompt(short_answer(q)) for q, _, _ in items]
     data = write_gqa(tmp_path, items)
     assert cli_eval(trained.folder, "gqa", data, tmp_path / "out", "--max-new-tokens", "8") == 0
     accuracy = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]["accuracy"]

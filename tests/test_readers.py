@@ -1045,8 +1045,10 @@ def test_a_qa_record_whose_media_sit_under_another_field_name_is_reported_not_re
 def test_overlapping_data_patterns_give_each_file_once_with_a_warning(tmp_path, monkeypatch, caplog):
     """Two wildcards that both match a file (or one file named twice, './a.jsonl' and 'a.jsonl') listed it
     twice: training read its records twice, and an evaluation scored them twice."""
+    from modrwkv.data.readers import base
     from modrwkv.evaluation.tasks import CustomTask
 
+    base._warn_once.cache_clear()  # said once per process: an earlier test (or a rerun) may have said these
     monkeypatch.chdir(tmp_path)
     for name in ("a", "ab", "b"):
         Path(f"{name}.jsonl").write_text(json.dumps({"question": f"Which is {name}?", "answer": name}) + "\n")

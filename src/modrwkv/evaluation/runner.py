@@ -72,6 +72,14 @@ class ModelSpec:
             identity["initial_state"] = model_fingerprint(Path(self.initial_state))
         return identity
 
+    def media_layout(self) -> MediaLayout:
+        """Where the model puts media a text gives no place: its folder's `media_layout`, "media_text" for
+        a released checkpoint or a folder that records none."""
+        from ..multimodal.model import is_modrwkv_folder, read_config
+
+        path = Path(self.path)
+        return read_config(path).get("media_layout", "media_text") if is_modrwkv_folder(path) else "media_text"
+
 
 @dataclasses.dataclass
 class EvalResult:
@@ -199,7 +207,7 @@ def _check_identity(output: Path, identity: dict[str, Any]) -> None:
     # both ways: a setting given before and not now (task_options of an --asr-prompt run) differs too
     differing = [key for key in dict.fromkeys([*identity, *existing]) if existing.get(key) != identity.get(key)]
     if differing:
-        shown = {"task", "split", "max_new_tokens", "format", "task_options"}
+        shown = {"task", "split", "max_new_tokens", "format", "task_options", "media_layout"}
         described = ", ".join(f"{key} ({existing.get(key)!r} there, {identity.get(key)!r} now)" if key in shown
                               else {"data": "benchmark data", "model": "model (weights or loading options)"}[key]
                               for key in differing)
@@ -277,6 +285,10 @@ def run_eval(
                 "data": data_fingerprint(samples), "model": model.identity()}
     if task.options:
         identity["task_options"] = task.options
+    if any(s.unplaced is not None for s in samples) and (layout := model.media_layout()) != "media_text":
+        # absent for the default, so that earlier runs still resume; until 2026-12-03 a benchmark's questions
+        # were asked image first whatever the model's layout, and such a run's predictions do not mix with these
+        identity["media_layout"] = layout
     output.mkdir(parents=True, exist_ok=True)
     _check_identity(output, identity)
 

@@ -224,9 +224,11 @@ def train_stage(model: ModRWKV, name: str, samples: list[Sample], *, record: Run
     weights that scored best (metrics "validation": [(step, score), ...], "best_step"). `keep_to`: where
     the stage keeps its model instead of its final/ (a quickstart's last stage: its model/, so that the
     folder holds one model per stage); needed with `validate`. `media_layout`: how the samples place
-    their media (`modrwkv.data.sample.place_media`), recorded on the model the stage trains, keeps and
-    returns, whatever the model it starts from records (a stage completed or checkpointed by a version
-    from before media_layout left a model that records the default). Raises StageStopped when a signal
+    their media (`modrwkv.data.sample.place_media`), recorded on the model the stage returns and on the
+    model/ it keeps (`keep_to`), whatever the model it starts from records (a stage completed or
+    checkpointed by a version from before media_layout left a model that records the default; a
+    stage-0 or stage-1 final/ resumed from such a checkpoint keeps it on disk, and gets the layout when
+    loaded here). Raises StageStopped when a signal
     stopped the stage, or arrived as it finished."""
     from ..training import latest_checkpoint, train
     from ..training.checkpoint import FINAL

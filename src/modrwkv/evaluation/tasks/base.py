@@ -287,11 +287,6 @@ def short_answer(question: str) -> str:
     return f"{question}\n{SHORT_ANSWER_PROMPT}"
 
 
-def short_answer_prompt(question: str) -> str:
-    """`short_answer`'s text after one image, in LLaVA's layout (how such a question is trained)."""
-    return image_prompt(short_answer(question))
-
-
 def choice_prompt(question: str, options: Sequence[str], context: str = "") -> str:
     """LLaVA-1.5's multiple-choice text (ScienceQA, MMBench): the context line if any, the question,
     the options as "A. first" lines, then the instruction to answer with the letter."""
