@@ -307,3 +307,65 @@ def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
         list(QAReader(path))
     assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {path}: {expected}"]
+
+
+def test_a_tar_with_a_samples_members_apart_is_one_line_naming_it(tmp_path, capsys):
+    """`tar -cf s.tar *.png *.txt` puts every image before every caption: one file-level line naming the
+    file and the first key whose members come back, not each sample cut into two bad records."""
+    png = write_digit_images(tmp_path / "d")[0]
+    png = (tmp_path / "d" / "images" / png[0]).read_bytes()
+    path = tmp_path / "s.tar"
+    write_tar(path, [("a.png", png), ("b.png", png), ("a.txt", b"zero"), ("b.txt", b"zero")])
+    expected = (f"{path}: the members of sample a are not one after another (a.txt comes after other samples' "
+                "members): a WebDataset shard holds each sample's members together, in key order; write it so "
+                "(`tar --sort=name -cf shard.tar ...`, or webdataset's TarWriter)")
+    with pytest.raises(DataError, match="^" + __import__("re").escape(expected) + "$"):
+        list(QAReader(path))
+    assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {expected}"]
+    # the same members in key order (`tar --sort=name`) read as two samples
+    write_tar(path, [("a.png", png), ("a.txt", b"zero"), ("b.png", png), ("b.txt", b"zero")])
+    assert [s.source for s in QAReader(path, on_error="raise")] == [f"{path}:a", f"{path}:b"]
+
+
+def test_listing_holds_no_member_headers(tmp_path, monkeypatch):
+    """tarfile keeps the TarInfo of every member read (~440 bytes: 1.3 GB for a million-sample tar); the
+    reader keeps none beyond the one in hand, however many members the tar has."""
+    held = []
+    next_member = tarfile.TarFile.next
+
+    def spy(self):
+        held.append(len(self.members))
+        return next_member(self)
+
+    monkeypatch.setattr(tarfile.TarFile, "next", spy)
+    path = tmp_path / "s.tar"
+    write_tar(path, [(f"{i:04d}.{ext}", b"x") for i in range(200) for ext in ("png", "txt")])
+    assert len(list(QAReader(path, on_error="raise"))) == 200  # (b"x" is no image, but nothing is decoded)
+    assert len(held) == 402 and max(held) <= 1  # (opening the tar reads its first member)
+
+
+def test_a_first_member_named_like_a_compression_magic_is_read(tmp_path):
+    """A plain tar whose first member is BZh9.png starts with bzip2's magic bytes "BZh": it is a tar."""
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    path = tmp_path / "s.tar"
+    write_tar(path, [("BZh9.png", png), ("BZh9.txt", b"zero")])
+    assert path.read_bytes().startswith(b"BZh9")
+    [sample] = QAReader(path, on_error="raise")
+    assert sample.source == f"{path}:BZh9" and sample.images[0].read() == png
+
+
+def test_compound_extensions_other_than_a_number_are_not_media(tmp_path):
+    """WebDataset reads key.seg.png / key.depth.png beside key.jpg as separate fields: the record's image is
+    key.jpg alone; numbered members (key.0.png, key.1.png) are several images."""
+    names, _ = write_digit_images(tmp_path / "d")
+    pngs = [(tmp_path / "d" / "images" / n).read_bytes() for n in names[:3]]
+    path = tmp_path / "s.tar"
+    write_tar(path, [("000.png", pngs[0]), ("000.seg.png", pngs[1]), ("000.depth.png", pngs[1]),
+                     ("000.mask.png", pngs[1]), ("000.txt", b"zero"),
+                     ("001.0.png", pngs[1]), ("001.1.png", pngs[2]),
+                     ("001.json", json.dumps({"question": "<image> <image> which?", "answer": "1 2"}).encode())])
+    first, second = QAReader(path, on_error="raise")
+    assert [i.name for i in first.images] == ["000.png"] and first.images[0].read() == pngs[0]
+    assert [i.read() for i in second.images] == pngs[1:]
