@@ -149,7 +149,10 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
         predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
         summaries.append((json.loads((out / "summary.json").read_text())["metrics"],
                           [(p["id"], p["prediction"]) for p in predictions]))
-    assert summaries[0] == summaries[1] and [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
+    # with several shards a sample is known as "shard:key" (shards often each count their keys from 0)
+    assert summaries[0][0] == summaries[1][0] and [p for _, p in summaries[0][1]] == [p for _, p in summaries[1][1]]
+    assert [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
+    assert [i for i, _ in summaries[1][1]] == [f"{k // 3:05d}.tar:{k:09d}" for k in range(6)]
     capsys.readouterr()
     assert main(["init", "--data", str(tmp_path / "test"), "--yes", "--device", "cpu",
                  "--output", str(tmp_path / "init.yaml")]) == 0
@@ -369,3 +372,18 @@ def test_compound_extensions_other_than_a_number_are_not_media(tmp_path):
     first, second = QAReader(path, on_error="raise")
     assert [i.name for i in first.images] == ["000.png"] and first.images[0].read() == pngs[0]
     assert [i.read() for i in second.images] == pngs[1:]
+
+
+def test_shards_that_reuse_keys_are_told_apart_by_file_in_eval(tmp_path):
+    """Shards each counting their keys from 000: with several files a sample's id is "file name:key", as a
+    JSONL record's place is "file name:N"; a single tar's ids stay its keys, and a .json's own id is kept."""
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    (tmp_path / "shards").mkdir()
+    for shard in ("00000", "00001"):
+        record = {"question": "Which?", "answer": "0", "id": f"own-{shard}"}
+        write_tar(tmp_path / "shards" / f"{shard}.tar", [("000.png", png), ("000.txt", b"zero"), ("001.png", png),
+                                                         ("001.json", json.dumps(record).encode())])
+    samples = CustomTask().load(tmp_path / "shards", "all")
+    assert [s.id for s in samples] == ["00000.tar:000", "own-00000", "00001.tar:000", "own-00001"]
+    assert [s.id for s in CustomTask().load(tmp_path / "shards" / "00001.tar", "all")] == ["000", "own-00001"]
