@@ -387,3 +387,15 @@ def test_shards_that_reuse_keys_are_told_apart_by_file_in_eval(tmp_path):
     samples = CustomTask().load(tmp_path / "shards", "all")
     assert [s.id for s in samples] == ["00000.tar:000", "own-00000", "00001.tar:000", "own-00001"]
     assert [s.id for s in CustomTask().load(tmp_path / "shards" / "00001.tar", "all")] == ["000", "own-00001"]
+
+
+def test_a_member_read_survives_pickle_and_copy():
+    """The bytes a TarMember reads carry the member's name through a DataLoader worker's pickle and a copy."""
+    import copy
+    import pickle
+
+    from modrwkv.data.readers.base import NamedBytes
+
+    data = NamedBytes(b"\x89PNG...", "000000042.png")
+    for clone in (pickle.loads(pickle.dumps(data)), copy.copy(data), copy.deepcopy(data)):
+        assert type(clone) is NamedBytes and clone == b"\x89PNG..." and clone.name == "000000042.png"

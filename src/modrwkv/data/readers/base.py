@@ -298,6 +298,10 @@ class NamedBytes(bytes):
         value.name = name
         return value
 
+    def __reduce__(self) -> tuple[type[NamedBytes], tuple[bytes, str]]:
+        # bytes' own reduction rebuilds the value without `name`, which __new__ requires (pickle, copy)
+        return NamedBytes, (bytes(self), self.name)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ParquetBytes(EmbeddedBytes):
