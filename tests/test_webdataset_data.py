@@ -399,3 +399,18 @@ def test_a_member_read_survives_pickle_and_copy():
     data = NamedBytes(b"\x89PNG...", "000000042.png")
     for clone in (pickle.loads(pickle.dumps(data)), copy.copy(data), copy.deepcopy(data)):
         assert type(clone) is NamedBytes and clone == b"\x89PNG..." and clone.name == "000000042.png"
+
+
+def test_a_brace_list_of_shards_is_named_with_a_wildcard_to_give(tmp_path, capsys):
+    """webdataset's `shard-{000..001}.tar` is not expanded (the shell leaves it when quoted): one line saying
+    so, with the wildcard to give instead, rather than "cannot open: [Errno 2]"."""
+    digit_shards(tmp_path / "digits", tmp_path / "shards", 4, 2)
+    pattern = str(tmp_path / "shards" / "{00000..00001}.tar")
+    expected = (f"--data: no file {pattern}: brace lists (webdataset's shard-{{000..099}}.tar) are not expanded; give "
+                f"a wildcard ({str(tmp_path / 'shards' / '*.tar')!r}) or the folder")
+    assert main(["init", "--data", pattern, "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv init: error: {expected}"
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"),
+                 "--data", pattern]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv eval: error: {expected}"
+    assert len(expand_paths([str(tmp_path / "shards" / "*.tar")], "--data")) == 2  # the wildcard it names
