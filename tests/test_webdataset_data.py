@@ -310,6 +310,9 @@ def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
         list(QAReader(path))
     assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {path}: {expected}"]
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"),
+                 "--data", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv eval: error: {path}: {expected}"
 
 
 def test_a_tar_with_a_samples_members_apart_is_one_line_naming_it(tmp_path, capsys):

@@ -63,7 +63,8 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import DataError, as_paths, data_label, expand_paths, file_records, is_tar, one_format
+from ...data.readers.base import (DataError, as_paths, data_label, expand_paths, file_records, is_parquet, is_tar,
+                                  one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
@@ -162,15 +163,17 @@ class CustomTask(Task):
 
     def load(self, data: Path | Sequence[Path], split: str) -> list[EvalSample]:
         """The records of `data`: a file, or what `data.train` takes (several files, wildcards, a folder of
-        .parquet shards), all of one format. A record without an `id` is known by its place: its number
-        in a single file, else "file name:number"."""
+        .parquet or WebDataset .tar shards), all of one format. A record without an `id` is known by its
+        place: its number in a single file, else "file name:number"; a tar sample's id is its key, with
+        several files "file name:key"."""
         label = data_label(data)
         try:
             files = [Path(file) for file in expand_paths([str(path) for path in as_paths(data)], "--data")]
         except FileNotFoundError as exc:
             raise BenchmarkFileError(str(exc)) from None
         for file in files:
-            if file.is_dir() or file.suffix.lower() not in (".json", ".jsonl", ".parquet", ".tar"):
+            # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
+            if file.is_dir() or not (is_tar(file) or is_parquet(file) or file.suffix.lower() in (".json", ".jsonl")):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
                                          f"training format: {self.layout}")
             if not file.is_file():
