@@ -417,3 +417,18 @@ def test_a_brace_list_of_shards_is_named_with_a_wildcard_to_give(tmp_path, capsy
                  "--data", pattern]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv eval: error: {expected}"
     assert len(expand_paths([str(tmp_path / "shards" / "*.tar")], "--data")) == 2  # the wildcard it names
+
+
+def test_a_member_too_large_to_decode_is_named_once(tmp_path, monkeypatch):
+    from PIL import Image
+
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    path = tmp_path / "s.tar"
+    write_tar(path, [("000.png", png), ("000.txt", b"zero")])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # the digits are 8x8
+    reader = QAReader(path, verify_media=True, log_limit=0)
+    assert list(reader) == [] and dict(reader.report.skipped) == {"unreadable_media": 1}
+    [error] = reader.report.examples
+    assert str(error).startswith(f"{path}:000: image does not decode: image 000.png ({len(png)} bytes) has 8x8 = 64 "
+                                 "pixels, more than the 40 allowed")

@@ -832,7 +832,7 @@ def check_media(item: Any, modality: str, source: str) -> None:
         try:
             {"image": _verify_image, "audio": _verify_audio, "video": _verify_video}[modality](item, source)
         except DataError as err:
-            if not isinstance(item, NamedBytes):
+            if not isinstance(item, NamedBytes) or item.name in err.detail:  # (too large: the decoder named it)
                 raise
             raise DataError(source, err.reason, f"{item.name}: {err.detail}") from None
 
