@@ -24,9 +24,9 @@ one record of a training format:
   ASR record with that audio (Emilia's layout);
 - anything else is a bad record: no media member (missing_media), no text (missing_field).
 
-Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. A sample's members apart (a tar written
-`tar -cf s.tar *.png *.txt`) stop the reading with one line naming the file. Only the small `.txt` / `.json` members are read
-while the records are listed; a damaged or truncated tar stops the reading with one line naming it.
+Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small `.txt` / `.json` members are
+read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
+tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it.
 """
 
 from __future__ import annotations
