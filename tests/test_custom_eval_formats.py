@@ -333,3 +333,13 @@ def test_eval_of_a_custom_file_runs_without_the_train_extra(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "runs" / "eval" / "custom-digits" / "summary.json").is_file()
+
+
+def test_duplicate_ids_are_refused_naming_the_first(tmp_path, capsys):
+    records = [qa(0, *QUESTIONS[0]), qa(1, *QUESTIONS[1]), qa(1, *QUESTIONS[2]), qa(0, *QUESTIONS[0])]
+    data = write(tmp_path / "data", "dup.jsonl", records)
+    code = main(["eval", "--task", "custom", "--data", str(data), "--model", str(tiny_model_dir()),
+                 "--output", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert f"{data}: duplicate sample ids in the custom all split (the first: 's0', given to 2 samples)" in err

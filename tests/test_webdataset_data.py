@@ -149,7 +149,10 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
         predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
         summaries.append((json.loads((out / "summary.json").read_text())["metrics"],
                           [(p["id"], p["prediction"]) for p in predictions]))
-    assert summaries[0] == summaries[1] and [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
+    # with several shards a sample is known as "shard:key" (shards often each count their keys from 0)
+    assert summaries[0][0] == summaries[1][0] and [p for _, p in summaries[0][1]] == [p for _, p in summaries[1][1]]
+    assert [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
+    assert [i for i, _ in summaries[1][1]] == [f"{k // 3:05d}.tar:{k:09d}" for k in range(6)]
     capsys.readouterr()
     assert main(["init", "--data", str(tmp_path / "test"), "--yes", "--device", "cpu",
                  "--output", str(tmp_path / "init.yaml")]) == 0
@@ -307,3 +310,125 @@ def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
         list(QAReader(path))
     assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {path}: {expected}"]
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"),
+                 "--data", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv eval: error: {path}: {expected}"
+
+
+def test_a_tar_with_a_samples_members_apart_is_one_line_naming_it(tmp_path, capsys):
+    """`tar -cf s.tar *.png *.txt` puts every image before every caption: one file-level line naming the
+    file and the first key whose members come back, not each sample cut into two bad records."""
+    png = write_digit_images(tmp_path / "d")[0]
+    png = (tmp_path / "d" / "images" / png[0]).read_bytes()
+    path = tmp_path / "s.tar"
+    write_tar(path, [("a.png", png), ("b.png", png), ("a.txt", b"zero"), ("b.txt", b"zero")])
+    expected = (f"{path}: the members of sample a are not one after another (a.txt comes after other samples' "
+                "members): a WebDataset shard holds each sample's members together, in key order; write it so "
+                "(`tar --sort=name -cf shard.tar ...`, or webdataset's TarWriter)")
+    with pytest.raises(DataError, match="^" + __import__("re").escape(expected) + "$"):
+        list(QAReader(path))
+    assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {expected}"]
+    # the same members in key order (`tar --sort=name`) read as two samples
+    write_tar(path, [("a.png", png), ("a.txt", b"zero"), ("b.png", png), ("b.txt", b"zero")])
+    assert [s.source for s in QAReader(path, on_error="raise")] == [f"{path}:a", f"{path}:b"]
+
+
+def test_listing_holds_no_member_headers(tmp_path, monkeypatch):
+    """tarfile keeps the TarInfo of every member read (~440 bytes: 1.3 GB for a million-sample tar); the
+    reader keeps none beyond the one in hand, however many members the tar has."""
+    held = []
+    next_member = tarfile.TarFile.next
+
+    def spy(self):
+        held.append(len(self.members))
+        return next_member(self)
+
+    monkeypatch.setattr(tarfile.TarFile, "next", spy)
+    path = tmp_path / "s.tar"
+    write_tar(path, [(f"{i:04d}.{ext}", b"x") for i in range(200) for ext in ("png", "txt")])
+    assert len(list(QAReader(path, on_error="raise"))) == 200  # (b"x" is no image, but nothing is decoded)
+    assert len(held) == 402 and max(held) <= 1  # (opening the tar reads its first member)
+
+
+def test_a_first_member_named_like_a_compression_magic_is_read(tmp_path):
+    """A plain tar whose first member is BZh9.png starts with bzip2's magic bytes "BZh": it is a tar."""
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    path = tmp_path / "s.tar"
+    write_tar(path, [("BZh9.png", png), ("BZh9.txt", b"zero")])
+    assert path.read_bytes().startswith(b"BZh9")
+    [sample] = QAReader(path, on_error="raise")
+    assert sample.source == f"{path}:BZh9" and sample.images[0].read() == png
+
+
+def test_compound_extensions_other_than_a_number_are_not_media(tmp_path):
+    """WebDataset reads key.seg.png / key.depth.png beside key.jpg as separate fields: the record's image is
+    key.jpg alone; numbered members (key.0.png, key.1.png) are several images."""
+    names, _ = write_digit_images(tmp_path / "d")
+    pngs = [(tmp_path / "d" / "images" / n).read_bytes() for n in names[:3]]
+    path = tmp_path / "s.tar"
+    write_tar(path, [("000.png", pngs[0]), ("000.seg.png", pngs[1]), ("000.depth.png", pngs[1]),
+                     ("000.mask.png", pngs[1]), ("000.txt", b"zero"),
+                     ("001.0.png", pngs[1]), ("001.1.png", pngs[2]),
+                     ("001.json", json.dumps({"question": "<image> <image> which?", "answer": "1 2"}).encode())])
+    first, second = QAReader(path, on_error="raise")
+    assert [i.name for i in first.images] == ["000.png"] and first.images[0].read() == pngs[0]
+    assert [i.read() for i in second.images] == pngs[1:]
+
+
+def test_shards_that_reuse_keys_are_told_apart_by_file_in_eval(tmp_path):
+    """Shards each counting their keys from 000: with several files a sample's id is "file name:key", as a
+    JSONL record's place is "file name:N"; a single tar's ids stay its keys, and a .json's own id is kept."""
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    (tmp_path / "shards").mkdir()
+    for shard in ("00000", "00001"):
+        record = {"question": "Which?", "answer": "0", "id": f"own-{shard}"}
+        write_tar(tmp_path / "shards" / f"{shard}.tar", [("000.png", png), ("000.txt", b"zero"), ("001.png", png),
+                                                         ("001.json", json.dumps(record).encode())])
+    samples = CustomTask().load(tmp_path / "shards", "all")
+    assert [s.id for s in samples] == ["00000.tar:000", "own-00000", "00001.tar:000", "own-00001"]
+    assert [s.id for s in CustomTask().load(tmp_path / "shards" / "00001.tar", "all")] == ["000", "own-00001"]
+
+
+def test_a_member_read_survives_pickle_and_copy():
+    """The bytes a TarMember reads carry the member's name through a DataLoader worker's pickle and a copy."""
+    import copy
+    import pickle
+
+    from modrwkv.data.readers.base import NamedBytes
+
+    data = NamedBytes(b"\x89PNG...", "000000042.png")
+    for clone in (pickle.loads(pickle.dumps(data)), copy.copy(data), copy.deepcopy(data)):
+        assert type(clone) is NamedBytes and clone == b"\x89PNG..." and clone.name == "000000042.png"
+
+
+def test_a_brace_list_of_shards_is_named_with_a_wildcard_to_give(tmp_path, capsys):
+    """webdataset's `shard-{000..001}.tar` is not expanded (the shell leaves it when quoted): one line saying
+    so, with the wildcard to give instead, rather than "cannot open: [Errno 2]"."""
+    digit_shards(tmp_path / "digits", tmp_path / "shards", 4, 2)
+    pattern = str(tmp_path / "shards" / "{00000..00001}.tar")
+    expected = (f"--data: no file {pattern}: brace lists (webdataset's shard-{{000..099}}.tar) are not expanded; give "
+                f"a wildcard ({str(tmp_path / 'shards' / '*.tar')!r}) or the folder")
+    assert main(["init", "--data", pattern, "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv init: error: {expected}"
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"),
+                 "--data", pattern]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv eval: error: {expected}"
+    assert len(expand_paths([str(tmp_path / "shards" / "*.tar")], "--data")) == 2  # the wildcard it names
+
+
+def test_a_member_too_large_to_decode_is_named_once(tmp_path, monkeypatch):
+    from PIL import Image
+
+    names, _ = write_digit_images(tmp_path / "d")
+    png = (tmp_path / "d" / "images" / names[0]).read_bytes()
+    path = tmp_path / "s.tar"
+    write_tar(path, [("000.png", png), ("000.txt", b"zero")])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # the digits are 8x8
+    reader = QAReader(path, verify_media=True, log_limit=0)
+    assert list(reader) == [] and dict(reader.report.skipped) == {"unreadable_media": 1}
+    [error] = reader.report.examples
+    assert str(error).startswith(f"{path}:000: image does not decode: image 000.png ({len(png)} bytes) has 8x8 = 64 "
+                                 "pixels, more than the 40 allowed")

@@ -599,7 +599,7 @@ def _run_init(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and not args.yes
     data = args.data
     if not data and interactive:
-        answer = _ask("Training data file (.jsonl/.json/.parquet records, or .csv series)", None)
+        answer = _ask("Training data file (.jsonl/.json/.parquet records, .tar shards, or .csv series)", None)
         data = [answer] if answer else None
     if not data:
         raise CLIError("init: give the training data file (--data FILE)")

@@ -20,6 +20,7 @@ one, `predictions.jsonl` is rewritten in benchmark order and the summary compute
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import hashlib
@@ -279,7 +280,9 @@ def run_eval(
         raise ValueError(f"{label}: the {task.name} {split} split has no samples")
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{label}: duplicate sample ids in the {task.name} {split} split")
+        repeated, count = next((i, n) for i, n in collections.Counter(ids).items() if n > 1)  # in first-seen order
+        raise ValueError(f"{label}: duplicate sample ids in the {task.name} {split} split (the first: {repeated!r}, "
+                         f"given to {count} samples)")
     selected = samples[:limit] if limit else samples
     identity = {"format": FORMAT, "task": task.name, "split": split, "max_new_tokens": max_new_tokens,
                 "data": data_fingerprint(samples), "model": model.identity()}

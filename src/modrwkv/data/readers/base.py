@@ -217,6 +217,10 @@ def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
     return paths
 
 
+# A brace list or range as webdataset and the shell expand it: {a,b}, {000..099}.
+_BRACES = re.compile(r"\{[^{}/]*(?:,|\.\.)[^{}/]*\}")
+
+
 def _pattern_files(pattern: str, setting: str) -> list[str]:
     """The files one pattern of `expand_paths` stands for. A folder stands for its .tar shards when it
     has any (img2dataset writes a .parquet of each shard's download status beside it: metadata, not
@@ -228,6 +232,9 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
             raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file; give the data "
                                     "files (a wildcard such as data/train-*.parquet)")
         return shards
+    if _BRACES.search(pattern) and not Path(pattern).exists():
+        raise FileNotFoundError(f"{setting}: no file {pattern}: brace lists (webdataset's shard-{{000..099}}.tar) "
+                                f"are not expanded; give a wildcard ({_BRACES.sub('*', pattern)!r}) or the folder")
     if glob.has_magic(pattern) and not Path(pattern).exists():  # 'set[1].jsonl' may be a file's name
         matches = sorted(glob.glob(pattern))
         if not matches:
@@ -297,6 +304,10 @@ class NamedBytes(bytes):
         value = super().__new__(cls, data)
         value.name = name
         return value
+
+    def __reduce__(self) -> tuple[type[NamedBytes], tuple[bytes, str]]:
+        # bytes' own reduction rebuilds the value without `name`, which __new__ requires (pickle, copy)
+        return NamedBytes, (bytes(self), self.name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -821,7 +832,7 @@ def check_media(item: Any, modality: str, source: str) -> None:
         try:
             {"image": _verify_image, "audio": _verify_audio, "video": _verify_video}[modality](item, source)
         except DataError as err:
-            if not isinstance(item, NamedBytes):
+            if not isinstance(item, NamedBytes) or item.name in err.detail:  # (too large: the decoder named it)
                 raise
             raise DataError(source, err.reason, f"{item.name}: {err.detail}") from None
 

@@ -8,8 +8,10 @@ directory), one after another in the tar, are one sample, as the WebDataset spec
 one record of a training format:
 
 - its media members, by extension: `image` (jpg jpeg png webp bmp gif tif tiff), `audio` (flac wav mp3
-  ogg opus m4a), `video` (mp4 webm mkv avi mov), several of a kind in member order. They stay in the
-  tar (`TarMember`: where their bytes are) and are read when the sample is built;
+  ogg opus m4a), `video` (mp4 webm mkv avi mov), several of a kind in member order (numbered `key.1.jpg`,
+  `key.2.jpg`, or of different extensions). They stay in the tar (`TarMember`: where their bytes are)
+  and are read when the sample is built. Another compound extension (`key.seg.png`, `key.depth.png`) is
+  a separate field, not the record's media, and is left aside like `.cls`;
 - a `.json` member with `question`, `conversations` or `messages` is the whole record, of that format
   (qa, llava / sharegpt, openai), its media the sample's members (`image` / `audio` / `video` lists
   for qa, `images` / `audios` / `videos` for the conversation formats, which their markers refer to);
@@ -22,8 +24,9 @@ one record of a training format:
   ASR record with that audio (Emilia's layout);
 - anything else is a bad record: no media member (missing_media), no text (missing_field).
 
-Other members (`.cls`, `.npy`, ...) are left aside. Only the small `.txt` / `.json` members are read
-while the records are listed; a damaged or truncated tar stops the reading with one line naming it.
+Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small `.txt` / `.json` members are
+read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
+tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it.
 """
 
 from __future__ import annotations
@@ -100,24 +103,30 @@ def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple
     except OSError as err:
         raise DataError(name, "unreadable_file", f"cannot open: {err}") from err
     with handle:
-        head = handle.read(6)
-        compressed = next((kind for magic, kind in _COMPRESSED.items() if head.startswith(magic)), None)
-        if compressed:
-            raise DataError(name, "unreadable_file", f"a {compressed}-compressed tar: a sample's media are read from "
-                            "their place in the file when the sample is built, which a compressed stream does not "
-                            "allow; decompress it to a .tar")
-        handle.seek(0)
         try:
             archive = tarfile.open(fileobj=handle, mode="r:")
         except tarfile.TarError as err:
+            # Only a file that is no plain tar is looked at as a compressed one: a tar's first member may be
+            # named BZh9.png, whose header starts with bzip2's magic.
+            handle.seek(0)
+            head = handle.read(6)
+            compressed = next((kind for magic, kind in _COMPRESSED.items() if head.startswith(magic)), None)
+            if compressed:
+                raise DataError(name, "unreadable_file", f"a {compressed}-compressed tar: a sample's media are read "
+                                "from their place in the file when the sample is built, which a compressed stream "
+                                "does not allow; decompress it to a .tar") from None
             raise DataError(name, "unreadable_file", f"not a readable tar file ({err})") from None
         sample: _Sample | None = None
+        finished: set[str] = set()  # the keys of the samples gathered, to refuse one whose members are apart
         last = None  # the last member read, for messages
         while True:
             try:
                 info = archive.next()
+                # tarfile keeps every member's TarInfo (~440 bytes each: GBs for a tar of millions of
+                # samples); only the one in hand is needed.
+                archive.members.clear()
                 if info is not None and info.isfile():
-                    sample = yield from _add_member(path, archive, info, sample, caption_prompt)
+                    sample = yield from _add_member(path, archive, info, sample, finished, caption_prompt)
             except (tarfile.TarError, OSError) as err:
                 where = f"after {last}" if last else "at its first member"
                 raise DataError(name, "unreadable_file", f"the tar is damaged or cut short {where} ({err})") from None
@@ -130,21 +139,29 @@ def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple
 
 
 def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, sample: _Sample | None,
-                caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+                finished: set[str], caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Adds a member to the sample being gathered; when it starts another sample, yields the finished one
-    first. Returns the sample being gathered (a generator's return value, for `yield from`)."""
+    first (its key added to `finished`). Returns the sample being gathered (a generator's return value, for
+    `yield from`). A member of a sample finished before (a tar written `tar -cf s.tar *.png *.txt`, its
+    members by extension) raises `DataError`: each of its samples would be cut in two bad ones."""
     match = _KEY.match(info.name)
     if match is None:  # no extension: no field of a sample (WebDataset leaves it aside too)
         return sample
     key, extension = match.group(1), match.group(2).lower()
     if sample is None or key != sample.key:
+        if key in finished:
+            raise DataError(str(path), "unreadable_file", f"the members of sample {key} are not one after another "
+                            f"({info.name} comes after other samples' members): a WebDataset shard holds each "
+                            "sample's members together, in key order; write it so (`tar --sort=name -cf "
+                            "shard.tar ...`, or webdataset's TarWriter)")
         if sample is not None:
+            finished.add(sample.key)
             yield _record_loader(path, sample, caption_prompt)
         sample = _Sample(key)
     if info.name in sample.names:
         sample.repeated = sample.repeated or info.name
     sample.names.append(info.name)
-    kind = MEDIA_EXTENSIONS.get(extension.rsplit(".", 1)[-1])
+    kind = _media_kind(extension)
     if kind is not None:
         sample.media.setdefault(kind, []).append(TarMember(str(path), info.offset_data, info.size, info.name))
     elif extension in ("txt", "json"):
@@ -155,6 +172,14 @@ def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, sam
             raise tarfile.ReadError("unexpected end of data")
         sample.texts.setdefault(extension, data)
     return sample
+
+
+def _media_kind(extension: str) -> str | None:
+    """The kind of media of a member by its extension: a plain one (`jpg`), or one numbered among several of
+    a sample (`1.jpg`, `2.jpg`); another compound one (`seg.png`, `depth.png`, `mask.png`: WebDataset's
+    separate fields, a segmentation beside the image) is no media of the record, and left aside."""
+    number, _, plain = extension.rpartition(".")
+    return MEDIA_EXTENSIONS.get(plain) if not number or number.isdigit() else None
 
 
 def _check_end(handle: Any, offset: int, name: str, last: str | None) -> None:

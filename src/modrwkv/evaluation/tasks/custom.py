@@ -63,7 +63,8 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import DataError, as_paths, data_label, expand_paths, file_records, one_format
+from ...data.readers.base import (DataError, as_paths, data_label, expand_paths, file_records, is_parquet, is_tar,
+                                  one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
@@ -162,20 +163,22 @@ class CustomTask(Task):
 
     def load(self, data: Path | Sequence[Path], split: str) -> list[EvalSample]:
         """The records of `data`: a file, or what `data.train` takes (several files, wildcards, a folder of
-        .parquet shards), all of one format. A record without an `id` is known by its place: its number
-        in a single file, else "file name:number"."""
+        .parquet or WebDataset .tar shards), all of one format. A record without an `id` is known by its
+        place: its number in a single file, else "file name:number"; a tar sample's id is its key, with
+        several files "file name:key"."""
         label = data_label(data)
         try:
             files = [Path(file) for file in expand_paths([str(path) for path in as_paths(data)], "--data")]
         except FileNotFoundError as exc:
             raise BenchmarkFileError(str(exc)) from None
         for file in files:
-            if file.is_dir() or file.suffix.lower() not in (".json", ".jsonl", ".parquet", ".tar"):
+            # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
+            if file.is_dir() or not (is_tar(file) or is_parquet(file) or file.suffix.lower() in (".json", ".jsonl")):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
                                          f"training format: {self.layout}")
             if not file.is_file():
                 raise BenchmarkFileError(f"{file}: no such file")
-        records: list[tuple[str, _Question]] = []  # (the id a record without one is known by, the question)
+        records: list[tuple[Any, _Question]] = []  # (the sample's id: the record's own, else its place; the question)
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
@@ -197,9 +200,18 @@ class CustomTask(Task):
                 # a tar's captioned samples are asked what training asked them (the qa reader's prompt)
                 records_of = file_records(file, caption_prompt=self.reader_options.get("prompt") if data_format == "qa"
                                           else None)
-                for number, (_, build) in enumerate(one_format(file, data_format, records_of, lambda record, source:
-                                                               convert(record, source, self.prompt), chosen), start=1):
-                    records.append((str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}", build()))
+                for number, (source, build) in enumerate(one_format(file, data_format, records_of, lambda record,
+                                                                    source: convert(record, source, self.prompt),
+                                                                    chosen), start=1):
+                    question = build()
+                    identifier = question.record.id
+                    if identifier is None:
+                        identifier = str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}"
+                    elif len(files) > 1 and source == f"{file}:{identifier}" and is_tar(file):
+                        # a tar sample's id is its key, which the shards of one dataset reuse (each counting
+                        # from 000), so with several files it is known as a JSONL record's place is
+                        identifier = f"{file.name}:{identifier}"
+                    records.append((identifier, question))
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
@@ -208,7 +220,7 @@ class CustomTask(Task):
         self.headline, self.headline_label = _HEADLINES[metric]
         samples = []
         longest = 0
-        for place, question in records:
+        for identifier, question in records:
             source, record = question.source, question.record
             if metric == "choice" and not record.choices:
                 raise BenchmarkFileError(f"{source}: the choice metric needs 'choices' in every record")
@@ -228,7 +240,7 @@ class CustomTask(Task):
             if numbers is not None:
                 reference["numbers"] = numbers
             longest = max(longest, *(len(a.encode()) for a in record.answers))
-            samples.append(EvalSample(record.id if record.id is not None else place, question.prompt,
+            samples.append(EvalSample(identifier, question.prompt,
                                       reference, images=[_path(i) for i in record.media.get("image", [])],
                                       audio=[_path(i) for i in record.media.get("audio", [])],
                                       series=record.media.get("series", []),
