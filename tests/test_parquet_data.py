@@ -24,7 +24,7 @@ from modrwkv.data.readers.base import ParquetBytes, expand_paths
 from modrwkv.data.readers.detect import detect_format
 from modrwkv.encoders.media import load_audio, load_image
 from modrwkv.evaluation.tasks import CustomTask
-from modrwkv.training import config_from_dict, train
+from modrwkv.training import train
 
 datasets = pytest.importorskip("datasets")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -33,6 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench" / "digits"))
 from prepare import QUESTION, write_digit_images  # noqa: E402  (bench/digits/prepare.py, the JSONL version)
+from container_checks import (check_images_read_back, check_init_reads_qa_folder, eval_custom, noise_pngs,  # noqa: E402
+                              read_qa_holding)
 
 SENTENCES = ["two red cats jump", "nine white bears swim", "five blue fish sit"]
 
@@ -113,23 +115,16 @@ def test_training_and_eval_on_parquet_match_jsonl(tmp_path, capsys):
     summaries = []
     for name, data in (("jsonl", [str(test)]), ("parquet", shards)):  # the two shards, named one by one
         out = tmp_path / f"eval-{name}"
-        assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", *data,
-                     "--output", str(out), "--max-new-tokens", "4"]) == 0
-        summary = json.loads((out / "summary.json").read_text())
-        predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-        summaries.append((summary["metrics"], [p["prediction"] for p in predictions]))
+        metrics, predictions = eval_custom(from_jsonl.final_dir, data, out)
+        summaries.append((metrics, [p["prediction"] for p in predictions]))
     assert summaries[0] == summaries[1] and len(summaries[0][1]) == 6
     # several files: each in the summary and the report; a record known by its file and its number there
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["data"] == shards and f"data: `{shards[0]}`, `{shards[1]}`;" in (out / "report.md").read_text()
     assert [p["id"] for p in predictions] == [f"{Path(shards[k // 3]).name}:{k % 3 + 1}" for k in range(6)]
-    capsys.readouterr()
     # `modrwkv init` on the folder of shards: the format from the first row, training sized from the decoded
     # images of both files, and the folder as data.train, which training reads the same way
-    assert main(["init", "--data", str(tmp_path / "test"), "--yes", "--device", "cpu",
-                 "--output", str(tmp_path / "init.yaml")]) == 0
-    assert f"{tmp_path / 'test'}: qa format, 6 usable samples, inputs: image" in capsys.readouterr().out
-    config = config_from_dict(yaml.safe_load((tmp_path / "init.yaml").read_text()))
-    assert config.data.format == "qa" and config.data.train == [str(tmp_path / "test")]
+    check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
 
 
 def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_path):
@@ -255,31 +250,16 @@ def test_embedded_images_stay_in_the_file_until_a_sample_is_built(tmp_path, monk
     hub is tens of GB of them): reading a file of 19 MB of noise PNGs, which do not compress, keeps a
     small fraction of that in memory, and each image reads back as the bytes written. Counting the
     records (`modrwkv init`'s estimate) reads the file's footer, not its rows."""
-    import tracemalloc
-
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    images = []
-    for _ in range(96):
-        buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buffer, format="PNG", compress_level=0)
-        images.append(buffer.getvalue())
+    images = noise_pngs(96)
     path = tmp_path / "noise.parquet"
     datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in images],
                                 "question": ["Which digit is this?"] * len(images), "answer": ["7"] * len(images)},
                                ).cast_column("image", datasets.Image()).to_parquet(str(path))
     size = path.stat().st_size
-    tracemalloc.start()
-    try:
-        samples = list(QAReader(path, on_error="raise"))
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    samples, held = read_qa_holding(path)
     assert len(samples) == 96 and size > 18e6
     assert held < size / 20, f"{held} bytes held after reading a {size}-byte file"  # read eagerly: more than size
-    assert [s.images[0].read() for s in samples[::19]] == images[::19]
-    assert np.array_equal(np.asarray(load_image(samples[5].images[0])), np.asarray(Image.open(io.BytesIO(images[5]))))
+    check_images_read_back(samples, images)
     monkeypatch.setattr("modrwkv.data.readers.base.parquet_records", lambda path: pytest.fail("rows read to count"))
     assert QAReader(path).count_records() == 96
 

@@ -24,13 +24,15 @@ from modrwkv.data.readers.detect import detect_format
 from modrwkv.data.readers.webdataset import TarMember
 from modrwkv.encoders.media import MediaError, load_audio, load_image
 from modrwkv.evaluation.tasks import CustomTask
-from modrwkv.training import config_from_dict, train
+from modrwkv.training import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench" / "digits"))
 from prepare import QUESTION, write_digit_images  # noqa: E402  (bench/digits/prepare.py, the JSONL version)
+from container_checks import (check_images_read_back, check_init_reads_qa_folder, eval_custom, noise_pngs,  # noqa: E402
+                              read_qa_holding)
 
 CAPTION_PROMPT = "Write a short caption for the image."  # the documented default, written out
 
@@ -143,22 +145,13 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     summaries = []
     for name, data in (("jsonl", [str(test)]), ("tar", [str(tmp_path / "test")])):
-        out = tmp_path / f"eval-{name}"
-        assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", *data,
-                     "--output", str(out), "--max-new-tokens", "4"]) == 0
-        predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-        summaries.append((json.loads((out / "summary.json").read_text())["metrics"],
-                          [(p["id"], p["prediction"]) for p in predictions]))
+        metrics, predictions = eval_custom(from_jsonl.final_dir, data, tmp_path / f"eval-{name}")
+        summaries.append((metrics, [(p["id"], p["prediction"]) for p in predictions]))
     # with several shards a sample is known as "shard:key" (shards often each count their keys from 0)
     assert summaries[0][0] == summaries[1][0] and [p for _, p in summaries[0][1]] == [p for _, p in summaries[1][1]]
     assert [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
     assert [i for i, _ in summaries[1][1]] == [f"{k // 3:05d}.tar:{k:09d}" for k in range(6)]
-    capsys.readouterr()
-    assert main(["init", "--data", str(tmp_path / "test"), "--yes", "--device", "cpu",
-                 "--output", str(tmp_path / "init.yaml")]) == 0
-    assert f"{tmp_path / 'test'}: qa format, 6 usable samples, inputs: image" in capsys.readouterr().out
-    config = config_from_dict(yaml.safe_load((tmp_path / "init.yaml").read_text()))
-    assert config.data.format == "qa" and config.data.train == [str(tmp_path / "test")]
+    check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
 
 
 def wav_bytes(seconds: float, frequency: float, rate: int = 16000) -> bytes:
@@ -214,33 +207,19 @@ def test_media_stay_in_the_tar_until_a_sample_is_built(tmp_path, monkeypatch):
     """Listing the samples of a 19 MB tar of noise PNGs reads its headers and small text members: no media
     member is read, and what is held is a small fraction of the file; each image reads back as written.
     Counting the samples reads no record."""
-    import tracemalloc
-
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    images, members = [], []
-    for index in range(96):
-        buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buffer, format="PNG", compress_level=0)
-        images.append(buffer.getvalue())
-        members += [(f"{index:04d}.png", images[-1]), (f"{index:04d}.txt", b"noise")]
+    images = noise_pngs(96)
+    members = [member for index, image in enumerate(images)
+               for member in ((f"{index:04d}.png", image), (f"{index:04d}.txt", b"noise"))]
     path = tmp_path / "noise.tar"
     write_tar(path, members)
     size = path.stat().st_size
     reads = []
     monkeypatch.setattr(TarMember, "read", lambda self: reads.append(self.name))
-    tracemalloc.start()
-    try:
-        samples = list(QAReader(path, on_error="raise"))
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    samples, held = read_qa_holding(path)
     assert len(samples) == 96 and size > 18e6 and reads == []
     assert held < size / 20, f"{held} bytes held after reading a {size}-byte tar"
     monkeypatch.undo()
-    assert [s.images[0].read() for s in samples[::19]] == images[::19]
-    assert np.array_equal(np.asarray(load_image(samples[5].images[0])), np.asarray(Image.open(io.BytesIO(images[5]))))
+    check_images_read_back(samples, images)
     monkeypatch.setattr("modrwkv.data.readers.webdataset._record", lambda *a: pytest.fail("a record built to count"))
     assert QAReader(path).count_records() == 96
 

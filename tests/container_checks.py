@@ -1,0 +1,67 @@
+"""Checks shared by the tests of the record containers (Parquet files, WebDataset tar shards): what
+`modrwkv eval --task custom` and `modrwkv init` make of a container, to compare with its JSONL twin."""
+
+from __future__ import annotations
+
+import io
+import json
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from modrwkv.cli import main
+from modrwkv.data.readers import QAReader
+from modrwkv.data.sample import Sample
+from modrwkv.encoders.media import load_image
+from modrwkv.training import config_from_dict
+
+
+def eval_custom(model: Path, data: list[str], output: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`modrwkv eval --task custom` of `data` (greedy, 4 new tokens): its metrics and prediction records."""
+    assert main(["eval", "--model", str(model), "--task", "custom", "--data", *data, "--output", str(output),
+                 "--max-new-tokens", "4"]) == 0
+    predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
+    return json.loads((output / "summary.json").read_text())["metrics"], predictions
+
+
+def check_init_reads_qa_folder(folder: Path, output: Path, capsys: Any, usable: int) -> None:
+    """`modrwkv init --data FOLDER` finds `usable` qa samples with images and writes the folder as data.train."""
+    capsys.readouterr()
+    assert main(["init", "--data", str(folder), "--yes", "--device", "cpu", "--output", str(output)]) == 0
+    assert f"{folder}: qa format, {usable} usable samples, inputs: image" in capsys.readouterr().out
+    config = config_from_dict(yaml.safe_load(output.read_text()))
+    assert config.data.format == "qa" and config.data.train == [str(folder)]
+
+
+def noise_pngs(count: int, seed: int = 0) -> list[bytes]:
+    """`count` uncompressed 256x256 PNGs of noise (about 197 KB each): media no container can shrink."""
+    from PIL import Image
+
+    rng, images = np.random.default_rng(seed), []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buffer, format="PNG", compress_level=0)
+        images.append(buffer.getvalue())
+    return images
+
+
+def read_qa_holding(path: Path) -> tuple[list[Sample], int]:
+    """The samples of a qa container and the bytes Python holds once they are listed (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        samples = list(QAReader(path, on_error="raise"))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return samples, held
+
+
+def check_images_read_back(samples: list[Sample], images: list[bytes]) -> None:
+    """Each sample's image reads back as the bytes written, and decodes as they do."""
+    from PIL import Image
+
+    assert [s.images[0].read() for s in samples[::19]] == images[::19]
+    assert np.array_equal(np.asarray(load_image(samples[5].images[0])), np.asarray(Image.open(io.BytesIO(images[5]))))
