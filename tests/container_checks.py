@@ -19,10 +19,11 @@ from modrwkv.encoders.media import load_image
 from modrwkv.training import config_from_dict
 
 
-def eval_custom(model: Path, data: list[str], output: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`modrwkv eval --task custom` of `data` (greedy, 4 new tokens): its metrics and prediction records."""
+def eval_custom(model: Path, data: list[str], output: Path, *options: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`modrwkv eval --task custom` of `data` (greedy, 4 new tokens; further `options`): its metrics and
+    prediction records."""
     assert main(["eval", "--model", str(model), "--task", "custom", "--data", *data, "--output", str(output),
-                 "--max-new-tokens", "4"]) == 0
+                 "--max-new-tokens", "4", *options]) == 0
     predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
     return json.loads((output / "summary.json").read_text())["metrics"], predictions
 

@@ -151,6 +151,19 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
     assert summaries[0][0] == summaries[1][0] and [p for _, p in summaries[0][1]] == [p for _, p in summaries[1][1]]
     assert [i for i, _ in summaries[0][1]] == [f"{k:09d}" for k in range(6)]
     assert [i for i, _ in summaries[1][1]] == [f"{k // 3:05d}.tar:{k:09d}" for k in range(6)]
+    # --caption-prompt asks the shards what training asked them (its data.options.prompt), as the JSONL does
+    asked = write_jsonl(tmp_path / "digits" / "asked.jsonl", [{**r, "question": QUESTION} for r in test_records])
+    metrics, predictions = eval_custom(from_jsonl.final_dir, [str(asked)], tmp_path / "eval-asked")
+    tar_metrics, tar_predictions = eval_custom(from_jsonl.final_dir, [str(tmp_path / "test")], tmp_path / "eval-tar-asked",
+                                               "--caption-prompt", QUESTION)
+    assert tar_metrics == metrics and [(p["prompt"], p["prediction"]) for p in tar_predictions] == [
+        (p["prompt"], p["prediction"]) for p in predictions] and QUESTION in predictions[0]["prompt"]
+    capsys.readouterr()
+    assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", str(asked),
+                 "--output", str(tmp_path / "eval-refused"), "--caption-prompt", QUESTION]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"modrwkv eval: error: {asked}: --caption-prompt applies to WebDataset .tar shards (the question their "
+        "captioned samples are asked); this file is no .tar"]
     check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
 
 

@@ -1115,6 +1115,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="librispeech, aishell, and --task custom with an ASR manifest: ask with TEXT after the audio "
                    "('' for the audio alone) instead of the ASR prompt the model was trained with, which its folder "
                    "records")
+    p.add_argument("--caption-prompt", metavar="TEXT",
+                   help="--task custom with WebDataset .tar shards: ask their captioned samples (media + .txt) "
+                   "TEXT, the question training asked them (its data.options.prompt), instead of the default "
+                   "\"Write a short caption for the image.\"")
     p.add_argument("--long-form", action="store_true",
                    help="librispeech, aishell, and --task custom with an ASR manifest: cut each recording at its pauses "
                    "into segments, transcribe each from a fresh state and join the texts (for recordings longer than "
@@ -1188,7 +1192,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from modrwkv.evaluation.tasks import custom_task
 
     custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
-                      "--baseline": args.baseline}
+                      "--baseline": args.baseline, "--caption-prompt": args.caption_prompt}
     problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
     if problem:
         raise CLIError(f"--series-prompt: {problem}")
@@ -1198,6 +1202,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     data = args.data[0] if len(args.data) == 1 else args.data
     if args.task == "custom":
         task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
+                           caption_prompt=args.caption_prompt,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
     else:
         given = [flag for flag, value in custom_options.items() if value not in (None, [])]

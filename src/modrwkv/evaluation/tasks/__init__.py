@@ -31,7 +31,8 @@ CUSTOM_SERIES = "custom-series"
 
 def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None = None, prompt: str | None = None,
                 asr_prompt: str | None = None, media_folder: str | Path | None = None,
-                baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None) -> Task:
+                baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None,
+                caption_prompt: str | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
     (one, or several as data.train takes them), configured with these options, or, for a .csv file, the
     `custom-series` forecasting task."""
@@ -42,15 +43,16 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                          "alone")
     if not series:
         return CustomTask(metric=metric, prompt=prompt, asr_prompt=asr_prompt, media_folder=media_folder,
-                          baselines=baselines, long_form=long_form)
+                          baselines=baselines, long_form=long_form, caption_prompt=caption_prompt)
     if CUSTOM_SERIES not in TASKS:
         raise ValueError(f"{series[0]}: a .csv file is evaluated as a forecasting series by the {CUSTOM_SERIES!r} task, "
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
-            or long_form is not None):
-        raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --long-form and --media-folder apply to .json / .jsonl "
-                         f"files; a .csv file is read by the {CUSTOM_SERIES!r} task with its own options")
+            or long_form is not None or caption_prompt is not None):
+        raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --long-form and "
+                         "--media-folder apply to .json / .jsonl files and shards of records; a .csv file is read by "
+                         f"the {CUSTOM_SERIES!r} task with its own options")
     return TASKS[CUSTOM_SERIES]
 
 

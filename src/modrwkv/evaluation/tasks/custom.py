@@ -131,7 +131,7 @@ class CustomTask(Task):
     def __init__(self, *, metric: str | None = None, prompt: str | None = None, asr_prompt: str | None = None,
                  media_folder: str | Path | None = None, baselines: Mapping[str, float] | None = None,
                  long_form: SegmentSettings | None = None, data_format: str | None = None,
-                 reader_options: Mapping[str, Any] | None = None) -> None:
+                 reader_options: Mapping[str, Any] | None = None, caption_prompt: str | None = None) -> None:
         if metric is not None and metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
         if prompt is not None and "{question}" not in prompt:
@@ -142,6 +142,11 @@ class CustomTask(Task):
             if asr_prompt is not None:
                 raise ValueError("asr_prompt and reader_options' prompt both give the ASR prompt; give one")
             asr_prompt = self.reader_options["prompt"] or ""  # None (the audio alone) is asr_prompt's ""
+        if caption_prompt is not None and "prompt" in self.reader_options:
+            raise ValueError("caption_prompt and reader_options' prompt both give the caption question; give one")
+        # what WebDataset shards' captioned samples are asked: the question training asked them
+        # (data.options.prompt), which the model folder does not record; None: the reader's default
+        self.caption_prompt = caption_prompt
         self.data_format = data_format
         self.metric = metric
         self.prompt = prompt
@@ -197,9 +202,15 @@ class CustomTask(Task):
                 if self.long_form is not None and data_format != "asr":
                     raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
                                              f"{data_format} records{chosen}")
+                if self.caption_prompt is not None and not is_tar(file):
+                    raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards (the question "
+                                             "their captioned samples are asked); this file is no .tar")
+                if self.caption_prompt is not None and data_format != "qa":
+                    raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
+                                             f"this file holds {data_format} records{chosen}")
                 # a tar's captioned samples are asked what training asked them (the qa reader's prompt)
-                records_of = file_records(file, caption_prompt=self.reader_options.get("prompt") if data_format == "qa"
-                                          else None)
+                caption = self.caption_prompt if self.caption_prompt is not None else self.reader_options.get("prompt")
+                records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
                 for number, (source, build) in enumerate(one_format(file, data_format, records_of, lambda record,
                                                                     source: convert(record, source, self.prompt),
                                                                     chosen), start=1):
