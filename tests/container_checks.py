@@ -19,7 +19,8 @@ from modrwkv.encoders.media import load_image
 from modrwkv.training import config_from_dict
 
 
-def eval_custom(model: Path, data: list[str], output: Path, *options: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def eval_custom(model: Path, data: list[str], output: Path,
+                *options: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`modrwkv eval --task custom` of `data` (greedy, 4 new tokens; further `options`): its metrics and
     prediction records."""
     assert main(["eval", "--model", str(model), "--task", "custom", "--data", *data, "--output", str(output),

@@ -154,8 +154,8 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
     # --caption-prompt asks the shards what training asked them (its data.options.prompt), as the JSONL does
     asked = write_jsonl(tmp_path / "digits" / "asked.jsonl", [{**r, "question": QUESTION} for r in test_records])
     metrics, predictions = eval_custom(from_jsonl.final_dir, [str(asked)], tmp_path / "eval-asked")
-    tar_metrics, tar_predictions = eval_custom(from_jsonl.final_dir, [str(tmp_path / "test")], tmp_path / "eval-tar-asked",
-                                               "--caption-prompt", QUESTION)
+    tar_metrics, tar_predictions = eval_custom(from_jsonl.final_dir, [str(tmp_path / "test")],
+                                               tmp_path / "eval-tar-asked", "--caption-prompt", QUESTION)
     assert tar_metrics == metrics and [(p["prompt"], p["prediction"]) for p in tar_predictions] == [
         (p["prompt"], p["prediction"]) for p in predictions] and QUESTION in predictions[0]["prompt"]
     capsys.readouterr()

@@ -821,8 +821,8 @@ def _run_chat(args: argparse.Namespace) -> int:
             _attach(pipeline, pending, modality, path)
     if args.session and Path(args.session).is_file():
         session.load_state(args.session)
-        print(f"[continuing the conversation in {args.session}: {session.turns} turn{'' if session.turns == 1 else 's'}]",
-              file=sys.stderr)
+        turns = f"{session.turns} turn{'' if session.turns == 1 else 's'}"
+        print(f"[continuing the conversation in {args.session}: {turns}]", file=sys.stderr)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"modrwkv chat: {args.model} (accepts {', '.join(sorted(pipeline.model.encoders)) or 'text only'})\n"

@@ -4,8 +4,8 @@ Text holds markers where media go (`<image>`, `<audio>`, `<series>`, `<video>`);
 a kind refers to the k-th item of that kind. A video is no modality of its own: the processor turns
 each `<video>` into its sampled frames as `<image>`s (`modrwkv.processing.video`). Media items stay raw
 (paths, bytes, PIL images, arrays; bytes inside a data file, a Parquet cell or a tar member, as an
-`EmbeddedBytes` saying where they are) until an encoder's `prepare` reads them, so readers stay cheap and errors name the sample's
-source.
+`EmbeddedBytes` saying where they are) until an encoder's `prepare` reads them, so readers stay cheap
+and errors name the sample's source.
 
 Where media come apart from the text (OpenAI content parts, `modrwkv chat`'s /image), the text is
 stored through `escape_markers`: a marker it holds is prefixed by `MARKER_ESCAPE`, so it is no

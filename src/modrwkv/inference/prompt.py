@@ -141,9 +141,10 @@ def build_sample(
     `media_layout` says (the model's `media_layout`: the layout it was trained with; the default,
     "media_text", puts them at the start, LLaVA's layout), one marker a line in the training readers'
     order (`modrwkv.data.sample.unmarked_markers`: images, videos, audio, series). Markers in the
-    text, and content parts, place media where they are, whatever the layout. Text meant as its characters, markers included,
-    is passed through `modrwkv.data.escape_markers` (a content part's text always is). A video is a path, bytes, a
-    [T, H, W, 3] array or a list of frames, so several videos are a list of those (`videos=[frames]` for one video given as frames).
+    text, and content parts, place media where they are, whatever the layout. Text meant as its
+    characters, markers included, is passed through `modrwkv.data.escape_markers` (a content part's
+    text always is). A video is a path, bytes, a [T, H, W, 3] array or a list of frames, so several
+    videos are a list of those (`videos=[frames]` for one video given as frames).
     """
     if isinstance(messages, str):
         messages = [Message("user", messages)]

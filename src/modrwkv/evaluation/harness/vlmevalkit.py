@@ -111,8 +111,8 @@ class ModRWKVVLM(_VLMEvalBase):
         kinds = [part["type"] for part in message]
         leading = kinds.count("image")
         if 0 < leading < len(kinds) and kinds[:leading] == ["image"] * leading:
-            text = self._text(message[leading:], images)  # text parts alone (checks their types)
             images = [part["value"] for part in message[:leading]]
+            text = self._text(message[leading:], images)  # the text parts alone (their types checked)
         else:
             text = self._text(message, images)
         return self.pipeline.chat(text, images=images, temperature=0.0, max_new_tokens=self.max_new_tokens).strip()

@@ -203,8 +203,8 @@ class CustomTask(Task):
                     raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
                                              f"{data_format} records{chosen}")
                 if self.caption_prompt is not None and not is_tar(file):
-                    raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards (the question "
-                                             "their captioned samples are asked); this file is no .tar")
+                    raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards (the "
+                                             "question their captioned samples are asked); this file is no .tar")
                 if self.caption_prompt is not None and data_format != "qa":
                     raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
                                              f"this file holds {data_format} records{chosen}")
