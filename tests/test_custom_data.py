@@ -567,8 +567,8 @@ def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, mon
                                                                 {"from": "gpt", "value": "0"}]}], "llava.json")
     assert main(["init", "--data", "data/train.jsonl", "--val", "data/llava.json", "--yes", "--output", "l.yaml"]) == 2
     assert capsys.readouterr().err.strip().endswith(
-        "--val: data/llava.json holds llava records, but data/train.jsonl holds qa records, and training reads the "
-        "val file with that file's reader: give held-out records in the training file's format")
+        "--val: data/llava.json holds llava records, but data/train.jsonl holds qa records: one reader reads them "
+        "all, and it would skip every record of the other format; give files of one format")
 
 
 def test_init_prints_commands_that_paste_into_a_shell_with_spaces_in_the_paths(tmp_path, monkeypatch, capsys):

@@ -278,16 +278,15 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
 
     assert error(["init", "--data", str(tmp_path / "train-*.parquet"), "--yes"]) == \
         f"modrwkv init: error: --data: no file matches '{tmp_path / 'train-*.parquet'}'"
-    assert error(["init", "--data", str(jsonl), str(llava), "--yes"]) == (
-        f"modrwkv init: error: {jsonl} holds qa records, but {llava} holds llava records: training reads all its "
-        "files with one reader; give files of one format (or --format)")
+    # files of two formats: one message (`common_format`'s) from init, eval and training, each with its context
+    mixed = (f"{llava} holds llava records, but {jsonl} holds qa records: one reader reads them all, and it would "
+             "skip every record of the other format; give files of one format")
+    assert error(["init", "--data", str(jsonl), str(llava), "--yes"]) == f"modrwkv init: error: {mixed} (or --format)"
     eval_custom = ["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"), "--data"]
     assert error([*eval_custom, str(empty)]) == (
         f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file; give the data files (a wildcard "
         "such as data/train-*.parquet)")
-    assert error([*eval_custom, str(jsonl), str(llava)]) == (
-        f"modrwkv eval: error: {llava} holds llava records, detected from the first record, but {jsonl} holds qa "
-        "records: give files of one format")
+    assert error([*eval_custom, str(jsonl), str(llava)]) == f"modrwkv eval: error: {mixed}"
     assert error(["eval", "--model", str(tmp_path), "--task", "pope", "--data", str(jsonl), str(llava)]) == \
         "modrwkv eval: error: --data: pope reads one folder or file (several files are for --task custom)"
 
@@ -298,6 +297,13 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
     with pytest.raises(FileNotFoundError, match=f"^data.val: {empty} is a folder with no .parquet or .tar file"):
         train(cfg)
+    # training's qa reader skipped every record of the llava file with a warning, and trained on the rest;
+    # whichever file comes first, the one named is the file of another format than data.format
+    cfg["data"] = {"format": "qa", "train": [str(llava), str(jsonl)]}
+    cfg["train"]["val_every"] = 0
+    with pytest.raises(DataError) as raised:
+        train(cfg)
+    assert str(raised.value) == f"data.train: {mixed} (data.format: qa)"
 
 
 def test_a_plain_binary_image_column_reads_as_its_bytes(tmp_path):

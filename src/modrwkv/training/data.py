@@ -27,7 +27,7 @@ from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
-from ..data.readers.base import expand_paths
+from ..data.readers.base import MixedFormats, common_format, expand_paths
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
@@ -229,13 +229,19 @@ def _seasonality(encoder: object | None) -> tuple[int, bool, LinearBaseline | No
 
 
 def read_samples(config: DataConfig, setting: str = "data.train") -> list[Sample]:
-    """All samples of the configured files; skipped records are logged by the reader."""
+    """All samples of the configured files; skipped records are logged by the reader. A file of another
+    format than data.format, every record of which the reader skipped, is an error naming it (a warning
+    among the skipped records would leave training on part of the data)."""
     reader = build_reader(config, setting)
     samples = list(reader)
     log.info("%s", reader.report.summary())
     if not samples:
         first = f"; the first: {reader.report.examples[0]}" if reader.report.examples else ""
         raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()}{first})")
+    try:  # the files read as data.format first, so that the one named is a file of another format
+        common_format(sorted(reader.report.formats.items(), key=lambda found: found[1] != config.format))
+    except MixedFormats as exc:
+        raise DataError(setting, "other_format", f"{exc} (data.format: {config.format})") from None
     return samples
 
 

@@ -31,7 +31,7 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import as_paths, data_label, data_name, expand_paths
+from ..data.readers.base import MixedFormats, as_paths, common_format, data_label, data_name, expand_paths
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -116,15 +116,14 @@ class DataSummary:
 
 
 def detected_format(files: Sequence[Path]) -> str:
-    """The record format of the files (`detect_format`), which must be one: training reads every data.train
-    file with one reader, which would skip every record of a file of another format."""
-    found = {file: detect_format(file) for file in files}
-    formats = list(dict.fromkeys(found.values()))
-    if len(formats) > 1:
-        first, other = (next(file for file, f in found.items() if f == data_format) for data_format in formats[:2])
-        raise InitError(f"{first} holds {formats[0]} records, but {other} holds {formats[1]} records: training reads "
-                        "all its files with one reader; give files of one format (or --format)")
-    return formats[0]
+    """The record format of the files (`detect_format`), which must be one (`common_format`): training
+    reads every data.train file with one reader."""
+    try:
+        found = common_format((file, detect_format(file)) for file in files)
+    except MixedFormats as exc:
+        raise InitError(f"{exc} (or --format)") from None
+    assert found is not None  # summarize_data gives at least one file
+    return found
 
 
 def summarize_data(answers: InitAnswers) -> DataSummary:
@@ -368,10 +367,10 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     val = Path(str(answers.val))
     if answers.data_format is None and val.is_file():  # a format given (--data-format) applies to both files
         with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
-            if (found := detect_format(val)) != data_format:
-                raise InitError(f"--val: {val} holds {found} records, but {data_label(answers.data)} holds {data_format} "
-                                "records, and training reads the val file with that file's reader: give held-out "
-                                "records in the training file's format")
+            try:
+                common_format([(data_label(answers.data), data_format), (val, detect_format(val))])
+            except MixedFormats as exc:
+                raise InitError(f"--val: {exc}") from None
     task = CustomTask(media_folder=answers.media_folder)
     try:
         task.load(val, "all")

@@ -90,6 +90,9 @@ class ReadReport:
     skipped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     examples: list[DataError] = dataclasses.field(default_factory=list)
     max_examples: int = 5
+    # each file's record format (`one_format`): the reader's once a record converted, else the format of the
+    # first record refused as another format's; what `common_format` checks a whole pass with
+    formats: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def num_skipped(self) -> int:
@@ -727,13 +730,38 @@ def lacks_fields(record: Any, reading: str, source: str, detail: str) -> DataErr
     return DataError(source, "other_format" if hint else "missing_field", detail + hint)
 
 
+class MixedFormats(ValueError):
+    """Files read together hold records of different formats (`common_format`): one line naming two of
+    the files and their formats."""
+
+
+def common_format(formats: Iterable[tuple[str | Path, str]]) -> str | None:
+    """The one record format of files read together, each given as (file, its format) in their order;
+    None for no file. Every reader reads its files as one format, and would skip every record of a file
+    of another, so a file whose format is not the first file's is `MixedFormats` naming both files and
+    both formats: the one rule (and message) of `modrwkv init --data`, its `--val`, `modrwkv eval --task
+    custom --data` and training's data.train / data.val (each caller adds its own context)."""
+    first: tuple[str | Path, str] | None = None
+    for file, data_format in formats:
+        if first is None:
+            first = (file, data_format)
+        elif data_format != first[1]:
+            raise MixedFormats(f"{file} holds {data_format} records, but {first[0]} holds {first[1]} records: one "
+                               "reader reads them all, and it would skip every record of the other format; give "
+                               "files of one format")
+    return None if first is None else first[1]
+
+
 def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[], Any]]],
-               convert: Callable[[Any, str], Any], chosen: str = "") -> Iterator[tuple[str, Callable[[], Any]]]:
+               convert: Callable[[Any, str], Any], chosen: str = "",
+               formats: dict[str, str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, build) per record of `path` (from `json_records`), `build()` converting the record with
     `convert(record, source)`. A record refused as another format's (its error ends with `format_hint`)
     that comes after a record that converted is reported as the file mixing formats: the error names the format the record looks
     like and the line from which the file's records are `reading` records (`chosen` says how that
-    format was chosen, e.g. ", detected from the first record")."""
+    format was chosen, e.g. ", detected from the first record"). `formats` (a `ReadReport.formats`) gets
+    the file's format as built: `reading` once a record converted, else the format of the first record
+    refused as another's (a whole file of another format, which `common_format` then names)."""
     first: list[str] = []  # the source of the first record that converted
     for source, load in records:
         def build(source: str = source, load: Callable[[], Any] = load) -> Any:
@@ -741,12 +769,15 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
             try:
                 converted = convert(record, source)
             except DataError as err:
-                hint = format_hint(record, reading)
-                if not first or not hint or not err.detail.endswith(hint):  # not a record of another format
+                hint, other = format_hint(record, reading), record_format(record)
+                if other is None or not hint or not err.detail.endswith(hint):  # not a record of another format
+                    raise
+                if formats is not None:
+                    formats.setdefault(str(path), other)
+                if not first:
                     raise
                 where = first[0].removeprefix(f"{path}:")
                 where = f"line {where}" if where.isdigit() else where if where.startswith("row ") else f"record {where}"
-                other = record_format(record)
                 raise DataError(source, err.reason, (
                     f"{err.detail.removesuffix(hint)}; the file mixes formats: it looks like {FORMAT_NAMES[other]} "
                     f"data (format: {other}), but the records before it, from {where} on, are "
@@ -754,6 +785,8 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
                     "its own (docs/custom-data.md)")) from None
             if not first:
                 first.append(source)
+            if formats is not None:
+                formats[str(path)] = reading
             return converted
 
         yield source, build
@@ -895,7 +928,8 @@ class JsonRecordsReader(Reader):
         for path in self.paths:
             folder = self.media_folder if self.media_folder is not None else path.parent
             for _, build in one_format(path, self.format, file_records(path, caption_prompt=self.caption_prompt),
-                                       lambda record, source, folder=folder: self._convert(record, source, folder)):
+                                       lambda record, source, folder=folder: self._convert(record, source, folder),
+                                       formats=self.report.formats):
                 yield build
 
     def count_records(self) -> int:

@@ -63,8 +63,8 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import (DataError, as_paths, data_label, expand_paths, file_records, is_parquet, is_tar,
-                                  one_format)
+from ...data.readers.base import (DataError, MixedFormats, as_paths, common_format, data_label, expand_paths,
+                                  file_records, is_parquet, is_tar, one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
@@ -187,15 +187,14 @@ class CustomTask(Task):
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
-        first: tuple[str, Path] | None = None  # the format of the first file, and that file
         try:
-            for file in files:
-                data_format, chosen, convert = _converter(file, manifest_prompt, self.data_format, self.reader_options,
-                                                          self.media_folder)
-                first = first or (data_format, file)
-                if data_format != first[0]:
-                    raise BenchmarkFileError(f"{file} holds {data_format} records{chosen}, but {first[1]} holds "
-                                             f"{first[0]} records: give files of one format")
+            converters = [(file, *_converter(file, manifest_prompt, self.data_format, self.reader_options,
+                                             self.media_folder)) for file in files]
+            common_format((file, data_format) for file, data_format, _, _ in converters)
+        except (DataError, MixedFormats) as exc:
+            raise BenchmarkFileError(str(exc)) from None
+        try:
+            for file, data_format, chosen, convert in converters:
                 if self.asr_prompt is not None and data_format != "asr":
                     raise BenchmarkFileError(f"{file}: --asr-prompt applies to an ASR manifest, but this file holds "
                                              f"{data_format} records{chosen}, whose prompts are in the records")
