@@ -187,7 +187,8 @@ class SharegptReader(JsonRecordsReader):
             options = {"media_folder": folder, **sharegpt_mapping(path, self.columns, self.tags),
                        "verify_media": self.verify_media}
             for _, build in one_format(path, self.format, file_records(path), lambda record, source, options=options:
-                                       sharegpt_to_sample(record, source=source, **options), formats=self.report.formats):
+                                       sharegpt_to_sample(record, source=source, **options),
+                                       formats=self.report.formats):
                 yield build
 
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:  # _candidates converts with the mapping
