@@ -424,7 +424,9 @@ def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
                           r"train.val_metric wer"),
     ("accuracy", "unreadable", r"train.val_metric accuracy answers data.val as `modrwkv eval --task custom` does, "
                                r"which refuses it: .*val.txt: expected a .json, .jsonl, .parquet or .tar file"),
-    ("accuracy", "mixed", r"is scored by exact and .*vqa.json by vqa: one validation number cannot average both"),
+    # files eval of both refuses: one validation number cannot average two ways of scoring
+    ("accuracy", "mixed", r"which refuses it: .*the records suggest different metrics \('exact' from "
+                          r".*train.json:\[0\], 'vqa' from .*vqa.json:\[0\]"),
     ("wer", "missing", r"which refuses it: .*train.json:\[0\]: media file not found: .*gone.png"),
 ])
 def test_val_files_that_the_metric_cannot_score_are_one_line(tmp_path, capsys, metric, change, message):
@@ -558,18 +560,46 @@ def test_val_wer_asks_an_asr_manifest_with_the_prompt_the_val_loss_reads(tmp_pat
     assert [prompt for prompt, _ in requests.asked] == expected
 
 
-def test_each_val_file_caps_its_replies_at_its_own_longest_answer(tmp_path, monkeypatch):
-    """With several val files, each one's replies are capped as `modrwkv eval --task custom` of that file
-    caps them (its longest answer's bytes + 16), not all at the longest answer of any file."""
-    cfg = val_config(tmp_path, "run", val_metric="accuracy", max_steps=2)
+def test_two_val_files_are_validated_as_eval_of_both_scores_them(tmp_path, monkeypatch):
+    """data.val of two files is one val set, as `modrwkv eval --task custom --data A B --limit N` reads them:
+    the loss and the answers take the first train.val_max_samples records of the files in order, known by
+    eval's ids, every reply capped at the longest answer of either file + 16 tokens. The answers were once
+    loaded file by file: ids counted in each file ("1" twice), each file's replies capped at its own."""
+    from modrwkv.evaluation import runner
+    from modrwkv.training import recipe
+
+    cfg = val_config(tmp_path, "run", val_metric="accuracy", max_steps=2, val_max_samples=7)
     val = tmp_path / "data" / "val"
     records = json.loads((val / "train.json").read_text())
-    for record in records:
+    for record in records:  # records known by their place: "file name:N" with several files
         record["conversations"][1]["value"] = "red"
+        del record["id"]
     (val / "train.json").write_text(json.dumps(records))
     records[0]["conversations"][1]["value"] = "a long answer that nothing replies " * 2  # 70 bytes
     (val / "long.json").write_text(json.dumps(records[:2]))
     cfg["data"]["val"].append(str(val / "long.json"))
-    requests = Requests(monkeypatch)
-    train(cfg)
-    assert [cap for _, cap in requests.asked] == [3 + 16] * 6 + [70 + 16] * 2
+    loss_sources, answered = [], []  # the val loss's samples; (id, reply cap) of each sample answered
+
+    class Recorded(recipe.Validation):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            loss_sources.extend(sample.source for sample in kwargs["samples"][:self.count])
+
+    def recorded(task, pipeline, batch, max_new_tokens):
+        answered.extend((sample.id, max_new_tokens) for sample in batch)
+        return answer_batch(task, pipeline, batch, max_new_tokens)
+
+    answer_batch = runner.answer_batch
+    monkeypatch.setattr(recipe, "Validation", Recorded)
+    monkeypatch.setattr(runner, "answer_batch", recorded)
+    result = train(cfg)
+    expected = [f"train.json:{n}" for n in range(1, 7)] + ["long.json:1"]  # 6 + 1 of 2: the first 7
+    assert loss_sources == [f"{val / 'train.json'}:[{n}]" for n in range(6)] + [f"{val / 'long.json'}:[0]"]
+    assert answered == [(identifier, 70 + 16) for identifier in expected]  # one validation, at step 2
+    answered.clear()
+    out = tmp_path / "eval" / "both"
+    assert main(["eval", "--task", "custom", "--data", str(val / "train.json"), str(val / "long.json"), "--model",
+                 str(result.final_dir), "--output", str(out), "--limit", "7", "--no-progress"]) == 0
+    assert answered == [(identifier, 70 + 16) for identifier in expected]
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in predictions] == expected

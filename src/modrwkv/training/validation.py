@@ -4,11 +4,13 @@
 
 - The metric (`train.val_metric`): "loss", the mean token cross-entropy over the val samples (every
   supervised token weighs the same, as in a training step's loss; samples in file order, no shuffle;
-  the first `train.val_max_samples` when set); for series, "forecast_mse": the standardised MSE of
+  the first `train.val_max_samples` of all the files when set, one cap over them all); for series,
+  "forecast_mse": the standardised MSE of
   greedy forecasts of the val windows, computed by the `custom-series` eval task itself, so it is the
   number `modrwkv eval --task custom-series --split val` reports; for question-answer and conversation
   files, "accuracy" (higher is better), "wer", "cer" or "mse": the val files answered greedily and
-  scored by the `custom` eval task, the number `modrwkv eval --task custom FILE` reports. Token
+  scored by the `custom` eval task, the number `modrwkv eval --task custom --data FILE ... [--limit N]`
+  reports for the same files (`answer_scorer`). Token
   cross-entropy weighs every token of an answer alike, a digit or a word's ending as much as what
   decides it, so it need not track the score a user wants; the val loss is computed and logged with
   every metric.
@@ -44,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import logging
 import math
@@ -58,7 +59,7 @@ import numpy as np
 import torch
 
 from ..data.readers import DataError
-from ..data.readers.base import expand_paths
+from ..data.readers.base import data_label, expand_paths
 from ..multimodal.model import CONFIG_NAME
 from ..data.sample import Sample
 from ..processing.loader import DroppingCollator, ProcessedDataset
@@ -172,13 +173,11 @@ def shipped_line(decision: dict[str, Any], step: int, final_is_best: bool) -> st
 class TaskScorer:
     """Val samples answered and scored by an eval task exactly as `modrwkv eval` answers and scores them
     (greedy replies in batches, `evaluation.runner.answer_batch`, the task's summary): the value is the
-    summary's `key`. Every rank answers its share of the samples; the records are gathered. `caps`: each
-    sample's reply length cap (the `max_new_tokens` of its file, as `modrwkv eval` of that file sets it);
-    by default the task's."""
+    summary's `key`. Every rank answers its share of the samples, each reply capped at the task's
+    `max_new_tokens` (as `modrwkv eval` caps it); the records are gathered."""
 
-    def __init__(self, task: Any, samples: Sequence[Any], key: str, caps: Sequence[int] | None = None) -> None:
+    def __init__(self, task: Any, samples: Sequence[Any], key: str) -> None:
         self.task, self.samples, self.key = task, list(samples), key
-        self.caps = [task.max_new_tokens] * len(self.samples) if caps is None else list(caps)[:len(self.samples)]
         self.higher_is_better = key in HIGHER_IS_BETTER
         self.distinct_replies = 0  # how many different replies the last call's samples got
         self.records: list[dict[str, Any]] = []  # the last call's records, in the order of `samples`
@@ -188,15 +187,13 @@ class TaskScorer:
         from ..inference import ModRWKVPipeline
 
         world_size = trainer.world_size
-        shard = list(zip(self.samples, self.caps, strict=True))[trainer.global_rank::world_size]
+        shard = self.samples[trainer.global_rank::world_size]
         records = []
         with failing_together(trainer):  # a rank's error (out of memory) ends every rank, not one in the gather
             pipeline = ModRWKVPipeline(model, prefix_cache_bytes=0)  # no cache: the weights change between calls
-            # in batches, as `modrwkv eval` decodes them; a batch holds samples of one cap (of one file)
-            for cap, group in itertools.groupby(shard, key=lambda pair: pair[1]):
-                samples = [sample for sample, _ in group]
-                for start in range(0, len(samples), EVAL_BATCH_SIZE):
-                    records += answer_batch(self.task, pipeline, samples[start:start + EVAL_BATCH_SIZE], cap)
+            for start in range(0, len(shard), EVAL_BATCH_SIZE):  # in batches, as `modrwkv eval` decodes them
+                records += answer_batch(self.task, pipeline, shard[start:start + EVAL_BATCH_SIZE],
+                                        self.task.max_new_tokens)
         if world_size > 1:
             gathered: list[Any] = [None] * world_size
             torch.distributed.all_gather_object(gathered, records)
@@ -269,13 +266,15 @@ def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> Task
 
 def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer:
     """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
-    task, so that a validation's value is what `modrwkv eval --task custom FILE` prints for the same
-    weights (over the first `max_samples` records, when set; each file's replies capped at its own
-    longest answer, as that command caps them). The records are read as the val loss reads them (the
-    data.format, data.options and data.val_options of `config`), where that command reads a file by
-    itself (its format detected, ShareGPT names from a dataset_info.json, the ASR prompt the model
-    records). The files' records decide how accuracy is counted (exact match, VQA accuracy or the choice
-    taken), as that command decides; wer, cer and mse are its `--metric` of that name."""
+    task, so that a validation's value is what `modrwkv eval --task custom --data FILE ...` prints for the
+    same weights and the same files: they are loaded together as that command loads them (a record
+    without an id known as "file name:N"), one cap over all of them (the first `max_samples` records of
+    the files in order, as its `--limit`), every reply capped at the longest answer of any file + 16
+    tokens (its `max_new_tokens`). The records are read as the val loss reads them (the data.format,
+    data.options and data.val_options of `config`), where that command reads a file by itself (its format
+    detected, ShareGPT names from a dataset_info.json, the ASR prompt the model records). The files'
+    records decide how accuracy is counted (exact match, VQA accuracy or the choice taken), as that
+    command decides; wer, cer and mse are its `--metric` of that name."""
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
@@ -283,28 +282,18 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     # them (ShareGPT columns and tags, an ASR manifest's prompt), data.media_folder as `--media-folder`.
     task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder,
                       data_format=config.format, reader_options=config.options)
-    samples: list[Any] = []
-    caps: list[int] = []
-    scoring = None
-    paths = expand_paths(config.train, "data.val")  # data.val's wildcards, as the reader of the val loss expands them
-    for path in paths:
-        try:
-            loaded = task.load(Path(path), "all")
-        except BenchmarkFileError as exc:
-            raise DataError("", "unreadable_file", f"train.val_metric {metric} answers data.val as `modrwkv eval "
-                            f"--task custom` does, which refuses it: {exc}") from None
-        found = loaded[0].reference["metric"]
-        if task.headline != metric:
-            raise ConfigError(f"train.val_metric is {metric}, but {path} holds records that `modrwkv eval --task "
-                              f"custom` scores by {task.headline_label} ({found}): set train.val_metric "
-                              f"{task.headline}")
-        if scoring not in (None, found):
-            raise ConfigError(f"data.val: {paths[0]} is scored by {scoring} and {path} by {found}: one "
-                              "validation number cannot average both; validate on files of one kind")
-        scoring = found
-        samples += loaded
-        caps += [task.max_new_tokens] * len(loaded)  # this file's longest answer, as `modrwkv eval` of it caps
-    return TaskScorer(task, samples[:max_samples], metric, caps)
+    # data.val's wildcards, as the reader of the val loss expands them (and names them in an error)
+    paths = [Path(path) for path in expand_paths(config.train, "data.val")]
+    try:
+        samples = task.load(paths, "all")
+    except BenchmarkFileError as exc:
+        raise DataError("", "unreadable_file", f"train.val_metric {metric} answers data.val as `modrwkv eval "
+                        f"--task custom` does, which refuses it: {exc}") from None
+    if task.headline != metric:
+        raise ConfigError(f"train.val_metric is {metric}, but {data_label(paths)} holds records that `modrwkv eval "
+                          f"--task custom` scores by {task.headline_label} ({samples[0].reference['metric']}): set "
+                          f"train.val_metric {task.headline}")
+    return TaskScorer(task, samples[:max_samples], metric)
 
 
 class Validation(pl.Callback):
