@@ -386,7 +386,7 @@ def test_vlmevalkit_leaves_leading_images_to_the_models_layout(pipeline, tmp_pat
     assert vlm.generate_inner(question) == reply("What is it?\n<image>\nWhat is it?")
     interleaved = [{"type": "text", "value": "Look:"}, *question]
     assert vlm.generate_inner(interleaved) == reply("Look:\n<image>\nWhat is it?")
-    assert asked[0] == "What is it?" and asked[2] == "Look:\n<image>\nWhat is it?"
+    assert asked[0] == "What is it?\n<image>\nWhat is it?" and asked[2] == "Look:\n<image>\nWhat is it?"
 
 
 @dataclasses.dataclass

@@ -130,6 +130,41 @@ def test_vlmevalkit_model_is_a_base_model_with_multi_turn_chat(vlmevalkit_with_b
         model.chat([{"role": "robot", "content": "hi"}])
 
 
+def test_vlmevalkit_chat_lays_out_every_turns_leading_images_as_the_prompt_builder(tmp_path, monkeypatch):
+    """VLMEvalKit's multi-turn chat sends a user turn as [image, ..., text], as `generate` gets a question:
+    each turn's leading images go where the model's media_layout puts them (question first here), as the
+    prompt builder lays out a one-turn prompt of that turn and as `generate` lays out the same parts; chat
+    kept their markers in front of the text whatever the layout. Compared as the prompt's token ids."""
+    from modrwkv.evaluation.harness.vlmevalkit import ModRWKVVLM
+    from modrwkv.inference.prompt import build_sample
+
+    pipeline = tiny_pipeline()
+    monkeypatch.setattr(pipeline.processor, "media_layout", "text_media_text")
+    pictures = [str(tmp_path / f"{index}.png") for index in range(3)]
+    for index, picture in enumerate(pictures):
+        Image.fromarray(image(index)).save(picture)
+    asked = []  # (messages, images) of each request
+    monkeypatch.setattr(pipeline, "chat", lambda messages, **options: asked.append((messages, options["images"])) or "")
+    model = ModRWKVVLM(pipeline=pipeline)
+
+    def parts(paths: list[str], text: str) -> list[dict[str, str]]:
+        return [*({"type": "image", "value": path} for path in paths), {"type": "text", "value": text}]
+
+    model.chat([{"role": "user", "content": parts(pictures[:1], "What is it?")},
+                {"role": "assistant", "content": "A square."},
+                {"role": "user", "content": parts(pictures[1:], "And these two?")}])
+    model.generate(parts(pictures[1:], "And these two?"))
+    (conversation, images), (question, question_images) = asked
+    # the builder's layout of each turn by itself (unmarked images, as a benchmark question is asked)
+    first, last = (build_sample(text, images=paths, media_layout="text_media_text").messages[0].content
+                   for text, paths in (("What is it?", pictures[:1]), ("And these two?", pictures[1:])))
+    assert (first, last) == ("What is it?\n<image>\nWhat is it?", "And these two?\n<image>\n<image>\nAnd these two?")
+    expected = pipeline.encode([{"role": "user", "content": first}, {"role": "assistant", "content": "A square."},
+                                {"role": "user", "content": last}], images=pictures)
+    assert images == pictures and pipeline.encode(conversation, images=images).ids == expected.ids
+    assert pipeline.encode(question, images=question_images).ids == pipeline.encode(last, images=pictures[1:]).ids
+
+
 # docs/evaluation.md, "lmms-eval": lmms-eval 0.7.3 leaves filelock unpinned but needs 3.x, and
 # PyPI's torchvision is a CUDA build that fails to import beside torch's CPU build (uninstall it).
 LMMS_EVAL_INSTALL = 'pip install lmms-eval==0.7.3 "filelock<4" torch==2.13.0 && pip uninstall -y torchvision'

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ...data.sample import MARKERS, escape_markers
+from ...data.sample import MARKERS, escape_markers, place_media, unmarked_markers
 from ..tasks.base import OPTION_LETTERS, SHORT_ANSWER_PROMPT, choice_prompt
 from . import load_pipeline
 
@@ -103,18 +103,9 @@ class ModRWKVVLM(_VLMEvalBase):
         return self.generate_inner(self._parts(message), dataset)
 
     def generate_inner(self, message: Sequence[Mapping[str, str]], dataset: str | None = None) -> str:
-        """The greedy reply to interleaved parts; each image sits where its part is, except images that all
-        come before the text: VLMEvalKit's default prompt of every image benchmark puts them there, which
-        says nothing of where the model reads them, so the model places them as it was trained (its
-        `media_layout`), as `modrwkv eval`'s benchmarks and the lmms-eval adapter do."""
+        """The greedy reply to interleaved parts, laid out as a user turn of `chat_inner` is (`_user_text`)."""
         images: list[str] = []
-        kinds = [part["type"] for part in message]
-        leading = kinds.count("image")
-        if 0 < leading < len(kinds) and kinds[:leading] == ["image"] * leading:
-            images = [part["value"] for part in message[:leading]]
-            text = self._text(message[leading:], images)  # the text parts alone (their types checked)
-        else:
-            text = self._text(message, images)
+        text = self._user_text(message, images)
         return self.pipeline.chat(text, images=images, temperature=0.0, max_new_tokens=self.max_new_tokens).strip()
 
     def chat(self, messages: Sequence[Mapping[str, Any]], dataset: str | None = None) -> str:
@@ -123,16 +114,32 @@ class ModRWKVVLM(_VLMEvalBase):
         return self.chat_inner(messages, dataset)
 
     def chat_inner(self, messages: Sequence[Mapping[str, Any]], dataset: str | None = None) -> str:
+        """`chat`'s reply: each user turn laid out as `generate_inner` lays out its message (`_user_text`)."""
         conversation, images = [], []
         for index, turn in enumerate(messages):
             if not isinstance(turn, Mapping) or turn.get("role") not in ("system", "user", "assistant"):
                 raise ValueError(f"chat message {index} must have a role of system, user or assistant: {turn!r}")
-            text = self._text(self._parts(turn.get("content", "")), images)
+            parts = self._parts(turn.get("content", ""))
+            text = self._user_text(parts, images) if turn["role"] == "user" else self._text(parts, images)
             conversation.append({"role": turn["role"], "content": text})
         if not conversation or conversation[-1]["role"] != "user":
             raise ValueError("a chat must end with a user message")
         return self.pipeline.chat(conversation, images=images, temperature=0.0,
                                   max_new_tokens=self.max_new_tokens).strip()
+
+    def _user_text(self, parts: Sequence[Mapping[str, str]], images: list[str]) -> str:
+        """A user turn's prompt text (`_text`), except for images that all come before the text: VLMEvalKit's
+        default prompt of every image benchmark puts them there, which says nothing of where the model reads
+        them, so they are placed as the model was trained (its `media_layout`: `place_media` of their
+        `unmarked_markers`, as the prompt builder places a prompt's unmarked images), as `modrwkv eval`'s
+        benchmarks and the lmms-eval adapter ask; in every turn of a multi-turn chat alike."""
+        kinds = [part["type"] for part in parts]
+        leading = kinds.count("image")
+        if not (0 < leading < len(kinds) and kinds[:leading] == ["image"] * leading):
+            return self._text(parts, images)
+        images.extend(part["value"] for part in parts[:leading])
+        text = self._text(parts[leading:], images)  # the text parts alone (their types checked)
+        return place_media(text, unmarked_markers({"image": leading}), self.pipeline.processor.media_layout)
 
     def _text(self, parts: Sequence[Mapping[str, str]], images: list[str]) -> str:
         """The prompt text of interleaved parts, an image marker where each image sits; the image
