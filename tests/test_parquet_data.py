@@ -282,6 +282,10 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     mixed = (f"{llava} holds llava records, but {jsonl} holds qa records: one reader reads them all, and it would "
              "skip every record of the other format; give files of one format")
     assert error(["init", "--data", str(jsonl), str(llava), "--yes"]) == f"modrwkv init: error: {mixed} (or --format)"
+    # with --format qa, the qa reader refuses every record of the llava file, which training would refuse
+    assert error(["init", "--data", str(jsonl), str(llava), "--format", "qa", "--yes", "--output",
+                  str(tmp_path / "qa.yaml")]) == \
+        f"modrwkv init: error: {mixed} (--format qa)"
     eval_custom = ["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"), "--data"]
     assert error([*eval_custom, str(empty)]) == (
         f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file; give the data files (a wildcard "

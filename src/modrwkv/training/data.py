@@ -27,7 +27,7 @@ from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
-from ..data.readers.base import MixedFormats, common_format, expand_paths
+from ..data.readers.base import MixedFormats, expand_paths
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
@@ -238,8 +238,8 @@ def read_samples(config: DataConfig, setting: str = "data.train") -> list[Sample
     if not samples:
         first = f"; the first: {reader.report.examples[0]}" if reader.report.examples else ""
         raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()}{first})")
-    try:  # the files read as data.format first, so that the one named is a file of another format
-        common_format(sorted(reader.report.formats.items(), key=lambda found: found[1] != config.format))
+    try:
+        reader.report.check_one_format(config.format)
     except MixedFormats as exc:
         raise DataError(setting, "other_format", f"{exc} (data.format: {config.format})") from None
     return samples

@@ -162,6 +162,10 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media files were not "
                         "found, give the folder they are relative to (--media-folder)", problems,
                         reader.report.num_skipped)
+    try:  # with --format, files of another format are told by the reader refusing all their records
+        reader.report.check_one_format(data_format)
+    except MixedFormats as exc:
+        raise InitError(f"{exc} (--format {data_format})" if answers.data_format else str(exc)) from None
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)

@@ -98,6 +98,11 @@ class ReadReport:
     def num_skipped(self) -> int:
         return sum(self.skipped.values())
 
+    def check_one_format(self, reading: str) -> None:
+        """`common_format` of the files this pass read, those read as `reading` (the reader's format) first:
+        `MixedFormats` names a file every record of which was refused as another format's."""
+        common_format(sorted(self.formats.items(), key=lambda found: found[1] != reading))
+
     def add_skip(self, error: DataError) -> None:
         self.skipped[error.reason] += 1
         if len(self.examples) < self.max_examples:
