@@ -29,7 +29,7 @@ from modrwkv.data.readers import (
     openai_to_sample,
     parse_forecast,
 )
-from modrwkv.data.readers.base import expand_paths
+from modrwkv.data.readers.base import MixedFormats, expand_paths
 from modrwkv.data.readers.series import instance_stats, read_forecast
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
@@ -999,6 +999,25 @@ def test_a_record_of_another_format_in_a_file_is_named_as_the_file_mixing_format
     alone = write_jsonl(tmp_path / "other.jsonl", [other])
     with pytest.raises(DataError, match=rf"^{alone}:1: .*, but this reads {name} records \(docs/custom-data.md\)$"):
         list(reader_class(alone, on_error="raise", **{folder: media}))
+
+
+@pytest.mark.parametrize("data_format, other_format", [("qa", "llava"), ("llava", "qa"), ("openai", "llava"),
+                                                       ("sharegpt", "llava"), ("asr", "qa")])
+def test_every_reader_tells_a_file_of_another_format_among_its_files(data_format, other_format, media, tmp_path):
+    """Each reader records each file's format as it read it (`ReadReport.formats`): a file every record of
+    which it refused as another format's is that format, and the pass is `MixedFormats` naming it and a
+    file of the reader's format, whichever comes first (training's data.train check)."""
+    reader_class, folder = READERS[data_format]
+    good, other, _ = MIXED[data_format]
+    other_file, good_file = write_jsonl(tmp_path / "b.jsonl", [other]), write_jsonl(tmp_path / "a.jsonl", [good, good])
+    reader = reader_class([other_file, good_file], **{folder: media})
+    assert len(list(reader)) == 2 and reader.report.skipped == {"other_format": 1}
+    assert reader.report.formats == {str(other_file): other_format, str(good_file): data_format}
+    with pytest.raises(MixedFormats) as info:
+        reader.report.check_one_format(data_format)
+    assert str(info.value) == (f"{other_file} holds {other_format} records, but {good_file} holds {data_format} "
+                               "records: one reader reads them all, and it would skip every record of the other "
+                               "format; give files of one format")
 
 
 def test_a_json_array_that_mixes_formats_names_the_record_by_index(media, tmp_path):
