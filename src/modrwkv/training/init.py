@@ -369,7 +369,7 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     from ..evaluation.tasks.custom import CustomTask
 
     val = Path(str(answers.val))
-    if answers.data_format is None and val.is_file():  # a format given (--data-format) applies to both files
+    if answers.data_format is None and val.is_file():  # a format given (--format) applies to both files
         with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
             try:
                 common_format([(data_label(answers.data), data_format), (val, detect_format(val))])

@@ -5,12 +5,11 @@
 - The metric (`train.val_metric`): "loss", the mean token cross-entropy over the val samples (every
   supervised token weighs the same, as in a training step's loss; samples in file order, no shuffle;
   the first `train.val_max_samples` of all the files when set, one cap over them all); for series,
-  "forecast_mse": the standardised MSE of
-  greedy forecasts of the val windows, computed by the `custom-series` eval task itself, so it is the
-  number `modrwkv eval --task custom-series --split val` reports; for question-answer and conversation
-  files, "accuracy" (higher is better), "wer", "cer" or "mse": the val files answered greedily and
-  scored by the `custom` eval task, the number `modrwkv eval --task custom --data FILE ... [--limit N]`
-  reports for the same files (`answer_scorer`). Token
+  "forecast_mse": the standardised MSE of greedy forecasts of the val windows, computed by the
+  `custom-series` eval task itself, so it is the number `modrwkv eval --task custom-series --split val`
+  reports; for question-answer and conversation files, "accuracy" (higher is better), "wer", "cer" or
+  "mse": the val files answered greedily and scored by the `custom` eval task, the number `modrwkv eval
+  --task custom --data FILE ... [--limit N]` reports for the same files (`answer_scorer`). Token
   cross-entropy weighs every token of an answer alike, a digit or a word's ending as much as what
   decides it, so it need not track the score a user wants; the val loss is computed and logged with
   every metric.
