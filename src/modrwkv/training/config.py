@@ -151,7 +151,7 @@ class OptimConfig:
     val_every: int = 0  # optimizer steps between validations on data.val (0: none); also at the last step
     val_at_start: bool = False  # also validate the model as it starts (step 0)
     val_metric: ValMetric = "loss"
-    val_max_samples: int | None = None  # validate on the first this many val samples (null: all)
+    val_max_samples: int | None = None  # the first this many val samples, of all the files together (null: all)
     # stop after this many validations in a row without improving on the best (0: never stop early)
     early_stopping_patience: int = 0
     # val_metric forecast_mse: at the end, ship the series encoder's baseline alone (a reply of zeros) unless the
