@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -158,7 +159,38 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
                                                tmp_path / "eval-tar-asked", "--caption-prompt", QUESTION)
     assert tar_metrics == metrics and [(p["prompt"], p["prediction"]) for p in tar_predictions] == [
         (p["prompt"], p["prediction"]) for p in predictions] and QUESTION in predictions[0]["prompt"]
+    # the folder trained on the shards records the question they were asked, which eval asks them by default
+    # (the same weights as from_jsonl's: the same replies); a folder without the record asks the default
+    assert json.loads((from_tar.final_dir / "config.json").read_text())["caption_prompt"] == QUESTION
+    assert json.loads((from_jsonl.final_dir / "config.json").read_text())["caption_prompt"] is None
+    recorded = eval_custom(from_tar.final_dir, [str(tmp_path / "test")], tmp_path / "eval-tar-recorded")
+    assert recorded == (tar_metrics, tar_predictions)
+    assert recorded[1][0]["prompt"] == f"<image>\n{QUESTION}"
+    old = tmp_path / "old-folder"
+    shutil.copytree(from_tar.final_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["caption_prompt"]
+    (old / "config.json").write_text(json.dumps(config))
+    metrics, predictions = eval_custom(old, [str(tmp_path / "test")], tmp_path / "eval-tar-old")
+    assert (metrics, [(p["id"], p["prediction"]) for p in predictions]) == summaries[1]
+    assert {p["prompt"] for p in predictions} == {f"<image>\n{CAPTION_PROMPT}"}
+    (old / "config.json").write_text(json.dumps({**config, "caption_prompt": 5}))
     capsys.readouterr()
+    assert main(["eval", "--model", str(old), "--task", "custom", "--data", str(tmp_path / "test"),
+                 "--output", str(tmp_path / "eval-tar-bad")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"modrwkv eval: error: {old / 'config.json'}: 'caption_prompt' must be a string or null, got 5"]
+    # a run asked the recorded question resumes with it given, not with another one
+    again = eval_custom(from_tar.final_dir, [str(tmp_path / "test")], tmp_path / "eval-tar-recorded",
+                        "--caption-prompt", QUESTION)
+    assert again == recorded
+    capsys.readouterr()
+    assert main(["eval", "--model", str(from_tar.final_dir), "--task", "custom", "--data", str(tmp_path / "test"),
+                 "--output", str(tmp_path / "eval-tar-recorded"), "--caption-prompt", CAPTION_PROMPT,
+                 "--max-new-tokens", "4"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"modrwkv eval: error: {tmp_path / 'eval-tar-recorded'} holds predictions of a different run: benchmark data; "
+        "choose another --output, or remove the folder to start over"]
     assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", str(asked),
                  "--output", str(tmp_path / "eval-refused"), "--caption-prompt", QUESTION]) == 2
     assert capsys.readouterr().err.splitlines() == [

@@ -1117,8 +1117,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "records")
     p.add_argument("--caption-prompt", metavar="TEXT",
                    help="--task custom with WebDataset .tar shards: ask their captioned samples (media + .txt) "
-                   "TEXT, the question training asked them (its data.options.prompt), instead of the default "
-                   "\"Write a short caption for the image.\"")
+                   "TEXT instead of the question the model's training asked them, which its folder records "
+                   "(caption_prompt; a folder saved before 2026-12-03 or a released checkpoint: the default "
+                   "\"Write a short caption for the image.\")")
     p.add_argument("--long-form", action="store_true",
                    help="librispeech, aishell, and --task custom with an ASR manifest: cut each recording at its pauses "
                    "into segments, transcribe each from a fresh state and join the texts (for recordings longer than "

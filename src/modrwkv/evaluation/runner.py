@@ -81,6 +81,15 @@ class ModelSpec:
         path = Path(self.path)
         return read_config(path).get("media_layout", "media_text") if is_modrwkv_folder(path) else "media_text"
 
+    def caption_prompt(self) -> str | None:
+        """The question the model's training asked WebDataset shards' captioned samples: its folder's
+        `caption_prompt`; None (the reader's default question) for a released checkpoint or a folder that
+        records none (saved before folders recorded it, or trained on no shards)."""
+        from ..multimodal.model import is_modrwkv_folder, read_config
+
+        path = Path(self.path)
+        return read_config(path).get("caption_prompt") if is_modrwkv_folder(path) else None
+
 
 @dataclasses.dataclass
 class EvalResult:
@@ -274,6 +283,7 @@ def run_eval(
     check_output_folder(output)
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index must lie in [0, {num_shards}), got {shard_index}")
+    task.adopt_model_settings(model)  # before loading: what the model records may decide how samples are asked
     samples = task.load(data, split)
     max_new_tokens = max_new_tokens or task.max_new_tokens  # after loading: a custom task sizes it from the answers
     if not samples:

@@ -92,6 +92,7 @@ class ModRWKV(nn.Module):
         series_prompt: str | None = None,
         series_baseline_only: bool = False,
         media_layout: MediaLayout = "media_text",
+        caption_prompt: str | None = None,
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
@@ -105,8 +106,10 @@ class ModRWKV(nn.Module):
         training when validation could not show that the model's corrections beat it;
         `ModRWKVPipeline.forecast_batch`); `media_layout`: where a prompt's media go when its text places
         no marker for them, the layout the model was trained with ("media_text", LLaVA's, or
-        "text_media_text", the quickstart's; `modrwkv.data.sample.place_media`). All are saved in the
-        model's config."""
+        "text_media_text", the quickstart's; `modrwkv.data.sample.place_media`); `caption_prompt`: the question
+        training asked WebDataset shards' captioned samples (image or video + .txt; the qa reader's `prompt`),
+        None for the reader's default ("Write a short caption for the image." / "... the video."). All are
+        saved in the model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -130,6 +133,7 @@ class ModRWKV(nn.Module):
         self.series_prompt = series_prompt
         self.series_baseline_only = series_baseline_only
         self.media_layout = media_layout
+        self.caption_prompt = caption_prompt
         self.video = video if isinstance(video, VideoSampling) else VideoSampling.from_dict(video)
         for modality in encoders:
             if modality not in self.placeholder_ids:
@@ -299,6 +303,7 @@ class ModRWKV(nn.Module):
             "series_prompt": self.series_prompt,
             "series_baseline_only": self.series_baseline_only,
             "media_layout": self.media_layout,
+            "caption_prompt": self.caption_prompt,
         }
 
     def save_pretrained(
@@ -395,13 +400,13 @@ class ModRWKV(nn.Module):
         tensors = read_safetensors(folder / WEIGHTS_NAME)
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm = build_lm(lm_sd, config=lm_config, dtype=dtype, where=folder / WEIGHTS_NAME)
-        # Folders written before placeholder ids (or the series prompt, or the media layout) were recorded used
-        # today's defaults.
+        # Folders written before placeholder ids (or the series prompt, the media layout, the caption question)
+        # were recorded used today's defaults.
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
                     config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"),
                     config.get("series_prompt"), config.get("series_baseline_only", False),
-                    config.get("media_layout", "media_text"))
+                    config.get("media_layout", "media_text"), config.get("caption_prompt"))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -492,8 +497,9 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         ):
             raise CheckpointError(f"{path}: '{name}' must be a JSON object of ids in [0, 65536), "
                                   f"got {json.dumps(value)[:60]}")
-    if not isinstance(config.get("asr_prompt", ""), (str, type(None))):
-        raise CheckpointError(f"{path}: 'asr_prompt' must be a string or null, got {json.dumps(config['asr_prompt'])[:60]}")
+    for name in ("asr_prompt", "caption_prompt"):
+        if not isinstance(config.get(name), (str, type(None))):
+            raise CheckpointError(f"{path}: '{name}' must be a string or null, got {json.dumps(config[name])[:60]}")
     lookback = config.get("series_lookback")
     if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1):
         raise CheckpointError(f"{path}: 'series_lookback' must be a whole number >= 1 or null, got "

@@ -23,6 +23,7 @@ from ...textfiles import TextFileError, read_text
 
 if TYPE_CHECKING:
     from ...inference import ModRWKVPipeline
+    from ..runner import ModelSpec
     from ...processing.speech_segments import SegmentSettings
 
 # The suffix LLaVA-1.5's evaluation appends to short-answer questions (VQAv2, GQA, TextVQA, POPE).
@@ -130,6 +131,11 @@ class Task(abc.ABC):
         if self.long_form is not None:
             options["long_form"] = dataclasses.asdict(self.long_form)
         return options
+
+    def adopt_model_settings(self, model: ModelSpec) -> None:
+        """Takes, before the samples are loaded, what the model's folder records that decides how they are
+        asked (`run_eval` calls it; the custom task: the caption question of WebDataset shards, so that it is
+        in the samples' prompts and the run's identity). Nothing by default."""
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         """Raises ValueError, before anything is generated, for a model this task's settings do not

@@ -35,7 +35,9 @@ ASR manifest holds no prompt: its user turn is the audio and the ASR prompt the 
 with (training records `data.options.prompt` as `asr_prompt` in the model folder's config.json;
 null there asks the audio alone), put in when the model is loaded; `asr_prompt` asks with another
 text instead ("": the audio alone). A folder saved before the record existed is asked the
-default, "Transcribe the audio.", with a warning.
+default, "Transcribe the audio.", with a warning. Likewise a WebDataset shard's captioned sample (media +
+.txt) is asked the question training asked it (the model folder's `caption_prompt`; null or absent: the
+reader's default), or `caption_prompt`.
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
 `choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
@@ -56,7 +58,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,6 +74,9 @@ from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
+
+if TYPE_CHECKING:
+    from ..runner import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +149,10 @@ class CustomTask(Task):
             asr_prompt = self.reader_options["prompt"] or ""  # None (the audio alone) is asr_prompt's ""
         if caption_prompt is not None and "prompt" in self.reader_options:
             raise ValueError("caption_prompt and reader_options' prompt both give the caption question; give one")
-        # what WebDataset shards' captioned samples are asked: the question training asked them
-        # (data.options.prompt), which the model folder does not record; None: the reader's default
+        # what WebDataset shards' captioned samples are asked instead of the question the model's training
+        # asked them (`adopt_model_settings`); None: that one
         self.caption_prompt = caption_prompt
+        self.model_caption_prompt: str | None = None  # the model folder's record (None: the reader's default)
         self.data_format = data_format
         self.metric = metric
         self.prompt = prompt
@@ -158,6 +164,11 @@ class CustomTask(Task):
             self.headline, self.headline_label = _HEADLINES[metric]
         if self.baselines:
             self.paper_note = "compared only with the baselines given on the command line (--baseline)"
+
+    def adopt_model_settings(self, model: ModelSpec) -> None:
+        """The question the model's training asked WebDataset shards' captioned samples (its folder's
+        `caption_prompt`), which they are asked unless `caption_prompt` or the reader's `prompt` says another."""
+        self.model_caption_prompt = model.caption_prompt()
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return [PaperResult(name, value) for name, value in self.baselines.items()]
@@ -207,8 +218,10 @@ class CustomTask(Task):
                 if self.caption_prompt is not None and data_format != "qa":
                     raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
                                              f"this file holds {data_format} records{chosen}")
-                # a tar's captioned samples are asked what training asked them (the qa reader's prompt)
-                caption = self.caption_prompt if self.caption_prompt is not None else self.reader_options.get("prompt")
+                # a tar's captioned samples are asked what training asked them: the question given, else the
+                # reader's prompt (validation during training), else the model folder's record
+                caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
+                           if "prompt" in self.reader_options else self.model_caption_prompt)
                 records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
                 for number, (source, build) in enumerate(one_format(file, data_format, records_of, lambda record,
                                                                     source: convert(record, source, self.prompt),
