@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import sys
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from modrwkv.data.readers.detect import detect_format
 from modrwkv.data.readers.webdataset import TarMember
 from modrwkv.encoders.media import MediaError, load_audio, load_image
 from modrwkv.evaluation.tasks import CustomTask
+from modrwkv.evaluation.tasks.base import BenchmarkFileError
 from modrwkv.training import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -349,13 +352,66 @@ def test_a_tar_with_a_samples_members_apart_is_one_line_naming_it(tmp_path, caps
     expected = (f"{path}: the members of sample a are not one after another (a.txt comes after other samples' "
                 "members): a WebDataset shard holds each sample's members together, in key order; write it so "
                 "(`tar --sort=name -cf shard.tar ...`, or webdataset's TarWriter)")
-    with pytest.raises(DataError, match="^" + __import__("re").escape(expected) + "$"):
-        list(QAReader(path))
+    # the first sample's half (a.png alone) is a bad record before a.txt is reached: the file's line is given
+    # instead, whether bad records are skipped or raised, and no half-sample is skipped before it
+    for on_error in ("skip", "raise"):
+        reader = QAReader(path, on_error=on_error)
+        with pytest.raises(DataError, match="^" + re.escape(expected) + "$"):
+            list(reader)
+        assert reader.report.num_skipped == 0
+    with pytest.raises(BenchmarkFileError, match="^" + re.escape(expected) + "$"):
+        CustomTask().load(path, "all")
     assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {expected}"]
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"),
+                 "--data", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv eval: error: {expected}"
+    # init looks at up to 100 samples for the format: the file's line, not "no usable sample among the first 100"
+    write_tar(path, [(f"{k:03d}.png", png) for k in range(101)] + [(f"{k:03d}.txt", b"zero") for k in range(101)])
+    assert main(["init", "--data", str(path), "--yes", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"modrwkv init: error: {path}: the members of sample 000 "
+                                                            "are not one after another (000.txt comes after other "
+                                                            f"samples' members){expected.split('members)', 1)[1]}"]
+    # members apart whose first halves make records (the .cls members last) are named where they come back
+    write_tar(path, [("a.png", png), ("a.txt", b"zero"), ("b.png", png), ("b.txt", b"zero"), ("a.cls", b"0"),
+                     ("b.cls", b"0")])
+    with pytest.raises(DataError, match=re.escape("the members of sample a are not one after another (a.cls comes")):
+        list(QAReader(path, on_error="raise"))
+    # a sample that is bad on its own in a tar in order is named as itself
+    write_tar(path, [("a.png", png), ("a.txt", b"zero"), ("b.png", png), ("c.png", png), ("c.txt", b"zero")])
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))}:b: no text: no .txt member"):
+        list(QAReader(path, on_error="raise"))
     # the same members in key order (`tar --sort=name`) read as two samples
     write_tar(path, [("a.png", png), ("a.txt", b"zero"), ("b.png", png), ("b.txt", b"zero")])
     assert [s.source for s in QAReader(path, on_error="raise")] == [f"{path}:a", f"{path}:b"]
+
+
+def test_finished_keys_are_held_as_hashes_and_a_shared_hash_is_no_false_alarm(tmp_path, monkeypatch):
+    """The keys of the samples read are remembered by a 64-bit hash (8 bytes, where a str key in a set holds
+    ~110: 110 MB a million samples); two keys that share one are told apart by the tar's members, so a tar
+    in order reads whole and one out of order is named, every key's hash the same or not."""
+    from modrwkv.data.readers import webdataset
+
+    names = [f"{i:09d}" for i in range(100000)]
+    finished = webdataset._FinishedKeys()
+    tracemalloc.start()
+    for name in names:
+        finished.add(name)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert all(finished.may_hold(name) for name in names) and not finished.may_hold("x")
+    assert held < 16 * len(names), f"{held} bytes for {len(names)} keys"
+    ordered = [(f"{k}.{ext}", b"x") for k in ("a", "b", "c") for ext in ("png", "txt")]
+    apart = [(f"{k}.png", b"x") for k in ("a", "b")] + [(f"{k}.txt", b"x") for k in ("a", "b")]
+    for collide in (False, True):
+        if collide:
+            monkeypatch.setattr(webdataset, "_key_hash", lambda key: 7)
+        write_tar(tmp_path / "ordered.tar", ordered)
+        assert [s.source.rsplit(":", 1)[1] for s in QAReader(tmp_path / "ordered.tar", on_error="raise")] == \
+            ["a", "b", "c"]
+        write_tar(tmp_path / "apart.tar", apart)
+        with pytest.raises(DataError, match=re.escape("the members of sample a are not one after another")):
+            list(QAReader(tmp_path / "apart.tar", on_error="raise"))
 
 
 def test_listing_holds_no_member_headers(tmp_path, monkeypatch):

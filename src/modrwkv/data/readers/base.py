@@ -162,7 +162,7 @@ class Reader(abc.ABC, Iterable[Sample]):
                 sample = build()
                 _check_sample(sample)
             except DataError as err:
-                if self.on_error == "raise":
+                if self.on_error == "raise" or err.reason == "unreadable_file":  # a whole file: nothing to skip to
                     raise
                 report.add_skip(err)
                 level = logging.WARNING if report.num_skipped <= self.log_limit else logging.DEBUG

@@ -59,6 +59,8 @@ def detect_format(path: Path) -> str:
             try:
                 found = load()
             except DataError as exc:
+                if exc.reason == "unreadable_file":  # the file's own problem (a tar's samples out of order)
+                    raise
                 bad = bad or exc
                 continue
             if isinstance(found, dict):

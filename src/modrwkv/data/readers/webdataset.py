@@ -26,7 +26,10 @@ one record of a training format:
 
 Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small `.txt` / `.json` members are
 read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
-tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it.
+tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it. A sample cut in two
+by such a tar makes a bad record before the reading gets to its second half: the first record that fails
+has the whole tar's order checked (its headers alone, once per reading), and the file's line replaces
+the record's error.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .asr import TEXT_KEYS
 from .base import DataError, EmbeddedBytes, NamedBytes
@@ -82,6 +87,102 @@ class TarMember(EmbeddedBytes):
         return NamedBytes(data, self.name)
 
 
+# The hash a finished sample's key is remembered by (Python's str hash: 64 bits, salted per process, which
+# matters not: it is compared within one reading); a name, so that a test can make every key collide.
+_key_hash = hash
+
+
+class _FinishedKeys:
+    """The keys of the samples gathered so far, to refuse a tar whose sample's members come back after
+    other samples'. Kept as 64-bit hashes, in a sorted array and a set of the latest, merged into the
+    array when it reaches a 32nd of it: 8 bytes a sample, with the set and a merge's copy 21 MB at the peak
+    for a million samples, where a set of the keys themselves held 92 MB (docs/custom-data.md). `may_hold`
+    is true for every key added, and for another whose hash is one of theirs (among a million keys, a chance
+    of about 3 in 10^8), which `_SampleOrder` confirms against the tar's earlier members."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.int64)
+        self._recent: set[int] = set()
+
+    def add(self, key: str) -> None:
+        self._recent.add(_key_hash(key))
+        if len(self._recent) >= max(4096, len(self._sorted) >> 5):
+            recent = np.sort(np.fromiter(self._recent, np.int64, len(self._recent)))
+            self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, recent), recent)  # linear time
+            self._recent.clear()
+
+    def may_hold(self, key: str) -> bool:
+        code = _key_hash(key)
+        if code in self._recent:
+            return True
+        index = self._sorted.searchsorted(code)
+        return bool(index < len(self._sorted) and self._sorted[index] == code)
+
+
+class _SampleOrder:
+    """Follows the keys of a tar's members, in order: which member starts a sample, and a `DataError` for
+    one of a sample finished before (a tar written `tar -cf s.tar *.png *.txt`, its members by extension:
+    each of its samples would be cut in two bad ones)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.key: str | None = None  # the sample being gathered
+        self.finished = _FinishedKeys()
+
+    def starts(self, key: str, info: tarfile.TarInfo) -> bool:
+        """Whether `info`, a member of `key`, starts a sample (the one before it then finished)."""
+        if key == self.key:
+            return False
+        if self.finished.may_hold(key) and _member_before(self.path, key, info.offset):
+            raise DataError(str(self.path), "unreadable_file", f"the members of sample {key} are not one after "
+                            f"another ({info.name} comes after other samples' members): a WebDataset shard holds "
+                            "each sample's members together, in key order; write it so (`tar --sort=name -cf "
+                            "shard.tar ...`, or webdataset's TarWriter)")
+        if self.key is not None:
+            self.finished.add(self.key)
+        self.key = key
+        return True
+
+
+def _keyed_members(archive: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None, str]]:
+    """(member, key, extension) per member of the tar, in order; the key None for one that is no field of a
+    sample (not a regular file, or without an extension, which WebDataset leaves aside too). tarfile keeps
+    every member's TarInfo (~440 bytes each: GBs for a tar of millions of samples); only the one in hand is
+    kept."""
+    while (info := archive.next()) is not None:
+        archive.members.clear()
+        match = _KEY.match(info.name) if info.isfile() else None
+        yield info, match and match.group(1), match.group(2).lower() if match else ""
+
+
+def _member_before(path: Path, key: str, offset: int) -> bool:
+    """Whether a member of `key` comes before `offset` in the tar: a key whose hash is a finished sample's
+    is another sample's only if so (the tar read as far as it was; a damaged part is not reached)."""
+    with path.open("rb") as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
+        for info, member_key, _ in _keyed_members(archive):
+            if info.offset >= offset:
+                return False
+            if member_key == key:
+                return True
+    return False
+
+
+def _order_error(path: Path) -> DataError | None:
+    """The error of a tar whose samples' members are apart (`_SampleOrder`), from its headers alone; None
+    for one in order, or damaged before any returns (which the reading itself names)."""
+    order = _SampleOrder(path)
+    try:
+        with path.open("rb") as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
+            for info, key, _ in _keyed_members(archive):
+                if key is not None:
+                    order.starts(key, info)
+    except DataError as err:
+        return err
+    except (tarfile.TarError, OSError):
+        pass
+    return None
+
+
 @dataclasses.dataclass
 class _Sample:
     """The members of one sample as the tar is scanned: media by kind, the .txt / .json contents."""
@@ -117,16 +218,20 @@ def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple
                                 "does not allow; decompress it to a .tar") from None
             raise DataError(name, "unreadable_file", f"not a readable tar file ({err})") from None
         sample: _Sample | None = None
-        finished: set[str] = set()  # the keys of the samples gathered, to refuse one whose members are apart
+        order = _SampleOrder(path)
+        checked: list[DataError | None] = []  # the whole tar's order, checked once a record fails
         last = None  # the last member read, for messages
+        members = _keyed_members(archive)
         while True:
             try:
-                info = archive.next()
-                # tarfile keeps every member's TarInfo (~440 bytes each: GBs for a tar of millions of
-                # samples); only the one in hand is needed.
-                archive.members.clear()
-                if info is not None and info.isfile():
-                    sample = yield from _add_member(path, archive, info, sample, finished, caption_prompt)
+                info, key, extension = next(members, (None, None, ""))
+                if info is not None and key is not None:
+                    if order.starts(key, info):
+                        if sample is not None:
+                            yield _record_loader(path, sample, caption_prompt, checked)
+                        sample = _Sample(key)
+                    assert sample is not None  # (the first member starts one)
+                    _add_member(path, archive, info, extension, sample)
             except (tarfile.TarError, OSError) as err:
                 where = f"after {last}" if last else "at its first member"
                 raise DataError(name, "unreadable_file", f"the tar is damaged or cut short {where} ({err})") from None
@@ -135,29 +240,12 @@ def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple
             last = info.name
         _check_end(handle, archive.offset, name, last)
         if sample is not None:
-            yield _record_loader(path, sample, caption_prompt)
+            yield _record_loader(path, sample, caption_prompt, checked)
 
 
-def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, sample: _Sample | None,
-                finished: set[str], caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """Adds a member to the sample being gathered; when it starts another sample, yields the finished one
-    first (its key added to `finished`). Returns the sample being gathered (a generator's return value, for
-    `yield from`). A member of a sample finished before (a tar written `tar -cf s.tar *.png *.txt`, its
-    members by extension) raises `DataError`: each of its samples would be cut in two bad ones."""
-    match = _KEY.match(info.name)
-    if match is None:  # no extension: no field of a sample (WebDataset leaves it aside too)
-        return sample
-    key, extension = match.group(1), match.group(2).lower()
-    if sample is None or key != sample.key:
-        if key in finished:
-            raise DataError(str(path), "unreadable_file", f"the members of sample {key} are not one after another "
-                            f"({info.name} comes after other samples' members): a WebDataset shard holds each "
-                            "sample's members together, in key order; write it so (`tar --sort=name -cf "
-                            "shard.tar ...`, or webdataset's TarWriter)")
-        if sample is not None:
-            finished.add(sample.key)
-            yield _record_loader(path, sample, caption_prompt)
-        sample = _Sample(key)
+def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, extension: str, sample: _Sample) -> None:
+    """Adds a member (of extension `extension`) to the sample being gathered: a media member by where its
+    bytes are, a .txt / .json by its bytes."""
     if info.name in sample.names:
         sample.repeated = sample.repeated or info.name
     sample.names.append(info.name)
@@ -171,7 +259,6 @@ def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, sam
         if len(data) != info.size:
             raise tarfile.ReadError("unexpected end of data")
         sample.texts.setdefault(extension, data)
-    return sample
 
 
 def _media_kind(extension: str) -> str | None:
@@ -197,9 +284,25 @@ def _check_end(handle: Any, offset: int, name: str, last: str | None) -> None:
                         "tar header")
 
 
-def _record_loader(path: Path, sample: _Sample, caption_prompt: str | None) -> tuple[str, Callable[[], Any]]:
+def _record_loader(path: Path, sample: _Sample, caption_prompt: str | None,
+                   checked: list[DataError | None]) -> tuple[str, Callable[[], Any]]:
+    """(source, load) of a gathered sample. A sample that makes no record may be the first half of one cut
+    in two by a tar whose members are apart, which the reading names only when it gets to the second half:
+    the first failure has the tar's order checked (`_order_error`, kept in `checked`), and a tar out of
+    order raises the file's error instead of the record's."""
     source = f"{path}:{sample.key}"
-    return source, lambda: _record(sample, source, caption_prompt)
+
+    def load() -> dict[str, Any]:
+        try:
+            return _record(sample, source, caption_prompt)
+        except DataError:
+            if not checked:
+                checked.append(_order_error(path))
+            if checked[0] is not None:
+                raise DataError(checked[0].source, checked[0].reason, checked[0].detail) from None
+            raise
+
+    return source, load
 
 
 def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[str, Any]:
