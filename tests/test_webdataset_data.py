@@ -512,3 +512,154 @@ def test_a_member_too_large_to_decode_is_named_once(tmp_path, monkeypatch):
     [error] = reader.report.examples
     assert str(error).startswith(f"{path}:000: image does not decode: image 000.png ({len(png)} bytes) has 8x8 = 64 "
                                  "pixels, more than the 40 allowed")
+
+
+def read_as_twins(tar: Path, jsonl: Path, predictions: list[str], caption_prompt: str | None = None,
+                  **options) -> list[list]:
+    """What `modrwkv eval --task custom` makes of a tar (its captions asked `caption_prompt`) and of its JSONL
+    twin (media as files beside it): per sample its id, prompt, context, reference and media bytes, and the
+    summary of `predictions` scored against each. The two must be equal."""
+    views = []
+    for data, given in ((tar, {"caption_prompt": caption_prompt}), (jsonl, {})):
+        task = CustomTask(**options, **given)
+        samples = task.load(data, "all")
+        media = [[item.read() if isinstance(item, TarMember) else Path(item).read_bytes() for item in items]
+                 for s in samples for items in (s.images, s.audio, s.videos)]
+        records = [{"reference": s.reference, "prediction": p} for s, p in zip(samples, predictions, strict=True)]
+        views.append([[(s.id, s.prompt, s.context, s.reference) for s in samples], media, task.summarize(records),
+                      [task.score(r) for r in records]])
+    assert views[0] == views[1]
+    return views[0]
+
+
+def test_video_captions_read_and_score_as_their_jsonl(tmp_path):
+    """video2dataset's layout, key.mp4 + key.txt (with the clip's audio as key.wav beside it, or not): a
+    caption asked "Write a short caption for the video." (or the caption question given), the video (and
+    audio) the record's, exactly as the JSONL records of the same clips on disk."""
+    av = pytest.importorskip("av", reason="video needs PyAV: pip install 'modrwkv[video]'")
+    from modrwkv.encoders.media import load_video
+
+    def clip(shade: int) -> bytes:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mp4") as container:
+            stream = container.add_stream("mpeg4", rate=4)
+            stream.height = stream.width = 16
+            stream.pix_fmt = "yuv420p"
+            for k in range(4):
+                frame = np.full((16, 16, 3), shade + 20 * k, dtype=np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        return buffer.getvalue()
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    videos, sound = [clip(40), clip(120)], wav_bytes(0.5, 330)
+    captions = ["a dark square brightens", "a grey square brightens"]
+    for index, video in enumerate(videos):
+        (folder / f"{index}.mp4").write_bytes(video)
+    (folder / "1.wav").write_bytes(sound)
+    write_tar(tmp_path / "clips.tar", [("000.mp4", videos[0]), ("000.txt", captions[0].encode()),
+                                       ("000.json", b'{"url": "https://example.com/0.mp4"}'),
+                                       ("001.mp4", videos[1]), ("001.wav", sound), ("001.txt", captions[1].encode())])
+    question = "Write a short caption for the video."  # the documented default for a video, written out
+    twin = [{"video": "clips/0.mp4", "question": question, "answer": captions[0], "id": "000"},
+            {"video": "clips/1.mp4", "audio": "clips/1.wav", "question": question, "answer": captions[1], "id": "001"}]
+    jsonl = write_jsonl(tmp_path / "clips.jsonl", twin)
+    assert detect_format(tmp_path / "clips.tar") == "qa"
+    expected, read = list(QAReader(jsonl, on_error="raise")), list(QAReader(tmp_path / "clips.tar", on_error="raise"))
+    for got, want in zip(read, expected, strict=True):
+        assert got.messages == want.messages and got.meta == want.meta
+        assert [v.read() for v in got.videos] == [Path(v).read_bytes() for v in want.videos]
+    assert read[1].messages[0].content == f"<video>\n<audio>\n{question}"
+    frames = [load_video(v.videos[0]) for v in (read[0], expected[0])]
+    assert [np.asarray(f.image).tolist() for f in frames[0]] == [np.asarray(f.image).tolist() for f in frames[1]]
+    # (a record with audio suggests wer, one without exact, in the tar as in the JSONL: the caption's metric given)
+    [prompts, media, summary, scores] = read_as_twins(tmp_path / "clips.tar", jsonl, [captions[0], "a cat"],
+                                                      metric="exact")
+    assert [p for _, p, _, _ in prompts] == [f"<video>\n{question}", f"<video>\n<audio>\n{question}"]
+    assert media == [[], [], [videos[0]], [], [sound], [videos[1]]]
+    assert summary == {"accuracy": 50.0, "metric": "exact"} and scores == [{"correct": True}, {"correct": False}]
+    # asked another question (a run trained with data.options.prompt): the JSONL asking it
+    asked = write_jsonl(tmp_path / "asked.jsonl", [{**r, "question": "What happens?"} for r in twin])
+    [prompts, *_] = read_as_twins(tmp_path / "clips.tar", asked, [captions[0], "a cat"], metric="exact",
+                                  caption_prompt="What happens?")
+    assert prompts[0][1] == "<video>\nWhat happens?"
+
+
+def test_conversation_records_in_a_tar_read_and_score_as_their_jsonl(tmp_path):
+    """A .json member holding a LLaMA-Factory ShareGPT record (a system prompt, earlier turns) or a LLaVA
+    one is asked with its context and scored (accepted answers, choices) as the JSONL of the same records
+    with the images on disk; the tar's images are its members, in member order."""
+    from modrwkv.data.readers import SharegptReader
+
+    names, _ = write_digit_images(tmp_path / "d")
+    pngs = [(tmp_path / "d" / "images" / n).read_bytes() for n in names[:3]]
+    sharegpt = [
+        {"messages": [{"role": "user", "content": "<image>Which digit?"}, {"role": "assistant", "content": "0"},
+                      {"role": "user", "content": "<image>And this one?\nA. one\nB. seven"},
+                      {"role": "assistant", "content": "A"}],
+         "system": "You read handwritten digits.", "choices": ["one", "seven"], "id": "s0"},
+        {"messages": [{"role": "user", "content": "<image>Which digit is this?"},
+                      {"role": "assistant", "content": "2"}], "system": "You read digits.",
+         "answers": ["2", "two", "2"], "id": "s1"}]
+    write_tar(tmp_path / "sharegpt.tar", [("a.0.png", pngs[0]), ("a.1.png", pngs[1]),
+                                          ("a.json", json.dumps(sharegpt[0]).encode()),
+                                          ("b.png", pngs[2]), ("b.json", json.dumps(sharegpt[1]).encode())])
+    twin = write_jsonl(tmp_path / "d" / "sharegpt.jsonl", [
+        {**sharegpt[0], "images": [f"images/{n}" for n in names[:2]]},
+        {**sharegpt[1], "images": [f"images/{names[2]}"]}])
+    assert detect_format(tmp_path / "sharegpt.tar") == detect_format(twin) == "sharegpt"
+    expected, read = list(SharegptReader(twin, on_error="raise")), list(SharegptReader(tmp_path / "sharegpt.tar",
+                                                                                        on_error="raise"))
+    for got, want in zip(read, expected, strict=True):
+        assert got.messages == want.messages and [i.read() for i in got.images] == [Path(i).read_bytes()
+                                                                                     for i in want.images]
+    [prompts, media, summary, scores] = read_as_twins(tmp_path / "sharegpt.tar", twin, ["A", "two"], metric="exact")
+    assert prompts[0] == ("s0", "<image>And this one?\nA. one\nB. seven", [
+        {"role": "system", "content": "You read handwritten digits."},
+        {"role": "user", "content": "<image>Which digit?"}, {"role": "assistant", "content": "0"}],
+        {"metric": "exact", "answers": ["A"], "choices": ["one", "seven"]})
+    assert media[:3] == [pngs[:2], [], []] and summary == {"accuracy": 100.0, "metric": "exact"}
+    llava = {"conversations": [{"from": "human", "value": "<image>\nWhich digit?"}, {"from": "gpt", "value": "1"}],
+             "id": "l0"}
+    write_tar(tmp_path / "llava.tar", [("c.png", pngs[1]), ("c.json", json.dumps(llava).encode())])
+    twin = write_jsonl(tmp_path / "d" / "llava.jsonl", [{**llava, "image": f"images/{names[1]}"}])
+    [prompts, media, summary, _] = read_as_twins(tmp_path / "llava.tar", twin, ["1"])
+    assert prompts == [("l0", "<image>\nWhich digit?", [], {"metric": "exact", "answers": ["1"]})]
+    assert media == [[pngs[1]], [], []] and summary == {"accuracy": 100.0, "metric": "exact"}
+
+
+def test_several_audio_members_of_one_key(tmp_path):
+    """key.0.wav + key.1.wav with a .json record are its audios in member order (a ShareGPT record's
+    `audios`), read and scored as the JSONL of the same record; with a .txt alone they are no ASR record
+    (which has one audio), named as the manifest of the same two clips is refused."""
+    from modrwkv.data.readers import SharegptReader
+
+    low, high = wav_bytes(0.4, 220), wav_bytes(0.4, 880)
+    (tmp_path / "0.wav").write_bytes(low)
+    (tmp_path / "1.wav").write_bytes(high)
+    record = {"conversations": [{"from": "human", "value": "<audio><audio>Which clip is higher?"},
+                                {"from": "gpt", "value": "the second"}], "system": "Compare the clips."}
+    write_tar(tmp_path / "pairs.tar", [("p.0.wav", low), ("p.1.wav", high), ("p.json", json.dumps(record).encode())])
+    twin = write_jsonl(tmp_path / "pairs.jsonl", [{**record, "audios": ["0.wav", "1.wav"]}])
+    assert detect_format(tmp_path / "pairs.tar") == "sharegpt"
+    [want], [got] = list(SharegptReader(twin, on_error="raise")), list(SharegptReader(tmp_path / "pairs.tar",
+                                                                                        on_error="raise"))
+    assert got.messages == want.messages and [a.read() for a in got.audios] == [low, high]
+    [prompts, media, summary, _] = read_as_twins(tmp_path / "pairs.tar", twin, ["the first"])
+    assert prompts == [("1", "<audio><audio>Which clip is higher?",
+                        [{"role": "system", "content": "Compare the clips."}],
+                        {"metric": "wer", "answers": ["the second"]})]
+    assert media == [[], [low, high], []] and summary == {"wer": 50.0, "metric": "wer"}
+    # a transcript for two clips: refused, one line naming the sample and its members
+    write_tar(tmp_path / "speech.tar", [("u.0.wav", low), ("u.1.wav", high), ("u.txt", b"two clips")])
+    reader = AsrManifestReader(tmp_path / "speech.tar", log_limit=0)
+    assert list(reader) == [] and dict(reader.report.skipped) == {"wrong_type": 1}
+    refusal = ("holds 2 audio items ({}) for one transcript: an ASR record has one audio; clips answered together "
+               "are a conversation record's 'audios' list (format: sharegpt)")
+    assert str(reader.report.examples[0]) == (f"{tmp_path / 'speech.tar'}:u: 'audio' "
+                                              f"{refusal.format('u.0.wav, u.1.wav')}")
+    manifest = write_jsonl(tmp_path / "speech.jsonl", [{"audio_filepath": ["0.wav", "1.wav"], "text": "two clips"}])
+    reader = AsrManifestReader(manifest, log_limit=0)
+    assert list(reader) == [] and dict(reader.report.skipped) == {"wrong_type": 1}
+    assert str(reader.report.examples[0]) == f"{manifest}:1: 'audio_filepath' {refusal.format('0.wav, 1.wav')}"

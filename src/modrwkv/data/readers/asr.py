@@ -57,6 +57,13 @@ def asr_to_sample(
     if text_key is None:
         raise lacks_fields(record, "asr", source, f"no transcript field (one of {', '.join(TEXT_KEYS)})")
     transcript = require(record[text_key], str, f"'{text_key}'", source)
+    if isinstance(record[audio_key], list):  # (a WebDataset sample's several audio members arrive so too)
+        items = record[audio_key]
+        shown = ", ".join(item if isinstance(item, str) else getattr(item, "name", type(item).__name__)
+                          for item in items)
+        raise DataError(source, "wrong_type", f"'{audio_key}' holds {len(items)} audio items ({shown}) for one "
+                        "transcript: an ASR record has one audio; clips answered together are a conversation "
+                        "record's 'audios' list (format: sharegpt)")
     audio = media_item(record[audio_key], "audio", Path(audio_root) if audio_root is not None else None, source)
     if verify_media:
         check_media(audio, "audio", source)

@@ -18,8 +18,10 @@ one record of a training format:
   a `.txt` member is then not read;
 - otherwise a `.txt` member is the sample's text: with an image or video, its caption, as a qa record
   whose question is the reader's `prompt` (default `DEFAULT_CAPTION_PROMPTS`) and whose answer is the
-  caption; with audio alone, its transcript, as an ASR record. The `.json` is then metadata
-  (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is read;
+  caption (audio members beside the media, a clip's sound track, are the record's too); with audio
+  alone, its transcript, as an ASR record (of one audio: the ASR reader refuses several). The `.json`
+  is then metadata (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is
+  read;
 - otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`) is an
   ASR record with that audio (Emilia's layout);
 - anything else is a bad record: no media member (missing_media), no text (missing_field).
@@ -323,12 +325,9 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
         question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
         return {**media, "question": question, "answer": text, "id": sample.key}
     if visual is None and (text is not None or any(key in metadata for key in TEXT_KEYS)):  # a transcript
-        audios = media["audio"]
-        if len(audios) > 1:
-            raise DataError(source, "wrong_type", f"{len(audios)} audio members ({', '.join(a.name for a in audios)}) "
-                            "for one transcript: an ASR record has one audio")
+        # (several audio members are a list, which the ASR reader refuses naming them: a record has one audio)
         if text is not None:
-            return {"audio": audios[0], "text": text, "id": sample.key}
+            return {**_media_fields(media, {}, False, sample.key, source), "text": text, "id": sample.key}
         return {**metadata, **_media_fields(media, metadata, False, sample.key, source)}
     what = "with its image or video, a caption" if visual else "with its audio, a transcript"
     raise DataError(source, "missing_field", f"no text: no .txt member ({what}) and no .json holding a record "
