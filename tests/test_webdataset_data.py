@@ -169,6 +169,16 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
     recorded = eval_custom(from_tar.final_dir, [str(tmp_path / "test")], tmp_path / "eval-tar-recorded")
     assert recorded == (tar_metrics, tar_predictions)
     assert recorded[1][0]["prompt"] == f"<image>\n{QUESTION}"
+    # validation during training (val_metric accuracy on the shards as data.val) asks what eval asks
+    from modrwkv.training import config_from_dict
+    from modrwkv.training.validation import answer_scorer, val_data_config
+
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["data"] = {"format": "qa", "train": [str(tmp_path / "train")], "val": [str(tmp_path / "test")],
+                   "options": {"prompt": QUESTION}}
+    cfg["train"]["val_every"] = 1
+    scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    assert [s.prompt for s in scorer.samples] == [p["prompt"] for p in recorded[1]]  # (ids: each shard alone)
     old = tmp_path / "old-folder"
     shutil.copytree(from_tar.final_dir, old)
     config = json.loads((old / "config.json").read_text())
