@@ -128,7 +128,7 @@ def test_a_json_member_holding_a_record_is_that_record_with_the_members_as_its_m
     assert got.source == f"{tmp_path / 'llava.tar'}:s/b"
 
 
-def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
+def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     records = digit_shards(tmp_path / "digits", tmp_path / "train", 24, 2)
     jsonl = write_jsonl(tmp_path / "digits" / "train.jsonl", [{**r, "question": QUESTION} for r in records])
     test_records = digit_shards(tmp_path / "digits", tmp_path / "test", 6, 2)
@@ -167,6 +167,7 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
     assert json.loads((from_tar.final_dir / "config.json").read_text())["caption_prompt"] == QUESTION
     assert json.loads((from_jsonl.final_dir / "config.json").read_text())["caption_prompt"] is None
     recorded = eval_custom(from_tar.final_dir, [str(tmp_path / "test")], tmp_path / "eval-tar-recorded")
+    assert "does not record the question" not in caplog.text  # (nor did from_jsonl's null, asked the default above)
     assert recorded == (tar_metrics, tar_predictions)
     assert recorded[1][0]["prompt"] == f"<image>\n{QUESTION}"
     # validation during training (val_metric accuracy on the shards as data.val) asks what eval asks
@@ -185,6 +186,9 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys):
     del config["caption_prompt"]
     (old / "config.json").write_text(json.dumps(config))
     metrics, predictions = eval_custom(old, [str(tmp_path / "test")], tmp_path / "eval-tar-old")
+    assert ("the model folder does not record the question its training asked WebDataset shards' captions (a folder "
+            f"saved before 2026-12-03): 6 captioned samples of {tmp_path / 'test'} are asked the default; "
+            "--caption-prompt TEXT asks the one it was trained with") in caplog.text
     assert (metrics, [(p["id"], p["prediction"]) for p in predictions]) == summaries[1]
     assert {p["prompt"] for p in predictions} == {f"<image>\n{CAPTION_PROMPT}"}
     (old / "config.json").write_text(json.dumps({**config, "caption_prompt": 5}))

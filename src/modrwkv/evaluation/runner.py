@@ -81,15 +81,6 @@ class ModelSpec:
         path = Path(self.path)
         return read_config(path).get("media_layout", "media_text") if is_modrwkv_folder(path) else "media_text"
 
-    def caption_prompt(self) -> str | None:
-        """The question the model's training asked WebDataset shards' captioned samples: its folder's
-        `caption_prompt`; None (the reader's default question) for a released checkpoint or a folder that
-        records none (saved before folders recorded it, or trained on no shards)."""
-        from ..multimodal.model import is_modrwkv_folder, read_config
-
-        path = Path(self.path)
-        return read_config(path).get("caption_prompt") if is_modrwkv_folder(path) else None
-
 
 @dataclasses.dataclass
 class EvalResult:

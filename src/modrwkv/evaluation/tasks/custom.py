@@ -36,8 +36,8 @@ with (training records `data.options.prompt` as `asr_prompt` in the model folder
 null there asks the audio alone), put in when the model is loaded; `asr_prompt` asks with another
 text instead ("": the audio alone). A folder saved before the record existed is asked the
 default, "Transcribe the audio.", with a warning. Likewise a WebDataset shard's captioned sample (media +
-.txt) is asked the question training asked it (the model folder's `caption_prompt`; null or absent: the
-reader's default), or `caption_prompt`.
+.txt) is asked the question training asked it (the model folder's `caption_prompt`; null: the reader's
+default, also for a folder saved before the record existed, with a warning), or `caption_prompt`.
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
 `choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
@@ -69,6 +69,7 @@ from ...data.readers.base import (DataError, MixedFormats, as_paths, common_form
                                   file_records, is_parquet, is_tar, one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
+from ...data.readers.webdataset import DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
@@ -153,6 +154,7 @@ class CustomTask(Task):
         # asked them (`adopt_model_settings`); None: that one
         self.caption_prompt = caption_prompt
         self.model_caption_prompt: str | None = None  # the model folder's record (None: the reader's default)
+        self.caption_unrecorded = False  # the model is a folder saved before folders recorded that question
         self.data_format = data_format
         self.metric = metric
         self.prompt = prompt
@@ -167,8 +169,14 @@ class CustomTask(Task):
 
     def adopt_model_settings(self, model: ModelSpec) -> None:
         """The question the model's training asked WebDataset shards' captioned samples (its folder's
-        `caption_prompt`), which they are asked unless `caption_prompt` or the reader's `prompt` says another."""
-        self.model_caption_prompt = model.caption_prompt()
+        `caption_prompt`), which they are asked unless `caption_prompt` or the reader's `prompt` says another;
+        a released checkpoint, or a folder saved before folders recorded it (then `load` warns), the default."""
+        from ...multimodal.model import is_modrwkv_folder, read_config
+
+        path = Path(model.path)
+        config = read_config(path) if is_modrwkv_folder(path) else {}
+        self.model_caption_prompt = config.get("caption_prompt")
+        self.caption_unrecorded = bool(config) and "caption_prompt" not in config
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return [PaperResult(name, value) for name, value in self.baselines.items()]
@@ -198,6 +206,7 @@ class CustomTask(Task):
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
+        defaulted = 0  # tar captions asked the default question
         try:
             converters = [(file, *_converter(file, manifest_prompt, self.data_format, self.reader_options,
                                              self.media_folder)) for file in files]
@@ -223,10 +232,13 @@ class CustomTask(Task):
                 caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
                            if "prompt" in self.reader_options else self.model_caption_prompt)
                 records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
+                default_captions = caption is None and data_format == "qa" and is_tar(file)
                 for number, (source, build) in enumerate(one_format(file, data_format, records_of, lambda record,
                                                                     source: convert(record, source, self.prompt),
                                                                     chosen), start=1):
                     question = build()
+                    if default_captions and question.record.question in DEFAULT_CAPTION_PROMPTS.values():
+                        defaulted += 1
                     identifier = question.record.id
                     if identifier is None:
                         identifier = str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}"
@@ -239,6 +251,10 @@ class CustomTask(Task):
             raise BenchmarkFileError(str(exc)) from None
         if not records:
             raise BenchmarkFileError(f"{label}: no records")
+        if defaulted and self.caption_unrecorded:
+            log.warning("the model folder does not record the question its training asked WebDataset shards' captions "
+                        "(a folder saved before 2026-12-03): %d captioned samples of %s are asked the default; "
+                        "--caption-prompt TEXT asks the one it was trained with", defaulted, label)
         metric = self._file_metric(label, [(q.source, q.record) for _, q in records])
         self.headline, self.headline_label = _HEADLINES[metric]
         samples = []
