@@ -87,6 +87,28 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
+class DataSource:
+    """A `data.train` entry that weights its files: `{path: PATTERN, repeat: R}` (a plain PATTERN is
+    `repeat: 1`). Each pass over the data (epoch) holds every sample of the files R times when R is whole;
+    a fractional part f adds round(f x n) of the n samples, a seeded draw that changes from pass to pass
+    (`training.data.StepBatchSampler`); R < 1 subsamples. `data.val` takes the mapping too, without a
+    repeat: validation counts each sample once."""
+
+    path: str | None = None
+    repeat: float = 1.0
+
+
+def source_path(entry: str | DataSource) -> str:
+    """The file pattern of a `data.train` / `data.val` entry."""
+    return (entry.path or "") if isinstance(entry, DataSource) else entry
+
+
+def source_repeat(entry: str | DataSource) -> float:
+    """How many times a pass over the data holds each sample of an entry's files (1 for a plain pattern)."""
+    return entry.repeat if isinstance(entry, DataSource) else 1.0
+
+
+@dataclasses.dataclass
 class DataConfig:
     """`train`: data files of `format`; `media_folder`: where relative media paths point (images
     for llava, media for openai, audio for asr); `options`: the reader's other keyword options
@@ -94,11 +116,12 @@ class DataConfig:
     audio then the assistant's transcript with no user turn, for splice "prefix")."""
 
     format: DataFormat = "llava"
-    train: list[str] = dataclasses.field(default_factory=list)
+    # file patterns (a file, a wildcard, a folder of shards), or `{path: PATTERN, repeat: R}` to weight them
+    train: list[str | DataSource] = dataclasses.field(default_factory=list)
     # validation files, read with the same format and reader; `val_options` are merged over `options`
     # for them. Series: `split` is `val` unless val_options says otherwise, and without `val` the
     # training files are read (their validation rows, with the training rows' scaler)
-    val: list[str] = dataclasses.field(default_factory=list)
+    val: list[str | DataSource] = dataclasses.field(default_factory=list)
     val_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     media_folder: str | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -199,6 +222,7 @@ class TrainConfig:
         """Cross-field checks (types were checked on loading). `needs_data` / `needs_model`: false
         when the caller supplies samples / a model itself."""
         m, d, t, o = self.model, self.data, self.train, self.output
+        self._validate_sources()
         if needs_model:
             self._validate_model()
         if m.ctx_len < 1:
@@ -247,6 +271,21 @@ class TrainConfig:
         if self.runtime.num_nodes < 1:
             raise ConfigError("runtime.num_nodes must be >= 1")
         self._validate_validation()
+
+    def _validate_sources(self) -> None:
+        for key, entries in (("data.train", self.data.train), ("data.val", self.data.val)):
+            for index, entry in enumerate(entries):
+                if not isinstance(entry, DataSource):
+                    continue
+                if not entry.path:
+                    raise ConfigError(f"{key}[{index}].path is required (the file, wildcard or folder to read), "
+                                      f"got {entry.path!r}")
+                if key == "data.val" and entry.repeat != 1:
+                    raise ConfigError(f"{key}[{index}].repeat: validation is not weighted (each val sample counts "
+                                      "once); remove the repeat")
+                if not (entry.repeat > 0 and math.isfinite(entry.repeat)):
+                    raise ConfigError(f"{key}[{index}].repeat must be a number > 0 (2: every sample twice per "
+                                      f"epoch, 0.5: half of them), got {entry.repeat:g}")
 
     def _validate_validation(self) -> None:
         d, t = self.data, self.train
@@ -310,6 +349,8 @@ class TrainConfig:
 
 
 def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # "str | DataSource", not the module paths
+        return " | ".join("None" if arg is type(None) else _type_name(arg) for arg in typing.get_args(kind))
     return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
 
 
@@ -320,6 +361,9 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        sections = [option for option in args if dataclasses.is_dataclass(option)]
+        if isinstance(value, Mapping) and len(sections) == 1:  # its own error names the key at fault
+            return _convert(value, sections[0], key)
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import inspect
 import logging
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -27,13 +29,13 @@ from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
-from ..data.readers.base import MixedFormats, expand_paths
+from ..data.readers.base import MixedFormats, ReadReport, assign_paths
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
 from ..encoders.series import AUTO
 from ..processing import ModRWKVProcessor
-from .config import ConfigError, DataConfig, TrainConfig
+from .config import ConfigError, DataConfig, DataSource, TrainConfig, source_path, source_repeat
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,37 @@ AUDIO_TOKENS_PER_SECOND = 25  # ~50 encoder frames per second (Whisper, WavLM), 
 
 def build_reader(config: DataConfig, setting: str = "data.train") -> Reader:
     """The reader of `config`'s files (`config.train`, which `setting` names in errors: data.val's
-    files are read through a copy of the section with them as its `train`)."""
+    files are read through a copy of the section with them as its `train`), each file once, in the
+    order training reads them (`data_sources`), whatever its entry's repeat."""
+    make = reader_factory(config)
+    return make([path for source in data_sources(config, setting) for path in source.files])
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFiles:
+    """The files one `data.train` entry is read from (those an earlier or more repeated entry also gives
+    are read under that one), with the entry's repeat."""
+
+    index: int
+    pattern: str
+    repeat: float
+    files: list[str]
+
+
+def data_sources(config: DataConfig, setting: str = "data.train") -> list[SourceFiles]:
+    """Each entry of `config.train` with the files it is read from (`assign_paths`). The entries of
+    data.train weight their files (a file two entries give is read under the one with the larger repeat,
+    and the warning says how to upsample a file); those of data.val and --data do not."""
+    patterns = [source_path(entry) for entry in config.train]
+    repeats = [source_repeat(entry) for entry in config.train]
+    assigned = assign_paths(patterns, setting, repeats if setting == "data.train" else None)
+    return [SourceFiles(index, pattern, repeat, [path for path, owner in assigned if owner == index])
+            for index, (pattern, repeat) in enumerate(zip(patterns, repeats, strict=True))]
+
+
+def reader_factory(config: DataConfig) -> Callable[[list[str]], Reader]:
+    """What reads files of `config`'s format with its options (checked here, before any file is looked
+    for: a misspelt option is named whatever the files)."""
     reader_cls, folder_option = FORMATS[config.format].reader, FORMATS[config.format].folder_option
     options = dict(config.options)
     if config.media_folder is not None:
@@ -52,12 +84,15 @@ def build_reader(config: DataConfig, setting: str = "data.train") -> Reader:
             raise ConfigError(f"data.media_folder {config.media_folder}: no such folder")
         options[folder_option] = config.media_folder
     check_options(reader_cls, options, config.format)
-    paths = expand_paths(config.train, setting)
-    series_files = [p for p in paths if Path(p).suffix.lower() in (".csv", ".tsv", ".npz")]
-    if series_files and config.format != "series":
-        raise ConfigError(f"data.format is {config.format}, but {series_files[0]} is a time-series file; "
-                          "set data.format: series (with data.options lookback and horizon)")
-    return reader_cls(paths, on_error=config.on_error, **options)
+
+    def make(paths: list[str]) -> Reader:
+        series_files = [p for p in paths if Path(p).suffix.lower() in (".csv", ".tsv", ".npz")]
+        if series_files and config.format != "series":
+            raise ConfigError(f"data.format is {config.format}, but {series_files[0]} is a time-series file; "
+                              "set data.format: series (with data.options lookback and horizon)")
+        return reader_cls(paths, on_error=config.on_error, **options)
+
+    return make
 
 
 def check_options(reader_cls: type[Reader], options: dict, data_format: str) -> None:
@@ -229,20 +264,77 @@ def _seasonality(encoder: object | None) -> tuple[int, bool, LinearBaseline | No
 
 
 def read_samples(config: DataConfig, setting: str = "data.train") -> list[Sample]:
-    """All samples of the configured files; skipped records are logged by the reader. A file of another
-    format than data.format, every record of which the reader skipped, is an error naming it (a warning
-    among the skipped records would leave training on part of the data)."""
-    reader = build_reader(config, setting)
-    samples = list(reader)
-    log.info("%s", reader.report.summary())
+    """All samples of the configured files, each once; skipped records are logged by the reader."""
+    return read_sources(config, setting)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpan:
+    """samples[start:stop] of `read_sources`: the samples of data.train[entry], which a pass over the data
+    holds `repeat` times (`repeat_count`)."""
+
+    entry: int
+    start: int
+    stop: int
+    repeat: float = 1.0
+
+    @property
+    def per_pass(self) -> int:
+        return repeat_count(self.stop - self.start, self.repeat)
+
+
+def repeat_count(num_samples: int, repeat: float) -> int:
+    """How many samples a pass over the data draws from `num_samples` at `repeat`: floor(repeat) copies of
+    each, and round(fraction x num_samples) more (rounded half up: 0.5 of 3 samples is 2)."""
+    return math.floor(repeat * num_samples + 0.5)
+
+
+def read_sources(config: DataConfig, setting: str = "data.train") -> tuple[list[Sample], list[SourceSpan]]:
+    """All samples of the configured files, each file read once (`data_sources`), entry by entry, with
+    the span of the samples each entry gave; each entry's reader logs its summary (its skipped records).
+    A file of another format than data.format, every record of which a reader skipped, is an error naming
+    it (a warning among the skipped records would leave training on part of the data)."""
+    samples: list[Sample] = []
+    spans: list[SourceSpan] = []
+    summaries: list[str] = []
+    examples: list[DataError] = []
+    formats: dict[str, str] = {}  # each file's record format, over all the entries' readers
+    make = reader_factory(config)
+    sources = data_sources(config, setting)
+    for source in sources:
+        if not source.files:  # all of them given by another entry (the warning said so)
+            continue
+        reader = make(source.files)
+        start = len(samples)
+        samples += reader
+        log.info("%s[%d]: %s", setting, source.index, reader.report.summary())
+        summaries.append(reader.report.summary())
+        examples += reader.report.examples
+        formats.update(reader.report.formats)
+        spans.append(SourceSpan(source.index, start, len(samples), source.repeat))
     if not samples:
-        first = f"; the first: {reader.report.examples[0]}" if reader.report.examples else ""
-        raise DataError(reader.name, "unreadable_file", f"no usable sample ({reader.report.summary()}{first})")
+        first = f"; the first: {examples[0]}" if examples else ""
+        name = ", ".join(path for source in sources for path in source.files)
+        raise DataError(name, "unreadable_file", f"no usable sample ({'; '.join(summaries)}{first})")
     try:
-        reader.report.check_one_format(config.format)
+        ReadReport(formats=formats).check_one_format(config.format)
     except MixedFormats as exc:
         raise DataError(setting, "other_format", f"{exc} (data.format: {config.format})") from None
-    return samples
+    return samples, spans
+
+
+def describe_mixture(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource]) -> str:
+    """What each data.train entry puts in a pass over the data, e.g. "data.train[0] a.jsonl: 10 samples x
+    repeat 2 = 20 per epoch; data.train[1] b/*.jsonl: 30 samples = 30 per epoch (50 samples per epoch,
+    40 read)"."""
+    parts = []
+    for span in spans:
+        n = span.stop - span.start
+        weight = f" x repeat {span.repeat:g}" if span.repeat != 1 else ""
+        parts.append(f"data.train[{span.entry}] {source_path(entries[span.entry])}: {n} samples{weight} = "
+                     f"{span.per_pass} per epoch")
+    total, read = sum(span.per_pass for span in spans), sum(span.stop - span.start for span in spans)
+    return f"{'; '.join(parts)} ({total} samples per epoch, {read} read)"
 
 
 def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> list[int]:
@@ -277,23 +369,30 @@ def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> 
 class StepBatchSampler(Sampler[list[int]]):
     """Index lists for every micro-batch of the run, on one rank.
 
-    A pass over the data is cut into global micro-batches of `micro_batch_size * world_size`
-    indices (the remainder is dropped), shuffled by `seed + pass`; with `lengths`, indices are
-    sorted by length within chunks of `group_chunk` global micro-batches before cutting, so that
-    padding stays small while the batch order stays random. Rank r takes slice r of each global
-    micro-batch. `skip(n)` makes the next iteration start after n micro-batches (resuming).
+    A pass over the data (an epoch) holds each sample of a span (`SourceSpan`: a data.train entry's
+    samples) `repeat` times: its whole copies, one after the other, then a fractional part drawn afresh
+    for each pass (by the seed, the pass and the entry, so a resumed run draws what the uninterrupted one
+    did), kept in file order. Without spans, each sample once. A pass is cut into global micro-batches of
+    `micro_batch_size * world_size` indices (the remainder is dropped), shuffled by `seed + pass`; with
+    `lengths`, indices are sorted by length within chunks of `group_chunk` global micro-batches before
+    cutting, so that padding stays small while the batch order stays random. Rank r takes slice r of
+    each global micro-batch. `skip(n)` makes the next iteration start after n micro-batches (resuming).
     """
 
     def __init__(self, num_samples: int, *, micro_batch_size: int, world_size: int, rank: int, total: int,
-                 seed: int, shuffle: bool = True, lengths: Sequence[int] | None = None, group_chunk: int = 64) -> None:
+                 seed: int, shuffle: bool = True, lengths: Sequence[int] | None = None, group_chunk: int = 64,
+                 spans: Sequence[SourceSpan] | None = None) -> None:
         super().__init__()
+        self.spans = list(spans) if spans is not None else [SourceSpan(0, 0, num_samples)]
+        if self.spans and self.spans[-1].stop != num_samples:
+            raise ValueError(f"the spans cover {self.spans[-1].stop} samples, the data set holds {num_samples}")
         self.global_micro = micro_batch_size * world_size
-        if num_samples < self.global_micro:
-            raise ValueError(f"{num_samples} samples are fewer than one global micro-batch ({self.global_micro})")
+        self.num_samples = sum(span.per_pass for span in self.spans)  # in one pass
+        if self.num_samples < self.global_micro:
+            raise ValueError(f"{self.num_samples} samples are fewer than one global micro-batch ({self.global_micro})")
         self.micro_batch_size = micro_batch_size
         self.rank = rank
-        self.num_samples = num_samples
-        self.per_pass = num_samples // self.global_micro
+        self.per_pass = self.num_samples // self.global_micro
         self.total = total
         self.seed = seed
         self.shuffle = shuffle
@@ -307,11 +406,28 @@ class StepBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.total
 
+    def pass_samples(self, pass_index: int) -> torch.Tensor:
+        """The data set's indices one pass holds, in file order, each as many times as its span's repeat
+        says (the whole data set once, without spans)."""
+        parts = []
+        for span in self.spans:
+            indices = torch.arange(span.start, span.stop)
+            whole = math.floor(span.repeat)
+            parts += [indices] * whole
+            extra = span.per_pass - whole * len(indices)
+            if extra:
+                key = hashlib.sha256(f"repeat {self.seed} {pass_index} {span.entry}".encode()).digest()
+                generator = torch.Generator().manual_seed(int.from_bytes(key[:8], "little") >> 1)
+                chosen = torch.randperm(len(indices), generator=generator)[:extra]
+                parts.append(indices[torch.sort(chosen).values])
+        return torch.cat(parts) if parts else torch.arange(0)
+
     def pass_batches(self, pass_index: int) -> list[torch.Tensor]:
         """The global micro-batches of one pass over the data."""
         generator = torch.Generator().manual_seed(self.seed + pass_index)
-        n = self.num_samples
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        pool = self.pass_samples(pass_index)
+        n = len(pool)
+        order = pool[torch.randperm(n, generator=generator)] if self.shuffle else pool
         if self.lengths is not None:
             chunk = self.group_chunk * self.global_micro
             parts = []

@@ -46,8 +46,9 @@ from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigW
                          write_final)
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
                      unused_validation_options)
-from .data import (StepBatchSampler, check_series_targets, estimate_lengths, fit_series_baseline, modalities_used,
-                   read_samples, resolve_auto_season, series_target_options, size_linear_baseline)
+from .data import (SourceSpan, StepBatchSampler, check_series_targets, describe_mixture, estimate_lengths,
+                   fit_series_baseline, modalities_used, read_samples, read_sources, resolve_auto_season,
+                   series_target_options, size_linear_baseline)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -140,7 +141,8 @@ class TrainData(pl.LightningDataModule):
 
     def __init__(self, dataset: ProcessedDataset, collate: DroppingCollator, *, micro_batch_size: int,
                  total_micro_batches: int, seed: int, shuffle: bool, lengths: Sequence[int] | None,
-                 num_workers: int, worker_setup: Callable[[], None] | None = None) -> None:
+                 num_workers: int, worker_setup: Callable[[], None] | None = None,
+                 spans: Sequence[SourceSpan] | None = None) -> None:
         super().__init__()
         self.dataset = dataset
         self.collate = collate
@@ -151,13 +153,14 @@ class TrainData(pl.LightningDataModule):
         self.lengths = lengths
         self.num_workers = num_workers
         self.worker_setup = worker_setup  # process-wide settings, for workers that start afresh (spawn)
+        self.spans = spans  # the data.train entries' samples and repeats (None: each sample once per pass)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         sampler = StepBatchSampler(len(self.dataset), micro_batch_size=self.micro_batch_size,
                                    world_size=trainer.world_size, rank=trainer.global_rank,
                                    total=self.total_micro_batches, seed=self.seed, shuffle=self.shuffle,
-                                   lengths=self.lengths)
+                                   lengths=self.lengths, spans=self.spans)
         sampler.skip(trainer.global_step * trainer.accumulate_grad_batches)
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
                           persistent_workers=False,
@@ -297,7 +300,7 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
             raise
         # The series default, the training files' val rows, on a file too short to have any: the generic
         # config still trains it (as without a linear baseline), and says so.
-        note = (f"training without validation: the val rows of {', '.join(config.data.train)} hold no window of "
+        note = (f"training without validation: the val rows of {', '.join(val_config.train)} hold no window of "
                 f"look-back + horizon ({exc}); give data.val, or set train.val_every 0")
         log.warning("%s", note)
         if progress is not None:
@@ -399,7 +402,19 @@ def train(
         baseline_note = fit_series_baseline(config.data, series_encoder)
         if baseline_note and progress is not None:
             progress(baseline_note)
-    samples = read_samples(series_target_options(config.data, series_encoder)) if samples is None else samples
+    spans: list[SourceSpan] | None = None
+    if samples is None:
+        samples, spans = read_sources(series_target_options(config.data, series_encoder))
+        mixture = describe_mixture(spans, config.data.train)
+        log.info("data.train: %s", mixture)
+        if progress is not None and any(span.repeat != 1 for span in spans):  # weighted: the mix, where the run reports
+            progress(f"data.train: {mixture}")
+        for span in spans:
+            if span.stop > span.start and not span.per_pass:
+                log.warning("data.train[%d]: repeat %g of its %d samples puts none in an epoch; raise the repeat or "
+                            "leave the entry out", span.entry, span.repeat, span.stop - span.start)
+    # one pass over the data (an epoch): each entry's samples times its repeat
+    samples_per_pass = len(samples) if spans is None else sum(span.per_pass for span in spans)
     check_series_targets(samples, series_encoder)
     dataset, lengths = setup_data(config, model, samples)
     try:
@@ -407,7 +422,7 @@ def train(
     except MisconfigurationException as exc:  # e.g. runtime.accelerator gpu on a machine without one
         r = config.runtime
         raise ConfigError(f"runtime (accelerator: {r.accelerator}, devices: {r.devices}): {exc}") from None
-    plan = plan_steps(config, trainer.world_size, len(samples))
+    plan = plan_steps(config, trainer.world_size, samples_per_pass)
     trainer.accumulate_grad_batches = plan.accumulation
     trainer.fit_loop.epoch_loop.max_steps = plan.total_steps
     if problem := warmup_problem(total_steps=plan.total_steps, warmup_steps=opt.warmup_steps, lr=opt.lr):
@@ -419,7 +434,7 @@ def train(
     data = TrainData(dataset, DroppingCollator(model.collator()), micro_batch_size=opt.micro_batch_size,
                      total_micro_batches=plan.total_steps * plan.accumulation, seed=opt.seed,
                      shuffle=config.data.shuffle, lengths=lengths, num_workers=config.data.num_workers,
-                     worker_setup=limit_images)
+                     worker_setup=limit_images, spans=spans)
     lora = opt.lora if opt.stage == "lora" else None
     checkpointer = PretrainedCheckpoint(out, save_every=config.output.save_every, keep_last=config.output.keep_last,
                                         total_steps=plan.total_steps, lora=lora)
@@ -454,7 +469,7 @@ def train(
         "steps": trainer.global_step,
         "total_steps": plan.total_steps,
         "epochs": plan.epochs,
-        "samples": len(samples),
+        "samples": samples_per_pass,
         "first_loss": run["first_loss"],
         "final_loss": run["final_loss"],
         "tokens": int(run["tokens"]),

@@ -64,7 +64,7 @@ from ..data.sample import Sample
 from ..processing.loader import DroppingCollator, ProcessedDataset
 from ..textfiles import write_text_atomically
 from .checkpoint import PretrainedCheckpoint, aside_name, export_model, failing_together, replace_folder
-from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig
+from .config import ConfigError, DataConfig, LoRAConfig, OptimConfig, source_path
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ def val_data_config(config: DataConfig) -> DataConfig:
     training files (their validation rows)."""
     series = config.format == "series"
     options = {**config.options, **({"split": "val"} if series else {}), **config.val_options}
-    files = config.val or (config.train if series else [])
-    return dataclasses.replace(config, train=list(files), val=[], val_options={}, options=options)
+    files = config.val or (config.train if series else [])  # series: the training files, unweighted
+    return dataclasses.replace(config, train=[source_path(entry) for entry in files], val=[], val_options={},
+                               options=options)
 
 
 def best_record(row: dict[str, float], metric: str, window_mse: Sequence[float] | None = None) -> dict[str, Any]:

@@ -205,24 +205,53 @@ def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
     FileNotFoundError for a wildcard that matches nothing or a folder without shards. A file that
     two patterns give (overlapping wildcards, 'a.jsonl' and './a.jsonl') is listed once, where it
     came first, with a warning naming it and the patterns: read twice, its records would count twice."""
-    paths: list[str] = []
-    given_by: dict[Path, str] = {}  # each file (resolved) and the pattern that gave it first
-    repeated: dict[tuple[str, str], list[str]] = {}  # (earlier pattern, pattern): the files both give
-    for pattern in patterns:
-        for path in _pattern_files(pattern, setting):
-            file = Path(path).resolve()
-            if file in given_by:
-                repeated.setdefault((given_by[file], pattern), []).append(path)
-            else:
-                given_by[file] = pattern
-                paths.append(path)
-    for (earlier, pattern), files in repeated.items():
-        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        both = f"{pattern!r} twice" if pattern == earlier else f"both {earlier!r} and {pattern!r}"
-        one = len(files) == 1
-        _warn_once(f"{setting}: {shown} {'is' if one else 'are'} given by {both}; {'it is' if one else 'each is'} "
-                   "read once")
-    return paths
+    return [path for path, _ in assign_paths(patterns, setting)]
+
+
+def assign_paths(patterns: Sequence[str], setting: str,
+                 repeats: Sequence[float] | None = None) -> list[tuple[str, int]]:
+    """`expand_paths`' files, each with the index of the pattern it is read under. With `repeats` (one per
+    pattern: data.train's weighted entries), a file that several patterns give is read under the one with
+    the largest repeat (the first of those on a tie), in that pattern's place, and the warning names the
+    entries and says how to upsample a file instead; without, under the first pattern that gives it."""
+    weights = list(repeats) if repeats is not None else [1.0] * len(patterns)
+    occurrences = [(index, path, Path(path).resolve())
+                   for index, pattern in enumerate(patterns) for path in _pattern_files(pattern, setting)]
+    found: dict[Path, list[tuple[int, str]]] = {}  # each file (resolved): the (pattern, path) pairs giving it
+    for index, path, file in occurrences:
+        found.setdefault(file, []).append((index, path))
+    owner = {file: max(given, key=lambda pair: (weights[pair[0]], -pair[0])) for file, given in found.items()}
+    # in the order the patterns give their files: each file where its owner gives it
+    assigned = [(path, index) for index, path, file in occurrences if owner[file] == (index, path)]
+    if repeats is None:
+        repeated: dict[tuple[str, str], list[str]] = {}  # (earlier pattern, pattern): the files both give
+        for index, path, file in occurrences:
+            if (first := found[file][0][0]) != index:
+                repeated.setdefault((patterns[first], patterns[index]), []).append(path)
+        for (earlier, pattern), files in repeated.items():
+            both = f"{pattern!r} twice" if pattern == earlier else f"both {earlier!r} and {pattern!r}"
+            _warn_once(f"{setting}: {_shown(files)} {'is' if len(files) == 1 else 'are'} given by {both}; "
+                       f"{'it is' if len(files) == 1 else 'each is'} read once")
+    else:
+        shared: dict[tuple[int, ...], list[str]] = {}  # the entries that give the same files: those files
+        for file, given in found.items():
+            if len(given) > 1:
+                shared.setdefault(tuple(index for index, _ in given), []).append(owner[file][1])
+        for indices, files in shared.items():
+            one = len(files) == 1
+            entries = [f"{setting}[{i}] ({patterns[i]!r}{'' if weights[i] == 1 else f', repeat {weights[i]:g}'})"
+                       for i in indices]
+            read = max(weights[i] for i in indices)
+            how = "" if len(set(weights[i] for i in indices)) == 1 else f", with repeat {read:g} (the largest)"
+            _warn_once(f"{setting}: {_shown(files)} {'is' if one else 'are'} given by {', '.join(entries[:-1])} and "
+                       f"{entries[-1]}; {'it is' if one else 'each is'} read once{how}. To upsample a file, give it "
+                       f"once with a repeat: {{path: {files[0]}, repeat: 2}} reads each of its samples twice per "
+                       "epoch")
+    return assigned
+
+
+def _shown(files: Sequence[str]) -> str:
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
 
 
 # A brace list or range as webdataset and the shell expand it: {a,b}, {000..099}.

@@ -1,0 +1,309 @@
+"""Weighted data mixtures: `data.train` entries `{path: PATTERN, repeat: R}` (training/config.DataSource),
+read per entry (training/data.read_sources) and drawn per pass by training/data.StepBatchSampler."""
+
+import collections
+import copy
+import io
+import json
+import logging
+import tarfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from modrwkv.cli import main
+from modrwkv.data.readers.base import assign_paths
+from modrwkv.training import ConfigError, latest_checkpoint, load_config, train
+from modrwkv.training.config import DataConfig, DataSource
+from modrwkv.training.data import SourceSpan, StepBatchSampler, describe_mixture, read_sources, repeat_count
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def qa_records(folder: Path, name: str, n: int, seed: int) -> list[dict]:
+    """`n` "what colour?" question-answer records about plain 16x16 PNG images written under `folder`."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        colour = list(COLOURS)[rng.integers(len(COLOURS))]
+        image = f"{name}-{i}.png"
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8) + np.array(COLOURS[colour], np.uint8)).save(folder / image)
+        records.append({"image": image, "question": "What colour is it?",
+                        "answer": colour if i % 2 else f"It is {colour}."})
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def run_config(tmp_path: Path, name: str, train_files: list, **data) -> dict:
+    """configs/tiny-cpu.yaml on qa files, 8 steps of 4 samples, its own output folder."""
+    cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    cfg["data"] = {"format": "qa", "train": train_files, **data}
+    cfg["train"].update(max_steps=8, batch_size=4, micro_batch_size=4, warmup_steps=2)
+    cfg["output"].update(dir=str(tmp_path / name), save_every=0, log_every=1)
+    return cfg
+
+
+def final_weights(result) -> dict[str, torch.Tensor]:
+    return load_file(str(result.final_dir / "model.safetensors"))
+
+
+# --- the data a pass holds ------------------------------------------------------------------------------
+
+
+def test_repeat_counts_are_whole_copies_plus_a_rounded_fraction():
+    assert [repeat_count(10, r) for r in (1, 2, 2.5, 0.3, 0.25, 2.3)] == [10, 20, 25, 3, 3, 23]  # 2.5 -> 3
+    assert repeat_count(3, 0.5) == 2 and repeat_count(4, 0.1) == 0 and repeat_count(7, 1 / 3) == 2
+
+
+def test_plain_data_is_drawn_as_before_and_spans_of_repeat_1_change_nothing():
+    """Each sample once per pass, in the order `randperm(n)` seeded by seed + pass gives (what every
+    run before weighting drew), with or without a span per entry."""
+    kw = dict(micro_batch_size=2, world_size=1, rank=0, total=10, seed=5)
+    plain = list(StepBatchSampler(10, **kw))
+    expected = [torch.randperm(10, generator=torch.Generator().manual_seed(5 + p)).tolist() for p in (0, 1)]
+    assert plain == [order[i:i + 2] for order in expected for i in range(0, 10, 2)]
+    assert list(StepBatchSampler(10, **kw, spans=[SourceSpan(0, 0, 6), SourceSpan(1, 6, 10)])) == plain
+    assert list(StepBatchSampler(10, **kw, shuffle=False)) == [[i, i + 1] for i in range(0, 10, 2)] * 2
+
+
+def test_repeat_2_holds_each_sample_twice_per_pass_shuffled_or_not():
+    spans = [SourceSpan(0, 0, 6, 2.0), SourceSpan(1, 6, 10)]
+    for shuffle in (False, True):
+        sampler = StepBatchSampler(10, micro_batch_size=4, world_size=1, rank=0, total=12, seed=3, spans=spans,
+                                   shuffle=shuffle)
+        batches = list(sampler)  # 16 samples per pass: 4 micro-batches, 3 passes
+        for p in range(3):
+            counts = collections.Counter(i for batch in batches[4 * p:4 * p + 4] for i in batch)
+            assert counts == {**{i: 2 for i in range(6)}, **{i: 1 for i in range(6, 10)}}
+        if not shuffle:  # the file's samples twice over, as a file holding them twice is read
+            assert [i for batch in batches[:4] for i in batch] == [*range(6), *range(6), *range(6, 10)]
+    # group_by_length and two ranks: the same multiset per pass
+    lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 0]
+    ranks = [list(StepBatchSampler(10, micro_batch_size=2, world_size=2, rank=r, total=8, seed=1, spans=spans,
+                                   lengths=lengths)) for r in (0, 1)]
+    counts = collections.Counter(i for batch in ranks[0][:4] + ranks[1][:4] for i in batch)
+    assert counts == {**{i: 2 for i in range(6)}, **{i: 1 for i in range(6, 10)}}
+
+
+def test_a_fractional_repeat_draws_an_exact_count_afresh_each_pass_reproducibly():
+    spans = [SourceSpan(0, 0, 10, 2.5), SourceSpan(1, 10, 17, 0.3)]  # 25 + round(2.1) = 2: 27 per pass
+
+    def passes(seed: int, shuffle: bool = True) -> list[collections.Counter]:
+        sampler = StepBatchSampler(17, micro_batch_size=27, world_size=1, rank=0, total=4, seed=seed, spans=spans,
+                                   shuffle=shuffle)
+        return [collections.Counter(batch) for batch in sampler]
+
+    drawn = passes(7)
+    for counts in drawn:
+        assert sorted(counts[i] for i in range(10)) == [2] * 5 + [3] * 5  # 2.5 x 10: five samples a third time
+        assert sum(counts[i] for i in range(10, 17)) == 2 and all(counts[i] <= 1 for i in range(10, 17))
+    thirds = [frozenset(i for i in range(10) if counts[i] == 3) for counts in drawn]
+    assert len(set(thirds)) > 1  # a fresh draw per pass: over passes every sample gets its share
+    assert passes(7) == drawn  # the seed fixes them: a resumed run draws what the uninterrupted one drew
+    assert passes(7, shuffle=False) == drawn  # shuffle orders the pass; the draw is the same
+    assert passes(8) != drawn
+    resumed = StepBatchSampler(17, micro_batch_size=9, world_size=1, rank=0, total=9, seed=7, spans=spans)
+    whole = list(resumed)
+    resumed.skip(4)  # mid-pass (3 micro-batches per pass)
+    assert list(resumed) == whole[4:]
+
+
+# --- config ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("{path: a.jsonl, repeat: 0}", "data.train[1].repeat must be a number > 0 (2: every sample twice per epoch, "
+                                   "0.5: half of them), got 0"),
+    ("{path: a.jsonl, repeat: -2}", "data.train[1].repeat must be a number > 0 (2: every sample twice per epoch, "
+                                    "0.5: half of them), got -2"),
+    ("{path: a.jsonl, repeat: .inf}", "data.train[1].repeat must be a number > 0 (2: every sample twice per "
+                                      "epoch, 0.5: half of them), got inf"),
+    ("{path: a.jsonl, repeat: twice}", "data.train[1].repeat: expected a number, got 'twice'"),
+    ("{path: a.jsonl, repeat: true}", "data.train[1].repeat: expected a number, got True"),
+    ("{path: a.jsonl, weight: 2}", "unknown key(s) ['data.train[1].weight'] (known keys of data.train[1]: "
+                                   "['path', 'repeat'])"),
+    ("{repeat: 2}", "data.train[1].path is required (the file, wildcard or folder to read), got None"),
+    ("{path: [a.jsonl], repeat: 2}", "data.train[1].path: expected text, got ['a.jsonl']"),
+    ("[a.jsonl, 2]", "data.train[1]: ['a.jsonl', 2] is not str | DataSource"),
+])
+def test_a_bad_entry_is_one_line_naming_its_field(tmp_path, capsys, entry, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"data:\n  train: [b.jsonl, {entry}]\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, needs_data=False)
+    assert str(error.value) == f"{path}: {message}"
+    assert main(["train", str(path)]) == 2  # the command: that line, no traceback
+    assert capsys.readouterr().err == f"modrwkv train: error: {path}: {message}\n"
+
+
+def test_val_entries_refuse_a_repeat_and_plain_and_weighted_entries_load(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  init_from: some/folder\ndata:\n  train: [a.jsonl, {path: 'b/*.jsonl', repeat: 2.5}]\n"
+                    "  val: [{path: v.jsonl, repeat: 2}]\ntrain:\n  val_every: 10\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: data\.val\[0\]\.repeat: validation is not weighted \(each val "
+                                          r"sample counts once\); remove the repeat$"):
+        load_config(path, needs_data=False)
+    config = load_config(path, ["--data.val", "[{path: v.jsonl}, w.jsonl]"], needs_data=False)
+    assert config.data.train == ["a.jsonl", DataSource("b/*.jsonl", 2.5)]
+    assert config.data.val == [DataSource("v.jsonl"), "w.jsonl"]
+
+
+# --- reading: every container, the dedupe warning, the summary ---------------------------------------------
+
+
+def write_tar(path: Path, folder: Path, records: list[dict]) -> None:
+    """The records as a WebDataset shard: key.png + key.json (question and answer)."""
+    with tarfile.open(path, "w") as archive:
+        for i, record in enumerate(records):
+            for name, data in ((f"{i:04d}.png", (folder / record["image"]).read_bytes()),
+                               (f"{i:04d}.json", json.dumps({k: record[k] for k in ("question", "answer")}).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+
+
+def test_each_container_is_weighted_by_its_entry(tmp_path, caplog):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a, b, c = (qa_records(tmp_path, name, n, seed) for name, n, seed in (("a", 5, 0), ("b", 4, 1), ("c", 6, 2)))
+    write_jsonl(tmp_path / "a.jsonl", a)
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    pq.write_table(pa.Table.from_pylist(c), tmp_path / "c.parquet")
+    (tmp_path / "shards").mkdir()
+    write_tar(tmp_path / "shards" / "00000.tar", tmp_path, a[:3])
+    write_tar(tmp_path / "shards" / "00001.tar", tmp_path, b[:2])
+    entries = [DataSource(str(tmp_path / "a.jsonl"), 2), str(tmp_path / "b.json"),
+               DataSource(str(tmp_path / "c.parquet"), 0.5), DataSource(str(tmp_path / "shards"), 3)]
+    with caplog.at_level(logging.INFO, logger="modrwkv.training.data"):
+        samples, spans = read_sources(DataConfig(format="qa", train=entries))
+    assert spans == [SourceSpan(0, 0, 5, 2), SourceSpan(1, 5, 9), SourceSpan(2, 9, 15, 0.5), SourceSpan(3, 15, 20, 3)]
+    assert [s.messages[1].content for s in samples[9:15]] == [r["answer"] for r in c]
+    assert [s.messages[1].content for s in samples[15:]] == [r["answer"] for r in a[:3] + b[:2]]
+    assert f"data.train[2]: {tmp_path / 'c.parquet'}: kept 6 of 6 records" in caplog.messages
+    assert describe_mixture(spans, entries) == (
+        f"data.train[0] {tmp_path / 'a.jsonl'}: 5 samples x repeat 2 = 10 per epoch; "
+        f"data.train[1] {tmp_path / 'b.json'}: 4 samples = 4 per epoch; "
+        f"data.train[2] {tmp_path / 'c.parquet'}: 6 samples x repeat 0.5 = 3 per epoch; "
+        f"data.train[3] {tmp_path / 'shards'}: 5 samples x repeat 3 = 15 per epoch (32 samples per epoch, 20 read)")
+    # series files: every window of the file
+    rows = [f"{np.sin(i / 3):.4f}\n" for i in range(40)]
+    (tmp_path / "s.csv").write_text("y\n" + "".join(rows))
+    (tmp_path / "r.csv").write_text("y\n" + "".join(rows[:20]))
+    series = DataConfig(format="series", options={"lookback": 8, "horizon": 4},
+                        train=[DataSource(str(tmp_path / "s.csv"), 1.5), str(tmp_path / "r.csv")])
+    samples, spans = read_sources(series)
+    windows = 40 - 12 + 1
+    assert spans[0] == SourceSpan(0, 0, windows, 1.5) and spans[0].per_pass == 44 and spans[1].start == windows
+    assert spans[1] == SourceSpan(1, windows, windows + 9) and len(samples) == windows + 9
+
+
+def test_a_file_two_entries_give_is_read_once_with_the_larger_repeat_and_the_warning_says_so(tmp_path, caplog):
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.jsonl").write_text("")
+    every, a = str(tmp_path / "*.jsonl"), str(tmp_path / "a.jsonl")
+    with caplog.at_level(logging.WARNING, logger="modrwkv.data.files"):
+        assigned = assign_paths([every, a, str(tmp_path / "b.jsonl")], "data.train", [1, 5, 1])
+    names = [(Path(path).name, owner) for path, owner in assigned]
+    assert names == [("b.jsonl", 0), ("c.jsonl", 0), ("a.jsonl", 1)]  # a.jsonl under data.train[1], its repeat 5
+    assert caplog.messages == [
+        f"data.train: {a} is given by data.train[0] ({every!r}) and data.train[1] ({a!r}, repeat 5); it is read "
+        f"once, with repeat 5 (the largest). To upsample a file, give it once with a repeat: {{path: {a}, "
+        "repeat: 2} reads each of its samples twice per epoch",
+        f"data.train: {tmp_path / 'b.jsonl'} is given by data.train[0] ({every!r}) and data.train[2] "
+        f"({str(tmp_path / 'b.jsonl')!r}); it is read once. To upsample a file, give it once with a repeat: "
+        f"{{path: {tmp_path / 'b.jsonl'}, repeat: 2}} reads each of its samples twice per epoch"]
+
+
+def test_a_file_listed_twice_warns_to_use_repeat_and_trains_once(tmp_path, caplog):
+    """The old trick (listing a file twice to upsample it) reads the file once, and the warning names `repeat`."""
+    path = write_jsonl(tmp_path / "twice.jsonl", qa_records(tmp_path, "t", 8, 0))
+    with caplog.at_level(logging.WARNING, logger="modrwkv.data.files"):
+        samples, spans = read_sources(DataConfig(format="qa", train=[path, path]))
+    assert len(samples) == 8 and spans == [SourceSpan(0, 0, 8)]
+    assert caplog.messages == [
+        f"data.train: {path} is given by data.train[0] ({path!r}) and data.train[1] ({path!r}); it is read once. "
+        f"To upsample a file, give it once with a repeat: {{path: {path}, repeat: 2}} reads each of its samples "
+        "twice per epoch"]
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_repeat_2_trains_as_the_file_holding_its_records_twice(tmp_path, shuffle):
+    a, b = qa_records(tmp_path, "a", 6, 0), qa_records(tmp_path, "b", 4, 1)
+    files = {name: write_jsonl(tmp_path / f"{name}.jsonl", records)
+             for name, records in (("a", a), ("b", b), ("aa", a + a))}
+    weighted = train(run_config(tmp_path, "weighted", [{"path": files["a"], "repeat": 2}, files["b"]],
+                                shuffle=shuffle))
+    doubled = train(run_config(tmp_path, "doubled", [files["aa"], files["b"]], shuffle=shuffle))
+    assert weighted.metrics["samples"] == doubled.metrics["samples"] == 16
+    assert [r["loss"] for r in weighted.history] == [r["loss"] for r in doubled.history]
+    expected = final_weights(doubled)
+    for key, value in final_weights(weighted).items():
+        assert torch.equal(value, expected[key]), key
+
+
+class _Crash(BaseException):
+    """Stands in for a kill: nothing of ours runs after it (tests/test_training.py's)."""
+
+
+class _CrashAt(pl.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise _Crash()
+
+
+def test_a_weighted_run_resumed_mid_epoch_matches_the_uninterrupted_one(tmp_path):
+    """Fractional repeats, shuffled, grouped by length, in a data-loader worker: resumed from step 4 of an
+    11-sample pass of micro-batches of 2 (5 per pass), it trains what the uninterrupted run trained."""
+    files = [write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 6, 0)),
+             write_jsonl(tmp_path / "b.jsonl", qa_records(tmp_path, "b", 4, 1))]
+    cfg = run_config(tmp_path, "full", [{"path": files[0], "repeat": 1.5}, {"path": files[1], "repeat": 0.5}],
+                     group_by_length=True, num_workers=1)
+    cfg["train"].update(max_steps=12, batch_size=2, micro_batch_size=2)
+    full = train(cfg)
+    assert full.metrics["samples"] == 11 and full.metrics["epochs"] == pytest.approx(12 / 5)
+    cfg = copy.deepcopy(cfg)
+    cfg["output"].update(dir=str(tmp_path / "killed"), save_every=4)
+    with pytest.raises(_Crash):
+        train(cfg, callbacks=[_CrashAt(6)])
+    assert latest_checkpoint(cfg["output"]["dir"]).name == "step-00000004"
+    resumed = train(cfg, resume=True)
+    assert [r["step"] for r in resumed.history] == list(range(5, 13))
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history[4:]]
+    expected = final_weights(full)
+    for key, value in final_weights(resumed).items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_a_weighted_run_reports_its_mix_and_records_its_entries(tmp_path):
+    files = [write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 6, 0)),
+             write_jsonl(tmp_path / "b.jsonl", qa_records(tmp_path, "b", 4, 1))]
+    cfg = run_config(tmp_path, "run", [{"path": files[0], "repeat": 0.5}, files[1]])
+    cfg["train"].update(max_steps=2, batch_size=2, micro_batch_size=2)
+    lines: list[str] = []
+    result = train(cfg, progress=lines.append)
+    assert lines[0] == (f"data.train: data.train[0] {files[0]}: 6 samples x repeat 0.5 = 3 per epoch; "
+                        f"data.train[1] {files[1]}: 4 samples = 4 per epoch (7 samples per epoch, 10 read)")
+    assert result.metrics["samples"] == 7
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["train"] == [{"path": files[0], "repeat": 0.5}, files[1]]  # plain stays plain
+    assert "2 optimizer steps of 2 samples = 0.67 epochs of 7 samples" in (tmp_path / "run" / "config.yaml").read_text()
