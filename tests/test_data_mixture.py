@@ -307,3 +307,18 @@ def test_a_weighted_run_reports_its_mix_and_records_its_entries(tmp_path):
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["data"]["train"] == [{"path": files[0], "repeat": 0.5}, files[1]]  # plain stays plain
     assert "2 optimizer steps of 2 samples = 0.67 epochs of 7 samples" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_files_of_another_format_are_named_across_entries(tmp_path):
+    """Each entry has its own reader; the check that the files hold one format spans them all."""
+    from modrwkv.data.readers import DataError
+
+    good = write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 2, 0))
+    other = write_jsonl(tmp_path / "b.jsonl", [{"image": "a-0.png", "conversations": [
+        {"from": "human", "value": "<image>\nColour?"}, {"from": "gpt", "value": "red"}]}])
+    with pytest.raises(DataError) as error:
+        read_sources(DataConfig(format="qa", train=[good, DataSource(other, 2)]))
+    assert error.value.reason == "other_format"
+    assert str(error.value) == (f"data.train: {other} holds llava records, but {good} holds qa records: one reader "
+                                "reads them all, and it would skip every record of the other format; give files of "
+                                "one format (data.format: qa)")
