@@ -1020,6 +1020,30 @@ def test_every_reader_tells_a_file_of_another_format_among_its_files(data_format
                                "format; give files of one format")
 
 
+def test_a_file_counts_as_another_format_only_when_every_record_was_refused_as_that_formats(media, tmp_path):
+    """A file some of whose records are refused for another reason (a missing image, broken JSON) is not
+    a file of another format, even when no record converted: it takes no part in `check_one_format`, and its
+    skipped records say what is wrong."""
+    good, other, _ = MIXED["qa"]
+    fine = write_jsonl(tmp_path / "a.jsonl", [good])
+    missing = write_jsonl(tmp_path / "bad.jsonl", [other, {**good, "image": "gone.png"}])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(other) + "\n{\"image\": \n")
+    for spoilt in (missing, broken):
+        reader = QAReader([fine, spoilt], media_folder=media)
+        assert [s.source for s in reader] == [f"{fine}:1"]
+        assert reader.report.formats == {str(fine): "qa"}
+        reader.report.check_one_format("qa")  # no MixedFormats: bad.jsonl is no LLaVA file
+    reader = QAReader([fine, missing], media_folder=media)
+    list(reader)
+    assert dict(reader.report.skipped) == {"other_format": 1, "missing_media": 1}
+    # every record refused as another format's: that format, whatever the order of the files
+    whole = write_jsonl(tmp_path / "whole.jsonl", [other, other])
+    reader = QAReader([fine, whole], media_folder=media)
+    list(reader)
+    assert reader.report.formats == {str(fine): "qa", str(whole): "llava"}
+
+
 def test_a_json_array_that_mixes_formats_names_the_record_by_index(media, tmp_path):
     good, other, _ = MIXED["qa"]
     path = tmp_path / "mixed.json"

@@ -90,8 +90,9 @@ class ReadReport:
     skipped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     examples: list[DataError] = dataclasses.field(default_factory=list)
     max_examples: int = 5
-    # each file's record format (`one_format`): the reader's once a record converted, else the format of the
-    # first record refused as another format's; what `common_format` checks a whole pass with
+    # each file's record format (`one_format`): the reader's once a record converted, another format when every
+    # record read was refused as that format's (the first's); absent otherwise (no record, or some refused for
+    # other reasons): what `common_format` checks a whole pass with
     formats: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -794,20 +795,35 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
     that comes after a record that converted is reported as the file mixing formats: the error names the format the record looks
     like and the line from which the file's records are `reading` records (`chosen` says how that
     format was chosen, e.g. ", detected from the first record"). `formats` (a `ReadReport.formats`) gets
-    the file's format as built: `reading` once a record converted, else the format of the first record
-    refused as another's (a whole file of another format, which `common_format` then names)."""
+    the file's format as built: `reading` once a record converted, else, while every record built was
+    refused as another format's, the first one's (a whole file of another format, which `common_format`
+    then names); a file none of whose records converted but some of which failed for another reason
+    (a missing image, broken JSON) is no other format's, and is left out."""
+    key = str(path)
     first: list[str] = []  # the source of the first record that converted
+    otherwise: list[str] = []  # the source of the first record refused for a reason other than its format
+
+    def refused_otherwise(source: str) -> None:
+        if not first and not otherwise and formats is not None:
+            formats.pop(key, None)
+        otherwise.append(source)
+
     for source, load in records:
         def build(source: str = source, load: Callable[[], Any] = load) -> Any:
-            record = load()
+            try:
+                record = load()
+            except DataError:
+                refused_otherwise(source)
+                raise
             try:
                 converted = convert(record, source)
             except DataError as err:
                 hint, other = format_hint(record, reading), record_format(record)
                 if other is None or not hint or not err.detail.endswith(hint):  # not a record of another format
+                    refused_otherwise(source)
                     raise
-                if formats is not None:
-                    formats.setdefault(str(path), other)
+                if formats is not None and not first and not otherwise:
+                    formats.setdefault(key, other)
                 if not first:
                     raise
                 where = first[0].removeprefix(f"{path}:")
@@ -820,7 +836,7 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
             if not first:
                 first.append(source)
             if formats is not None:
-                formats[str(path)] = reading
+                formats[key] = reading
             return converted
 
         yield source, build
