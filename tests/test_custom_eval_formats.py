@@ -343,3 +343,19 @@ def test_duplicate_ids_are_refused_naming_the_first(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert f"{data}: duplicate sample ids in the custom all split (the first: 's0', given to 2 samples)" in err
+
+
+@pytest.mark.parametrize("odd_first", [True, False])
+def test_a_file_whose_format_is_not_told_is_named_by_its_own_problem_among_files_of_a_format(tmp_path, odd_first):
+    """A file of no known format (or an empty one) beside a LLaVA file takes no part in the files' one
+    format: it is read as question-answer records, whose reader names what is missing, not called a file
+    of qa records mixed with llava ones."""
+    odd = write(tmp_path / "data", "odd.jsonl", [{"img": "0.png", "prompt": "Which digit is this?", "reply": "7"}])
+    fine = write(tmp_path / "data", "l.jsonl", [llava(0, *QUESTIONS[0])])
+    with pytest.raises(BenchmarkFileError) as info:
+        CustomTask().load([odd, fine] if odd_first else [fine, odd], "all")
+    assert str(info.value) == f"{odd}:1: no 'question' (fields: ['img', 'prompt', 'reply'])"
+    empty = tmp_path / "data" / "empty.jsonl"  # no record: nothing to ask, nothing mixed
+    empty.write_text("")
+    samples = CustomTask().load([fine, empty] if odd_first else [empty, fine], "all")
+    assert [(s.id, s.reference["answers"]) for s in samples] == [("s0", ["7"])]

@@ -208,9 +208,13 @@ class CustomTask(Task):
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
         defaulted = 0  # tar captions asked the default question
         try:
-            converters = [(file, *_converter(file, manifest_prompt, self.data_format, self.reader_options,
-                                             self.media_folder)) for file in files]
-            common_format((file, data_format) for file, data_format, _, _ in converters)
+            # each file's format and how it was chosen; a file whose format is not told (FormatUnknown: no known
+            # fields, an empty file) is read as question-answer records, whose reader names what is missing, and
+            # takes no part in the files' one format
+            detected = {file: _file_format(file, self.data_format) for file in files}
+            converters = [(file, *_converter(file, *(detected[file] or ("qa", "")), manifest_prompt,
+                                             self.reader_options, self.media_folder)) for file in files]
+            common_format((file, found[0]) for file, found in detected.items() if found is not None)
         except (DataError, MixedFormats) as exc:
             raise BenchmarkFileError(str(exc)) from None
         try:
@@ -369,25 +373,28 @@ class _Question:
 Converter = Callable[[Any, str, "str | None"], _Question]
 
 
-def _converter(data: Path, asr_prompt: str | None, data_format: str | None, options: Mapping[str, Any],
+def _file_format(data: Path, data_format: str | None) -> tuple[str, str] | None:
+    """The format `data`'s records are read as and how it was chosen (for an error about a record of another
+    format): `data_format`, else the training format `modrwkv init` detects (a LLaMA-Factory
+    `dataset_info.json` naming the file, else the first record's fields); None when nothing is recognised."""
+    if data_format is not None:
+        return data_format, ", as data.format says"
+    try:
+        data_format = detect_format(data)
+    except FormatUnknown:
+        return None
+    entry = dataset_info_entry(data)
+    return data_format, ", as dataset_info.json says" if entry is not None else ", detected from the first record"
+
+
+def _converter(data: Path, data_format: str, chosen: str, asr_prompt: str | None, options: Mapping[str, Any],
                media_folder: Path | None) -> tuple[str, str, Converter]:
-    """How this file's records become questions: `data_format`, else the training format `modrwkv init`
-    detects (a LLaMA-Factory `dataset_info.json` naming the file, else the first record's fields),
-    how it was chosen (for an error about a record of another format), and the converter; question-answer
-    records when nothing is recognised, so that their reader names what is missing. The records are
+    """How this file's records become questions as `data_format` records (`chosen` says how that format was
+    chosen): that format, `chosen` and the converter. The records are
     converted as the training reader converts them with `options` (its keyword options; a ShareGPT file
     without `columns` and `tags` takes its dataset_info.json's), an ASR manifest's user turn built with
     `asr_prompt` (None: the audio alone), media paths relative to `media_folder`, else the reader's folder
     option, else the file's folder."""
-    if data_format is not None:
-        chosen = ", as data.format says"
-    else:
-        try:
-            data_format = detect_format(data)
-        except FormatUnknown:
-            data_format = "qa"
-        entry = dataset_info_entry(data)
-        chosen = ", as dataset_info.json says" if entry is not None else ", detected from the first record"
     to_sample, folder_keyword = FORMATS[data_format].to_sample, FORMATS[data_format].folder_option
     keywords = inspect.signature(to_sample).parameters
     # the reader's options its converter takes; the media folder and an ASR prompt are decided here
