@@ -654,3 +654,44 @@ def test_digit_pairs_with_few_training_pairs_give_every_baseline(tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.splitlines()[-1].endswith("--train-pairs and --test-pairs must be at least 1, got 0 and 1000")
+
+
+def test_files_one_reader_reads_all_of_are_one_format_in_init_eval_and_training(tmp_path):
+    """Files detected as two formats, every record of which one reader reads, are one data set: ShareGPT
+    files with a `system` column (sharegpt) beside ones without (llava), OpenAI chat with and without a
+    top-level `tools` list (sharegpt). `modrwkv init` and `eval --task custom` take the detected format whose
+    reader refuses no whole file and keeps the most records (of equal, sharegpt, which reads the system
+    column); training reads them with it. Files of two formats no reader reads together are still refused
+    naming both."""
+    from modrwkv.training.data import read_samples
+    from modrwkv.training.config import DataConfig
+    from modrwkv.training.init import InitAnswers, summarize_data
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+    turns = [{"from": "human", "value": "<image>Which digit?"}, {"from": "gpt", "value": "7"}]
+    plain = write_records(tmp_path, [{"conversations": turns, "images": ["x.png"]}] * 2, "plain.jsonl")
+    system = write_records(tmp_path, [{"conversations": turns, "images": ["x.png"], "system": "Be brief."}] * 3,
+                           "system.jsonl")
+    for files in ([system, plain], [plain, system]):  # the ShareGPT reader, which reads the system column
+        summary = summarize_data(InitAnswers(data=[str(file) for file in files]))
+        assert (summary.data_format, summary.samples, summary.num_skipped) == ("sharegpt", 5, 0)
+    samples = read_samples(DataConfig(format="sharegpt", train=[str(system), str(plain)]))
+    assert [s.messages[0].content for s in samples] == ["Be brief."] * 3 + ["<image>Which digit?"] * 2
+    loaded = CustomTask().load([system, plain], "all")
+    assert [(s.id, s.context) for s in loaded] == [(f"system.jsonl:{n}", [{"role": "system", "content": "Be brief."}])
+                                                   for n in (1, 2, 3)] + [("plain.jsonl:1", []), ("plain.jsonl:2", [])]
+    assert [s.context for s in CustomTask().load([plain, system], "all")] == [[], []] + [
+        [{"role": "system", "content": "Be brief."}]] * 3
+    chat = [{"role": "user", "content": "Which digit?"}, {"role": "assistant", "content": "7"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    untooled = write_records(tmp_path, [{"messages": chat}] * 2, "chat.jsonl")
+    tooled = write_records(tmp_path, [{"messages": chat, "tools": tools}], "tools.jsonl")
+    summary = summarize_data(InitAnswers(data=[str(untooled), str(tooled)]))
+    assert (summary.data_format, summary.samples, summary.num_skipped) == ("openai", 3, 0)
+    assert [s.id for s in CustomTask().load([untooled, tooled], "all")] == ["chat.jsonl:1", "chat.jsonl:2",
+                                                                            "tools.jsonl:1"]
+    qa = write_records(tmp_path, [{"image": "x.png", "question": "Which digit?", "answer": "7"}], "qa.jsonl")
+    with pytest.raises(BenchmarkFileError) as info:
+        CustomTask().load([qa, plain], "all")
+    assert str(info.value) == (f"{plain} holds llava records, but {qa} holds qa records: one reader reads them all, "
+                               "and it would skip every record of the other format; give files of one format")

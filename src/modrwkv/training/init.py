@@ -19,7 +19,6 @@ series is always trained here), as the paper's recipe does.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import math
@@ -31,7 +30,8 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import MixedFormats, as_paths, common_format, data_label, data_name, expand_paths
+from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths, common_format, data_label, data_name,
+                                 expand_paths)
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -115,15 +115,20 @@ class DataSummary:
         return f"about {self.estimated_samples} ({self.samples} scanned)"
 
 
-def detected_format(files: Sequence[Path]) -> str:
-    """The record format of the files (`detect_format`), which must be one (`common_format`): training
-    reads every data.train file with one reader."""
-    try:
-        found = common_format((file, detect_format(file)) for file in files)
-    except MixedFormats as exc:
-        raise InitError(f"{exc} (or --format)") from None
-    assert found is not None  # summarize_data gives at least one file
-    return found
+def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str) -> tuple[int, tuple[Reader, list[Sample]]]:
+    """The usable samples of the first SCAN_LIMIT + 1 the reader of `data_format` gave from `files`, and (the
+    reader, those samples); `MixedFormats` when it refused every record of a file as another format's
+    (`ReadReport.check_one_format`)."""
+    # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
+    # is not an image or audio is counted as the bad record it is, not as a usable sample.
+    options = series_options(answers) if data_format == "series" else {"verify_media": True}
+    config = DataConfig(format=data_format, train=[str(file) for file in files], options=options,  # type: ignore[arg-type]
+                        media_folder=None if data_format == "series" else answers.media_folder)
+    reader = build_reader(config, "--data")
+    reader.max_examples = MAX_PROBLEMS
+    samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
+    reader.report.check_one_format(data_format)
+    return len(samples), (reader, samples)
 
 
 def summarize_data(answers: InitAnswers) -> DataSummary:
@@ -134,23 +139,20 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     for file in files:
         if not file.is_file():
             raise InitError(f"{file}: no such data file")
-    try:
-        data_format = answers.data_format or detected_format(files)
+    try:  # each file's format, or the one given
+        candidates = [answers.data_format] if answers.data_format else [detect_format(file) for file in files]
     except FormatUnknown as exc:
         raise InitError(str(exc)) from None
-    if data_format not in FORMATS:
-        raise InitError(f"unknown data format {data_format!r}; choose from {', '.join(FORMATS)}")
+    if candidates[0] not in FORMATS:
+        raise InitError(f"unknown data format {candidates[0]!r}; choose from {', '.join(FORMATS)}")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
-    # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
-    # is not an image or audio is counted as the bad record it is, not as a usable sample.
-    options = series_options(answers) if data_format == "series" else {"verify_media": True}
-    config = DataConfig(format=data_format, train=[str(file) for file in files], options=options,  # type: ignore[arg-type]
-                        media_folder=None if data_format == "series" else answers.media_folder)
-    reader = build_reader(config, "--data")
-    reader.max_examples = MAX_PROBLEMS
-    try:
-        samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
+    try:  # training reads every data.train file with one reader (`accepted_format`)
+        data_format, (reader, samples) = accepted_format(candidates, lambda data_format: _scan(answers, files,
+                                                                                               data_format))
+    except MixedFormats as exc:
+        raise InitError(f"{exc} (--format {answers.data_format})" if answers.data_format else f"{exc} (or --format)") \
+            from None
     except DataError as exc:
         raise InitError(str(exc)) from None
     scanned_all = len(samples) <= SCAN_LIMIT
@@ -159,13 +161,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     problems = [str(err) for err in reader.report.examples]
     if not samples:
         first = f"; the first: {problems[0]}" if problems else ""
-        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media files were not "
-                        "found, give the folder they are relative to (--media-folder)", problems,
+        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media files "
+                        "were not found, give the folder they are relative to (--media-folder)", problems,
                         reader.report.num_skipped)
-    try:  # with --format, files of another format are told by the reader refusing all their records
-        reader.report.check_one_format(data_format)
-    except MixedFormats as exc:
-        raise InitError(f"{exc} (--format {data_format})" if answers.data_format else str(exc)) from None
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)
@@ -369,16 +367,14 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     from ..evaluation.tasks.custom import CustomTask
 
     val = Path(str(answers.val))
-    if answers.data_format is None and val.is_file():  # a format given (--format) applies to both files
-        with contextlib.suppress(FormatUnknown):  # the task's reader below names what is wrong
-            try:
-                common_format([(data_label(answers.data), data_format), (val, detect_format(val))])
-            except MixedFormats as exc:
-                raise InitError(f"--val: {exc}") from None
-    task = CustomTask(media_folder=answers.media_folder)
+    task = CustomTask(media_folder=answers.media_folder, data_format=data_format)  # read as training reads data.val
     try:
         task.load(val, "all")
     except BenchmarkFileError as exc:
+        try:  # a val file every record of which the reader refused as another format's names both files
+            common_format([(data_label(answers.data), data_format), *task.formats.items()])
+        except MixedFormats as mixed:
+            raise InitError(f"--val: {mixed}") from None
         raise InitError(f"--val: {exc}") from None
     return task.headline
 

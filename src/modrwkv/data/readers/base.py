@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,7 @@ files_logger = logging.getLogger("modrwkv.data.files")
 
 OnError = Literal["skip", "raise"]
 PathLike = str | Path
+_T = TypeVar("_T")
 # The set of `DataError.reason` values, so that reports can be aggregated and tests can match them.
 REASONS = (
     "bad_json",  # a JSONL line that does not parse
@@ -785,6 +786,35 @@ def common_format(formats: Iterable[tuple[str | Path, str]]) -> str | None:
                                "reader reads them all, and it would skip every record of the other format; give "
                                "files of one format")
     return None if first is None else first[1]
+
+
+def accepted_format(candidates: Iterable[str], read: Callable[[str], tuple[int, _T]]) -> tuple[str, _T]:
+    """The format files read together are read as, and what `read(format)` made of them: `read` gives (the
+    records kept, what it made), or raises `MixedFormats` (its reader refused every record of a file as
+    another format's, `ReadReport.check_one_format`) or `DataError`. Of `candidates` (the formats detected of
+    the files, in their order), the one whose reading keeps the most records; of equal ones `sharegpt`, whose
+    reader reads the `system`, `tools` and `audios` columns the LLaVA and OpenAI readers pass over, else the
+    first; when every reading fails, the first one's error. So files one reader reads all of (ShareGPT files
+    with and without a `system` column, OpenAI chat with and without `tools`) are one data set, whatever
+    their order: the one rule of `modrwkv init --data` and `modrwkv eval --task custom --data`."""
+    formats = list(dict.fromkeys(candidates))
+    if len(formats) == 1:  # one format: nothing to choose
+        return formats[0], read(formats[0])[1]
+    best: tuple[tuple[int, bool, int], str, _T] | None = None
+    failed: MixedFormats | DataError | None = None
+    for index, data_format in enumerate(formats):
+        try:
+            kept, made = read(data_format)
+        except (MixedFormats, DataError) as exc:
+            failed = failed or exc
+            continue
+        rank = (kept, data_format == "sharegpt", -index)
+        if best is None or rank > best[0]:
+            best = (rank, data_format, made)
+    if best is None:
+        assert failed is not None
+        raise failed
+    return best[1], best[2]
 
 
 def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[], Any]]],

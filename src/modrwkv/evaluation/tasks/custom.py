@@ -65,8 +65,8 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import (DataError, MixedFormats, as_paths, common_format, data_label, expand_paths,
-                                  file_records, is_parquet, is_tar, one_format)
+from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
+                                  expand_paths, file_records, is_parquet, is_tar, one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.webdataset import DEFAULT_CAPTION_PROMPTS
@@ -156,6 +156,9 @@ class CustomTask(Task):
         self.model_caption_prompt: str | None = None  # the model folder's record (None: the reader's default)
         self.caption_unrecorded = False  # the model is a folder saved before folders recorded that question
         self.data_format = data_format
+        # each file's format as the last `load` read it (`ReadReport.formats`), also when it failed: what
+        # `modrwkv init --val` names a val file of another format than the training files' by
+        self.formats: dict[str, str] = {}
         self.metric = metric
         self.prompt = prompt
         self.asr_prompt = asr_prompt
@@ -202,56 +205,19 @@ class CustomTask(Task):
                                          f"training format: {self.layout}")
             if not file.is_file():
                 raise BenchmarkFileError(f"{file}: no such file")
-        records: list[tuple[Any, _Question]] = []  # (the sample's id: the record's own, else its place; the question)
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
-        defaulted = 0  # tar captions asked the default question
         try:
             # each file's format and how it was chosen; a file whose format is not told (FormatUnknown: no known
             # fields, an empty file) is read as question-answer records, whose reader names what is missing, and
             # takes no part in the files' one format
             detected = {file: _file_format(file, self.data_format) for file in files}
-            converters = [(file, *_converter(file, *(detected[file] or ("qa", "")), manifest_prompt,
-                                             self.reader_options, self.media_folder)) for file in files]
-            common_format((file, found[0]) for file, found in detected.items() if found is not None)
+            # the files' one format, as training's one reader reads them (`accepted_format`)
+            data_format, (records, defaulted) = accepted_format(
+                [found[0] for found in detected.values() if found is not None] or ["qa"],
+                lambda data_format: self._read(detected, data_format, manifest_prompt))
         except (DataError, MixedFormats) as exc:
-            raise BenchmarkFileError(str(exc)) from None
-        try:
-            for file, data_format, chosen, convert in converters:
-                if self.asr_prompt is not None and data_format != "asr":
-                    raise BenchmarkFileError(f"{file}: --asr-prompt applies to an ASR manifest, but this file holds "
-                                             f"{data_format} records{chosen}, whose prompts are in the records")
-                if self.long_form is not None and data_format != "asr":
-                    raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
-                                             f"{data_format} records{chosen}")
-                if self.caption_prompt is not None and not is_tar(file):
-                    raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards (the "
-                                             "question their captioned samples are asked); this file is no .tar")
-                if self.caption_prompt is not None and data_format != "qa":
-                    raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
-                                             f"this file holds {data_format} records{chosen}")
-                # a tar's captioned samples are asked what training asked them: the question given, else the
-                # reader's prompt (validation during training), else the model folder's record
-                caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
-                           if "prompt" in self.reader_options else self.model_caption_prompt)
-                records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
-                default_captions = caption is None and data_format == "qa" and is_tar(file)
-                for number, (source, build) in enumerate(one_format(file, data_format, records_of, lambda record,
-                                                                    source: convert(record, source, self.prompt),
-                                                                    chosen), start=1):
-                    question = build()
-                    if default_captions and question.record.question in DEFAULT_CAPTION_PROMPTS.values():
-                        defaulted += 1
-                    identifier = question.record.id
-                    if identifier is None:
-                        identifier = str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}"
-                    elif len(files) > 1 and source == f"{file}:{identifier}" and is_tar(file):
-                        # a tar sample's id is its key, which the shards of one dataset reuse (each counting
-                        # from 000), so with several files it is known as a JSONL record's place is
-                        identifier = f"{file.name}:{identifier}"
-                    records.append((identifier, question))
-        except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
             raise BenchmarkFileError(f"{label}: no records")
@@ -293,6 +259,70 @@ class CustomTask(Task):
         # A World token is at least one byte: the longest answer fits, with room for a short preamble.
         self.max_new_tokens = longest + 16
         return samples
+
+    def _read(self, detected: Mapping[Path, tuple[str, str] | None], reading: str,
+              manifest_prompt: str | None) -> tuple[int, tuple[list[tuple[Any, _Question]], int]]:
+        """Every record of the files as a question, a file of a told format read as `reading` records (the
+        files' one format), one of no told format as its own (`_file_format`: qa): how many, and (the
+        records as (the sample's id: the record's own, else its place; the question), how many tar captions
+        were asked the default question). Every file is read to the end, so that `ReadReport.check_one_format` knows which file every
+        record of which was refused as another format's (`MixedFormats`) before the first bad record's
+        `DataError` is raised; `self.formats` is each file's format as read."""
+        files = list(detected)
+        report = ReadReport()
+        self.formats = report.formats
+        origin = {found[0]: file for file, found in reversed(detected.items()) if found is not None}
+        records: list[tuple[Any, _Question]] = []
+        defaulted = 0  # tar captions asked the default question
+        first_error: DataError | None = None
+        for file, found in detected.items():
+            data_format, chosen = found or ("qa", "")
+            if found is not None and data_format != reading:  # read as the format of the files before it
+                data_format, chosen = reading, f", detected from the first record of {origin[reading]}"
+            data_format, chosen, convert = _converter(file, data_format, chosen, manifest_prompt, self.reader_options,
+                                                      self.media_folder)
+            if self.asr_prompt is not None and data_format != "asr":
+                raise BenchmarkFileError(f"{file}: --asr-prompt applies to an ASR manifest, but this file holds "
+                                         f"{data_format} records{chosen}, whose prompts are in the records")
+            if self.long_form is not None and data_format != "asr":
+                raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
+                                         f"{data_format} records{chosen}")
+            if self.caption_prompt is not None and not is_tar(file):
+                raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards (the "
+                                         "question their captioned samples are asked); this file is no .tar")
+            if self.caption_prompt is not None and data_format != "qa":
+                raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
+                                         f"this file holds {data_format} records{chosen}")
+            # a tar's captioned samples are asked what training asked them: the question given, else the
+            # reader's prompt (validation during training), else the model folder's record
+            caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
+                       if "prompt" in self.reader_options else self.model_caption_prompt)
+            records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
+            default_captions = caption is None and data_format == "qa" and is_tar(file)
+            for number, (source, build) in enumerate(one_format(
+                    file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
+                    chosen, formats=None if found is None else report.formats), start=1):
+                try:
+                    question = build()
+                except DataError as exc:
+                    if exc.reason == "unreadable_file":  # a whole file: nothing further to read
+                        raise
+                    first_error = first_error or exc
+                    continue
+                if default_captions and question.record.question in DEFAULT_CAPTION_PROMPTS.values():
+                    defaulted += 1
+                identifier = question.record.id
+                if identifier is None:
+                    identifier = str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}"
+                elif len(files) > 1 and source == f"{file}:{identifier}" and is_tar(file):
+                    # a tar sample's id is its key, which the shards of one dataset reuse (each counting
+                    # from 000), so with several files it is known as a JSONL record's place is
+                    identifier = f"{file.name}:{identifier}"
+                records.append((identifier, question))
+        report.check_one_format(reading)
+        if first_error is not None:
+            raise first_error
+        return len(records), (records, defaulted)
 
     def _file_metric(self, data: str, records: Sequence[tuple[str, QARecord]]) -> str:
         if self.metric is not None:
