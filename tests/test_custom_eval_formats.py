@@ -359,3 +359,16 @@ def test_a_file_whose_format_is_not_told_is_named_by_its_own_problem_among_files
     empty.write_text("")
     samples = CustomTask().load([fine, empty] if odd_first else [empty, fine], "all")
     assert [(s.id, s.reference["answers"]) for s in samples] == [("s0", ["7"])]
+
+
+def test_files_of_one_name_in_two_folders_name_their_records_by_their_path_from_the_shared_folder(tmp_path):
+    """x1/test.jsonl and x2/test.jsonl: a record without an id is "x1/test.jsonl:N" (both were "test.jsonl:1",
+    refused as duplicate ids); files of distinct names keep "name:N", and with them earlier runs' ids."""
+    first = write(tmp_path / "x1", "test.jsonl", [{"question": "Which digit?", "answer": "7"}] * 2)
+    second = write(tmp_path / "x2", "test.jsonl", [{"question": "Which digit?", "answer": "1"}])
+    deeper = write(tmp_path / "x2" / "more", "test.jsonl", [{"question": "Which digit?", "answer": "2"}])
+    other = write(tmp_path / "x2", "other.jsonl", [{"question": "Which digit?", "answer": "3"}])
+    assert [s.id for s in CustomTask().load([first, second, deeper], "all")] == [
+        "x1/test.jsonl:1", "x1/test.jsonl:2", "x2/test.jsonl:1", "x2/more/test.jsonl:1"]
+    assert [s.id for s in CustomTask().load([first, other], "all")] == ["test.jsonl:1", "test.jsonl:2",
+                                                                        "other.jsonl:1"]

@@ -603,3 +603,27 @@ def test_two_val_files_are_validated_as_eval_of_both_scores_them(tmp_path, monke
     assert answered == [(identifier, 70 + 16) for identifier in expected]
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in predictions] == expected
+
+
+def test_val_files_are_refused_for_duplicate_ids_as_eval_refuses_them_and_same_names_are_told_apart(tmp_path):
+    """Validation loads data.val's files as `modrwkv eval --task custom` does, and refuses ids two records
+    share with the same line (eval keeps, resumes and scores predictions by id); files of one name in two
+    folders are told apart by their path (x1/test.jsonl:1, x2/test.jsonl:1) in both."""
+    from modrwkv.data.readers import DataError
+    from modrwkv.training.config import DataConfig
+    from modrwkv.training.validation import answer_scorer
+
+    files = []
+    for folder, answer in (("x1", "7"), ("x2", "1")):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "test.jsonl")
+        files[-1].write_text(json.dumps({"question": "Which digit?", "answer": answer}) + "\n")
+    scorer = answer_scorer(DataConfig(format="qa", train=[str(f) for f in files]), "accuracy", None)
+    assert [s.id for s in scorer.samples] == ["x1/test.jsonl:1", "x2/test.jsonl:1"]
+    for file in files:
+        file.write_text(json.dumps({"id": "q1", "question": "Which digit?", "answer": "7"}) + "\n")
+    with pytest.raises(DataError) as info:
+        answer_scorer(DataConfig(format="qa", train=[str(f) for f in files]), "accuracy", None)
+    assert str(info.value) == (f"train.val_metric accuracy answers data.val as `modrwkv eval --task custom` does, "
+                               f"which refuses it: {files[0]}, {files[1]}: duplicate sample ids in the custom all "
+                               "split (the first: 'q1', given to 2 samples)")

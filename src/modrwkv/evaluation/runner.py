@@ -238,6 +238,16 @@ def missing_media(samples: Sequence[EvalSample], limit: int = 5) -> list[Path]:
     return missing
 
 
+def check_sample_ids(samples: Sequence[EvalSample], label: str, task: str, split: str) -> None:
+    """A ValueError naming the first id given to several samples: predictions are kept, resumed and scored by
+    id (validation during training refuses the val files with it too, as this command does)."""
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        repeated, count = next((i, n) for i, n in collections.Counter(ids).items() if n > 1)  # in first-seen order
+        raise ValueError(f"{label}: duplicate sample ids in the {task} {split} split (the first: {repeated!r}, "
+                         f"given to {count} samples)")
+
+
 def run_eval(
     task: Task,
     data: str | Path | Sequence[str | Path],
@@ -279,11 +289,8 @@ def run_eval(
     max_new_tokens = max_new_tokens or task.max_new_tokens  # after loading: a custom task sizes it from the answers
     if not samples:
         raise ValueError(f"{label}: the {task.name} {split} split has no samples")
+    check_sample_ids(samples, label, task.name, split)
     ids = [s.id for s in samples]
-    if len(set(ids)) != len(ids):
-        repeated, count = next((i, n) for i, n in collections.Counter(ids).items() if n > 1)  # in first-seen order
-        raise ValueError(f"{label}: duplicate sample ids in the {task.name} {split} split (the first: {repeated!r}, "
-                         f"given to {count} samples)")
     selected = samples[:limit] if limit else samples
     identity = {"format": FORMAT, "task": task.name, "split": split, "max_new_tokens": max_new_tokens,
                 "data": data_fingerprint(samples), "model": model.identity()}

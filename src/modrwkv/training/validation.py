@@ -268,13 +268,14 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
     task, so that a validation's value is what `modrwkv eval --task custom --data FILE ...` prints for the
     same weights and the same files: they are loaded together as that command loads them (a record
-    without an id known as "file name:N"), one cap over all of them (the first `max_samples` records of
+    without an id known as "file name:N"; ids two records share refused, as it refuses them), one cap over all of them (the first `max_samples` records of
     the files in order, as its `--limit`), every reply capped at the longest answer of any file + 16
     tokens (its `max_new_tokens`). The records are read as the val loss reads them (the data.format,
     data.options and data.val_options of `config`), where that command reads a file by itself (its format
     detected, ShareGPT names from a dataset_info.json, the ASR prompt the model records). The files'
     records decide how accuracy is counted (exact match, VQA accuracy or the choice taken), as that
     command decides; wer, cer and mse are its `--metric` of that name."""
+    from ..evaluation.runner import check_sample_ids
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
@@ -284,11 +285,15 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
                       data_format=config.format, reader_options=config.options)
     # data.val's wildcards, as the reader of the val loss expands them (and names them in an error)
     paths = [Path(path) for path in expand_paths(config.train, "data.val")]
+    refused = f"train.val_metric {metric} answers data.val as `modrwkv eval --task custom` does, which refuses it"
     try:
         samples = task.load(paths, "all")
     except BenchmarkFileError as exc:
-        raise DataError("", "unreadable_file", f"train.val_metric {metric} answers data.val as `modrwkv eval "
-                        f"--task custom` does, which refuses it: {exc}") from None
+        raise DataError("", "unreadable_file", f"{refused}: {exc}") from None
+    try:  # predictions are told apart by id there: ids two records share are refused alike
+        check_sample_ids(samples, data_label(paths), task.name, "all")
+    except ValueError as exc:
+        raise DataError("", "unreadable_file", f"{refused}: {exc}") from None
     if task.headline != metric:
         raise ConfigError(f"train.val_metric is {metric}, but {data_label(paths)} holds records that `modrwkv eval "
                           f"--task custom` scores by {task.headline_label} ({samples[0].reference['metric']}): set "

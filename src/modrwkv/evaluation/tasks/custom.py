@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -192,7 +193,8 @@ class CustomTask(Task):
         """The records of `data`: a file, or what `data.train` takes (several files, wildcards, a folder of
         .parquet or WebDataset .tar shards), all of one format. A record without an `id` is known by its
         place: its number in a single file, else "file name:number"; a tar sample's id is its key, with
-        several files "file name:key"."""
+        several files "file name:key"; files of the same name in different folders are named by their path
+        from the folder they share (`_place_names`)."""
         label = data_label(data)
         try:
             files = [Path(file) for file in expand_paths([str(path) for path in as_paths(data)], "--data")]
@@ -273,6 +275,7 @@ class CustomTask(Task):
         self.formats = report.formats
         origin = {found[0]: file for file, found in reversed(detected.items()) if found is not None}
         records: list[tuple[Any, _Question]] = []
+        names = _place_names(files)
         defaulted = 0  # tar captions asked the default question
         first_error: DataError | None = None
         for file, found in detected.items():
@@ -313,11 +316,11 @@ class CustomTask(Task):
                     defaulted += 1
                 identifier = question.record.id
                 if identifier is None:
-                    identifier = str(len(records) + 1) if len(files) == 1 else f"{file.name}:{number}"
+                    identifier = str(len(records) + 1) if len(files) == 1 else f"{names[file]}:{number}"
                 elif len(files) > 1 and source == f"{file}:{identifier}" and is_tar(file):
                     # a tar sample's id is its key, which the shards of one dataset reuse (each counting
                     # from 000), so with several files it is known as a JSONL record's place is
-                    identifier = f"{file.name}:{identifier}"
+                    identifier = f"{names[file]}:{identifier}"
                 records.append((identifier, question))
         report.check_one_format(reading)
         if first_error is not None:
@@ -401,6 +404,17 @@ class _Question:
 
 
 Converter = Callable[[Any, str, "str | None"], _Question]
+
+
+def _place_names(files: Sequence[Path]) -> dict[Path, str]:
+    """What names each file in its records' ids when there are several: its name, or, when two files share
+    one (x1/test.jsonl and x2/test.jsonl), its path from the folder all the files are in (x1/test.jsonl), so
+    that ids stay unique; unique names stay as they were, and with them earlier runs' ids."""
+    if len({file.name for file in files}) == len(files):
+        return {file: file.name for file in files}
+    absolute = {file: Path(os.path.abspath(file)) for file in files}
+    common = Path(os.path.commonpath([str(path.parent) for path in absolute.values()]))
+    return {file: path.relative_to(common).as_posix() for file, path in absolute.items()}
 
 
 def _file_format(data: Path, data_format: str | None) -> tuple[str, str] | None:
