@@ -30,8 +30,8 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import DataError, TimeSeriesReader
-from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths, common_format, data_label, data_name,
-                                 expand_paths)
+from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths, common_format, data_label,
+                                 data_name, expand_paths)
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -161,8 +161,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     problems = [str(err) for err in reader.report.examples]
     if not samples:
         first = f"; the first: {problems[0]}" if problems else ""
-        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media files "
-                        "were not found, give the folder they are relative to (--media-folder)", problems,
+        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media "
+                        "files were not found, give the folder they are relative to (--media-folder)", problems,
                         reader.report.num_skipped)
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)

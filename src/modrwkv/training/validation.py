@@ -268,9 +268,9 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
     task, so that a validation's value is what `modrwkv eval --task custom --data FILE ...` prints for the
     same weights and the same files: they are loaded together as that command loads them (a record
-    without an id known as "file name:N"; ids two records share refused, as it refuses them), one cap over all of them (the first `max_samples` records of
-    the files in order, as its `--limit`), every reply capped at the longest answer of any file + 16
-    tokens (its `max_new_tokens`). The records are read as the val loss reads them (the data.format,
+    without an id known as "file name:N"; ids two records share refused, as it refuses them), one cap
+    over all of them (the first `max_samples` records of the files in order, as its `--limit`), every reply
+    capped at the longest answer of any file + 16 tokens (its `max_new_tokens`). The records are read as the val loss reads them (the data.format,
     data.options and data.val_options of `config`), where that command reads a file by itself (its format
     detected, ShareGPT names from a dataset_info.json, the ASR prompt the model records). The files'
     records decide how accuracy is counted (exact match, VQA accuracy or the choice taken), as that

@@ -775,8 +775,9 @@ def common_format(formats: Iterable[tuple[str | Path, str]]) -> str | None:
     """The one record format of files read together, each given as (file, its format) in their order;
     None for no file. Every reader reads its files as one format, and would skip every record of a file
     of another, so a file whose format is not the first file's is `MixedFormats` naming both files and
-    both formats: the one rule (and message) of `modrwkv init --data`, its `--val`, `modrwkv eval --task
-    custom --data` and training's data.train / data.val (each caller adds its own context)."""
+    both formats: the one message of `modrwkv init --data`, its `--val`, `modrwkv eval --task custom --data`
+    and training's data.train / data.val (each caller adds its own context), given the formats their readers
+    found (`ReadReport.check_one_format`)."""
     first: tuple[str | Path, str] | None = None
     for file, data_format in formats:
         if first is None:

@@ -267,9 +267,10 @@ class CustomTask(Task):
         """Every record of the files as a question, a file of a told format read as `reading` records (the
         files' one format), one of no told format as its own (`_file_format`: qa): how many, and (the
         records as (the sample's id: the record's own, else its place; the question), how many tar captions
-        were asked the default question). Every file is read to the end, so that `ReadReport.check_one_format` knows which file every
-        record of which was refused as another format's (`MixedFormats`) before the first bad record's
-        `DataError` is raised; `self.formats` is each file's format as read."""
+        were asked the default question). Every file is read to the end, so that
+        `ReadReport.check_one_format` knows which file every record of which was refused as another format's
+        (`MixedFormats`) before the first bad record's `DataError` is raised; `self.formats` is each file's
+        format as read."""
         files = list(detected)
         report = ReadReport()
         self.formats = report.formats
