@@ -652,6 +652,19 @@ def test_asr_manifest_exact(media: Path, tmp_path: Path) -> None:
     assert custom.messages[0].content == "<audio>\nP" and custom.audios == [wav]
 
 
+def test_asr_audio_written_as_a_one_item_list_is_that_audio(media: Path, tmp_path: Path) -> None:
+    """`["tone.wav"]` is one audio for one transcript, read as `"tone.wav"` is (qa records take one item or a
+    list alike); an empty list is a record without its audio, named so."""
+    manifest = write_jsonl(tmp_path / "asr.jsonl", [{"audio_filepath": ["tone.wav"], "text": "hi"},
+                                                    {"audio_filepath": [], "text": "hi"}])
+    reader = AsrManifestReader(manifest, audio_root=media, log_limit=0)
+    assert list(reader) == [Sample([Message("user", f"<audio>\n{DEFAULT_ASR_PROMPT}"), Message("assistant", "hi")],
+                                   audios=[str(media / "tone.wav")], source=f"{manifest}:1")]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{manifest}:2: 'audio_filepath' is an empty list: an ASR record has one audio"]
+    assert reader.report.skipped == {"missing_media": 1}
+
+
 BAD_ASR = {
     "missing_field": {"audio": "tone.wav"},
     "missing_media": {"audio": "none.wav", "text": "x"},

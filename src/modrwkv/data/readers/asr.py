@@ -57,14 +57,18 @@ def asr_to_sample(
     if text_key is None:
         raise lacks_fields(record, "asr", source, f"no transcript field (one of {', '.join(TEXT_KEYS)})")
     transcript = require(record[text_key], str, f"'{text_key}'", source)
-    if isinstance(record[audio_key], list):  # (a WebDataset sample's several audio members arrive so too)
-        items = record[audio_key]
-        shown = ", ".join(item if isinstance(item, str) else getattr(item, "name", type(item).__name__)
-                          for item in items)
-        raise DataError(source, "wrong_type", f"'{audio_key}' holds {len(items)} audio items ({shown}) for one "
-                        "transcript: an ASR record has one audio; clips answered together are a conversation "
-                        "record's 'audios' list (format: sharegpt)")
-    audio = media_item(record[audio_key], "audio", Path(audio_root) if audio_root is not None else None, source)
+    value = record[audio_key]
+    if isinstance(value, list):  # (a WebDataset sample's several audio members arrive so too)
+        if not value:
+            raise DataError(source, "missing_media", f"'{audio_key}' is an empty list: an ASR record has one audio")
+        if len(value) > 1:
+            shown = ", ".join(item if isinstance(item, str) else getattr(item, "name", type(item).__name__)
+                              for item in value)
+            raise DataError(source, "wrong_type", f"'{audio_key}' holds {len(value)} audio items ({shown}) for one "
+                            "transcript: an ASR record has one audio; clips answered together are a conversation "
+                            "record's 'audios' list (format: sharegpt)")
+        value = value[0]  # one audio written as a list, as a qa record may write its one item
+    audio = media_item(value, "audio", Path(audio_root) if audio_root is not None else None, source)
     if verify_media:
         check_media(audio, "audio", source)
     meta: dict[str, Any] = {}
