@@ -92,7 +92,8 @@ def test_img2dataset_digits_read_as_their_jsonl(tmp_path):
     expected, read = list(QAReader(jsonl, on_error="raise")), list(QAReader(files, on_error="raise"))
     assert len(read) == len(expected) == 20
     for got, want in zip(read, expected, strict=True):
-        assert got.messages == want.messages and got.meta == want.meta
+        # (flagged as a caption, which the JSONL's record is not: training records the question it was asked)
+        assert got.messages == want.messages and got.meta == {**want.meta, "captioned": True}
         assert isinstance(got.images[0], TarMember)  # read from the tar when decoded
         assert got.images[0].read() == Path(want.images[0]).read_bytes()
     assert read[10].source == f"{files[1]}:000000010"
@@ -214,6 +215,36 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
         f"modrwkv eval: error: {asked}: --caption-prompt applies to WebDataset .tar shards (the question their "
         "captioned samples are asked); this file is no .tar"]
     check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
+
+
+def test_a_folder_keeps_its_record_of_the_caption_question_unless_a_run_asked_captions(tmp_path):
+    """config.json's caption_prompt is written by a run that read captioned tar samples (media + .txt) only;
+    otherwise the folder keeps what the one it started from had."""
+    records = digit_shards(tmp_path / "digits", tmp_path / "captions", 8, 1)
+    # a shard of qa .json records, each asking its own question: none is asked data.options.prompt
+    (tmp_path / "records").mkdir()
+    write_tar(tmp_path / "records" / "0.tar", [member for r in records for member in (
+        (f"{r['id']}.png", (tmp_path / "digits" / r["image"]).read_bytes()),
+        (f"{r['id']}.json", json.dumps({"question": "Which digit?", "answer": r["answer"]}).encode()))])
+
+    def trained(name: str, data: Path, options: dict, init_from: Path | None = None, **settings) -> Path:
+        cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+        if init_from is not None:
+            cfg["model"] = {"init_from": str(init_from), "ctx_len": 64}
+        cfg["data"] = {"format": "qa", "train": [str(data)], "options": options}
+        cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4, **settings)
+        cfg["output"].update(dir=str(tmp_path / name), save_every=0)
+        return train(cfg).final_dir
+
+    def record(folder: Path) -> dict:
+        return {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k == "caption_prompt"}
+
+    asked = trained("asked", tmp_path / "captions", {"prompt": QUESTION})
+    assert record(asked) == {"caption_prompt": QUESTION}
+    # .json records: a fresh run records the default's null, a stage 2 keeps stage 1's question
+    assert record(trained("records", tmp_path / "records", {"prompt": "Unasked?"})) == {"caption_prompt": None}
+    stage2 = trained("records-2", tmp_path / "records", {"prompt": "Unasked?"}, asked)
+    assert record(stage2) == {"caption_prompt": QUESTION}
 
 
 def wav_bytes(seconds: float, frequency: float, rate: int = 16000) -> bytes:
@@ -582,7 +613,7 @@ def test_video_captions_read_and_score_as_their_jsonl(tmp_path):
     assert detect_format(tmp_path / "clips.tar") == "qa"
     expected, read = list(QAReader(jsonl, on_error="raise")), list(QAReader(tmp_path / "clips.tar", on_error="raise"))
     for got, want in zip(read, expected, strict=True):
-        assert got.messages == want.messages and got.meta == want.meta
+        assert got.messages == want.messages and got.meta == {**want.meta, "captioned": True}
         assert [v.read() for v in got.videos] == [Path(v).read_bytes() for v in want.videos]
     assert read[1].messages[0].content == f"<video>\n<audio>\n{question}"
     frames = [load_video(v.videos[0]) for v in (read[0], expected[0])]

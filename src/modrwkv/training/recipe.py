@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from ..data.readers import DataError
 from ..data.readers.asr import DEFAULT_ASR_PROMPT
 from ..data.readers.series import series_prompt_problem, series_prompt_template
-from ..data.readers.webdataset import TarMember
+from ..data.readers.webdataset import CAPTIONED
 from ..data.sample import Sample
 from ..encoders import build_encoder
 from ..encoders.media import VideoSampling, set_max_image_pixels
@@ -241,10 +241,10 @@ def setup_data(config: TrainConfig, model: ModRWKV,
         raise ConfigError(f"the data has {missing} inputs but the model has encoders only for {sorted(model.encoders)}")
     if config.data.format == "asr":  # recorded with the model, so that evaluation asks the same way
         model.asr_prompt = config.data.options.get("prompt", DEFAULT_ASR_PROMPT)
-    if config.data.format == "qa" and any(isinstance(item, TarMember) for sample in samples
-                                          for kind in ("image", "video") for item in sample.media(kind)):
+    if config.data.format == "qa" and any(sample.meta.get(CAPTIONED) for sample in samples):
         # WebDataset shards' captioned samples were asked the reader's prompt (None: the default): recorded
-        # with the model, so that evaluation asks the same shards the same way
+        # with the model, so that evaluation asks the same shards the same way. Without such samples (.json
+        # records in shards ask their own questions) the model keeps the record of the folder it started from.
         model.caption_prompt = config.data.options.get("prompt")
     if config.data.format == "series":  # recorded with the model, so that a forecast is asked from as many steps,
         model.series_lookback = int(config.data.options["lookback"])  # and with the reader's prompt template

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, lacks_fields, media_item, require, turn_text
+from .webdataset import CAPTIONED, CaptionRecord
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -216,10 +217,12 @@ def _series_items(value: Any, folder: Path | None, source: str) -> list[np.ndarr
 def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None = None,
                  verify_media: bool = False) -> Sample:
     """One question-answer record as a training sample (user: markers + question [+ choices];
-    assistant: the answer)."""
+    assistant: the answer); a tar's captioned sample (`CaptionRecord`) is flagged `meta[CAPTIONED]`."""
     qa = parse_qa_record(record, source=source, media_folder=media_folder, verify_media=verify_media)
     messages = [Message("user", qa.prompt()), Message("assistant", qa.target())]
-    meta = {"id": qa.id} if qa.id is not None else {}
+    meta: dict[str, Any] = {"id": qa.id} if qa.id is not None else {}
+    if isinstance(record, CaptionRecord):
+        meta[CAPTIONED] = True
     return Sample(messages=messages, images=qa.media.get("image", []), audios=qa.media.get("audio", []),
                   series=qa.media.get("series", []), videos=qa.media.get("video", []), source=source, meta=meta)
 

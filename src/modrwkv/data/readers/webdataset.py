@@ -59,10 +59,19 @@ MEDIA_EXTENSIONS = {
 DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",
                            "video": "Write a short caption for the video."}
 RECORD_KEYS = ("question", "conversations", "messages")  # a .json with one of them is a whole record
+# The `Sample.meta` flag of a sample built from a captioned tar sample (`CaptionRecord`): training records the
+# question such samples were asked with the model (config.json `caption_prompt`) only when it read one.
+CAPTIONED = "captioned"
 # The WebDataset key and extension of a member's name: up to, and after, the first dot of its base name.
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 # What a compressed file starts with: gzip, bzip2, xz, zstd.
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+class CaptionRecord(dict):
+    """The qa record of a captioned sample (media + .txt), whose question is the reader's `prompt`: a dict
+    like any record, told apart from a `.json` member's record (which asks its own question) so that the
+    sample built from it is flagged `CAPTIONED`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -323,7 +332,7 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
     visual = next((kind for kind in ("image", "video") if kind in media), None)
     if text is not None and visual is not None:  # a caption
         question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
-        return {**media, "question": question, "answer": text, "id": sample.key}
+        return CaptionRecord({**media, "question": question, "answer": text, "id": sample.key})
     if visual is None and (text is not None or any(key in metadata for key in TEXT_KEYS)):  # a transcript
         # (several audio members are a list, which the ASR reader refuses naming them: a record has one audio)
         if text is not None:
