@@ -217,10 +217,16 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
 
 
-def test_a_folder_keeps_its_record_of_the_caption_question_unless_a_run_asked_captions(tmp_path):
+def test_a_folder_keeps_its_record_of_the_caption_question_unless_a_run_asked_captions(tmp_path, capsys, caplog):
     """config.json's caption_prompt is written by a run that read captioned tar samples (media + .txt) only;
-    otherwise the folder keeps what the one it started from had."""
+    otherwise the folder keeps what the one it started from had: the question, null (the default), or no
+    record at all (a folder saved before 2026-12-03), which a re-save (from_pretrained + save_pretrained,
+    the transformers wrapper, a stage 2 from it, merge-lora) leaves out, so that eval still warns."""
+    from modrwkv.hf_integration import ModRWKVForCausalLM
+    from modrwkv.multimodal import ModRWKV
+
     records = digit_shards(tmp_path / "digits", tmp_path / "captions", 8, 1)
+    jsonl = write_jsonl(tmp_path / "digits" / "train.jsonl", records)
     # a shard of qa .json records, each asking its own question: none is asked data.options.prompt
     (tmp_path / "records").mkdir()
     write_tar(tmp_path / "records" / "0.tar", [member for r in records for member in (
@@ -245,6 +251,30 @@ def test_a_folder_keeps_its_record_of_the_caption_question_unless_a_run_asked_ca
     assert record(trained("records", tmp_path / "records", {"prompt": "Unasked?"})) == {"caption_prompt": None}
     stage2 = trained("records-2", tmp_path / "records", {"prompt": "Unasked?"}, asked)
     assert record(stage2) == {"caption_prompt": QUESTION}
+    old = tmp_path / "old"
+    shutil.copytree(asked, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["caption_prompt"]
+    (old / "config.json").write_text(json.dumps(config))
+    ModRWKV.from_pretrained(old).save_pretrained(tmp_path / "resaved")
+    ModRWKVForCausalLM.from_pretrained(old).save_pretrained(tmp_path / "resaved-hf")
+    assert record(tmp_path / "resaved") == record(tmp_path / "resaved-hf") == {}
+    assert record(trained("old-records", tmp_path / "records", {"prompt": "Unasked?"}, old)) == {}
+    lora = trained("old-lora", jsonl, {}, old, stage="lora", lora={"rank": 2, "targets": ["att.key"]})
+    assert main(["merge-lora", str(lora), str(tmp_path / "merged")]) == 0
+    assert record(tmp_path / "merged") == {}
+    caplog.clear()
+    eval_custom(tmp_path / "merged", [str(tmp_path / "captions")], tmp_path / "eval-merged")
+    assert ("the model folder does not record the question its training asked WebDataset shards' captions (a folder "
+            f"saved before 2026-12-03): 8 captioned samples of {tmp_path / 'captions'} are asked the default; "
+            "--caption-prompt TEXT asks the one it was trained with") in caplog.text
+    # a stage 2 from the old folder that asks captions records its question, and eval asks it without a warning
+    again = trained("old-asked", tmp_path / "captions", {"prompt": QUESTION}, old)
+    assert record(again) == {"caption_prompt": QUESTION}
+    caplog.clear()
+    _, predictions = eval_custom(again, [str(tmp_path / "captions")], tmp_path / "eval-again")
+    assert "does not record the question" not in caplog.text
+    assert {p["prompt"] for p in predictions} == {f"<image>\n{QUESTION}"}
 
 
 def wav_bytes(seconds: float, frequency: float, rate: int = 16000) -> bytes:

@@ -8,6 +8,7 @@ passes through the LM exactly like token embeddings (including `ln0`).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,18 @@ from ..tokenizer import WorldTokenizer
 from .released import PROMPT_FORMATS, PromptFormat, load_encoder_weights, prompt_settings, split_released
 from ..textfiles import write_text_atomically
 from ..weightfiles import save_safetensors
+
+
+class Unrecorded(enum.Enum):
+    """A setting that a model folder saved before it was recorded does not hold (`UNRECORDED`)."""
+
+    UNRECORDED = "unrecorded"
+
+
+# The caption question of a model loaded from a folder saved before folders recorded it: kept unknown rather than
+# taken for the default, so that saving the model again (merge-lora, a stage 2 from it, a resumed run that
+# reads no captions) leaves `caption_prompt` out of config.json as before, and eval still warns about it.
+UNRECORDED = Unrecorded.UNRECORDED
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +105,7 @@ class ModRWKV(nn.Module):
         series_prompt: str | None = None,
         series_baseline_only: bool = False,
         media_layout: MediaLayout = "media_text",
-        caption_prompt: str | None = None,
+        caption_prompt: str | None | Unrecorded = None,
     ) -> None:
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
@@ -108,8 +121,9 @@ class ModRWKV(nn.Module):
         no marker for them, the layout the model was trained with ("media_text", LLaVA's, or
         "text_media_text", the quickstart's; `modrwkv.data.sample.place_media`); `caption_prompt`: the question
         training asked WebDataset shards' captioned samples (image or video + .txt; the qa reader's `prompt`),
-        None for the reader's default ("Write a short caption for the image." / "... the video."). All are
-        saved in the model's config."""
+        None for the reader's default ("Write a short caption for the image." / "... the video."), `UNRECORDED`
+        for a folder saved before folders recorded it (left out of the saved config). All are saved in the
+        model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -303,7 +317,7 @@ class ModRWKV(nn.Module):
             "series_prompt": self.series_prompt,
             "series_baseline_only": self.series_baseline_only,
             "media_layout": self.media_layout,
-            "caption_prompt": self.caption_prompt,
+            **({} if self.caption_prompt is UNRECORDED else {"caption_prompt": self.caption_prompt}),
         }
 
     def save_pretrained(
@@ -400,13 +414,13 @@ class ModRWKV(nn.Module):
         tensors = read_safetensors(folder / WEIGHTS_NAME)
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm = build_lm(lm_sd, config=lm_config, dtype=dtype, where=folder / WEIGHTS_NAME)
-        # Folders written before placeholder ids (or the series prompt, the media layout, the caption question)
-        # were recorded used today's defaults.
+        # Folders written before placeholder ids (or the series prompt, the media layout) were recorded used today's
+        # defaults; the caption question of one written before it was recorded stays unknown (`UNRECORDED`).
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
                     config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"),
                     config.get("series_prompt"), config.get("series_baseline_only", False),
-                    config.get("media_layout", "media_text"), config.get("caption_prompt"))
+                    config.get("media_layout", "media_text"), config.get("caption_prompt", UNRECORDED))
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
