@@ -181,6 +181,10 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     cfg["train"]["val_every"] = 1
     scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
     assert [s.prompt for s in scorer.samples] == [p["prompt"] for p in recorded[1]]  # (ids: each shard alone)
+    # data.val_options.prompt asks the val shards another question than the one the folder records (docs say so)
+    cfg["data"]["val_options"] = {"prompt": "Which number?"}
+    scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    assert {s.prompt for s in scorer.samples} == {"<image>\nWhich number?"}
     old = tmp_path / "old-folder"
     shutil.copytree(from_tar.final_dir, old)
     config = json.loads((old / "config.json").read_text())
