@@ -162,7 +162,7 @@ def modrwkv_transcripts(model_dir: str, paths: list[str], max_new_tokens: int) -
     from modrwkv.inference import ModRWKVPipeline
 
     pipeline = ModRWKVPipeline.from_pretrained(model_dir)
-    turn = asr_user_turn(pipeline.model.asr_prompt)
+    turn = asr_user_turn(pipeline.model.asked_asr_prompt)
     out = []
     for path in paths:
         stream = pipeline.chat_stream([{"role": "user", "content": turn}], audio=[path], temperature=0,

@@ -109,6 +109,63 @@ def test_asr_prompt_asks_with_another_text_and_an_old_folder_with_the_default(tm
     assert f"{old}: the model's config.json does not record the ASR prompt" in caplog.text
 
 
+def test_a_folder_that_records_no_asr_prompt_records_none_when_saved_again(tmp_path, caplog):
+    """A folder saved before folders recorded the ASR prompt has no asr_prompt, and neither has a folder made
+    from it without training on a manifest: saved again (ModRWKV and the transformers wrapper), a stage 2 on
+    other data (model.init_from), merge-lora of a LoRA run on it. Eval asks those the default with the
+    warning, as the old folder; a stage 2 on a manifest records its prompt, which eval asks without one."""
+    from modrwkv.hf_integration import ModRWKVForCausalLM
+    from test_pipeline import png_bytes
+
+    data = manifest(tmp_path / "data")
+    old = tmp_path / "old"
+    ModRWKV.from_pretrained(tiny_model_dir()).save_pretrained(old)
+    written = json.loads((old / "config.json").read_text())
+    del written["asr_prompt"]
+    (old / "config.json").write_text(json.dumps(written))
+
+    def config_of(folder: Path) -> dict:
+        return json.loads((folder / "config.json").read_text())
+
+    ModRWKV.from_pretrained(old).save_pretrained(tmp_path / "resaved")
+    ModRWKVForCausalLM.from_pretrained(old).save_pretrained(tmp_path / "resaved-hf")
+    assert config_of(tmp_path / "resaved") == config_of(tmp_path / "resaved-hf") == written
+    (tmp_path / "images").mkdir()
+    for index in range(2):
+        (tmp_path / "images" / f"{index}.png").write_bytes(png_bytes(index))
+    images = tmp_path / "images" / "train.jsonl"  # question-answer records: nothing asks an ASR prompt
+    images.write_text("".join(json.dumps({"image": f"{index}.png", "question": "What is it?", "answer": "noise"}) + "\n"
+                              for index in range(2)))
+
+    def stage(name: str, data_format: str, train_data: Path, options: dict, **settings) -> Path:
+        cfg = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+        cfg["model"] = {"init_from": str(old), "ctx_len": 256}
+        cfg["data"] = {"format": data_format, "train": [str(train_data)], "options": options}
+        cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=2, micro_batch_size=2, **settings)
+        cfg["output"].update(dir=str(tmp_path / name), save_every=0)
+        return train(cfg).final_dir
+
+    assert "asr_prompt" not in config_of(stage("stage2", "qa", images, {}))
+    lora = stage("lora", "qa", images, {}, stage="lora", lora={"rank": 2, "targets": ["att.key"]})
+    assert main(["merge-lora", str(lora), str(tmp_path / "merged")]) == 0
+    assert "asr_prompt" not in config_of(tmp_path / "merged")
+    with caplog.at_level(logging.WARNING, logger="modrwkv.evaluation"):
+        found = evaluate(CustomTask(), data, tmp_path / "merged", tmp_path / "merged-eval")
+    assert [p["prompt"] for p in found] == ["<audio>\nTranscribe the audio."] * 2
+    assert f"{tmp_path / 'merged'}: the model's config.json does not record the ASR prompt" in caplog.text
+    pipe = ModRWKVPipeline.from_pretrained(tmp_path / "merged")  # and so do the pipeline's transcripts
+    clip = str(data.parent / "0.wav")
+    assert pipe.transcription_prompt(clip).ids == pipe.encode("<audio>\nTranscribe the audio.", audio=[clip]).ids
+    # a stage 2 from the old folder on a manifest records its prompt (null: the audio alone), asked without a warning
+    asked = stage("asked", "asr", data, {"prompt": None})
+    assert config_of(asked)["asr_prompt"] is None
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modrwkv.evaluation"):
+        found = evaluate(CustomTask(), data, asked, tmp_path / "asked-eval")
+    assert [p["prompt"] for p in found] == ["<audio>"] * 2
+    assert "does not record the ASR prompt" not in caplog.text
+
+
 def test_only_transcription_samples_take_the_models_prompt(tmp_path):
     """LibriSpeech is asked the audio alone by a model trained so; a question-answer record that happens
     to ask the default ASR prompt is asked as written (no match on the text)."""

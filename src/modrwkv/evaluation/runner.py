@@ -358,7 +358,7 @@ def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSamp
     with its sample's id, the prompt as the model was asked it, and the reference. Validation during
     training scores its val samples with this too, so that its numbers are `modrwkv eval`'s."""
     layout = _media_layout(pipeline)
-    batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asr_prompt))
+    batch = [dataclasses.replace(s, prompt=task.transcription_prompt(pipeline.model.asked_asr_prompt))
              if s.transcribe else s.laid_out(layout) for s in batch]
     try:
         answers = task.generate(pipeline, batch, max_new_tokens)

@@ -443,7 +443,7 @@ class ModRWKVPipeline:
         the model's recorded ASR prompt after the audio, as training asked it."""
         from ..data.readers.asr import asr_user_turn
 
-        return self.encode(asr_user_turn(self.model.asr_prompt) if user_turn is None else user_turn, audio=[clip])
+        return self.encode(asr_user_turn(self.model.asked_asr_prompt) if user_turn is None else user_turn, audio=[clip])
 
     def forecast(self, series: ArrayLike, horizon: int, *, prompt: str | None = None,
                  max_new_tokens: int | None = None, samples: int = 1, force_model: bool = False) -> SeriesForecast:

@@ -47,9 +47,11 @@ class Unrecorded(enum.Enum):
     UNRECORDED = "unrecorded"
 
 
-# The caption question of a model loaded from a folder saved before folders recorded it: kept unknown rather than
-# taken for the default, so that saving the model again (merge-lora, a stage 2 from it, a resumed run that
-# reads no captions) leaves `caption_prompt` out of config.json as before, and eval still warns about it.
+# The prompts a model folder records that its training asked with (the ASR prompt, the caption question of
+# WebDataset shards). A model loaded from a folder saved before folders recorded one keeps it UNRECORDED rather
+# than taking it for the default, so that saving the model again (save_pretrained, merge-lora, a stage 2 from it,
+# a resumed run that asked none) leaves the key out of config.json as before, and eval still warns about it.
+RECORDED_PROMPTS = ("asr_prompt", "caption_prompt")
 UNRECORDED = Unrecorded.UNRECORDED
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ class ModRWKV(nn.Module):
         ctx_len: int | None = 2048,
         placeholder_ids: Mapping[str, int] | None = None,
         special_tokens: Mapping[str, int] | None = None,
-        asr_prompt: str | None = DEFAULT_ASR_PROMPT,
+        asr_prompt: str | None | Unrecorded = DEFAULT_ASR_PROMPT,
         video: VideoSampling | Mapping[str, Any] | None = None,
         series_lookback: int | None = None,
         series_prompt: str | None = None,
@@ -110,7 +112,8 @@ class ModRWKV(nn.Module):
         """`placeholder_ids`: the id marking each modality's positions (default `PLACEHOLDER_IDS`);
         `special_tokens`: `{text: id}` entries the model's tokenizer adds to the World vocabulary
         (default: the template's, e.g. WorldRWKV's `<|vision_start|>` ...); `asr_prompt`: the user text that asked for a
-        transcript in training (None: the audio alone, the authors' layout); `video`: which frames
+        transcript in training (None: the audio alone, the authors' layout; `UNRECORDED` as for `caption_prompt`,
+        asked as the default, `asked_asr_prompt`); `video`: which frames
         of a video the image encoder reads (`VideoSampling`, default 8 frames); `series_lookback`: the
         look-back length (steps) the model was trained to forecast from (None: not trained on windows);
         `series_prompt`: the template that asked for its forecasts in training (with {horizon} and
@@ -122,8 +125,8 @@ class ModRWKV(nn.Module):
         "text_media_text", the quickstart's; `modrwkv.data.sample.place_media`); `caption_prompt`: the question
         training asked WebDataset shards' captioned samples (image or video + .txt; the qa reader's `prompt`),
         None for the reader's default ("Write a short caption for the image." / "... the video."), `UNRECORDED`
-        for a folder saved before folders recorded it (left out of the saved config). All are saved in the
-        model's config."""
+        for a folder saved before folders recorded it (left out of the saved config, `RECORDED_PROMPTS`). All are
+        saved in the model's config."""
         super().__init__()
         if set(encoders) != set(adapters):
             raise ValueError(f"every encoder needs an adapter: encoders {sorted(encoders)}, adapters {sorted(adapters)}")
@@ -299,8 +302,15 @@ class ModRWKV(nn.Module):
 
     # ---------------------------------------------------------------- persistence
 
+    @property
+    def asked_asr_prompt(self) -> str | None:
+        """The ASR prompt a transcript is asked with: the recorded `asr_prompt` (None: the audio alone), the default
+        for a model whose folder records none (`UNRECORDED`; eval warns about it), as such a folder was read before."""
+        return DEFAULT_ASR_PROMPT if self.asr_prompt is UNRECORDED else self.asr_prompt
+
     def config_dict(self) -> dict[str, Any]:
-        return {
+        """What config.json holds; a prompt the model's folder did not record (`UNRECORDED`) is left out."""
+        config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "lm": self.lm.config.to_dict(),
@@ -317,8 +327,9 @@ class ModRWKV(nn.Module):
             "series_prompt": self.series_prompt,
             "series_baseline_only": self.series_baseline_only,
             "media_layout": self.media_layout,
-            **({} if self.caption_prompt is UNRECORDED else {"caption_prompt": self.caption_prompt}),
+            "caption_prompt": self.caption_prompt,
         }
+        return {name: value for name, value in config.items() if value is not UNRECORDED}
 
     def save_pretrained(
         self,
@@ -415,12 +426,14 @@ class ModRWKV(nn.Module):
         lm_sd = {k[3:]: v for k, v in tensors.items() if k.startswith("lm.")}
         lm = build_lm(lm_sd, config=lm_config, dtype=dtype, where=folder / WEIGHTS_NAME)
         # Folders written before placeholder ids (or the series prompt, the media layout) were recorded used today's
-        # defaults; the caption question of one written before it was recorded stays unknown (`UNRECORDED`).
+        # defaults; a prompt of one written before it was recorded stays unknown (`UNRECORDED`, `RECORDED_PROMPTS`).
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
-                    config.get("asr_prompt", DEFAULT_ASR_PROMPT), config.get("video"), config.get("series_lookback"),
-                    config.get("series_prompt"), config.get("series_baseline_only", False),
-                    config.get("media_layout", "media_text"), config.get("caption_prompt", UNRECORDED))
+                    video=config.get("video"), series_lookback=config.get("series_lookback"),
+                    series_prompt=config.get("series_prompt"),
+                    series_baseline_only=config.get("series_baseline_only", False),
+                    media_layout=config.get("media_layout", "media_text"),
+                    **{name: config.get(name, UNRECORDED) for name in RECORDED_PROMPTS})
         adapter_sd = {k[len("adapters."):]: v for k, v in tensors.items() if k.startswith("adapters.")}
         _load_strict(model.adapters, adapter_sd, folder / WEIGHTS_NAME)
         model = model.to(device=device).to_lm_dtype(dtype).eval()
@@ -511,7 +524,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         ):
             raise CheckpointError(f"{path}: '{name}' must be a JSON object of ids in [0, 65536), "
                                   f"got {json.dumps(value)[:60]}")
-    for name in ("asr_prompt", "caption_prompt"):
+    for name in RECORDED_PROMPTS:
         if not isinstance(config.get(name), (str, type(None))):
             raise CheckpointError(f"{path}: '{name}' must be a string or null, got {json.dumps(config[name])[:60]}")
     lookback = config.get("series_lookback")
