@@ -1034,22 +1034,27 @@ def test_every_reader_tells_a_file_of_another_format_among_its_files(data_format
 
 
 def test_a_file_counts_as_another_format_only_when_every_record_was_refused_as_that_formats(media, tmp_path):
-    """A file some of whose records are refused for another reason (a missing image, broken JSON) is not
-    a file of another format, even when no record converted: it takes no part in `check_one_format`, and its
-    skipped records say what is wrong."""
+    """A file some of whose parsed records are refused for another reason (a missing image) is not a file of
+    another format, even when no record converted: it takes no part in `check_one_format`, and its skipped
+    records say what is wrong. A line that does not parse (truncated JSON) takes no part: a file of another
+    format with one broken line is still that format's, named as such, not skipped with a warning."""
     good, other, _ = MIXED["qa"]
     fine = write_jsonl(tmp_path / "a.jsonl", [good])
     missing = write_jsonl(tmp_path / "bad.jsonl", [other, {**good, "image": "gone.png"}])
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text(json.dumps(other) + "\n{\"image\": \n")
-    for spoilt in (missing, broken):
-        reader = QAReader([fine, spoilt], media_folder=media)
-        assert [s.source for s in reader] == [f"{fine}:1"]
-        assert reader.report.formats == {str(fine): "qa"}
-        reader.report.check_one_format("qa")  # no MixedFormats: bad.jsonl is no LLaVA file
     reader = QAReader([fine, missing], media_folder=media)
-    list(reader)
+    assert [s.source for s in reader] == [f"{fine}:1"]
+    assert reader.report.formats == {str(fine): "qa"}
+    reader.report.check_one_format("qa")  # no MixedFormats: bad.jsonl is no LLaVA file
     assert dict(reader.report.skipped) == {"other_format": 1, "missing_media": 1}
+    for lines in ([json.dumps(other), '{"image": '], ['{"image": ', json.dumps(other)]):
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text("\n".join(lines) + "\n")
+        reader = QAReader([fine, broken], media_folder=media)
+        assert [s.source for s in reader] == [f"{fine}:1"]
+        assert dict(reader.report.skipped) == {"other_format": 1, "bad_json": 1}
+        assert reader.report.formats == {str(fine): "qa", str(broken): "llava"}
+        with pytest.raises(MixedFormats, match=f"^{broken} holds llava records, but {fine} holds qa records: "):
+            reader.report.check_one_format("qa")
     # every record refused as another format's: that format, whatever the order of the files
     whole = write_jsonl(tmp_path / "whole.jsonl", [other, other])
     reader = QAReader([fine, whole], media_folder=media)

@@ -828,8 +828,9 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
     format was chosen, e.g. ", detected from the first record"). `formats` (a `ReadReport.formats`) gets
     the file's format as built: `reading` once a record converted, else, while every record built was
     refused as another format's, the first one's (a whole file of another format, which `common_format`
-    then names); a file none of whose records converted but some of which failed for another reason
-    (a missing image, broken JSON) is no other format's, and is left out."""
+    then names); a file none of whose records converted but some of which were refused for another reason
+    (a missing image) is no other format's, and is left out. A record that fails before it parses (a broken
+    JSON line) takes no part: a truncated line in a file of another format leaves it that format's."""
     key = str(path)
     first: list[str] = []  # the source of the first record that converted
     otherwise: list[str] = []  # the source of the first record refused for a reason other than its format
@@ -841,11 +842,8 @@ def one_format(path: Path, reading: str, records: Iterable[tuple[str, Callable[[
 
     for source, load in records:
         def build(source: str = source, load: Callable[[], Any] = load) -> Any:
-            try:
-                record = load()
-            except DataError:
-                refused_otherwise(source)
-                raise
+            # a record that fails before it parses (broken JSON) says nothing of the file's format: it takes no part
+            record = load()
             try:
                 converted = convert(record, source)
             except DataError as err:
