@@ -658,14 +658,16 @@ def test_digit_pairs_with_few_training_pairs_give_every_baseline(tmp_path):
 
 def test_files_one_reader_reads_all_of_are_one_format_in_init_eval_and_training(tmp_path):
     """Files detected as two formats, every record of which one reader reads, are one data set: ShareGPT
-    files with a `system` column (sharegpt) beside ones without (llava), OpenAI chat with and without a
-    top-level `tools` list (sharegpt). `modrwkv init` and `eval --task custom` take the detected format whose
-    reader refuses no whole file and keeps the most records (of equal, sharegpt, which reads the system
-    column); training reads them with it. Files of two formats no reader reads together are still refused
-    naming both."""
+    files with a `system` column (sharegpt) beside ones without (llava). `modrwkv init` and `eval --task
+    custom` take `sharegpt` when a file is detected as it (its reader reads the system, tools and audios
+    columns the others pass over); training reads them with it. A file the ShareGPT reader refuses beside one
+    detected as sharegpt (a LLaVA file's singular `image`) is refused naming both, not read by the LLaVA
+    reader, which would drop the other file's system prompt unsaid; an OpenAI chat record with a top-level
+    `tools` list is the ShareGPT reader's, which skips it saying tool use is not supported. Files of two
+    formats no reader reads together are still refused naming both."""
     from modrwkv.training.data import read_samples
     from modrwkv.training.config import DataConfig
-    from modrwkv.training.init import InitAnswers, summarize_data
+    from modrwkv.training.init import InitAnswers, InitError, summarize_data
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
     turns = [{"from": "human", "value": "<image>Which digit?"}, {"from": "gpt", "value": "7"}]
@@ -687,9 +689,19 @@ def test_files_one_reader_reads_all_of_are_one_format_in_init_eval_and_training(
     untooled = write_records(tmp_path, [{"messages": chat}] * 2, "chat.jsonl")
     tooled = write_records(tmp_path, [{"messages": chat, "tools": tools}], "tools.jsonl")
     summary = summarize_data(InitAnswers(data=[str(untooled), str(tooled)]))
-    assert (summary.data_format, summary.samples, summary.num_skipped) == ("openai", 3, 0)
-    assert [s.id for s in CustomTask().load([untooled, tooled], "all")] == ["chat.jsonl:1", "chat.jsonl:2",
-                                                                            "tools.jsonl:1"]
+    assert (summary.data_format, summary.samples, summary.problems) == ("sharegpt", 2, [
+        f"{tooled}:1: the record describes tools; tool use (function calls and their results) is not supported, so "
+        "it is not trained on"])
+    llava = write_records(tmp_path, [{"image": "x.png", "conversations": turns}], "llava.jsonl")
+    for files in ([llava, system], [system, llava]):
+        with pytest.raises(InitError) as refused:
+            summarize_data(InitAnswers(data=[str(file) for file in files]))
+        message = (f"{llava} holds llava records, but {system} holds sharegpt records: one reader reads them all, "
+                   "and it would skip every record of the other format; give files of one format")
+        assert str(refused.value) == f"{message} (or --format)"
+        with pytest.raises(BenchmarkFileError) as info:
+            CustomTask().load(files, "all")
+        assert str(info.value) == message
     qa = write_records(tmp_path, [{"image": "x.png", "question": "Which digit?", "answer": "7"}], "qa.jsonl")
     with pytest.raises(BenchmarkFileError) as info:
         CustomTask().load([qa, plain], "all")

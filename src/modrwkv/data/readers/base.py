@@ -793,15 +793,18 @@ def accepted_format(candidates: Iterable[str], read: Callable[[str], tuple[int, 
     """The format files read together are read as, and what `read(format)` made of them: `read` gives (the
     records kept, what it made), or raises `MixedFormats` (its reader refused every record of a file as
     another format's, `ReadReport.check_one_format`) or `DataError`. Of `candidates` (the formats detected of
-    the files, in their order), the one whose reading keeps the most records; of equal ones `sharegpt`, whose
-    reader reads the `system`, `tools` and `audios` columns the LLaVA and OpenAI readers pass over, else the
-    first; when every reading fails, the first one's error. So files one reader reads all of (ShareGPT files
-    with and without a `system` column, OpenAI chat with and without `tools`) are one data set, whatever
-    their order: the one rule of `modrwkv init --data` and `modrwkv eval --task custom --data`."""
+    the files, in their order): `sharegpt` when it is one of them, whose reader reads the `system`, `tools`
+    and `audios` columns the LLaVA and OpenAI readers pass over, so that its error is the files' (a file its
+    reader refuses beside a file detected as `sharegpt` is `MixedFormats`: read by another reader, that file's
+    columns would be lost unsaid); else the one whose reading keeps the most records, of equal ones the first;
+    when every reading fails, the first one's error. So files one reader reads all of (ShareGPT files with
+    and without a `system` column, OpenAI chat with and without `tools`) are one data set, whatever their
+    order: the one rule of `modrwkv init --data` and `modrwkv eval --task custom --data`."""
     formats = list(dict.fromkeys(candidates))
-    if len(formats) == 1:  # one format: nothing to choose
-        return formats[0], read(formats[0])[1]
-    best: tuple[tuple[int, bool, int], str, _T] | None = None
+    if len(formats) == 1 or "sharegpt" in formats:  # nothing to choose
+        data_format = formats[0] if len(formats) == 1 else "sharegpt"
+        return data_format, read(data_format)[1]
+    best: tuple[tuple[int, int], str, _T] | None = None
     failed: MixedFormats | DataError | None = None
     for index, data_format in enumerate(formats):
         try:
@@ -809,7 +812,7 @@ def accepted_format(candidates: Iterable[str], read: Callable[[str], tuple[int, 
         except (MixedFormats, DataError) as exc:
             failed = failed or exc
             continue
-        rank = (kept, data_format == "sharegpt", -index)
+        rank = (kept, -index)
         if best is None or rank > best[0]:
             best = (rank, data_format, made)
     if best is None:
