@@ -707,3 +707,29 @@ def test_files_one_reader_reads_all_of_are_one_format_in_init_eval_and_training(
         CustomTask().load([qa, plain], "all")
     assert str(info.value) == (f"{plain} holds llava records, but {qa} holds qa records: one reader reads them all, "
                                "and it would skip every record of the other format; give files of one format")
+
+
+def test_init_decides_the_format_from_every_file_when_the_first_holds_more_than_it_scans(tmp_path, monkeypatch):
+    """`modrwkv init` scans SCAN_LIMIT samples to size the config, but when the files' detected formats differ,
+    every file takes part in the format decision, as training's reader reads them all: a LLaVA file after a
+    ShareGPT file of more samples than the scan's limit is refused naming both (training would refuse the
+    config), and a ShareGPT file without a `system` column after it is read as sharegpt with the count
+    estimated over both files."""
+    from modrwkv.training import init
+    from modrwkv.training.init import InitAnswers, InitError, summarize_data
+
+    monkeypatch.setattr(init, "SCAN_LIMIT", 2)
+    turns = [{"from": "human", "value": "<image>Which digit?"}, {"from": "gpt", "value": "7"}]
+    big = write_records(tmp_path, [{"conversations": turns, "images": ["x.png"], "system": "Be brief."}] * 4,
+                        "big.jsonl")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+    llava = write_records(tmp_path, [{"image": "x.png", "conversations": turns}] * 2, "llava.jsonl")
+    with pytest.raises(InitError) as refused:
+        summarize_data(InitAnswers(data=[str(big), str(llava)]))
+    assert str(refused.value) == (f"{llava} holds llava records, but {big} holds sharegpt records: one reader reads "
+                                  "them all, and it would skip every record of the other format; give files of one "
+                                  "format (or --format)")
+    plain = write_records(tmp_path, [{"conversations": turns, "images": ["x.png"]}] * 2, "plain.jsonl")
+    summary = summarize_data(InitAnswers(data=[str(big), str(plain)]))
+    assert (summary.data_format, summary.samples, summary.scanned_all, summary.estimated_samples) == (
+        "sharegpt", 2, False, 6)

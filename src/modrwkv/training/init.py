@@ -115,20 +115,35 @@ class DataSummary:
         return f"about {self.estimated_samples} ({self.samples} scanned)"
 
 
-def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str) -> tuple[int, tuple[Reader, list[Sample]]]:
+def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str,
+          every_file: bool = False) -> tuple[int, tuple[Reader, list[Sample]]]:
     """The usable samples of the first SCAN_LIMIT + 1 the reader of `data_format` gave from `files`, and (the
     reader, those samples); `MixedFormats` when it refused every record of a file as another format's
-    (`ReadReport.check_one_format`)."""
+    (`ReadReport.check_one_format`). With `every_file` (the files' detected formats differ), each file the
+    scan did not reach is read until its first usable sample too, so that the decision spans every file,
+    as training's does: a file of another format after a first file of more than SCAN_LIMIT samples."""
+    reader = _reader(answers, files, data_format)
+    reader.max_examples = MAX_PROBLEMS
+    samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
+    formats = reader.report.formats
+    if every_file and len(samples) > SCAN_LIMIT:  # stopped in the last file with a format: those after it unread
+        reached = max((index for index, file in enumerate(files) if str(file) in formats), default=len(files))
+        for file in files[reached + 1:]:
+            rest = _reader(answers, [file], data_format)
+            next(iter(rest), None)  # one usable sample settles a file's format; none: every record was read
+            formats.update(rest.report.formats)
+    reader.report.check_one_format(data_format)
+    return len(samples), (reader, samples)
+
+
+def _reader(answers: InitAnswers, files: Sequence[Path], data_format: str) -> Reader:
+    """The reader training builds for `files` as `data_format`, checking the media it reads."""
     # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
     # is not an image or audio is counted as the bad record it is, not as a usable sample.
     options = series_options(answers) if data_format == "series" else {"verify_media": True}
     config = DataConfig(format=data_format, train=[str(file) for file in files], options=options,  # type: ignore[arg-type]
                         media_folder=None if data_format == "series" else answers.media_folder)
-    reader = build_reader(config, "--data")
-    reader.max_examples = MAX_PROBLEMS
-    samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
-    reader.report.check_one_format(data_format)
-    return len(samples), (reader, samples)
+    return build_reader(config, "--data")
 
 
 def summarize_data(answers: InitAnswers) -> DataSummary:
@@ -148,8 +163,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
     try:  # training reads every data.train file with one reader (`accepted_format`)
-        data_format, (reader, samples) = accepted_format(candidates, lambda data_format: _scan(answers, files,
-                                                                                               data_format))
+        data_format, (reader, samples) = accepted_format(candidates, lambda data_format: _scan(
+            answers, files, data_format, every_file=len(set(candidates)) > 1))
     except MixedFormats as exc:
         raise InitError(f"{exc} (--format {answers.data_format})" if answers.data_format else f"{exc} (or --format)") \
             from None
