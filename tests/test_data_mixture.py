@@ -322,3 +322,22 @@ def test_files_of_another_format_are_named_across_entries(tmp_path):
     assert str(error.value) == (f"data.train: {other} holds llava records, but {good} holds qa records: one reader "
                                 "reads them all, and it would skip every record of the other format; give files of "
                                 "one format (data.format: qa)")
+
+
+def test_resume_takes_an_entry_written_either_way_and_refuses_a_changed_repeat(tmp_path):
+    """`{path: a.jsonl}` and `{path: a.jsonl, repeat: 1}` read what `a.jsonl` reads, and `repeat: 2` is
+    `repeat: 2.0`: --resume compares what the entries read, not how they were written."""
+    from modrwkv.training.config import check_resume, config_from_dict, dump_config
+
+    def config(train: list) -> object:
+        return config_from_dict({"data": {"format": "qa", "train": train}}, needs_data=False, needs_model=False)
+
+    dump_config(config(["a.jsonl", {"path": "b.jsonl", "repeat": 2}]), tmp_path / "config.yaml", header="run")
+    for same in (["a.jsonl", {"path": "b.jsonl", "repeat": 2.0}], [{"path": "a.jsonl"}, {"path": "b.jsonl", "repeat": 2}],
+                 [{"path": "a.jsonl", "repeat": 1}, {"path": "b.jsonl", "repeat": 2}]):
+        check_resume(config(same), tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.train: \['a\.jsonl', \{'path': 'b\.jsonl', 'repeat': 2\.0\}\] -> "
+                                          r"\['a\.jsonl', \{'path': 'b\.jsonl', 'repeat': 3\.0\}\]"):
+        check_resume(config(["a.jsonl", {"path": "b.jsonl", "repeat": 3}]), tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.train: \['a\.jsonl', .*\] -> \[\{'path': 'a\.jsonl', 'repeat': 0\.5\}"):
+        check_resume(config([{"path": "a.jsonl", "repeat": 0.5}, {"path": "b.jsonl", "repeat": 2}]), tmp_path)

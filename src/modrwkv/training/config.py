@@ -547,8 +547,20 @@ def check_resume(config: TrainConfig, output_dir: str | Path) -> None:
             return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
         return {prefix.removesuffix("."): node}
 
+    def entry(item: Any) -> Any:
+        # `{path: a.jsonl}` / `{path: a.jsonl, repeat: 1}` read what `a.jsonl` reads: the same entry
+        if isinstance(item, Mapping) and set(item) <= {"path", "repeat"}:
+            repeat = item.get("repeat", 1)
+            return item.get("path") if repeat == 1 else {"path": item.get("path"), "repeat": float(repeat)}
+        return item
+
     def resolved(tree: Any) -> dict[str, Any]:
-        return flat(json.loads(json.dumps(tree)))  # tuples as lists, as config.yaml holds them
+        tree = json.loads(json.dumps(tree))  # tuples as lists, as config.yaml holds them
+        data = tree.get("data") if isinstance(tree, Mapping) else None
+        for key in ("train", "val"):
+            if isinstance(data, Mapping) and isinstance(data.get(key), list):
+                data[key] = [entry(item) for item in data[key]]
+        return flat(tree)
 
     # A key that one side lacks (a config.yaml written before the key existed) has its default value.
     old, new, default = resolved(saved or {}), resolved(config.to_dict()), resolved(TrainConfig().to_dict())
