@@ -138,6 +138,8 @@ def test_a_fractional_repeat_draws_an_exact_count_afresh_each_pass_reproducibly(
     ("{repeat: 2}", "data.train[1].path is required (the file, wildcard or folder to read), got None"),
     ("{path: [a.jsonl], repeat: 2}", "data.train[1].path: expected text, got ['a.jsonl']"),
     ("[a.jsonl, 2]", "data.train[1]: ['a.jsonl', 2] is not str | DataSource"),
+    ("{path: a.jsonl, repeat: 1.0e+20}", "data.train[1].repeat must be at most 100_000_000 (an epoch holds at most "
+                                         "100_000_000 samples), got 1e+20"),
 ])
 def test_a_bad_entry_is_one_line_naming_its_field(tmp_path, capsys, entry, message):
     path = tmp_path / "bad.yaml"
@@ -341,3 +343,30 @@ def test_resume_takes_an_entry_written_either_way_and_refuses_a_changed_repeat(t
         check_resume(config(["a.jsonl", {"path": "b.jsonl", "repeat": 3}]), tmp_path)
     with pytest.raises(ConfigError, match=r"data\.train: \['a\.jsonl', .*\] -> \[\{'path': 'a\.jsonl', 'repeat': 0\.5\}"):
         check_resume(config([{"path": "a.jsonl", "repeat": 0.5}, {"path": "b.jsonl", "repeat": 2}]), tmp_path)
+
+
+def test_an_epoch_larger_than_a_pass_may_hold_is_one_line_before_training(tmp_path, capsys):
+    """Each rank builds a pass in memory (~24 bytes an index): 10 samples at repeat 2e7 (2e8 an epoch) are
+    refused with the mix and the bound, before the model trains, where they exhausted memory; 1e7 (the bound,
+    10**8) passes the check."""
+    from modrwkv.training.data import check_pass_size
+
+    spans = [SourceSpan(0, 0, 3), SourceSpan(1, 3, 13, 2e7)]
+    check_pass_size([SourceSpan(0, 0, 10, 1e7)], ["b.jsonl"])
+    with pytest.raises(ConfigError) as error:
+        check_pass_size(spans, ["a.jsonl", DataSource("b.jsonl", 2e7)])
+    assert str(error.value) == (
+        "data.train: an epoch of 200_000_003 samples is more than the 100_000_000 a pass over the data may hold "
+        "(each rank builds it in memory): data.train[0] a.jsonl: 3 samples = 3 per epoch; data.train[1] b.jsonl: "
+        "10 samples x repeat 2e+07 = 200000000 per epoch (200000003 samples per epoch, 13 read); lower the repeats")
+    files = [write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 3, 0)),
+             write_jsonl(tmp_path / "b.jsonl", qa_records(tmp_path, "b", 10, 1))]
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(run_config(tmp_path, "run", [files[0], {"path": files[1], "repeat": 2e7}])))
+    assert main(["train", str(path)]) == 2
+    assert capsys.readouterr().err == ("modrwkv train: error: data.train: an epoch of 200_000_003 samples is more than "
+                                       "the 100_000_000 a pass over the data may hold (each rank builds it in memory): "
+                                       f"data.train[0] {files[0]}: 3 samples = 3 per epoch; data.train[1] {files[1]}: "
+                                       "10 samples x repeat 2e+07 = 200000000 per epoch (200000003 samples per epoch, "
+                                       "13 read); lower the repeats\n")
+    assert not (tmp_path / "run" / "checkpoints").exists()

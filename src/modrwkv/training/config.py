@@ -98,6 +98,12 @@ class DataSource:
     repeat: float = 1.0
 
 
+# The most samples a pass over the data (an epoch) may hold: the sampler builds each pass in memory, ~24 bytes
+# an index at its peak (45 with data.group_by_length) and ~0.1 s a million indices, on every rank (measured:
+# 2.4 GB / 4.5 GB and 9 s / 16 s for 10**8); a repeat that makes more is an error before training starts.
+MAX_PASS_SAMPLES = 10**8
+
+
 def source_path(entry: str | DataSource) -> str:
     """The file pattern of a `data.train` / `data.val` entry."""
     return (entry.path or "") if isinstance(entry, DataSource) else entry
@@ -286,6 +292,9 @@ class TrainConfig:
                 if not (entry.repeat > 0 and math.isfinite(entry.repeat)):
                     raise ConfigError(f"{key}[{index}].repeat must be a number > 0 (2: every sample twice per "
                                       f"epoch, 0.5: half of them), got {entry.repeat:g}")
+                if entry.repeat > MAX_PASS_SAMPLES:  # more than an epoch may hold from a single sample
+                    raise ConfigError(f"{key}[{index}].repeat must be at most {MAX_PASS_SAMPLES:_} (an epoch holds "
+                                      f"at most {MAX_PASS_SAMPLES:_} samples), got {entry.repeat:g}")
 
     def _validate_validation(self) -> None:
         d, t = self.data, self.train

@@ -35,7 +35,7 @@ from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
 from ..encoders.series import AUTO
 from ..processing import ModRWKVProcessor
-from .config import ConfigError, DataConfig, DataSource, TrainConfig, source_path, source_repeat
+from .config import MAX_PASS_SAMPLES, ConfigError, DataConfig, DataSource, TrainConfig, source_path, source_repeat
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,16 @@ def describe_mixture(spans: Sequence[SourceSpan], entries: Sequence[str | DataSo
     return f"{'; '.join(parts)} ({total} samples per epoch, {read} read)"
 
 
+def check_pass_size(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource]) -> None:
+    """A ConfigError naming each entry's samples per epoch when the repeats make an epoch larger than
+    MAX_PASS_SAMPLES (each rank builds a pass in memory)."""
+    total = sum(span.per_pass for span in spans)
+    if total > MAX_PASS_SAMPLES:
+        raise ConfigError(f"data.train: an epoch of {total:_} samples is more than the {MAX_PASS_SAMPLES:_} a pass "
+                          f"over the data may hold (each rank builds it in memory): {describe_mixture(spans, entries)}; "
+                          "lower the repeats")
+
+
 def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> list[int]:
     """Cheap token-count estimates for length grouping: text characters / 4, plus per media item
     the token count of the first item of its modality (exact for fixed-size images); audio with a
@@ -422,8 +432,9 @@ class StepBatchSampler(Sampler[list[int]]):
                 parts.append(indices[torch.sort(chosen).values])
         return torch.cat(parts) if parts else torch.arange(0)
 
-    def pass_batches(self, pass_index: int) -> list[torch.Tensor]:
-        """The global micro-batches of one pass over the data."""
+    def pass_batches(self, pass_index: int) -> torch.Tensor:
+        """The global micro-batches of one pass over the data, one a row (a single tensor: a list of row
+        tensors cost ~600 bytes a batch)."""
         generator = torch.Generator().manual_seed(self.seed + pass_index)
         pool = self.pass_samples(pass_index)
         n = len(pool)
@@ -435,9 +446,9 @@ class StepBatchSampler(Sampler[list[int]]):
                 part = order[start:start + chunk]
                 parts.append(part[torch.argsort(self.lengths[part], descending=True, stable=True)])
             order = torch.cat(parts)
-        batches = list(order[: self.per_pass * self.global_micro].view(self.per_pass, self.global_micro))
+        batches = order[: self.per_pass * self.global_micro].view(self.per_pass, self.global_micro)
         if self.lengths is not None and self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+            batches = batches[torch.randperm(len(batches), generator=generator)]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:

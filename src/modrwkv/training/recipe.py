@@ -46,9 +46,9 @@ from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigW
                          write_final)
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
                      unused_validation_options)
-from .data import (SourceSpan, StepBatchSampler, check_series_targets, describe_mixture, estimate_lengths,
-                   fit_series_baseline, modalities_used, read_samples, read_sources, resolve_auto_season,
-                   series_target_options, size_linear_baseline)
+from .data import (SourceSpan, StepBatchSampler, check_pass_size, check_series_targets, describe_mixture,
+                   estimate_lengths, fit_series_baseline, modalities_used, read_samples, read_sources,
+                   resolve_auto_season, series_target_options, size_linear_baseline)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -405,6 +405,7 @@ def train(
     spans: list[SourceSpan] | None = None
     if samples is None:
         samples, spans = read_sources(series_target_options(config.data, series_encoder))
+        check_pass_size(spans, config.data.train)
         mixture = describe_mixture(spans, config.data.train)
         log.info("data.train: %s", mixture)
         if progress is not None and any(span.repeat != 1 for span in spans):  # weighted: the mix, where the run reports
