@@ -121,7 +121,14 @@ def test_a_fractional_repeat_draws_an_exact_count_afresh_each_pass_reproducibly(
     assert list(resumed) == whole[4:]
 
 
-# --- config ---------------------------------------------------------------------------------------------
+def test_unshuffled_the_micro_batch_remainder_left_out_of_each_epoch_is_the_end_of_the_pass():
+    """docs/custom-data.md: up to global_micro - 1 samples of a pass are left out of each epoch; with
+    data.shuffle false the end of the pass, the last entry's fractional draw first. 3 + 2 x 1.5 = 6 samples
+    a pass in global micro-batches of 4 (2 x 2 ranks): [0, 1, 2, 3] trains, 4 and the draw never do."""
+    spans = [SourceSpan(0, 0, 3), SourceSpan(1, 3, 5, 1.5)]
+    ranks = [StepBatchSampler(5, micro_batch_size=2, world_size=2, rank=rank, total=3, seed=0, spans=spans,
+                              shuffle=False) for rank in (0, 1)]
+    assert [list(sampler) for sampler in ranks] == [[[0, 1]] * 3, [[2, 3]] * 3]
 
 
 @pytest.mark.parametrize(("entry", "message"), [
