@@ -98,9 +98,10 @@ class DataSource:
     repeat: float = 1.0
 
 
-# The most samples a pass over the data (an epoch) may hold: the sampler builds each pass in memory, ~24 bytes
-# an index at its peak (45 with data.group_by_length) and ~0.1 s a million indices, on every rank (measured:
-# 2.4 GB / 4.5 GB and 9 s / 16 s for 10**8); a repeat that makes more is an error before training starts.
+# The most samples a pass over the data (an epoch) may hold: the sampler builds each pass in memory on every
+# rank, ~24 bytes an index at its peak and ~0.1 s a million (measured for 10**8: 2.4 GB, 9 s; with
+# data.group_by_length 4.5 GB, 23 s, and 5.7 GB, 41 s at one sample a global micro-batch); a repeat that
+# makes more is an error before training starts.
 MAX_PASS_SAMPLES = 10**8
 
 

@@ -423,7 +423,7 @@ class StepBatchSampler(Sampler[list[int]]):
         for span in self.spans:
             indices = torch.arange(span.start, span.stop)
             whole = math.floor(span.repeat)
-            parts += [indices] * whole
+            parts.append(indices.repeat(whole))  # one tensor: a list of R references costs 8 bytes x R more
             extra = span.per_pass - whole * len(indices)
             if extra:
                 key = hashlib.sha256(f"repeat {self.seed} {pass_index} {span.entry}".encode()).digest()
@@ -456,9 +456,11 @@ class StepBatchSampler(Sampler[list[int]]):
         self._skip = 0
         pass_index, offset = divmod(consumed, self.per_pass)
         while consumed < self.total:
-            for batch in self.pass_batches(pass_index)[offset:]:
+            batches = self.pass_batches(pass_index)
+            for row in range(offset, len(batches)):  # by index: iterating a tensor unbinds every row at once
                 if consumed >= self.total:
                     return
+                batch = batches[row]
                 start = self.rank * self.micro_batch_size
                 yield batch[start:start + self.micro_batch_size].tolist()
                 consumed += 1
