@@ -342,13 +342,15 @@ def test_resume_takes_an_entry_written_either_way_and_refuses_a_changed_repeat(t
         return config_from_dict({"data": {"format": "qa", "train": train}}, needs_data=False, needs_model=False)
 
     dump_config(config(["a.jsonl", {"path": "b.jsonl", "repeat": 2}]), tmp_path / "config.yaml", header="run")
-    for same in (["a.jsonl", {"path": "b.jsonl", "repeat": 2.0}], [{"path": "a.jsonl"}, {"path": "b.jsonl", "repeat": 2}],
+    for same in (["a.jsonl", {"path": "b.jsonl", "repeat": 2.0}],
+                 [{"path": "a.jsonl"}, {"path": "b.jsonl", "repeat": 2}],
                  [{"path": "a.jsonl", "repeat": 1}, {"path": "b.jsonl", "repeat": 2}]):
         check_resume(config(same), tmp_path)
     with pytest.raises(ConfigError, match=r"data\.train: \['a\.jsonl', \{'path': 'b\.jsonl', 'repeat': 2\.0\}\] -> "
                                           r"\['a\.jsonl', \{'path': 'b\.jsonl', 'repeat': 3\.0\}\]"):
         check_resume(config(["a.jsonl", {"path": "b.jsonl", "repeat": 3}]), tmp_path)
-    with pytest.raises(ConfigError, match=r"data\.train: \['a\.jsonl', .*\] -> \[\{'path': 'a\.jsonl', 'repeat': 0\.5\}"):
+    with pytest.raises(ConfigError,
+                       match=r"data\.train: \['a\.jsonl', .*\] -> \[\{'path': 'a\.jsonl', 'repeat': 0\.5\}"):
         check_resume(config([{"path": "a.jsonl", "repeat": 0.5}, {"path": "b.jsonl", "repeat": 2}]), tmp_path)
 
 

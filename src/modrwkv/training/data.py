@@ -343,8 +343,8 @@ def check_pass_size(spans: Sequence[SourceSpan], entries: Sequence[str | DataSou
     total = sum(span.per_pass for span in spans)
     if total > MAX_PASS_SAMPLES:
         raise ConfigError(f"data.train: an epoch of {total:_} samples is more than the {MAX_PASS_SAMPLES:_} a pass "
-                          f"over the data may hold (each rank builds it in memory): {describe_mixture(spans, entries)}; "
-                          "lower the repeats")
+                          "over the data may hold (each rank builds it in memory): "
+                          f"{describe_mixture(spans, entries)}; lower the repeats")
 
 
 def estimate_lengths(samples: Sequence[Sample], processor: ModRWKVProcessor) -> list[int]:

@@ -37,7 +37,7 @@ from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
 from ..tokenizer import WorldTokenizer
-from .config import DataConfig, config_from_dict
+from .config import DataConfig, DataSource, config_from_dict
 from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
 
 # The official RWKV-7 World files (https://huggingface.co/BlinkDL/rwkv-7-world), the default paths.
@@ -141,7 +141,8 @@ def _reader(answers: InitAnswers, files: Sequence[Path], data_format: str) -> Re
     # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
     # is not an image or audio is counted as the bad record it is, not as a usable sample.
     options = series_options(answers) if data_format == "series" else {"verify_media": True}
-    config = DataConfig(format=data_format, train=[str(file) for file in files], options=options,  # type: ignore[arg-type]
+    train: list[str | DataSource] = [str(file) for file in files]
+    config = DataConfig(format=data_format, train=train, options=options,
                         media_folder=None if data_format == "series" else answers.media_folder)
     return build_reader(config, "--data")
 

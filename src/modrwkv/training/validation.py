@@ -270,8 +270,9 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     same weights and the same files: they are loaded together as that command loads them (a record
     without an id known as "file name:N"; ids two records share refused, as it refuses them), one cap
     over all of them (the first `max_samples` records of the files in order, as its `--limit`), every reply
-    capped at the longest answer of any file + 16 tokens (its `max_new_tokens`). The records are read as the val loss reads them (the data.format,
-    data.options and data.val_options of `config`), where that command reads a file by itself (its format
+    capped at the longest answer of any file + 16 tokens (its `max_new_tokens`). The records are read as
+    the val loss reads them (the data.format, data.options and data.val_options of `config`), where that
+    command reads a file by itself (its format
     detected, ShareGPT names from a dataset_info.json, the ASR prompt the model records). The files'
     records decide how accuracy is counted (exact match, VQA accuracy or the choice taken), as that
     command decides; wer, cer and mse are its `--metric` of that name."""
