@@ -283,6 +283,11 @@ class SourceSpan:
         return repeat_count(self.stop - self.start, self.repeat)
 
 
+def pass_size(spans: Sequence[SourceSpan]) -> int:
+    """How many samples one pass over the data (an epoch) holds: each span's samples times its repeat."""
+    return sum(span.per_pass for span in spans)
+
+
 def repeat_count(num_samples: int, repeat: float) -> int:
     """How many samples a pass over the data draws from `num_samples` at `repeat`: floor(repeat) copies of
     each, and round(fraction x num_samples) more (rounded half up: 0.5 of 3 samples is 2)."""
@@ -333,14 +338,14 @@ def describe_mixture(spans: Sequence[SourceSpan], entries: Sequence[str | DataSo
         weight = f" x repeat {span.repeat:g}" if span.repeat != 1 else ""
         parts.append(f"data.train[{span.entry}] {source_path(entries[span.entry])}: {n} samples{weight} = "
                      f"{span.per_pass} per epoch")
-    total, read = sum(span.per_pass for span in spans), sum(span.stop - span.start for span in spans)
+    total, read = pass_size(spans), sum(span.stop - span.start for span in spans)
     return f"{'; '.join(parts)} ({total} samples per epoch, {read} read)"
 
 
 def check_pass_size(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource]) -> None:
     """A ConfigError naming each entry's samples per epoch when the repeats make an epoch larger than
     MAX_PASS_SAMPLES (each rank builds a pass in memory)."""
-    total = sum(span.per_pass for span in spans)
+    total = pass_size(spans)
     if total > MAX_PASS_SAMPLES:
         raise ConfigError(f"data.train: an epoch of {total:_} samples is more than the {MAX_PASS_SAMPLES:_} a pass "
                           "over the data may hold (each rank builds it in memory): "
@@ -397,7 +402,7 @@ class StepBatchSampler(Sampler[list[int]]):
         if self.spans and self.spans[-1].stop != num_samples:
             raise ValueError(f"the spans cover {self.spans[-1].stop} samples, the data set holds {num_samples}")
         self.global_micro = micro_batch_size * world_size
-        self.num_samples = sum(span.per_pass for span in self.spans)  # in one pass
+        self.num_samples = pass_size(self.spans)  # in one pass
         if self.num_samples < self.global_micro:
             raise ValueError(f"{self.num_samples} samples are fewer than one global micro-batch ({self.global_micro})")
         self.micro_batch_size = micro_batch_size

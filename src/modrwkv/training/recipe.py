@@ -47,7 +47,7 @@ from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigW
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
                      unused_validation_options)
 from .data import (SourceSpan, StepBatchSampler, check_pass_size, check_series_targets, describe_mixture,
-                   estimate_lengths, fit_series_baseline, modalities_used, read_samples, read_sources,
+                   estimate_lengths, fit_series_baseline, modalities_used, pass_size, read_samples, read_sources,
                    resolve_auto_season, series_target_options, size_linear_baseline)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
@@ -415,7 +415,7 @@ def train(
                 log.warning("data.train[%d]: repeat %g of its %d samples puts none in an epoch; raise the repeat or "
                             "leave the entry out", span.entry, span.repeat, span.stop - span.start)
     # one pass over the data (an epoch): each entry's samples times its repeat
-    samples_per_pass = len(samples) if spans is None else sum(span.per_pass for span in spans)
+    samples_per_pass = len(samples) if spans is None else pass_size(spans)
     check_series_targets(samples, series_encoder)
     dataset, lengths = setup_data(config, model, samples)
     try:
