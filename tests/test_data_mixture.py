@@ -396,3 +396,96 @@ def test_a_pass_is_one_tensor_of_indices_not_an_object_a_batch():
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000, peak
+
+
+# --- series: the linear baseline is fitted on the mixture -------------------------------------------------
+
+
+def wave_files(folder: Path) -> dict[str, Path]:
+    """Two noisy trended waves (periods 12 and 7) and a copy of the first: a.csv, b.csv, a-copy.csv."""
+    rng = np.random.default_rng(0)
+    files = {}
+    for name, rows, period in (("a", 400, 12), ("b", 300, 7)):
+        t = np.arange(rows)
+        values = np.sin(2 * np.pi * t / period) + 0.01 * t + 0.3 * rng.standard_normal(rows)
+        files[name] = folder / f"{name}.csv"
+        files[name].write_text("value\n" + "".join(f"{v:.5f}\n" for v in values))
+    files["a-copy"] = folder / "a-copy.csv"
+    files["a-copy"].write_bytes(files["a"].read_bytes())
+    return files
+
+
+SERIES_OPTIONS = {"lookback": 32, "horizon": 8, "split": "train", "standardize": True, "season": 12, "drift": True}
+
+
+def test_a_series_entrys_repeat_weighs_its_windows_in_the_linear_baseline_fit(tmp_path):
+    """The ridge a series encoder's `linear_baseline` adds back is fitted on the mixture the model trains on:
+    `{path: a.csv, repeat: 2}` gives the fit (weights, bias, held-out MSE by alpha, alpha) of a.csv and a copy
+    of it read as two files; a fractional repeat weighs each window by its share of the epoch, as
+    scikit-learn's Ridge with sample_weight does; every repeat 1 is the unweighted fit, bit for bit."""
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    from modrwkv.data.linear_baseline import fit_linear_baseline, training_windows
+    from modrwkv.data.readers.series import TimeSeriesReader
+    from modrwkv.training.data import fit_training_windows
+
+    files = {name: str(path) for name, path in wave_files(tmp_path).items()}
+
+    def fit(*train):
+        return fit_training_windows(DataConfig(format="series", options=SERIES_OPTIONS, train=list(train)), 12, True)
+
+    weighted, copied = fit(DataSource(files["a"], 2), files["b"]), fit(files["a"], files["a-copy"], files["b"])
+    plain = fit(files["a"], files["b"])
+    assert weighted.alpha == copied.alpha
+    np.testing.assert_allclose(list(weighted.held_out_mse.values()), list(copied.held_out_mse.values()), rtol=1e-12)
+    np.testing.assert_allclose(weighted.baseline.weight, copied.baseline.weight, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(weighted.baseline.bias, copied.baseline.bias, rtol=1e-9, atol=1e-12)
+    assert np.abs(weighted.baseline.weight - plain.baseline.weight).max() > 0.01  # the repeat matters
+    windows = {name: 400 * 7 // 10 - 40 + 1 if name == "a" else 300 * 7 // 10 - 40 + 1 for name in ("a", "b")}
+    assert (weighted.windows, weighted.weight, copied.windows, copied.weight) == (
+        windows["a"] + windows["b"], 2 * windows["a"] + windows["b"], 2 * windows["a"] + windows["b"], None)
+    assert weighted.explain().startswith(f"ridge regression on {windows['a'] + windows['b']} training windows weighted "
+                                         f"as an epoch holds them ({2 * windows['a'] + windows['b']} in all), alpha")
+    # every repeat 1: the fit of the windows one reader cuts from both files, unweighted
+    reference = fit_linear_baseline(list(TimeSeriesReader([files["a"], files["b"]], **SERIES_OPTIONS)), 12, True)
+    assert np.array_equal(plain.baseline.weight, reference.baseline.weight)
+    assert np.array_equal(plain.baseline.bias, reference.baseline.bias) and plain.explain() == reference.explain()
+    # repeat 0.5 of a's 241 windows puts 121 in an epoch: each weighs 121/241 (b's 1)
+    half = fit(DataSource(files["a"], 0.5), files["b"])
+    samples = list(TimeSeriesReader([files["a"], files["b"]], **SERIES_OPTIONS))
+    weights = np.r_[np.full(windows["a"], 121 / windows["a"]), np.ones(windows["b"])]
+    z, y, *_ = training_windows(samples, 12, True)
+    expected = sklearn.Ridge(alpha=half.alpha).fit(z, y, sample_weight=weights)
+    np.testing.assert_allclose(half.baseline.weight, expected.coef_.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(half.baseline.bias, expected.intercept_, rtol=1e-6, atol=1e-9)
+    assert half.weight == pytest.approx(121 + windows["b"])
+
+
+def test_a_weighted_series_run_trains_on_the_mixtures_baseline_and_resumes_with_the_checkpoints(tmp_path):
+    """`modrwkv train` fits the linear baseline on the weighted windows (the copy's fit) and saves it; --resume
+    takes the checkpoint's baseline as it is, fitting nothing again."""
+    from modrwkv.data.linear_baseline import fit_linear_baseline
+    from modrwkv.data.readers.series import TimeSeriesReader
+    from modrwkv.multimodal import ModRWKV
+
+    files = {name: str(path) for name, path in wave_files(tmp_path).items()}
+    cfg = yaml.safe_load((REPO / "configs" / "series-cpu.yaml").read_text())
+    cfg["model"]["lm"]["config"] = {"n_layer": 1, "n_embd": 64}
+    cfg["model"]["encoders"]["series"]["options"].update(season=12, drift=True, linear_baseline=True)
+    options = {key: value for key, value in SERIES_OPTIONS.items() if key not in ("season", "drift")}
+    cfg["data"] = {"format": "series", "train": [{"path": files["a"], "repeat": 2}, files["b"]], "options": options}
+    cfg["train"].update(max_steps=3, batch_size=4, micro_batch_size=4, warmup_steps=1, val_every=0,
+                        val_at_start=False, early_stopping_patience=0, val_metric="loss")
+    cfg["output"].update(dir=str(tmp_path / "run"), save_every=1, final="last")
+    lines: list[str] = []
+    with pytest.raises(_Crash):
+        train(cfg, callbacks=[_CrashAt(2)], progress=lines.append)
+    copied = fit_linear_baseline(list(TimeSeriesReader([files["a"], files["a-copy"], files["b"]], **SERIES_OPTIONS)),
+                                 12, True)
+    assert any(line.startswith("linear baseline (") and "weighted as an epoch holds them" in line for line in lines)
+    saved = ModRWKV.from_pretrained(latest_checkpoint(tmp_path / "run")).encoders["series"].linear()
+    np.testing.assert_allclose(saved.weight, copied.baseline.weight, rtol=1e-9, atol=1e-12)
+    lines.clear()
+    resumed = train(cfg, resume=True, progress=lines.append)
+    assert not any(line.startswith("linear baseline (") for line in lines)  # nothing fitted again
+    final = ModRWKV.from_pretrained(resumed.final_dir).encoders["series"].linear()
+    assert np.array_equal(final.weight, saved.weight) and np.array_equal(final.bias, saved.bias)

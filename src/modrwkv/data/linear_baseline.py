@@ -12,6 +12,7 @@ window with it. Validation and test rows are never read.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,23 +36,26 @@ class LinearBaselineFit:
     held_out_mse: dict[float, float]  # by alpha, series units
     windows: int  # training windows (channels counted apart) of the final fit
     held_out: int  # of which held out to choose the alpha
+    weight: float | None = None  # the windows' total weight, when weighted (None: each window once)
 
     def explain(self) -> str:
         scores = ", ".join(f"{alpha:g}: {mse:.4f}" for alpha, mse in self.held_out_mse.items())
-        return (f"ridge regression on {self.windows} training windows, alpha {self.alpha:g} (MSE on the last "
-                f"{self.held_out} training windows by alpha: {scores})")
+        weighted = "" if self.weight is None else f" weighted as an epoch holds them ({self.weight:g} in all)"
+        return (f"ridge regression on {self.windows} training windows{weighted}, alpha {self.alpha:g} (MSE on the "
+                f"last {self.held_out} training windows by alpha: {scores})")
 
 
-def training_windows(samples: Sequence[Sample], season: int,
-                     drift: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+def training_windows(samples: Sequence[Sample], season: int, drift: bool, weights: Sequence[float] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """From a time-series reader's samples (in the order it cuts them, without a linear baseline):
     the normalised look-backs Z [n, lookback] (gaps 0), the targets Y [n, horizon] (the normalised
     future minus the seasonal baseline of `season`, none when 0), the window scales [n], the
-    windows' first rows [n] and each series' rows, in order. A multivariate window gives one row per channel, each channel its own
+    windows' first rows [n], each series' rows, in order, and the rows' weights [n] (each sample's of
+    `weights`; 1 without). A multivariate window gives one row per channel, each channel its own
     series."""
-    past, target, scales, starts, runs = [], [], [], [], []
+    past, target, scales, starts, runs, row_weights = [], [], [], [], [], []
     previous: tuple | None = None
-    for sample in samples:
+    for sample, weight in zip(samples, np.ones(len(samples)) if weights is None else weights, strict=True):
         window = np.asarray(sample.series[0], dtype=np.float64)
         window = window[:, None] if window.ndim == 1 else window
         future = np.asarray(sample.meta["target"], dtype=np.float64).reshape(-1, window.shape[1])
@@ -71,32 +75,52 @@ def training_windows(samples: Sequence[Sample], season: int,
         past.extend(z.T)
         target.extend(y.T)
         scales.extend(scale)
+        row_weights.extend([weight] * window.shape[1])
     if not past:
         raise LinearBaselineError("no training windows to fit the linear baseline on")
     rows = [np.asarray(run) for run in runs]
-    return np.stack(past), np.stack(target), np.asarray(scales), np.asarray(starts), rows
+    return (np.stack(past), np.stack(target), np.asarray(scales), np.asarray(starts), rows,
+            np.asarray(row_weights, dtype=np.float64))
 
 
-def ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ridge regression of y [n, H] on z [n, L] with an unpenalised intercept (scikit-learn's
-    `Ridge(alpha)`): weight [L, H], bias [H]. A singular penalised Gram matrix is an error."""
-    z_mean, y_mean = z.mean(axis=0), y.mean(axis=0)
-    zc = z - z_mean
+def ridge(z: np.ndarray, y: np.ndarray, alpha: float, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ridge regression of y [n, H] on z [n, L] with an unpenalised intercept, row i weighted by
+    w[i] > 0 (scikit-learn's `Ridge(alpha).fit(z, y, sample_weight=w)`): weight [L, H], bias [H]. A
+    singular penalised Gram matrix is an error."""
+    z_mean, y_mean = _weighted_mean(z, w, axis=0), _weighted_mean(y, w, axis=0)
+    root = np.sqrt(w)[:, None]  # least squares on rows scaled by sqrt(w): exact (w * 1.0) when every w is 1
+    zc = (z - z_mean) * root
     gram = zc.T @ zc + alpha * np.eye(z.shape[1])
     eigenvalues = np.linalg.eigvalsh(gram)
     if not np.isfinite(eigenvalues).all() or eigenvalues[0] <= SINGULAR_RATIO * max(eigenvalues[-1], 1e-300):
         raise LinearBaselineError(f"the ridge fit with alpha {alpha:g} on {len(z)} windows of {z.shape[1]} steps is "
                                   "singular (too few distinct windows for the look-back, or alpha 0)")
-    weight = np.linalg.solve(gram, zc.T @ (y - y_mean))
+    weight = np.linalg.solve(gram, zc.T @ ((y - y_mean) * root))
     return weight, y_mean - z_mean @ weight
 
 
+def _weighted_mean(values: np.ndarray, w: np.ndarray, axis: int | None) -> np.ndarray:
+    """The mean of `values` [n, k] (over `axis`, None: all) with row weights w [n], computed so that it is
+    `values.mean(axis)`, bit for bit, when every weight is 1 (x * 1.0 and / 1.0 are exact)."""
+    return np.mean(values * w[:, None], axis=axis) / np.mean(w)
+
+
 def fit_linear_baseline(samples: Sequence[Sample], season: int = 0, drift: bool = False,
-                        alphas: Sequence[float] = LINEAR_BASELINE_ALPHAS) -> LinearBaselineFit:
+                        alphas: Sequence[float] = LINEAR_BASELINE_ALPHAS,
+                        weights: Sequence[float] | None = None) -> LinearBaselineFit:
     """The linear baseline of a forecaster with `season` / `drift`, fitted on the training windows
     `samples` (a time-series reader's, cut without a linear baseline), alpha chosen on their tail
-    (see the module docstring). Too few windows, or a singular fit: `LinearBaselineError`."""
-    z, y, scales, starts, runs = training_windows(samples, season, drift)
+    (see the module docstring). `weights`: one per sample, >= 0 (how many times training holds it; a
+    window of weight 0 takes no part); None weighs each once. Too few windows, or a singular fit:
+    `LinearBaselineError`."""
+    if weights is not None:
+        if len(weights) != len(samples):
+            raise ValueError(f"{len(weights)} weights for {len(samples)} samples")
+        if not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise ValueError("weights must be finite numbers >= 0")
+        samples = [sample for sample, w in zip(samples, weights, strict=True) if w > 0]
+        weights = [w for w in weights if w > 0]
+    z, y, scales, starts, runs, w = training_windows(samples, season, drift, weights)
     horizon = y.shape[1]
     fitted, held = [], []
     for run in runs:
@@ -112,9 +136,10 @@ def fit_linear_baseline(samples: Sequence[Sample], season: int = 0, drift: bool 
             f"before that, which leaves {len(fit_rows)}; give more training rows or a shorter look-back")
     scores = {}
     for alpha in alphas:
-        weight, bias = ridge(z[fit_rows], y[fit_rows], alpha)
+        weight, bias = ridge(z[fit_rows], y[fit_rows], alpha, w[fit_rows])
         error = (z[held_rows] @ weight + bias - y[held_rows]) * scales[held_rows, None]
-        scores[float(alpha)] = float(np.mean(error**2))
+        scores[float(alpha)] = float(_weighted_mean(error**2, w[held_rows], axis=None))
     best = min(scores, key=scores.__getitem__)
-    weight, bias = ridge(z, y, best)
-    return LinearBaselineFit(LinearBaseline(weight, bias), best, scores, len(z), len(held_rows))
+    weight, bias = ridge(z, y, best, w)
+    return LinearBaselineFit(LinearBaseline(weight, bias), best, scores, len(z), len(held_rows),
+                             None if (w == 1).all() else float(w.sum()))

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
-from ..data.linear_baseline import LinearBaselineError, fit_linear_baseline
+from ..data.linear_baseline import LinearBaselineError, LinearBaselineFit, fit_linear_baseline
 from ..data.readers.base import MixedFormats, ReadReport, assign_paths
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
@@ -119,7 +119,11 @@ def resolve_auto_season(config: TrainConfig, samples_given: bool = False) -> tup
     returned (None when nothing was detected); the integer is what the model is built with and
     saves, so a loaded model never detects again. No clear season: season 0, and `drift` is
     dropped with it (a warning says so). Too few rows (or too short a look-back) to search any
-    period: a ConfigError, not a silent season 0."""
+    period: a ConfigError, not a silent season 0. Each file's rows count once, whatever its entry's
+    repeat (unlike the linear baseline's fit, `fit_training_windows`): the detection is a test of
+    whether the rows have a period, which a repeat does not change, and its significance counts each
+    pair of rows as evidence once; counted as more pairs, a repeat would let a file show a season its
+    rows do not support, beyond the false-season rates bench/seasonality.py measured."""
     spec = config.model.encoders.get("series")
     if spec is None or spec.options.get("season") != AUTO:
         return config, None
@@ -168,10 +172,11 @@ def size_linear_baseline(config: TrainConfig, samples_given: bool = False) -> tu
     if spec.options["linear_baseline"] == AUTO:
         season, drift = spec.options.get("season", 0), bool(spec.options.get("drift", False))
         season = season if isinstance(season, int) else 0  # a bad one is named when the encoder is built
-        reader = build_reader(with_seasonality(config.data, season, drift) if season else config.data)
+        data = with_seasonality(config.data, season, drift) if season else config.data
+        reader = build_reader(data)
         assert isinstance(reader, TimeSeriesReader)
         try:
-            fit_linear_baseline(list(reader), season, drift)  # fitted again, into the model, once it is built
+            fit_training_windows(data, season, drift)  # fitted again, into the model, once it is built
             options["linear_baseline"] = True
             note = f"linear_baseline auto ({reader.name}): a linear baseline is fitted (the training windows allow it)"
         except LinearBaselineError as exc:
@@ -192,7 +197,8 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
     inner = getattr(encoder, "inner", encoder)  # through a feature cache
     if not getattr(getattr(inner, "config", None), "linear_baseline", False):
         return None
-    reader = build_reader(series_target_options(config, encoder, linear=False))
+    data = series_target_options(config, encoder, linear=False)
+    reader = build_reader(data)
     assert isinstance(reader, TimeSeriesReader)
     shape = (inner.config.linear_lookback, inner.config.linear_horizon)
     if (reader.lookback, reader.horizon) != shape:  # a model from model.init_from keeps its own shape
@@ -200,7 +206,7 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
                           f"{shape[1]} steps (model.init_from's), but data.options has lookback {reader.lookback} "
                           f"and horizon {reader.horizon}; train with lookback {shape[0]} and horizon {shape[1]}")
     try:
-        fit = fit_linear_baseline(list(reader), reader.season, reader.drift)
+        fit = fit_training_windows(data, reader.season, reader.drift)
     except LinearBaselineError as exc:
         raise ConfigError(f"model.encoders.series.options.linear_baseline on {reader.name}: {exc} (or set "
                           "linear_baseline: false to train without it)") from None
@@ -208,6 +214,16 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
     note = f"linear baseline ({reader.name}): {fit.explain()}"
     log.info("%s", note)
     return note
+
+
+def fit_training_windows(config: DataConfig, season: int, drift: bool) -> LinearBaselineFit:
+    """`fit_linear_baseline` on the training windows of `config`'s data.train entries (cut with its
+    options), each weighted by how many times an epoch holds it (`SourceSpan.weight`: its entry's
+    repeat), so that the baseline is the one fitted on the mixture the model trains on: `{path: a.csv,
+    repeat: 2}` gives the fit of a file holding a.csv's rows twice; every repeat 1, the unweighted fit."""
+    samples, spans = read_sources(config)
+    weights = [span.weight for span in spans for _ in range(span.start, span.stop)]
+    return fit_linear_baseline(samples, season, drift, weights=weights)
 
 
 def series_target_options(config: DataConfig, encoder: object | None, linear: bool = True) -> DataConfig:
@@ -281,6 +297,12 @@ class SourceSpan:
     @property
     def per_pass(self) -> int:
         return repeat_count(self.stop - self.start, self.repeat)
+
+    @property
+    def weight(self) -> float:
+        """How many times an epoch holds each of the span's samples, on average: its whole copies and
+        the share of them the fractional draw takes (per_pass / samples: repeat 0.5 of 3 samples is 2/3)."""
+        return self.per_pass / (self.stop - self.start) if self.stop > self.start else 0.0
 
 
 def pass_size(spans: Sequence[SourceSpan]) -> int:
