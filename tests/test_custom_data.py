@@ -733,3 +733,28 @@ def test_init_decides_the_format_from_every_file_when_the_first_holds_more_than_
     summary = summarize_data(InitAnswers(data=[str(big), str(plain)]))
     assert (summary.data_format, summary.samples, summary.scanned_all, summary.estimated_samples) == (
         "sharegpt", 2, False, 6)
+
+
+def test_init_with_format_checks_every_files_format_past_its_scan(tmp_path, capsys):
+    """With --format, nothing is detected, and the scan for sizing stops after SCAN_LIMIT samples: each file
+    it did not reach is still read until its first usable sample, so a LLaVA file after a qa file of more
+    samples than the scan reads is refused now, naming both, as training would refuse it; a qa file there is
+    read, the count estimated over both files."""
+    from modrwkv.training.init import SCAN_LIMIT, InitAnswers, InitError, summarize_data
+
+    big = write_records(tmp_path, [{"image": "x.png", "question": "Which digit?", "answer": "7"}] * (SCAN_LIMIT + 5),
+                        "big.jsonl")
+    turns = [{"from": "human", "value": "<image>Which digit?"}, {"from": "gpt", "value": "7"}]
+    llava = write_records(tmp_path, [{"image": "x.png", "conversations": turns}] * 2, "llava.jsonl")
+    message = (f"{llava} holds llava records, but {big} holds qa records: one reader reads them all, and it would "
+               "skip every record of the other format; give files of one format (--format qa)")
+    with pytest.raises(InitError) as refused:
+        summarize_data(InitAnswers(data=[str(big), str(llava)], data_format="qa"))
+    assert str(refused.value) == message
+    assert main(["init", "--data", str(big), str(llava), "--format", "qa", "--yes",
+                 "--output", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err == f"modrwkv init: error: {message}\n" and not (tmp_path / "c.yaml").exists()
+    more = write_records(tmp_path, [{"image": "x.png", "question": "Which digit?", "answer": "3"}] * 3, "more.jsonl")
+    summary = summarize_data(InitAnswers(data=[str(big), str(more)], data_format="qa"))
+    assert (summary.data_format, summary.samples, summary.scanned_all, summary.estimated_samples) == (
+        "qa", SCAN_LIMIT, False, SCAN_LIMIT + 8)

@@ -119,9 +119,10 @@ def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str,
           every_file: bool = False) -> tuple[int, tuple[Reader, list[Sample]]]:
     """The usable samples of the first SCAN_LIMIT + 1 the reader of `data_format` gave from `files`, and (the
     reader, those samples); `MixedFormats` when it refused every record of a file as another format's
-    (`ReadReport.check_one_format`). With `every_file` (the files' detected formats differ), each file the
-    scan did not reach is read until its first usable sample too, so that the decision spans every file,
-    as training's does: a file of another format after a first file of more than SCAN_LIMIT samples."""
+    (`ReadReport.check_one_format`). With `every_file` (the format was given, or the files' detected formats
+    differ), each file the scan did not reach is read until its first usable sample too, so that the
+    decision spans every file, as training's does: a file of another format after a first file of more than
+    SCAN_LIMIT samples is refused now, not when training starts."""
     reader = _reader(answers, files, data_format)
     reader.max_examples = MAX_PROBLEMS
     samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
@@ -163,9 +164,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(f"unknown data format {candidates[0]!r}; choose from {', '.join(FORMATS)}")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
+    # every file's format is checked unless each was detected as the same one (--format detects nothing)
+    every_file = answers.data_format is not None or len(set(candidates)) > 1
     try:  # training reads every data.train file with one reader (`accepted_format`)
         data_format, (reader, samples) = accepted_format(candidates, lambda data_format: _scan(
-            answers, files, data_format, every_file=len(set(candidates)) > 1))
+            answers, files, data_format, every_file=every_file))
     except MixedFormats as exc:
         raise InitError(f"{exc} (--format {answers.data_format})" if answers.data_format else f"{exc} (or --format)") \
             from None
