@@ -489,3 +489,30 @@ def test_a_weighted_series_run_trains_on_the_mixtures_baseline_and_resumes_with_
     assert not any(line.startswith("linear baseline (") for line in lines)  # nothing fitted again
     final = ModRWKV.from_pretrained(resumed.final_dir).encoders["series"].linear()
     assert np.array_equal(final.weight, saved.weight) and np.array_equal(final.bias, saved.bias)
+
+
+def test_a_sampler_given_a_pass_larger_than_the_bound_refuses_it_before_building_anything():
+    """`StepBatchSampler` used directly checks its spans as training's setup does (`check_pass_size`): 10
+    samples at repeat 2e7 (2e8 a pass, ~4.8 GB to build when iterated) are refused at construction, at once,
+    with the mix and the bound; a repeat whose count is no finite number is a ValueError naming it (was an
+    OverflowError); 1e7, the bound itself, constructs as before."""
+    import time
+
+    kw = dict(micro_batch_size=2, world_size=1, rank=0, total=5, seed=0)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as error:
+        StepBatchSampler(13, **kw, spans=[SourceSpan(0, 0, 3), SourceSpan(1, 3, 13, 2e7)], lengths=range(13))
+    assert time.perf_counter() - started < 0.5
+    assert str(error.value) == (
+        "data.train: an epoch of 200_000_003 samples is more than the 100_000_000 a pass over the data may hold "
+        "(each rank builds it in memory): data.train[0]: 3 samples = 3 per epoch; data.train[1]: 10 samples x repeat "
+        "2e+07 = 200000000 per epoch (200000003 samples per epoch, 13 read); lower the repeats")
+    for repeat in (float("inf"), float("nan"), 1e308, -1.0):
+        with pytest.raises(ValueError, match=r"^data\.train\[1\]: repeat must be a number from 0 to 100_000_000, got "):
+            StepBatchSampler(13, **kw, spans=[SourceSpan(0, 0, 3), SourceSpan(1, 3, 13, repeat)])
+    with pytest.raises(ValueError, match=r"^data\.train\[0\]: a span's start 4 and stop 3 must satisfy"):
+        SourceSpan(0, 4, 3)
+    at_bound = StepBatchSampler(10, **kw, spans=[SourceSpan(0, 0, 10, 1e7)])
+    assert (at_bound.num_samples, at_bound.per_pass, len(at_bound)) == (10**8, 10**8 // 2, 5)
+    small = StepBatchSampler(10, **kw, shuffle=False, spans=[SourceSpan(0, 0, 6, 2.0), SourceSpan(1, 6, 10)])
+    assert list(small) == [[0, 1], [2, 3], [4, 5], [0, 1], [2, 3]]  # 0-5 twice, then 6-9: 8 batches a pass

@@ -294,6 +294,15 @@ class SourceSpan:
     stop: int
     repeat: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.stop:
+            raise ValueError(f"data.train[{self.entry}]: a span's start {self.start} and stop {self.stop} must "
+                             "satisfy 0 <= start <= stop")
+        # what the config allows (and 0), so that per_pass is a finite count: 1e308 x 10 samples overflowed
+        if not (math.isfinite(self.repeat) and 0 <= self.repeat <= MAX_PASS_SAMPLES):
+            raise ValueError(f"data.train[{self.entry}]: repeat must be a number from 0 to {MAX_PASS_SAMPLES:_}, "
+                             f"got {self.repeat:g}")
+
     @property
     def per_pass(self) -> int:
         return repeat_count(self.stop - self.start, self.repeat)
@@ -350,23 +359,25 @@ def read_sources(config: DataConfig, setting: str = "data.train") -> tuple[list[
     return samples, spans
 
 
-def describe_mixture(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource]) -> str:
+def describe_mixture(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource] | None = None) -> str:
     """What each data.train entry puts in a pass over the data, e.g. "data.train[0] a.jsonl: 10 samples x
     repeat 2 = 20 per epoch; data.train[1] b/*.jsonl: 30 samples = 30 per epoch (50 samples per epoch,
-    40 read)"."""
+    40 read)"; without `entries` (spans given to `StepBatchSampler` directly), "data.train[0]: 10 ..."."""
     parts = []
     for span in spans:
         n = span.stop - span.start
         weight = f" x repeat {span.repeat:g}" if span.repeat != 1 else ""
-        parts.append(f"data.train[{span.entry}] {source_path(entries[span.entry])}: {n} samples{weight} = "
-                     f"{span.per_pass} per epoch")
+        name = "" if entries is None else f" {source_path(entries[span.entry])}"
+        parts.append(f"data.train[{span.entry}]{name}: {n} samples{weight} = {span.per_pass} per epoch")
     total, read = pass_size(spans), sum(span.stop - span.start for span in spans)
     return f"{'; '.join(parts)} ({total} samples per epoch, {read} read)"
 
 
-def check_pass_size(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource]) -> None:
-    """A ConfigError naming each entry's samples per epoch when the repeats make an epoch larger than
-    MAX_PASS_SAMPLES (each rank builds a pass in memory)."""
+def check_pass_size(spans: Sequence[SourceSpan], entries: Sequence[str | DataSource] | None = None) -> None:
+    """A ConfigError naming each entry's samples per epoch (`describe_mixture`) when the repeats make an
+    epoch larger than MAX_PASS_SAMPLES (each rank builds a pass in memory): arithmetic on the spans alone,
+    before anything is allocated. Training checks its spans at setup, with the entries' paths;
+    `StepBatchSampler` checks those it is given."""
     total = pass_size(spans)
     if total > MAX_PASS_SAMPLES:
         raise ConfigError(f"data.train: an epoch of {total:_} samples is more than the {MAX_PASS_SAMPLES:_} a pass "
@@ -423,6 +434,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self.spans = list(spans) if spans is not None else [SourceSpan(0, 0, num_samples)]
         if self.spans and self.spans[-1].stop != num_samples:
             raise ValueError(f"the spans cover {self.spans[-1].stop} samples, the data set holds {num_samples}")
+        check_pass_size(self.spans)  # before a pass is built: a repeat of 1e9 exhausted memory when iterated
         self.global_micro = micro_batch_size * world_size
         self.num_samples = pass_size(self.spans)  # in one pass
         if self.num_samples < self.global_micro:
