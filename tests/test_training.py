@@ -518,14 +518,17 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 # checkpoint's weights, `state` the training state (which a sharded strategy writes on every rank; DDP on rank 0
 # only, so on rank 1 this stands for its shard), `final` the copy into final/ (rank 0's), `config` the run's
 # config.yaml (rank 0's, before the first step; STEP is not used); `validation` (not a write) an error in that
-# rank's validation forward (STEP is not used). The failing rank lives
+# rank's validation forward (STEP is not used); `forward:MICRO` and `backward:MICRO` (not writes) that rank
+# running out of memory in micro-batch MICRO (0 the first, of the step's accumulated ones) of step STEP: as its
+# training step starts, or in its backward pass at the gradient of the model's first weight (the input side,
+# computed last: the gradients of the layers above it are reduced already or under way). The failing rank lives
 # on after its error until its stdin closes, as a notebook's kernel does (and as a peer's exit goes unnoticed by
 # NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
 import errno, os, sys
 from pathlib import Path
 
-rank, step, write = os.environ.get("MODRWKV_TEST_FULL_DISK", "-:-:-").split(":")
+rank, step, write, *micro = os.environ.get("MODRWKV_TEST_FULL_DISK", "-:-:-").split(":")
 if os.environ["LOCAL_RANK"] == rank:
     import shutil
 
@@ -561,6 +564,25 @@ if os.environ["LOCAL_RANK"] == rank:
             return forward
 
         ModRWKV.forward_batch = out_of_memory(ModRWKV.forward_batch)
+    elif write in ("forward", "backward"):  # not a write: the rank runs out of memory in a training step
+        import torch
+        from modrwkv.training.module import ModRWKVModule
+
+        micro_batch = int(micro[0]) if micro else 0
+
+        def out_of_memory(*args):
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected in the {write} pass)")
+
+        def failing(training_step):
+            def step_of_training(self, batch, batch_idx):
+                if (self.global_step + 1, batch_idx % self.trainer.accumulate_grad_batches) == (int(step), micro_batch):
+                    if write == "forward":
+                        out_of_memory()
+                    next(p for p in self.model.parameters() if p.requires_grad).register_hook(out_of_memory)
+                return training_step(self, batch, batch_idx)
+            return step_of_training
+
+        ModRWKVModule.training_step = failing(ModRWKVModule.training_step)
     else:
         import modrwkv.training.config as config
 

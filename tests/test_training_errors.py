@@ -4,18 +4,20 @@ accumulated micro-batches; in a validation; never inside the optimizer's update;
 one line. Tiny models of test_training."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from safetensors.torch import load_file
 
 from modrwkv.cli import main
 from modrwkv.training import latest_checkpoint, train
 from modrwkv.training.validation import Validation
 
-from test_training import colour_samples, config, write_llava
+from test_training import colour_samples, config, start_ranks, write_llava
 from test_validation import val_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -229,3 +231,130 @@ def test_cli_puts_a_data_loader_workers_error_on_one_line(tmp_path, monkeypatch,
     assert capsys.readouterr().err.splitlines() == [
         "modrwkv train: error: RuntimeError: Caught ValueError in DataLoader worker process 0. ... ValueError: image 3 "
         "is 0 x 0 pixels (-v shows where)"]
+
+
+# --- one process of several ---------------------------------------------------------------------------------------
+
+# Two ranks x micro-batches of 2 x 2 accumulated (RANK_LAUNCHER's run with a batch of 8): one step a data pass.
+ACCUMULATING = ("--train.batch_size", "8")
+
+
+def outputs_of(ranks: list[subprocess.Popen], timeout: float) -> list[tuple[int, str, str]]:
+    """Each rank's (exit status, stdout, stderr) once it has ended, its stdin closed (RANK_LAUNCHER's failing rank then ends
+    after its error, as `modrwkv train` does), in order; the test fails, every rank killed, if one still runs
+    after `timeout` s."""
+    outputs = []
+    for rank in ranks:
+        try:
+            out, err = rank.communicate("", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in ranks:
+                other.kill()
+            stderr = [other.communicate()[1][-1500:] for other in ranks]
+            pytest.fail(f"a rank still ran after {timeout} s:\n{stderr[0]}\n{stderr[1]}")
+        outputs.append((rank.returncode, out, err))
+    return outputs
+
+
+def four_steps(tmp_path: Path, *, fault: str | None = None, resume: bool = False) -> list[tuple[int, str, str]]:
+    """A two-rank DDP run of 4 accumulated steps (a checkpoint every 2) in tmp_path/run, rank 1 failing as
+    RANK_LAUNCHER's `fault` says; each rank's output once both have ended."""
+    ranks = start_ranks(tmp_path, max_steps=4, output={"save_every": 2}, args=[*ACCUMULATING, *["--resume"] * resume],
+                        env={"MODRWKV_TEST_FULL_DISK": f"1:{fault}"} if fault else {})
+    # The failing rank first: the other may wait for it in a collective until it ends.
+    return outputs_of(ranks[::-1], timeout=120)[::-1] if fault else outputs_of(ranks, timeout=120)
+
+
+def summary_loss(stdout: str) -> str:
+    """`trained 4 steps: loss A -> B` of the run's closing line (without its tokens/s)."""
+    return stdout.strip().splitlines()[-1].split(",")[0]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_ranks(tmp_path_factory) -> tuple[Path, str]:
+    tmp_path = tmp_path_factory.mktemp("ranks")
+    outputs = four_steps(tmp_path)
+    assert [status for status, _, _ in outputs] == [0, 0], outputs[0][2][-3000:] + outputs[1][2][-3000:]
+    return tmp_path / "run", summary_loss(outputs[0][1])
+
+
+@pytest.mark.xdist_group("uninterrupted_ranks")  # one xdist worker trains the fixture's run, not each
+@pytest.mark.parametrize("fault", ["4:forward:0", "4:forward:1", "4:backward:1"],
+                         ids=["forward", "forward between accumulated micro-batches", "backward under reduction"])
+def test_one_ranks_error_in_a_step_is_saved_by_that_rank_alone_and_resume_matches(uninterrupted_ranks, tmp_path, fault):
+    """Rank 1 of a DDP run runs out of memory in step 4 (step 3 was not saved by save_every), leaving rank 0 in a
+    collective: rank 1 writes step 3's checkpoint alone (DDP holds the whole model and optimizer state on every
+    rank), rank 0's error once rank 1 has ended finds it, and both name it. Nothing used to be saved: the run lost
+    everything since the last save_every checkpoint. --resume on two ranks ends as the uninterrupted run does.
+    In the backward pass, DDP's buckets (rebuilt in the order the gradients came at step 1) put the head's first,
+    alone: its reduction has begun when the embedding's gradient, the last, fails."""
+    run, loss = uninterrupted_ranks
+    outputs = four_steps(tmp_path, fault=fault)
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000003"
+    for rank, (status, _, err) in enumerate(outputs):
+        assert status == 1 and err.splitlines()[-1].endswith(
+            f"training stopped at this error in step 4 of 4; the checkpoint of step 3, the last completed, is saved to "
+            f"{checkpoint}: --resume continues from it"), (rank, err[-3000:])
+    assert outputs[1][2].splitlines()[-1].startswith(
+        f"modrwkv train: error: OutOfMemoryError: CUDA out of memory (injected in the {fault.split(':')[1]} pass)")
+    # Rank 0's own error: its collective's, as rank 1 ended ("Connection closed by peer", or a read error).
+    last = outputs[0][2].splitlines()[-1]
+    assert last.startswith("modrwkv train: error: RuntimeError: [") and "/gloo/" in last
+    assert latest_checkpoint(tmp_path / "run") == checkpoint
+    # Written alone, it holds what a checkpoint of both ranks holds (step 2's), and no temporary folder is left.
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["latest", "step-00000002", "step-00000003"]
+    assert sorted(p.name for p in checkpoint.iterdir()) == sorted(p.name for p in checkpoint.with_name(
+        "step-00000002").iterdir())
+    saved = torch.load(checkpoint / "training_state.ckpt", weights_only=True)
+    assert (saved["global_step"], saved["callbacks"]["RunTotals"]["recorded_steps"]) == (3, 3)
+
+    outputs = four_steps(tmp_path, resume=True)
+    assert [status for status, _, _ in outputs] == [0, 0], outputs[0][2][-3000:] + outputs[1][2][-3000:]
+    assert summary_loss(outputs[0][1]) == loss  # the whole run's first and last loss
+    assert_same_weights(load_file(str(tmp_path / "run" / "final" / "model.safetensors")),
+                        load_file(str(run / "final" / "model.safetensors")))
+
+
+@pytest.mark.parametrize("strategy", [FSDPStrategy(), DeepSpeedStrategy.__new__(DeepSpeedStrategy)],
+                         ids=["fsdp", "deepspeed"])  # (an instance for its class: DeepSpeed may not be installed)
+def test_one_ranks_error_in_a_step_of_a_sharded_run_saves_nothing_and_says_why(tmp_path, strategy):
+    """Each process of a sharded run holds part of the weights and the optimizer state only: none can write the
+    checkpoint alone, and the note says so and names the newest checkpoint."""
+    from types import SimpleNamespace
+
+    from modrwkv.training.checkpoint import PretrainedCheckpoint
+    from modrwkv.training.progress import SaveOnError
+
+    newest = tmp_path / "checkpoints" / "step-00000002"
+    newest.mkdir(parents=True)
+    (newest / "training_state.ckpt").write_bytes(b"")
+    (tmp_path / "checkpoints" / "latest").write_text(newest.name)
+    checkpointer = PretrainedCheckpoint(tmp_path, save_every=2, keep_last=2, total_steps=6, lora=None)
+    checkpointer.last_saved = 2
+    saver = SaveOnError(checkpointer)
+    saver._started = True
+    error = torch.OutOfMemoryError("CUDA out of memory")
+    trainer = SimpleNamespace(world_size=2, global_step=3, strategy=strategy)
+    saver.on_exception(trainer, None, error)  # type: ignore[arg-type]
+    assert error.__notes__ == [
+        f"training stopped at this error in step 4 of 6; no checkpoint was saved: under {type(strategy).__name__} "
+        "each of the 2 processes holds only its part of the weights and optimizer state, so they can only write it "
+        f"together, and the others may be waiting for this one in a collective it left; the newest checkpoint is "
+        f"{newest}: --resume continues from it"]
+
+
+def test_of_processes_writing_one_checkpoint_alone_the_first_complete_one_is_kept(tmp_path):
+    """DDP processes that fail at once each write the step's checkpoint alone, under a name of their own: the first
+    to finish renames its folder to the step's, and the next finds it there and deletes its own (the rename fails
+    onto a folder that is not empty, so none replaces one another may be reading)."""
+    from modrwkv.training.checkpoint import claim_folder
+
+    folder = tmp_path / "step-00000003"
+    for rank in (0, 1):
+        tmp = tmp_path / f".step-00000003.rank{rank}.tmp"
+        tmp.mkdir()
+        (tmp / "training_state.ckpt").write_text(f"rank {rank}")
+        claim_folder(tmp, folder)
+        assert not tmp.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000003"]
+    assert (folder / "training_state.ckpt").read_text() == "rank 0"

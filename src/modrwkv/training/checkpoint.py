@@ -35,6 +35,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import yaml
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
 from ..lm.model import INITIAL_STATE_NAME
 from ..multimodal import ModRWKV
@@ -81,6 +82,19 @@ def replace_folder(tmp: Path, folder: Path) -> None:
         folder.rename(old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def claim_folder(tmp: Path, folder: Path) -> None:
+    """Renames the complete folder `tmp` to `folder`, unless a complete checkpoint has that name already
+    (another process that wrote the same checkpoint alone got there first, see `PretrainedCheckpoint.save`):
+    `tmp` is deleted then. The rename is atomic and fails onto a folder that is not empty, so of processes
+    claiming one name at once exactly one succeeds, and none replaces a folder another may be reading."""
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        if not (folder / TRAINING_STATE).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def aside_name(folder: Path) -> Path:
@@ -212,6 +226,16 @@ def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator
         yield
 
 
+def replicated(trainer: pl.Trainer) -> bool:
+    """Whether every process of the run holds the whole model and optimizer state, the same at each optimizer
+    step's end, so that any one of them can write the run's checkpoint alone: one process, or DDP (a full
+    replica on each). FSDP shards the weights and the optimizer state, DeepSpeed the optimizer state (ZeRO
+    stage 1 and up) and more: each process holds its part only."""
+    strategy = trainer.strategy
+    return trainer.world_size == 1 or (isinstance(strategy, DDPStrategy)
+                                       and not isinstance(strategy, DeepSpeedStrategy))
+
+
 def rng_state() -> dict[str, Any]:
     """Plain types and tensors only, so the checkpoint loads with torch.load(weights_only=True)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
@@ -283,37 +307,63 @@ class PretrainedCheckpoint(pl.Callback):
         path = self.output_dir / "config.yaml"
         return yaml.safe_load(path.read_text()) if path.is_file() else None
 
-    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, alone: bool = False) -> Path:
+        """The checkpoint of the current step, written by every rank together (their writes end together:
+        `failing_together`). `alone`: this process writes all of it by itself, with no collective, as one
+        process of a `replicated` run can (`progress.SaveOnError`, at an error of this process that may
+        have left the others waiting for it in a collective). Several may then write it at once, each under
+        a name of its own: the first complete one takes the step's name, and one already there is kept (a
+        replicated run's processes hold the same weights and state at a step's end)."""
+        if alone and not replicated(trainer):
+            raise ValueError(f"under {type(trainer.strategy).__name__} each process holds a part of the model: "
+                             "the checkpoint is written by all of them together")
         step = trainer.global_step
         root = self.output_dir / CHECKPOINTS
         name = step_folder_name(step)
-        tmp, folder = root / f".{name}.tmp", root / name
+        folder = root / name
+        tmp = root / (f".{name}.rank{trainer.global_rank}.tmp" if alone else f".{name}.tmp")
+        writes = alone or trainer.is_global_zero
+
+        def together() -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext() if alone else failing_together(trainer)
+
         self.writing = True
-        with failing_together(trainer):
-            if trainer.is_global_zero:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-        try:
-            with full_parameters(trainer, pl_module), failing_together(trainer):
-                if trainer.is_global_zero:
-                    export_model(pl_module.model, tmp, self.lora, self.run_config())
-            # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
-            # written would wait for one whose part failed: dumping the state is collective (FSDP gathers
-            # the optimizer's), writing it not (DDP's is rank 0's, a sharded strategy's each rank's part).
-            state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-            with failing_together(trainer):
-                trainer.strategy.save_checkpoint(state, tmp / TRAINING_STATE)
-        except OSError as exc:  # a full disk, a quota: say which checkpoint, and what is still there
-            if trainer.is_global_zero:
-                shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
-            newest = latest_checkpoint(self.output_dir)
-            then = (f"{newest} is the newest complete checkpoint: make room and continue with --resume"
-                    if newest is not None else "no checkpoint of this run was complete yet")
-            raise OSError(exc.errno, f"{exc.strerror or exc}; the checkpoint of step {step} was not saved and its "
-                          f"partial files are deleted; {then}", str(folder)) from exc
-        with failing_together(trainer):
-            if trainer.is_global_zero:
-                replace_folder(tmp, folder)
+        written_by_another = alone and (folder / TRAINING_STATE).is_file()
+        if not written_by_another:
+            with together():
+                if writes:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    tmp.mkdir(parents=True)
+            try:
+                # (a collective only where the processes hold parts of the model, which never save alone)
+                with full_parameters(trainer, pl_module), together():
+                    if writes:
+                        export_model(pl_module.model, tmp, self.lora, self.run_config())
+                # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
+                # written would wait for one whose part failed: dumping the state is collective (FSDP gathers
+                # the optimizer's), writing it not (DDP's is rank 0's, a sharded strategy's each rank's part).
+                # Alone, a replicated run's dump is this process's own (DDP's optimizer state is not sharded),
+                # and it writes the file itself where the strategy would write rank 0's only.
+                state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+                with together():
+                    if alone:
+                        trainer.strategy.checkpoint_io.save_checkpoint(state, tmp / TRAINING_STATE)
+                    else:
+                        trainer.strategy.save_checkpoint(state, tmp / TRAINING_STATE)
+            except OSError as exc:  # a full disk, a quota: say which checkpoint, and what is still there
+                if writes:
+                    shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
+                newest = latest_checkpoint(self.output_dir)
+                then = (f"{newest} is the newest complete checkpoint: make room and continue with --resume"
+                        if newest is not None else "no checkpoint of this run was complete yet")
+                raise OSError(exc.errno, f"{exc.strerror or exc}; the checkpoint of step {step} was not saved and its "
+                              f"partial files are deleted; {then}", str(folder)) from exc
+        with together():
+            if writes:
+                if not alone:
+                    replace_folder(tmp, folder)
+                elif not written_by_another:
+                    claim_folder(tmp, folder)
                 write_text_atomically(root / LATEST, name)
                 # Only this step's predecessors make way: a newer step folder is left over from a run killed
                 # before it could point `latest` at it, and the next save of that step replaces it.

@@ -14,9 +14,10 @@
   quickstart's vision encoder pretraining); `TakeSignalsAtSetup` hands them on to one as `train` ends.
 - `SaveOnError` does the same for an error (an exception, not a signal: out of memory on one long
   sample, an encoder's RuntimeError, a data-loader worker that died, a failing validation): it saves
-  the last completed optimizer step where that is safe (one process, or every process raising it at a
-  step's end), which `--resume` continues exactly, and adds a note to the error that says where (or why
-  nothing was saved).
+  the last completed optimizer step where that is safe (not inside the optimizer's update; in a run of
+  several processes, by all of them where every one raised it at a step's end, else by the failed one
+  alone under DDP, not under a sharded strategy), which `--resume` continues exactly, and adds a note to
+  the error that says where (or why nothing was saved).
 - `RunTotals` sums what the run's summary reports over all its steps, also across a stop and a
   resume: the part before the resume travels in the checkpoint.
 """
@@ -36,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import torch
 
-from .checkpoint import PretrainedCheckpoint, latest_checkpoint, raised_on_every_rank, rng_state, set_rng_state
+from .checkpoint import (PretrainedCheckpoint, latest_checkpoint, raised_on_every_rank, replicated, rng_state,
+                         set_rng_state)
 
 if TYPE_CHECKING:
     from .module import ModRWKVModule
@@ -266,10 +268,19 @@ class SaveOnError(pl.Callback):
       some weights updated and others not: nothing is saved, and the note says so;
     - while a checkpoint is written, or once training has finished (writing final/), says itself what
       was saved;
-    - in a run of several processes saves only where every process raised it at the same step end
-      (`failing_together`: one's validation ran out of memory), since the checkpoint is written by all of
-      them together; otherwise the others may be waiting for the failed one in a collective it left (a
-      gradient reduction), nothing is saved and the note names the newest checkpoint.
+    - in a run of several processes, raised by every process at the same step end (`failing_together`:
+      one's validation ran out of memory), is saved by all of them together, as a checkpoint always is;
+    - of one process of several (out of memory in its forward pass), which may leave the others waiting
+      for it in a collective (the step's gradient reduction), is saved by that process alone, without a
+      collective, under DDP (`replicated`: each process holds the whole model and optimizer state, the
+      same at every step's end): the files a save of all of them writes, the same step's state. The
+      others stay in the collective until the failed process ends (gloo: "Connection closed by peer";
+      NCCL does not see a peer's end: the launcher ends them, torchrun or Lightning's at that exit, or the
+      process group's timeout); each one's error then saves the step the same way, or finds it saved
+      (one written alone is renamed into place whole, and the first one of several is kept), so every
+      process names the same checkpoint. Under FSDP and DeepSpeed each process holds only its part of the
+      weights and the optimizer state (DeepSpeed's ZeRO shards the optimizer's from stage 1): no process
+      can write the checkpoint alone, nothing is saved and the note names the newest checkpoint.
     A failure of this save does not hide the error: the note names it too. A callback of one's own whose
     state changes within a step is saved as the error found it."""
 
@@ -291,7 +302,8 @@ class SaveOnError(pl.Callback):
         if not _at_step_boundary(trainer, batch_idx):
             return
         self._updating = None
-        if trainer.world_size == 1:  # (a few kB, after the other callbacks' step-end work, as the stopper saves)
+        if replicated(trainer):  # one process, or DDP: this one may save the step alone at an error in the next
+            # (a few kB, after the other callbacks' step-end work, as the stopper saves)
             self._step_end = {"rng": rng_state(), "loops": trainer.fit_loop.state_dict(),
                               "module": pl_module.step_state()}
 
@@ -315,15 +327,20 @@ class SaveOnError(pl.Callback):
         if step == checkpointer.last_saved:  # nothing trained since the newest checkpoint
             newest = latest_checkpoint(checkpointer.output_dir)
             return None if newest is None else f"{where}; {_resume_from(newest)}"
-        if trainer.world_size > 1 and not (updated and every_rank):
-            return (f"{where}; no checkpoint was saved: its {trainer.world_size} processes write it together, and "
-                    f"the others may be waiting for this one in a collective it left; {self._newest()}")
+        # Every process raised it at a step's end (`failing_together`): they save together. Otherwise the others
+        # may be waiting for this one in a collective it left (a gradient reduction): it writes alone.
+        alone = trainer.world_size > 1 and not (updated and every_rank)
+        if alone and not replicated(trainer):
+            return (f"{where}; no checkpoint was saved: under {type(trainer.strategy).__name__} each of the "
+                    f"{trainer.world_size} processes holds only its part of the weights and optimizer state, so they "
+                    f"can only write it together, and the others may be waiting for this one in a collective it "
+                    f"left; {self._newest()}")
         if self._updating is None and self._step_end is not None:  # in the next step: back to the end of this one
             set_rng_state(self._step_end["rng"])
             trainer.fit_loop.load_state_dict(self._step_end["loops"])
             pl_module.restore_step_state(self._step_end["module"])
         try:
-            folder = checkpointer.save(trainer, pl_module)
+            folder = checkpointer.save(trainer, pl_module, alone=alone)
         except Exception as exc:  # the error that ended training stays the one raised
             log.error("saving the checkpoint of step %d after an error failed too: %s", step, exc)
             return (f"{where}; saving the checkpoint of step {step} failed too ({type(exc).__name__}: {exc}); "

@@ -362,8 +362,8 @@ def train(
     one before training starts, raises KeyboardInterrupt at once (the newest checkpoint stays resumable).
     An error that ends training is raised as it is, after a checkpoint of the last completed optimizer step
     was saved where that is safe (`progress.SaveOnError`: not inside the optimizer's update; in a run of
-    several processes only for an error every process raised at a step's end); a note added to it names
-    the checkpoint `resume` continues from, or says why none was saved."""
+    several processes under FSDP or DeepSpeed only for an error every process raised at a step's end); a
+    note added to it names the checkpoint `resume` continues from, or says why none was saved."""
     if not isinstance(config, TrainConfig):
         # A resumed run rebuilds its model from the checkpoint.
         config = config_from_dict(config, needs_data=samples is None, needs_model=model is None and not resume)
