@@ -514,22 +514,22 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 
 # One rank of `modrwkv train` in a two-process run, started as a cluster's scheduler (or torchrun on each of
 # two nodes) starts each rank: nothing ends the other ranks when one fails. MODRWKV_TEST_FULL_DISK, if set to
-# RANK:STEP:WRITE, makes that rank's WRITE of step STEP fail as a full disk does: `model` rank 0's export of the
-# checkpoint's weights, `state` the training state (which a sharded strategy writes on every rank; DDP on rank 0
-# only, so on rank 1 this stands for its shard), `final` the copy into final/ (rank 0's), `config` the run's
-# config.yaml (rank 0's, before the first step; STEP is not used); `validation` (not a write) an error in that
-# rank's validation forward (STEP is not used); `forward:MICRO` and `backward:MICRO` (not writes) that rank
-# running out of memory in micro-batch MICRO (0 the first, of the step's accumulated ones) of step STEP: as its
-# training step starts, or in its backward pass at the gradient of the model's first weight (the input side,
-# computed last: the gradients of the layers above it are reduced already or under way). The failing rank lives
-# on after its error until its stdin closes, as a notebook's kernel does (and as a peer's exit goes unnoticed by
-# NCCL): a rank that waits for it waits for ever.
+# RANK:STEP:WRITE, makes that rank's (or those ranks', RANK `0,1`) WRITE of step STEP fail as a full disk does:
+# `model` rank 0's export of the checkpoint's weights, `state` the training state (which a sharded strategy
+# writes on every rank; DDP on rank 0 only, so on rank 1 this stands for its shard), `final` the copy into final/
+# (rank 0's), `config` the run's config.yaml (rank 0's, before the first step; STEP is not used); `validation`
+# (not a write) an error in that rank's validation forward (STEP is not used); `forward:MICRO` and
+# `backward:MICRO` (not writes) that rank running out of memory in micro-batch MICRO (0 the first, of the step's
+# accumulated ones) of step STEP: as its training step starts, or in its backward pass at the gradient of the
+# model's first weight (the input side, computed last: the gradients of the layers above it are reduced already
+# or under way). The failing rank lives on after its error until its stdin closes, as a notebook's kernel does
+# (and as a peer's exit goes unnoticed by NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
 import errno, os, sys
 from pathlib import Path
 
 rank, step, write, *micro = os.environ.get("MODRWKV_TEST_FULL_DISK", "-:-:-").split(":")
-if os.environ["LOCAL_RANK"] == rank:
+if os.environ["LOCAL_RANK"] in rank.split(","):
     import shutil
 
     import lightning.pytorch.strategies as strategies
@@ -591,7 +591,7 @@ if os.environ["LOCAL_RANK"] == rank:
 from modrwkv.cli import main
 
 status = main(sys.argv[1:])
-if os.environ["LOCAL_RANK"] == rank:
+if os.environ["LOCAL_RANK"] in rank.split(","):
     sys.stdin.read()
 sys.stdout.flush()
 sys.stderr.flush()

@@ -240,9 +240,9 @@ ACCUMULATING = ("--train.batch_size", "8")
 
 
 def outputs_of(ranks: list[subprocess.Popen], timeout: float) -> list[tuple[int, str, str]]:
-    """Each rank's (exit status, stdout, stderr) once it has ended, its stdin closed (RANK_LAUNCHER's failing rank then ends
-    after its error, as `modrwkv train` does), in order; the test fails, every rank killed, if one still runs
-    after `timeout` s."""
+    """Each rank's (exit status, stdout, stderr) once it has ended, its stdin closed (RANK_LAUNCHER's failing rank
+    then ends after its error, as `modrwkv train` does), in order; the test fails, every rank killed, if one still
+    runs after `timeout` s."""
     outputs = []
     for rank in ranks:
         try:
@@ -257,12 +257,12 @@ def outputs_of(ranks: list[subprocess.Popen], timeout: float) -> list[tuple[int,
 
 
 def four_steps(tmp_path: Path, *, fault: str | None = None, resume: bool = False) -> list[tuple[int, str, str]]:
-    """A two-rank DDP run of 4 accumulated steps (a checkpoint every 2) in tmp_path/run, rank 1 failing as
-    RANK_LAUNCHER's `fault` says; each rank's output once both have ended."""
+    """A two-rank DDP run of 4 accumulated steps (a checkpoint every 2) in tmp_path/run, failing as RANK_LAUNCHER's
+    `fault` says (RANK:STEP:WRITE[:MICRO]); each rank's output once both have ended."""
     ranks = start_ranks(tmp_path, max_steps=4, output={"save_every": 2}, args=[*ACCUMULATING, *["--resume"] * resume],
-                        env={"MODRWKV_TEST_FULL_DISK": f"1:{fault}"} if fault else {})
-    # The failing rank first: the other may wait for it in a collective until it ends.
-    return outputs_of(ranks[::-1], timeout=120)[::-1] if fault else outputs_of(ranks, timeout=120)
+                        env={"MODRWKV_TEST_FULL_DISK": fault} if fault else {})
+    # Rank 1 first: where it fails, rank 0 may wait for it in a collective until it ends.
+    return outputs_of(ranks[::-1], timeout=120)[::-1]
 
 
 def summary_loss(stdout: str) -> str:
@@ -279,7 +279,7 @@ def uninterrupted_ranks(tmp_path_factory) -> tuple[Path, str]:
 
 
 @pytest.mark.xdist_group("uninterrupted_ranks")  # one xdist worker trains the fixture's run, not each
-@pytest.mark.parametrize("fault", ["4:forward:0", "4:forward:1", "4:backward:1"],
+@pytest.mark.parametrize("fault", ["1:4:forward:0", "1:4:forward:1", "1:4:backward:1"],
                          ids=["forward", "forward between accumulated micro-batches", "backward under reduction"])
 def test_one_ranks_error_in_a_step_is_saved_by_that_rank_alone_and_resume_matches(uninterrupted_ranks, tmp_path, fault):
     """Rank 1 of a DDP run runs out of memory in step 4 (step 3 was not saved by save_every), leaving rank 0 in a
@@ -296,7 +296,7 @@ def test_one_ranks_error_in_a_step_is_saved_by_that_rank_alone_and_resume_matche
             f"training stopped at this error in step 4 of 4; the checkpoint of step 3, the last completed, is saved to "
             f"{checkpoint}: --resume continues from it"), (rank, err[-3000:])
     assert outputs[1][2].splitlines()[-1].startswith(
-        f"modrwkv train: error: OutOfMemoryError: CUDA out of memory (injected in the {fault.split(':')[1]} pass)")
+        f"modrwkv train: error: OutOfMemoryError: CUDA out of memory (injected in the {fault.split(':')[2]} pass)")
     # Rank 0's own error: its collective's, as rank 1 ended ("Connection closed by peer", or a read error).
     last = outputs[0][2].splitlines()[-1]
     assert last.startswith("modrwkv train: error: RuntimeError: [") and "/gloo/" in last
@@ -313,6 +313,22 @@ def test_one_ranks_error_in_a_step_is_saved_by_that_rank_alone_and_resume_matche
     assert summary_loss(outputs[0][1]) == loss  # the whole run's first and last loss
     assert_same_weights(load_file(str(tmp_path / "run" / "final" / "model.safetensors")),
                         load_file(str(run / "final" / "model.safetensors")))
+
+
+def test_ranks_failing_in_the_same_step_each_save_it_alone_and_one_checkpoint_is_kept(tmp_path):
+    """Both ranks run out of memory in step 4 (long samples on each): neither waits for the other, each writes step
+    3's checkpoint alone, and the one complete checkpoint both name is left, without a temporary folder."""
+    outputs = four_steps(tmp_path, fault="0,1:4:forward:0")
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000003"
+    for rank, (status, _, err) in enumerate(outputs):
+        assert status == 1 and err.splitlines()[-1] == (
+            "modrwkv train: error: OutOfMemoryError: CUDA out of memory (injected in the forward pass) (-v shows "
+            "where); training stopped at this error in step 4 of 4; the checkpoint of step 3, the last completed, is "
+            f"saved to {checkpoint}: --resume continues from it"), (rank, err[-3000:])
+    assert latest_checkpoint(tmp_path / "run") == checkpoint
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["latest", "step-00000002", "step-00000003"]
+    assert sorted(p.name for p in checkpoint.iterdir()) == sorted(p.name for p in checkpoint.with_name(
+        "step-00000002").iterdir())
 
 
 @pytest.mark.parametrize("strategy", [FSDPStrategy(), DeepSpeedStrategy.__new__(DeepSpeedStrategy)],
