@@ -367,7 +367,7 @@ def test_frozen_encoder_features_are_cached(tmp_path, lm_checkpoint):
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, lm_checkpoint):
-    """An uninterrupted 12-step LoRA run (with dropout, so the RNG state matters), saving every 4."""
+    """An uninterrupted 12-step LoRA run (with dropout, so the random numbers matter), saving every 4."""
     tmp_path = tmp_path_factory.mktemp("lora")
     cfg = config(tmp_path, "full", stage="lora", max_steps=12, lora={"rank": 4, "alpha": 8.0, "dropout": 0.1,
                                                                       "targets": ["att.key", "att.value", "ffn.key"]})
@@ -425,11 +425,43 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(lora_run, tmp_path
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: each step seeded by (seed, step, rank)
     a, b = load_file(str(full.final_dir / "model.safetensors")), load_file(str(resumed.final_dir / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: each step seeded by (seed, step, rank)
+
+
+def test_each_rank_and_step_draws_numbers_of_its_own_whatever_was_drawn_before():
+    """Every optimizer step of every process starts from generators seeded by (seed, step, rank) (StepSeeds): the two
+    ranks of a run draw different LoRA dropout masks at its first step (they drew the same ones, each rank seeded alike
+    by seed_everything), agreeing where independent masks of rate 0.1 do (0.9^2 + 0.1^2 = 82% of the entries), and
+    a step draws the same numbers whatever was drawn before it, as a resumed run, which drew nothing before, needs."""
+    import random
+    from types import SimpleNamespace
+
+    from modrwkv.training.checkpoint import StepSeeds
+
+    dropout, ones = torch.nn.Dropout(0.1), torch.ones(4, 32, 64)  # LoRA's dropout, on a micro-batch's inputs
+
+    def drawn(rank: int, step: int, *, before: int = 0, batch_idx: int = 0) -> tuple[torch.Tensor, float, float]:
+        pl.seed_everything(7, verbose=False)  # as every rank of a run seeded 7 starts
+        torch.rand(before), np.random.random(before), [random.random() for _ in range(before)]
+        trainer = SimpleNamespace(global_step=step, global_rank=rank, accumulate_grad_batches=2)
+        StepSeeds(7).on_train_batch_start(trainer, None, None, batch_idx)  # type: ignore[arg-type]
+        return dropout(ones) != 0, np.random.random(), random.random()
+
+    def same(a: tuple[torch.Tensor, float, float], b: tuple[torch.Tensor, float, float]) -> list[bool]:
+        return [torch.equal(a[0], b[0]), a[1] == b[1], a[2] == b[2]]
+
+    rank_0, rank_1 = drawn(0, 0), drawn(1, 0)
+    assert same(rank_0, rank_1) == [False] * 3
+    assert 0.80 < (rank_0[0] == rank_1[0]).float().mean() < 0.84  # 8192 entries: 82% within ~5 sigma (0.4%)
+    assert same(drawn(1, 5, before=1000), drawn(1, 5)) == [True] * 3
+    assert same(drawn(1, 5), drawn(1, 6)) == [False] * 3
+    assert same(drawn(1, 5), drawn(0, 5)) == [False] * 3
+    # The step's second micro-batch goes on drawing the step's numbers: not seeded again.
+    assert same(drawn(0, 0, before=1, batch_idx=1), drawn(1, 0, before=1, batch_idx=1)) == [True] * 3
 
 
 @torch.no_grad()
@@ -856,7 +888,7 @@ def test_signal_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(lora
     a, b = load_file(str(full.final_dir / "lora.safetensors")), load_file(str(resumed.final_dir / "lora.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-        assert torch.equal(a[key], b[key]), key  # the same dropout masks: the RNG state travels in the checkpoint
+        assert torch.equal(a[key], b[key]), key  # the same dropout masks: each step seeded by (seed, step, rank)
 
 
 def start_cli_train(tmp_path: Path, num_samples: int, output: dict, *, data: dict | None = None,

@@ -256,10 +256,12 @@ def outputs_of(ranks: list[subprocess.Popen], timeout: float) -> list[tuple[int,
     return outputs
 
 
-def four_steps(tmp_path: Path, *, fault: str | None = None, resume: bool = False) -> list[tuple[int, str, str]]:
-    """A two-rank DDP run of 4 accumulated steps (a checkpoint every 2) in tmp_path/run, failing as RANK_LAUNCHER's
-    `fault` says (RANK:STEP:WRITE[:MICRO]); each rank's output once both have ended."""
-    ranks = start_ranks(tmp_path, max_steps=4, output={"save_every": 2}, args=[*ACCUMULATING, *["--resume"] * resume],
+def four_steps(tmp_path: Path, *, fault: str | None = None, resume: bool = False,
+               args: tuple[str, ...] = ()) -> list[tuple[int, str, str]]:
+    """A two-rank DDP run of 4 accumulated steps (a checkpoint every 2) in tmp_path/run, given `args` too, failing as
+    RANK_LAUNCHER's `fault` says (RANK:STEP:WRITE[:MICRO]); each rank's output once both have ended."""
+    ranks = start_ranks(tmp_path, max_steps=4, output={"save_every": 2},
+                        args=[*ACCUMULATING, *args, *["--resume"] * resume],
                         env={"MODRWKV_TEST_FULL_DISK": fault} if fault else {})
     # Rank 1 first: where it fails, rank 0 may wait for it in a collective until it ends.
     return outputs_of(ranks[::-1], timeout=120)[::-1]
@@ -313,6 +315,45 @@ def test_one_ranks_error_in_a_step_is_saved_by_that_rank_alone_and_resume_matche
     assert summary_loss(outputs[0][1]) == loss  # the whole run's first and last loss
     assert_same_weights(load_file(str(tmp_path / "run" / "final" / "model.safetensors")),
                         load_file(str(run / "final" / "model.safetensors")))
+
+
+# LoRA with dropout: every step draws random numbers, and the ranks draw different amounts (their micro-batches, of
+# answers of different lengths, are padded to different lengths).
+LORA_DROPOUT = ("--train.stage", "lora", "--train.lora.dropout", "0.1")
+
+
+def final_files(run: Path) -> dict[str, torch.Tensor]:
+    """The weights of a run's final/ (a LoRA run's: the base model's and lora.safetensors'), by file and name."""
+    return {f"{path.name}:{key}": value for path in sorted((run / "final").glob("*.safetensors"))
+            for key, value in load_file(str(path)).items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_lora_ranks(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("lora_ranks")
+    outputs = four_steps(tmp_path, args=LORA_DROPOUT)
+    assert [status for status, _, _ in outputs] == [0, 0], outputs[0][2][-3000:] + outputs[1][2][-3000:]
+    return tmp_path / "run"
+
+
+@pytest.mark.xdist_group("uninterrupted_lora_ranks")  # one xdist worker trains the fixture's run, not each
+@pytest.mark.parametrize("saving", [(), ("--output.save_every", "0")],
+                         ids=["checkpoint of both ranks", "checkpoint of one rank alone"])
+def test_a_resumed_ddp_run_draws_on_every_rank_what_the_uninterrupted_one_does(uninterrupted_lora_ranks, tmp_path,
+                                                                               saving):
+    """A two-rank DDP run with LoRA dropout, stopped by rank 1's error in step 3 and resumed on two ranks from step
+    2's checkpoint (save_every's, written by both ranks; or, without save_every, the one rank 1 wrote alone at its
+    error), ends with the uninterrupted run's weights bit for bit: each rank draws the dropout masks it drew in the
+    uninterrupted run. The checkpoint used to hold one process's random-number state (rank 0's, or the one's that
+    wrote it alone), which every rank restored: the other, which had drawn other amounts, then drew other masks."""
+    outputs = four_steps(tmp_path, fault="1:3:forward:0", args=(*LORA_DROPOUT, *saving))
+    assert [status for status, _, _ in outputs] == [1, 1]
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000002"
+    assert latest_checkpoint(tmp_path / "run") == checkpoint, outputs[1][2][-3000:]
+    assert ("saved to" in outputs[1][2].splitlines()[-1]) == bool(saving)  # rank 1 wrote it, or found save_every's
+    outputs = four_steps(tmp_path, resume=True, args=(*LORA_DROPOUT, *saving))
+    assert [status for status, _, _ in outputs] == [0, 0], outputs[0][2][-3000:] + outputs[1][2][-3000:]
+    assert_same_weights(final_files(tmp_path / "run"), final_files(uninterrupted_lora_ranks))
 
 
 def test_ranks_failing_in_the_same_step_each_save_it_alone_and_one_checkpoint_is_kept(tmp_path):

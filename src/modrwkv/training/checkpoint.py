@@ -6,7 +6,7 @@ Layout of a run's output folder:
     checkpoints/step-00001000/       config.json + model.safetensors (+ encoders/, lora.*):
                                      a `ModRWKV.from_pretrained` folder, plus
                                      training_state.ckpt (Lightning: optimizer, scheduler, loop
-                                     progress, RNG states; no weights, they are in the folder)
+                                     progress; no weights, they are in the folder)
     checkpoints/latest               name of the newest complete checkpoint
     best/                            the best-validated weights so far (train.val_every; validation.py)
     final/                           the trained model (from_pretrained format, its weights hard links to
@@ -17,12 +17,14 @@ Layout of a run's output folder:
 Every folder is written under a temporary name and renamed when complete, and `latest` is
 replaced atomically, so a run killed at any moment leaves only complete checkpoints behind. The
 data position needs no saving: the batch order is a function of the seed, and the resumed run
-skips `global_step * accumulation` micro-batches.
+skips `global_step * accumulation` micro-batches. Nor does the random-number state: each optimizer
+step of each process starts from generators seeded by (seed, step, rank) (`StepSeeds`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -236,23 +238,40 @@ def replicated(trainer: pl.Trainer) -> bool:
                                        and not isinstance(strategy, DeepSpeedStrategy))
 
 
-def rng_state() -> dict[str, Any]:
-    """Plain types and tensors only, so the checkpoint loads with torch.load(weights_only=True)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Seeds the process's global generators, torch's (the CPU's and every CUDA device's), NumPy's and Python's,
+    for the optimizer step after `step` of process `rank` of a run seeded with `seed`: from a hash of the three,
+    so that each (step, rank) draws a stream of its own."""
+    digest = hashlib.sha256(f"step {seed} {step} {rank}".encode()).digest()
+    torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)  # (below 2**63: any torch accepts it)
+    np.random.seed(np.frombuffer(digest[8:24], dtype="<u4"))
+    random.seed(int.from_bytes(digest[24:], "little"))
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, position, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+class StepSeeds(pl.Callback):
+    """Seeds the generators as each optimizer step starts (`seed_step`): what a step draws (LoRA dropout, a
+    callback's augmentation) is a function of the run's seed, the step and the process's rank alone. So
+    - `--resume` draws what the uninterrupted run drew without any random-number state saved, on every process
+      of a run of several: the state of one process, saved in the checkpoint and restored on every process,
+      made the others draw other numbers (they draw other amounts: their micro-batches are padded to other
+      lengths), also where one process saved the checkpoint alone (`progress.SaveOnError`), which cannot ask
+      the others for theirs;
+    - the processes of a run draw different numbers: seeded alike (`pl.seed_everything`, which builds the same
+      model on each), they drew the same dropout masks for different samples wherever their shapes matched: the
+      masks of a global batch were world-size copies of fewer independent draws (torchtune's `set_seed` seeds
+      each process apart too, by seed + rank).
+    (~0.17 ms a step on a CPU, most of it torch.manual_seed's seeding of every kind of device torch knows; no
+    collective, and nothing in the checkpoint.) It must come before every callback that draws in
+    `on_train_batch_start`.
+    What a data-loader worker draws (nothing in modrwkv's own loading) is seeded per worker (`loader.seed_worker`)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if batch_idx % trainer.accumulate_grad_batches == 0:  # the step's first micro-batch
+            seed_step(self.seed, trainer.global_step, trainer.global_rank)
 
 
 class PretrainedCheckpoint(pl.Callback):
@@ -266,26 +285,13 @@ class PretrainedCheckpoint(pl.Callback):
         self.keep_last = keep_last
         self.total_steps = total_steps
         self.lora = lora
-        self._pending_rng: dict[str, Any] | None = None
         self.last_saved = -1  # the step of the newest checkpoint this run wrote or resumed from
         self.last_checkpoint: Path | None = None  # the newest step checkpoint this run wrote
         self.writing = False  # a save is under way, or failed: an error then is the save's own (SaveOnError)
         self.final_source: Path | None = None  # what final/ is written from, when not the last step's checkpoint
 
-    # The RNG state travels in this callback's slot of the Lightning checkpoint. It is restored at
-    # train start, after the data-loader iterator (which draws a seed) was created, as it was when
-    # the state was captured mid-run.
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_state()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending_rng = state_dict.get("rng")
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.last_saved = trainer.global_step
-        if self._pending_rng is not None:
-            set_rng_state(self._pending_rng)
-            self._pending_rng = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -37,8 +37,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import torch
 
-from .checkpoint import (PretrainedCheckpoint, latest_checkpoint, raised_on_every_rank, replicated, rng_state,
-                         set_rng_state)
+from .checkpoint import PretrainedCheckpoint, latest_checkpoint, raised_on_every_rank, replicated
 
 if TYPE_CHECKING:
     from .module import ModRWKVModule
@@ -260,8 +259,9 @@ class SaveOnError(pl.Callback):
     and which is the newest. An error
     - in a step's forward or backward pass (also between accumulated micro-batches) or in the data loader
       leaves the weights and the optimizer as the last step left them: the checkpoint is that step's,
-      with the random-number generators, the loops' progress and the module's step counters as they were
-      at its end (taken there, as the signal's checkpoint is; gradients are never saved);
+      with the loops' progress and the module's step counters as they were at its end (taken there, as the
+      signal's checkpoint is; gradients are never saved; the random numbers of the steps after it are the
+      seed's, `checkpoint.StepSeeds`);
     - after a step's update (a validation, a callback's step-end work) saves that step; the validation
       that failed is not in the checkpoint, and the resumed run makes it first (`Validation`);
     - inside the optimizer's update (from `on_before_optimizer_step` until the step completes) may leave
@@ -305,8 +305,7 @@ class SaveOnError(pl.Callback):
         # One process, or DDP: this one may save the step alone at an error in the next. (A few kB, ~0.5 ms a
         # step on a CPU; after the other callbacks' step-end work, as the stopper saves.)
         if replicated(trainer):
-            self._step_end = {"rng": rng_state(), "loops": trainer.fit_loop.state_dict(),
-                              "module": pl_module.step_state()}
+            self._step_end = {"loops": trainer.fit_loop.state_dict(), "module": pl_module.step_state()}
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, Exception) and self._started:
@@ -337,7 +336,6 @@ class SaveOnError(pl.Callback):
                     f"can only write it together, and the others may be waiting for this one in a collective it "
                     f"left; {self._newest()}")
         if self._updating is None and self._step_end is not None:  # in the next step: back to the end of this one
-            set_rng_state(self._step_end["rng"])
             trainer.fit_loop.load_state_dict(self._step_end["loops"])
             pl_module.restore_step_state(self._step_end["module"])
         try:
@@ -364,8 +362,7 @@ class RunTotals(pl.Callback):
     tokens trained on, the seconds in optimizer steps and in the whole run (its setup included), the
     samples dropped and the last media reliance. A run stopped and resumed reports what an uninterrupted
     one would, and the time of its parts added up (not the gap between them): the totals of the parts
-    before the resume travel in its checkpoint, as this callback's state (`PretrainedCheckpoint` carries
-    the RNG state the same way)."""
+    before the resume travel in its checkpoint, as this callback's state."""
 
     def __init__(self, started: float) -> None:
         self.started = started  # time.perf_counter() when this part of the run began

@@ -42,8 +42,8 @@ from ..lm.files import check_output_folder
 from ..lm.model import Block
 from ..multimodal import CachedEncoder, ModRWKV
 from ..processing.loader import DroppingCollator, ProcessedDataset, init_worker
-from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, failing_together, latest_checkpoint,
-                         write_final)
+from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, StepSeeds, failing_together,
+                         latest_checkpoint, write_final)
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
                      unused_validation_options)
 from .data import (SourceSpan, StepBatchSampler, check_pass_size, check_series_targets, describe_mixture,
@@ -355,7 +355,8 @@ def train(
     `config`: a `TrainConfig` from `load_config` / `config_from_dict` (which validate it), or the
     nested dict a YAML file holds (validated here). `samples` replace `data.train` files; `model`
     replaces the `model` section (it is trained in place). `resume` continues from the newest
-    checkpoint in `output.dir` (weights, optimizer, scheduler, data position and RNG state).
+    checkpoint in `output.dir` (weights, optimizer, scheduler, data position; the random numbers of each step
+    are the seed's, `checkpoint.StepSeeds`).
     `callbacks` are extra Lightning callbacks; `progress` receives the progress line written every
     `output.log_every` steps (default: logged at INFO). SIGTERM or Ctrl-C stops the run at the next
     optimizer step with a checkpoint saved (`TrainResult.stopped_by`, `.checkpoint`); a second Ctrl-C, or
@@ -449,9 +450,11 @@ def train(
     reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
     totals = RunTotals(started)
-    # The caller's callbacks first: a checkpoint taken at a step (the stopper's too) holds what they did at it.
-    # Validation before the checkpointer: a checkpoint at a step holds that step's validation.
-    trainer.callbacks.extend([*callbacks, RunConfigWriter(out, config, f"this run: {plan.describe(opt)}"), totals,
+    # The step's seeds before anything draws. The caller's callbacks next: a checkpoint taken at a step (the
+    # stopper's too) holds what they did at it. Validation before the checkpointer: a checkpoint at a step holds
+    # that step's validation.
+    trainer.callbacks.extend([StepSeeds(opt.seed), *callbacks,
+                              RunConfigWriter(out, config, f"this run: {plan.describe(opt)}"), totals,
                               *([validation] if validation else []), checkpointer, stopper, reporter,
                               SaveOnError(checkpointer)])
     log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
