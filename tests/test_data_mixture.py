@@ -402,7 +402,7 @@ def test_a_pass_is_one_tensor_of_indices_not_an_object_a_batch():
 
 
 def wave_files(folder: Path) -> dict[str, Path]:
-    """Two noisy trended waves (periods 12 and 7) and a copy of the first: a.csv, b.csv, a-copy.csv."""
+    """Two noisy trended waves (periods 12 and 7): a.csv, b.csv."""
     rng = np.random.default_rng(0)
     files = {}
     for name, rows, period in (("a", 400, 12), ("b", 300, 7)):
@@ -410,8 +410,6 @@ def wave_files(folder: Path) -> dict[str, Path]:
         values = np.sin(2 * np.pi * t / period) + 0.01 * t + 0.3 * rng.standard_normal(rows)
         files[name] = folder / f"{name}.csv"
         files[name].write_text("value\n" + "".join(f"{v:.5f}\n" for v in values))
-    files["a-copy"] = folder / "a-copy.csv"
-    files["a-copy"].write_bytes(files["a"].read_bytes())
     return files
 
 
@@ -420,11 +418,13 @@ SERIES_OPTIONS = {"lookback": 32, "horizon": 8, "split": "train", "standardize":
 
 def test_a_series_entrys_repeat_weighs_its_windows_in_the_linear_baseline_fit(tmp_path):
     """The ridge a series encoder's `linear_baseline` adds back is fitted on the mixture the model trains on:
-    `{path: a.csv, repeat: 2}` gives the fit (weights, bias, held-out MSE by alpha, alpha) of a.csv and a copy
-    of it read as two files; a fractional repeat weighs each window by its share of the epoch, as
-    scikit-learn's Ridge with sample_weight does; every repeat 1 is the unweighted fit, bit for bit."""
+    each window weighs as its entry's share of an epoch, in proportion only (scaled to a mean of 1 over the
+    windows read): `{a.csv: 2, b.csv: 1}` is scikit-learn's Ridge with those sample weights, its alpha the
+    one whose held-out MSE (computed here from the documented split) is lowest; `{a: 4, b: 2}` is the same
+    fit, bit for bit, and so is a fractional repeat's count divided out; every entry alike (repeat 1, or 3
+    everywhere) is the unweighted fit, bit for bit."""
     sklearn = pytest.importorskip("sklearn.linear_model")
-    from modrwkv.data.linear_baseline import fit_linear_baseline, training_windows
+    from modrwkv.data.linear_baseline import LINEAR_BASELINE_ALPHAS, fit_linear_baseline, training_windows
     from modrwkv.data.readers.series import TimeSeriesReader
     from modrwkv.training.data import fit_training_windows
 
@@ -433,39 +433,58 @@ def test_a_series_entrys_repeat_weighs_its_windows_in_the_linear_baseline_fit(tm
     def fit(*train):
         return fit_training_windows(DataConfig(format="series", options=SERIES_OPTIONS, train=list(train)), 12, True)
 
-    weighted, copied = fit(DataSource(files["a"], 2), files["b"]), fit(files["a"], files["a-copy"], files["b"])
-    plain = fit(files["a"], files["b"])
-    assert weighted.alpha == copied.alpha
-    np.testing.assert_allclose(list(weighted.held_out_mse.values()), list(copied.held_out_mse.values()), rtol=1e-12)
-    np.testing.assert_allclose(weighted.baseline.weight, copied.baseline.weight, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(weighted.baseline.bias, copied.baseline.bias, rtol=1e-9, atol=1e-12)
+    weighted, doubled = fit(DataSource(files["a"], 2), files["b"]), fit(DataSource(files["a"], 4), DataSource(files["b"], 2))
+    plain, tripled = fit(files["a"], files["b"]), fit(DataSource(files["a"], 3), DataSource(files["b"], 3))
+    assert doubled.alpha == weighted.alpha and doubled.held_out_mse == weighted.held_out_mse
+    assert np.array_equal(doubled.baseline.weight, weighted.baseline.weight)
+    assert np.array_equal(doubled.baseline.bias, weighted.baseline.bias)
+    reference = fit_linear_baseline(list(TimeSeriesReader([files["a"], files["b"]], **SERIES_OPTIONS)), 12, True)
+    for same in (plain, tripled):  # every entry alike: the windows one reader cuts from both files, unweighted
+        assert np.array_equal(same.baseline.weight, reference.baseline.weight)
+        assert np.array_equal(same.baseline.bias, reference.baseline.bias) and same.explain() == reference.explain()
     assert np.abs(weighted.baseline.weight - plain.baseline.weight).max() > 0.01  # the repeat matters
-    windows = {name: 400 * 7 // 10 - 40 + 1 if name == "a" else 300 * 7 // 10 - 40 + 1 for name in ("a", "b")}
-    assert (weighted.windows, weighted.weight, copied.windows, copied.weight) == (
-        windows["a"] + windows["b"], 2 * windows["a"] + windows["b"], 2 * windows["a"] + windows["b"], None)
+    windows = {"a": 400 * 7 // 10 - 40 + 1, "b": 300 * 7 // 10 - 40 + 1}  # 70 % train rows, lookback + horizon 40
+    assert (weighted.windows, weighted.weight) == (windows["a"] + windows["b"], 2 * windows["a"] + windows["b"])
     assert weighted.explain().startswith(f"ridge regression on {windows['a'] + windows['b']} training windows weighted "
                                          f"as an epoch holds them ({2 * windows['a'] + windows['b']} in all), alpha")
-    # every repeat 1: the fit of the windows one reader cuts from both files, unweighted
-    reference = fit_linear_baseline(list(TimeSeriesReader([files["a"], files["b"]], **SERIES_OPTIONS)), 12, True)
-    assert np.array_equal(plain.baseline.weight, reference.baseline.weight)
-    assert np.array_equal(plain.baseline.bias, reference.baseline.bias) and plain.explain() == reference.explain()
-    # repeat 0.5 of a's 241 windows puts 121 in an epoch: each weighs 121/241 (b's 1)
-    half = fit(DataSource(files["a"], 0.5), files["b"])
+
+    # An independent fit: sklearn's Ridge with the weights in proportion 2 : 1, the alpha chosen on each file's
+    # last fifth of windows (rounded) after fitting on those whose 8-step future ends before that fifth's first.
     samples = list(TimeSeriesReader([files["a"], files["b"]], **SERIES_OPTIONS))
-    weights = np.r_[np.full(windows["a"], 121 / windows["a"]), np.ones(windows["b"])]
-    z, y, *_ = training_windows(samples, 12, True)
-    expected = sklearn.Ridge(alpha=half.alpha).fit(z, y, sample_weight=weights)
+    z, y, scales, *_ = training_windows(samples, 12, True)
+    w = np.r_[np.full(windows["a"], 2.0), np.ones(windows["b"])]
+    w /= w.mean()
+    fit_rows, held_rows, offset = [], [], 0
+    for n in windows.values():
+        held = round(n * 0.2)
+        fit_rows += range(offset, offset + n - held - 7)
+        held_rows += range(offset + n - held, offset + n)
+        offset += n
+    held_mse = {}
+    for alpha in LINEAR_BASELINE_ALPHAS:
+        ridge = sklearn.Ridge(alpha=alpha).fit(z[fit_rows], y[fit_rows], sample_weight=w[fit_rows])
+        error = ((ridge.predict(z[held_rows]) - y[held_rows]) * scales[held_rows, None]) ** 2
+        held_mse[alpha] = float(np.sum(error.mean(axis=1) * w[held_rows]) / w[held_rows].sum())
+    assert weighted.held_out_mse == pytest.approx(held_mse, rel=1e-6)
+    assert weighted.alpha == min(held_mse, key=held_mse.__getitem__)
+    expected = sklearn.Ridge(alpha=weighted.alpha).fit(z, y, sample_weight=w)
+    np.testing.assert_allclose(weighted.baseline.weight, expected.coef_.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(weighted.baseline.bias, expected.intercept_, rtol=1e-6, atol=1e-9)
+
+    # repeat 0.5 of a's 241 windows puts 121 in an epoch: each weighs 121/241 of b's
+    half = fit(DataSource(files["a"], 0.5), files["b"])
+    w = np.r_[np.full(windows["a"], 121 / windows["a"]), np.ones(windows["b"])]
+    expected = sklearn.Ridge(alpha=half.alpha).fit(z, y, sample_weight=w / w.mean())
     np.testing.assert_allclose(half.baseline.weight, expected.coef_.T, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(half.baseline.bias, expected.intercept_, rtol=1e-6, atol=1e-9)
     assert half.weight == pytest.approx(121 + windows["b"])
 
 
 def test_a_weighted_series_run_trains_on_the_mixtures_baseline_and_resumes_with_the_checkpoints(tmp_path):
-    """`modrwkv train` fits the linear baseline on the weighted windows (the copy's fit) and saves it; --resume
-    takes the checkpoint's baseline as it is, fitting nothing again."""
-    from modrwkv.data.linear_baseline import fit_linear_baseline
-    from modrwkv.data.readers.series import TimeSeriesReader
+    """`modrwkv train` fits the linear baseline on the weighted windows (the test above checks that fit against
+    scikit-learn's) and saves it; --resume takes the checkpoint's baseline as it is, fitting nothing again."""
     from modrwkv.multimodal import ModRWKV
+    from modrwkv.training.data import fit_training_windows
 
     files = {name: str(path) for name, path in wave_files(tmp_path).items()}
     cfg = yaml.safe_load((REPO / "configs" / "series-cpu.yaml").read_text())
@@ -479,11 +498,11 @@ def test_a_weighted_series_run_trains_on_the_mixtures_baseline_and_resumes_with_
     lines: list[str] = []
     with pytest.raises(_Crash):
         train(cfg, callbacks=[_CrashAt(2)], progress=lines.append)
-    copied = fit_linear_baseline(list(TimeSeriesReader([files["a"], files["a-copy"], files["b"]], **SERIES_OPTIONS)),
-                                 12, True)
+    weighted = fit_training_windows(DataConfig(format="series", options=SERIES_OPTIONS,
+                                               train=[DataSource(files["a"], 2), files["b"]]), 12, True)
     assert any(line.startswith("linear baseline (") and "weighted as an epoch holds them" in line for line in lines)
     saved = ModRWKV.from_pretrained(latest_checkpoint(tmp_path / "run")).encoders["series"].linear()
-    np.testing.assert_allclose(saved.weight, copied.baseline.weight, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(saved.weight, weighted.baseline.weight, rtol=1e-9, atol=1e-12)
     lines.clear()
     resumed = train(cfg, resume=True, progress=lines.append)
     assert not any(line.startswith("linear baseline (") for line in lines)  # nothing fitted again

@@ -36,7 +36,7 @@ class LinearBaselineFit:
     held_out_mse: dict[float, float]  # by alpha, series units
     windows: int  # training windows (channels counted apart) of the final fit
     held_out: int  # of which held out to choose the alpha
-    weight: float | None = None  # the windows' total weight, when weighted (None: each window once)
+    weight: float | None = None  # the windows' total weight (an epoch's count) when they weigh differently
 
     def explain(self) -> str:
         scores = ", ".join(f"{alpha:g}: {mse:.4f}" for alpha, mse in self.held_out_mse.items())
@@ -111,8 +111,11 @@ def fit_linear_baseline(samples: Sequence[Sample], season: int = 0, drift: bool 
     """The linear baseline of a forecaster with `season` / `drift`, fitted on the training windows
     `samples` (a time-series reader's, cut without a linear baseline), alpha chosen on their tail
     (see the module docstring). `weights`: one per sample, >= 0 (how many times training holds it; a
-    window of weight 0 takes no part); None weighs each once. Too few windows, or a singular fit:
-    `LinearBaselineError`."""
+    window of weight 0 takes no part); None weighs each once. Only their proportions count: they are
+    scaled to a mean of 1 over the windows fitted, so that the penalty weighs against as many windows as
+    were read (repeating every window twice adds no information, and gives the unweighted fit, where
+    weights taken as counts would halve the penalty's effect and could move the alpha chosen). Too few
+    windows, or a singular fit: `LinearBaselineError`."""
     if weights is not None:
         if len(weights) != len(samples):
             raise ValueError(f"{len(weights)} weights for {len(samples)} samples")
@@ -120,7 +123,11 @@ def fit_linear_baseline(samples: Sequence[Sample], season: int = 0, drift: bool 
             raise ValueError("weights must be finite numbers >= 0")
         samples = [sample for sample, w in zip(samples, weights, strict=True) if w > 0]
         weights = [w for w in weights if w > 0]
+        # alike: the unweighted fit, bit for bit (a mean of equal values may round: 1 would not be exact)
+        weights = None if len(set(weights)) <= 1 else weights
     z, y, scales, starts, runs, w = training_windows(samples, season, drift, weights)
+    total = None if weights is None else float(w.sum())  # the windows an epoch holds (channels counted apart)
+    w = w / w.mean()
     horizon = y.shape[1]
     fitted, held = [], []
     for run in runs:
@@ -141,5 +148,4 @@ def fit_linear_baseline(samples: Sequence[Sample], season: int = 0, drift: bool 
         scores[float(alpha)] = float(_weighted_mean(error**2, w[held_rows], axis=None))
     best = min(scores, key=scores.__getitem__)
     weight, bias = ridge(z, y, best, w)
-    return LinearBaselineFit(LinearBaseline(weight, bias), best, scores, len(z), len(held_rows),
-                             None if (w == 1).all() else float(w.sum()))
+    return LinearBaselineFit(LinearBaseline(weight, bias), best, scores, len(z), len(held_rows), total)
