@@ -444,11 +444,11 @@ def test_each_rank_and_step_draws_numbers_of_its_own_whatever_was_drawn_before()
 
     dropout, ones = torch.nn.Dropout(0.1), torch.ones(4, 32, 64)  # LoRA's dropout, on a micro-batch's inputs
 
-    def drawn(rank: int, step: int, *, before: int = 0, batch_idx: int = 0) -> tuple[torch.Tensor, float, float]:
+    def drawn(rank: int, step: int, *, before: int = 0) -> tuple[torch.Tensor, float, float]:
         pl.seed_everything(7, verbose=False)  # as every rank of a run seeded 7 starts
         torch.rand(before), np.random.random(before), [random.random() for _ in range(before)]
         trainer = SimpleNamespace(global_step=step, global_rank=rank, accumulate_grad_batches=2)
-        StepSeeds(7).on_train_batch_start(trainer, None, None, batch_idx)  # type: ignore[arg-type]
+        StepSeeds(7).on_train_batch_start(trainer, None, None, 0)  # type: ignore[arg-type]
         return dropout(ones) != 0, np.random.random(), random.random()
 
     def same(a: tuple[torch.Tensor, float, float], b: tuple[torch.Tensor, float, float]) -> list[bool]:
@@ -460,8 +460,18 @@ def test_each_rank_and_step_draws_numbers_of_its_own_whatever_was_drawn_before()
     assert same(drawn(1, 5, before=1000), drawn(1, 5)) == [True] * 3
     assert same(drawn(1, 5), drawn(1, 6)) == [False] * 3
     assert same(drawn(1, 5), drawn(0, 5)) == [False] * 3
-    # The step's second micro-batch goes on drawing the step's numbers: not seeded again.
-    assert same(drawn(0, 0, before=1, batch_idx=1), drawn(1, 0, before=1, batch_idx=1)) == [True] * 3
+    # The step's later micro-batches go on drawing the step's numbers: not seeded again, also where the loop's
+    # batch index restarts inside a step (an epoch of the loop need not hold whole steps).
+    seeds, trainer = StepSeeds(7), SimpleNamespace(global_step=3, global_rank=0, accumulate_grad_batches=2)
+    draws = []
+    for batch_idx in (0, 1, 0):
+        seeds.on_train_batch_start(trainer, None, None, batch_idx)  # type: ignore[arg-type]
+        draws.append(torch.rand(3))
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    trainer.global_step = 4
+    seeds.on_train_batch_start(trainer, None, None, 1)  # type: ignore[arg-type]
+    next_step = (dropout(ones) != 0, np.random.random(), random.random())  # the next step's: seeded for it
+    assert same(next_step, drawn(0, 4)) == [True] * 3
 
 
 @torch.no_grad()
@@ -554,7 +564,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 # `backward:MICRO` (not writes) that rank running out of memory in micro-batch MICRO (0 the first, of the step's
 # accumulated ones) of step STEP: as its training step starts, or in its backward pass at the gradient of the
 # model's first weight (the input side, computed last: the gradients of the layers above it are reduced already
-# or under way). The failing rank lives on after its error until its stdin closes, as a notebook's kernel does
+# or under way); `step_end` (not a write) an error of that rank's step-end work after step STEP's update, before
+# the checkpoint of that step is written (a callback of one's own). The failing rank lives on after its error until its stdin closes, as a notebook's kernel does
 # (and as a peer's exit goes unnoticed by NCCL): a rank that waits for it waits for ever.
 RANK_LAUNCHER = '''
 import errno, os, sys
@@ -615,6 +626,15 @@ if os.environ["LOCAL_RANK"] in rank.split(","):
             return step_of_training
 
         ModRWKVModule.training_step = failing(ModRWKVModule.training_step)
+    elif write == "step_end":
+        original_end = checkpoint.PretrainedCheckpoint.on_train_batch_end
+
+        def failing_end(self, trainer, *args):
+            if trainer.global_step == int(step):
+                raise RuntimeError("a step-end callback failed (injected)")
+            return original_end(self, trainer, *args)
+
+        checkpoint.PretrainedCheckpoint.on_train_batch_end = failing_end
     else:
         import modrwkv.training.config as config
 

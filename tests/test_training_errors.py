@@ -372,6 +372,47 @@ def test_ranks_failing_in_the_same_step_each_save_it_alone_and_one_checkpoint_is
         "step-00000002").iterdir())
 
 
+def test_one_ranks_error_at_a_step_end_while_the_others_save_that_step_is_saved_once_and_named_by_all(tmp_path):
+    """Rank 1's step-end work fails after step 2's update, before that step's save_every checkpoint: it writes the
+    checkpoint alone, while rank 0 waits for it in the save's first collective. That collective's error on rank 0
+    is not the save's own: rank 0 deletes its partial folder and finds (or writes) the step's checkpoint alone,
+    and both name it. Rank 0 used to end without a note, leaving .step-00000002.tmp behind for good."""
+    outputs = four_steps(tmp_path, fault="1:2:step_end")
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000002"
+    for rank, (status, _, err) in enumerate(outputs):
+        assert status == 1 and err.splitlines()[-1].endswith(
+            f"training stopped at this error after step 2 of 4; the checkpoint of step 2, the last completed, is saved "
+            f"to {checkpoint}: --resume continues from it"), (rank, err[-3000:])
+    assert "RuntimeError: a step-end callback failed (injected)" in outputs[1][2].splitlines()[-1]
+    assert latest_checkpoint(tmp_path / "run") == checkpoint
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["latest", "step-00000002"]
+    saved = torch.load(checkpoint / "training_state.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
+
+
+def test_a_save_deletes_the_temporary_folders_of_older_steps(tmp_path):
+    """A process that wrote a checkpoint alone may be ended mid-write (Lightning's launcher ends every process once
+    one fails), leaving its temporary folder: the next save deletes those of older steps, not its own step's."""
+    cfg = config(tmp_path, "run", max_steps=4)
+    cfg["output"]["save_every"] = 2
+    root = tmp_path / "run" / "checkpoints"
+
+    class LeftOver(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            for name in (".step-00000001.rank0.tmp", ".step-00000001.tmp", ".step-00000003.rank1.tmp"):
+                (root / name).mkdir(parents=True)
+                (root / name / "model.safetensors").write_bytes(b"partial")
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 3:  # step 2's save deleted step 1's, and left step 3's
+                self.seen = sorted(p.name for p in root.iterdir())
+
+    left_over = LeftOver()
+    train(cfg, samples=colour_samples(8), callbacks=[left_over])
+    assert left_over.seen == [".step-00000003.rank1.tmp", "latest", "step-00000002"]
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-00000002", "step-00000004"]
+
+
 @pytest.mark.parametrize("strategy", [FSDPStrategy(), DeepSpeedStrategy.__new__(DeepSpeedStrategy)],
                          ids=["fsdp", "deepspeed"])  # (an instance for its class: DeepSpeed may not be installed)
 def test_one_ranks_error_in_a_step_of_a_sharded_run_saves_nothing_and_says_why(tmp_path, strategy):

@@ -267,11 +267,15 @@ class StepSeeds(pl.Callback):
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self._seeded: int | None = None  # the step whose seeds were set last
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if batch_idx % trainer.accumulate_grad_batches == 0:  # the step's first micro-batch
+        # The step's first micro-batch, known by the step count (a batch index restarts at each epoch of the
+        # loop, which need not hold whole steps).
+        if trainer.global_step != self._seeded:
             seed_step(self.seed, trainer.global_step, trainer.global_rank)
+            self._seeded = trainer.global_step
 
 
 class PretrainedCheckpoint(pl.Callback):
@@ -329,41 +333,59 @@ class PretrainedCheckpoint(pl.Callback):
         folder = root / name
         tmp = root / (f".{name}.rank{trainer.global_rank}.tmp" if alone else f".{name}.tmp")
         writes = alone or trainer.is_global_zero
+        self.writing = True
+        try:
+            self._write(trainer, pl_module, tmp, folder, alone=alone)
+        except Exception as exc:
+            if writes:
+                shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
+            if trainer.world_size > 1 and not alone and not raised_on_every_rank(exc):
+                # A collective of this save broke (a process left the run, having saved this step alone after
+                # an error of its own): not the save's own error, so `SaveOnError` may still save it alone.
+                self.writing = False
+            if not isinstance(exc, OSError):
+                raise
+            # a full disk, a quota: say which checkpoint, and what is still there
+            newest = latest_checkpoint(self.output_dir)
+            then = (f"{newest} is the newest complete checkpoint: make room and continue with --resume"
+                    if newest is not None else "no checkpoint of this run was complete yet")
+            raise OSError(exc.errno, f"{exc.strerror or exc}; the checkpoint of step {step} was not saved and its "
+                          f"partial files are deleted; {then}", str(folder)) from exc
+        self.last_saved, self.writing = step, False
+        self.last_checkpoint = folder
+        return folder
+
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tmp: Path, folder: Path, *,
+               alone: bool) -> None:
+        """`save`'s writing: the checkpoint in `tmp`, renamed to `folder` when complete, `latest` pointed at it
+        and the older ones beyond `keep_last` (and temporary folders of older steps) deleted."""
+        writes = alone or trainer.is_global_zero
+        root, name = folder.parent, folder.name
 
         def together() -> contextlib.AbstractContextManager[None]:
             return contextlib.nullcontext() if alone else failing_together(trainer)
 
-        self.writing = True
         written_by_another = alone and (folder / TRAINING_STATE).is_file()
         if not written_by_another:
             with together():
                 if writes:
                     shutil.rmtree(tmp, ignore_errors=True)
                     tmp.mkdir(parents=True)
-            try:
-                # (a collective only where the processes hold parts of the model, which never save alone)
-                with full_parameters(trainer, pl_module), together():
-                    if writes:
-                        export_model(pl_module.model, tmp, self.lora, self.run_config())
-                # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
-                # written would wait for one whose part failed: dumping the state is collective (FSDP gathers
-                # the optimizer's), writing it not (DDP's is rank 0's, a sharded strategy's each rank's part).
-                # Alone, a replicated run's dump is this process's own (DDP's optimizer state is not sharded),
-                # and it writes the file itself where the strategy would write rank 0's only.
-                state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-                with together():
-                    if alone:
-                        trainer.strategy.checkpoint_io.save_checkpoint(state, tmp / TRAINING_STATE)
-                    else:
-                        trainer.strategy.save_checkpoint(state, tmp / TRAINING_STATE)
-            except OSError as exc:  # a full disk, a quota: say which checkpoint, and what is still there
+            # (a collective only where the processes hold parts of the model, which never save alone)
+            with full_parameters(trainer, pl_module), together():
                 if writes:
-                    shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
-                newest = latest_checkpoint(self.output_dir)
-                then = (f"{newest} is the newest complete checkpoint: make room and continue with --resume"
-                        if newest is not None else "no checkpoint of this run was complete yet")
-                raise OSError(exc.errno, f"{exc.strerror or exc}; the checkpoint of step {step} was not saved and its "
-                              f"partial files are deleted; {then}", str(folder)) from exc
+                    export_model(pl_module.model, tmp, self.lora, self.run_config())
+            # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
+            # written would wait for one whose part failed: dumping the state is collective (FSDP gathers
+            # the optimizer's), writing it not (DDP's is rank 0's, a sharded strategy's each rank's part).
+            # Alone, a replicated run's dump is this process's own (DDP's optimizer state is not sharded),
+            # and it writes the file itself where the strategy would write rank 0's only.
+            state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            with together():
+                if alone:
+                    trainer.strategy.checkpoint_io.save_checkpoint(state, tmp / TRAINING_STATE)
+                else:
+                    trainer.strategy.save_checkpoint(state, tmp / TRAINING_STATE)
         with together():
             if writes:
                 if not alone:
@@ -372,14 +394,16 @@ class PretrainedCheckpoint(pl.Callback):
                     claim_folder(tmp, folder)
                 write_text_atomically(root / LATEST, name)
                 # Only this step's predecessors make way: a newer step folder is left over from a run killed
-                # before it could point `latest` at it, and the next save of that step replaces it.
+                # before it could point `latest` at it, and the next save of that step replaces it. So do the
+                # temporary folders of older steps: a process's own, written alone, that another claimed the
+                # name before (ended while it wrote: Lightning's launcher ends every process once one fails).
                 kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
                 for old in kept[: -self.keep_last]:
                     shutil.rmtree(old, ignore_errors=True)
+                for left in root.glob(".step-*.tmp"):
+                    if left.name[1:].split(".")[0] < name:
+                        shutil.rmtree(left, ignore_errors=True)
                 log.info("checkpoint %s", folder)
-        self.last_saved, self.writing = step, False
-        self.last_checkpoint = folder
-        return folder
 
     def save_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         """A checkpoint of the current step (the existing one if this step was just saved)."""
