@@ -77,6 +77,30 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # --- config -----------------------------------------------------------------------------------
 
 
+def test_too_few_samples_for_a_batch_names_the_key_and_a_size_that_fits():
+    """docs/state-tuning.md's config (train.batch_size left at 256) on a small file: the error says which
+    key to lower and to what, and that value plans a run."""
+    from modrwkv.training.recipe import plan_steps
+
+    def config(**train):
+        return config_from_dict({"train": train}, needs_data=False, needs_model=False)
+
+    with pytest.raises(ConfigError) as error:
+        plan_steps(config(), world_size=1, num_samples=40)
+    assert str(error.value) == ("40 samples do not fill one batch of 256 (train.batch_size): set train.batch_size "
+                                "to at most 40, a multiple of train.micro_batch_size 8")
+    assert plan_steps(config(batch_size=40), world_size=1, num_samples=40).total_steps == 1
+    with pytest.raises(ConfigError) as error:
+        plan_steps(config(batch_size=64, micro_batch_size=16), world_size=2, num_samples=45)
+    assert str(error.value) == ("45 samples do not fill one batch of 64 (train.batch_size): set train.batch_size "
+                                "to at most 32, a multiple of train.micro_batch_size 16 x 2 processes")
+    with pytest.raises(ConfigError) as error:
+        plan_steps(config(), world_size=1, num_samples=5)
+    assert str(error.value) == ("5 samples do not fill one micro-batch of 8: set train.micro_batch_size and "
+                                "train.batch_size to at most 5")
+    assert plan_steps(config(batch_size=5, micro_batch_size=5), world_size=1, num_samples=5).total_steps == 1
+
+
 def test_unknown_keys_and_bad_values_are_named():
     with pytest.raises(ConfigError, match=r"train\.lerning_rate"):
         config_from_dict({"train": {"lerning_rate": 1e-3}}, needs_data=False, needs_model=False)

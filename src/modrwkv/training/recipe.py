@@ -200,8 +200,16 @@ def plan_steps(config: TrainConfig, world_size: int, num_samples: int) -> StepPl
                           f"{opt.micro_batch_size} x {world_size} processes")
     accumulation = opt.batch_size // (opt.micro_batch_size * world_size)
     micro_batches_per_pass = num_samples // (opt.micro_batch_size * world_size)
-    if micro_batches_per_pass < accumulation:
-        raise ConfigError(f"{num_samples} samples do not fill one batch of {opt.batch_size}")
+    if micro_batches_per_pass < accumulation:  # say which key to lower, and to what
+        micro = opt.micro_batch_size * world_size
+        if micro_batches_per_pass == 0:
+            raise ConfigError(f"{num_samples} samples do not fill one micro-batch of {opt.micro_batch_size}"
+                              f"{f' x {world_size} processes' if world_size > 1 else ''}: set "
+                              f"train.micro_batch_size and train.batch_size to at most {num_samples // world_size}")
+        raise ConfigError(f"{num_samples} samples do not fill one batch of {opt.batch_size} (train.batch_size): set "
+                          f"train.batch_size to at most {micro_batches_per_pass * micro}, a multiple of "
+                          f"train.micro_batch_size {opt.micro_batch_size}"
+                          f"{f' x {world_size} processes' if world_size > 1 else ''}")
     total = opt.max_steps or max(1, math.floor(opt.epochs * micro_batches_per_pass / accumulation))
     return StepPlan(total, accumulation, world_size, num_samples, opt.batch_size, micro_batches_per_pass / accumulation)
 
