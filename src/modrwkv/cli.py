@@ -381,7 +381,7 @@ def _run_vision_quickstart(args: argparse.Namespace, output: Path) -> dict[str, 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train ModRWKV from a YAML config (stage 1, stage 2 or LoRA)",
+        help="train ModRWKV from a YAML config (stage 1, stage 2, LoRA or state tuning)",
         description="Train as CONFIG.yaml says (see configs/). Any config key can be overridden with "
         "--dotted.key value, e.g. --train.lr 2e-5 --output.dir runs/x. --resume continues from the newest "
         "checkpoint in output.dir. Multi-GPU/multi-node: set runtime.devices / runtime.num_nodes / "
