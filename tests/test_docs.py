@@ -13,7 +13,9 @@ configs/README.md must work as written.
 - every bench/, scripts/, configs/, docs/ and tests/ path mentioned exists, and the options given to
   `python bench/...` scripts are options those scripts declare;
 - every `--option` the prose names is an option of some command (or a config key, or a bench/
-  script's option), and every JSON record shown is of the format its section names.
+  script's option), and every JSON record shown is of the format its section names;
+- a block that trains reads back (`--model runs/X/final`) only the run folders its `init` and `train`
+  commands write.
 
 Nothing here runs a command or loads a model: the checks take about a second once modrwkv is imported.
 """
@@ -359,6 +361,62 @@ def test_a_renamed_option_is_caught():
     assert problems("train mine.yaml --model.encoders.image.name tiny --model.encoders.image.options.size 16")
     assert problems("chat --model M --temperature") == ["--temperature needs a value"]
     assert problems("chat --temperature", complete=False) == []
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    return next((argv[i + 1] for i, token in enumerate(argv[:-1]) if token == name), None)
+
+
+def _run_folder_problems(block: Snippet) -> list[str]:
+    """A block that writes run folders (`init`: runs/NAME, NAME from the data as init names it; `train`:
+    the config's output.dir or `--output.dir`) reads back a run's `final/` or `best/` only from one of
+    them: `modrwkv eval --model runs/X/final` after a `train` that wrote runs/Y is a command that fails."""
+    from modrwkv.data.readers.base import data_name
+
+    configs: dict[str, str] = {}  # config file -> the run folder it trains into
+    written: set[str] = set()
+    problems = []
+    for tokens in _shell_commands(block.text, block.where):
+        argv = _modrwkv_argv(tokens)
+        if not argv:
+            continue
+        if argv[0] == "init" and (data := _option(argv, "--data")):
+            run = _option(argv, "--run-dir") or f"runs/{data_name(data)}"
+            configs[_option(argv, "--output") or f"{data_name(data)}.yaml"] = run
+            written.add(run)
+        elif argv[0] == "train" and len(argv) > 1:
+            run = _option(argv, "--output.dir") or configs.get(argv[1])
+            if run is None and (ROOT / argv[1]).is_file():  # a shipped config: its own output.dir
+                run = (yaml.safe_load((ROOT / argv[1]).read_text()).get("output") or {}).get("dir")
+            if run:
+                written.add(run.rstrip("/"))
+        elif (model := _option(argv, "--model")) and written and re.fullmatch(r"runs/.+/(final|best)", model) \
+                and model.rsplit("/", 1)[0] not in written:
+            problems.append(f"`modrwkv {' '.join(argv)[:80]}` reads {model}, but this block's runs go to "
+                            f"{sorted(written)}")
+    return problems
+
+
+SHELL_BLOCKS = [block for block in _shell_blocks(DOCS) if "modrwkv" in block.text]
+
+
+@pytest.mark.parametrize("block", SHELL_BLOCKS, ids=lambda b: b.where)
+def test_a_block_reads_the_run_folders_it_writes(block: Snippet):
+    problems = _run_folder_problems(block)
+    assert not problems, f"{block.where}: {'; '.join(problems)}"
+
+
+def test_a_wrong_run_folder_is_caught():
+    """custom-data.md's Parquet block once evaluated runs/digits/final after training the config that
+    `init --data data/digits-parquet/train.parquet` writes, whose runs go to runs/digits-parquet."""
+    block = ("modrwkv init --data data/digits-parquet/train.parquet --output digits.yaml\n"
+             "modrwkv train digits.yaml\n"
+             "modrwkv eval --model {} --task custom --data data/digits-parquet/test.parquet\n")
+    assert _run_folder_problems(Snippet("x", block.format("runs/digits-parquet/final"))) == []
+    assert _run_folder_problems(Snippet("x", block.format("runs/digits/final")))
+    trained = "modrwkv train configs/tiny-cpu.yaml\nmodrwkv chat --model runs/{}/final\n"
+    assert _run_folder_problems(Snippet("x", trained.format("tiny-cpu"))) == []  # the config's output.dir
+    assert _run_folder_problems(Snippet("x", trained.format("tiny")))
 
 
 # --- YAML configs ----------------------------------------------------------------------------
