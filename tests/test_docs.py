@@ -14,6 +14,7 @@ configs/README.md must work as written.
   `python bench/...` scripts are options those scripts declare;
 - every `--option` the prose names is an option of some command (or a config key, or a bench/
   script's option), and every JSON record shown is of the format its section names;
+- interop.md's table of pip extras names what pyproject.toml's extras install;
 - a block that trains reads back (`--model runs/X/final`) only the run folders its `init` and `train`
   commands write.
 
@@ -604,6 +605,36 @@ def test_documented_records_are_of_their_format(block: Snippet, named: str | Non
         detected = record_format(record)
         assert detected is not None and detected == (named or detected), \
             f"{block.where}: {json.dumps(record)[:80]}... reads as {detected}, not {named}"
+
+
+# --- pip extras ------------------------------------------------------------------------------
+
+
+def _extras_table(text: str) -> dict[str, list[str]]:
+    """interop.md's extras table: extra -> what its "adds" cell names (`av (PyAV)` -> `av`; for `[all]`,
+    the extras it joins with `+`)."""
+    rows = re.findall(r"^\| `\[([\w-]+)\]` \| ([^|]+) \|", text, re.M)
+    return {extra: [re.sub(r"\s*\(.*\)$", "", item).strip() for item in re.split(r",|\+", cell)]
+            for extra, cell in rows}
+
+
+def _pyproject_extras() -> dict[str, list[str]]:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {extra: (re.search(r"\[(.*)\]", requirements[0])[1].split(",") if extra == "all"
+                    else [re.match(r"[A-Za-z0-9_.-]+", requirement)[0] for requirement in requirements])
+            for extra, requirements in extras.items()}
+
+
+def test_the_extras_table_is_pyprojects():
+    """Each extra interop.md lists adds what pyproject.toml says, and every extra `[all]` joins has a row:
+    the table once lacked `[video]` and `[serve]`'s python-multipart."""
+    table, extras = _extras_table((ROOT / "docs" / "interop.md").read_text()), _pyproject_extras()
+    assert {"train", "serve", "all"} <= table.keys()
+    for extra, listed in table.items():
+        assert sorted(listed) == sorted(extras[extra]), f"docs/interop.md: [{extra}] adds {extras[extra]}"
+    assert set(extras["all"]) <= table.keys()
 
 
 # --- links and paths -------------------------------------------------------------------------
