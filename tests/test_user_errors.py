@@ -315,6 +315,15 @@ def test_series_csv_as_spreadsheets_and_pandas_write_it(tmp_path):
             read(name, header + "".join(f"d{i}{header[4]}{c}\n" for i, c in enumerate(cells)))
     with pytest.raises(DataError, match=r"headless.csv:1: the first row \['100.0', '3.5'\] holds numbers"):
         read("headless.csv", "100.0,3.5\n" + "".join(f"{v:.4f},1.0\n" for v in load))
+    # the same with each row's timestamp first, as a logger or `to_csv(header=False)` writes it: the first
+    # row was read as the names of two columns '100.0' and '3.5', and its values lost
+    for stamp in ("2024-01-01 00:00", "2024-01-01T00:00:00Z", "01/31/2024", "31.01.2024 00:00"):
+        with pytest.raises(DataError, match=rf"dated.csv:1: the first row \[{stamp!r}, '100.0', '3.5'\] holds a date "
+                                            r"and numbers, not column names: the file needs a header row"):
+            read("dated.csv", f"{stamp},100.0,3.5\n" + "".join(f"{stamp},{v:.4f},1.0\n" for v in load))
+    # names that are numbers beside a date column's name stay names (years, as a wide table names them)
+    assert list(read("years.csv", "date,2023,2024\n" + "".join(f"d{i},{v:.4f},1.0\n" for i, v in enumerate(load)))) \
+        == ["2023", "2024"]
 
 
 def test_init_names_a_broken_first_record_and_skips_it_like_any_other(tmp_path, capsys):

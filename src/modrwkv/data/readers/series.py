@@ -463,10 +463,15 @@ class TimeSeriesReader(Reader):
             raise DataError(str(path), "unreadable_file", "empty CSV file (a header row is required)")
         if not rows:  # else "no numeric column", which sends one looking at the header
             raise DataError(str(path), "unreadable_file", f"no data rows after the header {header}")
-        if header and all(_to_float(name) is not None for name in header) and not all(
-                re.fullmatch(r"\s*\d+\s*", name) for name in header):  # integer names may be years
-            raise DataError(f"{path}:1", "unreadable_file", f"the first row {header} holds numbers, not column "
-                            "names: the file needs a header row (e.g. `date,load`), else its first row is lost")
+        numbers = [name for name in header if _to_float(name) is not None]
+        dates = [name for name in header if _DATE_CELL.fullmatch(name.strip())]
+        # all numbers (integer names may be years), or a data row's timestamp and numbers (a file written
+        # without its header: no column is named like a date, and the first row would be lost unsaid)
+        if header and ((len(numbers) == len(header) and not all(re.fullmatch(r"\s*\d+\s*", name) for name in header))
+                       or (dates and numbers and len(dates) + len(numbers) == len(header))):
+            raise DataError(f"{path}:1", "unreadable_file", f"the first row {header} holds "
+                            f"{'a date and ' if dates else ''}numbers, not column names: the file needs a header "
+                            "row (e.g. `date,load`), else its first row is lost")
         for row, line in zip(rows, lines, strict=True):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
@@ -602,6 +607,13 @@ def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines
         else:
             logger.debug("leaving out non-numeric column %r", name)
     return names
+
+
+# A cell of a date or time column, as pandas, spreadsheets and loggers write them: 2024-01-31, 2024/01/31,
+# 31.01.2024, 1/31/24, each with an optional time (00:00, 00:00:00.5) and zone; or a time alone.
+_DATE_CELL = re.compile(r"(?:(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
+                        r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)"
+                        r"(?:Z|[+-]\d{2}:?\d{2})?")
 
 
 # A number as spreadsheets format it: thousands separators (1,234.5 / 1.234,5 / 1 234), a decimal
