@@ -660,7 +660,8 @@ def test_local_and_remote_media_only_when_enabled(tmp_path):
     try:
         with live_server(limits=limits) as server:
             client = server.client()
-            for url in (f"file://{media / 'a.png'}", f"http://127.0.0.1:{files.server_address[1]}/a.png"):
+            # a relative path is read from the media folder (docs/serving.md)
+            for url in (f"file://{media / 'a.png'}", "a.png", f"http://127.0.0.1:{files.server_address[1]}/a.png"):
                 messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                                          {"type": "text", "text": "What?"}]}]
                 assert ask(client, messages).choices[0].message.content == expected(reference)
