@@ -522,6 +522,50 @@ def test_a_first_member_named_like_a_compression_magic_is_read(tmp_path):
     assert sample.source == f"{path}:BZh9" and sample.images[0].read() == png
 
 
+def test_a_link_member_is_a_bad_record_naming_the_link(tmp_path):
+    """GNU tar and tarfile.add store a file hard-linked to one archived before (deduplicated images) as a link
+    to it, with no bytes of its own: its sample is a bad record naming the link and how to write the tar,
+    where the sample lost the member unnoticed (no image, or one image of two)."""
+    names, _ = write_digit_images(tmp_path / "d")
+    folder = tmp_path / "files"
+    folder.mkdir()
+    shutil.copy(tmp_path / "d" / "images" / names[0], folder / "000.png")
+    shutil.copy(tmp_path / "d" / "images" / names[1], folder / "002.png")
+    (folder / "001.png").hardlink_to(folder / "000.png")
+    (folder / "002.1.png").symlink_to("000.png")
+    (folder / "003.png").hardlink_to(folder / "002.png")
+    for key, caption in (("000", "zero"), ("001", "zero"), ("002", "one"), ("004", "one")):
+        (folder / f"{key}.txt").write_text(caption)
+    (folder / "003.txt").symlink_to("002.txt")
+    shutil.copy(folder / "002.png", folder / "004.png")
+    path = tmp_path / "s.tar"
+    with tarfile.open(path, "w") as archive:
+        for name in ("000.png", "000.txt", "001.png", "001.txt", "002.png", "002.1.png", "002.txt", "003.png",
+                     "003.txt", "004.png", "004.txt"):
+            archive.add(folder / name, arcname=name)
+    with tarfile.open(path) as archive:  # (what tarfile wrote: links, as GNU tar writes them)
+        assert [m.name for m in archive if not m.isfile()] == ["001.png", "002.1.png", "003.png", "003.txt"]
+    reader = QAReader(path, max_examples=10, log_limit=0)
+    assert [s.source for s in reader] == [f"{path}:000", f"{path}:004"]
+    assert dict(reader.report.skipped) == {"missing_media": 3}
+    assert [str(e) for e in reader.report.examples] == [
+        f"{path}:001: 001.png is a hard link to 000.png, which is not read (a member's bytes are read from its own "
+        "place in the tar); write the tar with the files themselves (`tar --hard-dereference -cf ...`)",
+        f"{path}:002: 002.1.png is a symbolic link to 000.png, which is not read (a member's bytes are read from its "
+        "own place in the tar); write the tar with the files themselves (`tar --dereference -cf ...`)",
+        f"{path}:003: 003.png is a hard link to 002.png, which is not read (a member's bytes are read from its own "
+        "place in the tar); write the tar with the files themselves (`tar --hard-dereference -cf ...`)"]
+    # a .txt link alone: the sample lacks its text
+    write_links = tmp_path / "t.tar"
+    with tarfile.open(write_links, "w") as archive:
+        for name in ("002.png", "002.txt", "004.png"):
+            archive.add(folder / name, arcname=name)
+        archive.add(folder / "003.txt", arcname="004.txt")
+    reader = QAReader(write_links, max_examples=10, log_limit=0)
+    assert [s.source for s in reader] == [f"{write_links}:002"] and dict(reader.report.skipped) == {"missing_field": 1}
+    assert str(reader.report.examples[0]).startswith(f"{write_links}:004: 004.txt is a symbolic link to 002.txt, ")
+
+
 def test_compound_extensions_other_than_a_number_are_not_media(tmp_path):
     """WebDataset reads key.seg.png / key.depth.png beside key.jpg as separate fields: the record's image is
     key.jpg alone; numbered members (key.0.png, key.1.png) are several images."""

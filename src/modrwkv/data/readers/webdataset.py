@@ -24,7 +24,8 @@ one record of a training format:
   read;
 - otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`) is an
   ASR record with that audio (Emilia's layout);
-- anything else is a bad record: no media member (missing_media), no text (missing_field).
+- anything else is a bad record: no media member (missing_media), no text (missing_field), or a media,
+  .txt or .json member that is a hard or symbolic link (which has no bytes of its own in the tar).
 
 Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small `.txt` / `.json` members are
 read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
@@ -157,12 +158,12 @@ class _SampleOrder:
 
 def _keyed_members(archive: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str | None, str]]:
     """(member, key, extension) per member of the tar, in order; the key None for one that is no field of a
-    sample (not a regular file, or without an extension, which WebDataset leaves aside too). tarfile keeps
-    every member's TarInfo (~440 bytes each: GBs for a tar of millions of samples); only the one in hand is
-    kept."""
+    sample (a folder or a device, or without an extension, which WebDataset leaves aside too). A hard or
+    symbolic link has its key: `_add_member` names it in its sample. tarfile keeps every member's TarInfo
+    (~440 bytes each: GBs for a tar of millions of samples); only the one in hand is kept."""
     while (info := archive.next()) is not None:
         archive.members.clear()
-        match = _KEY.match(info.name) if info.isfile() else None
+        match = _KEY.match(info.name) if info.isfile() or info.islnk() or info.issym() else None
         yield info, match and match.group(1), match.group(2).lower() if match else ""
 
 
@@ -203,6 +204,7 @@ class _Sample:
     media: dict[str, list[TarMember]] = dataclasses.field(default_factory=dict)
     texts: dict[str, bytes] = dataclasses.field(default_factory=dict)  # "txt" / "json" -> the member's bytes
     repeated: str | None = None  # a member name that came twice
+    link: DataError | None = None  # the error of its first media, .txt or .json member that is a link
 
 
 def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
@@ -261,7 +263,16 @@ def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, ext
         sample.repeated = sample.repeated or info.name
     sample.names.append(info.name)
     kind = _media_kind(extension)
-    if kind is not None:
+    if not info.isfile():  # a link, with no bytes of its own: WebDataset reads none (the sample would lose it)
+        # GNU tar stores a file hard-linked to one archived before (identical images deduplicated) as a link
+        if sample.link is None and (kind is not None or extension in ("txt", "json")):
+            hard = info.islnk()
+            sample.link = DataError(
+                f"{path}:{sample.key}", "missing_media" if kind else "missing_field",
+                f"{info.name} is a {'hard' if hard else 'symbolic'} link to {info.linkname}, which is not read (a "
+                "member's bytes are read from its own place in the tar); write the tar with the files themselves "
+                f"(`tar {'--hard-dereference' if hard else '--dereference'} -cf ...`)")
+    elif kind is not None:
         sample.media.setdefault(kind, []).append(TarMember(str(path), info.offset_data, info.size, info.name))
     elif extension in ("txt", "json"):
         member = archive.extractfile(info)
@@ -321,6 +332,8 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
     names = ", ".join(sample.names)
     if sample.repeated:
         raise DataError(source, "wrong_type", f"the member {sample.repeated} comes twice in the sample")
+    if sample.link is not None:
+        raise sample.link
     if not sample.media:
         raise DataError(source, "missing_media", f"no image, audio or video member (the sample's members: {names})")
     metadata = _json_member(sample, source)
