@@ -586,6 +586,26 @@ def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, mon
         "all, and it would skip every record of the other format; give files of one format")
 
 
+def test_init_refuses_a_val_file_that_is_training_data(tmp_path, monkeypatch, capsys):
+    """`init --val` naming a file --data reads too (here through a wildcard and another spelling of the path)
+    is refused before a config is written: the validation would score records the model trains on, and pick
+    final/ by them."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path("data")
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "a.png")
+    records = [{"image": "a.png", "question": "Colour?", "answer": "red"}] * 4
+    write_records(folder, records, "a.jsonl")
+    write_records(folder, records, "b.jsonl")
+    assert main(["init", "--data", "data/*.jsonl", "--val", "./data/b.jsonl", "--yes", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "modrwkv init: error: --val: ./data/b.jsonl is training data too (--data): a validation on records the model "
+        "trains on tells how well it has learnt them, not how it does on new ones, and final/ would be the weights "
+        "that learnt them best; give held-out records (e.g. a tenth of the records, left out of --data)")
+    assert not list(tmp_path.glob("*.yaml"))
+    assert main(["init", "--data", "data/a.jsonl", "--val", "data/b.jsonl", "--yes", "--device", "cpu"]) == 0
+
+
 def test_init_prints_commands_that_paste_into_a_shell_with_spaces_in_the_paths(tmp_path, monkeypatch, capsys):
     """A data folder named with a space and a non-ASCII letter gives a run folder with them: every
     printed command quotes its paths (the model path was pasted bare: `--model runs/my data/final`)."""

@@ -21,7 +21,8 @@ from modrwkv.cli import main
 from modrwkv.data.readers.base import assign_paths
 from modrwkv.training import ConfigError, latest_checkpoint, load_config, train
 from modrwkv.training.config import DataConfig, DataSource
-from modrwkv.training.data import SourceSpan, StepBatchSampler, describe_mixture, read_sources, repeat_count
+from modrwkv.training.data import (SourceSpan, StepBatchSampler, describe_mixture, read_sources, repeat_count,
+                                  val_files_trained_on)
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
@@ -331,6 +332,29 @@ def test_files_of_another_format_are_named_across_entries(tmp_path):
     assert str(error.value) == (f"data.train: {other} holds llava records, but {good} holds qa records: one reader "
                                 "reads them all, and it would skip every record of the other format; give files of "
                                 "one format (data.format: qa)")
+
+
+def test_a_val_file_that_data_train_reads_too_is_named_in_a_warning(tmp_path, caplog):
+    """data.val naming a file data.train reads (through a wildcard, another spelling of its path, a weighted
+    entry): the run validates on it, with a warning that its score is of records it trains on. A series file
+    is not named: its val rows are not its training rows."""
+    a = write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 4, 0))
+    write_jsonl(tmp_path / "b.jsonl", qa_records(tmp_path, "b", 4, 1))
+    held_out = write_jsonl(tmp_path / "held-out.json", qa_records(tmp_path, "v", 2, 2))
+    again = str(tmp_path / "." / "b.jsonl")
+    config = DataConfig(format="qa", train=[a, DataSource(str(tmp_path / "*.jsonl"), 2)], val=[held_out, again])
+    assert val_files_trained_on(config) == [again]
+    assert val_files_trained_on(DataConfig(format="qa", train=[a], val=[held_out])) == []
+    (tmp_path / "s.csv").write_text("y\n" + "".join(f"{i % 5}\n" for i in range(60)))
+    series = str(tmp_path / "s.csv")
+    assert val_files_trained_on(DataConfig(format="series", train=[series], val=[series])) == []
+    cfg = run_config(tmp_path, "run", [a], val=[{"path": a}, held_out])
+    cfg["train"].update(max_steps=1, val_every=1)
+    with caplog.at_level(logging.WARNING, logger="modrwkv.training.recipe"):
+        train(cfg)
+    assert (f"data.val: {a} is read by data.train too: a validation on records the model trains on tells how well it "
+            "has learnt them, not how it does on new ones (and picks output.final best, and early stopping, by that); "
+            "give held-out records") in caplog.messages
 
 
 def test_resume_takes_an_entry_written_either_way_and_refuses_a_changed_repeat(tmp_path):

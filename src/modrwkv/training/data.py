@@ -29,7 +29,7 @@ from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, LinearBaselineFit, fit_linear_baseline
-from ..data.readers.base import MixedFormats, ReadReport, assign_paths
+from ..data.readers.base import MixedFormats, ReadReport, assign_paths, expand_paths
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
@@ -48,6 +48,18 @@ def build_reader(config: DataConfig, setting: str = "data.train") -> Reader:
     order training reads them (`data_sources`), whatever its entry's repeat."""
     make = reader_factory(config)
     return make([path for source in data_sources(config, setting) for path in source.files])
+
+
+def val_files_trained_on(config: DataConfig, settings: tuple[str, str] = ("data.train", "data.val")) -> list[str]:
+    """The data.val files that data.train reads too (the same file, however its patterns name it), as
+    data.val names them: a validation on them scores records the model trains on. Series files are not
+    looked at: their val rows are not their training rows. `settings` name the two lists where the
+    patterns were given (a file that two patterns give is warned about once, by that name)."""
+    if config.format == "series":
+        return []
+    trained = {Path(path).resolve() for source in data_sources(config, settings[0]) for path in source.files}
+    return [path for path in expand_paths([source_path(e) for e in config.val], settings[1])
+            if Path(path).resolve() in trained]
 
 
 @dataclasses.dataclass(frozen=True)

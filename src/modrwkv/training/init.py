@@ -38,7 +38,7 @@ from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
 from ..tokenizer import WorldTokenizer
 from .config import DataConfig, DataSource, config_from_dict
-from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used
+from .data import AUDIO_TOKENS_PER_SECOND, build_reader, modalities_used, val_files_trained_on
 
 # The official RWKV-7 World files (https://huggingface.co/BlinkDL/rwkv-7-world), the default paths.
 LM_FILES = {
@@ -359,6 +359,13 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                      "4 validations without a better one end the run early (docs/forecasting.md)")
     elif answers.val is not None:
         metric = validation_metric(answers, summary.data_format)
+        trained_on = val_files_trained_on(DataConfig(format=summary.data_format, train=list(answers.data),
+                                                     val=[answers.val]), ("--data", "--val"))
+        if trained_on:
+            raise InitError(f"--val: {', '.join(trained_on)} {'is' if len(trained_on) == 1 else 'are'} training data "
+                            "too (--data): a validation on records the model trains on tells how well it has learnt "
+                            "them, not how it does on new ones, and final/ would be the weights that learnt them best; "
+                            "give held-out records (e.g. a tenth of the records, left out of --data)")
         data["val"] = [answers.val]
         train.update(val_every=save_every, val_metric=metric)
         output["final"] = "best"

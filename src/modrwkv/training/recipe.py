@@ -48,7 +48,7 @@ from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_r
                      unused_validation_options)
 from .data import (SourceSpan, StepBatchSampler, check_pass_size, check_series_targets, describe_mixture,
                    estimate_lengths, fit_series_baseline, modalities_used, pass_size, read_samples, read_sources,
-                   resolve_auto_season, series_target_options, size_linear_baseline)
+                   resolve_auto_season, series_target_options, size_linear_baseline, val_files_trained_on)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -316,6 +316,12 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
         checkpointer.final_source = None
         return None
     check_series_targets(samples, series_encoder)
+    trained_on = val_files_trained_on(config.data)
+    if trained_on:
+        log.warning("data.val: %s %s read by data.train too: a validation on records the model trains on tells how "
+                    "well it has learnt them, not how it does on new ones (and picks output.final best, and early "
+                    "stopping, by that); give held-out records", ", ".join(trained_on),
+                    "is" if len(trained_on) == 1 else "are")
     log.info("validation every %d steps on %d samples of %s (%s)", opt.val_every, len(samples),
              ", ".join(val_config.train), opt.val_metric)
     return Validation(output_dir=Path(config.output.dir), samples=samples,
