@@ -357,6 +357,32 @@ def test_a_val_file_that_data_train_reads_too_is_named_in_a_warning(tmp_path, ca
             "give held-out records") in caplog.messages
 
 
+def test_a_missing_file_of_an_entry_is_named_before_the_model_is_built(tmp_path, monkeypatch, capsys):
+    """A data.train or data.val entry whose file does not exist is one line naming the entry, before the model
+    is built and the training data read (where a data.val file was opened only after both)."""
+    import modrwkv.training.recipe as recipe
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(recipe, "setup_model", no_model)
+    a = write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 4, 0))
+    gone = str(tmp_path / "gone.jsonl")
+    cases = {"train": ([a, {"path": gone, "repeat": 2}], [], f"data.train[1]: {gone}: no such file"),
+             "val": ([a], [a, gone], f"data.val[1]: {gone}: no such file"),
+             "glob": ([a], [str(tmp_path / "v*.jsonl")], f"data.val: no file matches {str(tmp_path / 'v*.jsonl')!r}")}
+    for name, (train_files, val, message) in cases.items():
+        cfg = run_config(tmp_path, name, train_files, val=val)
+        cfg["train"]["val_every"] = 1 if val else 0
+        with pytest.raises(FileNotFoundError) as error:
+            train(cfg)
+        assert str(error.value) == message
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        assert main(["train", str(path)]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"modrwkv train: error: {message}"
+
+
 def test_resume_takes_an_entry_written_either_way_and_refuses_a_changed_repeat(tmp_path):
     """`{path: a.jsonl}` and `{path: a.jsonl, repeat: 1}` read what `a.jsonl` reads, and `repeat: 2` is
     `repeat: 2.0`: --resume compares what the entries read, not how they were written."""

@@ -50,6 +50,18 @@ def build_reader(config: DataConfig, setting: str = "data.train") -> Reader:
     return make([path for source in data_sources(config, setting) for path in source.files])
 
 
+def check_data_files(config: DataConfig, *, train: bool = True) -> None:
+    """FileNotFoundError naming the entry of data.train (unless `train` is false: samples given) or data.val
+    whose pattern matches nothing or whose file does not exist: checked before the model is built and the
+    training data read, which for a large model or data set take minutes before data.val is read."""
+    for setting, entries in (("data.train", config.train if train else []), ("data.val", config.val)):
+        if entries:
+            for source in data_sources(dataclasses.replace(config, train=entries), setting):
+                missing = next((path for path in source.files if not Path(path).is_file()), None)
+                if missing is not None:
+                    raise FileNotFoundError(f"{setting}[{source.index}]: {missing}: no such file")
+
+
 def val_files_trained_on(config: DataConfig, settings: tuple[str, str] = ("data.train", "data.val")) -> list[str]:
     """The data.val files that data.train reads too (the same file, however its patterns name it), as
     data.val names them: a validation on them scores records the model trains on. Series files are not

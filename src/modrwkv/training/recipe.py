@@ -46,9 +46,10 @@ from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigW
                          latest_checkpoint, write_final)
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
                      unused_validation_options)
-from .data import (SourceSpan, StepBatchSampler, check_pass_size, check_series_targets, describe_mixture,
-                   estimate_lengths, fit_series_baseline, modalities_used, pass_size, read_samples, read_sources,
-                   resolve_auto_season, series_target_options, size_linear_baseline, val_files_trained_on)
+from .data import (SourceSpan, StepBatchSampler, check_data_files, check_pass_size, check_series_targets,
+                   describe_mixture, estimate_lengths, fit_series_baseline, modalities_used, pass_size, read_samples,
+                   read_sources, resolve_auto_season, series_target_options, size_linear_baseline,
+                   val_files_trained_on)
 from .lora import load_lora, read_lora_config
 from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
@@ -411,6 +412,7 @@ def train(
                                   f"another output.dir (e.g. --output.dir {out}-2) or remove {out}")
         raise FileExistsError(f"{out} holds checkpoints of an unfinished run; continue it (--resume) or choose "
                               "another output.dir")
+    check_data_files(config.data, train=samples is None)  # a misspelt file before minutes of setup
     model = setup_model(config, model, resume_from)
     series_encoder = model.encoders["series"] if "series" in model.encoders else None
     if resume_from is None:  # a resumed run's baseline is in its checkpoint
