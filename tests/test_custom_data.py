@@ -606,6 +606,27 @@ def test_init_refuses_a_val_file_that_is_training_data(tmp_path, monkeypatch, ca
     assert main(["init", "--data", "data/a.jsonl", "--val", "data/b.jsonl", "--yes", "--device", "cpu"]) == 0
 
 
+def test_eval_names_a_file_without_records_among_several(tmp_path, caplog):
+    """`eval --task custom --data a.jsonl empty.jsonl`: the empty file (an export that failed, a shard every
+    download of which failed) is named in a warning, where the score over the other file's samples came
+    without a word; alone it is refused, as are files none of which holds a record."""
+    import logging
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+    qa = write_records(tmp_path, [{"image": "x.png", "question": "Which digit?", "answer": "7"}] * 2, "qa.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with caplog.at_level(logging.WARNING, logger="modrwkv.evaluation.tasks.custom"):
+        assert [s.id for s in CustomTask().load([qa, empty], "all")] == ["qa.jsonl:1", "qa.jsonl:2"]
+    assert caplog.messages == [f"{empty}: no records; the samples of the other files are evaluated"]
+    caplog.clear()
+    assert len(CustomTask().load([qa], "all")) == 2 and caplog.messages == []
+    (tmp_path / "none.json").write_text("[]")
+    for files in ([empty], [empty, tmp_path / "none.json"]):
+        with pytest.raises(BenchmarkFileError, match=r": no records$"):
+            CustomTask().load(files, "all")
+
+
 def test_init_prints_commands_that_paste_into_a_shell_with_spaces_in_the_paths(tmp_path, monkeypatch, capsys):
     """A data folder named with a space and a non-ASCII letter gives a run folder with them: every
     printed command quotes its paths (the model path was pasted bare: `--model runs/my data/final`)."""

@@ -319,6 +319,19 @@ def test_a_weighted_run_reports_its_mix_and_records_its_entries(tmp_path):
     assert "2 optimizer steps of 2 samples = 0.67 epochs of 7 samples" in (tmp_path / "run" / "config.yaml").read_text()
 
 
+def test_an_entry_that_gives_no_sample_is_named_in_a_warning(tmp_path, caplog):
+    """An entry whose files hold no record (an empty export) trains nothing, whatever its repeat: a warning
+    names it, where only the mix line said `0 samples x repeat 2 = 0 per epoch`."""
+    a = write_jsonl(tmp_path / "a.jsonl", qa_records(tmp_path, "a", 4, 0))
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    cfg = run_config(tmp_path, "run", [a, {"path": empty, "repeat": 2}])
+    cfg["train"].update(max_steps=1)
+    with caplog.at_level(logging.WARNING, logger="modrwkv.training.recipe"):
+        assert train(cfg).metrics["samples"] == 4
+    assert [m for m in caplog.messages if m.startswith("data.train[")] == [
+        f"data.train[1] {empty} gives no usable sample: the entry adds nothing to an epoch"]
+
+
 def test_files_of_another_format_are_named_across_entries(tmp_path):
     """Each entry has its own reader; the check that the files hold one format spans them all."""
     from modrwkv.data.readers import DataError

@@ -45,7 +45,7 @@ from ..processing.loader import DroppingCollator, ProcessedDataset, init_worker
 from .checkpoint import (FINAL, TRAINING_STATE, PretrainedCheckpoint, RunConfigWriter, StepSeeds, failing_together,
                          latest_checkpoint, write_final)
 from .config import (ConfigError, ModelConfig, OptimConfig, TrainConfig, check_resume, config_from_dict,
-                     unused_validation_options)
+                     source_path, unused_validation_options)
 from .data import (SourceSpan, StepBatchSampler, check_data_files, check_pass_size, check_series_targets,
                    describe_mixture, estimate_lengths, fit_series_baseline, modalities_used, pass_size, read_samples,
                    read_sources, resolve_auto_season, series_target_options, size_linear_baseline,
@@ -428,7 +428,10 @@ def train(
         if progress is not None and any(span.repeat != 1 for span in spans):  # weighted: the mix, where the run reports
             progress(f"data.train: {mixture}")
         for span in spans:
-            if span.stop > span.start and not span.per_pass:
+            if span.stop == span.start:  # an empty file, or every record skipped (its reader said which)
+                log.warning("data.train[%d] %s gives no usable sample: the entry adds nothing to an epoch",
+                            span.entry, source_path(config.data.train[span.entry]))
+            elif not span.per_pass:
                 log.warning("data.train[%d]: repeat %g of its %d samples puts none in an epoch; raise the repeat or "
                             "leave the entry out", span.entry, span.repeat, span.stop - span.start)
     # one pass over the data (an epoch): each entry's samples times its repeat

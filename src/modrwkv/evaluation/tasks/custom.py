@@ -279,7 +279,9 @@ class CustomTask(Task):
         names = _place_names(files)
         defaulted = 0  # tar captions asked the default question
         first_error: DataError | None = None
+        empty = []  # files with no record at all, which one file alone would be refused for
         for file, found in detected.items():
+            read_before = len(records)
             data_format, chosen = found or ("qa", "")
             if found is not None and data_format != reading:  # read as the format of the files before it
                 data_format, chosen = reading, f", detected from the first record of {origin[reading]}"
@@ -323,9 +325,14 @@ class CustomTask(Task):
                     # from 000), so with several files it is known as a JSONL record's place is
                     identifier = f"{names[file]}:{identifier}"
                 records.append((identifier, question))
+            if len(records) == read_before:  # (a file of bad records: the first one's error is raised below)
+                empty.append(file)
         report.check_one_format(reading)
         if first_error is not None:
             raise first_error
+        if records:
+            for file in empty:
+                log.warning("%s: no records; the samples of the other files are evaluated", file)
         return len(records), (records, defaulted)
 
     def _file_metric(self, data: str, records: Sequence[tuple[str, QARecord]]) -> str:
