@@ -143,6 +143,9 @@ def test_unshuffled_the_micro_batch_remainder_left_out_of_each_epoch_is_the_end_
     ("{path: a.jsonl, repeat: true}", "data.train[1].repeat: expected a number, got True"),
     ("{path: a.jsonl, weight: 2}", "unknown key(s) ['data.train[1].weight'] (known keys of data.train[1]: "
                                    "['path', 'repeat'])"),
+    ("{path: a.jsonl, repeat:2}", "unknown key(s) ['data.train[1].repeat:2']; 'data.train[1].repeat:2' is one key: "
+                                  "YAML needs a space after the colon (repeat: 2) (known keys of data.train[1]: "
+                                  "['path', 'repeat'])"),
     ("{repeat: 2}", "data.train[1].path is required (the file, wildcard or folder to read), got None"),
     ("{path: [a.jsonl], repeat: 2}", "data.train[1].path: expected text, got ['a.jsonl']"),
     ("[a.jsonl, 2]", "data.train[1]: ['a.jsonl', 2] is not str | DataSource"),

@@ -450,9 +450,14 @@ def _build(cls: type, data: Any, key: str) -> Any:
     if unknown:
         where = f"{key}." if key else ""
         known = f"known keys of {key}" if key else "known keys"
+        # `{path:a.jsonl}` (no space after the colon, as typed in a --data.train override) is one YAML key
+        glued = {k: str(k).partition(":") for k in unknown if str(k).partition(":")[0].strip() in fields}
         guesses = {k: [OTHER_TRAINERS_NAMES[str(k)]] if str(k) in OTHER_TRAINERS_NAMES
-                   else [where + m for m in difflib.get_close_matches(str(k), fields, n=1)] for k in unknown}
+                   else [where + m for m in difflib.get_close_matches(str(k), fields, n=1)]
+                   for k in unknown if k not in glued}
         hint = "".join(f"; did you mean {close[0]!r} for {where + str(k)!r}?" for k, close in guesses.items() if close)
+        hint += "".join(f"; {where + str(k)!r} is one key: YAML needs a space after the colon "
+                        f"({name.strip()}: {value.strip()})" for k, (name, _, value) in glued.items())
         raise ConfigError(f"unknown key(s) {[where + str(k) for k in unknown]}{hint} ({known}: {sorted(fields)})")
     values = {name: _convert(value, hints[name], f"{key}.{name}" if key else name) for name, value in data.items()}
     try:
