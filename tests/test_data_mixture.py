@@ -174,6 +174,22 @@ def test_val_entries_refuse_a_repeat_and_plain_and_weighted_entries_load(tmp_pat
     assert config.data.val == [DataSource("v.jsonl"), "w.jsonl"]
 
 
+def test_entries_built_in_python_are_entries_and_checked_as_written_ones():
+    """A config dict holding `DataSource` objects (a library user's, or `load_config(...).data.train` passed
+    on) reads them as the mappings they stand for, where each became the text of its repr, a file
+    'DataSource(path=...)' that no reader could open."""
+    from modrwkv.training import config_from_dict
+
+    data = {"train": [DataSource("a.jsonl", 2), "b.jsonl", {"path": "c.jsonl"}], "val": [DataSource("v.jsonl")]}
+    config = config_from_dict({"data": data, "train": {"val_every": 10}}, needs_model=False)
+    assert config.data.train == [DataSource("a.jsonl", 2.0), "b.jsonl", DataSource("c.jsonl")]
+    assert config.data.val == [DataSource("v.jsonl")]
+    with pytest.raises(ConfigError, match=r"^data\.train\[0\]\.repeat must be a number > 0 .*, got -1$"):
+        config_from_dict({"data": {"train": [DataSource("a.jsonl", -1)]}}, needs_model=False)
+    with pytest.raises(ConfigError, match=r"^data\.train\[0\]\.repeat: expected a number, got 'twice'$"):
+        config_from_dict({"data": {"train": [DataSource("a.jsonl", "twice")]}}, needs_model=False)
+
+
 # --- reading: every container, the dedupe warning, the summary ---------------------------------------------
 
 

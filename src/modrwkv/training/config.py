@@ -372,7 +372,7 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         sections = [option for option in args if dataclasses.is_dataclass(option)]
-        if isinstance(value, Mapping) and len(sections) == 1:  # its own error names the key at fault
+        if len(sections) == 1 and isinstance(value, (Mapping, sections[0])):  # its own error names the key at fault
             return _convert(value, sections[0], key)
         errors = []
         for option in (a for a in args if a is not type(None)):
@@ -442,6 +442,8 @@ OTHER_TRAINERS_NAMES = {
 def _build(cls: type, data: Any, key: str) -> Any:
     if data is None:
         data = {}
+    if isinstance(data, cls):  # a section built in Python (`DataSource("a.jsonl", 2)`): checked as its mapping
+        data = {field.name: getattr(data, field.name) for field in dataclasses.fields(cls)}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{key or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
