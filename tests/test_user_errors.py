@@ -350,8 +350,12 @@ def test_init_lists_the_skipped_records_one_per_line_when_none_is_usable(tmp_pat
                "'text'])" for n in range(1, 21)]
     assert captured.err.splitlines() == [*skipped, "  ... and 2 more skipped records", (
         f"modrwkv init: error: {tmp_path}/chat.jsonl: no usable sample ({tmp_path}/chat.jsonl: kept 0 of 22 records; "
-        f"skipped 22 (missing_field: 22); the first: {skipped[0].removeprefix('  skipped ')}); if media files were "
-        "not found, give the folder they are relative to (--media-folder)")]
+        f"skipped 22 (missing_field: 22); the first: {skipped[0].removeprefix('  skipped ')})")]
+    # media not found: the error says where they are looked for
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"image": "gone.png", "question": "Colour?", "answer": "red"}) + "\n")
+    assert main(["init", "--data", str(tmp_path / "qa.jsonl"), "--yes"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "; if media files were not found, give the folder they are relative to (--media-folder)")
 
 
 def test_init_names_llama_factorys_alpaca_format_and_the_conversation_to_write(tmp_path, capsys):

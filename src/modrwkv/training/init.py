@@ -180,9 +180,12 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     problems = [str(err) for err in reader.report.examples]
     if not samples:
         first = f"; the first: {problems[0]}" if problems else ""
-        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}); if media "
-                        "files were not found, give the folder they are relative to (--media-folder)", problems,
-                        reader.report.num_skipped)
+        # (the folder only where media were not found: records of another format or missing fields are no
+        # matter of where the media are)
+        hint = ("; if media files were not found, give the folder they are relative to (--media-folder)"
+                if reader.report.skipped["missing_media"] else "")
+        raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}){hint}",
+                        problems, reader.report.num_skipped)
     tokenizer = WorldTokenizer()
     longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
     modalities = modalities_used(samples)
