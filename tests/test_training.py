@@ -379,6 +379,30 @@ def test_a_resumed_run_counts_the_samples_dropped_before_its_stop(tmp_path):
     assert resumed.metrics["dropped"] == {"too_long": 4, "bad_media": 0}  # it used to count step 2's only
 
 
+def test_a_step_whose_every_sample_is_dropped_has_no_loss(tmp_path):
+    """A step all of whose samples were dropped (too long here; media that do not decode alike) learns
+    nothing and has no loss: its row's loss is NaN (metrics.csv: nan), its progress line says so, and the
+    run's first and final loss are of steps that had one, where the step counted as a loss of 0.0000
+    (pulling the line's mean down, and ending the run's summary at 0.0000)."""
+    samples = colour_samples(24)
+    for i in range(8, 16):  # the second step of three, unshuffled
+        samples[i].messages[1].content = "red " * 200
+    cfg = config(tmp_path, "dropped-step", max_steps=3, warmup_steps=1)
+    cfg["data"]["shuffle"] = False
+    lines: list[str] = []
+    result = train(cfg, samples=samples, progress=lines.append)
+    assert result.metrics["dropped"]["too_long"] == 8
+    losses = [row["loss"] for row in result.history]
+    assert math.isfinite(losses[0]) and math.isnan(losses[1]) and math.isfinite(losses[2])
+    assert "| loss - (every sample dropped) |" in lines[1]
+    assert f"| loss {losses[2]:.4f} |" in lines[2]
+    assert (result.metrics["first_loss"], result.metrics["final_loss"]) == (losses[0], losses[2])
+    cfg = config(tmp_path, "dropped-last", max_steps=2, warmup_steps=1)
+    cfg["data"]["shuffle"] = False
+    last = train(cfg, samples=samples[:16])
+    assert last.metrics["final_loss"] == last.history[0]["loss"]  # the last step that had a loss
+
+
 def test_frozen_encoder_features_are_cached(tmp_path, lm_checkpoint):
     cfg = config(tmp_path, "cached", stage="1", max_steps=2)
     cfg["model"]["lm"] = {"checkpoint": lm_checkpoint}

@@ -17,6 +17,7 @@ warmed up, features that carry nothing...).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -234,7 +235,8 @@ class ModRWKVModule(pl.LightningModule):
         seconds = max(self._step_end - self._clock, 1e-9)
         return {
             "step": float(self.global_step),
-            "loss": w["loss_sum"] / max(w["labels"], 1.0),
+            # a step whose every sample was dropped has no token to learn from, and no loss (not 0)
+            "loss": w["loss_sum"] / w["labels"] if w["labels"] else math.nan,
             "lr": self._lr,
             "tokens": w["tokens"],
             "seconds": seconds,

@@ -117,13 +117,15 @@ class ProgressLine(pl.Callback):
         rows = history[self._rows_printed:]
         self._rows_printed = len(history)
         now = time.perf_counter()
-        loss = sum(r["loss"] for r in rows) / len(rows) if rows else math.nan
+        losses = [r["loss"] for r in rows if not math.isnan(r["loss"])]  # (a step of dropped samples has none)
+        loss = (f"loss {sum(losses) / len(losses) if losses else math.nan:.4f}" if losses or not rows
+                else "loss - (every sample dropped)")
         # Over the steps' own seconds, as the run's summary: a checkpoint saved since the last line is not training.
         tokens_per_s = sum(r["tokens"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9) if rows else math.nan
         done = step - self._start_step
         eta = (self.total_steps - step) * (now - self._start_time) / done if done > 0 else math.nan
         parts = [f"step {step}/{self.total_steps}", f"epoch {self.epoch_at(step):.2f}",
-                 f"samples {step * self.batch_size}", f"loss {loss:.4f}", f"{tokens_per_s:,.0f} tokens/s",
+                 f"samples {step * self.batch_size}", loss, f"{tokens_per_s:,.0f} tokens/s",
                  "stopped early" if self._stopping else f"ETA {format_duration(eta)}"]
         for name in EXTRA_METRICS:
             value = trainer.callback_metrics.get(name)
@@ -394,11 +396,12 @@ class RunTotals(pl.Callback):
         if (row := module.unrecorded_step()) is not None:
             rows.append(row)
         earlier = self.earlier
-        first = earlier["first_loss"] if earlier["recorded_steps"] else rows[0]["loss"] if rows else math.nan
+        losses = [row["loss"] for row in rows if not math.isnan(row["loss"])]  # the steps that had a loss
+        first = earlier["first_loss"] if not math.isnan(earlier["first_loss"]) else losses[0] if losses else math.nan
         return {
             "recorded_steps": earlier["recorded_steps"] + len(rows),
             "first_loss": first,
-            "final_loss": rows[-1]["loss"] if rows else earlier["final_loss"],
+            "final_loss": losses[-1] if losses else earlier["final_loss"],
             "tokens": earlier["tokens"] + sum(r["tokens"] for r in rows),
             "step_seconds": earlier["step_seconds"] + sum(r["seconds"] for r in rows),
             "seconds": earlier["seconds"] + time.perf_counter() - self.started,
