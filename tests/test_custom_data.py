@@ -364,6 +364,41 @@ def test_init_writes_a_config_training_accepts_sized_from_the_data(tmp_path, mon
     assert "no usable sample" in capsys.readouterr().err
 
 
+def test_init_sizes_ctx_len_for_the_data_not_one_outlier_and_names_it(tmp_path, monkeypatch, capsys):
+    """One record whose answer is far longer than the rest (a scraped page pasted as the answer) set ctx_len
+    for itself (8192064 for a 50 MB one): it is left out, named with its token count, and said to be dropped
+    by training; a short file's natural spread is still covered."""
+    from modrwkv.tokenizer import WorldTokenizer
+
+    folder = tmp_path / "data" / "digits"
+    records = [{"image": "images/0.png", "question": "Which digit is this?", "answer": str(i % 10)}
+               for i in range(200)]
+    huge = " ".join(f"word{i}" for i in range(6000))
+    records.insert(100, {"image": "images/0.png", "question": "Which digit is this?", "answer": huge})
+    write_records(folder, records, "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "data/digits/train.jsonl", "--yes", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    text = Path("digits.yaml").read_text()
+    # the digits config of docs/custom-data.md: 18 text tokens with the answer "3", 16 image tokens
+    assert config_from_dict(yaml.safe_load(text)).model.ctx_len == 64
+    tokens = 18 - len(WorldTokenizer().encode("3")) + len(WorldTokenizer().encode(huge))
+    assert tokens > 2048
+    note = (f"model.ctx_len leaves out 1 outlier, longer than 2 x the 99th percentile of the scanned samples' text "
+            f"(18 tokens) and 1024 tokens: data/digits/train.jsonl:101 ({tokens} text tokens); training drops it as "
+            "too long")
+    assert "model.ctx_len 64: 1.25 x the longest scanned sample but 1 (18 text + 16 media tokens)" in text
+    assert f"# {note}" in text and f"  {note}" in out
+    from modrwkv.training.init import split_outliers
+
+    # a short file's spread is no outlier: 30 tokens among 12s is covered (below 1024 tokens)
+    assert split_outliers([(12, "a:1"), (12, "a:2"), (30, "a:3")]) == (30, 12, [])
+    # two of 300 (the 99th percentile's lower rank is the 297th shortest), named longest first
+    lengths = [(12, f"a:{line}") for line in range(1, 299)]
+    lengths[5:5] = [(4000, "a:x"), (5000, "a:y")]
+    assert split_outliers(lengths) == (12, 12, [(5000, "a:y"), (4000, "a:x")])
+
+
 def test_init_sizes_training_from_the_whole_file_when_it_scans_only_its_start(tmp_path, monkeypatch, capsys):
     """A file longer than init's scan: the epochs, batch and checkpoints are for all its records (in the
     share the scan found usable), not for the scanned ones alone."""

@@ -5,7 +5,8 @@
 
 What is read from the data rather than asked: the format (from the first record's fields, or the
 extension for series), the modality (the media fields of the records), the number of samples,
-the longest sample in tokens (to size `ctx_len`), and the first image's size (to size the
+the longest sample in tokens (to size `ctx_len`; an outlier far longer than the rest
+is named and left out), and the first image's size (to size the
 built-in encoder's input). The data is read with the same readers training uses, so a file this
 accepts is a file `modrwkv train` accepts, and a missing media folder is reported now, not after
 the model is built.
@@ -55,6 +56,13 @@ PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 5
 SERIES_PATCH = 8
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
 MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
+# ctx_len covers every scanned sample but an outlier: one whose text is more than OUTLIER_FACTOR times the
+# 99th percentile's and longer than OUTLIER_MIN_TOKENS, so that one pathological record (a 50 MB answer) does
+# not size every batch's positions and the memory estimate, while a short file's natural spread (a 30-token
+# record among 12-token ones) is covered as before
+OUTLIER_FACTOR = 2
+OUTLIER_MIN_TOKENS = 1024
+MAX_OUTLIERS_NAMED = 3  # outliers the note names (the count covers all of them)
 
 
 class InitError(ValueError):
@@ -96,7 +104,7 @@ class DataSummary:
     # usable samples in the whole file: `samples` when all were scanned, else the file's records times
     # the share of the scanned ones that were usable (what epochs, batch and checkpoints are sized from)
     estimated_samples: int
-    longest_text_tokens: int
+    longest_text_tokens: int  # the longest scanned sample's text, outliers left out (what ctx_len covers)
     media_per_sample: dict[str, int]  # most items of each modality in one sample
     image_size: tuple[int, int] | None  # (width, height) of the first image
     series_length: int | None  # longest series item
@@ -107,6 +115,8 @@ class DataSummary:
     audio_seconds: float | None = None  # the longest scanned clip
     audio_durations: bool = False  # every audio record gives its duration (ASR manifests): length grouping works
     season: SeasonChoice | None = None  # series: the period `season: auto` finds in the training rows
+    text_p99: int = 0  # the 99th percentile of the scanned samples' text tokens
+    outliers: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (text tokens, source), longest first
 
     def count(self) -> str:
         """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
@@ -187,7 +197,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}){hint}",
                         problems, reader.report.num_skipped)
     tokenizer = WorldTokenizer()
-    longest = max(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples)
+    longest, p99, outliers = split_outliers([(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages), s.source)
+                                             for s in samples])
     modalities = modalities_used(samples)
     frames = VideoSampling().num_frames  # a video is that many images (the model config's default)
     per_sample = {m: max(len(s.media(m)) + (frames * len(s.videos) if m == "image" else 0) for s in samples)
@@ -210,7 +221,18 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, longest, per_sample, image_size,
                        series_length, reader.report.summary(), columns, problems, reader.report.num_skipped,
-                       longest_clip, durations, season)
+                       longest_clip, durations, season, text_p99=p99, outliers=outliers)
+
+
+def split_outliers(lengths: Sequence[tuple[int, str]]) -> tuple[int, int, list[tuple[int, str]]]:
+    """Of the samples' (text tokens, source): the longest of those ctx_len covers, the 99th percentile, and
+    the outliers (longer than OUTLIER_FACTOR x that percentile and OUTLIER_MIN_TOKENS), longest first."""
+    ordered = sorted(tokens for tokens, _ in lengths)
+    # the lower rank: of up to 101 samples the second longest, so that one outlier is no part of its own bar
+    p99 = ordered[99 * (len(ordered) - 1) // 100]
+    bar = max(OUTLIER_FACTOR * p99, OUTLIER_MIN_TOKENS)
+    outliers = sorted(((tokens, source) for tokens, source in lengths if tokens > bar), key=lambda pair: -pair[0])
+    return max(tokens for tokens in ordered if tokens <= bar), p99, outliers
 
 
 def series_options(answers: InitAnswers) -> dict[str, Any]:
@@ -290,8 +312,21 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
             media_tokens += count * (tokens or _audio_tokens(summary.audio_seconds))
             notes.append(f"{modality}: pretrained {name} from {source} (downloaded by transformers on first use)")
     ctx_len = 64 * math.ceil(1.25 * (summary.longest_text_tokens + media_tokens) / 64)
-    notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample ({summary.longest_text_tokens} text + "
+    outliers = summary.outliers
+    but = f" but {len(outliers)}" if outliers else ""
+    notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample{but} ({summary.longest_text_tokens} text + "
                  f"{media_tokens} media tokens); longer samples are dropped and counted")
+    if outliers:
+        one = len(outliers) == 1
+        named = ", ".join(f"{source} ({tokens} text tokens)" for tokens, source in outliers[:MAX_OUTLIERS_NAMED])
+        more = f" and {len(outliers) - MAX_OUTLIERS_NAMED} more" if len(outliers) > MAX_OUTLIERS_NAMED else ""
+        # what the processor does with a sample longer than ctx_len (data.truncation, default drop)
+        notes.append(f"model.ctx_len leaves out {len(outliers)} outlier{'' if one else 's'}, longer than "
+                     f"{OUTLIER_FACTOR} x the 99th percentile of the scanned samples' text ({summary.text_p99} tokens) "
+                     f"and {OUTLIER_MIN_TOKENS} tokens: {named}{more}; training drops {'it' if one else 'them'} as "
+                     f"too long (data.truncation: shorten keeps the first ctx_len tokens instead where they hold "
+                     f"every image, audio or series and part of the answer); to train on {'it' if one else 'them'} "
+                     "whole, raise model.ctx_len")
     model: dict[str, Any] = {"encoders": encoders, "ctx_len": ctx_len}
     output_dir = answers.output_dir or f"runs/{data_name(answers.data[0])}"
     audio = tiny and "audio" in encoders
