@@ -302,6 +302,48 @@ def test_report_shows_only_the_supplied_baselines(tmp_path, capsys):
     assert "expected NAME=NUMBER" in capsys.readouterr().err
 
 
+def test_eval_refuses_a_media_folder_not_there_and_says_when_no_file_reads_it(tmp_path, monkeypatch, capsys, caplog):
+    """--media-folder of --task custom, whose files were all WebDataset tars (media inside), was ignored
+    without a word, even a folder that does not exist: such a folder is refused whatever the files, and one
+    that only tars are given with is said to be unused; with a JSONL file beside the tar it is read."""
+    import tarfile
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(png, format="PNG")
+    shard = tmp_path / "test.tar"
+    with tarfile.open(shard, "w") as archive:
+        for name, data in (("a.png", png.getvalue()), ("a.txt", b"red")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "b.png").write_bytes(png.getvalue())
+    held = tmp_path / "held.jsonl"  # its image is in the media folder only
+    held.write_text(json.dumps({"image": "b.png", "question": "Which colour?", "answer": "red"}) + "\n")
+    model = tmp_path / "weights.bin"
+    model.write_bytes(b"w")
+    monkeypatch.setattr("modrwkv.cli._load_pipeline", lambda args, model_path=None: ScriptedPipeline({"": "red"}))
+
+    def evaluate(*data: Path, folder: Path) -> int:
+        return main(["eval", "--model", str(model), "--task", "custom", "--data", *map(str, data), "--media-folder",
+                     str(folder), "--output", str(tmp_path / "out" / folder.name / str(len(data))), "--no-progress"])
+
+    missing = tmp_path / "no-such-folder"
+    for data in ([shard], [held], [shard, held]):
+        assert evaluate(*data, folder=missing) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"modrwkv eval: error: --media-folder {missing}: no such folder"]
+    unused = f"--media-folder {media} is not used: every --data file is a WebDataset .tar, whose samples carry their media"
+    assert evaluate(shard, folder=media) == 0
+    assert "exact-match accuracy (%) 100.00 over 1 samples" in capsys.readouterr().out
+    assert unused in caplog.text
+    caplog.clear()
+    assert evaluate(shard, held, folder=media) == 0  # the JSONL file's image is read from the folder
+    assert "exact-match accuracy (%) 100.00 over 2 samples" in capsys.readouterr().out
+    assert "is not used" not in caplog.text
+
+
 def test_csv_data_goes_to_the_custom_series_task(tmp_path, monkeypatch):
     if "custom-series" not in TASKS:
         with pytest.raises(ValueError, match="'custom-series' task, which this installation"):

@@ -1191,6 +1191,26 @@ def _long_form_settings(args: argparse.Namespace) -> SegmentSettings | None:
         raise CLIError(f"--max-segment-seconds: {exc}") from exc
 
 
+def _check_media_folder(folder: str | None, data: Sequence[str]) -> None:
+    """--media-folder of --task custom: one that is not there is refused, and one that no --data file reads
+    (every one a WebDataset .tar, whose samples carry their media) is said to be unused; both would otherwise
+    go unnoticed for tars. Here, not in the task: a training config's data.media_folder is for its JSONL
+    training files, and its tar val files rightly ignore it."""
+    if folder is None:
+        return
+    if not Path(folder).is_dir():
+        raise CLIError(f"--media-folder {folder}: no such folder")
+    from modrwkv.data.readers.base import expand_paths, is_tar
+
+    try:
+        files = expand_paths(data, "--data")
+    except FileNotFoundError:
+        return  # the task's load names the pattern
+    if files and all(is_tar(Path(file)) for file in files):
+        log.warning("--media-folder %s is not used: every --data file is a WebDataset .tar, whose samples carry "
+                    "their media", folder)
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
@@ -1213,6 +1233,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
                            caption_prompt=args.caption_prompt,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
+        _check_media_folder(args.media_folder, args.data)
     else:
         given = [flag for flag, value in custom_options.items() if value not in (None, [])]
         if given:
