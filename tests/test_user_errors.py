@@ -324,6 +324,15 @@ def test_series_csv_as_spreadsheets_and_pandas_write_it(tmp_path):
     # names that are numbers beside a date column's name stay names (years, as a wide table names them)
     assert list(read("years.csv", "date,2023,2024\n" + "".join(f"d{i},{v:.4f},1.0\n" for i, v in enumerate(load)))) \
         == ["2023", "2024"]
+    # A wide table's columns named by dates, hours or integers, as pandas' to_csv writes it (its index's empty name
+    # first), or with a trailing delimiter: names, not a data row (the empty names counted as numbers refused them).
+    for header, names in ((",2024-01-01,2024-01-02", ["2024-01-01", "2024-01-02"]), (",12:00,13:00", ["12:00", "13:00"]),
+                          (",0,1", ["0", "1"]), ("2024-01-01,2024-01-02,", ["2024-01-01", "2024-01-02"])):
+        index = header.startswith(",")
+        rows = "".join(f"{f'{i},' if index else ''}{v:.4f},1.0{'' if index else ','}\n" for i, v in enumerate(load))
+        assert list(read("wide.csv", header + "\n" + rows)) == names, header
+    with pytest.raises(DataError, match=r"gap.csv:1: the first row \['2024-01-01', '', '3.5'\] holds a date and numbers"):
+        read("gap.csv", "2024-01-01,,3.5\n" + "".join(f"2024-01-01,{v:.4f},1.0\n" for v in load))
 
 
 def test_init_names_a_broken_first_record_and_skips_it_like_any_other(tmp_path, capsys):

@@ -463,12 +463,14 @@ class TimeSeriesReader(Reader):
             raise DataError(str(path), "unreadable_file", "empty CSV file (a header row is required)")
         if not rows:  # else "no numeric column", which sends one looking at the header
             raise DataError(str(path), "unreadable_file", f"no data rows after the header {header}")
-        numbers = [name for name in header if _to_float(name) is not None]
-        dates = [name for name in header if _DATE_CELL.fullmatch(name.strip())]
+        # Empty names take no part: a pandas index's (to_csv's first header cell) or a trailing delimiter's.
+        named = [name.strip() for name in header if name.strip()]
+        numbers = [name for name in named if _to_float(name) is not None]
+        dates = [name for name in named if _DATE_CELL.fullmatch(name)]
         # all numbers (integer names may be years), or a data row's timestamp and numbers (a file written
         # without its header: no column is named like a date, and the first row would be lost unsaid)
-        if header and ((len(numbers) == len(header) and not all(re.fullmatch(r"\s*\d+\s*", name) for name in header))
-                       or (dates and numbers and len(dates) + len(numbers) == len(header))):
+        if numbers and ((len(numbers) == len(named) and not all(re.fullmatch(r"\d+", name) for name in named))
+                        or (dates and len(dates) + len(numbers) == len(named))):
             raise DataError(f"{path}:1", "unreadable_file", f"the first row {header} holds "
                             f"{'a date and ' if dates else ''}numbers, not column names: the file needs a header "
                             "row (e.g. `date,load`), else its first row is lost")
