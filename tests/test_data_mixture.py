@@ -21,7 +21,7 @@ from modrwkv.cli import main
 from modrwkv.data.readers.base import assign_paths
 from modrwkv.training import ConfigError, latest_checkpoint, load_config, train
 from modrwkv.training.config import DataConfig, DataSource
-from modrwkv.training.data import (SourceSpan, StepBatchSampler, describe_mixture, read_sources, repeat_count,
+from modrwkv.training.data import (SourceSpan, StepBatchSampler, describe_mixture, read_sources, read_samples, repeat_count,
                                   val_files_trained_on)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -387,6 +387,14 @@ def test_a_val_file_that_data_train_reads_too_is_named_in_a_warning(tmp_path, ca
     assert (f"data.val: {a} is read by data.train too: a validation on records the model trains on tells how well it "
             "has learnt them, not how it does on new ones (and picks output.final best, and early stopping, by that); "
             "give held-out records") in caplog.messages
+    # Samples given in Python replace data.train's files, which are not looked at: no warning, and a pattern that
+    # matches nothing (a template's) is no error.
+    caplog.clear()
+    cfg = run_config(tmp_path, "given", [str(tmp_path / "data" / "*.jsonl")], val=[a])
+    cfg["train"].update(max_steps=1, val_every=1)
+    with caplog.at_level(logging.WARNING, logger="modrwkv.training.recipe"):
+        train(cfg, samples=read_samples(DataConfig(format="qa", train=[a, str(tmp_path / "b.jsonl")])))
+    assert not [message for message in caplog.messages if "read by data.train too" in message]
 
 
 def test_a_missing_file_of_an_entry_is_named_before_the_model_is_built(tmp_path, monkeypatch, capsys):

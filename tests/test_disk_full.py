@@ -127,6 +127,32 @@ def test_a_run_out_of_room_names_the_checkpoint_it_resumes_from(tmp_path, monkey
     assert resumed.metrics["steps"] == 6 and resumed.final_dir == out / "final"
 
 
+def test_a_latest_pointer_that_does_not_fit_is_named_and_the_complete_checkpoint_kept(tmp_path, monkeypatch):
+    """The step's folder is complete once renamed: a `latest` that then cannot be written is named as it is, and
+    the folder stays (the message said the checkpoint was not saved and its partial files deleted, while the
+    complete folder was on disk); --resume continues from the checkpoint `latest` names."""
+    import modrwkv.training.checkpoint as checkpoint
+
+    cfg = config(tmp_path, "run", max_steps=6)
+    cfg["output"]["save_every"] = 2
+    write = checkpoint.write_text_atomically
+
+    def disk_full_at_step_4(path, text, *args, **kwargs):
+        if Path(path).name == "latest" and text == "step-00000004":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "write_text_atomically", disk_full_at_step_4)
+    with pytest.raises(OSError) as caught:
+        train(cfg, samples=colour_samples(16))
+    root = Path(cfg["output"]["dir"]) / "checkpoints"
+    assert _describe(caught.value) == f"{root / 'latest'}: no space left on device"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-00000002", "step-00000004"]
+    assert sorted(p.name for p in (root / "step-00000004").iterdir()) == sorted(
+        p.name for p in (root / "step-00000002").iterdir())
+    assert latest_checkpoint(root.parent) == root / "step-00000002"
+
+
 def test_a_text_file_that_does_not_fit_is_named_and_the_old_one_kept(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("the previous summary\n")

@@ -99,6 +99,11 @@ def test_too_few_samples_for_a_batch_names_the_key_and_a_size_that_fits():
     assert str(error.value) == ("5 samples do not fill one micro-batch of 8: set train.micro_batch_size and "
                                 "train.batch_size to at most 5")
     assert plan_steps(config(batch_size=5, micro_batch_size=5), world_size=1, num_samples=5).total_steps == 1
+    with pytest.raises(ConfigError) as error:  # several processes: batch_size is micro_batch_size x processes
+        plan_steps(config(batch_size=64, micro_batch_size=32), world_size=2, num_samples=45)
+    assert str(error.value) == ("45 samples do not fill one micro-batch of 32 x 2 processes: set train.micro_batch_size "
+                                "to at most 22, and train.batch_size to it x 2 (at most 44)")
+    assert plan_steps(config(batch_size=44, micro_batch_size=22), world_size=2, num_samples=45).total_steps == 1
 
 
 def test_unknown_keys_and_bad_values_are_named():

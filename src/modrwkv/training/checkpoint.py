@@ -190,6 +190,11 @@ def _copied(failure: dict[str, Any]) -> Exception:
     return RuntimeError(f"{failure['type']} on rank {failure['rank']}: {failure['text']}")
 
 
+def _together(trainer: pl.Trainer, alone: bool) -> contextlib.AbstractContextManager[None]:
+    """`failing_together` for a save by all processes; nothing for one process saving alone (no collective)."""
+    return contextlib.nullcontext() if alone else failing_together(trainer)
+
+
 class RunConfigWriter(pl.Callback):
     """Writes the run's config.yaml (on rank 0) as training sets up: after every rank has connected, and
     inside `failing_together`, so that a rank 0 that cannot write it (a full disk) ends every rank with
@@ -339,10 +344,7 @@ class PretrainedCheckpoint(pl.Callback):
         except Exception as exc:
             if writes:
                 shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
-            if trainer.world_size > 1 and not alone and not raised_on_every_rank(exc):
-                # A collective of this save broke (a process left the run, having saved this step alone after
-                # an error of its own): not the save's own error, so `SaveOnError` may still save it alone.
-                self.writing = False
+            self._broken_collective(trainer, exc, alone)
             if not isinstance(exc, OSError):
                 raise
             # a full disk, a quota: say which checkpoint, and what is still there
@@ -351,28 +353,48 @@ class PretrainedCheckpoint(pl.Callback):
                     if newest is not None else "no checkpoint of this run was complete yet")
             raise OSError(exc.errno, f"{exc.strerror or exc}; the checkpoint of step {step} was not saved and its "
                           f"partial files are deleted; {then}", str(folder)) from exc
+        try:  # the folder is complete: an error from here on (writing `latest`) is raised as it is
+            with _together(trainer, alone):
+                if writes:
+                    write_text_atomically(root / LATEST, name)
+                    # Only this step's predecessors make way: a newer step folder is left over from a run killed
+                    # before it could point `latest` at it, and the next save of that step replaces it. So do the
+                    # temporary folders of older steps: a process's own, written alone, that another claimed the
+                    # name before (ended while it wrote: Lightning's launcher ends every process once one fails).
+                    kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
+                    for old in kept[: -self.keep_last]:
+                        shutil.rmtree(old, ignore_errors=True)
+                    for left in root.glob(".step-*.tmp"):
+                        if left.name[1:].split(".")[0] < name:
+                            shutil.rmtree(left, ignore_errors=True)
+                    log.info("checkpoint %s", folder)
+        except Exception as exc:
+            self._broken_collective(trainer, exc, alone)
+            raise
         self.last_saved, self.writing = step, False
         self.last_checkpoint = folder
         return folder
 
+    def _broken_collective(self, trainer: pl.Trainer, error: Exception, alone: bool) -> None:
+        """After `error` in a save by all processes: where it is not the save's own (raised on every process by
+        `failing_together`) but a collective's that broke because a process left the run (having saved this
+        step alone after an error of its own), the save is over, and `SaveOnError` may save the step alone."""
+        if trainer.world_size > 1 and not alone and not raised_on_every_rank(error):
+            self.writing = False
+
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tmp: Path, folder: Path, *,
                alone: bool) -> None:
-        """`save`'s writing: the checkpoint in `tmp`, renamed to `folder` when complete, `latest` pointed at it
-        and the older ones beyond `keep_last` (and temporary folders of older steps) deleted."""
+        """`save`'s writing of the checkpoint: in `tmp`, renamed to `folder` when complete (alone: unless another
+        process's is there already)."""
         writes = alone or trainer.is_global_zero
-        root, name = folder.parent, folder.name
-
-        def together() -> contextlib.AbstractContextManager[None]:
-            return contextlib.nullcontext() if alone else failing_together(trainer)
-
         written_by_another = alone and (folder / TRAINING_STATE).is_file()
         if not written_by_another:
-            with together():
+            with _together(trainer, alone):
                 if writes:
                     shutil.rmtree(tmp, ignore_errors=True)
                     tmp.mkdir(parents=True)
             # (a collective only where the processes hold parts of the model, which never save alone)
-            with full_parameters(trainer, pl_module), together():
+            with full_parameters(trainer, pl_module), _together(trainer, alone):
                 if writes:
                     export_model(pl_module.model, tmp, self.lora, self.run_config())
             # Trainer.save_checkpoint's steps without its closing barrier, where the ranks whose part was
@@ -381,29 +403,17 @@ class PretrainedCheckpoint(pl.Callback):
             # Alone, a replicated run's dump is this process's own (DDP's optimizer state is not sharded),
             # and it writes the file itself where the strategy would write rank 0's only.
             state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-            with together():
+            with _together(trainer, alone):
                 if alone:
                     trainer.strategy.checkpoint_io.save_checkpoint(state, tmp / TRAINING_STATE)
                 else:
                     trainer.strategy.save_checkpoint(state, tmp / TRAINING_STATE)
-        with together():
+        with _together(trainer, alone):
             if writes:
                 if not alone:
                     replace_folder(tmp, folder)
                 elif not written_by_another:
                     claim_folder(tmp, folder)
-                write_text_atomically(root / LATEST, name)
-                # Only this step's predecessors make way: a newer step folder is left over from a run killed
-                # before it could point `latest` at it, and the next save of that step replaces it. So do the
-                # temporary folders of older steps: a process's own, written alone, that another claimed the
-                # name before (ended while it wrote: Lightning's launcher ends every process once one fails).
-                kept = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)
-                for old in kept[: -self.keep_last]:
-                    shutil.rmtree(old, ignore_errors=True)
-                for left in root.glob(".step-*.tmp"):
-                    if left.name[1:].split(".")[0] < name:
-                        shutil.rmtree(left, ignore_errors=True)
-                log.info("checkpoint %s", folder)
 
     def save_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         """A checkpoint of the current step (the existing one if this step was just saved)."""

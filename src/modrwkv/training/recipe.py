@@ -204,9 +204,13 @@ def plan_steps(config: TrainConfig, world_size: int, num_samples: int) -> StepPl
     if micro_batches_per_pass < accumulation:  # say which key to lower, and to what
         micro = opt.micro_batch_size * world_size
         if micro_batches_per_pass == 0:
-            raise ConfigError(f"{num_samples} samples do not fill one micro-batch of {opt.micro_batch_size}"
-                              f"{f' x {world_size} processes' if world_size > 1 else ''}: set "
-                              f"train.micro_batch_size and train.batch_size to at most {num_samples // world_size}")
+            fits = num_samples // world_size  # the largest micro-batch each process can fill
+            if world_size == 1:
+                raise ConfigError(f"{num_samples} samples do not fill one micro-batch of {opt.micro_batch_size}: set "
+                                  f"train.micro_batch_size and train.batch_size to at most {fits}")
+            raise ConfigError(f"{num_samples} samples do not fill one micro-batch of {opt.micro_batch_size} x "
+                              f"{world_size} processes: set train.micro_batch_size to at most {fits}, and "
+                              f"train.batch_size to it x {world_size} (at most {fits * world_size})")
         raise ConfigError(f"{num_samples} samples do not fill one batch of {opt.batch_size} (train.batch_size): set "
                           f"train.batch_size to at most {micro_batches_per_pass * micro}, a multiple of "
                           f"train.micro_batch_size {opt.micro_batch_size}"
@@ -293,9 +297,10 @@ def setup_trainer(config: TrainConfig) -> pl.Trainer:
 
 def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object | None, dataset: ProcessedDataset,
                      checkpointer: PretrainedCheckpoint, total_steps: int,
-                     progress: Callable[[str], None] | None) -> Validation | None:
+                     progress: Callable[[str], None] | None, samples_given: bool = False) -> Validation | None:
     """The validation callback when `train.val_every` is set: the `data.val` samples, read and processed
-    as the training samples are (a series' targets relative to the same baseline)."""
+    as the training samples are (a series' targets relative to the same baseline). `samples_given`: the
+    training samples replace data.train's files, which are then not looked at."""
     opt = config.train
     if not opt.val_every:
         return None
@@ -317,7 +322,7 @@ def setup_validation(config: TrainConfig, model: ModRWKV, series_encoder: object
         checkpointer.final_source = None
         return None
     check_series_targets(samples, series_encoder)
-    trained_on = val_files_trained_on(config.data)
+    trained_on = [] if samples_given else val_files_trained_on(config.data)
     if trained_on:
         log.warning("data.val: %s %s read by data.train too: a validation on records the model trains on tells how "
                     "well it has learnt them, not how it does on new ones (and picks output.final best, and early "
@@ -464,7 +469,8 @@ def train(
                     "step)", ", ".join(unused))
     elif config.output.final == "best":
         checkpointer.final_source = out / BEST
-    validation = setup_validation(config, model, series_encoder, dataset, checkpointer, plan.total_steps, progress)
+    validation = setup_validation(config, model, series_encoder, dataset, checkpointer, plan.total_steps, progress,
+                                  samples_given=spans is None)  # (spans: read from data.train)
     stopper = StopOnSignal(checkpointer)
     reporter = ProgressLine(total_steps=plan.total_steps, batch_size=opt.batch_size,
                             steps_per_epoch=plan.steps_per_epoch, every=config.output.log_every, emit=progress)
