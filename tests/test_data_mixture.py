@@ -570,6 +570,38 @@ def test_a_series_entrys_repeat_weighs_its_windows_in_the_linear_baseline_fit(tm
     assert half.weight == pytest.approx(121 + windows["b"])
 
 
+def test_the_linear_baseline_is_fitted_on_every_training_window_whatever_the_training_stride(tmp_path):
+    """Training may cut its windows one horizon apart (`stride: 8`), but the ridge is fitted on every
+    training window (stride 1): the same fit, bit for bit, as the reader at stride 1 gives to
+    `fit_linear_baseline`, the repeats still weighing each entry's windows; and `linear_baseline: auto`
+    decides on those windows: 280 training rows are 161 windows of 96 + 24 (a fit), where one window
+    every 24 rows would be 7 (too few, so auto would train without the ridge)."""
+    from modrwkv.data.linear_baseline import fit_linear_baseline
+    from modrwkv.data.readers.series import TimeSeriesReader
+    from modrwkv.training.data import fit_training_windows, size_linear_baseline
+
+    files = {name: str(path) for name, path in wave_files(tmp_path).items()}
+
+    def fit(stride, *train):
+        options = {**SERIES_OPTIONS, "stride": stride}
+        return fit_training_windows(DataConfig(format="series", options=options, train=list(train)), 12, True)
+
+    reference = fit_linear_baseline(list(TimeSeriesReader(files["a"], **SERIES_OPTIONS, stride=1)), 12, True)
+    strided = fit(8, files["a"])
+    assert strided.windows == 400 * 7 // 10 - 40 + 1 == reference.windows
+    assert np.array_equal(strided.baseline.weight, reference.baseline.weight)
+    assert np.array_equal(strided.baseline.bias, reference.baseline.bias) and strided.explain() == reference.explain()
+    weighted, every = fit(8, DataSource(files["a"], 2), files["b"]), fit(1, DataSource(files["a"], 2), files["b"])
+    assert np.array_equal(weighted.baseline.weight, every.baseline.weight) and weighted.weight == every.weight
+    assert np.abs(weighted.baseline.weight - strided.baseline.weight).max() > 0.01  # b's windows and a's repeat count
+
+    config = load_config("configs/series-cpu.yaml", ["--data.train", f"[{files['a']}]", "--data.options.stride", "24",
+                                                     "--model.encoders.series.options.season", "12"])
+    sized, note = size_linear_baseline(config)
+    assert sized.model.encoders["series"].options["linear_baseline"] is True
+    assert note == f"linear_baseline auto ({files['a']}): a linear baseline is fitted (the training windows allow it)"
+
+
 def test_a_weighted_series_run_trains_on_the_mixtures_baseline_and_resumes_with_the_checkpoints(tmp_path):
     """`modrwkv train` fits the linear baseline on the weighted windows (the test above checks that fit against
     scikit-learn's) and saves it; --resume takes the checkpoint's baseline as it is, fitting nothing again."""
