@@ -523,17 +523,20 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert "inputs: series (columns: load, weekday)" in out[0]
-    # training reads the first 70% of the rows: 2100 rows, (2100 - 24 - 4) / 4 + 1 = 519 windows per column
-    assert "series format, 1038 usable samples" in out[0]
+    # training reads the first 70% of the rows: 2100 rows, a window at every row (stride 1, as series-cpu.yaml):
+    # 2100 - 24 - 4 + 1 = 2073 windows per column, counted beyond the 2000 scanned
+    assert "series format, about 4146 (2000 scanned) usable samples" in out[0]
     written = yaml.safe_load((tmp_path / "c.yaml").read_text())
     options = written["data"]["options"]
-    assert (options["split"], options["standardize"]) == ("train", True)
+    assert (options["split"], options["standardize"], options["stride"]) == ("train", True, 1)
     assert written["train"]["lr"] == 3e-3  # configs/series-cpu.yaml's rate (docs/forecasting.md), not the images'
-    # and its validation: the val rows' forecast MSE picks final/'s weights and stops early; 320 steps, every 32
+    # and its validation: the val rows' forecast MSE picks final/'s weights and stops early; 10 epochs of
+    # 4146 // 32 = 129 steps, validated every 50 (at most)
     series_cpu = yaml.safe_load((Path(__file__).parents[1] / "configs" / "series-cpu.yaml").read_text())
     keys = ("val_at_start", "val_metric", "early_stopping_patience")
     assert {key: written["train"][key] for key in keys} == {key: series_cpu["train"][key] for key in keys}
-    assert (written["train"]["val_every"], written["output"]["final"]) == (32, series_cpu["output"]["final"])
+    assert (written["train"]["val_every"], written["output"]["final"]) == (50, series_cpu["output"]["final"])
+    assert options["stride"] == series_cpu["data"]["options"]["stride"]
     assert "val" not in written["data"]  # the same file's val rows
     # the evaluation it suggests is the same CSV, whose test rows (the last 20%) training never read,
     # with the trained windows (the model refuses any other lookback)
