@@ -242,10 +242,10 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
 
 def fit_training_windows(config: DataConfig, season: int, drift: bool) -> LinearBaselineFit:
     """`fit_linear_baseline` on every training window of `config`'s data.train entries (cut with its
-    options at stride 1, whatever `stride` training cuts them with), each weighted by how many times an
-    epoch holds its entry's windows (`SourceSpan.weight`: the entry's repeat), so that the baseline is
-    the one fitted on the mixture the model trains on: `{path: a.csv, repeat: 2}` gives the fit of a
-    file holding a.csv's rows twice; every repeat 1, the unweighted fit. Stride 1 because the ridge is
+    options at stride 1, whatever `stride` training cuts them with), each weighted in proportion to how
+    many times an epoch holds its entry's windows (`SourceSpan.weight`: the entry's repeat), so that the
+    baseline is the one fitted on the mixture the model trains on: `{path: a.csv, repeat: 2}` beside b.csv
+    weighs a.csv's windows twice b.csv's; every repeat alike, the unweighted fit. Stride 1 because the ridge is
     a closed-form fit that costs little per window and gains from each: on the test rows of the real
     series of docs/forecasting.md, the fit on windows one horizon apart scored 0.00445 (co2) and 0.76
     (El Nino) where the fit on every window scores 0.00277 and 0.218 (docs/forecasting.md)."""
