@@ -406,6 +406,16 @@ def test_a_step_whose_every_sample_is_dropped_has_no_loss(tmp_path):
     cfg["data"]["shuffle"] = False
     last = train(cfg, samples=samples[:16])
     assert last.metrics["final_loss"] == last.history[0]["loss"]  # the last step that had a loss
+    # Stopped after step 1 and resumed: the resumed part's first step is the all-dropped one, and it is recorded
+    # as the uninterrupted run's is, where it was taken for the run's first step and ended 'no token to learn from'.
+    cfg = config(tmp_path, "dropped-resumed", max_steps=3, warmup_steps=1)
+    cfg["data"]["shuffle"] = False
+    stopped = train(cfg, samples=samples, callbacks=[_SignalAt(1, signal.SIGTERM)])
+    assert stopped.stopped_by == "SIGTERM" and [row["step"] for row in stopped.history] == [1]
+    resumed = train(cfg, samples=samples, resume=True)
+    assert [row["step"] for row in resumed.history] == [2, 3]
+    assert math.isnan(resumed.history[0]["loss"]) and resumed.history[1]["loss"] == pytest.approx(losses[2], rel=1e-5)
+    assert (resumed.metrics["first_loss"], resumed.metrics["dropped"]["too_long"]) == (losses[0], 8)
 
 
 def test_frozen_encoder_features_are_cached(tmp_path, lm_checkpoint):

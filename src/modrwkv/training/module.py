@@ -185,9 +185,11 @@ class ModRWKVModule(pl.LightningModule):
             self._window[key] += value
         self._window["micro_batches"] += 1
         last_micro_batch = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
-        if last_micro_batch and not self.history and not self._window["labels"]:  # the same on every rank
+        if last_micro_batch and self.global_step == 0 and not self._window["labels"]:  # the same on every rank
             # A first step with nothing to learn means the data is unusable (media that do not decode,
-            # samples too long for model.ctx_len): stop before any checkpoint of an untrained model.
+            # samples too long for model.ctx_len): stop before any checkpoint of an untrained model. The run's
+            # first step, not this process's (a resumed part's history starts empty): a later all-dropped step
+            # has no loss (NaN) whether or not the run was resumed before it.
             dropped = ", ".join(f"{reason}: {n}" for reason, n in self.dropped.items() if n) or "none dropped"
             raise ValueError(f"step {self.global_step + 1} of training had no token to learn from: its samples "
                              f"were dropped ({dropped}; the reasons are logged above) or have no reply. Fix the data "
