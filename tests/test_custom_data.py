@@ -9,6 +9,8 @@ import dataclasses
 import importlib.util
 import io
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -427,18 +429,100 @@ def test_init_sizes_ctx_len_for_the_data_not_one_outlier_and_names_it(tmp_path, 
     tokens = 18 - len(WorldTokenizer().encode("3")) + len(WorldTokenizer().encode(huge))
     assert tokens > 2048
     note = (f"model.ctx_len leaves out 1 outlier, longer than 2 x the 99th percentile of the scanned samples' text "
-            f"(18 tokens) and 1024 tokens: data/digits/train.jsonl:101 ({tokens} text tokens); training drops it as "
-            "too long")
+            f"(18 tokens) and 1024 tokens: data/digits/train.jsonl:101 ({tokens} text + 16 media tokens); training "
+            "drops it as too long")
     assert "model.ctx_len 64: 1.25 x the longest scanned sample but 1 (18 text + 16 media tokens)" in text
     assert f"# {note}" in text and f"  {note}" in out
     from modrwkv.training.init import split_outliers
 
-    # a short file's spread is no outlier: 30 tokens among 12s is covered (below 1024 tokens)
-    assert split_outliers([(12, "a:1"), (12, "a:2"), (30, "a:3")]) == (30, 12, [])
-    # two of 300 (the 99th percentile's lower rank is the 297th shortest), named longest first
-    lengths = [(12, f"a:{line}") for line in range(1, 299)]
-    lengths[5:5] = [(4000, "a:x"), (5000, "a:y")]
-    assert split_outliers(lengths) == (12, 12, [(5000, "a:y"), (4000, "a:x")])
+    # a short file's spread is no outlier: 30 tokens among 1200 12s is covered (below 1024 tokens)
+    assert split_outliers([12] * 1200 + [30]) == (12, [])
+    # two of 300 (at most 3 in 300 are above the 99th percentile: it is the 297th shortest), longest first
+    assert split_outliers([12] * 5 + [4000, 5000] + [12] * 293) == (12, [6, 5])
+
+
+def init_ctx_len(folder: Path, answers: list[str], *args: str) -> tuple[int, str, str]:
+    """`modrwkv init` on qa digit records (one 8 px image each, 16 tokens) with these answers: (model.ctx_len,
+    the config's text, the output)."""
+    import contextlib
+
+    records = [{"image": "images/0.png", "question": "Which digit is this?", "answer": answer} for answer in answers]
+    write_records(folder, records, "train.jsonl")
+    config, out = folder / "init.yaml", io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["init", "--data", str(folder / "train.jsonl"), "--yes", "--device", "cpu", "--force",
+                     "--output", str(config), "--run-dir", "runs/x", *args]) == 0
+    text = config.read_text()
+    return config_from_dict(yaml.safe_load(text)).model.ctx_len, text, out.getvalue()
+
+
+def words(count: int) -> str:
+    return " ".join(["word"] * count)  # as many World tokens (18 text tokens with the answer "3": 17 + these)
+
+
+def test_init_names_as_outliers_only_the_samples_its_ctx_len_leaves_out(tmp_path, monkeypatch):
+    """An outlier is judged by the ctx_len the other samples give (with their quarter spare): one that fits it is
+    kept by training, so ctx_len covers it as any other sample and nothing is said to be dropped. 300 records:
+    290 digits, 7 of 1018 text tokens, 2 of 1918 and 1 of 2167: the 99th percentile is 1018, the bar 2036; the
+    others give 64 x ceil(1.25 x (1918 + 16) / 64) = 2432 >= 2167 + 16, where init said 'leaves out 1 outlier
+    train.jsonl:300 (2167 text tokens); training drops it as too long' and training kept it."""
+    answers = [str(i % 10) for i in range(290)] + [words(1001)] * 7 + [words(1901)] * 2 + [words(2150)]
+    ctx_len, text, out = init_ctx_len(tmp_path / "a", answers)
+    assert ctx_len == 64 * math.ceil(1.25 * (2167 + 16) / 64) == 2752
+    assert "model.ctx_len 2752: 1.25 x the longest scanned sample (2167 text + 16 media tokens)" in text
+    assert "leaves out" not in text + out
+    # exactly what init writes with no outlier rule at all
+    monkeypatch.setattr("modrwkv.training.init.OUTLIER_MIN_TOKENS", 10 ** 9)
+    assert init_ctx_len(tmp_path / "a", answers)[1:] == (text, out)
+    monkeypatch.undo()
+    # One of two candidates fits and is covered (2432 -> 2752); the other, 20017 + 16 > 2752, is the one left out.
+    answers = [str(i % 10) for i in range(289)] + [words(1001)] * 8 + [words(1901), words(2150), words(20000)]
+    ctx_len, text, out = init_ctx_len(tmp_path / "b", answers)
+    assert ctx_len == 2752
+    assert "model.ctx_len 2752: 1.25 x the longest scanned sample but 1 (2167 text + 16 media tokens)" in text
+    assert (f"model.ctx_len leaves out 1 outlier, longer than 2 x the 99th percentile of the scanned samples' text "
+            f"(1018 tokens) and 1024 tokens: {tmp_path / 'b' / 'train.jsonl'}:300 (20017 text + 16 media tokens); "
+            "training drops it as too long") in out
+
+
+def test_init_leaves_out_at_most_one_in_100_scanned_samples(tmp_path):
+    """Of fewer than 100 samples none is an outlier: the 99th percentile of 2 samples was the shorter one, and
+    one of 100 and one of 5000 tokens left half the data out; 19 of 400 and one of 3000, a twentieth."""
+    ctx_len, text, _ = init_ctx_len(tmp_path / "a", [words(100), words(5000)])
+    assert ctx_len == 64 * math.ceil(1.25 * (5017 + 16) / 64) and "leaves out" not in text
+    ctx_len, text, _ = init_ctx_len(tmp_path / "b", [words(400)] * 19 + [words(3000)])
+    assert ctx_len == 64 * math.ceil(1.25 * (3017 + 16) / 64) and "leaves out" not in text
+    # one of 100: the 99th percentile is the longest of the other 99 (18 tokens), and the long one is left out
+    ctx_len, text, _ = init_ctx_len(tmp_path / "c", [str(i % 10) for i in range(99)] + [words(3000)])
+    assert ctx_len == 64 and "model.ctx_len leaves out 1 outlier" in text
+
+
+def test_init_sizes_ctx_len_from_the_media_of_the_samples_it_covers(tmp_path, monkeypatch):
+    """An ASR outlier (an hour's recording with its transcript) is left out with its audio: the 1 s clips of the
+    others size the media part (25 x 1 + 1 tokens), not its 60 s (1501), and it is named with both."""
+    import soundfile
+
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    soundfile.write(folder / "short.wav", np.zeros(8000, np.int16), 8000)
+    soundfile.write(folder / "long.wav", np.zeros(60 * 8000, np.int16), 8000)
+    records = [{"audio": "short.wav", "question": "Transcribe.", "answer": str(i % 10)} for i in range(100)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.chdir(tmp_path)
+    pretrained = ["--yes", "--size", "0.4b", "--device", "gpu", "--force"]
+    assert main(["init", "--data", "speech/train.jsonl", "--output", "short.yaml", *pretrained]) == 0
+    short = Path("short.yaml").read_text()
+    records.append({"audio": "long.wav", "question": "Transcribe.", "answer": words(3000)})
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["init", "--data", "speech/train.jsonl", "--output", "long.yaml", *pretrained]) == 0
+    text = Path("long.yaml").read_text()
+    [line] = [line for line in short.splitlines() if line.startswith("# model.ctx_len ")]
+    assert "+ 26 media tokens)" in line
+    assert line.replace(" sample (", " sample but 1 (") in text.splitlines()
+    ctx_len = config_from_dict(yaml.safe_load(text)).model.ctx_len
+    assert ctx_len == config_from_dict(yaml.safe_load(short)).model.ctx_len
+    tokens = int(re.search(r"\((\d+) text \+ 26 media", line)[1]) - 1 + 3000  # the answer "9" is one token
+    assert f"speech/train.jsonl:101 ({tokens} text + 1501 media tokens); training drops it" in text
 
 
 def test_init_sizes_training_from_the_whole_file_when_it_scans_only_its_start(tmp_path, monkeypatch, capsys):

