@@ -340,7 +340,7 @@ class PretrainedCheckpoint(pl.Callback):
         writes = alone or trainer.is_global_zero
         self.writing = True
         try:
-            self._write(trainer, pl_module, tmp, folder, alone=alone)
+            self._write(trainer, pl_module, tmp, folder, alone=alone, writes=writes)
         except Exception as exc:
             if writes:
                 shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint only takes space
@@ -383,10 +383,9 @@ class PretrainedCheckpoint(pl.Callback):
             self.writing = False
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tmp: Path, folder: Path, *,
-               alone: bool) -> None:
+               alone: bool, writes: bool) -> None:
         """`save`'s writing of the checkpoint: in `tmp`, renamed to `folder` when complete (alone: unless another
-        process's is there already)."""
-        writes = alone or trainer.is_global_zero
+        process's is there already); `writes`: this process writes the files (alone, or rank 0)."""
         written_by_another = alone and (folder / TRAINING_STATE).is_file()
         if not written_by_another:
             with _together(trainer, alone):
