@@ -216,8 +216,8 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     assert main(["eval", "--model", str(from_jsonl.final_dir), "--task", "custom", "--data", str(asked),
                  "--output", str(tmp_path / "eval-refused"), "--caption-prompt", QUESTION]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"modrwkv eval: error: {asked}: --caption-prompt applies to WebDataset .tar shards (the question their "
-        "captioned samples are asked); this file is no .tar"]
+        f"modrwkv eval: error: {asked}: --caption-prompt applies to WebDataset .tar shards and folders of class "
+        "folders (the question their captioned samples and class folders' files are asked); this file is neither"]
     check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
 
 

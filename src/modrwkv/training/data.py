@@ -57,7 +57,9 @@ def check_data_files(config: DataConfig, *, train: bool = True) -> None:
     for setting, entries in (("data.train", config.train if train else []), ("data.val", config.val)):
         if entries:
             for source in data_sources(dataclasses.replace(config, train=entries), setting):
-                missing = next((path for path in source.files if not Path(path).is_file()), None)
+                # (a folder here is a folder of class folders, `expand_paths`)
+                missing = next((path for path in source.files if not Path(path).is_file() and not Path(path).is_dir()),
+                               None)
                 if missing is not None:
                     raise FileNotFoundError(f"{setting}[{source.index}]: {missing}: no such file")
 

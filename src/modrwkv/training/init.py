@@ -79,7 +79,7 @@ class InitError(ValueError):
 @dataclasses.dataclass
 class InitAnswers:
     # the training data as data.train takes it: files (JSON/JSONL/Parquet records, WebDataset tars, or CSV/NPZ
-    # series), wildcards, folders of .parquet or .tar shards (one string is one of them)
+    # series), wildcards, folders of .parquet or .tar shards, folders of class folders (one string is one of them)
     data: str | list[str]
     modality: str | None = None  # image / audio / series; None: read from the data
     data_format: str | None = None  # None: read from the data
@@ -179,7 +179,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     except FileNotFoundError as exc:
         raise InitError(str(exc)) from None
     for file in files:
-        if not file.is_file():
+        if not file.is_file() and not file.is_dir():  # (a folder here is a folder of class folders)
             raise InitError(f"{file}: no such data file")
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [detect_format(file) for file in files]

@@ -263,13 +263,19 @@ _BRACES = re.compile(r"\{[^{}/]*(?:,|\.\.)[^{}/]*\}")
 def _pattern_files(pattern: str, setting: str) -> list[str]:
     """The files one pattern of `expand_paths` stands for. A folder stands for its .tar shards when it
     has any (img2dataset writes a .parquet of each shard's download status beside it: metadata, not
-    samples), else for its .parquet shards."""
+    samples), else for its .parquet shards, else, with subfolders, for itself: a folder of class folders
+    (`classfolders`), which `file_records` reads as one data file."""
     if Path(pattern).is_dir():
+        from .classfolders import has_class_folders  # (it builds on this module)
+
         files = [p for p in Path(pattern).iterdir() if p.is_file()]
         shards = sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
+        if not shards and has_class_folders(Path(pattern)):
+            return [pattern]
         if not shards:
-            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file; give the data "
-                                    "files (a wildcard such as data/train-*.parquet)")
+            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file and no class "
+                                    "folder; give the data files (a wildcard such as data/train-*.parquet), or a "
+                                    "folder of class folders (train/cat/0001.jpg)")
         return shards
     if _BRACES.search(pattern) and not Path(pattern).exists():
         raise FileNotFoundError(f"{setting}: no file {pattern}: brace lists (webdataset's shard-{{000..099}}.tar) "
@@ -302,7 +308,12 @@ PARQUET_BATCH_ROWS = 64
 def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per record of a data file: a Parquet file's rows (`parquet_records`), a WebDataset
     tar's samples (`webdataset.tar_records`, a captioned sample asked `caption_prompt`, None: the
-    default), else the JSON / JSONL records (`json_records`)."""
+    default), a folder of class folders' media files (`classfolders.class_folder_records`, asked
+    `caption_prompt` too), else the JSON / JSONL records (`json_records`)."""
+    if path.is_dir():
+        from .classfolders import class_folder_records  # (it builds on this module)
+
+        return class_folder_records(path, caption_prompt)
     if is_tar(path):
         from .webdataset import tar_records  # (it builds on this module)
 

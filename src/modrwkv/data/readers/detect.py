@@ -21,7 +21,8 @@ class FormatUnknown(ValueError):
 def detect_format(path: Path) -> str:
     """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
     naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
-    columns; of a WebDataset tar: the record its first usable sample makes, a caption qa)."""
+    columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
+    folders: qa)."""
     if path.suffix.lower() in (".csv", ".npz"):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -32,7 +33,7 @@ def detect_format(path: Path) -> str:
     broken = None
     raw_head = head = ""
     # a text file: its head tells an empty file and a broken first JSONL record
-    if not is_parquet(path) and not is_tar(path):
+    if not is_parquet(path) and not is_tar(path) and not path.is_dir():
         try:
             with path.open("rb") as handle:
                 raw_head = decode_text(handle.read(1 << 16), path, partial=True)

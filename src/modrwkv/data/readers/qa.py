@@ -228,10 +228,12 @@ def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None
 
 
 class QAReader(JsonRecordsReader):
-    """Reads question-answer JSON/JSONL/Parquet files and WebDataset tars (see the module docstring). Without
-    `media_folder`, media paths are relative to each data file's folder. `prompt` is the question of a
-    tar's captioned samples (media + .txt; `modrwkv.data.readers.webdataset`), by default "Write a
-    short caption for the image." ("... the video." for a video)."""
+    """Reads question-answer JSON/JSONL/Parquet files, WebDataset tars and folders of class folders (see the
+    module docstring). Without `media_folder`, media paths are relative to each data file's folder. `prompt`
+    is the question of a tar's captioned samples (media + .txt; `modrwkv.data.readers.webdataset`), by
+    default "Write a short caption for the image." ("... the video." for a video), and of a class folder's
+    files (`modrwkv.data.readers.classfolders`), by default "What is shown in the image?" ("What is said or
+    heard in the audio?", "What is shown in the video?")."""
 
     format = "qa"
 

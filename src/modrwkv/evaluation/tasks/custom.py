@@ -70,6 +70,7 @@ from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_
                                   expand_paths, file_records, is_parquet, is_tar, one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
+from ...data.readers.classfolders import CLASS_PROMPTS
 from ...data.readers.webdataset import DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
@@ -202,10 +203,11 @@ class CustomTask(Task):
             raise BenchmarkFileError(str(exc)) from None
         for file in files:
             # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
-            if file.is_dir() or not (is_tar(file) or is_parquet(file) or file.suffix.lower() in (".json", ".jsonl")):
+            # (a folder here is a folder of class folders: `expand_paths`)
+            if not (file.is_dir() or is_tar(file) or is_parquet(file) or file.suffix.lower() in (".json", ".jsonl")):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
-                                         f"training format: {self.layout}")
-            if not file.is_file():
+                                         f"training format, or a folder of class folders: {self.layout}")
+            if not file.is_file() and not file.is_dir():
                 raise BenchmarkFileError(f"{file}: no such file")
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
@@ -293,18 +295,19 @@ class CustomTask(Task):
             if self.long_form is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}")
-            if self.caption_prompt is not None and not is_tar(file):
-                raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards (the "
-                                         "question their captioned samples are asked); this file is no .tar")
+            if self.caption_prompt is not None and not is_tar(file) and not file.is_dir():
+                raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards and folders "
+                                         "of class folders (the question their captioned samples and class folders' "
+                                         "files are asked); this file is neither")
             if self.caption_prompt is not None and data_format != "qa":
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
                                          f"this file holds {data_format} records{chosen}")
-            # a tar's captioned samples are asked what training asked them: the question given, else the
-            # reader's prompt (validation during training), else the model folder's record
+            # a tar's captioned samples (and a class folder's files) are asked what training asked them: the
+            # question given, else the reader's prompt (validation during training), else the model folder's record
             caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
                        if "prompt" in self.reader_options else self.model_caption_prompt)
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
-            default_captions = caption is None and data_format == "qa" and is_tar(file)
+            default_captions = caption is None and data_format == "qa" and (is_tar(file) or file.is_dir())
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
                     chosen, formats=None if found is None else report.formats), start=1):
@@ -315,14 +318,16 @@ class CustomTask(Task):
                         raise
                     first_error = first_error or exc
                     continue
-                if default_captions and question.record.question in DEFAULT_CAPTION_PROMPTS.values():
+                if default_captions and question.record.question in (*DEFAULT_CAPTION_PROMPTS.values(),
+                                                                     *CLASS_PROMPTS.values()):
                     defaulted += 1
                 identifier = question.record.id
                 if identifier is None:
                     identifier = str(len(records) + 1) if len(files) == 1 else f"{names[file]}:{number}"
-                elif len(files) > 1 and source == f"{file}:{identifier}" and is_tar(file):
+                elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or file.is_dir()):
                     # a tar sample's id is its key, which the shards of one dataset reuse (each counting
-                    # from 000), so with several files it is known as a JSONL record's place is
+                    # from 000), and a class folder file's "class/name" may be another folder's too, so with
+                    # several files it is known as a JSONL record's place is
                     identifier = f"{names[file]}:{identifier}"
                 records.append((identifier, question))
             if len(records) == read_before:  # (a file of bad records: the first one's error is raised below)

@@ -1,0 +1,144 @@
+"""A folder of class folders as question-answer records: the layout torchvision's `ImageFolder`, Keras'
+`image_dataset_from_directory` and Hugging Face's `imagefolder` / `audiofolder` read, and the one Speech
+Commands is distributed in:
+
+    data/digits/train/0/img_0001.png   data/digits/train/0/img_0002.png   data/digits/train/1/...
+
+Each media file (image, audio or video by its extension, as the WebDataset reader tells them:
+`MEDIA_EXTENSIONS`) is one record: a qa record with that file, the reader's `prompt` as its question
+(default `CLASS_PROMPTS`, by the kind of media) and the name of its class folder as its answer. The
+records come in name order (class folders, then files, as Python sorts the names), so runs are
+reproducible; a record's source is the file's path, its id "class/file name".
+
+Hidden files and folders (a name starting with ".": .DS_Store, .ipynb_checkpoints) are not read. What
+else is not a sample is said: a file beside the class folders (README.txt) is left aside with a warning,
+a class folder with no media file is warned about, a file in a class folder that is no media file by its
+extension is a bad record (skipped and counted as a bad JSONL line is), and so is a symbolic link to a
+file that is not there; a linked file or class folder is read as the file or folder it links to. A folder
+whose subfolders are splits (train/, test/, as Hugging Face's imagefolder lays them out), a folder inside
+a class folder, media of more than one kind, or no class folder at all stop the reading with one line
+naming the folder and what to give instead, as does a data file (.jsonl, .csv, ...) beside the subfolders
+(`data/` holding train.jsonl and images/: the records are the data, not the folder). A folder of a single
+class folder is read, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .base import DataError, _warn_once as warn_once
+from .webdataset import MEDIA_EXTENSIONS, CaptionRecord
+
+# What a file of a class folder is asked, by the kind of its media, unless the qa reader's `prompt` says otherwise.
+CLASS_PROMPTS = {"image": "What is shown in the image?",
+                 "audio": "What is said or heard in the audio?",
+                 "video": "What is shown in the video?"}
+# Subfolder names that make a folder a dataset's splits (each a folder of class folders), not its classes.
+# Files of records, which a folder given for its class folders must not hold (its subfolders are then their media).
+DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".npz")
+SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval")
+
+
+class ClassRecord(CaptionRecord):
+    """The qa record of a class folder's file: asked the reader's `prompt` as a tar's captioned sample is
+    (training records it with the model, and eval asks it again: `CAPTIONED`)."""
+
+
+def _visible(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of `folder` but the hidden ones, sorted by name."""
+    with os.scandir(folder) as entries:
+        return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda entry: entry.name)
+
+
+def _media_kind(name: str) -> str | None:
+    return MEDIA_EXTENSIONS.get(Path(name).suffix.lower().lstrip("."))
+
+
+def has_class_folders(path: Path) -> bool:
+    """Whether the folder `path` has a visible subfolder: what makes a folder without .tar or .parquet
+    shards stand for a folder of class folders (`expand_paths`)."""
+    try:
+        return any(entry.is_dir() for entry in _visible(path))
+    except OSError:
+        return False
+
+
+def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per media file of the class folders in `path` (the module docstring), `load()` giving
+    its record, asked `prompt` (None: `CLASS_PROMPTS`). A folder that is no folder of class folders raises
+    `DataError` (unreadable_file) naming it."""
+    name = str(path)
+    try:
+        entries = _visible(path)
+        classes = [(entry.name, _visible(Path(entry.path))) for entry in entries if entry.is_dir()]
+    except OSError as err:
+        raise DataError(name, "unreadable_file", f"cannot list the folder: {err.strerror or err}") from None
+    splits = [cls for cls, items in classes
+              if cls.lower() in SPLIT_NAMES and any(item.is_dir() for item in items)]
+    if splits:
+        given = ", ".join(f"{split}/" for split in splits)
+        test = next((split for split in splits if split.lower() not in ("train", "training")), None)
+        train = next((split for split in splits if split.lower() in ("train", "training")), splits[0])
+        evaluate = f"; evaluate on {path / test} (modrwkv eval --task custom --data)" if test else ""
+        raise DataError(name, "unreadable_file", f"holds the splits {given}, each a folder of class folders: give "
+                        f"one split, {path / train} to train on (modrwkv init --data, data.train){evaluate}")
+    if not classes:
+        raise DataError(name, "unreadable_file", "no class folder: a folder of class folders holds a subfolder per "
+                        "label, each with its image, audio or video files (train/cat/0001.jpg); see "
+                        "docs/custom-data.md")
+    stray = [entry.name for entry in entries if not entry.is_dir()]
+    records = [file for file in stray if Path(file).suffix.lower() in DATA_EXTENSIONS]
+    if records:  # (Hugging Face's imagefolder reads a metadata.jsonl beside the images as their captions)
+        raise DataError(name, "unreadable_file", f"holds {', '.join(records)} beside its subfolders: give the data "
+                        "file itself (its records name their media); a folder of class folders, whose subfolders' "
+                        "names are the answers, holds no data file")
+    if stray:
+        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+        warn_once(f"{path}: {shown} {'is' if len(stray) == 1 else 'are'} beside the class folders, not in one: "
+                  "left aside (a sample's label is the name of the class folder it is in)")
+    kinds: dict[str, str] = {}  # each kind of media -> its first file
+    for cls, items in classes:
+        nested = next((item for item in items if item.is_dir()), None)
+        if nested is not None:
+            raise DataError(str(path / cls / nested.name), "unreadable_file", f"a folder inside the class folder "
+                            f"{cls!r}: a class folder holds its media files directly, and deeper folders are not "
+                            f"read; move its files into {path / cls}, or give {path / cls} if its subfolders are "
+                            "the classes")
+        media = [(kind, item.path) for item in items if (kind := _media_kind(item.name)) is not None]
+        if not media:
+            warn_once(f"{path / cls}: an empty class folder (no image, audio or video file): no sample answers {cls!r}")
+        for kind, file in media:
+            kinds.setdefault(kind, file)
+    if len(kinds) > 1:
+        mixed = " and ".join(f"{kind} ({file})" for kind, file in kinds.items())
+        raise DataError(name, "unreadable_file", f"the class folders mix {mixed} files: a folder of class folders "
+                        "holds one kind of media, asked one question; put each kind in a folder of its own")
+    if len(classes) == 1:
+        warn_once(f"{path}: one class folder ({classes[0][0]}): every sample's answer is {classes[0][0]!r}; a "
+                  "classifier learns from a class folder per label")
+    for cls, items in classes:
+        for item in items:
+            yield str(path / cls / item.name), _loader(path, cls, item, prompt)
+
+
+def _loader(path: Path, cls: str, item: os.DirEntry[str], prompt: str | None) -> Callable[[], Any]:
+    source = str(path / cls / item.name)
+
+    def load() -> dict[str, Any]:
+        kind = _media_kind(item.name)
+        if kind is None:
+            extensions = ", ".join(f".{extension}" for extension in MEDIA_EXTENSIONS)
+            raise DataError(source, "unreadable_media", f"not an image, audio or video file by its extension "
+                            f"({Path(item.name).suffix or 'none'}; read: {extensions})")
+        if not item.is_file():  # (a symbolic link is followed: one to nothing is neither file nor folder)
+            target = os.readlink(item.path) if item.is_symlink() else "?"
+            raise DataError(source, "missing_media", f"a symbolic link to {target}, which does not exist")
+        question = prompt if prompt is not None else CLASS_PROMPTS[kind]
+        # an absolute path: the qa converter resolves a relative one against the data file's folder
+        return ClassRecord({kind: os.path.abspath(item.path), "question": question, "answer": cls,
+                            "id": f"{cls}/{item.name}"})
+
+    return load
