@@ -119,6 +119,12 @@ def test_init_train_and_eval_on_class_folders(tmp_path, capsys, monkeypatch):
     samples = task.load(data / "test", "all")
     assert task.score({"reference": samples[1].reference, "prediction": "7"}) == {"correct": True}
     assert task.score({"reference": samples[1].reference, "prediction": "10"}) == {"correct": False}
+    # with several folders a file is known by its folder too ("7/a.png" is in both)
+    png(data / "test" / "7" / "a.png", 185)
+    both = [(s.id, s.reference["answers"]) for s in CustomTask().load([data / "train", data / "test"], "all")]
+    assert both == [("train:10/x.png", ["10"]), ("train:10/y.png", ["10"]), ("train:7/a.png", ["7"]),
+                    ("train:7/b.png", ["7"]), ("test:10/t2.png", ["10"]), ("test:7/a.png", ["7"]),
+                    ("test:7/t1.png", ["7"])]
     # a root holding the splits is refused with the folder to give
     capsys.readouterr()
     assert main(["init", "--data", "data/digits", "--yes", "--device", "cpu", "--output", str(tmp_path / "x.yaml")]) == 2
