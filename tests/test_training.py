@@ -562,6 +562,91 @@ def test_merged_lora_model_gives_the_same_outputs(lora_run, tmp_path):
         merge_lora_folder(tmp_path / "merged", tmp_path / "again")
 
 
+def test_runtime_threads_sets_each_process_count_for_the_run_and_gives_the_callers_back(tmp_path):
+    """runtime.threads: N threads while training (seen from inside a step), the caller's count again after the
+    run and after a run ended by an error; 0 is refused naming the key."""
+    seen = []
+
+    class Threads(pl.Callback):
+        def __init__(self, fail: bool = False):
+            self.fail = fail
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(torch.get_num_threads())
+            if self.fail:
+                raise RuntimeError("injected")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = config(tmp_path, "run", max_steps=2)
+        cfg["runtime"]["threads"] = 1
+        train(cfg, samples=colour_samples(16), callbacks=[Threads()])
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        cfg = config(tmp_path, "failing", max_steps=2)
+        cfg["runtime"]["threads"] = 1
+        with pytest.raises(RuntimeError, match="injected"):
+            train(cfg, samples=colour_samples(16), callbacks=[Threads(fail=True)])
+        assert seen[2:] == [1] and torch.get_num_threads() == 2
+        cfg["runtime"]["threads"] = 0
+        with pytest.raises(ConfigError, match=r"^runtime.threads must be >= 1 \(or null: torch's count\), got 0$"):
+            train(cfg, samples=colour_samples(16))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_several_cpu_processes_share_the_cores_threads_unless_told():
+    """Hand-computed: a run of several CPU processes on one machine shares torch's thread count among them (as
+    torchrun's one thread per process does); runtime.threads or OMP_NUM_THREADS decide where given; one
+    process keeps torch's count."""
+    from modrwkv.training.threads import process_threads
+
+    assert process_threads(None, cpu_processes=1, default=8, environment={}) is None
+    assert process_threads(None, cpu_processes=2, default=8, environment={}) == 4
+    assert process_threads(None, cpu_processes=2, default=2, environment={}) == 1
+    assert process_threads(None, cpu_processes=3, default=2, environment={}) == 1
+    assert process_threads(None, cpu_processes=2, default=8, environment={"OMP_NUM_THREADS": "8"}) is None
+    assert process_threads(3, cpu_processes=2, default=8, environment={"OMP_NUM_THREADS": "8"}) == 3
+
+
+def test_a_run_whose_threads_wait_for_cores_other_processes_hold_is_warned(tmp_path, caplog):
+    """A process spinning on a core while the run sets up, and torch given a thread per core: the warning names
+    the busy cores (measured from /proc/stat, about 1 of them) and the runtime.threads value that leaves them
+    alone; hand-computed notes for the rule (half a core busy at least, threads beyond the free cores)."""
+    from modrwkv.training.threads import busy_core_note
+
+    assert busy_core_note(0.4, threads=2, cores=2, seconds=3) is None
+    assert busy_core_note(1.0, threads=1, cores=2, seconds=3) is None
+    assert busy_core_note(1.0, threads=8, cores=16, seconds=3) is None
+    assert "runtime.threads: 1 " in busy_core_note(0.6, threads=2, cores=2, seconds=3)
+    assert "set runtime.threads: 13 (`--runtime.threads 13`)" in busy_core_note(2.6, threads=16, cores=16, seconds=3)
+    if not Path("/proc/stat").exists():
+        pytest.skip("the busy cores are measured from /proc/stat (Linux)")
+    cores = len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # (the spinner started)
+        torch.set_num_threads(cores)
+        class SetUp(Exception):
+            pass
+
+        class StopAtStart(pl.Callback):  # (the note is written as the run sets up: no step needed, slow here)
+            def on_train_start(self, trainer, pl_module):
+                raise SetUp
+
+        with caplog.at_level("WARNING", logger="modrwkv.training.threads"), pytest.raises(SetUp):
+            train(config(tmp_path, "run", max_steps=1), samples=colour_samples(8), callbacks=[StopAtStart()])
+    finally:
+        spinner.kill()
+        spinner.wait()
+        torch.set_num_threads(before)
+    [note] = [record.getMessage() for record in caplog.records if record.name == "modrwkv.training.threads"]
+    busy = float(re.search(r"kept ([0-9.]+) of this machine's (\d+) cores", note)[1])
+    assert f"of this machine's {cores} cores" in note and busy >= 0.5, note
+    assert f"torch's {cores} threads" in note and "set runtime.threads: " in note, note
+
+
 # --- distributed, strategies, CLI ----------------------------------------------------------------
 
 

@@ -198,6 +198,8 @@ class RuntimeConfig:
     strategy: Strategy = "auto"
     precision: Precision = "bf16-mixed"
     wkv_impl: str = "auto"
+    # intra-op threads of each process's CPU work; None: torch's, shared among a run's CPU processes (threads.py)
+    threads: int | None = None
 
 
 @dataclasses.dataclass
@@ -277,6 +279,8 @@ class TrainConfig:
             raise ConfigError("output.save_every must be >= 0 and output.keep_last >= 1")
         if self.runtime.num_nodes < 1:
             raise ConfigError("runtime.num_nodes must be >= 1")
+        if self.runtime.threads is not None and self.runtime.threads < 1:
+            raise ConfigError(f"runtime.threads must be >= 1 (or null: torch's count), got {self.runtime.threads}")
         self._validate_validation()
 
     def _validate_sources(self) -> None:

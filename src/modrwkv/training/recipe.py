@@ -55,6 +55,7 @@ from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
 from .progress import Interrupted, ProgressLine, RunTotals, SaveOnError, StopOnSignal
 from .schedules import warmup_problem
+from .threads import CoreUse, TrainingThreads
 from .validation import BEST, Validation, val_data_config, val_scorer
 
 log = logging.getLogger(__name__)
@@ -394,7 +395,7 @@ def train(
         if note and progress is not None:  # the choice is seen where the progress lines are
             progress(note)
     opt, out = config.train, check_output_folder(config.output.dir)
-    started = time.perf_counter()
+    started, core_use = time.perf_counter(), CoreUse()
     limit_images = functools.partial(set_max_image_pixels, config.data.max_image_pixels, how_to_raise=(
         "data.max_image_pixels: {pixels} in the config (or `modrwkv train CONFIG --data.max_image_pixels {pixels}`)"))
     limit_images()
@@ -478,7 +479,7 @@ def train(
     # The step's seeds before anything draws. The caller's callbacks next: a checkpoint taken at a step (the
     # stopper's too) holds what they did at it. Validation before the checkpointer: a checkpoint at a step holds
     # that step's validation.
-    trainer.callbacks.extend([StepSeeds(opt.seed), *callbacks,
+    trainer.callbacks.extend([TrainingThreads(config.runtime.threads, since=core_use), StepSeeds(opt.seed), *callbacks,
                               RunConfigWriter(out, config, f"this run: {plan.describe(opt)}"), totals,
                               *([validation] if validation else []), checkpointer, stopper, reporter,
                               SaveOnError(checkpointer)])
