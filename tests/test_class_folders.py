@@ -70,7 +70,7 @@ def test_a_class_folder_tree_reads_as_its_hand_written_samples(tmp_path, monkeyp
     digits_tree(root)
     expected = [(str(root / cls / name), [("user", IMAGE_QUESTION), ("assistant", cls)],
                  [str(tmp_path / "train" / cls / name)], f"{cls}/{name}")
-                for cls, name in (("10", "x.png"), ("10", "y.png"), ("7", "a.png"), ("7", "b.png"))]
+                for cls, name in (("10", "x.png"), ("7", "a.png"), ("10", "y.png"), ("7", "b.png"))]  # classes in turn
     assert expand_paths([str(root)], "--data") == [str(root)] and detect_format(root) == "qa"
     reader = QAReader([root])
     assert read(reader) == expected and reader.report.summary() == f"{root}: kept 4 of 4 records"
@@ -84,6 +84,10 @@ def test_a_class_folder_tree_reads_as_its_hand_written_samples(tmp_path, monkeyp
     wav(tmp_path / "speech" / "yes" / "0a7c2a8d_nohash_0.wav")
     wav(tmp_path / "speech" / "no" / "0b09edd3_nohash_0.wav")
     samples = list(QAReader([tmp_path / "speech"]))
+    # a label is scored by exact match (an audio record's own default is WER, for transcripts)
+    task = CustomTask()
+    assert [s.reference["metric"] for s in task.load(tmp_path / "speech", "all")] == ["exact", "exact"]
+    assert task.headline == "accuracy"
     assert [(s.messages[0].content, s.messages[1].content, s.audios) for s in samples] == [
         ("<audio>\nWhat is said or heard in the audio?", "no", [str(tmp_path / "speech/no/0b09edd3_nohash_0.wav")]),
         ("<audio>\nWhat is said or heard in the audio?", "yes", [str(tmp_path / "speech/yes/0a7c2a8d_nohash_0.wav")])]
@@ -122,7 +126,7 @@ def test_init_train_and_eval_on_class_folders(tmp_path, capsys, monkeypatch):
     # with several folders a file is known by its folder too ("7/a.png" is in both)
     png(data / "test" / "7" / "a.png", 185)
     both = [(s.id, s.reference["answers"]) for s in CustomTask().load([data / "train", data / "test"], "all")]
-    assert both == [("train:10/x.png", ["10"]), ("train:10/y.png", ["10"]), ("train:7/a.png", ["7"]),
+    assert both == [("train:10/x.png", ["10"]), ("train:7/a.png", ["7"]), ("train:10/y.png", ["10"]),
                     ("train:7/b.png", ["7"]), ("test:10/t2.png", ["10"]), ("test:7/a.png", ["7"]),
                     ("test:7/t1.png", ["7"])]
     # a root holding the splits is refused with the folder to give
@@ -170,6 +174,19 @@ def test_bad_layouts_are_one_line_naming_the_folder(tmp_path, capsys):
         f"modrwkv init: error: {records}: holds train.jsonl beside its subfolders: give the data file itself (its "
         "records name their media); a folder of class folders, whose subfolders' names are the answers, holds no "
         "data file"]
+    # a download's annotations/ beside images/, and shards in subfolders: data files, not a class folder's media
+    annotated = tmp_path / "annotated"
+    png(annotated / "images" / "a.png", 1)
+    (annotated / "annotations").mkdir()
+    (annotated / "annotations" / "train.json").write_text("[]")
+    assert init_error(capsys, annotated, tmp_path) == [
+        f"modrwkv init: error: {annotated}/annotations/train.json: a data file in {annotated}/annotations: "
+        f"{annotated} was read as a folder of class folders (a subfolder per label, holding media files); give "
+        f"the data files themselves (a wildcard such as {annotated}/*/*.json)"]
+    (tmp_path / "shards" / "part1").mkdir(parents=True)
+    (tmp_path / "shards" / "part1" / "000.tar").write_bytes(b"")
+    shards = init_error(capsys, tmp_path / "shards", tmp_path)
+    assert shards[0].endswith(f"(a wildcard such as {tmp_path}/shards/*/*.tar)")
     # eval and training name it alike
     assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--data", str(nested), "--output",
                  str(tmp_path / "out")]) == 2
@@ -204,6 +221,8 @@ def test_stray_files_empty_and_single_classes_and_bad_media_are_named(tmp_path, 
             in warnings)
     single = tmp_path / "single"
     png(single / "cat" / "a.png", 1)
+    (single / "cat" / "Thumbs.db").write_bytes(b"\0")  # what Windows' Explorer and macOS's zip leave: not read
+    png(single / "__MACOSX" / "cat" / "._a.png", 1)
     assert [s.messages[1].content for s in QAReader([single])] == ["cat"]
-    assert (f"{single}: one class folder (cat): every sample's answer is 'cat'; a classifier learns from a class "
-            "folder per label") in [r.getMessage() for r in caplog.records]
+    assert (f"{single}: one class folder with media (cat): every sample's answer is 'cat'; a classifier learns "
+            "from a class folder per label") in [r.getMessage() for r in caplog.records]

@@ -6,20 +6,24 @@ Commands is distributed in:
 
 Each media file (image, audio or video by its extension, as the WebDataset reader tells them:
 `MEDIA_EXTENSIONS`) is one record: a qa record with that file, the reader's `prompt` as its question
-(default `CLASS_PROMPTS`, by the kind of media) and the name of its class folder as its answer. The
-records come in name order (class folders, then files, as Python sorts the names), so runs are
-reproducible; a record's source is the file's path, its id "class/file name".
+(default `CLASS_PROMPTS`, by the kind of media) and the name of its class folder as its answer, scored
+by exact match. The records take the classes in turn, each in name order (as Python sorts the names):
+every class's first file, then every class's second, ..., so runs are reproducible and the first N
+records (eval --limit, train.val_max_samples, init's scan) hold every class; a record's source is the
+file's path, its id "class/file name".
 
-Hidden files and folders (a name starting with ".": .DS_Store, .ipynb_checkpoints) are not read. What
+Hidden files and folders (a name starting with ".": .DS_Store, .ipynb_checkpoints) and what file managers
+and archivers leave (Thumbs.db, desktop.ini, __MACOSX) are not read. What
 else is not a sample is said: a file beside the class folders (README.txt) is left aside with a warning,
 a class folder with no media file is warned about, a file in a class folder that is no media file by its
 extension is a bad record (skipped and counted as a bad JSONL line is), and so is a symbolic link to a
 file that is not there; a linked file or class folder is read as the file or folder it links to. A folder
 whose subfolders are splits (train/, test/, as Hugging Face's imagefolder lays them out), a folder inside
 a class folder, media of more than one kind, or no class folder at all stop the reading with one line
-naming the folder and what to give instead, as does a data file (.jsonl, .csv, ...) beside the subfolders
-(`data/` holding train.jsonl and images/: the records are the data, not the folder). A folder of a single
-class folder is read, with a warning.
+naming the folder and what to give instead, as does a data file (.jsonl, .csv, a .tar shard, ...) beside
+the subfolders or in one (`data/` holding train.jsonl and images/, or annotations/train.json and images/:
+the records are the data, not the folder). A folder of a single class folder with media is read, with a
+warning.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, _warn_once as warn_once
+from .base import DataError, _warn_once as warn_once, is_tar
 from .webdataset import MEDIA_EXTENSIONS, CaptionRecord
 
 # What a file of a class folder is asked, by the kind of its media, unless the qa reader's `prompt` says otherwise.
@@ -47,10 +51,17 @@ class ClassRecord(CaptionRecord):
     (training records it with the model, and eval asks it again: `CAPTIONED`)."""
 
 
+# What file managers and archivers leave beside files (Windows' thumbnail cache and folder settings, the
+# folder macOS's zip puts its resource forks in): not read, as hidden names are not.
+OS_LEFTOVERS = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
+
+
 def _visible(folder: Path) -> list[os.DirEntry[str]]:
-    """The entries of `folder` but the hidden ones, sorted by name."""
+    """The entries of `folder` but the hidden ones and `OS_LEFTOVERS`, sorted by name."""
     with os.scandir(folder) as entries:
-        return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda entry: entry.name)
+        return sorted((entry for entry in entries
+                       if not entry.name.startswith(".") and entry.name.lower() not in OS_LEFTOVERS),
+                      key=lambda entry: entry.name)
 
 
 def _media_kind(name: str) -> str | None:
@@ -100,6 +111,7 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
         warn_once(f"{path}: {shown} {'is' if len(stray) == 1 else 'are'} beside the class folders, not in one: "
                   "left aside (a sample's label is the name of the class folder it is in)")
     kinds: dict[str, str] = {}  # each kind of media -> its first file
+    labelled = 0  # class folders with a media file
     for cls, items in classes:
         nested = next((item for item in items if item.is_dir()), None)
         if nested is not None:
@@ -107,21 +119,33 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
                             f"{cls!r}: a class folder holds its media files directly, and deeper folders are not "
                             f"read; move its files into {path / cls}, or give {path / cls} if its subfolders are "
                             "the classes")
+        data = next((item for item in items
+                     if Path(item.name).suffix.lower() in DATA_EXTENSIONS or is_tar(Path(item.name))), None)
+        if data is not None:  # (data/annotations/train.json beside data/images/, shards/part1/*.tar)
+            raise DataError(str(path / cls / data.name), "unreadable_file", f"a data file in {path / cls}: {path} "
+                            "was read as a folder of class folders (a subfolder per label, holding media files); "
+                            "give the data files themselves (a wildcard such as "
+                            f"{path / '*' / ('*' + ''.join(Path(data.name).suffixes))})")
         media = [(kind, item.path) for item in items if (kind := _media_kind(item.name)) is not None]
         if not media:
             warn_once(f"{path / cls}: an empty class folder (no image, audio or video file): no sample answers {cls!r}")
+        labelled += bool(media)
         for kind, file in media:
             kinds.setdefault(kind, file)
     if len(kinds) > 1:
         mixed = " and ".join(f"{kind} ({file})" for kind, file in kinds.items())
         raise DataError(name, "unreadable_file", f"the class folders mix {mixed} files: a folder of class folders "
                         "holds one kind of media, asked one question; put each kind in a folder of its own")
-    if len(classes) == 1:
-        warn_once(f"{path}: one class folder ({classes[0][0]}): every sample's answer is {classes[0][0]!r}; a "
-                  "classifier learns from a class folder per label")
-    for cls, items in classes:
-        for item in items:
-            yield str(path / cls / item.name), _loader(path, cls, item, prompt)
+    if labelled == 1:
+        cls = next(cls for cls, items in classes if any(_media_kind(item.name) for item in items))
+        warn_once(f"{path}: one class folder with media ({cls}): every sample's answer is {cls!r}; a classifier "
+                  "learns from a class folder per label")
+    # the classes in turn (each one's first file, then each one's second, ...): the first N records
+    # (`eval --limit`, train.val_max_samples, init's scan) hold every class, not the first ones by name
+    for rank in range(max((len(items) for _, items in classes), default=0)):
+        for cls, items in classes:
+            if rank < len(items):
+                yield str(path / cls / items[rank].name), _loader(path, cls, items[rank], prompt)
 
 
 def _loader(path: Path, cls: str, item: os.DirEntry[str], prompt: str | None) -> Callable[[], Any]:
@@ -138,7 +162,8 @@ def _loader(path: Path, cls: str, item: os.DirEntry[str], prompt: str | None) ->
             raise DataError(source, "missing_media", f"a symbolic link to {target}, which does not exist")
         question = prompt if prompt is not None else CLASS_PROMPTS[kind]
         # an absolute path: the qa converter resolves a relative one against the data file's folder
+        # scored by exact match whatever the media (an audio record's default is WER, for transcripts): a label
         return ClassRecord({kind: os.path.abspath(item.path), "question": question, "answer": cls,
-                            "id": f"{cls}/{item.name}"})
+                            "id": f"{cls}/{item.name}", "metric": "exact"})
 
     return load
