@@ -55,7 +55,7 @@ from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
 from .progress import Interrupted, ProgressLine, RunTotals, SaveOnError, StopOnSignal
 from .schedules import warmup_problem
-from .threads import CoreUse, TrainingThreads
+from .threads import CoreUse, TrainingThreads, callers_threads
 from .validation import BEST, Validation, val_data_config, val_scorer
 
 log = logging.getLogger(__name__)
@@ -488,7 +488,8 @@ def train(
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
 
     # Run.
-    _fit(trainer, module, data, resume_from, stopper)
+    with callers_threads():
+        _fit(trainer, module, data, resume_from, stopper)
 
     # Finish: the plain encoders back in place, the numbers.
     for modality, encoder in list(model.encoders.items()):

@@ -2,27 +2,28 @@
 
 torch gives each process one intra-op (OpenMP) thread per core, and each operation waits for all of its
 threads. Where another process holds a core, the thread that shares it waits for its turn at every
-operation: on this project's 2-core machine with one core busy, a tiny model's training step ran 6.7x
-slower on torch's 2 threads than on 1 (339 vs 2,276 tokens/s, the digits worked example). The same
-happens to a run of several processes on one machine's CPU (`runtime.devices: 2` with Lightning's own
-launcher, which, unlike torchrun, leaves each process torch's thread count): each process's threads are
-as many as the cores. So
-- `runtime.threads: N` gives each process N threads (what to set on a machine shared with other work);
-- unset, a run of several CPU processes on a machine shares its threads among them, as torchrun's one
-  thread per process does, unless OMP_NUM_THREADS says otherwise; a run of one process keeps torch's.
-The count is set when training starts in each process and given back when it ends (train() is a library
-call: the caller's setting is theirs). It is not chosen from how busy the machine looks: a count that
-changed with the load would change the run's numbers (a reduction's order follows its threads), and a
-resumed run would not match the uninterrupted one. Instead, where other processes kept cores busy while
-the run set up (`CoreUse`, Linux), more than torch's threads leave free, a warning names the value to set.
+operation: on this project's 2-core machine with one core busy, a tiny model's training step ran 16x
+slower on torch's 2 threads than on 1 (147-207 vs 2,534-3,242 tokens/s, the digits worked example). So
+- `runtime.threads: N` gives each process of the run N threads (what to set on a machine shared with
+  other work);
+- unset, a run of one process keeps torch's count; a run of several CPU processes on one machine gets
+  Lightning's share of the cores (its launchers set it, and OMP_NUM_THREADS, unless OMP_NUM_THREADS was set).
+The count is not chosen from how busy the machine looks: a count that changed with the load would change
+the run's numbers (a reduction's order follows its threads), and a resumed run would not match the
+uninterrupted one. Instead, where other processes kept cores busy while the run set up (`CoreUse`,
+Linux), more than torch's threads leave free, a warning names the value to set. `train()` gives the
+caller's count (and OMP_NUM_THREADS) back when it returns (`callers_threads`): it is a library call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
@@ -30,42 +31,41 @@ from lightning.pytorch.accelerators import CPUAccelerator
 log = logging.getLogger(__name__)
 
 
-def process_threads(configured: int | None, *, cpu_processes: int, default: int,
-                    environment: dict[str, str] | os._Environ[str] = os.environ) -> int | None:
-    """The intra-op threads of one training process: `configured` (runtime.threads) when set; else, with
-    `cpu_processes` > 1 processes of the run training on this machine's CPU and no OMP_NUM_THREADS in
-    `environment`, torch's `default` count shared among them (at least 1 each); else None: leave torch's."""
-    if configured is not None:
-        return configured
-    if cpu_processes > 1 and "OMP_NUM_THREADS" not in environment:
-        return max(1, default // cpu_processes)
-    return None
-
-
 class CoreUse:
-    """The machine's busy CPU time (/proc/stat) and this process's own, from its creation on: `others()` is
-    the cores other processes kept busy since, on average. None where /proc/stat is not there (not Linux)."""
+    """The busy CPU time of the cores this process may run on (/proc/stat's lines of its CPU affinity) and
+    this process's own, when it is made: `others()` is the cores other processes kept busy since, on
+    average (steal time too: a core the hypervisor gave away is not free either). None where /proc/stat
+    cannot be read (not Linux)."""
 
     def __init__(self) -> None:
-        self.wall, self.machine, self.own = time.monotonic(), _machine_busy_seconds(), _own_seconds()
+        self.cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.wall, self.machine, self.own = time.monotonic(), _busy_seconds(self.cores), _own_seconds()
 
     def others(self) -> float | None:
-        machine = _machine_busy_seconds()
+        machine = _busy_seconds(self.cores)
         wall = time.monotonic() - self.wall
         if machine is None or self.machine is None or wall <= 0:
             return None
-        return max(0.0, (machine - self.machine) - (_own_seconds() - self.own)) / wall
+        others = max(0.0, (machine - self.machine) - (_own_seconds() - self.own)) / wall
+        return min(others, float(len(self.cores)))
 
 
-def _machine_busy_seconds() -> float | None:
-    """CPU seconds all cores spent busy since boot: /proc/stat's first line but its idle and iowait times."""
+def _busy_seconds(cores: list[int]) -> float | None:
+    """CPU seconds `cores` spent busy since boot: their /proc/stat lines but the idle and iowait times."""
+    if not cores:
+        return None
+    wanted, busy = {f"cpu{core}" for core in cores}, 0
     try:
         with open("/proc/stat") as handle:
-            ticks = [int(field) for field in handle.readline().split()[1:]]
-    except (OSError, ValueError):
+            for line in handle:
+                name, *fields = line.split()
+                if name in wanted:
+                    ticks = [int(field) for field in fields[:8]]  # user nice system idle iowait irq softirq steal
+                    busy += sum(ticks) - ticks[3] - ticks[4]
+                    wanted.discard(name)
+    except (OSError, ValueError, IndexError):
         return None
-    busy = sum(ticks[:8]) - ticks[3] - ticks[4]  # user nice system idle iowait irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
+    return None if wanted else busy / os.sysconf("SC_CLK_TCK")
 
 
 def _own_seconds() -> float:
@@ -79,46 +79,46 @@ def busy_core_note(others: float, *, threads: int, cores: int, seconds: float) -
     free = max(1, cores - math.ceil(others - 0.5))
     if others < 0.5 or threads <= free:
         return None
-    return (f"other processes kept {others:.1f} of this machine's {cores} cores busy while the run set up (over "
+    return (f"other processes kept {others:.1f} of the {cores} cores this run may use busy while it set up (over "
             f"{seconds:.1f} s); torch's {threads} threads each wait for a busy core at every operation, which made "
             f"training up to 16x slower on a 2-core machine (docs/custom-data.md): set runtime.threads: {free} "
             f"(`--runtime.threads {free}`)")
 
 
 class TrainingThreads(pl.Callback):
-    """Sets each process's torch thread count for the run (`process_threads`) and gives the caller's back;
-    warns where other processes' work leaves torch's threads waiting (`busy_core_note`, measured from
-    `since`: the run's start)."""
+    """Sets each process's torch thread count to `configured` (runtime.threads) as the run sets up; unset,
+    warns where other processes' work leaves torch's threads waiting (`busy_core_note`, measured from `since`:
+    the run's start)."""
 
     def __init__(self, configured: int | None, since: CoreUse | None = None) -> None:
         self.configured = configured
         self.since = since
-        self._before: int | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
-        threads = process_threads(self.configured, cpu_processes=trainer.num_devices if on_cpu else 1,
-                                  default=torch.get_num_threads())
-        if threads is not None and threads != torch.get_num_threads():
-            self._before = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            log.info("torch threads: %d in this process (was %d)", threads, self._before)
-        # (a run of one process: the peers of a run of several, busy setting up too, would count as others)
-        if self.since is not None and on_cpu and self.configured is None and trainer.num_devices == 1:
-            seconds, others = time.monotonic() - self.since.wall, self.since.others()
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            note = None if others is None or seconds < 0.2 else busy_core_note(
-                others, threads=torch.get_num_threads(), cores=cores, seconds=seconds)
-            if note:
-                log.warning(note)
+        if self.configured is not None:
+            torch.set_num_threads(self.configured)
+            return
+        # a run of one process on the CPU: the peers of a run of several, busy setting up too, would count as
+        # others (and Lightning shares the cores among them)
+        if self.since is None or not isinstance(trainer.accelerator, CPUAccelerator) or trainer.num_devices != 1:
+            return
+        seconds, others = time.monotonic() - self.since.wall, self.since.others()
+        if others is not None and seconds >= 0.2 and (note := busy_core_note(
+                others, threads=torch.get_num_threads(), cores=len(self.since.cores), seconds=seconds)):
+            log.warning(note)
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._give_back()
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._give_back()  # (Lightning calls no teardown hook after an error)
-
-    def _give_back(self) -> None:
-        if self._before is not None:
-            torch.set_num_threads(self._before)
-            self._before = None
+@contextlib.contextmanager
+def callers_threads() -> Iterator[None]:
+    """Gives back, on leaving, the torch thread count and OMP_NUM_THREADS of the caller: `runtime.threads`
+    and Lightning's launchers of several processes (which set both in the process that calls fit) change them
+    for the run only."""
+    threads, variable = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if variable is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = variable
