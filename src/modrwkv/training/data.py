@@ -58,8 +58,7 @@ def check_data_files(config: DataConfig, *, train: bool = True) -> None:
         if entries:
             for source in data_sources(dataclasses.replace(config, train=entries), setting):
                 # (a folder here is a folder of class folders, `expand_paths`)
-                missing = next((path for path in source.files if not Path(path).is_file() and not Path(path).is_dir()),
-                               None)
+                missing = next((path for path in source.files if not Path(path).exists()), None)
                 if missing is not None:
                     raise FileNotFoundError(f"{setting}[{source.index}]: {missing}: no such file")
 

@@ -179,7 +179,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     except FileNotFoundError as exc:
         raise InitError(str(exc)) from None
     for file in files:
-        if not file.is_file() and not file.is_dir():  # (a folder here is a folder of class folders)
+        if not file.exists():  # (a folder here is a folder of class folders)
             raise InitError(f"{file}: no such data file")
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [detect_format(file) for file in files]

@@ -64,6 +64,11 @@ def _visible(folder: Path) -> list[os.DirEntry[str]]:
                       key=lambda entry: entry.name)
 
 
+def _is_data_file(name: str) -> bool:
+    """A file of records by its name (`DATA_EXTENSIONS`, a WebDataset shard): what a class folder is not made of."""
+    return Path(name).suffix.lower() in DATA_EXTENSIONS or is_tar(Path(name))
+
+
 def _media_kind(name: str) -> str | None:
     return MEDIA_EXTENSIONS.get(Path(name).suffix.lower().lstrip("."))
 
@@ -101,7 +106,7 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
                         "label, each with its image, audio or video files (train/cat/0001.jpg); see "
                         "docs/custom-data.md")
     stray = [entry.name for entry in entries if not entry.is_dir()]
-    records = [file for file in stray if Path(file).suffix.lower() in DATA_EXTENSIONS]
+    records = [file for file in stray if _is_data_file(file)]
     if records:  # (Hugging Face's imagefolder reads a metadata.jsonl beside the images as their captions)
         raise DataError(name, "unreadable_file", f"holds {', '.join(records)} beside its subfolders: give the data "
                         "file itself (its records name their media); a folder of class folders, whose subfolders' "
@@ -111,7 +116,7 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
         warn_once(f"{path}: {shown} {'is' if len(stray) == 1 else 'are'} beside the class folders, not in one: "
                   "left aside (a sample's label is the name of the class folder it is in)")
     kinds: dict[str, str] = {}  # each kind of media -> its first file
-    labelled = 0  # class folders with a media file
+    labelled = []  # the class folders with a media file
     for cls, items in classes:
         nested = next((item for item in items if item.is_dir()), None)
         if nested is not None:
@@ -119,8 +124,7 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
                             f"{cls!r}: a class folder holds its media files directly, and deeper folders are not "
                             f"read; move its files into {path / cls}, or give {path / cls} if its subfolders are "
                             "the classes")
-        data = next((item for item in items
-                     if Path(item.name).suffix.lower() in DATA_EXTENSIONS or is_tar(Path(item.name))), None)
+        data = next((item for item in items if _is_data_file(item.name)), None)
         if data is not None:  # (data/annotations/train.json beside data/images/, shards/part1/*.tar)
             raise DataError(str(path / cls / data.name), "unreadable_file", f"a data file in {path / cls}: {path} "
                             "was read as a folder of class folders (a subfolder per label, holding media files); "
@@ -129,17 +133,17 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
         media = [(kind, item.path) for item in items if (kind := _media_kind(item.name)) is not None]
         if not media:
             warn_once(f"{path / cls}: an empty class folder (no image, audio or video file): no sample answers {cls!r}")
-        labelled += bool(media)
+        if media:
+            labelled.append(cls)
         for kind, file in media:
             kinds.setdefault(kind, file)
     if len(kinds) > 1:
         mixed = " and ".join(f"{kind} ({file})" for kind, file in kinds.items())
         raise DataError(name, "unreadable_file", f"the class folders mix {mixed} files: a folder of class folders "
                         "holds one kind of media, asked one question; put each kind in a folder of its own")
-    if labelled == 1:
-        cls = next(cls for cls, items in classes if any(_media_kind(item.name) for item in items))
-        warn_once(f"{path}: one class folder with media ({cls}): every sample's answer is {cls!r}; a classifier "
-                  "learns from a class folder per label")
+    if len(labelled) == 1:
+        warn_once(f"{path}: one class folder with media ({labelled[0]}): every sample's answer is {labelled[0]!r}; a "
+                  "classifier learns from a class folder per label")
     # the classes in turn (each one's first file, then each one's second, ...): the first N records
     # (`eval --limit`, train.val_max_samples, init's scan) hold every class, not the first ones by name
     for rank in range(max((len(items) for _, items in classes), default=0)):

@@ -207,7 +207,7 @@ class CustomTask(Task):
             if not (file.is_dir() or is_tar(file) or is_parquet(file) or file.suffix.lower() in (".json", ".jsonl")):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
                                          f"training format, or a folder of class folders: {self.layout}")
-            if not file.is_file() and not file.is_dir():
+            if not file.exists():  # (a folder here is a folder of class folders)
                 raise BenchmarkFileError(f"{file}: no such file")
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
