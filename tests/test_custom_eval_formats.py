@@ -372,3 +372,55 @@ def test_files_of_one_name_in_two_folders_name_their_records_by_their_path_from_
         "x1/test.jsonl:1", "x1/test.jsonl:2", "x2/test.jsonl:1", "x2/more/test.jsonl:1"]
     assert [s.id for s in CustomTask().load([first, other], "all")] == ["test.jsonl:1", "test.jsonl:2",
                                                                         "other.jsonl:1"]
+
+
+def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, capsys, monkeypatch):
+    """Labels (few answers, each shared by several records) get a per-answer table in report.md and
+    summary.json, and the run's last lines name the answer answered right least often; a free-form file
+    gets neither."""
+    from dataclasses import dataclass
+
+    import modrwkv.cli
+
+    @dataclass
+    class Reply:
+        text: str
+        finish_reason: str = "stop"
+
+    class ScriptedPipeline:
+        """Replies what each question says to reply ("... reply=dog")."""
+
+        def generate_batch(self, requests):
+            return [Reply(re.search(r"reply=(\S*)", r.messages).group(1)) for r in requests]
+
+    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: ScriptedPipeline())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.pth").write_bytes(b"not loaded")
+    replies = {"cat": ["cat", "cat", "dog"], "dog": ["dog", "dog", "dog|x"], "bird": ["dog", "dog"]}
+    records = [{"question": f"What animal? reply={reply}", "answer": answer}
+               for answer, said in replies.items() for reply in said]
+    data = tmp_path / "animals.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "lowest accuracy of an answer: 'bird' 0.0% (0 of 2), wrongly 'dog' 2 times (every answer in report.md)"
+    assert out[-2].startswith("custom data all: exact-match accuracy (%) 50.00 over 8 samples")
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert ("| answer | samples | accuracy (%) | replied | precision (%) | most frequent wrong reply |\n"
+            "|---|---:|---:|---:|---:|---|\n"
+            "| bird | 2 | 0.0 | 0 | – | dog (2) |\n"
+            "| cat | 3 | 66.7 | 2 | 100.0 | dog (1) |\n"
+            "| dog | 3 | 66.7 | 5 | 40.0 | dog\\|x (1) |\n") in report
+    assert "- replies_outside_answers: 1" in report
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["metrics"]["per_answer"]["dog"] == {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 5,
+                                                       "precision": 40.0, "confused_with": "dog|x", "confused_count": 1}
+    # a free-form file (answers mostly unique): no table, no last line about answers
+    data.write_text("".join(json.dumps({"question": f"Q{i}? reply=a{i}", "answer": f"a{i}"}) + "\n" for i in range(4)))
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "free"), "--no-progress"]) == 0
+    assert "lowest accuracy" not in capsys.readouterr().out
+    assert "per_answer" not in json.loads((tmp_path / "free" / "summary.json").read_text())["metrics"]
+    assert "| answer |" not in (tmp_path / "free" / "report.md").read_text()

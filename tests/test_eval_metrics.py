@@ -20,6 +20,7 @@ from modrwkv.evaluation.metrics import (
     forecast_windows,
     gqa_accuracy,
     gqa_score,
+    label_breakdown,
     long_horizon_split,
     mae,
     mmmu_accuracy,
@@ -463,3 +464,29 @@ def test_forecast_baselines_by_hand():
     assert whole["seasonal naive"].tolist() == [[1.0, 2.0]] and "seasonal naive + drift" not in whole
     with pytest.raises(ValueError, match="period"):
         forecast_baselines(window, 2, period=7)
+
+
+def test_label_breakdown_counts_by_hand():
+    """A classifier's report per label (scikit-learn's classification_report: recall, precision, support),
+    compared as exact match compares ("Cat." is cat), with each label's most frequent wrong reply."""
+    answers = ["cat", "cat", "cat", "Dog", "dog", "dog", "bird", "bird"]
+    replies = ["Cat.", "dog", "cat", "dog", "dog ", "cat", "dog", "a bird"]
+    breakdown = label_breakdown(answers, replies)
+    # in the order Python sorts the labels as first written (capitals first)
+    assert list(breakdown["per_answer"]) == ["Dog", "bird", "cat"]
+    assert breakdown == {
+        "per_answer": {
+            "Dog": {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 4, "precision": 50.0,
+                    "confused_with": "cat", "confused_count": 1},
+            "bird": {"samples": 2, "correct": 0, "recall": 0.0, "replied": 0, "precision": None,
+                     "confused_with": "dog", "confused_count": 1},
+            "cat": {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 3, "precision": 100 * 2 / 3,
+                    "confused_with": "dog", "confused_count": 1}},
+        "replies_outside_answers": 1}  # "a bird"
+    # answers that are not a classifier's labels: mostly different (free-form QA), or too many labels
+    assert label_breakdown(["red", "a cat", "two", "red"], ["red"] * 4) is None
+    many = [str(i) for i in range(101)] * 3
+    assert label_breakdown(many, many) is None
+    assert label_breakdown([str(i) for i in range(100)] * 2, ["0"] * 200) is not None
+    with pytest.raises(ValueError, match="3 predictions but 2 answers"):
+        label_breakdown(["a", "b"], ["a", "b", "c"])

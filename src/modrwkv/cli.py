@@ -1216,7 +1216,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
-    from modrwkv.evaluation.report import format_metric
+    from modrwkv.evaluation.report import format_metric, weakest_answer
 
     from modrwkv.data.readers.series import series_prompt_problem
     from modrwkv.evaluation.tasks import custom_task
@@ -1305,6 +1305,9 @@ def _run_eval(args: argparse.Namespace) -> int:
               f"({result.generated} generated now)"
               f"{'; forecasts: the baseline alone, not decoded (--force-model decodes)' if source else ''}; "
               f"report: {output / 'report.md'}")
+        if result.summary["metrics"].get("per_answer"):
+            print(f"lowest accuracy of an answer: {weakest_answer(result.summary['metrics']['per_answer'])} "
+                  "(every answer in report.md)")
     if args.submission:
         print(f"submission written to {export_submission(task, output, Path(data), Path(args.submission))}")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["format_metric", "format_report"]
+__all__ = ["format_metric", "format_report", "weakest_answer"]
 
 
 def format_metric(value: Any) -> str:
@@ -69,4 +69,37 @@ def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
             if key != s["headline"]["metric"] and not isinstance(value, Mapping):
                 lines.append(f"- {key}: {format_metric(value) if isinstance(value, float) else value}")
         lines.append("")
+        if s["metrics"].get("per_answer"):
+            lines += _per_answer_table(s["metrics"]["per_answer"])
     return "\n".join(lines)
+
+
+def _per_answer_table(per_answer: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The breakdown of a classifier's labels (`metrics.label_breakdown`) as a Markdown table."""
+    lines = ["Per answer (accuracy: of the samples with this answer, those answered right; precision: of the "
+             "replies giving this answer, those that were right):", "",
+             "| answer | samples | accuracy (%) | replied | precision (%) | most frequent wrong reply |",
+             "|---|---:|---:|---:|---:|---|"]
+    for answer, counts in per_answer.items():
+        confused = counts["confused_with"]
+        wrong = "–" if confused is None else f"{_cell(confused or '(empty)')} ({counts['confused_count']})"
+        precision = "–" if counts["precision"] is None else f"{counts['precision']:.1f}"
+        lines.append(f"| {_cell(answer)} | {counts['samples']} | {counts['recall']:.1f} | {counts['replied']} "
+                     f"| {precision} | {wrong} |")
+    lines.append("")
+    return lines
+
+
+def _cell(text: str, width: int = 40) -> str:
+    """Text in a table cell: on one line, shortened, its pipes escaped."""
+    text = " ".join(text.split())
+    text = text if len(text) <= width else text[:width - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def weakest_answer(per_answer: Mapping[str, Mapping[str, Any]]) -> str:
+    """The answer answered right least often, for a run's last line: "'8' 85.7% (30 of 35), wrongly '1' 3 times"."""
+    answer, counts = min(per_answer.items(), key=lambda item: (item[1]["recall"], -item[1]["samples"]))
+    wrong = (f", wrongly {_cell(counts['confused_with'] or '(empty)')!r} {counts['confused_count']} "
+             f"time{'s' if counts['confused_count'] != 1 else ''}") if counts["confused_with"] is not None else ""
+    return f"{_cell(answer)!r} {counts['recall']:.1f}% ({counts['correct']} of {counts['samples']}){wrong}"

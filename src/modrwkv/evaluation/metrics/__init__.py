@@ -21,7 +21,7 @@ from .choice import (
     scienceqa_choice,
     vanilla_accuracy,
 )
-from .exact import gqa_accuracy, gqa_score, normalize_short_answer
+from .exact import gqa_accuracy, gqa_score, label_breakdown, normalize_short_answer
 from .pope import parse_yes_no, pope_metrics, pope_split_metrics
 from .series import (
     StandardStats,
@@ -60,6 +60,7 @@ __all__ = [
     "mse",
     "normalize_chinese",
     "normalize_english",
+    "label_breakdown",
     "normalize_short_answer",
     "normalize_textvqa_answer",
     "normalize_vqa_answer",

@@ -1,4 +1,4 @@
-"""Exact-match accuracy for short answers (GQA).
+"""Exact-match accuracy for short answers (GQA), and its breakdown by answer for a classifier's labels.
 
 LLaVA converts its GQA predictions with `scripts/convert_gqa_for_eval.py`
 (`text.rstrip('.').lower()`, on generations that were already whitespace-stripped) and the official
@@ -9,9 +9,16 @@ folded into `normalize_short_answer`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["gqa_accuracy", "gqa_score", "normalize_short_answer"]
+__all__ = ["gqa_accuracy", "gqa_score", "label_breakdown", "normalize_short_answer"]
+
+# An evaluation set is a classifier's when its records share few answers: at most this many different ones,
+MAX_LABELS = 100
+# each given to this many records on average (a free-form QA file, whose answers are mostly unique, is not).
+MIN_SAMPLES_PER_LABEL = 2
 
 
 def normalize_short_answer(text: str) -> str:
@@ -35,3 +42,40 @@ def gqa_score(predictions: Sequence[str], answers: Sequence[str]) -> float:
         raise ValueError("no predictions to score")
     correct = sum(gqa_accuracy(p, a) for p, a in zip(predictions, answers))
     return 100.0 * correct / len(predictions)
+
+
+def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[str, Any] | None:
+    """Per answer, what a classification report gives (scikit-learn's `classification_report`): the records
+    with that answer (`samples`), those answered right (`correct`, `recall` in percent), the replies giving
+    it (`replied`) and the share of them that were right (`precision`, None when no reply gave it), and the
+    most frequent wrong reply to its records (`confused_with`, `confused_count`). Answers and replies are
+    compared as exact match compares them (`normalize_short_answer`); an answer is shown as first written.
+    Returns {"per_answer": {answer: counts, ...} in answer order, "replies_outside_answers": how many replies
+    gave none of the answers}, or None unless the answers are a classifier's labels (at most `MAX_LABELS`
+    different ones, `MIN_SAMPLES_PER_LABEL` records each on average)."""
+    if len(answers) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
+    labels: dict[str, str] = {}  # normalised -> as first written
+    for answer in answers:
+        labels.setdefault(normalize_short_answer(answer), answer)
+    if not labels or len(labels) > MAX_LABELS or len(answers) < MIN_SAMPLES_PER_LABEL * len(labels):
+        return None
+    truths = [normalize_short_answer(answer) for answer in answers]
+    replies = [normalize_short_answer(prediction) for prediction in predictions]
+    samples, correct, replied = Counter(truths), Counter(), Counter(replies)
+    confusions: dict[str, Counter[str]] = {label: Counter() for label in labels}
+    for truth, reply in zip(truths, replies):
+        if reply == truth:
+            correct[truth] += 1
+        else:
+            confusions[truth][reply] += 1
+    per_answer = {}
+    for label, written in sorted(labels.items(), key=lambda item: item[1]):
+        confused = confusions[label].most_common(1)
+        per_answer[written] = {
+            "samples": samples[label], "correct": correct[label], "recall": 100.0 * correct[label] / samples[label],
+            "replied": replied[label],
+            "precision": 100.0 * correct[label] / replied[label] if replied[label] else None,
+            "confused_with": confused[0][0] if confused else None, "confused_count": confused[0][1] if confused else 0}
+    outside = sum(count for reply, count in replied.items() if reply not in labels)
+    return {"per_answer": per_answer, "replies_outside_answers": outside}

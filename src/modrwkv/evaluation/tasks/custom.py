@@ -47,7 +47,9 @@ whose transcripts are mostly in a script written without spaces between words, s
 corpus CER after Aishell-1's normalisation; any text answer with `--metric cer`), `exact`
 (otherwise: the reply equals one of the answers after trimming, dropping trailing periods and
 lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the
-paper's: a custom data set has no published results.
+paper's: a custom data set has no published results. Scored by `exact` with one answer per record, a
+file whose answers are a classifier's labels (`metrics.label_breakdown`) gets them per answer too
+(`per_answer`: accuracy, precision, the most frequent wrong reply), which the report tabulates.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ from ...data.readers.webdataset import DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
-from ..metrics import cer, extract_choice, mae, mse, normalize_short_answer, vqa_accuracy, wer
+from ..metrics import cer, extract_choice, label_breakdown, mae, mse, normalize_short_answer, vqa_accuracy, wer
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
 
 if TYPE_CHECKING:
@@ -402,7 +404,12 @@ class CustomTask(Task):
             return {"mse": mse(predicted, target), "mae": mae(predicted, target),
                     "unparsed": sum(not s["parsed"] for s in scores), "metric": metric}
         key = "accuracy" if metric == "vqa" else "correct"
-        return {"accuracy": percent_mean([float(self.score(r)[key]) for r in records]), "metric": metric}
+        summary = {"accuracy": percent_mean([float(self.score(r)[key]) for r in records]), "metric": metric}
+        if metric == "exact" and all(len(r["reference"]["answers"]) == 1 for r in records):
+            # a classifier's labels (class folders, digits): which ones it gets wrong, and as what
+            summary.update(label_breakdown([r["reference"]["answers"][0] for r in records],
+                                           [r["prediction"] for r in records]) or {})
+        return summary
 
 
 @dataclasses.dataclass
