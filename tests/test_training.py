@@ -660,6 +660,51 @@ def test_a_run_whose_threads_wait_for_cores_other_processes_hold_is_warned(tmp_p
     assert f"torch's {cores} threads" in note and "set runtime.threads: " in note, note
 
 
+def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch, caplog):
+    """The busy cores are measured over each stretch of training too (`CHECK_SECONDS`, shortened here): a
+    process that starts spinning after the run set up is warned about once, with the way to change the
+    count of a run under way (a checkpoint and --resume); a stretch not yet over measures nothing."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    from modrwkv.training import threads
+
+    assert "continue with --resume --runtime.threads 1" in threads.busy_core_note(
+        1.0, threads=2, cores=2, seconds=31, training=True)
+    if not Path("/proc/stat").exists():
+        pytest.skip("the busy cores are measured from /proc/stat (Linux)")
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: a single thread has no other to wait for, so there is nothing to warn about")
+    monkeypatch.setattr(threads, "CHECK_SECONDS", 1.0)
+    callback = threads.TrainingThreads(None, since=threads.CoreUse())
+    trainer = SimpleNamespace(accelerator=CPUAccelerator(), num_devices=1)
+    before = torch.get_num_threads()
+    caplog.set_level("WARNING", logger="modrwkv.training.threads")
+    callback.setup(trainer, None, "fit")  # at once: too short a time to measure, so the training is watched
+    # a process started after the setup, spinning beside the run (started by a child of its own: it is no
+    # child of this process, as a job someone else starts is not)
+    launcher = subprocess.run([sys.executable, "-c", "import subprocess, sys; print(subprocess.Popen([sys.executable, "
+                               "'-c', 'while True: pass'], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+                               "stderr=subprocess.DEVNULL).pid)"], capture_output=True, text=True, timeout=60)
+    spinner = int(launcher.stdout)
+    try:
+        torch.set_num_threads(cores)
+        callback.on_train_batch_end(trainer, None, None, None, 0)  # the stretch is not over: nothing measured
+        assert not caplog.records
+        time.sleep(1.2)
+        for _ in range(2):  # once, however long the load lasts
+            callback.on_train_batch_end(trainer, None, None, None, 1)
+            time.sleep(1.1)
+    finally:
+        os.kill(spinner, signal.SIGKILL)
+        torch.set_num_threads(before)
+    [note] = [record.getMessage() for record in caplog.records]
+    busy = float(re.search(r"kept ([0-9.]+) of the \d+ cores this run may use busy over 1 s of its training", note)[1])
+    assert busy >= 0.5 and f"torch's {cores} threads" in note and "continue with --resume --runtime.threads" in note
+
+
 # --- distributed, strategies, CLI ----------------------------------------------------------------
 
 

@@ -10,8 +10,10 @@ slower on torch's 2 threads than on 1 (147-207 vs 2,534-3,242 tokens/s, the digi
   Lightning's share of the cores (its launchers set it, and OMP_NUM_THREADS, unless OMP_NUM_THREADS was set).
 The count is not chosen from how busy the machine looks: a count that changed with the load would change
 the run's numbers (a reduction's order follows its threads), and a resumed run would not match the
-uninterrupted one. Instead, where other processes kept cores busy while the run set up (`CoreUse`,
-Linux), more than torch's threads leave free, a warning names the value to set. `train()` gives the
+uninterrupted one. Instead, where other processes kept cores busy while the run set up, or over a stretch
+of `CHECK_SECONDS` of its training (a job started after it), more than torch's threads leave free
+(`CoreUse`, Linux), a warning names the value to set, once a run. Other processes include the run's own
+DataLoader workers (`data.num_workers`), whose cores torch's threads wait for just the same. `train()` gives the
 caller's count (and OMP_NUM_THREADS) back when it returns (`callers_threads`): it is a library call.
 """
 
@@ -73,26 +75,35 @@ def _own_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def busy_core_note(others: float, *, threads: int, cores: int, seconds: float) -> str | None:
+# How long a stretch of training the busy cores are measured over, each stretch after the last.
+CHECK_SECONDS = 30.0
+
+
+def busy_core_note(others: float, *, threads: int, cores: int, seconds: float, training: bool = False) -> str | None:
     """The warning for a run whose `threads` outnumber the cores other processes left free (they kept `others`
-    of the `cores` busy over `seconds`), or None: fewer than half a core busy, or threads to spare."""
+    of the `cores` busy over `seconds`, while the run set up or, `training`, while it trained), or None: fewer
+    than half a core busy, or threads to spare."""
     free = max(1, cores - math.ceil(others - 0.5))
     if others < 0.5 or threads <= free:
         return None
-    return (f"other processes kept {others:.1f} of the {cores} cores this run may use busy while it set up (over "
-            f"{seconds:.1f} s); torch's {threads} threads each wait for a busy core at every operation, which made "
-            f"training up to 16x slower on a 2-core machine (docs/custom-data.md): set runtime.threads: {free} "
-            f"(`--runtime.threads {free}`)")
+    during = f"over {seconds:.0f} s of its training" if training else f"while it set up (over {seconds:.1f} s)"
+    # a run under way keeps its count: a checkpoint and --resume change it (threads are set as a run sets up)
+    how = (f"stop it (Ctrl-C saves a checkpoint) and continue with --resume --runtime.threads {free}" if training
+           else f"set runtime.threads: {free} (`--runtime.threads {free}`)")
+    return (f"other processes kept {others:.1f} of the {cores} cores this run may use busy {during}; torch's "
+            f"{threads} threads each wait for a busy core at every operation, which made training up to 16x slower "
+            f"on a 2-core machine (docs/custom-data.md): {how}")
 
 
 class TrainingThreads(pl.Callback):
     """Sets each process's torch thread count to `configured` (runtime.threads) as the run sets up; unset,
-    warns where other processes' work leaves torch's threads waiting (`busy_core_note`, measured from `since`:
-    the run's start)."""
+    warns once where other processes' work leaves torch's threads waiting (`busy_core_note`): measured from
+    `since` (the run's start) to its setup, then over each `CHECK_SECONDS` of training."""
 
     def __init__(self, configured: int | None, since: CoreUse | None = None) -> None:
         self.configured = configured
         self.since = since
+        self.watching: CoreUse | None = None  # the stretch of training measured now; None: not measured
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.configured is not None:
@@ -102,10 +113,23 @@ class TrainingThreads(pl.Callback):
         # others (and Lightning shares the cores among them)
         if self.since is None or not isinstance(trainer.accelerator, CPUAccelerator) or trainer.num_devices != 1:
             return
-        seconds, others = time.monotonic() - self.since.wall, self.since.others()
-        if others is not None and seconds >= 0.2 and (note := busy_core_note(
-                others, threads=torch.get_num_threads(), cores=len(self.since.cores), seconds=seconds)):
+        seconds = time.monotonic() - self.since.wall
+        if seconds < 0.2 or not self._warned(self.since, seconds, training=False):
+            self.watching = CoreUse()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object, batch: object,
+                           batch_idx: int) -> None:
+        if self.watching is None or (seconds := time.monotonic() - self.watching.wall) < CHECK_SECONDS:
+            return
+        self.watching = None if self._warned(self.watching, seconds, training=True) else CoreUse()
+
+    def _warned(self, since: CoreUse, seconds: float, *, training: bool) -> bool:
+        others = since.others()
+        note = None if others is None else busy_core_note(others, threads=torch.get_num_threads(),
+                                                          cores=len(since.cores), seconds=seconds, training=training)
+        if note:
             log.warning(note)
+        return note is not None
 
 
 @contextlib.contextmanager
