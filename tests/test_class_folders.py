@@ -226,3 +226,37 @@ def test_stray_files_empty_and_single_classes_and_bad_media_are_named(tmp_path, 
     assert [s.messages[1].content for s in QAReader([single])] == ["cat"]
     assert (f"{single}: one class folder with media (cat): every sample's answer is 'cat'; a classifier learns "
             "from a class folder per label") in [r.getMessage() for r in caplog.records]
+
+
+def test_spoken_commands_are_class_folders_split_by_voice(tmp_path):
+    """bench/speech_commands/prepare.py (docs/custom-data.md's spoken-command example): each word's clips in
+    its class folder of the split their voice belongs to, the held-out voices only in test/, as many as
+    asked, 16 kHz mono 16-bit; the class-folder reader answers each with its word."""
+    import importlib.util
+
+    from modrwkv.quickstart.speech import ESPEAK_HELP, EspeakMissing, espeak_binary
+
+    try:
+        espeak_binary()
+    except EspeakMissing:
+        pytest.skip(ESPEAK_HELP)
+    spec = importlib.util.spec_from_file_location("speech_commands_prepare",
+                                                  REPO / "bench" / "speech_commands" / "prepare.py")
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    written = prepare.speak_words(tmp_path, train=2, test=1, seed=0)
+    words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]  # Speech Commands' ten
+    for split, per_word in (("train", 2), ("test", 1)):
+        files = sorted((tmp_path / split).glob("*/*"))
+        assert sorted(written[split]) == files and len(files) == 10 * per_word
+        assert sorted(f.parent.name for f in files) == sorted(words * per_word)
+        voices = {f.stem.split("-", 2)[2] for f in files}  # <word>-NNN-<voice>
+        held_out = {"en-gb-scotland", "en-us+f3"}
+        assert voices <= held_out if split == "test" else voices.isdisjoint(held_out)
+        for f in files:
+            with wave.open(str(f)) as clip:
+                assert (clip.getframerate(), clip.getnchannels(), clip.getsampwidth()) == (16000, 1, 2)
+                assert 0.2 < clip.getnframes() / 16000 < 2  # a spoken word, not an empty or cut file
+    samples = list(QAReader([tmp_path / "train"]))
+    assert sorted(s.messages[1].content for s in samples) == sorted(words * 2)
+    assert all(Path(s.audios[0]).parent.name == s.messages[1].content for s in samples)
