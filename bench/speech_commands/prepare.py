@@ -82,15 +82,17 @@ def write_wav(path: Path, waveform: np.ndarray) -> None:
 
 
 def read_wav(path: Path) -> np.ndarray:
+    """A file `write_wav` wrote, as floats in -1..1."""
     with wave.open(str(path), "rb") as handle:
-        assert handle.getframerate() == SAMPLE_RATE and handle.getnchannels() == 1 and handle.getsampwidth() == 2
+        if (handle.getframerate(), handle.getnchannels(), handle.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+            raise ValueError(f"{path}: not a 16 kHz mono 16-bit WAV file (rerun prepare.py to rewrite it)")
         return np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2").astype(np.float64) / 32768
 
 
 def mel_filters(bands: int = 40, fft: int = 512) -> np.ndarray:
     """Triangular mel filters (HTK mel scale) over the FFT bins of 16 kHz audio [bands, fft // 2 + 1]."""
-    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731
-    edges = 700 * (10 ** (np.linspace(mel(0), mel(SAMPLE_RATE / 2), bands + 2) / 2595) - 1)
+    top = 2595 * np.log10(1 + (SAMPLE_RATE / 2) / 700)  # the mel of the highest frequency
+    edges = 700 * (10 ** (np.linspace(0, top, bands + 2) / 2595) - 1)  # band edges, evenly spaced in mel
     bins = np.linspace(0, SAMPLE_RATE / 2, fft // 2 + 1)
     rising = (bins[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
     falling = (edges[2:, None] - bins[None]) / (edges[2:, None] - edges[1:-1, None])
