@@ -61,6 +61,31 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def busy_core():
+    """A process spinning on a core beside the test, as another user's job would: none of this process's
+    children (a child's CPU time counts as its parent's once reaped), so it is started by a child that exits.
+    Skips where the busy cores cannot be measured (no /proc/stat: not Linux) or there is one core (a single
+    thread has no other to wait for). Yields the number of cores this process may use."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/proc/stat").exists():
+        pytest.skip("the busy cores are measured from /proc/stat (Linux)")
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: a single thread has no other to wait for, so there is nothing to warn about")
+    start = ("import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'while True: pass'], "
+             "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
+    spinner = int(subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, timeout=60,
+                                 check=True).stdout)
+    try:
+        yield cores
+    finally:
+        os.kill(spinner, signal.SIGKILL)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """pyproject's `--dist loadgroup` sends the tests of one xdist_group to one worker, which builds the

@@ -424,3 +424,56 @@ def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, ca
     assert "lowest accuracy" not in capsys.readouterr().out
     assert "per_answer" not in json.loads((tmp_path / "free" / "summary.json").read_text())["metrics"]
     assert "| answer |" not in (tmp_path / "free" / "report.md").read_text()
+
+
+def test_threads_sets_the_commands_thread_count_and_eval_warns_of_busy_cores(tmp_path, capsys, monkeypatch, caplog,
+                                                                            request):
+    """`--threads N` is torch's thread count while the command runs (and the caller's after it); 0 is refused.
+    On a machine where another job holds a core, eval's generation on more threads than the free cores is
+    warned about once (measured over `CHECK_SECONDS`, shortened here), with the command that continues it."""
+    import time
+    from dataclasses import dataclass
+
+    import torch
+
+    import modrwkv.cli
+    from modrwkv import busy_cores
+
+    @dataclass
+    class Reply:
+        text: str
+        finish_reason: str = "stop"
+
+    class CountingPipeline:
+        """Replies "7" after a while, noting torch's thread count."""
+
+        threads: list[int] = []
+
+        def generate_batch(self, requests):
+            self.threads.append(torch.get_num_threads())
+            time.sleep(0.4)
+            return [Reply("7") for _ in requests]
+
+    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: CountingPipeline())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.pth").write_bytes(b"not loaded")
+    data = tmp_path / "digits.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Which digit? {i}", "answer": "7"}) + "\n" for i in range(8)))
+    before = torch.get_num_threads()
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "one"), "--no-progress", "--threads", "1", "--batch-size", "8"]) == 0
+    assert CountingPipeline.threads == [1] and torch.get_num_threads() == before
+    with pytest.raises(SystemExit) as refused:  # (argparse's usage error)
+        main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--threads", "0"])
+    assert refused.value.code == 2
+    assert "modrwkv eval: error: argument --threads: must be at least 1, got 0" in capsys.readouterr().err
+    cores = request.getfixturevalue("busy_core")
+    monkeypatch.setattr(busy_cores, "CHECK_SECONDS", 1.0)
+    caplog.set_level("WARNING", logger="modrwkv.evaluation.runner")
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "busy"), "--no-progress", "--threads", str(cores), "--batch-size", "1"]) == 0
+    notes = [r.getMessage() for r in caplog.records if r.name == "modrwkv.evaluation.runner"]
+    assert len(notes) == 1 and "cores this run may use busy over 1 s of its generation" in notes[0], notes
+    assert notes[0].endswith(f"run the same command with --threads {cores - 1} (in Python, torch.set_num_threads("
+                             f"{cores - 1})): it continues where it stopped"), notes

@@ -620,27 +620,26 @@ def test_the_callers_threads_and_omp_num_threads_come_back_as_lightnings_launche
         torch.set_num_threads(before)
 
 
-def test_a_run_whose_threads_wait_for_cores_other_processes_hold_is_warned(tmp_path, caplog):
+def test_the_busy_core_rule_by_hand():
+    """Half a core busy at least, and threads beyond the cores left free: the count that leaves them alone."""
+    from modrwkv.busy_cores import busy_core_note
+
+    def note(others, threads, cores):
+        return busy_core_note(others, threads=threads, cores=cores, during="", remedy="use {free}")
+
+    assert note(0.4, 2, 2) is None and note(1.0, 1, 2) is None and note(1.0, 8, 16) is None
+    assert note(0.6, 2, 2).endswith("use 1") and note(2.6, 16, 16).endswith("use 13")
+
+
+def test_a_run_whose_threads_wait_for_cores_other_processes_hold_is_warned(tmp_path, caplog, busy_core):
     """A process spinning on a core while the run sets up, and torch given a thread per core: the warning names
     the busy cores (measured from /proc/stat, about 1 of them) and the runtime.threads value that leaves them
-    alone; hand-computed notes for the rule (half a core busy at least, threads beyond the free cores)."""
-    from modrwkv.training.threads import busy_core_note
-
-    assert busy_core_note(0.4, threads=2, cores=2, seconds=3) is None
-    assert busy_core_note(1.0, threads=1, cores=2, seconds=3) is None
-    assert busy_core_note(1.0, threads=8, cores=16, seconds=3) is None
-    assert "runtime.threads: 1 " in busy_core_note(0.6, threads=2, cores=2, seconds=3)
-    assert "set runtime.threads: 13 (`--runtime.threads 13`)" in busy_core_note(2.6, threads=16, cores=16, seconds=3)
-    if not Path("/proc/stat").exists():
-        pytest.skip("the busy cores are measured from /proc/stat (Linux)")
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("one core: a single thread has no other to wait for, so there is nothing to warn about")
-    before = torch.get_num_threads()
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    alone."""
+    cores, before = busy_core, torch.get_num_threads()
     try:
         time.sleep(0.5)  # (the spinner started)
         torch.set_num_threads(cores)
+
         class SetUp(Exception):
             pass
 
@@ -651,16 +650,15 @@ def test_a_run_whose_threads_wait_for_cores_other_processes_hold_is_warned(tmp_p
         with caplog.at_level("WARNING", logger="modrwkv.training.threads"), pytest.raises(SetUp):
             train(config(tmp_path, "run", max_steps=1), samples=colour_samples(8), callbacks=[StopAtStart()])
     finally:
-        spinner.kill()
-        spinner.wait()
         torch.set_num_threads(before)
     [note] = [record.getMessage() for record in caplog.records if record.name == "modrwkv.training.threads"]
-    busy = float(re.search(r"kept ([0-9.]+) of the (\d+) cores this run may use busy", note)[1])
+    busy = float(re.search(r"kept ([0-9.]+) of the (\d+) cores this run may use busy while it set up", note)[1])
     assert f"of the {cores} cores this run may use" in note and busy >= 0.5, note
-    assert f"torch's {cores} threads" in note and "set runtime.threads: " in note, note
+    assert f"torch's {cores} threads" in note and note.endswith(
+        f"set runtime.threads: {cores - 1} (`--runtime.threads {cores - 1}`)"), note
 
 
-def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch, caplog):
+def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch, caplog, request):
     """The busy cores are measured over each stretch of training too (`CHECK_SECONDS`, shortened here): a
     process that starts spinning after the run set up is warned about once, with the way to change the
     count of a run under way (a checkpoint and --resume); a stretch not yet over measures nothing."""
@@ -668,27 +666,16 @@ def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch
 
     from lightning.pytorch.accelerators import CPUAccelerator
 
-    from modrwkv.training import threads
+    from modrwkv import busy_cores
+    from modrwkv.training.threads import TrainingThreads
 
-    assert "continue with --resume --runtime.threads 1" in threads.busy_core_note(
-        1.0, threads=2, cores=2, seconds=31, training=True)
-    if not Path("/proc/stat").exists():
-        pytest.skip("the busy cores are measured from /proc/stat (Linux)")
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2:
-        pytest.skip("one core: a single thread has no other to wait for, so there is nothing to warn about")
-    monkeypatch.setattr(threads, "CHECK_SECONDS", 1.0)
-    callback = threads.TrainingThreads(None, since=threads.CoreUse())
+    monkeypatch.setattr(busy_cores, "CHECK_SECONDS", 1.0)
+    callback = TrainingThreads(None, since=busy_cores.CoreUse())
     trainer = SimpleNamespace(accelerator=CPUAccelerator(), num_devices=1)
-    before = torch.get_num_threads()
     caplog.set_level("WARNING", logger="modrwkv.training.threads")
     callback.setup(trainer, None, "fit")  # at once: too short a time to measure, so the training is watched
-    # a process started after the setup, spinning beside the run (started by a child of its own: it is no
-    # child of this process, as a job someone else starts is not)
-    launcher = subprocess.run([sys.executable, "-c", "import subprocess, sys; print(subprocess.Popen([sys.executable, "
-                               "'-c', 'while True: pass'], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
-                               "stderr=subprocess.DEVNULL).pid)"], capture_output=True, text=True, timeout=60)
-    spinner = int(launcher.stdout)
+    cores = request.getfixturevalue("busy_core")  # a job started after the setup
+    before = torch.get_num_threads()
     try:
         torch.set_num_threads(cores)
         callback.on_train_batch_end(trainer, None, None, None, 0)  # the stretch is not over: nothing measured
@@ -698,11 +685,12 @@ def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch
             callback.on_train_batch_end(trainer, None, None, None, 1)
             time.sleep(1.1)
     finally:
-        os.kill(spinner, signal.SIGKILL)
         torch.set_num_threads(before)
     [note] = [record.getMessage() for record in caplog.records]
     busy = float(re.search(r"kept ([0-9.]+) of the \d+ cores this run may use busy over 1 s of its training", note)[1])
-    assert busy >= 0.5 and f"torch's {cores} threads" in note and "continue with --resume --runtime.threads" in note
+    assert busy >= 0.5 and f"torch's {cores} threads" in note, note
+    assert note.endswith(f"stop it (Ctrl-C saves a checkpoint) and continue with --resume --runtime.threads "
+                         f"{cores - 1}"), note
 
 
 # --- distributed, strategies, CLI ----------------------------------------------------------------

@@ -77,6 +77,8 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 DTYPE_HELP = ("LM precision: fp32; bf16 (CPU: bf16 weight matrices, fp32 elsewhere; CUDA: all bf16); fp16; "
               "int8 (weight-only int8 matrices, per-channel scales: the fastest on CPU)")
+THREADS_HELP = ("torch's CPU threads for this command (default: torch's, one per core); on a machine where other "
+                "jobs hold cores, fewer: each thread waits for a busy core at every operation (docs/custom-data.md)")
 INITIAL_STATE_HELP = ("start every sequence from this initial state (a state-tuned model's state.safetensors) "
                       "instead of the model's own; see docs/state-tuning.md")
 
@@ -153,6 +155,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
     p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
+    p.add_argument("--threads", type=_at_least(1), metavar="N", help=THREADS_HELP)
     p.set_defaults(handler=_run_generate)
 
 
@@ -237,6 +240,9 @@ def _add_quickstart(subparsers: argparse._SubParsersAction) -> None:
                    help="delete the quickstart in --output and start it over (without it, running the same command "
                    "again continues an interrupted run where it stopped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=_at_least(1), metavar="N",
+                   help=THREADS_HELP + "; not one of the run's options: a stopped run continues with another count "
+                   "(its numbers then differ from an uninterrupted run's in their last digits)")
     p.add_argument("--modality", choices=("vision-series", "audio"), default="vision-series",
                    help="audio: speech recognition with the real Whisper tiny.en encoder on espeak-ng speech "
                    "(needs espeak-ng and `bash scripts/setup.sh --audio`); default: images and time series")
@@ -724,6 +730,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help=DTYPE_HELP)
     p.add_argument("--initial-state", metavar="PATH", help=INITIAL_STATE_HELP)
+    p.add_argument("--threads", type=_at_least(1), metavar="N", help=THREADS_HELP)
 
 
 def _list_skipped(problems: Sequence[str], num_skipped: int, stream: TextIO) -> None:
@@ -1571,6 +1578,12 @@ def _run_command(args: argparse.Namespace) -> int:
     if hasattr(sys.stdout, "reconfigure"):  # generated text may not fit a non-UTF-8 console
         sys.stdout.reconfigure(errors="replace")
     _import_torch_holding_ctrl_c()
+    threads = getattr(args, "threads", None)  # the inference commands' --threads
+    if threads is not None:
+        import torch
+
+        callers = torch.get_num_threads()
+        torch.set_num_threads(threads)
     try:
         return args.handler(args)
     except BrokenPipeError:
@@ -1582,6 +1595,9 @@ def _run_command(args: argparse.Namespace) -> int:
     except USER_ERRORS as exc:
         _print_error(args, _describe(exc), exc)
         return USAGE_ERROR
+    finally:
+        if threads is not None:  # (main is also called in-process: tests, notebooks)
+            torch.set_num_threads(callers)
 
 
 def _print_error(args: argparse.Namespace, message: str, exc: Exception) -> None:

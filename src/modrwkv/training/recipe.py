@@ -55,7 +55,8 @@ from .memory import estimate_memory, plan_from_model
 from .module import ModRWKVModule, set_stage, warn_if_lm_frozen_untrained
 from .progress import Interrupted, ProgressLine, RunTotals, SaveOnError, StopOnSignal
 from .schedules import warmup_problem
-from .threads import CoreUse, TrainingThreads, callers_threads
+from ..busy_cores import CoreUse
+from .threads import TrainingThreads, callers_threads
 from .validation import BEST, Validation, val_data_config, val_scorer
 
 log = logging.getLogger(__name__)
