@@ -165,8 +165,9 @@ def test_bad_layouts_are_one_line_naming_the_folder(tmp_path, capsys):
     flat = tmp_path / "flat"
     png(flat / "a.png", 1)
     assert init_error(capsys, flat, tmp_path) == [
-        f"modrwkv init: error: --data: {flat} is a folder with no .parquet or .tar file and no class folder; give the "
-        "data files (a wildcard such as data/train-*.parquet), or a folder of class folders (train/cat/0001.jpg)"]
+        f"modrwkv init: error: --data: {flat} is a folder with no .parquet or .tar file, no class folder and no "
+        "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
+        "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)"]
     records = tmp_path / "records"
     png(records / "images" / "a.png", 1)
     (records / "train.jsonl").write_text('{"image": "images/a.png", "question": "What?", "answer": "a"}\n')

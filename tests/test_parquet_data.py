@@ -288,8 +288,9 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
         f"modrwkv init: error: {mixed} (--format qa)"
     eval_custom = ["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"), "--data"]
     assert error([*eval_custom, str(empty)]) == (
-        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file and no class folder; give the data "
-        "files (a wildcard such as data/train-*.parquet), or a folder of class folders (train/cat/0001.jpg)")
+        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file, no class folder and no "
+        "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
+        "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
     assert error([*eval_custom, str(jsonl), str(llava)]) == f"modrwkv eval: error: {mixed}"
     assert error(["eval", "--model", str(tmp_path), "--task", "pope", "--data", str(jsonl), str(llava)]) == \
         "modrwkv eval: error: --data: pope reads one folder or file (several files are for --task custom)"

@@ -4,7 +4,7 @@ scripts: one utterance per line with an audio path and its transcript,
     {"audio_filepath": "train-clean-100/19/198/19-198-0001.flac", "text": "...", "duration": 14.2}
 
 The audio key may be `audio`, `audio_filepath`, `path` or `wav`; the transcript `text`,
-`transcript` or `sentence`. Each line becomes user "<audio>\\n{prompt}", assistant = transcript; with
+`transcript`, `sentence` or `transcription`. Each line becomes user "<audio>\\n{prompt}", assistant = transcript; with
 `prompt=None`, user "<audio>" alone, which with prefix splicing is the authors' ASR layout (audio,
 then "\\x16Assistant: {transcript}\\x17", no user turn).
 """
@@ -29,7 +29,7 @@ from .base import (
 )
 
 AUDIO_KEYS = ("audio", "audio_filepath", "path", "wav")
-TEXT_KEYS = ("text", "transcript", "sentence")
+TEXT_KEYS = ("text", "transcript", "sentence", "transcription")  # (the last: Hugging Face audiofolder's)
 DEFAULT_ASR_PROMPT = "Transcribe the audio."
 
 

@@ -264,18 +264,24 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     """The files one pattern of `expand_paths` stands for. A folder stands for its .tar shards when it
     has any (img2dataset writes a .parquet of each shard's download status beside it: metadata, not
     samples), else for its .parquet shards, else, with subfolders, for itself: a folder of class folders
-    (`classfolders`), which `file_records` reads as one data file."""
+    (`classfolders`), which `file_records` reads as one data file. A folder with a metadata file in it or a
+    subfolder stands for itself before all that: Hugging Face's metadata layout (`hffolders`), whose
+    metadata.parquet is no shard."""
     if Path(pattern).is_dir():
-        from .classfolders import has_class_folders  # (it builds on this module)
+        from .classfolders import has_class_folders  # (they build on this module)
+        from .hffolders import has_metadata
 
+        if has_metadata(Path(pattern)):
+            return [pattern]
         files = [p for p in Path(pattern).iterdir() if p.is_file()]
         shards = sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
         if not shards and has_class_folders(Path(pattern)):
             return [pattern]
         if not shards:
-            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file and no class "
-                                    "folder; give the data files (a wildcard such as data/train-*.parquet), or a "
-                                    "folder of class folders (train/cat/0001.jpg)")
+            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no class "
+                                    "folder and no metadata file; give the data files (a wildcard such as "
+                                    "data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), or a "
+                                    "folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
         return shards
     if _BRACES.search(pattern) and not Path(pattern).exists():
         raise FileNotFoundError(f"{setting}: no file {pattern}: brace lists (webdataset's shard-{{000..099}}.tar) "
@@ -308,11 +314,16 @@ PARQUET_BATCH_ROWS = 64
 def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per record of a data file: a Parquet file's rows (`parquet_records`), a WebDataset
     tar's samples (`webdataset.tar_records`, a captioned sample asked `caption_prompt`, None: the
-    default), a folder of class folders' media files (`classfolders.class_folder_records`, asked
-    `caption_prompt` too), else the JSON / JSONL records (`json_records`)."""
-    if path.is_dir():
-        from .classfolders import class_folder_records  # (it builds on this module)
+    default), the rows of Hugging Face's metadata layout, a folder with a metadata file or such a file itself
+    (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
+    files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
+    (`json_records`)."""
+    if path.is_dir() or is_metadata_file(path):
+        from .classfolders import class_folder_records  # (they build on this module)
+        from .hffolders import has_metadata, metadata_records
 
+        if is_metadata_file(path) or has_metadata(path):
+            return metadata_records(path, caption_prompt)
         return class_folder_records(path, caption_prompt)
     if is_tar(path):
         from .webdataset import tar_records  # (it builds on this module)
@@ -323,6 +334,15 @@ def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[t
 
 def is_parquet(path: Path) -> bool:
     return path.suffix.lower() == ".parquet"
+
+
+# The metadata files of Hugging Face's imagefolder / audiofolder layout (`hffolders`), by their exact names as
+# `datasets` finds them: a folder's rows, not a data file of records.
+METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
+
+
+def is_metadata_file(path: Path) -> bool:
+    return path.name in METADATA_NAMES and not path.is_dir()
 
 
 def is_tar(path: Path) -> bool:
@@ -597,7 +617,8 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
 # The readers' record fields: a JSON object with one of them as a key is a record, not records keyed by id.
 RECORD_FIELDS = frozenset({"id", "question", "answer", "answers", "choices", "metric", "conversations", "messages",
                            "system", "tools", "image", "images", "audio", "audios", "video", "videos", "series",
-                           "audio_filepath", "path", "wav", "text", "transcript", "sentence", "duration"})
+                           "audio_filepath", "path", "wav", "text", "transcript", "sentence", "transcription",
+                           "duration"})
 
 
 def _single_document(handle: Any, path: Path) -> tuple[int, Any] | None:
@@ -756,7 +777,7 @@ def _fields_format(record: dict[str, Any]) -> str | None:
         return "llava" if key == "conversations" else "openai"
     if "question" in record:
         return "qa"
-    if any(k in record for k in ("audio_filepath", "text", "transcript", "sentence")):
+    if any(k in record for k in ("audio_filepath", "text", "transcript", "sentence", "transcription")):
         return "asr"
     return None
 

@@ -1,6 +1,7 @@
 """A folder of class folders as question-answer records: the layout torchvision's `ImageFolder`, Keras'
 `image_dataset_from_directory` and Hugging Face's `imagefolder` / `audiofolder` read, and the one Speech
-Commands is distributed in:
+Commands is distributed in (with a metadata file, `metadata.jsonl` / `.csv` / `.parquet`, in it or a subfolder, a
+folder is Hugging Face's metadata layout instead: `hffolders`):
 
     data/digits/train/0/img_0001.png   data/digits/train/0/img_0002.png   data/digits/train/1/...
 
@@ -82,6 +83,17 @@ def has_class_folders(path: Path) -> bool:
         return False
 
 
+def split_refusal(path: Path, splits: list[str], each: str) -> DataError:
+    """The error of a folder `path` whose subfolders `splits` are a data set's splits, each `each`: one line
+    naming the split to train on and the one to evaluate on."""
+    given = ", ".join(f"{split}/" for split in splits)
+    test = next((split for split in splits if split.lower() not in ("train", "training")), None)
+    train = next((split for split in splits if split.lower() in ("train", "training")), splits[0])
+    evaluate = f"; evaluate on {path / test} (modrwkv eval --task custom --data)" if test else ""
+    return DataError(str(path), "unreadable_file", f"holds the splits {given}, each {each}: give one split, "
+                     f"{path / train} to train on (modrwkv init --data, data.train){evaluate}")
+
+
 def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per media file of the class folders in `path` (the module docstring), `load()` giving
     its record, asked `prompt` (None: `CLASS_PROMPTS`). A folder that is no folder of class folders raises
@@ -95,19 +107,14 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
     splits = [cls for cls, items in classes
               if cls.lower() in SPLIT_NAMES and any(item.is_dir() for item in items)]
     if splits:
-        given = ", ".join(f"{split}/" for split in splits)
-        test = next((split for split in splits if split.lower() not in ("train", "training")), None)
-        train = next((split for split in splits if split.lower() in ("train", "training")), splits[0])
-        evaluate = f"; evaluate on {path / test} (modrwkv eval --task custom --data)" if test else ""
-        raise DataError(name, "unreadable_file", f"holds the splits {given}, each a folder of class folders: give "
-                        f"one split, {path / train} to train on (modrwkv init --data, data.train){evaluate}")
+        raise split_refusal(path, splits, "a folder of class folders")
     if not classes:
         raise DataError(name, "unreadable_file", "no class folder: a folder of class folders holds a subfolder per "
                         "label, each with its image, audio or video files (train/cat/0001.jpg); see "
                         "docs/custom-data.md")
     stray = [entry.name for entry in entries if not entry.is_dir()]
     records = [file for file in stray if _is_data_file(file)]
-    if records:  # (Hugging Face's imagefolder reads a metadata.jsonl beside the images as their captions)
+    if records:  # (a metadata.jsonl / .csv / .parquet makes the folder Hugging Face's metadata layout: `hffolders`)
         raise DataError(name, "unreadable_file", f"holds {', '.join(records)} beside its subfolders: give the data "
                         "file itself (its records name their media); a folder of class folders, whose subfolders' "
                         "names are the answers, holds no data file")

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import DataError, file_records, is_parquet, is_tar, record_format
+from .base import DataError, file_records, is_metadata_file, is_parquet, is_tar, record_format
 from .sharegpt import dataset_info_entry
 
 
@@ -22,8 +22,9 @@ def detect_format(path: Path) -> str:
     """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
     naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
     columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
-    folders: qa)."""
-    if path.suffix.lower() in (".csv", ".npz"):
+    folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
+    first usable row makes)."""
+    if path.suffix.lower() in (".csv", ".npz") and not is_metadata_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
         if dataset_info_entry(path) is not None:
@@ -76,6 +77,8 @@ def detect_format(path: Path) -> str:
             what = f"no usable sample among the first 100 (the first: {bad})" if bad else "no sample"
             raise FormatUnknown(f"{path}: {what}; a WebDataset tar's samples are media members (.jpg, .flac, ...) "
                                 "with a .txt caption or transcript, or a .json record; see docs/custom-data.md")
+        if bad is not None and (path.is_dir() or is_metadata_file(path)):  # (a JSON record's reasons do not apply)
+            raise FormatUnknown(f"{path}: no usable record among the first 100 (the first: {bad})")
         what = (f"a {type(found).__name__} where a record should be" if found is not None
                 else "no rows" if is_parquet(path) else "no JSON record")
         raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "

@@ -22,8 +22,8 @@ one record of a training format:
   alone, its transcript, as an ASR record (of one audio: the ASR reader refuses several). The `.json`
   is then metadata (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is
   read;
-- otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`) is an
-  ASR record with that audio (Emilia's layout);
+- otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`,
+  `transcription`) is an ASR record with that audio (Emilia's layout);
 - anything else is a bad record: no media member (missing_media), no text (missing_field), or a media,
   .txt or .json member that is a hard or symbolic link (which has no bytes of its own in the tar).
 
@@ -336,37 +336,55 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
         raise sample.link
     if not sample.media:
         raise DataError(source, "missing_media", f"no image, audio or video member (the sample's members: {names})")
-    metadata = _json_member(sample, source)
-    text = _text_member(sample, source)
-    media = sample.media
-    if any(key in metadata for key in RECORD_KEYS):  # a whole record
+
+    def twice(field: str, kind: str, member: TarMember) -> str:
+        return (f"{sample.key}.json has {field!r}, but the sample's {kind} is its member {member.name}: leave "
+                f"{field!r} out of the .json")
+
+    record = media_record(sample.media, _json_member(sample, source), _text_member(sample, source), sample.key,
+                          source, caption_prompt, twice)
+    if record is None:
+        visual = any(kind in sample.media for kind in ("image", "video"))
+        what = "with its image or video, a caption" if visual else "with its audio, a transcript"
+        raise DataError(source, "missing_field", f"no text: no .txt member ({what}) and no .json holding a record "
+                        f"({', '.join(repr(k) for k in RECORD_KEYS)}{'' if visual else ', or a transcript'}) (the "
+                        f"sample's members: {names})")
+    return record
+
+
+def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: Any, key: str, source: str,
+                 caption_prompt: str | None, twice: Callable[[str, str, Any], str]) -> dict[str, Any] | None:
+    """The record of a sample's `media` (kind -> its items, in order), its `metadata` (a .json member's object,
+    a metadata file's row without its file names) and its `text` (a .txt member; a caption column; None without
+    one), with the meaning the module docstring gives a tar sample's members: the record `metadata` is (with
+    `question`, `conversations` or `messages`), else a caption asked `caption_prompt` (None:
+    `DEFAULT_CAPTION_PROMPTS`) whose id is `key`, else an ASR record; None for a sample without text, which the
+    caller names. The one mapping of WebDataset shards and Hugging Face metadata folders (`hffolders`).
+    `twice(field, kind, item)` is the message for `metadata` naming media of a kind the sample has itself."""
+    if any(field in metadata for field in RECORD_KEYS):  # a whole record
         plural = "question" not in metadata  # the conversation formats' lists, to which their markers refer
-        return {**metadata, **_media_fields(media, metadata, plural, sample.key, source)}
+        return {**metadata, **_media_fields(media, metadata, plural, source, twice)}
     visual = next((kind for kind in ("image", "video") if kind in media), None)
     if text is not None and visual is not None:  # a caption
         question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
-        return CaptionRecord({**media, "question": question, "answer": text, "id": sample.key})
-    if visual is None and (text is not None or any(key in metadata for key in TEXT_KEYS)):  # a transcript
-        # (several audio members are a list, which the ASR reader refuses naming them: a record has one audio)
+        return CaptionRecord({**media, "question": question, "answer": text, "id": key})
+    if visual is None and (text is not None or any(field in metadata for field in TEXT_KEYS)):  # a transcript
+        # (several audio items are a list, which the ASR reader refuses naming them: a record has one audio)
         if text is not None:
-            return {**_media_fields(media, {}, False, sample.key, source), "text": text, "id": sample.key}
-        return {**metadata, **_media_fields(media, metadata, False, sample.key, source)}
-    what = "with its image or video, a caption" if visual else "with its audio, a transcript"
-    raise DataError(source, "missing_field", f"no text: no .txt member ({what}) and no .json holding a record "
-                    f"({', '.join(repr(k) for k in RECORD_KEYS)}{'' if visual else ', or a transcript'}) (the "
-                    f"sample's members: {names})")
+            return {**_media_fields(media, {}, False, source, twice), "text": text, "id": key}
+        return {**metadata, **_media_fields(media, metadata, False, source, twice)}
+    return None
 
 
-def _media_fields(media: dict[str, list[TarMember]], record: dict[str, Any], plural: bool, key: str,
-                  source: str) -> dict[str, Any]:
-    """The media members as the record's fields (`image` or `images`, ...): the members are the sample's
-    media, so a .json that names media of the same kind itself is refused rather than overridden."""
+def _media_fields(media: dict[str, list[Any]], record: dict[str, Any], plural: bool, source: str,
+                  twice: Callable[[str, str, Any], str]) -> dict[str, Any]:
+    """The media items as the record's fields (`image` or `images`, ...): they are the sample's media, so a
+    record that names media of the same kind itself is refused (`twice` says so) rather than overridden."""
     fields: dict[str, Any] = {}
     for kind, items in media.items():
         given = [name for name in (kind, kind + "s") if record.get(name) is not None]
         if given:
-            raise DataError(source, "wrong_type", f"{key}.json has {given[0]!r}, but the sample's {kind} is its "
-                            f"member {items[0].name}: leave {given[0]!r} out of the .json")
+            raise DataError(source, "wrong_type", twice(given[0], kind, items[0]))
         fields[kind + "s" if plural else kind] = items if plural or len(items) > 1 else items[0]
     return fields
 

@@ -3,6 +3,7 @@
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ...data.readers.base import is_metadata_file
 from ...processing.speech_segments import SegmentSettings
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task
 from .choice import MMMU, MMBench, ScienceQA
@@ -37,7 +38,8 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
     (one, or several as data.train takes them), configured with these options, or, for a .csv file, the
     `custom-series` forecasting task."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
-    series = [path for path in given if Path(path).suffix.lower() == ".csv"]
+    # (a metadata.csv is the rows of Hugging Face's metadata layout, records like any data file's)
+    series = [path for path in given if Path(path).suffix.lower() == ".csv" and not is_metadata_file(Path(path))]
     if series and len(given) > 1:
         raise ValueError(f"{series[0]}: a .csv file is a forecasting series, evaluated one file at a time; give it "
                          "alone")

@@ -69,7 +69,7 @@ from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
-                                  expand_paths, file_records, is_parquet, is_tar, one_format)
+                                  expand_paths, file_records, is_metadata_file, is_parquet, is_tar, one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.classfolders import CLASS_PROMPTS
@@ -205,11 +205,13 @@ class CustomTask(Task):
             raise BenchmarkFileError(str(exc)) from None
         for file in files:
             # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
-            # (a folder here is a folder of class folders: `expand_paths`)
-            if not (file.is_dir() or is_tar(file) or is_parquet(file) or file.suffix.lower() in (".json", ".jsonl")):
+            # (a folder here is a folder of class folders or with a metadata file: `expand_paths`)
+            if not (file.is_dir() or is_tar(file) or is_parquet(file) or is_metadata_file(file)
+                    or file.suffix.lower() in (".json", ".jsonl")):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
-                                         f"training format, or a folder of class folders: {self.layout}")
-            if not file.exists():  # (a folder here is a folder of class folders)
+                                         f"training format, a folder of class folders or a folder with a metadata "
+                                         f"file: {self.layout}")
+            if not file.exists():  # (a folder here is a folder of class folders or with a metadata file)
                 raise BenchmarkFileError(f"{file}: no such file")
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
@@ -297,10 +299,13 @@ class CustomTask(Task):
             if self.long_form is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}")
-            if self.caption_prompt is not None and not is_tar(file) and not file.is_dir():
-                raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards and folders "
-                                         "of class folders (the question their captioned samples and class folders' "
-                                         "files are asked); this file is neither")
+            # the files whose records may be asked a caption question: shards, folders, metadata files
+            captioned = is_tar(file) or file.is_dir() or is_metadata_file(file)
+            if self.caption_prompt is not None and not captioned:
+                raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards, folders of "
+                                         "class folders and Hugging Face metadata folders (the question their "
+                                         "captioned samples and class folders' files are asked); this file is none "
+                                         "of them")
             if self.caption_prompt is not None and data_format != "qa":
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
                                          f"this file holds {data_format} records{chosen}")
@@ -309,7 +314,7 @@ class CustomTask(Task):
             caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
                        if "prompt" in self.reader_options else self.model_caption_prompt)
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
-            default_captions = caption is None and data_format == "qa" and (is_tar(file) or file.is_dir())
+            default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
                     chosen, formats=None if found is None else report.formats), start=1):
@@ -326,10 +331,11 @@ class CustomTask(Task):
                 identifier = question.record.id
                 if identifier is None:
                     identifier = str(len(records) + 1) if len(files) == 1 else f"{names[file]}:{number}"
-                elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or file.is_dir()):
+                elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or file.is_dir()
+                                         or is_metadata_file(file)):
                     # a tar sample's id is its key, which the shards of one dataset reuse (each counting
-                    # from 000), and a class folder file's "class/name" may be another folder's too, so with
-                    # several files it is known as a JSONL record's place is
+                    # from 000), and a class folder file's "class/name" (a metadata row's file name) may be
+                    # another folder's too, so with several files it is known as a JSONL record's place is
                     identifier = f"{names[file]}:{identifier}"
                 records.append((identifier, question))
             if len(records) == read_before:  # (a file of bad records: the first one's error is raised below)

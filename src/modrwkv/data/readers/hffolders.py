@@ -1,0 +1,226 @@
+"""Hugging Face's metadata layout as records: a folder of media files with a metadata file whose rows name them,
+the layout `datasets` reads with `load_dataset("imagefolder", data_dir=...)` (and `"audiofolder"`,
+`"videofolder"`):
+
+    data/captions/metadata.jsonl     {"file_name": "0001.png", "text": "a red square on white"}
+    data/captions/0001.png           {"file_name": "photos/0002.jpg", "text": "two cats"}
+    data/captions/photos/0002.jpg
+
+The metadata file is `metadata.jsonl`, `metadata.csv` (with a header; a quoted cell may hold commas and line
+breaks; a column whose every filled cell is a number holds numbers, as pandas reads it for `datasets`; an empty
+cell is missing) or `metadata.parquet`. A folder is read with every metadata file in it and its subfolders
+(hidden ones and what file managers leave aside, as `classfolders` does), all of one format; the metadata file
+given itself is read alone. A row's media are its `file_name` column and any `*_file_name` one (one file each),
+and `file_names` / `*_file_names` (lists): paths relative to the metadata file's folder (subfolders allowed),
+their kind (image, audio, video) told by the extension as a WebDataset member's is (`MEDIA_EXTENSIONS`). Media
+files no row names are not read, as `datasets` reads none.
+
+Each row becomes the record a WebDataset sample with these media would (`webdataset.media_record`, the one
+mapping): a row with `question`, `conversations` or `messages` is that whole record with its media (qa; llava,
+openai or sharegpt, whose `images` / `audios` / `videos` lists its markers refer to); otherwise an image or video
+with a caption column (`text`, `caption`: `CAPTION_KEYS`) is a captioned sample, asked the reader's `prompt`
+(default `DEFAULT_CAPTION_PROMPTS`; training records it with the model and eval asks it again: `CaptionRecord`);
+audio alone with a transcript column (`text`, `transcript`, `sentence`, `transcription`: the ASR reader's
+`TEXT_KEYS`) is an ASR record, its other columns the manifest's (`id`, `duration`). Media paths are made absolute,
+so the converters read them wherever the folder is given from; a caption's id is the row's `id`, else its first
+file's path from the folder given.
+
+A row that makes no record is a bad record (skipped and counted as a bad JSONL line is), named by its metadata
+file and line (CSV: the line its row starts on; Parquet: "row N"): a file that does not exist, one that is no
+image, audio or video by its extension, no text column and no question. A first row without a `file_name`
+column, metadata files in several formats, and a folder whose subfolders are splits each with its metadata
+file (train/, test/) stop the reading with one line naming the file or folder and what to give instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ...textfiles import TextFileError, decode_text
+from .asr import TEXT_KEYS
+from .base import METADATA_NAMES, DataError, is_parquet, json_records, parquet_records
+from .classfolders import OS_LEFTOVERS, SPLIT_NAMES, split_refusal
+from .webdataset import MEDIA_EXTENSIONS, RECORD_KEYS, media_record
+
+# A row's caption, with an image or video: the column `datasets`' captioning guide writes, and the one
+# img2dataset and most caption sets name.
+CAPTION_KEYS = ("text", "caption")
+# A CSV cell that is a number, as pandas reads one (no "nan", "inf" or "1_000", which Python's float takes).
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _shown(name: str) -> bool:
+    return not name.startswith(".") and name.lower() not in OS_LEFTOVERS
+
+
+def _metadata_files(folder: Path) -> Iterator[Path]:
+    """The metadata files in `folder` and its subfolders (not hidden ones, nor OS leftovers), a folder's own
+    before its subfolders', in name order."""
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if _shown(name))
+        yield from (Path(root) / name for name in sorted(files) if name in METADATA_NAMES)
+
+
+def has_metadata(path: Path) -> bool:
+    """Whether the folder `path` holds a metadata file, in it or a subfolder: what makes it Hugging Face's
+    metadata layout rather than a folder of class folders or shards."""
+    return next(_metadata_files(path), None) is not None
+
+
+def metadata_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per row of the metadata files of `path` (a folder: all of its own and its subfolders'; a
+    metadata file: its own), `load()` giving its record (the module docstring), a caption asked
+    `caption_prompt` (None: the default). A folder of splits, or of metadata files in several formats, raises
+    `DataError` (unreadable_file) naming it."""
+    if not path.is_dir():
+        yield from _file_records(path, path.parent, caption_prompt)
+        return
+    try:
+        subfolders = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and _shown(entry.name))
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot list the folder: {err.strerror or err}") from None
+    splits = [name for name in subfolders if name.lower() in SPLIT_NAMES and has_metadata(path / name)]
+    if splits:
+        raise split_refusal(path, splits, "with its metadata file")
+    files = list(_metadata_files(path))
+    kinds = {file.suffix: file for file in files}
+    if len(kinds) > 1:
+        shown = " and ".join(str(file) for file in kinds.values())
+        raise DataError(str(path), "unreadable_file", f"holds metadata files in {len(kinds)} formats ({shown}): a "
+                        "folder's metadata files are of one format, as Hugging Face's datasets reads them; keep "
+                        "one (convert the others)")
+    for file in files:
+        yield from _file_records(file, path, caption_prompt)
+
+
+def _file_records(file: Path, root: Path, caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per row of one metadata file, its media ids relative to `root` (the folder given)."""
+    rows = csv_records(file) if file.suffix == ".csv" else parquet_records(file) if is_parquet(file) else \
+        json_records(file)
+    for index, (source, load) in enumerate(rows):
+        yield source, _row_loader(file, root, source, load, index == 0, caption_prompt)
+
+
+def _row_loader(file: Path, root: Path, source: str, load: Callable[[], Any], first: bool,
+                caption_prompt: str | None) -> Callable[[], Any]:
+    def build() -> dict[str, Any]:
+        row = load()
+        if not isinstance(row, dict):
+            raise DataError(source, "wrong_type", f"a metadata row must be an object with a 'file_name', got "
+                            f"{type(row).__name__}")
+        columns = [key for key in row if _media_column(key)]
+        if not columns:
+            detail = (f"no 'file_name' column (its columns: {', '.join(map(str, row)) or 'none'}): a metadata file "
+                      "names each row's media file in 'file_name' (or '<name>_file_name', 'file_names'), relative to "
+                      "its folder, as Hugging Face's imagefolder reads it; see docs/custom-data.md")
+            if first:  # the file's columns (a Parquet or CSV file's are every row's)
+                raise DataError(str(file), "unreadable_file", detail)
+            raise DataError(source, "missing_field", detail.replace(" column (its columns:", " (the row's fields:"))
+        media: dict[str, list[str]] = {}
+        named: dict[str, str] = {}  # each media path: its column and name in the row, for messages
+        for column in columns:
+            value = row[column]
+            plural = column == "file_names" or column.endswith("_file_names")
+            if plural and not isinstance(value, list):
+                raise DataError(source, "wrong_type", f"{column!r} must be a list of file names, got "
+                                f"{type(value).__name__}")
+            for name in value if plural else [value]:
+                if not isinstance(name, str) or not name.strip():
+                    raise DataError(source, "missing_media", f"{column!r} must name a media file, got {name!r}")
+                kind = MEDIA_EXTENSIONS.get(Path(name).suffix.lower().lstrip("."))
+                if kind is None:
+                    extensions = ", ".join(f".{extension}" for extension in MEDIA_EXTENSIONS)
+                    raise DataError(source, "unreadable_media", f"{column} {name!r} is no image, audio or video file "
+                                    f"by its extension ({Path(name).suffix or 'none'}; read: {extensions})")
+                # absolute: the converters resolve a relative path against the data file's folder, which for a
+                # folder given is the one above it; a missing file is theirs to name, with this row's source
+                path = os.path.abspath(os.path.join(file.parent, name.replace("\\", "/")))
+                media.setdefault(kind, []).append(path)
+                named[path] = f"{column} {name!r}"
+        metadata = {key: value for key, value in row.items() if key not in columns}
+        visual = any(kind in media for kind in ("image", "video"))
+        text = next((metadata[key] for key in CAPTION_KEYS if metadata.get(key) is not None), None) if visual else None
+        first_media = next(iter(media.values()))[0]
+        key = str(row["id"]) if row.get("id") is not None else Path(os.path.relpath(first_media, root)).as_posix()
+
+        def twice(field: str, kind: str, item: str) -> str:
+            return (f"the row has {field!r} beside {named[item]}, which is its {kind}: leave {field!r} out of "
+                    f"{file.name}")
+
+        record = media_record(media, metadata, text, key, source, caption_prompt, twice)
+        if record is None:
+            what = (f"a caption ({' or '.join(map(repr, CAPTION_KEYS))})" if visual
+                    else f"a transcript ({', '.join(map(repr, TEXT_KEYS))})")
+            raise DataError(source, "missing_field", f"no text: no column with {what} and no "
+                            f"{', '.join(map(repr, RECORD_KEYS))} (the row's columns: {', '.join(map(str, row))})")
+        return record
+
+    return build
+
+
+def _media_column(key: Any) -> bool:
+    """A column naming media files, as `datasets` takes them: `file_name`, `*_file_name`, `file_names`,
+    `*_file_names`."""
+    return isinstance(key, str) and any(key == name or key.endswith("_" + name) for name in ("file_name", "file_names"))
+
+
+def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source "path:line", load) per row of a CSV file with a header (its line: the one the row starts on; blank
+    lines are no rows). A cell is text, a quoted one with its commas and line breaks; an empty one is missing
+    (None); a column whose every filled cell is a number holds numbers (ints when all are whole), as pandas reads
+    a CSV for `datasets`. A row with more or fewer cells than the header is a bad record; a file that does not
+    read or decode raises `DataError` (unreadable_file)."""
+    try:
+        text = decode_text(path.read_bytes(), path)
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+    except TextFileError as err:
+        raise DataError(err.source, "unreadable_file", err.detail) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []  # (the line a row starts on, its cells), the header first
+    try:
+        while True:
+            line = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                break
+            if cells:
+                rows.append((line, cells))
+    except csv.Error as err:  # (a quote left open runs to the end of the file)
+        raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not a readable CSV file: {err}") from None
+    if not rows:
+        return
+    header = rows[0][1]
+    numbers = [_column_type([cells[i] for _, cells in rows[1:] if i < len(cells)]) for i in range(len(header))]
+    for line, cells in rows[1:]:
+        source = f"{path}:{line}"
+        if len(cells) != len(header):
+            yield source, _refused(DataError(source, "wrong_type", f"{len(cells)} cells where the header "
+                                             f"({', '.join(header)}) has {len(header)}: a cell holding a comma or "
+                                             "a line break is quoted (\"a, b\")"))
+            continue
+        record = {name: None if cell == "" else kind(cell) if kind else cell
+                  for name, cell, kind in zip(header, cells, numbers, strict=True)}
+        yield source, lambda record=record: record
+
+
+def _column_type(cells: list[str]) -> Callable[[str], Any] | None:
+    """int or float for a column whose every filled cell is a number; None (text) otherwise."""
+    filled = [cell for cell in cells if cell != ""]
+    if not filled or not all(_NUMBER.fullmatch(cell) for cell in filled):
+        return None
+    return int if all(_INTEGER.fullmatch(cell) for cell in filled) else float
+
+
+def _refused(error: DataError) -> Callable[[], Any]:
+    def load() -> Any:
+        raise error
+
+    return load
