@@ -173,7 +173,8 @@ def _media_column(key: Any) -> bool:
 
 def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source "path:line", load) per row of a CSV file with a header (its line: the one the row starts on; blank
-    lines are no rows). A cell is text, a quoted one with its commas and line breaks; an empty one is missing
+    lines are no rows). A cell is text, a quoted one with its commas and line breaks (a quote left open, or text after
+a closing one, is the file's error); an empty one is missing
     (None); a column whose every filled cell is a number holds numbers (ints when all are whole), as pandas reads
     a CSV for `datasets`. A row with more or fewer cells than the header is a bad record; a file that does not
     read or decode raises `DataError` (unreadable_file)."""
@@ -183,8 +184,10 @@ def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
     except TextFileError as err:
         raise DataError(err.source, "unreadable_file", err.detail) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote left open would otherwise run silently to the end of the file, one row swallowing the rest
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []  # (the line a row starts on, its cells), the header first
+    line = 1
     try:
         while True:
             line = reader.line_num + 1
@@ -193,12 +196,15 @@ def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                 break
             if cells:
                 rows.append((line, cells))
-    except csv.Error as err:  # (a quote left open runs to the end of the file)
-        raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not a readable CSV file: {err}") from None
+    except csv.Error as err:
+        raise DataError(f"{path}:{line}", "unreadable_file", f"not a readable CSV file: {err} in the row that starts "
+                        "on this line (a quoted cell ends with a quote, and a quote inside one is written \"\")") \
+            from None
     if not rows:
         return
     header = rows[0][1]
-    numbers = [_column_type([cells[i] for _, cells in rows[1:] if i < len(cells)]) for i in range(len(header))]
+    whole = [cells for _, cells in rows[1:] if len(cells) == len(header)]  # (a row cut wrong says nothing of a column)
+    numbers = [_column_type([cells[i] for cells in whole]) for i in range(len(header))]
     for line, cells in rows[1:]:
         source = f"{path}:{line}"
         if len(cells) != len(header):

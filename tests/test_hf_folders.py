@@ -1,0 +1,229 @@
+"""Hugging Face's metadata layout (a folder of media files with a metadata.jsonl / .csv / .parquet whose `file_name`
+column names them, as `load_dataset("imagefolder" / "audiofolder", data_dir=...)` reads it) as qa and ASR records:
+the reader's samples, `modrwkv init`, training's data.train and `eval --task custom --data` on it, and each bad
+row's and bad layout's message (docs/custom-data.md, "A folder with a metadata file")."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow
+import pyarrow.parquet
+import pytest
+import yaml
+
+from modrwkv.cli import main
+from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
+from modrwkv.data.readers.base import expand_paths
+from modrwkv.data.readers.detect import detect_format
+from modrwkv.evaluation.tasks import CustomTask, custom_task
+from modrwkv.training import config_from_dict, train
+from modrwkv.training.data import build_reader
+from test_class_folders import png, wav
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CAPTION = "<image>\nWrite a short caption for the image."  # the documented default question, written out
+TRANSCRIBE = "<audio>\nTranscribe the audio."
+
+
+def jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def read(reader) -> list[tuple]:
+    return [(s.source, [(m.role, m.content) for m in s.messages], s.images or s.audios, s.meta) for s in reader]
+
+
+def test_an_imagefolder_reads_its_rows_as_captions_and_questions(tmp_path, monkeypatch):
+    root = tmp_path / "pets"
+    # subfolders that look like class folders: a folder with a metadata file is the metadata layout
+    for name, shade in (("cat/1.png", 10), ("dog/2.png", 20), ("3.png", 30), ("4.png", 40), ("5.png", 50)):
+        png(root / name, shade)
+    png(root / "unlisted.png", 60)  # named by no row: not read, as datasets reads none
+    meta = jsonl(root / "metadata.jsonl", [
+        {"file_name": "cat/1.png", "text": "a dark cat", "width": 8},
+        {"file_name": "dog/2.png", "caption": "a dog"},
+        {"file_name": "3.png", "id": "q1", "question": "How bright is it?", "answer": "dim"},
+        {"file_name": "4.png", "right_file_name": "5.png", "question": "Which is brighter?", "answer": "the right"},
+    ])
+    expected = [
+        (f"{meta}:1", [("user", CAPTION), ("assistant", "a dark cat")], [str(root / "cat/1.png")],
+         {"id": "cat/1.png", "captioned": True}),
+        (f"{meta}:2", [("user", CAPTION), ("assistant", "a dog")], [str(root / "dog/2.png")],
+         {"id": "dog/2.png", "captioned": True}),
+        (f"{meta}:3", [("user", "<image>\nHow bright is it?"), ("assistant", "dim")], [str(root / "3.png")], {"id": "q1"}),
+        (f"{meta}:4", [("user", "<image>\n<image>\nWhich is brighter?"), ("assistant", "the right")],
+         [str(root / "4.png"), str(root / "5.png")], {}),
+    ]
+    assert expand_paths([str(root)], "--data") == [str(root)] and detect_format(root) == "qa"
+    reader = QAReader([root])
+    assert read(reader) == expected and reader.report.summary() == f"{root}: kept 4 of 4 records"
+    assert reader.count_records() == 4
+    # the metadata file given itself means the same; from another folder, relative paths find the same files
+    monkeypatch.chdir(tmp_path)
+    assert detect_format(Path("pets/metadata.jsonl")) == "qa"
+    assert [s[1:] for s in read(QAReader(["pets/metadata.jsonl"]))] == [s[1:] for s in expected]
+    # data.options.prompt asks captions another question, not the rows' own questions
+    asked = read(QAReader([root], prompt="Describe it."))
+    assert [s[1][0][1] for s in asked] == ["<image>\nDescribe it."] * 2 + [e[1][0][1] for e in expected[2:]]
+    # metadata files in subfolders are read too, their file names relative to their own folder
+    png(root / "more" / "6.png", 70)
+    jsonl(root / "more" / "metadata.jsonl", [{"file_name": "6.png", "text": "grey"}])
+    assert read(QAReader([root]))[4:] == [(f"{root}/more/metadata.jsonl:1", [("user", CAPTION), ("assistant", "grey")],
+                                           [str(root / "more/6.png")], {"id": "more/6.png", "captioned": True})]
+
+
+def test_audiofolder_csv_and_parquet_rows_are_asr_records(tmp_path):
+    root = tmp_path / "speech"
+    for name in ("a.wav", "clips/b.wav", "c.wav"):
+        wav(root / name)
+    # a quoted transcript holds its comma and its line break; the header's `duration` column holds numbers
+    (root / "metadata.csv").write_text('file_name,transcription,duration\n'
+                                       'a.wav,"yes, no\nmaybe",0.1\n'
+                                       'clips/b.wav,hello,2\n'
+                                       'c.wav,one,two,3\n')
+    reader = AsrManifestReader([root])
+    assert read(reader) == [
+        (f"{root}/metadata.csv:2", [("user", TRANSCRIBE), ("assistant", "yes, no\nmaybe")], [str(root / "a.wav")],
+         {"duration": 0.1}),
+        (f"{root}/metadata.csv:4", [("user", TRANSCRIBE), ("assistant", "hello")], [str(root / "clips/b.wav")],
+         {"duration": 2.0})]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{root}/metadata.csv:5: 4 cells where the header (file_name, transcription, duration) has 3: a cell holding a "
+        "comma or a line break is quoted (\"a, b\")"]
+    assert detect_format(root) == "asr" and detect_format(root / "metadata.csv") == "asr"
+    # a metadata.csv is the folder's rows, not a forecasting series
+    assert isinstance(custom_task(str(root / "metadata.csv")), CustomTask)
+    # the same rows as Parquet, named by row
+    (root / "metadata.csv").unlink()
+    pyarrow.parquet.write_table(pyarrow.table({"file_name": ["a.wav", "clips/b.wav"], "sentence": ["yes", "hi"]}),
+                                root / "metadata.parquet")
+    assert expand_paths([str(root)], "--data") == [str(root)]  # (no Parquet shard)
+    assert read(AsrManifestReader([root])) == [
+        (f"{root}/metadata.parquet:row 0", [("user", TRANSCRIBE), ("assistant", "yes")], [str(root / "a.wav")], {}),
+        (f"{root}/metadata.parquet:row 1", [("user", TRANSCRIBE), ("assistant", "hi")], [str(root / "clips/b.wav")],
+         {})]
+    # audiofolder's `transcription` is a manifest's transcript too
+    jsonl(tmp_path / "manifest.jsonl", [{"audio": "speech/a.wav", "transcription": "yes"}])
+    assert detect_format(tmp_path / "manifest.jsonl") == "asr"
+    assert [s[1] for s in read(AsrManifestReader([tmp_path / "manifest.jsonl"]))] == [[("user", TRANSCRIBE),
+                                                                                      ("assistant", "yes")]]
+
+
+def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "data" / "shapes"
+    captions = {"1.png": "black", "2.png": "dark grey", "3.png": "grey", "4.png": "white"}
+    for index, name in enumerate(captions):
+        png(data / "train" / "images" / name, 60 * index)
+    jsonl(data / "train" / "metadata.jsonl", [{"file_name": f"images/{n}", "text": t} for n, t in captions.items()])
+    png(data / "test" / "t1.png", 0)
+    png(data / "test" / "t2.png", 250)
+    (data / "test" / "metadata.csv").write_text('file_name,text\nt1.png,"black, dark"\nt2.png,white\n')
+    config_path = tmp_path / "shapes.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "data/shapes/train", "--yes", "--device", "cpu", "--output", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "data/shapes/train: qa format, 4 usable samples, inputs: image (data/shapes/train: kept 4 of 4 records)" in out
+    assert "evaluate:  modrwkv eval --task custom --model runs/shapes/final --data data/shapes/test\n" in out
+    cfg = yaml.safe_load(config_path.read_text())
+    assert cfg["data"] == {"format": "qa", "train": ["data/shapes/train"]}
+    reader = build_reader(config_from_dict(cfg).data)
+    assert [(s.messages[1].content, s.images) for s in reader] == [
+        (caption, [str(data / "train" / "images" / name)]) for name, caption in captions.items()]
+    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4)
+    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
+    result = train(cfg)  # the captions were asked the reader's default question, recorded as null
+    assert result.history and json.loads((result.final_dir / "config.json").read_text())["caption_prompt"] is None
+    # eval asks the test split's rows (a metadata.csv) what training asked, scored against their captions
+    assert main(["eval", "--model", str(result.final_dir), "--task", "custom", "--data", "data/shapes/test",
+                 "--output", str(tmp_path / "eval"), "--max-new-tokens", "4"]) == 0
+    predictions = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [(p["id"], p["prompt"], p["reference"]["answers"]) for p in predictions] == [
+        ("t1.png", CAPTION, ["black, dark"]), ("t2.png", CAPTION, ["white"])]
+    folder, file = CustomTask().load(data / "test", "all"), CustomTask().load(data / "test" / "metadata.csv", "all")
+    assert [(s.id, s.prompt, s.images, s.reference) for s in folder] == \
+        [(s.id, s.prompt, s.images, s.reference) for s in file]
+    # the folder holding both splits is refused with the folders to give
+    capsys.readouterr()
+    assert main(["init", "--data", "data/shapes", "--yes", "--device", "cpu", "--output", str(tmp_path / "x.yaml")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "modrwkv init: error: data/shapes: holds the splits test/, train/, each with its metadata file: give one split, "
+        "data/shapes/train to train on (modrwkv init --data, data.train); evaluate on data/shapes/test (modrwkv eval "
+        "--task custom --data)"]
+
+
+def init_error(capsys, data: Path, tmp_path: Path) -> list[str]:
+    capsys.readouterr()
+    code = main(["init", "--data", str(data), "--yes", "--device", "cpu", "--output", str(tmp_path / "x.yaml"),
+                 "--force"])
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    return captured.err.splitlines()
+
+
+def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, caplog):
+    root = tmp_path / "bad"
+    png(root / "ok.png", 1)
+    png(root / "plain.png", 2)
+    (root / "notes.txt").write_text("not media")
+    meta = jsonl(root / "metadata.jsonl", [
+        {"file_name": "ok.png", "text": "fine"},
+        {"file_name": "missing.png", "text": "gone"},
+        {"file_name": "plain.png", "label": 3},
+        {"file_name": "notes.txt", "text": "words"},
+        {"file_name": "ok.png", "image": "plain.png", "question": "Which?", "answer": "this"},
+        {"image": "ok.png", "text": "no file name"},
+    ])
+    reader = QAReader([root], max_examples=10)
+    with caplog.at_level(logging.WARNING):
+        assert [s.source for s in reader] == [f"{meta}:1"]
+    assert reader.report.summary() == (f"{root}: kept 1 of 6 records; skipped 5 (missing_field: 2, missing_media: 1, "
+                                       "unreadable_media: 1, wrong_type: 1)")
+    assert [str(e) for e in reader.report.examples] == [
+        f"{meta}:2: media file not found: {root}/missing.png",
+        f"{meta}:3: no text: no column with a caption ('text' or 'caption') and no 'question', 'conversations', "
+        "'messages' (the row's columns: file_name, label)",
+        f"{meta}:4: file_name 'notes.txt' is no image, audio or video file by its extension (.txt; read: .jpg, .jpeg, "
+        ".png, .webp, .bmp, .gif, .tif, .tiff, .flac, .wav, .mp3, .ogg, .opus, .m4a, .mp4, .webm, .mkv, .avi, .mov)",
+        f"{meta}:5: the row has 'image' beside file_name 'ok.png', which is its image: leave 'image' out of "
+        "metadata.jsonl",
+        f"{meta}:6: no 'file_name' (the row's fields: image, text): a metadata file names each row's media file in "
+        "'file_name' (or '<name>_file_name', 'file_names'), relative to its folder, as Hugging Face's imagefolder "
+        "reads it; see docs/custom-data.md"]
+    assert f"skipping {meta}:2: media file not found" in caplog.text  # (logged as a bad JSONL line is)
+    # audio without a transcript column names the ones read
+    wav(root / "clip" / "a.wav")
+    jsonl(root / "clip" / "metadata.jsonl", [{"file_name": "a.wav", "caption": "rain"}])
+    with pytest.raises(DataError, match=f"^{root}/clip/metadata.jsonl:1: no text: no column with a transcript "
+                                        r"\('text', 'transcript', 'sentence', 'transcription'\) and no"):
+        list(AsrManifestReader([root / "clip"], on_error="raise"))
+    # a first row without a file_name column: the file's columns, one line
+    columns = tmp_path / "columns"
+    png(columns / "a.png", 1)
+    jsonl(columns / "metadata.jsonl", [{"image": "a.png", "text": "a"}])
+    assert init_error(capsys, columns, tmp_path) == [
+        f"modrwkv init: error: {columns}/metadata.jsonl: no 'file_name' column (its columns: image, text): a metadata "
+        "file names each row's media file in 'file_name' (or '<name>_file_name', 'file_names'), relative to its "
+        "folder, as Hugging Face's imagefolder reads it; see docs/custom-data.md"]
+    # metadata files of two formats side by side
+    (columns / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": "a"}) + "\n")
+    (columns / "metadata.csv").write_text("file_name,text\na.png,a\n")
+    assert init_error(capsys, columns, tmp_path) == [
+        f"modrwkv init: error: {columns}: holds metadata files in 2 formats ({columns}/metadata.csv and "
+        f"{columns}/metadata.jsonl): a folder's metadata files are of one format, as Hugging Face's datasets reads "
+        "them; keep one (convert the others)"]
+    # eval names them alike, and a CSV quote left open is the file's line
+    assert main(["eval", "--model", str(tmp_path), "--task", "custom", "--data", str(columns), "--output",
+                 str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"modrwkv eval: error: {columns}: holds metadata files "
+                                                              "in 2 formats")
+    (columns / "metadata.jsonl").unlink()
+    (columns / "metadata.csv").write_text('file_name,text\na.png,"open\n')
+    assert init_error(capsys, columns, tmp_path) == [
+        f"modrwkv init: error: {columns}/metadata.csv:2: not a readable CSV file: unexpected end of data in the row "
+        "that starts on this line (a quoted cell ends with a quote, and a quote inside one is written \"\")"]
