@@ -561,7 +561,8 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet records (qa, llava, openai, sharegpt, asr), WebDataset "
                    ".tar shards, or a .csv/.npz series; several files, wildcards, a folder of .parquet or .tar "
-                   "shards and a folder of class folders (train/cat/0001.jpg) are read as data.train reads them")
+                   "shards, a folder of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/"
+                   ".parquet naming its media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
@@ -1107,8 +1108,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, choices=EVAL_TASKS, help="benchmark")
     p.add_argument("--data", required=True, nargs="+", metavar="PATH",
                    help="the benchmark's folder (or file), as docs/evaluation.md lays it out; --task custom: a file, or "
-                   "several files, wildcards, a folder of .parquet or .tar shards or of class folders, as data.train "
-                   "takes them")
+                   "several files, wildcards, a folder of .parquet or .tar shards, of class folders or with a "
+                   "metadata file (Hugging Face imagefolder), as data.train takes them")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
@@ -1132,7 +1133,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "('' for the audio alone) instead of the ASR prompt the model was trained with, which its folder "
                    "records")
     p.add_argument("--caption-prompt", metavar="TEXT",
-                   help="--task custom with WebDataset .tar shards: ask their captioned samples (media + .txt) "
+                   help="--task custom with WebDataset .tar shards, class folders or a Hugging Face metadata "
+                   "folder: ask their captioned samples (media + .txt, a folder's files, a row's caption) "
                    "TEXT instead of the question the model's training asked them, which its folder records "
                    "(caption_prompt; a folder saved before 2026-12-03 or a released checkpoint: the default "
                    "\"Write a short caption for the image.\")")

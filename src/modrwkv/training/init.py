@@ -79,7 +79,8 @@ class InitError(ValueError):
 @dataclasses.dataclass
 class InitAnswers:
     # the training data as data.train takes it: files (JSON/JSONL/Parquet records, WebDataset tars, or CSV/NPZ
-    # series), wildcards, folders of .parquet or .tar shards, folders of class folders (one string is one of them)
+    # series), wildcards, folders of .parquet or .tar shards, folders of class folders, folders with a metadata
+    # file (Hugging Face imagefolder; one string is one of them)
     data: str | list[str]
     modality: str | None = None  # image / audio / series; None: read from the data
     data_format: str | None = None  # None: read from the data

@@ -228,9 +228,10 @@ def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None
 
 
 class QAReader(JsonRecordsReader):
-    """Reads question-answer JSON/JSONL/Parquet files, WebDataset tars and folders of class folders (see the
-    module docstring). Without `media_folder`, media paths are relative to each data file's folder. `prompt`
-    is the question of a tar's captioned samples (media + .txt; `modrwkv.data.readers.webdataset`), by
+    """Reads question-answer JSON/JSONL/Parquet files, WebDataset tars, folders of class folders and Hugging Face
+    metadata folders (see the module docstring). Without `media_folder`, media paths are relative to each data
+    file's folder. `prompt` is the question of a tar's captioned samples (media + .txt;
+    `modrwkv.data.readers.webdataset`) and of a metadata folder's captioned rows (`hffolders`), by
     default "Write a short caption for the image." ("... the video." for a video), and of a class folder's
     files (`modrwkv.data.readers.classfolders`), by default "What is shown in the image?" ("What is said or
     heard in the audio?", "What is shown in the video?")."""

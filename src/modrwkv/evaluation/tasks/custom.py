@@ -1,7 +1,8 @@
 """`custom`: your own evaluation file, asked in the model's own training format and scored as you say.
 
 The file is JSON (an array), JSONL, Parquet (rows with the same fields, media embedded as
-`datasets` writes them) or a WebDataset tar (`modrwkv.data.readers.webdataset`) in any training format
+`datasets` writes them), a WebDataset tar (`modrwkv.data.readers.webdataset`), a folder of class folders
+(`classfolders`) or a Hugging Face metadata folder or its metadata file (`hffolders`) in any training format
 `modrwkv init` detects, so a held-out split is evaluated as it was written for training.
 Question-answer records (`data.format: qa`, `modrwkv.data.readers.qa`):
 
@@ -37,7 +38,8 @@ null there asks the audio alone), put in when the model is loaded; `asr_prompt` 
 text instead ("": the audio alone). A folder saved before the record existed is asked the
 default, "Transcribe the audio.", with a warning. Likewise a WebDataset shard's captioned sample (media +
 .txt) is asked the question training asked it (the model folder's `caption_prompt`; null: the reader's
-default, also for a folder saved before the record existed, with a warning), or `caption_prompt`.
+default, also for a folder saved before the record existed, with a warning), or `caption_prompt`, as are a
+metadata folder's captioned rows.
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
 `choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
