@@ -202,6 +202,14 @@ def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, cap
     with pytest.raises(DataError, match=f"^{root}/clip/metadata.jsonl:1: no text: no column with a transcript "
                                         r"\('text', 'transcript', 'sentence', 'transcription'\) and no"):
         list(AsrManifestReader([root / "clip"], on_error="raise"))
+    # a folder none of whose first rows makes a record: its format is not told, and the first row says why
+    untold = tmp_path / "untold"
+    png(untold / "a.png", 1)
+    jsonl(untold / "metadata.jsonl", [{"file_name": "a.png", "label": "a"}])
+    assert init_error(capsys, untold, tmp_path) == [
+        f"modrwkv init: error: {untold}: no usable record among the first 100 (the first: {untold}/metadata.jsonl:1: "
+        "no text: no column with a caption ('text' or 'caption') and no 'question', 'conversations', 'messages' (the "
+        "row's columns: file_name, label))"]
     # a first row without a file_name column: the file's columns, one line
     columns = tmp_path / "columns"
     png(columns / "a.png", 1)
