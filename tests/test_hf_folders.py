@@ -56,7 +56,8 @@ def test_an_imagefolder_reads_its_rows_as_captions_and_questions(tmp_path, monke
          {"id": "cat/1.png", "captioned": True}),
         (f"{meta}:2", [("user", CAPTION), ("assistant", "a dog")], [str(root / "dog/2.png")],
          {"id": "dog/2.png", "captioned": True}),
-        (f"{meta}:3", [("user", "<image>\nHow bright is it?"), ("assistant", "dim")], [str(root / "3.png")], {"id": "q1"}),
+        (f"{meta}:3", [("user", "<image>\nHow bright is it?"), ("assistant", "dim")], [str(root / "3.png")],
+         {"id": "q1"}),
         (f"{meta}:4", [("user", "<image>\n<image>\nWhich is brighter?"), ("assistant", "the right")],
          [str(root / "4.png"), str(root / "5.png")], {}),
     ]
@@ -128,7 +129,8 @@ def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert main(["init", "--data", "data/shapes/train", "--yes", "--device", "cpu", "--output", str(config_path)]) == 0
     out = capsys.readouterr().out
-    assert "data/shapes/train: qa format, 4 usable samples, inputs: image (data/shapes/train: kept 4 of 4 records)" in out
+    assert ("data/shapes/train: qa format, 4 usable samples, inputs: image (data/shapes/train: kept 4 of 4 "
+            "records)") in out
     assert "evaluate:  modrwkv eval --task custom --model runs/shapes/final --data data/shapes/test\n" in out
     cfg = yaml.safe_load(config_path.read_text())
     assert cfg["data"] == {"format": "qa", "train": ["data/shapes/train"]}
@@ -150,11 +152,12 @@ def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch)
         [(s.id, s.prompt, s.images, s.reference) for s in file]
     # the folder holding both splits is refused with the folders to give
     capsys.readouterr()
-    assert main(["init", "--data", "data/shapes", "--yes", "--device", "cpu", "--output", str(tmp_path / "x.yaml")]) == 2
+    assert main(["init", "--data", "data/shapes", "--yes", "--device", "cpu", "--output",
+                 str(tmp_path / "x.yaml")]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "modrwkv init: error: data/shapes: holds the splits test/, train/, each with its metadata file: give one split, "
-        "data/shapes/train to train on (modrwkv init --data, data.train); evaluate on data/shapes/test (modrwkv eval "
-        "--task custom --data)"]
+        "modrwkv init: error: data/shapes: holds the splits test/, train/, each with its metadata file: give one "
+        "split, data/shapes/train to train on (modrwkv init --data, data.train); evaluate on data/shapes/test "
+        "(modrwkv eval --task custom --data)"]
 
 
 def init_error(capsys, data: Path, tmp_path: Path) -> list[str]:

@@ -985,8 +985,8 @@ MIXED = {  # reader: (its format's record, a record of another format, what the 
                  "looks like LLaVA data (format: llava)"),
     "asr": ({"audio_filepath": "tone.wav", "text": "a tone"},
             {"audio": "tone.wav", "question": "What is it?", "answer": "a tone"},
-            "no transcript field (one of text, transcript, sentence); the file mixes formats: it looks like "
-            "question-answer data (format: qa)"),
+            "no transcript field (one of text, transcript, sentence, transcription); the file mixes formats: it looks "
+            "like question-answer data (format: qa)"),
 }
 READERS = {"qa": (QAReader, "media_folder"), "llava": (LlavaReader, "image_folder"),
            "openai": (OpenAIChatReader, "media_folder"), "sharegpt": (SharegptReader, "media_folder"),
