@@ -150,8 +150,14 @@ def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch)
     folder, file = CustomTask().load(data / "test", "all"), CustomTask().load(data / "test" / "metadata.csv", "all")
     assert [(s.id, s.prompt, s.images, s.reference) for s in folder] == \
         [(s.id, s.prompt, s.images, s.reference) for s in file]
-    # the folder holding both splits is refused with the folders to give
+    # init on the metadata file itself: the same records, the run named and the held-out split found as the folder's
     capsys.readouterr()
+    assert main(["init", "--data", "data/shapes/train/metadata.jsonl", "--yes", "--device", "cpu", "--output",
+                 str(tmp_path / "file.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "data/shapes/train/metadata.jsonl: qa format, 4 usable samples, inputs: image" in out
+    assert "evaluate:  modrwkv eval --task custom --model runs/shapes/final --data data/shapes/test\n" in out
+    # the folder holding both splits is refused with the folders to give
     assert main(["init", "--data", "data/shapes", "--yes", "--device", "cpu", "--output",
                  str(tmp_path / "x.yaml")]) == 2
     assert capsys.readouterr().err.splitlines() == [

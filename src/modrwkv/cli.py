@@ -687,8 +687,13 @@ HELD_OUT_NAMES = ("test", "val", "valid", "validation", "dev", "heldout", "held-
 def _held_out_beside(train: Path, exclude: Sequence[str] = ()) -> Path | None:
     """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), or for a
     folder of shards the held-out folder beside it (test/ beside train/), if any; not one of `exclude`
-    (the validation files, which chose the weights: a score on them is not held-out)."""
+    (the validation files, which chose the weights: a score on them is not held-out). A Hugging Face metadata file
+    (train/metadata.jsonl) stands for its folder: the held-out folder beside that one, if any."""
+    from modrwkv.data.readers.base import is_metadata_file
+
     excluded = {Path(path).resolve() for path in exclude}
+    if is_metadata_file(train):
+        return _held_out_beside(train.parent, exclude)
     folder = train.is_dir()
     if not train.name:  # `.`: no folder beside it
         return None

@@ -1068,8 +1068,11 @@ def data_name(data: str | Path) -> str:
     """A name for runs and configs: the file's name, or its folder's for a generic one
     (data/digits/train.jsonl and data/digits/test.jsonl -> digits), without a wildcard or a hub shard's
     numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits); a shard
-    named by its number alone, as img2dataset names them, is named by its folder (cc3m/00000.tar -> cc3m)."""
+    named by its number alone, as img2dataset names them, is named by its folder (cc3m/00000.tar -> cc3m); a
+    Hugging Face metadata file as its folder (data/shapes/train/metadata.jsonl -> shapes)."""
     path = Path(data)
+    if is_metadata_file(path):
+        return data_name(path.parent)
     pattern = not path.exists()  # a file's name may hold brackets
     stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0] if pattern else path.stem).rstrip("-_. ")
     generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
