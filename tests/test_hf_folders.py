@@ -109,6 +109,11 @@ def test_audiofolder_csv_and_parquet_rows_are_asr_records(tmp_path):
         (f"{root}/metadata.parquet:row 0", [("user", TRANSCRIBE), ("assistant", "yes")], [str(root / "a.wav")], {}),
         (f"{root}/metadata.parquet:row 1", [("user", TRANSCRIBE), ("assistant", "hi")], [str(root / "clips/b.wav")],
          {})]
+    # eval asks them as the manifest's transcripts are asked, scored by WER
+    samples = CustomTask().load(root, "all")
+    assert [(s.id, s.prompt, s.audio, s.reference, s.transcribe) for s in samples] == [
+        ("1", TRANSCRIBE, [root / "a.wav"], {"metric": "wer", "answers": ["yes"]}, True),
+        ("2", TRANSCRIBE, [root / "clips/b.wav"], {"metric": "wer", "answers": ["hi"]}, True)]
     # audiofolder's `transcription` is a manifest's transcript too
     jsonl(tmp_path / "manifest.jsonl", [{"audio": "speech/a.wav", "transcription": "yes"}])
     assert detect_format(tmp_path / "manifest.jsonl") == "asr"
