@@ -27,8 +27,10 @@ one record of a training format:
 - anything else is a bad record: no media member (missing_media), no text (missing_field), or a media,
   .txt or .json member that is a hard or symbolic link (which has no bytes of its own in the tar).
 
-Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small `.txt` / `.json` members are
-read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
+The mapping from a sample's media, `.json` and `.txt` to its record is `media_record`, which the rows of a Hugging
+Face metadata folder go through too (`hffolders`: a row's file names are its media, its other columns its `.json`,
+its caption column its `.txt`). Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small
+`.txt` / `.json` members are read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
 tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it. A sample cut in two
 by such a tar makes a bad record before the reading gets to its second half: the first record that fails
 has the whole tar's order checked (its headers alone, once per reading), and the file's line replaces
