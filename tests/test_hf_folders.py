@@ -155,6 +155,9 @@ def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch)
     folder, file = CustomTask().load(data / "test", "all"), CustomTask().load(data / "test" / "metadata.csv", "all")
     assert [(s.id, s.prompt, s.images, s.reference) for s in folder] == \
         [(s.id, s.prompt, s.images, s.reference) for s in file]
+    # with several folders, a row is known by its folder too
+    assert [s.id for s in CustomTask().load([data / "train", data / "test"], "all")] == [
+        *(f"train:images/{name}" for name in captions), "test:t1.png", "test:t2.png"]
     # init on the metadata file itself: the same records, the run named and the held-out split found as the folder's
     capsys.readouterr()
     assert main(["init", "--data", "data/shapes/train/metadata.jsonl", "--yes", "--device", "cpu", "--output",
