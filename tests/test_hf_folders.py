@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from modrwkv.cli import main
-from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
+from modrwkv.data.readers import FORMATS, AsrManifestReader, DataError, QAReader
 from modrwkv.data.readers.base import expand_paths
 from modrwkv.data.readers.detect import detect_format
 from modrwkv.evaluation.tasks import CustomTask, custom_task
@@ -77,6 +77,17 @@ def test_an_imagefolder_reads_its_rows_as_captions_and_questions(tmp_path, monke
     jsonl(root / "more" / "metadata.jsonl", [{"file_name": "6.png", "text": "grey"}])
     assert read(QAReader([root]))[4:] == [(f"{root}/more/metadata.jsonl:1", [("user", CAPTION), ("assistant", "grey")],
                                            [str(root / "more/6.png")], {"id": "more/6.png", "captioned": True})]
+
+
+def test_a_row_with_a_conversation_is_that_record_with_its_media(tmp_path):
+    root = tmp_path / "chat"
+    png(root / "a.png", 1)
+    turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "a square"}]
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "conversations": turns}])
+    assert detect_format(root) == "llava"  # (the media are the conversation's `images`, its marker's)
+    assert read(FORMATS["llava"].reader([root])) == [
+        (f"{root}/metadata.jsonl:1", [("user", "<image>\nWhat is it?"), ("assistant", "a square")],
+         [str(root / "a.png")], {})]
 
 
 def test_audiofolder_csv_and_parquet_rows_are_asr_records(tmp_path):
