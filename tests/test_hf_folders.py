@@ -27,6 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CAPTION = "<image>\nWrite a short caption for the image."  # the documented default question, written out
 TRANSCRIBE = "<audio>\nTranscribe the audio."
+IMAGE_QUESTION = "<image>\nWhat is shown in the image?"  # a labelled sample's, as a class folder's file's
+AUDIO_QUESTION = "<audio>\nWhat is said or heard in the audio?"
 
 
 def jsonl(path: Path, rows: list[dict]) -> Path:
@@ -132,6 +134,50 @@ def test_audiofolder_csv_and_parquet_rows_are_asr_records(tmp_path):
                                                                                       ("assistant", "yes")]]
 
 
+def test_labelled_rows_and_cls_members_are_asked_what_class_folders_are_asked(tmp_path):
+    """A metadata row with a `label` (and no caption, transcript or question) and a tar sample with a `.cls`
+    member (ImageNet's shards) are labelled samples: asked the class-folder question of their kind of media,
+    answered with the label (a number as written), scored by exact match, audio too (not by WER); a caption
+    beside a label is the record's text; a label that is no class name or number is a bad record."""
+    from test_webdataset_data import write_tar
+
+    root = tmp_path / "labelled"
+    png(root / "a.png", 10)
+    png(root / "b.png", 20)
+    png(root / "c.png", 30)
+    (root / "metadata.csv").write_text("file_name,label,caption\na.png,cat,\nb.png,7,\nc.png,dog,a dog\n")
+    assert detect_format(root) == "qa"
+    assert read(QAReader([root])) == [
+        (f"{root}/metadata.csv:2", [("user", IMAGE_QUESTION), ("assistant", "cat")], [str(root / "a.png")],
+         {"id": "a.png", "captioned": True}),
+        (f"{root}/metadata.csv:3", [("user", IMAGE_QUESTION), ("assistant", "7")], [str(root / "b.png")],
+         {"id": "b.png", "captioned": True}),
+        (f"{root}/metadata.csv:4", [("user", CAPTION), ("assistant", "a dog")], [str(root / "c.png")],
+         {"id": "c.png", "captioned": True})]
+    sounds = tmp_path / "sounds"
+    wav(sounds / "x.wav")
+    jsonl(sounds / "metadata.jsonl", [{"file_name": "x.wav", "label": "rain"}, {"file_name": "x.wav", "label": [1]}])
+    reader = QAReader([sounds], max_examples=5)
+    assert read(reader) == [(f"{sounds}/metadata.jsonl:1", [("user", AUDIO_QUESTION), ("assistant", "rain")],
+                             [str(sounds / "x.wav")], {"id": "x.wav", "captioned": True})]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{sounds}/metadata.jsonl:2: the label must be a class name or number, got [1]"]
+    jsonl(sounds / "metadata.jsonl", [{"file_name": "x.wav", "label": "rain"}])  # (eval refuses a bad record)
+    samples = CustomTask().load(sounds, "all")
+    assert [(s.prompt, s.reference) for s in samples] == [(AUDIO_QUESTION, {"metric": "exact", "answers": ["rain"]})]
+    # ImageNet's WebDataset shards: key.jpg + key.cls (the class index as text)
+    shard = tmp_path / "imagenet-000000.tar"
+    write_tar(shard, [("n01.png", (root / "a.png").read_bytes()), ("n01.cls", b"0\n"),
+                      ("n02.png", (root / "b.png").read_bytes()), ("n02.cls", b"207"),
+                      ("n02.json", b'{"width": 8}')])
+    assert [([(m.role, m.content) for m in s.messages], [image.name for image in s.images], s.meta)
+            for s in QAReader([shard])] == [
+        ([("user", IMAGE_QUESTION), ("assistant", "0")], ["n01.png"], {"id": "n01", "captioned": True}),
+        ([("user", IMAGE_QUESTION), ("assistant", "207")], ["n02.png"], {"id": "n02", "captioned": True})]
+    assert [s.reference for s in CustomTask().load(shard, "all")] == [{"metric": "exact", "answers": ["0"]},
+                                                                     {"metric": "exact", "answers": ["207"]}]
+
+
 def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch):
     data = tmp_path / "data" / "shapes"
     captions = {"1.png": "black", "2.png": "dark grey", "3.png": "grey", "4.png": "white"}
@@ -202,7 +248,7 @@ def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, cap
     meta = jsonl(root / "metadata.jsonl", [
         {"file_name": "ok.png", "text": "fine"},
         {"file_name": "missing.png", "text": "gone"},
-        {"file_name": "plain.png", "label": 3},
+        {"file_name": "plain.png", "width": 8},
         {"file_name": "notes.txt", "text": "words"},
         {"file_name": "ok.png", "image": "plain.png", "question": "Which?", "answer": "this"},
         {"image": "ok.png", "text": "no file name"},
@@ -214,8 +260,8 @@ def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, cap
                                        "unreadable_media: 1, wrong_type: 1)")
     assert [str(e) for e in reader.report.examples] == [
         f"{meta}:2: media file not found: {root}/missing.png",
-        f"{meta}:3: no text: no column with a caption ('text' or 'caption') and no 'question', 'conversations', "
-        "'messages' (the row's columns: file_name, label)",
+        f"{meta}:3: no text: no column with a caption ('text' or 'caption'), no 'label' and no 'question', "
+        "'conversations', 'messages' (the row's columns: file_name, width)",
         f"{meta}:4: file_name 'notes.txt' is no image, audio or video file by its extension (.txt; read: .jpg, .jpeg, "
         ".png, .webp, .bmp, .gif, .tif, .tiff, .flac, .wav, .mp3, .ogg, .opus, .m4a, .mp4, .webm, .mkv, .avi, .mov)",
         f"{meta}:5: the row has 'image' beside file_name 'ok.png', which is its image: leave 'image' out of "
@@ -228,16 +274,16 @@ def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, cap
     wav(root / "clip" / "a.wav")
     jsonl(root / "clip" / "metadata.jsonl", [{"file_name": "a.wav", "caption": "rain"}])
     with pytest.raises(DataError, match=f"^{root}/clip/metadata.jsonl:1: no text: no column with a transcript "
-                                        r"\('text', 'transcript', 'sentence', 'transcription'\) and no"):
+                                        r"\('text', 'transcript', 'sentence', 'transcription'\), no 'label' and no"):
         list(AsrManifestReader([root / "clip"], on_error="raise"))
     # a folder none of whose first rows makes a record: its format is not told, and the first row says why
     untold = tmp_path / "untold"
     png(untold / "a.png", 1)
-    jsonl(untold / "metadata.jsonl", [{"file_name": "a.png", "label": "a"}])
+    jsonl(untold / "metadata.jsonl", [{"file_name": "a.png", "width": 1}])
     assert init_error(capsys, untold, tmp_path) == [
         f"modrwkv init: error: {untold}: no usable record among the first 100 (the first: {untold}/metadata.jsonl:1: "
-        "no text: no column with a caption ('text' or 'caption') and no 'question', 'conversations', 'messages' (the "
-        "row's columns: file_name, label))"]
+        "no text: no column with a caption ('text' or 'caption'), no 'label' and no 'question', 'conversations', "
+        "'messages' (the row's columns: file_name, width))"]
     # a first row without a file_name column: the file's columns, one line
     columns = tmp_path / "columns"
     png(columns / "a.png", 1)

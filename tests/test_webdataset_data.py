@@ -374,7 +374,7 @@ def test_bad_samples_are_skipped_with_their_reason_and_a_bad_member_is_named(tmp
     assert errors["000000042"].startswith(f"{path}:000000042: 000000042.jpg: image does not decode: not a recognised "
                                           "image format")
     assert errors["000000043"].startswith(f"{path}:000000043: no text: no .txt member (with its image or video, a "
-                                          "caption)")
+                                          "caption), no .cls member (a label)")
     # when the sample is built (training, evaluation), the member is named where it does not decode
     [_, bad, *_] = QAReader(path, on_error="skip", log_limit=0)  # without verify_media it is kept until decoded
     with pytest.raises(MediaError, match=r"^cannot decode image 000000042\.jpg \(19 bytes\): not a recognised image"):

@@ -35,21 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from .base import DataError, _warn_once as warn_once, is_tar
-from .webdataset import MEDIA_EXTENSIONS, CaptionRecord
+from .webdataset import CLASS_PROMPTS, MEDIA_EXTENSIONS, ClassRecord
 
-# What a file of a class folder is asked, by the kind of its media, unless the qa reader's `prompt` says otherwise.
-CLASS_PROMPTS = {"image": "What is shown in the image?",
-                 "audio": "What is said or heard in the audio?",
-                 "video": "What is shown in the video?"}
 # Subfolder names that make a folder a dataset's splits (each a folder of class folders), not its classes.
 # Files of records, which a folder given for its class folders must not hold (its subfolders are then their media).
 DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".npz")
 SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval")
-
-
-class ClassRecord(CaptionRecord):
-    """The qa record of a class folder's file: asked the reader's `prompt` as a tar's captioned sample is
-    (training records it with the model, and eval asks it again: `CAPTIONED`)."""
 
 
 # What file managers and archivers leave beside files (Windows' thumbnail cache and folder settings, the

@@ -21,13 +21,15 @@ openai or sharegpt, whose `images` / `audios` / `videos` lists its markers refer
 with a caption column (`text`, `caption`: `CAPTION_KEYS`) is a captioned sample, asked the reader's `prompt`
 (default `DEFAULT_CAPTION_PROMPTS`; training records it with the model and eval asks it again: `CaptionRecord`);
 audio alone with a transcript column (`text`, `transcript`, `sentence`, `transcription`: the ASR reader's
-`TEXT_KEYS`) is an ASR record, its other columns the manifest's (`id`, `duration`). Media paths are made absolute,
-so the converters read them wherever the folder is given from; a caption's id is the row's `id`, else its first
-file's path from the folder given.
+`TEXT_KEYS`) is an ASR record, its other columns the manifest's (`id`, `duration`); otherwise a row with a `label`
+column (a class name or number) is a labelled sample, asked the reader's `prompt` (default `CLASS_PROMPTS`) and
+answered with its label, scored by exact match, as a folder of class folders is. Media paths are made absolute,
+so the converters read them wherever the folder is given from; a caption's or label's id is the row's `id`, else
+its first file's path from the folder given.
 
 A row that makes no record is a bad record (skipped and counted as a bad JSONL line is), named by its metadata
 file and line (CSV: the line its row starts on; Parquet: "row N"): a file that does not exist, one that is no
-image, audio or video by its extension, no text column and no question. A first row without a `file_name`
+image, audio or video by its extension, no text column, no label and no question. A first row without a `file_name`
 column, metadata files in several formats, and a folder whose subfolders are splits each with its metadata
 file (train/, test/) stop the reading with one line naming the file or folder and what to give instead.
 """
@@ -47,7 +49,7 @@ from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
 from .base import METADATA_NAMES, DataError, is_parquet, json_records, parquet_records
 from .classfolders import OS_LEFTOVERS, SPLIT_NAMES, split_refusal
-from .webdataset import MEDIA_EXTENSIONS, RECORD_KEYS, media_record
+from .webdataset import LABEL_KEY, MEDIA_EXTENSIONS, RECORD_KEYS, media_record
 
 # A row's caption, with an image or video: the column `datasets`' captioning guide writes, and the one
 # img2dataset and most caption sets name.
@@ -167,7 +169,7 @@ def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callabl
         if record is None:
             what = (f"a caption ({' or '.join(map(repr, CAPTION_KEYS))})" if visual
                     else f"a transcript ({', '.join(map(repr, TEXT_KEYS))})")
-            raise DataError(source, "missing_field", f"no text: no column with {what} and no "
+            raise DataError(source, "missing_field", f"no text: no column with {what}, no {LABEL_KEY!r} and no "
                             f"{', '.join(map(repr, RECORD_KEYS))} (the row's columns: {', '.join(map(str, row))})")
         return record
 

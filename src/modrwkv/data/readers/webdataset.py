@@ -11,7 +11,7 @@ one record of a training format:
   ogg opus m4a), `video` (mp4 webm mkv avi mov), several of a kind in member order (numbered `key.1.jpg`,
   `key.2.jpg`, or of different extensions). They stay in the tar (`TarMember`: where their bytes are)
   and are read when the sample is built. Another compound extension (`key.seg.png`, `key.depth.png`) is
-  a separate field, not the record's media, and is left aside like `.cls`;
+  a separate field, not the record's media, and is left aside like `.npy`;
 - a `.json` member with `question`, `conversations` or `messages` is the whole record, of that format
   (qa, llava / sharegpt, openai), its media the sample's members (`image` / `audio` / `video` lists
   for qa, `images` / `audios` / `videos` for the conversation formats, which their markers refer to);
@@ -24,12 +24,15 @@ one record of a training format:
   read;
 - otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`,
   `transcription`) is an ASR record with that audio (Emilia's layout);
+- otherwise a `.cls` member (ImageNet's shards: the class, a number or a name), or a `.json` with a
+  `label`, is the sample's label: a qa record asked the reader's `prompt` (default `CLASS_PROMPTS`, by the
+  kind of media) and answered with the label, scored by exact match, as a folder of class folders is;
 - anything else is a bad record: no media member (missing_media), no text (missing_field), or a media,
   .txt or .json member that is a hard or symbolic link (which has no bytes of its own in the tar).
 
 The mapping from a sample's media, `.json` and `.txt` to its record is `media_record`, which the rows of a Hugging
 Face metadata folder go through too (`hffolders`: a row's file names are its media, its other columns its `.json`,
-its caption column its `.txt`). Other members (`.cls`, `.npy`, `.seg.png`, ...) are left aside. Only the small
+its caption column its `.txt`, its `label` column its `.cls`). Other members (`.npy`, `.seg.png`, ...) are left aside. Only the small
 `.txt` / `.json` members are read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
 tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it. A sample cut in two
 by such a tar makes a bad record before the reading gets to its second half: the first record that fails
@@ -62,9 +65,17 @@ MEDIA_EXTENSIONS = {
 DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",
                            "video": "Write a short caption for the video."}
 RECORD_KEYS = ("question", "conversations", "messages")  # a .json with one of them is a whole record
+# What a labelled sample (media + .cls, a class folder's file, a metadata row with a `label`) is asked, by the
+# kind of its media, unless the qa reader's `prompt` says otherwise.
+CLASS_PROMPTS = {"image": "What is shown in the image?",
+                 "audio": "What is said or heard in the audio?",
+                 "video": "What is shown in the video?"}
+LABEL_KEY = "label"  # a .json's or a metadata row's field holding the sample's label (a .cls member's text)
 # The `Sample.meta` flag of a sample built from a captioned tar sample (`CaptionRecord`): training records the
 # question such samples were asked with the model (config.json `caption_prompt`) only when it read one.
 CAPTIONED = "captioned"
+# The small members read as the records are listed: a caption or transcript, a record or metadata, a label.
+_TEXT_MEMBERS = ("txt", "json", "cls")
 # The WebDataset key and extension of a member's name: up to, and after, the first dot of its base name.
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 # What a compressed file starts with: gzip, bzip2, xz, zstd.
@@ -75,6 +86,11 @@ class CaptionRecord(dict):
     """The qa record of a captioned sample (media + .txt), whose question is the reader's `prompt`: a dict
     like any record, told apart from a `.json` member's record (which asks its own question) so that the
     sample built from it is flagged `CAPTIONED`."""
+
+
+class ClassRecord(CaptionRecord):
+    """The qa record of a labelled sample (`CLASS_PROMPTS`): asked the reader's `prompt` as a captioned sample
+    is (training records it with the model, and eval asks it again: `CAPTIONED`), scored by exact match."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,7 +220,7 @@ class _Sample:
     key: str
     names: list[str] = dataclasses.field(default_factory=list)
     media: dict[str, list[TarMember]] = dataclasses.field(default_factory=dict)
-    texts: dict[str, bytes] = dataclasses.field(default_factory=dict)  # "txt" / "json" -> the member's bytes
+    texts: dict[str, bytes] = dataclasses.field(default_factory=dict)  # "txt" / "json" / "cls" -> the member's bytes
     repeated: str | None = None  # a member name that came twice
     link: DataError | None = None  # the error of its first media, .txt or .json member that is a link
 
@@ -267,7 +283,7 @@ def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, ext
     kind = _media_kind(extension)
     if not info.isfile():  # a link, with no bytes of its own: WebDataset reads none (the sample would lose it)
         # GNU tar stores a file hard-linked to one archived before (identical images deduplicated) as a link
-        if sample.link is None and (kind is not None or extension in ("txt", "json")):
+        if sample.link is None and (kind is not None or extension in _TEXT_MEMBERS):
             hard = info.islnk()
             sample.link = DataError(
                 f"{path}:{sample.key}", "missing_media" if kind else "missing_field",
@@ -276,7 +292,7 @@ def _add_member(path: Path, archive: tarfile.TarFile, info: tarfile.TarInfo, ext
                 f"(`tar {'--hard-dereference' if hard else '--dereference'} -cf ...`)")
     elif kind is not None:
         sample.media.setdefault(kind, []).append(TarMember(str(path), info.offset_data, info.size, info.name))
-    elif extension in ("txt", "json"):
+    elif extension in _TEXT_MEMBERS:
         member = archive.extractfile(info)
         assert member is not None  # a regular file
         data = member.read()
@@ -343,14 +359,18 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
         return (f"{sample.key}.json has {field!r}, but the sample's {kind} is its member {member.name}: leave "
                 f"{field!r} out of the .json")
 
-    record = media_record(sample.media, _json_member(sample, source), _text_member(sample, source), sample.key,
-                          source, caption_prompt, twice)
+    metadata = _json_member(sample, source)
+    label = _text_member(sample, source, "cls")
+    if label is not None and LABEL_KEY not in metadata:  # (a .json's own label is the record's say)
+        metadata = {**metadata, LABEL_KEY: label}
+    record = media_record(sample.media, metadata, _text_member(sample, source), sample.key, source, caption_prompt,
+                          twice)
     if record is None:
         visual = any(kind in sample.media for kind in ("image", "video"))
         what = "with its image or video, a caption" if visual else "with its audio, a transcript"
-        raise DataError(source, "missing_field", f"no text: no .txt member ({what}) and no .json holding a record "
-                        f"({', '.join(repr(k) for k in RECORD_KEYS)}{'' if visual else ', or a transcript'}) (the "
-                        f"sample's members: {names})")
+        raise DataError(source, "missing_field", f"no text: no .txt member ({what}), no .cls member (a label) and no "
+                        f".json holding a record ({', '.join(repr(k) for k in RECORD_KEYS)}"
+                        f"{'' if visual else ', or a transcript'}) (the sample's members: {names})")
     return record
 
 
@@ -360,9 +380,11 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
     a metadata file's row without its file names) and its `text` (a .txt member; a caption column; None without
     one), with the meaning the module docstring gives a tar sample's members: the record `metadata` is (with
     `question`, `conversations` or `messages`), else a caption asked `caption_prompt` (None:
-    `DEFAULT_CAPTION_PROMPTS`) whose id is `key`, else an ASR record; None for a sample without text, which the
-    caller names. The one mapping of WebDataset shards and Hugging Face metadata folders (`hffolders`).
-    `twice(field, kind, item)` is the message for `metadata` naming media of a kind the sample has itself."""
+    `DEFAULT_CAPTION_PROMPTS`) whose id is `key`, else an ASR record, else, with a `label` in `metadata` (a .cls
+    member's), a labelled sample asked `caption_prompt` (None: `CLASS_PROMPTS`); None for a sample without
+    text or label, which the caller names. The one mapping of WebDataset shards and Hugging Face metadata
+    folders (`hffolders`). `twice(field, kind, item)` is the message for `metadata` naming media of a kind the
+    sample has itself."""
     if any(field in metadata for field in RECORD_KEYS):  # a whole record
         plural = "question" not in metadata  # the conversation formats' lists, to which their markers refer
         return {**metadata, **_media_fields(media, metadata, plural, source, twice)}
@@ -375,6 +397,14 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
         if text is not None:
             return {**_media_fields(media, {}, False, source, twice), "text": text, "id": key}
         return {**metadata, **_media_fields(media, metadata, False, source, twice)}
+    label = metadata.get(LABEL_KEY)
+    if label is not None:
+        if isinstance(label, bool) or not isinstance(label, (str, int, float)) or not str(label).strip():
+            raise DataError(source, "wrong_type", f"the label must be a class name or number, got {label!r}")
+        kind = visual or "audio"
+        question = caption_prompt if caption_prompt is not None else CLASS_PROMPTS[kind]
+        # scored by exact match whatever the media (an audio record's default is WER, for transcripts): a label
+        return ClassRecord({**media, "question": question, "answer": str(label).strip(), "id": key, "metric": "exact"})
     return None
 
 
@@ -408,13 +438,13 @@ def _json_member(sample: _Sample, source: str) -> dict[str, Any]:
     return value
 
 
-def _text_member(sample: _Sample, source: str) -> str | None:
-    """The sample's .txt, without the surrounding white space (a line's newline is no part of a caption)."""
-    data = sample.texts.get("txt")
+def _text_member(sample: _Sample, source: str, extension: str = "txt") -> str | None:
+    """The sample's .txt (or .cls), without the surrounding white space (a line's newline is no part of a caption)."""
+    data = sample.texts.get(extension)
     if data is None:
         return None
     try:
         return data.decode("utf-8-sig").strip()
     except UnicodeDecodeError as err:
-        raise DataError(source, "wrong_type", f"{sample.key}.txt is not UTF-8 text (byte {err.object[err.start]:#04x} "
-                        f"at offset {err.start})") from None
+        raise DataError(source, "wrong_type", f"{sample.key}.{extension} is not UTF-8 text (byte "
+                        f"{err.object[err.start]:#04x} at offset {err.start})") from None

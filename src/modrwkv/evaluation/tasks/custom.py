@@ -74,8 +74,7 @@ from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_
                                   expand_paths, file_records, is_metadata_file, is_parquet, is_tar, one_format)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
-from ...data.readers.classfolders import CLASS_PROMPTS
-from ...data.readers.webdataset import DEFAULT_CAPTION_PROMPTS
+from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
