@@ -479,7 +479,7 @@ class TimeSeriesReader(Reader):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
         names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines)
         if not names:
-            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}")
+            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}{_media_hint(header, rows)}")
         table = np.empty((len(rows), len(names)), dtype=np.float64)
         for j, name in enumerate(names):
             if name not in header:
@@ -629,3 +629,20 @@ def _is_row_index(values: list[float | None]) -> bool:
     """Strictly increasing whole numbers: a written-out row index (pandas' `to_csv`), not a series."""
     array = np.asarray(values, dtype=np.float64)
     return bool(np.all(array == np.round(array)) and np.all(np.diff(array) > 0))
+
+
+def _media_hint(header: list[str], rows: list[list[str]]) -> str:
+    """What to do with a CSV that names media files (image,label rows, as Kaggle ships them): a .csv is read as a
+    time series, and a folder's rows are Hugging Face's metadata.csv layout (`hffolders`)."""
+    from .webdataset import MEDIA_EXTENSIONS  # (not at import: series reading needs no media code)
+
+    def media(cell: str) -> bool:
+        return cell.rpartition(".")[2].lower() in MEDIA_EXTENSIONS
+
+    column = next((name for i, name in enumerate(header) if rows and all(media(row[i]) for row in rows[:20])), None)
+    if column is None:
+        return ""
+    return (f": a .csv file is read as a time series, and its column {column!r} names media files "
+            f"({rows[0][header.index(column)]}); to read its rows as samples, name it metadata.csv beside the files, "
+            f"with that column named 'file_name' and the answer in 'label' (a class), 'text' (a caption or a "
+            "transcript) or 'question' and 'answer': Hugging Face's imagefolder layout (docs/custom-data.md)")
