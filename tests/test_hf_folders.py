@@ -21,7 +21,7 @@ from modrwkv.data.readers.detect import detect_format
 from modrwkv.evaluation.tasks import CustomTask, custom_task
 from modrwkv.training import config_from_dict, train
 from modrwkv.training.data import build_reader
-from test_class_folders import png, wav
+from test_class_folders import init_error, png, wav
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -229,15 +229,6 @@ def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch)
         "modrwkv init: error: data/shapes: holds the splits test/, train/, each with its metadata file: give one "
         "split, data/shapes/train to train on (modrwkv init --data, data.train); evaluate on data/shapes/test "
         "(modrwkv eval --task custom --data)"]
-
-
-def init_error(capsys, data: Path, tmp_path: Path) -> list[str]:
-    capsys.readouterr()
-    code = main(["init", "--data", str(data), "--yes", "--device", "cpu", "--output", str(tmp_path / "x.yaml"),
-                 "--force"])
-    captured = capsys.readouterr()
-    assert code == 2 and "Traceback" not in captured.err
-    return captured.err.splitlines()
 
 
 def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, caplog):
