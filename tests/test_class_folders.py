@@ -109,14 +109,8 @@ def test_init_train_and_eval_on_class_folders(tmp_path, capsys, monkeypatch):
     # training's reader of that config reads the reader's samples
     reader = build_reader(config_from_dict(cfg).data)
     assert read(reader) == read(QAReader(["data/digits/train"])) and len(read(reader)) == 4
-    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4)
-    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
-    result = train(cfg)
-    assert result.history and json.loads((result.final_dir / "config.json").read_text())["caption_prompt"] is None
     # eval scores each file of the test split against its folder's name, asked what training asked
-    assert main(["eval", "--model", str(result.final_dir), "--task", "custom", "--data", "data/digits/test",
-                 "--output", str(tmp_path / "eval"), "--max-new-tokens", "4"]) == 0
-    predictions = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    predictions = train_step_and_eval(cfg, tmp_path, "data/digits/test")
     assert [(p["id"], p["prompt"], p["reference"]["answers"]) for p in predictions] == [
         ("10/t2.png", IMAGE_QUESTION, ["10"]), ("7/t1.png", IMAGE_QUESTION, ["7"])]
     task = CustomTask()
@@ -136,6 +130,18 @@ def test_init_train_and_eval_on_class_folders(tmp_path, capsys, monkeypatch):
         "modrwkv init: error: data/digits: holds the splits test/, train/, each a folder of class folders: give one "
         "split, data/digits/train to train on (modrwkv init --data, data.train); evaluate on data/digits/test "
         "(modrwkv eval --task custom --data)"]
+
+
+def train_step_and_eval(cfg: dict, tmp_path: Path, held_out: str) -> list[dict]:
+    """One training step of `init`'s config, whose model records the reader's default question (null), then
+    `eval --task custom` of that model on `held_out`: its predictions."""
+    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4)
+    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
+    result = train(cfg)
+    assert result.history and json.loads((result.final_dir / "config.json").read_text())["caption_prompt"] is None
+    assert main(["eval", "--model", str(result.final_dir), "--task", "custom", "--data", held_out,
+                 "--output", str(tmp_path / "eval"), "--max-new-tokens", "4"]) == 0
+    return [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
 
 
 def init_error(capsys, data: Path, tmp_path: Path) -> list[str]:

@@ -19,9 +19,9 @@ from modrwkv.data.readers import FORMATS, AsrManifestReader, DataError, QAReader
 from modrwkv.data.readers.base import expand_paths
 from modrwkv.data.readers.detect import detect_format
 from modrwkv.evaluation.tasks import CustomTask, custom_task
-from modrwkv.training import config_from_dict, train
+from modrwkv.training import config_from_dict
 from modrwkv.training.data import build_reader
-from test_class_folders import init_error, png, wav
+from test_class_folders import init_error, png, train_step_and_eval, wav
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -199,14 +199,8 @@ def test_init_train_and_eval_on_a_metadata_folder(tmp_path, capsys, monkeypatch)
     reader = build_reader(config_from_dict(cfg).data)
     assert [(s.messages[1].content, s.images) for s in reader] == [
         (caption, [str(data / "train" / "images" / name)]) for name, caption in captions.items()]
-    cfg["train"].update(max_steps=1, warmup_steps=0, batch_size=4, micro_batch_size=4)
-    cfg["output"].update(dir=str(tmp_path / "run"), save_every=0)
-    result = train(cfg)  # the captions were asked the reader's default question, recorded as null
-    assert result.history and json.loads((result.final_dir / "config.json").read_text())["caption_prompt"] is None
     # eval asks the test split's rows (a metadata.csv) what training asked, scored against their captions
-    assert main(["eval", "--model", str(result.final_dir), "--task", "custom", "--data", "data/shapes/test",
-                 "--output", str(tmp_path / "eval"), "--max-new-tokens", "4"]) == 0
-    predictions = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    predictions = train_step_and_eval(cfg, tmp_path, "data/shapes/test")
     assert [(p["id"], p["prompt"], p["reference"]["answers"]) for p in predictions] == [
         ("t1.png", CAPTION, ["black, dark"]), ("t2.png", CAPTION, ["white"])]
     folder, file = CustomTask().load(data / "test", "all"), CustomTask().load(data / "test" / "metadata.csv", "all")
