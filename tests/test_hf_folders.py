@@ -316,3 +316,19 @@ def test_a_csv_naming_media_files_says_how_to_read_its_rows(tmp_path, capsys):
     (tmp_path / "words.csv").write_text("name,colour\nfox,red\n")
     assert init_error(capsys, tmp_path / "words.csv", tmp_path) == [
         f"modrwkv init: error: {tmp_path}/words.csv: no numeric column among ['name', 'colour']"]
+
+
+def test_csv_cells_are_text_as_written_but_a_duration(tmp_path):
+    """Spoken digits' transcripts "7" and "3", a label "07" and an id "001" are read as written (typed as pandas
+    types a column, they were ints the ASR reader refused, "7" and "1"); a duration is a number."""
+    digits = tmp_path / "digits"
+    wav(digits / "a.wav")
+    wav(digits / "b.wav")
+    (digits / "metadata.csv").write_text("file_name,transcription,duration,id\na.wav,7,1.5,001\nb.wav,3,2,1\n")
+    assert read(AsrManifestReader([digits])) == [
+        (f"{digits}/metadata.csv:2", [("user", TRANSCRIBE), ("assistant", "7")], [str(digits / "a.wav")],
+         {"duration": 1.5, "id": "001"}),
+        (f"{digits}/metadata.csv:3", [("user", TRANSCRIBE), ("assistant", "3")], [str(digits / "b.wav")],
+         {"duration": 2.0, "id": "1"})]
+    (digits / "metadata.csv").write_text("file_name,label\na.wav,07\nb.wav,1.50\n")
+    assert [s.messages[1].content for s in QAReader([digits])] == ["07", "1.50"]

@@ -7,8 +7,8 @@ the layout `datasets` reads with `load_dataset("imagefolder", data_dir=...)` (an
     data/captions/photos/0002.jpg
 
 The metadata file is `metadata.jsonl`, `metadata.csv` (with a header; a quoted cell may hold commas and line
-breaks; a column whose every filled cell is a number holds numbers, as pandas reads it for `datasets`; an empty
-cell is missing) or `metadata.parquet`. A folder is read with every metadata file in it and its subfolders
+breaks; a cell is text as written, but a `duration`, a number; an empty cell is missing) or `metadata.parquet`.
+A folder is read with every metadata file in it and its subfolders
 (hidden ones and what file managers leave aside, as `classfolders` does), all of one format; the metadata file
 given itself is read alone. A row's media are its `file_name` column and any `*_file_name` one (one file each),
 and `file_names` / `*_file_names` (lists): paths relative to the metadata file's folder (subfolders allowed),
@@ -56,7 +56,9 @@ from .webdataset import LABEL_KEY, MEDIA_EXTENSIONS, RECORD_KEYS, media_record
 CAPTION_KEYS = ("text", "caption")
 # A CSV cell that is a number, as pandas reads one (no "nan", "inf" or "1_000", which Python's float takes).
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
+# The CSV columns read as numbers (an ASR manifest's clip length). Every other cell is text as written: a
+# transcript "7", a label "07", an id "001" (pandas would make them 7, 7 and 1, which no reader takes back).
+NUMBER_COLUMNS = frozenset({"duration"})
 
 
 def _shown(name: str) -> bool:
@@ -184,11 +186,10 @@ def _media_column(key: Any) -> bool:
 
 def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source "path:line", load) per row of a CSV file with a header (its line: the one the row starts on; blank
-    lines are no rows). A cell is text, a quoted one with its commas and line breaks (a quote left open, or text after
-a closing one, is the file's error); an empty one is missing
-    (None); a column whose every filled cell is a number holds numbers (ints when all are whole), as pandas reads
-    a CSV for `datasets`. A row with more or fewer cells than the header is a bad record; a file that does not
-    read or decode raises `DataError` (unreadable_file)."""
+    lines are no rows). A cell is text as written, a quoted one with its commas and line breaks (a quote left
+    open, or text after a closing one, is the file's error), but a `NUMBER_COLUMNS` cell (`duration`), which is a
+    number; an empty cell is missing (None). A row with more or fewer cells than the header is a bad record; a
+    file that does not read or decode raises `DataError` (unreadable_file)."""
     try:
         text = decode_text(path.read_bytes(), path)
     except OSError as err:
@@ -214,8 +215,6 @@ a closing one, is the file's error); an empty one is missing
     if not rows:
         return
     header = rows[0][1]
-    whole = [cells for _, cells in rows[1:] if len(cells) == len(header)]  # (a row cut wrong says nothing of a column)
-    numbers = [_column_type([cells[i] for cells in whole]) for i in range(len(header))]
     for line, cells in rows[1:]:
         source = f"{path}:{line}"
         if len(cells) != len(header):
@@ -223,17 +222,14 @@ a closing one, is the file's error); an empty one is missing
                                              f"({', '.join(header)}) has {len(header)}: a cell holding a comma or "
                                              "a line break is quoted (\"a, b\")"))
             continue
-        record = {name: None if cell == "" else kind(cell) if kind else cell
-                  for name, cell, kind in zip(header, cells, numbers, strict=True)}
+        record = {name: None if cell == "" else _number(cell) if name in NUMBER_COLUMNS else cell
+                  for name, cell in zip(header, cells, strict=True)}
         yield source, lambda record=record: record
 
 
-def _column_type(cells: list[str]) -> Callable[[str], Any] | None:
-    """int or float for a column whose every filled cell is a number; None (text) otherwise."""
-    filled = [cell for cell in cells if cell != ""]
-    if not filled or not all(_NUMBER.fullmatch(cell) for cell in filled):
-        return None
-    return int if all(_INTEGER.fullmatch(cell) for cell in filled) else float
+def _number(cell: str) -> float | str:
+    """A number column's cell as a number; as written when it is none (the reader that reads it names it)."""
+    return float(cell) if _NUMBER.fullmatch(cell) else cell
 
 
 def _refused(error: DataError) -> Callable[[], Any]:
