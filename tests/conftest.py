@@ -76,7 +76,9 @@ def busy_core():
     cores = len(os.sched_getaffinity(0))
     if cores < 2:
         pytest.skip("one core: a single thread has no other to wait for, so there is nothing to warn about")
-    start = ("import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'while True: pass'], "
+    # (it spins 5 minutes at most: a test run killed before its teardown leaves no core taken for ever)
+    spin = "import time; end = time.monotonic() + 300\nwhile time.monotonic() < end: pass"
+    start = (f"import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', {spin!r}], "
              "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
     spinner = int(subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, timeout=60,
                                  check=True).stdout)

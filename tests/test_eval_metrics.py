@@ -490,3 +490,18 @@ def test_label_breakdown_counts_by_hand():
     assert label_breakdown([str(i) for i in range(100)] * 2, ["0"] * 200) is not None
     with pytest.raises(ValueError, match="3 predictions but 2 answers"):
         label_breakdown(["a", "b"], ["a", "b", "c"])
+
+
+def test_label_breakdown_orders_numbers_as_numbers_and_the_last_line_shows_labels_as_written():
+    from modrwkv.evaluation.report import format_report, weakest_answer
+
+    labels = ["10", "2", "1", "10", "2", "1"]
+    breakdown = label_breakdown(labels, ["10", "2", "1", "1", "2", "1"])
+    assert list(breakdown["per_answer"]) == ["1", "2", "10"]  # (as text: 1, 10, 2)
+    assert weakest_answer(breakdown["per_answer"]) == "'10' 50.0% (1 of 2), wrongly '1' 1 time"
+    piped = label_breakdown(["a|b", "a|b", "c", "c"], ["c|d", "c|d", "c", "c"])
+    assert weakest_answer(piped["per_answer"]) == "'a|b' 0.0% (0 of 2), wrongly 'c|d' 2 times"  # no table escapes
+    summary = {"paper": [], "server_scored": False, "headline": {"value": 33.3, "label": "exact", "metric": "accuracy"},
+               "samples": 4, "samples_in_split": 4, "title": "custom data", "split": "all", "model": "m", "data": "d",
+               "max_new_tokens": 8, "paper_note": None, "metrics": {"accuracy": 33.3, **piped}}
+    assert "| a\\|b | 2 | 0.0 | 0 | – | c\\|d (2) |" in format_report([summary])  # a table cell's pipes escaped

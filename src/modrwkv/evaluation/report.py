@@ -90,16 +90,20 @@ def _per_answer_table(per_answer: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _cell(text: str, width: int = 40) -> str:
+def _cell(text: str) -> str:
     """Text in a table cell: on one line, shortened, its pipes escaped."""
+    return _short(text).replace("|", "\\|")
+
+
+def _short(text: str, width: int = 40) -> str:
+    """Text on one line, shortened to `width` characters."""
     text = " ".join(text.split())
-    text = text if len(text) <= width else text[:width - 1] + "…"
-    return text.replace("|", "\\|")
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def weakest_answer(per_answer: Mapping[str, Mapping[str, Any]]) -> str:
     """The answer answered right least often, for a run's last line: "'8' 85.7% (30 of 35), wrongly '1' 3 times"."""
     answer, counts = min(per_answer.items(), key=lambda item: (item[1]["recall"], -item[1]["samples"]))
-    wrong = (f", wrongly {_cell(counts['confused_with'] or '(empty)')!r} {counts['confused_count']} "
+    wrong = (f", wrongly {_short(counts['confused_with'] or '(empty)')!r} {counts['confused_count']} "
              f"time{'s' if counts['confused_count'] != 1 else ''}") if counts["confused_with"] is not None else ""
-    return f"{_cell(answer)!r} {counts['recall']:.1f}% ({counts['correct']} of {counts['samples']}){wrong}"
+    return f"{_short(answer)!r} {counts['recall']:.1f}% ({counts['correct']} of {counts['samples']}){wrong}"

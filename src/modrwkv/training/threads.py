@@ -50,12 +50,13 @@ class TrainingThreads(pl.Callback):
         if others is not None and seconds >= 0.2 and (note := busy_core_note(
                 others, threads=torch.get_num_threads(), cores=len(self.since.cores),
                 during=f"while it set up (over {seconds:.1f} s)",
-                remedy="set runtime.threads: {free} (`--runtime.threads {free}`)")):
+                remedy="set runtime.threads: {free} (`--runtime.threads {free}`; the quickstart: `--threads {free}`)")):
             log.warning(note)
             return
         # a run under way keeps its count: a checkpoint and --resume change it (threads are set as a run sets up)
         self.watch = BusyCoreWatch("stop it (Ctrl-C saves a checkpoint) and continue with --resume "
-                                   "--runtime.threads {free}", what="its training")
+                                   "--runtime.threads {free} (the quickstart: the same command with --threads {free})",
+                                   what="its training")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object, batch: object,
                            batch_idx: int) -> None:

@@ -50,9 +50,9 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[
     it (`replied`) and the share of them that were right (`precision`, None when no reply gave it), and the
     most frequent wrong reply to its records (`confused_with`, `confused_count`). Answers and replies are
     compared as exact match compares them (`normalize_short_answer`); an answer is shown as first written.
-    Returns {"per_answer": {answer: counts, ...} in answer order, "replies_outside_answers": how many replies
-    gave none of the answers}, or None unless the answers are a classifier's labels (at most `MAX_LABELS`
-    different ones, `MIN_SAMPLES_PER_LABEL` records each on average)."""
+    Returns {"per_answer": {answer: counts, ...} in answer order (numbers in numeric order),
+    "replies_outside_answers": how many replies gave none of the answers}, or None unless the answers are a
+    classifier's labels (at most `MAX_LABELS` different ones, `MIN_SAMPLES_PER_LABEL` records each on average)."""
     if len(answers) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
     labels: dict[str, str] = {}  # normalised -> as first written
@@ -70,7 +70,9 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[
         else:
             confusions[truth][reply] += 1
     per_answer = {}
-    for label, written in sorted(labels.items(), key=lambda item: item[1]):
+    # numbers in numeric order (2 before 10: digits, class indices), other labels as Python sorts text
+    numeric = all(_is_number(written) for written in labels.values())
+    for label, written in sorted(labels.items(), key=lambda item: (float(item[1]) if numeric else 0.0, item[1])):
         confused = confusions[label].most_common(1)
         per_answer[written] = {
             "samples": samples[label], "correct": correct[label], "recall": 100.0 * correct[label] / samples[label],
@@ -79,3 +81,11 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[
             "confused_with": confused[0][0] if confused else None, "confused_count": confused[0][1] if confused else 0}
     outside = sum(count for reply, count in replied.items() if reply not in labels)
     return {"per_answer": per_answer, "replies_outside_answers": outside}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
