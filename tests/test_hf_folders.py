@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pyarrow
@@ -18,7 +19,7 @@ from modrwkv.cli import main
 from modrwkv.data.readers import FORMATS, AsrManifestReader, DataError, QAReader
 from modrwkv.data.readers.base import expand_paths
 from modrwkv.data.readers.detect import detect_format
-from modrwkv.evaluation.tasks import CustomTask, custom_task
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, custom_task
 from modrwkv.training import config_from_dict
 from modrwkv.training.data import build_reader
 from test_class_folders import init_error, png, train_step_and_eval, wav
@@ -332,3 +333,20 @@ def test_csv_cells_are_text_as_written_but_a_duration(tmp_path):
          {"duration": 2.0, "id": "1"})]
     (digits / "metadata.csv").write_text("file_name,label\na.wav,07\nb.wav,1.50\n")
     assert [s.messages[1].content for s in QAReader([digits])] == ["07", "1.50"]
+
+
+def test_rows_that_share_a_file_need_ids_of_their_own_in_eval(tmp_path):
+    """Several captions of one image, a row each: training reads every row; eval knows a row by its file unless
+    it has an `id`, so rows sharing one are named with what to add (not 'duplicate sample ids')."""
+    root = tmp_path / "captions"
+    png(root / "a.png", 1)
+    meta = jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "a dark square"},
+                                           {"file_name": "a.png", "text": "black"}])
+    assert [s.messages[1].content for s in QAReader([root])] == ["a dark square", "black"]
+    with pytest.raises(BenchmarkFileError, match=re.escape(
+            f"{meta}:2: the id 'a.png' of {meta}:1 too (a row is known by its 'id', else its file): give each row an "
+            "'id' of its own (an 'id' column) to evaluate rows that share a file")):
+        CustomTask().load(root, "all")
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "a dark square", "id": "a-1"},
+                                    {"file_name": "a.png", "text": "black", "id": "a-2"}])
+    assert [s.id for s in CustomTask().load(root, "all")] == ["a-1", "a-2"]

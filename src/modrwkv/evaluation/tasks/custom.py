@@ -287,6 +287,7 @@ class CustomTask(Task):
         defaulted = 0  # tar captions asked the default question
         first_error: DataError | None = None
         empty = []  # files with no record at all, which one file alone would be refused for
+        first_sources: dict[tuple[Path, Any], str] = {}  # a metadata file's row ids -> the first row with each
         for file, found in detected.items():
             read_before = len(records)
             data_format, chosen = found or ("qa", "")
@@ -330,6 +331,13 @@ class CustomTask(Task):
                                                                      *CLASS_PROMPTS.values()):
                     defaulted += 1
                 identifier = question.record.id
+                if identifier is not None and (file.is_dir() or is_metadata_file(file)):
+                    # a metadata row without an `id` is known by its file, which rows of captions may share
+                    first = first_sources.setdefault((file, identifier), source)
+                    if first != source:
+                        raise BenchmarkFileError(f"{source}: the id {identifier!r} of {first} too (a row is known by "
+                                                 "its 'id', else its file): give each row an 'id' of its own (an "
+                                                 "'id' column) to evaluate rows that share a file")
                 if identifier is None:
                     identifier = str(len(records) + 1) if len(files) == 1 else f"{names[file]}:{number}"
                 elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or file.is_dir()
