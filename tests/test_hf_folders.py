@@ -350,3 +350,13 @@ def test_rows_that_share_a_file_need_ids_of_their_own_in_eval(tmp_path):
     jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "a dark square", "id": "a-1"},
                                     {"file_name": "a.png", "text": "black", "id": "a-2"}])
     assert [s.id for s in CustomTask().load(root, "all")] == ["a-1", "a-2"]
+
+
+def test_a_metadata_file_names_the_run_after_its_folder_from_anywhere(tmp_path, monkeypatch):
+    from modrwkv.data.readers.base import data_name
+
+    jsonl(tmp_path / "pets" / "train" / "metadata.jsonl", [])
+    monkeypatch.chdir(tmp_path)
+    assert data_name("pets/train/metadata.jsonl") == "pets"
+    monkeypatch.chdir(tmp_path / "pets" / "train")
+    assert data_name("metadata.jsonl") == "pets"  # (from its own folder: the folder's name, not its parent's)

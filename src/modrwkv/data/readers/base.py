@@ -342,6 +342,7 @@ METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
 def is_metadata_file(path: Path) -> bool:
+    """A Hugging Face metadata file by its name (`METADATA_NAMES`): a folder's rows, not a series CSV or records."""
     return path.name in METADATA_NAMES and not path.is_dir()
 
 
@@ -1072,7 +1073,7 @@ def data_name(data: str | Path) -> str:
     Hugging Face metadata file as its folder (data/shapes/train/metadata.jsonl -> shapes)."""
     path = Path(data)
     if is_metadata_file(path):
-        return data_name(path.parent)
+        return data_name(path.absolute().parent)  # (metadata.jsonl given from its own folder: that folder's name)
     pattern = not path.exists()  # a file's name may hold brackets
     stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0] if pattern else path.stem).rstrip("-_. ")
     generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",

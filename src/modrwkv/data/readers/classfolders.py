@@ -48,12 +48,15 @@ SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validati
 OS_LEFTOVERS = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
 
 
+def is_visible(name: str) -> bool:
+    """Whether a file or folder of this name is read: not a hidden one (.DS_Store) nor one of `OS_LEFTOVERS`."""
+    return not name.startswith(".") and name.lower() not in OS_LEFTOVERS
+
+
 def _visible(folder: Path) -> list[os.DirEntry[str]]:
-    """The entries of `folder` but the hidden ones and `OS_LEFTOVERS`, sorted by name."""
+    """The entries of `folder` that are read (`is_visible`), sorted by name."""
     with os.scandir(folder) as entries:
-        return sorted((entry for entry in entries
-                       if not entry.name.startswith(".") and entry.name.lower() not in OS_LEFTOVERS),
-                      key=lambda entry: entry.name)
+        return sorted((entry for entry in entries if is_visible(entry.name)), key=lambda entry: entry.name)
 
 
 def _is_data_file(name: str) -> bool:

@@ -48,7 +48,7 @@ from typing import Any
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
 from .base import METADATA_NAMES, DataError, is_parquet, json_records, parquet_records
-from .classfolders import OS_LEFTOVERS, SPLIT_NAMES, split_refusal
+from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .webdataset import LABEL_KEY, MEDIA_EXTENSIONS, RECORD_KEYS, media_record
 
 # A row's caption, with an image or video: the column `datasets`' captioning guide writes, and the one
@@ -61,15 +61,11 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 NUMBER_COLUMNS = frozenset({"duration"})
 
 
-def _shown(name: str) -> bool:
-    return not name.startswith(".") and name.lower() not in OS_LEFTOVERS
-
-
 def _metadata_files(folder: Path) -> Iterator[Path]:
     """The metadata files in `folder` and its subfolders (not hidden ones, nor OS leftovers), a folder's own
     before its subfolders', in name order."""
     for root, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if _shown(name))
+        folders[:] = sorted(name for name in folders if is_visible(name))
         yield from (Path(root) / name for name in sorted(files) if name in METADATA_NAMES)
 
 
@@ -88,7 +84,7 @@ def metadata_records(path: Path, caption_prompt: str | None = None) -> Iterator[
         yield from _file_records(path, path.parent, caption_prompt)
         return
     try:
-        subfolders = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and _shown(entry.name))
+        subfolders = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and is_visible(entry.name))
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot list the folder: {err.strerror or err}") from None
     splits = [name for name in subfolders if name.lower() in SPLIT_NAMES and has_metadata(path / name)]
