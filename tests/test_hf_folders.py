@@ -360,3 +360,12 @@ def test_a_metadata_file_names_the_run_after_its_folder_from_anywhere(tmp_path, 
     assert data_name("pets/train/metadata.jsonl") == "pets"
     monkeypatch.chdir(tmp_path / "pets" / "train")
     assert data_name("metadata.jsonl") == "pets"  # (from its own folder: the folder's name, not its parent's)
+
+
+def test_a_metadata_file_without_rows_says_so(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    png(empty / "a.png", 1)
+    (empty / "metadata.csv").write_text("file_name,text\n")
+    assert init_error(capsys, empty, tmp_path) == [
+        f"modrwkv init: error: {empty}: no rows (its metadata files hold none: a row per media file, naming it in "
+        "'file_name')"]
