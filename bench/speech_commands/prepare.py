@@ -161,7 +161,7 @@ def main() -> None:
     print(f"logistic regression on MFCC features, same split: {scores['logistic_regression_accuracy']:.1f}% "
           "held-out accuracy")
     (out / "baseline.json").write_text(json.dumps({**scores, "train": len(written["train"]),
-                                                   "test": len(written["test"]), 
+                                                   "test": len(written["test"]),
                                                    "seed": args.seed, "held_out_voices": HELD_OUT_VOICES}) + "\n")
 
 
