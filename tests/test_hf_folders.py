@@ -369,3 +369,17 @@ def test_a_metadata_file_without_rows_says_so(tmp_path, capsys):
     assert init_error(capsys, empty, tmp_path) == [
         f"modrwkv init: error: {empty}: no rows (its metadata files hold none: a row per media file, naming it in "
         "'file_name')"]
+
+
+def test_a_wildcard_over_a_folder_of_media_names_the_media_file(tmp_path, capsys):
+    """'caps/*' expands to the folder's images as well as its metadata file: the image is named as what it is
+    (it was 'not UTF-8 text: byte 0x89'), with what to give."""
+    root = tmp_path / "caps"
+    png(root / "a.png", 1)
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "dark"}])
+    assert init_error(capsys, Path(f"{root}/*"), tmp_path) == [
+        f"modrwkv init: error: {root}/a.png: an image file, not a data file: give the folder it is in (a folder of "
+        "class folders, or one with a metadata.jsonl naming its files), or a file of records naming it "
+        "(docs/custom-data.md)"]
+    with pytest.raises(DataError, match=f"^{root}/a.png: an image file, not a data file"):
+        list(QAReader([root / "a.png"]))

@@ -329,7 +329,24 @@ def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[t
         from .webdataset import tar_records  # (it builds on this module)
 
         return tar_records(path, caption_prompt)
+    if (kind := media_kind(path)) is not None:  # (a wildcard over a folder of media, 'pets/*')
+        return _media_given(path, kind)
     return parquet_records(path) if is_parquet(path) else json_records(path)
+
+
+def media_kind(path: Path) -> str | None:
+    """"image", "audio" or "video" for a media file by its extension (`webdataset.MEDIA_EXTENSIONS`), else None."""
+    from .webdataset import MEDIA_EXTENSIONS  # (it builds on this module)
+
+    return MEDIA_EXTENSIONS.get(path.suffix.lower().lstrip("."))
+
+
+def _media_given(path: Path, kind: str) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """The error of a media file given as a data file, raised as its records are read (as a file's are)."""
+    raise DataError(str(path), "unreadable_file", f"an {kind} file, not a data file: give the folder it is in "
+                    "(a folder of class folders, or one with a metadata.jsonl naming its files), or a file of records "
+                    "naming it (docs/custom-data.md)")
+    yield  # (a generator: the error comes when the records are read)
 
 
 def is_parquet(path: Path) -> bool:

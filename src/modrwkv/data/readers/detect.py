@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import DataError, file_records, is_metadata_file, is_parquet, is_tar, record_format
+from .base import DataError, file_records, is_metadata_file, is_parquet, is_tar, media_kind, record_format
 from .sharegpt import dataset_info_entry
 
 
@@ -34,7 +34,7 @@ def detect_format(path: Path) -> str:
     broken = None
     raw_head = head = ""
     # a text file: its head tells an empty file and a broken first JSONL record
-    if not is_parquet(path) and not is_tar(path) and not path.is_dir():
+    if not is_parquet(path) and not is_tar(path) and not path.is_dir() and media_kind(path) is None:
         try:
             with path.open("rb") as handle:
                 raw_head = decode_text(handle.read(1 << 16), path, partial=True)
