@@ -383,3 +383,14 @@ def test_a_wildcard_over_a_folder_of_media_names_the_media_file(tmp_path, capsys
         "(docs/custom-data.md)"]
     with pytest.raises(DataError, match=f"^{root}/a.png: an image file, not a data file"):
         list(QAReader([root / "a.png"]))
+
+
+def test_a_linked_subfolder_is_read_as_the_folder_it_links_to_once(tmp_path):
+    root = tmp_path / "pets"
+    png(root / "a.png", 1)
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "dark"}])
+    png(tmp_path / "elsewhere" / "b.png", 2)
+    jsonl(tmp_path / "elsewhere" / "metadata.jsonl", [{"file_name": "b.png", "text": "darker"}])
+    (root / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere" / "loop").symlink_to(root, target_is_directory=True)  # back up the tree
+    assert [s.messages[1].content for s in QAReader([root])] == ["dark", "darker"]

@@ -63,8 +63,15 @@ NUMBER_COLUMNS = frozenset({"duration"})
 
 def _metadata_files(folder: Path) -> Iterator[Path]:
     """The metadata files in `folder` and its subfolders (not hidden ones, nor OS leftovers), a folder's own
-    before its subfolders', in name order."""
-    for root, folders, files in os.walk(folder):
+    before its subfolders', in name order. A linked subfolder is read as the folder it links to (as a class
+    folder is), each folder once: a link back up the tree is not followed round."""
+    seen: set[str] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
         folders[:] = sorted(name for name in folders if is_visible(name))
         yield from (Path(root) / name for name in sorted(files) if name in METADATA_NAMES)
 
