@@ -660,10 +660,12 @@ def test_a_run_whose_threads_wait_for_cores_other_processes_hold_is_warned(tmp_p
     assert f"torch's {cores} threads" in note and 1 <= free < cores, note
 
 
-def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch, caplog, request):
+@pytest.mark.parametrize("configured", [False, True])
+def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch, caplog, request, configured):
     """The busy cores are measured over each stretch of training too (`CHECK_SECONDS`, shortened here): a
     process that starts spinning after the run set up is warned about once, with the way to change the
-    count of a run under way (a checkpoint and --resume); a stretch not yet over measures nothing."""
+    count of a run under way (a checkpoint and --resume); a stretch not yet over measures nothing. A count
+    set in runtime.threads is watched alike (set for an idle machine, it may meet a busy one)."""
     from types import SimpleNamespace
 
     from lightning.pytorch.accelerators import CPUAccelerator
@@ -672,14 +674,16 @@ def test_a_job_that_starts_after_the_run_set_up_is_warned_about_once(monkeypatch
     from modrwkv.training.threads import TrainingThreads
 
     monkeypatch.setattr(busy_cores, "CHECK_SECONDS", 1.0)
-    callback = TrainingThreads(None, since=busy_cores.CoreUse())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # (else: skipped)
+    callback = TrainingThreads(cores if configured else None, since=busy_cores.CoreUse())
     trainer = SimpleNamespace(accelerator=CPUAccelerator(), num_devices=1)
     caplog.set_level("WARNING", logger="modrwkv.training.threads")
-    callback.setup(trainer, None, "fit")  # at once: too short a time to measure, so the training is watched
-    cores = request.getfixturevalue("busy_core")  # a job started after the setup
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(cores)
+        torch.set_num_threads(cores)  # torch's count, or the configured one that setup sets
+        callback.setup(trainer, None, "fit")  # at once: too short a time to measure, so the training is watched
+        assert torch.get_num_threads() == cores
+        request.getfixturevalue("busy_core")  # a job started after the setup
         callback.on_train_batch_end(trainer, None, None, None, 0)  # the stretch is not over: nothing measured
         assert not caplog.records
         time.sleep(1.2)

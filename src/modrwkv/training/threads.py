@@ -5,7 +5,7 @@
 - unset, a run of one process keeps torch's count; a run of several CPU processes on one machine gets
   Lightning's share of the cores (its launchers set it, and OMP_NUM_THREADS, unless OMP_NUM_THREADS was set).
 The count is not chosen from how busy the machine looks (a resumed run would not match the uninterrupted
-one); where other processes kept cores busy while the run set up, or over a stretch of its training (a job
+one); where, for a run of one CPU process, other processes kept cores busy while the run set up, or over a stretch of its training (a job
 started after it), more than torch's threads leave free, a warning names the value to set, once a run.
 `train()` gives the caller's count (and OMP_NUM_THREADS) back when it returns (`callers_threads`): it is a
 library call.
@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class TrainingThreads(pl.Callback):
-    """Sets each process's torch thread count to `configured` (runtime.threads) as the run sets up; unset,
-    warns once where other processes' work leaves torch's threads waiting (`busy_core_note`): measured from
+    """Sets each process's torch thread count to `configured` (runtime.threads) as the run sets up, and warns
+    once where other processes' work leaves torch's threads waiting (`busy_core_note`): measured from
     `since` (the run's start) to its setup, then over each stretch of training (`BusyCoreWatch`)."""
 
     def __init__(self, configured: int | None, since: CoreUse | None = None) -> None:
@@ -39,9 +39,8 @@ class TrainingThreads(pl.Callback):
         self.watch: BusyCoreWatch | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.configured is not None:
+        if self.configured is not None:  # (then watched as well: a count set for an idle machine may meet a busy one)
             torch.set_num_threads(self.configured)
-            return
         # a run of one process on the CPU: the peers of a run of several, busy setting up too, would count as
         # others (and Lightning shares the cores among them)
         if self.since is None or not isinstance(trainer.accelerator, CPUAccelerator) or trainer.num_devices != 1:
