@@ -394,3 +394,17 @@ def test_a_linked_subfolder_is_read_as_the_folder_it_links_to_once(tmp_path):
     (root / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (tmp_path / "elsewhere" / "loop").symlink_to(root, target_is_directory=True)  # back up the tree
     assert [s.messages[1].content for s in QAReader([root])] == ["dark", "darker"]
+
+
+def test_series_files_by_extension_but_a_metadata_csv(tmp_path):
+    """One rule says which files are a time series (`is_series_file`): .csv, .tsv (the series reader reads it tab
+    separated; detection tried it as JSON) and .npz, but a Hugging Face metadata.csv."""
+    from modrwkv.data.readers import TimeSeriesReader
+    from modrwkv.data.readers.base import is_series_file
+
+    (tmp_path / "load.tsv").write_text("hour\tload\n" + "".join(f"{i}\t{i % 24}\n" for i in range(100)))
+    assert detect_format(tmp_path / "load.tsv") == "series"
+    assert [is_series_file(Path(name)) for name in ("a.csv", "b.TSV", "c.npz", "metadata.csv", "d.jsonl")] == [
+        True, True, True, False, False]
+    windows = list(TimeSeriesReader([tmp_path / "load.tsv"], lookback=8, horizon=2))
+    assert windows and windows[0].series[0].shape[0] == 8

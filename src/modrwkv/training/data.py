@@ -29,7 +29,7 @@ from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, LinearBaselineFit, fit_linear_baseline
-from ..data.readers.base import MixedFormats, ReadReport, assign_paths, expand_paths, is_metadata_file
+from ..data.readers.base import MixedFormats, ReadReport, assign_paths, expand_paths, is_series_file
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import detect_season
@@ -111,8 +111,7 @@ def reader_factory(config: DataConfig) -> Callable[[list[str]], Reader]:
     check_options(reader_cls, options, config.format)
 
     def make(paths: list[str]) -> Reader:
-        series_files = [p for p in paths if Path(p).suffix.lower() in (".csv", ".tsv", ".npz")
-                        and not is_metadata_file(Path(p))]
+        series_files = [p for p in paths if is_series_file(Path(p))]
         if series_files and config.format != "series":
             raise ConfigError(f"data.format is {config.format}, but {series_files[0]} is a time-series file; "
                               "set data.format: series (with data.options lookback and horizon)")

@@ -358,6 +358,15 @@ def is_parquet(path: Path) -> bool:
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
+# The files of a time series (`series.TimeSeriesReader`), by extension.
+SERIES_EXTENSIONS = (".csv", ".tsv", ".npz")
+
+
+def is_series_file(path: Path) -> bool:
+    """A time-series file by its extension (`SERIES_EXTENSIONS`), but a Hugging Face metadata.csv (a folder's rows)."""
+    return path.suffix.lower() in SERIES_EXTENSIONS and not is_metadata_file(path)
+
+
 def is_metadata_file(path: Path) -> bool:
     """A Hugging Face metadata file by its name (`METADATA_NAMES`): a folder's rows, not a series CSV or records."""
     return path.name in METADATA_NAMES and not path.is_dir()

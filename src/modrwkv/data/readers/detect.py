@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import DataError, file_records, is_metadata_file, is_parquet, is_tar, media_kind, record_format
+from .base import (DataError, file_records, is_metadata_file, is_parquet, is_series_file, is_tar, media_kind,
+                   record_format)
 from .sharegpt import dataset_info_entry
 
 
@@ -19,12 +20,12 @@ class FormatUnknown(ValueError):
 
 
 def detect_format(path: Path) -> str:
-    """The data format from the extension (CSV/NPZ: series), a LLaMA-Factory `dataset_info.json`
-    naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
+    """The data format from the extension (CSV/TSV/NPZ: series, `is_series_file`), a LLaMA-Factory
+    `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
     columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
     folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
     first usable row makes)."""
-    if path.suffix.lower() in (".csv", ".npz") and not is_metadata_file(path):
+    if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
         if dataset_info_entry(path) is not None:
