@@ -408,3 +408,23 @@ def test_series_files_by_extension_but_a_metadata_csv(tmp_path):
         True, True, True, False, False]
     windows = list(TimeSeriesReader([tmp_path / "load.tsv"], lookback=8, horizon=2))
     assert windows and windows[0].series[0].shape[0] == 8
+
+
+def test_a_media_folder_given_for_a_folder_of_its_own_media_is_said_not_to_apply(tmp_path, caplog):
+    """data.media_folder / eval's --media-folder name where a records file's media are; a metadata folder (or a
+    folder of class folders) holds its own, so the setting is left aside with a warning, not in silence."""
+    root = tmp_path / "caps"
+    png(root / "a.png", 1)
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "dark"}])
+    png(root / "b.png", 2)  # (not named by a row)
+    jsonl(tmp_path / "records.jsonl", [{"image": "b.png", "question": "?", "answer": "x"}])
+    with caplog.at_level(logging.WARNING):
+        assert [s.messages[1].content for s in QAReader([root, tmp_path / "records.jsonl"], media_folder=root)] == [
+            "dark", "x"]
+        samples = CustomTask(media_folder=root).load(root / "metadata.jsonl", "all")
+        assert [s.reference["answers"] for s in samples] == [["dark"]]
+    warned = [r.getMessage() for r in caplog.records if "does not apply" in r.getMessage()]
+    assert warned == [
+        f"{path}: the media folder {root} does not apply to it: a folder of class folders or with a metadata file "
+        "holds its media itself (a row's file_name is relative to its metadata file's folder)"
+        for path in (root, root / "metadata.jsonl")]  # (the records file, whose media are in it: no warning)

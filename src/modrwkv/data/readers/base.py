@@ -301,6 +301,15 @@ def _warn_once(message: str) -> None:
     files_logger.warning("%s", message)
 
 
+def warn_media_folder_unused(path: Path, media_folder: Path | None) -> None:
+    """Warns that `media_folder` does not apply to `path` when it is a folder of class folders or of Hugging Face's
+    metadata layout (or its metadata file): their media are found in and beside them, not in a media folder."""
+    if media_folder is not None and (path.is_dir() or is_metadata_file(path)):
+        _warn_once(f"{path}: the media folder {media_folder} does not apply to it: a folder of class folders or with "
+                   "a metadata file holds its media itself (a row's file_name is relative to its metadata file's "
+                   "folder)")
+
+
 def data_label(data: PathLike | Sequence[PathLike]) -> str:
     """Data given as one path or several, as messages and reports name it."""
     return ", ".join(map(str, as_paths(data)))
@@ -1067,6 +1076,7 @@ class JsonRecordsReader(Reader):
 
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
+            warn_media_folder_unused(path, self.media_folder)
             folder = self.media_folder if self.media_folder is not None else path.parent
             for _, build in one_format(path, self.format, file_records(path, caption_prompt=self.caption_prompt),
                                        lambda record, source, folder=folder: self._convert(record, source, folder),

@@ -71,7 +71,8 @@ from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
-                                  expand_paths, file_records, is_metadata_file, is_parquet, is_tar, one_format)
+                                  expand_paths, file_records, is_metadata_file, is_parquet, is_tar, one_format,
+                                  warn_media_folder_unused)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
@@ -483,7 +484,9 @@ def _converter(data: Path, data_format: str, chosen: str, asr_prompt: str | None
         kwargs.update(sharegpt_mapping(data, options.get("columns"), options.get("tags")))
     if data_format == "asr":
         kwargs["prompt"] = asr_prompt
-    folder = next((Path(f) for f in (media_folder, options.get(folder_keyword)) if f is not None), data.parent)
+    given = next((Path(f) for f in (media_folder, options.get(folder_keyword)) if f is not None), None)
+    warn_media_folder_unused(data, given)
+    folder = data.parent if given is None else given
     kwargs[folder_keyword] = folder
     if data_format == "qa":
         def ask(record: Any, source: str, template: str | None) -> _Question:
