@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, _warn_once as warn_once, is_tar
-from .webdataset import CLASS_PROMPTS, MEDIA_EXTENSIONS, ClassRecord
+from .base import DataError, _warn_once as warn_once, is_tar, media_kind
+from .webdataset import CLASS_PROMPTS, READ_EXTENSIONS, ClassRecord
 
 # Subfolder names that make a folder a dataset's splits (each a folder of class folders), not its classes.
 # Files of records, which a folder given for its class folders must not hold (its subfolders are then their media).
@@ -62,10 +62,6 @@ def _visible(folder: Path) -> list[os.DirEntry[str]]:
 def _is_data_file(name: str) -> bool:
     """A file of records by its name (`DATA_EXTENSIONS`, a WebDataset shard): what a class folder is not made of."""
     return Path(name).suffix.lower() in DATA_EXTENSIONS or is_tar(Path(name))
-
-
-def _media_kind(name: str) -> str | None:
-    return MEDIA_EXTENSIONS.get(Path(name).suffix.lower().lstrip("."))
 
 
 def has_class_folders(path: Path) -> bool:
@@ -131,7 +127,7 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
                             "was read as a folder of class folders (a subfolder per label, holding media files); "
                             "give the data files themselves (a wildcard such as "
                             f"{path / '*' / ('*' + ''.join(Path(data.name).suffixes))})")
-        media = [(kind, item.path) for item in items if (kind := _media_kind(item.name)) is not None]
+        media = [(kind, item.path) for item in items if (kind := media_kind(Path(item.name))) is not None]
         if not media:
             warn_once(f"{path / cls}: an empty class folder (no image, audio or video file): no sample answers {cls!r}")
         if media:
@@ -157,11 +153,10 @@ def _loader(path: Path, cls: str, item: os.DirEntry[str], prompt: str | None) ->
     source = str(path / cls / item.name)
 
     def load() -> dict[str, Any]:
-        kind = _media_kind(item.name)
+        kind = media_kind(Path(item.name))
         if kind is None:
-            extensions = ", ".join(f".{extension}" for extension in MEDIA_EXTENSIONS)
             raise DataError(source, "unreadable_media", f"not an image, audio or video file by its extension "
-                            f"({Path(item.name).suffix or 'none'}; read: {extensions})")
+                            f"({Path(item.name).suffix or 'none'}; read: {READ_EXTENSIONS})")
         if not item.is_file():  # (a symbolic link is followed: one to nothing is neither file nor folder)
             target = os.readlink(item.path) if item.is_symlink() else "?"
             raise DataError(source, "missing_media", f"a symbolic link to {target}, which does not exist")

@@ -47,9 +47,9 @@ from typing import Any
 
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
-from .base import METADATA_NAMES, DataError, is_parquet, json_records, parquet_records
+from .base import METADATA_NAMES, DataError, is_parquet, json_records, media_kind, parquet_records
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
-from .webdataset import LABEL_KEY, MEDIA_EXTENSIONS, RECORD_KEYS, media_record
+from .webdataset import LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
 
 # A row's caption, with an image or video: the column `datasets`' captioning guide writes, and the one
 # img2dataset and most caption sets name.
@@ -149,12 +149,11 @@ def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callabl
             for name in value if plural else [value]:
                 if not isinstance(name, str) or not name.strip():
                     raise DataError(source, "missing_media", f"{column!r} must name a media file, got {name!r}")
-                extension = os.path.splitext(name)[1]
-                kind = MEDIA_EXTENSIONS.get(extension.lower().lstrip("."))
+                kind = media_kind(Path(name))
                 if kind is None:
-                    extensions = ", ".join(f".{known}" for known in MEDIA_EXTENSIONS)
+                    extension = os.path.splitext(name)[1] or "none"
                     raise DataError(source, "unreadable_media", f"{column} {name!r} is no image, audio or video file "
-                                    f"by its extension ({extension or 'none'}; read: {extensions})")
+                                    f"by its extension ({extension}; read: {READ_EXTENSIONS})")
                 names.append(name.replace("\\", "/"))
                 # absolute: the converters resolve a relative path against the data file's folder, which for a
                 # folder given is the one above it; a missing file is theirs to name, with this row's source

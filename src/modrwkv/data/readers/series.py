@@ -50,7 +50,7 @@ import numpy as np
 
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, OnError, PathLike, Reader, as_paths, data_label
+from .base import DataError, OnError, PathLike, Reader, as_paths, data_label, media_kind
 
 logger = logging.getLogger(__name__)
 
@@ -479,7 +479,8 @@ class TimeSeriesReader(Reader):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
         names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines)
         if not names:
-            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}{_media_hint(header, rows)}")
+            hint = _media_hint(header, rows)
+            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}{hint}")
         table = np.empty((len(rows), len(names)), dtype=np.float64)
         for j, name in enumerate(names):
             if name not in header:
@@ -634,12 +635,8 @@ def _is_row_index(values: list[float | None]) -> bool:
 def _media_hint(header: list[str], rows: list[list[str]]) -> str:
     """What to do with a CSV that names media files (image,label rows, as Kaggle ships them): a .csv is read as a
     time series, and a folder's rows are Hugging Face's metadata.csv layout (`hffolders`)."""
-    from .webdataset import MEDIA_EXTENSIONS  # (not at import: series reading needs no media code)
-
-    def media(cell: str) -> bool:
-        return cell.rpartition(".")[2].lower() in MEDIA_EXTENSIONS
-
-    column = next((name for i, name in enumerate(header) if rows and all(media(row[i]) for row in rows[:20])), None)
+    column = next((name for i, name in enumerate(header)
+                   if rows and all(media_kind(Path(row[i])) is not None for row in rows[:20])), None)
     if column is None:
         return ""
     return (f": a .csv file is read as a time series, and its column {column!r} names media files "

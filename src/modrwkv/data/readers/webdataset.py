@@ -60,6 +60,8 @@ MEDIA_EXTENSIONS = {
     **dict.fromkeys(("flac", "wav", "mp3", "ogg", "opus", "m4a"), "audio"),
     **dict.fromkeys(("mp4", "webm", "mkv", "avi", "mov"), "video"),
 }
+# The media extensions read, as messages list them (".jpg, .jpeg, ...").
+READ_EXTENSIONS = ", ".join(f".{extension}" for extension in MEDIA_EXTENSIONS)
 # What a captioned sample (media + .txt) is asked, by the kind of its media, unless the qa reader's
 # `prompt` says otherwise.
 DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",

@@ -55,12 +55,12 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[
     classifier's labels (at most `MAX_LABELS` different ones, `MIN_SAMPLES_PER_LABEL` records each on average)."""
     if len(answers) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
+    truths = [normalize_short_answer(answer) for answer in answers]
     labels: dict[str, str] = {}  # normalised -> as first written
-    for answer in answers:
-        labels.setdefault(normalize_short_answer(answer), answer)
+    for truth, answer in zip(truths, answers):
+        labels.setdefault(truth, answer)
     if not labels or len(labels) > MAX_LABELS or len(answers) < MIN_SAMPLES_PER_LABEL * len(labels):
         return None
-    truths = [normalize_short_answer(answer) for answer in answers]
     replies = [normalize_short_answer(prediction) for prediction in predictions]
     samples, correct, replied = Counter(truths), Counter(), Counter(replies)
     confusions: dict[str, Counter[str]] = {label: Counter() for label in labels}
