@@ -29,6 +29,7 @@ from modrwkv.evaluation import (
 )
 from modrwkv.evaluation.runner import read_predictions
 from modrwkv.data.readers import TimeSeriesReader
+from modrwkv.evaluation.tasks import TASKS, CustomTask, custom_task
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 CHOICE = "\nAnswer with the option's letter from the given choices directly."
@@ -289,6 +290,32 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_and_reports_them_alone
         run_eval(get_task("custom-series").configure(lookback=12, horizon=6), path, tmp_path / "out", model=weights,
                  load_pipeline=ForecastPipeline)
 
+
+
+def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
+    """`--task custom` sends every series file training reads (.csv, .tsv, .npz) to custom-series, which
+    cuts and scores the same windows from each (it routed only .csv, and read a .tsv as records)."""
+    path, values = write_custom_csv(tmp_path / "mine.csv")
+    tsv = tmp_path / "mine.tsv"
+    tsv.write_text(path.read_text().replace(",", "\t"))
+    npz = tmp_path / "mine.npz"
+    np.savez(npz, load=values[:, 0], temp=values[:, 1])  # NaN: the CSV's empty cells
+    scores = {}
+    for data in (path, tsv, npz):
+        task = custom_task(data)
+        assert task is TASKS["custom-series"]
+        result = run_eval(task.configure(lookback=24, horizon=6), data, tmp_path / data.suffix[1:], model=weights,
+                          load_pipeline=ForecastPipeline, batch_size=16)
+        scores[data.suffix] = (len(read_predictions(tmp_path / data.suffix[1:] / "predictions.jsonl")), result.summary["metrics"]["mse"])
+    assert scores[".tsv"] == scores[".csv"] and scores[".npz"] == pytest.approx(scores[".csv"])
+    assert scores[".csv"][0] == 2 * (64 - 24 - 6 + 1)  # both series, every test window
+    assert isinstance(custom_task(tmp_path / "metadata.csv"), CustomTask)  # Hugging Face's folder rows
+    with pytest.raises(ValueError, match="mine.npz: a .npz file is a forecasting series, evaluated one file at a"):
+        custom_task([npz, tmp_path / "x.jsonl"])
+    with pytest.raises(ValueError, match=r"a series file \(.csv, .tsv, .npz\) is read by the 'custom-series'"):
+        custom_task(tsv, prompt="{question}")
+    with pytest.raises(BenchmarkFileError, match=r"expected a series file \(.csv, .tsv or .npz\)"):
+        get_task("custom-series").load(tmp_path, "test")
 
 # --- bad input --------------------------------------------------------------------------------
 

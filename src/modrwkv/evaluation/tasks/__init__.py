@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ...data.readers.base import is_metadata_file
+from ...data.readers.base import SERIES_EXTENSIONS, is_series_file
 from ...processing.speech_segments import SegmentSettings
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task
 from .choice import MMMU, MMBench, ScienceQA
@@ -26,7 +26,8 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-# `custom` with a .csv file is a forecasting series: the task registered under this name reads it.
+# `custom` with a series file (.csv, .tsv, .npz) is a forecasting series: the task registered under this name
+# reads it, as training reads such a file (`is_series_file`).
 CUSTOM_SERIES = "custom-series"
 
 
@@ -35,26 +36,26 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                 baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None,
                 caption_prompt: str | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
-    (one, or several as data.train takes them), configured with these options, or, for a .csv file, the
-    `custom-series` forecasting task."""
+    (one, or several as data.train takes them), configured with these options, or, for a series file (.csv,
+    .tsv, .npz; not a Hugging Face metadata.csv), the `custom-series` forecasting task."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
-    # (a metadata.csv is the rows of Hugging Face's metadata layout, records like any data file's)
-    series = [path for path in given if Path(path).suffix.lower() == ".csv" and not is_metadata_file(Path(path))]
+    series = [path for path in given if is_series_file(Path(path))]
     if series and len(given) > 1:
-        raise ValueError(f"{series[0]}: a .csv file is a forecasting series, evaluated one file at a time; give it "
-                         "alone")
+        raise ValueError(f"{series[0]}: a {Path(series[0]).suffix} file is a forecasting series, evaluated one file "
+                         "at a time; give it alone")
     if not series:
         return CustomTask(metric=metric, prompt=prompt, asr_prompt=asr_prompt, media_folder=media_folder,
                           baselines=baselines, long_form=long_form, caption_prompt=caption_prompt)
     if CUSTOM_SERIES not in TASKS:
-        raise ValueError(f"{series[0]}: a .csv file is evaluated as a forecasting series by the {CUSTOM_SERIES!r} task, "
+        raise ValueError(f"{series[0]}: a {Path(series[0]).suffix} file is evaluated as a forecasting series by the "
+                         f"{CUSTOM_SERIES!r} task, "
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
             or long_form is not None or caption_prompt is not None):
         raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --long-form and "
-                         "--media-folder apply to .json / .jsonl files and shards of records; a .csv file is read by "
-                         f"the {CUSTOM_SERIES!r} task with its own options")
+                         "--media-folder apply to .json / .jsonl files and shards of records; a series file "
+                         f"({', '.join(SERIES_EXTENSIONS)}) is read by the {CUSTOM_SERIES!r} task with its own options")
     return TASKS[CUSTOM_SERIES]
 
 

@@ -5,7 +5,8 @@ protocol does: lookback 720, horizon 96, every channel forecast on its own (chan
 the test windows at stride 1 inside the Time-Series-Library borders, values standardised with a
 scaler fitted on the training rows only, MSE and MAE on standardised values. `--lookback` and
 `--horizon` change the window; the paper's numbers are then left out of the report, as they are
-for `custom-series`, which runs the same protocol on any CSV (70/10/20 borders, columns chosen
+for `custom-series`, which runs the same protocol on any series file training reads (CSV, TSV, NPZ;
+70/10/20 borders, columns chosen
 with `targets`, read by the training reader itself, so training and evaluation see the same rows,
 empty cells, date columns and scaling).
 
@@ -228,8 +229,9 @@ class Forecast(_Forecasting):
 
 
 class CustomSeries(_Forecasting):
-    """Any CSV (a header row; date columns optional; empty cells are gaps in a look-back and leave
-    out the windows whose target they fall in),
+    """Any series file training reads: a CSV / TSV (a header row; date columns optional; empty cells are gaps in a
+    look-back and leave out the windows whose target they fall in) or an NPZ (each array a series, a 2-D one a
+    series per column),
     forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler. The `val`
     split scores the validation rows, for choosing settings without looking at the test windows."""
 
@@ -238,7 +240,8 @@ class CustomSeries(_Forecasting):
     title = "custom series"
     paper_note = "a custom data set: there are no published numbers to compare with"
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
-            one numeric column per series; empty cells allowed)"""
+            one numeric column per series; empty cells allowed; FILE.tsv: the same, tab-separated)
+FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one per column)"""
 
     settings = (*_Forecasting.settings, "targets")
 
@@ -249,7 +252,8 @@ class CustomSeries(_Forecasting):
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if not data.is_file():
-            raise BenchmarkFileError(f"{data}: expected a CSV file. Expected layout:\n{self.layout}")
+            raise BenchmarkFileError(f"{data}: expected a series file (.csv, .tsv or .npz). Expected layout:\n"
+                                     f"{self.layout}")
         reader = TimeSeriesReader(data, lookback=self.lookback, horizon=self.horizon, columns=self.targets,
                                   split=split, standardize=True)
         try:
