@@ -235,22 +235,28 @@ def test_stray_files_empty_and_single_classes_and_bad_media_are_named(tmp_path, 
             "from a class folder per label") in [r.getMessage() for r in caplog.records]
 
 
+def speech_commands_prepare():
+    """bench/speech_commands/prepare.py as a module (bench/ is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("speech_commands_prepare",
+                                                  REPO / "bench" / "speech_commands" / "prepare.py")
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    return prepare
+
+
 def test_spoken_commands_are_class_folders_split_by_voice(tmp_path):
     """bench/speech_commands/prepare.py (docs/custom-data.md's spoken-command example): each word's clips in
     its class folder of the split their voice belongs to, the held-out voices only in test/, as many as
     asked, 16 kHz mono 16-bit; the class-folder reader answers each with its word."""
-    import importlib.util
-
     from modrwkv.quickstart.speech import ESPEAK_HELP, EspeakMissing, espeak_binary
 
     try:
         espeak_binary()
     except EspeakMissing:
         pytest.skip(ESPEAK_HELP)
-    spec = importlib.util.spec_from_file_location("speech_commands_prepare",
-                                                  REPO / "bench" / "speech_commands" / "prepare.py")
-    prepare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prepare)
+    prepare = speech_commands_prepare()
     written = prepare.speak_words(tmp_path, train=2, test=1, seed=0)
     words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]  # Speech Commands' ten
     for split, per_word in (("train", 2), ("test", 1)):
@@ -267,3 +273,42 @@ def test_spoken_commands_are_class_folders_split_by_voice(tmp_path):
     samples = list(QAReader([tmp_path / "train"]))
     assert sorted(s.messages[1].content for s in samples) == sorted(words * 2)
     assert all(Path(s.audios[0]).parent.name == s.messages[1].content for s in samples)
+
+
+def test_the_spoken_commands_baseline_is_mfcc_logistic_regression(tmp_path):
+    """The baseline the spoken-command numbers are compared with (prepare.py's `baseline`): its mel filters
+    are transformers' HTK filter bank, its MFCCs the DCT of the log mel power of Hamming-windowed 25 ms frames
+    computed by transformers' `spectrogram`, of the voiced frames only (leading silence changes nothing), and
+    it separates clips that differ by their pitch, scored on held-out clips, beside the majority class."""
+    from scipy.fft import dct
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    prepare = speech_commands_prepare()
+    reference = mel_filter_bank(num_frequency_bins=257, num_mel_filters=40, min_frequency=0, max_frequency=8000,
+                                sampling_rate=16000, norm=None, mel_scale="htk")
+    np.testing.assert_allclose(prepare.mel_filters(), reference.T, atol=1e-12)
+
+    t = np.arange(8000) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * (300 + 400 * t) * t)  # a rising tone, so each quarter of it differs
+    power = spectrogram(tone, window_function(400, "hamming", periodic=False), frame_length=400, hop_length=160,
+                        fft_length=512, power=2.0, center=False)  # [257, frames]
+    cepstra = dct(np.log(reference.T @ power + 1e-10), type=2, norm="ortho", axis=0)[:13].T  # [frames, 13]
+    quarters = [part.mean(axis=0) for part in np.array_split(cepstra, 4)]
+    expected = np.concatenate([*quarters, cepstra.mean(axis=0), cepstra.std(axis=0)])
+    np.testing.assert_allclose(prepare.mfcc_features(tone), expected, rtol=1e-6, atol=1e-6)
+    # 0.1 s of silence first: frames 0-7 are silent, the frames from 8 (sample 1280) on are those of the clip
+    # cut at 1280; the silent frames count for nothing
+    silence_first = np.concatenate([np.zeros(1600), tone])
+    np.testing.assert_allclose(prepare.mfcc_features(silence_first), prepare.mfcc_features(silence_first[1280:]),
+                               rtol=1e-9, atol=1e-9)
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 3)):
+        for word, pitch in (("low", 200), ("high", 2000)):
+            for i in range(count + (word == "low" and split == "train")):  # 7 low, 6 high: low is the majority
+                clip = np.sin(2 * np.pi * pitch * rng.uniform(0.9, 1.1) * t) * 0.3 + rng.normal(0, 0.01, len(t))
+                path = tmp_path / split / word / f"{word}-{i:03d}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                prepare.write_wav(path, clip)
+    scores = prepare.baseline(tmp_path)
+    assert scores == {"majority_class_accuracy": 50.0, "logistic_regression_accuracy": 100.0}
