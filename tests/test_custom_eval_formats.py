@@ -374,10 +374,9 @@ def test_files_of_one_name_in_two_folders_name_their_records_by_their_path_from_
                                                                         "other.jsonl:1"]
 
 
-def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, capsys, monkeypatch):
-    """Labels (few answers, each shared by several records) get a per-answer table in report.md and
-    summary.json, and the run's last lines name the answer answered right least often; a free-form file
-    gets neither."""
+def scripted_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model folder that `modrwkv eval` answers with a pipeline replying what each question says to reply
+    ("... reply=dog")."""
     from dataclasses import dataclass
 
     import modrwkv.cli
@@ -388,8 +387,6 @@ def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, ca
         finish_reason: str = "stop"
 
     class ScriptedPipeline:
-        """Replies what each question says to reply ("... reply=dog")."""
-
         def generate_batch(self, requests):
             return [Reply(re.search(r"reply=(\S*)", r.messages).group(1)) for r in requests]
 
@@ -397,6 +394,14 @@ def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, ca
     model = tmp_path / "model"
     model.mkdir()
     (model / "weights.pth").write_bytes(b"not loaded")
+    return model
+
+
+def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, capsys, monkeypatch):
+    """Labels (few answers, each shared by several records) get a per-answer table in report.md and
+    summary.json, and the run's last lines name the answer answered right least often; a free-form file
+    gets neither."""
+    model = scripted_model(tmp_path, monkeypatch)
     replies = {"cat": ["cat", "cat", "dog"], "dog": ["dog", "dog", "dog|x"], "bird": ["dog", "dog"]}
     records = [{"question": f"What animal? reply={reply}", "answer": answer}
                for answer, said in replies.items() for reply in said]
@@ -424,6 +429,49 @@ def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, ca
     assert "lowest accuracy" not in capsys.readouterr().out
     assert "per_answer" not in json.loads((tmp_path / "free" / "summary.json").read_text())["metrics"]
     assert "| answer |" not in (tmp_path / "free" / "report.md").read_text()
+
+
+def test_a_multiple_choice_eval_reports_each_right_answer_against_the_selected_one(tmp_path, capsys, monkeypatch):
+    """A model that always selects "A" scores near chance (2 of 6 here, 3 options): per right answer, the
+    breakdown shows it, in report.md, summary.json and the last line; a reply that selects no option is
+    outside the answers. Counted by hand. With the same options in every record, they are named by text."""
+    model = scripted_model(tmp_path, monkeypatch)
+    right = ["A", "A", "B", "B", "C", "C"]
+    said = ["A", "A", "(A)", "A", "a.", "unsure"]
+    records = [{"question": f"Which one? reply={reply}", "choices": [f"x{i}", f"y{i}", f"z{i}"], "answer": answer}
+               for i, (answer, reply) in enumerate(zip(right, said))]
+    data = write(tmp_path, "choices.jsonl", records)
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("custom data all: choice accuracy (%) 33.33 over 6 samples")
+    assert out[-1] == "lowest accuracy of an answer: 'B' 0.0% (0 of 2), wrongly 'A' 2 times (every answer in report.md)"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]
+    assert summary["per_answer"] == {
+        "A": {"samples": 2, "correct": 2, "recall": 100.0, "replied": 5, "precision": 40.0, "confused_with": None,
+              "confused_count": 0},
+        "B": {"samples": 2, "correct": 0, "recall": 0.0, "replied": 0, "precision": None, "confused_with": "A",
+              "confused_count": 2},
+        "C": {"samples": 2, "correct": 0, "recall": 0.0, "replied": 0, "precision": None, "confused_with": "A",
+              "confused_count": 1}}
+    assert summary["replies_outside_answers"] == 1  # "unsure" selects no option
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert ("| right answer | samples | accuracy (%) | selected | precision (%) | most frequent wrong selection |\n"
+            "|---|---:|---:|---:|---:|---|\n"
+            "| A | 2 | 100.0 | 5 | 40.0 | – |\n"
+            "| B | 2 | 0.0 | 0 | – | A (2) |\n"
+            "| C | 2 | 0.0 | 0 | – | A (1) |\n") in report
+    # the same options in every record: each named by its text, as the prompt lists it
+    same = [{**record, "choices": ["cat", "dog", "bird"]} for record in records]
+    same[4]["question"] = "Which one? reply=cat"
+    data = write(tmp_path, "same.jsonl", same)
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "same"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("lowest accuracy of an answer: 'B. dog' 0.0% (0 of 2), wrongly "
+                                                        "'A. cat' 2 times (every answer in report.md)")
+    summary = json.loads((tmp_path / "same" / "summary.json").read_text())["metrics"]
+    assert list(summary["per_answer"]) == ["A. cat", "B. dog", "C. bird"]
+    assert summary["per_answer"]["C. bird"]["confused_with"] == "A. cat"
 
 
 def test_threads_sets_the_commands_thread_count_and_eval_warns_of_busy_cores(tmp_path, capsys, monkeypatch, caplog,

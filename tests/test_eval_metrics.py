@@ -468,21 +468,22 @@ def test_forecast_baselines_by_hand():
 
 def test_label_breakdown_counts_by_hand():
     """A classifier's report per label (scikit-learn's classification_report: recall, precision, support),
-    compared as exact match compares ("Cat." is cat), with each label's most frequent wrong reply."""
+    compared as exact match compares ("Cat." is cat), with each label's most frequent wrong reply, shown as
+    the label is written ("Dog") when it is one, else as first replied."""
     answers = ["cat", "cat", "cat", "Dog", "dog", "dog", "bird", "bird"]
-    replies = ["Cat.", "dog", "cat", "dog", "dog ", "cat", "dog", "a bird"]
+    replies = ["Cat.", "dog", "cat", "dog", "dog ", "Mouse.", "dog", "a bird"]
     breakdown = label_breakdown(answers, replies)
     # in the order Python sorts the labels as first written (capitals first)
     assert list(breakdown["per_answer"]) == ["Dog", "bird", "cat"]
     assert breakdown == {
         "per_answer": {
             "Dog": {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 4, "precision": 50.0,
-                    "confused_with": "cat", "confused_count": 1},
+                    "confused_with": "Mouse.", "confused_count": 1},
             "bird": {"samples": 2, "correct": 0, "recall": 0.0, "replied": 0, "precision": None,
-                     "confused_with": "dog", "confused_count": 1},
-            "cat": {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 3, "precision": 100 * 2 / 3,
-                    "confused_with": "dog", "confused_count": 1}},
-        "replies_outside_answers": 1}  # "a bird"
+                     "confused_with": "Dog", "confused_count": 1},
+            "cat": {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 2, "precision": 100.0,
+                    "confused_with": "Dog", "confused_count": 1}},
+        "replies_outside_answers": 2}  # "Mouse.", "a bird"
     # answers that are not a classifier's labels: mostly different (free-form QA), or too many labels
     assert label_breakdown(["red", "a cat", "two", "red"], ["red"] * 4) is None
     many = [str(i) for i in range(101)] * 3
@@ -490,6 +491,19 @@ def test_label_breakdown_counts_by_hand():
     assert label_breakdown([str(i) for i in range(100)] * 2, ["0"] * 200) is not None
     with pytest.raises(ValueError, match="3 predictions but 2 answers"):
         label_breakdown(["a", "b"], ["a", "b", "c"])
+
+
+def test_label_breakdown_of_replies_that_give_no_answer():
+    """A None prediction (a multiple-choice reply that selects no option) is wrong, outside the answers, and
+    no reply a label is confused with: counted by hand."""
+    breakdown = label_breakdown(["A", "A", "A", "B", "B", "B"], ["A", None, "A", "A", None, None])
+    assert breakdown == {
+        "per_answer": {
+            "A": {"samples": 3, "correct": 2, "recall": 100 * 2 / 3, "replied": 3, "precision": 100 * 2 / 3,
+                  "confused_with": None, "confused_count": 0},
+            "B": {"samples": 3, "correct": 0, "recall": 0.0, "replied": 0, "precision": None,
+                  "confused_with": "A", "confused_count": 1}},
+        "replies_outside_answers": 3}
 
 
 def test_label_breakdown_orders_numbers_as_numbers_and_the_last_line_shows_labels_as_written():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["format_metric", "format_report", "weakest_answer"]
+__all__ = ["format_metric", "format_report", "per_answer_table", "weakest_answer"]
 
 
 def format_metric(value: Any) -> str:
@@ -70,16 +70,23 @@ def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
                 lines.append(f"- {key}: {format_metric(value) if isinstance(value, float) else value}")
         lines.append("")
         if s["metrics"].get("per_answer"):
-            lines += _per_answer_table(s["metrics"]["per_answer"])
+            lines += per_answer_table(s["metrics"]["per_answer"], choice=s["metrics"].get("metric") == "choice")
     return "\n".join(lines)
 
 
-def _per_answer_table(per_answer: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The breakdown of a classifier's labels (`metrics.label_breakdown`) as a Markdown table."""
-    lines = ["Per answer (accuracy: of the samples with this answer, those answered right; precision: of the "
-             "replies giving this answer, those that were right):", "",
-             "| answer | samples | accuracy (%) | replied | precision (%) | most frequent wrong reply |",
-             "|---|---:|---:|---:|---:|---|"]
+def per_answer_table(per_answer: Mapping[str, Mapping[str, Any]], choice: bool = False) -> list[str]:
+    """The breakdown of a classifier's labels (`metrics.label_breakdown`) as a Markdown table; `choice`: of a
+    multiple-choice file's right options, against the option each reply selects."""
+    if choice:
+        lines = ["Per right answer (accuracy: of the samples whose right answer this option is, those answered "
+                 "right; selected: the replies selecting it; precision: of those, the ones that were right; a reply "
+                 "that selects no option is among replies_outside_answers):", "",
+                 "| right answer | samples | accuracy (%) | selected | precision (%) | most frequent wrong selection |"]
+    else:
+        lines = ["Per answer (accuracy: of the samples with this answer, those answered right; precision: of the "
+                 "replies giving this answer, those that were right):", "",
+                 "| answer | samples | accuracy (%) | replied | precision (%) | most frequent wrong reply |"]
+    lines.append("|---|---:|---:|---:|---:|---|")
     for answer, counts in per_answer.items():
         confused = counts["confused_with"]
         wrong = "–" if confused is None else f"{_cell(confused or '(empty)')} ({counts['confused_count']})"

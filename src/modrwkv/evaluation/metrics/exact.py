@@ -44,15 +44,18 @@ def gqa_score(predictions: Sequence[str], answers: Sequence[str]) -> float:
     return 100.0 * correct / len(predictions)
 
 
-def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[str, Any] | None:
+def label_breakdown(answers: Sequence[str], predictions: Sequence[str | None]) -> dict[str, Any] | None:
     """Per answer, what a classification report gives (scikit-learn's `classification_report`): the records
     with that answer (`samples`), those answered right (`correct`, `recall` in percent), the replies giving
     it (`replied`) and the share of them that were right (`precision`, None when no reply gave it), and the
     most frequent wrong reply to its records (`confused_with`, `confused_count`). Answers and replies are
-    compared as exact match compares them (`normalize_short_answer`); an answer is shown as first written.
-    Returns {"per_answer": {answer: counts, ...} in answer order (numbers in numeric order),
-    "replies_outside_answers": how many replies gave none of the answers}, or None unless the answers are a
-    classifier's labels (at most `MAX_LABELS` different ones, `MIN_SAMPLES_PER_LABEL` records each on average)."""
+    compared as exact match compares them (`normalize_short_answer`); an answer, and a wrong reply that is
+    one of the answers, is shown as first written, another reply as first replied. A None prediction is a
+    reply that gave no answer at all (a multiple-choice reply that selects no option): wrong, and no reply
+    to be confused with. Returns {"per_answer": {answer: counts, ...} in answer order (numbers in numeric
+    order), "replies_outside_answers": how many replies gave none of the answers}, or None unless the
+    answers are a classifier's labels (at most `MAX_LABELS` different ones, `MIN_SAMPLES_PER_LABEL` records
+    each on average)."""
     if len(answers) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
     truths = [normalize_short_answer(answer) for answer in answers]
@@ -61,25 +64,31 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str]) -> dict[
         labels.setdefault(truth, answer)
     if not labels or len(labels) > MAX_LABELS or len(answers) < MIN_SAMPLES_PER_LABEL * len(labels):
         return None
-    replies = [normalize_short_answer(prediction) for prediction in predictions]
-    samples, correct, replied = Counter(truths), Counter(), Counter(replies)
+    replies = [None if prediction is None else normalize_short_answer(prediction) for prediction in predictions]
+    written = dict(labels)  # normalised -> as shown: an answer as written, another reply as first replied
+    for reply, prediction in zip(replies, predictions):
+        if reply is not None:
+            written.setdefault(reply, prediction.strip())
+    samples, correct = Counter(truths), Counter()
+    replied = Counter(reply for reply in replies if reply is not None)
     confusions: dict[str, Counter[str]] = {label: Counter() for label in labels}
     for truth, reply in zip(truths, replies):
         if reply == truth:
             correct[truth] += 1
-        else:
+        elif reply is not None:
             confusions[truth][reply] += 1
     per_answer = {}
     # numbers in numeric order (2 before 10: digits, class indices), other labels as Python sorts text
     numeric = all(_is_number(written) for written in labels.values())
-    for label, written in sorted(labels.items(), key=lambda item: (float(item[1]) if numeric else 0.0, item[1])):
+    for label, answer in sorted(labels.items(), key=lambda item: (float(item[1]) if numeric else 0.0, item[1])):
         confused = confusions[label].most_common(1)
-        per_answer[written] = {
+        per_answer[answer] = {
             "samples": samples[label], "correct": correct[label], "recall": 100.0 * correct[label] / samples[label],
             "replied": replied[label],
             "precision": 100.0 * correct[label] / replied[label] if replied[label] else None,
-            "confused_with": confused[0][0] if confused else None, "confused_count": confused[0][1] if confused else 0}
-    outside = sum(count for reply, count in replied.items() if reply not in labels)
+            "confused_with": written[confused[0][0]] if confused else None,
+            "confused_count": confused[0][1] if confused else 0}
+    outside = sum(reply is None or reply not in labels for reply in replies)
     return {"per_answer": per_answer, "replies_outside_answers": outside}
 
 

@@ -51,7 +51,9 @@ corpus CER after Aishell-1's normalisation; any text answer with `--metric cer`)
 lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the
 paper's: a custom data set has no published results. Scored by `exact` with one answer per record, a
 file whose answers are a classifier's labels (`metrics.label_breakdown`) gets them per answer too
-(`per_answer`: accuracy, precision, the most frequent wrong reply), which the report tabulates.
+(`per_answer`: accuracy, precision, the most frequent wrong reply), which the report tabulates; so does a
+file scored by `choice`, per right option against the option each reply selects (a reply that selects
+none is outside the answers), named by letter, or "B. a cat" when every record offers the same options.
 """
 
 from __future__ import annotations
@@ -420,12 +422,30 @@ class CustomTask(Task):
             return {"mse": mse(predicted, target), "mae": mae(predicted, target),
                     "unparsed": sum(not s["parsed"] for s in scores), "metric": metric}
         key = "accuracy" if metric == "vqa" else "correct"
-        summary = {"accuracy": percent_mean([float(self.score(r)[key]) for r in records]), "metric": metric}
+        scores = [self.score(r) for r in records]
+        summary = {"accuracy": percent_mean([float(score[key]) for score in scores]), "metric": metric}
         if metric == "exact" and all(len(r["reference"]["answers"]) == 1 for r in records):
             # a classifier's labels (class folders, digits): which ones it gets wrong, and as what
             summary.update(label_breakdown([r["reference"]["answers"][0] for r in records],
                                            [r["prediction"] for r in records]) or {})
+        elif metric == "choice":
+            # the option selected against the right one: a model that always selects "A" hides behind an
+            # accuracy near chance, and shows here as every other right answer's accuracy 0, wrongly "A"
+            name = _option_names(records)
+            summary.update(label_breakdown([name(r["reference"]["answers"][0]) for r in records],
+                                           [None if score["selected"] is None else name(score["selected"])
+                                            for score in scores]) or {})
         return summary
+
+
+def _option_names(records: Sequence[dict[str, Any]]) -> Callable[[str], str]:
+    """How a multiple-choice file's breakdown names an option letter: with its text as the prompt lists it
+    ("B. a cat") when every record offers the same options (a classifier asked to choose), else the letter
+    alone (the options differ from record to record: the letter is where the right one stood)."""
+    first = records[0]["reference"]["choices"]
+    if all(r["reference"]["choices"] == first for r in records):
+        return lambda letter: f"{letter}. {first[OPTION_LETTERS.index(letter)]}"
+    return lambda letter: letter
 
 
 @dataclasses.dataclass
