@@ -403,6 +403,148 @@ def test_accuracy_keeps_the_highest_and_of_equal_ones_the_lower_loss(tmp_path, m
     assert (record["step"], record["val_accuracy"], record["val_loss"]) == (3, 40.0, 3.0)
 
 
+class ScriptedReplies:
+    """Makes every validation's replies the next list of `replies` (one per val record, by its id), through the
+    eval task's own scoring and summary; the model answers nothing."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, replies: list[list[str]]) -> None:
+        from modrwkv.evaluation.tasks.custom import CustomTask
+
+        self.replies = list(replies)
+
+        def generate(task, pipeline, samples, max_new_tokens):
+            said = self.replies.pop(0)
+            return [{"prediction": said[int(sample.id)], "finish_reason": "stop"} for sample in samples]
+
+        monkeypatch.setattr(CustomTask, "generate", generate)
+
+
+def labelled_val_file(cfg: dict, answers: list[str], choices: list[str] | None = None) -> None:
+    """val_config's val file with these answers (and, with `choices`, those options listed and given)."""
+    val_file = Path(cfg["data"]["val"][0])
+    records = json.loads(val_file.read_text())
+    for record, answer in zip(records, answers, strict=True):
+        record["conversations"][1]["value"] = answer
+        if choices:
+            record["conversations"][0]["value"] += "".join(f"\n{'ABC'[i]}. {c}" for i, c in enumerate(choices))
+            record["choices"] = choices
+    val_file.write_text(json.dumps(records))
+
+
+def test_validation_names_the_weakest_answer_and_records_final_weights_breakdown_across_a_resume(tmp_path,
+                                                                                                 monkeypatch):
+    """Val answers that are a classifier's labels: each validation's line names the answer answered right least
+    often, as `modrwkv eval`'s last line does, and the breakdown of the best validation (final/ with
+    output.final best) is in best/validation.json, the run's validation summary and val_per_answer.md, also
+    after a resume from a checkpoint taken before the last validation. Counts by hand from the scripted replies."""
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=3, val_metric="accuracy")
+    cfg["output"]["final"] = "best"
+    labelled_val_file(cfg, ["red", "red", "blue", "blue", "green", "green"])
+    ScriptedReplies(monkeypatch, [["red"] * 6,  # step 1: 2 of 6
+                                  ["red", "red", "blue", "red", "green", "Green."],  # step 2: 5 of 6, the best
+                                  ["red", "red", "blue", "blue", "red", "pink"]])  # step 3: 4 of 6
+    lines: list[str] = []
+    stopped = train(cfg, callbacks=[_SigtermAt(2)], progress=lines.append)
+    assert stopped.stopped_by == "SIGTERM" and stopped.checkpoint.name == "step-00000002"
+    resumed = train(copy.deepcopy(cfg), resume=True, progress=lines.append)
+    validations = [line for line in lines if line.startswith("validation at step")]
+    assert [line.split("; lowest accuracy of an answer: ")[1] for line in validations] == [
+        "'blue' 0.0% (0 of 2), wrongly 'red' 2 times", "'blue' 50.0% (1 of 2), wrongly 'red' 1 time",
+        "'green' 0.0% (0 of 2), wrongly 'red' 1 time"]
+    summary = resumed.metrics["validation"]
+    assert [row["val_accuracy"] for row in summary["history"]] == pytest.approx([100 / 3, 500 / 6, 400 / 6])
+    step_2 = {"blue": {"samples": 2, "correct": 1, "recall": 50.0, "replied": 1, "precision": 100.0,
+                       "confused_with": "red", "confused_count": 1},
+              "green": {"samples": 2, "correct": 2, "recall": 100.0, "replied": 2, "precision": 100.0,
+                        "confused_with": None, "confused_count": 0},
+              "red": {"samples": 2, "correct": 2, "recall": 100.0, "replied": 3, "precision": 200 / 3,
+                      "confused_with": None, "confused_count": 0}}
+    assert summary["best_step"] == 2
+    assert summary["breakdown"] == {"step": 2, "per_answer": step_2, "replies_outside_answers": 0}
+    run = Path(cfg["output"]["dir"])
+    record = json.loads((run / "best" / "validation.json").read_text())
+    assert (record["step"], record["per_answer"], record["replies_outside_answers"]) == (2, step_2, 0)
+    assert (run / "val_per_answer.md").read_text() == (
+        "# val_accuracy per answer: final/ (step 2, the best validation) on data.val\n\n"
+        "Per answer (accuracy: of the samples with this answer, those answered right; precision: of the replies "
+        "giving this answer, those that were right):\n\n"
+        "| answer | samples | accuracy (%) | replied | precision (%) | most frequent wrong reply |\n"
+        "|---|---:|---:|---:|---:|---|\n"
+        "| blue | 2 | 50.0 | 1 | 100.0 | red (1) |\n"
+        "| green | 2 | 100.0 | 2 | 100.0 | – |\n"
+        "| red | 2 | 100.0 | 3 | 66.7 | – |\n\n"
+        "Replies outside the answers: 0\n")
+
+
+def test_a_better_best_written_after_the_checkpoint_keeps_its_breakdown(tmp_path, monkeypatch):
+    """Killed after best/ was written at step 3 but before a checkpoint after step 2: the resumed run keeps that
+    best/ (a worse validation of step 3 trained again does not replace it), and with it the breakdown its
+    validation.json records, not the checkpoint's best's."""
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=4, val_metric="accuracy")
+    cfg["output"].update(save_every=2, keep_last=10, final="best")
+    labelled_val_file(cfg, ["red", "red", "blue", "blue", "green", "green"])
+    scripted = ScriptedReplies(monkeypatch, [["red"] * 6, ["red"] * 6,
+                                             ["red", "red", "blue", "blue", "green", "blue"]])  # step 3: 5 of 6
+    with pytest.raises(_Killed, match="crashed"):
+        train(cfg, callbacks=[_CrashAt(3)])
+    scripted.replies = [["red"] * 6] * 2  # steps 3 and 4 again: 2 of 6
+    summary = train(copy.deepcopy(cfg), resume=True).metrics["validation"]
+    assert summary["best_step"] == 3
+    assert summary["breakdown"]["step"] == 3
+    assert summary["breakdown"]["per_answer"]["green"] == {"samples": 2, "correct": 1, "recall": 50.0, "replied": 1,
+                                                           "precision": 100.0, "confused_with": "blue",
+                                                           "confused_count": 1}
+
+
+def test_a_multiple_choice_val_file_is_broken_down_by_right_option_and_only_answers_that_are_labels_are(
+        tmp_path, monkeypatch, capsys):
+    """Choice val files: the validation whose weights final/ holds (output.final last: the last) broken down per
+    right option against the option selected, as `modrwkv eval` breaks it down, and the run's last line names
+    the weakest; a val file of free-form answers gets no breakdown, table or line."""
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=2, val_metric="accuracy")
+    labelled_val_file(cfg, ["A", "A", "B", "B", "C", "C"], choices=["red", "blue", "green"])
+    # always "A" (one reply selects none): 2 of 6, near chance with 3 options
+    ScriptedReplies(monkeypatch, [["A", "A", "B", "B", "B", "B"],  # step 1: 4 of 6, the best
+                                  ["A", "A", "A", "A", "A", "no idea"]])
+    (tmp_path / "run.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "run.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-6].startswith("validation at step 1/2") and out[-6].endswith(
+        "; lowest accuracy of an answer: 'C. green' 0.0% (0 of 2), wrongly 'B. blue' 2 times")
+    assert out[-4].startswith("validation at step 2/2") and out[-4].endswith(
+        "; lowest accuracy of an answer: 'B. blue' 0.0% (0 of 2), wrongly 'A. red' 2 times")
+    run = Path(cfg["output"]["dir"])
+    assert out[-1] == ("final/ on data.val (step 2): lowest accuracy of an answer: 'B. blue' 0.0% (0 of 2), wrongly "
+                       f"'A. red' 2 times (every answer in {run / 'val_per_answer.md'})")
+    assert (run / "val_per_answer.md").read_text() == (
+        "# val_accuracy per answer: final/ (step 2, the last step) on data.val\n\n"
+        "Per right answer (accuracy: of the samples whose right answer this option is, those answered right; "
+        "selected: the replies selecting it; precision: of those, the ones that were right; a reply that selects "
+        "no option is among replies_outside_answers):\n\n"
+        "| right answer | samples | accuracy (%) | selected | precision (%) | most frequent wrong selection |\n"
+        "|---|---:|---:|---:|---:|---|\n"
+        "| A. red | 2 | 100.0 | 5 | 40.0 | – |\n"
+        "| B. blue | 2 | 0.0 | 0 | – | A. red (2) |\n"
+        "| C. green | 2 | 0.0 | 0 | – | A. red (1) |\n\n"
+        "Replies outside the answers: 1\n")
+    # free-form answers (all different): no breakdown
+    free = val_config(tmp_path, "free", val_every=1, max_steps=1, val_metric="accuracy")
+    free["data"]["val"] = [str(tmp_path / "free.json")]
+    records = json.loads(Path(cfg["data"]["val"][0]).read_text())
+    for i, record in enumerate(records):
+        record["image"] = str(tmp_path / "data" / "val" / record["image"])
+        record["conversations"][1]["value"] = f"answer {i}"
+        record.pop("choices")
+    (tmp_path / "free.json").write_text(json.dumps(records))
+    ScriptedReplies(monkeypatch, [[f"answer {i}" for i in range(6)]])
+    lines: list[str] = []
+    result = train(free, progress=lines.append)
+    assert result.metrics["validation"]["history"][0]["val_accuracy"] == 100.0
+    assert "breakdown" not in result.metrics["validation"] and not (tmp_path / "free" / "val_per_answer.md").exists()
+    assert not any("lowest accuracy" in line for line in lines)
+    assert "per_answer" not in json.loads((tmp_path / "free" / "best" / "validation.json").read_text())
+
+
 def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
     """`val_metric: wer` scores the answers by corpus WER, as `modrwkv eval --task custom --metric wer`, and
     keeps the lowest (of equal ones, the lowest val loss)."""

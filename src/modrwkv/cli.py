@@ -475,6 +475,13 @@ def _run_train(args: argparse.Namespace) -> int:
                          f"({result.output_dir / BEST})")
         print(f"trained {m['steps']} steps: loss {m['first_loss']:.4f} -> {m['final_loss']:.4f}, "
               f"{m['tokens_per_s']:.0f} tokens/s; model saved to {result.final_dir}{validated}")
+        if val and val.get("breakdown"):  # which of the val answers final/'s weights get wrong, as eval says it
+            from modrwkv.evaluation.report import weakest_answer
+            from modrwkv.training.validation import ANSWERS_TABLE
+
+            breakdown = val["breakdown"]
+            print(f"final/ on data.val (step {breakdown['step']}): lowest accuracy of an answer: "
+                  f"{weakest_answer(breakdown['per_answer'])} (every answer in {result.output_dir / ANSWERS_TABLE})")
         if val and val.get("shipped"):  # the run's last line: what ships, and why
             from modrwkv.training.validation import shipped_line
 

@@ -9,6 +9,7 @@ Layout of a run's output folder:
                                      progress; no weights, they are in the folder)
     checkpoints/latest               name of the newest complete checkpoint
     best/                            the best-validated weights so far (train.val_every; validation.py)
+    val_per_answer.md                final/'s validation per answer, where the val answers are labels or options
     final/                           the trained model (from_pretrained format, its weights hard links to
                                      the last checkpoint's where the file system has them; LoRA runs: the base
                                      model + lora.safetensors, see `modrwkv merge-lora`)

@@ -522,6 +522,8 @@ def train(
         with failing_together(trainer):
             if trainer.is_global_zero and not final_dir.is_dir():
                 write_final(out, checkpointer.final_source or resume_from)
+    if final_dir is not None and validation is not None and trainer.is_global_zero:
+        validation.write_breakdown()  # beside final/: which answers its weights get wrong on data.val
     stopped_by = signal_at_end = stopper.signal_name
     if final_dir is None:
         signal_at_end = None

@@ -39,6 +39,12 @@
   its step. The best value, its step and the patience count travel in the run's checkpoints, so that a
   resumed run goes on with them; a better best/ from a step after the checkpoint (the run was stopped
   before its next one) stays the best.
+- Where the eval task breaks its score down per answer (`metrics.label_breakdown`: exact-match answers that
+  are a classifier's labels, or multiple-choice options), each validation's line names the answer answered
+  right least often, as `modrwkv eval`'s last line does; the best validation's breakdown is in best/'s
+  validation.json, and that of the validation whose weights final/ holds (the best with `output.final:
+  best`, else the last) in `summary()` and the run folder's `ANSWERS_TABLE`. Both breakdowns travel in the
+  checkpoints (the history's rows hold only the loggers' numbers).
 """
 
 from __future__ import annotations
@@ -75,6 +81,12 @@ HIGHER_IS_BETTER = ("accuracy",)  # the val_metric values where more is better
 # in a validation's row beside the metric: the different replies the val samples got (1: the same reply to
 # all, weights that read nothing from the inputs, whatever their score)
 DISTINCT = "val_distinct_replies"
+# A validation's breakdown by answer, when the val files' answers are a classifier's labels or options
+# (`metrics.label_breakdown`, through the eval task's summary): these keys of the summary, in best/'s
+# validation.json, in `Validation.summary()` for the validation whose weights final/ holds, and as a table in
+# the run folder
+BREAKDOWN_KEYS = ("per_answer", "replies_outside_answers")
+ANSWERS_TABLE = "val_per_answer.md"
 WINDOW_MSE = "val_window_mse"  # in best/'s validation.json (forecast_mse): each val window's MSE, in the scorer's order
 # The baseline-fallback test (module docstring): the weights ship when the mean gain over a reply of zeros, per
 # block of `horizon` windows, is at least 2 standard errors above 0 (a one-sided level of about 5 % for the
@@ -97,13 +109,16 @@ def val_data_config(config: DataConfig) -> DataConfig:
                                options=options)
 
 
-def best_record(row: dict[str, float], metric: str, window_mse: Sequence[float] | None = None) -> dict[str, Any]:
+def best_record(row: dict[str, float], metric: str, window_mse: Sequence[float] | None = None,
+                breakdown: dict[str, Any] | None = None) -> dict[str, Any]:
     """best/'s validation.json: the validation's step, the metric it was chosen by, and its values, a NaN
     as null (strict JSON has none; the val loss of a forecast_mse run whose val rows hold no supervised
-    token is NaN); for forecast_mse, each val window's MSE (what the baseline-fallback test reads)."""
+    token is NaN); for forecast_mse, each val window's MSE (what the baseline-fallback test reads); with
+    a breakdown by answer (`BREAKDOWN_KEYS`), that."""
     values = {key: None if math.isnan(value) else value for key, value in row.items() if key != "step"}
     windows = {} if window_mse is None else {WINDOW_MSE: [None if math.isnan(v) else v for v in window_mse]}
-    return {"step": int(row["step"]), "metric": metric, **values, **windows}
+    answers = {key: breakdown[key] for key in BREAKDOWN_KEYS} if breakdown else {}
+    return {"step": int(row["step"]), "metric": metric, **values, **windows, **answers}
 
 
 def block_means(values: Sequence[float], keys: Sequence[Any], starts: Sequence[int], size: int) -> np.ndarray:
@@ -181,6 +196,7 @@ class TaskScorer:
         self.higher_is_better = key in HIGHER_IS_BETTER
         self.distinct_replies = 0  # how many different replies the last call's samples got
         self.records: list[dict[str, Any]] = []  # the last call's records, in the order of `samples`
+        self.summary: dict[str, Any] = {}  # the task's summary of the last call's records
 
     def __call__(self, model: Any, trainer: pl.Trainer) -> float:
         from ..evaluation.runner import answer_batch
@@ -203,7 +219,15 @@ class TaskScorer:
             records = ordered
         self.records = records
         self.distinct_replies = len({record["prediction"] for record in records})
-        return float(self.task.summarize(records)[self.key])
+        self.summary = self.task.summarize(records)
+        return float(self.summary[self.key])
+
+    def breakdown(self) -> dict[str, Any] | None:
+        """The last call's breakdown by answer (`BREAKDOWN_KEYS` of the summary), where the task's summary
+        gives one: exact-match answers that are a classifier's labels, or options, as `modrwkv eval` gives it."""
+        if "per_answer" not in self.summary:
+            return None
+        return {key: self.summary[key] for key in BREAKDOWN_KEYS}
 
 
 class ForecastScorer(TaskScorer):
@@ -332,15 +356,23 @@ class Validation(pl.Callback):
         self.zeros_window_mse: list[float] = []  # ... per val window
         self.fallback = optim.baseline_fallback and isinstance(scorer, ForecastScorer)
         self.decision: dict[str, Any] | None = None  # the baseline-fallback test's record (`baseline_decision`)
+        # the breakdown by answer (`TaskScorer.breakdown`, with its "step") of the best validation and of the
+        # last: final/'s is one of them; a row of the history holds only numbers, the loggers' columns
+        self.best_breakdown: dict[str, Any] | None = None
+        self.last_breakdown: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "best": self.best, "since_best": self.since_best,
-                "stopped_at": self.stopped_at}
+                "stopped_at": self.stopped_at, "best_breakdown": self.best_breakdown,
+                "last_breakdown": self.last_breakdown}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict["history"])
         self.best, self.since_best = state_dict["best"], int(state_dict["since_best"])
         self.stopped_at = state_dict["stopped_at"]
+        # (a checkpoint saved before validations kept their breakdown has none)
+        self.best_breakdown = state_dict.get("best_breakdown")
+        self.last_breakdown = state_dict.get("last_breakdown")
         if self.stopped_at is not None:  # resumed after early stopping had ended the run: it stays ended
             self.checkpointer.total_steps = self.stopped_at
 
@@ -398,12 +430,43 @@ class Validation(pl.Callback):
         return step % self.every == 0 or step == self.total_steps
 
     def summary(self) -> dict[str, Any]:
-        """What `TrainResult.metrics["validation"]` holds."""
-        return {"metric": self.metric, "best_step": None if self.best is None else int(self.best["step"]),
-                "best": None if self.best is None else self.best[self.metric], "stopped_at": self.stopped_at,
-                "zeros_forecast_mse": self.zeros_mse, "shipped": self.decision, "history": self.history}
+        """What `TrainResult.metrics["validation"]` holds; "breakdown" (its "step", `BREAKDOWN_KEYS`) only where
+        validations break the score down by answer."""
+        summary = {"metric": self.metric, "best_step": None if self.best is None else int(self.best["step"]),
+                   "best": None if self.best is None else self.best[self.metric], "stopped_at": self.stopped_at,
+                   "zeros_forecast_mse": self.zeros_mse, "shipped": self.decision, "history": self.history}
+        if (breakdown := self.final_breakdown()) is not None:
+            summary["breakdown"] = breakdown
+        return summary
+
+    def final_breakdown(self) -> dict[str, Any] | None:
+        """The breakdown by answer of the validation whose weights final/ holds: the best's with `output.final:
+        best`, else the last's (the last step is always validated)."""
+        return self.best_breakdown if self._final_is_best() else self.last_breakdown
+
+    def _final_is_best(self) -> bool:
+        return self.best is not None and self.checkpointer.final_source == self.output_dir / BEST
+
+    def write_breakdown(self) -> Path | None:
+        """`ANSWERS_TABLE` in the run folder: `final_breakdown` as `modrwkv eval`'s report.md tabulates it; None
+        (nothing written) without one."""
+        from ..evaluation.report import per_answer_table
+
+        breakdown = self.final_breakdown()
+        if breakdown is None:
+            return None
+        which = "the best validation" if self._final_is_best() else "the last step"
+        choice = self.scorer is not None and self.scorer.samples[0].reference["metric"] == "choice"
+        lines = [f"# {self.metric} per answer: final/ (step {breakdown['step']}, {which}) on data.val", "",
+                 *per_answer_table(breakdown["per_answer"], choice=choice),
+                 f"Replies outside the answers: {breakdown['replies_outside_answers']}", ""]
+        path = self.output_dir / ANSWERS_TABLE
+        write_text_atomically(path, "\n".join(lines))
+        return path
 
     def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from ..evaluation.report import weakest_answer
+
         model, step = pl_module.model, trainer.global_step
         modes = {module: module.training for module in model.modules()}  # frozen encoders stay in eval mode
         model.eval()
@@ -417,6 +480,9 @@ class Validation(pl.Callback):
             for module, training in modes.items():
                 module.train(training)
         value = row[self.metric]
+        breakdown = self.scorer.breakdown() if self.scorer is not None else None
+        if breakdown is not None:
+            breakdown = {"step": step, **breakdown}
         # NaN (a diverged model, a val set without a supervised token) is never the best: compared, it would
         # be, as the first value, one that nothing improves on, and best/ would hold it.
         # A resumed run validates again the steps after its checkpoint; at the step of a best it kept from best/
@@ -426,11 +492,12 @@ class Validation(pl.Callback):
         # The state changes once best/ is written: after an error, a checkpoint of this step holds no part of
         # this validation, which the resumed run then makes (on_train_start).
         if improved:
-            self._save_best(trainer, pl_module, row)
-            self.best, self.since_best = row, 0
+            self._save_best(trainer, pl_module, row, breakdown)
+            self.best, self.since_best, self.best_breakdown = row, 0, breakdown
         elif self.best is None or step > self.best["step"]:
             self.since_best += 1
         self.history.append(row)
+        self.last_breakdown = breakdown
         for logger in trainer.loggers:
             logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
         stop = bool(self.patience) and self.since_best >= self.patience and step < self.total_steps
@@ -438,8 +505,10 @@ class Validation(pl.Callback):
             values = ", ".join(f"{k} {v:.0f}" if k == DISTINCT else f"{k} {v:.4f}" for k, v in row.items() if k != "step")
             best = self.best or row
             note = (f"; stopping early: {self.since_best} validations without improving on it" if stop else "")
+            weakest = (f"; lowest accuracy of an answer: {weakest_answer(breakdown['per_answer'])}"
+                       if breakdown is not None else "")
             self.emit(f"validation at step {step}/{self.total_steps}: {values} (best {self.metric} "
-                      f"{best[self.metric]:.4f} at step {int(best['step'])}){note}")
+                      f"{best[self.metric]:.4f} at step {int(best['step'])}){weakest}{note}")
         if stop:  # the same decision on every rank: the values are reduced over all of them
             self.stopped_at = step
             self.checkpointer.total_steps = step  # this step is the run's last: a checkpoint and final/ follow
@@ -483,7 +552,8 @@ class Validation(pl.Callback):
         loss_sum, labels = totals.tolist()
         return loss_sum / labels if labels else math.nan
 
-    def _save_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, row: dict[str, float]) -> None:
+    def _save_best(self, trainer: pl.Trainer, pl_module: pl.LightningModule, row: dict[str, float],
+                   breakdown: dict[str, Any] | None) -> None:
         best = self.output_dir / BEST
         tmp = best.with_name(f".{BEST}.tmp")
         with failing_together(trainer):
@@ -492,7 +562,7 @@ class Validation(pl.Callback):
                 export_model(pl_module.model, tmp, self.lora, self.checkpointer.run_config())
                 # written last: a new best/ with its record is complete (`_finish_best_swap`)
                 windows = self.scorer.window_mse() if isinstance(self.scorer, ForecastScorer) else None
-                record = best_record(row, self.metric, windows)
+                record = best_record(row, self.metric, windows, breakdown)
                 write_text_atomically(tmp / BEST_RECORD, json.dumps(record, indent=1, allow_nan=False) + "\n")
                 replace_folder(tmp, best)
                 log.info("best %s so far (%.4f at step %d): saved to %s", self.metric, row[self.metric],
@@ -561,5 +631,7 @@ class Validation(pl.Callback):
         if not self._improves(later, self.best):
             return
         self.best = later
+        self.best_breakdown = ({"step": record["step"], **{key: record[key] for key in BREAKDOWN_KEYS}}
+                               if all(key in record for key in BREAKDOWN_KEYS) else None)
         log.info("resumed at step %d: best/ keeps the best %s so far, %.4f at step %d (after the checkpoint)",
                  trainer.global_step, self.metric, value, record["step"])
