@@ -239,3 +239,113 @@ WRITERS = {
     "pope": write_pope, "mmbench": write_mmbench, "mmmu": write_mmmu, "librispeech": write_librispeech,
     "aishell": write_aishell, "etth1": write_etth1,
 }
+
+
+# --- lmms-eval's copies on the Hugging Face hub -----------------------------------------------
+#
+# Each writer turns an official folder written above into the repository lmms-eval downloads, holding the
+# same questions: the files where `huggingface-cli download REPO --repo-type dataset --local-dir D` puts
+# them, written by `datasets` with the Features of the repository's card (README `dataset_info`), the
+# images embedded. Sources: docs/evaluation.md "lmms-eval's copies".
+
+
+def _write_hub_split(folder: Path, split: str, rows: list[dict], features, shards: int = 1) -> None:
+    """`rows` as `datasets` pushes a split: `<split>-0000k-of-0000n.parquet` shards of consecutive rows."""
+    import datasets
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = datasets.Dataset.from_list(rows, features=features)
+    for k in range(shards):
+        table.shard(shards, k, contiguous=True).to_parquet(folder / f"{split}-{k:05d}-of-{shards:05d}.parquet")
+
+
+def _image_cell(path: Path) -> dict:
+    return {"bytes": path.read_bytes(), "path": path.name}
+
+
+def write_pope_hub(root: Path, official: Path) -> Path:
+    """lmms-lab/POPE, default config: one test split of the three files, adversarial first (the card's
+    viewer: id "0", question_id "1", ..., category "adversarial"), in three shards."""
+    import datasets
+
+    features = datasets.Features({"id": datasets.Value("string"), "question_id": datasets.Value("string"),
+                                  "question": datasets.Value("string"), "answer": datasets.Value("string"),
+                                  "image_source": datasets.Value("string"), "image": datasets.Image(),
+                                  "category": datasets.Value("string")})
+    rows = []
+    for category in ("adversarial", "popular", "random"):
+        for line in (official / f"coco_pope_{category}.json").read_text().splitlines():
+            record = json.loads(line)
+            rows.append({"id": str(len(rows)), "question_id": str(record["question_id"]), "question": record["text"],
+                         "answer": record["label"], "image_source": record["image"].removesuffix(".jpg"),
+                         "image": _image_cell(official / "val2014" / record["image"]), "category": category})
+    folder = root / "POPE"
+    _write_hub_split(folder / "data", "test", rows, features, shards=3)
+    return folder
+
+
+def write_scienceqa_hub(root: Path, official: Path) -> Path:
+    """lmms-lab/ScienceQA, config ScienceQA-IMG: the problems with an image, without their ids."""
+    import datasets
+
+    strings = ("hint", "task", "grade", "subject", "topic", "category", "skill", "lecture", "solution")
+    features = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
+                                  "choices": datasets.Sequence(datasets.Value("string")),
+                                  "answer": datasets.Value("int8"),
+                                  **{name: datasets.Value("string") for name in strings}})
+    problems = json.loads((official / "problems.json").read_text())
+    splits = json.loads((official / "pid_splits.json").read_text())
+    folder = root / "ScienceQA"
+    for split, hub_split in (("test", "test"), ("val", "validation")):
+        rows = [{"image": _image_cell(official / "images" / split / pid / problems[pid]["image"]),
+                 "question": problems[pid]["question"], "choices": problems[pid]["choices"],
+                 "answer": problems[pid]["answer"], "hint": problems[pid]["hint"], "subject": problems[pid]["subject"],
+                 **{name: "" for name in strings if name not in ("hint", "subject")}}
+                for pid in splits[split] if problems[pid]["image"]]
+        _write_hub_split(folder / "ScienceQA-IMG", hub_split, rows, features)
+    return folder
+
+
+def write_textvqa_hub(root: Path, official: Path) -> Path:
+    """lmms-lab/textvqa: the validation split, in two shards."""
+    import datasets
+
+    sequence = datasets.Sequence(datasets.Value("string"))
+    features = datasets.Features({
+        "image_id": datasets.Value("string"), "question_id": datasets.Value("int32"),
+        "question": datasets.Value("string"), "question_tokens": sequence, "image": datasets.Image(),
+        "image_width": datasets.Value("int32"), "image_height": datasets.Value("int32"),
+        "flickr_original_url": datasets.Value("string"), "flickr_300k_url": datasets.Value("string"),
+        "answers": sequence, "image_classes": sequence, "set_name": datasets.Value("string"), "ocr_tokens": sequence})
+    rows = [{"image_id": q["image_id"], "question_id": q["question_id"], "question": q["question"],
+             "question_tokens": q["question"].split(), "image": _image_cell(official / "train_images" / f"{q['image_id']}.jpg"),
+             "image_width": 32, "image_height": 32, "flickr_original_url": "", "flickr_300k_url": "",
+             "answers": q["answers"], "image_classes": [], "set_name": "val", "ocr_tokens": ["stop"]}
+            for q in json.loads((official / "TextVQA_0.5.1_val.json").read_text())["data"]]
+    folder = root / "textvqa"
+    _write_hub_split(folder / "data", "validation", rows, features, shards=2)
+    return folder
+
+
+def write_mmbench_hub(root: Path, official: Path) -> Path:
+    """lmms-lab/MMBench, config en, split dev: the TSV's rows, its empty cells as the text "nan" (what
+    lmms-eval's MMBench code skips), the images decoded from base64 and embedded."""
+    import datasets
+    import pandas
+
+    columns = ("index", "question", "hint", "answer", "A", "B", "C", "D", "category")
+    features = datasets.Features({**{name: datasets.Value("string") for name in columns}, "image": datasets.Image(),
+                                  **{name: datasets.Value("string") for name in ("source", "L2-category", "comment",
+                                                                                  "split")}})
+    table = pandas.read_csv(official / "MMBench_DEV_EN.tsv", sep="\t")
+    rows = [{**{name: str(row.get(name, float("nan"))) for name in columns},
+             "image": {"bytes": base64.b64decode(row["image"]), "path": None}, "source": str(row["source"]),
+             "L2-category": str(row["l2-category"]), "comment": "nan", "split": str(row["split"])}
+            for row in table.to_dict("records")]
+    folder = root / "MMBench"
+    _write_hub_split(folder / "en", "dev", rows, features)
+    return folder
+
+
+HUB_WRITERS = {"pope": write_pope_hub, "scienceqa": write_scienceqa_hub, "textvqa": write_textvqa_hub,
+               "mmbench": write_mmbench_hub}

@@ -6,13 +6,16 @@ end-to-end runs with a real model are in test_eval_run.py."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from eval_fixtures import (
     WRITERS,
+    picture,
     write_etth1,
     write_mmbench,
     write_mmmu,
@@ -110,7 +113,10 @@ def test_mmmu_reads_parquet_subjects_with_mmmu_llava_prompts(tmp_path):
                                  "Answer with the option's letter from the given choices directly.")
     assert samples[1].prompt == "<image>\nHow many legs does <image 1> show?" + SUFFIX
     assert samples[1].reference["answer"] == ["4", "four"]
-    assert isinstance(samples[0].images[0], bytes)
+    # the image stays in the parquet file until it is decoded (a benchmark's images are not held in memory)
+    from modrwkv.data.readers.base import EmbeddedBytes, read_embedded
+    assert isinstance(samples[0].images[0], EmbeddedBytes)
+    assert Image.open(io.BytesIO(read_embedded(samples[0].images[0]))).tobytes() == picture(5).tobytes()
     summary = task.summarize(records(task, samples, ["(B)", "It has 4 legs", "A", "four"]))
     assert summary["accuracy"] == 75.0
     assert summary["per_subject"] == {"Accounting": 100.0, "Art": 50.0}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,6 +273,96 @@ def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
         names = " or ".join(k.__name__ for k in allowed)
         raise BenchmarkFileError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}")
     return value
+
+
+# ------------------------------------------------------------------------------ Hugging Face hub copies
+
+# A split's shard as `datasets` names it on the hub: test-00000-of-00003.parquet (older uploads add a hash:
+# dev-00000-of-00001-75b6649fb044d38b.parquet).
+_SHARD = re.compile(r"^(?P<split>.+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[0-9a-f]+)?\.parquet$")
+
+
+def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str) -> list[Path] | None:
+    """The Parquet shards of `split` in a Hugging Face hub copy of a benchmark (lmms-eval's copies), or
+    None when `data` holds no Parquet shards at all (it is the official layout, read as such).
+
+    `data` is the repository's folder (`huggingface-cli download REPO --repo-type dataset --local-dir D`,
+    or the cache's `snapshots/<revision>` folder), whose shards are in the first of `folders` that has
+    any (the config's folder: `data/` for a default config, `ScienceQA-IMG/`, `en/`); that folder
+    itself; the cache's `datasets--ORG--NAME` folder, when it holds one snapshot; or one shard, which
+    stands for every shard of its split beside it. Every shard of the split must be there: a partial
+    download is an error naming the missing ones, not a benchmark scored on some of its questions."""
+    if data.is_file():
+        if data.suffix != ".parquet":
+            return None
+        match = _SHARD.match(data.name)
+        if match is None:
+            raise BenchmarkFileError(f"{data}: not named as a Hugging Face split's shard "
+                                     f"(<split>-00000-of-00001.parquet). Expected layout:\n{layout}")
+        if match["split"] != split:
+            raise BenchmarkFileError(f"{data}: a shard of split {match['split']!r}; this evaluation reads split "
+                                     f"{split!r}. Expected layout:\n{layout}")
+        return _complete_shards(data.parent, split, layout)
+    if (data / "snapshots").is_dir():  # the hub cache's folder of one repository
+        revisions = sorted(path for path in (data / "snapshots").iterdir() if path.is_dir())
+        if len(revisions) != 1:
+            raise BenchmarkFileError(f"{data / 'snapshots'}: {len(revisions)} snapshots; give the one to read "
+                                     f"(--data {data / 'snapshots'}/<revision>)")
+        data = revisions[0]
+    for folder in (*(data / name for name in folders), data):
+        if any(_SHARD.match(path.name) for path in folder.glob("*.parquet")):
+            return _complete_shards(folder, split, layout)
+    return None
+
+
+def _complete_shards(folder: Path, split: str, layout: str) -> list[Path]:
+    """Every shard of `split` in `folder`, in order; an error naming those missing."""
+    shards = {}
+    for path in folder.glob("*.parquet"):
+        match = _SHARD.match(path.name)
+        if match is not None and match["split"] == split:
+            shards[(int(match["index"]), int(match["count"]))] = path
+    if not shards:
+        present = sorted({m["split"] for m in map(_SHARD.match, (p.name for p in folder.glob("*.parquet"))) if m})
+        raise BenchmarkFileError(f"{folder}: no {split}-*.parquet shards (it has split(s) {', '.join(present)}). "
+                                 f"Expected layout:\n{layout}")
+    counts = {count for _, count in shards}
+    if len(counts) > 1:
+        raise BenchmarkFileError(f"{folder}: {split} shards of {len(counts)} different uploads "
+                                 f"(-of-{', -of-'.join(f'{c:05d}' for c in sorted(counts))}); keep one")
+    count = counts.pop()
+    missing = [f"{split}-{k:05d}-of-{count:05d}.parquet" for k in range(count) if (k, count) not in shards]
+    if missing:
+        raise BenchmarkFileError(f"{folder}: missing shard(s) {', '.join(missing)} of split {split!r} "
+                                 "(an interrupted download? run it again)")
+    return [shards[key] for key in sorted(shards)]
+
+
+def parquet_rows(path: Path, columns: Sequence[str], layout: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("path:row N", row) for each row of a Parquet file that has `columns`, as the training readers read
+    it (`parquet_records`: an `Image()` cell's bytes stay in the file, read when the image is decoded, so
+    a benchmark's thousands of images are not held in memory); a file without them is refused naming
+    what is missing."""
+    from ...data.readers.base import DataError, open_parquet, parquet_records
+
+    try:
+        with open_parquet(path) as handle:
+            names = handle.schema_arrow.names
+        missing = [column for column in columns if column not in names]
+        if missing:
+            raise BenchmarkFileError(f"{path}: missing column(s) {missing} (it has {names}). Expected layout:\n{layout}")
+        for where, load in parquet_records(path):
+            yield where, load()
+    except DataError as exc:
+        raise BenchmarkFileError(str(exc)) from None
+
+
+def hub_image(row: dict[str, Any], where: str) -> Any:
+    """The bytes (or their place in the file) of a row's `datasets` `Image()` cell, {"bytes", "path"}."""
+    image = row.get("image")
+    if not isinstance(image, dict) or image.get("bytes") is None:
+        raise BenchmarkFileError(f"{where}: column 'image' holds no image bytes")
+    return image["bytes"]
 
 
 def image_prompt(text: str) -> str:

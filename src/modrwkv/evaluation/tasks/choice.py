@@ -37,7 +37,10 @@ from .base import (
     expect_dir,
     expect_file,
     field,
+    hub_image,
+    hub_shards,
     image_question,
+    parquet_rows,
     percent_mean,
     read_json,
 )
@@ -66,12 +69,22 @@ class ScienceQA(Task):
     layout = """scienceqa/
   problems.json
   pid_splits.json
-  images/test/<pid>/image.png ...                (images/<split>/<pid>/image.png)"""
+  images/test/<pid>/image.png ...                (images/<split>/<pid>/image.png)
+or lmms-eval's copy, lmms-lab/ScienceQA (huggingface-cli download lmms-lab/ScienceQA --repo-type dataset
+--local-dir scienceqa; the hub cache's snapshot folder; or one shard), split test or val:
+scienceqa/
+  ScienceQA-IMG/test-00000-of-00001.parquet  (validation-*.parquet for val; columns question, choices,
+                                              answer, hint, subject, image; lmms-lab/ScienceQA-IMG: data/)"""
+    hub_splits: ClassVar[dict[str, str]] = {"test": "test", "val": "validation"}
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
+        # minival (a part of val) is no split of the hub copy: asked for, its shards are missing
+        shards = hub_shards(data, ["ScienceQA-IMG", "data"], self.hub_splits.get(split, split), self.layout)
+        if shards is not None:
+            return self._load_hub(shards)
         expect_dir(data, "the ScienceQA files", self.layout)
         problems_path = expect_file(data, ["problems.json"], "the questions", self.layout)
         splits_path = expect_file(data, ["pid_splits.json"], "the split lists", self.layout)
@@ -86,18 +99,32 @@ class ScienceQA(Task):
             problem = problems[str(pid)]
             if not field(problem, "image", (str, type(None)), where):
                 continue  # the IMG subset: only questions with an image
-            choices = field(problem, "choices", list, where)
-            answer = field(problem, "answer", int, where)
-            if not 0 <= answer < len(choices):
-                raise BenchmarkFileError(f"{where}: answer index {answer} is outside its {len(choices)} choices")
-            hint = problem.get("hint") or ""
-            text = choice_prompt(field(problem, "question", str, where), choices, f"Context: {hint}" if hint else "")
-            samples.append(image_question(
-                str(pid), text,
-                {"choices": choices, "answer": OPTION_LETTERS[answer], "subject": problem.get("subject", "")},
-                data / "images" / image_folder / str(pid) / problem["image"],
-            ))
+            image = data / "images" / image_folder / str(pid) / problem["image"]
+            samples.append(self._sample(str(pid), problem, image, where))
         return samples
+
+    def _load_hub(self, shards: list[Path]) -> list[EvalSample]:
+        """lmms-lab's ScienceQA-IMG: the problems of a split that have an image, with no problem id;
+        each is named by its row in the split ("0", "1", ... over the shards in order)."""
+        samples = []
+        for shard in shards:
+            for where, row in parquet_rows(shard, ("question", "choices", "answer", "hint", "image"), self.layout):
+                if row["image"] is None:
+                    continue  # the IMG subset, as for the official files
+                samples.append(self._sample(str(len(samples)), row, hub_image(row, where), where))
+        return samples
+
+    @staticmethod
+    def _sample(sample_id: str, problem: dict[str, Any], image: Any, where: str) -> EvalSample:
+        """One problem with its image: LLaVA's prompt, the answer as a letter."""
+        choices = field(problem, "choices", list, where)
+        answer = field(problem, "answer", int, where)
+        if not 0 <= answer < len(choices):
+            raise BenchmarkFileError(f"{where}: answer index {answer} is outside its {len(choices)} choices")
+        hint = problem.get("hint") or ""
+        text = choice_prompt(field(problem, "question", str, where), choices, f"Context: {hint}" if hint else "")
+        return image_question(sample_id, text, {"choices": choices, "answer": OPTION_LETTERS[answer],
+                                                "subject": problem.get("subject") or ""}, image)
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
         letter = scienceqa_choice(record["prediction"], len(record["reference"]["choices"]))
@@ -113,9 +140,11 @@ class ScienceQA(Task):
 
 
 def _missing(value: Any) -> bool:
+    """An empty cell: NaN (pandas' empty TSV cell), None, blank, or "nan", which lmms-lab's copy holds
+    where the TSV is empty (lmms-eval skips such options and hints)."""
     if isinstance(value, float):
         return math.isnan(value)
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or (isinstance(value, str) and value.strip() in ("", "nan"))
 
 
 class MMBench(Task):
@@ -132,12 +161,25 @@ class MMBench(Task):
     layout = """mmbench/
   MMBench_DEV_EN.tsv       (split dev; columns index, question, hint, A..D, answer, category, image
                             (base64); circular variants have index + k * 1000000)
-  MMBench_TEST_EN.tsv      (split test: no answers; export the submission with --submission)"""
+  MMBench_TEST_EN.tsv      (split test: no answers; export the submission with --submission)
+or, for split dev, lmms-eval's copy, lmms-lab/MMBench config en (huggingface-cli download lmms-lab/MMBench
+--repo-type dataset --local-dir mmbench; the hub cache's snapshot folder; or one shard):
+mmbench/
+  en/dev-00000-of-00001.parquet  (the TSV's rows: columns index, question, hint, A..D, answer, category,
+                                  image; lmms-lab/MMBench_EN: data/dev-*.parquet)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
+        shards = hub_shards(data, ["en", "data"], split, self.layout)
+        if shards is not None:
+            if split != "dev":
+                raise BenchmarkFileError(f"{data}: the hub copy is read for split dev; the test split's submission "
+                                         f"is made from the official MMBench_TEST_EN.tsv. Expected layout:\n{self.layout}")
+            return [self._sample(row, hub_image(row, where), where) for shard in shards
+                    for where, row in parquet_rows(shard, ("index", "question", "hint", "A", "B", "answer",
+                                                           "category", "image"), self.layout)]
         pandas = _pandas()
         if data.is_file():
             path = data
@@ -152,28 +194,35 @@ class MMBench(Task):
         if missing:
             raise BenchmarkFileError(f"{path}: missing column(s) {missing}; is this an MMBench TSV? "
                                      f"Expected layout:\n{self.layout}")
-        has_answers = "answer" in table.columns
         samples = []
         for row_number, row in enumerate(table.to_dict("records"), 2):
             where = f"{path}: line {row_number}"
-            options = []
-            for letter in OPTION_LETTERS:
-                if letter not in table.columns or _missing(row[letter]):
-                    break
-                options.append(str(row[letter]))
-            hint = "" if _missing(row.get("hint")) else str(row["hint"])
-            text = choice_prompt(str(row["question"]), options, hint)
-            image = row["image"]
-            if _missing(image):
+            if _missing(row["image"]):
                 raise BenchmarkFileError(f"{where}: no base64 image in column 'image'")
-            index = int(row["index"])
-            category = "" if _missing(row.get("category")) else str(row["category"])
-            reference = {"index": index, "choices": options, "category": category}
-            if has_answers and not _missing(row["answer"]):
-                reference["answer"] = str(row["answer"]).strip()
-            samples.append(image_question(str(index), text, reference, f"data:image/jpeg;base64,{image}"))
+            samples.append(self._sample(row, f"data:image/jpeg;base64,{row['image']}", where))
         self._check_base64(samples[:1], path)
         return samples
+
+    @staticmethod
+    def _sample(row: dict[str, Any], image: Any, where: str) -> EvalSample:
+        """One row (a question or one of its circular variants): the options up to the first empty one,
+        the hint when there is one, LLaVA's prompt; the answer when the row has one."""
+        options = []
+        for letter in OPTION_LETTERS:
+            if _missing(row.get(letter)):
+                break
+            options.append(str(row[letter]))
+        hint = "" if _missing(row.get("hint")) else str(row["hint"])
+        text = choice_prompt(str(row["question"]), options, hint)
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError):
+            raise BenchmarkFileError(f"{where}: index must be a number, got {row['index']!r}") from None
+        category = "" if _missing(row.get("category")) else str(row["category"])
+        reference = {"index": index, "choices": options, "category": category}
+        if not _missing(row.get("answer")):
+            reference["answer"] = str(row["answer"]).strip()
+        return image_question(str(index), text, reference, image)
 
     @staticmethod
     def _check_base64(samples: Sequence[EvalSample], path: Path) -> None:
@@ -234,7 +283,6 @@ class MMMU(Task):
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
-        pandas = _pandas()
         expect_dir(data, "one folder per MMMU subject", self.layout)
         missing = [s for s in MMMU_SUBJECTS if not sorted((data / s).glob(f"{split}-*.parquet"))]
         if missing:
@@ -243,14 +291,8 @@ class MMMU(Task):
         samples = []
         for subject in MMMU_SUBJECTS:
             for path in sorted((data / subject).glob(f"{split}-*.parquet")):
-                try:
-                    table = pandas.read_parquet(path)
-                except ImportError:
-                    raise BenchmarkFileError("MMMU's parquet files need pyarrow: pip install pyarrow") from None
-                except (OSError, ValueError) as exc:
-                    raise BenchmarkFileError(f"{path}: cannot read as parquet ({exc})") from None
-                for i, row in enumerate(table.to_dict("records")):
-                    samples.append(self._sample(row, subject, f"{path}: row {i}"))
+                for where, row in parquet_rows(path, ("id", "question", "question_type", "answer"), self.layout):
+                    samples.append(self._sample(row, subject, where))
         return samples
 
     def _sample(self, row: dict[str, Any], subject: str, where: str) -> EvalSample:

@@ -22,7 +22,10 @@ from .base import (
     expect_dir,
     expect_file,
     field,
+    hub_image,
+    hub_shards,
     image_question,
+    parquet_rows,
     percent_mean,
     read_json,
     read_jsonl,
@@ -127,12 +130,20 @@ class TextVQA(Task):
   TextVQA_0.5.1_val.json
   train_images/<image_id>.jpg ...                 (the val images ship in train_images)
   llava_textvqa_val_v051_ocr.jsonl                (optional: LLaVA-1.5's prompts with OCR tokens;
-                                                   used when present, as LLaVA-1.5 evaluated)"""
+                                                   used when present, as LLaVA-1.5 evaluated)
+or lmms-eval's copy, lmms-lab/textvqa (huggingface-cli download lmms-lab/textvqa --repo-type dataset
+--local-dir textvqa; the hub cache's snapshot folder; or one shard), asked without OCR tokens:
+textvqa/
+  data/validation-00000-of-00003.parquet ...    (columns question_id, question, answers, image)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
+        shards = hub_shards(data, ["data"], "validation", self.layout)
+        if shards is not None:
+            return [self._sample(row, hub_image(row, where), where) for shard in shards
+                    for where, row in parquet_rows(shard, ("question_id", "question", "answers", "image"), self.layout)]
         expect_dir(data, "the TextVQA files", self.layout)
         path = expect_file(data, ["TextVQA_0.5.1_val.json"], "questions and answers", self.layout)
         llava_prompts = {}
@@ -144,15 +155,20 @@ class TextVQA(Task):
         samples = []
         for i, q in enumerate(field(read_json(path), "data", list, str(path))):
             where = f"{path}: data[{i}]"
-            qid = field(q, "question_id", int, where)
-            answers = field(q, "answers", list, where)
-            if not answers or not all(isinstance(a, str) for a in answers):
-                raise BenchmarkFileError(f"{where}: 'answers' must be a non-empty list of strings")
-            question = field(q, "question", str, where)
-            text = llava_prompts[qid] if qid in llava_prompts else short_answer(question)
             image = data / "train_images" / f"{field(q, 'image_id', str, where)}.jpg"
-            samples.append(image_question(str(qid), text, {"question_id": qid, "answers": answers}, image))
+            samples.append(self._sample(q, image, where, llava_prompts))
         return samples
+
+    @staticmethod
+    def _sample(q: dict[str, Any], image: Any, where: str, llava_prompts: dict[int, str] | None = None) -> EvalSample:
+        """One question: LLaVA-1.5's prompt for it when given, else the question with the short-answer suffix."""
+        qid = field(q, "question_id", int, where)
+        answers = field(q, "answers", list, where)
+        if not answers or not all(isinstance(a, str) for a in answers):
+            raise BenchmarkFileError(f"{where}: 'answers' must be a non-empty list of strings")
+        question = field(q, "question", str, where)
+        text = llava_prompts[qid] if llava_prompts and qid in llava_prompts else short_answer(question)
+        return image_question(str(qid), text, {"question_id": qid, "answers": answers}, image)
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"accuracy": textvqa_accuracy(record["prediction"], record["reference"]["answers"])}
