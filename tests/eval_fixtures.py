@@ -347,5 +347,47 @@ def write_mmbench_hub(root: Path, official: Path) -> Path:
     return folder
 
 
-HUB_WRITERS = {"pope": write_pope_hub, "scienceqa": write_scienceqa_hub, "textvqa": write_textvqa_hub,
+def write_vqav2_hub(root: Path, official: Path) -> Path:
+    """lmms-lab/VQAv2's validation split: each val2014 question with its annotation and image, in two shards."""
+    import datasets
+
+    answer = {"answer": datasets.Value("string"), "answer_confidence": datasets.Value("string"),
+              "answer_id": datasets.Value("int64")}
+    features = datasets.Features({"question_type": datasets.Value("string"),
+                                  "multiple_choice_answer": datasets.Value("string"), "answers": [answer],
+                                  "image_id": datasets.Value("int64"), "answer_type": datasets.Value("string"),
+                                  "question_id": datasets.Value("int64"), "question": datasets.Value("string"),
+                                  "image": datasets.Image()})
+    questions = json.loads((official / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())["questions"]
+    annotations = {a["question_id"]: a for a in
+                   json.loads((official / "v2_mscoco_val2014_annotations.json").read_text())["annotations"]}
+    rows = [{"question_type": "what", "multiple_choice_answer": annotations[q["question_id"]]["answers"][0]["answer"],
+             "answers": annotations[q["question_id"]]["answers"], "image_id": q["image_id"],
+             "answer_type": annotations[q["question_id"]]["answer_type"], "question_id": q["question_id"],
+             "question": q["question"],
+             "image": _image_cell(official / "val2014" / f"COCO_val2014_{q['image_id']:012d}.jpg")} for q in questions]
+    folder = root / "VQAv2"
+    _write_hub_split(folder / "data", "validation", rows, features, shards=2)
+    return folder
+
+
+def write_gqa_hub(root: Path, official: Path) -> Path:
+    """lmms-lab/GQA's testdev_balanced_instructions and testdev_balanced_images configs (questions; images by id)."""
+    import datasets
+
+    questions = json.loads((official / "testdev_balanced_questions.json").read_text())
+    folder = root / "GQA"
+    string = datasets.Value("string")
+    _write_hub_split(folder / "testdev_balanced_instructions", "testdev",
+                     [{"id": qid, "imageId": q["imageId"], "question": q["question"], "answer": q["answer"],
+                       "fullAnswer": q["fullAnswer"], "isBalanced": True} for qid, q in questions.items()],
+                     datasets.Features({"id": string, "imageId": string, "question": string, "answer": string,
+                                        "fullAnswer": string, "isBalanced": datasets.Value("bool")}))
+    _write_hub_split(folder / "testdev_balanced_images", "testdev",
+                     [{"id": path.stem, "image": _image_cell(path)} for path in sorted((official / "images").iterdir())],
+                     datasets.Features({"id": string, "image": datasets.Image()}))
+    return folder
+
+
+HUB_WRITERS = {"vqav2": write_vqav2_hub, "gqa": write_gqa_hub, "pope": write_pope_hub, "scienceqa": write_scienceqa_hub, "textvqa": write_textvqa_hub,
                "mmbench": write_mmbench_hub}

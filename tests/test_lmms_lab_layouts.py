@@ -1,5 +1,5 @@
 """The built-in benchmarks read lmms-eval's copies on the Hugging Face hub (lmms-lab/POPE, lmms-lab/ScienceQA
-ScienceQA-IMG, lmms-lab/textvqa, lmms-lab/MMBench en) as they read the official files: the same
+ScienceQA-IMG, lmms-lab/textvqa, lmms-lab/MMBench en, lmms-lab/VQAv2, lmms-lab/GQA) as they read the official files: the same
 questions give the same samples (ids, prompts, references, groups, images) and the same scores. The hub
 copies are written by `datasets` with the Features of each repository's card (tests/eval_fixtures.py);
 where lmms-eval's own task code loads without its package, its per-question scores are compared too."""
@@ -23,7 +23,8 @@ from PIL import Image
 from modrwkv.data.readers.base import read_embedded
 from modrwkv.evaluation import BenchmarkFileError, ModelSpec, get_task, run_eval
 
-SPLITS = {"pope": "all", "scienceqa": "test", "textvqa": "val", "mmbench": "dev"}
+SPLITS = {"pope": "all", "scienceqa": "test", "textvqa": "val", "mmbench": "dev", "vqav2": "val",
+          "gqa": "testdev-balanced"}
 
 
 def pixels(item) -> bytes:
@@ -57,14 +58,14 @@ def test_a_hub_copy_gives_the_samples_of_the_official_files(tmp_path, name):
     official, hub = both(tmp_path, name)
     task, split = get_task(name), SPLITS[name]
     expected = task.load(official, split)
-    shard_folder = next(folder for folder in hub.iterdir() if folder.is_dir())
+    shard_folder = next(folder for folder in sorted(hub.iterdir(), reverse=True) if folder.is_dir())
     cache = tmp_path / "cache" / f"datasets--lmms-lab--{hub.name}"
     shutil.copytree(hub, cache / "snapshots" / "0123abc")
     for given in (hub, shard_folder, sorted(shard_folder.glob("*.parquet"))[0], cache, cache / "snapshots" / "0123abc"):
         samples = task.load(given, split)
         ids = [str(k) for k in range(len(expected))] if name == "scienceqa" else [s.id for s in expected]
         assert [comparable(s) for s in samples] == [comparable(s, i) for s, i in zip(expected, ids)], given
-    assert len(expected) == {"pope": 6, "scienceqa": 2, "textvqa": 2, "mmbench": 4}[name]
+    assert len(expected) == {"pope": 6, "scienceqa": 2, "textvqa": 2, "mmbench": 4, "vqav2": 3, "gqa": 3}[name]
     if name == "pope":  # one category alone, in its file's order
         assert [s.id for s in task.load(hub, "popular")] == ["popular/1", "popular/2"]
     if name == "scienceqa":
@@ -125,10 +126,12 @@ def lmms_utils(task: str, monkeypatch) -> types.ModuleType:
         return loaded
 
     module("loguru", logger=types.SimpleNamespace(info=print, debug=print, warning=print))
-    for package in ("lmms_eval", "lmms_eval.tasks", "lmms_eval.tasks._task_utils"):
-        module(package)
-    module("lmms_eval.tasks._task_utils.file_utils", generate_submission_file=lambda *a: pytest.fail("no files"))
-    module("lmms_eval.tasks._task_utils.vqa_eval_metric", "lmms_eval/tasks/_task_utils/vqa_eval_metric.py")
+    module("lmms_eval", tasks=module("lmms_eval.tasks", _task_utils=module(
+        "lmms_eval.tasks._task_utils",
+        file_utils=module("lmms_eval.tasks._task_utils.file_utils",
+                          generate_submission_file=lambda *a: pytest.fail("no files")),
+        vqa_eval_metric=module("lmms_eval.tasks._task_utils.vqa_eval_metric",
+                               "lmms_eval/tasks/_task_utils/vqa_eval_metric.py"))))
     return module(f"lmms_utils_{task}", f"lmms_eval/tasks/{task}/utils.py")
 
 
@@ -144,6 +147,7 @@ def hub_docs(folder: Path) -> list[dict]:
     ("pope", ["Yes", "no", "No", "yes", "Yes", "No"]),  # replies lmms-eval's exact match and LLaVA's parse agree on
     ("scienceqa", ["B", "A. Ohio"]),
     ("textvqa", ["Dakota.", "the sign says STOP"]),
+    ("vqav2", ["Black.", "two", "no"]),
 ])
 def test_per_question_scores_equal_lmms_evals_own(tmp_path, monkeypatch, name, replies):
     """The rows lmms-eval reads, scored by its `process_results`, score as our samples from the same copy."""
@@ -160,8 +164,11 @@ def test_per_question_scores_equal_lmms_evals_own(tmp_path, monkeypatch, name, r
     elif name == "scienceqa":
         theirs = [utils.sqa_process_results(d, [r])["exact_match"] for d, r in zip(docs, replies)]
         key = "correct"
-    else:
+    elif name == "textvqa":
         theirs = [utils.textvqa_process_results(d, [r])["exact_match"] for d, r in zip(docs, replies)]
+        key = "accuracy"
+    else:
+        theirs = [utils.vqav2_process_results_val(d, [r])["exact_match"] for d, r in zip(docs, replies)]
         key = "accuracy"
     ours = [float(task.score({"id": s.id, "prediction": r, "reference": s.reference})[key])
             for s, r in zip(samples, replies)]
@@ -195,6 +202,11 @@ def test_a_partial_or_foreign_hub_copy_is_refused_naming_what_is_missing(tmp_pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(BenchmarkFileError, match=r"no 'coco_pope_random.json'(?s:.*)data/test-00000-of-00003.parquet"):
         pope.load(tmp_path / "empty", "all")
+    # GQA's questions without the images config beside them, or an image missing from it
+    _, gqa = both(tmp_path / "g", "gqa")
+    shutil.rmtree(gqa / "testdev_balanced_images")
+    with pytest.raises(BenchmarkFileError, match=r"GQA: no testdev_balanced_images folder beside testdev_balanced_instructions"):
+        get_task("gqa").load(gqa, "testdev-balanced")
     # ScienceQA's minival is no split of the hub copy; a cache folder with two snapshots is ambiguous
     _, scienceqa = both(tmp_path / "s", "scienceqa")
     with pytest.raises(BenchmarkFileError, match=r"no minival-\*.parquet shards \(it has split\(s\) test, validation\)"):

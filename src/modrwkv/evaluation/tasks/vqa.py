@@ -49,7 +49,11 @@ class VQAv2(Task):
   llava_vqav2_mscoco_test-dev2015.jsonl          (split test-dev; LLaVA's question file, or
     v2_OpenEnded_mscoco_test-dev2015_questions.json)
   llava_vqav2_mscoco_test2015.jsonl              (optional: all test questions, for the submission)
-  test2015/COCO_test2015_000000000001.jpg ..."""
+  test2015/COCO_test2015_000000000001.jpg ...
+or, for split val, lmms-eval's copy, lmms-lab/VQAv2 (huggingface-cli download lmms-lab/VQAv2 --repo-type dataset
+--local-dir vqav2 --include 'data/validation-*'; the hub cache's snapshot folder; or one shard):
+vqav2/
+  data/validation-00000-of-0000N.parquet ...    (columns question_id, question, answers, answer_type, image)"""
 
     paper_note = "the published VQAv2 numbers are on test-dev (scored by the EvalAI server)"
 
@@ -57,6 +61,12 @@ class VQAv2(Task):
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
+        shards = hub_shards(data, ["data"], "validation" if split == "val" else "testdev", self.layout)
+        if shards is not None:
+            if split != "val":
+                raise BenchmarkFileError(f"{data}: the hub copy is read for split val; test-dev's submission lists "
+                                         f"every test2015 question from the official files. Expected layout:\n{self.layout}")
+            return self._load_hub(shards)
         expect_dir(data, "the VQAv2 files", self.layout)
         if split == "test-dev":
             return self._load_test_dev(data)
@@ -80,6 +90,20 @@ class VQAv2(Task):
             image = data / "val2014" / f"COCO_val2014_{field(q, 'image_id', int, where):012d}.jpg"
             samples.append(image_question(str(qid), short_answer(field(q, "question", str, where)),
                                           {"question_id": qid, **by_id[qid]}, image))
+        return samples
+
+    def _load_hub(self, shards: list[Path]) -> list[EvalSample]:
+        """lmms-lab/VQAv2's validation split: each question with its annotation (the ten answers, the
+        answer type) in its row, and its COCO val2014 image."""
+        samples = []
+        for shard in shards:
+            for where, row in parquet_rows(shard, ("question_id", "question", "answers", "answer_type", "image"),
+                                           self.layout):
+                qid = field(row, "question_id", int, where)
+                answers = [field(a, "answer", str, f"{where}: answers") for a in field(row, "answers", list, where)]
+                samples.append(image_question(str(qid), short_answer(field(row, "question", str, where)),
+                                              {"question_id": qid, "answers": answers,
+                                               "answer_type": row.get("answer_type") or ""}, hub_image(row, where)))
         return samples
 
     def _load_test_dev(self, data: Path) -> list[EvalSample]:
@@ -199,12 +223,20 @@ class GQA(Task):
     headline_label = "accuracy (%)"
     layout = """gqa/
   testdev_balanced_questions.json
-  images/<imageId>.jpg ...                        (any image extension: .png, .jpeg, .webp, ...)"""
+  images/<imageId>.jpg ...                        (any image extension: .png, .jpeg, .webp, ...)
+or lmms-eval's copy, lmms-lab/GQA (huggingface-cli download lmms-lab/GQA --repo-type dataset --local-dir gqa
+--include 'testdev_balanced_*'; the hub cache's snapshot folder), its questions joined to its images by image id:
+gqa/
+  testdev_balanced_instructions/testdev-00000-of-00001.parquet   (columns id, imageId, question, answer)
+  testdev_balanced_images/testdev-00000-of-00001.parquet         (columns id, image)"""
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
+        shards = hub_shards(data, ["testdev_balanced_instructions"], "testdev", self.layout)
+        if shards is not None:
+            return self._load_hub(shards)
         expect_dir(data, "the GQA files", self.layout)
         path = expect_file(data, ["testdev_balanced_questions.json"], "questions and answers", self.layout)
         questions = read_json(path)
@@ -219,6 +251,28 @@ class GQA(Task):
             image = images.get(image_id, data / "images" / f"{image_id}.jpg")
             samples.append(image_question(str(qid), short_answer(field(q, "question", str, where)),
                                           {"answer": field(q, "answer", str, where)}, image))
+        return samples
+
+    def _load_hub(self, shards: list[Path]) -> list[EvalSample]:
+        """lmms-lab/GQA's testdev_balanced_instructions (the questions), each asked with the image of
+        testdev_balanced_images (a config beside it) whose `id` is its `imageId`, as lmms-eval joins them."""
+        root = shards[0].parent.parent
+        if not (root / "testdev_balanced_images").is_dir():
+            raise BenchmarkFileError(f"{root}: no testdev_balanced_images folder beside testdev_balanced_instructions "
+                                     f"(the questions' images). Expected layout:\n{self.layout}")
+        images = {}
+        for shard in hub_shards(root, ["testdev_balanced_images"], "testdev", self.layout) or []:
+            for where, row in parquet_rows(shard, ("id", "image"), self.layout):
+                images[field(row, "id", str, where)] = hub_image(row, where)
+        samples = []
+        for shard in shards:
+            for where, row in parquet_rows(shard, ("id", "imageId", "question", "answer"), self.layout):
+                image_id = field(row, "imageId", str, where)
+                if image_id not in images:
+                    raise BenchmarkFileError(f"{where}: image {image_id!r} is not in {root / 'testdev_balanced_images'}")
+                samples.append(image_question(field(row, "id", str, where),
+                                              short_answer(field(row, "question", str, where)),
+                                              {"answer": field(row, "answer", str, where)}, images[image_id]))
         return samples
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
