@@ -1119,7 +1119,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(p)
     p.add_argument("--task", required=True, choices=EVAL_TASKS, help="benchmark")
     p.add_argument("--data", required=True, nargs="+", metavar="PATH",
-                   help="the benchmark's folder (or file), as docs/evaluation.md lays it out; --task custom: a file, or "
+                   help="the benchmark's folder (or file), as docs/evaluation.md lays it out: the official files, or "
+                   "(POPE, ScienceQA, TextVQA, MMBench dev, VQAv2 val, GQA) lmms-eval's copy from the hub (lmms-lab/...); "
+                   "--task custom: a file, or "
                    "several files, wildcards, a folder of .parquet or .tar shards, of class folders or with a "
                    "metadata file (Hugging Face imagefolder), as data.train takes them")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
