@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from eval_fixtures import WRITERS, write_gqa
+from eval_fixtures import HUB_WRITERS, WRITERS, write_gqa
 
 from modrwkv.cli import main
 from modrwkv.data.sample import Message, Sample
@@ -157,6 +157,19 @@ def test_batched_predictions_equal_one_at_a_time_chat(trained, pipeline, tmp_pat
             alone = pipeline.chat(sample.prompt, images=sample.images, audio=sample.audio, series=sample.series,
                                   temperature=0, max_new_tokens=MAX_NEW_TOKENS)
             assert record["prediction"] == alone.strip()
+
+
+@pytest.mark.parametrize("task", sorted(HUB_WRITERS))
+def test_a_hub_copy_gets_the_official_files_predictions(trained, tmp_path, task):
+    """lmms-eval's copy of a benchmark (its images embedded in the Parquet files, decoded from there) gets
+    the model's replies and scores that the official files (image files, base64) get."""
+    official = WRITERS[task](tmp_path / "official")
+    hub = HUB_WRITERS[task](tmp_path / "hub", official)
+    runs = []
+    for k, data in enumerate((official, hub)):
+        assert cli_eval(trained.folder, task, data, tmp_path / f"out-{k}", "--limit", "3") == 0
+        runs.append([(r["prediction"], r["score"]) for r in read_lines(tmp_path / f"out-{k}" / "predictions.jsonl")])
+    assert runs[0] == runs[1] and len(runs[0]) >= 2
 
 
 SHORT = "\nAnswer the question using a single word or phrase."
