@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import shutil
 import sys
 import types
@@ -114,7 +115,9 @@ def test_a_hub_copy_scores_as_the_official_files(tmp_path, name):
 
 # --- lmms-eval's own scoring of the same rows -------------------------------------------------------------
 
-WHEEL = Path("/tmp/lmmswheel/lmms_eval-0.7.3-py3-none-any.whl")
+# lmms-eval's wheel (pip download lmms-eval==0.7.3 --no-deps); its task code needs packages modrwkv's tests do not
+# install, so it is read from the wheel rather than imported
+WHEEL = Path(os.environ.get("LMMS_EVAL_WHEEL", "/tmp/lmmswheel/lmms_eval-0.7.3-py3-none-any.whl"))
 
 
 def lmms_utils(task: str, monkeypatch) -> types.ModuleType:
