@@ -573,6 +573,8 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
+    p.add_argument("--label-column", help="the column a hub data set's Parquet rows (an image or audio column and a "
+                   "label) are answered with (data.options.label_column; default: the ClassLabel column, else label)")
     p.add_argument("--device", choices=INIT_DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
     p.add_argument("--size", choices=INIT_SIZES,
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
@@ -619,7 +621,7 @@ def _run_init(args: argparse.Namespace) -> int:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
-                          horizon=args.horizon, val=args.val)
+                          horizon=args.horizon, val=args.val, label_column=args.label_column)
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
@@ -677,6 +679,8 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
         return (f"--data {shlex.quote(data['train'][0])} --lookback {data['options']['lookback']} "
                 f"--horizon {data['options']['horizon']}  # its test rows, which training does not read")
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
+    if "label_column" in data.get("options", {}):  # (the column hub Parquet rows are answered with)
+        folder += f" --label-column {shlex.quote(data['options']['label_column'])}"
     held_out = _held_out_beside(Path(data["train"][0]), exclude=data.get("val", []))
     test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
@@ -1152,6 +1156,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "TEXT instead of the question the model's training asked them, which its folder records "
                    "(caption_prompt; a folder saved before 2026-12-03 or a released checkpoint: the default "
                    "\"Write a short caption for the image.\")")
+    p.add_argument("--label-column", metavar="COLUMN",
+                   help="--task custom with a hub data set's Parquet rows (an image or audio column and labels): the "
+                   "column to answer with, as training's data.options.label_column (default: the ClassLabel column, "
+                   "by class name, else label)")
     p.add_argument("--long-form", action="store_true",
                    help="librispeech, aishell, and --task custom with an ASR manifest: cut each recording at its pauses "
                    "into segments, transcribe each from a fresh state and join the texts (for recordings longer than "
@@ -1245,7 +1253,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     from modrwkv.evaluation.tasks import custom_task
 
     custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
-                      "--baseline": args.baseline, "--caption-prompt": args.caption_prompt}
+                      "--baseline": args.baseline, "--caption-prompt": args.caption_prompt,
+                      "--label-column": args.label_column}
     problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
     if problem:
         raise CLIError(f"--series-prompt: {problem}")
@@ -1255,7 +1264,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     data = args.data[0] if len(args.data) == 1 else args.data
     if args.task == "custom":
         task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
-                           caption_prompt=args.caption_prompt,
+                           caption_prompt=args.caption_prompt, label_column=args.label_column,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
         _check_media_folder(args.media_folder, args.data)
     else:

@@ -92,6 +92,7 @@ class InitAnswers:
     lookback: int = 96  # series format: steps the model reads
     horizon: int = 24  # series format: steps it forecasts
     val: str | None = None  # a validation file in the training format (not for series: their own val rows)
+    label_column: str | None = None  # data.options.label_column: the column hub Parquet rows answer with
 
     def __post_init__(self) -> None:
         self.data = [str(path) for path in as_paths(self.data)]
@@ -167,7 +168,7 @@ def _reader(answers: InitAnswers, files: Sequence[Path], data_format: str) -> Re
     """The reader training builds for `files` as `data_format`, checking the media it reads."""
     # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
     # is not an image or audio is counted as the bad record it is, not as a usable sample.
-    options = series_options(answers) if data_format == "series" else {"verify_media": True}
+    options = series_options(answers) if data_format == "series" else {"verify_media": True, **label_option(answers)}
     train: list[str | DataSource] = [str(file) for file in files]
     config = DataConfig(format=data_format, train=train, options=options,
                         media_folder=None if data_format == "series" else answers.media_folder)
@@ -183,7 +184,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         if not file.exists():  # (a folder here is a folder of class folders)
             raise InitError(f"{file}: no such data file")
     try:  # each file's format, or the one given
-        candidates = [answers.data_format] if answers.data_format else [detect_format(file) for file in files]
+        candidates = [answers.data_format] if answers.data_format else [detect_format(file, answers.label_column)
+                                                                            for file in files]
     except FormatUnknown as exc:
         raise InitError(str(exc)) from None
     if candidates[0] not in FORMATS:
@@ -254,6 +256,11 @@ def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
     p99 = ordered[len(ordered) - 1 - len(ordered) // 100]
     bar = max(OUTLIER_FACTOR * p99, OUTLIER_MIN_TOKENS)
     return p99, sorted((i for i, tokens in enumerate(lengths) if tokens > bar), key=lambda i: -lengths[i])
+
+
+def label_option(answers: InitAnswers) -> dict[str, str]:
+    """data.options.label_column as --label-column gives it ({} without: the rows' own label column)."""
+    return {} if answers.label_column is None else {"label_column": answers.label_column}
 
 
 def series_options(answers: InitAnswers) -> dict[str, Any]:
@@ -401,6 +408,10 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                  f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
     data: dict[str, Any] = {"format": summary.data_format, "train": list(answers.data)}
+    if label_option(answers) and summary.data_format != "series":
+        data["options"] = label_option(answers)
+        notes.append(f"data.options.label_column {answers.label_column}: the column the rows are answered with "
+                     "(`modrwkv eval --task custom --label-column` asks the same)")
     if summary.data_format == "series":
         if answers.val is not None:
             raise InitError("--val: a series config validates on the training file's own val rows (those after the "

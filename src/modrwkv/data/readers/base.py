@@ -320,8 +320,12 @@ def data_label(data: PathLike | Sequence[PathLike]) -> str:
 PARQUET_BATCH_ROWS = 64
 
 
-def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """(source, load) per record of a data file: a Parquet file's rows (`parquet_records`), a WebDataset
+def file_records(path: Path, *, caption_prompt: str | None = None,
+                 label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per record of a data file: a Parquet file's rows (`hubrows.hub_records`: a hub data set's
+    plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
+    `caption_prompt` and answered from `label_column` (None: the ClassLabel or `label` column), else the
+    records they are, `parquet_records`), a WebDataset
     tar's samples (`webdataset.tar_records`, a captioned sample asked `caption_prompt`, None: the
     default), the rows of Hugging Face's metadata layout, a folder with a metadata file or such a file itself
     (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
@@ -340,7 +344,11 @@ def file_records(path: Path, *, caption_prompt: str | None = None) -> Iterator[t
         return tar_records(path, caption_prompt)
     if (kind := media_kind(path)) is not None:  # (a wildcard over a folder of media, 'pets/*')
         return _media_given(path, kind)
-    return parquet_records(path) if is_parquet(path) else json_records(path)
+    if is_parquet(path):
+        from .hubrows import hub_records  # (it builds on this module)
+
+        return hub_records(path, caption_prompt, label_column)
+    return json_records(path)
 
 
 def media_kind(path: Path) -> str | None:
@@ -1056,6 +1064,8 @@ class JsonRecordsReader(Reader):
 
     format: ClassVar[str]  # the record format read: a key of FORMAT_NAMES
     caption_prompt: str | None = None  # what a tar's captioned sample is asked (None: the default); qa's `prompt`
+    # the column a hub Parquet file's plain rows answer with (None: their ClassLabel or label); qa's `label_column`
+    label_column: str | None = None
 
     def __init__(
         self,
@@ -1078,7 +1088,8 @@ class JsonRecordsReader(Reader):
         for path in self.paths:
             warn_media_folder_unused(path, self.media_folder)
             folder = self.media_folder if self.media_folder is not None else path.parent
-            for _, build in one_format(path, self.format, file_records(path, caption_prompt=self.caption_prompt),
+            records = file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column)
+            for _, build in one_format(path, self.format, records,
                                        lambda record, source, folder=folder: self._convert(record, source, folder),
                                        formats=self.report.formats):
                 yield build

@@ -19,12 +19,13 @@ class FormatUnknown(ValueError):
     the message says why, in one line."""
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, label_column: str | None = None) -> str:
     """The data format from the extension (CSV/TSV/NPZ: series, `is_series_file`), a LLaMA-Factory
     `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
     columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
     folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
-    first usable row makes)."""
+    first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
+    `label_column`, `hubrows`)."""
     if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -58,7 +59,7 @@ def detect_format(path: Path) -> str:
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
     first, found, bad = None, None, None
     try:  # the first record as the readers see it (also of a file that is one JSON object)
-        for _, load in itertools.islice(file_records(path), 100):
+        for _, load in itertools.islice(file_records(path, label_column=label_column), 100):
             try:
                 found = load()
             except DataError as exc:

@@ -22,7 +22,8 @@ with a caption column (`text`, `caption`: `CAPTION_KEYS`) is a captioned sample,
 (default `DEFAULT_CAPTION_PROMPTS`; training records it with the model and eval asks it again: `CaptionRecord`);
 audio alone with a transcript column (`text`, `transcript`, `sentence`, `transcription`: the ASR reader's
 `TEXT_KEYS`) is an ASR record, its other columns the manifest's (`id`, `duration`); otherwise a row with a `label`
-column (a class name or number) is a labelled sample, asked the reader's `prompt` (default `CLASS_PROMPTS`) and
+column (a class name or number; of a `metadata.parquet` `datasets` wrote with a ClassLabel, the class's name,
+`hubrows.class_label`) is a labelled sample, asked the reader's `prompt` (default `CLASS_PROMPTS`) and
 answered with its label, scored by exact match, as a folder of class folders is. Media paths are made absolute,
 so the converters read them wherever the folder is given from; a caption's or label's id is the row's `id`, else
 its first file's path from the folder given.
@@ -49,11 +50,9 @@ from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
 from .base import METADATA_NAMES, DataError, is_parquet, json_records, media_kind, parquet_records
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
-from .webdataset import LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
+from .hubrows import class_label, parquet_class_names
+from .webdataset import CAPTION_KEYS, LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
 
-# A row's caption, with an image or video: the column `datasets`' captioning guide writes, and the one
-# img2dataset and most caption sets name.
-CAPTION_KEYS = ("text", "caption")
 # A CSV cell that is a number, as pandas reads one (no "nan", "inf" or "1_000", which Python's float takes).
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # The CSV columns read as numbers (an ASR manifest's clip length). Every other cell is text as written: a
@@ -112,17 +111,21 @@ def _file_records(file: Path, root: Path, caption_prompt: str | None) -> Iterato
     """(source, load) per row of one metadata file, its media ids relative to `root` (the folder given)."""
     rows = csv_records(file) if file.suffix == ".csv" else parquet_records(file) if is_parquet(file) else \
         json_records(file)
+    classes = None  # a ClassLabel label's class names, which it is answered with (a metadata.parquet `datasets` wrote)
+    if is_parquet(file):
+        classes = parquet_class_names(file, LABEL_KEY)
     # once per file, not per row: a row's media are joined to these (a metadata.csv of 100,000 rows was mapped
     # in 3.4 s with a relpath and a Path per row, 1.2 s so)
     folder = os.path.abspath(file.parent)
     prefix = Path(os.path.relpath(folder, os.path.abspath(root))).as_posix()
     for index, (source, load) in enumerate(rows):
-        yield source, _row_loader(file, folder, prefix, source, load, index == 0, caption_prompt)
+        yield source, _row_loader(file, folder, prefix, source, load, index == 0, caption_prompt, classes)
 
 
 def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callable[[], Any], first: bool,
-                caption_prompt: str | None) -> Callable[[], Any]:
-    """The record of one row of `file` (its folder, absolute, and that folder's path from the folder given)."""
+                caption_prompt: str | None, classes: list[str] | None) -> Callable[[], Any]:
+    """The record of one row of `file` (its folder, absolute, and that folder's path from the folder given), its
+    label a class name of `classes` (a ClassLabel's; None: as written)."""
 
     def build() -> dict[str, Any]:
         row = load()
@@ -161,6 +164,8 @@ def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callabl
                 media.setdefault(kind, []).append(path)
                 named[path] = f"{column} {name!r}"
         metadata = {key: value for key, value in row.items() if key not in columns}
+        if classes is not None and metadata.get(LABEL_KEY) is not None:
+            metadata[LABEL_KEY] = class_label(metadata[LABEL_KEY], classes, LABEL_KEY, source)
         visual = "image" in media or "video" in media
         text = next((metadata[key] for key in CAPTION_KEYS if metadata.get(key) is not None), None) if visual else None
         key = str(row["id"]) if row.get("id") is not None else posixpath.normpath(posixpath.join(prefix, names[0]))

@@ -233,8 +233,9 @@ class QAReader(JsonRecordsReader):
     file's folder. `prompt` is the question of a tar's captioned samples (media + .txt;
     `modrwkv.data.readers.webdataset`) and of a metadata folder's captioned rows (`hffolders`), by
     default "Write a short caption for the image." ("... the video." for a video), and of a class folder's
-    files (`modrwkv.data.readers.classfolders`), by default "What is shown in the image?" ("What is said or
-    heard in the audio?", "What is shown in the video?")."""
+    files (`modrwkv.data.readers.classfolders`) and a hub Parquet file's labelled rows (`hubrows`), by default
+    "What is shown in the image?" ("What is said or heard in the audio?", "What is shown in the video?").
+    `label_column` is the column such rows answer with (None: the file's ClassLabel column, else `label`)."""
 
     format = "qa"
 
@@ -245,12 +246,14 @@ class QAReader(JsonRecordsReader):
         media_folder: PathLike | None = None,
         verify_media: bool = False,
         prompt: str | None = None,
+        label_column: str | None = None,
         on_error: OnError = "skip",
         max_examples: int = 5,
         log_limit: int = 20,
     ) -> None:
         self.verify_media = verify_media
         self.caption_prompt = prompt
+        self.label_column = label_column
         super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:

@@ -32,7 +32,8 @@ one record of a training format:
 
 The mapping from a sample's media, `.json` and `.txt` to its record is `media_record`, which the rows of a Hugging
 Face metadata folder go through too (`hffolders`: a row's file names are its media, its other columns its `.json`,
-its caption column its `.txt`, its `label` column its `.cls`). Other members (`.npy`, `.seg.png`, ...) are left aside. Only the small
+its caption column its `.txt`, its `label` column its `.cls`), and a hub Parquet file's plain rows (`hubrows`: its
+media column, its caption, its label by class name). Other members (`.npy`, `.seg.png`, ...) are left aside. Only the small
 `.txt` / `.json` members are read while the records are listed; a damaged or truncated tar, or one whose samples' members are apart (a
 tar written `tar -cf s.tar *.png *.txt`), stops the reading with one line naming it. A sample cut in two
 by such a tar makes a bad record before the reading gets to its second half: the first record that fails
@@ -66,6 +67,9 @@ READ_EXTENSIONS = ", ".join(f".{extension}" for extension in MEDIA_EXTENSIONS)
 # `prompt` says otherwise.
 DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",
                            "video": "Write a short caption for the video."}
+# A caption, with an image or video, as a metadata row's or hub Parquet row's column (`hffolders`, `hubrows`): the
+# column `datasets`' captioning guide writes, and the one img2dataset and most caption sets name.
+CAPTION_KEYS = ("text", "caption")
 RECORD_KEYS = ("question", "conversations", "messages")  # a .json with one of them is a whole record
 # What a labelled sample (media + .cls, a class folder's file, a metadata row with a `label`) is asked, by the
 # kind of its media, unless the qa reader's `prompt` says otherwise.
@@ -376,17 +380,17 @@ def _record(sample: _Sample, source: str, caption_prompt: str | None) -> dict[st
     return record
 
 
-def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: Any, key: str, source: str,
+def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: Any, key: str | None, source: str,
                  caption_prompt: str | None, twice: Callable[[str, str, Any], str]) -> dict[str, Any] | None:
     """The record of a sample's `media` (kind -> its items, in order), its `metadata` (a .json member's object,
     a metadata file's row without its file names) and its `text` (a .txt member; a caption column; None without
     one), with the meaning the module docstring gives a tar sample's members: the record `metadata` is (with
     `question`, `conversations` or `messages`), else a caption asked `caption_prompt` (None:
-    `DEFAULT_CAPTION_PROMPTS`) whose id is `key`, else an ASR record, else, with a `label` in `metadata` (a .cls
-    member's), a labelled sample asked `caption_prompt` (None: `CLASS_PROMPTS`); None for a sample without
-    text or label, which the caller names. The one mapping of WebDataset shards and Hugging Face metadata
-    folders (`hffolders`). `twice(field, kind, item)` is the message for `metadata` naming media of a kind the
-    sample has itself."""
+    `DEFAULT_CAPTION_PROMPTS`) whose id is `key` (None: none, a record known by its place), else an ASR record,
+    else, with a `label` in `metadata` (a .cls member's), a labelled sample asked `caption_prompt` (None:
+    `CLASS_PROMPTS`); None for a sample without text or label, which the caller names. The one mapping of
+    WebDataset shards, Hugging Face metadata folders (`hffolders`) and hub Parquet files' plain rows (`hubrows`).
+    `twice(field, kind, item)` is the message for `metadata` naming media of a kind the sample has itself."""
     if any(field in metadata for field in RECORD_KEYS):  # a whole record
         plural = "question" not in metadata  # the conversation formats' lists, to which their markers refer
         return {**metadata, **_media_fields(media, metadata, plural, source, twice)}

@@ -34,10 +34,11 @@ CUSTOM_SERIES = "custom-series"
 def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None = None, prompt: str | None = None,
                 asr_prompt: str | None = None, media_folder: str | Path | None = None,
                 baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None,
-                caption_prompt: str | None = None) -> Task:
+                caption_prompt: str | None = None, label_column: str | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
     (one, or several as data.train takes them), configured with these options, or, for a series file (.csv,
-    .tsv, .npz; not a Hugging Face metadata.csv), the `custom-series` forecasting task."""
+    .tsv, .npz; not a Hugging Face metadata.csv), the `custom-series` forecasting task. `label_column` is the
+    column a hub Parquet file's plain rows are answered with (data.options.label_column)."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
     series = [path for path in given if is_series_file(Path(path))]
     if series and len(given) > 1:
@@ -45,17 +46,19 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                          "at a time; give it alone")
     if not series:
         return CustomTask(metric=metric, prompt=prompt, asr_prompt=asr_prompt, media_folder=media_folder,
-                          baselines=baselines, long_form=long_form, caption_prompt=caption_prompt)
+                          baselines=baselines, long_form=long_form, caption_prompt=caption_prompt,
+                          reader_options=None if label_column is None else {"label_column": label_column})
     if CUSTOM_SERIES not in TASKS:
         raise ValueError(f"{series[0]}: a {Path(series[0]).suffix} file is evaluated as a forecasting series by the "
                          f"{CUSTOM_SERIES!r} task, "
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
-            or long_form is not None or caption_prompt is not None):
-        raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --long-form and "
-                         "--media-folder apply to .json / .jsonl files and shards of records; a series file "
-                         f"({', '.join(SERIES_EXTENSIONS)}) is read by the {CUSTOM_SERIES!r} task with its own options")
+            or long_form is not None or caption_prompt is not None or label_column is not None):
+        raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --label-column, "
+                         "--long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
+                         f"file ({', '.join(SERIES_EXTENSIONS)}) is read by the {CUSTOM_SERIES!r} task with its own "
+                         "options")
     return TASKS[CUSTOM_SERIES]
 
 

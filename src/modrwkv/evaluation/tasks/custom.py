@@ -39,7 +39,8 @@ text instead ("": the audio alone). A folder saved before the record existed is 
 default, "Transcribe the audio.", with a warning. Likewise a WebDataset shard's captioned sample (media +
 .txt) is asked the question training asked it (the model folder's `caption_prompt`; null: the reader's
 default, also for a folder saved before the record existed, with a warning), or `caption_prompt`, as are a
-metadata folder's captioned rows.
+metadata folder's captioned rows and a hub Parquet file's plain rows (`hubrows`: media and a label, answered
+from the reader option `label_column`, else the file's ClassLabel column by class name, else `label`).
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
 `choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
@@ -77,6 +78,7 @@ from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_
                                   warn_media_folder_unused)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
+from ...data.readers.hubrows import hub_layout
 from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
@@ -224,7 +226,8 @@ class CustomTask(Task):
             # each file's format and how it was chosen; a file whose format is not told (FormatUnknown: no known
             # fields, an empty file) is read as question-answer records, whose reader names what is missing, and
             # takes no part in the files' one format
-            detected = {file: _file_format(file, self.data_format) for file in files}
+            detected = {file: _file_format(file, self.data_format, self.reader_options.get("label_column"))
+                        for file in files}
             # the files' one format, as training's one reader reads them (`accepted_format`)
             data_format, (records, defaulted) = accepted_format(
                 [found[0] for found in detected.values() if found is not None] or ["qa"],
@@ -304,13 +307,15 @@ class CustomTask(Task):
             if self.long_form is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{file}: --long-form applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}")
-            # the files whose records may be asked a caption question: shards, folders, metadata files
-            captioned = is_tar(file) or file.is_dir() or is_metadata_file(file)
+            # the files whose records may be asked a caption question: shards, folders, metadata files, hub rows
+            label_column = self.reader_options.get("label_column")
+            captioned = (is_tar(file) or file.is_dir() or is_metadata_file(file)
+                         or is_parquet(file) and hub_layout(file, label_column) is not None)
             if self.caption_prompt is not None and not captioned:
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards, folders of "
-                                         "class folders and Hugging Face metadata folders (the question their "
-                                         "captioned samples and class folders' files are asked); this file is none "
-                                         "of them")
+                                         "class folders, Hugging Face metadata folders and hub Parquet files of "
+                                         "media and labels or captions (the question their captioned samples and "
+                                         "labelled files are asked); this file is none of them")
             if self.caption_prompt is not None and data_format != "qa":
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
                                          f"this file holds {data_format} records{chosen}")
@@ -318,7 +323,8 @@ class CustomTask(Task):
             # question given, else the reader's prompt (validation during training), else the model folder's record
             caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
                        if "prompt" in self.reader_options else self.model_caption_prompt)
-            records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None)
+            records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None,
+                                      label_column=label_column)
             default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
@@ -473,14 +479,14 @@ def _place_names(files: Sequence[Path]) -> dict[Path, str]:
     return {file: path.relative_to(common).as_posix() for file, path in absolute.items()}
 
 
-def _file_format(data: Path, data_format: str | None) -> tuple[str, str] | None:
+def _file_format(data: Path, data_format: str | None, label_column: str | None = None) -> tuple[str, str] | None:
     """The format `data`'s records are read as and how it was chosen (for an error about a record of another
     format): `data_format`, else the training format `modrwkv init` detects (a LLaMA-Factory
     `dataset_info.json` naming the file, else the first record's fields); None when nothing is recognised."""
     if data_format is not None:
         return data_format, ", as data.format says"
     try:
-        data_format = detect_format(data)
+        data_format = detect_format(data, label_column)
     except FormatUnknown:
         return None
     entry = dataset_info_entry(data)

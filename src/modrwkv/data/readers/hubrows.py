@@ -1,0 +1,211 @@
+"""The plain rows of a Hugging Face hub data set's Parquet files as records: a media column and a label, caption or
+transcript, as `uoft-cs/cifar10`, `ylecun/mnist`, `food101`, `google/speech_commands` or a captioning set store
+them, with no question and no answer:
+
+    img: {"bytes": <PNG>, "path": null}   label: 3        (the schema's `huggingface` metadata: label is a
+                                                            ClassLabel named airplane, automobile, bird, cat, ...)
+
+Each row becomes the record a WebDataset sample with that media would (`webdataset.media_record`, the one mapping,
+which tar shards and metadata folders go through): an image or video with a caption column (`text`, `caption`:
+`CAPTION_KEYS`, as a metadata folder's) is a captioned sample; audio with a transcript column (`TEXT_KEYS`) an ASR
+record; otherwise the label makes a labelled sample asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with
+the label, scored by exact match. A file whose columns are a record format's (`question`, `conversations`,
+`messages`, an ASR manifest's `audio_filepath`) is read as those records, as before.
+
+- The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`
+  writes in the schema's metadata); without such metadata (pandas, pyarrow), the one named as hub sets name it
+  (`MEDIA_COLUMNS`: `image`, `img`, `audio`, `video`, ...). Its value is a `{bytes, path}` struct or the bytes (read
+  when the sample is built, `base.ParquetBytes`), or a path, relative to the file's folder (or the media folder).
+- The label is the `ClassLabel` column, answered with its class name (`names[i]`), not the number; without one, a
+  `label` / `labels` column as written. `label_column` (`data.options.label_column`, `init` / `eval
+  --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
+  (cifar100's `fine_label` and `coarse_label`); a label column chosen so is the answer even beside a caption.
+- Several media columns, none (with a label), or a label column that is not there stop the reading with one line
+  naming the file and its columns. A row whose media are null, whose label is null or no class (a ClassLabel's
+  -1, which `datasets` writes for "no label"), is a bad record named "file.parquet:row N" with the column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .asr import TEXT_KEYS
+from .base import DataError, open_parquet, parquet_records
+from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
+
+# The `huggingface` feature types of media, and the kind of media each is.
+MEDIA_TYPES = {"Image": "image", "Audio": "audio", "Video": "video"}
+# A media column by its name, where the file has no `huggingface` metadata: the names hub data sets use.
+MEDIA_COLUMNS = {"image": "image", "img": "image", "picture": "image", "photo": "image", "audio": "audio",
+                 "speech": "audio", "video": "video"}
+# A label column by its name, where no column is a ClassLabel.
+LABEL_COLUMNS = ("label", "labels")
+# The columns of a record format's file: such rows are records as they are (`_fields_format`'s keys).
+_RECORD_COLUMNS = (*RECORD_KEYS, "audio_filepath")
+# How the setting that chooses a label column is given, for messages.
+LABEL_OPTION = "data.options.label_column"
+LABEL_SETTING = f"{LABEL_OPTION} (modrwkv init / eval --label-column)"
+
+
+@dataclasses.dataclass(frozen=True)
+class HubLayout:
+    """What a file's plain rows hold: the media column and its kind, the label column (None: none) and its class
+    names (a ClassLabel's; None: answered as written), the text column (a caption or transcript; None: none), and
+    whether the label was chosen (`label_column`: it answers, whatever text the row has)."""
+
+    media: str
+    kind: str
+    label: str | None
+    names: list[str] | None
+    text: str | None
+    chosen: bool = False
+
+
+def hub_features(schema: Any) -> dict[str, Any]:
+    """The `datasets` features a Parquet schema's `huggingface` metadata describes (column -> its feature, a dict
+    with `_type`); {} for a file without it (pandas, pyarrow) or with metadata that does not parse."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    try:
+        features = json.loads(raw)["info"]["features"] if raw else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return features if isinstance(features, dict) else {}
+
+
+def _type(features: dict[str, Any], column: str) -> str | None:
+    feature = features.get(column)
+    return feature.get("_type") if isinstance(feature, dict) else None
+
+
+def class_names(features: dict[str, Any], column: str) -> list[str] | None:
+    """The class names of a ClassLabel column (None: the column is none)."""
+    names = features[column].get("names") if _type(features, column) == "ClassLabel" else None
+    return [str(name) for name in names] if isinstance(names, list) else None
+
+
+def parquet_class_names(path: Path, column: str) -> list[str] | None:
+    """The class names of a Parquet file's ClassLabel column `column` (None: it is none, or the file has no
+    `huggingface` metadata): a metadata folder's `metadata.parquet` written by `datasets` (`hffolders`)."""
+    with open_parquet(path) as handle:
+        return class_names(hub_features(handle.schema_arrow), column)
+
+
+def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
+    """The layout of a Parquet file's plain rows (the module docstring), from its schema; None for a file of
+    records (its columns a record format's, or no media and no label: the records' readers name what is missing).
+    DataError (unreadable_file) naming the file and its columns for several media columns, a label without media,
+    several ClassLabel columns and no `label_column`, or a `label_column` the file lacks."""
+    with open_parquet(path) as handle:
+        schema = handle.schema_arrow
+    columns = list(schema.names)
+    shown = ", ".join(columns)
+    if label_column is not None and label_column not in columns:
+        raise DataError(str(path), "unreadable_file", f"{LABEL_OPTION} {label_column!r} is no column "
+                        f"of the file (its columns: {shown})")
+    if label_column is None and any(column in _RECORD_COLUMNS for column in columns):
+        return None
+    features = hub_features(schema)
+    media = [column for column in columns if _type(features, column) in MEDIA_TYPES]
+    kinds = {column: MEDIA_TYPES[_type(features, column)] for column in media}
+    if not media:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
+        media = [column for column in columns if column.lower() in MEDIA_COLUMNS
+                 and _media_type(schema.field(column).type)]
+        kinds = {column: MEDIA_COLUMNS[column.lower()] for column in media}
+    labels = [column for column in columns if _type(features, column) == "ClassLabel"]
+    if label_column is not None:
+        label = label_column
+    elif len(labels) > 1:
+        raise DataError(str(path), "unreadable_file", f"{len(labels)} ClassLabel columns ({', '.join(labels)}): "
+                        f"choose the one to answer with, {LABEL_SETTING}: " + " or ".join(labels))
+    else:
+        label = labels[0] if labels else next((column for column in LABEL_COLUMNS if column in columns), None)
+    if len(media) > 1:
+        raise DataError(str(path), "unreadable_file", f"{len(media)} media columns ({', '.join(media)}): a row "
+                        "becomes one record with one image, audio clip or video; keep one column (datasets: "
+                        "Dataset.remove_columns)")
+    if not media:
+        if label is None:
+            return None
+        raise DataError(str(path), "unreadable_file", f"a label column ({label}) but no media column (its columns: "
+                        f"{shown}): a row's image, audio or video is a column of datasets' Image(), Audio() or Video() "
+                        f"type, or, without the file's huggingface metadata, one named {', '.join(MEDIA_COLUMNS)} "
+                        "holding {bytes, path}, the bytes or a path")
+    kind = kinds[media[0]]
+    keys = CAPTION_KEYS if kind in ("image", "video") else TEXT_KEYS
+    text = next((column for column in keys if column in columns), None)
+    return HubLayout(media[0], kind, label, class_names(features, label) if label else None, text,
+                     label_column is not None)
+
+
+def _media_type(data_type: Any) -> bool:
+    """Whether a column of this pyarrow type can hold media: a `{bytes, path}` struct, the bytes, or a path."""
+    import pyarrow
+
+    if pyarrow.types.is_struct(data_type):
+        return {data_type.field(i).name for i in range(data_type.num_fields)} >= {"bytes"}
+    return any(check(data_type) for check in (pyarrow.types.is_string, pyarrow.types.is_large_string,
+                                               pyarrow.types.is_binary, pyarrow.types.is_large_binary))
+
+
+def hub_records(path: Path, caption_prompt: str | None = None,
+                label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source "path:row N", load) per row of a Parquet file: a hub file's plain rows as records (the module
+    docstring; a caption or label asked `caption_prompt`, None: the default), a file of records as they are."""
+    layout = hub_layout(path, label_column)
+    if layout is None:
+        yield from parquet_records(path)
+        return
+    for source, load in parquet_records(path):
+        yield source, _row_loader(layout, source, load, caption_prompt)
+
+
+def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
+                caption_prompt: str | None) -> Callable[[], Any]:
+    def build() -> dict[str, Any]:
+        row = load()
+        item = row[layout.media]
+        if item is None or (isinstance(item, dict) and item.get("bytes") is None and not item.get("path")):
+            raise DataError(source, "missing_media", f"{layout.media!r} is null: the row has no {layout.kind}")
+        metadata = {} if layout.chosen else {key: value for key, value in row.items()
+                                             if key not in (layout.media, layout.label)}
+        text = None
+        if not layout.chosen and layout.kind != "audio" and layout.text is not None:
+            text = metadata.pop(layout.text)  # (an audio's transcript stays a column of its ASR record)
+        if text is None and layout.label is not None and (layout.kind != "audio" or not _transcribed(metadata)):
+            metadata[LABEL_KEY] = class_label(row[layout.label], layout.names, layout.label, source)
+        key = str(row["id"]) if row.get("id") is not None else None
+
+        def twice(field: str, kind: str, _: Any) -> str:
+            return f"the row has {field!r} beside {layout.media!r}, which is its {kind}: leave {field!r} out"
+
+        record = media_record({layout.kind: [item]}, metadata, text, key, source, caption_prompt, twice)
+        if record is None:
+            raise DataError(source, "missing_field", f"no text: no column with a caption or transcript and no label "
+                            f"(the row's columns: {', '.join(row)})")
+        return record
+
+    return build
+
+
+def _transcribed(metadata: dict[str, Any]) -> bool:
+    return any(metadata.get(key) is not None for key in TEXT_KEYS)
+
+
+def class_label(value: Any, names: list[str] | None, column: str, source: str) -> Any:
+    """A label as answered: a ClassLabel's number as its class name (`names`), any other label as written; a
+    null label, or a number that names no class, is the row's error."""
+    if value is None:
+        raise DataError(source, "missing_field", f"{column!r} is null: the row has no label")
+    if names is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(names):
+        unlabelled = " (datasets writes -1 for a row without a label: a test split whose labels are withheld?)" \
+            if value == -1 else ""
+        raise DataError(source, "wrong_type", f"{column!r} is {value!r}, no class of its ClassLabel (0 to "
+                        f"{len(names) - 1}: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}){unlabelled}")
+    return names[value]
+

@@ -1,0 +1,271 @@
+"""A Hugging Face hub data set's Parquet files as downloaded (cifar10, mnist, speech_commands, a captioning set):
+plain rows of a media column and a label or caption, no question, read as the records `media_record` makes of
+them. The files are written by `datasets` itself (an independent producer of the layout), or by pyarrow alone
+(no `huggingface` schema metadata), and the records checked against hand-written expectations."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from modrwkv.cli import main
+from modrwkv.data.readers import DataError, QAReader
+from modrwkv.data.readers.base import ParquetBytes, file_records
+from modrwkv.data.readers.detect import FormatUnknown, detect_format
+from modrwkv.encoders.media import load_audio, load_image
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
+
+datasets = pytest.importorskip("datasets")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+CIFAR = ["airplane", "automobile", "bird"]
+IMAGE_PROMPT, AUDIO_PROMPT = "What is shown in the image?", "What is said or heard in the audio?"
+
+
+def pictures(count: int) -> list[Image.Image]:
+    """`count` 8x8 RGB images, each a different flat colour."""
+    return [Image.new("RGB", (8, 8), (40 * i, 255 - 30 * i, 7 * i)) for i in range(count)]
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def wav(frequency: float) -> bytes:
+    """0.1 s of a 16 kHz sine, as a WAV file's bytes."""
+    samples = (0.3 * np.sin(2 * np.pi * frequency * np.arange(1600) / 16000) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+def cifar(path: Path, labels: list[int], images: list[Image.Image] | None = None) -> list[Image.Image]:
+    """A cifar10-shaped file as `datasets` writes it: `img` (Image(), the PNG bytes embedded) and `label`
+    (ClassLabel, stored as the class's number)."""
+    images = images or pictures(len(labels))
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=CIFAR)})
+    datasets.Dataset.from_dict({"img": images, "label": labels}, features=features).to_parquet(str(path))
+    return images
+
+
+def records(path: Path, **options) -> list[dict]:
+    return [load() for _, load in file_records(path, **options)]
+
+
+def test_cifar10_rows_are_labelled_images_answered_with_their_class_names(tmp_path):
+    path = tmp_path / "train-00000-of-00001.parquet"
+    images = cifar(path, [0, 2, 1, 2])
+    assert json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"huggingface"])["info"]["features"]["label"] == {
+        "names": CIFAR, "_type": "ClassLabel"}  # (the layout the reading relies on, as datasets writes it)
+    assert detect_format(path) == "qa"
+    read = records(path)
+    assert [(r["question"], r["answer"], r["metric"]) for r in read] == [
+        (IMAGE_PROMPT, "airplane", "exact"), (IMAGE_PROMPT, "bird", "exact"), (IMAGE_PROMPT, "automobile", "exact"),
+        (IMAGE_PROMPT, "bird", "exact")]
+    samples = list(QAReader(path, on_error="raise"))
+    assert [s.messages[1].content for s in samples] == ["airplane", "bird", "automobile", "bird"]
+    assert [s.source for s in samples] == [f"{path}:row {i}" for i in range(4)]
+    assert all(isinstance(s.images[0], ParquetBytes) for s in samples)  # read when the sample is built
+    for sample, image in zip(samples, images, strict=True):
+        assert np.array_equal(np.asarray(load_image(sample.images[0]).convert("RGB")), np.asarray(image))
+    # data.options.prompt asks them another question, as it does a tar's or a folder's
+    assert {s.messages[0].content for s in QAReader(path, prompt="Which class?", on_error="raise")} == {
+        "<image>\nWhich class?"}
+
+
+def test_rows_without_schema_metadata_take_the_conventional_columns(tmp_path):
+    images = pictures(3)
+    plain = tmp_path / "plain.parquet"  # pandas / pyarrow: no huggingface metadata, a {bytes, path} struct
+    pq.write_table(pa.table({"image": [{"bytes": png(i), "path": f"{k}.png"} for k, i in enumerate(images)],
+                             "label": ["cat", "dog", "07"], "source": ["a", "b", "c"]}), plain)
+    assert pq.ParquetFile(plain).schema_arrow.metadata is None
+    assert detect_format(plain) == "qa"
+    assert [(r["question"], r["answer"]) for r in records(plain)] == [
+        (IMAGE_PROMPT, "cat"), (IMAGE_PROMPT, "dog"), (IMAGE_PROMPT, "07")]  # as written
+    # a path string, relative to the file's folder; `labels`, a number, answered as written
+    for k, image in enumerate(images):
+        image.save(tmp_path / f"{k}.png")
+    paths = tmp_path / "paths.parquet"
+    pq.write_table(pa.table({"img": ["0.png", "1.png"], "labels": [3, 11]}), paths)
+    samples = list(QAReader(paths, on_error="raise"))
+    assert [(s.messages[0].content, s.messages[1].content) for s in samples] == [
+        (f"<image>\n{IMAGE_PROMPT}", "3"), (f"<image>\n{IMAGE_PROMPT}", "11")]
+    assert np.array_equal(np.asarray(load_image(samples[1].images[0]).convert("RGB")), np.asarray(images[1]))
+    raw = tmp_path / "raw.parquet"  # the bytes themselves as the column
+    pq.write_table(pa.table({"photo": [png(images[2])], "label": ["fox"]}), raw)
+    (sample,) = QAReader(raw, on_error="raise")
+    assert sample.messages[1].content == "fox"
+    assert np.array_equal(np.asarray(load_image(sample.images[0]).convert("RGB")), np.asarray(images[2]))
+
+
+def test_two_class_labels_are_refused_until_one_is_chosen(tmp_path, capsys):
+    path = tmp_path / "cifar100.parquet"
+    features = datasets.Features({"img": datasets.Image(),
+                                  "fine_label": datasets.ClassLabel(names=["apple", "aquarium_fish", "baby"]),
+                                  "coarse_label": datasets.ClassLabel(names=["fruit", "fish", "people"])})
+    datasets.Dataset.from_dict({"img": pictures(3), "fine_label": [2, 0, 1], "coarse_label": [2, 0, 1]},
+                               features=features).to_parquet(str(path))
+    with pytest.raises(FormatUnknown, match=re.escape(
+            f"{path}: 2 ClassLabel columns (fine_label, coarse_label): choose the one to answer with, "
+            "data.options.label_column (modrwkv init / eval --label-column): fine_label or coarse_label")):
+        detect_format(path)
+    assert [s.messages[1].content for s in QAReader(path, label_column="coarse_label", on_error="raise")] == [
+        "people", "fruit", "fish"]
+    assert [r["answer"] for r in records(path, label_column="fine_label")] == ["baby", "apple", "aquarium_fish"]
+    with pytest.raises(DataError, match=r"data.options.label_column 'fine' is no column of the file \(its columns: "
+                                        r"img, fine_label, coarse_label\)"):
+        records(path, label_column="fine")
+    # init: refused naming the setting; with --label-column, written into the config training reads
+    output = tmp_path / "c100.yaml"
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(output)]) == 2
+    assert "2 ClassLabel columns (fine_label, coarse_label)" in capsys.readouterr().err
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(output),
+                 "--label-column", "coarse_label"]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: qa format, 3 usable samples, inputs: image" in out
+    assert "--data YOUR_TEST_FILE.jsonl --label-column coarse_label\n" in out  # (no test file beside it)
+    config = yaml.safe_load(output.read_text())
+    assert config["data"]["format"] == "qa" and config["data"]["options"] == {"label_column": "coarse_label"}
+    # validation during training reads data.val with data.options, as eval --label-column does
+    from modrwkv.training import config_from_dict
+    from modrwkv.training.validation import answer_scorer, val_data_config
+
+    config["data"]["val"] = [str(path)]
+    config["train"]["val_every"] = 1
+    scorer = answer_scorer(val_data_config(config_from_dict(config).data), "accuracy", None)
+    assert [s.reference["answers"] for s in scorer.samples] == [["people"], ["fruit"], ["fish"]]
+    task = CustomTask(reader_options={"label_column": "fine_label"})
+    assert [s.reference["answers"] for s in task.load(path, "test")] == [["baby"], ["apple"], ["aquarium_fish"]]
+
+
+def test_a_bad_row_or_layout_is_one_line_naming_the_file_row_and_column(tmp_path):
+    path = tmp_path / "bad.parquet"
+    images = pictures(5)
+    cifar(path, [0, 1, 2, 0, 1], [images[0], None, *images[2:]])
+    # a label out of the names' range, which datasets refuses to write: the file's label column replaced
+    table = pq.read_table(path)
+    table = table.set_column(1, "label", pa.array([0, 1, 3, -1, None], pa.int64()))
+    assert b"huggingface" in table.schema.metadata
+    pq.write_table(table, path)
+    reader = QAReader(path)
+    assert [s.messages[1].content for s in reader] == ["airplane"]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{path}:row 1: 'img' is null: the row has no image",
+        f"{path}:row 2: 'label' is 3, no class of its ClassLabel (0 to 2: airplane, automobile, bird)",
+        f"{path}:row 3: 'label' is -1, no class of its ClassLabel (0 to 2: airplane, automobile, bird) (datasets "
+        "writes -1 for a row without a label: a test split whose labels are withheld?)",
+        f"{path}:row 4: 'label' is null: the row has no label"]
+    two = tmp_path / "two.parquet"
+    pq.write_table(pa.table({"image": ["a.png"], "audio": ["a.wav"], "label": ["x"]}), two)
+    with pytest.raises(FormatUnknown, match=re.escape(f"{two}: 2 media columns (image, audio): a row becomes one "
+                                                      "record with one image, audio clip or video")):
+        detect_format(two)
+    none = tmp_path / "none.parquet"
+    pq.write_table(pa.table({"picture_id": [4], "label": ["x"]}), none)
+    with pytest.raises(FormatUnknown, match=re.escape(f"{none}: a label column (label) but no media column (its "
+                                                      "columns: picture_id, label)")):
+        detect_format(none)
+
+
+def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
+    captions = tmp_path / "captions.parquet"  # an image-text pair set: `text` is a caption, not a transcript
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    datasets.Dataset.from_dict({"image": pictures(2), "text": ["a red square", "a green square"]},
+                               features=features).to_parquet(str(captions))
+    assert detect_format(captions) == "qa"
+    assert [(r["question"], r["answer"]) for r in records(captions)] == [
+        ("Write a short caption for the image.", "a red square"), ("Write a short caption for the image.",
+                                                                    "a green square")]
+    # a metadata folder whose metadata.parquet `datasets` wrote: its ClassLabel answered by name too
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for k, image in enumerate(pictures(2)):
+        image.save(folder / f"{k}.png")
+    features = datasets.Features({"file_name": datasets.Value("string"), "label": datasets.ClassLabel(names=CIFAR)})
+    datasets.Dataset.from_dict({"file_name": ["0.png", "1.png"], "label": [2, 1]}, features=features).to_parquet(
+        str(folder / "metadata.parquet"))
+    assert [s.messages[1].content for s in QAReader(folder, on_error="raise")] == ["bird", "automobile"]
+
+
+def test_speech_commands_rows_are_audio_labels_scored_by_exact_match(tmp_path):
+    path = tmp_path / "speech_commands.parquet"
+    clips = [wav(440), wav(660)]
+    for k, clip in enumerate(clips):
+        (tmp_path / f"{k}.wav").write_bytes(clip)
+    # the files' bytes embedded as push_to_hub embeds them (datasets encodes no audio itself without torchcodec)
+    from datasets.table import embed_table_storage
+
+    dataset = datasets.Dataset.from_dict({"file": ["yes/a.wav", "up/b.wav"],
+                                          "audio": [str(tmp_path / f"{k}.wav") for k in range(2)],
+                                          "label": [0, 2], "speaker_id": ["a", "b"]})
+    dataset = dataset.cast_column("audio", datasets.Audio(sampling_rate=16000))
+    dataset = dataset.cast_column("label", datasets.ClassLabel(names=["yes", "no", "up"]))
+    dataset.with_format("arrow").map(embed_table_storage, batched=True).with_format(None).to_parquet(str(path))
+    assert json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"huggingface"])["info"]["features"]["audio"][
+        "_type"] == "Audio"
+    assert detect_format(path) == "qa"
+    samples = list(QAReader(path, on_error="raise"))
+    assert [(s.messages[0].content, s.messages[1].content) for s in samples] == [
+        (f"<audio>\n{AUDIO_PROMPT}", "yes"), (f"<audio>\n{AUDIO_PROMPT}", "up")]
+    assert isinstance(samples[1].audios[0], ParquetBytes) and samples[1].audios[0].read() == clips[1]
+    assert np.allclose(load_audio(samples[0].audios[0]), load_audio(clips[0]))
+    evaluated = CustomTask().load(path, "test")
+    assert [s.reference for s in evaluated] == [{"metric": "exact", "answers": ["yes"]},
+                                                {"metric": "exact", "answers": ["up"]}]
+
+
+def test_eval_custom_on_hub_rows_shows_the_class_names_per_answer(tmp_path, monkeypatch, capsys):
+    import modrwkv.cli
+
+    @dataclass
+    class Reply:
+        text: str
+        finish_reason: str = "stop"
+
+    class Airplanes:
+        """Replies "airplane" to every question."""
+
+        def generate_batch(self, requests):
+            return [Reply("airplane") for _ in requests]
+
+    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: Airplanes())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.pth").write_bytes(b"not loaded")
+    path = tmp_path / "test.parquet"
+    cifar(path, [0, 0, 1, 2, 2, 0])
+    out = tmp_path / "out"
+    assert main(["eval", "--task", "custom", "--data", str(path), "--model", str(model), "--output", str(out),
+                 "--no-progress", "--caption-prompt", "Which class?"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("custom data all: exact-match accuracy (%) 50.00 over 6 samples")
+    assert lines[-1].startswith("lowest accuracy of an answer: 'bird' 0.0% (0 of 2), wrongly 'airplane' 2 times")
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert {name: counts["samples"] for name, counts in metrics["per_answer"].items()} == {
+        "airplane": 3, "automobile": 1, "bird": 2}
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert {p["prompt"] for p in predictions} == {"<image>\nWhich class?"}
+    with pytest.raises(BenchmarkFileError, match="--caption-prompt applies to"):  # a file of records asks its own
+        CustomTask(caption_prompt="Which class?").load(write_qa(tmp_path), "test")
+
+
+def write_qa(folder: Path) -> Path:
+    path = folder / "qa.parquet"
+    pq.write_table(pa.table({"question": ["Which?"], "answer": ["a"]}), path)
+    return path
