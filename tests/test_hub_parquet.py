@@ -166,11 +166,11 @@ def test_a_bad_row_or_layout_is_one_line_naming_the_file_row_and_column(tmp_path
     reader = QAReader(path)
     assert [s.messages[1].content for s in reader] == ["airplane"]
     assert [str(e) for e in reader.report.examples] == [
-        f"{path}:row 1: 'img' is null: the row has no image",
+        f"{path}:row 1: 'img' is null: no image",
         f"{path}:row 2: 'label' is 3, no class of its ClassLabel (0 to 2: airplane, automobile, bird)",
         f"{path}:row 3: 'label' is -1, no class of its ClassLabel (0 to 2: airplane, automobile, bird) (datasets "
         "writes -1 for a row without a label: a test split whose labels are withheld?)",
-        f"{path}:row 4: 'label' is null: the row has no label"]
+        f"{path}:row 4: 'label' is null: no label"]
     two = tmp_path / "two.parquet"
     pq.write_table(pa.table({"image": ["a.png"], "audio": ["a.wav"], "label": ["x"]}), two)
     with pytest.raises(FormatUnknown, match=re.escape(f"{two}: 2 media columns (image, audio): a row becomes one "
@@ -201,6 +201,24 @@ def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     datasets.Dataset.from_dict({"file_name": ["0.png", "1.png"], "label": [2, 1]}, features=features).to_parquet(
         str(folder / "metadata.parquet"))
     assert [s.messages[1].content for s in QAReader(folder, on_error="raise")] == ["bird", "automobile"]
+
+
+def test_jsonl_records_of_a_media_path_and_a_label_take_the_same_mapping(tmp_path):
+    for k, image in enumerate(pictures(2)):
+        image.save(tmp_path / f"{k}.png")
+    path = tmp_path / "plain.jsonl"
+    lines = [{"image": "0.png", "label": "cat"}, {"img": "1.png", "caption": "a green square"},
+             {"image": "1.png", "label": None}, {"image": "0.png", "question": "Which?", "answer": "a"},
+             {"image": "0.png", "kind": "cat"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert detect_format(path) == "qa"
+    reader = QAReader(path)
+    assert [(s.messages[0].content, s.messages[1].content) for s in reader] == [
+        (f"<image>\n{IMAGE_PROMPT}", "cat"), ("<image>\nWrite a short caption for the image.", "a green square"),
+        ("<image>\nWhich?", "a")]
+    assert [str(e) for e in reader.report.examples] == [f"{path}:3: 'label' is null: no label",
+                                                        f"{path}:5: no 'question' (fields: ['image', 'kind'])"]
+    assert [s.messages[1].content for s in QAReader(path, label_column="kind")] == ["cat"]
 
 
 def test_speech_commands_rows_are_audio_labels_scored_by_exact_match(tmp_path):

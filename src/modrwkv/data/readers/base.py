@@ -330,7 +330,8 @@ def file_records(path: Path, *, caption_prompt: str | None = None,
     default), the rows of Hugging Face's metadata layout, a folder with a metadata file or such a file itself
     (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
-    (`json_records`)."""
+    (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
+    record that makes, `hubrows.plain_records`)."""
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records
@@ -348,7 +349,9 @@ def file_records(path: Path, *, caption_prompt: str | None = None,
         from .hubrows import hub_records  # (it builds on this module)
 
         return hub_records(path, caption_prompt, label_column)
-    return json_records(path)
+    from .hubrows import plain_records  # (it builds on this module)
+
+    return plain_records(json_records(path), caption_prompt, label_column)
 
 
 def media_kind(path: Path) -> str | None:

@@ -23,13 +23,18 @@ the label, scored by exact match. A file whose columns are a record format's (`q
 - Several media columns, none (with a label), or a label column that is not there stop the reading with one line
   naming the file and its columns. A row whose media are null, whose label is null or no class (a ClassLabel's
   -1, which `datasets` writes for "no label"), is a bad record named "file.parquet:row N" with the column.
+
+JSON / JSONL records of the same shape (`{"image": "a.png", "label": "cat"}`: one media field of those names
+holding a path, and a label, caption or transcript field, no record format's fields) are mapped so too, record by
+record (`plain_records`); a record without them is left as it is, for its reader to name what is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +174,7 @@ def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
         row = load()
         item = row[layout.media]
         if item is None or (isinstance(item, dict) and item.get("bytes") is None and not item.get("path")):
-            raise DataError(source, "missing_media", f"{layout.media!r} is null: the row has no {layout.kind}")
+            raise DataError(source, "missing_media", f"{layout.media!r} is null: no {layout.kind}")
         metadata = {} if layout.chosen else {key: value for key, value in row.items()
                                              if key not in (layout.media, layout.label)}
         text = None
@@ -191,6 +196,35 @@ def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
     return build
 
 
+def plain_records(records: Iterable[tuple[str, Callable[[], Any]]], caption_prompt: str | None = None,
+                  label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per JSON record of `records`, a plain one (the module docstring) as the record its media and
+    label, caption or transcript make, asked `caption_prompt` and answered from `label_column` (None: `label` /
+    `labels`); any other as it is."""
+    for source, load in records:
+        yield source, functools.partial(_plain_record, source, load, caption_prompt, label_column)
+
+
+def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | None, label_column: str | None) -> Any:
+    record = load()
+    if not isinstance(record, dict) or (label_column is None and any(key in record for key in _RECORD_COLUMNS)):
+        return record
+    media = [key for key, value in record.items()
+             if isinstance(key, str) and key.lower() in MEDIA_COLUMNS and isinstance(value, str)]
+    if len(media) != 1:
+        return record
+    kind = MEDIA_COLUMNS[media[0].lower()]
+    text = next((key for key in (TEXT_KEYS if kind == "audio" else CAPTION_KEYS) if key in record), None)
+    if label_column is not None and label_column not in record:
+        raise DataError(source, "missing_field", f"no {label_column!r} field, the label {LABEL_OPTION} names (the "
+                        f"record's fields: {', '.join(map(str, record))})")
+    label = label_column or next((key for key in LABEL_COLUMNS if key in record), None)
+    if label is None and text is None:
+        return record
+    layout = HubLayout(media[0], kind, label, None, text, label_column is not None)
+    return _row_loader(layout, source, lambda: record, caption_prompt)()
+
+
 def _transcribed(metadata: dict[str, Any]) -> bool:
     return any(metadata.get(key) is not None for key in TEXT_KEYS)
 
@@ -199,7 +233,7 @@ def class_label(value: Any, names: list[str] | None, column: str, source: str) -
     """A label as answered: a ClassLabel's number as its class name (`names`), any other label as written; a
     null label, or a number that names no class, is the row's error."""
     if value is None:
-        raise DataError(source, "missing_field", f"{column!r} is null: the row has no label")
+        raise DataError(source, "missing_field", f"{column!r} is null: no label")
     if names is None:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(names):
@@ -208,4 +242,3 @@ def class_label(value: Any, names: list[str] | None, column: str, source: str) -
         raise DataError(source, "wrong_type", f"{column!r} is {value!r}, no class of its ClassLabel (0 to "
                         f"{len(names) - 1}: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}){unlabelled}")
     return names[value]
-
