@@ -114,6 +114,48 @@ def test_rows_without_schema_metadata_take_the_conventional_columns(tmp_path):
     assert np.array_equal(np.asarray(load_image(sample.images[0]).convert("RGB")), np.asarray(images[2]))
 
 
+CARD = """---
+license: unknown
+dataset_info:
+  config_name: plain_text
+  features:
+  - name: pixels
+    dtype: image
+  - name: label
+    dtype:
+      class_label:
+        names:
+          '0': airplane
+          '1': automobile
+          '2': bird
+  splits:
+  - name: train
+    num_examples: 2
+---
+
+# A data set card
+"""
+
+
+def test_a_file_without_metadata_takes_its_features_from_the_hub_card(tmp_path):
+    images = pictures(2)
+    data = tmp_path / "repo" / "plain_text"
+    data.mkdir(parents=True)
+    path = data / "train-00000-of-00001.parquet"  # as the hub lays a repo out: the card at its root
+    pq.write_table(pa.table({"pixels": [{"bytes": png(i), "path": None} for i in images], "label": [2, 0]}), path)
+    (tmp_path / "repo" / "README.md").write_text(CARD)
+    samples = list(QAReader(path, on_error="raise"))
+    assert [s.messages[1].content for s in samples] == ["bird", "airplane"]
+    assert np.array_equal(np.asarray(load_image(samples[0].images[0]).convert("RGB")), np.asarray(images[0]))
+    # two configs whose class names differ tell nothing: the numbers are answered as written
+    second = CARD.replace("dataset_info:\n  config_name: plain_text\n  features:",
+                          "dataset_info:\n- config_name: a\n  features:").replace("  splits:", "- config_name: b\n"
+                          "  features:\n  - name: label\n    dtype:\n      class_label:\n        names:\n"
+                          "          '0': x\n          '1': y\n          '2': z\n  splits:")
+    (tmp_path / "repo" / "README.md").write_text(second)
+    assert [s.messages[1].content for s in QAReader(path, on_error="raise")] == ["2", "0"]
+
+
 def test_two_class_labels_are_refused_until_one_is_chosen(tmp_path, capsys):
     path = tmp_path / "cifar100.parquet"
     features = datasets.Features({"img": datasets.Image(),

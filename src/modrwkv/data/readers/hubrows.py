@@ -17,7 +17,9 @@ the label, scored by exact match. A file whose columns are a record format's (`q
   (`MEDIA_COLUMNS`: `image`, `img`, `audio`, `video`, ...). Its value is a `{bytes, path}` struct or the bytes (read
   when the sample is built, `base.ParquetBytes`), or a path, relative to the file's folder (or the media folder).
 - The label is the `ClassLabel` column, answered with its class name (`names[i]`), not the number; without one, a
-  `label` / `labels` column as written. `label_column` (`data.options.label_column`, `init` / `eval
+  `label` / `labels` column as written. A file without `huggingface` metadata takes the features from the data
+  set's card where the hub keeps them, the YAML header of a README.md in its folder or up to three above
+  (`dataset_info: features: - name: label, dtype: class_label: names: {'0': airplane, ...}`; `card_features`). `label_column` (`data.options.label_column`, `init` / `eval
   --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
   (cifar100's `fine_label` and `coarse_label`); a label column chosen so is the answer even beside a caption.
 - Several media columns, none (with a label), or a label column that is not there stop the reading with one line
@@ -81,6 +83,56 @@ def hub_features(schema: Any) -> dict[str, Any]:
     return features if isinstance(features, dict) else {}
 
 
+# The hub card's feature dtypes (README.md's `dataset_info`) as `datasets`' feature types.
+_CARD_TYPES = {"image": "Image", "audio": "Audio", "video": "Video"}
+# How many folders above a data file its card may be: repo/README.md beside repo/data/train-*.parquet, or
+# repo/plain_text/train-*.parquet, or repo/data/en/train-*.parquet.
+_CARD_LEVELS = 3
+
+
+def card_features(path: Path) -> dict[str, Any]:
+    """The features a hub data set's card describes (the YAML header of the first README.md in the data file's
+    folder or up to `_CARD_LEVELS` above), as `hub_features` gives a schema's: media dtypes and class labels, a
+    column whose configs' features disagree left out; {} without a card or one that does not parse."""
+    import yaml
+
+    folder = path.absolute().parent
+    card = next((above / "README.md" for above in [folder, *folder.parents][:_CARD_LEVELS + 1]
+                 if (above / "README.md").is_file()), None)
+    if card is None:
+        return {}
+    try:
+        text = card.read_text(encoding="utf-8")
+        header = yaml.safe_load(text.split("\n---", 1)[0].removeprefix("---")) if text.startswith("---") else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    infos = header.get("dataset_info") if isinstance(header, dict) else None
+    found: dict[str, list[dict[str, Any]]] = {}
+    for info in infos if isinstance(infos, list) else [infos]:
+        features = info.get("features") if isinstance(info, dict) else None
+        for feature in features if isinstance(features, list) else []:
+            converted = _card_feature(feature.get("dtype")) if isinstance(feature, dict) else None
+            if converted is not None and isinstance(feature.get("name"), str):
+                found.setdefault(feature["name"], []).append(converted)
+    return {name: given[0] for name, given in found.items() if all(other == given[0] for other in given)}
+
+
+def _card_feature(dtype: Any) -> dict[str, Any] | None:
+    """A card's feature dtype (`image`, `{"class_label": {"names": {"0": "airplane", ...}}}`) as a schema's."""
+    if isinstance(dtype, str) and dtype in _CARD_TYPES:
+        return {"_type": _CARD_TYPES[dtype]}
+    names = dtype.get("class_label", {}).get("names") if isinstance(dtype, dict) else None
+    if not isinstance(names, dict):
+        return None
+    try:
+        numbered = {int(number): str(name) for number, name in names.items()}
+    except (TypeError, ValueError):
+        return None
+    if sorted(numbered) != list(range(len(numbered))):
+        return None
+    return {"_type": "ClassLabel", "names": [numbered[i] for i in range(len(numbered))]}
+
+
 def _type(features: dict[str, Any], column: str) -> str | None:
     feature = features.get(column)
     return feature.get("_type") if isinstance(feature, dict) else None
@@ -113,7 +165,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
                         f"of the file (its columns: {shown})")
     if label_column is None and any(column in _RECORD_COLUMNS for column in columns):
         return None
-    features = hub_features(schema)
+    features = hub_features(schema) or card_features(path)
     media = [column for column in columns if _type(features, column) in MEDIA_TYPES]
     kinds = {column: MEDIA_TYPES[_type(features, column)] for column in media}
     if not media:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
@@ -137,8 +189,8 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
             return None
         raise DataError(str(path), "unreadable_file", f"a label column ({label}) but no media column (its columns: "
                         f"{shown}): a row's image, audio or video is a column of datasets' Image(), Audio() or Video() "
-                        f"type, or, without the file's huggingface metadata, one named {', '.join(MEDIA_COLUMNS)} "
-                        "holding {bytes, path}, the bytes or a path")
+                        "type (in the file's huggingface metadata, or its hub card's dataset_info), or one named "
+                        f"{', '.join(MEDIA_COLUMNS)} holding {{bytes, path}}, the bytes or a path")
     kind = kinds[media[0]]
     keys = CAPTION_KEYS if kind in ("image", "video") else TEXT_KEYS
     text = next((column for column in keys if column in columns), None)
