@@ -472,6 +472,19 @@ def test_a_multiple_choice_eval_reports_each_right_answer_against_the_selected_o
     summary = json.loads((tmp_path / "same" / "summary.json").read_text())["metrics"]
     assert list(summary["per_answer"]) == ["A. cat", "B. dog", "C. bird"]
     assert summary["per_answer"]["C. bird"]["confused_with"] == "A. cat"
+    # an option that is no record's right answer, always selected: its own row, not "selects no option"
+    never = [{**record, "answer": "A" if i < 3 else "B", "question": "Which one? reply=C"}
+             for i, record in enumerate(same)]
+    data = write(tmp_path, "never.jsonl", never)
+    assert main(["eval", "--task", "custom", "--data", str(data), "--model", str(model), "--output",
+                 str(tmp_path / "never"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("lowest accuracy of an answer: 'A. cat' 0.0% (0 of 3), wrongly "
+                                                        "'C. bird' 3 times (every answer in report.md)")
+    summary = json.loads((tmp_path / "never" / "summary.json").read_text())["metrics"]
+    assert summary["replies_outside_answers"] == 0
+    assert summary["per_answer"]["C. bird"] == {"samples": 0, "correct": 0, "recall": None, "replied": 6,
+                                                "precision": 0.0, "confused_with": None, "confused_count": 0}
+    assert "| C. bird | 0 | – | 6 | 0.0 | – |" in (tmp_path / "never" / "report.md").read_text()
 
 
 def test_threads_sets_the_commands_thread_count_and_eval_warns_of_busy_cores(tmp_path, capsys, monkeypatch, caplog,

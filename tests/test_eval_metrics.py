@@ -506,6 +506,28 @@ def test_label_breakdown_of_replies_that_give_no_answer():
         "replies_outside_answers": 3}
 
 
+
+def test_label_breakdown_gives_a_selected_option_that_is_no_answer_its_row():
+    """An option no record has as its answer (C here), when replies select it, is a row of 0 samples (recall
+    None) with its replies, and the confusion it is; not a reply outside the answers. An option nobody
+    selected (D) has none. The last line names an answer samples have. Counted by hand."""
+    from modrwkv.evaluation.report import per_answer_table, weakest_answer
+
+    breakdown = label_breakdown(["A", "A", "B", "B"], ["C", "A", "C", None], options=["A", "B", "C", "D"])
+    assert breakdown == {
+        "per_answer": {
+            "A": {"samples": 2, "correct": 1, "recall": 50.0, "replied": 1, "precision": 100.0,
+                  "confused_with": "C", "confused_count": 1},
+            "B": {"samples": 2, "correct": 0, "recall": 0.0, "replied": 0, "precision": None,
+                  "confused_with": "C", "confused_count": 1},
+            "C": {"samples": 0, "correct": 0, "recall": None, "replied": 2, "precision": 0.0,
+                  "confused_with": None, "confused_count": 0}},
+        "replies_outside_answers": 1}
+    assert weakest_answer(breakdown["per_answer"]) == "'B' 0.0% (0 of 2), wrongly 'C' 1 time"
+    assert "| C | 0 | – | 2 | 0.0 | – |" in per_answer_table(breakdown["per_answer"], choice=True)
+    # the limits count the answers records have: 4 records of 2 answers, whatever the options
+    assert label_breakdown(["A", "B"] * 2, ["A"] * 4, options=[chr(65 + i) for i in range(26)]) is not None
+
 def test_label_breakdown_orders_numbers_as_numbers_and_the_last_line_shows_labels_as_written():
     from modrwkv.evaluation.report import format_report, weakest_answer
 

@@ -30,8 +30,8 @@ from modrwkv.evaluation import (
     get_task,
     run_eval,
 )
-from modrwkv.evaluation.runner import read_predictions
 from modrwkv.data.readers import TimeSeriesReader
+from modrwkv.evaluation.runner import read_predictions
 from modrwkv.evaluation.tasks import TASKS, CustomTask, custom_task
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -297,7 +297,6 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_and_reports_them_alone
                  load_pipeline=ForecastPipeline)
 
 
-
 def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     """`--task custom` sends every series file training reads (.csv, .tsv, .npz) to custom-series, which
     cuts and scores the same windows from each (it routed only .csv, and read a .tsv as records)."""
@@ -312,7 +311,8 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
         assert task is TASKS["custom-series"]
         result = run_eval(task.configure(lookback=24, horizon=6), data, tmp_path / data.suffix[1:], model=weights,
                           load_pipeline=ForecastPipeline, batch_size=16)
-        scores[data.suffix] = (len(read_predictions(tmp_path / data.suffix[1:] / "predictions.jsonl")), result.summary["metrics"]["mse"])
+        predictions = read_predictions(tmp_path / data.suffix[1:] / "predictions.jsonl")
+        scores[data.suffix] = (len(predictions), result.summary["metrics"]["mse"])
     assert scores[".tsv"] == scores[".csv"] and scores[".npz"] == pytest.approx(scores[".csv"])
     assert scores[".csv"][0] == 2 * (64 - 24 - 6 + 1)  # both series, every test window
     assert isinstance(custom_task(tmp_path / "metadata.csv"), CustomTask)  # Hugging Face's folder rows
@@ -320,8 +320,11 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
         custom_task([npz, tmp_path / "x.jsonl"])
     with pytest.raises(ValueError, match=r"a series file \(.csv, .tsv, .npz\) is read by the 'custom-series'"):
         custom_task(tsv, prompt="{question}")
+    with pytest.raises(ValueError, match="--baseline, --long-form"):  # (custom-series reports no baselines)
+        custom_task(npz, baselines={"seasonal naive": 0.41})
     with pytest.raises(BenchmarkFileError, match=r"expected a series file \(.csv, .tsv or .npz\)"):
         get_task("custom-series").load(tmp_path, "test")
+
 
 # --- bad input --------------------------------------------------------------------------------
 

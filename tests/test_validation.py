@@ -446,6 +446,7 @@ def test_validation_names_the_weakest_answer_and_records_final_weights_breakdown
     lines: list[str] = []
     stopped = train(cfg, callbacks=[_SigtermAt(2)], progress=lines.append)
     assert stopped.stopped_by == "SIGTERM" and stopped.checkpoint.name == "step-00000002"
+    assert "breakdown" not in stopped.metrics["validation"]  # no final/ yet: no breakdown of its weights
     resumed = train(copy.deepcopy(cfg), resume=True, progress=lines.append)
     validations = [line for line in lines if line.startswith("validation at step")]
     assert [line.split("; lowest accuracy of an answer: ")[1] for line in validations] == [
@@ -496,6 +497,30 @@ def test_a_better_best_written_after_the_checkpoint_keeps_its_breakdown(tmp_path
                                                            "confused_count": 1}
 
 
+
+def test_a_checkpoint_from_before_breakdowns_resumes_with_best_validation_json_one(tmp_path, monkeypatch):
+    """A checkpoint whose validation state has no breakdown (saved by a modrwkv before validations kept one)
+    resumes with the breakdown of its best from best/'s validation.json, which recorded it: final/ (output.final
+    best) still gets its table."""
+    cfg = val_config(tmp_path, "run", val_every=1, max_steps=3, val_metric="accuracy")
+    cfg["output"]["final"] = "best"
+    labelled_val_file(cfg, ["red", "red", "red", "red", "blue", "blue"])
+    ScriptedReplies(monkeypatch, [["red", "red", "red", "red", "blue", "red"],  # step 1: 5 of 6, the best
+                                  ["red"] * 6, ["red"] * 6])
+    stopped = train(cfg, callbacks=[_SigtermAt(2)])
+    state_file = stopped.checkpoint / "training_state.ckpt"
+    checkpoint = torch.load(state_file, weights_only=False)
+    (state,) = [value for key, value in checkpoint["callbacks"].items() if key.startswith("Validation")]
+    assert state.pop("best_breakdown")["step"] == 1 and state.pop("last_breakdown")["step"] == 2
+    torch.save(checkpoint, state_file)
+    summary = train(copy.deepcopy(cfg), resume=True).metrics["validation"]
+    assert summary["best_step"] == 1
+    assert summary["breakdown"]["step"] == 1
+    assert summary["breakdown"]["per_answer"]["blue"] == {"samples": 2, "correct": 1, "recall": 50.0, "replied": 1,
+                                                          "precision": 100.0, "confused_with": "red",
+                                                          "confused_count": 1}
+    assert "| blue | 2 | 50.0 | 1 | 100.0 | red (1) |" in (Path(cfg["output"]["dir"]) / "val_per_answer.md").read_text()
+
 def test_a_multiple_choice_val_file_is_broken_down_by_right_option_and_only_answers_that_are_labels_are(
         tmp_path, monkeypatch, capsys):
     """Choice val files: the validation whose weights final/ holds (output.final last: the last) broken down per
@@ -519,8 +544,9 @@ def test_a_multiple_choice_val_file_is_broken_down_by_right_option_and_only_answ
     assert (run / "val_per_answer.md").read_text() == (
         "# val_accuracy per answer: final/ (step 2, the last step) on data.val\n\n"
         "Per right answer (accuracy: of the samples whose right answer this option is, those answered right; "
-        "selected: the replies selecting it; precision: of those, the ones that were right; a reply that selects "
-        "no option is among replies_outside_answers):\n\n"
+        "selected: the replies selecting it; precision: of those, the ones that were right; an option that is no "
+        "sample's right answer has a row when selected; a reply that selects no option is among "
+        "replies_outside_answers):\n\n"
         "| right answer | samples | accuracy (%) | selected | precision (%) | most frequent wrong selection |\n"
         "|---|---:|---:|---:|---:|---|\n"
         "| A. red | 2 | 100.0 | 5 | 40.0 | – |\n"

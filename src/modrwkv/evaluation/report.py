@@ -79,8 +79,9 @@ def per_answer_table(per_answer: Mapping[str, Mapping[str, Any]], choice: bool =
     multiple-choice file's right options, against the option each reply selects."""
     if choice:
         lines = ["Per right answer (accuracy: of the samples whose right answer this option is, those answered "
-                 "right; selected: the replies selecting it; precision: of those, the ones that were right; a reply "
-                 "that selects no option is among replies_outside_answers):", "",
+                 "right; selected: the replies selecting it; precision: of those, the ones that were right; an option "
+                 "that is no sample's right answer has a row when selected; a reply that selects no option is among "
+                 "replies_outside_answers):", "",
                  "| right answer | samples | accuracy (%) | selected | precision (%) | most frequent wrong selection |"]
     else:
         lines = ["Per answer (accuracy: of the samples with this answer, those answered right; precision: of the "
@@ -91,7 +92,8 @@ def per_answer_table(per_answer: Mapping[str, Mapping[str, Any]], choice: bool =
         confused = counts["confused_with"]
         wrong = "–" if confused is None else f"{_cell(confused or '(empty)')} ({counts['confused_count']})"
         precision = "–" if counts["precision"] is None else f"{counts['precision']:.1f}"
-        lines.append(f"| {_cell(answer)} | {counts['samples']} | {counts['recall']:.1f} | {counts['replied']} "
+        recall = "–" if counts["recall"] is None else f"{counts['recall']:.1f}"
+        lines.append(f"| {_cell(answer)} | {counts['samples']} | {recall} | {counts['replied']} "
                      f"| {precision} | {wrong} |")
     lines.append("")
     return lines
@@ -109,8 +111,10 @@ def _short(text: str, width: int = 40) -> str:
 
 
 def weakest_answer(per_answer: Mapping[str, Mapping[str, Any]]) -> str:
-    """The answer answered right least often, for a run's last line: "'8' 85.7% (30 of 35), wrongly '1' 3 times"."""
-    answer, counts = min(per_answer.items(), key=lambda item: (item[1]["recall"], -item[1]["samples"]))
+    """The answer answered right least often, for a run's last line: "'8' 85.7% (30 of 35), wrongly '1' 3 times"
+    (of the answers samples have: not an option that is no sample's right answer)."""
+    answered = {answer: counts for answer, counts in per_answer.items() if counts["samples"]}
+    answer, counts = min(answered.items(), key=lambda item: (item[1]["recall"], -item[1]["samples"]))
     wrong = (f", wrongly {_short(counts['confused_with'] or '(empty)')!r} {counts['confused_count']} "
              f"time{'s' if counts['confused_count'] != 1 else ''}") if counts["confused_with"] is not None else ""
     return f"{_short(answer)!r} {counts['recall']:.1f}% ({counts['correct']} of {counts['samples']}){wrong}"

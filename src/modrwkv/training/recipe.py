@@ -511,10 +511,10 @@ def train(
         "media_reliance": run["media_reliance"],
         "seconds": run["seconds"],
     }
-    if validation is not None:
-        metrics["validation"] = validation.summary()
     # checkpointer.total_steps: the step early stopping ended the run at, if it did
     final_dir = out / FINAL if trainer.global_step >= checkpointer.total_steps else None
+    if validation is not None:
+        metrics["validation"] = validation.summary(finished=final_dir is not None)
     if final_dir is not None and resume_from is not None and checkpointer.last_checkpoint is None:
         # Resumed at its last step, so Lightning trained nothing (no checkpoint, no final/): the earlier run was
         # killed after that step's checkpoint but before final/ was complete. Every rank takes part, as in a run's

@@ -429,13 +429,14 @@ class Validation(pl.Callback):
         """Whether the run validates at `step`: every `every` steps, and at the last."""
         return step % self.every == 0 or step == self.total_steps
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, finished: bool = True) -> dict[str, Any]:
         """What `TrainResult.metrics["validation"]` holds; "breakdown" (its "step", `BREAKDOWN_KEYS`) only where
-        validations break the score down by answer."""
+        validations break the score down by answer and the run `finished` (final/ holds the weights it is of;
+        a run stopped by a signal has no final/)."""
         summary = {"metric": self.metric, "best_step": None if self.best is None else int(self.best["step"]),
                    "best": None if self.best is None else self.best[self.metric], "stopped_at": self.stopped_at,
                    "zeros_forecast_mse": self.zeros_mse, "shipped": self.decision, "history": self.history}
-        if (breakdown := self.final_breakdown()) is not None:
+        if finished and (breakdown := self.final_breakdown()) is not None:
             summary["breakdown"] = breakdown
         return summary
 
@@ -623,15 +624,26 @@ class Validation(pl.Callback):
         record = trainer.strategy.broadcast(record, src=0)  # every rank takes the same decisions
         if not isinstance(record, dict) or record.get("metric") != self.metric or not isinstance(record.get("step"), int):
             return
+        if record["step"] <= trainer.global_step:
+            if self.best_breakdown is None and self.best is not None and record["step"] == int(self.best["step"]):
+                # a checkpoint saved before validations kept their breakdown: its best's is in best/'s record
+                self.best_breakdown = _record_breakdown(record)
+            return
         value = record.get(self.metric)
-        if record["step"] <= trainer.global_step or not isinstance(value, (int, float)):
+        if not isinstance(value, (int, float)):
             return
         later = {"step": float(record["step"]), **{key: float(v) for key, v in record.items()
                                                    if key.startswith("val_") and isinstance(v, (int, float))}}
         if not self._improves(later, self.best):
             return
         self.best = later
-        self.best_breakdown = ({"step": record["step"], **{key: record[key] for key in BREAKDOWN_KEYS}}
-                               if all(key in record for key in BREAKDOWN_KEYS) else None)
+        self.best_breakdown = _record_breakdown(record)
         log.info("resumed at step %d: best/ keeps the best %s so far, %.4f at step %d (after the checkpoint)",
                  trainer.global_step, self.metric, value, record["step"])
+
+
+def _record_breakdown(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The breakdown by answer (with its "step") best/'s validation.json records, None where it has none."""
+    if not all(key in record for key in BREAKDOWN_KEYS):
+        return None
+    return {"step": record["step"], **{key: record[key] for key in BREAKDOWN_KEYS}}

@@ -87,7 +87,7 @@ def detect_format(path: Path, label_column: str | None = None) -> str:
                 else "no rows" if is_parquet(path) else "no JSON record")
         raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
-                        "or a .csv/.npz series file; see docs/custom-data.md")
+                        "or a .csv/.tsv/.npz series file; see docs/custom-data.md")
     detected = record_format(first)
     if detected is None and {"instruction", "output"} <= set(first):
         raise FormatUnknown(f"{path}: the first record's fields {sorted(first)} are LLaMA-Factory's alpaca format, which "

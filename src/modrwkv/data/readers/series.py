@@ -435,7 +435,7 @@ class TimeSeriesReader(Reader):
             return self._load_npz(path)
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
-        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv or npz)")
+        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv or npz)")
 
     def _load_csv(self, path: Path) -> list[_Series]:
         try:

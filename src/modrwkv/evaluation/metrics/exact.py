@@ -44,7 +44,8 @@ def gqa_score(predictions: Sequence[str], answers: Sequence[str]) -> float:
     return 100.0 * correct / len(predictions)
 
 
-def label_breakdown(answers: Sequence[str], predictions: Sequence[str | None]) -> dict[str, Any] | None:
+def label_breakdown(answers: Sequence[str], predictions: Sequence[str | None],
+                    options: Sequence[str] = ()) -> dict[str, Any] | None:
     """Per answer, what a classification report gives (scikit-learn's `classification_report`): the records
     with that answer (`samples`), those answered right (`correct`, `recall` in percent), the replies giving
     it (`replied`) and the share of them that were right (`precision`, None when no reply gave it), and the
@@ -52,10 +53,12 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str | None]) -
     compared as exact match compares them (`normalize_short_answer`); an answer, and a wrong reply that is
     one of the answers, is shown as first written, another reply as first replied. A None prediction is a
     reply that gave no answer at all (a multiple-choice reply that selects no option): wrong, and no reply
-    to be confused with. Returns {"per_answer": {answer: counts, ...} in answer order (numbers in numeric
-    order), "replies_outside_answers": how many replies gave none of the answers}, or None unless the
-    answers are a classifier's labels (at most `MAX_LABELS` different ones, `MIN_SAMPLES_PER_LABEL` records
-    each on average)."""
+    to be confused with. `options` are further replies a record may get that are no record's answer (a
+    multiple-choice file's options that are never the right one): each one replied gets a row of 0 samples
+    (`recall` None) with its replies, so that a model selecting it is seen doing so. Returns {"per_answer":
+    {answer: counts, ...} in answer order (numbers in numeric order), "replies_outside_answers": how many
+    replies gave none of the answers and options}, or None unless the answers are a classifier's labels (at
+    most `MAX_LABELS` different ones, `MIN_SAMPLES_PER_LABEL` records each on average)."""
     if len(answers) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
     truths = [normalize_short_answer(answer) for answer in answers]
@@ -65,6 +68,10 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str | None]) -
     if not labels or len(labels) > MAX_LABELS or len(answers) < MIN_SAMPLES_PER_LABEL * len(labels):
         return None
     replies = [None if prediction is None else normalize_short_answer(prediction) for prediction in predictions]
+    for option in options:  # (after the limits: they count the answers the records have)
+        option_key = normalize_short_answer(option)
+        if option_key not in labels and option_key in replies:
+            labels[option_key] = option
     written = dict(labels)  # normalised -> as shown: an answer as written, another reply as first replied
     for reply, prediction in zip(replies, predictions):
         if reply is not None:
@@ -79,11 +86,12 @@ def label_breakdown(answers: Sequence[str], predictions: Sequence[str | None]) -
             confusions[truth][reply] += 1
     per_answer = {}
     # numbers in numeric order (2 before 10: digits, class indices), other labels as Python sorts text
-    numeric = all(_is_number(written) for written in labels.values())
+    numeric = all(_is_number(label) for label in labels.values())
     for label, answer in sorted(labels.items(), key=lambda item: (float(item[1]) if numeric else 0.0, item[1])):
         confused = confusions[label].most_common(1)
         per_answer[answer] = {
-            "samples": samples[label], "correct": correct[label], "recall": 100.0 * correct[label] / samples[label],
+            "samples": samples[label], "correct": correct[label],
+            "recall": 100.0 * correct[label] / samples[label] if samples[label] else None,
             "replied": replied[label],
             "precision": 100.0 * correct[label] / replied[label] if replied[label] else None,
             "confused_with": written[confused[0][0]] if confused else None,

@@ -54,9 +54,9 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
-            or long_form is not None or caption_prompt is not None or label_column is not None):
+            or long_form is not None or caption_prompt is not None or label_column is not None or baselines):
         raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --label-column, "
-                         "--long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
+                         "--baseline, --long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
                          f"file ({', '.join(SERIES_EXTENSIONS)}) is read by the {CUSTOM_SERIES!r} task with its own "
                          "options")
     return TASKS[CUSTOM_SERIES]

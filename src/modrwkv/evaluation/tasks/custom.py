@@ -438,16 +438,18 @@ class CustomTask(Task):
             # the option selected against the right one: a model that always selects "A" hides behind an
             # accuracy near chance, and shows here as every other right answer's accuracy 0, wrongly "A"
             name = _option_names(records)
+            offered = OPTION_LETTERS[:max(len(r["reference"]["choices"]) for r in records)]
             summary.update(label_breakdown([name(r["reference"]["answers"][0]) for r in records],
                                            [None if score["selected"] is None else name(score["selected"])
-                                            for score in scores]) or {})
+                                            for score in scores],
+                                           options=[name(letter) for letter in offered]) or {})
         return summary
 
 
 def _option_names(records: Sequence[dict[str, Any]]) -> Callable[[str], str]:
-    """How a multiple-choice file's breakdown names an option letter: with its text as the prompt lists it
-    ("B. a cat") when every record offers the same options (a classifier asked to choose), else the letter
-    alone (the options differ from record to record: the letter is where the right one stood)."""
+    """How a multiple-choice file's breakdown names an option letter: "LETTER. text" ("B. a cat") when every
+    record offers the same options (a classifier asked to choose), else the letter alone (the options differ
+    from record to record: the letter is where the right one stood)."""
     first = records[0]["reference"]["choices"]
     if all(r["reference"]["choices"] == first for r in records):
         return lambda letter: f"{letter}. {first[OPTION_LETTERS.index(letter)]}"
