@@ -224,10 +224,30 @@ def test_a_partial_or_foreign_hub_copy_is_refused_naming_what_is_missing(tmp_pat
         get_task("gqa").load(gqa, "testdev-balanced")
     # ScienceQA's minival is no split of the hub copy; a cache folder with two snapshots is ambiguous
     _, scienceqa = both(tmp_path / "s", "scienceqa")
-    with pytest.raises(BenchmarkFileError, match=r"no minival-\*.parquet shards \(it has split\(s\) test, validation\)"):
+    with pytest.raises(BenchmarkFileError, match=r"the hub copy has no split minival \(a part of val LLaVA chose"):
         get_task("scienceqa").load(scienceqa, "minival")
+    # the splits whose submissions need the official files, asked of a hub copy holding only what it is read for
+    _, vqav2 = both(tmp_path / "v", "vqav2")
+    with pytest.raises(BenchmarkFileError, match=r"the hub copy is read for split val; test-dev's submission"):
+        get_task("vqav2").load(vqav2, "test-dev")
+    _, mmbench = both(tmp_path / "m", "mmbench")
+    for given in (mmbench, next((mmbench / "en").glob("dev-*.parquet"))):
+        with pytest.raises(BenchmarkFileError, match=r"the hub copy is read for split dev; the test split's submission"):
+            get_task("mmbench").load(given, "test")
     cache = tmp_path / "datasets--lmms-lab--ScienceQA"
     for revision in ("aaa", "bbb"):
         shutil.copytree(scienceqa, cache / "snapshots" / revision)
     with pytest.raises(BenchmarkFileError, match=r"snapshots: 2 snapshots; give the one to read"):
         get_task("scienceqa").load(cache, "test")
+
+
+def test_a_hub_copy_without_pyarrow_names_the_eval_extra(tmp_path, monkeypatch):
+    """Reading a benchmark's Parquet files needs pyarrow: without it, one line naming `modrwkv[eval]` (what an
+    evaluation installs), not the training extra the data readers name."""
+    from modrwkv.extras import MissingExtraError
+
+    _, hub = both(tmp_path, "pope")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # import pyarrow.parquet now fails
+    with pytest.raises(MissingExtraError, match=r"reading a benchmark's Parquet files needs the 'pyarrow' package, "
+                       r"which is not installed: pip install 'modrwkv\[eval\]'"):
+        get_task("pope").load(hub, "all")

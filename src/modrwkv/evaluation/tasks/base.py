@@ -282,7 +282,8 @@ def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
 _SHARD = re.compile(r"^(?P<split>.+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[0-9a-f]+)?\.parquet$")
 
 
-def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str) -> list[Path] | None:
+def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str,
+               refusal: str | None = None) -> list[Path] | None:
     """The Parquet shards of `split` in a Hugging Face hub copy of a benchmark (lmms-eval's copies), or
     None when `data` holds no Parquet shards at all (it is the official layout, read as such).
 
@@ -291,7 +292,9 @@ def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str) -> l
     any (the config's folder: `data/` for a default config, `ScienceQA-IMG/`, `en/`); that folder
     itself; the cache's `datasets--ORG--NAME` folder, when it holds one snapshot; or one shard, which
     stands for every shard of its split beside it. Every shard of the split must be there: a partial
-    download is an error naming the missing ones, not a benchmark scored on some of its questions."""
+    download is an error naming the missing ones, not a benchmark scored on some of its questions.
+    `refusal`: the split asked for is not read from a hub copy, and this says why (an error when `data` is one,
+    before its shards are looked for: the split's absence would be the less useful message)."""
     if data.is_file():
         if data.suffix != ".parquet":
             return None
@@ -299,6 +302,8 @@ def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str) -> l
         if match is None:
             raise BenchmarkFileError(f"{data}: not named as a Hugging Face split's shard "
                                      f"(<split>-00000-of-00001.parquet). Expected layout:\n{layout}")
+        if refusal is not None:
+            raise BenchmarkFileError(f"{data}: {refusal}. Expected layout:\n{layout}")
         if match["split"] != split:
             raise BenchmarkFileError(f"{data}: a shard of split {match['split']!r}; this evaluation reads split "
                                      f"{split!r}. Expected layout:\n{layout}")
@@ -311,6 +316,8 @@ def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str) -> l
         data = revisions[0]
     for folder in (*(data / name for name in folders), data):
         if any(_SHARD.match(path.name) for path in folder.glob("*.parquet")):
+            if refusal is not None:
+                raise BenchmarkFileError(f"{data}: {refusal}. Expected layout:\n{layout}")
             return _complete_shards(folder, split, layout)
     return None
 
@@ -344,7 +351,9 @@ def parquet_rows(path: Path, columns: Sequence[str], layout: str) -> Iterator[tu
     a benchmark's thousands of images are not held in memory); a file without them is refused naming
     what is missing."""
     from ...data.readers.base import DataError, open_parquet, parquet_records
+    from ...extras import require
 
+    require("pyarrow.parquet", "eval", "reading a benchmark's Parquet files")  # (the readers name [train])
     try:
         with open_parquet(path) as handle:
             names = handle.schema_arrow.names

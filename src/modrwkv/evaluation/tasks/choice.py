@@ -81,8 +81,9 @@ scienceqa/
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
-        # minival (a part of val) is no split of the hub copy: asked for, its shards are missing
-        shards = hub_shards(data, ["ScienceQA-IMG", "data"], self.hub_splits.get(split, split), self.layout)
+        shards = hub_shards(data, ["ScienceQA-IMG", "data"], self.hub_splits.get(split, split), self.layout,
+                            refusal=None if split in self.hub_splits else f"the hub copy has no split {split} (a part "
+                            "of val LLaVA chose, listed in the official pid_splits.json); give the official files")
         if shards is not None:
             return self._load_hub(shards)
         expect_dir(data, "the ScienceQA files", self.layout)
@@ -172,11 +173,10 @@ mmbench/
         return vision_paper(self.name)
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
-        shards = hub_shards(data, ["en", "data"], split, self.layout)
+        shards = hub_shards(data, ["en", "data"], "dev", self.layout,
+                            refusal=None if split == "dev" else "the hub copy is read for split dev; the test split's "
+                            "submission is made from the official MMBench_TEST_EN.tsv")
         if shards is not None:
-            if split != "dev":
-                raise BenchmarkFileError(f"{data}: the hub copy is read for split dev; the test split's submission "
-                                         f"is made from the official MMBench_TEST_EN.tsv. Expected layout:\n{self.layout}")
             return [self._sample(row, hub_image(row, where), where) for shard in shards
                     for where, row in parquet_rows(shard, ("index", "question", "hint", "A", "B", "answer",
                                                            "category", "image"), self.layout)]
