@@ -264,6 +264,44 @@ def test_embedded_images_stay_in_the_file_until_a_sample_is_built(tmp_path, monk
     assert QAReader(path).count_records() == 96
 
 
+
+def test_listing_a_files_records_leaves_the_bytes_every_row_has_unread(tmp_path, monkeypatch):
+    """Listing the records reads every column but the media bytes every row of a row group has (a hub copy of
+    VQAv2 is tens of GB of images, which listing its questions read whole): the records are those a read of
+    every column gives, and the bytes columns are not asked of pyarrow. Bytes a row may lack (a null image, null
+    bytes beside a path), and bytes in a list, are read, as what they hold decides the record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from modrwkv.data.readers import base
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table({
+        "image": pa.array([{"bytes": b"a", "path": "a.png"}, {"bytes": b"b", "path": None}] * 3, image),
+        "maybe": pa.array([{"bytes": b"c", "path": None}, None, {"bytes": None, "path": "d.png"}] * 2, image),
+        "raw": pa.array([b"e"] * 6), "images": pa.array([[{"bytes": b"f", "path": None}]] * 6, pa.list_(image)),
+        "answer": ["7", "1"] * 3})
+    path = tmp_path / "rows.parquet"
+    pq.write_table(table, path, row_group_size=4)  # two row groups: 4 rows and 2
+
+    def cell(row: int, column: str, *keys):
+        group, at = divmod(row, 4)
+        return ParquetBytes(str(path), group, at, column, keys)
+
+    expected = [{"image": {"bytes": cell(i, "image", "bytes"), "path": ["a.png", None][i % 2]},
+                 "maybe": [{"bytes": cell(i, "maybe", "bytes"), "path": None}, None,
+                           {"bytes": None, "path": "d.png"}][i % 3],
+                 "raw": cell(i, "raw"), "images": [{"bytes": cell(i, "images", 0, "bytes"), "path": None}],
+                 "answer": ["7", "1"][i % 2]} for i in range(6)]
+    asked = []
+    real = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches",
+                        lambda self, *args, **kwargs: asked.append(kwargs.get("columns")) or real(self, *args, **kwargs))
+    assert [load() for _, load in base.parquet_records(path)] == expected
+    assert asked == [["image.path", "maybe", "images", "answer"]] * 2
+    assert [cell(i, "image", "bytes").read() for i in range(2)] == [b"a", b"b"]  # where the records point
+
+
 def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     jsonl, records = digits(tmp_path / "digits", 8)
     llava = tmp_path / "digits" / "llava.jsonl"

@@ -534,8 +534,11 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     index, name = 0, str(path)
     with open_parquet(path) as handle:
         _warn_of_big_row_groups(path, handle)
+        names = handle.schema_arrow.names
         for row_group in range(handle.num_row_groups):
-            batches, row = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group]), 0
+            columns, unread = _listed_columns(handle, row_group)
+            batches = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group], columns=columns)
+            row = 0
             while True:
                 try:
                     batch = next(batches, None)
@@ -546,9 +549,52 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     break
                 for record in batch.to_pylist():
                     where = functools.partial(ParquetBytes, name, row_group, row)
-                    yield f"{path}:row {index}", _constant({column: _refer_to_bytes(value, column, (), where)
-                                                            for column, value in record.items()})
+                    for column, fields in unread.items():  # bytes every row has, left in the file
+                        record[column] = b"" if fields is None else {
+                            key: b"" if skipped else record[column][key] for key, skipped in fields.items()}
+                    yield f"{path}:row {index}", _constant({column: _refer_to_bytes(record[column], column, (), where)
+                                                            for column in names})
                     index, row = index + 1, row + 1
+
+
+def _listed_columns(handle: Any, row_group: int) -> tuple[list[str], dict[str, dict[str, bool] | None]]:
+    """What listing a row group's records reads: every column but the media bytes that every row of the row group
+    has (a binary column, or a struct's binary field, as `datasets` stores an `Image()` / `Audio()`: {"bytes",
+    "path"}, whose statistics count no null; a leaf's nulls count its struct's), which the records only point to
+    (`ParquetBytes`); and the columns left unread: None for a binary column, else the struct's fields in order,
+    True for those unread. Reading them would read every image of a data set to list its questions (a hub copy of
+    VQAv2 is tens of GB); bytes that may be null (no statistics, a null counted) or sit in a list are read, for
+    what they hold decides what the record is."""
+    import pyarrow
+
+    def is_binary(data_type: Any) -> bool:
+        return pyarrow.types.is_binary(data_type) or pyarrow.types.is_large_binary(data_type)
+
+    metadata = handle.metadata.row_group(row_group)
+    never_null = set()
+    for i in range(metadata.num_columns):
+        chunk = metadata.column(i)
+        if chunk.statistics is not None and chunk.statistics.has_null_count and chunk.statistics.null_count == 0:
+            never_null.add(chunk.path_in_schema)
+    columns: list[str] = []
+    unread: dict[str, dict[str, bool] | None] = {}
+    for field in handle.schema_arrow:
+        if is_binary(field.type) and field.name in never_null:
+            unread[field.name] = None
+            continue
+        if pyarrow.types.is_struct(field.type):
+            children = [field.type.field(k) for k in range(field.type.num_fields)]
+            skipped = {child.name: is_binary(child.type) and f"{field.name}.{child.name}" in never_null
+                       for child in children}
+            kept = [child for child in children if not skipped[child.name]]
+            # (a struct read through its other fields only: those must be plain values, one leaf each)
+            if any(skipped.values()) and kept and not any(pyarrow.types.is_nested(child.type) or is_binary(child.type)
+                                                          for child in kept):
+                columns += [f"{field.name}.{child.name}" for child in kept]
+                unread[field.name] = skipped
+                continue
+        columns.append(field.name)
+    return columns, unread
 
 
 def _column_bytes(row_group: Any, column: str) -> int:
