@@ -8,9 +8,11 @@
         packages: nothing is downloaded.
     python bench/forecasting.py report --eval RUN_FOLDER --period M [--plot PNG]
         Reads a finished `modrwkv eval --task custom-series` run, rebuilds its test windows, and
-        prints the model's MSE / MAE beside four baselines on exactly those windows (standardised
-        values, as the run scores them):
+        prints the model's MSE / MAE beside five baselines on exactly those windows (standardised
+        values, as the run scores them; a gap in a look-back read as the window's mean, as the model
+        reads it), those `modrwkv eval` itself reports beside the model (of the model's own season):
           repeat-last              the look-back's last value
+          look-back mean           the look-back's mean
           seasonal naive           the value one period M earlier
           train mean               the training rows' mean (0 after the train-split scaler)
           seasonal naive + drift   seasonal naive plus the look-back's mean change over one period
@@ -18,7 +20,7 @@
     python bench/forecasting.py baselines CSV --lookback L --horizon H --period M [--eval RUN ...]
         The baseline table of docs/forecasting.md for one CSV: on the val and test windows that
         `modrwkv eval --task custom-series [--split val]` scores (70/10/20 rows, train scaler,
-        stride 1), MSE and MAE of repeat-last (naive), seasonal naive, seasonal naive + drift, and
+        stride 1), MSE and MAE of repeat-last (naive), look-back mean, seasonal naive, seasonal naive + drift, and
         a ridge regression (scikit-learn) of the correction to seasonal naive + drift on the
         instance-normalised look-back (the model's own input), fitted on the training windows with
         its alpha chosen on the val windows; with --eval, the ModRWKV rows of finished eval runs.
@@ -84,9 +86,7 @@ def report(run: Path, period: int, plot: Path | None) -> None:
     samples = {s.id: s for s in task.load(Path(summary["data"]), summary["split"])}
     records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     chosen = [samples[r["id"]] for r in records]
-    windows = np.stack([np.asarray(s.series[0], dtype=np.float64) for s in chosen])
-    if np.isnan(windows).any():
-        raise ValueError("test look-backs with gaps: the baselines need complete windows")
+    windows = np.stack([np.asarray(s.series[0], dtype=np.float64) for s in chosen])  # a gap: its window's mean
     truth = np.stack([np.asarray(s.reference["target"], dtype=np.float64) for s in chosen])
     forecasts = {MODEL: np.array([r["forecast"] for r in records], dtype=np.float64)}
     forecasts.update(forecast_baselines(windows, task.horizon, period))
@@ -158,7 +158,7 @@ def baselines(path: Path, lookback: int, horizon: int, period: int, runs: list[P
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for split in ("val", "test"):
         past, truth = windows[split]
-        forecasts = {name: values for name, values in forecast_baselines(np.nan_to_num(past), horizon, period).items()
+        forecasts = {name: values for name, values in forecast_baselines(past, horizon, period).items()
                      if name != "train mean"}
         forecasts[f"ridge (alpha {ridge.alpha:g}, chosen on val)"] = ridge.predict(past)
         for name, values in forecasts.items():

@@ -302,6 +302,8 @@ def test_report_shows_only_the_supplied_baselines(tmp_path, capsys):
     assert "--metric apply to --task custom only" in capsys.readouterr().err
     assert main(["eval", "--model", str(model), "--task", "custom", "--data", str(data), "--baseline", "lr"]) == 2
     assert "expected NAME=NUMBER" in capsys.readouterr().err
+    assert main(["eval", "--model", str(model), "--task", "gqa", "--data", str(gqa_like), "--baseline", "lr=1"]) == 2
+    assert "--baseline: gqa takes no such option (custom, custom-series do)" in capsys.readouterr().err
 
 
 def test_eval_refuses_a_media_folder_not_there_and_says_when_no_file_reads_it(tmp_path, monkeypatch, capsys, caplog):

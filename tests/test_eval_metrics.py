@@ -9,6 +9,7 @@ import jiwer
 import numpy as np
 import pytest
 
+from modrwkv.data.readers.series import forecast_baseline, instance_stats
 from modrwkv.evaluation.metrics import (
     apply_standard,
     cer,
@@ -464,6 +465,27 @@ def test_forecast_baselines_by_hand():
     assert whole["seasonal naive"].tolist() == [[1.0, 2.0]] and "seasonal naive + drift" not in whole
     with pytest.raises(ValueError, match="period"):
         forecast_baselines(window, 2, period=7)
+
+
+def test_forecast_baselines_read_a_gap_as_the_look_back_mean_by_hand():
+    """A gap (NaN) in a look-back is the window's mean, as the model reads it: a look-back ending in a gap
+    repeats its mean, and no baseline is NaN."""
+    windows = np.array([[1.0, np.nan, 3.0, 5.0, 6.0, 7.0],    # mean 22 / 5 = 4.4 fills the gap
+                        [2.0, 4.0, 6.0, 8.0, 10.0, np.nan]])  # mean 6: also its repeat-last
+    got = forecast_baselines(windows, horizon=4, period=3)
+    assert got["repeat-last"].tolist() == [[7.0] * 4, [6.0] * 4]
+    np.testing.assert_allclose(got["look-back mean"], [[4.4] * 4, [6.0] * 4])
+    assert got["seasonal naive"].tolist() == [[5.0, 6.0, 7.0, 5.0], [8.0, 10.0, 6.0, 8.0]]
+    # drift: mean change over one period, (4 + (6 - 4.4) + 4) / 3 = 3.2 and (6 + 6 + 0) / 3 = 4
+    np.testing.assert_allclose(got["seasonal naive + drift"], [[8.2, 9.2, 10.2, 11.4], [12.0, 14.0, 10.0, 16.0]])
+    # the seasonal naive forecast the model itself adds: on the window normalised by its own statistics, gaps 0
+    for window, naive in zip(windows, got["seasonal naive"], strict=True):
+        mean, scale = instance_stats(window)
+        normalised = np.nan_to_num((window - mean) / scale)
+        np.testing.assert_allclose(forecast_baseline(normalised, 4, 3) * scale + mean, naive)
+    assert set(forecast_baselines(windows, 4)) == {"repeat-last", "look-back mean", "train mean"}  # no period
+    with pytest.raises(ValueError, match="no observed value"):
+        forecast_baselines(np.array([[np.nan, np.nan]]), 2)
 
 
 def test_label_breakdown_counts_by_hand():

@@ -31,8 +31,9 @@ from modrwkv.evaluation import (
     run_eval,
 )
 from modrwkv.data.readers import TimeSeriesReader
+from modrwkv.evaluation.report import baseline_comparison, format_metric
 from modrwkv.evaluation.runner import read_predictions
-from modrwkv.evaluation.tasks import TASKS, CustomTask, custom_task
+from modrwkv.evaluation.tasks import TASKS, CustomTask, PaperResult, custom_task
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 CHOICE = "\nAnswer with the option's letter from the given choices directly."
@@ -279,22 +280,89 @@ class ForecastPipeline:
                 for w in windows]
 
 
-def test_custom_series_eval_scores_the_pipeline_forecasts_and_reports_them_alone(tmp_path, weights):
+def test_custom_series_eval_scores_the_pipeline_forecasts_beside_the_naive_ones(tmp_path, weights):
+    """The model's forecasts are scored, and shown beside simple forecasts of the same windows: a pipeline that
+    forecasts repeat-last scores exactly the repeat-last baseline (computed apart, from the samples)."""
     path, _ = write_custom_csv(tmp_path / "mine.csv")
     task = get_task("custom-series").configure(lookback=24, horizon=6)
     result = run_eval(task, path, tmp_path / "out", model=weights, load_pipeline=ForecastPipeline, batch_size=16)
     samples = task.load(path, "test")
     inputs = np.array([s.series[0][-1] for s in samples])[:, None]
     targets = np.array([s.reference["target"] for s in samples])
-    assert result.summary["metrics"]["mse"] == pytest.approx(np.mean((inputs - targets) ** 2))
-    assert result.summary["paper"] == [] and result.summary["metrics"]["unparsed"] == 0
+    metrics = result.summary["metrics"]
+    assert metrics["mse"] == pytest.approx(np.mean((inputs - targets) ** 2)) and metrics["unparsed"] == 0
+    assert list(metrics["baselines"]) == ["repeat-last", "look-back mean", "train mean"]  # no model season
+    assert metrics["baselines"]["repeat-last"] == {"mse": pytest.approx(metrics["mse"], rel=1e-12),
+                                                   "mae": pytest.approx(metrics["mae"], rel=1e-12)}
+    means = np.array([np.mean(s.series[0]) for s in samples])[:, None]
+    assert metrics["baselines"]["look-back mean"]["mse"] == pytest.approx(np.mean((means - targets) ** 2))
+    assert metrics["baselines"]["train mean"]["mae"] == pytest.approx(np.mean(np.abs(targets)))
+    # beside the model's number as --baseline numbers are: a column each
+    assert result.summary["paper"] == [{"model": name, "value": scores["mse"]}
+                                       for name, scores in metrics["baselines"].items()]
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| custom series | test | 70 | MSE (standardised) |" in report and "paper" not in report.split("##")[0]
+    row = next(line for line in report.splitlines() if line.startswith("| custom series | test | 70 |"))
+    mse_cell = format_metric(metrics["mse"])
+    columns = " | ".join(f"{metrics['baselines'][name]['mse']:g}" for name in ("repeat-last", "look-back mean", "train mean"))
+    assert row == f"| custom series | test | 70 | MSE (standardised) | {mse_cell} | {columns} |"
+    assert "| repeat-last | look-back mean | train mean |" in report
+    assert (f"- baselines on the same windows, MSE (standardised): repeat-last {mse_cell}, look-back mean "
+            f"{format_metric(metrics['baselines']['look-back mean']['mse'])}") in report
+    lowest = metrics["baselines"]["look-back mean"]["mse"]  # these windows' best: the model is repeat-last
+    assert lowest < metrics["mse"] and f"the model's {mse_cell} is " \
+        f"{(metrics['mse'] - lowest) / lowest * 100:.0f}% higher than the best of them (look-back mean)" in report
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["task_options"] == {"lookback": 24, "horizon": 6, "targets": None, "samples": 1}
     with pytest.raises(ValueError, match="task_options"):  # the same folder with other settings is refused
         run_eval(get_task("custom-series").configure(lookback=12, horizon=6), path, tmp_path / "out", model=weights,
                  load_pipeline=ForecastPipeline)
+
+
+def test_naive_baselines_of_real_series_with_the_models_season(tmp_path):
+    """statsmodels' yearly sunspots (309 years, the solar cycle 11) as a user's CSV, evaluated with a model folder
+    whose series encoder has season 11: the seasonal-naive baselines take that period, and every baseline is
+    what indexing the standardised series gives; co2's weekly series has empty cells, and no baseline is NaN."""
+    import statsmodels.api as sm
+
+    from modrwkv.multimodal.model import FORMAT
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "format": FORMAT, "lm": {"n_embd": 64, "n_layer": 1}, "adapters": {"series": {}}, "template": "rwkv",
+        "splice": "replace", "ctx_len": 4096,
+        "encoders": {"series": {"name": "wavenet", "config": {"season": 11, "drift": True}}}}))
+    years = sm.datasets.sunspots.load_pandas().data
+    path = tmp_path / "sunspots.csv"
+    years.to_csv(path, index=False)
+    task = custom_task(path, baselines={"ARIMA": 0.5}).configure(lookback=33, horizon=8)
+    result = run_eval(task, path, tmp_path / "out", model=ModelSpec(str(folder)), load_pipeline=ForecastPipeline)
+    got = result.summary["metrics"]["baselines"]
+    assert list(got) == ["repeat-last", "look-back mean", "train mean", "seasonal naive (period 11)",
+                         "seasonal naive (period 11) + drift"]
+    values = years["SUNACTIVITY"].to_numpy()
+    n_train, n_test = int(309 * 0.7), int(309 * 0.2)
+    series = (values - values[:n_train].mean()) / values[:n_train].std()
+    cuts = np.arange(309 - n_test, 309 - 8 + 1)  # the first step of each test window's target
+    truth = np.stack([series[c:c + 8] for c in cuts])
+    forecasts = {"repeat-last": np.repeat(series[cuts - 1, None], 8, axis=1),
+                 "look-back mean": np.stack([np.repeat(series[c - 33:c].mean(), 8) for c in cuts]),
+                 "train mean": np.zeros_like(truth),
+                 "seasonal naive (period 11)": np.stack([series[c - 11 + np.arange(8)] for c in cuts])}
+    for name, forecast in forecasts.items():  # the reader holds windows in float32, as the model is scored on them
+        assert got[name]["mse"] == pytest.approx(np.mean((forecast - truth) ** 2), rel=1e-6), name
+        assert got[name]["mae"] == pytest.approx(np.mean(np.abs(forecast - truth)), rel=1e-6), name
+    assert [p["model"] for p in result.summary["paper"]] == ["ARIMA", *got]  # the user's, then the computed ones
+    assert baseline_comparison(result.summary).startswith(
+        f"baselines on the same windows, MSE (standardised): repeat-last {format_metric(got['repeat-last']['mse'])}, ")
+
+    weeks = sm.datasets.co2.load_pandas().data.iloc[:400]  # its first 400 weeks: the test rows have empty cells
+    co2 = tmp_path / "co2.csv"
+    weeks.to_csv(co2, index_label="date")
+    samples = get_task("custom-series").load(co2, "test")
+    assert np.isnan(samples[0].series[0][-1]) and all(np.isnan(s.series[0]).any() for s in samples)  # gaps, one last
+    scores = get_task("custom-series").computed_baselines(samples)
+    assert all(np.isfinite(value) for score in scores.values() for value in score.values())
 
 
 def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
@@ -320,8 +388,13 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
         custom_task([npz, tmp_path / "x.jsonl"])
     with pytest.raises(ValueError, match=r"a series file \(.csv, .tsv, .npz\) is read by the 'custom-series'"):
         custom_task(tsv, prompt="{question}")
-    with pytest.raises(ValueError, match="--baseline, --long-form"):  # (custom-series reports no baselines)
-        custom_task(npz, baselines={"seasonal naive": 0.41})
+    with pytest.raises(ValueError, match="--label-column, --long-form"):
+        custom_task(npz, label_column="x")
+    # other methods' MSE on these windows, given as for records, beside the simple forecasts computed here
+    given = custom_task(npz, baselines={"ARIMA": 0.41})
+    assert isinstance(given, type(TASKS["custom-series"]))
+    assert given.paper_results("test") == [PaperResult("ARIMA", 0.41)]
+    assert "--baseline" in given.paper_note and "baselines" not in given.configure(lookback=24).options
     with pytest.raises(BenchmarkFileError, match=r"expected a series file \(.csv, .tsv or .npz\)"):
         get_task("custom-series").load(tmp_path, "test")
 

@@ -16,6 +16,7 @@ from test_pipeline import series, tiny_pipeline
 
 from modrwkv.data.readers import parse_forecast
 from modrwkv.data.readers.series import cut_forecast
+from modrwkv.evaluation.report import format_metric
 from modrwkv.generation import NumberListConstraint, mask_logits
 from modrwkv.tokenizer import WorldTokenizer
 
@@ -304,9 +305,24 @@ def test_a_linear_baseline_forecaster_writing_zeros_forecasts_the_ridge_forecast
     with pytest.raises(ValueError, match="fitted for a horizon of 8 steps; forecast at most 8, not 9"):
         pipe.forecast(past[0], 9)
     assert main(["eval", "--task", "custom-series", "--data", str(path), "--model", str(run / "final"), "--lookback",
-                 "32", "--horizon", "8", "--limit", "1", "--output", str(tmp_path / "eval"), "--no-progress"]) == 0
+                 "32", "--horizon", "8", "--limit", "1", "--output", str(tmp_path / "eval"), "--no-progress",
+                 "--baseline", "ARIMA=0.25"]) == 0
     [record] = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(record["forecast"], pipe.forecast(past[0], 8).values, rtol=1e-5)
+    # beside the given baseline and simple forecasts of the same window, the seasonal ones of the model's season
+    # (its saved config)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    baselines = summary["metrics"]["baselines"]
+    assert summary["paper"][0] == {"model": "ARIMA", "value": 0.25} and "--baseline" in summary["paper_note"]
+    truth = load_bench().split_windows(path, "test", 32, 8)[1][:1]
+    naive = np.repeat(past[:1, -1:], 8, axis=1)
+    seasonal = past[:1, 32 - 12 + np.arange(8) % 12]
+    assert baselines["repeat-last"]["mse"] == pytest.approx(np.mean((naive - truth) ** 2), rel=1e-6)
+    assert baselines["seasonal naive (period 12)"]["mae"] == pytest.approx(np.mean(np.abs(seasonal - truth)), rel=1e-6)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"baselines on the same windows, MSE (standardised): repeat-last "
+                           f"{format_metric(baselines['repeat-last']['mse'])}, look-back mean ") and \
+        f"seasonal naive (period 12) {format_metric(baselines['seasonal naive (period 12)']['mse'])}, " in last
     # training targets: the future minus this same baseline, in hundredths of the window's scale
     reader = TimeSeriesReader(path, lookback=32, horizon=8, split="test", standardize=True, season=12, drift=True,
                               linear_baseline=encoder.linear())

@@ -1117,7 +1117,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         "question with LLaVA-1.5's prompts, decodes greedily in batches, and writes predictions.jsonl, "
         "summary.json and report.md (our numbers beside the paper's) to --output. --task custom reads your own "
         "held-out file in its training format (qa, llava, openai, sharegpt, asr), asks in the layout training "
-        "used, and compares only with --baseline numbers. Rerunning with the same --output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
+        "used, and compares only with --baseline numbers. Forecasts are shown beside simple forecasts of the same "
+        "windows (repeat-last, look-back mean, ...). Rerunning with the same --output resumes; --num-shards/--shard-index split the work over processes or machines sharing "
         "--output, and the last shard to finish (or --merge) writes the summary.",
     )
     _add_model_options(p)
@@ -1188,8 +1189,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                         "'{question} Answer with one word.' ({choices}: the lettered options)")
     custom.add_argument("--media-folder", metavar="DIR", help="where media paths point (default: the file's folder)")
     custom.add_argument("--baseline", action="append", default=[], metavar="NAME=VALUE",
-                        help="a number to show beside the model's in report.md (repeatable); a custom data set "
-                        "is compared with nothing else")
+                        help="a number to show beside the model's in report.md (repeatable; of a series file or "
+                        "--task custom-series: another method's MSE on the same windows); a custom data set of records "
+                        "is compared with nothing else, a series with these and the simple forecasts computed on its "
+                        "windows")
     _add_image_limit(p)
     p.set_defaults(handler=_run_eval)
 
@@ -1247,13 +1250,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
-    from modrwkv.evaluation.report import format_metric, weakest_answer
+    from modrwkv.evaluation.report import baseline_comparison, format_metric, weakest_answer
 
     from modrwkv.data.readers.series import series_prompt_problem
     from modrwkv.evaluation.tasks import custom_task
 
     custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
-                      "--baseline": args.baseline, "--caption-prompt": args.caption_prompt,
+                      "--caption-prompt": args.caption_prompt,
                       "--label-column": args.label_column}
     problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
     if problem:
@@ -1283,6 +1286,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         "targets": ("--target", args.target, "custom-series"),
         "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
         "long_form": ("--long-form", None if args.task == "custom" else long_form, "librispeech, aishell, custom"),
+        "baselines": ("--baseline", None if args.task == "custom" or not args.baseline else _baselines(args.baseline),
+                      "custom, custom-series"),
     }
     options = {name: value for name, (_, value, _) in settings.items() if value is not None}
     refused = [settings[name] for name in options if name not in task.settings]
@@ -1337,6 +1342,8 @@ def _run_eval(args: argparse.Namespace) -> int:
               f"({result.generated} generated now)"
               f"{'; forecasts: the baseline alone, not decoded (--force-model decodes)' if source else ''}; "
               f"report: {output / 'report.md'}")
+        if comparison := baseline_comparison(result.summary):
+            print(comparison)
         if result.summary["metrics"].get("per_answer"):
             print(f"lowest accuracy of an answer: {weakest_answer(result.summary['metrics']['per_answer'])} "
                   "(every answer in report.md)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["format_metric", "format_report", "per_answer_table", "weakest_answer"]
+__all__ = ["baseline_comparison", "format_metric", "format_report", "per_answer_table", "weakest_answer"]
 
 
 def format_metric(value: Any) -> str:
@@ -21,6 +21,29 @@ def format_metric(value: Any) -> str:
         return f"{value:.2f}"
     # three significant digits below 0.1: a forecast's MSE of 0.00325 is not 0.003
     return f"{value:.3f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3g}"
+
+
+def baseline_comparison(summary: Mapping[str, Any]) -> str:
+    """The model's headline number against the simple methods' on the same samples (`metrics.baselines`; an
+    error, lower is better, as the forecasting tasks' MSE), for a run's last line and its report: "baselines
+    on the same windows, MSE (standardised): repeat-last 0.412, look-back mean 0.530: the model's 0.301 is 27%
+    lower than the best of them (repeat-last)"; "" for a run without."""
+    baselines, metric = summary["metrics"].get("baselines") or {}, summary["headline"]["metric"]
+    value = summary["headline"]["value"]
+    if not baselines or not isinstance(value, (int, float)):
+        return ""
+    listed = ", ".join(f"{name} {format_metric(scores[metric])}" for name, scores in baselines.items())
+    best_name, best = min(((name, scores[metric]) for name, scores in baselines.items()), key=lambda item: item[1])
+    if format_metric(value) == format_metric(best):
+        relation = "level with the best of them"
+    elif best == 0:
+        relation = "above the best of them, which is exact"
+    else:
+        change = abs(value - best) / best * 100
+        relation = f"{change:.0f}% {'lower' if value < best else 'higher'} than the best of them"
+    what = "windows" if "windows" in summary["metrics"] else "samples"  # a forecasting task's samples are windows
+    return (f"baselines on the same {what}, {summary['headline']['label']}: {listed}: the model's "
+            f"{format_metric(value)} is {relation} ({best_name})")
 
 
 def _published(value: float | None) -> str:
@@ -65,6 +88,10 @@ def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
                          "not comparable with the published numbers")
         if s["paper_note"]:
             lines.append(f"- note: {s['paper_note']}")
+        if comparison := baseline_comparison(s):
+            maes = ", ".join(f"{name} {format_metric(scores['mae'])}"
+                             for name, scores in s["metrics"]["baselines"].items() if "mae" in scores)
+            lines.append(f"- {comparison}" + (f"; their MAE: {maes}" if maes else ""))
         for key, value in s["metrics"].items():
             if key != s["headline"]["metric"] and not isinstance(value, Mapping):
                 lines.append(f"- {key}: {format_metric(value) if isinstance(value, float) else value}")

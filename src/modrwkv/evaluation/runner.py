@@ -449,6 +449,9 @@ def _finish(task: Task, data: Path | list[Path], output: Path, split: str, selec
     records = [done[s.id] for s in selected]
     write_text_atomically(output / PREDICTIONS_FILE, "".join(dumps(r) + "\n" for r in records))
     metrics = task.summarize(records)
+    baselines = task.computed_baselines(selected) if metrics else {}
+    if baselines:
+        metrics["baselines"] = baselines
     summary = {
         "task": task.name,
         "title": task.title,
@@ -462,7 +465,9 @@ def _finish(task: Task, data: Path | list[Path], output: Path, split: str, selec
         "batch_size": batch_size,
         "metrics": metrics,
         "headline": {"metric": task.headline, "label": task.headline_label, "value": metrics.get(task.headline)},
-        "paper": [dataclasses.asdict(p) for p in task.paper_results(split)],
+        # the simple methods' numbers shown as the numbers given with --baseline are: one column each
+        "paper": [dataclasses.asdict(p) for p in task.paper_results(split)]
+                 + [{"model": name, "value": scores[task.headline]} for name, scores in baselines.items()],
         "paper_note": task.paper_note,
         "server_scored": not metrics,
         "generated_this_run": generated,

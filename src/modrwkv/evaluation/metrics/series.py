@@ -153,32 +153,42 @@ def forecast_windows(
     return views[:, :lookback], views[:, lookback:]
 
 
-def forecast_baselines(windows: ArrayLike, horizon: int, period: int) -> dict[str, np.ndarray]:
+def forecast_baselines(windows: ArrayLike, horizon: int, period: int = 0) -> dict[str, np.ndarray]:
     """The simple forecasts a model must beat, [n, horizon] each, from look-backs [n, lookback]
     of standardised values:
 
-    * repeat-last: the last value, `y[T]`;
-    * seasonal naive: the look-back's last period repeated (each step gets the value one, two, ...
-      periods before it);
+    * repeat-last (naive): the last value, `y[T]`;
+    * look-back mean: the look-back's mean;
     * train mean: 0, the training rows' mean once the train-split scaler is applied;
-    * seasonal naive + drift: seasonal naive plus the look-back's mean change over one period,
-      `mean(y[t] - y[t - period])`, once per period ahead (only when the look-back holds more
-      than one period).
+    * with a `period` (0: none): seasonal naive, the look-back's last period repeated (each step
+      gets the value one, two, ... periods before it); and seasonal naive + drift, plus the
+      look-back's mean change over one period, `mean(y[t] - y[t - period])`, once per period
+      ahead (only when the look-back holds more than one period).
 
-    The seasonal ones are `seasonal_baseline`, what a forecaster with a `season` corrects.
+    A gap (NaN) in a look-back is read as that look-back's mean, as the model reads it (its
+    encoder normalises with the window's own statistics and reads a gap as 0, `instance_stats`):
+    a look-back ending in a gap repeats its mean, and no baseline is NaN. The seasonal ones are
+    `seasonal_baseline`, what a forecaster with a `season` corrects.
     """
     values = np.asarray(windows, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"windows must be [n, lookback], got shape {values.shape}")
     n, lookback = values.shape
-    if not 1 <= period <= lookback:
-        raise ValueError(f"period must lie in [1, lookback={lookback}], got {period}")
-    # the windows as the channels of one look-back: the seasonal baseline a `season` forecaster adds
+    if not 0 <= period <= lookback:
+        raise ValueError(f"period must lie in [1, lookback={lookback}] (0: none), got {period}")
+    gaps = np.isnan(values)
+    if gaps.all(axis=1).any():
+        raise ValueError("a look-back has no observed value")
+    mean = np.nanmean(values, axis=1, keepdims=True) if gaps.any() else values.mean(axis=1, keepdims=True)
+    values = np.where(gaps, mean, values)
     baselines = {
         "repeat-last": np.repeat(values[:, -1:], horizon, axis=1),
-        "seasonal naive": seasonal_baseline(values.T, horizon, period).T,
+        "look-back mean": np.repeat(mean, horizon, axis=1),
         "train mean": np.zeros((n, horizon)),
     }
-    if period < lookback:  # the drift needs two seasons
-        baselines["seasonal naive + drift"] = seasonal_baseline(values.T, horizon, period, drift=True).T
+    if period:
+        # the windows as the channels of one look-back: the seasonal baseline a `season` forecaster adds
+        baselines["seasonal naive"] = seasonal_baseline(values.T, horizon, period).T
+        if period < lookback:  # the drift needs two seasons
+            baselines["seasonal naive + drift"] = seasonal_baseline(values.T, horizon, period, drift=True).T
     return baselines

@@ -37,7 +37,8 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                 caption_prompt: str | None = None, label_column: str | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
     (one, or several as data.train takes them), configured with these options, or, for a series file (.csv,
-    .tsv, .npz; not a Hugging Face metadata.csv), the `custom-series` forecasting task. `label_column` is the
+    .tsv, .npz; not a Hugging Face metadata.csv), the `custom-series` forecasting task (`baselines`: other
+    methods' MSE on its windows). `label_column` is the
     column a hub Parquet file's plain rows are answered with (data.options.label_column)."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
     series = [path for path in given if is_series_file(Path(path))]
@@ -54,12 +55,13 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
-            or long_form is not None or caption_prompt is not None or label_column is not None or baselines):
+            or long_form is not None or caption_prompt is not None or label_column is not None):
         raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --label-column, "
-                         "--baseline, --long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
+                         "--long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
                          f"file ({', '.join(SERIES_EXTENSIONS)}) is read by the {CUSTOM_SERIES!r} task with its own "
                          "options")
-    return TASKS[CUSTOM_SERIES]
+    # --baseline: other methods' MSE on the same windows, shown beside the model's as for records
+    return TASKS[CUSTOM_SERIES].configure(baselines=dict(baselines)) if baselines else TASKS[CUSTOM_SERIES]
 
 
 __all__ = ["CUSTOM_SERIES", "METRICS", "TASKS", "CustomTask", "custom_task",

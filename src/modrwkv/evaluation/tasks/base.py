@@ -138,6 +138,13 @@ class Task(abc.ABC):
         asked (`run_eval` calls it; the custom task: the caption question of WebDataset shards, so that it is
         in the samples' prompts and the run's identity). Nothing by default."""
 
+    def computed_baselines(self, samples: Sequence[EvalSample]) -> dict[str, dict[str, float]]:
+        """Simple methods' metrics on exactly `samples` (name -> {metric: value}, the headline among them),
+        from the data alone (a forecast's look-back and target): what the model's number is to be read
+        against. `run_eval` puts them in the summary (`metrics.baselines`) and beside the model's number in the
+        report. None by default."""
+        return {}
+
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         """Raises ValueError, before anything is generated, for a model this task's settings do not
         fit (e.g. a forecaster trained on another look-back). Nothing by default."""

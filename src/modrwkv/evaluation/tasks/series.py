@@ -19,6 +19,11 @@ and the de-normalised numbers as "forecast", which is what is scored; "complete"
 the reply was cut short (then padded with its last number) and counted as "unparsed"; "source" is
 "baseline" where the model's folder ships its baseline alone (`series_baseline_only`: the forecast is
 the series encoder's, not decoded; `force_model` decodes it anyway), the summary's "source" too.
+
+Beside the model's numbers, the run reports simple forecasts of exactly the windows it scores
+(`computed_baselines`: repeat-last, look-back mean, train mean, and seasonal naive (+ drift) of the
+model's `season`), and for `custom-series` the MSE of other methods the user gives (`baselines`,
+`--baseline NAME=VALUE`), as `custom` shows its baselines.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +49,7 @@ from ...data.readers.series import (
 from ..metrics import (
     apply_standard,
     fit_standard,
+    forecast_baselines,
     forecast_windows,
     long_horizon_split,
     mae,
@@ -62,11 +68,13 @@ from .paper import SERIES
 
 if TYPE_CHECKING:
     from ...inference import ModRWKVPipeline
+    from ..runner import ModelSpec
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = 720
 HORIZON = 96
+BASELINE_CHUNK = 4096  # windows whose baselines are computed at once: Traffic's 2.9M look-backs do not fit together
 
 
 def read_table(path: Path) -> tuple[list[str], np.ndarray]:
@@ -115,6 +123,8 @@ class _Forecasting(Task):
             raise ValueError(f"series_prompt: {problem}")
         self.lookback, self.horizon, self.samples = lookback, horizon, samples
         self.series_prompt = series_prompt  # None: the template the model was trained with
+        # the model's series encoder's `season` (`adopt_model_settings`): the seasonal baselines' period
+        self.model_season = 0
         # decode a model saved with series_baseline_only anyway (`ModRWKVPipeline.forecast_batch`), for analysis
         self.force_model = force_model
 
@@ -136,6 +146,37 @@ class _Forecasting(Task):
         default. The model is asked with the template it was trained with unless `series_prompt` is
         given (`ModRWKVPipeline.forecast_batch`), which `generate` records as the prediction's prompt."""
         return series_user_turn(series_prompt_template(self.series_prompt, multivariate=False), self.horizon, 1)
+
+    def adopt_model_settings(self, model: ModelSpec) -> None:
+        """The period of the model's seasonal baseline (its series encoder's `season`, in its folder's
+        config.json), for the seasonal-naive baselines (`computed_baselines`); none for a released checkpoint
+        or a model without one."""
+        from ...multimodal.model import is_modrwkv_folder, read_config
+
+        path = Path(model.path)
+        encoder = (read_config(path).get("encoders") or {}).get("series") if is_modrwkv_folder(path) else None
+        season = ((encoder or {}).get("config") or {}).get("season", 0)
+        self.model_season = season if isinstance(season, int) and not isinstance(season, bool) and season > 0 else 0
+
+    def computed_baselines(self, samples: Sequence[EvalSample]) -> dict[str, dict[str, float]]:
+        """MSE and MAE of the simple forecasts (`forecast_baselines`: repeat-last, look-back mean, train mean, and
+        with the model's `season` seasonal naive (+ drift)) of exactly these windows: their look-backs and targets,
+        standardised with the train-split scaler as the model's forecasts are scored. In chunks: a benchmark's
+        look-backs (Traffic: 862 channels x 3.4k windows x 720 steps) do not fit in memory at once."""
+        if not samples:
+            return {}
+        period = self.model_season if self.model_season <= self.lookback else 0
+        totals: dict[str, np.ndarray] = {}
+        for start in range(0, len(samples), BASELINE_CHUNK):
+            chunk = samples[start:start + BASELINE_CHUNK]
+            past = np.stack([np.asarray(s.series[0], dtype=np.float64).reshape(-1) for s in chunk])
+            truth = np.array([s.reference["target"] for s in chunk], dtype=np.float64)
+            for name, forecast in forecast_baselines(past, self.horizon, period).items():
+                name = name.replace("seasonal naive", f"seasonal naive (period {period})")
+                error = forecast - truth
+                totals[name] = totals.get(name, np.zeros(2)) + [np.square(error).sum(), np.abs(error).sum()]
+        count = len(samples) * self.horizon
+        return {name: {"mse": float(sse / count), "mae": float(sae / count)} for name, (sse, sae) in totals.items()}
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         trained = getattr(getattr(pipeline, "model", None), "series_lookback", None)
@@ -238,17 +279,33 @@ class CustomSeries(_Forecasting):
     name = "custom-series"
     splits = ("test", "val")
     title = "custom series"
-    paper_note = "a custom data set: there are no published numbers to compare with"
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
             one numeric column per series; empty cells allowed; FILE.tsv: the same, tab-separated)
 FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one per column)"""
 
-    settings = (*_Forecasting.settings, "targets")
+    settings = (*_Forecasting.settings, "targets", "baselines")
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
-                 samples: int = 1, series_prompt: str | None = None, force_model: bool = False) -> None:
+                 samples: int = 1, series_prompt: str | None = None, force_model: bool = False,
+                 baselines: Mapping[str, float] | None = None) -> None:
         super().__init__(lookback, horizon, samples, series_prompt, force_model)
         self.targets = list(targets) if targets else None
+        # other methods' MSE on these windows given by the user (--baseline NAME=VALUE), shown as `custom` shows them
+        self.baselines = dict(baselines or {})
+
+    @property
+    def options(self) -> dict[str, Any]:
+        # numbers shown beside the model's change neither the samples nor their scores: not the run's identity
+        return {k: v for k, v in super().options.items() if k != "baselines"}
+
+    @property
+    def paper_note(self) -> str:  # type: ignore[override]
+        given = " and the baselines given on the command line (--baseline)" if self.baselines else ""
+        return (f"a custom data set, with no published numbers: compared with simple forecasts of the same windows "
+                f"(computed here){given}")
+
+    def paper_results(self, split: str) -> list[PaperResult]:
+        return [PaperResult(name, value) for name, value in self.baselines.items()]
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if not data.is_file():
