@@ -31,7 +31,7 @@ from modrwkv.evaluation import (
     run_eval,
 )
 from modrwkv.data.readers import TimeSeriesReader
-from modrwkv.evaluation.report import baseline_comparison, format_metric
+from modrwkv.evaluation.report import baseline_comparison, format_metric, format_report
 from modrwkv.evaluation.runner import read_predictions
 from modrwkv.evaluation.tasks import TASKS, CustomTask, PaperResult, custom_task
 
@@ -297,15 +297,17 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_beside_the_naive_ones(
     means = np.array([np.mean(s.series[0]) for s in samples])[:, None]
     assert metrics["baselines"]["look-back mean"]["mse"] == pytest.approx(np.mean((means - targets) ** 2))
     assert metrics["baselines"]["train mean"]["mae"] == pytest.approx(np.mean(np.abs(targets)))
-    # beside the model's number as --baseline numbers are: a column each
-    assert result.summary["paper"] == [{"model": name, "value": scores["mse"]}
-                                       for name, scores in metrics["baselines"].items()]
+    # computed here, not published: the run stays in the table of runs without published numbers (also when
+    # reported beside a benchmark run that has them), the baselines in its line below, as every metric is shown
+    assert result.summary["paper"] == []
+    etth1 = {**result.summary, "task": "etth1", "title": "ETTh1", "paper": [{"model": "TimesFM (paper)",
+                                                                            "value": 0.4}]}
     report = (tmp_path / "out" / "report.md").read_text()
-    row = next(line for line in report.splitlines() if line.startswith("| custom series | test | 70 |"))
+    combined = format_report([etth1, result.summary])
     mse_cell = format_metric(metrics["mse"])
-    columns = " | ".join(f"{metrics['baselines'][name]['mse']:g}" for name in ("repeat-last", "look-back mean", "train mean"))
-    assert row == f"| custom series | test | 70 | MSE (standardised) | {mse_cell} | {columns} |"
-    assert "| repeat-last | look-back mean | train mean |" in report
+    row = f"| custom series | test | 70 | MSE (standardised) | {mse_cell} |"
+    assert row in report.splitlines() and row in combined.split("Runs without published numbers")[1]
+    assert "repeat-last |" not in report
     assert (f"- baselines on the same windows, MSE (standardised): repeat-last {mse_cell}, look-back mean "
             f"{format_metric(metrics['baselines']['look-back mean']['mse'])}") in report
     lowest = metrics["baselines"]["look-back mean"]["mse"]  # these windows' best: the model is repeat-last
@@ -318,7 +320,7 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_beside_the_naive_ones(
                  load_pipeline=ForecastPipeline)
 
 
-def test_naive_baselines_of_real_series_with_the_models_season(tmp_path):
+def test_naive_baselines_of_real_series_with_the_models_season(tmp_path, monkeypatch):
     """statsmodels' yearly sunspots (309 years, the solar cycle 11) as a user's CSV, evaluated with a model folder
     whose series encoder has season 11: the seasonal-naive baselines take that period, and every baseline is
     what indexing the standardised series gives; co2's weekly series has empty cells, and no baseline is NaN."""
@@ -352,7 +354,7 @@ def test_naive_baselines_of_real_series_with_the_models_season(tmp_path):
     for name, forecast in forecasts.items():  # the reader holds windows in float32, as the model is scored on them
         assert got[name]["mse"] == pytest.approx(np.mean((forecast - truth) ** 2), rel=1e-6), name
         assert got[name]["mae"] == pytest.approx(np.mean(np.abs(forecast - truth)), rel=1e-6), name
-    assert [p["model"] for p in result.summary["paper"]] == ["ARIMA", *got]  # the user's, then the computed ones
+    assert [p["model"] for p in result.summary["paper"]] == ["ARIMA"]  # the user's; the computed ones are metrics
     assert baseline_comparison(result.summary).startswith(
         f"baselines on the same windows, MSE (standardised): repeat-last {format_metric(got['repeat-last']['mse'])}, ")
 
@@ -363,6 +365,11 @@ def test_naive_baselines_of_real_series_with_the_models_season(tmp_path):
     assert np.isnan(samples[0].series[0][-1]) and all(np.isnan(s.series[0]).any() for s in samples)  # gaps, one last
     scores = get_task("custom-series").computed_baselines(samples)
     assert all(np.isfinite(value) for score in scores.values() for value in score.values())
+    # computed in chunks (Traffic's look-backs do not fit at once): chunks of 3 windows sum to the same
+    monkeypatch.setattr("modrwkv.evaluation.tasks.series.BASELINE_CHUNK", 3)
+    chunked = get_task("custom-series").computed_baselines(samples)
+    assert len(samples) % 3 and list(chunked) == list(scores)
+    assert all(chunked[name] == pytest.approx(scores[name], rel=1e-12) for name in scores)
 
 
 def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):

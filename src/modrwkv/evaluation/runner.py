@@ -465,9 +465,9 @@ def _finish(task: Task, data: Path | list[Path], output: Path, split: str, selec
         "batch_size": batch_size,
         "metrics": metrics,
         "headline": {"metric": task.headline, "label": task.headline_label, "value": metrics.get(task.headline)},
-        # the simple methods' numbers shown as the numbers given with --baseline are: one column each
-        "paper": [dataclasses.asdict(p) for p in task.paper_results(split)]
-                 + [{"model": name, "value": scores[task.headline]} for name, scores in baselines.items()],
+        # published numbers and the user's --baseline ones; what is computed here (metrics.baselines) is not
+        # one of them: a run with those alone has no published number to stand beside
+        "paper": [dataclasses.asdict(p) for p in task.paper_results(split)],
         "paper_note": task.paper_note,
         "server_scored": not metrics,
         "generated_this_run": generated,
