@@ -19,7 +19,7 @@ from PIL import Image
 
 from modrwkv.cli import main
 from modrwkv.data.readers import DataError, QAReader
-from modrwkv.data.readers.base import ParquetBytes, file_records
+from modrwkv.data.readers.base import ParquetBytes, expand_paths, file_records
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.encoders.media import load_audio, load_image
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
@@ -329,3 +329,41 @@ def write_qa(folder: Path) -> Path:
     path = folder / "qa.parquet"
     pq.write_table(pa.table({"question": ["Which?"], "answer": ["a"]}), path)
     return path
+
+
+def test_a_hub_folder_of_several_splits_is_refused_naming_each_splits_wildcard(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("cifar10/plain_text")  # as the hub keeps a repository: every split in one folder
+    folder.mkdir(parents=True)
+    cifar(folder / "train-00000-of-00002.parquet", [0, 1])
+    cifar(folder / "train-00001-of-00002.parquet", [2, 0])
+    cifar(folder / "test-00000-of-00001.parquet", [1])
+    refusal = ("cifar10/plain_text: holds the splits test-*.parquet, train-*.parquet, each a split's rows, which the "
+               "folder read whole would mix: give one split, cifar10/plain_text/train-*.parquet to train on (modrwkv "
+               "init --data, data.train); evaluate on cifar10/plain_text/test-*.parquet (modrwkv eval --task custom "
+               "--data)")
+    with pytest.raises(FileNotFoundError) as caught:
+        expand_paths([str(folder)], "data.train")
+    assert str(caught.value) == f"data.train: {refusal}"
+    output = tmp_path / "c.yaml"
+    assert main(["init", "--data", str(folder), "--yes", "--device", "cpu", "--output", str(output)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: --data: {refusal}"
+    with pytest.raises(BenchmarkFileError, match=re.escape(f"--data: {refusal}")):
+        CustomTask().load(folder, "test")
+    # the wildcard it names reads the split; a folder of one split's shards stands for them
+    assert main(["init", "--data", str(folder / "train-*.parquet"), "--yes", "--device", "cpu", "--output",
+                 str(output)]) == 0
+    assert "qa format, 4 usable samples" in capsys.readouterr().out
+    (folder / "test-00000-of-00001.parquet").unlink()
+    assert expand_paths([str(folder)], "data.train") == [str(folder / f"train-0000{k}-of-00002.parquet")
+                                                         for k in range(2)]
+    # a split's own file (datasets' train.parquet, test.parquet) is a split too
+    digits = Path("digits-hub")
+    digits.mkdir()
+    for split in ("train", "test"):
+        cifar(digits / f"{split}.parquet", [0])
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "holds the splits test.parquet, train.parquet, each a split's rows, which the folder read whole would "
+            "mix: give one split, digits-hub/train.parquet to train on")):
+        expand_paths([str(digits)], "--data")
+

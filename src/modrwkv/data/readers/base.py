@@ -258,6 +258,10 @@ def _shown(files: Sequence[str]) -> str:
 
 # A brace list or range as webdataset and the shell expand it: {a,b}, {000..099}.
 _BRACES = re.compile(r"\{[^{}/]*(?:,|\.\.)[^{}/]*\}")
+# A split's shard as `datasets` names it on the hub: test-00000-of-00003.parquet (older uploads add a hash:
+# dev-00000-of-00001-75b6649fb044d38b.parquet). The one parser of shard names: a folder's splits here, a
+# benchmark's hub copy in `evaluation.tasks.base.hub_shards`.
+HUB_SHARD = re.compile(r"^(?P<split>.+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[0-9a-f]+)?\.parquet$")
 
 
 def _pattern_files(pattern: str, setting: str) -> list[str]:
@@ -277,6 +281,8 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
         shards = sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
         if not shards and has_class_folders(Path(pattern)):
             return [pattern]
+        if shards and not is_tar(Path(shards[0])):
+            _refuse_splits(Path(pattern), shards, setting)
         if not shards:
             raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no class "
                                     "folder and no metadata file; give the data files (a wildcard such as "
@@ -292,6 +298,25 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
             raise FileNotFoundError(f"{setting}: no file matches {pattern!r}")
         return matches
     return [pattern]
+
+
+def _refuse_splits(folder: Path, files: Sequence[str], setting: str) -> None:
+    """FileNotFoundError for a folder whose Parquet files are more than one split's, by their names as the hub
+    and `datasets` give them (`HUB_SHARD`'s train-00000-of-00001.parquet, or train.parquet, test.parquet): a hub
+    repository keeps every split in one folder (cifar10's plain_text/), which read whole would train on the
+    test split too. The line names each split's wildcard, as `classfolders.split_refusal` names split folders."""
+    from .classfolders import SPLIT_NAMES, split_refusal  # (they build on this module)
+
+    given: dict[str, str] = {}  # each split -> how it is given in the folder, in the files' order
+    for name in (Path(file).name for file in files):
+        if (shard := HUB_SHARD.match(name)) is not None:
+            given.setdefault(shard["split"], f"{shard['split']}-*.parquet")
+        elif Path(name).stem.lower() in SPLIT_NAMES:
+            given.setdefault(Path(name).stem, name)
+    if len(given) > 1:
+        refusal = split_refusal(folder, list(given), "a split's rows, which the folder read whole would mix",
+                                given.__getitem__)
+        raise FileNotFoundError(f"{setting}: {refusal}")
 
 
 @functools.lru_cache(maxsize=64)

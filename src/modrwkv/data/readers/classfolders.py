@@ -73,15 +73,17 @@ def has_class_folders(path: Path) -> bool:
         return False
 
 
-def split_refusal(path: Path, splits: list[str], each: str) -> DataError:
-    """The error of a folder `path` whose subfolders `splits` are a data set's splits, each `each`: one line
-    naming the split to train on and the one to evaluate on."""
-    given = ", ".join(f"{split}/" for split in splits)
+def split_refusal(path: Path, splits: list[str], each: str,
+                  shown: Callable[[str], str] = "{}/".format) -> DataError:
+    """The error of a folder `path` whose `splits` are a data set's splits, each `each`: one line naming the
+    split to train on and the one to evaluate on, each as `shown` gives it in the folder (a subfolder "train/";
+    Parquet shards "train-*.parquet")."""
+    given = ", ".join(shown(split) for split in splits)
     test = next((split for split in splits if split.lower() not in ("train", "training")), None)
     train = next((split for split in splits if split.lower() in ("train", "training")), splits[0])
-    evaluate = f"; evaluate on {path / test} (modrwkv eval --task custom --data)" if test else ""
+    evaluate = f"; evaluate on {path / shown(test)} (modrwkv eval --task custom --data)" if test else ""
     return DataError(str(path), "unreadable_file", f"holds the splits {given}, each {each}: give one split, "
-                     f"{path / train} to train on (modrwkv init --data, data.train){evaluate}")
+                     f"{path / shown(train)} to train on (modrwkv init --data, data.train){evaluate}")
 
 
 def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:

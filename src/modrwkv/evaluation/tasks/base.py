@@ -12,12 +12,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...data.readers.asr import asr_user_turn
+from ...data.readers.base import HUB_SHARD
 from ...data.readers.qa import OPTION_LETTERS
 from ...data.sample import MediaLayout, escape_markers, place_media, unmarked_markers
 from ...textfiles import TextFileError, read_text
@@ -284,9 +284,8 @@ def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
 
 # ------------------------------------------------------------------------------ Hugging Face hub copies
 
-# A split's shard as `datasets` names it on the hub: test-00000-of-00003.parquet (older uploads add a hash:
-# dev-00000-of-00001-75b6649fb044d38b.parquet).
-_SHARD = re.compile(r"^(?P<split>.+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[0-9a-f]+)?\.parquet$")
+# A split's shard as `datasets` names it on the hub (the training readers' parser of shard names).
+_SHARD = HUB_SHARD
 
 
 def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str,
