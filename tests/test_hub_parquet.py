@@ -367,3 +367,28 @@ def test_a_hub_folder_of_several_splits_is_refused_naming_each_splits_wildcard(t
             "mix: give one split, digits-hub/train.parquet to train on")):
         expand_paths([str(digits)], "--data")
 
+
+def test_init_names_the_first_bad_row_of_a_file_with_no_usable_one(tmp_path, capsys):
+    withheld = tmp_path / "test-00000-of-00001.parquet"  # a test split whose labels are withheld: -1 throughout
+    cifar(withheld, [-1, -1])
+    first = (f"{withheld}:row 0: 'label' is -1, no class of its ClassLabel (0 to 2: airplane, automobile, bird) "
+             "(datasets writes -1 for a row without a label: a test split whose labels are withheld?)")
+    with pytest.raises(FormatUnknown) as caught:
+        detect_format(withheld)
+    assert str(caught.value) == f"{withheld}: no usable record among the first 100 (the first: {first})"
+    assert main(["init", "--data", str(withheld), "--yes", "--device", "cpu", "--output",
+                 str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"modrwkv init: error: {withheld}: no usable record among "
+                                                        f"the first 100 (the first: {first})")
+    unlabelled = tmp_path / "images.parquet"  # an image column and nothing to answer with
+    datasets.Dataset.from_dict({"image": pictures(1)}, features=datasets.Features({"image": datasets.Image()})
+                               ).to_parquet(str(unlabelled))
+    with pytest.raises(FormatUnknown, match=re.escape(f"{unlabelled}: no usable record among the first 100 (the "
+                                                      f"first: {unlabelled}:row 0: no text: no column with a caption")):
+        detect_format(unlabelled)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"image": "0.png", "label": None}) + "\n")
+    with pytest.raises(FormatUnknown, match=re.escape(f"{plain}: no usable record among the first 100 (the first: "
+                                                      f"{plain}:1: 'label' is null: no label)")):
+        detect_format(plain)
+

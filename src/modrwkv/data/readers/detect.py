@@ -79,9 +79,10 @@ def detect_format(path: Path, label_column: str | None = None) -> str:
             what = f"no usable sample among the first 100 (the first: {bad})" if bad else "no sample"
             raise FormatUnknown(f"{path}: {what}; a WebDataset tar's samples are media members (.jpg, .flac, ...) "
                                 "with a .txt caption or transcript, or a .json record; see docs/custom-data.md")
+        if bad:  # every record tried was bad (a test split's withheld labels, -1): the first says why
+            raise FormatUnknown(f"{path}: no usable record among the first 100 (the first: {bad})")
         if path.is_dir() or is_metadata_file(path):  # (a JSON record's reasons do not apply)
-            raise FormatUnknown(f"{path}: no usable record among the first 100 (the first: {bad})" if bad else
-                                f"{path}: no rows (its metadata {'files hold' if path.is_dir() else 'file holds'} "
+            raise FormatUnknown(f"{path}: no rows (its metadata {'files hold' if path.is_dir() else 'file holds'} "
                                 "none: a row per media file, naming it in 'file_name')")
         what = (f"a {type(found).__name__} where a record should be" if found is not None
                 else "no rows" if is_parquet(path) else "no JSON record")
