@@ -260,7 +260,8 @@ def test_jsonl_records_of_a_media_path_and_a_label_take_the_same_mapping(tmp_pat
         ("<image>\nWhich?", "a")]
     assert [str(e) for e in reader.report.examples] == [f"{path}:3: 'label' is null: no label",
                                                         f"{path}:5: no 'question' (fields: ['image', 'kind'])"]
-    assert [s.messages[1].content for s in QAReader(path, label_column="kind")] == ["cat"]
+    # the label column picks among plain records' fields: a record of a record format is read as that record
+    assert [s.messages[1].content for s in QAReader(path, label_column="kind")] == ["a", "cat"]
 
 
 def test_speech_commands_rows_are_audio_labels_scored_by_exact_match(tmp_path):
@@ -368,6 +369,37 @@ def test_a_hub_folder_of_several_splits_is_refused_naming_each_splits_wildcard(t
         expand_paths([str(digits)], "--data")
 
 
+def write_c100(path: Path) -> None:
+    features = datasets.Features({"img": datasets.Image(),
+                                  "fine_label": datasets.ClassLabel(names=["apple", "aquarium_fish", "baby"]),
+                                  "coarse_label": datasets.ClassLabel(names=["fruit", "fish", "people"])})
+    datasets.Dataset.from_dict({"img": pictures(3), "fine_label": [2, 0, 1], "coarse_label": [2, 0, 1]},
+                               features=features).to_parquet(str(path))
+
+
+def test_the_label_column_leaves_record_files_read_beside_as_their_records(tmp_path, capsys):
+    c100 = tmp_path / "c100.parquet"
+    write_c100(c100)
+    for k, image in enumerate(pictures(2)):
+        image.save(tmp_path / f"{k}.png")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"image": f"{k}.png", "question": "Which?", "answer": f"a{k}"}) + "\n"
+                          for k in range(2)))
+    qa_parquet = tmp_path / "qa.parquet"
+    pq.write_table(pa.table({"image": ["0.png"], "question": ["Which?"], "answer": ["b"], "label": ["x"]}),
+                   qa_parquet)
+    llava = tmp_path / "llava.json"
+    conversation = {"id": "0", "image": "0.png", "conversations": [{"from": "human", "value": "<image>\nWhat?"},
+                                                                  {"from": "gpt", "value": "red"}]}
+    llava.write_text(json.dumps([conversation]))
+    reader = QAReader([c100, qa, qa_parquet], label_column="fine_label", on_error="raise")
+    assert [s.messages[1].content for s in reader] == ["baby", "apple", "aquarium_fish", "a0", "a1", "b"]
+    assert records(llava, label_column="label") == [conversation]
+    assert main(["init", "--data", str(c100), str(qa), "--label-column", "fine_label", "--yes", "--device", "cpu",
+                 "--output", str(tmp_path / "c.yaml")]) == 0
+    assert "qa format, 5 usable samples" in capsys.readouterr().out
+
+
 def test_init_names_the_first_bad_row_of_a_file_with_no_usable_one(tmp_path, capsys):
     withheld = tmp_path / "test-00000-of-00001.parquet"  # a test split whose labels are withheld: -1 throughout
     cifar(withheld, [-1, -1])
@@ -392,3 +424,100 @@ def test_init_names_the_first_bad_row_of_a_file_with_no_usable_one(tmp_path, cap
                                                       f"{plain}:1: 'label' is null: no label)")):
         detect_format(plain)
 
+
+def test_features_the_columns_no_longer_hold_are_not_honoured(tmp_path):
+    path = tmp_path / "relabelled.parquet"
+    cifar(path, [0, 2, 1])
+    table = pq.read_table(path)  # the labels mapped to their names, written back by pyarrow with the old metadata
+    table = table.set_column(1, "label", pa.array([CIFAR[i] for i in table.column("label").to_pylist()]))
+    pq.write_table(table, path)
+    assert json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"huggingface"])["info"]["features"]["label"][
+        "_type"] == "ClassLabel"
+    # as datasets reads it: the feature is the stored type's
+    assert datasets.Dataset.from_parquet(str(path)).features["label"] == datasets.Value("string")
+    assert [s.messages[1].content for s in QAReader(path, on_error="raise")] == ["airplane", "bird", "automobile"]
+    # an Image() column replaced by the images' numbers is no second media column
+    two = tmp_path / "two.parquet"
+    features = datasets.Features({"img": datasets.Image(), "thumb": datasets.Image(), "label": datasets.ClassLabel(
+        names=CIFAR)})
+    datasets.Dataset.from_dict({"img": pictures(2), "thumb": pictures(2), "label": [1, 0]}, features=features
+                               ).to_parquet(str(two))
+    table = pq.read_table(two)
+    pq.write_table(table.set_column(1, "thumb", pa.array([7, 8], pa.int64())), two)
+    assert [r["answer"] for r in records(two)] == ["automobile", "airplane"]
+
+
+def test_a_class_label_beside_a_text_column_answers_and_init_says_so(tmp_path, capsys):
+    memes = tmp_path / "memes.parquet"  # hateful_memes: the meme's words are no caption of it
+    features = datasets.Features({"img": datasets.Image(), "text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["benign", "hateful"])})
+    datasets.Dataset.from_dict({"img": pictures(2), "text": ["meme one", "meme two"], "label": [0, 1]},
+                               features=features).to_parquet(str(memes))
+    assert [(r["question"], r["answer"]) for r in records(memes)] == [(IMAGE_PROMPT, "benign"),
+                                                                      (IMAGE_PROMPT, "hateful")]
+    assert main(["init", "--data", str(memes), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 0
+    note = (f"data: {memes}: the image of 'img' answered with the label 'label' (ClassLabel of 2 classes: benign, "
+            "hateful); 'text' is left aside (a ClassLabel answers before a caption; to answer with 'text', remove "
+            "'label' with datasets' Dataset.remove_columns)")
+    assert f"  {note}\n" in capsys.readouterr().out
+    assert f"# {note}\n" in (tmp_path / "c.yaml").read_text()
+    # a label column by its name only beside a caption: the caption answers, as a tar's .txt beside its .cls
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"image": [png(pictures(1)[0])], "caption": ["a red square"], "label": ["red"]}), plain)
+    assert [r["answer"] for r in records(plain)] == ["a red square"]
+    assert main(["init", "--data", str(plain), "--yes", "--device", "cpu", "--output", str(tmp_path / "p.yaml")]) == 0
+    assert (f"  data: {plain}: the image of 'image' answered with the caption 'caption'; 'label' is left aside (to "
+            "answer with it, data.options.label_column (modrwkv init / eval --label-column))\n"
+            ) in capsys.readouterr().out
+
+
+def test_a_multi_label_column_is_one_line_for_the_file(tmp_path):
+    path = tmp_path / "multilabel.parquet"
+    features = datasets.Features({"image": datasets.Image(),
+                                  "labels": datasets.Sequence(datasets.ClassLabel(names=CIFAR))})
+    datasets.Dataset.from_dict({"image": pictures(2), "labels": [[0, 2], [1]]}, features=features).to_parquet(str(path))
+    assert json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"huggingface"])["info"]["features"]["labels"][
+        "feature"]["_type"] == "ClassLabel"
+    line = (f"{path}: 'labels' is multi-label (a list of ClassLabel per row), which is not supported: a row is "
+            "answered with one label; keep one label per row (datasets: Dataset.map), or answer with another column, "
+            "data.options.label_column (modrwkv init / eval --label-column)")
+    with pytest.raises(FormatUnknown) as caught:
+        detect_format(path)
+    assert str(caught.value) == line
+    with pytest.raises(DataError) as raised:
+        list(QAReader(path))
+    assert (str(raised.value), raised.value.reason) == (line, "unreadable_file")
+    tags = tmp_path / "tags.parquet"  # a list column by another name, none to answer with: the same line
+    features = datasets.Features({"image": datasets.Image(), "tags": datasets.Sequence(datasets.ClassLabel(
+        names=CIFAR))})
+    datasets.Dataset.from_dict({"image": pictures(1), "tags": [[0]]}, features=features).to_parquet(str(tags))
+    with pytest.raises(DataError, match=re.escape(f"{tags}: 'tags' is multi-label (a list of ClassLabel per row)")):
+        records(tags)
+    plain = tmp_path / "plain.parquet"  # pyarrow's lists of labels, no metadata
+    pq.write_table(pa.table({"image": ["0.png"], "label": [["cat", "dog"]]}), plain)
+    with pytest.raises(DataError, match=re.escape(f"{plain}: 'label' is multi-label (a list per row)")):
+        records(plain)
+
+
+def test_a_label_column_no_file_takes_is_refused(tmp_path, capsys):
+    folder = tmp_path / "pets"
+    for cls in ("cat", "dog"):
+        (folder / cls).mkdir(parents=True)
+        pictures(1)[0].save(folder / cls / "0.png")
+    output = tmp_path / "c.yaml"
+    assert main(["init", "--data", str(folder), "--label-column", "nonsense", "--yes", "--device", "cpu", "--output",
+                 str(output)]) == 2
+    refusal = ("--label-column nonsense: no --data file has plain rows for it to choose the answer of (a hub data "
+               "set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
+               "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
+    assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: {refusal}"
+    assert not output.exists()
+    with pytest.raises(BenchmarkFileError) as caught:
+        CustomTask(reader_options={"label_column": "fine_label"}).load(write_qa(tmp_path), "test")
+    assert str(caught.value) == refusal.replace("nonsense", "fine_label")
+    # a file that takes it, beside one that does not: accepted
+    c100 = tmp_path / "c100.parquet"
+    write_c100(c100)
+    task = CustomTask(reader_options={"label_column": "coarse_label"})
+    assert [s.reference["answers"] for s in task.load([c100, write_qa(tmp_path)], "test")] == [
+        ["people"], ["fruit"], ["fish"], ["a"]]

@@ -34,6 +34,7 @@ from ..data.readers import DataError, TimeSeriesReader
 from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths, common_format, data_label,
                                  data_name, expand_paths)
 from ..data.readers.detect import FormatUnknown, detect_format
+from ..data.readers.hubrows import answer_notes, unused_label_column
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
@@ -134,6 +135,8 @@ class DataSummary:
     season: SeasonChoice | None = None  # series: the period `season: auto` finds in the training rows
     text_p99: int = 0  # the 99th percentile of the scanned samples' text tokens (`split_outliers`)
     outliers: list[Outlier] = dataclasses.field(default_factory=list)  # longest text first
+    # hub Parquet files' plain rows: which column answers them, per file (`hubrows.answer_notes`)
+    answered: list[str] = dataclasses.field(default_factory=list)
 
     def count(self) -> str:
         """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
@@ -188,6 +191,12 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                                                                             for file in files]
     except FormatUnknown as exc:
         raise InitError(str(exc)) from None
+    try:
+        refusal = unused_label_column(files, answers.label_column)
+    except DataError as exc:
+        raise InitError(str(exc)) from None
+    if refusal is not None:
+        raise InitError(refusal)
     if candidates[0] not in FORMATS:
         raise InitError(f"unknown data format {candidates[0]!r}; choose from {', '.join(FORMATS)}")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
@@ -241,9 +250,14 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     longest_clip = max((seconds for i in kept for seconds in media[i]["audio"]), default=None)
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
     outliers = [Outlier(samples[i].source, text[i], media[i]) for i in outlying]
+    try:  # (every file's layout: one the scan did not reach may still be refused, as training would refuse it)
+        answered = answer_notes(files, answers.label_column)
+    except DataError as exc:
+        raise InitError(str(exc)) from None
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
                        per_sample, image_size, series_length, reader.report.summary(), columns, problems,
-                       reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers)
+                       reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers,
+                       answered=answered)
 
 
 def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
@@ -303,6 +317,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     tiny = answers.size == "tiny"
     notes = [f"written by `modrwkv init` for {data_label(answers.data)} ({summary.data_format} format, "
              f"{summary.count()} samples, inputs: {', '.join(sorted(modalities))})"]
+    notes += [f"data: {answered}" for answered in summary.answered]
     encoders: dict[str, Any] = {}
     # the tokens of one media item in the LM, from what they depend on (`Outlier.media`): the longest item's for
     # ctx_len; for the series: 720 steps, for audio 30 s, where the data had none (`--modality` added it)

@@ -6,11 +6,14 @@ them, with no question and no answer:
                                                             ClassLabel named airplane, automobile, bird, cat, ...)
 
 Each row becomes the record a WebDataset sample with that media would (`webdataset.media_record`, the one mapping,
-which tar shards and metadata folders go through): an image or video with a caption column (`text`, `caption`:
-`CAPTION_KEYS`, as a metadata folder's) is a captioned sample; audio with a transcript column (`TEXT_KEYS`) an ASR
-record; otherwise the label makes a labelled sample asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with
-the label, scored by exact match. A file whose columns are a record format's (`question`, `conversations`,
-`messages`, an ASR manifest's `audio_filepath`) is read as those records, as before.
+which tar shards and metadata folders go through): with a ClassLabel column (or the `label_column` chosen), a
+labelled sample, the text columns left aside (`HubLayout.label_first`: hateful_memes' `text` is the meme's words, no
+caption); else an image or video with a caption column (`text`, `caption`: `CAPTION_KEYS`, as a metadata folder's)
+is a captioned sample; audio with a transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a
+labelled sample. A labelled sample is asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with the
+label, scored by exact match. A file whose columns are a record format's (`question`, `conversations`,
+`messages`, an ASR manifest's `audio_filepath`) is read as those records, whatever `label_column` says (it
+chooses among plain rows' columns, and may be given for other files read alongside).
 
 - The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`
   writes in the schema's metadata); without such metadata (pandas, pyarrow), the one named as hub sets name it
@@ -22,9 +25,12 @@ the label, scored by exact match. A file whose columns are a record format's (`q
   (`dataset_info: features: - name: label, dtype: class_label: names: {'0': airplane, ...}`; `card_features`). `label_column` (`data.options.label_column`, `init` / `eval
   --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
   (cifar100's `fine_label` and `coarse_label`); a label column chosen so is the answer even beside a caption.
-- Several media columns, none (with a label), or a label column that is not there stop the reading with one line
-  naming the file and its columns. A row whose media are null, whose label is null or no class (a ClassLabel's
-  -1, which `datasets` writes for "no label"), is a bad record named "file.parquet:row N" with the column.
+- A feature counts only where the column holds what it describes (`_stored`: a ClassLabel over integers, media over
+  a struct, bytes or a path), as `datasets` reads a file rewritten by pyarrow with its labels mapped to names.
+- Several media columns, none (with a label), a label column that is not there, or a multi-label one (a list per
+  row: `Sequence(ClassLabel)`) stop the reading with one line naming the file and its columns. A row whose media
+  are null, whose label is null or no class (a ClassLabel's -1, which `datasets` writes for "no label"), is a bad
+  record named "file.parquet:row N" with the column.
 
 JSON / JSONL records of the same shape (`{"image": "a.png", "label": "cat"}`: one media field of those names
 holding a path, and a label, caption or transcript field, no record format's fields) are mapped so too, record by
@@ -34,14 +40,16 @@ record (`plain_records`); a record without them is left as it is, for its reader
 from __future__ import annotations
 
 import dataclasses
-import json
 import functools
-from collections.abc import Callable, Iterable, Iterator
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .asr import TEXT_KEYS
-from .base import DataError, open_parquet, parquet_records
+from .base import (DataError, is_metadata_file, is_parquet, is_series_file, is_tar, json_records, media_kind,
+                   open_parquet, parquet_records)
 from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -62,7 +70,7 @@ LABEL_SETTING = f"{LABEL_OPTION} (modrwkv init / eval --label-column)"
 class HubLayout:
     """What a file's plain rows hold: the media column and its kind, the label column (None: none) and its class
     names (a ClassLabel's; None: answered as written), the text column (a caption or transcript; None: none), and
-    whether the label was chosen (`label_column`: it answers, whatever text the row has)."""
+    whether the label was chosen (`label_column`)."""
 
     media: str
     kind: str
@@ -70,6 +78,30 @@ class HubLayout:
     names: list[str] | None
     text: str | None
     chosen: bool = False
+
+    @property
+    def label_first(self) -> bool:
+        """Whether the label answers whatever text the row has: it was chosen, or is a ClassLabel, which declares
+        the rows a classification's (hateful_memes' `text` is the meme's words, not a caption of it)."""
+        return self.label is not None and (self.chosen or self.names is not None)
+
+    def describe(self) -> str:
+        """Which column a row is answered with, and which is left aside, for `modrwkv init`'s notes."""
+        media = f"the {self.kind} of {self.media!r}"
+        text = "transcript" if self.kind == "audio" else "caption"
+        if self.label is None or not self.label_first and self.text is not None:
+            if self.text is None:
+                return f"{media}, with no label or {text} column"
+            aside = "" if self.label is None else f"; {self.label!r} is left aside (to answer with it, {LABEL_SETTING})"
+            return f"{media} answered with the {text} {self.text!r}{aside}"
+        classes = ""
+        if self.names is not None:
+            shown = ", ".join(self.names[:3]) + (", ..." if len(self.names) > 3 else "")
+            classes = f" (ClassLabel of {len(self.names)} classes: {shown})"
+        why = LABEL_OPTION if self.chosen else (f"a ClassLabel answers before a {text}; to answer with {self.text!r}, "
+                                                f"remove {self.label!r} with datasets' Dataset.remove_columns")
+        aside = "" if self.text is None else f"; {self.text!r} is left aside ({why})"
+        return f"{media} answered with the label {self.label!r}{classes}{aside}"
 
 
 def hub_features(schema: Any) -> dict[str, Any]:
@@ -148,24 +180,24 @@ def parquet_class_names(path: Path, column: str) -> list[str] | None:
     """The class names of a Parquet file's ClassLabel column `column` (None: it is none, or the file has no
     `huggingface` metadata): a metadata folder's `metadata.parquet` written by `datasets` (`hffolders`)."""
     with open_parquet(path) as handle:
-        return class_names(hub_features(handle.schema_arrow), column)
+        return class_names(_stored(hub_features(handle.schema_arrow), handle.schema_arrow), column)
 
 
 def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     """The layout of a Parquet file's plain rows (the module docstring), from its schema; None for a file of
     records (its columns a record format's, or no media and no label: the records' readers name what is missing).
     DataError (unreadable_file) naming the file and its columns for several media columns, a label without media,
-    several ClassLabel columns and no `label_column`, or a `label_column` the file lacks."""
+    several ClassLabel columns and no `label_column`, a `label_column` the file lacks, or a multi-label column."""
     with open_parquet(path) as handle:
         schema = handle.schema_arrow
     columns = list(schema.names)
     shown = ", ".join(columns)
+    if any(column in _RECORD_COLUMNS for column in columns):  # records, whatever label_column says (other files')
+        return None
     if label_column is not None and label_column not in columns:
         raise DataError(str(path), "unreadable_file", f"{LABEL_OPTION} {label_column!r} is no column "
                         f"of the file (its columns: {shown})")
-    if label_column is None and any(column in _RECORD_COLUMNS for column in columns):
-        return None
-    features = hub_features(schema) or card_features(path)
+    features = _stored(hub_features(schema) or card_features(path), schema)
     media = [column for column in columns if _type(features, column) in MEDIA_TYPES]
     kinds = {column: MEDIA_TYPES[_type(features, column)] for column in media}
     if not media:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
@@ -194,8 +226,92 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     kind = kinds[media[0]]
     keys = CAPTION_KEYS if kind in ("image", "video") else TEXT_KEYS
     text = next((column for column in keys if column in columns), None)
+    # the label, or with nothing else to answer with a list of ClassLabel: told from the file's types, not row by
+    # row, where every row would be refused
+    listed = [column for column in columns if _is_list(schema.field(column).type)
+              and (column == label or label is None and text is None and _multi_label(features, column))]
+    if listed:
+        declared = " of ClassLabel" if _multi_label(features, listed[0]) else ""
+        raise DataError(str(path), "unreadable_file", f"{listed[0]!r} is multi-label (a list{declared} per row), "
+                        "which is not supported: a row is answered with one label; keep one label per row "
+                        f"(datasets: Dataset.map), or answer with another column, {LABEL_SETTING}")
     return HubLayout(media[0], kind, label, class_names(features, label) if label else None, text,
                      label_column is not None)
+
+
+# The `huggingface` feature types of a list of values (datasets 4's `List`, older versions' `Sequence`).
+_LIST_TYPES = ("List", "LargeList", "Sequence")
+
+
+def _multi_label(features: dict[str, Any], column: str) -> bool:
+    """Whether a column's feature is a list of ClassLabel (`Sequence(ClassLabel)`: several labels per row)."""
+    inner = features[column].get("feature") if _type(features, column) in _LIST_TYPES else None
+    return isinstance(inner, dict) and inner.get("_type") == "ClassLabel"
+
+
+def _is_list(data_type: Any) -> bool:
+    import pyarrow
+
+    return (pyarrow.types.is_list(data_type) or pyarrow.types.is_large_list(data_type)
+            or pyarrow.types.is_fixed_size_list(data_type))
+
+
+def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """`features` without those the file's columns cannot hold as written: a ClassLabel over a column that is not
+    integers, an Image, Audio or Video over one that holds no media (`_media_type`), a list over one that is no
+    list. pyarrow keeps a file's `huggingface` metadata when it rewrites the file with a column changed (labels
+    mapped to their names), and `datasets` trusts a feature only where the stored type is its own
+    (`Features.from_arrow_schema`): such a column is read as written."""
+    import pyarrow
+
+    holds = {"ClassLabel": pyarrow.types.is_integer, **{name: _media_type for name in MEDIA_TYPES},
+             **{name: _is_list for name in _LIST_TYPES}}
+    return {column: feature for column, feature in features.items() if column in schema.names
+            and holds.get(_type(features, column), lambda _: True)(schema.field(column).type)}
+
+
+def takes_label_column(path: Path) -> bool:
+    """Whether `label_column` chooses what some record of the data file `path` answers: a Parquet file of plain
+    rows (no record format's columns), or a JSON / JSONL file one of whose first 100 records is plain
+    (`plain_records`); not a file of records, a tar, a folder, a metadata file or a series file, whose answers
+    are their own."""
+    if path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path):
+        return False
+    if is_parquet(path):
+        with open_parquet(path) as handle:
+            return not any(column in _RECORD_COLUMNS for column in handle.schema_arrow.names)
+    try:
+        for _, load in itertools.islice(json_records(path), 100):
+            try:
+                if _plain_media(load()) is not None:
+                    return True
+            except DataError:  # (a broken line: the reader's to count)
+                continue
+    except DataError:  # (a file that does not read: its reading says so)
+        return False
+    return False
+
+
+def unused_label_column(files: Sequence[Path], label_column: str | None) -> str | None:
+    """The line refusing `--label-column` when no file of `files` takes it (`takes_label_column`): an option that
+    would do nothing, as a mistyped or misplaced one would; None when one does, or none was given."""
+    if label_column is None or any(takes_label_column(file) for file in files):
+        return None
+    return (f"--label-column {label_column}: no --data file has plain rows for it to choose the answer of (a hub "
+            "data set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
+            "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
+
+
+def answer_notes(files: Sequence[Path], label_column: str | None) -> list[str]:
+    """What the plain rows of the Parquet files among `files` are answered with (`HubLayout.describe`), one line
+    per description naming the files it holds for, for `modrwkv init` to say which column answers."""
+    described: dict[str, list[Path]] = {}
+    for file in files:
+        layout = hub_layout(file, label_column) if is_parquet(file) and not is_metadata_file(file) else None
+        if layout is not None:
+            described.setdefault(layout.describe(), []).append(file)
+    return [f"{given[0]}{f' and {len(given) - 1} more' if len(given) > 1 else ''}: {description}"
+            for description, given in described.items()]
 
 
 def _media_type(data_type: Any) -> bool:
@@ -227,10 +343,10 @@ def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
         item = row[layout.media]
         if item is None or (isinstance(item, dict) and item.get("bytes") is None and not item.get("path")):
             raise DataError(source, "missing_media", f"{layout.media!r} is null: no {layout.kind}")
-        metadata = {} if layout.chosen else {key: value for key, value in row.items()
-                                             if key not in (layout.media, layout.label)}
+        metadata = {} if layout.label_first else {key: value for key, value in row.items()
+                                                  if key not in (layout.media, layout.label)}
         text = None
-        if not layout.chosen and layout.kind != "audio" and layout.text is not None:
+        if not layout.label_first and layout.kind != "audio" and layout.text is not None:
             text = metadata.pop(layout.text)  # (an audio's transcript stays a column of its ASR record)
         if text is None and layout.label is not None and (layout.kind != "audio" or not _transcribed(metadata)):
             metadata[LABEL_KEY] = class_label(row[layout.label], layout.names, layout.label, source)
@@ -259,13 +375,10 @@ def plain_records(records: Iterable[tuple[str, Callable[[], Any]]], caption_prom
 
 def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | None, label_column: str | None) -> Any:
     record = load()
-    if not isinstance(record, dict) or (label_column is None and any(key in record for key in _RECORD_COLUMNS)):
+    media = _plain_media(record)
+    if media is None:
         return record
-    media = [key for key, value in record.items()
-             if isinstance(key, str) and key.lower() in MEDIA_COLUMNS and isinstance(value, str)]
-    if len(media) != 1:
-        return record
-    kind = MEDIA_COLUMNS[media[0].lower()]
+    kind = MEDIA_COLUMNS[media.lower()]
     text = next((key for key in (TEXT_KEYS if kind == "audio" else CAPTION_KEYS) if key in record), None)
     if label_column is not None and label_column not in record:
         raise DataError(source, "missing_field", f"no {label_column!r} field, the label {LABEL_OPTION} names (the "
@@ -273,8 +386,18 @@ def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | No
     label = label_column or next((key for key in LABEL_COLUMNS if key in record), None)
     if label is None and text is None:
         return record
-    layout = HubLayout(media[0], kind, label, None, text, label_column is not None)
+    layout = HubLayout(media, kind, label, None, text, label_column is not None)
     return _row_loader(layout, source, lambda: record, caption_prompt)()
+
+
+def _plain_media(record: Any) -> str | None:
+    """The media field of a plain JSON record (one field named as `MEDIA_COLUMNS` holding a path, and no record
+    format's fields, `label_column` or not: a file of records is read as those records); None for any other."""
+    if not isinstance(record, dict) or any(key in record for key in _RECORD_COLUMNS):
+        return None
+    media = [key for key, value in record.items()
+             if isinstance(key, str) and key.lower() in MEDIA_COLUMNS and isinstance(value, str)]
+    return media[0] if len(media) == 1 else None
 
 
 def _transcribed(metadata: dict[str, Any]) -> bool:

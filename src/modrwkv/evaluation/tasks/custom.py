@@ -78,7 +78,7 @@ from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_
                                   warn_media_folder_unused)
 from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
-from ...data.readers.hubrows import hub_layout
+from ...data.readers.hubrows import hub_layout, unused_label_column
 from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
@@ -219,6 +219,12 @@ class CustomTask(Task):
                                          f"file: {self.layout}")
             if not file.exists():  # (a folder here is a folder of class folders or with a metadata file)
                 raise BenchmarkFileError(f"{file}: no such file")
+        try:
+            refusal = unused_label_column(files, self.reader_options.get("label_column"))
+        except DataError as exc:
+            raise BenchmarkFileError(str(exc)) from None
+        if refusal is not None:
+            raise BenchmarkFileError(refusal)
         # The ASR manifest's prompt until the model is loaded: the one given, else the default
         # (`transcription_prompt` then decides, with the model's own).
         manifest_prompt = DEFAULT_ASR_PROMPT if self.asr_prompt is None else self.asr_prompt or None
