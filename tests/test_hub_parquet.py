@@ -461,7 +461,15 @@ def test_a_class_label_beside_a_text_column_answers_and_init_says_so(tmp_path, c
             "'label' with datasets' Dataset.remove_columns)")
     assert f"  {note}\n" in capsys.readouterr().out
     assert f"# {note}\n" in (tmp_path / "c.yaml").read_text()
-    # a label column by its name only beside a caption: the caption answers, as a tar's .txt beside its .cls
+    # audio too: a ClassLabel beside a transcript answers (an emotion set's `text` is what was said, not the class)
+    emotions = tmp_path / "emotions.parquet"
+    features = datasets.Features({"audio": datasets.Audio(), "text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["calm", "angry"])})
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    pq.write_table(pa.table({"audio": [{"bytes": wav(440), "path": "a.wav"}], "text": ["kids are talking"],
+                             "label": pa.array([1], pa.int64())}).replace_schema_metadata(metadata), emotions)
+    (sample,) = QAReader(emotions, on_error="raise")
+    assert (sample.messages[0].content, sample.messages[1].content) == (f"<audio>\n{AUDIO_PROMPT}", "angry")
     plain = tmp_path / "plain.parquet"
     pq.write_table(pa.table({"image": [png(pictures(1)[0])], "caption": ["a red square"], "label": ["red"]}), plain)
     assert [r["answer"] for r in records(plain)] == ["a red square"]
