@@ -284,8 +284,6 @@ def field(record: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
 
 # ------------------------------------------------------------------------------ Hugging Face hub copies
 
-# A split's shard as `datasets` names it on the hub (the training readers' parser of shard names).
-_SHARD = HUB_SHARD
 
 
 def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str,
@@ -304,7 +302,7 @@ def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str,
     if data.is_file():
         if data.suffix != ".parquet":
             return None
-        match = _SHARD.match(data.name)
+        match = HUB_SHARD.match(data.name)
         if match is None:
             raise BenchmarkFileError(f"{data}: not named as a Hugging Face split's shard "
                                      f"(<split>-00000-of-00001.parquet). Expected layout:\n{layout}")
@@ -321,7 +319,7 @@ def hub_shards(data: Path, folders: Sequence[str], split: str, layout: str,
                                      f"(--data {data / 'snapshots'}/<revision>)")
         data = revisions[0]
     for folder in (*(data / name for name in folders), data):
-        if any(_SHARD.match(path.name) for path in folder.glob("*.parquet")):
+        if any(HUB_SHARD.match(path.name) for path in folder.glob("*.parquet")):
             if refusal is not None:
                 raise BenchmarkFileError(f"{data}: {refusal}. Expected layout:\n{layout}")
             return _complete_shards(folder, split, layout)
@@ -332,11 +330,11 @@ def _complete_shards(folder: Path, split: str, layout: str) -> list[Path]:
     """Every shard of `split` in `folder`, in order; an error naming those missing."""
     shards = {}
     for path in folder.glob("*.parquet"):
-        match = _SHARD.match(path.name)
+        match = HUB_SHARD.match(path.name)
         if match is not None and match["split"] == split:
             shards[(int(match["index"]), int(match["count"]))] = path
     if not shards:
-        present = sorted({m["split"] for m in map(_SHARD.match, (p.name for p in folder.glob("*.parquet"))) if m})
+        present = sorted({m["split"] for m in map(HUB_SHARD.match, (p.name for p in folder.glob("*.parquet"))) if m})
         raise BenchmarkFileError(f"{folder}: no {split}-*.parquet shards (it has split(s) {', '.join(present)}). "
                                  f"Expected layout:\n{layout}")
     counts = {count for _, count in shards}
