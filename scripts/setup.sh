@@ -3,7 +3,8 @@
 #   bash scripts/setup.sh          # the library, the `modrwkv` command and every extra but [gpu]
 #   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle),
 #                                  # Chromium for the web-page test (apt-get, when run as root) and
-#                                  # llama.cpp's converter in .cache/llama.cpp (tests/test_export.py)
+#                                  # llama.cpp's converter in .cache/llama.cpp (tests/test_export.py) and
+#                                  # lmms-eval's wheel in .cache/wheels (tests/test_lmms_lab_layouts.py)
 #   bash scripts/setup.sh --audio  # plus what `modrwkv quickstart --modality audio` needs (Whisper tiny.en)
 # The options combine. With --test or --audio, as root on a Debian/Ubuntu machine, it also installs
 # espeak-ng (the speech synthesiser of the audio quickstart and its test) with apt-get; elsewhere,
@@ -51,6 +52,20 @@ fetch_llama_cpp_converter() {
     rm -rf "$tmp"
 }
 
+# lmms-eval's wheel, whose task code (read from the wheel, not installed: its dependencies are heavy)
+# scores the hub copies' rows in tests/test_lmms_lab_layouts.py beside our scoring
+LMMS_EVAL=0.7.3
+fetch_lmms_eval_wheel() {
+    local dest=.cache/wheels
+    if [ -f "$dest/lmms_eval-$LMMS_EVAL-py3-none-any.whl" ]; then
+        return 0
+    fi
+    mkdir -p "$dest"
+    if ! "$py" -m pip download -q --no-deps "lmms-eval==$LMMS_EVAL" -d "$dest"; then
+        echo "setup.sh: could not download lmms-eval $LMMS_EVAL (the comparison with its scoring will skip)" >&2
+    fi
+}
+
 extras=(all)  # every feature but [gpu]
 for arg in "$@"; do
     case "$arg" in
@@ -76,4 +91,5 @@ fi
 "$py" -m pip install -q -e ".${spec}"
 if [[ " ${extras[*]} " == *" test "* ]]; then
     fetch_llama_cpp_converter
+    fetch_lmms_eval_wheel
 fi

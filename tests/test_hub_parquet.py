@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 
 from modrwkv.cli import main
-from modrwkv.data.readers import DataError, QAReader
+from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
 from modrwkv.data.readers.base import ParquetBytes, expand_paths, file_records
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.encoders.media import load_audio, load_image
@@ -137,7 +137,7 @@ dataset_info:
 """
 
 
-def test_a_file_without_metadata_takes_its_features_from_the_hub_card(tmp_path):
+def test_a_file_without_metadata_takes_its_features_from_the_hub_card(tmp_path, monkeypatch):
     images = pictures(2)
     data = tmp_path / "repo" / "plain_text"
     data.mkdir(parents=True)
@@ -154,6 +154,19 @@ def test_a_file_without_metadata_takes_its_features_from_the_hub_card(tmp_path):
                           "          '0': x\n          '1': y\n          '2': z\n  splits:")
     (tmp_path / "repo" / "README.md").write_text(second)
     assert [s.messages[1].content for s in QAReader(path, on_error="raise")] == ["2", "0"]
+    # one parse of a card for the many shards under it (a card of 1,000 class names takes 37 ms to parse), and
+    # again once it changes
+    import yaml
+
+    from modrwkv.data.readers.hubrows import card_features
+
+    parses = []
+    monkeypatch.setattr(yaml, "safe_load", lambda text, load=yaml.safe_load: parses.append(1) or load(text))
+    (tmp_path / "repo" / "README.md").write_text(CARD + "\n")
+    first = card_features(path)
+    assert first["label"] == {"_type": "ClassLabel", "names": ["airplane", "automobile", "bird"]}
+    assert [card_features(path.with_name(f"train-{i:05d}-of-00300.parquet")) for i in range(300)] == [first] * 300
+    assert len(parses) == 1
 
 
 def test_two_class_labels_are_refused_until_one_is_chosen(tmp_path, capsys):
@@ -342,7 +355,7 @@ def test_a_hub_folder_of_several_splits_is_refused_naming_each_splits_wildcard(t
     refusal = ("cifar10/plain_text: holds the splits test-*.parquet, train-*.parquet, each a split's rows, which the "
                "folder read whole would mix: give one split, cifar10/plain_text/train-*.parquet to train on (modrwkv "
                "init --data, data.train); evaluate on cifar10/plain_text/test-*.parquet (modrwkv eval --task custom "
-               "--data)")
+               "--data); to read every split together, give cifar10/plain_text/*.parquet")
     with pytest.raises(FileNotFoundError) as caught:
         expand_paths([str(folder)], "data.train")
     assert str(caught.value) == f"data.train: {refusal}"
@@ -367,6 +380,30 @@ def test_a_hub_folder_of_several_splits_is_refused_naming_each_splits_wildcard(t
             "holds the splits test.parquet, train.parquet, each a split's rows, which the folder read whole would "
             "mix: give one split, digits-hub/train.parquet to train on")):
         expand_paths([str(digits)], "--data")
+    # splits by what their names say: SVHN's extra is none to evaluate on, ultrachat's train_sft one to train on;
+    # a folder of evaluation splits names none to train on; shards of languages (or of two data sets) are no splits
+    layouts = {"svhn": ["extra", "test", "train"], "ultrachat": ["test_gen", "train_sft"],
+               "valtest": ["test", "validation"], "languages": ["en", "fr"], "two": ["cifar10-train", "mnist-train"]}
+    for name, splits in layouts.items():
+        Path(name).mkdir()
+        for split in splits:
+            cifar(Path(name) / f"{split}-00000-of-00001.parquet", [0])
+    messages = {}
+    for name in layouts:
+        try:
+            messages[name] = len(expand_paths([name], "--data"))
+        except FileNotFoundError as err:
+            messages[name] = str(err).split("would mix: ")[1]
+    assert messages == {
+        "svhn": "give one split, svhn/train-*.parquet to train on (modrwkv init --data, data.train); evaluate on "
+                "svhn/test-*.parquet (modrwkv eval --task custom --data); to read every split together, give "
+                "svhn/*.parquet",
+        "ultrachat": "give one split, ultrachat/train_sft-*.parquet to train on (modrwkv init --data, data.train); "
+                     "evaluate on ultrachat/test_gen-*.parquet (modrwkv eval --task custom --data); to read every "
+                     "split together, give ultrachat/*.parquet",
+        "valtest": "give one split, evaluate on valtest/test-*.parquet (modrwkv eval --task custom --data); to read "
+                   "every split together, give valtest/*.parquet",
+        "languages": 2, "two": 2}
 
 
 def write_c100(path: Path) -> None:
@@ -461,15 +498,19 @@ def test_a_class_label_beside_a_text_column_answers_and_init_says_so(tmp_path, c
             "'label' with datasets' Dataset.remove_columns)")
     assert f"  {note}\n" in capsys.readouterr().out
     assert f"# {note}\n" in (tmp_path / "c.yaml").read_text()
-    # audio too: a ClassLabel beside a transcript answers (an emotion set's `text` is what was said, not the class)
-    emotions = tmp_path / "emotions.parquet"
+    # beside audio the transcript answers (TED-LIUM keeps the speaker's `gender` as a ClassLabel beside what they
+    # said: an ASR set, not gender classification) unless the label is chosen (an emotion set's)
+    tedlium = tmp_path / "tedlium.parquet"
     features = datasets.Features({"audio": datasets.Audio(), "text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["calm", "angry"])})
+                                  "gender": datasets.ClassLabel(names=["unknown", "female", "male"])})
     metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
     pq.write_table(pa.table({"audio": [{"bytes": wav(440), "path": "a.wav"}], "text": ["kids are talking"],
-                             "label": pa.array([1], pa.int64())}).replace_schema_metadata(metadata), emotions)
-    (sample,) = QAReader(emotions, on_error="raise")
-    assert (sample.messages[0].content, sample.messages[1].content) == (f"<audio>\n{AUDIO_PROMPT}", "angry")
+                             "gender": pa.array([2], pa.int64())}).replace_schema_metadata(metadata), tedlium)
+    assert detect_format(tedlium) == "asr"
+    (sample,) = AsrManifestReader(tedlium, on_error="raise")
+    assert sample.messages[1].content == "kids are talking"
+    (sample,) = QAReader(tedlium, label_column="gender", on_error="raise")
+    assert (sample.messages[0].content, sample.messages[1].content) == (f"<audio>\n{AUDIO_PROMPT}", "male")
     plain = tmp_path / "plain.parquet"
     pq.write_table(pa.table({"image": [png(pictures(1)[0])], "caption": ["a red square"], "label": ["red"]}), plain)
     assert [r["answer"] for r in records(plain)] == ["a red square"]
@@ -515,8 +556,8 @@ def test_a_label_column_no_file_takes_is_refused(tmp_path, capsys):
     output = tmp_path / "c.yaml"
     assert main(["init", "--data", str(folder), "--label-column", "nonsense", "--yes", "--device", "cpu", "--output",
                  str(output)]) == 2
-    refusal = ("--label-column nonsense: no --data file has plain rows for it to choose the answer of (a hub data "
-               "set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
+    refusal = ("label column 'nonsense' (--label-column, data.options.label_column): no data file has plain rows "
+               "for it to choose the answer of (a hub data set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
                "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
     assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: {refusal}"
     assert not output.exists()

@@ -120,16 +120,18 @@ def test_a_hub_copy_scores_as_the_official_files(tmp_path, name):
 
 # --- lmms-eval's own scoring of the same rows -------------------------------------------------------------
 
-# lmms-eval's wheel (pip download lmms-eval==0.7.3 --no-deps); its task code needs packages modrwkv's tests do not
-# install, so it is read from the wheel rather than imported
-WHEEL = Path(os.environ.get("LMMS_EVAL_WHEEL", "/tmp/lmmswheel/lmms_eval-0.7.3-py3-none-any.whl"))
+# lmms-eval's wheel (pip download lmms-eval==0.7.3 --no-deps, which `scripts/setup.sh --test` does into .cache/wheels);
+# its task code needs packages modrwkv's tests do not install, so it is read from the wheel rather than imported
+WHEEL = Path(os.environ.get("LMMS_EVAL_WHEEL",
+                            Path(__file__).resolve().parents[1] / ".cache" / "wheels" / "lmms_eval-0.7.3-py3-none-any.whl"))
 
 
 def lmms_utils(task: str, monkeypatch) -> types.ModuleType:
     """lmms-eval 0.7.3's `tasks/<task>/utils.py`, loaded from its wheel; its logger and submission-file
     helper (which need lmms-eval's package) stubbed, its VQA answer processor its own."""
     if not WHEEL.is_file():
-        pytest.skip(f"lmms-eval's wheel is not at {WHEEL}")
+        pytest.skip(f"lmms-eval's wheel is not at {WHEEL}: bash scripts/setup.sh --test downloads it (or set "
+                    "LMMS_EVAL_WHEEL to its path)")
     wheel = zipfile.ZipFile(WHEEL)
 
     def module(name: str, source: str | None = None, **attributes) -> types.ModuleType:

@@ -305,18 +305,19 @@ def _refuse_splits(folder: Path, files: Sequence[str], setting: str) -> None:
     and `datasets` give them (`HUB_SHARD`'s train-00000-of-00001.parquet, or train.parquet, test.parquet): a hub
     repository keeps every split in one folder (cifar10's plain_text/), which read whole would train on the
     test split too. The line names each split's wildcard, as `classfolders.split_refusal` names split folders."""
-    from .classfolders import SPLIT_NAMES, split_refusal  # (they build on this module)
+    from .classfolders import split_kind, split_refusal  # (they build on this module)
 
     given: dict[str, str] = {}  # each split -> how it is given in the folder, in the files' order
     for name in (Path(file).name for file in files):
         if (shard := HUB_SHARD.match(name)) is not None:
             given.setdefault(shard["split"], f"{shard['split']}-*.parquet")
-        elif Path(name).stem.lower() in SPLIT_NAMES:
+        elif split_kind(Path(name).stem) is not None:
             given.setdefault(Path(name).stem, name)
-    if len(given) > 1:
+    # (shards of languages, en-* and fr-*, or of two data sets are no splits: read together, as given)
+    if sum(split_kind(split) is not None for split in given) > 1:
         refusal = split_refusal(folder, list(given), "a split's rows, which the folder read whole would mix",
                                 given.__getitem__)
-        raise FileNotFoundError(f"{setting}: {refusal}")
+        raise FileNotFoundError(f"{setting}: {refusal}; to read every split together, give {folder / '*.parquet'}")
 
 
 @functools.lru_cache(maxsize=64)

@@ -73,17 +73,29 @@ def has_class_folders(path: Path) -> bool:
         return False
 
 
+def split_kind(name: str) -> str | None:
+    """"train" for a split to train on, "eval" for one to evaluate on, by its name: one of `SPLIT_NAMES`, or
+    one followed by a separator (ultrachat's train_sft, test_gen); None for another name (SVHN's extra, a
+    language's en)."""
+    lower = name.lower()
+    for split in SPLIT_NAMES:
+        if lower == split or (lower.startswith(split) and not lower[len(split)].isalnum()):
+            return "train" if split in ("train", "training") else "eval"
+    return None
+
+
 def split_refusal(path: Path, splits: list[str], each: str,
                   shown: Callable[[str], str] = "{}/".format) -> DataError:
     """The error of a folder `path` whose `splits` are a data set's splits, each `each`: one line naming the
-    split to train on and the one to evaluate on, each as `shown` gives it in the folder (a subfolder "train/";
-    Parquet shards "train-*.parquet")."""
+    split to train on and the one to evaluate on (`split_kind`; a clause left out where no split is one), each as
+    `shown` gives it in the folder (a subfolder "train/"; Parquet shards "train-*.parquet")."""
     given = ", ".join(shown(split) for split in splits)
-    test = next((split for split in splits if split.lower() not in ("train", "training")), None)
-    train = next((split for split in splits if split.lower() in ("train", "training")), splits[0])
-    evaluate = f"; evaluate on {path / shown(test)} (modrwkv eval --task custom --data)" if test else ""
-    return DataError(str(path), "unreadable_file", f"holds the splits {given}, each {each}: give one split, "
-                     f"{path / shown(train)} to train on (modrwkv init --data, data.train){evaluate}")
+    train = next((split for split in splits if split_kind(split) == "train"), None)
+    test = next((split for split in splits if split_kind(split) == "eval"), None)
+    choices = [f"{path / shown(train)} to train on (modrwkv init --data, data.train)"] if train else []
+    choices += [f"evaluate on {path / shown(test)} (modrwkv eval --task custom --data)"] if test else []
+    return DataError(str(path), "unreadable_file", f"holds the splits {given}, each {each}: give one split"
+                     + "".join(f", {choice}" if i == 0 else f"; {choice}" for i, choice in enumerate(choices)))
 
 
 def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:

@@ -81,9 +81,13 @@ class HubLayout:
 
     @property
     def label_first(self) -> bool:
-        """Whether the label answers whatever text the row has: it was chosen, or is a ClassLabel, which declares
-        the rows a classification's (hateful_memes' `text` is the meme's words, not a caption of it)."""
-        return self.label is not None and (self.chosen or self.names is not None)
+        """Whether the label answers whatever text the row has: it was chosen, or is a ClassLabel beside an image
+        or video, which declares the rows a classification's (hateful_memes' `text` is the meme's words, not a
+        caption of it). Beside audio a transcript answers unless the label is chosen: speech sets keep speaker
+        facts as ClassLabels (TED-LIUM's `gender`) beside the transcript they are for."""
+        if self.label is None:
+            return False
+        return self.chosen or (self.names is not None and not (self.kind == "audio" and self.text is not None))
 
     def describe(self) -> str:
         """Which column a row is answered with, and which is left aside, for `modrwkv init`'s notes."""
@@ -126,15 +130,28 @@ def card_features(path: Path) -> dict[str, Any]:
     """The features a hub data set's card describes (the YAML header of the first README.md in the data file's
     folder or up to `_CARD_LEVELS` above), as `hub_features` gives a schema's: media dtypes and class labels, a
     column whose configs' features disagree left out; {} without a card or one that does not parse."""
-    import yaml
-
     folder = path.absolute().parent
     card = next((above / "README.md" for above in [folder, *folder.parents][:_CARD_LEVELS + 1]
                  if (above / "README.md").is_file()), None)
     if card is None:
         return {}
     try:
-        text = card.read_text(encoding="utf-8")
+        stat = card.stat()
+    except OSError:
+        return {}
+    # a copy: the callers' (one per shard: detection, init's notes, the reader) share one parse of the card
+    return {name: dict(feature) for name, feature in _parsed_card(str(card), stat.st_mtime_ns, stat.st_size).items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_card(card: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """`card_features` of the card at `card` as it is at (`mtime_ns`, `size`): a YAML header of 1,000 class names
+    takes 37 ms to parse, which 300 shards under one card took per shard, twice in `modrwkv init` (the 300 lookups
+    after the first parse now take 6 ms)."""
+    import yaml
+
+    try:
+        text = Path(card).read_text(encoding="utf-8")
         header = yaml.safe_load(text.split("\n---", 1)[0].removeprefix("---")) if text.startswith("---") else None
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
@@ -297,7 +314,8 @@ def unused_label_column(files: Sequence[Path], label_column: str | None) -> str 
     would do nothing, as a mistyped or misplaced one would; None when one does, or none was given."""
     if label_column is None or any(takes_label_column(file) for file in files):
         return None
-    return (f"--label-column {label_column}: no --data file has plain rows for it to choose the answer of (a hub "
+    return (f"label column {label_column!r} (--label-column, data.options.label_column): no data file has plain "
+            "rows for it to choose the answer of (a hub "
             "data set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
             "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
 
