@@ -391,3 +391,29 @@ def write_gqa_hub(root: Path, official: Path) -> Path:
 
 HUB_WRITERS = {"vqav2": write_vqav2_hub, "gqa": write_gqa_hub, "pope": write_pope_hub, "scienceqa": write_scienceqa_hub, "textvqa": write_textvqa_hub,
                "mmbench": write_mmbench_hub}
+
+
+def scripted_model(tmp_path: Path, monkeypatch, reply=None) -> Path:
+    """A model folder that `modrwkv eval` answers with a scripted pipeline: `reply(messages)` for each request's
+    messages, by default what the question says to reply ("... reply=dog")."""
+    import re
+    from dataclasses import dataclass
+
+    import modrwkv.cli
+
+    @dataclass
+    class Reply:
+        text: str
+        finish_reason: str = "stop"
+
+    said = reply or (lambda messages: re.search(r"reply=(\S*)", messages).group(1))
+
+    class ScriptedPipeline:
+        def generate_batch(self, requests):
+            return [Reply(said(r.messages)) for r in requests]
+
+    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: ScriptedPipeline())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.pth").write_bytes(b"not loaded")
+    return model

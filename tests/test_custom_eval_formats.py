@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from eval_fixtures import scripted_model
 from test_pipeline import tiny_model_dir, tiny_pipeline
 
 from modrwkv.cli import main
@@ -372,29 +373,6 @@ def test_files_of_one_name_in_two_folders_name_their_records_by_their_path_from_
         "x1/test.jsonl:1", "x1/test.jsonl:2", "x2/test.jsonl:1", "x2/more/test.jsonl:1"]
     assert [s.id for s in CustomTask().load([first, other], "all")] == ["test.jsonl:1", "test.jsonl:2",
                                                                         "other.jsonl:1"]
-
-
-def scripted_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A model folder that `modrwkv eval` answers with a pipeline replying what each question says to reply
-    ("... reply=dog")."""
-    from dataclasses import dataclass
-
-    import modrwkv.cli
-
-    @dataclass
-    class Reply:
-        text: str
-        finish_reason: str = "stop"
-
-    class ScriptedPipeline:
-        def generate_batch(self, requests):
-            return [Reply(re.search(r"reply=(\S*)", r.messages).group(1)) for r in requests]
-
-    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: ScriptedPipeline())
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "weights.pth").write_bytes(b"not loaded")
-    return model
 
 
 def test_a_classifiers_eval_reports_each_answer_and_the_weakest_one(tmp_path, capsys, monkeypatch):

@@ -9,12 +9,12 @@ import io
 import json
 import re
 import wave
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from eval_fixtures import scripted_model
 from PIL import Image
 
 from modrwkv.cli import main
@@ -305,23 +305,7 @@ def test_speech_commands_rows_are_audio_labels_scored_by_exact_match(tmp_path):
 
 
 def test_eval_custom_on_hub_rows_shows_the_class_names_per_answer(tmp_path, monkeypatch, capsys):
-    import modrwkv.cli
-
-    @dataclass
-    class Reply:
-        text: str
-        finish_reason: str = "stop"
-
-    class Airplanes:
-        """Replies "airplane" to every question."""
-
-        def generate_batch(self, requests):
-            return [Reply("airplane") for _ in requests]
-
-    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: Airplanes())
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "weights.pth").write_bytes(b"not loaded")
+    model = scripted_model(tmp_path, monkeypatch, reply=lambda messages: "airplane")  # to every question
     path = tmp_path / "test.parquet"
     cifar(path, [0, 0, 1, 2, 2, 0])
     out = tmp_path / "out"

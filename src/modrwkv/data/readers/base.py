@@ -593,9 +593,6 @@ def _listed_columns(handle: Any, row_group: int) -> tuple[list[str], dict[str, d
     what they hold decides what the record is."""
     import pyarrow
 
-    def is_binary(data_type: Any) -> bool:
-        return pyarrow.types.is_binary(data_type) or pyarrow.types.is_large_binary(data_type)
-
     metadata = handle.metadata.row_group(row_group)
     never_null = set()
     for i in range(metadata.num_columns):
@@ -605,17 +602,17 @@ def _listed_columns(handle: Any, row_group: int) -> tuple[list[str], dict[str, d
     columns: list[str] = []
     unread: dict[str, dict[str, bool] | None] = {}
     for field in handle.schema_arrow:
-        if is_binary(field.type) and field.name in never_null:
+        if is_binary_type(field.type) and field.name in never_null:
             unread[field.name] = None
             continue
         if pyarrow.types.is_struct(field.type):
             children = [field.type.field(k) for k in range(field.type.num_fields)]
-            skipped = {child.name: is_binary(child.type) and f"{field.name}.{child.name}" in never_null
+            skipped = {child.name: is_binary_type(child.type) and f"{field.name}.{child.name}" in never_null
                        for child in children}
             kept = [child for child in children if not skipped[child.name]]
             # (a struct read through its other fields only: those must be plain values, one leaf each)
-            if any(skipped.values()) and kept and not any(pyarrow.types.is_nested(child.type) or is_binary(child.type)
-                                                          for child in kept):
+            plain = not any(pyarrow.types.is_nested(child.type) or is_binary_type(child.type) for child in kept)
+            if any(skipped.values()) and kept and plain:
                 columns += [f"{field.name}.{child.name}" for child in kept]
                 unread[field.name] = skipped
                 continue
@@ -630,11 +627,18 @@ def _column_bytes(row_group: Any, column: str) -> int:
                or row_group.column(i).path_in_schema.startswith(column + "."))
 
 
+def is_binary_type(data_type: Any) -> bool:
+    """Whether values of this pyarrow type are bytes (binary or large binary: embedded media)."""
+    import pyarrow
+
+    return pyarrow.types.is_binary(data_type) or pyarrow.types.is_large_binary(data_type)
+
+
 def _holds_bytes(data_type: Any) -> bool:
     """Whether values of this pyarrow type hold binary values (media), in structs and lists too."""
     import pyarrow
 
-    if pyarrow.types.is_binary(data_type) or pyarrow.types.is_large_binary(data_type):
+    if is_binary_type(data_type):
         return True
     if pyarrow.types.is_struct(data_type):
         return any(_holds_bytes(data_type.field(i).type) for i in range(data_type.num_fields))

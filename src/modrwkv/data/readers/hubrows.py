@@ -9,8 +9,8 @@ Each row becomes the record a WebDataset sample with that media would (`webdatas
 which tar shards and metadata folders go through): with the `label_column` chosen, or a ClassLabel column beside
 an image or video, a labelled sample, the text columns left aside (`HubLayout.label_first`: hateful_memes' `text`
 is the meme's words, no caption; beside audio a transcript answers first, TED-LIUM's `gender` ClassLabel being a
-fact about the speaker of an ASR set); else an image or video with a caption column (`text`, `caption`: `CAPTION_KEYS`, as a metadata folder's)
-is a captioned sample; audio with a transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a
+fact about the speaker of an ASR set); else an image or video with a caption column (`text`, `caption`:
+`CAPTION_KEYS`, as a metadata folder's) is a captioned sample; audio with a transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a
 labelled sample. A labelled sample is asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with the
 label, scored by exact match. A file whose columns are a record format's (`question`, `conversations`,
 `messages`, an ASR manifest's `audio_filepath`) is read as those records, whatever `label_column` says (it
@@ -23,8 +23,8 @@ chooses among plain rows' columns, and may be given for other files read alongsi
 - The label is the `ClassLabel` column, answered with its class name (`names[i]`), not the number; without one, a
   `label` / `labels` column as written. A file without `huggingface` metadata takes the features from the data
   set's card where the hub keeps them, the YAML header of a README.md in its folder or up to three above
-  (`dataset_info: features: - name: label, dtype: class_label: names: {'0': airplane, ...}`; `card_features`). `label_column` (`data.options.label_column`, `init` / `eval
-  --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
+  (`dataset_info: features: - name: label, dtype: class_label: names: {'0': airplane, ...}`; `card_features`).
+  `label_column` (`data.options.label_column`, `init` / `eval --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
   (cifar100's `fine_label` and `coarse_label`); a label column chosen so is the answer even beside a caption.
 - A feature counts only where the column holds what it describes (`_stored`: a ClassLabel over integers, media over
   a struct, bytes or a path), as `datasets` reads a file rewritten by pyarrow with its labels mapped to names.
@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from .asr import TEXT_KEYS
-from .base import (DataError, is_metadata_file, is_parquet, is_series_file, is_tar, json_records, media_kind,
-                   open_parquet, parquet_records)
+from .base import (DataError, is_binary_type, is_metadata_file, is_parquet, is_series_file, is_tar, json_records,
+                   media_kind, open_parquet, parquet_records)
 from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -339,8 +339,7 @@ def _media_type(data_type: Any) -> bool:
 
     if pyarrow.types.is_struct(data_type):
         return {data_type.field(i).name for i in range(data_type.num_fields)} >= {"bytes"}
-    return any(check(data_type) for check in (pyarrow.types.is_string, pyarrow.types.is_large_string,
-                                               pyarrow.types.is_binary, pyarrow.types.is_large_binary))
+    return pyarrow.types.is_string(data_type) or pyarrow.types.is_large_string(data_type) or is_binary_type(data_type)
 
 
 def hub_records(path: Path, caption_prompt: str | None = None,
