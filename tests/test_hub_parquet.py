@@ -20,6 +20,7 @@ from PIL import Image
 from modrwkv.cli import main
 from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
 from modrwkv.data.readers.base import ParquetBytes, expand_paths, file_records
+from modrwkv.data.readers.hubrows import hub_layout
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.encoders.media import load_audio, load_image
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
@@ -554,3 +555,37 @@ def test_a_label_column_no_file_takes_is_refused(tmp_path, capsys):
     task = CustomTask(reader_options={"label_column": "coarse_label"})
     assert [s.reference["answers"] for s in task.load([c100, write_qa(tmp_path)], "test")] == [
         ["people"], ["fruit"], ["fish"], ["a"]]
+
+
+def test_a_transcript_answers_before_several_class_labels(tmp_path, capsys):
+    # google/fleurs: an ASR set keeping the speaker's gender, the language and its group as ClassLabels
+    fleurs = tmp_path / "fleurs.parquet"
+    features = datasets.Features({"id": datasets.Value("int32"), "audio": datasets.Audio(),
+                                  "transcription": datasets.Value("string"),
+                                  "raw_transcription": datasets.Value("string"),
+                                  "gender": datasets.ClassLabel(names=["male", "female", "other"]),
+                                  "lang_id": datasets.ClassLabel(names=["af_za", "en_us"]),
+                                  "lang_group_id": datasets.ClassLabel(names=["western_european_we", "other"])})
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    pq.write_table(pa.table({"id": pa.array([1], pa.int32()), "audio": [{"bytes": wav(440), "path": "1.wav"}],
+                             "transcription": ["the cat sat"], "raw_transcription": ["The cat sat."],
+                             "gender": pa.array([1], pa.int64()), "lang_id": pa.array([1], pa.int64()),
+                             "lang_group_id": pa.array([0], pa.int64())}).replace_schema_metadata(metadata), fleurs)
+    assert detect_format(fleurs) == "asr"
+    (sample,) = AsrManifestReader(fleurs, on_error="raise")
+    assert sample.messages[1].content == "the cat sat"
+    (sample,) = QAReader(fleurs, label_column="lang_id", on_error="raise")
+    assert (sample.messages[0].content, sample.messages[1].content) == (f"<audio>\n{AUDIO_PROMPT}", "en_us")
+    assert main(["init", "--data", str(fleurs), "--yes", "--device", "cpu", "--output", str(tmp_path / "f.yaml")]) == 0
+    assert (f"  data: {fleurs}: the audio of 'audio' answered with the transcript 'transcription'; 'gender', "
+            "'lang_id', 'lang_group_id' are left aside (to answer with one, data.options.label_column (modrwkv init / "
+            "eval --label-column))\n") in capsys.readouterr().out
+    # beside an image, several ClassLabels still ask which one answers (no transcript comes first)
+    pictures_file = tmp_path / "two_labels.parquet"
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"),
+                                  "fine_label": datasets.ClassLabel(names=["a", "b"]),
+                                  "coarse_label": datasets.ClassLabel(names=["c", "d"])})
+    datasets.Dataset.from_dict({"image": pictures(1), "text": ["words"], "fine_label": [0], "coarse_label": [1]},
+                               features=features).to_parquet(str(pictures_file))
+    with pytest.raises(DataError, match=r"2 ClassLabel columns \(fine_label, coarse_label\): choose the one"):
+        hub_layout(pictures_file)

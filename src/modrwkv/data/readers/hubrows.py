@@ -25,7 +25,8 @@ chooses among plain rows' columns, and may be given for other files read alongsi
   set's card where the hub keeps them, the YAML header of a README.md in its folder or up to three above
   (`dataset_info: features: - name: label, dtype: class_label: names: {'0': airplane, ...}`; `card_features`).
   `label_column` (`data.options.label_column`, `init` / `eval --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
-  (cifar100's `fine_label` and `coarse_label`); a label column chosen so is the answer even beside a caption.
+  (cifar100's `fine_label` and `coarse_label`) and no transcript answers before them (FLEURS' `gender`, `lang_id` and
+  `lang_group_id` beside its `transcription`); a label column chosen so is the answer even beside a caption.
 - A feature counts only where the column holds what it describes (`_stored`: a ClassLabel over integers, media over
   a struct, bytes or a path), as `datasets` reads a file rewritten by pyarrow with its labels mapped to names.
 - Several media columns, none (with a label), a label column that is not there, or a multi-label one (a list per
@@ -79,6 +80,7 @@ class HubLayout:
     names: list[str] | None
     text: str | None
     chosen: bool = False
+    aside: tuple[str, ...] = ()  # ClassLabel columns a transcript answers before (several, none chosen: FLEURS')
 
     @property
     def label_first(self) -> bool:
@@ -97,7 +99,12 @@ class HubLayout:
         if self.label is None or not self.label_first and self.text is not None:
             if self.text is None:
                 return f"{media}, with no label or {text} column"
-            aside = "" if self.label is None else f"; {self.label!r} is left aside (to answer with it, {LABEL_SETTING})"
+            unused = self.aside if self.label is None else (self.label,)
+            aside = ""
+            if len(unused) == 1:
+                aside = f"; {unused[0]!r} is left aside (to answer with it, {LABEL_SETTING})"
+            elif unused:
+                aside = f"; {', '.join(map(repr, unused))} are left aside (to answer with one, {LABEL_SETTING})"
             return f"{media} answered with the {text} {self.text!r}{aside}"
         classes = ""
         if self.names is not None:
@@ -205,7 +212,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     """The layout of a Parquet file's plain rows (the module docstring), from its schema; None for a file of
     records (its columns a record format's, or no media and no label: the records' readers name what is missing).
     DataError (unreadable_file) naming the file and its columns for several media columns, a label without media,
-    several ClassLabel columns and no `label_column`, a `label_column` the file lacks, or a multi-label column."""
+    several ClassLabel columns and no `label_column` (but beside audio and a transcript), a `label_column` the file lacks, or a multi-label column."""
     with open_parquet(path) as handle:
         schema = handle.schema_arrow
     columns = list(schema.names)
@@ -223,27 +230,34 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
                  and _media_type(schema.field(column).type)]
         kinds = {column: MEDIA_COLUMNS[column.lower()] for column in media}
     labels = [column for column in columns if _type(features, column) == "ClassLabel"]
-    if label_column is not None:
-        label = label_column
-    elif len(labels) > 1:
-        raise DataError(str(path), "unreadable_file", f"{len(labels)} ClassLabel columns ({', '.join(labels)}): "
-                        f"choose the one to answer with, {LABEL_SETTING}: " + " or ".join(labels))
-    else:
-        label = labels[0] if labels else next((column for column in LABEL_COLUMNS if column in columns), None)
+    named_label = next((column for column in LABEL_COLUMNS if column in columns), None)
     if len(media) > 1:
         raise DataError(str(path), "unreadable_file", f"{len(media)} media columns ({', '.join(media)}): a row "
                         "becomes one record with one image, audio clip or video; keep one column (datasets: "
                         "Dataset.remove_columns)")
     if not media:
-        if label is None:
+        labelled = label_column or ", ".join(labels) or named_label
+        if labelled is None:
             return None
-        raise DataError(str(path), "unreadable_file", f"a label column ({label}) but no media column (its columns: "
+        raise DataError(str(path), "unreadable_file", f"a label column ({labelled}) but no media column (its columns: "
                         f"{shown}): a row's image, audio or video is a column of datasets' Image(), Audio() or Video() "
                         "type (in the file's huggingface metadata, or its hub card's dataset_info), or one named "
                         f"{', '.join(MEDIA_COLUMNS)} holding {{bytes, path}}, the bytes or a path")
     kind = kinds[media[0]]
     keys = CAPTION_KEYS if kind in ("image", "video") else TEXT_KEYS
     text = next((column for column in keys if column in columns), None)
+    aside: tuple[str, ...] = ()
+    if label_column is not None:
+        label = label_column
+    elif len(labels) > 1 and kind == "audio" and text is not None:
+        # a transcript answers before a ClassLabel (`HubLayout.label_first`), so before several: FLEURS keeps the
+        # speaker's gender, the language and its group as ClassLabels beside each transcription
+        label, aside = None, tuple(labels)
+    elif len(labels) > 1:
+        raise DataError(str(path), "unreadable_file", f"{len(labels)} ClassLabel columns ({', '.join(labels)}): "
+                        f"choose the one to answer with, {LABEL_SETTING}: " + " or ".join(labels))
+    else:
+        label = labels[0] if labels else named_label
     # the label, or with nothing else to answer with a list of ClassLabel: told from the file's types, not row by
     # row, where every row would be refused
     listed = [column for column in columns if _is_list(schema.field(column).type)
@@ -254,7 +268,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
                         "which is not supported: a row is answered with one label; keep one label per row "
                         f"(datasets: Dataset.map), or answer with another column, {LABEL_SETTING}")
     return HubLayout(media[0], kind, label, class_names(features, label) if label else None, text,
-                     label_column is not None)
+                     label_column is not None, aside)
 
 
 # The `huggingface` feature types of a list of values (datasets 4's `List`, older versions' `Sequence`).
