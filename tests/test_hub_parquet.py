@@ -259,6 +259,42 @@ def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     assert [s.messages[1].content for s in QAReader(folder, on_error="raise")] == ["bird", "automobile"]
 
 
+def test_a_list_of_captions_trains_the_first_and_accepts_each_in_eval(tmp_path, monkeypatch, capsys):
+    flickr = tmp_path / "flickr30k.parquet"  # nlphuji/flickr30k: five captions per image, as a list
+    features = datasets.Features({"image": datasets.Image(), "caption": datasets.Sequence(datasets.Value("string")),
+                                  "img_id": datasets.Value("string")})
+    datasets.Dataset.from_dict({"image": pictures(3), "caption": [["a red square", "red"], ["green", "a green box"],
+                                                                  ["blue"]], "img_id": ["0", "1", "2"]},
+                               features=features).to_parquet(str(flickr))
+    assert detect_format(flickr) == "qa"
+    samples = list(QAReader(flickr, on_error="raise"))
+    assert [(s.messages[0].content, s.messages[1].content) for s in samples] == [
+        ("<image>\nWrite a short caption for the image.", "a red square"),
+        ("<image>\nWrite a short caption for the image.", "green"),
+        ("<image>\nWrite a short caption for the image.", "blue")]
+    assert [s.reference for s in CustomTask().load(flickr, "test")] == [
+        {"metric": "exact", "answers": ["a red square", "red"]},
+        {"metric": "exact", "answers": ["green", "a green box"]},
+        {"metric": "exact", "answers": ["blue"]}]  # exact, not VQA's accuracy over answers
+    replies = iter(["red", "a green box", "a blue square"])
+    model = scripted_model(tmp_path, monkeypatch, reply=lambda messages: next(replies))
+    assert main(["eval", "--task", "custom", "--data", str(flickr), "--model", str(model), "--output",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "exact-match accuracy (%) 66.67 over 3 samples" in capsys.readouterr().out
+    # a metadata folder's caption lists take the same mapping; an empty list or a null caption is the row's error
+    for k, image in enumerate(pictures(3)):
+        image.save(tmp_path / f"{k}.png")
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in [
+        {"file_name": "0.png", "caption": ["one", "two"]}, {"file_name": "1.png", "caption": []},
+        {"file_name": "2.png", "caption": ["three", None]}]))
+    reader = QAReader(tmp_path / "metadata.jsonl")
+    assert [s.messages[1].content for s in reader] == ["one"]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{tmp_path / 'metadata.jsonl'}:2: the list of captions is empty: give at least one caption",
+        f"{tmp_path / 'metadata.jsonl'}:3: caption 2 is null (an empty cell in the table this was exported from?): "
+        "give the answer, or leave the record out"]
+
+
 def test_jsonl_records_of_a_media_path_and_a_label_take_the_same_mapping(tmp_path):
     for k, image in enumerate(pictures(2)):
         image.save(tmp_path / f"{k}.png")
@@ -589,3 +625,17 @@ def test_a_transcript_answers_before_several_class_labels(tmp_path, capsys):
                                features=features).to_parquet(str(pictures_file))
     with pytest.raises(DataError, match=r"2 ClassLabel columns \(fine_label, coarse_label\): choose the one"):
         hub_layout(pictures_file)
+
+
+def test_rows_with_no_label_named_so_say_how_to_choose_the_column(tmp_path):
+    esc50 = tmp_path / "esc50.parquet"  # ashraq/esc50: the class is `category` (and its number `target`)
+    features = datasets.Features({"audio": datasets.Audio(), "target": datasets.Value("int64"),
+                                  "category": datasets.Value("string")})
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    pq.write_table(pa.table({"audio": [{"bytes": wav(440), "path": None}], "target": [0], "category": ["dog"]}
+                            ).replace_schema_metadata(metadata), esc50)
+    with pytest.raises(DataError, match=re.escape(
+            f"{esc50}:row 0: no text: no column with a caption or transcript and no label (the row's columns: audio, "
+            "target, category); to answer with one, data.options.label_column (modrwkv init / eval --label-column)")):
+        records(esc50)
+    assert [r["answer"] for r in records(esc50, label_column="category")] == ["dog"]

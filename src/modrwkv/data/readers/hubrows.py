@@ -10,11 +10,12 @@ which tar shards and metadata folders go through): with the `label_column` chose
 an image or video, a labelled sample, the text columns left aside (`HubLayout.label_first`: hateful_memes' `text`
 is the meme's words, no caption; beside audio a transcript answers first, TED-LIUM's `gender` ClassLabel being a
 fact about the speaker of an ASR set); else an image or video with a caption column (`text`, `caption`:
-`CAPTION_KEYS`, as a metadata folder's) is a captioned sample; audio with a transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a
-labelled sample. A labelled sample is asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with the
-label, scored by exact match. A file whose columns are a record format's (`question`, `conversations`,
-`messages`, an ASR manifest's `audio_filepath`) is read as those records, whatever `label_column` says (it
-chooses among plain rows' columns, and may be given for other files read alongside).
+`CAPTION_KEYS`, as a metadata folder's; a list of captions: flickr30k's) is a captioned sample; audio with a
+transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a labelled sample. A labelled sample is
+asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with the label, scored by exact match. A file
+whose columns are a record format's (`question`, `conversations`, `messages`, an ASR manifest's `audio_filepath`)
+is read as those records, whatever `label_column` says (it chooses among plain rows' columns, and may be given for
+other files read alongside).
 
 - The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`
   writes in the schema's metadata); without such metadata (pandas, pyarrow), the one named as hub sets name it
@@ -212,7 +213,8 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     """The layout of a Parquet file's plain rows (the module docstring), from its schema; None for a file of
     records (its columns a record format's, or no media and no label: the records' readers name what is missing).
     DataError (unreadable_file) naming the file and its columns for several media columns, a label without media,
-    several ClassLabel columns and no `label_column` (but beside audio and a transcript), a `label_column` the file lacks, or a multi-label column."""
+    several ClassLabel columns and no `label_column` (but beside audio and a transcript), a `label_column` the file
+    lacks, or a multi-label column."""
     with open_parquet(path) as handle:
         schema = handle.schema_arrow
     columns = list(schema.names)
@@ -390,7 +392,7 @@ def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
         record = media_record({layout.kind: [item]}, metadata, text, key, source, caption_prompt, twice)
         if record is None:
             raise DataError(source, "missing_field", f"no text: no column with a caption or transcript and no label "
-                            f"(the row's columns: {', '.join(row)})")
+                            f"(the row's columns: {', '.join(row)}); to answer with one, {LABEL_SETTING}")
         return record
 
     return build

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .asr import TEXT_KEYS
-from .base import DataError, EmbeddedBytes, NamedBytes
+from .base import DataError, EmbeddedBytes, NamedBytes, turn_text
 
 MEDIA_EXTENSIONS = {
     **dict.fromkeys(("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"), "image"),
@@ -397,7 +397,7 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
     visual = next((kind for kind in ("image", "video") if kind in media), None)
     if text is not None and visual is not None:  # a caption
         question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
-        return CaptionRecord({**media, "question": question, "answer": text, "id": key})
+        return CaptionRecord({**media, "question": question, **_caption_answers(text, source), "id": key})
     if visual is None and (text is not None or any(field in metadata for field in TEXT_KEYS)):  # a transcript
         # (several audio items are a list, which the ASR reader refuses naming them: a record has one audio)
         if text is not None:
@@ -412,6 +412,18 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
         # scored by exact match whatever the media (an audio record's default is WER, for transcripts): a label
         return ClassRecord({**media, "question": question, "answer": str(label).strip(), "id": key, "metric": "exact"})
     return None
+
+
+def _caption_answers(text: Any, source: str) -> dict[str, Any]:
+    """A caption as its record's answer; a list of captions (flickr30k's five per image) as its accepted answers:
+    the first is what training teaches, any one is right in eval, by exact match (several captions are no human
+    answers to score with VQA's accuracy, which three or more answers would get)."""
+    if not isinstance(text, list):
+        return {"answer": text}
+    if not text:
+        raise DataError(source, "empty_answer", "the list of captions is empty: give at least one caption")
+    return {"answers": [turn_text(caption, f"caption {number}", source, answer=True)
+                        for number, caption in enumerate(text, 1)], "metric": "exact"}
 
 
 def _media_fields(media: dict[str, list[Any]], record: dict[str, Any], plural: bool, source: str,
