@@ -639,3 +639,38 @@ def test_rows_with_no_label_named_so_say_how_to_choose_the_column(tmp_path):
             "target, category); to answer with one, data.options.label_column (modrwkv init / eval --label-column)")):
         records(esc50)
     assert [r["answer"] for r in records(esc50, label_column="category")] == ["dog"]
+
+
+def test_vqa_and_multiple_choice_hub_rows_read_as_they_are_stored(tmp_path):
+    vqav2 = tmp_path / "vqav2.parquet"  # HuggingFaceM4/VQAv2: ten annotators' entries; the consensus trains
+    entry = datasets.Features({"answer": datasets.Value("string"), "answer_confidence": datasets.Value("string"),
+                               "answer_id": datasets.Value("int64")})
+    features = datasets.Features({"question": datasets.Value("string"), "multiple_choice_answer": datasets.Value(
+        "string"), "answers": [entry], "image": datasets.Image()})
+    given = ["dark red", "red", "red", "maroon", "red", "dark red", "red", "red", "crimson", "red"]
+    datasets.Dataset.from_dict({"question": ["What colour?"], "multiple_choice_answer": ["red"], "answers": [[
+        {"answer": a, "answer_confidence": "yes", "answer_id": k} for k, a in enumerate(given, 1)]],
+        "image": pictures(1)}, features=features).to_parquet(str(vqav2))
+    (sample,) = QAReader(vqav2, on_error="raise")
+    assert sample.messages[1].content == "red"  # the most frequent, as multiple_choice_answer says; not the first
+    (evaluated,) = CustomTask().load(vqav2, "test")
+    assert evaluated.reference == {"metric": "vqa", "answers": given}
+    scienceqa = tmp_path / "scienceqa.parquet"  # derek-thomas/ScienceQA: the answer is the option's index
+    features = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
+                                  "choices": datasets.Sequence(datasets.Value("string")),
+                                  "answer": datasets.Value("int8")})
+    datasets.Dataset.from_dict({"image": pictures(3), "question": ["Which is a mammal?"] * 3,
+                                "choices": [["fish", "cat"], ["cat", "frog", "fish"], ["cat"]], "answer": [1, 0, 1]},
+                               features=features).to_parquet(str(scienceqa))
+    reader = QAReader(scienceqa)
+    assert [(s.messages[0].content, s.messages[1].content) for s in reader] == [
+        ("<image>\nWhich is a mammal?\nA. fish\nB. cat", "B"), ("<image>\nWhich is a mammal?\nA. cat\nB. frog\nC. fish",
+                                                            "A")]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{scienceqa}:row 2: answer 1 is no option's index (0 to 0 for the choices ['cat'])"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "Which?", "answers": [{"text": "red"}]}) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"{bad}:1: 'answers'[0] is an object without 'answer' (fields: ['text']): give the answers as text, or "
+            "as VQA's {\"answer\": ...} entries")):
+        list(QAReader(bad, on_error="raise"))

@@ -17,9 +17,10 @@ prompt builder gives media passed without markers, so a model trained on these r
 its own format. A question that holds its markers itself (`"<image>\\nWhat is it?"`) is used as
 written.
 
-The assistant turn (the training target) is `answer`, or the first of `answers`; with `choices` it
-is the option's letter (`answer` may be the letter or the option's text); a list of numbers is
-written "2.5, 3.6". `modrwkv eval --task custom` reads the same records
+The assistant turn (the training target) is `answer`, or the most frequent of `answers` (the first of those as
+frequent: of VQA's ten human answers, which may be its `{"answer": ...}` entries, the consensus); with `choices` it
+is the option's letter (`answer` may be the letter, the option's text or, as an integer, its index from 0); a list
+of numbers is written "2.5, 3.6". `modrwkv eval --task custom` reads the same records
 with the same code, so training and evaluation prompts cannot drift apart.
 """
 
@@ -55,8 +56,10 @@ class QARecord:
     metric: str | None
 
     def target(self) -> str:
-        """The assistant turn: the first answer (the option letter when there are choices)."""
-        return self.answers[0]
+        """The assistant turn: the most frequent answer, the first of those as frequent (the option letter when
+        there are choices): of VQA's ten human answers the one VQAv2's `multiple_choice_answer` names, of several
+        different accepted answers (a list of captions) the first."""
+        return max(dict.fromkeys(self.answers), key=self.answers.count)
 
     def prompt(self, template: str | None = None) -> str:
         """The user turn. `template` (with `{question}`, and optionally `{choices}`) replaces the
@@ -110,9 +113,8 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
         answers = require(record["answers"], list, "'answers'", source)
         if not answers:
             raise DataError(source, "empty_answer", "'answers' is an empty list: give at least one answer")
-        for index, value in enumerate(answers):
-            _check_answer(value, f"'answers'[{index}]", source)
-        answers = [str(a) for a in answers]
+        answers = [_check_answer(_human_answer(value, index, source), f"'answers'[{index}]", source)
+                   for index, value in enumerate(answers)]
     else:
         answer = record["answer"]
         if isinstance(answer, list):
@@ -126,9 +128,10 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
             numbers = [float(v) for v in answer]
             answers = [format_numbers(numbers)]
         else:
-            answers = [str(_check_answer(answer, "'answer'", source))]
+            answers = [_check_answer(answer, "'answer'", source)]
     if choices:
         answers = [_choice_letter(a, choices, source) for a in answers]
+    answers = [str(a) for a in answers]
     metric = record.get("metric")
     if metric is not None:
         require(metric, str, "'metric'", source)
@@ -172,8 +175,27 @@ def format_numbers(values: Sequence[float]) -> str:
     return ", ".join(f"{v:g}" if float(v).is_integer() else repr(float(v)) for v in values)
 
 
-def _choice_letter(answer: str, choices: Sequence[str], source: str) -> str:
+def _human_answer(value: Any, index: int, source: str) -> Any:
+    """One of `answers`: as written, or the `answer` of an annotator's entry (VQAv2's, OK-VQA's and VizWiz's
+    `{"answer": "red", "answer_confidence": "yes", "answer_id": 1}`, as their hub copies store them)."""
+    if not isinstance(value, dict):
+        return value
+    if "answer" not in value:
+        raise DataError(source, "wrong_type", f"'answers'[{index}] is an object without 'answer' (fields: "
+                        f"{sorted(value)}): give the answers as text, or as VQA's {{\"answer\": ...}} entries")
+    return value["answer"]
+
+
+def _choice_letter(answer: str | int | float, choices: Sequence[str], source: str) -> str:
+    """The option letter an answer names: an integer is the option's index from 0 (the hub copies of ScienceQA,
+    MMLU and A-OKVQA store it so), text the letter or the option's text."""
     letters = OPTION_LETTERS[: len(choices)]
+    if isinstance(answer, int):
+        if not 0 <= answer < len(choices):
+            raise DataError(source, "wrong_type", f"answer {answer} is no option's index (0 to {len(choices) - 1} "
+                            f"for the choices {list(choices)})")
+        return letters[answer]
+    answer = str(answer)
     if answer.strip().upper() in letters and len(answer.strip()) == 1:
         return answer.strip().upper()
     if answer in choices:
