@@ -592,8 +592,10 @@ JSON_RECORDS = _json_records()
 @pytest.mark.parametrize("block, named", JSON_RECORDS, ids=[b.where for b, _ in JSON_RECORDS])
 def test_documented_records_are_of_their_format(block: Snippet, named: str | None):
     """Each record shown (some wrapped over two lines) parses, and its fields are the format its section
-    names, as `modrwkv init` and the readers tell formats apart."""
+    names, as `modrwkv init` and the readers tell formats apart (a row of the_cauldron's layout as the record it
+    stands for)."""
     from modrwkv.data.readers.base import record_format
+    from modrwkv.data.readers.hubrows import turns_record
 
     decoder, text, records = json.JSONDecoder(), block.text.strip(), []
     while text:
@@ -602,7 +604,7 @@ def test_documented_records_are_of_their_format(block: Snippet, named: str | Non
         text = text[end:].strip()
     assert records
     for record in records:
-        detected = record_format(record)
+        detected = record_format(turns_record(record, block.where))
         assert detected is not None and detected == (named or detected), \
             f"{block.where}: {json.dumps(record)[:80]}... reads as {detected}, not {named}"
 

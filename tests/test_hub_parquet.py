@@ -1,7 +1,9 @@
 """A Hugging Face hub data set's Parquet files as downloaded (cifar10, mnist, speech_commands, a captioning set):
 plain rows of a media column and a label or caption, no question, read as the records `media_record` makes of
-them. The files are written by `datasets` itself (an independent producer of the layout), or by pyarrow alone
-(no `huggingface` schema metadata), and the records checked against hand-written expectations."""
+them; and rows of image conversations (the_cauldron's and Docmatix's `images` and `texts`, TRL's `messages` and
+`images`), read as the conversations they stand for. The files are written by `datasets` itself (an independent
+producer of the layout), or by pyarrow alone (no `huggingface` schema metadata, or the metadata hub files carry),
+and the records checked against hand-written expectations."""
 
 from __future__ import annotations
 
@@ -18,12 +20,16 @@ from eval_fixtures import scripted_model
 from PIL import Image
 
 from modrwkv.cli import main
-from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
+from modrwkv.data.readers import AsrManifestReader, DataError, LlavaReader, OpenAIChatReader, QAReader
 from modrwkv.data.readers.base import ParquetBytes, expand_paths, file_records
-from modrwkv.data.readers.hubrows import hub_layout
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
+from modrwkv.data.readers.hubrows import hub_layout
+from modrwkv.data.sample import Message
+from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio, load_image
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
+from modrwkv.processing import IGNORE_INDEX, ModRWKVProcessor, get_template
+from modrwkv.tokenizer import WorldTokenizer
 
 datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")
@@ -674,3 +680,141 @@ def test_vqa_and_multiple_choice_hub_rows_read_as_they_are_stored(tmp_path):
             f"{bad}:1: 'answers'[0] is an object without 'answer' (fields: ['text']): give the answers as text, or "
             "as VQA's {\"answer\": ...} entries")):
         list(QAReader(bad, on_error="raise"))
+
+
+# the_cauldron's and Docmatix's features, as their hub cards declare them
+CAULDRON = datasets.Features({"images": datasets.Sequence(datasets.Image()), "texts": [
+    {"user": datasets.Value("string"), "assistant": datasets.Value("string"), "source": datasets.Value("string")}]})
+
+
+def cauldron(path: Path, images: list[list[Image.Image]], texts: list[list[dict]]) -> None:
+    """A the_cauldron-shaped file as `datasets` writes it: `images` (Sequence(Image()), PNG bytes embedded) and
+    `texts`, each turn {user, assistant, source}."""
+    datasets.Dataset.from_dict({"images": images, "texts": texts}, features=CAULDRON).to_parquet(str(path))
+
+
+def turn(user: str | None, assistant: str | None) -> dict:
+    return {"user": user, "assistant": assistant, "source": "ai2d"}
+
+
+def pixels(item) -> tuple[int, int, int]:
+    """The first pixel of an image item, as the decoders read it."""
+    return load_image(item).convert("RGB").getpixel((0, 0))
+
+
+def trained_text(sample) -> str:
+    """The text of the tokens training is supervised on (the labels), from a tiny image model's processor."""
+    tokenizer = WorldTokenizer()
+    processor = ModRWKVProcessor(tokenizer, get_template("rwkv"),
+                                 {"image": build_encoder("tiny", image_size=16, grid=2, width=32)},
+                                 {"image": lambda n: n})
+    labels = processor(sample).labels.tolist()
+    return tokenizer.decode([label for label in labels if label != IGNORE_INDEX])
+
+
+def test_the_cauldron_rows_are_conversations_with_their_images_before_the_first_question(tmp_path):
+    images = pictures(3)
+    path = tmp_path / "train-00000-of-00001.parquet"  # e.g. the_cauldron/nlvr2: two images, several questions
+    texts = [[turn("Are both dogs?", "Yes."), turn("Which is bigger?", "The left one.")],
+             [turn("What does <image> mean in HTML?", "It is no HTML tag.")]]  # text, not a media place
+    cauldron(path, [images[:2], images[2:]], texts)
+    assert detect_format(path) == "llava"
+    first, second = LlavaReader(path, on_error="raise")
+    assert first.messages == [Message("user", "<image>\n<image>\nAre both dogs?"), Message("assistant", "Yes."),
+                              Message("user", "Which is bigger?"), Message("assistant", "The left one.")]
+    assert [pixels(item) for item in first.images] == [images[0].getpixel((0, 0)), images[1].getpixel((0, 0))]
+    assert all(isinstance(item, ParquetBytes) for item in first.images)  # read when the sample is built
+    # (escaped: the characters, not an image: MARKER_ESCAPE before them)
+    assert second.messages[0] == Message("user", "<image>\nWhat does \ufdd0<image> mean in HTML?")
+    assert [pixels(item) for item in second.images] == [images[2].getpixel((0, 0))]
+    assert (first.source, second.source) == (f"{path}:row 0", f"{path}:row 1")
+    # every answer is trained, and nothing else
+    assert trained_text(first) == " Yes.\x17 The left one.\x17"
+    # the same rows as JSONL, images as paths relative to the file: the same conversations and images
+    for k, image in enumerate(images):
+        image.save(tmp_path / f"{k}.png")
+    lines = tmp_path / "cauldron.jsonl"
+    lines.write_text("".join(json.dumps({"images": names, "texts": row}) + "\n"
+                             for names, row in zip([["0.png", "1.png"], ["2.png"]], texts, strict=True)))
+    assert detect_format(lines) == "llava"
+    read = list(LlavaReader(lines, on_error="raise"))
+    assert [s.messages for s in read] == [first.messages, second.messages]
+    assert [s.images for s in read] == [[str(tmp_path / "0.png"), str(tmp_path / "1.png")], [str(tmp_path / "2.png")]]
+
+
+def test_a_row_with_no_turn_or_a_null_one_is_named_by_row_and_field(tmp_path):
+    path = tmp_path / "docmatix.parquet"  # Docmatix's features, with the metadata of the datasets that wrote the hub's
+    metadata = {"info": {"features": {"images": {"feature": {"_type": "Image"}, "_type": "Sequence"}, "texts": [
+        {name: {"dtype": "string", "_type": "Value"} for name in ("user", "assistant", "source")}]}}}
+    image = {"bytes": png(pictures(1)[0]), "path": None}
+    texts = [[turn("Title?", "Report.")], [], [turn("Title?", "Report."), turn("Date?", None)], [turn(None, "Report.")]]
+    pq.write_table(pa.table({"images": [[image]] * 4, "texts": texts}).replace_schema_metadata(
+        {"huggingface": json.dumps(metadata)}), path)
+    reader = LlavaReader(path)
+    assert [s.messages[-1].content for s in reader] == ["Report."]
+    assert [(str(e), e.reason) for e in reader.report.examples] == [
+        (f"{path}:row 1: 'texts' is empty: no question and answer", "empty_conversation"),
+        (f"{path}:row 2: texts[1].assistant is null (an empty cell in the table this was exported from?): give the "
+         "answer, or leave the record out", "empty_answer"),
+        (f"{path}:row 3: texts[0].user is null; it must be text", "wrong_type")]
+    lines = tmp_path / "turns.jsonl"
+    lines.write_text(json.dumps({"images": [], "texts": [{"user": "Hi?"}]}) + "\n")
+    with pytest.raises(DataError, match=re.escape(f"{lines}:1: texts[0] has no 'assistant' (its keys: user)")):
+        list(LlavaReader(lines, on_error="raise"))
+
+
+def test_init_and_eval_custom_read_cauldron_rows_as_llava_the_last_answer_the_reference(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "cauldron.parquet"
+    cauldron(path, [pictures(2), pictures(1)], [[turn("Shape?", "A square."), turn("Colour?", "Red.")],
+                                                [turn("Colour?", "Blue.")]])
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: llava format, 2 usable samples, inputs: image" in out
+    assert (f"  data: {path}: rows of the_cauldron's layout ('images' and 'texts'), read as LLaVA conversations: each "
+            "entry of 'texts' a user turn and its answer, every answer trained, the images before the first user "
+            "turn\n") in out
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["data"]["format"] == "llava"
+    model = scripted_model(tmp_path, monkeypatch, reply=lambda messages: "Red.")
+    output = tmp_path / "out"
+    assert main(["eval", "--task", "custom", "--data", str(path), "--model", str(model), "--output", str(output),
+                 "--no-progress"]) == 0
+    assert "custom data all: exact-match accuracy (%) 50.00 over 2 samples" in capsys.readouterr().out
+    predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
+    assert [(p.get("context"), p["prompt"], p["reference"]["answers"]) for p in predictions] == [
+        ([{"role": "user", "content": "<image>\n<image>\nShape?"}, {"role": "assistant", "content": "A square."}],
+         "Colour?", ["Red."]),
+        (None, "<image>\nColour?", ["Blue."])]
+
+
+# TRL's vision SFT layout (HuggingFaceH4/llava-instruct-mix-vsft): payload-less image parts, the row's images in order
+PART = {"type": datasets.Value("string"), "text": datasets.Value("string"), "index": datasets.Value("int64")}
+TRL = datasets.Features({"messages": [{"role": datasets.Value("string"), "content": [PART]}],
+                         "images": datasets.Sequence(datasets.Image())})
+
+
+def test_trl_vision_rows_give_each_image_to_its_part_in_order(tmp_path):
+    images = pictures(2)
+
+    def text(words: str) -> dict:
+        return {"type": "text", "text": words, "index": None}
+
+    messages = [{"role": "user", "content": [{"type": "image", "text": None, "index": 0}, text("What is this?")]},
+                {"role": "assistant", "content": [text("A red square.")]},
+                {"role": "user", "content": [text("And now?"), {"type": "image", "text": None, "index": 1}]},
+                {"role": "assistant", "content": [text("A green one.")]}]
+    path = tmp_path / "llava-instruct-mix.parquet"
+    datasets.Dataset.from_dict({"messages": [messages], "images": [images]}, features=TRL).to_parquet(str(path))
+    assert detect_format(path) == "openai"
+    (sample,) = OpenAIChatReader(path, on_error="raise")
+    assert sample.messages == [Message("user", "<image>\nWhat is this?"), Message("assistant", "A red square."),
+                               Message("user", "And now?\n<image>"), Message("assistant", "A green one.")]
+    assert [pixels(item) for item in sample.images] == [image.getpixel((0, 0)) for image in images]
+    assert trained_text(sample) == " A red square.\x17 A green one.\x17"
+    for k, image in enumerate(images):  # the same row as JSONL, its images as paths
+        image.save(tmp_path / f"{k}.png")
+    lines = tmp_path / "trl.jsonl"
+    lines.write_text(json.dumps({"messages": messages, "images": ["0.png", "1.png"]}) + "\n")
+    assert detect_format(lines) == "openai"
+    (read,) = OpenAIChatReader(lines, on_error="raise")
+    assert read.messages == sample.messages
+    assert read.images == [str(tmp_path / "0.png"), str(tmp_path / "1.png")]

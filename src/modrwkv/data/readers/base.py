@@ -357,7 +357,8 @@ def file_records(path: Path, *, caption_prompt: str | None = None,
     (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
     (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
-    record that makes, `hubrows.plain_records`)."""
+    record that makes, `hubrows.plain_records`). A Parquet row or JSON record of the_cauldron's `images` and
+    `texts` is the LLaVA record it stands for (`hubrows.turns_record`)."""
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records

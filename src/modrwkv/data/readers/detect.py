@@ -25,7 +25,8 @@ def detect_format(path: Path, label_column: str | None = None) -> str:
     columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
     folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
     first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
-    `label_column`, `hubrows`)."""
+    `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
+    `hubrows.turns_record`)."""
     if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names

@@ -38,6 +38,18 @@ other files read alongside).
 JSON / JSONL records of the same shape (`{"image": "a.png", "label": "cat"}`: one media field of those names
 holding a path, and a label, caption or transcript field, no record format's fields) are mapped so too, record by
 record (`plain_records`); a record without them is left as it is, for its reader to name what is missing.
+
+Rows of conversations about images as `HuggingFaceM4/the_cauldron` (its 50 subsets) and `HuggingFaceM4/Docmatix`
+store them, in Parquet or as JSON / JSONL records (images as paths), are the LLaVA records they stand for
+(`turns_record`):
+
+    images: [{"bytes": <PNG>, "path": null}, ...]   (Sequence(Image()))
+    texts:  [{"user": "What is shown?", "assistant": "A square.", "source": "ai2d"}, ...]
+
+Each of `texts` is a user turn and the assistant's answer; the row's images go before the first user turn's text,
+where Idefics2 / SmolVLM's training put them (HuggingFace's nanoVLM reads these rows so: data/datasets.py,
+`_get_messages`), which is where the LLaVA converter puts images its text has no marker for. The text is text: a
+literal `<image>` in it is no media place (`escape_markers`). `source` (the subset's name) is left aside.
 """
 
 from __future__ import annotations
@@ -50,9 +62,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..sample import escape_markers
 from .asr import TEXT_KEYS
-from .base import (DataError, is_binary_type, is_metadata_file, is_parquet, is_series_file, is_tar, json_records,
-                   media_kind, open_parquet, parquet_records)
+from .base import (DataError, as_rows, is_binary_type, is_metadata_file, is_parquet, is_series_file, is_tar,
+                   json_records, media_kind, open_parquet, parquet_records, record_format, require, turn_text)
 from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -62,8 +75,15 @@ MEDIA_COLUMNS = {"image": "image", "img": "image", "picture": "image", "photo": 
                  "speech": "audio", "video": "video"}
 # A label column by its name, where no column is a ClassLabel.
 LABEL_COLUMNS = ("label", "labels")
-# The columns of a record format's file: such rows are records as they are (`_fields_format`'s keys).
-_RECORD_COLUMNS = (*RECORD_KEYS, "audio_filepath")
+# the_cauldron's and Docmatix's column of a row's turns, each {"user", "assistant", "source"} (`turns_record`)
+TURNS_COLUMN = "texts"
+# What `modrwkv init` says of a Parquet file of such rows.
+TURNS_NOTE = (f"rows of the_cauldron's layout ('images' and {TURNS_COLUMN!r}), read as LLaVA conversations: each "
+              f"entry of {TURNS_COLUMN!r} a user turn and its answer, every answer trained, the images before the "
+              "first user turn")
+# The columns of a record format's file: such rows are records as they are (`_fields_format`'s keys), or become the
+# records they stand for (`turns_record`).
+_RECORD_COLUMNS = (*RECORD_KEYS, "audio_filepath", TURNS_COLUMN)
 # How the setting that chooses a label column is given, for messages.
 LABEL_OPTION = "data.options.label_column"
 LABEL_SETTING = f"{LABEL_OPTION} (modrwkv init / eval --label-column)"
@@ -338,13 +358,21 @@ def unused_label_column(files: Sequence[Path], label_column: str | None) -> str 
 
 
 def answer_notes(files: Sequence[Path], label_column: str | None) -> list[str]:
-    """What the plain rows of the Parquet files among `files` are answered with (`HubLayout.describe`), one line
-    per description naming the files it holds for, for `modrwkv init` to say which column answers."""
+    """What the plain rows of the Parquet files among `files` are answered with (`HubLayout.describe`), or what
+    their rows of turns become (`turns_record`), one line per description naming the files it holds for, for
+    `modrwkv init` to say which column answers."""
     described: dict[str, list[Path]] = {}
     for file in files:
-        layout = hub_layout(file, label_column) if is_parquet(file) and not is_metadata_file(file) else None
+        if not is_parquet(file) or is_metadata_file(file):
+            continue
+        layout = hub_layout(file, label_column)
         if layout is not None:
             described.setdefault(layout.describe(), []).append(file)
+            continue
+        with open_parquet(file) as handle:
+            columns = handle.schema_arrow.names
+        if TURNS_COLUMN in columns and record_format(dict.fromkeys(columns)) is None:
+            described.setdefault(TURNS_NOTE, []).append(file)
     return [f"{given[0]}{f' and {len(given) - 1} more' if len(given) > 1 else ''}: {description}"
             for description, given in described.items()]
 
@@ -361,10 +389,12 @@ def _media_type(data_type: Any) -> bool:
 def hub_records(path: Path, caption_prompt: str | None = None,
                 label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source "path:row N", load) per row of a Parquet file: a hub file's plain rows as records (the module
-    docstring; a caption or label asked `caption_prompt`, None: the default), a file of records as they are."""
+    docstring; a caption or label asked `caption_prompt`, None: the default), a file of records as they are (rows of
+    turns as the records they stand for, `turns_record`)."""
     layout = hub_layout(path, label_column)
     if layout is None:
-        yield from parquet_records(path)
+        for source, load in parquet_records(path):
+            yield source, functools.partial(_turns_loaded, source, load)
         return
     for source, load in parquet_records(path):
         yield source, _row_loader(layout, source, load, caption_prompt)
@@ -402,13 +432,13 @@ def plain_records(records: Iterable[tuple[str, Callable[[], Any]]], caption_prom
                   label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per JSON record of `records`, a plain one (the module docstring) as the record its media and
     label, caption or transcript make, asked `caption_prompt` and answered from `label_column` (None: `label` /
-    `labels`); any other as it is."""
+    `labels`); one of turns as the record it stands for (`turns_record`); any other as it is."""
     for source, load in records:
         yield source, functools.partial(_plain_record, source, load, caption_prompt, label_column)
 
 
 def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | None, label_column: str | None) -> Any:
-    record = load()
+    record = _turns_loaded(source, load)
     media = _plain_media(record)
     if media is None:
         return record
@@ -422,6 +452,33 @@ def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | No
         return record
     layout = HubLayout(media, kind, label, None, text, label_column is not None)
     return _row_loader(layout, source, lambda: record, caption_prompt)()
+
+
+def turns_record(record: Any, source: str) -> Any:
+    """A row of the_cauldron's / Docmatix's layout (a `texts` list and no record format's fields; the module
+    docstring) as the LLaVA record it stands for: each of `texts` a user turn and the assistant's answer, the row's
+    other fields (its `images`) kept, for the LLaVA converter to put the images it does not find marked before the
+    first user turn's text; any other record as it is. DataError naming the row's turn and field for a turn that is
+    not {"user": text, "assistant": text} and for no turn at all."""
+    if not isinstance(record, dict) or TURNS_COLUMN not in record or record_format(record) is not None:
+        return record
+    turns = require(as_rows(record[TURNS_COLUMN]), list, repr(TURNS_COLUMN), source)
+    if not turns:
+        raise DataError(source, "empty_conversation", f"{TURNS_COLUMN!r} is empty: no question and answer")
+    conversation = []
+    for index, turn in enumerate(turns):
+        where = f"{TURNS_COLUMN}[{index}]"
+        require(turn, dict, where, source)
+        for role, speaker in (("user", "human"), ("assistant", "gpt")):
+            if role not in turn:
+                raise DataError(source, "missing_field", f"{where} has no {role!r} (its keys: {', '.join(turn)})")
+            text = turn_text(turn[role], f"{where}.{role}", source, answer=role == "assistant")
+            conversation.append({"from": speaker, "value": escape_markers(text)})  # (media come from `images`)
+    return {**{key: value for key, value in record.items() if key != TURNS_COLUMN}, "conversations": conversation}
+
+
+def _turns_loaded(source: str, load: Callable[[], Any]) -> Any:
+    return turns_record(load(), source)
 
 
 def _plain_media(record: Any) -> str | None:
