@@ -805,3 +805,75 @@ def test_init_names_the_held_out_shard_folder_beside_the_training_one(tmp_path, 
                  "--output", str(tmp_path / "c.yaml")]) == 0
     evaluate = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate:"))
     assert evaluate.endswith(f"--data {tmp_path / 'test'}")
+
+
+def red_tar(path: Path, samples: int) -> None:
+    """A tar of `samples` red 8x8 PNGs captioned "red"."""
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(png, format="PNG")
+    write_tar(path, [(f"{i:09d}{ext}", data) for i in range(samples)
+                     for ext, data in ((".png", png.getvalue()), (".txt", b"red"))])
+
+
+def test_a_hub_folder_of_several_splits_tars_is_refused_as_parquet_shards_are(tmp_path, capsys, monkeypatch):
+    """As test_hub_parquet's folder of several splits' Parquet shards: the same line, with .tar wildcards."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path("cc3m/wds")  # as the hub keeps a WebDataset repository: every split's shards in one folder
+    folder.mkdir(parents=True)
+    red_tar(folder / "train-00000-of-00002.tar", 2)
+    red_tar(folder / "train-00001-of-00002.tar", 2)
+    red_tar(folder / "test-00000-of-00001.tar", 1)
+    refusal = ("cc3m/wds: holds the splits test-*.tar, train-*.tar, each a split's rows, which the folder read whole "
+               "would mix: give one split, cc3m/wds/train-*.tar to train on (modrwkv init --data, data.train); "
+               "evaluate on cc3m/wds/test-*.tar (modrwkv eval --task custom --data); to read every split together, "
+               "give cc3m/wds/*.tar")
+    with pytest.raises(FileNotFoundError) as caught:
+        expand_paths([str(folder)], "data.train")
+    assert str(caught.value) == f"data.train: {refusal}"
+    output = tmp_path / "c.yaml"
+    assert main(["init", "--data", str(folder), "--yes", "--device", "cpu", "--output", str(output)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: --data: {refusal}"
+    with pytest.raises(BenchmarkFileError, match=re.escape(f"--data: {refusal}")):
+        CustomTask().load(folder, "test")
+    # the wildcard it names reads the split; a folder of one split's shards stands for them
+    assert main(["init", "--data", str(folder / "train-*.tar"), "--yes", "--device", "cpu", "--output",
+                 str(output)]) == 0
+    assert "qa format, 4 usable samples" in capsys.readouterr().out
+    (folder / "test-00000-of-00001.tar").unlink()
+    assert expand_paths([str(folder)], "data.train") == [str(folder / f"train-0000{k}-of-00002.tar") for k in range(2)]
+    # a split's own file (train.tar beside test.tar) is a split too; shards of languages are no splits
+    for name, splits in {"plain": ["train", "test"], "languages": ["en-00000-of-00001", "fr-00000-of-00001"]}.items():
+        Path(name).mkdir()
+        for split in splits:
+            red_tar(Path(name) / f"{split}.tar", 1)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "holds the splits test.tar, train.tar, each a split's rows, which the folder read whole would mix: give "
+            "one split, plain/train.tar to train on")):
+        expand_paths(["plain"], "--data")
+    assert len(expand_paths(["languages"], "--data")) == 2
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".parquet"])
+def test_a_folder_of_split_folders_of_shards_is_refused_naming_each(tmp_path, monkeypatch, suffix):
+    """A hub WebDataset repository's train/00000.tar beside test/00000.tar (or Parquet shards so laid out), given
+    as their folder: refused naming each split's folder, rather than read as class folders named train and test."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    for split in ("train", "validation"):
+        Path("repo", split).mkdir(parents=True)
+        if suffix == ".tar":  # beside img2dataset's download statuses, which are no shards
+            red_tar(Path("repo", split, "00000.tar"), 1)
+            pq.write_table(pa.table({"key": ["000000000"]}), Path("repo", split, "00000.parquet"))
+        else:
+            pq.write_table(pa.table({"question": ["Which?"], "answer": ["a"]}), Path("repo", split, "00000.parquet"))
+    with pytest.raises(FileNotFoundError) as caught:
+        expand_paths(["repo"], "data.train")
+    assert str(caught.value) == (
+        "data.train: repo: holds the splits train/, validation/, each a split's rows, which the folder read whole "
+        "would mix: give one split, repo/train to train on (modrwkv init --data, data.train); evaluate on "
+        f"repo/validation (modrwkv eval --task custom --data); to read every split together, give repo/*/*{suffix}")
+    assert expand_paths(["repo/train"], "data.train") == [f"repo/train/00000{suffix}"]  # the folder it names

@@ -201,8 +201,8 @@ def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
 
 
 def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
-    """Data files, with shell-style wildcards expanded and a folder standing for the Parquet shards in
-    it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
+    """Data files, with shell-style wildcards expanded and a folder standing for the .tar or Parquet shards
+    in it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
     reproducible. `setting` names where the patterns were given (data.train, --data) in the
     FileNotFoundError for a wildcard that matches nothing or a folder without shards. A file that
     two patterns give (overlapping wildcards, 'a.jsonl' and './a.jsonl') is listed once, where it
@@ -259,9 +259,11 @@ def _shown(files: Sequence[str]) -> str:
 # A brace list or range as webdataset and the shell expand it: {a,b}, {000..099}.
 _BRACES = re.compile(r"\{[^{}/]*(?:,|\.\.)[^{}/]*\}")
 # A split's shard as `datasets` names it on the hub: test-00000-of-00003.parquet (older uploads add a hash:
-# dev-00000-of-00001-75b6649fb044d38b.parquet). The one parser of shard names: a folder's splits here, a
-# benchmark's hub copy in `evaluation.tasks.base.hub_shards`.
-HUB_SHARD = re.compile(r"^(?P<split>.+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[0-9a-f]+)?\.parquet$")
+# dev-00000-of-00001-75b6649fb044d38b.parquet), and a WebDataset split's the same way (train-00000-of-00002.tar).
+# The one parser of shard names: a folder's splits here, a benchmark's hub copy in
+# `evaluation.tasks.base.hub_shards`.
+HUB_SHARD = re.compile(
+    r"^(?P<split>.+?)-(?P<index>\d{5})-of-(?P<count>\d{5})(?:-[0-9a-f]+)?(?P<suffix>\.parquet|\.tar)$")
 
 
 def _pattern_files(pattern: str, setting: str) -> list[str]:
@@ -270,24 +272,24 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     samples), else for its .parquet shards, else, with subfolders, for itself: a folder of class folders
     (`classfolders`), which `file_records` reads as one data file. A folder with a metadata file in it or a
     subfolder stands for itself before all that: Hugging Face's metadata layout (`hffolders`), whose
-    metadata.parquet is no shard."""
+    metadata.parquet is no shard. A folder of several splits' shards, by their names or split subfolders,
+    is refused (`_refuse_splits`)."""
     if Path(pattern).is_dir():
         from .classfolders import has_class_folders  # (they build on this module)
         from .hffolders import has_metadata
 
         if has_metadata(Path(pattern)):
             return [pattern]
-        files = [p for p in Path(pattern).iterdir() if p.is_file()]
-        shards = sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
+        shards = _folder_shards(Path(pattern))
         if not shards and has_class_folders(Path(pattern)):
+            _refuse_splits(Path(pattern), _split_folder_shards(Path(pattern)), setting)
             return [pattern]
-        if shards and not is_tar(Path(shards[0])):
-            _refuse_splits(Path(pattern), shards, setting)
         if not shards:
             raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no class "
                                     "folder and no metadata file; give the data files (a wildcard such as "
                                     "data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), or a "
                                     "folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
+        _refuse_splits(Path(pattern), shards, setting)
         return shards
     if _BRACES.search(pattern) and not Path(pattern).exists():
         raise FileNotFoundError(f"{setting}: no file {pattern}: brace lists (webdataset's shard-{{000..099}}.tar) "
@@ -300,24 +302,46 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     return [pattern]
 
 
-def _refuse_splits(folder: Path, files: Sequence[str], setting: str) -> None:
-    """FileNotFoundError for a folder whose Parquet files are more than one split's, by their names as the hub
-    and `datasets` give them (`HUB_SHARD`'s train-00000-of-00001.parquet, or train.parquet, test.parquet): a hub
-    repository keeps every split in one folder (cifar10's plain_text/), which read whole would train on the
-    test split too. The line names each split's wildcard, as `classfolders.split_refusal` names split folders."""
+def _folder_shards(folder: Path) -> list[str]:
+    """The shards a folder stands for, in name order: its .tar files when it has any (img2dataset's .parquet
+    beside them are download statuses), else its .parquet files."""
+    files = [p for p in folder.iterdir() if p.is_file()]
+    return sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
+
+
+def _split_folder_shards(folder: Path) -> list[str]:
+    """The shards (`_folder_shards`) of the subfolders of `folder` named as splits (`classfolders.split_kind`):
+    a WebDataset repository on the hub keeps each split's shards in a folder of its own (train/00000.tar,
+    test/00000.tar). Only split-named subfolders are listed, not every class folder of an image folder."""
+    from .classfolders import split_kind  # (it builds on this module)
+
+    return [shard for sub in sorted(folder.iterdir()) if sub.is_dir() and split_kind(sub.name) is not None
+            for shard in _folder_shards(sub)]
+
+
+def _refuse_splits(folder: Path, shards: Sequence[str], setting: str) -> None:
+    """FileNotFoundError for a folder whose .parquet or .tar shards are more than one split's, by their names as
+    the hub and `datasets` give them (`HUB_SHARD`'s train-00000-of-00001.parquet or .tar, train.parquet beside
+    test.parquet) or by the subfolders they are in (`_split_folder_shards`' train/00000.tar): a hub repository
+    keeps every split in one folder (cifar10's plain_text/), which read whole would train on the test split too.
+    The line names each split's wildcard (or subfolder), as `classfolders.split_refusal` names split folders."""
     from .classfolders import split_kind, split_refusal  # (they build on this module)
 
-    given: dict[str, str] = {}  # each split -> how it is given in the folder, in the files' order
-    for name in (Path(file).name for file in files):
-        if (shard := HUB_SHARD.match(name)) is not None:
-            given.setdefault(shard["split"], f"{shard['split']}-*.parquet")
-        elif split_kind(Path(name).stem) is not None:
-            given.setdefault(Path(name).stem, name)
+    given: dict[str, str] = {}  # each split -> how it is given in the folder, in the shards' order
+    for shard in map(Path, shards):
+        if shard.parent != folder:
+            given.setdefault(shard.parent.name, f"{shard.parent.name}/")
+        elif (match := HUB_SHARD.match(shard.name)) is not None:
+            given.setdefault(match["split"], f"{match['split']}-*{match['suffix']}")
+        elif split_kind(shard.stem) is not None:
+            given.setdefault(shard.stem, shard.name)
     # (shards of languages, en-* and fr-*, or of two data sets are no splits: read together, as given)
     if sum(split_kind(split) is not None for split in given) > 1:
         refusal = split_refusal(folder, list(given), "a split's rows, which the folder read whole would mix",
                                 given.__getitem__)
-        raise FileNotFoundError(f"{setting}: {refusal}; to read every split together, give {folder / '*.parquet'}")
+        first = Path(shards[0])
+        whole = f"{'*/' if first.parent != folder else ''}*{first.suffix}"
+        raise FileNotFoundError(f"{setting}: {refusal}; to read every split together, give {folder / whole}")
 
 
 @functools.lru_cache(maxsize=64)
