@@ -372,6 +372,53 @@ def test_naive_baselines_of_real_series_with_the_models_season(tmp_path, monkeyp
     assert all(chunked[name] == pytest.approx(scores[name], rel=1e-12) for name in scores)
 
 
+def test_season_gives_the_seasonal_baselines_a_period_the_model_has_none_of(tmp_path, monkeypatch, capsys):
+    """`modrwkv eval --season 4` on a period-4 pattern plus a trend of 0.5 a step, with a model that records no
+    season: seasonal naive repeats the look-back's last period, 4 steps behind, so every step it forecasts is
+    off by the trend over 4 steps, 2.0; its MSE is (2.0 / the training rows' std)^2 on standardised values, and
+    + drift (the look-back's mean change over a period, that 2.0) is exact. Only the baselines change: a rerun
+    into the same folder with --season resumes the model's forecasts."""
+    import modrwkv.cli
+    from modrwkv.cli import main
+
+    monkeypatch.setattr(modrwkv.cli, "_load_pipeline", lambda *args, **kwargs: ForecastPipeline())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.pth").write_bytes(b"not loaded")
+    t = np.arange(60)
+    values = np.array([0.0, 3.0, -1.0, 2.0])[t % 4] + 0.5 * t
+    path = tmp_path / "pattern.csv"
+    path.write_text("y\n" + "".join(f"{value}\n" for value in values))
+    out = tmp_path / "out"
+    command = ["eval", "--task", "custom-series", "--data", str(path), "--model", str(model), "--lookback", "12",
+               "--horizon", "3", "--output", str(out), "--no-progress"]
+    assert main(command) == 0
+    first = json.loads((out / "summary.json").read_text())["metrics"]
+    assert list(first["baselines"]) == ["repeat-last", "look-back mean", "train mean"]  # the model has no season
+    assert main([*command, "--season", "4"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert metrics["mse"] == first["mse"]  # the model's forecasts, resumed
+    std = values[:int(60 * 0.7)].std()  # the training rows' scaler
+    seasonal = metrics["baselines"]["seasonal naive (period 4)"]
+    assert seasonal["mse"] == pytest.approx((2.0 / std) ** 2, rel=1e-5)
+    assert metrics["baselines"]["seasonal naive (period 4) + drift"]["mse"] == pytest.approx(0, abs=1e-9)
+    assert f"seasonal naive (period 4) {format_metric(seasonal['mse'])}, " in last
+    # a built-in benchmark takes it too: the same windows give the same number
+    samples = get_task("custom-series").configure(lookback=12, horizon=3).load(path, "test")
+    builtin = get_task("etth1").configure(lookback=12, horizon=3, season=4).computed_baselines(samples)
+    assert builtin["seasonal naive (period 4)"]["mse"] == pytest.approx(seasonal["mse"], rel=1e-12)
+    # a period the look-back cannot hold twice, or none, is refused; so is --season where nothing is forecast
+    for season in ("1", "12"):
+        assert main([*command, "--season", season]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"modrwkv eval: error: season {season}: the seasonal baselines' period must be an integer from 2 to 11 "
+            "(under the look-back, 12, so that it holds more than one period)")
+    assert main(["eval", "--task", "pope", "--data", str(tmp_path), "--model", str(model), "--season", "24"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "modrwkv eval: error: --season: pope takes no such option (forecasting tasks do)")
+
+
 def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     """`--task custom` sends every series file training reads (.csv, .tsv, .npz) to custom-series, which
     cuts and scores the same windows from each (it routed only .csv, and read a .tsv as records)."""

@@ -1143,6 +1143,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--series-prompt", metavar="TEXT",
                    help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
                    "the model was trained with, which its folder records (docs/forecasting.md)")
+    p.add_argument("--season", type=int, metavar="N",
+                   help="forecasting tasks: the period of the seasonal-naive baselines shown beside the model's "
+                   "numbers (24 for hourly data with a daily cycle; 2 to --lookback - 1), instead of the season "
+                   "the model's folder records; the model's forecasts are unchanged")
     p.add_argument("--force-model", action="store_true",
                    help="forecasting tasks: decode a model whose training shipped its baseline alone "
                    "(series_baseline_only: validation could not show it beats the baseline) instead of returning the "
@@ -1283,6 +1287,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "samples": ("--samples", args.samples, "forecasting tasks"),
         "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
         "force_model": ("--force-model", True if args.force_model else None, "forecasting tasks"),
+        "season": ("--season", args.season, "forecasting tasks"),
         "targets": ("--target", args.target, "custom-series"),
         "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
         "long_form": ("--long-form", None if args.task == "custom" else long_form, "librispeech, aishell, custom"),

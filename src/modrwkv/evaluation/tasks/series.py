@@ -22,8 +22,9 @@ the series encoder's, not decoded; `force_model` decodes it anyway), the summary
 
 Beside the model's numbers, the run reports simple forecasts of exactly the windows it scores
 (`computed_baselines`: repeat-last, look-back mean, train mean, and seasonal naive (+ drift) of the
-model's `season`), and for `custom-series` the MSE of other methods the user gives (`baselines`,
-`--baseline NAME=VALUE`), as `custom` shows its baselines.
+model's `season`, or of the task's `season` when one is given, `--season N`: the baselines only, not the model),
+and for `custom-series` the MSE of other methods the user gives (`baselines`, `--baseline NAME=VALUE`), as
+`custom` shows its baselines.
 """
 
 from __future__ import annotations
@@ -111,13 +112,17 @@ class _Forecasting(Task):
     headline = "mse"
     headline_label = "MSE (standardised)"
 
-    settings = ("lookback", "horizon", "samples", "series_prompt", "force_model")
+    settings = ("lookback", "horizon", "samples", "series_prompt", "force_model", "season")
 
     def __init__(self, lookback: int, horizon: int, samples: int = 1, series_prompt: str | None = None,
-                 force_model: bool = False) -> None:
+                 force_model: bool = False, season: int | None = None) -> None:
         for label, value in (("lookback", lookback), ("horizon", horizon), ("samples", samples)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
+        if season is not None and (not isinstance(season, int) or isinstance(season, bool)
+                                   or not 2 <= season < lookback):
+            raise ValueError(f"season {season!r}: the seasonal baselines' period must be an integer from 2 to "
+                             f"{lookback - 1} (under the look-back, {lookback}, so that it holds more than one period)")
         problem = series_prompt_problem(series_prompt)
         if problem:
             raise ValueError(f"series_prompt: {problem}")
@@ -125,14 +130,17 @@ class _Forecasting(Task):
         self.series_prompt = series_prompt  # None: the template the model was trained with
         # the model's series encoder's `season` (`adopt_model_settings`): the seasonal baselines' period
         self.model_season = 0
+        # the seasonal baselines' period given for this run (`--season`), in place of the model's; None: the model's
+        self.season = season
         # decode a model saved with series_baseline_only anyway (`ModRWKVPipeline.forecast_batch`), for analysis
         self.force_model = force_model
 
     @property
     def options(self) -> dict[str, Any]:
         # A given prompt (and --force-model) only: a run asked with the model's own template resumes as before.
+        # The baselines' season changes neither the samples nor their scores: not the run's identity.
         return {k: v for k, v in self._init_args().items()
-                if not (k == "series_prompt" and v is None or k == "force_model" and not v)}
+                if not (k == "series_prompt" and v is None or k == "force_model" and not v or k == "season")}
 
     @property
     def max_new_tokens(self) -> int:  # type: ignore[override]
@@ -160,12 +168,16 @@ class _Forecasting(Task):
 
     def computed_baselines(self, samples: Sequence[EvalSample]) -> dict[str, dict[str, float]]:
         """MSE and MAE of the simple forecasts (`forecast_baselines`: repeat-last, look-back mean, train mean, and
-        with the model's `season` seasonal naive (+ drift)) of exactly these windows: their look-backs and targets,
+        with the task's `season`, else the model's, seasonal naive (+ drift), the period in their names) of exactly
+        these windows: their look-backs and targets,
         standardised with the train-split scaler as the model's forecasts are scored. In chunks: a benchmark's
         look-backs (Traffic: 862 channels x 3.4k windows x 720 steps) do not fit in memory at once."""
         if not samples:
             return {}
-        period = self.model_season if self.model_season <= self.lookback else 0
+        if self.season is not None:
+            period = self.season
+        else:
+            period = self.model_season if self.model_season <= self.lookback else 0
         totals: dict[str, np.ndarray] = {}
         for start in range(0, len(samples), BASELINE_CHUNK):
             chunk = samples[start:start + BASELINE_CHUNK]
@@ -216,8 +228,8 @@ class Forecast(_Forecasting):
 
     def __init__(self, name: str, title: str, files: Sequence[str], lookback: int = LOOKBACK,
                  horizon: int = HORIZON, samples: int = 1, series_prompt: str | None = None,
-                 force_model: bool = False) -> None:
-        super().__init__(lookback, horizon, samples, series_prompt, force_model)
+                 force_model: bool = False, season: int | None = None) -> None:
+        super().__init__(lookback, horizon, samples, series_prompt, force_model, season)
         self.name, self.title, self.files = name, title, tuple(files)
         self.layout = f"""{name}/                       (or the CSV file itself)
   {files[0]}                 (header row: date, then one column per channel)"""
@@ -287,8 +299,8 @@ FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one pe
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
                  samples: int = 1, series_prompt: str | None = None, force_model: bool = False,
-                 baselines: Mapping[str, float] | None = None) -> None:
-        super().__init__(lookback, horizon, samples, series_prompt, force_model)
+                 season: int | None = None, baselines: Mapping[str, float] | None = None) -> None:
+        super().__init__(lookback, horizon, samples, series_prompt, force_model, season)
         self.targets = list(targets) if targets else None
         # other methods' MSE on these windows given by the user (--baseline NAME=VALUE), shown as `custom` shows them
         self.baselines = dict(baselines or {})
