@@ -320,6 +320,23 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_beside_the_naive_ones(
                  load_pipeline=ForecastPipeline)
 
 
+def test_a_given_baseline_named_as_a_computed_one_is_told_apart(tmp_path, weights):
+    """`--baseline repeat-last=0.5` beside the repeat-last computed on the same windows: the report's column says
+    it is the given one, and the line of computed baselines keeps its own number under the plain name."""
+    path, _ = write_custom_csv(tmp_path / "mine.csv")
+    task = custom_task(path, baselines={"repeat-last": 0.5, "ARIMA": 0.25}).configure(lookback=24, horizon=6)
+    summary = run_eval(task, path, tmp_path / "out", model=weights, load_pipeline=ForecastPipeline,
+                       batch_size=16).summary
+    assert summary["paper"] == [{"model": "repeat-last (given)", "value": 0.5}, {"model": "ARIMA", "value": 0.25}]
+    report = (tmp_path / "out" / "report.md").read_text().splitlines()
+    computed = summary["metrics"]["baselines"]["repeat-last"]["mse"]
+    assert computed != 0.5
+    assert report[2] == "| benchmark | split | samples | metric | this model | repeat-last (given) | ARIMA |"
+    assert report[4].endswith(" | 0.5 | 0.25 |")
+    assert any(line.startswith(f"- baselines on the same windows, MSE (standardised): repeat-last "
+                               f"{format_metric(computed)}, ") for line in report)
+
+
 def test_naive_baselines_of_real_series_with_the_models_season(tmp_path, monkeypatch):
     """statsmodels' yearly sunspots (309 years, the solar cycle 11) as a user's CSV, evaluated with a model folder
     whose series encoder has season 11: the seasonal-naive baselines take that period, and every baseline is

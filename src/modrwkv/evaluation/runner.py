@@ -39,7 +39,7 @@ from ..data.sample import MediaLayout, unescape_markers
 from ..lm.files import check_output_folder
 from ..textfiles import append_text_durably, write_text_atomically
 from .report import format_report
-from .tasks import EvalSample, Task
+from .tasks import EvalSample, PaperResult, Task
 
 if TYPE_CHECKING:
     from ..inference import ModRWKVPipeline
@@ -442,6 +442,16 @@ def _generate(task: Task, todo: Sequence[EvalSample], pipeline: ModRWKVPipeline,
     return count
 
 
+def _told_apart(given: Sequence[PaperResult], computed: Mapping[str, Any]) -> list[PaperResult]:
+    """`given` (published numbers, and a custom run's --baseline NAME=VALUE), each named as the report shows it: one
+    named as a baseline computed here (`--baseline repeat-last=0.41` beside the repeat-last of these windows) as
+    "repeat-last (given)", since the table's column and the line of computed baselines would otherwise show two
+    numbers under one name. Kept rather than refused: a method of that name run elsewhere (another library's
+    seasonal naive, on its own terms) is a number the user asked to see beside this one."""
+    return [dataclasses.replace(result, model=f"{result.model} (given)") if result.model in computed else result
+            for result in given]
+
+
 def _finish(task: Task, data: Path | list[Path], output: Path, split: str, selected: Sequence[EvalSample], total: int,
             done: dict[str, dict[str, Any]], model: ModelSpec, limit: int | None, batch_size: int,
             max_new_tokens: int, generated: int, seconds: float) -> dict[str, Any]:
@@ -467,7 +477,7 @@ def _finish(task: Task, data: Path | list[Path], output: Path, split: str, selec
         "headline": {"metric": task.headline, "label": task.headline_label, "value": metrics.get(task.headline)},
         # published numbers and the user's --baseline ones; what is computed here (metrics.baselines) is not
         # one of them: a run with those alone has no published number to stand beside
-        "paper": [dataclasses.asdict(p) for p in task.paper_results(split)],
+        "paper": [dataclasses.asdict(p) for p in _told_apart(task.paper_results(split), baselines)],
         "paper_note": task.paper_note,
         "server_scored": not metrics,
         "generated_this_run": generated,
