@@ -571,6 +571,34 @@ def test_a_multiple_choice_val_file_is_broken_down_by_right_option_and_only_answ
     assert "per_answer" not in json.loads((tmp_path / "free" / "best" / "validation.json").read_text())
 
 
+def test_the_answers_table_in_a_run_folder_is_the_current_runs(tmp_path, monkeypatch):
+    """val_per_answer.md that an earlier run into the folder left (its checkpoints since removed) is gone once a
+    run without validation, or one whose free-form answers break nothing down, has trained there; a run with a
+    breakdown writes its own over it."""
+    stale = "# val_accuracy per answer: final/ (step 2, the best validation) on data.val\n"
+    runs = {"plain": val_config(tmp_path, "plain", val_every=0, max_steps=1),
+            "free": val_config(tmp_path, "free", val_every=1, max_steps=1, val_metric="accuracy"),
+            "labelled": val_config(tmp_path, "labelled", val_every=1, max_steps=1, val_metric="accuracy")}
+    free = json.loads(Path(runs["free"]["data"]["val"][0]).read_text())
+    for i, record in enumerate(free):
+        record["image"] = str(tmp_path / "data" / "val" / record["image"])
+        record["conversations"][1]["value"] = f"answer {i}"
+    (tmp_path / "free.json").write_text(json.dumps(free))
+    runs["free"]["data"]["val"] = [str(tmp_path / "free.json")]
+    labelled_val_file(runs["labelled"], ["red", "red", "blue", "blue", "green", "green"])
+    del runs["plain"]["data"]["val"]
+    tables = {}
+    for name, cfg in runs.items():
+        table = Path(cfg["output"]["dir"]) / "val_per_answer.md"
+        table.parent.mkdir(parents=True)
+        table.write_text(stale)
+        ScriptedReplies(monkeypatch, [["red"] * 6] if name == "labelled" else [[f"answer {i}" for i in range(6)]])
+        train(cfg)
+        tables[name] = table.read_text().splitlines()[0] if table.exists() else None
+    assert tables == {"plain": None, "free": None,
+                      "labelled": "# val_accuracy per answer: final/ (step 1, the last step) on data.val"}
+
+
 def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
     """`val_metric: wer` scores the answers by corpus WER, as `modrwkv eval --task custom --metric wer`, and
     keeps the lowest (of equal ones, the lowest val loss)."""

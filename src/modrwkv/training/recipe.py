@@ -57,7 +57,7 @@ from .progress import Interrupted, ProgressLine, RunTotals, SaveOnError, StopOnS
 from .schedules import warmup_problem
 from ..busy_cores import CoreUse
 from .threads import TrainingThreads, callers_threads
-from .validation import BEST, Validation, val_data_config, val_scorer
+from .validation import BEST, Validation, discard_answers_table, val_data_config, val_scorer
 
 log = logging.getLogger(__name__)
 
@@ -487,6 +487,8 @@ def train(
     log.info("training stage %s: %s; %d x %d processes x %d accumulation per step", opt.stage,
              plan.describe(opt), opt.micro_batch_size, plan.world_size, plan.accumulation)
     log.info(estimate_memory(plan_from_model(model, config, world_size=plan.world_size)).summary())
+    # (every process: removing a file already removed is no error)
+    discard_answers_table(out)  # an earlier run's; this run writes its own at its end
 
     # Run.
     with callers_threads():

@@ -44,7 +44,8 @@
   right least often, as `modrwkv eval`'s last line does; the best validation's breakdown is in best/'s
   validation.json, and that of the validation whose weights final/ holds (the best with `output.final:
   best`, else the last) in `summary()` and the run folder's `ANSWERS_TABLE`. Both breakdowns travel in the
-  checkpoints (the history's rows hold only the loggers' numbers).
+  checkpoints (the history's rows hold only the loggers' numbers). A run removes the table an earlier run
+  into its folder left (`discard_answers_table`) as it starts, so the one there is always this run's.
 """
 
 from __future__ import annotations
@@ -96,6 +97,14 @@ SIGNIFICANT_T = 2.0
 # much (with 2 blocks, one degree of freedom, t reaches 2 by chance 15 % of the time for a gain of 0), so the
 # baseline ships.
 MIN_BLOCKS = 5
+
+
+def discard_answers_table(output_dir: Path) -> None:
+    """Removes the `ANSWERS_TABLE` an earlier run into `output_dir` left, as a run starts training: the table
+    there is then always the current run's, written when it finishes with a breakdown (`Validation.write_breakdown`;
+    a resumed run's breakdowns are in its checkpoint), and none after a run without validation, one whose
+    validations break nothing down, or one not finished."""
+    (output_dir / ANSWERS_TABLE).unlink(missing_ok=True)
 
 
 def val_data_config(config: DataConfig) -> DataConfig:
