@@ -417,3 +417,52 @@ def scripted_model(tmp_path: Path, monkeypatch, reply=None) -> Path:
     model.mkdir()
     (model / "weights.pth").write_bytes(b"not loaded")
     return model
+
+
+def real_series(co2_weeks: int = 400) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Real series statsmodels ships, name -> (timestamps, values; NaN where a value is missing): the yearly
+    sunspots (309 years from 1700), the Nile's yearly flow (100), El Nino's monthly sea temperature (61 years'
+    rows of 12 months, 732 months) and the first `co2_weeks` weeks of Mauna Loa's weekly co2 (with gaps)."""
+    import statsmodels.api as sm
+
+    def years(column: np.ndarray) -> np.ndarray:
+        return np.array([f"{int(year)}-01-01" for year in column], dtype="datetime64[ms]")
+
+    sunspots = sm.datasets.sunspots.load_pandas().data
+    nile = sm.datasets.nile.load_pandas().data
+    elnino = sm.datasets.elnino.load_pandas().data
+    co2 = sm.datasets.co2.load_pandas().data.iloc[:co2_weeks]
+    first_year = int(elnino["YEAR"].iloc[0])
+    months = np.arange(f"{first_year}-01", f"{first_year + len(elnino)}-01", dtype="datetime64[M]")
+    return {"sunspots": (years(sunspots["YEAR"]), sunspots["SUNACTIVITY"].to_numpy(dtype=np.float64)),
+            "nile": (years(nile["year"]), nile["volume"].to_numpy(dtype=np.float64)),
+            "elnino": (months.astype("datetime64[ms]"), elnino.iloc[:, 1:].to_numpy(dtype=np.float64).ravel()),
+            "co2": (co2.index.to_numpy().astype("datetime64[ms]"), co2["co2"].to_numpy(dtype=np.float64))}
+
+
+def write_series_layouts(folder: Path, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[
+        list[Path], Path, Path]:
+    """`series` (name -> (timestamps, values)) as a user would hold them: a CSV of each (date and value
+    columns, an empty cell for NaN; one file each, for a column padded to a longer series' length would move
+    its 70/10/20 borders), a Parquet file as autogluon/chronos_datasets stores them (a row each: `id`,
+    `timestamp` list, `target` list, null for NaN) and GluonTS JSON Lines ({"start", "target", "item_id"})."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    csvs = []
+    targets = [[None if np.isnan(v) else float(v) for v in values] for _, values in series.values()]
+    for (name, (stamps, values)), target in zip(series.items(), targets, strict=True):
+        lines = [f"date,{name}"] + [f"{stamp},{'' if value is None else repr(value)}"
+                                    for stamp, value in zip(stamps.astype("datetime64[D]"), target, strict=True)]
+        csvs.append(folder / f"{name}.csv")
+        csvs[-1].write_text("\n".join(lines) + "\n")
+    parquet, jsonl = folder / "series.parquet", folder / "series.jsonl"
+    pq.write_table(pa.table({
+        "id": list(series),
+        "timestamp": pa.array([stamps.tolist() for stamps, _ in series.values()], pa.list_(pa.timestamp("ms"))),
+        "target": pa.array(targets, pa.list_(pa.float64()))}), parquet)
+    jsonl.write_text("".join(json.dumps({"start": str(stamps[0].astype("datetime64[m]")).replace("T", " "),
+                                         "target": target, "item_id": name}) + "\n"
+                             for (name, (stamps, _)), target in zip(series.items(), targets, strict=True)))
+    return csvs, parquet, jsonl

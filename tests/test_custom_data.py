@@ -21,6 +21,7 @@ from PIL import Image
 
 from modrwkv.cli import main
 from modrwkv.data.readers import DataError, QAReader, parse_qa_record, qa_to_sample
+from modrwkv.data.readers.base import is_series_file
 from modrwkv.evaluation import ModelSpec, get_task, run_eval
 from modrwkv.evaluation.tasks import TASKS, BenchmarkFileError, CustomTask, custom_task
 from modrwkv.training import config_from_dict
@@ -628,6 +629,43 @@ def test_init_names_the_columns_it_reads_as_series(tmp_path, capsys):
     # with the trained windows (the model refuses any other lookback)
     assert out[-2] == f"evaluate:  modrwkv eval --task custom --model runs/load/final --data {tmp_path / 'load.csv'} " \
                       "--lookback 24 --horizon 4  # its test rows, which training does not read"
+
+
+def test_init_tells_series_rows_by_their_target_and_training_reads_them(tmp_path, capsys):
+    """`modrwkv init` tells a Parquet file of series rows (Chronos' layout: id, timestamp, target lists) and
+    GluonTS JSON Lines by their `target` list, and writes the series config whose reader training builds: each
+    row's training rows cut into windows, a row too short for them counted; a bad row is one line naming the
+    file, the row and the column, no traceback; a hub Parquet of images is still read as its rows."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    from modrwkv.data.readers.detect import detect_format
+    from modrwkv.training.data import build_reader
+
+    lengths = {"a": 300, "b": 200, "c": 30}  # c: 21 training rows, fewer than the look-back
+    targets = [np.sin(np.arange(n) / 4).round(4).tolist() for n in lengths.values()]
+    parquet, jsonl = tmp_path / "rows.parquet", tmp_path / "rows.jsonl"
+    stamps = [np.arange(n).astype("datetime64[h]").astype("datetime64[ms]").tolist() for n in lengths.values()]
+    pq.write_table(pa.table({"id": list(lengths), "timestamp": pa.array(stamps, pa.list_(pa.timestamp("ms"))),
+                             "target": targets}), parquet)
+    jsonl.write_text("".join(json.dumps({"start": "2024-01-01 00:00", "target": target, "item_id": name}) + "\n"
+                             for name, target in zip(lengths, targets, strict=True)))
+    windows = sum(int(n * 0.7) - 28 + 1 for n in lengths.values() if int(n * 0.7) >= 24)  # 183 + 113
+    for data in (parquet, jsonl):
+        assert detect_format(data) == "series"
+        config = tmp_path / f"{data.suffix[1:]}.yaml"
+        assert main(["init", "--data", str(data), "--yes", "--output", str(config), "--lookback", "24",
+                     "--horizon", "4"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert "inputs: series (columns: target)" in out[0] and f"series format, {windows} usable samples" in out[0]
+        reader = build_reader(config_from_dict(yaml.safe_load(config.read_text())).data)
+        assert len(list(reader)) == windows and reader.report.skipped == {"too_short": 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(jsonl.read_text() + json.dumps({"start": "2024-01-01", "target": [1, "n/a"], "item_id": "d"}))
+    assert main(["init", "--data", str(bad), "--yes", "--output", str(tmp_path / "bad.yaml")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"modrwkv init: error: {bad}:4 (item_id 'd'): column 'target': 'n/a' is not a number"
+    images = tmp_path / "images.parquet"
+    pq.write_table(pa.table({"image": [{"bytes": b"png", "path": None}], "label": [1]}), images)
+    assert not is_series_file(images)
 
 
 def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(tmp_path, capsys):

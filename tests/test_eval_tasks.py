@@ -457,7 +457,8 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     assert isinstance(custom_task(tmp_path / "metadata.csv"), CustomTask)  # Hugging Face's folder rows
     with pytest.raises(ValueError, match="mine.npz: a .npz file is a forecasting series, evaluated one file at a"):
         custom_task([npz, tmp_path / "x.jsonl"])
-    with pytest.raises(ValueError, match=r"a series file \(.csv, .tsv, .npz\) is read by the 'custom-series'"):
+    with pytest.raises(ValueError, match=r"a series file \(.csv/.tsv/.npz, or .parquet/.jsonl of one series per "
+                       r"row\) is read by the 'custom-series'"):
         custom_task(tsv, prompt="{question}")
     with pytest.raises(ValueError, match="--label-column, --long-form"):
         custom_task(npz, label_column="x")
@@ -466,8 +467,36 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     assert isinstance(given, type(TASKS["custom-series"]))
     assert given.paper_results("test") == [PaperResult("ARIMA", 0.41)]
     assert "--baseline" in given.paper_note and "baselines" not in given.configure(lookback=24).options
-    with pytest.raises(BenchmarkFileError, match=r"expected a series file \(.csv, .tsv or .npz\)"):
+    with pytest.raises(BenchmarkFileError,
+                       match=r"expected a series file \(.csv/.tsv/.npz, or .parquet/.jsonl of one series per row\)"):
         get_task("custom-series").load(tmp_path, "test")
+
+
+def test_series_rows_are_evaluated_as_their_csv_files_are(tmp_path, weights):
+    """`--task custom` sends a Parquet (Chronos' layout) or JSONL (GluonTS') file of series rows to custom-series,
+    which scores each row's test windows as it scores the CSV of that series: statsmodels' sunspots and Nile, two
+    rows of different lengths, score the windows and MSE of their two CSV files together."""
+    pytest.importorskip("statsmodels")
+    from eval_fixtures import real_series, write_series_layouts
+
+    series = {name: values for name, values in real_series().items() if name in ("sunspots", "nile")}
+    csvs, parquet, jsonl = write_series_layouts(tmp_path / "data", series)
+    scores = {}
+    for data in (*csvs, parquet, jsonl):
+        task = custom_task(data)
+        assert task is TASKS["custom-series"]
+        result = run_eval(task.configure(lookback=12, horizon=4), data, tmp_path / data.name, model=weights,
+                          load_pipeline=ForecastPipeline, batch_size=16)
+        predictions = read_predictions(tmp_path / data.name / "predictions.jsonl")
+        scores[data.name] = (len(predictions), result.summary["metrics"]["mse"])
+    (sun_windows, sun_mse), (nile_windows, nile_mse) = scores["sunspots.csv"], scores["nile.csv"]
+    assert (sun_windows, nile_windows) == (int(309 * 0.2) - 4 + 1, int(100 * 0.2) - 4 + 1)  # the test rows' windows
+    pooled = (sun_windows * sun_mse + nile_windows * nile_mse) / (sun_windows + nile_windows)
+    for data in (parquet, jsonl):
+        assert scores[data.name] == (sun_windows + nile_windows, pytest.approx(pooled, rel=1e-12))
+    # (by id: a row's windows, named by its row, are told from another row's, and a run resumes by them)
+    first = next(iter(read_predictions(tmp_path / parquet.name / "predictions.jsonl")))
+    assert first == f"row 0 (id 'sunspots') target/{309 - int(309 * 0.2) - 12}"
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from modrwkv.data.readers import (
     openai_to_sample,
     parse_forecast,
 )
-from modrwkv.data.readers.base import MixedFormats, expand_paths
+from modrwkv.data.readers.base import MixedFormats, expand_paths, is_series_file
 from modrwkv.data.readers.series import instance_stats, read_forecast
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
@@ -793,6 +794,123 @@ def test_npz_series(tmp_path: Path) -> None:
     (joint,) = TimeSeriesReader(path, lookback=6, horizon=2, columns=["two"], multivariate=True)
     assert joint.source == f"{path}:two[0]" and joint.series[0].shape == (6, 2)
     np.testing.assert_array_equal(joint.meta["target"], two[6:8])
+
+
+def same_windows(expected: list[Sample], got: list[Sample]) -> None:
+    """The same samples but for where they are named: texts, look-backs, targets, statistics and starts."""
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got, strict=True):
+        assert have.messages == want.messages and have.meta["start"] == want.meta["start"]
+        np.testing.assert_array_equal(have.series[0], want.series[0])
+        for key in ("target", "mean", "scale"):
+            np.testing.assert_array_equal(have.meta[key], want.meta[key])
+
+
+def test_series_rows_of_real_series_read_as_their_csv_columns(tmp_path: Path) -> None:
+    """statsmodels' sunspots (309 years), Nile (100), El Nino (732 months) and co2 (400 weeks, with gaps) as a
+    Chronos Parquet file (a row each, with timestamps), GluonTS JSON Lines, and a CSV each: the same windows,
+    texts, targets and statistics from all three, in training's settings (train rows, standardised), eval's
+    (test rows) and unsplit, each row split and scaled by its own length, its nulls the CSV's empty cells."""
+    pytest.importorskip("statsmodels")
+    from eval_fixtures import real_series, write_series_layouts
+
+    series = real_series()
+    csvs, parquet, jsonl = write_series_layouts(tmp_path, series)
+    for options in ({"split": "train", "standardize": True}, {"split": "test", "standardize": True}, {}):
+        readers = [TimeSeriesReader(data, lookback=24, horizon=8, stride=3, **options)
+                   for data in (csvs, parquet, jsonl)]
+        expected, *others = [list(reader) for reader in readers]
+        for reader, got in zip(readers[1:], others, strict=True):
+            same_windows(expected, got)
+            assert (reader.report.total, reader.report.skipped) == (readers[0].report.total, readers[0].report.skipped)
+    # unsplit: every window at stride 3 of each series, but co2's whose target holds a gap, left out alike
+    co2 = series["co2"][1]
+    gaps = sum(np.isnan(co2[start + 24:start + 32]).any() for start in range(0, len(co2) - 32 + 1, 3))
+    assert readers[0].report.total == sum((len(values) - 32) // 3 + 1 for _, values in series.values())
+    assert gaps and readers[0].report.skipped == {"non_finite": gaps}
+    first, last = list(readers[1])[0], list(readers[2])[-1]
+    assert first.source == f"{parquet}:row 0 (id 'sunspots') target[0]" and first.meta["columns"] == ["target"]
+    assert last.source == f"{jsonl}:4 (item_id 'co2') target[{last.meta['start']}]"
+    assert readers[1].series_columns() == ["target"]
+
+
+def test_series_rows_with_channels_read_as_a_csv_of_those_columns(tmp_path: Path) -> None:
+    """A LOTSA / GIFT-Eval row's [channels, steps] target (beside `start`, `freq` and static features, not read),
+    and a Chronos row of several list columns and no `target` (as ushcn_daily's), read as a CSV of those columns:
+    each channel a series of its own, or with `multivariate` together."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    values = np.random.default_rng(3).normal(size=(40, 2)).round(3)
+    csv = write_csv(tmp_path / "two.csv", ["date", "a", "b"], [[f"d{i}", *map(repr, row)] for i, row in
+                                                                 enumerate(values.tolist())])
+    lotsa, chronos = tmp_path / "lotsa.parquet", tmp_path / "chronos.parquet"
+    pq.write_table(pa.table({"item_id": ["x"], "start": pa.array([np.datetime64("2020-01-01", "ms")]),
+                             "freq": ["h"], "target": [values.T.tolist()], "feat_static_cat": [[3]]}), lotsa)
+    stamps = pa.array([np.arange(40).astype("datetime64[h]").astype("datetime64[ms]").tolist()],
+                      pa.list_(pa.timestamp("ms")))
+    pq.write_table(pa.table({"id": ["x"], "timestamp": stamps, "a": [values[:, 0].tolist()],
+                             "b": [values[:, 1].tolist()]}), chronos)
+    for multivariate in (False, True):
+        options = {"lookback": 8, "horizon": 4, "stride": 5, "multivariate": multivariate}
+        expected = list(TimeSeriesReader(csv, **options))
+        for path in (lotsa, chronos):
+            assert is_series_file(path)
+            same_windows(expected, list(TimeSeriesReader(path, **options)))
+    one, joint = next(iter(TimeSeriesReader(lotsa, lookback=8, horizon=4, stride=5))), \
+        next(iter(TimeSeriesReader(lotsa, lookback=8, horizon=4, multivariate=True)))
+    assert (one.source, one.meta["columns"]) == (f"{lotsa}:row 0 (item_id 'x') target[0, 0]", ["target[0]"])
+    assert (joint.source, joint.meta["columns"]) == (f"{lotsa}:row 0 (item_id 'x')[0]", ["target[0]", "target[1]"])
+    assert TimeSeriesReader(chronos, lookback=8, horizon=4).series_columns() == ["a", "b"]
+    picked = list(TimeSeriesReader(chronos, lookback=8, horizon=4, stride=5, columns=["b"]))
+    same_windows(list(TimeSeriesReader(csv, lookback=8, horizon=4, stride=5, columns=["b"])), picked)
+
+
+def test_bad_series_rows_are_named_by_file_row_and_column(tmp_path: Path) -> None:
+    """A target that is no list of numbers, a ragged [channels, steps] one, a missing one and a file with no
+    series column: one error naming the file, the row and the column. A row too short for a window, or for its
+    split's borders, is a too_short record, as a short CSV column is, and the other rows are read."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+
+    def jsonl(name: str, *targets: object) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"start": "2021-01-01", "target": target, "item_id": f"s{i}"}) + "\n"
+                                for i, target in enumerate(targets)))
+        return path
+
+    good = list(range(30))
+    cases = {jsonl("text", good, [1.0, "2.5"]): r":2 \(item_id 's1'\): column 'target': '2.5' is not a number",
+             jsonl("ragged", good, [good, good[:20]]): r":2 \(item_id 's1'\): column 'target' is ragged: channel 1 "
+                                                       "has 20 values, channel 0 30",
+             jsonl("null", None): r":1 \(item_id 's0'\): column 'target' is null, not a list of numbers",
+             jsonl("deep", [[[1.0]]]): r":1 \(item_id 's0'\): column 'target\[0\]': \[1.0\] is a list, nested deeper"}
+    strings = tmp_path / "strings.parquet"
+    pq.write_table(pa.table({"id": ["a"], "target": [["1", "x"]]}), strings)
+    cases[strings] = r":row 0 \(id 'a'\): column 'target': '1' is not a number"
+    dates = tmp_path / "dates.parquet"
+    pq.write_table(pa.table({"id": ["a"], "timestamp": pa.array([[0]], pa.list_(pa.timestamp("ms"))),
+                             "kind": [["x"]]}), dates)
+    cases[dates] = r": no 'target' column and no column of lists of numbers among \['id', 'timestamp', 'kind'\]"
+    for path, message in cases.items():
+        with pytest.raises(DataError, match=f"^{re.escape(str(path))}{message}") as info:
+            list(TimeSeriesReader(path, lookback=4, horizon=2))
+        assert info.value.reason == "unreadable_file"
+    assert not is_series_file(dates)  # (no target, no numbers: not told as series)
+    uneven = tmp_path / "uneven.parquet"
+    pq.write_table(pa.table({"id": ["x"], "a": [list(range(10))], "b": [list(range(8))]}), uneven)
+    assert len(list(TimeSeriesReader(uneven, lookback=4, horizon=2))) == 5 + 3  # on their own: each its length
+    with pytest.raises(DataError, match=r"uneven.parquet:row 0 \(id 'x'\): columns of different lengths "
+                                        r"\{'a': 10, 'b': 8\}: a multivariate series is read step by step"):
+        list(TimeSeriesReader(uneven, lookback=4, horizon=2, multivariate=True))
+    missing = jsonl("missing", good)
+    with pytest.raises(DataError, match=r"no column\(s\) \['load'\] \(columns: \['start', 'target', 'item_id'\]\)"):
+        list(TimeSeriesReader(missing, lookback=4, horizon=2, columns=["load"]))
+    # a row of 12 steps: no window of 10 + 5 unsplit; no train rows of a look-back of 10 when split
+    short = jsonl("short", good, good[:12])
+    unsplit = TimeSeriesReader(short, lookback=10, horizon=5)
+    assert len(list(unsplit)) == 16 and unsplit.report.skipped == {"too_short": 1}
+    assert str(unsplit.report.examples[0]) == f"{short}: series \"2 (item_id 's1') target\" has 12 steps, fewer than 15"
+    split = TimeSeriesReader(short, lookback=10, horizon=5, split="train", standardize=True)
+    assert len(list(split)) == 7 and split.report.skipped == {"too_short": 1}  # int(30 * 0.7) - 15 + 1
+    assert str(split.report.examples[0]).endswith("has 12 steps, too few for train rows with a look-back of 10")
 
 
 def test_format_and_parse_forecast() -> None:

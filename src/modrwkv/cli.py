@@ -567,8 +567,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet records (qa, llava, openai, sharegpt, asr), WebDataset "
-                   ".tar shards, or a .csv/.tsv/.npz series; several files, wildcards, a folder of .parquet or .tar "
-                   "shards, a folder of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/"
+                   ".tar shards, or a .csv/.tsv/.npz series or .parquet/.jsonl series rows; several files, wildcards, "
+                   "a folder of .parquet or .tar shards, a folder of class folders (train/cat/0001.jpg) and a folder "
+                   "with a metadata.jsonl/.csv/"
                    ".parquet naming its media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
@@ -615,7 +616,7 @@ def _run_init(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and not args.yes
     data = args.data
     if not data and interactive:
-        answer = _ask("Training data file (.jsonl/.json/.parquet records, .tar shards, or .csv/.tsv/.npz series)", None)
+        answer = _ask("Training data file (.jsonl/.json/.parquet records, .tar shards, or a series file)", None)
         data = [answer] if answer else None
     if not data:
         raise CLIError("init: give the training data file (--data FILE)")
@@ -1182,7 +1183,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet/.tar files in a training format, "
-                                  "or a .csv/.tsv/.npz series; see docs/custom-data.md)")
+                                  "or a series file: .csv/.tsv/.npz, or .parquet/.jsonl series rows; "
+                                  "see docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
                         "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "

@@ -6,8 +6,8 @@
     print(reader.report.summary())   # kept / skipped per reason, first examples in .examples
 
 Formats: question-answer records (`QAReader`), LLaVA JSON/JSONL (`LlavaReader`), OpenAI chat
-messages (`OpenAIChatReader`), LLaMA-Factory ShareGPT (`SharegptReader`), ASR manifests (`AsrManifestReader`), time series from CSV/NPZ
-(`TimeSeriesReader`, with `format_forecast` / `parse_forecast`), and in-memory records or HF
+messages (`OpenAIChatReader`), LLaMA-Factory ShareGPT (`SharegptReader`), ASR manifests (`AsrManifestReader`), time
+series from CSV/NPZ or series rows, Parquet / JSONL (`TimeSeriesReader`, with `format_forecast` / `parse_forecast`), and in-memory records or HF
 datasets (`from_records`). The single-record converters (`qa_to_sample`, `llava_to_sample`,
 `openai_to_sample`, `sharegpt_to_sample`, `asr_to_sample`) raise `DataError` and suit
 callers that handle one record at a time, such as a server.

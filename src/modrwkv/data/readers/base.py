@@ -429,13 +429,24 @@ def is_parquet(path: Path) -> bool:
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
-# The files of a time series (`series.TimeSeriesReader`), by extension.
+# The files of a time series (`series.TimeSeriesReader`) by extension; Parquet and JSON Lines files of series rows
+# are told by their columns (`seriesrows.is_series_rows`).
 SERIES_EXTENSIONS = (".csv", ".tsv", ".npz")
+# How messages name every series file.
+SERIES_FILES = ".csv/.tsv/.npz, or .parquet/.jsonl of one series per row"
 
 
 def is_series_file(path: Path) -> bool:
-    """A time-series file by its extension (`SERIES_EXTENSIONS`), but a Hugging Face metadata.csv (a folder's rows)."""
-    return path.suffix.lower() in SERIES_EXTENSIONS and not is_metadata_file(path)
+    """A time-series file: by its extension (`SERIES_EXTENSIONS`), or a Parquet / JSON Lines file of one series per
+    row (a `target` list column and no media, `seriesrows.is_series_rows`); not a Hugging Face metadata file (a
+    folder's rows)."""
+    if is_metadata_file(path):
+        return False
+    if path.suffix.lower() in SERIES_EXTENSIONS:
+        return True
+    from .seriesrows import is_series_rows  # (it builds on this module)
+
+    return is_series_rows(path)
 
 
 def is_metadata_file(path: Path) -> bool:
@@ -659,22 +670,30 @@ def is_binary_type(data_type: Any) -> bool:
     return pyarrow.types.is_binary(data_type) or pyarrow.types.is_large_binary(data_type)
 
 
-def _holds_bytes(data_type: Any) -> bool:
+def holds_bytes(data_type: Any) -> bool:
     """Whether values of this pyarrow type hold binary values (media), in structs and lists too."""
     import pyarrow
 
     if is_binary_type(data_type):
         return True
     if pyarrow.types.is_struct(data_type):
-        return any(_holds_bytes(data_type.field(i).type) for i in range(data_type.num_fields))
+        return any(holds_bytes(data_type.field(i).type) for i in range(data_type.num_fields))
     if pyarrow.types.is_list(data_type) or pyarrow.types.is_large_list(data_type):
-        return _holds_bytes(data_type.value_type)
+        return holds_bytes(data_type.value_type)
     return False
+
+
+def is_list_type(data_type: Any) -> bool:
+    """Whether values of this pyarrow type are lists (of any length, or of a fixed one)."""
+    import pyarrow
+
+    return (pyarrow.types.is_list(data_type) or pyarrow.types.is_large_list(data_type)
+            or pyarrow.types.is_fixed_size_list(data_type))
 
 
 def _warn_of_big_row_groups(path: Path, handle: Any) -> None:
     """A warning for a media column bigger in a row group than what a process keeps of it (`_read_rows`)."""
-    media = [field.name for field in handle.schema_arrow if _holds_bytes(field.type)]
+    media = [field.name for field in handle.schema_arrow if holds_bytes(field.type)]
     sizes = [(_column_bytes(handle.metadata.row_group(g), column), g, column)
              for g in range(handle.metadata.num_row_groups) for column in media]
     if sizes and max(sizes)[0] > ROW_GROUP_KEPT_BYTES:

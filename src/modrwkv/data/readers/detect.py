@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import (DataError, file_records, is_metadata_file, is_parquet, is_series_file, is_tar, media_kind,
-                   record_format)
+from .base import (SERIES_FILES, DataError, file_records, is_metadata_file, is_parquet, is_series_file, is_tar,
+                   media_kind, record_format)
 from .sharegpt import dataset_info_entry
 
 
@@ -20,7 +20,8 @@ class FormatUnknown(ValueError):
 
 
 def detect_format(path: Path, label_column: str | None = None) -> str:
-    """The data format from the extension (CSV/TSV/NPZ: series, `is_series_file`), a LLaMA-Factory
+    """The data format from the extension (CSV/TSV/NPZ: series), or the columns of a Parquet / JSON Lines file of
+    series rows (a `target` list and no media: series, `is_series_file`), a LLaMA-Factory
     `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
     columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
     folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
@@ -89,7 +90,7 @@ def detect_format(path: Path, label_column: str | None = None) -> str:
                 else "no rows" if is_parquet(path) else "no JSON record")
         raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
-                        "or a .csv/.tsv/.npz series file; see docs/custom-data.md")
+                        f"or a series file ({SERIES_FILES}); see docs/custom-data.md")
     detected = record_format(first)
     if detected is None and {"instruction", "output"} <= set(first):
         raise FormatUnknown(f"{path}: the first record's fields {sorted(first)} are LLaMA-Factory's alpaca format, which "

@@ -64,8 +64,8 @@ from typing import Any
 
 from ..sample import escape_markers
 from .asr import TEXT_KEYS
-from .base import (DataError, as_rows, is_binary_type, is_metadata_file, is_parquet, is_series_file, is_tar,
-                   json_records, media_kind, open_parquet, parquet_records, record_format, require, turn_text)
+from .base import (DataError, as_rows, is_binary_type, is_list_type, is_metadata_file, is_parquet, is_series_file,
+                   is_tar, json_records, media_kind, open_parquet, parquet_records, record_format, require, turn_text)
 from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -282,7 +282,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
         label = labels[0] if labels else named_label
     # the label, or with nothing else to answer with a list of ClassLabel: told from the file's types, not row by
     # row, where every row would be refused
-    listed = [column for column in columns if _is_list(schema.field(column).type)
+    listed = [column for column in columns if is_list_type(schema.field(column).type)
               and (column == label or label is None and text is None and _multi_label(features, column))]
     if listed:
         declared = " of ClassLabel" if _multi_label(features, listed[0]) else ""
@@ -303,13 +303,6 @@ def _multi_label(features: dict[str, Any], column: str) -> bool:
     return isinstance(inner, dict) and inner.get("_type") == "ClassLabel"
 
 
-def _is_list(data_type: Any) -> bool:
-    import pyarrow
-
-    return (pyarrow.types.is_list(data_type) or pyarrow.types.is_large_list(data_type)
-            or pyarrow.types.is_fixed_size_list(data_type))
-
-
 def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
     """`features` without those the file's columns cannot hold as written: a ClassLabel over a column that is not
     integers, an Image, Audio or Video over one that holds no media (`_media_type`), a list over one that is no
@@ -319,7 +312,7 @@ def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
     import pyarrow
 
     holds = {"ClassLabel": pyarrow.types.is_integer, **{name: _media_type for name in MEDIA_TYPES},
-             **{name: _is_list for name in _LIST_TYPES}}
+             **{name: is_list_type for name in _LIST_TYPES}}
     return {column: feature for column, feature in features.items() if column in schema.names
             and holds.get(_type(features, column), lambda _: True)(schema.field(column).type)}
 

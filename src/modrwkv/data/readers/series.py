@@ -1,4 +1,4 @@
-"""Time-series forecasting samples cut from CSV or NPZ files with a sliding window.
+"""Time-series forecasting samples cut from CSV, NPZ or series-row files with a sliding window.
 
 Each window of `lookback` + `horizon` steps becomes user "<series>\\n{prompt}" (`series_user_turn`)
 with the lookback part as the series item, and assistant = the horizon part as text. Training
@@ -29,6 +29,12 @@ files by hand and training sees exactly what `modrwkv eval --task custom-series`
 Columns (CSV) or arrays (NPZ) are forecast one by one by default (`multivariate=False`, the
 channel-independent setting of the zero-shot benchmarks); `multivariate=True` keeps them together
 as [lookback, channels] items with one text line per forecast step.
+
+A Parquet or JSON Lines file of one series per row (the hub's and GluonTS' layout, `seriesrows`) is read
+row by row: each row's series is windowed, split, standardised and checked exactly as a CSV column of
+the same values would be (its own length deciding its split's borders); its channels (a [channels, steps]
+`target`, or several list columns) are forecast one by one or, with `multivariate`, together. A row too
+short for a window, or for its split's borders, is one "too_short" record, not the file's error.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ import numpy as np
 
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, OnError, PathLike, Reader, as_paths, data_label, media_kind
+from .base import DataError, OnError, PathLike, Reader, as_paths, data_label, is_parquet, media_kind
+from .seriesrows import JSON_EXTENSIONS, series_rows
 
 logger = logging.getLogger(__name__)
 
@@ -267,27 +274,35 @@ def split_rows(path: Path, n_rows: int, lookback: int, split: Split) -> tuple[in
 @dataclasses.dataclass
 class _Series:
     """One forecastable series of a file: its values ([T] or [T, C]), the column name(s) recorded
-    in `meta`, and how to name the window starting at row s in `Sample.source`."""
+    in `meta`, and how to name the window starting at row s in `Sample.source`. `in_rows`: a row of
+    a series-rows file, one of many lengths, whose being too short for its split is its own
+    "too_short" record (a CSV's length is the file's: its split failing is the file's error)."""
 
     label: str
     columns: list[str]
     values: np.ndarray
     where: Callable[[int], str]
+    in_rows: bool = False
 
 
 class TimeSeriesReader(Reader):
-    """Sliding-window forecasting samples from CSV (header row) or NPZ files.
+    """Sliding-window forecasting samples from CSV (header row), NPZ, or Parquet / JSON Lines files
+    of one series per row.
 
-    `columns` picks CSV columns or NPZ arrays (default: every numeric one, leaving out columns
-    named like a date or time — date, datetime, time, timestamp, ds, year, quarter, month, week, day,
-    hour, minute — and columns holding
-    non-numbers). Empty CSV cells read as NaN: in a look-back they are gaps (the encoder reads
-    them as the window's mean), in a forecast target they make the window a bad record
+    `columns` picks CSV columns, NPZ arrays or the list columns of series rows (default: every
+    numeric one, leaving out columns named like a date or time — date, datetime, time, timestamp,
+    ds, year, quarter, month, week, day, hour, minute — and columns holding non-numbers; of series
+    rows `target`, else every list of numbers but `timestamp`, `seriesrows`). Empty CSV cells (nulls
+    of series rows) read as NaN: in a look-back they are gaps (the encoder reads them as the window's
+    mean), in a forecast target they make the window a bad record
     ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
     and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
     window's first row, header = line 1; "path:line" when multivariate), "path:array[start]" or
-    "path:array[start, channel]" (NPZ). Unusable files (missing, no such column, non-numeric cell
-    in a chosen column) raise `DataError` whatever `on_error` says: there is no record to skip.
+    "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1') target[start]" (a series row: a
+    Parquet row counted from 0, a JSONL line from 1, then its id; a [channels, steps] target's
+    channel c: "target[c, start]"; "path:row 12 (id 'T1')[start]" when multivariate). Unusable files
+    (missing, no such column, non-numeric cell in a chosen column) raise `DataError` whatever `on_error`
+    says: there is no record to skip.
     """
 
     set_by_training = ("linear_baseline",)  # fitted by training from the encoder's option, not a data.options one
@@ -351,7 +366,7 @@ class TimeSeriesReader(Reader):
         return (length - span) // self.stride + 1 if length >= span else 0
 
     def series_columns(self) -> list[str]:
-        """The columns (CSV) or arrays (NPZ) read as series, over all files, in order."""
+        """The columns (CSV, series rows) or arrays (NPZ) read as series, over all files, in order."""
         return list(dict.fromkeys(c for path in self.paths for series in self._load_file(path) for c in series.columns))
 
     def training_rows(self) -> list[np.ndarray]:
@@ -361,8 +376,10 @@ class TimeSeriesReader(Reader):
         rows = []
         for path in self.paths:
             for series in self._load(path):
-                first, end = (0, len(series.values)) if self.split is None else \
-                    split_rows(path, len(series.values), self.lookback, self.split)
+                borders = self._borders(path, series, self.split)
+                if borders is None:
+                    continue
+                first, end = borders
                 columns = series.values[first:end].astype(np.float64)
                 rows.extend((columns[:, None] if columns.ndim == 1 else columns).T)
         return rows
@@ -370,18 +387,35 @@ class TimeSeriesReader(Reader):
     def _candidates(self) -> Iterator[Callable[[], Sample]]:
         for path in self.paths:
             for series in self._load(path):
-                first, end = (0, len(series.values)) if self.split is None else \
-                    split_rows(path, len(series.values), self.lookback, self.split)
+                borders = self._borders(path, series, self.split)
+                if borders is None:
+                    yield functools.partial(self._too_short, path, f"series {series.label!r} has {len(series.values)} "
+                                            f"steps, too few for {self.split} rows with a look-back of {self.lookback}")
+                    continue
+                first, end = borders
                 count = self.num_windows(end - first)
                 if count == 0:
-                    yield functools.partial(self._too_short, path, series, end - first)
+                    rows = "" if self.split is None else f" in its {self.split} rows"
+                    yield functools.partial(self._too_short, path, f"series {series.label!r} has {end - first} "
+                                            f"steps{rows}, fewer than {self.lookback + self.horizon}")
                 for start in range(first, first + count * self.stride, self.stride):
                     yield functools.partial(self._window, series, start)
 
-    def _too_short(self, path: Path, series: _Series, steps: int) -> Sample:
-        span = self.lookback + self.horizon
-        rows = "" if self.split is None else f" in its {self.split} rows"
-        raise DataError(str(path), "too_short", f"series {series.label!r} has {steps} steps{rows}, fewer than {span}")
+    def _borders(self, path: Path, series: _Series, split: Split | None) -> tuple[int, int] | None:
+        """Rows [first, end) of `series` in `split` (all of them without one; `split_rows`); None for a
+        series row too short for the split's borders, which yields no window (a CSV's `DataError`)."""
+        if split is None:
+            return 0, len(series.values)
+        try:
+            return split_rows(path, len(series.values), self.lookback, split)
+        except DataError:
+            if series.in_rows:
+                return None
+            raise
+
+    @staticmethod
+    def _too_short(path: Path, detail: str) -> Sample:
+        raise DataError(str(path), "too_short", detail)
 
     def _window(self, series: _Series, start: int) -> Sample:
         source = series.where(start)
@@ -409,6 +443,7 @@ class TimeSeriesReader(Reader):
             "mean": mean.astype(np.float32),
             "scale": scale.astype(np.float32),
             "columns": list(series.columns),
+            "series": series.label,  # which series of the file: unique in it (a series row's names its row)
             "start": start,
             "lookback": self.lookback,
             "horizon": self.horizon,
@@ -424,8 +459,10 @@ class TimeSeriesReader(Reader):
 
             for item in series:
                 columns = item.values[:, None] if item.values.ndim == 1 else item.values
-                train_end = split_rows(path, len(columns), self.lookback, "train")[1]
-                stats = fit_standard(columns[:train_end])
+                train = self._borders(path, item, "train")
+                if train is None:  # (a row too short to split: it yields no window)
+                    continue
+                stats = fit_standard(columns[:train[1]])
                 item.values = ((columns - stats.mean) / stats.std).reshape(item.values.shape)
         return series
 
@@ -435,7 +472,31 @@ class TimeSeriesReader(Reader):
             return self._load_npz(path)
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
-        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv or npz)")
+        if is_parquet(path) or suffix in JSON_EXTENSIONS:
+            return self._load_rows(path)
+        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv, npz, "
+                        "or parquet / jsonl of series rows)")
+
+    def _load_rows(self, path: Path) -> list[_Series]:
+        """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]
+        one, on its own, or with `multivariate` all of the row's together (of one length)."""
+        series = []
+        for row in series_rows(path, self.columns):
+            channels = _row_channels(row.values)
+            if not self.multivariate:
+                series.extend(_Series(f"{row.name} {name}", [name], values,
+                                      functools.partial(_row_source, path, f"{row.name} {opening}"), in_rows=True)
+                              for name, values, opening in channels)
+                continue
+            lengths = {name: len(values) for name, values, _ in channels}
+            if len(set(lengths.values())) > 1:
+                raise DataError(f"{path}:{row.name}", "unreadable_file", f"columns of different lengths {lengths}: "
+                                "a multivariate series is read step by step")
+            series.append(_Series(row.name, list(lengths), np.column_stack([values for _, values, _ in channels]),
+                                  functools.partial(_row_source, path, f"{row.name}["), in_rows=True))
+        if not series:
+            raise DataError(str(path), "unreadable_file", "no rows")
+        return series
 
     def _load_csv(self, path: Path) -> list[_Series]:
         try:
@@ -556,6 +617,22 @@ def _csv_source(path: Path, lines: list[int], column: str, start: int) -> str:
 
 def _npz_channel_source(path: Path, name: str, channel: int, start: int) -> str:
     return f"{path}:{name}[{start}, {channel}]"
+
+
+def _row_channels(columns: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, str]]:
+    """Each channel of a series row's columns ([T] or [T, C]): its name ("target", or "target[c]" of a
+    [channels, steps] target), its values [T], and how its windows' sources open ("target[", "target[c, ")."""
+    channels = []
+    for column, values in columns.items():
+        if values.ndim == 1:
+            channels.append((column, values, f"{column}["))
+        else:
+            channels.extend((f"{column}[{c}]", values[:, c], f"{column}[{c}, ") for c in range(values.shape[1]))
+    return channels
+
+
+def _row_source(path: Path, opening: str, start: int) -> str:
+    return f"{path}:{opening}{start}]"
 
 
 def _header_delimiter(text: str) -> str:

@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ...data.readers.base import SERIES_EXTENSIONS, is_series_file
+from ...data.readers.base import SERIES_FILES, is_series_file
 from ...processing.speech_segments import SegmentSettings
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task
 from .choice import MMMU, MMBench, ScienceQA
@@ -26,8 +26,8 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-# `custom` with a series file (.csv, .tsv, .npz) is a forecasting series: the task registered under this name
-# reads it, as training reads such a file (`is_series_file`).
+# `custom` with a series file (.csv, .tsv, .npz, or a Parquet / JSONL file of series rows) is a forecasting series:
+# the task registered under this name reads it, as training reads such a file (`is_series_file`).
 CUSTOM_SERIES = "custom-series"
 
 
@@ -37,8 +37,8 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                 caption_prompt: str | None = None, label_column: str | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
     (one, or several as data.train takes them), configured with these options, or, for a series file (.csv,
-    .tsv, .npz; not a Hugging Face metadata.csv), the `custom-series` forecasting task (`baselines`: other
-    methods' MSE on its windows). `label_column` is the
+    .tsv, .npz, or a .parquet / .jsonl of series rows, `is_series_file`; not a Hugging Face metadata file), the
+    `custom-series` forecasting task (`baselines`: other methods' MSE on its windows). `label_column` is the
     column a hub Parquet file's plain rows are answered with (data.options.label_column)."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
     series = [path for path in given if is_series_file(Path(path))]
@@ -58,7 +58,7 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
             or long_form is not None or caption_prompt is not None or label_column is not None):
         raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --label-column, "
                          "--long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
-                         f"file ({', '.join(SERIES_EXTENSIONS)}) is read by the {CUSTOM_SERIES!r} task with its own "
+                         f"file ({SERIES_FILES}) is read by the {CUSTOM_SERIES!r} task with its own "
                          "options")
     # --baseline: other methods' MSE on the same windows, shown beside the model's as for records
     return TASKS[CUSTOM_SERIES].configure(baselines=dict(baselines)) if baselines else TASKS[CUSTOM_SERIES]

@@ -5,8 +5,8 @@ protocol does: lookback 720, horizon 96, every channel forecast on its own (chan
 the test windows at stride 1 inside the Time-Series-Library borders, values standardised with a
 scaler fitted on the training rows only, MSE and MAE on standardised values. `--lookback` and
 `--horizon` change the window; the paper's numbers are then left out of the report, as they are
-for `custom-series`, which runs the same protocol on any series file training reads (CSV, TSV, NPZ;
-70/10/20 borders, columns chosen
+for `custom-series`, which runs the same protocol on any series file training reads (CSV, TSV, NPZ,
+Parquet / JSONL of series rows; 70/10/20 borders, of each row's length in a file of series rows; columns chosen
 with `targets`, read by the training reader itself, so training and evaluation see the same rows,
 empty cells, date columns and scaling).
 
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...data.readers.base import DataError
+from ...data.readers.base import SERIES_FILES, DataError
 from ...data.readers.series import (
     DATE_COLUMN_NAMES,
     FORECAST_MAX_DIGITS,
@@ -283,8 +283,8 @@ class Forecast(_Forecasting):
 
 class CustomSeries(_Forecasting):
     """Any series file training reads: a CSV / TSV (a header row; date columns optional; empty cells are gaps in a
-    look-back and leave out the windows whose target they fall in) or an NPZ (each array a series, a 2-D one a
-    series per column),
+    look-back and leave out the windows whose target they fall in), an NPZ (each array a series, a 2-D one a
+    series per column) or a Parquet / JSONL file of one series per row (`target`, the hub's and GluonTS' layout),
     forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler. The `val`
     split scores the validation rows, for choosing settings without looking at the test windows."""
 
@@ -293,7 +293,9 @@ class CustomSeries(_Forecasting):
     title = "custom series"
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
             one numeric column per series; empty cells allowed; FILE.tsv: the same, tab-separated)
-FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one per column)"""
+FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one per column)
+FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list of numbers, null = a gap,
+            or [channels, steps]; Chronos' `id`/`timestamp` columns and GluonTS' `item_id`/`start` are not read)"""
 
     settings = (*_Forecasting.settings, "targets", "baselines")
 
@@ -321,7 +323,7 @@ FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one pe
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         if not data.is_file():
-            raise BenchmarkFileError(f"{data}: expected a series file (.csv, .tsv or .npz). Expected layout:\n"
+            raise BenchmarkFileError(f"{data}: expected a series file ({SERIES_FILES}). Expected layout:\n"
                                      f"{self.layout}")
         reader = TimeSeriesReader(data, lookback=self.lookback, horizon=self.horizon, columns=self.targets,
                                   split=split, standardize=True)
@@ -335,8 +337,8 @@ FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one pe
         if reader.report.skipped:
             log.warning("%s: %s", data, reader.report.summary())
         return [
-            EvalSample(f"{s.meta['columns'][0]}/{s.meta['start']}", self.prompt(),
-                       {"channel": s.meta["columns"][0], "start": s.meta["start"], "target": s.meta["target"]},
+            EvalSample(f"{s.meta['series']}/{s.meta['start']}", self.prompt(),
+                       {"channel": s.meta["series"], "start": s.meta["start"], "target": s.meta["target"]},
                        series=list(s.series))
             for s in samples
         ]

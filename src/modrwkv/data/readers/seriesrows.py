@@ -1,0 +1,208 @@
+"""Time-series files of one series per row, as the Hugging Face hub and GluonTS store them: their detection and
+their rows' values, which `series.TimeSeriesReader` windows as it windows a CSV column.
+
+- Parquet as `autogluon/chronos_datasets` stores it: `id` (string), `timestamp` (list of timestamps), `target`
+  (list of floats) and, in some sets, more lists of floats of the row's length (other variables);
+- Parquet as `Salesforce/lotsa_data`, `Monash-University/monash_tsf` and GIFT-Eval store it: `item_id`, `start`,
+  `freq`, `target` (a list of floats, or a list of lists = [channels, steps] for a multivariate series), static
+  features (`feat_static_cat`, ...);
+- JSON Lines in GluonTS' convention: {"start": "2021-01-01 00:00", "target": [1.0, 2.0, null], "item_id": "a"}.
+
+The series of a row is its `target` (the convention of all three), or the columns chosen (`columns`). A file with
+no `target` is read as the Chronos evaluation reads it (`to_gluonts_univariate` in chronos-forecasting, fev's
+`generate_univariate_targets_from="__ALL__"`): every list-of-numbers column but `timestamp` is a variable of the
+row's series (a weather station's variables). Timestamps, `start`, `freq`, ids and static features are not read
+(the model reads values, as it reads a CSV's values and not its date column); the id only names the row in
+messages. A null value is a gap, as an empty CSV cell is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import (PARQUET_BATCH_ROWS, DataError, holds_bytes, is_list_type, is_parquet, json_records, open_parquet,
+                   record_format)
+
+TARGET = "target"  # the series column of every layout read here
+ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
+JSON_EXTENSIONS = (".jsonl", ".json")  # GluonTS writes its JSON Lines as data.json
+# Chronos' list of times: never a series, even held as numbers (epochs); Chronos' evaluation leaves it out by name.
+TIMESTAMP = "timestamp"
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesRow:
+    """One row: where it is ("row 12" of a Parquet file, counted from 0 as `datasets` and pandas count, or the
+    JSONL line "3", as the readers of records name them), with its id when it has one ("row 12 (id 'T1')"), and
+    the values of each column read, [steps] or [steps, channels] (a [channels, steps] target turned round, as
+    a CSV holds channels in columns)."""
+
+    name: str
+    values: dict[str, np.ndarray]
+
+
+def is_series_rows(path: Path) -> bool:
+    """Whether `path` is a Parquet or JSON Lines file of series rows: a `target` list column (field), or (Parquet)
+    a list-of-timestamps column beside list-of-numbers ones (Chronos' layout without `target`), and no media.
+    False for any other file, and for one that does not open (its reader says why)."""
+    if is_parquet(path):
+        try:
+            with open_parquet(path) as handle:
+                schema = handle.schema_arrow
+        except DataError:
+            return False
+        import pyarrow  # (open_parquet has named a missing pyarrow)
+
+        if any(holds_bytes(field.type) for field in schema):
+            return False
+        lists = {field.name: field.type for field in schema if is_list_type(field.type)}
+        return TARGET in lists or (any(pyarrow.types.is_timestamp(kind.value_type) for kind in lists.values())
+                                   and bool(_numeric_lists(schema)))
+    if path.suffix.lower() in JSON_EXTENSIONS and path.is_file():
+        first = _first_json_line(path)
+        return (isinstance(first, dict) and isinstance(first.get(TARGET), list) and record_format(first) is None)
+    return False
+
+
+def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
+    """The rows of a series-rows file with the values of `columns` (None: `target`, else every list-of-numbers
+    column); DataError naming the file, row and column for a column that is not there or holds no numbers, a
+    ragged [channels, steps] value, or a file that does not read."""
+    if is_parquet(path):
+        return _parquet_rows(path, columns)
+    return _json_rows(path, columns)
+
+
+def row_values(value: Any, source: str, column: str, *, typed: bool = False) -> np.ndarray:
+    """A row's `column` as float64: a list of numbers [steps] (null: a gap, NaN), or a list of such lists of one
+    length, [channels, steps], returned [steps, channels]. DataError (the file's: no series can be cut from it)
+    naming `source` and the column otherwise. `typed`: the column's type holds numbers only (a Parquet
+    list<float>), which are then not looked at one by one."""
+    if not isinstance(value, list):
+        shown = "null" if value is None else f"{type(value).__name__} {_shown(value)}"
+        raise DataError(source, "unreadable_file", f"column {column!r} is {shown}, not a list of numbers")
+    nested = bool(value) and all(isinstance(item, list) for item in value)
+    channels = value if nested else [value]
+    for k, channel in enumerate([] if typed else channels):
+        bad = next((x for x in channel if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)))),
+                   None)
+        if bad is not None:
+            what = "a list, nested deeper than [channels, steps]" if isinstance(bad, list) else "not a number"
+            raise DataError(source, "unreadable_file",
+                            f"column {column + (f'[{k}]' if nested else '')!r}: {_shown(bad)} is {what}")
+    lengths = [len(channel) for channel in channels]
+    if len(set(lengths)) > 1:
+        short = lengths.index(min(lengths))
+        raise DataError(source, "unreadable_file", f"column {column!r} is ragged: channel {short} has "
+                        f"{lengths[short]} values, channel 0 {lengths[0]} (a [channels, steps] series has one "
+                        "length)")
+    array = np.array(channels, dtype=np.float64)  # (None: NaN)
+    return array.T if nested else array[0]
+
+
+def _parquet_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
+    with open_parquet(path) as handle:
+        schema = handle.schema_arrow
+        numeric = _numeric_lists(schema)
+        chosen = _chosen(path, schema.names, columns, numeric)
+        named = next((column for column in ID_COLUMNS if column in schema.names), None)
+        batches = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[*chosen, *([named] if named else [])])
+        index = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except (OSError, ValueError) as err:  # a damaged row group: no row past it can be read
+                raise DataError(f"{path}:row {index}", "unreadable_file",
+                                f"the Parquet data does not decode from this row on: {err}") from None
+            if batch is None:
+                return
+            for record in batch.to_pylist():
+                yield _row(path, f"row {index}", record, chosen, named, set(numeric))
+                index += 1
+
+
+def _json_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
+    chosen = None
+    for source, load in json_records(path):
+        record = load()
+        if not isinstance(record, dict):
+            raise DataError(source, "unreadable_file", f"a {type(record).__name__}, not a record of a series "
+                            '(GluonTS: {"start": ..., "target": [...]})')
+        if chosen is None:  # the first record's fields decide, as a Parquet file's schema does
+            chosen = _chosen(path, list(record), columns, [field for field, value in record.items()
+                                                           if _holds_numbers(value, source, field)])
+        named = next((field for field in ID_COLUMNS if field in record), None)
+        yield _row(path, source.removeprefix(f"{path}:"), record, chosen, named, set())
+
+
+def _row(path: Path, where: str, record: dict[str, Any], chosen: list[str], named: str | None,
+         typed: set[str]) -> SeriesRow:
+    name = where if named is None or record.get(named) is None else f"{where} ({named} {str(record[named])!r})"
+    source = f"{path}:{name}"
+    missing = [column for column in chosen if column not in record]
+    if missing:
+        raise DataError(source, "unreadable_file", f"no column {missing[0]!r} (columns: {sorted(record)})")
+    return SeriesRow(name, {column: row_values(record[column], source, column, typed=column in typed)
+                            for column in chosen})
+
+
+def _chosen(path: Path, names: list[str], columns: Sequence[str] | None, numeric: list[str]) -> list[str]:
+    """The columns read: those given, else `target`, else every list-of-numbers column but `timestamp`."""
+    if columns is not None:
+        missing = [column for column in columns if column not in names]
+        if missing:
+            raise DataError(str(path), "unreadable_file", f"no column(s) {missing} (columns: {names})")
+        return list(columns)
+    if TARGET in names:
+        return [TARGET]
+    chosen = [column for column in numeric if column != TIMESTAMP]
+    if not chosen:
+        raise DataError(str(path), "unreadable_file", f"no {TARGET!r} column and no column of lists of numbers among "
+                        f"{names}: a series row holds its values in {TARGET!r} (a list of numbers, or of lists for "
+                        "[channels, steps]); or choose the columns to read (data.options.columns)")
+    return chosen
+
+
+def _numeric_lists(schema: Any) -> list[str]:
+    """The columns of a Parquet schema holding lists of numbers, or lists of lists of numbers."""
+    import pyarrow
+
+    def numbers(kind: Any) -> bool:
+        return pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind)
+
+    return [field.name for field in schema if is_list_type(field.type) and (numbers(field.type.value_type) or (
+        is_list_type(field.type.value_type) and numbers(field.type.value_type.value_type)))]
+
+
+def _holds_numbers(value: Any, source: str, field: str) -> bool:
+    """Whether a JSON value is a list `row_values` reads (of numbers, or of lists of numbers)."""
+    try:
+        row_values(value, source, field)
+    except DataError:
+        return False
+    return True
+
+
+def _first_json_line(path: Path) -> Any:
+    """The first non-blank line of a text file as JSON, or None where it is not one (a JSON array's '[', a
+    pretty-printed record's '{', not UTF-8). Only that line is read: a file of long series is not loaded to be
+    told apart."""
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    return json.loads(line.removeprefix(b"\xef\xbb\xbf"))
+    except (OSError, ValueError):  # (json's errors, UnicodeDecodeError among them, are ValueErrors)
+        return None
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
