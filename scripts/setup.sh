@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh --test   # plus the test dependencies (pytest, the official `rwkv` oracle),
 #                                  # Chromium for the web-page test (apt-get, when run as root) and
 #                                  # llama.cpp's converter in .cache/llama.cpp (tests/test_export.py) and
-#                                  # lmms-eval's wheel in .cache/wheels (tests/test_lmms_lab_layouts.py)
+#                                  # lmms-eval's and pycocoevalcap's wheels in .cache/wheels
+#                                  # (tests/test_lmms_lab_layouts.py, the caption metrics' tests)
 #   bash scripts/setup.sh --audio  # plus what `modrwkv quickstart --modality audio` needs (Whisper tiny.en)
 # The options combine. With --test or --audio, as root on a Debian/Ubuntu machine, it also installs
 # espeak-ng (the speech synthesiser of the audio quickstart and its test) with apt-get; elsewhere,
@@ -52,17 +53,21 @@ fetch_llama_cpp_converter() {
     rm -rf "$tmp"
 }
 
-# lmms-eval's wheel, whose task code (read from the wheel, not installed: its dependencies are heavy)
-# scores the hub copies' rows in tests/test_lmms_lab_layouts.py beside our scoring
+# Reference implementations the tests read from their wheels, not installed into .venv (lmms-eval's dependencies
+# are heavy; pycocoevalcap is 100 MB of Java jars around a few Python files): lmms-eval's task code scores the
+# hub copies' rows in tests/test_lmms_lab_layouts.py beside our scoring; pycocoevalcap's CIDEr-D, BLEU and
+# PTBTokenizer are what the caption metrics are checked against (tests/test_eval_metrics.py,
+# tests/test_hub_parquet.py)
 LMMS_EVAL=0.7.3
-fetch_lmms_eval_wheel() {
+PYCOCOEVALCAP=1.2
+fetch_wheel() {  # PACKAGE VERSION WHEEL-FILE-PREFIX
     local dest=.cache/wheels
-    if [ -f "$dest/lmms_eval-$LMMS_EVAL-py3-none-any.whl" ]; then
+    if [ -f "$dest/$3-$2-py3-none-any.whl" ]; then
         return 0
     fi
     mkdir -p "$dest"
-    if ! "$py" -m pip download -q --no-deps "lmms-eval==$LMMS_EVAL" -d "$dest"; then
-        echo "setup.sh: could not download lmms-eval $LMMS_EVAL (the comparison with its scoring will skip)" >&2
+    if ! "$py" -m pip download -q --no-deps "$1==$2" -d "$dest"; then
+        echo "setup.sh: could not download $1 $2 (the comparison with its scoring will skip)" >&2
     fi
 }
 
@@ -91,5 +96,6 @@ fi
 "$py" -m pip install -q -e ".${spec}"
 if [[ " ${extras[*]} " == *" test "* ]]; then
     fetch_llama_cpp_converter
-    fetch_lmms_eval_wheel
+    fetch_wheel lmms-eval "$LMMS_EVAL" lmms_eval
+    fetch_wheel pycocoevalcap "$PYCOCOEVALCAP" pycocoevalcap
 fi

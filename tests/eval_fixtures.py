@@ -10,12 +10,20 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 MMMU_SUBJECTS_WITH_ROWS = ("Accounting", "Art")
+# pycocoevalcap 1.2's wheel, the COCO caption evaluation (pip download --no-deps pycocoevalcap==1.2, which
+# `scripts/setup.sh --test` does into .cache/wheels): the reference our caption metrics are checked against, read
+# from the wheel rather than installed (its scorers need numpy alone; its tokenizer, Java)
+COCO_CAPTION_WHEEL = Path(os.environ.get("PYCOCOEVALCAP_WHEEL", Path(__file__).resolve().parents[1] / ".cache"
+                                         / "wheels" / "pycocoevalcap-1.2-py3-none-any.whl"))
 
 
 def picture(seed: int, size: int = 32) -> Image.Image:
@@ -466,3 +474,26 @@ def write_series_layouts(folder: Path, series: dict[str, tuple[np.ndarray, np.nd
                                          "target": target, "item_id": name}) + "\n"
                              for (name, (stamps, _)), target in zip(series.items(), targets, strict=True)))
     return csvs, parquet, jsonl
+
+
+def coco_caption_module(path: str, folder: Path | None = None) -> types.ModuleType:
+    """pycocoevalcap 1.2's module at `path` in its wheel ("pycocoevalcap/cider/cider_scorer.py"), loaded from the
+    wheel; with `folder`, the module and the files beside it (the tokenizer's CoreNLP jar) extracted there first,
+    the module loaded from there (it runs its jar from its own folder). The test skips without the wheel."""
+    import pytest
+
+    if not COCO_CAPTION_WHEEL.is_file():
+        pytest.skip(f"pycocoevalcap's wheel is not at {COCO_CAPTION_WHEEL}: bash scripts/setup.sh --test downloads "
+                    "it (or set PYCOCOEVALCAP_WHEEL to its path)")
+    wheel = zipfile.ZipFile(COCO_CAPTION_WHEEL)
+    origin = f"{COCO_CAPTION_WHEEL}/{path}"
+    if folder is not None:
+        prefix = path.rsplit("/", 1)[0] + "/"
+        for name in wheel.namelist():
+            if name.startswith(prefix) and "/" not in name[len(prefix):]:
+                (folder / name[len(prefix):]).write_bytes(wheel.read(name))
+        origin = str(folder / path.rsplit("/", 1)[1])
+    module = types.ModuleType(path.removesuffix(".py").replace("/", "."))
+    module.__file__ = origin
+    exec(compile(wheel.read(path).decode(), origin, "exec"), module.__dict__)
+    return module

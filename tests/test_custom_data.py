@@ -744,7 +744,7 @@ def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, caps
 
 def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, monkeypatch, capsys):
     """`init --val FILE`: validation about once an epoch by the score `modrwkv eval --task custom` gives the
-    file (accuracy for short answers, WER for records that say so), final/ the best validation's weights;
+    file (accuracy for short answers, WER or CIDEr for records that say so), final/ the best validation's weights;
     the evaluate line then names the test file, not the val file that chose the weights. The written
     config trains as it is."""
     monkeypatch.chdir(tmp_path)
@@ -775,6 +775,12 @@ def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, mon
     assert main(["init", "--data", "data/train.jsonl", "--val", "data/val.jsonl", "--yes", "--device", "cpu",
                  "--output", "wer.yaml"]) == 0
     assert config_from_dict(yaml.safe_load(Path("wer.yaml").read_text())).train.val_metric == "wer"
+    for record in records:  # as captions say it (a shard's .txt, a caption column)
+        record["metric"] = "cider"
+    write_records(folder, records[:6], "val.jsonl")
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/val.jsonl", "--yes", "--device", "cpu",
+                 "--output", "cider.yaml"]) == 0
+    assert config_from_dict(yaml.safe_load(Path("cider.yaml").read_text())).train.val_metric == "cider"
     capsys.readouterr()
     assert main(["init", "--data", "data/train.jsonl", "--val", "data/missing.jsonl", "--yes", "--output", "x.yaml"]) == 2
     assert capsys.readouterr().err.strip().endswith("--val: data/missing.jsonl: no such file")

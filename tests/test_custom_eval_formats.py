@@ -517,3 +517,30 @@ def test_threads_sets_the_commands_thread_count_and_eval_warns_of_busy_cores(tmp
     free = int(re.search(r"run the same command with --threads (\d+) \(in Python, torch.set_num_threads\(\1\)\): it "
                          r"continues where it stopped$", notes[0])[1])
     assert 1 <= free < cores, notes
+
+
+def test_metric_cider_scores_any_text_answers_all_of_them_references_and_refuses_choices(tmp_path):
+    """`--metric cider` (or a record's `"metric": "cider"`) scores question-answer records as captions: every
+    accepted answer a reference (three of them are no VQA answers then), the reply and the references
+    tokenized (lower case, punctuation dropped) before CIDEr-D and BLEU; records with choices are refused."""
+    from modrwkv.evaluation.metrics import bleu, cider_d
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in [
+        {"question": "Describe it.", "answers": ["A red bus.", "A bus, red.", "The red bus!"]},
+        {"question": "And this?", "answer": "Two cats on a sofa.", "metric": "cider"}]))
+    task = CustomTask()  # a record's metric is the file's (the first record alone would be vqa's: three answers)
+    samples = task.load(data, "all")
+    assert (task.headline, task.headline_label) == ("cider", "CIDEr-D (x100)")
+    assert [sample.reference["metric"] for sample in CustomTask(metric="cider").load(data, "all")] == ["cider"] * 2
+    records = [{"prediction": reply, "reference": sample.reference}
+               for reply, sample in zip(["A red bus", "Two cats, sleeping."], samples)]
+    assert [task.score(record) for record in records] == [{}, {}]  # corpus-level only
+    candidates, references = ["a red bus", "two cats sleeping"], [["a red bus", "a bus red", "the red bus"],
+                                                                   ["two cats on a sofa"]]
+    assert task.summarize(records) == pytest.approx({
+        "cider": 100 * cider_d(candidates, references)[0], "metric": "cider",
+        **{f"bleu_{n}": 100 * score for n, score in enumerate(bleu(candidates, references), start=1)}}, abs=1e-9)
+    data.write_text(json.dumps({"question": "Which?", "answer": "A", "choices": ["x", "y"]}) + "\n")
+    with pytest.raises(BenchmarkFileError, match="qa.jsonl:1: the cider metric scores a text answer"):
+        CustomTask(metric="cider").load(data, "all")

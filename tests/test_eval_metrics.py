@@ -8,11 +8,15 @@ from importlib import resources
 import jiwer
 import numpy as np
 import pytest
+from eval_fixtures import coco_caption_module
 
 from modrwkv.data.readers.series import forecast_baseline, instance_stats
 from modrwkv.evaluation.metrics import (
     apply_standard,
+    bleu,
+    caption_scores,
     cer,
+    cider_d,
     circular_eval,
     eval_mmmu_open,
     extract_choice,
@@ -35,6 +39,7 @@ from modrwkv.evaluation.metrics import (
     parse_yes_no,
     pope_metrics,
     pope_split_metrics,
+    ptb_tokenize,
     scienceqa_choice,
     textvqa_accuracy,
     vanilla_accuracy,
@@ -563,3 +568,102 @@ def test_label_breakdown_orders_numbers_as_numbers_and_the_last_line_shows_label
                "samples": 4, "samples_in_split": 4, "title": "custom data", "split": "all", "model": "m", "data": "d",
                "max_new_tokens": 8, "paper_note": None, "metrics": {"accuracy": 33.3, **piped}}
     assert "| a\\|b | 2 | 0.0 | 0 | – | c\\|d (2) |" in format_report([summary])  # a table cell's pipes escaped
+
+
+# --- captions: CIDEr-D and BLEU as pycocoevalcap 1.2 computes them, on PTB-tokenized text -----------------------
+
+# Caption sets as pycocoevalcap scores them, already tokenized (lower case, no punctuation): (one candidate per
+# image, each image's references)
+CAPTION_SETS = {
+    "several references, repeated words": (
+        ["a man riding a horse on a beach", "two dogs playing with a red ball in the grass", "a plate of food",
+         "a cat a cat a cat sitting on a cat bed"],
+        [["a man rides a horse along the beach", "a person on a horse at the beach",
+          "a rider and his horse on the sand near the ocean"],
+         ["two dogs play with a ball on the grass", "a pair of dogs chasing a red ball", "dogs playing in a grassy "
+          "field", "two brown dogs and a red ball", "two dogs playing with a red ball in the grass"],
+         ["a plate topped with rice and vegetables and a fork next to it on a wooden table", "a white plate of food",
+          "food on a plate"],
+         ["a cat sitting on a bed", "a cat lying on a cat bed", "a grey cat on a blanket"]]),
+    "an empty reply, short and long ones": (
+        ["", "dog", "a very very long caption that goes on and on about a dog running in a park with many tall "
+         "trees and people walking by on a sunny day", "a dog in the snow"],
+        [["a dog on a couch", "a small dog sleeping"], ["a dog catching a frisbee", "a dog jumps"],
+         ["a dog running in a park", "a brown dog runs past trees in a park", "dog in park"],
+         ["a dog in the snow", "a dog plays in the snow", "a black dog in white snow"]]),
+    "one image (every n-gram in every image's references: CIDEr 0)": (
+        ["a dog is running"], [["a dog running", "a dog is running fast", "the dog runs"]]),
+    "no n-gram in common; references as much longer as shorter": (
+        ["zebra zebra", "red ball"], [["a cat", "the cat sat on a mat"], ["red", "the red balls"]]),
+}
+
+
+@pytest.mark.parametrize("name", CAPTION_SETS)
+def test_cider_d_and_bleu_equal_pycocoevalcaps(name):
+    cider_scorer = coco_caption_module("pycocoevalcap/cider/cider_scorer.py")
+    bleu_scorer = coco_caption_module("pycocoevalcap/bleu/bleu_scorer.py")
+    candidates, references = CAPTION_SETS[name]
+    theirs_cider, theirs_bleu = cider_scorer.CiderScorer(n=4, sigma=6.0), bleu_scorer.BleuScorer(n=4)
+    for candidate, image in zip(candidates, references):  # as pycocoevalcap's Cider and Bleu wrappers add them
+        theirs_cider += (candidate, image)
+        theirs_bleu += (candidate, image)
+    mean, per_image = theirs_cider.compute_score()
+    ours_mean, ours_per_image = cider_d(candidates, references)
+    assert ours_mean == pytest.approx(mean, abs=1e-9) and ours_per_image == pytest.approx(list(per_image), abs=1e-9)
+    assert bleu(candidates, references) == pytest.approx(theirs_bleu.compute_score(option="closest")[0], abs=1e-9)
+    # a set that scores nothing would compare nothing: these score, except where they must not
+    assert (mean > 0) == (name != "one image (every n-gram in every image's references: CIDEr 0)")
+
+
+def test_caption_scores_tokenize_and_report_times_100():
+    """Raw captions are tokenized before scoring (case and punctuation make no difference), CIDEr and BLEU are
+    given times 100, and an image without references is refused."""
+    candidates, references = CAPTION_SETS["several references, repeated words"]
+    scores = caption_scores([f"{candidate.capitalize()}." for candidate in candidates],
+                            [[f'"{reference.upper()}!"' for reference in image] for image in references])
+    assert scores["cider"] == pytest.approx(100 * cider_d(candidates, references)[0], abs=1e-9)
+    assert [scores[f"bleu_{n}"] for n in range(1, 5)] == pytest.approx(
+        [100 * score for score in bleu(candidates, references)], abs=1e-9)
+    with pytest.raises(ValueError, match="an image without references"):
+        caption_scores(["a dog"], [[]])
+
+
+# Captions and what Stanford CoreNLP 3.4.1's PTBTokenizer -preserveLines -lowerCase makes of them once
+# pycocoevalcap has dropped its punctuation tokens (the brackets' tokens it lists in upper case, so it keeps them)
+PTB_CAPTIONS = {
+    "A man's dog doesn't like the \"red\" ball.": "a man 's dog does n't like the red ball",
+    "Two dogs' toys (a ball & a stick) lie on the grass -- near a \"No Parking\" sign.":
+        "two dogs toys -lrb- a ball & a stick -rrb- lie on the grass near a no parking sign",
+    "The kids can't wait; they're gonna eat 1,000 cookies at 5:30 p.m.!":
+        "the kids ca n't wait they 're gon na eat 1,000 cookies at 5:30 p.m.",
+    "A woman's hand holds a cup of coffee... it's her 3rd cup?":
+        "a woman 's hand holds a cup of coffee it 's her 3rd cup",
+    "\"Look,\" she said, 'it's a well-known spot.'": "look she said it 's a well-known spot",
+    "A black-and-white photo: 2 people, 1 dog.": "a black-and-white photo 2 people 1 dog",
+    "It\u2019s a \u201cnice\u201d day \u2014 isn\u2019t it?": "it 's a nice day is n't it",
+    "I'd say we'll see; you've got 10% off $5 items.": "i 'd say we 'll see you 've got 10 % off $ 5 items",
+    "A sign reads \"STOP\" [in red] {and white}.": "a sign reads stop -lsb- in red -rsb- -lcb- and white -rcb-",
+    "Mr. Smith walks to St. Mary's at 10 a.m. with fig. 3 and approx. 5 apples.":
+        "mr. smith walks to st. mary 's at 10 a.m. with fig. 3 and approx 5 apples",
+    "A T-shirt-wearing kid, half-asleep, sits - tired - on a bench.":
+        "a t-shirt-wearing kid half-asleep sits tired on a bench",
+    "Don't, won't, cannot: the dogs' '90s toys.": "do n't wo n't can not the dogs '90s toys",
+    "A poster from the '90s.": "a poster from the '90s",
+}
+
+
+def test_ptb_tokenize_splits_as_corenlps_ptbtokenizer_did():
+    assert {caption: ptb_tokenize(caption) for caption in PTB_CAPTIONS} == PTB_CAPTIONS
+
+
+def test_ptb_tokenize_equals_pycocoevalcaps_ptbtokenizer(tmp_path):
+    """The same captions through pycocoevalcap's own tokenizer, the CoreNLP jar of its wheel (needs Java)."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("no java on PATH: pycocoevalcap's PTBTokenizer runs Stanford CoreNLP's jar (apt-get install "
+                    "default-jre-headless)")
+    tokenizer = coco_caption_module("pycocoevalcap/tokenizer/ptbtokenizer.py", tmp_path).PTBTokenizer()
+    captions = list(PTB_CAPTIONS)
+    tokenized = tokenizer.tokenize({"image": [{"caption": caption} for caption in captions]})["image"]
+    assert tokenized == [ptb_tokenize(caption) for caption in captions]

@@ -8,6 +8,7 @@ and the records checked against hand-written expectations."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import wave
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from eval_fixtures import scripted_model
+from eval_fixtures import coco_caption_module, scripted_model
 from PIL import Image
 
 from modrwkv.cli import main
@@ -265,28 +266,33 @@ def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     assert [s.messages[1].content for s in QAReader(folder, on_error="raise")] == ["bird", "automobile"]
 
 
-def test_a_list_of_captions_trains_the_first_and_accepts_each_in_eval(tmp_path, monkeypatch, capsys):
+def test_a_list_of_captions_trains_the_first_and_is_every_reference_of_cider_in_eval(tmp_path, monkeypatch, capsys):
     flickr = tmp_path / "flickr30k.parquet"  # nlphuji/flickr30k: five captions per image, as a list
     features = datasets.Features({"image": datasets.Image(), "caption": datasets.Sequence(datasets.Value("string")),
                                   "img_id": datasets.Value("string")})
-    datasets.Dataset.from_dict({"image": pictures(3), "caption": [["a red square", "red"], ["green", "a green box"],
-                                                                  ["blue"]], "img_id": ["0", "1", "2"]},
+    captions = [["A red square.", "A red square on a white background.", "red"],
+                ["A green box, centred.", "Green.", "a green square"], ["Blue!"]]
+    datasets.Dataset.from_dict({"image": pictures(3), "caption": captions, "img_id": ["0", "1", "2"]},
                                features=features).to_parquet(str(flickr))
     assert detect_format(flickr) == "qa"
     samples = list(QAReader(flickr, on_error="raise"))
     assert [(s.messages[0].content, s.messages[1].content) for s in samples] == [
-        ("<image>\nWrite a short caption for the image.", "a red square"),
-        ("<image>\nWrite a short caption for the image.", "green"),
-        ("<image>\nWrite a short caption for the image.", "blue")]
+        ("<image>\nWrite a short caption for the image.", "A red square."),
+        ("<image>\nWrite a short caption for the image.", "A green box, centred."),
+        ("<image>\nWrite a short caption for the image.", "Blue!")]
     assert [s.reference for s in CustomTask().load(flickr, "test")] == [
-        {"metric": "exact", "answers": ["a red square", "red"]},
-        {"metric": "exact", "answers": ["green", "a green box"]},
-        {"metric": "exact", "answers": ["blue"]}]  # exact, not VQA's accuracy over answers
-    replies = iter(["red", "a green box", "a blue square"])
+        {"metric": "cider", "answers": answers} for answers in captions]  # not VQA's accuracy over answers
+    replies = itertools.cycle(["Red.", "A green square on a white background.", "a blue square"])  # each run's
     model = scripted_model(tmp_path, monkeypatch, reply=lambda messages: next(replies))
     assert main(["eval", "--task", "custom", "--data", str(flickr), "--model", str(model), "--output",
                  str(tmp_path / "out"), "--no-progress"]) == 0
-    assert "exact-match accuracy (%) 66.67 over 3 samples" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert f"CIDEr-D (x100) {summary['headline']['value']:.2f} over 3 samples" in capsys.readouterr().out
+    assert "- bleu_4: " in (tmp_path / "out" / "report.md").read_text()
+    # --metric exact still scores a reply by whether it is one of the captions
+    assert main(["eval", "--task", "custom", "--data", str(flickr), "--model", str(model), "--output",
+                 str(tmp_path / "exact"), "--no-progress", "--metric", "exact"]) == 0
+    assert "exact-match accuracy (%) 33.33 over 3 samples" in capsys.readouterr().out
     # a metadata folder's caption lists take the same mapping; an empty list or a null caption is the row's error
     for k, image in enumerate(pictures(3)):
         image.save(tmp_path / f"{k}.png")
@@ -299,6 +305,19 @@ def test_a_list_of_captions_trains_the_first_and_accepts_each_in_eval(tmp_path, 
         f"{tmp_path / 'metadata.jsonl'}:2: the list of captions is empty: give at least one caption",
         f"{tmp_path / 'metadata.jsonl'}:3: caption 2 is null (an empty cell in the table this was exported from?): "
         "give the answer, or leave the record out"]
+    # the first run's scores are pycocoevalcap's scorers' on the captions as its PTBTokenizer gives them (by hand:
+    # lower case, no punctuation)
+    cider_scorer = coco_caption_module("pycocoevalcap/cider/cider_scorer.py").CiderScorer(n=4, sigma=6.0)
+    bleu_scorer = coco_caption_module("pycocoevalcap/bleu/bleu_scorer.py").BleuScorer(n=4)
+    for reply, references in zip(["red", "a green square on a white background", "a blue square"],
+                                 [["a red square", "a red square on a white background", "red"],
+                                  ["a green box centred", "green", "a green square"], ["blue"]]):
+        cider_scorer += (reply, references)
+        bleu_scorer += (reply, references)
+    assert summary["headline"] == {"metric": "cider", "label": "CIDEr-D (x100)",
+                                   "value": pytest.approx(100 * cider_scorer.compute_score()[0], abs=1e-9)}
+    assert [summary["metrics"][f"bleu_{n}"] for n in range(1, 5)] == pytest.approx(
+        [100 * score for score in bleu_scorer.compute_score(option="closest")[0]], abs=1e-9)
 
 
 def test_jsonl_records_of_a_media_path_and_a_label_take_the_same_mapping(tmp_path):

@@ -150,7 +150,7 @@ def test_resume_keeps_the_best_value_and_the_patience_count(tmp_path, monkeypatc
     ({"train": {"early_stopping_patience": -1}}, "must be >= 0"),
     ({"train": {"val_metric": "forecast_mse"}}, "forecast_mse needs data.format series"),
     ({"train": {"val_metric": "f1"}},
-     r"train.val_metric: 'f1' is not one of \['loss', 'forecast_mse', 'accuracy', 'wer', 'cer', 'mse'\]"),
+     r"train.val_metric: 'f1' is not one of \['loss', 'forecast_mse', 'accuracy', 'wer', 'cer', 'mse', 'cider'\]"),
     ({"data": {"val": [], "val_options": {"split": "test"}}, "train": {"val_every": 0}},
      "data.val_options is set but data.val lists no validation files"),
 ])

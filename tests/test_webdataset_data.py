@@ -28,7 +28,7 @@ from modrwkv.data.readers.webdataset import TarMember
 from modrwkv.encoders.media import MediaError, load_audio, load_image
 from modrwkv.evaluation.tasks import CustomTask
 from modrwkv.evaluation.tasks.base import BenchmarkFileError
-from modrwkv.training import train
+from modrwkv.training import ConfigError, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -132,7 +132,8 @@ def test_a_json_member_holding_a_record_is_that_record_with_the_members_as_its_m
 def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     records = digit_shards(tmp_path / "digits", tmp_path / "train", 24, 2)
     jsonl = write_jsonl(tmp_path / "digits" / "train.jsonl", [{**r, "question": QUESTION} for r in records])
-    test_records = digit_shards(tmp_path / "digits", tmp_path / "test", 6, 2)
+    # (the shards' captions are scored by CIDEr-D, their JSONL twins' answers so when their records say it)
+    test_records = [{**r, "metric": "cider"} for r in digit_shards(tmp_path / "digits", tmp_path / "test", 6, 2)]
     test = write_jsonl(tmp_path / "digits" / "test.jsonl", test_records)
 
     def trained(name: str, data: str, options: dict) -> dict:
@@ -171,7 +172,8 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     assert "does not record the question" not in caplog.text  # (nor did from_jsonl's null, asked the default above)
     assert recorded == (tar_metrics, tar_predictions)
     assert recorded[1][0]["prompt"] == f"<image>\n{QUESTION}"
-    # validation during training (val_metric accuracy on the shards as data.val) asks what eval asks
+    # validation during training (val_metric cider on the shards as data.val, which accuracy is refused for) asks
+    # what eval asks, and scores the replies as eval does: the same CIDEr-D (more is better)
     from modrwkv.training import config_from_dict
     from modrwkv.training.validation import answer_scorer, val_data_config
 
@@ -179,11 +181,14 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     cfg["data"] = {"format": "qa", "train": [str(tmp_path / "train")], "val": [str(tmp_path / "test")],
                    "options": {"prompt": QUESTION}}
     cfg["train"]["val_every"] = 1
-    scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    with pytest.raises(ConfigError, match=r"scores by CIDEr-D \(x100\) \(cider\): set train.val_metric cider"):
+        answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "cider", None)
     assert [s.prompt for s in scorer.samples] == [p["prompt"] for p in recorded[1]]  # (ids: each shard alone)
+    assert scorer.higher_is_better and scorer.task.summarize(recorded[1]) == recorded[0]
     # data.val_options.prompt asks the val shards another question than the one the folder records (docs say so)
     cfg["data"]["val_options"] = {"prompt": "Which number?"}
-    scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "cider", None)
     assert {s.prompt for s in scorer.samples} == {"<image>\nWhich number?"}
     old = tmp_path / "old-folder"
     shutil.copytree(from_tar.final_dir, old)

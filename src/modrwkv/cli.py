@@ -1189,7 +1189,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
                         "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "
                         "transcripts are mostly Chinese, Japanese, Thai or another script without spaces "
-                        "between words), else exact)")
+                        "between words), cider (CIDEr-D, BLEU-4 beside it) for captions, else exact)")
     custom.add_argument("--prompt", metavar="TEMPLATE",
                         help="ask with this template instead of the training layout, e.g. "
                         "'{question} Answer with one word.' ({choices}: the lettered options)")

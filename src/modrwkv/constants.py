@@ -22,7 +22,7 @@ INIT_DEVICES = ("cpu", "gpu")
 INIT_FORMATS = ("qa", "llava", "openai", "sharegpt", "asr", "series")
 
 # How `--task custom` scores (modrwkv.evaluation.tasks.custom).
-EVAL_METRICS = ("exact", "vqa", "choice", "wer", "cer", "mse")
+EVAL_METRICS = ("exact", "vqa", "choice", "wer", "cer", "mse", "cider")
 
 # The benchmarks `modrwkv eval --task` runs: the names of `modrwkv.evaluation.tasks.TASKS`, in its order
 # (a test checks that the two agree).

@@ -31,10 +31,10 @@ from ..textfiles import TextFileError, read_yaml, write_text_atomically
 Stage = Literal["1", "2", "lora", "state"]
 Schedule = Literal["cosine", "wsd", "constant"]
 # what validation scores: "loss" the mean token cross-entropy over the val samples; "forecast_mse" (series)
-# the standardised MSE of greedy forecasts, as `modrwkv eval --task custom-series`; "accuracy" (higher is
-# better), "wer", "cer", "mse" (question-answer and conversation files) the greedy answers scored as
+# the standardised MSE of greedy forecasts, as `modrwkv eval --task custom-series`; "accuracy", "cider" (higher
+# is better), "wer", "cer", "mse" (question-answer and conversation files, captions) the greedy answers scored as
 # `modrwkv eval --task custom` scores them
-ValMetric = Literal["loss", "forecast_mse", "accuracy", "wer", "cer", "mse"]
+ValMetric = Literal["loss", "forecast_mse", "accuracy", "wer", "cer", "mse", "cider"]
 Precision = Literal["32", "bf16-mixed"]
 Strategy = Literal["auto", "ddp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]
 DataFormat = Literal["llava", "qa", "openai", "sharegpt", "asr", "series"]
@@ -319,7 +319,7 @@ class TrainConfig:
             raise ConfigError("train.val_every is set but data.val lists no validation files")
         if t.val_metric == "forecast_mse" and d.format != "series":
             raise ConfigError(f"train.val_metric forecast_mse needs data.format series, not {d.format!r}")
-        if t.val_metric in ("accuracy", "wer", "cer", "mse") and d.format == "series":
+        if t.val_metric in ("accuracy", "wer", "cer", "mse", "cider") and d.format == "series":
             raise ConfigError(f"train.val_metric {t.val_metric} scores answers to questions; series files are "
                               "validated by forecast_mse (or loss)")
         if self.runtime.strategy in ("fsdp", "deepspeed_stage_3"):

@@ -477,9 +477,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
 
 def validation_metric(answers: InitAnswers, data_format: str) -> str:
     """The `train.val_metric` for the `--val` file: what `modrwkv eval --task custom` scores it by (exact
-    match, VQA accuracy or the choice taken: accuracy; transcripts: wer or cer; numbers: mse). Training
-    reads it with the reader of `data_format`, the training file's: a file of another format is refused
-    here rather than by `modrwkv train`, which would skip every record."""
+    match, VQA accuracy or the choice taken: accuracy; transcripts: wer or cer; numbers: mse; captions:
+    cider). Training reads it with the reader of `data_format`, the training file's: a file of another format
+    is refused here rather than by `modrwkv train`, which would skip every record."""
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 

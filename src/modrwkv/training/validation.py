@@ -2,17 +2,16 @@
 (at step 0 too with `train.val_at_start`, and always at the last step), the best weights kept in
 `best/`, and early stopping.
 
-- The metric (`train.val_metric`): "loss", the mean token cross-entropy over the val samples (every
-  supervised token weighs the same, as in a training step's loss; samples in file order, no shuffle;
-  the first `train.val_max_samples` of all the files when set, one cap over them all); for series,
-  "forecast_mse": the standardised MSE of greedy forecasts of the val windows, computed by the
-  `custom-series` eval task itself, so it is the number `modrwkv eval --task custom-series --split val`
-  reports; for question-answer and conversation files, "accuracy" (higher is better), "wer", "cer" or
-  "mse": the val files answered greedily and scored by the `custom` eval task, the number `modrwkv eval
-  --task custom --data FILE ... [--limit N]` reports for the same files (`answer_scorer`). Token
-  cross-entropy weighs every token of an answer alike, a digit or a word's ending as much as what
-  decides it, so it need not track the score a user wants; the val loss is computed and logged with
-  every metric.
+- The metric (`train.val_metric`): "loss", the mean token cross-entropy over the val samples (every supervised
+  token weighs the same, as in a training step's loss; samples in file order, no shuffle; the first
+  `train.val_max_samples` of all the files when set, one cap over them all); for series, "forecast_mse": the
+  standardised MSE of greedy forecasts of the val windows, computed by the `custom-series` eval task itself,
+  so it is the number `modrwkv eval --task custom-series --split val` reports; for question-answer and
+  conversation files, "accuracy" (higher is better), "wer", "cer" or "mse", for captions "cider" (CIDEr-D,
+  higher is better): the val files answered greedily and scored by the `custom` eval task, the number `modrwkv
+  eval --task custom --data FILE ... [--limit N]` reports for the same files (`answer_scorer`). Token
+  cross-entropy weighs every token of an answer alike, a digit or a word's ending as much as what decides it,
+  so it need not track the score a user wants; the val loss is computed and logged with every metric.
 - Every rank takes part: each scores its share of the val samples (every world_size-th), and the
   sums are reduced, so that every rank gets the same value and takes the same decisions; an error on
   one rank ends every rank with it (`failing_together`), none waits for it in the reduce.
@@ -78,7 +77,7 @@ log = logging.getLogger(__name__)
 BEST = "best"
 BEST_RECORD = "validation.json"  # in best/: the step and the value it was chosen at
 EVAL_BATCH_SIZE = 8  # `modrwkv eval`'s default (evaluation.runner)
-HIGHER_IS_BETTER = ("accuracy",)  # the val_metric values where more is better
+HIGHER_IS_BETTER = ("accuracy", "cider")  # the val_metric values where more is better
 # in a validation's row beside the metric: the different replies the val samples got (1: the same reply to
 # all, weights that read nothing from the inputs, whatever their score)
 DISTINCT = "val_distinct_replies"
@@ -298,7 +297,7 @@ def val_scorer(config: DataConfig, metric: str, max_samples: int | None) -> Task
 
 
 def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> TaskScorer:
-    """`val_metric` accuracy / wer / cer / mse: the val files answered and scored by the `custom` eval
+    """`val_metric` accuracy / wer / cer / mse / cider: the val files answered and scored by the `custom` eval
     task, so that a validation's value is what `modrwkv eval --task custom --data FILE ...` prints for the
     same weights and the same files: they are loaded together as that command loads them (a record
     without an id known as "file name:N"; ids two records share refused, as it refuses them), one cap
@@ -308,7 +307,8 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     command reads a file by itself (its format
     detected, ShareGPT names from a dataset_info.json, the ASR prompt the model records). The files'
     records decide how accuracy is counted (exact match, VQA accuracy or the choice taken), as that
-    command decides; wer, cer and mse are its `--metric` of that name."""
+    command decides; wer, cer, mse and cider are its `--metric` of that name (captions are scored by cider
+    unless another is set, so their val_metric is cider)."""
     from ..evaluation.runner import check_sample_ids
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask

@@ -19,7 +19,8 @@ Each row becomes the record a WebDataset sample with these media would (`webdata
 mapping): a row with `question`, `conversations` or `messages` is that whole record with its media (qa; llava,
 openai or sharegpt, whose `images` / `audios` / `videos` lists its markers refer to); otherwise an image or video
 with a caption column (`text`, `caption`: `CAPTION_KEYS`) is a captioned sample, asked the reader's `prompt`
-(default `DEFAULT_CAPTION_PROMPTS`; training records it with the model and eval asks it again: `CaptionRecord`);
+(default `DEFAULT_CAPTION_PROMPTS`; training records it with the model and eval asks it again: `CaptionRecord`)
+and scored by CIDEr-D, a list of captions its references;
 audio alone with a transcript column (`text`, `transcript`, `sentence`, `transcription`: the ASR reader's
 `TEXT_KEYS`) is an ASR record, its other columns the manifest's (`id`, `duration`); otherwise a row with a `label`
 column (a class name or number; of a `metadata.parquet` `datasets` wrote with a ClassLabel, the class's name,

@@ -6,15 +6,15 @@ them, with no question and no answer:
                                                             ClassLabel named airplane, automobile, bird, cat, ...)
 
 Each row becomes the record a WebDataset sample with that media would (`webdataset.media_record`, the one mapping,
-which tar shards and metadata folders go through): with the `label_column` chosen, or a ClassLabel column beside
-an image or video, a labelled sample, the text columns left aside (`HubLayout.label_first`: hateful_memes' `text`
-is the meme's words, no caption; beside audio a transcript answers first, TED-LIUM's `gender` ClassLabel being a
-fact about the speaker of an ASR set); else an image or video with a caption column (`text`, `caption`:
-`CAPTION_KEYS`, as a metadata folder's; a list of captions: flickr30k's) is a captioned sample; audio with a
+which tar shards and metadata folders go through): with the `label_column` chosen, or a ClassLabel column beside an
+image or video, a labelled sample, the text columns left aside (`HubLayout.label_first`: hateful_memes' `text` is
+the meme's words, no caption; beside audio a transcript answers first, TED-LIUM's `gender` ClassLabel being a fact
+about the speaker of an ASR set); else an image or video with a caption column (`text`, `caption`: `CAPTION_KEYS`,
+as a metadata folder's; a list of captions: flickr30k's) is a captioned sample, scored by CIDEr-D; audio with a
 transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a labelled sample. A labelled sample is
 asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with the label, scored by exact match. A file
-whose columns are a record format's (`question`, `conversations`, `messages`, an ASR manifest's `audio_filepath`)
-is read as those records, whatever `label_column` says (it chooses among plain rows' columns, and may be given for
+whose columns are a record format's (`question`, `conversations`, `messages`, an ASR manifest's `audio_filepath`) is
+read as those records, whatever `label_column` says (it chooses among plain rows' columns, and may be given for
 other files read alongside).
 
 - The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`

@@ -16,12 +16,11 @@ one record of a training format:
   (qa, llava / sharegpt, openai), its media the sample's members (`image` / `audio` / `video` lists
   for qa, `images` / `audios` / `videos` for the conversation formats, which their markers refer to);
   a `.txt` member is then not read;
-- otherwise a `.txt` member is the sample's text: with an image or video, its caption, as a qa record
-  whose question is the reader's `prompt` (default `DEFAULT_CAPTION_PROMPTS`) and whose answer is the
-  caption (audio members beside the media, a clip's sound track, are the record's too); with audio
-  alone, its transcript, as an ASR record (of one audio: the ASR reader refuses several). The `.json`
-  is then metadata (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is
-  read;
+- otherwise a `.txt` member is the sample's text: with an image or video, its caption, as a qa record whose question
+  is the reader's `prompt` (default `DEFAULT_CAPTION_PROMPTS`) and whose answer is the caption, scored in eval by
+  CIDEr-D (`metric: cider`) (audio members beside the media, a clip's sound track, are the record's too); with audio
+  alone, its transcript, as an ASR record (of one audio: the ASR reader refuses several). The `.json` is then
+  metadata (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is read;
 - otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`,
   `transcription`) is an ASR record with that audio (Emilia's layout);
 - otherwise a `.cls` member (ImageNet's shards: the class, a number or a name), or a `.json` with a
@@ -416,14 +415,16 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
 
 def _caption_answers(text: Any, source: str) -> dict[str, Any]:
     """A caption as its record's answer; a list of captions (flickr30k's five per image) as its accepted answers:
-    the first is what training teaches, any one is right in eval, by exact match (several captions are no human
-    answers to score with VQA's accuracy, which three or more answers would get)."""
+    the first is what training teaches, all are the references eval scores the reply against. Either is scored by
+    CIDEr-D (`metric: cider`), as captioning benchmarks score captions: exact match would count a right caption
+    in other words wrong, and several captions are no human answers to score with VQA's accuracy, which three or
+    more answers would get."""
     if not isinstance(text, list):
-        return {"answer": text}
+        return {"answer": text, "metric": "cider"}
     if not text:
         raise DataError(source, "empty_answer", "the list of captions is empty: give at least one caption")
     return {"answers": [turn_text(caption, f"caption {number}", source, answer=True)
-                        for number, caption in enumerate(text, 1)], "metric": "exact"}
+                        for number, caption in enumerate(text, 1)], "metric": "cider"}
 
 
 def _media_fields(media: dict[str, list[Any]], record: dict[str, Any], plural: bool, source: str,

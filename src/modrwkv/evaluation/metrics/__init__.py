@@ -6,10 +6,14 @@ choice: option letters (ScienceQA / MMBench), MMBench CircularEval, MMMU parsing
 pope: POPE yes/no parsing and accuracy / precision / recall / F1 / yes-ratio.
 speech: LibriSpeech WER (Whisper English normaliser) and Aishell-1 CER, via jiwer.
 series: long-horizon forecasting borders, train-only standardisation, windows, MSE / MAE.
+caption: COCO caption evaluation (pycocoevalcap) CIDEr-D and BLEU-1..4 on PTB-tokenized captions.
 
-Every aggregate score is in percent (0-100) except MSE / MAE; see each module for its sources.
+Every aggregate score is in percent (0-100) except MSE / MAE and the caption scores (`cider_d`, `bleu`: on
+pycocoevalcap's scale, 0-10 and 0-1; `caption_scores`: times 100, as captioning papers report them); see each
+module for its sources.
 """
 
+from .caption import bleu, caption_scores, cider_d, ptb_tokenize
 from .choice import (
     circular_eval,
     eval_mmmu_open,
@@ -45,7 +49,10 @@ from .vqa import (
 __all__ = [
     "StandardStats",
     "apply_standard",
+    "bleu",
+    "caption_scores",
     "cer",
+    "cider_d",
     "circular_eval",
     "eval_mmmu_open",
     "extract_choice",
@@ -70,6 +77,7 @@ __all__ = [
     "parse_yes_no",
     "pope_metrics",
     "pope_split_metrics",
+    "ptb_tokenize",
     "scienceqa_choice",
     "textvqa_accuracy",
     "vanilla_accuracy",

@@ -42,19 +42,21 @@ default, also for a folder saved before the record existed, with a warning), or 
 metadata folder's captioned rows and a hub Parquet file's plain rows (`hubrows`: media and a label, answered
 from the reader option `label_column`, else the file's ClassLabel column by class name, else `label`).
 
-Metrics (the `metric` option, else a `metric` field of the records, else inferred per file):
-`choice` (records with choices: the letter the reply selects, `extract_choice`), `mse` (numeric
-answers: MSE / MAE of the numbers in the reply), `vqa` (`answers` with 3 or more human answers:
-the VQA accuracy), `wer` (audio: corpus WER after Whisper's English normalisation), `cer` (audio
-whose transcripts are mostly in a script written without spaces between words, such as Chinese:
-corpus CER after Aishell-1's normalisation; any text answer with `--metric cer`), `exact`
-(otherwise: the reply equals one of the answers after trimming, dropping trailing periods and
-lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the
-paper's: a custom data set has no published results. Scored by `exact` with one answer per record, a
-file whose answers are a classifier's labels (`metrics.label_breakdown`) gets them per answer too
-(`per_answer`: accuracy, precision, the most frequent wrong reply), which the report tabulates; so does a
-file scored by `choice`, per right option against the option each reply selects (a reply that selects
-none is outside the answers), named by letter, or "B. a cat" when every record offers the same options.
+Metrics (the `metric` option, else a `metric` field of the records, else inferred per file): `choice` (records with
+choices: the letter the reply selects, `extract_choice`), `mse` (numeric answers: MSE / MAE of the numbers in the
+reply), `vqa` (`answers` with 3 or more human answers: the VQA accuracy), `wer` (audio: corpus WER after Whisper's
+English normalisation), `cer` (audio whose transcripts are mostly in a script written without spaces between words,
+such as Chinese: corpus CER after Aishell-1's normalisation; any text answer with `--metric cer`), `cider`
+(captioned samples, whose records say so: a shard's .txt caption, a metadata folder's or hub Parquet file's caption,
+or a list of captions per image: CIDEr-D times 100 as the COCO caption evaluation computes it over the whole file,
+all of a record's captions its references, with BLEU-1..4 beside it, `metrics.caption_scores`; any text answer with
+`--metric cider`), `exact` (otherwise: the reply equals one of the answers after trimming, dropping trailing periods
+and lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the paper's: a
+custom data set has no published results. Scored by `exact` with one answer per record, a file whose answers are a
+classifier's labels (`metrics.label_breakdown`) gets them per answer too (`per_answer`: accuracy, precision, the
+most frequent wrong reply), which the report tabulates; so does a file scored by `choice`, per right option against
+the option each reply selects (a reply that selects none is outside the answers), named by letter, or "B. a cat"
+when every record offers the same options.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
 from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
-from ..metrics import cer, extract_choice, label_breakdown, mae, mse, normalize_short_answer, vqa_accuracy, wer
+from ..metrics import (caption_scores, cer, extract_choice, label_breakdown, mae, mse, normalize_short_answer,
+                       vqa_accuracy, wer)
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
 
 if TYPE_CHECKING:
@@ -92,6 +95,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ERROR_RATES = ("wer", "cer")  # corpus-level error rates of a text answer (a transcript)
+_CORPUS_TEXT = (*_ERROR_RATES, "cider")  # corpus-level scores of text answers: no per-record score
 _HEADLINES = {  # metric -> (headline key, label)
     "exact": ("accuracy", "exact-match accuracy (%)"),
     "vqa": ("accuracy", "VQA accuracy (%)"),
@@ -99,6 +103,7 @@ _HEADLINES = {  # metric -> (headline key, label)
     "wer": ("wer", "WER (%)"),
     "cer": ("cer", "CER (%)"),
     "mse": ("mse", "MSE"),
+    "cider": ("cider", "CIDEr-D (x100)"),
 }
 
 
@@ -254,9 +259,9 @@ class CustomTask(Task):
             source, record = question.source, question.record
             if metric == "choice" and not record.choices:
                 raise BenchmarkFileError(f"{source}: the choice metric needs 'choices' in every record")
-            if metric in _ERROR_RATES and (record.choices or record.numbers is not None):
-                raise BenchmarkFileError(f"{source}: the {metric} metric scores a text answer (a transcript), not "
-                                         f"{'choices' if record.choices else 'a list of numbers'}")
+            if metric in _CORPUS_TEXT and (record.choices or record.numbers is not None):
+                raise BenchmarkFileError(f"{source}: the {metric} metric scores a text answer (a transcript, a "
+                                         f"caption), not {'choices' if record.choices else 'a list of numbers'}")
             numbers = record.numbers
             if metric == "mse" and numbers is None:
                 try:
@@ -414,8 +419,10 @@ class CustomTask(Task):
         if metric == "choice":
             selected = extract_choice(prediction, reference["choices"])
             return {"selected": selected, "correct": selected == reference["answers"][0]}
-        if metric in _ERROR_RATES:
-            return {}  # corpus-level only: a per-utterance rate is undefined for empty references
+        if metric in _CORPUS_TEXT:
+            # corpus-level only: a per-utterance rate is undefined for empty references, and CIDEr's weights are
+            # the whole set's document frequencies
+            return {}
         values, parsed = reply_numbers(prediction, len(reference["numbers"]))
         return {"mse": mse(values, reference["numbers"]), "mae": mae(values, reference["numbers"]), "parsed": parsed}
 
@@ -425,6 +432,10 @@ class CustomTask(Task):
         if metric in _ERROR_RATES:
             rate = {"wer": wer, "cer": cer}[metric]
             return {metric: rate([r["reference"]["answers"][0] for r in records], [r["prediction"] for r in records]),
+                    "metric": metric}
+        if metric == "cider":
+            # every caption of a record is a reference (the headline CIDEr-D, BLEU-4 beside it, as COCO reports them)
+            return {**caption_scores([r["prediction"] for r in records], [r["reference"]["answers"] for r in records]),
                     "metric": metric}
         if metric == "mse":
             scores = [self.score(r) for r in records]
