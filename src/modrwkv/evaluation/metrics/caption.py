@@ -70,9 +70,9 @@ def ptb_tokenize(text: str) -> str:
     It is the Java tokenizer's rules for what captions hold (words, numbers, hyphens, quotes, brackets,
     contractions, ordinary punctuation and symbols). It may differ on what they rarely hold: URLs, e-mail
     addresses and HTML/SGML tags (which PTBTokenizer keeps whole), rare contractions and dialect forms (y'all,
-    rock'n'roll, more'n), words run together by a period without a space ("dog.a"), abbreviations outside the
-    lexer's main lists, Unicode punctuation beyond quotes, dashes and the ellipsis, and PTBTokenizer's
-    American spelling and currency normalisations of non-English symbols."""
+    rock'n'roll, more'n), abbreviations outside the lexer's main lists, Unicode punctuation beyond quotes,
+    dashes and the ellipsis, and currency signs other than $ (PTBTokenizer writes £5 as "# 5", €10 as "$ 10",
+    ¢ as "cents")."""
     text = text.lower().translate(_TYPOGRAPHY)
     words = _ALWAYS_SPLIT.sub(r" \1 ", text).split()
     following = [*words[1:], ""]
