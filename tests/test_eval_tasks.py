@@ -460,8 +460,9 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     with pytest.raises(ValueError, match=r"a series file \(.csv/.tsv/.npz, or .parquet/.jsonl of one series per "
                        r"row\) is read by the 'custom-series'"):
         custom_task(tsv, prompt="{question}")
-    with pytest.raises(ValueError, match="--label-column, --long-form"):
-        custom_task(npz, label_column="x")
+    for option in ({"label_column": "x"}, {"columns": {"question": "x"}}):
+        with pytest.raises(ValueError, match="--label-column, --columns, --long-form"):
+            custom_task(npz, **option)
     # other methods' MSE on these windows, given as for records, beside the simple forecasts computed here
     given = custom_task(npz, baselines={"ARIMA": 0.41})
     assert isinstance(given, type(TASKS["custom-series"]))

@@ -24,7 +24,7 @@ from modrwkv.cli import main
 from modrwkv.data.readers import AsrManifestReader, DataError, LlavaReader, OpenAIChatReader, QAReader
 from modrwkv.data.readers.base import ParquetBytes, expand_paths, file_records
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
-from modrwkv.data.readers.hubrows import hub_layout
+from modrwkv.data.readers.hubrows import HubLayout, hub_layout
 from modrwkv.data.sample import Message
 from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio, load_image
@@ -640,7 +640,8 @@ def test_a_transcript_answers_before_several_class_labels(tmp_path, capsys):
     assert main(["init", "--data", str(fleurs), "--yes", "--device", "cpu", "--output", str(tmp_path / "f.yaml")]) == 0
     assert (f"  data: {fleurs}: the audio of 'audio' answered with the transcript 'transcription'; 'gender', "
             "'lang_id', 'lang_group_id' are left aside (to answer with one, data.options.label_column (modrwkv init / "
-            "eval --label-column))\n") in capsys.readouterr().out
+            "eval --label-column)); columns left aside: 'raw_transcription' (to read the rows as questions, "
+            "data.options.columns (modrwkv init --columns question=COLUMN,answer=COLUMN))\n") in capsys.readouterr().out
     # beside an image, several ClassLabels still ask which one answers (no transcript comes first)
     pictures_file = tmp_path / "two_labels.parquet"
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"),
@@ -837,3 +838,149 @@ def test_trl_vision_rows_give_each_image_to_its_part_in_order(tmp_path):
     (read,) = OpenAIChatReader(lines, on_error="raise")
     assert read.messages == sample.messages
     assert read.images == [str(tmp_path / "0.png"), str(tmp_path / "1.png")]
+
+
+def chartqa(path: Path) -> None:
+    """A HuggingFaceM4/ChartQA-shaped file as `datasets` writes it: the question `query`, the accepted answers
+    `label` (a list), and who wrote the question, a ClassLabel."""
+    features = datasets.Features({"image": datasets.Image(), "query": datasets.Value("string"),
+                                  "label": datasets.Sequence(datasets.Value("string")),
+                                  "human_or_machine": datasets.ClassLabel(names=["human", "machine"])})
+    datasets.Dataset.from_dict({"image": pictures(3), "query": ["Which year is highest?", "How many bars?", "Max?"],
+                                "label": [["2019"], ["4", "four"], ["12"]], "human_or_machine": [0, 1, 0]},
+                               features=features).to_parquet(str(path))
+
+
+CHARTQA_COLUMNS = {"question": "query", "answers": "label"}
+
+
+def test_chartqa_rows_are_questions_read_through_the_column_mapping(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "chartqa.parquet"
+    chartqa(path)
+    # without the mapping, a classification by the ClassLabel: init's note names the columns it leaves aside
+    assert [r["answer"] for r in records(path)] == ["human", "machine", "human"]
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert (f"  data: {path}: the image of 'image' answered with the label 'human_or_machine' (ClassLabel of 2 "
+            "classes: human, machine); columns left aside: 'query', 'label' (to read the rows as questions, "
+            "data.options.columns (modrwkv init --columns question=COLUMN,answer=COLUMN))\n") in capsys.readouterr().out
+    wide = HubLayout("image", "image", "label", None, None, others=tuple(f"c{k}" for k in range(7)))
+    assert wide.describe() == ("the image of 'image' answered with the label 'label'; columns left aside: 'c0', 'c1', "
+                               "'c2', 'c3', 'c4' and 2 more (to read the rows as questions, data.options.columns "
+                               "(modrwkv init --columns question=COLUMN,answer=COLUMN))")  # (a hub file of dozens)
+    # with it, the rows are questions answered with the first of their accepted answers
+    assert detect_format(path, columns=CHARTQA_COLUMNS) == "qa"
+    expected = [("<image>\nWhich year is highest?", "2019"), ("<image>\nHow many bars?", "4"), ("<image>\nMax?", "12")]
+    assert [(s.messages[0].content, s.messages[1].content)
+            for s in QAReader(path, columns=CHARTQA_COLUMNS, on_error="raise")] == expected
+    # init --columns writes the mapping, which training reads its data.train and data.val with
+    output = tmp_path / "chartqa.yaml"
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(output),
+                 "--columns", "question=query,answers=label"]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: qa format, 3 usable samples, inputs: image" in out and "columns left aside" not in out
+    assert "--data YOUR_TEST_FILE.jsonl --columns question=query,answers=label\n" in out
+    text = output.read_text()
+    assert ("# data.options.columns {question: query, answers: label}: each record's fields read from these columns "
+            "of the file (`modrwkv eval --task custom --columns` asks the same)\n") in text
+    config = yaml.safe_load(text)
+    assert config["data"]["options"] == {"columns": CHARTQA_COLUMNS}
+    from modrwkv.training import config_from_dict
+    from modrwkv.training.data import build_reader
+    from modrwkv.training.validation import answer_scorer, val_data_config
+
+    assert [(s.messages[0].content, s.messages[1].content)
+            for s in build_reader(config_from_dict(config).data)] == expected
+    config["data"]["val"] = [str(path)]
+    config["train"]["val_every"] = 1
+    scorer = answer_scorer(val_data_config(config_from_dict(config).data), "accuracy", None)
+    assert [s.reference["answers"] for s in scorer.samples] == [["2019"], ["4", "four"], ["12"]]
+    # eval --columns scores the label list as the accepted answers
+    replies = iter(["2019", "four", "7"])
+    model = scripted_model(tmp_path, monkeypatch, reply=lambda messages: next(replies))
+    assert main(["eval", "--task", "custom", "--data", str(path), "--model", str(model), "--output",
+                 str(tmp_path / "out"), "--no-progress", "--columns", "question=query,answers=label"]) == 0
+    assert "exact-match accuracy (%) 66.67 over 3 samples" in capsys.readouterr().out
+
+
+def test_a_okvqa_rows_answer_with_the_letter_of_the_mapped_index(tmp_path):
+    path = tmp_path / "aokvqa.parquet"  # HuggingFaceM4/A-OKVQA: the right option's index, and ten free answers
+    features = datasets.Features({"image": datasets.Image(), "question_id": datasets.Value("string"),
+                                  "question": datasets.Value("string"),
+                                  "choices": datasets.Sequence(datasets.Value("string")),
+                                  "correct_choice_idx": datasets.Value("int8"),
+                                  "direct_answers": datasets.Sequence(datasets.Value("string"))})
+    datasets.Dataset.from_dict({"image": pictures(2), "question_id": ["q1", "q2"],
+                                "question": ["What is the man holding?", "Where is this?"],
+                                "choices": [["bat", "ball", "kite", "cup"], ["beach", "park", "street", "farm"]],
+                                "correct_choice_idx": [2, 0], "direct_answers": [["kite"] * 10, ["beach"] * 10]},
+                               features=features).to_parquet(str(path))
+    with pytest.raises(DataError, match="give exactly one of 'answer' or 'answers'"):  # (the index is no answer)
+        list(QAReader(path, on_error="raise"))
+    reader = QAReader(path, columns={"answer": "correct_choice_idx", "id": "question_id"}, on_error="raise")
+    assert [(s.messages[0].content, s.messages[1].content, s.meta["id"]) for s in reader] == [
+        ("<image>\nWhat is the man holding?\nA. bat\nB. ball\nC. kite\nD. cup", "C", "q1"),
+        ("<image>\nWhere is this?\nA. beach\nB. park\nC. street\nD. farm", "A", "q2")]
+    task = CustomTask(reader_options={"columns": {"answer": "correct_choice_idx"}})
+    assert [s.reference for s in task.load(path, "test")] == [
+        {"metric": "choice", "answers": ["C"], "choices": ["bat", "ball", "kite", "cup"]},
+        {"metric": "choice", "answers": ["A"], "choices": ["beach", "park", "street", "farm"]}]
+
+
+def test_jsonl_records_take_the_mapping_and_it_wins_over_a_field_of_the_same_name(tmp_path):
+    pictures(1)[0].save(tmp_path / "a.png")
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps({"picture": "a.png", "prompt": "What colour?", "answer": "stale", "gold": "red"})
+                    + "\n" + json.dumps({"picture": "a.png", "answer": "blue"}) + "\n")
+    columns = {"image": "picture", "question": "prompt", "answer": "gold"}
+    assert detect_format(path, columns=columns) == "qa"
+    reader = QAReader(path, columns=columns)
+    assert [(s.messages[0].content, s.messages[1].content) for s in reader] == [("<image>\nWhat colour?", "red")]
+    assert [str(e) for e in reader.report.examples] == [
+        f"{path}:2: no 'prompt' field, which data.options.columns maps 'question' to (the record's fields: picture, "
+        "answer)"]
+
+
+def test_a_bad_column_mapping_is_one_line(tmp_path, capsys):
+    path = tmp_path / "chartqa.parquet"
+    chartqa(path)
+    with pytest.raises(ValueError, match=re.escape(
+            "data.options.columns: 'querry' is no field of qa records (its fields: question, answer, answers, choices, "
+            "id, metric, image, audio, series, video)")):
+        QAReader(path, columns={"querry": "query"})
+    with pytest.raises(ValueError, match=re.escape(
+            "data.options.columns maps both 'question' and 'answer' to the column 'query': a column is read as one "
+            "field")):
+        QAReader(path, columns={"question": "query", "answer": "query"})
+    with pytest.raises(ValueError, match="data.options.label_column chooses the answer of plain rows"):
+        QAReader(path, columns=CHARTQA_COLUMNS, label_column="label")
+    reader = QAReader(path, columns={"question": "question", "answers": "label"})
+    assert list(reader) == [] and str(reader.report.examples[0]) == (
+        f"{path}:row 0: no 'question' column, which data.options.columns maps 'question' to (the row's columns: "
+        "image, query, label, human_or_machine)")
+    # the command line: a malformed flag, a format that takes no mapping, a file that names its own fields
+    with pytest.raises(SystemExit):
+        main(["init", "--data", str(path), "--columns", "question:query"])
+    assert "'question:query': expected FIELD=COLUMN pairs separated by commas" in capsys.readouterr().err
+    series = tmp_path / "load.csv"
+    series.write_text("load\n" + "".join(f"{k}\n" for k in range(40)))
+    assert main(["init", "--data", str(series), "--yes", "--device", "cpu", "--columns", "question=load",
+                 "--output", str(tmp_path / "s.yaml")]) == 2
+    assert ("--columns maps record fields to the file's columns (data.options.columns of the qa format, or of sharegpt "
+            f"with --format sharegpt), but series records (detected in {series}) take no such mapping: leave --columns "
+            "out") in capsys.readouterr().err
+    tar = tmp_path / "shard.tar"
+    tar.write_bytes(b"")
+    with pytest.raises(DataError, match=re.escape(
+            f"{tar}: data.options.columns renames the columns of JSON, JSONL and Parquet records")):
+        records(tar, columns=CHARTQA_COLUMNS)
+    with pytest.raises(BenchmarkFileError, match=re.escape(f"{path}: data.options.columns: 'querry' is no field")):
+        CustomTask(reader_options={"columns": {"querry": "query"}}).load(path, "test")
+    llava = tmp_path / "llava.jsonl"
+    llava.write_text(json.dumps({"uid": "7", "conversations": [{"from": "human", "value": "Hi?"},
+                                                                {"from": "gpt", "value": "Hello"}]}) + "\n")
+    with pytest.raises(BenchmarkFileError, match=re.escape(
+            f"{llava}: --columns (data.options.columns) maps the fields of question-answer records to the file's "
+            "columns, but this file holds llava records, detected from the first record, which take no such mapping")):
+        CustomTask(reader_options={"columns": {"id": "uid"}}).load(llava, "test")
+    with pytest.raises(ValueError, match="data.options.label_column chooses the answer of plain rows"):
+        CustomTask(reader_options={"columns": CHARTQA_COLUMNS, "label_column": "label"})

@@ -576,6 +576,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
     p.add_argument("--label-column", help="the column a hub data set's Parquet rows (an image or audio column and a "
                    "label) are answered with (data.options.label_column; default: the ClassLabel column, else label)")
+    p.add_argument("--columns", type=_column_mapping, metavar="FIELD=COLUMN,...",
+                   help="the file's columns holding the records' fields, e.g. question=query,answers=label for "
+                   "HuggingFaceM4/ChartQA (data.options.columns of the qa format; with --format sharegpt, "
+                   "LLaMA-Factory's columns such as messages=conversations)")
     p.add_argument("--device", choices=INIT_DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
     p.add_argument("--size", choices=INIT_SIZES,
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
@@ -622,7 +626,7 @@ def _run_init(args: argparse.Namespace) -> int:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
-                          horizon=args.horizon, val=args.val, label_column=args.label_column)
+                          horizon=args.horizon, val=args.val, label_column=args.label_column, columns=args.columns)
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
@@ -682,6 +686,9 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
     if "label_column" in data.get("options", {}):  # (the column hub Parquet rows are answered with)
         folder += f" --label-column {shlex.quote(data['options']['label_column'])}"
+    if "columns" in data.get("options", {}) and data["format"] == "qa":  # (eval reads other formats' as their own)
+        mapped = ",".join(f"{field}={column}" for field, column in data["options"]["columns"].items())
+        folder += f" --columns {shlex.quote(mapped)}"
     held_out = _held_out_beside(Path(data["train"][0]), exclude=data.get("val", []))
     test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
@@ -1044,6 +1051,20 @@ def _at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
     return parse
 
 
+def _column_mapping(text: str) -> dict[str, str]:
+    """argparse type of --columns: FIELD=COLUMN pairs separated by commas, as data.options.columns maps them."""
+    mapping: dict[str, str] = {}
+    for pair in text.split(","):
+        field, sep, column = (part.strip() for part in pair.partition("="))
+        if not sep or not field or not column:
+            raise argparse.ArgumentTypeError(f"{pair.strip()!r}: expected FIELD=COLUMN pairs separated by commas, e.g. "
+                                             "question=query,answers=label")
+        if field in mapping:
+            raise argparse.ArgumentTypeError(f"{field!r} is mapped twice ({field}={mapping[field]} and {pair.strip()})")
+        mapping[field] = column
+    return mapping
+
+
 def _port(text: str) -> int:
     """argparse type of --port: a TCP port number."""
     try:
@@ -1166,6 +1187,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="--task custom with a hub data set's Parquet rows (an image or audio column and labels): the "
                    "column to answer with, as training's data.options.label_column (default: the ClassLabel column, "
                    "by class name, else label)")
+    p.add_argument("--columns", type=_column_mapping, metavar="FIELD=COLUMN,...",
+                   help="--task custom with question-answer records whose fields are other columns: the column of "
+                   "each field, e.g. question=query,answers=label (HuggingFaceM4/ChartQA), as training's "
+                   "data.options.columns")
     p.add_argument("--long-form", action="store_true",
                    help="librispeech, aishell, and --task custom with an ASR manifest: cut each recording at its pauses "
                    "into segments, transcribe each from a fresh state and join the texts (for recordings longer than "
@@ -1263,7 +1288,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
                       "--caption-prompt": args.caption_prompt,
-                      "--label-column": args.label_column}
+                      "--label-column": args.label_column, "--columns": args.columns}
     problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
     if problem:
         raise CLIError(f"--series-prompt: {problem}")
@@ -1273,7 +1298,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     data = args.data[0] if len(args.data) == 1 else args.data
     if args.task == "custom":
         task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
-                           caption_prompt=args.caption_prompt, label_column=args.label_column,
+                           caption_prompt=args.caption_prompt, label_column=args.label_column, columns=args.columns,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
         _check_media_folder(args.media_folder, args.data)
     else:

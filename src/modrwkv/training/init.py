@@ -30,6 +30,7 @@ from typing import Any
 from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
+from ..data.readers import FORMATS as RECORD_FORMATS
 from ..data.readers import DataError, TimeSeriesReader
 from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths, common_format, data_label,
                                  data_name, expand_paths)
@@ -94,6 +95,8 @@ class InitAnswers:
     horizon: int = 24  # series format: steps it forecasts
     val: str | None = None  # a validation file in the training format (not for series: their own val rows)
     label_column: str | None = None  # data.options.label_column: the column hub Parquet rows answer with
+    # data.options.columns: the file's column of each record field (qa's; with --format sharegpt, LLaMA-Factory's)
+    columns: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.data = [str(path) for path in as_paths(self.data)]
@@ -171,7 +174,7 @@ def _reader(answers: InitAnswers, files: Sequence[Path], data_format: str) -> Re
     """The reader training builds for `files` as `data_format`, checking the media it reads."""
     # Media are decoded (audio: its header read) as they are scanned, so that a file that exists but
     # is not an image or audio is counted as the bad record it is, not as a usable sample.
-    options = series_options(answers) if data_format == "series" else {"verify_media": True, **label_option(answers)}
+    options = series_options(answers) if data_format == "series" else {"verify_media": True, **reader_options(answers)}
     train: list[str | DataSource] = [str(file) for file in files]
     config = DataConfig(format=data_format, train=train, options=options,
                         media_folder=None if data_format == "series" else answers.media_folder)
@@ -187,8 +190,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         if not file.exists():  # (a folder here is a folder of class folders)
             raise InitError(f"{file}: no such data file")
     try:  # each file's format, or the one given
-        candidates = [answers.data_format] if answers.data_format else [detect_format(file, answers.label_column)
-                                                                            for file in files]
+        candidates = [answers.data_format] if answers.data_format else [
+            detect_format(file, answers.label_column, answers.columns) for file in files]
     except FormatUnknown as exc:
         raise InitError(str(exc)) from None
     try:
@@ -199,6 +202,14 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(refusal)
     if candidates[0] not in FORMATS:
         raise InitError(f"unknown data format {candidates[0]!r}; choose from {', '.join(FORMATS)}")
+    # (a series file's data.options.columns are the columns it reads, which --columns does not give)
+    unmapped = None if answers.columns is None else next(
+        (found for found in candidates if RECORD_FORMATS[found].field_columns is None), None)
+    if unmapped is not None:
+        given = "--format" if answers.data_format else f"detected in {files[candidates.index(unmapped)]}"
+        raise InitError(f"--columns maps record fields to the file's columns (data.options.columns of the qa format, "
+                        f"or of sharegpt with --format sharegpt), but {unmapped} records ({given}) take no such "
+                        "mapping: leave --columns out")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
     # every file's format is checked unless each was detected as the same one (--format detects nothing)
@@ -251,7 +262,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
     outliers = [Outlier(samples[i].source, text[i], media[i]) for i in outlying]
     try:  # (every file's layout: one the scan did not reach may still be refused, as training would refuse it)
-        answered = answer_notes(files, answers.label_column)
+        answered = answer_notes(files, answers.label_column, answers.columns)
     except DataError as exc:
         raise InitError(str(exc)) from None
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
@@ -272,9 +283,11 @@ def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
     return p99, sorted((i for i, tokens in enumerate(lengths) if tokens > bar), key=lambda i: -lengths[i])
 
 
-def label_option(answers: InitAnswers) -> dict[str, str]:
-    """data.options.label_column as --label-column gives it ({} without: the rows' own label column)."""
-    return {} if answers.label_column is None else {"label_column": answers.label_column}
+def reader_options(answers: InitAnswers) -> dict[str, Any]:
+    """data.options.label_column and data.options.columns as --label-column and --columns give them ({} without:
+    the rows' own label column, the records' own field names)."""
+    given = {"label_column": answers.label_column, "columns": answers.columns}
+    return {option: value for option, value in given.items() if value is not None}
 
 
 def series_options(answers: InitAnswers) -> dict[str, Any]:
@@ -423,10 +436,17 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                  f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
     data: dict[str, Any] = {"format": summary.data_format, "train": list(answers.data)}
-    if label_option(answers) and summary.data_format != "series":
-        data["options"] = label_option(answers)
+    if reader_options(answers) and summary.data_format != "series":
+        data["options"] = reader_options(answers)
+    if answers.label_column is not None and summary.data_format != "series":
         notes.append(f"data.options.label_column {answers.label_column}: the column the rows are answered with "
                      "(`modrwkv eval --task custom --label-column` asks the same)")
+    if answers.columns is not None:
+        mapped = ", ".join(f"{field}: {column}" for field, column in answers.columns.items())
+        # (eval reads a ShareGPT file's columns from its dataset_info.json: `--columns` maps qa fields there)
+        asked = " (`modrwkv eval --task custom --columns` asks the same)" if summary.data_format == "qa" else ""
+        notes.append(f"data.options.columns {{{mapped}}}: each record's fields read from these columns of the "
+                     f"file{asked}")
     if summary.data_format == "series":
         if answers.val is not None:
             raise InitError("--val: a series config validates on the training file's own val rows (those after the "
@@ -484,7 +504,9 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     from ..evaluation.tasks.custom import CustomTask
 
     val = Path(str(answers.val))
-    task = CustomTask(media_folder=answers.media_folder, data_format=data_format)  # read as training reads data.val
+    # read as training reads data.val
+    task = CustomTask(media_folder=answers.media_folder, data_format=data_format,
+                      reader_options=reader_options(answers))
     try:
         task.load(val, "all")
     except BenchmarkFileError as exc:

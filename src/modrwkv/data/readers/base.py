@@ -21,7 +21,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -370,8 +370,8 @@ def data_label(data: PathLike | Sequence[PathLike]) -> str:
 PARQUET_BATCH_ROWS = 64
 
 
-def file_records(path: Path, *, caption_prompt: str | None = None,
-                 label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+def file_records(path: Path, *, caption_prompt: str | None = None, label_column: str | None = None,
+                 columns: Mapping[str, str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per record of a data file: a Parquet file's rows (`hubrows.hub_records`: a hub data set's
     plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
     `caption_prompt` and answered from `label_column` (None: the ClassLabel or `label` column), else the
@@ -382,7 +382,18 @@ def file_records(path: Path, *, caption_prompt: str | None = None,
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
     (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
     record that makes, `hubrows.plain_records`). A Parquet row or JSON record of the_cauldron's `images` and
-    `texts` is the LLaVA record it stands for (`hubrows.turns_record`)."""
+    `texts` is the LLaVA record it stands for (`hubrows.turns_record`). With `columns` (qa's
+    `data.options.columns`, {field: the file's column}), a JSON / JSONL file's records or a Parquet file's rows are
+    records with those columns renamed (`renamed_records`), never plain rows: the mapping says which columns are
+    the record's fields."""
+    if columns:
+        if path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None:
+            return _refused(DataError(str(path), "unreadable_file", f"{COLUMNS_OPTION} renames the columns of JSON, "
+                                      "JSONL and Parquet records; a tar, a folder or a metadata file names its own "
+                                      "fields: leave it out for this file, or give the file's records as JSONL"))
+        parquet = is_parquet(path)
+        return renamed_records(parquet_records(path) if parquet else json_records(path), columns,
+                               "column" if parquet else "field")
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records
@@ -414,10 +425,69 @@ def media_kind(path: Path) -> str | None:
 
 def _media_given(path: Path, kind: str) -> Iterator[tuple[str, Callable[[], Any]]]:
     """The error of a media file given as a data file, raised as its records are read (as a file's are)."""
-    raise DataError(str(path), "unreadable_file", f"an {kind} file, not a data file: give the folder it is in "
-                    "(a folder of class folders, or one with a metadata.jsonl naming its files), or a file of records "
-                    "naming it (docs/custom-data.md)")
+    return _refused(DataError(str(path), "unreadable_file", f"an {kind} file, not a data file: give the folder it "
+                              "is in (a folder of class folders, or one with a metadata.jsonl naming its files), or a "
+                              "file of records naming it (docs/custom-data.md)"))
+
+
+def _refused(error: DataError) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Records that are `error`, raised as they are read (as a file's own error is)."""
+    raise error
     yield  # (a generator: the error comes when the records are read)
+
+
+# How the mapping of record fields to a file's columns is given, for messages.
+COLUMNS_OPTION = "data.options.columns"
+
+
+def check_columns(columns: Any, fields: Sequence[str], data_format: str,
+                  unmapped: bool = False) -> dict[str, Any] | None:
+    """`columns` (`data.options.columns`: {a field of `data_format`'s records: the file's column holding it}) as a
+    dict, or None for none; ValueError in one line for what is not such a mapping: a key that is no field of
+    `fields` (they are listed), a column that is not text (None, "no such column", only where `unmapped` allows
+    it: LLaMA-Factory's ShareGPT `system` and `tools`), two fields read from one column."""
+    if columns is None:
+        return None
+    if not isinstance(columns, Mapping):
+        raise ValueError(f"{COLUMNS_OPTION} must map {data_format} fields to the file's columns ({{field: column}}), "
+                         f"got {type(columns).__name__}")
+    unknown = [field for field in columns if field not in fields]
+    if unknown:
+        raise ValueError(f"{COLUMNS_OPTION}: {unknown[0]!r} is no field of {data_format} records (its fields: "
+                         f"{', '.join(fields)})")
+    for field, column in columns.items():
+        if not (isinstance(column, str) and column or column is None and unmapped):
+            raise ValueError(f"{COLUMNS_OPTION}: {field!r} maps to {column!r}; give the name of the file's column "
+                             "that holds it")
+    read: dict[str, str] = {}
+    for field, column in columns.items():
+        if column is not None and read.setdefault(column, field) != field:
+            raise ValueError(f"{COLUMNS_OPTION} maps both {read[column]!r} and {field!r} to the column {column!r}: "
+                             "a column is read as one field")
+    return dict(columns)
+
+
+def renamed_records(records: Iterable[tuple[str, Callable[[], Any]]], columns: Mapping[str, str],
+                    kind: str = "field") -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per record of `records`, each loaded with `columns` ({field: its column}) applied: the
+    column's value under the field's name, as LLaMA-Factory reads a `dataset_info.json` entry's "columns"; a
+    field of the mapped name already there is left aside (the mapping wins). A record without a mapped column is
+    its `missing_field` error naming the column (`kind`: a Parquet row's "column", a JSON record's "field")."""
+    for source, load in records:
+        yield source, functools.partial(_renamed, source, load, columns, kind)
+
+
+def _renamed(source: str, load: Callable[[], Any], columns: Mapping[str, str], kind: str) -> Any:
+    record = load()
+    if not isinstance(record, dict):  # (its reader names what it is)
+        return record
+    for field, column in columns.items():
+        if column not in record:
+            whose = "row's columns" if kind == "column" else "record's fields"
+            raise DataError(source, "missing_field", f"no {column!r} {kind}, which {COLUMNS_OPTION} maps {field!r} "
+                            f"to (the {whose}: {', '.join(map(str, record))})")
+    kept = {key: value for key, value in record.items() if key not in columns and key not in columns.values()}
+    return {**kept, **{field: record[column] for field, column in columns.items()}}
 
 
 def is_parquet(path: Path) -> bool:
@@ -1189,6 +1259,8 @@ class JsonRecordsReader(Reader):
     caption_prompt: str | None = None  # what a tar's captioned sample is asked (None: the default); qa's `prompt`
     # the column a hub Parquet file's plain rows answer with (None: their ClassLabel or label); qa's `label_column`
     label_column: str | None = None
+    # the columns records' fields are read from ({field: column}, `file_records`); qa's `columns`
+    field_columns: Mapping[str, str] | None = None
 
     def __init__(
         self,
@@ -1211,7 +1283,8 @@ class JsonRecordsReader(Reader):
         for path in self.paths:
             warn_media_folder_unused(path, self.media_folder)
             folder = self.media_folder if self.media_folder is not None else path.parent
-            records = file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column)
+            records = file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column,
+                                   columns=self.field_columns)
             for _, build in one_format(path, self.format, records,
                                        lambda record, source, folder=folder: self._convert(record, source, folder),
                                        formats=self.report.formats):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
@@ -19,7 +20,7 @@ class FormatUnknown(ValueError):
     the message says why, in one line."""
 
 
-def detect_format(path: Path, label_column: str | None = None) -> str:
+def detect_format(path: Path, label_column: str | None = None, columns: Mapping[str, str] | None = None) -> str:
     """The data format from the extension (CSV/TSV/NPZ: series), or the columns of a Parquet / JSON Lines file of
     series rows (a `target` list and no media: series, `is_series_file`), a LLaMA-Factory
     `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
@@ -27,7 +28,8 @@ def detect_format(path: Path, label_column: str | None = None) -> str:
     folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
     first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
     `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
-    `hubrows.turns_record`)."""
+    `hubrows.turns_record`; with `columns`, qa's {field: column}, the first record with them renamed,
+    `base.renamed_records`)."""
     if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -61,7 +63,7 @@ def detect_format(path: Path, label_column: str | None = None) -> str:
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
     first, found, bad = None, None, None
     try:  # the first record as the readers see it (also of a file that is one JSON object)
-        for _, load in itertools.islice(file_records(path, label_column=label_column), 100):
+        for _, load in itertools.islice(file_records(path, label_column=label_column, columns=columns), 100):
             try:
                 found = load()
             except DataError as exc:

@@ -13,9 +13,12 @@ about the speaker of an ASR set); else an image or video with a caption column (
 as a metadata folder's; a list of captions: flickr30k's) is a captioned sample, scored by CIDEr-D; audio with a
 transcript column (`TEXT_KEYS`) an ASR record; otherwise the label makes a labelled sample. A labelled sample is
 asked the reader's `prompt` (default `CLASS_PROMPTS`) and answered with the label, scored by exact match. A file
-whose columns are a record format's (`question`, `conversations`, `messages`, an ASR manifest's `audio_filepath`) is
-read as those records, whatever `label_column` says (it chooses among plain rows' columns, and may be given for
-other files read alongside).
+whose columns are a record format's (`question`, `conversations`, `messages`, an ASR manifest's `audio_filepath`)
+is read as those records, whatever `label_column` says (it chooses among plain rows' columns, and may be given for
+other files read alongside); so is a file read with qa's `columns` (`data.options.columns`, {field: column}: its
+rows renamed, `base.file_records`). `modrwkv init` names the columns plain rows leave aside (`HubLayout.describe`):
+ChartQA's question `query` and answers `label` beside its ClassLabel `human_or_machine` would otherwise train a
+classification unseen.
 
 - The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`
   writes in the schema's metadata); without such metadata (pandas, pyarrow), the one named as hub sets name it
@@ -58,14 +61,15 @@ import dataclasses
 import functools
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..sample import escape_markers
 from .asr import TEXT_KEYS
-from .base import (DataError, as_rows, is_binary_type, is_list_type, is_metadata_file, is_parquet, is_series_file,
-                   is_tar, json_records, media_kind, open_parquet, parquet_records, record_format, require, turn_text)
+from .base import (COLUMNS_OPTION, DataError, as_rows, is_binary_type, is_list_type, is_metadata_file, is_parquet,
+                   is_series_file, is_tar, json_records, media_kind, open_parquet, parquet_records, record_format,
+                   require, turn_text)
 from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -87,6 +91,10 @@ _RECORD_COLUMNS = (*RECORD_KEYS, "audio_filepath", TURNS_COLUMN)
 # How the setting that chooses a label column is given, for messages.
 LABEL_OPTION = "data.options.label_column"
 LABEL_SETTING = f"{LABEL_OPTION} (modrwkv init / eval --label-column)"
+# How the mapping that reads plain rows as question-answer records is given, for messages.
+COLUMNS_SETTING = f"{COLUMNS_OPTION} (modrwkv init --columns question=COLUMN,answer=COLUMN)"
+# The most columns left aside `HubLayout.describe` names (a hub file may have dozens).
+MAX_OTHERS_NAMED = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +110,8 @@ class HubLayout:
     text: str | None
     chosen: bool = False
     aside: tuple[str, ...] = ()  # ClassLabel columns a transcript answers before (several, none chosen: FLEURS')
+    # the file's other columns, which a row's record leaves aside (ChartQA's question `query` and answers `label`)
+    others: tuple[str, ...] = ()
 
     @property
     def label_first(self) -> bool:
@@ -114,7 +124,18 @@ class HubLayout:
         return self.chosen or (self.names is not None and not (self.kind == "audio" and self.text is not None))
 
     def describe(self) -> str:
-        """Which column a row is answered with, and which is left aside, for `modrwkv init`'s notes."""
+        """Which column a row is answered with, and which are left aside, for `modrwkv init`'s notes: a file whose
+        rows are questions stored under other names is seen to be read as a classification (ChartQA's)."""
+        return self._answered() + self._others_aside()
+
+    def _others_aside(self) -> str:
+        if not self.others:
+            return ""
+        shown = ", ".join(map(repr, self.others[:MAX_OTHERS_NAMED]))
+        more = f" and {len(self.others) - MAX_OTHERS_NAMED} more" if len(self.others) > MAX_OTHERS_NAMED else ""
+        return f"; columns left aside: {shown}{more} (to read the rows as questions, {COLUMNS_SETTING})"
+
+    def _answered(self) -> str:
         media = f"the {self.kind} of {self.media!r}"
         text = "transcript" if self.kind == "audio" else "caption"
         if self.label is None or not self.label_first and self.text is not None:
@@ -289,8 +310,9 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
         raise DataError(str(path), "unreadable_file", f"{listed[0]!r} is multi-label (a list{declared} per row), "
                         "which is not supported: a row is answered with one label; keep one label per row "
                         f"(datasets: Dataset.map), or answer with another column, {LABEL_SETTING}")
+    others = tuple(column for column in columns if column not in (media[0], label, text, *aside, "id"))
     return HubLayout(media[0], kind, label, class_names(features, label) if label else None, text,
-                     label_column is not None, aside)
+                     label_column is not None, aside, others)
 
 
 # The `huggingface` feature types of a list of values (datasets 4's `List`, older versions' `Sequence`).
@@ -350,13 +372,15 @@ def unused_label_column(files: Sequence[Path], label_column: str | None) -> str 
             "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
 
 
-def answer_notes(files: Sequence[Path], label_column: str | None) -> list[str]:
+def answer_notes(files: Sequence[Path], label_column: str | None,
+                 field_columns: Mapping[str, str] | None = None) -> list[str]:
     """What the plain rows of the Parquet files among `files` are answered with (`HubLayout.describe`), or what
     their rows of turns become (`turns_record`), one line per description naming the files it holds for, for
-    `modrwkv init` to say which column answers."""
+    `modrwkv init` to say which column answers; none where `field_columns` (qa's {field: column}) make every
+    row a record (`base.file_records`)."""
     described: dict[str, list[Path]] = {}
     for file in files:
-        if not is_parquet(file) or is_metadata_file(file):
+        if not is_parquet(file) or is_metadata_file(file) or field_columns:
             continue
         layout = hub_layout(file, label_column)
         if layout is not None:

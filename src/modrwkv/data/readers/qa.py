@@ -22,6 +22,9 @@ frequent: of VQA's ten human answers, which may be its `{"answer": ...}` entries
 is the option's letter (`answer` may be the letter, the option's text or, as an integer, its index from 0); a list
 of numbers is written "2.5, 3.6". `modrwkv eval --task custom` reads the same records
 with the same code, so training and evaluation prompts cannot drift apart.
+
+A file that names the fields otherwise (a hub data set: `HuggingFaceM4/ChartQA`'s `query` and `label`) is read
+with the reader's `columns` ({field: column}, `data.options.columns`), as LLaMA-Factory maps a data set's columns.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
-from .base import DataError, JsonRecordsReader, OnError, PathLike, check_media, lacks_fields, media_item, require, turn_text
+from .base import (COLUMNS_OPTION, DataError, JsonRecordsReader, OnError, PathLike, check_columns, check_media,
+                   lacks_fields, media_item, require, turn_text)
 from .webdataset import CAPTIONED, CaptionRecord
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -141,6 +145,18 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
 
 
 TEXT_FIELDS = ("question", "answer", "answers", "choices", "id", "metric")
+# A record's fields, which the reader's `columns` may read from other columns.
+QA_FIELDS = (*TEXT_FIELDS, *MARKERS)
+
+
+# Why `label_column` and `columns` are not given together (the reader's options, `eval --task custom`'s).
+LABEL_AND_COLUMNS = (f"data.options.label_column chooses the answer of plain rows, and {COLUMNS_OPTION} reads the rows "
+                     "as records of the fields it maps: give one (the label's column as 'answer' in columns)")
+
+
+def qa_columns(columns: Any) -> dict[str, str] | None:
+    """The reader's `columns` ({field: the file's column}) checked (`base.check_columns`); None for none."""
+    return check_columns(columns, QA_FIELDS, "qa")
 
 
 def _check_media_field_names(record: dict[str, Any], source: str) -> None:
@@ -257,7 +273,10 @@ class QAReader(JsonRecordsReader):
     default "Write a short caption for the image." ("... the video." for a video), and of a class folder's
     files (`modrwkv.data.readers.classfolders`) and a hub Parquet file's labelled rows (`hubrows`), by default
     "What is shown in the image?" ("What is said or heard in the audio?", "What is shown in the video?").
-    `label_column` is the column such rows answer with (None: the file's ClassLabel column, else `label`)."""
+    `label_column` is the column such rows answer with (None: the file's ClassLabel column, else `label`).
+    `columns` ({field: the file's column}, e.g. `{"question": "query", "answers": "label"}` for ChartQA's hub copy)
+    reads each JSON / JSONL record and Parquet row with those columns as the fields (`base.renamed_records`): such
+    a file is read as records, never as plain rows."""
 
     format = "qa"
 
@@ -269,6 +288,7 @@ class QAReader(JsonRecordsReader):
         verify_media: bool = False,
         prompt: str | None = None,
         label_column: str | None = None,
+        columns: Mapping[str, str] | None = None,
         on_error: OnError = "skip",
         max_examples: int = 5,
         log_limit: int = 20,
@@ -276,6 +296,9 @@ class QAReader(JsonRecordsReader):
         self.verify_media = verify_media
         self.caption_prompt = prompt
         self.label_column = label_column
+        self.field_columns = qa_columns(columns)
+        if label_column is not None and self.field_columns:
+            raise ValueError(LABEL_AND_COLUMNS)
         super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:

@@ -36,6 +36,7 @@ from .base import (
     OnError,
     PathLike,
     as_rows,
+    check_columns,
     file_records,
     lacks_fields,
     one_format,
@@ -54,6 +55,12 @@ DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human",
 # Its "openai" variant, recognised without a mapping.
 OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
                "system_tag": "system"}
+
+
+def sharegpt_columns(columns: Any) -> dict[str, str | None] | None:
+    """`columns` ({column name: the file's column}, LLaMA-Factory's `DEFAULT_COLUMNS` keys) checked
+    (`base.check_columns`; `system` and `tools` may be null, for none); None for none."""
+    return check_columns(columns, tuple(DEFAULT_COLUMNS), "sharegpt", unmapped=True)
 
 
 def sharegpt_to_sample(
@@ -178,7 +185,7 @@ class SharegptReader(JsonRecordsReader):
         log_limit: int = 20,
     ) -> None:
         self.verify_media = verify_media
-        self.columns, self.tags = columns, tags
+        self.columns, self.tags = sharegpt_columns(columns), tags
         super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)
 
     def _candidates(self) -> Iterator[Callable[[], Sample]]:

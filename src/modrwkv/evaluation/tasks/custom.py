@@ -40,7 +40,9 @@ default, "Transcribe the audio.", with a warning. Likewise a WebDataset shard's 
 .txt) is asked the question training asked it (the model folder's `caption_prompt`; null: the reader's
 default, also for a folder saved before the record existed, with a warning), or `caption_prompt`, as are a
 metadata folder's captioned rows and a hub Parquet file's plain rows (`hubrows`: media and a label, answered
-from the reader option `label_column`, else the file's ClassLabel column by class name, else `label`).
+from the reader option `label_column`, else the file's ClassLabel column by class name, else `label`). Records
+whose fields are other columns are read with the reader option `columns` ({field: column}: ChartQA's
+`{"question": "query", "answers": "label"}`, its `label` list then the accepted answers), as training reads them.
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file): `choice` (records with
 choices: the letter the reply selects, `extract_choice`), `mse` (numeric answers: MSE / MAE of the numbers in the
@@ -78,7 +80,7 @@ from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
                                   expand_paths, file_records, is_metadata_file, is_parquet, is_tar, one_format,
                                   warn_media_folder_unused)
-from ...data.readers.qa import OPTION_LETTERS, QARecord, parse_qa_record
+from ...data.readers.qa import LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.hubrows import hub_layout, unused_label_column
 from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
@@ -134,8 +136,8 @@ class CustomTask(Task):
     `baselines` (name -> value shown beside the model's number) as the module docstring says.
     `data_format` and `reader_options` read the file as a training config's `data.format` and
     `data.options` read it (validation during training): that format rather than the detected one, and
-    the reader's options (ShareGPT `columns` and `tags`, an ASR manifest's `prompt`, `verify_media`,
-    ...) applied to each record."""
+    the reader's options (qa's and ShareGPT's `columns`, ShareGPT's `tags`, an ASR manifest's `prompt`,
+    `verify_media`, ...) applied to each record."""
 
     name = "custom"
     title = "custom data"
@@ -158,6 +160,8 @@ class CustomTask(Task):
         if prompt is not None and "{question}" not in prompt:
             raise ValueError(f"prompt template {prompt!r} has no {{question}} placeholder")
         self.reader_options = dict(reader_options or {})
+        if self.reader_options.get("label_column") is not None and self.reader_options.get("columns"):
+            raise ValueError(LABEL_AND_COLUMNS)
         if data_format == "asr" and "prompt" in self.reader_options:
             # The reader's prompt is the ASR prompt the manifest is asked with, whatever the model records.
             if asr_prompt is not None:
@@ -237,8 +241,8 @@ class CustomTask(Task):
             # each file's format and how it was chosen; a file whose format is not told (FormatUnknown: no known
             # fields, an empty file) is read as question-answer records, whose reader names what is missing, and
             # takes no part in the files' one format
-            detected = {file: _file_format(file, self.data_format, self.reader_options.get("label_column"))
-                        for file in files}
+            detected = {file: _file_format(file, self.data_format, self.reader_options.get("label_column"),
+                                           self.reader_options.get("columns")) for file in files}
             # the files' one format, as training's one reader reads them (`accepted_format`)
             data_format, (records, defaulted) = accepted_format(
                 [found[0] for found in detected.values() if found is not None] or ["qa"],
@@ -312,6 +316,9 @@ class CustomTask(Task):
                 data_format, chosen = reading, f", detected from the first record of {origin[reading]}"
             data_format, chosen, convert = _converter(file, data_format, chosen, manifest_prompt, self.reader_options,
                                                       self.media_folder)
+            columns = self.reader_options.get("columns")
+            if columns is not None:
+                _check_columns(file, data_format, chosen, columns)
             if self.asr_prompt is not None and data_format != "asr":
                 raise BenchmarkFileError(f"{file}: --asr-prompt applies to an ASR manifest, but this file holds "
                                          f"{data_format} records{chosen}, whose prompts are in the records")
@@ -320,8 +327,10 @@ class CustomTask(Task):
                                          f"{data_format} records{chosen}")
             # the files whose records may be asked a caption question: shards, folders, metadata files, hub rows
             label_column = self.reader_options.get("label_column")
+            # qa records are read with their columns renamed (sharegpt's mapping is its converter's)
+            renamed = columns if data_format == "qa" else None
             captioned = (is_tar(file) or file.is_dir() or is_metadata_file(file)
-                         or is_parquet(file) and hub_layout(file, label_column) is not None)
+                         or is_parquet(file) and not renamed and hub_layout(file, label_column) is not None)
             if self.caption_prompt is not None and not captioned:
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards, folders of "
                                          "class folders, Hugging Face metadata folders and hub Parquet files of "
@@ -335,7 +344,7 @@ class CustomTask(Task):
             caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
                        if "prompt" in self.reader_options else self.model_caption_prompt)
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None,
-                                      label_column=label_column)
+                                      label_column=label_column, columns=renamed)
             default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
@@ -498,18 +507,34 @@ def _place_names(files: Sequence[Path]) -> dict[Path, str]:
     return {file: path.relative_to(common).as_posix() for file, path in absolute.items()}
 
 
-def _file_format(data: Path, data_format: str | None, label_column: str | None = None) -> tuple[str, str] | None:
+def _file_format(data: Path, data_format: str | None, label_column: str | None = None,
+                 columns: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """The format `data`'s records are read as and how it was chosen (for an error about a record of another
     format): `data_format`, else the training format `modrwkv init` detects (a LLaMA-Factory
-    `dataset_info.json` naming the file, else the first record's fields); None when nothing is recognised."""
+    `dataset_info.json` naming the file, else the first record's fields, with qa's `columns` renamed); None when
+    nothing is recognised."""
     if data_format is not None:
         return data_format, ", as data.format says"
     try:
-        data_format = detect_format(data, label_column)
+        data_format = detect_format(data, label_column, columns)
     except FormatUnknown:
         return None
     entry = dataset_info_entry(data)
     return data_format, ", as dataset_info.json says" if entry is not None else ", detected from the first record"
+
+
+def _check_columns(data: Path, data_format: str, chosen: str, columns: Any) -> None:
+    """BenchmarkFileError for a `columns` option (`--columns`, data.options.columns) that `data_format`'s records
+    do not take, or that is no mapping of their fields (`RecordFormat.field_columns`)."""
+    check = FORMATS[data_format].field_columns
+    if check is None:
+        raise BenchmarkFileError(f"{data}: --columns (data.options.columns) maps the fields of question-answer records "
+                                 f"to the file's columns, but this file holds {data_format} records{chosen}, which "
+                                 "take no such mapping")
+    try:
+        check(columns)
+    except ValueError as exc:
+        raise BenchmarkFileError(f"{data}: {exc}") from None
 
 
 def _converter(data: Path, data_format: str, chosen: str, asr_prompt: str | None, options: Mapping[str, Any],
