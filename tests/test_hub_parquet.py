@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import re
 import wave
 from pathlib import Path
@@ -984,3 +985,27 @@ def test_a_bad_column_mapping_is_one_line(tmp_path, capsys):
         CustomTask(reader_options={"columns": {"id": "uid"}}).load(llava, "test")
     with pytest.raises(ValueError, match="data.options.label_column chooses the answer of plain rows"):
         CustomTask(reader_options={"columns": CHARTQA_COLUMNS, "label_column": "label"})
+
+
+def test_several_answers_that_are_sentences_are_captions_scored_by_cider(tmp_path, monkeypatch, capsys, caplog):
+    coco = tmp_path / "coco_caption.parquet"  # lmms-lab/COCO-Caption2017: five captions as a list 'answer'
+    features = datasets.Features({"question_id": datasets.Value("string"), "image": datasets.Image(),
+                                  "question": datasets.Value("string"),
+                                  "answer": datasets.Sequence(datasets.Value("string"))})
+    captions = [["a red square on a white table", "a small red square lying flat", "red square in the middle"],
+                ["a green square seen from above", "one green square on the floor", "the green square is small"]]
+    datasets.Dataset.from_dict({"question_id": ["1", "2"], "image": pictures(2), "question": ["Caption it."] * 2,
+                                "answer": captions}, features=features).to_parquet(str(coco))
+    with pytest.raises(BenchmarkFileError, match=re.escape(
+            "a list 'answer' must be numbers (a forecast); for several accepted answers use 'answers' (a file that "
+            "names them 'answer', as lmms-lab's COCO-Caption2017: data.options.columns {answers: answer}, modrwkv "
+            "init / eval --columns answers=answer)")):
+        CustomTask().load(coco, "test")
+    with caplog.at_level(logging.INFO, logger="modrwkv.evaluation"):
+        evaluated = CustomTask(reader_options={"columns": {"answers": "answer"}}).load(coco, "test")
+    assert [s.reference for s in evaluated] == [{"metric": "cider", "answers": answers} for answers in captions]
+    assert "the answers are sentences (a median of 5 words), several per record: captions, scored by CIDEr-D" \
+        in caplog.text
+    vqa = tmp_path / "vqa.jsonl"  # short human answers stay VQA's
+    vqa.write_text(json.dumps({"question": "Which colour?", "answers": ["red", "dark red", "red"]}) + "\n")
+    assert [s.reference["metric"] for s in CustomTask().load(vqa, "test")] == ["vqa"]

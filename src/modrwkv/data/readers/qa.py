@@ -123,8 +123,10 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
         answer = record["answer"]
         if isinstance(answer, list):
             if not answer or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer):
-                raise DataError(source, "wrong_type", "a list 'answer' must be numbers (a forecast); "
-                                "for several accepted answers use 'answers'")
+                raise DataError(source, "wrong_type", "a list 'answer' must be numbers (a forecast); for several "
+                                "accepted answers use 'answers' (a file that names them 'answer', as lmms-lab's "
+                                f"COCO-Caption2017: {COLUMNS_OPTION} {{answers: answer}}, modrwkv init / eval "
+                                "--columns answers=answer)")
             missing = next((i for i, v in enumerate(answer) if not math.isfinite(v)), None)
             if missing is not None:
                 raise DataError(source, "empty_answer", f"'answer'[{missing}] is {answer[missing]}: a forecast "

@@ -46,7 +46,8 @@ whose fields are other columns are read with the reader option `columns` ({field
 
 Metrics (the `metric` option, else a `metric` field of the records, else inferred per file): `choice` (records with
 choices: the letter the reply selects, `extract_choice`), `mse` (numeric answers: MSE / MAE of the numbers in the
-reply), `vqa` (`answers` with 3 or more human answers: the VQA accuracy), `wer` (audio: corpus WER after Whisper's
+reply), `vqa` (`answers` with 3 or more human answers: the VQA accuracy; sentences, a median of
+`CAPTION_WORDS` words or more, are captions: `cider`), `wer` (audio: corpus WER after Whisper's
 English normalisation), `cer` (audio whose transcripts are mostly in a script written without spaces between words,
 such as Chinese: corpus CER after Aishell-1's normalisation; any text answer with `--metric cer`), `cider`
 (captioned samples, whose records say so: a shard's .txt caption, a metadata folder's or hub Parquet file's caption,
@@ -97,6 +98,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ERROR_RATES = ("wer", "cer")  # corpus-level error rates of a text answer (a transcript)
+# The median number of words from which several answers per record are captions, not VQA's human answers: 89% of
+# VQA's answers are one word and 99% at most three (Antol et al. 2015, section 3); COCO's captions have at least 8
+# (Chen et al. 2015, the collection's instructions).
+CAPTION_WORDS = 4
 _CORPUS_TEXT = (*_ERROR_RATES, "cider")  # corpus-level scores of text answers: no per-record score
 _HEADLINES = {  # metric -> (headline key, label)
     "exact": ("accuracy", "exact-match accuracy (%)"),
@@ -409,6 +414,12 @@ class CustomTask(Task):
                                      "choices, numeric answers, several answers or audio in some records only); "
                                      "choose one with --metric or a 'metric' field")
         [metric] = inferred
+        if metric == "vqa":
+            words = float(np.median([len(answer.split()) for _, record in records for answer in record.answers]))
+            if words >= CAPTION_WORDS:  # sentences, not VQA's short human answers: several captions of each image
+                log.info("%s: the answers are sentences (a median of %g words), several per record: captions, "
+                         "scored by CIDEr-D (--metric vqa to override)", data, words)
+                return "cider"
         if metric == "wer":
             share = unsegmented_share([r.answers[0] for _, r in records])
             if share > 0.5:  # words are not spaced apart: WER would count whole sentences as words
