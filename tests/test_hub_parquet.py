@@ -1004,7 +1004,7 @@ def test_several_answers_that_are_sentences_are_captions_scored_by_cider(tmp_pat
     with caplog.at_level(logging.INFO, logger="modrwkv.evaluation"):
         evaluated = CustomTask(reader_options={"columns": {"answers": "answer"}}).load(coco, "test")
     assert [s.reference for s in evaluated] == [{"metric": "cider", "answers": answers} for answers in captions]
-    assert "the answers are sentences (a median of 5 words), several per record: captions, scored by CIDEr-D" \
+    assert "the answers are sentences (a median of 6 words), several per record: captions, scored by CIDEr-D" \
         in caplog.text
     vqa = tmp_path / "vqa.jsonl"  # short human answers stay VQA's
     vqa.write_text(json.dumps({"question": "Which colour?", "answers": ["red", "dark red", "red"]}) + "\n")
