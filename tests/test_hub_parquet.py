@@ -23,7 +23,7 @@ from PIL import Image
 
 from modrwkv.cli import main
 from modrwkv.data.readers import AsrManifestReader, DataError, LlavaReader, OpenAIChatReader, QAReader
-from modrwkv.data.readers.base import ParquetBytes, expand_paths, file_records
+from modrwkv.data.readers.base import TableBytes, expand_paths, file_records
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.data.readers.hubrows import HubLayout, hub_layout
 from modrwkv.data.sample import Message
@@ -90,7 +90,7 @@ def test_cifar10_rows_are_labelled_images_answered_with_their_class_names(tmp_pa
     samples = list(QAReader(path, on_error="raise"))
     assert [s.messages[1].content for s in samples] == ["airplane", "bird", "automobile", "bird"]
     assert [s.source for s in samples] == [f"{path}:row {i}" for i in range(4)]
-    assert all(isinstance(s.images[0], ParquetBytes) for s in samples)  # read when the sample is built
+    assert all(isinstance(s.images[0], TableBytes) for s in samples)  # read when the sample is built
     for sample, image in zip(samples, images, strict=True):
         assert np.array_equal(np.asarray(load_image(sample.images[0]).convert("RGB")), np.asarray(image))
     # data.options.prompt asks them another question, as it does a tar's or a folder's
@@ -360,7 +360,7 @@ def test_speech_commands_rows_are_audio_labels_scored_by_exact_match(tmp_path):
     samples = list(QAReader(path, on_error="raise"))
     assert [(s.messages[0].content, s.messages[1].content) for s in samples] == [
         (f"<audio>\n{AUDIO_PROMPT}", "yes"), (f"<audio>\n{AUDIO_PROMPT}", "up")]
-    assert isinstance(samples[1].audios[0], ParquetBytes) and samples[1].audios[0].read() == clips[1]
+    assert isinstance(samples[1].audios[0], TableBytes) and samples[1].audios[0].read() == clips[1]
     assert np.allclose(load_audio(samples[0].audios[0]), load_audio(clips[0]))
     evaluated = CustomTask().load(path, "test")
     assert [s.reference for s in evaluated] == [{"metric": "exact", "answers": ["yes"]},
@@ -744,7 +744,7 @@ def test_the_cauldron_rows_are_conversations_with_their_images_before_the_first_
     assert first.messages == [Message("user", "<image>\n<image>\nAre both dogs?"), Message("assistant", "Yes."),
                               Message("user", "Which is bigger?"), Message("assistant", "The left one.")]
     assert [pixels(item) for item in first.images] == [images[0].getpixel((0, 0)), images[1].getpixel((0, 0))]
-    assert all(isinstance(item, ParquetBytes) for item in first.images)  # read when the sample is built
+    assert all(isinstance(item, TableBytes) for item in first.images)  # read when the sample is built
     # (escaped: the characters, not an image: MARKER_ESCAPE before them)
     assert second.messages[0] == Message("user", "<image>\nWhat does \ufdd0<image> mean in HTML?")
     assert [pixels(item) for item in second.images] == [images[2].getpixel((0, 0))]

@@ -20,7 +20,7 @@ import yaml
 
 from modrwkv.cli import main
 from modrwkv.data.readers import AsrManifestReader, DataError, QAReader
-from modrwkv.data.readers.base import ParquetBytes, expand_paths
+from modrwkv.data.readers.base import TableBytes, expand_paths
 from modrwkv.data.readers.detect import detect_format
 from modrwkv.encoders.media import load_audio, load_image
 from modrwkv.evaluation.tasks import CustomTask
@@ -87,7 +87,7 @@ def test_digits_written_by_datasets_read_as_their_jsonl(tmp_path):
         assert len(read) == len(expected) == 20
         for got, want in zip(read, expected, strict=True):
             assert got.messages == want.messages and got.meta == want.meta
-            assert isinstance(got.images[0], ParquetBytes)  # read from the Parquet file when decoded, not from
+            assert isinstance(got.images[0], TableBytes)  # read from the Parquet file when decoded, not from
             # the file the row names, and not held by the sample
             assert np.array_equal(np.asarray(load_image(got.images[0])), np.asarray(load_image(want.images[0])))
     assert read[10].source == f"{files[1]}:row 0" and expected[10].source == f"{jsonl}:11"
@@ -148,7 +148,7 @@ def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_
     assert detect_format(parquet) == "asr"
     expected, read = list(AsrManifestReader(manifest, on_error="raise")), list(AsrManifestReader(parquet, on_error="raise"))
     for got, want in zip(read, expected, strict=True):
-        assert got.messages == want.messages and isinstance(got.audios[0], ParquetBytes)
+        assert got.messages == want.messages and isinstance(got.audios[0], TableBytes)
         assert np.array_equal(load_audio(got.audios[0]), load_audio(want.audios[0]))
 
     scores = []  # the same replies scored against either file's references: one wrong word of 12
@@ -156,7 +156,7 @@ def test_espeak_speech_written_by_datasets_reads_and_scores_as_its_manifest(tmp_
         task = CustomTask()
         samples = task.load(data, "all")
         assert [s.reference["answers"] for s in samples] == [[s] for s in SENTENCES]
-        assert all(isinstance(s.audio[0], ParquetBytes if data == parquet else Path) for s in samples)
+        assert all(isinstance(s.audio[0], TableBytes if data == parquet else Path) for s in samples)
         scores.append(task.summarize([{"reference": s.reference, "prediction": p} for s, p in zip(
             samples, ["two red cats jump", "nine white bears sit", "five blue fish sit"], strict=True)]))
     assert scores[0] == scores[1] and scores[0]["wer"] == pytest.approx(100 / 12)
@@ -240,7 +240,7 @@ def test_llava_and_sharegpt_rows_with_embedded_image_lists_read_as_their_jsonl(t
         dataset.with_format("arrow").map(embed_table_storage, batched=True).to_parquet(str(tmp_path / "r.parquet"))
         assert detect_format(tmp_path / "r.parquet") == reader.format
         [want], [got] = list(reader(jsonl.parent / "r.jsonl", on_error="raise")), list(reader(tmp_path / "r.parquet", on_error="raise"))
-        assert got.messages == want.messages and all(isinstance(i, ParquetBytes) for i in got.images)
+        assert got.messages == want.messages and all(isinstance(i, TableBytes) for i in got.images)
         assert [np.asarray(load_image(i)).tolist() for i in got.images] == \
             [np.asarray(load_image(i)).tolist() for i in want.images]
 
@@ -260,7 +260,7 @@ def test_embedded_images_stay_in_the_file_until_a_sample_is_built(tmp_path, monk
     assert len(samples) == 96 and size > 18e6
     assert held < size / 20, f"{held} bytes held after reading a {size}-byte file"  # read eagerly: more than size
     check_images_read_back(samples, images)
-    monkeypatch.setattr("modrwkv.data.readers.base.parquet_records", lambda path: pytest.fail("rows read to count"))
+    monkeypatch.setattr("modrwkv.data.readers.base.table_records", lambda path: pytest.fail("rows read to count"))
     assert QAReader(path).count_records() == 96
 
 
@@ -286,7 +286,7 @@ def test_listing_a_files_records_leaves_the_bytes_every_row_has_unread(tmp_path,
 
     def cell(row: int, column: str, *keys):
         group, at = divmod(row, 4)
-        return ParquetBytes(str(path), group, at, column, keys)
+        return TableBytes(str(path), group, at, column, keys)
 
     expected = [{"image": {"bytes": cell(i, "image", "bytes"), "path": ["a.png", None][i % 2]},
                  "maybe": [{"bytes": cell(i, "maybe", "bytes"), "path": None}, None,
@@ -297,7 +297,7 @@ def test_listing_a_files_records_leaves_the_bytes_every_row_has_unread(tmp_path,
     real = pq.ParquetFile.iter_batches
     monkeypatch.setattr(pq.ParquetFile, "iter_batches",
                         lambda self, *args, **kwargs: asked.append(kwargs.get("columns")) or real(self, *args, **kwargs))
-    assert [load() for _, load in base.parquet_records(path)] == expected
+    assert [load() for _, load in base.table_records(path)] == expected
     assert asked == [["image.path", "maybe", "images", "answer"]] * 2
     assert [cell(i, "image", "bytes").read() for i in range(2)] == [b"a", b"b"]  # where the records point
 
@@ -326,7 +326,8 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
         f"modrwkv init: error: {mixed} (--format qa)"
     eval_custom = ["eval", "--model", str(tmp_path), "--task", "custom", "--output", str(tmp_path / "out"), "--data"]
     assert error([*eval_custom, str(empty)]) == (
-        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file, no class folder and no "
+        f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file, "
+        "no data set saved by datasets' save_to_disk (state.json and .arrow files), no class folder and no "
         "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
         "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
     assert error([*eval_custom, str(jsonl), str(llava)]) == f"modrwkv eval: error: {mixed}"
@@ -382,14 +383,14 @@ def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, capl
     assert pq.ParquetFile(path).num_row_groups == 1
     monkeypatch.setattr(base, "ROW_GROUP_KEPT_BYTES", 2_000_000)  # the column is 6 MB
     with caplog.at_level("WARNING", logger="modrwkv.data.readers"):
-        refs = [load()["image"] for _, load in base.parquet_records(path)]
+        refs = [load()["image"] for _, load in base.table_records(path)]
     assert f"{path}: row group 0 holds 6 MiB of 'image' (300 rows), more than the 2 MiB of a row group's media" in \
         caplog.text
     caplog.clear()
     text_only = tmp_path / "text.parquet"  # 6 MB of text: nothing to keep or warn of
     pq.write_table(pa.table({"question": [c.hex() for c in cells], "answer": ["7"] * 300}), text_only)
     with caplog.at_level("WARNING", logger="modrwkv.data.readers"):
-        assert len(list(base.parquet_records(text_only))) == 300
+        assert len(list(base.table_records(text_only))) == 300
     assert caplog.text == ""
     reads = []
     monkeypatch.setattr(base, "_read_rows", lambda key, row, read=base._read_rows: reads.append(row) or read(key, row))
@@ -409,7 +410,7 @@ def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, capl
     monkeypatch.setattr(base, "_KEPT", [])
     with pytest.raises(ValueError, match=r"one_group\.parquet: row 5 of row group 0: 'image' holds no bytes"):
         refs[5].read()
-    nested = ParquetBytes(str(path), 0, 5, "image", ("bytes",))  # a struct's bytes, where a string now is
+    nested = TableBytes(str(path), 0, 5, "image", ("bytes",))  # a struct's bytes, where a string now is
     with pytest.raises(ValueError, match=r"row 5 of row group 0: the embedded 'image' bytes cannot be read"):
         nested.read()
 
@@ -440,7 +441,7 @@ import pyarrow as pa
 from modrwkv.data.readers import base
 base.ROW_GROUP_KEPT_BYTES = 2_000_000
 for row in (0, 300, 599, 100):
-    base.ParquetBytes({str(path)!r}, 0, row, "image", ("bytes",)).read()
+    base.TableBytes({str(path)!r}, 0, row, "image", ("bytes",)).read()
     print(len(base._KEPT[0].values), pa.total_allocated_bytes())
 print(pa.default_memory_pool().max_memory())
 """
@@ -458,14 +459,14 @@ print(pa.default_memory_pool().max_memory())
     reads = []
     monkeypatch.setattr(base, "_read_rows", lambda key, row, read=base._read_rows: reads.append(row) or read(key, row))
     order = [0, 63, 64, 98, 99, 197, 198, 300, 363, 364, 398, 399, 598, 599, 5]
-    assert [ParquetBytes(str(path), 0, i, "image", ("bytes",)).read() for i in order] == [cells[i] for i in order]
+    assert [TableBytes(str(path), 0, i, "image", ("bytes",)).read() for i in order] == [cells[i] for i in order]
     assert reads == [0, 99, 198, 300, 399, 598, 5]  # a window of 99 rows from each row read
     damaged = tmp_path / "damaged.parquet"  # page headers overwritten about row 300: rows before it still read
     damaged.write_bytes(path.read_bytes()[:6_000_000] + b"\xff" * 100_000 + path.read_bytes()[6_100_000:])
-    assert ParquetBytes(str(damaged), 0, 0, "image", ("bytes",)).read() == cells[0]
+    assert TableBytes(str(damaged), 0, 0, "image", ("bytes",)).read() == cells[0]
     with pytest.raises(ValueError, match=r"damaged\.parquet: row 300 of row group 0: the embedded 'image' bytes cannot "
                                          r"be read: Couldn't deserialize thrift: .* Deserializing page header failed\.$"):
-        ParquetBytes(str(damaged), 0, 300, "image", ("bytes",)).read()  # one line, though pyarrow's message is three
+        TableBytes(str(damaged), 0, 300, "image", ("bytes",)).read()  # one line, though pyarrow's message is three
 
 
 def test_runs_are_named_after_the_data_not_its_wildcard_or_shard_numbers(tmp_path, monkeypatch):

@@ -619,7 +619,8 @@ def test_val_wer_is_what_eval_custom_scores_with_metric_wer(tmp_path):
     ("accuracy", "wer", r"records that `modrwkv eval --task custom` scores by WER \(%\) \(wer\): set "
                           r"train.val_metric wer"),
     ("accuracy", "unreadable", r"train.val_metric accuracy answers data.val as `modrwkv eval --task custom` does, "
-                               r"which refuses it: .*val.txt: expected a .json, .jsonl, .parquet or .tar file"),
+                               r"which refuses it: .*val.txt: expected a .json, .jsonl, .parquet, .arrow or .tar "
+                               r"file"),
     # files eval of both refuses: one validation number cannot average two ways of scoring
     ("accuracy", "mixed", r"which refuses it: .*the records suggest different metrics \('exact' from "
                           r".*train.json:\[0\], 'vqa' from .*vqa.json:\[0\]"),

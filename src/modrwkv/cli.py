@@ -566,10 +566,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
         "`modrwkv train` runs as it is, with a comment on each choice. Record formats: docs/custom-data.md.",
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
-                   help="training data: .json/.jsonl/.parquet records (qa, llava, openai, sharegpt, asr), WebDataset "
-                   ".tar shards, or a .csv/.tsv/.npz series or .parquet/.jsonl series rows; several files, wildcards, "
-                   "a folder of .parquet or .tar shards, a folder of class folders (train/cat/0001.jpg) and a folder "
-                   "with a metadata.jsonl/.csv/"
+                   help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
+                   "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.jsonl series rows; several files, "
+                   "wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk, a folder of "
+                   "class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/"
                    ".parquet naming its media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
@@ -1149,8 +1149,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="the benchmark's folder (or file), as docs/evaluation.md lays it out: the official files, or "
                    "(POPE, ScienceQA, TextVQA, MMBench dev, VQAv2 val, GQA) lmms-eval's copy from the hub (lmms-lab/...); "
                    "--task custom: a file, or "
-                   "several files, wildcards, a folder of .parquet or .tar shards, of class folders or with a "
-                   "metadata file (Hugging Face imagefolder), as data.train takes them")
+                   "several files, wildcards, a folder of .parquet or .tar shards, of datasets' save_to_disk, of "
+                   "class folders or with a metadata file (Hugging Face imagefolder), as data.train takes them")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")

@@ -202,8 +202,9 @@ def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
 
 def expand_paths(patterns: Sequence[str], setting: str) -> list[str]:
     """Data files, with shell-style wildcards expanded and a folder standing for the .tar or Parquet shards
-    in it, as the hub stores a split (train-00000-of-00002.parquet, ...); sorted, so the order is
-    reproducible. `setting` names where the patterns were given (data.train, --data) in the
+    in it, as the hub stores a split (train-00000-of-00002.parquet, ...), sorted, so the order is
+    reproducible, or for the .arrow shards of a data set `datasets`' save_to_disk wrote in it, in its order
+    (`_pattern_files`). `setting` names where the patterns were given (data.train, --data) in the
     FileNotFoundError for a wildcard that matches nothing or a folder without shards. A file that
     two patterns give (overlapping wildcards, 'a.jsonl' and './a.jsonl') is listed once, where it
     came first, with a warning naming it and the patterns: read twice, its records would count twice."""
@@ -272,20 +273,27 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     samples), else for its .parquet shards, else, with subfolders, for itself: a folder of class folders
     (`classfolders`), which `file_records` reads as one data file. A folder with a metadata file in it or a
     subfolder stands for itself before all that: Hugging Face's metadata layout (`hffolders`), whose
-    metadata.parquet is no shard. A folder of several splits' shards, by their names or split subfolders,
-    is refused (`_refuse_splits`)."""
+    metadata.parquet is no shard. A folder `Dataset.save_to_disk` wrote stands for its .arrow shards
+    (`_saved_shards`), one `DatasetDict.save_to_disk` wrote for its split's, and is refused with several splits
+    (`SAVED_SPLITS`). A folder of several splits' shards, by their names or split subfolders, is refused
+    (`_refuse_splits`)."""
     if Path(pattern).is_dir():
         from .classfolders import has_class_folders  # (they build on this module)
         from .hffolders import has_metadata
 
         if has_metadata(Path(pattern)):
             return [pattern]
-        shards = _folder_shards(Path(pattern))
+        if splits := _saved_splits(Path(pattern), setting):
+            if len(splits) > 1:
+                _refuse(Path(pattern), {split: f"{split}/" for split in splits}, "*/*.arrow", setting)
+            return _pattern_files(str(Path(pattern) / splits[0]), setting)
+        shards = _folder_shards(Path(pattern), setting)
         if not shards and has_class_folders(Path(pattern)):
-            _refuse_splits(Path(pattern), _split_folder_shards(Path(pattern)), setting)
+            _refuse_splits(Path(pattern), _split_folder_shards(Path(pattern), setting), setting)
             return [pattern]
         if not shards:
-            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no class "
+            raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no data set "
+                                    f"saved by datasets' save_to_disk ({SAVED_STATE} and .arrow files), no class "
                                     "folder and no metadata file; give the data files (a wildcard such as "
                                     "data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), or a "
                                     "folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
@@ -302,21 +310,67 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     return [pattern]
 
 
-def _folder_shards(folder: Path) -> list[str]:
-    """The shards a folder stands for, in name order: its .tar files when it has any (img2dataset's .parquet
-    beside them are download statuses), else its .parquet files."""
+def _folder_shards(folder: Path, setting: str) -> list[str]:
+    """The shards a folder stands for: its .tar files when it has any (img2dataset's .parquet beside them are
+    download statuses), else its .parquet files, in name order; else the .arrow files of a data set
+    `Dataset.save_to_disk` wrote there (`_saved_shards`)."""
     files = [p for p in folder.iterdir() if p.is_file()]
-    return sorted(str(p) for p in files if is_tar(p)) or sorted(str(p) for p in files if is_parquet(p))
+    return (sorted(str(p) for p in files if is_tar(p))
+            or sorted(str(p) for p in files if p.suffix.lower() == ".parquet") or _saved_shards(folder, setting))
 
 
-def _split_folder_shards(folder: Path) -> list[str]:
+# What `datasets`' save_to_disk writes beside a data set's .arrow shards: their order (state.json's
+# "_data_files"), its features (`hubrows.saved_features`), and for a DatasetDict, the list of its splits, each
+# saved in a subfolder of its name.
+SAVED_STATE, SAVED_INFO, SAVED_SPLITS = "state.json", "dataset_info.json", "dataset_dict.json"
+
+
+def _saved_shards(folder: Path, setting: str) -> list[str]:
+    """The .arrow shards of a data set `Dataset.save_to_disk` wrote in `folder`, in the order its state.json lists
+    them (the data set's row order: data-00000-of-00002.arrow, data-00001-of-00002.arrow); [] for a folder without
+    a state.json. FileNotFoundError naming the state.json when it does not list them or lists a missing one."""
+    state = folder / SAVED_STATE
+    if not state.is_file():
+        return []
+    try:
+        shards = [folder / entry["filename"] for entry in json.loads(state.read_bytes())["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FileNotFoundError(f"{setting}: {state} does not list the data set's .arrow files as save_to_disk "
+                                f"writes them ('_data_files': [{{'filename': ...}}]): {type(err).__name__}: "
+                                f"{err}") from None
+    missing = [str(shard) for shard in shards if not shard.is_file()]
+    if missing:
+        are = "is" if len(missing) == 1 else "are"
+        raise FileNotFoundError(f"{setting}: {state} lists {_shown(missing)}, which {are} not there (an interrupted "
+                                "copy?)")
+    return [str(shard) for shard in shards]
+
+
+def _saved_splits(folder: Path, setting: str) -> list[str]:
+    """The splits of a `DatasetDict` that `save_to_disk` wrote in `folder` (its `SAVED_SPLITS` file's "splits");
+    [] for another folder. FileNotFoundError naming the file when it does not list them."""
+    listing = folder / SAVED_SPLITS
+    if not listing.is_file():
+        return []
+    try:
+        splits = json.loads(listing.read_bytes())["splits"]
+        if not splits or not all(isinstance(split, str) and (folder / split).is_dir() for split in splits):
+            raise ValueError(f"{splits!r} are not the folder's subfolders")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FileNotFoundError(f"{setting}: {listing} does not list the data set's splits as save_to_disk writes "
+                                f"them ({{'splits': ['train', 'test']}}, each a subfolder): {type(err).__name__}: "
+                                f"{err}") from None
+    return splits
+
+
+def _split_folder_shards(folder: Path, setting: str) -> list[str]:
     """The shards (`_folder_shards`) of the subfolders of `folder` named as splits (`classfolders.split_kind`):
     a WebDataset repository on the hub keeps each split's shards in a folder of its own (train/00000.tar,
     test/00000.tar). Only split-named subfolders are listed, not every class folder of an image folder."""
     from .classfolders import split_kind  # (it builds on this module)
 
     return [shard for sub in sorted(folder.iterdir()) if sub.is_dir() and split_kind(sub.name) is not None
-            for shard in _folder_shards(sub)]
+            for shard in _folder_shards(sub, setting)]
 
 
 def _refuse_splits(folder: Path, shards: Sequence[str], setting: str) -> None:
@@ -325,7 +379,7 @@ def _refuse_splits(folder: Path, shards: Sequence[str], setting: str) -> None:
     test.parquet) or by the subfolders they are in (`_split_folder_shards`' train/00000.tar): a hub repository
     keeps every split in one folder (cifar10's plain_text/), which read whole would train on the test split too.
     The line names each split's wildcard (or subfolder), as `classfolders.split_refusal` names split folders."""
-    from .classfolders import split_kind, split_refusal  # (they build on this module)
+    from .classfolders import split_kind  # (it builds on this module)
 
     given: dict[str, str] = {}  # each split -> how it is given in the folder, in the shards' order
     for shard in map(Path, shards):
@@ -337,11 +391,18 @@ def _refuse_splits(folder: Path, shards: Sequence[str], setting: str) -> None:
             given.setdefault(shard.stem, shard.name)
     # (shards of languages, en-* and fr-*, or of two data sets are no splits: read together, as given)
     if sum(split_kind(split) is not None for split in given) > 1:
-        refusal = split_refusal(folder, list(given), "a split's rows, which the folder read whole would mix",
-                                given.__getitem__)
         first = Path(shards[0])
-        whole = f"{'*/' if first.parent != folder else ''}*{first.suffix}"
-        raise FileNotFoundError(f"{setting}: {refusal}; to read every split together, give {folder / whole}")
+        _refuse(folder, given, f"{'*/' if first.parent != folder else ''}*{first.suffix}", setting)
+
+
+def _refuse(folder: Path, given: dict[str, str], whole: str, setting: str) -> None:
+    """FileNotFoundError for a folder of several splits, `given` as in the folder (split -> "train/",
+    "train-*.parquet"), `whole` the wildcard of every split's files (`classfolders.split_refusal`'s line)."""
+    from .classfolders import split_refusal  # (it builds on this module)
+
+    refusal = split_refusal(folder, list(given), "a split's rows, which the folder read whole would mix",
+                            given.__getitem__)
+    raise FileNotFoundError(f"{setting}: {refusal}; to read every split together, give {folder / whole}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -372,10 +433,10 @@ PARQUET_BATCH_ROWS = 64
 
 def file_records(path: Path, *, caption_prompt: str | None = None, label_column: str | None = None,
                  columns: Mapping[str, str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """(source, load) per record of a data file: a Parquet file's rows (`hubrows.hub_records`: a hub data set's
-    plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
+    """(source, load) per record of a data file: a Parquet or Arrow file's rows (`hubrows.hub_records`: a hub data
+    set's plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
     `caption_prompt` and answered from `label_column` (None: the ClassLabel or `label` column), else the
-    records they are, `parquet_records`), a WebDataset
+    records they are, `table_records`), a WebDataset
     tar's samples (`webdataset.tar_records`, a captioned sample asked `caption_prompt`, None: the
     default), the rows of Hugging Face's metadata layout, a folder with a metadata file or such a file itself
     (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
@@ -389,11 +450,11 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     if columns:
         if path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None:
             return _refused(DataError(str(path), "unreadable_file", f"{COLUMNS_OPTION} renames the columns of JSON, "
-                                      "JSONL and Parquet records; a tar, a folder or a metadata file names its own "
+                                      "JSONL, Parquet and Arrow records; a tar, a folder or a metadata file names its own "
                                       "fields: leave it out for this file, or give the file's records as JSONL"))
-        parquet = is_parquet(path)
-        return renamed_records(parquet_records(path) if parquet else json_records(path), columns,
-                               "column" if parquet else "field")
+        table = is_table_file(path)
+        return renamed_records(table_records(path) if table else json_records(path), columns,
+                               "column" if table else "field")
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records
@@ -407,7 +468,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         return tar_records(path, caption_prompt)
     if (kind := media_kind(path)) is not None:  # (a wildcard over a folder of media, 'pets/*')
         return _media_given(path, kind)
-    if is_parquet(path):
+    if is_table_file(path):
         from .hubrows import hub_records  # (it builds on this module)
 
         return hub_records(path, caption_prompt, label_column)
@@ -490,8 +551,14 @@ def _renamed(source: str, load: Callable[[], Any], columns: Mapping[str, str], k
     return {**kept, **{field: record[column] for field, column in columns.items()}}
 
 
-def is_parquet(path: Path) -> bool:
-    return path.suffix.lower() == ".parquet"
+# The files of a table of rows (`open_table_file`), by extension: Parquet, and the Arrow files `datasets` writes
+# (`Dataset.save_to_disk`'s data-00000-of-00001.arrow, its cache's).
+TABLE_EXTENSIONS = (".parquet", ".arrow")
+
+
+def is_table_file(path: Path) -> bool:
+    """A Parquet or Arrow file by its extension (`TABLE_EXTENSIONS`): a table whose rows are records."""
+    return path.suffix.lower() in TABLE_EXTENSIONS
 
 
 # The metadata files of Hugging Face's imagefolder / audiofolder layout (`hffolders`), by their exact names as
@@ -560,15 +627,15 @@ class NamedBytes(bytes):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ParquetBytes(EmbeddedBytes):
-    """Media bytes embedded in a Parquet file (the `bytes` of what HF `datasets` writes for an `Image()` /
+class TableBytes(EmbeddedBytes):
+    """Media bytes embedded in a Parquet or Arrow file (the `bytes` of what HF `datasets` writes for an `Image()` /
     `Audio()` feature), kept as where they are rather than as the bytes: LLaVA-Pretrain on the hub is
     tens of GB of embedded images, which a list of samples holding them would hold in memory. The
     decoders (`modrwkv.encoders.media`) `read()` them when the item is decoded, in the data-loader
     worker that builds the sample.
 
-    `row` counts within `row_group`; `keys` lead from the value of `column` in that row to the bytes
-    (("bytes",) for an image, (2, "bytes") for the third image of a list)."""
+    `row` counts within `row_group` (an Arrow file's record batch, `TableFile`); `keys` lead from the value of
+    `column` in that row to the bytes (("bytes",) for an image, (2, "bytes") for the third image of a list)."""
 
     path: str
     row_group: int
@@ -577,12 +644,15 @@ class ParquetBytes(EmbeddedBytes):
     keys: tuple[str | int, ...]
 
     def read(self) -> bytes:
-        """The bytes, from the row's cell as `_parquet_cell` reads it; ValueError naming the file and row
+        """The bytes, from the row's cell as `_table_cell` reads it; ValueError naming the file and row
         when the file no longer reads or holds something else there (replaced since it was indexed)."""
         try:
-            value = _parquet_cell(self.path, self.row_group, self.row, self.column)
+            value = _table_cell(self.path, self.row_group, self.row, self.column)
             for key in self.keys:
                 value = value[key]
+        except DataError as err:  # (the file no longer opens: its detail, without the file's name again)
+            raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: the embedded "
+                             f"{self.column!r} bytes cannot be read: {err.detail}") from None
         except (OSError, ValueError, IndexError, KeyError, TypeError) as err:
             raise ValueError(f"{self.path}: row {self.row} of row group {self.row_group}: the embedded "
                              f"{self.column!r} bytes cannot be read: {' '.join(str(err).split())}") from None
@@ -596,7 +666,7 @@ class ParquetBytes(EmbeddedBytes):
 # (uncompressed), so that the samples of a row group, in any order, read it once. Of a bigger one
 # (pandas and pyarrow write a whole file as one row group unless told otherwise) it keeps this much,
 # from the row asked for on: every data-loader worker holding a whole data set's images would undo
-# what ParquetBytes is for. `parquet_records` warns of such row groups.
+# what TableBytes is for. `table_records` warns of such row groups.
 ROW_GROUP_KEPT_BYTES = 128 * 2**20  # a hub shard's row group of 100-500 images is kept whole
 
 
@@ -611,7 +681,7 @@ class _KeptRows:
 _KEPT: list[_KeptRows] = []
 
 
-def _parquet_cell(path: str, row_group: int, row: int, column: str) -> Any:
+def _table_cell(path: str, row_group: int, row: int, column: str) -> Any:
     """The value of `column` in `row` of `row_group`, from the rows this process keeps, else read."""
     key = (os.getpid(), path, row_group, column)
     if not (_KEPT and _KEPT[0].key == key and _KEPT[0].start <= row < _KEPT[0].start + len(_KEPT[0].values)):
@@ -624,19 +694,17 @@ def _parquet_cell(path: str, row_group: int, row: int, column: str) -> Any:
 
 def _read_rows(key: tuple[int, str, int, str], row: int) -> _KeptRows:
     import pyarrow
-    import pyarrow.parquet
 
     _, path, row_group, column = key
-    # one column, read in this thread and closed: an open file, or its pre-buffered reads, keep what they read;
-    # buffer_size reads a column chunk a MiB at a time rather than whole (its compressed bytes) before decoding
-    with pyarrow.parquet.ParquetFile(path, pre_buffer=False, buffer_size=2**20) as handle:
-        metadata = handle.metadata.row_group(row_group)
-        size = _column_bytes(metadata, column)
+    # one column, read in this thread and closed: an open file, or its pre-buffered reads, keep what they read
+    with open_table_file(Path(path), streamed=True) as handle:
+        size = handle.kept_bytes(row_group, column)
         if size <= ROW_GROUP_KEPT_BYTES:
             return _KeptRows(key, 0, handle.read_row_group(row_group, columns=[column], use_threads=False).column(0))
-        if row >= metadata.num_rows:
-            raise IndexError(f"the row group has {metadata.num_rows} rows")
-        end = row + max(PARQUET_BATCH_ROWS, ROW_GROUP_KEPT_BYTES * metadata.num_rows // size)
+        rows = handle.row_group_rows(row_group)
+        if row >= rows:
+            raise IndexError(f"the row group has {rows} rows")
+        end = row + max(PARQUET_BATCH_ROWS, ROW_GROUP_KEPT_BYTES * rows // size)
         # streamed a batch at a time, keeping the window's rows: reading the whole column and slicing it after
         # held all of it for a moment (2 GB of images, in each data-loader worker)
         kept, at = [], 0  # at: the row of the row group that a batch starts at
@@ -657,14 +725,14 @@ def read_embedded(item: Any) -> Any:
     return item.read() if isinstance(item, EmbeddedBytes) else item
 
 
-def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """Yields (source, load) per row of a Parquet file ("path:row N", counted from 0 as `datasets` and
-    pandas index them), read `PARQUET_BATCH_ROWS` rows at a time. Each row is a record with the JSON
+def table_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Yields (source, load) per row of a Parquet or Arrow file (`open_table_file`; "path:row N", counted from 0 as
+    `datasets` and pandas index them), read `PARQUET_BATCH_ROWS` rows at a time. Each row is a record with the JSON
     formats' fields; what HF `datasets` writes for an `Image()` / `Audio()` feature, a struct
-    {"bytes", "path"}, arrives as that dict, its bytes as a `ParquetBytes` (any binary value does): the
+    {"bytes", "path"}, arrives as that dict, its bytes as a `TableBytes` (any binary value does): the
     records of a data set hold none of its media, which are read when a sample is built."""
     index, name = 0, str(path)
-    with open_parquet(path) as handle:
+    with open_table_file(path) as handle:
         _warn_of_big_row_groups(path, handle)
         names = handle.schema_arrow.names
         for row_group in range(handle.num_row_groups):
@@ -676,11 +744,11 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     batch = next(batches, None)
                 except (OSError, ValueError) as err:  # a damaged row group: no record past it can be found
                     raise DataError(f"{path}:row {index}", "unreadable_file",
-                                    f"the Parquet data does not decode from this row on: {err}") from None
+                                    f"the {handle.kind} data does not decode from this row on: {err}") from None
                 if batch is None:
                     break
                 for record in batch.to_pylist():
-                    where = functools.partial(ParquetBytes, name, row_group, row)
+                    where = functools.partial(TableBytes, name, row_group, row)
                     for column, fields in unread.items():  # bytes every row has, left in the file
                         record[column] = b"" if fields is None else {
                             key: b"" if skipped else record[column][key] for key, skipped in fields.items()}
@@ -689,22 +757,17 @@ def parquet_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     index, row = index + 1, row + 1
 
 
-def _listed_columns(handle: Any, row_group: int) -> tuple[list[str], dict[str, dict[str, bool] | None]]:
+def _listed_columns(handle: TableFile, row_group: int) -> tuple[list[str], dict[str, dict[str, bool] | None]]:
     """What listing a row group's records reads: every column but the media bytes that every row of the row group
     has (a binary column, or a struct's binary field, as `datasets` stores an `Image()` / `Audio()`: {"bytes",
-    "path"}, whose statistics count no null; a leaf's nulls count its struct's), which the records only point to
-    (`ParquetBytes`); and the columns left unread: None for a binary column, else the struct's fields in order,
+    "path"}, whose statistics count no null, `TableFile.never_null`), which the records only point to
+    (`TableBytes`); and the columns left unread: None for a binary column, else the struct's fields in order,
     True for those unread. Reading them would read every image of a data set to list its questions (a hub copy of
     VQAv2 is tens of GB); bytes that may be null (no statistics, a null counted) or sit in a list are read, for
     what they hold decides what the record is."""
     import pyarrow
 
-    metadata = handle.metadata.row_group(row_group)
-    never_null = set()
-    for i in range(metadata.num_columns):
-        chunk = metadata.column(i)
-        if chunk.statistics is not None and chunk.statistics.has_null_count and chunk.statistics.null_count == 0:
-            never_null.add(chunk.path_in_schema)
+    never_null = handle.never_null(row_group)
     columns: list[str] = []
     unread: dict[str, dict[str, bool] | None] = {}
     for field in handle.schema_arrow:
@@ -724,13 +787,6 @@ def _listed_columns(handle: Any, row_group: int) -> tuple[list[str], dict[str, d
                 continue
         columns.append(field.name)
     return columns, unread
-
-
-def _column_bytes(row_group: Any, column: str) -> int:
-    """The uncompressed size of a top-level column in a row group's metadata (a struct's, all its fields)."""
-    return sum(row_group.column(i).total_uncompressed_size for i in range(row_group.num_columns)
-               if row_group.column(i).path_in_schema == column
-               or row_group.column(i).path_in_schema.startswith(column + "."))
 
 
 def is_binary_type(data_type: Any) -> bool:
@@ -761,36 +817,245 @@ def is_list_type(data_type: Any) -> bool:
             or pyarrow.types.is_fixed_size_list(data_type))
 
 
-def _warn_of_big_row_groups(path: Path, handle: Any) -> None:
+def _warn_of_big_row_groups(path: Path, handle: TableFile) -> None:
     """A warning for a media column bigger in a row group than what a process keeps of it (`_read_rows`)."""
     media = [field.name for field in handle.schema_arrow if holds_bytes(field.type)]
-    sizes = [(_column_bytes(handle.metadata.row_group(g), column), g, column)
-             for g in range(handle.metadata.num_row_groups) for column in media]
+    sizes = [(handle.kept_bytes(g, column), g, column) for g in range(handle.num_row_groups) for column in media]
     if sizes and max(sizes)[0] > ROW_GROUP_KEPT_BYTES:
         size, group, column = max(sizes)
         logger.warning("%s: row group %d holds %.0f MiB of %r (%d rows), more than the %.0f MiB of a row group's media a "
                        "process keeps: in a shuffled order a sample can cost reading the whole column of its row "
                        "group. Rewrite it with smaller row groups (datasets: Dataset.to_parquet(path, batch_size=100); "
                        "pyarrow: row_group_size=100)", path, group, size / 2**20, column,
-                       handle.metadata.row_group(group).num_rows, ROW_GROUP_KEPT_BYTES / 2**20)
+                       handle.row_group_rows(group), ROW_GROUP_KEPT_BYTES / 2**20)
 
 
-def open_parquet(path: Path) -> Any:
-    """`pyarrow.parquet.ParquetFile(path)`; DataError for a file that does not open or is not Parquet."""
+class TableFile(abc.ABC):
+    """An open table file, Parquet or Arrow, as the readers use it: the part of `pyarrow.parquet.ParquetFile` they
+    call (`schema_arrow`, `num_row_groups`, `iter_batches`, `read_row_group`), with what they learn from its
+    metadata asked here (`num_rows`, `row_group_rows`, `never_null`, `kept_bytes`). An Arrow file's record batches
+    are its row groups. A context manager, as ParquetFile is; `open_table_file` opens one."""
+
+    kind: ClassVar[str]  # "Parquet" or "Arrow", for messages
+
+    @property
+    @abc.abstractmethod
+    def schema_arrow(self) -> Any:
+        """The file's `pyarrow.Schema`, with its metadata (`datasets`' `huggingface` features)."""
+
+    @property
+    @abc.abstractmethod
+    def num_row_groups(self) -> int: ...
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.row_group_rows(group) for group in range(self.num_row_groups))
+
+    @abc.abstractmethod
+    def row_group_rows(self, row_group: int) -> int: ...
+
+    @abc.abstractmethod
+    def never_null(self, row_group: int) -> set[str]:
+        """The columns ("image") and struct fields ("image.bytes") known to hold no null in the row group (a
+        field's nulls counting its struct's): what `_listed_columns` may leave unread."""
+
+    @abc.abstractmethod
+    def kept_bytes(self, row_group: int, column: str) -> int:
+        """The memory a process holds to keep the row group's top-level `column` once read (`_read_rows`)."""
+
+    @abc.abstractmethod
+    def iter_batches(self, batch_size: int, row_groups: Sequence[int] | None = None,
+                     columns: Sequence[str] | None = None, use_threads: bool = True) -> Iterator[Any]:
+        """`pyarrow.RecordBatch`es of up to `batch_size` rows of the row groups (None: all), with `columns` only
+        (None: all; a struct's field as "image.path": the struct with those fields)."""
+
+    @abc.abstractmethod
+    def read_row_group(self, row_group: int, columns: Sequence[str], use_threads: bool = True) -> Any:
+        """The row group's `columns` as a `pyarrow.Table`."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> TableFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _ParquetTable(TableFile):
+    kind = "Parquet"
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle  # a pyarrow.parquet.ParquetFile
+
+    @property
+    def schema_arrow(self) -> Any:
+        return self._handle.schema_arrow
+
+    @property
+    def num_row_groups(self) -> int:
+        return self._handle.num_row_groups
+
+    @property
+    def num_rows(self) -> int:  # (the footer's count)
+        return self._handle.metadata.num_rows
+
+    def row_group_rows(self, row_group: int) -> int:
+        return self._handle.metadata.row_group(row_group).num_rows
+
+    def never_null(self, row_group: int) -> set[str]:
+        # a column chunk's statistics, where the writer counted its nulls
+        metadata = self._handle.metadata.row_group(row_group)
+        chunks = [metadata.column(i) for i in range(metadata.num_columns)]
+        return {chunk.path_in_schema for chunk in chunks if chunk.statistics is not None
+                and chunk.statistics.has_null_count and chunk.statistics.null_count == 0}
+
+    def kept_bytes(self, row_group: int, column: str) -> int:
+        # its uncompressed size (a struct's: all its fields')
+        metadata = self._handle.metadata.row_group(row_group)
+        chunks = [metadata.column(i) for i in range(metadata.num_columns)]
+        return sum(chunk.total_uncompressed_size for chunk in chunks
+                   if chunk.path_in_schema == column or chunk.path_in_schema.startswith(column + "."))
+
+    def iter_batches(self, batch_size: int, row_groups: Sequence[int] | None = None,
+                     columns: Sequence[str] | None = None, use_threads: bool = True) -> Iterator[Any]:
+        return self._handle.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns,
+                                         use_threads=use_threads)
+
+    def read_row_group(self, row_group: int, columns: Sequence[str], use_threads: bool = True) -> Any:
+        return self._handle.read_row_group(row_group, columns=columns, use_threads=use_threads)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class _ArrowTable(TableFile):
+    """An Arrow IPC file, memory-mapped: its record batches reference the file's pages, read when touched and held
+    by the page cache, not the process (a data set of images costs no memory to keep)."""
+
+    kind = "Arrow"
+
+    def __init__(self, source: Any, schema: Any, batches: list[Any]) -> None:
+        self._source = source  # the pyarrow.MemoryMappedFile
+        self._schema = schema
+        self._batches = batches
+
+    @property
+    def schema_arrow(self) -> Any:
+        return self._schema
+
+    @property
+    def num_row_groups(self) -> int:
+        return len(self._batches)
+
+    def row_group_rows(self, row_group: int) -> int:
+        return self._batches[row_group].num_rows
+
+    def never_null(self, row_group: int) -> set[str]:
+        import pyarrow
+
+        # an array's null count comes with it (the batch header's), its validity bitmap unread
+        found = set()
+        for field, array in zip(self._schema, self._batches[row_group].columns):
+            if array.null_count:
+                continue
+            found.add(field.name)
+            if pyarrow.types.is_struct(field.type):
+                found.update(f"{field.name}.{child.name}" for child in field.type
+                             if array.field(child.name).null_count == 0)
+        return found
+
+    def kept_bytes(self, row_group: int, column: str) -> int:
+        return 0  # (the file's mapped pages)
+
+    def _columns(self, row_group: int, columns: Sequence[str] | None) -> Any:
+        """The row group with only `columns` (None: all; `iter_batches`)."""
+        import pyarrow
+
+        batch = self._batches[row_group]
+        if columns is None:
+            return batch
+        fields: dict[str, list[str] | None] = {}  # each column read -> the struct fields read (None: all)
+        for column in columns:
+            name, _, child = column.partition(".")
+            if not child:
+                fields[name] = None
+            elif (children := fields.setdefault(name, [])) is not None:
+                children.append(child)
+        arrays = []
+        for name, children in fields.items():
+            array = batch.column(name)
+            if children is not None:
+                array = pyarrow.StructArray.from_arrays([array.field(child) for child in children], children,
+                                                        mask=array.is_null())
+            arrays.append(array)
+        return pyarrow.RecordBatch.from_arrays(arrays, list(fields))
+
+    def iter_batches(self, batch_size: int, row_groups: Sequence[int] | None = None,
+                     columns: Sequence[str] | None = None, use_threads: bool = True) -> Iterator[Any]:
+        for row_group in range(self.num_row_groups) if row_groups is None else row_groups:
+            batch = self._columns(row_group, columns)
+            for start in range(0, batch.num_rows, batch_size):
+                yield batch.slice(start, batch_size)
+
+    def read_row_group(self, row_group: int, columns: Sequence[str], use_threads: bool = True) -> Any:
+        import pyarrow
+
+        return pyarrow.Table.from_batches([self._columns(row_group, columns)])
+
+    def close(self) -> None:
+        self._batches.clear()
+        self._source.close()
+
+
+def open_table_file(path: Path, streamed: bool = False) -> TableFile:
+    """The table file `path` open (`TableFile`): a Parquet file by its .parquet extension, else an Arrow IPC file
+    in the stream format, as `datasets` writes one (`Dataset.save_to_disk`, its cache), or the file format (Feather
+    v2), memory-mapped. `streamed` reads a Parquet column chunk a MiB at a time, rather than whole (its compressed
+    bytes) before decoding, and nothing ahead (an open file keeps what it pre-buffered). DataError naming the file
+    for one that does not open or is not of its kind."""
     from ...extras import require
 
-    parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
+    if path.suffix.lower() == ".parquet":
+        parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
+        try:
+            return _ParquetTable(parquet.ParquetFile(path, pre_buffer=not streamed, buffer_size=2**20 * streamed))
+        except FileNotFoundError as err:
+            raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet
+            raise DataError(str(path), "unreadable_file", f"not a readable Parquet file: {err}") from None
+    ipc = require("pyarrow.ipc", "train", "reading Arrow data files")
+    import pyarrow
+
     try:
-        return parquet.ParquetFile(path)
-    except FileNotFoundError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet
-        raise DataError(str(path), "unreadable_file", f"not a readable Parquet file: {err}") from None
+        source = pyarrow.memory_map(str(path))
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from None
+    try:
+        if _is_arrow_file_format(source):
+            reader = ipc.open_file(source)
+            batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+        else:  # the stream format: its batches' headers are read in turn (their data stays in the file)
+            reader = ipc.open_stream(source)
+            batches = list(reader)
+    except (OSError, ValueError) as err:  # ArrowInvalid (a ValueError): not Arrow, or cut short
+        source.close()
+        raise DataError(str(path), "unreadable_file", f"not a readable Arrow file: {' '.join(str(err).split())}") \
+            from None
+    return _ArrowTable(source, reader.schema, batches)
+
+
+def _is_arrow_file_format(source: Any) -> bool:
+    """Whether the mapped file starts with the Arrow IPC file format's magic (Feather v2), not the stream's."""
+    magic = source.read(6)
+    source.seek(0)
+    return magic == b"ARROW1"
 
 
 def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
-                    where: Callable[[str, tuple[str | int, ...]], ParquetBytes]) -> Any:
-    """`value` (a column's value in one row) with each bytes object in it replaced by its `ParquetBytes`."""
+                    where: Callable[[str, tuple[str | int, ...]], TableBytes]) -> Any:
+    """`value` (a column's value in one row) with each bytes object in it replaced by its `TableBytes`."""
     if isinstance(value, bytes):
         return where(column, keys)
     if isinstance(value, dict):
@@ -1173,7 +1438,7 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
 
 def media_item(value: Any, modality: str, folder: Path | None, source: str) -> Any:
     """Normalises one media reference to a `Sample` item: a path string (resolved, must exist),
-    bytes (or a Parquet file's `ParquetBytes`, read when the sample is built), a PIL image or array
+    bytes (or a Parquet file's `TableBytes`, read when the sample is built), a PIL image or array
     (images), a [T, H, W, 3] array (video), a (waveform, sample_rate) pair (audio). Also accepts what
     HF `datasets` yields: `{"bytes", "path"}` dicts (undecoded Image/Audio features) and
     `{"array", "sampling_rate"}` dicts (decoded Audio)."""
@@ -1291,14 +1556,15 @@ class JsonRecordsReader(Reader):
                 yield build
 
     def count_records(self) -> int:
-        """`Reader.count_records`, with a Parquet file's rows counted from its footer: reading them would
+        """`Reader.count_records`, with a table file's rows counted from its footer (an Arrow file's from its record
+        batches' headers): reading them would
         read every embedded image of a hub split (tens of GB) to count them (a tar's samples are counted
         from its headers)."""
         count = 0
         for path in self.paths:
-            if is_parquet(path):
-                with open_parquet(path) as handle:
-                    count += handle.metadata.num_rows
+            if is_table_file(path):
+                with open_table_file(path) as handle:
+                    count += handle.num_rows
             else:
                 count += sum(1 for _ in file_records(path))
         return count

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
-from .base import (SERIES_FILES, DataError, file_records, is_metadata_file, is_parquet, is_series_file, is_tar,
+from .base import (SERIES_FILES, DataError, file_records, is_metadata_file, is_series_file, is_table_file, is_tar,
                    media_kind, record_format)
 from .sharegpt import dataset_info_entry
 
@@ -40,7 +40,7 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     broken = None
     raw_head = head = ""
     # a text file: its head tells an empty file and a broken first JSONL record
-    if not is_parquet(path) and not is_tar(path) and not path.is_dir() and media_kind(path) is None:
+    if not is_table_file(path) and not is_tar(path) and not path.is_dir() and media_kind(path) is None:
         try:
             with path.open("rb") as handle:
                 raw_head = decode_text(handle.read(1 << 16), path, partial=True)
@@ -89,7 +89,7 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
             raise FormatUnknown(f"{path}: no rows (its metadata {'files hold' if path.is_dir() else 'file holds'} "
                                 "none: a row per media file, naming it in 'file_name')")
         what = (f"a {type(found).__name__} where a record should be" if found is not None
-                else "no rows" if is_parquet(path) else "no JSON record")
+                else "no rows" if is_table_file(path) else "no JSON record")
         raise FormatUnknown(f"{path}: {what}; expected JSON records (objects with fields): an array of them, one per "
                         "line (JSONL), or one object (a record, records keyed by id, or a pandas to_json() table), "
                         f"or a series file ({SERIES_FILES}); see docs/custom-data.md")

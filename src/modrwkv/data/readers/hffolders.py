@@ -49,7 +49,7 @@ from typing import Any
 
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
-from .base import METADATA_NAMES, DataError, is_parquet, json_records, media_kind, parquet_records
+from .base import METADATA_NAMES, DataError, is_table_file, json_records, media_kind, table_records
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .hubrows import class_label, parquet_class_names
 from .webdataset import CAPTION_KEYS, LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
@@ -110,10 +110,10 @@ def metadata_records(path: Path, caption_prompt: str | None = None) -> Iterator[
 
 def _file_records(file: Path, root: Path, caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per row of one metadata file, its media ids relative to `root` (the folder given)."""
-    rows = csv_records(file) if file.suffix == ".csv" else parquet_records(file) if is_parquet(file) else \
+    rows = csv_records(file) if file.suffix == ".csv" else table_records(file) if is_table_file(file) else \
         json_records(file)
     classes = None  # a ClassLabel label's class names, which it is answered with (a metadata.parquet `datasets` wrote)
-    if is_parquet(file):
+    if is_table_file(file):
         classes = parquet_class_names(file, LABEL_KEY)
     # once per file, not per row: a row's media are joined to these (a metadata.csv of 100,000 rows was mapped
     # in 3.4 s with a relpath and a Path per row, 1.2 s so)

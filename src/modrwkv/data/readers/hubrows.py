@@ -23,10 +23,13 @@ classification unseen.
 - The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`
   writes in the schema's metadata); without such metadata (pandas, pyarrow), the one named as hub sets name it
   (`MEDIA_COLUMNS`: `image`, `img`, `audio`, `video`, ...). Its value is a `{bytes, path}` struct or the bytes (read
-  when the sample is built, `base.ParquetBytes`), or a path, relative to the file's folder (or the media folder).
+  when the sample is built, `base.TableBytes`), or a path, relative to the file's folder (or the media folder).
+  An .arrow file of `datasets` (save_to_disk's, the cache's) reads as the Parquet file of the same data set
+  (`base.open_table_file`), and its rows are named "file.arrow:row N" alike.
 - The label is the `ClassLabel` column, answered with its class name (`names[i]`), not the number; without one, a
-  `label` / `labels` column as written. A file without `huggingface` metadata takes the features from the data
-  set's card where the hub keeps them, the YAML header of a README.md in its folder or up to three above
+  `label` / `labels` column as written. A file without `huggingface` metadata takes the features from the
+  dataset_info.json beside an .arrow file (`saved_features`), else from the data set's card where the hub keeps
+  them, the YAML header of a README.md in its folder or up to three above
   (`dataset_info: features: - name: label, dtype: class_label: names: {'0': airplane, ...}`; `card_features`).
   `label_column` (`data.options.label_column`, `init` / `eval --label-column`) names the column to answer with, and must where the file has several ClassLabel columns
   (cifar100's `fine_label` and `coarse_label`) and no transcript answers before them (FLEURS' `gender`, `lang_id` and
@@ -67,9 +70,9 @@ from typing import Any
 
 from ..sample import escape_markers
 from .asr import TEXT_KEYS
-from .base import (COLUMNS_OPTION, DataError, as_rows, is_binary_type, is_list_type, is_metadata_file, is_parquet,
-                   is_series_file, is_tar, json_records, media_kind, open_parquet, parquet_records, record_format,
-                   require, turn_text)
+from .base import (COLUMNS_OPTION, SAVED_INFO, DataError, as_rows, is_binary_type, is_list_type, is_metadata_file,
+                   is_series_file, is_table_file, is_tar, json_records, media_kind, open_table_file, record_format,
+                   require, table_records, turn_text)
 from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -169,6 +172,21 @@ def hub_features(schema: Any) -> dict[str, Any]:
     return features if isinstance(features, dict) else {}
 
 
+def saved_features(path: Path) -> dict[str, Any]:
+    """The features of an .arrow file's data set as `datasets` describes it beside the file (`save_to_disk`'s, or
+    its cache's, dataset_info.json: `SAVED_INFO`), as `hub_features` gives a schema's; {} for a Parquet file, without
+    that file or with one that does not parse. `datasets` writes them into an .arrow file's schema too: this is for
+    a file whose schema lost them."""
+    info = path.parent / SAVED_INFO
+    if path.suffix.lower() != ".arrow" or not info.is_file():
+        return {}
+    try:
+        features = json.loads(info.read_bytes())["features"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return features if isinstance(features, dict) else {}
+
+
 # The hub card's feature dtypes (README.md's `dataset_info`) as `datasets`' feature types.
 _CARD_TYPES = {"image": "Image", "audio": "Audio", "video": "Video"}
 # How many folders above a data file its card may be: repo/README.md beside repo/data/train-*.parquet, or
@@ -246,7 +264,7 @@ def class_names(features: dict[str, Any], column: str) -> list[str] | None:
 def parquet_class_names(path: Path, column: str) -> list[str] | None:
     """The class names of a Parquet file's ClassLabel column `column` (None: it is none, or the file has no
     `huggingface` metadata): a metadata folder's `metadata.parquet` written by `datasets` (`hffolders`)."""
-    with open_parquet(path) as handle:
+    with open_table_file(path) as handle:
         return class_names(_stored(hub_features(handle.schema_arrow), handle.schema_arrow), column)
 
 
@@ -256,7 +274,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     DataError (unreadable_file) naming the file and its columns for several media columns, a label without media,
     several ClassLabel columns and no `label_column` (but beside audio and a transcript), a `label_column` the file
     lacks, or a multi-label column."""
-    with open_parquet(path) as handle:
+    with open_table_file(path) as handle:
         schema = handle.schema_arrow
     columns = list(schema.names)
     shown = ", ".join(columns)
@@ -265,7 +283,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     if label_column is not None and label_column not in columns:
         raise DataError(str(path), "unreadable_file", f"{LABEL_OPTION} {label_column!r} is no column "
                         f"of the file (its columns: {shown})")
-    features = _stored(hub_features(schema) or card_features(path), schema)
+    features = _stored(hub_features(schema) or saved_features(path) or card_features(path), schema)
     media = [column for column in columns if _type(features, column) in MEDIA_TYPES]
     kinds = {column: MEDIA_TYPES[_type(features, column)] for column in media}
     if not media:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
@@ -346,8 +364,8 @@ def takes_label_column(path: Path) -> bool:
     are their own."""
     if path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path):
         return False
-    if is_parquet(path):
-        with open_parquet(path) as handle:
+    if is_table_file(path):
+        with open_table_file(path) as handle:
             return not any(column in _RECORD_COLUMNS for column in handle.schema_arrow.names)
     try:
         for _, load in itertools.islice(json_records(path), 100):
@@ -380,13 +398,13 @@ def answer_notes(files: Sequence[Path], label_column: str | None,
     row a record (`base.file_records`)."""
     described: dict[str, list[Path]] = {}
     for file in files:
-        if not is_parquet(file) or is_metadata_file(file) or field_columns:
+        if not is_table_file(file) or is_metadata_file(file) or field_columns:
             continue
         layout = hub_layout(file, label_column)
         if layout is not None:
             described.setdefault(layout.describe(), []).append(file)
             continue
-        with open_parquet(file) as handle:
+        with open_table_file(file) as handle:
             columns = handle.schema_arrow.names
         if TURNS_COLUMN in columns and record_format(dict.fromkeys(columns)) is None:
             described.setdefault(TURNS_NOTE, []).append(file)
@@ -410,10 +428,10 @@ def hub_records(path: Path, caption_prompt: str | None = None,
     turns as the records they stand for, `turns_record`)."""
     layout = hub_layout(path, label_column)
     if layout is None:
-        for source, load in parquet_records(path):
+        for source, load in table_records(path):
             yield source, functools.partial(_turns_loaded, source, load)
         return
-    for source, load in parquet_records(path):
+    for source, load in table_records(path):
         yield source, _row_loader(layout, source, load, caption_prompt)
 
 

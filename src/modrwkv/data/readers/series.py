@@ -56,7 +56,7 @@ import numpy as np
 
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, OnError, PathLike, Reader, as_paths, data_label, is_parquet, media_kind
+from .base import DataError, OnError, PathLike, Reader, as_paths, data_label, is_table_file, media_kind
 from .seriesrows import JSON_EXTENSIONS, series_rows
 
 logger = logging.getLogger(__name__)
@@ -472,10 +472,10 @@ class TimeSeriesReader(Reader):
             return self._load_npz(path)
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
-        if is_parquet(path) or suffix in JSON_EXTENSIONS:
+        if is_table_file(path) or suffix in JSON_EXTENSIONS:
             return self._load_rows(path)
         raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv, npz, "
-                        "or parquet / jsonl of series rows)")
+                        "or parquet / arrow / jsonl of series rows)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]

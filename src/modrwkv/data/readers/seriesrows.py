@@ -13,7 +13,8 @@ no `target` is read as the Chronos evaluation reads it (`to_gluonts_univariate` 
 `generate_univariate_targets_from="__ALL__"`): every list-of-numbers column but `timestamp` is a variable of the
 row's series (a weather station's variables). Timestamps, `start`, `freq`, ids and static features are not read
 (the model reads values, as it reads a CSV's values and not its date column); the id only names the row in
-messages. A null value is a gap, as an empty CSV cell is.
+messages. A null value is a gap, as an empty CSV cell is. An .arrow file of `datasets` (save_to_disk's) reads as
+the Parquet file of the same rows (`base.open_table_file`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import (PARQUET_BATCH_ROWS, DataError, holds_bytes, is_list_type, is_parquet, json_records, open_parquet,
-                   record_format)
+from .base import (PARQUET_BATCH_ROWS, DataError, holds_bytes, is_list_type, is_table_file, json_records,
+                   open_table_file, record_format)
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
@@ -51,13 +52,13 @@ def is_series_rows(path: Path) -> bool:
     """Whether `path` is a Parquet or JSON Lines file of series rows: a `target` list column (field), or (Parquet)
     a list-of-timestamps column beside list-of-numbers ones (Chronos' layout without `target`), and no media.
     False for any other file, and for one that does not open (its reader says why)."""
-    if is_parquet(path):
+    if is_table_file(path):
         try:
-            with open_parquet(path) as handle:
+            with open_table_file(path) as handle:
                 schema = handle.schema_arrow
         except DataError:
             return False
-        import pyarrow  # (open_parquet has named a missing pyarrow)
+        import pyarrow  # (open_table_file has named a missing pyarrow)
 
         if any(holds_bytes(field.type) for field in schema):
             return False
@@ -74,8 +75,8 @@ def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow
     """The rows of a series-rows file with the values of `columns` (None: `target`, else every list-of-numbers
     column); DataError naming the file, row and column for a column that is not there or holds no numbers, a
     ragged [channels, steps] value, or a file that does not read."""
-    if is_parquet(path):
-        return _parquet_rows(path, columns)
+    if is_table_file(path):
+        return _table_rows(path, columns)
     return _json_rows(path, columns)
 
 
@@ -106,8 +107,8 @@ def row_values(value: Any, source: str, column: str, *, typed: bool = False) -> 
     return array.T if nested else array[0]
 
 
-def _parquet_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
-    with open_parquet(path) as handle:
+def _table_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
+    with open_table_file(path) as handle:
         schema = handle.schema_arrow
         numeric = _numeric_lists(schema)
         chosen = _chosen(path, schema.names, columns, numeric)
@@ -119,7 +120,7 @@ def _parquet_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesR
                 batch = next(batches, None)
             except (OSError, ValueError) as err:  # a damaged row group: no row past it can be read
                 raise DataError(f"{path}:row {index}", "unreadable_file",
-                                f"the Parquet data does not decode from this row on: {err}") from None
+                                f"the {handle.kind} data does not decode from this row on: {err}") from None
             if batch is None:
                 return
             for record in batch.to_pylist():

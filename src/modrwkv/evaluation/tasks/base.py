@@ -351,20 +351,20 @@ def _complete_shards(folder: Path, split: str, layout: str) -> list[Path]:
 
 def parquet_rows(path: Path, columns: Sequence[str], layout: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """("path:row N", row) for each row of a Parquet file that has `columns`, as the training readers read
-    it (`parquet_records`: an `Image()` cell's bytes stay in the file, read when the image is decoded, so
+    it (`table_records`: an `Image()` cell's bytes stay in the file, read when the image is decoded, so
     a benchmark's thousands of images are not held in memory); a file without them is refused naming
     what is missing."""
-    from ...data.readers.base import DataError, open_parquet, parquet_records
+    from ...data.readers.base import DataError, open_table_file, table_records
     from ...extras import require
 
     require("pyarrow.parquet", "eval", "reading a benchmark's Parquet files")  # (the readers name [train])
     try:
-        with open_parquet(path) as handle:
+        with open_table_file(path) as handle:
             names = handle.schema_arrow.names
         missing = [column for column in columns if column not in names]
         if missing:
             raise BenchmarkFileError(f"{path}: missing column(s) {missing} (it has {names}). Expected layout:\n{layout}")
-        for where, load in parquet_records(path):
+        for where, load in table_records(path):
             yield where, load()
     except DataError as exc:
         raise BenchmarkFileError(str(exc)) from None

@@ -79,7 +79,7 @@ from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
-                                  expand_paths, file_records, is_metadata_file, is_parquet, is_tar, one_format,
+                                  expand_paths, file_records, is_metadata_file, is_table_file, is_tar, one_format,
                                   warn_media_folder_unused)
 from ...data.readers.qa import LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
@@ -226,11 +226,11 @@ class CustomTask(Task):
         for file in files:
             # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
             # (a folder here is a folder of class folders or with a metadata file: `expand_paths`)
-            if not (file.is_dir() or is_tar(file) or is_parquet(file) or is_metadata_file(file)
+            if not (file.is_dir() or is_tar(file) or is_table_file(file) or is_metadata_file(file)
                     or file.suffix.lower() in (".json", ".jsonl")):
-                raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet or .tar file of records in a "
-                                         f"training format, a folder of class folders or a folder with a metadata "
-                                         f"file: {self.layout}")
+                raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet, .arrow or .tar file of records "
+                                         f"in a training format, a folder of class folders or a folder with a "
+                                         f"metadata file: {self.layout}")
             if not file.exists():  # (a folder here is a folder of class folders or with a metadata file)
                 raise BenchmarkFileError(f"{file}: no such file")
         try:
@@ -335,7 +335,7 @@ class CustomTask(Task):
             # qa records are read with their columns renamed (sharegpt's mapping is its converter's)
             renamed = columns if data_format == "qa" else None
             captioned = (is_tar(file) or file.is_dir() or is_metadata_file(file)
-                         or is_parquet(file) and not renamed and hub_layout(file, label_column) is not None)
+                         or is_table_file(file) and not renamed and hub_layout(file, label_column) is not None)
             if self.caption_prompt is not None and not captioned:
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards, folders of "
                                          "class folders, Hugging Face metadata folders and hub Parquet files of "
