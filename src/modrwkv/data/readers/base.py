@@ -1557,9 +1557,8 @@ class JsonRecordsReader(Reader):
 
     def count_records(self) -> int:
         """`Reader.count_records`, with a table file's rows counted from its footer (an Arrow file's from its record
-        batches' headers): reading them would
-        read every embedded image of a hub split (tens of GB) to count them (a tar's samples are counted
-        from its headers)."""
+        batches' headers): reading them would read every embedded image of a hub split (tens of GB) to count them
+        (a tar's samples are counted from its headers)."""
         count = 0
         for path in self.paths:
             if is_table_file(path):
