@@ -972,7 +972,7 @@ def test_a_bad_column_mapping_is_one_line(tmp_path, capsys):
     tar = tmp_path / "shard.tar"
     tar.write_bytes(b"")
     with pytest.raises(DataError, match=re.escape(
-            f"{tar}: data.options.columns renames the columns of JSON, JSONL and Parquet records")):
+            f"{tar}: data.options.columns renames the columns of JSON, JSONL, Parquet and Arrow records")):
         records(tar, columns=CHARTQA_COLUMNS)
     with pytest.raises(BenchmarkFileError, match=re.escape(f"{path}: data.options.columns: 'querry' is no field")):
         CustomTask(reader_options={"columns": {"querry": "query"}}).load(path, "test")
