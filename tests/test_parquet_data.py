@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -490,3 +491,37 @@ def test_runs_are_named_after_the_data_not_its_wildcard_or_shard_numbers(tmp_pat
     monkeypatch.chdir(tmp_path)
     assert main(["init", "--data", str(tmp_path / "digits" / "*.jsonl"), "--yes"]) == 0
     assert yaml.safe_load((tmp_path / "digits.yaml").read_text())["output"]["dir"] == "runs/digits"
+
+
+def test_a_damaged_row_group_stops_the_records_and_the_series_rows_at_its_first_row(tmp_path):
+    """The rows before a damaged row group are read; the reading then stops with one line naming the first row
+    that does not decode (`base.decoded_batches`), for records and for series rows alike."""
+    import pyarrow as pa
+
+    from modrwkv.data.readers.base import table_records
+    from modrwkv.data.readers.seriesrows import series_rows
+
+    def damaged(name: str, table: pa.Table) -> Path:
+        path = tmp_path / name
+        pq.write_table(table, path, row_group_size=100)
+        offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+        data = bytearray(path.read_bytes())
+        data[offset:offset + 40] = b"\xff" * 40  # the second row group's first page header
+        path.write_bytes(bytes(data))
+        return path
+
+    records = damaged("qa.parquet", pa.table({"question": [f"q{i}" for i in range(300)],
+                                              "answer": [f"a{i}" for i in range(300)]}))
+    read = []
+    with pytest.raises(DataError, match=re.escape(f"{records}:row 100: the Parquet data does not decode from this "
+                                                  "row on")):
+        for _, load in table_records(records):
+            read.append(load()["question"])
+    assert read == [f"q{i}" for i in range(100)]
+    series = damaged("series.parquet", pa.table({"target": [[float(i)] * 8 for i in range(300)]}))
+    rows = []
+    # (read across row groups, 64 rows a batch: the batch of rows 64 to 127 is the first that does not decode)
+    with pytest.raises(DataError, match=re.escape(f"{series}:row 64: the Parquet data does not decode")):
+        for row in series_rows(series, None):
+            rows.append(row.name)
+    assert rows == [f"row {i}" for i in range(64)]

@@ -739,14 +739,7 @@ def table_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
             columns, unread = _listed_columns(handle, row_group)
             batches = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[row_group], columns=columns)
             row = 0
-            while True:
-                try:
-                    batch = next(batches, None)
-                except (OSError, ValueError) as err:  # a damaged row group: no record past it can be found
-                    raise DataError(f"{path}:row {index}", "unreadable_file",
-                                    f"the {handle.kind} data does not decode from this row on: {err}") from None
-                if batch is None:
-                    break
+            for batch in decoded_batches(path, handle, batches, index):
                 for record in batch.to_pylist():
                     where = functools.partial(TableBytes, name, row_group, row)
                     for column, fields in unread.items():  # bytes every row has, left in the file
@@ -755,6 +748,22 @@ def table_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     yield f"{path}:row {index}", _constant({column: _refer_to_bytes(record[column], column, (), where)
                                                             for column in names})
                     index, row = index + 1, row + 1
+
+
+def decoded_batches(path: Path, handle: TableFile, batches: Iterator[Any], first_row: int) -> Iterator[Any]:
+    """`batches` (`handle.iter_batches`, from row `first_row` of the file on) as they decode; a damaged stretch is
+    one DataError naming the row from which nothing decodes, since no row past it can be found."""
+    row = first_row
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}:row {row}", "unreadable_file",
+                            f"the {handle.kind} data does not decode from this row on: {err}") from None
+        if batch is None:
+            return
+        yield batch
+        row += batch.num_rows
 
 
 def _listed_columns(handle: TableFile, row_group: int) -> tuple[list[str], dict[str, dict[str, bool] | None]]:

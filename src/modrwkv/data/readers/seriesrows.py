@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import (PARQUET_BATCH_ROWS, DataError, holds_bytes, is_list_type, is_table_file, json_records,
-                   open_table_file, record_format)
+from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
+                   json_records, open_table_file, record_format)
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
@@ -115,14 +115,7 @@ def _table_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow
         named = next((column for column in ID_COLUMNS if column in schema.names), None)
         batches = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[*chosen, *([named] if named else [])])
         index = 0
-        while True:
-            try:
-                batch = next(batches, None)
-            except (OSError, ValueError) as err:  # a damaged row group: no row past it can be read
-                raise DataError(f"{path}:row {index}", "unreadable_file",
-                                f"the {handle.kind} data does not decode from this row on: {err}") from None
-            if batch is None:
-                return
+        for batch in decoded_batches(path, handle, batches, 0):
             for record in batch.to_pylist():
                 yield _row(path, f"row {index}", record, chosen, named, set(numeric))
                 index += 1
