@@ -31,6 +31,7 @@ from modrwkv.data.readers import (
     parse_forecast,
 )
 from modrwkv.data.readers.base import MixedFormats, expand_paths, is_series_file
+from modrwkv.data.readers.detect import detect_format
 from modrwkv.data.readers.series import instance_stats, read_forecast
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
@@ -912,6 +913,31 @@ def test_bad_series_rows_are_named_by_file_row_and_column(tmp_path: Path) -> Non
     assert len(list(split)) == 7 and split.report.skipped == {"too_short": 1}  # int(30 * 0.7) - 15 + 1
     assert str(split.report.examples[0]).endswith("has 12 steps, too few for train rows with a look-back of 10")
 
+
+
+def test_records_with_a_target_column_are_no_series_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A qa or LLaVA Parquet file with a `target` list column of its own is read as its records (training's
+    data.format qa would refuse it as "a time-series file"), as a JSONL record with one is; and a JSON array on one
+    line (LLaVA's .json) is told apart by its '[' without its line being read as JSON."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    qa, llava = tmp_path / "qa.parquet", tmp_path / "llava.parquet"
+    pq.write_table(pa.table({"question": ["q"], "answer": ["a"], "target": [[1.0, 2.0]]}), qa)
+    turns = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]
+    pq.write_table(pa.table({"conversations": [turns], "target": [[1.0, 2.0]]}), llava)
+    records = tmp_path / "qa.jsonl"
+    records.write_text(json.dumps({"question": "q", "answer": "a", "target": [1.0, 2.0]}) + "\n")
+    series = tmp_path / "series.jsonl"
+    series.write_text(json.dumps({"start": "2021-01-01", "target": [1.0, 2.0]}) + "\n")
+    array = tmp_path / "llava.json"
+    array.write_text(json.dumps([{"conversations": turns, "target": [1.0]}]))
+    assert [is_series_file(path) for path in (qa, llava, records, series, array)] == [False] * 3 + [True, False]
+    assert [detect_format(path) for path in (qa, llava)] == ["qa", "llava"]
+
+    def refused(text: bytes) -> None:
+        raise AssertionError(f"a line read as JSON: {text[:20]!r}")
+
+    monkeypatch.setattr(json, "loads", refused)
+    assert not is_series_file(array)
 
 def test_format_and_parse_forecast() -> None:
     values = np.array([1.23456, -0.001, 42.0, -7.5, 250.0])

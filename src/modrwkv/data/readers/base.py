@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, BinaryIO, ClassVar, Literal, TypeVar
 
 import numpy as np
 
@@ -1095,14 +1095,11 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
             except TextFileError as err:
                 raise DataError(err.source, "unreadable_file", err.detail) from None
         handle.seek(0)
-        head = handle.read(4096).removeprefix(_UTF8_BOM).lstrip()
-        while not head:
-            chunk = handle.read(4096)
-            if not chunk:
-                return
-            head = chunk.lstrip()
+        opening = opening_byte(handle)
+        if not opening:
+            return
         handle.seek(0)
-        if head.startswith(b"["):
+        if opening == b"[":
             try:
                 records = json.loads(handle.read().decode("utf-8-sig"))
             except UnicodeDecodeError as err:
@@ -1123,6 +1120,18 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                 line = line.removeprefix(_UTF8_BOM)
             if line.strip():
                 yield f"{path}:{number}", _json_line_loader(line, f"{path}:{number}")
+
+
+def opening_byte(handle: BinaryIO) -> bytes:
+    """The first byte of a binary text file that is not blank, from the handle's start (a UTF-8 BOM skipped), or
+    b"" for a blank file: what tells a JSON array ('[') from records ('{'), read in chunks, never a whole line."""
+    head = handle.read(4096).removeprefix(_UTF8_BOM).lstrip()
+    while not head:
+        chunk = handle.read(4096)
+        if not chunk:
+            return b""
+        head = chunk.lstrip()
+    return head[:1]
 
 
 # The readers' record fields: a JSON object with one of them as a key is a record, not records keyed by id.

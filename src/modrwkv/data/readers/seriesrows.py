@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
-                   json_records, open_table_file, record_format)
+                   json_records, opening_byte, open_table_file, record_format)
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
@@ -50,8 +50,9 @@ class SeriesRow:
 
 def is_series_rows(path: Path) -> bool:
     """Whether `path` is a Parquet or JSON Lines file of series rows: a `target` list column (field), or (Parquet)
-    a list-of-timestamps column beside list-of-numbers ones (Chronos' layout without `target`), and no media.
-    False for any other file, and for one that does not open (its reader says why)."""
+    a list-of-timestamps column beside list-of-numbers ones (Chronos' layout without `target`), no media and no
+    record format's fields (a qa or LLaVA file may hold a `target` column of its own). False for any other file,
+    and for one that does not open (its reader says why)."""
     if is_table_file(path):
         try:
             with open_table_file(path) as handle:
@@ -60,7 +61,7 @@ def is_series_rows(path: Path) -> bool:
             return False
         import pyarrow  # (open_table_file has named a missing pyarrow)
 
-        if any(holds_bytes(field.type) for field in schema):
+        if any(holds_bytes(field.type) for field in schema) or record_format(dict.fromkeys(schema.names)) is not None:
             return False
         lists = {field.name: field.type for field in schema if is_list_type(field.type)}
         return TARGET in lists or (any(pyarrow.types.is_timestamp(kind.value_type) for kind in lists.values())
@@ -185,10 +186,13 @@ def _holds_numbers(value: Any, source: str, field: str) -> bool:
 
 def _first_json_line(path: Path) -> Any:
     """The first non-blank line of a text file as JSON, or None where it is not one (a JSON array's '[', a
-    pretty-printed record's '{', not UTF-8). Only that line is read: a file of long series is not loaded to be
-    told apart."""
+    pretty-printed record's '{', not UTF-8). Only that line is read, and none of a file that does not open with
+    '{': a file of long series, or a JSON array written on one line (LLaVA's), is not loaded to be told apart."""
     try:
         with path.open("rb") as handle:
+            if opening_byte(handle) != b"{":
+                return None
+            handle.seek(0)
             for line in handle:
                 if line.strip():
                     return json.loads(line.removeprefix(b"\xef\xbb\xbf"))
