@@ -6,6 +6,7 @@ chat gives them; an ASR manifest is scored by WER; bad records are named by file
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -519,7 +520,7 @@ def test_threads_sets_the_commands_thread_count_and_eval_warns_of_busy_cores(tmp
     assert 1 <= free < cores, notes
 
 
-def test_metric_cider_scores_any_text_answers_all_of_them_references_and_refuses_choices(tmp_path):
+def test_metric_cider_scores_any_text_answers_all_of_them_references_and_refuses_choices(tmp_path, caplog):
     """`--metric cider` (or a record's `"metric": "cider"`) scores question-answer records as captions: every
     accepted answer a reference (three of them are no VQA answers then), the reply and the references
     tokenized (lower case, punctuation dropped) before CIDEr-D and BLEU; records with choices are refused."""
@@ -541,6 +542,13 @@ def test_metric_cider_scores_any_text_answers_all_of_them_references_and_refuses
     assert task.summarize(records) == pytest.approx({
         "cider": 100 * cider_d(candidates, references)[0], "metric": "cider",
         **{f"bleu_{n}": 100 * score for n, score in enumerate(bleu(candidates, references), start=1)}}, abs=1e-9)
+    with caplog.at_level(logging.WARNING, logger="modrwkv.evaluation.tasks.custom"):
+        task.summarize(records)
+        assert not caplog.records
+        # one image: every n-gram's idf is log(1 / 1), the reference itself scoring 0 too
+        alone = [task.summarize([{**records[1], "prediction": reply}]) for reply in ("Cats.", "Two cats on a sofa.")]
+    assert [scores["cider"] for scores in alone] == [0.0, 0.0] and alone[1]["bleu_4"] == pytest.approx(100)
+    assert [r.getMessage()[:36] for r in caplog.records] == ["CIDEr-D of one caption is 0 whatever"] * 2
     data.write_text(json.dumps({"question": "Which?", "answer": "A", "choices": ["x", "y"]}) + "\n")
     with pytest.raises(BenchmarkFileError, match="qa.jsonl:1: the cider metric scores a text answer"):
         CustomTask(metric="cider").load(data, "all")

@@ -455,6 +455,10 @@ class CustomTask(Task):
                     "metric": metric}
         if metric == "cider":
             # every caption of a record is a reference (the headline CIDEr-D, BLEU-4 beside it, as COCO reports them)
+            if len(records) == 1:
+                log.warning("CIDEr-D of one caption is 0 whatever it says: its n-grams' weights are the log of the "
+                            "images over those whose references hold them, log(1 / 1) = 0 (pycocoevalcap's too); "
+                            "score several images (no --limit 1), or read BLEU beside it")
             return {**caption_scores([r["prediction"] for r in records], [r["reference"]["answers"] for r in records]),
                     "metric": metric}
         if metric == "mse":
