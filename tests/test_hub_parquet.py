@@ -962,6 +962,11 @@ def test_a_bad_column_mapping_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["init", "--data", str(path), "--columns", "question:query"])
     assert "'question:query': expected FIELD=COLUMN pairs separated by commas" in capsys.readouterr().err
+    jsonl = tmp_path / "chartqa.jsonl"  # (detection reads records renamed: the misspelt field is named first)
+    jsonl.write_text(json.dumps({"query": "How many?", "label": ["5"]}) + "\n")
+    assert main(["init", "--data", str(jsonl), "--yes", "--device", "cpu", "--columns", "questoin=query,answers=label",
+                 "--output", str(tmp_path / "q.yaml")]) == 2
+    assert "data.options.columns: 'questoin' is no field of qa records (its fields: question," in capsys.readouterr().err
     series = tmp_path / "load.csv"
     series.write_text("load\n" + "".join(f"{k}\n" for k in range(40)))
     assert main(["init", "--data", str(series), "--yes", "--device", "cpu", "--columns", "question=load",

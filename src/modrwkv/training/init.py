@@ -31,7 +31,7 @@ from ..constants import INIT_DEVICES as DEVICES
 from ..constants import INIT_FORMATS as FORMATS
 from ..constants import INIT_SIZES as SIZES
 from ..data.readers import FORMATS as RECORD_FORMATS
-from ..data.readers import DataError, TimeSeriesReader
+from ..data.readers import DataError, TimeSeriesReader, qa_columns
 from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths, common_format, data_label,
                                  data_name, expand_paths)
 from ..data.readers.detect import FormatUnknown, detect_format
@@ -193,6 +193,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         candidates = [answers.data_format] if answers.data_format else [
             detect_format(file, answers.label_column, answers.columns) for file in files]
     except FormatUnknown as exc:
+        # detection reads the records with qa's --columns: a misspelt field is named, not the fields it left
+        try:
+            qa_columns(answers.columns)
+        except ValueError as problem:
+            raise InitError(str(problem)) from None
         raise InitError(str(exc)) from None
     try:
         refusal = unused_label_column(files, answers.label_column)
