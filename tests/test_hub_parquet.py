@@ -784,6 +784,23 @@ def test_a_row_with_no_turn_or_a_null_one_is_named_by_row_and_field(tmp_path):
         list(LlavaReader(lines, on_error="raise"))
 
 
+
+def test_a_texts_column_of_strings_is_no_cauldron_turns(tmp_path):
+    """Only a `texts` list of objects is the_cauldron's turns: a labelled image's `texts` list of strings (another
+    set's column, its words) leaves the row a plain one, answered with its label, in Parquet and in JSONL."""
+    image = pictures(1)[0]
+    path = tmp_path / "memes.parquet"
+    pq.write_table(pa.table({"image": [{"bytes": png(image), "path": None}], "texts": [["top", "bottom"]],
+                             "label": ["funny"]}), path)
+    image.save(tmp_path / "0.png")
+    lines = tmp_path / "memes.jsonl"
+    lines.write_text(json.dumps({"image": "0.png", "texts": ["top", "bottom"], "label": "funny"}) + "\n")
+    for data in (path, lines):
+        assert detect_format(data) == "qa"
+        (sample,) = QAReader(data, on_error="raise")
+        assert (sample.messages[1].content, len(sample.images)) == ("funny", 1)
+    assert hub_layout(path).label == "label"
+
 def test_init_and_eval_custom_read_cauldron_rows_as_llava_the_last_answer_the_reference(tmp_path, monkeypatch, capsys):
     path = tmp_path / "cauldron.parquet"
     cauldron(path, [pictures(2), pictures(1)], [[turn("Shape?", "A square."), turn("Colour?", "Red.")],

@@ -55,7 +55,8 @@ store them, in Parquet or as JSON / JSONL records (images as paths), are the LLa
 Each of `texts` is a user turn and the assistant's answer; the row's images go before the first user turn's text,
 where Idefics2 / SmolVLM's training put them (HuggingFace's nanoVLM reads these rows so: data/datasets.py,
 `_get_messages`), which is where the LLaVA converter puts images its text has no marker for. The text is text: a
-literal `<image>` in it is no media place (`escape_markers`). `source` (the subset's name) is left aside.
+literal `<image>` in it is no media place (`escape_markers`). `source` (the subset's name) is left aside. A
+`texts` list of strings (another set's column) is no turns: such a row is read as any other.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
         schema = handle.schema_arrow
     columns = list(schema.names)
     shown = ", ".join(columns)
-    if any(column in _RECORD_COLUMNS for column in columns):  # records, whatever label_column says (other files')
+    if _record_schema(schema):  # records, whatever label_column says (other files')
         return None
     if label_column is not None and label_column not in columns:
         raise DataError(str(path), "unreadable_file", f"{LABEL_OPTION} {label_column!r} is no column "
@@ -366,7 +367,7 @@ def takes_label_column(path: Path) -> bool:
         return False
     if is_table_file(path):
         with open_table_file(path) as handle:
-            return not any(column in _RECORD_COLUMNS for column in handle.schema_arrow.names)
+            return not _record_schema(handle.schema_arrow)
     try:
         for _, load in itertools.islice(json_records(path), 100):
             try:
@@ -405,8 +406,8 @@ def answer_notes(files: Sequence[Path], label_column: str | None,
             described.setdefault(layout.describe(), []).append(file)
             continue
         with open_table_file(file) as handle:
-            columns = handle.schema_arrow.names
-        if TURNS_COLUMN in columns and record_format(dict.fromkeys(columns)) is None:
+            schema = handle.schema_arrow
+        if _turns_type(schema, TURNS_COLUMN) and record_format(dict.fromkeys(schema.names)) is None:
             described.setdefault(TURNS_NOTE, []).append(file)
     return [f"{given[0]}{f' and {len(given) - 1} more' if len(given) > 1 else ''}: {description}"
             for description, given in described.items()]
@@ -495,7 +496,7 @@ def turns_record(record: Any, source: str) -> Any:
     other fields (its `images`) kept, for the LLaVA converter to put the images it does not find marked before the
     first user turn's text; any other record as it is. DataError naming the row's turn and field for a turn that is
     not {"user": text, "assistant": text} and for no turn at all."""
-    if not isinstance(record, dict) or TURNS_COLUMN not in record or record_format(record) is not None:
+    if not isinstance(record, dict) or not _holds_turns(record.get(TURNS_COLUMN)) or record_format(record) is not None:
         return record
     turns = require(as_rows(record[TURNS_COLUMN]), list, repr(TURNS_COLUMN), source)
     if not turns:
@@ -512,6 +513,27 @@ def turns_record(record: Any, source: str) -> Any:
     return {**{key: value for key, value in record.items() if key != TURNS_COLUMN}, "conversations": conversation}
 
 
+def _holds_turns(value: Any) -> bool:
+    """Whether a record's `texts` is the_cauldron's turns: a list of objects (a broken one its row's error), not a
+    list of strings (another set's texts, read as any other column)."""
+    turns = as_rows(value)
+    return isinstance(turns, list) and all(isinstance(turn, dict) for turn in turns)
+
+
+def _record_schema(schema: Any) -> bool:
+    """Whether a table file's columns are a record format's (`_RECORD_COLUMNS`; `texts` only as turns)."""
+    return any(column in _RECORD_COLUMNS and column != TURNS_COLUMN for column in schema.names) \
+        or _turns_type(schema, TURNS_COLUMN)
+
+
+def _turns_type(schema: Any, column: str) -> bool:
+    """Whether `column` of a table file's schema holds the_cauldron's turns: a list of structs."""
+    import pyarrow
+
+    return column in schema.names and is_list_type(schema.field(column).type) \
+        and pyarrow.types.is_struct(schema.field(column).type.value_type)
+
+
 def _turns_loaded(source: str, load: Callable[[], Any]) -> Any:
     return turns_record(load(), source)
 
@@ -519,7 +541,8 @@ def _turns_loaded(source: str, load: Callable[[], Any]) -> Any:
 def _plain_media(record: Any) -> str | None:
     """The media field of a plain JSON record (one field named as `MEDIA_COLUMNS` holding a path, and no record
     format's fields, `label_column` or not: a file of records is read as those records); None for any other."""
-    if not isinstance(record, dict) or any(key in record for key in _RECORD_COLUMNS):
+    if not isinstance(record, dict) or any(key in record for key in _RECORD_COLUMNS if key != TURNS_COLUMN) \
+            or _holds_turns(record.get(TURNS_COLUMN)):
         return None
     media = [key for key, value in record.items()
              if isinstance(key, str) and key.lower() in MEDIA_COLUMNS and isinstance(value, str)]
