@@ -172,8 +172,8 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     assert "does not record the question" not in caplog.text  # (nor did from_jsonl's null, asked the default above)
     assert recorded == (tar_metrics, tar_predictions)
     assert recorded[1][0]["prompt"] == f"<image>\n{QUESTION}"
-    # validation during training (val_metric cider on the shards as data.val, which accuracy is refused for) asks
-    # what eval asks, and scores the replies as eval does: the same CIDEr-D (more is better)
+    # validation during training (val_metric cider on the shards as data.val; accuracy counts their exact matches,
+    # as eval --metric exact) asks what eval asks, and scores the replies as eval does: the same CIDEr-D
     from modrwkv.training import config_from_dict
     from modrwkv.training.validation import answer_scorer, val_data_config
 
@@ -181,8 +181,12 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
     cfg["data"] = {"format": "qa", "train": [str(tmp_path / "train")], "val": [str(tmp_path / "test")],
                    "options": {"prompt": QUESTION}}
     cfg["train"]["val_every"] = 1
-    with pytest.raises(ConfigError, match=r"scores by CIDEr-D \(x100\) \(cider\): set train.val_metric cider"):
-        answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    exact = answer_scorer(val_data_config(config_from_dict(cfg).data), "accuracy", None)
+    assert (exact.task.metric, exact.task.headline) == ("exact", "accuracy")
+    exact_metrics, exact_predictions = eval_custom(from_tar.final_dir, [str(tmp_path / "test")],
+                                                   tmp_path / "eval-tar-exact", "--metric", "exact")
+    assert exact_metrics["metric"] == "exact" and exact.task.summarize(exact_predictions) == exact_metrics
+    assert [s.reference for s in exact.samples] == [p["reference"] for p in exact_predictions]
     scorer = answer_scorer(val_data_config(config_from_dict(cfg).data), "cider", None)
     assert [s.prompt for s in scorer.samples] == [p["prompt"] for p in recorded[1]]  # (ids: each shard alone)
     assert scorer.higher_is_better and scorer.task.summarize(recorded[1]) == recorded[0]

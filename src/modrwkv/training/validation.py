@@ -308,22 +308,31 @@ def answer_scorer(config: DataConfig, metric: str, max_samples: int | None) -> T
     detected, ShareGPT names from a dataset_info.json, the ASR prompt the model records). The files'
     records decide how accuracy is counted (exact match, VQA accuracy or the choice taken), as that
     command decides; wer, cer, mse and cider are its `--metric` of that name (captions are scored by cider
-    unless another is set, so their val_metric is cider)."""
+    unless another is set; accuracy counts their exact matches, its `--metric exact`)."""
     from ..evaluation.runner import check_sample_ids
-    from ..evaluation.tasks.base import BenchmarkFileError
+    from ..evaluation.tasks.base import BenchmarkFileError, EvalSample
     from ..evaluation.tasks.custom import CustomTask
 
-    # The val records read as the val loss reads them: data.format, data.options with data.val_options over
-    # them (ShareGPT columns and tags, an ASR manifest's prompt), data.media_folder as `--media-folder`.
-    task = CustomTask(metric=None if metric == "accuracy" else metric, media_folder=config.media_folder,
-                      data_format=config.format, reader_options=config.options)
     # data.val's wildcards, as the reader of the val loss expands them (and names them in an error)
     paths = [Path(path) for path in expand_paths(config.train, "data.val")]
     refused = f"train.val_metric {metric} answers data.val as `modrwkv eval --task custom` does, which refuses it"
-    try:
-        samples = task.load(paths, "all")
-    except BenchmarkFileError as exc:
-        raise DataError("", "unreadable_file", f"{refused}: {exc}") from None
+
+    def loaded(eval_metric: str | None) -> tuple[CustomTask, list[EvalSample]]:
+        # The val records read as the val loss reads them: data.format, data.options with data.val_options over
+        # them (ShareGPT columns and tags, an ASR manifest's prompt), data.media_folder as `--media-folder`.
+        task = CustomTask(metric=eval_metric, media_folder=config.media_folder, data_format=config.format,
+                          reader_options=config.options)
+        try:
+            return task, task.load(paths, "all")
+        except BenchmarkFileError as exc:
+            raise DataError("", "unreadable_file", f"{refused}: {exc}") from None
+
+    task, samples = loaded(None if metric == "accuracy" else metric)
+    if metric == "accuracy" and task.headline == "cider":
+        # captions counted by exact match, as `modrwkv eval --task custom --metric exact` counts them: class names
+        # written as captions (the digits' .txt in docs/custom-data.md), which a config from before captions were
+        # scored by CIDEr-D validates so
+        task, samples = loaded("exact")
     try:  # predictions are told apart by id there: ids two records share are refused alike
         check_sample_ids(samples, data_label(paths), task.name, "all")
     except ValueError as exc:
