@@ -567,7 +567,7 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
-                   "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.jsonl series rows; several files, "
+                   "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.arrow/.jsonl series rows; several files, "
                    "wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk, a folder of "
                    "class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/"
                    ".parquet naming its media (Hugging Face imagefolder) are read as data.train reads them")
@@ -1208,7 +1208,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet/.tar files in a training format, "
-                                  "or a series file: .csv/.tsv/.npz, or .parquet/.jsonl series rows; "
+                                  "or a series file: .csv/.tsv/.npz, or .parquet/.arrow/.jsonl series rows; "
                                   "see docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "

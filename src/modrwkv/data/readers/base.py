@@ -570,7 +570,7 @@ METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 # are told by their columns (`seriesrows.is_series_rows`).
 SERIES_EXTENSIONS = (".csv", ".tsv", ".npz")
 # How messages name every series file.
-SERIES_FILES = ".csv/.tsv/.npz, or .parquet/.jsonl of one series per row"
+SERIES_FILES = ".csv/.tsv/.npz, or .parquet/.arrow/.jsonl of one series per row"
 
 
 def is_series_file(path: Path) -> bool:
