@@ -567,10 +567,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
-                   "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.arrow/.jsonl series rows; several files, "
-                   "wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk, a folder of "
-                   "class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/"
-                   ".parquet naming its media (Hugging Face imagefolder) are read as data.train reads them")
+                   "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.arrow/.jsonl series rows; several "
+                   "files, wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk, a folder "
+                   "of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet naming its "
+                   "media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
