@@ -256,11 +256,12 @@ def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, cap
         "'file_name' (or '<name>_file_name', 'file_names'), relative to its folder, as Hugging Face's imagefolder "
         "reads it; see docs/custom-data.md"]
     assert f"skipping {meta}:2: media file not found" in caplog.text  # (logged as a bad JSONL line is)
-    # audio without a transcript column names the ones read
+    # audio without a transcript or caption column names the ones read (a `caption` is a sound's: AudioCaps')
     wav(root / "clip" / "a.wav")
-    jsonl(root / "clip" / "metadata.jsonl", [{"file_name": "a.wav", "caption": "rain"}])
+    jsonl(root / "clip" / "metadata.jsonl", [{"file_name": "a.wav", "notes": "rain"}])
     with pytest.raises(DataError, match=f"^{root}/clip/metadata.jsonl:1: no text: no column with a transcript "
-                                        r"\('text', 'transcript', 'sentence', 'transcription'\), no 'label' and no"):
+                                        r"\('text', 'transcript', 'sentence', 'transcription'\) or a caption "
+                                        r"\('caption'\), no 'label' and no"):
         list(AsrManifestReader([root / "clip"], on_error="raise"))
     # a folder none of whose first rows makes a record: its format is not told, and the first row says why
     untold = tmp_path / "untold"

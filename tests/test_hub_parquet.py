@@ -1031,3 +1031,35 @@ def test_several_answers_that_are_sentences_are_captions_scored_by_cider(tmp_pat
     vqa = tmp_path / "vqa.jsonl"  # short human answers stay VQA's
     vqa.write_text(json.dumps({"question": "Which colour?", "answers": ["red", "dark red", "red"]}) + "\n")
     assert [s.reference["metric"] for s in CustomTask().load(vqa, "test")] == ["vqa"]
+
+
+def test_a_sounds_caption_is_a_caption_not_a_transcript(tmp_path, capsys):
+    audiocaps = tmp_path / "audiocaps.parquet"  # AudioCaps on the hub: a clip of a sound and what is heard
+    features = datasets.Features({"audiocap_id": datasets.Value("int64"), "youtube_id": datasets.Value("string"),
+                                  "start_time": datasets.Value("int64"), "caption": datasets.Value("string"),
+                                  "audio": datasets.Audio()})
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    pq.write_table(pa.table({"audiocap_id": [91139], "youtube_id": ["r1nicOVtvkQ"], "start_time": [130],
+                             "caption": ["a man speaks as birds chirp"], "audio": [{"bytes": wav(440), "path": None}]}
+                            ).replace_schema_metadata(metadata), audiocaps)
+    assert detect_format(audiocaps) == "qa"
+    (sample,) = QAReader(audiocaps, on_error="raise")
+    assert (sample.messages[0].content, sample.messages[1].content) == (
+        "<audio>\nWrite a short caption for the audio.", "a man speaks as birds chirp")
+    (evaluated,) = CustomTask().load(audiocaps, "test")
+    assert evaluated.reference == {"metric": "cider", "answers": ["a man speaks as birds chirp"]}
+    assert main(["init", "--data", str(audiocaps), "--yes", "--device", "cpu", "--output",
+                 str(tmp_path / "a.yaml")]) == 0
+    assert f"  data: {audiocaps}: the audio of 'audio' answered with the caption 'caption'" in capsys.readouterr().out
+    # a metadata folder's audio with a caption, and a JSONL record of one, take the same mapping; a transcript
+    # column beside it answers first (an ASR record), as a .txt beside audio alone is its transcript
+    (tmp_path / "clip.wav").write_bytes(wav(440))
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"file_name": "clip.wav", "caption": "rain falls"}) + "\n")
+    plain, transcribed = tmp_path / "plain.jsonl", tmp_path / "transcribed.jsonl"
+    plain.write_text(json.dumps({"audio": "clip.wav", "caption": "rain falls"}) + "\n")
+    transcribed.write_text(json.dumps({"audio": "clip.wav", "caption": "rain falls", "text": "it rains"}) + "\n")
+    for path in (tmp_path / "metadata.jsonl", plain):
+        assert [(s.messages[0].content, s.messages[1].content) for s in QAReader(path, on_error="raise")] == [
+            ("<audio>\nWrite a short caption for the audio.", "rain falls")]
+    assert detect_format(transcribed) == "asr"
+    assert [s.messages[1].content for s in AsrManifestReader(transcribed, on_error="raise")] == ["it rains"]

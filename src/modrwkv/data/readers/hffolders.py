@@ -52,7 +52,7 @@ from .asr import TEXT_KEYS
 from .base import METADATA_NAMES, DataError, is_table_file, json_records, media_kind, table_records
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .hubrows import class_label, parquet_class_names
-from .webdataset import CAPTION_KEYS, LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
+from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
 
 # A CSV cell that is a number, as pandas reads one (no "nan", "inf" or "1_000", which Python's float takes).
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -178,7 +178,7 @@ def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callabl
         record = media_record(media, metadata, text, key, source, caption_prompt, twice)
         if record is None:
             what = (f"a caption ({' or '.join(map(repr, CAPTION_KEYS))})" if visual
-                    else f"a transcript ({', '.join(map(repr, TEXT_KEYS))})")
+                    else f"a transcript ({', '.join(map(repr, TEXT_KEYS))}) or a caption ({AUDIO_CAPTION_KEY!r})")
             raise DataError(source, "missing_field", f"no text: no column with {what}, no {LABEL_KEY!r} and no "
                             f"{', '.join(map(repr, RECORD_KEYS))} (the row's columns: {', '.join(map(str, row))})")
         return record

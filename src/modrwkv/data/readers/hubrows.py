@@ -74,7 +74,7 @@ from .asr import TEXT_KEYS
 from .base import (COLUMNS_OPTION, SAVED_INFO, DataError, as_rows, is_binary_type, is_list_type, is_metadata_file,
                    is_series_file, is_table_file, is_tar, json_records, media_kind, open_table_file, record_format,
                    require, table_records, turn_text)
-from .webdataset import CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
+from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
 MEDIA_TYPES = {"Image": "image", "Audio": "audio", "Video": "video"}
@@ -122,10 +122,16 @@ class HubLayout:
         """Whether the label answers whatever text the row has: it was chosen, or is a ClassLabel beside an image
         or video, which declares the rows a classification's (hateful_memes' `text` is the meme's words, not a
         caption of it). Beside audio a transcript answers unless the label is chosen: speech sets keep speaker
-        facts as ClassLabels (TED-LIUM's `gender`) beside the transcript they are for."""
+        facts as ClassLabels (TED-LIUM's `gender`) beside the transcript they are for. A sound's caption
+        (AudioCaps') is a caption, after a ClassLabel as an image's."""
         if self.label is None:
             return False
-        return self.chosen or (self.names is not None and not (self.kind == "audio" and self.text is not None))
+        return self.chosen or (self.names is not None and not self.transcribed)
+
+    @property
+    def transcribed(self) -> bool:
+        """Whether the text column is a transcript: beside audio, but for AudioCaps' `caption` (a sound's)."""
+        return self.kind == "audio" and self.text is not None and self.text != AUDIO_CAPTION_KEY
 
     def describe(self) -> str:
         """Which column a row is answered with, and which are left aside, for `modrwkv init`'s notes: a file whose
@@ -141,7 +147,7 @@ class HubLayout:
 
     def _answered(self) -> str:
         media = f"the {self.kind} of {self.media!r}"
-        text = "transcript" if self.kind == "audio" else "caption"
+        text = "transcript" if self.transcribed else "caption"
         if self.label is None or not self.label_first and self.text is not None:
             if self.text is None:
                 return f"{media}, with no label or {text} column"
@@ -306,12 +312,12 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
                         "type (in the file's huggingface metadata, or its hub card's dataset_info), or one named "
                         f"{', '.join(MEDIA_COLUMNS)} holding {{bytes, path}}, the bytes or a path")
     kind = kinds[media[0]]
-    keys = CAPTION_KEYS if kind in ("image", "video") else TEXT_KEYS
+    keys = CAPTION_KEYS if kind in ("image", "video") else (*TEXT_KEYS, AUDIO_CAPTION_KEY)
     text = next((column for column in keys if column in columns), None)
     aside: tuple[str, ...] = ()
     if label_column is not None:
         label = label_column
-    elif len(labels) > 1 and kind == "audio" and text is not None:
+    elif len(labels) > 1 and kind == "audio" and text not in (None, AUDIO_CAPTION_KEY):
         # a transcript answers before a ClassLabel (`HubLayout.label_first`), so before several: FLEURS keeps the
         # speaker's gender, the language and its group as ClassLabels beside each transcription
         label, aside = None, tuple(labels)
@@ -479,7 +485,8 @@ def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | No
     if media is None:
         return record
     kind = MEDIA_COLUMNS[media.lower()]
-    text = next((key for key in (TEXT_KEYS if kind == "audio" else CAPTION_KEYS) if key in record), None)
+    text = next((key for key in ((*TEXT_KEYS, AUDIO_CAPTION_KEY) if kind == "audio" else CAPTION_KEYS)
+                 if key in record), None)
     if label_column is not None and label_column not in record:
         raise DataError(source, "missing_field", f"no {label_column!r} field, the label {LABEL_OPTION} names (the "
                         f"record's fields: {', '.join(map(str, record))})")

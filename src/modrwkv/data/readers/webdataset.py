@@ -22,7 +22,8 @@ one record of a training format:
   alone, its transcript, as an ASR record (of one audio: the ASR reader refuses several). The `.json` is then
   metadata (img2dataset's url, caption, width, ...; DataComp's text) and none of its fields is read;
 - otherwise, with audio alone, a `.json` holding a transcript (`text`, `transcript`, `sentence`,
-  `transcription`) is an ASR record with that audio (Emilia's layout);
+  `transcription`) is an ASR record with that audio (Emilia's layout), and one holding a `caption`
+  (`AUDIO_CAPTION_KEY`: AudioCaps', what is heard) a captioned sample, asked `DEFAULT_CAPTION_PROMPTS["audio"]`;
 - otherwise a `.cls` member (ImageNet's shards: the class, a number or a name), or a `.json` with a
   `label`, is the sample's label: a qa record asked the reader's `prompt` (default `CLASS_PROMPTS`, by the
   kind of media) and answered with the label, scored by exact match, as a folder of class folders is;
@@ -65,7 +66,11 @@ READ_EXTENSIONS = ", ".join(f".{extension}" for extension in MEDIA_EXTENSIONS)
 # What a captioned sample (media + .txt) is asked, by the kind of its media, unless the qa reader's
 # `prompt` says otherwise.
 DEFAULT_CAPTION_PROMPTS = {"image": "Write a short caption for the image.",
-                           "video": "Write a short caption for the video."}
+                           "video": "Write a short caption for the video.",
+                           "audio": "Write a short caption for the audio."}
+# A caption of audio alone (AudioCaps', Clotho's): a .json's, metadata row's or hub Parquet row's field of this name,
+# where no transcript field (`TEXT_KEYS`) is; a .txt beside audio alone is its transcript, as Emilia's `text` is.
+AUDIO_CAPTION_KEY = "caption"
 # A caption, with an image or video, as a metadata row's or hub Parquet row's column (`hffolders`, `hubrows`): the
 # column `datasets`' captioning guide writes, and the one img2dataset and most caption sets name.
 CAPTION_KEYS = ("text", "caption")
@@ -395,13 +400,14 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
         return {**metadata, **_media_fields(media, metadata, plural, source, twice)}
     visual = next((kind for kind in ("image", "video") if kind in media), None)
     if text is not None and visual is not None:  # a caption
-        question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[visual]
-        return CaptionRecord({**media, "question": question, **_caption_answers(text, source), "id": key})
+        return _caption_record(media, visual, text, key, source, caption_prompt)
     if visual is None and (text is not None or any(field in metadata for field in TEXT_KEYS)):  # a transcript
         # (several audio items are a list, which the ASR reader refuses naming them: a record has one audio)
         if text is not None:
             return {**_media_fields(media, {}, False, source, twice), "text": text, "id": key}
         return {**metadata, **_media_fields(media, metadata, False, source, twice)}
+    if visual is None and "audio" in media and metadata.get(AUDIO_CAPTION_KEY) is not None:  # a sound's caption
+        return _caption_record(media, "audio", metadata[AUDIO_CAPTION_KEY], key, source, caption_prompt)
     label = metadata.get(LABEL_KEY)
     if label is not None:
         if isinstance(label, bool) or not isinstance(label, (str, int, float)) or not str(label).strip():
@@ -411,6 +417,14 @@ def media_record(media: dict[str, list[Any]], metadata: dict[str, Any], text: An
         # scored by exact match whatever the media (an audio record's default is WER, for transcripts): a label
         return ClassRecord({**media, "question": question, "answer": str(label).strip(), "id": key, "metric": "exact"})
     return None
+
+
+def _caption_record(media: dict[str, list[Any]], kind: str, text: Any, key: str | None, source: str,
+                    caption_prompt: str | None) -> CaptionRecord:
+    """The qa record of a captioned sample whose media are of `kind`: asked `caption_prompt` (None: the kind's
+    `DEFAULT_CAPTION_PROMPTS`), answered with `text` (`_caption_answers`)."""
+    question = caption_prompt if caption_prompt is not None else DEFAULT_CAPTION_PROMPTS[kind]
+    return CaptionRecord({**media, "question": question, **_caption_answers(text, source), "id": key})
 
 
 def _caption_answers(text: Any, source: str) -> dict[str, Any]:
