@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 from modrwkv.cli import main
 from modrwkv.data.readers import QAReader
+from modrwkv.data.readers.base import expand_paths
 from modrwkv.data.sample import Sample
 from modrwkv.encoders.media import load_image
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
 from modrwkv.training import config_from_dict
 
 
@@ -67,3 +72,32 @@ def check_images_read_back(samples: list[Sample], images: list[bytes]) -> None:
 
     assert [s.images[0].read() for s in samples[::19]] == images[::19]
     assert np.array_equal(np.asarray(load_image(samples[5].images[0])), np.asarray(Image.open(io.BytesIO(images[5]))))
+
+
+def check_hub_split_shards_refused(folder: Path, suffix: str, write: Callable[[Path, int], None], output: Path,
+                                   capsys: Any) -> None:
+    """A folder (relative, under the working directory) as the hub keeps a repository: two train shards of 2 rows and
+    a test shard of 1 (`write(path, rows)` writes one), of `suffix` (.parquet, .tar). Read whole it would mix the
+    splits: `expand_paths`, `modrwkv init` and `eval --task custom` refuse it with one line naming each split's
+    wildcard; the wildcard it names reads the split, and a folder of one split's shards stands for them."""
+    folder.mkdir(parents=True)
+    write(folder / f"train-00000-of-00002{suffix}", 2)
+    write(folder / f"train-00001-of-00002{suffix}", 2)
+    write(folder / f"test-00000-of-00001{suffix}", 1)
+    refusal = (f"{folder}: holds the splits test-*{suffix}, train-*{suffix}, each a split's rows, which the folder "
+               f"read whole would mix: give one split, {folder}/train-*{suffix} to train on (modrwkv init --data, "
+               f"data.train); evaluate on {folder}/test-*{suffix} (modrwkv eval --task custom --data); to read every "
+               f"split together, give {folder}/*{suffix}")
+    with pytest.raises(FileNotFoundError) as caught:
+        expand_paths([str(folder)], "data.train")
+    assert str(caught.value) == f"data.train: {refusal}"
+    assert main(["init", "--data", str(folder), "--yes", "--device", "cpu", "--output", str(output)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: --data: {refusal}"
+    with pytest.raises(BenchmarkFileError, match=re.escape(f"--data: {refusal}")):
+        CustomTask().load(folder, "test")
+    assert main(["init", "--data", str(folder / f"train-*{suffix}"), "--yes", "--device", "cpu", "--output",
+                 str(output)]) == 0
+    assert "qa format, 4 usable samples" in capsys.readouterr().out
+    (folder / f"test-00000-of-00001{suffix}").unlink()
+    assert expand_paths([str(folder)], "data.train") == [str(folder / f"train-0000{k}-of-00002{suffix}")
+                                                         for k in range(2)]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from container_checks import check_hub_split_shards_refused
 from eval_fixtures import coco_caption_module, scripted_model
 from PIL import Image
 
@@ -394,30 +395,9 @@ def write_qa(folder: Path) -> Path:
 
 def test_a_hub_folder_of_several_splits_is_refused_naming_each_splits_wildcard(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    folder = Path("cifar10/plain_text")  # as the hub keeps a repository: every split in one folder
-    folder.mkdir(parents=True)
-    cifar(folder / "train-00000-of-00002.parquet", [0, 1])
-    cifar(folder / "train-00001-of-00002.parquet", [2, 0])
-    cifar(folder / "test-00000-of-00001.parquet", [1])
-    refusal = ("cifar10/plain_text: holds the splits test-*.parquet, train-*.parquet, each a split's rows, which the "
-               "folder read whole would mix: give one split, cifar10/plain_text/train-*.parquet to train on (modrwkv "
-               "init --data, data.train); evaluate on cifar10/plain_text/test-*.parquet (modrwkv eval --task custom "
-               "--data); to read every split together, give cifar10/plain_text/*.parquet")
-    with pytest.raises(FileNotFoundError) as caught:
-        expand_paths([str(folder)], "data.train")
-    assert str(caught.value) == f"data.train: {refusal}"
-    output = tmp_path / "c.yaml"
-    assert main(["init", "--data", str(folder), "--yes", "--device", "cpu", "--output", str(output)]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: --data: {refusal}"
-    with pytest.raises(BenchmarkFileError, match=re.escape(f"--data: {refusal}")):
-        CustomTask().load(folder, "test")
-    # the wildcard it names reads the split; a folder of one split's shards stands for them
-    assert main(["init", "--data", str(folder / "train-*.parquet"), "--yes", "--device", "cpu", "--output",
-                 str(output)]) == 0
-    assert "qa format, 4 usable samples" in capsys.readouterr().out
-    (folder / "test-00000-of-00001.parquet").unlink()
-    assert expand_paths([str(folder)], "data.train") == [str(folder / f"train-0000{k}-of-00002.parquet")
-                                                         for k in range(2)]
+    # as the hub keeps a repository: every split in one folder
+    check_hub_split_shards_refused(Path("cifar10/plain_text"), ".parquet",
+                                   lambda path, rows: cifar(path, list(range(rows))), tmp_path / "c.yaml", capsys)
     # a split's own file (datasets' train.parquet, test.parquet) is a split too
     digits = Path("digits-hub")
     digits.mkdir()

@@ -35,8 +35,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench" / "digits"))
 from prepare import QUESTION, write_digit_images  # noqa: E402  (bench/digits/prepare.py, the JSONL version)
-from container_checks import (check_images_read_back, check_init_reads_qa_folder, eval_custom, noise_pngs,  # noqa: E402
-                              read_qa_holding)
+from container_checks import (check_hub_split_shards_refused, check_images_read_back,  # noqa: E402
+                              check_init_reads_qa_folder, eval_custom, noise_pngs, read_qa_holding)
 
 CAPTION_PROMPT = "Write a short caption for the image."  # the documented default, written out
 
@@ -829,29 +829,8 @@ def red_tar(path: Path, samples: int) -> None:
 def test_a_hub_folder_of_several_splits_tars_is_refused_as_parquet_shards_are(tmp_path, capsys, monkeypatch):
     """As test_hub_parquet's folder of several splits' Parquet shards: the same line, with .tar wildcards."""
     monkeypatch.chdir(tmp_path)
-    folder = Path("cc3m/wds")  # as the hub keeps a WebDataset repository: every split's shards in one folder
-    folder.mkdir(parents=True)
-    red_tar(folder / "train-00000-of-00002.tar", 2)
-    red_tar(folder / "train-00001-of-00002.tar", 2)
-    red_tar(folder / "test-00000-of-00001.tar", 1)
-    refusal = ("cc3m/wds: holds the splits test-*.tar, train-*.tar, each a split's rows, which the folder read whole "
-               "would mix: give one split, cc3m/wds/train-*.tar to train on (modrwkv init --data, data.train); "
-               "evaluate on cc3m/wds/test-*.tar (modrwkv eval --task custom --data); to read every split together, "
-               "give cc3m/wds/*.tar")
-    with pytest.raises(FileNotFoundError) as caught:
-        expand_paths([str(folder)], "data.train")
-    assert str(caught.value) == f"data.train: {refusal}"
-    output = tmp_path / "c.yaml"
-    assert main(["init", "--data", str(folder), "--yes", "--device", "cpu", "--output", str(output)]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: --data: {refusal}"
-    with pytest.raises(BenchmarkFileError, match=re.escape(f"--data: {refusal}")):
-        CustomTask().load(folder, "test")
-    # the wildcard it names reads the split; a folder of one split's shards stands for them
-    assert main(["init", "--data", str(folder / "train-*.tar"), "--yes", "--device", "cpu", "--output",
-                 str(output)]) == 0
-    assert "qa format, 4 usable samples" in capsys.readouterr().out
-    (folder / "test-00000-of-00001.tar").unlink()
-    assert expand_paths([str(folder)], "data.train") == [str(folder / f"train-0000{k}-of-00002.tar") for k in range(2)]
+    # as the hub keeps a WebDataset repository: every split's shards in one folder
+    check_hub_split_shards_refused(Path("cc3m/wds"), ".tar", red_tar, tmp_path / "c.yaml", capsys)
     # a split's own file (train.tar beside test.tar) is a split too; shards of languages are no splits
     for name, splits in {"plain": ["train", "test"], "languages": ["en-00000-of-00001", "fr-00000-of-00001"]}.items():
         Path(name).mkdir()

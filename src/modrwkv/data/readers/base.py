@@ -1029,7 +1029,8 @@ def open_table_file(path: Path, streamed: bool = False) -> TableFile:
     if path.suffix.lower() == ".parquet":
         parquet = require("pyarrow.parquet", "train", "reading Parquet data files")
         try:
-            return _ParquetTable(parquet.ParquetFile(path, pre_buffer=not streamed, buffer_size=2**20 * streamed))
+            return _ParquetTable(parquet.ParquetFile(path, pre_buffer=not streamed,
+                                                     buffer_size=2**20 if streamed else 0))  # (0: unbuffered)
         except FileNotFoundError as err:
             raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
         except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid (a ValueError) for a file that is not Parquet

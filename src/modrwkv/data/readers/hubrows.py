@@ -89,9 +89,9 @@ TURNS_COLUMN = "texts"
 TURNS_NOTE = (f"rows of the_cauldron's layout ('images' and {TURNS_COLUMN!r}), read as LLaVA conversations: each "
               f"entry of {TURNS_COLUMN!r} a user turn and its answer, every answer trained, the images before the "
               "first user turn")
-# The columns of a record format's file: such rows are records as they are (`_fields_format`'s keys), or become the
-# records they stand for (`turns_record`).
-_RECORD_COLUMNS = (*RECORD_KEYS, "audio_filepath", TURNS_COLUMN)
+# The columns of a record format's file: such rows are records as they are (`_fields_format`'s keys); so are rows of
+# turns (`TURNS_COLUMN`, told by what it holds: `_turns_type`, `_holds_turns`), as the records they stand for.
+_RECORD_COLUMNS = (*RECORD_KEYS, "audio_filepath")
 # How the setting that chooses a label column is given, for messages.
 LABEL_OPTION = "data.options.label_column"
 LABEL_SETTING = f"{LABEL_OPTION} (modrwkv init / eval --label-column)"
@@ -413,7 +413,7 @@ def answer_notes(files: Sequence[Path], label_column: str | None,
             continue
         with open_table_file(file) as handle:
             schema = handle.schema_arrow
-        if _turns_type(schema, TURNS_COLUMN) and record_format(dict.fromkeys(schema.names)) is None:
+        if _turns_type(schema) and record_format(dict.fromkeys(schema.names)) is None:
             described.setdefault(TURNS_NOTE, []).append(file)
     return [f"{given[0]}{f' and {len(given) - 1} more' if len(given) > 1 else ''}: {description}"
             for description, given in described.items()]
@@ -528,17 +528,16 @@ def _holds_turns(value: Any) -> bool:
 
 
 def _record_schema(schema: Any) -> bool:
-    """Whether a table file's columns are a record format's (`_RECORD_COLUMNS`; `texts` only as turns)."""
-    return any(column in _RECORD_COLUMNS and column != TURNS_COLUMN for column in schema.names) \
-        or _turns_type(schema, TURNS_COLUMN)
+    """Whether a table file's columns are a record format's (`_RECORD_COLUMNS`, or turns: `_turns_type`)."""
+    return any(column in _RECORD_COLUMNS for column in schema.names) or _turns_type(schema)
 
 
-def _turns_type(schema: Any, column: str) -> bool:
-    """Whether `column` of a table file's schema holds the_cauldron's turns: a list of structs."""
+def _turns_type(schema: Any) -> bool:
+    """Whether a table file's `TURNS_COLUMN` holds the_cauldron's turns: a list of structs."""
     import pyarrow
 
-    return column in schema.names and is_list_type(schema.field(column).type) \
-        and pyarrow.types.is_struct(schema.field(column).type.value_type)
+    kind = schema.field(TURNS_COLUMN).type if TURNS_COLUMN in schema.names else None
+    return kind is not None and is_list_type(kind) and pyarrow.types.is_struct(kind.value_type)
 
 
 def _turns_loaded(source: str, load: Callable[[], Any]) -> Any:
@@ -548,7 +547,7 @@ def _turns_loaded(source: str, load: Callable[[], Any]) -> Any:
 def _plain_media(record: Any) -> str | None:
     """The media field of a plain JSON record (one field named as `MEDIA_COLUMNS` holding a path, and no record
     format's fields, `label_column` or not: a file of records is read as those records); None for any other."""
-    if not isinstance(record, dict) or any(key in record for key in _RECORD_COLUMNS if key != TURNS_COLUMN) \
+    if not isinstance(record, dict) or any(key in record for key in _RECORD_COLUMNS) \
             or _holds_turns(record.get(TURNS_COLUMN)):
         return None
     media = [key for key, value in record.items()
