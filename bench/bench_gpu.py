@@ -41,11 +41,21 @@ SHAPES = {"0.1B": RWKV7Config(n_layer=12, n_embd=768), "1.5B": RWKV7Config(n_lay
 
 
 DEVICE = torch.device("cuda")  # --smoke: CPU and tiny shapes, to check this script without a GPU
+WKV = "auto"  # --wkv: the WKV implementation every part uses ("auto": fla's kernels on CUDA)
 
 
 def sync() -> None:
     if DEVICE.type == "cuda":
         torch.cuda.synchronize()
+
+
+def once(fn: Callable[[], Any]) -> float:
+    """Seconds of one call: the first one, with whatever compiling it triggers."""
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> float:
@@ -80,6 +90,7 @@ def build(config: RWKV7Config, dtype: torch.dtype) -> RWKV7:
 def bench_train(batch: int = 8, length: int = 1024, steps: int = 10) -> dict[str, Any]:
     reset_peak()
     model = build(SHAPES["0.1B"], torch.float32)
+    model.wkv_impl = WKV
     model.use_weight_layout("training")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=DEVICE.type == "cuda")
     ids = torch.randint(0, model.config.vocab_size, (batch, length + 1), device=DEVICE)
@@ -92,20 +103,24 @@ def bench_train(batch: int = 8, length: int = 1024, steps: int = 10) -> dict[str
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # allocations, kernel compilation and autotuning
+    first_step_s = once(step)  # allocations, and fla's compilation and autotuning on a fresh machine
     seconds = timed(step, steps)
     return {"shape": "0.1B", "tokens_per_step": batch * length, "s_per_step": seconds,
-            "tokens_per_s": batch * length / seconds, "peak_gib": peak_gib(), "wkv": select_impl(ids.device, length)}
+            "tokens_per_s": batch * length / seconds, "peak_gib": peak_gib(), "first_step_s": first_step_s,
+            "wkv": select_impl(ids.device, length, torch.bfloat16) if WKV == "auto" else WKV}  # autocast: bf16
 
 
 @torch.no_grad()
 def bench_infer(name: str, length: int = 1024, decode_steps: int = 64) -> dict[str, Any]:
     reset_peak()
     model = build(SHAPES[name], torch.bfloat16)
+    model.wkv_impl = WKV
     vocab = model.config.vocab_size
     result: dict[str, Any] = {"shape": name}
     for batch in (1, 8):
         ids = torch.randint(0, vocab, (batch, length), device=DEVICE)
+        if batch == 1:
+            result["first_prefill_s"] = once(lambda: model(ids, logits="last"))
         seconds = timed(lambda: model(ids, logits="last"), 5)
         result[f"prefill_b{batch}_x{length}_tokens_per_s"] = batch * length / seconds
     for batch in (1, 16):
@@ -133,7 +148,7 @@ def bench_strategies(accelerator: str = "gpu") -> dict[str, Any]:
         for strategy in ("auto", "fsdp", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3"):
             try:
                 cfg = config(Path(tmp), strategy, max_steps=4, batch_size=8, micro_batch_size=8)
-                cfg["runtime"].update(accelerator=accelerator, devices=1, strategy=strategy, precision="32")
+                cfg["runtime"].update(accelerator=accelerator, devices=1, strategy=strategy, precision="32", wkv_impl=WKV)
                 losses[strategy] = [row["loss"] for row in train(cfg, samples=colour_samples(32)).history]
             except Exception as error:  # record and go on: one strategy's failure is a result too
                 losses[strategy] = f"{type(error).__name__}: {error}"
@@ -152,8 +167,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=250, help="seconds; parts not started by then are skipped")
     parser.add_argument("--parts", default="train,infer,strategies")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: checks the script only")
+    parser.add_argument("--wkv", choices=("auto", "chunked", "fla"), default="auto",
+                        help="WKV implementation (auto: fla on CUDA; chunked: the PyTorch form, no Triton)")
     args = parser.parse_args()
-    global DEVICE
+    global DEVICE, WKV
+    WKV = args.wkv
     if args.smoke:
         DEVICE = torch.device("cpu")
         tiny = RWKV7Config(n_layer=2, n_embd=128, vocab_size=1024)
@@ -164,7 +182,7 @@ def main() -> None:
     began = time.monotonic()
     results: dict[str, Any] = {
         "gpu": torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else "none (smoke run)", "torch": torch.__version__, "python": platform.python_version(),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "parts": {},
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "wkv": WKV, "parts": {},
     }
     small = {"batch": 2, "length": 64, "steps": 2} if args.smoke else {}
     length, strategy_device = (64, "cpu") if args.smoke else (1024, "gpu")

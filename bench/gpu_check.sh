@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check, in one go (<= 8.5 minutes on one GPU, inside one 10-minute device command): tests/test_gpu.py (fla kernels vs the chunked
-# form, bf16 LM, bf16-mixed / FSDP / DeepSpeed training), then bench/bench_gpu.py (bf16 training
-# throughput at the 0.1B shape, prefill / decode tok/s at 0.1B and 1.5B, single-GPU loss equality of
-# FSDP and DeepSpeed against plain training), then bench/bench_memory.py on the GPU (the allocator's
-# peak against the memory estimate with fla's WKV, docs/memory.md). Results go to one folder; docs/benchmarks.md says what
-# to copy from it. Status: prepared, NOT yet run on a GPU (see docs/benchmarks.md, "GPU").
+# The GPU check, in one go (<= 9.5 minutes on one GPU, inside one 10-minute device command):
+# tests/test_gpu.py (fla kernels vs the chunked form, bf16 LM, FSDP / DeepSpeed / bf16-mixed training),
+# then bench/bench_gpu.py (0.1B training throughput, prefill / decode tok/s at 0.1B and 1.5B) with
+# the chunked PyTorch form first (no Triton, so no compiling) and then with fla's kernels, then
+# bench/bench_memory.py on the GPU (the allocator's peak against the memory estimate, docs/memory.md).
+# Results go to one folder; docs/benchmarks.md ("GPU") says what ran so far and what to copy from it.
+# First run (H200, 2026-12-04): fla's first compile-and-autotune took the whole time given to it
+# (hundreds of configurations per kernel family), so every stage now has its own limit, is stopped
+# with SIGINT (Python prints where it was) and the tests run one configuration per kernel.
 #
 #   bash bench/gpu_check.sh --fetch-wheels     # on a machine with PyPI (here): wheels into .whl/
 #   bash bench/gpu_check.sh [OUT_DIR]          # on the GPU machine (no index needed if .whl/ is there)
@@ -20,7 +23,7 @@ WHEELS=.whl
 PACKAGES=(
     flash-linear-attention==0.6.0 fla-core==0.6.0 deepspeed==0.19.8 hjson
     pydantic pydantic-core annotated-types typing-inspection
-    soundfile jiwer rapidfuzz fastapi starlette uvicorn pyrwkv-tokenizer
+    soundfile cffi pycparser jiwer rapidfuzz fastapi starlette uvicorn pyrwkv-tokenizer
 )
 
 if [ "${1:-}" = "--fetch-wheels" ]; then
@@ -63,15 +66,18 @@ for name in ("triton", "fla", "deepspeed", "lightning", "transformers"):
 EOF
 } 2>&1 | tee "$OUT/env.txt"
 
-# At most 3.5 minutes for the tests, 3 for the benchmark (it stops its parts early if short of time) and
-# 1.5 for the memory check: with the wheel install, well inside the device's 10-minute command limit.
-# `-o addopts=`: in one process, as the timings above assume (pyproject's addopts start pytest-xdist
-# workers, which the GPU image may not have, and two workers would share the GPU and its ports).
-timeout 210 $PY -m pytest -q -rA -o addopts= -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/test_gpu.txt"
-echo "pytest exit: ${PIPESTATUS[0]}" | tee -a "$OUT/test_gpu.txt"
-timeout 180 $PY bench/bench_gpu.py --json "$OUT/bench_gpu.json" --budget 160 2>&1 | tee "$OUT/bench_gpu.txt"
-echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$OUT/bench_gpu.txt"
-# Three bf16 training cases, the allocator's peak against docs/memory.md's estimate.
-timeout 90 $PY bench/bench_memory.py --device cuda --only 0.1B-s2-bf16-256x1 \
-    0.1B-s2-bf16-1024x2-ckpt-fewlabels 0.4B-lora-bf16-256x1-ckpt 2>&1 | tee "$OUT/bench_memory.txt"
-echo "memory bench exit: ${PIPESTATUS[0]}" | tee -a "$OUT/bench_memory.txt"
+# Each stage is stopped with SIGINT at its limit, so Python prints where it was (compiling, autotuning
+# or waiting on a kernel), then killed 10 s later if it does not stop. `-o addopts=`: one process (the
+# addopts start pytest-xdist workers, which would share the GPU); -v: a line per test as it ends; a
+# test past 150 s has its threads' stacks dumped by pytest-timeout (where the image has it) and ends the run,
+# which is why the tests that compile fla's backward come last in tests/test_gpu.py.
+stage() { local limit=$1 log=$2; shift 2; timeout -s INT -k 10 "$limit" "$@" 2>&1 | tee -a "$OUT/$log"; echo "exit ${PIPESTATUS[0]} ($limit s limit): $*" | tee -a "$OUT/$log"; }
+per_test=$($PY -c "import pytest_timeout" 2>/dev/null && echo "--timeout 150 --timeout-method thread")
+stage 270 test_gpu.txt $PY -m pytest -v -rA -o addopts= -p no:cacheprovider $per_test tests/test_gpu.py
+# The chunked form first: real numbers in a minute whatever fla's compilation costs; then fla's kernels,
+# whose first step and first prefill (in the JSON) include their compiling and autotuning.
+stage 60 bench_gpu.txt $PY bench/bench_gpu.py --wkv chunked --parts train,infer --json "$OUT/bench_gpu_chunked.json" --budget 45
+stage 150 bench_gpu.txt $PY bench/bench_gpu.py --wkv auto --parts train,infer --json "$OUT/bench_gpu_fla.json" --budget 120
+# Three training cases (bf16 on fla's kernels), the allocator's peak against docs/memory.md's estimate.
+stage 50 bench_memory.txt $PY bench/bench_memory.py --device cuda --only 0.1B-s2-bf16-256x1 \
+    0.1B-s2-bf16-1024x2-ckpt-fewlabels 0.4B-lora-bf16-256x1-ckpt

@@ -167,6 +167,14 @@ def test_plan_from_the_papers_config_without_its_files():
     assert (image.encoder_params, image.trainable, image.tokens_per_sample) == (93_176_064, False, 576)
     assert image.adapter_hidden == 4 * 2048
     assert (plan.world_size, plan.accumulation, plan.zero_stage, plan.wkv) == (8, 2, 1, "fla")
+    # fp32 training keeps fp32 products (the chunked form) unless TF32 is allowed, as `select_impl` runs it
+    fp32 = load_config(REPO / "configs" / "vision-stage1.yaml", ["--runtime.precision", "32"], needs_data=False)
+    assert plan_from_config(fp32).wkv == "chunked"
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert plan_from_config(fp32).wkv == "fla"
+    finally:
+        torch.set_float32_matmul_precision("highest")
     with pytest.raises(ConfigError, match="no known size"):
         plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml",
                                      ["--model.lm.checkpoint", "missing/model.pth"], needs_data=False))

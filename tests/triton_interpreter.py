@@ -34,8 +34,10 @@ importing this module sets it if triton is not yet imported, and `enable()` refu
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -124,6 +126,34 @@ def _bf16_arithmetic(builder_cls) -> None:
     builder_cls.bf16_arithmetic = True
 
 
+_TF32_DOTS = [False]
+
+
+@contextlib.contextmanager
+def tf32_dots() -> Iterator[None]:
+    """Inside: fp32 `tl.dot` operands read as a GPU's tensor cores read them in TF32, Triton's default
+    precision for fp32 dots where the GPU has it (the 13 low mantissa bits dropped). Not a patch the
+    kernels need: it sizes tests/test_gpu.py's fp32 tolerance for fla's chunk kernel."""
+    _TF32_DOTS[0] = True
+    try:
+        yield
+    finally:
+        _TF32_DOTS[0] = False
+
+
+def _tf32_operands(builder_cls) -> None:
+    create_dot = builder_cls.create_dot
+
+    def dot(self, a, b, d, input_precision, *rest):
+        if _TF32_DOTS[0] and a.dtype.scalar == tl.float32 and getattr(input_precision, "name", None) == "TF32":
+            a, b = (interpreter.TensorHandle((x.data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32), x.dtype)
+                    for x in (a, b))
+        return create_dot(self, a, b, d, input_precision, *rest)
+
+    builder_cls.create_dot = dot
+    builder_cls.tf32_operands = True
+
+
 def _no_timing(kernel_call, quantiles):
     return [0.0] * len(quantiles)
 
@@ -140,6 +170,8 @@ def enable() -> ModuleType:
         interpreter.InterpreterBuilder.get_bf16 = _bf16_constant
     if not getattr(interpreter.InterpreterBuilder, "bf16_arithmetic", False):  # patch 5
         _bf16_arithmetic(interpreter.InterpreterBuilder)
+    if not getattr(interpreter.InterpreterBuilder, "tf32_operands", False):  # `tf32_dots` (off unless asked)
+        _tf32_operands(interpreter.InterpreterBuilder)
     if not isinstance(interpreter.FunctionRewriter.ast_transformer, LoopIndexAsTensor):  # patch 3
         rewriter = type("InterpreterRewriter", (LoopIndexAsTensor, interpreter.ASTTransformer), {})
         interpreter.FunctionRewriter.ast_transformer = rewriter()

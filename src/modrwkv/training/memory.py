@@ -54,6 +54,7 @@ from ..adapters import AdapterConfig, build_adapter
 from ..encoders.series import AUTO
 from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
+from ..lm.ops import tf32_allowed
 from ..lm.ops.chunked import DEFAULT_CHUNK
 from ..lm.ops.cross_entropy import CHUNK_ROWS
 from ..multimodal import ModRWKV
@@ -573,5 +574,6 @@ def _plan(config: TrainConfig, lm: RWKV7Config, encoders: Sequence[EncoderPlan],
         world_size=world_size, accumulation=max(1, opt.batch_size // (opt.micro_batch_size * world_size)),
         lora_rank=opt.lora.rank, lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders),
         supervised_fraction=supervised_fraction, grad_clip=opt.grad_clip is not None, gpu=gpu,
-        wkv="fla" if gpu and rt.wkv_impl in ("auto", "fla") else "chunked",
+        wkv="fla" if gpu and (rt.wkv_impl == "fla" or rt.wkv_impl == "auto" and (rt.precision != "32" or tf32_allowed()))
+        else "chunked",  # as `select_impl` decides: fp32 training keeps fp32 products unless TF32 is allowed
     )

@@ -22,8 +22,21 @@ IMPLEMENTATIONS = ("auto", "recurrent", "chunked", "fla")
 CHUNKED_MIN_TOKENS = 8
 
 
-def select_impl(device: torch.device, seq_len: int) -> str:
-    if device.type == "cuda" and fla_available():
+def tf32_allowed() -> bool:
+    """Whether the user let fp32 matrix products run in TF32 (`torch.set_float32_matmul_precision`)."""
+    return torch.get_float32_matmul_precision() != "highest"
+
+
+def select_impl(device: torch.device, seq_len: int, dtype: torch.dtype = torch.float32) -> str:
+    """What `impl="auto"` runs: fla's kernels on CUDA, except for fp32 inputs while torch keeps fp32
+    matrix products exact (`torch.get_float32_matmul_precision() == "highest"`, its default). fla's chunk
+    kernel multiplies fp32 operands in TF32, Triton's default on GPUs that have it: up to ~1e-3 of the
+    WKV state's scale (its fp32 results missed the fp32 tolerance on an H200, 2026-12-04, and TF32
+    emulated in Triton's interpreter misses it by as much; docs/benchmarks.md, "GPU"). There the
+    chunked form computes in fp32 as asked, and
+    `torch.set_float32_matmul_precision("high")` lets fla's kernels run, as it lets torch's use TF32.
+    Elsewhere the per-token loop below CHUNKED_MIN_TOKENS tokens, the chunked form above."""
+    if device.type == "cuda" and (dtype != torch.float32 or tf32_allowed()) and fla_available():
         return "fla"
     return "recurrent" if seq_len < CHUNKED_MIN_TOKENS else "chunked"
 
@@ -51,7 +64,7 @@ def wkv7(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`out` (optional, inference only: no autograd) receives the new state, which is returned."""
     if impl == "auto":
-        impl = select_impl(r.device, r.shape[1])
+        impl = select_impl(r.device, r.shape[1], r.dtype)
     if impl == "recurrent":
         return wkv7_recurrent(r, log_w, k, v, a, b, state, out)
     if impl == "chunked":
@@ -65,4 +78,4 @@ def wkv7(
     return o, new_state if out is None else out.copy_(new_state)
 
 
-__all__ = ["IMPLEMENTATIONS", "wkv7", "wkv_state_buffer", "wkv7_chunked", "wkv7_recurrent", "wkv7_fla", "fla_available", "select_impl"]
+__all__ = ["IMPLEMENTATIONS", "wkv7", "wkv_state_buffer", "wkv7_chunked", "wkv7_recurrent", "wkv7_fla", "fla_available", "select_impl", "tf32_allowed"]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from typing import Any, Callable
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -29,6 +32,19 @@ def fla_available() -> bool:
     except Exception:  # any import-time failure (no triton, driver mismatch) means "not usable"
         return False
     return True
+
+
+@functools.cache
+def _announce_first_use(kernel: str, dtype: torch.dtype, backward: bool) -> None:
+    """Said once per kernel, dtype and direction: Triton compiles and autotunes fla's kernels the first
+    time it meets them: hundreds of configurations for the chunk path (fla 0.6.0's output kernels alone
+    try 135 each, forward and backward, on a GPU with Hopper's shared memory). On a fresh machine that
+    takes minutes and looks like a hang (the first backward ran past 100 s on an H200, 2026-12-04).
+    Triton keeps what it compiled, and fla the winning configurations, in TRITON_CACHE_DIR
+    (~/.triton/cache), so later runs on the machine start at once."""
+    logger.warning("fla: first %s%s call with %s inputs: Triton compiles and autotunes it now (minutes on a fresh "
+                   "machine; cached in TRITON_CACHE_DIR afterwards)", kernel, " (with backward)" if backward else "",
+                   str(dtype).removeprefix("torch."))
 
 
 def _decay_keyword(kernel: Callable[..., Any]) -> str:
@@ -50,6 +66,7 @@ def wkv7_fla(
     # one-token step that autograd will differentiate (e.g. a one-token micro-batch) takes the chunk one.
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (r, log_w, k, v, a, b, state))
     kernel = recurrent if r.shape[1] == 1 and not needs_grad else chunk
+    _announce_first_use(kernel.__name__, r.dtype, needs_grad)
     o, final = kernel(
         r=r,
         k=k,
