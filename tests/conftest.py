@@ -62,6 +62,16 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def float32_matmul_precision():
+    """`torch.set_float32_matmul_precision` for one test, the previous state restored after: the setting
+    is process-wide, and the official `rwkv` package (the tests' oracle) turns TF32 on when imported.
+    Saved and restored through `fp32_precision`, the one reading torch answers whichever API set it."""
+    previous = torch.backends.cuda.matmul.fp32_precision
+    yield torch.set_float32_matmul_precision
+    torch.backends.cuda.matmul.fp32_precision = previous
+
+
+@pytest.fixture
 def busy_core():
     """A process spinning on a core beside the test, as another user's job would: none of this process's
     children (a child's CPU time counts as its parent's once reaped), so it is started by a child that exits.

@@ -88,15 +88,13 @@ def test_fla_kernels_match_the_chunked_form_in_fp32(lm_path, length):
 
 
 @needs_fla
-def test_auto_runs_fla_for_bf16_and_keeps_fp32_exact():
+def test_auto_runs_fla_for_bf16_and_keeps_fp32_exact(float32_matmul_precision):
     """fp32 stays fp32 (the chunked form) until TF32 is allowed, as torch's own matmuls do."""
     cuda = torch.device("cuda")
+    float32_matmul_precision("highest")
     assert (select_impl(cuda, 64, torch.bfloat16), select_impl(cuda, 64, torch.float32)) == ("fla", "chunked")
-    torch.set_float32_matmul_precision("high")
-    try:
-        assert select_impl(cuda, 64, torch.float32) == "fla"
-    finally:
-        torch.set_float32_matmul_precision("highest")
+    float32_matmul_precision("high")
+    assert select_impl(cuda, 64, torch.float32) == "fla"
 
 
 def test_bf16_logits_stay_close_to_fp32(lm_path):

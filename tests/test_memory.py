@@ -159,7 +159,7 @@ def fill_context(n: int, ctx_len: int) -> list[Sample]:
             for _ in range(n)]
 
 
-def test_plan_from_the_papers_config_without_its_files():
+def test_plan_from_the_papers_config_without_its_files(float32_matmul_precision):
     """configs/vision-stage1.yaml names a checkpoint and an encoder that are not on this machine."""
     plan = plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml", needs_data=False))
     assert (plan.lm.n_layer, plan.lm.n_embd) == (24, 2048)  # "...-World-1.5B-..." in the file name
@@ -169,12 +169,10 @@ def test_plan_from_the_papers_config_without_its_files():
     assert (plan.world_size, plan.accumulation, plan.zero_stage, plan.wkv) == (8, 2, 1, "fla")
     # fp32 training keeps fp32 products (the chunked form) unless TF32 is allowed, as `select_impl` runs it
     fp32 = load_config(REPO / "configs" / "vision-stage1.yaml", ["--runtime.precision", "32"], needs_data=False)
+    float32_matmul_precision("highest")
     assert plan_from_config(fp32).wkv == "chunked"
-    try:
-        torch.set_float32_matmul_precision("high")
-        assert plan_from_config(fp32).wkv == "fla"
-    finally:
-        torch.set_float32_matmul_precision("highest")
+    float32_matmul_precision("high")
+    assert plan_from_config(fp32).wkv == "fla"
     with pytest.raises(ConfigError, match="no known size"):
         plan_from_config(load_config(REPO / "configs" / "vision-stage1.yaml",
                                      ["--model.lm.checkpoint", "missing/model.pth"], needs_data=False))

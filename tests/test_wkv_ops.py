@@ -83,22 +83,25 @@ def test_dispatch():
     assert select_impl(torch.device("cpu"), 1024) == "chunked"
 
 
-def test_dispatch_on_cuda_keeps_fp32_exact_unless_tf32_is_allowed(monkeypatch):
+def test_dispatch_on_cuda_keeps_fp32_exact_unless_tf32_is_allowed(monkeypatch, float32_matmul_precision):
     """fla's chunk kernel computes fp32 products in TF32; torch's fp32 matmuls stay fp32 by default. So
     on CUDA fp32 takes the chunked form until `set_float32_matmul_precision` allows TF32, as for torch."""
     import modrwkv.lm.ops as ops
 
     monkeypatch.setattr(ops, "fla_available", lambda: True)  # this machine has no GPU: the decision alone
     cuda = torch.device("cuda")
-    assert torch.get_float32_matmul_precision() == "highest"  # torch's default
+    float32_matmul_precision("highest")  # torch's default
     assert [select_impl(cuda, 64, dtype) for dtype in (torch.bfloat16, torch.float16)] == ["fla", "fla"]
     assert (select_impl(cuda, 64, torch.float32), select_impl(cuda, 1, torch.float32)) == ("chunked", "recurrent")
     assert select_impl(torch.device("cpu"), 64, torch.bfloat16) == "chunked"
-    try:
-        torch.set_float32_matmul_precision("high")
-        assert select_impl(cuda, 64, torch.float32) == "fla"
-    finally:
-        torch.set_float32_matmul_precision("highest")
+    float32_matmul_precision("high")
+    assert select_impl(cuda, 64, torch.float32) == "fla"
+    # the older switch, as the official `rwkv` package uses it: mixing the two APIs makes torch raise on
+    # `get_float32_matmul_precision()`, not on the reading `select_impl` makes
+    torch.backends.cuda.matmul.allow_tf32 = False
+    assert select_impl(cuda, 64, torch.float32) == "chunked"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    assert select_impl(cuda, 64, torch.float32) == "fla"
     inputs = random_inputs(1, 3, 1, 64, dtype=torch.float32)
     with pytest.raises(ValueError, match="CUDA"):
         wkv7(*inputs, impl="fla")

@@ -574,6 +574,7 @@ def _plan(config: TrainConfig, lm: RWKV7Config, encoders: Sequence[EncoderPlan],
         world_size=world_size, accumulation=max(1, opt.batch_size // (opt.micro_batch_size * world_size)),
         lora_rank=opt.lora.rank, lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders),
         supervised_fraction=supervised_fraction, grad_clip=opt.grad_clip is not None, gpu=gpu,
-        wkv="fla" if gpu and (rt.wkv_impl == "fla" or rt.wkv_impl == "auto" and (rt.precision != "32" or tf32_allowed()))
-        else "chunked",  # as `select_impl` decides: fp32 training keeps fp32 products unless TF32 is allowed
+        # as `select_impl` decides: fp32 training keeps fp32 products (the chunked form) unless TF32 is allowed
+        wkv="fla" if gpu and (rt.wkv_impl == "fla" or (rt.wkv_impl == "auto" and (rt.precision != "32" or tf32_allowed())))
+        else "chunked",
     )

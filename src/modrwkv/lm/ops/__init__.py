@@ -23,19 +23,26 @@ CHUNKED_MIN_TOKENS = 8
 
 
 def tf32_allowed() -> bool:
-    """Whether the user let fp32 matrix products run in TF32 (`torch.set_float32_matmul_precision`)."""
-    return torch.get_float32_matmul_precision() != "highest"
+    """Whether fp32 matrix products on CUDA may run in TF32, as torch's own are told to:
+    `torch.set_float32_matmul_precision("high")`, `torch.backends.cuda.matmul.fp32_precision = "tf32"`,
+    `torch.backends.fp32_precision = "tf32"` or the older `torch.backends.cuda.matmul.allow_tf32 = True`
+    (which the official `rwkv` package sets when imported). torch >= 2.9 raises when
+    `get_float32_matmul_precision()` or `allow_tf32` is read after the other API set it; `fp32_precision`
+    answers whichever set it."""
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    return precision == "tf32" if precision is not None else bool(matmul.allow_tf32)
 
 
 def select_impl(device: torch.device, seq_len: int, dtype: torch.dtype = torch.float32) -> str:
     """What `impl="auto"` runs: fla's kernels on CUDA, except for fp32 inputs while torch keeps fp32
-    matrix products exact (`torch.get_float32_matmul_precision() == "highest"`, its default). fla's chunk
+    matrix products exact (its default; `tf32_allowed`). fla's chunk
     kernel multiplies fp32 operands in TF32, Triton's default on GPUs that have it: up to ~1e-3 of the
     WKV state's scale (its fp32 results missed the fp32 tolerance on an H200, 2026-12-04, and TF32
     emulated in Triton's interpreter misses it by as much; docs/benchmarks.md, "GPU"). There the
-    chunked form computes in fp32 as asked, and
-    `torch.set_float32_matmul_precision("high")` lets fla's kernels run, as it lets torch's use TF32.
-    Elsewhere the per-token loop below CHUNKED_MIN_TOKENS tokens, the chunked form above."""
+    chunked form computes in fp32 as asked; `torch.set_float32_matmul_precision("high")` lets fla's
+    kernels run, as it lets torch's matmuls use TF32. Elsewhere: the per-token loop below
+    CHUNKED_MIN_TOKENS tokens, the chunked form from there on."""
     if device.type == "cuda" and (dtype != torch.float32 or tf32_allowed()) and fla_available():
         return "fla"
     return "recurrent" if seq_len < CHUNKED_MIN_TOKENS else "chunked"
