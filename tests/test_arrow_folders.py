@@ -217,3 +217,53 @@ def test_a_damaged_arrow_file_or_state_json_is_one_line_naming_it(tmp_path, caps
     with pytest.raises(FileNotFoundError, match=re.escape(f"data.train: {saved / 'state.json'} lists "
                                                           f"{saved / 'gone.arrow'}, which is not there")):
         expand_paths([str(saved)], "data.train")
+
+
+def cache_entry(cache: Path) -> Path:
+    """The folder `load_dataset` prepared its data set in (<cache>/<builder>/<config>/<version>/<hash>/)."""
+    (info,) = cache.glob("*/*/*/*/dataset_info.json")
+    return info.parent
+
+
+def test_a_load_dataset_cache_entry_reads_as_its_parquet_file(tmp_path, capsys):
+    """~/.cache/huggingface/datasets as `load_dataset` fills it: <name>-<split>.arrow per split (sharded
+    <name>-<split>-00000-of-00002.arrow when large) beside dataset_info.json, and cache-<hash>.arrow files of
+    .map() results, which are not the data set. One split is read; several are refused as a saved DatasetDict is."""
+    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    cifar_rows([0, 1, 2, 2, 1, 0]).to_parquet(str(train))
+    cifar_rows([2]).to_parquet(str(test))
+    one = datasets.load_dataset("parquet", data_files={"train": str(train)}, cache_dir=str(tmp_path / "one"))
+    one["train"].map(lambda row: {"label": 0})  # a .map() result cached beside the split's file
+    entry = cache_entry(tmp_path / "one")
+    assert any(name.startswith("cache-") for name in map(lambda p: p.name, entry.iterdir()))
+    assert expand_paths([str(entry)], "data.train") == [str(entry / "parquet-train.arrow")]
+    assert records([str(entry / "parquet-train.arrow")]) == records([str(train)])
+    capsys.readouterr()  # (datasets' progress bars)
+    assert main(["init", "--data", str(entry), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert "qa format, 6 usable samples" in capsys.readouterr().out
+
+    datasets.load_dataset("parquet", data_files={"train": str(train), "test": str(test)}, cache_dir=str(tmp_path / "two"))
+    entry = cache_entry(tmp_path / "two")
+    with pytest.raises(FileNotFoundError) as caught:
+        expand_paths([str(entry)], "data.train")
+    assert str(caught.value) == (
+        f"data.train: {entry}: holds the splits parquet-train.arrow, parquet-test.arrow, each a split's rows, which "
+        f"the folder read whole would mix: give one split, {entry / 'parquet-train.arrow'} to train on (modrwkv init "
+        f"--data, data.train); evaluate on {entry / 'parquet-test.arrow'} (modrwkv eval --task custom --data); to "
+        f"read every split together, give {entry / 'parquet-*.arrow'}")
+
+    halves = [tmp_path / "train-a.parquet", tmp_path / "train-b.parquet"]
+    cifar_rows([0, 1, 2]).to_parquet(str(halves[0]))
+    cifar_rows([2, 1, 0]).to_parquet(str(halves[1]))
+    builder = datasets.load_dataset_builder("parquet", data_files={"train": list(map(str, halves))},
+                                            cache_dir=str(tmp_path / "big"))
+    builder.download_and_prepare(num_proc=2)  # a shard per process
+    entry = cache_entry(tmp_path / "big")
+    shards = expand_paths([str(entry)], "data.train")
+    assert shards == [str(entry / f"parquet-train-0000{k}-of-00002.arrow") for k in range(2)]
+    assert records(shards) == records(list(map(str, halves)))  # every row, in the data set's order
+    Path(shards[1]).unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"data.train: {entry} is a `datasets` cache entry whose split 'train' has 2 shards; "
+            f"{Path(shards[1]).name} is not there (an interrupted download?)")):
+        expand_paths([str(entry)], "data.train")

@@ -398,7 +398,8 @@ def test_init_reads_a_pretty_printed_record_and_names_what_it_found_otherwise(tm
 def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
     assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
         f"modrwkv init: error: --data: {tmp_path} is a folder with no .parquet or .tar file, " \
-        "no data set saved by datasets' save_to_disk (state.json and .arrow files), no class folder and no " \
+        "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset " \
+        "(dataset_info.json and <name>-<split>.arrow files), no class folder and no " \
         "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders " \
         "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)"
     Image.new("RGB", (4, 4)).save(tmp_path / "a.json", format="PNG")

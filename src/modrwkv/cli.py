@@ -568,7 +568,8 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
                    "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.arrow/.jsonl series rows; several "
-                   "files, wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk, a folder "
+                   "files, wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk or of its "
+                   "load_dataset cache, a folder "
                    "of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet naming its "
                    "media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
@@ -1149,7 +1150,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="the benchmark's folder (or file), as docs/evaluation.md lays it out: the official files, or "
                    "(POPE, ScienceQA, TextVQA, MMBench dev, VQAv2 val, GQA) lmms-eval's copy from the hub (lmms-lab/...); "
                    "--task custom: a file, or "
-                   "several files, wildcards, a folder of .parquet or .tar shards, of datasets' save_to_disk, of "
+                   "several files, wildcards, a folder of .parquet or .tar shards, of datasets' save_to_disk or cache, of "
                    "class folders or with a metadata file (Hugging Face imagefolder), as data.train takes them")
     p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")

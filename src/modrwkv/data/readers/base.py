@@ -275,8 +275,8 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     subfolder stands for itself before all that: Hugging Face's metadata layout (`hffolders`), whose
     metadata.parquet is no shard. A folder `Dataset.save_to_disk` wrote stands for its .arrow shards
     (`_saved_shards`), one `DatasetDict.save_to_disk` wrote for its split's, and is refused with several splits
-    (`SAVED_SPLITS`). A folder of several splits' shards, by their names or split subfolders, is refused
-    (`_refuse_splits`)."""
+    (`SAVED_SPLITS`); a `load_dataset` cache entry likewise (`_cached_splits`). A folder of several splits'
+    shards, by their names or split subfolders, is refused (`_refuse_splits`)."""
     if Path(pattern).is_dir():
         from .classfolders import has_class_folders  # (they build on this module)
         from .hffolders import has_metadata
@@ -287,13 +287,21 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
             if len(splits) > 1:
                 _refuse(Path(pattern), {split: f"{split}/" for split in splits}, "*/*.arrow", setting)
             return _pattern_files(str(Path(pattern) / splits[0]), setting)
+        name, cached = _cached_splits(Path(pattern), setting)
+        if cached:
+            if len(cached) > 1:
+                given = {split: Path(shards[0]).name if len(shards) == 1 else f"{name}-{split}-*.arrow"
+                         for split, shards in cached.items()}
+                _refuse(Path(pattern), given, f"{name}-*.arrow", setting)
+            return next(iter(cached.values()))
         shards = _folder_shards(Path(pattern), setting)
         if not shards and has_class_folders(Path(pattern)):
             _refuse_splits(Path(pattern), _split_folder_shards(Path(pattern), setting), setting)
             return [pattern]
         if not shards:
             raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no data set "
-                                    f"saved by datasets' save_to_disk ({SAVED_STATE} and .arrow files), no class "
+                                    f"saved by datasets' save_to_disk ({SAVED_STATE} and .arrow files) or cached by "
+                                    f"load_dataset ({SAVED_INFO} and <name>-<split>.arrow files), no class "
                                     "folder and no metadata file; give the data files (a wildcard such as "
                                     "data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), or a "
                                     "folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
@@ -344,6 +352,46 @@ def _saved_shards(folder: Path, setting: str) -> list[str]:
         raise FileNotFoundError(f"{setting}: {state} lists {_shown(missing)}, which {are} not there (an interrupted "
                                 "copy?)")
     return [str(shard) for shard in shards]
+
+
+# A split's .arrow file in the cache `datasets.load_dataset` fills: <data set>-<split>.arrow, or with several
+# shards <data set>-<split>-00000-of-00003.arrow (`datasets.builder`'s names).
+_CACHED_SHARD = re.compile(r"^(?P<name>.+?)(?:-(?P<index>\d{5})-of-(?P<count>\d{5}))?\.arrow$")
+
+
+def _cached_splits(folder: Path, setting: str) -> tuple[str, dict[str, list[str]]]:
+    """The .arrow shards of each split of a data set in the cache `datasets.load_dataset` fills
+    (~/.cache/huggingface/datasets/<data set>/<config>/<version>/<hash>/), in the order of its `SAVED_INFO`'s
+    splits: that file names the data set and its splits, each split's rows are <data set>-<split>.arrow or
+    shards of it (`_CACHED_SHARD`), and there is no state.json (save_to_disk's). `cache-<hash>.arrow` files
+    beside them hold `.map()` / `.filter()` results, not the data set: never read. Returns the data set's
+    name and {split: shards}; {} for another folder. FileNotFoundError naming a split's missing shards (an
+    interrupted download)."""
+    info_file = folder / SAVED_INFO
+    if (folder / SAVED_STATE).is_file() or not info_file.is_file():
+        return "", {}
+    try:
+        info = json.loads(info_file.read_bytes())
+        name, splits = info.get("dataset_name") or info["builder_name"], list(info["splits"])
+    except (OSError, ValueError, KeyError, TypeError):  # no splits recorded: not a prepared cache entry
+        return "", {}
+    files = {path.name for path in folder.iterdir() if path.is_file()}
+    found: dict[str, list[str]] = {}
+    for split in splits:
+        whole = f"{name}-{split}.arrow"
+        shards = sorted(f for f in files if (m := _CACHED_SHARD.match(f)) and m["name"] == f"{name}-{split}" and m["count"])
+        if whole in files:
+            found[split] = [str(folder / whole)]
+        elif shards:
+            count = int(_CACHED_SHARD.match(shards[0])["count"])
+            expected = [f"{name}-{split}-{index:05d}-of-{count:05d}.arrow" for index in range(count)]
+            missing = [shard for shard in expected if shard not in files]
+            if missing:
+                are = "is" if len(missing) == 1 else "are"
+                raise FileNotFoundError(f"{setting}: {folder} is a `datasets` cache entry whose split {split!r} has "
+                                        f"{count} shards; {_shown(missing)} {are} not there (an interrupted download?)")
+            found[split] = [str(folder / shard) for shard in expected]
+    return name, found
 
 
 def _saved_splits(folder: Path, setting: str) -> list[str]:
