@@ -31,7 +31,9 @@ def one_configuration_per_kernel():
     """fla autotunes its Triton kernels the first time it meets them: hundreds of configurations for
     the chunk path, each compiled (the first backward ran past 100 s on an H200). These tests check
     results, not speed, so each kernel runs one configuration, the one needing the least shared memory
-    (fewest pipeline stages, smallest blocks, fewest warps). bench/bench_gpu.py keeps fla's autotuning."""
+    (fewest pipeline stages, smallest blocks, fewest warps). bench/bench_gpu.py keeps fla's autotuning.
+    The same choice passes tests/test_fla_interpreted.py through Triton's interpreter (2026-12-04: 14
+    kernels, each a valid configuration of its own autotuning list)."""
     if importlib.util.find_spec("triton") is None:
         yield
         return
