@@ -43,7 +43,8 @@ def _announce_first_use(kernel: str, dtype: torch.dtype, backward: bool) -> None
     Triton keeps what it compiled, and fla the winning configurations, in TRITON_CACHE_DIR
     (~/.triton/cache), so later runs on the machine start at once."""
     logger.warning("fla: first %s%s call with %s inputs: Triton compiles and autotunes it now (minutes on a fresh "
-                   "machine; cached in TRITON_CACHE_DIR afterwards)", kernel, " (with backward)" if backward else "",
+                   "machine; cached in TRITON_CACHE_DIR afterwards; the 'chunked' WKV implementation, "
+                   "runtime.wkv_impl in training, needs no compiling)", kernel, " (with backward)" if backward else "",
                    str(dtype).removeprefix("torch."))
 
 
