@@ -939,6 +939,59 @@ def test_records_with_a_target_column_are_no_series_rows(tmp_path: Path, monkeyp
     monkeypatch.setattr(json, "loads", refused)
     assert not is_series_file(array)
 
+def test_rows_holding_media_beside_a_target_are_no_series(tmp_path: Path) -> None:
+    """A row with an image (a path, a `datasets` Image struct, ShareGPT's `images` list) beside a `target` list is no
+    time series: detection and the series reader refuse it, naming the file, the media column and what a series
+    holds, rather than window the numbers and drop the image; an image with a label is the hub rows it is. Real
+    series layouts stay series: GluonTS' JSON Lines with `feat_static_cat` read their target alone, and a CSV's text
+    column is left aside. A CSV of image paths and integer labels is refused too (its labels are no series)."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    png = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), "red").save(png)
+    target = [float(x) for x in range(12)]
+    path_rows, struct_rows = tmp_path / "paths.parquet", tmp_path / "structs.parquet"
+    pq.write_table(pa.table({"image": ["a.png"], "target": [target]}), path_rows)
+    pq.write_table(pa.table({"image": [{"bytes": png.read_bytes(), "path": None}], "target": [target]}), struct_rows)
+    image_line, images_line = tmp_path / "image.jsonl", tmp_path / "images.jsonl"
+    image_line.write_text(json.dumps({"image": "a.png", "target": target}) + "\n")
+    images_line.write_text(json.dumps({"images": ["a.png"], "target": target}) + "\n")
+    labels_csv = tmp_path / "labels.csv"
+    labels_csv.write_text("image,label\n" + "".join(f"img{i}.jpg,{i % 2}\n" for i in range(20)))
+    for path in (path_rows, struct_rows, image_line, images_line):
+        column = "images" if path == images_line else "image"
+        assert not is_series_file(path)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: .*not a time series either: its rows hold "
+                                             rf"media \({column}\).*'target'"):
+            detect_format(path)
+    for path in (path_rows, struct_rows, image_line, images_line):
+        with pytest.raises(DataError, match=rf"{re.escape(str(path))}: its rows hold media \((images?)\)"):
+            list(TimeSeriesReader(path, lookback=4, horizon=2))
+    with pytest.raises(DataError, match=rf"{re.escape(str(labels_csv))}: columns \['image', 'label'\], numbers beside "
+                                        r"media: .* its column 'image' names media files \(img0.jpg\)"):
+        list(TimeSeriesReader(labels_csv, lookback=4, horizon=2))
+    # the numbers alone, chosen: the target's own windows
+    [first, *_] = TimeSeriesReader(image_line, lookback=4, horizon=2, columns=["target"])
+    assert first.series[0].tolist() == target[:4]
+
+    labelled = tmp_path / "labelled.parquet"
+    pq.write_table(pa.table({"image": ["a.png"], "label": ["cat"], "target": [target]}), labelled)
+    assert detect_format(labelled) == "qa"
+    turns = [{"role": "user", "content": "<image>Colour?"}, {"role": "assistant", "content": "red"}]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": turns, "images": ["a.png"], "target": [1.0, 2.0]}) + "\n")
+    assert detect_format(chat) == "sharegpt"
+
+    gluonts = tmp_path / "gluonts.jsonl"
+    gluonts.write_text(json.dumps({"start": "2021-01-01 00:00", "target": target, "feat_static_cat": [3],
+                                   "item_id": "T1"}) + "\n")
+    assert detect_format(gluonts) == "series"
+    assert [s.series[0].tolist() for s in TimeSeriesReader(gluonts, lookback=10, horizon=2)] == [target[:10]]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("date,a,b,note\n" + "".join(f"2021-01-{i + 1:02d},{i},{2 * i},hello {i}\n" for i in range(8)))
+    assert detect_format(mixed) == "series"
+    assert TimeSeriesReader(mixed, lookback=4, horizon=2).series_columns() == ["a", "b"]
+
+
 def test_format_and_parse_forecast() -> None:
     values = np.array([1.23456, -0.001, 42.0, -7.5, 250.0])
     text = format_forecast(values)

@@ -12,6 +12,7 @@ from pathlib import Path
 from ...textfiles import TextFileError, decode_text
 from .base import (SERIES_FILES, DataError, file_records, is_metadata_file, is_series_file, is_table_file, is_tar,
                    media_kind, record_format)
+from .seriesrows import TARGET, media_fields, media_note
 from .sharegpt import dataset_info_entry
 
 
@@ -29,7 +30,18 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
     `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
     `hubrows.turns_record`; with `columns`, qa's {field: column}, the first record with them renamed,
-    `base.renamed_records`)."""
+    `base.renamed_records`). A file of rows holding a `target` list and media is not series; where its records tell
+    no format either, the error says why it is not series (`seriesrows.media_note`)."""
+    try:
+        return _detected(path, label_column, columns)
+    except FormatUnknown as exc:
+        media = media_fields(path, beside=TARGET)
+        if not media:
+            raise
+        raise FormatUnknown(f"{exc}; not a time series either: {media_note(media)}") from None
+
+
+def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] | None) -> str:
     if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names

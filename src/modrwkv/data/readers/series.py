@@ -539,9 +539,11 @@ class TimeSeriesReader(Reader):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
         names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines)
-        if not names:
-            hint = _media_hint(header, rows)
-            raise DataError(str(path), "unreadable_file", f"no numeric column among {header}{hint}")
+        hint = _media_hint(header, rows)
+        # numbers beside media files (a class id, a width) are no series unless chosen: the media would go unread
+        if not names or (hint and self.columns is None):
+            what = f"no numeric column among {header}" if not names else f"columns {header}, numbers beside media"
+            raise DataError(str(path), "unreadable_file", what + hint)
         table = np.empty((len(rows), len(names)), dtype=np.float64)
         for j, name in enumerate(names):
             if name not in header:
@@ -685,7 +687,7 @@ def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines
                             f"cells are ({len(bad)} of {len(values)} are not); fix those cells (empty = a gap) or "
                             "choose the columns to read")
         else:
-            logger.debug("leaving out non-numeric column %r", name)
+            logger.info("%s: leaving out non-numeric column %r", path, name)
     return names
 
 

@@ -28,13 +28,19 @@ from typing import Any
 import numpy as np
 
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
-                   json_records, opening_byte, open_table_file, record_format)
+                   json_records, media_kind, opening_byte, open_table_file, record_format)
+from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
 JSON_EXTENSIONS = (".jsonl", ".json")  # GluonTS writes its JSON Lines as data.json
 # Chronos' list of times: never a series, even held as numbers (epochs); Chronos' evaluation leaves it out by name.
 TIMESTAMP = "timestamp"
+# The fields other layouts hold a row's media in: hub rows' names (`hubrows.MEDIA_COLUMNS`), ShareGPT's lists, a
+# metadata folder's `file_name`, an ASR manifest's `audio_filepath`. A row with one is no plain series, whatever its
+# `target` holds: its media would go unread.
+MEDIA_FIELDS = frozenset({*MEDIA_COLUMNS, "images", "videos", "audios", "file_name", "audio_filepath"})
+MEDIA_PATH_CHARS = 1024  # a longer string is text, not a media file's path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,30 +58,96 @@ def is_series_rows(path: Path) -> bool:
     """Whether `path` is a Parquet or JSON Lines file of series rows: a `target` list column (field), or (Parquet)
     a list-of-timestamps column beside list-of-numbers ones (Chronos' layout without `target`), no media and no
     record format's fields (a qa or LLaVA file may hold a `target` column of its own). False for any other file,
-    and for one that does not open (its reader says why)."""
+    for one that does not open (its reader says why), and for one whose rows hold media (`media_fields`)."""
     if is_table_file(path):
         try:
             with open_table_file(path) as handle:
                 schema = handle.schema_arrow
+                if record_format(dict.fromkeys(schema.names)) is not None:
+                    return False
+                import pyarrow  # (open_table_file has named a missing pyarrow)
+
+                lists = {field.name: field.type for field in schema if is_list_type(field.type)}
+                series = TARGET in lists or (any(pyarrow.types.is_timestamp(kind.value_type) for kind in lists.values())
+                                             and bool(_numeric_lists(schema)))
+                return series and not _table_media(handle)
         except DataError:
             return False
-        import pyarrow  # (open_table_file has named a missing pyarrow)
-
-        if any(holds_bytes(field.type) for field in schema) or record_format(dict.fromkeys(schema.names)) is not None:
-            return False
-        lists = {field.name: field.type for field in schema if is_list_type(field.type)}
-        return TARGET in lists or (any(pyarrow.types.is_timestamp(kind.value_type) for kind in lists.values())
-                                   and bool(_numeric_lists(schema)))
     if path.suffix.lower() in JSON_EXTENSIONS and path.is_file():
         first = _first_json_line(path)
-        return (isinstance(first, dict) and isinstance(first.get(TARGET), list) and record_format(first) is None)
+        return (isinstance(first, dict) and isinstance(first.get(TARGET), list) and record_format(first) is None
+                and not _media_in(first))
     return False
+
+
+def media_fields(path: Path, beside: str | None = None) -> list[str]:
+    """The fields of a Parquet / JSON Lines file's rows that hold media: named as media layouts name them
+    (`MEDIA_FIELDS`), of `datasets`' Image / Audio / Video type or holding bytes, or, in the first row, a path of a
+    media file (by its extension, `base.media_kind`), alone, in a list or in a {bytes, path} struct. With `beside`,
+    only of a file that has that field too. [] for a file that does not open."""
+    if is_table_file(path):
+        try:
+            with open_table_file(path) as handle:
+                return _table_media(handle) if beside is None or beside in handle.schema_arrow.names else []
+        except DataError:
+            return []
+    first = _first_json_line(path) if path.suffix.lower() in JSON_EXTENSIONS and path.is_file() else None
+    return _media_in(first) if isinstance(first, dict) and (beside is None or beside in first) else []
+
+
+def media_note(media: Sequence[str]) -> str:
+    """Why rows with the media fields `media` are no time series, and what each layout expects."""
+    return (f"its rows hold media ({', '.join(media)}), which a time series would leave unread: a series holds "
+            f"numbers (a series row's in {TARGET!r}, a list of them) and no image, audio or video; a row of media is "
+            "read with a label, caption or transcript column (hub rows, metadata.csv / .jsonl), or as question / "
+            "conversations / messages records (docs/custom-data.md); to read the numbers alone, choose their columns "
+            "(data.options.columns)")
+
+
+def _table_media(handle: Any) -> list[str]:
+    """`media_fields` of an open table file: told by its schema where it can be, else by the first row's paths
+    (only its columns of text are read: a hub shard's image bytes are not decoded to be told apart)."""
+    import pyarrow
+
+    schema = handle.schema_arrow
+    features = hub_features(schema)
+    declared = [field.name for field in schema if holds_bytes(field.type) or field.name.lower() in MEDIA_FIELDS
+                or isinstance(features.get(field.name), dict) and features[field.name].get("_type") in MEDIA_TYPES]
+    if declared:
+        return declared
+    textual = [field.name for field in schema if pyarrow.types.is_string(field.type)
+               or pyarrow.types.is_large_string(field.type) or pyarrow.types.is_struct(field.type)
+               or is_list_type(field.type) and not _numbers(field.type.value_type)
+               and not is_list_type(field.type.value_type)]
+    batch = next(handle.iter_batches(batch_size=1, columns=textual), None) if textual else None
+    first = batch.to_pylist()[0] if batch is not None and batch.num_rows else {}
+    return [field for field, value in first.items() if names_media(value)]
+
+
+def _media_in(record: dict[str, Any]) -> list[str]:
+    return [field for field, value in record.items()
+            if isinstance(field, str) and field.lower() in MEDIA_FIELDS or names_media(value)]
+
+
+def names_media(value: Any) -> bool:
+    """Whether a value is (or holds) a media file's path or bytes: "a.png", ["a.png"], {"bytes": ..., "path": ...}."""
+    if isinstance(value, str):
+        return len(value) <= MEDIA_PATH_CHARS and "\n" not in value and media_kind(Path(value)) is not None
+    if isinstance(value, (bytes, bytearray)):
+        return True
+    if isinstance(value, dict):
+        return value.get("bytes") is not None or names_media(value.get("path"))
+    return isinstance(value, list) and any(names_media(item) for item in value[:8])
 
 
 def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     """The rows of a series-rows file with the values of `columns` (None: `target`, else every list-of-numbers
     column); DataError naming the file, row and column for a column that is not there or holds no numbers, a
-    ragged [channels, steps] value, or a file that does not read."""
+    ragged [channels, steps] value, a file that does not read, or (no `columns` chosen) one whose rows hold media
+    (`media_fields`: they would go unread)."""
+    media = media_fields(path) if columns is None else []
+    if media:
+        raise DataError(str(path), "unreadable_file", media_note(media))
     if is_table_file(path):
         return _table_rows(path, columns)
     return _json_rows(path, columns)
@@ -166,13 +238,14 @@ def _chosen(path: Path, names: list[str], columns: Sequence[str] | None, numeric
 
 def _numeric_lists(schema: Any) -> list[str]:
     """The columns of a Parquet schema holding lists of numbers, or lists of lists of numbers."""
+    return [field.name for field in schema if is_list_type(field.type) and (_numbers(field.type.value_type) or (
+        is_list_type(field.type.value_type) and _numbers(field.type.value_type.value_type)))]
+
+
+def _numbers(kind: Any) -> bool:
     import pyarrow
 
-    def numbers(kind: Any) -> bool:
-        return pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind)
-
-    return [field.name for field in schema if is_list_type(field.type) and (numbers(field.type.value_type) or (
-        is_list_type(field.type.value_type) and numbers(field.type.value_type.value_type)))]
+    return pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind)
 
 
 def _holds_numbers(value: Any, source: str, field: str) -> bool:
