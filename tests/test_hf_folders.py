@@ -337,19 +337,23 @@ def test_csv_cells_are_text_as_written_but_a_duration(tmp_path):
 
 
 def test_rows_that_share_a_file_need_ids_of_their_own_in_eval(tmp_path):
-    """Several captions of one image, a row each: training reads every row; eval knows a row by its file unless
-    it has an `id`, so rows sharing one are named with what to add (not 'duplicate sample ids')."""
+    """Several captions of one image, a row each: training reads every row, eval one sample of the image with all
+    of them its references; labels of one file, a row each, are known by the file unless they have an `id`, so rows
+    sharing one are named with what to add (not 'duplicate sample ids')."""
     root = tmp_path / "captions"
     png(root / "a.png", 1)
     meta = jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "a dark square"},
                                            {"file_name": "a.png", "text": "black"}])
     assert [s.messages[1].content for s in QAReader([root])] == ["a dark square", "black"]
+    assert [(s.id, s.reference["answers"]) for s in CustomTask().load(root, "all")] == [
+        ("a.png", ["a dark square", "black"])]
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "label": "dark"}, {"file_name": "a.png", "label": "black"}])
     with pytest.raises(BenchmarkFileError, match=re.escape(
             f"{meta}:2: the id 'a.png' of {meta}:1 too (a row is known by its 'id', else its file): give each row an "
             "'id' of its own (an 'id' column) to evaluate rows that share a file")):
         CustomTask().load(root, "all")
-    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "text": "a dark square", "id": "a-1"},
-                                    {"file_name": "a.png", "text": "black", "id": "a-2"}])
+    jsonl(root / "metadata.jsonl", [{"file_name": "a.png", "label": "dark", "id": "a-1"},
+                                    {"file_name": "a.png", "label": "black", "id": "a-2"}])
     assert [s.id for s in CustomTask().load(root, "all")] == ["a-1", "a-2"]
 
 

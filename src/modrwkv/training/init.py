@@ -191,7 +191,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
             raise InitError(f"{file}: no such data file")
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [
-            detect_format(file, answers.label_column, answers.columns) for file in files]
+            detect_format(file, answers.label_column, answers.columns,
+                          None if answers.media_folder is None else Path(answers.media_folder)) for file in files]
     except FormatUnknown as exc:
         # detection reads the records with qa's --columns: a misspelt field is named, not the fields it left
         try:

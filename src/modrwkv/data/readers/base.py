@@ -480,7 +480,8 @@ PARQUET_BATCH_ROWS = 64
 
 
 def file_records(path: Path, *, caption_prompt: str | None = None, label_column: str | None = None,
-                 columns: Mapping[str, str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+                 columns: Mapping[str, str] | None = None,
+                 media_folder: Path | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per record of a data file: a Parquet or Arrow file's rows (`hubrows.hub_records`: a hub data
     set's plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
     `caption_prompt` and answered from `label_column` (None: the ClassLabel or `label` column), else the
@@ -490,8 +491,9 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
     (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
-    record that makes, `hubrows.plain_records`). A Parquet row or JSON record of the_cauldron's `images` and
-    `texts` is the LLaVA record it stands for (`hubrows.turns_record`). With `columns` (qa's
+    record that makes, `hubrows.plain_records`; a COCO captions file's images, their files found in
+    `media_folder`, None: beside the file, as such records, `coco`). A Parquet row or JSON record of the_cauldron's
+    `images` and `texts` is the LLaVA record it stands for (`hubrows.turns_record`). With `columns` (qa's
     `data.options.columns`, {field: the file's column}), a JSON / JSONL file's records or a Parquet file's rows are
     records with those columns renamed (`renamed_records`), never plain rows: the mapping says which columns are
     the record's fields."""
@@ -501,7 +503,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
                                       "JSONL, Parquet and Arrow records; a tar, a folder or a metadata file names its own "
                                       "fields: leave it out for this file, or give the file's records as JSONL"))
         table = is_table_file(path)
-        return renamed_records(table_records(path) if table else json_records(path), columns,
+        return renamed_records(table_records(path) if table else json_records(path, media_folder), columns,
                                "column" if table else "field")
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
@@ -522,7 +524,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         return hub_records(path, caption_prompt, label_column)
     from .hubrows import plain_records  # (it builds on this module)
 
-    return plain_records(json_records(path), caption_prompt, label_column)
+    return plain_records(json_records(path, media_folder), caption_prompt, label_column)
 
 
 def media_kind(path: Path) -> str | None:
@@ -1123,10 +1125,11 @@ def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
     return value
 
 
-def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+def json_records(path: Path, media_folder: Path | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Yields (source, load) per record of a JSON array ("path:[i]") or JSONL file ("path:line",
     1-based; blank lines are not records). The format is told by the first non-blank character
-    ('[' = JSON array), not the extension, because LLaVA-style `.json` files are often JSONL.
+    ('[' = JSON array), not the extension, because LLaVA-style `.json` files are often JSONL. A file that is one
+    JSON object is read as `_document_records` says (a COCO captions file's images found in `media_folder`).
 
     A JSONL line is decoded (UTF-8, then JSON) by `load()`, so a broken line, including one with
     bytes that are not UTF-8, is one bad record; a broken JSON array cannot be split into records
@@ -1161,7 +1164,7 @@ def json_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
             return
         document = _single_document(handle, path)
         if document is not None:
-            yield from _document_records(document, path)
+            yield from _document_records(document, path, media_folder)
             return
         handle.seek(0)
         for number, line in enumerate(handle, start=1):
@@ -1200,13 +1203,16 @@ def _single_document(handle: Any, path: Path) -> tuple[int, Any] | None:
              for number, line in enumerate(handle, start=1))
     first_number, first = next((n, line) for n, line in lines if line.strip())
     try:
-        json.loads(first)
+        value = json.loads(first)
         whole_line = True
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         whole_line = False
-    if whole_line and any(line.strip() for _, line in lines):
-        return None
-    if not whole_line and first.rstrip().endswith(b"}"):  # a broken JSONL record: the reader's to skip and count
+    if whole_line:  # JSONL, unless no other record line follows: the whole document on one line (json.dump's
+        # default, COCO's files), parsed already
+        if any(line.strip() for _, line in lines):
+            return None
+        return (first_number, value) if isinstance(value, dict) else None
+    if first.rstrip().endswith(b"}"):  # a broken JSONL record: the reader's to skip and count
         return None
     handle.seek(0)
     try:
@@ -1221,11 +1227,18 @@ def _single_document(handle: Any, path: Path) -> tuple[int, Any] | None:
     return (first_number, value) if isinstance(value, dict) else None
 
 
-def _document_records(document: tuple[int, Any], path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """The records of a file that is one JSON object: pandas' `to_json()` table (default
+def _document_records(document: tuple[int, Any], path: Path,
+                      media_folder: Path | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """The records of a file that is one JSON object: COCO's captions layout (`coco.coco_records`: an image and
+    its captions each, their files in `media_folder`, None: beside the file), pandas' `to_json()` table (default
     orient="columns": {column: {row: value}}), records keyed by id ({"0001": {...}, ...}, pandas'
     orient="index"), or one record."""
     line, value = document
+    from .coco import coco_records, is_coco_layout  # (it builds on this module)
+
+    if is_coco_layout(value):
+        yield from coco_records(value, path, media_folder)
+        return
     if value and all(isinstance(v, dict) for v in value.values()):
         rows = [list(v) for v in value.values()]
         if all(r == rows[0] for r in rows) and rows[0] and all(k.isdigit() for k in rows[0]) and not all(
@@ -1616,7 +1629,7 @@ class JsonRecordsReader(Reader):
             warn_media_folder_unused(path, self.media_folder)
             folder = self.media_folder if self.media_folder is not None else path.parent
             records = file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column,
-                                   columns=self.field_columns)
+                                   columns=self.field_columns, media_folder=self.media_folder)
             for _, build in one_format(path, self.format, records,
                                        lambda record, source, folder=folder: self._convert(record, source, folder),
                                        formats=self.report.formats):

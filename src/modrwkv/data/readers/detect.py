@@ -21,7 +21,8 @@ class FormatUnknown(ValueError):
     the message says why, in one line."""
 
 
-def detect_format(path: Path, label_column: str | None = None, columns: Mapping[str, str] | None = None) -> str:
+def detect_format(path: Path, label_column: str | None = None, columns: Mapping[str, str] | None = None,
+                  media_folder: Path | None = None) -> str:
     """The data format from the extension (CSV/TSV/NPZ: series), or the columns of a Parquet / JSON Lines file of
     series rows (a `target` list and no media: series, `is_series_file`), a LLaMA-Factory
     `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
@@ -30,10 +31,11 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
     `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
     `hubrows.turns_record`; with `columns`, qa's {field: column}, the first record with them renamed,
-    `base.renamed_records`). A file of rows holding a `target` list and media is not series; where its records tell
-    no format either, the error says why it is not series (`seriesrows.media_note`)."""
+    `base.renamed_records`; of a COCO captions file, the record its first image makes, its file in `media_folder`
+    or beside the file, `coco`). A file of rows holding a `target` list and media is not series; where its records
+    tell no format either, the error says why it is not series (`seriesrows.media_note`)."""
     try:
-        return _detected(path, label_column, columns)
+        return _detected(path, label_column, columns, media_folder)
     except FormatUnknown as exc:
         media = media_fields(path, beside=TARGET)
         if not media:
@@ -41,7 +43,8 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
         raise FormatUnknown(f"{exc}; not a time series either: {media_note(media)}") from None
 
 
-def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] | None) -> str:
+def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] | None,
+              media_folder: Path | None) -> str:
     if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -75,7 +78,8 @@ def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] |
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
     first, found, bad = None, None, None
     try:  # the first record as the readers see it (also of a file that is one JSON object)
-        for _, load in itertools.islice(file_records(path, label_column=label_column, columns=columns), 100):
+        records = file_records(path, label_column=label_column, columns=columns, media_folder=media_folder)
+        for _, load in itertools.islice(records, 100):
             try:
                 found = load()
             except DataError as exc:

@@ -246,8 +246,9 @@ class CustomTask(Task):
             # each file's format and how it was chosen; a file whose format is not told (FormatUnknown: no known
             # fields, an empty file) is read as question-answer records, whose reader names what is missing, and
             # takes no part in the files' one format
+            folder = _given_folder(self.data_format or "qa", self.reader_options, self.media_folder)
             detected = {file: _file_format(file, self.data_format, self.reader_options.get("label_column"),
-                                           self.reader_options.get("columns")) for file in files}
+                                           self.reader_options.get("columns"), folder) for file in files}
             # the files' one format, as training's one reader reads them (`accepted_format`)
             data_format, (records, defaulted) = accepted_format(
                 [found[0] for found in detected.values() if found is not None] or ["qa"],
@@ -314,8 +315,10 @@ class CustomTask(Task):
         first_error: DataError | None = None
         empty = []  # files with no record at all, which one file alone would be refused for
         first_sources: dict[tuple[Path, Any], str] = {}  # a metadata file's row ids -> the first row with each
+        # a caption's media, prompt and context -> the index in `records` of the sample its rows' captions join
+        caption_samples: dict[tuple[Any, ...], int] = {}
         for file, found in detected.items():
-            read_before = len(records)
+            rows_read = 0
             data_format, chosen = found or ("qa", "")
             if found is not None and data_format != reading:  # read as the format of the files before it
                 data_format, chosen = reading, f", detected from the first record of {origin[reading]}"
@@ -349,7 +352,8 @@ class CustomTask(Task):
             caption = (self.caption_prompt if self.caption_prompt is not None else self.reader_options["prompt"]
                        if "prompt" in self.reader_options else self.model_caption_prompt)
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None,
-                                      label_column=label_column, columns=renamed)
+                                      label_column=label_column, columns=renamed,
+                                      media_folder=_given_folder(data_format, self.reader_options, self.media_folder))
             default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
@@ -361,6 +365,20 @@ class CustomTask(Task):
                         raise
                     first_error = first_error or exc
                     continue
+                rows_read += 1
+                # rows of one image's captions (one per caption, as Karpathy-split exports write them) are one
+                # sample with all of them its references, as the COCO caption evaluation scores each image once
+                key = (_caption_key(question) if self.metric == "cider" or self.metric is None
+                       and question.record.metric == "cider" else None)
+                if key is not None and key in caption_samples:
+                    index = caption_samples[key]
+                    earlier = records[index][1]
+                    answers = earlier.record.answers + question.record.answers
+                    joined = dataclasses.replace(earlier.record, answers=answers)
+                    records[index] = (records[index][0], dataclasses.replace(earlier, record=joined))
+                    continue
+                if key is not None:
+                    caption_samples[key] = len(records)
                 if default_captions and question.record.question in (*DEFAULT_CAPTION_PROMPTS.values(),
                                                                      *CLASS_PROMPTS.values()):
                     defaulted += 1
@@ -373,7 +391,7 @@ class CustomTask(Task):
                                                  "its 'id', else its file): give each row an 'id' of its own (an "
                                                  "'id' column) to evaluate rows that share a file")
                 if identifier is None:
-                    identifier = str(len(records) + 1) if len(files) == 1 else f"{names[file]}:{number}"
+                    identifier = str(number) if len(files) == 1 else f"{names[file]}:{number}"
                 elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or file.is_dir()
                                          or is_metadata_file(file)):
                     # a tar sample's id is its key, which the shards of one dataset reuse (each counting
@@ -381,7 +399,7 @@ class CustomTask(Task):
                     # another folder's too, so with several files it is known as a JSONL record's place is
                     identifier = f"{names[file]}:{identifier}"
                 records.append((identifier, question))
-            if len(records) == read_before:  # (a file of bad records: the first one's error is raised below)
+            if not rows_read:  # (a file of bad records: the first one's error is raised below)
                 empty.append(file)
         report.check_one_format(reading)
         if first_error is not None:
@@ -523,15 +541,15 @@ def _place_names(files: Sequence[Path]) -> dict[Path, str]:
 
 
 def _file_format(data: Path, data_format: str | None, label_column: str | None = None,
-                 columns: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+                 columns: Mapping[str, str] | None = None, media_folder: Path | None = None) -> tuple[str, str] | None:
     """The format `data`'s records are read as and how it was chosen (for an error about a record of another
     format): `data_format`, else the training format `modrwkv init` detects (a LLaMA-Factory
-    `dataset_info.json` naming the file, else the first record's fields, with qa's `columns` renamed); None when
-    nothing is recognised."""
+    `dataset_info.json` naming the file, else the first record's fields, with qa's `columns` renamed, a COCO
+    file's images in `media_folder`); None when nothing is recognised."""
     if data_format is not None:
         return data_format, ", as data.format says"
     try:
-        data_format = detect_format(data, label_column, columns)
+        data_format = detect_format(data, label_column, columns, media_folder)
     except FormatUnknown:
         return None
     entry = dataset_info_entry(data)
@@ -569,7 +587,7 @@ def _converter(data: Path, data_format: str, chosen: str, asr_prompt: str | None
         kwargs.update(sharegpt_mapping(data, options.get("columns"), options.get("tags")))
     if data_format == "asr":
         kwargs["prompt"] = asr_prompt
-    given = next((Path(f) for f in (media_folder, options.get(folder_keyword)) if f is not None), None)
+    given = _given_folder(data_format, options, media_folder)
     warn_media_folder_unused(data, given)
     folder = data.parent if given is None else given
     kwargs[folder_keyword] = folder
@@ -584,6 +602,26 @@ def _converter(data: Path, data_format: str, chosen: str, asr_prompt: str | None
         return _conversation_question(to_sample(record, source=source, **kwargs), record, template)
 
     return data_format, chosen, convert
+
+
+def _given_folder(data_format: str, options: Mapping[str, Any], media_folder: Path | None) -> Path | None:
+    """The folder `data_format`'s media paths are relative to as given: `media_folder` (--media-folder), else the
+    reader's folder option (data.media_folder); None for none (the file's folder, a COCO file's image folders)."""
+    given = media_folder if media_folder is not None else options.get(FORMATS[data_format].folder_option)
+    return None if given is None else Path(given)
+
+
+def _caption_key(question: _Question) -> tuple[Any, ...] | None:
+    """What rows of captions of one sample share: their media files, the prompt and the turns before it; None for
+    media that are no file's path (embedded bytes, arrays), which rows are not known to share."""
+    media = []
+    for modality, items in sorted(question.record.media.items()):
+        if not items or not all(isinstance(item, str) for item in items):
+            return None
+        media.append((modality, tuple(os.path.abspath(item) for item in items)))
+    if not media:
+        return None
+    return tuple(media), question.prompt, tuple((turn["role"], turn["content"]) for turn in question.context)
 
 
 def _conversation_question(sample: Sample, record: Any, template: str | None) -> _Question:
