@@ -1,6 +1,7 @@
 """GPU numbers for docs/benchmarks.md, on one CUDA GPU (run by bench/gpu_check.sh; NOT yet run).
 
     python bench/bench_gpu.py --json out.json [--budget SECONDS] [--parts train,infer,strategies]
+                              [--wkv auto|chunked|fla] [--autotune-configs N]
 
 Parts, each recorded even if a later one fails (the JSON is rewritten after every part):
   train       0.1B shape (12 x 768, vocab 65536): training steps with bf16 autocast, fp32 master
@@ -12,7 +13,9 @@ Parts, each recorded even if a later one fails (the JSON is rewritten after ever
   strategies  the tiny multimodal training of tests/test_gpu.py, 4 steps, with strategy "auto" (plain),
               "fsdp" and "deepspeed_stage_{1,2,3}" on one GPU: the loss lists and their largest
               relative difference to plain training (expected ~0: one GPU holds every shard).
-Weights are random (values do not change the speed). Timings: wall clock between CUDA syncs, median
+`--autotune-configs N`: fla's kernels are tuned among N of their configurations each (spread from the
+least shared memory to the most, tests/triton_autotune.py) instead of all of them, whose compiling took
+the whole first GPU run; recorded in the JSON. Weights are random (values do not change the speed). Timings: wall clock between CUDA syncs, median
 of repeats after a warm-up; the GPU is the machine's only one and nothing else runs on it.
 `--smoke` runs every part on CPU with tiny shapes (checks the script, measures nothing).
 """
@@ -169,7 +172,13 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: checks the script only")
     parser.add_argument("--wkv", choices=("auto", "chunked", "fla"), default="auto",
                         help="WKV implementation (auto: fla on CUDA; chunked: the PyTorch form, no Triton)")
+    parser.add_argument("--autotune-configs", type=int, default=0, metavar="N",
+                        help="tune fla's kernels among N configurations each (0: all of them, fla's own autotuning)")
     args = parser.parse_args()
+    if args.autotune_configs:
+        from triton_autotune import keep_configs
+
+        keep_configs(args.autotune_configs)
     global DEVICE, WKV
     WKV = args.wkv
     if args.smoke:
@@ -182,7 +191,8 @@ def main() -> None:
     began = time.monotonic()
     results: dict[str, Any] = {
         "gpu": torch.cuda.get_device_name(0) if DEVICE.type == "cuda" else "none (smoke run)", "torch": torch.__version__, "python": platform.python_version(),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "wkv": WKV, "parts": {},
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "wkv": WKV,
+        "autotune_configs_per_kernel": args.autotune_configs or "all", "parts": {},
     }
     small = {"batch": 2, "length": 64, "steps": 2} if args.smoke else {}
     length, strategy_device = (64, "cpu") if args.smoke else (1024, "gpu")

@@ -130,9 +130,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), help="cases to run (default: all)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: train on the GPU and read its allocator's peak (GPU column: reserved)")
+    parser.add_argument("--autotune-configs", type=int, default=0, metavar="N",
+                        help="tune fla's kernels among N configurations each (0: all; tests/triton_autotune.py)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.autotune_configs:
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+            from triton_autotune import keep_configs
+
+            keep_configs(args.autotune_configs)
         torch.set_num_threads(1)
         print(json.dumps(run_case(args.child, args.device)), flush=True)
         return
@@ -143,7 +150,8 @@ def main() -> None:
           f"peak moment (estimate), seconds", flush=True)
     ratios = []
     for name in args.only or CASES:
-        run = subprocess.run([sys.executable, __file__, "--child", name, "--device", args.device],
+        run = subprocess.run([sys.executable, __file__, "--child", name, "--device", args.device,
+                              "--autotune-configs", str(args.autotune_configs)],
                              capture_output=True, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
         if run.returncode:

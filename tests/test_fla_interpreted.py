@@ -168,7 +168,7 @@ def test_first_use_of_each_fla_kernel_is_announced_once(used_kernels, caplog):
     """Triton compiles and autotunes fla's kernels on first use (minutes on a fresh GPU machine, which
     looks like a hang): said once per kernel, dtype and direction, naming where Triton caches it."""
     fla_ops._announce_first_use.cache_clear()
-    x = inputs(17, seed=3)
+    x = inputs(2, seed=3)  # two tokens: the chunk kernel, at the interpreter's least cost
     with caplog.at_level("WARNING", logger="modrwkv.lm.ops.fla"), torch.no_grad():
         wkv7_fla(*x)
         wkv7_fla(*x)
@@ -177,3 +177,39 @@ def test_first_use_of_each_fla_kernel_is_announced_once(used_kernels, caplog):
     assert len(messages) == 2, messages
     assert "first chunk_rwkv7 call with float32 inputs" in messages[0] and "TRITON_CACHE_DIR" in messages[0]
     assert "with bfloat16 inputs" in messages[1]
+
+
+def test_narrowed_autotuning_tunes_each_kernel_among_a_spread_of_its_configurations(used_kernels):
+    """`triton_autotune.keep_configs(n)` (tests/test_gpu.py: 1, the benchmarks: 4): every fla kernel
+    that autotunes times at most n configurations, n where it has that many, and results stay exact."""
+    import gc
+
+    from triton.runtime.autotuner import Autotuner
+
+    from triton_autotune import keep_configs
+
+    tuners = [t for t in gc.get_objects() if issubclass(type(t), Autotuner) and t.base_fn.__module__.startswith("fla.")]
+    for tuner in tuners:  # tuned by earlier tests: tune again
+        tuner.cache.clear()
+        tuner.configs_timings = None
+    x = inputs(20, seed=5, grad=True)
+    restore = keep_configs(2)
+    try:
+        grads = backward(wkv7_fla, x)
+    finally:
+        restore()
+    timed = {t.base_fn.__name__: len(t.configs_timings) for t in tuners if t.configs_timings}
+    assert len(timed) >= 5 and max(timed.values()) == 2, timed
+    for name, grad, expected in zip(NAMES, grads, backward(wkv7_chunked, x), strict=True):
+        assert_close_scaled(grad, expected, 1e-5, f"gradient of {name}")
+
+
+def test_spread_keeps_the_least_and_the_most_shared_memory_and_evenly_between():
+    from types import SimpleNamespace
+
+    from triton_autotune import spread
+
+    configs = [SimpleNamespace(num_stages=s, kwargs={"BK": b}, num_warps=w) for s in (3, 1, 2) for b in (64, 32) for w in (4,)]
+    kept = spread(configs, 3)
+    assert [(c.num_stages, c.kwargs["BK"]) for c in kept] == [(1, 32), (2, 32), (3, 64)]  # sorted: 1/32 1/64 2/32 2/64 3/32 3/64
+    assert spread(configs, 1)[0].num_stages == 1 and len(spread(configs, 9)) == 6

@@ -31,22 +31,17 @@ def one_configuration_per_kernel():
     """fla autotunes its Triton kernels the first time it meets them: hundreds of configurations for
     the chunk path, each compiled (the first backward ran past 100 s on an H200). These tests check
     results, not speed, so each kernel runs one configuration, the one needing the least shared memory
-    (fewest pipeline stages, smallest blocks, fewest warps). bench/bench_gpu.py keeps fla's autotuning.
-    The same choice passes tests/test_fla_interpreted.py through Triton's interpreter (2026-12-04: 14
-    kernels, each a valid configuration of its own autotuning list)."""
+    (`triton_autotune.keep_configs(1)`; bench/bench_gpu.py says how many it keeps). The same choice
+    passes tests/test_fla_interpreted.py through Triton's interpreter (2026-12-04: 14 kernels, each a
+    valid configuration of its own autotuning list)."""
     if importlib.util.find_spec("triton") is None:
         yield
         return
-    from triton.runtime import autotuner
+    from triton_autotune import keep_configs
 
-    prune = autotuner.Autotuner.prune_configs
-
-    def smallest(self, kwargs):
-        return [min(prune(self, kwargs), key=lambda c: (c.num_stages, sorted(c.kwargs.values()), c.num_warps))]
-
-    autotuner.Autotuner.prune_configs = smallest
+    restore = keep_configs(1)
     yield
-    autotuner.Autotuner.prune_configs = prune
+    restore()
 
 
 @pytest.fixture(scope="module")
