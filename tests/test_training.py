@@ -978,6 +978,40 @@ def test_deepspeed_strategies_construct(stage):
     assert trainer.strategy.config["zero_optimization"]["stage"] == stage
 
 
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
+def test_deepspeed_takes_the_micro_batch_size_from_our_batch_sampler():
+    """Lightning's DeepSpeed strategy sets DeepSpeed's `train_micro_batch_size_per_gpu` from the
+    training loader's `batch_sampler.batch_size` (on an H200, 2026-12-04, every ZeRO stage raised
+    AttributeError there before the first step)."""
+    import types
+
+    from torch.utils.data import DataLoader
+
+    from modrwkv.training.data import StepBatchSampler
+
+    loader = DataLoader(range(10), batch_sampler=StepBatchSampler(10, micro_batch_size=3, world_size=1, rank=0,
+                                                                   total=4, seed=0))
+    source = types.SimpleNamespace(is_defined=lambda: True, dataloader=lambda: loader)
+    strategy = pl.Trainer(accelerator="cpu", devices=1, strategy=build_strategy("deepspeed_stage_2"), logger=False).strategy
+    strategy._lightning_module = types.SimpleNamespace(trainer=types.SimpleNamespace(
+        fit_loop=types.SimpleNamespace(_data_source=source)))
+    assert strategy._auto_select_batch_size() == 3
+
+
+def test_drop_counts_are_a_dict_of_every_reason_that_fsdps_input_conversion_keeps():
+    """FSDP's precision plugin rebuilds a batch's mappings from their items: an empty Counter (a step
+    that dropped nothing) reached the step as {} and counting its reasons raised KeyError (H200)."""
+    from lightning.pytorch.plugins.precision import FSDPPrecision
+
+    from modrwkv.processing.loader import DROP_REASONS, DroppingCollator
+
+    collate = DroppingCollator(lambda kept: None)
+    for items, expected in (([(object(), "")], [0, 0]), ([(None, "bad_media"), (object(), "")], [0, 1])):
+        batch = FSDPPrecision("32-true").convert_input(collate(items))
+        assert type(batch.dropped) is dict and [batch.dropped[r] for r in DROP_REASONS] == expected
+        assert dict(batch.dropped.items()) == batch.dropped  # what a rebuild from items gives back
+
+
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deepspeed_without_deepspeed_is_a_clear_error(stage):

@@ -8,7 +8,6 @@ modules of what it unpickles, and would otherwise pay that at every start of the
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import random
@@ -25,13 +24,19 @@ from .processor import ModRWKVProcessor, ProcessedSample, SampleTooLong
 
 log = logging.getLogger(__name__)
 
+DROP_REASONS = ("too_long", "bad_media")  # why `ProcessedDataset` gives a sample up
+
 
 @dataclasses.dataclass
 class TrainBatch:
-    """A collated micro-batch (None when every sample of it was dropped) and the drop counts."""
+    """A collated micro-batch (None when every sample of it was dropped) and the drop counts.
+
+    `dropped` is a plain dict holding every reason, zeros included: Lightning's FSDP precision plugin
+    rebuilds the batch's mappings as dicts of their items, which turned an empty Counter (no drops)
+    into {} and the step's lookup of a reason into a KeyError (H200, 2026-12-04)."""
 
     batch: Batch | None
-    dropped: collections.Counter[str]
+    dropped: dict[str, int]
 
     def to(self, device: torch.device | str) -> TrainBatch:
         return TrainBatch(None if self.batch is None else self.batch.to(device), self.dropped)
@@ -67,7 +72,10 @@ class DroppingCollator:
 
     def __call__(self, items: Sequence[tuple[ProcessedSample | None, str]]) -> TrainBatch:
         kept = [s for s, _ in items if s is not None]
-        dropped = collections.Counter(reason for s, reason in items if s is None)
+        dropped = dict.fromkeys(DROP_REASONS, 0)
+        for sample, reason in items:
+            if sample is None:
+                dropped[reason] = dropped.get(reason, 0) + 1
         return TrainBatch(self.collator(kept) if kept else None, dropped)
 
 

@@ -485,6 +485,12 @@ class StepBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.total
 
+    @property
+    def batch_size(self) -> int:
+        """The micro-batch size, under torch's BatchSampler's name: Lightning's DeepSpeed strategy reads
+        it for DeepSpeed's `train_micro_batch_size_per_gpu` (it raised AttributeError without, H200 2026-12-04)."""
+        return self.micro_batch_size
+
     def pass_samples(self, pass_index: int) -> torch.Tensor:
         """The data set's indices one pass holds, in file order, each as many times as its span's repeat
         says (the whole data set once, without spans)."""

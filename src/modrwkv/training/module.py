@@ -29,7 +29,7 @@ from torch import nn
 
 from ..multimodal import ModRWKV
 from ..processing import IGNORE_INDEX
-from ..processing.loader import TrainBatch
+from ..processing.loader import DROP_REASONS, TrainBatch
 from .config import LoRAConfig, OptimConfig
 from .lora import apply_lora, lora_layers
 from .schedules import lr_multiplier
@@ -118,8 +118,6 @@ def fused_adam_supported(params: Iterable[torch.Tensor]) -> bool:
 RELIANCE_FLOOR = 0.02
 RELIANCE_PATIENCE = 3
 RELIANCE_GRACE = 0.25
-
-DROP_REASONS = ("too_long", "bad_media")  # why `DroppingCollator` drops a sample
 
 
 class ModRWKVModule(pl.LightningModule):
