@@ -965,6 +965,25 @@ def test_fsdp_strategy_constructs():
         pl.Trainer(accelerator="cpu", devices=1, strategy=strategy, logger=False)
 
 
+def test_gradient_clipping_under_fsdp_uses_fsdps_own_norm():
+    """Lightning's FSDP precision plugin raises on norm clipping: the module clips through FSDP's
+    `clip_grad_norm_` (the norm over every shard), every other strategy through Lightning (tests/test_gpu.py
+    checks the losses against plain training on a GPU)."""
+    import types
+
+    from modrwkv.training.module import ModRWKVModule
+
+    calls = []
+    fsdp = build_strategy("fsdp")
+    fsdp.model = types.SimpleNamespace(clip_grad_norm_=lambda value: calls.append(("fsdp", value)))
+    for strategy in (fsdp, "auto"):
+        module = types.SimpleNamespace(trainer=types.SimpleNamespace(strategy=strategy),
+                                       clip_gradients=lambda optimizer, value, algorithm: calls.append(("lightning", value, algorithm)))
+        ModRWKVModule.configure_gradient_clipping(module, None, 0.5, "norm")
+        ModRWKVModule.configure_gradient_clipping(module, None, None, None)  # train.grad_clip: null
+    assert calls == [("fsdp", 0.5), ("lightning", 0.5, "norm")]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deepspeed_strategies_construct(stage):
@@ -1010,6 +1029,26 @@ def test_drop_counts_are_a_dict_of_every_reason_that_fsdps_input_conversion_keep
         batch = FSDPPrecision("32-true").convert_input(collate(items))
         assert type(batch.dropped) is dict and [batch.dropped[r] for r in DROP_REASONS] == expected
         assert dict(batch.dropped.items()) == batch.dropped  # what a rebuild from items gives back
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
+def test_deepspeed_zero_3_trains_like_plain_pytorch_on_cpu(tmp_path):
+    """ZeRO-3 partitions every weight and gathers it back through hooks on what each module's forward
+    returns: our outputs are named tuples so those hooks see them (as dataclasses, the backward met
+    emptied weights on an H200). tests/deepspeed_cpu.py runs DeepSpeed's CPU accelerator in a process
+    of its own; the same losses, step by step, as plain PyTorch with the same clipping."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    paths = [str(REPO / "tests"), str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    run = subprocess.run([sys.executable, str(REPO / "tests" / "deepspeed_cpu.py"), str(tmp_path)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths),
+                                                      "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    losses = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(losses["plain"]) == 3 and losses["plain"][0] > losses["plain"][-1]  # it learns
+    assert losses["zero2"] == pytest.approx(losses["plain"], rel=1e-5)
+    assert losses["zero3"] == pytest.approx(losses["plain"], rel=1e-5)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -34,8 +34,11 @@ class Prepared:
     digest: bytes | None = None
 
 
-@dataclasses.dataclass
-class EncoderOutput:
+class EncoderOutput(NamedTuple):
+    """A named tuple, not a dataclass: DeepSpeed ZeRO-3 hooks find a module's output tensors only in
+    tuples, lists and dicts, and without them a trainable encoder's own weights (a position table read
+    in its forward) were not gathered again for the backward."""
+
     features: torch.Tensor  # [B, L_max, output_dim]
     lengths: torch.Tensor  # [B] long: valid feature vectors of each item (== Prepared.num_features)
 

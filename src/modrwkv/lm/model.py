@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -195,8 +195,9 @@ class Block(nn.Module):
         return x + dx, v_first, att_shift, wkv_state, ffn_shift
 
 
-@dataclasses.dataclass
-class RWKV7Output:
+class RWKV7Output(NamedTuple):
+    """A named tuple for DeepSpeed ZeRO-3, as `ModRWKVOutput` (multimodal/model.py) says."""
+
     logits: torch.Tensor | None  # [B, T, V] ("all"), [B, V] ("last") or None ("none")
     state: RWKV7State
     hidden: torch.Tensor  # final normalised hidden states [B, T, C] (the head's input)

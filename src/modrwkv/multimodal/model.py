@@ -7,13 +7,12 @@ passes through the LM exactly like token embeddings (including `ln0`).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -81,8 +80,11 @@ HF_PROCESSOR_CONFIG = {"processor_class": "ModRWKVHFProcessor",
 EncoderSources = Literal["reference", "copy", "link"]
 
 
-@dataclasses.dataclass
-class ModRWKVOutput:
+class ModRWKVOutput(NamedTuple):
+    """A named tuple, not a dataclass: DeepSpeed ZeRO-3 re-gathers a module's partitioned weights for
+    its backward through hooks on the tensors its forward returns, and finds them only in tuples,
+    lists and dicts (the head's weight, which the chunked loss reads directly, was gone by then)."""
+
     loss: torch.Tensor | None  # mean cross-entropy over supervised tokens
     logits: torch.Tensor | None
     state: RWKV7State

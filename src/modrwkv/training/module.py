@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.strategies import FSDPStrategy
 import torch
 from torch import nn
 
@@ -289,6 +290,18 @@ class ModRWKVModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._clock = time.perf_counter()
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        if gradient_clip_val is None:
+            return
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            # Lightning's FSDP precision plugin refuses norm clipping (every FSDP run with train.grad_clip
+            # failed at its first step, H200 2026-12-04); FSDP's own clip_grad_norm_ takes the norm over
+            # every shard of every process, as plain clipping takes it over the whole model.
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
