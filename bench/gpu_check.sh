@@ -84,11 +84,13 @@ stage() {
     echo "exit ${PIPESTATUS[0]} ($limit s limit, $SECONDS s into the run): $*" | tee -a "$OUT/$log"
 }
 per_test=$($PY -c "import pytest_timeout" 2>/dev/null && echo "--timeout 150 --timeout-method thread")
-stage 240 250 test_gpu.txt $PY -m pytest -v -rA -o addopts= -p no:cacheprovider $per_test tests/test_gpu.py
+stage 240 290 test_gpu.txt $PY -m pytest -v -rA -o addopts= -p no:cacheprovider $per_test tests/test_gpu.py
+# The loss lists of plain, FSDP and DeepSpeed ZeRO-1/2/3 training on one GPU, for docs/benchmarks.md.
+stage 40 250 bench_gpu.txt $PY bench/bench_gpu.py --parts strategies --json "$OUT/bench_gpu_strategies.json"
 # The chunked form first: real numbers in a minute whatever fla's compilation costs; then fla's kernels,
 # tuned among 4 configurations each (all of them did not compile in 180 s on the first run), their
 # autotuning printed as it ends; the first step and first prefill (in the JSON) include the compiling.
-stage 60 170 bench_gpu.txt $PY bench/bench_gpu.py --wkv chunked --parts train,infer --json "$OUT/bench_gpu_chunked.json" --budget 45
+stage 90 170 bench_gpu.txt $PY bench/bench_gpu.py --wkv chunked --parts train,infer --json "$OUT/bench_gpu_chunked.json" --budget 75
 stage 600 50 bench_gpu.txt env TRITON_PRINT_AUTOTUNING=1 $PY bench/bench_gpu.py --wkv auto --parts infer,train \
     --autotune-configs 4 --json "$OUT/bench_gpu_fla.json" --budget 400
 # Three training cases (bf16 on fla's kernels), the allocator's peak against docs/memory.md's estimate.
