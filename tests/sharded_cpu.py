@@ -1,9 +1,12 @@
 """Trains the tiny test model (tests/test_training.py's config and samples) through `modrwkv.training.train`
-with Lightning's FSDP and DeepSpeed ZeRO-1/2/3 strategies on CPU, one process, and prints each run's losses and
-whether its final checkpoint was written, as JSON: `python tests/sharded_cpu.py OUT_DIR [STRATEGY ...]`.
+with Lightning's FSDP and DeepSpeed ZeRO-1/2/3 strategies on CPU and prints each run's losses and whether its
+final checkpoint was written, as JSON (rank 0):
 
-Run by tests/test_training.py in a process of its own: DeepSpeed picks its accelerator when imported, and both
-initialise torch.distributed (gloo). Lightning runs these strategies on CUDA only, and refuses CPU before
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/sharded_cpu.py OUT_DIR STRATEGY ...
+
+With two processes the weights are really sharded (one process holds them all: FSDP falls back to NO_SHARD).
+Run by tests/test_training.py: DeepSpeed picks its accelerator when imported, and both initialise
+torch.distributed (gloo). Lightning runs these strategies on CUDA only, and refuses CPU before
 anything starts, though torch's FSDP and DeepSpeed's CPU accelerator run there; the two subclasses below
 lift only those refusals (and give DeepSpeed the device index it asks of a GPU), so everything else is the
 real path: our strategy options, Lightning's wrapping, precision plugins, gradient clipping and checkpointing,
@@ -18,24 +21,25 @@ import os
 import sys
 from pathlib import Path
 
-os.environ["DS_ACCELERATOR"] = "cpu"
+import torch
+from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
+from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
 
-import deepspeed  # noqa: E402
-import torch  # noqa: E402
-from lightning.fabric.utilities.seed import reset_seed  # noqa: E402
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy  # noqa: E402
-from torch.distributed.fsdp import FullyShardedDataParallel  # noqa: E402
-
-from modrwkv.training import recipe, train  # noqa: E402
-from test_training import colour_samples, config  # noqa: E402
-
-# One process needs no shared-memory collectives, whose C++ op DeepSpeed compiles at start (~35 s).
-deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+from modrwkv.training import recipe, train
+from test_training import colour_samples, config
 
 
 class CPUFSDP(FSDPStrategy):
     """Wraps the model for a CPU device itself (Lightning passes the device's index, None on CPU, and torch's
-    FSDP then looks for an accelerator); Lightning keeps a model that is already wrapped."""
+    FSDP then looks for an accelerator); Lightning keeps a model that is already wrapped. The training state's
+    full state dict is gathered as Lightning does but without offloading to the CPU (where it already is:
+    torch's FSDP crashed doing so in a two-process run)."""
+
+    def lightning_module_state_dict(self) -> dict[str, torch.Tensor]:
+        full = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        with FullyShardedDataParallel.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, full):
+            return self.model.state_dict()
 
     def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return super()._setup_model(FullyShardedDataParallel(model, device_id=torch.device("cpu"), **self.kwargs))
@@ -67,15 +71,23 @@ def cpu_strategy(name: str, build=recipe.build_strategy):
     return strategy
 
 
-def losses(out: Path, strategy: str) -> dict:
-    cfg = config(out, strategy, max_steps=4, batch_size=8, micro_batch_size=8)
-    cfg["runtime"].update(accelerator="cpu", devices=1, strategy=strategy, precision="32")
+def losses(out: Path, strategy: str, devices: int = 1) -> dict:
+    """Four steps of 8 samples (8 // devices per process), `strategy` on `devices` CPU processes."""
+    cfg = config(out, strategy, max_steps=4, batch_size=8, micro_batch_size=8 // devices)
+    cfg["runtime"].update(accelerator="cpu", devices=devices, strategy=strategy, precision="32")
     result = train(cfg, samples=colour_samples(32))
     return {"losses": [row["loss"] for row in result.history],
             "final": result.final_dir is not None and (result.final_dir / "model.safetensors").exists()}
 
 
 if __name__ == "__main__":
+    os.environ["DS_ACCELERATOR"] = "cpu"  # before DeepSpeed's first import
+    import deepspeed
+
+    # The shared-memory collectives' C++ op, which DeepSpeed would compile at start (~35 s), is not needed.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     recipe.build_strategy = cpu_strategy
-    out = Path(sys.argv[1])
-    print(json.dumps({name: losses(out, name) for name in ["auto", *sys.argv[2:]]}))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    results = {name: losses(Path(sys.argv[1]), name, world) for name in sys.argv[2:]}
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(results))

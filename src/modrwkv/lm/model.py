@@ -187,6 +187,10 @@ class Block(nn.Module):
         splits: int = 1,
         wkv_out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if hasattr(self, "ln0"):
+            # in the block that owns it (as RWKV-LM does): FSDP gathers a block's sharded weights only
+            # for that block's forward, and ln0 called from RWKV7.forward read an empty shard on rank 1
+            x = self.ln0(x)
         dx, att_shift, wkv_state, v_first = self.att(
             self.ln1(x), att_shift, wkv_state, v_first, plan, impl, splits, wkv_out
         )
@@ -357,7 +361,8 @@ class RWKV7(nn.Module):
     def _run_blocks(
         self, x: torch.Tensor, state: RWKV7State, plan: TokenShiftPlan | None, splits: int, new_wkv: torch.Tensor | None
     ) -> tuple[torch.Tensor, RWKV7State]:
-        """x [B, T, C] after `ln0` through every block: (the last block's output, the new state)."""
+        """x [B, T, C] (embeddings; block 0 applies `ln0`) through every block: (the last block's output, the
+        new state)."""
         att_shifts, wkvs, ffn_shifts = [], [], []
         v_first = None
         for i, block in enumerate(self.blocks):
@@ -423,7 +428,6 @@ class RWKV7(nn.Module):
 
         splits = split_count(x)
         new_wkv = wkv_state_buffer(state.wkv, x.dtype)  # layer i writes its new WKV state into new_wkv[i]
-        x = self.blocks[0].ln0(x)
         if (self.fast_decode and T == 1 and new_wkv is not None and plan is None and x.dtype == torch.float32
                 and self.wkv_impl in ("auto", "recurrent")):
             x, att_shift, ffn_shift = decode_blocks(self.blocks, x[:, 0], state.att_shift, state.wkv, state.ffn_shift,

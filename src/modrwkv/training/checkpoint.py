@@ -38,7 +38,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
 
 from ..lm.model import INITIAL_STATE_NAME
 from ..multimodal import ModRWKV
@@ -219,11 +219,12 @@ def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator
     """Makes the full (unsharded) weights visible on rank 0 under FSDP and DeepSpeed ZeRO-3; a
     no-op for other strategies. Every rank must enter it."""
     strategy = trainer.strategy
-    if type(strategy).__name__ == "FSDPStrategy":
+    if isinstance(strategy, FSDPStrategy):  # (a subclass too: its weights are as sharded)
         from torch.distributed.fsdp import FullyShardedDataParallel
 
+        # (offloading to the CPU what is on the CPU already crashed torch's FSDP in a process of a two-process run)
         with FullyShardedDataParallel.summon_full_params(strategy.model, writeback=False, rank0_only=True,
-                                                         offload_to_cpu=True):
+                                                         offload_to_cpu=strategy.root_device.type != "cpu"):
             yield
     elif getattr(strategy, "zero_stage_3", False):
         import deepspeed

@@ -35,11 +35,12 @@ def decode_blocks(
     blocks: Sequence[nn.Module], x: torch.Tensor, att_shift: torch.Tensor, wkv: torch.Tensor,
     ffn_shift: torch.Tensor, wkv_out: torch.Tensor, splits: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Runs x [B, C] (fp32, after `ln0`) through `blocks` from the state (att_shift, ffn_shift
-    [L, B, C]; wkv [L, B, H, N, N]); writes the new WKV states into wkv_out [L, B, H, N, N] and
-    returns (x after the last block [B, C], new att_shift, new ffn_shift)."""
+    """Runs x [B, C] (fp32 embeddings; `ln0` first, as `Block` 0 does) through `blocks` from the state
+    (att_shift, ffn_shift [L, B, C]; wkv [L, B, H, N, N]); writes the new WKV states into wkv_out
+    [L, B, H, N, N] and returns (x after the last block [B, C], new att_shift, new ffn_shift)."""
     att_shifts, ffn_shifts = [], []
     v_first = None
+    x = _layer_norm(blocks[0].ln0, x)
     for i, block in enumerate(blocks):
         h = _layer_norm(block.ln1, x)
         att_shifts.append(h)
