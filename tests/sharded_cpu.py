@@ -1,6 +1,6 @@
 """Trains the tiny test model (tests/test_training.py's config and samples) through `modrwkv.training.train`
 with Lightning's FSDP and DeepSpeed ZeRO-1/2/3 strategies on CPU and prints each run's losses and whether its
-final checkpoint was written, as JSON (rank 0):
+final model was written, as JSON (rank 0); each run stops after step 2 and resumes from its checkpoint:
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/sharded_cpu.py OUT_DIR STRATEGY ...
 
@@ -21,10 +21,12 @@ import os
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
-from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
+from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, OptimStateKeyType, StateDictType
+from torch.distributed.fsdp.api import FullOptimStateDictConfig
 
 from modrwkv.training import recipe, train
 from test_training import colour_samples, config
@@ -36,10 +38,22 @@ class CPUFSDP(FSDPStrategy):
     full state dict is gathered as Lightning does but without offloading to the CPU (where it already is:
     torch's FSDP crashed doing so in a two-process run)."""
 
+    def _full_state_dict(self):
+        return FullyShardedDataParallel.state_dict_type(
+            self.model, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=False, rank0_only=True),
+            FullOptimStateDictConfig(offload_to_cpu=False, rank0_only=True))
+
     def lightning_module_state_dict(self) -> dict[str, torch.Tensor]:
-        full = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
-        with FullyShardedDataParallel.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, full):
+        with self._full_state_dict():
             return self.model.state_dict()
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict:
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # Lightning's wrapper
+        with self._full_state_dict():
+            state = FullyShardedDataParallel.optim_state_dict(self.model, optimizer)
+        if self.global_rank == 0:  # the standard layout, as Lightning stores it
+            state = FullyShardedDataParallel.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model)
+        return state
 
     def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return super()._setup_model(FullyShardedDataParallel(model, device_id=torch.device("cpu"), **self.kwargs))
@@ -71,12 +85,28 @@ def cpu_strategy(name: str, build=recipe.build_strategy):
     return strategy
 
 
-def losses(out: Path, strategy: str, devices: int = 1) -> dict:
-    """Four steps of 8 samples (8 // devices per process), `strategy` on `devices` CPU processes."""
+class StopAfter(pl.Callback):
+    """Ends training after optimizer step `step` on every process, as a signal would (a checkpoint is there)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: object) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def losses(out: Path, strategy: str, devices: int = 1, stop_after: int | None = None) -> dict:
+    """Four steps of 8 samples (8 // devices per process), `strategy` on `devices` CPU processes; with
+    `stop_after`, stopped after that step and resumed from its checkpoint in a second `train` call."""
     cfg = config(out, strategy, max_steps=4, batch_size=8, micro_batch_size=8 // devices)
     cfg["runtime"].update(accelerator="cpu", devices=devices, strategy=strategy, precision="32")
-    result = train(cfg, samples=colour_samples(32))
-    return {"losses": [row["loss"] for row in result.history],
+    history = []
+    if stop_after is not None:
+        cfg["output"]["save_every"] = stop_after
+        history = train(cfg, samples=colour_samples(32), callbacks=[StopAfter(stop_after)]).history
+    result = train(cfg, samples=colour_samples(32), resume=stop_after is not None)
+    return {"losses": [row["loss"] for row in history + result.history],
             "final": result.final_dir is not None and (result.final_dir / "model.safetensors").exists()}
 
 
@@ -88,6 +118,6 @@ if __name__ == "__main__":
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     recipe.build_strategy = cpu_strategy
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    results = {name: losses(Path(sys.argv[1]), name, world) for name in sys.argv[2:]}
+    results = {name: losses(Path(sys.argv[1]), name, world, stop_after=2) for name in sys.argv[2:]}
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(results))

@@ -1033,9 +1033,9 @@ def test_drop_counts_are_a_dict_of_every_reason_that_fsdps_input_conversion_keep
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
 def test_two_process_fsdp_and_deepspeed_train_like_one_process(tmp_path):
-    """FSDP (full sharding) and DeepSpeed ZeRO-2/3 over two processes, each with half of every batch: the same
-    losses, step by step, as one process training alone, and a final model with the same weights, gathered
-    from the shards. Through `train` and Lightning's strategies on CPU (torch's FSDP and DeepSpeed's CPU
+    """FSDP (full sharding) and DeepSpeed ZeRO-2/3 over two processes, each with half of every batch, stopped
+    after step 2 and resumed from its checkpoint: the same losses, step by step, as one process training alone
+    without a stop, and a final model with the same weights, gathered from the shards. Through `train` and Lightning's strategies on CPU (torch's FSDP and DeepSpeed's CPU
     accelerator over gloo; tests/sharded_cpu.py lifts Lightning's CUDA-only checks). What it caught: on an
     H200, FSDP failing at its first step (Lightning refuses norm clipping under FSDP) and ZeRO-3 in its first
     backward (dataclass outputs hid the tensors its hooks look for); here, `ln0` run outside the block that
