@@ -298,22 +298,19 @@ def test_bad_rows_are_bad_records_and_bad_layouts_one_line(tmp_path, capsys, cap
         "that starts on this line (a quoted cell ends with a quote, and a quote inside one is written \"\")"]
 
 
-def test_a_csv_naming_media_files_says_how_to_read_its_rows(tmp_path, capsys):
-    """A .csv is a time series: one of image,label rows (as Kaggle ships them) has no numeric column, and the
-    error says how to read its rows instead; done as it says, the rows are labelled samples."""
+def test_a_csv_naming_media_files_is_read_as_its_metadata_csv_would_be(tmp_path, capsys):
+    """A .csv of image,label rows (as Kaggle ships them) is a table of media rows: its samples are those of the same
+    rows as a metadata.csv with the column named 'file_name' (tests/test_media_tables.py has the layouts)."""
     for name, shade in (("a.png", 1), ("b.png", 2), ("c.png", 3), ("d.png", 4)):
         png(tmp_path / "pets" / name, shade)
     (tmp_path / "pets" / "train.csv").write_text("image,label\na.png,cat\nb.png,dog\nc.png,cat\nd.png,dog\n")
-    assert init_error(capsys, tmp_path / "pets" / "train.csv", tmp_path) == [
-        f"modrwkv init: error: {tmp_path}/pets/train.csv: no numeric column among ['image', 'label']: a .csv file is "
-        "read as a time series, and its column 'image' names media files (a.png); to read its rows as samples, name "
-        "it metadata.csv beside the files, with that column named 'file_name' and the answer in 'label' (a class), "
-        "'text' (a caption or a transcript) or 'question' and 'answer': Hugging Face's imagefolder layout "
-        "(docs/custom-data.md)"]
-    (tmp_path / "pets" / "train.csv").rename(tmp_path / "pets" / "metadata.csv")
-    text = (tmp_path / "pets" / "metadata.csv").read_text().replace("image,label", "file_name,label")
+    as_table = [(s.images, s.messages[0].content, s.messages[1].content, s.meta)
+                for s in QAReader([tmp_path / "pets" / "train.csv"])]
+    text = (tmp_path / "pets" / "train.csv").read_text().replace("image,label", "file_name,label")
     (tmp_path / "pets" / "metadata.csv").write_text(text)
-    assert [s.messages[1].content for s in QAReader([tmp_path / "pets"])] == ["cat", "dog", "cat", "dog"]
+    assert as_table == [(s.images, s.messages[0].content, s.messages[1].content, s.meta)
+                        for s in QAReader([tmp_path / "pets" / "metadata.csv"])]
+    assert [content for _, _, content, _ in as_table] == ["cat", "dog", "cat", "dog"]
     # a series CSV's error is as it was: no media column, no hint
     (tmp_path / "words.csv").write_text("name,colour\nfox,red\n")
     assert init_error(capsys, tmp_path / "words.csv", tmp_path) == [

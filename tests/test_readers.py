@@ -967,7 +967,8 @@ def test_rows_holding_media_beside_a_target_are_no_series(tmp_path: Path) -> Non
         with pytest.raises(DataError, match=rf"{re.escape(str(path))}: its rows hold media \((images?)\)"):
             list(TimeSeriesReader(path, lookback=4, horizon=2))
     with pytest.raises(DataError, match=rf"{re.escape(str(labels_csv))}: columns \['image', 'label'\], numbers beside "
-                                        r"media: .* its column 'image' names media files \(img0.jpg\)"):
+                                        r"media: its column 'image' names media files \(img0.jpg\), so its rows "
+                                        r"are samples, not a time series"):
         list(TimeSeriesReader(labels_csv, lookback=4, horizon=2))
     # the numbers alone, chosen: the target's own windows
     [first, *_] = TimeSeriesReader(image_line, lookback=4, horizon=2, columns=["target"])

@@ -226,8 +226,8 @@ def test_training_and_eval_on_tar_shards_match_jsonl(tmp_path, capsys, caplog):
                  "--output", str(tmp_path / "eval-refused"), "--caption-prompt", QUESTION]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"modrwkv eval: error: {asked}: --caption-prompt applies to WebDataset .tar shards, folders of class "
-        "folders, Hugging Face metadata folders and hub Parquet files of media and labels or captions (the question "
-        "their captioned samples and labelled files are asked); this file is none of them"]
+        "folders, Hugging Face metadata folders, tables of media rows and hub Parquet files of media and labels or "
+        "captions (the question their captioned samples and labelled files are asked); this file is none of them"]
     check_init_reads_qa_folder(tmp_path / "test", tmp_path / "init.yaml", capsys, usable=6)
 
 

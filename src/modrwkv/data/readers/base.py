@@ -488,7 +488,9 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     records they are, `table_records`), a WebDataset
     tar's samples (`webdataset.tar_records`, a captioned sample asked `caption_prompt`, None: the
     default), the rows of Hugging Face's metadata layout, a folder with a metadata file or such a file itself
-    (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a folder of class folders' media
+    (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a .csv / .tsv / .txt table whose
+    column names media files as such rows, its files found in `media_folder` or beside it
+    (`hffolders.media_table_records`), a folder of class folders' media
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
     (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
     record that makes, `hubrows.plain_records`; a COCO captions file's images, their files found in
@@ -498,10 +500,12 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     records with those columns renamed (`renamed_records`), never plain rows: the mapping says which columns are
     the record's fields."""
     if columns:
-        if path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None:
+        if (path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None
+                or is_media_table(path)):
             return _refused(DataError(str(path), "unreadable_file", f"{COLUMNS_OPTION} renames the columns of JSON, "
-                                      "JSONL, Parquet and Arrow records; a tar, a folder or a metadata file names its own "
-                                      "fields: leave it out for this file, or give the file's records as JSONL"))
+                                      "JSONL, Parquet and Arrow records; a tar, a folder, a metadata file or a table "
+                                      "of media rows names its own fields: leave it out for this file, or give the "
+                                      "file's records as JSONL"))
         table = is_table_file(path)
         return renamed_records(table_records(path) if table else json_records(path, media_folder), columns,
                                "column" if table else "field")
@@ -512,6 +516,10 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         if is_metadata_file(path) or has_metadata(path):
             return metadata_records(path, caption_prompt)
         return class_folder_records(path, caption_prompt)
+    if is_media_table(path):
+        from .hffolders import media_table_records  # (it builds on this module)
+
+        return media_table_records(path, caption_prompt, media_folder)
     if is_tar(path):
         from .webdataset import tar_records  # (it builds on this module)
 
@@ -626,11 +634,11 @@ SERIES_FILES = ".csv/.tsv/.npz, or .parquet/.arrow/.jsonl of one series per row"
 def is_series_file(path: Path) -> bool:
     """A time-series file: by its extension (`SERIES_EXTENSIONS`), or a Parquet / JSON Lines file of one series per
     row (a `target` list column and no media, `seriesrows.is_series_rows`); not a Hugging Face metadata file (a
-    folder's rows)."""
+    folder's rows) nor a table of media rows (`is_media_table`: a column naming media files)."""
     if is_metadata_file(path):
         return False
     if path.suffix.lower() in SERIES_EXTENSIONS:
-        return True
+        return not is_media_table(path)
     from .seriesrows import is_series_rows  # (it builds on this module)
 
     return is_series_rows(path)
@@ -639,6 +647,24 @@ def is_series_file(path: Path) -> bool:
 def is_metadata_file(path: Path) -> bool:
     """A Hugging Face metadata file by its name (`METADATA_NAMES`): a folder's rows, not a series CSV or records."""
     return path.name in METADATA_NAMES and not path.is_dir()
+
+
+def is_media_table(path: Path) -> bool:
+    """A .csv, .tsv or .txt table whose rows name media files in a column (`hffolders.media_table`: Kaggle's
+    image,label and Flickr8k's image,caption files), read as the rows of a metadata file are: samples, not a series
+    or JSON records."""
+    from .hffolders import media_table  # (it builds on this module)
+
+    return media_table(path) is not None
+
+
+def header_delimiter(text: str) -> str:
+    """The delimiter of a delimited text's header row: ',' unless the row has no comma but ';', tab or '|' (Excel in
+    many locales writes ';', Flickr30k's results.csv '|')."""
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    if "," in header:
+        return ","
+    return next((sep for sep in (";", "\t", "|") if sep in header), ",")
 
 
 def is_tar(path: Path) -> bool:

@@ -23,8 +23,10 @@ class FormatUnknown(ValueError):
 
 def detect_format(path: Path, label_column: str | None = None, columns: Mapping[str, str] | None = None,
                   media_folder: Path | None = None) -> str:
-    """The data format from the extension (CSV/TSV/NPZ: series), or the columns of a Parquet / JSON Lines file of
-    series rows (a `target` list and no media: series, `is_series_file`), a LLaMA-Factory
+    """The data format from the extension (CSV/TSV/NPZ: series, but of a .csv / .tsv / .txt table whose column names
+    media files the record its first usable row makes, as a metadata file's, `hffolders.media_table`), or the
+    columns of a Parquet / JSON Lines file of series rows (a `target` list and no media: series, `is_series_file`), a
+    LLaMA-Factory
     `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
     columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
     folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its

@@ -29,6 +29,24 @@ answered with its label, scored by exact match, as a folder of class folders is.
 so the converters read them wherever the folder is given from; a caption's or label's id is the row's `id`, else
 its first file's path from the folder given.
 
+A table of such rows under another name is read the same way (`media_table_records`): a .csv, .tsv or .txt file
+(not JSON) with a header row, one of whose columns names a media file in each row, as public sets ship them:
+
+    flickr8k/captions.txt            image,caption                (Kaggle's Flickr8k: 5 rows per image)
+    flickr8k/Images/1000268201_693b08cb0e.jpg
+                                     1000268201_693b08cb0e.jpg,A child in a pink dress is climbing up ...
+    flickr30k/results.csv            image_name| comment_number| comment
+    pets/train.csv, pets/train/      image,label                  (a Kaggle competition's: or filename,label, id,label)
+
+Its media column is read as `file_name`, and its text column (the first of `TABLE_TEXT_KEYS`: a caption or
+transcript column, or Flickr30k's `comment`) as the caption of an image or video; a `label` or `question` column as
+a metadata row's. The delimiter is the header's (',' unless it has none but ';', tab or '|'; a .tsv: tab), white
+space after it left out. A row's file is looked for in the media folder given (`data.media_folder`,
+`--media-folder`), else in the table's folder, its `Images/`, `images/` or same-named subfolder and the folders a
+COCO file's images are looked for in (`coco.image_folders`: `train/` beside train.csv); a file in none of them is a
+bad record naming the paths tried (`table_folders`). A table whose column names media but that has no text, label
+or question column is refused in one line listing its columns and those read.
+
 A row that makes no record is a bad record (skipped and counted as a bad JSONL line is), named by its metadata
 file and line (CSV: the line its row starts on; Parquet: "row N"): a file that does not exist, one that is no
 image, audio or video by its extension, no text column, no label and no question. A first row without a `file_name`
@@ -39,7 +57,10 @@ file (train/, test/) stop the reading with one line naming the file or folder an
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import io
+import operator
 import os
 import posixpath
 import re
@@ -49,8 +70,10 @@ from typing import Any
 
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
-from .base import METADATA_NAMES, DataError, is_table_file, json_records, media_kind, table_records
+from .base import (METADATA_NAMES, DataError, header_delimiter, is_metadata_file, is_table_file, json_records,
+                   media_kind, table_records)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
+from .coco import image_folders
 from .hubrows import class_label, parquet_class_names
 from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
 
@@ -59,6 +82,17 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # The CSV columns read as numbers (an ASR manifest's clip length). Every other cell is text as written: a
 # transcript "7", a label "07", an id "001" (pandas would make them 7, 7 and 1, which no reader takes back).
 NUMBER_COLUMNS = frozenset({"duration"})
+# The files read as tables of media rows when a column names media files (`media_table`).
+DELIMITED_EXTENSIONS = (".csv", ".tsv", ".txt")
+# A table's column of text about its media, the first of these it has: a metadata row's caption and transcript
+# columns, and Flickr30k's `comment`; with an image or video it is the caption.
+TABLE_TEXT_KEYS = tuple(dict.fromkeys((*CAPTION_KEYS, *TEXT_KEYS, "comment")))
+# The columns a table of media rows is read with, as messages list them.
+TABLE_COLUMNS = (f"a caption or transcript column ({', '.join(TABLE_TEXT_KEYS)}), a {LABEL_KEY!r} column (a class) "
+                 "or 'question' and 'answer' columns")
+# What the media column of a table is told by: its cells in the first rows, read from the file's head.
+_SNIFFED_ROWS = 20
+_SNIFFED_BYTES = 1 << 16
 
 
 def _metadata_files(folder: Path) -> Iterator[Path]:
@@ -124,16 +158,20 @@ def _file_records(file: Path, root: Path, caption_prompt: str | None) -> Iterato
 
 
 def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callable[[], Any], first: bool,
-                caption_prompt: str | None, classes: list[str] | None) -> Callable[[], Any]:
+                caption_prompt: str | None, classes: list[str] | None,
+                is_media: Callable[[Any], bool] | None = None,
+                locate: Callable[[str, str, str], str] | None = None) -> Callable[[], Any]:
     """The record of one row of `file` (its folder, absolute, and that folder's path from the folder given), its
-    label a class name of `classes` (a ClassLabel's; None: as written)."""
+    label a class name of `classes` (a ClassLabel's; None: as written); its media the columns `is_media` takes (None:
+    `_media_column`'s), each file where `locate(name, its column and name, source)` finds it (None: joined to
+    `folder`, a missing file the converters' to name)."""
 
     def build() -> dict[str, Any]:
         row = load()
         if not isinstance(row, dict):
             raise DataError(source, "wrong_type", f"a metadata row must be an object with a 'file_name', got "
                             f"{type(row).__name__}")
-        columns = [key for key in row if _media_column(key)]
+        columns = [key for key in row if (is_media or _media_column)(key)]
         if not columns:
             detail = (f"no 'file_name' column (its columns: {', '.join(map(str, row)) or 'none'}): a metadata file "
                       "names each row's media file in 'file_name' (or '<name>_file_name', 'file_names'), relative to "
@@ -160,8 +198,10 @@ def _row_loader(file: Path, folder: str, prefix: str, source: str, load: Callabl
                                     f"by its extension ({extension}; read: {READ_EXTENSIONS})")
                 names.append(name.replace("\\", "/"))
                 # absolute: the converters resolve a relative path against the data file's folder, which for a
-                # folder given is the one above it; a missing file is theirs to name, with this row's source
-                path = os.path.normpath(os.path.join(folder, names[-1]))
+                # folder given is the one above it; a missing file is theirs to name, with this row's source (a
+                # table's `locate` looks in several folders, and names those tried)
+                path = (locate(names[-1], f"{column} {name!r}", source) if locate is not None
+                        else os.path.normpath(os.path.join(folder, names[-1])))
                 media.setdefault(kind, []).append(path)
                 named[path] = f"{column} {name!r}"
         metadata = {key: value for key, value in row.items() if key not in columns}
@@ -192,9 +232,11 @@ def _media_column(key: Any) -> bool:
     return isinstance(key, str) and (key in ("file_name", "file_names") or key.endswith(("_file_name", "_file_names")))
 
 
-def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+def csv_records(path: Path, delimiter: str = ",",
+                skip_initial_space: bool = False) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source "path:line", load) per row of a CSV file with a header (its line: the one the row starts on; blank
-    lines are no rows). A cell is text as written, a quoted one with its commas and line breaks (a quote left
+    lines are no rows), its cells split at `delimiter` (with `skip_initial_space`, the white space after one left
+    out). A cell is text as written, a quoted one with its delimiters and line breaks (a quote left
     open, or text after a closing one, is the file's error), but a `NUMBER_COLUMNS` cell (`duration`), which is a
     number; an empty cell is missing (None). A row with more or fewer cells than the header is a bad record; a
     file that does not read or decode raises `DataError` (unreadable_file)."""
@@ -205,7 +247,8 @@ def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     except TextFileError as err:
         raise DataError(err.source, "unreadable_file", err.detail) from None
     # strict: a quote left open would otherwise run silently to the end of the file, one row swallowing the rest
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=skip_initial_space,
+                        strict=True)
     rows: list[tuple[int, list[str]]] = []  # (the line a row starts on, its cells), the header first
     line = 1
     try:
@@ -226,8 +269,9 @@ def csv_records(path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
     for line, cells in rows[1:]:
         source = f"{path}:{line}"
         if len(cells) != len(header):
+            shown = "a comma" if delimiter == "," else repr(delimiter)
             yield source, _refused(DataError(source, "wrong_type", f"{len(cells)} cells where the header "
-                                             f"({', '.join(header)}) has {len(header)}: a cell holding a comma or "
+                                             f"({', '.join(header)}) has {len(header)}: a cell holding {shown} or "
                                              "a line break is quoted (\"a, b\")"))
             continue
         record = {name: None if cell == "" else _number(cell) if name in NUMBER_COLUMNS else cell
@@ -245,3 +289,110 @@ def _refused(error: DataError) -> Callable[[], Any]:
         raise error
 
     return load
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaTable:
+    """A delimited file whose rows name media files (`media_table`): its delimiter, its columns (the header row as
+    read, white space after a delimiter left out), the column naming the media and the kind of its first file."""
+
+    delimiter: str
+    columns: tuple[str, ...]
+    media: str
+    kind: str
+    example: str  # the media column's first cell, for messages
+
+
+def media_table(path: Path) -> MediaTable | None:
+    """The layout of `path` when it is a table of media rows: a .csv, .tsv or .txt file (not a metadata file, not
+    JSON) with a header row of two or more columns, one of which names a media file (`media_kind`) in each of its
+    first `_SNIFFED_ROWS` rows; else None."""
+    if path.suffix.lower() not in DELIMITED_EXTENSIONS or is_metadata_file(path) or not path.is_file():
+        return None
+    try:  # (the head only: a table's first rows tell it, and a series file may be large)
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFFED_BYTES)
+        text = decode_text(head, path, partial=True)
+    except (OSError, TextFileError):  # (its reader names what is wrong with it)
+        return None
+    if text.lstrip()[:1] in ("{", "["):  # JSON records, whatever the extension (a .txt of JSON Lines)
+        return None
+    if len(head) == _SNIFFED_BYTES:  # the head's last line may be cut short
+        text = text[:text.rfind("\n") + 1]
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else header_delimiter(text)
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True):
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+            if len(rows) > _SNIFFED_ROWS:
+                break
+    except csv.Error:
+        return None
+    if len(rows) < 2 or len(rows[0]) < 2:
+        return None
+    header, sampled = rows[0], rows[1:]
+    for index, column in enumerate(header):
+        kinds = [media_kind(Path(row[index])) if len(row) > index else None for row in sampled]
+        if None not in kinds:
+            return MediaTable(delimiter, tuple(header), column, kinds[0], sampled[0][index])
+    return None
+
+
+def media_table_records(path: Path, caption_prompt: str | None = None,
+                        media_folder: Path | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source "path:line", load) per row of the table of media rows `path` (`media_table`), each loading the
+    record its row makes as a metadata row (the module docstring), its media found in `media_folder` (None: beside
+    the table, `table_folders`), a caption asked `caption_prompt` (None: the default). A table without a text,
+    label or question column raises `DataError` (unreadable_file) naming its columns and those read."""
+    table = media_table(path)
+    if table is None:  # (changed since it was told to be one)
+        raise DataError(str(path), "unreadable_file", "no column naming media files in its first rows")
+    text = next((column for column in TABLE_TEXT_KEYS if column in table.columns), None)
+    if text is None and LABEL_KEY not in table.columns and not set(RECORD_KEYS) & set(table.columns):
+        unnamed = (f"; its first row names a media file ({table.media}), not a column: the file needs a header row "
+                   "(e.g. image,caption)" if media_kind(Path(table.media)) else "")
+        raise DataError(str(path), "unreadable_file", f"its column {table.media!r} names media files "
+                        f"({table.example}), but no column says what they show (its columns: "
+                        f"{', '.join(table.columns)}){unnamed}; a table of media rows is read as samples with "
+                        f"{TABLE_COLUMNS} (docs/custom-data.md)")
+    # what a metadata row's text column is: with an image or video a caption (`CAPTION_KEYS`), with audio alone a
+    # transcript (`TEXT_KEYS`) or a caption (`AUDIO_CAPTION_KEY`); another one is read as the caption
+    read = CAPTION_KEYS if table.kind in ("image", "video") else (*TEXT_KEYS, AUDIO_CAPTION_KEY)
+    renamed = text is not None and text not in read
+    folders = [media_folder] if media_folder is not None else table_folders(path)
+    locate = functools.partial(_located, [os.path.abspath(folder) for folder in folders])
+    is_media = functools.partial(operator.eq, table.media)
+    folder = os.path.abspath(path.parent)
+    rows = csv_records(path, table.delimiter, skip_initial_space=True)
+    for index, (source, load) in enumerate(rows):
+        row = functools.partial(_as_caption, load, text) if renamed else load
+        yield source, _row_loader(path, folder, ".", source, row, index == 0, caption_prompt, None, is_media, locate)
+
+
+def table_folders(path: Path) -> list[Path]:
+    """Where the files a table of media rows names are looked for without a media folder, in order: its folder, the
+    `Images/` and `images/` in it (Kaggle's Flickr8k), the one of its folder's name in it (Kaggle's Flickr30k:
+    flickr30k_images/flickr30k_images/), and a COCO file's (`coco.image_folders`: `train/` beside train.csv, the
+    folder above)."""
+    path = path.absolute()
+    here = path.parent
+    return list(dict.fromkeys([here, here / "Images", here / "images", here / here.name, *image_folders(path)]))
+
+
+def _as_caption(load: Callable[[], Any], column: str) -> Any:
+    """A table row with its text `column` read as its caption."""
+    row = load()
+    row["caption"] = row.pop(column)  # (the caption column of every kind: `CAPTION_KEYS`, `AUDIO_CAPTION_KEY`)
+    return row
+
+
+def _located(folders: list[str], name: str, named: str, source: str) -> str:
+    """The absolute path of the file `name` in the first of `folders` holding it; missing_media naming the paths
+    tried where none does."""
+    tried = list(dict.fromkeys(os.path.normpath(os.path.join(folder, name)) for folder in folders))
+    found = next((path for path in tried if os.path.isfile(path)), None)
+    if found is None:
+        raise DataError(source, "missing_media", f"{named} is not found: tried {', '.join(tried)}; give the folder of "
+                        "the media files as the media folder (data.media_folder, --media-folder)")
+    return found

@@ -71,9 +71,9 @@ from typing import Any
 
 from ..sample import escape_markers
 from .asr import TEXT_KEYS
-from .base import (COLUMNS_OPTION, SAVED_INFO, DataError, as_rows, is_binary_type, is_list_type, is_metadata_file,
-                   is_series_file, is_table_file, is_tar, json_records, media_kind, open_table_file, record_format,
-                   require, table_records, turn_text)
+from .base import (COLUMNS_OPTION, SAVED_INFO, DataError, as_rows, is_binary_type, is_list_type, is_media_table,
+                   is_metadata_file, is_series_file, is_table_file, is_tar, json_records, media_kind, open_table_file,
+                   record_format, require, table_records, turn_text)
 from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -367,9 +367,10 @@ def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
 def takes_label_column(path: Path) -> bool:
     """Whether `label_column` chooses what some record of the data file `path` answers: a Parquet file of plain
     rows (no record format's columns), or a JSON / JSONL file one of whose first 100 records is plain
-    (`plain_records`); not a file of records, a tar, a folder, a metadata file or a series file, whose answers
-    are their own."""
-    if path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path):
+    (`plain_records`); not a file of records, a tar, a folder, a metadata file, a table of media rows or a series
+    file, whose answers are their own."""
+    if (path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path)
+            or is_media_table(path)):
         return False
     if is_table_file(path):
         with open_table_file(path) as handle:

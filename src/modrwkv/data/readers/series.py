@@ -56,7 +56,9 @@ import numpy as np
 
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
-from .base import DataError, OnError, PathLike, Reader, as_paths, data_label, is_table_file, media_kind
+from .base import (DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter, is_table_file,
+                   media_kind)
+from .hffolders import TABLE_COLUMNS
 from .seriesrows import JSON_EXTENSIONS, series_rows
 
 logger = logging.getLogger(__name__)
@@ -509,7 +511,7 @@ class TimeSeriesReader(Reader):
             raise DataError(err.source, "unreadable_file", err.detail) from None
         delimiter = self.delimiter
         if delimiter == ",":  # the default: follow what the file uses (Excel in many locales writes ';')
-            delimiter = "\t" if path.suffix.lower() == ".tsv" else _header_delimiter(text)
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else header_delimiter(text)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows, lines = [], []
         try:
@@ -637,15 +639,6 @@ def _row_source(path: Path, opening: str, start: int) -> str:
     return f"{path}:{opening}{start}]"
 
 
-def _header_delimiter(text: str) -> str:
-    """',' unless the header row has no comma but ';', tab or '|' (then a ','-split row could
-    never hold a numeric column, so the other separator is the only reading that can work)."""
-    header = text.lstrip("\ufeff").split("\n", 1)[0]
-    if "," in header:
-        return ","
-    return next((sep for sep in (";", "\t", "|") if sep in header), ",")
-
-
 def _to_float(cell: str) -> float | None:
     """A CSV cell as a number: empty -> NaN (a gap), non-number -> None."""
     cell = cell.strip()
@@ -712,13 +705,12 @@ def _is_row_index(values: list[float | None]) -> bool:
 
 
 def _media_hint(header: list[str], rows: list[list[str]]) -> str:
-    """What to do with a CSV that names media files (image,label rows, as Kaggle ships them): a .csv is read as a
-    time series, and a folder's rows are Hugging Face's metadata.csv layout (`hffolders`)."""
+    """Why a CSV that names media files (image,label rows, as Kaggle ships them) is no series: its rows are samples,
+    read as a table of media rows (`hffolders.media_table`) unless the series format is asked for."""
     column = next((name for i, name in enumerate(header)
                    if rows and all(media_kind(Path(row[i])) is not None for row in rows[:20])), None)
     if column is None:
         return ""
-    return (f": a .csv file is read as a time series, and its column {column!r} names media files "
-            f"({rows[0][header.index(column)]}); to read its rows as samples, name it metadata.csv beside the files, "
-            f"with that column named 'file_name' and the answer in 'label' (a class), 'text' (a caption or a "
-            "transcript) or 'question' and 'answer': Hugging Face's imagefolder layout (docs/custom-data.md)")
+    return (f": its column {column!r} names media files ({rows[0][header.index(column)]}), so its rows are samples, "
+            f"not a time series: give it as qa data (not data.format series; modrwkv init tells the format), with "
+            f"{TABLE_COLUMNS} (docs/custom-data.md)")

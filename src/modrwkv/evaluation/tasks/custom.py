@@ -79,7 +79,8 @@ from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
-                                  expand_paths, file_records, is_metadata_file, is_table_file, is_tar, one_format,
+                                  expand_paths, file_records, is_media_table, is_metadata_file, is_table_file,
+                                  is_tar, one_format,
                                   warn_media_folder_unused)
 from ...data.readers.qa import LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
@@ -227,10 +228,11 @@ class CustomTask(Task):
             # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
             # (a folder here is a folder of class folders or with a metadata file: `expand_paths`)
             if not (file.is_dir() or is_tar(file) or is_table_file(file) or is_metadata_file(file)
-                    or file.suffix.lower() in (".json", ".jsonl")):
+                    or file.suffix.lower() in (".json", ".jsonl") or is_media_table(file)):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet, .arrow or .tar file of records "
-                                         f"in a training format, a folder of class folders or a folder with a "
-                                         f"metadata file: {self.layout}")
+                                         f"in a training format, a .csv / .tsv / .txt table whose rows name media "
+                                         f"files, a folder of class folders or a folder with a metadata file: "
+                                         f"{self.layout}")
             if not file.exists():  # (a folder here is a folder of class folders or with a metadata file)
                 raise BenchmarkFileError(f"{file}: no such file")
         try:
@@ -337,13 +339,15 @@ class CustomTask(Task):
             label_column = self.reader_options.get("label_column")
             # qa records are read with their columns renamed (sharegpt's mapping is its converter's)
             renamed = columns if data_format == "qa" else None
-            captioned = (is_tar(file) or file.is_dir() or is_metadata_file(file)
+            # rows of media files named in a metadata file or a table (a folder's rows, known by their files)
+            media_rows = file.is_dir() or is_metadata_file(file) or is_media_table(file)
+            captioned = (is_tar(file) or media_rows
                          or is_table_file(file) and not renamed and hub_layout(file, label_column) is not None)
             if self.caption_prompt is not None and not captioned:
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards, folders of "
-                                         "class folders, Hugging Face metadata folders and hub Parquet files of "
-                                         "media and labels or captions (the question their captioned samples and "
-                                         "labelled files are asked); this file is none of them")
+                                         "class folders, Hugging Face metadata folders, tables of media rows and "
+                                         "hub Parquet files of media and labels or captions (the question their "
+                                         "captioned samples and labelled files are asked); this file is none of them")
             if self.caption_prompt is not None and data_format != "qa":
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to captioned samples (qa records), but "
                                          f"this file holds {data_format} records{chosen}")
@@ -383,7 +387,7 @@ class CustomTask(Task):
                                                                      *CLASS_PROMPTS.values()):
                     defaulted += 1
                 identifier = question.record.id
-                if identifier is not None and (file.is_dir() or is_metadata_file(file)):
+                if identifier is not None and media_rows:
                     # a metadata row without an `id` is known by its file, which rows of captions may share
                     first = first_sources.setdefault((file, identifier), source)
                     if first != source:
@@ -392,8 +396,7 @@ class CustomTask(Task):
                                                  "'id' column) to evaluate rows that share a file")
                 if identifier is None:
                     identifier = str(number) if len(files) == 1 else f"{names[file]}:{number}"
-                elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or file.is_dir()
-                                         or is_metadata_file(file)):
+                elif len(files) > 1 and (source == f"{file}:{identifier}" and is_tar(file) or media_rows):
                     # a tar sample's id is its key, which the shards of one dataset reuse (each counting
                     # from 000), and a class folder file's "class/name" (a metadata row's file name) may be
                     # another folder's too, so with several files it is known as a JSONL record's place is

@@ -1,0 +1,187 @@
+"""Tables of media rows as public sets ship them (Kaggle's Flickr8k captions.txt, Flickr30k's pipe-separated
+results.csv, a Kaggle competition's image,label train.csv) read as the rows of a Hugging Face metadata file are:
+the reader's samples (one per row), `modrwkv init`, data.train, eval's grouping of one image's captions, and the
+errors (docs/custom-data.md, "A table of media rows")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modrwkv.cli import main
+from modrwkv.data.readers import DataError, QAReader, TimeSeriesReader
+from modrwkv.data.readers.base import is_series_file
+from modrwkv.data.readers.detect import detect_format
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, custom_task
+from modrwkv.training import config_from_dict
+from modrwkv.training.data import build_reader
+from test_class_folders import init_error, png
+
+CAPTION = "<image>\nWrite a short caption for the image."
+LABEL_QUESTION = "<image>\nWhat is shown in the image?"
+
+# Kaggle's Flickr8k captions.txt as published (its first two images' rows), one caption written with commas, quoted
+GIRL = ["A child in a pink dress is climbing up a set of stairs in an entry way .",
+        "A girl going into a wooden building .", "A little girl climbing into a wooden playhouse .",
+        "A little girl climbing the stairs to her playhouse .",
+        "A little girl in a pink dress going into a wooden cabin ."]
+DOGS = ["A black dog and a spotted dog are fighting",
+        "A black dog and a tri-colored dog playing with each other on the road .",
+        "A black dog and a white dog with brown spots are staring at each other in the street .",
+        "Two dogs of different breeds looking at each other on the road .",
+        "Two dogs , one black , one white , on pavement moving toward each other ."]
+GIRL_JPG, DOGS_JPG = "1000268201_693b08cb0e.jpg", "1001773457_577c3a7d70.jpg"
+
+
+def flickr8k(root: Path) -> Path:
+    """flickr8k/Images/*.jpg and flickr8k/captions.txt (header image,caption, 5 rows per image)."""
+    png(root / "Images" / GIRL_JPG, 30)
+    png(root / "Images" / DOGS_JPG, 200)
+    lines = ["image,caption"] + [f'{name},"{caption}"' if "," in caption else f"{name},{caption}"
+                                 for name, captions in ((GIRL_JPG, GIRL), (DOGS_JPG, DOGS)) for caption in captions]
+    (root / "captions.txt").write_text("\n".join(lines) + "\n")
+    return root / "captions.txt"
+
+
+def test_flickr8k_captions_train_a_sample_per_row_and_evaluate_an_image_per_sample(tmp_path):
+    captions = flickr8k(tmp_path / "flickr8k")
+    images = {name: str(tmp_path / "flickr8k" / "Images" / name) for name in (GIRL_JPG, DOGS_JPG)}
+    expected = [(f"{captions}:{line}", [images[name]], caption)
+                for line, (name, caption) in enumerate([(GIRL_JPG, c) for c in GIRL] + [(DOGS_JPG, c) for c in DOGS],
+                                                       start=2)]
+    assert detect_format(captions) == "qa"
+    reader = QAReader(captions, on_error="raise")
+    samples = list(reader)
+    assert [(s.source, s.images, s.messages[1].content) for s in samples] == expected
+    assert {s.messages[0].content for s in samples} == {CAPTION} and samples[5].meta["id"] == DOGS_JPG
+    assert reader.count_records() == 10
+    # the same file as captions.csv: no series (its numbers none), the same rows; the media folder given is used
+    as_csv = tmp_path / "flickr8k" / "captions.csv"
+    as_csv.write_bytes(captions.read_bytes())
+    assert not is_series_file(as_csv) and detect_format(as_csv) == "qa"
+    assert [(s.images, s.messages[1].content) for s in QAReader(as_csv, media_folder=tmp_path / "flickr8k" / "Images")
+            ] == [(sample[1], sample[2]) for sample in expected]
+    # eval: the five rows of an image are one sample with all five captions its references
+    for data in (captions, as_csv):
+        evaluated = CustomTask().load(data, "all")
+        assert [(s.id, s.prompt, s.reference, s.images) for s in evaluated] == [
+            (GIRL_JPG, CAPTION, {"metric": "cider", "answers": GIRL}, [Path(images[GIRL_JPG])]),
+            (DOGS_JPG, CAPTION, {"metric": "cider", "answers": DOGS}, [Path(images[DOGS_JPG])])]
+    assert isinstance(custom_task(as_csv), CustomTask)  # not the forecasting task of a series CSV
+
+
+def test_init_on_flickr8k_writes_a_config_whose_reader_reads_every_row(tmp_path, monkeypatch, capsys):
+    flickr8k(tmp_path / "flickr8k")
+    monkeypatch.chdir(tmp_path / "flickr8k")
+    assert main(["init", "--data", "captions.txt", "--media-folder", "Images", "--yes", "--device", "cpu",
+                 "--output", "flickr8k.yaml"]) == 0
+    assert "captions.txt: qa format, 10 usable samples, inputs: image" in capsys.readouterr().out
+    cfg = yaml.safe_load(Path("flickr8k.yaml").read_text())
+    assert cfg["data"] == {"format": "qa", "train": ["captions.txt"], "media_folder": "Images"}
+    assert [s.messages[1].content for s in build_reader(config_from_dict(cfg).data)] == GIRL + DOGS
+    # data.train written by hand, from another folder: the same rows
+    monkeypatch.chdir(tmp_path)
+    data = {"format": "qa", "train": ["flickr8k/captions.txt"], "media_folder": "flickr8k/Images"}
+    reader = build_reader(config_from_dict({**cfg, "data": data}).data)
+    assert [s.images[0] for s in reader] == [str(tmp_path / "flickr8k" / "Images" / GIRL_JPG)] * 5 + [
+        str(tmp_path / "flickr8k" / "Images" / DOGS_JPG)] * 5
+
+
+def test_flickr30k_results_csv_is_pipe_separated_with_its_images_in_the_folder_of_its_name(tmp_path):
+    """Kaggle's Flickr30k: flickr30k_images/results.csv (`image_name| comment_number| comment`) beside
+    flickr30k_images/flickr30k_images/; its row 19999 lacks a `|` and is a bad record."""
+    root = tmp_path / "flickr30k_images"
+    png(root / "flickr30k_images" / "1000092795.jpg", 10)
+    png(root / "flickr30k_images" / "2199200615.jpg", 90)
+    results = root / "results.csv"
+    results.write_text(
+        "image_name| comment_number| comment\n"
+        "1000092795.jpg| 0| Two young guys with shaggy hair look at their hands while hanging out in the yard .\n"
+        "1000092795.jpg| 1| Two young , White males are outside near many bushes .\n"
+        "2199200615.jpg| 3| A dog is running through the grass .\n"
+        "2199200615.jpg| 4   A dog runs across the grass .\n")
+    assert not is_series_file(results) and detect_format(results) == "qa"
+    reader = QAReader(results)
+    assert [(s.images, s.messages[1].content) for s in reader] == [
+        ([str(root / "flickr30k_images" / "1000092795.jpg")],
+         "Two young guys with shaggy hair look at their hands while hanging out in the yard ."),
+        ([str(root / "flickr30k_images" / "1000092795.jpg")], "Two young , White males are outside near many bushes ."),
+        ([str(root / "flickr30k_images" / "2199200615.jpg")], "A dog is running through the grass .")]
+    assert [(e.source, e.detail) for e in reader.report.examples] == [
+        (f"{results}:5", "2 cells where the header (image_name, comment_number, comment) has 3: a cell holding '|' "
+                         "or a line break is quoted (\"a, b\")")]
+
+
+@pytest.mark.parametrize("header, folder", [("image,label", "train"), ("filename,label", "images"),
+                                            ("id,label", ".")])
+def test_a_kaggle_train_csv_is_labelled_rows(tmp_path, header, folder):
+    root = tmp_path / "pets"
+    for name, shade in (("a.png", 1), ("b.jpg", 2), ("c.png", 3)):
+        png(root / folder / name, shade)
+    train = root / "train.csv"
+    train.write_text(f"{header}\na.png,cat\nb.jpg,dog\nc.png,0\n")
+    assert not is_series_file(train) and detect_format(train) == "qa"
+    samples = list(QAReader(train, on_error="raise"))
+    assert [(s.images, s.messages[0].content, s.messages[1].content, s.meta.get("id")) for s in samples] == [
+        ([str((root / folder / name).resolve())], LABEL_QUESTION, label, name)
+        for name, label in (("a.png", "cat"), ("b.jpg", "dog"), ("c.png", "0"))]
+    assert [(s.id, s.reference) for s in CustomTask().load(train, "all")] == [
+        ("a.png", {"metric": "exact", "answers": ["cat"]}), ("b.jpg", {"metric": "exact", "answers": ["dog"]}),
+        ("c.png", {"metric": "exact", "answers": ["0"]})]
+
+
+def test_a_missing_file_is_a_bad_record_naming_the_line_and_the_paths_tried(tmp_path):
+    train = tmp_path / "pets" / "train.csv"
+    png(tmp_path / "pets" / "images" / "a.png", 1)
+    train.write_text("image,label\na.png,cat\ngone.png,dog\n")
+    reader = QAReader(train)
+    assert [s.messages[1].content for s in reader] == ["cat"]
+    pets = tmp_path / "pets"
+    tried = ", ".join(str(folder / "gone.png") for folder in (
+        pets, pets / "Images", pets / "images", pets / "pets", pets / "train", tmp_path / "train", tmp_path))
+    missing = (f"image 'gone.png' is not found: tried {tried}; give the folder of the media files as the media "
+               "folder (data.media_folder, --media-folder)")
+    assert [(e.source, e.reason, e.detail) for e in reader.report.examples] == [
+        (f"{train}:3", "missing_media", missing)]
+    with pytest.raises(BenchmarkFileError, match=re.escape(f"{train}:3: {missing}")):
+        CustomTask().load(train, "all")
+    # a media folder given is the only place looked
+    reader = QAReader(train, media_folder=tmp_path)
+    assert list(reader) == [] and [e.detail for e in reader.report.examples][0].startswith(
+        f"image 'a.png' is not found: tried {tmp_path / 'a.png'}; give")
+
+
+def test_media_without_a_text_or_label_column_is_one_line_and_series_csvs_are_series(tmp_path, capsys):
+    widths = tmp_path / "widths.csv"
+    widths.write_text("image,width\nimg0.jpg,3\nimg1.jpg,4\n")
+    accepted = ("a table of media rows is read as samples with a caption or transcript column (text, caption, "
+                "transcript, sentence, transcription, comment), a 'label' column (a class) or 'question' and "
+                "'answer' columns (docs/custom-data.md)")
+    assert init_error(capsys, widths, tmp_path) == [
+        f"modrwkv init: error: {widths}: its column 'image' names media files (img0.jpg), but no column says what "
+        f"they show (its columns: image, width); {accepted}"]
+    with pytest.raises(DataError, match=re.escape(f"{widths}: its column 'image' names media files")):
+        list(QAReader(widths))
+    # a headerless table: its first row is no header
+    headless = tmp_path / "list.txt"
+    headless.write_text("a.jpg,cat\nb.jpg,dog\n")
+    assert init_error(capsys, headless, tmp_path)[0].endswith(
+        "(its columns: a.jpg, cat); its first row names a media file (a.jpg), not a column: the file needs a header "
+        f"row (e.g. image,caption); {accepted}")
+    # read as a series on purpose, the numbers beside media are refused as before
+    with pytest.raises(DataError, match=re.escape(f"{widths}: columns ['image', 'width'], numbers beside media: its "
+                                                  "column 'image' names media files (img0.jpg), so its rows are "
+                                                  "samples, not a time series")):
+        list(TimeSeriesReader(widths, lookback=1, horizon=1))
+    # a series CSV (and a .txt of JSON records) is read as it was
+    load = tmp_path / "load.csv"
+    load.write_text("date,load\n" + "".join(f"2024-01-{day:02d},{day * 1.5}\n" for day in range(1, 9)))
+    assert is_series_file(load) and detect_format(load) == "series"
+    assert [s.messages[1].content for s in TimeSeriesReader(load, lookback=6, horizon=2)][:1]
+    records = tmp_path / "records.txt"
+    records.write_text('{"image": "a.jpg", "question": "What?", "answer": "a"}\n')
+    png(tmp_path / "a.jpg", 1)
+    assert detect_format(records) == "qa" and [s.messages[1].content for s in QAReader(records)] == ["a"]
