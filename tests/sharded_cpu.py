@@ -2,7 +2,9 @@
 with Lightning's FSDP and DeepSpeed ZeRO-1/2/3 strategies on CPU and prints each run's losses and whether its
 final model was written, as JSON (rank 0); each run stops after step 2 and resumes from its checkpoint:
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/sharded_cpu.py OUT_DIR STRATEGY ...
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/sharded_cpu.py OUT_DIR RUN ...
+
+where a RUN is a strategy (stage 2 training) or STRATEGY:lora.
 
 With two processes the weights are really sharded (one process holds them all: FSDP falls back to NO_SHARD).
 Run by tests/test_training.py: DeepSpeed picks its accelerator when imported, and both initialise
@@ -96,10 +98,16 @@ class StopAfter(pl.Callback):
             trainer.should_stop = True
 
 
-def losses(out: Path, strategy: str, devices: int = 1, stop_after: int | None = None) -> dict:
-    """Four steps of 8 samples (8 // devices per process), `strategy` on `devices` CPU processes; with
-    `stop_after`, stopped after that step and resumed from its checkpoint in a second `train` call."""
-    cfg = config(out, strategy, max_steps=4, batch_size=8, micro_batch_size=8 // devices)
+LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0}
+
+
+def losses(out: Path, run: str, devices: int = 1, stop_after: int | None = None) -> dict:
+    """Four steps of 8 samples (8 // devices per process) of run "STRATEGY" (stage 2) or "STRATEGY:lora" on
+    `devices` CPU processes, in out/RUN; with `stop_after`, stopped after that step and resumed from its
+    checkpoint in a second `train` call."""
+    strategy, _, stage = run.partition(":")
+    options = {"stage": "lora", "lora": LORA} if stage == "lora" else {}
+    cfg = config(out, run.replace(":", "-"), max_steps=4, batch_size=8, micro_batch_size=8 // devices, **options)
     cfg["runtime"].update(accelerator="cpu", devices=devices, strategy=strategy, precision="32")
     history = []
     if stop_after is not None:

@@ -1039,12 +1039,13 @@ def test_two_process_fsdp_and_deepspeed_train_like_one_process(tmp_path):
     accelerator over gloo; tests/sharded_cpu.py lifts Lightning's CUDA-only checks). What it caught: on an
     H200, FSDP failing at its first step (Lightning refuses norm clipping under FSDP) and ZeRO-3 in its first
     backward (dataclass outputs hid the tensors its hooks look for); here, `ln0` run outside the block that
-    owns it (FSDP gathers a block's weights for that block's forward: rank 1 read an empty shard).
+    owns it (FSDP gathers a block's weights for that block's forward: rank 1 read an empty shard), and a LoRA
+    run's final save under FSDP ("FSDP assumes blocks.0.att.receptance.lora_a is in the state_dict").
     tests/test_gpu.py runs the strategies on CUDA."""
     from sharded_cpu import losses
 
-    plain = losses(tmp_path, "auto")
-    strategies = ["fsdp", "deepspeed_stage_2", "deepspeed_stage_3"]
+    plain = {"": losses(tmp_path, "auto"), "lora": losses(tmp_path, "auto:lora")}
+    strategies = ["fsdp", "deepspeed_stage_2", "deepspeed_stage_3", "fsdp:lora"]
     command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
                *warm_start.command([str(REPO / "tests" / "sharded_cpu.py"), str(tmp_path), *strategies])]
     paths = [str(REPO / "tests"), str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -1052,15 +1053,19 @@ def test_two_process_fsdp_and_deepspeed_train_like_one_process(tmp_path):
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(plain["losses"]) == 4 and plain["losses"][-1] < plain["losses"][0]  # it learns
-    expected = load_file(str(tmp_path / "auto" / "final" / "model.safetensors"))
+    for run in plain.values():
+        assert len(run["losses"]) == 4 and run["losses"][-1] < run["losses"][0]  # it learns
     for strategy in strategies:
+        stage = strategy.partition(":")[2]
         assert results[strategy]["final"], strategy
-        assert results[strategy]["losses"] == pytest.approx(plain["losses"], rel=1e-5), strategy
-        weights = load_file(str(tmp_path / strategy / "final" / "model.safetensors"))
-        assert weights.keys() == expected.keys(), strategy
-        for key in expected:  # the halves' gradients sum in another order (the DDP test's tolerance)
-            torch.testing.assert_close(weights[key], expected[key], rtol=1e-4, atol=5e-5, msg=f"{strategy}: {key}")
+        assert results[strategy]["losses"] == pytest.approx(plain[stage]["losses"], rel=1e-5), strategy
+        # the model; of a LoRA run, its base model and its LoRA weights
+        for name in ["model.safetensors"] + (["lora.safetensors"] if stage else []):
+            expected = load_file(str(tmp_path / ("auto-" + stage if stage else "auto") / "final" / name))
+            weights = load_file(str(tmp_path / strategy.replace(":", "-") / "final" / name))
+            assert weights.keys() == expected.keys(), (strategy, name)
+            for key in expected:  # the halves' gradients sum in another order (the DDP test's tolerance)
+                torch.testing.assert_close(weights[key], expected[key], rtol=1e-4, atol=5e-5, msg=f"{strategy}: {key}")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")

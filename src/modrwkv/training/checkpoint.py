@@ -224,7 +224,8 @@ def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator
 
         # (offloading to the CPU what is on the CPU already crashed torch's FSDP in a process of a two-process run)
         with FullyShardedDataParallel.summon_full_params(strategy.model, writeback=False, rank0_only=True,
-                                                         offload_to_cpu=strategy.root_device.type != "cpu"):
+                                                         offload_to_cpu=strategy.root_device.type != "cpu"), \
+                _fsdp_units_unwrapped(module):
             yield
     elif getattr(strategy, "zero_stage_3", False):
         import deepspeed
@@ -233,6 +234,26 @@ def full_parameters(trainer: pl.Trainer, module: pl.LightningModule) -> Iterator
             yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def _fsdp_units_unwrapped(module: torch.nn.Module) -> Iterator[None]:
+    """The modules FSDP wrapped as units (each RWKV block) put back in their parents' place for the block's
+    length, so that saving reads them as the plain modules they hold, full inside `summon_full_params`.
+    Through the wrappers `state_dict()` runs FSDP's state-dict hooks, which expect the module tree FSDP
+    wrapped: saving a LoRA run's base model (`lora.lora_unwrapped` takes the LoRA layers out) failed with
+    "FSDP assumes blocks.0.att.receptance.lora_a is in the state_dict"."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    swapped = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+               if isinstance(child, FullyShardedDataParallel)]
+    for parent, name, child in swapped:
+        parent._modules[name] = child.module
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            parent._modules[name] = child
 
 
 def replicated(trainer: pl.Trainer) -> bool:
