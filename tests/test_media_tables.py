@@ -185,3 +185,18 @@ def test_media_without_a_text_or_label_column_is_one_line_and_series_csvs_are_se
     records.write_text('{"image": "a.jpg", "question": "What?", "answer": "a"}\n')
     png(tmp_path / "a.jpg", 1)
     assert detect_format(records) == "qa" and [s.messages[1].content for s in QAReader(records)] == ["a"]
+
+
+def test_a_table_of_image_urls_says_to_download_them_first(tmp_path, capsys):
+    """LAION's and CC3M's url,caption tables name web addresses: refused once, naming img2dataset, rather than
+    every row skipped as a missing file."""
+    urls = tmp_path / "cc3m.csv"
+    urls.write_text("url,caption\nhttps://example.com/a/0001.jpg,a dog on a beach\n"
+                    "https://example.com/a/0002.jpg,a red car\n")
+    expected = (f"{urls}: its column 'url' holds web addresses (https://example.com/a/0001.jpg), and training reads "
+                "local files (nothing is downloaded while it runs): download them first, e.g. with img2dataset "
+                "(--input_format csv --url_col url --caption_col CAPTION_COLUMN --output_format webdataset), and give "
+                "its .tar shards, or give a column of local paths")
+    assert init_error(capsys, urls, tmp_path) == [f"modrwkv init: error: {expected}"]
+    with pytest.raises(DataError, match=re.escape(expected)):
+        list(QAReader(urls))

@@ -303,6 +303,10 @@ class MediaTable:
     example: str  # the media column's first cell, for messages
 
 
+# A web address (https://..., s3://...) where a table names its media: LAION's and CC3M's url,caption files.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def media_table(path: Path) -> MediaTable | None:
     """The layout of `path` when it is a table of media rows: a .csv, .tsv or .txt file (not a metadata file, not
     JSON) with a header row of two or more columns, one of which names a media file (`media_kind`) in each of its
@@ -348,6 +352,12 @@ def media_table_records(path: Path, caption_prompt: str | None = None,
     table = media_table(path)
     if table is None:  # (changed since it was told to be one)
         raise DataError(str(path), "unreadable_file", "no column naming media files in its first rows")
+    if _URL.match(table.example):
+        raise DataError(str(path), "unreadable_file", f"its column {table.media!r} holds web addresses "
+                        f"({table.example}), and training reads local files (nothing is downloaded while it runs): "
+                        "download them first, e.g. with img2dataset (--input_format csv --url_col "
+                        f"{table.media} --caption_col CAPTION_COLUMN --output_format webdataset), and give its .tar "
+                        "shards, or give a column of local paths")
     text = next((column for column in TABLE_TEXT_KEYS if column in table.columns), None)
     if text is None and LABEL_KEY not in table.columns and not set(RECORD_KEYS) & set(table.columns):
         unnamed = (f"; its first row names a media file ({table.media}), not a column: the file needs a header row "
