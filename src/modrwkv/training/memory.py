@@ -54,7 +54,7 @@ from ..adapters import AdapterConfig, build_adapter
 from ..encoders.series import AUTO
 from ..lm import RWKV7, RWKV7Config
 from ..lm.checkpoint import load_state_dict
-from ..lm.ops import tf32_allowed
+from ..lm.ops import fla_computes_as_asked
 from ..lm.ops.chunked import DEFAULT_CHUNK
 from ..lm.ops.cross_entropy import CHUNK_ROWS
 from ..multimodal import ModRWKV
@@ -575,6 +575,6 @@ def _plan(config: TrainConfig, lm: RWKV7Config, encoders: Sequence[EncoderPlan],
         lora_rank=opt.lora.rank, lora_targets=tuple(opt.lora.targets), encoders=tuple(encoders),
         supervised_fraction=supervised_fraction, grad_clip=opt.grad_clip is not None, gpu=gpu,
         # as `select_impl` decides: fp32 training keeps fp32 products (the chunked form) unless TF32 is allowed
-        wkv="fla" if gpu and (rt.wkv_impl == "fla" or (rt.wkv_impl == "auto" and (rt.precision != "32" or tf32_allowed())))
-        else "chunked",
+        wkv="fla" if gpu and (rt.wkv_impl == "fla" or rt.wkv_impl == "auto" and fla_computes_as_asked(
+            torch.float32 if rt.precision == "32" else torch.bfloat16)) else "chunked",
     )

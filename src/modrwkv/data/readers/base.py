@@ -649,6 +649,22 @@ def is_metadata_file(path: Path) -> bool:
     return path.name in METADATA_NAMES and not path.is_dir()
 
 
+def first_file(folders: Sequence[str | Path], name: str) -> tuple[str | None, list[str]]:
+    """The path of the file `name` in the first of `folders` holding it (None where none does) and the paths
+    tried, in order: where a COCO file's images and a table's media files are looked for."""
+    tried = list(dict.fromkeys(os.path.normpath(os.path.join(folder, name)) for folder in folders))
+    return next((path for path in tried if os.path.isfile(path)), None), tried
+
+
+def media_column(header: Sequence[str], rows: Sequence[Sequence[str]]) -> int | None:
+    """The index of the first column of a delimited file whose cell names a media file (`media_kind`) in every
+    one of `rows` (its first rows after the header); None where none does, or without rows."""
+    if not rows:
+        return None
+    return next((index for index in range(len(header))
+                 if all(len(row) > index and media_kind(Path(row[index])) is not None for row in rows)), None)
+
+
 def is_media_table(path: Path) -> bool:
     """A .csv, .tsv or .txt table whose rows name media files in a column (`hffolders.media_table`: Kaggle's
     image,label and Flickr8k's image,caption files), read as the rows of a metadata file are: samples, not a series

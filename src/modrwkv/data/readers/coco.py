@@ -26,11 +26,12 @@ the image's or annotation's id, with the paths tried. A file of `images` without
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import DataError
+from .base import DataError, first_file
 
 CAPTIONS_PREFIX = "captions_"  # captions_val2017.json: its images are in val2017/
 
@@ -113,15 +114,14 @@ def _image_record(image: Any, repeated: bool, captions: list[tuple[Any, Any]], f
             raise DataError(source, "empty_answer", f"annotation {annotation}'s caption of image {identifier} is "
                             f"{caption!r}, not a caption")
         texts.append(caption.strip())
-    tried = [folder / name for folder in folders]
-    found = next((file for file in tried if file.is_file()), None)
+    found, tried = first_file(folders, name)
     if found is None:
         numbers = ", ".join(str(annotation) for annotation, _ in captions)
         raise DataError(source, "missing_media", f"image {identifier}'s file {name} (the image of annotation"
                         f"{'s' if len(captions) > 1 else ''} {numbers}) is not found: tried "
-                        f"{', '.join(map(str, tried))}; give the folder of the images as the media folder "
+                        f"{', '.join(tried)}; give the folder of the images as the media folder "
                         "(data.media_folder, --media-folder)")
-    return {"image": str(found.absolute()), "caption": texts, "id": str(identifier)}
+    return {"image": os.path.abspath(found), "caption": texts, "id": str(identifier)}
 
 
 def _orphan(annotation: Any, source: str) -> Any:

@@ -70,8 +70,8 @@ from typing import Any
 
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
-from .base import (METADATA_NAMES, DataError, header_delimiter, is_metadata_file, is_table_file, json_records,
-                   media_kind, table_records)
+from .base import (METADATA_NAMES, DataError, first_file, header_delimiter, is_metadata_file, is_table_file,
+                   json_records, media_column, media_kind, table_records)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names
@@ -336,11 +336,10 @@ def media_table(path: Path) -> MediaTable | None:
     if len(rows) < 2 or len(rows[0]) < 2:
         return None
     header, sampled = rows[0], rows[1:]
-    for index, column in enumerate(header):
-        kinds = [media_kind(Path(row[index])) if len(row) > index else None for row in sampled]
-        if None not in kinds:
-            return MediaTable(delimiter, tuple(header), column, kinds[0], sampled[0][index])
-    return None
+    index = media_column(header, sampled)
+    if index is None:
+        return None
+    return MediaTable(delimiter, tuple(header), header[index], media_kind(Path(sampled[0][index])), sampled[0][index])
 
 
 def media_table_records(path: Path, caption_prompt: str | None = None,
@@ -400,8 +399,7 @@ def _as_caption(load: Callable[[], Any], column: str) -> Any:
 def _located(folders: list[str], name: str, named: str, source: str) -> str:
     """The absolute path of the file `name` in the first of `folders` holding it; missing_media naming the paths
     tried where none does."""
-    tried = list(dict.fromkeys(os.path.normpath(os.path.join(folder, name)) for folder in folders))
-    found = next((path for path in tried if os.path.isfile(path)), None)
+    found, tried = first_file(folders, name)
     if found is None:
         raise DataError(source, "missing_media", f"{named} is not found: tried {', '.join(tried)}; give the folder of "
                         "the media files as the media folder (data.media_folder, --media-folder)")

@@ -57,7 +57,7 @@ import numpy as np
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
 from .base import (DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter, is_table_file,
-                   media_kind)
+                   media_column)
 from .hffolders import TABLE_COLUMNS
 from .seriesrows import JSON_EXTENSIONS, series_rows
 
@@ -707,10 +707,9 @@ def _is_row_index(values: list[float | None]) -> bool:
 def _media_hint(header: list[str], rows: list[list[str]]) -> str:
     """Why a CSV that names media files (image,label rows, as Kaggle ships them) is no series: its rows are samples,
     read as a table of media rows (`hffolders.media_table`) unless the series format is asked for."""
-    column = next((name for i, name in enumerate(header)
-                   if rows and all(media_kind(Path(row[i])) is not None for row in rows[:20])), None)
-    if column is None:
+    index = media_column(header, rows[:20])
+    if index is None:
         return ""
-    return (f": its column {column!r} names media files ({rows[0][header.index(column)]}), so its rows are samples, "
+    return (f": its column {header[index]!r} names media files ({rows[0][index]}), so its rows are samples, "
             f"not a time series: give it as qa data (not data.format series; modrwkv init tells the format), with "
             f"{TABLE_COLUMNS} (docs/custom-data.md)")

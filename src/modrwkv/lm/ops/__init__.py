@@ -34,6 +34,12 @@ def tf32_allowed() -> bool:
     return precision == "tf32" if precision is not None else bool(matmul.allow_tf32)
 
 
+def fla_computes_as_asked(dtype: torch.dtype) -> bool:
+    """Whether fla's kernels compute inputs of `dtype` as torch's own products would: bf16 and fp16 always,
+    fp32 only where TF32 is allowed (`tf32_allowed`; fla's chunk kernel multiplies fp32 in TF32)."""
+    return dtype != torch.float32 or tf32_allowed()
+
+
 def select_impl(device: torch.device, seq_len: int, dtype: torch.dtype = torch.float32) -> str:
     """What `impl="auto"` runs: fla's kernels on CUDA, except for fp32 inputs while torch keeps fp32
     matrix products exact (its default; `tf32_allowed`). fla's chunk
@@ -43,7 +49,7 @@ def select_impl(device: torch.device, seq_len: int, dtype: torch.dtype = torch.f
     chunked form computes in fp32 as asked; `torch.set_float32_matmul_precision("high")` lets fla's
     kernels run, as it lets torch's matmuls use TF32. Elsewhere: the per-token loop below
     CHUNKED_MIN_TOKENS tokens, the chunked form from there on."""
-    if device.type == "cuda" and (dtype != torch.float32 or tf32_allowed()) and fla_available():
+    if device.type == "cuda" and fla_computes_as_asked(dtype) and fla_available():
         return "fla"
     return "recurrent" if seq_len < CHUNKED_MIN_TOKENS else "chunked"
 
@@ -85,4 +91,5 @@ def wkv7(
     return o, new_state if out is None else out.copy_(new_state)
 
 
-__all__ = ["IMPLEMENTATIONS", "wkv7", "wkv_state_buffer", "wkv7_chunked", "wkv7_recurrent", "wkv7_fla", "fla_available", "select_impl", "tf32_allowed"]
+__all__ = ["IMPLEMENTATIONS", "wkv7", "wkv_state_buffer", "wkv7_chunked", "wkv7_recurrent", "wkv7_fla", "fla_available", "select_impl", "tf32_allowed",
+           "fla_computes_as_asked"]
