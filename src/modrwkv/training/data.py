@@ -29,6 +29,7 @@ from torch.utils.data import Sampler
 
 from ..data.readers import FORMATS, DataError, Reader, TimeSeriesReader
 from ..data.linear_baseline import LinearBaselineError, LinearBaselineFit, fit_linear_baseline
+from ..data.readers.qa import each_caption
 from ..data.readers.base import MixedFormats, ReadReport, assign_paths, expand_paths, is_series_file
 from ..data.readers.series import LinearBaseline
 from ..data.sample import MODALITIES, Sample
@@ -357,7 +358,8 @@ def repeat_count(num_samples: int, repeat: float) -> int:
 
 def read_sources(config: DataConfig, setting: str = "data.train") -> tuple[list[Sample], list[SourceSpan]]:
     """All samples of the configured files, each file read once (`data_sources`), entry by entry, with
-    the span of the samples each entry gave; each entry's reader logs its summary (its skipped records).
+    the span of the samples each entry gave; each entry's reader logs its summary (its skipped records). A record
+    of several captions gives a sample of each (`qa.each_caption`: COCO's five per image are five samples).
     A file of another format than data.format, every record of which a reader skipped, is an error naming
     it (a warning among the skipped records would leave training on part of the data)."""
     samples: list[Sample] = []
@@ -372,8 +374,15 @@ def read_sources(config: DataConfig, setting: str = "data.train") -> tuple[list[
             continue
         reader = make(source.files)
         start = len(samples)
-        samples += reader
+        captioned = 0  # records of several captions
+        for sample in reader:
+            taught = each_caption(sample)
+            captioned += len(taught) > 1
+            samples += taught
         log.info("%s[%d]: %s", setting, source.index, reader.report.summary())
+        if captioned:
+            log.info("%s[%d]: %d records hold several captions each, each caption a sample of its own: %d samples",
+                     setting, source.index, captioned, len(samples) - start)
         summaries.append(reader.report.summary())
         examples += reader.report.examples
         formats.update(reader.report.formats)

@@ -11,8 +11,8 @@ Each image is one sample holding all its captions, in the order of `images`; its
 `annotations` (as pycocotools' `COCO.imgToAnns` groups them), without the white space around them (COCO's carry
 trailing spaces and newlines). A sample is the record a metadata row with a list of captions makes
 (`hubrows.plain_records`, `webdataset.media_record`): asked the reader's `prompt` (default "Write a short caption
-for the image."), trained on the first caption (the most frequent where one is repeated, `QARecord.target`) and
-scored by CIDEr-D against all of them, its id the image's `id` (as COCO's results files key captions).
+for the image."), trained on each caption as a sample of its own (`qa.each_caption`) and scored by CIDEr-D
+against all of them, its id the image's `id` (as COCO's results files key captions).
 
 An image's `file_name` is relative to the media folder given (`data.media_folder`, `--media-folder`); without
 one, to the first of these that holds it: the file's folder, the folder named after the file (`val2017/` for

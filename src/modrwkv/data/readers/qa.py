@@ -18,7 +18,9 @@ its own format. A question that holds its markers itself (`"<image>\\nWhat is it
 written.
 
 The assistant turn (the training target) is `answer`, or the most frequent of `answers` (the first of those as
-frequent: of VQA's ten human answers, which may be its `{"answer": ...}` entries, the consensus); with `choices` it
+frequent: of VQA's ten human answers, which may be its `{"answer": ...}` entries, the consensus), except where the
+answers are captions of the media (`QARecord.captions`: COCO's five per image): training then teaches each caption
+as a sample of its own (`each_caption`), as BLIP and LLaVA train on COCO's captions; with `choices` it
 is the option's letter (`answer` may be the letter, the option's text or, as an integer, its index from 0); a list
 of numbers is written "2.5, 3.6". `modrwkv eval --task custom` reads the same records
 with the same code, so training and evaluation prompts cannot drift apart.
@@ -44,6 +46,13 @@ from .base import (COLUMNS_OPTION, DataError, JsonRecordsReader, OnError, PathLi
 from .webdataset import CAPTIONED, CaptionRecord
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# The median number of words from which several answers per record are captions, not VQA's human answers: 89% of
+# VQA's answers are one word and 99% at most three (Antol et al. 2015, section 3); COCO's captions have at least 8
+# (Chen et al. 2015, the collection's instructions).
+CAPTION_WORDS = 4
+# The `Sample.meta` entry of a sample whose record holds several captions of its media (`QARecord.captions`): each
+# of them, in the record's order; training teaches each as a sample of its own (`each_caption`).
+CAPTIONS = "captions"
 
 
 @dataclasses.dataclass
@@ -64,6 +73,20 @@ class QARecord:
         there are choices): of VQA's ten human answers the one VQAv2's `multiple_choice_answer` names, of several
         different accepted answers (a list of captions) the first."""
         return max(dict.fromkeys(self.answers), key=self.answers.count)
+
+    def captions(self) -> list[str]:
+        """The record's distinct answers when they are several captions of its media, [] otherwise. Captions are
+        what the record says they are (`metric: cider`, which every caption reader writes: COCO's files, a shard's
+        or a metadata row's list of captions), or, with no metric, three or more answers (no choices, not numbers)
+        that are sentences, a median of `CAPTION_WORDS` words or more: the rule by which `modrwkv eval` scores a
+        file's answers by CIDEr-D. VQA's ten one-word human answers are no captions: their consensus is taught."""
+        distinct = list(dict.fromkeys(self.answers))
+        if self.choices or self.numbers is not None or len(distinct) < 2:
+            return []
+        if self.metric is not None:
+            return distinct if self.metric == "cider" else []
+        words = float(np.median([len(answer.split()) for answer in self.answers]))
+        return distinct if len(self.answers) >= 3 and words >= CAPTION_WORDS else []
 
     def prompt(self, template: str | None = None) -> str:
         """The user turn. `template` (with `{question}`, and optionally `{choices}`) replaces the
@@ -257,14 +280,31 @@ def _series_items(value: Any, folder: Path | None, source: str) -> list[np.ndarr
 def qa_to_sample(record: Any, *, source: str = "", media_folder: PathLike | None = None,
                  verify_media: bool = False) -> Sample:
     """One question-answer record as a training sample (user: markers + question [+ choices];
-    assistant: the answer); a tar's captioned sample (`CaptionRecord`) is flagged `meta[CAPTIONED]`."""
+    assistant: the answer); a tar's captioned sample (`CaptionRecord`) is flagged `meta[CAPTIONED]`, a record's
+    several captions are `meta[CAPTIONS]` (`each_caption` makes a sample of each)."""
     qa = parse_qa_record(record, source=source, media_folder=media_folder, verify_media=verify_media)
     messages = [Message("user", qa.prompt()), Message("assistant", qa.target())]
     meta: dict[str, Any] = {"id": qa.id} if qa.id is not None else {}
     if isinstance(record, CaptionRecord):
         meta[CAPTIONED] = True
+    captions = qa.captions()
+    if captions:
+        meta[CAPTIONS] = captions
     return Sample(messages=messages, images=qa.media.get("image", []), audios=qa.media.get("audio", []),
                   series=qa.media.get("series", []), videos=qa.media.get("video", []), source=source, meta=meta)
+
+
+def each_caption(sample: Sample) -> list[Sample]:
+    """The samples training makes of one: a sample of each of its captions (`meta[CAPTIONS]`), each answered with
+    that caption and otherwise the same (media shared, not copied); the sample itself when it has none. An image's
+    five COCO captions are five samples, as Karpathy's split and BLIP count COCO's training pairs, and as a table
+    of one caption per row (Kaggle's Flickr8k captions.txt) gives them: every caption is taught, none favoured."""
+    captions = sample.meta.get(CAPTIONS)
+    if not captions:
+        return [sample]
+    meta = {key: value for key, value in sample.meta.items() if key != CAPTIONS}
+    return [dataclasses.replace(sample, messages=[*sample.messages[:-1], Message("assistant", caption)],
+                                meta=dict(meta)) for caption in captions]
 
 
 class QAReader(JsonRecordsReader):
