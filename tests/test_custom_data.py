@@ -259,6 +259,21 @@ def test_vqa_choice_wer_and_mse_against_hand_computed_values(tmp_path, weights):
     assert summary["metrics"]["mae"] == pytest.approx(2 / 3) and summary["metrics"]["unparsed"] == 1
 
 
+def test_one_answer_metrics_score_the_answer_training_teaches(tmp_path, weights):
+    """Of several answers, a choice, a transcript and a forecast are scored against the most frequent, which
+    training teaches (QARecord.target), not the file's first."""
+    choice = [{"image": "a.png", "question": "q", "choices": ["a dog", "a cat"], "answers": ["A", "B", "B"]}]
+    summary, _ = evaluate(tmp_path / "choice", weights, choice, {"q": "B"})
+    assert summary["metrics"]["accuracy"] == 100.0
+    speech = [{"audio": "a.wav", "question": "Transcribe.", "answers": ["hello word", "hello world", "hello world"],
+               "metric": "wer"}]
+    summary, _ = evaluate(tmp_path / "wer", weights, speech, {"Transcribe": "hello world"})
+    assert summary["metrics"]["wer"] == 0.0
+    series = [{"series": [0.0, 1.0], "question": "Next?", "answers": ["9", "2", "2"], "metric": "mse"}]
+    summary, _ = evaluate(tmp_path / "mse", weights, series, {"Next": "2"})
+    assert summary["metrics"]["mse"] == 0.0
+
+
 def test_metric_from_the_file_or_flag_and_a_prompt_template(tmp_path, weights):
     records = [{"image": "a.png", "question": "Which?", "answer": "x", "metric": "vqa"}]
     summary, _ = evaluate(tmp_path / "file", weights, records, {"Which": "x"})

@@ -54,7 +54,8 @@ such as Chinese: corpus CER after Aishell-1's normalisation; any text answer wit
 or a list of captions per image: CIDEr-D times 100 as the COCO caption evaluation computes it over the whole file,
 all of a record's captions its references, with BLEU-1..4 beside it, `metrics.caption_scores`; any text answer with
 `--metric cider`), `exact` (otherwise: the reply equals one of the answers after trimming, dropping trailing periods
-and lower-casing both). The report holds only the numbers the user supplies (`baselines`), never the paper's: a
+and lower-casing both). `choice`, `mse`, `wer` and `cer` score against one answer: of several, the one training
+teaches (`QARecord.target`). The report holds only the numbers the user supplies (`baselines`), never the paper's: a
 custom data set has no published results. Scored by `exact` with one answer per record, a file whose answers are a
 classifier's labels (`metrics.label_breakdown`) gets them per answer too (`per_answer`: accuracy, precision, the
 most frequent wrong reply), which the report tabulates; so does a file scored by `choice`, per right option against
@@ -82,7 +83,7 @@ from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_
                                   expand_paths, file_records, is_media_table, is_metadata_file, is_table_file,
                                   is_tar, one_format,
                                   warn_media_folder_unused)
-from ...data.readers.qa import LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
+from ...data.readers.qa import CAPTION_WORDS, LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.hubrows import hub_layout, unused_label_column
 from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
@@ -99,10 +100,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ERROR_RATES = ("wer", "cer")  # corpus-level error rates of a text answer (a transcript)
-# The median number of words from which several answers per record are captions, not VQA's human answers: 89% of
-# VQA's answers are one word and 99% at most three (Antol et al. 2015, section 3); COCO's captions have at least 8
-# (Chen et al. 2015, the collection's instructions).
-CAPTION_WORDS = 4
+_ONE_ANSWER = ("choice", "mse", *_ERROR_RATES)  # metrics that score a reply against one answer
 _CORPUS_TEXT = (*_ERROR_RATES, "cider")  # corpus-level scores of text answers: no per-record score
 _HEADLINES = {  # metric -> (headline key, label)
     "exact": ("accuracy", "exact-match accuracy (%)"),
@@ -274,14 +272,17 @@ class CustomTask(Task):
             if metric in _CORPUS_TEXT and (record.choices or record.numbers is not None):
                 raise BenchmarkFileError(f"{source}: the {metric} metric scores a text answer (a transcript, a "
                                          f"caption), not {'choices' if record.choices else 'a list of numbers'}")
+            # A metric of one right answer (an option, a forecast, a transcript) scores the one training teaches:
+            # of several answers the most frequent (`QARecord.target`), not whichever the file lists first.
+            answers = [record.target()] if metric in _ONE_ANSWER else record.answers
             numbers = record.numbers
             if metric == "mse" and numbers is None:
                 try:
-                    numbers = _numbers(record.answers[0])
+                    numbers = _numbers(answers[0])
                 except ValueError:
                     raise BenchmarkFileError(f"{source}: the mse metric needs a numeric answer "
-                                             f"(a list of numbers), got {record.answers[0]!r}") from None
-            reference: dict[str, Any] = {"metric": metric, "answers": record.answers}
+                                             f"(a list of numbers), got {answers[0]!r}") from None
+            reference: dict[str, Any] = {"metric": metric, "answers": answers}
             if record.choices:
                 reference["choices"] = record.choices
             if numbers is not None:
