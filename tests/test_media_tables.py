@@ -14,7 +14,7 @@ import yaml
 from modrwkv.cli import main
 from modrwkv.data.readers import DataError, QAReader, TimeSeriesReader
 from modrwkv.data.readers.base import is_series_file
-from modrwkv.data.readers.detect import detect_format
+from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, custom_task
 from modrwkv.training import config_from_dict
 from modrwkv.training.data import build_reader
@@ -141,7 +141,8 @@ def test_a_missing_file_is_a_bad_record_naming_the_line_and_the_paths_tried(tmp_
     assert [s.messages[1].content for s in reader] == ["cat"]
     pets = tmp_path / "pets"
     tried = ", ".join(str(folder / "gone.png") for folder in (
-        pets, pets / "Images", pets / "images", pets / "pets", pets / "train", tmp_path / "train", tmp_path))
+        pets, pets / "Images", pets / "images", pets / "pets", pets / "train_images", pets / "train",
+        tmp_path / "train", tmp_path))
     missing = (f"image 'gone.png' is not found: tried {tried}; give the folder of the media files as the media "
                "folder (data.media_folder, --media-folder)")
     assert [(e.source, e.reason, e.detail) for e in reader.report.examples] == [
@@ -162,7 +163,8 @@ def test_media_without_a_text_or_label_column_is_one_line_and_series_csvs_are_se
                 "'answer' columns (docs/custom-data.md)")
     assert init_error(capsys, widths, tmp_path) == [
         f"modrwkv init: error: {widths}: its column 'image' names media files (img0.jpg), but no column says what "
-        f"they show (its columns: image, width); {accepted}"]
+        f"they show (its columns: image, width); {accepted}; or name the column that says what they show: "
+        "data.options.label_column (modrwkv init --label-column width)"]
     with pytest.raises(DataError, match=re.escape(f"{widths}: its column 'image' names media files")):
         list(QAReader(widths))
     # a headerless table: its first row is no header
@@ -185,6 +187,78 @@ def test_media_without_a_text_or_label_column_is_one_line_and_series_csvs_are_se
     records.write_text('{"image": "a.jpg", "question": "What?", "answer": "a"}\n')
     png(tmp_path / "a.jpg", 1)
     assert detect_format(records) == "qa" and [s.messages[1].content for s in QAReader(records)] == ["a"]
+
+
+def aptos(root: Path) -> Path:
+    """Kaggle's APTOS 2019 layout: train.csv of id_code,diagnosis, its images train_images/<id_code>.png."""
+    for shade, code in enumerate(("000c1434d8d7", "001639a390f0", "0024cdab0c1e", "002c21358ce6"), 1):
+        png(root / "train_images" / f"{code}.png", shade * 40)
+    (root / "train.csv").write_text("id_code,diagnosis\n000c1434d8d7,2\n001639a390f0,4\n0024cdab0c1e,1\n"
+                                    "002c21358ce6,0\n")
+    return root / "train.csv"
+
+
+def test_kaggle_ids_without_their_extension_answered_by_the_label_column_named(tmp_path, capsys, monkeypatch):
+    """APTOS's id_code names train_images/<id>.png without the extension, and its answer column is `diagnosis`:
+    found by the files, answered once the column is named (init says which to name), eval reads them alike."""
+    train = aptos(tmp_path / "aptos")
+    assert not is_series_file(train)
+    assert init_error(capsys, train, tmp_path)[0].endswith(
+        "its column 'id_code' names media files (000c1434d8d7.png), but no column says what they show (its columns: "
+        "id_code, diagnosis); a table of media rows is read as samples with a caption or transcript column (text, "
+        "caption, transcript, sentence, transcription, comment), a 'label' column (a class) or 'question' and "
+        "'answer' columns (docs/custom-data.md); or name the column that says what they show: "
+        "data.options.label_column (modrwkv init --label-column diagnosis)")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", str(train), "--label-column", "diagnosis", "--yes", "--device", "cpu",
+                 "--output", "aptos.yaml"]) == 0
+    cfg = yaml.safe_load(Path("aptos.yaml").read_text())
+    assert cfg["data"]["options"] == {"label_column": "diagnosis"}
+    samples = list(build_reader(config_from_dict(cfg).data))
+    folder = (tmp_path / "aptos" / "train_images").resolve()
+    assert [(s.images, s.messages[0].content, s.messages[1].content) for s in samples] == [
+        ([str(folder / f"{code}.png")], LABEL_QUESTION, grade)
+        for code, grade in (("000c1434d8d7", "2"), ("001639a390f0", "4"), ("0024cdab0c1e", "1"), ("002c21358ce6", "0"))]
+    task = custom_task(str(train), label_column="diagnosis")
+    assert [(s.id, s.reference["answers"]) for s in task.load(str(train), "all")] == [
+        ("000c1434d8d7.png", ["2"]), ("001639a390f0.png", ["4"]), ("0024cdab0c1e.png", ["1"]), ("002c21358ce6.png", ["0"])]
+    with pytest.raises(DataError, match=re.escape(f"{train}: no column 'dx' (data.options.label_column) to answer "
+                                                  "with; its columns: id_code, diagnosis")):
+        list(QAReader(train, label_column="dx"))
+
+
+def test_ham10000_rows_find_their_images_in_either_part_and_answer_with_dx(tmp_path):
+    """HAM10000_metadata.csv (Kaggle's skin-cancer-mnist-ham10000) names image_id without .jpg, its images split
+    over HAM10000_images_part_1/ and _part_2/; `dx` answers, not the caption-like columns beside it."""
+    root = tmp_path / "ham10000"
+    png(root / "HAM10000_images_part_1" / "ISIC_0027419.jpg", 10)
+    png(root / "HAM10000_images_part_1" / "ISIC_0025030.jpg", 20)
+    png(root / "HAM10000_images_part_2" / "ISIC_0031633.jpg", 30)
+    metadata = root / "HAM10000_metadata.csv"
+    metadata.write_text("lesion_id,image_id,dx,dx_type,age,sex,localization\n"
+                        "HAM_0000118,ISIC_0027419,bkl,histo,80.0,male,scalp\n"
+                        "HAM_0000118,ISIC_0025030,bkl,histo,80.0,male,scalp\n"
+                        "HAM_0002730,ISIC_0031633,nv,follow_up,85.0,male,ear\n")
+    reader = QAReader(metadata, label_column="dx", on_error="raise")
+    assert [(s.images, s.messages[1].content) for s in reader] == [
+        ([str((root / part / f"{image}.jpg").resolve())], dx) for part, image, dx in (
+            ("HAM10000_images_part_1", "ISIC_0027419", "bkl"), ("HAM10000_images_part_1", "ISIC_0025030", "bkl"),
+            ("HAM10000_images_part_2", "ISIC_0031633", "nv"))]
+
+
+def test_a_column_of_names_is_media_only_where_their_files_are(tmp_path):
+    """Names without an extension are media files only when the first rows' files are found: a series' ids, a
+    table whose first file is there but whose next ones are not, stay what they were."""
+    series = tmp_path / "sensors.csv"
+    series.write_text("station,reading\n" + "".join(f"s{n},{n * 0.5}\n" for n in range(12)))
+    assert is_series_file(series) and detect_format(series) == "series"
+    png(tmp_path / "images" / "s0.png", 1)  # one file of that name is no column of files
+    assert is_series_file(series)
+    png(tmp_path / "images" / "s1.png", 2)
+    png(tmp_path / "images" / "s2.png", 3)
+    assert not is_series_file(series)
+    with pytest.raises(FormatUnknown, match=re.escape("its column 'station' names media files (s0.png)")):
+        detect_format(series)
 
 
 def test_a_table_of_image_urls_says_to_download_them_first(tmp_path, capsys):

@@ -519,7 +519,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     if is_media_table(path):
         from .hffolders import media_table_records  # (it builds on this module)
 
-        return media_table_records(path, caption_prompt, media_folder)
+        return media_table_records(path, caption_prompt, media_folder, label_column)
     if is_tar(path):
         from .webdataset import tar_records  # (it builds on this module)
 

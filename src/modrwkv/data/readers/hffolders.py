@@ -64,7 +64,7 @@ import operator
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ from .base import (METADATA_NAMES, DataError, first_file, header_delimiter, is_m
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names
-from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, READ_EXTENSIONS, RECORD_KEYS, media_record
+from .webdataset import (AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, MEDIA_EXTENSIONS, READ_EXTENSIONS, RECORD_KEYS,
+                         media_record)
 
 # A CSV cell that is a number, as pandas reads one (no "nan", "inf" or "1_000", which Python's float takes).
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -93,6 +94,11 @@ TABLE_COLUMNS = (f"a caption or transcript column ({', '.join(TABLE_TEXT_KEYS)})
 # What the media column of a table is told by: its cells in the first rows, read from the file's head.
 _SNIFFED_ROWS = 20
 _SNIFFED_BYTES = 1 << 16
+# A cell that may be a media file's name without its extension (Kaggle's APTOS `id_code` 000c1434d8d7, HAM10000's
+# `image_id` ISIC_0027419): no dot, no separator.
+_BARE_NAME = re.compile(r"[\w-]+")
+# How many of a column's first cells must be found, with one extension, for its cells to be taken as file names
+_FOUND_ROWS = 3
 
 
 def _metadata_files(folder: Path) -> Iterator[Path]:
@@ -301,6 +307,7 @@ class MediaTable:
     media: str
     kind: str
     example: str  # the media column's first cell, for messages
+    extension: str = ""  # what the media column's cells are written without (".png"), "" where they carry it
 
 
 # A web address (https://..., s3://...) where a table names its media: LAION's and CC3M's url,caption files.
@@ -336,18 +343,43 @@ def media_table(path: Path) -> MediaTable | None:
     if len(rows) < 2 or len(rows[0]) < 2:
         return None
     header, sampled = rows[0], rows[1:]
-    index = media_column(header, sampled)
+    index, extension = media_column(header, sampled), ""
     if index is None:
-        return None
-    return MediaTable(delimiter, tuple(header), header[index], media_kind(Path(sampled[0][index])), sampled[0][index])
+        index, extension = _named_files_column(header, sampled, table_folders(path))
+        if index is None:
+            return None
+    example = sampled[0][index]
+    return MediaTable(delimiter, tuple(header), header[index], media_kind(Path(example + extension)), example,
+                      extension)
 
 
-def media_table_records(path: Path, caption_prompt: str | None = None,
-                        media_folder: Path | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+def _named_files_column(header: Sequence[str], rows: Sequence[Sequence[str]],
+                        folders: Sequence[Path]) -> tuple[int | None, str]:
+    """The first column whose cells name media files without their extension (Kaggle's APTOS train.csv `id_code`
+    for train_images/<id_code>.png, HAM10000's `image_id` for HAM10000_images_part_1/<image_id>.jpg), and that
+    extension: every sampled cell a plain name (`_BARE_NAME`), the first `_FOUND_ROWS` found in `folders` with it.
+    (None, "") where none is: a series' numbers and dates are no files."""
+    for index in range(len(header)):
+        cells = [row[index] if len(row) > index else "" for row in rows]
+        if not all(_BARE_NAME.fullmatch(cell) for cell in cells):
+            continue
+        for extension in MEDIA_EXTENSIONS:
+            if first_file(folders, f"{cells[0]}.{extension}")[0] is not None:
+                found = all(first_file(folders, f"{cell}.{extension}")[0] is not None for cell in cells[:_FOUND_ROWS])
+                if found:
+                    return index, f".{extension}"
+                break  # (the first file found and a later one not: no column of names)
+    return None, ""
+
+
+def media_table_records(path: Path, caption_prompt: str | None = None, media_folder: Path | None = None,
+                        label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source "path:line", load) per row of the table of media rows `path` (`media_table`), each loading the
     record its row makes as a metadata row (the module docstring), its media found in `media_folder` (None: beside
-    the table, `table_folders`), a caption asked `caption_prompt` (None: the default). A table without a text,
-    label or question column raises `DataError` (unreadable_file) naming its columns and those read."""
+    the table, `table_folders`), a caption asked `caption_prompt` (None: the default); with `label_column` (the
+    reader's option), answered with that column as its label whatever else it holds. A table without a text, label
+    or question column, or without the `label_column` named, raises `DataError` (unreadable_file) naming its
+    columns and those read."""
     table = media_table(path)
     if table is None:  # (changed since it was told to be one)
         raise DataError(str(path), "unreadable_file", "no column naming media files in its first rows")
@@ -357,42 +389,64 @@ def media_table_records(path: Path, caption_prompt: str | None = None,
                         "download them first, e.g. with img2dataset (--input_format csv --url_col "
                         f"{table.media} --caption_col CAPTION_COLUMN --output_format webdataset), and give its .tar "
                         "shards, or give a column of local paths")
+    others = [column for column in table.columns if column not in (table.media, "id")]
+    if label_column is not None and label_column not in table.columns:
+        raise DataError(str(path), "unreadable_file", f"no column {label_column!r} (data.options.label_column) to "
+                        f"answer with; its columns: {', '.join(table.columns)}")
     text = next((column for column in TABLE_TEXT_KEYS if column in table.columns), None)
-    if text is None and LABEL_KEY not in table.columns and not set(RECORD_KEYS) & set(table.columns):
+    if (label_column is None and text is None and LABEL_KEY not in table.columns
+            and not set(RECORD_KEYS) & set(table.columns)):
         unnamed = (f"; its first row names a media file ({table.media}), not a column: the file needs a header row "
                    "(e.g. image,caption)" if media_kind(Path(table.media)) else "")
+        answer = (f"; or name the column that says what they show: data.options.label_column (modrwkv init "
+                  f"--label-column {others[0] if len(others) == 1 else 'COLUMN'})" if others and not unnamed else "")
         raise DataError(str(path), "unreadable_file", f"its column {table.media!r} names media files "
-                        f"({table.example}), but no column says what they show (its columns: "
+                        f"({table.example}{table.extension}), but no column says what they show (its columns: "
                         f"{', '.join(table.columns)}){unnamed}; a table of media rows is read as samples with "
-                        f"{TABLE_COLUMNS} (docs/custom-data.md)")
+                        f"{TABLE_COLUMNS} (docs/custom-data.md){answer}")
     # what a metadata row's text column is: with an image or video a caption (`CAPTION_KEYS`), with audio alone a
     # transcript (`TEXT_KEYS`) or a caption (`AUDIO_CAPTION_KEY`); another one is read as the caption
     read = CAPTION_KEYS if table.kind in ("image", "video") else (*TEXT_KEYS, AUDIO_CAPTION_KEY)
-    renamed = text is not None and text not in read
+    caption = text if text is not None and text not in read else None
     folders = [media_folder] if media_folder is not None else table_folders(path)
     locate = functools.partial(_located, [os.path.abspath(folder) for folder in folders])
     is_media = functools.partial(operator.eq, table.media)
     folder = os.path.abspath(path.parent)
     rows = csv_records(path, table.delimiter, skip_initial_space=True)
     for index, (source, load) in enumerate(rows):
-        row = functools.partial(_as_caption, load, text) if renamed else load
+        row = functools.partial(_table_row, load, table, caption, label_column)
         yield source, _row_loader(path, folder, ".", source, row, index == 0, caption_prompt, None, is_media, locate)
 
 
 def table_folders(path: Path) -> list[Path]:
     """Where the files a table of media rows names are looked for without a media folder, in order: its folder, the
     `Images/` and `images/` in it (Kaggle's Flickr8k), the one of its folder's name in it (Kaggle's Flickr30k:
-    flickr30k_images/flickr30k_images/), and a COCO file's (`coco.image_folders`: `train/` beside train.csv, the
-    folder above)."""
+    flickr30k_images/flickr30k_images/), the table's name with `_images` (a Kaggle competition's train_images/
+    beside train.csv), a COCO file's (`coco.image_folders`: `train/` beside train.csv, the folder above), then the
+    other folders beside it with "image" in their name (HAM10000's HAM10000_images_part_1/ and _part_2/)."""
     path = path.absolute()
     here = path.parent
-    return list(dict.fromkeys([here, here / "Images", here / "images", here / here.name, *image_folders(path)]))
+    try:
+        with os.scandir(here) as entries:
+            named = sorted(Path(entry.path) for entry in entries if "image" in entry.name.lower() and entry.is_dir())
+    except OSError:  # (the table's reader names an unreadable folder)
+        named = []
+    return list(dict.fromkeys([here, here / "Images", here / "images", here / here.name, here / f"{path.stem}_images",
+                               *image_folders(path), *named]))
 
 
-def _as_caption(load: Callable[[], Any], column: str) -> Any:
-    """A table row with its text `column` read as its caption."""
+def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, label_column: str | None) -> Any:
+    """A table's row as a metadata row: its media cell with the extension its files have (`MediaTable.extension`),
+    its text column `caption` read as its caption; with `label_column`, its media, `id` and that column as its
+    label alone, so that the label answers whatever else the row holds."""
     row = load()
-    row["caption"] = row.pop(column)  # (the caption column of every kind: `CAPTION_KEYS`, `AUDIO_CAPTION_KEY`)
+    if table.extension and isinstance(row.get(table.media), str):
+        row[table.media] += table.extension
+    if label_column is not None:
+        kept = {"id": row["id"]} if row.get("id") is not None else {}
+        return {**kept, table.media: row[table.media], LABEL_KEY: row.get(label_column)}
+    if caption is not None:
+        row["caption"] = row.pop(caption)  # (the caption column of every kind: `CAPTION_KEYS`, `AUDIO_CAPTION_KEY`)
     return row
 
 

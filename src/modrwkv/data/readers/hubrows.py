@@ -366,11 +366,13 @@ def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
 
 def takes_label_column(path: Path) -> bool:
     """Whether `label_column` chooses what some record of the data file `path` answers: a Parquet file of plain
-    rows (no record format's columns), or a JSON / JSONL file one of whose first 100 records is plain
-    (`plain_records`); not a file of records, a tar, a folder, a metadata file, a table of media rows or a series
-    file, whose answers are their own."""
-    if (path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path)
-            or is_media_table(path)):
+    rows (no record format's columns), a table of media rows (`hffolders.media_table_records`: Kaggle's APTOS
+    train.csv answered with `diagnosis`), or a JSON / JSONL file one of whose first 100 records is plain
+    (`plain_records`); not a file of records, a tar, a folder, a metadata file or a series file, whose answers are
+    their own."""
+    if is_media_table(path):
+        return True
+    if path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path):
         return False
     if is_table_file(path):
         with open_table_file(path) as handle:
@@ -394,8 +396,8 @@ def unused_label_column(files: Sequence[Path], label_column: str | None) -> str 
         return None
     return (f"label column {label_column!r} (--label-column, data.options.label_column): no data file has plain "
             "rows for it to choose the answer of (a hub "
-            "data set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
-            "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
+            "data set's Parquet file of a media column and labels, a CSV table of media rows, or JSON records such as "
+            "{\"image\": \"a.png\", \"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
 
 
 def answer_notes(files: Sequence[Path], label_column: str | None,
