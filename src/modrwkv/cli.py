@@ -576,7 +576,8 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
     p.add_argument("--label-column", help="the column a hub data set's Parquet rows (an image or audio column and a "
-                   "label) are answered with (data.options.label_column; default: the ClassLabel column, else label)")
+                   "label) or a CSV table of media rows (Kaggle's id_code,diagnosis) are answered with "
+                   "(data.options.label_column; default: the ClassLabel column, else label)")
     p.add_argument("--columns", type=_column_mapping, metavar="FIELD=COLUMN,...",
                    help="the file's columns holding the records' fields, e.g. question=query,answers=label for "
                    "HuggingFaceM4/ChartQA (data.options.columns of the qa format; with --format sharegpt, "
@@ -1185,8 +1186,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "(caption_prompt; a folder saved before 2026-12-03 or a released checkpoint: the default "
                    "\"Write a short caption for the image.\")")
     p.add_argument("--label-column", metavar="COLUMN",
-                   help="--task custom with a hub data set's Parquet rows (an image or audio column and labels): the "
-                   "column to answer with, as training's data.options.label_column (default: the ClassLabel column, "
+                   help="--task custom with a hub data set's Parquet rows (an image or audio column and labels) or a "
+                   "CSV table of media rows: the column to answer with, as training's data.options.label_column (default: the ClassLabel column, "
                    "by class name, else label)")
     p.add_argument("--columns", type=_column_mapping, metavar="FIELD=COLUMN,...",
                    help="--task custom with question-answer records whose fields are other columns: the column of "

@@ -37,15 +37,17 @@ A table of such rows under another name is read the same way (`media_table_recor
                                      1000268201_693b08cb0e.jpg,A child in a pink dress is climbing up ...
     flickr30k/results.csv            image_name| comment_number| comment
     pets/train.csv, pets/train/      image,label                  (a Kaggle competition's: or filename,label, id,label)
+    aptos/train.csv, train_images/   id_code,diagnosis            (000c1434d8d7: train_images/000c1434d8d7.png)
 
 Its media column is read as `file_name`, and its text column (the first of `TABLE_TEXT_KEYS`: a caption or
 transcript column, or Flickr30k's `comment`) as the caption of an image or video; a `label` or `question` column as
 a metadata row's. The delimiter is the header's (',' unless it has none but ';', tab or '|'; a .tsv: tab), white
-space after it left out. A row's file is looked for in the media folder given (`data.media_folder`,
-`--media-folder`), else in the table's folder, its `Images/`, `images/` or same-named subfolder and the folders a
-COCO file's images are looked for in (`coco.image_folders`: `train/` beside train.csv); a file in none of them is a
-bad record naming the paths tried (`table_folders`). A table whose column names media but that has no text, label
-or question column is refused in one line listing its columns and those read.
+space after it left out. A column of names without their extension is the media column when its first rows' files
+are found with one (`_named_files_column`). A row's file is looked for in the media folder given
+(`data.media_folder`, `--media-folder`), else in the table's folder and those beside it (`table_folders`); a file in
+none of them is a bad record naming the paths tried. The reader's `label_column` names the column that answers
+(APTOS's `diagnosis`); a table whose column names media but that has no text, label or question column, nor the
+one named, is refused in one line listing its columns and those read.
 
 A row that makes no record is a bad record (skipped and counted as a bad JSONL line is), named by its metadata
 file and line (CSV: the line its row starts on; Parquet: "row N"): a file that does not exist, one that is no
