@@ -509,6 +509,10 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         table = is_table_file(path)
         return renamed_records(table_records(path) if table else json_records(path, media_folder), columns,
                                "column" if table else "field")
+    from .speech_corpora import is_speech_corpus, speech_corpus_records  # (it builds on this module)
+
+    if is_speech_corpus(path):
+        return speech_corpus_records(path)
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records

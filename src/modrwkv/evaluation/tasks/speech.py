@@ -7,12 +7,13 @@ report it; the per-sample line carries the utterance's own WER/CER for inspectio
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
+from ...data.readers.base import DataError
+from ...data.readers.speech_corpora import is_speech_corpus, speech_corpus_records
 from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, wer
 from .base import (
@@ -24,8 +25,6 @@ from .base import (
     expect_file,
 )
 from .paper import AISHELL, ASR_ENCODERS, LIBRISPEECH
-
-log = logging.getLogger(__name__)
 
 # What the samples show until the model is loaded; each is asked with the model's own ASR prompt
 # (`transcribe`, `Task.transcription_prompt`), e.g. the audio alone for a model trained that way (the
@@ -52,6 +51,20 @@ class _SpeechTask(Task):
         self.long_form = long_form
 
 
+def _transcribed(folder: Path) -> list[EvalSample]:
+    """The utterances of a speech corpus's split folder, read as training reads them (`speech_corpora`), each asked
+    for its transcript; a bad line or a missing split is the file's error."""
+    samples = []
+    try:
+        for _, load in speech_corpus_records(folder):
+            record = load()
+            samples.append(EvalSample(record["id"], ASR_PROMPT, {"text": record["text"]}, audio=[Path(record["audio"])],
+                                      transcribe=True))
+    except DataError as exc:
+        raise BenchmarkFileError(str(exc)) from None
+    return samples
+
+
 class LibriSpeech(_SpeechTask):
     name = "librispeech"
     title = "LibriSpeech"
@@ -70,21 +83,10 @@ class LibriSpeech(_SpeechTask):
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the LibriSpeech corpus", self.layout)
         folder = data / split if (data / split).is_dir() else data
-        transcripts = sorted(folder.glob("*/*/*.trans.txt"))
-        if not transcripts:
+        if not is_speech_corpus(folder):
             raise BenchmarkFileError(f"{folder}: no <speaker>/<chapter>/*.trans.txt transcripts. "
                                      f"Expected layout:\n{self.layout}")
-        samples = []
-        for path in transcripts:
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                utterance, _, text = line.strip().partition(" ")
-                if not text:
-                    raise BenchmarkFileError(f"{path}:{number}: expected '<utterance-id> <TRANSCRIPT>', got {line!r}")
-                audio = path.parent / f"{utterance}.flac"
-                samples.append(EvalSample(utterance, ASR_PROMPT, {"text": text}, audio=[audio], transcribe=True))
-        return samples
+        return _transcribed(folder)
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"wer": wer([record["reference"]["text"]], [record["prediction"]])}
@@ -112,25 +114,8 @@ class Aishell(_SpeechTask):
 
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the Aishell-1 corpus", self.layout)
-        folder = data / "transcript" if (data / "transcript").is_dir() else data
-        path = expect_file(folder, ["aishell_transcript_v0.8.txt"], "the transcripts", self.layout)
-        transcripts = {}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                utterance, _, text = line.strip().partition(" ")
-                if not text:
-                    raise BenchmarkFileError(f"{path}:{number}: expected '<utterance-id> <transcript>', got {line!r}")
-                transcripts[utterance] = text
-        wavs = sorted((data / "wav" / split).glob("*/*.wav"))
-        if not wavs:
-            raise BenchmarkFileError(f"{data / 'wav' / split}: no <speaker>/*.wav files (extract the per-speaker "
-                                     f"archives first). Expected layout:\n{self.layout}")
-        samples = [EvalSample(wav.stem, ASR_PROMPT, {"text": transcripts[wav.stem]}, audio=[wav], transcribe=True)
-                   for wav in wavs if wav.stem in transcripts]
-        if len(samples) < len(wavs):
-            # The release has a few recordings without a transcript; Kaldi's and ESPnet's recipes drop them too.
-            log.info("aishell %s: %d recordings have no transcript and are left out", split, len(wavs) - len(samples))
-        return samples
+        expect_file(data / "transcript", ["aishell_transcript_v0.8.txt"], "the transcripts", self.layout)
+        return _transcribed(data / "wav" / split)
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"cer": cer([record["reference"]["text"]], [record["prediction"]])}
