@@ -245,8 +245,8 @@ def csv_records(path: Path, delimiter: str = ",",
     """(source "path:line", load) per row of a CSV file with a header (its line: the one the row starts on; blank
     lines are no rows), its cells split at `delimiter` (with `skip_initial_space`, the white space after one left
     out). A cell is text as written, a quoted one with its delimiters and line breaks (a quote left
-    open, or text after a closing one, is the file's error), but a `NUMBER_COLUMNS` cell (`duration`), which is a
-    number; an empty cell is missing (None). A row with more or fewer cells than the header is a bad record; a
+    open, or text after a closing one, is the file's error; a .tsv's quotes are text, `_quoting`), but a
+    `NUMBER_COLUMNS` cell (`duration`), which is a number; an empty cell is missing (None). A row with more or fewer cells than the header is a bad record; a
     file that does not read or decode raises `DataError` (unreadable_file)."""
     try:
         text = decode_text(path.read_bytes(), path)
@@ -256,7 +256,7 @@ def csv_records(path: Path, delimiter: str = ",",
         raise DataError(err.source, "unreadable_file", err.detail) from None
     # strict: a quote left open would otherwise run silently to the end of the file, one row swallowing the rest
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=skip_initial_space,
-                        strict=True)
+                        strict=True, quoting=_quoting(path))
     rows: list[tuple[int, list[str]]] = []  # (the line a row starts on, its cells), the header first
     line = 1
     try:
@@ -278,13 +278,22 @@ def csv_records(path: Path, delimiter: str = ",",
         source = f"{path}:{line}"
         if len(cells) != len(header):
             shown = "a comma" if delimiter == "," else repr(delimiter)
+            quoting = ("a cell holding a tab is split by it: a .tsv is read unquoted, as Common Voice writes it"
+                       if _quoting(path) == csv.QUOTE_NONE else f"a cell holding {shown} or a line break is quoted "
+                       "(\"a, b\")")
             yield source, _refused(DataError(source, "wrong_type", f"{len(cells)} cells where the header "
-                                             f"({', '.join(header)}) has {len(header)}: a cell holding {shown} or "
-                                             "a line break is quoted (\"a, b\")"))
+                                             f"({', '.join(header)}) has {len(header)}: {quoting}"))
             continue
         record = {name: None if cell == "" else _number(cell) if name in NUMBER_COLUMNS else cell
                   for name, cell in zip(header, cells, strict=True)}
         yield source, lambda record=record: record
+
+
+def _quoting(path: Path) -> int:
+    """How a delimited file's cells are quoted: a .tsv's not at all, as tab-separated values are written (IANA's
+    text/tab-separated-values; Common Voice's and CoVoST's sentences hold quotes, `"Hello," he said.`), a .csv's
+    or .txt's as CSV quotes them."""
+    return csv.QUOTE_NONE if path.suffix.lower() == ".tsv" else csv.QUOTE_MINIMAL
 
 
 def _number(cell: str) -> float | str:
@@ -335,7 +344,8 @@ def media_table(path: Path) -> MediaTable | None:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else header_delimiter(text)
     rows: list[list[str]] = []
     try:
-        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True):
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True,
+                              quoting=_quoting(path)):
             if any(cell.strip() for cell in row):
                 rows.append(row)
             if len(rows) > _SNIFFED_ROWS:
@@ -424,7 +434,8 @@ def table_folders(path: Path) -> list[Path]:
     """Where the files a table of media rows names are looked for without a media folder, in order: its folder, the
     `Images/` and `images/` in it (Kaggle's Flickr8k), the one of its folder's name in it (Kaggle's Flickr30k:
     flickr30k_images/flickr30k_images/), the table's name with `_images` (a Kaggle competition's train_images/
-    beside train.csv), a COCO file's (`coco.image_folders`: `train/` beside train.csv, the folder above), then the
+    beside train.csv), `clips/` (Common Voice's, beside its train.tsv), a COCO file's (`coco.image_folders`: `train/`
+    beside train.csv, the folder above), then the
     other folders beside it with "image" in their name (HAM10000's HAM10000_images_part_1/ and _part_2/)."""
     path = path.absolute()
     here = path.parent
@@ -434,7 +445,7 @@ def table_folders(path: Path) -> list[Path]:
     except OSError:  # (the table's reader names an unreadable folder)
         named = []
     return list(dict.fromkeys([here, here / "Images", here / "images", here / here.name, here / f"{path.stem}_images",
-                               *image_folders(path), *named]))
+                               here / "clips", *image_folders(path), *named]))
 
 
 def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, label_column: str | None) -> Any:
