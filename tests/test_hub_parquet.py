@@ -584,7 +584,8 @@ def test_a_label_column_no_file_takes_is_refused(tmp_path, capsys):
     assert main(["init", "--data", str(folder), "--label-column", "nonsense", "--yes", "--device", "cpu", "--output",
                  str(output)]) == 2
     refusal = ("label column 'nonsense' (--label-column, data.options.label_column): no data file has plain rows "
-               "for it to choose the answer of (a hub data set's Parquet file of a media column and labels, or JSON records such as {\"image\": \"a.png\", "
+               "for it to choose the answer of (a hub data set's Parquet file of a media column and labels, a CSV table of "
+                   "media rows, or JSON records such as {\"image\": \"a.png\", "
                "\"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
     assert capsys.readouterr().err.splitlines()[-1] == f"modrwkv init: error: {refusal}"
     assert not output.exists()
