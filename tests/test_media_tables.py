@@ -294,6 +294,42 @@ def test_common_voice_tsv_reads_its_quotes_as_text_and_its_clips(tmp_path):
         "a cell holding a tab is split by it: a .tsv is read unquoted, as Common Voice writes it")
 
 
+def test_esc50_and_urbansound8k_metadata_find_their_audio_folders(tmp_path):
+    """ESC-50's meta/esc50.csv names audio/ beside meta/; UrbanSound8K's metadata/UrbanSound8K.csv names clips
+    kept in audio/fold1/ ... audio/fold10/: each row a labelled clip, answered by the class column named."""
+    import numpy as np
+    import soundfile
+
+    from modrwkv.data.readers.webdataset import CLASS_PROMPTS
+
+    esc = tmp_path / "ESC-50-master"
+    (esc / "audio").mkdir(parents=True)
+    (esc / "meta").mkdir()
+    for name in ("1-100032-A-0.wav", "1-100038-A-14.wav"):
+        soundfile.write(esc / "audio" / name, np.zeros(4410, dtype=np.float32), 44100)
+    (esc / "meta" / "esc50.csv").write_text("filename,fold,target,category,esc10,src_file,take\n"
+                                            "1-100032-A-0.wav,1,0,dog,True,100032,A\n"
+                                            "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n")
+    urban = tmp_path / "UrbanSound8K"
+    (urban / "metadata").mkdir(parents=True)
+    clips = {"fold1": "101415-3-0-2.wav", "fold10": "100263-2-0-117.wav"}
+    for fold, name in clips.items():
+        (urban / "audio" / fold).mkdir(parents=True)
+        soundfile.write(urban / "audio" / fold / name, np.zeros(4410, dtype=np.float32), 44100)
+    (urban / "metadata" / "UrbanSound8K.csv").write_text(
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+        "101415-3-0-2.wav,101415,1.0,5.0,1,1,3,dog_bark\n100263-2-0-117.wav,100263,58.5,62.5,1,10,2,children_playing\n")
+    question = f"<audio>\n{CLASS_PROMPTS['audio']}"
+    assert [(s.audios, s.messages[0].content, s.messages[1].content)
+            for s in QAReader(esc / "meta" / "esc50.csv", label_column="category", on_error="raise")] == [
+        ([str((esc / "audio" / "1-100032-A-0.wav").resolve())], question, "dog"),
+        ([str((esc / "audio" / "1-100038-A-14.wav").resolve())], question, "chirping_birds")]
+    assert [(s.audios, s.messages[1].content)
+            for s in QAReader(urban / "metadata" / "UrbanSound8K.csv", label_column="class", on_error="raise")] == [
+        ([str((urban / "audio" / "fold1" / clips["fold1"]).resolve())], "dog_bark"),
+        ([str((urban / "audio" / "fold10" / clips["fold10"]).resolve())], "children_playing")]
+
+
 def test_a_table_of_image_urls_says_to_download_them_first(tmp_path, capsys):
     """LAION's and CC3M's url,caption tables name web addresses: refused once, naming img2dataset, rather than
     every row skipped as a missing file."""

@@ -435,17 +435,25 @@ def table_folders(path: Path) -> list[Path]:
     `Images/` and `images/` in it (Kaggle's Flickr8k), the one of its folder's name in it (Kaggle's Flickr30k:
     flickr30k_images/flickr30k_images/), the table's name with `_images` (a Kaggle competition's train_images/
     beside train.csv), `clips/` (Common Voice's, beside its train.tsv), a COCO file's (`coco.image_folders`: `train/`
-    beside train.csv, the folder above), then the
-    other folders beside it with "image" in their name (HAM10000's HAM10000_images_part_1/ and _part_2/)."""
+    beside train.csv, the folder above), the other folders beside it with "image" in their name (HAM10000's
+    HAM10000_images_part_1/ and _part_2/), then an `audio/` folder in it or beside it and that folder's subfolders
+    (ESC-50's meta/esc50.csv and audio/; UrbanSound8K's metadata/UrbanSound8K.csv and audio/fold1/ ...)."""
     path = path.absolute()
     here = path.parent
-    try:
-        with os.scandir(here) as entries:
-            named = sorted(Path(entry.path) for entry in entries if "image" in entry.name.lower() and entry.is_dir())
-    except OSError:  # (the table's reader names an unreadable folder)
-        named = []
+    named = [folder for folder in _subfolders(here) if "image" in folder.name.lower()]
+    audio = [folder for folder in (here / "audio", here.parent / "audio") if folder.is_dir()]
     return list(dict.fromkeys([here, here / "Images", here / "images", here / here.name, here / f"{path.stem}_images",
-                               here / "clips", *image_folders(path), *named]))
+                               here / "clips", *image_folders(path), *named,
+                               *(found for folder in audio for found in (folder, *_subfolders(folder)))]))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """`folder`'s subfolders, in name order ([] where it does not list: the table's reader names that)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(Path(entry.path) for entry in entries if entry.is_dir())
+    except OSError:
+        return []
 
 
 def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, label_column: str | None) -> Any:
