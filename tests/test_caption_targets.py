@@ -114,3 +114,12 @@ def test_a_list_of_captions_per_row_is_a_sample_per_caption(tmp_path: Path) -> N
     from_rows, _ = read_sources(DataConfig(train=[str(rows / "captions.txt")], format="qa"))
     assert [s.messages for s in from_list] == [s.messages for s in from_rows]
     assert [s.messages[-1].content for s in from_list] == captions
+
+
+def test_init_sizes_training_by_the_samples_of_each_caption(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """init sizes epochs, batch and checkpoints from training's samples: 10 for two images of five captions."""
+    from modrwkv.cli import main
+
+    path = write_coco(tmp_path)
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 0
+    assert f"{path}: qa format, 10 usable samples, inputs: image ({path}: kept 2 of 2 records)" in capsys.readouterr().out

@@ -36,6 +36,7 @@ from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths
                                  data_name, expand_paths)
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.readers.hubrows import answer_notes, unused_label_column
+from ..data.readers.qa import each_caption
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
@@ -230,7 +231,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         raise InitError(str(exc)) from None
     scanned_all = len(samples) <= SCAN_LIMIT
     estimated = len(samples) if scanned_all else round(reader.count_records() * len(samples) / reader.report.total)
-    samples = samples[:SCAN_LIMIT]
+    # training's samples: a record of several captions is a sample of each (`read_sources`), and epochs, batch and
+    # checkpoints are sized from those
+    taught = [each for sample in samples[:SCAN_LIMIT] for each in each_caption(sample)]
+    estimated = round(estimated * len(taught) / len(samples[:SCAN_LIMIT])) if samples else 0
+    samples = taught[:SCAN_LIMIT] if not scanned_all else taught
     problems = [str(err) for err in reader.report.examples]
     if not samples:
         first = f"; the first: {problems[0]}" if problems else ""
