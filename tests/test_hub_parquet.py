@@ -27,6 +27,7 @@ from modrwkv.data.readers import AsrManifestReader, DataError, LlavaReader, Open
 from modrwkv.data.readers.base import TableBytes, expand_paths, file_records
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.data.readers.hubrows import HubLayout, hub_layout
+from modrwkv.data.readers.qa import each_caption
 from modrwkv.data.sample import Message
 from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio, load_image
@@ -248,6 +249,20 @@ def test_a_bad_row_or_layout_is_one_line_naming_the_file_row_and_column(tmp_path
         detect_format(none)
 
 
+def test_rows_of_one_embedded_image_are_one_sample_with_every_caption_in_eval(tmp_path):
+    """A hub Parquet file of a row per caption (the image's bytes repeated in each) is scored as COCO scores an
+    image: once, against all its captions, the rows grouped by their bytes."""
+    pairs = tmp_path / "pairs.parquet"
+    red, green = pictures(2)
+    captions = ["a red square", "a green square", "a red box on white", "green, centred", "red"]
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    datasets.Dataset.from_dict({"image": [red, green, red, green, red], "text": captions},
+                               features=features).to_parquet(str(pairs))
+    assert [(s.id, s.reference["answers"]) for s in CustomTask().load(pairs, "test")] == [
+        ("1", ["a red square", "a red box on white", "red"]), ("2", ["a green square", "green, centred"])]
+    assert len(list(QAReader(pairs))) == 5  # training: a sample per row
+
+
 def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     captions = tmp_path / "captions.parquet"  # an image-text pair set: `text` is a caption, not a transcript
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
@@ -268,7 +283,7 @@ def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     assert [s.messages[1].content for s in QAReader(folder, on_error="raise")] == ["bird", "automobile"]
 
 
-def test_a_list_of_captions_trains_the_first_and_is_every_reference_of_cider_in_eval(tmp_path, monkeypatch, capsys):
+def test_a_list_of_captions_trains_each_and_is_every_reference_of_cider_in_eval(tmp_path, monkeypatch, capsys):
     flickr = tmp_path / "flickr30k.parquet"  # nlphuji/flickr30k: five captions per image, as a list
     features = datasets.Features({"image": datasets.Image(), "caption": datasets.Sequence(datasets.Value("string")),
                                   "img_id": datasets.Value("string")})
@@ -282,6 +297,7 @@ def test_a_list_of_captions_trains_the_first_and_is_every_reference_of_cider_in_
         ("<image>\nWrite a short caption for the image.", "A red square."),
         ("<image>\nWrite a short caption for the image.", "A green box, centred."),
         ("<image>\nWrite a short caption for the image.", "Blue!")]
+    assert [[s.messages[1].content for s in each_caption(sample)] for sample in samples] == captions  # training's
     assert [s.reference for s in CustomTask().load(flickr, "test")] == [
         {"metric": "cider", "answers": answers} for answers in captions]  # not VQA's accuracy over answers
     replies = itertools.cycle(["Red.", "A green square on a white background.", "a blue square"])  # each run's

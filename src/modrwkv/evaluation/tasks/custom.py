@@ -66,6 +66,7 @@ when every record offers the same options.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import logging
 import os
@@ -79,10 +80,9 @@ import numpy as np
 from ...constants import EVAL_METRICS as METRICS
 from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
-from ...data.readers.base import (DataError, MixedFormats, ReadReport, accepted_format, as_paths, data_label,
-                                  expand_paths, file_records, is_media_table, is_metadata_file, is_table_file,
-                                  is_tar, one_format,
-                                  warn_media_folder_unused)
+from ...data.readers.base import (DataError, EmbeddedBytes, MixedFormats, ReadReport, accepted_format, as_paths,
+                                  data_label, expand_paths, file_records, is_media_table, is_metadata_file,
+                                  is_table_file, is_tar, one_format, warn_media_folder_unused)
 from ...data.readers.qa import CAPTION_WORDS, LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.hubrows import hub_layout, unused_label_column
@@ -616,16 +616,32 @@ def _given_folder(data_format: str, options: Mapping[str, Any], media_folder: Pa
 
 
 def _caption_key(question: _Question) -> tuple[Any, ...] | None:
-    """What rows of captions of one sample share: their media files, the prompt and the turns before it; None for
-    media that are no file's path (embedded bytes, arrays), which rows are not known to share."""
+    """What rows of captions of one sample share: their media (a file's path; embedded bytes by their SHA-256, as a
+    hub Parquet file of a row per caption repeats an image's bytes), the prompt and the turns before it; None for
+    media that are neither (arrays, decoded images), which rows are not known to share."""
     media = []
     for modality, items in sorted(question.record.media.items()):
-        if not items or not all(isinstance(item, str) for item in items):
+        keys = [_media_key(item) for item in items]
+        if not keys or None in keys:
             return None
-        media.append((modality, tuple(os.path.abspath(item) for item in items)))
+        media.append((modality, tuple(keys)))
     if not media:
         return None
     return tuple(media), question.prompt, tuple((turn["role"], turn["content"]) for turn in question.context)
+
+
+def _media_key(item: Any) -> str | None:
+    """A media item's identity for `_caption_key`: a path made absolute, or a digest of its bytes."""
+    if isinstance(item, str):
+        return os.path.abspath(item)
+    if isinstance(item, EmbeddedBytes):
+        try:
+            item = item.read()
+        except ValueError:  # (unreadable bytes: the sample's own error, when it is answered)
+            return None
+    if isinstance(item, bytes):
+        return "sha256:" + hashlib.sha256(item).hexdigest()
+    return None
 
 
 def _conversation_question(sample: Sample, record: Any, template: str | None) -> _Question:
