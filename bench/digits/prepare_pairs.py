@@ -81,7 +81,7 @@ def main() -> None:
                     "conversations": [{"from": "human", "value": turn + QUESTIONS[args.question]},
                                       {"from": "gpt", "value": reply}]}) + "\n")
 
-    classifier, pixels = fit_logistic_regression(out, names, targets, train_idx)
+    classifier, pixels = fit_logistic_regression([out / "images" / name for name in names], targets, train_idx)
     read = classifier.predict(pixels)
     most_frequent = Counter(answers["train"]).most_common(1)[0][0]
     answers_by_first_digit: dict[int, Counter[str]] = {digit: Counter() for digit in range(10)}

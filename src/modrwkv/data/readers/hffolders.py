@@ -458,10 +458,13 @@ def _subfolders(folder: Path) -> list[Path]:
 
 def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, label_column: str | None) -> Any:
     """A table's row as a metadata row: its media cell with the extension its files have (`MediaTable.extension`),
-    its text column `caption` read as its caption; with `label_column`, its media, `id` and that column as its
-    label alone, so that the label answers whatever else the row holds."""
+    the cell as written its id (where the table has no `id` column), its text column `caption` read as its caption;
+    with `label_column`, its media, `id` and that column as its label alone, so that the label answers whatever else
+    the row holds."""
     row = load()
     if table.extension and isinstance(row.get(table.media), str):
+        if row.get("id") is None:  # predictions name APTOS's row 000c1434d8d7, as its submission file does
+            row["id"] = row[table.media]
         row[table.media] += table.extension
     if label_column is not None:
         kept = {"id": row["id"]} if row.get("id") is not None else {}
