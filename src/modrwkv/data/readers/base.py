@@ -273,15 +273,19 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     samples), else for its .parquet shards, else, with subfolders, for itself: a folder of class folders
     (`classfolders`), which `file_records` reads as one data file. A folder with a metadata file in it or a
     subfolder stands for itself before all that: Hugging Face's metadata layout (`hffolders`), whose
-    metadata.parquet is no shard. A folder `Dataset.save_to_disk` wrote stands for its .arrow shards
+    metadata.parquet is no shard; so do a speech corpus's folders (`speech_corpora`) and a folder of torchvision's
+    image set files (`torchvision_sets`). A folder `Dataset.save_to_disk` wrote stands for its .arrow shards
     (`_saved_shards`), one `DatasetDict.save_to_disk` wrote for its split's, and is refused with several splits
     (`SAVED_SPLITS`); a `load_dataset` cache entry likewise (`_cached_splits`). A folder of several splits'
     shards, by their names or split subfolders, is refused (`_refuse_splits`)."""
     if Path(pattern).is_dir():
         from .classfolders import has_class_folders  # (they build on this module)
         from .hffolders import has_metadata
+        from .speech_corpora import is_speech_corpus
+        from .torchvision_sets import is_torchvision_set
 
-        if has_metadata(Path(pattern)):
+        # read as one data file, which says itself which split of it to give (`file_records`)
+        if has_metadata(Path(pattern)) or is_speech_corpus(Path(pattern)) or is_torchvision_set(Path(pattern)):
             return [pattern]
         if splits := _saved_splits(Path(pattern), setting):
             if len(splits) > 1:
@@ -509,10 +513,13 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         table = is_table_file(path)
         return renamed_records(table_records(path) if table else json_records(path, media_folder), columns,
                                "column" if table else "field")
-    from .speech_corpora import is_speech_corpus, speech_corpus_records  # (it builds on this module)
+    from .speech_corpora import is_speech_corpus, speech_corpus_records  # (they build on this module)
+    from .torchvision_sets import is_torchvision_set, torchvision_records
 
     if is_speech_corpus(path):
         return speech_corpus_records(path)
+    if is_torchvision_set(path):
+        return torchvision_records(path, caption_prompt, label_column)
     if path.is_dir() or is_metadata_file(path):
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records

@@ -14,6 +14,7 @@ from .base import (SERIES_FILES, DataError, file_records, is_metadata_file, is_s
                    media_kind, record_format)
 from .seriesrows import TARGET, media_fields, media_note
 from .sharegpt import dataset_info_entry
+from .torchvision_sets import is_torchvision_set
 
 
 class FormatUnknown(ValueError):
@@ -54,6 +55,8 @@ def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] |
             return "sharegpt"
     except DataError as exc:
         raise FormatUnknown(str(exc)) from None
+    if is_torchvision_set(path):  # binary files (IDX, pickled CIFAR batches) of labelled images
+        return "qa"
     broken = None
     raw_head = head = ""
     # a text file: its head tells an empty file and a broken first JSONL record

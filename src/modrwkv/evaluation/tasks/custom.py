@@ -88,6 +88,8 @@ from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.hubrows import hub_layout, unused_label_column
 from ...data.readers.webdataset import CLASS_PROMPTS, DEFAULT_CAPTION_PROMPTS
 from ...data.readers.sharegpt import dataset_info_entry, sharegpt_mapping
+from ...data.readers.speech_corpora import is_speech_corpus
+from ...data.readers.torchvision_sets import is_torchvision_set
 from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
 from ..metrics import (caption_scores, cer, extract_choice, label_breakdown, mae, mse, normalize_short_answer,
@@ -226,7 +228,8 @@ class CustomTask(Task):
             # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
             # (a folder here is a folder of class folders or with a metadata file: `expand_paths`)
             if not (file.is_dir() or is_tar(file) or is_table_file(file) or is_metadata_file(file)
-                    or file.suffix.lower() in (".json", ".jsonl") or is_media_table(file)):
+                    or file.suffix.lower() in (".json", ".jsonl") or is_media_table(file) or is_speech_corpus(file)
+                    or is_torchvision_set(file)):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet, .arrow or .tar file of records "
                                          f"in a training format, a .csv / .tsv / .txt table whose rows name media "
                                          f"files, a folder of class folders or a folder with a metadata file: "
@@ -342,7 +345,7 @@ class CustomTask(Task):
             renamed = columns if data_format == "qa" else None
             # rows of media files named in a metadata file or a table (a folder's rows, known by their files)
             media_rows = file.is_dir() or is_metadata_file(file) or is_media_table(file)
-            captioned = (is_tar(file) or media_rows
+            captioned = (is_tar(file) or media_rows or is_torchvision_set(file)
                          or is_table_file(file) and not renamed and hub_layout(file, label_column) is not None)
             if self.caption_prompt is not None and not captioned:
                 raise BenchmarkFileError(f"{file}: --caption-prompt applies to WebDataset .tar shards, folders of "
