@@ -115,6 +115,8 @@ def test_cifar100_answers_its_fine_or_coarse_labels(tmp_path):
         "coarse11", "coarse15"]
     with pytest.raises(DataError, match="no labels 'label' .* this set's are 'fine_labels' and 'coarse_labels'"):
         list(QAReader(folder / "train", label_column="label"))
+    assert main(["init", "--data", str(folder / "train"), "--label-column", "coarse_labels", "--yes", "--device",
+                 "cpu", "--output", str(tmp_path / "c100.yaml")]) == 0
 
 
 def test_a_folder_of_both_splits_and_damaged_or_hostile_files_are_refused(tmp_path):

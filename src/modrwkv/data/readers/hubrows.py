@@ -367,11 +367,15 @@ def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
 def takes_label_column(path: Path) -> bool:
     """Whether `label_column` chooses what some record of the data file `path` answers: a Parquet file of plain
     rows (no record format's columns), a table of media rows (`hffolders.media_table_records`: Kaggle's APTOS
-    train.csv answered with `diagnosis`), or a JSON / JSONL file one of whose first 100 records is plain
+    train.csv answered with `diagnosis`), a CIFAR-100 batch (`coarse_labels`), or a JSON / JSONL file one of whose first 100 records is plain
     (`plain_records`); not a file of records, a tar, a folder, a metadata file or a series file, whose answers are
     their own."""
-    if is_media_table(path):
+    from .torchvision_sets import has_label_choice, is_torchvision_set  # (it builds on this module)
+
+    if is_media_table(path) or has_label_choice(path):
         return True
+    if is_torchvision_set(path):
+        return False
     if path.is_dir() or is_metadata_file(path) or is_tar(path) or is_series_file(path) or media_kind(path):
         return False
     if is_table_file(path):

@@ -54,6 +54,12 @@ def is_torchvision_set(path: Path) -> bool:
     return bool(_IDX_IMAGES.fullmatch(path.name)) or _cifar_meta(path) is not None
 
 
+def has_label_choice(path: Path) -> bool:
+    """Whether the reader's `label_column` chooses what `path` answers: a CIFAR-100 batch (fine or coarse labels)."""
+    meta = _cifar_meta(path) if path.is_file() else None
+    return meta is not None and meta.name == "meta"
+
+
 def torchvision_records(path: Path, prompt: str | None = None, label_column: str | None = None) -> Records:
     """(source "file:index", load) per image of the IDX images file or CIFAR batch `path` (`is_torchvision_set`),
     each loading its labelled record; a folder of both splits raises `DataError` (unreadable_file) naming them."""
@@ -67,7 +73,13 @@ def torchvision_records(path: Path, prompt: str | None = None, label_column: str
                         f"one split, {given} to train on (modrwkv init --data, data.train)"
                         + (f", {path / test[0]} to evaluate on (modrwkv eval --task custom --data)" if test else ""))
     question = prompt if prompt is not None else CLASS_PROMPTS["image"]
-    images, labels, names = _idx_set(path) if _IDX_IMAGES.fullmatch(path.name) else _cifar_set(path, label_column)
+    if _IDX_IMAGES.fullmatch(path.name):
+        if label_column is not None:
+            raise DataError(str(path), "unreadable_file", f"an IDX set answers with its labels file, not a column "
+                            f"{label_column!r} (data.options.label_column): leave it out")
+        images, labels, names = _idx_set(path)
+    else:
+        images, labels, names = _cifar_set(path, label_column)
     for index in range(len(images)):
         yield f"{path}:{index}", _loader(images, labels, names, index, question, f"{path}:{index}",
                                          f"{path.name}:{index}")
