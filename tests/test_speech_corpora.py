@@ -87,13 +87,16 @@ def test_the_corpus_of_splits_is_refused_naming_them_and_bad_lines_are_named(tmp
     assert str(chapter / "19-198-0002.flac") in reader.report.examples[1].detail
 
 
-def test_init_writes_a_config_that_trains_the_split(tmp_path, monkeypatch):
-    corpus = librispeech(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    assert main(["init", "--data", str(corpus / "train-clean-100"), "--yes", "--device", "cpu",
+def test_init_writes_a_config_that_trains_the_split_and_evaluates_the_test_split(tmp_path, monkeypatch, capsys):
+    librispeech(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the split given relative to here, as a user types it
+    assert main(["init", "--data", "LibriSpeech/train-clean-100", "--yes", "--device", "cpu",
                  "--output", "libri.yaml"]) == 0
+    assert "evaluate:  modrwkv eval --task custom --model runs/train-clean-100/final --data LibriSpeech/test-clean" \
+        in capsys.readouterr().out
     config = yaml.safe_load(Path("libri.yaml").read_text())
-    assert config["data"]["format"] == "asr" and config["data"]["train"] == [str(corpus / "train-clean-100")]
+    assert config["data"]["format"] == "asr" and config["data"]["train"] == ["LibriSpeech/train-clean-100"]
+    assert read(Path("LibriSpeech/train-clean-100")) == TRAIN
 
 
 def test_an_aishell_split_trains_with_its_words_joined_and_the_corpus_is_refused(tmp_path):

@@ -80,7 +80,7 @@ def test_mnist_idx_files_read_as_their_images_and_digits(tmp_path):
         [fashion[label]] for label in labels]
 
 
-def test_cifar_batches_read_as_their_images_and_class_names(tmp_path, monkeypatch):
+def test_cifar_batches_read_as_their_images_and_class_names(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "cifar-10-batches-py"
     written = write_cifar10(folder)
     data, labels = written["data_batch_2"]
@@ -94,6 +94,9 @@ def test_cifar_batches_read_as_their_images_and_class_names(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert main(["init", "--data", "cifar-10-batches-py/data_batch_*", "--yes", "--device", "cpu",
                  "--output", "cifar.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar-10-batches-py/data_batch_*: qa format, 6 usable samples, inputs: image" in out
+    assert "--data cifar-10-batches-py/test_batch\n" in out  # the held-out batch, as init names it
     assert [len(list(QAReader(folder / name))) for name in ("data_batch_1", "data_batch_2")] == [3, 3]
     test = CustomTask().load(folder / "test_batch", "all")
     assert [(s.id, s.reference) for s in test] == [

@@ -17,6 +17,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -709,7 +710,10 @@ def _held_out_beside(train: Path, exclude: Sequence[str] = ()) -> Path | None:
     """The held-out file a split wrote beside the training file (test.jsonl beside train.jsonl), or for a
     folder of shards the held-out folder beside it (test/ beside train/), if any; not one of `exclude`
     (the validation files, which chose the weights: a score on them is not held-out). A Hugging Face metadata file
-    (train/metadata.jsonl) stands for its folder: the held-out folder beside that one, if any."""
+    (train/metadata.jsonl) stands for its folder: the held-out folder beside that one, if any. A name holding
+    "train" is looked for with the held-out name in its place, and without a trailing number, as published sets
+    name their splits (LibriSpeech's train-clean-100: test-clean; MNIST's train-images-idx3-ubyte:
+    t10k-images-idx3-ubyte; CIFAR-10's data_batch_*: test_batch)."""
     from modrwkv.data.readers.base import is_metadata_file
 
     excluded = {Path(path).resolve() for path in exclude}
@@ -718,12 +722,19 @@ def _held_out_beside(train: Path, exclude: Sequence[str] = ()) -> Path | None:
     folder = train.is_dir()
     if not train.name:  # `.`: no folder beside it
         return None
-    for name in HELD_OUT_NAMES:
-        for suffix in ("",) if folder else dict.fromkeys((train.suffix, ".jsonl", ".json")):
-            candidate = train.with_name(name + suffix)
-            if (candidate != train and (candidate.is_dir() if folder else candidate.is_file())
-                    and candidate.resolve() not in excluded):
-                return candidate
+    names = [name + suffix for name in HELD_OUT_NAMES
+             for suffix in (("",) if folder else dict.fromkeys((train.suffix, ".jsonl", ".json")))]
+    if "train" in train.name:
+        for name in (*HELD_OUT_NAMES, "t10k"):
+            renamed = train.name.replace("train", name)
+            names += [renamed, re.sub(r"-\d+$", "", renamed)]
+    if train.name.startswith("data_batch_"):
+        names.append("test_batch")
+    for name in dict.fromkeys(names):
+        candidate = train.with_name(name)
+        if (candidate != train and (candidate.is_dir() if folder else candidate.is_file())
+                and candidate.resolve() not in excluded):
+            return candidate
     return None
 
 

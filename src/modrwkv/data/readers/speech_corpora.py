@@ -138,7 +138,8 @@ def _librispeech_records(transcripts: list[Path]) -> Records:
 def _librispeech_loader(folder: Path, line: str, source: str) -> Callable[[], Any]:
     def load() -> dict[str, Any]:
         utterance, text = _utterance(line, source)
-        return {"audio": str(folder / f"{utterance}.flac"), "text": text, "id": utterance}
+        # absolute: the converters resolve a relative path against the data file's folder (the one above a folder)
+        return {"audio": os.path.abspath(folder / f"{utterance}.flac"), "text": text, "id": utterance}
 
     return load
 
@@ -173,6 +174,6 @@ def _aishell_records(root: Path, folder: Path) -> Records:
 def _aishell_loader(wav: Path, line: str, source: str) -> Callable[[], Any]:
     def load() -> dict[str, Any]:
         utterance, text = _utterance(line, source)
-        return {"audio": str(wav), "text": "".join(text.split()), "id": utterance}
+        return {"audio": os.path.abspath(wav), "text": "".join(text.split()), "id": utterance}
 
     return load

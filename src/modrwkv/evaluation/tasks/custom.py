@@ -376,8 +376,9 @@ class CustomTask(Task):
                 rows_read += 1
                 # rows of one image's captions (one per caption, as Karpathy-split exports write them) are one
                 # sample with all of them its references, as the COCO caption evaluation scores each image once
-                key = (_caption_key(question) if self.metric == "cider" or self.metric is None
-                       and question.record.metric == "cider" else None)
+                # (a tar's samples are each its own, by key: its images are not compared)
+                scored_as_captions = self.metric == "cider" or self.metric is None and question.record.metric == "cider"
+                key = _caption_key(question, by_bytes=not is_tar(file)) if scored_as_captions else None
                 if key is not None and key in caption_samples:
                     index = caption_samples[key]
                     earlier = records[index][1]
@@ -618,13 +619,13 @@ def _given_folder(data_format: str, options: Mapping[str, Any], media_folder: Pa
     return None if given is None else Path(given)
 
 
-def _caption_key(question: _Question) -> tuple[Any, ...] | None:
-    """What rows of captions of one sample share: their media (a file's path; embedded bytes by their SHA-256, as a
-    hub Parquet file of a row per caption repeats an image's bytes), the prompt and the turns before it; None for
-    media that are neither (arrays, decoded images), which rows are not known to share."""
+def _caption_key(question: _Question, by_bytes: bool) -> tuple[Any, ...] | None:
+    """What rows of captions of one sample share: their media (a file's path; with `by_bytes`, embedded bytes by
+    their SHA-256, as a hub Parquet file of a row per caption repeats an image's bytes), the prompt and the turns
+    before it; None for media that are neither (arrays, decoded images), which rows are not known to share."""
     media = []
     for modality, items in sorted(question.record.media.items()):
-        keys = [_media_key(item) for item in items]
+        keys = [_media_key(item, by_bytes) for item in items]
         if not keys or None in keys:
             return None
         media.append((modality, tuple(keys)))
@@ -633,10 +634,12 @@ def _caption_key(question: _Question) -> tuple[Any, ...] | None:
     return tuple(media), question.prompt, tuple((turn["role"], turn["content"]) for turn in question.context)
 
 
-def _media_key(item: Any) -> str | None:
-    """A media item's identity for `_caption_key`: a path made absolute, or a digest of its bytes."""
+def _media_key(item: Any, by_bytes: bool) -> str | None:
+    """A media item's identity for `_caption_key`: a path made absolute, or (`by_bytes`) a digest of its bytes."""
     if isinstance(item, str):
         return os.path.abspath(item)
+    if not by_bytes:
+        return None
     if isinstance(item, EmbeddedBytes):
         try:
             item = item.read()
