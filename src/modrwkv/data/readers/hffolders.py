@@ -246,8 +246,8 @@ def csv_records(path: Path, delimiter: str = ",",
     lines are no rows), its cells split at `delimiter` (with `skip_initial_space`, the white space after one left
     out). A cell is text as written, a quoted one with its delimiters and line breaks (a quote left
     open, or text after a closing one, is the file's error; a .tsv's quotes are text, `_quoting`), but a
-    `NUMBER_COLUMNS` cell (`duration`), which is a number; an empty cell is missing (None). A row with more or fewer cells than the header is a bad record; a
-    file that does not read or decode raises `DataError` (unreadable_file)."""
+    `NUMBER_COLUMNS` cell (`duration`), which is a number; an empty cell is missing (None). A row with more or fewer
+    cells than the header is a bad record; a file that does not read or decode raises `DataError` (unreadable_file)."""
     try:
         text = decode_text(path.read_bytes(), path)
     except OSError as err:
@@ -369,11 +369,12 @@ def _named_files_column(header: Sequence[str], rows: Sequence[Sequence[str]],
                         folders: Sequence[Path]) -> tuple[int | None, str]:
     """The first column whose cells name media files without their extension (Kaggle's APTOS train.csv `id_code`
     for train_images/<id_code>.png, HAM10000's `image_id` for HAM10000_images_part_1/<image_id>.jpg), and that
-    extension: every sampled cell a plain name (`_BARE_NAME`), the first `_FOUND_ROWS` found in `folders` with it.
-    (None, "") where none is: a series' numbers and dates are no files."""
+    extension: every sampled cell a plain name (`_BARE_NAME`), one at least with a letter (a series' counts and
+    dates are no names, and are not looked for), the first `_FOUND_ROWS` found in `folders` with it; (None, "") where
+    none is."""
     for index in range(len(header)):
         cells = [row[index] if len(row) > index else "" for row in rows]
-        if not all(_BARE_NAME.fullmatch(cell) for cell in cells):
+        if not all(_BARE_NAME.fullmatch(cell) for cell in cells) or not any(re.search("[^\\W\\d_]", cell) for cell in cells):
             continue
         for extension in MEDIA_EXTENSIONS:
             if first_file(folders, f"{cells[0]}.{extension}")[0] is not None:
