@@ -772,7 +772,7 @@ def test_csv_gaps_short_series_and_file_errors(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="no column 'y'"):
         list(TimeSeriesReader(path, lookback=3, horizon=2, columns=["y"]))
-    text = write_csv(tmp_path / "text.csv", ["date", "x"], [["d", "1"], ["d", "oops"]])
+    text = write_csv(tmp_path / "text.csv", ["date", "x"], [["d1", "1"], ["d2", "oops"]])  # (a repeated date: stacked)
     with pytest.raises(DataError, match=f"^{text}:3: column 'x': 'oops'"):
         list(TimeSeriesReader(text, lookback=1, horizon=1, columns=["x"]))
     with pytest.raises(ValueError, match="lookback"):

@@ -583,6 +583,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    help="the file's columns holding the records' fields, e.g. question=query,answers=label for "
                    "HuggingFaceM4/ChartQA (data.options.columns of the qa format; with --format sharegpt, "
                    "LLaMA-Factory's columns such as messages=conversations)")
+    p.add_argument("--id-columns", type=_column_names, metavar="COLUMN,...",
+                   help="series: the columns telling apart the series of a long-format CSV, several series one under "
+                   "another, e.g. store_nbr,family (data.options.id_columns; default: a unique_id, item_id or "
+                   "series_id column)")
     p.add_argument("--device", choices=INIT_DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
     p.add_argument("--size", choices=INIT_SIZES,
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
@@ -629,7 +633,8 @@ def _run_init(args: argparse.Namespace) -> int:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
-                          horizon=args.horizon, val=args.val, label_column=args.label_column, columns=args.columns)
+                          horizon=args.horizon, val=args.val, label_column=args.label_column, columns=args.columns,
+                          id_columns=args.id_columns)
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
@@ -644,7 +649,10 @@ def _run_init(args: argparse.Namespace) -> int:
         readers_log.setLevel(level)
     detected = ", ".join(sorted(summary.modalities)) or "none"
     if summary.series_columns:  # which columns became series, so a column left out is seen now
-        detected += f" (columns: {', '.join(summary.series_columns)})"
+        several = len(summary.long_format) > 1  # (each long-format file's groups, named when there are several)
+        groups = "".join(f"; {count} series ({', '.join(ids)})" + (f" in {name}" if several else "")
+                         for name, ids, count in summary.long_format)
+        detected += f" (columns: {', '.join(summary.series_columns)}{groups})"
     print(f"{data_label(answers.data)}: {summary.data_format} format, {summary.count()} usable samples, inputs: {detected} "
           f"({summary.skipped})")
     _list_skipped(summary.problems, summary.num_skipped, sys.stdout)
@@ -684,8 +692,9 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
     answer), with the training media folder."""
     data = config["data"]
     if data["format"] == "series":
+        ids = "".join(f" --id-column {shlex.quote(column)}" for column in data["options"].get("id_columns", ()))
         return (f"--data {shlex.quote(data['train'][0])} --lookback {data['options']['lookback']} "
-                f"--horizon {data['options']['horizon']}  # its test rows, which training does not read")
+                f"--horizon {data['options']['horizon']}{ids}  # its test rows, which training does not read")
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
     if "label_column" in data.get("options", {}):  # (the column hub Parquet rows are answered with)
         folder += f" --label-column {shlex.quote(data['options']['label_column'])}"
@@ -1078,6 +1087,14 @@ def _column_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+def _column_names(text: str) -> list[str]:
+    """argparse type of --id-columns: column names separated by commas."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected column names separated by commas, e.g. store_nbr,family")
+    return names
+
+
 def _port(text: str) -> int:
     """argparse type of --port: a TCP port number."""
     try:
@@ -1175,6 +1192,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "distribution and forecast their step-wise median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--target", action="append", metavar="COLUMN",
                    help="custom-series: a column to forecast (repeat for several; default: every numeric column)")
+    p.add_argument("--id-column", action="append", metavar="COLUMN",
+                   help="custom-series: a column telling apart the series of a long-format CSV (repeat for several, "
+                   "as training's data.options.id_columns; default: a unique_id, item_id or series_id column)")
     p.add_argument("--series-prompt", metavar="TEXT",
                    help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
                    "the model was trained with, which its folder records (docs/forecasting.md)")
@@ -1329,6 +1349,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "force_model": ("--force-model", True if args.force_model else None, "forecasting tasks"),
         "season": ("--season", args.season, "forecasting tasks"),
         "targets": ("--target", args.target, "custom-series"),
+        "id_columns": ("--id-column", args.id_column, "custom-series"),
         "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
         "long_form": ("--long-form", None if args.task == "custom" else long_form, "librispeech, aishell, custom"),
         "baselines": ("--baseline", None if args.task == "custom" or not args.baseline else _baselines(args.baseline),

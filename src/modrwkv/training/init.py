@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ class InitAnswers:
     label_column: str | None = None  # data.options.label_column: the column hub Parquet rows answer with
     # data.options.columns: the file's column of each record field (qa's; with --format sharegpt, LLaMA-Factory's)
     columns: dict[str, str] | None = None
+    # data.options.id_columns: the columns telling apart the series of a long-format CSV (None: the reader's own)
+    id_columns: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.data = [str(path) for path in as_paths(self.data)]
@@ -137,6 +140,8 @@ class DataSummary:
     audio_seconds: float | None = None
     audio_durations: bool = False  # every audio record gives its duration (ASR manifests): length grouping works
     season: SeasonChoice | None = None  # series: the period `season: auto` finds in the training rows
+    # series: each long-format file's name, id columns and number of series (`TimeSeriesReader.long_format`)
+    long_format: list[tuple[str, list[str], int]] = dataclasses.field(default_factory=list)
     text_p99: int = 0  # the 99th percentile of the scanned samples' text tokens (`split_outliers`)
     outliers: list[Outlier] = dataclasses.field(default_factory=list)  # longest text first
     # hub Parquet files' plain rows: which column answers them, per file (`hubrows.answer_notes`)
@@ -265,9 +270,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         except (OSError, ValueError) as exc:
             raise InitError(f"{samples[0].source}: the first image does not decode ({exc})") from None
     series_length = max((length for i in kept for length in media[i]["series"]), default=None)
-    columns, season = [], None
+    columns, season, long_format = [], None, []
     if isinstance(reader, TimeSeriesReader):
-        columns = reader.series_columns()
+        columns, long_format = reader.series_columns(), reader.long_format()
         season = detect_season(reader.training_rows(), reader.lookback - 1)  # the search `season: auto` with drift makes
     longest_clip = max((seconds for i in kept for seconds in media[i]["audio"]), default=None)
     durations = bool(samples) and all("duration" in s.meta for s in samples if s.audios)
@@ -279,7 +284,7 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
                        per_sample, image_size, series_length, reader.report.summary(), columns, problems,
                        reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers,
-                       answered=answered)
+                       answered=answered, long_format=long_format)
 
 
 def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
@@ -311,7 +316,8 @@ def series_options(answers: InitAnswers) -> dict[str, Any]:
     then counts every window a forecast can start from."""
     if answers.lookback < 1 or answers.horizon < 1:
         raise InitError(f"lookback and horizon must be >= 1, got {answers.lookback} and {answers.horizon}")
-    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": 1,
+    ids = {} if answers.id_columns is None else {"id_columns": list(answers.id_columns)}
+    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": 1, **ids,
             "split": "train", "standardize": True}
 
 
@@ -446,6 +452,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / "
                  f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
+    if answers.id_columns is not None and summary.data_format != "series":
+        raise InitError(f"--id-columns tells apart the series of a long-format CSV, but the data is in the "
+                        f"{summary.data_format} format; leave it out")
     data: dict[str, Any] = {"format": summary.data_format, "train": list(answers.data)}
     if reader_options(answers) and summary.data_format != "series":
         data["options"] = reader_options(answers)
@@ -464,8 +473,15 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                             "training rows); to validate on other files, set data.val in the config it writes "
                             "(docs/forecasting.md)")
         data["options"] = series_options(answers)
+        for name, ids, count in summary.long_format:
+            given = "data.options.id_columns" if answers.id_columns is not None else "the column"
+            flags = " ".join(f"--id-column {shlex.quote(column)}" for column in ids)
+            notes.append(f"{Path(name).name} holds {count} series one under another (long format), told apart by "
+                         f"{given} {', '.join(ids)}: each is windowed, split and scaled on its own "
+                         f"(`modrwkv eval --task custom-series {flags}` reads them the same)")
+        rows = "of each series" if summary.long_format else "of the file"
         notes.append("data.options split: train, standardize: true, stride 1: training reads only the training rows "
-                     "(the first 70% of the file; ETT files: their first 12 months), a window starting at each "
+                     f"(the first 70% {rows}; ETT files: their first 12 months), a window starting at each "
                      "of them, scaled by their statistics; "
                      "`modrwkv eval --task custom` on the same file scores its test rows, which training never "
                      "reads (docs/forecasting.md)")

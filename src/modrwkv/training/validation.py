@@ -251,7 +251,7 @@ class ForecastScorer(TaskScorer):
             raise ConfigError("train.val_metric forecast_mse scores every column on its own (as `modrwkv eval "
                               "--task custom-series` does); with data.options.multivariate use val_metric loss")
         task = CustomSeries(lookback=int(options["lookback"]), horizon=int(options["horizon"]),
-                            targets=options.get("columns"))
+                            targets=options.get("columns"), id_columns=options.get("id_columns"))
         split = options.get("split") or "val"
         samples, keys = [], []  # keys: which series each window is of (a file's column), for `block_means`
         try:

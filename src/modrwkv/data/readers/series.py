@@ -35,6 +35,14 @@ row by row: each row's series is windowed, split, standardised and checked exact
 the same values would be (its own length deciding its split's borders); its channels (a [channels, steps]
 `target`, or several list columns) are forecast one by one or, with `multivariate`, together. A row too
 short for a window, or for its split's borders, is one "too_short" record, not the file's error.
+
+A long-format CSV (several series one under another, told apart by id columns: Nixtla's `unique_id,ds,y`,
+AutoGluon's `item_id,timestamp,target`, Kaggle Store Sales' `id,date,store_nbr,family,sales,...`) is read with
+`id_columns` (automatically: a `unique_id`, `item_id` or `series_id` column): its rows are grouped by their ids
+(groups in order of first appearance), each group ordered by its ISO dates (else its numeric `ds`-like column,
+else as the file has it) and read as a series row is, its own length deciding its split's borders. Without id
+columns, a date column whose values repeat (in most rows) is refused, naming the columns that would tell the series
+apart, rather than read as one series of interleaved values.
 """
 
 from __future__ import annotations
@@ -43,12 +51,14 @@ import csv
 import dataclasses
 import functools
 import io
+import itertools
 import logging
 import re
 import string
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +77,14 @@ logger = logging.getLogger(__name__)
 # nothing (statsmodels' sunspots and nile files start with one, macrodata with year and quarter).
 DATE_COLUMN_NAMES = {"date", "datetime", "time", "timestamp", "ds", "year", "quarter", "month", "week", "day", "hour",
                      "minute"}
+# Date columns that may hold a position in a cycle (the hour of the day, 0..23 again each day): their integers repeat in
+# one series, so alone they neither order its rows nor tell that several series are stacked.
+CYCLIC_DATE_COLUMNS = {"quarter", "month", "week", "day", "hour", "minute"}
+# Columns that name a row's series in a long-format CSV (several series one under another): Nixtla's (statsforecast,
+# neuralforecast, TimeGPT), AutoGluon's and Chronos' TimeSeriesDataFrame's, and the generic name.
+LONG_FORMAT_ID_COLUMNS = ("unique_id", "item_id", "series_id")
+ROW_COUNTER = "id"  # a long-format CSV's row number (Kaggle's Store Sales train.csv), not a series
+MAX_ID_CANDIDATES = 8  # columns tried (alone and in pairs) when suggesting the id columns of a stacked CSV
 DEFAULT_PROMPT = "Predict the next {horizon} values of this series."
 DEFAULT_MULTIVARIATE_PROMPT = "Predict the next {horizon} steps of these {channels} series, one line per step."
 SERIES_EPS = 1e-5  # variance floor of the instance normalisation (the wavenet encoder's default)
@@ -285,6 +303,7 @@ class _Series:
     values: np.ndarray
     where: Callable[[int], str]
     in_rows: bool = False
+    ids: dict[str, str] | None = None  # of a long-format CSV's group of rows: its value of each id column
 
 
 class TimeSeriesReader(Reader):
@@ -302,7 +321,10 @@ class TimeSeriesReader(Reader):
     window's first row, header = line 1; "path:line" when multivariate), "path:array[start]" or
     "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1') target[start]" (a series row: a
     Parquet row counted from 0, a JSONL line from 1, then its id; a [channels, steps] target's
-    channel c: "target[c, start]"; "path:row 12 (id 'T1')[start]" when multivariate). Unusable files
+    channel c: "target[c, start]"; "path:row 12 (id 'T1')[start]" when multivariate). `id_columns`
+    (CSV): the columns telling apart the series of a long-format file, each group of rows with the same
+    ids a series (labelled "store_nbr=1 family=AUTOMOTIVE sales"; its windows' sources name the file's
+    lines); None: a `unique_id`, `item_id` or `series_id` column if the header has one. Unusable files
     (missing, no such column, non-numeric cell in a chosen column) raise `DataError` whatever `on_error`
     says: there is no record to skip.
     """
@@ -317,6 +339,7 @@ class TimeSeriesReader(Reader):
         horizon: int,
         stride: int = 1,
         columns: Sequence[str] | None = None,
+        id_columns: Sequence[str] | None = None,
         multivariate: bool = False,
         split: Split | None = None,
         standardize: bool = False,
@@ -350,6 +373,11 @@ class TimeSeriesReader(Reader):
         self.paths = as_paths(paths)
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
         self.columns = list(columns) if columns is not None else None
+        if isinstance(id_columns, str) or (id_columns is not None and not all(
+                isinstance(name, str) and name.strip() for name in id_columns)):
+            raise ValueError(f"id_columns must be a list of column names, got {id_columns!r}")
+        self.id_columns = [name.strip() for name in id_columns] if id_columns is not None else None
+        self._warned: set[Path] = set()  # long-format files whose unread text columns were warned of
         self.multivariate = multivariate
         self.split, self.standardize = split, standardize
         self.season, self.drift, self.linear_baseline = season, drift, linear_baseline
@@ -370,6 +398,15 @@ class TimeSeriesReader(Reader):
     def series_columns(self) -> list[str]:
         """The columns (CSV, series rows) or arrays (NPZ) read as series, over all files, in order."""
         return list(dict.fromkeys(c for path in self.paths for series in self._load_file(path) for c in series.columns))
+
+    def long_format(self) -> list[tuple[str, list[str], int]]:
+        """Each file read in long format: its name, its id columns and its number of series (groups of rows)."""
+        found = []
+        for path in self.paths:
+            groups = {tuple(series.ids.items()) for series in self._load_file(path) if series.ids}
+            if groups:
+                found.append((str(path), [column for column, _ in next(iter(groups))], len(groups)))
+        return found
 
     def training_rows(self) -> list[np.ndarray]:
         """Each channel of each series, 1-D, over the rows its windows are cut from (the `split`'s
@@ -470,6 +507,10 @@ class TimeSeriesReader(Reader):
 
     def _load_file(self, path: Path) -> list[_Series]:
         suffix = path.suffix.lower()
+        if self.id_columns and suffix not in (".csv", ".tsv", ".txt"):
+            raise DataError(str(path), "unreadable_file", f"id_columns {self.id_columns} tell apart the series of a "
+                            "long-format CSV or TSV; a file of series rows holds one series per row, an NPZ one per "
+                            "array")
         if suffix == ".npz":
             return self._load_npz(path)
         if suffix in (".csv", ".tsv", ".txt"):
@@ -540,7 +581,12 @@ class TimeSeriesReader(Reader):
         for row, line in zip(rows, lines, strict=True):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
-        names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines)
+        ids = self._csv_id_columns(path, header)
+        if not ids:
+            _refuse_stacked(path, header, rows, lines)
+        # (of a long-format file, neither the ids nor a row counter are series)
+        skip = {*ids, ROW_COUNTER} if ids else set()
+        names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines, skip)
         hint = _media_hint(header, rows)
         # numbers beside media files (a class id, a width) are no series unless chosen: the media would go unread
         if not names or (hint and self.columns is None):
@@ -558,12 +604,74 @@ class TimeSeriesReader(Reader):
                         f"{path}:{line}", "unreadable_file", f"column {name!r}: {row[index]!r} is not a number"
                     )
                 table[i, j] = value
+        if ids:
+            if self.columns is None and path not in self._warned:  # once, not at every pass of training
+                self._warned.add(path)
+                _warn_unread_text(path, header, names, ids)
+            return self._long_series(path, header, rows, lines, ids, list(names), table)
         if self.multivariate:
             return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}")]
         return [
             _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name))
             for j, name in enumerate(names)
         ]
+
+    def _csv_id_columns(self, path: Path, header: list[str]) -> list[str]:
+        """The columns telling apart the series of a long-format CSV: `id_columns`, else the header's `unique_id`,
+        `item_id` or `series_id` column; [] for a wide file (one series per column)."""
+        named = [name.strip() for name in header]
+        if self.id_columns is not None:
+            missing = [name for name in self.id_columns if name not in named]
+            if missing:
+                raise DataError(str(path), "unreadable_file", f"no id column(s) {missing} (columns: {header})")
+            return list(self.id_columns)
+        found = [name for name in named if name in LONG_FORMAT_ID_COLUMNS]
+        if found:
+            logger.info("%s: long format: a series per value of %s", path, ", ".join(found))
+        return found
+
+    def _long_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[int], ids: list[str],
+                     names: list[str], table: np.ndarray) -> list[_Series]:
+        """The series of a long-format CSV: its rows grouped by their `ids` (groups in order of first appearance),
+        each group's rows in time order (`_time_order`), each a series row's `_Series` (its own split borders)."""
+        named = [name.strip() for name in header]
+        positions = [named.index(name) for name in ids]
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for k, row in enumerate(rows):
+            key = tuple(row[i].strip() for i in positions)
+            if "" in key:
+                raise DataError(f"{path}:{lines[k]}", "unreadable_file", f"the id column {ids[key.index('')]!r} is "
+                                "empty: each row of a long-format file names its series")
+            groups.setdefault(key, []).append(k)
+        order = _time_order(header, rows)
+        dated = _date_columns(header, rows)
+        series = []
+        for key, members in groups.items():
+            if order is not None:
+                members.sort(key=order.__getitem__)  # stable: rows of one time keep the file's order
+            group = " ".join(f"{name}={value}" for name, value in zip(ids, key, strict=True))
+            repeat = _repeated_date(rows, members, dated)
+            if repeat is not None:
+                first, second = repeat
+                suggestion = _suggest_id_columns(header, rows, dated)
+                hint = (f"; {','.join(suggestion)} would (modrwkv init --id-columns {','.join(suggestion)})"
+                        if suggestion and suggestion != ids else "")
+                columns, value = _date_text(header, dated, rows[first])
+                raise DataError(str(path), "unreadable_file",
+                                f"the series {group} repeats {value} in {columns} (lines "
+                                f"{lines[first]} and {lines[second]}): its id columns ({','.join(ids)}) do not tell "
+                                f"the file's series apart: one is wrong or missing{hint}")
+            where = [lines[k] for k in members]
+            values, labels = table[members], dict(zip(ids, key, strict=True))
+            if self.multivariate:
+                series.append(_Series(group, names, values, functools.partial(_lines_source, path, where),
+                                      in_rows=True, ids=labels))
+            else:
+                series.extend(_Series(f"{group} {name}", [name], values[:, j],
+                                      functools.partial(_csv_source, path, where, name), in_rows=True, ids=labels)
+                              for j, name in enumerate(names))
+        logger.info("%s: %d series told apart by %s", path, len(groups), ", ".join(ids))
+        return series
 
     def _load_npz(self, path: Path) -> list[_Series]:
         try:
@@ -619,6 +727,10 @@ def _csv_source(path: Path, lines: list[int], column: str, start: int) -> str:
     return f"{path}:{lines[start]}:{column}"
 
 
+def _lines_source(path: Path, lines: list[int], start: int) -> str:
+    return f"{path}:{lines[start]}"
+
+
 def _npz_channel_source(path: Path, name: str, channel: int, start: int) -> str:
     return f"{path}:{name}[{start}, {channel}]"
 
@@ -650,14 +762,16 @@ def _to_float(cell: str) -> float | None:
         return None
 
 
-def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> list[str]:
+def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines: list[int],
+                     skip: Collection[str] = ()) -> list[str]:
     """Default columns: those whose cells are all numbers or empty (and not all empty), except
-    columns named like a date (an epoch-seconds time column is numeric but not a series). A column
+    columns named like a date (an epoch-seconds time column is numeric but not a series) and those
+    named in `skip` (a long-format file's ids and row counter). A column
     of numbers with a few other cells is a damaged series, not a text column: it raises DataError
     naming the first such cell rather than vanishing from the data."""
     names = []
     for index, name in enumerate(header):
-        if name.strip().lower() in DATE_COLUMN_NAMES:
+        if name.strip().lower() in DATE_COLUMN_NAMES or name.strip() in skip:
             continue
         values = [_to_float(row[index]) for row in rows]
         bad = [i for i, v in enumerate(values) if v is None]
@@ -689,6 +803,121 @@ def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines
 _DATE_CELL = re.compile(r"(?:(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
                         r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)"
                         r"(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+# A date (and time) as ISO 8601 writes it, which sorts as text: 2013-01-01, 2013-01-01 06:00:00, 2013-01-01T06:00Z.
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+_TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _date_columns(header: list[str], rows: list[list[str]]) -> list[int]:
+    """The columns named like a date whose values, together, say when a row is: [] when every one is a position
+    in a cycle (a lone `hour` of 0..23, a time of day), whose values repeat within one series."""
+    dated = [i for i, name in enumerate(header) if name.strip().lower() in DATE_COLUMN_NAMES]
+    cells = {i: [row[i].strip() for row in rows] for i in dated}
+    cyclic = [i for i in dated if all(_TIME_OF_DAY.fullmatch(c) for c in cells[i]) or (
+        header[i].strip().lower() in CYCLIC_DATE_COLUMNS and all(_INTEGER.fullmatch(c) for c in cells[i]))]
+    return [] if len(cyclic) == len(dated) else dated
+
+
+def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[float] | None:
+    """Each row's time, to order a long-format file's groups by: the first date column whose cells are all ISO
+    8601 dates (as text), else the first of numbers (Nixtla's integer `ds`; not a cycle's position, `_date_columns`);
+    None (the file's order) without either."""
+    dated = _date_columns(header, rows)
+    for index in dated:
+        cells = [row[index].strip() for row in rows]
+        if all(_ISO_DATE.fullmatch(cell) for cell in cells):
+            return cells
+    cyclic = {i for i in dated if header[i].strip().lower() in CYCLIC_DATE_COLUMNS}
+    for index in dated:
+        numbers = [_to_float(row[index]) for row in rows]
+        if index not in cyclic and all(v is not None and not np.isnan(v) for v in numbers):
+            return [float(v) for v in numbers]  # type: ignore[arg-type]
+    return None
+
+
+def _repeated_date(rows: list[list[str]], members: Sequence[int], dated: list[int]) -> tuple[int, int] | None:
+    """Two of the rows `members` with the same (non-empty) values of the `dated` columns, when most of them share
+    their date with another: several series one under another. A date repeated now and then (the hour a clock
+    turns back at the end of summer time) is one series' and no such sign."""
+    if not dated:
+        return None
+    first_of: dict[tuple[str, ...], int] = {}
+    pair: tuple[int, int] | None = None
+    repeated: Counter[tuple[str, ...]] = Counter()
+    for k in members:
+        key = tuple(rows[k][i].strip() for i in dated)
+        if not any(key):
+            continue
+        if key in first_of:
+            pair = pair or (first_of[key], k)
+            repeated[key] += 1
+        else:
+            first_of[key] = k
+    in_repeats = sum(repeated.values()) + len(repeated)
+    return pair if pair is not None and 2 * in_repeats >= len(members) else None
+
+
+def _date_text(header: list[str], dated: list[int], row: list[str]) -> tuple[str, str]:
+    """How a message names the `dated` columns, and `row`'s value of them."""
+    names = ", ".join(repr(header[i].strip()) for i in dated)
+    return (f"the date column{'s' if len(dated) > 1 else ''} {names}", ", ".join(row[i].strip() for i in dated))
+
+
+def _refuse_stacked(path: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> None:
+    """A DataError when the dates of a CSV read without id columns repeat: its rows are several series one under
+    another (long format), which read column by column would interleave them into one series of jumps."""
+    dated = _date_columns(header, rows)
+    repeat = _repeated_date(rows, range(len(rows)), dated)
+    if repeat is None:
+        return
+    first, second = repeat
+    columns, value = _date_text(header, dated, rows[first])
+    suggestion = _suggest_id_columns(header, rows, dated) or ["COLUMN"]
+    flags = " ".join(f"--id-column {name}" for name in suggestion)
+    raise DataError(str(path), "unreadable_file",
+                    f"{columns} repeat{'' if len(dated) > 1 else 's'} {value} (lines {lines[first]} and "
+                    f"{lines[second]}): the file holds several series one under another (long format); name the "
+                    f"columns that tell them apart: data.options.id_columns (modrwkv init --id-columns "
+                    f"{','.join(suggestion)}; modrwkv eval {flags})")
+
+
+def _suggest_id_columns(header: list[str], rows: list[list[str]], dated: list[int]) -> list[str] | None:
+    """The smallest set of one or two columns that, with the `dated` columns, sets every row apart, of those that
+    look like ids rather than values: text, or integers with no more distinct values than rows of one date (a store
+    number). Text columns and those of fewer values are tried first; None when no such set is found."""
+    times = [tuple(row[i].strip() for i in dated) for row in rows]
+    most = max(Counter(times).values())
+    candidates = []
+    for index, name in enumerate(header):
+        if index in dated or not name.strip() or name.strip() == ROW_COUNTER:
+            continue
+        cells = [row[index].strip() for row in rows]
+        distinct = len(set(cells))
+        text = any(_to_float(cell) is None for cell in cells)
+        if distinct > 1 and (text or (distinct <= most and all(_INTEGER.fullmatch(cell) for cell in cells))):
+            candidates.append((not text, distinct, index))
+    candidates = sorted(candidates)[:MAX_ID_CANDIDATES]
+    for size in (1, 2):
+        for combo in sorted(itertools.combinations(candidates, size),
+                            key=lambda combo: (sum(c[0] for c in combo), sum(c[1] for c in combo))):
+            chosen = sorted(index for _, _, index in combo)
+            keys = {(tuple(row[i].strip() for i in chosen), time) for row, time in zip(rows, times, strict=True)}
+            if len(keys) == len(rows):
+                return [header[i].strip() for i in chosen]
+    return None
+
+
+def _warn_unread_text(path: Path, header: list[str], names: Sequence[str], ids: list[str]) -> None:
+    """Warns of the columns of a long-format CSV that are read neither as ids, dates nor values: usually a column
+    telling its series apart that `id_columns` misses."""
+    unread = [name.strip() for name in header if name.strip() and name not in names and name.strip() not in ids
+              and name.strip().lower() not in DATE_COLUMN_NAMES and name.strip() != ROW_COUNTER]
+    if unread:
+        logger.warning("%s: the non-numeric column(s) %s are read as no series; if one tells the series apart, add it "
+                       "to id_columns (now %s)", path, ", ".join(map(repr, unread)), ", ".join(ids))
 
 
 # A number as spreadsheets format it: thousands separators (1,234.5 / 1.234,5 / 1 234), a decimal

@@ -294,23 +294,31 @@ class CustomSeries(_Forecasting):
     layout = """FILE.csv   (header row; an optional date column (date, datetime, time, timestamp or ds);
             one numeric column per series; empty cells allowed; FILE.tsv: the same, tab-separated)
 FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one per column)
+FILE.csv   (long format: several series one under another, told apart by id columns, e.g. unique_id,ds,y
+            or item_id,timestamp,target (read by those names), or store_nbr,family (--id-column, as training's
+            data.options.id_columns))
 FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list of numbers, null = a gap,
             or [channels, steps]; Chronos' `id`/`timestamp` columns and GluonTS' `item_id`/`start` are not read)"""
 
-    settings = (*_Forecasting.settings, "targets", "baselines")
+    settings = (*_Forecasting.settings, "targets", "id_columns", "baselines")
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
                  samples: int = 1, series_prompt: str | None = None, force_model: bool = False,
-                 season: int | None = None, baselines: Mapping[str, float] | None = None) -> None:
+                 season: int | None = None, baselines: Mapping[str, float] | None = None,
+                 id_columns: Sequence[str] | None = None) -> None:
         super().__init__(lookback, horizon, samples, series_prompt, force_model, season)
         self.targets = list(targets) if targets else None
+        # the columns telling apart the series of a long-format CSV (training's data.options.id_columns); None: the
+        # reader's own (a unique_id, item_id or series_id column)
+        self.id_columns = list(id_columns) if id_columns is not None else None
         # other methods' MSE on these windows given by the user (--baseline NAME=VALUE), shown as `custom` shows them
         self.baselines = dict(baselines or {})
 
     @property
     def options(self) -> dict[str, Any]:
         # numbers shown beside the model's change neither the samples nor their scores: not the run's identity
-        return {k: v for k, v in super().options.items() if k != "baselines"}
+        # (nor id_columns unset, as runs from before they existed were made)
+        return {k: v for k, v in super().options.items() if k != "baselines" and not (k == "id_columns" and v is None)}
 
     @property
     def paper_note(self) -> str:  # type: ignore[override]
@@ -326,7 +334,7 @@ FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list 
             raise BenchmarkFileError(f"{data}: expected a series file ({SERIES_FILES}). Expected layout:\n"
                                      f"{self.layout}")
         reader = TimeSeriesReader(data, lookback=self.lookback, horizon=self.horizon, columns=self.targets,
-                                  split=split, standardize=True)
+                                  id_columns=self.id_columns, split=split, standardize=True)
         try:
             samples = list(reader)
         except DataError as exc:
