@@ -84,6 +84,8 @@ CYCLIC_DATE_COLUMNS = {"quarter", "month", "week", "day", "hour", "minute"}
 # neuralforecast, TimeGPT), AutoGluon's and Chronos' TimeSeriesDataFrame's, and the generic name.
 LONG_FORMAT_ID_COLUMNS = ("unique_id", "item_id", "series_id")
 ROW_COUNTER = "id"  # a long-format CSV's row number (Kaggle's Store Sales train.csv), not a series
+# How many columns named as time steps (dates, or one prefix with consecutive numbers) make a CSV's rows its series
+MIN_ROW_STEPS = 10
 MAX_ID_CANDIDATES = 8  # columns tried (alone and in pairs) when suggesting the id columns of a stacked CSV
 DEFAULT_PROMPT = "Predict the next {horizon} values of this series."
 DEFAULT_MULTIVARIATE_PROMPT = "Predict the next {horizon} steps of these {channels} series, one line per step."
@@ -581,6 +583,9 @@ class TimeSeriesReader(Reader):
         for row, line in zip(rows, lines, strict=True):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
+        steps = _time_step_columns(header, rows) if self.id_columns is None else []
+        if steps:
+            return self._row_series(path, header, rows, lines, steps)
         ids = self._csv_id_columns(path, header)
         if not ids:
             _refuse_stacked(path, header, rows, lines)
@@ -615,6 +620,38 @@ class TimeSeriesReader(Reader):
             _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name))
             for j, name in enumerate(names)
         ]
+
+    def _row_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[int],
+                    steps: list[int]) -> list[_Series]:
+        """The series of a CSV whose rows are series and whose columns `steps` are their time steps
+        (`_time_step_columns`: M4's V2 ... V9920, M5's d_1 ... d_1913, Kaggle web traffic's dates): each row's
+        values over the steps, empty cells gaps and those after its last value left out (M4 pads its shorter
+        series so), named by its other columns ("V1=D1") and read as a series row is (its own split borders)."""
+        named = [name.strip() for name in header]
+        if self.columns is not None or self.multivariate:
+            option = "columns" if self.columns is not None else "multivariate"
+            raise DataError(str(path), "unreadable_file", f"its rows are series (its columns {named[steps[0]]} ... "
+                            f"{named[steps[-1]]} are their time steps): data.options.{option} chooses among the "
+                            "series of a file whose columns are series; leave it out")
+        others = [i for i in range(len(header)) if i not in set(steps) and named[i]]
+        span = f"{named[steps[0]]}..{named[steps[-1]]}"  # the columns every row's series is read over
+        series = []
+        for row, line in zip(rows, lines, strict=True):
+            values = np.array([_to_float(row[i]) for i in steps], dtype=object)
+            bad = next((k for k, v in enumerate(values) if v is None), None)
+            if bad is not None:
+                raise DataError(f"{path}:{line}", "unreadable_file", f"column {named[steps[bad]]!r}: "
+                                f"{row[steps[bad]]!r} is not a number")
+            numbers = values.astype(np.float64)
+            filled = np.flatnonzero(~np.isnan(numbers))
+            numbers = numbers[:filled[-1] + 1] if len(filled) else numbers[:0]
+            label = " ".join(f"{named[i]}={row[i].strip()}" for i in others) or f"line {line}"
+            series.append(_Series(label, [span], numbers,
+                                  functools.partial(_step_source, path, line, [named[i] for i in steps]),
+                                  in_rows=True))
+        logger.info("%s: each row a series over the columns %s ... %s (%d series)", path, named[steps[0]],
+                    named[steps[-1]], len(series))
+        return series
 
     def _csv_id_columns(self, path: Path, header: list[str]) -> list[str]:
         """The columns telling apart the series of a long-format CSV: `id_columns`, else the header's `unique_id`,
@@ -723,6 +760,37 @@ class TimeSeriesReader(Reader):
 _NPZ_ERRORS = (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
 
 
+def _step_source(path: Path, line: int, steps: list[str], start: int) -> str:
+    return f"{path}:{line}:{steps[start]}"
+
+
+def _time_step_columns(header: list[str], rows: list[list[str]]) -> list[int]:
+    """The columns of a CSV whose rows are series, named as those series' time steps, in order: at least
+    `MIN_ROW_STEPS` named as dates (Kaggle web traffic's Page,2015-07-01,2015-07-02,...) or with one prefix and
+    consecutive numbers (M4's V1,V2,...,V9920, V1 the series' id; M5's id,...,d_1,...,d_1913), beside a column of
+    text (the rows' names) and no date column. [] otherwise: a file with a date column (Informer's electricity.csv:
+    date,0,1,...,320) or without names for its rows has a series per column."""
+    named = [name.strip() for name in header]
+    steps = [i for i, name in enumerate(named) if _DATE_CELL.fullmatch(name)]
+    if len(steps) < MIN_ROW_STEPS:
+        numbered: dict[str, list[tuple[int, int]]] = {}
+        for i, name in enumerate(named):
+            match = _STEP_NAME.fullmatch(name)
+            if match:
+                numbered.setdefault(match["prefix"], []).append((int(match["number"]), i))
+        steps = next(([i for _, i in run] for run in numbered.values() if len(run) >= MIN_ROW_STEPS
+                      and [k for k, _ in run] == list(range(run[0][0], run[0][0] + len(run)))), [])
+    # (a column of the run holding text is the rows' names: M4's V1, "D1")
+    steps = [i for i in steps if all(_to_float(row[i]) is not None for row in rows)]
+    if len(steps) < MIN_ROW_STEPS:
+        return []
+    others = [i for i in range(len(header)) if i not in set(steps)]
+    if _date_columns([header[i] for i in others], [[row[i] for i in others] for row in rows]):
+        return []
+    text = any(any(_to_float(row[i]) is None for row in rows) for i in others)
+    return steps if text else []
+
+
 def _csv_source(path: Path, lines: list[int], column: str, start: int) -> str:
     return f"{path}:{lines[start]}:{column}"
 
@@ -809,6 +877,7 @@ _DATE_CELL = re.compile(r"(?:(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?")
 _TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
 _INTEGER = re.compile(r"[+-]?\d+")
+_STEP_NAME = re.compile(r"(?P<prefix>\D*)(?P<number>\d+)")  # a time step's column: V2, d_1, 17
 
 
 def _date_columns(header: list[str], rows: list[list[str]]) -> list[int]:
