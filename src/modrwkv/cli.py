@@ -1181,7 +1181,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "--task custom: a file, or "
                    "several files, wildcards, a folder of .parquet or .tar shards, of datasets' save_to_disk or cache, of "
                    "class folders or with a metadata file (Hugging Face imagefolder), as data.train takes them")
-    p.add_argument("--split", help="benchmark split (default: the one the paper reports)")
+    p.add_argument("--split", help="benchmark split (default: the one the paper reports); --task custom: the split of a "
+                   "Karpathy split file (dataset_coco.json: test) or of the lists beside Flickr8k.token.txt (test) to "
+                   "evaluate, as data.options.split (several: train,restval)")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="reply budget (default: per task)")
@@ -1332,6 +1334,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.task == "custom":
         task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
                            caption_prompt=args.caption_prompt, label_column=args.label_column, columns=args.columns,
+                           split=args.split,
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
         _check_media_folder(args.media_folder, args.data)
     else:
@@ -1376,6 +1379,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         from modrwkv.data.readers.base import data_name  # not training's: eval runs without the [train] extra
 
         default_output = f"custom-{data_name(args.data[0])}"
+        if split != task.default_split:  # (a Karpathy file's test split and its val split are two evaluations)
+            default_output += f"-{split.replace(',', '+')}"
     else:
         default_output = f"{task.name}-{split}"
     output = Path(args.output or f"runs/eval/{default_output}")

@@ -484,8 +484,8 @@ PARQUET_BATCH_ROWS = 64
 
 
 def file_records(path: Path, *, caption_prompt: str | None = None, label_column: str | None = None,
-                 columns: Mapping[str, str] | None = None,
-                 media_folder: Path | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+                 columns: Mapping[str, str] | None = None, media_folder: Path | None = None,
+                 split: Sequence[str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per record of a data file: a Parquet or Arrow file's rows (`hubrows.hub_records`: a hub data
     set's plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
     `caption_prompt` and answered from `label_column` (None: the ClassLabel or `label` column), else the
@@ -498,24 +498,33 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
     (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
     record that makes, `hubrows.plain_records`; a COCO captions file's images, their files found in
-    `media_folder`, None: beside the file, as such records, `coco`). A Parquet row or JSON record of the_cauldron's
+    `media_folder`, None: beside the file, as such records, `coco`; a Karpathy split file's images of `split`, and a
+    Flickr token file's (`captionsplits`: Flickr8k.token.txt, its images of `split` by the lists beside it), likewise;
+    `split` for any other file is its error). A Parquet row or JSON record of the_cauldron's
     `images` and `texts` is the LLaVA record it stands for (`hubrows.turns_record`). With `columns` (qa's
     `data.options.columns`, {field: the file's column}), a JSON / JSONL file's records or a Parquet file's rows are
     records with those columns renamed (`renamed_records`), never plain rows: the mapping says which columns are
     the record's fields."""
+    from .captionsplits import is_caption_tokens, split_refused, token_records  # (they build on this module)
+    from .speech_corpora import is_speech_corpus, speech_corpus_records
+    from .torchvision_sets import is_torchvision_set, torchvision_records
+
+    tokens = is_caption_tokens(path)
+    if split is not None and not tokens and (path.is_dir() or is_metadata_file(path) or is_tar(path)
+                                             or media_kind(path) is not None or is_table_file(path)
+                                             or is_media_table(path) or is_speech_corpus(path)
+                                             or is_torchvision_set(path)):
+        return _refused(split_refused(path))
     if columns:
         if (path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None
-                or is_media_table(path)):
+                or is_media_table(path) or tokens):
             return _refused(DataError(str(path), "unreadable_file", f"{COLUMNS_OPTION} renames the columns of JSON, "
                                       "JSONL, Parquet and Arrow records; a tar, a folder, a metadata file or a table "
                                       "of media rows names its own fields: leave it out for this file, or give the "
                                       "file's records as JSONL"))
         table = is_table_file(path)
-        return renamed_records(table_records(path) if table else json_records(path, media_folder), columns,
+        return renamed_records(table_records(path) if table else json_records(path, media_folder, split), columns,
                                "column" if table else "field")
-    from .speech_corpora import is_speech_corpus, speech_corpus_records  # (they build on this module)
-    from .torchvision_sets import is_torchvision_set, torchvision_records
-
     if is_speech_corpus(path):
         return speech_corpus_records(path)
     if is_torchvision_set(path):
@@ -527,6 +536,10 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         if is_metadata_file(path) or has_metadata(path):
             return metadata_records(path, caption_prompt)
         return class_folder_records(path, caption_prompt)
+    from .hubrows import plain_records  # (it builds on this module)
+
+    if tokens:
+        return plain_records(token_records(path, media_folder, split), caption_prompt)
     if is_media_table(path):
         from .hffolders import media_table_records  # (it builds on this module)
 
@@ -541,9 +554,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         from .hubrows import hub_records  # (it builds on this module)
 
         return hub_records(path, caption_prompt, label_column)
-    from .hubrows import plain_records  # (it builds on this module)
-
-    return plain_records(json_records(path, media_folder), caption_prompt, label_column)
+    return plain_records(json_records(path, media_folder, split), caption_prompt, label_column)
 
 
 def media_kind(path: Path) -> str | None:
@@ -1178,16 +1189,20 @@ def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
     return value
 
 
-def json_records(path: Path, media_folder: Path | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+def json_records(path: Path, media_folder: Path | None = None,
+                 split: Sequence[str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Yields (source, load) per record of a JSON array ("path:[i]") or JSONL file ("path:line",
     1-based; blank lines are not records). The format is told by the first non-blank character
     ('[' = JSON array), not the extension, because LLaVA-style `.json` files are often JSONL. A file that is one
-    JSON object is read as `_document_records` says (a COCO captions file's images found in `media_folder`).
+    JSON object is read as `_document_records` says (a COCO captions file's images found in `media_folder`, a
+    Karpathy split file's images of `split`); `split` for a file of records is its error (it has no splits).
 
     A JSONL line is decoded (UTF-8, then JSON) by `load()`, so a broken line, including one with
     bytes that are not UTF-8, is one bad record; a broken JSON array cannot be split into records
     and raises `DataError` at once.
     """
+    from .captionsplits import split_refused  # (it builds on this module)
+
     try:
         handle = path.open("rb")
     except OSError as err:
@@ -1205,6 +1220,8 @@ def json_records(path: Path, media_folder: Path | None = None) -> Iterator[tuple
             return
         handle.seek(0)
         if opening == b"[":
+            if split is not None:
+                raise split_refused(path)
             try:
                 records = json.loads(handle.read().decode("utf-8-sig"))
             except UnicodeDecodeError as err:
@@ -1217,8 +1234,10 @@ def json_records(path: Path, media_folder: Path | None = None) -> Iterator[tuple
             return
         document = _single_document(handle, path)
         if document is not None:
-            yield from _document_records(document, path, media_folder)
+            yield from _document_records(document, path, media_folder, split)
             return
+        if split is not None:
+            raise split_refused(path)
         handle.seek(0)
         for number, line in enumerate(handle, start=1):
             if number == 1:
@@ -1280,15 +1299,22 @@ def _single_document(handle: Any, path: Path) -> tuple[int, Any] | None:
     return (first_number, value) if isinstance(value, dict) else None
 
 
-def _document_records(document: tuple[int, Any], path: Path,
-                      media_folder: Path | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+def _document_records(document: tuple[int, Any], path: Path, media_folder: Path | None,
+                      split: Sequence[str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """The records of a file that is one JSON object: COCO's captions layout (`coco.coco_records`: an image and
-    its captions each, their files in `media_folder`, None: beside the file), pandas' `to_json()` table (default
+    its captions each, their files in `media_folder`, None: beside the file), Karpathy's split layout
+    (`captionsplits.karpathy_records`: likewise, the images of `split`), pandas' `to_json()` table (default
     orient="columns": {column: {row: value}}), records keyed by id ({"0001": {...}, ...}, pandas'
-    orient="index"), or one record."""
+    orient="index"), or one record. `split` for a document of no splits (not Karpathy's) is its error."""
     line, value = document
-    from .coco import coco_records, is_coco_layout  # (it builds on this module)
+    from .captionsplits import is_karpathy_layout, karpathy_records, split_refused  # (they build on this module)
+    from .coco import coco_records, is_coco_layout
 
+    if is_karpathy_layout(value):
+        yield from karpathy_records(value, path, media_folder, split)
+        return
+    if split is not None:
+        raise split_refused(path)
     if is_coco_layout(value):
         yield from coco_records(value, path, media_folder)
         return
@@ -1659,6 +1685,8 @@ class JsonRecordsReader(Reader):
     label_column: str | None = None
     # the columns records' fields are read from ({field: column}, `file_records`); qa's `columns`
     field_columns: Mapping[str, str] | None = None
+    # the splits of a Karpathy split file or a Flickr token file read (`captionsplits`; None: none); qa's `split`
+    splits: tuple[str, ...] | None = None
 
     def __init__(
         self,
@@ -1682,7 +1710,7 @@ class JsonRecordsReader(Reader):
             warn_media_folder_unused(path, self.media_folder)
             folder = self.media_folder if self.media_folder is not None else path.parent
             records = file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column,
-                                   columns=self.field_columns, media_folder=self.media_folder)
+                                   columns=self.field_columns, media_folder=self.media_folder, split=self.splits)
             for _, build in one_format(path, self.format, records,
                                        lambda record, source, folder=folder: self._convert(record, source, folder),
                                        formats=self.report.formats):
@@ -1698,7 +1726,7 @@ class JsonRecordsReader(Reader):
                 with open_table_file(path) as handle:
                     count += handle.num_rows
             else:
-                count += sum(1 for _ in file_records(path))
+                count += sum(1 for _ in file_records(path, split=self.splits))
         return count
 
     @abc.abstractmethod

@@ -21,6 +21,9 @@ above the file's. An image whose file is in none of them, one without captions, 
 no image has, or whose caption is not text, are bad records (skipped and counted, or raised), named by the file and
 the image's or annotation's id, with the paths tried. A file of `images` without `annotations` (COCO's
 `image_info_test2017.json`) or whose annotations hold no `caption` (`instances_*.json`) is refused whole.
+
+Karpathy's split files (dataset_coco.json) and Flickr's token files, whose images are read into the same records
+with their splits, are `captionsplits`'.
 """
 
 from __future__ import annotations

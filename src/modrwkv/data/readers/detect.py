@@ -34,8 +34,9 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
     `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
     `hubrows.turns_record`; with `columns`, qa's {field: column}, the first record with them renamed,
-    `base.renamed_records`; of a COCO captions file, the record its first image makes, its file in `media_folder`
-    or beside the file, `coco`). A file of rows holding a `target` list and media is not series; where its records
+    `base.renamed_records`; of a COCO captions file, a Karpathy split file or a Flickr token file, the record its
+    first image makes, its file in `media_folder` or beside the file, `coco`, `captionsplits`; a file of several
+    splits is refused, naming them: detection reads no `split`). A file of rows holding a `target` list and media is not series; where its records
     tell no format either, the error says why it is not series (`seriesrows.media_note`)."""
     try:
         return _detected(path, label_column, columns, media_folder)

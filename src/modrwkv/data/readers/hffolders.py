@@ -39,6 +39,8 @@ A table of such rows under another name is read the same way (`media_table_recor
     pets/train.csv, pets/train/      image,label                  (a Kaggle competition's: or filename,label, id,label)
     aptos/train.csv, train_images/   id_code,diagnosis            (000c1434d8d7: train_images/000c1434d8d7.png)
 
+(Flickr's own headerless token files, `Flickr8k.token.txt`, are `captionsplits`': a sample per image.)
+
 Its media column is read as `file_name`, and its text column (the first of `TABLE_TEXT_KEYS`: a caption or
 transcript column, or Flickr30k's `comment`) as the caption of an image or video; a `label` or `question` column as
 a metadata row's. The delimiter is the header's (',' unless it has none but ';', tab or '|'; a .tsv: tab), white
@@ -422,7 +424,7 @@ def media_table_records(path: Path, caption_prompt: str | None = None, media_fol
     read = CAPTION_KEYS if table.kind in ("image", "video") else (*TEXT_KEYS, AUDIO_CAPTION_KEY)
     caption = text if text is not None and text not in read else None
     folders = [media_folder] if media_folder is not None else table_folders(path)
-    locate = functools.partial(_located, [os.path.abspath(folder) for folder in folders])
+    locate = functools.partial(located, [os.path.abspath(folder) for folder in folders])
     is_media = functools.partial(operator.eq, table.media)
     folder = os.path.abspath(path.parent)
     rows = csv_records(path, table.delimiter, skip_initial_space=True)
@@ -475,7 +477,7 @@ def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, 
     return row
 
 
-def _located(folders: list[str], name: str, named: str, source: str) -> str:
+def located(folders: list[str], name: str, named: str, source: str) -> str:
     """The absolute path of the file `name` in the first of `folders` holding it; missing_media naming the paths
     tried where none does."""
     found, tried = first_file(folders, name)

@@ -43,6 +43,7 @@ import numpy as np
 from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import (COLUMNS_OPTION, DataError, JsonRecordsReader, OnError, PathLike, check_columns, check_media,
                    lacks_fields, media_item, require, turn_text)
+from .captionsplits import split_names
 from .webdataset import CAPTIONED, CaptionRecord
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -318,7 +319,9 @@ class QAReader(JsonRecordsReader):
     `label_column` is the column such rows answer with (None: the file's ClassLabel column, else `label`).
     `columns` ({field: the file's column}, e.g. `{"question": "query", "answers": "label"}` for ChartQA's hub copy)
     reads each JSON / JSONL record and Parquet row with those columns as the fields (`base.renamed_records`): such
-    a file is read as records, never as plain rows."""
+    a file is read as records, never as plain rows. `split` (a name or a list) reads the images of those splits of a
+    Karpathy split file (dataset_coco.json: `[train, restval]`) or of the Flickr_8k.*Images.txt lists beside
+    Flickr8k.token.txt (`captionsplits`); a file of several splits is refused without it."""
 
     format = "qa"
 
@@ -331,6 +334,7 @@ class QAReader(JsonRecordsReader):
         prompt: str | None = None,
         label_column: str | None = None,
         columns: Mapping[str, str] | None = None,
+        split: str | Sequence[str] | None = None,
         on_error: OnError = "skip",
         max_examples: int = 5,
         log_limit: int = 20,
@@ -339,6 +343,7 @@ class QAReader(JsonRecordsReader):
         self.caption_prompt = prompt
         self.label_column = label_column
         self.field_columns = qa_columns(columns)
+        self.splits = split_names(split)
         if label_column is not None and self.field_columns:
             raise ValueError(LABEL_AND_COLUMNS)
         super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)

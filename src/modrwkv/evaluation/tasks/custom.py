@@ -83,6 +83,7 @@ from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, EmbeddedBytes, MixedFormats, ReadReport, accepted_format, as_paths,
                                   data_label, expand_paths, file_records, is_media_table, is_metadata_file,
                                   is_table_file, is_tar, one_format, warn_media_folder_unused)
+from ...data.readers.captionsplits import is_caption_tokens, split_names
 from ...data.readers.qa import CAPTION_WORDS, LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
 from ...data.readers.hubrows import hub_layout, unused_label_column
@@ -168,6 +169,7 @@ class CustomTask(Task):
         self.reader_options = dict(reader_options or {})
         if self.reader_options.get("label_column") is not None and self.reader_options.get("columns"):
             raise ValueError(LABEL_AND_COLUMNS)
+        split_names(self.reader_options.get("split"), "reader_options' split")  # (a name or a list of names)
         if data_format == "asr" and "prompt" in self.reader_options:
             # The reader's prompt is the ASR prompt the manifest is asked with, whatever the model records.
             if asr_prompt is not None:
@@ -209,6 +211,18 @@ class CustomTask(Task):
     def paper_results(self, split: str) -> list[PaperResult]:
         return [PaperResult(name, value) for name, value in self.baselines.items()]
 
+    def check_split(self, split: str | None) -> str:
+        """"all" (every record), or, with the reader option `split` (`--split`: the splits of a Karpathy split file
+        or a Flickr token file read), its names joined by commas ("train,restval"), which its reader checks against
+        the file's; another split is a ValueError: the records read are the option's."""
+        names = split_names(self.reader_options.get("split"))
+        read = self.default_split if names is None else ",".join(names)
+        if split not in (None, self.default_split, read):
+            given = f"is {read}" if names is not None else "is not given"
+            raise ValueError(f"{self.name}: split {split!r} is read as the reader option split (--split, "
+                             f"data.options.split), which {given}")
+        return read
+
     def transcription_prompt(self, model_asr_prompt: str | None) -> str:
         """An ASR manifest's user turn (`Task.transcription_prompt`), with `prompt` applied to it."""
         return _templated(super().transcription_prompt(model_asr_prompt), self.prompt)
@@ -218,8 +232,10 @@ class CustomTask(Task):
         .parquet or WebDataset .tar shards), all of one format. A record without an `id` is known by its
         place: its number in a single file, else "file name:number"; a tar sample's id is its key, with
         several files "file name:key"; files of the same name in different folders are named by their path
-        from the folder they share (`_place_names`)."""
+        from the folder they share (`_place_names`). The splits of a Karpathy split file or a Flickr token file
+        read are the reader option `split`'s (`check_split`)."""
         label = data_label(data)
+        splits = split_names(self.reader_options.get("split"))
         try:
             files = [Path(file) for file in expand_paths([str(path) for path in as_paths(data)], "--data")]
         except FileNotFoundError as exc:
@@ -229,10 +245,11 @@ class CustomTask(Task):
             # (a folder here is a folder of class folders or with a metadata file: `expand_paths`)
             if not (file.is_dir() or is_tar(file) or is_table_file(file) or is_metadata_file(file)
                     or file.suffix.lower() in (".json", ".jsonl") or is_media_table(file) or is_speech_corpus(file)
-                    or is_torchvision_set(file)):
+                    or is_torchvision_set(file) or is_caption_tokens(file)):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet, .arrow or .tar file of records "
                                          f"in a training format, a .csv / .tsv / .txt table whose rows name media "
-                                         f"files, a folder of class folders or a folder with a metadata file: "
+                                         f"files, a Flickr token file (Flickr8k.token.txt), a folder of class "
+                                         f"folders or a folder with a metadata file: "
                                          f"{self.layout}")
             if not file.exists():  # (a folder here is a folder of class folders or with a metadata file)
                 raise BenchmarkFileError(f"{file}: no such file")
@@ -255,7 +272,7 @@ class CustomTask(Task):
             # the files' one format, as training's one reader reads them (`accepted_format`)
             data_format, (records, defaulted) = accepted_format(
                 [found[0] for found in detected.values() if found is not None] or ["qa"],
-                lambda data_format: self._read(detected, data_format, manifest_prompt))
+                lambda data_format: self._read(detected, data_format, manifest_prompt, splits))
         except (DataError, MixedFormats) as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
@@ -302,9 +319,10 @@ class CustomTask(Task):
         self.max_new_tokens = longest + 16
         return samples
 
-    def _read(self, detected: Mapping[Path, tuple[str, str] | None], reading: str,
-              manifest_prompt: str | None) -> tuple[int, tuple[list[tuple[Any, _Question]], int]]:
-        """Every record of the files as a question, a file of a told format read as `reading` records (the
+    def _read(self, detected: Mapping[Path, tuple[str, str] | None], reading: str, manifest_prompt: str | None,
+              splits: tuple[str, ...] | None) -> tuple[int, tuple[list[tuple[Any, _Question]], int]]:
+        """Every record of the files as a question (of a Karpathy split file or a Flickr token file, those of
+        `splits`), a file of a told format read as `reading` records (the
         files' one format), one of no told format as its own (`_file_format`: qa): how many, and (the
         records as (the sample's id: the record's own, else its place; the question), how many tar captions
         were asked the default question). Every file is read to the end, so that
@@ -361,7 +379,8 @@ class CustomTask(Task):
                        if "prompt" in self.reader_options else self.model_caption_prompt)
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None,
                                       label_column=label_column, columns=renamed,
-                                      media_folder=_given_folder(data_format, self.reader_options, self.media_folder))
+                                      media_folder=_given_folder(data_format, self.reader_options, self.media_folder),
+                                      split=splits)
             default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
