@@ -21,7 +21,7 @@ from modrwkv.data.readers.detect import detect_format
 from modrwkv.evaluation.metrics import caption_scores
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, custom_task
 from modrwkv.training.config import ConfigError, DataConfig
-from modrwkv.training.data import build_reader
+from modrwkv.training.data import build_reader, read_sources
 from modrwkv.training.validation import val_data_config
 from test_class_folders import png
 from test_coco_captions import coco_tree
@@ -101,6 +101,11 @@ def test_karpathy_coco_is_refused_whole_and_read_by_split_in_training_and_eval(t
         (f"{path}:image 522418", [coco_image(root, 1)], [("user", CAPTION), ("assistant", CAKE[0].strip())], "522418"),
         (f"{path}:image 57870", [coco_image(root, 2)], [("user", CAPTION), ("assistant", TABLE[0])], "57870")]
     assert reader.count_records() == 2
+    # training teaches each of an image's captions as a sample of its own
+    taught, _ = read_sources(DataConfig(format="qa", train=[str(path)], options={"split": ["train", "restval"]}))
+    assert [(s.images, s.messages[1].content) for s in taught] == [
+        ([coco_image(root, 1)], caption) for caption in stripped(CAKE)] + [
+        ([coco_image(root, 2)], caption) for caption in stripped(TABLE)]
     # validation: data.val_options.split over data.options', for the val loss and the val CIDEr-D alike
     val = val_data_config(DataConfig(format="qa", train=[str(path)], val=[str(path)],
                                      options={"split": ["train", "restval"]}, val_options={"split": "val"}))

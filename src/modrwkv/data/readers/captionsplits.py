@@ -18,10 +18,11 @@ Flickr30k's `results_20130124.token`:
 told by content: a .txt or .token file whose first line is IMAGE#N, a tab and the caption (`is_caption_tokens`).
 
 Each image is one sample as a COCO captions file's are (`coco`): the plain record {"image": its file, "caption":
-[its captions, white space around them removed, in the file's order], "id": ...}, asked the reader's `prompt` and
-scored by CIDEr-D against all its captions. Its id is COCO's image id (`cocoid`) where the file gives one, so that
-results key as COCO's results files do; else its file name (`1000268201_693b08cb0e.jpg`), the same in a Karpathy
-file, a token file and Kaggle's captions.txt (`imgid` numbers the images of one Karpathy file only).
+[its captions, white space around them removed, in the file's order], "id": ...}, asked the reader's `prompt`,
+trained on each caption as a sample of its own (`qa.each_caption`) and scored by CIDEr-D against all of them. Its
+id is COCO's image id (`cocoid`) where the file gives one, so that results key as COCO's results files do; else its
+file name (`1000268201_693b08cb0e.jpg`), the same in a Karpathy file, a token file and Kaggle's captions.txt
+(`imgid` numbers the images of one Karpathy file only).
 
 A Karpathy file names each image's split; Flickr8k's official splits are the lists beside its token file,
 `Flickr_8k.trainImages.txt`, `Flickr_8k.devImages.txt` and `Flickr_8k.testImages.txt` (a file name per line). The
