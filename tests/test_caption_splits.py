@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from eval_fixtures import scripted_model
 from modrwkv.cli import main
@@ -20,7 +21,7 @@ from modrwkv.data.readers.captionsplits import is_caption_tokens
 from modrwkv.data.readers.detect import detect_format
 from modrwkv.evaluation.metrics import caption_scores
 from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, custom_task
-from modrwkv.training.config import ConfigError, DataConfig
+from modrwkv.training.config import ConfigError, DataConfig, config_from_dict
 from modrwkv.training.data import build_reader, read_sources
 from modrwkv.training.validation import val_data_config
 from test_class_folders import png
@@ -87,8 +88,9 @@ def coco_image(root: Path, index: int) -> str:
 def test_karpathy_coco_is_refused_whole_and_read_by_split_in_training_and_eval(tmp_path):
     path = coco_karpathy(tmp_path / "coco")
     refusal = (f"{path}: holds 4 splits (train: 1 image, restval: 1 image, val: 1 image, test: 1 image): give the "
-               f"split to read as {SPLIT}: [train, restval] to train on; test to evaluate on (modrwkv eval --task "
-               "custom --split test); read whole, its evaluation images would be trained on")
+               f"split to read as {SPLIT}: [train, restval] to train on (modrwkv init --split train,restval); test "
+               "to evaluate on (modrwkv eval --task custom --split test); read whole, its evaluation images would be "
+               "trained on")
     with pytest.raises(DataError, match=f"^{re.escape(refusal)}$"):
         list(QAReader(path))  # (skipping bad records does not skip a whole file)
     with pytest.raises(BenchmarkFileError, match=re.escape(refusal)):
@@ -131,6 +133,19 @@ def test_karpathy_coco_is_refused_whole_and_read_by_split_in_training_and_eval(t
     (tmp_path / "annotations").mkdir()
     path = (moved / "dataset_coco.json").rename(tmp_path / "annotations" / "dataset_coco.json")
     assert [s.images for s in QAReader(path, split="val", media_folder=moved)] == [[coco_image(moved, 3)]]
+
+
+def test_init_writes_the_splits_to_train_on_and_names_the_test_split_to_evaluate(tmp_path, monkeypatch, capsys):
+    path = coco_karpathy(tmp_path / "coco")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", str(path), "--split", "train,restval", "--yes", "--device", "cpu",
+                 "--output", "coco.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: qa format, 10 usable samples, inputs: image" in out  # 2 images of 5 captions, each a sample
+    assert f"--data {path} --split test\n" in out
+    config = yaml.safe_load(Path("coco.yaml").read_text())
+    assert config["data"]["options"] == {"split": ["train", "restval"]}
+    assert [s.meta["id"] for s in build_reader(config_from_dict(config).data)] == ["522418", "57870"]
 
 
 def test_eval_scores_each_image_once_against_its_five_captions(tmp_path, monkeypatch, capsys):
@@ -198,7 +213,8 @@ def test_flickr8k_token_file_reads_an_image_per_sample_and_its_official_splits(t
     lists = "Flickr_8k.trainImages.txt, Flickr_8k.devImages.txt, Flickr_8k.testImages.txt"
     with pytest.raises(DataError, match=re.escape(
             f"{token}: holds 3 splits, listed beside it in {lists} (train: 1 image, dev: 1 image, test: 1 image): give "
-            f"the split to read as {SPLIT}: [train] to train on; test to evaluate on (modrwkv eval --task custom "
+            f"the split to read as {SPLIT}: [train] to train on (modrwkv init --split train); test to evaluate on "
+            "(modrwkv eval --task custom "
             "--split test); read whole, its evaluation images would be trained on")):
         list(QAReader(token))
     reader = build_reader(DataConfig(format="qa", train=[str(token)], options={"split": ["train", "dev"]}))

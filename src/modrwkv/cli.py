@@ -583,10 +583,13 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    help="the file's columns holding the records' fields, e.g. question=query,answers=label for "
                    "HuggingFaceM4/ChartQA (data.options.columns of the qa format; with --format sharegpt, "
                    "LLaMA-Factory's columns such as messages=conversations)")
-    p.add_argument("--id-columns", type=_column_names, metavar="COLUMN,...",
+    p.add_argument("--id-columns", type=_comma_names, metavar="COLUMN,...",
                    help="series: the columns telling apart the series of a long-format CSV, several series one under "
                    "another, e.g. store_nbr,family (data.options.id_columns; default: a unique_id, item_id or "
                    "series_id column)")
+    p.add_argument("--split", type=_comma_names, metavar="SPLIT,...",
+                   help="the splits of a Karpathy split file (dataset_coco.json: train,restval) or of the "
+                   "Flickr_8k.*Images.txt lists beside Flickr8k.token.txt to train on (data.options.split)")
     p.add_argument("--device", choices=INIT_DEVICES, help="train on cpu or gpu (default: gpu when CUDA is available)")
     p.add_argument("--size", choices=INIT_SIZES,
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
@@ -634,7 +637,7 @@ def _run_init(args: argparse.Namespace) -> int:
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
                           horizon=args.horizon, val=args.val, label_column=args.label_column, columns=args.columns,
-                          id_columns=args.id_columns)
+                          id_columns=args.id_columns, split=args.split)
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
@@ -701,6 +704,8 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
     if "columns" in data.get("options", {}) and data["format"] == "qa":  # (eval reads other formats' as their own)
         mapped = ",".join(f"{field}={column}" for field, column in data["options"]["columns"].items())
         folder += f" --columns {shlex.quote(mapped)}"
+    if "split" in data.get("options", {}):  # a Karpathy file, or Flickr8k's lists, hold the test split too
+        return f"--data {shlex.quote(data['train'][0])} --split test{folder}"
     held_out = _held_out_beside(Path(data["train"][0]), exclude=data.get("val", []))
     test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
@@ -1087,11 +1092,12 @@ def _column_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
-def _column_names(text: str) -> list[str]:
-    """argparse type of --id-columns: column names separated by commas."""
+def _comma_names(text: str) -> list[str]:
+    """argparse type of --id-columns and --split: names separated by commas."""
     names = [name.strip() for name in text.split(",")]
     if not all(names):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected column names separated by commas, e.g. store_nbr,family")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected names separated by commas, e.g. store_nbr,family or "
+                                         "train,restval")
     return names
 
 

@@ -101,6 +101,8 @@ class InitAnswers:
     columns: dict[str, str] | None = None
     # data.options.id_columns: the columns telling apart the series of a long-format CSV (None: the reader's own)
     id_columns: list[str] | None = None
+    # data.options.split: the splits of a Karpathy split file or of Flickr8k's lists to train on (qa's `split`)
+    split: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.data = [str(path) for path in as_paths(self.data)]
@@ -198,7 +200,8 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [
             detect_format(file, answers.label_column, answers.columns,
-                          None if answers.media_folder is None else Path(answers.media_folder)) for file in files]
+                          None if answers.media_folder is None else Path(answers.media_folder), answers.split)
+            for file in files]
     except FormatUnknown as exc:
         # detection reads the records with qa's --columns: a misspelt field is named, not the fields it left
         try:
@@ -300,9 +303,9 @@ def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
 
 
 def reader_options(answers: InitAnswers) -> dict[str, Any]:
-    """data.options.label_column and data.options.columns as --label-column and --columns give them ({} without:
-    the rows' own label column, the records' own field names)."""
-    given = {"label_column": answers.label_column, "columns": answers.columns}
+    """data.options.label_column, data.options.columns and data.options.split as --label-column, --columns and
+    --split give them ({} without: the rows' own label column, the records' own field names, every record)."""
+    given = {"label_column": answers.label_column, "columns": answers.columns, "split": answers.split}
     return {option: value for option, value in given.items() if value is not None}
 
 
@@ -461,6 +464,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     if answers.label_column is not None and summary.data_format != "series":
         notes.append(f"data.options.label_column {answers.label_column}: the column the rows are answered with "
                      "(`modrwkv eval --task custom --label-column` asks the same)")
+    if answers.split is not None:
+        notes.append(f"data.options.split [{', '.join(answers.split)}]: the splits of the file training reads "
+                     "(`modrwkv eval --task custom --split` chooses the one to evaluate)")
     if answers.columns is not None:
         mapped = ", ".join(f"{field}: {column}" for field, column in answers.columns.items())
         # (eval reads a ShareGPT file's columns from its dataset_info.json: `--columns` maps qa fields there)

@@ -296,7 +296,7 @@ def _selected(path: Path, split: Sequence[str] | None, counts: collections.Count
             return None
         train = [name for name in ("train", "restval") if name in counts]
         test = next((name for name in ("test", "val", "dev") if name in counts), None)
-        advice = [f"[{', '.join(train)}] to train on"] if train else []
+        advice = [f"[{', '.join(train)}] to train on (modrwkv init --split {','.join(train)})"] if train else []
         advice += [f"{test} to evaluate on (modrwkv eval --task custom --split {test})"] if test else []
         raise DataError(str(path), "unreadable_file", f"holds {len(counts)} splits{beside} ({shown}): give the "
                         f"split to read as {SPLIT_OPTION}{': ' if advice else ''}{'; '.join(advice)}; read whole, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ...textfiles import TextFileError, decode_text
@@ -23,7 +23,7 @@ class FormatUnknown(ValueError):
 
 
 def detect_format(path: Path, label_column: str | None = None, columns: Mapping[str, str] | None = None,
-                  media_folder: Path | None = None) -> str:
+                  media_folder: Path | None = None, split: Sequence[str] | None = None) -> str:
     """The data format from the extension (CSV/TSV/NPZ: series, but of a .csv / .tsv / .txt table whose column names
     media files the record its first usable row makes, as a metadata file's, `hffolders.media_table`), or the
     columns of a Parquet / JSON Lines file of series rows (a `target` list and no media: series, `is_series_file`), a
@@ -39,7 +39,7 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     splits is refused, naming them: detection reads no `split`). A file of rows holding a `target` list and media is not series; where its records
     tell no format either, the error says why it is not series (`seriesrows.media_note`)."""
     try:
-        return _detected(path, label_column, columns, media_folder)
+        return _detected(path, label_column, columns, media_folder, split)
     except FormatUnknown as exc:
         media = media_fields(path, beside=TARGET)
         if not media:
@@ -48,7 +48,7 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
 
 
 def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] | None,
-              media_folder: Path | None) -> str:
+              media_folder: Path | None, split: Sequence[str] | None) -> str:
     if is_series_file(path):
         return "series"
     try:  # LLaMA-Factory's description of this file, with its column and tag names
@@ -84,7 +84,8 @@ def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] |
                     broken = f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
     first, found, bad = None, None, None
     try:  # the first record as the readers see it (also of a file that is one JSON object)
-        records = file_records(path, label_column=label_column, columns=columns, media_folder=media_folder)
+        records = file_records(path, label_column=label_column, columns=columns, media_folder=media_folder,
+                               split=split)
         for _, load in itertools.islice(records, 100):
             try:
                 found = load()
