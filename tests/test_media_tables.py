@@ -334,6 +334,60 @@ def test_esc50_and_urbansound8k_metadata_find_their_audio_folders(tmp_path):
         ([str((urban / "audio" / "fold10" / clips["fold10"]).resolve())], "children_playing")]
 
 
+def test_where_keeps_the_rows_of_the_folds_asked_in_training_init_and_eval(tmp_path, capsys, monkeypatch):
+    """ESC-50's folds: training reads folds 1-4 (data.options.where, init --where), eval fold 5 (--where); a
+    column the table has not, or values no row has, is one line naming what there is."""
+    import json
+
+    import numpy as np
+    import soundfile
+
+    root = tmp_path / "ESC-50-master"
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    for fold in range(1, 6):
+        for category, target in (("dog", 0), ("rain", 10)):
+            name = f"{fold}-10{target}032-A-{target}.wav"
+            soundfile.write(root / "audio" / name, np.zeros(4410, dtype=np.float32), 44100)
+            rows.append(f"{name},{fold},{target},{category},True,10{target}032,A")
+    table = root / "meta" / "esc50.csv"
+    table.write_text("\n".join(rows) + "\n")
+    train = QAReader(table, label_column="category", where={"fold": [1, 2, 3, 4]}, on_error="raise")
+    assert [Path(s.audios[0]).name[0] for s in train] == ["1", "1", "2", "2", "3", "3", "4", "4"]
+    assert train.report.summary() == f"{table}: kept 8 of 8 records" and train.count_records() == 8
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", str(table), "--label-column", "category", "--where", "fold=1,2,3,4", "--yes",
+                 "--device", "cpu", "--output", "esc.yaml"]) == 0
+    assert f"--where fold=HELD_OUT_VALUES  # the rows training did not read" in capsys.readouterr().out
+    cfg = yaml.safe_load(Path("esc.yaml").read_text())
+    assert cfg["data"]["options"] == {"label_column": "category", "where": {"fold": ["1", "2", "3", "4"]}}
+    assert len(list(build_reader(config_from_dict(cfg).data))) == 8
+    held_out = custom_task(str(table), label_column="category", where={"fold": ["5"]}).load(table, "all")
+    assert [(Path(s.audio[0]).name, s.reference["answers"]) for s in held_out] == [
+        ("5-100032-A-0.wav", ["dog"]), ("5-1010032-A-10.wav", ["rain"])]
+    with pytest.raises(DataError, match=re.escape(f"{table}: no row has fold in 6 (where (data.options.where)); its "
+                                                  "values: fold: 1, 2, 3, 4, 5")):
+        list(QAReader(table, label_column="category", where={"fold": 6}))
+    with pytest.raises(DataError, match=re.escape(f"{table}: no column 'flod' to keep the rows by")):
+        list(QAReader(table, label_column="category", where={"flod": 1}))
+    # JSON Lines records and a metadata file's rows by a field; refused where rows have no columns (a tar, folders)
+    png(tmp_path / "records" / "a.png", 1)
+    records = tmp_path / "records" / "data.jsonl"
+    records.write_text("".join(json.dumps({"image": "a.png", "question": "q?", "answer": str(k), "split": split}) + "\n"
+                               for k, split in enumerate(("train", "test", "train"))))
+    assert [s.messages[1].content for s in QAReader(records, where={"split": "train"})] == ["0", "2"]
+    (tmp_path / "records" / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "label": "cat", "fold": 2})
+                                                         + "\n")
+    assert [s.messages[1].content for s in QAReader(tmp_path / "records" / "metadata.jsonl", where={"fold": "2"})] == [
+        "cat"]
+    classes = tmp_path / "classes"
+    png(classes / "cat" / "0.png", 1)
+    png(classes / "dog" / "0.png", 2)
+    with pytest.raises(DataError, match="a folder of class folders has none: leave it out"):
+        list(QAReader(classes, where={"fold": 1}))
+
+
 def test_a_table_of_image_urls_says_to_download_them_first(tmp_path, capsys):
     """LAION's and CC3M's url,caption tables name web addresses: refused once, naming img2dataset, rather than
     every row skipped as a missing file."""

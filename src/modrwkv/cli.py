@@ -587,6 +587,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    help="series: the columns telling apart the series of a long-format CSV, several series one under "
                    "another, e.g. store_nbr,family (data.options.id_columns; default: a unique_id, item_id or "
                    "series_id column)")
+    p.add_argument("--where", type=_where, action="append", metavar="COLUMN=VALUE,...",
+                   help="read only the rows whose COLUMN is one of these values, e.g. fold=1,2,3,4 for ESC-50's "
+                   "esc50.csv (repeatable; data.options.where) of a table of media rows, a metadata file or records")
     p.add_argument("--split", type=_comma_names, metavar="SPLIT,...",
                    help="the splits of a Karpathy split file (dataset_coco.json: train,restval) or of the "
                    "Flickr_8k.*Images.txt lists beside Flickr8k.token.txt to train on (data.options.split)")
@@ -637,7 +640,7 @@ def _run_init(args: argparse.Namespace) -> int:
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
                           horizon=args.horizon, val=args.val, label_column=args.label_column, columns=args.columns,
-                          id_columns=args.id_columns, split=args.split)
+                          id_columns=args.id_columns, split=args.split, where=_where_option(args.where))
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
     level = readers_log.level
@@ -706,6 +709,9 @@ def _eval_data_hint(config: dict[str, Any]) -> str:
         folder += f" --columns {shlex.quote(mapped)}"
     if "split" in data.get("options", {}):  # a Karpathy file, or Flickr8k's lists, hold the test split too
         return f"--data {shlex.quote(data['train'][0])} --split test{folder}"
+    if "where" in data.get("options", {}):  # the same table's other rows (ESC-50's fold 5)
+        columns = " ".join(f"--where {column}=HELD_OUT_VALUES" for column in data["options"]["where"])
+        return f"--data {shlex.quote(data['train'][0])}{folder} {columns}  # the rows training did not read"
     held_out = _held_out_beside(Path(data["train"][0]), exclude=data.get("val", []))
     test_file = shlex.quote(str(held_out)) if held_out else "YOUR_TEST_FILE.jsonl"
     if data["format"] == "qa":
@@ -1092,6 +1098,27 @@ def _column_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+def _where(text: str) -> tuple[str, list[str]]:
+    """argparse type of --where: COLUMN=VALUE,VALUE,..."""
+    column, _, values = text.partition("=")
+    names = [value.strip() for value in values.split(",")]
+    if not column.strip() or not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected COLUMN=VALUE,VALUE,..., e.g. fold=1,2,3,4")
+    return column.strip(), names
+
+
+def _where_option(given: list[tuple[str, list[str]]] | None) -> dict[str, list[str]] | None:
+    """The --where flags as data.options.where ({column: values}); a column given twice is an error."""
+    if not given:
+        return None
+    where: dict[str, list[str]] = {}
+    for column, values in given:
+        if column in where:
+            raise CLIError(f"--where {column}=...: given twice; list its values once, e.g. {column}=1,2")
+        where[column] = values
+    return where
+
+
 def _comma_names(text: str) -> list[str]:
     """argparse type of --id-columns and --split: names separated by commas."""
     names = [name.strip() for name in text.split(",")]
@@ -1190,6 +1217,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="benchmark split (default: the one the paper reports); --task custom: the split of a "
                    "Karpathy split file (dataset_coco.json: test) or of the lists beside Flickr8k.token.txt (test) to "
                    "evaluate, as data.options.split (several: train,restval)")
+    p.add_argument("--where", type=_where, action="append", metavar="COLUMN=VALUE,...",
+                   help="--task custom: evaluate only the rows whose COLUMN is one of these values, e.g. fold=5 "
+                   "(repeatable), as training's data.options.where")
     p.add_argument("--limit", type=int, help="only the first N samples (a quick check; not comparable to the paper)")
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="reply budget (default: per task)")
@@ -1329,7 +1359,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     custom_options = {"--metric": args.metric, "--prompt": args.prompt, "--media-folder": args.media_folder,
                       "--caption-prompt": args.caption_prompt,
-                      "--label-column": args.label_column, "--columns": args.columns}
+                      "--label-column": args.label_column, "--columns": args.columns, "--where": args.where}
     problem = series_prompt_problem(args.series_prompt)  # as the training reader checks data.options.prompt
     if problem:
         raise CLIError(f"--series-prompt: {problem}")
@@ -1340,7 +1370,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.task == "custom":
         task = custom_task(data, metric=args.metric, prompt=args.prompt, asr_prompt=args.asr_prompt,
                            caption_prompt=args.caption_prompt, label_column=args.label_column, columns=args.columns,
-                           split=args.split,
+                           split=args.split, where=_where_option(args.where),
                            media_folder=args.media_folder, baselines=_baselines(args.baseline), long_form=long_form)
         _check_media_folder(args.media_folder, args.data)
     else:

@@ -103,6 +103,8 @@ class InitAnswers:
     id_columns: list[str] | None = None
     # data.options.split: the splits of a Karpathy split file or of Flickr8k's lists to train on (qa's `split`)
     split: list[str] | None = None
+    # data.options.where: the values of the rows to read, by column (ESC-50's {fold: [1, 2, 3, 4]})
+    where: dict[str, list[str]] | None = None
 
     def __post_init__(self) -> None:
         self.data = [str(path) for path in as_paths(self.data)]
@@ -303,9 +305,10 @@ def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
 
 
 def reader_options(answers: InitAnswers) -> dict[str, Any]:
-    """data.options.label_column, data.options.columns and data.options.split as --label-column, --columns and
-    --split give them ({} without: the rows' own label column, the records' own field names, every record)."""
-    given = {"label_column": answers.label_column, "columns": answers.columns, "split": answers.split}
+    """data.options.label_column, .columns, .split and .where as --label-column, --columns, --split and --where
+    give them ({} without: the rows' own label column, the records' own field names, every record)."""
+    given = {"label_column": answers.label_column, "columns": answers.columns, "split": answers.split,
+             "where": answers.where}
     return {option: value for option, value in given.items() if value is not None}
 
 
@@ -464,6 +467,10 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     if answers.label_column is not None and summary.data_format != "series":
         notes.append(f"data.options.label_column {answers.label_column}: the column the rows are answered with "
                      "(`modrwkv eval --task custom --label-column` asks the same)")
+    if answers.where is not None:
+        kept = "; ".join(f"{column} in {', '.join(values)}" for column, values in answers.where.items())
+        notes.append(f"data.options.where: training reads the rows where {kept} (`modrwkv eval --task custom --where` "
+                     "chooses the held-out rows)")
     if answers.split is not None:
         notes.append(f"data.options.split [{', '.join(answers.split)}]: the splits of the file training reads "
                      "(`modrwkv eval --task custom --split` chooses the one to evaluate)")

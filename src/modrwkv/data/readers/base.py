@@ -483,9 +483,78 @@ def data_label(data: PathLike | Sequence[PathLike]) -> str:
 PARQUET_BATCH_ROWS = 64
 
 
+WHERE_OPTION = "where (data.options.where)"
+
+
+def row_filter(where: Any) -> dict[str, frozenset[str]] | None:
+    """The reader option `where` ({column: a value or a list of values}) as each column's values kept, as text: a
+    CSV's cells are text, so ESC-50's fold 5 given as 5 matches its "5" (`cell_text`); None for none; ValueError
+    for another shape."""
+    if where is None:
+        return None
+    example = "e.g. {fold: [1, 2, 3, 4]}"
+    if not isinstance(where, Mapping) or not where:
+        raise ValueError(f"where must map columns to the values of the rows to read ({example}), got {where!r}")
+    kept = {}
+    for column, values in where.items():
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        if (not isinstance(column, str) or not values
+                or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)):
+            raise ValueError(f"where: {column!r} must map to a value or a list of values ({example}), got {values!r}")
+        kept[column] = frozenset(cell_text(value) for value in values)
+    return kept
+
+
+def cell_text(value: Any) -> str:
+    """A cell as the text `where` compares: 5, 5.0 and "5" alike."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def where_rows(path: Path, rows: Iterator[tuple[str, Callable[[], Any]]],
+               where: Mapping[str, frozenset[str]] | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """The rows (source, load) of `path` whose cells are among `where`'s values, column by column (all rows without
+    it): the others are not the data's, so they are not read as records, nor counted. A row that does not load
+    is passed on (its reader names it); a column no row has, or no row kept, is the file's `DataError`, naming the
+    columns or the values there are."""
+    if not where:
+        yield from rows
+        return
+    seen: dict[str, set[str]] = {column: set() for column in where}
+    kept = total = 0
+    for source, load in rows:
+        try:
+            row = load()
+        except DataError:
+            yield source, load
+            continue
+        if not isinstance(row, Mapping):
+            yield source, load
+            continue
+        missing = [column for column in where if column not in row]
+        if missing:
+            raise DataError(str(path), "unreadable_file", f"no column {missing[0]!r} to keep the rows by "
+                            f"({WHERE_OPTION}); its columns: {', '.join(map(str, row))}")
+        total += 1
+        cells = {column: cell_text(row[column]) for column in where}
+        if all(cells[column] in values for column, values in where.items()):
+            kept += 1
+            yield source, lambda row=row: row
+        for column, cell in cells.items():
+            if len(seen[column]) < 20:
+                seen[column].add(cell)
+    wanted = "; ".join(f"{column} in {', '.join(sorted(values))}" for column, values in where.items())
+    if total and not kept:
+        there = "; ".join(f"{column}: {', '.join(sorted(values))}" for column, values in seen.items())
+        raise DataError(str(path), "unreadable_file", f"no row has {wanted} ({WHERE_OPTION}); its values: {there}")
+    logger.info("%s: %d of %d rows kept (%s)", path, kept, total, wanted)
+
+
 def file_records(path: Path, *, caption_prompt: str | None = None, label_column: str | None = None,
                  columns: Mapping[str, str] | None = None, media_folder: Path | None = None,
-                 split: Sequence[str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+                 split: Sequence[str] | None = None,
+                 where: Mapping[str, frozenset[str]] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per record of a data file: a Parquet or Arrow file's rows (`hubrows.hub_records`: a hub data
     set's plain rows of media and a label or caption as the records `webdataset.media_record` makes of them, asked
     `caption_prompt` and answered from `label_column` (None: the ClassLabel or `label` column), else the
@@ -500,7 +569,9 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     record that makes, `hubrows.plain_records`; a COCO captions file's images, their files found in
     `media_folder`, None: beside the file, as such records, `coco`; a Karpathy split file's images of `split`, and a
     Flickr token file's (`captionsplits`: Flickr8k.token.txt, its images of `split` by the lists beside it), likewise;
-    `split` for any other file is its error). A Parquet row or JSON record of the_cauldron's
+    `split` for any other file is its error). `where` (`row_filter`) keeps the rows of a table of media rows, a
+    metadata file and JSON / JSONL records by their cells (`where_rows`); for any other file it is its error. A
+    Parquet row or JSON record of the_cauldron's
     `images` and `texts` is the LLaVA record it stands for (`hubrows.turns_record`). With `columns` (qa's
     `data.options.columns`, {field: the file's column}), a JSON / JSONL file's records or a Parquet file's rows are
     records with those columns renamed (`renamed_records`), never plain rows: the mapping says which columns are
@@ -515,6 +586,11 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
                                              or is_media_table(path) or is_speech_corpus(path)
                                              or is_torchvision_set(path)):
         return _refused(split_refused(path))
+    if where and not (is_media_table(path) or is_metadata_file(path) or path.suffix.lower() in (".json", ".jsonl")
+                      or path.is_dir() and not is_speech_corpus(path) and not is_torchvision_set(path)):
+        return _refused(DataError(str(path), "unreadable_file", f"{WHERE_OPTION} keeps the rows of a CSV / TSV table "
+                                  "of media rows, a metadata file and JSON / JSONL records by their columns; this file "
+                                  "is none of them: leave it out"))
     if columns:
         if (path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None
                 or is_media_table(path) or tokens):
@@ -534,7 +610,10 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         from .hffolders import has_metadata, metadata_records
 
         if is_metadata_file(path) or has_metadata(path):
-            return metadata_records(path, caption_prompt)
+            return metadata_records(path, caption_prompt, where)
+        if where:
+            return _refused(DataError(str(path), "unreadable_file", f"{WHERE_OPTION} keeps rows by their columns; "
+                                      "a folder of class folders has none: leave it out"))
         return class_folder_records(path, caption_prompt)
     from .hubrows import plain_records  # (it builds on this module)
 
@@ -543,7 +622,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     if is_media_table(path):
         from .hffolders import media_table_records  # (it builds on this module)
 
-        return media_table_records(path, caption_prompt, media_folder, label_column)
+        return media_table_records(path, caption_prompt, media_folder, label_column, where)
     if is_tar(path):
         from .webdataset import tar_records  # (it builds on this module)
 
@@ -554,7 +633,8 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         from .hubrows import hub_records  # (it builds on this module)
 
         return hub_records(path, caption_prompt, label_column)
-    return plain_records(json_records(path, media_folder, split), caption_prompt, label_column)
+    return plain_records(where_rows(path, json_records(path, media_folder, split), where), caption_prompt,
+                         label_column)
 
 
 def media_kind(path: Path) -> str | None:
@@ -1687,6 +1767,8 @@ class JsonRecordsReader(Reader):
     field_columns: Mapping[str, str] | None = None
     # the splits of a Karpathy split file or a Flickr token file read (`captionsplits`; None: none); qa's `split`
     splits: tuple[str, ...] | None = None
+    # each column's values of the rows read (`row_filter`; None: every row); qa's `where`
+    where: dict[str, frozenset[str]] | None = None
 
     def __init__(
         self,
@@ -1709,8 +1791,7 @@ class JsonRecordsReader(Reader):
         for path in self.paths:
             warn_media_folder_unused(path, self.media_folder)
             folder = self.media_folder if self.media_folder is not None else path.parent
-            records = file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column,
-                                   columns=self.field_columns, media_folder=self.media_folder, split=self.splits)
+            records = self._file_records(path)
             for _, build in one_format(path, self.format, records,
                                        lambda record, source, folder=folder: self._convert(record, source, folder),
                                        formats=self.report.formats):
@@ -1726,8 +1807,15 @@ class JsonRecordsReader(Reader):
                 with open_table_file(path) as handle:
                     count += handle.num_rows
             else:
-                count += sum(1 for _ in file_records(path, split=self.splits))
+                count += sum(1 for _ in self._file_records(path))
         return count
+
+    def _file_records(self, path: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
+        """`file_records` of `path` with the reader's options (a table of media rows needs its label column even
+        to be counted)."""
+        return file_records(path, caption_prompt=self.caption_prompt, label_column=self.label_column,
+                            columns=self.field_columns, media_folder=self.media_folder, split=self.splits,
+                            where=self.where)
 
     @abc.abstractmethod
     def _convert(self, record: Any, source: str, folder: Path) -> Sample:

@@ -68,14 +68,14 @@ import operator
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
 from .base import (METADATA_NAMES, DataError, first_file, header_delimiter, is_metadata_file, is_table_file,
-                   json_records, media_column, media_kind, table_records)
+                   json_records, media_column, media_kind, table_records, where_rows)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names
@@ -126,13 +126,14 @@ def has_metadata(path: Path) -> bool:
     return next(_metadata_files(path), None) is not None
 
 
-def metadata_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+def metadata_records(path: Path, caption_prompt: str | None = None,
+                     where: Mapping[str, frozenset[str]] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per row of the metadata files of `path` (a folder: all of its own and its subfolders'; a
     metadata file: its own), `load()` giving its record (the module docstring), a caption asked
     `caption_prompt` (None: the default). A folder of splits, or of metadata files in several formats, raises
     `DataError` (unreadable_file) naming it."""
     if not path.is_dir():
-        yield from _file_records(path, path.parent, caption_prompt)
+        yield from _file_records(path, path.parent, caption_prompt, where)
         return
     try:
         subfolders = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and is_visible(entry.name))
@@ -149,13 +150,15 @@ def metadata_records(path: Path, caption_prompt: str | None = None) -> Iterator[
                         "folder's metadata files are of one format, as Hugging Face's datasets reads them; keep "
                         "one (convert the others)")
     for file in files:
-        yield from _file_records(file, path, caption_prompt)
+        yield from _file_records(file, path, caption_prompt, where)
 
 
-def _file_records(file: Path, root: Path, caption_prompt: str | None) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """(source, load) per row of one metadata file, its media ids relative to `root` (the folder given)."""
-    rows = csv_records(file) if file.suffix == ".csv" else table_records(file) if is_table_file(file) else \
-        json_records(file)
+def _file_records(file: Path, root: Path, caption_prompt: str | None,
+                  where: Mapping[str, frozenset[str]] | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source, load) per row of one metadata file (those `where` keeps), its media ids relative to `root` (the
+    folder given)."""
+    rows = where_rows(file, csv_records(file) if file.suffix == ".csv" else table_records(file) if is_table_file(file)
+                      else json_records(file), where)
     classes = None  # a ClassLabel label's class names, which it is answered with (a metadata.parquet `datasets` wrote)
     if is_table_file(file):
         classes = parquet_class_names(file, LABEL_KEY)
@@ -388,7 +391,8 @@ def _named_files_column(header: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def media_table_records(path: Path, caption_prompt: str | None = None, media_folder: Path | None = None,
-                        label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+                        label_column: str | None = None,
+                        where: Mapping[str, frozenset[str]] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source "path:line", load) per row of the table of media rows `path` (`media_table`), each loading the
     record its row makes as a metadata row (the module docstring), its media found in `media_folder` (None: beside
     the table, `table_folders`), a caption asked `caption_prompt` (None: the default); with `label_column` (the
@@ -427,7 +431,7 @@ def media_table_records(path: Path, caption_prompt: str | None = None, media_fol
     locate = functools.partial(located, [os.path.abspath(folder) for folder in folders])
     is_media = functools.partial(operator.eq, table.media)
     folder = os.path.abspath(path.parent)
-    rows = csv_records(path, table.delimiter, skip_initial_space=True)
+    rows = where_rows(path, csv_records(path, table.delimiter, skip_initial_space=True), where)
     for index, (source, load) in enumerate(rows):
         row = functools.partial(_table_row, load, table, caption, label_column)
         yield source, _row_loader(path, folder, ".", source, row, index == 0, caption_prompt, None, is_media, locate)

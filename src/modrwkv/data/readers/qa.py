@@ -42,7 +42,7 @@ import numpy as np
 
 from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import (COLUMNS_OPTION, DataError, JsonRecordsReader, OnError, PathLike, check_columns, check_media,
-                   lacks_fields, media_item, require, turn_text)
+                   lacks_fields, media_item, require, row_filter, turn_text)
 from .captionsplits import split_names
 from .webdataset import CAPTIONED, CaptionRecord
 
@@ -321,7 +321,9 @@ class QAReader(JsonRecordsReader):
     reads each JSON / JSONL record and Parquet row with those columns as the fields (`base.renamed_records`): such
     a file is read as records, never as plain rows. `split` (a name or a list) reads the images of those splits of a
     Karpathy split file (dataset_coco.json: `[train, restval]`) or of the Flickr_8k.*Images.txt lists beside
-    Flickr8k.token.txt (`captionsplits`); a file of several splits is refused without it."""
+    Flickr8k.token.txt (`captionsplits`); a file of several splits is refused without it. `where` ({column: a value
+    or a list}, e.g. `{"fold": [1, 2, 3, 4]}` for ESC-50's esc50.csv) reads only the rows of a table of media rows,
+    a metadata file or JSON / JSONL records whose cells are among those values (`base.where_rows`)."""
 
     format = "qa"
 
@@ -335,6 +337,7 @@ class QAReader(JsonRecordsReader):
         label_column: str | None = None,
         columns: Mapping[str, str] | None = None,
         split: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
         on_error: OnError = "skip",
         max_examples: int = 5,
         log_limit: int = 20,
@@ -344,6 +347,7 @@ class QAReader(JsonRecordsReader):
         self.label_column = label_column
         self.field_columns = qa_columns(columns)
         self.splits = split_names(split)
+        self.where = row_filter(where)
         if label_column is not None and self.field_columns:
             raise ValueError(LABEL_AND_COLUMNS)
         super().__init__(paths, media_folder, on_error=on_error, max_examples=max_examples, log_limit=log_limit)

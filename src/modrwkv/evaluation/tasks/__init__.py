@@ -35,14 +35,16 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                 asr_prompt: str | None = None, media_folder: str | Path | None = None,
                 baselines: Mapping[str, float] | None = None, long_form: SegmentSettings | None = None,
                 caption_prompt: str | None = None, label_column: str | None = None,
-                columns: Mapping[str, str] | None = None, split: str | None = None) -> Task:
+                columns: Mapping[str, str] | None = None, split: str | None = None,
+                where: Mapping[str, Sequence[str]] | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
     (one, or several as data.train takes them), configured with these options, or, for a series file (.csv,
     .tsv, .npz, or a .parquet / .jsonl of series rows, `is_series_file`; not a Hugging Face metadata file), the
     `custom-series` forecasting task (`baselines`: other methods' MSE on its windows). `label_column` is the
     column a hub Parquet file's plain rows are answered with (data.options.label_column), `columns` the file's
     column of each field of question-answer records (data.options.columns), `split` the splits of a Karpathy split
-    file or a Flickr token file to read (data.options.split; several joined by commas: "train,restval"); a series
+    file or a Flickr token file to read (data.options.split; several joined by commas: "train,restval"), `where`
+    the values of the rows to read by column (data.options.where: ESC-50's held-out `{"fold": ["5"]}`); a series
     file's split is its task's own (`Task.check_split`)."""
     given = [data] if isinstance(data, (str, Path)) else list(data)
     series = [path for path in given if is_series_file(Path(path))]
@@ -51,7 +53,7 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                          "at a time; give it alone")
     if not series:
         options = {"label_column": label_column, "columns": columns,
-                   "split": None if split is None else split.split(",")}
+                   "split": None if split is None else split.split(","), "where": where}
         return CustomTask(metric=metric, prompt=prompt, asr_prompt=asr_prompt, media_folder=media_folder,
                           baselines=baselines, long_form=long_form, caption_prompt=caption_prompt,
                           reader_options={option: value for option, value in options.items() if value is not None})
@@ -61,8 +63,10 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                          f"which this installation of modrwkv does not have (tasks: {', '.join(TASKS)}); give a "
                          ".json / .jsonl file of records in a training format instead")
     if (metric not in (None, "mse") or prompt is not None or asr_prompt is not None or media_folder is not None
-            or long_form is not None or caption_prompt is not None or label_column is not None or columns is not None):
+            or long_form is not None or caption_prompt is not None or label_column is not None or columns is not None
+            or where is not None):
         raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --label-column, --columns, "
+                         "--where, "
                          "--long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
                          f"file ({SERIES_FILES}) is read by the {CUSTOM_SERIES!r} task with its own "
                          "options")

@@ -82,7 +82,8 @@ from ...data.readers import FORMATS
 from ...data.readers.asr import DEFAULT_ASR_PROMPT
 from ...data.readers.base import (DataError, EmbeddedBytes, MixedFormats, ReadReport, accepted_format, as_paths,
                                   data_label, expand_paths, file_records, is_media_table, is_metadata_file,
-                                  is_table_file, is_tar, one_format, warn_media_folder_unused)
+                                  is_table_file, is_tar, one_format, row_filter,
+                                  warn_media_folder_unused)
 from ...data.readers.captionsplits import is_caption_tokens, split_names
 from ...data.readers.qa import CAPTION_WORDS, LABEL_AND_COLUMNS, OPTION_LETTERS, QARecord, parse_qa_record
 from ...data.readers.detect import FormatUnknown, detect_format
@@ -170,6 +171,7 @@ class CustomTask(Task):
         if self.reader_options.get("label_column") is not None and self.reader_options.get("columns"):
             raise ValueError(LABEL_AND_COLUMNS)
         split_names(self.reader_options.get("split"), "reader_options' split")  # (a name or a list of names)
+        self.where = row_filter(self.reader_options.get("where"))
         if data_format == "asr" and "prompt" in self.reader_options:
             # The reader's prompt is the ASR prompt the manifest is asked with, whatever the model records.
             if asr_prompt is not None:
@@ -380,7 +382,7 @@ class CustomTask(Task):
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None,
                                       label_column=label_column, columns=renamed,
                                       media_folder=_given_folder(data_format, self.reader_options, self.media_folder),
-                                      split=splits)
+                                      split=splits, where=self.where)
             default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
