@@ -483,6 +483,17 @@ def data_label(data: PathLike | Sequence[PathLike]) -> str:
 PARQUET_BATCH_ROWS = 64
 
 
+def data_file_text(path: Path) -> str:
+    """A data file's whole text (`textfiles.decode_text`); one that does not open or decode raises `DataError`
+    (unreadable_file) naming it (and the line of a byte that is no UTF-8)."""
+    try:
+        return decode_text(path.read_bytes(), path)
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from None
+    except TextFileError as err:
+        raise DataError(err.source, "unreadable_file", err.detail) from None
+
+
 WHERE_OPTION = "where (data.options.where)"
 
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from ...textfiles import TextFileError, decode_text
-from .base import DataError, media_kind
+from .base import DataError, data_file_text, media_kind
 from .hffolders import located
 
 # The reader option that selects splits, as messages name it (training's and eval's).
@@ -196,12 +196,7 @@ def token_records(path: Path, media_folder: Path | None,
     Flickr_8k.*Images.txt lists beside the file) where given; then a bad record per line that is no token line
     ("path:line"). Split lists beside the file without `split`, and a `split` without its list, raise `DataError`
     (unreadable_file)."""
-    try:
-        text = decode_text(path.read_bytes(), path)
-    except OSError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from None
-    except TextFileError as err:
-        raise DataError(err.source, "unreadable_file", err.detail) from None
+    text = data_file_text(path)
     captions: dict[str, list[tuple[int, str]]] = {}  # image -> (line, caption), in the file's order
     malformed: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -252,12 +247,7 @@ def _split_lists(path: Path) -> dict[str, tuple[Path, list[str]]]:
         return {}
     lists = {}
     for file in files:
-        try:
-            text = decode_text(file.read_bytes(), file)
-        except OSError as err:
-            raise DataError(str(file), "unreadable_file", f"cannot open: {err}") from None
-        except TextFileError as err:
-            raise DataError(err.source, "unreadable_file", err.detail) from None
+        text = data_file_text(file)
         names = [line.strip() for line in text.splitlines() if line.strip()]
         lists[_SPLIT_LIST.fullmatch(file.name)["split"]] = (file, list(dict.fromkeys(names)))
     return lists

@@ -74,7 +74,8 @@ from typing import Any
 
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
-from .base import (METADATA_NAMES, DataError, first_file, header_delimiter, is_metadata_file, is_table_file,
+from .base import (METADATA_NAMES, DataError, data_file_text, first_file, header_delimiter, is_metadata_file,
+                   is_table_file,
                    json_records, media_column, media_kind, table_records, where_rows)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
@@ -253,12 +254,7 @@ def csv_records(path: Path, delimiter: str = ",",
     open, or text after a closing one, is the file's error; a .tsv's quotes are text, `_quoting`), but a
     `NUMBER_COLUMNS` cell (`duration`), which is a number; an empty cell is missing (None). A row with more or fewer
     cells than the header is a bad record; a file that does not read or decode raises `DataError` (unreadable_file)."""
-    try:
-        text = decode_text(path.read_bytes(), path)
-    except OSError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    except TextFileError as err:
-        raise DataError(err.source, "unreadable_file", err.detail) from None
+    text = data_file_text(path)
     # strict: a quote left open would otherwise run silently to the end of the file, one row swallowing the rest
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=skip_initial_space,
                         strict=True, quoting=_quoting(path))

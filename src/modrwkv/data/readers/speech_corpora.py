@@ -29,8 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ...textfiles import TextFileError, decode_text
-from .base import DataError
+from .base import DataError, data_file_text
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +111,7 @@ def speech_corpus_records(path: Path) -> Records:
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return decode_text(path.read_bytes(), path).splitlines()
-    except OSError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from None
-    except TextFileError as err:
-        raise DataError(err.source, "unreadable_file", err.detail) from None
+    return data_file_text(path).splitlines()
 
 
 def _utterance(line: str, source: str) -> tuple[str, str]:
