@@ -1214,8 +1214,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "--task custom: a file, or "
                    "several files, wildcards, a folder of .parquet or .tar shards, of datasets' save_to_disk or cache, of "
                    "class folders or with a metadata file (Hugging Face imagefolder), as data.train takes them")
-    p.add_argument("--split", help="benchmark split (default: the one the paper reports); --task custom: the split of a "
-                   "Karpathy split file (dataset_coco.json: test) or of the lists beside Flickr8k.token.txt (test) to "
+    p.add_argument("--split", help="benchmark split (default: the one the paper reports); --task custom: the split "
+                   "of a Karpathy split file (dataset_coco.json: test) or of the lists beside Flickr8k.token.txt (test) to "
                    "evaluate, as data.options.split (several: train,restval)")
     p.add_argument("--where", type=_where, action="append", metavar="COLUMN=VALUE,...",
                    help="--task custom: evaluate only the rows whose COLUMN is one of these values, e.g. fold=5 "
@@ -1256,8 +1256,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "\"Write a short caption for the image.\")")
     p.add_argument("--label-column", metavar="COLUMN",
                    help="--task custom with a hub data set's Parquet rows (an image or audio column and labels) or a "
-                   "CSV table of media rows: the column to answer with, as training's data.options.label_column (default: the ClassLabel column, "
-                   "by class name, else label)")
+                   "CSV table of media rows: the column to answer with, as training's data.options.label_column "
+                   "(default: the ClassLabel column, by class name, else label)")
     p.add_argument("--columns", type=_column_mapping, metavar="FIELD=COLUMN,...",
                    help="--task custom with question-answer records whose fields are other columns: the column of "
                    "each field, e.g. question=query,answers=label (HuggingFaceM4/ChartQA), as training's "

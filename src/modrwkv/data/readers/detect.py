@@ -35,9 +35,10 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
     `hubrows.turns_record`; with `columns`, qa's {field: column}, the first record with them renamed,
     `base.renamed_records`; of a COCO captions file, a Karpathy split file or a Flickr token file, the record its
-    first image makes, its file in `media_folder` or beside the file, `coco`, `captionsplits`; a file of several
-    splits is refused, naming them: detection reads no `split`). A file of rows holding a `target` list and media is not series; where its records
-    tell no format either, the error says why it is not series (`seriesrows.media_note`)."""
+    first image makes, its file in `media_folder` or beside the file, `coco`, `captionsplits`; of a file of several
+    splits, `split`'s, else it is refused, naming them). A file of rows holding a `target` list and media is not
+    series; where its records tell no format either, the error says why it is not series
+    (`seriesrows.media_note`)."""
     try:
         return _detected(path, label_column, columns, media_folder, split)
     except FormatUnknown as exc:

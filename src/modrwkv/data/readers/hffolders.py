@@ -102,6 +102,7 @@ _SNIFFED_BYTES = 1 << 16
 # A cell that may be a media file's name without its extension (Kaggle's APTOS `id_code` 000c1434d8d7, HAM10000's
 # `image_id` ISIC_0027419): no dot, no separator.
 _BARE_NAME = re.compile(r"[\w-]+")
+_LETTER = re.compile(r"[^\W\d_]")
 # How many of a column's first cells must be found, with one extension, for its cells to be taken as file names
 _FOUND_ROWS = 3
 
@@ -375,7 +376,7 @@ def _named_files_column(header: Sequence[str], rows: Sequence[Sequence[str]],
     none is."""
     for index in range(len(header)):
         cells = [row[index] if len(row) > index else "" for row in rows]
-        if not all(_BARE_NAME.fullmatch(cell) for cell in cells) or not any(re.search("[^\\W\\d_]", cell) for cell in cells):
+        if not all(_BARE_NAME.fullmatch(cell) for cell in cells) or not any(map(_LETTER.search, cells)):
             continue
         for extension in MEDIA_EXTENSIONS:
             if first_file(folders, f"{cells[0]}.{extension}")[0] is not None:

@@ -367,8 +367,8 @@ def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
 def takes_label_column(path: Path) -> bool:
     """Whether `label_column` chooses what some record of the data file `path` answers: a Parquet file of plain
     rows (no record format's columns), a table of media rows (`hffolders.media_table_records`: Kaggle's APTOS
-    train.csv answered with `diagnosis`), a CIFAR-100 batch (`coarse_labels`), or a JSON / JSONL file one of whose first 100 records is plain
-    (`plain_records`); not a file of records, a tar, a folder, a metadata file or a series file, whose answers are
+    train.csv answered with `diagnosis`), a CIFAR-100 batch (`coarse_labels`), or a JSON / JSONL file one of whose
+    first 100 records is plain (`plain_records`); not a file of records, a tar, a folder, a metadata file or a series file, whose answers are
     their own."""
     from .torchvision_sets import has_label_choice, is_torchvision_set  # (it builds on this module)
 
@@ -399,9 +399,9 @@ def unused_label_column(files: Sequence[Path], label_column: str | None) -> str 
     if label_column is None or any(takes_label_column(file) for file in files):
         return None
     return (f"label column {label_column!r} (--label-column, data.options.label_column): no data file has plain "
-            "rows for it to choose the answer of (a hub "
-            "data set's Parquet file of a media column and labels, a CSV table of media rows, or JSON records such as "
-            "{\"image\": \"a.png\", \"label\": \"cat\"}); records, tars, folders and series answer with their own fields: leave it out")
+            "rows for it to choose the answer of (a hub data set's Parquet file of a media column and labels, a CSV "
+            "table of media rows, or JSON records such as {\"image\": \"a.png\", \"label\": \"cat\"}); records, "
+            "tars, folders and series answer with their own fields: leave it out")
 
 
 def answer_notes(files: Sequence[Path], label_column: str | None,

@@ -429,8 +429,8 @@ def _caption_record(media: dict[str, list[Any]], kind: str, text: Any, key: str 
 
 def _caption_answers(text: Any, source: str) -> dict[str, Any]:
     """A caption as its record's answer; a list of captions (flickr30k's five per image) as its accepted answers:
-    training teaches each as a sample of its own (`qa.each_caption`), eval scores the reply against all of them. Either is scored by CIDEr-D (`metric: cider`), as captioning
-    benchmarks score captions: exact match would count a right caption in other words wrong, and several captions
+    training teaches each as a sample of its own (`qa.each_caption`), eval scores the reply against all of them.
+    Either is scored by CIDEr-D (`metric: cider`), as captioning benchmarks score captions: exact match would count a right caption in other words wrong, and several captions
     are no human answers to score with VQA's accuracy, which three or more answers would get."""
     if not isinstance(text, list):
         return {"answer": text, "metric": "cider"}

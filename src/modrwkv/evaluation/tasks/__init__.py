@@ -66,10 +66,8 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
             or long_form is not None or caption_prompt is not None or label_column is not None or columns is not None
             or where is not None):
         raise ValueError(f"{series[0]}: --metric, --prompt, --asr-prompt, --caption-prompt, --label-column, --columns, "
-                         "--where, "
-                         "--long-form and --media-folder apply to .json / .jsonl files and shards of records; a series "
-                         f"file ({SERIES_FILES}) is read by the {CUSTOM_SERIES!r} task with its own "
-                         "options")
+                         "--long-form, --where and --media-folder apply to .json / .jsonl files and shards of records; "
+                         f"a series file ({SERIES_FILES}) is read by the {CUSTOM_SERIES!r} task with its own options")
     # --baseline: other methods' MSE on the same windows, shown beside the model's as for records
     return TASKS[CUSTOM_SERIES].configure(baselines=dict(baselines)) if baselines else TASKS[CUSTOM_SERIES]
 
