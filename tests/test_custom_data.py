@@ -114,6 +114,15 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
     assert record.prompt("Options: {choices}\n{question}") == "<series>\nOptions: A. x\nB. y\nQ?"
     sample = qa_to_sample({"series": [1.0, 2.0, 3.0], "question": "Next?", "answer": [4, 5.5]})
     assert sample.messages[1].content == "4, 5.5" and sample.series[0].tolist() == [1.0, 2.0, 3.0]
+    # an integer answer is an option's index (ScienceQA's, MMLU's); one past them that is an option's text says how
+    # to name that option
+    counts = {"series": [1.0], "question": "How many?", "choices": ["2", "4", "6"]}
+    assert qa_to_sample({**counts, "answer": 2}).messages[1].content == "C"
+    assert qa_to_sample({**counts, "answer": "4"}).messages[1].content == "B"
+    with pytest.raises(DataError, match=re.escape("answer 4 is no option's index (0 to 2 for the choices ['2', '4', "
+                                                  "'6']); to name the option '4' by its text, write the answer as "
+                                                  "text: \"4\"")):
+        qa_to_sample({**counts, "answer": 4})
 
 
 def test_empty_null_and_nan_answers_are_bad_records_naming_line_and_field(tmp_path):

@@ -234,8 +234,10 @@ def _choice_letter(answer: str | int | float, choices: Sequence[str], source: st
     letters = OPTION_LETTERS[: len(choices)]
     if isinstance(answer, int):
         if not 0 <= answer < len(choices):
+            text = (f"; to name the option {str(answer)!r} by its text, write the answer as text: \"{answer}\""
+                    if str(answer) in choices else "")
             raise DataError(source, "wrong_type", f"answer {answer} is no option's index (0 to {len(choices) - 1} "
-                            f"for the choices {list(choices)})")
+                            f"for the choices {list(choices)}){text}")
         return letters[answer]
     answer = str(answer)
     if answer.strip().upper() in letters and len(answer.strip()) == 1:
