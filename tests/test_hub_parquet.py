@@ -31,7 +31,7 @@ from modrwkv.data.readers.qa import each_caption
 from modrwkv.data.sample import Message
 from modrwkv.encoders import build_encoder
 from modrwkv.encoders.media import load_audio, load_image
-from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask
+from modrwkv.evaluation.tasks import BenchmarkFileError, CustomTask, custom_task
 from modrwkv.processing import IGNORE_INDEX, ModRWKVProcessor, get_template
 from modrwkv.tokenizer import WorldTokenizer
 
@@ -261,6 +261,21 @@ def test_rows_of_one_embedded_image_are_one_sample_with_every_caption_in_eval(tm
     assert [(s.id, s.reference["answers"]) for s in CustomTask().load(pairs, "test")] == [
         ("1", ["a red square", "a red box on white", "red"]), ("2", ["a green square", "green, centred"])]
     assert len(list(QAReader(pairs))) == 5  # training: a sample per row
+
+
+def test_where_keeps_a_parquet_files_rows_by_a_column(tmp_path):
+    """A hub copy holding its folds in one split (ESC-50's on the hub: a `fold` column beside the clips): training
+    reads folds 1-4, eval fold 5, by the column's stored values; the file's row count is not the records'."""
+    path = tmp_path / "esc50.parquet"
+    features = datasets.Features({"img": datasets.Image(), "fold": datasets.Value("int64"),
+                                  "label": datasets.ClassLabel(names=CIFAR)})
+    datasets.Dataset.from_dict({"img": pictures(5), "fold": [1, 2, 3, 4, 5], "label": [0, 1, 2, 1, 0]},
+                               features=features).to_parquet(str(path))
+    train = QAReader(path, where={"fold": [1, 2, 3, 4]})
+    assert [s.messages[1].content for s in train] == [CIFAR[0], CIFAR[1], CIFAR[2], CIFAR[1]]
+    assert train.count_records() == 4
+    assert [s.reference["answers"] for s in custom_task(str(path), where={"fold": ["5"]}).load(path, "all")] == [
+        [CIFAR[0]]]
 
 
 def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):

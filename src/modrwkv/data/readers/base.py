@@ -581,7 +581,8 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     `media_folder`, None: beside the file, as such records, `coco`; a Karpathy split file's images of `split`, and a
     Flickr token file's (`captionsplits`: Flickr8k.token.txt, its images of `split` by the lists beside it), likewise;
     `split` for any other file is its error). `where` (`row_filter`) keeps the rows of a table of media rows, a
-    metadata file and JSON / JSONL records by their cells (`where_rows`); for any other file it is its error. A
+    metadata file, JSON / JSONL records and a Parquet / Arrow file by their cells (`where_rows`); for any other
+    file it is its error. A
     Parquet row or JSON record of the_cauldron's
     `images` and `texts` is the LLaVA record it stands for (`hubrows.turns_record`). With `columns` (qa's
     `data.options.columns`, {field: the file's column}), a JSON / JSONL file's records or a Parquet file's rows are
@@ -598,10 +599,11 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
                                              or is_torchvision_set(path)):
         return _refused(split_refused(path))
     if where and not (is_media_table(path) or is_metadata_file(path) or path.suffix.lower() in (".json", ".jsonl")
-                      or path.is_dir() and not is_speech_corpus(path) and not is_torchvision_set(path)):
+                      or is_table_file(path) or path.is_dir() and not is_speech_corpus(path)
+                      and not is_torchvision_set(path)):
         return _refused(DataError(str(path), "unreadable_file", f"{WHERE_OPTION} keeps the rows of a CSV / TSV table "
-                                  "of media rows, a metadata file and JSON / JSONL records by their columns; this file "
-                                  "is none of them: leave it out"))
+                                  "of media rows, a metadata file, JSON / JSONL records and Parquet / Arrow rows by "
+                                  "their columns; this file is none of them: leave it out"))
     if columns:
         if (path.is_dir() or is_metadata_file(path) or is_tar(path) or media_kind(path) is not None
                 or is_media_table(path) or tokens):
@@ -643,7 +645,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     if is_table_file(path):
         from .hubrows import hub_records  # (it builds on this module)
 
-        return hub_records(path, caption_prompt, label_column)
+        return hub_records(path, caption_prompt, label_column, where)
     return plain_records(where_rows(path, json_records(path, media_folder, split), where), caption_prompt,
                          label_column)
 
@@ -1814,7 +1816,7 @@ class JsonRecordsReader(Reader):
         (a tar's samples are counted from its headers)."""
         count = 0
         for path in self.paths:
-            if is_table_file(path):
+            if is_table_file(path) and not self.where:  # (the rows `where` keeps are counted by reading them)
                 with open_table_file(path) as handle:
                     count += handle.num_rows
             else:

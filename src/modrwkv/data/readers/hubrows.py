@@ -73,7 +73,7 @@ from ..sample import escape_markers
 from .asr import TEXT_KEYS
 from .base import (COLUMNS_OPTION, SAVED_INFO, DataError, as_rows, is_binary_type, is_list_type, is_media_table,
                    is_metadata_file, is_series_file, is_table_file, is_tar, json_records, media_kind, open_table_file,
-                   record_format, require, table_records, turn_text)
+                   record_format, require, table_records, turn_text, where_rows)
 from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -435,17 +435,18 @@ def _media_type(data_type: Any) -> bool:
     return pyarrow.types.is_string(data_type) or pyarrow.types.is_large_string(data_type) or is_binary_type(data_type)
 
 
-def hub_records(path: Path, caption_prompt: str | None = None,
-                label_column: str | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """(source "path:row N", load) per row of a Parquet file: a hub file's plain rows as records (the module
-    docstring; a caption or label asked `caption_prompt`, None: the default), a file of records as they are (rows of
-    turns as the records they stand for, `turns_record`)."""
+def hub_records(path: Path, caption_prompt: str | None = None, label_column: str | None = None,
+                where: Mapping[str, frozenset[str]] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(source "path:row N", load) per row of a Parquet file (those `where` keeps, `base.where_rows`): a hub file's
+    plain rows as records (the module docstring; a caption or label asked `caption_prompt`, None: the default), a
+    file of records as they are (rows of turns as the records they stand for, `turns_record`)."""
     layout = hub_layout(path, label_column)
+    rows = where_rows(path, table_records(path), where)
     if layout is None:
-        for source, load in table_records(path):
+        for source, load in rows:
             yield source, functools.partial(_turns_loaded, source, load)
         return
-    for source, load in table_records(path):
+    for source, load in rows:
         yield source, _row_loader(layout, source, load, caption_prompt)
 
 

@@ -325,7 +325,8 @@ class QAReader(JsonRecordsReader):
     Karpathy split file (dataset_coco.json: `[train, restval]`) or of the Flickr_8k.*Images.txt lists beside
     Flickr8k.token.txt (`captionsplits`); a file of several splits is refused without it. `where` ({column: a value
     or a list}, e.g. `{"fold": [1, 2, 3, 4]}` for ESC-50's esc50.csv) reads only the rows of a table of media rows,
-    a metadata file or JSON / JSONL records whose cells are among those values (`base.where_rows`)."""
+    a metadata file, JSON / JSONL records or a Parquet / Arrow file whose cells are among those values
+    (`base.where_rows`)."""
 
     format = "qa"
 
