@@ -764,6 +764,16 @@ def is_metadata_file(path: Path) -> bool:
     return path.name in METADATA_NAMES and not path.is_dir()
 
 
+def subfolders(folder: Path) -> list[Path]:
+    """`folder`'s visible subfolders (not named ".*"), in name order; [] where it does not list (its reader names
+    that): where a table's media and a speech corpus's splits are looked for."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(Path(entry.path) for entry in entries if not entry.name.startswith(".") and entry.is_dir())
+    except OSError:
+        return []
+
+
 def first_file(folders: Sequence[str | Path], name: str) -> tuple[str | None, list[str]]:
     """The path of the file `name` in the first of `folders` holding it (None where none does) and the paths
     tried, in order: where a COCO file's images and a table's media files are looked for."""

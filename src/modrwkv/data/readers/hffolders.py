@@ -75,8 +75,7 @@ from typing import Any
 from ...textfiles import TextFileError, decode_text
 from .asr import TEXT_KEYS
 from .base import (METADATA_NAMES, DataError, data_file_text, first_file, header_delimiter, is_metadata_file,
-                   is_table_file,
-                   json_records, media_column, media_kind, table_records, where_rows)
+                   is_table_file, json_records, media_column, media_kind, subfolders, table_records, where_rows)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names
@@ -359,7 +358,7 @@ def media_table(path: Path) -> MediaTable | None:
     header, sampled = rows[0], rows[1:]
     index, extension = media_column(header, sampled), ""
     if index is None:
-        index, extension = _named_files_column(header, sampled, table_folders(path))
+        index, extension = _named_files_column(header, sampled, path)
         if index is None:
             return None
     example = sampled[0][index]
@@ -367,17 +366,18 @@ def media_table(path: Path) -> MediaTable | None:
                       extension)
 
 
-def _named_files_column(header: Sequence[str], rows: Sequence[Sequence[str]],
-                        folders: Sequence[Path]) -> tuple[int | None, str]:
+def _named_files_column(header: Sequence[str], rows: Sequence[Sequence[str]], path: Path) -> tuple[int | None, str]:
     """The first column whose cells name media files without their extension (Kaggle's APTOS train.csv `id_code`
     for train_images/<id_code>.png, HAM10000's `image_id` for HAM10000_images_part_1/<image_id>.jpg), and that
     extension: every sampled cell a plain name (`_BARE_NAME`), one at least with a letter (a series' counts and
-    dates are no names, and are not looked for), the first `_FOUND_ROWS` found in `folders` with it; (None, "") where
-    none is."""
+    dates are no names, and are not looked for), the first `_FOUND_ROWS` found with it in the folders beside the table
+    `path` (`table_folders`, listed only for such a column); (None, "") where none is."""
+    folders: list[Path] | None = None
     for index in range(len(header)):
         cells = [row[index] if len(row) > index else "" for row in rows]
         if not all(_BARE_NAME.fullmatch(cell) for cell in cells) or not any(map(_LETTER.search, cells)):
             continue
+        folders = folders if folders is not None else table_folders(path)
         for extension in MEDIA_EXTENSIONS:
             if first_file(folders, f"{cells[0]}.{extension}")[0] is not None:
                 found = all(first_file(folders, f"{cell}.{extension}")[0] is not None for cell in cells[:_FOUND_ROWS])
@@ -444,20 +444,11 @@ def table_folders(path: Path) -> list[Path]:
     (ESC-50's meta/esc50.csv and audio/; UrbanSound8K's metadata/UrbanSound8K.csv and audio/fold1/ ...)."""
     path = path.absolute()
     here = path.parent
-    named = [folder for folder in _subfolders(here) if "image" in folder.name.lower()]
+    named = [folder for folder in subfolders(here) if "image" in folder.name.lower()]
     audio = [folder for folder in (here / "audio", here.parent / "audio") if folder.is_dir()]
     return list(dict.fromkeys([here, here / "Images", here / "images", here / here.name, here / f"{path.stem}_images",
                                here / "clips", *image_folders(path), *named,
-                               *(found for folder in audio for found in (folder, *_subfolders(folder)))]))
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    """`folder`'s subfolders, in name order ([] where it does not list: the table's reader names that)."""
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(Path(entry.path) for entry in entries if entry.is_dir())
-    except OSError:
-        return []
+                               *(found for folder in audio for found in (folder, *subfolders(folder)))]))
 
 
 def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, label_column: str | None) -> Any:
@@ -465,7 +456,7 @@ def _table_row(load: Callable[[], Any], table: MediaTable, caption: str | None, 
     the cell as written its id (where the table has no `id` column), its text column `caption` read as its caption;
     with `label_column`, its media, `id` and that column as its label alone, so that the label answers whatever else
     the row holds."""
-    row = load()
+    row = dict(load())  # (a copy: the loaded row is the table's, and a record may be built again)
     if table.extension and isinstance(row.get(table.media), str):
         if row.get("id") is None:  # predictions name APTOS's row 000c1434d8d7, as its submission file does
             row["id"] = row[table.media]

@@ -86,6 +86,7 @@ LONG_FORMAT_ID_COLUMNS = ("unique_id", "item_id", "series_id")
 ROW_COUNTER = "id"  # a long-format CSV's row number (Kaggle's Store Sales train.csv), not a series
 # How many columns named as time steps (dates, or one prefix with consecutive numbers) make a CSV's rows its series
 MIN_ROW_STEPS = 10
+_SNIFFED_ROWS = 20  # the rows a CSV's row names are told by (`_time_step_columns`)
 MAX_ID_CANDIDATES = 8  # columns tried (alone and in pairs) when suggesting the id columns of a stacked CSV
 DEFAULT_PROMPT = "Predict the next {horizon} values of this series."
 DEFAULT_MULTIVARIATE_PROMPT = "Predict the next {horizon} steps of these {channels} series, one line per step."
@@ -379,7 +380,9 @@ class TimeSeriesReader(Reader):
                 isinstance(name, str) and name.strip() for name in id_columns)):
             raise ValueError(f"id_columns must be a list of column names, got {id_columns!r}")
         self.id_columns = [name.strip() for name in id_columns] if id_columns is not None else None
-        self._warned: set[Path] = set()  # long-format files whose unread text columns were warned of
+        # each file's series as read, once: init asks for the columns, the long-format groups and the training rows,
+        # training iterates, and a CSV of millions of rows is parsed (and its text columns warned of) once
+        self._series_of: dict[Path, list[_Series]] = {}
         self.multivariate = multivariate
         self.split, self.standardize = split, standardize
         self.season, self.drift, self.linear_baseline = season, drift, linear_baseline
@@ -508,6 +511,12 @@ class TimeSeriesReader(Reader):
         return series
 
     def _load_file(self, path: Path) -> list[_Series]:
+        """`path`'s series as the file holds them (`_read_file`), read once; copies, whose values `_load` replaces."""
+        if path not in self._series_of:
+            self._series_of[path] = self._read_file(path)
+        return [dataclasses.replace(series) for series in self._series_of[path]]
+
+    def _read_file(self, path: Path) -> list[_Series]:
         suffix = path.suffix.lower()
         if self.id_columns and suffix not in (".csv", ".tsv", ".txt"):
             raise DataError(str(path), "unreadable_file", f"id_columns {self.id_columns} tell apart the series of a "
@@ -610,8 +619,7 @@ class TimeSeriesReader(Reader):
                     )
                 table[i, j] = value
         if ids:
-            if self.columns is None and path not in self._warned:  # once, not at every pass of training
-                self._warned.add(path)
+            if self.columns is None:
                 _warn_unread_text(path, header, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
         if self.multivariate:
@@ -637,12 +645,12 @@ class TimeSeriesReader(Reader):
         span = f"{named[steps[0]]}..{named[steps[-1]]}"  # the columns every row's series is read over
         series = []
         for row, line in zip(rows, lines, strict=True):
-            values = np.array([_to_float(row[i]) for i in steps], dtype=object)
-            bad = next((k for k, v in enumerate(values) if v is None), None)
+            cells = [_to_float(row[i]) for i in steps]
+            bad = next((k for k, value in enumerate(cells) if value is None), None)
             if bad is not None:
                 raise DataError(f"{path}:{line}", "unreadable_file", f"column {named[steps[bad]]!r}: "
                                 f"{row[steps[bad]]!r} is not a number")
-            numbers = values.astype(np.float64)
+            numbers = np.asarray(cells, dtype=np.float64)
             filled = np.flatnonzero(~np.isnan(numbers))
             numbers = numbers[:filled[-1] + 1] if len(filled) else numbers[:0]
             label = " ".join(f"{named[i]}={row[i].strip()}" for i in others) or f"line {line}"
@@ -780,15 +788,18 @@ def _time_step_columns(header: list[str], rows: list[list[str]]) -> list[int]:
                 numbered.setdefault(match["prefix"], []).append((int(match["number"]), i))
         steps = next(([i for _, i in run] for run in numbered.values() if len(run) >= MIN_ROW_STEPS
                       and [k for k, _ in run] == list(range(run[0][0], run[0][0] + len(run)))), [])
-    # (a column of the run holding text is the rows' names: M4's V1, "D1")
-    steps = [i for i in steps if all(_to_float(row[i]) is not None for row in rows)]
     if len(steps) < MIN_ROW_STEPS:
         return []
     others = [i for i in range(len(header)) if i not in set(steps)]
     if _date_columns([header[i] for i in others], [[row[i] for i in others] for row in rows]):
         return []
-    text = any(any(_to_float(row[i]) is None for row in rows) for i in others)
-    return steps if text else []
+    # a column of the run holding text is the rows' names (M4's V1, "D1"), as the first rows tell: the steps' cells
+    # are parsed once, by `_row_series`, which names a damaged one
+    sniffed = rows[:_SNIFFED_ROWS]
+    names = {i for i in steps if any(_to_float(row[i]) is None for row in sniffed)}
+    steps = [i for i in steps if i not in names]
+    text = names or any(any(_to_float(row[i]) is None for row in rows) for i in others)
+    return steps if text and len(steps) >= MIN_ROW_STEPS else []
 
 
 def _csv_source(path: Path, lines: list[int], column: str, start: int) -> str:

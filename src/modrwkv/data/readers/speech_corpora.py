@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, data_file_text
+from .base import DataError, data_file_text, subfolders
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,6 @@ AISHELL_LAYOUT = """data_aishell/
   wav/<split>/<speaker>/<utterance-id>.wav   (the per-speaker archives in wav/ extracted)"""
 
 Records = Iterator[tuple[str, Callable[[], Any]]]
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    """`folder`'s visible subfolders, in name order ([] where it does not list)."""
-    try:
-        with os.scandir(folder) as entries:
-            return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
-    except OSError:
-        return []
 
 
 def _is_chapter(folder: Path) -> bool:
@@ -66,7 +57,7 @@ def _librispeech_depth(folder: Path) -> int | None:
     for depth in range(4):
         if _is_chapter(folder):
             return depth
-        children = _subfolders(folder)
+        children = subfolders(folder)
         if not children:
             return None
         folder = children[0]
@@ -102,7 +93,7 @@ def speech_corpus_records(path: Path) -> Records:
         return
     depth = _librispeech_depth(path)
     if depth == 3:
-        splits = ", ".join(child.name for child in _subfolders(path))
+        splits = ", ".join(child.name for child in subfolders(path))
         raise DataError(str(path), "unreadable_file", f"the LibriSpeech corpus, of the splits {splits}: give the "
                         f"split folders to read (e.g. {path / 'train-clean-100'}; data.train takes several), so that "
                         "no test or dev split is trained on")
@@ -140,7 +131,7 @@ def _librispeech_loader(folder: Path, line: str, source: str) -> Callable[[], An
 
 def _aishell_records(root: Path, folder: Path) -> Records:
     if folder.parent.name != "wav" or folder.parent.parent != root:  # the corpus folder, or its wav folder
-        splits = ", ".join(child.name for child in _subfolders(root / "wav")) or "none extracted"
+        splits = ", ".join(child.name for child in subfolders(root / "wav")) or "none extracted"
         raise DataError(str(root), "unreadable_file", f"the Aishell-1 corpus, of the splits {splits}: give a split's "
                         f"wav folder (e.g. {root / 'wav' / 'train'}; data.train takes several), so that no test or "
                         f"dev split is trained on. Expected layout:\n{AISHELL_LAYOUT}")

@@ -170,7 +170,8 @@ class CustomTask(Task):
         self.reader_options = dict(reader_options or {})
         if self.reader_options.get("label_column") is not None and self.reader_options.get("columns"):
             raise ValueError(LABEL_AND_COLUMNS)
-        split_names(self.reader_options.get("split"), "reader_options' split")  # (a name or a list of names)
+        # the reader options `split` and `where`, checked and in the readers' form
+        self.reader_splits = split_names(self.reader_options.get("split"), "reader_options' split")
         self.where = row_filter(self.reader_options.get("where"))
         if data_format == "asr" and "prompt" in self.reader_options:
             # The reader's prompt is the ASR prompt the manifest is asked with, whatever the model records.
@@ -217,10 +218,9 @@ class CustomTask(Task):
         """"all" (every record), or, with the reader option `split` (`--split`: the splits of a Karpathy split file
         or a Flickr token file read), its names joined by commas ("train,restval"), which its reader checks against
         the file's; another split is a ValueError: the records read are the option's."""
-        names = split_names(self.reader_options.get("split"))
-        read = self.default_split if names is None else ",".join(names)
+        read = self.default_split if self.reader_splits is None else ",".join(self.reader_splits)
         if split not in (None, self.default_split, read):
-            given = f"is {read}" if names is not None else "is not given"
+            given = f"is {read}" if self.reader_splits is not None else "is not given"
             raise ValueError(f"{self.name}: split {split!r} is read as the reader option split (--split, "
                              f"data.options.split), which {given}")
         return read
@@ -237,7 +237,6 @@ class CustomTask(Task):
         from the folder they share (`_place_names`). The splits of a Karpathy split file or a Flickr token file
         read are the reader option `split`'s (`check_split`)."""
         label = data_label(data)
-        splits = split_names(self.reader_options.get("split"))
         try:
             files = [Path(file) for file in expand_paths([str(path) for path in as_paths(data)], "--data")]
         except FileNotFoundError as exc:
@@ -274,7 +273,7 @@ class CustomTask(Task):
             # the files' one format, as training's one reader reads them (`accepted_format`)
             data_format, (records, defaulted) = accepted_format(
                 [found[0] for found in detected.values() if found is not None] or ["qa"],
-                lambda data_format: self._read(detected, data_format, manifest_prompt, splits))
+                lambda data_format: self._read(detected, data_format, manifest_prompt))
         except (DataError, MixedFormats) as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not records:
@@ -321,10 +320,10 @@ class CustomTask(Task):
         self.max_new_tokens = longest + 16
         return samples
 
-    def _read(self, detected: Mapping[Path, tuple[str, str] | None], reading: str, manifest_prompt: str | None,
-              splits: tuple[str, ...] | None) -> tuple[int, tuple[list[tuple[Any, _Question]], int]]:
-        """Every record of the files as a question (of a Karpathy split file or a Flickr token file, those of
-        `splits`), a file of a told format read as `reading` records (the
+    def _read(self, detected: Mapping[Path, tuple[str, str] | None], reading: str,
+              manifest_prompt: str | None) -> tuple[int, tuple[list[tuple[Any, _Question]], int]]:
+        """Every record of the files as a question (of a Karpathy split file or a Flickr token file, those of the
+        reader option `split`; of a table, the rows `where` keeps), a file of a told format read as `reading` records (the
         files' one format), one of no told format as its own (`_file_format`: qa): how many, and (the
         records as (the sample's id: the record's own, else its place; the question), how many tar captions
         were asked the default question). Every file is read to the end, so that
@@ -382,7 +381,7 @@ class CustomTask(Task):
             records_of = file_records(file, caption_prompt=caption if data_format == "qa" else None,
                                       label_column=label_column, columns=renamed,
                                       media_folder=_given_folder(data_format, self.reader_options, self.media_folder),
-                                      split=splits, where=self.where)
+                                      split=self.reader_splits, where=self.where)
             default_captions = caption is None and data_format == "qa" and captioned
             for number, (source, build) in enumerate(one_format(
                     file, data_format, records_of, lambda record, source: convert(record, source, self.prompt),
