@@ -278,6 +278,36 @@ def test_where_keeps_a_parquet_files_rows_by_a_column(tmp_path):
         [CIFAR[0]]]
 
 
+def test_where_keeps_a_classlabel_columns_rows_by_class_name_or_number(tmp_path):
+    """A ClassLabel column is kept by its class names as the records answer with them (`label=bird`), or by the
+    numbers the file stores; a class name that is a number is that class, not the number's."""
+    path = tmp_path / "cifar.parquet"
+    cifar(path, [0, 2, 1, 2, 0])
+    assert [s.messages[1].content for s in QAReader(path, where={"label": ["bird"]})] == ["bird", "bird"]
+    assert [s.messages[1].content for s in QAReader(path, where={"label": ["airplane", 1]})] == [
+        "airplane", "automobile", "airplane"]
+    assert QAReader(path, where={"label": "bird"}).count_records() == 2
+    assert [s.reference["answers"] for s in custom_task(str(path), where={"label": ["automobile"]}).load(
+        path, "all")] == [["automobile"]]
+    with pytest.raises(DataError, match=re.escape(
+            "'cat' is no class of 'label' (where (data.options.where)): its ClassLabel's classes are airplane, "
+            "automobile, bird (or their numbers 0 to 2)")):
+        list(QAReader(path, where={"label": "cat"}, on_error="raise"))
+    ratings = tmp_path / "ratings.parquet"  # classes named by numbers, not their own
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["1", "2", "3"])})
+    datasets.Dataset.from_dict({"img": pictures(3), "label": [0, 1, 2]}, features=features).to_parquet(str(ratings))
+    assert [s.messages[1].content for s in QAReader(ratings, where={"label": 1})] == ["1"]
+    # a metadata folder's metadata.parquet keeps its ClassLabel's rows by name as well
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for index, image in enumerate(pictures(3)):
+        image.save(folder / f"{index}.png")
+    features = datasets.Features({"file_name": datasets.Value("string"), "label": datasets.ClassLabel(names=CIFAR)})
+    datasets.Dataset.from_dict({"file_name": ["0.png", "1.png", "2.png"], "label": [2, 0, 2]},
+                               features=features).to_parquet(str(folder / "metadata.parquet"))
+    assert [s.messages[1].content for s in QAReader(folder, where={"label": "bird"})] == ["bird", "bird"]
+
+
 def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     captions = tmp_path / "captions.parquet"  # an image-text pair set: `text` is a caption, not a transcript
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})

@@ -78,7 +78,7 @@ from .base import (METADATA_NAMES, DataError, data_file_text, first_file, header
                    is_table_file, json_records, media_column, media_kind, subfolders, table_records, where_rows)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
-from .hubrows import class_label, parquet_class_names
+from .hubrows import class_label, parquet_class_names, where_class_numbers
 from .webdataset import (AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, MEDIA_EXTENSIONS, READ_EXTENSIONS, RECORD_KEYS,
                          media_record)
 
@@ -158,6 +158,8 @@ def _file_records(file: Path, root: Path, caption_prompt: str | None,
                   where: Mapping[str, frozenset[str]] | None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per row of one metadata file (those `where` keeps), its media ids relative to `root` (the
     folder given)."""
+    if is_table_file(file):
+        where = where_class_numbers(file, where)  # (a metadata.parquet's ClassLabel kept by its class names too)
     rows = where_rows(file, csv_records(file) if file.suffix == ".csv" else table_records(file) if is_table_file(file)
                       else json_records(file), where)
     classes = None  # a ClassLabel label's class names, which it is answered with (a metadata.parquet `datasets` wrote)

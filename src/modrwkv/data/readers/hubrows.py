@@ -71,9 +71,9 @@ from typing import Any
 
 from ..sample import escape_markers
 from .asr import TEXT_KEYS
-from .base import (COLUMNS_OPTION, SAVED_INFO, DataError, as_rows, is_binary_type, is_list_type, is_media_table,
-                   is_metadata_file, is_series_file, is_table_file, is_tar, json_records, media_kind, open_table_file,
-                   record_format, require, table_records, turn_text, where_rows)
+from .base import (COLUMNS_OPTION, SAVED_INFO, WHERE_OPTION, DataError, as_rows, is_binary_type, is_list_type,
+                   is_media_table, is_metadata_file, is_series_file, is_table_file, is_tar, json_records, media_kind,
+                   open_table_file, record_format, require, table_records, turn_text, where_rows)
 from .webdataset import AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, RECORD_KEYS, media_record
 
 # The `huggingface` feature types of media, and the kind of media each is.
@@ -275,6 +275,12 @@ def parquet_class_names(path: Path, column: str) -> list[str] | None:
         return class_names(_stored(hub_features(handle.schema_arrow), handle.schema_arrow), column)
 
 
+def file_features(path: Path, schema: Any) -> dict[str, Any]:
+    """The `datasets` features of a Parquet / Arrow file of `schema`: its `huggingface` metadata's, else those of
+    save_to_disk's dataset_info.json beside it, else its hub card's; each kept only where the column holds it."""
+    return _stored(hub_features(schema) or saved_features(path) or card_features(path), schema)
+
+
 def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     """The layout of a Parquet file's plain rows (the module docstring), from its schema; None for a file of
     records (its columns a record format's, or no media and no label: the records' readers name what is missing).
@@ -290,7 +296,7 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
     if label_column is not None and label_column not in columns:
         raise DataError(str(path), "unreadable_file", f"{LABEL_OPTION} {label_column!r} is no column "
                         f"of the file (its columns: {shown})")
-    features = _stored(hub_features(schema) or saved_features(path) or card_features(path), schema)
+    features = file_features(path, schema)
     media = [column for column in columns if _type(features, column) in MEDIA_TYPES]
     kinds = {column: MEDIA_TYPES[_type(features, column)] for column in media}
     if not media:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
@@ -441,13 +447,43 @@ def hub_records(path: Path, caption_prompt: str | None = None, label_column: str
     plain rows as records (the module docstring; a caption or label asked `caption_prompt`, None: the default), a
     file of records as they are (rows of turns as the records they stand for, `turns_record`)."""
     layout = hub_layout(path, label_column)
-    rows = where_rows(path, table_records(path), where)
+    rows = where_rows(path, table_records(path), where_class_numbers(path, where))
     if layout is None:
         for source, load in rows:
             yield source, functools.partial(_turns_loaded, source, load)
         return
     for source, load in rows:
         yield source, _row_loader(layout, source, load, caption_prompt)
+
+
+def where_class_numbers(path: Path, where: Mapping[str, frozenset[str]] | None
+                         ) -> Mapping[str, frozenset[str]] | None:
+    """`where` with a ClassLabel column's values as the numbers the file stores: a class name as its number (CIFAR-10's
+    `label=cat` keeps the rows of label 3; a name before a number: a class named "1" is that class), a number as
+    itself; DataError naming the column's classes for a value that is neither."""
+    if not where:
+        return where
+    with open_table_file(path) as handle:
+        schema = handle.schema_arrow
+    features = file_features(path, schema)
+    numbered = dict(where)
+    for column, values in where.items():
+        names = class_names(features, column) if column in features else None
+        if names is None:
+            continue
+        numbers = set()
+        for value in values:
+            if value in names:
+                numbers.add(str(names.index(value)))
+            elif value.isdigit() and int(value) < len(names):
+                numbers.add(value)
+            else:
+                shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+                raise DataError(str(path), "unreadable_file", f"{value!r} is no class of {column!r} "
+                                f"({WHERE_OPTION}): its ClassLabel's classes are {shown} (or their numbers 0 to "
+                                f"{len(names) - 1})")
+        numbered[column] = frozenset(numbers)
+    return numbered
 
 
 def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
