@@ -1105,3 +1105,59 @@ def test_a_sounds_caption_is_a_caption_not_a_transcript(tmp_path, capsys):
             ("<audio>\nWrite a short caption for the audio.", "rain falls")]
     assert detect_format(transcribed) == "asr"
     assert [s.messages[1].content for s in AsrManifestReader(transcribed, on_error="raise")] == ["it rains"]
+
+
+def _pixels(sample) -> list[list]:
+    return [np.asarray(load_image(item).convert("RGB")).tolist() for item in sample.images]
+
+
+def test_a_list_of_images_per_row_is_the_rows_images_in_order(tmp_path):
+    """Rows holding several images in a `Sequence(Image())` column (`images`, as LLaVA-style and multi-image hub
+    sets store them): a question's record and a caption's carry each of the row's images, in order, as markers of
+    the user turn; a file without `datasets` metadata (pandas') is told by the column's name and list of structs."""
+    images = pictures(5)
+    questions = tmp_path / "multi.parquet"
+    features = datasets.Features({"images": datasets.Sequence(datasets.Image()), "question": datasets.Value("string"),
+                                  "answer": datasets.Value("string")})
+    datasets.Dataset.from_dict({"images": [images[:2], images[2:3]], "question": ["Which is redder?", "Its colour?"],
+                                "answer": ["the first", "blue"]}, features=features).to_parquet(str(questions))
+    samples = list(QAReader(questions, on_error="raise"))
+    assert [s.messages[0].content for s in samples] == ["<image>\n<image>\nWhich is redder?", "<image>\nIts colour?"]
+    assert [_pixels(s) for s in samples] == [[np.asarray(i).tolist() for i in images[:2]],
+                                             [np.asarray(images[2]).tolist()]]
+    captions = tmp_path / "captions.parquet"
+    features = datasets.Features({"images": datasets.Sequence(datasets.Image()), "caption": datasets.Value("string")})
+    datasets.Dataset.from_dict({"images": [images[3:5], []], "caption": ["two squares side by side", "none"]},
+                               features=features).to_parquet(str(captions))
+    assert detect_format(captions) == "qa"
+    first, empty = file_records(captions)
+    assert first[1]()["question"] == "Write a short caption for the image." and first[1]()["answer"] == "two squares side by side"
+    assert [_pixels(s) for s in QAReader(captions)] == [[np.asarray(i).tolist() for i in images[3:5]]]
+    with pytest.raises(DataError, match=re.escape(f"{captions}:row 1: 'images' is an empty list: no image")):
+        empty[1]()
+    plain = tmp_path / "pandas.parquet"  # no `huggingface` metadata: `images` by its name and type
+    pq.write_table(pa.table({"images": [[{"bytes": png(images[0]), "path": None}, {"bytes": png(images[1]),
+                                                                                    "path": None}]],
+                             "caption": ["a pair of squares"]}), plain)
+    assert [_pixels(s) for s in QAReader(plain)] == [[np.asarray(i).tolist() for i in images[:2]]]
+
+
+def test_json_records_name_a_list_of_media_images(tmp_path):
+    """A question-answer record's `images` (`audios`, `videos`) is its `image` list, as LLaVA's records name it; both
+    at once is the record's error; a plain record's `images` of paths with a caption is a caption of all of them."""
+    for index, image in enumerate(pictures(2)):
+        image.save(tmp_path / f"{index}.png")
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(record) for record in [
+        {"images": ["0.png", "1.png"], "question": "Which is darker?", "answer": "the first"},
+        {"image": "0.png", "images": ["1.png"], "question": "Which?", "answer": "one"}]) + "\n")
+    reader = QAReader(data, on_error="skip")
+    samples = list(reader)
+    assert [(s.messages[0].content, len(s.images)) for s in samples] == [("<image>\n<image>\nWhich is darker?", 2)]
+    assert [str(e) for e in reader.report.examples] == [f"{data}:2: both 'image' and 'images': give the record's "
+                                                        "image items in one of them (one item or a list)"]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text(json.dumps({"images": ["0.png", "1.png"], "caption": "two squares"}) + "\n")
+    (sample,) = QAReader(captions, on_error="raise")
+    assert (sample.messages[0].content, sample.messages[1].content, len(sample.images)) == (
+        "<image>\n<image>\nWrite a short caption for the image.", "two squares", 2)

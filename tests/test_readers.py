@@ -1282,23 +1282,23 @@ def test_an_openai_file_with_a_later_sharegpt_record_is_named_as_mixing_formats(
 
 
 def test_a_qa_record_whose_media_sit_under_another_field_name_is_reported_not_read_as_text(media, tmp_path):
-    """'images' (LLaVA's and ShareGPT's name), 'img' or 'image_path' in a qa record: the reader read the
-    record as text alone, so training and `eval --task custom` silently went without the images. A
-    record with its media, or other fields (an image id, a question naming a file), reads as before."""
+    """'img' or 'image_path' in a qa record: the reader read the record as text alone, so training and `eval --task
+    custom` silently went without the images. 'images' (LLaVA's and ShareGPT's name) is the record's list of images.
+    A record with its media, or other fields (an image id, a question naming a file), reads as before."""
     records = [{"images": ["red.png"], "question": "Colour?", "answer": "red"},
                {"img": "red.png", "question": "Colour?", "answer": "red"},
                {"image": "red.png", "image_path": "red.png", "image_id": 7, "question": "Colour?", "answer": "red"},
                {"question": "What is in red.png?", "answer": "red.png", "source": "notes"}]
     path = write_jsonl(tmp_path / "train.jsonl", records)
     reader = QAReader(path, media_folder=media)
-    assert [s.source for s in reader] == [f"{path}:3", f"{path}:4"]
-    assert reader.report.skipped == {"unknown_field": 2}
+    assert [(s.source, len(s.images)) for s in reader] == [(f"{path}:1", 1), (f"{path}:3", 1), (f"{path}:4", 0)]
+    assert reader.report.skipped == {"unknown_field": 1}
     with pytest.raises(DataError) as info:
         list(QAReader(path, on_error="raise", media_folder=media))
     assert info.value.reason == "unknown_field" and str(info.value) == (
-        f"{path}:1: field 'images' names image files, but qa records read media only from 'image', 'audio', "
-        "'series', 'video' (each one item or a list): rename it to 'image', or drop it to train on the text alone "
-        "(fields: ['answer', 'images', 'question'])")
+        f"{path}:2: field 'img' names image files, but qa records read media only from 'image', 'audio', "
+        "'series', 'video' (each one item or a list; lists also as 'images', 'audios', 'videos'): rename it to "
+        "'image', or drop it to train on the text alone (fields: ['answer', 'img', 'question'])")
 
 
 def test_overlapping_data_patterns_give_each_file_once_with_a_warning(tmp_path, monkeypatch, caplog):

@@ -23,7 +23,8 @@ classification unseen.
 - The media column is the one whose `huggingface` feature type is `Image`, `Audio` or `Video` (what `datasets`
   writes in the schema's metadata); without such metadata (pandas, pyarrow), the one named as hub sets name it
   (`MEDIA_COLUMNS`: `image`, `img`, `audio`, `video`, ...). Its value is a `{bytes, path}` struct or the bytes (read
-  when the sample is built, `base.TableBytes`), or a path, relative to the file's folder (or the media folder).
+  when the sample is built, `base.TableBytes`), or a path, relative to the file's folder (or the media folder); or
+  a list of them (`Sequence(Image())`; by name `MEDIA_LIST_COLUMNS`: `images`, ...), the row's media in order.
   An .arrow file of `datasets` (save_to_disk's, the cache's) reads as the Parquet file of the same data set
   (`base.open_table_file`), and its rows are named "file.arrow:row N" alike.
 - The label is the `ClassLabel` column, answered with its class name (`names[i]`), not the number; without one, a
@@ -81,6 +82,8 @@ MEDIA_TYPES = {"Image": "image", "Audio": "audio", "Video": "video"}
 # A media column by its name, where the file has no `huggingface` metadata: the names hub data sets use.
 MEDIA_COLUMNS = {"image": "image", "img": "image", "picture": "image", "photo": "image", "audio": "audio",
                  "speech": "audio", "video": "video"}
+# A column of a list of media per row by its name (the_cauldron's, LLaVA's and ShareGPT's `images`).
+MEDIA_LIST_COLUMNS = {"images": "image", "audios": "audio", "videos": "video"}
 # A label column by its name, where no column is a ClassLabel.
 LABEL_COLUMNS = ("label", "labels")
 # the_cauldron's and Docmatix's column of a row's turns, each {"user", "assistant", "source"} (`turns_record`)
@@ -245,6 +248,9 @@ def _card_feature(dtype: Any) -> dict[str, Any] | None:
     """A card's feature dtype (`image`, `{"class_label": {"names": {"0": "airplane", ...}}}`) as a schema's."""
     if isinstance(dtype, str) and dtype in _CARD_TYPES:
         return {"_type": _CARD_TYPES[dtype]}
+    listed = next((dtype[key] for key in ("list", "sequence") if key in dtype), None) if isinstance(dtype, dict) else None
+    if isinstance(listed, str) and listed in _CARD_TYPES:  # `- list: image` (datasets 4), `- sequence: image`
+        return {"_type": "List", "feature": {"_type": _CARD_TYPES[listed]}}
     names = dtype.get("class_label", {}).get("names") if isinstance(dtype, dict) else None
     if not isinstance(names, dict):
         return None
@@ -297,12 +303,10 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
         raise DataError(str(path), "unreadable_file", f"{LABEL_OPTION} {label_column!r} is no column "
                         f"of the file (its columns: {shown})")
     features = file_features(path, schema)
-    media = [column for column in columns if _type(features, column) in MEDIA_TYPES]
-    kinds = {column: MEDIA_TYPES[_type(features, column)] for column in media}
-    if not media:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
-        media = [column for column in columns if column.lower() in MEDIA_COLUMNS
-                 and _media_type(schema.field(column).type)]
-        kinds = {column: MEDIA_COLUMNS[column.lower()] for column in media}
+    kinds = {column: kind for column in columns if (kind := _feature_media(features, column)) is not None}
+    if not kinds:  # (by name: a pandas or pyarrow file, or a `datasets` one of paths as strings)
+        kinds = {column: kind for column in columns if (kind := _named_media(column, schema.field(column).type))}
+    media = list(kinds)
     labels = [column for column in columns if _type(features, column) == "ClassLabel"]
     named_label = next((column for column in LABEL_COLUMNS if column in columns), None)
     if len(media) > 1:
@@ -350,6 +354,24 @@ def hub_layout(path: Path, label_column: str | None = None) -> HubLayout | None:
 _LIST_TYPES = ("List", "LargeList", "Sequence")
 
 
+def _feature_media(features: dict[str, Any], column: str) -> str | None:
+    """The kind of media ("image", ...) a column's feature says it holds, one per row (`Image()`) or a list
+    (`Sequence(Image())`: several images of one row, as LLaVA's `images`); None for any other column."""
+    if _type(features, column) in _LIST_TYPES:
+        inner = features[column].get("feature")
+        return MEDIA_TYPES.get(inner.get("_type")) if isinstance(inner, dict) else None
+    return MEDIA_TYPES.get(_type(features, column) or "")
+
+
+def _named_media(column: str, data_type: Any) -> str | None:
+    """The kind of media a column of a file without features holds by its name (`MEDIA_COLUMNS`; a list of them:
+    `MEDIA_LIST_COLUMNS`) and type (`_media_type`: a struct of bytes, the bytes or a path); None for any other."""
+    name = column.lower()
+    if name in MEDIA_LIST_COLUMNS:
+        return MEDIA_LIST_COLUMNS[name] if is_list_type(data_type) and _media_type(data_type.value_type) else None
+    return MEDIA_COLUMNS.get(name) if _media_type(data_type) else None
+
+
 def _multi_label(features: dict[str, Any], column: str) -> bool:
     """Whether a column's feature is a list of ClassLabel (`Sequence(ClassLabel)`: several labels per row)."""
     inner = features[column].get("feature") if _type(features, column) in _LIST_TYPES else None
@@ -359,15 +381,22 @@ def _multi_label(features: dict[str, Any], column: str) -> bool:
 def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
     """`features` without those the file's columns cannot hold as written: a ClassLabel over a column that is not
     integers, an Image, Audio or Video over one that holds no media (`_media_type`), a list over one that is no
-    list. pyarrow keeps a file's `huggingface` metadata when it rewrites the file with a column changed (labels
+    list (of media, for a list of media). pyarrow keeps a file's `huggingface` metadata when it rewrites the file with a column changed (labels
     mapped to their names), and `datasets` trusts a feature only where the stored type is its own
     (`Features.from_arrow_schema`): such a column is read as written."""
     import pyarrow
 
     holds = {"ClassLabel": pyarrow.types.is_integer, **{name: _media_type for name in MEDIA_TYPES},
              **{name: is_list_type for name in _LIST_TYPES}}
-    return {column: feature for column, feature in features.items() if column in schema.names
-            and holds.get(_type(features, column), lambda _: True)(schema.field(column).type)}
+
+    def stored(column: str) -> bool:
+        data_type = schema.field(column).type
+        if not holds.get(_type(features, column), lambda _: True)(data_type):
+            return False
+        return _type(features, column) not in _LIST_TYPES or _feature_media(features, column) is None \
+            or _media_type(data_type.value_type)
+
+    return {column: feature for column, feature in features.items() if column in schema.names and stored(column)}
 
 
 def takes_label_column(path: Path) -> bool:
@@ -490,9 +519,14 @@ def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
                 caption_prompt: str | None) -> Callable[[], Any]:
     def build() -> dict[str, Any]:
         row = load()
-        item = row[layout.media]
-        if item is None or (isinstance(item, dict) and item.get("bytes") is None and not item.get("path")):
-            raise DataError(source, "missing_media", f"{layout.media!r} is null: no {layout.kind}")
+        value = row[layout.media]
+        items = value if isinstance(value, list) else [value]  # (a list column: the row's images, in order)
+        if not items:
+            raise DataError(source, "missing_media", f"{layout.media!r} is an empty list: no {layout.kind}")
+        for index, item in enumerate(items):
+            if item is None or (isinstance(item, dict) and item.get("bytes") is None and not item.get("path")):
+                where = f"{layout.media!r}[{index}]" if isinstance(value, list) else repr(layout.media)
+                raise DataError(source, "missing_media", f"{where} is null: no {layout.kind}")
         metadata = {} if layout.label_first else {key: value for key, value in row.items()
                                                   if key not in (layout.media, layout.label)}
         text = None
@@ -505,7 +539,7 @@ def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
         def twice(field: str, kind: str, _: Any) -> str:
             return f"the row has {field!r} beside {layout.media!r}, which is its {kind}: leave {field!r} out"
 
-        record = media_record({layout.kind: [item]}, metadata, text, key, source, caption_prompt, twice)
+        record = media_record({layout.kind: items}, metadata, text, key, source, caption_prompt, twice)
         if record is None:
             raise DataError(source, "missing_field", f"no text: no column with a caption or transcript and no label "
                             f"(the row's columns: {', '.join(row)}); to answer with one, {LABEL_SETTING}")
@@ -528,7 +562,7 @@ def _plain_record(source: str, load: Callable[[], Any], caption_prompt: str | No
     media = _plain_media(record)
     if media is None:
         return record
-    kind = MEDIA_COLUMNS[media.lower()]
+    kind = {**MEDIA_COLUMNS, **MEDIA_LIST_COLUMNS}[media.lower()]
     text = next((key for key in ((*TEXT_KEYS, AUDIO_CAPTION_KEY) if kind == "audio" else CAPTION_KEYS)
                  if key in record), None)
     if label_column is not None and label_column not in record:
@@ -589,13 +623,16 @@ def _turns_loaded(source: str, load: Callable[[], Any]) -> Any:
 
 
 def _plain_media(record: Any) -> str | None:
-    """The media field of a plain JSON record (one field named as `MEDIA_COLUMNS` holding a path, and no record
-    format's fields, `label_column` or not: a file of records is read as those records); None for any other."""
+    """The media field of a plain JSON record (one field named as `MEDIA_COLUMNS` holding a path, or as
+    `MEDIA_LIST_COLUMNS` a list of paths, and no record format's fields, `label_column` or not: a file of records is
+    read as those records); None for any other."""
     if not isinstance(record, dict) or any(key in record for key in _RECORD_COLUMNS) \
             or _holds_turns(record.get(TURNS_COLUMN)):
         return None
-    media = [key for key, value in record.items()
-             if isinstance(key, str) and key.lower() in MEDIA_COLUMNS and isinstance(value, str)]
+    media = [key for key, value in record.items() if isinstance(key, str) and (
+        key.lower() in MEDIA_COLUMNS and isinstance(value, str)
+        or key.lower() in MEDIA_LIST_COLUMNS and isinstance(value, list) and value
+        and all(isinstance(item, str) for item in value))]
     return media[0] if len(media) == 1 else None
 
 

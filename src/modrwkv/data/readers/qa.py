@@ -8,9 +8,9 @@
     {"video": "clip.mp4", "question": "Which digit appears first?", "answer": "7"}
     {"image": "street.jpg", "question": "What colour is the car?", "answers": ["red", "red", "dark red"]}
 
-One record is one question about its media (`image`, `audio`, `series` or `video`: one item or a list; any
-file extension the decoder reads; paths relative to the media folder, by default the data file's
-folder). The user turn is the media markers, one line each (images, then videos, audio, series:
+One record is one question about its media (`image`, `audio`, `series` or `video`: one item or a list, also
+named `images`, `audios`, `videos`, as LLaVA and hub sets name a row's list; any file extension the decoder
+reads; paths relative to the media folder, by default the data file's folder). The user turn is the media markers, one line each (images, then videos, audio, series:
 `modrwkv.data.sample.unmarked_markers`), then the question, then the choices as "A. ..." lines if
 there are any: the same layout the LLaVA reader gives a record without markers, and the one the
 prompt builder gives media passed without markers, so a model trained on these records is asked in
@@ -114,7 +114,7 @@ def parse_qa_record(record: Any, *, source: str = "", media_folder: PathLike | N
     folder = Path(media_folder) if media_folder is not None else None
     media: dict[str, list[Any]] = {}
     for modality in MARKERS:  # the encoders' modalities, and video (read as image frames)
-        value = record.get(modality)
+        value = _media_value(record, modality, source)
         if value is None:
             continue
         if modality == "series":
@@ -185,11 +185,23 @@ def qa_columns(columns: Any) -> dict[str, str] | None:
     return check_columns(columns, QA_FIELDS, "qa")
 
 
+def _media_value(record: dict[str, Any], modality: str, source: str) -> Any:
+    """The record's `modality` field, or its plural (`images`, `audios`, `videos`: a list, as LLaVA, ShareGPT and hub
+    sets such as the_cauldron name a row's images); None for neither; DataError for both."""
+    plural = f"{modality}s" if modality != "series" else None
+    if plural is None or record.get(plural) is None:
+        return record.get(modality)
+    if record.get(modality) is not None:
+        raise DataError(source, "wrong_type", f"both {modality!r} and {plural!r}: give the record's {modality} items "
+                        "in one of them (one item or a list)")
+    return record[plural]
+
+
 def _check_media_field_names(record: dict[str, Any], source: str) -> None:
     """Fields this format does not read are left aside (records may carry their own metadata), but a
     record without media whose other field names a media file ('img': 'a.png', 'images': [...]) meant
     it as its media: read as text alone, it would train or be scored silently without them."""
-    if any(modality in record for modality in MARKERS):
+    if any(modality in record or f"{modality}s" in record for modality in MARKERS):
         return
     for key, value in record.items():
         if key in TEXT_FIELDS:  # a question may well name a file
@@ -199,7 +211,8 @@ def _check_media_field_names(record: dict[str, Any], source: str) -> None:
         kind = next((k for k in ("image", "audio", "video") if k in kinds), None)
         if kind is not None:
             raise DataError(source, "unknown_field", f"field {key!r} names {kind} files, but qa records read media "
-                            f"only from {', '.join(repr(m) for m in MARKERS)} (each one item or a list): rename "
+                            f"only from {', '.join(repr(m) for m in MARKERS)} (each one item or a list; lists also as "
+                            "'images', 'audios', 'videos'): rename "
                             f"it to {kind!r}, or drop it to train on the text alone (fields: {sorted(record)})")
 
 
