@@ -913,3 +913,32 @@ def test_a_quickstart_folder_stands_for_its_final_model_and_names_its_newest_bef
         f"model folder too: --model {checkpoint}")
     loaded = ModRWKV.from_pretrained(run / "stage1").state_dict()
     assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)
+
+
+def test_a_data_file_given_packed_says_to_unpack_it(tmp_path, capsys):
+    """A Kaggle download's .zip, a pandas `to_csv("x.csv.gz")` or a gzipped JSONL under its plain name: the archive
+    or compression named from the file's first bytes, with the command that unpacks it, rather than "not UTF-8
+    text" (or, for JSONL, every line a bad record); a text file whose first characters spell a magic is text."""
+    import bz2
+    import gzip
+
+    records = json.dumps({"image": "a.png", "question": "What?", "answer": "a"}) + "\n"
+    archive = tmp_path / "aptos2019.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("train.jsonl", records)
+    (tmp_path / "series.csv.gz").write_bytes(gzip.compress(b"date,y\n2020-01-01,1.0\n"))
+    (tmp_path / "train.jsonl").write_bytes(gzip.compress(records.encode()))
+    (tmp_path / "train.csv").write_bytes(bz2.compress(b"image,label\na.png,cat\n"))
+    unpack = "not a data file: unpack it ({}) and give the file or folder inside"
+    assert fails(capsys, ["init", "--data", str(archive), "--yes"]) == (
+        f"modrwkv init: error: {archive}: a ZIP archive, " + unpack.format("unzip"))
+    for name, what, command, task in [("series.csv.gz", "gzip", "gunzip", "custom-series"),
+                                      ("train.jsonl", "gzip", "gunzip", "custom"),
+                                      ("train.csv", "bzip2", "bunzip2", "custom")]:
+        expected = f"{tmp_path / name}: {what}-compressed, " + unpack.format(command)
+        assert fails(capsys, ["init", "--data", str(tmp_path / name), "--yes"]) == f"modrwkv init: error: {expected}"
+        assert fails(capsys, ["eval", "--task", task, "--data", str(tmp_path / name), "--model",
+                              str(tmp_path / "none")]) == f"modrwkv eval: error: {expected}"
+    text = tmp_path / "bzh.csv"  # "BZh" is bzip2's magic, but this file is text
+    text.write_text("BZh,y\n1,2\n")
+    assert "compressed" not in fails(capsys, ["init", "--data", str(text), "--yes"])

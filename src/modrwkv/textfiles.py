@@ -71,6 +71,24 @@ def append_text_durably(path: Path, text: str) -> None:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
+# What an archive or a compressed file starts with, what it is, and the command that unpacks it: a data file given
+# packed (a Kaggle download's .zip, a .csv.gz) is read once unpacked, and told so rather than "not UTF-8 text".
+_PACKED = {b"PK\x03\x04": ("a ZIP archive", "unzip"), b"\x1f\x8b": ("gzip-compressed", "gunzip"),
+           b"BZh": ("bzip2-compressed", "bunzip2"), b"\xfd7zXZ\x00": ("xz-compressed", "unxz"),
+           b"\x28\xb5\x2f\xfd": ("zstd-compressed", "unzstd"), b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x"),
+           b"Rar!\x1a\x07": ("a RAR archive", "unrar x")}
+
+
+def packed_detail(head: bytes) -> str | None:
+    """What a file starting with `head` is, and what to do, when it is an archive or compressed (`_PACKED`); None
+    for any other file."""
+    packed = next((kind for magic, kind in _PACKED.items() if head.startswith(magic)), None)
+    if packed is None:
+        return None
+    what, command = packed
+    return f"{what}, not a data file: unpack it ({command}) and give the file or folder inside"
+
+
 def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:
     """`raw` as text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a UTF-8
     byte-order mark is dropped). `partial`: `raw` is the head of a longer file, so a character cut
@@ -81,6 +99,9 @@ def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:
     except UnicodeDecodeError as err:
         if encoding == "utf-16":
             raise TextFileError(str(name), "starts with a UTF-16 byte-order mark but is not UTF-16 text") from None
+        packed = packed_detail(raw)
+        if packed is not None:
+            raise TextFileError(str(name), packed) from None
         line = raw.count(b"\n", 0, err.start) + 1
         raise TextFileError(f"{name}:{line}", f"not UTF-8 text: byte {raw[err.start]:#04x} (save the file as UTF-8)"
                             ) from None

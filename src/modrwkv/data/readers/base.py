@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from ...textfiles import UTF16_BOMS, TextFileError, decode_text
+from ...textfiles import UTF16_BOMS, TextFileError, decode_text, packed_detail
 from ..sample import Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
@@ -1311,7 +1311,10 @@ def json_records(path: Path, media_folder: Path | None = None,
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
     with handle:
-        if handle.read(2) in UTF16_BOMS:  # Windows tools write UTF-16: read it as the UTF-8 it stands for
+        head = handle.read(8)
+        if packed_detail(head) is not None:  # (every line would be a record that is not UTF-8)
+            raise DataError(str(path), "unreadable_file", packed_detail(head))
+        if head[:2] in UTF16_BOMS:  # Windows tools write UTF-16: read it as the UTF-8 it stands for
             handle.seek(0)
             try:
                 handle = io.BytesIO(decode_text(handle.read(), path).encode("utf-8"))

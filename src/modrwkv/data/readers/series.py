@@ -64,7 +64,7 @@ from typing import Literal
 
 import numpy as np
 
-from ...textfiles import TextFileError, decode_text
+from ...textfiles import TextFileError, decode_text, packed_detail
 from ..sample import MARKERS, Message, Sample
 from .base import (DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter, is_table_file,
                    media_column)
@@ -528,8 +528,13 @@ class TimeSeriesReader(Reader):
             return self._load_csv(path)
         if is_table_file(path) or suffix in JSON_EXTENSIONS:
             return self._load_rows(path)
-        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv, npz, "
-                        "or parquet / arrow / jsonl of series rows)")
+        try:
+            with path.open("rb") as handle:
+                packed = packed_detail(handle.read(8))  # (a pandas `to_csv("x.csv.gz")`)
+        except OSError as err:
+            raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+        raise DataError(str(path), "unreadable_file", packed or f"unsupported time-series file type {suffix!r} (csv, "
+                        "tsv, npz, or parquet / arrow / jsonl of series rows)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]
