@@ -32,7 +32,7 @@ from modrwkv.data.readers import (
 )
 from modrwkv.data.readers.base import MixedFormats, expand_paths, is_series_file
 from modrwkv.data.readers.detect import detect_format
-from modrwkv.data.readers.series import instance_stats, read_forecast
+from modrwkv.data.readers.series import SHORTER, instance_stats, read_forecast
 from modrwkv.data.sample import Message, Sample
 from modrwkv.encoders import build_encoder
 
@@ -908,7 +908,8 @@ def test_bad_series_rows_are_named_by_file_row_and_column(tmp_path: Path) -> Non
     short = jsonl("short", good, good[:12])
     unsplit = TimeSeriesReader(short, lookback=10, horizon=5)
     assert len(list(unsplit)) == 16 and unsplit.report.skipped == {"too_short": 1}
-    assert str(unsplit.report.examples[0]) == f"{short}: series \"2 (item_id 's1') target\" has 12 steps, fewer than 15"
+    assert str(unsplit.report.examples[0]) == (f"{short}: series \"2 (item_id 's1') target\" has 12 steps, fewer than "
+                                               f"a window's 15 (look-back 10 + horizon 5: {SHORTER})")
     split = TimeSeriesReader(short, lookback=10, horizon=5, split="train", standardize=True)
     assert len(list(split)) == 7 and split.report.skipped == {"too_short": 1}  # int(30 * 0.7) - 15 + 1
     assert str(split.report.examples[0]).endswith("has 12 steps, too few for train rows with a look-back of 10")

@@ -281,6 +281,10 @@ def _numbers(text: str, expected: int, what: str) -> list[float]:
     return [float(t) for t in tokens]
 
 
+# What to do about series too short for the windows asked for (statsmodels' elnino: 61 yearly rows).
+SHORTER = "use a shorter look-back or horizon (data.options.lookback / horizon; init and eval --lookback / --horizon)"
+
+
 def split_rows(path: Path, n_rows: int, lookback: int, split: Split) -> tuple[int, int]:
     """Rows [start, end) of a split of a long-horizon file (lookback rows in front included), with
     the borders `modrwkv eval` uses: ETT files by name, any other file 70/10/20."""
@@ -291,7 +295,7 @@ def split_rows(path: Path, n_rows: int, lookback: int, split: Split) -> tuple[in
     try:
         return long_horizon_split(name, n_rows, lookback)[split]
     except ValueError as exc:
-        raise DataError(str(path), "unreadable_file", str(exc)) from None
+        raise DataError(str(path), "unreadable_file", f"{exc}: {SHORTER}") from None
 
 
 @dataclasses.dataclass
@@ -441,7 +445,8 @@ class TimeSeriesReader(Reader):
                 if count == 0:
                     rows = "" if self.split is None else f" in its {self.split} rows"
                     yield functools.partial(self._too_short, path, f"series {series.label!r} has {end - first} "
-                                            f"steps{rows}, fewer than {self.lookback + self.horizon}")
+                                            f"steps{rows}, fewer than a window's {self.lookback + self.horizon} "
+                                            f"(look-back {self.lookback} + horizon {self.horizon}: {SHORTER})")
                 for start in range(first, first + count * self.stride, self.stride):
                     yield functools.partial(self._window, series, start)
 
