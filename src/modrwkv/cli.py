@@ -568,9 +568,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
-                   "WebDataset .tar shards, or a .csv/.tsv/.npz series or .parquet/.arrow/.jsonl series rows; several "
-                   "files, wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk or of its "
-                   "load_dataset cache, a folder "
+                   "WebDataset .tar shards, or a .csv/.tsv/.npz/.tsf series or .parquet/.arrow/.jsonl series rows; "
+                   "several files, wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk "
+                   "or of its load_dataset cache, a folder "
                    "of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet naming its "
                    "media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
@@ -599,7 +599,7 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    "RWKV-7 World checkpoint + a pretrained encoder (default: tiny on cpu, 0.4b on gpu)")
     p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
     p.add_argument("--lookback", type=int, default=96, help="series: steps the model reads (default 96)")
-    p.add_argument("--horizon", type=int, default=24, help="series: steps it forecasts (default 24)")
+    p.add_argument("--horizon", type=int, help="series: steps it forecasts (default: a .tsf file's @horizon, else 24)")
     p.add_argument("--val", metavar="FILE", help="held-out records in the training format to validate on about once "
                    "an epoch, scored as `modrwkv eval --task custom` scores them (accuracy, or WER for transcripts); "
                    "final/ then holds the weights of the best validation")
@@ -1279,7 +1279,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet/.tar files in a training format, "
-                                  "or a series file: .csv/.tsv/.npz, or .parquet/.arrow/.jsonl series rows; "
+                                  "or a series file: .csv/.tsv/.npz/.tsf, or .parquet/.arrow/.jsonl series rows; "
                                   "see docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "

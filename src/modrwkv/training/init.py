@@ -38,6 +38,7 @@ from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.readers.hubrows import answer_notes, unused_label_column
 from ..data.readers.qa import each_caption
+from ..data.readers.seriesrows import TSF_EXTENSION, tsf_header
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
@@ -58,6 +59,7 @@ TINY_LM = {"n_layer": 2, "n_embd": 64, "dim_w": 32, "dim_a": 32, "dim_v": 32, "d
 PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 576),
                        "audio": ("wavlm", "microsoft/wavlm-large", None)}
 SERIES_PATCH = 8
+DEFAULT_HORIZON = 24  # series: steps forecast where neither --horizon nor the data (a .tsf's @horizon) says
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
 MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
 # ctx_len covers every scanned sample but an outlier: one whose text is more than OUTLIER_FACTOR times the
@@ -94,7 +96,9 @@ class InitAnswers:
     lm_checkpoint: str | None = None  # for the pretrained sizes; None: the official file name
     output_dir: str | None = None  # the run folder; None: runs/<data_name(data)>
     lookback: int = 96  # series format: steps the model reads
-    horizon: int = 24  # series format: steps it forecasts
+    # series format: steps it forecasts; None: the @horizon of the .tsf files, else DEFAULT_HORIZON (`summarize_data`
+    # sets it, `stated_horizon`)
+    horizon: int | None = None
     val: str | None = None  # a validation file in the training format (not for series: their own val rows)
     label_column: str | None = None  # data.options.label_column: the column hub Parquet rows answer with
     # data.options.columns: the file's column of each record field (qa's; with --format sharegpt, LLaMA-Factory's)
@@ -150,6 +154,7 @@ class DataSummary:
     outliers: list[Outlier] = dataclasses.field(default_factory=list)  # longest text first
     # hub Parquet files' plain rows: which column answers them, per file (`hubrows.answer_notes`)
     answered: list[str] = dataclasses.field(default_factory=list)
+    horizon_note: str | None = None  # series: where the horizon came from, when the data stated it (`stated_horizon`)
 
     def count(self) -> str:
         """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
@@ -199,6 +204,9 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     for file in files:
         if not file.exists():  # (a folder here is a folder of class folders)
             raise InitError(f"{file}: no such data file")
+    horizon_note = None
+    if answers.horizon is None:
+        answers.horizon, horizon_note = stated_horizon(files)
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [
             detect_format(file, answers.label_column, answers.columns,
@@ -289,7 +297,32 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
                        per_sample, image_size, series_length, reader.report.summary(), columns, problems,
                        reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers,
-                       answered=answered, long_format=long_format)
+                       answered=answered, long_format=long_format, horizon_note=horizon_note)
+
+
+def stated_horizon(files: Sequence[Path]) -> tuple[int, str | None]:
+    """The horizon the data states, and the note saying so: the `@horizon` of its .tsf files (the Monash archive's
+    forecast horizon of each data set); DEFAULT_HORIZON and None where none states one. InitError for .tsf files
+    stating different horizons, or one whose header does not read."""
+    stated = []
+    for file in files:
+        if file.suffix.lower() == TSF_EXTENSION:
+            try:
+                header = tsf_header(file)
+            except DataError as exc:
+                raise InitError(str(exc)) from None
+            if header.horizon is not None:
+                stated.append((file, header))
+    if not stated:
+        return DEFAULT_HORIZON, None
+    horizons = {file.name: header.horizon for file, header in stated}
+    if len(set(horizons.values())) > 1:
+        raise InitError(f"the .tsf files state different forecast horizons (@horizon: {horizons}); choose one with "
+                        "--horizon")
+    header = stated[0][1]
+    frequency = f" of its {header.frequency} series" if header.frequency else ""
+    return header.horizon, (f"data.options.horizon {header.horizon}: the @horizon of {', '.join(horizons)}, the "
+                            f"archive's forecast horizon{frequency} (--horizon chooses another)")
 
 
 def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:
@@ -486,6 +519,8 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                             "training rows); to validate on other files, set data.val in the config it writes "
                             "(docs/forecasting.md)")
         data["options"] = series_options(answers)
+        if summary.horizon_note:
+            notes.append(summary.horizon_note)
         for name, ids, count in summary.long_format:
             given = "data.options.id_columns" if answers.id_columns is not None else "the column"
             flags = " ".join(f"--id-column {shlex.quote(column)}" for column in ids)

@@ -739,11 +739,11 @@ def is_table_file(path: Path) -> bool:
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
-# The files of a time series (`series.TimeSeriesReader`) by extension; Parquet and JSON Lines files of series rows
-# are told by their columns (`seriesrows.is_series_rows`).
-SERIES_EXTENSIONS = (".csv", ".tsv", ".npz")
+# The files of a time series (`series.TimeSeriesReader`) by extension (.tsf: the Monash archive's, a series per line);
+# Parquet and JSON Lines files of series rows are told by their columns (`seriesrows.is_series_rows`).
+SERIES_EXTENSIONS = (".csv", ".tsv", ".npz", ".tsf")
 # How messages name every series file.
-SERIES_FILES = ".csv/.tsv/.npz, or .parquet/.arrow/.jsonl of one series per row"
+SERIES_FILES = ".csv/.tsv/.npz, .tsf, or .parquet/.arrow/.jsonl of one series per row"
 
 
 def is_series_file(path: Path) -> bool:

@@ -1,4 +1,4 @@
-"""Time-series forecasting samples cut from CSV, NPZ or series-row files with a sliding window.
+"""Time-series forecasting samples cut from CSV, NPZ, series-row or .tsf files with a sliding window.
 
 Each window of `lookback` + `horizon` steps becomes user "<series>\\n{prompt}" (`series_user_turn`)
 with the lookback part as the series item, and assistant = the horizon part as text. Training
@@ -30,7 +30,8 @@ Columns (CSV) or arrays (NPZ) are forecast one by one by default (`multivariate=
 channel-independent setting of the zero-shot benchmarks); `multivariate=True` keeps them together
 as [lookback, channels] items with one text line per forecast step.
 
-A Parquet or JSON Lines file of one series per row (the hub's and GluonTS' layout, `seriesrows`) is read
+A Parquet or JSON Lines file of one series per row (the hub's and GluonTS' layout, `seriesrows`), or a .tsf file
+of the Monash archive (a series per line, read as a row's `target`), is read
 row by row: each row's series is windowed, split, standardised and checked exactly as a CSV column of
 the same values would be (its own length deciding its split's borders); its channels (a [channels, steps]
 `target`, or several list columns) are forecast one by one or, with `multivariate`, together. A row too
@@ -69,7 +70,7 @@ from ..sample import MARKERS, Message, Sample
 from .base import (DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter, is_table_file,
                    media_column)
 from .hffolders import TABLE_COLUMNS
-from .seriesrows import JSON_EXTENSIONS, series_rows
+from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows
 
 logger = logging.getLogger(__name__)
 
@@ -531,7 +532,7 @@ class TimeSeriesReader(Reader):
             return self._load_npz(path)
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
-        if is_table_file(path) or suffix in JSON_EXTENSIONS:
+        if is_table_file(path) or suffix in (*JSON_EXTENSIONS, TSF_EXTENSION):
             return self._load_rows(path)
         try:
             with path.open("rb") as handle:
@@ -539,7 +540,7 @@ class TimeSeriesReader(Reader):
         except OSError as err:
             raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
         raise DataError(str(path), "unreadable_file", packed or f"unsupported time-series file type {suffix!r} (csv, "
-                        "tsv, npz, or parquet / arrow / jsonl of series rows)")
+                        "tsv, npz, tsf, or parquet / arrow / jsonl of series rows)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]

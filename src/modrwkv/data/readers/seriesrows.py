@@ -6,15 +6,18 @@ their rows' values, which `series.TimeSeriesReader` windows as it windows a CSV 
 - Parquet as `Salesforce/lotsa_data`, `Monash-University/monash_tsf` and GIFT-Eval store it: `item_id`, `start`,
   `freq`, `target` (a list of floats, or a list of lists = [channels, steps] for a multivariate series), static
   features (`feat_static_cat`, ...);
-- JSON Lines in GluonTS' convention: {"start": "2021-01-01 00:00", "target": [1.0, 2.0, null], "item_id": "a"}.
+- JSON Lines in GluonTS' convention: {"start": "2021-01-01 00:00", "target": [1.0, 2.0, null], "item_id": "a"};
+- the Monash Time Series Forecasting Archive's .tsf files (`tsf_rows`): a header (`@attribute NAME TYPE` lines,
+  `@frequency`, `@horizon`, ..., then `@data`), then a series per line, `attr1:attr2:...:v1,v2,...` (`?` a gap).
 
-The series of a row is its `target` (the convention of all three), or the columns chosen (`columns`). A file with
-no `target` is read as the Chronos evaluation reads it (`to_gluonts_univariate` in chronos-forecasting, fev's
-`generate_univariate_targets_from="__ALL__"`): every list-of-numbers column but `timestamp` is a variable of the
-row's series (a weather station's variables). Timestamps, `start`, `freq`, ids and static features are not read
-(the model reads values, as it reads a CSV's values and not its date column); the id only names the row in
-messages. A null value is a gap, as an empty CSV cell is. An .arrow file of `datasets` (save_to_disk's) reads as
-the Parquet file of the same rows (`base.open_table_file`).
+The series of a row is its `target` (the convention of the first three; a .tsf line's values are read as it), or
+the columns chosen (`columns`). A file with no `target` is read as the Chronos evaluation reads it
+(`to_gluonts_univariate` in chronos-forecasting, fev's `generate_univariate_targets_from="__ALL__"`): every
+list-of-numbers column but `timestamp` is a variable of the row's series (a weather station's variables).
+Timestamps, `start`, `freq`, ids and static features are not read (the model reads values, as it reads a CSV's
+values and not its date column); the id only names the row in messages. A null value is a gap, as an empty CSV
+cell is. An .arrow file of `datasets` (save_to_disk's) reads as the Parquet file of the same rows
+(`base.open_table_file`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,26 @@ TIMESTAMP = "timestamp"
 # `target` holds: its media would go unread.
 MEDIA_FIELDS = frozenset({*MEDIA_COLUMNS, "images", "videos", "audios", "file_name", "audio_filepath"})
 MEDIA_PATH_CHARS = 1024  # a longer string is text, not a media file's path
+TSF_EXTENSION = ".tsf"  # the Monash archive's files (forecastingdata.org, Zenodo)
+# The attribute types of a .tsf header, as the archive's own loader (`convert_tsf_to_dataframe` in
+# rakshitha123/TSForecasting) and GluonTS' `TSFReader` parse them; a date is written 1979-01-01 00-00-00 (no colon,
+# which separates a line's attributes).
+TSF_ATTRIBUTE_TYPES = ("numeric", "string", "date")
+TSF_NAME = "series_name"  # the attribute naming each series in every file of the archive
+TSF_LAYOUT = ("a .tsf file is a header of '@attribute NAME TYPE' lines (TYPE numeric, string or date), @frequency, "
+              "@horizon, ..., then '@data' and a series per line, its attributes' values then its own, "
+              "'T1:1979-01-01 00-00-00:1.5,2,?,4' ('?' a missing value)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TsfHeader:
+    """A .tsf file's header: its attributes (name, type) in the order a data line holds their values, its
+    `@frequency` ("hourly", "4_seconds") and `@horizon` (the archive's forecast horizon), each None where the file
+    states none."""
+
+    attributes: list[tuple[str, str]]
+    frequency: str | None
+    horizon: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +165,11 @@ def names_media(value: Any) -> bool:
 
 def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     """The rows of a series-rows file with the values of `columns` (None: `target`, else every list-of-numbers
-    column); DataError naming the file, row and column for a column that is not there or holds no numbers, a
+    column; a .tsf file's lines: `tsf_rows`); DataError naming the file, row and column for a column that is not there or holds no numbers, a
     ragged [channels, steps] value, a file that does not read, or (no `columns` chosen) one whose rows hold media
     (`media_fields`: they would go unread)."""
+    if path.suffix.lower() == TSF_EXTENSION:
+        return tsf_rows(path, columns)
     media = media_fields(path) if columns is None else []
     if media:
         raise DataError(str(path), "unreadable_file", media_note(media))
@@ -272,6 +297,111 @@ def _first_json_line(path: Path) -> Any:
     except (OSError, ValueError):  # (json's errors, UnicodeDecodeError among them, are ValueErrors)
         return None
     return None
+
+
+def tsf_header(path: Path) -> TsfHeader:
+    """The header of the .tsf file `path` (read up to its `@data` line); DataError naming the file and line for a
+    malformed one (`_read_tsf_header`) or a file that does not open."""
+    with _open_tsf(path) as handle:
+        return _read_tsf_header(path, enumerate(handle, start=1))
+
+
+def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
+    """The series of a .tsf file, one per data line, read once, line by line: its values as float64 (`?`: NaN, a
+    gap) under `target`, as the hub's Parquet copy of the archive holds them, the row named by its line and its
+    `series_name` ("14 (series_name 'T1')"); the attributes' values (`start_timestamp`, ...) are not read, as a
+    Parquet row's `start` is not. DataError naming the file and line for a line without one value per attribute
+    before its own, a value that is not a number, a line with no values, and `columns` other than [target]."""
+    if columns is not None and list(columns) != [TARGET]:
+        raise DataError(str(path), "unreadable_file", f"columns {list(columns)}: a .tsf file's series are the values "
+                        f"of each line, read as {TARGET!r}; its attributes name and date them")
+    with _open_tsf(path) as handle:
+        lines = enumerate(handle, start=1)
+        header = _read_tsf_header(path, lines)
+        names = [name for name, _ in header.attributes]
+        named = names.index(TSF_NAME) if TSF_NAME in names else None
+        for number, line in lines:
+            line = line.strip()
+            if not line or line.startswith(b"#"):
+                continue
+            source = f"{path}:{number}"
+            parts = line.split(b":")
+            if len(parts) != len(names) + 1:
+                raise DataError(source, "unreadable_file", f"{len(parts) - 1} attribute value(s) before the series, "
+                                f"the header declares {len(names)} ({', '.join(names) or 'none'}); {TSF_LAYOUT}")
+            name = str(number) if named is None else f"{number} ({TSF_NAME} {_tsf_text(parts[named])!r})"
+            yield SeriesRow(name, {TARGET: _tsf_values(parts[-1], f"{path}:{name}")})
+
+
+def _open_tsf(path: Path) -> Any:
+    try:
+        return path.open("rb")
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+
+
+def _read_tsf_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> TsfHeader:
+    """Reads (line number, line) pairs up to and including `@data`. Comment (`#`) and blank lines are skipped, and
+    header lines other than @attribute, @frequency, @horizon and @data (@relation, @missing, @equallength) are not
+    read. DataError naming the line for an @attribute line that is not '@attribute NAME TYPE' of a known TYPE, an
+    @horizon that is not a positive integer, or a line of data before @data; naming the file for no @data."""
+    attributes: list[tuple[str, str]] = []
+    frequency, horizon = None, None
+    for number, raw in lines:
+        line = _tsf_text(raw.strip())
+        if not line or line.startswith("#"):
+            continue
+        source = f"{path}:{number}"
+        if not line.startswith("@"):
+            raise DataError(source, "unreadable_file", f"a line of data before the header's @data line; {TSF_LAYOUT}")
+        tag, *values = line.split()
+        tag = tag.lower()
+        if tag == "@data":
+            return TsfHeader(attributes, frequency, horizon)
+        if tag == "@attribute":
+            if len(values) != 2 or values[1].lower() not in TSF_ATTRIBUTE_TYPES:
+                problem = (f"unknown attribute type {values[1]!r}" if len(values) == 2 else
+                           f"{line!r} is not '@attribute NAME TYPE'")
+                raise DataError(source, "unreadable_file", f"{problem} (types: {', '.join(TSF_ATTRIBUTE_TYPES)})")
+            attributes.append((values[0], values[1].lower()))
+        elif tag == "@frequency" and values:
+            frequency = values[0]
+        elif tag == "@horizon":
+            horizon = int(values[0]) if len(values) == 1 and values[0].isdigit() else 0
+            if horizon < 1:
+                raise DataError(source, "unreadable_file", f"{line!r}: the forecast horizon is a positive integer "
+                                "('@horizon 48')")
+    raise DataError(str(path), "unreadable_file", f"no @data line: the file ends in its header; {TSF_LAYOUT}")
+
+
+def _tsf_values(text: bytes, source: str) -> np.ndarray:
+    """A .tsf line's values, comma-separated, as float64 (`?`: NaN); DataError naming `source` for none or one
+    that is not a number."""
+    cells = text.split(b",")
+    if b"?" in text:
+        cells = [b"nan" if cell.strip() == b"?" else cell for cell in cells]
+    if not text.strip():
+        raise DataError(source, "unreadable_file", f"no values after the attributes; {TSF_LAYOUT}")
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:  # (numpy does not say which): read one by one, as Python reads a number
+        values = []
+        for index, cell in enumerate(cells):
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise DataError(source, "unreadable_file", f"value {index} ({_tsf_text(cells[index])!r}) is not a "
+                                "number ('?' marks a missing value)") from None
+        return np.array(values, dtype=np.float64)
+
+
+def _tsf_text(raw: bytes) -> str:
+    """A .tsf header line or attribute value as text: UTF-8, else Windows-1252, the encoding the archive's own
+    loader reads its files in."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
 
 
 def _shown(value: Any) -> str:

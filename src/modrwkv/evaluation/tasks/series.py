@@ -284,9 +284,10 @@ class Forecast(_Forecasting):
 class CustomSeries(_Forecasting):
     """Any series file training reads: a CSV / TSV (a header row; date columns optional; empty cells are gaps in a
     look-back and leave out the windows whose target they fall in), an NPZ (each array a series, a 2-D one a
-    series per column) or a Parquet / JSONL file of one series per row (`target`, the hub's and GluonTS' layout),
-    forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler. The `val`
-    split scores the validation rows, for choosing settings without looking at the test windows."""
+    series per column), a Parquet / JSONL file of one series per row (`target`, the hub's and GluonTS' layout) or a
+    Monash archive .tsf file (a series per line), forecast with the long-horizon protocol's 70/10/20 borders and
+    train-split scaler. The `val` split scores the validation rows, for choosing settings without looking at the
+    test windows."""
 
     name = "custom-series"
     splits = ("test", "val")
@@ -298,7 +299,9 @@ FILE.csv   (long format: several series one under another, told apart by id colu
             or item_id,timestamp,target (read by those names), or store_nbr,family (--id-column, as training's
             data.options.id_columns))
 FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list of numbers, null = a gap,
-            or [channels, steps]; Chronos' `id`/`timestamp` columns and GluonTS' `item_id`/`start` are not read)"""
+            or [channels, steps]; Chronos' `id`/`timestamp` columns and GluonTS' `item_id`/`start` are not read)
+FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a series per line,
+            series_name:start_timestamp:1.5,2,?,4 with `?` a gap; the attributes are not read)"""
 
     settings = (*_Forecasting.settings, "targets", "id_columns", "baselines")
 

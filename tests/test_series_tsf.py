@@ -1,0 +1,175 @@
+"""The Monash Time Series Forecasting Archive's .tsf files (forecastingdata.org, Zenodo), written here in the layout
+the archive publishes (comment lines, @relation, @attribute lines of string, date and numeric attributes, @frequency,
+@horizon, @missing, @equallength, @data, then `name:1996-03-18 00-00-00:3:v1,v2,...` lines with `?` gaps and
+series of unequal lengths). Each line's values are those written, and its windows are those of the same series as
+the rows of a GluonTS JSON Lines file (the independent expectation: a layout read already)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from modrwkv.cli import main
+from modrwkv.data.readers import DataError, TimeSeriesReader
+from modrwkv.data.readers.base import is_series_file
+from modrwkv.data.readers.seriesrows import series_rows, tsf_header
+from modrwkv.training.config import config_from_dict
+from modrwkv.training.data import build_reader
+from test_series_long_format import windows
+
+HEADER = """# Dataset Information
+# A test set in the layout of the archive's nn5_daily_dataset_with_missing_values.tsf.
+#
+# For more details, please refer to
+# Godahewa, R., Bergmeir, C., Webb, G. I., Hyndman, R. J., & Montero-Manso, P. (2021).
+@relation test
+@attribute series_name string
+@attribute start_timestamp date
+@attribute store numeric
+@frequency daily
+@horizon 6
+@missing true
+@equallength false
+@data
+"""
+
+
+def write_tsf(path: Path, lengths: dict[str, int], header: str = HEADER) -> dict[str, list[float | None]]:
+    """A .tsf file of random walks of these lengths (every 7th value of the first series missing, `?`), a blank line
+    between two series, CRLF line ends as Windows tools leave them; the values written (None: missing)."""
+    rng = np.random.default_rng(7)
+    series: dict[str, list[float | None]] = {}
+    lines = []
+    for k, (name, length) in enumerate(lengths.items()):
+        values: list[float | None] = [float(v) for v in 100 + np.cumsum(rng.normal(0, 3, length))]
+        if k == 0:
+            values = [None if step % 7 == 3 else value for step, value in enumerate(values)]
+        series[name] = values
+        cells = ",".join("?" if value is None else repr(value) for value in values)
+        lines.append(f"{name}:1996-03-{18 + k:02d} 00-00-00:{k + 1}:{cells}")
+    path.write_bytes((header + lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n").replace("\n", "\r\n").encode())
+    return series
+
+
+def as_series_rows(path: Path, series: dict[str, list[float | None]]) -> Path:
+    path.write_text("".join(json.dumps({"item_id": name, "start": "1996-03-18", "target": values}) + "\n"
+                            for name, values in series.items()))
+    return path
+
+
+def test_each_line_is_a_series_of_the_values_written(tmp_path):
+    path = tmp_path / "nn5_daily_dataset_with_missing_values.tsf"
+    written = write_tsf(path, {"T1": 70, "T2": 45, "T3": 58})
+    assert is_series_file(path)
+    header = tsf_header(path)
+    assert (header.attributes, header.frequency, header.horizon) == (
+        [("series_name", "string"), ("start_timestamp", "date"), ("store", "numeric")], "daily", 6)
+    rows = list(series_rows(path, None))
+    data_line = HEADER.count("\n") + 1
+    assert [row.name for row in rows] == [f"{data_line} (series_name 'T1')", f"{data_line + 2} (series_name 'T2')",
+                                          f"{data_line + 3} (series_name 'T3')"]
+    for row, values in zip(rows, written.values()):
+        expected = np.array([np.nan if value is None else value for value in values])
+        np.testing.assert_array_equal(row.values["target"], expected)  # (NaN where '?', at the same steps)
+    reference = as_series_rows(tmp_path / "rows.jsonl", written)
+    for options in ({}, {"split": "train", "standardize": True}, {"split": "test", "standardize": True}):
+        got = windows(TimeSeriesReader(path, lookback=12, horizon=6, **options))
+        # (compared as written out: a gap in a look-back is NaN, which equals no other NaN)
+        assert got and repr(got) == repr(windows(TimeSeriesReader(reference, lookback=12, horizon=6, **options)))
+    reader = TimeSeriesReader(path, lookback=12, horizon=6)
+    samples = list(reader)
+    # T1's first window whose target (steps s + 12 ... s + 17) holds no '?' (steps 3 mod 7) starts at 6
+    assert samples[0].source == f"{path}:{data_line} (series_name 'T1') target[6]"
+    assert samples[-1].meta["series"] == f"{data_line + 3} (series_name 'T3') target"
+    # a '?' in a forecast target makes the window a bad record, as a null in a series row does: T1's 70 - 17 windows
+    # but the 7 starting at 6 mod 7 (6, 13, ..., 48)
+    assert reader.report.skipped["non_finite"] == 70 - 17 - 7
+    with pytest.raises(DataError, match=r"columns \['store'\]: a .tsf file's series are the values of each line"):
+        list(TimeSeriesReader(path, lookback=12, horizon=6, columns=["store"]))
+
+
+@pytest.mark.parametrize(("text", "line", "problem"), [
+    (HEADER + "T1:1996-03-18 00-00-00:1,2,3\n", 15, "2 attribute value(s) before the series, the header declares 3"),
+    # a date written with colons, as the archive does not write it, splits into more attribute values
+    (HEADER + "T1:1996-03-18 00:00:00:1:1,2,3\n", 15, "5 attribute value(s) before the series, the header declares 3"),
+    (HEADER + "T1:1996-03-18 00-00-00:1:1.5,2,n/a,4\n", 15, "value 2 ('n/a') is not a number ('?' marks a missing"),
+    (HEADER + "T1:1996-03-18 00-00-00:1:\n", 15, "no values after the attributes"),
+    (HEADER.replace("store numeric", "store integer"), 9, "unknown attribute type 'integer' (types: numeric, string"),
+    (HEADER.replace("@horizon 6", "@horizon six"), 11, "'@horizon six': the forecast horizon is a positive integer"),
+    (HEADER.replace("@data\n", "T1:1996-03-18 00-00-00:1:1,2,3\n"), 14, "a line of data before the header's @data"),
+])
+def test_a_malformed_file_is_named_by_its_line(tmp_path, text, line, problem):
+    path = tmp_path / "bad.tsf"
+    path.write_text(text)
+    with pytest.raises(DataError) as caught:
+        list(TimeSeriesReader(path, lookback=2, horizon=1))
+    assert str(caught.value).startswith(f"{path}:{line}") and problem in str(caught.value)
+
+
+def test_a_file_without_data_and_init_and_eval_name_it_in_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.tsf"
+    path.write_text(HEADER.replace("@data\n", ""))
+    with pytest.raises(DataError, match=f"^{path}: no @data line: the file ends in its header"):
+        list(TimeSeriesReader(path, lookback=2, horizon=1))
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: no @data line" in err and "Traceback" not in err
+    path.write_text(HEADER + "T1:1996-03-18 00-00-00:1:1,x\n")
+    (tmp_path / "model").mkdir()
+    assert main(["eval", "--task", "custom", "--model", str(tmp_path / "model"), "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:15 (series_name 'T1'): value 1 ('x') is not a number" in err and "Traceback" not in err
+
+
+def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tmp_path, capsys, monkeypatch):
+    """`modrwkv init --data x.tsf` takes the file's @horizon (and says so) unless --horizon is given; training reads
+    the training rows of each line, and `eval --task custom` the test rows, as the reader cuts them."""
+    path = tmp_path / "daily.tsf"
+    write_tsf(path, {"T1": 90, "T2": 75})
+    config = tmp_path / "daily.yaml"
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--lookback", "12", "--output",
+                 str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "data.options.horizon 6: the @horizon of daily.tsf, the archive's forecast horizon of its daily series" \
+        in out
+    assert "--lookback 12 --horizon 6" in next(line for line in out.splitlines() if line.startswith("evaluate:"))
+    written = yaml.safe_load(config.read_text())
+    assert written["data"]["options"]["horizon"] == 6 and written["data"]["train"] == [str(path)]
+    data = config_from_dict(written).data
+    training = list(build_reader(data))
+    # each line's first 70% (63 and 52 steps), a window of 12 + 6 starting at each step that leaves room for one:
+    # T2's 35; of T1's 46, the 6 whose 6 target steps miss every step 3 mod 7 ('?'): those starting at 6 mod 7
+    assert len(training) == 6 + 35
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--lookback", "12", "--horizon", "3",
+                 "--output", str(config), "--force"]) == 0
+    assert "@horizon" not in capsys.readouterr().out
+    assert yaml.safe_load(config.read_text())["data"]["options"]["horizon"] == 3
+    weekly = tmp_path / "weekly.tsf"
+    write_tsf(weekly, {"W1": 90}, HEADER.replace("@horizon 6", "@horizon 8"))
+    assert main(["init", "--data", str(path), str(weekly), "--yes", "--device", "cpu", "--output", str(config),
+                 "--force"]) == 2
+    assert ("the .tsf files state different forecast horizons (@horizon: {'daily.tsf': 6, 'weekly.tsf': 8}); choose "
+            "one with --horizon") in capsys.readouterr().err
+
+    loaded = []
+
+    def capture(task, data, output, *, split, **_):
+        loaded.append(task.load(Path(data), split))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("modrwkv.evaluation.run_eval", capture)
+    (tmp_path / "model").mkdir()
+    for task in ("custom", "custom-series"):
+        with pytest.raises(SystemExit):
+            main(["eval", "--task", task, "--model", str(tmp_path / "model"), "--data", str(path), "--lookback", "12",
+                  "--horizon", "6"])
+    held_out = list(TimeSeriesReader(path, lookback=12, horizon=6, split="test", standardize=True))
+    expected = [(s.meta["series"], s.meta["start"], s.series[0].tolist()) for s in held_out]
+    assert held_out and len(loaded) == 2
+    for samples in loaded:
+        assert repr([(s.reference["channel"], s.reference["start"], s.series[0].tolist()) for s in samples]) == \
+            repr(expected)
