@@ -7,6 +7,7 @@ the rows of a GluonTS JSON Lines file (the independent expectation: a layout rea
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,11 @@ def test_a_file_without_data_and_init_and_eval_name_it_in_one_line(tmp_path, cap
     path.write_text(HEADER.replace("@data\n", ""))
     with pytest.raises(DataError, match=f"^{path}: no @data line: the file ends in its header"):
         list(TimeSeriesReader(path, lookback=2, horizon=1))
+    zipped = tmp_path / "m4_hourly_dataset.tsf"  # the archive's .zip, renamed
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("m4_hourly_dataset.tsf", HEADER + "T1:1996-03-18 00-00-00:1:1,2\n")
+    with pytest.raises(DataError, match=f"^{zipped}: a ZIP archive, not a data file: unpack it"):
+        list(TimeSeriesReader(zipped, lookback=2, horizon=1))
     assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 2
     err = capsys.readouterr().err
     assert f"{path}: no @data line" in err and "Traceback" not in err

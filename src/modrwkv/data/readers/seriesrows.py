@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ...textfiles import packed_detail
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
                    json_records, media_kind, opening_byte, open_table_file, record_format)
 from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
@@ -334,10 +335,18 @@ def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
 
 
 def _open_tsf(path: Path) -> Any:
+    """`path` open for reading bytes; DataError for one that does not open, or that is packed (the archive's .zip,
+    a gzipped .tsf under its plain name: `packed_detail`), which would read as a header of garbage."""
     try:
-        return path.open("rb")
+        handle = path.open("rb")
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+    packed = packed_detail(handle.read(8))
+    if packed is not None:
+        handle.close()
+        raise DataError(str(path), "unreadable_file", packed)
+    handle.seek(0)
+    return handle
 
 
 def _read_tsf_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> TsfHeader:
