@@ -248,7 +248,8 @@ def _card_feature(dtype: Any) -> dict[str, Any] | None:
     """A card's feature dtype (`image`, `{"class_label": {"names": {"0": "airplane", ...}}}`) as a schema's."""
     if isinstance(dtype, str) and dtype in _CARD_TYPES:
         return {"_type": _CARD_TYPES[dtype]}
-    listed = next((dtype[key] for key in ("list", "sequence") if key in dtype), None) if isinstance(dtype, dict) else None
+    listed = next((dtype[key] for key in ("list", "sequence") if key in dtype), None) \
+        if isinstance(dtype, dict) else None
     if isinstance(listed, str) and listed in _CARD_TYPES:  # `- list: image` (datasets 4), `- sequence: image`
         return {"_type": "List", "feature": {"_type": _CARD_TYPES[listed]}}
     names = dtype.get("class_label", {}).get("names") if isinstance(dtype, dict) else None
@@ -381,8 +382,8 @@ def _multi_label(features: dict[str, Any], column: str) -> bool:
 def _stored(features: dict[str, Any], schema: Any) -> dict[str, Any]:
     """`features` without those the file's columns cannot hold as written: a ClassLabel over a column that is not
     integers, an Image, Audio or Video over one that holds no media (`_media_type`), a list over one that is no
-    list (of media, for a list of media). pyarrow keeps a file's `huggingface` metadata when it rewrites the file with a column changed (labels
-    mapped to their names), and `datasets` trusts a feature only where the stored type is its own
+    list (of media, for a list of media). pyarrow keeps a file's `huggingface` metadata when it rewrites the file
+    with a column changed (labels mapped to their names), and `datasets` trusts a feature only where the stored type is its own
     (`Features.from_arrow_schema`): such a column is read as written."""
     import pyarrow
 

@@ -10,8 +10,9 @@
 
 One record is one question about its media (`image`, `audio`, `series` or `video`: one item or a list, also
 named `images`, `audios`, `videos`, as LLaVA and hub sets name a row's list; any file extension the decoder
-reads; paths relative to the media folder, by default the data file's folder). The user turn is the media markers, one line each (images, then videos, audio, series:
-`modrwkv.data.sample.unmarked_markers`), then the question, then the choices as "A. ..." lines if
+reads; paths relative to the media folder, by default the data file's folder). The user turn is the media
+markers, one line each (images, then videos, audio, series: `modrwkv.data.sample.unmarked_markers`), then the
+question, then the choices as "A. ..." lines if
 there are any: the same layout the LLaVA reader gives a record without markers, and the one the
 prompt builder gives media passed without markers, so a model trained on these records is asked in
 its own format. A question that holds its markers itself (`"<image>\\nWhat is it?"`) is used as

@@ -166,8 +166,8 @@ def names_media(value: Any) -> bool:
 
 def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     """The rows of a series-rows file with the values of `columns` (None: `target`, else every list-of-numbers
-    column; a .tsf file's lines: `tsf_rows`); DataError naming the file, row and column for a column that is not there or holds no numbers, a
-    ragged [channels, steps] value, a file that does not read, or (no `columns` chosen) one whose rows hold media
+    column; a .tsf file's lines: `tsf_rows`); DataError naming the file, row and column for a column that is not
+    there or holds no numbers, a ragged [channels, steps] value, a file that does not read, or (no `columns` chosen) one whose rows hold media
     (`media_fields`: they would go unread)."""
     if path.suffix.lower() == TSF_EXTENSION:
         return tsf_rows(path, columns)
