@@ -132,8 +132,9 @@ def test_a_file_without_data_and_init_and_eval_name_it_in_one_line(tmp_path, cap
 
 
 def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tmp_path, capsys, monkeypatch):
-    """`modrwkv init --data x.tsf` takes the file's @horizon (and says so) unless --horizon is given; training reads
-    the training rows of each line, and `eval --task custom` the test rows, as the reader cuts them."""
+    """`modrwkv init --data x.tsf` takes the file's @horizon (and says so) unless --horizon is given, and so does
+    `modrwkv eval`; training reads the training rows of each line, and `eval --task custom` the test rows, as the
+    reader cuts them."""
     path = tmp_path / "daily.tsf"
     write_tsf(path, {"T1": 90, "T2": 75})
     config = tmp_path / "daily.yaml"
@@ -164,6 +165,7 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
     loaded = []
 
     def capture(task, data, output, *, split, **_):
+        assert task.horizon == 6  # the @horizon, as init trained to, without --horizon
         loaded.append(task.load(Path(data), split))
         raise SystemExit(0)
 
@@ -171,8 +173,7 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
     (tmp_path / "model").mkdir()
     for task in ("custom", "custom-series"):
         with pytest.raises(SystemExit):
-            main(["eval", "--task", task, "--model", str(tmp_path / "model"), "--data", str(path), "--lookback", "12",
-                  "--horizon", "6"])
+            main(["eval", "--task", task, "--model", str(tmp_path / "model"), "--data", str(path), "--lookback", "12"])
     held_out = list(TimeSeriesReader(path, lookback=12, horizon=6, split="test", standardize=True))
     expected = [(s.meta["series"], s.meta["start"], s.series[0].tolist()) for s in held_out]
     assert held_out and len(loaded) == 2

@@ -1348,6 +1348,25 @@ def _check_media_folder(folder: str | None, data: Sequence[str]) -> None:
                     "their media", folder)
 
 
+def _eval_horizon(args: argparse.Namespace, task_name: str, data: Any) -> int | None:
+    """--horizon, else for custom-series on a .tsf file its @horizon (the Monash archive's forecast horizon, which
+    `modrwkv init` trains to; said in the log), else None: the task's default."""
+    from modrwkv.data.readers.base import DataError
+    from modrwkv.data.readers.seriesrows import TSF_EXTENSION, tsf_header
+    from modrwkv.evaluation.tasks import CUSTOM_SERIES
+
+    if args.horizon is not None or task_name != CUSTOM_SERIES or not isinstance(data, str) \
+            or Path(data).suffix.lower() != TSF_EXTENSION or not Path(data).is_file():
+        return args.horizon
+    try:
+        horizon = tsf_header(Path(data)).horizon
+    except DataError as exc:
+        raise CLIError(str(exc)) from None
+    if horizon is not None:
+        log.info("horizon %d: the @horizon of %s (--horizon chooses another)", horizon, data)
+    return horizon
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
@@ -1382,7 +1401,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     # went to custom_task
     settings = {
         "lookback": ("--lookback", args.lookback, "forecasting tasks"),
-        "horizon": ("--horizon", args.horizon, "forecasting tasks"),
+        "horizon": ("--horizon", _eval_horizon(args, task.name, data), "forecasting tasks"),
         "samples": ("--samples", args.samples, "forecasting tasks"),
         "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
         "force_model": ("--force-model", True if args.force_model else None, "forecasting tasks"),
