@@ -568,10 +568,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
-                   "WebDataset .tar shards, or a .csv/.tsv/.npz/.tsf series or .parquet/.arrow/.jsonl series rows; "
-                   "several files, wildcards, a folder of .parquet or .tar shards, a folder of datasets' save_to_disk "
-                   "or of its load_dataset cache, a folder "
-                   "of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet naming its "
+                   "WebDataset .tar shards, or a .csv/.tsv/.npz/.tsf series, a .parquet/.arrow table of series "
+                   "columns or .parquet/.arrow/.jsonl series rows; several files, wildcards, a folder of .parquet or "
+                   ".tar shards, a folder of datasets' save_to_disk or of its load_dataset cache, a folder of class "
+                   "folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet naming its "
                    "media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
@@ -584,9 +584,9 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    "HuggingFaceM4/ChartQA (data.options.columns of the qa format; with --format sharegpt, "
                    "LLaMA-Factory's columns such as messages=conversations)")
     p.add_argument("--id-columns", type=_comma_names, metavar="COLUMN,...",
-                   help="series: the columns telling apart the series of a long-format CSV, several series one under "
-                   "another, e.g. store_nbr,family (data.options.id_columns; default: a unique_id, item_id or "
-                   "series_id column)")
+                   help="series: the columns telling apart the series of a long-format CSV or Parquet table, several "
+                   "series one under another, e.g. store_nbr,family (data.options.id_columns; default: a unique_id, "
+                   "item_id or series_id column)")
     p.add_argument("--where", type=_where, action="append", metavar="COLUMN=VALUE,...",
                    help="read only the rows whose COLUMN is one of these values, e.g. fold=1,2,3,4 for ESC-50's "
                    "esc50.csv (repeatable; data.options.where) of a table of media rows, a metadata file or records")
@@ -1231,8 +1231,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", action="append", metavar="COLUMN",
                    help="custom-series: a column to forecast (repeat for several; default: every numeric column)")
     p.add_argument("--id-column", action="append", metavar="COLUMN",
-                   help="custom-series: a column telling apart the series of a long-format CSV (repeat for several, "
-                   "as training's data.options.id_columns; default: a unique_id, item_id or series_id column)")
+                   help="custom-series: a column telling apart the series of a long-format CSV or Parquet table "
+                   "(repeat for several, as training's data.options.id_columns; default: a unique_id, item_id or "
+                   "series_id column)")
     p.add_argument("--series-prompt", metavar="TEXT",
                    help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
                    "the model was trained with, which its folder records (docs/forecasting.md)")
@@ -1279,8 +1280,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet/.tar files in a training format, "
-                                  "or a series file: .csv/.tsv/.npz/.tsf, or .parquet/.arrow/.jsonl series rows; "
-                                  "see docs/custom-data.md)")
+                                  "or a series file: .csv/.tsv/.npz/.tsf, a .parquet/.arrow table of series "
+                                  "columns, or .parquet/.arrow/.jsonl series rows; see docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
                         "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "

@@ -103,7 +103,8 @@ class InitAnswers:
     label_column: str | None = None  # data.options.label_column: the column hub Parquet rows answer with
     # data.options.columns: the file's column of each record field (qa's; with --format sharegpt, LLaMA-Factory's)
     columns: dict[str, str] | None = None
-    # data.options.id_columns: the columns telling apart the series of a long-format CSV (None: the reader's own)
+    # data.options.id_columns: the columns telling apart the series of a long-format CSV or table (None: the
+    # reader's own)
     id_columns: list[str] | None = None
     # data.options.split: the splits of a Karpathy split file or of Flickr8k's lists to train on (qa's `split`)
     split: list[str] | None = None
@@ -492,7 +493,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                  f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
     if answers.id_columns is not None and summary.data_format != "series":
-        raise InitError(f"--id-columns tells apart the series of a long-format CSV, but the data is in the "
+        raise InitError(f"--id-columns tells apart the series of a long-format CSV or table, but the data is in the "
                         f"{summary.data_format} format; leave it out")
     data: dict[str, Any] = {"format": summary.data_format, "train": list(answers.data)}
     if reader_options(answers) and summary.data_format != "series":

@@ -37,6 +37,10 @@ the same values would be (its own length deciding its split's borders); its chan
 `target`, or several list columns) are forecast one by one or, with `multivariate`, together. A row too
 short for a window, or for its split's borders, is one "too_short" record, not the file's error.
 
+A Parquet or Arrow table of scalar columns (`df.to_parquet()`, the hub's ETT copies, Nixtla's and AutoGluon's files)
+is read as the CSV of the same table (`seriestables.table_cells`: its header and rows of text cells), by the same
+code, in every layout below; its rows are named "row N" (from 0) where a CSV's are named by their line.
+
 A long-format CSV (several series one under another, told apart by id columns: Nixtla's `unique_id,ds,y`,
 AutoGluon's `item_id,timestamp,target`, Kaggle Store Sales' `id,date,store_nbr,family,sales,...`) is read with
 `id_columns` (automatically: a `unique_id`, `item_id` or `series_id` column): its rows are grouped by their ids
@@ -315,8 +319,8 @@ class _Series:
 
 
 class TimeSeriesReader(Reader):
-    """Sliding-window forecasting samples from CSV (header row), NPZ, or Parquet / JSON Lines files
-    of one series per row.
+    """Sliding-window forecasting samples from CSV (header row), NPZ, Parquet / Arrow tables of scalar columns
+    (read as the CSV of the table), or Parquet / JSON Lines files of one series per row.
 
     `columns` picks CSV columns, NPZ arrays or the list columns of series rows (default: every
     numeric one, leaving out columns named like a date or time — date, datetime, time, timestamp,
@@ -326,14 +330,14 @@ class TimeSeriesReader(Reader):
     mean), in a forecast target they make the window a bad record
     ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
     and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
-    window's first row, header = line 1; "path:line" when multivariate), "path:array[start]" or
-    "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1') target[start]" (a series row: a
-    Parquet row counted from 0, a JSONL line from 1, then its id; a [channels, steps] target's
-    channel c: "target[c, start]"; "path:row 12 (id 'T1')[start]" when multivariate). `id_columns`
-    (CSV): the columns telling apart the series of a long-format file, each group of rows with the same
-    ids a series (labelled "store_nbr=1 family=AUTOMOTIVE sales"; its windows' sources name the file's
-    lines); None: a `unique_id`, `item_id` or `series_id` column if the header has one. Unusable files
-    (missing, no such column, non-numeric cell in a chosen column) raise `DataError` whatever `on_error`
+    window's first row, header = line 1; "path:line" when multivariate; a table's "path:row 12:column", its rows
+    counted from 0), "path:array[start]" or "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1')
+    target[start]" (a series row: a Parquet row counted from 0, a JSONL line from 1, then its id; a [channels,
+    steps] target's channel c: "target[c, start]"; "path:row 12 (id 'T1')[start]" when multivariate).
+    `id_columns` (CSV, table of scalar columns): the columns telling apart the series of a long-format file, each
+    group of rows with the same ids a series (labelled "store_nbr=1 family=AUTOMOTIVE sales"; its windows' sources
+    name the file's lines); None: a `unique_id`, `item_id` or `series_id` column if the header has one. Unusable
+    files (missing, no such column, non-numeric cell in a chosen column) raise `DataError` whatever `on_error`
     says: there is no record to skip.
     """
 
@@ -524,14 +528,20 @@ class TimeSeriesReader(Reader):
 
     def _read_file(self, path: Path) -> list[_Series]:
         suffix = path.suffix.lower()
-        if self.id_columns and suffix not in (".csv", ".tsv", ".txt"):
-            raise DataError(str(path), "unreadable_file", f"id_columns {self.id_columns} tell apart the series of a "
-                            "long-format CSV or TSV; a file of series rows holds one series per row, an NPZ one per "
-                            "array")
-        if suffix == ".npz":
-            return self._load_npz(path)
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
+        if is_table_file(path):
+            from .seriestables import table_cells  # (it builds on this module)
+
+            cells = table_cells(path)
+            if cells is not None:  # a table of scalar columns, read as the CSV of it
+                return self._cells_series(path, *cells)
+        if self.id_columns:
+            raise DataError(str(path), "unreadable_file", f"id_columns {self.id_columns} tell apart the series of a "
+                            "long-format CSV, TSV or Parquet / Arrow table of scalar columns; a file of series rows "
+                            "holds one series per row, an NPZ one per array")
+        if suffix == ".npz":
+            return self._load_npz(path)
         if is_table_file(path) or suffix in (*JSON_EXTENSIONS, TSF_EXTENSION):
             return self._load_rows(path)
         try:
@@ -540,7 +550,8 @@ class TimeSeriesReader(Reader):
         except OSError as err:
             raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
         raise DataError(str(path), "unreadable_file", packed or f"unsupported time-series file type {suffix!r} (csv, "
-                        "tsv, npz, tsf, or parquet / arrow / jsonl of series rows)")
+                        "tsv, npz, tsf, a parquet / arrow table of scalar columns, or parquet / arrow / jsonl of "
+                        "series rows)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]
@@ -582,7 +593,7 @@ class TimeSeriesReader(Reader):
             for row in reader:
                 if any(cell.strip() for cell in row):
                     rows.append(row)
-                    lines.append(reader.line_num)
+                    lines.append(str(reader.line_num))
         except csv.Error as err:  # e.g. a NUL byte, or a quoted field that never ends
             raise DataError(f"{path}:{reader.line_num}", "unreadable_file", f"not CSV: {err}") from None
         if header is None:
@@ -603,6 +614,12 @@ class TimeSeriesReader(Reader):
         for row, line in zip(rows, lines, strict=True):
             if len(row) != len(header):
                 raise DataError(f"{path}:{line}", "unreadable_file", f"{len(row)} fields, header has {len(header)}")
+        return self._cells_series(path, header, rows, lines)
+
+    def _cells_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str]) -> list[_Series]:
+        """The series of a table of text cells, a CSV's (`_load_csv`) or a Parquet / Arrow table's of scalar columns
+        (`seriestables.table_cells`), each row named by `lines` (its CSV line, "12"; its table row, "row 10"): a row
+        per series over step columns, a long-format file's groups by their ids, else a series per numeric column."""
         steps = _time_step_columns(header, rows) if self.id_columns is None else []
         if steps:
             return self._row_series(path, header, rows, lines, steps)
@@ -640,7 +657,7 @@ class TimeSeriesReader(Reader):
             for j, name in enumerate(names)
         ]
 
-    def _row_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[int],
+    def _row_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str],
                     steps: list[int]) -> list[_Series]:
         """The series of a CSV whose rows are series and whose columns `steps` are their time steps
         (`_time_step_columns`: M4's V2 ... V9920, M5's d_1 ... d_1913, Kaggle web traffic's dates): each row's
@@ -664,7 +681,7 @@ class TimeSeriesReader(Reader):
             numbers = np.asarray(cells, dtype=np.float64)
             filled = np.flatnonzero(~np.isnan(numbers))
             numbers = numbers[:filled[-1] + 1] if len(filled) else numbers[:0]
-            label = " ".join(f"{named[i]}={row[i].strip()}" for i in others) or f"line {line}"
+            label = " ".join(f"{named[i]}={row[i].strip()}" for i in others) or _place(line)
             series.append(_Series(label, [span], numbers,
                                   functools.partial(_step_source, path, line, [named[i] for i in steps]),
                                   in_rows=True))
@@ -686,7 +703,7 @@ class TimeSeriesReader(Reader):
             logger.info("%s: long format: a series per value of %s", path, ", ".join(found))
         return found
 
-    def _long_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[int], ids: list[str],
+    def _long_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str], ids: list[str],
                      names: list[str], table: np.ndarray) -> list[_Series]:
         """The series of a long-format CSV: its rows grouped by their `ids` (groups in order of first appearance),
         each group's rows in time order (`_time_order`), each a series row's `_Series` (its own split borders)."""
@@ -713,10 +730,10 @@ class TimeSeriesReader(Reader):
                 hint = (f"; {','.join(suggestion)} would (modrwkv init --id-columns {','.join(suggestion)})"
                         if suggestion and suggestion != ids else "")
                 columns, value = _date_text(header, dated, rows[first])
+                rows_named = _two_places(lines[first], lines[second])
                 raise DataError(str(path), "unreadable_file",
-                                f"the series {group} repeats {value} in {columns} (lines "
-                                f"{lines[first]} and {lines[second]}): its id columns ({','.join(ids)}) do not tell "
-                                f"the file's series apart: one is wrong or missing{hint}")
+                                f"the series {group} repeats {value} in {columns} ({rows_named}): its id columns "
+                                f"({','.join(ids)}) do not tell the file's series apart: one is wrong or missing{hint}")
             where = [lines[k] for k in members]
             values, labels = table[members], dict(zip(ids, key, strict=True))
             if self.multivariate:
@@ -779,7 +796,7 @@ class TimeSeriesReader(Reader):
 _NPZ_ERRORS = (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
 
 
-def _step_source(path: Path, line: int, steps: list[str], start: int) -> str:
+def _step_source(path: Path, line: str, steps: list[str], start: int) -> str:
     return f"{path}:{line}:{steps[start]}"
 
 
@@ -813,11 +830,11 @@ def _time_step_columns(header: list[str], rows: list[list[str]]) -> list[int]:
     return steps if text and len(steps) >= MIN_ROW_STEPS else []
 
 
-def _csv_source(path: Path, lines: list[int], column: str, start: int) -> str:
+def _csv_source(path: Path, lines: list[str], column: str, start: int) -> str:
     return f"{path}:{lines[start]}:{column}"
 
 
-def _lines_source(path: Path, lines: list[int], start: int) -> str:
+def _lines_source(path: Path, lines: list[str], start: int) -> str:
     return f"{path}:{lines[start]}"
 
 
@@ -841,6 +858,18 @@ def _row_source(path: Path, opening: str, start: int) -> str:
     return f"{path}:{opening}{start}]"
 
 
+def _place(line: str) -> str:
+    """How a message names a row of cells (`TimeSeriesReader._cells_series`): "line 12" of a CSV, "row 10" of a
+    table."""
+    return f"line {line}" if line.isdigit() else line
+
+
+def _two_places(first: str, second: str) -> str:
+    """How a message names two rows of cells: "lines 2 and 3" of a CSV, "rows 0 and 1" of a table."""
+    unit, _, number = _place(first).partition(" ")
+    return f"{unit}s {number} and {_place(second).partition(' ')[2]}"
+
+
 def _to_float(cell: str) -> float | None:
     """A CSV cell as a number: empty -> NaN (a gap), non-number -> None."""
     cell = cell.strip()
@@ -852,7 +881,7 @@ def _to_float(cell: str) -> float | None:
         return None
 
 
-def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines: list[int],
+def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines: list[str],
                      skip: Collection[str] = ()) -> list[str]:
     """Default columns: those whose cells are all numbers or empty (and not all empty), except
     columns named like a date (an epoch-seconds time column is numeric but not a series) and those
@@ -957,7 +986,7 @@ def _date_text(header: list[str], dated: list[int], row: list[str]) -> tuple[str
     return (f"the date column{'s' if len(dated) > 1 else ''} {names}", ", ".join(row[i].strip() for i in dated))
 
 
-def _refuse_stacked(path: Path, header: list[str], rows: list[list[str]], lines: list[int]) -> None:
+def _refuse_stacked(path: Path, header: list[str], rows: list[list[str]], lines: list[str]) -> None:
     """A DataError when the dates of a CSV read without id columns repeat: its rows are several series one under
     another (long format), which read column by column would interleave them into one series of jumps."""
     dated = _date_columns(header, rows)
@@ -969,10 +998,10 @@ def _refuse_stacked(path: Path, header: list[str], rows: list[list[str]], lines:
     suggestion = _suggest_id_columns(header, rows, dated) or ["COLUMN"]
     flags = " ".join(f"--id-column {name}" for name in suggestion)
     raise DataError(str(path), "unreadable_file",
-                    f"{columns} repeat{'' if len(dated) > 1 else 's'} {value} (lines {lines[first]} and "
-                    f"{lines[second]}): the file holds several series one under another (long format); name the "
-                    f"columns that tell them apart: data.options.id_columns (modrwkv init --id-columns "
-                    f"{','.join(suggestion)}; modrwkv eval {flags})")
+                    f"{columns} repeat{'' if len(dated) > 1 else 's'} {value} "
+                    f"({_two_places(lines[first], lines[second])}): the file holds several series one under another "
+                    "(long format); name the columns that tell them apart: data.options.id_columns (modrwkv init "
+                    f"--id-columns {','.join(suggestion)}; modrwkv eval {flags})")
 
 
 def _suggest_id_columns(header: list[str], rows: list[list[str]], dated: list[int]) -> list[str] | None:
