@@ -93,3 +93,36 @@ def test_a_date_column_or_no_row_names_keeps_a_series_per_column(tmp_path):
     with pytest.raises(DataError, match=r"its rows are series \(its columns V2 \.\.\. V31 are their time steps\): "
                                         r"data.options.columns chooses among"):
         list(TimeSeriesReader(m4, lookback=4, horizon=2, columns=["V2"]))
+
+
+def test_a_year_per_row_and_a_month_per_column_is_one_monthly_series(tmp_path):
+    """statsmodels' elnino (real: sea surface temperatures, 1950-2010, YEAR,JAN,...,DEC) as pandas writes it: one
+    series of 732 months read year by year, equal to the same values as one CSV column; a year's summary column
+    is not read, the last year's months still to come are left out, rows out of order are put in order and a
+    missing year is refused. `columns` still reads a month's column as a yearly series."""
+    sm = pytest.importorskip("statsmodels.api")
+    table = sm.datasets.elnino.load_pandas().data
+    months = table.columns[1:]
+    path = tmp_path / "elnino.csv"
+    table.to_csv(path, index=False)
+    column = tmp_path / "column.csv"
+    column.write_text("sst\n" + "".join(f"{float(v)!r}\n" for v in table[months].to_numpy().ravel()))
+    for split in ("train", "val", "test"):
+        got = windows(TimeSeriesReader(path, lookback=24, horizon=12, split=split, standardize=True))
+        assert got and got == windows(TimeSeriesReader(column, lookback=24, horizon=12, split=split,
+                                                       standardize=True))
+    reader = TimeSeriesReader(path, lookback=24, horizon=12)
+    samples = list(reader)
+    assert len(samples) == 61 * 12 - 36 + 1 and reader.series_columns() == ["JAN..DEC by YEAR"]
+    assert (samples[0].source, samples[13].source) == (f"{path}:2:JAN", f"{path}:3:FEB")
+    # GISTEMP-like: a year's mean after the months, this year's months to come empty, years listed newest first
+    shuffled = table.iloc[::-1].assign(**{"J-D": table[months].mean(axis=1)})
+    shuffled.loc[shuffled.index[0], ["NOV", "DEC"]] = None
+    shuffled.to_csv(path, index=False)
+    (series,) = TimeSeriesReader(path, lookback=24, horizon=12)._load_file(path)
+    assert np.array_equal(series.values, table[months].to_numpy().ravel()[:-2])
+    assert [v.shape for v in TimeSeriesReader(path, lookback=12, horizon=4, columns=["JAN"]).training_rows()] == [
+        (61,)]
+    table.drop(index=30).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"column 'YEAR': year 1979 \(line 31\) is followed by 1981 \(line 32\)"):
+        list(TimeSeriesReader(path, lookback=24, horizon=12))

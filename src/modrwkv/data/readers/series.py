@@ -620,6 +620,9 @@ class TimeSeriesReader(Reader):
         """The series of a table of text cells, a CSV's (`_load_csv`) or a Parquet / Arrow table's of scalar columns
         (`seriestables.table_cells`), each row named by `lines` (its CSV line, "12"; its table row, "row 10"): a row
         per series over step columns, a long-format file's groups by their ids, else a series per numeric column."""
+        months = _month_columns(header) if self.id_columns is None and self.columns is None else None
+        if months is not None:
+            return [self._monthly_series(path, header, rows, lines, *months)]
         steps = _time_step_columns(header, rows) if self.id_columns is None else []
         if steps:
             return self._row_series(path, header, rows, lines, steps)
@@ -656,6 +659,46 @@ class TimeSeriesReader(Reader):
             _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name))
             for j, name in enumerate(names)
         ]
+
+    def _monthly_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str], year: int,
+                        months: list[int]) -> _Series:
+        """The one monthly series of a table of a year per row and a column per month (`_month_columns`), read
+        year by year and month by month, in the order of the years (checked to rise by one); empty cells are gaps,
+        and those after the last value (the months of the last year still to come) are left out. The table's
+        other columns (a year's mean, its seasons' means: NOAA's and GISTEMP's summaries) are not read."""
+        named = [name.strip() for name in header]
+        order, years = [], []
+        for index, (row, line) in enumerate(zip(rows, lines, strict=True)):
+            value = _to_float(row[year])
+            if value is None or not value.is_integer():
+                raise DataError(f"{path}:{line}", "unreadable_file", f"column {named[year]!r}: {row[year]!r} is "
+                                "not a year (a table of a year per row and a month per column)")
+            order.append(index)
+            years.append(int(value))
+        order.sort(key=lambda index: years[index])
+        for before, after in itertools.pairwise(order):
+            if years[after] != years[before] + 1:
+                raise DataError(str(path), "unreadable_file", f"column {named[year]!r}: year {years[before]} ("
+                                f"{_place(lines[before])}) is followed by {years[after]} ({_place(lines[after])}): a "
+                                "monthly series is read year after year, one row each")
+        values, steps = [], []
+        for index in order:
+            for column in months:
+                value = _to_float(rows[index][column])
+                if value is None:
+                    raise DataError(f"{path}:{lines[index]}", "unreadable_file", f"column {named[column]!r}: "
+                                    f"{rows[index][column]!r} is not a number")
+                values.append(value)
+                steps.append(f"{lines[index]}:{named[column]}")
+        numbers = np.asarray(values, dtype=np.float64)
+        filled = np.flatnonzero(~np.isnan(numbers))
+        numbers = numbers[:filled[-1] + 1] if len(filled) else numbers[:0]
+        unread = [name for i, name in enumerate(named) if i != year and i not in months and name]
+        logger.info("%s: a year per row (%s %d-%d) and a column per month (%s ... %s), read as one monthly series "
+                    "of %d steps%s", path, named[year], years[order[0]], years[order[-1]], named[months[0]],
+                    named[months[-1]], len(numbers), f"; not read: {', '.join(unread)}" if unread else "")
+        label = f"{named[months[0]]}..{named[months[-1]]} by {named[year]}"
+        return _Series(label, [label], numbers, lambda start: f"{path}:{steps[start]}")
 
     def _row_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str],
                     steps: list[int]) -> list[_Series]:
@@ -800,6 +843,21 @@ def _step_source(path: Path, line: str, steps: list[str], start: int) -> str:
     return f"{path}:{line}:{steps[start]}"
 
 
+def _month_columns(header: list[str]) -> tuple[int, list[int]] | None:
+    """(the year column, the twelve month columns in calendar order) of a table of a year per row and a column per
+    month (statsmodels' elnino: YEAR,JAN,...,DEC; NOAA's and Kaggle's climate tables: Year,Jan,...,Dec, or the months'
+    full names, with a year's summaries after them); None for any other header."""
+    named = [name.strip().lower() for name in header]
+    year = next((i for i, name in enumerate(named) if name in ("year", "yr")), None)
+    if year is None:
+        return None
+    for names in (_MONTHS, _MONTH_NAMES):
+        if all(name in named for name in names):
+            columns = [named.index(name) for name in names]
+            return (year, columns) if columns == sorted(columns) else None
+    return None
+
+
 def _time_step_columns(header: list[str], rows: list[list[str]]) -> list[int]:
     """The columns of a CSV whose rows are series, named as those series' time steps, in order: at least
     `MIN_ROW_STEPS` named as dates (Kaggle web traffic's Page,2015-07-01,2015-07-02,...) or with one prefix and
@@ -828,6 +886,12 @@ def _time_step_columns(header: list[str], rows: list[list[str]]) -> list[int]:
     steps = [i for i in steps if i not in names]
     text = names or any(any(_to_float(row[i]) is None for row in rows) for i in others)
     return steps if text and len(steps) >= MIN_ROW_STEPS else []
+
+
+# The months as a table's columns name them (case aside): abbreviated, or in full.
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+                "november", "december")
 
 
 def _csv_source(path: Path, lines: list[str], column: str, start: int) -> str:
