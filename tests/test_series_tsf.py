@@ -180,3 +180,31 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
     for samples in loaded:
         assert repr([(s.reference["channel"], s.reference["start"], s.series[0].tolist()) for s in samples]) == \
             repr(expected)
+
+
+def test_init_fits_the_look_back_to_short_series(tmp_path, capsys):
+    """The archive's yearly sets are short (M4's yearly series from 13 steps): `init` without --lookback reads half
+    of what the median series' training rows leave beside the horizon, rather than the default 96 that no window
+    fits; long series keep 96; --lookback is taken as given."""
+    short = tmp_path / "yearly.tsf"
+    write_tsf(short, {"Y1": 20, "Y2": 30, "Y3": 40})  # training rows: int(0.7 * n) = 14, 21, 28; median 21
+    config = tmp_path / "yearly.yaml"
+    assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--output", str(config)]) == 0
+    out = capsys.readouterr().out
+    # 21 - horizon 6 = 15 left: a look-back of 7, so 15 - 7 + 1 = 9 windows in the median series
+    assert ("data.options.lookback 7: the series are short (a median of 21 training steps, too few for the default "
+            "look-back 96 and horizon 6): half of what they leave beside the horizon, about 9 windows a series "
+            "(--lookback chooses another)") in out
+    assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 7
+    training = list(build_reader(config_from_dict(yaml.safe_load(config.read_text())).data))
+    # windows of 7 + 6 in 21 and 28 training rows; Y1's two (starting at 0, 1) each forecast its gap at step 10
+    assert len(training) == 0 + (21 - 13 + 1) + (28 - 13 + 1)
+    assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--output", str(config), "--force",
+                 "--lookback", "5"]) == 0
+    assert "data.options.lookback" not in capsys.readouterr().out
+    assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 5
+    long = tmp_path / "daily.tsf"
+    write_tsf(long, {"D1": 400})
+    assert main(["init", "--data", str(long), "--yes", "--device", "cpu", "--output", str(config), "--force"]) == 0
+    assert "data.options.lookback" not in capsys.readouterr().out
+    assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 96

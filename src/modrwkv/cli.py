@@ -598,7 +598,8 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
                    "RWKV-7 World checkpoint + a pretrained encoder (default: tiny on cpu, 0.4b on gpu)")
     p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
-    p.add_argument("--lookback", type=int, default=96, help="series: steps the model reads (default 96)")
+    p.add_argument("--lookback", type=int, help="series: steps the model reads (default 96; less for short series: "
+                   "half of what their median training rows leave beside the horizon)")
     p.add_argument("--horizon", type=int, help="series: steps it forecasts (default: a .tsf file's @horizon, else 24)")
     p.add_argument("--val", metavar="FILE", help="held-out records in the training format to validate on about once "
                    "an epoch, scored as `modrwkv eval --task custom` scores them (accuracy, or WER for transcripts); "

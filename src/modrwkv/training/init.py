@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import math
 import shlex
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ PRETRAINED_ENCODERS = {"image": ("siglip2", "google/siglip2-base-patch16-384", 5
                        "audio": ("wavlm", "microsoft/wavlm-large", None)}
 SERIES_PATCH = 8
 DEFAULT_HORIZON = 24  # series: steps forecast where neither --horizon nor the data (a .tsf's @horizon) says
+DEFAULT_LOOKBACK = 96  # series: steps read, where --lookback does not say and the series are long enough
 SCAN_LIMIT = 2000  # records read to size the config (all of a smaller file)
 MAX_PROBLEMS = 20  # skipped records init names one by one (the count covers all of them)
 # ctx_len covers every scanned sample but an outlier: one whose text is more than OUTLIER_FACTOR times the
@@ -95,7 +97,8 @@ class InitAnswers:
     size: str = "tiny"
     lm_checkpoint: str | None = None  # for the pretrained sizes; None: the official file name
     output_dir: str | None = None  # the run folder; None: runs/<data_name(data)>
-    lookback: int = 96  # series format: steps the model reads
+    # series format: steps the model reads; None: DEFAULT_LOOKBACK, or less for short series (`fitted_lookback`)
+    lookback: int | None = None
     # series format: steps it forecasts; None: the @horizon of the .tsf files, else DEFAULT_HORIZON (`summarize_data`
     # sets it, `stated_horizon`)
     horizon: int | None = None
@@ -156,6 +159,7 @@ class DataSummary:
     # hub Parquet files' plain rows: which column answers them, per file (`hubrows.answer_notes`)
     answered: list[str] = dataclasses.field(default_factory=list)
     horizon_note: str | None = None  # series: where the horizon came from, when the data stated it (`stated_horizon`)
+    lookback_note: str | None = None  # series: why the look-back is shorter than the default (`fitted_lookback`)
 
     def count(self) -> str:
         """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
@@ -238,6 +242,10 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                         "mapping: leave --columns out")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
+    lookback_note = None
+    if answers.lookback is None:
+        answers.lookback, lookback_note = fitted_lookback(answers, files) if set(candidates) == {"series"} \
+            else (DEFAULT_LOOKBACK, None)
     # every file's format is checked unless each was detected as the same one (--format detects nothing)
     every_file = answers.data_format is not None or len(set(candidates)) > 1
     try:  # training reads every data.train file with one reader (`accepted_format`)
@@ -298,7 +306,30 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
                        per_sample, image_size, series_length, reader.report.summary(), columns, problems,
                        reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers,
-                       answered=answered, long_format=long_format, horizon_note=horizon_note)
+                       answered=answered, long_format=long_format, horizon_note=horizon_note,
+                       lookback_note=lookback_note)
+
+
+def fitted_lookback(answers: InitAnswers, files: Sequence[Path]) -> tuple[int, str | None]:
+    """The look-back for series `files`, and the note saying why where it is not DEFAULT_LOOKBACK: the default where
+    the median series' training rows hold a window of it and the horizon; else half of what they leave beside the
+    horizon, so that the median series gives as many training windows as a window reads steps (the Monash archive's
+    yearly and quarterly sets: M4's yearly series are 13 to 835 steps). Too short for any window, the default stays
+    and the scan names the series too short. A file that does not read is the scan's to name."""
+    reader = _reader(dataclasses.replace(answers, lookback=1), files, "series")
+    try:
+        lengths = [len(rows) for rows in reader.training_rows()]
+    except DataError:
+        return DEFAULT_LOOKBACK, None
+    median = int(statistics.median(lengths)) if lengths else 0
+    left = median - answers.horizon
+    if median >= DEFAULT_LOOKBACK + answers.horizon or left < 2:
+        return DEFAULT_LOOKBACK, None
+    lookback = left // 2
+    return lookback, (f"data.options.lookback {lookback}: the series are short (a median of {median} training "
+                      f"steps, too few for the default look-back {DEFAULT_LOOKBACK} and horizon {answers.horizon}): "
+                      f"half of what they leave beside the horizon, about {left - lookback + 1} windows a series "
+                      "(--lookback chooses another)")
 
 
 def stated_horizon(files: Sequence[Path]) -> tuple[int, str | None]:
@@ -520,8 +551,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                             "training rows); to validate on other files, set data.val in the config it writes "
                             "(docs/forecasting.md)")
         data["options"] = series_options(answers)
-        if summary.horizon_note:
-            notes.append(summary.horizon_note)
+        notes.extend(note for note in (summary.horizon_note, summary.lookback_note) if note)
         for name, ids, count in summary.long_format:
             given = "data.options.id_columns" if answers.id_columns is not None else "the column"
             flags = " ".join(f"--id-column {shlex.quote(column)}" for column in ids)
