@@ -457,8 +457,9 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     assert isinstance(custom_task(tmp_path / "metadata.csv"), CustomTask)  # Hugging Face's folder rows
     with pytest.raises(ValueError, match="mine.npz: a .npz file is a forecasting series, evaluated one file at a"):
         custom_task([npz, tmp_path / "x.jsonl"])
-    with pytest.raises(ValueError, match=r"a series file \(.csv/.tsv/.npz, .tsf, a .parquet/.arrow table of series "
-                       r"columns, or .parquet/.arrow/.jsonl of one series per row\) is read by the 'custom-series'"):
+    with pytest.raises(ValueError, match=r"a series file \(.csv/.tsv/.npz, .tsf, a .parquet/.arrow/.json/.jsonl/.xlsx "
+                       r"table of series columns, or .parquet/.arrow/.jsonl of one series per row\) is read by the "
+                       r"'custom-series'"):
         custom_task(tsv, prompt="{question}")
     for option in ({"label_column": "x"}, {"columns": {"question": "x"}}):
         with pytest.raises(ValueError, match="--label-column, --columns, --long-form"):
@@ -469,8 +470,8 @@ def test_a_tsv_or_npz_series_is_evaluated_as_its_csv_is(tmp_path, weights):
     assert given.paper_results("test") == [PaperResult("ARIMA", 0.41)]
     assert "--baseline" in given.paper_note and "baselines" not in given.configure(lookback=24).options
     with pytest.raises(BenchmarkFileError,
-                       match=r"expected a series file \(.csv/.tsv/.npz, .tsf, a .parquet/.arrow table of series "
-                             r"columns, or .parquet/.arrow/.jsonl of one series per row\)"):
+                       match=r"expected a series file \(.csv/.tsv/.npz, .tsf, a .parquet/.arrow/.json/.jsonl/.xlsx "
+                             r"table of series columns, or .parquet/.arrow/.jsonl of one series per row\)"):
         get_task("custom-series").load(tmp_path, "test")
 
 

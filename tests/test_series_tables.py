@@ -7,6 +7,7 @@ named; tables of records and media rows stay what they are."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,16 +96,16 @@ def as_row(source: str, csv: Path, table: Path) -> str:
     return f"{table}:row {int(match[1]) - 2}{match[2]}"
 
 
-def same_reading(csv: Path, table: Path, **options) -> int:
-    """Asserts that the table reads as its CSV with `options`, for every split (standardised) and unsplit; the
-    number of windows unsplit."""
+def same_reading(csv: Path, table: Path, named: Callable[[str, Path, Path], str] = as_row, **options) -> int:
+    """Asserts that the table reads as its CSV with `options`, for every split (standardised) and unsplit, its
+    windows' sources the CSV's as `named` names them in the table; the number of windows unsplit."""
     for split in ("train", "val", "test", None):
         kept = {**options, **({"split": split, "standardize": True} if split else {})}
         by_csv, by_table = TimeSeriesReader(csv, **kept), TimeSeriesReader(table, **kept)
         expected, got = list(by_csv), list(by_table)
         assert repr(windows(got)) == repr(windows(expected)) and got  # (as text: gaps, NaN, compare equal)
         assert [s.meta["series"] for s in got] == [s.meta["series"].replace(str(csv), str(table)) for s in expected]
-        assert [s.source for s in got] == [as_row(s.source, csv, table) for s in expected]
+        assert [s.source for s in got] == [named(s.source, csv, table) for s in expected]
         assert by_table.series_columns() == by_csv.series_columns()
         assert by_table.long_format() == [(str(table), ids, count) for _, ids, count in by_csv.long_format()]
         assert by_table.report.skipped == by_csv.report.skipped

@@ -391,8 +391,9 @@ def test_init_reads_a_pretty_printed_record_and_names_what_it_found_otherwise(tm
     assert fails(capsys, ["init", "--data", str(tmp_path / "strings.json"), "--yes"]) == (
         f"modrwkv init: error: {tmp_path}/strings.json: a str where a record should be; expected JSON records "
         "(objects with fields): an array of them, one per line (JSONL), or one object (a record, records keyed by "
-        "id, or a pandas to_json() table), or a series file (.csv/.tsv/.npz, .tsf, a .parquet/.arrow table of series "
-        "columns, or .parquet/.arrow/.jsonl of one series per row); see docs/custom-data.md")
+        "id, or a pandas to_json() table), or a series file (.csv/.tsv/.npz, .tsf, a "
+        ".parquet/.arrow/.json/.jsonl/.xlsx table of series columns, or .parquet/.arrow/.jsonl of one series per row); "
+        "see docs/custom-data.md")
 
 
 def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):

@@ -568,11 +568,11 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", metavar="FILE",
                    help="training data: .json/.jsonl/.parquet/.arrow records (qa, llava, openai, sharegpt, asr), "
-                   "WebDataset .tar shards, or a .csv/.tsv/.npz/.tsf series, a .parquet/.arrow table of series "
-                   "columns or .parquet/.arrow/.jsonl series rows; several files, wildcards, a folder of .parquet or "
-                   ".tar shards, a folder of datasets' save_to_disk or of its load_dataset cache, a folder of class "
-                   "folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet naming its "
-                   "media (Hugging Face imagefolder) are read as data.train reads them")
+                   "WebDataset .tar shards, or a .csv/.tsv/.npz/.tsf series, a .parquet/.arrow/.json/.jsonl/.xlsx "
+                   "table of series columns or .parquet/.arrow/.jsonl series rows; several files, wildcards, a folder "
+                   "of .parquet or .tar shards, a folder of datasets' save_to_disk or of its load_dataset cache, a "
+                   "folder of class folders (train/cat/0001.jpg) and a folder with a metadata.jsonl/.csv/.parquet "
+                   "naming its media (Hugging Face imagefolder) are read as data.train reads them")
     p.add_argument("--modality", choices=("image", "audio", "series"), help="the input kind (default: from the data)")
     p.add_argument("--format", dest="data_format", choices=INIT_FORMATS, help="record format (default: from the data)")
     p.add_argument("--media-folder", help="folder the media paths are relative to (default: the data file's folder)")
@@ -1281,8 +1281,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--submission", metavar="PATH",
                    help="afterwards, write the server submission file (vqav2 test-dev: .json; mmbench: .xlsx or .tsv)")
     custom = p.add_argument_group("--task custom (your own .json/.jsonl/.parquet/.tar files in a training format, "
-                                  "or a series file: .csv/.tsv/.npz/.tsf, a .parquet/.arrow table of series "
-                                  "columns, or .parquet/.arrow/.jsonl series rows; see docs/custom-data.md)")
+                                  "or a series file: .csv/.tsv/.npz/.tsf, a .parquet/.arrow/.json/.jsonl/.xlsx "
+                                  "table of series columns, or .parquet/.arrow/.jsonl series rows; see "
+                                  "docs/custom-data.md)")
     custom.add_argument("--metric", choices=EVAL_METRICS,
                         help="how to score (default: a 'metric' field of the records, else inferred: choice with "
                         "choices, mse for numeric answers, vqa with 3+ answers, wer for audio (cer when the "

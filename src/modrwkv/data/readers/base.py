@@ -740,19 +740,23 @@ METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
 # The files of a time series (`series.TimeSeriesReader`) by extension (.tsf: the Monash archive's, a series per line);
-# Parquet / Arrow tables and JSON Lines files are told by their columns (`seriesrows.is_series_rows`,
-# `seriestables.is_series_table`).
+# Parquet / Arrow tables, JSON / JSON Lines files and workbooks are told by their columns
+# (`seriesrows.is_series_rows`, `seriestables.is_series_table`).
 SERIES_EXTENSIONS = (".csv", ".tsv", ".npz", ".tsf")
+# Excel's workbooks: an .xlsx one's first worksheet is read as a table of series, an .xls one is refused
+# (`seriestables.workbook_refusal`).
+WORKBOOK_EXTENSIONS = (".xlsx", ".xls")
 # How messages name every series file.
-SERIES_FILES = (".csv/.tsv/.npz, .tsf, a .parquet/.arrow table of series columns, or .parquet/.arrow/.jsonl of one "
-                "series per row")
+SERIES_FILES = (".csv/.tsv/.npz, .tsf, a .parquet/.arrow/.json/.jsonl/.xlsx table of series columns, or "
+                ".parquet/.arrow/.jsonl of one series per row")
 
 
 def is_series_file(path: Path) -> bool:
     """A time-series file: by its extension (`SERIES_EXTENSIONS`), a Parquet / JSON Lines file of one series per row
-    (a `target` list column and no media, `seriesrows.is_series_rows`), or a Parquet / Arrow table of scalar columns
-    holding numbers (as a CSV holds them, `seriestables.is_series_table`); not a Hugging Face metadata file (a
-    folder's rows) nor a table of media rows (`is_media_table`: a column naming media files)."""
+    (a `target` list column and no media, `seriesrows.is_series_rows`), or a Parquet / Arrow table of scalar columns,
+    JSON / JSONL records of scalar fields or an .xlsx workbook's first worksheet holding numbers (as a CSV holds
+    them, `seriestables.is_series_table`); not a Hugging Face metadata file (a folder's rows) nor a table of media
+    rows (`is_media_table`: a column naming media files)."""
     if is_metadata_file(path):
         return False
     if path.suffix.lower() in SERIES_EXTENSIONS:
@@ -760,7 +764,7 @@ def is_series_file(path: Path) -> bool:
     from .seriesrows import is_series_rows  # (they build on this module)
     from .seriestables import is_series_table
 
-    return is_series_rows(path) or (is_table_file(path) and is_series_table(path))
+    return is_series_rows(path) or is_series_table(path)
 
 
 def is_metadata_file(path: Path) -> bool:

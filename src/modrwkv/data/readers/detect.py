@@ -52,6 +52,11 @@ def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] |
               media_folder: Path | None, split: Sequence[str] | None) -> str:
     if is_series_file(path):
         return "series"
+    from .seriestables import workbook_refusal  # (it builds on the readers this module imports)
+
+    refusal = workbook_refusal(path)  # (a workbook is read as a series table only)
+    if refusal is not None:
+        raise FormatUnknown(refusal)
     try:  # LLaMA-Factory's description of this file, with its column and tag names
         if dataset_info_entry(path) is not None:
             return "sharegpt"

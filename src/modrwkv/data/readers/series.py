@@ -37,9 +37,11 @@ the same values would be (its own length deciding its split's borders); its chan
 `target`, or several list columns) are forecast one by one or, with `multivariate`, together. A row too
 short for a window, or for its split's borders, is one "too_short" record, not the file's error.
 
-A Parquet or Arrow table of scalar columns (`df.to_parquet()`, the hub's ETT copies, Nixtla's and AutoGluon's files)
-is read as the CSV of the same table (`seriestables.table_cells`: its header and rows of text cells), by the same
-code, in every layout below; its rows are named "row N" (from 0) where a CSV's are named by their line.
+A Parquet or Arrow table of scalar columns (`df.to_parquet()`, the hub's ETT copies, Nixtla's and AutoGluon's files),
+JSON / JSONL records of scalar fields (`df.to_json()`) and an .xlsx workbook's first worksheet are read as the CSV of
+the same table (`seriestables.table_cells`: its header and rows of text cells), by the same code, in every layout
+below; a table's rows are named "row N" (from 0), JSON records as their readers name them (JSONL line "3", array
+entry "[2]"), a worksheet's rows by Excel's numbers ("row 5"), where a CSV's are named by their line.
 
 A long-format CSV (several series one under another, told apart by id columns: Nixtla's `unique_id,ds,y`,
 AutoGluon's `item_id,timestamp,target`, Kaggle Store Sales' `id,date,store_nbr,family,sales,...`) is read with
@@ -71,8 +73,8 @@ import numpy as np
 
 from ...textfiles import TextFileError, decode_text, packed_detail
 from ..sample import MARKERS, Message, Sample
-from .base import (DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter, is_table_file,
-                   media_column)
+from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter,
+                   is_table_file, media_column)
 from .hffolders import TABLE_COLUMNS
 from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows
 
@@ -331,7 +333,8 @@ class TimeSeriesReader(Reader):
     ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
     and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
     window's first row, header = line 1; "path:line" when multivariate; a table's "path:row 12:column", its rows
-    counted from 0), "path:array[start]" or "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1')
+    counted from 0; JSON records' "path:3:column" (a JSONL line) or "path:[2]:column"; a worksheet's "path:row
+    5:column", as Excel numbers its rows), "path:array[start]" or "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1')
     target[start]" (a series row: a Parquet row counted from 0, a JSONL line from 1, then its id; a [channels,
     steps] target's channel c: "target[c, start]"; "path:row 12 (id 'T1')[start]" when multivariate).
     `id_columns` (CSV, table of scalar columns): the columns telling apart the series of a long-format file, each
@@ -530,16 +533,16 @@ class TimeSeriesReader(Reader):
         suffix = path.suffix.lower()
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
-        if is_table_file(path):
+        if is_table_file(path) or suffix in (*JSON_EXTENSIONS, *WORKBOOK_EXTENSIONS):
             from .seriestables import table_cells  # (it builds on this module)
 
             cells = table_cells(path)
-            if cells is not None:  # a table of scalar columns, read as the CSV of it
+            if cells is not None:  # a table of scalar columns (or records of scalar fields), read as the CSV of it
                 return self._cells_series(path, *cells)
         if self.id_columns:
             raise DataError(str(path), "unreadable_file", f"id_columns {self.id_columns} tell apart the series of a "
-                            "long-format CSV, TSV or Parquet / Arrow table of scalar columns; a file of series rows "
-                            "holds one series per row, an NPZ one per array")
+                            "long-format CSV, TSV, Parquet / Arrow / JSON / .xlsx table of scalar columns; a file of "
+                            "series rows holds one series per row, an NPZ one per array")
         if suffix == ".npz":
             return self._load_npz(path)
         if is_table_file(path) or suffix in (*JSON_EXTENSIONS, TSF_EXTENSION):
@@ -550,8 +553,8 @@ class TimeSeriesReader(Reader):
         except OSError as err:
             raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
         raise DataError(str(path), "unreadable_file", packed or f"unsupported time-series file type {suffix!r} (csv, "
-                        "tsv, npz, tsf, a parquet / arrow table of scalar columns, or parquet / arrow / jsonl of "
-                        "series rows)")
+                        "tsv, npz, tsf, a parquet / arrow / json / jsonl / xlsx table of scalar columns, or parquet / "
+                        "arrow / jsonl of series rows)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]
@@ -923,13 +926,16 @@ def _row_source(path: Path, opening: str, start: int) -> str:
 
 
 def _place(line: str) -> str:
-    """How a message names a row of cells (`TimeSeriesReader._cells_series`): "line 12" of a CSV, "row 10" of a
-    table."""
-    return f"line {line}" if line.isdigit() else line
+    """How a message names a row of cells (`TimeSeriesReader._cells_series`): "line 12" of a CSV or JSONL file,
+    "record [2]" of a JSON array, "row 10" of a table or worksheet."""
+    if line.isdigit():
+        return f"line {line}"
+    return f"record {line}" if line.startswith("[") else line
 
 
 def _two_places(first: str, second: str) -> str:
-    """How a message names two rows of cells: "lines 2 and 3" of a CSV, "rows 0 and 1" of a table."""
+    """How a message names two rows of cells: "lines 2 and 3" of a CSV, "records [0] and [1]" of a JSON array,
+    "rows 0 and 1" of a table."""
     unit, _, number = _place(first).partition(" ")
     return f"{unit}s {number} and {_place(second).partition(' ')[2]}"
 

@@ -100,7 +100,7 @@ def is_series_rows(path: Path) -> bool:
     if path.suffix.lower() in JSON_EXTENSIONS and path.is_file():
         first = _first_json_line(path)
         return (isinstance(first, dict) and isinstance(first.get(TARGET), list) and record_format(first) is None
-                and not _media_in(first))
+                and not media_in(first))
     return False
 
 
@@ -116,7 +116,7 @@ def media_fields(path: Path, beside: str | None = None) -> list[str]:
         except DataError:
             return []
     first = _first_json_line(path) if path.suffix.lower() in JSON_EXTENSIONS and path.is_file() else None
-    return _media_in(first) if isinstance(first, dict) and (beside is None or beside in first) else []
+    return media_in(first) if isinstance(first, dict) and (beside is None or beside in first) else []
 
 
 def media_note(media: Sequence[str]) -> str:
@@ -148,7 +148,7 @@ def _table_media(handle: Any) -> list[str]:
     return [field for field, value in first.items() if names_media(value)]
 
 
-def _media_in(record: dict[str, Any]) -> list[str]:
+def media_in(record: dict[str, Any]) -> list[str]:
     return [field for field, value in record.items()
             if isinstance(field, str) and field.lower() in MEDIA_FIELDS or names_media(value)]
 

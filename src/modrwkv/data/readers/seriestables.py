@@ -1,28 +1,44 @@
-"""Parquet and Arrow tables of scalar columns holding time series, as `DataFrame.to_parquet()` writes them and the
-hub and forecasting libraries publish them (ETT copies `date,HUFL,...,OT`; Nixtla's `unique_id,ds,y`; AutoGluon's
-`item_id,timestamp,target`; M4 / M5 rows over step columns): told apart from tables of records and media rows
-(`is_series_table`), and read as the header and rows of text cells the same table written as CSV holds
-(`table_cells`), which `series.TimeSeriesReader` reads with its CSV logic: one implementation of wide, long-format
-and row-per-series tables, of date and id columns and of their errors.
+"""Tables of scalar columns holding time series, as pandas writes a DataFrame and the hub and forecasting libraries
+publish them: Parquet and Arrow tables (`DataFrame.to_parquet()`, ETT copies `date,HUFL,...,OT`; Nixtla's
+`unique_id,ds,y`; AutoGluon's `item_id,timestamp,target`; M4 / M5 rows over step columns), JSON / JSON Lines
+records of scalar fields (`to_json(orient="records", lines=True)`, `orient="records"`'s array, the default
+`to_json()`'s {column: {row: value}}) and .xlsx workbooks (`to_excel(index=False)`; the first worksheet, its first
+row the header): told apart from tables of records and media rows (`is_series_table`), and read as the header and
+rows of text cells the same table written as CSV holds (`table_cells`), which `series.TimeSeriesReader` reads with
+its CSV logic: one implementation of wide, long-format and row-per-series tables, of date and id columns and of
+their errors.
 
 A cell is its value as text: a number as its shortest text that reads back as the same float64 (Arrow's cast, the
-text Python's `repr` writes), a timestamp or date as ISO 8601 text, a category as its value; a null or NaN is an
-empty cell (a gap), as pandas' `to_csv` writes it. A row is named "row N", counted from 0 as pandas and `datasets`
-count (the rows of series-row files and hub tables are named so). An index pandas stored as columns is the first
-column(s), an unnamed one with an empty name, as `to_csv` writes it. A table with a list, struct or binary column is
-no table of cells: its rows are series rows (`seriesrows`), records or media.
+text Python's `repr` writes), a timestamp or date as ISO 8601 text (a worksheet's midnight as the date alone), a
+category as its value; a null or NaN is an empty cell (a gap), as pandas' `to_csv` writes it. A Parquet / Arrow
+row is named "row N", counted from 0 as pandas and `datasets` count (the rows of series-row files and hub tables
+are named so); a JSON record as the JSON readers name it (a JSONL line "3", an array's entry "[2]"); a worksheet's
+row by its number as Excel shows it ("row 5", the header being row 1). An index pandas stored as columns is the
+first column(s), an unnamed one with an empty name, as `to_csv` writes it. A table with a list, struct or binary
+column (a record with a list or object) is no table of cells: its rows are series rows (`seriesrows`), records or
+media.
 """
 
 from __future__ import annotations
 
+import datetime
+import itertools
+import json
+import logging
+import math
 import re
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, decoded_batches, open_table_file, record_format
+from .base import (WORKBOOK_EXTENSIONS, DataError, decoded_batches, is_table_file, json_records, open_table_file,
+                   record_format)
 from .hubrows import LABEL_COLUMNS, hub_features
 from .series import DATE_COLUMN_NAMES, LONG_FORMAT_ID_COLUMNS, ROW_COUNTER
-from .seriesrows import media_fields
+from .seriesrows import JSON_EXTENSIONS, media_fields, media_in
+
+logger = logging.getLogger(__name__)
 
 # A cell of more words than this, or of several lines, is prose: the table's rows are records of text (a review and
 # its score), not series.
@@ -30,23 +46,65 @@ PROSE_WORDS = 8
 _PROSE_ROWS = 20  # the first rows a table's text columns are looked at in
 _BATCH_ROWS = 65536  # the rows turned into cells at a time, a column at a time
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")  # an unnamed index pandas stored as a column
+# Excel's workbook (Office Open XML), read with openpyxl, and Excel 97-2003's binary one, not read
+WORKBOOK_EXTENSION, OLD_WORKBOOK_EXTENSION = WORKBOOK_EXTENSIONS
+_HEAD_BYTES = 1 << 16  # what a JSON file is first told by: a LLaVA array or a COCO file is not loaded to be told
+# The opening of pandas' default `to_json()`: {"column": {"0": value, ...}, ...}
+_PANDAS_COLUMNS_HEAD = re.compile(rb'\{\s*"(?:[^"\\]|\\.)*"\s*:\s*\{\s*"0"\s*:')
 
 
 def is_series_table(path: Path) -> bool:
-    """Whether the Parquet / Arrow file `path` is a table of series: every column scalar, one of them numbers not
-    named as a date, id, row counter or label (`series.DATE_COLUMN_NAMES`, ...), no column a record format's field
-    (question, text, ...), a label (`hubrows.LABEL_COLUMNS`, a ClassLabel) or media (`seriesrows.media_fields`), and
-    no prose in the first rows' text. False for a file that does not open (its reader says why)."""
+    """Whether `path` is a table of series: a Parquet / Arrow file (`_is_series_arrow`), a JSON / JSONL file of
+    records whose first record's values are all scalars (numbers, text, null), or an .xlsx workbook's first
+    worksheet, whose columns and first rows pass `_told_as_series`'s rules and hold no media. False for a file that
+    does not open or read (its reader says why) and for any other file."""
+    suffix = path.suffix.lower()
+    if is_table_file(path):
+        return _is_series_arrow(path)
+    if suffix not in (*JSON_EXTENSIONS, WORKBOOK_EXTENSION) or not path.is_file():
+        return False
+    if suffix != WORKBOOK_EXTENSION:
+        first = _json_head(path)  # (a file of other records is told without being loaded)
+        if first is None or (first and (not _told_as_series(list(first), list(first), ()) or media_in(first))):
+            return False
+    return _series_values(_first_rows(path)[0])
+
+
+def workbook_refusal(path: Path) -> str | None:
+    """Why the workbook `path` is not read as data: an .xls file (save it as .xlsx or .csv), an .xlsx one that does
+    not read (openpyxl missing, not a workbook) or whose first worksheet is no table of series (what it holds);
+    None for a series workbook and for any other file."""
+    suffix = path.suffix.lower()
+    if suffix == OLD_WORKBOOK_EXTENSION:
+        return f"{path}: {_OLD_WORKBOOK}"
+    if suffix != WORKBOOK_EXTENSION:
+        return None
+    rows, error = _first_rows(path)
+    if error is not None and not rows:
+        return str(error)
+    if _series_values(rows):
+        return None
+    found = f"the columns {rows[0][1]}" if len(rows) > 1 else "no rows" if not rows else f"only a header {rows[0][1]}"
+    return (f"{path}: its first worksheet holds {found}, no table of series: a workbook is read as a time series (a "
+            "column of numbers not named as a date or id; no label, record field, media or prose beside it), the "
+            "first worksheet, its first row the header; save other data as .csv or JSON records")
+
+
+_OLD_WORKBOOK = ("an .xls workbook (Excel 97-2003's binary format) is not read: save it as .xlsx (Excel Workbook) or "
+                 "as .csv")
+
+
+def _is_series_arrow(path: Path) -> bool:
+    """Whether the Parquet / Arrow file `path` is a table of series: every column scalar, none a ClassLabel, nor
+    holding media (`seriesrows.media_fields`), the rest as `_told_as_series` says of its columns and the text of
+    its first rows."""
     try:
         with open_table_file(path) as handle:
             schema = handle.schema_arrow
-            if not all(_scalar(field.type) for field in schema) or record_format(dict.fromkeys(schema.names)):
+            if not all(_scalar(field.type) for field in schema):
                 return False
-            labels = [name for name, feature in hub_features(schema).items()
-                      if isinstance(feature, dict) and feature.get("_type") == "ClassLabel"]
-            if labels or any(name in LABEL_COLUMNS for name in schema.names):
-                return False
-            if not any(_numbers(field.type) and _series_name(field.name) for field in schema):
+            if any(isinstance(feature, dict) and feature.get("_type") == "ClassLabel"
+                   for feature in hub_features(schema).values()):
                 return False
             text = [field.name for field in schema if _text(field.type)]
             batch = None
@@ -55,16 +113,58 @@ def is_series_table(path: Path) -> bool:
                 batch = next(decoded_batches(path, handle, batches, 0), None)
     except DataError:
         return False
-    prose = batch is not None and any(isinstance(cell, str) and ("\n" in cell or len(cell.split()) > PROSE_WORDS)
-                                      for column in batch.columns for cell in column.to_pylist())
-    return not prose and not media_fields(path)
+    texts = [] if batch is None else [cell for column in batch.columns for cell in column.to_pylist()]
+    numbers = [field.name for field in schema if _numbers(field.type)]
+    return _told_as_series(schema.names, numbers, texts) and not media_fields(path)
+
+
+def _told_as_series(names: Sequence[str], numbers: Iterable[str], texts: Iterable[Any]) -> bool:
+    """The rules a table of every container is told as series by, from its column names, those of its columns
+    holding numbers and the text of its first rows: no column a record format's field (question, text, ...,
+    `base.record_format`) or a label (`hubrows.LABEL_COLUMNS`), a column of numbers not named as a date, id, row
+    counter or pandas index (`_series_name`), and no prose (a cell of several lines or more than `PROSE_WORDS`
+    words: a review beside its score is a record of text)."""
+    if record_format(dict.fromkeys(names)) is not None or any(name in LABEL_COLUMNS for name in names):
+        return False
+    prose = any(isinstance(cell, str) and ("\n" in cell or len(cell.split()) > PROSE_WORDS) for cell in texts)
+    return any(_series_name(name) for name in numbers) and not prose
+
+
+def _first_rows(path: Path) -> tuple[list[tuple[str, list[Any]]], DataError | None]:
+    """The header and first `_PROSE_ROWS` rows of values of a JSON file or workbook (`_value_rows`), those before
+    the error that stopped them if one did, and that error: a file is told by what it holds, its reader names the
+    record that is wrong."""
+    rows: list[tuple[str, list[Any]]] = []
+    try:
+        rows.extend(itertools.islice(_value_rows(path), 1 + _PROSE_ROWS))
+    except DataError as err:
+        return rows, err
+    return rows, None
+
+
+def _series_values(rows: list[tuple[str, list[Any]]]) -> bool:
+    """`_told_as_series` of a JSON file's or worksheet's header and first rows of values (`_value_rows`): every
+    value a scalar, a column of numbers (and nulls) in them, and no media in the first row (`seriesrows.media_in`)."""
+    if len(rows) < 2 or not all(_scalar_value(value) for _, values in rows[1:] for value in values):
+        return False
+    header, values = [_cell(name) for name in rows[0][1]], [row for _, row in rows[1:]]
+    numbers = [name for k, name in enumerate(header) if any(_number(row[k]) for row in values)
+               and all(_number(row[k]) or row[k] is None for row in values)]
+    texts = [value for row in values for value in row if isinstance(value, str)]
+    return _told_as_series(header, numbers, texts) and not media_in(dict(zip(header, values[0], strict=True)))
 
 
 def table_cells(path: Path) -> tuple[list[str], list[list[str]], list[str]] | None:
-    """The table `path` as a CSV of it reads: its header, its rows of text cells (the module docstring) and each
-    row's name ("row 0", ...); None for a table with a column that is not scalar (a list, struct or binary one).
-    DataError naming the file (and row) for one that does not read, has no rows, or a column of a type with no
-    text."""
+    """The table `path` (Parquet, Arrow, JSON, JSONL or .xlsx) as a CSV of it reads: its header, its rows of text
+    cells (the module docstring) and each row's name ("row 0", "3", "[2]", "row 5"); None for a table with a column
+    that is not scalar (a list, struct or binary one) and for JSON whose first record is no record of scalars
+    holding a number (a GluonTS series row, read by `seriesrows`). DataError naming the file (and row) for one that
+    does not read, has no rows, a column of a type with no text, a record whose fields are not the first record's
+    or a later record's value that is no scalar; for an .xls workbook, saying to save it as .xlsx or .csv."""
+    if path.suffix.lower() == OLD_WORKBOOK_EXTENSION:
+        raise DataError(str(path), "unreadable_file", _OLD_WORKBOOK)
+    if not is_table_file(path):
+        return _value_cells(path)
     import pyarrow
 
     with open_table_file(path) as handle:
@@ -87,6 +187,145 @@ def table_cells(path: Path) -> tuple[list[str], list[list[str]], list[str]] | No
         raise DataError(str(path), "unreadable_file", f"no rows (columns: {order})")
     header = ["" if _PANDAS_INDEX.fullmatch(name) else name for name in order]
     return header, [list(row) for row in zip(*cells, strict=True)], [f"row {k}" for k in range(len(cells[0]))]
+
+
+def _value_cells(path: Path) -> tuple[list[str], list[list[str]], list[str]] | None:
+    """`table_cells` of a JSON / JSONL file of records or of an .xlsx workbook's first worksheet."""
+    rows = _value_rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(str(path), "unreadable_file", "no records" if path.suffix.lower() in JSON_EXTENSIONS
+                        else "its first worksheet is empty")
+    header, cells, names = [_cell(name) for name in first[1]], [], []
+    records = path.suffix.lower() in JSON_EXTENSIONS
+    for name, values in rows:
+        bad = next((field for field, value in zip(header, values, strict=True) if not _scalar_value(value)), None)
+        # (a series row of GluonTS: `seriesrows` reads it and names what is wrong with it)
+        if records and not cells and (bad is not None or not any(_number(value) for value in values)):
+            return None
+        if bad is not None:
+            raise DataError(f"{path}:{name}", "unreadable_file", f"field {bad!r} holds a "
+                            f"{type(values[header.index(bad)]).__name__}: a table's cells are numbers, text or null")
+        cells.append([_cell(value) for value in values])
+        names.append(name)
+    if not cells:
+        raise DataError(str(path), "unreadable_file", f"no rows after the header {header}")
+    return header, cells, names
+
+
+def _value_rows(path: Path) -> Iterator[tuple[str, list[Any]]]:
+    """The rows of values of a JSON / JSONL file of records (`_record_rows`) or of an .xlsx workbook's first
+    worksheet (`_sheet_rows`): first ("", the header), then each row's name and values in the header's order."""
+    if path.suffix.lower() == WORKBOOK_EXTENSION:
+        return _sheet_rows(path)
+    return _record_rows(path)
+
+
+def _record_rows(path: Path) -> Iterator[tuple[str, list[Any]]]:
+    """`_value_rows` of JSON records (`base.json_records`): the header is the first record's fields in its order;
+    each row is named as the JSON readers name the record ("3", "[2]"). DataError naming the record for one that
+    is not a JSON object or whose fields are not the first record's."""
+    header: list[str] | None = None
+    for source, load in json_records(path):
+        record = load()
+        if not isinstance(record, dict):
+            raise DataError(source, "unreadable_file", f"a {type(record).__name__}, not a record of a table's fields")
+        if header is None:
+            header = list(record)
+            yield "", header
+        missing = [field for field in header if field not in record]
+        extra = [field for field in record if field not in header]
+        if missing or extra:
+            what = f"no field {missing[0]!r}" if missing else f"a field {extra[0]!r}"
+            raise DataError(source, "unreadable_file", f"{what}, where the first record's fields are {header}: "
+                            "every record of a table holds the same fields (null for a gap)")
+        yield source.removeprefix(f"{path}:"), [record[field] for field in header]
+
+
+def _sheet_rows(path: Path) -> Iterator[tuple[str, list[Any]]]:
+    """`_value_rows` of an .xlsx workbook's first worksheet, read with openpyxl in read-only mode (cached formula
+    values): the first row that is not blank is the header (its trailing empty cells left out), blank rows are
+    skipped, each row is named by its number ("row 5", Excel's, from 1). DataError for a missing openpyxl, a file
+    that is no workbook, or a row with a value beyond the header's columns. A workbook of several sheets is read
+    from its first, which the log names."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise DataError(str(path), "unreadable_file", "reading an .xlsx workbook needs openpyxl, which is not "
+                        "installed: pip install openpyxl") from None
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, InvalidFileException) as err:  # (no workbook)
+        raise DataError(str(path), "unreadable_file", f"not an .xlsx workbook ({type(err).__name__}: {err})") from None
+    try:
+        if not workbook.worksheets:
+            raise DataError(str(path), "unreadable_file", f"no worksheet (sheets: {workbook.sheetnames})")
+        sheet = workbook.worksheets[0]
+        if len(workbook.sheetnames) > 1:
+            logger.info("%s: reading the first worksheet %r (the workbook's sheets: %s)", path, sheet.title,
+                        ", ".join(workbook.sheetnames))
+        width = None
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            if all(value is None or value == "" for value in row):
+                continue
+            if width is None:
+                width = max(k for k, value in enumerate(row) if value is not None and value != "") + 1
+                yield "", list(row[:width])
+                continue
+            beyond = next((k for k in range(width, len(row)) if row[k] is not None and row[k] != ""), None)
+            if beyond is not None:
+                raise DataError(f"{path}:row {number}", "unreadable_file", f"a value in column {beyond + 1} "
+                                f"({row[beyond]!r}), beyond the header row's {width} columns")
+            yield f"row {number}", [*row[:width], *[None] * (width - len(row))]
+    finally:
+        workbook.close()
+
+
+def _json_head(path: Path) -> dict[str, Any] | None:
+    """The first record of the JSON array or JSONL file `path` when it holds scalars only, decoded from the file's
+    first `_HEAD_BYTES` alone; {} for pandas' `to_json()` columns ({"column": {"0": ...}}, told by its opening);
+    None for any other file (a LLaVA array, a COCO file, series rows)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEAD_BYTES).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError:
+        return None
+    if _PANDAS_COLUMNS_HEAD.match(head):
+        return {}
+    if head[:1] == b"[":
+        head = head[1:].lstrip()
+    try:
+        record, _ = json.JSONDecoder().raw_decode(head.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+    scalars = isinstance(record, dict) and bool(record) and all(_scalar_value(value) for value in record.values())
+    return record if scalars else None
+
+
+def _scalar_value(value: Any) -> bool:
+    """Whether a JSON or worksheet value is a cell's: a number, text, a date or time, a boolean, or null."""
+    return value is None or isinstance(value, (str, int, float, datetime.date, datetime.time))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value: Any) -> str:
+    """A JSON or worksheet value as the text of a CSV cell, as pandas' `to_csv` writes it: a number as Python's
+    `repr` (NaN, as null, an empty cell), a date and time as ISO 8601 (midnight as the date alone), a boolean
+    as True / False."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, datetime.datetime):
+        return value.date().isoformat() if value.time() == datetime.time() else value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return str(value)
 
 
 def _text_cells(array: Any) -> list[str]:

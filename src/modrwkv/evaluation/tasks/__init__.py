@@ -26,9 +26,9 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-# `custom` with a series file (.csv, .tsv, .npz, .tsf, a Parquet table of series columns or a Parquet / JSONL file
-# of series rows) is a forecasting series: the task registered under this name reads it, as training reads such a
-# file (`is_series_file`).
+# `custom` with a series file (.csv, .tsv, .npz, .tsf, a Parquet / JSON / .xlsx table of series columns or a
+# Parquet / JSONL file of series rows) is a forecasting series: the task registered under this name reads it, as
+# training reads such a file (`is_series_file`).
 CUSTOM_SERIES = "custom-series"
 
 
@@ -40,9 +40,9 @@ def custom_task(data: str | Path | Sequence[str | Path], *, metric: str | None =
                 where: Mapping[str, Sequence[str]] | None = None) -> Task:
     """The task `--task custom` means for `data`: .json / .jsonl / .parquet / .tar files in a training format
     (one, or several as data.train takes them), configured with these options, or, for a series file (.csv,
-    .tsv, .npz, .tsf, a .parquet table of series columns or a .parquet / .jsonl of series rows, `is_series_file`;
-    not a Hugging Face metadata file), the `custom-series` forecasting task (`baselines`: other methods' MSE on its
-    windows). `label_column` is the column a hub Parquet file's plain rows are answered with
+    .tsv, .npz, .tsf, a .parquet / .json / .xlsx table of series columns or a .parquet / .jsonl of series rows,
+    `is_series_file`; not a Hugging Face metadata file), the `custom-series` forecasting task (`baselines`: other
+    methods' MSE on its windows). `label_column` is the column a hub Parquet file's plain rows are answered with
     (data.options.label_column), `columns` the file's column of each field of question-answer records
     (data.options.columns), `split` the splits of a Karpathy split file or a Flickr token file to read
     (data.options.split; several joined by commas: "train,restval"), `where` the values of the rows to read by column

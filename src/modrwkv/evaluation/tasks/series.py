@@ -6,9 +6,9 @@ the test windows at stride 1 inside the Time-Series-Library borders, values stan
 scaler fitted on the training rows only, MSE and MAE on standardised values. `--lookback` and
 `--horizon` change the window; the paper's numbers are then left out of the report, as they are
 for `custom-series`, which runs the same protocol on any series file training reads (CSV, TSV, NPZ,
-a Parquet / Arrow table of scalar columns read as its CSV, Parquet / JSONL of series rows; 70/10/20 borders, of
-each row's length in a file of series rows; columns chosen with `targets`, read by the training reader itself, so
-training and evaluation see the same rows, empty cells, date columns and scaling).
+a Parquet / Arrow / JSON / .xlsx table of scalar columns read as its CSV, Parquet / JSONL of series rows; 70/10/20
+borders, of each row's length in a file of series rows; columns chosen with `targets`, read by the training reader
+itself, so training and evaluation see the same rows, empty cells, date columns and scaling).
 
 The model is asked with the prompt template it was trained with (`series_prompt` in its
 config.json; the reader's default for a folder without one), or with the task's `series_prompt`
@@ -284,7 +284,8 @@ class Forecast(_Forecasting):
 class CustomSeries(_Forecasting):
     """Any series file training reads: a CSV / TSV (a header row; date columns optional; empty cells are gaps in a
     look-back and leave out the windows whose target they fall in), an NPZ (each array a series, a 2-D one a
-    series per column), a Parquet / Arrow table of scalar columns (read as the CSV of the same table), a
+    series per column), a Parquet / Arrow table of scalar columns, JSON records of scalar fields or an .xlsx
+    workbook's first worksheet (read as the CSV of the same table), a
     Parquet / JSONL file of one series per row (`target`, the hub's and GluonTS' layout) or a Monash archive .tsf
     file (a series per line), forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler.
     The `val` split scores the validation rows, for choosing settings without looking at the test windows."""
@@ -298,7 +299,8 @@ FILE.npz   (numpy.savez: each array a series, a 2-D array [steps, series] one pe
 FILE.csv   (long format: several series one under another, told apart by id columns, e.g. unique_id,ds,y
             or item_id,timestamp,target (read by those names), or store_nbr,family (--id-column, as training's
             data.options.id_columns))
-FILE.parquet / FILE.arrow   (a table of scalar columns, as df.to_parquet() writes one: read as the CSV of it)
+FILE.parquet / FILE.arrow   (a table of scalar columns, as df.to_parquet() writes one: read as the CSV of it;
+            likewise FILE.json / FILE.jsonl records of scalar fields (df.to_json()) and FILE.xlsx's first sheet)
 FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list of numbers, null = a gap,
             or [channels, steps]; Chronos' `id`/`timestamp` columns and GluonTS' `item_id`/`start` are not read)
 FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a series per line,
