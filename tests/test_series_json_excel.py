@@ -163,7 +163,8 @@ def test_workbooks_name_what_they_hold(tmp_path, monkeypatch, caplog):
 
 
 def test_records_of_other_formats_stay_what_they_are(tmp_path):
-    """QA, LLaVA, hub-like image records, text with a label or a score, and GluonTS series rows keep their readings."""
+    """QA, LLaVA, hub-like image records, text with a label or a score, a QA record with its question misspelt, and
+    GluonTS series rows keep their readings."""
     def jsonl(name: str, *records: dict) -> Path:
         path = tmp_path / name
         path.write_text("".join(json.dumps(record) + "\n" for record in records))
@@ -177,8 +178,14 @@ def test_records_of_other_formats_stay_what_they_are(tmp_path):
     media = jsonl("media.jsonl", {"file": "a.png", "width": 8})
     reviews = jsonl("reviews.jsonl", {"review": "a film I would gladly watch again with all of my friends", "stars": 4})
     labelled = jsonl("sst2.jsonl", {"words": "a fine film", "label": 1})
-    for path in (qa, llava, hub, media, reviews, labelled):
+    # a question misspelt beside a numeric answer, a prompt and its score: records, whose error names their fields
+    typo = jsonl("typo.jsonl", {"questoin": "2+2?", "answer": 4}, {"questoin": "3+3?", "answer": 6})
+    scored = jsonl("scored.jsonl", {"prompt": "Add 2 and 2", "score": 4})
+    for path in (qa, llava, hub, media, reviews, labelled, typo, scored):
         assert not is_series_file(path), path
+    with pytest.raises(FormatUnknown, match=re.escape("cannot tell the format from the first record's fields "
+                                                      "['answer', 'questoin']")):
+        detect_format(typo)
     assert [detect_format(path) for path in (qa, llava)] == ["qa", "llava"]
     gluonts = jsonl("gluonts.jsonl", {"start": "2021-01-01", "target": [float(t) for t in range(20)], "item_id": "a"})
     assert is_series_file(gluonts)

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .asr import TEXT_KEYS
 from .base import (WORKBOOK_EXTENSIONS, DataError, decoded_batches, is_table_file, json_records, open_table_file,
                    record_format)
 from .hubrows import LABEL_COLUMNS, hub_features
@@ -40,6 +41,11 @@ from .seriesrows import JSON_EXTENSIONS, media_fields, media_in
 
 logger = logging.getLogger(__name__)
 
+# Fields of records, never a series table's columns, even where the record misses its format's key field: a
+# question-answer record whose `question` is misspelt (its numeric `answer` no series), a transcript, a conversation,
+# a prompt and its response.
+_RECORD_FIELDS = frozenset({"question", "answer", "answers", "choices", "conversations", "messages", "system",
+                            "tools", *TEXT_KEYS, "caption", "captions", "prompt", "response", "instruction"})
 # A cell of more words than this, or of several lines, is prose: the table's rows are records of text (a review and
 # its score), not series.
 PROSE_WORDS = 8
@@ -124,7 +130,8 @@ def _told_as_series(names: Sequence[str], numbers: Iterable[str], texts: Iterabl
     `base.record_format`) or a label (`hubrows.LABEL_COLUMNS`), a column of numbers not named as a date, id, row
     counter or pandas index (`_series_name`), and no prose (a cell of several lines or more than `PROSE_WORDS`
     words: a review beside its score is a record of text)."""
-    if record_format(dict.fromkeys(names)) is not None or any(name in LABEL_COLUMNS for name in names):
+    if record_format(dict.fromkeys(names)) is not None or any(name in LABEL_COLUMNS for name in names) \
+            or any(name.strip().lower() in _RECORD_FIELDS for name in names):
         return False
     prose = any(isinstance(cell, str) and ("\n" in cell or len(cell.split()) > PROSE_WORDS) for cell in texts)
     return any(_series_name(name) for name in numbers) and not prose
