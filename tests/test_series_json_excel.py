@@ -21,7 +21,7 @@ from modrwkv.data.readers import DataError, TimeSeriesReader
 from modrwkv.data.readers.base import is_series_file
 from modrwkv.data.readers.detect import FormatUnknown, detect_format
 from modrwkv.evaluation.tasks import TASKS, custom_task
-from test_series_tables import ett, m5, nixtla, same_reading, store
+from test_series_tables import reads_as_its_csv, store
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*'epoch' date format")  # (pandas 3 on its default)
 pd = pytest.importorskip("pandas")
@@ -73,13 +73,7 @@ def as_record(source: str, csv: Path, table: Path) -> str:
     ("m5", "xlsx", {}),
 ])
 def test_records_and_workbooks_read_as_the_same_dataframe_written_as_csv(tmp_path, layout, how, options):
-    frame = {"ett": ett, "nixtla": nixtla, "store": store, "m5": m5}[layout]()
-    csv, table = write(frame, tmp_path, layout, how)
-    assert is_series_file(table) and detect_format(table) == "series"
-    # the windows of lookback 8 + horizon 4 of each series, but ETT's 4 whose target holds OT's gap at row 40
-    expected = {"ett": 109 - 4 if options.get("multivariate") else 3 * 109 - 4, "nixtla": (90 - 11) + (60 - 11),
-                "store": 8 * (40 - 11), "m5": 3 * (40 - 11)}
-    assert same_reading(csv, table, as_record, lookback=8, horizon=4, **options) == expected[layout]
+    reads_as_its_csv(write, tmp_path, layout, how, options, as_record)
 
 
 def test_cells_are_the_values_as_csv_text(tmp_path):

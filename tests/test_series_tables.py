@@ -121,13 +121,20 @@ def same_reading(csv: Path, table: Path, named: Callable[[str, Path, Path], str]
     ("m5", "pandas", {}),
 ])
 def test_a_table_reads_as_the_same_dataframe_written_as_csv(tmp_path, layout, how, options):
+    reads_as_its_csv(write, tmp_path, layout, how, options)
+
+
+def reads_as_its_csv(writer: Callable[..., tuple[Path, Path]], folder: Path, layout: str, how: str,
+                     options: dict, named: Callable[[str, Path, Path], str] = as_row) -> None:
+    """Asserts that the `layout` frame written as a table by `writer` (`how`) is told as series and reads as the
+    frame's CSV (`same_reading`), with the windows counted by hand."""
     frame = {"ett": ett, "nixtla": nixtla, "store": store, "m5": m5}[layout]()
-    csv, table = write(frame, tmp_path, layout, how)
+    csv, table = writer(frame, folder, layout, how)
     assert is_series_file(table) and detect_format(table) == "series"
     # the windows of lookback 8 + horizon 4 of each series, but ETT's 4 whose target holds OT's gap at row 40
     expected = {"ett": 109 - 4 if options.get("multivariate") else 3 * 109 - 4, "nixtla": (90 - 11) + (60 - 11),
                 "store": 8 * (40 - 11), "m5": 3 * (40 - 11)}
-    assert same_reading(csv, table, lookback=8, horizon=4, **options) == expected[layout]
+    assert same_reading(csv, table, named, lookback=8, horizon=4, **options) == expected[layout]
 
 
 def test_cells_keep_the_tables_float64s_and_nan_and_null_are_gaps(tmp_path):

@@ -6,7 +6,6 @@ the rows of a GluonTS JSON Lines file (the independent expectation: a layout rea
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from modrwkv.data.readers.seriesrows import series_rows, tsf_header
 from modrwkv.training.config import config_from_dict
 from modrwkv.training.data import build_reader
 from test_series_long_format import windows
+from test_series_row_layouts import as_series_rows
 
 HEADER = """# Dataset Information
 # A test set in the layout of the archive's nn5_daily_dataset_with_missing_values.tsf.
@@ -54,12 +54,6 @@ def write_tsf(path: Path, lengths: dict[str, int], header: str = HEADER) -> dict
         lines.append(f"{name}:1996-03-{18 + k:02d} 00-00-00:{k + 1}:{cells}")
     path.write_bytes((header + lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n").replace("\n", "\r\n").encode())
     return series
-
-
-def as_series_rows(path: Path, series: dict[str, list[float | None]]) -> Path:
-    path.write_text("".join(json.dumps({"item_id": name, "start": "1996-03-18", "target": values}) + "\n"
-                            for name, values in series.items()))
-    return path
 
 
 def test_each_line_is_a_series_of_the_values_written(tmp_path):
