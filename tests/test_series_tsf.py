@@ -176,14 +176,18 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
             repr(expected)
 
 
-def test_init_fits_the_look_back_to_short_series(tmp_path, capsys):
+def test_init_fits_the_look_back_to_short_series(tmp_path, capsys, monkeypatch):
     """The archive's yearly sets are short (M4's yearly series from 13 steps): `init` without --lookback reads half
     of what the median series' training rows leave beside the horizon, rather than the default 96 that no window
     fits; long series keep 96; --lookback is taken as given."""
     short = tmp_path / "yearly.tsf"
     write_tsf(short, {"Y1": 20, "Y2": 30, "Y3": 40})  # training rows: int(0.7 * n) = 14, 21, 28; median 21
     config = tmp_path / "yearly.yaml"
+    reads = []  # the file is read once: the scan shares the reads the look-back was fitted on
+    read = TimeSeriesReader._read_file
+    monkeypatch.setattr(TimeSeriesReader, "_read_file", lambda self, path: reads.append(path) or read(self, path))
     assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--output", str(config)]) == 0
+    assert reads == [short]
     out = capsys.readouterr().out
     # 21 - horizon 6 = 15 left: a look-back of 7, so 15 - 7 + 1 = 9 windows in the median series
     assert ("data.options.lookback 7: the series are short (a median of 21 training steps, too few for the default "

@@ -168,8 +168,8 @@ class DataSummary:
         return f"about {self.estimated_samples} ({self.samples} scanned)"
 
 
-def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str,
-          every_file: bool = False) -> tuple[int, tuple[Reader, list[Sample]]]:
+def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str, every_file: bool = False,
+          series_read: TimeSeriesReader | None = None) -> tuple[int, tuple[Reader, list[Sample]]]:
     """The usable samples of the first SCAN_LIMIT + 1 the reader of `data_format` gave from `files`, and (the
     reader, those samples); `MixedFormats` when it refused every record of a file as another format's
     (`ReadReport.check_one_format`). With `every_file` (the format was given, or the files' detected formats
@@ -177,6 +177,8 @@ def _scan(answers: InitAnswers, files: Sequence[Path], data_format: str,
     decision spans every file, as training's does: a file of another format after a first file of more than
     SCAN_LIMIT samples is refused now, not when training starts."""
     reader = _reader(answers, files, data_format)
+    if series_read is not None and isinstance(reader, TimeSeriesReader):  # (the files the look-back was fitted on)
+        reader.share_reads(series_read)
     reader.max_examples = MAX_PROBLEMS
     samples: list[Sample] = list(itertools.islice(iter(reader), SCAN_LIMIT + 1))
     formats = reader.report.formats
@@ -242,15 +244,16 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                         "mapping: leave --columns out")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
-    lookback_note = None
-    if answers.lookback is None:
-        answers.lookback, lookback_note = fitted_lookback(answers, files) if set(candidates) == {"series"} \
-            else (DEFAULT_LOOKBACK, None)
+    lookback_note, series_read = None, None
+    if answers.lookback is None and set(candidates) == {"series"}:
+        answers.lookback, lookback_note, series_read = fitted_lookback(answers, files)
+    elif answers.lookback is None:
+        answers.lookback = DEFAULT_LOOKBACK
     # every file's format is checked unless each was detected as the same one (--format detects nothing)
     every_file = answers.data_format is not None or len(set(candidates)) > 1
     try:  # training reads every data.train file with one reader (`accepted_format`)
         data_format, (reader, samples) = accepted_format(candidates, lambda data_format: _scan(
-            answers, files, data_format, every_file=every_file))
+            answers, files, data_format, every_file=every_file, series_read=series_read))
     except MixedFormats as exc:
         raise InitError(f"{exc} (--format {answers.data_format})" if answers.data_format else f"{exc} (or --format)") \
             from None
@@ -310,26 +313,28 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                        lookback_note=lookback_note)
 
 
-def fitted_lookback(answers: InitAnswers, files: Sequence[Path]) -> tuple[int, str | None]:
-    """The look-back for series `files`, and the note saying why where it is not DEFAULT_LOOKBACK: the default where
+def fitted_lookback(answers: InitAnswers, files: Sequence[Path]) -> tuple[int, str | None, TimeSeriesReader]:
+    """The look-back for series `files`, the note saying why where it is not DEFAULT_LOOKBACK, and the reader that
+    read the files (whose reads the scan shares, `TimeSeriesReader.share_reads`): the default where
     the median series' training rows hold a window of it and the horizon; else half of what they leave beside the
     horizon, so that the median series gives as many training windows as a window reads steps (the Monash archive's
     yearly and quarterly sets: M4's yearly series are 13 to 835 steps). Too short for any window, the default stays
     and the scan names the series too short. A file that does not read is the scan's to name."""
     reader = _reader(dataclasses.replace(answers, lookback=1), files, "series")
+    assert isinstance(reader, TimeSeriesReader)
     try:
         lengths = [len(rows) for rows in reader.training_rows()]
     except DataError:
-        return DEFAULT_LOOKBACK, None
+        return DEFAULT_LOOKBACK, None, reader
     median = int(statistics.median(lengths)) if lengths else 0
     left = median - answers.horizon
     if median >= DEFAULT_LOOKBACK + answers.horizon or left < 2:
-        return DEFAULT_LOOKBACK, None
+        return DEFAULT_LOOKBACK, None, reader
     lookback = left // 2
     return lookback, (f"data.options.lookback {lookback}: the series are short (a median of {median} training "
                       f"steps, too few for the default look-back {DEFAULT_LOOKBACK} and horizon {answers.horizon}): "
                       f"half of what they leave beside the horizon, about {left - lookback + 1} windows a series "
-                      "(--lookback chooses another)")
+                      "(--lookback chooses another)"), reader
 
 
 def stated_horizon(files: Sequence[Path]) -> tuple[int, str | None]:

@@ -523,6 +523,15 @@ class TimeSeriesReader(Reader):
                 item.values = ((columns - stats.mean) / stats.std).reshape(item.values.shape)
         return series
 
+    def share_reads(self, other: TimeSeriesReader) -> None:
+        """Shares the files `other` read and will read, as they read (a reader of the same files, columns, ids and
+        layout, with other windows): `modrwkv init` fits the look-back on a file's series and then scans its
+        windows, reading a CSV of millions of rows once. ValueError for a reader that reads files otherwise."""
+        layout = ("columns", "id_columns", "multivariate", "delimiter")
+        if any(getattr(self, name) != getattr(other, name) for name in layout):
+            raise ValueError(f"the readers read their files otherwise ({', '.join(layout)} differ)")
+        self._series_of = other._series_of
+
     def _load_file(self, path: Path) -> list[_Series]:
         """`path`'s series as the file holds them (`_read_file`), read once; copies, whose values `_load` replaces."""
         if path not in self._series_of:
