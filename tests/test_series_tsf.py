@@ -6,6 +6,7 @@ the rows of a GluonTS JSON Lines file (the independent expectation: a layout rea
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -194,6 +195,20 @@ def test_init_fits_the_look_back_to_short_series(tmp_path, capsys, monkeypatch):
             "look-back 96 and horizon 6): half of what they leave beside the horizon, about 9 windows a series "
             "(--lookback chooses another)") in out
     assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 7
+    # eval without --lookback reads as the model folder was trained to (its config.json's series_lookback)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"series_lookback": 7}))
+    evaluated = []
+
+    def capture(task, data, output, *, split, **_):
+        evaluated.append((task.lookback, task.horizon))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("modrwkv.evaluation.run_eval", capture)
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "custom", "--model", str(model), "--data", str(short)])
+    assert evaluated == [(7, 6)]
     training = list(build_reader(config_from_dict(yaml.safe_load(config.read_text())).data))
     # windows of 7 + 6 in 21 and 28 training rows; Y1's two (starting at 0, 1) each forecast its gap at step 10
     assert len(training) == 0 + (21 - 13 + 1) + (28 - 13 + 1)

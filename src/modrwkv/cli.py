@@ -14,6 +14,7 @@ import argparse
 import codecs
 import dataclasses
 import importlib
+import json
 import logging
 import math
 import os
@@ -1225,7 +1226,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="reply budget (default: per task)")
     p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
-    p.add_argument("--lookback", type=int, help="forecasting tasks: steps the model reads (default 720; custom-series 96)")
+    p.add_argument("--lookback", type=int, help="forecasting tasks: steps the model reads (default 720; custom-series: "
+                   "the look-back the model folder was trained on, else 96)")
     p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series 24)")
     p.add_argument("--samples", type=int, help="forecasting tasks: decode each window N times from the model's "
                    "distribution and forecast their step-wise median (default 1: greedy; docs/forecasting.md)")
@@ -1351,6 +1353,25 @@ def _check_media_folder(folder: str | None, data: Sequence[str]) -> None:
                     "their media", folder)
 
 
+def _eval_lookback(args: argparse.Namespace, task_name: str) -> int | None:
+    """--lookback, else for custom-series the look-back a local model folder was trained on (`series_lookback` in
+    its config.json: `init` fits it to short series), which the task requires (`check_pipeline`; said in the log),
+    else None: the task's default."""
+    from modrwkv.evaluation.tasks import CUSTOM_SERIES
+
+    if args.lookback is not None or task_name != CUSTOM_SERIES:
+        return args.lookback
+    config = Path(args.model) / "config.json"
+    try:
+        trained = json.loads(config.read_bytes()).get("series_lookback")
+    except (OSError, ValueError, AttributeError):  # (a hub id, a checkpoint file: the model's own check names it)
+        return None
+    if isinstance(trained, int) and not isinstance(trained, bool) and trained >= 1:
+        log.info("lookback %d: the look-back %s was trained on (--lookback chooses another)", trained, args.model)
+        return trained
+    return None
+
+
 def _eval_horizon(args: argparse.Namespace, task_name: str, data: Any) -> int | None:
     """--horizon, else for custom-series on a .tsf file its @horizon (the Monash archive's forecast horizon, which
     `modrwkv init` trains to; said in the log), else None: the task's default."""
@@ -1403,7 +1424,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     # task setting -> (its flag, the value given, the tasks that take it); --asr-prompt of --task custom
     # went to custom_task
     settings = {
-        "lookback": ("--lookback", args.lookback, "forecasting tasks"),
+        "lookback": ("--lookback", _eval_lookback(args, task.name), "forecasting tasks"),
         "horizon": ("--horizon", _eval_horizon(args, task.name, data), "forecasting tasks"),
         "samples": ("--samples", args.samples, "forecasting tasks"),
         "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
