@@ -221,3 +221,27 @@ def test_init_fits_the_look_back_to_short_series(tmp_path, capsys, monkeypatch):
     assert main(["init", "--data", str(long), "--yes", "--device", "cpu", "--output", str(config), "--force"]) == 0
     assert "data.options.lookback" not in capsys.readouterr().out
     assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 96
+
+
+def test_init_fits_the_horizon_to_the_val_rows_of_a_short_series(tmp_path, capsys):
+    """statsmodels' real nile (100 yearly flows): its val rows, the 10% after the 70 training rows, hold 10 steps, no
+    window of the default horizon 24 (training ran without validation and eval found no test window); `init` cuts
+    the horizon to 10 and then fits the look-back: (70 - 10) // 2 = 30. A horizon given is kept."""
+    sm = pytest.importorskip("statsmodels.api")
+    path = tmp_path / "nile.csv"
+    sm.datasets.nile.load_pandas().data.to_csv(path, index=False)
+    config = tmp_path / "nile.yaml"
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "data.options.horizon 10: the series are short (a median of 100 steps, whose val rows, the 10% after " \
+           "the training rows, hold 10, too few for the default horizon 24)" in out
+    assert "data.options.lookback 30: the series are short (a median of 70 training steps" in out
+    options = yaml.safe_load(config.read_text())["data"]["options"]
+    assert (options["lookback"], options["horizon"]) == (30, 10)
+    for split, windows in (("val", 1), ("test", 20 - 10 + 1)):
+        assert len(list(TimeSeriesReader(path, lookback=30, horizon=10, split=split, standardize=True))) == windows
+    assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--output", str(config), "--force",
+                 "--horizon", "12"]) == 0
+    assert "data.options.horizon" not in capsys.readouterr().out
+    options = yaml.safe_load(config.read_text())["data"]["options"]
+    assert (options["lookback"], options["horizon"]) == ((70 - 12) // 2, 12)

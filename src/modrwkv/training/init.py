@@ -97,7 +97,7 @@ class InitAnswers:
     size: str = "tiny"
     lm_checkpoint: str | None = None  # for the pretrained sizes; None: the official file name
     output_dir: str | None = None  # the run folder; None: runs/<data_name(data)>
-    # series format: steps the model reads; None: DEFAULT_LOOKBACK, or less for short series (`fitted_lookback`)
+    # series format: steps the model reads; None: DEFAULT_LOOKBACK, or less for short series (`fitted_window`)
     lookback: int | None = None
     # series format: steps it forecasts; None: the @horizon of the .tsf files, else DEFAULT_HORIZON (`summarize_data`
     # sets it, `stated_horizon`)
@@ -158,8 +158,9 @@ class DataSummary:
     outliers: list[Outlier] = dataclasses.field(default_factory=list)  # longest text first
     # hub Parquet files' plain rows: which column answers them, per file (`hubrows.answer_notes`)
     answered: list[str] = dataclasses.field(default_factory=list)
-    horizon_note: str | None = None  # series: where the horizon came from, when the data stated it (`stated_horizon`)
-    lookback_note: str | None = None  # series: why the look-back is shorter than the default (`fitted_lookback`)
+    # series: where the horizon came from when the data stated it (`stated_horizon`), why the horizon or the
+    # look-back is shorter than the default (`fitted_window`)
+    window_notes: list[str] = dataclasses.field(default_factory=list)
 
     def count(self) -> str:
         """The usable samples, as said to the user: "200", or "about 4000 (2000 scanned)"."""
@@ -211,9 +212,10 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     for file in files:
         if not file.exists():  # (a folder here is a folder of class folders)
             raise InitError(f"{file}: no such data file")
-    horizon_note = None
+    horizon_note, fit_horizon = None, answers.horizon is None
     if answers.horizon is None:
         answers.horizon, horizon_note = stated_horizon(files)
+        fit_horizon = horizon_note is None  # (neither --horizon nor the data says)
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [
             detect_format(file, answers.label_column, answers.columns,
@@ -244,9 +246,10 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
                         "mapping: leave --columns out")
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
-    lookback_note, series_read = None, None
-    if answers.lookback is None and set(candidates) == {"series"}:
-        answers.lookback, lookback_note, series_read = fitted_lookback(answers, files)
+    window_notes: list[str] = []
+    series_read = None
+    if (answers.lookback is None or fit_horizon) and set(candidates) == {"series"}:
+        answers.lookback, answers.horizon, window_notes, series_read = fitted_window(answers, files, fit_horizon)
     elif answers.lookback is None:
         answers.lookback = DEFAULT_LOOKBACK
     # every file's format is checked unless each was detected as the same one (--format detects nothing)
@@ -309,32 +312,49 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     return DataSummary(data_format, modalities, len(samples), scanned_all, estimated, max(text[i] for i in kept),
                        per_sample, image_size, series_length, reader.report.summary(), columns, problems,
                        reader.report.num_skipped, longest_clip, durations, season, text_p99=p99, outliers=outliers,
-                       answered=answered, long_format=long_format, horizon_note=horizon_note,
-                       lookback_note=lookback_note)
+                       answered=answered, long_format=long_format,
+                       window_notes=[note for note in (horizon_note, *window_notes) if note])
 
 
-def fitted_lookback(answers: InitAnswers, files: Sequence[Path]) -> tuple[int, str | None, TimeSeriesReader]:
-    """The look-back for series `files`, the note saying why where it is not DEFAULT_LOOKBACK, and the reader that
-    read the files (whose reads the scan shares, `TimeSeriesReader.share_reads`): the default where
-    the median series' training rows hold a window of it and the horizon; else half of what they leave beside the
-    horizon, so that the median series gives as many training windows as a window reads steps (the Monash archive's
-    yearly and quarterly sets: M4's yearly series are 13 to 835 steps). Too short for any window, the default stays
-    and the scan names the series too short. A file that does not read is the scan's to name."""
+def fitted_window(answers: InitAnswers, files: Sequence[Path], fit_horizon: bool
+                  ) -> tuple[int, int, list[str], TimeSeriesReader]:
+    """The look-back and horizon for series `files`, the notes saying why where they are shorter than the defaults,
+    and the reader that read the files (whose reads the scan shares, `TimeSeriesReader.share_reads`). They are
+    fitted to the median series as training, validation and eval cut it (`long_horizon_split`'s 70/10/20): with
+    `fit_horizon` (neither --horizon nor the data said), a horizon longer than its val rows is cut to them, so that
+    validation and eval have a window (statsmodels' nile, 100 steps: 10 val rows, horizon 10); without
+    --lookback, DEFAULT_LOOKBACK where its training rows hold a window of it and the horizon, else half of what they
+    leave beside the horizon, so that it gives about as many training windows as a window reads steps (the Monash
+    archive's yearly and quarterly sets: M4's yearly series are 13 to 835 steps). Series too short for any window
+    keep the defaults, and the scan names them. A file that does not read is the scan's to name."""
+    from ..evaluation.metrics.series import long_horizon_split  # (the borders the reader and eval cut by)
+
     reader = _reader(dataclasses.replace(answers, lookback=1), files, "series")
     assert isinstance(reader, TimeSeriesReader)
+    lookback, horizon, notes = answers.lookback, answers.horizon, []
     try:
-        lengths = [len(rows) for rows in reader.training_rows()]
-    except DataError:
-        return DEFAULT_LOOKBACK, None, reader
-    median = int(statistics.median(lengths)) if lengths else 0
-    left = median - answers.horizon
-    if median >= DEFAULT_LOOKBACK + answers.horizon or left < 2:
-        return DEFAULT_LOOKBACK, None, reader
-    lookback = left // 2
-    return lookback, (f"data.options.lookback {lookback}: the series are short (a median of {median} training "
-                      f"steps, too few for the default look-back {DEFAULT_LOOKBACK} and horizon {answers.horizon}): "
-                      f"half of what they leave beside the horizon, about {left - lookback + 1} windows a series "
-                      "(--lookback chooses another)"), reader
+        lengths = reader.series_lengths()
+        borders = long_horizon_split("custom", int(statistics.median(lengths)), 1) if lengths else None
+    except (DataError, ValueError):  # (unreadable, or too short to split: the scan says which)
+        borders = None
+    if borders is None:
+        return lookback or DEFAULT_LOOKBACK, horizon, notes, reader
+    steps, train = borders["test"][1], borders["train"][1]
+    val = borders["val"][1] - train
+    if fit_horizon and 1 <= val < horizon:
+        notes.append(f"data.options.horizon {val}: the series are short (a median of {steps} steps, whose val rows, "
+                     f"the 10% after the training rows, hold {val}, too few for the default horizon {horizon}): a "
+                     "horizon of all of them, so that validation and eval have windows (--horizon chooses another)")
+        horizon = val
+    if lookback is None:
+        left = train - horizon
+        lookback = left // 2 if 2 <= left < DEFAULT_LOOKBACK else DEFAULT_LOOKBACK
+        if lookback != DEFAULT_LOOKBACK:
+            notes.append(f"data.options.lookback {lookback}: the series are short (a median of {train} training "
+                         f"steps, too few for the default look-back {DEFAULT_LOOKBACK} and horizon {horizon}): half "
+                         f"of what they leave beside the horizon, about {left - lookback + 1} windows a series "
+                         "(--lookback chooses another)")
+    return lookback, horizon, notes, reader
 
 
 def stated_horizon(files: Sequence[Path]) -> tuple[int, str | None]:
@@ -556,7 +576,7 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                             "training rows); to validate on other files, set data.val in the config it writes "
                             "(docs/forecasting.md)")
         data["options"] = series_options(answers)
-        notes.extend(note for note in (summary.horizon_note, summary.lookback_note) if note)
+        notes.extend(summary.window_notes)
         for name, ids, count in summary.long_format:
             given = "data.options.id_columns" if answers.id_columns is not None else "the column"
             flags = " ".join(f"--id-column {shlex.quote(column)}" for column in ids)

@@ -523,6 +523,11 @@ class TimeSeriesReader(Reader):
                 item.values = ((columns - stats.mean) / stats.std).reshape(item.values.shape)
         return series
 
+    def series_lengths(self) -> list[int]:
+        """Each series' length in steps as its file holds it, before any split (`modrwkv init` fits its windows to
+        short series)."""
+        return [len(series.values) for path in self.paths for series in self._load_file(path)]
+
     def share_reads(self, other: TimeSeriesReader) -> None:
         """Shares the files `other` read and will read, as they read (a reader of the same files, columns, ids and
         layout, with other windows): `modrwkv init` fits the look-back on a file's series and then scans its
