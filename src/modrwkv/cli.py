@@ -601,7 +601,8 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
     p.add_argument("--lookback", type=int, help="series: steps the model reads (default 96; less for short series: "
                    "half of what their median training rows leave beside the horizon)")
-    p.add_argument("--horizon", type=int, help="series: steps it forecasts (default: a .tsf file's @horizon, else 24)")
+    p.add_argument("--horizon", type=int, help="series: steps it forecasts (default: a .tsf file's @horizon, else 24, or "
+                   "fewer for short series: as many as the median series' val rows)")
     p.add_argument("--val", metavar="FILE", help="held-out records in the training format to validate on about once "
                    "an epoch, scored as `modrwkv eval --task custom` scores them (accuracy, or WER for transcripts); "
                    "final/ then holds the weights of the best validation")
@@ -1228,7 +1229,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
     p.add_argument("--lookback", type=int, help="forecasting tasks: steps the model reads (default 720; custom-series: "
                    "the look-back the model folder was trained on, else 96)")
-    p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series 24)")
+    p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series: a .tsf "
+                   "file's @horizon, else 24)")
     p.add_argument("--samples", type=int, help="forecasting tasks: decode each window N times from the model's "
                    "distribution and forecast their step-wise median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--target", action="append", metavar="COLUMN",
