@@ -353,7 +353,8 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
 
 
 def test_a_plain_binary_image_column_reads_as_its_bytes(tmp_path):
-    """An `image` column of bare bytes (pyarrow's binary, not `datasets`' struct) is one image per row."""
+    """An `image` column of bare bytes (pyarrow's binary, not `datasets`' struct) is one image per row, in a Parquet
+    file or a Feather one."""
     import pyarrow as pa
 
     from modrwkv.data.readers import LlavaReader
@@ -364,6 +365,12 @@ def test_a_plain_binary_image_column_reads_as_its_bytes(tmp_path):
     pq.write_table(pa.table({"image": pa.array([png], pa.binary()), "conversations": [turns]}), tmp_path / "b.parquet")
     [sample] = list(LlavaReader(tmp_path / "b.parquet", on_error="raise"))
     assert sample.images[0].read() == png
+    # the same rows as pandas' to_feather writes them (Arrow's IPC file format, lz4-compressed), read alike
+    pd = pytest.importorskip("pandas")
+    pd.read_parquet(tmp_path / "b.parquet").to_feather(tmp_path / "b.feather")
+    assert detect_format(tmp_path / "b.feather") == "llava"
+    [sample] = list(LlavaReader(tmp_path / "b.feather", on_error="raise"))
+    assert sample.images[0].read() == png and sample.messages[1].content == "0"
 
 
 def test_a_row_group_too_big_to_keep_is_kept_in_part(tmp_path, monkeypatch, caplog):

@@ -70,7 +70,7 @@ def m5(days: int = 40) -> pd.DataFrame:
 
 def write(frame: pd.DataFrame, folder: Path, name: str, how: str) -> tuple[Path, Path]:
     """`frame` written with `to_csv` and as a table: by pandas (`to_parquet`; "indexed": with its index, a column
-    of both), by `datasets` as a hub copy holds it
+    of both; `to_feather`), by `datasets` as a hub copy holds it
     (`to_parquet`, with its `huggingface` features), or by `datasets`' `save_to_disk` (an Arrow stream file)."""
     csv = folder / f"{name}.csv"
     if how == "indexed":  # an index pandas stores as a column (to_csv writes it first, under an empty name)
@@ -79,6 +79,9 @@ def write(frame: pd.DataFrame, folder: Path, name: str, how: str) -> tuple[Path,
     if how in ("pandas", "indexed"):
         table = folder / f"{name}.parquet"
         frame.to_parquet(table)
+    elif how == "feather":  # the Arrow IPC file format, lz4-compressed as pandas writes it
+        table = folder / f"{name}.feather"
+        frame.to_feather(table)
     elif how == "hub":
         table = folder / f"{name}.parquet"
         datasets.Dataset.from_pandas(frame, preserve_index=False).to_parquet(str(table))
@@ -117,6 +120,7 @@ def same_reading(csv: Path, table: Path, named: Callable[[str, Path, Path], str]
     ("ett", "pandas", {"multivariate": True}),
     ("ett", "indexed", {}),
     ("nixtla", "pandas", {}),
+    ("nixtla", "feather", {}),
     ("store", "arrow", {"id_columns": ["store_nbr", "family"]}),
     ("m5", "pandas", {}),
 ])

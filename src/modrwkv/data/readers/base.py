@@ -726,7 +726,8 @@ def _renamed(source: str, load: Callable[[], Any], columns: Mapping[str, str], k
 
 # The files of a table of rows (`open_table_file`), by extension: Parquet, and the Arrow files `datasets` writes
 # (`Dataset.save_to_disk`'s data-00000-of-00001.arrow, its cache's).
-TABLE_EXTENSIONS = (".parquet", ".arrow")
+# (.feather: pandas' `to_feather`, R's arrow: the Arrow IPC file format, which an .arrow file may hold too)
+TABLE_EXTENSIONS = (".parquet", ".arrow", ".feather")
 
 
 def is_table_file(path: Path) -> bool:
