@@ -1301,6 +1301,21 @@ def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
     return value
 
 
+def open_unpacked(path: Path) -> BinaryIO:
+    """`path` open for reading bytes; DataError for one that does not open, or that is packed (a .zip, a gzipped
+    file under its plain name: `textfiles.packed_detail`), which a text reader would read as garbage."""
+    try:
+        handle = path.open("rb")
+    except OSError as err:
+        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
+    packed = packed_detail(handle.read(8))
+    if packed is not None:
+        handle.close()
+        raise DataError(str(path), "unreadable_file", packed)
+    handle.seek(0)
+    return handle
+
+
 def json_records(path: Path, media_folder: Path | None = None,
                  split: Sequence[str] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Yields (source, load) per record of a JSON array ("path:[i]") or JSONL file ("path:line",
@@ -1315,15 +1330,8 @@ def json_records(path: Path, media_folder: Path | None = None,
     """
     from .captionsplits import split_refused  # (it builds on this module)
 
-    try:
-        handle = path.open("rb")
-    except OSError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    with handle:
-        head = handle.read(8)
-        if packed_detail(head) is not None:  # (every line would be a record that is not UTF-8)
-            raise DataError(str(path), "unreadable_file", packed_detail(head))
-        if head[:2] in UTF16_BOMS:  # Windows tools write UTF-16: read it as the UTF-8 it stands for
+    with open_unpacked(path) as handle:  # (packed, every line would be a record that is not UTF-8)
+        if handle.read(2) in UTF16_BOMS:  # Windows tools write UTF-16: read it as the UTF-8 it stands for
             handle.seek(0)
             try:
                 handle = io.BytesIO(decode_text(handle.read(), path).encode("utf-8"))

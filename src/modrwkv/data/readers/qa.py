@@ -45,6 +45,7 @@ from ..sample import MARKERS, Message, Sample, count_markers, unmarked_markers
 from .base import (COLUMNS_OPTION, DataError, JsonRecordsReader, OnError, PathLike, check_columns, check_media,
                    lacks_fields, media_item, require, row_filter, turn_text)
 from .captionsplits import split_names
+from .hubrows import MEDIA_LIST_COLUMNS
 from .webdataset import CAPTIONED, CaptionRecord
 
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -186,10 +187,14 @@ def qa_columns(columns: Any) -> dict[str, str] | None:
     return check_columns(columns, QA_FIELDS, "qa")
 
 
+# A modality's field of a list of items, as hub rows name it (`images`: the_cauldron's, LLaVA's)
+_PLURALS = {kind: field for field, kind in MEDIA_LIST_COLUMNS.items()}
+
+
 def _media_value(record: dict[str, Any], modality: str, source: str) -> Any:
     """The record's `modality` field, or its plural (`images`, `audios`, `videos`: a list, as LLaVA, ShareGPT and hub
     sets such as the_cauldron name a row's images); None for neither; DataError for both."""
-    plural = f"{modality}s" if modality != "series" else None
+    plural = _PLURALS.get(modality)
     if plural is None or record.get(plural) is None:
         return record.get(modality)
     if record.get(modality) is not None:
@@ -202,7 +207,7 @@ def _check_media_field_names(record: dict[str, Any], source: str) -> None:
     """Fields this format does not read are left aside (records may carry their own metadata), but a
     record without media whose other field names a media file ('img': 'a.png', 'images': [...]) meant
     it as its media: read as text alone, it would train or be scored silently without them."""
-    if any(modality in record or f"{modality}s" in record for modality in MARKERS):
+    if any(modality in record or _PLURALS.get(modality) in record for modality in MARKERS):
         return
     for key, value in record.items():
         if key in TEXT_FIELDS:  # a question may well name a file

@@ -71,10 +71,10 @@ from typing import Literal
 
 import numpy as np
 
-from ...textfiles import TextFileError, decode_text, packed_detail
+from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
 from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter,
-                   is_table_file, media_column)
+                   is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
 from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows
 
@@ -561,14 +561,10 @@ class TimeSeriesReader(Reader):
             return self._load_npz(path)
         if is_table_file(path) or suffix in (*JSON_EXTENSIONS, TSF_EXTENSION):
             return self._load_rows(path)
-        try:
-            with path.open("rb") as handle:
-                packed = packed_detail(handle.read(8))  # (a pandas `to_csv("x.csv.gz")`)
-        except OSError as err:
-            raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-        raise DataError(str(path), "unreadable_file", packed or f"unsupported time-series file type {suffix!r} (csv, "
-                        "tsv, npz, tsf, a parquet / arrow / json / jsonl / xlsx table of scalar columns, or parquet / "
-                        "arrow / jsonl of series rows)")
+        open_unpacked(path).close()  # (a missing or packed file, a pandas `to_csv("x.csv.gz")`, is named as such)
+        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv, npz, "
+                        "tsf, a parquet / arrow / json / jsonl / xlsx table of scalar columns, or parquet / arrow / "
+                        "jsonl of series rows)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]

@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ...textfiles import packed_detail
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
-                   json_records, media_kind, opening_byte, open_table_file, record_format)
+                   json_records, media_kind, open_table_file, open_unpacked, opening_byte, record_format)
 from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
 
 TARGET = "target"  # the series column of every layout read here
@@ -303,7 +302,7 @@ def _first_json_line(path: Path) -> Any:
 def tsf_header(path: Path) -> TsfHeader:
     """The header of the .tsf file `path` (read up to its `@data` line); DataError naming the file and line for a
     malformed one (`_read_tsf_header`) or a file that does not open."""
-    with _open_tsf(path) as handle:
+    with open_unpacked(path) as handle:
         return _read_tsf_header(path, enumerate(handle, start=1))
 
 
@@ -316,7 +315,7 @@ def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     if columns is not None and list(columns) != [TARGET]:
         raise DataError(str(path), "unreadable_file", f"columns {list(columns)}: a .tsf file's series are the values "
                         f"of each line, read as {TARGET!r}; its attributes name and date them")
-    with _open_tsf(path) as handle:
+    with open_unpacked(path) as handle:
         lines = enumerate(handle, start=1)
         header = _read_tsf_header(path, lines)
         names = [name for name, _ in header.attributes]
@@ -332,21 +331,6 @@ def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
                                 f"the header declares {len(names)} ({', '.join(names) or 'none'}); {TSF_LAYOUT}")
             name = str(number) if named is None else f"{number} ({TSF_NAME} {_tsf_text(parts[named])!r})"
             yield SeriesRow(name, {TARGET: _tsf_values(parts[-1], f"{path}:{name}")})
-
-
-def _open_tsf(path: Path) -> Any:
-    """`path` open for reading bytes; DataError for one that does not open, or that is packed (the archive's .zip,
-    a gzipped .tsf under its plain name: `packed_detail`), which would read as a header of garbage."""
-    try:
-        handle = path.open("rb")
-    except OSError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    packed = packed_detail(handle.read(8))
-    if packed is not None:
-        handle.close()
-        raise DataError(str(path), "unreadable_file", packed)
-    handle.seek(0)
-    return handle
 
 
 def _read_tsf_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> TsfHeader:

@@ -22,10 +22,12 @@ media.
 from __future__ import annotations
 
 import datetime
+import functools
 import itertools
 import json
 import logging
 import math
+import os
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -63,7 +65,20 @@ def is_series_table(path: Path) -> bool:
     """Whether `path` is a table of series: a Parquet / Arrow file (`_is_series_arrow`), a JSON / JSONL file of
     records whose first record's values are all scalars (numbers, text, null), or an .xlsx workbook's first
     worksheet, whose columns and first rows pass `_told_as_series`'s rules and hold no media. False for a file that
-    does not open or read (its reader says why) and for any other file."""
+    does not open or read (its reader says why) and for any other file. Told once per file as it is (what it
+    holds alone decides): init, training and eval ask it of each data file several times, and telling a JSON array
+    or a workbook reads it."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _is_series_table(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_series_table(name: str, mtime_ns: int, size: int) -> bool:
+    """`is_series_table` of the file `name` as it is at (`mtime_ns`, `size`)."""
+    path = Path(name)
     suffix = path.suffix.lower()
     if is_table_file(path):
         return _is_series_arrow(path)
