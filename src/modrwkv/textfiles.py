@@ -79,10 +79,16 @@ _PACKED = {b"PK\x03\x04": ("a ZIP archive", "unzip"), b"\x1f\x8b": ("gzip-compre
            b"Rar!\x1a\x07": ("a RAR archive", "unrar x")}
 
 
+def packed_format(head: bytes) -> tuple[str, str] | None:
+    """(what it is, the command that unpacks it) of a file starting with `head` that is an archive or compressed
+    (`_PACKED`: "gzip-compressed", "gunzip"); None for any other file."""
+    return next((kind for magic, kind in _PACKED.items() if head.startswith(magic)), None)
+
+
 def packed_detail(head: bytes) -> str | None:
-    """What a file starting with `head` is, and what to do, when it is an archive or compressed (`_PACKED`); None
-    for any other file."""
-    packed = next((kind for magic, kind in _PACKED.items() if head.startswith(magic)), None)
+    """What a file starting with `head` is, and what to do, when it is an archive or compressed (`packed_format`);
+    None for any other file."""
+    packed = packed_format(head)
     if packed is None:
         return None
     what, command = packed

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from ...textfiles import packed_format
 from .asr import TEXT_KEYS
 from .base import DataError, EmbeddedBytes, NamedBytes, turn_text
 
@@ -88,8 +89,6 @@ CAPTIONED = "captioned"
 _TEXT_MEMBERS = ("txt", "json", "cls")
 # The WebDataset key and extension of a member's name: up to, and after, the first dot of its base name.
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
-# What a compressed file starts with: gzip, bzip2, xz, zstd.
-_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
 class CaptionRecord(dict):
@@ -252,9 +251,9 @@ def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple
             # named BZh9.png, whose header starts with bzip2's magic.
             handle.seek(0)
             head = handle.read(6)
-            compressed = next((kind for magic, kind in _COMPRESSED.items() if head.startswith(magic)), None)
-            if compressed:
-                raise DataError(name, "unreadable_file", f"a {compressed}-compressed tar: a sample's media are read "
+            packed = packed_format(head)
+            if packed is not None and packed[0].endswith("-compressed"):  # ("gzip-compressed": a .tar.gz)
+                raise DataError(name, "unreadable_file", f"a {packed[0]} tar: a sample's media are read "
                                 "from their place in the file when the sample is built, which a compressed stream "
                                 "does not allow; decompress it to a .tar") from None
             raise DataError(name, "unreadable_file", f"not a readable tar file ({err})") from None
