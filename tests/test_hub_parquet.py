@@ -308,6 +308,36 @@ def test_where_keeps_a_classlabel_columns_rows_by_class_name_or_number(tmp_path)
     assert [s.messages[1].content for s in QAReader(folder, where={"label": "bird"})] == ["bird", "bird"]
 
 
+def test_where_names_a_classlabel_columns_values_by_class_when_no_row_is_kept(tmp_path, caplog):
+    """Where `where` keeps no row, the message shows a ClassLabel column's values as the classes the user names
+    them by, each with the number the file stores, whether a name or a number was given; the count logged too.
+    Any other column's values are shown as they are."""
+    path = tmp_path / "cifar.parquet"
+    features = datasets.Features({"img": datasets.Image(), "fold": datasets.Value("int64"),
+                                  "label": datasets.ClassLabel(names=CIFAR)})
+    datasets.Dataset.from_dict({"img": pictures(3), "fold": [1, 1, 2], "label": [0, 2, 0]},
+                               features=features).to_parquet(str(path))
+    seen = f"{CIFAR[0]} (0), {CIFAR[2]} (2)"  # the classes of labels 0 and 2, in the order of their names
+    for bird in ("bird", 2, "02"):
+        with pytest.raises(DataError, match=re.escape(
+                f"{path}: no row has label in {CIFAR[2]} (2); fold in 2 (where (data.options.where)); its values: "
+                f"label: {seen}; fold: 1, 2")):
+            list(QAReader(path, where={"label": bird, "fold": 2}))
+    with caplog.at_level(logging.INFO, logger="modrwkv.data.readers"):
+        assert QAReader(path, where={"label": ["airplane", 1]}).count_records() == 2
+    assert f"{path}: 2 of 3 rows kept (label in {CIFAR[0]} (0), {CIFAR[1]} (1))" in caplog.text
+    # a metadata folder's metadata.parquet is shown by class as well
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    pictures(1)[0].save(folder / "0.png")
+    features = datasets.Features({"file_name": datasets.Value("string"), "label": datasets.ClassLabel(names=CIFAR)})
+    datasets.Dataset.from_dict({"file_name": ["0.png"], "label": [1]}, features=features).to_parquet(
+        str(folder / "metadata.parquet"))
+    with pytest.raises(DataError, match=re.escape(f"no row has label in {CIFAR[0]} (0) (where (data.options.where)); "
+                                                  f"its values: label: {CIFAR[1]} (1)")):
+        list(QAReader(folder, where={"label": "airplane"}))
+
+
 def test_captions_and_a_metadata_parquet_go_through_the_same_mapping(tmp_path):
     captions = tmp_path / "captions.parquet"  # an image-text pair set: `text` is a caption, not a transcript
     features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})

@@ -524,11 +524,14 @@ def cell_text(value: Any) -> str:
 
 
 def where_rows(path: Path, rows: Iterator[tuple[str, Callable[[], Any]]],
-               where: Mapping[str, frozenset[str]] | None) -> Iterator[tuple[str, Callable[[], Any]]]:
+               where: Mapping[str, frozenset[str]] | None,
+               shown: Mapping[str, Mapping[str, str]] | None = None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """The rows (source, load) of `path` whose cells are among `where`'s values, column by column (all rows without
     it): the others are not the data's, so they are not read as records, nor counted. A row that does not load
     is passed on (its reader names it); a column no row has, or no row kept, is the file's `DataError`, naming the
-    columns or the values there are."""
+    columns or the values there are. `shown` ({column: {cell: text}}) is how that message and the count logged
+    show a column's values where the cell is not what the user reads (a ClassLabel's number as its class,
+    `hubrows.where_class_numbers`); any other value as it is."""
     if not where:
         yield from rows
         return
@@ -555,9 +558,14 @@ def where_rows(path: Path, rows: Iterator[tuple[str, Callable[[], Any]]],
         for column, cell in cells.items():
             if len(seen[column]) < 20:
                 seen[column].add(cell)
-    wanted = "; ".join(f"{column} in {', '.join(sorted(values))}" for column, values in where.items())
+
+    def listed(column: str, values: Iterable[str]) -> str:
+        texts = (shown or {}).get(column, {})
+        return ", ".join(sorted(texts.get(value, value) for value in values))
+
+    wanted = "; ".join(f"{column} in {listed(column, values)}" for column, values in where.items())
     if total and not kept:
-        there = "; ".join(f"{column}: {', '.join(sorted(values))}" for column, values in seen.items())
+        there = "; ".join(f"{column}: {listed(column, values)}" for column, values in seen.items())
         raise DataError(str(path), "unreadable_file", f"no row has {wanted} ({WHERE_OPTION}); its values: {there}")
     logger.info("%s: %d of %d rows kept (%s)", path, kept, total, wanted)
 

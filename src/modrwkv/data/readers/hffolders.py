@@ -158,10 +158,11 @@ def _file_records(file: Path, root: Path, caption_prompt: str | None,
                   where: Mapping[str, frozenset[str]] | None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per row of one metadata file (those `where` keeps), its media ids relative to `root` (the
     folder given)."""
-    if is_table_file(file):
-        where = where_class_numbers(file, where)  # (a metadata.parquet's ClassLabel kept by its class names too)
+    shown = None
+    if is_table_file(file):  # (a metadata.parquet's ClassLabel kept by its class names too)
+        where, shown = where_class_numbers(file, where)
     rows = where_rows(file, csv_records(file) if file.suffix == ".csv" else table_records(file) if is_table_file(file)
-                      else json_records(file), where)
+                      else json_records(file), where, shown)
     classes = None  # a ClassLabel label's class names, which it is answered with (a metadata.parquet `datasets` wrote)
     if is_table_file(file):
         classes = parquet_class_names(file, LABEL_KEY)

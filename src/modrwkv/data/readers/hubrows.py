@@ -477,7 +477,7 @@ def hub_records(path: Path, caption_prompt: str | None = None, label_column: str
     plain rows as records (the module docstring; a caption or label asked `caption_prompt`, None: the default), a
     file of records as they are (rows of turns as the records they stand for, `turns_record`)."""
     layout = hub_layout(path, label_column)
-    rows = where_rows(path, table_records(path), where_class_numbers(path, where))
+    rows = where_rows(path, table_records(path), *where_class_numbers(path, where))
     if layout is None:
         for source, load in rows:
             yield source, functools.partial(_turns_loaded, source, load)
@@ -487,16 +487,19 @@ def hub_records(path: Path, caption_prompt: str | None = None, label_column: str
 
 
 def where_class_numbers(path: Path, where: Mapping[str, frozenset[str]] | None
-                         ) -> Mapping[str, frozenset[str]] | None:
+                         ) -> tuple[Mapping[str, frozenset[str]] | None, dict[str, dict[str, str]]]:
     """`where` with a ClassLabel column's values as the numbers the file stores: a class name as its number (CIFAR-10's
     `label=cat` keeps the rows of label 3; a name before a number: a class named "1" is that class), a number as
-    itself; DataError naming the column's classes for a value that is neither."""
+    itself; DataError naming the column's classes for a value that is neither. Beside it, how `base.where_rows`
+    shows such a column's stored numbers ({column: {"3": "cat (3)"}}): as the classes the user names them by,
+    with the number the file holds."""
     if not where:
-        return where
+        return where, {}
     with open_table_file(path) as handle:
         schema = handle.schema_arrow
     features = file_features(path, schema)
     numbered = dict(where)
+    shown = {}
     for column, values in where.items():
         names = class_names(features, column) if column in features else None
         if names is None:
@@ -506,14 +509,15 @@ def where_class_numbers(path: Path, where: Mapping[str, frozenset[str]] | None
             if value in names:
                 numbers.add(str(names.index(value)))
             elif value.isdigit() and int(value) < len(names):
-                numbers.add(value)
+                numbers.add(str(int(value)))  # (07 is the 7 the file stores)
             else:
-                shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+                classes = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
                 raise DataError(str(path), "unreadable_file", f"{value!r} is no class of {column!r} "
-                                f"({WHERE_OPTION}): its ClassLabel's classes are {shown} (or their numbers 0 to "
+                                f"({WHERE_OPTION}): its ClassLabel's classes are {classes} (or their numbers 0 to "
                                 f"{len(names) - 1})")
         numbered[column] = frozenset(numbers)
-    return numbered
+        shown[column] = {str(number): f"{name} ({number})" for number, name in enumerate(names)}
+    return numbered, shown
 
 
 def _row_loader(layout: HubLayout, source: str, load: Callable[[], Any],
