@@ -282,8 +282,9 @@ class ForecastPipeline:
 
 def test_custom_series_eval_scores_the_pipeline_forecasts_beside_the_naive_ones(tmp_path, weights):
     """The model's forecasts are scored, and shown beside simple forecasts of the same windows: a pipeline that
-    forecasts repeat-last scores exactly the repeat-last baseline (computed apart, from the samples)."""
-    path, _ = write_custom_csv(tmp_path / "mine.csv")
+    forecasts repeat-last scores exactly the repeat-last baseline (computed apart, from the samples), and its MASE
+    and sMAPE are the naive forecast's computed from the file's own values."""
+    path, values = write_custom_csv(tmp_path / "mine.csv")
     task = get_task("custom-series").configure(lookback=24, horizon=6)
     result = run_eval(task, path, tmp_path / "out", model=weights, load_pipeline=ForecastPipeline, batch_size=16)
     samples = task.load(path, "test")
@@ -292,8 +293,21 @@ def test_custom_series_eval_scores_the_pipeline_forecasts_beside_the_naive_ones(
     metrics = result.summary["metrics"]
     assert metrics["mse"] == pytest.approx(np.mean((inputs - targets) ** 2)) and metrics["unparsed"] == 0
     assert list(metrics["baselines"]) == ["repeat-last", "look-back mean", "train mean"]  # no model season
-    assert metrics["baselines"]["repeat-last"] == {"mse": pytest.approx(metrics["mse"], rel=1e-12),
-                                                   "mae": pytest.approx(metrics["mae"], rel=1e-12)}
+    assert metrics["baselines"]["repeat-last"] == {
+        name: pytest.approx(metrics[name], rel=1e-12) for name in ("mse", "mae", "mase", "smape")}
+    # each test window (rows [136, 200) of each column, 70/10/20) in the file's units: the naive forecast's MAE over
+    # the mean absolute one-step change of every value before its target (the empty cells left out), and its sMAPE
+    mases, smapes = [], []
+    for column in range(2):
+        for start in range(136, 200 - 30 + 1):
+            history, truth = values[:start + 24, column], values[start + 24:start + 30, column]
+            history = history[~np.isnan(history)]
+            error = np.abs(history[-1] - truth)
+            mases.append(error.mean() / np.abs(np.diff(history)).mean())
+            smapes.append(np.mean(200 * error / (np.abs(history[-1]) + np.abs(truth))))
+    assert metrics["mase"] == pytest.approx(np.mean(mases), rel=1e-6)
+    assert metrics["smape"] == pytest.approx(np.mean(smapes), rel=1e-6)
+    assert (metrics["mase_period"], metrics["mase_undefined"], metrics["padded"]) == (1, 0, 0)
     means = np.array([np.mean(s.series[0]) for s in samples])[:, None]
     assert metrics["baselines"]["look-back mean"]["mse"] == pytest.approx(np.mean((means - targets) ** 2))
     assert metrics["baselines"]["train mean"]["mae"] == pytest.approx(np.mean(np.abs(targets)))

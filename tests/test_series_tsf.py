@@ -128,8 +128,9 @@ def test_a_file_without_data_and_init_and_eval_name_it_in_one_line(tmp_path, cap
 
 def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tmp_path, capsys, monkeypatch):
     """`modrwkv init --data x.tsf` takes the file's @horizon (and says so) unless --horizon is given, and so does
-    `modrwkv eval`; training reads the training rows of each line, and `eval --task custom` the test rows, as the
-    reader cuts them."""
+    `modrwkv eval`, with the archive's fixed-horizon holdout (each line's last @horizon steps its test window);
+    training reads the steps before the last two horizons of each line, and `eval --task custom` the test window,
+    as the reader cuts them."""
     path = tmp_path / "daily.tsf"
     write_tsf(path, {"T1": 90, "T2": 75})
     config = tmp_path / "daily.yaml"
@@ -138,14 +139,17 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
     out = capsys.readouterr().out
     assert "data.options.horizon 6: the @horizon of daily.tsf, the archive's forecast horizon of its daily series" \
         in out
-    assert "--lookback 12 --horizon 6" in next(line for line in out.splitlines() if line.startswith("evaluate:"))
+    assert "data.options.holdout last: each series' last 6 steps are its test window" in out
+    assert "--lookback 12 --horizon 6 --holdout last" in next(line for line in out.splitlines()
+                                                              if line.startswith("evaluate:"))
     written = yaml.safe_load(config.read_text())
     assert written["data"]["options"]["horizon"] == 6 and written["data"]["train"] == [str(path)]
+    assert written["data"]["options"]["holdout"] == "last"
     data = config_from_dict(written).data
     training = list(build_reader(data))
-    # each line's first 70% (63 and 52 steps), a window of 12 + 6 starting at each step that leaves room for one:
-    # T2's 35; of T1's 46, the 6 whose 6 target steps miss every step 3 mod 7 ('?'): those starting at 6 mod 7
-    assert len(training) == 6 + 35
+    # each line but its last 12 steps (78 and 63), a window of 12 + 6 starting at each step that leaves room for one:
+    # T2's 46; of T1's 61, the 8 whose 6 target steps miss every step 3 mod 7 ('?'): those starting at 6 mod 7
+    assert len(training) == 8 + 46
     assert main(["init", "--data", str(path), "--yes", "--device", "cpu", "--lookback", "12", "--horizon", "3",
                  "--output", str(config), "--force"]) == 0
     assert "@horizon" not in capsys.readouterr().out
@@ -161,6 +165,7 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
 
     def capture(task, data, output, *, split, **_):
         assert task.horizon == 6  # the @horizon, as init trained to, without --horizon
+        assert task.holdout == "last"  # the archive's fixed-horizon protocol, as init trained to, without --holdout
         loaded.append(task.load(Path(data), split))
         raise SystemExit(0)
 
@@ -169,7 +174,7 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
     for task in ("custom", "custom-series"):
         with pytest.raises(SystemExit):
             main(["eval", "--task", task, "--model", str(tmp_path / "model"), "--data", str(path), "--lookback", "12"])
-    held_out = list(TimeSeriesReader(path, lookback=12, horizon=6, split="test", standardize=True))
+    held_out = list(TimeSeriesReader(path, lookback=12, horizon=6, split="test", holdout="last", standardize=True))
     expected = [(s.meta["series"], s.meta["start"], s.series[0].tolist()) for s in held_out]
     assert held_out and len(loaded) == 2
     for samples in loaded:
@@ -180,14 +185,27 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
 def test_init_fits_the_look_back_to_short_series(tmp_path, capsys, monkeypatch):
     """The archive's yearly sets are short (M4's yearly series from 13 steps): `init` without --lookback reads half
     of what the median series' training rows leave beside the horizon, rather than the default 96 that no window
-    fits; long series keep 96; --lookback is taken as given."""
+    fits, with either holdout; long series keep 96; --lookback is taken as given."""
     short = tmp_path / "yearly.tsf"
-    write_tsf(short, {"Y1": 20, "Y2": 30, "Y3": 40})  # training rows: int(0.7 * n) = 14, 21, 28; median 21
+    write_tsf(short, {"Y1": 20, "Y2": 30, "Y3": 40})
     config = tmp_path / "yearly.yaml"
+    # the archive's holdout (the default for a .tsf stating @horizon): the median series' 30 steps less two horizons
+    # of 6 leave 18 training steps, 18 - 6 = 12 beside the horizon: a look-back of 6, 18 - 12 + 1 = 7 windows
+    assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--output", str(config)]) == 0
+    assert ("data.options.lookback 6: the series are short (a median of 18 training steps, too few for the default "
+            "look-back 96 and horizon 6): half of what they leave beside the horizon, about 7 windows a series "
+            "(--lookback chooses another)") in capsys.readouterr().out
+    options = yaml.safe_load(config.read_text())["data"]["options"]
+    assert (options["lookback"], options["holdout"]) == (6, "last")
+    training = list(build_reader(config_from_dict(yaml.safe_load(config.read_text())).data))
+    # windows of 6 + 6 in 8, 18 and 28 training steps (Y1's two each forecast one of its gaps, every 7th step)
+    assert len(training) == 0 + (18 - 12 + 1) + (28 - 12 + 1)
+    # 70/10/20: training rows int(0.7 * n) = 14, 21, 28; median 21
     reads = []  # the file is read once: the scan shares the reads the look-back was fitted on
     read = TimeSeriesReader._read_file
     monkeypatch.setattr(TimeSeriesReader, "_read_file", lambda self, path: reads.append(path) or read(self, path))
-    assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--output", str(config)]) == 0
+    assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--holdout", "ratio", "--output",
+                 str(config), "--force"]) == 0
     assert reads == [short]
     out = capsys.readouterr().out
     # 21 - horizon 6 = 15 left: a look-back of 7, so 15 - 7 + 1 = 9 windows in the median series
@@ -214,7 +232,7 @@ def test_init_fits_the_look_back_to_short_series(tmp_path, capsys, monkeypatch):
     assert len(training) == 0 + (21 - 13 + 1) + (28 - 13 + 1)
     assert main(["init", "--data", str(short), "--yes", "--device", "cpu", "--output", str(config), "--force",
                  "--lookback", "5"]) == 0
-    assert "data.options.lookback" not in capsys.readouterr().out
+    assert "data.options.lookback 5" not in capsys.readouterr().out
     assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 5
     long = tmp_path / "daily.tsf"
     write_tsf(long, {"D1": 400})

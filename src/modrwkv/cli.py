@@ -31,7 +31,8 @@ from safetensors import SafetensorError  # its Rust extension alone: no torch
 
 from modrwkv import __version__
 from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_TRANSCRIPT_TOKENS, DTYPES, \
-    EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, INIT_FORMATS, INIT_SIZES, TRANSCRIPT_FORMATS
+    EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, INIT_FORMATS, INIT_SIZES, SERIES_HOLDOUTS, \
+    TRANSCRIPT_FORMATS
 from modrwkv.data.sample import escape_markers
 from modrwkv.extras import MissingExtraError
 from modrwkv.sampling_params import SamplingParams
@@ -603,6 +604,10 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    "half of what their median training rows leave beside the horizon)")
     p.add_argument("--horizon", type=int, help="series: steps it forecasts (default: a .tsf file's @horizon, else 24, or "
                    "fewer for short series: as many as the median series' val rows)")
+    p.add_argument("--holdout", choices=SERIES_HOLDOUTS,
+                   help="series: the rows held out of training: ratio, the last 30%% of each series (val 10%%, test "
+                   "20%%); last, each series' last horizon as test and the one before as val, the Monash archive's "
+                   "and M4's protocol (default: last for .tsf files stating @horizon, else ratio)")
     p.add_argument("--val", metavar="FILE", help="held-out records in the training format to validate on about once "
                    "an epoch, scored as `modrwkv eval --task custom` scores them (accuracy, or WER for transcripts); "
                    "final/ then holds the weights of the best validation")
@@ -642,7 +647,8 @@ def _run_init(args: argparse.Namespace) -> int:
         raise CLIError("init: give the training data file (--data FILE)")
     answers = InitAnswers(data=data, data_format=args.data_format, media_folder=args.media_folder,
                           lm_checkpoint=args.lm_checkpoint, output_dir=args.run_dir, lookback=args.lookback,
-                          horizon=args.horizon, val=args.val, label_column=args.label_column, columns=args.columns,
+                          horizon=args.horizon, holdout=args.holdout, val=args.val, label_column=args.label_column,
+                          columns=args.columns,
                           id_columns=args.id_columns, split=args.split, where=_where_option(args.where))
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
@@ -696,14 +702,15 @@ def _run_init(args: argparse.Namespace) -> int:
 def _eval_data_hint(config: dict[str, Any]) -> str:
     """The held-out data `eval --task custom` takes for this training data, with a `#` note that pastes
     into a shell as a comment: for series, the training file itself (eval scores its test rows, which
-    training with `split: train` never reads) with the trained windows (the model refuses others); else
+    training with `split: train` never reads) with the trained windows (the model refuses others) and holdout; else
     a file of records in the training format (the last assistant turn of a conversation is the reference
     answer), with the training media folder."""
     data = config["data"]
     if data["format"] == "series":
         ids = "".join(f" --id-column {shlex.quote(column)}" for column in data["options"].get("id_columns", ()))
+        holdout = " --holdout last" if data["options"].get("holdout") == "last" else ""
         return (f"--data {shlex.quote(data['train'][0])} --lookback {data['options']['lookback']} "
-                f"--horizon {data['options']['horizon']}{ids}  # its test rows, which training does not read")
+                f"--horizon {data['options']['horizon']}{ids}{holdout}  # its test rows, which training does not read")
     folder = f" --media-folder {shlex.quote(data['media_folder'])}" if data.get("media_folder") else ""
     if "label_column" in data.get("options", {}):  # (the column hub Parquet rows are answered with)
         folder += f" --label-column {shlex.quote(data['options']['label_column'])}"
@@ -1231,6 +1238,11 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    "the look-back the model folder was trained on, else 96)")
     p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series: a .tsf "
                    "file's @horizon, else 24)")
+    p.add_argument("--holdout", choices=SERIES_HOLDOUTS,
+                   help="custom-series: ratio, every window of each series' last 20%% (the long-horizon protocol, "
+                   "MSE its headline); last, each series' last horizon (val: the one before), the Monash archive's "
+                   "and M4's protocol, the mean MASE over series its headline (default: last for a .tsf file "
+                   "stating @horizon, else ratio)")
     p.add_argument("--samples", type=int, help="forecasting tasks: decode each window N times from the model's "
                    "distribution and forecast their step-wise median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--target", action="append", metavar="COLUMN",
@@ -1393,6 +1405,26 @@ def _eval_horizon(args: argparse.Namespace, task_name: str, data: Any) -> int | 
     return horizon
 
 
+def _eval_holdout(args: argparse.Namespace, task_name: str, data: Any) -> str | None:
+    """--holdout, else for custom-series "last" on a .tsf file stating @horizon (`default_holdout`: the archive's
+    fixed-horizon protocol, which `modrwkv init` trains to; said in the log), else None: the task's default."""
+    from modrwkv.data.readers.base import DataError
+    from modrwkv.data.readers.series import default_holdout
+    from modrwkv.evaluation.tasks import CUSTOM_SERIES
+
+    if args.holdout is not None or task_name != CUSTOM_SERIES or not isinstance(data, str) or not Path(data).is_file():
+        return args.holdout
+    try:
+        holdout = default_holdout([Path(data)])
+    except DataError as exc:
+        raise CLIError(str(exc)) from None
+    if holdout == "last":
+        log.info("holdout last: each series' last horizon, as the Monash archive scores %s (--holdout ratio "
+                 "chooses the 70/10/20 windows)", data)
+        return holdout
+    return None
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
@@ -1428,6 +1460,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     settings = {
         "lookback": ("--lookback", _eval_lookback(args, task.name), "forecasting tasks"),
         "horizon": ("--horizon", _eval_horizon(args, task.name, data), "forecasting tasks"),
+        "holdout": ("--holdout", _eval_holdout(args, task.name, data), "custom-series"),
         "samples": ("--samples", args.samples, "forecasting tasks"),
         "series_prompt": ("--series-prompt", args.series_prompt, "forecasting tasks"),
         "force_model": ("--force-model", True if args.force_model else None, "forecasting tasks"),

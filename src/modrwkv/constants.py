@@ -21,6 +21,10 @@ INIT_SIZES = ("tiny", "0.1b", "0.4b", "1.5b", "2.9b")
 INIT_DEVICES = ("cpu", "gpu")
 INIT_FORMATS = ("qa", "llava", "openai", "sharegpt", "asr", "series")
 
+# How a series' rows are held out (data.options.holdout, init / eval --holdout): "ratio" 70/10/20 of each series, every
+# window of its last 20% a test window; "last" its last horizon the one test window (the Monash archive's protocol)
+SERIES_HOLDOUTS = ("ratio", "last")
+
 # How `--task custom` scores (modrwkv.evaluation.tasks.custom).
 EVAL_METRICS = ("exact", "vqa", "choice", "wer", "cer", "mse", "cider")
 

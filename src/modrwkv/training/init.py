@@ -39,6 +39,7 @@ from ..data.readers.base import (MixedFormats, Reader, accepted_format, as_paths
 from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.readers.hubrows import answer_notes, unused_label_column
 from ..data.readers.qa import each_caption
+from ..data.readers.series import default_holdout
 from ..data.readers.seriesrows import TSF_EXTENSION, tsf_header
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
@@ -102,6 +103,10 @@ class InitAnswers:
     # series format: steps it forecasts; None: the @horizon of the .tsf files, else DEFAULT_HORIZON (`summarize_data`
     # sets it, `stated_horizon`)
     horizon: int | None = None
+    # series format: how each series' rows are split (data.options.holdout): "ratio" 70/10/20, "last" its last
+    # horizon the test window (the Monash archive's protocol); None: "last" for .tsf files stating @horizon
+    # (`default_holdout`), else "ratio"
+    holdout: str | None = None
     val: str | None = None  # a validation file in the training format (not for series: their own val rows)
     label_column: str | None = None  # data.options.label_column: the column hub Parquet rows answer with
     # data.options.columns: the file's column of each record field (qa's; with --format sharegpt, LLaMA-Factory's)
@@ -216,6 +221,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     if answers.horizon is None:
         answers.horizon, horizon_note = stated_horizon(files)
         fit_horizon = horizon_note is None  # (neither --horizon nor the data says)
+    if answers.holdout is None:
+        try:
+            answers.holdout = default_holdout(files)
+        except DataError as exc:
+            raise InitError(str(exc)) from None
     try:  # each file's format, or the one given
         candidates = [answers.data_format] if answers.data_format else [
             detect_format(file, answers.label_column, answers.columns,
@@ -247,6 +257,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
     window_notes: list[str] = []
+    if answers.holdout == "last" and set(candidates) == {"series"}:
+        window_notes.append(f"data.options.holdout last: each series' last {answers.horizon} steps are its test "
+                            "window and the ones before them its val window, as the Monash archive and M4 evaluate "
+                            "(`modrwkv eval --task custom-series` scores them, MASE its headline); training reads "
+                            "the steps before")
     series_read = None
     if (answers.lookback is None or fit_horizon) and set(candidates) == {"series"}:
         answers.lookback, answers.horizon, window_notes, series_read = fitted_window(answers, files, fit_horizon)
@@ -320,9 +335,11 @@ def fitted_window(answers: InitAnswers, files: Sequence[Path], fit_horizon: bool
                   ) -> tuple[int, int, list[str], TimeSeriesReader]:
     """The look-back and horizon for series `files`, the notes saying why where they are shorter than the defaults,
     and the reader that read the files (whose reads the scan shares, `TimeSeriesReader.share_reads`). They are
-    fitted to the median series as training, validation and eval cut it (`long_horizon_split`'s 70/10/20): with
-    `fit_horizon` (neither --horizon nor the data said), a horizon longer than its val rows is cut to them, so that
-    validation and eval have a window (statsmodels' nile, 100 steps: 10 val rows, horizon 10); without
+    fitted to the median series as training, validation and eval cut it (`long_horizon_split`'s 70/10/20, or with
+    holdout "last" `last_horizon_split`'s): with `fit_horizon` (neither --horizon nor the data said), a horizon
+    longer than its val rows is cut to them, so that validation and eval have a window (statsmodels' nile, 100
+    steps: 10 val rows, horizon 10; with holdout "last", a horizon leaving fewer than two training windows is cut to a
+    tenth of the series, as many steps as 70/10/20's val rows); without
     --lookback, DEFAULT_LOOKBACK where its training rows hold a window of it and the horizon, else half of what they
     leave beside the horizon, so that it gives about as many training windows as a window reads steps (the Monash
     archive's yearly and quarterly sets: M4's yearly series are 13 to 835 steps). Series too short for any window
@@ -341,7 +358,14 @@ def fitted_window(answers: InitAnswers, files: Sequence[Path], fit_horizon: bool
         return lookback or DEFAULT_LOOKBACK, horizon, notes, reader
     steps, train = borders["test"][1], borders["train"][1]
     val = borders["val"][1] - train
-    if fit_horizon and 1 <= val < horizon:
+    if answers.holdout == "last":  # each series' last two horizons are val and test; the steps before, training
+        if fit_horizon and steps - 3 * horizon < 2 <= steps // 10:
+            notes.append(f"data.options.horizon {steps // 10}: the series are short (a median of {steps} steps, too "
+                         f"few for two horizons of {horizon} held out and training windows before them): a tenth of "
+                         "them (--horizon chooses another)")
+            horizon = steps // 10
+        train = steps - 2 * horizon
+    elif fit_horizon and 1 <= val < horizon:
         notes.append(f"data.options.horizon {val}: the series are short (a median of {steps} steps, whose val rows, "
                      f"the 10% after the training rows, hold {val}, too few for the default horizon {horizon}): a "
                      "horizon of all of them, so that validation and eval have windows (--horizon chooses another)")
@@ -413,7 +437,8 @@ def series_options(answers: InitAnswers) -> dict[str, Any]:
     if answers.lookback < 1 or answers.horizon < 1:
         raise InitError(f"lookback and horizon must be >= 1, got {answers.lookback} and {answers.horizon}")
     ids = {} if answers.id_columns is None else {"id_columns": list(answers.id_columns)}
-    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": 1, **ids,
+    holdout = {"holdout": "last"} if answers.holdout == "last" else {}
+    return {"lookback": answers.lookback, "horizon": answers.horizon, "stride": 1, **ids, **holdout,
             "split": "train", "standardize": True}
 
 

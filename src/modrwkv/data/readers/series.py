@@ -22,9 +22,13 @@ Per file, a window starting at row `s` exists for s = 0, stride, 2*stride, ... w
 s + lookback + horizon <= T, i.e. floor((T - lookback - horizon) / stride) + 1 windows. With
 `split` ("train", "val" or "test") only the rows of that split of the usual long-horizon layout
 are used (the ETT borders for files named ETTh1/ETTh2/ETTm1/ETTm2, else 70/10/20, as
-`modrwkv eval` cuts them); with `standardize` every column is standardised with the mean and
-standard deviation of its training rows (the protocol's scaler), so nobody has to cut and scale
-files by hand and training sees exactly what `modrwkv eval --task custom-series` scores.
+`modrwkv eval` cuts them); with `holdout="last"` instead each series' last `horizon` steps are its
+one test window and the `horizon` before them its one val window, the steps before those its training
+rows (the fixed-horizon protocol of the Monash archive, M4 and GluonTS: a series holding fewer steps
+than a look-back in front of them gets a look-back that begins with gaps); with `standardize` every
+column is standardised with the mean and standard deviation of its training rows (the protocol's
+scaler), so nobody has to cut and scale files by hand and training sees exactly what
+`modrwkv eval --task custom-series` scores.
 
 Columns (CSV) or arrays (NPZ) are forecast one by one by default (`multivariate=False`, the
 channel-independent setting of the zero-shot benchmarks); `multivariate=True` keeps them together
@@ -71,12 +75,13 @@ from typing import Literal
 
 import numpy as np
 
+from ...constants import SERIES_HOLDOUTS
 from ...textfiles import TextFileError, decode_text
 from ..sample import MARKERS, Message, Sample
 from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter,
                    is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
-from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows
+from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows, tsf_header
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,9 @@ SERIES_EPS = 1e-5  # variance floor of the instance normalisation (the wavenet e
 FORECAST_DECIMALS = 2  # forecasts are written in hundredths of the window's scale ...
 FORECAST_MAX_DIGITS = 4  # ... with at most 4 digits: |value| <= 99.99 scales (larger is clipped)
 Split = Literal["train", "val", "test"]
+# How a series' rows are split: "ratio" the long-horizon layout (70/10/20, every test window at stride 1), "last" the
+# fixed-horizon one (its last horizon the one test window, the horizon before it the one val window)
+Holdout = Literal["ratio", "last"]  # (modrwkv.constants.SERIES_HOLDOUTS, which the CLI offers)
 SERIES_PROMPT_FIELDS = ("horizon", "channels")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SEPARATORS = re.compile(r"[,\s]+")
@@ -292,17 +300,30 @@ def _numbers(text: str, expected: int, what: str) -> list[float]:
 SHORTER = "use a shorter look-back or horizon (data.options.lookback / horizon; init and eval --lookback / --horizon)"
 
 
-def split_rows(path: Path, n_rows: int, lookback: int, split: Split) -> tuple[int, int]:
-    """Rows [start, end) of a split of a long-horizon file (lookback rows in front included), with
-    the borders `modrwkv eval` uses: ETT files by name, any other file 70/10/20."""
-    from ...evaluation.metrics.series import long_horizon_split  # evaluation imports this module
+def split_rows(path: Path, n_rows: int, lookback: int, split: Split, horizon: int, holdout: Holdout = "ratio"
+               ) -> tuple[int, int]:
+    """Rows [start, end) of a split of a series of `n_rows` steps in `path` (lookback rows in front included; a start
+    below 0 where `holdout="last"` pads the look-back with gaps), with the borders `modrwkv eval` uses: "ratio" the
+    ETT files' by name, any other file's 70/10/20 (`long_horizon_split`); "last" the fixed-horizon protocol's
+    (`last_horizon_split`)."""
+    from ...evaluation.metrics.series import last_horizon_split, long_horizon_split  # (evaluation imports this)
 
     stem = path.stem.lower()
     name = stem if stem in ("etth1", "etth2", "ettm1", "ettm2") else "custom"
     try:
+        if holdout == "last":
+            return last_horizon_split(n_rows, lookback, horizon)[split]
         return long_horizon_split(name, n_rows, lookback)[split]
     except ValueError as exc:
         raise DataError(str(path), "unreadable_file", f"{exc}: {SHORTER}") from None
+
+
+def default_holdout(paths: Sequence[Path]) -> Holdout:
+    """"last" for .tsf files that state their @horizon (the Monash archive's data sets, published for the
+    fixed-horizon protocol: a forecast of each series' last @horizon steps), else "ratio". `modrwkv init` trains and
+    `modrwkv eval --task custom-series` scores by it unless told otherwise. A header that does not read: DataError."""
+    tsf = [Path(path) for path in paths if Path(path).suffix.lower() == TSF_EXTENSION]
+    return "last" if tsf and all(tsf_header(path).horizon is not None for path in tsf) else "ratio"
 
 
 @dataclasses.dataclass
@@ -318,6 +339,7 @@ class _Series:
     where: Callable[[int], str]
     in_rows: bool = False
     ids: dict[str, str] | None = None  # of a long-format CSV's group of rows: its value of each id column
+    scaler: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) `standardize` scaled the values by
 
 
 class TimeSeriesReader(Reader):
@@ -330,8 +352,8 @@ class TimeSeriesReader(Reader):
     rows `target`, else every list of numbers but `timestamp`, `seriesrows`). Empty CSV cells (nulls
     of series rows) read as NaN: in a look-back they are gaps (the encoder reads them as the window's
     mean), in a forecast target they make the window a bad record
-    ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`
-    and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
+    ("non_finite"); a series shorter than one window is one bad record ("too_short"). `split`,
+    `holdout` and `standardize`: see the module docstring. Sources are "path:line:column" (CSV line of the
     window's first row, header = line 1; "path:line" when multivariate; a table's "path:row 12:column", its rows
     counted from 0; JSON records' "path:3:column" (a JSONL line) or "path:[2]:column"; a worksheet's "path:row
     5:column", as Excel numbers its rows), "path:array[start]" or "path:array[start, channel]" (NPZ), "path:row 12 (id 'T1')
@@ -357,6 +379,7 @@ class TimeSeriesReader(Reader):
         id_columns: Sequence[str] | None = None,
         multivariate: bool = False,
         split: Split | None = None,
+        holdout: Holdout = "ratio",
         standardize: bool = False,
         season: int = 0,
         drift: bool = False,
@@ -382,6 +405,8 @@ class TimeSeriesReader(Reader):
                              f"{linear_baseline.horizon}, the reader cuts {lookback} and {horizon}")
         if split not in (None, "train", "val", "test"):
             raise ValueError(f"split must be train, val, test or None (all rows), got {split!r}")
+        if holdout not in SERIES_HOLDOUTS:
+            raise ValueError(f"holdout must be {' or '.join(SERIES_HOLDOUTS)}, got {holdout!r}")
         problem = series_prompt_problem(prompt)
         if problem:
             raise ValueError(f"prompt: {problem}")
@@ -396,7 +421,7 @@ class TimeSeriesReader(Reader):
         # training iterates, and a CSV of millions of rows is parsed (and its text columns warned of) once
         self._series_of: dict[Path, list[_Series]] = {}
         self.multivariate = multivariate
-        self.split, self.standardize = split, standardize
+        self.split, self.holdout, self.standardize = split, holdout, standardize
         self.season, self.drift, self.linear_baseline = season, drift, linear_baseline
         self.prompt = series_prompt_template(prompt, multivariate)
         self.decimals = decimals
@@ -436,7 +461,7 @@ class TimeSeriesReader(Reader):
                 if borders is None:
                     continue
                 first, end = borders
-                columns = series.values[first:end].astype(np.float64)
+                columns = series.values[max(first, 0):end].astype(np.float64)  # (a padded look-back's gaps left out)
                 rows.extend((columns[:, None] if columns.ndim == 1 else columns).T)
         return rows
 
@@ -464,7 +489,7 @@ class TimeSeriesReader(Reader):
         if split is None:
             return 0, len(series.values)
         try:
-            return split_rows(path, len(series.values), self.lookback, split)
+            return split_rows(path, len(series.values), self.lookback, split, self.horizon, self.holdout)
         except DataError:
             if series.in_rows:
                 return None
@@ -475,11 +500,13 @@ class TimeSeriesReader(Reader):
         raise DataError(str(path), "too_short", detail)
 
     def _window(self, series: _Series, start: int) -> Sample:
-        source = series.where(start)
+        source = series.where(max(start, 0))
         cut = start + self.lookback
         with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
-            window = series.values[start:cut].astype(np.float32)
+            window = series.values[max(start, 0):cut].astype(np.float32)
             target = series.values[cut : cut + self.horizon].astype(np.float32)
+        if start < 0:  # (holdout "last": a series shorter than look-back + horizon, its look-back begun with gaps)
+            window = np.concatenate([np.full((-start, *window.shape[1:]), np.nan, dtype=np.float32), window])
         if not np.isfinite(target).all():
             raise DataError(source, "non_finite", f"forecast target of {series.label!r} contains NaN or inf (empty cells?)")
         if np.isinf(window).any() or np.isnan(window).all(axis=0).any():
@@ -521,7 +548,19 @@ class TimeSeriesReader(Reader):
                     continue
                 stats = fit_standard(columns[:train[1]])
                 item.values = ((columns - stats.mean) / stats.std).reshape(item.values.shape)
+                item.scaler = stats
         return series
+
+    def scaled_series(self) -> dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+        """Each series of the files by its label (`Sample.meta["series"]`): its values as its windows are cut from
+        them (standardised with `standardize`), and the (mean, std) that map them back to the file's units (0 and 1
+        without): what the forecasting eval scales MASE by (each window's history) and computes sMAPE in."""
+        found = {}
+        for path in self.paths:
+            for series in self._load(path):
+                width = 1 if series.values.ndim == 1 else series.values.shape[1]
+                found[series.label] = (series.values, series.scaler or (np.zeros(width), np.ones(width)))
+        return found
 
     def series_lengths(self) -> list[int]:
         """Each series' length in steps as its file holds it, before any split (`modrwkv init` fits its windows to

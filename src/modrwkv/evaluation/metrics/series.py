@@ -1,4 +1,4 @@
-"""Long-horizon forecasting protocol: borders, train-only standardisation, windows, MSE/MAE.
+"""Forecasting protocols: borders, train-only standardisation, windows, MSE/MAE, MASE/sMAPE.
 
 The borders are those of the Autoformer / Time-Series-Library data loaders
 (`data_provider/data_loader.py`, `Dataset_ETT_hour`, `Dataset_ETT_minute`, `Dataset_Custom`):
@@ -15,6 +15,15 @@ yields (end - start) - L - H + 1 windows at stride 1. The scaler is fitted on th
 only (sklearn's `StandardScaler`: population std, a zero std treated as 1) and applied to all
 rows; MSE/MAE are reported on the standardised values. The current Time-Series-Library keeps the
 last, incomplete test batch (`drop_last=False`), i.e. all windows count, as here.
+
+The fixed-horizon protocol of the Monash archive, the M3/M4 competitions and GluonTS' test splits
+(`last_horizon_split`) holds out each series' last `horizon` steps as its one test window (and here
+the `horizon` steps before them as its val window); the errors are scaled per series: MASE divides
+the mean absolute error by the in-sample mean absolute error of the seasonal-naive forecast
+(`mase_scale`: the mean of |y[t] - y[t - m]| over the history before the forecast, m the period of
+`SEASONALITY`, 1 where the history holds no two values a period apart), sMAPE is
+200 |y - f| / (|y| + |f|) averaged over the steps (a step where both are 0 left out), each the
+mean over series of the per-series value, as the archive's `utils/error_calculator.R` computes them.
 """
 
 from __future__ import annotations
@@ -27,20 +36,31 @@ from numpy.typing import ArrayLike
 from ...data.readers.series import seasonal_baseline
 
 __all__ = [
+    "SEASONALITY",
     "StandardStats",
     "apply_standard",
     "fit_standard",
     "forecast_baselines",
     "forecast_windows",
+    "last_horizon_split",
     "long_horizon_split",
     "mae",
+    "mase",
+    "mase_scale",
+    "mase_scales",
     "mse",
+    "smape",
 ]
 
 _HOURS_PER_MONTH = 30 * 24
 # name (lower case) -> rows per hour for the fixed ETT borders
 _ETT_ROWS_PER_HOUR = {"etth1": 1, "etth2": 1, "ettm1": 4, "ettm2": 4}
 _CUSTOM_NAMES = frozenset({"custom", "ecl", "electricity", "weather", "traffic"})
+# The seasonal period MASE scales by, per .tsf `@frequency`: the Monash archive's (its experiments' SEASONALITY_MAP,
+# the shortest of a sub-daily frequency's daily / weekly / yearly cycles, as its deep-learning experiments' MASE takes
+# it; weekly 365.25 / 7 as R's lag truncates it)
+SEASONALITY = {"4_seconds": 21600, "minutely": 1440, "10_minutes": 144, "15_minutes": 96, "half_hourly": 48,
+               "hourly": 24, "daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4, "yearly": 1}
 
 
 def _pair(pred: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +146,69 @@ def long_horizon_split(name: str, n_rows: int, lookback: int) -> dict[str, tuple
             f"({n_rows} rows)"
         )
     return {"train": (0, train_end), "val": (val_start, val_end), "test": (test_start, test_end)}
+
+
+def last_horizon_split(n_rows: int, lookback: int, horizon: int) -> dict[str, tuple[int, int]]:
+    """Row ranges [start, end) of train / val / test of one series of `n_rows` steps in the fixed-horizon protocol:
+    test is its last `horizon` steps and val the `horizon` before them, each one window with the `lookback` rows in
+    front (a start below 0 where the series holds fewer: the window's look-back begins with that many gaps); train is
+    every step before val's target. ValueError for a series that leaves no training step."""
+    if lookback < 1 or horizon < 1:
+        raise ValueError(f"lookback and horizon must be >= 1, got {lookback} and {horizon}")
+    train_end = n_rows - 2 * horizon
+    if train_end < 1:
+        raise ValueError(f"{n_rows} steps leave no training step before the last two horizons of {horizon} "
+                         f"(val and test)")
+    return {"train": (0, train_end), "val": (train_end - lookback, n_rows - horizon),
+            "test": (n_rows - horizon - lookback, n_rows)}
+
+
+def mase_scale(history: ArrayLike, period: int) -> float:
+    """The in-sample mean absolute error of the seasonal-naive forecast of `period` over `history` (the steps before a
+    forecast), gaps (NaN) dropped first as the archive's `calculate_mase` drops them: mean |y[t] - y[t - period]|, of
+    period 1 where the history holds no two values `period` apart (GluonTS' `seasonal_error` falls back alike). NaN
+    where it holds fewer than two values; 0 for a constant history, whose MASE is undefined."""
+    values = np.asarray(history, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    lag = period if 0 < period < len(values) else 1
+    if len(values) <= lag:
+        return float("nan")
+    return float(np.abs(values[lag:] - values[:-lag]).mean())
+
+
+def mase_scales(values: ArrayLike, ends: ArrayLike, period: int) -> np.ndarray:
+    """`mase_scale(values[:end], period)` for each of `ends` at once (a series' stride-1 windows each scale by the
+    history before its own target), from running sums over the series' observed values."""
+    observed = np.asarray(values, dtype=np.float64)
+    kept = ~np.isnan(observed)
+    count = np.concatenate([[0], np.cumsum(kept)])[np.asarray(ends, dtype=np.int64)]  # observed values before each end
+    compact = observed[kept]
+    scales = np.full(len(count), np.nan)
+    period = max(period, 1)
+    for lag in dict.fromkeys((period, 1)):
+        sums = np.concatenate([np.zeros(lag + 1), np.cumsum(np.abs(compact[lag:] - compact[:-lag]))])
+        # the period's pairs where the history holds one, else lag 1's (`mase_scale`'s fallback)
+        usable = (count > lag) & ((lag == period) | (count <= period))
+        pairs = count[usable] - lag
+        scales[usable] = sums[count[usable]] / pairs
+    return scales
+
+
+def mase(pred: ArrayLike, target: ArrayLike, scale: float) -> float:
+    """The mean absolute error of a forecast divided by its series' `mase_scale`; NaN where the scale is 0 or NaN."""
+    error = mae(pred, target)
+    return error / scale if scale > 0 else float("nan")
+
+
+def smape(pred: ArrayLike, target: ArrayLike) -> float:
+    """The symmetric MAPE of a forecast, in percent: the mean over steps of 200 |y - f| / (|y| + |f|), a step where
+    both are 0 left out (the archive's `rowMeans(..., na.rm = TRUE)`); NaN where every step is."""
+    pred_arr, target_arr = _pair(pred, target)
+    denominator = np.abs(pred_arr) + np.abs(target_arr)
+    defined = denominator > 0
+    if not defined.any():
+        return float("nan")
+    return float(np.mean(200 * np.abs(pred_arr - target_arr)[defined] / denominator[defined]))
 
 
 def forecast_windows(

@@ -25,6 +25,13 @@ Beside the model's numbers, the run reports simple forecasts of exactly the wind
 model's `season`, or of the task's `season` when one is given, `--season N`: the baselines only, not the model),
 and for `custom-series` the MSE of other methods the user gives (`baselines`, `--baseline NAME=VALUE`), as
 `custom` shows its baselines.
+
+`custom-series` also scores each window's MASE (its MAE over the seasonal-naive one's on the history before its
+target: `mase_scales`) and sMAPE (in the file's units), the model's and the baselines'. With `holdout="last"` (the
+default for a .tsf file stating its @horizon) it runs the fixed-horizon protocol of the Monash archive, M4 and GluonTS
+instead: one window per series, its last `horizon` steps (val: the `horizon` before them), MASE's period the one the
+archive gives the file's @frequency (`SEASONALITY`; else the model's season, else 1), and the mean MASE over
+series, the archive's headline, is the run's.
 """
 
 from __future__ import annotations
@@ -38,15 +45,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...constants import SERIES_HOLDOUTS
 from ...data.readers.base import SERIES_FILES, DataError
 from ...data.readers.series import (
     DATE_COLUMN_NAMES,
     FORECAST_MAX_DIGITS,
+    Holdout,
     TimeSeriesReader,
     series_prompt_problem,
     series_prompt_template,
     series_user_turn,
 )
+from ...data.readers.seriesrows import TSF_EXTENSION, tsf_header
 from ..metrics import (
     apply_standard,
     fit_standard,
@@ -54,8 +64,12 @@ from ..metrics import (
     forecast_windows,
     long_horizon_split,
     mae,
+    mase,
+    mase_scales,
     mse,
+    smape,
 )
+from ..metrics.series import SEASONALITY
 from .base import (
     BenchmarkFileError,
     EvalSample,
@@ -167,8 +181,9 @@ class _Forecasting(Task):
         self.model_season = season if isinstance(season, int) and not isinstance(season, bool) and season > 0 else 0
 
     def computed_baselines(self, samples: Sequence[EvalSample]) -> dict[str, dict[str, float]]:
-        """MSE and MAE of the simple forecasts (`forecast_baselines`: repeat-last, look-back mean, train mean, and
-        with the task's `season`, else the model's, seasonal naive (+ drift), the period in their names) of exactly
+        """MSE and MAE (custom-series: MASE and sMAPE too) of the simple forecasts (`forecast_baselines`: repeat-last,
+        look-back mean, train mean, and with the task's `season`, else the model's, else custom-series' MASE period,
+        seasonal naive (+ drift), the period in their names) of exactly
         these windows: their look-backs and targets,
         standardised with the train-split scaler as the model's forecasts are scored. In chunks: a benchmark's
         look-backs (Traffic: 862 channels x 3.4k windows x 720 steps) do not fit in memory at once."""
@@ -176,9 +191,13 @@ class _Forecasting(Task):
             return {}
         if self.season is not None:
             period = self.season
-        else:
+        elif self.model_season:
             period = self.model_season if self.model_season <= self.lookback else 0
+        else:  # custom-series: the period MASE scales by (a .tsf file's @frequency's), where a look-back holds it
+            period = samples[0].reference.get("mase_period", 0)
+            period = period if 2 <= period <= self.lookback else 0
         totals: dict[str, np.ndarray] = {}
+        scaled: dict[str, list[dict[str, float | None]]] = {}  # (custom-series) each window's MASE and sMAPE
         for start in range(0, len(samples), BASELINE_CHUNK):
             chunk = samples[start:start + BASELINE_CHUNK]
             past = np.stack([np.asarray(s.series[0], dtype=np.float64).reshape(-1) for s in chunk])
@@ -187,8 +206,13 @@ class _Forecasting(Task):
                 name = name.replace("seasonal naive", f"seasonal naive (period {period})")
                 error = forecast - truth
                 totals[name] = totals.get(name, np.zeros(2)) + [np.square(error).sum(), np.abs(error).sum()]
+                if "mase_scale" in chunk[0].reference:
+                    scaled.setdefault(name, []).extend(
+                        _scaled_errors(values, s.reference) for values, s in zip(forecast, chunk, strict=True))
         count = len(samples) * self.horizon
-        return {name: {"mse": float(sse / count), "mae": float(sae / count)} for name, (sse, sae) in totals.items()}
+        return {name: {"mse": float(sse / count), "mae": float(sae / count),
+                       **(_scaled_means(scaled[name]) if name in scaled else {})}
+                for name, (sse, sae) in totals.items()}
 
     def check_pipeline(self, pipeline: ModRWKVPipeline) -> None:
         trained = getattr(getattr(pipeline, "model", None), "series_lookback", None)
@@ -210,13 +234,22 @@ class _Forecasting(Task):
         return np.asarray(record["forecast"], dtype=np.float64)
 
     def score(self, record: dict[str, Any]) -> dict[str, Any]:
-        values, target = self._forecast(record), record["reference"]["target"]
-        return {"mse": mse(values, target), "mae": mae(values, target), "parsed": bool(record.get("complete", True))}
+        values, reference = self._forecast(record), record["reference"]
+        scaled = _scaled_errors(values, reference) if "mase_scale" in reference else {}
+        return {"mse": mse(values, reference["target"]), "mae": mae(values, reference["target"]), **scaled,
+                "parsed": bool(record.get("complete", True))}
 
     def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         predicted = np.stack([self._forecast(r) for r in records])
         target = np.array([r["reference"]["target"] for r in records], dtype=np.float64)
-        return {"mse": mse(predicted, target), "mae": mae(predicted, target), "windows": len(records),
+        scaled: dict[str, Any] = {}
+        if records and "mase_scale" in records[0]["reference"]:  # (custom-series)
+            scores = [_scaled_errors(v, r["reference"]) for v, r in zip(predicted, records, strict=True)]
+            scaled = {**_scaled_means(scores), "mase_period": records[0]["reference"]["mase_period"],
+                      # windows left out of the mean MASE (a constant history) and look-backs begun with gaps
+                      "mase_undefined": sum(score["mase"] is None for score in scores),
+                      "padded": sum(r["reference"]["start"] < 0 for r in records)}
+        return {"mse": mse(predicted, target), "mae": mae(predicted, target), **scaled, "windows": len(records),
                 "unparsed": sum(not r.get("complete", True) for r in records),
                 # "baseline": the model's folder ships its baseline alone (series_baseline_only), not decoded
                 "source": "/".join(sorted({r.get("source", "model") for r in records})),
@@ -287,7 +320,8 @@ class CustomSeries(_Forecasting):
     series per column), a Parquet / Arrow table of scalar columns, JSON records of scalar fields or an .xlsx
     workbook's first worksheet (read as the CSV of the same table), a
     Parquet / JSONL file of one series per row (`target`, the hub's and GluonTS' layout) or a Monash archive .tsf
-    file (a series per line), forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler.
+    file (a series per line), forecast with the long-horizon protocol's 70/10/20 borders and train-split scaler, or
+    with `holdout="last"` the fixed-horizon protocol's one window per series (the module docstring).
     The `val` split scores the validation rows, for choosing settings without looking at the test windows."""
 
     name = "custom-series"
@@ -306,13 +340,18 @@ FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list 
 FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a series per line,
             series_name:start_timestamp:1.5,2,?,4 with `?` a gap; the attributes are not read)"""
 
-    settings = (*_Forecasting.settings, "targets", "id_columns", "baselines")
+    settings = (*_Forecasting.settings, "targets", "id_columns", "baselines", "holdout")
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
                  samples: int = 1, series_prompt: str | None = None, force_model: bool = False,
                  season: int | None = None, baselines: Mapping[str, float] | None = None,
-                 id_columns: Sequence[str] | None = None) -> None:
+                 id_columns: Sequence[str] | None = None, holdout: Holdout = "ratio") -> None:
         super().__init__(lookback, horizon, samples, series_prompt, force_model, season)
+        if holdout not in SERIES_HOLDOUTS:
+            raise ValueError(f"holdout must be {' or '.join(SERIES_HOLDOUTS)}, got {holdout!r}")
+        self.holdout = holdout
+        if holdout == "last":  # the fixed-horizon protocol's headline: the mean over series of their MASE
+            self.headline, self.headline_label = "mase", "MASE (mean over series)"
         self.targets = list(targets) if targets else None
         # the columns telling apart the series of a long-format CSV (training's data.options.id_columns); None: the
         # reader's own (a unique_id, item_id or series_id column)
@@ -323,14 +362,17 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
     @property
     def options(self) -> dict[str, Any]:
         # numbers shown beside the model's change neither the samples nor their scores: not the run's identity
-        # (nor id_columns unset, as runs from before they existed were made)
-        return {k: v for k, v in super().options.items() if k != "baselines" and not (k == "id_columns" and v is None)}
+        # (nor id_columns unset and the 70/10/20 holdout, as runs from before they existed were made)
+        return {k: v for k, v in super().options.items() if k != "baselines" and not (k == "id_columns" and v is None)
+                and not (k == "holdout" and v == "ratio")}
 
     @property
     def paper_note(self) -> str:  # type: ignore[override]
         given = " and the baselines given on the command line (--baseline)" if self.baselines else ""
+        protocol = ("; the fixed-horizon protocol (the Monash archive's, M4's): each series' last horizon"
+                    if self.holdout == "last" else "")
         return (f"a custom data set, with no published numbers: compared with simple forecasts of the same windows "
-                f"(computed here){given}")
+                f"(computed here){given}{protocol}")
 
     def paper_results(self, split: str) -> list[PaperResult]:
         return [PaperResult(name, value) for name, value in self.baselines.items()]
@@ -340,9 +382,11 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
             raise BenchmarkFileError(f"{data}: expected a series file ({SERIES_FILES}). Expected layout:\n"
                                      f"{self.layout}")
         reader = TimeSeriesReader(data, lookback=self.lookback, horizon=self.horizon, columns=self.targets,
-                                  id_columns=self.id_columns, split=split, standardize=True)
+                                  id_columns=self.id_columns, split=split, holdout=self.holdout, standardize=True)
         try:
             samples = list(reader)
+            series = reader.scaled_series()
+            period = self.mase_period(data)
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not samples:
@@ -350,12 +394,52 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
                                      f"{self.horizon} ({reader.report.summary()})")
         if reader.report.skipped:
             log.warning("%s: %s", data, reader.report.summary())
+        # each window's MASE scale: the history before its target, of its series (all of a series' windows at once)
+        scales: dict[int, float] = {}
+        for label in dict.fromkeys(s.meta["series"] for s in samples):
+            members = [i for i, s in enumerate(samples) if s.meta["series"] == label]
+            ends = [samples[i].meta["start"] + self.lookback for i in members]
+            scales.update(zip(members, mase_scales(series[label][0], ends, period).tolist(), strict=True))
         return [
             EvalSample(f"{s.meta['series']}/{s.meta['start']}", self.prompt(),
-                       {"channel": s.meta["series"], "start": s.meta["start"], "target": s.meta["target"]},
+                       {"channel": s.meta["series"], "start": s.meta["start"], "target": s.meta["target"],
+                        # MASE (the seasonal-naive MAE of the history before the target; None: constant, undefined)
+                        # and the scaler back to the file's units, where sMAPE is computed
+                        "mase_scale": scales[i] if scales[i] > 0 else None, "mase_period": period,
+                        "unit": [float(series[s.meta["series"]][1][0][0]), float(series[s.meta["series"]][1][1][0])]},
                        series=list(s.series))
-            for s in samples
+            for i, s in enumerate(samples)
         ]
+
+    def mase_period(self, data: Path) -> int:
+        """The seasonal period MASE scales by: the Monash archive's for a .tsf file's @frequency (`SEASONALITY`), else
+        the model's `season`, else 1. Not the run's `season` (--season), which changes the baselines shown and never
+        the scores, so that a finished run is shown beside other baselines without decoding it again."""
+        if data.suffix.lower() == TSF_EXTENSION:
+            frequency = tsf_header(data).frequency
+            if frequency in SEASONALITY:
+                return SEASONALITY[frequency]
+        return self.model_season or 1
+
+
+def _scaled_errors(forecast: np.ndarray, reference: Mapping[str, Any]) -> dict[str, float | None]:
+    """A custom-series window's MASE (None where its history is constant) and sMAPE (in the file's units, `unit`'s
+    mean and std mapping the standardised values back; None where forecast and target are all 0)."""
+    target = np.asarray(reference["target"], dtype=np.float64)
+    scale = reference["mase_scale"]
+    mean, std = reference["unit"]
+    percent = smape(np.asarray(forecast) * std + mean, target * std + mean)
+    return {"mase": mase(forecast, target, scale) if scale else None,
+            "smape": None if np.isnan(percent) else percent}
+
+
+def _scaled_means(scores: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """The mean over windows (series, with holdout "last") of their MASE and sMAPE, the undefined ones left out."""
+    means = {}
+    for metric in ("mase", "smape"):
+        defined = [score[metric] for score in scores if score[metric] is not None]
+        means[metric] = float(np.mean(defined)) if defined else None
+    return means
 
 
 SERIES_TASKS = (
