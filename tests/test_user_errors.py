@@ -514,7 +514,7 @@ def test_data_settings_are_named_in_config_terms(tmp_path, capsys):
                                                    "set data.format: series (with data.options lookback and horizon)"),
         (["--data.train", f"[{tmp_path}/s.csv]", "--data.format", "series", "--data.options", "{lookback: 8, horizn: 4}"],
          "data.options: unknown option 'horizn' (did you mean 'horizon'?); the series format needs horizon (options "
-         "of the series format: ['columns', 'decimals', 'delimiter', 'drift', 'horizon', 'id_columns', 'log_limit', "
+         "of the series format: ['columns', 'decimals', 'delimiter', 'drift', 'holdout', 'horizon', 'id_columns', 'log_limit', "
          "'lookback', 'max_examples', 'multivariate', 'prompt', 'season', 'split', 'standardize', 'stride'])"),
     ]
     for overrides, message in cases:

@@ -470,8 +470,10 @@ class TimeSeriesReader(Reader):
             for series in self._load(path):
                 borders = self._borders(path, series, self.split)
                 if borders is None:
+                    need = (f"two horizons of {self.horizon} held out (val and test) and a training step before them"
+                            if self.holdout == "last" else f"{self.split} rows with a look-back of {self.lookback}")
                     yield functools.partial(self._too_short, path, f"series {series.label!r} has {len(series.values)} "
-                                            f"steps, too few for {self.split} rows with a look-back of {self.lookback}")
+                                            f"steps, too few for {need}")
                     continue
                 first, end = borders
                 count = self.num_windows(end - first)
