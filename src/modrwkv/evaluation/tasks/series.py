@@ -395,11 +395,13 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
         if reader.report.skipped:
             log.warning("%s: %s", data, reader.report.summary())
         # each window's MASE scale: the history before its target, of its series (all of a series' windows at once)
+        members: dict[str, list[int]] = {}
+        for i, sample in enumerate(samples):
+            members.setdefault(sample.meta["series"], []).append(i)
         scales: dict[int, float] = {}
-        for label in dict.fromkeys(s.meta["series"] for s in samples):
-            members = [i for i, s in enumerate(samples) if s.meta["series"] == label]
-            ends = [samples[i].meta["start"] + self.lookback for i in members]
-            scales.update(zip(members, mase_scales(series[label][0], ends, period).tolist(), strict=True))
+        for label, found in members.items():
+            ends = [samples[i].meta["start"] + self.lookback for i in found]
+            scales.update(zip(found, mase_scales(series[label][0], ends, period).tolist(), strict=True))
         return [
             EvalSample(f"{s.meta['series']}/{s.meta['start']}", self.prompt(),
                        {"channel": s.meta["series"], "start": s.meta["start"], "target": s.meta["target"],
