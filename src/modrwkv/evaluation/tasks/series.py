@@ -399,16 +399,19 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
         for i, sample in enumerate(samples):
             members.setdefault(sample.meta["series"], []).append(i)
         scales: dict[int, float] = {}
+        units: dict[str, list[float]] = {}  # each series' scaler back to the file's units, where sMAPE is computed
         for label, found in members.items():
+            values, (mean, std) = series[label]
             ends = [samples[i].meta["start"] + self.lookback for i in found]
-            scales.update(zip(found, mase_scales(series[label][0], ends, period).tolist(), strict=True))
+            scales.update(zip(found, mase_scales(values, ends, period).tolist(), strict=True))
+            units[label] = [float(mean[0]), float(std[0])]
         return [
             EvalSample(f"{s.meta['series']}/{s.meta['start']}", self.prompt(),
                        {"channel": s.meta["series"], "start": s.meta["start"], "target": s.meta["target"],
-                        # MASE (the seasonal-naive MAE of the history before the target; None: constant, undefined)
-                        # and the scaler back to the file's units, where sMAPE is computed
+                        # MASE's scale: the seasonal-naive MAE of the history before the target (None: a constant
+                        # history, whose MASE is undefined)
                         "mase_scale": scales[i] if scales[i] > 0 else None, "mase_period": period,
-                        "unit": [float(series[s.meta["series"]][1][0][0]), float(series[s.meta["series"]][1][1][0])]},
+                        "unit": units[s.meta["series"]]},
                        series=list(s.series))
             for i, s in enumerate(samples)
         ]
