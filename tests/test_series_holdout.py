@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from modrwkv.cli import main
 from modrwkv.data.readers import TimeSeriesReader
 from modrwkv.evaluation import ModelSpec, run_eval
 from modrwkv.evaluation.metrics import last_horizon_split, mase, mase_scale, mase_scales, smape
 from modrwkv.evaluation.tasks import get_task
 from modrwkv.inference import SeriesForecast
+from modrwkv.training.config import config_from_dict
+from modrwkv.training.data import build_reader
 
 
 def test_mase_scale_is_the_mean_seasonal_change_of_the_history():
@@ -161,3 +165,27 @@ def test_custom_series_scores_the_archive_way_with_holdout_last(tmp_path, split)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "the fixed-horizon protocol (the Monash archive's, M4's)" in report
     assert "baselines on the same windows, MASE (mean over series): repeat-last" in report
+
+
+def test_init_holds_out_the_last_horizon_of_a_csv_when_told(tmp_path, capsys):
+    """`modrwkv init --holdout last` on a CSV: the config reads the steps before each series' last two horizons, the
+    windows are fitted to what that leaves (30 steps cannot hold out two horizons of the default 24 and train before
+    them: a tenth, 3; 30 - 6 = 24 training steps, 21 beside the horizon: a look-back of 10), and the eval command
+    printed scores the same way."""
+    series = write_short_series(tmp_path / "two.csv")
+    config = tmp_path / "two.yaml"
+    assert main(["init", "--data", str(tmp_path / "two.csv"), "--holdout", "last", "--yes", "--device", "cpu",
+                 "--output", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "data.options.holdout last: each series' last 3 steps are its test window and the 3 before them" in out
+    assert "--lookback 10 --horizon 3 --holdout last" in next(line for line in out.splitlines()
+                                                              if line.startswith("evaluate:"))
+    options = yaml.safe_load(config.read_text())["data"]["options"]
+    assert (options["holdout"], options["horizon"], options["lookback"]) == ("last", 3, 10)
+    training = list(build_reader(config_from_dict(yaml.safe_load(config.read_text())).data))
+    # a's windows of 10 + 3 in its 24 training steps: 12; b's, whose first 12 steps are empty: those whose target
+    # starts at step 12 or later and whose look-back holds one of its values, starting at 3 to 11
+    assert [(s.meta["series"], s.meta["start"]) for s in training] == [("a", i) for i in range(12)] + [
+        ("b", i) for i in range(3, 12)]
+    np.testing.assert_allclose(training[0].series[0][:3], ((series["a"] - series["a"][:24].mean())
+                                                           / series["a"][:24].std())[:3], rtol=1e-5)

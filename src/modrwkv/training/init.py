@@ -257,16 +257,15 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
     if answers.media_folder is not None and not Path(answers.media_folder).is_dir():
         raise InitError(f"media folder {answers.media_folder}: no such folder")
     window_notes: list[str] = []
-    if answers.holdout == "last" and set(candidates) == {"series"}:
-        window_notes.append(f"data.options.holdout last: each series' last {answers.horizon} steps are its test "
-                            "window and the ones before them its val window, as the Monash archive and M4 evaluate "
-                            "(`modrwkv eval --task custom-series` scores them, MASE its headline); training reads "
-                            "the steps before")
     series_read = None
     if (answers.lookback is None or fit_horizon) and set(candidates) == {"series"}:
         answers.lookback, answers.horizon, window_notes, series_read = fitted_window(answers, files, fit_horizon)
     elif answers.lookback is None:
         answers.lookback = DEFAULT_LOOKBACK
+    if answers.holdout == "last" and set(candidates) == {"series"}:
+        window_notes.append(f"data.options.holdout last: each series' last {answers.horizon} steps are its test "
+                            f"window and the {answers.horizon} before them its val window, as the Monash archive and "
+                            "M4 evaluate (`modrwkv eval --task custom-series` scores them, MASE its headline)")
     # every file's format is checked unless each was detected as the same one (--format detects nothing)
     every_file = answers.data_format is not None or len(set(candidates)) > 1
     try:  # training reads every data.train file with one reader (`accepted_format`)
@@ -573,6 +572,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
     notes.append(f"output: a resumable checkpoint every {save_every} steps (about one epoch) and on SIGTERM / "
                  f"Ctrl-C or an error; progress lines every {output['log_every']} steps; metrics in "
                  f"{output_dir}/logs/version_0/metrics.csv")
+    if answers.holdout == "last" and summary.data_format != "series":
+        raise InitError(f"--holdout last holds out each series' last horizon, but the data is in the "
+                        f"{summary.data_format} format; leave it out")
     if answers.id_columns is not None and summary.data_format != "series":
         raise InitError(f"--id-columns tells apart the series of a long-format CSV or table, but the data is in the "
                         f"{summary.data_format} format; leave it out")
@@ -609,9 +611,10 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                          f"{given} {', '.join(ids)}: each is windowed, split and scaled on its own "
                          f"(`modrwkv eval --task custom-series {flags}` reads them the same)")
         rows = "of each series" if summary.long_format else "of the file"
+        held_out = (f"every step before each series' last two horizons of {answers.horizon}, data.options.holdout "
+                    "last" if answers.holdout == "last" else f"the first 70% {rows}; ETT files: their first 12 months")
         notes.append("data.options split: train, standardize: true, stride 1: training reads only the training rows "
-                     f"(the first 70% {rows}; ETT files: their first 12 months), a window starting at each "
-                     "of them, scaled by their statistics; "
+                     f"({held_out}), a window starting at each of them, scaled by their statistics; "
                      "`modrwkv eval --task custom` on the same file scores its test rows, which training never "
                      "reads (docs/forecasting.md)")
         # configs/series-cpu.yaml's validation: the last step's weights were far worse than the best

@@ -319,11 +319,12 @@ def split_rows(path: Path, n_rows: int, lookback: int, split: Split, horizon: in
 
 
 def default_holdout(paths: Sequence[Path]) -> Holdout:
-    """"last" for .tsf files that state their @horizon (the Monash archive's data sets, published for the
+    """"last" where every file is a .tsf file stating its @horizon (the Monash archive's data sets, published for the
     fixed-horizon protocol: a forecast of each series' last @horizon steps), else "ratio". `modrwkv init` trains and
     `modrwkv eval --task custom-series` scores by it unless told otherwise. A header that does not read: DataError."""
     tsf = [Path(path) for path in paths if Path(path).suffix.lower() == TSF_EXTENSION]
-    return "last" if tsf and all(tsf_header(path).horizon is not None for path in tsf) else "ratio"
+    stated = tsf and len(tsf) == len(paths) and all(tsf_header(path).horizon is not None for path in tsf)
+    return "last" if stated else "ratio"
 
 
 @dataclasses.dataclass
