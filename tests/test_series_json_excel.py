@@ -32,8 +32,12 @@ def write(frame: pd.DataFrame, folder: Path, name: str, how: str) -> tuple[Path,
     """`frame` written with `to_csv(index=False)` and as `how` says: JSON Lines records, an array of records, pandas'
     default `to_json()` (columns of {row: value}), each with dates as epoch milliseconds (pandas' default) or ISO
     text ("...-iso"), or an .xlsx workbook. (`to_json` writes 10 decimal places unless told more, 15 at most:
-    the values are rounded to 9 decimals, which 15 digits hold, so the files hold the same numbers.)"""
+    the values are rounded to 9 decimals, which 15 digits hold, so the files hold the same numbers.) "...-text": its
+    numbers stored as text (`astype(str)`, Excel's "number stored as text"), which the CSV holds as text too."""
     frame = frame.round({name: 9 for name in frame.select_dtypes('float').columns})
+    if how.endswith("-text"):
+        frame = frame.astype({column: str for column in frame.select_dtypes("number").columns})
+        how = how.removesuffix("-text")
     csv = folder / f"{name}.csv"
     frame.to_csv(csv, index=False)
     dates = "iso" if how.endswith("-iso") else "epoch"
@@ -66,7 +70,10 @@ def as_record(source: str, csv: Path, table: Path) -> str:
     ("ett", "array-iso", {"multivariate": True}),
     ("ett", "columns", {}),
     ("ett", "xlsx", {}),
+    ("ett", "xlsx-text", {}),
+    ("ett", "jsonl-text", {}),
     ("nixtla", "jsonl", {}),
+    ("m5", "array-text", {}),
     ("nixtla", "xlsx", {}),
     ("store", "array", {"id_columns": ["store_nbr", "family"]}),
     ("m5", "jsonl-iso", {}),

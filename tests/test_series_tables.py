@@ -71,7 +71,11 @@ def m5(days: int = 40) -> pd.DataFrame:
 def write(frame: pd.DataFrame, folder: Path, name: str, how: str) -> tuple[Path, Path]:
     """`frame` written with `to_csv` and as a table: by pandas (`to_parquet`; "indexed": with its index, a column
     of both; `to_feather`), by `datasets` as a hub copy holds it
-    (`to_parquet`, with its `huggingface` features), or by `datasets`' `save_to_disk` (an Arrow stream file)."""
+    (`to_parquet`, with its `huggingface` features), or by `datasets`' `save_to_disk` (an Arrow stream file);
+    "...-text": its numbers stored as text (`astype(str)`), which the CSV holds as text too."""
+    if how.endswith("-text"):
+        frame = frame.astype({column: str for column in frame.select_dtypes("number").columns})
+        how = how.removesuffix("-text")
     csv = folder / f"{name}.csv"
     if how == "indexed":  # an index pandas stores as a column (to_csv writes it first, under an empty name)
         frame = frame.set_axis(pd.Index(np.arange(len(frame)) * 2 + 1))
@@ -118,6 +122,8 @@ def same_reading(csv: Path, table: Path, named: Callable[[str, Path, Path], str]
 @pytest.mark.parametrize("layout, how, options", [
     ("ett", "hub", {}),
     ("ett", "pandas", {"multivariate": True}),
+    ("ett", "pandas-text", {}),
+    ("store", "pandas-text", {"id_columns": ["store_nbr", "family"]}),
     ("ett", "indexed", {}),
     ("nixtla", "pandas", {}),
     ("nixtla", "feather", {}),

@@ -134,8 +134,13 @@ def _is_series_arrow(path: Path) -> bool:
                 batch = next(decoded_batches(path, handle, batches, 0), None)
     except DataError:
         return False
-    texts = [] if batch is None else [cell for column in batch.columns for cell in column.to_pylist()]
-    numbers = [field.name for field in schema if _numbers(field.type)]
+    columns = {} if batch is None else dict(zip(batch.schema.names, (column.to_pylist() for column in batch.columns),
+                                                 strict=True))
+    texts = [cell for cells in columns.values() for cell in cells]
+    # numbers stored as text count as the numbers a CSV of the table reads them as
+    numbers = [field.name for field in schema if _numbers(field.type) or (
+        field.name in columns and any(_number(cell) for cell in columns[field.name])
+        and all(_number(cell) or _gap(cell) for cell in columns[field.name]))]
     return _told_as_series(schema.names, numbers, texts) and not media_fields(path)
 
 
@@ -171,7 +176,7 @@ def _series_values(rows: list[tuple[str, list[Any]]]) -> bool:
         return False
     header, values = [_cell(name) for name in rows[0][1]], [row for _, row in rows[1:]]
     numbers = [name for k, name in enumerate(header) if any(_number(row[k]) for row in values)
-               and all(_number(row[k]) or row[k] is None for row in values)]
+               and all(_number(row[k]) or _gap(row[k]) for row in values)]
     texts = [value for row in values for value in row if isinstance(value, str)]
     return _told_as_series(header, numbers, texts) and not media_in(dict(zip(header, values[0], strict=True)))
 
@@ -332,7 +337,27 @@ def _scalar_value(value: Any) -> bool:
 
 
 def _number(value: Any) -> bool:
+    """Whether a JSON or worksheet value is a number as a CSV of the table reads one: a number, or text that is one
+    (Excel's "number stored as text", `df.astype(str).to_json()`; a CSV's cells are all text)."""
+    if isinstance(value, str):
+        try:
+            return math.isfinite(float(value))
+        except ValueError:
+            return False
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _gap(value: Any) -> bool:
+    """Whether a JSON or worksheet value is a gap in a column of numbers, as a CSV of the table reads it: null, an
+    empty cell, or NaN (as text too, "nan" as `astype(str)` writes it)."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return True
+    if isinstance(value, str):
+        try:
+            return not value.strip() or math.isnan(float(value))
+        except ValueError:
+            return False
+    return False
 
 
 def _cell(value: Any) -> str:
