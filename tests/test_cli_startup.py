@@ -22,7 +22,7 @@ from modrwkv.lm.random_weights import random_official_state_dict
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "lightning", "transformers", "numpy")
 COMMANDS = ("generate", "quickstart", "init", "train", "merge-lora", "import-released", "chat", "serve", "eval",
-            "transcribe", "export", "push-to-hub")
+            "transcribe", "forecast", "export", "push-to-hub")
 
 
 def test_importing_the_cli_and_building_its_parser_loads_nothing_heavy() -> None:

@@ -491,7 +491,7 @@ def test_a_trained_forecaster_reads_its_own_look_back_and_refuses_a_shorter_one(
                  "--data.options.horizon", "8", "--train.max_steps", "1", "--train.warmup_steps", "1",
                  "--model.lm.config", "{n_layer: 1, n_embd: 64}", "--output.dir", str(run)]) == 0
     saved = json.loads((run / "final" / "config.json").read_text())
-    assert saved["series_lookback"] == 32
+    assert (saved["series_lookback"], saved["series_horizon"]) == (32, 8)
     assert saved["series_prompt"] == "Predict the next {horizon} values of this series."  # the reader's default
     pipe = ModRWKVPipeline.from_pretrained(run / "final")
     assert pipe.model.series_lookback == 32

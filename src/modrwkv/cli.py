@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from safetensors import SafetensorError  # its Rust extension alone: no torch
 
 from modrwkv import __version__
-from modrwkv.constants import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_TRANSCRIPT_TOKENS, DTYPES, \
-    EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, INIT_FORMATS, INIT_SIZES, SERIES_HOLDOUTS, \
-    TRANSCRIPT_FORMATS
+from modrwkv.constants import DEFAULT_FORECAST_BATCH, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_SEGMENT_SECONDS, \
+    DEFAULT_TRANSCRIPT_TOKENS, DTYPES, EVAL_METRICS, EVAL_TASKS, GGUF_DTYPES, INIT_DEVICES, INIT_FORMATS, INIT_SIZES, \
+    SERIES_HOLDOUTS, TRANSCRIPT_FORMATS
 from modrwkv.data.sample import escape_markers
 from modrwkv.extras import MissingExtraError
 from modrwkv.sampling_params import SamplingParams
@@ -1236,8 +1236,8 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
     p.add_argument("--lookback", type=int, help="forecasting tasks: steps the model reads (default 720; custom-series: "
                    "the look-back the model folder was trained on, else 96)")
-    p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series: a .tsf "
-                   "file's @horizon, else 24)")
+    p.add_argument("--horizon", type=int, help="forecasting tasks: steps to forecast (default 96; custom-series: the "
+                   "horizon the model folder was trained for, else a .tsf file's @horizon, else 24)")
     p.add_argument("--holdout", choices=SERIES_HOLDOUTS,
                    help="custom-series: ratio, every window of each series' last 20%% (the long-horizon protocol, "
                    "MSE its headline); last, each series' last horizon (val: the one before), the Monash archive's "
@@ -1367,6 +1367,16 @@ def _check_media_folder(folder: str | None, data: Sequence[str]) -> None:
                     "their media", folder)
 
 
+def _trained_steps(args: argparse.Namespace, name: str) -> int | None:
+    """`series_lookback` or `series_horizon` of a local model folder's config.json (what training recorded); None
+    for a folder without it, a hub id or a checkpoint file (the model's own check names a damaged one)."""
+    try:
+        steps = json.loads((Path(args.model) / "config.json").read_bytes()).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 else None
+
+
 def _eval_lookback(args: argparse.Namespace, task_name: str) -> int | None:
     """--lookback, else for custom-series the look-back a local model folder was trained on (`series_lookback` in
     its config.json: `init` fits it to short series), which the task requires (`check_pipeline`; said in the log),
@@ -1375,27 +1385,28 @@ def _eval_lookback(args: argparse.Namespace, task_name: str) -> int | None:
 
     if args.lookback is not None or task_name != CUSTOM_SERIES:
         return args.lookback
-    config = Path(args.model) / "config.json"
-    try:
-        trained = json.loads(config.read_bytes()).get("series_lookback")
-    except (OSError, ValueError, AttributeError):  # (a hub id, a checkpoint file: the model's own check names it)
-        return None
-    if isinstance(trained, int) and not isinstance(trained, bool) and trained >= 1:
+    trained = _trained_steps(args, "series_lookback")
+    if trained is not None:
         log.info("lookback %d: the look-back %s was trained on (--lookback chooses another)", trained, args.model)
-        return trained
-    return None
+    return trained
 
 
 def _eval_horizon(args: argparse.Namespace, task_name: str, data: Any) -> int | None:
-    """--horizon, else for custom-series on a .tsf file its @horizon (the Monash archive's forecast horizon, which
-    `modrwkv init` trains to; said in the log), else None: the task's default."""
+    """--horizon, else for custom-series the horizon a local model folder was trained for (`series_horizon` in its
+    config.json), else on a .tsf file its @horizon (the Monash archive's forecast horizon, which `modrwkv init`
+    trains to), each said in the log, else None: the task's default."""
     from modrwkv.data.readers.base import DataError
     from modrwkv.data.readers.seriesrows import TSF_EXTENSION, tsf_header
     from modrwkv.evaluation.tasks import CUSTOM_SERIES
 
-    if args.horizon is not None or task_name != CUSTOM_SERIES or not isinstance(data, str) \
-            or Path(data).suffix.lower() != TSF_EXTENSION or not Path(data).is_file():
+    if args.horizon is not None or task_name != CUSTOM_SERIES:
         return args.horizon
+    trained = _trained_steps(args, "series_horizon")
+    if trained is not None:
+        log.info("horizon %d: the horizon %s was trained for (--horizon chooses another)", trained, args.model)
+        return trained
+    if not isinstance(data, str) or Path(data).suffix.lower() != TSF_EXTENSION or not Path(data).is_file():
+        return None
     try:
         horizon = tsf_header(Path(data)).horizon
     except DataError as exc:
@@ -1642,6 +1653,124 @@ def _transcription_groups(seconds: Sequence[float]) -> list[list[int]]:
     return groups
 
 
+# --- forecast -------------------------------------------------------------------------------
+
+
+def _add_forecast(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "forecast",
+        help="forecast the future of each series of a file (CSV, Parquet, .tsf, ...) into a CSV",
+        description="Reads FILE as training reads a series file (CSV/TSV, NPZ, Parquet/Arrow/JSON/xlsx tables of "
+        "scalar columns, long-format files with id columns, Parquet/JSONL series rows, Monash .tsf), each column or "
+        "channel a series of its own, and forecasts the --horizon steps after each series' last row from its last "
+        "look-back (the model's series_lookback; a shorter series' begins with gaps), as "
+        "ModRWKVPipeline.forecast_batch does. Writes a CSV of series,step,forecast, one row per series and step "
+        "(step 1 is the row after the series' last; the forecast in the file's units) to --output, else to stdout "
+        "(docs/forecasting.md).",
+    )
+    _add_model_options(p)
+    p.add_argument("--data", required=True, metavar="FILE", help="the series file, in any layout training reads")
+    p.add_argument("--target", action="append", metavar="COLUMN",
+                   help="a column to forecast (repeat for several; default: every numeric column)")
+    p.add_argument("--id-column", action="append", metavar="COLUMN",
+                   help="a column telling apart the series of a long-format file (repeat for several, as training's "
+                   "data.options.id_columns; default: a unique_id, item_id or series_id column)")
+    p.add_argument("--horizon", type=_at_least(1), metavar="H",
+                   help="steps to forecast (default: the horizon the model was trained for, series_horizon in its "
+                   "config.json; a folder saved before training recorded it: its linear baseline's)")
+    p.add_argument("--lookback", type=_at_least(1), metavar="N",
+                   help="steps each forecast reads, for a model whose folder records none (series_lookback: saved "
+                   "before training recorded it); a model that records one reads its own")
+    p.add_argument("--samples", type=_at_least(1), default=1, metavar="N",
+                   help="decode each window N times from the model's distribution and forecast their step-wise "
+                   "median (default 1: greedy; docs/forecasting.md)")
+    p.add_argument("--batch-size", type=_at_least(1), default=DEFAULT_FORECAST_BATCH, metavar="B",
+                   help=f"windows decoded together (default {DEFAULT_FORECAST_BATCH})")
+    p.add_argument("--output", metavar="OUT.csv", help="write the CSV here (atomically) instead of to stdout")
+    p.set_defaults(handler=_run_forecast)
+
+
+def _run_forecast(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from modrwkv.inference.series_file import file_series, forecast_series
+    from modrwkv.textfiles import write_text_atomically
+
+    if args.output and Path(args.output).is_dir():
+        raise CLIError(f"--output {args.output}: is a folder, not a file")
+    series = file_series(args.data, columns=args.target, id_columns=args.id_column)  # before the model loads
+    pipeline = _load_pipeline(args)
+    if "series" not in pipeline.model.encoders:
+        raise CLIError(f"{args.model} cannot forecast: it has no series encoder (it reads "
+                       f"{', '.join(sorted(pipeline.model.encoders)) or 'text only'})")
+    lookback, horizon = _forecast_lookback(args, pipeline.model), _forecast_horizon(args, pipeline.model)
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["series", "step", "forecast"])
+    done, sources = 0, set()
+    # the library's progress line after each batch, on stderr also without -v (as transcribe names each file done)
+    progress = logging.getLogger("modrwkv.inference.series_file")
+    level = progress.level
+    if not progress.isEnabledFor(logging.INFO):
+        progress.setLevel(logging.INFO)
+    try:
+        for batch in forecast_series(pipeline, series, horizon, lookback, samples=args.samples,
+                                     batch_size=args.batch_size):
+            for label, forecast in batch:
+                writer.writerows((label, step, repr(float(value))) for step, value in enumerate(forecast.values, 1))
+                sources.add(forecast.source)
+            done += len(batch)
+    finally:
+        progress.setLevel(level)
+    if not done:
+        raise CLIError(f"{args.data}: none of its {len(series)} series holds an observed value in its last "
+                       f"{lookback} steps: nothing to forecast")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(Path(args.output), table.getvalue())
+    else:
+        sys.stdout.write(table.getvalue())
+        sys.stdout.flush()
+    baseline = "; the model's baseline alone, not decoded (series_baseline_only)" if sources == {"baseline"} else ""
+    print(f"forecast {done} series x {horizon} steps from look-backs of {lookback}{baseline}"
+          f"{f' -> {args.output}' if args.output else ''}", file=sys.stderr)
+    return 0
+
+
+def _forecast_lookback(args: argparse.Namespace, model: Any) -> int:
+    """The look-back `modrwkv forecast` reads: the model's `series_lookback`, else --lookback (a folder saved before
+    training recorded it); another --lookback than the recorded one is refused, as eval refuses it."""
+    trained = model.series_lookback
+    if args.lookback is not None and trained is not None and args.lookback != trained:
+        raise CLIError(f"--lookback {args.lookback}, but the model was trained to forecast from {trained} steps: "
+                       "leave --lookback out (it reads its own)")
+    lookback = trained if trained is not None else args.lookback
+    if lookback is None:
+        raise CLIError(f"{args.model} records no look-back (series_lookback in its config.json: saved before training "
+                       "recorded it): give the one it was trained on, --lookback N")
+    return lookback
+
+
+def _forecast_horizon(args: argparse.Namespace, model: Any) -> int:
+    """--horizon, else the horizon the model was trained for (`trained_horizon`, said in the log); one beyond what
+    its linear baseline was fitted for is refused, naming both."""
+    from modrwkv.inference.series_file import trained_horizon
+
+    horizon = args.horizon
+    if horizon is None:
+        horizon = trained_horizon(model)
+        if horizon is None:
+            raise CLIError(f"{args.model} records no horizon (series_horizon in its config.json: saved before "
+                           "training recorded it) and has no linear baseline to take one from: give --horizon H")
+        log.info("horizon %d: the horizon %s was trained for (--horizon chooses another)", horizon, args.model)
+    linear = getattr(model.encoders["series"], "linear", lambda: None)()
+    if linear is not None and horizon > linear.horizon:
+        raise CLIError(f"--horizon {horizon}: the model's linear baseline was fitted for a horizon of "
+                       f"{linear.horizon} steps; forecast at most {linear.horizon}")
+    return horizon
+
+
 # --- export -------------------------------------------------------------------------------
 
 
@@ -1732,6 +1861,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_eval(subparsers)
     _add_transcribe(subparsers)
+    _add_forecast(subparsers)
     _add_export(subparsers)
     _add_push_to_hub(subparsers)
     return parser

@@ -41,3 +41,5 @@ DEFAULT_TRANSCRIPT_TOKENS = 256
 #: What a transcript can be written as (`modrwkv transcribe --format`, the server's /v1/audio/transcriptions):
 #: OpenAI's audio-transcription response formats.
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+#: Look-back windows decoded together by `modrwkv forecast` (`modrwkv.inference.series_file.forecast_series`).
+DEFAULT_FORECAST_BATCH = 16

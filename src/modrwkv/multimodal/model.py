@@ -106,6 +106,7 @@ class ModRWKV(nn.Module):
         asr_prompt: str | None | Unrecorded = DEFAULT_ASR_PROMPT,
         video: VideoSampling | Mapping[str, Any] | None = None,
         series_lookback: int | None = None,
+        series_horizon: int | None = None,
         series_prompt: str | None = None,
         series_baseline_only: bool = False,
         media_layout: MediaLayout = "media_text",
@@ -118,6 +119,8 @@ class ModRWKV(nn.Module):
         asked as the default, `asked_asr_prompt`); `video`: which frames
         of a video the image encoder reads (`VideoSampling`, default 8 frames); `series_lookback`: the
         look-back length (steps) the model was trained to forecast from (None: not trained on windows);
+        `series_horizon`: the horizon (steps) it was trained to forecast (None: not recorded; `modrwkv forecast` and
+        `modrwkv eval --task custom-series` forecast as many by default);
         `series_prompt`: the template that asked for its forecasts in training (with {horizon} and
         {channels}; None: the reader's default for the window's shape, `series_prompt_template`);
         `series_baseline_only`: forecasts are the series encoder's baseline alone, not decoded (set by
@@ -149,6 +152,7 @@ class ModRWKV(nn.Module):
         self.special_tokens = dict(chat_template.special_tokens if special_tokens is None else special_tokens)
         self.asr_prompt = asr_prompt
         self.series_lookback = series_lookback
+        self.series_horizon = series_horizon
         self.series_prompt = series_prompt
         self.series_baseline_only = series_baseline_only
         self.media_layout = media_layout
@@ -326,6 +330,7 @@ class ModRWKV(nn.Module):
             "asr_prompt": self.asr_prompt,
             "video": self.video.to_dict(),
             "series_lookback": self.series_lookback,
+            "series_horizon": self.series_horizon,
             "series_prompt": self.series_prompt,
             "series_baseline_only": self.series_baseline_only,
             "media_layout": self.media_layout,
@@ -432,6 +437,7 @@ class ModRWKV(nn.Module):
         model = cls(lm, encoders, adapters, config["template"], config["splice"], config["ctx_len"],
                     config.get("placeholder_ids", PLACEHOLDER_IDS), config.get("special_tokens", {}),
                     video=config.get("video"), series_lookback=config.get("series_lookback"),
+                    series_horizon=config.get("series_horizon"),
                     series_prompt=config.get("series_prompt"),
                     series_baseline_only=config.get("series_baseline_only", False),
                     media_layout=config.get("media_layout", "media_text"),
@@ -529,10 +535,11 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     for name in RECORDED_PROMPTS:
         if not isinstance(config.get(name), (str, type(None))):
             raise CheckpointError(f"{path}: '{name}' must be a string or null, got {json.dumps(config[name])[:60]}")
-    lookback = config.get("series_lookback")
-    if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1):
-        raise CheckpointError(f"{path}: 'series_lookback' must be a whole number >= 1 or null, got "
-                              f"{json.dumps(lookback)[:60]}")
+    for name in ("series_lookback", "series_horizon"):
+        steps = config.get(name)
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise CheckpointError(f"{path}: '{name}' must be a whole number >= 1 or null, got "
+                                  f"{json.dumps(steps)[:60]}")
     series_prompt = config.get("series_prompt")
     if not isinstance(series_prompt, (str, type(None))):
         raise CheckpointError(f"{path}: 'series_prompt' must be a string or null, got {json.dumps(series_prompt)[:60]}")

@@ -262,7 +262,8 @@ def setup_data(config: TrainConfig, model: ModRWKV,
         # records in shards ask their own questions) the model keeps the record of the folder it started from.
         model.caption_prompt = config.data.options.get("prompt")
     if config.data.format == "series":  # recorded with the model, so that a forecast is asked from as many steps,
-        model.series_lookback = int(config.data.options["lookback"])  # and with the reader's prompt template
+        model.series_lookback = int(config.data.options["lookback"])  # for as many (the default horizon of
+        model.series_horizon = int(config.data.options["horizon"])  # `modrwkv forecast`), with the reader's template
         prompt = config.data.options.get("prompt")
         problem = series_prompt_problem(prompt)
         if problem:  # the reader checks it too, but samples given to train() bypass the reader

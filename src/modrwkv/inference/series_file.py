@@ -1,0 +1,86 @@
+"""The future of every series of a file: what `modrwkv forecast` runs.
+
+The file is read by training's series reader (`TimeSeriesReader`: CSV / TSV, NPZ, tables of scalar columns,
+long-format files with id columns, series rows, Monash .tsf), each column or channel a series of its own (as
+`modrwkv eval --task custom-series` reads it), in the file's own units. Each series is forecast from its last
+`lookback` steps (begun with gaps when it holds fewer, as `--holdout last` reads a short series) by
+`ModRWKVPipeline.forecast_batch`, a batch of windows at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..constants import DEFAULT_FORECAST_BATCH
+from ..data.readers.series import TimeSeriesReader
+from ..multimodal import ModRWKV
+from .pipeline import ModRWKVPipeline, SeriesForecast
+
+log = logging.getLogger(__name__)
+
+
+def file_series(path: str | Path, *, columns: Sequence[str] | None = None,
+                id_columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Each series of `path` by the reader's label ("load", "unique_id=T1 y", "T1 target"), its values [T] in the
+    file's units, in the file's order. `columns` and `id_columns` as the reader takes them; a file that does not read
+    as a series file raises its `DataError`."""
+    # (the windows' lengths do not change how a file is read: the values are the file's, before any window is cut)
+    reader = TimeSeriesReader(path, lookback=1, horizon=1, columns=columns, id_columns=id_columns)
+    return {label: values for label, (values, _) in reader.scaled_series().items()}
+
+
+def trained_horizon(model: ModRWKV) -> int | None:
+    """The horizon `model` was trained to forecast: its `series_horizon` (recorded by training), else, for a folder
+    saved before it was, the horizon its series encoder's linear baseline was fitted for; None without either."""
+    if model.series_horizon is not None:
+        return model.series_horizon
+    linear = getattr(model.encoders["series"], "linear", lambda: None)() if "series" in model.encoders else None
+    return linear.horizon if linear is not None else None
+
+
+def last_window(values: np.ndarray, lookback: int) -> np.ndarray:
+    """The last `lookback` steps of a series [T], begun with gaps (NaN) when it holds fewer: the look-back a forecast
+    of what follows its last step reads (float64: the file's values as read)."""
+    window = np.asarray(values, dtype=np.float64)[-lookback:]
+    return np.concatenate([np.full(lookback - len(window), np.nan), window])
+
+
+def forecast_series(pipeline: ModRWKVPipeline, series: Mapping[str, np.ndarray], horizon: int, lookback: int, *,
+                    samples: int = 1, batch_size: int = DEFAULT_FORECAST_BATCH
+                    ) -> Iterator[list[tuple[str, SeriesForecast]]]:
+    """The next `horizon` steps of each series ({label: values [T]}, `file_series`), forecast from its
+    `last_window` of `lookback` steps by `pipeline.forecast_batch` (`samples` as it takes them), `batch_size`
+    windows at a time: yields each batch's (label, forecast) pairs as it is done, logging the progress. A series
+    whose look-back holds no observed value (or an infinite one) cannot be forecast: it is named in a warning and
+    left out."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    windows, unusable, padded, gapped = {}, [], 0, []
+    for label, values in series.items():
+        window = last_window(values, lookback)
+        if np.isnan(window).all() or np.isinf(window).any():
+            unusable.append(label)
+            continue
+        padded += len(values) < lookback
+        if np.isnan(window[-1]):
+            gapped.append(label)
+        windows[label] = window
+    if unusable:
+        log.warning("left out %d series whose last %d steps hold no observed value (or an infinite one): %s",
+                    len(unusable), lookback, ", ".join(map(repr, unusable[:10])) + (" ..." if len(unusable) > 10 else ""))
+    if padded:
+        log.warning("%d series hold fewer than the look-back's %d steps: their look-backs begin with gaps (read as "
+                    "the window's mean)", padded, lookback)
+    if gapped:  # (a wide file's columns share its rows: step 1 is the row after the file's last, for every series)
+        log.warning("%d series end with gaps (empty cells in the file's last rows), read as their look-back's mean: "
+                    "%s", len(gapped), ", ".join(map(repr, gapped[:10])) + (" ..." if len(gapped) > 10 else ""))
+    labels = list(windows)
+    for first in range(0, len(labels), batch_size):
+        batch = labels[first:first + batch_size]
+        forecasts = pipeline.forecast_batch([windows[label] for label in batch], horizon, samples=samples)
+        log.info("forecast %d of %d series", first + len(batch), len(labels))
+        yield list(zip(batch, forecasts, strict=True))

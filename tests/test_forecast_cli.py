@@ -1,0 +1,225 @@
+"""`modrwkv forecast`: the future of each series of a file, as a long-format CSV (series,step,forecast), from each
+series' last look-back, on tiny series-only ModRWKV folders (random weights: what is tested is what must hold
+whatever they are)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+from test_pipeline import LM
+
+from modrwkv.cli import main
+from modrwkv.data.readers.series import LinearBaseline
+from modrwkv.encoders import build_encoder
+from modrwkv.inference import ModRWKVPipeline
+from modrwkv.multimodal import ModRWKV
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+LOOKBACK, HORIZON, SEASON = 8, 3, 4
+
+
+def save_forecaster(folder: Path, *, baseline_only: bool = False, season: int = 0, lookback: int | None = LOOKBACK,
+                    horizon: int | None = HORIZON, linear_horizon: int = 0) -> Path:
+    """A series-only ModRWKV folder as training saves one (look-back, horizon, baseline-only flag recorded)."""
+    torch.manual_seed(0)
+    linear = dict(linear_baseline=True, linear_lookback=LOOKBACK, linear_horizon=linear_horizon) if linear_horizon \
+        else {}
+    encoder = build_encoder("wavenet", layers=2, output_dim=24, season=season, **linear)
+    if linear_horizon:
+        encoder.set_linear_baseline(LinearBaseline(np.zeros((LOOKBACK, linear_horizon)), np.zeros(linear_horizon)))
+    model = ModRWKV.build(make_model(LM, seed=1), {"series": encoder}, series_lookback=lookback,
+                          series_horizon=horizon, series_baseline_only=baseline_only)
+    model.eval().save_pretrained(folder)
+    return folder
+
+
+def forecast(capsys, model: Path, data: Path, *options: str) -> tuple[int, str, str]:
+    status = main(["forecast", "--model", str(model), "--data", str(data), *options])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def read_rows(text: str) -> tuple[list[str], dict[str, list[tuple[int, float]]]]:
+    """The CSV's header and each series' (step, forecast) rows, as a reader of the file sees them."""
+    header, *rows = csv.reader(io.StringIO(text))
+    found: dict[str, list[tuple[int, float]]] = {}
+    for label, step, value in rows:
+        found.setdefault(label, []).append((int(step), float(value)))
+    return header, found
+
+
+def write_csv(path: Path, columns: dict[str, list[float | None]]) -> Path:
+    length = max(len(values) for values in columns.values())
+    lines = [",".join(columns)]
+    for i in range(length):
+        lines.append(",".join("" if i >= len(v) or v[i] is None else repr(float(v[i])) for v in columns.values()))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory) -> Path:
+    return save_forecaster(tmp_path_factory.mktemp("decoded") / "model")
+
+
+def test_a_baseline_only_seasonal_model_forecasts_each_series_last_season_repeated(tmp_path, capsys) -> None:
+    """Shipped baseline alone with season P (no linear baseline): the forecast is the seasonal-naive one, the last
+    P values of each series repeated, in the file's units (the window's mean and scale undone exactly)."""
+    model = save_forecaster(tmp_path / "model", baseline_only=True, season=SEASON)
+    rng = np.random.default_rng(0)
+    load = (100 + 10 * rng.standard_normal(30)).round(3).tolist()
+    price = (-5 + rng.standard_normal(30)).round(3).tolist()
+    data = write_csv(tmp_path / "shop.csv", {"load": load, "price": price})
+    status, out, err = forecast(capsys, model, data, "--horizon", "6")
+    assert status == 0, err
+    header, rows = read_rows(out)
+    assert header == ["series", "step", "forecast"]
+    for label, values in (("load", load), ("price", price)):
+        expected = [values[len(values) - SEASON + h % SEASON] for h in range(6)]  # the last season, repeated
+        assert [step for step, _ in rows[label]] == list(range(1, 7))
+        np.testing.assert_allclose([v for _, v in rows[label]], expected, rtol=1e-6)  # (the encoder keeps mean and scale in float32)
+    assert "baseline alone" in err
+
+
+def test_the_rows_are_forecast_batch_on_each_series_last_look_back(tmp_path, capsys, decoded, caplog) -> None:
+    rng = np.random.default_rng(1)
+    columns = {"a": np.cumsum(rng.standard_normal(40)).round(4).tolist(),
+               "b": (3 + rng.standard_normal(40)).round(4).tolist(), "c": rng.standard_normal(40).round(4).tolist()}
+    data = write_csv(tmp_path / "three.csv", columns)
+    out_file = tmp_path / "forecast.csv"
+    status, out, err = forecast(capsys, decoded, data, "--output", str(out_file), "--batch-size", "2")
+    assert status == 0, err
+    assert out == "" and f"-> {out_file}" in err
+    assert "forecast 2 of 3 series" in caplog.text and "forecast 3 of 3 series" in caplog.text  # a line per batch
+    _, rows = read_rows(out_file.read_text())
+    assert list(rows) == ["a", "b", "c"]
+    # the windows built from the file's values independently: each column's last LOOKBACK values
+    windows = [np.asarray(values[-LOOKBACK:]) for values in columns.values()]
+    expected = ModRWKVPipeline.from_pretrained(decoded).forecast_batch(windows, HORIZON)
+    for label, reference in zip(columns, expected, strict=True):
+        assert [value for _, value in rows[label]] == reference.values.tolist()  # full precision, repr
+
+
+def test_a_short_series_is_forecast_from_a_look_back_begun_with_gaps(tmp_path, capsys, decoded, caplog) -> None:
+    short = [1.5, 2.0, 4.0, 3.25, 2.5]  # 5 of the look-back's 8 steps
+    data = write_csv(tmp_path / "short.csv", {"short": short})
+    status, out, err = forecast(capsys, decoded, data)
+    assert status == 0, err
+    _, rows = read_rows(out)
+    gapped = np.array([np.nan] * 3 + short)
+    reference = ModRWKVPipeline.from_pretrained(decoded).forecast(gapped, HORIZON)
+    assert [value for _, value in rows["short"]] == reference.values.tolist()
+    assert "1 series hold fewer than the look-back's 8 steps" in caplog.text
+
+
+def test_the_csv_round_trips_with_the_readers_labels(tmp_path, capsys, decoded, caplog) -> None:
+    """A long-format file (Nixtla's unique_id,ds,y): one row per series and step, each series named as the reader
+    names it, a series whose look-back holds no value named in a warning and left out."""
+    lines = ["unique_id,ds,y"]
+    for name, offset in (("T1", 0.0), ("T2", 50.0)):
+        lines += [f"{name},2024-01-{day:02d},{offset + day * 0.5}" for day in range(1, 13)]
+    lines += [f"T3,2024-01-{day:02d}," for day in range(1, 4)]  # nothing observed
+    data = tmp_path / "long.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out_file = tmp_path / "new" / "out.csv"  # (its folder made)
+    status, _, err = forecast(capsys, decoded, data, "--output", str(out_file), "--horizon", "2")
+    assert status == 0, err
+    with out_file.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert list(records[0]) == ["series", "step", "forecast"]
+    assert [(r["series"], r["step"]) for r in records] == [
+        ("unique_id=T1 y", "1"), ("unique_id=T1 y", "2"), ("unique_id=T2 y", "1"), ("unique_id=T2 y", "2")]
+    assert all(np.isfinite(float(r["forecast"])) for r in records)
+    assert "left out 1 series whose last 8 steps hold no observed value (or an infinite one): 'unique_id=T3 y'" \
+        in caplog.text
+
+
+def test_series_horizon_is_saved_by_training_read_back_and_the_default_horizon(tmp_path, capsys) -> None:
+    from modrwkv.lm.checkpoint import CheckpointError
+
+    model = save_forecaster(tmp_path / "model", horizon=5)
+    config = json.loads((model / "config.json").read_text())
+    assert config["series_horizon"] == 5 and ModRWKV.from_pretrained(model).series_horizon == 5
+    data = write_csv(tmp_path / "x.csv", {"x": list(np.linspace(0, 3, 12))})
+    status, out, err = forecast(capsys, model, data)
+    assert status == 0, err
+    assert [step for step, _ in read_rows(out)[1]["x"]] == [1, 2, 3, 4, 5]
+    (model / "config.json").write_text(json.dumps({**config, "series_horizon": 0}))
+    with pytest.raises(CheckpointError, match="'series_horizon' must be a whole number >= 1 or null, got 0"):
+        ModRWKV.from_pretrained(model)
+    # a folder saved before it was recorded: its linear baseline's horizon
+    old = save_forecaster(tmp_path / "old", horizon=None, linear_horizon=4)
+    assert ModRWKV.from_pretrained(old).series_horizon is None
+    status, out, err = forecast(capsys, old, data)
+    assert status == 0, err
+    assert len(read_rows(out)[1]["x"]) == 4
+
+
+def test_training_records_the_horizon(tmp_path) -> None:
+    from modrwkv.training.config import DataConfig, TrainConfig
+    from modrwkv.training.recipe import setup_data
+
+    model = ModRWKV.build(make_model(LM, seed=1), {"series": build_encoder("wavenet", layers=2, output_dim=24)})
+    config = TrainConfig(data=DataConfig(format="series", train=["x.csv"], options={"lookback": 8, "horizon": 5}))
+    setup_data(config, model, [])
+    assert (model.series_lookback, model.series_horizon) == (8, 5)
+
+
+def test_eval_takes_the_models_horizon_before_a_tsf_files(tmp_path, caplog) -> None:
+    import argparse
+    import logging
+
+    from modrwkv.cli import _eval_horizon
+
+    model = save_forecaster(tmp_path / "model", horizon=5)
+    tsf = tmp_path / "m.tsf"
+    tsf.write_text("@relation x\n@attribute series_name string\n@frequency hourly\n@horizon 7\n@data\nT1:1,2,3\n")
+    given = argparse.Namespace(model=str(model), horizon=None)
+    with caplog.at_level(logging.INFO, logger="modrwkv.cli"):
+        assert _eval_horizon(given, "custom-series", str(tsf)) == 5
+    assert f"horizon 5: the horizon {model} was trained for" in caplog.text
+    assert _eval_horizon(argparse.Namespace(model=str(model), horizon=9), "custom-series", str(tsf)) == 9
+    assert _eval_horizon(argparse.Namespace(model=str(tmp_path), horizon=None), "custom-series", str(tsf)) == 7
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys, decoded) -> None:
+    data = write_csv(tmp_path / "x.csv", {"x": list(np.linspace(0, 3, 12))})
+
+    def error(*argv: str) -> str:
+        status, out, err = forecast(capsys, *argv)
+        assert status == 2 and out == "", err
+        assert len(err.strip().splitlines()) == 1, err
+        (line,) = err.strip().splitlines()
+        return line
+
+    unrecorded = save_forecaster(tmp_path / "unrecorded", lookback=None, horizon=None)  # saved before training did
+    textless = tmp_path / "vision"
+    ModRWKV.build(make_model(LM, seed=1), {"image": build_encoder("tiny", width=32)}).save_pretrained(textless)
+    assert error(textless, data) == (f"modrwkv forecast: error: {textless} cannot forecast: it has no series encoder "
+                                     "(it reads image)")
+    assert error(decoded, tmp_path / "none.csv") == (
+        f"modrwkv forecast: error: {tmp_path / 'none.csv'}: cannot open: [Errno 2] No such file or directory: "
+        f"'{tmp_path / 'none.csv'}'")
+    assert error(decoded, data, "--target", "y") == (
+        f"modrwkv forecast: error: {data}: no column 'y' (columns: ['x'])")
+    linear = save_forecaster(tmp_path / "linear", linear_horizon=4)
+    assert error(linear, data, "--horizon", "6") == (
+        "modrwkv forecast: error: --horizon 6: the model's linear baseline was fitted for a horizon of 4 steps; "
+        "forecast at most 4")
+    assert error(unrecorded, data) == (
+        f"modrwkv forecast: error: {unrecorded} records no look-back (series_lookback in its config.json: saved "
+        "before training recorded it): give the one it was trained on, --lookback N")
+    assert error(unrecorded, data, "--lookback", "8") == (
+        f"modrwkv forecast: error: {unrecorded} records no horizon (series_horizon in its config.json: saved "
+        "before training recorded it) and has no linear baseline to take one from: give --horizon H")
+    assert error(decoded, data, "--lookback", "6") == (
+        "modrwkv forecast: error: --lookback 6, but the model was trained to forecast from 8 steps: leave --lookback "
+        "out (it reads its own)")
