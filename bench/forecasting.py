@@ -4,8 +4,22 @@
         Writes DIR/co2.csv (weekly Mauna Loa CO2, 2284 weeks, from statsmodels' wheel),
         DIR/taylor.csv (half-hourly electricity demand of England and Wales, 4032 half-hours, from
         pmdarima's wheel) and DIR/elnino.csv (monthly El Nino sea surface temperature, 1950-2010,
-        732 months, statsmodels' year-by-month table read row by row). All ship inside the
-        packages: nothing is downloaded.
+        732 months, statsmodels' year-by-month table read row by row) and DIR/fertility.tsf (World
+        Bank fertility rates, yearly 1960-2011, one series per country, statsmodels' `fertility`, in
+        the Monash archive's .tsf layout with its yearly horizon 6: `write_fertility_tsf`). All ship
+        inside the packages: nothing is downloaded.
+    python bench/forecasting.py monash TSF [--season M] [--eval RUN_FOLDER ...]
+        The Monash archive's fixed-horizon evaluation of one .tsf file, computed here from the
+        archive's R code (rakshitha123/TSForecasting: experiments/fixed_horizon.R,
+        utils/error_calculator.R), independently of modrwkv's reader and metrics: each series'
+        last @horizon values are its test, the values before them its training part; per series
+        sMAPE = 100 mean(2|f-y|/(|f|+|y|)) and MASE = mean|f-y| / mean|diff(training part, lag m)|
+        (m: --season, else the archive's seasonality of the @frequency), each averaged over the
+        series. Forecasts: naive (the last value), seasonal naive, and the archive's local models
+        as statsmodels fits them on each training part: SES, Theta (Hyndman & Billah, deseasonalised
+        when m > 1), ETS (chosen by AICc, as R's forecast::ets chooses). With --eval, the same two
+        numbers of a finished `modrwkv eval --task custom-series --holdout last` run, recomputed from
+        its predictions.jsonl, beside those its summary.json states.
     python bench/forecasting.py report --eval RUN_FOLDER --period M [--plot PNG]
         Reads a finished `modrwkv eval --task custom-series` run, rebuilds its test windows, and
         prints the model's MSE / MAE beside five baselines on exactly those windows (standardised
@@ -34,6 +48,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -45,8 +60,15 @@ from modrwkv.evaluation.metrics import forecast_baselines, mae, mse
 
 MODEL = "ModRWKV"
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+FERTILITY_HORIZON = 6  # the archive's horizon of every yearly data set (tourism, M1, M3, M4 yearly)
+# The archive's MASE lag per @frequency: max(SEASONALITY_MAP[[frequency]]) of its fixed_horizon.R (sub-daily files
+# carry three seasonalities, daily to yearly, and the largest is the lag; weekly's 365.25/7 truncated by R's diff).
+ARCHIVE_SEASONALITY = {"4_seconds": 7889400, "minutely": 525960, "10_minutes": 52596, "15_minutes": 35064,
+                       "half_hourly": 17532, "hourly": 8766, "daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4,
+                       "yearly": 1}
 # The packages each command imports beyond modrwkv's own (the `forecast-demo` extra).
-NEEDS = {"export": ("statsmodels", "pmdarima", "pandas"), "baselines": ("sklearn",), "plot": ("matplotlib",)}
+NEEDS = {"export": ("statsmodels", "pmdarima", "pandas"), "baselines": ("sklearn",), "plot": ("matplotlib",),
+         "monash": ("statsmodels",)}
 
 
 def missing_packages(command: str) -> str | None:
@@ -75,8 +97,236 @@ def export(folder: Path) -> None:
     months = table.drop(columns="YEAR").to_numpy().reshape(-1)
     dates = pd.period_range(f"{int(table['YEAR'].iloc[0])}-01", periods=len(months), freq="M")
     pd.DataFrame({"month": dates.astype(str), "temperature": months}).to_csv(folder / "elnino.csv", index=False)
-    print(f"wrote {folder / 'co2.csv'} ({len(weekly)} rows), {folder / 'taylor.csv'} ({len(demand)} rows) and "
-          f"{folder / 'elnino.csv'} ({len(months)} rows)")
+    kept, dropped = write_fertility_tsf(folder / "fertility.tsf")
+    print(f"wrote {folder / 'co2.csv'} ({len(weekly)} rows), {folder / 'taylor.csv'} ({len(demand)} rows), "
+          f"{folder / 'elnino.csv'} ({len(months)} rows) and {folder / 'fertility.tsf'} ({kept} series; "
+          f"{len(dropped)} countries left out, a year missing before their last: {', '.join(dropped)})")
+
+
+def write_fertility_tsf(path: Path) -> tuple[int, list[str]]:
+    """statsmodels' `fertility` (World Bank births per woman, 219 countries and regions, 1960-2013) as a Monash
+    archive .tsf file, in the archive's layout (tourism_yearly_dataset.tsf's): one series per country from 1960 to
+    its last year with a value (2011 for every country kept: 2012 and 2013 are empty throughout); a country with a
+    year missing before that (a later start, a hole) or none at all is left out, as the archive's files declaring
+    `@missing false` hold no gap. A series is named by its ISO country code, as the archive names series by ids
+    (T1, ...): the country names hold ',' and ':' ("Korea, Rep."), and ':' separates a line's attributes. Returns
+    the series written and the codes left out."""
+    import statsmodels.api as sm
+
+    table = sm.datasets.fertility.load_pandas().data
+    years = [column for column in table.columns if column.isdigit()]
+    lines, lengths, dropped = [], set(), []
+    for code, values in zip(table["Country Code"], table[years].to_numpy(dtype=np.float64)):
+        present = np.flatnonzero(~np.isnan(values))
+        series = values[: present[-1] + 1] if len(present) else values[:0]
+        if not len(series) or np.isnan(series).any():
+            dropped.append(code)
+            continue
+        lengths.add(len(series))
+        lines.append(f"{code}:{years[0]}-01-01 00-00-00:" + ",".join(repr(float(v)) for v in series))
+    header = [
+        "# Dataset Information",
+        f"# Total fertility rate (births per woman) of {len(lines)} countries and regions, yearly from {years[0]},",
+        "# World Bank World Development Indicators (SP.DYN.TFRT.IN) as statsmodels ships it (statsmodels.datasets.fertility).",
+        f"# Series are named by ISO country code; {len(dropped)} countries with a missing year are left out.",
+        "#",
+        "# Written by bench/forecasting.py in the layout of the Monash Time Series Forecasting Archive:",
+        "# Godahewa, R., Bergmeir, C., Webb, G. I., Hyndman, R. J., & Montero-Manso, P. (2021).",
+        "# Monash Time Series Forecasting Archive. In NeurIPS Track on Datasets and Benchmarks.",
+        "@relation fertility",
+        "@attribute series_name string",
+        "@attribute start_timestamp date",
+        "@frequency yearly",
+        f"@horizon {FERTILITY_HORIZON}",
+        "@missing false",
+        f"@equallength {'true' if len(lengths) == 1 else 'false'}",
+        "@data",
+    ]
+    path.write_text("\n".join(header + lines) + "\n")
+    return len(lines), dropped
+
+
+def read_tsf(path: Path) -> tuple[dict[str, np.ndarray], str | None, int | None]:
+    """A .tsf file's series (name -> values, NaN where '?'), @frequency and @horizon, read as the archive's
+    `convert_tsf_to_dataframe` reads them (the first attribute names the series; the values follow the last ':'),
+    written here rather than taken from modrwkv so that `monash` checks modrwkv's reading too."""
+    series: dict[str, np.ndarray] = {}
+    frequency, horizon, in_data = None, None, False
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            tag, *values = line.split()
+            tag = tag.lower()
+            in_data = tag == "@data"
+            frequency = values[0] if tag == "@frequency" else frequency
+            horizon = int(values[0]) if tag == "@horizon" else horizon
+            continue
+        name, *_, cells = line.split(":")
+        series[name] = np.array([np.nan if cell == "?" else float(cell) for cell in cells.split(",")])
+    return series, frequency, horizon
+
+
+def archive_period(frequency: str | None) -> int:
+    """The lag of the archive's MASE for a .tsf @frequency: `diff(training, lag = max(seasonality))` of
+    fixed_horizon.R's SEASONALITY_MAP (R's diff truncates weekly's 365.25/7 to 52); 1 for a file stating none."""
+    if frequency is None:
+        return 1
+    if frequency not in ARCHIVE_SEASONALITY:
+        raise SystemExit(f"@frequency {frequency!r} is not one of the archive's ({', '.join(ARCHIVE_SEASONALITY)}): "
+                         "give --season")
+    return ARCHIVE_SEASONALITY[frequency]
+
+
+def archive_smape(forecast: np.ndarray, truth: np.ndarray) -> float:
+    """error_calculator.R's calculate_smape of one series (x100, as the archive reports it)."""
+    return float(np.nanmean(2 * np.abs(forecast - truth) / (np.abs(forecast) + np.abs(truth)))) * 100
+
+
+def archive_mase(forecast: np.ndarray, truth: np.ndarray, training: np.ndarray, period: int) -> float:
+    """error_calculator.R's calculate_mase of one series: MAE over the mean absolute lag-`period` difference of its
+    training part, missing values dropped first."""
+    training = training[~np.isnan(training)]
+    keep = ~np.isnan(truth)
+    return float(np.mean(np.abs(forecast[keep] - truth[keep])) / np.mean(np.abs(training[period:] - training[:-period])))
+
+
+def naive_forecast(training: np.ndarray, horizon: int) -> np.ndarray:
+    return np.full(horizon, training[-1])
+
+
+def seasonal_naive_forecast(training: np.ndarray, horizon: int, period: int) -> np.ndarray:
+    """forecast::snaive: the value one period before each step (naive where the series is shorter)."""
+    if len(training) < period:
+        return naive_forecast(training, horizon)
+    return np.array([training[len(training) - period + step % period] for step in range(horizon)])
+
+
+def ses_forecast(training: np.ndarray, horizon: int) -> np.ndarray:
+    """forecast::ses: simple exponential smoothing as R fits it, the ETS(A,N,N) model of the smoothing weight and
+    initial level of highest likelihood."""
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    return np.asarray(ETSModel(training, error="add").fit(disp=False).forecast(horizon))
+
+
+def theta_forecast(training: np.ndarray, horizon: int, period: int) -> np.ndarray:
+    """forecast::thetaf: the theta method of theta 2 (Hyndman & Billah 2003: SES plus half the linear trend's
+    slope), the series deseasonalised first (multiplicatively for a positive one) where the period exceeds 1, the
+    series holds two periods and thetaf's test (the autocorrelation at the period, 90%) finds the season."""
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    seasonal = period > 1 and len(training) >= 2 * period
+    model = ThetaModel(training, period=period if seasonal else 1, deseasonalize=seasonal, use_test=True)
+    return np.asarray(model.fit().forecast(horizon))
+
+
+def ets_forecast(training: np.ndarray, horizon: int, period: int) -> np.ndarray:
+    """forecast::ets's default: every error x trend x season model it allows (additive or multiplicative error and
+    season; no, additive or additive damped trend; multiplicative ones only for a positive series; no multiplicative
+    season with an additive error; a season only when the period exceeds 1 and the series holds two periods), each
+    fitted by maximum likelihood, the lowest AICc kept."""
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    positive = bool((training > 0).all())
+    kinds = ("add", "mul") if positive else ("add",)
+    seasons = (None, *kinds) if period > 1 and len(training) >= 2 * period else (None,)
+    best, best_aicc = None, np.inf
+    for error in kinds:
+        for trend, damped in ((None, False), ("add", False), ("add", True)):
+            for season in seasons:
+                if error == "add" and season == "mul":
+                    continue
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", (ConvergenceWarning, RuntimeWarning, UserWarning))
+                    try:
+                        fit = ETSModel(training, error=error, trend=trend, damped_trend=damped, seasonal=season,
+                                       seasonal_periods=period if season else None).fit(disp=False)
+                    except (ValueError, np.linalg.LinAlgError):
+                        continue
+                if np.isfinite(fit.aicc) and fit.aicc < best_aicc:
+                    best, best_aicc = fit, fit.aicc
+    return np.asarray(best.forecast(horizon)) if best is not None else naive_forecast(training, horizon)
+
+
+def archive_parts(values: np.ndarray, horizon: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A series' training part and its truth under the archive's fixed horizon: the last `horizon` values are the
+    test (fixed_horizon.R); val, which the archive has not, is the same cut of the series less its test."""
+    if split == "val":
+        values = values[:-horizon]
+    return values[:-horizon], values[-horizon:]
+
+
+ARCHIVE_MODELS = {
+    "naive": lambda training, horizon, period: naive_forecast(training, horizon),
+    "seasonal naive": seasonal_naive_forecast,
+    "SES": lambda training, horizon, period: ses_forecast(training, horizon),
+    "Theta": theta_forecast,
+    "ETS (AICc-chosen)": ets_forecast,
+}
+
+
+def archive_table(series: dict[str, np.ndarray], horizon: int, period: int, split: str = "test",
+                  models: tuple[str, ...] = tuple(ARCHIVE_MODELS)) -> dict[str, tuple[float, float]]:
+    """Mean MASE and mean sMAPE over the series of each of `models`, fitted on each series' training part."""
+    table = {}
+    for model in models:
+        mase_values, smape_values = [], []
+        for values in series.values():
+            training, truth = archive_parts(values, horizon, split)
+            forecast = ARCHIVE_MODELS[model](training, horizon, period)
+            mase_values.append(archive_mase(forecast, truth, training, period))
+            smape_values.append(archive_smape(forecast, truth))
+        table[model] = (float(np.mean(mase_values)), float(np.mean(smape_values)))
+    return table
+
+
+def run_scores(run: Path, series: dict[str, np.ndarray], horizon: int, period: int) -> tuple[tuple[float, float], dict]:
+    """Mean MASE and mean sMAPE of a finished `modrwkv eval --task custom-series --holdout last` run, recomputed from
+    its predictions: each record's forecast in the file's units (forecast x std + mean of its `unit`) against its
+    series' truth and training part as this file's own reading cuts them; and its summary.json metrics. Exits
+    naming the record whose stated target is not that truth, or a series the run has not scored."""
+    summary = json.loads((run / "summary.json").read_text())
+    records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    split, scored = summary["split"], {}
+    for record in records:
+        named = re.search(r"series_name (['\"])(.*?)\1", record["reference"]["channel"])
+        if named is None or named.group(2) not in series:
+            raise SystemExit(f"{run}: record {record['id']!r} names no series of this file")
+        mean, std = record["reference"]["unit"]
+        training, truth = archive_parts(series[named.group(2)], horizon, split)
+        stated = np.asarray(record["reference"]["target"], dtype=np.float64) * std + mean
+        if not np.allclose(stated, truth, rtol=1e-6, atol=1e-6 * std):  # (the run's targets are float32)
+            raise SystemExit(f"{run}: record {record['id']!r}: target {stated.tolist()} in the file's units, the file's "
+                             f"last {horizon} values ({split}) are {truth.tolist()}")
+        forecast = np.asarray(record["forecast"], dtype=np.float64) * std + mean
+        scored[named.group(2)] = (archive_mase(forecast, truth, training, period), archive_smape(forecast, truth))
+    if len(scored) != len(series) or len(records) != len(series):
+        raise SystemExit(f"{run}: {len(records)} records of {len(scored)} series, this file holds {len(series)} "
+                         f"(the run's --limit: {summary.get('limit')})")
+    mase_values, smape_values = zip(*scored.values())
+    return (float(np.mean(mase_values)), float(np.mean(smape_values))), summary["metrics"]
+
+
+def monash(path: Path, season: int | None, runs: list[Path]) -> None:
+    series, frequency, horizon = read_tsf(path)
+    if horizon is None:
+        raise SystemExit(f"{path}: no @horizon line; the archive's protocol needs the file's forecast horizon")
+    period = season or archive_period(frequency)
+    lengths = [len(values) for values in series.values()]
+    print(f"{path}: {len(series)} series of {min(lengths)}-{max(lengths)} steps, @frequency {frequency}, "
+          f"@horizon {horizon}, MASE lag {period}")
+    print("| forecast | mean MASE | mean sMAPE | summary.json MASE | summary.json sMAPE |\n|---|---:|---:|---:|---:|")
+    for run in runs:
+        (mase_value, smape_value), stated = run_scores(run, series, horizon, period)
+        print(f"| {MODEL} ({run.name}) | {mase_value:.4f} | {smape_value:.4f} | "
+              f"{stated.get('mase', float('nan')):.4f} | {stated.get('smape', float('nan')):.4f} |")
+    for model, (mase_value, smape_value) in archive_table(series, horizon, period).items():
+        print(f"| {model} | {mase_value:.4f} | {smape_value:.4f} | | |")
 
 
 def report(run: Path, period: int, plot: Path | None) -> None:
@@ -213,7 +463,7 @@ def draw(path: Path, windows: np.ndarray, truth: np.ndarray, forecasts: dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    export_parser = commands.add_parser("export", help="write the three CSV files")
+    export_parser = commands.add_parser("export", help="write the three CSV files and fertility.tsf")
     export_parser.add_argument("folder", type=Path)
     report_parser = commands.add_parser("report", help="model vs baselines on a finished eval run")
     report_parser.add_argument("--eval", required=True, type=Path, help="the `modrwkv eval` output folder")
@@ -226,6 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     table_parser.add_argument("--period", required=True, type=int, help="season length in steps, 1 to --lookback")
     table_parser.add_argument("--eval", action="append", default=[], type=Path,
                               help="a finished `modrwkv eval --task custom-series` run on this CSV (repeatable)")
+    monash_parser = commands.add_parser("monash", help="the Monash archive's fixed-horizon table of one .tsf file")
+    monash_parser.add_argument("tsf", type=Path)
+    monash_parser.add_argument("--season", type=int, help="MASE lag (default: the archive's for the @frequency)")
+    monash_parser.add_argument("--eval", action="append", default=[], type=Path,
+                               help="a finished `modrwkv eval --task custom-series --holdout last` run on this file "
+                                    "(repeatable)")
     args = parser.parse_args(argv)
     for command in (args.command, "plot" if getattr(args, "plot", None) is not None else None):
         problem = missing_packages(command) if command in NEEDS else None
@@ -237,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.period <= args.lookback:
             parser.error(f"--period must lie in [1, --lookback {args.lookback}], got {args.period}")
         baselines(args.csv, args.lookback, args.horizon, args.period, args.eval)
+    elif args.command == "monash":
+        if args.season is not None and args.season < 1:
+            parser.error(f"--season must be a positive number of steps, got {args.season}")
+        monash(args.tsf, args.season, args.eval)
     else:
         report(args.eval, args.period, args.plot)
     return 0

@@ -1,0 +1,68 @@
+"""The Monash archive's fixed-horizon protocol on real data: statsmodels' World Bank fertility rates (192 countries,
+yearly 1960-2011) written as an archive .tsf file (@horizon 6) by bench/forecasting.py, scored by modrwkv's
+custom-series task with holdout="last" and by bench/forecasting.py's `monash` implementation, written from the
+archive's R code (rakshitha123/TSForecasting: experiments/fixed_horizon.R, utils/error_calculator.R) with its own
+.tsf parser and none of modrwkv's metrics: the independent expectation."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modrwkv.data.readers.seriesrows import series_rows, tsf_header
+from modrwkv.evaluation.tasks import get_task
+
+pytest.importorskip("statsmodels", reason="the fertility data set ships with statsmodels "
+                                          "(pip install -e '.[forecast-demo]')")
+
+LOOKBACK = 15  # what `modrwkv init` chooses for these series
+
+
+def load_bench():
+    path = Path(__file__).resolve().parents[1] / "bench" / "forecasting.py"
+    spec = importlib.util.spec_from_file_location("bench_forecasting", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fertility(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("monash") / "fertility.tsf"
+    kept, dropped = load_bench().write_fertility_tsf(path)
+    assert (kept, len(dropped)) == (192, 27)  # 219 countries; 9 without a value, 18 with a year missing
+    return path
+
+
+def test_the_file_reads_as_the_archive_parser_reads_it(fertility):
+    series, frequency, horizon = load_bench().read_tsf(fertility)
+    header = tsf_header(fertility)
+    assert (header.frequency, header.horizon, frequency, horizon) == ("yearly", 6, "yearly", 6)
+    rows = list(series_rows(fertility, None))
+    assert [row.name.split("'")[1] for row in rows] == list(series)
+    for row, values in zip(rows, series.values()):
+        np.testing.assert_array_equal(row.values["target"], values)
+    assert {len(values) for values in series.values()} == {52}
+    np.testing.assert_allclose(series["JPN"][[0, -1]], [2.001, 1.39])  # World Bank: Japan 1960 and 2011
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_repeat_last_scores_as_the_archive_scores_naive(fertility, split):
+    """The archive's naive forecast (the training part's last value) is the task's repeat-last: its mean MASE (lag 1,
+    the archive's for yearly data) and mean sMAPE over the 192 series, on the last 6 years (test) and the 6 before
+    (val), agree with the archive's definitions. To float32's precision, not float64's: the task's windows (look-back
+    and target) are the reader's float32 values, 3e-8 births per woman off the file's (the mean MASE 2e-8 relative
+    off); any difference of definition (lag, history, units, averaging) moves these numbers by far more than 1e-6."""
+    bench = load_bench()
+    series, frequency, horizon = bench.read_tsf(fertility)
+    naive_mase, naive_smape = bench.archive_table(series, horizon, bench.archive_period(frequency), split,
+                                                  models=("naive",))["naive"]
+    task = get_task("custom-series").configure(lookback=LOOKBACK, horizon=horizon, holdout="last")
+    samples = task.load(fertility, split)
+    assert len(samples) == len(series)
+    repeat_last = task.computed_baselines(samples)["repeat-last"]
+    assert repeat_last["mase"] == pytest.approx(naive_mase, rel=1e-6)
+    assert repeat_last["smape"] == pytest.approx(naive_smape, rel=1e-6)
