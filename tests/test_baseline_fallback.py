@@ -40,6 +40,17 @@ def test_block_t_statistic_hand_computed() -> None:
     assert t_statistic(blocks) == pytest.approx(5.5 / math.sqrt(41 / 3 / 4), rel=1e-12)  # 2.9755
     assert t_statistic(np.array([1.0, 1.0])) == math.inf and t_statistic(np.array([0.0, 0.0])) == 0
     assert math.isnan(t_statistic(np.array([1.0])))
+    # blocks of 3: a's 1 3 2 | 4 6 8 (+ 5 left out); a series of fewer windows than a block (holdout last: its one
+    # val window) is one block: b's 10 10, and c's 2 3
+    np.testing.assert_array_equal(block_means([*gains, 2, 3], [*keys, "c", "c"], [*starts, 0, 1], 3), [2, 6, 10, 2.5])
+
+
+def test_one_val_window_per_series_is_tested_window_by_window() -> None:
+    """`holdout: last` holds out each series' one val window: 40 series better by 0.5 each (a little noise) ship
+    the model over 40 blocks; before, no block of 8 windows of one series existed and the baseline always shipped."""
+    better = [0.5 + 0.01 * (i % 3) for i in range(40)]
+    decided = baseline_decision(better, [1.0] * 40, list(range(40)), [0] * 40, 8)
+    assert decided["shipped"] == "model" and decided["blocks"] == 40 and decided["t"] > SIGNIFICANT_T
 
 
 def test_decision_needs_enough_blocks_and_a_t_above_the_threshold() -> None:

@@ -28,7 +28,7 @@
 - Shipping the baseline when validation cannot tell (`val_metric: forecast_mse`, `train.baseline_fallback`,
   on by default): at the end, the best weights' per-window val MSE is compared with a reply of zeros' (the
   series encoder's baseline alone), averaged over blocks of `horizon` consecutive windows of a series (so
-  that no two blocks share a target value) and tested with a one-sample t statistic over the blocks'
+  that no two blocks share a target value; a series of fewer windows, as `holdout: last` holds out, one block) and tested with a one-sample t statistic over the blocks'
   gains. The weights ship only when `t >= SIGNIFICANT_T` over at least `MIN_BLOCKS` blocks; otherwise
   best/ (and final/, its copy) is marked `series_baseline_only` and forecasts with the baseline alone
   (`ModRWKVPipeline.forecast_batch`). The decision is in best/'s validation.json ("shipped") and the
@@ -132,15 +132,19 @@ def best_record(row: dict[str, float], metric: str, window_mse: Sequence[float] 
 def block_means(values: Sequence[float], keys: Sequence[Any], starts: Sequence[int], size: int) -> np.ndarray:
     """The means of `values` (one per window) over blocks of `size` consecutive windows of one series
     (`keys`: which series each window is of; `starts`: where it starts), each series' windows in order of
-    their start; a series' last windows that fill no whole block are left out. With a block one horizon
+    their start; a series' last windows that fill no whole block are left out, and a series of fewer windows
+    than a block is one block (`holdout: last` holds out one val window per series). With a block one horizon
     long, windows of different blocks share no target value, so the blocks' means are close to independent
-    (consecutive windows at stride 1 share all but one)."""
+    (consecutive windows at stride 1 share all but one; windows of two series share none)."""
     series: dict[Any, list[tuple[int, float]]] = {}
     for key, start, value in zip(keys, starts, values, strict=True):
         series.setdefault(key, []).append((start, value))
     blocks = []
     for windows in series.values():
         ordered = [value for _, value in sorted(windows, key=lambda window: window[0])]
+        if len(ordered) < size:
+            blocks.append(float(np.mean(ordered)))
+            continue
         blocks += [float(np.mean(ordered[i:i + size])) for i in range(0, len(ordered) - size + 1, size)]
     return np.array(blocks, dtype=np.float64)
 
