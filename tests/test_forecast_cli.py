@@ -142,6 +142,28 @@ def test_the_csv_round_trips_with_the_readers_labels(tmp_path, capsys, decoded, 
         in caplog.text
 
 
+def test_series_rows_are_named_by_their_ids(tmp_path, capsys, decoded) -> None:
+    """A Monash .tsf file's series by their series_name, GluonTS rows by their item_id (a row of two channels: each
+    named with its channel); ids that do not tell the series apart leave the reader's labels."""
+    tsf = tmp_path / "yearly.tsf"
+    tsf.write_text("@attribute series_name string\n@frequency yearly\n@horizon 2\n@data\n"
+                   + "".join(f"{name}:{','.join(str(v + k) for v in range(12))}\n" for k, name in enumerate(("JPN", "FRA"))))
+    status, out, err = forecast(capsys, decoded, tsf, "--horizon", "2")
+    assert status == 0, err
+    assert list(read_rows(out)[1]) == ["JPN", "FRA"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"item_id": name, "start": "2020-01-01", "target": target}) + "\n" for name, target in
+                            (("a", [float(v) for v in range(12)]), ("b", [[float(v) for v in range(12)]] * 2))))
+    status, out, err = forecast(capsys, decoded, rows, "--horizon", "2")
+    assert status == 0, err
+    assert list(read_rows(out)[1]) == ["a", "b target[0]", "b target[1]"]
+    rows.write_text("".join(json.dumps({"item_id": "same", "target": [float(v) for v in range(12)]}) + "\n"
+                            for _ in range(2)))
+    status, out, err = forecast(capsys, decoded, rows, "--horizon", "2")
+    assert status == 0, err
+    assert list(read_rows(out)[1]) == ["1 (item_id 'same') target", "2 (item_id 'same') target"]
+
+
 def test_series_horizon_is_saved_by_training_read_back_and_the_default_horizon(tmp_path, capsys) -> None:
     from modrwkv.lm.checkpoint import CheckpointError
 

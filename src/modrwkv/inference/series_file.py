@@ -25,12 +25,17 @@ log = logging.getLogger(__name__)
 
 def file_series(path: str | Path, *, columns: Sequence[str] | None = None,
                 id_columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Each series of `path` by the reader's label ("load", "unique_id=T1 y", "T1 target"), its values [T] in the
-    file's units, in the file's order. `columns` and `id_columns` as the reader takes them; a file that does not read
-    as a series file raises its `DataError`."""
+    """Each series of `path` by what its data set calls it (`TimeSeriesReader.series_names`: a column "load", a
+    long-format group "unique_id=T1 y", a series row's id "ABW"; the reader's labels, "17 (series_name 'ABW')
+    target", where those names are not one per series), its values [T] in the file's units, in the file's order.
+    `columns` and `id_columns` as the reader takes them; a file that does not read as a series file raises its
+    `DataError`."""
     # (the windows' lengths do not change how a file is read: the values are the file's, before any window is cut)
     reader = TimeSeriesReader(path, lookback=1, horizon=1, columns=columns, id_columns=id_columns)
-    return {label: values for label, (values, _) in reader.scaled_series().items()}
+    series, names = reader.scaled_series(), reader.series_names()
+    if len(set(names.values())) < len(names):
+        names = {label: label for label in names}
+    return {names[label]: values for label, (values, _) in series.items()}
 
 
 def trained_horizon(model: ModRWKV) -> int | None:

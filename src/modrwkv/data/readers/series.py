@@ -340,6 +340,9 @@ class _Series:
     where: Callable[[int], str]
     in_rows: bool = False
     ids: dict[str, str] | None = None  # of a long-format CSV's group of rows: its value of each id column
+    # what the data set calls it where the label says more: a series row's id ("ABW"; with its channel where the row
+    # holds several, "ABW target[1]"); None: its label
+    name: str | None = None
     scaler: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) `standardize` scaled the values by
 
 
@@ -565,6 +568,11 @@ class TimeSeriesReader(Reader):
                 found[series.label] = (series.values, series.scaler or (np.zeros(width), np.ones(width)))
         return found
 
+    def series_names(self) -> dict[str, str]:
+        """Each series' label (`Sample.meta["series"]`) and what the data set calls it, where the label says more (a
+        series row's id: "ABW" for "17 (series_name 'ABW') target"; else the label): `modrwkv forecast`'s names."""
+        return {series.label: series.name or series.label for path in self.paths for series in self._load_file(path)}
+
     def series_lengths(self) -> list[int]:
         """Each series' length in steps as its file holds it, before any split (`modrwkv init` fits its windows to
         short series)."""
@@ -616,7 +624,9 @@ class TimeSeriesReader(Reader):
             channels = _row_channels(row.values)
             if not self.multivariate:
                 series.extend(_Series(f"{row.name} {name}", [name], values,
-                                      functools.partial(_row_source, path, f"{row.name} {opening}"), in_rows=True)
+                                      functools.partial(_row_source, path, f"{row.name} {opening}"), in_rows=True,
+                                      name=None if row.id is None else row.id if len(channels) == 1
+                                      else f"{row.id} {name}")
                               for name, values, opening in channels)
                 continue
             lengths = {name: len(values) for name, values, _ in channels}

@@ -75,6 +75,7 @@ class SeriesRow:
 
     name: str
     values: dict[str, np.ndarray]
+    id: str | None = None  # its id ("T1", the .tsf series_name "ABW"), what its data set calls it
 
 
 def is_series_rows(path: Path) -> bool:
@@ -241,7 +242,8 @@ def _row(path: Path, where: str, record: dict[str, Any], chosen: list[str], name
     if missing:
         raise DataError(source, "unreadable_file", f"no column {missing[0]!r} (columns: {sorted(record)})")
     return SeriesRow(name, {column: row_values(record[column], source, column, typed=column in typed)
-                            for column in chosen})
+                            for column in chosen}, None if named is None or record.get(named) is None
+                     else str(record[named]))
 
 
 def _chosen(path: Path, names: list[str], columns: Sequence[str] | None, numeric: list[str]) -> list[str]:
@@ -330,7 +332,8 @@ def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
                 raise DataError(source, "unreadable_file", f"{len(parts) - 1} attribute value(s) before the series, "
                                 f"the header declares {len(names)} ({', '.join(names) or 'none'}); {TSF_LAYOUT}")
             name = str(number) if named is None else f"{number} ({TSF_NAME} {_tsf_text(parts[named])!r})"
-            yield SeriesRow(name, {TARGET: _tsf_values(parts[-1], f"{path}:{name}")})
+            yield SeriesRow(name, {TARGET: _tsf_values(parts[-1], f"{path}:{name}")},
+                            None if named is None else _tsf_text(parts[named]))
 
 
 def _read_tsf_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> TsfHeader:
