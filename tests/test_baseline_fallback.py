@@ -51,6 +51,7 @@ def test_one_val_window_per_series_is_tested_window_by_window() -> None:
     better = [0.5 + 0.01 * (i % 3) for i in range(40)]
     decided = baseline_decision(better, [1.0] * 40, list(range(40)), [0] * 40, 8)
     assert decided["shipped"] == "model" and decided["blocks"] == 40 and decided["t"] > SIGNIFICANT_T
+    assert "over 40 blocks one per series (each holds fewer val windows than a block of 8)" in decided["reason"]
 
 
 def test_decision_needs_enough_blocks_and_a_t_above_the_threshold() -> None:

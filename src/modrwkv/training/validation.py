@@ -49,6 +49,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -171,8 +172,11 @@ def baseline_decision(model_mse: Sequence[float], zeros_mse: Sequence[float], ke
     t = t_statistic(blocks)
     model_value, zeros_value = float(np.mean(model_arr)), float(np.mean(zeros_arr))
     change = model_value / zeros_value - 1 if zeros_value else math.nan
+    per_series = collections.Counter(keys).values()
+    shape = (f"one per series (each holds fewer val windows than a block of {horizon})"
+             if per_series and max(per_series) < horizon else f"of {horizon} windows")
     measured = (f"val_forecast_mse {model_value:.5f} against a reply of zeros' {zeros_value:.5f} ({abs(change):.1%} "
-                f"{'higher' if change > 0 else 'lower'}), t {t:.2f} over {len(blocks)} blocks of {horizon} windows "
+                f"{'higher' if change > 0 else 'lower'}), t {t:.2f} over {len(blocks)} blocks {shape} "
                 "(the gain's mean over its standard error)")
     if len(blocks) < MIN_BLOCKS:
         shipped, why = "baseline", (f"{measured}: fewer than {MIN_BLOCKS} blocks cannot show that the model's "
