@@ -5,6 +5,7 @@ whatever they are)."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from pathlib import Path
@@ -134,9 +135,10 @@ def test_the_csv_round_trips_with_the_readers_labels(tmp_path, capsys, decoded, 
     assert status == 0, err
     with out_file.open(newline="") as handle:
         records = list(csv.DictReader(handle))
-    assert list(records[0]) == ["series", "step", "forecast"]
-    assert [(r["series"], r["step"]) for r in records] == [
-        ("unique_id=T1 y", "1"), ("unique_id=T1 y", "2"), ("unique_id=T2 y", "1"), ("unique_id=T2 y", "2")]
+    assert list(records[0]) == ["series", "step", "timestamp", "forecast"]
+    assert [(r["series"], r["step"], r["timestamp"]) for r in records] == [
+        ("unique_id=T1 y", "1", "2024-01-13"), ("unique_id=T1 y", "2", "2024-01-14"),
+        ("unique_id=T2 y", "1", "2024-01-13"), ("unique_id=T2 y", "2", "2024-01-14")]
     assert all(np.isfinite(float(r["forecast"])) for r in records)
     assert "left out 1 series whose last 8 steps hold no observed value (or an infinite one): 'unique_id=T3 y'" \
         in caplog.text
@@ -245,3 +247,95 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, decoded) -> None:
     assert error(decoded, data, "--lookback", "6") == (
         "modrwkv forecast: error: --lookback 6, but the model was trained to forecast from 8 steps: leave --lookback "
         "out (it reads its own)")
+
+
+def dated_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The CSV's header and each series' timestamps, step by step (the steps checked to count from 1)."""
+    records = list(csv.DictReader(io.StringIO(text)))
+    found: dict[str, list[str]] = {}
+    for record in records:
+        found.setdefault(record["series"], []).append(record["timestamp"])
+        assert int(record["step"]) == len(found[record["series"]])
+        assert np.isfinite(float(record["forecast"]))
+    return list(records[0]), found
+
+
+def test_an_hourly_wide_csv_s_forecast_continues_its_hours(tmp_path, capsys, decoded) -> None:
+    start = datetime.datetime(2016, 7, 1)
+    lines = ["date,load,price"] + [f"{start + datetime.timedelta(hours=h):%Y-%m-%d %H:%M:%S},{h % 5},{h * 0.5}"
+                                   for h in range(22)]  # 2016-07-01 00:00:00 ... 21:00:00
+    data = tmp_path / "hourly.csv"
+    data.write_text("\n".join(lines) + "\n")
+    status, out, err = forecast(capsys, decoded, data, "--horizon", "4")
+    assert status == 0, err
+    header, dated = dated_rows(out)
+    assert header == ["series", "step", "timestamp", "forecast"]
+    expected = ["2016-07-01 22:00:00", "2016-07-01 23:00:00", "2016-07-02 00:00:00", "2016-07-02 01:00:00"]
+    assert dated == {"load": expected, "price": expected}
+
+
+def test_a_long_files_groups_continue_their_own_month_starts(tmp_path, capsys, decoded) -> None:
+    """Each group dated by its own rows, in time order (T2's rows written newest first): month starts continue
+    month by month across the new year, from each series' own last month."""
+    t1 = [f"T1,2019-{month:02d}-01,{month}" for month in range(1, 12)]  # January ... November 2019
+    t2 = [f"T2,{year}-{month:02d}-01,{year + month}" for year, month in [(2019, m) for m in range(3, 13)] + [(2020, 1)]]
+    data = tmp_path / "monthly.csv"
+    data.write_text("\n".join(["unique_id,ds,y", *t1, *reversed(t2)]) + "\n")
+    status, out, err = forecast(capsys, decoded, data, "--horizon", "3")
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"unique_id=T1 y": ["2019-12-01", "2020-01-01", "2020-02-01"],
+                                  "unique_id=T2 y": ["2020-02-01", "2020-03-01", "2020-04-01"]}
+
+
+def test_tsf_lines_are_dated_by_their_start_and_the_files_frequency(tmp_path, capsys, decoded) -> None:
+    header = "@attribute series_name string\n@attribute start_timestamp date\n@frequency {}\n@horizon 2\n@data\n"
+    yearly = tmp_path / "yearly.tsf"
+    yearly.write_text(header.format("yearly") + "JPN:1979-01-01 00-00-00:" + ",".join(map(str, range(12))) + "\n"
+                      + "FRA:2000-07-01 00-00-00:" + ",".join(map(str, range(10))) + "\n")
+    status, out, err = forecast(capsys, decoded, yearly, "--horizon", "2")
+    assert status == 0, err
+    # 12 years from 1979 end in 1990; 10 from 2000 in 2009
+    assert dated_rows(out)[1] == {"JPN": ["1991-01-01 00:00:00", "1992-01-01 00:00:00"],
+                                  "FRA": ["2010-07-01 00:00:00", "2011-07-01 00:00:00"]}
+    half_hourly = tmp_path / "half.tsf"
+    half_hourly.write_text(header.format("half_hourly") + "T1:2020-01-01 00-00-00:"
+                           + ",".join(map(str, range(47))) + "\n")  # 00:00 ... 23:00
+    status, out, err = forecast(capsys, decoded, half_hourly, "--horizon", "3")
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"T1": ["2020-01-01 23:30:00", "2020-01-02 00:00:00", "2020-01-02 00:30:00"]}
+
+
+def test_irregular_dates_leave_their_series_undated_with_a_warning(tmp_path, capsys, decoded, caplog) -> None:
+    # daily, but 2024-01-09 missing among the last ten intervals
+    days = [datetime.date(2024, 1, 1) + datetime.timedelta(days=d) for d in range(12) if d != 8]
+    data = tmp_path / "gappy.csv"
+    data.write_text("\n".join(["ds,x", *(f"{day:%Y-%m-%d},{k}" for k, day in enumerate(days))]) + "\n")
+    status, out, err = forecast(capsys, decoded, data, "--horizon", "2")
+    assert status == 0, err
+    header, dated = dated_rows(out)
+    assert header == ["series", "step", "timestamp", "forecast"] and dated == {"x": ["", ""]}
+    assert "1 of 1 series left undated (an empty timestamp): their last dates (up to 10 intervals) are not at a " \
+           "regular interval: 'x'" in caplog.text
+
+
+def test_month_ends_continue_as_month_ends() -> None:
+    from modrwkv.data.readers.seriesdates import parse_date_cells
+
+    quarters = parse_date_cells(["2019-09-30", "2019-12-31", "2020-03-31", "2020-06-30"])
+    assert quarters is not None and quarters.next_dates(3) == ["2020-09-30", "2020-12-31", "2021-03-31"]
+    months = parse_date_cells(["2020-01-31", "2020-02-29", "2020-03-31"])
+    assert months is not None and months.next_dates(2) == ["2020-04-30", "2020-05-31"]
+
+
+def test_a_file_without_iso_dates_keeps_the_csv_without_timestamps(tmp_path, capsys, decoded) -> None:
+    plain = write_csv(tmp_path / "plain.csv", {"x": list(np.linspace(0, 3, 12))})
+    status, plain_out, err = forecast(capsys, decoded, plain)
+    assert status == 0, err
+    assert plain_out.splitlines()[0] == "series,step,forecast"
+    assert [line.split(",")[:2] for line in plain_out.splitlines()[1:]] == [["x", "1"], ["x", "2"], ["x", "3"]]
+    other = tmp_path / "us.csv"  # dates not written as ISO dates are not read as dates
+    other.write_text("date,x\n" + "".join(f"1/{day}/2024,{float(v)!r}\n" for day, v in
+                                           enumerate(np.linspace(0, 3, 12), 1)))
+    status, out, err = forecast(capsys, decoded, other)
+    assert status == 0, err
+    assert out == plain_out

@@ -1694,20 +1694,21 @@ def _run_forecast(args: argparse.Namespace) -> int:
     import csv
     import io
 
-    from modrwkv.inference.series_file import file_series, forecast_series
+    from modrwkv.inference.series_file import file_series, forecast_series, future_dates
     from modrwkv.textfiles import write_text_atomically
 
     if args.output and Path(args.output).is_dir():
         raise CLIError(f"--output {args.output}: is a folder, not a file")
-    series = file_series(args.data, columns=args.target, id_columns=args.id_column)  # before the model loads
+    series, dates = file_series(args.data, columns=args.target, id_columns=args.id_column)  # before the model loads
     pipeline = _load_pipeline(args)
     if "series" not in pipeline.model.encoders:
         raise CLIError(f"{args.model} cannot forecast: it has no series encoder (it reads "
                        f"{', '.join(sorted(pipeline.model.encoders)) or 'text only'})")
     lookback, horizon = _forecast_lookback(args, pipeline.model), _forecast_horizon(args, pipeline.model)
+    timestamps = future_dates(dates, horizon)  # (None: the file dates no series, and the CSV has no such column)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["series", "step", "forecast"])
+    writer.writerow(["series", "step", *([] if timestamps is None else ["timestamp"]), "forecast"])
     done, sources = 0, set()
     # the library's progress line after each batch, on stderr also without -v (as transcribe names each file done)
     progress = logging.getLogger("modrwkv.inference.series_file")
@@ -1718,7 +1719,9 @@ def _run_forecast(args: argparse.Namespace) -> int:
         for batch in forecast_series(pipeline, series, horizon, lookback, samples=args.samples,
                                      batch_size=args.batch_size):
             for label, forecast in batch:
-                writer.writerows((label, step, repr(float(value))) for step, value in enumerate(forecast.values, 1))
+                for step, value in enumerate(forecast.values, 1):
+                    when = [] if timestamps is None else [timestamps[label][step - 1]]
+                    writer.writerow([label, step, *when, repr(float(value))])
                 sources.add(forecast.source)
             done += len(batch)
     finally:

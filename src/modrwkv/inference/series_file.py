@@ -4,7 +4,8 @@ The file is read by training's series reader (`TimeSeriesReader`: CSV / TSV, NPZ
 long-format files with id columns, series rows, Monash .tsf), each column or channel a series of its own (as
 `modrwkv eval --task custom-series` reads it), in the file's own units. Each series is forecast from its last
 `lookback` steps (begun with gaps when it holds fewer, as `--holdout last` reads a short series) by
-`ModRWKVPipeline.forecast_batch`, a batch of windows at a time.
+`ModRWKVPipeline.forecast_batch`, a batch of windows at a time. Where the file dates its steps at a regular interval
+(`TimeSeriesReader.series_dates`), the forecast's steps are dated by continuing it (`future_dates`).
 """
 
 from __future__ import annotations
@@ -17,25 +18,43 @@ import numpy as np
 
 from ..constants import DEFAULT_FORECAST_BATCH
 from ..data.readers.series import TimeSeriesReader
+from ..data.readers.seriesdates import CHECKED_INTERVALS, SeriesDates
 from ..multimodal import ModRWKV
 from .pipeline import ModRWKVPipeline, SeriesForecast
 
 log = logging.getLogger(__name__)
 
 
-def file_series(path: str | Path, *, columns: Sequence[str] | None = None,
-                id_columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def file_series(path: str | Path, *, columns: Sequence[str] | None = None, id_columns: Sequence[str] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, SeriesDates | None]]:
     """Each series of `path` by what its data set calls it (`TimeSeriesReader.series_names`: a column "load", a
     long-format group "unique_id=T1 y", a series row's id "ABW"; the reader's labels, "17 (series_name 'ABW')
-    target", where those names are not one per series), its values [T] in the file's units, in the file's order.
-    `columns` and `id_columns` as the reader takes them; a file that does not read as a series file raises its
-    `DataError`."""
+    target", where those names are not one per series), its values [T] in the file's units, in the file's order;
+    and, by the same names, when its steps are (`TimeSeriesReader.series_dates`, None where the file does not date
+    them). `columns` and `id_columns` as the reader takes them; a file that does not read as a series file raises
+    its `DataError`."""
     # (the windows' lengths do not change how a file is read: the values are the file's, before any window is cut)
     reader = TimeSeriesReader(path, lookback=1, horizon=1, columns=columns, id_columns=id_columns)
-    series, names = reader.scaled_series(), reader.series_names()
+    series, names, dates = reader.scaled_series(), reader.series_names(), reader.series_dates()
     if len(set(names.values())) < len(names):
         names = {label: label for label in names}
-    return {names[label]: values for label, (values, _) in series.items()}
+    return ({names[label]: values for label, (values, _) in series.items()},
+            {names[label]: when for label, when in dates.items()})
+
+
+def future_dates(dates: Mapping[str, SeriesDates | None], horizon: int) -> dict[str, list[str]] | None:
+    """The dates of the `horizon` steps after each series' last ({name: dates}, `file_series`), written as its file
+    writes them (a date, or a date and time, 2016-07-01 06:00:00), "" for each step of a series whose dates are not
+    at a regular interval (named by their count in a warning); None where the file dates none of its series."""
+    if all(when is None for when in dates.values()):
+        return None
+    found = {name: None if when is None else when.next_dates(horizon) for name, when in dates.items()}
+    undated = [name for name, steps in found.items() if steps is None]
+    if undated:
+        log.warning("%d of %d series left undated (an empty timestamp): their last dates (up to %d intervals) are "
+                    "not at a regular interval: %s", len(undated), len(found), CHECKED_INTERVALS,
+                    ", ".join(map(repr, undated[:10])) + (" ..." if len(undated) > 10 else ""))
+    return {name: steps if steps is not None else [""] * horizon for name, steps in found.items()}
 
 
 def trained_horizon(model: ModRWKV) -> int | None:

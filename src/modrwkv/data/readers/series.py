@@ -54,6 +54,10 @@ AutoGluon's `item_id,timestamp,target`, Kaggle Store Sales' `id,date,store_nbr,f
 else as the file has it) and read as a series row is, its own length deciding its split's borders. Without id
 columns, a date column whose values repeat (in most rows) is refused, naming the columns that would tell the series
 apart, rather than read as one series of interleaved values.
+
+A series' steps are dated (`TimeSeriesReader.series_dates`, `seriesdates`) by its rows' ISO dates in a date column
+(a long-format group by its own rows) or by a .tsf line's `start_timestamp` and its header's `@frequency`: the
+windows do not read them; `modrwkv forecast` dates the steps after each series' last by them.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ from ..sample import MARKERS, Message, Sample
 from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter,
                    is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
+from .seriesdates import RowDates, SeriesDates, parse_date_cells
 from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows, tsf_header
 
 logger = logging.getLogger(__name__)
@@ -344,6 +349,9 @@ class _Series:
     # holds several, "ABW target[1]"); None: its label
     name: str | None = None
     scaler: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) `standardize` scaled the values by
+    # when its steps are: its rows' dates (a CSV's date column, shared by its columns), or a .tsf line's start and
+    # frequency; None where the file does not date them
+    dates: SeriesDates | None = None
 
 
 class TimeSeriesReader(Reader):
@@ -573,6 +581,13 @@ class TimeSeriesReader(Reader):
         series row's id: "ABW" for "17 (series_name 'ABW') target"; else the label): `modrwkv forecast`'s names."""
         return {series.label: series.name or series.label for path in self.paths for series in self._load_file(path)}
 
+    def series_dates(self) -> dict[str, SeriesDates | None]:
+        """Each series' label (`Sample.meta["series"]`) and when its steps are, where its file dates them (None
+        otherwise): the rows of a CSV / table with an ISO date column (a long-format group's own rows, in time
+        order), a .tsf line's `start_timestamp` and `@frequency`. Their `next_dates` are `modrwkv forecast`'s
+        timestamps."""
+        return {series.label: series.dates for path in self.paths for series in self._load_file(path)}
+
     def series_lengths(self) -> list[int]:
         """Each series' length in steps as its file holds it, before any split (`modrwkv init` fits its windows to
         short series)."""
@@ -626,7 +641,7 @@ class TimeSeriesReader(Reader):
                 series.extend(_Series(f"{row.name} {name}", [name], values,
                                       functools.partial(_row_source, path, f"{row.name} {opening}"), in_rows=True,
                                       name=None if row.id is None else row.id if len(channels) == 1
-                                      else f"{row.id} {name}")
+                                      else f"{row.id} {name}", dates=row.dates)
                               for name, values, opening in channels)
                 continue
             lengths = {name: len(values) for name, values, _ in channels}
@@ -634,7 +649,8 @@ class TimeSeriesReader(Reader):
                 raise DataError(f"{path}:{row.name}", "unreadable_file", f"columns of different lengths {lengths}: "
                                 "a multivariate series is read step by step")
             series.append(_Series(row.name, list(lengths), np.column_stack([values for _, values, _ in channels]),
-                                  functools.partial(_row_source, path, f"{row.name}["), in_rows=True))
+                                  functools.partial(_row_source, path, f"{row.name}["), in_rows=True,
+                                  dates=row.dates))
         if not series:
             raise DataError(str(path), "unreadable_file", "no rows")
         return series
@@ -718,10 +734,11 @@ class TimeSeriesReader(Reader):
             if self.columns is None:
                 _warn_unread_text(path, header, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
+        dates = _row_dates(header, rows)
         if self.multivariate:
-            return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}")]
+            return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}", dates=dates)]
         return [
-            _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name))
+            _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name), dates=dates)
             for j, name in enumerate(names)
         ]
 
@@ -826,6 +843,7 @@ class TimeSeriesReader(Reader):
             groups.setdefault(key, []).append(k)
         order = _time_order(header, rows)
         dated = _date_columns(header, rows)
+        dates = _row_dates(header, rows)
         series = []
         for key, members in groups.items():
             if order is not None:
@@ -844,12 +862,14 @@ class TimeSeriesReader(Reader):
                                 f"({','.join(ids)}) do not tell the file's series apart: one is wrong or missing{hint}")
             where = [lines[k] for k in members]
             values, labels = table[members], dict(zip(ids, key, strict=True))
+            own = None if dates is None else RowDates(dates.dates[members], dates.timed)
             if self.multivariate:
                 series.append(_Series(group, names, values, functools.partial(_lines_source, path, where),
-                                      in_rows=True, ids=labels))
+                                      in_rows=True, ids=labels, dates=own))
             else:
                 series.extend(_Series(f"{group} {name}", [name], values[:, j],
-                                      functools.partial(_csv_source, path, where, name), in_rows=True, ids=labels)
+                                      functools.partial(_csv_source, path, where, name), in_rows=True, ids=labels,
+                                      dates=own)
                               for j, name in enumerate(names))
         logger.info("%s: %d series told apart by %s", path, len(groups), ", ".join(ids))
         return series
@@ -1087,6 +1107,16 @@ def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[fl
         numbers = [_to_float(row[index]) for row in rows]
         if index not in cyclic and all(v is not None and not np.isnan(v) for v in numbers):
             return [float(v) for v in numbers]  # type: ignore[arg-type]
+    return None
+
+
+def _row_dates(header: list[str], rows: list[list[str]]) -> RowDates | None:
+    """Each row's date: the first date column (`_date_columns`) whose cells are all ISO dates (2016-07-01, or with a
+    time, 2016-07-01 00:00:00; `seriesdates.parse_date_cells`); None without one."""
+    for index in _date_columns(header, rows):
+        dates = parse_date_cells([row[index].strip() for row in rows])
+        if dates is not None:
+            return dates
     return None
 
 

@@ -15,7 +15,8 @@ the columns chosen (`columns`). A file with no `target` is read as the Chronos e
 (`to_gluonts_univariate` in chronos-forecasting, fev's `generate_univariate_targets_from="__ALL__"`): every
 list-of-numbers column but `timestamp` is a variable of the row's series (a weather station's variables).
 Timestamps, `start`, `freq`, ids and static features are not read (the model reads values, as it reads a CSV's
-values and not its date column); the id only names the row in messages. A null value is a gap, as an empty CSV
+values and not its date column); the id names the row, and a .tsf line's `start_timestamp` with its header's
+`@frequency` dates it (what `modrwkv forecast` writes its forecast's dates by). A null value is a gap, as an empty CSV
 cell is. An .arrow file of `datasets` (save_to_disk's) reads as the Parquet file of the same rows
 (`base.open_table_file`).
 """
@@ -33,6 +34,7 @@ import numpy as np
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
                    json_records, media_kind, open_table_file, open_unpacked, opening_byte, record_format)
 from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
+from .seriesdates import StartDates, tsf_dates, tsf_interval
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
@@ -50,6 +52,7 @@ TSF_EXTENSION = ".tsf"  # the Monash archive's files (forecastingdata.org, Zenod
 # which separates a line's attributes).
 TSF_ATTRIBUTE_TYPES = ("numeric", "string", "date")
 TSF_NAME = "series_name"  # the attribute naming each series in every file of the archive
+TSF_START = "start_timestamp"  # the date attribute dating each series' first step (with the header's @frequency)
 TSF_LAYOUT = ("a .tsf file is a header of '@attribute NAME TYPE' lines (TYPE numeric, string or date), @frequency, "
               "@horizon, ..., then '@data' and a series per line, its attributes' values then its own, "
               "'T1:1979-01-01 00-00-00:1.5,2,?,4' ('?' a missing value)")
@@ -76,6 +79,7 @@ class SeriesRow:
     name: str
     values: dict[str, np.ndarray]
     id: str | None = None  # its id ("T1", the .tsf series_name "ABW"), what its data set calls it
+    dates: StartDates | None = None  # when its steps are: a .tsf line's start_timestamp and @frequency
 
 
 def is_series_rows(path: Path) -> bool:
@@ -311,9 +315,11 @@ def tsf_header(path: Path) -> TsfHeader:
 def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     """The series of a .tsf file, one per data line, read once, line by line: its values as float64 (`?`: NaN, a
     gap) under `target`, as the hub's Parquet copy of the archive holds them, the row named by its line and its
-    `series_name` ("14 (series_name 'T1')"); the attributes' values (`start_timestamp`, ...) are not read, as a
-    Parquet row's `start` is not. DataError naming the file and line for a line without one value per attribute
-    before its own, a value that is not a number, a line with no values, and `columns` other than [target]."""
+    `series_name` ("14 (series_name 'T1')"), dated by its `start_timestamp` (a date attribute) and the header's
+    `@frequency` where it has both (`seriesdates.tsf_dates`; a start or frequency not read so leaves it undated);
+    the other attributes' values are not read. DataError naming the file and line for a line without one value per
+    attribute before its own, a value that is not a number, a line with no values, and `columns` other than
+    [target]."""
     if columns is not None and list(columns) != [TARGET]:
         raise DataError(str(path), "unreadable_file", f"columns {list(columns)}: a .tsf file's series are the values "
                         f"of each line, read as {TARGET!r}; its attributes name and date them")
@@ -322,6 +328,8 @@ def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
         header = _read_tsf_header(path, lines)
         names = [name for name, _ in header.attributes]
         named = names.index(TSF_NAME) if TSF_NAME in names else None
+        started = header.attributes.index((TSF_START, "date")) if (TSF_START, "date") in header.attributes else None
+        interval = tsf_interval(header.frequency)
         for number, line in lines:
             line = line.strip()
             if not line or line.startswith(b"#"):
@@ -332,8 +340,9 @@ def tsf_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
                 raise DataError(source, "unreadable_file", f"{len(parts) - 1} attribute value(s) before the series, "
                                 f"the header declares {len(names)} ({', '.join(names) or 'none'}); {TSF_LAYOUT}")
             name = str(number) if named is None else f"{number} ({TSF_NAME} {_tsf_text(parts[named])!r})"
-            yield SeriesRow(name, {TARGET: _tsf_values(parts[-1], f"{path}:{name}")},
-                            None if named is None else _tsf_text(parts[named]))
+            values = _tsf_values(parts[-1], f"{path}:{name}")
+            dates = None if started is None else tsf_dates(_tsf_text(parts[started]), interval, len(values))
+            yield SeriesRow(name, {TARGET: values}, None if named is None else _tsf_text(parts[named]), dates)
 
 
 def _read_tsf_header(path: Path, lines: Iterator[tuple[int, bytes]]) -> TsfHeader:
