@@ -18,7 +18,7 @@ from conftest import make_model
 from PIL import Image
 
 from modrwkv.cli import main
-from modrwkv.data.readers import DataError, LlavaReader, TimeSeriesReader
+from modrwkv.data.readers import DataError, LlavaReader, QAReader, TimeSeriesReader
 from modrwkv.data.sample import Message, Sample
 from modrwkv.lm import RWKV7Config, RWKV7State
 
@@ -943,3 +943,9 @@ def test_a_data_file_given_packed_says_to_unpack_it(tmp_path, capsys):
     text = tmp_path / "bzh.csv"  # "BZh" is bzip2's magic, but this file is text
     text.write_text("BZh,y\n1,2\n")
     assert "compressed" not in fails(capsys, ["init", "--data", str(text), "--yes"])
+    # a JSONL whose first line begins "BZh9" (as a bzip2 file does, before its block's magic) is text: its lines are
+    # records, the first a bad one
+    lines = tmp_path / "bzh.jsonl"
+    lines.write_text("BZh9 is no record\n" + json.dumps({"question": "What?", "answer": "a"}) + "\n")
+    reader = QAReader(lines)
+    assert len(list(reader)) == 1 and reader.report.skipped == {"bad_json": 1}

@@ -81,7 +81,10 @@ _PACKED = {b"PK\x03\x04": ("a ZIP archive", "unzip"), b"\x1f\x8b": ("gzip-compre
 
 def packed_format(head: bytes) -> tuple[str, str] | None:
     """(what it is, the command that unpacks it) of a file starting with `head` that is an archive or compressed
-    (`_PACKED`: "gzip-compressed", "gunzip"); None for any other file."""
+    (`_PACKED`: "gzip-compressed", "gunzip"); None for any other file. bzip2's "BZh" is text a line may begin with:
+    a bzip2 file is told by its block size digit and the magic of its first block (or of the stream's end) too."""
+    if head.startswith(b"BZh") and not (head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90")):
+        return None
     return next((kind for magic, kind in _PACKED.items() if head.startswith(magic)), None)
 
 
