@@ -6,11 +6,11 @@ archive's R code (rakshitha123/TSForecasting: experiments/fixed_horizon.R, utils
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_forecasting import load_bench
 
 from modrwkv.data.readers.seriesrows import series_rows, tsf_header
 from modrwkv.evaluation.tasks import get_task
@@ -19,14 +19,6 @@ pytest.importorskip("statsmodels", reason="the fertility data set ships with sta
                                           "(pip install -e '.[forecast-demo]')")
 
 LOOKBACK = 15  # what `modrwkv init` chooses for these series
-
-
-def load_bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "forecasting.py"
-    spec = importlib.util.spec_from_file_location("bench_forecasting", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
