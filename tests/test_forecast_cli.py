@@ -305,6 +305,39 @@ def test_tsf_lines_are_dated_by_their_start_and_the_files_frequency(tmp_path, ca
     assert dated_rows(out)[1] == {"T1": ["2020-01-01 23:30:00", "2020-01-02 00:00:00", "2020-01-02 00:30:00"]}
 
 
+def test_chronos_rows_are_dated_by_their_timestamp_lists(tmp_path, capsys, decoded) -> None:
+    """Rows as `autogluon/chronos_datasets` stores them (id, a `timestamp` list, `target`): each row's steps continue
+    its own timestamps (hourly rows from two starts; daily ones at midnight written as dates); zoned timestamps,
+    which are not written, leave the file undated."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def write(name: str, starts: dict[str, datetime.datetime], step: datetime.timedelta, tz: str | None = None) -> Path:
+        kind = pa.list_(pa.timestamp("ms", tz=tz))
+        rows = {name: [start + step * k for k in range(12)] for name, start in starts.items()}
+        path = tmp_path / name
+        pq.write_table(pa.table({"id": list(rows), "timestamp": pa.array(list(rows.values()), type=kind),
+                                 "target": [[float(k % 5) for k in range(12)] for _ in rows]}), path)
+        return path
+
+    hour = datetime.timedelta(hours=1)
+    hourly = write("hourly.parquet", {"A": datetime.datetime(2024, 1, 1), "B": datetime.datetime(2023, 12, 31, 20)},
+                   hour)
+    status, out, err = forecast(capsys, decoded, hourly, "--horizon", "2")
+    assert status == 0, err
+    # A: 00:00 + 11 hours is its last step, 11:00; B: 20:00 + 11 hours, 07:00 on New Year's Day
+    assert dated_rows(out)[1] == {"A": ["2024-01-01 12:00:00", "2024-01-01 13:00:00"],
+                                  "B": ["2024-01-01 08:00:00", "2024-01-01 09:00:00"]}
+    daily = write("daily.parquet", {"A": datetime.datetime(2024, 2, 20)}, 24 * hour)
+    status, out, err = forecast(capsys, decoded, daily, "--horizon", "2")
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"A": ["2024-03-03", "2024-03-04"]}  # (2024 is a leap year: 29 February counted)
+    zoned = write("zoned.parquet", {"A": datetime.datetime(2024, 1, 1)}, hour, tz="Europe/Paris")
+    status, out, err = forecast(capsys, decoded, zoned, "--horizon", "2")
+    assert status == 0, err
+    assert out.splitlines()[0] == "series,step,forecast"
+
+
 def test_irregular_dates_leave_their_series_undated_with_a_warning(tmp_path, capsys, decoded, caplog) -> None:
     # daily, but 2024-01-09 missing among the last ten intervals
     days = [datetime.date(2024, 1, 1) + datetime.timedelta(days=d) for d in range(12) if d != 8]

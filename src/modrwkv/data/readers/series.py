@@ -86,7 +86,7 @@ from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as
                    is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
 from .seriesdates import RowDates, SeriesDates, parse_date_cells
-from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows, tsf_header
+from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows, table_row_timestamps, tsf_header
 
 logger = logging.getLogger(__name__)
 
@@ -350,8 +350,9 @@ class _Series:
     name: str | None = None
     scaler: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) `standardize` scaled the values by
     # when its steps are: its rows' dates (a CSV's date column, shared by its columns), or a .tsf line's start and
-    # frequency; None where the file does not date them
+    # frequency; None where the file does not date them (a Parquet row's `timestamp` list: `series_dates` reads it)
     dates: SeriesDates | None = None
+    row: int | None = None  # of a file of series rows: the row it is of, from 0
 
 
 class TimeSeriesReader(Reader):
@@ -584,9 +585,22 @@ class TimeSeriesReader(Reader):
     def series_dates(self) -> dict[str, SeriesDates | None]:
         """Each series' label (`Sample.meta["series"]`) and when its steps are, where its file dates them (None
         otherwise): the rows of a CSV / table with an ISO date column (a long-format group's own rows, in time
-        order), a .tsf line's `start_timestamp` and `@frequency`. Their `next_dates` are `modrwkv forecast`'s
-        timestamps."""
-        return {series.label: series.dates for path in self.paths for series in self._load_file(path)}
+        order), a .tsf line's `start_timestamp` and `@frequency`, a Parquet / Arrow row's `timestamp` list (Chronos'
+        layout: read here, apart from the values, which training reads without it). Their `next_dates` are
+        `modrwkv forecast`'s timestamps."""
+        found: dict[str, SeriesDates | None] = {}
+        for path in self.paths:
+            series = self._load_file(path)
+            stamps = table_row_timestamps(path) if is_table_file(path) and any(
+                item.row is not None for item in series) else None
+            for item in series:
+                dates = item.dates
+                if dates is None and stamps and item.row is not None and item.row < len(stamps):
+                    steps = stamps[item.row]
+                    if steps is not None and len(steps) == len(item.values):
+                        dates = RowDates(steps, timed=bool((steps != steps.astype("datetime64[D]")).any()))
+                found[item.label] = dates
+        return found
 
     def series_lengths(self) -> list[int]:
         """Each series' length in steps as its file holds it, before any split (`modrwkv init` fits its windows to
@@ -635,13 +649,13 @@ class TimeSeriesReader(Reader):
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]
         one, on its own, or with `multivariate` all of the row's together (of one length)."""
         series = []
-        for row in series_rows(path, self.columns):
+        for index, row in enumerate(series_rows(path, self.columns)):
             channels = _row_channels(row.values)
             if not self.multivariate:
                 series.extend(_Series(f"{row.name} {name}", [name], values,
                                       functools.partial(_row_source, path, f"{row.name} {opening}"), in_rows=True,
                                       name=None if row.id is None else row.id if len(channels) == 1
-                                      else f"{row.id} {name}", dates=row.dates)
+                                      else f"{row.id} {name}", dates=row.dates, row=index)
                               for name, values, opening in channels)
                 continue
             lengths = {name: len(values) for name, values, _ in channels}
@@ -650,7 +664,7 @@ class TimeSeriesReader(Reader):
                                 "a multivariate series is read step by step")
             series.append(_Series(row.name, list(lengths), np.column_stack([values for _, values, _ in channels]),
                                   functools.partial(_row_source, path, f"{row.name}["), in_rows=True,
-                                  dates=row.dates))
+                                  dates=row.dates, row=index))
         if not series:
             raise DataError(str(path), "unreadable_file", "no rows")
         return series

@@ -210,6 +210,33 @@ def row_values(value: Any, source: str, column: str, *, typed: bool = False) -> 
     return array.T if nested else array[0]
 
 
+def table_row_timestamps(path: Path) -> list[np.ndarray | None] | None:
+    """Each row's `timestamp` list of a Parquet / Arrow file of series rows (Chronos' layout), as datetime64[s] (None
+    for a null one), read apart from its values (only `modrwkv forecast` dates its steps by them: training reads no
+    date); None for a file without a list-of-timestamps `timestamp` column, or with zoned or sub-second ones (which
+    `seriesdates` does not write)."""
+    import pyarrow
+
+    with open_table_file(path) as handle:
+        schema = handle.schema_arrow
+        kind = schema.field(TIMESTAMP).type if TIMESTAMP in schema.names else None
+        if kind is None or not is_list_type(kind) or not pyarrow.types.is_timestamp(kind.value_type) \
+                or kind.value_type.tz is not None:
+            return None
+        found: list[np.ndarray | None] = []
+        for batch in decoded_batches(path, handle, handle.iter_batches(batch_size=PARQUET_BATCH_ROWS,
+                                                                       columns=[TIMESTAMP]), 0):
+            lists = batch.column(0)
+            try:
+                steps = lists.flatten().cast(pyarrow.timestamp("s")).to_numpy(zero_copy_only=False)
+            except pyarrow.ArrowInvalid:  # (a fraction of a second, which a cast to seconds would drop)
+                return None
+            offsets = lists.offsets.to_numpy()
+            found.extend(None if not valid else steps[offsets[k] - offsets[0]:offsets[k + 1] - offsets[0]]
+                         for k, valid in enumerate(lists.is_valid().to_pylist()))
+        return found
+
+
 def _table_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     with open_table_file(path) as handle:
         schema = handle.schema_arrow
