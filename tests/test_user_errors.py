@@ -930,12 +930,14 @@ def test_a_data_file_given_packed_says_to_unpack_it(tmp_path, capsys):
     (tmp_path / "series.csv.gz").write_bytes(gzip.compress(b"date,y\n2020-01-01,1.0\n"))
     (tmp_path / "train.jsonl").write_bytes(gzip.compress(records.encode()))
     (tmp_path / "train.csv").write_bytes(bz2.compress(b"image,label\na.png,cat\n"))
+    (tmp_path / "records.jsonl").write_bytes(bz2.compress(records.encode()))
     unpack = "not a data file: unpack it ({}) and give the file or folder inside"
     assert fails(capsys, ["init", "--data", str(archive), "--yes"]) == (
         f"modrwkv init: error: {archive}: a ZIP archive, " + unpack.format("unzip"))
     for name, what, command, task in [("series.csv.gz", "gzip", "gunzip", "custom-series"),
                                       ("train.jsonl", "gzip", "gunzip", "custom"),
-                                      ("train.csv", "bzip2", "bunzip2", "custom")]:
+                                      ("train.csv", "bzip2", "bunzip2", "custom"),
+                                      ("records.jsonl", "bzip2", "bunzip2", "custom")]:
         expected = f"{tmp_path / name}: {what}-compressed, " + unpack.format(command)
         assert fails(capsys, ["init", "--data", str(tmp_path / name), "--yes"]) == f"modrwkv init: error: {expected}"
         assert fails(capsys, ["eval", "--task", task, "--data", str(tmp_path / name), "--model",

@@ -391,7 +391,7 @@ def test_bad_samples_are_skipped_with_their_reason_and_a_bad_member_is_named(tmp
 
 
 @pytest.mark.parametrize("damage", ["inside a member", "at a member's end", "a garbled header", "gzip", "not a tar",
-                                    ".tar.gz"])
+                                    ".tar.gz", "bzip2"])
 def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
     names, _ = write_digit_images(tmp_path / "d")
     png = (tmp_path / "d" / "images" / names[0]).read_bytes()
@@ -409,6 +409,8 @@ def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
                         "sample is built, which a compressed stream does not allow; decompress it to a .tar",
                 ".tar.gz": "a gzip-compressed tar: a sample's media are read from their place in the file when the "
                            "sample is built, which a compressed stream does not allow; decompress it to a .tar",
+                "bzip2": "a bzip2-compressed tar: a sample's media are read from their place in the file when the "
+                         "sample is built, which a compressed stream does not allow; decompress it to a .tar",
                 "not a tar": "not a readable tar file (invalid header)"}[damage]
     if damage == "inside a member":
         path.write_bytes(data[: one_sample + 512 + 100])
@@ -420,6 +422,10 @@ def test_a_damaged_tar_is_one_line_naming_it(tmp_path, capsys, damage):
         import gzip
 
         path.write_bytes(gzip.compress(data))
+    elif damage == "bzip2":
+        import bz2
+
+        path.write_bytes(bz2.compress(data))
     else:
         path.write_bytes(b'{"question": "not a tar"}\n' * 40)
     with pytest.raises(DataError, match="^" + __import__("re").escape(f"{path}: {expected}") + "$"):

@@ -79,6 +79,9 @@ _PACKED = {b"PK\x03\x04": ("a ZIP archive", "unzip"), b"\x1f\x8b": ("gzip-compre
            b"Rar!\x1a\x07": ("a RAR archive", "unrar x")}
 
 
+PACKED_HEAD = 10  # the bytes `packed_format` reads of a file's start (bzip2's magic and its first block's)
+
+
 def packed_format(head: bytes) -> tuple[str, str] | None:
     """(what it is, the command that unpacks it) of a file starting with `head` that is an archive or compressed
     (`_PACKED`: "gzip-compressed", "gunzip"); None for any other file. bzip2's "BZh" is text a line may begin with:

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from ...textfiles import UTF16_BOMS, TextFileError, decode_text, packed_detail
+from ...textfiles import PACKED_HEAD, UTF16_BOMS, TextFileError, decode_text, packed_detail
 from ..sample import Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
@@ -1316,7 +1316,7 @@ def open_unpacked(path: Path) -> BinaryIO:
         handle = path.open("rb")
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    packed = packed_detail(handle.read(8))
+    packed = packed_detail(handle.read(PACKED_HEAD))
     if packed is not None:
         handle.close()
         raise DataError(str(path), "unreadable_file", packed)

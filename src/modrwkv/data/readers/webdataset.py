@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ...textfiles import packed_format
+from ...textfiles import PACKED_HEAD, packed_format
 from .asr import TEXT_KEYS
 from .base import DataError, EmbeddedBytes, NamedBytes, turn_text
 
@@ -250,8 +250,7 @@ def tar_records(path: Path, caption_prompt: str | None = None) -> Iterator[tuple
             # Only a file that is no plain tar is looked at as a compressed one: a tar's first member may be
             # named BZh9.png, whose header starts with bzip2's magic.
             handle.seek(0)
-            head = handle.read(6)
-            packed = packed_format(head)
+            packed = packed_format(handle.read(PACKED_HEAD))
             if packed is not None and packed[0].endswith("-compressed"):  # ("gzip-compressed": a .tar.gz)
                 raise DataError(name, "unreadable_file", f"a {packed[0]} tar: a sample's media are read "
                                 "from their place in the file when the sample is built, which a compressed stream "
