@@ -1758,7 +1758,7 @@ def _forecast_lookback(args: argparse.Namespace, model: Any) -> int:
 def _forecast_horizon(args: argparse.Namespace, model: Any) -> int:
     """--horizon, else the horizon the model was trained for (`trained_horizon`, said in the log); one beyond what
     its linear baseline was fitted for is refused, naming both."""
-    from modrwkv.inference.series_file import trained_horizon
+    from modrwkv.inference.series_file import linear_horizon, trained_horizon
 
     horizon = args.horizon
     if horizon is None:
@@ -1767,10 +1767,10 @@ def _forecast_horizon(args: argparse.Namespace, model: Any) -> int:
             raise CLIError(f"{args.model} records no horizon (series_horizon in its config.json: saved before "
                            "training recorded it) and has no linear baseline to take one from: give --horizon H")
         log.info("horizon %d: the horizon %s was trained for (--horizon chooses another)", horizon, args.model)
-    linear = getattr(model.encoders["series"], "linear", lambda: None)()
-    if linear is not None and horizon > linear.horizon:
-        raise CLIError(f"--horizon {horizon}: the model's linear baseline was fitted for a horizon of "
-                       f"{linear.horizon} steps; forecast at most {linear.horizon}")
+    fitted = linear_horizon(model)
+    if fitted is not None and horizon > fitted:
+        raise CLIError(f"--horizon {horizon}: the model's linear baseline was fitted for a horizon of {fitted} steps; "
+                       f"forecast at most {fitted}")
     return horizon
 
 

@@ -60,8 +60,12 @@ def future_dates(dates: Mapping[str, SeriesDates | None], horizon: int) -> dict[
 def trained_horizon(model: ModRWKV) -> int | None:
     """The horizon `model` was trained to forecast: its `series_horizon` (recorded by training), else, for a folder
     saved before it was, the horizon its series encoder's linear baseline was fitted for; None without either."""
-    if model.series_horizon is not None:
-        return model.series_horizon
+    return model.series_horizon if model.series_horizon is not None else linear_horizon(model)
+
+
+def linear_horizon(model: ModRWKV) -> int | None:
+    """The horizon `model`'s series encoder's linear baseline was fitted for (the most it forecasts); None without
+    one."""
     linear = getattr(model.encoders["series"], "linear", lambda: None)() if "series" in model.encoders else None
     return linear.horizon if linear is not None else None
 

@@ -597,8 +597,7 @@ class TimeSeriesReader(Reader):
                 dates = item.dates
                 if dates is None and stamps and item.row is not None and item.row < len(stamps):
                     steps = stamps[item.row]
-                    if steps is not None and len(steps) == len(item.values):
-                        dates = RowDates(steps, timed=bool((steps != steps.astype("datetime64[D]")).any()))
+                    dates = steps if steps is not None and len(steps.dates) == len(item.values) else None
                 found[item.label] = dates
         return found
 
@@ -748,7 +747,7 @@ class TimeSeriesReader(Reader):
             if self.columns is None:
                 _warn_unread_text(path, header, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
-        dates = _row_dates(header, rows)
+        dates = _row_dates(rows, _date_columns(header, rows))
         if self.multivariate:
             return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}", dates=dates)]
         return [
@@ -857,7 +856,7 @@ class TimeSeriesReader(Reader):
             groups.setdefault(key, []).append(k)
         order = _time_order(header, rows)
         dated = _date_columns(header, rows)
-        dates = _row_dates(header, rows)
+        dates = _row_dates(rows, dated)
         series = []
         for key, members in groups.items():
             if order is not None:
@@ -1124,10 +1123,10 @@ def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[fl
     return None
 
 
-def _row_dates(header: list[str], rows: list[list[str]]) -> RowDates | None:
-    """Each row's date: the first date column (`_date_columns`) whose cells are all ISO dates (2016-07-01, or with a
-    time, 2016-07-01 00:00:00; `seriesdates.parse_date_cells`); None without one."""
-    for index in _date_columns(header, rows):
+def _row_dates(rows: list[list[str]], dated: list[int]) -> RowDates | None:
+    """Each row's date: the first of the date columns `dated` (`_date_columns`) whose cells are all ISO dates
+    (2016-07-01, or with a time, 2016-07-01 00:00:00; `seriesdates.parse_date_cells`); None without one."""
+    for index in dated:
         dates = parse_date_cells([row[index].strip() for row in rows])
         if dates is not None:
             return dates

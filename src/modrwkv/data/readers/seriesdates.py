@@ -49,6 +49,11 @@ class RowDates:
     dates: np.ndarray
     timed: bool
 
+    @classmethod
+    def of(cls, dates: np.ndarray) -> RowDates:
+        """`dates` (datetime64[s]), timed where one is not at midnight."""
+        return cls(dates, bool((dates != dates.astype("datetime64[D]")).any()))
+
     def next_dates(self, horizon: int) -> list[str] | None:
         """The dates of the `horizon` steps after the last, continuing its last dates' regular interval; None where
         they are not regular (`regular_interval`)."""

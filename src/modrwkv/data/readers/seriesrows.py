@@ -16,7 +16,8 @@ the columns chosen (`columns`). A file with no `target` is read as the Chronos e
 list-of-numbers column but `timestamp` is a variable of the row's series (a weather station's variables).
 Timestamps, `start`, `freq`, ids and static features are not read (the model reads values, as it reads a CSV's
 values and not its date column); the id names the row, and a .tsf line's `start_timestamp` with its header's
-`@frequency` dates it (what `modrwkv forecast` writes its forecast's dates by). A null value is a gap, as an empty CSV
+`@frequency` dates it, as a Parquet row's `timestamp` list does (`table_row_timestamps`, read apart from the values:
+what `modrwkv forecast` writes its forecast's dates by). A null value is a gap, as an empty CSV
 cell is. An .arrow file of `datasets` (save_to_disk's) reads as the Parquet file of the same rows
 (`base.open_table_file`).
 """
@@ -34,7 +35,7 @@ import numpy as np
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
                    json_records, media_kind, open_table_file, open_unpacked, opening_byte, record_format)
 from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
-from .seriesdates import StartDates, tsf_dates, tsf_interval
+from .seriesdates import RowDates, StartDates, tsf_dates, tsf_interval
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
@@ -171,8 +172,8 @@ def names_media(value: Any) -> bool:
 def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     """The rows of a series-rows file with the values of `columns` (None: `target`, else every list-of-numbers
     column; a .tsf file's lines: `tsf_rows`); DataError naming the file, row and column for a column that is not
-    there or holds no numbers, a ragged [channels, steps] value, a file that does not read, or (no `columns` chosen) one whose rows hold media
-    (`media_fields`: they would go unread)."""
+    there or holds no numbers, a ragged [channels, steps] value, a file that does not read, or (no `columns` chosen)
+    one whose rows hold media (`media_fields`: they would go unread)."""
     if path.suffix.lower() == TSF_EXTENSION:
         return tsf_rows(path, columns)
     media = media_fields(path) if columns is None else []
@@ -210,8 +211,8 @@ def row_values(value: Any, source: str, column: str, *, typed: bool = False) -> 
     return array.T if nested else array[0]
 
 
-def table_row_timestamps(path: Path) -> list[np.ndarray | None] | None:
-    """Each row's `timestamp` list of a Parquet / Arrow file of series rows (Chronos' layout), as datetime64[s] (None
+def table_row_timestamps(path: Path) -> list[RowDates | None] | None:
+    """Each row's `timestamp` list of a Parquet / Arrow file of series rows (Chronos' layout) as its `RowDates` (None
     for a null one), read apart from its values (only `modrwkv forecast` dates its steps by them: training reads no
     date); None for a file without a list-of-timestamps `timestamp` column, or with zoned or sub-second ones (which
     `seriesdates` does not write)."""
@@ -223,7 +224,7 @@ def table_row_timestamps(path: Path) -> list[np.ndarray | None] | None:
         if kind is None or not is_list_type(kind) or not pyarrow.types.is_timestamp(kind.value_type) \
                 or kind.value_type.tz is not None:
             return None
-        found: list[np.ndarray | None] = []
+        found: list[RowDates | None] = []
         for batch in decoded_batches(path, handle, handle.iter_batches(batch_size=PARQUET_BATCH_ROWS,
                                                                        columns=[TIMESTAMP]), 0):
             lists = batch.column(0)
@@ -232,7 +233,7 @@ def table_row_timestamps(path: Path) -> list[np.ndarray | None] | None:
             except pyarrow.ArrowInvalid:  # (a fraction of a second, which a cast to seconds would drop)
                 return None
             offsets = lists.offsets.to_numpy()
-            found.extend(None if not valid else steps[offsets[k] - offsets[0]:offsets[k + 1] - offsets[0]]
+            found.extend(None if not valid else RowDates.of(steps[offsets[k] - offsets[0]:offsets[k + 1] - offsets[0]])
                          for k, valid in enumerate(lists.is_valid().to_pylist()))
         return found
 
