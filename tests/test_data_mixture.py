@@ -541,7 +541,8 @@ def test_a_series_entrys_repeat_weighs_its_windows_in_the_linear_baseline_fit(tm
     # An independent fit: sklearn's Ridge with the weights in proportion 2 : 1, the alpha chosen on each file's
     # last fifth of windows (rounded) after fitting on those whose 8-step future ends before that fifth's first.
     samples = list(TimeSeriesReader([files["a"], files["b"]], **SERIES_OPTIONS))
-    z, y, scales, *_ = training_windows(samples, 12, True)
+    found = training_windows(samples, 12, True)
+    z, y, scales = found.past, found.target, found.scales
     w = np.r_[np.full(windows["a"], 2.0), np.ones(windows["b"])]
     w /= w.mean()
     fit_rows, held_rows, offset = [], [], 0

@@ -254,7 +254,12 @@ def fit_training_windows(config: DataConfig, season: int, drift: bool) -> Linear
     config = dataclasses.replace(config, options={**config.options, "stride": 1})
     samples, spans = read_sources(config)
     weights = [span.weight for span in spans for _ in range(span.start, span.stop)]
-    return fit_linear_baseline(samples, season, drift, weights=weights)
+    mase_period = None
+    if config.options.get("holdout") == "last":  # the fixed-horizon protocol: scored by MASE, so fitted to it
+        from ..evaluation.metrics.series import mase_period as file_period  # (evaluation imports training's readers)
+
+        mase_period = lambda file: file_period(Path(file), season)  # noqa: E731
+    return fit_linear_baseline(samples, season, drift, weights=weights, mase_period=mase_period)
 
 
 def series_target_options(config: DataConfig, encoder: object | None, linear: bool = True) -> DataConfig:

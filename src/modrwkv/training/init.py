@@ -485,8 +485,9 @@ def build_config(answers: InitAnswers, summary: DataSummary) -> tuple[dict[str, 
                              f"training will pick {summary.season.explain()} (season: 0 for none; linear_baseline: "
                              "false for the seasonal forecast alone)")
             else:
-                notes.append("series: linear_baseline auto: the model writes corrections to a ridge regression of the "
-                             "future on the look-back, which training fits on the training windows first (when they "
+                notes.append("series: linear_baseline auto: the model writes corrections to a linear forecast from "
+                             "the look-back, a ridge regression or a damped trend (whichever forecasts the training "
+                             "windows' tail better), which training fits on the training windows first (when they "
                              "are enough; linear_baseline: false for none)")
                 if summary.season is not None:
                     notes.append(f"series: no seasonal baseline, {summary.season.explain()}")

@@ -28,6 +28,7 @@ mean over series of the per-series value, as the archive's `utils/error_calculat
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +47,7 @@ __all__ = [
     "long_horizon_split",
     "mae",
     "mase",
+    "mase_period",
     "mase_scale",
     "mase_scales",
     "mse",
@@ -161,6 +163,18 @@ def last_horizon_split(n_rows: int, lookback: int, horizon: int) -> dict[str, tu
                          f"(val and test)")
     return {"train": (0, train_end), "val": (train_end - lookback, n_rows - horizon),
             "test": (n_rows - horizon - lookback, n_rows)}
+
+
+def mase_period(path: Path, model_season: int) -> int:
+    """The seasonal period MASE scales a file's series by: the Monash archive's for a .tsf file's @frequency
+    (`SEASONALITY`), else the model's `season` (0: none), else 1."""
+    from ...data.readers.seriesrows import TSF_EXTENSION, tsf_header  # (evaluation imports the readers)
+
+    if path.suffix.lower() == TSF_EXTENSION:
+        frequency = tsf_header(path).frequency
+        if frequency in SEASONALITY:
+            return SEASONALITY[frequency]
+    return model_season or 1
 
 
 def mase_scale(history: ArrayLike, period: int) -> float:

@@ -56,7 +56,6 @@ from ...data.readers.series import (
     series_prompt_template,
     series_user_turn,
 )
-from ...data.readers.seriesrows import TSF_EXTENSION, tsf_header
 from ..metrics import (
     apply_standard,
     fit_standard,
@@ -69,7 +68,7 @@ from ..metrics import (
     mse,
     smape,
 )
-from ..metrics.series import SEASONALITY
+from ..metrics.series import mase_period
 from .base import (
     BenchmarkFileError,
     EvalSample,
@@ -386,7 +385,9 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
         try:
             samples = list(reader)
             series = reader.scaled_series()
-            period = self.mase_period(data)
+            # not the run's --season, which changes the baselines shown and never the scores, so that a finished
+            # run is shown beside other baselines without decoding it again
+            period = mase_period(data, self.model_season)
         except DataError as exc:
             raise BenchmarkFileError(str(exc)) from None
         if not samples:
@@ -415,17 +416,6 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
                        series=list(s.series))
             for i, s in enumerate(samples)
         ]
-
-    def mase_period(self, data: Path) -> int:
-        """The seasonal period MASE scales by: the Monash archive's for a .tsf file's @frequency (`SEASONALITY`), else
-        the model's `season`, else 1. Not the run's `season` (--season), which changes the baselines shown and never
-        the scores, so that a finished run is shown beside other baselines without decoding it again."""
-        if data.suffix.lower() == TSF_EXTENSION:
-            frequency = tsf_header(data).frequency
-            if frequency in SEASONALITY:
-                return SEASONALITY[frequency]
-        return self.model_season or 1
-
 
 def _scaled_errors(forecast: np.ndarray, reference: Mapping[str, Any]) -> dict[str, float | None]:
     """A custom-series window's MASE (None where its history is constant) and sMAPE (in the file's units, `unit`'s
