@@ -1686,8 +1686,24 @@ def _add_forecast(subparsers: argparse._SubParsersAction) -> None:
                    "median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--batch-size", type=_at_least(1), default=DEFAULT_FORECAST_BATCH, metavar="B",
                    help=f"windows decoded together (default {DEFAULT_FORECAST_BATCH})")
+    p.add_argument("--freq", type=_offset_alias, metavar="ALIAS",
+                   help="the pandas offset alias (h, D, W-SUN, ME, MS, QE-DEC, YE-DEC, 15min, ...) the steps of series "
+                   "rows with a start but no frequency are apart by (a GluonTS JSONL without metadata.json, a Parquet "
+                   "start column without freq), to date their forecast; a file's own frequency or dates win")
     p.add_argument("--output", metavar="OUT.csv", help="write the CSV here (atomically) instead of to stdout")
     p.set_defaults(handler=_run_forecast)
+
+
+def _offset_alias(text: str) -> str:
+    """argparse type: a pandas offset alias of a regular interval (`seriesdates.pandas_frequency`)."""
+    from modrwkv.data.readers.seriesdates import pandas_frequency
+
+    if pandas_frequency(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pandas offset alias of a regular interval: s, min, h, D, W or W-SUN ... W-SAT, ME, MS, "
+            "QE-DEC (QE-JAN ...), QS, YE-DEC, YS, with a multiple (15min, 2h); also pandas' older H, T, S, M, "
+            "Q-DEC, A-DEC, AS")
+    return text
 
 
 def _run_forecast(args: argparse.Namespace) -> int:
@@ -1699,7 +1715,8 @@ def _run_forecast(args: argparse.Namespace) -> int:
 
     if args.output and Path(args.output).is_dir():
         raise CLIError(f"--output {args.output}: is a folder, not a file")
-    series, dates = file_series(args.data, columns=args.target, id_columns=args.id_column)  # before the model loads
+    series, dates = file_series(args.data, columns=args.target, id_columns=args.id_column,  # before the model loads
+                                frequency=args.freq)
     pipeline = _load_pipeline(args)
     if "series" not in pipeline.model.encoders:
         raise CLIError(f"{args.model} cannot forecast: it has no series encoder (it reads "

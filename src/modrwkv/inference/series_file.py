@@ -5,7 +5,8 @@ long-format files with id columns, series rows, Monash .tsf), each column or cha
 `modrwkv eval --task custom-series` reads it), in the file's own units. Each series is forecast from its last
 `lookback` steps (begun with gaps when it holds fewer, as `--holdout last` reads a short series) by
 `ModRWKVPipeline.forecast_batch`, a batch of windows at a time. Where the file dates its steps at a regular interval
-(`TimeSeriesReader.series_dates`), the forecast's steps are dated by continuing it (`future_dates`).
+(`TimeSeriesReader.series_dates`: a date column, a .tsf line's start and @frequency, a series row's `timestamp` list
+or its `start` and pandas frequency), the forecast's steps are dated by continuing it (`future_dates`).
 """
 
 from __future__ import annotations
@@ -18,24 +19,25 @@ import numpy as np
 
 from ..constants import DEFAULT_FORECAST_BATCH
 from ..data.readers.series import TimeSeriesReader
-from ..data.readers.seriesdates import CHECKED_INTERVALS, SeriesDates
+from ..data.readers.seriesdates import CHECKED_INTERVALS, IrregularFrequency, SeriesDates
 from ..multimodal import ModRWKV
 from .pipeline import ModRWKVPipeline, SeriesForecast
 
 log = logging.getLogger(__name__)
 
 
-def file_series(path: str | Path, *, columns: Sequence[str] | None = None, id_columns: Sequence[str] | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, SeriesDates | None]]:
+def file_series(path: str | Path, *, columns: Sequence[str] | None = None, id_columns: Sequence[str] | None = None,
+                frequency: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, SeriesDates | None]]:
     """Each series of `path` by what its data set calls it (`TimeSeriesReader.series_names`: a column "load", a
     long-format group "unique_id=T1 y", a series row's id "ABW"; the reader's labels, "17 (series_name 'ABW')
     target", where those names are not one per series), its values [T] in the file's units, in the file's order;
     and, by the same names, when its steps are (`TimeSeriesReader.series_dates`, None where the file does not date
-    them). `columns` and `id_columns` as the reader takes them; a file that does not read as a series file raises
-    its `DataError`."""
+    them; `frequency`, a pandas offset alias, steps series rows that have a `start` but no frequency of their own).
+    `columns` and `id_columns` as the reader takes them; a file that does not read as a series file raises its
+    `DataError`."""
     # (the windows' lengths do not change how a file is read: the values are the file's, before any window is cut)
     reader = TimeSeriesReader(path, lookback=1, horizon=1, columns=columns, id_columns=id_columns)
-    series, names, dates = reader.scaled_series(), reader.series_names(), reader.series_dates()
+    series, names, dates = reader.scaled_series(), reader.series_names(), reader.series_dates(frequency)
     if len(set(names.values())) < len(names):
         names = {label: label for label in names}
     return ({names[label]: values for label, (values, _) in series.items()},
@@ -45,16 +47,32 @@ def file_series(path: str | Path, *, columns: Sequence[str] | None = None, id_co
 def future_dates(dates: Mapping[str, SeriesDates | None], horizon: int) -> dict[str, list[str]] | None:
     """The dates of the `horizon` steps after each series' last ({name: dates}, `file_series`), written as its file
     writes them (a date, or a date and time, 2016-07-01 06:00:00), "" for each step of a series whose dates are not
-    at a regular interval (named by their count in a warning); None where the file dates none of its series."""
+    at a regular interval (named by their count in a warning, one for each file and frequency that is no regular
+    interval, `IrregularFrequency`, naming both); None where the file dates none of its series."""
     if all(when is None for when in dates.values()):
         return None
     found = {name: None if when is None else when.next_dates(horizon) for name, when in dates.items()}
-    undated = [name for name, steps in found.items() if steps is None]
-    if undated:
+    irregular: list[str] = []
+    by_frequency: dict[IrregularFrequency, list[str]] = {}
+    for name, steps in found.items():
+        when = dates[name]
+        if isinstance(when, IrregularFrequency):
+            by_frequency.setdefault(when, []).append(name)
+        elif steps is None:
+            irregular.append(name)
+    for frequency, names in by_frequency.items():
+        log.warning("%d of %d series left undated (an empty timestamp): %s dates them by frequency %r, which is no "
+                    "regular interval (seconds, minutes, hours, days, weeks, or month, quarter or year ends or "
+                    "starts): %s", len(names), len(found), frequency.source, frequency.frequency, _named(names))
+    if irregular:
         log.warning("%d of %d series left undated (an empty timestamp): their last dates (up to %d intervals) are "
-                    "not at a regular interval: %s", len(undated), len(found), CHECKED_INTERVALS,
-                    ", ".join(map(repr, undated[:10])) + (" ..." if len(undated) > 10 else ""))
+                    "not at a regular interval: %s", len(irregular), len(found), CHECKED_INTERVALS, _named(irregular))
     return {name: steps if steps is not None else [""] * horizon for name, steps in found.items()}
+
+
+def _named(names: Sequence[str]) -> str:
+    """The first 10 of `names`, for a warning."""
+    return ", ".join(map(repr, names[:10])) + (" ..." if len(names) > 10 else "")
 
 
 def trained_horizon(model: ModRWKV) -> int | None:
@@ -99,13 +117,13 @@ def forecast_series(pipeline: ModRWKVPipeline, series: Mapping[str, np.ndarray],
         windows[label] = window
     if unusable:
         log.warning("left out %d series whose last %d steps hold no observed value (or an infinite one): %s",
-                    len(unusable), lookback, ", ".join(map(repr, unusable[:10])) + (" ..." if len(unusable) > 10 else ""))
+                    len(unusable), lookback, _named(unusable))
     if padded:
         log.warning("%d series hold fewer than the look-back's %d steps: their look-backs begin with gaps (read as "
                     "the window's mean)", padded, lookback)
     if gapped:  # (a wide file's columns share its rows: step 1 is the row after the file's last, for every series)
         log.warning("%d series end with gaps (empty cells in the file's last rows), read as their look-back's mean: "
-                    "%s", len(gapped), ", ".join(map(repr, gapped[:10])) + (" ..." if len(gapped) > 10 else ""))
+                    "%s", len(gapped), _named(gapped))
     labels = list(windows)
     for first in range(0, len(labels), batch_size):
         batch = labels[first:first + batch_size]

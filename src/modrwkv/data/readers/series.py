@@ -56,8 +56,9 @@ columns, a date column whose values repeat (in most rows) is refused, naming the
 apart, rather than read as one series of interleaved values.
 
 A series' steps are dated (`TimeSeriesReader.series_dates`, `seriesdates`) by its rows' ISO dates in a date column
-(a long-format group by its own rows) or by a .tsf line's `start_timestamp` and its header's `@frequency`: the
-windows do not read them; `modrwkv forecast` dates the steps after each series' last by them.
+(a long-format group by its own rows), by a .tsf line's `start_timestamp` and its header's `@frequency`, or by a
+series row's `timestamp` list, or its `start` and `freq` (`seriesrows.row_starts`): the windows do not read them;
+`modrwkv forecast` dates the steps after each series' last by them.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ from ..sample import MARKERS, Message, Sample
 from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter,
                    is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
-from .seriesdates import RowDates, SeriesDates, parse_date_cells
-from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, series_rows, table_row_timestamps, tsf_header
+from .seriesdates import RowDates, SeriesDates, frequency_dates, parse_date_cells
+from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, row_starts, series_rows, table_row_timestamps, tsf_header
 
 logger = logging.getLogger(__name__)
 
@@ -582,23 +583,36 @@ class TimeSeriesReader(Reader):
         series row's id: "ABW" for "17 (series_name 'ABW') target"; else the label): `modrwkv forecast`'s names."""
         return {series.label: series.name or series.label for path in self.paths for series in self._load_file(path)}
 
-    def series_dates(self) -> dict[str, SeriesDates | None]:
+    def series_dates(self, frequency: str | None = None) -> dict[str, SeriesDates | None]:
         """Each series' label (`Sample.meta["series"]`) and when its steps are, where its file dates them (None
         otherwise): the rows of a CSV / table with an ISO date column (a long-format group's own rows, in time
         order), a .tsf line's `start_timestamp` and `@frequency`, a Parquet / Arrow row's `timestamp` list (Chronos'
-        layout: read here, apart from the values, which training reads without it). Their `next_dates` are
-        `modrwkv forecast`'s timestamps."""
+        layout), a Parquet / Arrow / JSON Lines row's `start` and `freq` (LOTSA's, GluonTS'; `frequency`, a pandas
+        offset alias, where neither the row nor GluonTS' metadata.json states one: `seriesrows.row_starts`). The
+        rows' dates are read here, apart from the values, which training reads without them. Their `next_dates` are
+        `modrwkv forecast`'s timestamps; rows with a start but no frequency are left undated, said in a warning."""
         found: dict[str, SeriesDates | None] = {}
         for path in self.paths:
             series = self._load_file(path)
-            stamps = table_row_timestamps(path) if is_table_file(path) and any(
-                item.row is not None for item in series) else None
+            rows = any(item.row is not None and item.dates is None for item in series)
+            stamps = table_row_timestamps(path) if rows and is_table_file(path) else None
+            starts = row_starts(path, frequency) if rows and stamps is None else None
+            unstated = 0
             for item in series:
                 dates = item.dates
                 if dates is None and stamps and item.row is not None and item.row < len(stamps):
                     steps = stamps[item.row]
                     dates = steps if steps is not None and len(steps.dates) == len(item.values) else None
+                elif dates is None and starts and item.row is not None and item.row < len(starts) \
+                        and starts[item.row] is not None:
+                    start, alias = starts[item.row]
+                    unstated += alias is None
+                    dates = None if alias is None else frequency_dates(start, alias, len(item.values), str(path))
                 found[item.label] = dates
+            if unstated:
+                logger.warning("%s: %d series have a start but no frequency (the file states none: a 'freq' field, "
+                               "or GluonTS' metadata.json beside a JSON Lines file): left undated; give their pandas "
+                               "offset alias (modrwkv forecast --freq h)", path, unstated)
         return found
 
     def series_lengths(self) -> list[int]:

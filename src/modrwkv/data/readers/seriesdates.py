@@ -2,15 +2,19 @@
 `modrwkv forecast` writes in its `timestamp` column.
 
 Two forms, cheap for files of millions of rows: a CSV's (or a table's) rows dated by its date column, held as one
-datetime64[s] per row (`RowDates`), and a .tsf line's start and the header's `@frequency` (`StartDates`). The steps
-after a series' last are dated only where its last dates (`CHECKED_INTERVALS` intervals, or all of them) are at a
-regular interval: a fixed number of seconds (hourly, daily, weekly, 15-minute), or whole months (monthly, quarterly,
-yearly) on one day of the month, or on each month's last day; otherwise `next_dates` is None (undated).
+datetime64[s] per row (`RowDates`), and a start and a frequency (`StartDates`): a .tsf line's start and the header's
+`@frequency` (`tsf_interval`), or a series row's `start` and its pandas offset alias ("h", "W-SUN", "ME", as LOTSA,
+GIFT-Eval and GluonTS store them: `pandas_frequency`). The steps after a series' last are dated only where its last
+dates (`CHECKED_INTERVALS` intervals, or all of them) are at a regular interval: a fixed number of seconds (hourly,
+daily, weekly, 15-minute), or whole months (monthly, quarterly, yearly) on one day of the month, or on each month's
+last day; otherwise `next_dates` is None (undated), as it is for a frequency that is no such interval (business
+days: `IrregularFrequency`). pandas is not needed: its aliases are read here, as its `date_range` steps by them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 import numpy as np
@@ -29,6 +33,22 @@ _NAMED_FREQUENCIES = {"yearly": (12, "M"), "quarterly": (3, "M"), "monthly": (1,
 _UNITS = {"second": (1, "s"), "minute": (60, "s"), "hour": (3600, "s"), "day": (86400, "s"), "week": (7 * 86400, "s"),
           "month": (1, "M"), "quarter": (3, "M"), "year": (12, "M")}
 _COUNTED_FREQUENCY = re.compile(r"(\d+)_(second|minute|hour|day|week|month|quarter|year)s?")
+# A series row's start, as GluonTS writes a pandas Timestamp or Period (2021-01-01 00:00:00, 2021-01, 1750, 2021Q1)
+# or a .tsf date attribute's value (1979-01-01 00-00-00); no zone
+_START = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})(?:[ T](?P<hour>\d{2})[-:](?P<minute>\d{2})"
+                    r"(?:[-:](?P<second>\d{2}))?)?)?|Q(?P<quarter>[1-4]))?")
+# A pandas offset alias: a multiple, a name and an anchor ("15min", "W-SUN", "QE-DEC"), in pandas' names since 2.2
+# and before ("H", "T", "S", "M", "Q-DEC", "A-DEC"; what the hub's data sets were written with)
+_OFFSET_ALIAS = re.compile(r"(?P<count>\d*)(?P<name>[A-Za-z]+)(?:-(?P<anchor>[A-Za-z]{3}))?")
+_TICKS = {"s": 1, "min": 60, "t": 60, "h": 3600, "d": 86400}  # seconds; pandas reads these in any case ("Min", "d")
+_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+# The month-based aliases (case as pandas reads them: "MS" is a month start, "ms" a millisecond): months between
+# steps, the month of the year they are counted from where no anchor names one, and whether on the 1st (else last)
+_MONTHLY = {"M": (1, 1, False), "ME": (1, 1, False), "MS": (1, 1, True),
+            "Q": (3, 12, False), "QE": (3, 12, False), "QS": (3, 1, True),
+            "A": (12, 12, False), "Y": (12, 12, False), "YE": (12, 12, False), "AS": (12, 1, True),
+            "YS": (12, 1, True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +99,48 @@ class StartDates:
         return _written(_stepped(self.start, self.interval, ahead), self.timed)
 
 
-SeriesDates = RowDates | StartDates
+@dataclasses.dataclass(frozen=True)
+class IrregularFrequency:
+    """A series its file dates by a start and a frequency that is no regular interval (`pandas_frequency` None:
+    business days "B", semi-months "SM", an alias not read): its steps are not dated. `source`: the file."""
+
+    frequency: str
+    source: str
+
+    def next_dates(self, horizon: int) -> None:
+        """None: the steps after its last are not dated."""
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Frequency:
+    """A pandas offset alias as `StartDates` step by it: `interval` apart, on the dates the alias anchors its steps
+    to: a `weekday` (0 Monday; "W-SUN" 6), or months of the year counted every `period` months from `month` (1-12;
+    "QE-DEC" every 3 from December), on their 1st or (`interval.month_end`) their last day."""
+
+    interval: Interval
+    weekday: int | None = None
+    period: int = 1
+    month: int = 1
+
+    def first_step(self, start: np.datetime64) -> np.datetime64:
+        """The first date on the frequency's anchor at or after `start` (datetime64[s]), `start`'s time of day
+        kept: where pandas' `date_range(start, freq=alias)` begins ("ME" from 2021-01-15: 2021-01-31)."""
+        day = start.astype("datetime64[D]")
+        if self.weekday is not None:
+            weekday = (int(day.astype(np.int64)) + 3) % 7  # (1970-01-01, day 0, was a Thursday)
+            return start + np.timedelta64((self.weekday - weekday) % 7, "D")
+        if self.interval.unit == "s":
+            return start
+        month = day.astype("datetime64[M]")
+        if not self.interval.month_end and day != month.astype("datetime64[D]"):
+            month += 1  # (a month's 1st after its 1st: the next month's)
+        month += (self.month - 1 - int(month.astype(np.int64))) % self.period  # (month 0 is January 1970)
+        first = (month + 1).astype("datetime64[D]") - 1 if self.interval.month_end else month.astype("datetime64[D]")
+        return first.astype("datetime64[s]") + (start - day.astype("datetime64[s]"))
+
+
+SeriesDates = RowDates | StartDates | IrregularFrequency
 
 
 def parse_date_cells(cells: list[str]) -> RowDates | None:
@@ -101,19 +162,66 @@ def tsf_dates(start: str, interval: Interval | None, length: int) -> StartDates 
     """A .tsf line's dates: its start (a date attribute's value, 1979-01-01 00-00-00) and `interval` (its header's
     `@frequency`, `tsf_interval`), months on each month's last day where the start is one; None without an interval
     or for a start not written so."""
-    match = _TSF_DATE.fullmatch(start.strip())
-    if match is None or interval is None:
+    first = parse_start(start) if _TSF_DATE.fullmatch(start.strip()) else None
+    if first is None or interval is None:
         return None
-    year, month, day, hour, minute, second = (part or "00" for part in match.groups())
-    try:
-        first = np.datetime64(f"{year}-{month}-{day}T{hour}:{minute}:{second}", "s")
-    except ValueError:
-        return None
-    if interval.unit == "M" and int(day) > 28:  # (the 31st and then the 30th: each month's last day)
-        date = first.astype("datetime64[D]")
-        month_end = date == (first.astype("datetime64[M]") + 1).astype("datetime64[D]") - 1
-        interval = dataclasses.replace(interval, month_end=bool(month_end))
+    date = first.astype("datetime64[D]")
+    if interval.unit == "M" and date.item().day > 28 and date == (date.astype("datetime64[M]") + 1).astype(
+            "datetime64[D]") - 1:
+        interval = dataclasses.replace(interval, month_end=True)  # (the 31st and then the 30th: each month's last day)
     return StartDates(first, interval, length)
+
+
+def frequency_dates(start: np.datetime64, frequency: str, length: int, source: str
+                    ) -> StartDates | IrregularFrequency:
+    """A series row's dates: `length` steps from its `start` (`parse_start`) at `frequency`, a pandas offset alias
+    (`pandas_frequency`), as pandas' `date_range(start, periods=length, freq=frequency)` dates them (from the first
+    date on the alias' anchor); written with their times where one is not midnight. `IrregularFrequency` (naming
+    `source`, the file) for an alias that is no regular interval."""
+    stepping = pandas_frequency(frequency)
+    if stepping is None:
+        return IrregularFrequency(frequency, source)
+    first = stepping.first_step(start)
+    interval = stepping.interval
+    timed = first != first.astype("datetime64[D]") or (interval.unit == "s" and interval.count % 86400 != 0)
+    return StartDates(first, interval, length, bool(timed))
+
+
+def parse_start(text: str) -> np.datetime64 | None:
+    """A series' start as datetime64[s]: a date with or without a time (2021-01-01 00:00:00, 2021-01-01T06:00, a
+    .tsf value's 1979-01-01 00-00-00) or a pandas Period's text (2021-01, 1750, 2021Q1), which starts at its first
+    day; None for any other text (a zone, a week's 2021-01-04/2021-01-10) or a date that does not exist."""
+    match = _START.fullmatch(text.strip())
+    if match is None:
+        return None
+    parts = match.groupdict()
+    month = f"{3 * int(parts['quarter']) - 2:02d}" if parts["quarter"] else parts["month"] or "01"
+    try:
+        return np.datetime64(f"{parts['year']}-{month}-{parts['day'] or '01'}T{parts['hour'] or '00'}:"
+                             f"{parts['minute'] or '00'}:{parts['second'] or '00'}", "s")
+    except ValueError:  # (a month 13, a day 32)
+        return None
+
+
+@functools.lru_cache(maxsize=256)  # (a file's rows repeat a few aliases)
+def pandas_frequency(alias: str) -> Frequency | None:
+    """A pandas offset alias as `Frequency`: seconds, minutes, hours, days ("s"/"S", "min"/"T", "h"/"H", "D"),
+    weeks ("W", "W-SUN"), month ends and starts ("ME"/"M", "MS"), quarters' and years' ("QE-DEC"/"Q-DEC"/"Q", "QS",
+    "YE-DEC"/"A-DEC"/"Y", "YS"/"AS"), with a multiple ("15min", "5T", "2h"). None for one that is no regular
+    interval (business days "B", "BME", semi-months "SM", milliseconds) or not an alias."""
+    match = _OFFSET_ALIAS.fullmatch(alias.strip())
+    if match is None or (match["count"] and int(match["count"]) < 1):
+        return None
+    count, name, anchor = int(match["count"] or 1), match["name"], (match["anchor"] or "").upper()
+    if name.lower() in _TICKS and not anchor:
+        return Frequency(Interval(count * _TICKS[name.lower()], "s"))
+    if name.lower() == "w" and (not anchor or anchor in _WEEKDAYS):
+        return Frequency(Interval(count * 7 * 86400, "s"), weekday=_WEEKDAYS.index(anchor or "SUN"))
+    if name not in _MONTHLY or (anchor and (name[0] == "M" or anchor not in _MONTHS)):
+        return None
+    period, month, month_start = _MONTHLY[name]
+    return Frequency(Interval(count * period, "M", month_end=not month_start), period=period,
+                     month=_MONTHS.index(anchor) + 1 if anchor else month)
 
 
 def tsf_interval(frequency: str | None) -> Interval | None:

@@ -16,8 +16,9 @@ the columns chosen (`columns`). A file with no `target` is read as the Chronos e
 list-of-numbers column but `timestamp` is a variable of the row's series (a weather station's variables).
 Timestamps, `start`, `freq`, ids and static features are not read (the model reads values, as it reads a CSV's
 values and not its date column); the id names the row, and a .tsf line's `start_timestamp` with its header's
-`@frequency` dates it, as a Parquet row's `timestamp` list does (`table_row_timestamps`, read apart from the values:
-what `modrwkv forecast` writes its forecast's dates by). A null value is a gap, as an empty CSV
+`@frequency` dates it, as a Parquet row's `timestamp` list does (`table_row_timestamps`), and a row's `start` with
+its `freq` (else GluonTS' `metadata.json`, else the frequency given: `row_starts`), these read apart from the values:
+what `modrwkv forecast` writes its forecast's dates by. A null value is a gap, as an empty CSV
 cell is. An .arrow file of `datasets` (save_to_disk's) reads as the Parquet file of the same rows
 (`base.open_table_file`).
 """
@@ -35,13 +36,19 @@ import numpy as np
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
                    json_records, media_kind, open_table_file, open_unpacked, opening_byte, record_format)
 from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
-from .seriesdates import RowDates, StartDates, tsf_dates, tsf_interval
+from .seriesdates import RowDates, StartDates, parse_start, tsf_dates, tsf_interval
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
 JSON_EXTENSIONS = (".jsonl", ".json")  # GluonTS writes its JSON Lines as data.json
 # Chronos' list of times: never a series, even held as numbers (epochs); Chronos' evaluation leaves it out by name.
 TIMESTAMP = "timestamp"
+# LOTSA's, GIFT-Eval's and GluonTS' fields dating a row: its first step's date, and the pandas offset alias its steps
+# are apart by ("h", "W-SUN"; GluonTS' JSON Lines state it once, in the data set's metadata.json)
+START, FREQ = "start", "freq"
+# Where GluonTS' saved data sets (`TrainDatasets.save`) hold their metadata.json, from a data file's folder: beside
+# it, beside its folder (train/data.json, test/data.json), or in a metadata folder beside it (GluonTS' older layout)
+GLUONTS_METADATA = ("metadata.json", "../metadata.json", "../metadata/metadata.json")
 # The fields other layouts hold a row's media in: hub rows' names (`hubrows.MEDIA_COLUMNS`), ShareGPT's lists, a
 # metadata folder's `file_name`, an ASR manifest's `audio_filepath`. A row with one is no plain series, whatever its
 # `target` holds: its media would go unread.
@@ -238,6 +245,72 @@ def table_row_timestamps(path: Path) -> list[RowDates | None] | None:
         return found
 
 
+def row_starts(path: Path, frequency: str | None = None) -> list[tuple[np.datetime64, str | None] | None] | None:
+    """Each row's `start` of a Parquet / Arrow / JSON Lines file of series rows (LOTSA's, GIFT-Eval's, GluonTS'
+    layouts) and the pandas offset alias its steps are apart by: its `freq`, else (JSON Lines) GluonTS'
+    `metadata.json` (`gluonts_frequency`), else `frequency` (None where there is none), read apart from its values
+    (only `modrwkv forecast` dates its steps by them). None for a row whose start is null or no date
+    (`seriesdates.parse_start`; a zoned or sub-second Parquet timestamp), and for a file with no `start`."""
+    if is_table_file(path):
+        return _table_starts(path, frequency)
+    if path.suffix.lower() not in JSON_EXTENSIONS:
+        return None
+    frequency = gluonts_frequency(path) or frequency
+    found: list[tuple[np.datetime64, str | None] | None] = []
+    for _, load in json_records(path):
+        record = load()
+        start = record.get(START) if isinstance(record, dict) else None
+        stated = record.get(FREQ) if isinstance(record, dict) else None
+        first = parse_start(start) if isinstance(start, str) else None
+        found.append(None if first is None else (first, stated if isinstance(stated, str) else frequency))
+    return found if any(found) else None
+
+
+def gluonts_frequency(path: Path) -> str | None:
+    """The `freq` of the GluonTS data set the JSON Lines file `path` is of: its metadata.json's
+    (`GLUONTS_METADATA`); None without one, or one that is no JSON object with a `freq` string."""
+    for name in GLUONTS_METADATA:
+        metadata = path.parent / name
+        try:
+            found = json.loads(metadata.read_bytes()) if metadata.is_file() else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict) and isinstance(found.get(FREQ), str):
+            return found[FREQ]
+    return None
+
+
+def _table_starts(path: Path, frequency: str | None) -> list[tuple[np.datetime64, str | None] | None] | None:
+    import pyarrow
+
+    with open_table_file(path) as handle:
+        schema = handle.schema_arrow
+        if START not in schema.names:
+            return None
+        kind = schema.field(START).type
+        texts = _text_type(kind)
+        if not (texts or pyarrow.types.is_date(kind) or (pyarrow.types.is_timestamp(kind) and kind.tz is None)):
+            return None
+        stated = FREQ in schema.names and _text_type(schema.field(FREQ).type)
+        found: list[tuple[np.datetime64, str | None] | None] = []
+        for batch in decoded_batches(path, handle, handle.iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, columns=[START, *([FREQ] if stated else [])]), 0):
+            starts = batch.column(0)
+            if texts:
+                firsts = [None if text is None else parse_start(text) for text in starts.to_pylist()]
+            else:
+                try:
+                    firsts = list(starts.cast(pyarrow.timestamp("s")).to_numpy(zero_copy_only=False))
+                except pyarrow.ArrowInvalid:  # (a fraction of a second, which a cast to seconds would drop)
+                    return None
+                firsts = [None if not valid else first for first, valid in zip(firsts, starts.is_valid().to_pylist(),
+                                                                                strict=True)]
+            aliases = batch.column(1).to_pylist() if stated else [None] * len(firsts)
+            found.extend(None if first is None else (first, alias or frequency)
+                         for first, alias in zip(firsts, aliases, strict=True))
+        return found
+
+
 def _table_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow]:
     with open_table_file(path) as handle:
         schema = handle.schema_arrow
@@ -299,6 +372,12 @@ def _numeric_lists(schema: Any) -> list[str]:
     """The columns of a Parquet schema holding lists of numbers, or lists of lists of numbers."""
     return [field.name for field in schema if is_list_type(field.type) and (_numbers(field.type.value_type) or (
         is_list_type(field.type.value_type) and _numbers(field.type.value_type.value_type)))]
+
+
+def _text_type(kind: Any) -> bool:
+    import pyarrow
+
+    return pyarrow.types.is_string(kind) or pyarrow.types.is_large_string(kind)
 
 
 def _numbers(kind: Any) -> bool:

@@ -1,0 +1,201 @@
+"""`modrwkv forecast` dates series rows by their `start` and pandas frequency: LOTSA / GIFT-Eval Parquet rows (start,
+freq), a GluonTS data set folder (metadata.json, train/data.json), JSON Lines with a freq per line, and --freq where
+the file states none. The expectation is pandas' own `date_range(start, periods=length + horizon, freq=alias)`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_forecast_cli import dated_rows, forecast, save_forecaster
+
+from modrwkv.data.readers.seriesdates import pandas_frequency, parse_start
+from modrwkv.data.readers.seriesrows import series_rows
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+HORIZON = 3
+# pandas' aliases renamed in 2.2 (and refused since 3.0), as the hub's data sets still write them: their names now
+RENAMED = {"H": "h", "T": "min", "S": "s", "M": "ME", "Q": "QE", "A": "YE", "Y": "YE", "AS": "YS"}
+
+
+def pandas_dates(start: str, alias: str, length: int, horizon: int = HORIZON) -> list[str]:
+    """The `horizon` dates after a series of `length` steps from `start` at `alias`, as pandas dates them; written
+    as dates where every step is at midnight, else with their times."""
+    count, name, anchor = re.fullmatch(r"(\d*)([A-Za-z]+)(-[A-Za-z]{3})?", alias).groups()
+    steps = pd.date_range(start, periods=length + horizon, freq=count + RENAMED.get(name, name) + (anchor or ""))
+    written = "%Y-%m-%d" if (steps == steps.normalize()).all() else "%Y-%m-%d %H:%M:%S"
+    return list(steps[-horizon:].strftime(written))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return save_forecaster(tmp_path_factory.mktemp("freq") / "model")
+
+
+# (item_id, start, freq, length): LOTSA's frequencies, starts on their anchor and off it (a Friday for W-SUN, the
+# 15th for month ends: pandas steps from the next date on it), a leap day, a start before 1970
+LOTSA_ROWS = [
+    ("hourly", "2021-01-01 05:00:00", "H", 30),
+    ("daily", "2020-02-20 00:00:00", "D", 12),
+    ("weekly", "2021-01-01 00:00:00", "W-SUN", 10),
+    ("month_ends", "2021-01-15 00:00:00", "M", 14),
+    ("month_starts", "2021-01-15 00:00:00", "MS", 11),
+    ("quarters", "1750-01-31 00:00:00", "Q-DEC", 9),
+    ("years", "2000-12-31 00:00:00", "A-DEC", 8),
+    ("five_minutes", "2021-01-01 23:50:00", "5T", 20),
+    ("ten_minutes", "2021-01-01 00:00:00", "10min", 15),
+    ("seconds", "2021-01-01 00:00:00", "4S", 13),
+]
+
+
+def test_lotsa_rows_are_dated_by_their_start_and_freq(tmp_path, capsys, model) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "lotsa.parquet"  # as `Salesforce/lotsa_data` stores it: start timestamp[s], freq, target
+    pq.write_table(pa.table({
+        "item_id": [row[0] for row in LOTSA_ROWS],
+        "start": pa.array([datetime.datetime.fromisoformat(row[1]) for row in LOTSA_ROWS], type=pa.timestamp("s")),
+        "freq": [row[2] for row in LOTSA_ROWS],
+        "target": [[float(k % 7) for k in range(row[3])] for row in LOTSA_ROWS]}), data)
+    status, out, err = forecast(capsys, model, data, "--horizon", str(HORIZON))
+    assert status == 0, err
+    header, dated = dated_rows(out)
+    assert header == ["series", "step", "timestamp", "forecast"]
+    assert dated == {name: pandas_dates(start, alias, length) for name, start, alias, length in LOTSA_ROWS}
+    # the start as text (a pandas Period's: a month, a year) reads as pandas reads it
+    texts = tmp_path / "texts.parquet"
+    pq.write_table(pa.table({"item_id": ["m", "y"], "start": ["2021-01", "1750"], "freq": ["M", "A-DEC"],
+                             "target": [[1.0] * 5, [2.0] * 6]}), texts)
+    status, out, err = forecast(capsys, model, texts, "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"m": pandas_dates("2021-01", "M", 5), "y": pandas_dates("1750", "A-DEC", 6)}
+
+
+def test_a_frequency_that_is_no_regular_interval_warns_once_and_leaves_empty_timestamps(tmp_path, capsys, model,
+                                                                                         caplog) -> None:
+    rows = [{"item_id": name, "start": "2021-01-04", "freq": freq, "target": [float(k) for k in range(10)]}
+            for name, freq in (("a", "B"), ("b", "B"), ("c", "D"))]
+    data = tmp_path / "business.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with caplog.at_level(logging.WARNING):
+        status, out, err = forecast(capsys, model, data, "--horizon", "2")
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"a": ["", ""], "b": ["", ""], "c": pandas_dates("2021-01-04", "D", 10, 2)}
+    warnings = [record.getMessage() for record in caplog.records if "left undated" in record.getMessage()]
+    assert warnings == [f"2 of 3 series left undated (an empty timestamp): {data} dates them by frequency 'B', which "
+                        "is no regular interval (seconds, minutes, hours, days, weeks, or month, quarter or year ends "
+                        "or starts): 'a', 'b'"]
+
+
+def test_a_gluonts_data_set_folder_dates_its_rows_by_its_metadata_freq(tmp_path, capsys, model) -> None:
+    """As GluonTS' `TrainDatasets.save` writes a data set: metadata.json beside train/ (since GluonTS 0.13), or in
+    metadata/ (before); the starts as GluonTS writes pandas Timestamps and Periods."""
+    hourly = tmp_path / "electricity"
+    (hourly / "train").mkdir(parents=True)
+    (hourly / "metadata.json").write_text(json.dumps({"freq": "H", "prediction_length": 48}))
+    lines = [{"start": "2021-01-01 00:00:00", "target": [float(k) for k in range(30)], "item_id": "a"},
+             {"start": "2021-03-28 01:00:00", "target": [float(k) for k in range(25)], "item_id": "b"}]
+    (hourly / "train" / "data.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    status, out, err = forecast(capsys, model, hourly / "train" / "data.json", "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"a": pandas_dates("2021-01-01 00:00:00", "H", 30),
+                                  "b": pandas_dates("2021-03-28 01:00:00", "H", 25)}
+    monthly = tmp_path / "m4_monthly"
+    for folder in ("metadata", "test"):
+        (monthly / folder).mkdir(parents=True)
+    (monthly / "metadata" / "metadata.json").write_text(json.dumps({"freq": "M", "prediction_length": 18}))
+    lines = [{"start": "1750-01", "target": [1.0] * 20, "item_id": "M1"},
+             {"start": "2021-02-28 00:00:00", "target": [2.0] * 13, "item_id": "M2"}]
+    (monthly / "test" / "data.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    status, out, err = forecast(capsys, model, monthly / "test" / "data.json", "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"M1": pandas_dates("1750-01", "M", 20),
+                                  "M2": pandas_dates("2021-02-28", "M", 13)}
+
+
+def test_jsonl_lines_with_their_own_freq(tmp_path, capsys, model) -> None:
+    lines = [("a", "2021-01-01 00:00:00", "D", 12), ("b", "2021-01-03 12:00:00", "W-SUN", 9),
+             ("c", "2021Q1", "QS", 7), ("d", "2021-01-01 00:00:00", "15min", 40)]
+    data = tmp_path / "own.jsonl"
+    data.write_text("".join(json.dumps({"item_id": name, "start": start, "freq": freq,
+                                        "target": [float(k % 3) for k in range(length)]}) + "\n"
+                            for name, start, freq, length in lines))
+    status, out, err = forecast(capsys, model, data, "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {name: pandas_dates(start.replace("Q1", "-01"), freq, length)
+                                  for name, start, freq, length in lines}
+
+
+def test_freq_dates_rows_that_state_none_and_yields_to_those_that_do(tmp_path, capsys, model, caplog) -> None:
+    bare = tmp_path / "bare.jsonl"
+    ramp = [float(k) for k in range(10)]
+    bare.write_text("".join(json.dumps({"item_id": name, "start": "2022-12-30", "target": ramp}) + "\n"
+                            for name in ("a", "b")))
+    with caplog.at_level(logging.WARNING):
+        status, out, err = forecast(capsys, model, bare, "--horizon", "2")
+    assert status == 0, err
+    assert out.splitlines()[0] == "series,step,forecast"  # (no row dated: no timestamp column)
+    assert f"{bare}: 2 series have a start but no frequency (the file states none: a 'freq' field, or GluonTS' " \
+           "metadata.json beside a JSON Lines file): left undated; give their pandas offset alias (modrwkv forecast " \
+           "--freq h)" in caplog.text
+    status, out, err = forecast(capsys, model, bare, "--horizon", "2", "--freq", "MS")
+    assert status == 0, err
+    month_starts = pandas_dates("2022-12-30", "MS", 10, 2)  # (from the next month's 1st: 2023-01-01)
+    assert dated_rows(out)[1] == {"a": month_starts, "b": month_starts}
+    # a row's own freq, and a data set's metadata.json, win over --freq
+    (tmp_path / "metadata.json").write_text(json.dumps({"freq": "D"}))
+    own = tmp_path / "own.jsonl"
+    own.write_text(json.dumps({"item_id": "a", "start": "2022-12-30", "freq": "h", "target": [1.0] * 10}) + "\n"
+                   + json.dumps({"item_id": "b", "start": "2022-12-30", "target": [1.0] * 10}) + "\n")
+    status, out, err = forecast(capsys, model, own, "--horizon", "2", "--freq", "MS")
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"a": pandas_dates("2022-12-30", "h", 10, 2),
+                                  "b": pandas_dates("2022-12-30", "D", 10, 2)}
+
+
+def test_a_bad_freq_is_a_one_line_error(tmp_path, capsys, model) -> None:
+    data = tmp_path / "bare.jsonl"
+    data.write_text(json.dumps({"start": "2022-12-30", "target": [1.0] * 10}) + "\n")
+    for alias in ("B", "hourly", "0h"):
+        with pytest.raises(SystemExit) as exit_status:
+            forecast(capsys, model, data, "--freq", alias)
+        err = capsys.readouterr().err
+        assert exit_status.value.code == 2 and err.strip() == (
+            f"modrwkv forecast: error: argument --freq: {alias!r} is not a pandas offset alias of a regular interval: "
+            "s, min, h, D, W or W-SUN ... W-SAT, ME, MS, QE-DEC (QE-JAN ...), QS, YE-DEC, YS, with a multiple (15min, "
+            "2h); also pandas' older H, T, S, M, Q-DEC, A-DEC, AS (see modrwkv forecast --help)")
+
+
+def test_aliases_read_as_pandas_reads_them() -> None:
+    """Case as pandas tells them apart ("MS" a month start, "ms" a millisecond); aliases of no regular interval."""
+    hour, month_start = pandas_frequency("h"), pandas_frequency("MS")
+    assert pandas_frequency("H") == hour and hour.interval.count == 3600 and hour.interval.unit == "s"
+    assert pandas_frequency("Min").interval.count == pandas_frequency("T").interval.count == 60
+    assert month_start.interval.unit == "M" and not month_start.interval.month_end
+    assert pandas_frequency("W") == pandas_frequency("W-SUN") == pandas_frequency("w-sun")
+    for alias in ("ms", "B", "BME", "BM", "SM", "L", "us", "C", "1.5h", "0D", "ME-DEC", "H-SUN", "W-DEC", "QE-XYZ"):
+        assert pandas_frequency(alias) is None, alias
+    assert [str(parse_start(text)) for text in ("2021-01-01 06:00:00", "2021-01-01T06:00", "2021-01", "1750",
+                                                 "2021Q3", "1979-01-01 00-00-00")] == [
+        "2021-01-01T06:00:00", "2021-01-01T06:00:00", "2021-01-01T00:00:00", "1750-01-01T00:00:00",
+        "2021-07-01T00:00:00", "1979-01-01T00:00:00"]
+    for text in ("2021-01-01 00:00:00+01:00", "2021-01-04/2021-01-10", "2021-13", "01/02/2021"):
+        assert parse_start(text) is None, text
+
+
+def test_training_reads_the_same_values_whatever_dates_the_rows(tmp_path) -> None:
+    """Dates are read apart, by forecast only: a row's start and freq change nothing training reads."""
+    target = [float(k) for k in range(6)]
+    dated, undated = tmp_path / "dated.jsonl", tmp_path / "undated.jsonl"
+    dated.write_text(json.dumps({"item_id": "a", "start": "2021-01-01", "freq": "D", "target": target}) + "\n")
+    undated.write_text(json.dumps({"item_id": "a", "target": target}) + "\n")
+    rows = [list(series_rows(path, None)) for path in (dated, undated)]
+    assert [row.name for row in rows[0]] == [row.name for row in rows[1]]
+    assert all(row.dates is None for row in rows[0]) and (rows[0][0].values["target"] == target).all()
