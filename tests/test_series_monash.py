@@ -92,3 +92,23 @@ def test_the_linear_baseline_training_fits_beats_the_ridge_and_naive_on_the_arch
     assert archive_mean_mase(fit.baseline) == pytest.approx(1.134, abs=0.002)
     assert archive_mean_mase(before.baseline) == pytest.approx(1.554, abs=0.002)
     assert naive == pytest.approx(2.920, abs=0.001)
+
+
+def test_the_same_rates_as_a_gluonts_data_set_score_as_the_tsf(fertility, tmp_path):
+    """The 192 series written as a GluonTS data set (metadata.json: freq "A-DEC", prediction_length 6; test/data.json
+    the series whole) take the same protocol from the eval's defaults (holdout last, GluonTS' yearly seasonality 1,
+    the .tsf's archive period 1 too) and give repeat-last exactly the archive's naive scores."""
+    from test_series_gluonts import write_gluonts
+
+    from modrwkv.data.readers.series import default_holdout
+    from modrwkv.evaluation.metrics.series import mase_period
+
+    bench = load_bench()
+    series, frequency, horizon = bench.read_tsf(fertility)
+    test_file = write_gluonts(tmp_path / "fertility", series, "A-DEC", horizon, "1960-01-01")
+    assert (default_holdout([test_file]), mase_period(test_file, 0)) == ("last", 1)
+    naive_mase, naive_smape = bench.archive_table(series, horizon, 1, "test", models=("naive",))["naive"]
+    task = get_task("custom-series").configure(lookback=LOOKBACK, horizon=horizon, holdout="last")
+    repeat_last = task.computed_baselines(task.load(test_file, "test"))["repeat-last"]
+    assert repeat_last["mase"] == pytest.approx(naive_mase, rel=1e-6)
+    assert repeat_last["smape"] == pytest.approx(naive_smape, rel=1e-6)

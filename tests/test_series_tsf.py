@@ -158,8 +158,8 @@ def test_init_forecasts_the_archive_horizon_and_eval_scores_the_held_out_rows(tm
     write_tsf(weekly, {"W1": 90}, HEADER.replace("@horizon 6", "@horizon 8"))
     assert main(["init", "--data", str(path), str(weekly), "--yes", "--device", "cpu", "--output", str(config),
                  "--force"]) == 2
-    assert ("the .tsf files state different forecast horizons (@horizon: {'daily.tsf': 6, 'weekly.tsf': 8}); choose "
-            "one with --horizon") in capsys.readouterr().err
+    assert ("the data files state different forecast horizons ({'daily.tsf': 6, 'weekly.tsf': 8}: .tsf @horizon, "
+            "GluonTS prediction_length); choose one with --horizon") in capsys.readouterr().err
 
     loaded = []
 

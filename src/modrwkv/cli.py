@@ -1393,10 +1393,11 @@ def _eval_lookback(args: argparse.Namespace, task_name: str) -> int | None:
 
 def _eval_horizon(args: argparse.Namespace, task_name: str, data: Any) -> int | None:
     """--horizon, else for custom-series the horizon a local model folder was trained for (`series_horizon` in its
-    config.json), else on a .tsf file its @horizon (the Monash archive's forecast horizon, which `modrwkv init`
-    trains to), each said in the log, else None: the task's default."""
+    config.json), else the horizon the file states (`stated_forecast`: a .tsf file's @horizon, the Monash archive's; a
+    GluonTS data set's prediction_length; which `modrwkv init` trains to), each said in the log, else None: the
+    task's default."""
     from modrwkv.data.readers.base import DataError
-    from modrwkv.data.readers.seriesrows import TSF_EXTENSION, tsf_header
+    from modrwkv.data.readers.seriesrows import stated_forecast
     from modrwkv.evaluation.tasks import CUSTOM_SERIES
 
     if args.horizon is not None or task_name != CUSTOM_SERIES:
@@ -1405,20 +1406,22 @@ def _eval_horizon(args: argparse.Namespace, task_name: str, data: Any) -> int | 
     if trained is not None:
         log.info("horizon %d: the horizon %s was trained for (--horizon chooses another)", trained, args.model)
         return trained
-    if not isinstance(data, str) or Path(data).suffix.lower() != TSF_EXTENSION or not Path(data).is_file():
+    if not isinstance(data, str) or not Path(data).is_file():
         return None
     try:
-        horizon = tsf_header(Path(data)).horizon
+        stated = stated_forecast(Path(data))
     except DataError as exc:
         raise CLIError(str(exc)) from None
-    if horizon is not None:
-        log.info("horizon %d: the @horizon of %s (--horizon chooses another)", horizon, data)
-    return horizon
+    if stated is None or stated.horizon is None:
+        return None
+    log.info("horizon %d: %s (--horizon chooses another)", stated.horizon, stated.source)
+    return stated.horizon
 
 
 def _eval_holdout(args: argparse.Namespace, task_name: str, data: Any) -> str | None:
-    """--holdout, else for custom-series "last" on a .tsf file stating @horizon (`default_holdout`: the archive's
-    fixed-horizon protocol, which `modrwkv init` trains to; said in the log), else None: the task's default."""
+    """--holdout, else for custom-series "last" on a file stating its horizon (`default_holdout`: a .tsf file's
+    @horizon, a GluonTS data set's prediction_length: the fixed-horizon protocol, which `modrwkv init` trains to;
+    said in the log), else None: the task's default."""
     from modrwkv.data.readers.base import DataError
     from modrwkv.data.readers.series import default_holdout
     from modrwkv.evaluation.tasks import CUSTOM_SERIES
@@ -1430,8 +1433,8 @@ def _eval_holdout(args: argparse.Namespace, task_name: str, data: Any) -> str | 
     except DataError as exc:
         raise CLIError(str(exc)) from None
     if holdout == "last":
-        log.info("holdout last: each series' last horizon, as the Monash archive scores %s (--holdout ratio "
-                 "chooses the 70/10/20 windows)", data)
+        log.info("holdout last: each series' last horizon, as the fixed-horizon protocol (the Monash archive, M4, "
+                 "GluonTS) scores %s (--holdout ratio chooses the 70/10/20 windows)", data)
         return holdout
     return None
 

@@ -40,7 +40,7 @@ from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.readers.hubrows import answer_notes, unused_label_column
 from ..data.readers.qa import each_caption
 from ..data.readers.series import default_holdout
-from ..data.readers.seriesrows import TSF_EXTENSION, tsf_header
+from ..data.readers.seriesrows import stated_forecast
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
@@ -381,28 +381,30 @@ def fitted_window(answers: InitAnswers, files: Sequence[Path], fit_horizon: bool
 
 
 def stated_horizon(files: Sequence[Path]) -> tuple[int, str | None]:
-    """The horizon the data states, and the note saying so: the `@horizon` of its .tsf files (the Monash archive's
-    forecast horizon of each data set); DEFAULT_HORIZON and None where none states one. InitError for .tsf files
-    stating different horizons, or one whose header does not read."""
+    """The horizon the data states, and the note saying so (`seriesrows.stated_forecast`): the `@horizon` of its .tsf
+    files (the Monash archive's forecast horizon of each data set), a GluonTS data set's `prediction_length`;
+    DEFAULT_HORIZON and None where none states one. InitError for files stating different horizons, or a .tsf file
+    whose header does not read."""
     stated = []
     for file in files:
-        if file.suffix.lower() == TSF_EXTENSION:
-            try:
-                header = tsf_header(file)
-            except DataError as exc:
-                raise InitError(str(exc)) from None
-            if header.horizon is not None:
-                stated.append((file, header))
+        try:
+            found = stated_forecast(file)
+        except DataError as exc:
+            raise InitError(str(exc)) from None
+        if found is not None and found.horizon is not None:
+            stated.append((file, found))
     if not stated:
         return DEFAULT_HORIZON, None
-    horizons = {file.name: header.horizon for file, header in stated}
+    horizons = {file.name: found.horizon for file, found in stated}
     if len(set(horizons.values())) > 1:
-        raise InitError(f"the .tsf files state different forecast horizons (@horizon: {horizons}); choose one with "
-                        "--horizon")
-    header = stated[0][1]
-    frequency = f" of its {header.frequency} series" if header.frequency else ""
-    return header.horizon, (f"data.options.horizon {header.horizon}: the @horizon of {', '.join(horizons)}, the "
-                            f"archive's forecast horizon{frequency} (--horizon chooses another)")
+        raise InitError(f"the data files state different forecast horizons ({horizons}: .tsf @horizon, GluonTS "
+                        "prediction_length); choose one with --horizon")
+    found = stated[0][1]
+    frequency = f" of its {found.frequency} series" if found.frequency else ""
+    publisher = "the archive's" if found.convention == "tsf" else "the data set's"
+    sources = ", ".join(dict.fromkeys(found.source for _, found in stated))
+    return found.horizon, (f"data.options.horizon {found.horizon}: {sources}, {publisher} forecast horizon{frequency} "
+                           "(--horizon chooses another)")
 
 
 def split_outliers(lengths: Sequence[int]) -> tuple[int, list[int]]:

@@ -87,7 +87,8 @@ from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as
                    is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
 from .seriesdates import RowDates, SeriesDates, frequency_dates, parse_date_cells
-from .seriesrows import JSON_EXTENSIONS, TSF_EXTENSION, row_starts, series_rows, table_row_timestamps, tsf_header
+from .seriesrows import (JSON_EXTENSIONS, TSF_EXTENSION, row_starts, series_rows, stated_forecast,
+                         table_row_timestamps)
 
 logger = logging.getLogger(__name__)
 
@@ -325,12 +326,12 @@ def split_rows(path: Path, n_rows: int, lookback: int, split: Split, horizon: in
 
 
 def default_holdout(paths: Sequence[Path]) -> Holdout:
-    """"last" where every file is a .tsf file stating its @horizon (the Monash archive's data sets, published for the
-    fixed-horizon protocol: a forecast of each series' last @horizon steps), else "ratio". `modrwkv init` trains and
-    `modrwkv eval --task custom-series` scores by it unless told otherwise. A header that does not read: DataError."""
-    tsf = [Path(path) for path in paths if Path(path).suffix.lower() == TSF_EXTENSION]
-    stated = tsf and len(tsf) == len(paths) and all(tsf_header(path).horizon is not None for path in tsf)
-    return "last" if stated else "ratio"
+    """"last" where every file states its forecast horizon (`seriesrows.stated_forecast`: a .tsf file's @horizon, the
+    Monash archive's; a GluonTS data set's prediction_length: data sets published for the fixed-horizon protocol, a
+    forecast of each series' last horizon), else "ratio". `modrwkv init` trains and `modrwkv eval --task
+    custom-series` scores by it unless told otherwise. A .tsf header that does not read: DataError."""
+    stated = [stated_forecast(Path(path)) for path in paths]
+    return "last" if paths and all(found is not None and found.horizon is not None for found in stated) else "ratio"
 
 
 @dataclasses.dataclass

@@ -267,17 +267,53 @@ def row_starts(path: Path, frequency: str | None = None) -> list[tuple[np.dateti
 
 
 def gluonts_frequency(path: Path) -> str | None:
-    """The `freq` of the GluonTS data set the JSON Lines file `path` is of: its metadata.json's
-    (`GLUONTS_METADATA`); None without one, or one that is no JSON object with a `freq` string."""
+    """The `freq` of the GluonTS data set the JSON Lines file `path` is of (`gluonts_metadata`); None without one."""
+    metadata = gluonts_metadata(path)
+    return metadata[FREQ] if metadata is not None and isinstance(metadata.get(FREQ), str) else None
+
+
+def gluonts_metadata(path: Path) -> dict[str, Any] | None:
+    """The metadata.json of the GluonTS data set the JSON Lines file `path` is of (`GLUONTS_METADATA`: `freq`,
+    `prediction_length`, ...); None for another file, or without one, or one that is no JSON object."""
+    if path.suffix.lower() not in JSON_EXTENSIONS:
+        return None
     for name in GLUONTS_METADATA:
         metadata = path.parent / name
         try:
             found = json.loads(metadata.read_bytes()) if metadata.is_file() else None
         except (OSError, ValueError):
             continue
-        if isinstance(found, dict) and isinstance(found.get(FREQ), str):
-            return found[FREQ]
+        if isinstance(found, dict):
+            return found
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class StatedForecast:
+    """The forecast a data set is published for: its horizon and its steps' frequency (each None where it states
+    none), in its convention: "tsf" (the Monash archive's @horizon and @frequency) or "gluonts" (a GluonTS data set's
+    metadata.json: `prediction_length` and `freq`, a pandas offset alias); `source` says where, for notes."""
+
+    horizon: int | None
+    frequency: str | None
+    convention: str
+    source: str
+
+
+def stated_forecast(path: Path) -> StatedForecast | None:
+    """What the file `path` states of its forecast: a .tsf file's header, a GluonTS data set's metadata.json beside its
+    JSON Lines (`gluonts_metadata`); None for any other file. DataError for a .tsf header that does not read; a
+    prediction_length that is no whole number >= 1 counts as none."""
+    if path.suffix.lower() == TSF_EXTENSION:
+        header = tsf_header(path)
+        return StatedForecast(header.horizon, header.frequency, "tsf", f"the @horizon of {path.name}")
+    metadata = gluonts_metadata(path)
+    if metadata is None:
+        return None
+    horizon = metadata.get("prediction_length")
+    horizon = horizon if isinstance(horizon, int) and not isinstance(horizon, bool) and horizon >= 1 else None
+    frequency = metadata.get(FREQ) if isinstance(metadata.get(FREQ), str) else None
+    return StatedForecast(horizon, frequency, "gluonts", f"the prediction_length of {path.name}'s GluonTS metadata.json")
 
 
 def _table_starts(path: Path, frequency: str | None) -> list[tuple[np.datetime64, str | None] | None] | None:

@@ -28,6 +28,7 @@ mean over series of the per-series value, as the archive's `utils/error_calculat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +44,7 @@ __all__ = [
     "fit_standard",
     "forecast_baselines",
     "forecast_windows",
+    "gluonts_seasonality",
     "last_horizon_split",
     "long_horizon_split",
     "mae",
@@ -63,6 +65,10 @@ _CUSTOM_NAMES = frozenset({"custom", "ecl", "electricity", "weather", "traffic"}
 # it; weekly 365.25 / 7 as R's lag truncates it)
 SEASONALITY = {"4_seconds": 21600, "minutely": 1440, "10_minutes": 144, "15_minutes": 96, "half_hourly": 48,
                "hourly": 24, "daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4, "yearly": 1}
+# GluonTS' (gluonts.time_feature.seasonality.DEFAULT_SEASONALITIES, pandas' older and newer names of minutes and hours)
+_GLUONTS_SEASONALITIES = {"T": 1440, "MIN": 1440, "H": 24, "D": 1, "W": 1, "M": 12, "B": 5, "Q": 4}
+_OFFSET_ALIAS = re.compile(r"(?P<count>\d*)(?P<name>[A-Za-z]+)(?:-[A-Za-z]+)?")  # 15min, W-SUN, QE-DEC
+_SUB_SECOND = frozenset({"ms", "us", "ns", "L", "U", "N"})
 
 
 def _pair(pred: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -166,15 +172,37 @@ def last_horizon_split(n_rows: int, lookback: int, horizon: int) -> dict[str, tu
 
 
 def mase_period(path: Path, model_season: int) -> int:
-    """The seasonal period MASE scales a file's series by: the Monash archive's for a .tsf file's @frequency
-    (`SEASONALITY`), else the model's `season` (0: none), else 1."""
-    from ...data.readers.seriesrows import TSF_EXTENSION, tsf_header  # (evaluation imports the readers)
+    """The seasonal period MASE scales a file's series by: the one of its stated frequency in the convention of its
+    publisher (`seriesrows.stated_forecast`): the Monash archive's for a .tsf file's @frequency (`SEASONALITY`),
+    GluonTS' for a GluonTS data set's `freq` (`gluonts_seasonality`); else the model's `season` (0: none), else 1."""
+    from ...data.readers.seriesrows import stated_forecast  # (evaluation imports the readers)
 
-    if path.suffix.lower() == TSF_EXTENSION:
-        frequency = tsf_header(path).frequency
-        if frequency in SEASONALITY:
-            return SEASONALITY[frequency]
+    stated = stated_forecast(path)
+    if stated is not None and stated.frequency is not None:
+        if stated.convention == "gluonts":
+            return gluonts_seasonality(stated.frequency)
+        if stated.frequency in SEASONALITY:
+            return SEASONALITY[stated.frequency]
     return model_season or 1
+
+
+def gluonts_seasonality(frequency: str) -> int:
+    """The seasonal period GluonTS' evaluation scales MASE by for a pandas offset alias (`gluonts.time_feature.
+    get_seasonality`): minutes 1440, hours 24, days 1, weeks 1, months 12, business days 5, quarters 4, any other 1
+    (a start's or an end's alias as its base: "MS", "QE-DEC"), divided by the alias' multiple where it divides it
+    ("2H": 12, "5min": 288; "7H": 1)."""
+    match = _OFFSET_ALIAS.fullmatch(frequency.strip())
+    if match is None:
+        return 1
+    name = match["name"]
+    if name in _SUB_SECOND:  # ("ms" a millisecond, where "MS" is a month's start)
+        return 1
+    name = name.upper()
+    if len(name) >= 2 and name[-1] in "SE" and name not in ("MIN",):
+        name = name[:-1]  # (pandas' start and end forms: MS, QS, AS, ME, QE, YE)
+    base = _GLUONTS_SEASONALITIES.get(name, 1)
+    count = int(match["count"] or 1)
+    return base // count if count >= 1 and base % count == 0 else 1
 
 
 def mase_scale(history: ArrayLike, period: int) -> float:
