@@ -97,3 +97,13 @@ def test_init_and_eval_take_the_stated_horizon(hourly, tmp_path, capsys):
     assert "horizon: 24" in written and "holdout: last" in written
     assert ("data.options.horizon 24: the prediction_length of data.json's GluonTS metadata.json, the data set's "
             "forecast horizon of its H series (--horizon chooses another)") in written
+
+
+def test_the_data_set_folder_itself_is_refused_naming_its_test_file(hourly, tmp_path, capsys):
+    test_file, _ = hourly
+    folder = test_file.parent.parent
+    assert main(["init", "--data", str(folder), "--output", str(tmp_path / "x.yaml"), "--yes"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert (f"{folder}: a GluonTS data set (metadata.json beside test/data.json, train/data.json): give its data "
+            f"file, {test_file} (test's series are whole") in error

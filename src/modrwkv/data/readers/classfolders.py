@@ -118,6 +118,14 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
                         "docs/custom-data.md")
     stray = [entry.name for entry in entries if not entry.is_dir()]
     records = [file for file in stray if _is_data_file(file)]
+    gluonts = [path / cls / item.name for cls, items in classes if cls in ("train", "test") for item in items
+               if item.is_file() and item.name.startswith("data.json")]
+    if "metadata.json" in stray and gluonts:  # (GluonTS' saved data sets: `TrainDatasets.save`)
+        test = next((file for file in gluonts if file.parent.name == "test"), gluonts[0])
+        raise DataError(name, "unreadable_file", f"a GluonTS data set (metadata.json beside "
+                        f"{', '.join(str(file.relative_to(path)) for file in gluonts)}): give its data file, {test} "
+                        "(test's series are whole: init and eval hold out each one's last prediction_length, as "
+                        "GluonTS evaluates; docs/forecasting.md)")
     if records:  # (a metadata.jsonl / .csv / .parquet makes the folder Hugging Face's metadata layout: `hffolders`)
         raise DataError(name, "unreadable_file", f"holds {', '.join(records)} beside its subfolders: give the data "
                         "file itself (its records name their media); a folder of class folders, whose subfolders' "
