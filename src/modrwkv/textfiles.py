@@ -9,12 +9,18 @@ column of the problem instead of PyYAML's multi-line report about "<unicode stri
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import contextlib
+import gzip
+import io
+import lzma
 import os
 import stat
+import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -71,12 +77,21 @@ def append_text_durably(path: Path, text: str) -> None:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
-# What an archive or a compressed file starts with, what it is, and the command that unpacks it: a data file given
-# packed (a Kaggle download's .zip, a .csv.gz) is read once unpacked, and told so rather than "not UTF-8 text".
+# What an archive or a compressed file starts with, what it is, and the command that unpacks it: an archive given as
+# a data file (a Kaggle download's .zip) is read once unpacked, and told so rather than "not UTF-8 text"; a file
+# compressed by a compression of `_COMPRESSIONS` is read through it (`open_data`).
 _PACKED = {b"PK\x03\x04": ("a ZIP archive", "unzip"), b"\x1f\x8b": ("gzip-compressed", "gunzip"),
            b"BZh": ("bzip2-compressed", "bunzip2"), b"\xfd7zXZ\x00": ("xz-compressed", "unxz"),
            b"\x28\xb5\x2f\xfd": ("zstd-compressed", "unzstd"), b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x"),
            b"Rar!\x1a\x07": ("a RAR archive", "unrar x")}
+# The compressions of a single file the standard library reads, by `_PACKED`'s name: (their name in messages, the
+# file's suffix, their reader). A data file so compressed (pandas' `to_csv("x.csv.gz")`, GluonTS' train/data.json.gz,
+# `datasets`' .jsonl.gz / .json.xz) is read as the file it holds, by that file's name (`unpacked_name`); archives of
+# several files and zstd (no standard library module) are refused (`packed_detail`).
+_COMPRESSIONS: dict[str, tuple[str, str, Callable[[BinaryIO], BinaryIO]]] = {
+    "gzip-compressed": ("gzip", ".gz", gzip.open), "bzip2-compressed": ("bzip2", ".bz2", bz2.open),
+    "xz-compressed": ("xz", ".xz", lzma.open)}
+COMPRESSED_SUFFIXES = tuple(suffix for _, suffix, _ in _COMPRESSIONS.values())
 
 
 PACKED_HEAD = 10  # the bytes `packed_format` reads of a file's start (bzip2's magic and its first block's)
@@ -101,6 +116,80 @@ def packed_detail(head: bytes) -> str | None:
     return f"{what}, not a data file: unpack it ({command}) and give the file or folder inside"
 
 
+def unpacked_name(name: str) -> str:
+    """A file's name without its compression's suffix (`COMPRESSED_SUFFIXES`, any case): the name of the file it
+    holds, which tells its format ("data.json.gz": "data.json"); any other name as it is."""
+    stem, suffix = os.path.splitext(name)
+    return stem if suffix.lower() in COMPRESSED_SUFFIXES else name
+
+
+def data_suffix(path: str | Path) -> str:
+    """The extension, lower case, of the data file `path` holds: ".csv" for x.csv and x.csv.gz (`unpacked_name`),
+    "" for data.gz."""
+    return Path(unpacked_name(Path(path).name)).suffix.lower()
+
+
+def open_data(path: str | Path, error: Callable[[str, str], Exception] = TextFileError) -> BinaryIO:
+    """`path` open for reading the bytes of the data file it is, or holds when it is compressed by one of
+    `_COMPRESSIONS` (told by its first bytes, whatever its name): the compressed stream is read as it is read, once
+    (a seek back to the start starts it again, cheaply after a file's head; a seek forward decompresses up to it).
+    An archive or a zstd file raises `error(path, packed_detail)`; a read of a compressed stream that is cut short
+    or corrupt raises `error(path, "truncated gzip stream: ...")`, "not valid bzip2 data (...)"; OSError for a file
+    that does not open."""
+    handle = open(path, "rb")  # noqa: SIM115 (returned open, or closed below)
+    head = handle.read(PACKED_HEAD)
+    handle.seek(0)
+    packed = packed_format(head)
+    if packed is None:
+        return handle
+    if packed[0] not in _COMPRESSIONS:
+        handle.close()
+        raise error(str(path), packed_detail(head) or "")
+    return io.BufferedReader(_Decompressed(handle, packed[0], str(path), error))
+
+
+class _Decompressed(io.RawIOBase):
+    """The bytes a compressed file holds (`open_data`), read through its compression's module: a stream cut short
+    or corrupt is `error` naming the file, not the module's EOFError or OSError."""
+
+    def __init__(self, handle: BinaryIO, compression: str, name: str,
+                 error: Callable[[str, str], Exception]) -> None:
+        super().__init__()
+        self._kind, _, opener = _COMPRESSIONS[compression]
+        self._file, self._stream = handle, opener(handle)
+        self._name, self._error = name, error
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._reading(self._stream.readinto, buffer)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._reading(self._stream.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+            self._file.close()
+        super().close()
+
+    def _reading(self, read: Callable[..., int], *args: Any) -> int:
+        try:
+            return read(*args)
+        except EOFError:
+            raise self._error(self._name, f"truncated {self._kind} stream: the file ends before its compressed data "
+                              "does (an interrupted download or copy?)") from None
+        except (OSError, zlib.error, lzma.LZMAError) as err:
+            raise self._error(self._name, f"not valid {self._kind} data ({err})") from None
+
+
 def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:
     """`raw` as text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a UTF-8
     byte-order mark is dropped). `partial`: `raw` is the head of a longer file, so a character cut
@@ -120,9 +209,10 @@ def decode_text(raw: bytes, name: str | Path, *, partial: bool = False) -> str:
 
 
 def read_text(path: str | Path) -> str:
-    """A whole text file, decoded as `decode_text` does. A missing file or a folder raises the
-    OSError naming it."""
-    return decode_text(Path(path).read_bytes(), path)
+    """A whole text file, decompressed as `open_data` reads it and decoded as `decode_text` does. A missing file or
+    a folder raises the OSError naming it."""
+    with open_data(path) as handle:
+        return decode_text(handle.read(), path)
 
 
 def read_yaml(path: str | Path) -> Any:

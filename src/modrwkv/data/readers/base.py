@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from ...textfiles import PACKED_HEAD, UTF16_BOMS, TextFileError, decode_text, packed_detail
+from ...textfiles import UTF16_BOMS, TextFileError, data_suffix, decode_text, open_data, unpacked_name
 from ..sample import Sample
 
 logger = logging.getLogger("modrwkv.data.readers")
@@ -298,14 +298,15 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
                          for split, shards in cached.items()}
                 _refuse(Path(pattern), given, f"{name}-*.arrow", setting)
             return next(iter(cached.values()))
-        shards = _folder_shards(Path(pattern), setting)
+        shards = _folder_shards(Path(pattern), setting) or _gluonts_split(Path(pattern))
         if not shards and has_class_folders(Path(pattern)):
             _refuse_splits(Path(pattern), _split_folder_shards(Path(pattern), setting), setting)
             return [pattern]
         if not shards:
             raise FileNotFoundError(f"{setting}: {pattern} is a folder with no .parquet or .tar file, no data set "
                                     f"saved by datasets' save_to_disk ({SAVED_STATE} and .arrow files) or cached by "
-                                    f"load_dataset ({SAVED_INFO} and <name>-<split>.arrow files), no class "
+                                    f"load_dataset ({SAVED_INFO} and <name>-<split>.arrow files), no GluonTS "
+                                    f"{GLUONTS_DATA}(.gz), no class "
                                     "folder and no metadata file; give the data files (a wildcard such as "
                                     "data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), or a "
                                     "folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
@@ -329,6 +330,17 @@ def _folder_shards(folder: Path, setting: str) -> list[str]:
     files = [p for p in folder.iterdir() if p.is_file()]
     return (sorted(str(p) for p in files if is_tar(p))
             or sorted(str(p) for p in files if p.suffix.lower() == ".parquet") or _saved_shards(folder, setting))
+
+
+# The file each split folder of a data set GluonTS saved (`TrainDatasets.save`: metadata.json beside train/ and
+# test/) holds, one series per line, gzip-compressed by its default writer (data.json.gz) or not.
+GLUONTS_DATA = "data.json"
+
+
+def _gluonts_split(folder: Path) -> list[str]:
+    """The data file of a split folder of a data set GluonTS saved (train/data.json.gz: `GLUONTS_DATA`, compressed
+    or not); [] for another folder. (The data set's folder itself is named as such: `classfolders`.)"""
+    return sorted(str(p) for p in folder.iterdir() if p.is_file() and unpacked_name(p.name) == GLUONTS_DATA)
 
 
 # What `datasets`' save_to_disk writes beside a data set's .arrow shards: their order (state.json's
@@ -484,12 +496,12 @@ PARQUET_BATCH_ROWS = 64
 
 
 def data_file_text(path: Path) -> str:
-    """A data file's whole text (`textfiles.decode_text`); one that does not open or decode raises `DataError`
-    (unreadable_file) naming it (and the line of a byte that is no UTF-8)."""
+    """A data file's whole text (`textfiles.decode_text`; a compressed file's, `open_unpacked`); one that does not
+    open, read or decode raises `DataError` (unreadable_file) naming it (and the line of a byte that is no UTF-8)."""
+    with open_unpacked(path) as handle:
+        raw = handle.read()
     try:
-        return decode_text(path.read_bytes(), path)
-    except OSError as err:
-        raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from None
+        return decode_text(raw, path)
     except TextFileError as err:
         raise DataError(err.source, "unreadable_file", err.detail) from None
 
@@ -606,7 +618,7 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
                                              or is_media_table(path) or is_speech_corpus(path)
                                              or is_torchvision_set(path)):
         return _refused(split_refused(path))
-    if where and not (is_media_table(path) or is_metadata_file(path) or path.suffix.lower() in (".json", ".jsonl")
+    if where and not (is_media_table(path) or is_metadata_file(path) or data_suffix(path) in (".json", ".jsonl")
                       or is_table_file(path) or path.is_dir() and not is_speech_corpus(path)
                       and not is_torchvision_set(path)):
         return _refused(DataError(str(path), "unreadable_file", f"{WHERE_OPTION} keeps the rows of a CSV / TSV table "
@@ -768,7 +780,7 @@ def is_series_file(path: Path) -> bool:
     rows (`is_media_table`: a column naming media files)."""
     if is_metadata_file(path):
         return False
-    if path.suffix.lower() in SERIES_EXTENSIONS:
+    if data_suffix(path) in SERIES_EXTENSIONS:  # (x.csv.gz: a compressed CSV, `open_unpacked`)
         return not is_media_table(path)
     from .seriesrows import is_series_rows  # (they build on this module)
     from .seriestables import is_series_table
@@ -1310,18 +1322,18 @@ def _refer_to_bytes(value: Any, column: str, keys: tuple[str | int, ...],
 
 
 def open_unpacked(path: Path) -> BinaryIO:
-    """`path` open for reading bytes; DataError for one that does not open, or that is packed (a .zip, a gzipped
-    file under its plain name: `textfiles.packed_detail`), which a text reader would read as garbage."""
+    """`path` open for reading the bytes of the data file it is or holds (`textfiles.open_data`: a gzip, bzip2 or
+    xz compressed file is read decompressed); DataError (unreadable_file) naming it for one that does not open,
+    an archive or a zstd file (which a text reader would read as garbage: `textfiles.packed_detail`), and for a
+    read of a compressed stream that is cut short or corrupt."""
     try:
-        handle = path.open("rb")
+        return open_data(path, _unreadable)
     except OSError as err:
         raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-    packed = packed_detail(handle.read(PACKED_HEAD))
-    if packed is not None:
-        handle.close()
-        raise DataError(str(path), "unreadable_file", packed)
-    handle.seek(0)
-    return handle
+
+
+def _unreadable(source: str, detail: str) -> DataError:
+    return DataError(source, "unreadable_file", detail)
 
 
 def json_records(path: Path, media_folder: Path | None = None,

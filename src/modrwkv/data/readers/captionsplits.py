@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...textfiles import TextFileError, decode_text
+from ...textfiles import TextFileError, data_suffix, decode_text, open_data
 from .base import DataError, data_file_text, media_kind
 from .hffolders import located
 
@@ -168,10 +168,10 @@ def _unsplit(image: Any, source: str) -> Any:
 def is_caption_tokens(path: Path) -> bool:
     """Whether `path` is a Flickr token file: a .txt or .token file whose first line is IMAGE#N, a tab and a
     caption, IMAGE an image's file name (`media_kind`); read from its head only."""
-    if path.suffix.lower() not in TOKEN_EXTENSIONS or not path.is_file():
+    if data_suffix(path) not in TOKEN_EXTENSIONS or not path.is_file():
         return False
     try:
-        with path.open("rb") as handle:
+        with open_data(path) as handle:
             text = decode_text(handle.read(_SNIFFED_BYTES), path, partial=True)
     except (OSError, TextFileError):
         return False

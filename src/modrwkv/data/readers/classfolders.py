@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ...textfiles import data_suffix
 from .base import DataError, _warn_once as warn_once, is_tar, media_kind
 from .webdataset import CLASS_PROMPTS, READ_EXTENSIONS, ClassRecord
 
@@ -60,8 +61,9 @@ def _visible(folder: Path) -> list[os.DirEntry[str]]:
 
 
 def _is_data_file(name: str) -> bool:
-    """A file of records by its name (`DATA_EXTENSIONS`, a WebDataset shard): what a class folder is not made of."""
-    return Path(name).suffix.lower() in DATA_EXTENSIONS or is_tar(Path(name))
+    """A file of records by its name (`DATA_EXTENSIONS`, compressed or not; a WebDataset shard): what a class folder
+    is not made of."""
+    return data_suffix(name) in DATA_EXTENSIONS or is_tar(Path(name))
 
 
 def has_class_folders(path: Path) -> bool:

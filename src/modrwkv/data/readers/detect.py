@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ...textfiles import TextFileError, decode_text
+from ...textfiles import TextFileError, decode_text, open_data
 from .base import (SERIES_FILES, DataError, file_records, is_metadata_file, is_series_file, is_table_file, is_tar,
                    media_kind, record_format)
 from .seriesrows import TARGET, media_fields, media_note
@@ -69,7 +69,7 @@ def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] |
     # a text file: its head tells an empty file and a broken first JSONL record
     if not is_table_file(path) and not is_tar(path) and not path.is_dir() and media_kind(path) is None:
         try:
-            with path.open("rb") as handle:
+            with open_data(path) as handle:  # (a compressed file's text)
                 raw_head = decode_text(handle.read(1 << 16), path, partial=True)
                 head = raw_head.lstrip()
         except OSError as exc:

@@ -72,7 +72,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...textfiles import TextFileError, decode_text
+from ...textfiles import TextFileError, data_suffix, decode_text, open_data
 from .asr import TEXT_KEYS
 from .base import (METADATA_NAMES, DataError, data_file_text, first_file, header_delimiter, is_metadata_file,
                    is_table_file, json_records, media_column, media_kind, subfolders, table_records, where_rows)
@@ -297,7 +297,7 @@ def _quoting(path: Path) -> int:
     """How a delimited file's cells are quoted: a .tsv's not at all, as tab-separated values are written (IANA's
     text/tab-separated-values; Common Voice's and CoVoST's sentences hold quotes, `"Hello," he said.`), a .csv's
     or .txt's as CSV quotes them."""
-    return csv.QUOTE_NONE if path.suffix.lower() == ".tsv" else csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE if data_suffix(path) == ".tsv" else csv.QUOTE_MINIMAL
 
 
 def _number(cell: str) -> float | str:
@@ -333,10 +333,10 @@ def media_table(path: Path) -> MediaTable | None:
     """The layout of `path` when it is a table of media rows: a .csv, .tsv or .txt file (not a metadata file, not
     JSON) with a header row of two or more columns, one of which names a media file (`media_kind`) in each of its
     first `_SNIFFED_ROWS` rows; else None."""
-    if path.suffix.lower() not in DELIMITED_EXTENSIONS or is_metadata_file(path) or not path.is_file():
+    if data_suffix(path) not in DELIMITED_EXTENSIONS or is_metadata_file(path) or not path.is_file():
         return None
     try:  # (the head only: a table's first rows tell it, and a series file may be large)
-        with path.open("rb") as handle:
+        with open_data(path) as handle:
             head = handle.read(_SNIFFED_BYTES)
         text = decode_text(head, path, partial=True)
     except (OSError, TextFileError):  # (its reader names what is wrong with it)
@@ -345,7 +345,7 @@ def media_table(path: Path) -> MediaTable | None:
         return None
     if len(head) == _SNIFFED_BYTES:  # the head's last line may be cut short
         text = text[:text.rfind("\n") + 1]
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else header_delimiter(text)
+    delimiter = "\t" if data_suffix(path) == ".tsv" else header_delimiter(text)
     rows: list[list[str]] = []
     try:
         for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True,

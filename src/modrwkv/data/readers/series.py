@@ -81,10 +81,10 @@ from typing import Literal
 import numpy as np
 
 from ...constants import SERIES_HOLDOUTS
-from ...textfiles import TextFileError, decode_text
+from ...textfiles import data_suffix
 from ..sample import MARKERS, Message, Sample
-from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_label, header_delimiter,
-                   is_table_file, media_column, open_unpacked)
+from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_file_text, data_label,
+                   header_delimiter, is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
 from .seriesdates import RowDates, SeriesDates, frequency_dates, parse_date_cells
 from .seriesrows import (JSON_EXTENSIONS, TSF_EXTENSION, row_starts, series_rows, stated_forecast,
@@ -637,10 +637,10 @@ class TimeSeriesReader(Reader):
         return [dataclasses.replace(series) for series in self._series_of[path]]
 
     def _read_file(self, path: Path) -> list[_Series]:
-        suffix = path.suffix.lower()
+        suffix = data_suffix(path)  # (x.csv.gz is a CSV: `open_unpacked` reads it decompressed)
         if suffix in (".csv", ".tsv", ".txt"):
             return self._load_csv(path)
-        if is_table_file(path) or suffix in (*JSON_EXTENSIONS, *WORKBOOK_EXTENSIONS):
+        if is_table_file(path) or suffix in JSON_EXTENSIONS or path.suffix.lower() in WORKBOOK_EXTENSIONS:
             from .seriestables import table_cells  # (it builds on this module)
 
             cells = table_cells(path)
@@ -654,10 +654,12 @@ class TimeSeriesReader(Reader):
             return self._load_npz(path)
         if is_table_file(path) or suffix in (*JSON_EXTENSIONS, TSF_EXTENSION):
             return self._load_rows(path)
-        open_unpacked(path).close()  # (a missing or packed file, a pandas `to_csv("x.csv.gz")`, is named as such)
-        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r} (csv, tsv, npz, "
-                        "tsf, a parquet / arrow / json / jsonl / xlsx table of scalar columns, or parquet / arrow / "
-                        "jsonl of series rows)")
+        open_unpacked(path).close()  # (a missing file, an archive, is named as such)
+        compressed = ", compressed" if suffix != path.suffix.lower() else ""  # (a workbook is read as it is)
+        raise DataError(str(path), "unreadable_file", f"unsupported time-series file type {suffix!r}{compressed} (csv, "
+                        "tsv, npz, tsf, a parquet / arrow / json / jsonl / xlsx table of scalar columns, or parquet / "
+                        "arrow / jsonl of series rows; csv, tsv, tsf, json and jsonl also gzip, bzip2 or xz "
+                        "compressed)")
 
     def _load_rows(self, path: Path) -> list[_Series]:
         """Each row's series (`seriesrows.series_rows`): each column, and each channel of a [channels, steps]
@@ -684,17 +686,10 @@ class TimeSeriesReader(Reader):
         return series
 
     def _load_csv(self, path: Path) -> list[_Series]:
-        try:
-            raw = path.read_bytes()
-        except OSError as err:
-            raise DataError(str(path), "unreadable_file", f"cannot open: {err}") from err
-        try:
-            text = decode_text(raw, path)
-        except TextFileError as err:
-            raise DataError(err.source, "unreadable_file", err.detail) from None
+        text = data_file_text(path)
         delimiter = self.delimiter
         if delimiter == ",":  # the default: follow what the file uses (Excel in many locales writes ';')
-            delimiter = "\t" if path.suffix.lower() == ".tsv" else header_delimiter(text)
+            delimiter = "\t" if data_suffix(path) == ".tsv" else header_delimiter(text)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows, lines = [], []
         try:
@@ -903,6 +898,9 @@ class TimeSeriesReader(Reader):
         return series
 
     def _load_npz(self, path: Path) -> list[_Series]:
+        if path.suffix.lower() != ".npz":
+            raise DataError(str(path), "unreadable_file", "a compressed NPZ file: an NPZ file is read as it is (a ZIP "
+                            "archive, compressed already by np.savez_compressed): unpack it")
         try:
             archive = np.load(path, allow_pickle=False)
         except _NPZ_ERRORS as err:

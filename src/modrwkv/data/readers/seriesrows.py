@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ...textfiles import data_suffix, open_data
 from .base import (PARQUET_BATCH_ROWS, DataError, decoded_batches, holds_bytes, is_list_type, is_table_file,
                    json_records, media_kind, open_table_file, open_unpacked, opening_byte, record_format)
 from .hubrows import MEDIA_COLUMNS, MEDIA_TYPES, hub_features
@@ -40,7 +41,8 @@ from .seriesdates import RowDates, StartDates, parse_start, tsf_dates, tsf_inter
 
 TARGET = "target"  # the series column of every layout read here
 ID_COLUMNS = ("id", "item_id")  # what names a row: Chronos' column, then GluonTS' and LOTSA's
-JSON_EXTENSIONS = (".jsonl", ".json")  # GluonTS writes its JSON Lines as data.json
+# (of the file itself, or of the file a compressed one holds: `textfiles.data_suffix`)
+JSON_EXTENSIONS = (".jsonl", ".json")  # GluonTS writes its JSON Lines as data.json, or gzip-compressed data.json.gz
 # Chronos' list of times: never a series, even held as numbers (epochs); Chronos' evaluation leaves it out by name.
 TIMESTAMP = "timestamp"
 # LOTSA's, GIFT-Eval's and GluonTS' fields dating a row: its first step's date, and the pandas offset alias its steps
@@ -109,7 +111,7 @@ def is_series_rows(path: Path) -> bool:
                 return series and not _table_media(handle)
         except DataError:
             return False
-    if path.suffix.lower() in JSON_EXTENSIONS and path.is_file():
+    if data_suffix(path) in JSON_EXTENSIONS and path.is_file():
         first = _first_json_line(path)
         return (isinstance(first, dict) and isinstance(first.get(TARGET), list) and record_format(first) is None
                 and not media_in(first))
@@ -127,7 +129,7 @@ def media_fields(path: Path, beside: str | None = None) -> list[str]:
                 return _table_media(handle) if beside is None or beside in handle.schema_arrow.names else []
         except DataError:
             return []
-    first = _first_json_line(path) if path.suffix.lower() in JSON_EXTENSIONS and path.is_file() else None
+    first = _first_json_line(path) if data_suffix(path) in JSON_EXTENSIONS and path.is_file() else None
     return media_in(first) if isinstance(first, dict) and (beside is None or beside in first) else []
 
 
@@ -181,7 +183,7 @@ def series_rows(path: Path, columns: Sequence[str] | None) -> Iterator[SeriesRow
     column; a .tsf file's lines: `tsf_rows`); DataError naming the file, row and column for a column that is not
     there or holds no numbers, a ragged [channels, steps] value, a file that does not read, or (no `columns` chosen)
     one whose rows hold media (`media_fields`: they would go unread)."""
-    if path.suffix.lower() == TSF_EXTENSION:
+    if data_suffix(path) == TSF_EXTENSION:
         return tsf_rows(path, columns)
     media = media_fields(path) if columns is None else []
     if media:
@@ -253,7 +255,7 @@ def row_starts(path: Path, frequency: str | None = None) -> list[tuple[np.dateti
     (`seriesdates.parse_start`; a zoned or sub-second Parquet timestamp), and for a file with no `start`."""
     if is_table_file(path):
         return _table_starts(path, frequency)
-    if path.suffix.lower() not in JSON_EXTENSIONS:
+    if data_suffix(path) not in JSON_EXTENSIONS:
         return None
     frequency = gluonts_frequency(path) or frequency
     found: list[tuple[np.datetime64, str | None] | None] = []
@@ -275,7 +277,7 @@ def gluonts_frequency(path: Path) -> str | None:
 def gluonts_metadata(path: Path) -> dict[str, Any] | None:
     """The metadata.json of the GluonTS data set the JSON Lines file `path` is of (`GLUONTS_METADATA`: `freq`,
     `prediction_length`, ...); None for another file, or without one, or one that is no JSON object."""
-    if path.suffix.lower() not in JSON_EXTENSIONS:
+    if data_suffix(path) not in JSON_EXTENSIONS:
         return None
     for name in GLUONTS_METADATA:
         metadata = path.parent / name
@@ -304,7 +306,7 @@ def stated_forecast(path: Path) -> StatedForecast | None:
     """What the file `path` states of its forecast: a .tsf file's header, a GluonTS data set's metadata.json beside its
     JSON Lines (`gluonts_metadata`); None for any other file. DataError for a .tsf header that does not read; a
     prediction_length that is no whole number >= 1 counts as none."""
-    if path.suffix.lower() == TSF_EXTENSION:
+    if data_suffix(path) == TSF_EXTENSION:
         header = tsf_header(path)
         return StatedForecast(header.horizon, header.frequency, "tsf", f"the @horizon of {path.name}")
     metadata = gluonts_metadata(path)
@@ -436,14 +438,14 @@ def _first_json_line(path: Path) -> Any:
     pretty-printed record's '{', not UTF-8). Only that line is read, and none of a file that does not open with
     '{': a file of long series, or a JSON array written on one line (LLaVA's), is not loaded to be told apart."""
     try:
-        with path.open("rb") as handle:
+        with open_data(path) as handle:
             if opening_byte(handle) != b"{":
                 return None
             handle.seek(0)
             for line in handle:
                 if line.strip():
                     return json.loads(line.removeprefix(b"\xef\xbb\xbf"))
-    except (OSError, ValueError):  # (json's errors, UnicodeDecodeError among them, are ValueErrors)
+    except (OSError, ValueError):  # (json's errors, UnicodeDecodeError and open_data's among them, are ValueErrors)
         return None
     return None
 

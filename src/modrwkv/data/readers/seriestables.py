@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...textfiles import TextFileError, data_suffix, open_data
 from .asr import TEXT_KEYS
 from .base import (WORKBOOK_EXTENSIONS, DataError, decoded_batches, is_table_file, json_records, open_table_file,
                    record_format)
@@ -79,12 +80,12 @@ def is_series_table(path: Path) -> bool:
 def _is_series_table(name: str, mtime_ns: int, size: int) -> bool:
     """`is_series_table` of the file `name` as it is at (`mtime_ns`, `size`)."""
     path = Path(name)
-    suffix = path.suffix.lower()
+    workbook = path.suffix.lower() == WORKBOOK_EXTENSION  # (read as it is: a workbook is a ZIP archive)
     if is_table_file(path):
         return _is_series_arrow(path)
-    if suffix not in (*JSON_EXTENSIONS, WORKBOOK_EXTENSION) or not path.is_file():
+    if not (workbook or data_suffix(path) in JSON_EXTENSIONS) or not path.is_file():
         return False
-    if suffix != WORKBOOK_EXTENSION:
+    if not workbook:
         first = _json_head(path)  # (a file of other records is told without being loaded)
         if first is None or (first and (not _told_as_series(list(first), list(first), ()) or media_in(first))):
             return False
@@ -221,10 +222,10 @@ def _value_cells(path: Path) -> tuple[list[str], list[list[str]], list[str]] | N
     rows = _value_rows(path)
     first = next(rows, None)
     if first is None:
-        raise DataError(str(path), "unreadable_file", "no records" if path.suffix.lower() in JSON_EXTENSIONS
+        raise DataError(str(path), "unreadable_file", "no records" if data_suffix(path) in JSON_EXTENSIONS
                         else "its first worksheet is empty")
     header, cells, names = [_cell(name) for name in first[1]], [], []
-    records = path.suffix.lower() in JSON_EXTENSIONS
+    records = data_suffix(path) in JSON_EXTENSIONS
     for name, values in rows:
         bad = next((field for field, value in zip(header, values, strict=True) if not _scalar_value(value)), None)
         # (a series row of GluonTS: `seriesrows` reads it and names what is wrong with it)
@@ -315,9 +316,9 @@ def _json_head(path: Path) -> dict[str, Any] | None:
     first `_HEAD_BYTES` alone; {} for pandas' `to_json()` columns ({"column": {"0": ...}}, told by its opening);
     None for any other file (a LLaVA array, a COCO file, series rows)."""
     try:
-        with path.open("rb") as handle:
+        with open_data(path) as handle:
             head = handle.read(_HEAD_BYTES).removeprefix(b"\xef\xbb\xbf").lstrip()
-    except OSError:
+    except (OSError, TextFileError):
         return None
     if _PANDAS_COLUMNS_HEAD.match(head):
         return {}

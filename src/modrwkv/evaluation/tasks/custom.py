@@ -94,6 +94,7 @@ from ...data.readers.speech_corpora import is_speech_corpus
 from ...data.readers.torchvision_sets import is_torchvision_set
 from ...data.sample import MARKERS, Sample, unescape_markers
 from ...processing.speech_segments import SegmentSettings
+from ...textfiles import data_suffix
 from ..metrics import (caption_scores, cer, extract_choice, label_breakdown, mae, mse, normalize_short_answer,
                        vqa_accuracy, wer)
 from .base import BenchmarkFileError, EvalSample, PaperResult, Task, percent_mean
@@ -245,7 +246,7 @@ class CustomTask(Task):
             # the readers' own predicates: a .tar.gz goes on to the tar reader, which says to decompress it
             # (a folder here is a folder of class folders or with a metadata file: `expand_paths`)
             if not (file.is_dir() or is_tar(file) or is_table_file(file) or is_metadata_file(file)
-                    or file.suffix.lower() in (".json", ".jsonl") or is_media_table(file) or is_speech_corpus(file)
+                    or data_suffix(file) in (".json", ".jsonl") or is_media_table(file) or is_speech_corpus(file)
                     or is_torchvision_set(file) or is_caption_tokens(file)):
                 raise BenchmarkFileError(f"{file}: expected a .json, .jsonl, .parquet, .arrow or .tar file of records "
                                          f"in a training format, a .csv / .tsv / .txt table whose rows name media "
