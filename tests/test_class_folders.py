@@ -173,7 +173,7 @@ def test_bad_layouts_are_one_line_naming_the_folder(tmp_path, capsys):
     assert init_error(capsys, flat, tmp_path) == [
         f"modrwkv init: error: --data: {flat} is a folder with no .parquet or .tar file, "
         "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset "
-        "(dataset_info.json and <name>-<split>.arrow files), no class folder and no "
+        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder and no "
         "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
         "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)"]
     records = tmp_path / "records"

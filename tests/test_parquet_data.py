@@ -329,7 +329,7 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     assert error([*eval_custom, str(empty)]) == (
         f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file, "
         "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset "
-        "(dataset_info.json and <name>-<split>.arrow files), no class folder and no "
+        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder and no "
         "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
         "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
     assert error([*eval_custom, str(jsonl), str(llava)]) == f"modrwkv eval: error: {mixed}"

@@ -400,7 +400,7 @@ def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
     assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
         f"modrwkv init: error: --data: {tmp_path} is a folder with no .parquet or .tar file, " \
         "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset " \
-        "(dataset_info.json and <name>-<split>.arrow files), no class folder and no " \
+        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder and no " \
         "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders " \
         "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)"
     Image.new("RGB", (4, 4)).save(tmp_path / "a.json", format="PNG")
@@ -917,9 +917,11 @@ def test_a_quickstart_folder_stands_for_its_final_model_and_names_its_newest_bef
 
 
 def test_a_data_file_given_packed_says_to_unpack_it(tmp_path, capsys):
-    """A Kaggle download's .zip, a pandas `to_csv("x.csv.gz")` or a gzipped JSONL under its plain name: the archive
-    or compression named from the file's first bytes, with the command that unpacks it, rather than "not UTF-8
-    text" (or, for JSONL, every line a bad record); a text file whose first characters spell a magic is text."""
+    """A Kaggle download's .zip or a zstd-compressed file (no standard library module reads zstd): the archive or
+    compression named from the file's first bytes, with the command that unpacks it, rather than "not UTF-8 text"
+    (or, for JSONL, every line a bad record). A gzip or bzip2 file is read decompressed, told by its first bytes even
+    under its plain name (tests/test_compressed_files.py); a text file whose first characters spell a magic is
+    text."""
     import bz2
     import gzip
 
@@ -927,21 +929,21 @@ def test_a_data_file_given_packed_says_to_unpack_it(tmp_path, capsys):
     archive = tmp_path / "aptos2019.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         handle.writestr("train.jsonl", records)
-    (tmp_path / "series.csv.gz").write_bytes(gzip.compress(b"date,y\n2020-01-01,1.0\n"))
-    (tmp_path / "train.jsonl").write_bytes(gzip.compress(records.encode()))
-    (tmp_path / "train.csv").write_bytes(bz2.compress(b"image,label\na.png,cat\n"))
-    (tmp_path / "records.jsonl").write_bytes(bz2.compress(records.encode()))
+    (tmp_path / "series.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(16))
     unpack = "not a data file: unpack it ({}) and give the file or folder inside"
     assert fails(capsys, ["init", "--data", str(archive), "--yes"]) == (
         f"modrwkv init: error: {archive}: a ZIP archive, " + unpack.format("unzip"))
-    for name, what, command, task in [("series.csv.gz", "gzip", "gunzip", "custom-series"),
-                                      ("train.jsonl", "gzip", "gunzip", "custom"),
-                                      ("train.csv", "bzip2", "bunzip2", "custom"),
-                                      ("records.jsonl", "bzip2", "bunzip2", "custom")]:
-        expected = f"{tmp_path / name}: {what}-compressed, " + unpack.format(command)
-        assert fails(capsys, ["init", "--data", str(tmp_path / name), "--yes"]) == f"modrwkv init: error: {expected}"
-        assert fails(capsys, ["eval", "--task", task, "--data", str(tmp_path / name), "--model",
-                              str(tmp_path / "none")]) == f"modrwkv eval: error: {expected}"
+    zstd = tmp_path / "series.csv.zst"
+    expected = f"{zstd}: zstd-compressed, " + unpack.format("unzstd")
+    assert fails(capsys, ["init", "--data", str(zstd), "--yes"]) == f"modrwkv init: error: {expected}"
+    assert fails(capsys, ["eval", "--task", "custom-series", "--data", str(zstd), "--model",
+                          str(tmp_path / "none")]) == f"modrwkv eval: error: {expected}"
+    text_records = json.dumps({"question": "What?", "answer": "a"}) + "\n"
+    (tmp_path / "train.jsonl").write_bytes(gzip.compress(text_records.encode()))
+    (tmp_path / "records.jsonl").write_bytes(bz2.compress(text_records.encode()))
+    for name in ("train.jsonl", "records.jsonl"):
+        [sample] = QAReader(tmp_path / name, on_error="raise")
+        assert sample.messages[0].content == "What?" and sample.source == f"{tmp_path / name}:1"
     text = tmp_path / "bzh.csv"  # "BZh" is bzip2's magic, but this file is text
     text.write_text("BZh,y\n1,2\n")
     assert "compressed" not in fails(capsys, ["init", "--data", str(text), "--yes"])
