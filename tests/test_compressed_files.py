@@ -99,17 +99,27 @@ def test_a_gluonts_data_set_forecasts_as_uncompressed(tmp_path, capsys):
 
 
 def test_init_finds_a_gluonts_splits_data_json_gz(tmp_path, capsys):
-    data_set = gluonts_data_set(tmp_path / "m4_hourly", "gzip")
-    config = tmp_path / "config.yaml"
-    assert main(["init", "--data", str(data_set / "train"), "--yes", "--device", "cpu", "--output", str(config)]) == 0
-    assert yaml.safe_load(config.read_text())["data"]["train"] == [str(data_set / "train")]
-    assert (f"{data_set / 'train'}: series format, 30 usable samples, inputs: series (columns: target) "
-            f"({data_set / 'train' / 'data.json.gz'}: kept 30 of 30 records)") in capsys.readouterr().out
-    # the data set's folder holds both splits: one is given
-    assert main(["init", "--data", str(data_set), "--yes", "--device", "cpu", "--output", str(config),
-                 "--force"]) == 2
-    err = capsys.readouterr().err
-    assert "holds the splits test/, train/" in err and f"{data_set / 'train'} to train on" in err
+    """A GluonTS split folder given to init: its data.json.gz found as its data.json is, the data set's
+    metadata.json beside train/ stating the horizon (prediction_length 3) and the protocol (holdout last) alike."""
+    configs, summaries = {}, {}
+    for name, compression in (("plain", None), ("packed", "gzip")):
+        data_set = gluonts_data_set(tmp_path / name / "m4_hourly", compression)
+        config = tmp_path / name / "config.yaml"
+        assert main(["init", "--data", str(data_set / "train"), "--yes", "--device", "cpu", "--output",
+                     str(config)]) == 0
+        configs[name] = yaml.safe_load(config.read_text())["data"]
+        summaries[name] = capsys.readouterr().out.splitlines()[0]
+    plain, packed = (tmp_path / name / "m4_hourly" / "train" for name in ("plain", "packed"))
+    assert summaries["packed"] == summaries["plain"].replace(f"{plain / 'data.json'}:", f"{packed / 'data.json.gz'}:"
+                                                             ).replace(str(plain), str(packed))
+    assert f"({packed / 'data.json.gz'}: kept " in summaries["packed"]
+    assert configs["packed"]["train"] == [str(tmp_path / "packed" / "m4_hourly" / "train")]
+    assert configs["packed"]["options"] == configs["plain"]["options"]
+    assert configs["packed"]["options"]["horizon"] == 3 and configs["packed"]["options"]["holdout"] == "last"
+    # the data set's folder is named as such, with its compressed test file to give
+    data_set = tmp_path / "packed" / "m4_hourly"
+    assert main(["init", "--data", str(data_set), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert f"give its data file, {data_set / 'test' / 'data.json.gz'} " in capsys.readouterr().err
 
 
 QA_RECORDS = [{"question": "What colour is the sky?", "answer": "blue"},
