@@ -214,3 +214,14 @@ def test_a_compressed_tsf_reads_its_header_and_series(tmp_path):
     options = yaml.safe_load(config.read_text())["data"]["options"]
     assert options["horizon"] == 2 and options["holdout"] == "last"  # (its @horizon, read through the compression)
 
+
+
+def test_runs_are_named_by_the_file_a_compressed_one_holds(tmp_path):
+    from modrwkv.data.readers.base import data_name
+
+    data_set = gluonts_data_set(tmp_path / "m4_hourly", "gzip")
+    sales = tmp_path / "sales.csv.gz"
+    sales.write_bytes(gzip.compress(b"y\n1\n"))
+    assert data_name(sales) == "sales" and data_name(tmp_path / "sales.csv") == "sales"
+    assert data_name(data_set / "test" / "data.json.gz") == data_name(tmp_path / "m4_hourly" / "test" / "data.json") \
+        == "test"

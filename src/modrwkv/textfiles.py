@@ -129,6 +129,9 @@ def data_suffix(path: str | Path) -> str:
     return Path(unpacked_name(Path(path).name)).suffix.lower()
 
 
+_DECOMPRESSED_BUFFER = 1 << 16  # the decompressed bytes read at a time (lines are cut from them)
+
+
 def open_data(path: str | Path, error: Callable[[str, str], Exception] = TextFileError) -> BinaryIO:
     """`path` open for reading the bytes of the data file it is, or holds when it is compressed by one of
     `_COMPRESSIONS` (told by its first bytes, whatever its name): the compressed stream is read as it is read, once
@@ -136,7 +139,7 @@ def open_data(path: str | Path, error: Callable[[str, str], Exception] = TextFil
     An archive or a zstd file raises `error(path, packed_detail)`; a read of a compressed stream that is cut short
     or corrupt raises `error(path, "truncated gzip stream: ...")`, "not valid bzip2 data (...)"; OSError for a file
     that does not open."""
-    handle = open(path, "rb")  # noqa: SIM115 (returned open, or closed below)
+    handle = open(path, "rb")  # (returned open, or closed below)
     head = handle.read(PACKED_HEAD)
     handle.seek(0)
     packed = packed_format(head)
@@ -145,7 +148,7 @@ def open_data(path: str | Path, error: Callable[[str, str], Exception] = TextFil
     if packed[0] not in _COMPRESSIONS:
         handle.close()
         raise error(str(path), packed_detail(head) or "")
-    return io.BufferedReader(_Decompressed(handle, packed[0], str(path), error))
+    return io.BufferedReader(_Decompressed(handle, packed[0], str(path), error), buffer_size=_DECOMPRESSED_BUFFER)
 
 
 class _Decompressed(io.RawIOBase):

@@ -1890,12 +1890,14 @@ def data_name(data: str | Path) -> str:
     (data/digits/train.jsonl and data/digits/test.jsonl -> digits), without a wildcard or a hub shard's
     numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits); a shard
     named by its number alone, as img2dataset names them, is named by its folder (cc3m/00000.tar -> cc3m); a
-    Hugging Face metadata file as its folder (data/shapes/train/metadata.jsonl -> shapes)."""
+    Hugging Face metadata file as its folder (data/shapes/train/metadata.jsonl -> shapes); a compressed file as the
+    file it holds (sales.csv.gz -> sales, m4_hourly/test/data.json.gz -> test)."""
     path = Path(data)
     if is_metadata_file(path):
         return data_name(path.absolute().parent)  # (metadata.jsonl given from its own folder: that folder's name)
     pattern = not path.exists()  # a file's name may hold brackets
-    stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", path.stem)[0] if pattern else path.stem).rstrip("-_. ")
+    name = Path(unpacked_name(path.name)).stem
+    stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", name)[0] if pattern else name).rstrip("-_. ")
     generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
                                "dataset", "all") or stem.isdigit()
     folder = path.resolve().parent.name
