@@ -55,8 +55,8 @@ def gluonts_data_set(folder: Path, compression: str | None) -> Path:
                                                       "feat_static_cat": [{"name": "feat_static_cat_0",
                                                                            "cardinality": "3"}]}))
     for split, length in (("train", 30), ("test", 33)):
-        lines = [{"start": f"2021-01-0{k + 1} 00:00:00", "target": [float((7 * step + k) % 11) for step in range(length)],
-                  "item_id": f"T{k + 1}", "feat_static_cat": [k]} for k in range(3)]
+        lines = [{"start": f"2021-01-0{k + 1} 00:00:00", "item_id": f"T{k + 1}", "feat_static_cat": [k],
+                  "target": [float((7 * step + k) % 11) for step in range(length)]} for k in range(3)]
         plain = folder / split / "data.json"
         plain.write_text("".join(json.dumps(line) + "\n" for line in lines))
         if compression is not None:
@@ -118,7 +118,8 @@ def test_init_finds_a_gluonts_splits_data_json_gz(tmp_path, capsys):
     assert configs["packed"]["options"]["horizon"] == 3 and configs["packed"]["options"]["holdout"] == "last"
     # the data set's folder is named as such, with its compressed test file to give
     data_set = tmp_path / "packed" / "m4_hourly"
-    assert main(["init", "--data", str(data_set), "--yes", "--device", "cpu", "--output", str(tmp_path / "c.yaml")]) == 2
+    assert main(["init", "--data", str(data_set), "--yes", "--device", "cpu", "--output",
+                 str(tmp_path / "c.yaml")]) == 2
     assert f"give its data file, {data_set / 'test' / 'data.json.gz'} " in capsys.readouterr().err
 
 
