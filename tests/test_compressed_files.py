@@ -225,4 +225,5 @@ def test_runs_are_named_by_the_file_a_compressed_one_holds(tmp_path):
     sales.write_bytes(gzip.compress(b"y\n1\n"))
     assert data_name(sales) == "sales" and data_name(tmp_path / "sales.csv") == "sales"
     assert data_name(data_set / "test" / "data.json.gz") == data_name(tmp_path / "m4_hourly" / "test" / "data.json") \
-        == "test"
+        == "m4_hourly"  # (a generic file in a split's folder: the data set's folder)
+    assert data_name(tmp_path / "data" / "train.jsonl") == "data" and data_name("x/train/00000.tar") == "x"

@@ -1891,14 +1891,20 @@ def data_name(data: str | Path) -> str:
     numbering (data/digits/train-*.parquet and data/digits/train-00000-of-00002.parquet -> digits); a shard
     named by its number alone, as img2dataset names them, is named by its folder (cc3m/00000.tar -> cc3m); a
     Hugging Face metadata file as its folder (data/shapes/train/metadata.jsonl -> shapes); a compressed file as the
-    file it holds (sales.csv.gz -> sales, m4_hourly/test/data.json.gz -> test)."""
+    file it holds (sales.csv.gz -> sales); a generic file in a split's folder as the folder above (GluonTS'
+    m4_hourly/test/data.json.gz -> m4_hourly)."""
     path = Path(data)
     if is_metadata_file(path):
         return data_name(path.absolute().parent)  # (metadata.jsonl given from its own folder: that folder's name)
     pattern = not path.exists()  # a file's name may hold brackets
     name = Path(unpacked_name(path.name)).stem
     stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", name)[0] if pattern else name).rstrip("-_. ")
-    generic = stem.lower() in ("", "train", "training", "test", "val", "valid", "validation", "dev", "eval", "data",
-                               "dataset", "all") or stem.isdigit()
-    folder = path.resolve().parent.name
-    return folder if generic and folder and not glob.has_magic(folder) else stem or "data"
+    if not (stem.lower() in _SPLIT_NAMES + ("", "data", "dataset", "all") or stem.isdigit()):
+        return stem
+    folder = path.resolve().parent
+    if folder.name.lower() in _SPLIT_NAMES and folder.parent.name:  # (m4_hourly/test/data.json: m4_hourly)
+        folder = folder.parent
+    return folder.name if folder.name and not glob.has_magic(folder.name) else stem or "data"
+
+
+_SPLIT_NAMES = ("train", "training", "test", "val", "valid", "validation", "dev", "eval")  # generic for data_name
