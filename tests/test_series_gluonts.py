@@ -107,3 +107,21 @@ def test_the_data_set_folder_itself_is_refused_naming_its_test_file(hourly, tmp_
     assert error.count("\n") == 1 and "Traceback" not in error
     assert (f"{folder}: a GluonTS data set (metadata.json beside test/data.json, train/data.json): give its data "
             f"file, {test_file} (test's series are whole") in error
+
+
+def test_eval_takes_the_stated_horizon_and_protocol_without_options(hourly, tmp_path, monkeypatch):
+    """`modrwkv eval --task custom` on a GluonTS test file: horizon = prediction_length and holdout last, without
+    --horizon or --holdout (the run itself is stubbed: what it is asked is the point)."""
+    test_file, _ = hourly
+    asked = []
+
+    def capture(task, data, output, *, split, **_):
+        asked.append((task.horizon, task.holdout, mase_period(Path(data), 0)))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("modrwkv.evaluation.run_eval", capture)
+    (tmp_path / "model").mkdir()
+    with pytest.raises(SystemExit):
+        main(["eval", "--task", "custom", "--model", str(tmp_path / "model"), "--data", str(test_file),
+              "--lookback", "48"])
+    assert asked == [(HORIZON, "last", 24)]
