@@ -41,8 +41,8 @@ def write_gluonts(folder: Path, series: dict[str, np.ndarray], freq: str, horizo
 def hourly(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     steps = np.arange(24 * 20)
-    series = {f"H{i}": 50 + (10 + i) * np.sin(2 * np.pi * steps / 24) + rng.normal(scale=1 + i, size=len(steps)).cumsum()
-              for i in range(3)}
+    daily = np.sin(2 * np.pi * steps / 24)
+    series = {f"H{i}": 50 + (10 + i) * daily + rng.normal(scale=1 + i, size=len(steps)).cumsum() for i in range(3)}
     return write_gluonts(tmp_path / "m4_hourly", series, "H", HORIZON, "1750-01-01 00:00:00"), series
 
 
@@ -95,8 +95,8 @@ def test_init_and_eval_take_the_stated_horizon(hourly, tmp_path, capsys):
     assert main(["init", "--data", str(test_file), "--output", str(config), "--yes"]) == 0
     written = config.read_text()
     assert f"horizon: {HORIZON}" in written and "holdout: last" in written
-    assert (f"data.options.horizon {HORIZON}: the prediction_length of data.json's GluonTS metadata.json, the data set's "
-            "forecast horizon of its H series (--horizon chooses another)") in written
+    assert (f"data.options.horizon {HORIZON}: the prediction_length of data.json's GluonTS metadata.json, the data "
+            "set's forecast horizon of its H series (--horizon chooses another)") in written
 
 
 def test_the_data_set_folder_itself_is_refused_naming_its_test_file(hourly, tmp_path, capsys):

@@ -104,7 +104,8 @@ class LinearBaselineFit:
         error = "MSE of errors over their series' MASE scale" if self.scaled else "MSE"
         held = f"{error} on the last {self.held_out} training windows by alpha: {scores}{damped}"
         if self.damped_trend is not None:
-            return f"damped trend ({self.damped_trend}) on {self.windows} training windows{weighted}, not the ridge ({held})"
+            return (f"damped trend ({self.damped_trend}) on {self.windows} training windows{weighted}, not the ridge "
+                    f"({held})")
         return f"ridge regression on {self.windows} training windows{weighted}, alpha {self.alpha:g} ({held})"
 
 
