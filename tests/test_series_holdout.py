@@ -17,7 +17,7 @@ from modrwkv.evaluation import ModelSpec, run_eval
 from modrwkv.evaluation.metrics import last_horizon_split, mase, mase_scale, mase_scales, smape
 from modrwkv.evaluation.tasks import get_task
 from modrwkv.inference import SeriesForecast
-from modrwkv.training.config import config_from_dict
+from modrwkv.training.config import DataConfig, config_from_dict
 from modrwkv.training.data import build_reader
 
 
@@ -189,3 +189,19 @@ def test_init_holds_out_the_last_horizon_of_a_csv_when_told(tmp_path, capsys):
         ("b", i) for i in range(3, 12)]
     np.testing.assert_allclose(training[0].series[0][:3], ((series["a"] - series["a"][:24].mean())
                                                            / series["a"][:24].std())[:3], rtol=1e-5)
+
+
+def test_training_validates_holdout_last_on_the_horizon_before_the_test_one(tmp_path):
+    """`val_metric: forecast_mse` with `holdout: last` scores each series' one val window (the horizon before its last),
+    not the 70/10/20 split's val rows, which lie inside the rows training reads under `holdout: last`."""
+    from modrwkv.training.validation import ForecastScorer, val_data_config
+
+    series = write_short_series(tmp_path / "two.csv")
+    data = DataConfig(format="series", train=[str(tmp_path / "two.csv")],
+                      options={"lookback": 8, "horizon": 4, "split": "train", "holdout": "last", "standardize": True})
+    scorer = ForecastScorer(val_data_config(data), None)
+    # 30 steps: val's target rows 22-25, read from rows 14-21; training reads rows 0-21
+    assert [(s.reference["channel"], s.reference["start"]) for s in scorer.samples] == [("a", 14), ("b", 14)]
+    a = series["a"]
+    mean, std = a[:22].mean(), a[:22].std()
+    np.testing.assert_allclose(scorer.samples[0].reference["target"], (a[22:26] - mean) / std, rtol=1e-5)

@@ -248,7 +248,8 @@ class TaskScorer:
 
 class ForecastScorer(TaskScorer):
     """`val_metric: forecast_mse`: the standardised MSE of greedy forecasts of the val windows of series
-    files, the `custom-series` eval task's own windows, forecasts and score."""
+    files, the `custom-series` eval task's own windows (held out as `data.options.holdout` holds them out), forecasts
+    and score."""
 
     def __init__(self, config: DataConfig, max_samples: int | None) -> None:
         from ..evaluation.tasks.base import BenchmarkFileError  # evaluation imports the readers training uses
@@ -259,7 +260,8 @@ class ForecastScorer(TaskScorer):
             raise ConfigError("train.val_metric forecast_mse scores every column on its own (as `modrwkv eval "
                               "--task custom-series` does); with data.options.multivariate use val_metric loss")
         task = CustomSeries(lookback=int(options["lookback"]), horizon=int(options["horizon"]),
-                            targets=options.get("columns"), id_columns=options.get("id_columns"))
+                            targets=options.get("columns"), id_columns=options.get("id_columns"),
+                            holdout=options.get("holdout") or "ratio")
         split = options.get("split") or "val"
         samples, keys = [], []  # keys: which series each window is of (a file's column), for `block_means`
         try:
