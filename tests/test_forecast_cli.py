@@ -287,6 +287,27 @@ def test_a_long_files_groups_continue_their_own_month_starts(tmp_path, capsys, d
                                   "unique_id=T2 y": ["2020-02-01", "2020-03-01", "2020-04-01"]}
 
 
+def test_pandas_parquet_tables_are_dated_by_their_datetime_columns(tmp_path, capsys, decoded) -> None:
+    """`DataFrame.to_parquet()` stores a datetime column (or index) as nanosecond timestamps: a long-format frame of
+    month starts and a wide one of half-hours indexed by time are dated as pandas' `date_range` continues them."""
+    pd = pytest.importorskip("pandas")
+    months = pd.date_range("1949-01-01", periods=14, freq="MS")
+    long = pd.DataFrame({"unique_id": ["air"] * 14 + ["wine"] * 10, "ds": [*months, *months[:10]],
+                         "y": np.arange(24.0)})
+    long.to_parquet(tmp_path / "long.parquet", index=False)
+    status, out, err = forecast(capsys, decoded, tmp_path / "long.parquet", "--horizon", "3")
+    assert status == 0, err
+    expected = {name: [f"{day:%Y-%m-%d}" for day in pd.date_range(last, periods=4, freq="MS")[1:]]
+                for name, last in (("unique_id=air y", months[13]), ("unique_id=wine y", months[9]))}
+    assert dated_rows(out)[1] == expected
+    halves = pd.date_range("2000-06-05", periods=20, freq="30min", name="timestamp")
+    pd.DataFrame({"demand": np.arange(20.0)}, index=halves).to_parquet(tmp_path / "wide.parquet")
+    status, out, err = forecast(capsys, decoded, tmp_path / "wide.parquet", "--horizon", "3")
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"demand": [f"{t:%Y-%m-%d %H:%M:%S}" for t in
+                                             pd.date_range(halves[-1], periods=4, freq="30min")[1:]]}
+
+
 def test_tsf_lines_are_dated_by_their_start_and_the_files_frequency(tmp_path, capsys, decoded) -> None:
     header = "@attribute series_name string\n@attribute start_timestamp date\n@frequency {}\n@horizon 2\n@data\n"
     yearly = tmp_path / "yearly.tsf"
