@@ -225,6 +225,27 @@ def test_tables_of_records_and_media_are_no_series(tmp_path):
     assert next(iter(TimeSeriesReader(chronos, lookback=8, horizon=4))).source == f"{chronos}:row 0 (id 'T1') target[0]"
 
 
+def test_a_table_with_a_list_column_says_which_column_keeps_it_from_being_series(tmp_path):
+    """A pandas frame of a date, a list-of-text column and a series (`to_parquet()`): neither records nor a table of
+    series, and the error names the list column and the numbers it keeps unread; no advice to drop it where nothing
+    numeric would remain."""
+    pd = pytest.importorskip("pandas")
+    tagged = tmp_path / "tagged.parquet"
+    pd.DataFrame({"date": pd.date_range("1949-01-01", periods=3, freq="MS"), "tags": [["a", "b"]] * 3,
+                  "passengers": [112.0, 118.0, 132.0]}).to_parquet(tagged)
+    with pytest.raises(FormatUnknown) as refused:
+        detect_format(tagged)
+    assert str(refused.value).endswith(
+        "not a time series either: a table of series holds scalar columns only (numbers, dates, ids), but 'tags' "
+        "(list<element: string>) is not, and series rows hold a list of numbers ('target'): drop that column to read "
+        "['passengers'] as series")
+    words = tmp_path / "words.parquet"
+    pd.DataFrame({"unique_id": ["x"], "y": [["a", "b"]]}).to_parquet(words)
+    with pytest.raises(FormatUnknown, match=r"but 'y' \(list<element: string>\) is not, and series rows hold a list "
+                                            r"of numbers \('target'\)$"):
+        detect_format(words)
+
+
 def test_init_and_eval_read_a_long_format_table_as_its_csv(tmp_path, capsys):
     """`modrwkv init --data store.parquet` names the id columns it needs, writes them with --id-columns, and the
     config's reader and `eval --task custom` read the windows of the CSV of the same table."""

@@ -38,14 +38,17 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
     first image makes, its file in `media_folder` or beside the file, `coco`, `captionsplits`; of a file of several
     splits, `split`'s, else it is refused, naming them). A file of rows holding a `target` list and media is not
     series; where its records tell no format either, the error says why it is not series
-    (`seriesrows.media_note`)."""
+    (`seriesrows.media_note`; a table's list columns, `seriestables.nested_columns_note`)."""
     try:
         return _detected(path, label_column, columns, media_folder, split)
     except FormatUnknown as exc:
+        from .seriestables import nested_columns_note  # (it builds on the readers this module imports)
+
         media = media_fields(path, beside=TARGET)
-        if not media:
+        note = media_note(media) if media else nested_columns_note(path)
+        if note is None:
             raise
-        raise FormatUnknown(f"{exc}; not a time series either: {media_note(media)}") from None
+        raise FormatUnknown(f"{exc}; not a time series either: {note}") from None
 
 
 def _detected(path: Path, label_column: str | None, columns: Mapping[str, str] | None,

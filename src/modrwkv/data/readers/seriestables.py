@@ -40,7 +40,7 @@ from .base import (WORKBOOK_EXTENSIONS, DataError, decoded_batches, is_table_fil
                    record_format)
 from .hubrows import LABEL_COLUMNS, hub_features
 from .series import DATE_COLUMN_NAMES, LONG_FORMAT_ID_COLUMNS, ROW_COUNTER
-from .seriesrows import JSON_EXTENSIONS, media_fields, media_in
+from .seriesrows import JSON_EXTENSIONS, TARGET, media_fields, media_in
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,29 @@ def workbook_refusal(path: Path) -> str | None:
     return (f"{path}: its first worksheet holds {found}, no table of series: a workbook is read as a time series (a "
             "column of numbers not named as a date or id; no label, record field, media or prose beside it), the "
             "first worksheet, its first row the header; save other data as .csv or JSON records")
+
+
+def nested_columns_note(path: Path) -> str | None:
+    """Why the Parquet / Arrow table `path`, whose rows are no records, is no table of series either: the columns it
+    holds that are no scalar (lists, structs, bytes), which a table of series holds none of; None for another file, one
+    that does not open, one without such columns and one with a record's field (a misspelt record's, not a series)."""
+    if not is_table_file(path):
+        return None
+    try:
+        with open_table_file(path) as handle:
+            schema = handle.schema_arrow
+    except DataError:
+        return None
+    if any(name.lower() in _RECORD_FIELDS for name in schema.names):
+        return None
+    nested = [f"{field.name!r} ({field.type})" for field in schema if not _scalar(field.type)]
+    if not nested:
+        return None
+    numbers = [field.name for field in schema if _numbers(field.type)]
+    drop = (f": drop {'that column' if len(nested) == 1 else 'those columns'} to read {numbers} as series" if numbers
+            else "")
+    return (f"a table of series holds scalar columns only (numbers, dates, ids), but {', '.join(nested)} "
+            f"{'is' if len(nested) == 1 else 'are'} not, and series rows hold a list of numbers ({TARGET!r}){drop}")
 
 
 _OLD_WORKBOOK = ("an .xls workbook (Excel 97-2003's binary format) is not read: save it as .xlsx (Excel Workbook) or "
