@@ -205,3 +205,22 @@ def test_training_validates_holdout_last_on_the_horizon_before_the_test_one(tmp_
     a = series["a"]
     mean, std = a[:22].mean(), a[:22].std()
     np.testing.assert_allclose(scorer.samples[0].reference["target"], (a[22:26] - mean) / std, rtol=1e-5)
+
+
+def test_init_and_eval_refuse_a_look_back_or_horizon_below_one_as_forecast_does(tmp_path, capsys):
+    """A negative horizon or a zero look-back is the flag's one-line error (init said 'lookback and horizon must be
+    >= 1, got 1 and -2', naming a look-back it had derived from the bad horizon)."""
+    write_short_series(tmp_path / "two.csv")
+    data = str(tmp_path / "two.csv")
+    for argv, flag, value in ((["init", "--data", data, "--yes", "--horizon", "-2"], "horizon", "-2"),
+                              (["init", "--data", data, "--yes", "--lookback", "0"], "lookback", "0"),
+                              (["eval", "--task", "custom", "--data", data, "--model", str(tmp_path),
+                                "--horizon", "-2"], "horizon", "-2"),
+                              (["eval", "--task", "custom", "--data", data, "--model", str(tmp_path),
+                                "--lookback", "0"], "lookback", "0")):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"modrwkv {argv[0]}: error: argument --{flag}: must be at least 1, got {value} (see modrwkv "
+                       f"{argv[0]} --help)")
