@@ -263,7 +263,8 @@ def test_custom_series_reads_any_csv_as_the_training_reader_does(tmp_path):
         get_task("custom-series").configure(targets=["nope"]).load(path, "test")
     with pytest.raises(BenchmarkFileError, match="no usable test window.*too_short"):
         get_task("custom-series").configure(horizon=100).load(path, "test")
-    with pytest.raises(BenchmarkFileError, match="lookback 150 is longer than the 140 training rows"):
+    with pytest.raises(BenchmarkFileError, match=r"lookback 150 is longer than the 140 training rows \(200 rows, the "
+                                                 r"first 70% of them training rows\): use a shorter"):
         get_task("custom-series").configure(lookback=150).load(path, "test")
 
 

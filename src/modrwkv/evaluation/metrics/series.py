@@ -150,8 +150,9 @@ def long_horizon_split(name: str, n_rows: int, lookback: int) -> dict[str, tuple
     val_start = train_end - lookback
     if val_start < 0:
         raise ValueError(
-            f"lookback {lookback} is longer than the {train_end} training rows of {name} "
-            f"({n_rows} rows)"
+            f"lookback {lookback} is longer than the {train_end} training rows"
+            f"{'' if key == 'custom' else f' of {name}'} ({n_rows} rows"
+            f"{', the first 70% of them training rows' if key in _CUSTOM_NAMES else ''})"
         )
     return {"train": (0, train_end), "val": (val_start, val_end), "test": (test_start, test_end)}
 
