@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from test_forecast_cli import dated_rows, forecast, save_forecaster
 
-from modrwkv.data.readers.seriesdates import pandas_frequency, parse_start
+from modrwkv.data.readers import TimeSeriesReader
+from modrwkv.data.readers.seriesdates import RowDates, interval_text, pandas_frequency, parse_start, skipped_steps
 from modrwkv.data.readers.seriesrows import series_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -199,3 +200,47 @@ def test_training_reads_the_same_values_whatever_dates_the_rows(tmp_path) -> Non
     rows = [list(series_rows(path, None)) for path in (dated, undated)]
     assert [row.name for row in rows[0]] == [row.name for row in rows[1]]
     assert all(row.dates is None for row in rows[0]) and (rows[0][0].values["target"] == target).all()
+
+
+@pytest.mark.parametrize(("dates", "dropped", "interval", "around"), [
+    (pd.date_range("1949-01-01", periods=144, freq="MS"), range(60, 66), "1 month", (59, 66)),  # airpassengers'
+    (pd.date_range("1971-03-31", periods=89, freq="QE"), [40], "3 months", (39, 41)),  # austres' quarter ends
+    (pd.date_range("2000-06-05", periods=500, freq="30min"), [100, 101, 300], "30 minutes", (99, 102)),
+    (pd.date_range("1958-03-29", periods=300, freq="W-SAT"), [5], "1 week", (4, 6)),
+    (pd.date_range("1700-01-01", periods=300, freq="YS"), [5, 6], "12 months", (4, 7)),
+])
+def test_dates_that_skip_steps_are_told_with_the_steps_pandas_left_out(dates, dropped, interval, around):
+    skip = skipped_steps(RowDates.of(dates.delete(list(dropped)).values.astype("datetime64[s]")))
+    assert skip is not None and skip.skipped == len(dropped) and interval_text(skip.interval) == interval
+    written = "%Y-%m-%d %H:%M:%S" if interval == "30 minutes" else "%Y-%m-%d"
+    assert skip.around == tuple(f"{dates[k]:{written}}" for k in around)  # the dates either side of the first gap
+    assert skipped_steps(RowDates.of(dates.values.astype("datetime64[s]"))) is None  # every step there
+
+
+def test_business_days_and_irregular_dates_skip_no_steps():
+    for dates in (pd.bdate_range("2020-01-01", periods=300), pd.bdate_range("2020-01-01", periods=8),
+                  pd.DatetimeIndex(["2024-01-01", "2024-01-03", "2024-01-04", "2024-01-09", "2024-01-10"])):
+        assert skipped_steps(RowDates.of(dates.values.astype("datetime64[s]"))) is None
+
+
+def test_a_csv_whose_dates_skip_months_is_read_row_by_row_with_a_warning(tmp_path, caplog):
+    """airpassengers with six months missing: read as the rows are (each row a step), said in one warning that names
+    the dates and lines around the gap; a long-format file's group the same."""
+    dates = pd.date_range("1949-01-01", periods=40, freq="MS").delete(range(20, 26))
+    frame = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "passengers": range(34)})
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        [read] = TimeSeriesReader(tmp_path / "gap.csv", lookback=4, horizon=2)._load_file(tmp_path / "gap.csv")
+    assert read.values.tolist() == list(range(34))
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / 'gap.csv'}: the dates of passengers step by 1 month but skip 6 step(s) in 1 place(s), first "
+        "1950-08-01 to 1951-03-01 (lines 21 and 22): the rows are read as consecutive steps, a missing date as no gap; "
+        "add a row with an empty value for each missing date to read it as a gap"]
+    caplog.clear()
+    frame.assign(unique_id="air").rename(columns={"date": "ds", "passengers": "y"}).to_csv(tmp_path / "long.csv",
+                                                                                          index=False)
+    with caplog.at_level(logging.WARNING):
+        TimeSeriesReader(tmp_path / "long.csv", lookback=4, horizon=2)._load_file(tmp_path / "long.csv")
+    assert [record.getMessage().split(" (lines")[0] for record in caplog.records] == [
+        f"{tmp_path / 'long.csv'}: the dates of unique_id=air step by 1 month but skip 6 step(s) in 1 place(s), first "
+        "1950-08-01 to 1951-03-01"]

@@ -86,7 +86,7 @@ from ..sample import MARKERS, Message, Sample
 from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_file_text, data_label,
                    header_delimiter, is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
-from .seriesdates import RowDates, SeriesDates, frequency_dates, parse_date_cells
+from .seriesdates import RowDates, SeriesDates, frequency_dates, interval_text, parse_date_cells, skipped_steps
 from .seriesrows import (JSON_EXTENSIONS, TSF_EXTENSION, row_starts, series_rows, stated_forecast,
                          table_row_timestamps)
 
@@ -758,6 +758,8 @@ class TimeSeriesReader(Reader):
                 _warn_unread_text(path, header, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
         dates = _row_dates(rows, _date_columns(header, rows))
+        if dates is not None:
+            _warn_skipped_dates(path, [(", ".join(names), dates, lines)])
         if self.multivariate:
             return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}", dates=dates)]
         return [
@@ -868,6 +870,7 @@ class TimeSeriesReader(Reader):
         dated = _date_columns(header, rows)
         dates = _row_dates(rows, dated)
         series = []
+        skipping: list[tuple[str, RowDates, list[str]]] = []
         for key, members in groups.items():
             if order is not None:
                 members.sort(key=order.__getitem__)  # stable: rows of one time keep the file's order
@@ -886,6 +889,8 @@ class TimeSeriesReader(Reader):
             where = [lines[k] for k in members]
             values, labels = table[members], dict(zip(ids, key, strict=True))
             own = None if dates is None else RowDates(dates.dates[members], dates.timed)
+            if own is not None:
+                skipping.append((group, own, where))
             if self.multivariate:
                 series.append(_Series(group, names, values, functools.partial(_lines_source, path, where),
                                       in_rows=True, ids=labels, dates=own))
@@ -894,6 +899,7 @@ class TimeSeriesReader(Reader):
                                       functools.partial(_csv_source, path, where, name), in_rows=True, ids=labels,
                                       dates=own)
                               for j, name in enumerate(names))
+        _warn_skipped_dates(path, skipping)
         logger.info("%s: %d series told apart by %s", path, len(groups), ", ".join(ids))
         return series
 
@@ -1216,6 +1222,21 @@ def _suggest_id_columns(header: list[str], rows: list[list[str]], dated: list[in
             if len(keys) == len(rows):
                 return [header[i].strip() for i in chosen]
     return None
+
+
+def _warn_skipped_dates(path: Path, dated: Sequence[tuple[str, RowDates, list[str]]]) -> None:
+    """Warns of the series whose dates skip a few steps (`seriesdates.skipped_steps`): `dated` holds each series'
+    label, dates and rows' names (lines), in time order. Their rows are read as consecutive steps, so a missing date
+    is no gap: the windows across it hold a jump, and a season is out of step after it."""
+    found = [(label, skip, where) for label, dates, where in dated if (skip := skipped_steps(dates)) is not None]
+    if not found:
+        return
+    label, skip, where = found[0]
+    others = f" (and {len(found) - 1} more series)" if len(found) > 1 else ""
+    logger.warning("%s: the dates of %s%s step by %s but skip %d step(s) in %d place(s), first %s to %s (%s): the rows "
+                   "are read as consecutive steps, a missing date as no gap; add a row with an empty value for each "
+                   "missing date to read it as a gap", path, label, others, interval_text(skip.interval), skip.skipped,
+                   skip.gaps, *skip.around, _two_places(where[skip.first], where[skip.first + 1]))
 
 
 def _warn_unread_text(path: Path, header: list[str], names: Sequence[str], ids: list[str]) -> None:

@@ -20,6 +20,7 @@ import re
 import numpy as np
 
 CHECKED_INTERVALS = 10  # the last intervals of a series that must agree for its future to be dated
+_FEW_GAPS = 0.05  # the share of a series' intervals that may skip steps for it to count as missing rows (`skipped_steps`)
 # An ISO 8601 date, with a time (to the second) or without, and no zone: what a date column's cells are parsed as
 # (as numpy's datetime64 reads them); cells of any other form leave the column undated.
 _ISO_CELL = re.compile(r"\d{4}-\d{2}-\d{2}(?P<time>[ T]\d{2}:\d{2}(?::\d{2})?)?")
@@ -237,6 +238,63 @@ def tsf_interval(frequency: str | None) -> Interval | None:
         return None
     size, unit = _UNITS[match[2]]
     return Interval(int(match[1]) * size, unit)
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedSteps:
+    """Dates that step by one regular `interval` but for a few steps of several: `skipped` steps missing in all, in
+    `gaps` places, the first after the date at position `first` (`around`: it and the next, as the file writes them)."""
+
+    interval: Interval
+    skipped: int
+    gaps: int
+    first: int
+    around: tuple[str, str]
+
+
+def skipped_steps(rows: RowDates) -> SkippedSteps | None:
+    """Where the dates of `rows` (in time order) step by one interval (whole months on one day of the month or on
+    each month's last day, else a number of seconds) or a multiple of it, the multiples few (one, or at most
+    `_FEW_GAPS` of the intervals: a day's rows with every weekend missing are business days, not gaps): the steps
+    missing; None where none is, or the dates are no such series."""
+    dates = rows.dates
+    if len(dates) < 3:
+        return None
+    months = dates.astype("datetime64[M]")
+    within = dates - months.astype("datetime64[s]")
+    days = dates.astype("datetime64[D]")
+    time_of_day = dates - days.astype("datetime64[s]")
+    month_end = bool((days == (months + 1).astype("datetime64[D]") - 1).all() and (time_of_day == time_of_day[0]).all())
+    by_month = month_end or bool((within == within[0]).all())
+    steps = np.diff(months if by_month else dates).astype(np.int64)
+    step = int(steps.min())
+    if step <= 0 or (steps % step).any():
+        return None
+    gaps = steps > step
+    if not gaps.any() or gaps.sum() > max(1, _FEW_GAPS * len(steps)):
+        return None
+    if not by_month and step == 86400 and all(_weekend(days[i] + 1, days[i + 1]) for i in np.flatnonzero(gaps)):
+        return None  # (business days)
+    first = int(np.argmax(gaps))
+    before, after = _written(dates[first:first + 2], rows.timed)
+    return SkippedSteps(Interval(step, "M" if by_month else "s", month_end), int((steps[gaps] // step - 1).sum()),
+                        int(gaps.sum()), first, (before, after))
+
+
+def _weekend(first: np.datetime64, end: np.datetime64) -> bool:
+    """Whether the days [first, end) (datetime64[D]) are all Saturdays and Sundays."""
+    return bool((((np.arange(first, end) - np.datetime64("1970-01-05")).astype(np.int64) % 7) >= 5).all())
+
+
+def interval_text(interval: Interval) -> str:
+    """An interval in words: "1 month", "3 months", "30 minutes", "1 day"."""
+    count, unit = interval.count, "month"
+    if interval.unit == "s":
+        for unit, size in (("week", 7 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+            if count % size == 0:
+                count //= size
+                break
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def regular_interval(dates: np.ndarray) -> Interval | None:
