@@ -244,3 +244,16 @@ def test_a_csv_whose_dates_skip_months_is_read_row_by_row_with_a_warning(tmp_pat
     assert [record.getMessage().split(" (lines")[0] for record in caplog.records] == [
         f"{tmp_path / 'long.csv'}: the dates of unique_id=air step by 1 month but skip 6 step(s) in 1 place(s), first "
         "1950-08-01 to 1951-03-01"]
+
+
+def test_a_csv_of_pandas_periods_is_dated_in_periods(tmp_path, capsys):
+    """`to_csv` of a frame indexed by a monthly or quarterly PeriodIndex writes 1950-01 / 1965Q1 (the bench's El Nino
+    file, pmdarima's woolyrnq as pandas labels it): the forecast's steps are the periods pandas continues with."""
+    model = save_forecaster(tmp_path / "model")
+    for name, periods in (("month", pd.period_range("1950-01", periods=30, freq="M")),
+                          ("quarter", pd.period_range("1965Q1", periods=30, freq="Q"))):
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame({"value": range(30)}, index=periods.rename(name)).to_csv(path)
+        status, out, err = forecast(capsys, model, path, "--horizon", str(HORIZON))
+        assert status == 0, err
+        assert dated_rows(out)[1] == {"value": [str(p) for p in pd.period_range(periods[-1] + 1, periods=HORIZON)]}

@@ -888,7 +888,7 @@ class TimeSeriesReader(Reader):
                                 f"({','.join(ids)}) do not tell the file's series apart: one is wrong or missing{hint}")
             where = [lines[k] for k in members]
             values, labels = table[members], dict(zip(ids, key, strict=True))
-            own = None if dates is None else RowDates(dates.dates[members], dates.timed)
+            own = None if dates is None else dataclasses.replace(dates, dates=dates.dates[members])
             if own is not None:
                 skipping.append((group, own, where))
             if self.multivariate:
@@ -1144,7 +1144,8 @@ def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[fl
 
 def _row_dates(rows: list[list[str]], dated: list[int]) -> RowDates | None:
     """Each row's date: the first of the date columns `dated` (`_date_columns`) whose cells are all ISO dates
-    (2016-07-01, or with a time, 2016-07-01 00:00:00; `seriesdates.parse_date_cells`); None without one."""
+    (2016-07-01, or with a time, 2016-07-01 00:00:00) or pandas Periods of months or quarters (1950-01, 1965Q1;
+    `seriesdates.parse_date_cells`); None without one."""
     for index in dated:
         dates = parse_date_cells([row[index].strip() for row in rows])
         if dates is not None:

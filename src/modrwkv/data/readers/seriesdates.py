@@ -24,6 +24,8 @@ _FEW_GAPS = 0.05  # the share of a series' intervals that may skip steps for it 
 # An ISO 8601 date, with a time (to the second) or without, and no zone: what a date column's cells are parsed as
 # (as numpy's datetime64 reads them); cells of any other form leave the column undated.
 _ISO_CELL = re.compile(r"\d{4}-\d{2}-\d{2}(?P<time>[ T]\d{2}:\d{2}(?::\d{2})?)?")
+# A pandas Period of a month or a quarter as `str` writes it: what `to_csv` writes of a PeriodIndex
+_PERIOD_CELL = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2})|Q(?P<quarter>[1-4]))")
 # A .tsf date attribute's value, as the Monash archive writes it (1979-01-01 00-00-00: no colon, which separates a
 # line's attributes), or with colons
 _TSF_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2})[-:](\d{2})[-:](\d{2}))?")
@@ -65,10 +67,12 @@ class Interval:
 @dataclasses.dataclass(frozen=True)
 class RowDates:
     """Each step's date (datetime64[s], one per row of the series), `timed` where the file writes times (a date
-    alone is written as a date)."""
+    alone is written as a date); `period` "M" or "Q" where it writes each step as a pandas Period of a month or a
+    quarter (1950-01, 1965Q1: `to_csv` of a PeriodIndex), here its first day, and the steps after its last so too."""
 
     dates: np.ndarray
     timed: bool
+    period: str | None = None
 
     @classmethod
     def of(cls, dates: np.ndarray) -> RowDates:
@@ -81,7 +85,7 @@ class RowDates:
         interval = regular_interval(self.dates[-(CHECKED_INTERVALS + 1):])
         if interval is None:
             return None
-        return _written(_stepped(self.dates[-1], interval, np.arange(1, horizon + 1)), self.timed)
+        return _written(_stepped(self.dates[-1], interval, np.arange(1, horizon + 1)), self.timed, self.period)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,17 +149,35 @@ SeriesDates = RowDates | StartDates | IrregularFrequency
 
 
 def parse_date_cells(cells: list[str]) -> RowDates | None:
-    """A date column's cells as `RowDates`, when every one is an ISO date (with a time or not, no zone); None
-    otherwise."""
+    """A date column's cells as `RowDates`, when every one is an ISO date (with a time or not, no zone), or every one
+    a pandas Period of one kind, months or quarters (`_period_cells`); None otherwise."""
     timed = False
     for cell in cells:
         match = _ISO_CELL.fullmatch(cell)
         if match is None:
-            return None
+            return _period_cells(cells)
         timed = timed or match["time"] is not None
     try:
         return RowDates(np.array(cells, dtype="datetime64[s]"), timed)
     except ValueError:  # (a month 13, a day 32)
+        return None
+
+
+def _period_cells(cells: list[str]) -> RowDates | None:
+    """A date column's cells as `RowDates` of their months' or quarters' first days, when every one is a pandas Period
+    of a month (1950-01) or every one of a quarter (1965Q1), as `to_csv` writes a PeriodIndex; None otherwise."""
+    matches = [_PERIOD_CELL.fullmatch(cell) for cell in cells]
+    if not matches or None in matches:
+        return None
+    quarterly = {match["quarter"] is not None for match in matches}  # type: ignore[index]
+    if len(quarterly) != 1:
+        return None
+    period = "Q" if quarterly.pop() else "M"
+    months = cells if period == "M" else [f"{match['year']}-{3 * int(match['quarter']) - 2:02d}"  # type: ignore[index]
+                                          for match in matches]
+    try:
+        return RowDates(np.array(months, dtype="datetime64[M]").astype("datetime64[s]"), False, period)
+    except ValueError:  # (a month 13)
         return None
 
 
@@ -276,7 +298,7 @@ def skipped_steps(rows: RowDates) -> SkippedSteps | None:
     if not by_month and step == 86400 and all(_weekend(days[i] + 1, days[i + 1]) for i in np.flatnonzero(gaps)):
         return None  # (business days)
     first = int(np.argmax(gaps))
-    before, after = _written(dates[first:first + 2], rows.timed)
+    before, after = _written(dates[first:first + 2], rows.timed, rows.period)
     return SkippedSteps(Interval(step, "M" if by_month else "s", month_end), int((steps[gaps] // step - 1).sum()),
                         int(gaps.sum()), first, (before, after))
 
@@ -339,10 +361,15 @@ def _stepped(origin: np.datetime64, interval: Interval, ahead: np.ndarray) -> np
     return days.astype("datetime64[s]") + time_of_day
 
 
-def _written(dates: np.ndarray | None, timed: bool) -> list[str] | None:
-    """Dates as the file writes them: YYYY-MM-DD HH:MM:SS where `timed`, else YYYY-MM-DD."""
+def _written(dates: np.ndarray | None, timed: bool, period: str | None = None) -> list[str] | None:
+    """Dates as the file writes them: YYYY-MM-DD HH:MM:SS where `timed`, else YYYY-MM-DD; a `period`'s as pandas writes
+    its Periods (YYYY-MM, YYYYQn)."""
     if dates is None:
         return None
+    if period is not None:
+        months = dates.astype("datetime64[M]").astype(np.int64)  # from January 1970
+        return [f"{1970 + m // 12}-{m % 12 + 1:02d}" if period == "M" else f"{1970 + m // 12}Q{m % 12 // 3 + 1}"
+                for m in months]
     if not timed:
         return [str(date) for date in dates.astype("datetime64[D]")]
     return [str(date).replace("T", " ") for date in dates]
