@@ -271,3 +271,20 @@ def test_init_and_eval_read_a_long_format_table_as_its_csv(tmp_path, capsys):
     scored, reference = task.load(table, "test"), task.load(csv, "test")
     assert [(s.id, s.reference["target"].tolist()) for s in scored] == \
         [(s.id, s.reference["target"].tolist()) for s in reference] != []
+
+
+def test_a_column_empty_in_every_row_is_said_not_dropped_unsaid(tmp_path, caplog):
+    """A column with no value (a series all NaN, as pandas writes it: empty cells) is no series: beside another it is
+    warned of, alone it is named in the error, which used to say only 'no numeric column among [...]'."""
+    lines = ["date,passengers,empty"] + [f"1949-{m:02d}-01,{100 + m}," for m in range(1, 13)]
+    (tmp_path / "one.csv").write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING", logger="modrwkv.data.readers"):
+        read = TimeSeriesReader(tmp_path / "one.csv", lookback=4, horizon=2)._load_file(tmp_path / "one.csv")
+    assert [series.label for series in read] == ["passengers"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / 'one.csv'}: column 'empty' is empty in every row (12 rows): no series"]
+    (tmp_path / "none.csv").write_text("\n".join(["date,passengers"] + [f"1949-{m:02d}-01," for m in range(1, 13)])
+                                       + "\n")
+    with pytest.raises(DataError, match=re.escape("no numeric column among ['date', 'passengers'] ('passengers': "
+                                                  "empty in every row)")):
+        TimeSeriesReader(tmp_path / "none.csv", lookback=4, horizon=2)._load_file(tmp_path / "none.csv")

@@ -739,7 +739,11 @@ class TimeSeriesReader(Reader):
         hint = _media_hint(header, rows)
         # numbers beside media files (a class id, a width) are no series unless chosen: the media would go unread
         if not names or (hint and self.columns is None):
-            what = f"no numeric column among {header}" if not names else f"columns {header}, numbers beside media"
+            empty = [name for index, name in enumerate(header) if name.strip() and name.strip().lower() not in
+                     DATE_COLUMN_NAMES and name.strip() not in skip and not any(row[index].strip() for row in rows)]
+            what = (f"no numeric column among {header}" + (f" ({', '.join(map(repr, empty))}: empty in every row)"
+                                                           if empty else "")
+                    if not names else f"columns {header}, numbers beside media")
             raise DataError(str(path), "unreadable_file", what + hint)
         table = np.empty((len(rows), len(names)), dtype=np.float64)
         for j, name in enumerate(names):
@@ -1067,8 +1071,8 @@ def _to_float(cell: str) -> float | None:
 
 def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines: list[str],
                      skip: Collection[str] = ()) -> list[str]:
-    """Default columns: those whose cells are all numbers or empty (and not all empty), except
-    columns named like a date (an epoch-seconds time column is numeric but not a series) and those
+    """Default columns: those whose cells are all numbers or empty (and not all empty: such a column is warned of),
+    except columns named like a date (an epoch-seconds time column is numeric but not a series) and those
     named in `skip` (a long-format file's ids and row counter). A column
     of numbers with a few other cells is a damaged series, not a text column: it raises DataError
     naming the first such cell rather than vanishing from the data."""
@@ -1083,6 +1087,8 @@ def _numeric_columns(path: Path, header: list[str], rows: list[list[str]], lines
             logger.info("%s: leaving out the unnamed first column (a row index, as pandas writes it)", path)
         elif values and not bad and numbers:
             names.append(name)
+        elif values and not bad:
+            logger.warning("%s: column %r is empty in every row (%d rows): no series", path, name, len(values))
         elif bad and not numbers and sum(_FORMATTED_NUMBER.fullmatch(rows[i][index].strip()) is not None
                                          for i in bad) * 2 > len(bad):
             first = next(i for i in bad if _FORMATTED_NUMBER.fullmatch(rows[i][index].strip()))
