@@ -257,3 +257,23 @@ def test_a_csv_of_pandas_periods_is_dated_in_periods(tmp_path, capsys):
         status, out, err = forecast(capsys, model, path, "--horizon", str(HORIZON))
         assert status == 0, err
         assert dated_rows(out)[1] == {"value": [str(p) for p in pd.period_range(periods[-1] + 1, periods=HORIZON)]}
+
+
+def test_a_repeated_date_is_warned_of_but_a_clocks_repeated_hour_is_not(tmp_path, caplog):
+    """A monthly CSV with one row written twice (pandas' concat of overlapping frames) is read row by row, said in a
+    warning naming the date and lines; an hourly file's hour repeated where summer time ends is no mistake."""
+    dates = pd.date_range("1949-01-01", periods=30, freq="MS")
+    frame = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "passengers": range(30)})
+    pd.concat([frame.iloc[:10], frame.iloc[9:]]).to_csv(tmp_path / "twice.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        [read] = TimeSeriesReader(tmp_path / "twice.csv", lookback=4, horizon=2)._load_file(tmp_path / "twice.csv")
+    assert len(read.values) == 31
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / 'twice.csv'}: the dates of passengers repeat 1 time(s), first {dates[9]:%Y-%m-%d} (lines 11 and "
+        "12): each row is read as a step of its own"]
+    caplog.clear()
+    hours = [f"2023-10-29 {h:02d}:00:00" for h in (0, 1, 2, 2, 3, 4, 5)]  # local time: 02:00 twice
+    (tmp_path / "clock.csv").write_text("\n".join(["date,load"] + [f"{h},{k}" for k, h in enumerate(hours)]) + "\n")
+    with caplog.at_level(logging.WARNING):
+        TimeSeriesReader(tmp_path / "clock.csv", lookback=2, horizon=1)._load_file(tmp_path / "clock.csv")
+    assert caplog.records == []

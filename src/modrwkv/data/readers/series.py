@@ -86,7 +86,8 @@ from ..sample import MARKERS, Message, Sample
 from .base import (WORKBOOK_EXTENSIONS, DataError, OnError, PathLike, Reader, as_paths, data_file_text, data_label,
                    header_delimiter, is_table_file, media_column, open_unpacked)
 from .hffolders import TABLE_COLUMNS
-from .seriesdates import RowDates, SeriesDates, frequency_dates, interval_text, parse_date_cells, skipped_steps
+from .seriesdates import (RowDates, SeriesDates, frequency_dates, interval_text, parse_date_cells, repeated_dates,
+                          skipped_steps)
 from .seriesrows import (JSON_EXTENSIONS, TSF_EXTENSION, row_starts, series_rows, stated_forecast,
                          table_row_timestamps)
 
@@ -763,7 +764,7 @@ class TimeSeriesReader(Reader):
             return self._long_series(path, header, rows, lines, ids, list(names), table)
         dates = _row_dates(rows, _date_columns(header, rows))
         if dates is not None:
-            _warn_skipped_dates(path, [(", ".join(names), dates, lines)])
+            _warn_date_steps(path, [(", ".join(names), dates, lines)])
         if self.multivariate:
             return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}", dates=dates)]
         return [
@@ -903,7 +904,7 @@ class TimeSeriesReader(Reader):
                                       functools.partial(_csv_source, path, where, name), in_rows=True, ids=labels,
                                       dates=own)
                               for j, name in enumerate(names))
-        _warn_skipped_dates(path, skipping)
+        _warn_date_steps(path, skipping)
         logger.info("%s: %d series told apart by %s", path, len(groups), ", ".join(ids))
         return series
 
@@ -1231,10 +1232,18 @@ def _suggest_id_columns(header: list[str], rows: list[list[str]], dated: list[in
     return None
 
 
-def _warn_skipped_dates(path: Path, dated: Sequence[tuple[str, RowDates, list[str]]]) -> None:
-    """Warns of the series whose dates skip a few steps (`seriesdates.skipped_steps`): `dated` holds each series'
-    label, dates and rows' names (lines), in time order. Their rows are read as consecutive steps, so a missing date
-    is no gap: the windows across it hold a jump, and a season is out of step after it."""
+def _warn_date_steps(path: Path, dated: Sequence[tuple[str, RowDates, list[str]]]) -> None:
+    """Warns of the series whose dates repeat (`seriesdates.repeated_dates`) or skip a few steps
+    (`seriesdates.skipped_steps`): `dated` holds each series' label, dates and rows' names (lines), in time order.
+    Their rows are read as consecutive steps, so a repeated date is a step of its own and a missing date no gap: the
+    windows across it hold a jump, and a season is out of step after it."""
+    repeats = [(label, dates, where, found) for label, dates, where in dated if (found := repeated_dates(dates))]
+    if repeats:
+        label, dates, where, found = repeats[0]
+        others = f" (and {len(repeats) - 1} more series)" if len(repeats) > 1 else ""
+        logger.warning("%s: the dates of %s%s repeat %d time(s), first %s (%s): each row is read as a step of its own",
+                       path, label, others, len(found), str(dates.dates[found[0]].astype("datetime64[D]")),
+                       _two_places(where[found[0] - 1], where[found[0]]))
     found = [(label, skip, where) for label, dates, where in dated if (skip := skipped_steps(dates)) is not None]
     if not found:
         return

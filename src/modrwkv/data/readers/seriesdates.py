@@ -303,6 +303,12 @@ def skipped_steps(rows: RowDates) -> SkippedSteps | None:
                         int(gaps.sum()), first, (before, after))
 
 
+def repeated_dates(rows: RowDates) -> list[int]:
+    """The positions of the dates of `rows` (in time order) that repeat the one before, where the file writes dates
+    alone (a clock's hour repeated where summer time ends is a timed file's, and no mistake)."""
+    return [] if rows.timed else [int(k) + 1 for k in np.flatnonzero(np.diff(rows.dates) == np.timedelta64(0, "s"))]
+
+
 def _weekend(first: np.datetime64, end: np.datetime64) -> bool:
     """Whether the days [first, end) (datetime64[D]) are all Saturdays and Sundays."""
     return bool((((np.arange(first, end) - np.datetime64("1970-01-05")).astype(np.int64) % 7) >= 5).all())
