@@ -99,6 +99,19 @@ def test_init_and_eval_take_the_stated_horizon(hourly, tmp_path, capsys):
             "set's forecast horizon of its H series (--horizon chooses another)") in written
 
 
+def test_init_on_the_train_split_says_to_give_the_test_split(hourly, tmp_path, capsys):
+    """train/data.json (each series but its last prediction_length): holdout last would leave two more horizons of it
+    untrained and score steps GluonTS trains on, so init says to give test/data.json; on test/data.json it does not."""
+    test_file, _ = hourly
+    train_file = test_file.parent.parent / "train" / "data.json"
+    for given, said in ((train_file, True), (test_file, False)):
+        assert main(["init", "--data", str(given), "--output", str(tmp_path / "x.yaml"), "--yes", "--force"]) == 0
+        note = (f"{train_file} is the train split of a GluonTS data set, whose test split ends a prediction_length "
+                f"later: holdout last leaves its last two horizons untrained and scores the one before GluonTS' test "
+                f"window; give {test_file} (each series whole) to init and eval (docs/forecasting.md)")
+        assert (note in capsys.readouterr().out) == said
+
+
 def test_the_data_set_folder_itself_is_refused_naming_its_test_file(hourly, tmp_path, capsys):
     test_file, _ = hourly
     folder = test_file.parent.parent

@@ -40,7 +40,7 @@ from ..data.readers.detect import FormatUnknown, detect_format
 from ..data.readers.hubrows import answer_notes, unused_label_column
 from ..data.readers.qa import each_caption
 from ..data.readers.series import default_holdout
-from ..data.readers.seriesrows import stated_forecast
+from ..data.readers.seriesrows import gluonts_test_beside, stated_forecast
 from ..data.sample import MODALITIES, Sample
 from ..data.seasonality import SeasonChoice, detect_season
 from ..encoders.media import VideoSampling, audio_seconds
@@ -266,6 +266,11 @@ def summarize_data(answers: InitAnswers) -> DataSummary:
         window_notes.append(f"data.options.holdout last: each series' last {answers.horizon} steps are its test "
                             f"window and the {answers.horizon} before them its val window, as the Monash archive and "
                             "M4 evaluate (`modrwkv eval --task custom-series` scores them, MASE its headline)")
+        window_notes.extend(
+            f"{file} is the train split of a GluonTS data set, whose test split ends a prediction_length later: "
+            f"holdout last leaves its last two horizons untrained and scores the one before GluonTS' test window; give "
+            f"{test} (each series whole) to init and eval (docs/forecasting.md)"
+            for file, test in ((file, gluonts_test_beside(file)) for file in files) if test is not None)
     # every file's format is checked unless each was detected as the same one (--format detects nothing)
     every_file = answers.data_format is not None or len(set(candidates)) > 1
     try:  # training reads every data.train file with one reader (`accepted_format`)

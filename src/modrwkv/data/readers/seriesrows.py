@@ -290,6 +290,15 @@ def gluonts_metadata(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def gluonts_test_beside(path: Path) -> Path | None:
+    """The test split of the GluonTS data set whose train split `path` is (train/data.json, with a metadata.json:
+    test/data.json of the same name beside its folder); None for any other file."""
+    if path.parent.name != "train" or gluonts_metadata(path) is None:
+        return None
+    test = path.parent.parent / "test" / path.name
+    return test if test.is_file() else None
+
+
 @dataclasses.dataclass(frozen=True)
 class StatedForecast:
     """The forecast a data set is published for: its horizon and its steps' frequency (each None where it states
