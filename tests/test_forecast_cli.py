@@ -381,15 +381,22 @@ def test_month_ends_continue_as_month_ends() -> None:
     assert months is not None and months.next_dates(2) == ["2020-04-30", "2020-05-31"]
 
 
-def test_a_file_without_iso_dates_keeps_the_csv_without_timestamps(tmp_path, capsys, decoded) -> None:
+def test_a_file_without_iso_dates_keeps_the_csv_without_timestamps(tmp_path, capsys, decoded, caplog) -> None:
     plain = write_csv(tmp_path / "plain.csv", {"x": list(np.linspace(0, 3, 12))})
-    status, plain_out, err = forecast(capsys, decoded, plain)
+    with caplog.at_level("WARNING"):
+        status, plain_out, err = forecast(capsys, decoded, plain)
     assert status == 0, err
     assert plain_out.splitlines()[0] == "series,step,forecast"
     assert [line.split(",")[:2] for line in plain_out.splitlines()[1:]] == [["x", "1"], ["x", "2"], ["x", "3"]]
-    other = tmp_path / "us.csv"  # dates not written as ISO dates are not read as dates
+    assert not [record for record in caplog.records if "not dated" in record.getMessage()]  # (no date column)
+    other = tmp_path / "us.csv"  # dates not written as ISO dates are not read as dates, which a warning says
     other.write_text("date,x\n" + "".join(f"1/{day}/2024,{float(v)!r}\n" for day, v in
                                            enumerate(np.linspace(0, 3, 12), 1)))
-    status, out, err = forecast(capsys, decoded, other)
+    with caplog.at_level("WARNING"):
+        status, out, err = forecast(capsys, decoded, other)
     assert status == 0, err
     assert out == plain_out
+    assert [record.getMessage() for record in caplog.records if "not dated" in record.getMessage()] == [
+        f"{other}: its steps are not dated: the date column 'date' holds '1/1/2024' (line 2), which is no ISO date "
+        "(2024-01-31, 2024-01-31 06:00:00, no zone) nor pandas Period of a month or quarter (2024-01, 2024Q1): "
+        "modrwkv forecast writes no timestamp"]

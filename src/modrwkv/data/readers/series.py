@@ -356,6 +356,7 @@ class _Series:
     # frequency; None where the file does not date them (a Parquet row's `timestamp` list: `series_dates` reads it)
     dates: SeriesDates | None = None
     row: int | None = None  # of a file of series rows: the row it is of, from 0
+    undated: str | None = None  # why a CSV's or table's date column does not date it (`_undated_note`), for a warning
 
 
 class TimeSeriesReader(Reader):
@@ -611,6 +612,11 @@ class TimeSeriesReader(Reader):
                     unstated += alias is None
                     dates = None if alias is None else frequency_dates(start, alias, len(item.values), str(path))
                 found[item.label] = dates
+            undated = next((item.undated for item in series if item.undated), None)
+            if undated:
+                logger.warning("%s: its steps are not dated: %s, which is no ISO date (2024-01-31, 2024-01-31 06:00:00, "
+                               "no zone) nor pandas Period of a month or quarter (2024-01, 2024Q1): modrwkv forecast "
+                               "writes no timestamp", path, undated)
             if unstated:
                 logger.warning("%s: %d series have a start but no frequency (the file states none: a 'freq' field, "
                                "or GluonTS' metadata.json beside a JSON Lines file): left undated; give their pandas "
@@ -762,13 +768,17 @@ class TimeSeriesReader(Reader):
             if self.columns is None:
                 _warn_unread_text(path, header, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
-        dates = _row_dates(rows, _date_columns(header, rows))
+        dated = _date_columns(header, rows)
+        dates = _row_dates(rows, dated)
         if dates is not None:
             _warn_date_steps(path, [(", ".join(names), dates, lines)])
+        undated = _undated_note(header, rows, lines, dated) if dates is None else None
         if self.multivariate:
-            return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}", dates=dates)]
+            return [_Series(str(path), list(names), table, lambda s: f"{path}:{lines[s]}", dates=dates,
+                            undated=undated)]
         return [
-            _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name), dates=dates)
+            _Series(name, [name], table[:, j], functools.partial(_csv_source, path, lines, name), dates=dates,
+                    undated=undated)
             for j, name in enumerate(names)
         ]
 
@@ -874,6 +884,7 @@ class TimeSeriesReader(Reader):
         order = _time_order(header, rows)
         dated = _date_columns(header, rows)
         dates = _row_dates(rows, dated)
+        undated = _undated_note(header, rows, lines, dated) if dates is None else None
         series = []
         skipping: list[tuple[str, RowDates, list[str]]] = []
         for key, members in groups.items():
@@ -898,11 +909,11 @@ class TimeSeriesReader(Reader):
                 skipping.append((group, own, where))
             if self.multivariate:
                 series.append(_Series(group, names, values, functools.partial(_lines_source, path, where),
-                                      in_rows=True, ids=labels, dates=own))
+                                      in_rows=True, ids=labels, dates=own, undated=undated))
             else:
                 series.extend(_Series(f"{group} {name}", [name], values[:, j],
                                       functools.partial(_csv_source, path, where, name), in_rows=True, ids=labels,
-                                      dates=own)
+                                      dates=own, undated=undated)
                               for j, name in enumerate(names))
         _warn_date_steps(path, skipping)
         logger.info("%s: %d series told apart by %s", path, len(groups), ", ".join(ids))
@@ -1158,6 +1169,17 @@ def _row_dates(rows: list[list[str]], dated: list[int]) -> RowDates | None:
         if dates is not None:
             return dates
     return None
+
+
+def _undated_note(header: list[str], rows: list[list[str]], lines: list[str], dated: list[int]) -> str | None:
+    """Why the date columns `dated` (`_date_columns`) date no row (`_row_dates` found none): the first's first cell
+    that is no date as `seriesdates.parse_date_cells` reads one, and its row; None without date columns."""
+    if not dated or not rows:
+        return None
+    index = dated[0]
+    cells = [row[index].strip() for row in rows]
+    first = next((k for k, cell in enumerate(cells) if parse_date_cells([cell]) is None), 0)
+    return f"the date column {header[index].strip()!r} holds {cells[first]!r} ({_place(lines[first])})"
 
 
 def _repeated_date(rows: list[list[str]], members: Sequence[int], dated: list[int]) -> tuple[int, int] | None:
