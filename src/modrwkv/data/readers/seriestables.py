@@ -115,7 +115,8 @@ def workbook_refusal(path: Path) -> str | None:
 def nested_columns_note(path: Path) -> str | None:
     """Why the Parquet / Arrow table `path`, whose rows are no records, is no table of series either: the columns it
     holds that are no scalar (lists, structs, bytes), which a table of series holds none of; None for another file, one
-    that does not open, one without such columns and one with a record's field (a misspelt record's, not a series)."""
+    that does not open, one without such columns and one with a record's field or media (a misspelt record's, or a hub
+    table of media rows, not a series)."""
     if not is_table_file(path):
         return None
     try:
@@ -123,7 +124,7 @@ def nested_columns_note(path: Path) -> str | None:
             schema = handle.schema_arrow
     except DataError:
         return None
-    if any(name.lower() in _RECORD_FIELDS for name in schema.names):
+    if any(name.lower() in _RECORD_FIELDS for name in schema.names) or media_fields(path):
         return None
     nested = [f"{field.name!r} ({field.type})" for field in schema if not _scalar(field.type)]
     if not nested:
