@@ -288,3 +288,18 @@ def test_a_column_empty_in_every_row_is_said_not_dropped_unsaid(tmp_path, caplog
     with pytest.raises(DataError, match=re.escape("no numeric column among ['date', 'passengers'] ('passengers': "
                                                   "empty in every row)")):
         TimeSeriesReader(tmp_path / "none.csv", lookback=4, horizon=2)._load_file(tmp_path / "none.csv")
+
+
+def test_init_shows_a_readers_warning_about_the_whole_file_once_and_lists_skipped_windows_once(tmp_path, capsys,
+                                                                                               caplog):
+    """init quiets the per-window skips it lists itself, not a reader's warning about the file (it used to quiet both:
+    a column empty in every row went unsaid until training)."""
+    lines = ["date,passengers,empty"] + [f"1949-{m:02d}-01,{'' if m == 5 else 100 + m}," for m in range(1, 13)]
+    (tmp_path / "one.csv").write_text("\n".join(lines) + "\n")
+    with caplog.at_level("INFO"):
+        assert main(["init", "--data", str(tmp_path / "one.csv"), "--output", str(tmp_path / "one.yaml"), "--yes",
+                     "--lookback", "3", "--horizon", "1"]) == 0
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warned.count(f"{tmp_path / 'one.csv'}: column 'empty' is empty in every row (12 rows): no series") == 1
+    assert not [message for message in warned if "skipping" in message]
+    assert capsys.readouterr().out.count(f"skipped {tmp_path / 'one.csv'}:") == 1  # the window whose target is a gap

@@ -652,8 +652,10 @@ def _run_init(args: argparse.Namespace) -> int:
                           id_columns=args.id_columns, split=args.split, where=_where_option(args.where))
     _apply_image_limit(args)
     readers_log = logging.getLogger("modrwkv.data.readers")
-    level = readers_log.level
-    readers_log.setLevel(logging.ERROR)  # the skipped records are listed below, once
+    # the skipped records are listed below, once; a reader module's warnings about a whole file (a series column
+    # empty in every row, dates that skip steps) are logged by its own logger, a child of this one, and still shown
+    listed = _BelowError()
+    readers_log.addFilter(listed)
     try:
         summary = summarize_data(answers)  # its InitError is a ValueError, which main reports as one line
     except InitError as exc:  # the line names the first record it skipped; several are listed above it
@@ -661,7 +663,7 @@ def _run_init(args: argparse.Namespace) -> int:
             _list_skipped(exc.problems, exc.num_skipped, sys.stderr)
         raise
     finally:
-        readers_log.setLevel(level)
+        readers_log.removeFilter(listed)
     detected = ", ".join(sorted(summary.modalities)) or "none"
     if summary.series_columns:  # which columns became series, so a column left out is seen now
         several = len(summary.long_format) > 1  # (each long-format file's groups, named when there are several)
@@ -697,6 +699,13 @@ def _run_init(args: argparse.Namespace) -> int:
           f"evaluate:  modrwkv eval --task custom --model {final} {_eval_data_hint(config)}\n"
           f"chat:      modrwkv chat --model {final}")
     return 0
+
+
+class _BelowError(logging.Filter):
+    """Drops the records below ERROR that a logger's own calls make (a filter on a logger does not see its children's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
 
 
 def _eval_data_hint(config: dict[str, Any]) -> str:
