@@ -600,9 +600,11 @@ def _add_init(subparsers: argparse._SubParsersAction) -> None:
                    help="tiny: a fresh small model trained on your data alone (CPU, minutes); 0.1b-2.9b: an official "
                    "RWKV-7 World checkpoint + a pretrained encoder (default: tiny on cpu, 0.4b on gpu)")
     p.add_argument("--lm-checkpoint", help="path of the RWKV-7 checkpoint for the pretrained sizes")
-    p.add_argument("--lookback", type=_at_least(1), help="series: steps the model reads (default 96; less for short series: "
+    p.add_argument("--lookback", type=_at_least(1),
+                   help="series: steps the model reads (default 96; less for short series: "
                    "half of what their median training rows leave beside the horizon)")
-    p.add_argument("--horizon", type=_at_least(1), help="series: steps it forecasts (default: a .tsf file's @horizon, else 24, or "
+    p.add_argument("--horizon", type=_at_least(1),
+                   help="series: steps it forecasts (default: a .tsf file's @horizon, else 24, or "
                    "fewer for short series: as many as the median series' val rows)")
     p.add_argument("--holdout", choices=SERIES_HOLDOUTS,
                    help="series: the rows held out of training: ratio, the last 30%% of each series (val 10%%, test "
@@ -702,7 +704,7 @@ def _run_init(args: argparse.Namespace) -> int:
 
 
 class _BelowError(logging.Filter):
-    """Drops the records below ERROR that a logger's own calls make (a filter on a logger does not see its children's)."""
+    """Drops the records below ERROR that a logger's own calls make (a logger's filter does not see its children's)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.ERROR
@@ -1243,9 +1245,11 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="samples decoded together (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="reply budget (default: per task)")
     p.add_argument("--output", help="run folder (default: runs/eval/TASK-SPLIT)")
-    p.add_argument("--lookback", type=_at_least(1), help="forecasting tasks: steps the model reads (default 720; custom-series: "
+    p.add_argument("--lookback", type=_at_least(1),
+                   help="forecasting tasks: steps the model reads (default 720; custom-series: "
                    "the look-back the model folder was trained on, else 96)")
-    p.add_argument("--horizon", type=_at_least(1), help="forecasting tasks: steps to forecast (default 96; custom-series: the "
+    p.add_argument("--horizon", type=_at_least(1),
+                   help="forecasting tasks: steps to forecast (default 96; custom-series: the "
                    "horizon the model folder was trained for, else a .tsf file's @horizon, else 24)")
     p.add_argument("--holdout", choices=SERIES_HOLDOUTS,
                    help="custom-series: ratio, every window of each series' last 20%% (the long-horizon protocol, "

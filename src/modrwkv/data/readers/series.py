@@ -614,9 +614,9 @@ class TimeSeriesReader(Reader):
                 found[item.label] = dates
             undated = next((item.undated for item in series if item.undated), None)
             if undated:
-                logger.warning("%s: its steps are not dated: %s, which is no ISO date (2024-01-31, 2024-01-31 06:00:00, "
-                               "no zone) nor pandas Period of a month or quarter (2024-01, 2024Q1): modrwkv forecast "
-                               "writes no timestamp", path, undated)
+                logger.warning("%s: its steps are not dated: %s, which is no ISO date (2024-01-31, 2024-01-31 "
+                               "06:00:00, no zone) nor pandas Period of a month or quarter (2024-01, 2024Q1): modrwkv "
+                               "forecast writes no timestamp", path, undated)
             if unstated:
                 logger.warning("%s: %d series have a start but no frequency (the file states none: a 'freq' field, "
                                "or GluonTS' metadata.json beside a JSON Lines file): left undated; give their pandas "

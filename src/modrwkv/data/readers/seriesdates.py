@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 CHECKED_INTERVALS = 10  # the last intervals of a series that must agree for its future to be dated
-_FEW_GAPS = 0.05  # the share of a series' intervals that may skip steps for it to count as missing rows (`skipped_steps`)
+_FEW_GAPS = 0.05  # the share of a series' intervals that may skip steps, for them to be missing rows (`skipped_steps`)
 # An ISO 8601 date, with a time (to the second) or without, and no zone: what a date column's cells are parsed as
 # (as numpy's datetime64 reads them); cells of any other form leave the column undated.
 _ISO_CELL = re.compile(r"\d{4}-\d{2}-\d{2}(?P<time>[ T]\d{2}:\d{2}(?::\d{2})?)?")
