@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import pickle
@@ -317,6 +318,31 @@ def test_an_empty_media_path_is_named_as_such(media: Path, tmp_path: Path) -> No
     path = write_jsonl(tmp_path / "d.jsonl", [{"image": "", "conversations": conv(("human", "q"), ("gpt", "a"))}])
     with pytest.raises(DataError, match=f'^{path}:1: empty media path ""$'):
         list(LlavaReader(path, image_folder=media, on_error="raise"))
+
+
+def test_a_web_address_is_refused_as_one_not_as_a_missing_file(media: Path, tmp_path: Path) -> None:
+    """Read as a path, "http://x.org/a.png" became the file 'http:/x.org/a.png' "not found"; nothing is fetched."""
+    records = [{"image": url, "question": "q", "answer": "a"}
+               for url in ("http://x.org/a.png", "https://user:pw@x.org/b.jpg?sig=1", "s3://bucket/c.png")]
+    path = write_jsonl(tmp_path / "d.jsonl", [*records, {"image": "red.png", "question": "q", "answer": "a"}])
+    reader = QAReader(path, media_folder=media)
+    assert [s.images for s in reader] == [[str(media / "red.png")]]
+    assert reader.report.skipped == {"remote_url": 3}
+    assert [e.detail for e in reader.report.examples] == [
+        f"{shown} is a web address, and media are read from local files (nothing is downloaded): download it and "
+        "give its local path" for shown in ("http://x.org/a.png", "https://x.org/b.jpg?sig=1", "s3://bucket/c.png")]
+
+
+def test_an_image_that_does_not_decode_is_named(media: Path, tmp_path: Path) -> None:
+    """Of a record's two images, the message says which one does not decode (a JPEG cut short, here)."""
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (0, 128, 255)).save(jpeg, "JPEG")
+    (media / "cut.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    record = {"images": ["red.png", "cut.jpg"], "question": "q", "answer": "a"}
+    path = write_jsonl(tmp_path / "d.jsonl", [record])
+    with pytest.raises(DataError) as info:
+        list(QAReader(path, media_folder=media, verify_media=True, on_error="raise"))
+    assert str(info.value) == f"{path}:1: image '{media / 'cut.jpg'}' does not decode: Truncated File Read"
 
 
 def test_media_paths_written_on_windows_resolve(media: Path, tmp_path: Path) -> None:

@@ -1721,11 +1721,20 @@ def is_pil_image(value: Any) -> bool:
     return module is not None and isinstance(value, module.Image)
 
 
+# A web address (https://..., s3://...): a scheme of two or more letters (one is a Windows drive) and "://".
+_WEB_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
 def resolve_local(path: str, folder: Path | None, source: str) -> str:
     """Absolute path of a media file relative to `folder`; a missing file is a bad record (checked
     here because a stat is cheap, whereas finding out in a dataloader worker hours later is not)."""
     if not path.strip():
         raise DataError(source, "missing_media", "empty media path \"\"")
+    if _WEB_ADDRESS.match(path):  # (as a path, its "//" would collapse into a file "not found")
+        from .openai_chat import redact_url
+
+        raise DataError(source, "remote_url", f"{redact_url(path)} is a web address, and media are read from local "
+                        "files (nothing is downloaded): download it and give its local path")
     resolved = Path(path).expanduser()
     if not resolved.is_absolute() and folder is not None:
         resolved = folder / resolved
@@ -1797,7 +1806,10 @@ def _verify_image(item: str | bytes, source: str) -> None:
         with open_image(item if isinstance(item, str) else io.BytesIO(item), describe(item)) as image:
             image.load()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:  # ImageTooLarge is a ValueError
-        raise DataError(source, "unreadable_media", f"image does not decode: {decoder_message(err, 'the image')}") from None
+        # a file is named (which of a record's images), unless the record is that file (a class folder's image)
+        named = f" {describe(item)}" if isinstance(item, str) and not source.startswith(item) else ""
+        raise DataError(source, "unreadable_media",
+                        f"image{named} does not decode: {decoder_message(err, 'the image')}") from None
 
 
 def _verify_audio(item: str | bytes, source: str) -> None:
