@@ -792,6 +792,21 @@ def test_init_suggests_the_held_out_file_beside_the_training_file(tmp_path, caps
     assert evaluate_line("b.yaml").endswith(f"--data {tmp_path / 'test.jsonl'}")
 
 
+def test_init_suggests_the_held_out_file_named_as_the_training_file_before_another_data_sets(tmp_path, capsys):
+    """Digit pairs written beside single digits (pairs_train.json, pairs_test.json, train.jsonl, test.jsonl):
+    the pairs model is evaluated on pairs_test.json, not on the single digits' test.jsonl."""
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "a.png")
+    single = {"image": "a.png", "question": "Colour?", "answer": "red"}
+    pair = {"images": ["a.png", "a.png"], "question": "Colours?", "answer": "red, red"}
+    for name, record in [("train.jsonl", single), ("test.jsonl", single),
+                         ("pairs_train.json", pair), ("pairs_test.json", pair)]:
+        (tmp_path / name).write_text(json.dumps(record) + "\n")
+    assert main(["init", "--data", str(tmp_path / "pairs_train.json"), "--yes", "--output",
+                 str(tmp_path / "pairs.yaml")]) == 0
+    evaluate = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate:"))
+    assert evaluate.endswith(f"--data {tmp_path / 'pairs_test.json'}")
+
+
 def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, monkeypatch, capsys):
     """`init --val FILE`: validation about once an epoch by the score `modrwkv eval --task custom` gives the
     file (accuracy for short answers, WER or CIDEr for records that say so), final/ the best validation's weights;

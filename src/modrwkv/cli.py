@@ -763,14 +763,18 @@ def _held_out_beside(train: Path, exclude: Sequence[str] = ()) -> Path | None:
     folder = train.is_dir()
     if not train.name:  # `.`: no folder beside it
         return None
-    names = [name + suffix for name in HELD_OUT_NAMES
+    plain = [name + suffix for name in HELD_OUT_NAMES
              for suffix in (("",) if folder else dict.fromkeys((train.suffix, ".jsonl", ".json")))]
+    mirrored = []
     if "train" in train.name:
         for name in (*HELD_OUT_NAMES, "t10k"):
             renamed = train.name.replace("train", name)
-            names += [renamed, re.sub(r"-\d+$", "", renamed)]
+            mirrored += [renamed, re.sub(r"-\d+$", "", renamed)]
     if train.name.startswith("data_batch_"):
-        names.append("test_batch")
+        mirrored.append("test_batch")
+    # a name mirroring the training file's comes first: pairs_test.json, not test.json, for pairs_train.json
+    # (beside train.jsonl, the plain names keep their order: test.json before val.jsonl)
+    names = plain + mirrored if Path(train.name).stem == "train" else mirrored + plain
     for name in dict.fromkeys(names):
         candidate = train.with_name(name)
         if (candidate != train and (candidate.is_dir() if folder else candidate.is_file())
