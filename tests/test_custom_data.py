@@ -125,6 +125,22 @@ def test_bad_qa_records_name_the_line_and_field(tmp_path):
         qa_to_sample({**counts, "answer": 4})
 
 
+def test_whole_number_labels_pandas_stored_as_floats_are_answered_as_the_integers(tmp_path):
+    """One missing label makes pandas store a column of class numbers as floats (7 -> 7.0); the model was taught
+    "7.0" for the class 7, and scored 0 against a test file whose column had no gap ("7")."""
+    import pandas
+
+    Image.new("L", (8, 8), 128).save(tmp_path / "a.png")
+    table = pandas.DataFrame({"image": ["a.png"] * 4, "question": ["Which digit?"] * 4, "answer": [7, None, 0, 2.5]})
+    assert table["answer"].dtype == np.float64
+    table.to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    table.to_parquet(tmp_path / "train.parquet")
+    for name in ("train.jsonl", "train.parquet"):
+        assert [s.messages[1].content for s in QAReader(tmp_path / name)] == ["7", "0", "2.5"]
+    index = {"image": "a.png", "question": "Which?", "choices": ["3", "7"], "answer": 1.0}  # the option's index
+    assert qa_to_sample(index, media_folder=tmp_path).messages[1].content == "B"
+
+
 def test_empty_null_and_nan_answers_are_bad_records_naming_line_and_field(tmp_path):
     """A table with empty answer cells, exported by pandas, gives null (to_json) or NaN (json.dumps
     of to_dict); as text they were "None" / "nan", and "" taught the model to say nothing."""

@@ -223,10 +223,13 @@ def _check_media_field_names(record: dict[str, Any], source: str) -> None:
 
 
 def _check_answer(value: Any, field: str, source: str) -> str | int | float:
-    """One answer: text or a number, and not empty, null or NaN (`turn_text`)."""
+    """One answer: text or a number (a whole one as an integer), and not empty, null or NaN (`turn_text`)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
         if math.isinf(value):
             raise DataError(source, "wrong_type", f"{field} is {value}, not an answer")
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            # pandas stores an integer column with a gap as floats: the label 7.0 is the class 7, answered "7"
+            return int(value)
         return value
     return turn_text(value, field, source, answer=True)
 
