@@ -250,6 +250,29 @@ def test_bad_qa_series_files_and_gaps_are_named_not_a_traceback(tmp_path):
         "the series has a missing or non-finite value (null, NaN or infinity) at [1]: write a number there"]
 
 
+def test_an_image_that_does_not_decode_is_named_with_its_sample_not_its_whole_batch(tmp_path, weights):
+    """A JPEG cut short among a batch's images stopped eval with "custom samples 1, 2, 3: cannot decode image
+    'cut.jpg'", as if three samples were wrong; the sample holding it is named."""
+    from modrwkv.encoders.media import load_image
+
+    class DecodingPipeline(ScriptedPipeline):  # decodes each request's images first, as the model's pipeline does
+        def generate_batch(self, requests):
+            for request in requests:
+                for image in request.images or ():
+                    load_image(image)
+            return super().generate_batch(requests)
+
+    records = [{"id": name, "image": f"{name}.png", "question": f"q{name}", "answer": "red"} for name in "abc"]
+    data = write_records(tmp_path / "data", records)
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(jpeg, "JPEG")
+    (tmp_path / "data" / "b.png").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    pipeline = DecodingPipeline({"q": "red"})
+    with pytest.raises(ValueError) as info:
+        run_eval(CustomTask(), data, tmp_path / "out", model=weights, load_pipeline=lambda: pipeline, batch_size=3)
+    assert str(info.value) == f"custom sample b: cannot decode image '{tmp_path / 'data' / 'b.png'}': Truncated File Read"
+
+
 # --- the custom task's metrics ----------------------------------------------------------------
 
 

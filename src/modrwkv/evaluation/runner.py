@@ -364,8 +364,15 @@ def answer_batch(task: Task, pipeline: ModRWKVPipeline, batch: Sequence[EvalSamp
     try:
         answers = task.generate(pipeline, batch, max_new_tokens)
     except ValueError as exc:
-        which = f"sample{'s' if len(batch) > 1 else ''} {', '.join(s.id for s in batch)}"
-        raise ValueError(f"{task.name} {which}: {exc}") from exc
+        failed, error = batch, exc
+        for sample in batch if len(batch) > 1 else ():  # which of them (one image that does not decode): each alone
+            try:
+                task.generate(pipeline, [sample], max_new_tokens)
+            except ValueError as alone:
+                failed, error = [sample], alone
+                break
+        which = f"sample{'s' if len(failed) > 1 else ''} {', '.join(s.id for s in failed)}"
+        raise ValueError(f"{task.name} {which}: {error}") from error
     records = []
     for sample, answer in zip(batch, answers, strict=True):
         # a "prompt" in the answer (what a forecaster was asked) replaces the sample's; the record shows the
