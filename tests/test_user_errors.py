@@ -444,6 +444,7 @@ def test_chat_survives_bad_turns_and_answers_as_if_they_never_happened(image_mod
         f"/image {tmp_path / 'text.png'}", "What is this?",
         f"/image {tmp_path / 'empty.png'}", "And this?",
         f"/image {tmp_path / 'folder'}",
+        "/image https://example.com/cat.png",
         f"/audio {tmp_path / 'cat.png'}",
         "boom",
         f"/image {tmp_path / 'cat.png'}", f"/image {tmp_path / 'cat.png'}", "Two of them?",
@@ -464,6 +465,8 @@ def test_chat_survives_bad_turns_and_answers_as_if_they_never_happened(image_mod
     assert f"error: cannot decode image '{tmp_path / 'text.png'}': not a recognised image format" in err
     assert err.count(discarded) == 2
     assert f"error: {tmp_path / 'folder'} is a folder, not a file" in err
+    assert ("error: https://example.com/cat.png is a web address, and chat reads local files (nothing is downloaded): "
+            "download it and give its path") in err  # was "no such file: https://example.com/cat.png"
     assert "error: this model has no audio encoder (it accepts ['image'])" in err
     assert ("error: this turn failed (RuntimeError: out of memory); it is discarded, the conversation is "
             "unchanged") in err

@@ -996,6 +996,11 @@ def _attach(pipeline: ModRWKVPipeline, pending: dict[str, list[str]], modality: 
         raise CLIError(f"this model has no {encoder} encoder{reads} "
                        f"(it accepts {sorted(pipeline.model.encoders) or 'text only'})")
     if not Path(path).is_file():
+        from modrwkv.data.readers.base import WEB_ADDRESS
+
+        if WEB_ADDRESS.match(path):
+            raise CLIError(f"{path} is a web address, and chat reads local files (nothing is downloaded): download it "
+                           "and give its path")
         raise CLIError(f"{path} is a folder, not a file" if Path(path).is_dir() else f"no such file: {path}")
     pending[modality].append(path)
 

@@ -1722,7 +1722,7 @@ def is_pil_image(value: Any) -> bool:
 
 
 # A web address (https://..., s3://...): a scheme of two or more letters (one is a Windows drive) and "://".
-_WEB_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+WEB_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 def resolve_local(path: str, folder: Path | None, source: str) -> str:
@@ -1730,7 +1730,7 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
     here because a stat is cheap, whereas finding out in a dataloader worker hours later is not)."""
     if not path.strip():
         raise DataError(source, "missing_media", "empty media path \"\"")
-    if _WEB_ADDRESS.match(path):  # (as a path, its "//" would collapse into a file "not found")
+    if WEB_ADDRESS.match(path):  # (as a path, its "//" would collapse into a file "not found")
         from .openai_chat import redact_url
 
         raise DataError(source, "remote_url", f"{redact_url(path)} is a web address, and media are read from local "

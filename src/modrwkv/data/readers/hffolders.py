@@ -74,8 +74,9 @@ from typing import Any
 
 from ...textfiles import TextFileError, data_suffix, decode_text, open_data
 from .asr import TEXT_KEYS
-from .base import (METADATA_NAMES, DataError, data_file_text, first_file, header_delimiter, is_metadata_file,
-                   is_table_file, json_records, media_column, media_kind, subfolders, table_records, where_rows)
+from .base import (METADATA_NAMES, WEB_ADDRESS, DataError, data_file_text, first_file, header_delimiter,
+                   is_metadata_file, is_table_file, json_records, media_column, media_kind, subfolders, table_records,
+                   where_rows)
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names, where_class_numbers
@@ -325,10 +326,6 @@ class MediaTable:
     extension: str = ""  # what the media column's cells are written without (".png"), "" where they carry it
 
 
-# A web address (https://..., s3://...) where a table names its media: LAION's and CC3M's url,caption files.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
 def media_table(path: Path) -> MediaTable | None:
     """The layout of `path` when it is a table of media rows: a .csv, .tsv or .txt file (not a metadata file, not
     JSON) with a header row of two or more columns, one of which names a media file (`media_kind`) in each of its
@@ -402,7 +399,7 @@ def media_table_records(path: Path, caption_prompt: str | None = None, media_fol
     table = media_table(path)
     if table is None:  # (changed since it was told to be one)
         raise DataError(str(path), "unreadable_file", "no column naming media files in its first rows")
-    if _URL.match(table.example):
+    if WEB_ADDRESS.match(table.example):  # where a table names its media: LAION's and CC3M's url,caption files
         raise DataError(str(path), "unreadable_file", f"its column {table.media!r} holds web addresses "
                         f"({table.example}), and training reads local files (nothing is downloaded while it runs): "
                         "download them first, e.g. with img2dataset (--input_format csv --url_col "
