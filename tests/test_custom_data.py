@@ -886,6 +886,11 @@ def test_init_val_validates_by_what_eval_scores_and_keeps_the_best(tmp_path, mon
                  "--output", "cider.yaml"]) == 0
     assert config_from_dict(yaml.safe_load(Path("cider.yaml").read_text())).train.val_metric == "cider"
     capsys.readouterr()
+    write_records(folder, [{**record, "id": "same"} for record in records[:6]], "val_same_ids.jsonl")
+    assert main(["init", "--data", "data/train.jsonl", "--val", "data/val_same_ids.jsonl", "--yes", "--output",
+                 "same.yaml"]) == 2  # (the config it wrote was refused by `modrwkv train` before its first step)
+    assert capsys.readouterr().err.strip().endswith("--val: data/val_same_ids.jsonl: duplicate sample ids in the "
+                                                    "custom all split (the first: 'same', given to 6 samples)")
     assert main(["init", "--data", "data/train.jsonl", "--val", "data/missing.jsonl", "--yes", "--output", "x.yaml"]) == 2
     assert capsys.readouterr().err.strip().endswith("--val: data/missing.jsonl: no such file")
     Path("series.csv").write_text("value\n" + "".join(f"{i % 7}\n" for i in range(400)))

@@ -666,7 +666,9 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     """The `train.val_metric` for the `--val` file: what `modrwkv eval --task custom` scores it by (exact
     match, VQA accuracy or the choice taken: accuracy; transcripts: wer or cer; numbers: mse; captions:
     cider). Training reads it with the reader of `data_format`, the training file's: a file of another format
-    is refused here rather than by `modrwkv train`, which would skip every record."""
+    is refused here rather than by `modrwkv train`, which would skip every record, and so is a file whose
+    records share an id, which `modrwkv train` refuses before its first step."""
+    from ..evaluation.runner import check_sample_ids
     from ..evaluation.tasks.base import BenchmarkFileError
     from ..evaluation.tasks.custom import CustomTask
 
@@ -675,12 +677,16 @@ def validation_metric(answers: InitAnswers, data_format: str) -> str:
     task = CustomTask(media_folder=answers.media_folder, data_format=data_format,
                       reader_options=reader_options(answers))
     try:
-        task.load(val, "all")
+        samples = task.load(val, "all")
     except BenchmarkFileError as exc:
         try:  # a val file every record of which the reader refused as another format's names both files
             common_format([(data_label(answers.data), data_format), *task.formats.items()])
         except MixedFormats as mixed:
             raise InitError(f"--val: {mixed}") from None
+        raise InitError(f"--val: {exc}") from None
+    try:  # validation tells the replies apart by id, as eval does, and refuses ids two records share
+        check_sample_ids(samples, str(val), task.name, "all")
+    except ValueError as exc:
         raise InitError(f"--val: {exc}") from None
     return task.headline
 
