@@ -353,6 +353,18 @@ def test_media_paths_written_on_windows_resolve(media: Path, tmp_path: Path) -> 
     assert [s.images for s in LlavaReader(path, image_folder=media, on_error="raise")] == [[str(media / "sub" / "x.png")]]
 
 
+def test_an_absolute_windows_path_is_named_as_one(media: Path, tmp_path: Path) -> None:
+    """C:\\Users\\me\\red.png, read here as a relative path, was 'media file not found: <folder>/C:/Users/me/red.png'."""
+    record = {"image": "C:\\Users\\me\\red.png", "conversations": conv(("human", "<image>q"), ("gpt", "a"))}
+    path = write_jsonl(tmp_path / "d.jsonl", [record])
+    with pytest.raises(DataError) as info:
+        list(LlavaReader(path, image_folder=media, on_error="raise"))
+    assert (info.value.reason, info.value.detail) == ("missing_media", (
+        "media file not found: C:\\Users\\me\\red.png is an absolute Windows path (drive C:), which names no file on "
+        "this machine: write the media paths relative to a folder (the data file's, or the one data.media_folder / "
+        "--media-folder names)"))
+
+
 def test_missing_file_and_broken_json_array_raise_even_when_skipping(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot open") as info:
         list(LlavaReader(tmp_path / "absent.json"))

@@ -1723,6 +1723,8 @@ def is_pil_image(value: Any) -> bool:
 
 # A web address (https://..., s3://...): a scheme of two or more letters (one is a Windows drive) and "://".
 WEB_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+# A path written on Windows from a drive's root: C:\data\0001.png, D:/images/a.jpg
+_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
 
 def resolve_local(path: str, folder: Path | None, source: str) -> str:
@@ -1741,6 +1743,10 @@ def resolve_local(path: str, folder: Path | None, source: str) -> str:
     if not resolved.exists() and "\\" in path and os.sep == "/":  # written on Windows: images\0007.png
         windows = Path(path.replace("\\", "/"))
         resolved = windows if windows.is_absolute() or folder is None else folder / windows
+    if not resolved.is_file() and _WINDOWS_DRIVE.match(path) and os.sep == "/":  # (read as a relative path here)
+        raise DataError(source, "missing_media", f"media file not found: {path} is an absolute Windows path (drive "
+                        f"{path[:2]}), which names no file on this machine: write the media paths relative to a folder "
+                        "(the data file's, or the one data.media_folder / --media-folder names)")
     if not resolved.is_file():
         raise DataError(source, "missing_media", f"{resolved} is a folder, not a media file" if resolved.is_dir()
                         else f"media file not found: {resolved}")
