@@ -270,7 +270,8 @@ def test_an_image_that_does_not_decode_is_named_with_its_sample_not_its_whole_ba
     pipeline = DecodingPipeline({"q": "red"})
     with pytest.raises(ValueError) as info:
         run_eval(CustomTask(), data, tmp_path / "out", model=weights, load_pipeline=lambda: pipeline, batch_size=3)
-    assert str(info.value) == f"custom sample b: cannot decode image '{tmp_path / 'data' / 'b.png'}': Truncated File Read"
+    cut = tmp_path / "data" / "b.png"
+    assert str(info.value) == f"custom sample b: cannot decode image '{cut}': Truncated File Read"
 
 
 # --- the custom task's metrics ----------------------------------------------------------------

@@ -354,7 +354,8 @@ def test_media_paths_written_on_windows_resolve(media: Path, tmp_path: Path) -> 
 
 
 def test_an_absolute_windows_path_is_named_as_one(media: Path, tmp_path: Path) -> None:
-    """C:\\Users\\me\\red.png, read here as a relative path, was 'media file not found: <folder>/C:/Users/me/red.png'."""
+    """C:\\Users\\me\\red.png, read here as a relative path, was 'media file not found:
+    <folder>/C:/Users/me/red.png'."""
     record = {"image": "C:\\Users\\me\\red.png", "conversations": conv(("human", "<image>q"), ("gpt", "a"))}
     path = write_jsonl(tmp_path / "d.jsonl", [record])
     with pytest.raises(DataError) as info:
