@@ -205,6 +205,19 @@ def test_bad_layouts_are_one_line_naming_the_folder(tmp_path, capsys):
         list(build_reader(DataConfig(format="qa", train=[str(mixed)])))
 
 
+def test_an_image_of_a_class_folder_that_does_not_decode_is_named_once(tmp_path, monkeypatch, capsys):
+    """The file is the record: 'skipped digits/7/cut.png: image does not decode', not the file again by its
+    absolute path ('image '/.../digits/7/cut.png' does not decode'), given relative as --data is."""
+    monkeypatch.chdir(tmp_path)
+    png(Path("digits/7/a.png"), 1)
+    png(Path("digits/1/b.png"), 2)
+    Path("digits/7/cut.png").write_bytes(Path("digits/7/a.png").read_bytes()[:40])
+    assert main(["init", "--data", "digits", "--yes", "--device", "cpu", "--output", "x.yaml"]) == 0
+    skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  skipped")]
+    assert skipped == ["  skipped digits/7/cut.png: image does not decode: not a recognised image format (PNG, JPEG, "
+                       "WebP, GIF, BMP, TIFF, ...)"]
+
+
 def test_stray_files_empty_and_single_classes_and_bad_media_are_named(tmp_path, capsys, caplog):
     root = tmp_path / "train"
     png(root / "cat" / "a.png", 1)

@@ -1813,7 +1813,7 @@ def _verify_image(item: str | bytes, source: str) -> None:
             image.load()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:  # ImageTooLarge is a ValueError
         # a file is named (which of a record's images), unless the record is that file (a class folder's image)
-        named = f" {describe(item)}" if isinstance(item, str) and not source.startswith(item) else ""
+        named = f" {describe(item)}" if isinstance(item, str) and os.path.abspath(source) != os.path.abspath(item) else ""
         raise DataError(source, "unreadable_media",
                         f"image{named} does not decode: {decoder_message(err, 'the image')}") from None
 
