@@ -277,3 +277,37 @@ def test_a_repeated_date_is_warned_of_but_a_clocks_repeated_hour_is_not(tmp_path
     with caplog.at_level(logging.WARNING):
         TimeSeriesReader(tmp_path / "clock.csv", lookback=2, horizon=1)._load_file(tmp_path / "clock.csv")
     assert caplog.records == []
+
+
+def test_year_columns_of_real_files_date_the_forecast_in_periods(tmp_path, capsys):
+    """statsmodels' real files number their steps rather than date them: sunspots and nile by a YEAR / year column
+    (1700.0 ... 2008.0 as pandas writes floats), macrodata by year and quarter columns. The forecast continues them
+    as pandas' Periods continue the last row's (`pd.Period(year=..., quarter=...) + h`)."""
+    import statsmodels.api as sm
+
+    model = save_forecaster(tmp_path / "model")
+    sunspots = sm.datasets.sunspots.load_pandas().data
+    nile = sm.datasets.nile.load_pandas().data
+    macro = sm.datasets.macrodata.load_pandas().data[["year", "quarter", "realgdp", "cpi"]]
+    assert sunspots["YEAR"].dtype == float  # (written 1700.0)
+    for name, frame, last, columns in (
+            ("sunspots", sunspots, pd.Period(year=int(sunspots["YEAR"].iloc[-1]), freq="Y"), ["SUNACTIVITY"]),
+            ("nile", nile, pd.Period(year=int(nile["year"].iloc[-1]), freq="Y"), ["volume"]),
+            ("macrodata", macro, pd.Period(year=int(macro["year"].iloc[-1]), quarter=int(macro["quarter"].iloc[-1]),
+                                           freq="Q"), ["realgdp", "cpi"])):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        status, out, err = forecast(capsys, model, tmp_path / f"{name}.csv", "--horizon", str(HORIZON))
+        assert status == 0, err
+        assert dated_rows(out)[1] == {column: [str(last + h) for h in range(1, HORIZON + 1)] for column in columns}
+
+
+def test_a_year_column_that_is_no_year_leaves_the_forecast_undated(tmp_path, capsys):
+    """A `year` column of a fraction (1700.5) or a `quarter` of 5 dates nothing: the forecast has no dates."""
+    model = save_forecaster(tmp_path / "model")
+    for name, frame in (("fraction", pd.DataFrame({"year": [1700.5 + k for k in range(30)], "value": range(30)})),
+                        ("quarter", pd.DataFrame({"year": [1959 + k // 5 for k in range(30)],
+                                                  "quarter": [k % 5 + 1 for k in range(30)], "value": range(30)}))):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        status, out, err = forecast(capsys, model, tmp_path / f"{name}.csv", "--horizon", str(HORIZON))
+        assert status == 0, err
+        assert "timestamp" not in out.splitlines()[0], name

@@ -769,7 +769,7 @@ class TimeSeriesReader(Reader):
                 _warn_unread_text(path, header, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
         dated = _date_columns(header, rows)
-        dates = _row_dates(rows, dated)
+        dates = _row_dates(header, rows, dated)
         if dates is not None:
             _warn_date_steps(path, [(", ".join(names), dates, lines)])
         undated = _undated_note(header, rows, lines, dated) if dates is None else None
@@ -883,7 +883,7 @@ class TimeSeriesReader(Reader):
             groups.setdefault(key, []).append(k)
         order = _time_order(header, rows)
         dated = _date_columns(header, rows)
-        dates = _row_dates(rows, dated)
+        dates = _row_dates(header, rows, dated)
         undated = _undated_note(header, rows, lines, dated) if dates is None else None
         series = []
         skipping: list[tuple[str, RowDates, list[str]]] = []
@@ -1160,15 +1160,46 @@ def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[fl
     return None
 
 
-def _row_dates(rows: list[list[str]], dated: list[int]) -> RowDates | None:
+def _row_dates(header: list[str], rows: list[list[str]], dated: list[int]) -> RowDates | None:
     """Each row's date: the first of the date columns `dated` (`_date_columns`) whose cells are all ISO dates
     (2016-07-01, or with a time, 2016-07-01 00:00:00) or pandas Periods of months or quarters (1950-01, 1965Q1;
-    `seriesdates.parse_date_cells`); None without one."""
+    `seriesdates.parse_date_cells`), else a year column's numbers (`_numbered_periods`); None without one."""
     for index in dated:
         dates = parse_date_cells([row[index].strip() for row in rows])
         if dates is not None:
             return dates
-    return None
+    return _numbered_periods(header, rows, dated)
+
+
+def _numbered_periods(header: list[str], rows: list[list[str]], dated: list[int]) -> RowDates | None:
+    """Each row's year as a whole number in a `year` column (statsmodels' sunspots and nile: YEAR 1700.0), with the
+    quarter (1-4) of a `quarter` column beside it (statsmodels' macrodata: year, quarter) or the month (1-12) of a
+    `month` column, as `RowDates` of pandas Periods of years, quarters or months (written 1700, 1959Q1, 1959-01);
+    None where the year column is missing or holds another number, or its quarter or month column does."""
+    columns = {header[i].strip().lower(): i for i in reversed(dated)}  # (the first column of a name)
+    years = _whole_numbers(rows, columns.get("year"), 1, 9999)
+    if years is None:
+        return None
+    months, period = 12 * years, "Y"
+    for name, last, period_name in (("quarter", 4, "Q"), ("month", 12, "M")):
+        if name in columns:
+            within = _whole_numbers(rows, columns[name], 1, last)
+            if within is None:
+                return None
+            months, period = months + (within - 1) * (12 // last), period_name
+            break
+    return RowDates((months - 12 * 1970).astype("datetime64[M]").astype("datetime64[s]"), False, period)
+
+
+def _whole_numbers(rows: list[list[str]], index: int | None, low: int, high: int) -> np.ndarray | None:
+    """Column `index`'s cells as integers (1700 or 1700.0), when every one is a whole number from `low` to `high`;
+    None otherwise (or without the column)."""
+    if index is None or not rows:
+        return None
+    values = np.array([_to_float(row[index]) if row[index].strip() else None for row in rows], dtype=float)
+    if np.isnan(values).any() or (values != np.round(values)).any() or (values < low).any() or (values > high).any():
+        return None
+    return values.astype(np.int64)
 
 
 def _undated_note(header: list[str], rows: list[list[str]], lines: list[str], dated: list[int]) -> str | None:

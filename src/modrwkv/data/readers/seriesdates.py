@@ -67,8 +67,9 @@ class Interval:
 @dataclasses.dataclass(frozen=True)
 class RowDates:
     """Each step's date (datetime64[s], one per row of the series), `timed` where the file writes times (a date
-    alone is written as a date); `period` "M" or "Q" where it writes each step as a pandas Period of a month or a
-    quarter (1950-01, 1965Q1: `to_csv` of a PeriodIndex), here its first day, and the steps after its last so too."""
+    alone is written as a date); `period` "M", "Q" or "Y" where it writes each step as a pandas Period of a month, a
+    quarter or a year (1950-01, 1965Q1: `to_csv` of a PeriodIndex; 1700: a year column's number), here its first day,
+    and the steps after its last so too."""
 
     dates: np.ndarray
     timed: bool
@@ -369,13 +370,13 @@ def _stepped(origin: np.datetime64, interval: Interval, ahead: np.ndarray) -> np
 
 def _written(dates: np.ndarray | None, timed: bool, period: str | None = None) -> list[str] | None:
     """Dates as the file writes them: YYYY-MM-DD HH:MM:SS where `timed`, else YYYY-MM-DD; a `period`'s as pandas writes
-    its Periods (YYYY-MM, YYYYQn)."""
+    its Periods (YYYY-MM, YYYYQn, YYYY)."""
     if dates is None:
         return None
     if period is not None:
         months = dates.astype("datetime64[M]").astype(np.int64)  # from January 1970
-        return [f"{1970 + m // 12}-{m % 12 + 1:02d}" if period == "M" else f"{1970 + m // 12}Q{m % 12 // 3 + 1}"
-                for m in months]
+        return [f"{1970 + m // 12}" if period == "Y" else f"{1970 + m // 12}Q{m % 12 // 3 + 1}" if period == "Q"
+                else f"{1970 + m // 12}-{m % 12 + 1:02d}" for m in months]
     if not timed:
         return [str(date) for date in dates.astype("datetime64[D]")]
     return [str(date).replace("T", " ") for date in dates]
