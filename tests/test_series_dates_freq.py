@@ -311,3 +311,33 @@ def test_a_year_column_that_is_no_year_leaves_the_forecast_undated(tmp_path, cap
         status, out, err = forecast(capsys, model, tmp_path / f"{name}.csv", "--horizon", str(HORIZON))
         assert status == 0, err
         assert "timestamp" not in out.splitlines()[0], name
+
+
+def test_a_column_of_iso_dates_dates_the_forecast_whatever_its_name(tmp_path, capsys, caplog):
+    """pandas' `to_csv` of a series or frame on an unnamed DatetimeIndex heads the dates' column "" (the commonest
+    way a series reaches a CSV); a long-format file may name its dates in another language ("Datum"): a column of ISO
+    dates alone dates the rows whatever its name, orders a long-format file's rows, and is no unread column."""
+    model = save_forecaster(tmp_path / "model")
+    index = pd.date_range("2020-01-01", periods=40, freq="D")
+    pd.Series(range(40), index=index).to_csv(tmp_path / "series.csv")
+    pd.DataFrame({"load": range(40), "price": range(40)}, index=index).to_csv(tmp_path / "frame.csv")
+    assert (tmp_path / "series.csv").read_text().startswith(",0\n2020-01-01,")
+    expected = list(pd.date_range(index[-1], periods=HORIZON + 1, freq="D")[1:].strftime("%Y-%m-%d"))
+    for name, columns in (("series", ["0"]), ("frame", ["load", "price"])):
+        status, out, err = forecast(capsys, model, tmp_path / f"{name}.csv", "--horizon", str(HORIZON))
+        assert status == 0, err
+        assert dated_rows(out)[1] == {column: expected for column in columns}, name
+    long = pd.DataFrame({"Datum": list(index.strftime("%Y-%m-%d")) * 2, "Filiale": ["A"] * 40 + ["B"] * 40,
+                         "Umsatz": range(80)}).sample(frac=1, random_state=0)  # shuffled: the dates order the rows
+    long.to_csv(tmp_path / "long.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        status, out, err = forecast(capsys, model, tmp_path / "long.csv", "--horizon", str(HORIZON),
+                                    "--id-column", "Filiale")
+    assert status == 0, err
+    assert [record.getMessage() for record in caplog.records if "read as no series" in record.getMessage()] == []
+    assert dated_rows(out)[1] == {"Filiale=A Umsatz": expected, "Filiale=B Umsatz": expected}
+    long.sort_values(["Filiale", "Datum"]).to_csv(tmp_path / "sorted.csv", index=False)
+    status, in_order, err = forecast(capsys, model, tmp_path / "sorted.csv", "--horizon", str(HORIZON),
+                                     "--id-column", "Filiale")
+    assert status == 0, err
+    assert sorted(in_order.splitlines()) == sorted(out.splitlines())  # (series in the order they first appear)

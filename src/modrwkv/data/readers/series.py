@@ -766,7 +766,7 @@ class TimeSeriesReader(Reader):
                 table[i, j] = value
         if ids:
             if self.columns is None:
-                _warn_unread_text(path, header, names, ids)
+                _warn_unread_text(path, header, rows, names, ids)
             return self._long_series(path, header, rows, lines, ids, list(names), table)
         dated = _date_columns(header, rows)
         dates = _row_dates(header, rows, dated)
@@ -1134,9 +1134,11 @@ _STEP_NAME = re.compile(r"(?P<prefix>\D*)(?P<number>\d+)")  # a time step's colu
 
 
 def _date_columns(header: list[str], rows: list[list[str]]) -> list[int]:
-    """The columns named like a date whose values, together, say when a row is: [] when every one is a position
-    in a cycle (a lone `hour` of 0..23, a time of day), whose values repeat within one series."""
-    dated = [i for i, name in enumerate(header) if name.strip().lower() in DATE_COLUMN_NAMES]
+    """The columns whose values, together, say when a row is: those named like a date and, whatever their name, those
+    of ISO dates alone (pandas' `to_csv` of an unnamed DatetimeIndex heads its column ""); [] when every one is a
+    position in a cycle (a lone `hour` of 0..23, a time of day), whose values repeat within one series."""
+    dated = [i for i, name in enumerate(header) if name.strip().lower() in DATE_COLUMN_NAMES
+             or (rows and all(_ISO_DATE.fullmatch(row[i].strip()) for row in rows))]
     cells = {i: [row[i].strip() for row in rows] for i in dated}
     cyclic = [i for i in dated if all(_TIME_OF_DAY.fullmatch(c) for c in cells[i]) or (
         header[i].strip().lower() in CYCLIC_DATE_COLUMNS and all(_INTEGER.fullmatch(c) for c in cells[i]))]
@@ -1308,11 +1310,14 @@ def _warn_date_steps(path: Path, dated: Sequence[tuple[str, RowDates, list[str]]
                    skip.gaps, *skip.around, _two_places(where[skip.first], where[skip.first + 1]))
 
 
-def _warn_unread_text(path: Path, header: list[str], names: Sequence[str], ids: list[str]) -> None:
+def _warn_unread_text(path: Path, header: list[str], rows: list[list[str]], names: Sequence[str],
+                      ids: list[str]) -> None:
     """Warns of the columns of a long-format CSV that are read neither as ids, dates nor values: usually a column
     telling its series apart that `id_columns` misses."""
-    unread = [name.strip() for name in header if name.strip() and name not in names and name.strip() not in ids
-              and name.strip().lower() not in DATE_COLUMN_NAMES and name.strip() != ROW_COUNTER]
+    dated = set(_date_columns(header, rows)) | {i for i, name in enumerate(header)
+                                                if name.strip().lower() in DATE_COLUMN_NAMES}
+    unread = [name.strip() for i, name in enumerate(header) if name.strip() and name not in names
+              and name.strip() not in ids and i not in dated and name.strip() != ROW_COUNTER]
     if unread:
         logger.warning("%s: the non-numeric column(s) %s are read as no series; if one tells the series apart, add it "
                        "to id_columns (now %s)", path, ", ".join(map(repr, unread)), ", ".join(ids))
