@@ -234,11 +234,23 @@ def test_init_fits_the_look_back_to_short_series(tmp_path, capsys, monkeypatch):
                  "--lookback", "5"]) == 0
     assert "data.options.lookback 5" not in capsys.readouterr().out
     assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 5
-    long = tmp_path / "daily.tsf"
-    write_tsf(long, {"D1": 400})
-    assert main(["init", "--data", str(long), "--yes", "--device", "cpu", "--output", str(config), "--force"]) == 0
-    assert "data.options.lookback" not in capsys.readouterr().out
-    assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == 96
+    # training rows of fewer than 2 x 96 windows' worth: half of them, so as many windows as a window reads steps
+    # (a series of 200: 188 training steps, 182 beside the horizon, 87 windows of 96 but 92 of 91); from 192 beside
+    # the horizon on, 96 (no jump: 191 gives 95)
+    for steps, lookback in ((200, 91), (209, 95), (210, 96), (400, 96)):
+        write_tsf(tmp_path / "daily.tsf", {"D1": steps})
+        assert main(["init", "--data", str(tmp_path / "daily.tsf"), "--yes", "--device", "cpu", "--output",
+                     str(config), "--force"]) == 0
+        assert yaml.safe_load(config.read_text())["data"]["options"]["lookback"] == lookback
+        out = capsys.readouterr().out
+        if lookback == 96:
+            assert "data.options.lookback" not in out
+    write_tsf(tmp_path / "daily.tsf", {"D1": 200})
+    assert main(["init", "--data", str(tmp_path / "daily.tsf"), "--yes", "--device", "cpu", "--output", str(config),
+                 "--force"]) == 0
+    assert ("data.options.lookback 91: the series are short (a median of 188 training steps, 87 windows a series for "
+            "the default look-back 96 and horizon 6): half of what they leave beside the horizon, about 92 windows a "
+            "series (--lookback chooses another)") in capsys.readouterr().out
 
 
 def test_init_fits_the_horizon_to_the_val_rows_of_a_short_series(tmp_path, capsys):

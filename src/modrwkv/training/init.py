@@ -344,8 +344,9 @@ def fitted_window(answers: InitAnswers, files: Sequence[Path], fit_horizon: bool
     longer than its val rows is cut to them, so that validation and eval have a window (statsmodels' nile, 100
     steps: 10 val rows, horizon 10; with holdout "last", a horizon leaving fewer than two training windows is cut to a
     tenth of the series, as many steps as 70/10/20's val rows); without
-    --lookback, DEFAULT_LOOKBACK where its training rows hold a window of it and the horizon, else half of what they
-    leave beside the horizon, so that it gives about as many training windows as a window reads steps (the Monash
+    --lookback, DEFAULT_LOOKBACK where its training rows leave as many windows of it and the horizon as it reads
+    steps, else half of what they leave beside the horizon, so that it gives about as many training windows as a
+    window reads steps (the Monash
     archive's yearly and quarterly sets: M4's yearly series are 13 to 835 steps). Series too short for any window
     keep the defaults, and the scan names them. A file that does not read is the scan's to name."""
     from ..evaluation.metrics.series import long_horizon_split  # (the borders the reader and eval cut by)
@@ -376,10 +377,12 @@ def fitted_window(answers: InitAnswers, files: Sequence[Path], fit_horizon: bool
         horizon = val
     if lookback is None:
         left = train - horizon
-        lookback = left // 2 if 2 <= left < DEFAULT_LOOKBACK else DEFAULT_LOOKBACK
+        # (continuous at 2 x DEFAULT_LOOKBACK: the default look-back would leave fewer windows than it reads steps)
+        lookback = left // 2 if 2 <= left < 2 * DEFAULT_LOOKBACK else DEFAULT_LOOKBACK
         if lookback != DEFAULT_LOOKBACK:
+            few = "too few" if left < DEFAULT_LOOKBACK else f"{left - DEFAULT_LOOKBACK + 1} windows a series"
             notes.append(f"data.options.lookback {lookback}: the series are short (a median of {train} training "
-                         f"steps, too few for the default look-back {DEFAULT_LOOKBACK} and horizon {horizon}): half "
+                         f"steps, {few} for the default look-back {DEFAULT_LOOKBACK} and horizon {horizon}): half "
                          f"of what they leave beside the horizon, about {left - lookback + 1} windows a series "
                          "(--lookback chooses another)")
     return lookback, horizon, notes, reader
