@@ -389,7 +389,9 @@ def test_a_file_without_iso_dates_keeps_the_csv_without_timestamps(tmp_path, cap
     assert plain_out.splitlines()[0] == "series,step,forecast"
     assert [line.split(",")[:2] for line in plain_out.splitlines()[1:]] == [["x", "1"], ["x", "2"], ["x", "3"]]
     assert not [record for record in caplog.records if "not dated" in record.getMessage()]  # (no date column)
-    other = tmp_path / "us.csv"  # dates not written as ISO dates are not read as dates, which a warning says
+    # dates of numbers whose order the column does not tell (1/1/2024 ... 1/12/2024: days of January read month
+    # first, the 1sts of the months day first) are not read as dates, which a warning says
+    other = tmp_path / "us.csv"
     other.write_text("date,x\n" + "".join(f"1/{day}/2024,{float(v)!r}\n" for day, v in
                                            enumerate(np.linspace(0, 3, 12), 1)))
     with caplog.at_level("WARNING"):
@@ -398,5 +400,6 @@ def test_a_file_without_iso_dates_keeps_the_csv_without_timestamps(tmp_path, cap
     assert out == plain_out
     assert [record.getMessage() for record in caplog.records if "not dated" in record.getMessage()] == [
         f"{other}: its steps are not dated: the date column 'date' holds '1/1/2024' (line 2), which is no ISO date "
-        "(2024-01-31, 2024-01-31 06:00:00, no zone) nor pandas Period of a month or quarter (2024-01, 2024Q1): "
-        "modrwkv forecast writes no timestamp"]
+        "(2024-01-31, 2024-01-31 06:00:00, no zone), pandas Period of a month or quarter (2024-01, 2024Q1) nor date "
+        "of numbers whose day and month order the column tells (31/01/2024, 1/31/2024; 01/02/2024 in every row of a "
+        "few could be either): modrwkv forecast writes no timestamp"]

@@ -341,3 +341,45 @@ def test_a_column_of_iso_dates_dates_the_forecast_whatever_its_name(tmp_path, ca
                                      "--id-column", "Filiale")
     assert status == 0, err
     assert sorted(in_order.splitlines()) == sorted(out.splitlines())  # (series in the order they first appear)
+
+
+@pytest.mark.parametrize("written", ["%d-%m-%Y", "%m/%d/%Y", "%-m/%-d/%y", "%d.%m.%Y", "%Y/%m/%d"])
+def test_dates_of_numbers_date_and_order_as_iso_dates_do(tmp_path, capsys, written):
+    """Spreadsheets and retailers write dates of numbers in local orders: Walmart's weekly sales on Kaggle
+    (Store,Date,Weekly_Sales with Date 05-02-2010, day first), US exports (1/31/24), German (31.01.2024), East Asian
+    (2024/01/31). A long-format file so written, its rows shuffled, forecasts exactly as the same file with ISO
+    dates, each series dated as pandas continues its weeks; a monthly column on the 1st (every day and month 12 or
+    less) is told by which order steps regularly."""
+    model = save_forecaster(tmp_path / "model")
+    weeks = pd.date_range("2010-02-05", periods=30, freq="W-FRI")
+    frame = pd.DataFrame({"Store": [1] * 30 + [2] * 30, "Date": list(weeks) * 2, "Weekly_Sales": range(60)})
+    frame = frame.sample(frac=1, random_state=0)
+    outputs = []
+    for name, dates in (("iso", frame["Date"].dt.strftime("%Y-%m-%d")), ("local", frame["Date"].dt.strftime(written))):
+        frame.assign(Date=dates).to_csv(tmp_path / f"{name}.csv", index=False)
+        status, out, err = forecast(capsys, model, tmp_path / f"{name}.csv", "--horizon", str(HORIZON),
+                                    "--id-column", "Store")
+        assert status == 0, err
+        outputs.append(out)
+    assert outputs[1] == outputs[0]
+    expected = list(pd.date_range(weeks[-1], periods=HORIZON + 1, freq="W-FRI")[1:].strftime("%Y-%m-%d"))
+    assert dated_rows(outputs[0])[1] == {"Store=1 Weekly_Sales": expected, "Store=2 Weekly_Sales": expected}
+    months = pd.date_range("2019-01-01", periods=24, freq="MS")
+    pd.DataFrame({"Date": months.strftime(written), "sales": range(24)}).to_csv(tmp_path / "monthly.csv", index=False)
+    status, out, err = forecast(capsys, model, tmp_path / "monthly.csv", "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"sales": list(pd.date_range("2021-01-01", periods=HORIZON, freq="MS")
+                                                .strftime("%Y-%m-%d"))}
+
+
+def test_dates_whose_order_the_column_does_not_tell_leave_the_forecast_undated(tmp_path, capsys, caplog):
+    """Three monthly rows on the 1st (01/01/2020, 01/02/2020, 01/03/2020) step regularly read either way (months, or
+    days): no timestamp, and a warning naming the column's first cell and what it would take."""
+    model = save_forecaster(tmp_path / "model")
+    (tmp_path / "few.csv").write_text("Date,sales\n" + "".join(f"01/0{m}/2020,{m}\n" for m in range(1, 10)))
+    with caplog.at_level(logging.WARNING):
+        status, out, err = forecast(capsys, model, tmp_path / "few.csv", "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert "timestamp" not in out.splitlines()[0]
+    [warning] = [record.getMessage() for record in caplog.records if "not dated" in record.getMessage()]
+    assert "the date column 'Date' holds '01/01/2020'" in warning and "day and month order" in warning

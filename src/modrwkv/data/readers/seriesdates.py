@@ -26,6 +26,12 @@ _FEW_GAPS = 0.05  # the share of a series' intervals that may skip steps, for th
 _ISO_CELL = re.compile(r"\d{4}-\d{2}-\d{2}(?P<time>[ T]\d{2}:\d{2}(?::\d{2})?)?")
 # A pandas Period of a month or a quarter as `str` writes it: what `to_csv` writes of a PeriodIndex
 _PERIOD_CELL = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2})|Q(?P<quarter>[1-4]))")
+# A date of numbers as spreadsheets and loggers write it locally: the day and month in either order and the year last
+# (31/01/2024, 1/31/24, 31.01.2024, 31-01-2024), or the year first with slashes or dots (2024/01/31); a time or not
+_NUMERIC_DATE_CELL = re.compile(
+    r"(?:(?P<a>\d{1,2})(?P<sep>[-/.])(?P<b>\d{1,2})(?P=sep)(?P<year>\d{4}|\d{2})"
+    r"|(?P<leading_year>\d{4})(?P<year_sep>[/.])(?P<month>\d{1,2})(?P=year_sep)(?P<day>\d{1,2}))"
+    r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?")
 # A .tsf date attribute's value, as the Monash archive writes it (1979-01-01 00-00-00: no colon, which separates a
 # line's attributes), or with colons
 _TSF_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2})[-:](\d{2})[-:](\d{2}))?")
@@ -151,12 +157,13 @@ SeriesDates = RowDates | StartDates | IrregularFrequency
 
 def parse_date_cells(cells: list[str]) -> RowDates | None:
     """A date column's cells as `RowDates`, when every one is an ISO date (with a time or not, no zone), or every one
-    a pandas Period of one kind, months or quarters (`_period_cells`); None otherwise."""
+    a pandas Period of one kind, months or quarters (`_period_cells`), or every one a date of numbers in one order
+    (`_numeric_date_cells`); None otherwise."""
     timed = False
     for cell in cells:
         match = _ISO_CELL.fullmatch(cell)
         if match is None:
-            return _period_cells(cells)
+            return _period_cells(cells) or _numeric_date_cells(cells)
         timed = timed or match["time"] is not None
     try:
         return RowDates(np.array(cells, dtype="datetime64[s]"), timed)
@@ -180,6 +187,47 @@ def _period_cells(cells: list[str]) -> RowDates | None:
         return RowDates(np.array(months, dtype="datetime64[M]").astype("datetime64[s]"), False, period)
     except ValueError:  # (a month 13)
         return None
+
+
+def _numeric_date_cells(cells: list[str]) -> RowDates | None:
+    """A date column's cells as `RowDates`, when every one is a date of numbers (`_NUMERIC_DATE_CELL`) and the column
+    tells their order: the year first is year, month, day; of the year last, a first number above 12 somewhere makes
+    the column day first (31/01/2024), a second above 12 month first (1/31/2024), and where every day and month is
+    12 or less (monthly dates on the 1st, 01/02/2024), the order whose dates step at a regular interval (1 Feb, 1 Mar
+    ..., where month first would step a day at a time and jump to the next year). A two-digit year is 1969-2068, as
+    Python's and pandas' %y read it. None where no order, or both, fit."""
+    matches = [_NUMERIC_DATE_CELL.fullmatch(cell) for cell in cells]
+    if not matches or None in matches:
+        return None
+    if all(match["leading_year"] for match in matches):  # type: ignore[index]
+        orders = [("month", "day")]
+    elif any(match["leading_year"] for match in matches):  # type: ignore[index]
+        return None
+    else:
+        first_over = any(int(match["a"]) > 12 for match in matches)  # type: ignore[index]
+        second_over = any(int(match["b"]) > 12 for match in matches)  # type: ignore[index]
+        orders = [order for order, possible in ((("b", "a"), not second_over), (("a", "b"), not first_over))
+                  if possible]  # (month, day) group names: day first, then month first
+    candidates = []
+    for month, day in orders:
+        try:
+            candidates.append(np.array([_iso_date(match, month, day) for match in matches], dtype="datetime64[s]"))
+        except ValueError:  # (a 30th of February in this order)
+            continue
+    if len(candidates) == 2:
+        candidates = [dates for dates in candidates if regular_interval(np.unique(dates)) is not None]
+    if len(candidates) != 1:
+        return None
+    return RowDates(candidates[0], any(match["hour"] for match in matches))  # type: ignore[index]
+
+
+def _iso_date(match: re.Match[str], month: str, day: str) -> str:
+    """A `_NUMERIC_DATE_CELL` match as an ISO date (and time), its month and day in the groups so named."""
+    year = match["leading_year"] or match["year"]
+    if len(year) == 2:
+        year = f"{19 if int(year) >= 69 else 20}{year}"
+    time = f"T{int(match['hour']):02d}:{match['minute']}:{match['second'] or '00'}" if match["hour"] else ""
+    return f"{year}-{int(match[month]):02d}-{int(match[day]):02d}{time}"
 
 
 def tsf_dates(start: str, interval: Interval | None, length: int) -> StartDates | None:
