@@ -383,3 +383,24 @@ def test_dates_whose_order_the_column_does_not_tell_leave_the_forecast_undated(t
     assert "timestamp" not in out.splitlines()[0]
     [warning] = [record.getMessage() for record in caplog.records if "not dated" in record.getMessage()]
     assert "the date column 'Date' holds '01/01/2020'" in warning and "day and month order" in warning
+
+
+def test_a_year_by_month_table_is_dated_by_its_months(tmp_path, capsys):
+    """statsmodels' real elnino (YEAR,JAN,...,DEC, 1950-2010) is one monthly series read year by year: its forecast
+    continues from January 2011; a NOAA-style table whose last year ends in May continues from June."""
+    import statsmodels.api as sm
+
+    model = save_forecaster(tmp_path / "model")
+    elnino = sm.datasets.elnino.load_pandas().data
+    elnino.to_csv(tmp_path / "elnino.csv", index=False)
+    last = pd.Period(year=int(elnino["YEAR"].iloc[-1]), month=12, freq="M")
+    status, out, err = forecast(capsys, model, tmp_path / "elnino.csv", "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"JAN..DEC by YEAR": [str(last + h) for h in range(1, HORIZON + 1)]}
+    lines = ["Year,Jan,Feb,Mar,Apr,May,Jun,Jul,Aug,Sep,Oct,Nov,Dec,Annual"]
+    lines += [f"{year}," + ",".join(str(year + m / 10) for m in range(12)) + ",0" for year in (2021, 2022)]
+    lines.append("2023," + ",".join(str(m) for m in range(5)) + "," * 8)  # June to December and the annual empty
+    (tmp_path / "noaa.csv").write_text("\n".join(lines) + "\n")
+    status, out, err = forecast(capsys, model, tmp_path / "noaa.csv", "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"Jan..Dec by Year": ["2023-06", "2023-07", "2023-08"]}

@@ -787,8 +787,9 @@ class TimeSeriesReader(Reader):
     def _monthly_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str], year: int,
                         months: list[int]) -> _Series:
         """The one monthly series of a table of a year per row and a column per month (`_month_columns`), read
-        year by year and month by month, in the order of the years (checked to rise by one); empty cells are gaps,
-        and those after the last value (the months of the last year still to come) are left out. The table's
+        year by year and month by month, in the order of the years (checked to rise by one), each step dated as the
+        pandas Period of its month (1950-01); empty cells are gaps, and those after the last value (the months of the
+        last year still to come) are left out. The table's
         other columns (a year's mean, its seasons' means: NOAA's and GISTEMP's summaries) are not read."""
         named = [name.strip() for name in header]
         order, years = [], []
@@ -822,7 +823,9 @@ class TimeSeriesReader(Reader):
                     "of %d steps%s", path, named[year], years[order[0]], years[order[-1]], named[months[0]],
                     named[months[-1]], len(numbers), f"; not read: {', '.join(unread)}" if unread else "")
         label = f"{named[months[0]]}..{named[months[-1]]} by {named[year]}"
-        return _Series(label, [label], numbers, lambda start: f"{path}:{steps[start]}")
+        first = np.datetime64(f"{years[order[0]]}-01", "M")  # (each step a month of its pandas Period, as written)
+        dates = RowDates((first + np.arange(len(numbers))).astype("datetime64[s]"), False, "M")
+        return _Series(label, [label], numbers, lambda start: f"{path}:{steps[start]}", dates=dates)
 
     def _row_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str],
                     steps: list[int]) -> list[_Series]:
