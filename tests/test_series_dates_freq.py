@@ -187,8 +187,23 @@ def test_aliases_read_as_pandas_reads_them() -> None:
                                                  "2021Q3", "1979-01-01 00-00-00")] == [
         "2021-01-01T06:00:00", "2021-01-01T06:00:00", "2021-01-01T00:00:00", "1750-01-01T00:00:00",
         "2021-07-01T00:00:00", "1979-01-01T00:00:00"]
-    for text in ("2021-01-01 00:00:00+01:00", "2021-01-04/2021-01-10", "2021-13", "01/02/2021"):
+    for text in ("2021-01-01 00:00:00+01:00", "2021-01-04/2021-01-17", "2021-01-04/2021-01-32", "2021-13",
+                 "01/02/2021"):
         assert parse_start(text) is None, text
+
+
+def test_a_gluonts_weekly_start_is_read_as_its_week(tmp_path, capsys, model) -> None:
+    """GluonTS writes a series' start as `str` of its pandas Period, a week's as its first and last days
+    (2021-01-04/2021-01-10 for freq W-SUN, pandas' weeks ending on Sunday): the forecast's steps are the last days
+    of the weeks after the series' last, as pandas' Periods continue it."""
+    start = pd.Period("2021-01-06", freq="W-SUN")
+    assert str(start) == "2021-01-04/2021-01-10"
+    path = tmp_path / "weekly.jsonl"
+    path.write_text(json.dumps({"item_id": "w", "start": str(start), "freq": "W-SUN",
+                                "target": [float(k % 5) for k in range(20)]}) + "\n")
+    status, out, err = forecast(capsys, model, path, "--horizon", str(HORIZON))
+    assert status == 0, err
+    assert dated_rows(out)[1] == {"w": [str((start + 19 + h).end_time.date()) for h in range(1, HORIZON + 1)]}
 
 
 def test_training_reads_the_same_values_whatever_dates_the_rows(tmp_path) -> None:

@@ -46,6 +46,8 @@ _COUNTED_FREQUENCY = re.compile(r"(\d+)_(second|minute|hour|day|week|month|quart
 # or a .tsf date attribute's value (1979-01-01 00-00-00); no zone
 _START = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})(?:[ T](?P<hour>\d{2})[-:](?P<minute>\d{2})"
                     r"(?:[-:](?P<second>\d{2}))?)?)?|Q(?P<quarter>[1-4]))?")
+# A pandas Period of a week as `str` writes it (what GluonTS' JSON Lines hold as a weekly series' start): its days
+_WEEK_PERIOD = re.compile(r"(?P<first>\d{4}-\d{2}-\d{2})/(?P<last>\d{4}-\d{2}-\d{2})")
 # A pandas offset alias: a multiple, a name and an anchor ("15min", "W-SUN", "QE-DEC"), in pandas' names since 2.2
 # and before ("H", "T", "S", "M", "Q-DEC", "A-DEC"; what the hub's data sets were written with)
 _OFFSET_ALIAS = re.compile(r"(?P<count>\d*)(?P<name>[A-Za-z]+)(?:-(?P<anchor>[A-Za-z]{3}))?")
@@ -262,7 +264,15 @@ def frequency_dates(start: np.datetime64, frequency: str, length: int, source: s
 def parse_start(text: str) -> np.datetime64 | None:
     """A series' start as datetime64[s]: a date with or without a time (2021-01-01 00:00:00, 2021-01-01T06:00, a
     .tsf value's 1979-01-01 00-00-00) or a pandas Period's text (2021-01, 1750, 2021Q1), which starts at its first
-    day; None for any other text (a zone, a week's 2021-01-04/2021-01-10) or a date that does not exist."""
+    day, a week's too as GluonTS writes a weekly Period (2021-01-04/2021-01-10: its first and last days); None for any
+    other text (a zone) or a date that does not exist."""
+    week = _WEEK_PERIOD.fullmatch(text.strip())
+    if week is not None:
+        try:
+            first, last = np.datetime64(week["first"], "D"), np.datetime64(week["last"], "D")
+        except ValueError:  # (a month 13, a day 32)
+            return None
+        return first.astype("datetime64[s]") if last - first == np.timedelta64(6, "D") else None
     match = _START.fullmatch(text.strip())
     if match is None:
         return None
