@@ -419,3 +419,39 @@ def test_a_year_by_month_table_is_dated_by_its_months(tmp_path, capsys):
     status, out, err = forecast(capsys, model, tmp_path / "noaa.csv", "--horizon", str(HORIZON))
     assert status == 0, err
     assert dated_rows(out)[1] == {"Jan..Dec by Year": ["2023-06", "2023-07", "2023-08"]}
+
+
+def test_times_with_a_zone_date_the_forecast_in_utc(tmp_path, capsys):
+    """Open Power System Data's hourly load file dates each row twice, utc_timestamp (2020-10-24T22:00:00Z) and
+    cet_cest_timestamp (local time with its offset, +0200 then +0100 once summer time ends, the hour 02:00 twice):
+    either column dates the forecast in UTC as pandas continues it, a long-format file of such local times is
+    ordered through the repeated hour, and an aware Parquet column reads as its CSV does."""
+    model = save_forecaster(tmp_path / "model")
+    utc = pd.date_range("2020-10-24 00:00", periods=30, freq="h", tz="UTC")  # (ending 2020-10-25 05:00 UTC)
+    local = utc.tz_convert("Europe/Berlin")
+    assert list(local.strftime("%H")[-6:]) == ["02", "02", "03", "04", "05", "06"]  # (in the model's look-back of 8)
+    expected = [str(t) for t in pd.date_range(utc[-1], periods=HORIZON + 1, freq="h")[1:]]
+    frame = pd.DataFrame({"utc_timestamp": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          "cet_cest_timestamp": local.strftime("%Y-%m-%dT%H:%M:%S%z"), "DE_load_actual": range(30)})
+    frame.to_csv(tmp_path / "opsd.csv", index=False)
+    frame.drop(columns="utc_timestamp").to_csv(tmp_path / "local.csv", index=False)
+    pd.DataFrame({"DE_load_actual": range(30)}, index=local.rename("cet_cest_timestamp")).to_parquet(
+        tmp_path / "aware.parquet")
+    for name in ("opsd.csv", "local.csv", "aware.parquet"):
+        status, out, err = forecast(capsys, model, tmp_path / name, "--horizon", str(HORIZON))
+        assert status == 0, err
+        assert dated_rows(out)[1] == {"DE_load_actual": expected}, name
+    in_time_order = [line.rsplit(",", 1)[1] for line in out.splitlines()[1:]]
+    long = pd.concat([frame.drop(columns="utc_timestamp").assign(zone=zone) for zone in ("DE", "AT")])
+    long.to_csv(tmp_path / "sorted.csv", index=False)
+    long.sample(frac=1, random_state=0).to_csv(tmp_path / "shuffled.csv", index=False)
+    outputs = []
+    for name in ("sorted.csv", "shuffled.csv"):
+        status, out, err = forecast(capsys, model, tmp_path / name, "--horizon", str(HORIZON), "--id-column", "zone")
+        assert status == 0, err
+        outputs.append(out)
+    assert sorted(outputs[1].splitlines()) == sorted(outputs[0].splitlines())  # (series in order of appearance)
+    assert dated_rows(outputs[1])[1] == {"zone=AT DE_load_actual": expected, "zone=DE DE_load_actual": expected}
+    # each group forecasts as the one series in time order does (the hour 02:00+0200 before 02:00+0100)
+    assert [line.rsplit(",", 1)[1] for line in outputs[1].splitlines()[1:] if line.startswith("zone=DE")] == \
+        in_time_order

@@ -615,7 +615,7 @@ class TimeSeriesReader(Reader):
             undated = next((item.undated for item in series if item.undated), None)
             if undated:
                 logger.warning("%s: its steps are not dated: %s, which is no ISO date (2024-01-31, 2024-01-31 "
-                               "06:00:00, no zone), pandas Period of a month or quarter (2024-01, 2024Q1) nor date of "
+                               "06:00:00, with a zone or not), pandas Period of a month or quarter (2024-01, 2024Q1) nor date of "
                                "numbers whose day and month order the column tells (31/01/2024, 1/31/2024; 01/02/2024 "
                                "in every row of a few could be either): modrwkv forecast writes no timestamp", path,
                                undated)
@@ -1151,18 +1151,18 @@ def _date_columns(header: list[str], rows: list[list[str]]) -> list[int]:
 
 
 def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[float] | None:
-    """Each row's time, to order a long-format file's groups by: the first date column whose cells are all ISO
-    8601 dates (as text), else the dates of the first that `_row_dates` reads (pandas Periods, 31/01/2024: in
-    seconds), else the first of numbers (Nixtla's integer `ds`; not a cycle's position, `_date_columns`); None (the
-    file's order) without any."""
+    """Each row's time, to order a long-format file's groups by: the dates `_row_dates` reads (in seconds; times with
+    a zone in UTC), else the first date column whose cells are all ISO 8601 dates (as text: fractions of a second),
+    else the first of numbers (Nixtla's integer `ds`; not a cycle's position, `_date_columns`); None (the file's
+    order) without any."""
     dated = _date_columns(header, rows)
+    dates = _row_dates(header, rows, dated)
+    if dates is not None:
+        return dates.dates.astype(np.int64).astype(float).tolist()
     for index in dated:
         cells = [row[index].strip() for row in rows]
         if all(_ISO_DATE.fullmatch(cell) for cell in cells):
             return cells
-    dates = _row_dates(header, rows, dated)
-    if dates is not None:
-        return dates.dates.astype(np.int64).astype(float).tolist()
     cyclic = {i for i in dated if header[i].strip().lower() in CYCLIC_DATE_COLUMNS}
     for index in dated:
         numbers = [_to_float(row[index]) for row in rows]

@@ -24,6 +24,10 @@ _FEW_GAPS = 0.05  # the share of a series' intervals that may skip steps, for th
 # An ISO 8601 date, with a time (to the second) or without, and no zone: what a date column's cells are parsed as
 # (as numpy's datetime64 reads them); cells of any other form leave the column undated.
 _ISO_CELL = re.compile(r"\d{4}-\d{2}-\d{2}(?P<time>[ T]\d{2}:\d{2}(?::\d{2})?)?")
+# An ISO 8601 date and time with a zone, UTC (Z) or an offset from it (+01:00, +0100), as loggers and pandas write
+# aware timestamps (Open Power System Data's utc_timestamp 2015-01-01T00:00:00Z, cet_cest_timestamp ...+0100)
+_ZONED_CELL = re.compile(r"(?P<local>\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?)"
+                         r"(?:Z|(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2}))")
 # A pandas Period of a month or a quarter as `str` writes it: what `to_csv` writes of a PeriodIndex
 _PERIOD_CELL = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2})|Q(?P<quarter>[1-4]))")
 # A date of numbers as spreadsheets and loggers write it locally: the day and month in either order and the year last
@@ -77,11 +81,13 @@ class RowDates:
     """Each step's date (datetime64[s], one per row of the series), `timed` where the file writes times (a date
     alone is written as a date); `period` "M", "Q" or "Y" where it writes each step as a pandas Period of a month, a
     quarter or a year (1950-01, 1965Q1: `to_csv` of a PeriodIndex; 1700: a year column's number), here its first day,
-    and the steps after its last so too."""
+    and the steps after its last so too; `utc` where the file writes times with a zone: the dates are in UTC, and
+    written so (2015-01-01 00:00:00+00:00, as pandas writes an aware UTC time)."""
 
     dates: np.ndarray
     timed: bool
     period: str | None = None
+    utc: bool = False
 
     @classmethod
     def of(cls, dates: np.ndarray) -> RowDates:
@@ -94,7 +100,8 @@ class RowDates:
         interval = regular_interval(self.dates[-(CHECKED_INTERVALS + 1):])
         if interval is None:
             return None
-        return _written(_stepped(self.dates[-1], interval, np.arange(1, horizon + 1)), self.timed, self.period)
+        return _written(_stepped(self.dates[-1], interval, np.arange(1, horizon + 1)), self.timed, self.period,
+                        self.utc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,12 +167,12 @@ SeriesDates = RowDates | StartDates | IrregularFrequency
 def parse_date_cells(cells: list[str]) -> RowDates | None:
     """A date column's cells as `RowDates`, when every one is an ISO date (with a time or not, no zone), or every one
     a pandas Period of one kind, months or quarters (`_period_cells`), or every one a date of numbers in one order
-    (`_numeric_date_cells`); None otherwise."""
+    (`_numeric_date_cells`), or every one a time with a zone (`_zoned_cells`); None otherwise."""
     timed = False
     for cell in cells:
         match = _ISO_CELL.fullmatch(cell)
         if match is None:
-            return _period_cells(cells) or _numeric_date_cells(cells)
+            return _period_cells(cells) or _numeric_date_cells(cells) or _zoned_cells(cells)
         timed = timed or match["time"] is not None
     try:
         return RowDates(np.array(cells, dtype="datetime64[s]"), timed)
@@ -189,6 +196,27 @@ def _period_cells(cells: list[str]) -> RowDates | None:
         return RowDates(np.array(months, dtype="datetime64[M]").astype("datetime64[s]"), False, period)
     except ValueError:  # (a month 13)
         return None
+
+
+def _zoned_cells(cells: list[str]) -> RowDates | None:
+    """A date column's cells as `RowDates` in UTC, when every one is a time with a zone (`_ZONED_CELL`): each less its
+    offset, so that a clock's change to summer time (+0100 to +0200) is neither an hour skipped nor one repeated."""
+    matches = [_ZONED_CELL.fullmatch(cell) for cell in cells]
+    if not matches or None in matches:
+        return None
+    try:
+        local = np.array([match["local"] for match in matches], dtype="datetime64[s]")  # type: ignore[index]
+    except ValueError:  # (a month 13)
+        return None
+    offsets = np.array([_offset_seconds(match) for match in matches], dtype="timedelta64[s]")  # type: ignore[arg-type]
+    return RowDates(local - offsets, True, utc=True)
+
+
+def _offset_seconds(match: re.Match[str]) -> int:
+    """A `_ZONED_CELL` match's offset from UTC in seconds (0 for Z)."""
+    if match["sign"] is None:
+        return 0
+    return (1 if match["sign"] == "+" else -1) * (3600 * int(match["hours"]) + 60 * int(match["minutes"]))
 
 
 def _numeric_date_cells(cells: list[str]) -> RowDates | None:
@@ -357,7 +385,7 @@ def skipped_steps(rows: RowDates) -> SkippedSteps | None:
     if not by_month and step == 86400 and all(_weekend(days[i] + 1, days[i + 1]) for i in np.flatnonzero(gaps)):
         return None  # (business days)
     first = int(np.argmax(gaps))
-    before, after = _written(dates[first:first + 2], rows.timed, rows.period)
+    before, after = _written(dates[first:first + 2], rows.timed, rows.period, rows.utc)
     return SkippedSteps(Interval(step, "M" if by_month else "s", month_end), int((steps[gaps] // step - 1).sum()),
                         int(gaps.sum()), first, (before, after))
 
@@ -426,9 +454,9 @@ def _stepped(origin: np.datetime64, interval: Interval, ahead: np.ndarray) -> np
     return days.astype("datetime64[s]") + time_of_day
 
 
-def _written(dates: np.ndarray | None, timed: bool, period: str | None = None) -> list[str] | None:
+def _written(dates: np.ndarray | None, timed: bool, period: str | None = None, utc: bool = False) -> list[str] | None:
     """Dates as the file writes them: YYYY-MM-DD HH:MM:SS where `timed`, else YYYY-MM-DD; a `period`'s as pandas writes
-    its Periods (YYYY-MM, YYYYQn, YYYY)."""
+    its Periods (YYYY-MM, YYYYQn, YYYY); UTC times with their zone (YYYY-MM-DD HH:MM:SS+00:00)."""
     if dates is None:
         return None
     if period is not None:
@@ -437,4 +465,4 @@ def _written(dates: np.ndarray | None, timed: bool, period: str | None = None) -
                 else f"{1970 + m // 12}-{m % 12 + 1:02d}" for m in months]
     if not timed:
         return [str(date) for date in dates.astype("datetime64[D]")]
-    return [str(date).replace("T", " ") for date in dates]
+    return [str(date).replace("T", " ") + ("+00:00" if utc else "") for date in dates]

@@ -408,21 +408,24 @@ def _text_cells(array: Any) -> list[str]:
         array = array.dictionary_decode()
     if pyarrow.types.is_floating(array.type):  # NaN is a gap, as a null: pandas writes both as an empty cell
         array = pyarrow.compute.if_else(pyarrow.compute.is_nan(array), pyarrow.scalar(None, array.type), array)
-    if pyarrow.types.is_timestamp(array.type) and array.type.tz is None:
+    if pyarrow.types.is_timestamp(array.type):
         array = _whole_timestamps(array)
     return array.cast(pyarrow.string()).fill_null("").to_pylist()
 
 
 def _whole_timestamps(array: Any) -> Any:
-    """An unzoned timestamp column as pandas' `to_csv` writes it: to the second where no value has a fraction of one
-    (Arrow writes pandas' nanoseconds as "2024-01-01 00:00:00.000000000", which is no ISO date cell), and as dates
-    where every value is at midnight; else as it is."""
+    """A timestamp column as pandas' `to_csv` writes it: to the second where no value has a fraction of one (Arrow
+    writes pandas' nanoseconds as "2024-01-01 00:00:00.000000000", which is no ISO date cell), and, unzoned, as dates
+    where every value is at midnight (a zoned one's local times with their offset: 2020-01-01 00:00:00+0100); else
+    as it is."""
     import pyarrow
     import pyarrow.compute
 
-    whole = array.cast(pyarrow.timestamp("s"), safe=False)
+    whole = array.cast(pyarrow.timestamp("s", array.type.tz), safe=False)
     if pyarrow.compute.all(pyarrow.compute.equal(whole.cast(array.type), array)).as_py() is False:
         return array
+    if array.type.tz is not None:
+        return whole
     days = whole.cast(pyarrow.date32(), safe=False)
     midnight = pyarrow.compute.all(pyarrow.compute.equal(days.cast(pyarrow.timestamp("s")), whole)).as_py()
     return whole if midnight is False else days
