@@ -174,7 +174,8 @@ def test_corrections_that_are_noise_ship_the_baseline_exactly(tmp_path, monkeypa
 
     # eval scores exactly what a reply of zeros scores; --force-model decodes
     metrics = eval_val(tmp_path, run / "final", data, "eval")
-    assert "; forecasts: the baseline alone, not decoded (--force-model decodes); report:" in capsys.readouterr().out
+    assert "; forecasts: the baseline alone, the look-back's mean, not decoded (--force-model decodes); report:" \
+        in capsys.readouterr().out
     assert metrics["mse"] == scorer.zeros(pipe.model) and metrics["source"] == "baseline"
     assert eval_val(tmp_path, run / "final", data, "forced", "--force-model")["source"] == "model"
 

@@ -4,6 +4,7 @@ fits, and the fixed-horizon protocol's MASE-scaled errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,15 +73,29 @@ def _training_samples(path: Path, **options) -> list:
     return list(TimeSeriesReader(path, lookback=24, horizon=6, split="train", standardize=True, **options))
 
 
+def _trending(tmp_path: Path) -> Path:
+    """Three series whose slope wanders (a random walk's integral): the damped trend's."""
+    rng = np.random.default_rng(2)
+    slopes = rng.normal(size=(3, 600)).cumsum(axis=1) * 0.05
+    return _write(tmp_path / "trend.csv", {f"s{i}": (slopes[i].cumsum() + rng.normal(scale=0.1, size=600))
+                                           for i in range(3)})
+
+
+def _oscillating(tmp_path: Path) -> Path:
+    """A stationary AR(2) oscillation: the ridge's."""
+    rng = np.random.default_rng(3)
+    ar = np.zeros(2000)
+    for t in range(2, 2000):
+        ar[t] = 1.6 * ar[t - 1] - 0.9 * ar[t - 2] + rng.normal()
+    return _write(tmp_path / "ar.csv", {"x": ar})
+
+
 def test_the_damped_trend_is_chosen_for_local_trends_and_the_ridge_for_a_fixed_linear_rule(tmp_path):
     """The choice is each kind's MSE on the training windows' held-out tail. Series whose slope wanders (a random
     walk's integral: each window's recent slope goes on) are the damped trend's; a stationary AR(2) oscillation (a
     fixed linear rule of the last two values, which no trend follows) the ridge's. A forecaster with a season is
     offered no damped trend (it would forecast the series, not what the season leaves)."""
-    rng = np.random.default_rng(2)
-    slopes = rng.normal(size=(3, 600)).cumsum(axis=1) * 0.05
-    trending = _write(tmp_path / "trend.csv", {f"s{i}": (slopes[i].cumsum() + rng.normal(scale=0.1, size=600))
-                                               for i in range(3)})
+    trending, oscillating = _trending(tmp_path), _oscillating(tmp_path)
     fit = fit_linear_baseline(_training_samples(trending))
     assert fit.damped_trend is not None and fit.alpha is None
     assert fit.damped_trend_mse < min(fit.held_out_mse.values())
@@ -90,10 +105,6 @@ def test_the_damped_trend_is_chosen_for_local_trends_and_the_ridge_for_a_fixed_l
     z = (window - window.mean()) / window.std()
     np.testing.assert_allclose(fit.baseline(z[:, None], 6)[:, 0], z @ fit.damped_trend.weight(24, 6), rtol=1e-12)
 
-    ar = np.zeros(2000)
-    for t in range(2, 2000):
-        ar[t] = 1.6 * ar[t - 1] - 0.9 * ar[t - 2] + rng.normal()
-    oscillating = _write(tmp_path / "ar.csv", {"x": ar})
     fit = fit_linear_baseline(_training_samples(oscillating))
     assert fit.damped_trend is None and fit.alpha is not None
     assert fit.damped_trend_mse > fit.held_out_mse[fit.alpha]
@@ -153,3 +164,77 @@ def test_training_fits_to_mase_under_the_fixed_horizon_protocol(tmp_path):
     np.testing.assert_allclose([windows.mase_weights(lambda file: 12)[run][0] for run in windows.runs], by_hand)
     assert last.baseline(np.zeros((24, 1)), 6).shape == (6, 1)
     assert forecast_baseline(np.zeros(24), 6, 0, False, last.baseline).shape == (6,)
+
+
+def test_the_model_records_which_linear_baseline_training_fitted(tmp_path, capsys):
+    """Training's fit (fit_series_baseline) records its kind and parameters in the encoder's config, saved in
+    config.json: the damped trend's three numbers rebuild the weights the encoder forecasts with, the ridge's alpha is
+    the one the fit chose. `modrwkv forecast` and `modrwkv eval` of a model shipping its baseline alone name it."""
+    from conftest import make_model
+    from test_pipeline import LM
+
+    from modrwkv.cli import main
+    from modrwkv.encoders import build_encoder
+    from modrwkv.lm.checkpoint import CheckpointError
+    from modrwkv.multimodal import ModRWKV
+    from modrwkv.training.data import fit_series_baseline
+
+    for path in (_trending(tmp_path), _oscillating(tmp_path)):
+        encoder = build_encoder("wavenet", layers=2, output_dim=24, linear_baseline=True, linear_lookback=24,
+                                linear_horizon=6)
+        data = DataConfig(format="series", train=[str(path)],
+                          options={"lookback": 24, "horizon": 6, "split": "train", "standardize": True})
+        note = fit_series_baseline(data, encoder)
+        expected = fit_linear_baseline(_training_samples(path))  # the same windows, fitted apart
+        if expected.damped_trend is not None:
+            trend = expected.damped_trend
+            assert encoder.config.linear_fit == {"kind": "damped_trend", "level": trend.level, "slope": trend.slope,
+                                                 "damping": trend.damping}
+            recorded = DampedTrend(**{k: v for k, v in encoder.config.linear_fit.items() if k != "kind"})
+            np.testing.assert_allclose(encoder.linear().weight, recorded.weight(24, 6), rtol=1e-12)
+            named = f"damped trend (level {trend.level:g}, trend {trend.slope:g}, damping {trend.damping:g})"
+        else:
+            assert encoder.config.linear_fit == {"kind": "ridge", "alpha": expected.alpha}
+            np.testing.assert_allclose(encoder.linear().weight, expected.baseline.weight, rtol=1e-9)
+            assert f"alpha {expected.alpha:g}" in note
+            named = f"ridge regression (alpha {expected.alpha:g})"
+        model = ModRWKV.build(make_model(LM, seed=1), {"series": encoder}, series_lookback=24, series_horizon=6,
+                              series_baseline_only=True)
+        folder = tmp_path / f"model-{path.stem}"
+        model.eval().save_pretrained(folder)
+        config = json.loads((folder / "config.json").read_text())
+        assert config["encoders"]["series"]["config"]["linear_fit"] == encoder.config.linear_fit
+        assert ModRWKV.from_pretrained(folder).encoders["series"].config.linear_fit == encoder.config.linear_fit
+        assert main(["forecast", "--model", str(folder), "--data", str(path)]) == 0
+        assert f"; the model's baseline alone, {named}, not decoded (series_baseline_only)" in capsys.readouterr().err
+        assert main(["eval", "--task", "custom-series", "--data", str(path), "--model", str(folder), "--lookback",
+                     "24", "--horizon", "6", "--limit", "4", "--output", str(tmp_path / f"eval-{path.stem}"),
+                     "--no-progress"]) == 0
+        assert f"; forecasts: the baseline alone, {named}, not decoded (--force-model decodes)" \
+            in capsys.readouterr().out
+        summary = json.loads((tmp_path / f"eval-{path.stem}" / "summary.json").read_text())
+        assert summary["metrics"]["baseline"] == named
+
+    saved = json.loads((folder / "encoders" / "series" / "encoder.json").read_text())  # what the encoder is built from
+    saved["config"]["linear_fit"] = {"kind": "holt", "alpha": 1}
+    (folder / "encoders" / "series" / "encoder.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match=r"encoders/series/encoder.json: wavenet linear_fit \(the linear baseline "
+                                              r"training fitted\) must be an object whose kind is 'ridge' or "
+                                              "'damped_trend', got"):
+        ModRWKV.from_pretrained(folder)
+    with pytest.raises(ValueError, match="linear_fit .* needs linear_baseline true"):
+        build_encoder("wavenet", linear_fit={"kind": "ridge", "alpha": 1.0})
+
+
+def test_a_training_config_does_not_give_the_recorded_fit(tmp_path):
+    """linear_fit is what training fitted: a config giving one is refused, naming the option."""
+    from modrwkv.training.config import ConfigError, EncoderSpec, ModelConfig, TrainConfig
+    from modrwkv.training.data import size_linear_baseline
+
+    series = EncoderSpec(name="wavenet", options={"linear_baseline": True,
+                                                  "linear_fit": {"kind": "ridge", "alpha": 1.0}})
+    config = TrainConfig(model=ModelConfig(encoders={"series": series}),
+                         data=DataConfig(format="series", train=[str(_oscillating(tmp_path))],
+                                         options={"lookback": 24, "horizon": 6}))
+    with pytest.raises(ConfigError, match="model.encoders.series.options.linear_fit is recorded by training"):
+        size_linear_baseline(config)

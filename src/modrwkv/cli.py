@@ -1558,11 +1558,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"{task.title} {split}: {result.total} predictions in {output}{hint}")
     else:
         # a forecaster whose training shipped its baseline alone (series_baseline_only): say what was scored
-        source = result.summary["metrics"].get("source") == "baseline"
+        metrics = result.summary["metrics"]
+        kind = f", {metrics['baseline']}" if metrics.get("baseline") else ""
+        source = f"; forecasts: the baseline alone{kind}, not decoded (--force-model decodes)" \
+            if metrics.get("source") == "baseline" else ""
         print(f"{task.title} {split}: {headline['label']} {format_metric(headline['value'])} over {result.total} samples "
-              f"({result.generated} generated now)"
-              f"{'; forecasts: the baseline alone, not decoded (--force-model decodes)' if source else ''}; "
-              f"report: {output / 'report.md'}")
+              f"({result.generated} generated now){source}; report: {output / 'report.md'}")
         if comparison := baseline_comparison(result.summary):
             print(comparison)
         if result.summary["metrics"].get("per_answer"):
@@ -1735,6 +1736,7 @@ def _run_forecast(args: argparse.Namespace) -> int:
     import csv
     import io
 
+    from modrwkv.encoders.series import describe_baseline
     from modrwkv.inference.series_file import file_series, forecast_series, future_dates
     from modrwkv.textfiles import write_text_atomically
 
@@ -1777,7 +1779,11 @@ def _run_forecast(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(table.getvalue())
         sys.stdout.flush()
-    baseline = "; the model's baseline alone, not decoded (series_baseline_only)" if sources == {"baseline"} else ""
+    baseline = ""
+    if sources == {"baseline"}:
+        encoder = pipeline.model.encoders["series"]
+        kind = f", {describe_baseline(encoder.config_dict()['config'])}" if encoder.name == "wavenet" else ""
+        baseline = f"; the model's baseline alone{kind}, not decoded (series_baseline_only)"
     print(f"forecast {done} series x {horizon} steps from look-backs of {lookback}{baseline}"
           f"{f' -> {args.output}' if args.output else ''}", file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,6 +86,36 @@ class DampedTrend:
         return f"level {self.level:g}, trend {self.slope:g}, damping {self.damping:g}"
 
 
+# The kinds of linear baseline a fit keeps, as `LinearBaselineFit.record` names them, and their parameters
+RIDGE, DAMPED_TREND = "ridge", "damped_trend"
+LINEAR_FIT_PARAMETERS = {
+    RIDGE: ("alpha",),
+    DAMPED_TREND: tuple(field.name for field in dataclasses.fields(DampedTrend)),  # level, slope, damping
+}
+
+
+def linear_fit_problem(record: object) -> str | None:
+    """What is wrong with a recorded linear fit (`LinearBaselineFit.record`: a kind and its parameters, numbers), or
+    None where it is one."""
+    if not isinstance(record, dict) or record.get("kind") not in LINEAR_FIT_PARAMETERS:
+        return (f"must be an object whose kind is {' or '.join(map(repr, LINEAR_FIT_PARAMETERS))}, got "
+                f"{str(record)[:80]}")
+    expected = {"kind", *LINEAR_FIT_PARAMETERS[record["kind"]]}
+    if set(record) != expected or not all(isinstance(record[name], (int, float)) and not isinstance(record[name], bool)
+                                          for name in expected - {"kind"}):
+        return (f"of kind {record['kind']!r} must hold kind and the numbers "
+                f"{', '.join(LINEAR_FIT_PARAMETERS[record['kind']])}, got {str(record)[:80]}")
+    return None
+
+
+def describe_linear_fit(record: dict[str, Any]) -> str:
+    """A recorded linear fit in words, as training's line names it: "ridge regression (alpha 100)", "damped trend
+    (level 0.8, trend 1, damping 0.95)"."""
+    if record["kind"] == DAMPED_TREND:
+        return f"damped trend ({DampedTrend(**{k: v for k, v in record.items() if k != 'kind'})})"
+    return f"ridge regression (alpha {record['alpha']:g})"
+
+
 @dataclasses.dataclass(frozen=True)
 class LinearBaselineFit:
     baseline: LinearBaseline
@@ -96,6 +127,13 @@ class LinearBaselineFit:
     damped_trend: DampedTrend | None = None  # the one kept (refitted on every window), where it won
     damped_trend_mse: float | None = None  # the damped trend's held-out MSE; None where not tried (a season)
     scaled: bool = False  # errors over their series' MASE scale (`mase_period`), not in series units
+
+    def record(self) -> dict[str, Any]:
+        """The kind and parameters of the baseline kept, as a model's config records them (`WaveNetConfig.linear_fit`;
+        `describe_linear_fit` words it)."""
+        if self.damped_trend is not None:
+            return {"kind": DAMPED_TREND, **dataclasses.asdict(self.damped_trend)}
+        return {"kind": RIDGE, "alpha": self.alpha}
 
     def explain(self) -> str:
         scores = ", ".join(f"{alpha:g}: {mse:.4f}" for alpha, mse in self.held_out_mse.items())

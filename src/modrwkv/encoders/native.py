@@ -66,7 +66,13 @@ class NativeEncoder(ModalityEncoder):
         unknown = sorted(set(values) - field_names)
         if unknown:
             raise ValueError(f"unknown {cls.name} option(s) {unknown}; known: {sorted(field_names)}")
-        encoder = cls(cls.config_class(**values), trainable=cls.default_trainable if trainable is None else trainable)
+        try:
+            config_values = cls.config_class(**values)
+        except (TypeError, ValueError) as exc:
+            if weights is None:
+                raise
+            raise CheckpointError(f"{Path(weights) / CONFIG_FILE}: {exc}") from None  # a saved config: name its file
+        encoder = cls(config_values, trainable=cls.default_trainable if trainable is None else trainable)
         if weights is not None:
             path = Path(weights) / WEIGHTS_FILE
             try:

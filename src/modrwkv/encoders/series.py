@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.linear_baseline import describe_linear_fit, linear_fit_problem
 from ..data.readers.series import SERIES_EPS, LinearBaseline, forecast_baseline, instance_stats
 from .base import EncoderOutput, Prepared
 from .native import NativeEncoder
@@ -62,6 +63,9 @@ class WaveNetConfig:
     linear_baseline: bool = False  # forecasts are (also) corrections to a linear forecast fitted by training
     linear_lookback: int = 0  # ... from this many steps (set by `modrwkv train`: the data's look-back)
     linear_horizon: int = 0  # ... of this many (the data's horizon)
+    # ... its kind and parameters, recorded by `modrwkv train` (`LinearBaselineFit.record`: {"kind": "ridge",
+    # "alpha": 100.0} or {"kind": "damped_trend", "level": ..., "slope": ..., "damping": ...}); None: not recorded
+    linear_fit: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for field in ("in_channels", "patch_len", "residual_channels", "skip_channels", "output_dim", "kernel_size", "layers", "stacks"):
@@ -89,11 +93,31 @@ class WaveNetConfig:
             raise ValueError(f"wavenet linear_baseline needs linear_lookback >= max(1, season) and linear_horizon >= 1 "
                              f"(`modrwkv train` sets them to the data's look-back and horizon), got "
                              f"{self.linear_lookback} and {self.linear_horizon}")
+        if self.linear_fit is not None:
+            if not self.linear_baseline:
+                raise ValueError("wavenet linear_fit records the linear baseline `modrwkv train` fitted; it needs "
+                                 "linear_baseline true")
+            if problem := linear_fit_problem(self.linear_fit):
+                raise ValueError(f"wavenet linear_fit (the linear baseline training fitted) {problem}")
 
     @property
     def receptive_field(self) -> int:
         """Tokens that token t can see, t included."""
         return 1 + self.stacks * (self.kernel_size - 1) * (2**self.layers - 1)
+
+
+def describe_baseline(config: dict[str, Any]) -> str:
+    """What a wavenet encoder's baseline alone forecasts, from its config (config.json's encoders.series.config):
+    "damped trend (level 0.8, trend 1, damping 0.95)", "seasonal naive (period 52) + drift + ridge regression
+    (alpha 100)"; without a season or a linear baseline, the look-back's mean (a normalised forecast of zeros)."""
+    parts = []
+    if config.get("season"):
+        parts.append(f"seasonal naive (period {config['season']})" + (" + drift" if config.get("drift") else ""))
+    if config.get("linear_baseline"):
+        fit = config.get("linear_fit")
+        parts.append(describe_linear_fit(fit) if fit is not None and not linear_fit_problem(fit)
+                     else "a linear baseline (its kind not recorded)")
+    return " + ".join(parts) or "the look-back's mean"
 
 
 class _GatedLayer(nn.Module):
@@ -145,16 +169,20 @@ class WaveNetSeriesEncoder(NativeEncoder):
         return LinearBaseline(self.linear_weight.detach().to("cpu", torch.float64).numpy(),
                               self.linear_bias.detach().to("cpu", torch.float64).numpy())
 
-    def set_linear_baseline(self, baseline: LinearBaseline) -> None:
-        """Stores the fitted linear baseline (its shape must be the configured one)."""
+    def set_linear_baseline(self, baseline: LinearBaseline, fitted: dict[str, Any] | None = None) -> None:
+        """Stores the fitted linear baseline (its shape must be the configured one) and, in the config saved with it,
+        `fitted`, its kind and parameters (`LinearBaselineFit.record`; None: not known)."""
         c = self.config
         if not c.linear_baseline or (baseline.lookback, baseline.horizon) != (c.linear_lookback, c.linear_horizon):
             raise ValueError(f"a linear baseline of look-back {baseline.lookback} and horizon {baseline.horizon} does "
                              f"not fit this encoder (linear_baseline {c.linear_baseline}, linear_lookback "
                              f"{c.linear_lookback}, linear_horizon {c.linear_horizon})")
+        if fitted is not None and (problem := linear_fit_problem(fitted)):
+            raise ValueError(f"fitted {problem}")
         with torch.no_grad():
             self.linear_weight.copy_(torch.from_numpy(baseline.weight))
             self.linear_bias.copy_(torch.from_numpy(baseline.bias))
+        self.config.linear_fit = None if fitted is None else dict(fitted)
 
     @property
     def output_dim(self) -> int:

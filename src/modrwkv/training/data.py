@@ -194,6 +194,9 @@ def size_linear_baseline(config: TrainConfig, samples_given: bool = False) -> tu
         if spec.options.get(key) not in (None, value):
             raise ConfigError(f"model.encoders.series.options.{key} is {spec.options[key]!r}, but training sets it from "
                               f"data.options ({value!r}); leave it out")
+    if "linear_fit" in spec.options:
+        raise ConfigError("model.encoders.series.options.linear_fit is recorded by training (the kind and parameters "
+                          "of the linear baseline it fits); leave it out")
     options, note = {**spec.options, **shape}, None
     if spec.options["linear_baseline"] == AUTO:
         season, drift = spec.options.get("season", 0), bool(spec.options.get("drift", False))
@@ -236,7 +239,7 @@ def fit_series_baseline(config: DataConfig, encoder: object | None) -> str | Non
     except LinearBaselineError as exc:
         raise ConfigError(f"model.encoders.series.options.linear_baseline on {reader.name}: {exc} (or set "
                           "linear_baseline: false to train without it)") from None
-    inner.set_linear_baseline(fit.baseline)
+    inner.set_linear_baseline(fit.baseline, fit.record())  # its kind and parameters saved in config.json
     note = f"linear baseline ({reader.name}): {fit.explain()}"
     log.info("%s", note)
     return note

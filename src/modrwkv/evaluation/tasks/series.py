@@ -143,6 +143,8 @@ class _Forecasting(Task):
         self.series_prompt = series_prompt  # None: the template the model was trained with
         # the model's series encoder's `season` (`adopt_model_settings`): the seasonal baselines' period
         self.model_season = 0
+        # what the model's series encoder's baseline alone forecasts, in words (`adopt_model_settings`); None: unknown
+        self.model_baseline: str | None = None
         # the seasonal baselines' period given for this run (`--season`), in place of the model's; None: the model's
         self.season = season
         # decode a model saved with series_baseline_only anyway (`ModRWKVPipeline.forecast_batch`), for analysis
@@ -171,13 +173,17 @@ class _Forecasting(Task):
     def adopt_model_settings(self, model: ModelSpec) -> None:
         """The period of the model's seasonal baseline (its series encoder's `season`, in its folder's
         config.json), for the seasonal-naive baselines (`computed_baselines`); none for a released checkpoint
-        or a model without one."""
+        or a model without one. Also what its baseline alone forecasts (`describe_baseline`), which the summary
+        names where that is what was scored (`series_baseline_only`)."""
+        from ...encoders.series import describe_baseline
         from ...multimodal.model import is_modrwkv_folder, read_config
 
         path = Path(model.path)
         encoder = (read_config(path).get("encoders") or {}).get("series") if is_modrwkv_folder(path) else None
-        season = ((encoder or {}).get("config") or {}).get("season", 0)
+        config = (encoder or {}).get("config") or {}
+        season = config.get("season", 0)
         self.model_season = season if isinstance(season, int) and not isinstance(season, bool) and season > 0 else 0
+        self.model_baseline = describe_baseline(config) if (encoder or {}).get("name") == "wavenet" else None
 
     def computed_baselines(self, samples: Sequence[EvalSample]) -> dict[str, dict[str, float]]:
         """MSE and MAE (custom-series: MASE and sMAPE too) of the simple forecasts (`forecast_baselines`: repeat-last,
@@ -248,10 +254,12 @@ class _Forecasting(Task):
                       # windows left out of the mean MASE (a constant history) and look-backs begun with gaps
                       "mase_undefined": sum(score["mase"] is None for score in scores),
                       "padded": sum(r["reference"]["start"] < 0 for r in records)}
+        sources = {r.get("source", "model") for r in records}
+        # "baseline": the model's folder ships its baseline alone (series_baseline_only), not decoded; which it is
+        baseline = {"baseline": self.model_baseline} if "baseline" in sources and self.model_baseline else {}
         return {"mse": mse(predicted, target), "mae": mae(predicted, target), **scaled, "windows": len(records),
                 "unparsed": sum(not r.get("complete", True) for r in records),
-                # "baseline": the model's folder ships its baseline alone (series_baseline_only), not decoded
-                "source": "/".join(sorted({r.get("source", "model") for r in records})),
+                "source": "/".join(sorted(sources)), **baseline,
                 "lookback": self.lookback, "horizon": self.horizon}
 
 
