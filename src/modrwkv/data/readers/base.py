@@ -506,6 +506,19 @@ def data_file_text(path: Path) -> str:
         raise DataError(err.source, "unreadable_file", err.detail) from None
 
 
+def text_beside(path: Path, source: str, what: str) -> str:
+    """The text of the caption or transcript file `path` (`what`, for messages), white space around it left out; a
+    file that does not read or decode, or holds no text, is a bad record of `source` (the record it is the text of),
+    not the reading's end."""
+    try:
+        text = data_file_text(path).strip()
+    except DataError as err:
+        raise DataError(source, "wrong_type", f"its {what} {err.source}: {err.detail}") from None
+    if not text:
+        raise DataError(source, "empty_answer", f"its {what} {path} is empty")
+    return text
+
+
 WHERE_OPTION = "where (data.options.where)"
 
 
@@ -1910,12 +1923,13 @@ def data_name(data: str | Path) -> str:
     named by its number alone, as img2dataset names them, is named by its folder (cc3m/00000.tar -> cc3m); a
     Hugging Face metadata file as its folder (data/shapes/train/metadata.jsonl -> shapes); a compressed file as the
     file it holds (sales.csv.gz -> sales); a generic file in a split's folder as the folder above (GluonTS'
-    m4_hourly/test/data.json.gz -> m4_hourly)."""
+    m4_hourly/test/data.json.gz -> m4_hourly); a folder as its whole name (LJSpeech-1.1)."""
     path = Path(data)
     if is_metadata_file(path):
         return data_name(path.absolute().parent)  # (metadata.jsonl given from its own folder: that folder's name)
     pattern = not path.exists()  # a file's name may hold brackets
-    name = Path(unpacked_name(path.name)).stem
+    # (a folder's name is its own: LJSpeech-1.1, not LJSpeech-1)
+    name = path.name if path.is_dir() else Path(unpacked_name(path.name)).stem
     stem = re.sub(r"-\d+-of-\d+$", "", re.split(r"[*?\[]", name)[0] if pattern else name).rstrip("-_. ")
     if not (stem.lower() in _SPLIT_NAMES + ("", "data", "dataset", "all") or stem.isdigit()):
         return stem

@@ -80,6 +80,7 @@ from .base import (METADATA_NAMES, WEB_ADDRESS, DataError, data_file_text, first
 from .classfolders import SPLIT_NAMES, is_visible, split_refusal
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names, where_class_numbers
+from .speech_corpora import ljspeech_metadata
 from .webdataset import (AUDIO_CAPTION_KEY, CAPTION_KEYS, LABEL_KEY, MEDIA_EXTENSIONS, READ_EXTENSIONS, RECORD_KEYS,
                          media_record)
 
@@ -158,7 +159,11 @@ def metadata_records(path: Path, caption_prompt: str | None = None,
 def _file_records(file: Path, root: Path, caption_prompt: str | None,
                   where: Mapping[str, frozenset[str]] | None) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(source, load) per row of one metadata file (those `where` keeps), its media ids relative to `root` (the
-    folder given)."""
+    folder given). LJSpeech's metadata.csv, in a folder given above its own, raises `DataError` (unreadable_file)
+    naming the folder to give."""
+    if ljspeech_metadata(file) is not None:
+        raise DataError(str(file), "unreadable_file", "LJSpeech's metadata.csv ('<id>|<raw text>|<normalized text>' "
+                        f"lines, the recordings in wavs/), not a Hugging Face metadata file: give {file.parent} itself")
     shown = None
     if is_table_file(file):  # (a metadata.parquet's ClassLabel kept by its class names too)
         where, shown = where_class_numbers(file, where)

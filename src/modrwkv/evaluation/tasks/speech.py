@@ -13,7 +13,7 @@ from typing import Any
 
 from ...data.readers.asr import DEFAULT_ASR_PROMPT, asr_user_turn
 from ...data.readers.base import DataError
-from ...data.readers.speech_corpora import is_speech_corpus, speech_corpus_records
+from ...data.readers.speech_corpora import is_librispeech, speech_corpus_records
 from ...processing.speech_segments import SegmentSettings
 from ..metrics import cer, wer
 from .base import (
@@ -83,7 +83,7 @@ class LibriSpeech(_SpeechTask):
     def load(self, data: Path, split: str) -> list[EvalSample]:
         expect_dir(data, "the LibriSpeech corpus", self.layout)
         folder = data / split if (data / split).is_dir() else data
-        if not is_speech_corpus(folder):
+        if not is_librispeech(folder):
             raise BenchmarkFileError(f"{folder}: no <speaker>/<chapter>/*.trans.txt transcripts. "
                                      f"Expected layout:\n{self.layout}")
         return _transcribed(folder)
