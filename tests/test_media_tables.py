@@ -298,6 +298,55 @@ def test_common_voice_tsv_reads_its_quotes_as_text_and_its_clips(tmp_path):
         "a cell holding a tab is split by it: a .tsv is read unquoted, as Common Voice writes it")
 
 
+def test_an_early_common_voice_release_reads_as_its_jsonl_manifest_and_names_a_missing_clip(tmp_path, capsys):
+    """Common Voice 5.1's header (client_id, path, sentence, ..., accent: no sentence_id, variant or locale), its
+    clips as WAV here: each row the ASR sample its JSONL manifest line makes; a row whose clip is missing, and one
+    cut short, are bad records naming train.tsv and the line; the language folder, of several splits, is refused
+    naming the one to train on."""
+    import json
+
+    import soundfile
+
+    from modrwkv.data.readers import AsrManifestReader
+
+    root = tmp_path / "cv-corpus-5.1-2020-06-22" / "en"
+    sentences = {"common_voice_en_18824.wav": "Why are you so angry?", "common_voice_en_1.wav": '"Hi," she said.'}
+    for number, clip in enumerate(sentences):
+        (root / "clips").mkdir(parents=True, exist_ok=True)
+        soundfile.write(root / "clips" / clip, np.full(1600 * (number + 1), 0.1, np.float32), 16000)
+    header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"
+    rows = [f"4f2a{number}\t{clip}\t{sentence}\t2\t0\tfourties\tmale\tus\n"
+            for number, (clip, sentence) in enumerate(sentences.items())]
+    (root / "train.tsv").write_text(header + "".join(rows))
+    (root / "dev.tsv").write_text(header)
+    expected = tmp_path / "cv.jsonl"
+    expected.write_text("".join(json.dumps({"audio": str(root / "clips" / clip), "text": sentence}) + "\n"
+                                for clip, sentence in sentences.items()))
+
+    def samples(path: Path) -> list[tuple]:
+        return [(s.messages, s.audios, s.meta) for s in AsrManifestReader(path, on_error="raise")]
+
+    assert detect_format(root / "train.tsv") == "asr"
+    assert samples(root / "train.tsv") == samples(expected) and len(samples(expected)) == 2
+    (root / "train.tsv").write_text(header + rows[0] + "9c1d\tcommon_voice_en_404.mp3\tGone.\t2\t0\t\t\t\n"
+                                    + "\t".join(rows[1].split("\t")[:4]) + "\n")
+    reader = AsrManifestReader(root / "train.tsv")
+    assert len(list(reader)) == 1
+    missing, short = [str(e) for e in reader.report.examples]
+    clip = "common_voice_en_404.mp3"
+    assert missing.startswith(f"{root / 'train.tsv'}:3: path '{clip}' is not found: tried {root / clip}, ")
+    assert str(root / "clips" / clip) in missing and missing.endswith(
+        "; give the folder of the media files as the media folder (data.media_folder, --media-folder)")
+    assert short == (
+        f"{root / 'train.tsv'}:4: 4 cells where the header (client_id, path, sentence, up_votes, down_votes, age, "
+        "gender, accent) has 8: a cell holding a tab is split by it: a .tsv is read unquoted, as Common Voice writes "
+        "it")
+    assert init_error(capsys, root, tmp_path) == [
+        f"modrwkv init: error: {root}: holds the splits dev.tsv, train.tsv, each a data file whose records name their "
+        f"media: give one split, {root / 'train.tsv'} to train on (modrwkv init --data, data.train); evaluate on "
+        f"{root / 'dev.tsv'} (modrwkv eval --task custom --data)"]
+
+
 def test_esc50_and_urbansound8k_metadata_find_their_audio_folders(tmp_path):
     """ESC-50's meta/esc50.csv names audio/ beside meta/; UrbanSound8K's metadata/UrbanSound8K.csv names clips
     kept in audio/fold1/ ... audio/fold10/: each row a labelled clip, answered by the class column named."""

@@ -23,8 +23,9 @@ whose subfolders are splits (train/, test/, as Hugging Face's imagefolder lays t
 a class folder, media of more than one kind, or no class folder at all stop the reading with one line
 naming the folder and what to give instead, as does a data file (.jsonl, .csv, a .tar shard, ...) beside
 the subfolders or in one (`data/` holding train.jsonl and images/, or annotations/train.json and images/:
-the records are the data, not the folder). A folder of a single class folder with media is read, with a
-warning.
+the records are the data, not the folder; of several splits' files, Common Voice's train.tsv, dev.tsv and test.tsv
+beside clips/, the one to train on and the one to evaluate on are named). A folder of a single class folder with
+media is read, with a warning.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def class_folder_records(path: Path, prompt: str | None = None) -> Iterator[tupl
                         f"{', '.join(str(file.relative_to(path)) for file in gluonts)}): give its data file, {test} "
                         "(test's series are whole: init and eval hold out each one's last prediction_length, as "
                         "GluonTS evaluates; docs/forecasting.md)")
+    splits = [file for file in records if split_kind(file) is not None]
+    if len(splits) > 1:  # (Common Voice's language folder: train.tsv, dev.tsv and test.tsv beside clips/)
+        raise split_refusal(path, splits, "a data file whose records name their media", shown=str)
     if records:  # (a metadata.jsonl / .csv / .parquet makes the folder Hugging Face's metadata layout: `hffolders`)
         raise DataError(name, "unreadable_file", f"holds {', '.join(records)} beside its subfolders: give the data "
                         "file itself (its records name their media); a folder of class folders, whose subfolders' "
