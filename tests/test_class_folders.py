@@ -173,9 +173,11 @@ def test_bad_layouts_are_one_line_naming_the_folder(tmp_path, capsys):
     assert init_error(capsys, flat, tmp_path) == [
         f"modrwkv init: error: --data: {flat} is a folder with no .parquet or .tar file, "
         "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset "
-        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder and no "
-        "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
-        "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)"]
+        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder, no "
+        "metadata file and no media file with its caption or transcript beside it; give the data files (a wildcard "
+        "such as data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), a folder with a "
+        "metadata.jsonl naming its media files (Hugging Face's imagefolder), or one of media files each with its "
+        ".txt (0001.jpg and 0001.txt)"]
     records = tmp_path / "records"
     png(records / "images" / "a.png", 1)
     (records / "train.jsonl").write_text('{"image": "images/a.png", "question": "What?", "answer": "a"}\n')

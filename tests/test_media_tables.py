@@ -433,7 +433,8 @@ def test_where_keeps_the_rows_of_the_folds_asked_in_training_init_and_eval(tmp_p
     classes = tmp_path / "classes"
     png(classes / "cat" / "0.png", 1)
     png(classes / "dog" / "0.png", 2)
-    with pytest.raises(DataError, match="a folder of class folders has none: leave it out"):
+    with pytest.raises(DataError, match="a folder of class folders, or of media files with their text files, "
+                                        "has none: leave it out"):
         list(QAReader(classes, where={"fold": 1}))
 
 

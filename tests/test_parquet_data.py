@@ -329,9 +329,11 @@ def test_several_data_files_and_folders_name_what_is_wrong(tmp_path, capsys):
     assert error([*eval_custom, str(empty)]) == (
         f"modrwkv eval: error: --data: {empty} is a folder with no .parquet or .tar file, "
         "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset "
-        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder and no "
-        "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders "
-        "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
+        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder, no "
+        "metadata file and no media file with its caption or transcript beside it; give the data files (a wildcard "
+        "such as data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), a folder with a "
+        "metadata.jsonl naming its media files (Hugging Face's imagefolder), or one of media files each with its "
+        ".txt (0001.jpg and 0001.txt)")
     assert error([*eval_custom, str(jsonl), str(llava)]) == f"modrwkv eval: error: {mixed}"
     assert error(["eval", "--model", str(tmp_path), "--task", "pope", "--data", str(jsonl), str(llava)]) == \
         "modrwkv eval: error: --data: pope reads one folder or file (several files are for --task custom)"

@@ -400,9 +400,11 @@ def test_init_names_a_folder_and_a_binary_file(tmp_path, capsys):
     assert fails(capsys, ["init", "--data", str(tmp_path), "--yes"]) == \
         f"modrwkv init: error: --data: {tmp_path} is a folder with no .parquet or .tar file, " \
         "no data set saved by datasets' save_to_disk (state.json and .arrow files) or cached by load_dataset " \
-        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder and no " \
-        "metadata file; give the data files (a wildcard such as data/train-*.parquet), a folder of class folders " \
-        "(train/cat/0001.jpg), or a folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)"
+        "(dataset_info.json and <name>-<split>.arrow files), no GluonTS data.json(.gz), no class folder, no " \
+        "metadata file and no media file with its caption or transcript beside it; give the data files (a wildcard " \
+        "such as data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), a folder with a " \
+        "metadata.jsonl naming its media files (Hugging Face's imagefolder), or one of media files each with its " \
+        ".txt (0001.jpg and 0001.txt)"
     Image.new("RGB", (4, 4)).save(tmp_path / "a.json", format="PNG")
     assert fails(capsys, ["init", "--data", str(tmp_path / "a.json"), "--yes"]) == \
         f"modrwkv init: error: {tmp_path}/a.json:1: not UTF-8 text: byte 0x89 (save the file as UTF-8)"

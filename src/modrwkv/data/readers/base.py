@@ -274,13 +274,15 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
     (`classfolders`), which `file_records` reads as one data file. A folder with a metadata file in it or a
     subfolder stands for itself before all that: Hugging Face's metadata layout (`hffolders`), whose
     metadata.parquet is no shard; so do a speech corpus's folders (`speech_corpora`) and a folder of torchvision's
-    image set files (`torchvision_sets`). A folder `Dataset.save_to_disk` wrote stands for its .arrow shards
+    image set files (`torchvision_sets`), and a folder without shards of media files with their captions or
+    transcripts beside them (`sidecars`). A folder `Dataset.save_to_disk` wrote stands for its .arrow shards
     (`_saved_shards`), one `DatasetDict.save_to_disk` wrote for its split's, and is refused with several splits
     (`SAVED_SPLITS`); a `load_dataset` cache entry likewise (`_cached_splits`). A folder of several splits'
     shards, by their names or split subfolders, is refused (`_refuse_splits`)."""
     if Path(pattern).is_dir():
         from .classfolders import has_class_folders  # (they build on this module)
         from .hffolders import has_metadata
+        from .sidecars import has_sidecars
         from .speech_corpora import is_speech_corpus
         from .torchvision_sets import is_torchvision_set
 
@@ -299,6 +301,8 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
                 _refuse(Path(pattern), given, f"{name}-*.arrow", setting)
             return next(iter(cached.values()))
         shards = _folder_shards(Path(pattern), setting) or _gluonts_split(Path(pattern))
+        if not shards and has_sidecars(Path(pattern)):
+            return [pattern]
         if not shards and has_class_folders(Path(pattern)):
             _refuse_splits(Path(pattern), _split_folder_shards(Path(pattern), setting), setting)
             return [pattern]
@@ -307,9 +311,11 @@ def _pattern_files(pattern: str, setting: str) -> list[str]:
                                     f"saved by datasets' save_to_disk ({SAVED_STATE} and .arrow files) or cached by "
                                     f"load_dataset ({SAVED_INFO} and <name>-<split>.arrow files), no GluonTS "
                                     f"{GLUONTS_DATA}(.gz), no class "
-                                    "folder and no metadata file; give the data files (a wildcard such as "
-                                    "data/train-*.parquet), a folder of class folders (train/cat/0001.jpg), or a "
-                                    "folder with a metadata.jsonl naming its media files (Hugging Face's imagefolder)")
+                                    "folder, no metadata file and no media file with its caption or transcript "
+                                    "beside it; give the data files (a wildcard such as data/train-*.parquet), a "
+                                    "folder of class folders (train/cat/0001.jpg), a folder with a metadata.jsonl "
+                                    "naming its media files (Hugging Face's imagefolder), or one of media files each "
+                                    "with its .txt (0001.jpg and 0001.txt)")
         _refuse_splits(Path(pattern), shards, setting)
         return shards
     if _BRACES.search(pattern) and not Path(pattern).exists():
@@ -607,7 +613,9 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
     default), the rows of Hugging Face's metadata layout, a folder with a metadata file or such a file itself
     (`hffolders.metadata_records`, a captioned row asked `caption_prompt` too), a .csv / .tsv / .txt table whose
     column names media files as such rows, its files found in `media_folder` or beside it
-    (`hffolders.media_table_records`), a folder of class folders' media
+    (`hffolders.media_table_records`), a speech corpus's utterances (`speech_corpora`: LibriSpeech, Aishell-1,
+    LJSpeech, VCTK), a folder of media files with their captions or transcripts beside them
+    (`sidecars.sidecar_records`, asked `caption_prompt` too), a folder of class folders' media
     files (`classfolders.class_folder_records`, asked `caption_prompt` too), else the JSON / JSONL records
     (`json_records`; one of a media path and a label or caption, `{"image": "a.png", "label": "cat"}`, as the
     record that makes, `hubrows.plain_records`; a COCO captions file's images, their files found in
@@ -655,11 +663,16 @@ def file_records(path: Path, *, caption_prompt: str | None = None, label_column:
         from .classfolders import class_folder_records  # (they build on this module)
         from .hffolders import has_metadata, metadata_records
 
+        from .sidecars import has_sidecars, sidecar_records
+
         if is_metadata_file(path) or has_metadata(path):
             return metadata_records(path, caption_prompt, where)
         if where:
             return _refused(DataError(str(path), "unreadable_file", f"{WHERE_OPTION} keeps rows by their columns; "
-                                      "a folder of class folders has none: leave it out"))
+                                      "a folder of class folders, or of media files with their text files, has none: "
+                                      "leave it out"))
+        if has_sidecars(path):
+            return sidecar_records(path, caption_prompt)
         return class_folder_records(path, caption_prompt)
     from .hubrows import plain_records  # (it builds on this module)
 

@@ -1,7 +1,8 @@
 """A folder of class folders as question-answer records: the layout torchvision's `ImageFolder`, Keras'
 `image_dataset_from_directory` and Hugging Face's `imagefolder` / `audiofolder` read, and the one Speech
 Commands is distributed in (with a metadata file, `metadata.jsonl` / `.csv` / `.parquet`, in it or a subfolder, a
-folder is Hugging Face's metadata layout instead: `hffolders`):
+folder is Hugging Face's metadata layout instead: `hffolders`; with a text file of the same name beside its first
+media files, their captions or transcripts: `sidecars`):
 
     data/digits/train/0/img_0001.png   data/digits/train/0/img_0002.png   data/digits/train/1/...
 
@@ -53,6 +54,22 @@ OS_LEFTOVERS = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
 def is_visible(name: str) -> bool:
     """Whether a file or folder of this name is read: not a hidden one (.DS_Store) nor one of `OS_LEFTOVERS`."""
     return not name.startswith(".") and name.lower() not in OS_LEFTOVERS
+
+
+def visible_tree(folder: Path) -> Iterator[tuple[Path, list[str]]]:
+    """Each folder of `folder`'s tree with the names of its visible files (`is_visible`), in name order: a folder
+    before its subfolders, which come in name order (hidden ones and OS leftovers are not entered). A linked subfolder
+    is read as the folder it links to (as a class folder is), each folder once: a link back up the tree is not
+    followed round."""
+    seen: set[str] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = sorted(name for name in folders if is_visible(name))
+        yield Path(root), sorted(name for name in files if is_visible(name))
 
 
 def _visible(folder: Path) -> list[os.DirEntry[str]]:

@@ -26,19 +26,19 @@ def detect_format(path: Path, label_column: str | None = None, columns: Mapping[
                   media_folder: Path | None = None, split: Sequence[str] | None = None) -> str:
     """The data format from the extension (CSV/TSV/NPZ: series, but of a .csv / .tsv / .txt table whose column names
     media files the record its first usable row makes, as a metadata file's, `hffolders.media_table`), or the
-    columns of a Parquet / JSON Lines file of series rows (a `target` list and no media: series, `is_series_file`), a
-    LLaMA-Factory
-    `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file: the first row's
-    columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder of class
-    folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the record its
-    first usable row makes; a hub Parquet file's plain rows: the record its first row makes, answered from
-    `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the LLaVA record the first stands for,
-    `hubrows.turns_record`; with `columns`, qa's {field: column}, the first record with them renamed,
-    `base.renamed_records`; of a COCO captions file, a Karpathy split file or a Flickr token file, the record its
-    first image makes, its file in `media_folder` or beside the file, `coco`, `captionsplits`; of a file of several
-    splits, `split`'s, else it is refused, naming them). A file of rows holding a `target` list and media is not
-    series; where its records tell no format either, the error says why it is not series
-    (`seriesrows.media_note`; a table's list columns, `seriestables.nested_columns_note`)."""
+    columns of a Parquet / JSON Lines file of series rows (a `target` list and no media: series, `is_series_file`),
+    a LLaMA-Factory `dataset_info.json` naming the file (sharegpt), or the first record's fields (of a Parquet file:
+    the first row's columns; of a WebDataset tar: the record its first usable sample makes, a caption qa; a folder
+    of class folders: qa; Hugging Face's metadata layout, a folder or its metadata.csv / .jsonl / .parquet: the
+    record its first usable row makes; a folder of media files with their captions or transcripts beside them, or a
+    speech corpus: the record its first usable file or utterance makes; a hub Parquet file's plain rows: the record
+    its first row makes, answered from `label_column`, `hubrows`; rows of the_cauldron's `images` and `texts`: the
+    LLaVA record the first stands for, `hubrows.turns_record`; with `columns`, qa's {field: column}, the first
+    record with them renamed, `base.renamed_records`; of a COCO captions file, a Karpathy split file or a Flickr
+    token file, the record its first image makes, its file in `media_folder` or beside the file, `coco`,
+    `captionsplits`; of a file of several splits, `split`'s, else it is refused, naming them). A file of rows
+    holding a `target` list and media is not series; where its records tell no format either, the error says why it
+    is not series (`seriesrows.media_note`; a table's list columns, `seriestables.nested_columns_note`)."""
     try:
         return _detected(path, label_column, columns, media_folder, split)
     except FormatUnknown as exc:

@@ -77,7 +77,7 @@ from .asr import TEXT_KEYS
 from .base import (METADATA_NAMES, WEB_ADDRESS, DataError, data_file_text, first_file, header_delimiter,
                    is_metadata_file, is_table_file, json_records, media_column, media_kind, subfolders, table_records,
                    where_rows)
-from .classfolders import SPLIT_NAMES, is_visible, split_refusal
+from .classfolders import SPLIT_NAMES, is_visible, split_refusal, visible_tree
 from .coco import image_folders
 from .hubrows import class_label, parquet_class_names, where_class_numbers
 from .speech_corpora import ljspeech_metadata
@@ -109,18 +109,10 @@ _FOUND_ROWS = 3
 
 
 def _metadata_files(folder: Path) -> Iterator[Path]:
-    """The metadata files in `folder` and its subfolders (not hidden ones, nor OS leftovers), a folder's own
-    before its subfolders', in name order. A linked subfolder is read as the folder it links to (as a class
-    folder is), each folder once: a link back up the tree is not followed round."""
-    seen: set[str] = set()
-    for root, folders, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            folders[:] = []
-            continue
-        seen.add(real)
-        folders[:] = sorted(name for name in folders if is_visible(name))
-        yield from (Path(root) / name for name in sorted(files) if name in METADATA_NAMES)
+    """The metadata files in `folder` and its subfolders (`visible_tree`: not hidden ones, nor OS leftovers; a
+    linked subfolder once), a folder's own before its subfolders', in name order."""
+    for root, files in visible_tree(folder):
+        yield from (root / name for name in files if name in METADATA_NAMES)
 
 
 def has_metadata(path: Path) -> bool:
