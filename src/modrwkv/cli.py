@@ -1098,6 +1098,21 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_serve)
 
 
+def _quantile_levels(text: str) -> tuple[float, ...]:
+    """argparse type: the quantile levels of --quantiles, "0.1,0.5,0.9" (`intervals.parse_levels`)."""
+    from modrwkv.inference.intervals import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+QUANTILES_HELP = ("forecast these quantiles too, e.g. 0.1,0.5,0.9 (0.1 and 0.9: the 80%% interval; levels {low} to "
+                  "{high}): the point forecast plus the quantiles of the same forecaster's errors on the windows of "
+                  "each series' history before what is forecast (docs/forecasting.md, prediction intervals)")
+
+
 def _at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
     """argparse type: a number of `kind` no smaller than `minimum` (checked before any work)."""
 
@@ -1276,6 +1291,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--series-prompt", metavar="TEXT",
                    help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
                    "the model was trained with, which its folder records (docs/forecasting.md)")
+    p.add_argument("--quantiles", type=_quantile_levels, metavar="Q,Q,...",
+                   help="custom-series: " + QUANTILES_HELP.format(low=0.01, high=0.99) + "; scored by mean weighted "
+                   "quantile loss (GluonTS') and coverage, beside repeat-last's intervals made the same way")
     p.add_argument("--season", type=int, metavar="N",
                    help="forecasting tasks: the period of the seasonal-naive baselines shown beside the model's "
                    "numbers (24 for hourly data with a daily cycle; 2 to --lookback - 1), instead of the season "
@@ -1465,7 +1483,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     _apply_image_limit(args)
     from modrwkv.evaluation import ModelSpec, export_submission, get_task, run_eval
     from modrwkv.evaluation.submission import SUBMISSIONS
-    from modrwkv.evaluation.report import baseline_comparison, format_metric, weakest_answer
+    from modrwkv.evaluation.report import baseline_comparison, format_metric, interval_summary, weakest_answer
 
     from modrwkv.data.readers.series import series_prompt_problem
     from modrwkv.evaluation.tasks import custom_task
@@ -1503,6 +1521,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "season": ("--season", args.season, "forecasting tasks"),
         "targets": ("--target", args.target, "custom-series"),
         "id_columns": ("--id-column", args.id_column, "custom-series"),
+        "quantiles": ("--quantiles", args.quantiles, "custom-series"),
         "asr_prompt": ("--asr-prompt", None if args.task == "custom" else args.asr_prompt, "librispeech, aishell, custom"),
         "long_form": ("--long-form", None if args.task == "custom" else long_form, "librispeech, aishell, custom"),
         "baselines": ("--baseline", None if args.task == "custom" or not args.baseline else _baselines(args.baseline),
@@ -1566,6 +1585,8 @@ def _run_eval(args: argparse.Namespace) -> int:
               f"({result.generated} generated now){source}; report: {output / 'report.md'}")
         if comparison := baseline_comparison(result.summary):
             print(comparison)
+        if intervals := interval_summary(result.summary):
+            print(intervals)
         if result.summary["metrics"].get("per_answer"):
             print(f"lowest accuracy of an answer: {weakest_answer(result.summary['metrics']['per_answer'])} "
                   "(every answer in report.md)")
@@ -1712,6 +1733,9 @@ def _add_forecast(subparsers: argparse._SubParsersAction) -> None:
                    "median (default 1: greedy; docs/forecasting.md)")
     p.add_argument("--batch-size", type=_at_least(1), default=DEFAULT_FORECAST_BATCH, metavar="B",
                    help=f"windows decoded together (default {DEFAULT_FORECAST_BATCH})")
+    p.add_argument("--quantiles", type=_quantile_levels, metavar="Q,Q,...",
+                   help=QUANTILES_HELP.format(low=0.01, high=0.99) + ": a column q0.1, ... each, after forecast; "
+                   "costs up to 100 more forecasts per series")
     p.add_argument("--freq", type=_offset_alias, metavar="ALIAS",
                    help="the pandas offset alias (h, D, W-SUN, ME, MS, QE-DEC, YE-DEC, 15min, ...) the steps of series "
                    "rows with a start but no frequency are apart by (a GluonTS JSONL without metadata.json, a Parquet "
@@ -1737,7 +1761,8 @@ def _run_forecast(args: argparse.Namespace) -> int:
     import io
 
     from modrwkv.encoders.series import describe_baseline
-    from modrwkv.inference.series_file import file_series, forecast_series, future_dates
+    from modrwkv.inference.intervals import calibrate, level_name, pipeline_forecaster
+    from modrwkv.inference.series_file import file_series, forecast_series, future_dates, last_window
     from modrwkv.textfiles import write_text_atomically
 
     if args.output and Path(args.output).is_dir():
@@ -1752,24 +1777,37 @@ def _run_forecast(args: argparse.Namespace) -> int:
     timestamps = future_dates(dates, horizon)  # (None: the file dates no series, and the CSV has no such column)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["series", "step", *([] if timestamps is None else ["timestamp"]), "forecast"])
+    writer.writerow(["series", "step", *([] if timestamps is None else ["timestamp"]), "forecast",
+                     *(level_name(q) for q in args.quantiles or ())])
     done, sources = 0, set()
-    # the library's progress line after each batch, on stderr also without -v (as transcribe names each file done)
-    progress = logging.getLogger("modrwkv.inference.series_file")
-    level = progress.level
-    if not progress.isEnabledFor(logging.INFO):
-        progress.setLevel(logging.INFO)
+    # the library's progress lines after each batch, on stderr also without -v (as transcribe names each file done)
+    progress = [logging.getLogger(f"modrwkv.inference.{name}") for name in ("series_file", "intervals")]
+    levels = [logger.level for logger in progress]
+    for logger in progress:
+        if not logger.isEnabledFor(logging.INFO):
+            logger.setLevel(logging.INFO)
     try:
+        calibration = None
+        if args.quantiles:  # each series' history up to its last step: the windows that end there
+            forecaster = pipeline_forecaster(pipeline, horizon, samples=args.samples)
+            try:
+                calibration = calibrate(series, {label: len(values) for label, values in series.items()}, lookback,
+                                        horizon, args.quantiles, forecaster, batch_size=args.batch_size)
+            except ValueError as exc:
+                raise CLIError(f"{args.data}: {exc}") from None
         for batch in forecast_series(pipeline, series, horizon, lookback, samples=args.samples,
                                      batch_size=args.batch_size):
             for label, forecast in batch:
-                for step, value in enumerate(forecast.values, 1):
+                quantiles = (calibration.interval(label, forecast.values, last_window(series[label], lookback)).T
+                             if calibration is not None else [[]] * horizon)
+                for step, (value, among) in enumerate(zip(forecast.values, quantiles), 1):
                     when = [] if timestamps is None else [timestamps[label][step - 1]]
-                    writer.writerow([label, step, *when, repr(float(value))])
+                    writer.writerow([label, step, *when, repr(float(value)), *(repr(float(q)) for q in among)])
                 sources.add(forecast.source)
             done += len(batch)
     finally:
-        progress.setLevel(level)
+        for logger, level in zip(progress, levels):
+            logger.setLevel(level)
     if not done:
         raise CLIError(f"{args.data}: none of its {len(series)} series holds an observed value in its last "
                        f"{lookback} steps: nothing to forecast")

@@ -40,6 +40,7 @@ from .series import (
     mase_scale,
     mase_scales,
     mse,
+    quantile_scores,
     smape,
 )
 from .speech import cer, normalize_chinese, normalize_english, wer
@@ -87,6 +88,7 @@ __all__ = [
     "pope_metrics",
     "pope_split_metrics",
     "ptb_tokenize",
+    "quantile_scores",
     "scienceqa_choice",
     "smape",
     "textvqa_accuracy",

@@ -24,13 +24,18 @@ the mean absolute error by the in-sample mean absolute error of the seasonal-nai
 `SEASONALITY`, 1 where the history holds no two values a period apart), sMAPE is
 200 |y - f| / (|y| + |f|) averaged over the steps (a step where both are 0 left out), each the
 mean over series of the per-series value, as the archive's `utils/error_calculator.R` computes them.
+
+Quantile forecasts (`quantile_scores`) are scored as GluonTS scores them and GIFT-Eval reports them: the weighted
+quantile loss of each level over all windows and steps at once, its mean over the levels (with levels 0.1 ... 0.9 the
+usual approximation of the CRPS), and each level's coverage; here also each central interval's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,6 +58,7 @@ __all__ = [
     "mase_scale",
     "mase_scales",
     "mse",
+    "quantile_scores",
     "smape",
 ]
 
@@ -318,3 +324,46 @@ def forecast_baselines(windows: ArrayLike, horizon: int, period: int = 0) -> dic
         if period < lookback:  # the drift needs two seasons
             baselines["seasonal naive + drift"] = seasonal_baseline(values.T, horizon, period, drift=True).T
     return baselines
+
+
+def quantile_scores(levels: Sequence[float], quantiles: ArrayLike, target: ArrayLike) -> dict[str, Any]:
+    """Quantile forecasts [levels, ...] of the values `target` [...] (every window and step of a run at once, in the
+    file's units), scored as GluonTS' `gluonts.ev` scores them (awslabs/gluonts src/gluonts/ev/stats.py,
+    `quantile_loss` = 2 |(y - Q) ((Q >= y) - q)| and `coverage` = (y <= Q); metrics.py, `WeightedSumQuantileLoss` =
+    the sum of a level's quantile losses over the sum of |y|, and `MeanWeightedSumQuantileLoss`, GIFT-Eval's
+    "mean_weighted_sum_quantile_loss" = their mean over the levels):
+
+    * `wql`: the mean over the levels of sum 2 |(y - Q_q)(1[y <= Q_q] - q)| / sum |y|;
+    * `wql_by_level`, `coverage` ({"q0.1": ...}): each level's weighted quantile loss and share of y <= Q_q;
+    * `interval_coverage` ({"80%": ...}): for each level q < 0.5 given with 1 - q, the share of y inside
+      [Q_q, Q_1-q], the central (1 - 2q) interval.
+
+    NaN targets (and their quantiles) are left out; `wql` is None where every |y| is 0."""
+    found = np.asarray(quantiles, dtype=np.float64).reshape(len(levels), -1)
+    truth = np.asarray(target, dtype=np.float64).reshape(-1)
+    if found.shape[1] != truth.size:
+        raise ValueError(f"quantiles of {found.shape[1]} values per level, {truth.size} targets")
+    kept = ~np.isnan(truth)
+    found, truth = found[:, kept], truth[kept]
+    if truth.size == 0:
+        raise ValueError("no target value to score quantiles against")
+    weight = np.abs(truth).sum()
+    losses, covered = {}, {}
+    for level, values in zip(levels, found, strict=True):
+        name = f"q{level:g}"
+        loss = 2 * np.abs((truth - values) * ((values >= truth) - level)).sum()
+        losses[name] = float(loss / weight) if weight > 0 else None
+        covered[name] = float(np.mean(truth <= values))
+    intervals = {}
+    for low, values in zip(levels, found, strict=True):
+        if low < 0.5 and (high := _level_index(levels, 1 - low)) is not None:
+            inside = (values <= truth) & (truth <= found[high])
+            intervals[f"{round(100 * (1 - 2 * low), 6):g}%"] = float(np.mean(inside))
+    defined = [value for value in losses.values() if value is not None]
+    return {"wql": float(np.mean(defined)) if defined else None, "wql_by_level": losses, "coverage": covered,
+            "interval_coverage": intervals}
+
+
+def _level_index(levels: Sequence[float], level: float) -> int | None:
+    """The index of `level` among `levels` (equal to 1e-9: 1 - 0.9 is 0.09999999999999998), or None."""
+    return next((i for i, given in enumerate(levels) if abs(given - level) < 1e-9), None)

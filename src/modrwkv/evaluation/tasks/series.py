@@ -32,6 +32,13 @@ default for a .tsf file stating its @horizon) it runs the fixed-horizon protocol
 instead: one window per series, its last `horizon` steps (val: the `horizon` before them), MASE's period the one the
 archive gives the file's @frequency (`SEASONALITY`; else the model's season, else 1), and the mean MASE over
 series, the archive's headline, is the run's.
+
+With `quantiles` (`--quantiles 0.1,0.5,0.9`) `custom-series` also forecasts those quantiles of each window
+(`modrwkv.inference.intervals`: the point forecast plus the quantiles of the run's own forecaster's residuals on the
+windows of each series' history that end before the scored split's first target, the val and training rows, never a
+scored target), records them as "quantiles", and scores them in the file's units (`quantile_scores`: GluonTS' mean
+weighted quantile loss, `wql`, and each level's and central interval's coverage), beside repeat-last's intervals
+calibrated the same way on the same windows (`metrics.baselines`).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...constants import SERIES_HOLDOUTS
+from ...constants import DEFAULT_FORECAST_BATCH, SERIES_HOLDOUTS
 from ...data.readers.base import SERIES_FILES, DataError
 from ...data.readers.series import (
     DATE_COLUMN_NAMES,
@@ -55,6 +62,15 @@ from ...data.readers.series import (
     series_prompt_problem,
     series_prompt_template,
     series_user_turn,
+)
+from ...inference.intervals import (
+    Calibration,
+    calibrate,
+    check_levels,
+    level_name,
+    min_windows,
+    past_windows,
+    pipeline_forecaster,
 )
 from ..metrics import (
     apply_standard,
@@ -66,6 +82,7 @@ from ..metrics import (
     mase,
     mase_scales,
     mse,
+    quantile_scores,
     smape,
 )
 from ..metrics.series import mase_period
@@ -347,13 +364,21 @@ FILE.parquet / FILE.jsonl   (one series per row: its values in `target`, a list 
 FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a series per line,
             series_name:start_timestamp:1.5,2,?,4 with `?` a gap; the attributes are not read)"""
 
-    settings = (*_Forecasting.settings, "targets", "id_columns", "baselines", "holdout")
+    settings = (*_Forecasting.settings, "targets", "id_columns", "baselines", "holdout", "quantiles")
 
     def __init__(self, lookback: int = 96, horizon: int = 24, targets: Sequence[str] | None = None,
                  samples: int = 1, series_prompt: str | None = None, force_model: bool = False,
                  season: int | None = None, baselines: Mapping[str, float] | None = None,
-                 id_columns: Sequence[str] | None = None, holdout: Holdout = "ratio") -> None:
+                 id_columns: Sequence[str] | None = None, holdout: Holdout = "ratio",
+                 quantiles: Sequence[float] | None = None) -> None:
         super().__init__(lookback, horizon, samples, series_prompt, force_model, season)
+        # the quantile levels forecast beside each point forecast (`modrwkv.inference.intervals`); None: none
+        self.quantiles = check_levels(quantiles) if quantiles is not None else None
+        # set by `load`: each series' values (standardised) and the first step its scored split forecasts, whose
+        # history calibrates the intervals; the model's calibration, made at the first batch it forecasts
+        self._history: dict[str, np.ndarray] = {}
+        self._origins: dict[str, int] = {}
+        self._calibration: Calibration | None = None
         if holdout not in SERIES_HOLDOUTS:
             raise ValueError(f"holdout must be {' or '.join(SERIES_HOLDOUTS)}, got {holdout!r}")
         self.holdout = holdout
@@ -371,7 +396,7 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
         # numbers shown beside the model's change neither the samples nor their scores: not the run's identity
         # (nor id_columns unset and the 70/10/20 holdout, as runs from before they existed were made)
         return {k: v for k, v in super().options.items() if k != "baselines" and not (k == "id_columns" and v is None)
-                and not (k == "holdout" and v == "ratio")}
+                and not (k == "holdout" and v == "ratio") and not (k == "quantiles" and v is None)}
 
     @property
     def paper_note(self) -> str:  # type: ignore[override]
@@ -414,6 +439,20 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
             ends = [samples[i].meta["start"] + self.lookback for i in found]
             scales.update(zip(found, mase_scales(values, ends, period).tolist(), strict=True))
             units[label] = [float(mean[0]), float(std[0])]
+        self._history = {label: np.asarray(values, dtype=np.float64).reshape(-1)
+                         for label, (values, _) in series.items() if label in members}
+        self._origins = {label: min(samples[i].meta["start"] for i in found) + self.lookback
+                         for label, found in members.items()}
+        self._calibration = None
+        if self.quantiles:  # said before the model loads: `calibrate` would refuse it after the first batch
+            held = sum(len(past_windows(self._history[label], origin, self.lookback, self.horizon)[0])
+                       for label, origin in self._origins.items())
+            if held < min_windows(self.quantiles):
+                raise BenchmarkFileError(
+                    f"{data}: prediction intervals at levels {', '.join(f'{q:g}' for q in self.quantiles)} need at "
+                    f"least {min_windows(self.quantiles)} windows (look-back {self.lookback} + horizon "
+                    f"{self.horizon}) before the {split} split's targets, and its {len(self._origins)} series hold "
+                    f"{held}")
         return [
             EvalSample(f"{s.meta['series']}/{s.meta['start']}", self.prompt(),
                        {"channel": s.meta["series"], "start": s.meta["start"], "target": s.meta["target"],
@@ -424,6 +463,70 @@ FILE.tsf   (the Monash archive's: @attribute lines, @horizon, ..., @data, then a
                        series=list(s.series))
             for i, s in enumerate(samples)
         ]
+
+    def generate(self, pipeline: ModRWKVPipeline, samples: Sequence[EvalSample],
+                 max_new_tokens: int) -> list[dict[str, Any]]:
+        records = super().generate(pipeline, samples, max_new_tokens)
+        if self.quantiles:
+            if self._calibration is None:  # every series' at once: a series with too few windows takes the pooled
+                forecaster = pipeline_forecaster(pipeline, self.horizon, samples=self.samples,
+                                                 prompt=self.series_prompt, force_model=self.force_model)
+                self._calibration = self._calibrate(forecaster)
+            for record, sample in zip(records, samples, strict=True):
+                found = self._calibration.interval(sample.reference["channel"], np.asarray(record["forecast"]),
+                                                   sample.series[0])
+                record["quantiles"] = {level_name(q): values.tolist() for q, values in zip(self.quantiles, found)}
+                # calibrated on the pooled residuals of all series (its own history holds too few windows)
+                record["quantiles_pooled"] = sample.reference["channel"] in self._calibration.pooled
+        return records
+
+    def _calibrate(self, forecaster: Any, quiet: bool = False) -> Calibration:
+        """The residual quantiles of `forecaster` on each series' history before its scored split (`calibrate`)."""
+        assert self.quantiles
+        if not self._history:
+            raise ValueError("custom-series: intervals are calibrated on the series `load` read; load them first")
+        return calibrate(self._history, self._origins, self.lookback, self.horizon, self.quantiles, forecaster,
+                         batch_size=BASELINE_CHUNK if quiet else DEFAULT_FORECAST_BATCH, quiet=quiet)
+
+    def summarize(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        summary = super().summarize(records)
+        if self.quantiles:
+            if any("quantiles" not in r for r in records):
+                raise ValueError("a prediction has no 'quantiles' (written without --quantiles?); remove the run "
+                                 "folder to redo it")
+            found = np.array([[r["quantiles"][level_name(q)] for q in self.quantiles] for r in records])
+            summary.update(self._interval_scores(found, records))
+            summary["quantiles"]["pooled_windows"] = sum(bool(r.get("quantiles_pooled")) for r in records)
+        return summary
+
+    def computed_baselines(self, samples: Sequence[EvalSample]) -> dict[str, dict[str, float]]:
+        """`_Forecasting.computed_baselines`; with `quantiles`, repeat-last's intervals too, calibrated as the model's
+        are (`calibrate` on the same history, of repeat-last's residuals), scored as they are."""
+        found = super().computed_baselines(samples)
+        if self.quantiles and samples and "repeat-last" in found:
+            calibration = self._calibrate(lambda windows: forecast_baselines(windows, self.horizon)["repeat-last"],
+                                          quiet=True)
+            past = [np.asarray(s.series[0], dtype=np.float64).reshape(-1) for s in samples]
+            naive = forecast_baselines(np.stack(past), self.horizon)["repeat-last"]
+            intervals = np.stack([calibration.interval(s.reference["channel"], point, window)
+                                  for s, point, window in zip(samples, naive, past, strict=True)])
+            scores = self._interval_scores(intervals, [{"reference": s.reference} for s in samples])
+            found["repeat-last"].update({key: scores[key] for key in ("wql", "interval_coverage")})
+        return found
+
+    def _interval_scores(self, quantiles: np.ndarray, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """`quantile_scores` of windows' quantile forecasts [windows, levels, horizon] (standardised, as the records'
+        targets) in the file's units (each record's `unit`): `wql` beside MASE and sMAPE, the rest under
+        "quantiles"."""
+        assert self.quantiles
+        units = np.array([r["reference"]["unit"] for r in records], dtype=np.float64)  # [windows, (mean, std)]
+        target = np.array([r["reference"]["target"] for r in records], dtype=np.float64)
+        mean, std = units[:, 0, None], units[:, 1, None]
+        scaled = quantiles * std[:, None] + mean[:, None]
+        scores = quantile_scores(self.quantiles, np.moveaxis(scaled, 1, 0), target * std + mean)
+        return {"wql": scores.pop("wql"), "interval_coverage": scores.pop("interval_coverage"),
+                "quantiles": {"levels": list(self.quantiles), **scores}}
+
 
 def _scaled_errors(forecast: np.ndarray, reference: Mapping[str, Any]) -> dict[str, float | None]:
     """A custom-series window's MASE (None where its history is constant) and sMAPE (in the file's units, `unit`'s
