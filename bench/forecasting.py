@@ -8,7 +8,7 @@
         Bank fertility rates, yearly 1960-2011, one series per country, statsmodels' `fertility`, in
         the Monash archive's .tsf layout with its yearly horizon 6: `write_fertility_tsf`). All ship
         inside the packages: nothing is downloaded.
-    python bench/forecasting.py monash TSF [--season M] [--eval RUN_FOLDER ...]
+    python bench/forecasting.py monash TSF [--season M] [--eval RUN_FOLDER ...] [--quantiles 0.1,...,0.9]
         The Monash archive's fixed-horizon evaluation of one .tsf file, computed here from the
         archive's R code (rakshitha123/TSForecasting: experiments/fixed_horizon.R,
         utils/error_calculator.R), independently of modrwkv's reader and metrics: each series'
@@ -19,7 +19,10 @@
         as statsmodels fits them on each training part: SES, Theta (Hyndman & Billah, deseasonalised
         when m > 1), ETS (chosen by AICc, as R's forecast::ets chooses). With --eval, the same two
         numbers of a finished `modrwkv eval --task custom-series --holdout last` run, recomputed from
-        its predictions.jsonl, beside those its summary.json states.
+        its predictions.jsonl, beside those its summary.json states. With --quantiles, a second table: the mean
+        weighted quantile loss (GluonTS', written here as the pinball loss) and each central interval's coverage of
+        ETS's prediction intervals (statsmodels' get_prediction of the AICc-chosen model) and of the --eval runs'
+        quantiles (`modrwkv eval --quantiles`), recomputed from their predictions, on the test windows.
     python bench/forecasting.py report --eval RUN_FOLDER --period M [--plot PNG]
         Reads a finished `modrwkv eval --task custom-series` run, rebuilds its test windows, and
         prints the model's MSE / MAE beside five baselines on exactly those windows (standardised
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -68,7 +72,7 @@ ARCHIVE_SEASONALITY = {"4_seconds": 7889400, "minutely": 525960, "10_minutes": 5
                        "yearly": 1}
 # The packages each command imports beyond modrwkv's own (the `forecast-demo` extra).
 NEEDS = {"export": ("statsmodels", "pmdarima", "pandas"), "baselines": ("sklearn",), "plot": ("matplotlib",),
-         "monash": ("statsmodels",)}
+         "monash": ("statsmodels", "pandas")}
 
 
 def missing_packages(command: str) -> str | None:
@@ -223,10 +227,40 @@ def theta_forecast(training: np.ndarray, horizon: int, period: int) -> np.ndarra
 
 
 def ets_forecast(training: np.ndarray, horizon: int, period: int) -> np.ndarray:
+    """forecast::ets's point forecast (`ets_fit`); naive where no model fits."""
+    best = ets_fit(training, period)
+    return np.asarray(best.forecast(horizon)) if best is not None else naive_forecast(training, horizon)
+
+
+def ets_quantiles(training: np.ndarray, horizon: int, period: int, levels: list[float]) -> np.ndarray:
+    """[levels, horizon]: the AICc-chosen ETS model's (`ets_fit`) predictive quantiles, as statsmodels'
+    `ETSResults.get_prediction` gives them: level q is the lower end of its central 1 - 2q interval (`pred_int`,
+    alpha 2q) below 0.5 and the upper end of the 2q - 1 one above (0.5: alpha 1, the middle): normal quantiles of the
+    exact forecast variance for the additive models (ANN, AAN, AAdN), empirical ones of 1000 simulated paths
+    (seeded: np.random.default_rng(0)) for the multiplicative. Where no model fits: the naive forecast at every
+    level."""
+    import pandas as pd
+
+    # (fitted on a pandas Series: statsmodels 0.14-0.15's get_prediction reads the forecast's index, which an array's
+    # fit has not; the fit is the array's)
+    best = ets_fit(pd.Series(training), period)
+    if best is None:
+        return np.tile(naive_forecast(training, horizon), (len(levels), 1))
+    n = len(training)
+    seed = "rng" if "rng" in inspect.signature(best.simulate).parameters else "random_state"  # (0.15's; 0.14's)
+    prediction = best.get_prediction(start=n, end=n + horizon - 1, **{seed: np.random.default_rng(0)})
+    found = []
+    for level in levels:
+        lower, upper = np.asarray(prediction.pred_int(alpha=2 * min(level, 1 - level))).T
+        found.append(lower if level <= 0.5 else upper)
+    return np.array(found)
+
+
+def ets_fit(training: np.ndarray, period: int):
     """forecast::ets's default: every error x trend x season model it allows (additive or multiplicative error and
     season; no, additive or additive damped trend; multiplicative ones only for a positive series; no multiplicative
     season with an additive error; a season only when the period exceeds 1 and the series holds two periods), each
-    fitted by maximum likelihood, the lowest AICc kept."""
+    fitted by maximum likelihood, the lowest AICc kept (None where none fits)."""
     import warnings
 
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -250,7 +284,24 @@ def ets_forecast(training: np.ndarray, horizon: int, period: int) -> np.ndarray:
                         continue
                 if np.isfinite(fit.aicc) and fit.aicc < best_aicc:
                     best, best_aicc = fit, fit.aicc
-    return np.asarray(best.forecast(horizon)) if best is not None else naive_forecast(training, horizon)
+    return best
+
+
+def weighted_quantile_loss(quantiles: np.ndarray, truth: np.ndarray, levels: list[float]) -> float:
+    """GluonTS' mean weighted quantile loss (gluonts.ev: MeanWeightedSumQuantileLoss), written here from its
+    definition as the pinball loss: the mean over the levels q of 2 sum max(q (y - Q), (q - 1)(y - Q)) / sum |y|, the
+    sums over every series and step; `quantiles` [levels, ...] beside `truth` [...]."""
+    error = truth[None] - quantiles
+    level = np.asarray(levels).reshape(-1, *([1] * truth.ndim))
+    pinball = np.maximum(level * error, (level - 1) * error)
+    return float(np.mean(2 * pinball.reshape(len(levels), -1).sum(axis=1) / np.abs(truth).sum()))
+
+
+def interval_coverage(quantiles: np.ndarray, truth: np.ndarray, levels: list[float], low: float) -> float:
+    """The share of `truth` inside [Q_low, Q_(1 - low)] (`quantiles` [levels, ...])."""
+    lower = quantiles[levels.index(low)]
+    upper = quantiles[min(range(len(levels)), key=lambda i: abs(levels[i] - (1 - low)))]
+    return float(np.mean((lower <= truth) & (truth <= upper)))
 
 
 def archive_parts(values: np.ndarray, horizon: int, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +363,51 @@ def run_scores(run: Path, series: dict[str, np.ndarray], horizon: int, period: i
     return (float(np.mean(mase_values)), float(np.mean(smape_values))), summary["metrics"]
 
 
-def monash(path: Path, season: int | None, runs: list[Path]) -> None:
+def interval_table(series: dict[str, np.ndarray], horizon: int, period: int, levels: list[float],
+                   runs: list[Path]) -> None:
+    """Mean weighted quantile loss and the central intervals' coverage on the test windows: ETS's (`ets_quantiles`,
+    fitted on each training part) and those of finished `modrwkv eval --quantiles` runs, recomputed from their
+    predictions (each record's quantiles x std + mean of its `unit`) beside their summary.json's."""
+    lows = [q for q in levels if q < 0.5 and any(abs(other - (1 - q)) < 1e-9 for other in levels)]
+    names = [f"{round(100 * (1 - 2 * q)):g}%" for q in lows]
+    print("| forecast | mean WQL | " + " | ".join(f"{name} coverage" for name in names)
+          + " | point forecast alone: ND | summary.json WQL | summary.json " + ", ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names) + "---:|---:|---:|")
+    truth = np.stack([archive_parts(values, horizon, "test")[1] for values in series.values()])
+
+    def alone(point: np.ndarray) -> str:
+        """A point forecast as every quantile: its mean WQL over levels symmetric about 0.5 is sum |y - f| / sum |y|,
+        the normalised deviation (ND), what the intervals are to improve on."""
+        return f"{np.abs(truth - point).sum() / np.abs(truth).sum():.4f}"
+
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        found, points = {}, {}
+        for line in (run / "predictions.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            named = re.search(r"series_name (['\"])(.*?)\1", record["reference"]["channel"])
+            mean, std = record["reference"]["unit"]
+            found[named.group(2)] = np.array([record["quantiles"][f"q{q:g}"] for q in levels]) * std + mean
+            points[named.group(2)] = np.asarray(record["forecast"]) * std + mean
+        if set(found) != set(series) or summary["split"] != "test":
+            raise SystemExit(f"{run}: a test run over every series of this file is needed (its split: "
+                             f"{summary['split']}, {len(found)} of {len(series)} series)")
+        quantiles = np.stack([found[name] for name in series], axis=1)  # [levels, series, horizon]
+        stated = summary["metrics"]
+        print(f"| {MODEL} ({run.name}) | {weighted_quantile_loss(quantiles, truth, levels):.4f} | "
+              + " | ".join(f"{interval_coverage(quantiles, truth, levels, q):.3f}" for q in lows)
+              + f" | {alone(np.stack([points[name] for name in series]))} | {stated['wql']:.4f} | "
+              + ", ".join(f"{stated['interval_coverage'][n]:.3f}" for n in names) + " |")
+    quantiles = np.stack([ets_quantiles(archive_parts(values, horizon, "test")[0], horizon, period, levels)
+                          for values in series.values()], axis=1)
+    point = np.stack([ets_forecast(archive_parts(values, horizon, "test")[0], horizon, period)
+                      for values in series.values()])
+    print(f"| ETS (AICc-chosen), statsmodels' intervals | {weighted_quantile_loss(quantiles, truth, levels):.4f} | "
+          + " | ".join(f"{interval_coverage(quantiles, truth, levels, q):.3f}" for q in lows)
+          + f" | {alone(point)} | | |")
+
+
+def monash(path: Path, season: int | None, runs: list[Path], levels: list[float] | None = None) -> None:
     series, frequency, horizon = read_tsf(path)
     if horizon is None:
         raise SystemExit(f"{path}: no @horizon line; the archive's protocol needs the file's forecast horizon")
@@ -327,6 +422,9 @@ def monash(path: Path, season: int | None, runs: list[Path]) -> None:
               f"{stated.get('mase', float('nan')):.4f} | {stated.get('smape', float('nan')):.4f} |")
     for model, (mase_value, smape_value) in archive_table(series, horizon, period).items():
         print(f"| {model} | {mase_value:.4f} | {smape_value:.4f} | | |")
+    if levels:
+        print()
+        interval_table(series, horizon, period, levels, runs)
 
 
 def report(run: Path, period: int, plot: Path | None) -> None:
@@ -460,6 +558,17 @@ def draw(path: Path, windows: np.ndarray, truth: np.ndarray, forecasts: dict[str
     print(f"plot written to {path}")
 
 
+def levels_option(text: str) -> list[float]:
+    """argparse type: quantile levels "0.1,0.5,0.9", each between 0 and 1."""
+    try:
+        levels = sorted(float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not all(0 < level < 1 for level in levels):
+        raise argparse.ArgumentTypeError(f"quantile levels lie between 0 and 1, got {text!r}")
+    return levels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -482,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     monash_parser.add_argument("--eval", action="append", default=[], type=Path,
                                help="a finished `modrwkv eval --task custom-series --holdout last` run on this file "
                                     "(repeatable)")
+    monash_parser.add_argument("--quantiles", type=levels_option, metavar="Q,Q,...",
+                               help="also score quantile forecasts at these levels (e.g. 0.1,...,0.9): ETS's "
+                                    "prediction intervals and the --eval runs' (made with the same --quantiles)")
     args = parser.parse_args(argv)
     for command in (args.command, "plot" if getattr(args, "plot", None) is not None else None):
         problem = missing_packages(command) if command in NEEDS else None
@@ -496,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "monash":
         if args.season is not None and args.season < 1:
             parser.error(f"--season must be a positive number of steps, got {args.season}")
-        monash(args.tsf, args.season, args.eval)
+        monash(args.tsf, args.season, args.eval, args.quantiles)
     else:
         report(args.eval, args.period, args.plot)
     return 0
