@@ -400,6 +400,6 @@ def test_a_file_without_iso_dates_keeps_the_csv_without_timestamps(tmp_path, cap
     assert out == plain_out
     assert [record.getMessage() for record in caplog.records if "not dated" in record.getMessage()] == [
         f"{other}: its steps are not dated: the date column 'date' holds '1/1/2024' (line 2), which is no ISO date "
-        "(2024-01-31, 2024-01-31 06:00:00, with a zone or not), pandas Period of a month or quarter (2024-01, 2024Q1) nor date "
-        "of numbers whose day and month order the column tells (31/01/2024, 1/31/2024; 01/02/2024 in every row of a "
-        "few could be either): modrwkv forecast writes no timestamp"]
+        "(2024-01-31, 2024-01-31 06:00:00, with a zone or not), pandas Period of a month or quarter (2024-01, "
+        "2024Q1) nor date of numbers whose day and month order the column tells (31/01/2024, 1/31/2024; 01/02/2024 "
+        "in every row of a few could be either): modrwkv forecast writes no timestamp"]

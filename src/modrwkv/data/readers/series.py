@@ -615,10 +615,10 @@ class TimeSeriesReader(Reader):
             undated = next((item.undated for item in series if item.undated), None)
             if undated:
                 logger.warning("%s: its steps are not dated: %s, which is no ISO date (2024-01-31, 2024-01-31 "
-                               "06:00:00, with a zone or not), pandas Period of a month or quarter (2024-01, 2024Q1) nor date of "
-                               "numbers whose day and month order the column tells (31/01/2024, 1/31/2024; 01/02/2024 "
-                               "in every row of a few could be either): modrwkv forecast writes no timestamp", path,
-                               undated)
+                               "06:00:00, with a zone or not), pandas Period of a month or quarter (2024-01, 2024Q1) "
+                               "nor date of numbers whose day and month order the column tells (31/01/2024, "
+                               "1/31/2024; 01/02/2024 in every row of a few could be either): modrwkv forecast writes "
+                               "no timestamp", path, undated)
             if unstated:
                 logger.warning("%s: %d series have a start but no frequency (the file states none: a 'freq' field, "
                                "or GluonTS' metadata.json beside a JSON Lines file): left undated; give their pandas "
@@ -1172,9 +1172,10 @@ def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[fl
 
 
 def _row_dates(header: list[str], rows: list[list[str]], dated: list[int]) -> RowDates | None:
-    """Each row's date: the first of the date columns `dated` (`_date_columns`) whose cells are all ISO dates
-    (2016-07-01, or with a time, 2016-07-01 00:00:00) or pandas Periods of months or quarters (1950-01, 1965Q1;
-    `seriesdates.parse_date_cells`), else a year column's numbers (`_numbered_periods`); None without one."""
+    """Each row's date: the first of the date columns `dated` (`_date_columns`) whose cells are all dates as
+    `seriesdates.parse_date_cells` reads them (ISO dates, with a time or a zone or not; pandas Periods of months or
+    quarters; dates of numbers in the order the column tells), else a year column's numbers (`_numbered_periods`);
+    None without one."""
     for index in dated:
         dates = parse_date_cells([row[index].strip() for row in rows])
         if dates is not None:
