@@ -1839,7 +1839,8 @@ def _verify_image(item: str | bytes, source: str) -> None:
             image.load()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:  # ImageTooLarge is a ValueError
         # a file is named (which of a record's images), unless the record is that file (a class folder's image)
-        named = f" {describe(item)}" if isinstance(item, str) and os.path.abspath(source) != os.path.abspath(item) else ""
+        record_is_file = isinstance(item, str) and os.path.abspath(source) == os.path.abspath(item)
+        named = f" {describe(item)}" if isinstance(item, str) and not record_is_file else ""
         raise DataError(source, "unreadable_media",
                         f"image{named} does not decode: {decoder_message(err, 'the image')}") from None
 

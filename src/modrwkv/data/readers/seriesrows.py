@@ -324,7 +324,8 @@ def stated_forecast(path: Path) -> StatedForecast | None:
     horizon = metadata.get("prediction_length")
     horizon = horizon if isinstance(horizon, int) and not isinstance(horizon, bool) and horizon >= 1 else None
     frequency = metadata.get(FREQ) if isinstance(metadata.get(FREQ), str) else None
-    return StatedForecast(horizon, frequency, "gluonts", f"the prediction_length of {path.name}'s GluonTS metadata.json")
+    return StatedForecast(horizon, frequency, "gluonts",
+                          f"the prediction_length of {path.name}'s GluonTS metadata.json")
 
 
 def _table_starts(path: Path, frequency: str | None) -> list[tuple[np.datetime64, str | None] | None] | None:
