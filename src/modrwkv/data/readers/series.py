@@ -740,8 +740,9 @@ class TimeSeriesReader(Reader):
         if steps:
             return self._row_series(path, header, rows, lines, steps)
         ids = self._csv_id_columns(path, header)
+        dated = _date_columns(header, rows)
         if not ids:
-            _refuse_stacked(path, header, rows, lines)
+            _refuse_stacked(path, header, rows, lines, dated)
         # (of a long-format file, neither the ids nor a row counter are series)
         skip = {*ids, ROW_COUNTER} if ids else set()
         names = self.columns if self.columns is not None else _numeric_columns(path, header, rows, lines, skip)
@@ -766,12 +767,11 @@ class TimeSeriesReader(Reader):
                         f"{path}:{line}", "unreadable_file", f"column {name!r}: {row[index]!r} is not a number"
                     )
                 table[i, j] = value
+        dates = _row_dates(header, rows, dated)
         if ids:
             if self.columns is None:
-                _warn_unread_text(path, header, rows, names, ids)
-            return self._long_series(path, header, rows, lines, ids, list(names), table)
-        dated = _date_columns(header, rows)
-        dates = _row_dates(header, rows, dated)
+                _warn_unread_text(path, header, names, ids, dated)
+            return self._long_series(path, header, rows, lines, ids, list(names), table, dated, dates)
         if dates is not None:
             _warn_date_steps(path, [(", ".join(names), dates, lines)])
         undated = _undated_note(header, rows, lines, dated) if dates is None else None
@@ -874,9 +874,10 @@ class TimeSeriesReader(Reader):
         return found
 
     def _long_series(self, path: Path, header: list[str], rows: list[list[str]], lines: list[str], ids: list[str],
-                     names: list[str], table: np.ndarray) -> list[_Series]:
+                     names: list[str], table: np.ndarray, dated: list[int], dates: RowDates | None) -> list[_Series]:
         """The series of a long-format CSV: its rows grouped by their `ids` (groups in order of first appearance),
-        each group's rows in time order (`_time_order`), each a series row's `_Series` (its own split borders)."""
+        each group's rows in time order (`_time_order`), each a series row's `_Series` (its own split borders);
+        `dated`, its date columns (`_date_columns`), and `dates`, its rows' dates (`_row_dates`)."""
         named = [name.strip() for name in header]
         positions = [named.index(name) for name in ids]
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -886,9 +887,7 @@ class TimeSeriesReader(Reader):
                 raise DataError(f"{path}:{lines[k]}", "unreadable_file", f"the id column {ids[key.index('')]!r} is "
                                 "empty: each row of a long-format file names its series")
             groups.setdefault(key, []).append(k)
-        order = _time_order(header, rows)
-        dated = _date_columns(header, rows)
-        dates = _row_dates(header, rows, dated)
+        order = _time_order(header, rows, dated, dates)
         undated = _undated_note(header, rows, lines, dated) if dates is None else None
         series = []
         skipping: list[tuple[str, RowDates, list[str]]] = []
@@ -1150,13 +1149,12 @@ def _date_columns(header: list[str], rows: list[list[str]]) -> list[int]:
     return [] if len(cyclic) == len(dated) else dated
 
 
-def _time_order(header: list[str], rows: list[list[str]]) -> list[str] | list[float] | None:
-    """Each row's time, to order a long-format file's groups by: the dates `_row_dates` reads (in seconds; times with
-    a zone in UTC), else the first date column whose cells are all ISO 8601 dates (as text: fractions of a second),
-    else the first of numbers (Nixtla's integer `ds`; not a cycle's position, `_date_columns`); None (the file's
-    order) without any."""
-    dated = _date_columns(header, rows)
-    dates = _row_dates(header, rows, dated)
+def _time_order(header: list[str], rows: list[list[str]], dated: list[int], dates: RowDates | None,
+                ) -> list[str] | list[float] | None:
+    """Each row's time, to order a long-format file's groups by: its `dates` (`_row_dates`, in seconds; times with a
+    zone in UTC), else the first of its date columns `dated` (`_date_columns`) whose cells are all ISO 8601 dates (as
+    text: fractions of a second), else the first of numbers (Nixtla's integer `ds`; not a cycle's position); None
+    (the file's order) without any."""
     if dates is not None:
         return dates.dates.astype(np.int64).astype(float).tolist()
     for index in dated:
@@ -1208,7 +1206,7 @@ def _whole_numbers(rows: list[list[str]], index: int | None, low: int, high: int
     None otherwise (or without the column)."""
     if index is None or not rows:
         return None
-    values = np.array([_to_float(row[index]) if row[index].strip() else None for row in rows], dtype=float)
+    values = np.array([_to_float(row[index]) for row in rows], dtype=float)  # (None, no number: NaN, as a gap)
     if np.isnan(values).any() or (values != np.round(values)).any() or (values < low).any() or (values > high).any():
         return None
     return values.astype(np.int64)
@@ -1253,10 +1251,10 @@ def _date_text(header: list[str], dated: list[int], row: list[str]) -> tuple[str
     return (f"the date column{'s' if len(dated) > 1 else ''} {names}", ", ".join(row[i].strip() for i in dated))
 
 
-def _refuse_stacked(path: Path, header: list[str], rows: list[list[str]], lines: list[str]) -> None:
-    """A DataError when the dates of a CSV read without id columns repeat: its rows are several series one under
-    another (long format), which read column by column would interleave them into one series of jumps."""
-    dated = _date_columns(header, rows)
+def _refuse_stacked(path: Path, header: list[str], rows: list[list[str]], lines: list[str], dated: list[int]) -> None:
+    """A DataError when the dates (of the date columns `dated`, `_date_columns`) of a CSV read without id columns
+    repeat: its rows are several series one under another (long format), which read column by column would
+    interleave them into one series of jumps."""
     repeat = _repeated_date(rows, range(len(rows)), dated)
     if repeat is None:
         return
@@ -1320,14 +1318,12 @@ def _warn_date_steps(path: Path, dated: Sequence[tuple[str, RowDates, list[str]]
                    skip.gaps, *skip.around, _two_places(where[skip.first], where[skip.first + 1]))
 
 
-def _warn_unread_text(path: Path, header: list[str], rows: list[list[str]], names: Sequence[str],
-                      ids: list[str]) -> None:
+def _warn_unread_text(path: Path, header: list[str], names: Sequence[str], ids: list[str], dated: list[int]) -> None:
     """Warns of the columns of a long-format CSV that are read neither as ids, dates nor values: usually a column
     telling its series apart that `id_columns` misses."""
-    dated = set(_date_columns(header, rows)) | {i for i, name in enumerate(header)
-                                                if name.strip().lower() in DATE_COLUMN_NAMES}
     unread = [name.strip() for i, name in enumerate(header) if name.strip() and name not in names
-              and name.strip() not in ids and i not in dated and name.strip() != ROW_COUNTER]
+              and name.strip() not in ids and i not in dated and name.strip().lower() not in DATE_COLUMN_NAMES
+              and name.strip() != ROW_COUNTER]
     if unread:
         logger.warning("%s: the non-numeric column(s) %s are read as no series; if one tells the series apart, add it "
                        "to id_columns (now %s)", path, ", ".join(map(repr, unread)), ", ".join(ids))
