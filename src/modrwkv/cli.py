@@ -1108,8 +1108,8 @@ def _quantile_levels(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-QUANTILES_HELP = ("forecast these quantiles too, e.g. 0.1,0.5,0.9 (0.1 and 0.9: the 80%% interval; levels {low} to "
-                  "{high}): the point forecast plus the quantiles of the same forecaster's errors on the windows of "
+QUANTILES_HELP = ("forecast these quantiles too, e.g. 0.1,0.5,0.9 (0.1 and 0.9: the 80%% interval; levels 0.01 to "
+                  "0.99): the point forecast plus the quantiles of the same forecaster's errors on the windows of "
                   "each series' history before what is forecast (docs/forecasting.md, prediction intervals)")
 
 
@@ -1292,7 +1292,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="forecasting tasks: ask with this prompt template ({horizon}, {channels}) instead of the one "
                    "the model was trained with, which its folder records (docs/forecasting.md)")
     p.add_argument("--quantiles", type=_quantile_levels, metavar="Q,Q,...",
-                   help="custom-series: " + QUANTILES_HELP.format(low=0.01, high=0.99) + "; scored by mean weighted "
+                   help="custom-series: " + QUANTILES_HELP + "; scored by mean weighted "
                    "quantile loss (GluonTS') and coverage, beside repeat-last's intervals made the same way")
     p.add_argument("--season", type=int, metavar="N",
                    help="forecasting tasks: the period of the seasonal-naive baselines shown beside the model's "
@@ -1734,7 +1734,7 @@ def _add_forecast(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_at_least(1), default=DEFAULT_FORECAST_BATCH, metavar="B",
                    help=f"windows decoded together (default {DEFAULT_FORECAST_BATCH})")
     p.add_argument("--quantiles", type=_quantile_levels, metavar="Q,Q,...",
-                   help=QUANTILES_HELP.format(low=0.01, high=0.99) + ": a column q0.1, ... each, after forecast; "
+                   help=QUANTILES_HELP + ": a column q0.1, ... each, after forecast; "
                    "costs up to 100 more forecasts per series")
     p.add_argument("--freq", type=_offset_alias, metavar="ALIAS",
                    help="the pandas offset alias (h, D, W-SUN, ME, MS, QE-DEC, YE-DEC, 15min, ...) the steps of series "

@@ -158,8 +158,9 @@ class TrainingWindows:
     starts: np.ndarray  # [n]: the windows' first rows
     runs: list[np.ndarray]  # each series' rows, in order
     weights: np.ndarray  # [n]: each row's sample's weight (1 without)
-    histories: list[np.ndarray]  # each series' values (series units) from its first window's first row, NaN unknown
     files: list[str]  # each series' file, as its samples name it
+    # each series' values (series units) from its first window's first row, NaN unknown (`with_histories`; else [])
+    histories: list[np.ndarray]
 
     def mase_weights(self, period_of: Callable[[str], int]) -> np.ndarray:
         """Each row's 1 / scale^2, its series' MASE scale (`mase_scale` of the values its windows cover, of its file's
@@ -168,6 +169,8 @@ class TrainingWindows:
         weighs as the median series does (1 where none has a scale)."""
         from ..evaluation.metrics.series import mase_scale  # (evaluation imports the readers)
 
+        if len(self.histories) != len(self.runs):
+            raise ValueError("MASE weights need the series' histories: cut the windows with_histories")
         periods = {file: period_of(file) for file in dict.fromkeys(self.files)}
         scales = np.array([mase_scale(values, periods[file]) for values, file in zip(self.histories, self.files,
                                                                                       strict=True)])
@@ -182,10 +185,11 @@ class TrainingWindows:
 
 
 def training_windows(samples: Sequence[Sample], season: int, drift: bool, weights: Sequence[float] | None = None,
-                     ) -> TrainingWindows:
+                     with_histories: bool = True) -> TrainingWindows:
     """The `TrainingWindows` of a time-series reader's samples (in the order it cuts them, without a linear
     baseline), `weights` one per sample (None: 1 each); the target less the seasonal baseline of `season` (with
-    `drift`), none when 0."""
+    `drift`), none when 0; `with_histories`, each series' values too (`mase_weights` needs them; a copy of every
+    window, which a fit without MASE weights leaves out)."""
     past, target, scales, starts, runs, row_weights, pieces, files = [], [], [], [], [], [], [], []
     previous: tuple | None = None
     for sample, weight in zip(samples, np.ones(len(samples)) if weights is None else weights, strict=True):
@@ -206,8 +210,9 @@ def training_windows(samples: Sequence[Sample], season: int, drift: bool, weight
         else:
             for c in range(window.shape[1]):
                 runs[-window.shape[1] + c].append(len(past) + c)
-        for c, column in enumerate(np.concatenate([window, future]).T):
-            pieces[-window.shape[1] + c].append((start, column))
+        if with_histories:
+            for c, column in enumerate(np.concatenate([window, future]).T):
+                pieces[-window.shape[1] + c].append((start, column))
         previous = (key, start)
         starts.extend([start] * window.shape[1])
         past.extend(z.T)
@@ -217,8 +222,8 @@ def training_windows(samples: Sequence[Sample], season: int, drift: bool, weight
     if not past:
         raise LinearBaselineError("no training windows to fit the linear baseline on")
     return TrainingWindows(np.stack(past), np.stack(target), np.asarray(scales), np.asarray(starts),
-                           [np.asarray(run) for run in runs], np.asarray(row_weights, dtype=np.float64),
-                           [_history(run) for run in pieces], files)
+                           [np.asarray(run) for run in runs], np.asarray(row_weights, dtype=np.float64), files,
+                           [_history(run) for run in pieces if run])
 
 
 def _history(pieces: list[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -277,7 +282,7 @@ def fit_linear_baseline(samples: Sequence[Sample], season: int = 0, drift: bool 
         weights = [w for w in weights if w > 0]
         # alike: the unweighted fit, bit for bit (a mean of equal values may round: 1 would not be exact)
         weights = None if len(set(weights)) <= 1 else weights
-    windows = training_windows(samples, season, drift, weights)
+    windows = training_windows(samples, season, drift, weights, with_histories=mase_period is not None)
     z, y, starts, runs = windows.past, windows.target, windows.starts, windows.runs
     # the windows an epoch holds (channels counted apart)
     total = None if weights is None else float(windows.weights.sum())

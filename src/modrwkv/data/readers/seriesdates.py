@@ -54,7 +54,7 @@ _START = re.compile(r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})(?:[ 
 _WEEK_PERIOD = re.compile(r"(?P<first>\d{4}-\d{2}-\d{2})/(?P<last>\d{4}-\d{2}-\d{2})")
 # A pandas offset alias: a multiple, a name and an anchor ("15min", "W-SUN", "QE-DEC"), in pandas' names since 2.2
 # and before ("H", "T", "S", "M", "Q-DEC", "A-DEC"; what the hub's data sets were written with)
-_OFFSET_ALIAS = re.compile(r"(?P<count>\d*)(?P<name>[A-Za-z]+)(?:-(?P<anchor>[A-Za-z]{3}))?")
+OFFSET_ALIAS = re.compile(r"(?P<count>\d*)(?P<name>[A-Za-z]+)(?:-(?P<anchor>[A-Za-z]{3}))?")
 _TICKS = {"s": 1, "min": 60, "t": 60, "h": 3600, "d": 86400}  # seconds; pandas reads these in any case ("Min", "d")
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -319,7 +319,7 @@ def pandas_frequency(alias: str) -> Frequency | None:
     weeks ("W", "W-SUN"), month ends and starts ("ME"/"M", "MS"), quarters' and years' ("QE-DEC"/"Q-DEC"/"Q", "QS",
     "YE-DEC"/"A-DEC"/"Y", "YS"/"AS"), with a multiple ("15min", "5T", "2h"). None for one that is no regular
     interval (business days "B", "BME", semi-months "SM", milliseconds) or not an alias."""
-    match = _OFFSET_ALIAS.fullmatch(alias.strip())
+    match = OFFSET_ALIAS.fullmatch(alias.strip())
     if match is None or (match["count"] and int(match["count"]) < 1):
         return None
     count, name, anchor = int(match["count"] or 1), match["name"], (match["anchor"] or "").upper()

@@ -32,7 +32,6 @@ usual approximation of the CRPS), and each level's coverage; here also each cent
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ...data.readers.series import seasonal_baseline
+from ...data.readers.seriesdates import OFFSET_ALIAS
 
 __all__ = [
     "SEASONALITY",
@@ -73,7 +73,6 @@ SEASONALITY = {"4_seconds": 21600, "minutely": 1440, "10_minutes": 144, "15_minu
                "hourly": 24, "daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4, "yearly": 1}
 # GluonTS' (gluonts.time_feature.seasonality.DEFAULT_SEASONALITIES, pandas' older and newer names of minutes and hours)
 _GLUONTS_SEASONALITIES = {"T": 1440, "MIN": 1440, "H": 24, "D": 1, "W": 1, "M": 12, "B": 5, "Q": 4}
-_OFFSET_ALIAS = re.compile(r"(?P<count>\d*)(?P<name>[A-Za-z]+)(?:-[A-Za-z]+)?")  # 15min, W-SUN, QE-DEC
 _SUB_SECOND = frozenset({"ms", "us", "ns", "L", "U", "N"})
 
 
@@ -198,7 +197,7 @@ def gluonts_seasonality(frequency: str) -> int:
     get_seasonality`): minutes 1440, hours 24, days 1, weeks 1, months 12, business days 5, quarters 4, any other 1
     (a start's or an end's alias as its base: "MS", "QE-DEC"), divided by the alias' multiple where it divides it
     ("2H": 12, "5min": 288; "7H": 1)."""
-    match = _OFFSET_ALIAS.fullmatch(frequency.strip())
+    match = OFFSET_ALIAS.fullmatch(frequency.strip())  # 15min, W-SUN, QE-DEC
     if match is None:
         return 1
     name = match["name"]
